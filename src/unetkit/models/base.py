@@ -1,0 +1,209 @@
+"""What every unetkit model shares: output convention, active-parameter counts, size arithmetic."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from . import layers
+
+OUTPUT_MODES = ("logits", "all")
+Size = Union[int, Sequence[int]]
+
+
+class ModelOutput(NamedTuple):
+    """Everything a model can supervise, returned when ``model.outputs == "all"``.
+
+    Attributes:
+        logits: (B, num_classes, *spatial) main output (never CGM-gated).
+        aux: deep-supervision logits, next-deeper level first (empty when deep supervision is
+            off). U-Net's are at their level's resolution; UNet 3+'s and UNet++'s at full size.
+        cls_logits: (B, 2) classification-guided-module logits (absent, present), or ``None``.
+    """
+
+    logits: torch.Tensor
+    aux: list[torch.Tensor]
+    cls_logits: Optional[torch.Tensor]
+
+
+def resolve_features(features: Optional[Sequence[int]], base_features: int, depth: Optional[int],
+                     feature_scale: float) -> list[int]:
+    """Per-stage widths from an explicit list, or ``base_features · 2**i / feature_scale``.
+
+    ``depth`` is the number of down-samplings (the stage count minus one).
+    """
+    if features is not None:
+        features = [int(f) for f in features]
+        if depth is not None and depth != len(features) - 1:
+            raise ConfigError(f"depth={depth} contradicts features={features} ({len(features) - 1} down-samplings)")
+        return features
+    depth = 4 if depth is None else int(depth)
+    if depth < 1:
+        raise ConfigError(f"depth must be ≥ 1, got {depth}")
+    if feature_scale <= 0:
+        raise ConfigError(f"feature_scale must be > 0, got {feature_scale}")
+    feats = [int(base_features * 2**i / feature_scale) for i in range(depth + 1)]
+    if feats[0] < 1:
+        raise ConfigError(f"base_features={base_features} / feature_scale={feature_scale} leaves no channels")
+    return feats
+
+
+class SegmentationModel(nn.Module):
+    """Base class: logits out, explicit output flag, heads that are always built.
+
+    Subclasses build ``self.encoder`` and implement :meth:`forward_all`, :meth:`inactive_modules`
+    and :meth:`_axis_output_size`.
+
+    Flags (plain attributes, change them at any time; ``self.training`` never changes outputs):
+        outputs: ``"logits"`` → ``forward`` returns the main logits tensor (gated by the CGM when
+            ``cgm`` is on); ``"all"`` → a :class:`ModelOutput` with every supervised output.
+        deep_supervision: compute the auxiliary outputs (in ``"all"`` mode).
+        cgm: use the classification-guided module (UNet 3+ only).
+    """
+
+    arch_name = "model"
+
+    def __init__(self, spatial_dims: int, in_channels: int, num_classes: int, deep_supervision: bool,
+                 outputs: Optional[str], cgm: bool = False):
+        super().__init__()
+        layers.check_spatial_dims(spatial_dims)
+        if num_classes < 1:
+            raise ConfigError(f"num_classes must be ≥ 1 (1 = one sigmoid channel, ≥ 2 = softmax), got {num_classes}")
+        self.spatial_dims = spatial_dims
+        self.in_channels = in_channels
+        self.num_classes = num_classes
+        self.deep_supervision = bool(deep_supervision)
+        self.cgm = bool(cgm)
+        self.outputs = outputs if outputs is not None else ("all" if (deep_supervision or cgm) else "logits")
+        self.init_kwargs: dict = {}
+        self.preset: Optional[str] = None  # registry name, set by create_model
+
+    # -- outputs ---------------------------------------------------------------------------
+    @property
+    def outputs(self) -> str:
+        return self._outputs
+
+    @outputs.setter
+    def outputs(self, value: str) -> None:
+        if value not in OUTPUT_MODES:
+            raise ConfigError(f"outputs must be one of {OUTPUT_MODES}, got {value!r}")
+        self._outputs = value
+
+    def forward_all(self, x: torch.Tensor) -> ModelOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor):
+        """Run the model on x (B, in_channels, *spatial).
+
+        Returns:
+            ``outputs == "logits"``: tensor (B, num_classes, *out_spatial).
+            ``outputs == "all"``: :class:`ModelOutput`.
+        """
+        self.check_input(x)
+        out = self.forward_all(x)
+        if self.outputs == "all":
+            return out
+        if self.cgm and out.cls_logits is not None:
+            from .heads import gate_with_cgm
+
+            return gate_with_cgm(out.logits, out.cls_logits)
+        return out.logits
+
+    # -- parameters ------------------------------------------------------------------------
+    def inactive_modules(self) -> list[nn.Module]:
+        """Heads that are built (so every checkpoint loads) but unused under the current flags."""
+        return []
+
+    def num_parameters(self, active_only: bool = True, trainable_only: bool = False) -> int:
+        """Parameter count; by default only those the current flags use (as the papers count)."""
+        skip = {id(p) for m in (self.inactive_modules() if active_only else []) for p in m.parameters()}
+        return sum(p.numel() for p in self.parameters()
+                   if id(p) not in skip and (p.requires_grad or not trainable_only))
+
+    def initialise(self, init: str) -> None:
+        """``he``: N(0, 2/fan_in) weights as in the U-Net paper; ``torch``: keep PyTorch's defaults."""
+        if init == "he":
+            layers.init_he(self)
+        elif init != "torch":
+            raise ConfigError(f"init must be 'he' or 'torch', got {init!r}")
+
+    # -- size arithmetic -------------------------------------------------------------------
+    def _axis_output_size(self, size: int) -> Optional[int]:
+        """Output size along one axis for input ``size``, or ``None`` when it is not valid.
+
+        This default serves same-padding nets: the output has the input's size, and the input only
+        has to survive every down-sampling of ``self.encoder``.
+        """
+        s = size
+        for _ in range(len(self.encoder.features) - 1):
+            if s < 2:
+                return None
+            s = down_size(s, self.encoder.downsample_mode)
+        return size
+
+    def _sizes(self, size: Size) -> list[int]:
+        sizes = [int(size)] * self.spatial_dims if isinstance(size, (int, float)) else [int(s) for s in size]
+        if len(sizes) != self.spatial_dims:
+            raise ConfigError(f"expected {self.spatial_dims} spatial sizes, got {list(sizes)}")
+        return sizes
+
+    def is_valid_input_size(self, size: Size) -> bool:
+        """Whether every axis of ``size`` (an int applies to all axes) is accepted."""
+        return all(self._axis_output_size(s) is not None for s in self._sizes(size))
+
+    def nearest_valid_sizes(self, size: int, search: int = 4096) -> tuple[Optional[int], Optional[int]]:
+        """The largest valid axis size ≤ ``size`` and the smallest ≥ ``size`` (``None`` if none)."""
+        below = next((s for s in range(size, 0, -1) if self._axis_output_size(s) is not None), None)
+        above = next((s for s in range(max(size, 1), size + search) if self._axis_output_size(s) is not None), None)
+        return below, above
+
+    def valid_input_size(self, min_size: Size) -> Union[int, tuple[int, ...]]:
+        """Smallest valid input size ≥ ``min_size`` per axis (int in, int out)."""
+        out = []
+        for s in self._sizes(min_size):
+            above = self.nearest_valid_sizes(s)[1]
+            if above is None:
+                raise ConfigError(f"no valid input size found at or above {s}")
+            out.append(above)
+        return out[0] if isinstance(min_size, (int, float)) else tuple(out)
+
+    def output_size(self, input_size: Size) -> Union[int, tuple[int, ...]]:
+        """Output spatial size for ``input_size`` (int in, int out); raises on invalid sizes."""
+        sizes = self._sizes(input_size)
+        self._check_sizes(sizes)
+        out = [self._axis_output_size(s) for s in sizes]
+        return out[0] if isinstance(input_size, (int, float)) else tuple(out)
+
+    def _check_sizes(self, sizes: Sequence[int]) -> None:
+        for axis, s in enumerate(sizes):
+            if self._axis_output_size(s) is None:
+                below, above = self.nearest_valid_sizes(s)
+                options = [f"{v} (output {self._axis_output_size(v)})" for v in (below, above) if v is not None]
+                raise ConfigError(
+                    f"input size {s} on spatial axis {axis} is not valid for this {self.describe_sizes()}; "
+                    f"nearest valid sizes: {' and '.join(options) or 'none'}"
+                )
+
+    def describe_sizes(self) -> str:
+        """One phrase saying why sizes can be invalid (used in error messages)."""
+        return f"{self.arch_name} (every down-sampling must see a size ≥ 2)"
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a :class:`ConfigError` naming the problem when ``x`` cannot go through the model."""
+        if x.dim() != self.spatial_dims + 2:
+            raise ConfigError(f"expected a {self.spatial_dims + 2}-D tensor (B, C, {'D, ' if self.spatial_dims == 3 else ''}H, W), "
+                              f"got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ConfigError(f"the model expects {self.in_channels} input channel(s), got {x.shape[1]} "
+                              f"(shape {tuple(x.shape)})")
+        if not torch.jit.is_tracing():
+            self._check_sizes(list(x.shape[2:]))
+
+
+def down_size(size: int, mode: str) -> int:
+    """Size after one ×2 down-sampling: floor for pooling and 2×2 conv, ceil for 3×3 stride-2 conv."""
+    return math.ceil(size / 2) if mode == "conv3" else size // 2

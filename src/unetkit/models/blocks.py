@@ -1,0 +1,179 @@
+"""Building blocks shared by every architecture: conv-norm-act, the stage block, down/up-sampling."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from . import layers
+
+DOWNSAMPLE_MODES = ("maxpool", "avgpool", "conv2", "conv3")
+UPSAMPLE_MODES = ("transpose", "transpose3", "interpolate", "interpolate_conv")
+_UPSAMPLE_ALIASES = {"bilinear": "interpolate", "trilinear": "interpolate", "nearest": "interpolate"}
+
+
+class ConvNormAct(nn.Sequential):
+    """Convolution → norm → activation (→ drop-out).
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels, out_channels: channel counts.
+        kernel_size: odd kernel size.
+        padding: ``"same"`` keeps the size (padding ``dilation * (k - 1) / 2``); ``"valid"`` pads
+            nothing (the original U-Net), shrinking each side by ``dilation * (k - 1) / 2``.
+        stride: convolution stride (2 for strided down-sampling).
+        dilation: convolution dilation.
+        norm: see :func:`unetkit.models.layers.norm`.
+        act: see :func:`unetkit.models.layers.activation`; ``None`` for no activation.
+        bias: conv bias; ``None`` means "only when there is no norm after it".
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        padding: str = "same",
+        stride: int = 1,
+        dilation: int = 1,
+        norm: str = "batch",
+        act: Optional[str] = "relu",
+        bias: Optional[bool] = None,
+    ):
+        if padding not in ("same", "valid"):
+            raise ConfigError(f"padding must be 'same' or 'valid', got {padding!r}")
+        pad = dilation * (kernel_size - 1) // 2 if padding == "same" else 0
+        use_bias = (norm == "none") if bias is None else bias
+        mods: list[nn.Module] = [
+            layers.conv(spatial_dims, in_channels, out_channels, kernel_size, stride=stride, padding=pad,
+                        dilation=dilation, bias=use_bias),
+        ]
+        if norm != "none":
+            mods.append(layers.norm(norm, out_channels, spatial_dims))
+        if act is not None:
+            mods.append(layers.activation(act))
+        super().__init__(*mods)
+
+
+class ConvBlock(nn.Module):
+    """A stage's convolutions: ``n_convs`` × ConvNormAct, optionally residual.
+
+    Args:
+        spatial_dims: 2 or 3.
+        in_channels: input width.
+        out_channels: output width.
+        mid_channels: width of the convolutions before the last one (default ``out_channels``;
+            ``out_channels // 2`` gives the "double the features in the second conv" pattern of 3D
+            U-Net, and the bilinear same-padding U-Net uses ``in_channels // 2``).
+        n_convs: number of convolutions (≥ 1).
+        residual: add a shortcut from the input to the output before the last activation, with a
+            1×1 conv (+ norm) projection where the widths differ; centre-cropped in valid mode.
+        Other arguments as in :class:`ConvNormAct`.
+
+    Shapes:
+        (B, in_channels, *S) → (B, out_channels, *S') with S' = S ("same") or S − n·dilation·(k−1).
+    """
+
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        mid_channels: Optional[int] = None,
+        n_convs: int = 2,
+        kernel_size: int = 3,
+        padding: str = "same",
+        dilation: int = 1,
+        norm: str = "batch",
+        act: str = "relu",
+        bias: Optional[bool] = None,
+        residual: bool = False,
+    ):
+        super().__init__()
+        if n_convs < 1:
+            raise ConfigError(f"a block needs at least one convolution, got n_convs={n_convs}")
+        mid = mid_channels or out_channels
+        widths = [in_channels] + [mid] * (n_convs - 1) + [out_channels]
+        convs = []
+        for i in range(n_convs):
+            last = i == n_convs - 1
+            convs.append(
+                ConvNormAct(spatial_dims, widths[i], widths[i + 1], kernel_size, padding, dilation=dilation,
+                            norm=norm, act=None if (residual and last) else act, bias=bias)
+            )
+        self.convs = nn.Sequential(*convs)
+        self.residual = residual
+        if residual:
+            if in_channels != out_channels:
+                self.shortcut = ConvNormAct(spatial_dims, in_channels, out_channels, 1, norm=norm, act=None, bias=bias)
+            else:
+                self.shortcut = nn.Identity()
+            self.out_act = layers.activation(act)
+        self.out_channels = out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.convs(x)
+        if self.residual:
+            y = self.out_act(y + layers.center_crop(self.shortcut(x), y.shape[2:]))
+        return y
+
+
+def make_downsample(mode: str, spatial_dims: int, channels: int, norm: str, act: str,
+                    bias: Optional[bool], padding: str) -> nn.Module:
+    """Halve the spatial size, keeping the width.
+
+    Modes: ``maxpool`` (the paper), ``avgpool``, ``conv2`` (2×2 stride-2 conv), ``conv3`` (3×3
+    stride-2 conv + norm + activation, the medical variant; same padding only).
+    """
+    if mode == "maxpool":
+        return layers.max_pool(spatial_dims, 2)
+    if mode == "avgpool":
+        return layers.avg_pool(spatial_dims, 2)
+    if mode == "conv2":
+        return layers.conv(spatial_dims, channels, channels, 2, stride=2, bias=True)
+    if mode == "conv3":
+        if padding == "valid":
+            raise ConfigError("downsample='conv3' needs padding='same'; with valid padding use maxpool, avgpool or conv2")
+        return ConvNormAct(spatial_dims, channels, channels, 3, "same", stride=2, norm=norm, act=act, bias=bias)
+    raise ConfigError(f"unknown downsample {mode!r}; choose one of {', '.join(DOWNSAMPLE_MODES)}")
+
+
+def canonical_upsample(mode: str) -> str:
+    """Map aliases (``bilinear``, ``trilinear``) to a name in :data:`UPSAMPLE_MODES`; reject others."""
+    mode = _UPSAMPLE_ALIASES.get(mode, mode)
+    if mode not in UPSAMPLE_MODES:
+        raise ConfigError(f"unknown upsample {mode!r}; choose one of {', '.join(UPSAMPLE_MODES)} (or bilinear/trilinear)")
+    return mode
+
+
+class Upsample(nn.Module):
+    """Double the spatial size; with a conv it also maps ``in_channels`` to ``out_channels``.
+
+    Modes: ``transpose`` (2×2 stride-2 transposed conv, the paper's up-convolution), ``transpose3``
+    (3×3 stride-2 transposed conv, padding 1, output padding 1), ``interpolate`` (bi/trilinear, no
+    parameters, width unchanged), ``interpolate_conv`` (bi/trilinear then a 1×1 conv).
+    """
+
+    def __init__(self, mode: str, spatial_dims: int, in_channels: int, out_channels: int):
+        super().__init__()
+        self.mode = canonical_upsample(mode)
+        if self.mode == "transpose":
+            self.conv = layers.conv_transpose(spatial_dims, in_channels, out_channels, 2, stride=2)
+        elif self.mode == "transpose3":
+            self.conv = layers.conv_transpose(spatial_dims, in_channels, out_channels, 3, stride=2,
+                                              padding=1, output_padding=1)
+        elif self.mode == "interpolate_conv":
+            self.conv = layers.conv(spatial_dims, in_channels, out_channels, 1)
+        else:
+            self.conv = None
+        self.out_channels = in_channels if self.mode == "interpolate" else out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode in ("transpose", "transpose3"):
+            return self.conv(x)
+        y = layers.resize_to(x, [2 * s for s in x.shape[2:]])
+        return self.conv(y) if self.conv is not None else y

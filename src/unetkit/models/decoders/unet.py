@@ -1,0 +1,99 @@
+"""The U-Net expanding path: up-sample, join the skip, convolve; one loop over levels."""
+
+from __future__ import annotations
+
+from typing import Optional, Union, Sequence
+
+import torch
+from torch import nn
+
+from .. import layers
+from ..blocks import ConvBlock, Upsample, canonical_upsample
+from ..encoder import Encoder
+
+
+class UNetDecoder(nn.Module):
+    """Expanding path for ``encoder``.
+
+    Level ``l`` (``depth - 1`` … 0) up-samples the map from below, joins it with encoder stage ``l``
+    (the skip is centre-cropped with valid padding; the up-sampled map is padded/cropped to the
+    skip with same padding, so any input size works) and applies a :class:`ConvBlock`.
+
+    Widths: with a learned up-sampling (``transpose``, ``transpose3``, ``interpolate_conv``) the
+    up-sampling maps to the skip width and the block maps ``2·skip`` → ``skip`` (the paper).
+    With parameter-free ``interpolate`` the concatenation is ``skip + below``, the block's middle
+    width is half of it and its output is ``features[l] // 2`` (``features[0]`` at the top): the
+    layout of the popular bilinear PyTorch U-Net, whose encoder bottom is halved to match.
+
+    Args:
+        encoder: the encoder this decoder serves (widths, padding, dims are read from it).
+        upsample: see :class:`~unetkit.models.blocks.Upsample`.
+        n_convs: convolutions per decoder block (scalar or one per level, shallowest first).
+        norm, act, bias, residual: as for the encoder blocks.
+
+    Shapes:
+        ``forward(skips)`` returns a list with one map per level, shallowest (full resolution)
+        first: item ``l`` has ``out_channels[l]`` channels.
+    """
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        upsample: str = "transpose",
+        n_convs: Union[int, Sequence[int], None] = None,
+        norm: str = "batch",
+        act: str = "relu",
+        bias: Optional[bool] = None,
+        residual: bool = False,
+    ):
+        super().__init__()
+        self.upsample_mode = canonical_upsample(upsample)
+        feats = encoder.features
+        n_levels = len(feats) - 1
+        dims = encoder.spatial_dims
+        self.padding = encoder.padding
+        self.n_convs = [int(c) for c in layers.per_stage(n_convs if n_convs is not None else encoder.n_convs[:-1],
+                                                          n_levels, "decoder n_convs")]
+        self.dilation = encoder.dilation[:-1]
+        self.kernel_size = encoder.kernel_size
+        ups, blocks = [None] * n_levels, [None] * n_levels
+        self.out_channels = [0] * n_levels
+        below = feats[-1]
+        for lvl in range(n_levels - 1, -1, -1):
+            skip = feats[lvl]
+            if self.upsample_mode == "interpolate":
+                up = Upsample("interpolate", dims, below, below)
+                cat = skip + below
+                out = feats[lvl] // 2 if lvl > 0 else feats[0]
+                mid = cat // 2
+            else:
+                up = Upsample(self.upsample_mode, dims, below, skip)
+                cat, out, mid = 2 * skip, skip, skip
+            ups[lvl] = up
+            blocks[lvl] = ConvBlock(dims, cat, out, mid_channels=mid, n_convs=self.n_convs[lvl],
+                                    kernel_size=encoder.kernel_size, padding=encoder.padding,
+                                    dilation=self.dilation[lvl], norm=norm, act=act, bias=bias, residual=residual)
+            self.out_channels[lvl] = out
+            below = out
+        self.ups = nn.ModuleList(ups)
+        self.blocks = nn.ModuleList(blocks)
+
+    def level_shrink(self, lvl: int) -> int:
+        """Pixels lost per axis by level ``lvl``'s block (0 with same padding)."""
+        if self.padding == "same":
+            return 0
+        return self.n_convs[lvl] * self.dilation[lvl] * (self.kernel_size - 1)
+
+    def forward(self, skips: list[torch.Tensor]) -> list[torch.Tensor]:
+        x = skips[-1]
+        outs: list[torch.Tensor] = [x] * (len(skips) - 1)
+        for lvl in range(len(skips) - 2, -1, -1):
+            x = self.ups[lvl](x)
+            skip = skips[lvl]
+            if self.padding == "valid":
+                skip = layers.center_crop(skip, x.shape[2:])
+            else:
+                x = layers.match_size(x, skip.shape[2:])
+            x = self.blocks[lvl](torch.cat([skip, x], dim=1))
+            outs[lvl] = x
+        return outs
