@@ -15,7 +15,8 @@ _LAZY = {
     "UNet3Plus": "unetkit.models",
     "UNetPlusPlus": "unetkit.models",
     "ModelOutput": "unetkit.models",
-    "summary": "unetkit.summary",
+    "summary": "unetkit.models",
+    "ModelSummary": "unetkit.models",
 }
 
 

@@ -2,6 +2,7 @@
 
 from ..registry import Registry
 from .base import ModelOutput, SegmentationModel
+from .summarize import ModelSummary, summary
 from .unet import UNet
 from .unet3plus import UNet3Plus
 from .unetpp import UNetPlusPlus
@@ -46,4 +47,4 @@ def list_models() -> list[str]:
 
 
 __all__ = ["MODELS", "ModelOutput", "SegmentationModel", "UNet", "UNet3Plus", "UNetPlusPlus", "create_model",
-           "list_models"]
+           "list_models", "ModelSummary", "summary"]

@@ -93,7 +93,9 @@ class SegmentationModel(nn.Module):
             raise ConfigError(f"outputs must be one of {OUTPUT_MODES}, got {value!r}")
         self._outputs = value
 
-    def forward_all(self, x: torch.Tensor) -> ModelOutput:  # pragma: no cover - abstract
+    def forward_all(self, x: torch.Tensor, with_aux: bool = True) -> ModelOutput:  # pragma: no cover
+        """Every output: main logits, aux logits (when ``with_aux`` and deep supervision is on)
+        and CGM logits (when ``cgm`` is on). No input checks; prefer calling the model."""
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor):
@@ -104,7 +106,7 @@ class SegmentationModel(nn.Module):
             ``outputs == "all"``: :class:`ModelOutput`.
         """
         self.check_input(x)
-        out = self.forward_all(x)
+        out = self.forward_all(x, with_aux=self.outputs == "all")
         if self.outputs == "all":
             return out
         if self.cgm and out.cls_logits is not None:

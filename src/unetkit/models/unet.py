@@ -105,10 +105,10 @@ class UNet(SegmentationModel):
         )
         self.initialise(init)
 
-    def forward_all(self, x: torch.Tensor) -> ModelOutput:
+    def forward_all(self, x: torch.Tensor, with_aux: bool = True) -> ModelOutput:
         dec = self.decoder(self.encoder(x))
         logits = self.head(dec[0])
-        aux = [h(d) for h, d in zip(self.aux_heads, dec[1:])] if self.deep_supervision else []
+        aux = [h(d) for h, d in zip(self.aux_heads, dec[1:])] if self.deep_supervision and with_aux else []
         return ModelOutput(logits, aux, None)
 
     def inactive_modules(self) -> list[nn.Module]:

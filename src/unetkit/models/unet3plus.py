@@ -76,13 +76,13 @@ class UNet3Plus(SegmentationModel):
         self.cgm_head = ClassificationGuidedModule(spatial_dims, feats[-1], cgm_dropout)
         self.initialise(init)
 
-    def forward_all(self, x: torch.Tensor) -> ModelOutput:
+    def forward_all(self, x: torch.Tensor, with_aux: bool = True) -> ModelOutput:
         skips = self.encoder(x)
         dec = self.decoder(skips)
         size = list(x.shape[2:])
         logits = self.head(dec[0])
         aux = []
-        if self.deep_supervision:
+        if self.deep_supervision and with_aux:
             sources = dec[1:] + [skips[-1]]
             aux = [layers.resize_to(h(s), size) for h, s in zip(self.aux_heads, sources)]
         cls_logits = self.cgm_head(skips[-1]) if self.cgm else None

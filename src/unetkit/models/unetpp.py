@@ -7,7 +7,6 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from . import layers
 from .base import ModelOutput, SegmentationModel, resolve_features
 from .decoders import UNetPlusPlusDecoder
 from .encoder import Encoder
@@ -64,10 +63,10 @@ class UNetPlusPlus(SegmentationModel):
         )
         self.initialise(init)
 
-    def forward_all(self, x: torch.Tensor) -> ModelOutput:
+    def forward_all(self, x: torch.Tensor, with_aux: bool = True) -> ModelOutput:
         top = self.decoder(self.encoder(x))  # X(0,1) … X(0,depth)
         logits = self.head(top[-1])
-        aux = [h(t) for h, t in zip(self.aux_heads, reversed(top[:-1]))] if self.deep_supervision else []
+        aux = [h(t) for h, t in zip(self.aux_heads, reversed(top[:-1]))] if self.deep_supervision and with_aux else []
         return ModelOutput(logits, aux, None)
 
     def inactive_modules(self) -> list[nn.Module]:

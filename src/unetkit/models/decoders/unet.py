@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional, Union, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn

@@ -1,0 +1,89 @@
+"""``unetkit summary MODEL``: the per-layer table, parameter counts, FLOPs and memory of a model."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+Any model option can be given as --name value, e.g.
+  unetkit summary unet-original --input-size 572
+  unetkit summary unet3plus --in-channels 3 --num-classes 1 --deep-supervision true
+  unetkit summary unet --spatial-dims 3 --features 16,32,64,128 --input-size 64,128,128
+  unetkit summary --list
+"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("summary", help="print a model's layers, parameters, FLOPs and memory",
+                       description="Print a model's per-layer table, parameter counts, FLOPs and an "
+                                   "activation-memory estimate (traced on the meta device: instant).",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", help="model preset name (see --list)")
+    p.add_argument("--list", action="store_true", help="list the model presets and exit")
+    p.add_argument("--input-size", help="spatial size: one number for every axis or one per axis "
+                                        "(e.g. 572 or 64,128,128); default 512 (2D) / 128 (3D), "
+                                        "rounded up to a valid size for valid-padding nets")
+    p.add_argument("--batch-size", type=int, default=1, help="batch size B (default 1)")
+    p.add_argument("--depth", type=int, default=2,
+                   help="nesting depth of the rows (1 = encoder/decoder, 2 = stages and blocks; 0 = every layer)")
+    p.set_defaults(run=run, accepts_extra=True)
+
+
+def parse_value(text: str):
+    """CLI text → int, float, bool or tuple (comma-separated); anything else stays a string."""
+    if "," in text:
+        return tuple(parse_value(t) for t in text.split(",") if t)
+    low = text.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_model_options(extra: list[str]) -> dict:
+    """``["--num-classes", "3", "--residual", "true"]`` → ``{"num_classes": 3, "residual": True}``."""
+    from ..errors import ConfigError
+
+    opts: dict = {}
+    i = 0
+    while i < len(extra):
+        key = extra[i]
+        if not key.startswith("--") or len(key) < 3:
+            raise ConfigError(f"expected a model option like --num-classes 3, got {key!r}")
+        key = key[2:]
+        if "=" in key:
+            key, value = key.split("=", 1)
+            i += 1
+        elif i + 1 < len(extra) and not extra[i + 1].startswith("--"):
+            value = extra[i + 1]
+            i += 2
+        else:
+            value = "true"
+            i += 1
+        opts[key.replace("-", "_")] = parse_value(value)
+    return opts
+
+
+def run(args) -> int:
+    from ..errors import ConfigError
+    from ..models import MODELS, create_model, summary
+
+    if args.list or not args.model:
+        if not args.list:
+            raise ConfigError("name a model, e.g. 'unetkit summary unet' (see 'unetkit summary --list')")
+        width = max(len(n) for n in MODELS.names())
+        for name in MODELS.names():
+            print(f"{name.ljust(width)}  {MODELS.get(name).description}")
+        return 0
+    model = create_model(args.model, **parse_model_options(args.extra))
+    size = parse_value(args.input_size) if args.input_size else None
+    if isinstance(size, (str, float, bool)):
+        raise ConfigError(f"--input-size must be integers like 572 or 64,128,128, got {args.input_size!r}")
+    print(summary(model, size, batch_size=args.batch_size, depth=args.depth or None))
+    return 0
