@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/unetkit demo
+	$(BIN)/unetkit summary unet  # until the end-to-end demo lands: the default model's summary
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -22,7 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the model presets and exit")
     p.add_argument("--input-size", help="spatial size: one number for every axis or one per axis "
                                         "(e.g. 572 or 64,128,128); default 512 (2D) / 128 (3D), "
-                                        "rounded up to a valid size for valid-padding nets")
+                                        "572 / 132 for valid-padding nets")
     p.add_argument("--batch-size", type=int, default=1, help="batch size B (default 1)")
     p.add_argument("--depth", type=int, default=2,
                    help="nesting depth of the rows (1 = encoder/decoder, 2 = stages and blocks; 0 = every layer)")

@@ -157,8 +157,8 @@ def summary(
     Args:
         model: any ``nn.Module``; unetkit models also report active vs built parameters and pick a
             valid default size.
-        input_size: spatial size (an int for every axis, or one per axis); default 512 in 2D and
-            128 in 3D, raised to the next valid size for valid-padding nets.
+        input_size: spatial size (an int for every axis, or one per axis); default 512² / 128³,
+            and for valid-padding nets the paper's tiles 572² / 132³ (raised to a valid size).
         batch_size: batch dimension B.
         depth: report modules at this nesting depth (1 = ``encoder``/``decoder``, 2 = stages and blocks);
             ``None`` reports every leaf layer. FLOPs and memory always come from leaf layers.
@@ -181,8 +181,9 @@ def summary(
         if first is None:
             raise ConfigError("cannot tell the input channels of this model; it has no convolution")
         in_channels = first.in_channels
-    if input_size is None:
-        default = 512 if spatial_dims == 2 else 128
+    if input_size is None:  # the paper tiles for valid-padding nets (572², 132³), else 512² / 128³
+        valid = getattr(getattr(model, "encoder", None), "padding", "same") == "valid"
+        default = (572 if valid else 512) if spatial_dims == 2 else (132 if valid else 128)
         input_size = model.valid_input_size(default) if hasattr(model, "valid_input_size") else default
     sizes = [int(input_size)] * spatial_dims if isinstance(input_size, (int, float)) else [int(s) for s in input_size]
     if len(sizes) != spatial_dims:
