@@ -1,0 +1,670 @@
+"""Pure tiling maths for inference: tile grids, blend weights, mirror padding, stitching.
+
+Two strategies, matching the two kinds of network:
+
+* **Sliding window** (same-padding nets, output size == input size): tiles overlap by a fraction of
+  their size and their predictions are blended with weights (a Gaussian by default, as MONAI's
+  ``sliding_window_inference``), so tile edges, where the net saw zero padding, count little.
+  :func:`sliding_window_grid`, :func:`gaussian_weights`, :func:`predict_tiled`.
+* **Overlap-tile** (valid-padding nets such as the original U-Net, Fig. 2 of the paper): the
+  *output* tiles abut and together cover the image; each input tile is its output tile grown by the
+  net's border; context missing at the image edges is mirrored (:func:`mirror_pad`). No blending.
+  :func:`overlap_tile_grid`, :func:`choose_overlap_tile`, :func:`predict_overlap_tile`.
+
+Everything here is stateless (no model, device or precision logic): ``fn`` is any callable mapping a
+CPU batch ``(B, C, *in_tile)`` torch tensor to ``(B, K, *out_tile)``; the predictor wraps the model,
+device, precision and test-time augmentation into such a callable.
+
+Shapes: images are ``(C, *spatial)`` numpy arrays, predictions ``(K, *spatial)`` float32; 2D and 3D
+(any number of spatial axes, in fact).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError
+
+IntOrSeq = Union[int, Sequence[int]]
+Slices = tuple  # tuple[slice, ...], one per spatial axis
+BorderSpec = Union[int, Sequence[int], Sequence[Sequence[int]]]
+MIRROR_MODES = ("reflect", "symmetric")
+WEIGHT_MODES = ("gaussian", "constant")
+
+
+# -- small helpers ------------------------------------------------------------------------------
+def _per_axis(value: IntOrSeq, ndim: int, name: str, minimum: int = 1) -> tuple[int, ...]:
+    """Expand an int to ``ndim`` ints, check a sequence's length and every value's lower bound."""
+    if isinstance(value, (int, np.integer)):
+        values = (int(value),) * ndim
+    else:
+        values = tuple(int(v) for v in value)
+        if len(values) != ndim:
+            raise ConfigError(f"{name} needs {ndim} value(s), one per spatial axis; got {list(values)}")
+    if any(v < minimum for v in values):
+        raise ConfigError(f"{name} values must be ≥ {minimum}, got {list(values)}")
+    return values
+
+
+def _borders(border: BorderSpec, ndim: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """``(before, after)`` per axis from an int, per-axis ints (same both sides) or per-axis pairs."""
+    if isinstance(border, (int, np.integer)):
+        pairs = [(int(border), int(border))] * ndim
+    else:
+        border = list(border)
+        if len(border) != ndim:
+            raise ConfigError(f"border needs {ndim} entries, one per spatial axis; got {border}")
+        pairs = []
+        for b in border:
+            if isinstance(b, (int, np.integer)):
+                pairs.append((int(b), int(b)))
+            elif len(b) == 2:
+                pairs.append((int(b[0]), int(b[1])))
+            else:
+                raise ConfigError(f"each border entry must be an int or a (before, after) pair, got {b!r}")
+    if any(v < 0 for p in pairs for v in p):
+        raise ConfigError(f"border values must be ≥ 0, got {pairs}")
+    return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float32).numpy()
+    return np.asarray(x)
+
+
+# -- grids --------------------------------------------------------------------------------------
+def tile_starts(image_size: int, tile_size: int, step: int) -> list[int]:
+    """Start indices of tiles covering one axis: ``0, step, 2·step, …`` and a last one flush with the end.
+
+    Args:
+        image_size: axis length (≥ 1).
+        tile_size: tile length (≥ 1).
+        step: distance between starts, 1 ≤ step ≤ tile_size (a larger step would leave gaps).
+
+    Returns:
+        Sorted, distinct starts. The last tile ends exactly at ``image_size`` (it may overlap the
+        previous one by more than ``tile_size − step``). When ``image_size ≤ tile_size`` there is one
+        tile, ``[0]``, reaching past the end: the caller pads the image.
+
+    Example:
+        >>> tile_starts(10, 4, 4)
+        [0, 4, 6]
+    """
+    image_size, tile_size, step = int(image_size), int(tile_size), int(step)
+    if image_size < 1 or tile_size < 1:
+        raise ConfigError(f"image and tile sizes must be ≥ 1, got image {image_size}, tile {tile_size}")
+    if not 1 <= step <= tile_size:
+        raise ConfigError(f"step must be between 1 and the tile size {tile_size} (a larger step leaves gaps), got {step}")
+    if image_size <= tile_size:
+        return [0]
+    return list(range(0, image_size - tile_size, step)) + [image_size - tile_size]
+
+
+def sliding_window_grid(image_shape: Sequence[int], tile_shape: IntOrSeq,
+                        overlap: Union[float, Sequence[float]] = 0.5) -> list[Slices]:
+    """Overlapping tiles covering an image, for same-padding nets (output size == input size).
+
+    The step per axis is ``max(1, floor(tile · (1 − overlap)))`` (MONAI's rule); the last tile of
+    each axis is flush with the image end (:func:`tile_starts`).
+
+    Args:
+        image_shape: spatial shape ``(*spatial)`` (no channel axis).
+        tile_shape: tile size, an int for every axis or one per axis.
+        overlap: fraction of a tile shared with its neighbour, in [0, 1), scalar or per axis.
+
+    Returns:
+        One tuple of slices per tile (C order: last axis fastest). Along an axis where the image is
+        shorter than the tile, the single tile is ``slice(0, tile)`` and reaches past the end: pad the
+        image to at least the tile (:func:`predict_tiled` does), or let :class:`Stitcher` clip it.
+    """
+    image_shape = _per_axis(tuple(image_shape), len(image_shape), "image_shape")
+    ndim = len(image_shape)
+    tile_shape = _per_axis(tile_shape, ndim, "tile_shape")
+    overlaps = (float(overlap),) * ndim if isinstance(overlap, (int, float)) else tuple(float(o) for o in overlap)
+    if len(overlaps) != ndim or not all(0.0 <= o < 1.0 for o in overlaps):
+        raise ConfigError(f"overlap must be in [0, 1), one value or one per spatial axis, got {overlap!r}")
+    steps = [max(1, int(math.floor(t * (1.0 - o)))) for t, o in zip(tile_shape, overlaps)]
+    per_axis = [[slice(s, s + t) for s in tile_starts(n, t, st)] for n, t, st in zip(image_shape, tile_shape, steps)]
+    return [tuple(combo) for combo in itertools.product(*per_axis)]
+
+
+class OverlapTile(NamedTuple):
+    """One overlap-tile step (slices over the spatial axes only).
+
+    Attributes:
+        input: slices of the mirror-padded image fed to the net (size ``in_tile``).
+        output: slices of the image (= of the result) this tile writes; tiles' outputs are disjoint.
+        crop: slices of the net's ``out_tile`` output giving exactly that region.
+    """
+
+    input: Slices
+    output: Slices
+    crop: Slices
+
+
+class OverlapTileGrid(NamedTuple):
+    """The overlap-tile plan: pad the image by ``pad_before``/``pad_after`` (mirror), then run ``tiles``."""
+
+    pad_before: tuple[int, ...]
+    pad_after: tuple[int, ...]
+    tiles: list[OverlapTile]
+
+
+def overlap_tile_grid(image_shape: Sequence[int], out_tile_shape: IntOrSeq, border: BorderSpec,
+                      align: IntOrSeq = 1) -> OverlapTileGrid:
+    """Overlap-tile grid (U-Net paper, Fig. 2) for valid-padding nets.
+
+    Output tiles of ``out_tile_shape`` cover the image; the input tile of each is the output tile grown
+    by ``border`` (``before``, ``after`` per axis; ``in_tile = out_tile + before + after``). The image is
+    mirror-padded by :attr:`OverlapTileGrid.pad_before` / ``pad_after`` so every input tile lies inside
+    the padded array; then ``padded[input]`` is the input tile whose net output, cropped by ``crop``,
+    goes to ``result[output]``. Every image pixel is written by exactly one tile.
+
+    Placement per axis:
+        * ``align == 1`` (default): output tiles at ``0, out, 2·out, …`` abut exactly; the last one is
+          flush with the image end. Where it overlaps the previous tile, the overlap is **cropped**
+          (written once, by the earlier tile). For a translation-equivariant net (convolutions without
+          pooling) the stitched result equals one forward pass on the whole padded image.
+        * ``align = a > 1``: starts are multiples of ``step = a · floor(out / a)`` and the last tile may
+          reach past the image end (the padding extends the mirror there; the excess is cropped). Nets
+          with ×2 poolings are equivariant only to shifts by ``2**depth``; with ``align = 2**depth``
+          (:func:`tile_alignment`) the stitched result equals one forward pass on the whole padded
+          image, tile seams included. Output tiles overlap by ``out − step`` pixels (cropped).
+        * An image shorter than the output tile gets one tile, padded past its end and cropped.
+
+    Args:
+        image_shape: spatial shape ``(*spatial)``.
+        out_tile_shape: the net's output tile size (int or per axis).
+        border: context per side: int, per-axis ints, or per-axis ``(before, after)`` pairs
+            (asymmetric when ``in − out`` is odd: before = (in − out) // 2 by convention).
+        align: output tile starts are multiples of this (int or per axis), see above.
+
+    Returns:
+        :class:`OverlapTileGrid` (tiles in C order).
+    """
+    image_shape = _per_axis(tuple(image_shape), len(image_shape), "image_shape")
+    ndim = len(image_shape)
+    out_tile = _per_axis(out_tile_shape, ndim, "out_tile_shape")
+    before, after = _borders(border, ndim)
+    aligns = _per_axis(align, ndim, "align")
+    axes, pad_after = [], []
+    for n, out, a, b_after in zip(image_shape, out_tile, aligns, after):
+        if out < a:
+            raise ConfigError(f"out tile {out} is smaller than align={a}: tiles cannot start at multiples of {a} "
+                              f"and abut; use a larger tile")
+        if a == 1:
+            starts = tile_starts(n, out, out)
+        else:
+            step = a * (out // a)
+            starts = list(range(0, n - out + step, step)) if n > out else [0]  # last: ceil((n − out) / step)·step
+        tiles_axis, covered = [], 0
+        for s in starts:  # each tile writes only what earlier tiles left: outputs partition the axis
+            lo, hi = max(s, covered), min(s + out, n)
+            tiles_axis.append((s, slice(lo, hi), slice(lo - s, hi - s)))
+            covered = hi
+        extent = starts[-1] + out  # end of the last output tile, possibly past the image
+        pad_after.append(b_after + max(extent - n, 0))
+        axes.append(tiles_axis)
+    tiles = []
+    for combo in itertools.product(*axes):
+        tiles.append(OverlapTile(
+            input=tuple(slice(t[0], t[0] + out + b + a) for t, out, b, a in zip(combo, out_tile, before, after)),
+            output=tuple(t[1] for t in combo),
+            crop=tuple(t[2] for t in combo),
+        ))
+    return OverlapTileGrid(tuple(before), tuple(pad_after), tiles)
+
+
+# -- choosing a tile for a model ----------------------------------------------------------------
+class OverlapTileSpec(NamedTuple):
+    """Tile sizes for overlap-tile prediction: ``in_tile = out_tile + before + after`` per axis."""
+
+    in_tile: tuple[int, ...]
+    out_tile: tuple[int, ...]
+    border: tuple[tuple[int, int], ...]
+
+
+def _spatial_sizes(model: Any, size: IntOrSeq) -> tuple[int, ...]:
+    if isinstance(size, (int, np.integer)):
+        ndim = getattr(model, "spatial_dims", None)
+        if ndim is None:
+            raise ConfigError("an int tile size needs model.spatial_dims; pass one size per spatial axis instead")
+        return (int(size),) * int(ndim)
+    return tuple(int(s) for s in size)
+
+
+def choose_overlap_tile(model: Any, tile_size: IntOrSeq, round: str = "up") -> OverlapTileSpec:
+    """Valid input tile near ``tile_size`` for ``model`` and the output tile and border it implies.
+
+    Args:
+        model: any object with ``valid_input_size(int) -> int``, ``is_valid_input_size(int) -> bool``
+            and ``output_size(int) -> int`` (unetkit models; sizes are checked per axis), plus
+            ``spatial_dims`` when ``tile_size`` is an int.
+        tile_size: wanted input tile size (int or per axis).
+        round: ``"up"``: smallest valid size ≥ ``tile_size``; ``"down"``: largest valid size ≤ it
+            (to bound memory), else the smallest above.
+
+    Returns:
+        :class:`OverlapTileSpec` ``(in_tile, out_tile, border)``; border ``((before, after), …)`` with
+        ``before = (in − out) // 2`` (centred, as the U-Net's centre crops).
+
+    Example:
+        >>> choose_overlap_tile(create_model("unet-original"), 572)
+        OverlapTileSpec(in_tile=(572, 572), out_tile=(388, 388), border=((92, 92), (92, 92)))
+    """
+    if round not in ("up", "down"):
+        raise ConfigError(f"round must be 'up' or 'down', got {round!r}")
+    sizes = _spatial_sizes(model, tile_size)
+    in_tile = []
+    for s in sizes:
+        if s < 1:
+            raise ConfigError(f"tile sizes must be ≥ 1, got {list(sizes)}")
+        chosen = next((v for v in range(s, 0, -1) if model.is_valid_input_size(v)), None) if round == "down" else None
+        in_tile.append(int(chosen if chosen is not None else model.valid_input_size(s)))
+    out_tile = tuple(int(model.output_size(s)) for s in in_tile)
+    diffs = [i - o for i, o in zip(in_tile, out_tile)]
+    if any(d < 0 for d in diffs):
+        raise ConfigError(f"the model's output {out_tile} is larger than its input {tuple(in_tile)}: "
+                          f"overlap-tile needs output ≤ input")
+    border = tuple((d // 2, d - d // 2) for d in diffs)
+    return OverlapTileSpec(tuple(in_tile), out_tile, border)
+
+
+def tile_alignment(model: Any, in_tile: IntOrSeq, search: int = 1024) -> tuple[int, ...]:
+    """Per axis, the gap to the next valid input size: ``2**depth`` for a valid-padding U-Net.
+
+    For nets whose sizes are restricted only by their poolings (valid-padding U-Nets), this is the
+    shift period of the net, the ``align`` that makes :func:`predict_overlap_tile` equal one forward
+    pass on the whole mirror-padded image. A net that accepts every size gives 1.
+    """
+    sizes = _spatial_sizes(model, in_tile)
+    out = []
+    for s in sizes:
+        gap = next((d for d in range(1, search + 1) if model.is_valid_input_size(s + d)), None)
+        if gap is None:
+            raise ConfigError(f"no valid input size within {search} above {s}")
+        out.append(gap)
+    return tuple(out)
+
+
+# -- mirror padding -----------------------------------------------------------------------------
+def mirror_indices(size: int, pad_before: int, pad_after: int, mode: str = "reflect") -> np.ndarray:
+    """Source indices of a mirror-padded axis: ``arange(-before, size + after)`` folded into the image.
+
+    ``reflect`` mirrors about the edge pixels (``d c b | a b c d | c b a``, ``np.pad`` "reflect");
+    ``symmetric`` repeats them (``c b a | a b c d | d c b``). Pads of any length repeat the reflection
+    periodically (``np.pad``'s result too, but torch's reflect padding refuses pads ≥ the size). A
+    size-1 axis repeats its pixel.
+    """
+    if mode not in MIRROR_MODES:
+        raise ConfigError(f"mirror mode must be one of {MIRROR_MODES}, got {mode!r}")
+    idx = np.arange(-int(pad_before), int(size) + int(pad_after))
+    if size == 1:
+        return np.zeros_like(idx)
+    period = 2 * (size - 1) if mode == "reflect" else 2 * size
+    idx = np.mod(idx, period)
+    return np.where(idx < size, idx, period - idx - (0 if mode == "reflect" else 1))
+
+
+def mirror_pad(array: np.ndarray, pad_before: IntOrSeq, pad_after: IntOrSeq, mode: str = "reflect") -> np.ndarray:
+    """Mirror-pad the last axes of ``array`` (any pad length, larger than the image too).
+
+    Args:
+        array: ``(..., *spatial)``, e.g. an image ``(C, *spatial)``.
+        pad_before, pad_after: pixels added before / after each padded axis. Sequences apply to the
+            **last** ``len(pad)`` axes (pass spatial pads for an image ``(C, *spatial)``: the channel
+            axis stays); when both are ints they apply to **every** axis, as ``np.pad``.
+        mode: ``reflect`` (default, about the edge pixels, as ``np.pad``) or ``symmetric``.
+
+    Returns:
+        A new array, ``(..., *(spatial + before + after))``.
+
+    Example:
+        >>> mirror_pad(np.array([1, 2, 3]), 5, 6)
+        array([2, 1, 2, 3, 2, 1, 2, 3, 2, 1, 2, 3, 2, 1])
+    """
+    array = np.asarray(array)
+    if isinstance(pad_before, (int, np.integer)) and isinstance(pad_after, (int, np.integer)):
+        ndim = array.ndim
+    else:
+        ndim = len(pad_before) if not isinstance(pad_before, (int, np.integer)) else len(pad_after)
+    if ndim > array.ndim:
+        raise ConfigError(f"{ndim} padded axes requested for an array of shape {array.shape}")
+    before = _per_axis(pad_before, ndim, "pad_before", minimum=0)
+    after = _per_axis(pad_after, ndim, "pad_after", minimum=0)
+    lead = array.ndim - ndim
+    out = array
+    for k, (b, a) in enumerate(zip(before, after)):
+        axis = lead + k
+        if b == 0 and a == 0:
+            continue
+        if array.shape[axis] == 0:
+            raise ConfigError(f"cannot mirror-pad an empty axis (shape {array.shape})")
+        out = np.take(out, mirror_indices(array.shape[axis], b, a, mode), axis=axis)
+    return out if out is not array else array.copy()
+
+
+# -- blend weights ------------------------------------------------------------------------------
+def gaussian_weights(tile_shape: IntOrSeq, sigma_scale: Union[float, Sequence[float]] = 0.125,
+                     min_weight: float = 1e-3, ndim: Optional[int] = None) -> np.ndarray:
+    """Gaussian blend weights (MONAI's ``importance_map``): high in the tile centre, low at its edges.
+
+    ``w(x) = Π exp(−(x_i − c_i)² / (2 σ_i²))`` with centre ``c_i = (t_i − 1) / 2`` (the map is
+    symmetric, for even sizes too) and ``σ_i = t_i · sigma_scale``, normalised to a maximum of 1 and
+    clamped below at ``min_weight`` so every pixel of a tile has weight > 0.
+
+    Args:
+        tile_shape: tile size (int with ``ndim``, or one per axis).
+        sigma_scale: σ as a fraction of the tile size, scalar or per axis (> 0).
+        min_weight: lower clamp, in (0, 1].
+        ndim: number of axes when ``tile_shape`` is an int (default 2).
+
+    Returns:
+        float32 array ``tile_shape``.
+    """
+    if isinstance(tile_shape, (int, np.integer)):
+        tile_shape = (int(tile_shape),) * (2 if ndim is None else int(ndim))
+    tile_shape = _per_axis(tuple(tile_shape), len(tile_shape), "tile_shape")
+    scales = (sigma_scale,) * len(tile_shape) if isinstance(sigma_scale, (int, float)) else tuple(sigma_scale)
+    if len(scales) != len(tile_shape) or not all(s > 0 for s in scales):
+        raise ConfigError(f"sigma_scale must be > 0, one value or one per axis, got {sigma_scale!r}")
+    if not 0.0 < min_weight <= 1.0:
+        raise ConfigError(f"min_weight must be in (0, 1] so every pixel gets weight, got {min_weight}")
+    w = np.ones((), dtype=np.float64)
+    for t, s in zip(tile_shape, scales):
+        x = np.arange(t, dtype=np.float64) - (t - 1) / 2.0
+        g = np.exp(-(x**2) / (2.0 * (t * s) ** 2))
+        w = np.multiply.outer(w, g / g.max())
+    return np.maximum(w, min_weight).astype(np.float32)
+
+
+def constant_weights(tile_shape: IntOrSeq, ndim: Optional[int] = None) -> np.ndarray:
+    """Uniform blend weights: ones of ``tile_shape`` (float32); overlaps become plain averages."""
+    if isinstance(tile_shape, (int, np.integer)):
+        tile_shape = (int(tile_shape),) * (2 if ndim is None else int(ndim))
+    return np.ones(_per_axis(tuple(tile_shape), len(tile_shape), "tile_shape"), dtype=np.float32)
+
+
+# -- stitching ----------------------------------------------------------------------------------
+class Stitcher:
+    """Accumulates weighted tile predictions into a ``(K, *spatial)`` map, then normalises.
+
+    ``result = Σ w·tile / Σ w`` per pixel. Buffers are numpy (default), a caller-supplied array-like
+    ``out`` (e.g. an ``np.memmap`` opened with mode ``"w+"`` to bound memory; pair it with a memmap
+    ``weight_out``), or torch tensors when ``out`` is a ``torch.Tensor`` (the weight sum then lives on
+    its device; tiles are moved there). Supplied buffers are zeroed and overwritten.
+
+    Args:
+        shape: ``(K, *spatial)`` of the result.
+        out: optional buffer of that shape for the weighted sums, then the result.
+        weight_out: optional ``(*spatial)`` buffer for the weight sums.
+
+    Example:
+        >>> st = Stitcher((1, 4))
+        >>> st.add(np.ones((1, 3)), (slice(0, 3),)); st.add(3 * np.ones((1, 3)), (slice(1, 4),))
+        >>> st.result()
+        array([[1., 2., 2., 3.]], dtype=float32)
+    """
+
+    def __init__(self, shape: Sequence[int], out: Any = None, weight_out: Any = None):
+        self.shape = tuple(int(s) for s in shape)
+        if len(self.shape) < 2 or min(self.shape) < 1:
+            raise ConfigError(f"Stitcher shape must be (K, *spatial) with sizes ≥ 1, got {self.shape}")
+        self.torch = isinstance(out, torch.Tensor)
+        for name, buf, want in (("out", out, self.shape), ("weight_out", weight_out, self.shape[1:])):
+            if buf is not None and tuple(buf.shape) != want:
+                raise ConfigError(f"{name} has shape {tuple(buf.shape)}, expected {want}")
+        if self.torch:
+            self.out = out
+            self.weight = weight_out if weight_out is not None else torch.zeros(
+                self.shape[1:], dtype=out.dtype, device=out.device)
+        else:
+            self.out = out if out is not None else np.zeros(self.shape, dtype=np.float32)
+            self.weight = weight_out if weight_out is not None else np.zeros(self.shape[1:], dtype=np.float32)
+        self.out[...] = 0
+        self.weight[...] = 0
+        self._done = False
+
+    def _as_buffer(self, x: Any) -> Any:
+        if self.torch:
+            x = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+            return x.to(device=self.out.device, dtype=self.out.dtype)
+        return _to_numpy(x)
+
+    def add(self, tile: Any, slices: Sequence[slice], weights: Any = None) -> None:
+        """Add one tile prediction.
+
+        Args:
+            tile: ``(K, *tile)`` numpy array or torch tensor.
+            slices: where the tile lies, one ``slice(start, stop)`` per spatial axis, in result
+                coordinates; ``stop − start`` must equal the tile size. A slice may reach past either
+                end (``start < 0`` or ``stop > size``): the part outside is dropped.
+            weights: ``(*tile)`` blend weights (≥ 0); ``None`` = 1 everywhere.
+        """
+        if self._done:
+            raise ConfigError("Stitcher.result() was already called; create a new Stitcher for a new image")
+        tile = self._as_buffer(tile)
+        spatial = self.shape[1:]
+        if tile.ndim != len(self.shape) or tile.shape[0] != self.shape[0] or len(slices) != len(spatial):
+            raise ConfigError(f"tile of shape {tuple(tile.shape)} with {len(slices)} slice(s) does not fit a result "
+                              f"of shape {self.shape} (expected (K={self.shape[0]}, *tile) and one slice per spatial axis)")
+        dst, src = [], []
+        for sl, size, t in zip(slices, spatial, tile.shape[1:]):
+            start, stop = int(sl.start or 0), int(sl.stop)
+            if stop - start != t:
+                raise ConfigError(f"slices {tuple(slices)} do not match the tile's spatial shape {tuple(tile.shape[1:])}")
+            lo, hi = max(start, 0), min(stop, size)
+            if hi <= lo:
+                return  # entirely outside the result
+            dst.append(slice(lo, hi))
+            src.append(slice(lo - start, hi - start))
+        dst, src = tuple(dst), tuple(src)
+        if weights is None:
+            self.out[(slice(None),) + dst] += tile[(slice(None),) + src]
+            self.weight[dst] += 1
+            return
+        weights = self._as_buffer(weights)
+        if tuple(weights.shape) != tuple(tile.shape[1:]):
+            raise ConfigError(f"weights of shape {tuple(weights.shape)} do not match the tile's spatial shape "
+                              f"{tuple(tile.shape[1:])}")
+        w = weights[src]
+        self.out[(slice(None),) + dst] += tile[(slice(None),) + src] * w
+        self.weight[dst] += w
+
+    def result(self, chunk: int = 64) -> Any:
+        """Divide the sums by the weights (in place, ``chunk`` slices of the first spatial axis at a time).
+
+        Returns:
+            The ``(K, *spatial)`` result: ``out`` (the same object when supplied).
+
+        Raises:
+            ConfigError: some pixel received no weight (the tiles do not cover the result).
+        """
+        if self._done:
+            return self.out
+        n = self.shape[1]
+        missing, first = 0, None
+        for i in range(0, n, chunk):
+            w = self.weight[i:i + chunk]
+            bad = (w <= 0)
+            count = int(bad.sum())
+            if count and first is None:
+                idx = (torch.nonzero(bad)[0].tolist() if self.torch else np.argwhere(bad)[0].tolist())
+                first = (idx[0] + i,) + tuple(idx[1:])
+            missing += count
+        if missing:
+            raise ConfigError(f"{missing} of {math.prod(self.shape[1:])} pixels received no weight (first at "
+                              f"{first}): the tiles do not cover the result")
+        for i in range(0, n, chunk):
+            self.out[:, i:i + chunk] /= self.weight[i:i + chunk]
+        self._done = True
+        if isinstance(self.out, np.memmap):
+            self.out.flush()
+        return self.out
+
+
+# -- prediction ---------------------------------------------------------------------------------
+def _check_image(image: Any, ndim: Optional[int] = None) -> np.ndarray:
+    image = _to_numpy(image)
+    if not np.issubdtype(image.dtype, np.floating):
+        image = image.astype(np.float32)  # integer images: same values, a dtype a net accepts
+    if image.ndim < 2 or (ndim is not None and image.ndim != ndim + 1):
+        want = f"{ndim + 1}-D (C, *spatial)" if ndim is not None else "(C, *spatial) with ≥ 1 spatial axis"
+        raise ConfigError(f"image must be {want}, got shape {image.shape}")
+    if min(image.shape) < 1:
+        raise ConfigError(f"image has an empty axis: shape {image.shape}")
+    return image
+
+
+def _run_batch(fn: Callable, tiles: list[np.ndarray], out_tile: Sequence[int], hint: str) -> np.ndarray:
+    batch = torch.from_numpy(np.ascontiguousarray(np.stack(tiles)))
+    with torch.no_grad():
+        pred = fn(batch)
+    if not isinstance(pred, torch.Tensor):
+        pred = torch.as_tensor(np.asarray(pred))
+    want = (len(tiles), None, *out_tile)
+    if pred.dim() != len(want) or pred.shape[0] != len(tiles) or tuple(pred.shape[2:]) != tuple(out_tile):
+        raise ConfigError(f"fn returned shape {tuple(pred.shape)} for a batch of shape {tuple(batch.shape)}; "
+                          f"expected (B={len(tiles)}, K, {', '.join(map(str, out_tile))}){hint}")
+    return pred.detach().to("cpu", torch.float32).numpy()
+
+
+def _blend_weights(mode: Union[str, np.ndarray], tile_shape: tuple[int, ...], sigma_scale: float) -> np.ndarray:
+    if isinstance(mode, str):
+        if mode == "gaussian":
+            return gaussian_weights(tile_shape, sigma_scale)
+        if mode == "constant":
+            return constant_weights(tile_shape)
+        raise ConfigError(f"mode must be one of {WEIGHT_MODES} or a weight array, got {mode!r}")
+    weights = np.asarray(mode, dtype=np.float32)
+    if weights.shape != tile_shape or (weights < 0).any():
+        raise ConfigError(f"a weight array must have the tile shape {tile_shape} and values ≥ 0, "
+                          f"got shape {weights.shape}")
+    return weights
+
+
+def predict_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: Any, tile_shape: IntOrSeq,
+                  overlap: Union[float, Sequence[float]] = 0.5, mode: Union[str, np.ndarray] = "gaussian",
+                  batch_size: int = 4, sigma_scale: float = 0.125, pad_mode: str = "reflect",
+                  out: Any = None) -> Any:
+    """Sliding-window prediction for same-padding nets, blending overlapping tiles.
+
+    Axes shorter than the tile are padded (centred; mirrored with ``pad_mode="reflect"``, zeros with
+    ``"constant"``) and the padding is cropped away afterwards.
+
+    Args:
+        fn: maps a float batch ``(B, C, *tile)`` (CPU torch tensor, the image's float dtype; integer
+            images become float32) to
+            ``(B, K, *tile)``; called under ``torch.no_grad()``.
+        image: ``(C, *spatial)`` numpy array (or CPU tensor).
+        tile_shape: tile size, int or per spatial axis.
+        overlap: fraction of overlap between neighbouring tiles, in [0, 1).
+        mode: ``"gaussian"`` (:func:`gaussian_weights`), ``"constant"`` or a ``(*tile)`` weight array.
+        batch_size: tiles per call of ``fn``.
+        sigma_scale: Gaussian σ as a fraction of the tile size.
+        pad_mode: ``"reflect"`` or ``"constant"`` (zeros), for images smaller than the tile.
+        out: optional ``(K, *spatial)`` float32 buffer (e.g. ``np.memmap``) receiving the result.
+
+    Returns:
+        ``(K, *spatial)`` float32 (``out`` when given).
+
+    Example:
+        >>> float(predict_tiled(lambda x: x + 1, np.zeros((1, 100, 70), np.float32), 32).max())
+        1.0
+    """
+    image = _check_image(image)
+    spatial = image.shape[1:]
+    ndim = len(spatial)
+    tile = _per_axis(tile_shape, ndim, "tile_shape")
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
+    if pad_mode not in ("reflect", "constant"):
+        raise ConfigError(f"pad_mode must be 'reflect' or 'constant', got {pad_mode!r}")
+    weights = _blend_weights(mode, tile, sigma_scale)
+    extra = [max(t - n, 0) for t, n in zip(tile, spatial)]
+    before = tuple(e // 2 for e in extra)
+    after = tuple(e - e // 2 for e in extra)
+    if any(extra):
+        if pad_mode == "reflect":
+            image = mirror_pad(image, before, after)
+        else:
+            image = np.pad(image, [(0, 0)] + list(zip(before, after)))
+    grid = sliding_window_grid(image.shape[1:], tile, overlap)
+    hint = " (same-padding fn; use predict_overlap_tile for nets whose output is smaller)"
+    stitcher = None
+    for i in range(0, len(grid), int(batch_size)):
+        chunk = grid[i:i + int(batch_size)]
+        pred = _run_batch(fn, [image[(slice(None),) + sl] for sl in chunk], tile, hint)
+        if stitcher is None:
+            stitcher = Stitcher((pred.shape[1], *spatial), out=out)
+        for p, sl in zip(pred, chunk):
+            shifted = tuple(slice(s.start - b, s.stop - b) for s, b in zip(sl, before))
+            stitcher.add(p, shifted, weights)
+    return stitcher.result()
+
+
+def predict_overlap_tile(fn: Callable[[torch.Tensor], torch.Tensor], image: Any, in_tile: IntOrSeq,
+                         out_tile: IntOrSeq, border: Optional[BorderSpec] = None, align: IntOrSeq = 1,
+                         batch_size: int = 4, mirror_mode: str = "reflect", out: Any = None) -> Any:
+    """Overlap-tile prediction for valid-padding nets (U-Net paper, Fig. 2): no blending.
+
+    The image is mirror-padded once (a padded copy of the input is held in memory), cut into input
+    tiles of ``in_tile`` whose outputs ``out_tile`` abut (:func:`overlap_tile_grid`) and written to the
+    result. Each pixel is predicted exactly once.
+
+    Args:
+        fn: maps a batch ``(B, C, *in_tile)`` (CPU torch tensor) to ``(B, K, *out_tile)``; called
+            under ``torch.no_grad()``.
+        image: ``(C, *spatial)`` numpy array (or CPU tensor).
+        in_tile, out_tile: the net's input tile and the output it gives (int or per axis);
+            :func:`choose_overlap_tile` finds valid pairs.
+        border: context ``(before, after)`` per axis (default ``before = (in − out) // 2``,
+            ``after = in − out − before``); must satisfy ``in = out + before + after``.
+        align: tile starts are multiples of this; pass :func:`tile_alignment` (``2**depth``) to make
+            the result equal one forward pass over the whole mirror-padded image.
+        batch_size: tiles per call of ``fn``.
+        mirror_mode: ``"reflect"`` (paper / training sampler) or ``"symmetric"``.
+        out: optional ``(K, *spatial)`` float32 buffer (e.g. ``np.memmap``) receiving the result.
+
+    Returns:
+        ``(K, *spatial)`` float32 (``out`` when given).
+    """
+    image = _check_image(image)
+    spatial = image.shape[1:]
+    ndim = len(spatial)
+    in_tile = _per_axis(in_tile, ndim, "in_tile")
+    out_tile = _per_axis(out_tile, ndim, "out_tile")
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
+    if border is None:
+        if any(i < o for i, o in zip(in_tile, out_tile)):
+            raise ConfigError(f"in_tile {in_tile} must be ≥ out_tile {out_tile} on every axis")
+        border = [((i - o) // 2, i - o - (i - o) // 2) for i, o in zip(in_tile, out_tile)]
+    before, after = _borders(border, ndim)
+    if any(o + b + a != i for i, o, b, a in zip(in_tile, out_tile, before, after)):
+        raise ConfigError(f"in_tile {in_tile} must equal out_tile {out_tile} + border before {before} + after {after}")
+    grid = overlap_tile_grid(spatial, out_tile, list(zip(before, after)), align)
+    padded = mirror_pad(image, grid.pad_before, grid.pad_after, mirror_mode)
+    stitcher = None
+    hint = " (valid fn: output = input − border)"
+    for i in range(0, len(grid.tiles), int(batch_size)):
+        chunk = grid.tiles[i:i + int(batch_size)]
+        pred = _run_batch(fn, [padded[(slice(None),) + t.input] for t in chunk], out_tile, hint)
+        if stitcher is None:
+            stitcher = Stitcher((pred.shape[1], *spatial), out=out)
+        for p, t in zip(pred, chunk):
+            stitcher.add(p[(slice(None),) + t.crop], t.output)
+    return stitcher.result()
+
+
+__all__ = [
+    "OverlapTile", "OverlapTileGrid", "OverlapTileSpec", "Stitcher", "choose_overlap_tile", "constant_weights",
+    "gaussian_weights", "mirror_indices", "mirror_pad", "overlap_tile_grid", "predict_overlap_tile",
+    "predict_tiled", "sliding_window_grid", "tile_alignment", "tile_starts",
+]
