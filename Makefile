@@ -32,3 +32,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache src/*.egg-info
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_data.py

@@ -1,0 +1,45 @@
+"""``unetkit check-data DIR``: validate a dataset folder before training.
+
+Prints a summary (pairs, sizes, dtypes, channels, label values and class frequencies, intensity
+statistics, NaN/inf counts) and the problems, one line each naming the file. Exit status 0 when
+the dataset is clean, 2 when there is any problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "check-data",
+        help="validate a dataset folder (pairs, sizes, labels, intensities) before training",
+        description="Validate a dataset folder (images/ + masks/, or nnU-Net imagesTr/ + labelsTr/) and list "
+                    "every problem, one line per file. Exit status 0 when clean, 2 on any problem.",
+    )
+    parser.add_argument("root", metavar="DIR", help="dataset folder, e.g. data/isbi2012/train")
+    parser.add_argument("--mask-suffix", default=None, metavar="S",
+                        help="suffix of mask names, e.g. _mask for 01_mask.png (default: detected)")
+    parser.add_argument("--in-channels", type=int, default=None, metavar="N",
+                        help="expected image channel count (default: images must agree with each other)")
+    parser.add_argument("--mask-kind", default="auto", choices=("auto", "labels", "colors", "instances"),
+                        help="how to read masks (default: auto: 1 channel = labels, 3 = RGB colours)")
+    parser.add_argument("--max-classes", type=int, default=16, metavar="N",
+                        help="with --mask-kind auto, more distinct mask values than this is a problem (default 16)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(run=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from ..data.checks import check_dataset
+
+    report = check_dataset(args.root, mask_suffix=args.mask_suffix, in_channels=args.in_channels,
+                           mask_kind=args.mask_kind, max_classes=args.max_classes)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.format())
+    return 0 if report.ok else 2

@@ -1,0 +1,390 @@
+"""Validate a dataset before training: :func:`check_dataset` → :class:`DatasetReport`.
+
+The report summarises what was found (pairs, image sizes, dtypes, channels, label values and class
+frequencies, intensity statistics per channel, NaN/inf counts) and lists every problem, one line
+each, naming the file: unreadable/truncated or zero-byte files, non-image files, empty folders,
+images without masks and masks without images, image/mask (and extra-folder) size mismatches,
+unexpected label values, NaN/inf intensities, a channel count that differs from ``in_channels``
+(or from the other images). ``unetkit check-data DIR`` prints it and exits 2 on any problem.
+
+Rules worth knowing:
+
+* *Unexpected label values*: with a ``label_map``, values outside it. Without one, and with at
+  least 3 masks, a value that appears in one mask only (e.g. an anti-aliased 128 in a {0, 255}
+  set) is reported for that mask; more than ``max_classes`` distinct values over all masks is one
+  problem suggesting instance masks or lossy files.
+* Percentiles (1 and 99) are exact for 8/16-bit integer data (from a histogram); for other types
+  they are estimated from up to 50,000 random pixels per image and channel (seeded).
+* Sizes are written ``WxH`` (2D) or ``WxHxD`` (3D).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from ..errors import DataError
+from ..io.readers import read_image
+from .discovery import scan_dataset
+from .labels import INFER_KINDS, LabelMap, _pack, _unpack
+
+PathLike = Union[str, Path]
+_SAMPLES = 50_000
+_HIST_LO, _HIST_HI = -(2**15), 2**16  # histogram range covering int8/int16/uint8/uint16
+
+
+def _size_str(spatial: tuple) -> str:
+    """``(H, W)`` → ``"WxH"``; ``(D, H, W)`` → ``"WxHxD"``."""
+    return "x".join(str(s) for s in (spatial[::-1] if len(spatial) == 2 else (spatial[2], spatial[1], spatial[0])))
+
+
+class _ChannelStats:
+    """Running min/max/mean/std (Chan et al. merge), exact histogram while data is ≤16-bit integer, samples."""
+
+    def __init__(self):
+        self.n = 0
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.lo = np.inf
+        self.hi = -np.inf
+        self.hist: Optional[np.ndarray] = np.zeros(_HIST_HI - _HIST_LO, dtype=np.int64)
+        self.samples: list[np.ndarray] = []
+
+    def add(self, plane: np.ndarray, rng: np.random.Generator) -> None:
+        values = plane.ravel()
+        if values.dtype.kind == "f":
+            values = values[np.isfinite(values)]
+        if values.size == 0:
+            return
+        if self.hist is not None and values.dtype.kind in "biu" and values.dtype.itemsize <= 2:
+            self.hist += np.bincount(values.astype(np.int64) - _HIST_LO, minlength=self.hist.size)
+        else:
+            self.hist = None
+        v = values.astype(np.float64)
+        n, mean = v.size, float(v.mean())
+        m2 = float(((v - mean) ** 2).sum())
+        total = self.n + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta**2 * self.n * n / total
+        self.n = total
+        self.lo, self.hi = min(self.lo, float(v.min())), max(self.hi, float(v.max()))
+        pick = v if v.size <= _SAMPLES else v[rng.choice(v.size, _SAMPLES, replace=False)]
+        self.samples.append(pick)
+
+    def percentile(self, q: float) -> float:
+        if self.hist is not None:
+            cdf = np.cumsum(self.hist)
+            return float(np.searchsorted(cdf, q / 100.0 * cdf[-1]) + _HIST_LO)
+        return float(np.percentile(np.concatenate(self.samples), q, method="inverted_cdf"))
+
+    def summary(self) -> dict:
+        if self.n == 0:
+            return {"pixels": 0}
+        return {"pixels": self.n, "min": self.lo, "max": self.hi, "mean": self.mean,
+                "std": float(np.sqrt(self.m2 / self.n)), "p1": self.percentile(1), "p99": self.percentile(99),
+                "percentiles_exact": self.hist is not None}
+
+
+@dataclass
+class DatasetReport:
+    """Summary and problems of one dataset folder; ``ok`` when there are no problems.
+
+    Attributes:
+        root: the folder checked.
+        layout: ``"images/masks"`` or ``"nnunet"`` (``""`` when none was recognised).
+        num_images: cases found (with or without mask); ``num_pairs``: those with a mask.
+        mask_suffix: the mask suffix used (``""`` when masks share the image stem).
+        extra_folders: sibling folders matched to the images (``["fov"]``).
+        sizes: ``{"WxH": count}`` of images read; ``channels``: ``{C: count}``; ``dtypes``: ``{name: count}``.
+        mask_kind: ``"labels"``, ``"colors"`` or ``"instances"``.
+        label_values: distinct mask values over all masks (ints, or ``[r, g, b]``), sorted.
+        class_frequencies: percentage of mask pixels per value, same order as ``label_values``.
+        intensity: per image channel ``{"min", "max", "mean", "std", "p1", "p99", "pixels", …}``.
+        nan_count, inf_count: non-finite image values over the whole dataset.
+        problems: one line each, ``"<path>: <problem>"``.
+    """
+
+    root: str
+    layout: str = ""
+    num_images: int = 0
+    num_pairs: int = 0
+    mask_suffix: str = ""
+    extra_folders: list = field(default_factory=list)
+    sizes: dict = field(default_factory=dict)
+    channels: dict = field(default_factory=dict)
+    dtypes: dict = field(default_factory=dict)
+    mask_kind: str = ""
+    label_values: list = field(default_factory=list)
+    class_frequencies: list = field(default_factory=list)
+    intensity: list = field(default_factory=list)
+    nan_count: int = 0
+    inf_count: int = 0
+    problems: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def label_map(self) -> Optional[LabelMap]:
+        """The label map the found values imply (``None`` with fewer than 2 values)."""
+        if len(self.label_values) < 2 or self.mask_kind == "instances":
+            return None
+        if self.mask_kind == "colors":
+            return LabelMap([tuple(v) for v in self.label_values], kind="colors")
+        return LabelMap(self.label_values)
+
+    def to_dict(self) -> dict:
+        return {"root": self.root, "ok": self.ok, "layout": self.layout, "num_images": self.num_images,
+                "num_pairs": self.num_pairs, "mask_suffix": self.mask_suffix,
+                "extra_folders": list(self.extra_folders), "sizes": dict(self.sizes),
+                "channels": {str(k): v for k, v in self.channels.items()}, "dtypes": dict(self.dtypes),
+                "mask_kind": self.mask_kind, "label_values": list(self.label_values),
+                "class_frequencies": list(self.class_frequencies), "intensity": list(self.intensity),
+                "nan_count": self.nan_count, "inf_count": self.inf_count, "problems": list(self.problems)}
+
+    def format(self) -> str:
+        """A readable multi-line summary ending with the problems (or ``OK``)."""
+        def counts(d: dict) -> str:
+            return ", ".join(f"{k} ({v})" for k, v in d.items()) or "-"
+
+        def num(x: float) -> str:
+            return f"{x:.6g}"
+
+        lines = [f"dataset: {self.root}"]
+        if self.layout:
+            extra = f", extra folders: {', '.join(self.extra_folders)}" if self.extra_folders else ""
+            suffix = f", mask suffix {self.mask_suffix!r}" if self.mask_suffix else ""
+            lines.append(f"  layout: {self.layout}{suffix}{extra}")
+        lines.append(f"  pairs: {self.num_pairs} ({self.num_images} image(s))")
+        if self.sizes:
+            lines.append(f"  image sizes (W x H[ x D]): {counts(self.sizes)}")
+            lines.append(f"  channels: {counts(self.channels)}")
+            lines.append(f"  dtypes: {counts(self.dtypes)}")
+        if self.label_values:
+            def show(v):
+                return f"({v[0]}, {v[1]}, {v[2]})" if isinstance(v, list) else str(v)
+            if self.mask_kind == "instances":
+                lines.append(f"  mask kind: instances, {len(self.label_values) - (0 in self.label_values)} object id(s)")
+            else:
+                vals = ", ".join(show(v) for v in self.label_values)
+                lines.append(f"  label values ({self.mask_kind}): {vals} -> classes 0..{len(self.label_values) - 1}")
+                freqs = ", ".join(f"{show(v)}: {f:.2f} %" for v, f in zip(self.label_values, self.class_frequencies))
+                lines.append(f"  class frequencies: {freqs}")
+        for c, s in enumerate(self.intensity):
+            if s.get("pixels"):
+                lines.append(f"  intensity channel {c}: min {num(s['min'])}, max {num(s['max'])}, mean {num(s['mean'])}, "
+                             f"std {num(s['std'])}, p1 {num(s['p1'])}, p99 {num(s['p99'])}")
+        if self.sizes:
+            lines.append(f"  NaN/inf values: {self.nan_count} NaN, {self.inf_count} inf")
+        if self.problems:
+            lines.append(f"problems ({len(self.problems)}):")
+            lines.extend(f"  {p}" for p in self.problems)
+        else:
+            lines.append("no problems found: OK")
+        return "\n".join(lines)
+
+
+def check_dataset(root: PathLike, mask_suffix: Optional[str] = None, in_channels: Optional[int] = None,
+                  label_map: Optional[LabelMap] = None, mask_kind: str = "auto", max_classes: int = 16,
+                  seed: int = 0) -> DatasetReport:
+    """Check a dataset folder; never raises for a data problem (they go into ``problems``).
+
+    Args:
+        root: the dataset folder (see :func:`~unetkit.data.discovery.find_cases` for layouts).
+        mask_suffix: suffix of mask stems; ``None`` detects it.
+        in_channels: expected image channel count (``None``: images must agree with each other).
+        label_map: expected mask values; ``None`` checks the masks against each other.
+        mask_kind: ``"auto"``, ``"labels"``, ``"colors"`` or ``"instances"``.
+        max_classes: with ``"auto"``, more distinct mask values than this is a problem.
+        seed: seed of the pixel sampling behind float percentiles.
+
+    Returns:
+        The :class:`DatasetReport`.
+
+    Example:
+        >>> report = check_dataset("data/isbi2012/train")  # doctest: +SKIP
+        >>> report.ok, report.num_pairs, report.label_values
+        (True, 22, [0, 255])
+    """
+    if mask_kind not in INFER_KINDS:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"unknown mask kind {mask_kind!r}; valid: {', '.join(INFER_KINDS)}")
+    found = scan_dataset(root, mask_suffix=mask_suffix, require_masks=True)
+    report = DatasetReport(root=str(root), layout=found.layout, mask_suffix=found.mask_suffix,
+                           extra_folders=sorted(found.extra_dirs), problems=[str(p) for p in found.problems])
+    report.num_images = len(found.cases)
+    report.num_pairs = sum(c.mask is not None for c in found.cases)
+    rng = np.random.default_rng(seed)
+    stats: list[_ChannelStats] = []
+    sizes, channels, dtypes = Counter(), Counter(), Counter()
+    image_channels: dict[Path, int] = {}
+    mask_values: dict[Path, dict[int, int]] = {}  # mask file -> {value (colours packed): pixel count}
+    mask_layout: dict[Path, str] = {}
+    for case in found.cases:
+        image = _read_case_image(case.images, report)
+        if image is None:
+            continue
+        arr, first = image
+        spatial = arr.shape[1:]
+        sizes[_size_str(spatial)] += 1
+        channels[arr.shape[0]] += 1
+        dtypes[str(arr.dtype)] += 1
+        image_channels[first] = arr.shape[0]
+        if arr.dtype.kind == "f":
+            nan, inf = int(np.isnan(arr).sum()), int(np.isinf(arr).sum())
+            report.nan_count += nan
+            report.inf_count += inf
+            if nan or inf:
+                report.problems.append(f"{first}: {nan} NaN and {inf} inf value(s) in the image")
+        while len(stats) < arr.shape[0]:
+            stats.append(_ChannelStats())
+        for c in range(arr.shape[0]):
+            stats[c].add(arr[c], rng)
+        if in_channels is not None and arr.shape[0] != in_channels:
+            report.problems.append(f"{first}: {arr.shape[0]} channel(s), expected --in-channels {in_channels}")
+        for name, path in sorted(case.extra.items()):
+            _check_extra(path, spatial, name, report)
+        if case.mask is not None:
+            _check_mask(case.mask, spatial, first, mask_kind, report, mask_values, mask_layout)
+    report.sizes = dict(sizes.most_common())
+    report.channels = dict(channels.most_common())
+    report.dtypes = dict(dtypes.most_common())
+    report.intensity = [s.summary() for s in stats]
+    if in_channels is None and len(channels) > 1:
+        usual = channels.most_common(1)[0][0]
+        for path, c in image_channels.items():
+            if c != usual:
+                report.problems.append(f"{path}: {c} channel(s), while {channels[usual]} other image(s) have {usual}")
+    _check_labels(report, mask_values, mask_layout, label_map, mask_kind, max_classes, found.mask_dir)
+    return report
+
+
+def _read_case_image(paths: list, report: DatasetReport) -> Optional[tuple[np.ndarray, Path]]:
+    """The case's channel files read and stacked ``(C, *spatial)``; problems recorded, ``None`` on failure."""
+    arrays = []
+    for path in paths:
+        try:
+            arr, _ = read_image(path)
+        except DataError as exc:
+            report.problems.append(str(exc))
+            return None
+        if arrays and arr.shape[1:] != arrays[0].shape[1:]:
+            report.problems.append(f"{path}: channel file size {_size_str(arr.shape[1:])} differs from "
+                                   f"{Path(paths[0]).name} ({_size_str(arrays[0].shape[1:])})")
+            return None
+        arrays.append(arr)
+    arr = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
+    return arr, Path(paths[0])
+
+
+def _check_extra(path: Path, spatial: tuple, name: str, report: DatasetReport) -> None:
+    try:
+        extra, _ = read_image(path)
+    except DataError as exc:
+        report.problems.append(str(exc))
+        return
+    if extra.shape[1:] != spatial:
+        report.problems.append(f"{path}: size {_size_str(extra.shape[1:])} differs from its image "
+                               f"({_size_str(spatial)}) ({name}/)")
+
+
+def _check_mask(path: Path, spatial: tuple, image_path: Path, mask_kind: str, report: DatasetReport,
+                mask_values: dict, mask_layout: dict) -> None:
+    try:
+        mask, _ = read_image(path)
+    except DataError as exc:
+        report.problems.append(str(exc))
+        return
+    if mask.shape[1:] != spatial:
+        report.problems.append(f"{path}: image/mask size mismatch: mask {_size_str(mask.shape[1:])}, image "
+                               f"{_size_str(spatial)} ({image_path.name})")
+        return
+    if mask.shape[0] == 3 and mask_kind in ("auto", "colors"):
+        if mask.dtype != np.uint8:
+            report.problems.append(f"{path}: an RGB colour mask must be uint8, got {mask.dtype}")
+            return
+        plane, layout = _pack(mask), "colors"
+    elif mask.shape[0] == 1 and mask_kind != "colors":
+        plane, layout = mask[0], ("instances" if mask_kind == "instances" else "labels")
+    else:
+        want = "3 (RGB colours)" if mask_kind == "colors" else "1 (labels)" if mask_kind != "auto" else "1 or 3"
+        report.problems.append(f"{path}: mask has {mask.shape[0]} channel(s), expected {want}")
+        return
+    if plane.dtype.kind == "f":
+        finite = np.isfinite(plane)
+        if not finite.all() or (plane[finite] != np.round(plane[finite])).any():
+            report.problems.append(f"{path}: mask holds non-integer or NaN/inf values; a probability map or an image?")
+            return
+        plane = plane.astype(np.int64)
+    if plane.dtype in (np.uint8, np.uint16, np.bool_):
+        counts = np.bincount(plane.ravel())
+        nz = np.flatnonzero(counts)
+        values = dict(zip(nz.tolist(), counts[nz].tolist()))
+    else:
+        u, n = np.unique(plane, return_counts=True)
+        values = dict(zip(u.tolist(), n.tolist()))
+    mask_values[path] = values
+    mask_layout[path] = layout
+
+
+def _check_labels(report: DatasetReport, mask_values: dict, mask_layout: dict, label_map: Optional[LabelMap],
+                  mask_kind: str, max_classes: int, mask_dir: Optional[Path]) -> None:
+    if not mask_values:
+        return
+    layouts = Counter(mask_layout.values())
+    kind = layouts.most_common(1)[0][0]
+    report.mask_kind = kind
+    if len(layouts) > 1:
+        for path, lay in mask_layout.items():
+            if lay != kind:
+                report.problems.append(f"{path}: a {lay} mask among {layouts[kind]} {kind} masks (1 vs 3 channels)")
+    files = {p: v for p, v in mask_values.items() if mask_layout[p] == kind}
+    total = Counter()
+    for v in files.values():
+        total.update(v)
+    values = sorted(total)
+    pixels = sum(total.values())
+    report.label_values = [list(_unpack(v)) for v in values] if kind == "colors" else values
+    report.class_frequencies = [100.0 * total[v] / pixels for v in values]
+
+    def show(vs):
+        shown = [str(_unpack(v)) if kind == "colors" else str(v) for v in vs[:10]]
+        return ", ".join(shown) + (f" … ({len(vs)} values)" if len(vs) > 10 else "")
+
+    if kind == "instances":
+        return
+    if label_map is not None:
+        if label_map.kind == "colors":
+            allowed = {(r << 16) | (g << 8) | b for r, g, b in label_map.values}
+        else:
+            allowed = set(label_map.values)
+        for path, v in files.items():
+            bad = sorted(set(v) - allowed)
+            if bad:
+                report.problems.append(f"{path}: unexpected label values {show(bad)} (not in the label map)")
+        return
+    where = mask_dir if mask_dir is not None else report.root
+    if mask_kind == "auto" and len(values) > max_classes:
+        report.problems.append(f"{where}: {len(values)} distinct mask values over all masks (more than "
+                               f"max_classes={max_classes}): instance masks? use --mask-kind instances; lossy "
+                               "(JPEG) masks? masks must be lossless label images")
+        return
+    if len(values) < 2:
+        report.problems.append(f"{where}: every mask holds the single value {show(values)}; nothing to learn")
+        return
+    if len(files) >= 3:
+        seen_in = Counter()
+        for v in files.values():
+            seen_in.update(set(v))
+        for path, v in files.items():
+            lone = sorted(x for x in v if seen_in[x] == 1)
+            if lone:
+                rest = sorted(x for x in total if seen_in[x] > 1 or x not in v)
+                report.problems.append(f"{path}: unexpected label values {show(lone)} (in no other mask; "
+                                       f"the others use {show(rest)})")

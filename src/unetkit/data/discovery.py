@@ -1,0 +1,351 @@
+"""Find image/mask pairs (cases) in a dataset folder.
+
+Two layouts are recognised, ``root`` being the folder that holds them (a split folder such as
+``isbi2012/train`` is fine):
+
+* **images/masks**: ``root/images/*`` and ``root/masks/*`` (folder aliases: ``image``/``imgs`` and
+  ``mask``/``labels``/``label``), paired by file stem (``01.png`` ↔ ``01.png``; the formats may
+  differ). Masks may carry a suffix (``01_mask.png``): pass ``mask_suffix="_mask"``, or leave it
+  ``None`` and it is detected when *every* mask stem is an image stem plus one common suffix.
+  Other sibling folders whose files match the image stems (DRIVE's ``fov/``) go into
+  :attr:`Case.extra` under the folder name, matched the same way.
+* **nnU-Net raw**: ``root/imagesTr/CASE_0000.nii.gz`` (one file per channel, ``_0000``,
+  ``_0001`` …) and ``root/labelsTr/CASE.nii.gz``; ``root/dataset.json`` is read when present
+  (its ``channel_names``/``modality`` fix the channel count, see :attr:`Discovery.dataset_json`).
+  A folder where no image name ends in ``_NNNN`` (Medical Segmentation Decathlon style) has one
+  file per case.
+
+Hidden files (``.DS_Store``, ``._x.png``) and ``Thumbs.db``/``desktop.ini`` are skipped silently.
+Any other file that is not an image (``README.txt``) in an image or mask folder is a **problem**
+(:func:`find_cases` raises): a stray file there is more often a mistake than documentation.
+
+:func:`scan_dataset` collects every problem (``check-data`` lists them); :func:`find_cases`
+raises a :class:`~unetkit.errors.DataError` for them. Results are sorted by case id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from ..errors import DataError
+from ..io.readers import SUPPORTED_SUFFIXES, is_image_file, split_suffix
+
+PathLike = Union[str, Path]
+
+IMAGE_DIR_NAMES = ("images", "image", "imgs")
+MASK_DIR_NAMES = ("masks", "mask", "labels", "label")
+JUNK_NAMES = frozenset({"Thumbs.db", "desktop.ini"})
+_CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
+_SHOW = 5  # file names listed in one aggregated message
+
+
+@dataclass
+class Case:
+    """One training/inference case.
+
+    Attributes:
+        case_id: the image stem (``"01"``; nnU-Net: the name without ``_0000``).
+        images: one path per channel file, in channel order (usually one file).
+        mask: the label file, or ``None`` when the dataset has no masks for it.
+        extra: sibling files with the same stem, by folder name (``{"fov": Path(...)}``).
+    """
+
+    case_id: str
+    images: list
+    mask: Optional[Path] = None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"case_id": self.case_id, "images": [str(p) for p in self.images],
+                "mask": None if self.mask is None else str(self.mask),
+                "extra": {k: str(v) for k, v in self.extra.items()}}
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a dataset folder, on one line: ``"<path>: <message>"``.
+
+    ``kind`` is one of ``missing``, ``layout``, ``empty``, ``non-image``, ``duplicate``,
+    ``no-mask``, ``no-image``, ``channels``, ``dataset-json``.
+    """
+
+    kind: str
+    path: Path
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass
+class Discovery:
+    """What :func:`scan_dataset` found: the cases, the layout and every problem."""
+
+    root: Path
+    layout: str = ""  # "images/masks" or "nnunet"
+    cases: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+    image_dir: Optional[Path] = None
+    mask_dir: Optional[Path] = None
+    mask_suffix: str = ""
+    extra_dirs: dict = field(default_factory=dict)
+    dataset_json: Optional[dict] = None
+
+    def add(self, kind: str, path: PathLike, message: str) -> None:
+        self.problems.append(Problem(kind, Path(path), message))
+
+    def error(self) -> DataError:
+        """One :class:`DataError` summarising the problems (image/mask mismatches aggregated)."""
+        first = self.problems[0]
+        same = [p for p in self.problems if p.kind == first.kind]
+        if first.kind in ("no-mask", "no-image") and len(same) > 1:
+            folder = self.mask_dir if first.kind == "no-mask" else self.image_dir
+            what = "image(s) have no mask in" if first.kind == "no-mask" else "mask(s) have no image in"
+            names = ", ".join(p.path.name for p in same[:_SHOW])
+            more = f" and {len(same) - _SHOW} more" if len(same) > _SHOW else ""
+            hint = f" (mask suffix {self.mask_suffix!r})" if self.mask_suffix else ""
+            message, path, rest = f"{len(same)} {what} {folder.name}/{hint}: {names}{more}", folder, len(self.problems) - len(same)
+        else:
+            message, path, rest = first.message, first.path, len(self.problems) - 1
+        if rest:
+            message += f" (and {rest} more problem(s); run 'unetkit check-data {self.root}' to list them)"
+        return DataError(message, path)
+
+
+def find_cases(root: PathLike, mask_suffix: Optional[str] = None, require_masks: bool = True) -> list[Case]:
+    """The cases of a dataset folder, sorted by case id.
+
+    Args:
+        root: folder with ``images/`` + ``masks/`` (or nnU-Net ``imagesTr/`` + ``labelsTr/``).
+        mask_suffix: suffix of mask stems (``"_mask"`` for ``01_mask.png``); ``None`` detects it.
+        require_masks: when ``False`` a missing mask folder or a missing mask is allowed
+            (``Case.mask`` is ``None``), e.g. for inference.
+
+    Returns:
+        The cases, sorted by ``case_id``.
+
+    Raises:
+        DataError: folder missing or empty, image without mask, mask without image, duplicate
+            stems, a non-image file in an image/mask folder, … (one line naming the path).
+
+    Example:
+        >>> cases = find_cases("data/isbi2012/train")  # doctest: +SKIP
+        >>> cases[0].case_id, cases[0].images[0].name, cases[0].mask.name
+        ('00', '00.png', '00.png')
+    """
+    found = scan_dataset(root, mask_suffix=mask_suffix, require_masks=require_masks)
+    if found.problems:
+        raise found.error()
+    return found.cases
+
+
+def scan_dataset(root: PathLike, mask_suffix: Optional[str] = None, require_masks: bool = True) -> Discovery:
+    """Like :func:`find_cases`, but returns every problem in :attr:`Discovery.problems` instead of raising."""
+    root = Path(root)
+    found = Discovery(root=root)
+    if not root.exists():
+        found.add("missing", root, "dataset folder not found")
+        return found
+    if not root.is_dir():
+        found.add("missing", root, "is a file; expected a dataset folder with images/ and masks/")
+        return found
+    if (root / "imagesTr").is_dir():
+        _scan_nnunet(found, require_masks)
+    else:
+        _scan_images_masks(found, mask_suffix, require_masks)
+    found.cases.sort(key=lambda c: c.case_id)
+    return found
+
+
+# ------------------------------------------------------------------------------------ shared parts
+def _list_images(found: Discovery, folder: Path) -> dict[str, Path]:
+    """Image files of ``folder`` by stem; records non-image, duplicate and empty-folder problems."""
+    by_stem: dict[str, list[Path]] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or entry.name in JUNK_NAMES:
+            continue
+        if entry.is_dir():
+            found.add("non-image", entry, f"is a folder inside {folder.name}/; expected image files only")
+            continue
+        if not is_image_file(entry):
+            suffix = split_suffix(entry)[1] or "(none)"
+            found.add("non-image", entry, f"not an image file (suffix {suffix}); supported: "
+                                          f"{', '.join(SUPPORTED_SUFFIXES)}; move it out of {folder.name}/")
+            continue
+        by_stem.setdefault(split_suffix(entry)[0], []).append(entry)
+    for stem, paths in by_stem.items():
+        if len(paths) > 1:
+            found.add("duplicate", folder, f"{len(paths)} files with the stem {stem!r}: "
+                                           f"{', '.join(p.name for p in paths)}; keep one")
+    if not by_stem:
+        found.add("empty", folder, f"no image files in the folder (supported: {', '.join(SUPPORTED_SUFFIXES)})")
+    return {stem: paths[0] for stem, paths in by_stem.items()}
+
+
+def _detect_suffix(image_stems: Sequence[str], other_stems: Sequence[str]) -> str:
+    """The common suffix ``s`` with every other stem = an image stem + ``s``; ``""`` when there is none."""
+    images = set(image_stems)
+    suffixes = set()
+    for stem in other_stems:
+        prefixes = [s for s in images if stem.startswith(s) and len(stem) > len(s)]
+        if not prefixes:
+            return ""
+        suffixes.add(stem[len(max(prefixes, key=len)):])
+        if len(suffixes) > 1:
+            return ""
+    return suffixes.pop() if suffixes else ""
+
+
+def _strip(stems: dict[str, Path], suffix: str) -> tuple[dict[str, Path], list[Path]]:
+    """``stems`` keyed without ``suffix``; files whose stem lacks it are returned apart."""
+    if not suffix:
+        return dict(stems), []
+    kept, lacking = {}, []
+    for stem, path in stems.items():
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            kept[stem[: -len(suffix)]] = path
+        else:
+            lacking.append(path)
+    return kept, lacking
+
+
+def _find_dir(found: Discovery, names: Sequence[str]) -> Optional[Path]:
+    hits = [found.root / n for n in names if (found.root / n).is_dir()]
+    if len(hits) > 1:
+        found.add("layout", found.root, f"both {hits[0].name}/ and {hits[1].name}/ exist; keep one")
+    return hits[0] if hits else None
+
+
+# ----------------------------------------------------------------------------------- images/masks
+def _scan_images_masks(found: Discovery, mask_suffix: Optional[str], require_masks: bool) -> None:
+    root = found.root
+    image_dir = _find_dir(found, IMAGE_DIR_NAMES)
+    if image_dir is None:
+        splits = sorted(d.name for d in root.iterdir()
+                        if d.is_dir() and any((d / n).is_dir() for n in (*IMAGE_DIR_NAMES, "imagesTr")))
+        hint = (f"; it holds split folders ({', '.join(splits)}): pass one of them" if splits else
+                "; expected root/images/ + root/masks/, or nnU-Net root/imagesTr/ + root/labelsTr/")
+        found.add("layout", root, f"no images/ folder{hint}")
+        return
+    found.layout = "images/masks"
+    found.image_dir = image_dir
+    mask_dir = _find_dir(found, MASK_DIR_NAMES)
+    found.mask_dir = mask_dir
+    images = _list_images(found, image_dir)
+    masks: dict[str, Path] = {}
+    if mask_dir is None:
+        if require_masks:
+            found.add("layout", root, f"no masks/ folder beside {image_dir.name}/ (also looked for "
+                                      f"{', '.join(MASK_DIR_NAMES[1:])}/)")
+    else:
+        raw = _list_images(found, mask_dir)
+        suffix = mask_suffix if mask_suffix is not None else ""
+        if mask_suffix is None and raw and not set(raw) <= set(images):
+            suffix = _detect_suffix(list(images), list(raw))
+        found.mask_suffix = suffix
+        masks, lacking = _strip(raw, suffix)
+        for path in lacking:
+            found.add("no-image", path, f"mask name lacks the mask suffix {suffix!r}")
+    extra_maps = dict(_extra_dirs(found, images))
+    found.extra_dirs = {name: root / name for name in extra_maps}
+    for stem in sorted(images):
+        mask = masks.get(stem)
+        if mask is None and mask_dir is not None and require_masks:
+            expected = f"{stem}{found.mask_suffix}.*"
+            found.add("no-mask", images[stem], f"no mask in {mask_dir.name}/ (expected {mask_dir.name}/{expected})")
+        extra = {}
+        for name, by_stem in extra_maps.items():
+            if stem in by_stem:
+                extra[name] = by_stem[stem]
+        found.cases.append(Case(stem, [images[stem]], mask, extra))
+    for stem in sorted(set(masks) - set(images)):
+        found.add("no-image", masks[stem], f"no image in {image_dir.name}/ with the stem {stem!r}")
+
+
+def _extra_dirs(found: Discovery, images: dict[str, Path]) -> list[tuple[str, dict[str, Path]]]:
+    """Sibling folders whose image files match image stems (own suffix detected): (name, {stem: path})."""
+    skip = {found.image_dir, found.mask_dir}
+    out = []
+    for folder in sorted(found.root.iterdir()):
+        if not folder.is_dir() or folder in skip or folder.name.startswith("."):
+            continue
+        files: dict[str, Path] = {}
+        for f in sorted(folder.iterdir()):
+            if f.is_file() and not f.name.startswith(".") and is_image_file(f):
+                files.setdefault(split_suffix(f)[0], f)
+        if not files:
+            continue
+        suffix = "" if set(files) <= set(images) else _detect_suffix(list(images), list(files))
+        matched, _ = _strip(files, suffix)
+        matched = {s: p for s, p in matched.items() if s in images}
+        if matched:
+            out.append((folder.name, matched))
+    return out
+
+
+# ---------------------------------------------------------------------------------------- nnU-Net
+def _read_dataset_json(found: Discovery) -> None:
+    path = found.root / "dataset.json"
+    if not path.is_file():
+        return
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        found.add("dataset-json", path, f"unreadable dataset.json ({' '.join(str(exc).split())})")
+        return
+    if not isinstance(data, dict):
+        found.add("dataset-json", path, "dataset.json must hold a JSON object")
+        return
+    found.dataset_json = data
+
+
+def _scan_nnunet(found: Discovery, require_masks: bool) -> None:
+    found.layout = "nnunet"
+    root = found.root
+    _read_dataset_json(found)
+    image_dir = root / "imagesTr"
+    found.image_dir = image_dir
+    mask_dir = root / "labelsTr"
+    found.mask_dir = mask_dir if mask_dir.is_dir() else None
+    files = _list_images(found, image_dir)
+    channel_names = None
+    if found.dataset_json is not None:
+        channel_names = found.dataset_json.get("channel_names", found.dataset_json.get("modality"))
+    expected = len(channel_names) if isinstance(channel_names, dict) else None
+    per_case: dict[str, dict[int, Path]] = {}
+    named = {stem: _CHANNEL_RE.match(stem) for stem in files}
+    if files and not any(named.values()):  # one (possibly 4D) file per case
+        per_case = {stem: {0: path} for stem, path in files.items()}
+        expected = None
+    else:
+        for stem, m in named.items():
+            if m is None:
+                found.add("non-image", files[stem], "nnU-Net image name must end in _NNNN (the channel index, "
+                                                    "e.g. case_0000.nii.gz)")
+                continue
+            per_case.setdefault(m.group("case"), {})[int(m.group("channel"))] = files[stem]
+    counts = {len(ch) for ch in per_case.values()}
+    if expected is None and counts:
+        expected = max(counts)
+    for case_id, channels in sorted(per_case.items()):
+        want = list(range(expected or 0))
+        if sorted(channels) != want and expected:
+            have = ", ".join(f"{c:04d}" for c in sorted(channels))
+            found.add("channels", image_dir, f"case {case_id!r} has channel files {have}; expected "
+                                             f"{want[0]:04d}..{want[-1]:04d} ({expected} channel(s))")
+    masks: dict[str, Path] = {}
+    if found.mask_dir is not None:
+        masks = _list_images(found, found.mask_dir)
+    elif require_masks:
+        found.add("layout", root, "no labelsTr/ folder beside imagesTr/")
+    for case_id, channels in sorted(per_case.items()):
+        mask = masks.get(case_id)
+        if mask is None and found.mask_dir is not None and require_masks:
+            found.add("no-mask", channels[min(channels)], f"no label in labelsTr/ (expected labelsTr/{case_id}.*)")
+        found.cases.append(Case(case_id, [channels[c] for c in sorted(channels)], mask, {}))
+    for stem in sorted(set(masks) - set(per_case)):
+        found.add("no-image", masks[stem], f"no image in imagesTr/ for the case {stem!r}")

@@ -1,0 +1,396 @@
+"""Mask values ↔ class indices: :class:`LabelMap`, :func:`infer_label_map` and :func:`read_mask`.
+
+A mask file holds the user's values (``{0, 255}``, ``{0, 1, 2}``, RGB colours, palette indices or
+instance ids); the network needs class indices ``0 … num_classes-1``. A :class:`LabelMap` is the
+ordered list of those values: class ``i`` is ``values[i]``. It encodes masks to indices, decodes
+predictions back to the user's values, and is saved in checkpoints (:meth:`LabelMap.to_dict`).
+
+How :func:`infer_label_map` decides with ``kind="auto"``:
+
+* a 3-channel mask → ``"colors"``: each distinct RGB colour is a class, colours sorted
+  (so black ``(0, 0, 0)`` is class 0);
+* a 1-channel mask → ``"labels"``: each distinct value is a class, values sorted ascending. So a
+  binary ``{0, 255}`` or ``{0, 1}`` mask gives classes ``{0, 1}``; ISBI 2012 (255 = cell interior,
+  0 = membrane) gives 0 = membrane, 1 = interior; DRIVE (255 = vessel) gives 1 = vessel. Pass
+  ``LabelMap([255, 0])`` to number them the other way. A palette (``P``) mask holds palette
+  indices, which are its labels; the palette is kept in :attr:`LabelMap.palette`;
+* ``"auto"`` never guesses instances: more than ``max_classes`` distinct values over all masks
+  is an error that suggests ``kind="instances"`` (an instance mask) or a lossless format (JPEG
+  artefacts, a grey-level image given as a mask). ``kind="labels"`` lifts the limit.
+
+``kind="instances"``: each non-zero value is one object id; the semantic mask is ``id > 0``
+(classes background/object) and the ids are returned too (for weight maps and object metrics).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from ..io.readers import ImageMeta, read_image
+
+PathLike = Union[str, Path]
+MaskLike = Union[PathLike, np.ndarray]
+
+LABEL_KINDS = ("labels", "colors", "instances")
+INFER_KINDS = ("auto", *LABEL_KINDS)
+_SHOW = 10
+
+
+def _fmt_value(v) -> str:
+    return f"({v[0]}, {v[1]}, {v[2]})" if isinstance(v, tuple) else str(v)
+
+
+def _fmt_values(values: Sequence, limit: int = _SHOW) -> str:
+    shown = ", ".join(_fmt_value(v) for v in list(values)[:limit])
+    return shown + (f" … ({len(values)} values)" if len(values) > limit else "")
+
+
+def _pack(rgb: np.ndarray) -> np.ndarray:
+    """(3, *spatial) colours → (*spatial) int64 ``r << 16 | g << 8 | b``."""
+    rgb = rgb.astype(np.int64)
+    return (rgb[0] << 16) | (rgb[1] << 8) | rgb[2]
+
+
+def _unpack(v: int) -> tuple:
+    return (int(v) >> 16 & 255, int(v) >> 8 & 255, int(v) & 255)
+
+
+def _integral(plane: np.ndarray, path: Optional[PathLike]) -> np.ndarray:
+    """``plane`` as int64; float planes must hold finite whole numbers."""
+    if plane.dtype.kind == "f":
+        finite = np.isfinite(plane)
+        if not finite.all():
+            raise DataError(f"mask holds {int((~finite).sum())} NaN/inf value(s); masks must hold whole numbers", path)
+        frac = plane != np.round(plane)
+        if frac.any():
+            raise DataError(f"mask holds non-integer values (e.g. {float(plane[frac][0]):g}); a probability map or "
+                            "an image given as a mask?", path)
+    elif plane.dtype.kind not in "biu":
+        raise DataError(f"mask has dtype {plane.dtype}; expected integers", path)
+    return plane.astype(np.int64, copy=False)
+
+
+def _unique(plane: np.ndarray) -> np.ndarray:
+    if plane.dtype == np.uint8 or plane.dtype == bool:
+        return np.flatnonzero(np.bincount(plane.ravel(), minlength=2))
+    return np.unique(plane)
+
+
+@dataclass(frozen=True)
+class LabelMap:
+    """Ordered class values: class ``i`` ↔ ``values[i]``.
+
+    Args:
+        values: mask values, one per class, in class order: ints (``[0, 255]``) or, with
+            ``kind="colors"``, RGB triples (``[(0, 0, 0), (255, 0, 0)]``).
+        names: optional class names, one per value.
+        kind: ``"labels"`` (integer values), ``"colors"`` (RGB masks) or ``"instances"``
+            (object ids; ``values`` must be ``(0, 1)``: background, object).
+        dtype: sample type :meth:`decode` returns; ``""`` picks the smallest unsigned type that
+            holds the values (``uint8`` for colours).
+        palette: flat ``[r0, g0, b0, …]`` palette of palette-mode masks (to write predictions back
+            as palette PNGs), or ``None``.
+
+    Example:
+        >>> lm = LabelMap([0, 255])
+        >>> lm.encode(np.array([[[0, 255, 255]]], dtype=np.uint8)).tolist()
+        [[0, 1, 1]]
+        >>> lm.decode(np.array([[1, 0]])).tolist()
+        [[[255, 0]]]
+    """
+
+    values: tuple
+    names: Optional[tuple] = None
+    kind: str = "labels"
+    dtype: str = ""
+    palette: Optional[tuple] = None
+
+    def __post_init__(self):
+        if self.kind not in LABEL_KINDS:
+            raise ConfigError(f"unknown label map kind {self.kind!r}; valid: {', '.join(LABEL_KINDS)}")
+        if self.kind == "colors":
+            values = []
+            for v in self.values:
+                t = tuple(int(c) for c in np.ravel(v))
+                if len(t) != 3 or not all(0 <= c <= 255 for c in t):
+                    raise ConfigError(f"colour class values must be (r, g, b) triples in 0..255, got {v!r}")
+                values.append(t)
+            values = tuple(values)
+        else:
+            values = []
+            for v in self.values:
+                if isinstance(v, (bool, np.bool_)) or not float(v).is_integer():
+                    raise ConfigError(f"class values must be integers, got {v!r}")
+                values.append(int(v))
+            values = tuple(values)
+        if self.kind == "instances" and values != (0, 1):
+            raise ConfigError(f"an instance label map has the values (0, 1) (background, object), got {values}")
+        if len(values) < 2:
+            raise ConfigError(f"a label map needs at least 2 classes, got values {values}")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"class values repeat: {_fmt_values(values)}")
+        object.__setattr__(self, "values", values)
+        if self.names is not None:
+            names = tuple(str(n) for n in self.names)
+            if len(names) != len(values):
+                raise ConfigError(f"{len(names)} class names for {len(values)} class values")
+            object.__setattr__(self, "names", names)
+        dtype = self.dtype or self._default_dtype(values)
+        try:
+            np.dtype(dtype)
+        except TypeError:
+            raise ConfigError(f"unknown dtype {dtype!r} for the label map") from None
+        object.__setattr__(self, "dtype", str(np.dtype(dtype)))
+        if self.palette is not None:
+            object.__setattr__(self, "palette", tuple(int(v) for v in self.palette))
+
+    def _default_dtype(self, values: tuple) -> str:
+        if self.kind == "colors":
+            return "uint8"
+        lo, hi = min(values), max(values)
+        for t in ("uint8", "uint16", "uint32") if lo >= 0 else ("int8", "int16", "int32"):
+            info = np.iinfo(t)
+            if info.min <= lo and hi <= info.max:
+                return t
+        return "int64"
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (the network's output channels for soft-max training)."""
+        return len(self.values)
+
+    @property
+    def mask_channels(self) -> int:
+        """Channels of a mask this map reads: 3 for colours, else 1."""
+        return 3 if self.kind == "colors" else 1
+
+    def encode(self, mask: np.ndarray, path: Optional[PathLike] = None) -> np.ndarray:
+        """Class indices of a mask.
+
+        Args:
+            mask: ``(1, *spatial)`` values (``(3, *spatial)`` RGB for ``kind="colors"``), as
+                :func:`~unetkit.io.read_image` returns it.
+            path: the mask's file, named in error messages.
+
+        Returns:
+            ``(*spatial)`` ``int64`` class indices.
+
+        Raises:
+            DataError: the mask holds values that are not in the map (listed), or has the wrong
+                channel count.
+        """
+        mask = np.asarray(mask)
+        if mask.ndim < 3 or mask.shape[0] != self.mask_channels:
+            raise DataError(f"mask of shape {tuple(mask.shape)} is not channel-first with {self.mask_channels} "
+                            f"channel(s) (label map kind {self.kind!r})", path)
+        if self.kind == "instances":
+            return (_integral(mask[0], path) != 0).astype(np.int64)
+        if self.kind == "colors":
+            plane = _pack(mask)
+            keys = np.array([(r << 16) | (g << 8) | b for r, g, b in self.values], dtype=np.int64)
+        else:
+            plane = mask[0]
+            keys = np.array(self.values, dtype=np.int64)
+        if plane.dtype in (np.uint8, np.uint16, np.bool_):
+            lut = np.full(256 if plane.dtype != np.uint16 else 65536, -1, dtype=np.int64)
+            inside = (keys >= 0) & (keys < lut.size)
+            lut[keys[inside]] = np.flatnonzero(inside)
+            out = lut[plane.astype(np.intp, copy=False)]
+            bad_mask = out < 0
+        else:
+            plane = _integral(plane, path)
+            order = np.argsort(keys, kind="stable")
+            sorted_keys = keys[order]
+            pos = np.minimum(np.searchsorted(sorted_keys, plane), len(keys) - 1)
+            bad_mask = sorted_keys[pos] != plane
+            out = order[pos]
+        if bad_mask.any():
+            bad = np.unique(np.asarray(plane)[bad_mask])
+            shown = [_unpack(v) for v in bad] if self.kind == "colors" else [int(v) for v in bad]
+            raise DataError(f"unexpected label values {_fmt_values(shown)} (the label map has "
+                            f"{_fmt_values(self.values)})", path)
+        return out.astype(np.int64, copy=False)
+
+    def decode(self, indices: np.ndarray) -> np.ndarray:
+        """The user's mask values for class indices (so predictions are written in them).
+
+        Args:
+            indices: ``(*spatial)`` integer class indices in ``0 … num_classes-1``.
+
+        Returns:
+            ``(1, *spatial)`` values in :attr:`dtype` (``(3, *spatial)`` ``uint8`` for colours),
+            ready for :func:`~unetkit.io.write_image`.
+
+        Raises:
+            ConfigError: an index is outside ``0 … num_classes-1``.
+        """
+        indices = np.asarray(indices)
+        if indices.dtype.kind not in "biu":
+            raise ConfigError(f"class indices must be integers, got dtype {indices.dtype}")
+        if indices.size and (indices.min() < 0 or indices.max() >= self.num_classes):
+            raise ConfigError(f"class indices must lie in 0..{self.num_classes - 1}, got "
+                              f"{int(indices.min())}..{int(indices.max())}")
+        if self.kind == "colors":
+            table = np.array(self.values, dtype=np.uint8)  # (K, 3)
+            return np.moveaxis(table[indices], -1, 0)
+        table = np.array(self.values, dtype=np.dtype(self.dtype))
+        return table[indices][None]
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form (for checkpoints and run folders); :meth:`from_dict` inverts it."""
+        values = [list(v) for v in self.values] if self.kind == "colors" else list(self.values)
+        return {"kind": self.kind, "values": values, "names": None if self.names is None else list(self.names),
+                "dtype": self.dtype, "palette": None if self.palette is None else list(self.palette)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> LabelMap:
+        if not isinstance(data, dict) or "values" not in data:
+            raise ConfigError(f"a label map dict needs a 'values' list, got {data!r}")
+        kind = data.get("kind", "labels")
+        values = [tuple(v) for v in data["values"]] if kind == "colors" else data["values"]
+        return cls(values, names=data.get("names"), kind=kind, dtype=data.get("dtype") or "",
+                   palette=data.get("palette"))
+
+    @classmethod
+    def from_nnunet(cls, labels: dict) -> LabelMap:
+        """From a nnU-Net ``dataset.json`` ``labels`` entry: v2 ``{"background": 0, "liver": 1}``
+        or v1 ``{"0": "background", "1": "liver"}``."""
+        if not isinstance(labels, dict) or not labels:
+            raise ConfigError(f"dataset.json 'labels' must be a non-empty object, got {labels!r}")
+        if all(str(k).lstrip("-").isdigit() for k in labels):  # v1: value -> name
+            pairs = [(int(k), str(v)) for k, v in labels.items()]
+        else:
+            pairs = []
+            for name, value in labels.items():
+                if isinstance(value, (list, tuple)):
+                    raise ConfigError(f"region-based nnU-Net label {name!r}: {value} is not supported; "
+                                      "use one value per class")
+                pairs.append((int(value), str(name)))
+        pairs.sort()
+        return cls([v for v, _ in pairs], names=[n for _, n in pairs])
+
+
+#: The label map of instance masks: background 0, object 1 (any non-zero id).
+INSTANCE_LABEL_MAP = LabelMap((0, 1), names=("background", "object"), kind="instances")
+
+
+def _load(mask: MaskLike) -> tuple[np.ndarray, Optional[ImageMeta], Optional[PathLike]]:
+    if isinstance(mask, (str, Path)):
+        arr, meta = read_image(mask)
+        return arr, meta, mask
+    return np.asarray(mask), None, None
+
+
+def infer_label_map(masks: Iterable[MaskLike], kind: str = "auto", max_classes: int = 16) -> LabelMap:
+    """The label map of a set of masks: the union of their values, sorted.
+
+    Args:
+        masks: mask files or channel-first arrays ``(1, *spatial)`` / ``(3, *spatial)``.
+        kind: ``"auto"``, ``"labels"``, ``"colors"`` or ``"instances"`` (see the module doc).
+        max_classes: with ``"auto"``, more distinct values than this is an error.
+
+    Returns:
+        The :class:`LabelMap` (``dtype`` = the masks' sample type; ``palette`` from the first
+        palette-mode mask).
+
+    Raises:
+        ConfigError: unknown ``kind``.
+        DataError: unreadable mask, channel count not 1 (labels) / 3 (colours), non-integer
+            values, too many values for ``"auto"``, or fewer than 2 values in all masks.
+
+    Example:
+        >>> infer_label_map([np.array([[[0, 255]]], np.uint8)]).values
+        (0, 255)
+    """
+    if kind not in INFER_KINDS:
+        raise ConfigError(f"unknown mask kind {kind!r}; valid: {', '.join(INFER_KINDS)}")
+    if kind == "instances":
+        for mask in masks:
+            arr, _, path = _load(mask)
+            if arr.ndim < 3 or arr.shape[0] != 1:
+                raise DataError(f"an instance mask must have 1 channel, got shape {tuple(arr.shape)}", path)
+            _integral(arr[0], path)
+        return INSTANCE_LABEL_MAP
+    seen: set = set()
+    resolved = None if kind == "auto" else kind
+    dtypes, palette, first_path, count = [], None, None, 0
+    for mask in masks:
+        arr, meta, path = _load(mask)
+        count += 1
+        first_path = first_path if first_path is not None else path
+        if arr.ndim < 3 or arr.shape[0] not in (1, 3):
+            raise DataError(f"a mask must be channel-first with 1 channel (labels) or 3 (RGB colours), got shape "
+                            f"{tuple(arr.shape)}", path)
+        this = "colors" if arr.shape[0] == 3 else "labels"
+        if resolved is None:
+            resolved = this
+        elif this != resolved:
+            raise DataError(f"mask has {arr.shape[0]} channel(s) but the label map is {resolved!r} "
+                            f"({'3' if resolved == 'colors' else '1'} channel(s)); all masks must agree", path)
+        if resolved == "colors":
+            if arr.dtype != np.uint8:
+                raise DataError(f"an RGB colour mask must be uint8, got {arr.dtype}", path)
+            seen.update(int(v) for v in np.unique(_pack(arr)))
+        else:
+            seen.update(int(v) for v in _unique(_integral(arr[0], path) if arr.dtype.kind == "f" else arr[0]))
+        dtypes.append(arr.dtype)
+        if meta is not None and meta.palette and palette is None:
+            palette = meta.palette
+        if kind == "auto" and len(seen) > max_classes:
+            raise DataError(f"{len(seen)} distinct mask values so far (more than max_classes={max_classes}): an "
+                            "instance mask? use kind='instances'; a grey-level image or a JPEG-compressed mask? "
+                            "masks must be lossless label images", path)
+    if count == 0:
+        raise ConfigError("infer_label_map got no masks")
+    values = sorted(seen)
+    if len(values) < 2:
+        shown = _fmt_value(_unpack(values[0])) if resolved == "colors" else str(values[0])
+        raise DataError(f"all {count} mask(s) hold the single value {shown}; cannot infer the classes: pass a "
+                        "LabelMap, e.g. LabelMap([0, 255])", first_path)
+    if resolved == "colors":
+        return LabelMap([_unpack(v) for v in values], kind="colors")
+    dtype = np.result_type(*dtypes)
+    if dtype.kind == "b":
+        dtype = np.dtype(np.uint8)
+    return LabelMap(values, kind="labels", dtype=str(dtype), palette=palette)
+
+
+def read_mask(path: PathLike, label_map: Optional[LabelMap] = None, kind: Optional[str] = None
+              ) -> tuple[np.ndarray, Optional[np.ndarray], ImageMeta]:
+    """Read a mask file as class indices (and instance ids for instance masks).
+
+    Args:
+        path: the mask file.
+        label_map: the dataset's map (from :func:`infer_label_map` over *all* masks, or a
+            checkpoint). Required unless ``kind="instances"``: inferring classes from one mask
+            would number them differently from file to file.
+        kind: ``"instances"`` to read without a map; otherwise ``None`` or the map's kind.
+
+    Returns:
+        ``(class_indices, instances, meta)``: ``(*spatial)`` ``int64`` class indices;
+        ``(*spatial)`` ``int64`` instance ids (0 = background) for instance masks, else ``None``;
+        the file's :class:`~unetkit.io.ImageMeta`.
+
+    Raises:
+        ConfigError: no ``label_map`` and ``kind`` is not ``"instances"``, or ``kind`` contradicts
+            the map.
+        DataError: unreadable file, or values not in the map (listed, with the file).
+    """
+    if kind is not None and kind not in LABEL_KINDS:
+        raise ConfigError(f"unknown mask kind {kind!r}; valid: {', '.join(LABEL_KINDS)}")
+    if label_map is None:
+        if kind != "instances":
+            raise ConfigError("read_mask needs the dataset's LabelMap (build it once with infer_label_map over all "
+                              "masks) unless kind='instances'")
+        label_map = INSTANCE_LABEL_MAP
+    elif kind is not None and kind != label_map.kind:
+        raise ConfigError(f"kind={kind!r} contradicts the label map's kind {label_map.kind!r}")
+    arr, meta = read_image(path)
+    classes = label_map.encode(arr, path)
+    instances = _integral(arr[0], path).copy() if label_map.kind == "instances" else None
+    return classes, instances, meta

@@ -1,0 +1,449 @@
+"""Read PNG/JPEG/BMP/GIF, TIFF and NIfTI files into channel-first arrays plus their metadata.
+
+Every reader returns ``(array, meta)`` with ``array`` of shape ``(C, *spatial)``: ``(C, H, W)`` for
+2D images and ``(C, D, H, W)`` for 3D volumes. The axis order is fixed here, once; nothing later
+guesses it. The on-disk sample type is kept (``uint8``, ``uint16``, ``int16``, ``float32`` …): a
+16-bit image keeps its full range and is never divided by 255.
+
+Axis rules, format by format:
+
+* **PNG/JPEG/BMP/GIF** (Pillow), always 2D. ``L``/``I;16``/``I``/``F`` → 1 channel; ``RGB`` → 3;
+  ``P`` (palette) → 1 channel of palette *indices*, the palette goes to ``meta.palette``;
+  ``1`` (1-bit) → ``uint8`` 0/1. An alpha channel (``RGBA``, ``LA``, ``PA``) is **dropped** unless
+  ``keep_alpha=True`` (then ``RGBA`` → 4 channels, ``LA`` → 2); ``meta.alpha_dropped`` records it.
+  Other modes (``CMYK``, ``YCbCr`` …) are converted to RGB. Spacing is not read (PNG's pixels per
+  metre are almost always a screen DPI). A 16-bit PNG that Pillow opens as ``I`` is returned as
+  ``uint16`` (PNG stores at most 16 bits).
+* **TIFF** (tifffile), first series of the file. The axes string tifffile derives from ImageJ,
+  OME or unetkit's own metadata decides: ``Y``, ``X`` spatial; ``Z`` depth; ``C`` and ``S``
+  (samples, e.g. RGB) channels; pages with no stated meaning (``I``, ``Q``) are **depth** (a plain
+  multi-page TIFF is a 3D stack, never guessed to be channels); any other axis (``T`` time …) must
+  have length 1. So ``YX`` → (1, H, W), ``YXS`` → (3, H, W), ``IYX``/``ZYX`` → (1, D, H, W),
+  ``CYX`` → (C, H, W), ``ZCYX`` → (C, D, H, W). Pass ``axes="CYX"`` to override what the file
+  says. Spacing: unetkit's metadata, else ImageJ (``spacing`` for Z, resolution tags for Y/X,
+  ``unit``), else OME ``PhysicalSize*``, else resolution tags in centimetres (converted to µm);
+  a resolution in inches (the 72-dpi default of most software) is treated as unknown.
+* **NIfTI** (nibabel). The file's voxel axes (i, j, k) = (X, Y, Z) are reversed, so a 3D
+  volume comes back as ``(1, Z, Y, X)`` = ``(1, D, H, W)`` (SimpleITK's and nnU-Net's order) and a
+  4D one ``(X, Y, Z, C)`` as ``(C, D, H, W)``; a 2D file ``(X, Y)`` as ``(1, H, W)``. ``spacing``
+  is the header zooms in the same reversed order; ``affine`` is the file's 4×4 voxel-to-world
+  matrix for the *file's* (i, j, k) order, kept so that writing puts the volume back in place.
+  Data with a scale factor (``scl_slope``/``scl_inter``) is scaled to float; otherwise the stored
+  type is kept.
+
+Every unusable file raises :class:`~unetkit.errors.DataError` with a one-line message that starts
+with the path. NaN/inf values in float data are *not* an error here (``check-data`` reports them).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from ..errors import DataError
+
+PathLike = Union[str, Path]
+
+#: File suffix → format name. Multi-part suffixes are matched first.
+FORMATS = {
+    ".nii.gz": "nifti",
+    ".nii": "nifti",
+    ".ome.tiff": "tiff",
+    ".ome.tif": "tiff",
+    ".tiff": "tiff",
+    ".tif": "tiff",
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".bmp": "bmp",
+    ".gif": "gif",
+}
+#: Suffixes :func:`read_image` accepts (lower case).
+SUPPORTED_SUFFIXES = tuple(FORMATS)
+
+_PIL_FORMATS = ("png", "jpeg", "bmp", "gif")
+
+
+@dataclass
+class ImageMeta:
+    """What a reader learnt about a file besides the pixels; JSON-friendly via :meth:`to_dict`.
+
+    Attributes:
+        path: the file read (``None`` for arrays made in memory).
+        format: ``"png"``, ``"jpeg"``, ``"bmp"``, ``"gif"``, ``"tiff"`` or ``"nifti"``.
+        dtype: the sample type stored in the file (``"uint16"``; ``"bool"`` for a 1-bit PNG,
+            which is returned as ``uint8`` 0/1; a scaled NIfTI's raw type, returned as float).
+        shape: shape of the returned array, ``(C, *spatial)``.
+        axes: the file's own axis letters as read, before reordering (``"YX"``, ``"YXS"``,
+            ``"ZCYX"``, ``"IYX"``, NIfTI ``"XYZ"``/``"XYZC"``).
+        channel_axis: the letters of ``axes`` that became the channel axis (``"S"``, ``"C"``,
+            ``"CS"``, NIfTI ``"C"``), or ``None`` when the file has none and a length-1 channel
+            axis was added.
+        spacing: physical size of a pixel/voxel per spatial axis, in the array's order
+            (``(dy, dx)`` or ``(dz, dy, dx)``), or ``None`` when the file does not say.
+        spacing_unit: unit of ``spacing`` when the file says (``"um"``, ``"mm"`` …).
+        mode: Pillow mode of a PNG/JPEG/BMP/GIF (``"L"``, ``"I;16"``, ``"RGB"``, ``"P"``, ``"1"``).
+        palette: flat ``[r0, g0, b0, r1, …]`` palette of a ``P``-mode image (the array then holds
+            palette indices).
+        affine: NIfTI 4×4 voxel (i, j, k) = (X, Y, Z) → world matrix, as nested lists.
+        alpha_dropped: an alpha channel was present in the file and dropped.
+    """
+
+    path: Optional[str] = None
+    format: str = ""
+    dtype: str = ""
+    shape: tuple = ()
+    axes: str = ""
+    channel_axis: Optional[str] = None
+    spacing: Optional[tuple] = None
+    spacing_unit: Optional[str] = None
+    mode: Optional[str] = None
+    palette: Optional[list] = None
+    affine: Optional[list] = None
+    alpha_dropped: bool = False
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 for an image ``(C, H, W)``, 3 for a volume ``(C, D, H, W)``."""
+        return len(self.shape) - 1
+
+    def to_dict(self) -> dict:
+        """Plain ``dict`` of JSON types (lists instead of tuples, Python numbers)."""
+        out = asdict(self)
+        out["shape"] = [int(s) for s in self.shape]
+        if self.spacing is not None:
+            out["spacing"] = [float(s) for s in self.spacing]
+        if self.palette is not None:
+            out["palette"] = [int(v) for v in self.palette]
+        if self.affine is not None:
+            out["affine"] = [[float(v) for v in row] for row in self.affine]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ImageMeta:
+        """Inverse of :meth:`to_dict`. Unknown keys (from a newer version) are ignored."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if "shape" in kwargs:
+            kwargs["shape"] = tuple(int(s) for s in kwargs["shape"])
+        if kwargs.get("spacing") is not None:
+            kwargs["spacing"] = tuple(float(s) for s in kwargs["spacing"])
+        if kwargs.get("affine") is not None:
+            kwargs["affine"] = [[float(v) for v in row] for row in kwargs["affine"]]
+        if kwargs.get("palette") is not None:
+            kwargs["palette"] = [int(v) for v in kwargs["palette"]]
+        return cls(**kwargs)
+
+
+def split_suffix(path: PathLike) -> tuple[str, str]:
+    """``("case_01", ".nii.gz")`` for ``case_01.nii.gz``; the suffix is lower-cased.
+
+    Known multi-part suffixes (``.nii.gz``, ``.ome.tif``) count as one; an unknown suffix is the
+    last dot-part (``("notes", ".txt")``).
+    """
+    name = Path(path).name
+    lower = name.lower()
+    for suffix in FORMATS:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], suffix
+    p = Path(name)
+    return p.stem, p.suffix.lower()
+
+
+def image_format(path: PathLike) -> str:
+    """The format name of ``path`` from its suffix.
+
+    Raises:
+        DataError: the suffix is not a supported image format.
+    """
+    suffix = split_suffix(path)[1]
+    if suffix not in FORMATS:
+        shown = f"'{suffix}'" if suffix else "(none)"
+        raise DataError(f"unsupported file type {shown}; supported: {', '.join(SUPPORTED_SUFFIXES)}", path)
+    return FORMATS[suffix]
+
+
+def is_image_file(path: PathLike) -> bool:
+    """``True`` when the suffix of ``path`` is one :func:`read_image` reads."""
+    return split_suffix(path)[1] in FORMATS
+
+
+def read_image(path: PathLike, *, axes: Optional[str] = None, keep_alpha: bool = False) -> tuple[np.ndarray, ImageMeta]:
+    """Read an image or volume as a channel-first array.
+
+    Args:
+        path: a ``.png``, ``.jpg``/``.jpeg``, ``.bmp``, ``.gif``, ``.tif``/``.tiff`` or
+            ``.nii``/``.nii.gz`` file.
+        axes: TIFF only: the axis letters of the first series (e.g. ``"CYX"``), overriding
+            what the file's metadata says.
+        keep_alpha: keep the alpha channel of an ``RGBA``/``LA`` image (dropped by default).
+
+    Returns:
+        ``(array, meta)``: ``array`` of shape ``(C, H, W)`` or ``(C, D, H, W)`` in the stored
+        sample type (C-contiguous), and its :class:`ImageMeta`.
+
+    Raises:
+        DataError: the file is missing, empty, of an unsupported type, unreadable, truncated or
+            not an image; the message names the file.
+
+    Example:
+        >>> arr, meta = read_image("masks/01.png")  # doctest: +SKIP
+        >>> arr.shape, arr.dtype, meta.mode
+        ((1, 512, 512), dtype('uint8'), 'L')
+    """
+    path = Path(path)
+    fmt = image_format(path)
+    if not path.exists():
+        raise DataError("file not found", path)
+    if path.is_dir():
+        raise DataError("is a folder, not an image file", path)
+    if path.stat().st_size == 0:
+        raise DataError("empty file (0 bytes)", path)
+    if axes is not None and fmt != "tiff":
+        raise DataError(f"axes={axes!r} applies to TIFF files only, not {fmt.upper()}", path)
+    try:
+        if fmt == "tiff":
+            array, meta = _read_tiff(path, axes)
+        elif fmt == "nifti":
+            array, meta = _read_nifti(path)
+        else:
+            array, meta = _read_pil(path, fmt, keep_alpha)
+    except DataError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # third-party decoders raise many types on corrupt input
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"unreadable or truncated {fmt.upper()} file ({type(exc).__name__}: {detail})",
+                        path) from exc
+    array = np.ascontiguousarray(array)
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    meta.path = str(path)
+    meta.format = fmt
+    meta.shape = tuple(int(s) for s in array.shape)
+    return array, meta
+
+
+# --------------------------------------------------------------------------------------------- PIL
+def _read_pil(path: Path, fmt: str, keep_alpha: bool) -> tuple[np.ndarray, ImageMeta]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        im = Image.open(path)
+    except UnidentifiedImageError:
+        raise DataError(f"not a {fmt.upper()} image (the file content is not a known image format)", path) from None
+    with im:
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1:
+            raise DataError(f"has {frames} frames; unetkit reads one 2D image per {fmt.upper()} file "
+                            "(save a stack as a multi-page TIFF)", path)
+        im.load()
+        mode = im.mode
+        meta = ImageMeta(mode=mode, axes="YX", dtype="uint8")
+        if mode == "1":
+            arr = np.asarray(im).astype(np.uint8)
+            meta.dtype = "bool"
+        elif mode in ("P", "PA"):
+            if mode == "PA":
+                if keep_alpha:
+                    raise DataError("keep_alpha=True is not supported for palette images with alpha (mode PA)", path)
+                im = im.convert("P")
+                meta.alpha_dropped = True
+            arr = np.asarray(im)
+            meta.palette = [int(v) for v in (im.getpalette("RGB") or [])]
+        elif mode in ("L", "I", "F") or mode.startswith("I;16"):
+            arr = np.asarray(im)
+            if mode == "I" and fmt == "png":  # older Pillow: 16-bit PNG as 32-bit "I"
+                arr = arr.astype(np.uint16)
+            meta.dtype = str(arr.dtype.newbyteorder("="))
+        elif mode in ("RGB", "RGBA", "LA", "La", "RGBa"):
+            if mode in ("La", "RGBa"):  # premultiplied alpha
+                im = im.convert(mode.upper())
+            arr = np.asarray(im)
+            has_alpha = im.mode in ("RGBA", "LA")
+            if has_alpha and not keep_alpha:
+                arr = arr[..., :-1]
+                meta.alpha_dropped = True
+            meta.axes = "YXS"
+            meta.channel_axis = "S"
+        else:  # CMYK, YCbCr, LAB, HSV, ...
+            arr = np.asarray(im.convert("RGB"))
+            meta.axes = "YXS"
+            meta.channel_axis = "S"
+    arr = arr[None] if arr.ndim == 2 else np.moveaxis(arr, -1, 0)
+    return arr, meta
+
+
+# -------------------------------------------------------------------------------------------- TIFF
+_SPATIAL = "YX"
+_CHANNEL = "CS"
+_PAGES = "IQ"
+
+
+class _LogCapture(logging.Handler):
+    """Collects tifffile's log messages during one read instead of printing them."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(" ".join(record.getMessage().split()))
+
+
+def _read_tiff(path: Path, axes: Optional[str]) -> tuple[np.ndarray, ImageMeta]:
+    logger = logging.getLogger("tifffile")
+    capture, propagate = _LogCapture(), logger.propagate
+    logger.addHandler(capture)
+    logger.propagate = False
+    try:
+        arr, meta = _read_tiff_quiet(path, axes)
+    finally:
+        logger.removeHandler(capture)
+        logger.propagate = propagate
+    damaged = [m for m in capture.messages if any(w in m.lower() for w in ("offset", "truncat", "failed to read"))]
+    if damaged:
+        raise DataError(f"damaged or truncated TIFF file ({damaged[0]})", path)
+    return arr, meta
+
+
+def _read_tiff_quiet(path: Path, axes: Optional[str]) -> tuple[np.ndarray, ImageMeta]:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tf:
+        if not tf.series:
+            raise DataError("TIFF file contains no image data", path)
+        series = tf.series[0]
+        data = series.asarray()
+        file_axes = str(series.axes).upper()
+        if axes is not None:
+            if len(axes) != data.ndim:
+                raise DataError(f"axes={axes!r} has {len(axes)} letters but the data has {data.ndim} "
+                                f"dimensions (shape {tuple(data.shape)}, file axes {file_axes!r})", path)
+            file_axes = axes.upper()
+        arr, channel_axis, out_axes = _tiff_to_channel_first(data, file_axes, path)
+        spacing, unit = _tiff_spacing(tf, out_axes)
+    meta = ImageMeta(axes=file_axes, channel_axis=channel_axis, dtype=str(data.dtype.newbyteorder("=")),
+                     spacing=spacing, spacing_unit=unit)
+    return arr, meta
+
+
+def _tiff_to_channel_first(data: np.ndarray, axes: str, path: Path) -> tuple[np.ndarray, Optional[str], str]:
+    """Reorder ``data`` with tifffile ``axes`` to ``(C, [Z,] Y, X)``; returns (array, channel letters, spatial letters)."""
+    if len(set(axes)) != len(axes):
+        raise DataError(f"TIFF axes {axes!r} repeat a letter", path)
+    for letter in _SPATIAL:
+        if letter not in axes:
+            raise DataError(f"TIFF axes {axes!r} have no {letter} axis; pass axes= to read_image", path)
+    pages = [a for a in axes if a in _PAGES and data.shape[axes.index(a)] > 1]
+    depth = (["Z"] if "Z" in axes else []) + pages
+    if len(depth) > 1:
+        raise DataError(f"TIFF axes {axes!r} (shape {tuple(data.shape)}) have more than one depth-like axis "
+                        f"({', '.join(depth)}); pass axes= to read_image", path)
+    channels = [a for a in axes if a in _CHANNEL]
+    keep = set(_SPATIAL) | set(depth) | set(channels)
+    extra = [(a, data.shape[i]) for i, a in enumerate(axes) if a not in keep]
+    too_long = [f"{a}={n}" for a, n in extra if n > 1]
+    if too_long:
+        raise DataError(f"TIFF axes {axes!r} (shape {tuple(data.shape)}) have axes unetkit cannot map to "
+                        f"channels or depth ({', '.join(too_long)}); store one image per file or pass axes=", path)
+    squeeze = tuple(i for i, a in enumerate(axes) if a not in keep)
+    data = data.squeeze(axis=squeeze) if squeeze else data
+    axes = "".join(a for a in axes if a in keep)
+    spatial = "".join(depth) + _SPATIAL
+    order = [axes.index(a) for a in channels] + [axes.index(a) for a in spatial]
+    data = np.transpose(data, order)
+    n_channels = int(np.prod([data.shape[i] for i in range(len(channels))], dtype=np.int64)) if channels else 1
+    data = data.reshape((n_channels, *data.shape[len(channels):]))
+    out_spatial = ("Z" if depth else "") + _SPATIAL
+    return data, ("".join(channels) or None), out_spatial
+
+
+def _tiff_spacing(tf: Any, spatial: str) -> tuple[Optional[tuple], Optional[str]]:
+    """Spacing per spatial axis (order of ``spatial``, e.g. ``"ZYX"``) and its unit, or ``(None, None)``."""
+    shaped = tf.shaped_metadata[0] if tf.shaped_metadata else None
+    if shaped and shaped.get("spacing") is not None and len(shaped["spacing"]) == len(spatial):
+        return tuple(float(s) for s in shaped["spacing"]), shaped.get("spacing_unit")
+    page = tf.pages.first if hasattr(tf.pages, "first") else tf.pages[0]
+    xy = _resolution_spacing(page)
+    if tf.is_imagej and tf.imagej_metadata is not None:
+        ij = tf.imagej_metadata
+        if xy is None:
+            xy = (1.0, 1.0)
+        z = (float(ij.get("spacing", 1.0)),) if "Z" in spatial else ()
+        unit = ij.get("unit")
+        unit = None if unit in (None, "", "pixel") else _norm_unit(str(unit))
+        return z + xy, unit
+    if tf.is_ome and tf.ome_metadata:
+        sizes = {}
+        for letter in spatial:
+            m = re.search(rf'PhysicalSize{letter}="([^"]+)"', tf.ome_metadata)
+            if m:
+                sizes[letter] = float(m.group(1))
+        if "X" in sizes:
+            sizes.setdefault("Y", sizes.get("X"))
+            m = re.search(r'PhysicalSizeXUnit="([^"]+)"', tf.ome_metadata)
+            unit = _norm_unit(m.group(1)) if m else "um"
+            return tuple(sizes.get(a, 1.0) for a in spatial), unit
+    unit_tag = page.tags.get("ResolutionUnit")
+    if xy is not None and unit_tag is not None and int(unit_tag.value) == 3:  # centimetre
+        xy = (xy[0] * 1e4, xy[1] * 1e4)
+        return ((1.0,) if "Z" in spatial else ()) + xy, "um"
+    return None, None
+
+
+def _resolution_spacing(page: Any) -> Optional[tuple[float, float]]:
+    """``(dy, dx)`` from the Y/XResolution tags (pixels per unit), or ``None``."""
+    def one(name: str) -> Optional[float]:
+        tag = page.tags.get(name)
+        if tag is None:
+            return None
+        num, den = tag.value if isinstance(tag.value, tuple) else (tag.value, 1)
+        return float(den) / float(num) if num else None
+
+    x, y = one("XResolution"), one("YResolution")
+    if x is None:
+        return None
+    return (y if y is not None else x, x)
+
+
+def _norm_unit(unit: str) -> str:
+    return {"micron": "um", "µm": "um", "\\u00B5m": "um", "microns": "um"}.get(unit, unit)
+
+
+# ------------------------------------------------------------------------------------------- NIfTI
+def _read_nifti(path: Path) -> tuple[np.ndarray, ImageMeta]:
+    import nibabel as nib
+
+    img = nib.load(str(path), mmap=False)
+    proxy = img.dataobj
+    disk_dtype = np.dtype(img.get_data_dtype()).newbyteorder("=")
+    slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
+    if (slope in (1.0, None) or np.isnan(slope)) and (inter in (0.0, None) or np.isnan(inter)):
+        data = np.asarray(proxy.get_unscaled()) if hasattr(proxy, "get_unscaled") else np.asarray(proxy)
+    else:
+        data = np.asarray(img.get_fdata(dtype=np.float32))
+    zooms = tuple(float(z) for z in img.header.get_zooms())
+    if data.ndim == 5 and data.shape[3] == 1:  # old-style vector images: (X, Y, Z, 1, C)
+        data = data[:, :, :, 0]
+        zooms = zooms[:3] + zooms[4:]
+    if data.ndim == 2:
+        arr, axes, channel_axis, spatial_zooms = data.T[None], "XY", None, zooms[:2][::-1]
+    elif data.ndim == 3:
+        arr, axes, channel_axis, spatial_zooms = data.T[None], "XYZ", None, zooms[:3][::-1]
+    elif data.ndim == 4:
+        arr, axes, channel_axis, spatial_zooms = np.transpose(data, (3, 2, 1, 0)), "XYZC", "C", zooms[:3][::-1]
+    else:
+        raise DataError(f"NIfTI data has {data.ndim} dimensions (shape {data.shape}); unetkit reads 2D, 3D or "
+                        "4D (X, Y, Z, channels)", path)
+    xyzt_units = img.header.get_xyzt_units()[0]
+    unit = {"mm": "mm", "micron": "um", "meter": "m"}.get(xyzt_units)
+    meta = ImageMeta(axes=axes, channel_axis=channel_axis, dtype=str(disk_dtype), spacing=spatial_zooms,
+                     spacing_unit=unit, affine=np.asarray(img.affine, dtype=float).tolist())
+    return arr, meta

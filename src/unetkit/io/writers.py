@@ -1,0 +1,189 @@
+"""Write channel-first arrays to PNG/BMP, TIFF and NIfTI files, atomically, keeping metadata.
+
+:func:`write_image` is the inverse of :func:`~unetkit.io.readers.read_image`: reading what it wrote
+gives the same array (same values, same dtype) and, where the format can hold them, the same
+spacing, affine and palette. Files are written to a temporary name in the target folder and moved
+into place with :func:`os.replace`, so a failed or interrupted write never leaves a half-written
+file under the target name (and leaves an existing target unchanged).
+
+What each format stores (anything else is refused with a :class:`~unetkit.errors.DataError`):
+
+* **PNG**: 2D only; ``uint8`` with 1 (``L``), 2 (``LA``), 3 (``RGB``) or 4 (``RGBA``) channels,
+  ``uint16`` with 1 channel (``I;16``), ``bool`` with 1 channel (``1``-bit). With
+  ``meta.palette`` a 1-channel ``uint8`` array is written as a palette image; with
+  ``meta.mode == "1"`` a 0/1 ``uint8`` array as 1-bit. Spacing is not stored.
+* **BMP**: 2D ``uint8`` with 1, 3 or 4 channels (and ``bool``/palette as PNG).
+* **TIFF**: 2D or 3D, any integer or float type (``bool`` is stored as ``uint8`` 0/1), zlib
+  compressed. The axes and spacing go into tifffile's JSON description (read back first) and
+  spacing also into the X/YResolution tags. A ``uint8``/``uint16`` array with 3 or 4 channels is
+  written as interleaved RGB(A) (axes ``YXS``) when ``meta`` says the channels were samples
+  (``channel_axis == "S"``) or, without ``meta``, when it has 3 ``uint8`` channels; otherwise
+  channels are planes (axes ``CYX`` / ``CZYX``).
+* **NIfTI** (``.nii``, ``.nii.gz``): 2D with 1 channel, or 3D with any channel count (4D file
+  ``(X, Y, Z, C)``); integer types and ``float32``/``float64`` (``bool`` stored as ``uint8``).
+  The affine is ``meta.affine`` when given, else a diagonal built from ``meta.spacing``.
+* **JPEG** and **GIF** are not written (lossy / palette-only): use PNG.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from ..errors import DataError
+from ..utils import atomic_path
+from .readers import ImageMeta, image_format
+
+PathLike = Union[str, Path]
+
+_NIFTI_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64")
+
+
+#: Atomic writing lives in :mod:`unetkit.utils`; re-exported here for the writers' users.
+atomic_write = atomic_path
+
+
+def write_image(path: PathLike, array: np.ndarray, meta: Optional[ImageMeta] = None) -> Path:
+    """Write a channel-first array to ``path``; the format follows the suffix.
+
+    Args:
+        path: target file (``.png``, ``.bmp``, ``.tif``/``.tiff``, ``.nii``/``.nii.gz``). Parent
+            folders are created.
+        array: ``(C, H, W)`` or ``(C, D, H, W)`` array.
+        meta: metadata from :func:`~unetkit.io.readers.read_image` (spacing, affine, palette,
+            1-bit mode, RGB layout); optional.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        DataError: unsupported suffix, an array that is not channel-first 2D/3D, or a dtype or
+            channel count the format cannot store (the message says what it can store).
+
+    Example:
+        >>> arr, meta = read_image("ct.nii.gz")  # doctest: +SKIP
+        >>> write_image("copy.nii.gz", arr, meta)  # doctest: +SKIP
+    """
+    path = Path(path)
+    fmt = image_format(path)
+    arr = np.asarray(array)
+    if arr.ndim not in (3, 4):
+        raise DataError(f"cannot write an array of shape {tuple(arr.shape)}: expected channel-first (C, H, W) "
+                        "or (C, D, H, W) (add a channel axis with array[None])", path)
+    if arr.dtype.kind not in "biuf":
+        raise DataError(f"cannot write {arr.dtype} data: only bool, integer and float images are supported", path)
+    if fmt in ("jpeg", "gif"):
+        raise DataError(f"unetkit does not write {fmt.upper()} files ({'lossy' if fmt == 'jpeg' else 'palette-only'}); "
+                        "use .png, .tif or .nii.gz", path)
+    if not arr.dtype.isnative:
+        arr = arr.astype(arr.dtype.newbyteorder("="))
+    writer = {"png": _write_pil, "bmp": _write_pil, "tiff": _write_tiff, "nifti": _write_nifti}[fmt]
+    with atomic_write(path) as tmp:
+        writer(tmp, path, fmt, arr, meta)
+    return path
+
+
+# --------------------------------------------------------------------------------------------- PIL
+def _refuse(path: Path, fmt: str, arr: np.ndarray, holds: str) -> DataError:
+    return DataError(f"cannot store {arr.dtype} data with {arr.shape[0]} channel(s) and shape {tuple(arr.shape)} "
+                     f"in a {fmt.upper()} file (it holds {holds}); write .tif or .nii.gz instead", path)
+
+
+def _write_pil(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[ImageMeta]) -> None:
+    from PIL import Image
+
+    channels = arr.shape[0]
+    if fmt == "png":
+        holds = "2D uint8 with 1-4 channels, uint16 with 1 channel or bool with 1 channel"
+        allowed = {"uint8": (1, 2, 3, 4), "uint16": (1,), "bool": (1,)}
+    else:
+        holds = "2D uint8 with 1, 3 or 4 channels or bool with 1 channel"
+        allowed = {"uint8": (1, 3, 4), "bool": (1,)}
+    if arr.ndim != 3 or channels not in allowed.get(str(arr.dtype), ()):
+        raise _refuse(path, fmt, arr, holds)
+    plane = arr[0] if channels == 1 else np.moveaxis(arr, 0, -1)
+    plane = np.ascontiguousarray(plane)
+    if arr.dtype == bool:
+        im = Image.fromarray(plane)
+    elif channels == 1 and arr.dtype == np.uint8 and meta is not None and meta.palette:
+        im = Image.fromarray(plane)
+        im.putpalette(list(meta.palette))
+    elif channels == 1 and arr.dtype == np.uint8 and meta is not None and meta.mode == "1":
+        if plane.max(initial=0) > 1:
+            raise DataError(f"meta.mode is '1' (1-bit) but the array holds values up to {int(plane.max())}; "
+                            "pass meta=None to write 8-bit", path)
+        im = Image.fromarray(plane.astype(bool))
+    else:
+        im = Image.fromarray(plane)
+    im.save(tmp, format="PNG" if fmt == "png" else "BMP")
+
+
+# -------------------------------------------------------------------------------------------- TIFF
+def _write_tiff(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[ImageMeta]) -> None:
+    import tifffile
+
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if arr.dtype.itemsize > 8:
+        raise _refuse(path, fmt, arr, "integer and float types up to 64 bits")
+    spatial_dims = arr.ndim - 1
+    channels = arr.shape[0]
+    if meta is not None:
+        rgb = meta.channel_axis == "S" and channels in (3, 4)
+    else:
+        rgb = channels == 3 and arr.dtype == np.uint8
+    rgb = rgb and arr.dtype in (np.uint8, np.uint16)
+    depth = "Z" if spatial_dims == 3 else ""
+    if rgb:
+        data = np.ascontiguousarray(np.moveaxis(arr, 0, -1))
+        axes, photometric = depth + "YXS", "rgb"
+    else:
+        data = arr
+        axes, photometric = "C" + depth + "YX", "minisblack"
+    metadata: dict = {"axes": axes}
+    kwargs: dict = {}
+    if meta is not None and meta.spacing is not None and len(meta.spacing) == spatial_dims:
+        spacing = [float(s) for s in meta.spacing]
+        metadata["spacing"] = spacing
+        if meta.spacing_unit:
+            metadata["spacing_unit"] = meta.spacing_unit
+        if spacing[-1] > 0 and spacing[-2] > 0:
+            kwargs["resolution"] = (1.0 / spacing[-1], 1.0 / spacing[-2])
+            kwargs["resolutionunit"] = "NONE"
+    extrasamples = ("unassalpha",) if rgb and channels == 4 else None
+    tifffile.imwrite(tmp, data, photometric=photometric, metadata=metadata, compression="zlib",
+                     extrasamples=extrasamples, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------- NIfTI
+def _write_nifti(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[ImageMeta]) -> None:
+    import nibabel as nib
+
+    if arr.dtype == bool:
+        arr = arr.astype(np.uint8)
+    if str(arr.dtype) not in _NIFTI_DTYPES:
+        raise _refuse(path, fmt, arr, ", ".join(_NIFTI_DTYPES))
+    spatial_dims = arr.ndim - 1
+    channels = arr.shape[0]
+    if spatial_dims == 2 and channels != 1:
+        raise _refuse(path, fmt, arr, "2D images with 1 channel or 3D volumes with any channel count")
+    data = arr.T  # (C, [Z,] Y, X) -> (X, Y, [Z,] C)
+    if channels == 1:
+        data = data[..., 0]
+    affine = None
+    if meta is not None and meta.affine is not None:
+        affine = np.asarray(meta.affine, dtype=float)
+        if affine.shape != (4, 4):
+            raise DataError(f"meta.affine must be 4x4, got shape {affine.shape}", path)
+    if affine is None:
+        zooms = [1.0] * 3
+        if meta is not None and meta.spacing is not None and len(meta.spacing) == spatial_dims:
+            zooms[:spatial_dims] = [float(s) for s in meta.spacing][::-1]
+        affine = np.diag([*zooms, 1.0])
+    img = nib.Nifti1Image(np.ascontiguousarray(data), affine, dtype=data.dtype)
+    unit = {"mm": "mm", "um": "micron", "m": "meter"}.get(meta.spacing_unit or "") if meta is not None else None
+    if unit:
+        img.header.set_xyzt_units(xyz=unit)
+    nib.save(img, str(tmp))

@@ -1,0 +1,429 @@
+"""Readers and writers: axis order, dtype and range kept, metadata kept, exact round trips, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from unetkit.errors import DataError
+from unetkit.io import ImageMeta, atomic_write, is_image_file, read_image, split_suffix, write_image
+
+RNG = np.random.default_rng(1234)
+
+
+def rand(shape, dtype, lo=0, hi=255):
+    return RNG.integers(lo, hi, size=shape, endpoint=True).astype(dtype)
+
+
+# --------------------------------------------------------------------------------------- suffixes
+def test_split_suffix_multi_part():
+    assert split_suffix("a/case_01.nii.gz") == ("case_01", ".nii.gz")
+    assert split_suffix("x.OME.TIF") == ("x", ".ome.tif")
+    assert split_suffix("README.txt") == ("README", ".txt")
+    assert is_image_file("01.PNG") and not is_image_file("notes.txt")
+
+
+# ---------------------------------------------------------------------------------------- Pillow
+def test_png_8bit_grey_is_channel_first(tmp_path):
+    a = rand((7, 9), np.uint8)
+    Image.fromarray(a).save(tmp_path / "g.png")
+    arr, meta = read_image(tmp_path / "g.png")
+    assert arr.shape == (1, 7, 9) and arr.dtype == np.uint8
+    np.testing.assert_array_equal(arr[0], a)
+    assert (meta.format, meta.mode, meta.dtype, meta.axes, meta.channel_axis) == ("png", "L", "uint8", "YX", None)
+    assert meta.shape == (1, 7, 9) and meta.spatial_dims == 2 and meta.path == str(tmp_path / "g.png")
+
+
+def test_png_16bit_keeps_range(tmp_path):
+    a = np.array([[0, 40000, 65535], [1, 255, 256]], dtype=np.uint16)
+    Image.fromarray(a).save(tmp_path / "d.png")
+    arr, meta = read_image(tmp_path / "d.png")
+    assert arr.dtype == np.uint16 and arr[0, 0, 1] == 40000 and arr.max() == 65535
+    np.testing.assert_array_equal(arr[0], a)
+    assert meta.dtype == "uint16"
+    write_image(tmp_path / "d2.png", arr, meta)
+    back, _ = read_image(tmp_path / "d2.png")
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, arr)
+
+
+def test_rgb_png_channels_first(tmp_path):
+    a = rand((5, 6, 3), np.uint8)
+    Image.fromarray(a).save(tmp_path / "c.png")
+    arr, meta = read_image(tmp_path / "c.png")
+    assert arr.shape == (3, 5, 6)
+    for c in range(3):
+        np.testing.assert_array_equal(arr[c], a[..., c])
+    assert meta.mode == "RGB" and meta.channel_axis == "S" and meta.axes == "YXS"
+    write_image(tmp_path / "c2.png", arr, meta)
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "c2.png")), a)
+
+
+def test_rgba_alpha_dropped_unless_kept(tmp_path):
+    a = rand((4, 5, 4), np.uint8)
+    Image.fromarray(a).save(tmp_path / "a.png")
+    arr, meta = read_image(tmp_path / "a.png")
+    assert arr.shape == (3, 4, 5) and meta.alpha_dropped and meta.mode == "RGBA"
+    np.testing.assert_array_equal(arr, np.moveaxis(a[..., :3], -1, 0))
+    kept, meta4 = read_image(tmp_path / "a.png", keep_alpha=True)
+    assert kept.shape == (4, 4, 5) and not meta4.alpha_dropped
+    np.testing.assert_array_equal(kept[3], a[..., 3])
+
+
+def test_la_png_alpha_dropped(tmp_path):
+    a = rand((4, 5, 2), np.uint8)
+    Image.fromarray(a).save(tmp_path / "la.png")
+    arr, meta = read_image(tmp_path / "la.png")
+    assert arr.shape == (1, 4, 5) and meta.alpha_dropped
+    np.testing.assert_array_equal(arr[0], a[..., 0])
+
+
+def test_palette_png_keeps_indices_and_palette(tmp_path):
+    idx = rand((6, 7), np.uint8, 0, 2)
+    im = Image.fromarray(idx)
+    palette = [0, 0, 0, 255, 0, 0, 0, 128, 255]
+    im.putpalette(palette)
+    im.save(tmp_path / "p.png")
+    arr, meta = read_image(tmp_path / "p.png")
+    np.testing.assert_array_equal(arr[0], idx)
+    assert meta.mode == "P" and meta.palette[:9] == palette
+    write_image(tmp_path / "p2.png", arr, meta)
+    again = Image.open(tmp_path / "p2.png")
+    assert again.mode == "P" and again.getpalette()[:9] == palette
+    np.testing.assert_array_equal(np.asarray(again), idx)
+
+
+def test_one_bit_png(tmp_path):
+    a = RNG.random((5, 8)) > 0.5
+    Image.fromarray(a).save(tmp_path / "b.png")
+    arr, meta = read_image(tmp_path / "b.png")
+    assert arr.dtype == np.uint8 and set(np.unique(arr)) <= {0, 1} and meta.dtype == "bool" and meta.mode == "1"
+    np.testing.assert_array_equal(arr[0], a.astype(np.uint8))
+    write_image(tmp_path / "b2.png", arr, meta)
+    assert Image.open(tmp_path / "b2.png").mode == "1"
+    np.testing.assert_array_equal(read_image(tmp_path / "b2.png")[0], arr)
+
+
+def test_jpeg_and_bmp(tmp_path):
+    a = np.full((8, 8, 3), (200, 100, 50), np.uint8)
+    Image.fromarray(a).save(tmp_path / "x.jpg", quality=95)
+    arr, meta = read_image(tmp_path / "x.jpg")
+    assert arr.shape == (3, 8, 8) and meta.format == "jpeg"
+    assert np.abs(arr.astype(int) - np.moveaxis(a, -1, 0)).max() <= 3  # lossy
+    b = rand((1, 5, 6), np.uint8)
+    write_image(tmp_path / "x.bmp", b)
+    np.testing.assert_array_equal(read_image(tmp_path / "x.bmp")[0], b)
+
+
+def test_gif_single_and_animated(tmp_path):
+    a = rand((5, 6), np.uint8, 0, 3)
+    im = Image.fromarray(a).convert("P")
+    im.save(tmp_path / "s.gif")
+    arr, meta = read_image(tmp_path / "s.gif")
+    assert arr.shape == (1, 5, 6) and meta.mode in ("P", "L")
+    frames = [Image.fromarray(rand((5, 6), np.uint8)).convert("P") for _ in range(3)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(DataError, match=r"anim\.gif: has 3 frames"):
+        read_image(tmp_path / "anim.gif")
+
+
+# ------------------------------------------------------------------------------------------ TIFF
+def test_tiff_16bit_2d(tmp_path):
+    a = rand((6, 7), np.uint16, 0, 65535)
+    a[0, 0] = 40000
+    tifffile.imwrite(tmp_path / "a.tif", a)
+    arr, meta = read_image(tmp_path / "a.tif")
+    assert arr.shape == (1, 6, 7) and arr.dtype == np.uint16 and arr[0, 0, 0] == 40000
+    np.testing.assert_array_equal(arr[0], a)
+    assert meta.format == "tiff" and meta.channel_axis is None
+
+
+def test_multipage_tiff_is_a_3d_stack(tmp_path):
+    pages = rand((4, 5, 6), np.uint16, 0, 60000)
+    for page in pages:  # plain pages, no metadata: axes "IYX"
+        tifffile.imwrite(tmp_path / "stack.tif", page, append=True, metadata=None)
+    arr, meta = read_image(tmp_path / "stack.tif")
+    assert meta.axes in ("IYX", "QYX") and arr.shape == (1, 4, 5, 6)
+    np.testing.assert_array_equal(arr[0], pages)
+    # the same file read with an explicit axes override: pages are channels
+    chans, meta2 = read_image(tmp_path / "stack.tif", axes="CYX")
+    assert chans.shape == (4, 5, 6) and meta2.channel_axis == "C"
+    np.testing.assert_array_equal(chans, pages)
+
+
+def test_rgb_tiff_samples_are_channels(tmp_path):
+    a = rand((5, 6, 3), np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", a, photometric="rgb")
+    arr, meta = read_image(tmp_path / "rgb.tif")
+    assert meta.axes == "YXS" and meta.channel_axis == "S" and arr.shape == (3, 5, 6)
+    np.testing.assert_array_equal(arr, np.moveaxis(a, -1, 0))
+
+
+def test_imagej_hyperstack_channels_depth_and_spacing(tmp_path):
+    data = rand((3, 2, 5, 6), np.uint16, 0, 50000)  # Z, C, Y, X
+    tifffile.imwrite(tmp_path / "ij.tif", data, imagej=True, resolution=(1 / 0.25, 1 / 0.5),
+                     metadata={"axes": "ZCYX", "spacing": 2.0, "unit": "um"})
+    arr, meta = read_image(tmp_path / "ij.tif")
+    assert meta.axes == "ZCYX" and meta.channel_axis == "C"
+    assert arr.shape == (2, 3, 5, 6)  # (C, D, H, W)
+    np.testing.assert_array_equal(arr, np.transpose(data, (1, 0, 2, 3)))
+    assert meta.spacing == pytest.approx((2.0, 0.5, 0.25)) and meta.spacing_unit == "um"
+
+
+def test_ome_tiff_axes_and_physical_size(tmp_path):
+    data = rand((2, 3, 4, 5), np.uint16, 0, 1000)  # C, Z, Y, X
+    tifffile.imwrite(tmp_path / "x.ome.tif", data,
+                     metadata={"axes": "CZYX", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.4, "PhysicalSizeZ": 1.5})
+    arr, meta = read_image(tmp_path / "x.ome.tif")
+    assert arr.shape == (2, 3, 4, 5)
+    np.testing.assert_array_equal(arr, data)
+    assert meta.spacing == pytest.approx((1.5, 0.4, 0.3)) and meta.spacing_unit == "um"
+
+
+def test_tiff_resolution_tags_centimetre_vs_inch(tmp_path):
+    a = rand((4, 4), np.uint8)
+    tifffile.imwrite(tmp_path / "cm.tif", a, resolution=(1e4 / 0.5, 1e4 / 0.5), resolutionunit="CENTIMETER",
+                     metadata=None)
+    assert read_image(tmp_path / "cm.tif")[1].spacing == pytest.approx((0.5, 0.5))
+    tifffile.imwrite(tmp_path / "inch.tif", a, resolution=(72, 72), resolutionunit="INCH", metadata=None)
+    assert read_image(tmp_path / "inch.tif")[1].spacing is None
+
+
+def test_tiff_time_axis_refused(tmp_path):
+    tifffile.imwrite(tmp_path / "t.tif", rand((3, 4, 5), np.uint8), photometric="minisblack", metadata={"axes": "TYX"})
+    with pytest.raises(DataError, match=r"t\.tif: .*T=3"):
+        read_image(tmp_path / "t.tif")
+
+
+def test_tiff_float_nan_is_not_an_error(tmp_path):
+    a = RNG.normal(size=(1, 4, 5)).astype(np.float32)
+    a[0, 1, 1] = np.nan
+    a[0, 2, 2] = np.inf
+    write_image(tmp_path / "f.tif", a)
+    arr, _ = read_image(tmp_path / "f.tif")
+    np.testing.assert_array_equal(arr, a)  # NaN == NaN under assert_array_equal
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16", "int32", "uint32", "float32", "float64"])
+def test_tiff_round_trip_dtypes(tmp_path, dtype):
+    a = (RNG.normal(size=(2, 3, 5, 4)) * 50).astype(dtype) if dtype.startswith("float") else \
+        rand((2, 3, 5, 4), dtype, 0, 100)
+    meta = ImageMeta(spacing=(2.0, 0.5, 0.25), spacing_unit="um")
+    write_image(tmp_path / "r.tif", a, meta)
+    b, m = read_image(tmp_path / "r.tif")
+    assert b.dtype == a.dtype and b.shape == a.shape
+    np.testing.assert_array_equal(b, a)
+    assert m.spacing == (2.0, 0.5, 0.25) and m.spacing_unit == "um"
+    # resolution tags also carry the pixel size for other software
+    with tifffile.TiffFile(tmp_path / "r.tif") as tf:
+        assert tf.pages[0].tags["XResolution"].value[0] / tf.pages[0].tags["XResolution"].value[1] == pytest.approx(4.0)
+
+
+def test_tiff_rgb_round_trip_keeps_interleaved_layout(tmp_path):
+    a = rand((3, 5, 6), np.uint8)
+    write_image(tmp_path / "rgb.tif", a)
+    arr, meta = read_image(tmp_path / "rgb.tif")
+    assert meta.axes == "YXS"
+    np.testing.assert_array_equal(arr, a)
+
+
+# ----------------------------------------------------------------------------------------- NIfTI
+def _affine():
+    aff = np.array([[0.0, 0.0, 2.5, -10.0], [0.0, 0.8, 0.0, 5.0], [-0.7, 0.0, 0.0, 3.0], [0, 0, 0, 1]])
+    return aff
+
+
+def test_nifti_3d_axis_order_spacing_affine(tmp_path):
+    data = rand((4, 5, 6), np.int16, -100, 100)  # (X, Y, Z) on disk
+    nib.save(nib.Nifti1Image(data, _affine()), tmp_path / "v.nii.gz")
+    arr, meta = read_image(tmp_path / "v.nii.gz")
+    assert arr.shape == (1, 6, 5, 4) and arr.dtype == np.int16  # (1, Z, Y, X)
+    x, y, z = 3, 1, 4
+    assert arr[0, z, y, x] == data[x, y, z]
+    np.testing.assert_array_equal(arr[0], data.transpose(2, 1, 0))
+    assert meta.axes == "XYZ" and meta.channel_axis is None
+    # zooms (X, Y, Z) = column norms of the affine = (0.7, 0.8, 2.5), reversed
+    assert meta.spacing == pytest.approx((2.5, 0.8, 0.7), rel=1e-6)
+    np.testing.assert_allclose(meta.affine, _affine(), atol=1e-6)
+
+
+def test_nifti_round_trip_exact(tmp_path):
+    data = RNG.normal(size=(1, 3, 4, 5)).astype(np.float32)
+    meta = ImageMeta(affine=_affine().tolist(), spacing_unit="mm")
+    write_image(tmp_path / "w.nii.gz", data, meta)
+    arr, m = read_image(tmp_path / "w.nii.gz")
+    np.testing.assert_array_equal(arr, data)
+    np.testing.assert_allclose(m.affine, _affine(), atol=1e-6)
+    assert m.spacing_unit == "mm"
+    write_image(tmp_path / "w2.nii", arr, m)  # second trip: metadata identical
+    arr2, m2 = read_image(tmp_path / "w2.nii")
+    np.testing.assert_array_equal(arr2, data)
+    assert m2.spacing == m.spacing and m2.affine == m.affine
+
+
+def test_nifti_spacing_without_affine_and_4d_channels(tmp_path):
+    data = rand((2, 3, 4, 5), np.uint16, 0, 60000)
+    write_image(tmp_path / "c.nii.gz", data, ImageMeta(spacing=(3.0, 0.5, 0.25)))
+    arr, m = read_image(tmp_path / "c.nii.gz")
+    np.testing.assert_array_equal(arr, data)
+    assert m.axes == "XYZC" and m.channel_axis == "C" and m.spacing == (3.0, 0.5, 0.25)
+    on_disk = nib.load(tmp_path / "c.nii.gz")
+    assert on_disk.shape == (5, 4, 3, 2)
+    np.testing.assert_allclose(np.diag(on_disk.affine), [0.25, 0.5, 3.0, 1.0])
+
+
+def test_nifti_2d_and_scaled(tmp_path):
+    write_image(tmp_path / "p.nii", rand((1, 4, 5), np.uint8))
+    arr, m = read_image(tmp_path / "p.nii")
+    assert arr.shape == (1, 4, 5) and m.axes == "XY"
+    img = nib.Nifti1Image(np.arange(8, dtype=np.int16).reshape(2, 2, 2), np.eye(4))
+    img.header.set_slope_inter(0.5, 10.0)
+    nib.save(img, tmp_path / "s.nii")
+    arr, m = read_image(tmp_path / "s.nii")
+    assert arr.dtype == np.float32 and m.dtype == "int16"
+    assert arr[0, 0, 0, 1] == pytest.approx(10.0 + 0.5 * 4)  # voxel (x=1, y=0, z=0) holds 4
+
+
+# ----------------------------------------------------------------------------------------- meta
+def test_meta_json_round_trip(tmp_path):
+    write_image(tmp_path / "v.nii.gz", rand((1, 2, 3, 4), np.int16), ImageMeta(affine=_affine().tolist()))
+    _, meta = read_image(tmp_path / "v.nii.gz")
+    text = json.dumps(meta.to_dict())
+    back = ImageMeta.from_dict({**json.loads(text), "future_key": 1})
+    assert back == meta and isinstance(back.shape, tuple) and isinstance(back.spacing, tuple)
+
+
+# ---------------------------------------------------------------------------------- atomic write
+def test_atomic_write_leaves_no_temp_file(tmp_path):
+    write_image(tmp_path / "out" / "a.nii.gz", rand((1, 2, 3, 4), np.uint8))
+    assert sorted(os.listdir(tmp_path / "out")) == ["a.nii.gz"]
+
+
+def test_failed_write_keeps_target_and_removes_temp(tmp_path, monkeypatch):
+    target = tmp_path / "t.tif"
+    write_image(target, rand((1, 4, 4), np.uint8))
+    before = target.read_bytes()
+
+    def broken(file, data, **kwargs):
+        with open(file, "wb") as fh:
+            fh.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(tifffile, "imwrite", broken)
+    with pytest.raises(OSError, match="disk full"):
+        write_image(target, rand((1, 4, 4), np.uint8))
+    assert target.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["t.tif"]
+    with pytest.raises(DataError, match="cannot store float32"):
+        write_image(tmp_path / "t.png", np.zeros((1, 2, 2), np.float32))
+    assert sorted(os.listdir(tmp_path)) == ["t.tif"]
+
+
+def test_atomic_write_context_manager(tmp_path):
+    with atomic_write(tmp_path / "x.json") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.endswith(".json") and tmp.name.startswith(".x.")
+        tmp.write_text("{}")
+    assert (tmp_path / "x.json").read_text() == "{}"
+    with pytest.raises(RuntimeError), atomic_write(tmp_path / "x.json") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("boom")
+    assert (tmp_path / "x.json").read_text() == "{}" and sorted(os.listdir(tmp_path)) == ["x.json"]
+
+
+# ------------------------------------------------------------------------------ write refusals
+@pytest.mark.parametrize("name,array,message", [
+    ("f.png", np.zeros((1, 2, 2), np.float32), r"f\.png: cannot store float32 .* in a PNG file"),
+    ("rgb16.png", np.zeros((3, 2, 2), np.uint16), r"rgb16\.png: cannot store uint16 data with 3 channel"),
+    ("vol.png", np.zeros((1, 2, 2, 2), np.uint8), r"vol\.png: cannot store uint8 .* PNG file \(it holds 2D"),
+    ("x.jpg", np.zeros((1, 2, 2), np.uint8), r"x\.jpg: unetkit does not write JPEG files \(lossy\)"),
+    ("h.nii.gz", np.zeros((1, 2, 2, 2), np.float16), r"h\.nii\.gz: cannot store float16"),
+    ("m.nii", np.zeros((3, 2, 2), np.uint8), r"m\.nii: cannot store uint8 data with 3 channel"),
+    ("flat.tif", np.zeros((4, 4), np.uint8), r"flat\.tif: cannot write an array of shape \(4, 4\): expected channel-first"),
+    ("c.tif", np.zeros((1, 2, 2), np.complex64), r"c\.tif: cannot write complex64 data"),
+    ("notes.txt", np.zeros((1, 2, 2), np.uint8), r"notes\.txt: unsupported file type '\.txt'"),
+])
+def test_write_refusals(tmp_path, name, array, message):
+    with pytest.raises(DataError, match=message):
+        write_image(tmp_path / name, array)
+    assert os.listdir(tmp_path) == []
+
+
+# ------------------------------------------------------------------------------------ bad files
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(DataError, match=r"nope\.png: file not found"):
+        read_image(tmp_path / "nope.png")
+
+
+def test_zero_byte_file(tmp_path):
+    (tmp_path / "z.tif").write_bytes(b"")
+    with pytest.raises(DataError, match=r"z\.tif: empty file \(0 bytes\)"):
+        read_image(tmp_path / "z.tif")
+
+
+def test_unsupported_suffix(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(DataError, match=r"notes\.txt: unsupported file type '\.txt'; supported: \.nii\.gz"):
+        read_image(tmp_path / "notes.txt")
+
+
+def test_text_saved_as_png(tmp_path):
+    (tmp_path / "fake.png").write_text("this is not an image\n" * 5)
+    with pytest.raises(DataError, match=r"fake\.png: not a PNG image") as err:
+        read_image(tmp_path / "fake.png")
+    assert "\n" not in str(err.value) and err.value.path == tmp_path / "fake.png"
+
+
+def test_truncated_png(tmp_path):
+    write_image(tmp_path / "t.png", rand((1, 64, 64), np.uint8))
+    _truncate(tmp_path / "t.png")
+    with pytest.raises(DataError, match=r"t\.png: unreadable or truncated PNG file"):
+        read_image(tmp_path / "t.png")
+
+
+def test_truncated_tiff_is_reported_quietly(tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "t.tif", rand((4, 64, 64), np.uint8), photometric="minisblack")
+    _truncate(tmp_path / "t.tif")
+    with pytest.raises(DataError, match=r"t\.tif: (unreadable|damaged) or truncated TIFF"):
+        read_image(tmp_path / "t.tif")
+    captured = capsys.readouterr()
+    assert captured.err == "" and captured.out == ""
+
+
+def test_text_saved_as_tiff(tmp_path):
+    (tmp_path / "x.tif").write_text("hello")
+    with pytest.raises(DataError, match=r"x\.tif: unreadable or truncated TIFF file \(TiffFileError: not a TIFF"):
+        read_image(tmp_path / "x.tif")
+
+
+@pytest.mark.parametrize("name", ["t.nii.gz", "t.nii"])
+def test_truncated_nifti(tmp_path, name):
+    write_image(tmp_path / name, rand((1, 8, 16, 16), np.int16))
+    _truncate(tmp_path / name)
+    with pytest.raises(DataError, match=rf"{name.replace('.', '[.]')}: unreadable or truncated NIFTI file"):
+        read_image(tmp_path / name)
+
+
+def test_folder_given_as_file(tmp_path):
+    (tmp_path / "d.png").mkdir()
+    with pytest.raises(DataError, match=r"d\.png: is a folder"):
+        read_image(tmp_path / "d.png")
+
+
+def test_axes_override_errors(tmp_path):
+    write_image(tmp_path / "a.png", rand((1, 3, 3), np.uint8))
+    with pytest.raises(DataError, match=r"a\.png: axes='CYX' applies to TIFF files only"):
+        read_image(tmp_path / "a.png", axes="CYX")
+    tifffile.imwrite(tmp_path / "a.tif", rand((3, 3), np.uint8))
+    with pytest.raises(DataError, match=r"a\.tif: axes='CYX' has 3 letters but the data has 2 dimensions"):
+        read_image(tmp_path / "a.tif", axes="CYX")

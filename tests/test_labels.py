@@ -1,0 +1,208 @@
+"""Label maps: encode/decode round trips, inference per mask kind, read_mask, error messages."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unetkit.data import INSTANCE_LABEL_MAP, LabelMap, infer_label_map, read_mask
+from unetkit.errors import ConfigError, DataError
+from unetkit.io import read_image, write_image
+
+
+def test_binary_0_255_encode_decode():
+    lm = LabelMap([0, 255])
+    mask = np.array([[[0, 255, 255], [0, 0, 255]]], np.uint8)
+    idx = lm.encode(mask)
+    assert idx.dtype == np.int64 and idx.shape == (2, 3)
+    assert idx.tolist() == [[0, 1, 1], [0, 0, 1]]
+    back = lm.decode(idx)
+    assert back.dtype == np.uint8 and back.shape == (1, 2, 3)
+    np.testing.assert_array_equal(back, mask)
+    assert lm.num_classes == 2
+
+
+def test_user_order_is_kept():
+    lm = LabelMap([255, 0], names=["interior", "membrane"])  # ISBI numbered with membrane = class 1
+    assert lm.encode(np.array([[[0, 255]]], np.uint8)).tolist() == [[1, 0]]
+
+
+def test_integer_labels_uint16_and_int32_paths():
+    lm = LabelMap([0, 3, 1000])
+    m16 = np.array([[[0, 1000, 3]]], np.uint16)
+    assert lm.encode(m16).tolist() == [[0, 2, 1]]
+    m32 = m16.astype(np.int32)
+    assert lm.encode(m32).tolist() == [[0, 2, 1]]
+    assert lm.dtype == "uint16"
+    np.testing.assert_array_equal(lm.decode(np.array([[0, 2, 1]])), m16)
+
+
+def test_float_mask_with_whole_numbers():
+    lm = LabelMap([0, 1, 2])
+    assert lm.encode(np.array([[[2.0, 0.0, 1.0]]], np.float32)).tolist() == [[2, 0, 1]]
+    with pytest.raises(DataError, match=r"p\.tif: mask holds non-integer values \(e\.g\. 0\.5\)"):
+        lm.encode(np.array([[[0.5, 1.0]]], np.float32), path="p.tif")
+
+
+def test_unexpected_values_named_with_file():
+    lm = LabelMap([0, 255])
+    mask = np.array([[[0, 128, 255, 7]]], np.uint8)
+    with pytest.raises(DataError, match=r"^masks/03\.png: unexpected label values 7, 128 \(the label map has 0, 255\)$"):
+        lm.encode(mask, path="masks/03.png")
+    with pytest.raises(DataError, match=r"^unexpected label values 7, 128"):
+        lm.encode(mask)
+
+
+def test_encode_needs_channel_first():
+    with pytest.raises(DataError, match=r"mask of shape \(2, 3\) is not channel-first with 1 channel"):
+        LabelMap([0, 1]).encode(np.zeros((2, 3), np.uint8))
+
+
+def test_colour_map_encode_decode():
+    lm = LabelMap([(0, 0, 0), (255, 0, 0), (0, 255, 0)], kind="colors")
+    rgb = np.zeros((3, 2, 2), np.uint8)
+    rgb[0, 0, 0] = 255  # red
+    rgb[1, 1, 1] = 255  # green
+    idx = lm.encode(rgb)
+    assert idx.tolist() == [[1, 0], [0, 2]]
+    np.testing.assert_array_equal(lm.decode(idx), rgb)
+    rgb[2, 0, 1] = 9
+    with pytest.raises(DataError, match=r"unexpected label values \(0, 0, 9\)"):
+        lm.encode(rgb)
+
+
+def test_decode_out_of_range():
+    with pytest.raises(ConfigError, match=r"class indices must lie in 0\.\.1, got 0\.\.2"):
+        LabelMap([0, 255]).decode(np.array([0, 2]))
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"values": [0]}, "at least 2 classes"),
+    ({"values": [0, 1, 0]}, "class values repeat: 0, 1, 0"),
+    ({"values": [0, 1.5]}, "class values must be integers"),
+    ({"values": [0, 1], "names": ["a"]}, "1 class names for 2 class values"),
+    ({"values": [(0, 0), (1, 1)], "kind": "colors"}, r"\(r, g, b\) triples"),
+    ({"values": [0, 1], "kind": "blobs"}, "unknown label map kind 'blobs'"),
+    ({"values": [0, 2], "kind": "instances"}, r"values \(0, 1\)"),
+])
+def test_label_map_argument_errors(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        LabelMap(**kwargs)
+
+
+@pytest.mark.parametrize("lm", [
+    LabelMap([0, 255], names=["bg", "fg"]),
+    LabelMap([(0, 0, 0), (10, 20, 30)], kind="colors"),
+    LabelMap([0, 1, 2], palette=[0, 0, 0, 255, 0, 0, 0, 0, 255]),
+    INSTANCE_LABEL_MAP,
+])
+def test_to_dict_json_round_trip(lm):
+    assert LabelMap.from_dict(json.loads(json.dumps(lm.to_dict()))) == lm
+
+
+def test_from_nnunet_v1_and_v2():
+    v2 = LabelMap.from_nnunet({"background": 0, "liver": 1, "tumour": 2})
+    v1 = LabelMap.from_nnunet({"0": "background", "2": "tumour", "1": "liver"})
+    assert v2 == v1 and v2.names == ("background", "liver", "tumour")
+    with pytest.raises(ConfigError, match="region-based"):
+        LabelMap.from_nnunet({"background": 0, "whole": [1, 2]})
+
+
+# --------------------------------------------------------------------------------- inference
+def test_infer_binary_masks_both_conventions():
+    a = np.array([[[0, 255]]], np.uint8)
+    assert infer_label_map([a]).values == (0, 255)
+    assert infer_label_map([np.array([[[1, 0]]], np.uint8)]).values == (0, 1)
+    # union over masks, one of which is empty
+    assert infer_label_map([np.zeros((1, 2, 2), np.uint8), a]).values == (0, 255)
+
+
+def test_infer_integer_labels_from_files(tmp_path):
+    for i, vals in enumerate(([0, 1], [0, 2], [3, 0])):
+        write_image(tmp_path / f"{i}.png", np.array([[vals]], np.uint8))
+    lm = infer_label_map(sorted(tmp_path.glob("*.png")))
+    assert lm.values == (0, 1, 2, 3) and lm.kind == "labels" and lm.dtype == "uint8"
+
+
+def test_infer_rgb_colours():
+    rgb = np.zeros((3, 2, 2), np.uint8)
+    rgb[:, 0, 0] = (255, 0, 0)
+    rgb[:, 1, 1] = (0, 0, 255)
+    lm = infer_label_map([rgb])
+    assert lm.kind == "colors" and lm.values == ((0, 0, 0), (0, 0, 255), (255, 0, 0))
+
+
+def test_infer_palette_mask_keeps_palette(tmp_path):
+    im = Image.fromarray(np.array([[0, 1], [2, 1]], np.uint8))
+    im.putpalette([0, 0, 0, 128, 0, 0, 0, 128, 0])
+    im.save(tmp_path / "voc.png")
+    lm = infer_label_map([tmp_path / "voc.png"])
+    assert lm.values == (0, 1, 2) and lm.palette[:9] == (0, 0, 0, 128, 0, 0, 0, 128, 0)
+
+
+def test_auto_refuses_many_values_and_suggests_instances(tmp_path):
+    inst = np.arange(40, dtype=np.uint16).reshape(1, 5, 8)
+    write_image(tmp_path / "inst.png", inst)
+    with pytest.raises(DataError, match=r"inst\.png: 40 distinct mask values .* use kind='instances'"):
+        infer_label_map([tmp_path / "inst.png"])
+    assert infer_label_map([tmp_path / "inst.png"], kind="labels").num_classes == 40
+    assert infer_label_map([tmp_path / "inst.png"], kind="instances") is INSTANCE_LABEL_MAP
+
+
+def test_infer_single_value_is_an_error(tmp_path):
+    write_image(tmp_path / "e.png", np.zeros((1, 2, 2), np.uint8))
+    with pytest.raises(DataError, match=r"e\.png: all 1 mask\(s\) hold the single value 0; cannot infer"):
+        infer_label_map([tmp_path / "e.png"])
+
+
+def test_infer_mixed_channel_counts(tmp_path):
+    write_image(tmp_path / "rgb.png", np.zeros((3, 2, 2), np.uint8))
+    with pytest.raises(DataError, match=r"rgb\.png: mask has 3 channel\(s\) but the label map is 'labels'"):
+        infer_label_map([np.array([[[0, 1]]], np.uint8), tmp_path / "rgb.png"])
+
+
+def test_infer_bad_kind_and_channels():
+    with pytest.raises(ConfigError, match="unknown mask kind 'semantic'"):
+        infer_label_map([], kind="semantic")
+    with pytest.raises(DataError, match=r"1 channel \(labels\) or 3 \(RGB colours\), got shape \(2, 2, 2\)"):
+        infer_label_map([np.zeros((2, 2, 2), np.uint8)])
+
+
+# --------------------------------------------------------------------------------- read_mask
+def test_read_mask_isbi_convention(tmp_path):
+    # ISBI 2012: 255 = cell interior, 0 = membrane -> class 0 = membrane, 1 = interior
+    mask = np.array([[[255, 0, 255]]], np.uint8)
+    write_image(tmp_path / "m.png", mask)
+    lm = infer_label_map([tmp_path / "m.png"])
+    classes, instances, meta = read_mask(tmp_path / "m.png", lm)
+    assert classes.tolist() == [[1, 0, 1]] and instances is None and meta.mode == "L"
+    np.testing.assert_array_equal(lm.decode(classes), read_image(tmp_path / "m.png")[0])
+
+
+def test_read_mask_instances(tmp_path):
+    ids = np.array([[[0, 5, 5], [7, 0, 9]]], np.uint16)
+    write_image(tmp_path / "i.tif", ids)
+    classes, instances, _ = read_mask(tmp_path / "i.tif", kind="instances")
+    assert classes.tolist() == [[0, 1, 1], [1, 0, 1]]
+    assert instances.dtype == np.int64 and instances.tolist() == [[0, 5, 5], [7, 0, 9]]
+
+
+def test_read_mask_3d(tmp_path):
+    vol = np.zeros((1, 2, 3, 4), np.uint8)
+    vol[0, 1, 2, 3] = 2
+    write_image(tmp_path / "v.nii.gz", vol)
+    classes, _, _ = read_mask(tmp_path / "v.nii.gz", LabelMap([0, 2]))
+    assert classes.shape == (2, 3, 4) and classes.sum() == 1 and classes[1, 2, 3] == 1
+
+
+def test_read_mask_errors(tmp_path):
+    with pytest.raises(ConfigError, match="read_mask needs the dataset's LabelMap"):
+        read_mask(tmp_path / "m.png")
+    write_image(tmp_path / "m.png", np.array([[[0, 3]]], np.uint8))
+    with pytest.raises(DataError, match=r"m\.png: unexpected label values 3 \(the label map has 0, 255\)"):
+        read_mask(tmp_path / "m.png", LabelMap([0, 255]))
+    with pytest.raises(ConfigError, match="kind='instances' contradicts the label map's kind 'labels'"):
+        read_mask(tmp_path / "m.png", LabelMap([0, 3]), kind="instances")
