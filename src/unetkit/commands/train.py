@@ -1,0 +1,149 @@
+"""``unetkit train DATA_DIR``: train a model; flags override the config file; ``--resume`` continues."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+examples:
+  unetkit train data/train --model unet --epochs 50 --patch-size 256 --val data/val
+  unetkit train data/train --config examples/isbi2012.yaml --time-budget 10
+  unetkit train data/train --model unet-original --weight-map --optimizer sgd --lr 0.01 \\
+      --set model.options.base_features=16 --set data.w0=10
+  unetkit train --resume runs/unet-20261122-101500          # continue exactly where it stopped
+  torchrun --nproc_per_node=2 -m unetkit train data/train --batch-size 8   # multi-process (DDP)
+
+A run folder (config.yaml, splits.json, metrics.csv, curves.png, train.log, checkpoints/last.pt and
+best.pt) is written under --output (default runs/).
+"""
+
+# flag → dotted config key
+FLAG_KEYS = {
+    "val": "data.val_dir", "patch_size": "data.patch_size", "mask_suffix": "data.mask_suffix",
+    "mask_kind": "data.mask_kind", "val_fraction": "data.val_fraction", "normalization": "data.normalization",
+    "workers": "data.num_workers", "model": "model.name", "loss": "loss.name", "epochs": "train.epochs",
+    "iters_per_epoch": "train.iters_per_epoch", "batch_size": "train.batch_size", "lr": "train.lr",
+    "optimizer": "train.optimizer", "scheduler": "train.scheduler", "precision": "train.precision",
+    "device": "train.device", "seed": "train.seed", "time_budget": "train.time_budget_minutes",
+    "early_stopping": "train.early_stopping", "threads": "train.threads",
+}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("train", help="train a model on a folder of images and masks",
+                       description="Train a U-Net family model. Every flag overrides the config file "
+                                   "(--config), which overrides the defaults.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data_dir", nargs="?", help="training folder: images/ + masks/ (or nnU-Net imagesTr/ + labelsTr/)")
+    p.add_argument("--config", help="YAML run config (sections data, model, loss, train)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--output", help="folder that receives the run folder (default runs/)")
+    p.add_argument("--run-dir", help="exact run folder to write (default OUTPUT/MODEL-TIMESTAMP)")
+    g = p.add_argument_group("data")
+    g.add_argument("--val", metavar="VAL_DIR", help="fixed validation folder (default: a seeded hold-out)")
+    g.add_argument("--val-fraction", type=float, help="hold-out fraction without --val (default 0.2)")
+    g.add_argument("--patch-size", help="training patch (label) size: 256 or 96,128,128")
+    g.add_argument("--mask-suffix", help="mask file suffix such as _mask (default: detected)")
+    g.add_argument("--mask-kind", choices=("auto", "labels", "colors", "instances"), help="how to read masks")
+    g.add_argument("--normalization", help="zscore, percentile, minmax, fixed or none")
+    g.add_argument("--weight-map", action="store_true", default=None,
+                   help="weight the loss with the U-Net paper's border weight map (w0 10, sigma 5)")
+    g.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    g.add_argument("--workers", type=int, help="DataLoader worker processes (default 0)")
+    g = p.add_argument_group("model and loss")
+    g.add_argument("--model", help="model preset (see 'unetkit summary --list'); default unet")
+    g.add_argument("--loss", help="loss name, e.g. dice-ce (default), ce, focal, unet3plus-hybrid")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--iters-per-epoch", type=int, help="batches per epoch (default 50)")
+    g.add_argument("--batch-size", type=int, help="global batch size (default 4)")
+    g.add_argument("--lr", type=float, help="learning rate")
+    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
+    g.add_argument("--scheduler", choices=("poly", "cosine", "plateau", "none"))
+    g.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"))
+    g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop cleanly when the time is up")
+    g.add_argument("--early-stopping", type=int, metavar="N", help="stop after N validations without improvement")
+    g.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any config value, e.g. --set model.options.base_features=16 --set train.grad_clip=1")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines only)")
+    p.set_defaults(run=run)
+
+
+def collect_overrides(args) -> dict:
+    """Flags and ``--set`` pairs as ``{"section.key": value}`` (unset flags are left out)."""
+    from ..errors import ConfigError
+    from .summary import parse_value
+
+    out: dict = {}
+    for flag, key in FLAG_KEYS.items():
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if flag == "patch_size":
+            value = parse_value(value)
+            value = list(value) if isinstance(value, tuple) else [value]
+        if flag == "normalization":
+            value = {"name": value}
+        out[key] = value
+    if args.weight_map:
+        out["data.weight_map"] = True
+    if args.no_augment:
+        out["data.augmentation"] = None
+    if args.data_dir:
+        out["data.train_dir"] = args.data_dir
+    if args.output:
+        out["output_dir"] = args.output
+    for item in args.set:
+        if "=" not in item:
+            raise ConfigError(f"--set needs KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+def apply_overrides(config, overrides: dict):
+    """Apply dotted overrides, including nested ones such as ``model.options.base_features``."""
+    from ..config import RunConfig
+    from ..errors import ConfigError
+
+    raw = config.to_dict()
+    for key, value in overrides.items():
+        parts = key.split(".")
+        node = raw
+        for part in parts[:-1]:
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"cannot set {key!r}: unknown section {part!r}")
+            node = node[part] if node[part] is not None else node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {key!r}")
+        node[parts[-1]] = value
+    return RunConfig.from_dict(raw)
+
+
+def run(args) -> int:
+    from ..config import RunConfig
+    from ..errors import ConfigError
+    from ..training import Trainer
+
+    overrides = collect_overrides(args)
+    if args.resume:
+        if args.config or args.data_dir:
+            raise ConfigError("--resume continues a run with its own config and data; drop DATA_DIR/--config")
+        trainer = Trainer.resume(args.resume, progress=not args.no_progress)
+        trainer.config = apply_overrides(trainer.config, overrides)
+    else:
+        config = RunConfig.from_yaml(args.config) if args.config else RunConfig()
+        config = apply_overrides(config, overrides)
+        if config.data.train_dir is None:
+            raise ConfigError("give the training folder: unetkit train DATA_DIR (or data.train_dir in --config)")
+        trainer = Trainer(config, run_dir=args.run_dir, progress=not args.no_progress)
+    result = trainer.fit()
+    best = result.best
+    if trainer.dist.is_main:
+        best_txt = f"best val dice {best['val_dice']:.4f} at epoch {best['epoch']}" if best else "no validation"
+        print(f"done: {result.stop_reason} after epoch {result.epochs_completed}; {best_txt}; "
+              f"checkpoints in {result.run_dir / 'checkpoints'}")
+    return 0

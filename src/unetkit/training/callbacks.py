@@ -1,0 +1,133 @@
+"""Trainer callbacks: CSV log, loss/metric plot, TensorBoard, one-line epoch summaries.
+
+Each callback sees the whole history (a list of per-epoch dicts) and rewrites its file from it
+atomically, so a resumed run's logs hold exactly the epochs its checkpoint holds.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+from pathlib import Path
+from typing import Optional
+
+from ..utils import atomic_path, atomic_write_text
+
+
+class Callback:
+    """Hooks the trainer calls on the main process only."""
+
+    def on_train_start(self, trainer) -> None:
+        pass
+
+    def on_epoch_end(self, trainer, history: list[dict]) -> None:
+        pass
+
+    def on_train_end(self, trainer, history: list[dict]) -> None:
+        pass
+
+
+class CSVLogger(Callback):
+    """``metrics.csv``: one row per epoch, every metric as a column."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_epoch_end(self, trainer, history):
+        keys: list[str] = []
+        for row in history:
+            keys += [k for k in row if k not in keys]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+        atomic_write_text(self.path, buf.getvalue())
+
+
+class PlotCallback(Callback):
+    """``curves.png``: training/validation loss and validation Dice/IoU per epoch (needs matplotlib)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_epoch_end(self, trainer, history):
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:  # plotting is optional
+            return
+        epochs = [r["epoch"] for r in history]
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.6))
+        for key, label in (("train_loss", "train loss"), ("val_loss", "val loss")):
+            ys = [r.get(key, math.nan) for r in history]
+            if any(not math.isnan(y) for y in ys):
+                ax1.plot(epochs, ys, marker=".", label=label)
+        ax1.set_xlabel("epoch")
+        ax1.set_ylabel("loss")
+        ax1.legend()
+        for key in ("val_dice", "val_iou"):
+            ys = [r.get(key, math.nan) for r in history]
+            if any(not math.isnan(y) for y in ys):
+                ax2.plot(epochs, ys, marker=".", label=key.replace("_", " "))
+        ax2.set_xlabel("epoch")
+        ax2.set_ylabel("foreground mean")
+        ax2.set_ylim(0, 1)
+        if ax2.lines:
+            ax2.legend()
+        fig.tight_layout()
+        with atomic_path(self.path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
+        plt.close(fig)
+
+
+class TensorBoardLogger(Callback):
+    """TensorBoard scalars under ``tensorboard/`` when the ``tensorboard`` package is installed."""
+
+    def __init__(self, log_dir: Path):
+        self.writer = None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(log_dir))
+        except Exception:  # tensorboard not installed: silently off
+            self.writer = None
+
+    def on_epoch_end(self, trainer, history):
+        if self.writer is None:
+            return
+        row = history[-1]
+        for k, v in row.items():
+            if k != "epoch" and isinstance(v, (int, float)) and not math.isnan(v):
+                self.writer.add_scalar(k, v, row["epoch"])
+        self.writer.flush()
+
+    def on_train_end(self, trainer, history):
+        if self.writer is not None:
+            self.writer.close()
+
+
+class ConsoleSummary(Callback):
+    """One line per epoch: losses, validation scores, best so far, learning rate, throughput."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stdout
+
+    def on_epoch_end(self, trainer, history):
+        r = history[-1]
+        parts = [f"epoch {r['epoch']:>3}/{trainer.config.train.epochs}", f"loss {r['train_loss']:.4f}"]
+        if not math.isnan(r.get("val_loss", math.nan)):
+            parts.append(f"val loss {r['val_loss']:.4f}")
+        if not math.isnan(r.get("val_dice", math.nan)):
+            parts.append(f"val dice {r['val_dice']:.4f}")
+            per_class = [r[k] for k in sorted(r) if k.startswith("val_dice_c")]
+            if 2 < len(per_class) <= 6 or len(per_class) == 2:
+                parts.append("per class [" + ", ".join(f"{v:.3f}" for v in per_class) + "]")
+            best: Optional[dict] = trainer.best
+            if best is not None:
+                parts.append(f"(best {best['val_dice']:.4f} @ {best['epoch']})")
+        parts += [f"lr {r['lr']:.2e}", f"{r['images_per_s']:.1f} img/s", f"{r['epoch_time_s']:.0f} s"]
+        print("  ".join(parts), file=self.stream, flush=True)

@@ -1,0 +1,437 @@
+"""The trainer: a short loop of named hooks; every number comes from :class:`~unetkit.config.RunConfig`.
+
+    setup()                      data, model, loss, optimiser, callbacks; resume state
+    for each epoch:
+        train_epoch()            train_step() per batch (autocast, clipping, optimiser step)
+        validate()               whole validation images, per-class Dice / IoU
+        end_epoch()              scheduler, checkpoints (last / best), logs, stopping rules
+
+A run folder holds ``config.yaml`` (resolved), ``splits.json``, ``metrics.csv``, ``curves.png``,
+``train.log`` and ``checkpoints/{last,best}.pt``; ``Trainer.resume(run_dir)`` continues exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+import torch
+
+from .. import runtime
+from ..config import RunConfig
+from ..data import (
+    LabelMap,
+    Normalizer,
+    PatchDataset,
+    PatchSampler,
+    build_augmentation,
+    patch_geometry,
+    prepare_data,
+)
+from ..errors import ConfigError, DataError
+from ..evaluation.metrics import EMPTY_POLICY, confusion_matrix, overlap_scores
+from ..inference.predictor import Predictor, labels_from_logits
+from ..losses import DeepSupervisionLoss, create_loss
+from ..models import create_model
+from ..utils import remove_stale_temp_files
+from . import distributed as dist_utils
+from .callbacks import Callback, ConsoleSummary, CSVLogger, PlotCallback, TensorBoardLogger
+from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+
+DEFAULT_PATCH = {2: 256, 3: 96}
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    run_dir: Path
+    epochs_completed: int
+    best: Optional[dict]
+    stop_reason: str
+    history: list = field(default_factory=list)
+
+
+class Trainer:
+    """Train a model as a :class:`RunConfig` says.
+
+    Args:
+        config: the run configuration (validated here).
+        run_dir: the run folder (default ``<output_dir>/<model>-<timestamp>``).
+        progress: show a per-epoch progress bar (main process only).
+        callbacks: extra :class:`Callback` objects.
+
+    Example:
+        >>> cfg = RunConfig.from_dict({"data": {"train_dir": "data/train"}, "train": {"epochs": 5}})
+        >>> result = Trainer(cfg).fit()  # doctest: +SKIP
+    """
+
+    def __init__(self, config: RunConfig, run_dir: Optional[Union[str, Path]] = None, progress: bool = True,
+                 callbacks: Optional[list[Callback]] = None):
+        self.config = config.validate()
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = progress
+        self.extra_callbacks = list(callbacks or [])
+        self._resume_from: Optional[Path] = None
+        self.epoch = 0
+        self.history: list[dict] = []
+        self.best: Optional[dict] = None
+        self.stop_reason = ""
+
+    @classmethod
+    def resume(cls, run_dir: Union[str, Path], overrides: Optional[dict] = None, progress: bool = True) -> Trainer:
+        """A trainer that continues the run in ``run_dir`` from ``checkpoints/last.pt``.
+
+        ``overrides`` (``{"train.epochs": 100}``) may extend the run or change the device; the data
+        and model are the run's own.
+        """
+        run_dir = Path(run_dir)
+        cfg_path, last = run_dir / "config.yaml", run_dir / "checkpoints" / "last.pt"
+        if not cfg_path.is_file():
+            raise DataError("not a unetkit run folder (no config.yaml)", run_dir)
+        if not last.is_file():
+            raise DataError("nothing to resume: no checkpoints/last.pt (the run stopped before its first epoch "
+                            "ended; start it again)", run_dir)
+        config = RunConfig.from_yaml(cfg_path)
+        if overrides:
+            config = config.override(overrides)
+        trainer = cls(config, run_dir, progress=progress)
+        trainer._resume_from = last
+        return trainer
+
+    # ------------------------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        cfg = self.config
+        self.t_start = time.monotonic()
+        runtime.set_threads(cfg.train.threads)
+        self.device = runtime.resolve_device(cfg.train.device)
+        self.dist = dist_utils.init_distributed(self.device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        self._make_run_dir()
+        torch.manual_seed(cfg.train.seed)
+        np.random.seed(cfg.train.seed)
+        ckpt = load_checkpoint(self._resume_from) if self._resume_from else None
+
+        if cfg.data.train_dir is None:
+            raise ConfigError("no training data: give DATA_DIR (data.train_dir)")
+        weight_map = {"w0": cfg.data.w0, "sigma": cfg.data.sigma} if cfg.data.weight_map else None
+        self.data = prepare_data(
+            cfg.data.train_dir, cfg.data.val_dir, val_fraction=cfg.data.val_fraction, seed=cfg.train.seed,
+            mask_suffix=cfg.data.mask_suffix, mask_kind=cfg.data.mask_kind, normalization=cfg.data.normalization,
+            weight_map=weight_map, run_dir=self.run_dir if self.dist.is_main else None,
+            label_map=LabelMap.from_dict(ckpt["label_map"]) if ckpt else None,
+            normalizer=Normalizer.from_dict(ckpt["normalization"]) if ckpt else None,
+        )
+        self.model = self.build_model()
+        self.setup_patches()
+        self.setup_optimisation()
+        if ckpt is not None:
+            self.load_state(ckpt)
+        if self.dist.enabled:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        else:
+            self.ddp = self.model
+        self.callbacks: list[Callback] = []
+        if self.dist.is_main:
+            self.callbacks = [CSVLogger(self.run_dir / "metrics.csv"), PlotCallback(self.run_dir / "curves.png"),
+                              TensorBoardLogger(self.run_dir / "tensorboard"), ConsoleSummary(),
+                              _LogFile(self.run_dir / "train.log"), *self.extra_callbacks]
+            self.config.to_yaml(self.run_dir / "config.yaml")
+
+    def _make_run_dir(self) -> None:
+        if self.run_dir is None:
+            name = f"{self.config.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            if self.dist.enabled:  # every rank must use rank 0's folder
+                box = [name]
+                torch.distributed.broadcast_object_list(box, src=0)
+                name = box[0]
+            self.run_dir = Path(self.config.output_dir) / name
+        if self.dist.is_main:
+            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.run_dir / "checkpoints")
+            remove_stale_temp_files(self.run_dir)
+        dist_utils.barrier(self.dist)
+
+    def build_model(self) -> torch.nn.Module:
+        cfg = self.config
+        options = dict(cfg.model.options)
+        options.setdefault("in_channels", self.data.in_channels)
+        options.setdefault("num_classes", self.data.label_map.num_classes)
+        options.setdefault("spatial_dims", self.data.spatial_dims)
+        if options["num_classes"] == 1 and self.data.label_map.num_classes != 2:
+            raise ConfigError(f"num_classes=1 (one sigmoid channel) needs a binary mask; the masks have "
+                              f"{self.data.label_map.num_classes} classes")
+        if options["in_channels"] != self.data.in_channels:
+            raise ConfigError(f"the model expects {options['in_channels']} input channels but the images have "
+                              f"{self.data.in_channels}")
+        model = create_model(cfg.model.name, **options)
+        model.outputs = "all"
+        for module in model.inactive_modules():  # unused heads: no gradients, no DDP bookkeeping
+            for p in module.parameters():
+                p.requires_grad_(False)
+        model.to(self.device)
+        self.channels_last = runtime.use_channels_last(model, self.device, cfg.train.channels_last)
+        self.memory_format = runtime.memory_format(model.spatial_dims, self.channels_last)
+        self.autocast_dtype = runtime.resolve_precision(cfg.train.precision, self.device)
+        return model.to(memory_format=self.memory_format)
+
+    def setup_patches(self) -> None:
+        cfg, dims = self.config, self.data.spatial_dims
+        smallest = np.min([c.image.shape[1:] for c in self.data.train], axis=0)
+        if cfg.data.patch_size is None:
+            requested = [min(int(s), DEFAULT_PATCH[dims]) for s in smallest]
+        else:
+            requested = list(cfg.data.patch_size) * (dims if len(cfg.data.patch_size) == 1 else 1)
+            if len(requested) != dims:
+                raise ConfigError(f"data.patch_size has {len(requested)} values for {dims}D images")
+        self.input_size, self.label_size = patch_geometry(self.model, requested)
+        sampler = PatchSampler(self.label_size, self.input_size, fg_fraction=cfg.data.fg_fraction)
+        augmentation = build_augmentation(cfg.data.augmentation, dims) if cfg.data.augmentation is not None else None
+        self.dataset = PatchDataset(self.data.train, sampler, augmentation,
+                                    length=cfg.train.iters_per_epoch * cfg.train.batch_size, seed=cfg.train.seed)
+        batches = dist_utils.RankBatchSampler(cfg.train.iters_per_epoch, cfg.train.batch_size, self.dist)
+        self.loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=batches,
+                                                  num_workers=cfg.data.num_workers,
+                                                  pin_memory=self.device.type == "cuda")
+
+    def setup_optimisation(self) -> None:
+        from .optim import build_optimizer, build_scheduler
+
+        cfg = self.config
+        base = create_loss(cfg.loss.name, **cfg.loss.options)
+        self.loss_fn = DeepSupervisionLoss(base, weights=cfg.loss.deep_supervision_weights,
+                                           cgm_weight=cfg.loss.cgm_weight)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(cfg.train, params)
+        self.scheduler = build_scheduler(cfg.train, self.optimizer)
+        self.scaler = torch.amp.GradScaler("cuda") if self.autocast_dtype == torch.float16 else None
+
+    def load_state(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["state_dict"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.scheduler is not None and ckpt.get("scheduler") is not None:
+            self.scheduler.load_state_dict(ckpt["scheduler"])
+            _sync_lr_to_schedule(self.scheduler, self.config.train.epochs)
+        if self.scaler is not None and ckpt.get("scaler") is not None:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt.get("rng") is not None:
+            set_rng_state(ckpt["rng"])
+        self.epoch = int(ckpt["epoch"])
+        self.history = list(ckpt.get("history", []))
+        self.best = ckpt.get("extra", {}).get("best")
+        self.bad_validations = int(ckpt.get("extra", {}).get("bad_validations", 0))
+
+    # -------------------------------------------------------------------------------------- loop
+    def fit(self) -> TrainResult:
+        """Run (or continue) training until the epochs, the time budget or early stopping end it."""
+        self.setup()
+        self.bad_validations = getattr(self, "bad_validations", 0)
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        if self.dist.is_main:
+            self._announce()
+        try:
+            while self.epoch < self.config.train.epochs and not self.stop_reason:
+                self.epoch += 1
+                t0 = time.monotonic()
+                train_loss, images, train_time = self.train_epoch()
+                record = {"epoch": self.epoch, "train_loss": train_loss}
+                if self.epoch % self.config.train.val_every == 0 or self.epoch == self.config.train.epochs \
+                        or self.stop_reason:
+                    record.update(self.validate())
+                record["lr"] = self.optimizer.param_groups[0]["lr"]
+                record["epoch_time_s"] = time.monotonic() - t0
+                record["images_per_s"] = images / max(train_time, 1e-9)
+                self.end_epoch(record)
+        finally:
+            for cb in self.callbacks:
+                cb.on_train_end(self, self.history)
+            dist_utils.shutdown_distributed()
+        self.stop_reason = self.stop_reason or "completed"
+        return TrainResult(self.run_dir, self.epoch, self.best, self.stop_reason, self.history)
+
+    def train_epoch(self) -> tuple[float, int, float]:
+        """One epoch of ``iters_per_epoch`` batches; returns the mean loss, the images seen and the
+        seconds spent."""
+        from tqdm import tqdm
+
+        self.ddp.train()
+        self.dataset.set_epoch(self.epoch)
+        total, count, images = 0.0, 0, 0
+        t0 = time.monotonic()
+        bar = tqdm(self.loader, total=len(self.loader), desc=f"epoch {self.epoch}", leave=False, dynamic_ncols=True,
+                   disable=not (self.progress and self.dist.is_main))
+        for batch in bar:
+            loss = self.train_step(batch)
+            total, count = total + loss, count + 1
+            images += batch["image"].shape[0] * self.dist.world_size
+            bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{images / (time.monotonic() - t0):.1f}")
+            if dist_utils.broadcast_flag(self._out_of_time(), self.dist):
+                self.stop_reason = "time budget reached"
+                break
+        bar.close()
+        return dist_utils.mean_across_ranks(total / max(count, 1), self.dist), images, time.monotonic() - t0
+
+    def train_step(self, batch: dict) -> float:
+        """Forward, loss, backward and optimiser step on one batch; returns the loss."""
+        x = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        y = batch["mask"].to(self.device, non_blocking=True)
+        w = batch["weight"].to(self.device, non_blocking=True) if "weight" in batch else None
+        with runtime.autocast(self.device, self.autocast_dtype):
+            out = self.ddp(x)
+            loss = self.loss_fn(out, y, w)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"loss became {loss.item()} at epoch {self.epoch}; lower the learning rate "
+                                     f"(train.lr = {self.config.train.lr}) or use precision fp32")
+        self.optimizer.zero_grad(set_to_none=True)
+        clip = self.config.train.grad_clip
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if clip:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.optimizer.step()
+        return float(loss.detach())
+
+    def validate(self) -> dict:
+        """Whole-image prediction of the validation cases (shared across ranks): the loss and the
+        per-class Dice / IoU, averaged over cases with undefined scores left out (see EMPTY_POLICY)."""
+        if not self.data.val:
+            return {}
+        t0 = time.monotonic()
+        k = self.data.label_map.num_classes
+        predictor = Predictor(self.model, device=self.device, precision=self.config.train.precision,
+                              tile=self.input_size, channels_last=self.channels_last)
+        sums = torch.zeros(4, k, dtype=torch.float64)  # dice sum, dice count, iou sum, iou count
+        cm_total = np.zeros((k, k), dtype=np.int64)
+        loss_sum = torch.zeros(2, dtype=torch.float64)
+        for case in self.data.val[self.dist.rank::self.dist.world_size]:
+            logits = torch.from_numpy(predictor.predict_logits(case.image))
+            loss_sum += torch.tensor([float(self.loss_fn(logits[None], torch.from_numpy(case.mask)[None])), 1.0],
+                                     dtype=torch.float64)
+            cm = confusion_matrix(labels_from_logits(logits), case.mask, k)
+            cm_total += cm
+            scores = overlap_scores(cm)
+            for row, key in ((0, "dice"), (2, "iou")):
+                vals = torch.from_numpy(scores[key])
+                sums[row] += torch.nan_to_num(vals, nan=0.0)
+                sums[row + 1] += (~torch.isnan(vals)).double()
+        self.model.train()
+        if self.dist.enabled:
+            cm_t = torch.from_numpy(cm_total)
+            for t in (sums, cm_t, loss_sum):
+                torch.distributed.all_reduce(t)
+            cm_total = cm_t.numpy()
+        per_class_dice = (sums[0] / sums[1]).numpy()
+        per_class_iou = (sums[2] / sums[3]).numpy()
+        fg = slice(1, None) if k > 1 else slice(None)
+        record = {
+            "val_loss": float(loss_sum[0] / max(loss_sum[1], 1)),
+            "val_dice": _nanmean(per_class_dice[fg]),
+            "val_iou": _nanmean(per_class_iou[fg]),
+            "val_pixel_error": overlap_scores(cm_total)["pixel_error"],
+        }
+        for c in range(k):
+            record[f"val_dice_c{c}"] = float(per_class_dice[c])
+        self.last_val_time = time.monotonic() - t0
+        return record
+
+    def end_epoch(self, record: dict) -> None:
+        """Scheduler, history, checkpoints, callbacks and the stopping rules."""
+        from .optim import step_scheduler
+
+        cfg = self.config.train
+        metric = record.get("val_dice")
+        step_scheduler(self.scheduler, metric if metric is not None and not math.isnan(metric) else None)
+        self.history.append(record)
+        improved = metric is not None and not math.isnan(metric) and (self.best is None or metric > self.best["val_dice"])
+        if improved:
+            self.best = {"epoch": self.epoch, "val_dice": metric}
+            self.bad_validations = 0
+        elif metric is not None:
+            self.bad_validations += 1
+        if cfg.early_stopping is not None and self.bad_validations >= cfg.early_stopping:
+            self.stop_reason = f"early stopping: no improvement in {cfg.early_stopping} validations"
+        if self.dist.is_main:
+            self.save("last.pt", record)
+            if improved or (self.best is None and metric is None):
+                self.save("best.pt", record)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, self.history)
+        dist_utils.barrier(self.dist)
+
+    def save(self, name: str, record: dict) -> Path:
+        return save_checkpoint(
+            self.run_dir / "checkpoints" / name, self.model, epoch=self.epoch, optimizer=self.optimizer,
+            scheduler=self.scheduler, scaler=self.scaler, config=self.config.to_dict(),
+            label_map=self.data.label_map.to_dict(), normalization=self.data.normalizer.to_dict(),
+            patch_size=self.input_size, metrics=record, history=self.history,
+            extra={"best": self.best, "bad_validations": self.bad_validations, "label_size": self.label_size,
+                   "empty_policy": EMPTY_POLICY},
+        )
+
+    # ----------------------------------------------------------------------------------- helpers
+    def _out_of_time(self) -> bool:
+        budget = self.config.train.time_budget_minutes
+        if budget is None:
+            return False
+        reserve = getattr(self, "last_val_time", 0.0) + 5.0  # leave time to validate and save
+        return time.monotonic() - self.t_start + reserve >= budget * 60
+
+    def _announce(self) -> None:
+        cfg, m = self.config, self.model
+        prec = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
+        print(f"unetkit train: {cfg.model.name} ({m.num_parameters():,} parameters), {len(self.data.train)} train / "
+              f"{len(self.data.val)} val cases, classes {list(self.data.label_map.values)}, patch "
+              f"{self.input_size}→{self.label_size}, {self.device} {prec}"
+              f"{' channels-last' if self.channels_last else ''}"
+              f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}", flush=True)
+        print(f"run folder: {self.run_dir}" + (f" (resumed at epoch {self.epoch})" if self._resume_from else ""),
+              flush=True)
+
+
+def _sync_lr_to_schedule(scheduler, epochs: int) -> None:
+    """After loading a schedule, set the learning rate it gives for the current epoch under *this*
+    config: a resumed run may have been extended (``--epochs``), which changes poly/cosine rates."""
+    if isinstance(scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
+        scheduler.T_max = epochs
+        lrs = scheduler._get_closed_form_lr()
+    elif isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
+        lrs = scheduler.get_lr()
+    else:
+        return
+    for group, lr in zip(scheduler.optimizer.param_groups, lrs):
+        group["lr"] = lr
+
+
+def _nanmean(values: np.ndarray) -> float:
+    values = np.asarray(values, dtype=np.float64)
+    ok = values[~np.isnan(values)]
+    return float(ok.mean()) if ok.size else float("nan")
+
+
+class _LogFile(Callback):
+    """``train.log``: the console's epoch lines, appended."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_epoch_end(self, trainer, history):
+        import io
+
+        buf = io.StringIO()
+        ConsoleSummary(buf).on_epoch_end(trainer, history)
+        with open(self.path, "a") as fh:
+            fh.write(buf.getvalue())

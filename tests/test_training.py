@@ -1,0 +1,226 @@
+"""Trainer: run folder, checkpoints, exact resume (also after SIGKILL), time budget, early stopping,
+multi-process (torchrun/DDP) equivalence, CLI errors. Tiny synthetic data, tiny models."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unetkit.config import RunConfig
+from unetkit.errors import ConfigError, DataError
+from unetkit.training import Trainer, build_model, load_checkpoint
+from unetkit.training.callbacks import Callback
+
+
+def make_cells(root: Path, n: int = 6, size: int = 48, seed: int = 0) -> Path:
+    """Bright discs on a noisy background; masks 0/255."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        mask = np.zeros((size, size), bool)
+        for _ in range(4):
+            cy, cx, r = rng.integers(8, size - 8), rng.integers(8, size - 8), rng.integers(4, 8)
+            mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        img = np.clip(mask * 120 + 60 + rng.normal(0, 20, mask.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / "images" / f"{i:02d}.png")
+        Image.fromarray((mask * 255).astype(np.uint8)).save(root / "masks" / f"{i:02d}.png")
+    return root
+
+
+def tiny_config(data: Path, **train) -> RunConfig:
+    return RunConfig.from_dict({
+        "data": {"train_dir": str(data), "val_fraction": 0.34, "patch_size": [32]},
+        "model": {"name": "unet", "options": {"base_features": 4, "depth": 2, "norm": "instance", "dropout": 0.1}},
+        "loss": {"name": "dice-ce"},
+        "train": {"epochs": 3, "iters_per_epoch": 3, "batch_size": 2, "lr": 0.01, "seed": 7, "precision": "fp32",
+                  "threads": 1, **train},
+    })
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory) -> Path:
+    return make_cells(tmp_path_factory.mktemp("cells") / "train")
+
+
+def _weights(path: Path) -> dict:
+    return load_checkpoint(path)["state_dict"]
+
+
+def _assert_same_weights(a: dict, b: dict, atol: float = 1e-6) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=atol, rtol=1e-5, msg=f"parameter {k} differs")
+
+
+def test_training_writes_a_complete_run_folder(cells, tmp_path):
+    result = Trainer(tiny_config(cells), run_dir=tmp_path / "run", progress=False).fit()
+    run = tmp_path / "run"
+    assert result.epochs_completed == 3 and result.stop_reason == "completed"
+    for name in ("config.yaml", "splits.json", "metrics.csv", "curves.png", "train.log", "checkpoints/last.pt",
+                 "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {"train_loss", "val_loss", "val_dice", "val_iou", "val_pixel_error", "val_dice_c0", "val_dice_c1", "lr",
+            "images_per_s"} <= set(rows[0])
+    assert RunConfig.from_yaml(run / "config.yaml").to_dict() == tiny_config(cells).to_dict()
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] == 3 and ckpt["label_map"]["values"] == [0, 255]
+    assert ckpt["normalization"]["name"] == "zscore" and ckpt["patch_size"] == [32, 32]
+    assert ckpt["model"]["preset"] == "unet" and ckpt["model"]["kwargs"]["base_features"] == 4
+    model = build_model(ckpt)  # self-describing: nothing else needed
+    assert model.num_classes == 2 and model.in_channels == 1
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best["metrics"]["val_dice"] == max(float(r["val_dice"]) for r in rows)
+
+
+class _CrashAfter(Callback):
+    """Simulates a crash right after the checkpoint of epoch ``n`` was written."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def on_epoch_end(self, trainer, history):
+        if history[-1]["epoch"] == self.n:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_continues_exactly(cells, tmp_path):
+    full = Trainer(tiny_config(cells, epochs=4), run_dir=tmp_path / "full", progress=False).fit()
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        Trainer(tiny_config(cells, epochs=4), run_dir=tmp_path / "part", progress=False, callbacks=[_CrashAfter(2)]).fit()
+    resumed = Trainer.resume(tmp_path / "part", progress=False).fit()
+    assert resumed.epochs_completed == 4
+    _assert_same_weights(_weights(full.run_dir / "checkpoints/last.pt"),
+                         _weights(tmp_path / "part" / "checkpoints/last.pt"))
+    np.testing.assert_allclose([r["train_loss"] for r in resumed.history], [r["train_loss"] for r in full.history],
+                               rtol=1e-5)
+    assert len(list(csv.DictReader(open(tmp_path / "part" / "metrics.csv")))) == 4
+
+
+def test_resume_can_extend_the_schedule(cells, tmp_path):
+    Trainer(tiny_config(cells, epochs=2), run_dir=tmp_path / "run", progress=False).fit()
+    resumed = Trainer.resume(tmp_path / "run", overrides={"train.epochs": 4}, progress=False).fit()
+    assert resumed.epochs_completed == 4
+    assert resumed.history[2]["lr"] == pytest.approx(0.01 * (1 - 2 / 4) ** 0.9)  # poly rate of the new length
+
+
+def _cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "unetkit", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **kw)
+
+
+def test_sigkill_mid_run_then_resume_matches_uninterrupted(cells, tmp_path):
+    args = ["train", str(cells), "--patch-size", "32", "--batch-size", "2", "--iters-per-epoch", "6", "--epochs", "5",
+            "--lr", "0.01", "--seed", "3", "--precision", "fp32", "--threads", "1", "--val-fraction", "0.34",
+            "--set", "model.options.base_features=4", "--set", "model.options.depth=2",
+            "--set", "model.options.norm=instance", "--no-progress"]
+    ref = _cli(*args, "--run-dir", str(tmp_path / "ref"))
+    victim = _cli(*args, "--run-dir", str(tmp_path / "victim"))
+    csv_path = tmp_path / "victim" / "metrics.csv"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # kill as soon as two epochs are logged
+        if csv_path.exists() and len(csv_path.read_text().strip().splitlines()) >= 3:
+            break
+        time.sleep(0.05)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    killed_at = load_checkpoint(tmp_path / "victim" / "checkpoints" / "last.pt")["epoch"]  # loads: not torn
+    assert 2 <= killed_at < 5
+    res = subprocess.run([sys.executable, "-m", "unetkit", "train", "--resume", str(tmp_path / "victim"),
+                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"resumed at epoch {killed_at}" in res.stdout
+    assert ref.wait(timeout=300) == 0, ref.stdout.read()
+    _assert_same_weights(_weights(tmp_path / "ref/checkpoints/last.pt"),
+                         _weights(tmp_path / "victim/checkpoints/last.pt"))
+    assert not list((tmp_path / "victim" / "checkpoints").glob(".*tmp*"))
+
+
+def test_time_budget_stops_cleanly_with_best_checkpoint(cells, tmp_path):
+    cfg = tiny_config(cells, epochs=1000, time_budget_minutes=0.15)
+    t0 = time.monotonic()
+    result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
+    assert time.monotonic() - t0 < 60
+    assert result.stop_reason == "time budget reached" and result.epochs_completed < 1000
+    assert (tmp_path / "run/checkpoints/best.pt").is_file()
+    assert "val_dice" in result.history[-1]  # the last, cut-short epoch is still validated
+
+
+def test_early_stopping(cells, tmp_path):
+    cfg = tiny_config(cells, epochs=50, early_stopping=1, lr=1e-9)
+    result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
+    assert result.stop_reason.startswith("early stopping") and result.epochs_completed < 50
+
+
+def test_weight_map_sgd_and_valid_padding_model_train(cells, tmp_path):
+    cfg = tiny_config(cells, epochs=1, optimizer="sgd", momentum=0.99, precision="bf16").override(
+        {"data.weight_map": True, "model.name": "unet-original", "loss.name": "ce"})
+    cfg.model.options = {"base_features": 4, "depth": 2}
+    result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
+    ckpt = load_checkpoint(result.run_dir / "checkpoints/last.pt")
+    assert ckpt["patch_size"][0] - ckpt["extra"]["label_size"][0] == 40  # valid net: input = label + border
+    assert np.isfinite(result.history[-1]["train_loss"])
+
+
+def test_unet3plus_with_deep_supervision_and_cgm_trains(cells, tmp_path):
+    cfg = tiny_config(cells, epochs=1).override({"model.name": "unet3plus-ds-cgm", "loss.name": "unet3plus-hybrid"})
+    cfg.model.options = {"base_features": 4, "depth": 2, "num_classes": 1}
+    result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
+    assert np.isfinite(result.history[-1]["train_loss"]) and not np.isnan(result.history[-1]["val_dice"])
+
+
+def test_torchrun_two_processes_match_one_process(cells, tmp_path):
+    common = ["train", str(cells), "--patch-size", "32", "--batch-size", "4", "--iters-per-epoch", "3", "--epochs",
+              "2", "--lr", "0.01", "--seed", "5", "--precision", "fp32", "--threads", "1", "--val-fraction", "0.34",
+              "--set", "model.options.base_features=4", "--set", "model.options.depth=2",
+              "--set", "model.options.norm=instance", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    single = subprocess.run([sys.executable, "-m", "unetkit", *common, "--run-dir", str(tmp_path / "one")],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert single.returncode == 0, single.stdout + single.stderr
+    multi = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
+                            "-m", "unetkit", *common, "--run-dir", str(tmp_path / "two")],
+                           capture_output=True, text=True, timeout=300, env=env)
+    assert multi.returncode == 0, multi.stdout + multi.stderr
+    assert "2 processes" in multi.stdout and multi.stdout.count("epoch   2/2") == 1  # rank 0 logs alone
+    _assert_same_weights(_weights(tmp_path / "one/checkpoints/last.pt"), _weights(tmp_path / "two/checkpoints/last.pt"),
+                         atol=1e-4)
+
+
+def test_train_cli_errors_are_one_line(cells, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "unetkit", "train", str(tmp_path / "nope")], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2 and "nope: dataset folder not found" in res.stderr and "Traceback" not in res.stderr
+    res = subprocess.run([sys.executable, "-m", "unetkit", "train", "--resume", str(tmp_path)], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 2 and "not a unetkit run folder" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "unetkit", "train", str(cells), "--set", "train.epoch=3"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "unknown key(s) epoch" in res.stderr
+
+
+def test_config_errors(cells):
+    with pytest.raises(ConfigError, match="train.optimizer must be one of sgd, adam, adamw"):
+        tiny_config(cells, optimizer="lbfgs")
+    cfg = tiny_config(cells).override({"model.name": "unet"})
+    cfg.model.options = {"base_features": 4, "depth": 2, "in_channels": 3}
+    with pytest.raises(ConfigError, match="expects 3 input channels but the images have 1"):
+        Trainer(cfg, progress=False).fit()
+    with pytest.raises(DataError, match="no checkpoints/last.pt"):
+        (Path(cells).parent / "empty_run").mkdir(exist_ok=True)
+        (Path(cells).parent / "empty_run" / "config.yaml").write_text(tiny_config(cells).to_yaml())
+        Trainer.resume(Path(cells).parent / "empty_run")
