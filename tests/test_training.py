@@ -71,7 +71,7 @@ def test_training_writes_a_complete_run_folder(cells, tmp_path):
     for name in ("config.yaml", "splits.json", "metrics.csv", "curves.png", "train.log", "checkpoints/last.pt",
                  "checkpoints/best.pt"):
         assert (run / name).is_file(), name
-    rows = list(csv.DictReader(open(run / "metrics.csv")))
+    rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert {"train_loss", "val_loss", "val_dice", "val_iou", "val_pixel_error", "val_dice_c0", "val_dice_c1", "lr",
             "images_per_s"} <= set(rows[0])
@@ -107,7 +107,7 @@ def test_resume_continues_exactly(cells, tmp_path):
                          _weights(tmp_path / "part" / "checkpoints/last.pt"))
     np.testing.assert_allclose([r["train_loss"] for r in resumed.history], [r["train_loss"] for r in full.history],
                                rtol=1e-5)
-    assert len(list(csv.DictReader(open(tmp_path / "part" / "metrics.csv")))) == 4
+    assert len(list(csv.DictReader((tmp_path / "part" / "metrics.csv").read_text().splitlines()))) == 4
 
 
 def test_resume_can_extend_the_schedule(cells, tmp_path):
