@@ -224,3 +224,14 @@ def test_config_errors(cells):
         (Path(cells).parent / "empty_run").mkdir(exist_ok=True)
         (Path(cells).parent / "empty_run" / "config.yaml").write_text(tiny_config(cells).to_yaml())
         Trainer.resume(Path(cells).parent / "empty_run")
+
+
+def test_select_metric_picks_best_checkpoint_by_one_class(cells, tmp_path):
+    cfg = tiny_config(cells, epochs=3, select_metric="val_dice_c0")
+    result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
+    best_epoch = max(result.history, key=lambda r: r["val_dice_c0"])["epoch"]
+    assert result.best["metric"] == "val_dice_c0" and result.best["epoch"] == best_epoch
+    assert load_checkpoint(tmp_path / "run/checkpoints/best.pt")["epoch"] == best_epoch
+    bad = tiny_config(cells, epochs=1, select_metric="val_dcie")
+    with pytest.raises(ConfigError, match="val_dcie' is not among the validation values val_loss, val_dice"):
+        Trainer(bad, run_dir=tmp_path / "bad", progress=False).fit()

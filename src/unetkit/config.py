@@ -125,6 +125,10 @@ class TrainConfig:
         val_every: validate every N epochs.
         early_stopping: stop after this many validations without improvement (``None`` = off).
         time_budget_minutes: stop cleanly when the time is up (the best checkpoint is kept).
+        select_metric: validation value that picks ``best.pt`` and drives early stopping and the
+            plateau schedule: ``val_dice`` (mean foreground Dice), ``val_dice_c<k>`` (one class, e.g.
+            ``val_dice_c0`` for ISBI's membranes), ``val_iou``, or ``val_loss`` / ``val_pixel_error``
+            (minimised; every other name is maximised).
         threads: torch CPU threads (``None`` = torch's default).
     """
 
@@ -144,6 +148,7 @@ class TrainConfig:
     val_every: int = 1
     early_stopping: Optional[int] = None
     time_budget_minutes: Optional[float] = None
+    select_metric: str = "val_dice"
     threads: Optional[int] = None
 
     def validate(self) -> None:
@@ -158,6 +163,9 @@ class TrainConfig:
             raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr must be > 0, got {self.lr}")
+        if not str(self.select_metric).startswith("val_"):
+            raise ConfigError(f"train.select_metric must name a validation value such as val_dice, got "
+                              f"{self.select_metric!r}")
         if self.time_budget_minutes is not None and self.time_budget_minutes <= 0:
             raise ConfigError(f"train.time_budget_minutes must be > 0, got {self.time_budget_minutes}")
 

@@ -2,12 +2,37 @@
 
 Prints a summary (pairs, sizes, dtypes, channels, label values and class frequencies, intensity
 statistics, NaN/inf counts) and the problems, one line each naming the file. Exit status 0 when
-the dataset is clean, 2 when there is any problem.
+the dataset is clean, 2 when there is any problem. ``--labels 0,255`` states the class values: any
+other mask value is then reported (without it, the ``labels`` of an nnU-Net ``dataset.json`` are
+used when present, else the masks are checked against each other).
 """
 
 from __future__ import annotations
 
 import argparse
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _label_values(text: str) -> list:
+    """``"0,255"`` → ``[0, 255]``."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        values = [int(t) for t in items]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integer class values separated by commas (e.g. 0,255), "
+                                         f"got {text!r}") from None
+    if len(values) < 2 or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(f"expected at least 2 different class values (e.g. 0,255), got {text!r}")
+    return values
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -20,8 +45,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("root", metavar="DIR", help="dataset folder, e.g. data/isbi2012/train")
     parser.add_argument("--mask-suffix", default=None, metavar="S",
                         help="suffix of mask names, e.g. _mask for 01_mask.png (default: detected)")
-    parser.add_argument("--in-channels", type=int, default=None, metavar="N",
+    parser.add_argument("--in-channels", type=_positive_int, default=None, metavar="N",
                         help="expected image channel count (default: images must agree with each other)")
+    parser.add_argument("--labels", type=_label_values, default=None, metavar="V,V,...",
+                        help="the class values of the masks, e.g. 0,255; any other value is a problem (default: "
+                             "the labels of an nnU-Net dataset.json, else masks are compared with each other)")
     parser.add_argument("--mask-kind", default="auto", choices=("auto", "labels", "colors", "instances"),
                         help="how to read masks (default: auto: 1 channel = labels, 3 = RGB colours)")
     parser.add_argument("--max-classes", type=int, default=16, metavar="N",
@@ -35,9 +63,14 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from ..data.checks import check_dataset
+    from ..data.labels import LabelMap
+    from ..errors import ConfigError
 
+    if args.labels is not None and args.mask_kind in ("colors", "instances"):
+        raise ConfigError(f"--labels lists integer class values; it does not apply to --mask-kind {args.mask_kind}")
+    label_map = LabelMap(args.labels) if args.labels is not None else None
     report = check_dataset(args.root, mask_suffix=args.mask_suffix, in_channels=args.in_channels,
-                           mask_kind=args.mask_kind, max_classes=args.max_classes)
+                           label_map=label_map, mask_kind=args.mask_kind, max_classes=args.max_classes)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

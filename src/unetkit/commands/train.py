@@ -25,7 +25,7 @@ FLAG_KEYS = {
     "iters_per_epoch": "train.iters_per_epoch", "batch_size": "train.batch_size", "lr": "train.lr",
     "optimizer": "train.optimizer", "scheduler": "train.scheduler", "precision": "train.precision",
     "device": "train.device", "seed": "train.seed", "time_budget": "train.time_budget_minutes",
-    "early_stopping": "train.early_stopping", "threads": "train.threads",
+    "early_stopping": "train.early_stopping", "threads": "train.threads", "select_metric": "train.select_metric",
 }
 
 
@@ -65,6 +65,8 @@ def add_parser(sub) -> None:
     g.add_argument("--seed", type=int)
     g.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop cleanly when the time is up")
     g.add_argument("--early-stopping", type=int, metavar="N", help="stop after N validations without improvement")
+    g.add_argument("--select-metric", metavar="NAME",
+                   help="validation value choosing best.pt: val_dice (default), val_dice_c0, val_iou, val_loss, ...")
     g.add_argument("--threads", type=int, help="torch CPU threads")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any config value, e.g. --set model.options.base_features=16 --set train.grad_clip=1")
@@ -143,7 +145,7 @@ def run(args) -> int:
     result = trainer.fit()
     best = result.best
     if trainer.dist.is_main:
-        best_txt = f"best val dice {best['val_dice']:.4f} at epoch {best['epoch']}" if best else "no validation"
+        best_txt = f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}" if best else "no validation"
         print(f"done: {result.stop_reason} after epoch {result.epochs_completed}; {best_txt}; "
               f"checkpoints in {result.run_dir / 'checkpoints'}")
     return 0

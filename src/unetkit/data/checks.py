@@ -9,10 +9,15 @@ unexpected label values, NaN/inf intensities, a channel count that differs from 
 
 Rules worth knowing:
 
-* *Unexpected label values*: with a ``label_map``, values outside it. Without one, and with at
-  least 3 masks, a value that appears in one mask only (e.g. an anti-aliased 128 in a {0, 255}
-  set) is reported for that mask; more than ``max_classes`` distinct values over all masks is one
-  problem suggesting instance masks or lossy files.
+* *Unexpected label values*: with a ``label_map`` (``--labels 0,255`` on the command line, or
+  the ``labels`` of an nnU-Net ``dataset.json``, used when no map is given), every value outside
+  it. Without one, the masks are checked against each other (with at least 2 masks): a value
+  found in one mask only is reported for that mask when it looks like an accident, not a rare
+  class: it covers under 0.1 % of that mask's pixels, or it lies strictly between the values the
+  other masks use and at least half of its pixels sit on region borders (an anti-aliased 128 on
+  the edges of a {0, 255} mask). A rare class that fills a region of its own is not reported
+  (state the classes with ``label_map``/``--labels`` to check it). More than ``max_classes``
+  distinct values over all masks is one problem suggesting instance masks or lossy files.
 * Percentiles (1 and 99) are exact for 8/16-bit integer data (from a histogram); for other types
   they are estimated from up to 50,000 random pixels per image and channel (seeded).
 * Sizes are written ``WxH`` (2D) or ``WxHxD`` (3D).
@@ -27,7 +32,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..io.readers import read_image
 from .discovery import scan_dataset
 from .labels import INFER_KINDS, LabelMap, _pack, _unpack
@@ -35,6 +40,14 @@ from .labels import INFER_KINDS, LabelMap, _pack, _unpack
 PathLike = Union[str, Path]
 _SAMPLES = 50_000
 _HIST_LO, _HIST_HI = -(2**15), 2**16  # histogram range covering int8/int16/uint8/uint16
+_SHOW = 10  # values listed in one line before "… (N in all)"
+_TINY = 0.001  # a lone mask value under this fraction of the mask's pixels is suspicious
+_BORDER = 0.5  # ... or one with at least this fraction of its pixels on region borders
+
+
+def _shorten(items: list, limit: int = _SHOW) -> str:
+    """``"a, b, c"``, or the first ``limit`` items then ``"… (N in all)"``."""
+    return ", ".join(items[:limit]) + (f", … ({len(items)} in all)" if len(items) > limit else "")
 
 
 def _size_str(spatial: tuple) -> str:
@@ -103,6 +116,9 @@ class DatasetReport:
         sizes: ``{"WxH": count}`` of images read; ``channels``: ``{C: count}``; ``dtypes``: ``{name: count}``.
         mask_kind: ``"labels"``, ``"colors"`` or ``"instances"``.
         label_values: distinct mask values over all masks (ints, or ``[r, g, b]``), sorted.
+        expected_labels: the class values the masks were checked against (from ``label_map``
+            or dataset.json), ``[]`` when the masks were checked against each other.
+        labels_from: where ``expected_labels`` came from: ``"label map"``, ``"dataset.json"`` or ``""``.
         class_frequencies: percentage of mask pixels per value, same order as ``label_values``.
         intensity: per image channel ``{"min", "max", "mean", "std", "p1", "p99", "pixels", …}``.
         nan_count, inf_count: non-finite image values over the whole dataset.
@@ -120,6 +136,8 @@ class DatasetReport:
     dtypes: dict = field(default_factory=dict)
     mask_kind: str = ""
     label_values: list = field(default_factory=list)
+    expected_labels: list = field(default_factory=list)
+    labels_from: str = ""
     class_frequencies: list = field(default_factory=list)
     intensity: list = field(default_factory=list)
     nan_count: int = 0
@@ -144,6 +162,7 @@ class DatasetReport:
                 "extra_folders": list(self.extra_folders), "sizes": dict(self.sizes),
                 "channels": {str(k): v for k, v in self.channels.items()}, "dtypes": dict(self.dtypes),
                 "mask_kind": self.mask_kind, "label_values": list(self.label_values),
+                "expected_labels": list(self.expected_labels), "labels_from": self.labels_from,
                 "class_frequencies": list(self.class_frequencies), "intensity": list(self.intensity),
                 "nan_count": self.nan_count, "inf_count": self.inf_count, "problems": list(self.problems)}
 
@@ -171,10 +190,13 @@ class DatasetReport:
             if self.mask_kind == "instances":
                 lines.append(f"  mask kind: instances, {len(self.label_values) - (0 in self.label_values)} object id(s)")
             else:
-                vals = ", ".join(show(v) for v in self.label_values)
+                vals = _shorten([show(v) for v in self.label_values])
                 lines.append(f"  label values ({self.mask_kind}): {vals} -> classes 0..{len(self.label_values) - 1}")
-                freqs = ", ".join(f"{show(v)}: {f:.2f} %" for v, f in zip(self.label_values, self.class_frequencies))
+                freqs = _shorten([f"{show(v)}: {f:.2f} %" for v, f in zip(self.label_values, self.class_frequencies)])
                 lines.append(f"  class frequencies: {freqs}")
+        if self.expected_labels:
+            lines.append(f"  expected labels ({self.labels_from}): "
+                         f"{_shorten([show(v) for v in self.expected_labels])}")
         for c, s in enumerate(self.intensity):
             if s.get("pixels"):
                 lines.append(f"  intensity channel {c}: min {num(s['min'])}, max {num(s['max'])}, mean {num(s['mean'])}, "
@@ -197,8 +219,9 @@ def check_dataset(root: PathLike, mask_suffix: Optional[str] = None, in_channels
     Args:
         root: the dataset folder (see :func:`~unetkit.data.discovery.find_cases` for layouts).
         mask_suffix: suffix of mask stems; ``None`` detects it.
-        in_channels: expected image channel count (``None``: images must agree with each other).
-        label_map: expected mask values; ``None`` checks the masks against each other.
+        in_channels: expected image channel count, >= 1 (``None``: images must agree with each other).
+        label_map: expected mask values (e.g. ``LabelMap([0, 255])``); ``None`` uses the ``labels`` of
+            an nnU-Net ``dataset.json`` when there is one, else checks the masks against each other.
         mask_kind: ``"auto"``, ``"labels"``, ``"colors"`` or ``"instances"``.
         max_classes: with ``"auto"``, more distinct mask values than this is a problem.
         seed: seed of the pixel sampling behind float percentiles.
@@ -212,12 +235,24 @@ def check_dataset(root: PathLike, mask_suffix: Optional[str] = None, in_channels
         (True, 22, [0, 255])
     """
     if mask_kind not in INFER_KINDS:
-        from ..errors import ConfigError
-
         raise ConfigError(f"unknown mask kind {mask_kind!r}; valid: {', '.join(INFER_KINDS)}")
+    if in_channels is not None and (isinstance(in_channels, bool) or int(in_channels) != in_channels
+                                    or in_channels < 1):
+        raise ConfigError(f"in_channels must be an integer >= 1, got {in_channels!r}")
     found = scan_dataset(root, mask_suffix=mask_suffix, require_masks=True)
     report = DatasetReport(root=str(root), layout=found.layout, mask_suffix=found.mask_suffix,
                            extra_folders=sorted(found.extra_dirs), problems=[str(p) for p in found.problems])
+    labels_from = "label map" if label_map is not None else ""
+    if label_map is None and found.dataset_json is not None and "labels" in found.dataset_json:
+        try:
+            label_map = LabelMap.from_nnunet(found.dataset_json["labels"])
+            labels_from = "dataset.json"
+        except ConfigError as exc:
+            report.problems.append(f"{found.root / 'dataset.json'}: {exc}")
+    if label_map is not None:
+        report.labels_from = labels_from
+        report.expected_labels = [list(v) for v in label_map.values] if label_map.kind == "colors" else \
+            list(label_map.values)
     report.num_images = len(found.cases)
     report.num_pairs = sum(c.mask is not None for c in found.cases)
     rng = np.random.default_rng(seed)
@@ -226,7 +261,10 @@ def check_dataset(root: PathLike, mask_suffix: Optional[str] = None, in_channels
     image_channels: dict[Path, int] = {}
     mask_values: dict[Path, dict[int, int]] = {}  # mask file -> {value (colours packed): pixel count}
     mask_layout: dict[Path, str] = {}
+    mask_borders: dict[Path, dict[int, int]] = {}  # mask file -> {value: pixels on a region border}
     for case in found.cases:
+        if case.case_id in found.incomplete:  # missing channel files: already one problem
+            continue
         image = _read_case_image(case.images, report)
         if image is None:
             continue
@@ -251,7 +289,7 @@ def check_dataset(root: PathLike, mask_suffix: Optional[str] = None, in_channels
         for name, path in sorted(case.extra.items()):
             _check_extra(path, spatial, name, report)
         if case.mask is not None:
-            _check_mask(case.mask, spatial, first, mask_kind, report, mask_values, mask_layout)
+            _check_mask(case.mask, spatial, first, mask_kind, report, mask_values, mask_layout, mask_borders)
     report.sizes = dict(sizes.most_common())
     report.channels = dict(channels.most_common())
     report.dtypes = dict(dtypes.most_common())
@@ -261,7 +299,8 @@ def check_dataset(root: PathLike, mask_suffix: Optional[str] = None, in_channels
         for path, c in image_channels.items():
             if c != usual:
                 report.problems.append(f"{path}: {c} channel(s), while {channels[usual]} other image(s) have {usual}")
-    _check_labels(report, mask_values, mask_layout, label_map, mask_kind, max_classes, found.mask_dir)
+    _check_labels(report, mask_values, mask_layout, mask_borders, label_map, labels_from, mask_kind, max_classes,
+                  found.mask_dir)
     return report
 
 
@@ -294,8 +333,34 @@ def _check_extra(path: Path, spatial: tuple, name: str, report: DatasetReport) -
                                f"({_size_str(spatial)}) ({name}/)")
 
 
+def _value_counts(plane: np.ndarray) -> dict[int, int]:
+    """``{value: pixel count}`` of an integer array."""
+    if plane.dtype in (np.uint8, np.uint16, np.bool_):
+        counts = np.bincount(plane.ravel())
+        nz = np.flatnonzero(counts)
+        return dict(zip(nz.tolist(), counts[nz].tolist()))
+    u, n = np.unique(plane, return_counts=True)
+    return dict(zip(u.tolist(), n.tolist()))
+
+
+def _border_pixels(plane: np.ndarray) -> np.ndarray:
+    """Pixels that differ from a face neighbour (they lie on a region border), ``(*spatial)`` bool."""
+    border = np.zeros(plane.shape, dtype=bool)
+    for ax in range(plane.ndim):
+        n = plane.shape[ax]
+        if n < 2:
+            continue
+        lo = [slice(None)] * plane.ndim
+        hi = [slice(None)] * plane.ndim
+        lo[ax], hi[ax] = slice(0, n - 1), slice(1, n)
+        diff = plane[tuple(lo)] != plane[tuple(hi)]
+        border[tuple(lo)] |= diff
+        border[tuple(hi)] |= diff
+    return border
+
+
 def _check_mask(path: Path, spatial: tuple, image_path: Path, mask_kind: str, report: DatasetReport,
-                mask_values: dict, mask_layout: dict) -> None:
+                mask_values: dict, mask_layout: dict, mask_borders: dict) -> None:
     try:
         mask, _ = read_image(path)
     except DataError as exc:
@@ -322,19 +387,15 @@ def _check_mask(path: Path, spatial: tuple, image_path: Path, mask_kind: str, re
             report.problems.append(f"{path}: mask holds non-integer or NaN/inf values; a probability map or an image?")
             return
         plane = plane.astype(np.int64)
-    if plane.dtype in (np.uint8, np.uint16, np.bool_):
-        counts = np.bincount(plane.ravel())
-        nz = np.flatnonzero(counts)
-        values = dict(zip(nz.tolist(), counts[nz].tolist()))
-    else:
-        u, n = np.unique(plane, return_counts=True)
-        values = dict(zip(u.tolist(), n.tolist()))
-    mask_values[path] = values
+    mask_values[path] = _value_counts(plane)
     mask_layout[path] = layout
+    if layout != "instances":
+        mask_borders[path] = _value_counts(plane[_border_pixels(plane)])
 
 
-def _check_labels(report: DatasetReport, mask_values: dict, mask_layout: dict, label_map: Optional[LabelMap],
-                  mask_kind: str, max_classes: int, mask_dir: Optional[Path]) -> None:
+def _check_labels(report: DatasetReport, mask_values: dict, mask_layout: dict, mask_borders: dict,
+                  label_map: Optional[LabelMap], labels_from: str, mask_kind: str, max_classes: int,
+                  mask_dir: Optional[Path]) -> None:
     if not mask_values:
         return
     layouts = Counter(mask_layout.values())
@@ -354,8 +415,7 @@ def _check_labels(report: DatasetReport, mask_values: dict, mask_layout: dict, l
     report.class_frequencies = [100.0 * total[v] / pixels for v in values]
 
     def show(vs):
-        shown = [str(_unpack(v)) if kind == "colors" else str(v) for v in vs[:10]]
-        return ", ".join(shown) + (f" … ({len(vs)} values)" if len(vs) > 10 else "")
+        return _shorten([str(_unpack(v)) if kind == "colors" else str(v) for v in vs])
 
     if kind == "instances":
         return
@@ -367,7 +427,8 @@ def _check_labels(report: DatasetReport, mask_values: dict, mask_layout: dict, l
         for path, v in files.items():
             bad = sorted(set(v) - allowed)
             if bad:
-                report.problems.append(f"{path}: unexpected label values {show(bad)} (not in the label map)")
+                where = "dataset.json 'labels'" if labels_from == "dataset.json" else "the label map"
+                report.problems.append(f"{path}: unexpected label values {show(bad)} (not in {where})")
         return
     where = mask_dir if mask_dir is not None else report.root
     if mask_kind == "auto" and len(values) > max_classes:
@@ -378,13 +439,37 @@ def _check_labels(report: DatasetReport, mask_values: dict, mask_layout: dict, l
     if len(values) < 2:
         report.problems.append(f"{where}: every mask holds the single value {show(values)}; nothing to learn")
         return
-    if len(files) >= 3:
-        seen_in = Counter()
-        for v in files.values():
-            seen_in.update(set(v))
-        for path, v in files.items():
-            lone = sorted(x for x in v if seen_in[x] == 1)
-            if lone:
-                rest = sorted(x for x in total if seen_in[x] > 1 or x not in v)
-                report.problems.append(f"{path}: unexpected label values {show(lone)} (in no other mask; "
-                                       f"the others use {show(rest)})")
+    if len(files) < 2:
+        return
+    seen_in = Counter()
+    for v in files.values():
+        seen_in.update(set(v))
+    for path, v in files.items():
+        lone = sorted(x for x in v if seen_in[x] == 1)
+        if not lone:
+            continue
+        rest = sorted(x for x in total if seen_in[x] > 1 or x not in v)  # the values the other masks use
+        pixels_here = sum(v.values())
+        borders = mask_borders.get(path, {})
+        tiny = [x for x in lone if v[x] < _TINY * pixels_here]
+        blended = [x for x in lone if x not in tiny and _between(x, rest, kind)
+                   and borders.get(x, 0) >= _BORDER * v[x]]
+        if not tiny and not blended:
+            continue
+        why = ("under 0.1 % of its pixels" if not blended else
+               "on region borders between the other values: anti-aliasing?" if not tiny else
+               "tiny or on region borders: anti-aliasing?")
+        report.problems.append(f"{path}: unexpected label values {show(sorted(tiny + blended))} (in no other mask, "
+                               f"{why}; the others use {show(rest)}; pass --labels to state the classes)")
+
+
+def _between(value: int, others: list, kind: str) -> bool:
+    """``value`` lies strictly between the smallest and largest of ``others`` (colours: within their
+    range in every channel, as a blend of two colours does)."""
+    if len(others) < 2:
+        return False
+    if kind == "colors":
+        rgb = np.array([_unpack(o) for o in others])
+        v = np.array(_unpack(value))
+        return bool(np.all(rgb.min(axis=0) <= v) and np.all(v <= rgb.max(axis=0)))
+    return min(others) < value < max(others)

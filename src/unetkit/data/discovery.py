@@ -6,12 +6,18 @@ Two layouts are recognised, ``root`` being the folder that holds them (a split f
 * **images/masks**: ``root/images/*`` and ``root/masks/*`` (folder aliases: ``image``/``imgs`` and
   ``mask``/``labels``/``label``), paired by file stem (``01.png`` ↔ ``01.png``; the formats may
   differ). Masks may carry a suffix (``01_mask.png``): pass ``mask_suffix="_mask"``, or leave it
-  ``None`` and it is detected when *every* mask stem is an image stem plus one common suffix.
+  ``None`` and it is detected: each mask stem that is an image stem plus a suffix (or the image
+  stem itself, suffix ``""``) votes for that suffix, and the suffix most masks share wins (ties go
+  to the shorter suffix). So one stray mask does not undo the detection: only the masks that do
+  not fit it are reported.
   Other sibling folders whose files match the image stems (DRIVE's ``fov/``) go into
   :attr:`Case.extra` under the folder name, matched the same way.
 * **nnU-Net raw**: ``root/imagesTr/CASE_0000.nii.gz`` (one file per channel, ``_0000``,
   ``_0001`` …) and ``root/labelsTr/CASE.nii.gz``; ``root/dataset.json`` is read when present
-  (its ``channel_names``/``modality`` fix the channel count, see :attr:`Discovery.dataset_json`).
+  (its ``channel_names``/``modality`` fix the channel count, its ``labels`` the label map, see
+  :attr:`Discovery.dataset_json`). A case whose channel files do not match that count is one
+  problem naming the first missing (or unexpected) file; the case is listed in
+  :attr:`Discovery.incomplete`.
   A folder where no image name ends in ``_NNNN`` (Medical Segmentation Decathlon style) has one
   file per case.
 
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -94,6 +101,7 @@ class Discovery:
     mask_suffix: str = ""
     extra_dirs: dict = field(default_factory=dict)
     dataset_json: Optional[dict] = None
+    incomplete: set = field(default_factory=set)  # nnU-Net case ids with missing/unexpected channel files
 
     def add(self, kind: str, path: PathLike, message: str) -> None:
         self.problems.append(Problem(kind, Path(path), message))
@@ -187,17 +195,24 @@ def _list_images(found: Discovery, folder: Path) -> dict[str, Path]:
 
 
 def _detect_suffix(image_stems: Sequence[str], other_stems: Sequence[str]) -> str:
-    """The common suffix ``s`` with every other stem = an image stem + ``s``; ``""`` when there is none."""
+    """The suffix ``s`` shared by most other stems of the form image stem + ``s``.
+
+    A stem equal to an image stem votes for ``""``; otherwise the longest image stem it starts with
+    gives its suffix; a stem matching no image stem does not vote. Ties go to the shorter suffix
+    (then the alphabetically first); ``""`` when nothing matches.
+    """
     images = set(image_stems)
-    suffixes = set()
+    votes: Counter = Counter()
     for stem in other_stems:
+        if stem in images:
+            votes[""] += 1
+            continue
         prefixes = [s for s in images if stem.startswith(s) and len(stem) > len(s)]
-        if not prefixes:
-            return ""
-        suffixes.add(stem[len(max(prefixes, key=len)):])
-        if len(suffixes) > 1:
-            return ""
-    return suffixes.pop() if suffixes else ""
+        if prefixes:
+            votes[stem[len(max(prefixes, key=len)):]] += 1
+    if not votes:
+        return ""
+    return min(votes, key=lambda s: (-votes[s], len(s), s))
 
 
 def _strip(stems: dict[str, Path], suffix: str) -> tuple[dict[str, Path], list[Path]]:
@@ -245,7 +260,7 @@ def _scan_images_masks(found: Discovery, mask_suffix: Optional[str], require_mas
         raw = _list_images(found, mask_dir)
         suffix = mask_suffix if mask_suffix is not None else ""
         if mask_suffix is None and raw and not set(raw) <= set(images):
-            suffix = _detect_suffix(list(images), list(raw))
+            suffix = _detect_suffix(sorted(images), sorted(raw))
         found.mask_suffix = suffix
         masks, lacking = _strip(raw, suffix)
         for path in lacking:
@@ -279,7 +294,7 @@ def _extra_dirs(found: Discovery, images: dict[str, Path]) -> list[tuple[str, di
                 files.setdefault(split_suffix(f)[0], f)
         if not files:
             continue
-        suffix = "" if set(files) <= set(images) else _detect_suffix(list(images), list(files))
+        suffix = "" if set(files) <= set(images) else _detect_suffix(sorted(images), sorted(files))
         matched, _ = _strip(files, suffix)
         matched = {s: p for s, p in matched.items() if s in images}
         if matched:
@@ -331,12 +346,26 @@ def _scan_nnunet(found: Discovery, require_masks: bool) -> None:
     counts = {len(ch) for ch in per_case.values()}
     if expected is None and counts:
         expected = max(counts)
+    source = "dataset.json lists" if expected is not None and found.dataset_json is not None and \
+        isinstance(channel_names, dict) else "other cases have"
     for case_id, channels in sorted(per_case.items()):
         want = list(range(expected or 0))
         if sorted(channels) != want and expected:
-            have = ", ".join(f"{c:04d}" for c in sorted(channels))
-            found.add("channels", image_dir, f"case {case_id!r} has channel files {have}; expected "
-                                             f"{want[0]:04d}..{want[-1]:04d} ({expected} channel(s))")
+            found.incomplete.add(case_id)
+            have = ", ".join(channels[c].name for c in sorted(channels))
+            missing = [c for c in want if c not in channels]
+            if missing:
+                ending = split_suffix(next(iter(channels.values())))[1]
+                names = [f"{case_id}_{c:04d}{ending}" for c in missing]
+                also = ", ".join(names[1:_SHOW + 1]) + (f" and {len(names) - _SHOW - 1} more"
+                                                         if len(names) > _SHOW + 1 else "")
+                found.add("channels", image_dir / names[0],
+                          f"channel file missing (case {case_id!r}: {source} {expected} channel(s), found {have}"
+                          + (f"; also missing {also})" if also else ")"))
+            else:
+                extra = [channels[c] for c in sorted(channels) if c not in want]
+                found.add("channels", extra[0], f"unexpected channel file(s) {', '.join(p.name for p in extra)} "
+                                                f"of case {case_id!r} ({source} {expected} channel(s))")
     masks: dict[str, Path] = {}
     if found.mask_dir is not None:
         masks = _list_images(found, found.mask_dir)

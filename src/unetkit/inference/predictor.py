@@ -36,11 +36,15 @@ class Predictor:
         blend: ``gaussian`` or ``constant`` blending for same-padding nets.
         batch_size: tiles per forward pass.
         channels_last: memory format (``None`` = automatic).
+        normalizer: applied to every image first (raw images in); ``None`` = images come
+            normalised. :meth:`from_checkpoint` sets the one the model was trained with.
+        label_map: the dataset's :class:`~unetkit.data.LabelMap` (to write labels in the user's values).
     """
 
     def __init__(self, model: nn.Module, device: Union[str, torch.device] = "auto", precision: str = "auto",
                  tile: Optional[Union[int, Sequence[int]]] = None, overlap: float = 0.5, blend: str = "gaussian",
-                 batch_size: int = 4, channels_last: Optional[bool] = None):
+                 batch_size: int = 4, channels_last: Optional[bool] = None, normalizer=None, label_map=None):
+        self.normalizer, self.label_map = normalizer, label_map
         self.device = device if isinstance(device, torch.device) else runtime.resolve_device(device)
         self.dtype = runtime.resolve_precision(precision, self.device)
         self.model = model.to(self.device).eval()
@@ -57,6 +61,24 @@ class Predictor:
             raise ConfigError(f"blend must be 'gaussian' or 'constant', got {blend!r}")
         self.overlap, self.blend, self.batch_size = float(overlap), blend, int(batch_size)
 
+    @classmethod
+    def from_checkpoint(cls, path, **kwargs) -> Predictor:
+        """Rebuild model, normalisation, label map and tile size from a checkpoint alone.
+
+        Keyword arguments override the predictor settings (``device``, ``precision``, ``tile`` …);
+        the default tile is the training patch (input) size.
+        """
+        from ..data.labels import LabelMap
+        from ..data.normalization import Normalizer
+        from ..training.checkpoint import build_model, load_checkpoint
+
+        ckpt = load_checkpoint(path)
+        model = build_model(ckpt)
+        kwargs.setdefault("tile", ckpt.get("patch_size"))
+        norm = Normalizer.from_dict(ckpt["normalization"]) if ckpt.get("normalization") else None
+        labels = LabelMap.from_dict(ckpt["label_map"]) if ckpt.get("label_map") else None
+        return cls(model, normalizer=norm, label_map=labels, **kwargs)
+
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         outputs = getattr(self.model, "outputs", None)
@@ -71,7 +93,9 @@ class Predictor:
         return y.float().cpu()
 
     def predict_logits(self, image: np.ndarray) -> np.ndarray:
-        """``(C, *spatial)`` image (normalised as in training) → ``(K, *spatial)`` float32 logits."""
+        """``(C, *spatial)`` image → ``(K, *spatial)`` float32 logits (normalised first when the
+        predictor has a normaliser)."""
+        image = self.normalizer(np.asarray(image)) if self.normalizer is not None else image
         image = np.asarray(image, dtype=np.float32)
         if image.ndim != self.spatial_dims + 1:
             raise ConfigError(f"expected a (C, {'D, ' if self.spatial_dims == 3 else ''}H, W) image, got shape "

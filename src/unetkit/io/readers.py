@@ -13,19 +13,28 @@ Axis rules, format by format:
   ``keep_alpha=True`` (then ``RGBA`` → 4 channels, ``LA`` → 2); ``meta.alpha_dropped`` records it.
   Other modes (``CMYK``, ``YCbCr`` …) are converted to RGB. Spacing is not read (PNG's pixels per
   metre are almost always a screen DPI). A 16-bit PNG that Pillow opens as ``I`` is returned as
-  ``uint16`` (PNG stores at most 16 bits).
+  ``uint16`` (PNG stores at most 16 bits). A 16-bit *colour* PNG (48-bit RGB, 64-bit RGBA, 32-bit
+  grey + alpha), which Pillow alone reduces to 8 bits, is read at full depth as ``uint16``
+  (``meta.mode`` is then Pillow's raw mode, ``"RGB;16B"``, ``"RGBA;16B"`` or ``"LA;16B"``); the
+  same alpha rule applies.
 * **TIFF** (tifffile), first series of the file. The axes string tifffile derives from ImageJ,
   OME or unetkit's own metadata decides: ``Y``, ``X`` spatial; ``Z`` depth; ``C`` and ``S``
   (samples, e.g. RGB) channels; pages with no stated meaning (``I``, ``Q``) are **depth** (a plain
   multi-page TIFF is a 3D stack, never guessed to be channels); any other axis (``T`` time …) must
   have length 1. So ``YX`` → (1, H, W), ``YXS`` → (3, H, W), ``IYX``/``ZYX`` → (1, D, H, W),
   ``CYX`` → (C, H, W), ``ZCYX`` → (C, D, H, W). Pass ``axes="CYX"`` to override what the file
-  says. Spacing: unetkit's metadata, else ImageJ (``spacing`` for Z, resolution tags for Y/X,
+  says. Alpha follows the PNG rule: samples that the file's ``ExtraSamples`` tag marks as alpha
+  (RGBA: 4 samples, grey + alpha: 2) are **dropped** unless ``keep_alpha=True``
+  (``meta.alpha_dropped`` records it); unspecified extra samples are kept as channels. Spacing: unetkit's metadata, else ImageJ (``spacing`` for Z, resolution tags for Y/X,
   ``unit``), else OME ``PhysicalSize*``, else resolution tags in centimetres (converted to µm);
   a resolution in inches (the 72-dpi default of most software) is treated as unknown.
 * **NIfTI** (nibabel). The file's voxel axes (i, j, k) = (X, Y, Z) are reversed, so a 3D
   volume comes back as ``(1, Z, Y, X)`` = ``(1, D, H, W)`` (SimpleITK's and nnU-Net's order) and a
-  4D one ``(X, Y, Z, C)`` as ``(C, D, H, W)``; a 2D file ``(X, Y)`` as ``(1, H, W)``. ``spacing``
+  4D one ``(X, Y, Z, C)`` as ``(C, D, H, W)``; a 2D file ``(X, Y)`` as ``(1, H, W)``. A file with a
+  single slice, ``(X, Y, 1)`` (or ``(X, Y, 1, C)``), is **2D**: ``(1, H, W)`` (``(C, H, W)``), the
+  usual way 2D data is stored for nnU-Net; ``meta.axes`` stays ``"XYZ"`` (``"XYZC"``), ``spacing``
+  is ``(dy, dx)`` and ``affine`` the file's, so :func:`~unetkit.io.write_image` writes the slice
+  back as ``(X, Y, 1)``. ``spacing``
   is the header zooms in the same reversed order; ``affine`` is the file's 4×4 voxel-to-world
   matrix for the *file's* (i, j, k) order, kept so that writing puts the volume back in place.
   Data with a scale factor (``scl_slope``/``scl_inter``) is scaled to float; otherwise the stored
@@ -38,6 +47,7 @@ with the path. NaN/inf values in float data are *not* an error here (``check-dat
 from __future__ import annotations
 
 import logging
+import os
 import re
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -87,7 +97,8 @@ class ImageMeta:
         spacing: physical size of a pixel/voxel per spatial axis, in the array's order
             (``(dy, dx)`` or ``(dz, dy, dx)``), or ``None`` when the file does not say.
         spacing_unit: unit of ``spacing`` when the file says (``"um"``, ``"mm"`` …).
-        mode: Pillow mode of a PNG/JPEG/BMP/GIF (``"L"``, ``"I;16"``, ``"RGB"``, ``"P"``, ``"1"``).
+        mode: Pillow mode of a PNG/JPEG/BMP/GIF (``"L"``, ``"I;16"``, ``"RGB"``, ``"P"``, ``"1"``;
+            for a 16-bit colour PNG Pillow's raw mode ``"RGB;16B"``, ``"RGBA;16B"`` or ``"LA;16B"``).
         palette: flat ``[r0, g0, b0, r1, …]`` palette of a ``P``-mode image (the array then holds
             palette indices).
         affine: NIfTI 4×4 voxel (i, j, k) = (X, Y, Z) → world matrix, as nested lists.
@@ -181,7 +192,8 @@ def read_image(path: PathLike, *, axes: Optional[str] = None, keep_alpha: bool =
             ``.nii``/``.nii.gz`` file.
         axes: TIFF only: the axis letters of the first series (e.g. ``"CYX"``), overriding
             what the file's metadata says.
-        keep_alpha: keep the alpha channel of an ``RGBA``/``LA`` image (dropped by default).
+        keep_alpha: keep the alpha channel of an ``RGBA``/``LA`` image or of a TIFF whose extra
+            samples are alpha (dropped by default).
 
     Returns:
         ``(array, meta)``: ``array`` of shape ``(C, H, W)`` or ``(C, D, H, W)`` in the stored
@@ -199,6 +211,8 @@ def read_image(path: PathLike, *, axes: Optional[str] = None, keep_alpha: bool =
     path = Path(path)
     fmt = image_format(path)
     if not path.exists():
+        if path.is_symlink():
+            raise DataError(f"broken symbolic link (its target {os.readlink(path)} does not exist)", path)
         raise DataError("file not found", path)
     if path.is_dir():
         raise DataError("is a folder, not an image file", path)
@@ -208,7 +222,7 @@ def read_image(path: PathLike, *, axes: Optional[str] = None, keep_alpha: bool =
         raise DataError(f"axes={axes!r} applies to TIFF files only, not {fmt.upper()}", path)
     try:
         if fmt == "tiff":
-            array, meta = _read_tiff(path, axes)
+            array, meta = _read_tiff(path, axes, keep_alpha)
         elif fmt == "nifti":
             array, meta = _read_nifti(path)
         else:
@@ -243,6 +257,9 @@ def _read_pil(path: Path, fmt: str, keep_alpha: bool) -> tuple[np.ndarray, Image
         if frames > 1:
             raise DataError(f"has {frames} frames; unetkit reads one 2D image per {fmt.upper()} file "
                             "(save a stack as a multi-page TIFF)", path)
+        rawmode = _tile_rawmode(im)
+        if fmt == "png" and rawmode in _PNG16_COLOUR:
+            return _read_png16_colour(path, rawmode, keep_alpha)
         im.load()
         mode = im.mode
         meta = ImageMeta(mode=mode, axes="YX", dtype="uint8")
@@ -280,6 +297,51 @@ def _read_pil(path: Path, fmt: str, keep_alpha: bool) -> tuple[np.ndarray, Image
     return arr, meta
 
 
+#: Pillow raw modes of 16-bit colour PNGs → the raw modes that decode them losslessly in parts:
+#: ``"RGB;16B"`` gives the high byte of each sample and ``"RGB;16L"`` (read on big-endian data) the
+#: low byte; ``"RGBA"`` on grey + alpha copies the four bytes ``L_hi, L_lo, A_hi, A_lo`` as they are.
+_PNG16_COLOUR = {"RGB;16B": ("RGB;16B", "RGB;16L"), "RGBA;16B": ("RGBA;16B", "RGBA;16L"), "LA;16B": ("RGBA",)}
+
+
+def _tile_rawmode(im: Any) -> Optional[str]:
+    """Pillow's raw (on-disk) mode of a single-tile image not yet loaded, else ``None``."""
+    tile = getattr(im, "tile", None)
+    if not tile or len(tile) != 1:
+        return None
+    args = tile[0][3]
+    args = args[0] if isinstance(args, tuple) and args else args
+    return args if isinstance(args, str) else None
+
+
+def _read_png16_colour(path: Path, rawmode: str, keep_alpha: bool) -> tuple[np.ndarray, ImageMeta]:
+    """A 16-bit colour PNG at full depth: ``(S, H, W)`` uint16.
+
+    Pillow has no 16-bit colour mode and unpacks such files to 8 bits (the high byte). Its PNG
+    decoder does undo the row filters on the full 16-bit rows, though; only the final unpacking
+    drops bytes. Decoding the file once per byte with a raw mode that keeps that byte, and joining
+    the bytes, gives the exact samples.
+    """
+    from PIL import Image
+
+    parts = []
+    for part_mode in _PNG16_COLOUR[rawmode]:
+        with Image.open(path) as im:
+            im.tile = [im.tile[0]._replace(args=part_mode) if hasattr(im.tile[0], "_replace")
+                       else (*im.tile[0][:3], part_mode)]
+            im.load()
+            parts.append(np.asarray(im).astype(np.uint16))
+    if rawmode == "LA;16B":  # bytes L_hi, L_lo, A_hi, A_lo
+        b = parts[0]
+        arr = np.stack([(b[..., 0] << 8) | b[..., 1], (b[..., 2] << 8) | b[..., 3]], axis=-1)
+    else:
+        arr = (parts[0] << 8) | parts[1]
+    meta = ImageMeta(mode=rawmode, axes="YXS", channel_axis="S", dtype="uint16")
+    if not keep_alpha and rawmode in ("RGBA;16B", "LA;16B"):
+        arr = arr[..., :-1]
+        meta.alpha_dropped = True
+    return np.moveaxis(arr, -1, 0), meta
+
+
 # -------------------------------------------------------------------------------------------- TIFF
 _SPATIAL = "YX"
 _CHANNEL = "CS"
@@ -297,13 +359,13 @@ class _LogCapture(logging.Handler):
         self.messages.append(" ".join(record.getMessage().split()))
 
 
-def _read_tiff(path: Path, axes: Optional[str]) -> tuple[np.ndarray, ImageMeta]:
+def _read_tiff(path: Path, axes: Optional[str], keep_alpha: bool = False) -> tuple[np.ndarray, ImageMeta]:
     logger = logging.getLogger("tifffile")
     capture, propagate = _LogCapture(), logger.propagate
     logger.addHandler(capture)
     logger.propagate = False
     try:
-        arr, meta = _read_tiff_quiet(path, axes)
+        arr, meta = _read_tiff_quiet(path, axes, keep_alpha)
     finally:
         logger.removeHandler(capture)
         logger.propagate = propagate
@@ -313,7 +375,7 @@ def _read_tiff(path: Path, axes: Optional[str]) -> tuple[np.ndarray, ImageMeta]:
     return arr, meta
 
 
-def _read_tiff_quiet(path: Path, axes: Optional[str]) -> tuple[np.ndarray, ImageMeta]:
+def _read_tiff_quiet(path: Path, axes: Optional[str], keep_alpha: bool) -> tuple[np.ndarray, ImageMeta]:
     import tifffile
 
     with tifffile.TiffFile(path) as tf:
@@ -327,11 +389,29 @@ def _read_tiff_quiet(path: Path, axes: Optional[str]) -> tuple[np.ndarray, Image
                 raise DataError(f"axes={axes!r} has {len(axes)} letters but the data has {data.ndim} "
                                 f"dimensions (shape {tuple(data.shape)}, file axes {file_axes!r})", path)
             file_axes = axes.upper()
+        dtype = data.dtype
+        alpha = [] if keep_alpha else _tiff_alpha_samples(tf, data, file_axes)
+        if alpha:
+            data = np.delete(data, alpha, axis=file_axes.index("S"))
         arr, channel_axis, out_axes = _tiff_to_channel_first(data, file_axes, path)
         spacing, unit = _tiff_spacing(tf, out_axes)
-    meta = ImageMeta(axes=file_axes, channel_axis=channel_axis, dtype=str(data.dtype.newbyteorder("=")),
-                     spacing=spacing, spacing_unit=unit)
+    meta = ImageMeta(axes=file_axes, channel_axis=channel_axis, dtype=str(dtype.newbyteorder("=")),
+                     spacing=spacing, spacing_unit=unit, alpha_dropped=bool(alpha))
     return arr, meta
+
+
+def _tiff_alpha_samples(tf: Any, data: np.ndarray, axes: str) -> list[int]:
+    """Indices along the ``S`` axis of the samples the ``ExtraSamples`` tag marks as alpha
+    (1 = associated, 2 = unassociated; 0 = unspecified is not alpha)."""
+    if "S" not in axes:
+        return []
+    page = tf.pages.first if hasattr(tf.pages, "first") else tf.pages[0]
+    extras = tuple(getattr(page, "extrasamples", ()) or ())
+    samples = int(getattr(page, "samplesperpixel", 1))
+    if not extras or data.shape[axes.index("S")] != samples:
+        return []
+    base = samples - len(extras)
+    return [base + i for i, kind in enumerate(extras) if int(kind) in (1, 2)]
 
 
 def _tiff_to_channel_first(data: np.ndarray, axes: str, path: Path) -> tuple[np.ndarray, Optional[str], str]:
@@ -435,6 +515,10 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, ImageMeta]:
         zooms = zooms[:3] + zooms[4:]
     if data.ndim == 2:
         arr, axes, channel_axis, spatial_zooms = data.T[None], "XY", None, zooms[:2][::-1]
+    elif data.ndim == 3 and data.shape[2] == 1:  # one slice (X, Y, 1): a 2D image
+        arr, axes, channel_axis, spatial_zooms = data[:, :, 0].T[None], "XYZ", None, zooms[:2][::-1]
+    elif data.ndim == 4 and data.shape[2] == 1:  # one slice with channels (X, Y, 1, C)
+        arr, axes, channel_axis, spatial_zooms = np.transpose(data[:, :, 0], (2, 1, 0)), "XYZC", "C", zooms[:2][::-1]
     elif data.ndim == 3:
         arr, axes, channel_axis, spatial_zooms = data.T[None], "XYZ", None, zooms[:3][::-1]
     elif data.ndim == 4:

@@ -21,7 +21,10 @@ What each format stores (anything else is refused with a :class:`~unetkit.errors
   channels are planes (axes ``CYX`` / ``CZYX``).
 * **NIfTI** (``.nii``, ``.nii.gz``): 2D with 1 channel, or 3D with any channel count (4D file
   ``(X, Y, Z, C)``); integer types and ``float32``/``float64`` (``bool`` stored as ``uint8``).
-  The affine is ``meta.affine`` when given, else a diagonal built from ``meta.spacing``.
+  The affine is ``meta.affine`` when given, else a diagonal built from ``meta.spacing``. A 2D
+  array whose ``meta.axes`` is ``"XYZ"`` or ``"XYZC"`` (read from a single-slice file) is written
+  back as one slice, ``(X, Y, 1)`` or ``(X, Y, 1, C)`` (any channel count), like the file it came
+  from; other 2D arrays as ``(X, Y)``.
 * **JPEG** and **GIF** are not written (lossy / palette-only): use PNG.
 """
 
@@ -167,9 +170,12 @@ def _write_nifti(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optiona
         raise _refuse(path, fmt, arr, ", ".join(_NIFTI_DTYPES))
     spatial_dims = arr.ndim - 1
     channels = arr.shape[0]
-    if spatial_dims == 2 and channels != 1:
+    one_slice = spatial_dims == 2 and meta is not None and meta.axes in ("XYZ", "XYZC")
+    if spatial_dims == 2 and channels != 1 and not one_slice:
         raise _refuse(path, fmt, arr, "2D images with 1 channel or 3D volumes with any channel count")
     data = arr.T  # (C, [Z,] Y, X) -> (X, Y, [Z,] C)
+    if one_slice:
+        data = data[:, :, None, :]  # (X, Y, 1, C)
     if channels == 1:
         data = data[..., 0]
     affine = None

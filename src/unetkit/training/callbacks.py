@@ -128,6 +128,7 @@ class ConsoleSummary(Callback):
                 parts.append("per class [" + ", ".join(f"{v:.3f}" for v in per_class) + "]")
             best: Optional[dict] = trainer.best
             if best is not None:
-                parts.append(f"(best {best['val_dice']:.4f} @ {best['epoch']})")
+                label = "" if best["metric"] == "val_dice" else f"{best['metric']} "
+                parts.append(f"(best {label}{best['value']:.4f} @ {best['epoch']})")
         parts += [f"lr {r['lr']:.2e}", f"{r['images_per_s']:.1f} img/s", f"{r['epoch_time_s']:.0f} s"]
         print("  ".join(parts), file=self.stream, flush=True)

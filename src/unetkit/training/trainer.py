@@ -353,12 +353,18 @@ class Trainer:
         from .optim import step_scheduler
 
         cfg = self.config.train
-        metric = record.get("val_dice")
-        step_scheduler(self.scheduler, metric if metric is not None and not math.isnan(metric) else None)
+        name = cfg.select_metric
+        metric = record.get(name)
+        if "val_dice" in record and name not in record:
+            raise ConfigError(f"train.select_metric {name!r} is not among the validation values "
+                              f"{', '.join(k for k in record if k.startswith('val_'))}")
+        valid = metric is not None and not math.isnan(metric)
+        sign = -1.0 if name.endswith(("loss", "error")) else 1.0
+        step_scheduler(self.scheduler, sign * metric if valid else None)
         self.history.append(record)
-        improved = metric is not None and not math.isnan(metric) and (self.best is None or metric > self.best["val_dice"])
+        improved = valid and (self.best is None or sign * metric > sign * self.best["value"])
         if improved:
-            self.best = {"epoch": self.epoch, "val_dice": metric}
+            self.best = {"epoch": self.epoch, "metric": name, "value": metric, "val_dice": record.get("val_dice")}
             self.bad_validations = 0
         elif metric is not None:
             self.bad_validations += 1

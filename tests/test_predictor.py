@@ -1,0 +1,50 @@
+"""Predictor: whole images of any size through a model, from a checkpoint alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from unetkit import create_model
+from unetkit.data import LabelMap, create_normalizer
+from unetkit.inference.predictor import Predictor, labels_from_logits, probabilities
+from unetkit.training.checkpoint import save_checkpoint
+
+
+def test_same_padding_prediction_equals_one_forward_when_one_tile_covers(tmp_path):
+    model = create_model("unet", base_features=4, depth=2, norm="instance").eval()
+    image = np.random.default_rng(0).normal(size=(1, 40, 56)).astype(np.float32)
+    pred = Predictor(model, precision="fp32", tile=64)
+    with torch.no_grad():
+        full = model(torch.from_numpy(image)[None])[0].numpy()
+    np.testing.assert_allclose(pred.predict_logits(image), full, atol=1e-5)
+
+
+def test_valid_padding_prediction_covers_any_image_size():
+    model = create_model("unet-original", base_features=2, depth=2, init="torch").eval()
+    image = np.random.default_rng(1).normal(size=(1, 37, 83)).astype(np.float32)
+    logits = Predictor(model, precision="fp32", tile=60).predict_logits(image)
+    assert logits.shape == (2, 37, 83) and np.isfinite(logits).all()
+
+
+def test_from_checkpoint_applies_training_normalisation_and_label_map(tmp_path):
+    model = create_model("unet", base_features=4, depth=2, norm="instance")
+    norm = create_normalizer("fixed", low=0, high=255)
+    labels = LabelMap([0, 255])
+    path = save_checkpoint(tmp_path / "m.pt", model, normalization=norm.to_dict(), label_map=labels.to_dict(),
+                           patch_size=[32, 32])
+    pred = Predictor.from_checkpoint(path, precision="fp32")
+    raw = np.random.default_rng(2).integers(0, 255, (1, 30, 45)).astype(np.uint8)
+    manual = Predictor(model.eval(), precision="fp32", tile=32).predict_logits(norm(raw))
+    np.testing.assert_allclose(pred.predict_logits(raw), manual, atol=1e-5)
+    assert pred.tile == [32, 32] and pred.label_map.values == (0, 255)
+    assert set(np.unique(pred.label_map.decode(pred.predict(raw)))) <= {0, 255}
+
+
+def test_probabilities_and_labels_for_one_and_many_channels():
+    one = torch.tensor([[[-2.0, 3.0]]])
+    np.testing.assert_allclose(probabilities(one)[1].numpy(), torch.sigmoid(one)[0].numpy())
+    assert labels_from_logits(one).tolist() == [[0, 1]]
+    many = torch.tensor([[[1.0, 0.0]], [[0.0, 2.0]], [[0.5, 0.1]]])
+    assert labels_from_logits(many).tolist() == [[0, 1]]
+    torch.testing.assert_close(probabilities(many).sum(0), torch.ones(1, 2))
