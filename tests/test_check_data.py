@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from unetkit.cli import main
 from unetkit.data import LabelMap, check_dataset
+from unetkit.errors import ConfigError
 from unetkit.io import write_image
 
 RNG = np.random.default_rng(5)
@@ -123,10 +125,136 @@ def test_problem_unexpected_label_value(tmp_path):
     m[0, 1, 1] = 255
     write_image(tmp_path / "masks" / "02.png", m)
     report = check_dataset(tmp_path)
-    assert one_problem(report, "unexpected") == (f"{tmp_path / 'masks' / '02.png'}: unexpected label values 128 "
-                                                 "(in no other mask; the others use 0, 255)")
+    assert one_problem(report, "unexpected") == (
+        f"{tmp_path / 'masks' / '02.png'}: unexpected label values 128: in no other mask and on region borders "
+        "between the other values, as anti-aliasing leaves them (the others use 0, 255; --labels states the classes)")
     with_map = check_dataset(tmp_path, label_map=LabelMap([0, 255]))
     assert one_problem(with_map, "unexpected").endswith("unexpected label values 128 (not in the label map)")
+
+
+def _blob_masks(root, n, rare=None, size=(40, 50)):
+    """n {0, 255} masks; mask ``rare[0]`` also holds the value ``rare[1]`` in the box ``rare[2]``."""
+    for i in range(n):
+        m = np.zeros((1, *size), np.uint8)
+        m[0, 5:20, 5 + i:25 + i] = 255
+        if rare is not None and rare[0] == i:
+            m[(0, *rare[2])] = rare[1]
+        write_image(root / "images" / f"{i:02d}.png", np.full((1, *size), i, np.uint8))
+        write_image(root / "masks" / f"{i:02d}.png", m)
+
+
+def test_rare_class_in_one_mask_is_not_unexpected(tmp_path):
+    # a real class (a 10x10 region of 128, 5 % of the mask) in one of 3 masks, and in one of 2 masks
+    for n in (3, 2):
+        root = tmp_path / f"n{n}"
+        _blob_masks(root, n, rare=(1, 128, (slice(25, 35), slice(30, 40))))
+        report = check_dataset(root)
+        assert report.ok, report.problems
+        assert report.label_values == [0, 128, 255]
+        # --labels decides when given
+        stated = check_dataset(root, label_map=LabelMap([0, 255]))
+        assert one_problem(stated, "unexpected") == \
+            f"{root / 'masks' / '01.png'}: unexpected label values 128 (not in the label map)"
+        assert report.expected_labels == [] and stated.expected_labels == [0, 255]
+        assert stated.labels_from == "label map"
+
+
+def test_tiny_lone_value_is_reported_with_two_masks(tmp_path):
+    # one pixel of 7 (0.05 % of a 40x50 mask), not between the other values' borders: tiny is enough
+    _blob_masks(tmp_path, 2, rare=(0, 7, (30, 40)))
+    assert one_problem(check_dataset(tmp_path), "unexpected") == (
+        f"{tmp_path / 'masks' / '00.png'}: unexpected label values 7: in no other mask and covering under 0.1 % "
+        "of this mask (the others use 0, 255; --labels states the classes)")
+
+
+def test_anti_aliased_value_on_borders_is_reported(tmp_path):
+    # a 1-pixel rim of 128 around the 255 box of mask 2: 4 % of the pixels, all on region borders
+    _blob_masks(tmp_path, 3)
+    m = np.zeros((1, 40, 50), np.uint8)
+    m[0, 4:21, 6:28] = 128
+    m[0, 5:20, 7:27] = 255
+    write_image(tmp_path / "masks" / "02.png", m)
+    line = one_problem(check_dataset(tmp_path), "unexpected")
+    assert line.startswith(f"{tmp_path / 'masks' / '02.png'}: unexpected label values 128: in no other mask and "
+                           "on region borders")
+
+
+def _nnunet(root, labels, values=(0, 1)):
+    (root / "imagesTr").mkdir(parents=True)
+    for i, v in enumerate(values):
+        write_image(root / "imagesTr" / f"c{i}_0000.nii.gz", np.full((1, 2, 4, 6), i, np.float32))
+        m = np.zeros((1, 2, 4, 6), np.uint8)
+        m[0, 0] = v
+        write_image(root / "labelsTr" / f"c{i}.nii.gz", m)
+    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": labels,
+                                                   "file_ending": ".nii.gz"}))
+    return root
+
+
+def test_nnunet_dataset_json_labels_are_the_expected_values(tmp_path):
+    root = _nnunet(tmp_path / "ok", {"background": 0, "liver": 1, "tumour": 2})
+    report = check_dataset(root)
+    assert report.ok and report.expected_labels == [0, 1, 2] and report.labels_from == "dataset.json"
+    assert "  expected labels (dataset.json): 0, 1, 2" in report.format().splitlines()
+    bad = _nnunet(tmp_path / "bad", {"background": 0, "liver": 1}, values=(1, 1, 3))
+    assert one_problem(check_dataset(bad), "unexpected") == \
+        f"{bad / 'labelsTr' / 'c2.nii.gz'}: unexpected label values 3 (not in dataset.json 'labels')"
+    # an explicit label map wins over dataset.json
+    assert check_dataset(bad, label_map=LabelMap([0, 1, 3])).ok
+
+
+def test_nnunet_missing_channel_is_one_line(tmp_path):
+    root = _nnunet(tmp_path, {"background": 0, "liver": 1}, values=(0, 1, 1))
+    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT", "1": "PET"},
+                                                   "labels": {"background": 0, "liver": 1}}))
+    for i in (0, 2):
+        write_image(root / "imagesTr" / f"c{i}_0001.nii.gz", np.zeros((1, 2, 4, 6), np.float32))
+    report = check_dataset(root)
+    assert report.problems == [f"{root / 'imagesTr' / 'c1_0001.nii.gz'}: channel file missing (case 'c1': "
+                               "dataset.json lists 2 channel(s), found c1_0000.nii.gz)"]
+    assert report.channels == {2: 2}
+
+
+def test_dangling_symlink_is_one_line(tmp_path):
+    make_clean(tmp_path)
+    (tmp_path / "images" / "04.png").symlink_to(tmp_path / "elsewhere.png")
+    write_image(tmp_path / "masks" / "04.png", np.zeros((1, 4, 6), np.uint8))
+    assert check_dataset(tmp_path).problems == [
+        f"{tmp_path / 'images' / '04.png'}: broken symbolic link (its target {tmp_path / 'elsewhere.png'} "
+        "does not exist)"]
+
+
+def test_label_values_line_is_shortened(tmp_path):
+    make_clean(tmp_path, n=3)
+    write_image(tmp_path / "masks" / "01.png", np.arange(24, dtype=np.uint8).reshape(1, 4, 6))
+    lines = check_dataset(tmp_path, mask_kind="labels").format().splitlines()
+    values = [ln for ln in lines if ln.startswith("  label values")]
+    assert values == ["  label values (labels): 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, … (25 in all) -> classes 0..24"]
+    freqs = [ln for ln in lines if ln.startswith("  class frequencies")][0]
+    assert freqs.endswith(", … (25 in all)") and freqs.count("%") == 10
+
+
+def test_in_channels_below_one_rejected(tmp_path):
+    make_clean(tmp_path)
+    with pytest.raises(ConfigError, match=r"in_channels must be an integer >= 1, got 0"):
+        check_dataset(tmp_path, in_channels=0)
+
+
+def test_cli_labels_and_in_channels_in_process(tmp_path, capsys):
+    make_clean(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main(["check-data", str(tmp_path), "--in-channels", "0"])
+    assert stop.value.code == 2 and "argument --in-channels: must be >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["check-data", str(tmp_path), "--labels", "0,x"])
+    assert "expected integer class values separated by commas" in capsys.readouterr().err
+    assert main(["check-data", str(tmp_path), "--labels", "0,255"]) == 0
+    assert "expected labels (label map): 0, 255" in capsys.readouterr().out
+    assert main(["check-data", str(tmp_path), "--labels", "0,1"]) == 2
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'masks' / '00.png'}: unexpected label values 255 (not in the label map)" in out
+    assert main(["check-data", str(tmp_path), "--labels", "0,255", "--mask-kind", "colors"]) == 2
+    assert "--labels lists integer class values; it does not apply to --mask-kind colors" in capsys.readouterr().err
 
 
 def test_problem_too_many_label_values(tmp_path):

@@ -65,6 +65,24 @@ def test_suffix_not_detected_when_not_common(tmp_path):
     assert kinds == ["no-image", "no-image", "no-mask", "no-mask"]
 
 
+def test_suffix_detected_by_majority_despite_a_stray_mask(tmp_path):
+    root = make(tmp_path, images=("01", "02", "03", "04"), mask_suffix="_mask")
+    img(root / "masks" / "99_mask.png")  # a stray mask without image
+    img(root / "masks" / "03.png")  # and one without the suffix
+    found = scan_dataset(root)
+    assert found.mask_suffix == "_mask"
+    assert [c.mask.name for c in found.cases] == ["01_mask.png", "02_mask.png", "03_mask.png", "04_mask.png"]
+    assert [str(p) for p in found.problems] == [
+        f"{root / 'masks' / '03.png'}: mask name lacks the mask suffix '_mask'",
+        f"{root / 'masks' / '99_mask.png'}: no image in images/ with the stem '99'"]
+    # the stems shared with the images win the vote the same way
+    root2 = make(tmp_path / "b", images=("01", "02", "03"))
+    img(root2 / "masks" / "01_old.png")
+    found2 = scan_dataset(root2)
+    assert found2.mask_suffix == "" and [str(p) for p in found2.problems] == [
+        f"{root2 / 'masks' / '01_old.png'}: no image in images/ with the stem '01_old'"]
+
+
 def test_mask_lacking_explicit_suffix(tmp_path):
     root = make(tmp_path, images=("01",), mask_suffix="_mask")
     img(root / "masks" / "02.png")
@@ -125,8 +143,26 @@ def test_nnunet_missing_channel_file(tmp_path):
         write_image(root / "imagesTr" / f"{name}.nii.gz", np.zeros((1, 2, 2, 2), np.uint8))
     for name in ("x", "y"):
         write_image(root / "labelsTr" / f"{name}.nii.gz", np.zeros((1, 2, 2, 2), np.uint8))
-    with pytest.raises(DataError, match=r"imagesTr: case 'y' has channel files 0000; expected 0000\.\.0001"):
+    found = scan_dataset(root)
+    assert found.incomplete == {"y"} and [str(p) for p in found.problems] == [
+        f"{root / 'imagesTr' / 'y_0001.nii.gz'}: channel file missing (case 'y': dataset.json lists 2 channel(s), "
+        "found y_0000.nii.gz)"]
+    with pytest.raises(DataError, match=r"imagesTr/y_0001\.nii\.gz: channel file missing \(case 'y'"):
         find_cases(root)
+
+
+def test_nnunet_unexpected_channel_file(tmp_path):
+    root = tmp_path / "ds"
+    (root / "imagesTr").mkdir(parents=True)
+    (root / "labelsTr").mkdir()
+    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "A"}}))
+    for name in ("x_0000", "y_0000", "y_0001"):
+        write_image(root / "imagesTr" / f"{name}.nii.gz", np.zeros((1, 2, 2, 2), np.uint8))
+    for name in ("x", "y"):
+        write_image(root / "labelsTr" / f"{name}.nii.gz", np.zeros((1, 2, 2, 2), np.uint8))
+    assert [str(p) for p in scan_dataset(root).problems] == [
+        f"{root / 'imagesTr' / 'y_0001.nii.gz'}: unexpected channel file(s) y_0001.nii.gz of case 'y' "
+        "(dataset.json lists 1 channel(s))"]
 
 
 def test_nnunet_one_file_per_case_msd_style(tmp_path):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import zlib
 
 import nibabel as nib
 import numpy as np
@@ -82,6 +84,52 @@ def test_la_png_alpha_dropped(tmp_path):
     arr, meta = read_image(tmp_path / "la.png")
     assert arr.shape == (1, 4, 5) and meta.alpha_dropped
     np.testing.assert_array_equal(arr[0], a[..., 0])
+
+
+def _png_filter(raw, prior, bpp, kind):
+    """PNG row filter ``kind`` (0 none, 1 sub, 2 up, 3 average, 4 Paeth) of one row of bytes."""
+    raw, prior = raw.astype(np.int64), prior.astype(np.int64)
+    left = np.concatenate([np.zeros(bpp, np.int64), raw[:-bpp]])
+    upleft = np.concatenate([np.zeros(bpp, np.int64), prior[:-bpp]])
+    if kind == 4:
+        p = left + prior - upleft
+        pa, pb, pc = abs(p - left), abs(p - prior), abs(p - upleft)
+        pred = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, prior, upleft))
+    else:
+        pred = [0 * raw, left, prior, (left + prior) // 2][kind]
+    return ((raw - pred) % 256).astype(np.uint8)
+
+
+def png16(samples, color_type):
+    """A 16-bit PNG written byte by byte: ``samples`` (H, W, S) uint16; every row filter type used."""
+    h, w, s = samples.shape
+    rows = samples.astype(">u2").reshape(h, w * s).view(np.uint8)
+    body, prior = b"", np.zeros(rows.shape[1], np.uint8)
+    for y in range(h):
+        body += bytes([y % 5]) + _png_filter(rows[y], prior, 2 * s, y % 5).tobytes()
+        prior = rows[y]
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(body)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("color_type, samples, rawmode", [(2, 3, "RGB;16B"), (6, 4, "RGBA;16B"), (4, 2, "LA;16B")])
+def test_png_16bit_colour_read_at_full_depth(tmp_path, color_type, samples, rawmode):
+    a = rand((7, 9, samples), np.uint16, 0, 65535)
+    a[0, 0] = 0x0102  # high and low byte differ: an 8-bit reduction would give 1
+    (tmp_path / "c16.png").write_bytes(png16(a, color_type))
+    assert Image.open(tmp_path / "c16.png").tile[0][3] == rawmode  # what Pillow alone reduces to 8 bits
+    kept, meta = read_image(tmp_path / "c16.png", keep_alpha=True)
+    assert kept.dtype == np.uint16 and kept.shape == (samples, 7, 9) and meta.dtype == "uint16"
+    np.testing.assert_array_equal(kept, np.moveaxis(a, -1, 0))
+    assert meta.mode == rawmode and meta.channel_axis == "S" and not meta.alpha_dropped
+    arr, meta = read_image(tmp_path / "c16.png")
+    alpha = color_type in (4, 6)
+    assert arr.shape == (samples - alpha, 7, 9) and meta.alpha_dropped == alpha
+    np.testing.assert_array_equal(arr, np.moveaxis(a[..., :samples - alpha], -1, 0))
+    assert arr[0, 0, 0] == 0x0102
 
 
 def test_palette_png_keeps_indices_and_palette(tmp_path):
@@ -163,6 +211,35 @@ def test_rgb_tiff_samples_are_channels(tmp_path):
     arr, meta = read_image(tmp_path / "rgb.tif")
     assert meta.axes == "YXS" and meta.channel_axis == "S" and arr.shape == (3, 5, 6)
     np.testing.assert_array_equal(arr, np.moveaxis(a, -1, 0))
+
+
+def test_tiff_alpha_dropped_unless_kept_like_png(tmp_path):
+    rgba = rand((5, 6, 4), np.uint8)
+    tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=("unassalpha",))
+    arr, meta = read_image(tmp_path / "rgba.tif")
+    assert arr.shape == (3, 5, 6) and meta.alpha_dropped and meta.channel_axis == "S"
+    np.testing.assert_array_equal(arr, np.moveaxis(rgba[..., :3], -1, 0))
+    kept, meta4 = read_image(tmp_path / "rgba.tif", keep_alpha=True)
+    assert kept.shape == (4, 5, 6) and not meta4.alpha_dropped
+    np.testing.assert_array_equal(kept, np.moveaxis(rgba, -1, 0))
+    # the same PNG gives the same arrays
+    Image.fromarray(rgba).save(tmp_path / "rgba.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "rgba.png")[0], arr)
+    # grey + associated alpha, samples stored as separate planes
+    la = rand((2, 5, 6), np.uint16, 0, 60000)
+    tifffile.imwrite(tmp_path / "la.tif", la, photometric="minisblack", planarconfig="separate",
+                     extrasamples=("assocalpha",))
+    grey, meta = read_image(tmp_path / "la.tif")
+    assert grey.shape == (1, 5, 6) and meta.alpha_dropped and meta.axes == "SYX"
+    np.testing.assert_array_equal(grey[0], la[0])
+    # an extra sample of unspecified meaning is data, not alpha: kept
+    tifffile.imwrite(tmp_path / "x.tif", rgba, photometric="rgb", extrasamples=("unspecified",))
+    four, meta = read_image(tmp_path / "x.tif")
+    assert four.shape == (4, 5, 6) and not meta.alpha_dropped
+    # the writer's RGBA output reads back the same way
+    write_image(tmp_path / "w.tif", np.moveaxis(rgba, -1, 0), ImageMeta(channel_axis="S"))
+    assert read_image(tmp_path / "w.tif")[0].shape == (3, 5, 6)
+    np.testing.assert_array_equal(read_image(tmp_path / "w.tif", keep_alpha=True)[0], np.moveaxis(rgba, -1, 0))
 
 
 def test_imagej_hyperstack_channels_depth_and_spacing(tmp_path):
@@ -290,6 +367,33 @@ def test_nifti_2d_and_scaled(tmp_path):
     assert arr[0, 0, 0, 1] == pytest.approx(10.0 + 0.5 * 4)  # voxel (x=1, y=0, z=0) holds 4
 
 
+def test_nifti_single_slice_is_2d_and_round_trips(tmp_path):
+    data = rand((5, 4, 1), np.int16, -50, 50)  # (X, Y, 1) on disk: 2D data stored for nnU-Net
+    aff = np.diag([0.5, 0.25, 3.0, 1.0])
+    nib.save(nib.Nifti1Image(data, aff), tmp_path / "s.nii.gz")
+    arr, meta = read_image(tmp_path / "s.nii.gz")
+    assert arr.shape == (1, 4, 5) and meta.spatial_dims == 2 and meta.axes == "XYZ"
+    np.testing.assert_array_equal(arr[0], data[:, :, 0].T)  # (H, W) = (Y, X)
+    assert meta.spacing == (0.25, 0.5)  # (dy, dx)
+    np.testing.assert_allclose(meta.affine, aff)
+    write_image(tmp_path / "back.nii.gz", arr, meta)
+    on_disk = nib.load(tmp_path / "back.nii.gz")
+    assert on_disk.shape == (5, 4, 1)
+    np.testing.assert_array_equal(np.asarray(on_disk.dataobj), data)
+    np.testing.assert_allclose(on_disk.affine, aff)
+    # with channels: (X, Y, 1, C) -> (C, H, W) and back
+    multi = rand((5, 4, 1, 2), np.uint8)
+    nib.save(nib.Nifti1Image(multi, np.eye(4)), tmp_path / "m.nii")
+    arr, meta = read_image(tmp_path / "m.nii")
+    assert arr.shape == (2, 4, 5) and meta.axes == "XYZC" and meta.channel_axis == "C"
+    np.testing.assert_array_equal(arr, np.transpose(multi[:, :, 0], (2, 1, 0)))
+    write_image(tmp_path / "m2.nii", arr, meta)
+    np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "m2.nii").dataobj), multi)
+    # a plain 2D array without that meta is still written as (X, Y)
+    write_image(tmp_path / "p.nii", arr[:1])
+    assert nib.load(tmp_path / "p.nii").shape == (5, 4)
+
+
 # ----------------------------------------------------------------------------------------- meta
 def test_meta_json_round_trip(tmp_path):
     write_image(tmp_path / "v.nii.gz", rand((1, 2, 3, 4), np.int16), ImageMeta(affine=_affine().tolist()))
@@ -363,6 +467,14 @@ def _truncate(path):
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match=r"nope\.png: file not found"):
         read_image(tmp_path / "nope.png")
+
+
+def test_broken_symlink_names_the_link_and_its_target(tmp_path):
+    (tmp_path / "link.png").symlink_to(tmp_path / "gone.png")
+    with pytest.raises(DataError) as err:
+        read_image(tmp_path / "link.png")
+    assert str(err.value) == (f"{tmp_path / 'link.png'}: broken symbolic link (its target "
+                              f"{tmp_path / 'gone.png'} does not exist)")
 
 
 def test_zero_byte_file(tmp_path):

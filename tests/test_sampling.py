@@ -117,6 +117,38 @@ def test_foreground_oversampling_rate():
     assert abs(centred / n - 0.33) < 4 * np.sqrt(0.33 * 0.67 / n)
 
 
+def test_fg_classes_oversample_class_zero_at_the_requested_rate():
+    # ISBI-like: class 1 everywhere, a single pixel of class 0 (the membrane) to oversample
+    shape, label = (64, 64), 16
+    image = np.zeros((1,) + shape, np.float32)
+    mask = np.ones(shape, np.int64)
+    target = (40, 9)
+    mask[target] = 0
+    sampler = PatchSampler(label_size=label, fg_fraction=0.33, fg_classes=[0])
+    rng = np.random.default_rng(0)
+    n, contains, centred = 3000, 0, 0
+    for _ in range(n):
+        p = sampler.sample(image, mask, rng)
+        contains += bool((p["mask"] == 0).any())
+        centred += p["fg_centred"]
+        if p["fg_centred"]:
+            assert (p["mask"] == 0).sum() == 1
+    p_uniform = (16 / 49) * (10 / 49)  # as in test_foreground_oversampling_rate
+    expected = 0.33 + 0.67 * p_uniform
+    assert abs(contains / n - expected) < 4 * np.sqrt(expected * (1 - expected) / n)
+    assert abs(centred / n - 0.33) < 4 * np.sqrt(0.33 * 0.67 / n)
+    # the precomputed locations give the same patches
+    locs = foreground_locations(mask, classes=[0])
+    assert list(locs) == [0] and locs[0].tolist() == [40 * 64 + 9]
+    for seed in range(20):
+        a = sampler.sample(image, mask, np.random.default_rng(seed))
+        b = sampler.sample(image, mask, np.random.default_rng(seed), fg_locations=locs)
+        assert a["label_start"] == b["label_start"]
+    # default (every class > 0): the single class 1 covers everything, class 0 is rarely seen
+    default = PatchSampler(label_size=label, fg_fraction=1.0)
+    assert np.mean([(default.sample(image, mask, rng)["mask"] == 0).any() for _ in range(300)]) < 0.2
+
+
 def test_class_mode_balances_rare_classes():
     shape = (80, 80)
     image = np.zeros((1,) + shape, np.float32)
@@ -226,6 +258,10 @@ def test_error_bad_fg_options():
         PatchSampler(8, fg_fraction=1.5)
     with pytest.raises(ConfigError, match="fg_mode must be"):
         PatchSampler(8, fg_mode="rare")
+    for bad in ([], [-1], [0.5]):
+        with pytest.raises(ConfigError, match=r"fg_classes must be a non-empty list of class indices >= 0"):
+            PatchSampler(8, fg_classes=bad)
+    assert PatchSampler(8, fg_classes=(2, 0, 2)).fg_classes == [0, 2]
 
 
 def test_error_image_mask_mismatch():

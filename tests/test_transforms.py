@@ -248,6 +248,48 @@ def test_intensity_transforms_formulas_and_image_only():
     np.testing.assert_array_equal(out["mask"], s["mask"])
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.float16])
+def test_intensity_transforms_on_integer_and_half_images(dtype):
+    # uint8 near the top of its range: a cast back would wrap 255 + x around or truncate the fraction
+    x = np.array([[[250, 251], [252, 255]]]).astype(dtype)
+    xf = x.astype(np.float64)
+    want = np.float16 if dtype == np.float16 else np.float32
+    s = {"image": x}
+    rng = np.random.default_rng(0)
+    out = RandomGamma(gamma=(2, 2), prob=1)(s, rng)["image"]
+    assert out.dtype == want
+    np.testing.assert_allclose(out, ((xf - 250) / 5) ** 2 * 5 + 250, rtol=1e-3)  # 250, 250.2, 250.8, 255
+    out = RandomBrightnessContrast(contrast=(1, 1), multiplier=(1.1, 1.1), offset=(0, 0), prob=1)(s, rng)["image"]
+    assert out.dtype == want and out.max() > 280  # 255 · 1.1 = 280.5, not wrapped to 24
+    np.testing.assert_allclose(out, xf * 1.1, rtol=1e-3)
+    out = RandomGaussianNoise(std=(0.5, 0.5), prob=1)(s, rng)["image"]
+    assert out.dtype == want and np.any(out != np.round(out))  # not truncated to whole numbers
+    assert np.abs(out - xf).max() < 5
+    out = RandomGaussianBlur(sigma=(1, 1), prob=1)(s, rng)["image"]
+    assert out.dtype == want
+    np.testing.assert_allclose(out[0], ndimage.gaussian_filter(xf[0], 1.0, mode="mirror"), rtol=1e-3)
+    out = SpatialTransform(rotation=(90, 90), p_rotation=1)(s, rng)["image"]  # resampling: same rule
+    assert out.dtype == want
+    assert min(np.abs(out - np.rot90(xf, k, axes=(1, 2))).max() for k in (1, 3)) < 0.2  # float16 rounding
+    assert x[0, 1, 1] == 255  # the caller's array is untouched
+
+
+def test_per_axis_elastic_sigma_keeps_3d_slices_in_place():
+    img = np.random.default_rng(0).random((1, 4, 20, 20)).astype(np.float32)
+    t = SpatialTransform(p_elastic=1.0, elastic_sigma=(0, 10, 10))
+    coords = t.draw(img.shape[1:], np.random.default_rng(1))
+    depth = np.arange(4, dtype=np.float64)[:, None, None]
+    np.testing.assert_array_equal(coords[0], np.broadcast_to(depth, (4, 20, 20)))  # no move along depth
+    assert np.abs(coords[1] - np.arange(20)[None, :, None]).max() > 1  # in-plane deformation
+    default = SpatialTransform(p_elastic=1.0).draw(img.shape[1:], np.random.default_rng(1))
+    assert np.abs(default[0] - depth).max() > 1  # the default sigma 10 moves along depth too
+    aug = build_augmentation({"spatial": {"elastic_sigma": [0, 10, 10], "p_elastic": 1.0}}, 3)
+    assert aug.transforms[2].elastic_sigma == [0, 10, 10]
+    with pytest.raises(ConfigError, match=r"'spatial': elastic_sigma \(0, 10\) must be one number or one per "
+                                          r"spatial axis \(3\)"):
+        build_augmentation({"spatial": {"elastic_sigma": (0, 10)}}, 3)
+
+
 def test_probability_is_respected():
     s = {"image": np.zeros((1, 4, 4), np.float32)}
     t = RandomGaussianNoise(std=(1, 1), prob=0.3)

@@ -52,7 +52,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                              "the labels of an nnU-Net dataset.json, else masks are compared with each other)")
     parser.add_argument("--mask-kind", default="auto", choices=("auto", "labels", "colors", "instances"),
                         help="how to read masks (default: auto: 1 channel = labels, 3 = RGB colours)")
-    parser.add_argument("--max-classes", type=int, default=16, metavar="N",
+    parser.add_argument("--max-classes", type=_positive_int, default=16, metavar="N",
                         help="with --mask-kind auto, more distinct mask values than this is a problem (default 16)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(run=run)

@@ -243,7 +243,8 @@ def check_dataset(root: PathLike, mask_suffix: Optional[str] = None, in_channels
     report = DatasetReport(root=str(root), layout=found.layout, mask_suffix=found.mask_suffix,
                            extra_folders=sorted(found.extra_dirs), problems=[str(p) for p in found.problems])
     labels_from = "label map" if label_map is not None else ""
-    if label_map is None and found.dataset_json is not None and "labels" in found.dataset_json:
+    if label_map is None and mask_kind in ("auto", "labels") and found.dataset_json is not None \
+            and "labels" in found.dataset_json:
         try:
             label_map = LabelMap.from_nnunet(found.dataset_json["labels"])
             labels_from = "dataset.json"
@@ -420,6 +421,11 @@ def _check_labels(report: DatasetReport, mask_values: dict, mask_layout: dict, m
     if kind == "instances":
         return
     if label_map is not None:
+        if (label_map.kind == "colors") != (kind == "colors"):
+            where = mask_dir if mask_dir is not None else report.root
+            report.problems.append(f"{where}: the masks are {kind} ({'3' if kind == 'colors' else '1'} channel(s)) "
+                                   f"but the expected labels ({labels_from}) are {label_map.kind}")
+            return
         if label_map.kind == "colors":
             allowed = {(r << 16) | (g << 8) | b for r, g, b in label_map.values}
         else:
@@ -456,11 +462,11 @@ def _check_labels(report: DatasetReport, mask_values: dict, mask_layout: dict, m
                    and borders.get(x, 0) >= _BORDER * v[x]]
         if not tiny and not blended:
             continue
-        why = ("under 0.1 % of its pixels" if not blended else
-               "on region borders between the other values: anti-aliasing?" if not tiny else
-               "tiny or on region borders: anti-aliasing?")
-        report.problems.append(f"{path}: unexpected label values {show(sorted(tiny + blended))} (in no other mask, "
-                               f"{why}; the others use {show(rest)}; pass --labels to state the classes)")
+        why = ("covering under 0.1 % of this mask" if not blended else
+               "on region borders between the other values, as anti-aliasing leaves them" if not tiny else
+               "each covering under 0.1 % of this mask or on region borders (anti-aliasing)")
+        report.problems.append(f"{path}: unexpected label values {show(sorted(tiny + blended))}: in no other mask "
+                               f"and {why} (the others use {show(rest)}; --labels states the classes)")
 
 
 def _between(value: int, others: list, kind: str) -> bool:

@@ -1,7 +1,8 @@
 """From a folder to training samples: load cases once, then random augmented patches as tensors.
 
-:func:`prepare_data` reads a dataset folder (discovery, seeded split or a fixed validation folder,
-label map, normalisation fitted on the training cases, border weight maps computed once per mask);
+:func:`prepare_data` reads a dataset folder (discovery, seeded hold-out split, k-fold split or a
+fixed validation folder, label map, normalisation fitted on the training cases, border weight maps
+computed once per mask and, with ``cache_dir``, cached on disk across runs);
 :class:`PatchDataset` turns the training cases into an endless, reproducible stream of patches.
 Every sample is a pure function of ``(seed, epoch, index)``: resumed runs and any number of
 processes or workers see exactly the same samples.
@@ -9,22 +10,31 @@ processes or workers see exactly the same samples.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
 from ..io.readers import ImageMeta, read_image
-from .discovery import Case, find_cases
+from ..utils import atomic_path
+from . import weightmap as _weightmap
+from .discovery import Case, Discovery, scan_dataset
 from .labels import LabelMap, infer_label_map, read_mask
 from .normalization import Normalizer, create_normalizer
 from .sampling import PatchSampler, foreground_locations
-from .splits import holdout_split, save_splits
+from .splits import holdout_split, kfold_splits, save_splits
 from .transforms import Compose
 from .weightmap import border_weight_map
+
+PathLike = Union[str, Path]
+#: Version of the weight-map cache key; bump it when :func:`border_weight_map` changes its output.
+WEIGHT_CACHE_VERSION = 1
 
 
 @dataclass
@@ -59,10 +69,70 @@ def read_case_image(case: Case) -> tuple[np.ndarray, ImageMeta]:
     return image, metas[0]
 
 
+def weight_map_key(mask: np.ndarray, instances: Optional[np.ndarray], weight_map: dict) -> str:
+    """Cache key of a border weight map: SHA-256 of the class-index mask (and instance ids) and of the
+    :func:`border_weight_map` parameters, defaults filled in (so ``{"w0": 10}`` and
+    ``{"w0": 10.0, "sigma": 5}`` give the same key)."""
+    defaults = {k: v.default for k, v in inspect.signature(_weightmap.border_weight_map).parameters.items()
+                if k not in ("mask", "instances")}
+    unknown = sorted(set(weight_map) - set(defaults))
+    if unknown:
+        raise ConfigError(f"unknown weight map parameter(s) {', '.join(unknown)}; valid: {', '.join(defaults)}")
+    params = {**defaults, **weight_map}
+    for k in ("w0", "sigma", "tolerance"):
+        params[k] = float(params[k])
+    for k in ("class_weights", "spacing"):
+        if params[k] is not None and not isinstance(params[k], str):
+            params[k] = [float(v) for v in np.ravel(params[k])]
+    h = hashlib.sha256(f"unetkit-weightmap-v{WEIGHT_CACHE_VERSION}|{json.dumps(params, sort_keys=True)}|".encode())
+    for arr in (mask, instances):
+        if arr is not None:
+            arr = np.ascontiguousarray(arr, dtype=np.int64)
+            h.update(f"{arr.shape}|".encode())
+            h.update(arr.tobytes())
+        h.update(b"|")
+    return h.hexdigest()
+
+
+def cached_weight_map(mask: np.ndarray, instances: Optional[np.ndarray], weight_map: dict,
+                      cache_dir: Optional[PathLike] = None) -> np.ndarray:
+    """:func:`border_weight_map` of a mask, read from / saved to ``cache_dir`` when given.
+
+    The map is stored as ``<cache_dir>/weightmap-<key>.npy`` (see :func:`weight_map_key`), written
+    atomically, so several processes may share the folder. An unreadable or mismatched cache file is
+    recomputed and replaced.
+
+    Args:
+        mask: ``(*spatial)`` class indices.
+        instances: ``(*spatial)`` instance ids, or ``None``.
+        weight_map: :func:`border_weight_map` keyword arguments (``{"w0": 10, "sigma": 5}``).
+        cache_dir: cache folder (created when missing), or ``None`` to compute without caching.
+
+    Returns:
+        ``(*spatial)`` float32 weights.
+    """
+    path = None
+    if cache_dir is not None:
+        path = Path(cache_dir) / f"weightmap-{weight_map_key(mask, instances, weight_map)}.npy"
+        if path.is_file():
+            try:
+                cached = np.load(path, allow_pickle=False)
+            except (OSError, ValueError, EOFError):
+                cached = None
+            if cached is not None and cached.shape == mask.shape and cached.dtype == np.float32:
+                return cached
+    weight = border_weight_map(mask, instances=instances, **weight_map).astype(np.float32)
+    if path is not None:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, weight, allow_pickle=False)
+    return weight
+
+
 def load_case(case: Case, label_map: Optional[LabelMap], normalizer: Optional[Normalizer],
-              weight_map: Optional[dict] = None) -> LoadedCase:
+              weight_map: Optional[dict] = None, *, cache_dir: Optional[PathLike] = None) -> LoadedCase:
     """Read, check and normalise one case; compute its weight map when ``weight_map`` is given
-    (``{"w0": 10, "sigma": 5}``)."""
+    (``{"w0": 10, "sigma": 5}``), reading it from ``cache_dir`` when cached there before (see
+    :func:`cached_weight_map`)."""
     image, meta = read_case_image(case)
     if not np.isfinite(image).all():
         raise DataError("image contains NaN or infinite values", case.images[0])
@@ -73,7 +143,7 @@ def load_case(case: Case, label_map: Optional[LabelMap], normalizer: Optional[No
             raise DataError(f"mask size {mask.shape} differs from image size {image.shape[1:]} "
                             f"({case.images[0].name})", case.mask)
         if weight_map is not None:
-            weight = border_weight_map(mask, instances=instances, **weight_map).astype(np.float32)
+            weight = cached_weight_map(mask, instances, weight_map, cache_dir)
     img = normalizer(image) if normalizer is not None else image.astype(np.float32)
     return LoadedCase(case.case_id, np.ascontiguousarray(img, dtype=np.float32), mask, meta, instances, weight,
                       dict(case.extra), foreground_locations(mask) if mask is not None else None)
@@ -90,28 +160,65 @@ class PreparedData:
     in_channels: int
     spatial_dims: int
     splits: dict
+    folds: Optional[list] = None
+    fold: Optional[int] = None
 
 
 def prepare_data(train_dir: str, val_dir: Optional[str] = None, *, val_fraction: float = 0.2, seed: int = 0,
                  mask_suffix: Optional[str] = None, mask_kind: str = "auto", normalization: Optional[dict] = None,
                  weight_map: Optional[dict] = None, label_map: Optional[LabelMap] = None,
-                 normalizer: Optional[Normalizer] = None, run_dir: Optional[Path] = None) -> PreparedData:
+                 normalizer: Optional[Normalizer] = None, run_dir: Optional[Path] = None,
+                 num_folds: Optional[int] = None, fold: Optional[int] = None,
+                 cache_dir: Optional[Path] = None) -> PreparedData:
     """Discover, split, label, normalise and load a dataset for training.
 
     Args:
         train_dir: dataset folder (``images/`` + ``masks/`` or nnU-Net raw).
-        val_dir: fixed validation folder; else ``val_fraction`` of the training cases, seeded.
+        val_dir: fixed validation folder; else ``val_fraction`` of the training cases, seeded (or
+            the folds of ``num_folds``).
         mask_kind: ``auto``, ``labels``, ``colors`` or ``instances`` (see ``infer_label_map``).
         normalization: ``{"name": ..., **params}``; fitted on the training images.
         weight_map: ``{"w0": .., "sigma": ..}`` to compute border weight maps, or ``None``.
         label_map / normalizer: reuse these (e.g. from a checkpoint) instead of inferring/fitting.
-        run_dir: when given, the split (case ids of ``train`` and ``val``; the seed and fraction are
-            in the run config) is saved there as ``splits.json``.
+            Without ``label_map``, the ``labels`` of an nnU-Net ``dataset.json`` found by the
+            discovery are the label map (class ``i`` = the ``i``-th smallest value; a mask value
+            missing from them is an error naming the mask); otherwise it is inferred from the masks.
+        run_dir: when given, the split is saved there as ``splits.json``: the hold-out split
+            (``{"train": [...], "val": [...]}``) or, with ``num_folds``, all folds as a list (the
+            format of nnU-Net's ``splits_final.json``).
+        num_folds: k-fold cross-validation: split the cases with
+            :func:`~unetkit.data.splits.kfold_splits` (seeded by ``seed``; ``val_fraction`` is
+            ignored) and train on fold ``fold``. Cannot be combined with ``val_dir``.
+        fold: the fold to train on, ``0 … num_folds - 1`` (default 0 with ``num_folds``).
+        cache_dir: folder caching the border weight maps across runs (see
+            :func:`cached_weight_map`); ``None`` computes them without caching.
+
+    Returns:
+        The :class:`PreparedData`; ``splits`` is the split used (with ``num_folds``: fold ``fold``,
+        and ``folds`` holds all of them).
+
+    Raises:
+        ConfigError: ``fold`` without ``num_folds``, ``fold`` out of range, ``num_folds`` with
+            ``val_dir``, too few cases to split.
+        DataError: discovery problems, an unusable ``dataset.json`` ``labels`` entry, unreadable
+            files, values outside the label map, mixed channel counts or dimensions.
     """
-    train_cases = find_cases(train_dir, mask_suffix=mask_suffix)
-    if val_dir is not None:
-        val_cases = find_cases(val_dir, mask_suffix=mask_suffix)
-        splits = {"train": [c.case_id for c in train_cases], "val": [c.case_id for c in val_cases]}
+    found = scan_dataset(train_dir, mask_suffix=mask_suffix)
+    if found.problems:
+        raise found.error()
+    train_cases = found.cases
+    folds = None
+    if num_folds is not None or fold is not None:
+        fold = _check_folds(num_folds, fold, val_dir, len(train_cases), train_dir)
+        folds = kfold_splits([c.case_id for c in train_cases], num_folds, seed)
+        val_ids = set(folds[fold]["val"])
+        val_cases = [c for c in train_cases if c.case_id in val_ids]
+        train_cases = [c for c in train_cases if c.case_id not in val_ids]
+    elif val_dir is not None:
+        found_val = scan_dataset(val_dir, mask_suffix=mask_suffix)
+        if found_val.problems:
+            raise found_val.error()
+        val_cases = found_val.cases
     elif val_fraction > 0:
         if len(train_cases) < 2:
             raise ConfigError(f"{train_dir}: {len(train_cases)} case(s) cannot be split into train and validation; "
@@ -120,18 +227,20 @@ def prepare_data(train_dir: str, val_dir: Optional[str] = None, *, val_fraction:
         val_ids = set(split["val"])
         val_cases = [c for c in train_cases if c.case_id in val_ids]
         train_cases = [c for c in train_cases if c.case_id not in val_ids]
-        splits = {"train": [c.case_id for c in train_cases], "val": [c.case_id for c in val_cases]}
     else:
-        val_cases, splits = [], {"train": [c.case_id for c in train_cases], "val": []}
+        val_cases = []
+    splits = {"train": [c.case_id for c in train_cases], "val": [c.case_id for c in val_cases]}
     if run_dir is not None:
-        save_splits(Path(run_dir) / "splits.json", splits)
+        save_splits(Path(run_dir) / "splits.json", folds if folds is not None else splits)
+    if label_map is None and mask_kind in ("auto", "labels"):
+        label_map = _dataset_json_label_map(found)
     if label_map is None:
         label_map = infer_label_map([c.mask for c in train_cases + val_cases], kind=mask_kind)
     if normalizer is None:
         normalizer = create_normalizer(**(normalization or {"name": "zscore"}))
         if not normalizer.fitted:
             normalizer.fit(read_case_image(c)[0] for c in train_cases)
-    train = [load_case(c, label_map, normalizer, weight_map) for c in train_cases]
+    train = [load_case(c, label_map, normalizer, weight_map, cache_dir=cache_dir) for c in train_cases]
     val = [load_case(c, label_map, normalizer, None) for c in val_cases]
     channels = {c.image.shape[0] for c in train + val}
     dims = {c.image.ndim - 1 for c in train + val}
@@ -140,7 +249,37 @@ def prepare_data(train_dir: str, val_dir: Optional[str] = None, *, val_fraction:
                         train_dir)
     if len(dims) > 1:
         raise DataError("2D and 3D images are mixed", train_dir)
-    return PreparedData(train, val, label_map, normalizer, channels.pop(), dims.pop(), splits)
+    return PreparedData(train, val, label_map, normalizer, channels.pop(), dims.pop(), splits, folds,
+                        fold if folds is not None else None)
+
+
+def _check_folds(num_folds: Optional[int], fold: Optional[int], val_dir: Optional[str], n_cases: int,
+                 train_dir: str) -> int:
+    """Validate the k-fold arguments of :func:`prepare_data`; returns the fold (default 0)."""
+    if num_folds is None:
+        raise ConfigError(f"fold={fold!r} needs num_folds (the number of cross-validation folds)")
+    if isinstance(num_folds, bool) or int(num_folds) != num_folds or num_folds < 2:
+        raise ConfigError(f"num_folds must be an integer >= 2, got {num_folds!r}")
+    if val_dir is not None:
+        raise ConfigError(f"num_folds={num_folds} (k-fold cross-validation on {train_dir}) and val_dir={val_dir} "
+                          "(a fixed validation folder) exclude each other; give one of them")
+    if num_folds > n_cases:
+        raise ConfigError(f"num_folds={num_folds} needs at least {num_folds} cases, {train_dir} has {n_cases}")
+    fold = 0 if fold is None else fold
+    if isinstance(fold, bool) or int(fold) != fold or not 0 <= fold < num_folds:
+        raise ConfigError(f"fold must be an integer in 0..{int(num_folds) - 1} for num_folds={num_folds}, "
+                          f"got {fold!r}")
+    return int(fold)
+
+
+def _dataset_json_label_map(found: Discovery) -> Optional[LabelMap]:
+    """The label map of an nnU-Net ``dataset.json`` ``labels`` entry, or ``None`` without one."""
+    if found.dataset_json is None or "labels" not in found.dataset_json:
+        return None
+    try:
+        return LabelMap.from_nnunet(found.dataset_json["labels"])
+    except ConfigError as exc:
+        raise DataError(f"unusable 'labels' entry: {exc}", found.root / "dataset.json") from None
 
 
 def patch_geometry(model, label_size: Sequence[int]) -> tuple[list[int], list[int]]:
@@ -192,6 +331,10 @@ class PatchDataset(torch.utils.data.Dataset):
         self.length, self.seed, self.epoch = int(length), int(seed), 0
         self.full_context = sampler.input_size is not None and list(np.atleast_1d(sampler.input_size)) != list(
             np.atleast_1d(sampler.label_size))
+        classes = getattr(sampler, "fg_classes", None)
+        # the cases' own fg_locations hold the classes > 0; other classes to oversample are found once here
+        self.fg_locations = [c.fg_locations if classes is None else foreground_locations(c.mask, classes=classes)
+                             for c in cases]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -201,9 +344,10 @@ class PatchDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict:
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
-        case = self.cases[int(rng.integers(len(self.cases)))]
+        k = int(rng.integers(len(self.cases)))
+        case = self.cases[k]
         sample = self.sampler.sample(case.image, case.mask, rng, weight=case.weight, instances=case.instances,
-                                     fg_locations=case.fg_locations, full_context=self.full_context)
+                                     fg_locations=self.fg_locations[k], full_context=self.full_context)
         sample = {k: sample[k] for k in ("image", "mask", "weight") if sample.get(k) is not None}
         if self.augmentation is not None:
             sample = self.augmentation(sample, rng)

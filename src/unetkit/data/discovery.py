@@ -7,9 +7,9 @@ Two layouts are recognised, ``root`` being the folder that holds them (a split f
   ``mask``/``labels``/``label``), paired by file stem (``01.png`` ↔ ``01.png``; the formats may
   differ). Masks may carry a suffix (``01_mask.png``): pass ``mask_suffix="_mask"``, or leave it
   ``None`` and it is detected: each mask stem that is an image stem plus a suffix (or the image
-  stem itself, suffix ``""``) votes for that suffix, and the suffix most masks share wins (ties go
-  to the shorter suffix). So one stray mask does not undo the detection: only the masks that do
-  not fit it are reported.
+  stem itself, suffix ``""``) votes for that suffix, and the suffix most masks share wins (a tie
+  gives ``""``). So one stray mask does not undo the detection: only the masks that do not fit it
+  are reported.
   Other sibling folders whose files match the image stems (DRIVE's ``fov/``) go into
   :attr:`Case.extra` under the folder name, matched the same way.
 * **nnU-Net raw**: ``root/imagesTr/CASE_0000.nii.gz`` (one file per channel, ``_0000``,
@@ -198,8 +198,8 @@ def _detect_suffix(image_stems: Sequence[str], other_stems: Sequence[str]) -> st
     """The suffix ``s`` shared by most other stems of the form image stem + ``s``.
 
     A stem equal to an image stem votes for ``""``; otherwise the longest image stem it starts with
-    gives its suffix; a stem matching no image stem does not vote. Ties go to the shorter suffix
-    (then the alphabetically first); ``""`` when nothing matches.
+    gives its suffix; a stem matching no image stem does not vote. ``""`` when nothing matches or
+    when two suffixes tie for the most votes.
     """
     images = set(image_stems)
     votes: Counter = Counter()
@@ -210,9 +210,10 @@ def _detect_suffix(image_stems: Sequence[str], other_stems: Sequence[str]) -> st
         prefixes = [s for s in images if stem.startswith(s) and len(stem) > len(s)]
         if prefixes:
             votes[stem[len(max(prefixes, key=len)):]] += 1
-    if not votes:
+    ranked = votes.most_common(2)
+    if not ranked or (len(ranked) == 2 and ranked[0][1] == ranked[1][1]):
         return ""
-    return min(votes, key=lambda s: (-votes[s], len(s), s))
+    return ranked[0][0]
 
 
 def _strip(stems: dict[str, Path], suffix: str) -> tuple[dict[str, Path], list[Path]]:

@@ -9,11 +9,15 @@ region leaves the image, the image is **mirrored** about its edge pixels (:data:
 paper; inference must use the same mode.
 
 Placement: with probability ``fg_fraction`` (default 0.33, as nnU-Net; drawn per patch) the label
-region is centred on a random foreground pixel (``mask > 0``; by default a random foreground class
-present in the mask is chosen first, then one of its pixels, so rare classes are not drowned out),
-otherwise its position is uniform. Along an axis where the image is at least ``label_size`` long
-the label region is shifted to lie inside the image (the chosen foreground pixel stays inside it);
-along an axis where the image is shorter, the label region covers the whole image and is padded.
+region is centred on a random foreground pixel (by default a random foreground class present in the
+mask is chosen first, then one of its pixels, so rare classes are not drowned out), otherwise its
+position is uniform. The foreground is every class > 0 unless ``fg_classes`` names the classes to
+oversample, class 0 included: ISBI 2012 masks have 0 = membrane, the thin structure worth
+oversampling, so ``fg_classes=[0]`` centres patches on membranes.
+
+Along an axis where the image is at least ``label_size`` long the label region is shifted to lie
+inside the image (the chosen foreground pixel stays inside it); along an axis where the image is
+shorter, the label region covers the whole image and is padded.
 
 Label padding (only where the image is shorter than ``label_size``): by default mask, weight map and
 instances are mirrored like the image, so the labels stay exactly right for the mirrored content and
@@ -89,8 +93,9 @@ def center_crop(array: np.ndarray, size: Sequence[int]) -> np.ndarray:
 
 
 def foreground_locations(mask: np.ndarray, max_per_class: Optional[int] = None,
-                         rng: Optional[np.random.Generator] = None) -> dict[int, np.ndarray]:
-    """Flat indices of the foreground pixels (``mask > 0``) of each class.
+                         rng: Optional[np.random.Generator] = None,
+                         classes: Optional[Sequence[int]] = None) -> dict[int, np.ndarray]:
+    """Flat indices of the foreground pixels (``mask > 0``, or of ``classes``) of each class.
 
     Computing these once per mask (e.g. when a data set is opened) saves the search in each
     :meth:`PatchSampler.sample` call.
@@ -99,12 +104,13 @@ def foreground_locations(mask: np.ndarray, max_per_class: Optional[int] = None,
         mask: ``(*spatial)`` integer class indices.
         max_per_class: keep at most this many random pixels per class (memory bound for big volumes).
         rng: generator for that subsampling (default: seeded 0, deterministic).
+        classes: the classes to collect (``None``: every class > 0).
 
     Returns:
-        ``{class: int64 flat indices into mask}`` for each class > 0 present, sorted by class.
+        ``{class: int64 flat indices into mask}`` for each of those classes present, sorted by class.
     """
     flat = np.asarray(mask).ravel()
-    idx = np.flatnonzero(flat > 0)
+    idx = np.flatnonzero(flat > 0 if classes is None else np.isin(flat, np.asarray(list(classes))))
     if idx.size == 0:
         return {}
     values = flat[idx]
@@ -139,6 +145,9 @@ class PatchSampler:
         fg_fraction: probability that a patch is centred on a foreground pixel (default 0.33).
         fg_mode: ``"class"`` (default: pick a present foreground class uniformly, then one of its
             pixels) or ``"any"`` (any foreground pixel uniformly).
+        fg_classes: the classes to oversample (class indices, 0 allowed); ``None`` (default) = every
+            class > 0. Precomputed ``fg_locations`` passed to :meth:`sample` must then come from
+            ``foreground_locations(mask, classes=fg_classes)`` (:class:`PatchDataset` does this).
         mask_pad_value: ``None`` (default) mirrors the labels like the image where the image is
             shorter than ``label_size``; an integer puts that value in the padded mask pixels (and 0
             in padded weights and instances).
@@ -151,7 +160,8 @@ class PatchSampler:
     """
 
     def __init__(self, label_size: Size, input_size: Optional[Size] = None, fg_fraction: float = 0.33,
-                 fg_mode: str = "class", mask_pad_value: Optional[int] = None):
+                 fg_mode: str = "class", mask_pad_value: Optional[int] = None,
+                 fg_classes: Optional[Sequence[int]] = None):
         self.label_size = label_size
         self.input_size = input_size
         nd = max(np.size(label_size), 1 if input_size is None else np.size(input_size))
@@ -166,6 +176,13 @@ class PatchSampler:
             raise ConfigError(f"fg_mode must be 'class' or 'any', got {fg_mode!r}")
         if mask_pad_value is not None and not isinstance(mask_pad_value, (int, np.integer)):
             raise ConfigError(f"mask_pad_value must be an integer or None, got {mask_pad_value!r}")
+        if fg_classes is not None:
+            classes = np.atleast_1d(np.asarray(fg_classes))
+            if classes.ndim != 1 or classes.size == 0 or not np.issubdtype(classes.dtype, np.integer) \
+                    or np.any(classes < 0):
+                raise ConfigError(f"fg_classes must be a non-empty list of class indices >= 0, got {fg_classes!r}")
+            fg_classes = sorted({int(c) for c in classes})
+        self.fg_classes = fg_classes
         self.fg_fraction = float(fg_fraction)
         self.fg_mode = fg_mode
         self.mask_pad_value = mask_pad_value
@@ -190,8 +207,9 @@ class PatchSampler:
         hi = [max(0, n - s) for n, s in zip(shape, lab)]
         want_fg = rng.random() < self.fg_fraction
         if want_fg:
-            locs = fg_locations if fg_locations is not None else foreground_locations(mask)
-            locs = {c: v for c, v in locs.items() if len(v)}
+            locs = fg_locations if fg_locations is not None else foreground_locations(mask, classes=self.fg_classes)
+            wanted = self.fg_classes
+            locs = {c: v for c, v in locs.items() if len(v) and (c > 0 if wanted is None else c in wanted)}
             if locs:
                 if self.fg_mode == "class":
                     classes = sorted(locs)
@@ -266,7 +284,8 @@ class PatchSampler:
 
     def __repr__(self) -> str:
         return (f"PatchSampler(label_size={self.label_size!r}, input_size={self.input_size!r}, "
-                f"fg_fraction={self.fg_fraction}, fg_mode={self.fg_mode!r}, mask_pad_value={self.mask_pad_value!r})")
+                f"fg_fraction={self.fg_fraction}, fg_mode={self.fg_mode!r}, mask_pad_value={self.mask_pad_value!r}, "
+                f"fg_classes={self.fg_classes!r})")
 
 
 __all__ = ["PAD_MODE", "PatchSampler", "crop_with_mirror", "center_crop", "mirror_indices", "foreground_locations"]

@@ -12,7 +12,9 @@ plus any other keys, passed through untouched. A transform is a callable
 the same result. Transforms never write into the arrays they receive; they return a new dict
 whose changed entries are new arrays (unchanged entries may be the caller's own objects).
 
-Spatial transforms act on every array; intensity transforms act on the image only.
+Spatial transforms act on every array; intensity transforms act on the image only. An image of an
+integer type comes back from the resampling and intensity transforms as ``float32`` (a float
+image keeps its type), so gamma, contrast and noise are never truncated or wrapped around.
 :class:`SpatialTransform` composes rotation, scaling, shift and the U-Net paper's elastic
 deformation into one coordinate map and resamples **once** (image with linear interpolation by
 default, cubic allowed; mask and instances with nearest neighbour so labels stay labels; weight map
@@ -341,7 +343,11 @@ class SpatialTransform(Transform):
         isotropic_scale: one zoom for all axes (default) or one per axis.
         shift: maximal shift in pixels (one number or one per axis), drawn uniformly in ``[-m, m]``.
         p_shift: probability of shifting.
-        elastic_sigma: standard deviation of the coarse displacements in pixels (one or per axis).
+        elastic_sigma: standard deviation of the coarse displacements in pixels: one number for every
+            axis (default 10, the paper's value, also along the depth of a 3D volume) or one per
+            spatial axis. For anisotropic 3D stacks (few thick slices, axes ``(D, H, W)``) give
+            ``(0, 10, 10)``: deformation within the slices only, as slices are not displaced
+            along the depth axis (with the default, slice content moves by about 10 slices).
         elastic_grid: coarse grid points per axis (one or per axis), >= 2.
         p_elastic: probability of the elastic deformation.
         image_order: spline order for the image: 0, 1 or 3.
@@ -435,15 +441,17 @@ def apply_coordinates(sample: dict, coords: np.ndarray, image_order: int = 1, mo
         mode: ``scipy.ndimage`` boundary mode.
 
     Returns:
-        A new sample whose arrays have spatial shape ``out_shape``; image float32, other dtypes kept.
+        A new sample whose arrays have spatial shape ``out_shape``; the image in its float type
+        (``float32`` for an integer image), the other arrays in their own type.
     """
     out = dict(sample)
     image = sample["image"]
-    out_dtype = image.dtype if np.issubdtype(image.dtype, np.floating) else np.float32
-    res = np.empty((image.shape[0],) + coords.shape[1:], dtype=out_dtype)
+    work = _work_dtype(image)
+    source = image if image.dtype == work or image.dtype.kind in "iu" else image.astype(work)
+    res = np.empty((image.shape[0],) + coords.shape[1:], dtype=work)
     for ch in range(image.shape[0]):
-        ndimage.map_coordinates(image[ch], coords, output=res[ch], order=image_order, mode=mode)
-    out["image"] = res
+        ndimage.map_coordinates(source[ch], coords, output=res[ch], order=image_order, mode=mode)
+    out["image"] = res.astype(_float_dtype(image), copy=False)
     for key in LABEL_KEYS:
         arr = sample.get(key)
         if arr is None:
@@ -462,12 +470,25 @@ def apply_coordinates(sample: dict, coords: np.ndarray, image_order: int = 1, mo
 # intensity (image only)
 
 
+def _float_dtype(image: np.ndarray) -> np.dtype:
+    """The image's own float type, or ``float32`` for integer (and bool) images."""
+    return image.dtype if np.issubdtype(image.dtype, np.floating) else np.dtype(np.float32)
+
+
+def _work_dtype(image: np.ndarray) -> np.dtype:
+    """The type ``scipy.ndimage`` computes in: ``float64`` for ``float64`` images, else ``float32``
+    (it does not support ``float16``)."""
+    return np.dtype(np.float64) if image.dtype == np.float64 else np.dtype(np.float32)
+
+
 def _channel_stats(image: np.ndarray, fn: Callable) -> np.ndarray:
     return fn(image.reshape(image.shape[0], -1), axis=1).reshape((image.shape[0],) + (1,) * (image.ndim - 1))
 
 
 class RandomGamma(Transform):
     """Gamma curve per channel: rescale to [0, 1] by the channel's min/max, raise to ``g``, scale back.
+
+    The result keeps a float image's type; an integer image comes back as ``float32``.
 
     Args:
         gamma: range of ``g`` (``(lo, hi)``, > 0); ``g`` is drawn uniformly in it.
@@ -488,10 +509,11 @@ class RandomGamma(Transform):
         if g == 1.0:
             return dict(sample)
         x = sample["image"]
-        lo, hi = _channel_stats(x, np.min), _channel_stats(x, np.max)
+        dtype = _float_dtype(x)
+        lo, hi = _channel_stats(x, np.min).astype(dtype), _channel_stats(x, np.max).astype(dtype)
         span = np.where(hi - lo > 0, hi - lo, 1.0)
         out = dict(sample)
-        out["image"] = (((x - lo) / span) ** g * span + lo).astype(x.dtype, copy=False)
+        out["image"] = (((x - lo) / span) ** g * span + lo).astype(dtype, copy=False)
         return out
 
 
@@ -499,7 +521,8 @@ class RandomBrightnessContrast(Transform):
     """Contrast about the channel mean, then brightness: ``((x − m)·c + m)·b + o``.
 
     ``c`` (contrast), ``b`` (multiplicative brightness) and ``o`` (additive brightness, in the units of
-    the normalised image) are drawn uniformly from their ranges, the same for all channels.
+    the normalised image) are drawn uniformly from their ranges, the same for all channels. The
+    result keeps a float image's type; an integer image comes back as ``float32``.
 
     Args:
         contrast: range of ``c``.
@@ -525,12 +548,15 @@ class RandomBrightnessContrast(Transform):
         x = sample["image"]
         m = _channel_stats(x, np.mean)
         out = dict(sample)
-        out["image"] = (((x - m) * c + m) * b + o).astype(x.dtype, copy=False)
+        out["image"] = (((x - m) * c + m) * b + o).astype(_float_dtype(x), copy=False)
         return out
 
 
 class RandomGaussianNoise(Transform):
     """Add zero-mean Gaussian noise whose standard deviation is drawn uniformly from ``std``.
+
+    The result keeps a float image's type (noise drawn in ``float32`` for ``float16``); an integer
+    image comes back as ``float32``.
 
     Args:
         std: range of the noise standard deviation (image units).
@@ -550,13 +576,17 @@ class RandomGaussianNoise(Transform):
             return dict(sample)
         x = sample["image"]
         out = dict(sample)
-        dtype = x.dtype if x.dtype in (np.float32, np.float64) else np.float32
-        out["image"] = (x + rng.standard_normal(x.shape, dtype=dtype) * dtype.type(s)).astype(x.dtype, copy=False)
+        dtype = _float_dtype(x)
+        draw = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)  # standard_normal's types
+        noise = rng.standard_normal(x.shape, dtype=draw) * draw.type(s)
+        out["image"] = (x + noise).astype(dtype, copy=False)
         return out
 
 
 class RandomGaussianBlur(Transform):
     """Gaussian blur of every image channel over the spatial axes, ``sigma`` drawn from a range.
+
+    The result keeps a float image's type; an integer image comes back as ``float32``.
 
     Args:
         sigma: range of the blur standard deviation in pixels.
@@ -576,7 +606,10 @@ class RandomGaussianBlur(Transform):
             return dict(sample)
         x = sample["image"]
         out = dict(sample)
-        out["image"] = ndimage.gaussian_filter(x, sigma=(0.0,) + (s,) * (x.ndim - 1), mode=NDIMAGE_MODE)
+        work = _work_dtype(x)
+        source = x if x.dtype == work or x.dtype.kind in "iu" else x.astype(work)
+        blurred = ndimage.gaussian_filter(source, sigma=(0.0,) + (s,) * (x.ndim - 1), mode=NDIMAGE_MODE, output=work)
+        out["image"] = blurred.astype(_float_dtype(x), copy=False)
         return out
 
 
@@ -589,7 +622,8 @@ DEFAULT_AUGMENTATION: dict[str, dict[str, Any]] = {
     "flip": {"prob": 0.5},
     "rot90": {"prob": 0.5},
     # one resampling: small rotation and zoom (p = 0.2 each), the U-Net paper's elastic deformation
-    # (3×3 grid, sigma 10 px, p = 0.5), no shift (random patch sampling already shifts)
+    # (3×3 grid, sigma 10 px, p = 0.5), no shift (random patch sampling already shifts). sigma 10 applies
+    # to every axis, depth included: for anisotropic 3D stacks set "elastic_sigma": (0, 10, 10)
     "spatial": {"rotation": 15.0, "p_rotation": 0.2, "scale": (0.85, 1.25), "p_scale": 0.2,
                 "shift": 0.0, "p_shift": 0.0, "elastic_sigma": 10.0, "elastic_grid": 3, "p_elastic": 0.5,
                 "image_order": 1},
@@ -621,7 +655,8 @@ def build_augmentation(config: Union[dict, bool, None], spatial_dims: int) -> Co
             ``rot90``, ``spatial``, ``gamma``, ``brightness_contrast``, ``blur``, ``noise``): a params
             dict overrides that transform's defaults, ``True`` keeps them, ``False``/``None`` removes
             the transform. Names not mentioned keep their defaults. The order is fixed (as listed).
-        spatial_dims: 2 or 3; samples must have this many spatial axes.
+        spatial_dims: 2 or 3; samples must have this many spatial axes. Per-axis values
+            (``elastic_sigma``, ``elastic_grid``, ``shift``) must have one entry or ``spatial_dims``.
 
     Returns:
         A :class:`Compose` (empty for ``False``).
@@ -631,6 +666,7 @@ def build_augmentation(config: Union[dict, bool, None], spatial_dims: int) -> Co
 
     Example:
         >>> aug = build_augmentation({"spatial": {"p_elastic": 1.0}, "noise": False}, spatial_dims=2)
+        >>> stack = build_augmentation({"spatial": {"elastic_sigma": (0, 10, 10)}}, spatial_dims=3)
     """
     if spatial_dims not in (2, 3):
         raise ConfigError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
@@ -661,6 +697,10 @@ def build_augmentation(config: Union[dict, bool, None], spatial_dims: int) -> Co
                               f"valid: {', '.join(valid)}")
         kwargs = {**copy.deepcopy(defaults), **params}
         t = cls(**kwargs)
+        for attr in ("elastic_sigma", "elastic_grid", "shift"):
+            if attr in kwargs and np.size(kwargs[attr]) not in (1, spatial_dims):
+                raise ConfigError(f"augmentation {name!r}: {attr} {kwargs[attr]!r} must be one number or one per "
+                                  f"spatial axis ({spatial_dims})")
         for attr in ("planes", "axes"):
             value = getattr(t, attr, None)
             if value is not None:

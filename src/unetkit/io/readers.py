@@ -25,7 +25,8 @@ Axis rules, format by format:
   ``CYX`` → (C, H, W), ``ZCYX`` → (C, D, H, W). Pass ``axes="CYX"`` to override what the file
   says. Alpha follows the PNG rule: samples that the file's ``ExtraSamples`` tag marks as alpha
   (RGBA: 4 samples, grey + alpha: 2) are **dropped** unless ``keep_alpha=True``
-  (``meta.alpha_dropped`` records it); unspecified extra samples are kept as channels. Spacing: unetkit's metadata, else ImageJ (``spacing`` for Z, resolution tags for Y/X,
+  (``meta.alpha_dropped`` records it); unspecified extra samples are kept as channels.
+  Spacing: unetkit's metadata, else ImageJ (``spacing`` for Z, resolution tags for Y/X,
   ``unit``), else OME ``PhysicalSize*``, else resolution tags in centimetres (converted to µm);
   a resolution in inches (the 72-dpi default of most software) is treated as unknown.
 * **NIfTI** (nibabel). The file's voxel axes (i, j, k) = (X, Y, Z) are reversed, so a 3D
