@@ -33,11 +33,11 @@ def test_from_checkpoint_applies_training_normalisation_and_label_map(tmp_path):
     labels = LabelMap([0, 255])
     path = save_checkpoint(tmp_path / "m.pt", model, normalization=norm.to_dict(), label_map=labels.to_dict(),
                            patch_size=[32, 32])
-    pred = Predictor.from_checkpoint(path, precision="fp32")
+    pred = Predictor.from_checkpoint(path, precision="fp32", tile=32)
     raw = np.random.default_rng(2).integers(0, 255, (1, 30, 45)).astype(np.uint8)
     manual = Predictor(model.eval(), precision="fp32", tile=32).predict_logits(norm(raw))
     np.testing.assert_allclose(pred.predict_logits(raw), manual, atol=1e-5)
-    assert pred.tile == [32, 32] and pred.label_map.values == (0, 255)
+    assert pred.label_map.values == (0, 255)
     assert set(np.unique(pred.label_map.decode(pred.predict(raw)))) <= {0, 255}
 
 
@@ -48,3 +48,34 @@ def test_probabilities_and_labels_for_one_and_many_channels():
     many = torch.tensor([[[1.0, 0.0]], [[0.0, 2.0]], [[0.5, 0.1]]])
     assert labels_from_logits(many).tolist() == [[0, 1]]
     torch.testing.assert_close(probabilities(many).sum(0), torch.ones(1, 2))
+
+
+def test_tile_plan_uses_few_equal_tiles():
+    from unetkit.inference.predictor import plan_axis
+
+    assert plan_axis(2048, 768, 128, 16) == (768, 640)  # 3 tiles: 0, 640, 1280
+    assert plan_axis(512, 768, 128, 16) == (512, 512)  # one tile
+    assert plan_axis(20000, 768, 128, 16) == (768, 640) or plan_axis(20000, 768, 128, 16)[0] <= 768
+    model = create_model("unet", base_features=4, depth=4)
+    plan = Predictor(model, precision="fp32").plan((2048, 37))
+    assert plan["tile"] == [768, 37] and plan["mode"] == "sliding-window"
+    starts = list(range(0, 2048 - 768, int(768 * (1 - plan["overlap"][0])))) + [2048 - 768]
+    assert starts == [0, 640, 1280]
+
+
+def test_tta_averages_probabilities_of_transformed_copies():
+    # a model that is not flip-equivariant: TTA output equals the manual mean over the 8 d4 versions
+    model = create_model("unet", base_features=4, depth=2, norm="none").eval()
+    image = np.random.default_rng(3).normal(size=(1, 32, 32)).astype(np.float32)
+    plain = Predictor(model, precision="fp32", tile=32)
+    tta = Predictor(model, precision="fp32", tile=32, tta=True)
+    probs = []
+    for flip in (False, True):
+        for k in range(4):
+            x = np.flip(image, 2) if flip else image
+            x = np.ascontiguousarray(np.rot90(x, k, axes=(1, 2)))
+            p = plain.predict_proba(x)
+            p = np.rot90(p, -k, axes=(1, 2))
+            probs.append(np.flip(p, 2) if flip else p)
+    np.testing.assert_allclose(tta.predict_proba(image), np.mean(probs, axis=0), atol=1e-5)
+    assert not np.allclose(plain.predict_proba(image), tta.predict_proba(image), atol=1e-4)

@@ -235,3 +235,15 @@ def test_select_metric_picks_best_checkpoint_by_one_class(cells, tmp_path):
     bad = tiny_config(cells, epochs=1, select_metric="val_dcie")
     with pytest.raises(ConfigError, match="val_dcie' is not among the validation values val_loss, val_dice"):
         Trainer(bad, run_dir=tmp_path / "bad", progress=False).fit()
+
+
+def test_kfold_fg_classes_and_weight_map_cache_reach_the_data(cells, tmp_path):
+    cfg = tiny_config(cells, epochs=1).override({"data.num_folds": 3, "data.fold": 1, "data.fg_classes": [0],
+                                                 "data.weight_map": True, "data.cache_dir": str(tmp_path / "c")})
+    result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
+    import json
+
+    folds = json.loads((result.run_dir / "splits.json").read_text())
+    assert len(folds) == 3 and len(folds[1]["val"]) == 2
+    assert any((tmp_path / "c").iterdir())  # weight maps cached on disk
+    assert Trainer(cfg, run_dir=tmp_path / "run2", progress=False).fit().epochs_completed == 1

@@ -31,11 +31,15 @@ class DataConfig:
         mask_kind: ``auto``, ``labels``, ``colors`` (RGB masks) or ``instances`` (see
             :func:`~unetkit.data.infer_label_map`).
         val_fraction: hold-out fraction when there is no ``val_dir``.
+        num_folds, fold: k-fold cross-validation instead of a hold-out: all folds are saved in
+            ``splits.json`` and fold ``fold`` is trained.
         normalization: scheme name and parameters, e.g. ``{"name": "percentile", "lower": 1}``.
         patch_size: training patch (label) size per axis; unset = whole images (all the same size).
         fg_fraction: share of patches centred on foreground (nnU-Net uses 0.33).
+        fg_classes: the classes to oversample (default every class > 0; ISBI membranes: ``[0]``).
         augmentation: augmentation settings (``{}`` = defaults, ``None`` = off).
         weight_map: use the U-Net paper's border weight map in the loss (``w0``, ``sigma``).
+        cache_dir: folder caching the weight maps across runs (keyed by mask and parameters).
         num_workers: DataLoader worker processes (0 = in the main process).
     """
 
@@ -44,13 +48,17 @@ class DataConfig:
     mask_suffix: Optional[str] = None
     mask_kind: str = "auto"
     val_fraction: float = 0.2
+    num_folds: Optional[int] = None
+    fold: Optional[int] = None
     normalization: dict = field(default_factory=lambda: {"name": "zscore"})
     patch_size: Optional[list] = None
     fg_fraction: float = 0.33
+    fg_classes: Optional[list] = None
     augmentation: Optional[dict] = field(default_factory=dict)
     weight_map: bool = False
     w0: float = 10.0
     sigma: float = 5.0
+    cache_dir: Optional[str] = None
     num_workers: int = 0
 
     def validate(self) -> None:

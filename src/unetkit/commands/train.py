@@ -21,7 +21,7 @@ best.pt) is written under --output (default runs/).
 FLAG_KEYS = {
     "val": "data.val_dir", "patch_size": "data.patch_size", "mask_suffix": "data.mask_suffix",
     "mask_kind": "data.mask_kind", "val_fraction": "data.val_fraction", "normalization": "data.normalization",
-    "workers": "data.num_workers", "model": "model.name", "loss": "loss.name", "epochs": "train.epochs",
+    "workers": "data.num_workers", "num_folds": "data.num_folds", "fold": "data.fold", "model": "model.name", "loss": "loss.name", "epochs": "train.epochs",
     "iters_per_epoch": "train.iters_per_epoch", "batch_size": "train.batch_size", "lr": "train.lr",
     "optimizer": "train.optimizer", "scheduler": "train.scheduler", "precision": "train.precision",
     "device": "train.device", "seed": "train.seed", "time_budget": "train.time_budget_minutes",
@@ -42,6 +42,8 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--val", metavar="VAL_DIR", help="fixed validation folder (default: a seeded hold-out)")
     g.add_argument("--val-fraction", type=float, help="hold-out fraction without --val (default 0.2)")
+    g.add_argument("--num-folds", type=int, help="k-fold cross-validation: number of folds (all saved)")
+    g.add_argument("--fold", type=int, help="with --num-folds: the fold to train (default 0)")
     g.add_argument("--patch-size", help="training patch (label) size: 256 or 96,128,128")
     g.add_argument("--mask-suffix", help="mask file suffix such as _mask (default: detected)")
     g.add_argument("--mask-kind", choices=("auto", "labels", "colors", "instances"), help="how to read masks")

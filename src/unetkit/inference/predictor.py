@@ -1,13 +1,20 @@
 """The stateful half of inference: a model on a device at a precision, predicting whole images.
 
-Tiling maths lives in :mod:`unetkit.inference.tiling`; this class only decides how a batch of tiles
-goes through the model (device, autocast dtype, memory format) and which tiling a model needs
-(overlap-tile for valid-padding nets, Gaussian-blended sliding window for same-padding nets).
+Tiling maths lives in :mod:`unetkit.inference.tiling`; this class decides how a batch of tiles goes
+through the model (device, autocast dtype, memory format, test-time augmentation, backend) and which
+tiling a model needs: overlap-tile (abutting output tiles, mirrored context) for valid-padding nets,
+a Gaussian-blended sliding window for same-padding nets.
+
+Tile plan (``tile=None``): per axis the fewest tiles of at most ``max_tile`` pixels that overlap by
+at least ``min_overlap`` pixels, all of equal size. A 2048² image gets 3 × 3 tiles of 768² (1.27× the
+pixels of the image) instead of 7 × 7 tiles of 512² at 50 % overlap (3.1×); an image no larger than
+``max_tile`` is one tile.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Union
+import math
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -16,11 +23,31 @@ from torch import nn
 from .. import runtime
 from ..errors import ConfigError
 from .tiling import choose_overlap_tile, predict_overlap_tile, predict_tiled, tile_alignment
+from .tta import tta_transforms, with_tta
+
+DEFAULT_MAX_TILE = {2: 768, 3: 128}
+DEFAULT_MIN_OVERLAP = {2: 128, 3: 32}
 
 
 def is_valid_padding(model: nn.Module) -> bool:
     """Whether the model's output is smaller than its input (the original U-Net)."""
     return getattr(getattr(model, "encoder", None), "padding", "same") == "valid"
+
+
+def plan_axis(size: int, max_tile: int, min_overlap: int, multiple: int = 1) -> tuple[int, int]:
+    """``(tile, step)`` covering an axis of ``size`` with the fewest equal tiles ≤ ``max_tile``
+    (rounded up to ``multiple``) overlapping by ≥ ``min_overlap``."""
+    def up(v: int) -> int:
+        return int(math.ceil(v / multiple) * multiple)
+
+    if size <= max_tile:
+        return up(size), up(size)
+    if min_overlap >= max_tile:
+        raise ConfigError(f"min_overlap {min_overlap} must be smaller than the tile {max_tile}")
+    n = math.ceil((size - min_overlap) / (max_tile - min_overlap))
+    tile = up(math.ceil((size + (n - 1) * min_overlap) / n))
+    step = math.ceil((size - tile) / (n - 1))
+    return tile, step
 
 
 class Predictor:
@@ -30,56 +57,74 @@ class Predictor:
         model: a unetkit model (returns logits).
         device: ``auto``, ``cpu``, ``cuda`` …
         precision: ``auto`` (bf16 where supported), ``bf16``, ``fp16`` (CUDA), ``fp32``.
-        tile: input tile size per axis (default 512² / 128³; valid-padding nets: the nearest valid
-            size).
-        overlap: sliding-window overlap for same-padding nets.
-        blend: ``gaussian`` or ``constant`` blending for same-padding nets.
+        tile: input tile size (int or per axis). ``None`` plans tiles per image (module docstring).
+        overlap: sliding-window overlap fraction when ``tile`` is given (default 0.5).
+        max_tile, min_overlap: the tile plan's limits in pixels (defaults 768 / 128 in 2D,
+            128 / 32 in 3D).
+        blend: ``gaussian`` (σ = tile/8) or ``constant`` blending for same-padding nets.
+        tta: ``none``, ``flip`` (all axis flips) or ``d4`` (2D: 4 rotations × flip, 8 versions, as
+            the U-Net paper); ``True`` means ``d4`` in 2D and ``flip`` in 3D.
         batch_size: tiles per forward pass.
-        channels_last: memory format (``None`` = automatic).
+        threads: torch CPU threads (``None`` = torch's default, one per core).
+        channels_last: memory format (``None`` = automatic: on for batch-norm nets on CPU).
         normalizer: applied to every image first (raw images in); ``None`` = images come
             normalised. :meth:`from_checkpoint` sets the one the model was trained with.
         label_map: the dataset's :class:`~unetkit.data.LabelMap` (to write labels in the user's values).
+        runner: alternative backend, a callable with the contract of :meth:`forward_batch`
+            (e.g. an ONNX Runtime session wrapper); the model is then used for sizes only.
     """
 
     def __init__(self, model: nn.Module, device: Union[str, torch.device] = "auto", precision: str = "auto",
-                 tile: Optional[Union[int, Sequence[int]]] = None, overlap: float = 0.5, blend: str = "gaussian",
-                 batch_size: int = 4, channels_last: Optional[bool] = None, normalizer=None, label_map=None):
-        self.normalizer, self.label_map = normalizer, label_map
+                 tile: Optional[Union[int, Sequence[int]]] = None, overlap: Optional[float] = None,
+                 max_tile: Optional[int] = None, min_overlap: Optional[int] = None, blend: str = "gaussian",
+                 tta: Union[bool, str] = "none", batch_size: int = 4, threads: Optional[int] = None,
+                 channels_last: Optional[bool] = None, normalizer=None, label_map=None,
+                 runner: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+        runtime.set_threads(threads)
+        self.normalizer, self.label_map, self.runner = normalizer, label_map, runner
         self.device = device if isinstance(device, torch.device) else runtime.resolve_device(device)
         self.dtype = runtime.resolve_precision(precision, self.device)
-        self.model = model.to(self.device).eval()
         self.spatial_dims = getattr(model, "spatial_dims", 2)
         self.channels_last = runtime.use_channels_last(model, self.device, channels_last)
         self.memory_format = runtime.memory_format(self.spatial_dims, self.channels_last)
-        self.model = self.model.to(memory_format=self.memory_format)
-        default = 512 if self.spatial_dims == 2 else 128
-        tile = tile if tile is not None else default
-        self.tile = [int(tile)] * self.spatial_dims if isinstance(tile, (int, np.integer)) else [int(t) for t in tile]
-        if len(self.tile) != self.spatial_dims:
-            raise ConfigError(f"tile needs {self.spatial_dims} sizes, got {self.tile}")
+        self.model = model.eval() if runner is not None else model.to(self.device).eval().to(
+            memory_format=self.memory_format)
+        if tile is not None:
+            tile = [int(tile)] * self.spatial_dims if isinstance(tile, (int, np.integer)) else [int(t) for t in tile]
+            if len(tile) != self.spatial_dims:
+                raise ConfigError(f"tile needs {self.spatial_dims} sizes, got {tile}")
+        self.tile = tile
+        if overlap is not None and not 0.0 <= overlap < 1.0:
+            raise ConfigError(f"overlap must be in [0, 1), got {overlap}")
+        self.overlap = 0.5 if overlap is None else float(overlap)
+        self.max_tile = int(max_tile or DEFAULT_MAX_TILE[self.spatial_dims])
+        self.min_overlap = int(DEFAULT_MIN_OVERLAP[self.spatial_dims] if min_overlap is None else min_overlap)
         if blend not in ("gaussian", "constant"):
             raise ConfigError(f"blend must be 'gaussian' or 'constant', got {blend!r}")
-        self.overlap, self.blend, self.batch_size = float(overlap), blend, int(batch_size)
+        self.blend, self.batch_size = blend, int(batch_size)
+        self.tta = ("d4" if self.spatial_dims == 2 else "flip") if tta is True else ("none" if tta is False else tta)
+        tta_transforms(self.tta, self.spatial_dims)  # validates the name
 
     @classmethod
     def from_checkpoint(cls, path, **kwargs) -> Predictor:
-        """Rebuild model, normalisation, label map and tile size from a checkpoint alone.
-
-        Keyword arguments override the predictor settings (``device``, ``precision``, ``tile`` …);
-        the default tile is the training patch (input) size.
-        """
+        """Rebuild model, normalisation and label map from a checkpoint alone; keyword arguments
+        override the predictor settings (``device``, ``precision``, ``tile``, ``tta`` …)."""
         from ..data.labels import LabelMap
         from ..data.normalization import Normalizer
         from ..training.checkpoint import build_model, load_checkpoint
 
         ckpt = load_checkpoint(path)
         model = build_model(ckpt)
-        kwargs.setdefault("tile", ckpt.get("patch_size"))
         norm = Normalizer.from_dict(ckpt["normalization"]) if ckpt.get("normalization") else None
         labels = LabelMap.from_dict(ckpt["label_map"]) if ckpt.get("label_map") else None
         return cls(model, normalizer=norm, label_map=labels, **kwargs)
 
-    def _forward(self, batch: torch.Tensor) -> torch.Tensor:
+    # -- one batch ---------------------------------------------------------------------------
+    def forward_batch(self, batch: torch.Tensor) -> torch.Tensor:
+        """CPU float batch (B, C, *tile) → CPU float32 logits (B, K, *out_tile), on the device at
+        the predictor's precision (no test-time augmentation)."""
+        if self.runner is not None:
+            return self.runner(batch).float()
         x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
         outputs = getattr(self.model, "outputs", None)
         if outputs is not None:
@@ -92,28 +137,65 @@ class Predictor:
                 self.model.outputs = outputs
         return y.float().cpu()
 
-    def predict_logits(self, image: np.ndarray) -> np.ndarray:
-        """``(C, *spatial)`` image → ``(K, *spatial)`` float32 logits (normalised first when the
-        predictor has a normaliser)."""
-        image = self.normalizer(np.asarray(image)) if self.normalizer is not None else image
-        image = np.asarray(image, dtype=np.float32)
+    def tile_function(self, square: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The function the tiler calls: :meth:`forward_batch`, wrapped in test-time augmentation."""
+        return with_tta(self.forward_batch, tta_transforms(self.tta, self.spatial_dims, square))
+
+    # -- whole images --------------------------------------------------------------------------
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Check the shape and apply the normaliser: ``(C, *spatial)`` float32."""
+        image = np.asarray(image)
+        in_ch = getattr(self.model, "in_channels", image.shape[0] if image.ndim else 0)
         if image.ndim != self.spatial_dims + 1:
             raise ConfigError(f"expected a (C, {'D, ' if self.spatial_dims == 3 else ''}H, W) image, got shape "
                               f"{image.shape}")
+        if image.shape[0] != in_ch:
+            raise ConfigError(f"the model expects {in_ch} channel(s), the image has {image.shape[0]} "
+                              f"(shape {image.shape})")
+        image = self.normalizer(image) if self.normalizer is not None else image
+        return np.asarray(image, dtype=np.float32)
+
+    def plan(self, spatial_shape: Sequence[int]) -> dict:
+        """How an image of ``spatial_shape`` will be tiled (for logs and tests)."""
         if is_valid_padding(self.model):
-            spec = choose_overlap_tile(self.model, self.tile, round="down")
-            align = tile_alignment(self.model, spec.in_tile)
-            return predict_overlap_tile(self._forward, image, spec.in_tile, spec.out_tile, spec.border, align=align,
-                                        batch_size=self.batch_size)
-        tile = [min(t, s) for t, s in zip(self.tile, image.shape[1:])]
-        tile = [self.model.valid_input_size(t) if hasattr(self.model, "valid_input_size") else t for t in tile]
-        return predict_tiled(self._forward, image, tile, overlap=self.overlap, mode=self.blend,
-                             batch_size=self.batch_size)
+            want = self.tile or [min(self.max_tile, self.model.valid_input_size(s + self._border())) for s in
+                                 spatial_shape]
+            spec = choose_overlap_tile(self.model, want, round="down")
+            return {"mode": "overlap-tile", "in_tile": list(spec.in_tile), "out_tile": list(spec.out_tile),
+                    "border": [list(b) for b in spec.border]}
+        if self.tile is not None:
+            tile = [min(t, s) for t, s in zip(self.tile, spatial_shape)]
+            return {"mode": "sliding-window", "tile": [self._fit(t) for t in tile], "overlap": self.overlap}
+        tiles, steps = zip(*(plan_axis(s, self.max_tile, self.min_overlap) for s in spatial_shape))
+        tiles = [self._fit(t) for t in tiles]
+        overlap = [0.0 if t >= s else 1 - (st + 0.5) / t for t, st, s in zip(tiles, steps, spatial_shape)]
+        return {"mode": "sliding-window", "tile": tiles, "overlap": overlap}
+
+    def _fit(self, t: int) -> int:
+        return self.model.valid_input_size(t) if hasattr(self.model, "valid_input_size") else t
+
+    def _border(self) -> int:
+        s = self.model.valid_input_size(256)
+        return s - self.model.output_size(s)
+
+    def predict_logits(self, image: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+        """``(C, *spatial)`` image → ``(K, *spatial)`` float32 logits (normalised first when the
+        predictor has a normaliser; with TTA, the log of the averaged probabilities)."""
+        image = self.prepare(image)
+        plan = self.plan(image.shape[1:])
+        if plan["mode"] == "overlap-tile":
+            square = len(set(plan["in_tile"])) == 1
+            align = tile_alignment(self.model, plan["in_tile"])
+            return predict_overlap_tile(self.tile_function(square), image, plan["in_tile"], plan["out_tile"],
+                                        [tuple(b) for b in plan["border"]], align=align,
+                                        batch_size=self.batch_size, out=out)
+        square = len(set(plan["tile"])) == 1
+        return predict_tiled(self.tile_function(square), image, plan["tile"], overlap=plan["overlap"],
+                             mode=self.blend, batch_size=self.batch_size, out=out)
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(K, *spatial)``: softmax, or for one channel σ as (1 − p, p)."""
-        logits = torch.from_numpy(self.predict_logits(image))
-        return probabilities(logits).numpy()
+        """Class probabilities ``(K', *spatial)``: softmax, or for one sigmoid channel (1 − p, p)."""
+        return probabilities(torch.from_numpy(self.predict_logits(image))).numpy()
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Class indices ``(*spatial)`` int64."""

@@ -124,6 +124,7 @@ class Trainer:
             cfg.data.train_dir, cfg.data.val_dir, val_fraction=cfg.data.val_fraction, seed=cfg.train.seed,
             mask_suffix=cfg.data.mask_suffix, mask_kind=cfg.data.mask_kind, normalization=cfg.data.normalization,
             weight_map=weight_map, run_dir=self.run_dir if self.dist.is_main else None,
+            num_folds=cfg.data.num_folds, fold=cfg.data.fold, cache_dir=cfg.data.cache_dir,
             label_map=LabelMap.from_dict(ckpt["label_map"]) if ckpt else None,
             normalizer=Normalizer.from_dict(ckpt["normalization"]) if ckpt else None,
         )
@@ -191,7 +192,8 @@ class Trainer:
             if len(requested) != dims:
                 raise ConfigError(f"data.patch_size has {len(requested)} values for {dims}D images")
         self.input_size, self.label_size = patch_geometry(self.model, requested)
-        sampler = PatchSampler(self.label_size, self.input_size, fg_fraction=cfg.data.fg_fraction)
+        sampler = PatchSampler(self.label_size, self.input_size, fg_fraction=cfg.data.fg_fraction,
+                               fg_classes=cfg.data.fg_classes)
         augmentation = build_augmentation(cfg.data.augmentation, dims) if cfg.data.augmentation is not None else None
         self.dataset = PatchDataset(self.data.train, sampler, augmentation,
                                     length=cfg.train.iters_per_epoch * cfg.train.batch_size, seed=cfg.train.seed)
