@@ -1,0 +1,85 @@
+"""``unetkit predict MODEL INPUT... --output DIR``: segment images of any size."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+examples:
+  unetkit predict runs/unet-x/checkpoints/best.pt data/test --output preds
+  unetkit predict best.pt big_slide.tif --output preds --probabilities --overlay --tta
+  unetkit predict model.onnx data/test --output preds --backend onnxruntime
+  unetkit predict best.pt data/val/images --output preds --truth data/val/masks   # then evaluate
+
+Labels are written in your masks' own values (e.g. 0/255) and in the input's format. Reruns skip
+inputs whose outputs exist (--overwrite recomputes); outputs are written atomically. Images larger
+than 64 Mpx stored as .npy or uncompressed TIFF are predicted band by band in bounded memory.
+"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("predict", help="segment images or folders with a trained model",
+                       description="Predict label images (and optionally probabilities and overlays).",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="checkpoint (.pt) written by unetkit train, or an exported .onnx")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders")
+    p.add_argument("--output", "-o", required=True, help="folder for the outputs")
+    p.add_argument("--tile", help="input tile size, e.g. 512 or 96,128,128 (default: planned per image)")
+    p.add_argument("--overlap", type=float, help="overlap fraction of sliding-window tiles with --tile (default 0.5)")
+    p.add_argument("--blend", choices=("gaussian", "constant"), default="gaussian", help="tile blending")
+    p.add_argument("--tta", nargs="?", const="auto", choices=("auto", "flip", "d4", "none"), default="none",
+                   help="test-time augmentation: flips (and in 2D rotations: d4, the paper's 8 versions)")
+    p.add_argument("--probabilities", nargs="?", const="tiff", choices=("tiff", "npz"),
+                   help="also write probability maps (float16 TIFF, or npz)")
+    p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
+    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
+    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    p.add_argument("--threads", type=int, help="CPU threads")
+    p.add_argument("--overwrite", action="store_true", help="recompute inputs whose outputs exist")
+    p.add_argument("--truth", help="mask folder: evaluate the predictions against it afterwards")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=run)
+
+
+def build_predictor(args):
+    from pathlib import Path
+
+    from ..errors import ConfigError
+    from ..inference.predictor import Predictor
+    from .summary import parse_value
+
+    tile = parse_value(args.tile) if args.tile else None
+    if tile is not None and not isinstance(tile, (int, tuple)):
+        raise ConfigError(f"--tile must be integers like 512 or 96,128,128, got {args.tile!r}")
+    tta = True if args.tta == "auto" else args.tta
+    common = dict(tile=list(tile) if isinstance(tile, tuple) else tile, overlap=args.overlap, blend=args.blend,
+                  tta=tta, batch_size=args.batch_size, threads=args.threads)
+    model_path = Path(args.model)
+    if args.backend == "onnxruntime" or model_path.suffix == ".onnx":
+        try:
+            from ..inference.export import OnnxRunner
+        except ImportError as exc:
+            raise ConfigError(f"the onnxruntime backend is unavailable ({exc}); pip install 'unetkit[export]'") from None
+        if model_path.suffix != ".onnx":
+            raise ConfigError("--backend onnxruntime needs an exported .onnx model (unetkit export CHECKPOINT)")
+        return OnnxRunner(model_path, threads=args.threads).predictor(**common)
+    return Predictor.from_checkpoint(model_path, device=args.device, precision=args.precision, **common)
+
+
+def run(args) -> int:
+    from ..inference.batch import predict_files
+
+    predictor = build_predictor(args)
+    results = predict_files(predictor, args.inputs, args.output, probabilities=args.probabilities,
+                            overlay=args.overlay, overwrite=args.overwrite, progress=not args.no_progress)
+    written = sum(r.status == "written" for r in results)
+    print(f"predicted {written} image(s), skipped {len(results) - written} already done; outputs in {args.output}")
+    if args.truth:
+        from ..evaluation import evaluate_folders
+
+        result = evaluate_folders(args.output, args.truth, out_dir=f"{args.output}/evaluation",
+                                  label_map=predictor.label_map)
+        print(result.format() if hasattr(result, "format") else result)
+    return 0

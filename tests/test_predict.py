@@ -1,0 +1,128 @@
+"""Predicting files and folders: outputs in the user's values and formats, skip-on-rerun, atomic
+outputs, band-by-band prediction of large images equal to whole-image prediction, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from unetkit import create_model
+from unetkit.data import LabelMap, create_normalizer
+from unetkit.inference import batch as batch_mod
+from unetkit.inference.batch import predict_files
+from unetkit.inference.large import open_lazy
+from unetkit.inference.predictor import Predictor
+from unetkit.training.checkpoint import save_checkpoint
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    model = create_model("unet", base_features=4, depth=2, norm="instance")
+    return save_checkpoint(tmp_path / "model.pt", model, normalization=create_normalizer("zscore").to_dict(),
+                           label_map=LabelMap([0, 255]).to_dict(), patch_size=[32, 32])
+
+
+@pytest.fixture
+def folder(tmp_path):
+    rng = np.random.default_rng(0)
+    d = tmp_path / "imgs"
+    d.mkdir()
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (40, 50), dtype=np.uint8)).save(d / f"im{i}.png")
+    return d
+
+
+def test_predict_folder_writes_user_values_and_skips_on_rerun(checkpoint, folder, tmp_path):
+    pred = Predictor.from_checkpoint(checkpoint, precision="fp32")
+    out = tmp_path / "out"
+    res = predict_files(pred, [folder], out, probabilities="npz", overlay=True, progress=False)
+    assert [r.status for r in res] == ["written"] * 3
+    labels = np.asarray(Image.open(out / "im0.png"))
+    assert labels.shape == (40, 50) and set(np.unique(labels)) <= {0, 255}
+    probs = np.load(out / "im0_prob.npz")["probabilities"]
+    assert probs.shape == (2, 40, 50) and probs.dtype == np.float16
+    np.testing.assert_allclose(probs.astype(np.float32).sum(0), 1, atol=2e-3)
+    expected = pred.predict(np.asarray(Image.open(folder / "im0.png"))[None])
+    assert np.array_equal(labels == 255, expected == 1)
+    assert np.asarray(Image.open(out / "im0_overlay.png")).shape == (40, 50, 3)
+    again = predict_files(pred, [folder], out, probabilities="npz", overlay=True, progress=False)
+    assert [r.status for r in again] == ["skipped"] * 3
+    (out / "im1_overlay.png").unlink()  # an incomplete set of outputs is recomputed
+    third = predict_files(pred, [folder], out, probabilities="npz", overlay=True, progress=False)
+    assert [r.status for r in third] == ["skipped", "written", "skipped"]
+
+
+def test_failure_mid_run_leaves_no_partial_files(checkpoint, folder, tmp_path, monkeypatch):
+    pred = Predictor.from_checkpoint(checkpoint, precision="fp32")
+    calls = {"n": 0}
+    real = batch_mod.write_probabilities
+
+    def flaky(path, probs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # like a user's Ctrl-C while writing
+        real(path, probs)
+
+    monkeypatch.setattr(batch_mod, "write_probabilities", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        predict_files(pred, [folder], tmp_path / "out", probabilities="tiff", progress=False)
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == ["im0.png", "im0_prob.tif", "im1.png"]  # im1's probabilities never appeared
+    monkeypatch.setattr(batch_mod, "write_probabilities", real)
+    res = predict_files(pred, [folder], tmp_path / "out", probabilities="tiff", progress=False)
+    assert [r.status for r in res] == ["skipped", "written", "written"]
+
+
+@pytest.mark.parametrize("preset", ["unet", "unet-original"])
+def test_band_by_band_equals_whole_image(preset, tmp_path, monkeypatch):
+    model = create_model(preset, base_features=2, depth=2, init="torch", norm="none" if preset == "unet" else None)
+    rng = np.random.default_rng(1)
+    image = rng.normal(size=(1, 301, 257)).astype(np.float32)
+    np.save(tmp_path / "big.npy", image)
+    kwargs = dict(precision="fp32", max_tile=96, min_overlap=16, normalizer=create_normalizer("zscore"),
+                  label_map=LabelMap([0, 255]), batch_size=3)
+    pred = Predictor(model, **kwargs)
+    whole = pred.predict_proba(image)
+    monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
+    res = predict_files(pred, [tmp_path / "big.npy"], tmp_path / "out", probabilities="tiff", progress=False)
+    assert res[0].mode == "band-by-band"
+    probs = tifffile.imread(tmp_path / "out" / "big_prob.tif").astype(np.float32)
+    np.testing.assert_allclose(probs, whole, atol=2e-3)  # float16 storage
+    labels = tifffile.imread(tmp_path / "out" / "big.tif")
+    assert np.array_equal(labels == 255, whole.argmax(0) == 1)
+    assert not list((tmp_path / "out").glob("*partial*"))
+    assert open_lazy(tmp_path / "big.npy").shape == (1, 301, 257)
+
+
+def test_nifti_volume_keeps_affine(tmp_path):
+    import nibabel as nib
+
+    model = create_model("unet", spatial_dims=3, base_features=2, depth=2, norm="instance")
+    ckpt = save_checkpoint(tmp_path / "m.pt", model, normalization=create_normalizer("zscore").to_dict(),
+                           label_map=LabelMap([0, 1]).to_dict())
+    affine = np.diag([0.5, 0.7, 2.0, 1.0])
+    vol = np.random.default_rng(2).normal(size=(20, 18, 9)).astype(np.float32)
+    nib.save(nib.Nifti1Image(vol, affine), tmp_path / "vol.nii.gz")
+    res = predict_files(Predictor.from_checkpoint(ckpt, precision="fp32"), [tmp_path / "vol.nii.gz"],
+                        tmp_path / "out", progress=False)
+    out = nib.load(res[0].outputs["labels"])
+    assert out.shape == (20, 18, 9) and np.allclose(out.affine, affine)
+
+
+def test_cli_predict_and_errors(checkpoint, folder, tmp_path):
+    res = subprocess.run([sys.executable, "-m", "unetkit", "predict", str(checkpoint), str(folder), "--output",
+                          str(tmp_path / "o"), "--tta", "--precision", "fp32", "--no-progress"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "predicted 3 image(s), skipped 0" in res.stdout
+    res = subprocess.run([sys.executable, "-m", "unetkit", "predict", str(tmp_path / "nope.pt"), str(folder),
+                          "--output", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "nope.pt: checkpoint not found" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "unetkit", "predict", str(checkpoint), str(tmp_path / "missing"),
+                          "--output", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "missing: input not found" in res.stderr
