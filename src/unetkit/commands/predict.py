@@ -35,7 +35,7 @@ def add_parser(sub) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
-    p.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    p.add_argument("--batch-size", type=int, help="tiles per forward pass (default 1 on CPU, 4 on GPU)")
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--overwrite", action="store_true", help="recompute inputs whose outputs exist")
     p.add_argument("--truth", help="mask folder: evaluate the predictions against it afterwards")

@@ -45,6 +45,7 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -278,11 +279,16 @@ def _example_size(rule: dict, input_size: Optional[Size], patch_size: Optional[S
 
 
 def _second_size(rule: dict, example: Sequence[int]) -> list[int]:
-    """A different valid size on every axis (smaller where possible, axes differing from each other)."""
+    """Another valid size on every axis, about half the example (cheap to check), axes differing.
+
+    Axis ``i`` gets the largest valid size ≤ ``example / 2`` minus ``i`` steps; where that falls
+    below the smallest valid size, the example plus ``i + 1`` steps.
+    """
     out = []
     for axis, s in enumerate(example):
-        step = rule["step"][axis] * (axis + 1)
-        out.append(s - step if s - step >= rule["min"][axis] else s + step)
+        lo, step = rule["min"][axis], rule["step"][axis]
+        half = (_nearest(rule, axis, s // 2)[0] or lo) - step * axis
+        out.append(half if lo <= half < s else s + step * (axis + 1))
     return out
 
 
@@ -384,9 +390,20 @@ def _random_batch(batch: int, channels: int, size: Sequence[int], seed: int = CH
     return torch.randn(batch, channels, *size, generator=g)
 
 
-def _eager(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        return model(x).float()
+class _Reference:
+    """Seeded random inputs and the eager PyTorch logits for them, each computed once."""
+
+    def __init__(self, model: nn.Module):
+        self.model = model
+        self._cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, batch: int, size: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (batch, *size)
+        if key not in self._cache:
+            x = _random_batch(batch, int(self.model.in_channels), size)
+            with torch.inference_mode():
+                self._cache[key] = x, self.model(x).float()
+        return self._cache[key]
 
 
 def _tolerance(ref: torch.Tensor, rtol: float) -> float:
@@ -398,9 +415,8 @@ def _tolerance(ref: torch.Tensor, rtol: float) -> float:
     return rtol * max(1.0, spread)
 
 
-def _compare(run, model: nn.Module, x: torch.Tensor, rtol: float) -> Optional[SizeCheck]:
-    """Run ``run(x)`` and the eager model; ``None`` when ``run`` fails or gives another shape."""
-    ref = _eager(model, x)
+def _compare(run, x: torch.Tensor, ref: torch.Tensor, rtol: float) -> Optional[SizeCheck]:
+    """Compare ``run(x)`` with ``ref``; ``None`` when ``run`` fails or gives another shape."""
     try:
         with torch.no_grad():
             out = run(x).detach()
@@ -412,17 +428,18 @@ def _compare(run, model: nn.Module, x: torch.Tensor, rtol: float) -> Optional[Si
     return SizeCheck(tuple(x.shape), tuple(ref.shape), diff, _tolerance(ref, rtol))
 
 
-def _probe(model: nn.Module, example: list[int], second: list[int], rtol: float):
+def _probe(model: nn.Module, reference: _Reference, example: list[int], second: list[int], rtol: float):
     """Trace at ``example``; return (traced module, dynamic_batch, dynamic_spatial)."""
-    c = int(model.in_channels)
     with _quiet_tracing(), torch.no_grad():
-        traced = torch.jit.trace(model, _random_batch(1, c, example), check_trace=False)
+        traced = torch.jit.trace(model, reference(1, example)[0], check_trace=False)
         traced.eval()
-    def ok(x):
-        res = _compare(traced, model, x, rtol)
+
+    def ok(b: int, size: list[int]) -> bool:
+        res = _compare(traced, *reference(b, size), rtol)
         return res is not None and res.max_abs_diff <= res.tolerance
-    spatial = ok(_random_batch(2, c, second))
-    batch = spatial or ok(_random_batch(2, c, example))
+
+    spatial = ok(2, second)
+    batch = spatial or ok(2, example)
     return traced, batch, spatial
 
 
@@ -435,12 +452,11 @@ def _check_shapes(example, second, dynamic_batch, dynamic_spatial) -> list[tuple
     return shapes
 
 
-def _run_checks(run, model, shapes, rtol, what: str, path: Path) -> list[SizeCheck]:
+def _run_checks(run, reference: _Reference, shapes, rtol, what: str, path: Path) -> list[SizeCheck]:
     checks = []
-    c = int(model.in_channels)
+    c = int(reference.model.in_channels)
     for b, size in shapes:
-        x = _random_batch(b, c, size, seed=CHECK_SEED + 7)
-        res = _compare(run, model, x, rtol)
+        res = _compare(run, *reference(b, size), rtol)
         if res is None:
             raise ExportCheckError(f"{path}: the {what} export fails or gives another output shape than PyTorch "
                                    f"at input shape {(b, c, *size)}; the file was not written")
@@ -461,8 +477,9 @@ def _prepare(source, input_size, metadata, dynamic, rtol):
     patch = (metadata or {}).get("patch_size", ckpt.get("patch_size"))
     example = _example_size(rule, input_size, patch, dims)
     second = _second_size(rule, example)
+    reference = _Reference(model)
     if dynamic:
-        traced, dyn_batch, dyn_spatial = _probe(model, example, second, rtol)
+        traced, dyn_batch, dyn_spatial = _probe(model, reference, example, second, rtol)
     else:
         traced, dyn_batch, dyn_spatial = None, False, False
     rule = dict(rule, dynamic_batch=dyn_batch, dynamic_spatial=dyn_spatial, example=list(example))
@@ -476,7 +493,7 @@ def _prepare(source, input_size, metadata, dynamic, rtol):
                      f"export another size")
     if dynamic and not dyn_batch:
         notes.append("the traced graph is specialised to batch size 1")
-    return model, example, second, dyn_batch, dyn_spatial, meta, notes, traced
+    return model, reference, example, second, dyn_batch, dyn_spatial, meta, notes, traced
 
 
 def _dynamic_axes(dims: int, batch: bool, spatial: bool) -> dict:
@@ -502,8 +519,10 @@ def export_onnx(model_or_checkpoint: ModelSource, path: Union[str, Path], input_
         opset: ONNX opset version.
         dynamic: declare the batch axis and, where the trace generalises, the spatial axes dynamic.
         check: run the written file with onnxruntime (CPU) at the example size (batch 1) and at a
-            second shape (batch 2 and a different valid size, or the example size when the spatial
-            size is fixed) and compare with PyTorch in fp32.
+            second shape (batch 2 at another valid size, about half the example and different per
+            axis; batch 2 at the example size when the spatial size is fixed) and compare with
+            PyTorch in fp32. The same inputs serve the trace probe, so the eager model runs once
+            per shape.
         metadata: for a bare model, the inference fields a checkpoint would supply:
             ``label_map``, ``normalization`` (dicts or objects with ``to_dict()``), ``patch_size``.
         rtol: accepted difference relative to the logit range (the range counts as at least 1).
@@ -524,13 +543,13 @@ def export_onnx(model_or_checkpoint: ModelSource, path: Union[str, Path], input_
     if not isinstance(opset, int) or not 11 <= opset <= 25:
         raise ConfigError(f"opset must be an int between 11 and 25, got {opset!r}")
     path = Path(path)
-    model, example, second, dyn_batch, dyn_spatial, meta, notes, _ = _prepare(
+    model, reference, example, second, dyn_batch, dyn_spatial, meta, notes, _ = _prepare(
         model_or_checkpoint, input_size, metadata, dynamic, rtol)
     dims = int(model.spatial_dims)
     axes = _dynamic_axes(dims, dyn_batch, dyn_spatial)
     buffer = io.BytesIO()
     with _quiet_tracing(), torch.no_grad():
-        torch.onnx.export(model, (_random_batch(1, int(model.in_channels), example),), buffer, dynamo=False,
+        torch.onnx.export(model, (reference(1, example)[0],), buffer, dynamo=False,
                           input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
                           dynamic_axes=axes or None, do_constant_folding=True)
     proto = onnx.load_from_string(buffer.getvalue())
@@ -544,7 +563,7 @@ def export_onnx(model_or_checkpoint: ModelSource, path: Union[str, Path], input_
         onnx.save(proto, str(tmp))
         if check:
             runner = OnnxRunner(tmp, threads=threads)
-            checks = _run_checks(runner, model, _check_shapes(example, second, dyn_batch, dyn_spatial), rtol,
+            checks = _run_checks(runner, reference, _check_shapes(example, second, dyn_batch, dyn_spatial), rtol,
                                  "ONNX", path)
     return ExportReport(path=path, format="onnx", file_size=path.stat().st_size, example_size=tuple(example),
                         dynamic_batch=dyn_batch, dynamic_spatial=dyn_spatial, dynamic_axes=axes, checks=checks,
@@ -610,7 +629,13 @@ class OnnxRunner:
         self.num_classes = int(self.metadata["num_classes"])
         self.rule = self.metadata["valid_input_size"]
         self.padding = self.rule["padding"]
+        #: size-only stand-in for a model's encoder (``Predictor`` reads ``model.encoder.padding``)
+        self.encoder = SimpleNamespace(padding=self.padding)
         self.input_name = self.session.get_inputs()[0].name
+
+    def eval(self) -> OnnxRunner:
+        """No-op (an exported graph is always in eval mode), so a Predictor can hold the runner as its model."""
+        return self
 
     # -- size API (as on unetkit models) ---------------------------------------------------------
     def _axis_ok(self, axis: int, s: int) -> bool:
@@ -699,6 +724,30 @@ class OnnxRunner:
         return {"tile": tile, "normalization": self.metadata.get("normalization"),
                 "label_map": self.metadata.get("label_map")}
 
+    def predictor(self, **kwargs):
+        """A CPU fp32 :class:`~unetkit.inference.predictor.Predictor` that runs this file.
+
+        The runner is both the predictor's model (for sizes) and its backend. Normaliser and label
+        map come from the metadata; a graph fixed to one spatial size gets that size as its tile
+        (images smaller than it are mirror-padded by the tiler). Keyword arguments go to
+        ``Predictor`` (``tile``, ``overlap``, ``tta``, ``batch_size`` …) and override those.
+        """
+        from ..data.labels import LabelMap
+        from ..data.normalization import Normalizer
+        from .predictor import Predictor
+
+        info = self.predictor_kwargs()
+        if kwargs.get("tile") is None and not self.rule.get("dynamic_spatial", False):
+            kwargs["tile"] = info["tile"]
+        if "normalizer" not in kwargs:
+            kwargs["normalizer"] = Normalizer.from_dict(info["normalization"]) if info["normalization"] else None
+        if "label_map" not in kwargs:
+            kwargs["label_map"] = LabelMap.from_dict(info["label_map"]) if info["label_map"] else None
+        for key in ("device", "precision", "channels_last", "runner"):
+            if kwargs.pop(key, None) not in (None, "auto", "cpu", "fp32", False, self):
+                raise ConfigError(f"{key} cannot be chosen for the onnxruntime backend (CPU, fp32)")
+        return Predictor(self, device="cpu", precision="fp32", channels_last=False, runner=self, **kwargs)
+
     def __repr__(self) -> str:
         return (f"OnnxRunner({str(self.path)!r}, {self.metadata['model'].get('class')}, "
                 f"{self.spatial_dims}D, sizes {describe_rule(self.rule)})")
@@ -733,11 +782,12 @@ def export_torchscript(model_or_checkpoint: ModelSource, path: Union[str, Path],
         ExportCheckError: the reloaded file does not reproduce PyTorch; no file is written.
     """
     path = Path(path)
-    model, example, second, dyn_batch, dyn_spatial, meta, notes, traced = _prepare(
+    model, reference, example, second, dyn_batch, dyn_spatial, meta, notes, traced = _prepare(
         model_or_checkpoint, input_size, metadata, True, rtol)
     checks: list[SizeCheck] = []
     with atomic_path(path) as tmp:
-        torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_METADATA: json.dumps(meta, default=_json_default)})
+        with _quiet_tracing():
+            torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_METADATA: json.dumps(meta, default=_json_default)})
         if check:
             with _quiet_tracing():
                 loaded = torch.jit.load(str(tmp), map_location="cpu")
@@ -746,7 +796,7 @@ def export_torchscript(model_or_checkpoint: ModelSource, path: Union[str, Path],
                 with torch.inference_mode():
                     return loaded(x).float()
 
-            checks = _run_checks(run, model, _check_shapes(example, second, dyn_batch, dyn_spatial), rtol,
+            checks = _run_checks(run, reference, _check_shapes(example, second, dyn_batch, dyn_spatial), rtol,
                                  "TorchScript", path)
     return ExportReport(path=path, format="torchscript", file_size=path.stat().st_size,
                         example_size=tuple(example), dynamic_batch=dyn_batch, dynamic_spatial=dyn_spatial,

@@ -64,7 +64,8 @@ class Predictor:
         blend: ``gaussian`` (σ = tile/8) or ``constant`` blending for same-padding nets.
         tta: ``none``, ``flip`` (all axis flips) or ``d4`` (2D: 4 rotations × flip, 8 versions, as
             the U-Net paper); ``True`` means ``d4`` in 2D and ``flip`` in 3D.
-        batch_size: tiles per forward pass.
+        batch_size: tiles per forward pass (default: 1 on CPU, where batching buys no speed and
+            multiplies activation memory; 4 on GPU).
         threads: torch CPU threads (``None`` = torch's default, one per core).
         channels_last: memory format (``None`` = automatic: on for batch-norm nets on CPU).
         normalizer: applied to every image first (raw images in); ``None`` = images come
@@ -77,7 +78,7 @@ class Predictor:
     def __init__(self, model: nn.Module, device: Union[str, torch.device] = "auto", precision: str = "auto",
                  tile: Optional[Union[int, Sequence[int]]] = None, overlap: Optional[float] = None,
                  max_tile: Optional[int] = None, min_overlap: Optional[int] = None, blend: str = "gaussian",
-                 tta: Union[bool, str] = "none", batch_size: int = 4, threads: Optional[int] = None,
+                 tta: Union[bool, str] = "none", batch_size: Optional[int] = None, threads: Optional[int] = None,
                  channels_last: Optional[bool] = None, normalizer=None, label_map=None,
                  runner: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         runtime.set_threads(threads)
@@ -101,7 +102,8 @@ class Predictor:
         self.min_overlap = int(DEFAULT_MIN_OVERLAP[self.spatial_dims] if min_overlap is None else min_overlap)
         if blend not in ("gaussian", "constant"):
             raise ConfigError(f"blend must be 'gaussian' or 'constant', got {blend!r}")
-        self.blend, self.batch_size = blend, int(batch_size)
+        self.blend = blend
+        self.batch_size = int(batch_size) if batch_size else (4 if self.device.type == "cuda" else 1)
         self.tta = ("d4" if self.spatial_dims == 2 else "flip") if tta is True else ("none" if tta is False else tta)
         tta_transforms(self.tta, self.spatial_dims)  # validates the name
 

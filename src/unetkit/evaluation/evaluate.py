@@ -1,0 +1,528 @@
+"""Evaluate a folder of predicted label images against a folder of truth masks.
+
+:func:`evaluate_case` scores one case (arrays in, one row per class out); :func:`evaluate_folders`
+matches files by stem, reads them with the truth's :class:`~unetkit.data.labels.LabelMap`, scores
+every case and (with ``out_dir``) writes the per-case CSV, the summary JSON, a Markdown report,
+box plots and overlays (:mod:`unetkit.evaluation.report`). ``unetkit evaluate`` is a thin shell
+around :func:`evaluate_folders`.
+
+Metric groups (``metrics=`` takes group names and/or single metric names):
+
+========================  ==================================================================
+``overlap``               dice, iou, precision, recall, specificity; ``pixel_error`` per case
+``boundary``              hd, hd95, assd (spacing-aware)
+``connectomics``          rand_error, rand_precision, rand_recall, voi_split, voi_merge, voi
+``objects``               obj_precision, obj_recall, obj_f1 (IoU ≥ 0.5), ap50, ap75, map,
+                          n_true, n_pred
+``auc``                   ROC AUC of the class probability (needs ``prob_dir``)
+========================  ==================================================================
+
+Rows are per (case, foreground class): classes ``1 … K-1`` of the label map (ISBI 2012 with the
+inferred map ``(0, 255)``: the cell interior 255; pass ``LabelMap([255, 0])`` to score the
+membrane). Regions for the connectomics and object metrics are the connected components (face
+connectivity) of the class, or the ids of instance masks (``instances=True``). With a field of
+view, overlap scores, the pixel error and AUC count only pixels inside it, and for the other
+metrics everything outside it is background. The empty-truth / empty-prediction policy of every
+metric is in :data:`POLICIES` (and in each summary JSON).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import ConfigError, DataError
+from . import boundary, connectomics, metrics, objects, roc
+from .boundary import BOUNDARY_METRICS, boundary_scores
+from .connectomics import CONNECTOMICS_METRICS, connectomics_scores
+from .metrics import confusion_matrix, overlap_scores
+from .objects import OBJECT_METRICS, label_objects, object_scores
+from .roc import roc_auc
+
+PathLike = Union[str, Path]
+
+METRIC_GROUPS = {
+    "overlap": ("dice", "iou", "precision", "recall", "specificity", "pixel_error"),
+    "boundary": BOUNDARY_METRICS,
+    "connectomics": CONNECTOMICS_METRICS,
+    "objects": OBJECT_METRICS,
+    "auc": ("auc",),
+}
+#: Computed when ``metrics`` is ``None`` (``auc`` too when probability maps are given).
+DEFAULT_GROUPS = ("overlap", "boundary", "connectomics", "objects")
+#: Metrics with one value per case rather than per class.
+CASE_METRICS = ("pixel_error",)
+#: Metrics where lower is better (the rest: higher is better; counts have no direction).
+LOWER_IS_BETTER = frozenset({"pixel_error", "hd", "hd95", "assd", "rand_error", "voi_split", "voi_merge", "voi"})
+#: The empty-truth / empty-prediction policy of each metric group.
+POLICIES = {
+    "overlap": metrics.EMPTY_POLICY,
+    "boundary": boundary.EMPTY_POLICY,
+    "connectomics": connectomics.EMPTY_POLICY,
+    "objects": objects.EMPTY_POLICY,
+    "auc": roc.EMPTY_POLICY,
+}
+ALL_METRICS = tuple(m for group in METRIC_GROUPS.values() for m in group)
+
+
+def resolve_metrics(names: Optional[Sequence[str]] = None, with_auc: bool = False) -> tuple[str, ...]:
+    """Metric names in canonical order from group names and/or metric names.
+
+    Args:
+        names: e.g. ``["overlap", "hd95"]``, ``["all"]``; ``None`` = :data:`DEFAULT_GROUPS` (plus
+            ``auc`` when ``with_auc``). Comma-separated strings are split.
+        with_auc: probability maps are available.
+
+    Raises:
+        ConfigError: an unknown name (the valid ones are listed), or ``auc`` without probabilities.
+    """
+    if names is None:
+        wanted = set()
+        for g in DEFAULT_GROUPS + (("auc",) if with_auc else ()):
+            wanted.update(METRIC_GROUPS[g])
+    else:
+        if isinstance(names, str):
+            names = [names]
+        items = [t.strip() for n in names for t in str(n).split(",") if t.strip()]
+        if not items:
+            raise ConfigError("no metric named; valid: " + ", ".join(("all", *METRIC_GROUPS, *ALL_METRICS)))
+        wanted = set()
+        for item in items:
+            key = item.lower()
+            if key == "all":
+                wanted.update(ALL_METRICS if with_auc else (m for m in ALL_METRICS if m != "auc"))
+            elif key in METRIC_GROUPS:
+                wanted.update(METRIC_GROUPS[key])
+            elif key in ALL_METRICS:
+                wanted.add(key)
+            else:
+                raise ConfigError(f"unknown metric {item!r}; valid groups: {', '.join(('all', *METRIC_GROUPS))}; "
+                                  f"metrics: {', '.join(ALL_METRICS)}")
+        if "auc" in wanted and not with_auc:
+            raise ConfigError("the auc metric needs probability maps (prob_dir / --probs DIR); predicted label "
+                              "images cannot be ranked")
+    return tuple(m for m in ALL_METRICS if m in wanted)
+
+
+def _groups(names: Sequence[str]) -> set:
+    return {g for g, members in METRIC_GROUPS.items() if set(members) & set(names)}
+
+
+def _class_prob(prob: np.ndarray, c: int, num_classes: int) -> np.ndarray:
+    if prob.shape[0] == num_classes:
+        return prob[c]
+    if prob.shape[0] == 1 and num_classes == 2:
+        return prob[0] if c == 1 else -prob[0]
+    raise ConfigError(f"probability map has {prob.shape[0]} channel(s); expected {num_classes} (one per class) "
+                      "or 1 (foreground of a binary task)")
+
+
+def evaluate_case(pred: np.ndarray, truth: np.ndarray, num_classes: int, *,
+                  metrics: Optional[Sequence[str]] = None, classes: Optional[Sequence[int]] = None,
+                  fov: Optional[np.ndarray] = None, spacing: Optional[Sequence[float]] = None,
+                  prob: Optional[np.ndarray] = None, truth_instances: Optional[np.ndarray] = None,
+                  pred_instances: Optional[np.ndarray] = None, connectivity: int = 1,
+                  pred_background: str = "singletons") -> list[dict[str, Any]]:
+    """Score one case, class by class.
+
+    Args:
+        pred, truth: ``(*spatial)`` integer class indices ``0 … K-1`` (2D or 3D).
+        num_classes: ``K``.
+        metrics: metric or group names (see :func:`resolve_metrics`); ``None``: the defaults.
+        classes: class indices to score (default ``1 … K-1``).
+        fov: ``(*spatial)`` boolean field of view.
+        spacing: pixel size per spatial axis for the distance metrics (default 1).
+        prob: ``(K, *spatial)`` class probabilities, or ``(1, *spatial)`` foreground probability of
+            a binary task; needed for ``auc``.
+        truth_instances, pred_instances: ``(*spatial)`` instance ids (0 = background) used as the
+            regions of class 1 instead of connected components (binary tasks only).
+        connectivity: connectivity of the connected components (1 = face neighbours).
+        pred_background: Rand/VOI convention for predicted background inside true cells (see
+            :mod:`unetkit.evaluation.connectomics`).
+
+    Returns:
+        One dict per class: ``class_index``, ``truth_pixels``, ``pred_pixels`` (inside the field
+        of view) and a float per metric; ``pixel_error`` (a case value) is repeated in each.
+
+    Example:
+        >>> t = np.zeros((8, 8), int); t[2:6, 2:6] = 1
+        >>> row = evaluate_case(t, t, 2, metrics=["dice", "hd95"])[0]
+        >>> row["dice"], row["hd95"]
+        (1.0, 0.0)
+    """
+    pred = np.asarray(pred)
+    truth = np.asarray(truth)
+    if pred.shape != truth.shape:
+        raise ConfigError(f"prediction shape {pred.shape} differs from truth shape {truth.shape}")
+    names = resolve_metrics(metrics, with_auc=prob is not None)
+    groups = _groups(names)
+    if num_classes < 2:
+        raise ConfigError(f"num_classes must be >= 2, got {num_classes}")
+    classes = list(range(1, num_classes)) if classes is None else [int(c) for c in classes]
+    bad = [c for c in classes if not 0 <= c < num_classes]
+    if bad:
+        raise ConfigError(f"class indices {bad} outside 0..{num_classes - 1}")
+    if fov is not None:
+        fov = np.asarray(fov).astype(bool, copy=False)
+        if fov.shape != truth.shape:
+            raise ConfigError(f"field of view shape {fov.shape} differs from truth shape {truth.shape}")
+    given = [x is not None for x in (truth_instances, pred_instances)]
+    if any(given) and (not all(given) or num_classes != 2):
+        raise ConfigError("instance ids need both truth_instances and pred_instances, and a binary task (K = 2)")
+    if prob is not None:
+        prob = np.asarray(prob)
+        if prob.ndim != truth.ndim + 1 or prob.shape[1:] != truth.shape:
+            raise ConfigError(f"probability map shape {prob.shape} does not match (K, *{truth.shape})")
+    cm = confusion_matrix(pred, truth, num_classes, mask=fov)
+    scores = overlap_scores(cm)
+    rows = []
+    for c in classes:
+        t = truth == c
+        p = pred == c
+        if fov is not None:
+            t &= fov
+            p &= fov
+        row: dict[str, Any] = {"class_index": c, "truth_pixels": int(cm[c].sum()), "pred_pixels": int(cm[:, c].sum())}
+        values: dict[str, float] = {}
+        if "overlap" in groups:
+            for m in ("dice", "iou", "precision", "recall", "specificity"):
+                values[m] = float(scores[m][c])
+            values["pixel_error"] = scores["pixel_error"]
+        if "boundary" in groups:
+            values.update(boundary_scores(p, t, spacing))
+        if groups & {"connectomics", "objects"}:
+            if truth_instances is not None and c == 1:
+                ti = np.where(t, np.asarray(truth_instances), 0)
+                pi = np.where(p, np.asarray(pred_instances), 0)
+            else:
+                ti, pi = label_objects(t, connectivity), label_objects(p, connectivity)
+            if "connectomics" in groups:
+                values.update(connectomics_scores(ti, pi, pred_background))
+            if "objects" in groups:
+                values.update(object_scores(ti, pi))
+        if "auc" in groups:
+            values["auc"] = roc_auc(_class_prob(prob, c, num_classes), truth == c, fov)
+        row.update({m: values[m] for m in names})
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class EvaluationResult:
+    """What :func:`evaluate_folders` found.
+
+    Attributes:
+        rows: one dict per (case, class): ``case``, ``class`` (name), ``value`` (mask value),
+            ``class_index``, ``truth_pixels``, ``pred_pixels`` and one float per metric.
+        summary: the content of ``summary.json`` (statistics per class and metric, policies).
+        label_map: the map used to read both folders.
+        metrics: the metric names computed.
+        cases: the case ids (file stems), sorted.
+        files: what was written under ``out_dir``: ``{"csv", "summary", "report", "boxplots",
+            "overlay_best", "overlay_worst"}`` → path (empty without ``out_dir``).
+    """
+
+    rows: list
+    summary: dict
+    label_map: Any
+    metrics: tuple
+    cases: list
+    files: dict = field(default_factory=dict)
+
+    @property
+    def classes(self) -> list:
+        return list(self.summary["classes"])
+
+    def mean(self, metric: str, class_name: Optional[str] = None) -> float:
+        """Mean of ``metric`` over cases: of one class (name), or the mean over classes.
+
+        Raises:
+            ConfigError: unknown metric or class.
+        """
+        if metric in CASE_METRICS and metric in self.summary["case"]:
+            return float(self.summary["case"][metric]["mean"])
+        if metric not in self.metrics:
+            raise ConfigError(f"metric {metric!r} was not computed; computed: {', '.join(self.metrics)}")
+        if class_name is None:
+            return float(self.summary["mean_over_classes"][metric])
+        per = self.summary["per_class"]
+        if str(class_name) not in per:
+            raise ConfigError(f"unknown class {class_name!r}; classes: {', '.join(per)}")
+        return float(per[str(class_name)][metric]["mean"])
+
+    def format(self) -> str:
+        """A text table: per class, mean ± std and median of each metric, with undefined/penalized counts."""
+        from .report import summary_table
+
+        return summary_table(self.summary, markdown=False)
+
+
+def _list_images(folder: Path, what: str, extra_suffixes: tuple = ()) -> dict[str, Path]:
+    from ..io.readers import is_image_file, split_suffix
+
+    if not folder.exists():
+        raise DataError(f"{what} folder not found", folder)
+    if not folder.is_dir():
+        raise DataError(f"is a file; expected the {what} folder", folder)
+    found: dict[str, list] = {}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or not entry.is_file():
+            continue
+        if not is_image_file(entry) and split_suffix(entry)[1] not in extra_suffixes:
+            continue
+        found.setdefault(split_suffix(entry)[0], []).append(entry)
+    for stem, paths in found.items():
+        if len(paths) > 1:
+            raise DataError(f"{len(paths)} {what} files share the stem {stem!r} ({', '.join(p.name for p in paths)}); "
+                            "keep one", folder)
+    if not found:
+        raise DataError(f"no image files in the {what} folder", folder)
+    return {stem: paths[0] for stem, paths in found.items()}
+
+
+def _shortest_suffix(stems: Sequence[str], keys: set) -> Optional[str]:
+    """The shortest ``s`` such that every stem is a key + ``s`` (``None`` when there is none)."""
+    common: Optional[set] = None
+    for stem in stems:
+        cands = {stem[len(k):] for k in keys if stem.startswith(k)}
+        common = cands if common is None else common & cands
+        if not common:
+            return None
+    return min(common, key=len) if common else None
+
+
+def _match(files: dict[str, Path], keys: set) -> dict[str, Path]:
+    """``files`` keyed by case id: their stems when every id is among them, else (when every stem
+    is an id + one common suffix such as ``_pred``) the stems without that suffix."""
+    if keys <= set(files):
+        return dict(files)
+    suffix = _shortest_suffix(sorted(files), keys)
+    if suffix:
+        return {stem[: -len(suffix)]: path for stem, path in files.items()}
+    return dict(files)
+
+
+def _match_predictions(files: dict[str, Path], keys: set) -> dict[str, Path]:
+    """:func:`_match`, then without the side files ``unetkit predict`` writes beside a prediction
+    (``22_prob.tif``, ``22_overlay.png``): stems ``<case>_<anything>`` of a case that has its own
+    prediction file."""
+    matched = _match(files, keys)
+    present = keys & set(matched)
+
+    def side_file(stem: str) -> bool:
+        if stem in keys:
+            return False
+        parts = stem.split("_")
+        return any("_".join(parts[:i]) in present for i in range(1, len(parts)))
+
+    return {stem: path for stem, path in matched.items() if not side_file(stem)}
+
+
+def _match_probabilities(files: dict[str, Path], keys: set) -> dict[str, Path]:
+    """``<case>_prob.*`` files (as ``unetkit predict`` names them) when every case has one, else :func:`_match`."""
+    if all(f"{k}_prob" in files for k in keys):
+        return {k: files[f"{k}_prob"] for k in keys}
+    return _match(files, keys)
+
+
+def _read_probabilities(path: Path) -> np.ndarray:
+    """``(K, *spatial)`` probabilities from an image file or a ``.npz`` (key ``probabilities``)."""
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path) as data:
+                key = "probabilities" if "probabilities" in data.files else (data.files[0] if len(data.files) == 1
+                                                                              else None)
+                if key is None:
+                    raise DataError(f"npz holds {', '.join(data.files)}; expected the array 'probabilities'", path)
+                return np.asarray(data[key])
+        except (OSError, ValueError) as exc:
+            raise DataError(f"unreadable npz file ({exc})", path) from exc
+    from ..io import read_image
+
+    return read_image(path)[0]
+
+
+def _names(paths: Sequence, limit: int = 5) -> str:
+    shown = ", ".join(str(p) for p in list(paths)[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def _truth_folder(truth_dir: Path) -> Path:
+    """A dataset folder (with ``masks/``) stands for its mask folder."""
+    from ..data.discovery import MASK_DIR_NAMES
+    from ..io.readers import is_image_file
+
+    if truth_dir.is_dir() and not any(p.is_file() and is_image_file(p) for p in truth_dir.iterdir()):
+        for name in MASK_DIR_NAMES:
+            if (truth_dir / name).is_dir():
+                return truth_dir / name
+    return truth_dir
+
+
+def _image_folder(truth_dir: Path, image_dir: Optional[PathLike]) -> Optional[Path]:
+    if image_dir is not None:
+        return Path(image_dir)
+    from ..data.discovery import IMAGE_DIR_NAMES, MASK_DIR_NAMES
+
+    if truth_dir.name in MASK_DIR_NAMES:
+        for name in IMAGE_DIR_NAMES:
+            if (truth_dir.parent / name).is_dir():
+                return truth_dir.parent / name
+    return None
+
+
+def _class_name(label_map, c: int) -> str:
+    if label_map.names is not None:
+        return label_map.names[c]
+    v = label_map.values[c]
+    return f"({v[0]}, {v[1]}, {v[2]})" if isinstance(v, tuple) else str(v)
+
+
+def _read_fov(path: Path, shape: tuple) -> np.ndarray:
+    from ..io import read_image
+
+    arr, _ = read_image(path)
+    if arr.shape[1:] != shape:
+        raise DataError(f"field of view shape {arr.shape[1:]} differs from the truth mask's {shape}", path)
+    return np.any(arr != 0, axis=0)
+
+
+def evaluate_folders(pred_dir: PathLike, truth_dir: PathLike, out_dir: Optional[PathLike] = None,
+                     fov_dir: Optional[PathLike] = None, metrics: Optional[Sequence[str]] = None,
+                     instances: bool = False, label_map=None, image_dir: Optional[PathLike] = None, *,
+                     prob_dir: Optional[PathLike] = None, spacing: Optional[Sequence[float]] = None,
+                     connectivity: int = 1, pred_background: str = "singletons",
+                     include_background: bool = False) -> EvaluationResult:
+    """Score every predicted label image against the truth mask of the same stem.
+
+    Args:
+        pred_dir: predicted label images, in the truth's values (``{0, 255}`` for ISBI/DRIVE),
+            named like the masks (``22.png``; a common suffix such as ``22_pred.png`` is detected).
+            Non-image files, hidden files, sub-folders and the side files of ``unetkit predict``
+            (``22_prob.tif``, ``22_overlay.png``: ``<case>_…`` beside ``<case>.png``) are ignored.
+        truth_dir: the truth masks (or a dataset folder holding ``masks/``).
+        out_dir: where to write ``per_case.csv``, ``summary.json``, ``report.md``,
+            ``boxplots.png`` and the best/worst overlays; ``None`` writes nothing.
+        fov_dir: field-of-view masks by stem (non-zero = inside), e.g. DRIVE's ``fov/``.
+        metrics: metric or group names (see :func:`resolve_metrics`); ``None``: the defaults.
+        instances: masks and predictions are instance label images (each id > 0 one object).
+        label_map: the :class:`~unetkit.data.labels.LabelMap` of both folders; ``None`` infers it
+            from the truth masks.
+        image_dir: images for the overlays (default: ``images/`` beside a ``masks/`` truth folder).
+        prob_dir: probability maps for AUC, ``<case>_prob.*`` (as ``unetkit predict`` writes them,
+            so ``prob_dir`` may be ``pred_dir``) or ``<case>.*``: ``(K, *spatial)``, or
+            ``(1, *spatial)`` foreground of a binary task; float TIFF, ``.npz`` (key
+            ``probabilities``) or 8/16-bit images (only the ranking matters).
+        spacing: pixel size per axis for the distance metrics (default: the truth file's
+            spacing, else 1 pixel).
+        connectivity: of the connected components that make the regions (1 = face neighbours).
+        pred_background: Rand/VOI convention (see :mod:`unetkit.evaluation.connectomics`).
+        include_background: also score class 0.
+
+    Returns:
+        An :class:`EvaluationResult`.
+
+    Raises:
+        DataError: a folder is missing or empty; a mask has no prediction (or the reverse), a
+            case has no field of view / probability map; shapes differ; a prediction holds values
+            outside the label map (each message names the file).
+        ConfigError: unknown metrics or bad options.
+    """
+    from ..data.labels import INSTANCE_LABEL_MAP, LabelMap, infer_label_map, read_mask
+
+    pred_dir, truth_dir = Path(pred_dir), _truth_folder(Path(truth_dir))
+    names = resolve_metrics(metrics, with_auc=prob_dir is not None)
+    truths = _list_images(truth_dir, "truth mask")
+    preds = _match_predictions(_list_images(pred_dir, "prediction"), set(truths))
+    missing = sorted(set(truths) - set(preds))
+    if missing:
+        raise DataError(f"no prediction for {len(missing)} of {len(truths)} truth mask(s) of {truth_dir}: "
+                        f"{_names([truths[m].name for m in missing])} (files are matched by stem)", pred_dir)
+    extra = sorted(set(preds) - set(truths))
+    if extra:
+        raise DataError(f"no truth mask for {len(extra)} prediction(s) of {pred_dir}: "
+                        f"{_names([preds[e].name for e in extra])} (files are matched by stem)", truth_dir)
+    case_ids = sorted(truths)
+    extras: dict[str, dict[str, Path]] = {}
+    for what, folder in (("field of view", fov_dir), ("probability map", prob_dir)):
+        if folder is None:
+            continue
+        if what == "field of view":
+            found = _match(_list_images(Path(folder), what), set(case_ids))
+        else:
+            found = _match_probabilities(_list_images(Path(folder), what, (".npz",)), set(case_ids))
+        lacking = [c for c in case_ids if c not in found]
+        if lacking:
+            raise DataError(f"no {what} for {len(lacking)} case(s): {_names(lacking)} (files are matched by stem)",
+                            folder)
+        extras[what] = found
+    if instances:
+        if label_map is not None and label_map != INSTANCE_LABEL_MAP:
+            raise ConfigError("instances=True reads instance ids; do not pass a label map with it")
+        label_map = INSTANCE_LABEL_MAP
+    elif label_map is None:
+        label_map = infer_label_map([truths[c] for c in case_ids])
+    elif not isinstance(label_map, LabelMap):
+        label_map = LabelMap(label_map)
+    k = label_map.num_classes
+    classes = list(range(0 if include_background else 1, k))
+    class_names = [_class_name(label_map, c) for c in classes]
+    rows: list = []
+    units: set = set()
+    for case in case_ids:
+        t_cls, t_ids, meta = read_mask(truths[case], label_map)
+        p_cls, p_ids, _ = read_mask(preds[case], label_map)
+        if p_cls.shape != t_cls.shape:
+            raise DataError(f"prediction shape {p_cls.shape} differs from the truth mask {truths[case].name} "
+                            f"shape {t_cls.shape}", preds[case])
+        fov = _read_fov(extras["field of view"][case], t_cls.shape) if "field of view" in extras else None
+        prob = None
+        if "probability map" in extras:
+            prob = _read_probabilities(extras["probability map"][case])
+            if prob.shape[1:] != t_cls.shape:
+                raise DataError(f"probability map shape {prob.shape[1:]} differs from the truth mask's {t_cls.shape}",
+                                extras["probability map"][case])
+            if prob.shape[0] not in (1, k) or (prob.shape[0] == 1 and k != 2):
+                raise DataError(f"probability map has {prob.shape[0]} channel(s); expected {k} (one per class)"
+                                + (" or 1 (the foreground)" if k == 2 else ""), extras["probability map"][case])
+        case_spacing = spacing if spacing is not None else meta.spacing
+        if spacing is None:
+            units.add("pixel" if meta.spacing is None else (meta.spacing_unit or "file spacing"))
+        case_rows = evaluate_case(p_cls, t_cls, k, metrics=names, classes=classes, fov=fov, spacing=case_spacing,
+                                  prob=prob, truth_instances=t_ids, pred_instances=p_ids,
+                                  connectivity=connectivity, pred_background=pred_background)
+        for row, c in zip(case_rows, classes):
+            v = label_map.values[c]
+            rows.append({"case": case, "class": _class_name(label_map, c),
+                         "value": list(v) if isinstance(v, tuple) else v, **row})
+    from .summary import best_and_worst, case_score, summarize_rows
+
+    per_class_metrics = [m for m in names if m not in CASE_METRICS]
+    stats = summarize_rows(rows, per_class_metrics, class_names, [m for m in names if m in CASE_METRICS])
+    best, worst = best_and_worst(case_score(rows, "dice")) if "dice" in names else (None, None)
+    summary = {
+        "pred_dir": str(pred_dir), "truth_dir": str(truth_dir),
+        "fov_dir": None if fov_dir is None else str(fov_dir),
+        "prob_dir": None if prob_dir is None else str(prob_dir),
+        "num_cases": len(case_ids), "case_ids": case_ids,
+        "label_map": label_map.to_dict(), "classes": class_names, "metrics": list(names),
+        "instances": bool(instances), "connectivity": connectivity, "pred_background": pred_background,
+        "distance_unit": "given spacing" if spacing is not None else ", ".join(sorted(units)),
+        **stats,
+        "best_case": best, "worst_case": worst,
+        "policies": {g: POLICIES[g] for g in METRIC_GROUPS if g in _groups(names)},
+        "notes": "statistics over defined values; 'undefined' counts NaN scores left out, 'penalized' counts "
+                 "distance scores set to the image diagonal because exactly one side was empty; std has ddof=0",
+    }
+    result = EvaluationResult(rows, summary, label_map, names, case_ids)
+    if out_dir is not None:
+        from .report import write_report
+
+        result.files = write_report(result, out_dir, truths=truths, preds=preds,
+                                    image_dir=_image_folder(truth_dir, image_dir),
+                                    fovs=extras.get("field of view"))
+    return result
+

@@ -1,0 +1,103 @@
+"""Summary statistics of per-case scores that say what they left out.
+
+Every statistic is computed over the **defined** values only; NaN (undefined: e.g. Dice of a class
+absent from truth and prediction) is counted in ``undefined``, never turned into 0 or 1. Distance
+metrics of a case where exactly one side is empty hold the image-diagonal penalty (see
+:mod:`unetkit.evaluation.boundary`); those values *are* included and counted in ``penalized``,
+so a missed object raises the mean instead of vanishing from it. ``std`` is the population
+standard deviation (``ddof=0``, as nnU-Net and MONAI report).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from .boundary import BOUNDARY_METRICS
+
+STAT_KEYS = ("mean", "median", "std", "min", "max", "n", "undefined", "penalized")
+
+
+def describe(values: Iterable[float], penalized: int = 0) -> dict[str, float]:
+    """``{"mean", "median", "std", "min", "max", "n", "undefined", "penalized"}`` of ``values``.
+
+    Args:
+        values: scores, NaN = undefined (left out and counted); +inf is kept (and makes the mean
+            inf: nothing is dropped silently).
+        penalized: how many of the values are empty-case penalties (reported as given).
+
+    Example:
+        >>> describe([1.0, float("nan"), 0.5])["mean"], describe([1.0, float("nan")])["undefined"]
+        (0.75, 1)
+    """
+    arr = np.asarray(list(values), dtype=np.float64)
+    defined = arr[~np.isnan(arr)]
+    nan = float("nan")
+    if defined.size == 0:
+        stats = {"mean": nan, "median": nan, "std": nan, "min": nan, "max": nan}
+    else:
+        with np.errstate(invalid="ignore"):
+            stats = {"mean": float(defined.mean()), "median": float(np.median(defined)),
+                     "std": float(defined.std()), "min": float(defined.min()), "max": float(defined.max())}
+    return {**stats, "n": int(defined.size), "undefined": int(arr.size - defined.size), "penalized": int(penalized)}
+
+
+def _penalized(rows: Sequence[dict], metric: str) -> int:
+    if metric not in BOUNDARY_METRICS:
+        return 0
+    return sum(1 for r in rows if (r["truth_pixels"] == 0) != (r["pred_pixels"] == 0))
+
+
+def summarize_rows(rows: Sequence[dict], metrics: Sequence[str], classes: Sequence[str],
+                   case_metrics: Sequence[str] = ()) -> dict:
+    """Per-class statistics, the mean over classes and the case-level statistics.
+
+    Args:
+        rows: one dict per (case, class) with ``"case"``, ``"class"``, ``"truth_pixels"``,
+            ``"pred_pixels"`` and a value per metric.
+        metrics: the per-class metric names to summarise.
+        classes: class names, in order.
+        case_metrics: metrics with one value per case (repeated in each of its rows), e.g.
+            ``"pixel_error"``.
+
+    Returns:
+        ``{"per_class": {class: {metric: stats}}, "mean_over_classes": {metric: float},
+        "case": {metric: stats}}``: ``mean_over_classes`` is the mean of the per-class means that
+        are defined (macro average; equal to the class mean for a binary task).
+    """
+    per_class: dict = {}
+    for name in classes:
+        sel = [r for r in rows if r["class"] == name]
+        per_class[name] = {m: describe([r[m] for r in sel], _penalized(sel, m)) for m in metrics}
+    macro = {}
+    for m in metrics:
+        means = [per_class[c][m]["mean"] for c in classes if not math.isnan(per_class[c][m]["mean"])]
+        macro[m] = float(np.mean(means)) if means else float("nan")
+    case: dict = {}
+    for m in case_metrics:
+        seen: dict = {}
+        for r in rows:
+            seen.setdefault(r["case"], r[m])
+        case[m] = describe(seen.values())
+    return {"per_class": per_class, "mean_over_classes": macro, "case": case}
+
+
+def case_score(rows: Sequence[dict], metric: str = "dice") -> dict[str, float]:
+    """Per case, the mean of ``metric`` over its classes (NaN when none is defined)."""
+    out: dict[str, list] = {}
+    for r in rows:
+        out.setdefault(r["case"], []).append(r.get(metric, float("nan")))
+    return {case: (float(np.nanmean(v)) if not all(math.isnan(x) for x in v) else float("nan"))
+            for case, v in out.items()}
+
+
+def best_and_worst(scores: dict[str, float]) -> tuple[Optional[str], Optional[str]]:
+    """The cases with the highest and the lowest defined score (``None`` when none is defined)."""
+    defined = [(v, c) for c, v in scores.items() if not math.isnan(v)]
+    if not defined:
+        return None, None
+    best = max(defined, key=lambda t: t[0])[1]
+    worst = min(defined, key=lambda t: t[0])[1]
+    return best, worst

@@ -1,0 +1,151 @@
+"""Post-processing: thresholds, clean-ups and instance separation on hand-made masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.measure import label as sk_label
+
+from unetkit.errors import ConfigError
+from unetkit.inference.postprocess import (
+    argmax,
+    clean_labels,
+    connected_components,
+    fill_holes,
+    instance_image,
+    keep_largest_component,
+    remove_small_objects,
+    threshold,
+    watershed_split,
+)
+from unetkit.io import read_image, write_image
+
+
+def _discs(shape, centres, radius):
+    grid = np.indices(shape)
+    out = np.zeros(shape, bool)
+    for c in centres:
+        out |= sum((g - v) ** 2 for g, v in zip(grid, c)) < radius ** 2
+    return out
+
+
+def test_threshold_and_argmax():
+    prob = np.array([[0.2, 0.5], [0.7, 0.49]])
+    assert threshold(prob).tolist() == [[0, 1], [1, 0]]
+    assert threshold(prob, 0.6).dtype == np.int64
+    probs = np.stack([1 - prob, prob, np.full_like(prob, 0.6)])
+    assert argmax(probs).tolist() == [[0, 2], [1, 2]]
+    assert argmax(np.full((3, 1, 2), 0.3)).tolist() == [[0, 0]]  # ties go to the lower class
+    assert argmax(prob[None]).tolist() == [[0, 1], [1, 0]]  # one sigmoid channel: thresholded
+    with pytest.raises(ConfigError, match=r"channel-first \(K, \*spatial\)"):
+        argmax(np.zeros(3))
+
+
+def test_remove_small_objects():
+    mask = np.zeros((6, 8), bool)
+    mask[0, 0] = True  # 1 px
+    mask[2:4, 2:4] = True  # 4 px
+    mask[5, 5:8] = True  # 3 px
+    kept = remove_small_objects(mask, 3)
+    assert kept.sum() == 7 and not kept[0, 0]
+    assert remove_small_objects(mask, 5).sum() == 0
+    assert np.array_equal(remove_small_objects(mask, 1), mask)
+    diag = np.eye(3, dtype=bool)  # three 1-px objects, or one of 3 px with full connectivity
+    assert remove_small_objects(diag, 2).sum() == 0
+    assert remove_small_objects(diag, 2, connectivity=2).sum() == 3
+
+
+def test_fill_holes():
+    ring = np.zeros((7, 7), bool)
+    ring[1:6, 1:6] = True
+    ring[2:5, 2:5] = False  # a 9-px hole
+    ring[3, 3] = True  # leaves an 8-px hole
+    assert fill_holes(ring).sum() == 25
+    assert np.array_equal(fill_holes(ring, max_size=5), ring)
+    assert fill_holes(ring, max_size=8).sum() == 25
+    open_ring = ring.copy()
+    open_ring[1, 3] = False  # the hole now reaches the outside: not a hole
+    assert np.array_equal(fill_holes(open_ring), open_ring)
+
+
+def test_keep_largest_component():
+    mask = np.zeros((5, 9), bool)
+    mask[0:2, 0:2] = True
+    mask[3:5, 3:9] = True
+    largest = keep_largest_component(mask)
+    assert largest.sum() == 12 and not largest[0, 0]
+    assert keep_largest_component(np.zeros((3, 3), bool)).sum() == 0
+
+
+def test_clean_labels_per_class_keeps_other_classes_in_holes():
+    labels = np.zeros((9, 9), np.int64)
+    labels[1:8, 1:8] = 1
+    labels[3:6, 3:6] = 0  # hole in class 1 ...
+    labels[4, 4] = 2  # ... holding a pixel of class 2
+    labels[0, 8] = 2  # a stray 1-px class-2 object
+    out = clean_labels(labels, fill_holes=True)
+    assert out[4, 4] == 2 and (out[3:6, 3:6] == 1).sum() == 8
+    out = clean_labels(labels, min_size=2, classes=[2])
+    assert out[0, 8] == 0 and out[4, 4] == 0 and (out == 1).sum() == (labels == 1).sum()
+    two = np.zeros((4, 10), np.int64)
+    two[0:2, 0:2] = 1
+    two[0:3, 5:9] = 1
+    assert (clean_labels(two, keep_largest=True) == 1).sum() == 12
+    with pytest.raises(ConfigError, match="class 0 is the background class"):
+        clean_labels(labels, classes=[0])
+
+
+def test_connected_components_match_skimage():
+    rng = np.random.default_rng(2)
+    mask = rng.random((30, 30)) < 0.45
+    ours = connected_components(mask)
+    ref = sk_label(mask, connectivity=1)
+    assert ours.dtype == np.int32 and ours.max() == ref.max()
+    pairs = set(zip(ours[mask].tolist(), ref[mask].tolist()))
+    assert len(pairs) == ref.max()  # the same partition, numbered alike or not
+
+
+def test_watershed_splits_two_touching_discs_2d_and_3d():
+    two = _discs((30, 50), [(15, 15), (15, 32)], 10)
+    assert connected_components(two).max() == 1
+    inst = watershed_split(two)
+    assert inst.max() == 2 and np.array_equal(inst > 0, two)
+    assert inst[15, 15] != inst[15, 32]
+    assert abs((inst == 1).sum() - (inst == 2).sum()) <= 0.1 * two.sum()
+    assert watershed_split(_discs((30, 30), [(15, 15)], 10)).max() == 1
+    balls = _discs((20, 20, 36), [(10, 10, 10), (10, 10, 24)], 8)
+    inst3 = watershed_split(balls, spacing=(1.0, 1.0, 1.0))
+    assert inst3.max() == 2 and np.array_equal(inst3 > 0, balls)
+
+
+def test_watershed_from_border_probability():
+    mask = np.zeros((10, 21), bool)
+    mask[1:9, 1:20] = True  # one blob: two cells with a faint seam at column 10
+    border = np.where(mask, 0.05, 1.0)
+    border[:, 9:12] = [0.4, 0.9, 0.4]
+    inst = watershed_split(mask, border)
+    assert inst.max() == 2
+    assert set(np.unique(inst[1:9, 1:10]).tolist()) == {1} and set(np.unique(inst[1:9, 11:20]).tolist()) == {2}
+    assert np.array_equal(inst > 0, mask)
+    with pytest.raises(ConfigError, match="border_prob shape"):
+        watershed_split(mask, border[:, :5])
+
+
+def test_watershed_keeps_objects_without_a_seed():
+    mask = _discs((30, 40), [(15, 12)], 9)
+    mask[2, 35] = True  # a 1-px object: its distance maximum (1) is below h
+    inst = watershed_split(mask, h=3.0)
+    assert inst.max() == 2 and np.array_equal(inst > 0, mask)
+    assert inst[2, 35] == 1  # raster order: the dot comes first
+
+
+def test_instance_image_round_trip(tmp_path):
+    inst = watershed_split(_discs((30, 50), [(15, 15), (15, 32)], 10))
+    img = instance_image(inst)
+    assert img.shape == (1, 30, 50) and img.dtype == np.uint16
+    write_image(tmp_path / "inst.png", img)
+    back, _ = read_image(tmp_path / "inst.png")
+    assert np.array_equal(back[0], inst)
+    assert instance_image(np.array([[0, 70000]])).dtype == np.uint32
+    with pytest.raises(ConfigError, match="non-negative integers"):
+        instance_image(np.array([[-1, 2]]))
