@@ -3,60 +3,58 @@ sampling, border weight maps and the torch Dataset."""
 
 from __future__ import annotations
 
-from .checks import DatasetReport, check_dataset
-from .dataset import (
-    LoadedCase,
-    PatchDataset,
-    PreparedData,
-    cached_weight_map,
-    load_case,
-    patch_geometry,
-    prepare_data,
-    read_case_image,
-)
-from .discovery import Case, Discovery, Problem, find_cases, scan_dataset
-from .labels import INSTANCE_LABEL_MAP, LabelMap, infer_label_map, read_mask
-from .normalization import Normalizer, create_normalizer, list_normalizers
-from .sampling import PAD_MODE, PatchSampler, crop_with_mirror, foreground_locations
-from .splits import holdout_split, kfold_splits, load_splits, save_splits
-from .transforms import DEFAULT_AUGMENTATION, Compose, build_augmentation
-from .weightmap import border_weight_map, class_weight_map, instance_labels
+import importlib
 
-__all__ = [
-    "DEFAULT_AUGMENTATION",
-    "INSTANCE_LABEL_MAP",
-    "PAD_MODE",
-    "Case",
-    "Compose",
-    "DatasetReport",
-    "Discovery",
-    "LabelMap",
-    "LoadedCase",
-    "Normalizer",
-    "PatchDataset",
-    "PatchSampler",
-    "PreparedData",
-    "Problem",
-    "border_weight_map",
-    "build_augmentation",
-    "cached_weight_map",
-    "check_dataset",
-    "class_weight_map",
-    "create_normalizer",
-    "crop_with_mirror",
-    "find_cases",
-    "foreground_locations",
-    "holdout_split",
-    "infer_label_map",
-    "instance_labels",
-    "kfold_splits",
-    "list_normalizers",
-    "load_case",
-    "load_splits",
-    "patch_geometry",
-    "prepare_data",
-    "read_case_image",
-    "read_mask",
-    "save_splits",
-    "scan_dataset",
-]
+# Names are imported on first use, so that reading labels or images does not import torch
+# (only ``dataset`` needs it).
+_LAZY = {
+    "LoadedCase": "dataset",
+    "PatchDataset": "dataset",
+    "PreparedData": "dataset",
+    "cached_weight_map": "dataset",
+    "load_case": "dataset",
+    "patch_geometry": "dataset",
+    "prepare_data": "dataset",
+    "read_case_image": "dataset",
+    "Case": "discovery",
+    "Compose": "transforms",
+    "DEFAULT_AUGMENTATION": "transforms",
+    "DatasetReport": "checks",
+    "Discovery": "discovery",
+    "INSTANCE_LABEL_MAP": "labels",
+    "LabelMap": "labels",
+    "Normalizer": "normalization",
+    "PAD_MODE": "sampling",
+    "PatchSampler": "sampling",
+    "Problem": "discovery",
+    "border_weight_map": "weightmap",
+    "build_augmentation": "transforms",
+    "check_dataset": "checks",
+    "class_weight_map": "weightmap",
+    "create_normalizer": "normalization",
+    "crop_with_mirror": "sampling",
+    "find_cases": "discovery",
+    "foreground_locations": "sampling",
+    "holdout_split": "splits",
+    "infer_label_map": "labels",
+    "instance_labels": "weightmap",
+    "kfold_splits": "splits",
+    "list_normalizers": "normalization",
+    "load_splits": "splits",
+    "read_mask": "labels",
+    "save_splits": "splits",
+    "scan_dataset": "discovery",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = sorted(_LAZY)

@@ -103,11 +103,18 @@ def interpolate_mode(spatial_dims: int) -> str:
 
 
 def resize_to(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Linear (bi/trilinear) resize of ``x`` (B, C, *spatial) to exactly ``size``."""
+    """Linear (bi/trilinear) resize of ``x`` (B, C, *spatial) to exactly ``size``.
+
+    While tracing (ONNX/TorchScript export) the size stays symbolic, so the exported graph keeps
+    dynamic spatial axes.
+    """
+    mode = interpolate_mode(x.dim() - 2)
+    if torch.jit.is_tracing():
+        return F.interpolate(x, size=list(size), mode=mode, align_corners=False)
     size = tuple(int(s) for s in size)
     if tuple(x.shape[2:]) == size:
         return x
-    return F.interpolate(x, size=size, mode=interpolate_mode(x.dim() - 2), align_corners=False)
+    return F.interpolate(x, size=size, mode=mode, align_corners=False)
 
 
 def match_size(x: torch.Tensor, ref_size: Sequence[int]) -> torch.Tensor:
