@@ -17,17 +17,16 @@ from unetkit.inference.predictor import Predictor
 from unetkit.io import read_image
 from unetkit.training import Trainer
 
+from .conftest import REPO
+
 
 @pytest.mark.slow
-def test_unet_learns_isbi2012_membranes_in_five_minutes(shared_data, tmp_path):
+def test_isbi2012_recipe_learns_membranes_in_five_minutes(shared_data, tmp_path):
     isbi = shared_data / "isbi2012"
-    cfg = RunConfig.from_dict({
-        "data": {"train_dir": str(isbi / "train"), "val_dir": str(isbi / "val"), "patch_size": [256]},
-        "model": {"name": "unet", "options": {"base_features": 16}},
-        "loss": {"name": "dice-ce"},
-        "train": {"epochs": 24, "iters_per_epoch": 20, "batch_size": 4, "lr": 1e-3, "optimizer": "adamw",
-                  "time_budget_minutes": 4.0, "select_metric": "val_dice_c0", "seed": 0},
-    })
+    cfg = RunConfig.from_yaml(REPO / "examples" / "isbi2012.yaml").override({
+        "data.train_dir": str(isbi / "train"), "data.val_dir": str(isbi / "val"),
+        "train.time_budget_minutes": 4.0, "train.seed": 0})
+    assert cfg.train.select_metric == "val_dice_c0" and cfg.model.name == "unet"
     t0 = time.monotonic()
     result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
     minutes = (time.monotonic() - t0) / 60

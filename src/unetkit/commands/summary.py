@@ -30,7 +30,15 @@ def add_parser(sub) -> None:
 
 
 def parse_value(text: str):
-    """CLI text → int, float, bool or tuple (comma-separated); anything else stays a string."""
+    """CLI text → int, float, bool, tuple (comma-separated) or, for ``[…]``/``{…}``, the YAML value;
+    anything else stays a string."""
+    if text[:1] in "[{":
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
     if "," in text:
         return tuple(parse_value(t) for t in text.split(",") if t)
     low = text.lower()
