@@ -222,3 +222,11 @@ def test_patch_dataset_oversamples_class_zero_with_fg_classes(tmp_path):
     assert centres == [0] * 40  # every patch centred on the membrane class
     default = PatchDataset(data.train, PatchSampler([9, 9], fg_fraction=1.0), None, length=40, seed=1)
     assert sum(int(default[i]["mask"][4, 4]) == 0 for i in range(40)) < 10  # class 1 is oversampled instead
+
+
+def test_fixed_validation_folder_may_reuse_file_names(tmp_path):
+    train = _write_dataset(tmp_path / "data" / "train", n=3)
+    val = _write_dataset(tmp_path / "data" / "val", n=2)  # 00.png, 01.png exist in both folders
+    data = prepare_data(train, val, run_dir=tmp_path / "run")
+    assert data.splits == {"train": ["00", "01", "02"], "val": ["val/00", "val/01"]}
+    assert json.loads((tmp_path / "run" / "splits.json").read_text()) == data.splits

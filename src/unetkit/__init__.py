@@ -16,6 +16,13 @@ _LAZY = {
     "UNetPlusPlus": "unetkit.models",
     "ModelOutput": "unetkit.models",
     "summary": "unetkit.models",
+    "RunConfig": "unetkit.config",
+    "Trainer": "unetkit.training",
+    "load_checkpoint": "unetkit.training",
+    "Predictor": "unetkit.inference.predictor",
+    "predict_files": "unetkit.inference.batch",
+    "evaluate_folders": "unetkit.evaluation",
+    "create_loss": "unetkit.losses",
     "ModelSummary": "unetkit.models",
 }
 

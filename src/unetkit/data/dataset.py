@@ -229,7 +229,10 @@ def prepare_data(train_dir: str, val_dir: Optional[str] = None, *, val_fraction:
         train_cases = [c for c in train_cases if c.case_id not in val_ids]
     else:
         val_cases = []
-    splits = {"train": [c.case_id for c in train_cases], "val": [c.case_id for c in val_cases]}
+    # cases of a fixed validation folder are named "<folder>/<id>": its files may share names with
+    # the training files (data/train/images/01.png and data/val/images/01.png are different cases)
+    val_prefix = f"{Path(val_dir).name}/" if val_dir is not None else ""
+    splits = {"train": [c.case_id for c in train_cases], "val": [val_prefix + c.case_id for c in val_cases]}
     if run_dir is not None:
         save_splits(Path(run_dir) / "splits.json", folds if folds is not None else splits)
     if label_map is None and mask_kind in ("auto", "labels"):
