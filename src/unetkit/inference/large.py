@@ -73,7 +73,11 @@ def freeze_normalizer(normalizer, source: np.ndarray):
 
     state = normalizer.to_dict()
     frozen = create_normalizer(state["name"], **{**state["params"], "per_image": False})
-    return frozen.fit(_row_chunks(source))
+    frozen.fit(_row_chunks(source))
+    from .outputs import release_pages
+
+    release_pages(source)  # the statistics pass touched every page of a memory-mapped source
+    return frozen
 
 
 class BandSink:
