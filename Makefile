@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/unetkit summary unet  # until the end-to-end demo lands: the default model's summary
+	$(BIN)/unetkit demo --out demo_out
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
