@@ -79,3 +79,15 @@ def test_tta_averages_probabilities_of_transformed_copies():
             probs.append(np.flip(p, 2) if flip else p)
     np.testing.assert_allclose(tta.predict_proba(image), np.mean(probs, axis=0), atol=1e-5)
     assert not np.allclose(plain.predict_proba(image), tta.predict_proba(image), atol=1e-4)
+
+
+def test_fast_path_is_used_for_the_tile_shape_and_matches_eager():
+    model = create_model("unet", base_features=4, depth=2).eval()
+    image = np.random.default_rng(4).normal(size=(1, 64, 96)).astype(np.float32)
+    eager = Predictor(model, precision="fp32", tile=32, overlap=0.25, fast="eager")
+    jit = Predictor(model, precision="fp32", tile=32, overlap=0.25, fast="jit")
+    np.testing.assert_allclose(jit.predict_logits(image), eager.predict_logits(image), atol=1e-4)
+    assert list(jit._fast_forward) == [(1, 32, 32)] and eager._fast_forward == {}
+    auto = Predictor(model, precision="fp32", tile=32)
+    auto.predict_logits(image)
+    assert auto._fast_forward == {}  # fp32 on CPU: auto stays eager

@@ -113,6 +113,14 @@ def predict_large(predictor, source: np.ndarray, sink: BandSink, progress: Optio
         band = norm(band) if norm is not None else band
         return np.ascontiguousarray(band, dtype=np.float32)
 
+    if plan["mode"] == "overlap-tile":
+        n_tiles = len(overlap_tile_grid(shape, plan["out_tile"], [tuple(b) for b in plan["border"]],
+                                        tile_alignment(predictor.model, plan["in_tile"])).tiles)
+        predictor.prepare_fast_path(source.shape[0], plan["in_tile"], n_tiles)
+    elif all(t <= n for t, n in zip(plan["tile"], shape)):
+        predictor.prepare_fast_path(source.shape[0], plan["tile"], len(sliding_window_grid(shape, plan["tile"],
+                                                                                           plan["overlap"])))
+
     def run(tiles: list[np.ndarray]) -> list[np.ndarray]:
         out = []
         for i in range(0, len(tiles), predictor.batch_size):

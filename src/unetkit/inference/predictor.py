@@ -22,7 +22,14 @@ from torch import nn
 
 from .. import runtime
 from ..errors import ConfigError
-from .tiling import choose_overlap_tile, predict_overlap_tile, predict_tiled, tile_alignment
+from .tiling import (
+    choose_overlap_tile,
+    overlap_tile_grid,
+    predict_overlap_tile,
+    predict_tiled,
+    sliding_window_grid,
+    tile_alignment,
+)
 from .tta import tta_transforms, with_tta
 
 DEFAULT_MAX_TILE = {2: 768, 3: 128}
@@ -73,6 +80,9 @@ class Predictor:
         label_map: the dataset's :class:`~unetkit.data.LabelMap` (to write labels in the user's values).
         runner: alternative backend, a callable with the contract of :meth:`forward_batch`
             (e.g. an ONNX Runtime session wrapper); the model is then used for sizes only.
+        fast: ``auto`` (default), ``eager``, ``jit`` or ``compile``: graph capture and freezing for
+            the tile shape (:mod:`unetkit.inference.fastpath`); ``auto`` builds one only when the
+            image has enough tiles to repay the build (bf16 on CPU, 2D).
     """
 
     def __init__(self, model: nn.Module, device: Union[str, torch.device] = "auto", precision: str = "auto",
@@ -80,8 +90,12 @@ class Predictor:
                  max_tile: Optional[int] = None, min_overlap: Optional[int] = None, blend: str = "gaussian",
                  tta: Union[bool, str] = "none", batch_size: Optional[int] = None, threads: Optional[int] = None,
                  channels_last: Optional[bool] = None, normalizer=None, label_map=None,
-                 runner: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+                 runner: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, fast: str = "auto"):
         runtime.set_threads(threads)
+        if fast not in ("auto", "eager", "jit", "compile"):
+            raise ConfigError(f"fast must be auto, eager, jit or compile, got {fast!r}")
+        self.fast = fast
+        self._fast_forward: dict = {}
         self.normalizer, self.label_map, self.runner = normalizer, label_map, runner
         self.device = device if isinstance(device, torch.device) else runtime.resolve_device(device)
         self.dtype = runtime.resolve_precision(precision, self.device)
@@ -128,6 +142,9 @@ class Predictor:
         if self.runner is not None:
             return self.runner(batch).float()
         x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        fast = self._fast_forward.get(tuple(batch.shape[1:]))
+        if fast is not None:
+            return fast(x).float().cpu()
         outputs = getattr(self.model, "outputs", None)
         if outputs is not None:
             self.model.outputs = "logits"
@@ -180,6 +197,20 @@ class Predictor:
         s = self.model.valid_input_size(256)
         return s - self.model.output_size(s)
 
+    def prepare_fast_path(self, channels: int, tile: Sequence[int], n_tiles: int) -> None:
+        """Build (once per tile shape) the fast forward that :attr:`fast` asks for."""
+        key = (channels, *[int(t) for t in tile])
+        if self.runner is not None or self.fast == "eager" or key in self._fast_forward:
+            return
+        from .fastpath import choose_mode, optimize_for_inference
+
+        n = n_tiles * len(tta_transforms(self.tta, self.spatial_dims))
+        mode = choose_mode(self.model, self.device, self.dtype, n) if self.fast == "auto" else self.fast
+        if mode != "eager":
+            self._fast_forward[key] = optimize_for_inference(
+                self.model, (self.batch_size, *key), self.device, self.dtype, self.channels_last, mode=mode,
+                expected_tiles=n)
+
     def predict_logits(self, image: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         """``(C, *spatial)`` image → ``(K, *spatial)`` float32 logits (normalised first when the
         predictor has a normaliser; with TTA, the log of the averaged probabilities)."""
@@ -188,10 +219,15 @@ class Predictor:
         if plan["mode"] == "overlap-tile":
             square = len(set(plan["in_tile"])) == 1
             align = tile_alignment(self.model, plan["in_tile"])
+            grid = overlap_tile_grid(image.shape[1:], plan["out_tile"], [tuple(b) for b in plan["border"]], align)
+            self.prepare_fast_path(image.shape[0], plan["in_tile"], len(grid.tiles))
             return predict_overlap_tile(self.tile_function(square), image, plan["in_tile"], plan["out_tile"],
                                         [tuple(b) for b in plan["border"]], align=align,
                                         batch_size=self.batch_size, out=out)
         square = len(set(plan["tile"])) == 1
+        if all(t <= n for t, n in zip(plan["tile"], image.shape[1:])):
+            n_tiles = len(sliding_window_grid(image.shape[1:], plan["tile"], plan["overlap"]))
+            self.prepare_fast_path(image.shape[0], plan["tile"], n_tiles)
         return predict_tiled(self.tile_function(square), image, plan["tile"], overlap=plan["overlap"],
                              mode=self.blend, batch_size=self.batch_size, out=out)
 

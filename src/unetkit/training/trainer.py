@@ -315,7 +315,7 @@ class Trainer:
         t0 = time.monotonic()
         k = self.data.label_map.num_classes
         predictor = Predictor(self.model, device=self.device, precision=self.config.train.precision,
-                              tile=self.input_size, channels_last=self.channels_last)
+                              tile=self.input_size, channels_last=self.channels_last, fast="eager")
         sums = torch.zeros(4, k, dtype=torch.float64)  # dice sum, dice count, iou sum, iou count
         cm_total = np.zeros((k, k), dtype=np.int64)
         loss_sum = torch.zeros(2, dtype=torch.float64)

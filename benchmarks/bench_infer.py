@@ -1,0 +1,225 @@
+"""CPU inference speed of the 64-wide same-padding U-Net on one 1×1×512² tile: plain PyTorch
+variants, unetkit's fast path (``unetkit.inference.fastpath``) in every mode, ONNX Runtime.
+
+All variants run in one process, timed round-robin (one run of each, repeated), so the ratios are
+fair even when the machine is busy; the median over ``--runs`` timed runs after two warm-up runs is
+reported, with the minimum beside it. Build times ("cold start") are separate: ``compile`` is built
+here with an empty Inductor cache (cold) and again in a child process that reuses it (warm).
+
+Label agreement compares each bf16 variant's argmax with fp32 eager's. A random-init net's logits
+sit near zero and their argmax flips on rounding noise, so by default the net is first trained for
+``--train-steps`` SGD steps on synthetic blobs (a few seconds) and evaluated on a synthetic image
+of the same kind; ``--checkpoint`` uses a trained unetkit checkpoint instead.
+
+    python benchmarks/bench_infer.py [--width 64] [--size 512] [--runs 5] [--train-steps 40]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+
+def synthetic_pair(size: int, seed: int):
+    """A blob image ``(1, 1, size, size)`` float32 (noisy, uneven brightness) and its mask ``(1, size, size)``."""
+    import numpy as np
+    import torch
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.standard_normal((size, size)), sigma=size / 48)
+    mask = field > np.quantile(field, 0.6)
+    shade = np.linspace(0.7, 1.3, size)[None, :]
+    image = (mask * 1.0 + 0.25 * rng.standard_normal((size, size))) * shade
+    image = (image - image.mean()) / image.std()
+    return (torch.from_numpy(image.astype(np.float32))[None, None],
+            torch.from_numpy(mask.astype(np.int64))[None])
+
+
+def build_model(args):
+    """The benchmarked net, briefly trained (or loaded), in eval mode."""
+    import torch
+    import torch.nn.functional as F
+
+    from unetkit import create_model
+
+    if args.checkpoint:
+        from unetkit.training.checkpoint import build_model as from_ckpt
+        from unetkit.training.checkpoint import load_checkpoint
+
+        return from_ckpt(load_checkpoint(args.checkpoint)).eval()
+    torch.manual_seed(0)
+    model = create_model("unet", in_channels=1, num_classes=2, base_features=args.width)
+    if args.train_steps:
+        model.train().to(memory_format=torch.channels_last)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for step in range(args.train_steps):
+            x, y = synthetic_pair(128, seed=1000 + step)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)).float(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return model.eval().to(memory_format=torch.contiguous_format)
+
+
+def onnx_runner(model, x):
+    """``fn(x) -> logits`` through ONNX Runtime (fp32), or ``None`` when onnxruntime is missing."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    import torch
+
+    path = os.path.join(tempfile.mkdtemp(), "unet.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (x,), path, input_names=["x"], output_names=["logits"], opset_version=17,
+                          dynamo=False)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    return lambda t: torch.from_numpy(session.run(None, {"x": t.numpy()})[0])
+
+
+def warm_build(args, cache_dir: str, weights: str) -> dict:
+    """Build ``compile`` again in a fresh process that reuses the Inductor cache; ``weights`` is a
+    saved state dict (the parent's: the same weights) or ``""`` (a new random init)."""
+    env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache_dir)
+    cmd = [sys.executable, __file__, "--child-compile", weights, "--width", str(args.width), "--size",
+           str(args.size), "--threads", str(args.threads)]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def child_compile(args) -> None:
+    import torch
+
+    from unetkit import create_model
+    from unetkit.inference.fastpath import optimize_for_inference
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(1)
+    model = create_model("unet", in_channels=1, num_classes=2, base_features=args.width).eval()
+    if args.child_compile != "-":
+        model.load_state_dict(torch.load(args.child_compile, weights_only=True))
+    t0 = time.perf_counter()
+    fwd = optimize_for_inference(model, (1, 1, args.size, args.size), "cpu", torch.bfloat16, True, mode="compile")
+    build = time.perf_counter() - t0
+    x = torch.randn(1, 1, args.size, args.size).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        ref = model(x)
+    print(json.dumps({"build_seconds": build, "mode": fwd.mode, "max_abs_diff": float((fwd(x) - ref).abs().max()),
+                      "max_abs_logit": float(ref.abs().max())}))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--train-steps", type=int, default=40)
+    p.add_argument("--checkpoint", help="a trained unetkit checkpoint to benchmark instead")
+    p.add_argument("--modes", default="eager,jit,compile", help="fast-path modes to include")
+    p.add_argument("--cache-dir", help="Inductor cache to use (default: a new, empty one: a cold compile)")
+    p.add_argument("--child-compile", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="unetkit-inductor-")
+    if not args.child_compile:
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache_dir  # before torch is imported
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.child_compile:
+        child_compile(args)
+        return
+
+    from unetkit import runtime, summary
+    from unetkit.inference.fastpath import choose_mode, optimize_for_inference
+
+    t0 = time.perf_counter()
+    model = build_model(args)
+    train_s = time.perf_counter() - t0
+    gflop = summary(model, args.size).flops / 1e9
+    x, _ = synthetic_pair(args.size, seed=7)
+    if model.in_channels != 1:
+        x = x.expand(1, model.in_channels, -1, -1).contiguous()
+    cl = x.contiguous(memory_format=torch.channels_last)
+    bf16 = torch.bfloat16
+    model_cl = __import__("copy").deepcopy(model).to(memory_format=torch.channels_last)
+
+    def plain(net, dtype):
+        def fn(t):
+            with torch.inference_mode(), runtime.autocast(torch.device("cpu"), dtype):
+                return net(t).float()
+        return fn
+
+    # name -> (fn, input, build seconds)
+    variants = {
+        "fp32 eager": (plain(model, None), x, 0.0),
+        "fp32 channels-last": (plain(model_cl, None), cl, 0.0),
+        "bf16 autocast": (plain(model, bf16), x, 0.0),
+        "bf16 autocast + channels-last": (plain(model_cl, bf16), cl, 0.0),
+    }
+    ort = onnx_runner(model, x)
+    if ort is not None:
+        variants["ONNX Runtime fp32"] = (ort, x, 0.0)
+    for mode in [m for m in args.modes.split(",") if m]:
+        fwd = optimize_for_inference(model, cl.shape, "cpu", bf16, True, mode=mode)
+        variants[f"fastpath mode={mode} (bf16, channels-last)"] = (fwd, cl, fwd.build_seconds)
+    auto = {n: choose_mode(model, torch.device("cpu"), bf16, n) for n in (1, 49, 1000)}
+
+    outputs, times = {}, {name: [] for name in variants}
+    for name, (fn, inp, _) in variants.items():
+        outputs[name] = fn(inp)
+        fn(inp)
+    for _ in range(args.runs):
+        for name, (fn, inp, _) in variants.items():
+            t = time.perf_counter()
+            fn(inp)
+            times[name].append(time.perf_counter() - t)
+
+    ref = outputs["fp32 eager"]
+    warm = {}
+    if "compile" in args.modes.split(","):
+        weights = os.path.join(cache_dir, "weights.pt")
+        torch.save(model.state_dict(), weights)
+        warm["same weights"] = warm_build(args, cache_dir, weights)
+        warm["other weights"] = warm_build(args, cache_dir, "-")
+    src = (f"checkpoint {args.checkpoint}" if args.checkpoint else
+           f"trained {args.train_steps} Adam steps on synthetic blobs ({train_s:.0f} s)" if args.train_steps
+           else "random init")
+    print(f"Inference, U-Net width {args.width} ({src}), one 1×1×{args.size}² tile, {gflop:.1f} GFLOP, "
+          f"{args.threads} threads, torch {torch.__version__}; median (min) of {args.runs} runs after 2 warm-up")
+    print(f"load average when done: {os.getloadavg()[0]:.1f} (2 = both cores busy with other work)")
+    print(f"fastpath mode=auto resolves to: {auto}")
+    for what, w in warm.items():
+        print(f"compile in a new process reusing the cache, {what}: build {w['build_seconds']:.1f} s, mode "
+              f"{w['mode']!r}, max |logit - fp32 eager| {w['max_abs_diff']:.3g} (logits up to "
+              f"{w['max_abs_logit']:.3g})")
+    print()
+    print("| variant | build s | median s | min s | GFLOP/s | × fp32 eager | labels = fp32 | max abs Δlogit |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    base = statistics.median(times["fp32 eager"])
+    for name, (_, _, build) in variants.items():
+        med, best = statistics.median(times[name]), min(times[name])
+        y = outputs[name]
+        agree = (y.argmax(1) == ref.argmax(1)).double().mean().item()
+        diff = (y - ref).abs().max().item()
+        build_s = f"{build:.1f}" if build else "–"
+        if name.startswith("fastpath mode=compile") and warm:
+            build_s = f"{build:.1f} cold / {warm['same weights']['build_seconds']:.1f} warm"
+        print(f"| {name} | {build_s} | {med:.3f} | {best:.3f} | {gflop / med:.0f} | {base / med:.2f} | "
+              f"{100 * agree:.3f} % | {diff:.3g} |")
+
+
+if __name__ == "__main__":
+    main()
