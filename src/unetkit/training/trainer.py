@@ -417,7 +417,11 @@ def _sync_lr_to_schedule(scheduler, epochs: int) -> None:
         scheduler.T_max = epochs
         lrs = scheduler._get_closed_form_lr()
     elif isinstance(scheduler, torch.optim.lr_scheduler.LambdaLR):
-        lrs = scheduler.get_lr()
+        import warnings
+
+        with warnings.catch_warnings():  # get_lr() outside step() is exactly what is wanted here
+            warnings.simplefilter("ignore", UserWarning)
+            lrs = scheduler.get_lr()
     else:
         return
     for group, lr in zip(scheduler.optimizer.param_groups, lrs):
