@@ -1,17 +1,20 @@
 """CPU inference speed of the 64-wide same-padding U-Net on one 1×1×512² tile: plain PyTorch
 variants, unetkit's fast path (``unetkit.inference.fastpath``) in every mode, ONNX Runtime.
 
-All variants run in one process, timed round-robin (one run of each, repeated), so the ratios are
-fair even when the machine is busy; the median over ``--runs`` timed runs after two warm-up runs is
+All variants run in one process, timed round-robin (one run of each, repeated), so the ratios stay
+comparable when the machine is busy; the median over ``--runs`` timed runs after two warm-up runs is
 reported, with the minimum beside it. Build times ("cold start") are separate: ``compile`` is built
 here with an empty Inductor cache (cold) and again in a child process that reuses it (warm).
 
 Label agreement compares each bf16 variant's argmax with fp32 eager's. A random-init net's logits
 sit near zero and their argmax flips on rounding noise, so by default the net is first trained for
-``--train-steps`` SGD steps on synthetic blobs (a few seconds) and evaluated on a synthetic image
-of the same kind; ``--checkpoint`` uses a trained unetkit checkpoint instead.
+``--train-steps`` Adam steps on 128² synthetic blobs (about a minute) and evaluated on a 512²
+synthetic image of the same kind; ``--checkpoint`` uses a trained unetkit checkpoint instead.
 
-    python benchmarks/bench_infer.py [--width 64] [--size 512] [--runs 5] [--train-steps 40]
+Other jobs on the machine distort every timing; ``--idle-wait S`` starts each timed run only once
+the CPUs have been idle for half a second (waiting at most S seconds; Linux).
+
+    python benchmarks/bench_infer.py [--width 64] [--size 512] [--runs 5] [--train-steps 25] [--idle-wait 20]
 """
 
 from __future__ import annotations
@@ -25,6 +28,30 @@ import sys
 import tempfile
 import time
 import warnings
+
+
+def _cpu_busy(interval: float) -> float:
+    """Fraction of all CPUs busy over ``interval`` seconds (Linux ``/proc/stat``; 0 elsewhere)."""
+    def sample():
+        with open("/proc/stat") as f:
+            ticks = [int(v) for v in f.readline().split()[1:]]
+        return ticks[3] + ticks[4], sum(ticks)
+    try:
+        idle0, total0 = sample()
+        time.sleep(interval)
+        idle1, total1 = sample()
+    except OSError:
+        return 0.0
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def wait_idle(max_wait: float) -> bool:
+    """Wait up to ``max_wait`` s for the CPUs to be (almost) idle; whether they were."""
+    end = time.perf_counter() + max_wait
+    while time.perf_counter() < end:
+        if _cpu_busy(0.5) < 0.15:
+            return True
+    return False
 
 
 def synthetic_pair(size: int, seed: int):
@@ -126,9 +153,11 @@ def main() -> None:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--train-steps", type=int, default=40)
+    p.add_argument("--train-steps", type=int, default=25)
     p.add_argument("--checkpoint", help="a trained unetkit checkpoint to benchmark instead")
     p.add_argument("--modes", default="eager,jit,compile", help="fast-path modes to include")
+    p.add_argument("--idle-wait", type=float, default=0,
+                   help="before each timed run wait up to this many seconds for idle CPUs (shared machines)")
     p.add_argument("--cache-dir", help="Inductor cache to use (default: a new, empty one: a cold compile)")
     p.add_argument("--child-compile", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -177,12 +206,14 @@ def main() -> None:
         variants[f"fastpath mode={mode} (bf16, channels-last)"] = (fwd, cl, fwd.build_seconds)
     auto = {n: choose_mode(model, torch.device("cpu"), bf16, n) for n in (1, 49, 1000)}
 
-    outputs, times = {}, {name: [] for name in variants}
+    outputs, times, idle = {}, {name: [] for name in variants}, []
     for name, (fn, inp, _) in variants.items():
         outputs[name] = fn(inp)
         fn(inp)
     for _ in range(args.runs):
         for name, (fn, inp, _) in variants.items():
+            if args.idle_wait:
+                idle.append(wait_idle(args.idle_wait))
             t = time.perf_counter()
             fn(inp)
             times[name].append(time.perf_counter() - t)
@@ -199,7 +230,8 @@ def main() -> None:
            else "random init")
     print(f"Inference, U-Net width {args.width} ({src}), one 1×1×{args.size}² tile, {gflop:.1f} GFLOP, "
           f"{args.threads} threads, torch {torch.__version__}; median (min) of {args.runs} runs after 2 warm-up")
-    print(f"load average when done: {os.getloadavg()[0]:.1f} (2 = both cores busy with other work)")
+    print(f"load average when done: {os.getloadavg()[0]:.1f} (2 = both cores busy with other work)"
+          + (f"; {sum(idle)} of {len(idle)} timed runs started on idle CPUs" if idle else ""))
     print(f"fastpath mode=auto resolves to: {auto}")
     for what, w in warm.items():
         print(f"compile in a new process reusing the cache, {what}: build {w['build_seconds']:.1f} s, mode "

@@ -74,6 +74,14 @@ def test_jit_fp32_matches_eager(channels_last):
     torch.testing.assert_close(y, reference(net, x), atol=1e-4, rtol=1e-4)
 
 
+def test_jit_3d_matches_eager():
+    net = create_model("unet", spatial_dims=3, in_channels=2, num_classes=2, base_features=2, depth=1).eval()
+    x = torch.randn(1, 2, 8, 16, 16).contiguous(memory_format=torch.channels_last_3d)
+    fwd = optimize_for_inference(net, x.shape, channels_last=True, mode="jit")
+    assert fwd.mode == "jit"
+    torch.testing.assert_close(fwd(x), reference(net, x), atol=1e-4, rtol=1e-4)
+
+
 def test_jit_bf16_is_close_to_fp32_and_returns_float32():
     net = tiny()
     x = torch.randn(2, 1, 32, 32).contiguous(memory_format=torch.channels_last)

@@ -10,15 +10,16 @@ U-Net on one 512² tile on the 2-core AVX-512-bf16 reference CPU, bf16 + channel
   Build: a copy of the weights (≈ 0.1 s).
 * ``jit``: ``torch.jit.trace`` under autocast, ``torch.jit.freeze`` (batch norm folded into the
   convolutions, weights constant) and ``torch.jit.optimize_for_inference``. Build ≈ 1.5 s (one
-  traced forward pass); ≈ 0.9× eager time. TorchScript is deprecated upstream, but still the
+  traced forward pass); ≈ 0.85× eager time. TorchScript is deprecated upstream, but still the
   cheapest freezing there is.
 * ``compile``: ``torch.compile(dynamic=False)`` with Inductor *freezing* (batch norm folded,
-  weights prepacked for oneDNN, ReLU fused into the convolutions). ≈ 0.83× eager time. Build:
-  ≈ 20 s cold; Inductor's on-disk FX graph cache (on by default; ``$TORCHINDUCTOR_CACHE_DIR``, else
-  ``/tmp/torchinductor_$USER``) brings a later process with the same net, weights and tile shape
-  to ≈ 4 s. The key holds the graph, shapes and small constants (vectors of ≤ 8 values, e.g. the
-  output bias) but not the big weights, so other weights of the same net miss. Needs a C++
-  compiler.
+  weights prepacked for oneDNN, ReLU fused into the convolutions). ≈ 0.8× eager time. Build:
+  ≈ 20 s cold, ≈ 12 s warm. Inductor's FX graph cache (on by default) does *not* apply: it bypasses
+  frozen CPU graphs ("mkldnn tensors unpickleable"; without freezing it would, and a warm build
+  takes ≈ 4 s, but the graph runs ≈ 10 % slower). What a later process reuses is Inductor's on-disk
+  cache of compiled C++ kernels (``$TORCHINDUCTOR_CACHE_DIR``, else ``/tmp/torchinductor_$USER``):
+  the same net and tile shape skip the C++ compiler, whatever the weights; tracing, freezing and
+  code generation remain. Needs a C++ compiler.
 * ``auto``: by job size, see :func:`choose_mode`.
 
 When ``jit`` or ``compile`` cannot be built, a ``RuntimeWarning`` says why and the callable runs
@@ -51,8 +52,8 @@ MODES = ("auto", "eager", "jit", "compile")
 #: ``auto`` uses ``jit`` from this many tiles of the example shape on: its build (one traced
 #: forward pass, ≈ 1.5 s) is paid back at ≈ 0.05 s saved per 512² tile.
 JIT_MIN_TILES = 32
-#: ``auto`` compiles from this many tiles on: a cold compile costs ≈ 20 s more than ``jit`` and
-#: saves ≈ 0.04 s per 512² tile more than ``jit`` does.
+#: ``auto`` compiles from this many tiles on: a cold compile costs ≈ 20 s more than ``jit`` (a
+#: warm one ≈ 10 s) and saves ≈ 0.04–0.06 s per 512² tile more than ``jit`` does.
 COMPILE_MIN_TILES = 500
 
 
