@@ -10,7 +10,6 @@ from torch import nn
 
 from unetkit import runtime
 from unetkit.errors import ConfigError
-from unetkit.inference import fastpath
 from unetkit.inference.fastpath import (
     COMPILE_MIN_TILES,
     JIT_MIN_TILES,
@@ -255,7 +254,3 @@ def test_compile_freezes_matches_eager_and_pads_the_last_batch():
     assert (fwd(other) - reference(net, other)).abs().max() < 0.05 * ref.abs().max()
     fp32 = optimize_for_inference(net, x.shape, mode="compile")
     torch.testing.assert_close(fp32(x.contiguous()), ref, atol=1e-4, rtol=1e-4)
-
-
-def test_module_exports():
-    assert fastpath.MODES == ("auto", "eager", "jit", "compile")

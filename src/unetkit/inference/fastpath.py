@@ -9,17 +9,18 @@ U-Net on one 512² tile on the 2-core AVX-512-bf16 reference CPU, bf16 + channel
 * ``eager``: the model under ``torch.inference_mode()`` + autocast, as the predictor runs it.
   Build: a copy of the weights (≈ 0.1 s).
 * ``jit``: ``torch.jit.trace`` under autocast, ``torch.jit.freeze`` (batch norm folded into the
-  convolutions, weights constant) and ``torch.jit.optimize_for_inference``. Build ≈ 1.5 s (one
-  traced forward pass); ≈ 0.85× eager time. TorchScript is deprecated upstream, but still the
-  cheapest freezing there is.
+  convolutions, weights constant) and ``torch.jit.optimize_for_inference``. Build ≈ 1 s (one
+  traced forward pass); 0.85–0.9× eager time (0.56–0.59 s). TorchScript is deprecated upstream,
+  but it is still the cheapest freezing there is.
 * ``compile``: ``torch.compile(dynamic=False)`` with Inductor *freezing* (batch norm folded,
-  weights prepacked for oneDNN, ReLU fused into the convolutions). ≈ 0.8× eager time. Build:
-  ≈ 20 s cold, ≈ 12 s warm. Inductor's FX graph cache (on by default) does *not* apply: it bypasses
-  frozen CPU graphs ("mkldnn tensors unpickleable"; without freezing it would, and a warm build
-  takes ≈ 4 s, but the graph runs ≈ 10 % slower). What a later process reuses is Inductor's on-disk
-  cache of compiled C++ kernels (``$TORCHINDUCTOR_CACHE_DIR``, else ``/tmp/torchinductor_$USER``):
-  the same net and tile shape skip the C++ compiler, whatever the weights; tracing, freezing and
-  code generation remain. Needs a C++ compiler.
+  weights prepacked for oneDNN, ReLU fused into the convolutions). ≈ 0.8× eager time (0.52–0.54 s
+  vs 0.63–0.70 s). Build: ≈ 17–20 s cold, ≈ 10 s warm. Inductor's FX graph cache (on by default)
+  does *not* apply: it bypasses frozen CPU graphs ("mkldnn tensors unpickleable"). Without
+  freezing it would (warm build ≈ 4 s), but that graph runs ≈ 10 % slower, no faster than ``jit``.
+  What a later process does reuse is Inductor's on-disk cache of compiled C++ kernels
+  (``$TORCHINDUCTOR_CACHE_DIR``, else ``/tmp/torchinductor_$USER``): the same net and tile shape
+  skip the C++ compiler, whatever the weights; tracing, freezing and code generation remain.
+  Needs a C++ compiler.
 * ``auto``: by job size, see :func:`choose_mode`.
 
 When ``jit`` or ``compile`` cannot be built, a ``RuntimeWarning`` says why and the callable runs
@@ -50,11 +51,11 @@ from ..errors import ConfigError
 MODES = ("auto", "eager", "jit", "compile")
 
 #: ``auto`` uses ``jit`` from this many tiles of the example shape on: its build (one traced
-#: forward pass, ≈ 1.5 s) is paid back at ≈ 0.05 s saved per 512² tile.
-JIT_MIN_TILES = 32
-#: ``auto`` compiles from this many tiles on: a cold compile costs ≈ 20 s more than ``jit`` (a
-#: warm one ≈ 10 s) and saves ≈ 0.04–0.06 s per 512² tile more than ``jit`` does.
-COMPILE_MIN_TILES = 500
+#: forward pass, ≈ 1 s) is paid back by ≈ 0.07–0.1 s saved per 512² tile after 10–15 tiles.
+JIT_MIN_TILES = 16
+#: ``auto`` compiles from this many tiles on: a cold compile costs ≈ 16 s more than ``jit`` (a
+#: warm one ≈ 9 s) and saves ≈ 0.04–0.05 s per 512² tile more than ``jit`` does.
+COMPILE_MIN_TILES = 400
 
 
 def choose_mode(model: nn.Module, device: torch.device, dtype: Optional[torch.dtype],
