@@ -22,8 +22,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _label_values(text: str) -> list:
-    """``"0,255"`` → ``[0, 255]``."""
+def label_values(text: str) -> list:
+    """``"0,255"`` → ``[0, 255]`` (the ``--labels`` option of check-data and evaluate)."""
     items = [t.strip() for t in text.split(",") if t.strip()]
     try:
         values = [int(t) for t in items]
@@ -47,7 +47,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="suffix of mask names, e.g. _mask for 01_mask.png (default: detected)")
     parser.add_argument("--in-channels", type=_positive_int, default=None, metavar="N",
                         help="expected image channel count (default: images must agree with each other)")
-    parser.add_argument("--labels", type=_label_values, default=None, metavar="V,V,...",
+    parser.add_argument("--labels", type=label_values, default=None, metavar="V,V,...",
                         help="the class values of the masks, e.g. 0,255; any other value is a problem (default: "
                              "the labels of an nnU-Net dataset.json, else masks are compared with each other)")
     parser.add_argument("--mask-kind", default="auto", choices=("auto", "labels", "colors", "instances"),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from .check_data import label_values
+
 EPILOG = """\
 metric groups: overlap (dice iou precision recall specificity pixel_error), boundary (hd hd95 assd),
 connectomics (rand_error rand_precision rand_recall voi_split voi_merge voi), objects (obj_precision
@@ -32,18 +34,6 @@ def _spacing(text: str) -> tuple:
     return values
 
 
-def _label_values(text: str) -> list:
-    """``"0,255"`` → ``[0, 255]``."""
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integer class values separated by commas (e.g. 0,255), "
-                                         f"got {text!r}") from None
-    if len(values) < 2 or len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"expected at least 2 different class values (e.g. 0,255), got {text!r}")
-    return values
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "evaluate",
@@ -61,7 +51,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="metric groups or names (space or comma separated); default: all but auc")
     parser.add_argument("--instances", action="store_true",
                         help="masks and predictions are instance label images (each id > 0 is one object)")
-    parser.add_argument("--labels", type=_label_values, default=None, metavar="V,V,...",
+    parser.add_argument("--labels", type=label_values, default=None, metavar="V,V,...",
                         help="the class values in class order, e.g. 0,255 (default: inferred from the truth masks)")
     parser.add_argument("--images", metavar="DIR", default=None,
                         help="images for the overlays (default: images/ beside a masks/ folder)")
