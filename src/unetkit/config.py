@@ -111,7 +111,7 @@ class LossConfig:
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULERS = ("poly", "cosine", "plateau", "none")
+SCHEDULERS = ("poly", "cosine", "plateau", "budget", "none")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
@@ -124,7 +124,10 @@ class TrainConfig:
             random patches, as in nnU-Net, not a pass over the files).
         batch_size: global batch size (split across processes under torchrun).
         optimizer: ``sgd`` (Nesterov off, ``momentum`` 0.99 as the paper), ``adam``, ``adamw``.
-        scheduler: ``poly`` (nnU-Net, power 0.9), ``cosine``, ``plateau`` or ``none``.
+        scheduler: ``poly`` (nnU-Net, power 0.9, per epoch over ``epochs``), ``cosine``, ``plateau``,
+            ``budget`` (poly on the clock over ``time_budget_minutes``: the rate reaches about 0 when the
+            time is up and training ends when the next epoch would not fit; ``epochs`` is then only an
+            upper bound; see :class:`~unetkit.training.callbacks.BudgetSchedule`) or ``none``.
         grad_clip: max gradient norm (``None`` = off).
         precision: ``auto`` (bf16 autocast where the CPU/GPU supports it, else fp32), ``bf16``,
             ``fp16`` (CUDA only), ``fp32``.
@@ -176,6 +179,9 @@ class TrainConfig:
                               f"{self.select_metric!r}")
         if self.time_budget_minutes is not None and self.time_budget_minutes <= 0:
             raise ConfigError(f"train.time_budget_minutes must be > 0, got {self.time_budget_minutes}")
+        if self.scheduler == "budget" and self.time_budget_minutes is None:
+            raise ConfigError("train.scheduler budget runs the learning-rate schedule on the clock and needs a "
+                              "time budget: set train.time_budget_minutes (--time-budget MINUTES)")
 
 
 @dataclass

@@ -61,7 +61,8 @@ def add_parser(sub) -> None:
     g.add_argument("--batch-size", type=int, help="global batch size (default 4)")
     g.add_argument("--lr", type=float, help="learning rate")
     g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
-    g.add_argument("--scheduler", choices=("poly", "cosine", "plateau", "none"))
+    g.add_argument("--scheduler", choices=("poly", "cosine", "plateau", "budget", "none"),
+                   help="learning-rate schedule (default poly); budget: poly on the clock over --time-budget")
     g.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"))
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--seed", type=int)

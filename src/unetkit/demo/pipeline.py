@@ -4,7 +4,7 @@
     build_config()       the original valid-padding U-Net, narrow; elastic augmentation; the paper's
                          weighted cross-entropy with the border weight map (w0 10, σ 5)
     train()              Trainer.fit() within a time budget; the poly learning-rate schedule runs on
-                         the clock (BudgetSchedule)
+                         the clock (scheduler: budget, i.e. BudgetSchedule)
     choose_checkpoint()  best.pt (validation Dice) or last.pt, and the watershed settings
                          (tune_separation), by the mean AP on the validation images
     predict_large()      Predictor.from_checkpoint(...): overlap-tile over the large image
@@ -25,12 +25,15 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 
 from ..errors import ConfigError, DataError
 from .synthetic import CellStyle, SyntheticDataset, write_dataset
+
+if TYPE_CHECKING:  # re-exported lazily by __getattr__ below (importing it here would import torch)
+    from ..training.callbacks import BudgetSchedule
 
 PathLike = Union[str, Path]
 
@@ -146,8 +149,8 @@ def build_config(data: SyntheticDataset, options: DemoOptions):
     poolings; instance masks (semantic = cell vs background, ids for the weight map); the paper's
     weighted cross-entropy with the border weight map unless ``options.weight_map`` is off; the
     default augmentation (flips, rotations, elastic deformation, grey values); AdamW with the poly
-    schedule run on the clock by :class:`BudgetSchedule` (hence ``scheduler: none`` here);
-    ``best.pt`` by validation Dice.
+    schedule run on the clock over the time budget (``scheduler: budget``, see
+    :class:`~unetkit.training.callbacks.BudgetSchedule`); ``best.pt`` by validation Dice.
     """
     from ..config import RunConfig
 
@@ -160,56 +163,30 @@ def build_config(data: SyntheticDataset, options: DemoOptions):
                                                         "depth": int(options.depth)}},
         "loss": {"name": "ce"},
         "train": {"epochs": 1000, "iters_per_epoch": p["iters_per_epoch"], "batch_size": int(options.batch_size),
-                  "optimizer": "adamw", "lr": float(options.lr), "scheduler": "none", "seed": int(options.seed),
+                  "optimizer": "adamw", "lr": float(options.lr), "scheduler": "budget", "seed": int(options.seed),
                   "time_budget_minutes": p["train_minutes"], "select_metric": "val_dice",
                   "channels_last": True, "threads": options.threads},
     })
 
 
-class BudgetSchedule:
-    """Trainer callback that runs the poly learning-rate schedule on the clock and ends training
-    when the next epoch would overrun the time budget.
-
-    After each epoch, with ``t`` seconds of training behind and ``T`` available (the budget minus
-    the set-up time and ``reserve_s``), the learning rate of the next epoch becomes
-    ``lr · (1 − t/T)^power`` and ``train.epochs`` the epochs done plus those that still fit at the
-    speed of the last three. The rate thus falls steadily to about 0 when the time is up however
-    the speed of a shared machine changes, instead of being cut off at its peak (the run's config
-    says ``scheduler: none``: this callback is the schedule). The trainer's own time budget still
-    stops a run that slows down mid-epoch.
-    """
-
-    def __init__(self, budget_s: float, lr: float, power: float = 0.9, reserve_s: float = 3.0):
-        self.budget_s, self.lr, self.power, self.reserve_s = float(budget_s), float(lr), float(power), float(reserve_s)
-
-    def on_train_start(self, trainer) -> None:
-        self.t0 = self.last = time.monotonic()
-        self.available = self.budget_s - (self.t0 - trainer.t_start) - self.reserve_s
-        self.epoch_times: list[float] = []
-
-    def on_epoch_end(self, trainer, history) -> None:
-        now = time.monotonic()
-        self.epoch_times.append(now - self.last)
-        self.last = now
-        elapsed = now - self.t0
-        per_epoch = float(np.mean(self.epoch_times[-3:]))
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = self.lr * max(0.0, 1.0 - elapsed / self.available) ** self.power
-        fit = int(max(self.available - elapsed, 0.0) // max(per_epoch, 1e-9))
-        trainer.config.train.epochs = len(history) + fit
-
-    def on_train_end(self, trainer, history) -> None:
-        pass
-
-
 def train(config, run_dir: PathLike, options: DemoOptions):
-    """Train as ``config`` says into ``run_dir``; returns the :class:`~unetkit.training.TrainResult`."""
+    """Train as ``config`` says into ``run_dir``; returns the :class:`~unetkit.training.TrainResult`.
+
+    The config's ``scheduler: budget`` makes the trainer run the poly schedule on the clock
+    (:class:`~unetkit.training.callbacks.BudgetSchedule`).
+    """
     from ..training.trainer import Trainer
 
-    budget_s = options.preset()["train_minutes"] * 60
-    schedule = BudgetSchedule(budget_s, lr=config.train.lr)
-    trainer = Trainer(config, run_dir=run_dir, progress=options.progress, callbacks=[schedule])
-    return trainer.fit()
+    return Trainer(config, run_dir=run_dir, progress=options.progress).fit()
+
+
+def __getattr__(name: str):
+    # BudgetSchedule lives in unetkit.training.callbacks (train.scheduler: budget); kept importable from here
+    if name == "BudgetSchedule":
+        from ..training.callbacks import BudgetSchedule
+
+        return BudgetSchedule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def overlap_tile_size(model, out_tile: int) -> int:

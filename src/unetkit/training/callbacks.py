@@ -1,7 +1,8 @@
-"""Trainer callbacks: CSV log, loss/metric plot, TensorBoard, one-line epoch summaries.
+"""Trainer callbacks: CSV log, loss/metric plot, TensorBoard, one-line epoch summaries, and the
+learning-rate schedule on the clock (:class:`BudgetSchedule`, ``train.scheduler: budget``).
 
-Each callback sees the whole history (a list of per-epoch dicts) and rewrites its file from it
-atomically, so a resumed run's logs hold exactly the epochs its checkpoint holds.
+Each logging callback sees the whole history (a list of per-epoch dicts) and rewrites its file from
+it atomically, so a resumed run's logs hold exactly the epochs its checkpoint holds.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import csv
 import io
 import math
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -17,7 +19,8 @@ from ..utils import atomic_path, atomic_write_text
 
 
 class Callback:
-    """Hooks the trainer calls on the main process only."""
+    """Hooks the trainer calls: the logging callbacks and a trainer's ``callbacks=[...]`` run on the main
+    process only; a :class:`BudgetSchedule` built from ``train.scheduler: budget`` runs on every rank."""
 
     def on_train_start(self, trainer) -> None:
         pass
@@ -132,3 +135,65 @@ class ConsoleSummary(Callback):
                 parts.append(f"(best {label}{best['value']:.4f} @ {best['epoch']})")
         parts += [f"lr {r['lr']:.2e}", f"{r['images_per_s']:.1f} img/s", f"{r['epoch_time_s']:.0f} s"]
         print("  ".join(parts), file=self.stream, flush=True)
+
+
+class BudgetSchedule(Callback):
+    """The poly learning-rate schedule run on the clock: the rate falls to about 0 when the time
+    budget is up, and training ends when the next epoch would not fit.
+
+    The trainer adds one for ``train.scheduler: budget`` (budget ``train.time_budget_minutes``·60 s,
+    rate ``train.lr``). After each epoch, with ``t`` seconds of training behind and ``T`` available
+    (the budget minus the set-up time and ``reserve_s``), the learning rate of the next epoch becomes
+    ``lr · (1 − t/T)^power`` and ``train.epochs`` the epochs done plus those that still fit at the
+    speed of the last three. The rate thus falls steadily to about 0 when the time is up however
+    the speed of a shared machine changes, instead of being cut off at its peak as the per-epoch
+    ``poly`` schedule is when the budget ends first. The trainer's own time budget still stops a run
+    that slows down mid-epoch.
+
+    Resume: the clock restarts. A resumed run gets the whole budget again (as the trainer's own time
+    budget does), starts again at ``lr`` at the resumed epoch and decays over the new budget: a warm
+    restart, not a continuation of the earlier curve.
+
+    Multi-process (torchrun): the callback runs on every rank and rank 0's learning rate and epoch
+    count are broadcast, so all ranks train with the same rate and stop after the same epoch.
+
+    Args:
+        budget_s: the time budget in seconds, counted from the trainer's set-up.
+        lr: the peak learning rate (the rate at ``t = 0``).
+        power: the poly exponent (0.9, as nnU-Net).
+        reserve_s: seconds kept free at the end (validation and saving of the last epoch).
+    """
+
+    def __init__(self, budget_s: float, lr: float, power: float = 0.9, reserve_s: float = 3.0):
+        self.budget_s, self.lr, self.power, self.reserve_s = float(budget_s), float(lr), float(power), float(reserve_s)
+
+    def on_train_start(self, trainer) -> None:
+        self.t0 = self.last = time.monotonic()
+        self.available = self.budget_s - (self.t0 - trainer.t_start) - self.reserve_s
+        self.epoch_times: list[float] = []
+        self._set_lr(trainer, self.lr)  # the schedule's start (a resumed optimiser holds its last rate)
+
+    def on_epoch_end(self, trainer, history) -> None:
+        now = time.monotonic()
+        self.epoch_times.append(now - self.last)
+        self.last = now
+        elapsed = now - self.t0
+        recent = self.epoch_times[-3:]
+        per_epoch = sum(recent) / len(recent)
+        left = 1.0 - elapsed / self.available if self.available > 0 else 0.0
+        lr = self.lr * max(0.0, left) ** self.power
+        epochs = len(history) + int(max(self.available - elapsed, 0.0) // max(per_epoch, 1e-9))
+        dist = getattr(trainer, "dist", None)
+        if dist is not None and dist.enabled:  # rank 0's clock decides for every rank
+            import torch.distributed
+
+            box = [lr, epochs]
+            torch.distributed.broadcast_object_list(box, src=0)
+            lr, epochs = box
+        self._set_lr(trainer, lr)
+        trainer.config.train.epochs = epochs
+
+    @staticmethod
+    def _set_lr(trainer, lr: float) -> None:
+        for group in trainer.optimizer.param_groups:
+            group["lr"] = lr

@@ -23,14 +23,17 @@ def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 
 def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> Optional[Any]:
     """Per-epoch schedule: ``poly`` lr·(1 − epoch/epochs)^0.9 (nnU-Net), ``cosine``, ``plateau``
-    (halve after 5 validations without improvement of the selection metric) or ``none``."""
+    (halve after 5 validations without improvement of the selection metric) or ``none``.
+
+    ``budget`` (poly on the clock) and ``none`` return ``None``: for ``budget`` the trainer adds a
+    :class:`~unetkit.training.callbacks.BudgetSchedule` callback, which sets the rate after each epoch."""
     if cfg.scheduler == "poly":
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: max(0.0, 1 - e / cfg.epochs) ** 0.9)
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     if cfg.scheduler == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=5)
-    if cfg.scheduler == "none":
+    if cfg.scheduler in ("budget", "none"):
         return None
     raise ConfigError(f"unknown scheduler {cfg.scheduler!r}")
 

@@ -1,6 +1,6 @@
 """The trainer: a short loop of named hooks; every number comes from :class:`~unetkit.config.RunConfig`.
 
-    setup()                      data, model, loss, optimiser, callbacks; resume state
+    setup()                      data, model, loss, optimiser, schedule, callbacks; resume state
     for each epoch:
         train_epoch()            train_step() per batch (autocast, clipping, optimiser step)
         validate()               whole validation images, per-class Dice / IoU
@@ -12,6 +12,7 @@ A run folder holds ``config.yaml`` (resolved), ``splits.json``, ``metrics.csv``,
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -39,7 +40,14 @@ from ..losses import DeepSupervisionLoss, create_loss
 from ..models import create_model
 from ..utils import remove_stale_temp_files
 from . import distributed as dist_utils
-from .callbacks import Callback, ConsoleSummary, CSVLogger, PlotCallback, TensorBoardLogger
+from .callbacks import (
+    BudgetSchedule,
+    Callback,
+    ConsoleSummary,
+    CSVLogger,
+    PlotCallback,
+    TensorBoardLogger,
+)
 from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 
 DEFAULT_PATCH = {2: 256, 3: 96}
@@ -60,7 +68,7 @@ class Trainer:
     """Train a model as a :class:`RunConfig` says.
 
     Args:
-        config: the run configuration (validated here).
+        config: the run configuration (validated here; the trainer works on a copy).
         run_dir: the run folder (default ``<output_dir>/<model>-<timestamp>``).
         progress: show a per-epoch progress bar (main process only).
         callbacks: extra :class:`Callback` objects.
@@ -72,7 +80,7 @@ class Trainer:
 
     def __init__(self, config: RunConfig, run_dir: Optional[Union[str, Path]] = None, progress: bool = True,
                  callbacks: Optional[list[Callback]] = None):
-        self.config = config.validate()
+        self.config = copy.deepcopy(config).validate()  # its own copy: the budget schedule changes train.epochs
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
         self.extra_callbacks = list(callbacks or [])
@@ -144,6 +152,8 @@ class Trainer:
                               TensorBoardLogger(self.run_dir / "tensorboard"), ConsoleSummary(),
                               _LogFile(self.run_dir / "train.log"), *self.extra_callbacks]
             self.config.to_yaml(self.run_dir / "config.yaml")
+        if cfg.train.scheduler == "budget":  # the schedule on the clock; on every rank (rank 0's clock decides)
+            self.callbacks.append(BudgetSchedule(cfg.train.time_budget_minutes * 60, lr=cfg.train.lr))
 
     def _make_run_dir(self) -> None:
         if self.run_dir is None:
@@ -376,8 +386,8 @@ class Trainer:
             self.save("last.pt", record)
             if improved or (self.best is None and metric is None):
                 self.save("best.pt", record)
-            for cb in self.callbacks:
-                cb.on_epoch_end(self, self.history)
+        for cb in self.callbacks:  # other ranks hold only the schedule callbacks (see setup)
+            cb.on_epoch_end(self, self.history)
         dist_utils.barrier(self.dist)
 
     def save(self, name: str, record: dict) -> Path:

@@ -1,0 +1,205 @@
+"""``train.scheduler: budget``: the poly learning-rate schedule on the clock (BudgetSchedule)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unetkit.cli import main
+from unetkit.config import RunConfig
+from unetkit.errors import ConfigError
+from unetkit.training import Trainer, load_checkpoint
+from unetkit.training import callbacks as callbacks_module
+from unetkit.training.callbacks import BudgetSchedule, Callback
+from unetkit.training.optim import build_scheduler
+
+
+def make_cells(root: Path, n: int = 4, size: int = 32, seed: int = 0) -> Path:
+    """Bright discs on a noisy background, 32² px; masks 0/255."""
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "masks").mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[:size, :size]
+    for i in range(n):
+        mask = np.zeros((size, size), bool)
+        for _ in range(3):
+            cy, cx, r = rng.integers(6, size - 6), rng.integers(6, size - 6), rng.integers(3, 6)
+            mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        img = np.clip(mask * 120 + 60 + rng.normal(0, 20, mask.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(root / "images" / f"{i:02d}.png")
+        Image.fromarray((mask * 255).astype(np.uint8)).save(root / "masks" / f"{i:02d}.png")
+    return root
+
+
+def tiny_config(data: Path, **train) -> RunConfig:
+    return RunConfig.from_dict({
+        "data": {"train_dir": str(data), "val_fraction": 0.25, "patch_size": [32], "augmentation": None},
+        "model": {"name": "unet", "options": {"base_features": 4, "depth": 2, "norm": "instance"}},
+        "loss": {"name": "dice-ce"},
+        "train": {"epochs": 1000, "iters_per_epoch": 2, "batch_size": 2, "lr": 0.01, "seed": 7, "precision": "fp32",
+                  "threads": 1, "scheduler": "budget", "time_budget_minutes": 1.0, **train},
+    })
+
+
+@pytest.fixture(scope="module")
+def cells(tmp_path_factory) -> Path:
+    return make_cells(tmp_path_factory.mktemp("cells") / "train")
+
+
+def fake_epoch_clock(monkeypatch, step: float) -> None:
+    """The callbacks module's clock: the real time at its first call (``on_train_start``), then ``step``
+    seconds more at each call (one per ``on_epoch_end``): every epoch takes exactly ``step`` seconds."""
+    state: dict = {"t": None}
+
+    def monotonic() -> float:
+        state["t"] = time.monotonic() if state["t"] is None else state["t"] + step
+        return state["t"]
+
+    monkeypatch.setattr(callbacks_module, "time", SimpleNamespace(monotonic=monotonic))
+
+
+def fake_trainer(t_start: float, lr: float, epochs: int = 1000, dist=None):
+    group = {"lr": lr}
+    trainer = SimpleNamespace(t_start=t_start, config=SimpleNamespace(train=SimpleNamespace(epochs=epochs)),
+                              optimizer=SimpleNamespace(param_groups=[group, dict(group)]))
+    if dist is not None:
+        trainer.dist = dist
+    return trainer
+
+
+# ------------------------------------------------------------------------------------- config
+def test_budget_without_time_budget_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"train.scheduler budget .* needs a time budget: set "
+                                          r"train.time_budget_minutes \(--time-budget MINUTES\)"):
+        RunConfig.from_dict({"train": {"scheduler": "budget"}})
+    cfg = RunConfig.from_dict({"train": {"epochs": 5}})
+    with pytest.raises(ConfigError, match="set train.time_budget_minutes"):
+        cfg.override({"train.scheduler": "budget"})
+    ok = cfg.override({"train.scheduler": "budget", "train.time_budget_minutes": 2.5})
+    assert ok.train.scheduler == "budget" and ok.train.time_budget_minutes == 2.5
+    with pytest.raises(ConfigError, match="one of poly, cosine, plateau, budget, none"):
+        RunConfig.from_dict({"train": {"scheduler": "clock"}})
+
+
+def test_build_scheduler_leaves_budget_to_the_callback():
+    cfg = RunConfig.from_dict({"train": {"scheduler": "budget", "time_budget_minutes": 1}}).train
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    assert build_scheduler(cfg, opt) is None
+    assert opt.param_groups[0]["lr"] == 0.1
+
+
+def test_train_cli_accepts_scheduler_budget_and_explains_the_missing_budget(cells, capsys):
+    assert main(["train", str(cells), "--scheduler", "budget", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "set train.time_budget_minutes (--time-budget MINUTES)" in err
+
+
+# ----------------------------------------------------------------------------------- callback
+def test_learning_rate_follows_poly_of_the_elapsed_time(monkeypatch):
+    clock = {"t": 1000.0}
+    monkeypatch.setattr(callbacks_module, "time", SimpleNamespace(monotonic=lambda: clock["t"]))
+    lr, budget, reserve, setup = 0.004, 200.0, 5.0, 15.0
+    T = budget - setup - reserve  # 180 s for training
+    trainer = fake_trainer(t_start=1000.0 - setup, lr=lr)
+    cb = BudgetSchedule(budget_s=budget, lr=lr, reserve_s=reserve)
+    cb.on_train_start(trainer)
+    # epoch durations 30, 30, 60, 50 s; epochs = done + whole mean-of-last-3 epochs left in T − t
+    for done, (t, epochs) in enumerate([(30, 6), (60, 6), (120, 4), (170, 4)], start=1):
+        clock["t"] = 1000.0 + t
+        cb.on_epoch_end(trainer, [{}] * done)
+        expected = lr * (1.0 - t / T) ** 0.9
+        assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([expected, expected], rel=1e-12)
+        assert trainer.config.train.epochs == epochs
+    clock["t"] = 1000.0 + 190  # past T: the rate is 0, never negative or complex
+    cb.on_epoch_end(trainer, [{}] * 5)
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.0 and trainer.config.train.epochs == 5
+
+
+def test_train_start_resets_the_rate_and_a_spent_budget_gives_zero(monkeypatch):
+    clock = {"t": 50.0}
+    monkeypatch.setattr(callbacks_module, "time", SimpleNamespace(monotonic=lambda: clock["t"]))
+    trainer = fake_trainer(t_start=0.0, lr=1e-7)  # a resumed optimiser at its last, tiny rate
+    cb = BudgetSchedule(budget_s=100.0, lr=0.01, power=2.0, reserve_s=0.0)
+    cb.on_train_start(trainer)
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.01
+    clock["t"] = 75.0
+    cb.on_epoch_end(trainer, [{}] * 3)  # T = 50, t = 25: 0.01 · 0.5²
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0025)
+    assert trainer.config.train.epochs == 3 + 1
+    late = BudgetSchedule(budget_s=30.0, lr=0.01)  # set-up took longer than the whole budget: no time left
+    late.on_train_start(trainer)
+    clock["t"] = 80.0
+    late.on_epoch_end(trainer, [{}])
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.0 and trainer.config.train.epochs == 1
+
+
+def test_every_rank_takes_rank_zeros_decision(monkeypatch):
+    import torch.distributed
+
+    clock = {"t": 10.0}
+    monkeypatch.setattr(callbacks_module, "time", SimpleNamespace(monotonic=lambda: clock["t"]))
+    sent = []
+
+    def broadcast_object_list(box, src=0):  # as seen on rank 1: rank 0's clock said lr 0.5, 9 epochs
+        sent.append((list(box), src))
+        box[:] = [0.5, 9]
+
+    monkeypatch.setattr(torch.distributed, "broadcast_object_list", broadcast_object_list)
+    trainer = fake_trainer(t_start=10.0, lr=1.0, dist=SimpleNamespace(enabled=True))
+    cb = BudgetSchedule(budget_s=103.0, lr=1.0, power=1.0)
+    cb.on_train_start(trainer)
+    clock["t"] = 60.0
+    cb.on_epoch_end(trainer, [{}])
+    assert sent == [([0.5, 2], 0)]  # its own view (t = 50 of T = 100) was sent for rank 0 to overwrite
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == [0.5, 0.5] and trainer.config.train.epochs == 9
+
+
+# ------------------------------------------------------------------------------------ trainer
+def test_trainer_runs_the_budget_schedule_and_stops_when_the_next_epoch_would_not_fit(cells, tmp_path,
+                                                                                       monkeypatch):
+    fake_epoch_clock(monkeypatch, step=10.0)  # every epoch "takes" 10 s of the 60 s budget
+    cfg = tiny_config(cells)
+    trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False)
+    result = trainer.fit()
+    schedule = trainer.callbacks[-1]
+    assert isinstance(schedule, BudgetSchedule) and (schedule.budget_s, schedule.lr) == (60.0, 0.01)
+    T = schedule.available  # 60 s − 3 s reserve − the (real) set-up time
+    assert 50.0 <= T < 57.0
+    # 5 epochs of 10 s fit in T, a 6th would not: the schedule ends the run, not the epoch count (1000)
+    assert result.epochs_completed == 5 and result.stop_reason == "completed"
+    lrs = [r["lr"] for r in result.history]
+    assert lrs == pytest.approx([0.01 * (1 - 10 * k / T) ** 0.9 for k in range(5)], rel=1e-9)
+    assert all(b < a for a, b in zip(lrs, lrs[1:]))
+    assert RunConfig.from_yaml(tmp_path / "run" / "config.yaml").train.scheduler == "budget"
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["scheduler"] is None
+    assert cfg.train.epochs == 1000  # the trainer shortened its own copy, not the caller's config
+
+
+class _CrashAfter(Callback):
+    def __init__(self, n: int):
+        self.n = n
+
+    def on_epoch_end(self, trainer, history):
+        if history[-1]["epoch"] == self.n:
+            raise RuntimeError("simulated crash")
+
+
+def test_resume_restarts_the_clock_at_the_full_rate(cells, tmp_path, monkeypatch):
+    fake_epoch_clock(monkeypatch, step=10.0)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        Trainer(tiny_config(cells), run_dir=tmp_path / "run", progress=False, callbacks=[_CrashAfter(2)]).fit()
+    fake_epoch_clock(monkeypatch, step=10.0)  # a new process: a new clock
+    trainer = Trainer.resume(tmp_path / "run", progress=False)
+    result = trainer.fit()
+    T = trainer.callbacks[-1].available
+    lrs = [r["lr"] for r in result.history]
+    assert lrs[2] == 0.01  # back at the peak although the optimiser was saved at a lower rate
+    assert lrs[0] == 0.01 > lrs[1]  # epochs 1–2 from before the crash
+    assert lrs[3] == pytest.approx(0.01 * (1 - 10 / T) ** 0.9, rel=1e-9)
+    assert result.epochs_completed == 2 + 5 and result.stop_reason == "completed"  # a fresh budget of 5 epochs
