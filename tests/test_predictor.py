@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from unetkit import create_model
@@ -54,13 +55,45 @@ def test_tile_plan_uses_few_equal_tiles():
     from unetkit.inference.predictor import plan_axis
 
     assert plan_axis(2048, 768, 128, 16) == (768, 640)  # 3 tiles: 0, 640, 1280
+    assert plan_axis(2048, 640, 128, 16) == (608, 480)  # 4 tiles: 0, 480, 960, 1440
     assert plan_axis(512, 768, 128, 16) == (512, 512)  # one tile
-    assert plan_axis(20000, 768, 128, 16) == (768, 640) or plan_axis(20000, 768, 128, 16)[0] <= 768
+    assert plan_axis(37, 768, 128, 16) == (37, 37)  # one tile: the axis as it is
     model = create_model("unet", base_features=4, depth=4)
     plan = Predictor(model, precision="fp32").plan((2048, 37))
-    assert plan["tile"] == [768, 37] and plan["mode"] == "sliding-window"
-    starts = list(range(0, 2048 - 768, int(768 * (1 - plan["overlap"][0])))) + [2048 - 768]
-    assert starts == [0, 640, 1280]
+    assert plan["tile"] == [608, 37] and plan["mode"] == "sliding-window" and plan["align"] == 16
+    assert plan["blend"] == "crop"
+    from unetkit.inference.tiling import window_starts
+
+    assert window_starts((2048, 37), plan["tile"], plan["overlap"], plan["align"])[0] == [0, 480, 960, 1440]
+
+
+@pytest.mark.parametrize("multiple", [1, 8, 16])
+def test_tile_plan_steps_on_the_pooling_grid_and_keeps_the_overlap(multiple):
+    from unetkit.inference.predictor import plan_axis
+
+    for size in range(641, 6000, 97):
+        tile, step = plan_axis(size, 640, 128, multiple)
+        starts = list(range(0, size - tile, step)) + [size - tile]
+        assert tile % multiple == 0 and step % multiple == 0
+        assert tile - step >= 128  # every overlap at least min_overlap
+        assert starts[-1] + tile == size and all(b - a <= step for a, b in zip(starts, starts[1:]))
+        assert tile <= 640 + multiple  # rounding up to the grid may pass max_tile by less than one period
+        assert len(starts) == -(-(size - 128) // (640 - 128))  # the fewest tiles
+
+
+def test_default_prediction_equals_the_whole_image_forward_where_tiles_overlap_enough():
+    # depth-2 net (receptive radius < 32 px), batch norm in eval mode: crop-stitched tiles on the
+    # pooling grid with half-overlaps of 32 px reproduce one forward pass over the whole image
+    torch.manual_seed(0)
+    model = create_model("unet", base_features=4, depth=2, init="torch").eval()
+    image = np.random.default_rng(5).normal(size=(1, 200, 232)).astype(np.float32)
+    pred = Predictor(model, precision="fp32", max_tile=96, min_overlap=64)
+    assert pred.plan(image.shape[1:])["tile"][0] < 200  # really tiled
+    with torch.no_grad():
+        full = model(torch.from_numpy(image)[None])[0].numpy()
+    assert np.abs(pred.predict_logits(image) - full).max() < 1e-4
+    blended = Predictor(model, precision="fp32", max_tile=96, min_overlap=64, blend="gaussian")
+    assert np.abs(blended.predict_logits(image) - full).max() > 1e-3
 
 
 def test_tta_averages_probabilities_of_transformed_copies():

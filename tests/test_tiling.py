@@ -582,3 +582,88 @@ def test_choose_overlap_tile_int_size_needs_spatial_dims():
 
     with pytest.raises(ConfigError, match="needs model.spatial_dims"):
         choose_overlap_tile(NoDims(), 11)
+
+
+# -- crop stitching -----------------------------------------------------------------------------
+def test_crop_ranges_hand_cases():
+    from unetkit.inference.tiling import crop_ranges
+
+    assert crop_ranges([0, 6, 12], 8) == [(0, 7), (1, 7), (1, 8)]  # overlaps of 2 split 1 | 1
+    assert crop_ranges([0], 5) == [(0, 5)]
+    assert crop_ranges([0, 3], 8) == [(0, 5), (2, 8)]  # overlap 5: 0..4 from the first, 5..10 from the second
+
+
+@pytest.mark.parametrize("size, tile, overlap, align", [(100, 32, 0.5, 1), (2048, 768, 0.17, 16), (37, 8, 0.75, 2)])
+def test_crop_ranges_partition_the_axis_with_half_overlap_margins(size, tile, overlap, align):
+    from unetkit.inference.tiling import crop_ranges, window_starts
+
+    starts = window_starts((size,), tile, overlap, align)[0]
+    owner = np.full(max(size, tile), -1)
+    for j, (s, (lo, hi)) in enumerate(zip(starts, crop_ranges(starts, tile))):
+        assert (owner[s + lo:s + hi] == -1).all()  # no pixel kept twice
+        owner[s + lo:s + hi] = j
+        if j > 0:
+            assert lo >= (starts[j - 1] + tile - s) // 2  # half the overlap with the previous tile
+        if j < len(starts) - 1:
+            assert tile - hi >= (s + tile - starts[j + 1]) // 2
+    assert (owner[:size] >= 0).all()
+
+
+def test_window_starts_are_multiples_of_align():
+    from unetkit.inference.tiling import window_starts
+
+    starts = window_starts((2048, 1000), (768, 256), 0.3, 16)
+    assert starts[0] == [0, 528, 1056, 1280] and all(s % 16 == 0 for s in starts[0])
+    assert all(s % 16 == 0 for s in starts[1][:-1]) and starts[1][-1] == 1000 - 256
+
+
+@pytest.mark.parametrize("shape, tile, overlap, align", [
+    ((2, 37, 53), 16, 0.5, 1), ((1, 40, 3), (16, 8), 0.75, 4), ((2, 9, 10, 11), (4, 8, 6), 0.5, 2)])
+def test_predict_tiled_crop_plus_one_is_exact(shape, tile, overlap, align):
+    img = np.random.rand(*shape).astype(np.float32)
+    got = predict_tiled(plus_one, img, tile, overlap, mode="crop", batch_size=3, align=align)
+    np.testing.assert_allclose(got, img + 1, rtol=0, atol=1e-6)
+
+
+def _local_unet():
+    """A same-padding U-Net whose output depends only on a bounded neighbourhood (no instance norm;
+    batch norm in eval mode is a per-pixel affine map): depth 2, receptive radius < 32 px."""
+    torch.manual_seed(0)
+    model = create_model("unet", base_features=4, depth=2, norm="batch", init="torch").eval()
+    for m in model.modules():  # non-trivial running statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return model
+
+
+def _net_fn(model):
+    def fn(x):
+        with torch.no_grad():
+            return model(x)
+    return fn
+
+
+def test_crop_stitching_on_the_pooling_grid_equals_the_whole_image_forward():
+    model = _local_unet()
+    img = np.random.default_rng(0).normal(size=(1, 160, 224)).astype(np.float32)
+    whole = _net_fn(model)(torch.from_numpy(img)[None])[0].numpy()
+    # tiles of 96 at step 32: every kept pixel lies ≥ 32 px from an inner tile edge
+    crop = predict_tiled(_net_fn(model), img, 96, 2 / 3, mode="crop", align=4)
+    assert np.abs(crop - whole).max() < 1e-5  # float rounding only
+    # the same tiles blended (Gaussian) mix in predictions from near tile edges: not exact
+    blend = predict_tiled(_net_fn(model), img, 96, 2 / 3, mode="gaussian", align=4)
+    assert np.abs(blend - whole).max() > 1e-3
+    # off the pooling grid (steps of 30, not multiples of 4), cropping is not exact either
+    off = predict_tiled(_net_fn(model), img, 96, 1 - 30.5 / 96, mode="crop")
+    assert np.abs(off - whole).max() > 1e-4
+
+
+def test_crop_stitching_pads_unaligned_sizes_at_the_end():
+    model = _local_unet()
+    img = np.random.default_rng(1).normal(size=(1, 150, 203)).astype(np.float32)
+    padded = mirror_pad(img, (0, 0), (2, 1))  # to 152 × 204, multiples of 4
+    whole = _net_fn(model)(torch.from_numpy(padded)[None])[0].numpy()[:, :150, :203]
+    crop = predict_tiled(_net_fn(model), img, 96, 2 / 3, mode="crop", align=4)
+    assert crop.shape == (2, 150, 203)
+    assert np.abs(crop - whole).max() < 1e-5

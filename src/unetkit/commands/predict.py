@@ -26,7 +26,13 @@ def add_parser(sub) -> None:
     p.add_argument("--output", "-o", required=True, help="folder for the outputs")
     p.add_argument("--tile", help="input tile size, e.g. 512 or 96,128,128 (default: planned per image)")
     p.add_argument("--overlap", type=float, help="overlap fraction of sliding-window tiles with --tile (default 0.5)")
-    p.add_argument("--blend", choices=("gaussian", "constant"), default="gaussian", help="tile blending")
+    p.add_argument("--max-tile", type=int, help="largest planned tile side in pixels (default 640 in 2D, 128 in 3D)")
+    p.add_argument("--min-overlap", type=int,
+                   help="least overlap of planned tiles in pixels (default 128 in 2D, 32 in 3D); each pixel is "
+                        "predicted at least half of it from a tile edge")
+    p.add_argument("--blend", choices=("crop", "gaussian", "constant"), default="crop",
+                   help="how overlapping tiles of same-padding nets are stitched: crop (each pixel from the tile "
+                        "where it lies farthest from an edge; default), gaussian (MONAI's blending) or constant")
     p.add_argument("--tta", nargs="?", const="auto", choices=("auto", "flip", "d4", "none"), default="none",
                    help="test-time augmentation: flips (and in 2D rotations: d4, the paper's 8 versions)")
     p.add_argument("--probabilities", nargs="?", const="tiff", choices=("tiff", "npz"),
@@ -55,7 +61,8 @@ def build_predictor(args):
         raise ConfigError(f"--tile must be integers like 512 or 96,128,128, got {args.tile!r}")
     tta = True if args.tta == "auto" else args.tta
     common = dict(tile=list(tile) if isinstance(tile, tuple) else tile, overlap=args.overlap, blend=args.blend,
-                  tta=tta, batch_size=args.batch_size, threads=args.threads)
+                  max_tile=args.max_tile, min_overlap=args.min_overlap, tta=tta, batch_size=args.batch_size,
+                  threads=args.threads)
     model_path = Path(args.model)
     if args.backend == "onnxruntime" or model_path.suffix == ".onnx":
         try:

@@ -10,11 +10,14 @@ U-Net on one 512² tile on the 2-core AVX-512-bf16 reference CPU, bf16 + channel
   Build: a copy of the weights (≈ 0.1 s).
 * ``jit``: ``torch.jit.trace`` under autocast, ``torch.jit.freeze`` (batch norm folded into the
   convolutions, weights constant) and ``torch.jit.optimize_for_inference``. Build ≈ 1 s (one
-  traced forward pass); 0.85–0.9× eager time (0.56–0.59 s). TorchScript is deprecated upstream,
-  but it is still the cheapest freezing there is.
+  traced forward pass); 0.85–0.9× eager time (0.56–0.59 s) with glibc's default allocator, but
+  only ≈ 0.98× (0.49 vs 0.50 s) once freed memory is reused (:func:`unetkit.runtime.keep_freed_memory`,
+  which the predictor turns on): most of what freezing saved was page-faulting fresh memory for the
+  batch-norm outputs. It holds a second copy of the weights (+0.15–0.25 GB peak RSS for the 64-wide
+  net at 608² tiles). TorchScript is deprecated upstream, but it is still the cheapest freezing there is.
 * ``compile``: ``torch.compile(dynamic=False)`` with Inductor *freezing* (batch norm folded,
   weights prepacked for oneDNN, ReLU fused into the convolutions). ≈ 0.8× eager time (0.52–0.54 s
-  vs 0.63–0.70 s). Build: ≈ 17–20 s cold, ≈ 10 s warm. Inductor's FX graph cache (on by default)
+  vs 0.63–0.70 s) with the default allocator, ≈ 0.93× (0.467 vs 0.50 s) with freed memory reused. Build: ≈ 17–20 s cold, ≈ 10 s warm. Inductor's FX graph cache (on by default)
   does *not* apply: it bypasses frozen CPU graphs ("mkldnn tensors unpickleable"). Without
   freezing it would (warm build ≈ 4 s), but that graph runs ≈ 10 % slower, no faster than ``jit``.
   What a later process does reuse is Inductor's on-disk cache of compiled C++ kernels
@@ -50,9 +53,10 @@ from ..errors import ConfigError
 
 MODES = ("auto", "eager", "jit", "compile")
 
-#: ``auto`` uses ``jit`` from this many tiles of the example shape on: its build (one traced
-#: forward pass, ≈ 1 s) is paid back by ≈ 0.07–0.1 s saved per 512² tile after 10–15 tiles.
-JIT_MIN_TILES = 16
+#: ``auto`` uses ``jit`` from this many tiles of the example shape on: with freed memory reused it
+#: saves only ≈ 0.01 s per 512² tile and costs a traced forward pass (≈ 1 s) and a second copy of the
+#: weights, so it pays for mid-sized jobs only (a 2048² image, 16 tiles, stays eager and in 1.1 GB).
+JIT_MIN_TILES = 64
 #: ``auto`` compiles from this many tiles on: a cold compile costs ≈ 16 s more than ``jit`` (a
 #: warm one ≈ 9 s) and saves ≈ 0.04–0.05 s per 512² tile more than ``jit`` does.
 COMPILE_MIN_TILES = 400

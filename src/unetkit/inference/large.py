@@ -21,11 +21,14 @@ import torch
 
 from ..errors import ConfigError, DataError
 from .tiling import (
+    crop_weights,
     gaussian_weights,
     mirror_indices,
     overlap_tile_grid,
     sliding_window_grid,
     tile_alignment,
+    tiled_extent,
+    window_starts,
 )
 
 #: Images with more pixels than this are predicted band by band (when the source is lazy).
@@ -118,8 +121,8 @@ def predict_large(predictor, source: np.ndarray, sink: BandSink, progress: Optio
                                         tile_alignment(predictor.model, plan["in_tile"])).tiles)
         predictor.prepare_fast_path(source.shape[0], plan["in_tile"], n_tiles)
     elif all(t <= n for t, n in zip(plan["tile"], shape)):
-        predictor.prepare_fast_path(source.shape[0], plan["tile"], len(sliding_window_grid(shape, plan["tile"],
-                                                                                           plan["overlap"])))
+        predictor.prepare_fast_path(source.shape[0], plan["tile"], len(sliding_window_grid(
+            shape, plan["tile"], plan["overlap"], plan["align"])))
 
     def run(tiles: list[np.ndarray]) -> list[np.ndarray]:
         out = []
@@ -131,7 +134,7 @@ def predict_large(predictor, source: np.ndarray, sink: BandSink, progress: Optio
     if plan["mode"] == "overlap-tile":
         _overlap_tile_bands(predictor, plan, shape, read, run, emit, progress)
     else:
-        _sliding_window_bands(plan, shape, read, run, emit, predictor.blend, progress)
+        _sliding_window_bands(plan, shape, read, run, emit, progress)
     sink.close()
 
 
@@ -160,10 +163,12 @@ def _overlap_tile_bands(predictor, plan, shape, read, run, emit, progress) -> No
             progress(y.stop - y.start)
 
 
-def _sliding_window_bands(plan, shape, read, run, emit, blend, progress) -> None:
-    tile = plan["tile"]
+def _sliding_window_bands(plan, shape, read, run, emit, progress) -> None:
+    tile, blend = plan["tile"], plan["blend"]
     weights = gaussian_weights(tile) if blend == "gaussian" else np.ones(tile, np.float32)
-    grid = sliding_window_grid(shape, tile, plan["overlap"])
+    extent = tiled_extent(shape, tile, plan["align"])  # as predict_tiled: padded (mirrored) at the end
+    starts = window_starts(extent, tile, plan["overlap"], plan["align"])
+    grid = sliding_window_grid(extent, tile, plan["overlap"], plan["align"])
     rows = _group_by_row(grid, lambda s: s[0].start)
     acc = wsum = None
     buf_start = 0  # image row of the buffers' first row (= the current row of tiles' start)
@@ -181,6 +186,8 @@ def _sliding_window_bands(plan, shape, read, run, emit, blend, progress) -> None
             acc = np.zeros((preds[0].shape[0], tile[0], W), np.float32)
             wsum = np.zeros((tile[0], W), np.float32)
         for sl, p in zip(row, preds):
+            if blend == "crop":
+                weights = crop_weights(sl, starts, tile)
             xs = slice(sl[1].start, min(sl[1].stop, W))
             h = min(sl[0].stop, H) - y0
             acc[:, y0 - buf_start:y0 - buf_start + h, xs] += (p * weights)[:, :h, : xs.stop - xs.start]

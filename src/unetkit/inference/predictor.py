@@ -3,12 +3,20 @@
 Tiling maths lives in :mod:`unetkit.inference.tiling`; this class decides how a batch of tiles goes
 through the model (device, autocast dtype, memory format, test-time augmentation, backend) and which
 tiling a model needs: overlap-tile (abutting output tiles, mirrored context) for valid-padding nets,
-a Gaussian-blended sliding window for same-padding nets.
+a sliding window for same-padding nets.
 
 Tile plan (``tile=None``): per axis the fewest tiles of at most ``max_tile`` pixels that overlap by
-at least ``min_overlap`` pixels, all of equal size. A 2048² image gets 3 × 3 tiles of 768² (1.27× the
-pixels of the image) instead of 7 × 7 tiles of 512² at 50 % overlap (3.1×); an image no larger than
-``max_tile`` is one tile.
+at least ``min_overlap`` pixels, all of equal size, with tile sizes and steps multiples of the net's
+pooling period (``2**depth``, :func:`shift_period`) so that every tile sees the pooling grid of the
+whole image. A 2048² image gets 4 × 4 tiles of 608² (1.41× the pixels of the image) instead of
+7 × 7 tiles of 512² at 50 % overlap (3.1×); an image no larger than ``max_tile`` is one tile.
+``max_tile`` 640 keeps a 64-wide U-Net's bf16 activations of one tile under ~0.7 GB on CPU (3 × 3 tiles
+of 768² are 8 % faster and take 25 % more memory: BENCHMARKS.md).
+
+Stitching (``blend``): ``crop`` (default) takes each pixel from the one tile where it lies farthest
+from an inner tile edge (≥ ``min_overlap / 2``), so where that margin exceeds the net's receptive
+radius (94 px for a depth-4 U-Net) the result equals one forward pass over the whole image;
+``gaussian`` blends as MONAI's ``sliding_window_inference`` does (σ = tile / 8); ``constant`` averages.
 """
 
 from __future__ import annotations
@@ -32,8 +40,9 @@ from .tiling import (
 )
 from .tta import tta_transforms, with_tta
 
-DEFAULT_MAX_TILE = {2: 768, 3: 128}
+DEFAULT_MAX_TILE = {2: 640, 3: 128}
 DEFAULT_MIN_OVERLAP = {2: 128, 3: 32}
+BLEND_MODES = ("crop", "gaussian", "constant")
 
 
 def is_valid_padding(model: nn.Module) -> bool:
@@ -42,19 +51,35 @@ def is_valid_padding(model: nn.Module) -> bool:
 
 
 def plan_axis(size: int, max_tile: int, min_overlap: int, multiple: int = 1) -> tuple[int, int]:
-    """``(tile, step)`` covering an axis of ``size`` with the fewest equal tiles ≤ ``max_tile``
-    (rounded up to ``multiple``) overlapping by ≥ ``min_overlap``."""
+    """``(tile, step)`` covering an axis of ``size`` with the fewest equal tiles of about ``max_tile``
+    overlapping by ≥ ``min_overlap``; tile and step are multiples of ``multiple`` (the net's pooling
+    period, so that every tile sees the whole image's pooling grid)."""
     def up(v: int) -> int:
         return int(math.ceil(v / multiple) * multiple)
 
     if size <= max_tile:
-        return up(size), up(size)
+        return size, size  # one tile: the whole axis, as it is
     if min_overlap >= max_tile:
         raise ConfigError(f"min_overlap {min_overlap} must be smaller than the tile {max_tile}")
     n = math.ceil((size - min_overlap) / (max_tile - min_overlap))
     tile = up(math.ceil((size + (n - 1) * min_overlap) / n))
-    step = math.ceil((size - tile) / (n - 1))
-    return tile, step
+    while True:
+        step = up(math.ceil((size - tile) / (n - 1)))
+        if step <= tile - min_overlap:
+            return tile, step
+        tile += multiple
+
+
+def shift_period(model: nn.Module) -> int:
+    """``2**depth`` for a same-padding U-Net (tiles shifted by multiples of it see the same pooling
+    grid as the whole image); 1 for nets without an encoder."""
+    encoder = getattr(model, "encoder", None)
+    features = getattr(encoder, "features", None)
+    if features:
+        return 2 ** (len(features) - 1)
+    rule = getattr(model, "rule", None)  # an OnnxRunner: sizes step by the graph's multiple
+    steps = rule.get("step") if isinstance(rule, dict) else None
+    return max(1, *[int(s) for s in steps]) if steps else 1
 
 
 class Predictor:
@@ -66,9 +91,10 @@ class Predictor:
         precision: ``auto`` (bf16 where supported), ``bf16``, ``fp16`` (CUDA), ``fp32``.
         tile: input tile size (int or per axis). ``None`` plans tiles per image (module docstring).
         overlap: sliding-window overlap fraction when ``tile`` is given (default 0.5).
-        max_tile, min_overlap: the tile plan's limits in pixels (defaults 768 / 128 in 2D,
+        max_tile, min_overlap: the tile plan's limits in pixels (defaults 640 / 128 in 2D,
             128 / 32 in 3D).
-        blend: ``gaussian`` (σ = tile/8) or ``constant`` blending for same-padding nets.
+        blend: how same-padding tiles are stitched: ``crop`` (module docstring), ``gaussian``
+            (σ = tile/8) or ``constant`` blending.
         tta: ``none``, ``flip`` (all axis flips) or ``d4`` (2D: 4 rotations × flip, 8 versions, as
             the U-Net paper); ``True`` means ``d4`` in 2D and ``flip`` in 3D.
         batch_size: tiles per forward pass (default: 1 on CPU, where batching buys no speed and
@@ -87,7 +113,7 @@ class Predictor:
 
     def __init__(self, model: nn.Module, device: Union[str, torch.device] = "auto", precision: str = "auto",
                  tile: Optional[Union[int, Sequence[int]]] = None, overlap: Optional[float] = None,
-                 max_tile: Optional[int] = None, min_overlap: Optional[int] = None, blend: str = "gaussian",
+                 max_tile: Optional[int] = None, min_overlap: Optional[int] = None, blend: str = "crop",
                  tta: Union[bool, str] = "none", batch_size: Optional[int] = None, threads: Optional[int] = None,
                  channels_last: Optional[bool] = None, normalizer=None, label_map=None,
                  runner: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, fast: str = "auto"):
@@ -98,6 +124,8 @@ class Predictor:
         self._fast_forward: dict = {}
         self.normalizer, self.label_map, self.runner = normalizer, label_map, runner
         self.device = device if isinstance(device, torch.device) else runtime.resolve_device(device)
+        if self.device.type == "cpu":
+            runtime.keep_freed_memory()  # tiles reuse freed activations instead of page-faulting anew
         self.dtype = runtime.resolve_precision(precision, self.device)
         self.spatial_dims = getattr(model, "spatial_dims", 2)
         self.channels_last = runtime.use_channels_last(model, self.device, channels_last)
@@ -114,8 +142,8 @@ class Predictor:
         self.overlap = 0.5 if overlap is None else float(overlap)
         self.max_tile = int(max_tile or DEFAULT_MAX_TILE[self.spatial_dims])
         self.min_overlap = int(DEFAULT_MIN_OVERLAP[self.spatial_dims] if min_overlap is None else min_overlap)
-        if blend not in ("gaussian", "constant"):
-            raise ConfigError(f"blend must be 'gaussian' or 'constant', got {blend!r}")
+        if blend not in BLEND_MODES:
+            raise ConfigError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
         self.blend = blend
         self.batch_size = int(batch_size) if batch_size else (4 if self.device.type == "cuda" else 1)
         self.tta = ("d4" if self.spatial_dims == 2 else "flip") if tta is True else ("none" if tta is False else tta)
@@ -183,12 +211,15 @@ class Predictor:
             return {"mode": "overlap-tile", "in_tile": list(spec.in_tile), "out_tile": list(spec.out_tile),
                     "border": [list(b) for b in spec.border]}
         if self.tile is not None:
-            tile = [min(t, s) for t, s in zip(self.tile, spatial_shape)]
-            return {"mode": "sliding-window", "tile": [self._fit(t) for t in tile], "overlap": self.overlap}
-        tiles, steps = zip(*(plan_axis(s, self.max_tile, self.min_overlap) for s in spatial_shape))
+            align = shift_period(self.model)
+            tile = [min(-(-t // align) * align, s) for t, s in zip(self.tile, spatial_shape)]
+            return {"mode": "sliding-window", "tile": [self._fit(t) for t in tile], "overlap": self.overlap,
+                    "align": align, "blend": self.blend}
+        align = shift_period(self.model)
+        tiles, steps = zip(*(plan_axis(s, self.max_tile, self.min_overlap, align) for s in spatial_shape))
         tiles = [self._fit(t) for t in tiles]
         overlap = [0.0 if t >= s else 1 - (st + 0.5) / t for t, st, s in zip(tiles, steps, spatial_shape)]
-        return {"mode": "sliding-window", "tile": tiles, "overlap": overlap}
+        return {"mode": "sliding-window", "tile": tiles, "overlap": overlap, "align": align, "blend": self.blend}
 
     def _fit(self, t: int) -> int:
         return self.model.valid_input_size(t) if hasattr(self.model, "valid_input_size") else t
@@ -225,11 +256,11 @@ class Predictor:
                                         [tuple(b) for b in plan["border"]], align=align,
                                         batch_size=self.batch_size, out=out)
         square = len(set(plan["tile"])) == 1
-        if all(t <= n for t, n in zip(plan["tile"], image.shape[1:])):
-            n_tiles = len(sliding_window_grid(image.shape[1:], plan["tile"], plan["overlap"]))
-            self.prepare_fast_path(image.shape[0], plan["tile"], n_tiles)
+        n_tiles = len(sliding_window_grid([max(n, t) for n, t in zip(image.shape[1:], plan["tile"])], plan["tile"],
+                                          plan["overlap"], plan["align"]))
+        self.prepare_fast_path(image.shape[0], plan["tile"], n_tiles)
         return predict_tiled(self.tile_function(square), image, plan["tile"], overlap=plan["overlap"],
-                             mode=self.blend, batch_size=self.batch_size, out=out)
+                             mode=plan["blend"], batch_size=self.batch_size, out=out, align=plan["align"])
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities ``(K', *spatial)``: softmax, or for one sigmoid channel (1 − p, p)."""

@@ -4,7 +4,10 @@ Two strategies, matching the two kinds of network:
 
 * **Sliding window** (same-padding nets, output size == input size): tiles overlap by a fraction of
   their size and their predictions are blended with weights (a Gaussian by default, as MONAI's
-  ``sliding_window_inference``), so tile edges, where the net saw zero padding, count little.
+  ``sliding_window_inference``), so tile edges, where the net saw zero padding, count little; or
+  they are *crop-stitched*: neighbours split their overlap in the middle and each pixel comes from
+  one tile only (:func:`crop_ranges`). With tile steps on the net's pooling grid (``align``) and
+  half-overlaps wider than its receptive radius, crop stitching reproduces the whole-image forward.
   :func:`sliding_window_grid`, :func:`gaussian_weights`, :func:`predict_tiled`.
 * **Overlap-tile** (valid-padding nets such as the original U-Net, Fig. 2 of the paper): the
   *output* tiles abut and together cover the image; each input tile is its output tile grown by the
@@ -34,7 +37,7 @@ IntOrSeq = Union[int, Sequence[int]]
 Slices = tuple  # tuple[slice, ...], one per spatial axis
 BorderSpec = Union[int, Sequence[int], Sequence[Sequence[int]]]
 MIRROR_MODES = ("reflect", "symmetric")
-WEIGHT_MODES = ("gaussian", "constant")
+WEIGHT_MODES = ("gaussian", "constant", "crop")
 
 
 # -- small helpers ------------------------------------------------------------------------------
@@ -106,32 +109,81 @@ def tile_starts(image_size: int, tile_size: int, step: int) -> list[int]:
     return list(range(0, image_size - tile_size, step)) + [image_size - tile_size]
 
 
+def window_starts(image_shape: Sequence[int], tile_shape: IntOrSeq,
+                  overlap: Union[float, Sequence[float]] = 0.5, align: IntOrSeq = 1) -> list[list[int]]:
+    """Per spatial axis, the tile starts of :func:`sliding_window_grid` (same arguments)."""
+    image_shape = _per_axis(tuple(image_shape), len(image_shape), "image_shape")
+    ndim = len(image_shape)
+    tile_shape = _per_axis(tile_shape, ndim, "tile_shape")
+    aligns = _per_axis(align, ndim, "align")
+    overlaps = (float(overlap),) * ndim if isinstance(overlap, (int, float)) else tuple(float(o) for o in overlap)
+    if len(overlaps) != ndim or not all(0.0 <= o < 1.0 for o in overlaps):
+        raise ConfigError(f"overlap must be in [0, 1), one value or one per spatial axis, got {overlap!r}")
+    steps = [max(1, int(math.floor(t * (1.0 - o)))) for t, o in zip(tile_shape, overlaps)]
+    steps = [max(a, st // a * a) if a <= t else st for st, a, t in zip(steps, aligns, tile_shape)]
+    return [tile_starts(n, t, st) for n, t, st in zip(image_shape, tile_shape, steps)]
+
+
 def sliding_window_grid(image_shape: Sequence[int], tile_shape: IntOrSeq,
-                        overlap: Union[float, Sequence[float]] = 0.5) -> list[Slices]:
+                        overlap: Union[float, Sequence[float]] = 0.5, align: IntOrSeq = 1) -> list[Slices]:
     """Overlapping tiles covering an image, for same-padding nets (output size == input size).
 
-    The step per axis is ``max(1, floor(tile · (1 − overlap)))`` (MONAI's rule); the last tile of
-    each axis is flush with the image end (:func:`tile_starts`).
+    The step per axis is ``max(1, floor(tile · (1 − overlap)))`` (MONAI's rule), rounded down to a
+    multiple of ``align``; the last tile of each axis is flush with the image end (:func:`tile_starts`).
 
     Args:
         image_shape: spatial shape ``(*spatial)`` (no channel axis).
         tile_shape: tile size, an int for every axis or one per axis.
         overlap: fraction of a tile shared with its neighbour, in [0, 1), scalar or per axis.
+        align: steps are multiples of this (int or per axis): a net that down-samples by ``2**depth``
+            sees every tile on the same pooling grid as the whole image when ``align = 2**depth``.
 
     Returns:
         One tuple of slices per tile (C order: last axis fastest). Along an axis where the image is
         shorter than the tile, the single tile is ``slice(0, tile)`` and reaches past the end: pad the
         image to at least the tile (:func:`predict_tiled` does), or let :class:`Stitcher` clip it.
     """
-    image_shape = _per_axis(tuple(image_shape), len(image_shape), "image_shape")
-    ndim = len(image_shape)
-    tile_shape = _per_axis(tile_shape, ndim, "tile_shape")
-    overlaps = (float(overlap),) * ndim if isinstance(overlap, (int, float)) else tuple(float(o) for o in overlap)
-    if len(overlaps) != ndim or not all(0.0 <= o < 1.0 for o in overlaps):
-        raise ConfigError(f"overlap must be in [0, 1), one value or one per spatial axis, got {overlap!r}")
-    steps = [max(1, int(math.floor(t * (1.0 - o)))) for t, o in zip(tile_shape, overlaps)]
-    per_axis = [[slice(s, s + t) for s in tile_starts(n, t, st)] for n, t, st in zip(image_shape, tile_shape, steps)]
+    tile_shape = _per_axis(tile_shape, len(image_shape), "tile_shape")
+    per_axis = [[slice(s, s + t) for s in starts]
+                for starts, t in zip(window_starts(image_shape, tile_shape, overlap, align), tile_shape)]
     return [tuple(combo) for combo in itertools.product(*per_axis)]
+
+
+def tiled_extent(image_shape: Sequence[int], tile_shape: Sequence[int], align: IntOrSeq = 1) -> tuple[int, ...]:
+    """The padded spatial shape :func:`predict_tiled` tiles: an axis shorter than its tile grows to
+    the tile, a longer one to the next multiple of ``align``."""
+    aligns = _per_axis(align, len(image_shape), "align")
+    return tuple(int(t) if n <= t else -(-int(n) // a) * a for n, t, a in zip(image_shape, tile_shape, aligns))
+
+
+def crop_ranges(starts: Sequence[int], tile: int) -> list[tuple[int, int]]:
+    """Per tile along one axis, the part ``[lo, hi)`` (tile coordinates) kept by crop stitching.
+
+    Neighbouring tiles split their overlap in the middle, so every pixel comes from the tile in which
+    it lies farthest from an inner tile edge: at least ``(tile − step) // 2`` pixels from it. Outer
+    tile edges (the image border) are kept whole.
+
+    Example:
+        >>> crop_ranges([0, 6, 12], 8)  # overlaps of 2 split 1 | 1
+        [(0, 7), (1, 7), (1, 8)]
+    """
+    starts = [int(s) for s in starts]
+    cuts = [(a + tile + b) // 2 for a, b in zip(starts[:-1], starts[1:])]  # image coordinates
+    lows = [starts[0]] + cuts
+    highs = cuts + [starts[-1] + tile]
+    return [(lo - s, hi - s) for s, lo, hi in zip(starts, lows, highs)]
+
+
+def crop_weights(slices: Slices, starts: Sequence[Sequence[int]], tile_shape: Sequence[int]) -> np.ndarray:
+    """0/1 weights of the tile at ``slices`` for crop stitching (:func:`crop_ranges` on every axis):
+    with them, :class:`Stitcher` takes each pixel from exactly one tile instead of blending."""
+    w = np.ones((), dtype=np.float32)
+    for sl, axis_starts, t in zip(slices, starts, tile_shape):
+        lo, hi = crop_ranges(axis_starts, int(t))[list(axis_starts).index(int(sl.start))]
+        v = np.zeros(int(t), dtype=np.float32)
+        v[lo:hi] = 1.0
+        w = np.multiply.outer(w, v)
+    return w
 
 
 class OverlapTile(NamedTuple):
@@ -552,11 +604,12 @@ def _blend_weights(mode: Union[str, np.ndarray], tile_shape: tuple[int, ...], si
 def predict_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: Any, tile_shape: IntOrSeq,
                   overlap: Union[float, Sequence[float]] = 0.5, mode: Union[str, np.ndarray] = "gaussian",
                   batch_size: int = 4, sigma_scale: float = 0.125, pad_mode: str = "reflect",
-                  out: Any = None) -> Any:
-    """Sliding-window prediction for same-padding nets, blending overlapping tiles.
+                  out: Any = None, align: IntOrSeq = 1) -> Any:
+    """Sliding-window prediction for same-padding nets, blending or crop-stitching overlapping tiles.
 
-    Axes shorter than the tile are padded (centred; mirrored with ``pad_mode="reflect"``, zeros with
-    ``"constant"``) and the padding is cropped away afterwards.
+    Axes shorter than the tile are padded (mirrored with ``pad_mode="reflect"``, zeros with
+    ``"constant"``; centred, or at the end when ``align`` > 1 so tiles stay on the pooling grid) and
+    the padding is cropped away afterwards.
 
     Args:
         fn: maps a float batch ``(B, C, *tile)`` (CPU torch tensor, the image's float dtype; integer
@@ -565,11 +618,17 @@ def predict_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: Any, tile_s
         image: ``(C, *spatial)`` numpy array (or CPU tensor).
         tile_shape: tile size, int or per spatial axis.
         overlap: fraction of overlap between neighbouring tiles, in [0, 1).
-        mode: ``"gaussian"`` (:func:`gaussian_weights`), ``"constant"`` or a ``(*tile)`` weight array.
+        mode: ``"gaussian"`` (:func:`gaussian_weights`), ``"constant"``, ``"crop"`` (no blending:
+            each pixel from the one tile where it lies farthest from an inner edge,
+            :func:`crop_ranges`) or a ``(*tile)`` weight array.
         batch_size: tiles per call of ``fn``.
         sigma_scale: Gaussian σ as a fraction of the tile size.
         pad_mode: ``"reflect"`` or ``"constant"`` (zeros), for images smaller than the tile.
         out: optional ``(K, *spatial)`` float32 buffer (e.g. ``np.memmap``) receiving the result.
+        align: tile steps are multiples of this (int or per axis); axes are padded at the end to a
+            multiple of it. With ``align = 2**depth`` of a same-padding U-Net and ``mode="crop"``,
+            the result equals one forward pass over the whole (padded) image wherever the kept part
+            of each tile lies farther than the net's receptive radius from the tile's inner edges.
 
     Returns:
         ``(K, *spatial)`` float32 (``out`` when given).
@@ -582,20 +641,24 @@ def predict_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: Any, tile_s
     spatial = image.shape[1:]
     ndim = len(spatial)
     tile = _per_axis(tile_shape, ndim, "tile_shape")
+    aligns = _per_axis(align, ndim, "align")
     if int(batch_size) < 1:
         raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
     if pad_mode not in ("reflect", "constant"):
         raise ConfigError(f"pad_mode must be 'reflect' or 'constant', got {pad_mode!r}")
-    weights = _blend_weights(mode, tile, sigma_scale)
-    extra = [max(t - n, 0) for t, n in zip(tile, spatial)]
-    before = tuple(e // 2 for e in extra)
-    after = tuple(e - e // 2 for e in extra)
-    if any(extra):
+    crop = isinstance(mode, str) and mode == "crop"
+    weights = None if crop else _blend_weights(mode, tile, sigma_scale)
+    # at the end so that tile starts stay multiples of align (centred when nothing is to be aligned)
+    extra = [p - n for p, n in zip(tiled_extent(spatial, tile, aligns), spatial)]
+    before = tuple(0 if a > 1 else e // 2 for e, a in zip(extra, aligns))
+    after = tuple(e - b for e, b in zip(extra, before))
+    if any(before) or any(after):
         if pad_mode == "reflect":
             image = mirror_pad(image, before, after)
         else:
             image = np.pad(image, [(0, 0)] + list(zip(before, after)))
-    grid = sliding_window_grid(image.shape[1:], tile, overlap)
+    starts = window_starts(image.shape[1:], tile, overlap, aligns)
+    grid = [tuple(slice(s, s + t) for s, t in zip(combo, tile)) for combo in itertools.product(*starts)]
     hint = " (same-padding fn; use predict_overlap_tile for nets whose output is smaller)"
     stitcher = None
     for i in range(0, len(grid), int(batch_size)):
@@ -605,7 +668,7 @@ def predict_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: Any, tile_s
             stitcher = Stitcher((pred.shape[1], *spatial), out=out)
         for p, sl in zip(pred, chunk):
             shifted = tuple(slice(s.start - b, s.stop - b) for s, b in zip(sl, before))
-            stitcher.add(p, shifted, weights)
+            stitcher.add(p, shifted, crop_weights(sl, starts, tile) if crop else weights)
     return stitcher.result()
 
 
@@ -666,5 +729,6 @@ def predict_overlap_tile(fn: Callable[[torch.Tensor], torch.Tensor], image: Any,
 __all__ = [
     "OverlapTile", "OverlapTileGrid", "OverlapTileSpec", "Stitcher", "choose_overlap_tile", "constant_weights",
     "gaussian_weights", "mirror_indices", "mirror_pad", "overlap_tile_grid", "predict_overlap_tile",
-    "predict_tiled", "sliding_window_grid", "tile_alignment", "tile_starts",
+    "predict_tiled", "sliding_window_grid", "tile_alignment", "tile_starts", "window_starts", "crop_ranges",
+    "crop_weights", "tiled_extent",
 ]
