@@ -120,6 +120,8 @@ class Trainer:
         self.dist = dist_utils.init_distributed(self.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
+        if self.device.type == "cpu":
+            runtime.keep_freed_memory()  # each step reuses the last step's activations (no page faults)
         self._make_run_dir()
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
