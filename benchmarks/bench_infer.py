@@ -11,6 +11,9 @@ sit near zero and their argmax flips on rounding noise, so by default the net is
 ``--train-steps`` Adam steps on 128² synthetic blobs (about a minute) and evaluated on a 512²
 synthetic image of the same kind; ``--checkpoint`` uses a trained unetkit checkpoint instead.
 
+All variants run with freed memory kept for reuse (``unetkit.runtime.keep_freed_memory``, which
+the Predictor turns on); ``--default-allocator`` leaves glibc's default.
+
 Other jobs on the machine distort every timing; ``--idle-wait S`` starts each timed run only once
 the CPUs have been idle for half a second (waiting at most S seconds; Linux).
 
@@ -159,6 +162,9 @@ def main() -> None:
     p.add_argument("--idle-wait", type=float, default=0,
                    help="before each timed run wait up to this many seconds for idle CPUs (shared machines)")
     p.add_argument("--cache-dir", help="Inductor cache to use (default: a new, empty one: a cold compile)")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.add_argument("--default-allocator", action="store_true",
+                   help="leave glibc malloc as it is (the Predictor keeps freed memory: runtime.keep_freed_memory)")
     p.add_argument("--child-compile", help=argparse.SUPPRESS)
     args = p.parse_args()
     cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="unetkit-inductor-")
@@ -173,6 +179,9 @@ def main() -> None:
 
     from unetkit import runtime, summary
     from unetkit.inference.fastpath import choose_mode, optimize_for_inference
+
+    if not args.default_allocator:
+        runtime.keep_freed_memory()  # as the Predictor does on CPU; every variant here shares it
 
     t0 = time.perf_counter()
     model = build_model(args)
@@ -241,6 +250,12 @@ def main() -> None:
     print("| variant | build s | median s | min s | GFLOP/s | × fp32 eager | labels = fp32 | max abs Δlogit |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     base = statistics.median(times["fp32 eager"])
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"gflop": gflop, "variants": {
+                name: {"median_s": statistics.median(times[name]), "min_s": min(times[name]), "build_s": build,
+                       "labels_agree": (outputs[name].argmax(1) == ref.argmax(1)).double().mean().item()}
+                for name, (_, _, build) in variants.items()}}, f, indent=1)
     for name, (_, _, build) in variants.items():
         med, best = statistics.median(times[name]), min(times[name])
         y = outputs[name]

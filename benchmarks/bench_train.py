@@ -1,5 +1,6 @@
 """Training throughput of the 64-wide U-Net on 4×1×256² batches: a plain fp32 PyTorch loop (the common
-recipe) vs unetkit's Trainer (its defaults: bf16 autocast + channels-last on CPUs with bf16).
+recipe), MONAI's BasicUNet at the same widths in that loop, and unetkit's Trainer (its defaults: bf16
+autocast + channels-last on CPUs with bf16).
 
 Each variant runs in its own process (peak RSS is per process). Prints a Markdown table; absolute
 numbers are noisy on this machine, the ratio measured in one run is what counts.
@@ -19,15 +20,26 @@ import time
 from pathlib import Path
 
 
-def plain_loop(width: int, steps: int) -> dict:
+def monai_basic_unet(width: int):
+    """MONAI's BasicUNet at the widths of unetkit's U-Net (64 … 1024, 4 poolings)."""
+    from monai.networks.nets import BasicUNet
+
+    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=2,
+                     features=(width, 2 * width, 4 * width, 8 * width, 16 * width, width))
+
+
+def plain_loop(width: int, steps: int, net: str = "unetkit") -> dict:
     import torch
     import torch.nn.functional as F
 
     from unetkit import create_model
 
     torch.manual_seed(0)
-    model = create_model("unet", base_features=width, in_channels=1, num_classes=2)
-    model.outputs = "logits"
+    if net == "monai":
+        model = monai_basic_unet(width)
+    else:
+        model = create_model("unet", base_features=width, in_channels=1, num_classes=2)
+        model.outputs = "logits"
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.99)
     x, y = torch.randn(4, 1, 256, 256), torch.randint(0, 2, (4, 256, 256))
     times = []
@@ -69,6 +81,7 @@ def trainer(width: int, steps: int, precision: str) -> dict:
 
 def child(args) -> None:
     fn = {"plain": lambda: plain_loop(args.width, args.steps),
+          "monai": lambda: plain_loop(args.width, args.steps, net="monai"),
           "trainer-fp32": lambda: trainer(args.width, args.steps, "fp32"),
           "trainer": lambda: trainer(args.width, args.steps, "auto")}[args.variant]
     out = fn()
@@ -77,16 +90,18 @@ def child(args) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--width", type=int, default=64)
-    p.add_argument("--variant")
+    p.add_argument("--json", help="also write the results as JSON here")
+    p.add_argument("--variant", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:
         child(args)
         return
     rows = []
     labels = {"plain": "plain PyTorch loop, fp32 eager (common recipe)",
+              "monai": "MONAI BasicUNet (same widths) in the plain loop, fp32 eager",
               "trainer-fp32": "unetkit Trainer, --precision fp32",
               "trainer": "unetkit Trainer, defaults (bf16 autocast + channels-last)"}
     for variant in labels:
@@ -94,6 +109,8 @@ def main() -> None:
                               "--width", str(args.width)], capture_output=True, text=True, check=True)
         rows.append((variant, json.loads(res.stdout.strip().splitlines()[-1])))
     base = rows[0][1]["images_per_s"]
+    if args.json:
+        Path(args.json).write_text(json.dumps({v: r for v, r in rows}, indent=1))
     print(f"Training, U-Net width {args.width}, batch 4×1×256², SGD, {args.steps} timed steps")
     print("| variant | images/s | × plain | peak RSS (GB) |")
     print("|---|---:|---:|---:|")
