@@ -140,9 +140,10 @@ def main() -> None:
 
 
 def render(args, sections: dict, minutes: dict, total: float, goals: list[str]) -> str:
-    def section(key: str) -> str:
-        return sections.get(key, "(not run: ../shared/data/isbi2012 is absent)") + \
-            (f"\n\n({minutes[key]:.1f} min)" if key in minutes else "")
+    def section(key: str, fence: bool = False) -> str:
+        body = sections.get(key, "(not run: ../shared/data/isbi2012 is absent)")
+        body = f"```\n{body}\n```" if fence else body
+        return body + (f"\n\n({minutes[key]:.1f} min)" if key in minutes else "")
 
     return f"""# unetkit benchmarks
 
@@ -200,9 +201,7 @@ through its data pipeline.
 Per sample, one process. A training step of UNet-64 on a 256² patch takes ~0.5 s here, so
 augmentation never starves the model even in the main process (`num_workers: 0`).
 
-```
-{section("data")}
-```
+{section("data", fence=True)}
 """
 
 

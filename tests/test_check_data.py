@@ -289,9 +289,9 @@ def test_problem_non_image_file_and_empty_folder(tmp_path):
     (empty / "masks").mkdir()
     report = check_dataset(empty)
     assert report.problems == [f"{empty / 'images'}: no image files in the folder (supported: .nii.gz, .nii, "
-                               ".ome.tiff, .ome.tif, .tiff, .tif, .png, .jpg, .jpeg, .bmp, .gif)",
+                               ".ome.tiff, .ome.tif, .tiff, .tif, .png, .jpg, .jpeg, .bmp, .gif, .npy)",
                                f"{empty / 'masks'}: no image files in the folder (supported: .nii.gz, .nii, "
-                               ".ome.tiff, .ome.tif, .tiff, .tif, .png, .jpg, .jpeg, .bmp, .gif)"]
+                               ".ome.tiff, .ome.tif, .tiff, .tif, .png, .jpg, .jpeg, .bmp, .gif, .npy)"]
 
 
 def test_problem_extra_folder_size(tmp_path):

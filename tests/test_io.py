@@ -539,3 +539,32 @@ def test_axes_override_errors(tmp_path):
     tifffile.imwrite(tmp_path / "a.tif", rand((3, 3), np.uint8))
     with pytest.raises(DataError, match=r"a\.tif: axes='CYX' has 3 letters but the data has 2 dimensions"):
         read_image(tmp_path / "a.tif", axes="CYX")
+
+
+# -- NumPy .npy ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape, axes", [((7, 9), "YX"), ((2, 7, 9), "CYX"), ((1, 3, 7, 9), "CZYX")])
+def test_npy_round_trip_channel_first(tmp_path, shape, axes):
+    arr = np.random.default_rng(0).integers(0, 4000, shape).astype(np.uint16)
+    np.save(tmp_path / "a.npy", arr)
+    got, meta = read_image(tmp_path / "a.npy")
+    want = arr[None] if arr.ndim == 2 else arr
+    assert np.array_equal(got, want) and got.dtype == np.uint16
+    assert meta.format == "npy" and meta.axes == axes and meta.shape == want.shape
+    write_image(tmp_path / "b.npy", got, meta)
+    assert np.array_equal(np.load(tmp_path / "b.npy"), want)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "b.npy"]  # no temp file left, no .npy.npy
+
+
+def test_npy_refuses_objects_samples_last_and_bad_ranks(tmp_path):
+    np.save(tmp_path / "rgb.npy", np.zeros((20, 30, 3), np.uint8))
+    with pytest.raises(DataError, match=r"rgb\.npy: shape \(20, 30, 3\) looks like \(H, W, RGB\)"):
+        read_image(tmp_path / "rgb.npy")
+    np.save(tmp_path / "flat.npy", np.zeros(5, np.float32))
+    with pytest.raises(DataError, match=r"flat\.npy: expected \(H, W\), \(C, H, W\) or \(C, D, H, W\), got shape \(5,\)"):
+        read_image(tmp_path / "flat.npy")
+    np.save(tmp_path / "text.npy", np.array([["a", "b"], ["c", "d"]]))
+    with pytest.raises(DataError, match=r"text\.npy: holds <U1 values"):
+        read_image(tmp_path / "text.npy")
+    np.save(tmp_path / "obj.npy", np.array([[1, None]], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=r"obj\.npy: unreadable or truncated NPY file"):
+        read_image(tmp_path / "obj.npy")

@@ -78,6 +78,19 @@ def test_failure_mid_run_leaves_no_partial_files(checkpoint, folder, tmp_path, m
     assert [r.status for r in res] == ["skipped", "written", "written"]
 
 
+def test_small_npy_images_are_read_whole_and_labelled_as_tiff(checkpoint, tmp_path):
+    d = tmp_path / "arrays"
+    d.mkdir()
+    image = np.random.default_rng(4).normal(size=(40, 50)).astype(np.float32)
+    np.save(d / "a.npy", image)
+    pred = Predictor.from_checkpoint(checkpoint, precision="fp32")
+    res = predict_files(pred, [d], tmp_path / "out", progress=False)
+    assert res[0].status == "written" and res[0].mode != "band-by-band"
+    labels = tifffile.imread(tmp_path / "out" / "a.tif")  # one plane (C = 1, as all label TIFFs)
+    assert labels.shape == (1, 40, 50)
+    assert np.array_equal(labels[0] == 255, pred.predict(image[None]) == 1)
+
+
 @pytest.mark.parametrize("preset", ["unet", "unet-original"])
 def test_band_by_band_equals_whole_image(preset, tmp_path, monkeypatch):
     model = create_model(preset, base_features=2, depth=2, init="torch", norm="none" if preset == "unet" else None)

@@ -73,6 +73,7 @@ FORMATS = {
     ".jpeg": "jpeg",
     ".bmp": "bmp",
     ".gif": "gif",
+    ".npy": "npy",
 }
 #: Suffixes :func:`read_image` accepts (lower case).
 SUPPORTED_SUFFIXES = tuple(FORMATS)
@@ -86,7 +87,7 @@ class ImageMeta:
 
     Attributes:
         path: the file read (``None`` for arrays made in memory).
-        format: ``"png"``, ``"jpeg"``, ``"bmp"``, ``"gif"``, ``"tiff"`` or ``"nifti"``.
+        format: ``"png"``, ``"jpeg"``, ``"bmp"``, ``"gif"``, ``"tiff"``, ``"nifti"`` or ``"npy"``.
         dtype: the sample type stored in the file (``"uint16"``; ``"bool"`` for a 1-bit PNG,
             which is returned as ``uint8`` 0/1; a scaled NIfTI's raw type, returned as float).
         shape: shape of the returned array, ``(C, *spatial)``.
@@ -226,6 +227,8 @@ def read_image(path: PathLike, *, axes: Optional[str] = None, keep_alpha: bool =
             array, meta = _read_tiff(path, axes, keep_alpha)
         elif fmt == "nifti":
             array, meta = _read_nifti(path)
+        elif fmt == "npy":
+            array, meta = _read_npy(path)
         else:
             array, meta = _read_pil(path, fmt, keep_alpha)
     except DataError:
@@ -499,6 +502,25 @@ def _norm_unit(unit: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- NIfTI
+def _read_npy(path: Path) -> tuple[np.ndarray, ImageMeta]:
+    """NumPy ``.npy``: ``(H, W)``, ``(C, H, W)`` or ``(C, D, H, W)`` (channel first, as unetkit
+    writes it and as the band-by-band predictor memory-maps it); no pickled objects."""
+    array = np.load(path, allow_pickle=False)
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"holds {array.dtype} values; an image needs booleans, integers or floats", path)
+    axes = {2: "YX", 3: "CYX", 4: "CZYX"}.get(array.ndim)
+    if axes is None:
+        raise DataError(f"expected (H, W), (C, H, W) or (C, D, H, W), got shape {array.shape}", path)
+    if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] > 4:
+        raise DataError(f"shape {array.shape} looks like (H, W, RGB): save it channel first, "
+                        f"np.moveaxis(a, -1, 0)", path)
+    if array.ndim == 2:
+        array = array[None]
+    meta = ImageMeta(path=str(path), format="npy", dtype=str(array.dtype), shape=tuple(array.shape), axes=axes,
+                     channel_axis="C" if axes[0] == "C" else None)
+    return array, meta
+
+
 def _read_nifti(path: Path) -> tuple[np.ndarray, ImageMeta]:
     import nibabel as nib
 

@@ -25,6 +25,7 @@ What each format stores (anything else is refused with a :class:`~unetkit.errors
   array whose ``meta.axes`` is ``"XYZ"`` or ``"XYZC"`` (read from a single-slice file) is written
   back as one slice, ``(X, Y, 1)`` or ``(X, Y, 1, C)`` (any channel count), like the file it came
   from; other 2D arrays as ``(X, Y)``.
+* **NumPy** (``.npy``): any array as it is, channel first ``(C, *spatial)``.
 * **JPEG** and **GIF** are not written (lossy / palette-only): use PNG.
 """
 
@@ -82,7 +83,7 @@ def write_image(path: PathLike, array: np.ndarray, meta: Optional[ImageMeta] = N
                         "use .png, .tif or .nii.gz", path)
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    writer = {"png": _write_pil, "bmp": _write_pil, "tiff": _write_tiff, "nifti": _write_nifti}[fmt]
+    writer = {"png": _write_pil, "bmp": _write_pil, "tiff": _write_tiff, "nifti": _write_nifti, "npy": _write_npy}[fmt]
     with atomic_write(path) as tmp:
         writer(tmp, path, fmt, arr, meta)
     return path
@@ -161,6 +162,11 @@ def _write_tiff(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional
 
 
 # ------------------------------------------------------------------------------------------- NIfTI
+def _write_npy(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[ImageMeta]) -> None:
+    with open(tmp, "wb") as f:  # a file object: np.save would append .npy to other names
+        np.save(f, arr, allow_pickle=False)
+
+
 def _write_nifti(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[ImageMeta]) -> None:
     import nibabel as nib
 
