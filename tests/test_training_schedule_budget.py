@@ -6,10 +6,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from unetkit.cli import main
 from unetkit.config import RunConfig
@@ -19,22 +17,7 @@ from unetkit.training import callbacks as callbacks_module
 from unetkit.training.callbacks import BudgetSchedule, Callback
 from unetkit.training.optim import build_scheduler
 
-
-def make_cells(root: Path, n: int = 4, size: int = 32, seed: int = 0) -> Path:
-    """Bright discs on a noisy background, 32² px; masks 0/255."""
-    rng = np.random.default_rng(seed)
-    (root / "images").mkdir(parents=True, exist_ok=True)
-    (root / "masks").mkdir(parents=True, exist_ok=True)
-    yy, xx = np.mgrid[:size, :size]
-    for i in range(n):
-        mask = np.zeros((size, size), bool)
-        for _ in range(3):
-            cy, cx, r = rng.integers(6, size - 6), rng.integers(6, size - 6), rng.integers(3, 6)
-            mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
-        img = np.clip(mask * 120 + 60 + rng.normal(0, 20, mask.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(img).save(root / "images" / f"{i:02d}.png")
-        Image.fromarray((mask * 255).astype(np.uint8)).save(root / "masks" / f"{i:02d}.png")
-    return root
+from .test_training import make_cells  # bright discs on noise, masks 0/255
 
 
 def tiny_config(data: Path, **train) -> RunConfig:
