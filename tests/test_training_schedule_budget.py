@@ -14,10 +14,13 @@ from unetkit.config import RunConfig
 from unetkit.errors import ConfigError
 from unetkit.training import Trainer, load_checkpoint
 from unetkit.training import callbacks as callbacks_module
-from unetkit.training.callbacks import BudgetSchedule, Callback
+from unetkit.training.callbacks import BudgetSchedule
 from unetkit.training.optim import build_scheduler
 
-from .test_training import make_cells  # bright discs on noise, masks 0/255
+from .test_training import (  # discs on noise (masks 0/255); a crash after epoch n
+    _CrashAfter,
+    make_cells,
+)
 
 
 def tiny_config(data: Path, **train) -> RunConfig:
@@ -162,15 +165,6 @@ def test_trainer_runs_the_budget_schedule_and_stops_when_the_next_epoch_would_no
     assert RunConfig.from_yaml(tmp_path / "run" / "config.yaml").train.scheduler == "budget"
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["scheduler"] is None
     assert cfg.train.epochs == 1000  # the trainer shortened its own copy, not the caller's config
-
-
-class _CrashAfter(Callback):
-    def __init__(self, n: int):
-        self.n = n
-
-    def on_epoch_end(self, trainer, history):
-        if history[-1]["epoch"] == self.n:
-            raise RuntimeError("simulated crash")
 
 
 def test_resume_restarts_the_clock_at_the_full_rate(cells, tmp_path, monkeypatch):
