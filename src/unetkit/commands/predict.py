@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("--output", "-o", required=True, help="folder for the outputs")
     p.add_argument("--tile", help="input tile size, e.g. 512 or 96,128,128 (default: planned per image)")
     p.add_argument("--overlap", type=float, help="overlap fraction of sliding-window tiles with --tile (default 0.5)")
-    p.add_argument("--max-tile", type=int, help="largest planned tile side in pixels (default 640 in 2D, 128 in 3D)")
+    p.add_argument("--max-tile", type=int, help="largest planned tile side in pixels (default 640 in 2D, 768 for valid-padding nets, "
+                        "128 in 3D)")
     p.add_argument("--min-overlap", type=int,
                    help="least overlap of planned tiles in pixels (default 128 in 2D, 32 in 3D); each pixel is "
                         "predicted at least half of it from a tile edge")

@@ -10,8 +10,9 @@ at least ``min_overlap`` pixels, all of equal size, with tile sizes and steps mu
 pooling period (``2**depth``, :func:`shift_period`) so that every tile sees the pooling grid of the
 whole image. A 2048² image gets 4 × 4 tiles of 608² (1.41× the pixels of the image) instead of
 7 × 7 tiles of 512² at 50 % overlap (3.1×); an image no larger than ``max_tile`` is one tile.
-``max_tile`` 640 keeps a 64-wide U-Net's bf16 activations of one tile under ~0.7 GB on CPU (3 × 3 tiles
-of 768² are 8 % faster and take 25 % more memory: BENCHMARKS.md).
+``max_tile`` 640 keeps a 64-wide U-Net's bf16 activations of one tile under ~0.7 GB on CPU: measured
+when choosing it (2048², eager bf16, 2 cores), 4 × 4 tiles of 608² took 11.5 s and 1.11 GB peak RSS,
+3 × 3 tiles of 768² 10.0 s and 1.40 GB.
 
 Stitching (``blend``): ``crop`` (default) takes each pixel from the one tile where it lies farthest
 from an inner tile edge (≥ ``min_overlap / 2``), so where that margin exceeds the net's receptive
@@ -41,6 +42,8 @@ from .tiling import (
 from .tta import tta_transforms, with_tta
 
 DEFAULT_MAX_TILE = {2: 640, 3: 128}
+#: Valid-padding nets lose a 184 px border per tile (depth 4): larger tiles waste less of it.
+DEFAULT_MAX_TILE_VALID = {2: 768, 3: 128}
 DEFAULT_MIN_OVERLAP = {2: 128, 3: 32}
 BLEND_MODES = ("crop", "gaussian", "constant")
 
@@ -92,7 +95,7 @@ class Predictor:
         tile: input tile size (int or per axis). ``None`` plans tiles per image (module docstring).
         overlap: sliding-window overlap fraction when ``tile`` is given (default 0.5).
         max_tile, min_overlap: the tile plan's limits in pixels (defaults 640 / 128 in 2D,
-            128 / 32 in 3D).
+            128 / 32 in 3D; valid-padding nets: input tiles up to 768 in 2D).
         blend: how same-padding tiles are stitched: ``crop`` (module docstring), ``gaussian``
             (σ = tile/8) or ``constant`` blending.
         tta: ``none``, ``flip`` (all axis flips) or ``d4`` (2D: 4 rotations × flip, 8 versions, as
@@ -140,7 +143,8 @@ class Predictor:
         if overlap is not None and not 0.0 <= overlap < 1.0:
             raise ConfigError(f"overlap must be in [0, 1), got {overlap}")
         self.overlap = 0.5 if overlap is None else float(overlap)
-        self.max_tile = int(max_tile or DEFAULT_MAX_TILE[self.spatial_dims])
+        valid = is_valid_padding(model)
+        self.max_tile = int(max_tile or (DEFAULT_MAX_TILE_VALID if valid else DEFAULT_MAX_TILE)[self.spatial_dims])
         self.min_overlap = int(DEFAULT_MIN_OVERLAP[self.spatial_dims] if min_overlap is None else min_overlap)
         if blend not in BLEND_MODES:
             raise ConfigError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
@@ -210,12 +214,11 @@ class Predictor:
             spec = choose_overlap_tile(self.model, want, round="down")
             return {"mode": "overlap-tile", "in_tile": list(spec.in_tile), "out_tile": list(spec.out_tile),
                     "border": [list(b) for b in spec.border]}
+        align = shift_period(self.model)
         if self.tile is not None:
-            align = shift_period(self.model)
             tile = [min(-(-t // align) * align, s) for t, s in zip(self.tile, spatial_shape)]
             return {"mode": "sliding-window", "tile": [self._fit(t) for t in tile], "overlap": self.overlap,
                     "align": align, "blend": self.blend}
-        align = shift_period(self.model)
         tiles, steps = zip(*(plan_axis(s, self.max_tile, self.min_overlap, align) for s in spatial_shape))
         tiles = [self._fit(t) for t in tiles]
         overlap = [0.0 if t >= s else 1 - (st + 0.5) / t for t, st, s in zip(tiles, steps, spatial_shape)]
