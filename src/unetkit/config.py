@@ -129,8 +129,9 @@ class TrainConfig:
             time is up and training ends when the next epoch would not fit; ``epochs`` is then only an
             upper bound; see :class:`~unetkit.training.callbacks.BudgetSchedule`) or ``none``.
         grad_clip: max gradient norm (``None`` = off).
-        precision: ``auto`` (bf16 autocast where the CPU/GPU supports it, else fp32), ``bf16``,
-            ``fp16`` (CUDA only), ``fp32``.
+        precision: ``auto`` (bf16 autocast where the CPU/GPU supports it, else fp32; 3D nets on CPU
+            train in fp32, see :func:`unetkit.runtime.training_precision`), ``bf16``, ``fp16``
+            (CUDA only), ``fp32``.
         channels_last: memory format; ``None`` = automatic (on for batch-norm nets on CPU).
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         val_every: validate every N epochs.

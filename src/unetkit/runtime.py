@@ -38,6 +38,27 @@ def cpu_supports_bf16() -> bool:
         return False
 
 
+def training_precision(name: str, device: torch.device, spatial_dims: int) -> Optional[torch.dtype]:
+    """:func:`resolve_precision` for training: ``auto`` trains 3D nets on CPU in fp32.
+
+    oneDNN's bf16 weight gradient of a 3D convolution whose input is 2 voxels deep (the bottleneck
+    of a depth-3 net on 16-slice patches, say) reads uninitialised memory in torch 2.13: the gradient
+    comes out NaN or silently wrong depending on what the allocator hands back. The bf16 speed-ups
+    were measured for 2D only, so ``auto`` does not take the risk in 3D; ``bf16`` asked for
+    explicitly is kept, with a warning.
+    """
+    if device.type == "cpu" and spatial_dims == 3:
+        if name == "auto":
+            return None
+        if name == "bf16":
+            import warnings
+
+            warnings.warn("bf16 training of 3D nets on CPU can give non-finite or wrong weight gradients "
+                          "(oneDNN, 2-voxel-deep inputs); use precision fp32 if the loss turns NaN",
+                          RuntimeWarning, stacklevel=2)
+    return resolve_precision(name, device)
+
+
 def resolve_precision(name: str, device: torch.device) -> Optional[torch.dtype]:
     """Autocast dtype for ``name`` (``auto``/``bf16``/``fp16``/``fp32``) on ``device``; ``None`` = fp32."""
     if name == "fp32":
