@@ -47,7 +47,7 @@ def collect_inputs(paths: Sequence[Union[str, Path]]):
                 cases += find_cases(p, require_masks=False)
             else:
                 files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
-                               and (is_image_file(f) or f.suffix == ".npy"))
+                               and is_image_file(f))
                 if not files:
                     raise DataError("no image files in this folder", p)
                 cases += [Case(split_suffix(f)[0], [f]) for f in files]

@@ -23,6 +23,7 @@ from ..errors import ConfigError, DataError
 from .tiling import (
     crop_weights,
     gaussian_weights,
+    grid_from_starts,
     mirror_indices,
     overlap_tile_grid,
     sliding_window_grid,
@@ -168,7 +169,7 @@ def _sliding_window_bands(plan, shape, read, run, emit, progress) -> None:
     weights = gaussian_weights(tile) if blend == "gaussian" else np.ones(tile, np.float32)
     extent = tiled_extent(shape, tile, plan["align"])  # as predict_tiled: padded (mirrored) at the end
     starts = window_starts(extent, tile, plan["overlap"], plan["align"])
-    grid = sliding_window_grid(extent, tile, plan["overlap"], plan["align"])
+    grid = grid_from_starts(starts, tile)
     rows = _group_by_row(grid, lambda s: s[0].start)
     acc = wsum = None
     buf_start = 0  # image row of the buffers' first row (= the current row of tiles' start)

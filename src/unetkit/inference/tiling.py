@@ -144,8 +144,12 @@ def sliding_window_grid(image_shape: Sequence[int], tile_shape: IntOrSeq,
         image to at least the tile (:func:`predict_tiled` does), or let :class:`Stitcher` clip it.
     """
     tile_shape = _per_axis(tile_shape, len(image_shape), "tile_shape")
-    per_axis = [[slice(s, s + t) for s in starts]
-                for starts, t in zip(window_starts(image_shape, tile_shape, overlap, align), tile_shape)]
+    return grid_from_starts(window_starts(image_shape, tile_shape, overlap, align), tile_shape)
+
+
+def grid_from_starts(starts: Sequence[Sequence[int]], tile_shape: Sequence[int]) -> list[Slices]:
+    """Every combination of per-axis tile ``starts`` as slices of ``tile_shape`` (C order)."""
+    per_axis = [[slice(s, s + int(t)) for s in axis] for axis, t in zip(starts, tile_shape)]
     return [tuple(combo) for combo in itertools.product(*per_axis)]
 
 
@@ -658,7 +662,7 @@ def predict_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: Any, tile_s
         else:
             image = np.pad(image, [(0, 0)] + list(zip(before, after)))
     starts = window_starts(image.shape[1:], tile, overlap, aligns)
-    grid = [tuple(slice(s, s + t) for s, t in zip(combo, tile)) for combo in itertools.product(*starts)]
+    grid = grid_from_starts(starts, tile)
     hint = " (same-padding fn; use predict_overlap_tile for nets whose output is smaller)"
     stitcher = None
     for i in range(0, len(grid), int(batch_size)):
