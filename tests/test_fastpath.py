@@ -229,8 +229,8 @@ def test_example_shape_must_match_the_net():
 
 
 # -- compile (slow: Inductor's C++ build) -----------------------------------------------------------
-@pytest.mark.slow
-def test_compile_freezes_matches_eager_and_pads_the_last_batch():
+def _compiled(dtype):
+    """Compile the tiny net for real (no FX graph cache) and return the fast forward and its code."""
     from torch._inductor import config as inductor_config
     from torch._inductor.utils import run_and_get_code
 
@@ -238,19 +238,54 @@ def test_compile_freezes_matches_eager_and_pads_the_last_batch():
     x = torch.randn(2, 1, 32, 32).contiguous(memory_format=torch.channels_last)
     before = inductor_config.freezing
     with inductor_config.patch(fx_graph_cache=False):  # compile for real, so the generated code is seen
-        fwd, code = run_and_get_code(optimize_for_inference, net, x.shape, dtype=BF16, channels_last=True,
+        fwd, code = run_and_get_code(optimize_for_inference, net, x.shape, dtype=dtype, channels_last=True,
                                      mode="compile")
-    assert fwd.mode == "compile"
     assert inductor_config.freezing == before  # not leaked into the global config
-    # freezing happened: batch norm folded, convolutions prepacked with the ReLU fused (oneDNN)
-    assert "mkldnn._convolution_pointwise" in "".join(code)
-    assert "batch_norm" not in "".join(code)
+    return net, x, fwd, "".join(code)
+
+
+def _onednn_fusion_expected(dtype) -> "str | None":
+    """Why Inductor would *not* fuse convolutions into oneDNN kernels on this CPU (None: it should).
+
+    Freezing prepacks convolutions with their ReLU into ``mkldnn._convolution_pointwise`` where oneDNN
+    is available; in bf16 only where the CPU has native bf16 (elsewhere Inductor keeps the generic
+    convolution, which is correct, just not fused).
+    """
+    if not torch.backends.mkldnn.is_available():
+        return "this PyTorch has no oneDNN"
+    if dtype == BF16 and not runtime.native_cpu_bf16():
+        return f"no native bf16 on this CPU ({runtime.cpu_info().isa}): Inductor does not fuse bf16 convolutions"
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [None, BF16], ids=["fp32", "bf16"])
+def test_compile_freezes_matches_eager_and_pads_the_last_batch(dtype):
+    """On every CPU: batch norm folded, logits equal to eager, a smaller last batch handled."""
+    net, x, fwd, code = _compiled(dtype)
+    assert fwd.mode == "compile"
+    assert "batch_norm" not in code  # freezing folded batch norm into the convolutions
     ref = reference(net, x)
+    tol = (1e-4 if dtype is None else 0.05) * float(ref.abs().max())  # fp32: folding rounds; bf16: 8-bit mantissa
     y = fwd(x)
     assert y.dtype == torch.float32 and y.shape == (2, 3, 32, 32)
-    assert (y - ref).abs().max() < 0.05 * ref.abs().max()
-    torch.testing.assert_close(fwd(x[:1]), y[:1], atol=0.02 * float(ref.abs().max()), rtol=0)
+    assert (y - ref).abs().max() <= tol
+    torch.testing.assert_close(fwd(x[:1]), y[:1], atol=tol, rtol=0)  # a last batch of one
     other = torch.randn(1, 1, 24, 40)  # another tile shape: eager on the same (frozen-by-compile) copy
-    assert (fwd(other) - reference(net, other)).abs().max() < 0.05 * ref.abs().max()
-    fp32 = optimize_for_inference(net, x.shape, mode="compile")
-    torch.testing.assert_close(fp32(x.contiguous()), ref, atol=1e-4, rtol=1e-4)
+    assert (fwd(other) - reference(net, other)).abs().max() <= tol
+    why_not = _onednn_fusion_expected(dtype)
+    if why_not is None:  # convolutions prepacked with the ReLU fused (oneDNN)
+        assert "mkldnn._convolution_pointwise" in code
+    else:
+        assert "convolution" in code  # still a real convolution kernel, just not the fused one
+        print(f"oneDNN fusion not checked: {why_not}")
+
+
+@pytest.mark.slow
+def test_compile_fuses_bf16_convolutions_with_onednn_where_the_cpu_has_bf16():
+    """The speed-up the compile path exists for, checked only where the CPU can give it."""
+    why_not = _onednn_fusion_expected(BF16)
+    if why_not is not None:
+        pytest.skip(why_not)
+    _, _, _, code = _compiled(BF16)
+    assert "mkldnn._convolution_pointwise" in code

@@ -32,3 +32,64 @@ def test_training_precision_keeps_3d_cpu_training_in_fp32_unless_asked():
     with pytest.warns(RuntimeWarning, match="bf16 training of 3D nets on CPU"):
         assert runtime.training_precision("bf16", cpu, 3) is torch.bfloat16
     assert runtime.training_precision("auto", cpu, 2) is runtime.resolve_precision("auto", cpu)
+
+
+# -- the CPU precision path and its switch ----------------------------------------------------------
+def test_cpu_bf16_switch_forces_either_path_and_auto_follows_the_probe(monkeypatch):
+    import pytest
+    import torch
+
+    from unetkit import runtime
+    from unetkit.errors import ConfigError
+
+    cpu = torch.device("cpu")
+    monkeypatch.setenv(runtime.CPU_BF16_ENV, "0")
+    assert runtime.cpu_supports_bf16() is False
+    assert runtime.resolve_precision("auto", cpu) is None  # the fp32 path, whatever the CPU
+    monkeypatch.setenv(runtime.CPU_BF16_ENV, "1")
+    assert runtime.cpu_supports_bf16() is True
+    assert runtime.resolve_precision("auto", cpu) is torch.bfloat16
+    assert runtime.resolve_precision("fp32", cpu) is None  # an explicit choice wins over the switch
+    for auto in ("auto", ""):
+        monkeypatch.setenv(runtime.CPU_BF16_ENV, auto)
+        assert runtime.cpu_supports_bf16() is runtime.native_cpu_bf16()
+    monkeypatch.delenv(runtime.CPU_BF16_ENV)
+    assert runtime.cpu_supports_bf16() is runtime.native_cpu_bf16()
+    monkeypatch.setenv(runtime.CPU_BF16_ENV, "yes")
+    with pytest.raises(ConfigError, match="UNETKIT_CPU_BF16='yes': use 0"):
+        runtime.cpu_supports_bf16()
+
+
+def test_native_bf16_probe_agrees_with_the_cpu_flags():
+    """oneDNN's probe and /proc/cpuinfo tell the same story (Linux x86-64; skipped elsewhere)."""
+    import platform
+
+    import pytest
+
+    from unetkit import runtime
+
+    if platform.machine() not in ("x86_64", "AMD64") or not runtime.cpu_info().flags:
+        pytest.skip("needs /proc/cpuinfo flags of an x86-64 CPU")
+    info = runtime.cpu_info()
+    has_bf16_flag = bool({"avx512_bf16", "amx_bf16"} & set(info.flags))
+    assert info.native_bf16 == runtime.native_cpu_bf16()
+    if has_bf16_flag:
+        assert info.native_bf16  # AVX-512 BF16 or AMX: oneDNN must see it
+    if "avx512f" not in info.flags and "avx_vnni" not in info.flags:
+        assert not info.native_bf16  # an AVX2-only CPU cannot have native bf16
+    assert info.isa in info.describe() and info.model in info.describe()
+
+
+def test_describe_path_names_isa_precision_layout_threads(monkeypatch):
+    import torch
+
+    from unetkit import runtime
+
+    monkeypatch.setenv(runtime.CPU_BF16_ENV, "0")
+    line = runtime.describe_path(torch.device("cpu"), None, True)
+    isa = runtime.cpu_info().isa
+    assert line.startswith(f"compute path: cpu {isa} (")
+    assert f"UNETKIT_CPU_BF16=0), {torch.get_num_threads()} threads, fp32, channels-last" in line
+    monkeypatch.delenv(runtime.CPU_BF16_ENV)
+    line = runtime.describe_path(torch.device("cpu"), torch.bfloat16, False)
+    assert "UNETKIT_CPU_BF16" not in line and line.endswith("bf16, contiguous layout")

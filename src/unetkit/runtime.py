@@ -1,13 +1,16 @@
 """Device, precision and memory-format choices, made once and explained.
 
-Measured on the project's 2-core AVX-512 CPU (SPEC.md §6): bf16 autocast + channels-last runs the
-64-wide U-Net 2.5–3× faster than fp32 eager, for training and inference, and channels-last helps
-batch-norm nets but not instance-norm ones. ``auto`` settings follow those measurements.
+Two CPU paths exist (BENCHMARKS.md has the measurements): on a CPU with native bf16 (AVX-512 BF16 or
+AMX) bf16 autocast + channels-last; elsewhere fp32 (bf16 there is emulated and slower than fp32).
+Channels-last helps batch-norm nets but not instance-norm ones. ``auto`` settings follow the probe
+(:func:`cpu_supports_bf16`), which the environment switch ``UNETKIT_CPU_BF16`` can force either way so
+that both paths are tested on any machine.
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
@@ -30,12 +33,105 @@ def resolve_device(name: str = "auto") -> torch.device:
     return device
 
 
-def cpu_supports_bf16() -> bool:
-    """Whether this CPU has native bf16 arithmetic (AVX-512 BF16 / AMX), so autocast pays off."""
+#: Environment switch for the CPU precision path: ``0`` forces the fp32 path (as on a CPU without
+#: native bf16), ``1`` forces bf16 autocast even where it is emulated (slow; for testing the bf16 path
+#: on any CPU), unset or ``auto`` follows the probe.
+CPU_BF16_ENV = "UNETKIT_CPU_BF16"
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU has native bf16 arithmetic (AVX-512 BF16, AMX or AVX2-VNNI-2), by oneDNN's probe."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def cpu_bf16_override() -> Optional[bool]:
+    """The ``UNETKIT_CPU_BF16`` switch: ``True``/``False`` when set to 1/0, ``None`` when unset/auto."""
+    import os
+
+    raw = os.environ.get(CPU_BF16_ENV, "auto").strip().lower()
+    if raw in ("", "auto"):
+        return None
+    if raw in ("0", "1"):
+        return raw == "1"
+    raise ConfigError(f"{CPU_BF16_ENV}={raw!r}: use 0 (fp32 path), 1 (bf16 path) or auto")
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether the CPU path uses bf16: the native probe unless ``UNETKIT_CPU_BF16`` forces a path.
+
+    Every ``auto`` choice on CPU (autocast dtype, fast-path builds) asks this function, so setting
+    ``UNETKIT_CPU_BF16=0`` on an AVX-512 machine runs exactly what a CPU without bf16 runs.
+    """
+    override = cpu_bf16_override()
+    return native_cpu_bf16() if override is None else override
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """What the CPU offers, as far as the precision and kernel choices are concerned."""
+
+    model: str
+    isa: str             # torch's kernel level: AVX512, AVX2, DEFAULT, ...
+    flags: tuple         # the relevant /proc/cpuinfo flags present (avx2, avx512f, avx512_bf16, amx_bf16, ...)
+    native_bf16: bool
+    cores: int
+
+    def describe(self) -> str:
+        bf16 = "native bf16" if self.native_bf16 else "no native bf16"
+        return f"{self.model} ({self.cores} cores; {self.isa}, {bf16}; flags {' '.join(self.flags) or 'none'})"
+
+
+#: CPU flags that decide unetkit's CPU paths (vector width, bf16/int8 dot products, AMX).
+RELEVANT_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
+                      "amx_bf16", "amx_int8")
+
+
+def cpu_info() -> CpuInfo:
+    """Probe the CPU once: model name and flags from /proc/cpuinfo (Linux), torch's ISA level."""
+    import os
+    import platform
+
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key == "model name":
+                    model = value.strip()
+                elif key == "flags":  # after the model name: the first processor is enough
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    try:
+        isa = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):
+        isa = "unknown"
+    return CpuInfo(model=model or "unknown CPU", isa=isa, flags=tuple(f for f in RELEVANT_CPU_FLAGS if f in flags),
+                   native_bf16=native_cpu_bf16(), cores=os.cpu_count() or 1)
+
+
+def describe_path(device: torch.device, dtype: Optional[torch.dtype], channels_last: bool,
+                  mode: Optional[str] = None) -> str:
+    """One line saying which compute path a command chose: device (ISA), precision, layout, threads."""
+    prec = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
+    layout = "channels-last" if channels_last else "contiguous layout"
+    if device.type == "cpu":
+        info = cpu_info()
+        override = cpu_bf16_override()
+        why = ""
+        if override is not None:
+            why = f", {CPU_BF16_ENV}={int(override)}"
+        bf16 = "native bf16" if info.native_bf16 else "no native bf16"
+        where = f"cpu {info.isa} ({bf16}{why}), {torch.get_num_threads()} threads"
+    else:
+        where = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+    extra = f", {mode}" if mode else ""
+    return f"compute path: {where}, {prec}, {layout}{extra}"
 
 
 def training_precision(name: str, device: torch.device, spatial_dims: int) -> Optional[torch.dtype]:
@@ -141,3 +237,15 @@ def keep_freed_memory() -> bool:
             on = False
     _allocator_state["on"] = on
     return on
+
+
+def main() -> None:
+    """``python -m unetkit.runtime``: print the CPU, its relevant flags and the path unetkit takes."""
+    device = resolve_device("auto")
+    dtype = resolve_precision("auto", device)
+    print(f"cpu: {cpu_info().describe()}")
+    print(f"torch {torch.__version__}; {describe_path(device, dtype, device.type == 'cpu')} for batch-norm nets")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

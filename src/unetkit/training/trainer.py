@@ -420,6 +420,7 @@ class Trainer:
               f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}", flush=True)
         print(f"run folder: {self.run_dir}" + (f" (resumed at epoch {self.epoch})" if self._resume_from else ""),
               flush=True)
+        print(runtime.describe_path(self.device, self.autocast_dtype, self.channels_last), flush=True)
 
 
 def _sync_lr_to_schedule(scheduler, epochs: int) -> None:
