@@ -189,6 +189,9 @@ def main() -> None:
     results = run_all(Path(args.data), args.minutes, Path(args.keep) if args.keep else None)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
+    from unetkit.runtime import cpu_info
+
+    print(f"CPU: {cpu_info().describe()}")  # the flags decide the CPU path: say which machine this was
     print(table(results, args.minutes))
 
 

@@ -97,6 +97,9 @@ def main() -> None:
     rows.append(("percentile normalisation 512²", timeit(lambda: norm(image), 30)))
 
     width = max(len(name) for name, _ in rows)
+    from unetkit.runtime import cpu_info
+
+    print(f"CPU: {cpu_info().describe()}")  # the flags decide the CPU path: say which machine this was
     print(f"unetkit data pipeline, {platform.processor() or platform.machine()}, numpy {np.__version__}")
     print(f"| {'operation':<{width}} | mean ms | median ms |")
     print(f"|{'-' * (width + 2)}|--------:|----------:|")

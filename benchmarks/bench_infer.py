@@ -237,6 +237,9 @@ def main() -> None:
     src = (f"checkpoint {args.checkpoint}" if args.checkpoint else
            f"trained {args.train_steps} Adam steps on synthetic blobs ({train_s:.0f} s)" if args.train_steps
            else "random init")
+    from unetkit.runtime import cpu_info
+
+    print(f"CPU: {cpu_info().describe()}")  # the flags decide the CPU path: say which machine this was
     print(f"Inference, U-Net width {args.width} ({src}), one 1×1×{args.size}² tile, {gflop:.1f} GFLOP, "
           f"{args.threads} threads, torch {torch.__version__}; median (min) of {args.runs} runs after 2 warm-up")
     print(f"load average when done: {os.getloadavg()[0]:.1f} (2 = both cores busy with other work)"

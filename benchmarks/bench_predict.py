@@ -237,6 +237,9 @@ def main() -> None:
         return
     tmp = Path(tempfile.mkdtemp())
     out = {"compare": [], "large": None}
+    from unetkit.runtime import cpu_info
+
+    print(f"CPU: {cpu_info().describe()}")  # the flags decide the CPU path: say which machine this was
     for size in [int(s) for s in args.sizes.split(",") if s]:
         if size not in VARIANTS:
             raise SystemExit(f"--sizes: choose among {sorted(VARIANTS)}, got {size}")

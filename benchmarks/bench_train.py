@@ -111,6 +111,9 @@ def main() -> None:
     base = rows[0][1]["images_per_s"]
     if args.json:
         Path(args.json).write_text(json.dumps({v: r for v, r in rows}, indent=1))
+    from unetkit.runtime import cpu_info
+
+    print(f"CPU: {cpu_info().describe()}")  # the flags decide the CPU path: say which machine this was
     print(f"Training, U-Net width {args.width}, batch 4×1×256², SGD, {args.steps} timed steps")
     print("| variant | images/s | × plain | peak RSS (GB) |")
     print("|---|---:|---:|---:|")

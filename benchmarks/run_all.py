@@ -50,12 +50,10 @@ def machine() -> str:
     import numpy
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from unetkit.runtime import cpu_info, describe_path, resolve_precision
+
+    cpu = cpu_info().describe()
+    path = describe_path(torch.device("cpu"), resolve_precision("auto", torch.device("cpu")), True)
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0
     versions = [f"torch {torch.__version__}", f"numpy {numpy.__version__}"]
     for name in ("monai", "onnxruntime"):
@@ -63,8 +61,8 @@ def machine() -> str:
             versions.append(f"{name} {__import__(name).__version__}")
         except ImportError:
             versions.append(f"{name} not installed")
-    return (f"{cpu}, {os.cpu_count()} cores, {mem:.0f} GiB RAM, no GPU; Python {platform.python_version()}, "
-            + ", ".join(versions))
+    return (f"{cpu}, {mem:.0f} GiB RAM, no GPU; Python {platform.python_version()}, "
+            + ", ".join(versions) + f". Default {path.replace('compute path: ', 'compute path ')}.")
 
 
 def goal_rows(acc: dict | None, pred: dict, infer: dict, train: dict) -> list[str]:

@@ -244,7 +244,7 @@ def _compiled(dtype):
     return net, x, fwd, "".join(code)
 
 
-def _onednn_fusion_expected(dtype) -> "str | None":
+def _onednn_fusion_expected(dtype) -> str | None:
     """Why Inductor would *not* fuse convolutions into oneDNN kernels on this CPU (None: it should).
 
     Freezing prepacks convolutions with their ReLU into ``mkldnn._convolution_pointwise`` where oneDNN
