@@ -130,7 +130,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(cells, tmp_path):
     ref = _cli(*args, "--run-dir", str(tmp_path / "ref"))
     victim = _cli(*args, "--run-dir", str(tmp_path / "victim"))
     csv_path = tmp_path / "victim" / "metrics.csv"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600  # a bound for a stuck run, not a speed requirement
     while time.monotonic() < deadline:  # kill as soon as two epochs are logged
         if csv_path.exists() and len(csv_path.read_text().strip().splitlines()) >= 3:
             break
@@ -150,12 +150,23 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(cells, tmp_path):
     assert not list((tmp_path / "victim" / "checkpoints").glob(".*tmp*"))
 
 
-def test_time_budget_stops_cleanly_with_best_checkpoint(cells, tmp_path):
+def test_time_budget_stops_cleanly_with_best_checkpoint(cells, tmp_path, monkeypatch):
+    """The budget is read from the trainer's clock; a fake one (each reading 0.5 s after the last)
+    makes the stop deterministic on any machine, loaded or not."""
+    from types import SimpleNamespace
+
+    import unetkit.training.trainer as trainer_module
+
+    clock = {"t": 1000.0}
+
+    def monotonic() -> float:
+        clock["t"] += 0.5
+        return clock["t"]
+
+    monkeypatch.setattr(trainer_module, "time", SimpleNamespace(monotonic=monotonic, strftime=time.strftime))
     cfg = tiny_config(cells, epochs=1000, time_budget_minutes=0.15)
-    t0 = time.monotonic()
     result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
-    assert time.monotonic() - t0 < 60
-    assert result.stop_reason == "time budget reached" and result.epochs_completed < 1000
+    assert result.stop_reason == "time budget reached" and 1 <= result.epochs_completed < 1000
     assert (tmp_path / "run/checkpoints/best.pt").is_file()
     assert "val_dice" in result.history[-1]  # the last, cut-short epoch is still validated
 
