@@ -260,8 +260,15 @@ def test_cli_labels_and_in_channels_in_process(tmp_path, capsys):
 def test_problem_too_many_label_values(tmp_path):
     make_clean(tmp_path, n=3)
     write_image(tmp_path / "masks" / "01.png", np.arange(24, dtype=np.uint8).reshape(1, 4, 6))  # + 255 elsewhere
-    line = one_problem(check_dataset(tmp_path), "distinct")
-    assert line.startswith(f"{tmp_path / 'masks'}: 25 distinct mask values over all masks (more than max_classes=16)")
+    line = one_problem(check_dataset(tmp_path), "distinct")  # one mask holds them all: it is named
+    assert line.startswith(f"{tmp_path / 'masks' / '01.png'}: 24 distinct mask values in this mask (more than "
+                           "max_classes=16)")
+    spread = [0, 255] + [10 * i for i in range(1, 16)]  # 17 values, no mask with more than 16: the folder is named
+    for i, extra in enumerate((spread[2:10], spread[10:])):
+        write_image(tmp_path / "masks" / f"0{i}.png", np.array([0, 255, *extra] + [0] * (24 - 2 - len(extra)),
+                                                                dtype=np.uint8).reshape(1, 4, 6))
+    line = one_problem(check_dataset(tmp_path, max_classes=16), "distinct")
+    assert line.startswith(f"{tmp_path / 'masks'}: 17 distinct mask values over all masks (more than max_classes=16)")
     assert check_dataset(tmp_path, mask_kind="instances").ok
 
 

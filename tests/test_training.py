@@ -188,8 +188,8 @@ def test_weight_map_sgd_and_valid_padding_model_train(cells, tmp_path):
 
 
 def test_unet3plus_with_deep_supervision_and_cgm_trains(cells, tmp_path):
-    cfg = tiny_config(cells, epochs=1).override({"model.name": "unet3plus-ds-cgm", "loss.name": "unet3plus-hybrid"})
-    cfg.model.options = {"base_features": 4, "depth": 2, "num_classes": 1}
+    cfg = tiny_config(cells, epochs=1).override({"model.name": "unet3plus-ds-cgm", "loss.name": "unet3plus-hybrid",
+                                                 "model.options": {"base_features": 4, "depth": 2, "num_classes": 1}})
     result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
     assert np.isfinite(result.history[-1]["train_loss"]) and not np.isnan(result.history[-1]["val_dice"])
 
@@ -243,9 +243,11 @@ def test_select_metric_picks_best_checkpoint_by_one_class(cells, tmp_path):
     best_epoch = max(result.history, key=lambda r: r["val_dice_c0"])["epoch"]
     assert result.best["metric"] == "val_dice_c0" and result.best["epoch"] == best_epoch
     assert load_checkpoint(tmp_path / "run/checkpoints/best.pt")["epoch"] == best_epoch
-    bad = tiny_config(cells, epochs=1, select_metric="val_dcie")
     with pytest.raises(ConfigError, match="val_dcie' is not among the validation values val_loss, val_dice"):
-        Trainer(bad, run_dir=tmp_path / "bad", progress=False).fit()
+        tiny_config(cells, epochs=1, select_metric="val_dcie")  # refused with the config, before any epoch
+    with pytest.raises(ConfigError, match="'val_dice_c2' names class 2, but the masks have 2 classes"):
+        Trainer(tiny_config(cells, select_metric="val_dice_c2"), run_dir=tmp_path / "bad", progress=False).fit()
+    assert not (tmp_path / "bad").exists()
 
 
 def test_kfold_fg_classes_and_weight_map_cache_reach_the_data(cells, tmp_path):

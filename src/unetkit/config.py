@@ -3,6 +3,15 @@
 Every number the trainer uses comes from here; the resolved config is written into the run folder and
 into each checkpoint, so the run folder alone reproduces the run.
 
+Validation checks every field against its annotation and the bounds in its ``metadata`` (one generic
+:func:`check_value`), then what only the builders know: the model preset and ``model.options`` (the
+model is built on the meta device, no memory), the loss and its options, the normalisation and the
+augmentation settings, and the name of ``train.select_metric``. Each problem is one
+:class:`~unetkit.errors.ConfigError` naming the dotted field (``train.epochs must be an integer ≥ 1,
+got 'ten'``). Integers are accepted where a number is expected; a numeric string (``"1e-3"``, which
+YAML 1.1 reads as a string when the mantissa has no dot) is accepted for a number and converted to
+float; booleans are never accepted as numbers.
+
 Example:
     >>> cfg = RunConfig.from_dict({"model": {"name": "unet-original"}, "train": {"epochs": 5}})
     >>> cfg.train.optimizer
@@ -11,12 +20,223 @@ Example:
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import math
+import os
+import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from .errors import ConfigError
+
+# --------------------------------------------------------------------------------- type checks
+_NONE = type(None)
+_SEQUENCES = (list, tuple, collections.abc.Sequence)
+_MAPPINGS = (dict, collections.abc.Mapping)
+
+
+def _f(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **rules: Any) -> Any:
+    """A dataclass field whose ``metadata`` holds its value rules for :func:`check_value`:
+    bounds ``ge``/``gt``/``le``/``lt`` (on the items, for a list), ``items`` (the list item type),
+    ``choices`` (allowed strings), ``path`` (a non-empty path string), ``scalar`` (one bare item is
+    accepted for a list and wrapped)."""
+    return field(default=default, default_factory=factory, metadata=rules)
+
+
+def _bounds(rules: dict) -> str:
+    """The bounds of ``rules`` in words: ``" ≥ 1"``, ``" in [0, 1)"`` (``""`` without bounds)."""
+    lo = ("[", rules["ge"]) if "ge" in rules else ("(", rules["gt"]) if "gt" in rules else None
+    hi = ("]", rules["le"]) if "le" in rules else (")", rules["lt"]) if "lt" in rules else None
+    if lo and hi:
+        return f" in {lo[0]}{lo[1]}, {hi[1]}{hi[0]}"
+    if lo:
+        return f" {'≥' if lo[0] == '[' else '>'} {lo[1]}"
+    if hi:
+        return f" {'≤' if hi[0] == ']' else '<'} {hi[1]}"
+    return ""
+
+
+def _union_args(tp: Any) -> tuple:
+    """The members of a ``Union``/``Optional`` annotation, ``()`` for any other annotation."""
+    return typing.get_args(tp) if typing.get_origin(tp) is Union else ()
+
+
+def describe(tp: Any, rules: Optional[dict] = None, plural: bool = False) -> str:
+    """What a value of annotation ``tp`` under ``rules`` must be, in words (``"an integer ≥ 1"``)."""
+    rules = rules or {}
+    args = _union_args(tp)
+    if args:
+        words = [describe(a, rules, plural) for a in args if a is not _NONE]
+        return " or ".join(words) + (" or null" if _NONE in args else "")
+    origin = typing.get_origin(tp) or tp
+    if tp is bool:
+        return "true/false values" if plural else "true or false"
+    if tp is int:
+        return ("integers" if plural else "an integer") + _bounds(rules)
+    if tp is float:
+        return ("numbers" if plural else "a number") + _bounds(rules)
+    if tp is str:
+        if rules.get("choices"):
+            return f"one of {', '.join(rules['choices'])}"
+        return ("paths" if plural else "a non-empty path") if rules.get("path") else ("strings" if plural else "a string")
+    if origin in _SEQUENCES:
+        item = rules.get("items") or next(iter(typing.get_args(tp)), None)
+        text = "lists" if plural else "a list"
+        if item is not None and item is not Ellipsis:
+            text += f" of {describe(item, rules, plural=True)}"
+        if rules.get("scalar") and item is not None:
+            text += f" (or one {describe(item, rules).split(' ', 1)[1]})"
+        return text
+    if origin in _MAPPINGS:
+        return "mappings" if plural else "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _in_bounds(value: float, rules: dict) -> bool:
+    """Whether ``value`` satisfies the ``ge``/``gt``/``le``/``lt`` bounds of ``rules``."""
+    return not (("ge" in rules and value < rules["ge"]) or ("gt" in rules and value <= rules["gt"])
+                or ("le" in rules and value > rules["le"]) or ("lt" in rules and value >= rules["lt"]))
+
+
+def _match(value: Any, tp: Any, rules: dict) -> tuple[bool, Any]:
+    """``(True, value)`` when ``value`` fits ``tp`` and ``rules`` (converted: numeric string → float,
+    path → str, tuple → list), else ``(False, None)``."""
+    args = _union_args(tp)
+    if args:
+        if value is None:
+            return _NONE in args, None
+        for arg in args:
+            if arg is not _NONE:
+                ok, out = _match(value, arg, rules)
+                if ok:
+                    return True, out
+        return False, None
+    origin = typing.get_origin(tp) or tp
+    if tp is Any or tp is object:
+        return True, value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool) and _in_bounds(value, rules), value
+    if tp is float:
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                return False, None
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False, None
+        return math.isfinite(value) and _in_bounds(value, rules), value
+    if tp is str:
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if not isinstance(value, str):
+            return False, None
+        if rules.get("choices") and value not in rules["choices"]:
+            return False, None
+        return not (rules.get("path") and not value.strip()), value
+    if origin in _SEQUENCES:
+        item_args = typing.get_args(tp)
+        item = rules.get("items") or (item_args[0] if item_args else None)
+        if rules.get("scalar") and not isinstance(value, (list, tuple)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            return False, None
+        if origin is tuple and item_args and Ellipsis not in item_args and len(value) != len(item_args):
+            return False, None
+        if item is None or item is Ellipsis:
+            return True, list(value)
+        out = []
+        for v in value:
+            ok, v = _match(v, item, rules)
+            if not ok:
+                return False, None
+            out.append(v)
+        return True, out
+    if origin in _MAPPINGS:
+        if not isinstance(value, dict):
+            return False, None
+        vt = typing.get_args(tp)[1] if len(typing.get_args(tp)) == 2 else None
+        if vt is None:
+            return True, value
+        out = {}
+        for k, v in value.items():
+            ok, out[k] = _match(v, vt, {})
+            if not ok:
+                return False, None
+        return True, out
+    if isinstance(tp, type):
+        return isinstance(value, tp), value
+    return True, value  # an annotation this checker does not understand: the builder decides
+
+
+def check_value(value: Any, tp: Any, name: str, rules: Optional[dict] = None) -> Any:
+    """``value`` checked against the annotation ``tp`` and ``rules`` (see :func:`_f`); returns it
+    converted (numeric string → float, path → str, tuple → list).
+
+    Raises:
+        ConfigError: ``"<name> must be <what>, got <value>"``.
+    """
+    ok, out = _match(value, tp, rules or {})
+    if not ok:
+        raise ConfigError(f"{name} must be {describe(tp, rules)}, got {value!r}")
+    return out
+
+
+def _check_fields(section: Any, prefix: str) -> None:
+    """Check (and normalise in place) every field of a config dataclass against its annotation."""
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        name = f"{prefix}.{f.name}" if prefix else f.name
+        setattr(section, f.name, check_value(getattr(section, f.name), hints[f.name], name, dict(f.metadata)))
+
+
+def check_options(registry: Any, name: str, options: dict, where: str, name_field: str) -> dict:
+    """Check ``options`` for the builder ``name`` of ``registry`` (a :class:`~unetkit.registry.Registry`):
+    unknown names, values against the builder's annotations, required ones missing. Returns them
+    converted (see :func:`check_value`); ``where`` is the dotted prefix of messages (``model.options``),
+    ``name_field`` the field holding ``name`` (``model.name``).
+
+    Raises:
+        ConfigError: naming ``<where>.<option>`` (or ``name_field`` for an unknown name).
+    """
+    try:
+        entry = registry.get(str(name))
+    except ConfigError as exc:  # the registry's message lists the valid names
+        raise ConfigError(f"{name_field}: {exc}") from None
+    params = registry.options(name)
+    unknown = sorted(set(options) - set(params))
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]} is not an option of {registry.kind} {name!r}; valid options: "
+                          f"{', '.join(params)}")
+    builder = entry.builder.__init__ if isinstance(entry.builder, type) else entry.builder
+    try:
+        hints = typing.get_type_hints(builder)
+    except Exception:  # an annotation that does not resolve: leave the values to the builder
+        hints = {}
+    out = {}
+    for key, value in options.items():
+        out[key] = value if value is None or key not in hints else check_value(value, hints[key], f"{where}.{key}")
+    missing = [k for k, p in params.items() if p.default is p.empty and k not in out and k not in entry.defaults]
+    if missing:
+        raise ConfigError(f"{where}.{missing[0]} is required by {registry.kind} {name!r}")
+    return out
+
+
+def _built(what: str, build: Any) -> Any:
+    """Call ``build()``; a ``TypeError``/``ValueError`` it raises becomes a ConfigError starting with ``what``."""
+    try:
+        return build()
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ConfigError(f"{what}: {exc}") from None
+
+
+#: ``train.select_metric`` values the trainer's validation produces (``<k>``: a class index).
+SELECT_METRICS = ("val_loss", "val_dice", "val_iou", "val_pixel_error", "val_dice_c<k>")
+_SELECT_RE = re.compile(r"val_(loss|dice|iou|pixel_error|dice_c\d+)")
 
 
 @dataclass
@@ -43,41 +263,73 @@ class DataConfig:
         num_workers: DataLoader worker processes (0 = in the main process).
     """
 
-    train_dir: Optional[str] = None
-    val_dir: Optional[str] = None
+    train_dir: Optional[str] = _f(None, path=True)
+    val_dir: Optional[str] = _f(None, path=True)
     mask_suffix: Optional[str] = None
-    mask_kind: str = "auto"
-    val_fraction: float = 0.2
-    num_folds: Optional[int] = None
-    fold: Optional[int] = None
-    normalization: dict = field(default_factory=lambda: {"name": "zscore"})
-    patch_size: Optional[list] = None
-    fg_fraction: float = 0.33
-    fg_classes: Optional[list] = None
-    augmentation: Optional[dict] = field(default_factory=dict)
+    mask_kind: str = _f("auto", choices=("auto", "labels", "colors", "instances"))
+    val_fraction: float = _f(0.2, ge=0, lt=1)
+    num_folds: Optional[int] = _f(None, ge=2)
+    fold: Optional[int] = _f(None, ge=0)
+    normalization: dict = _f(factory=lambda: {"name": "zscore"})
+    patch_size: Optional[list] = _f(None, items=int, ge=1, scalar=True)
+    fg_fraction: float = _f(0.33, ge=0, le=1)
+    fg_classes: Optional[list] = _f(None, items=int, ge=0)
+    augmentation: Optional[dict] = _f(factory=dict)
     weight_map: bool = False
-    w0: float = 10.0
-    sigma: float = 5.0
-    cache_dir: Optional[str] = None
-    num_workers: int = 0
+    w0: float = _f(10.0, ge=0)
+    sigma: float = _f(5.0, gt=0)
+    cache_dir: Optional[str] = _f(None, path=True)
+    num_workers: int = _f(0, ge=0)
 
     def validate(self) -> None:
-        if self.mask_kind not in ("auto", "labels", "colors", "instances"):
-            raise ConfigError(f"data.mask_kind must be auto, labels, colors or instances, got {self.mask_kind!r}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
-        if not 0.0 <= self.fg_fraction <= 1.0:
-            raise ConfigError(f"data.fg_fraction must be in [0, 1], got {self.fg_fraction}")
-        if self.patch_size is not None:
-            if isinstance(self.patch_size, int):
-                self.patch_size = [self.patch_size]
-            if any(int(p) < 1 for p in self.patch_size):
-                raise ConfigError(f"data.patch_size must be positive, got {self.patch_size}")
-            self.patch_size = [int(p) for p in self.patch_size]
-        if not isinstance(self.normalization, dict) or "name" not in self.normalization:
+        """Types and ranges of every field, then the normalisation and augmentation settings (built)."""
+        _check_fields(self, "data")
+        if self.fold is not None and self.num_folds is None:
+            raise ConfigError(f"data.fold={self.fold} needs data.num_folds (the number of cross-validation folds)")
+        if self.fold is not None and self.fold >= self.num_folds:
+            raise ConfigError(f"data.fold must be in 0..{self.num_folds - 1} for data.num_folds={self.num_folds}, "
+                              f"got {self.fold}")
+        if "name" not in self.normalization:
             raise ConfigError("data.normalization must be a mapping with a 'name', e.g. {name: zscore}")
-        if self.num_workers < 0:
-            raise ConfigError(f"data.num_workers must be ≥ 0, got {self.num_workers}")
+        from .data.normalization import NORMALIZERS
+
+        norm = dict(self.normalization)
+        name = norm.pop("name")
+        self.normalization = {"name": name, **check_options(NORMALIZERS, name, norm, "data.normalization",
+                                                            "data.normalization.name")}
+        _built(f"data.normalization {self.normalization}", lambda: NORMALIZERS.create(**self.normalization))
+        if self.augmentation is not None:
+            self._check_augmentation()
+
+    def _check_augmentation(self) -> None:
+        """Each transform's parameters against its constructor, then the pipeline built for 2D, else
+        3D (the data decides later): unknown names, parameters and bad values fail here, before any
+        data is read."""
+        from .data.transforms import TRANSFORMS, build_augmentation
+
+        self.augmentation = {n: dict(p) if isinstance(p, dict) else p for n, p in self.augmentation.items()}
+        for name, params in self.augmentation.items():
+            if name not in TRANSFORMS or not isinstance(params, dict):
+                continue  # build_augmentation names the problem below
+            hints = typing.get_type_hints(TRANSFORMS[name].__init__)
+            for key, value in params.items():
+                if key in hints:
+                    params[key] = check_value(value, hints[key], f"data.augmentation.{name}.{key}")
+        errors = []
+        for dims in (2, 3):
+            try:
+                build_augmentation(self.augmentation, dims)
+                return
+            except (TypeError, ValueError, KeyError) as exc:
+                errors.append(exc)
+        only = [n for n in self.augmentation if n in TRANSFORMS and self.augmentation[n] not in (False, None)]
+        for name in only:  # which transform: build it alone
+            try:
+                build_augmentation({n: (self.augmentation[name] if n == name else False) for n in TRANSFORMS}, 2)
+            except (TypeError, ValueError, KeyError) as exc:
+                if str(exc) == str(errors[0]):
+                    raise ConfigError(f"data.augmentation.{name}: {exc}") from None
+        raise ConfigError(f"data.augmentation: {errors[0]}")
 
 
 @dataclass
@@ -88,12 +340,34 @@ class ModelConfig:
     """
 
     name: str = "unet"
-    options: dict = field(default_factory=dict)
+    options: dict = _f(factory=dict)
 
     def validate(self) -> None:
+        """The preset exists and accepts ``options``: each is type-checked against the model's
+        constructor, then the model is built on the meta device (no memory, no weights) so that the
+        constructor's own checks run now."""
+        import torch
+
         from .models import MODELS
 
-        MODELS.get(self.name)  # raises with the valid names
+        _check_fields(self, "model")
+        self.options = check_options(MODELS, self.name, self.options, "model.options", "model.name")
+        opts = {k: v for k, v in self.options.items() if v is not None}
+        init = opts.pop("init", None)
+        if "init" in MODELS.options(self.name):
+            opts["init"] = "torch"  # He initialisation on meta tensors is slow to start; the layout is the same
+
+        def build():
+            with torch.device("meta"):
+                try:
+                    model = MODELS.create(self.name, **opts)
+                except (RuntimeError, NotImplementedError):  # an operation meta tensors lack: the trainer's build decides
+                    return
+                if init not in (None, "he", "torch"):
+                    model.initialise(init)  # raises the model's message
+
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        _built(f"model {self.name!r}" + (f" with model.options {shown}" if shown else ""), build)
 
 
 @dataclass
@@ -101,13 +375,19 @@ class LossConfig:
     """Which loss (a name of ``create_loss``) with its options; deep-supervision and CGM weights."""
 
     name: str = "dice_ce"
-    options: dict = field(default_factory=dict)
-    deep_supervision_weights: Optional[list] = None
-    cgm_weight: float = 1.0
+    options: dict = _f(factory=dict)
+    deep_supervision_weights: Optional[list] = _f(None, items=float, ge=0)
+    cgm_weight: float = _f(1.0, ge=0)
 
     def validate(self) -> None:
-        if self.cgm_weight < 0:
-            raise ConfigError(f"loss.cgm_weight must be ≥ 0, got {self.cgm_weight}")
+        """Types and ranges, then the loss is built (it is small) so that its own checks run now."""
+        from .losses import LOSSES
+
+        _check_fields(self, "loss")
+        self.options = check_options(LOSSES, self.name, self.options, "loss.options", "loss.name")
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        _built(f"loss {self.name!r}" + (f" with loss.options {shown}" if shown else ""),
+               lambda: LOSSES.create(self.name, **self.options))
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -144,42 +424,38 @@ class TrainConfig:
         threads: torch CPU threads (``None`` = torch's default).
     """
 
-    epochs: int = 50
-    iters_per_epoch: int = 50
-    batch_size: int = 4
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    momentum: float = 0.99
-    weight_decay: float = 1e-4
-    scheduler: str = "poly"
-    grad_clip: Optional[float] = 12.0
-    precision: str = "auto"
+    epochs: int = _f(50, ge=1)
+    iters_per_epoch: int = _f(50, ge=1)
+    batch_size: int = _f(4, ge=1)
+    optimizer: str = _f("adamw", choices=OPTIMIZERS)
+    lr: float = _f(1e-3, gt=0)
+    momentum: float = _f(0.99, ge=0, lt=1)
+    weight_decay: float = _f(1e-4, ge=0)
+    scheduler: str = _f("poly", choices=SCHEDULERS)
+    grad_clip: Optional[float] = _f(12.0, ge=0)
+    precision: str = _f("auto", choices=PRECISIONS)
     channels_last: Optional[bool] = None
     device: str = "auto"
-    seed: int = 0
-    val_every: int = 1
-    early_stopping: Optional[int] = None
-    time_budget_minutes: Optional[float] = None
+    seed: int = _f(0, ge=0, le=2**32 - 1)
+    val_every: int = _f(1, ge=1)
+    early_stopping: Optional[int] = _f(None, ge=1)
+    time_budget_minutes: Optional[float] = _f(None, gt=0)
     select_metric: str = "val_dice"
-    threads: Optional[int] = None
+    threads: Optional[int] = _f(None, ge=1)
 
     def validate(self) -> None:
-        for name in ("epochs", "iters_per_epoch", "batch_size", "val_every"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"train.{name} must be ≥ 1, got {getattr(self, name)}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.scheduler not in SCHEDULERS:
-            raise ConfigError(f"train.scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.lr <= 0:
-            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
-        if not str(self.select_metric).startswith("val_"):
-            raise ConfigError(f"train.select_metric must name a validation value such as val_dice, got "
-                              f"{self.select_metric!r}")
-        if self.time_budget_minutes is not None and self.time_budget_minutes <= 0:
-            raise ConfigError(f"train.time_budget_minutes must be > 0, got {self.time_budget_minutes}")
+        """Types, ranges and names of every field; the device name is parsed (not looked for)."""
+        _check_fields(self, "train")
+        if self.device != "auto":
+            import torch
+
+            try:
+                torch.device(self.device)
+            except (RuntimeError, ValueError):
+                raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}") from None
+        if not _SELECT_RE.fullmatch(self.select_metric):
+            raise ConfigError(f"train.select_metric {self.select_metric!r} is not among the validation values "
+                              f"{', '.join(SELECT_METRICS)} (<k>: a class index)")
         if self.scheduler == "budget" and self.time_budget_minutes is None:
             raise ConfigError("train.scheduler budget runs the learning-rate schedule on the clock and needs a "
                               "time budget: set train.time_budget_minutes (--time-budget MINUTES)")
@@ -193,9 +469,14 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    output_dir: str = "runs"
+    output_dir: str = _f("runs", path=True)
 
     def validate(self) -> RunConfig:
+        """Check every section (see the module docstring); returns ``self``."""
+        for name, cls in _SECTIONS.items():
+            if not isinstance(getattr(self, name), cls):
+                raise ConfigError(f"{name} must be a mapping of {cls.__name__} fields, got {getattr(self, name)!r}")
+        self.output_dir = check_value(self.output_dir, str, "output_dir", {"path": True})
         for section in (self.data, self.model, self.loss, self.train):
             section.validate()
         return self
@@ -213,7 +494,7 @@ class RunConfig:
             if f.name not in raw:
                 continue
             value = raw.pop(f.name)
-            section_cls = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}.get(f.name)
+            section_cls = _SECTIONS.get(f.name)
             kwargs[f.name] = _section(section_cls, value, f"{source}: {f.name}") if section_cls else value
         if raw:
             valid = ", ".join(f.name for f in dataclasses.fields(cls))
@@ -233,7 +514,10 @@ class RunConfig:
             raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(raw, dict):
             raise ConfigError(f"{path}: the config must be a mapping of sections (data, model, loss, train)")
-        return cls.from_dict(raw, source=str(path))
+        try:
+            return cls.from_dict(raw, source=str(path))
+        except ConfigError as exc:  # name the file in every message
+            raise (exc if str(exc).startswith(str(path)) else ConfigError(f"{path}: {exc}")) from None
 
     def to_yaml(self, path: Optional[Union[str, Path]] = None) -> str:
         """The config as YAML; also written atomically to ``path`` when given."""
@@ -247,16 +531,51 @@ class RunConfig:
         return text
 
     def override(self, dotted: dict) -> RunConfig:
-        """Return a copy with ``{"train.lr": 0.01, ...}`` applied (``None`` values are skipped)."""
+        """Return a copy with ``{"train.lr": 0.01, "model.options.depth": 3, ...}`` applied (``None``
+        values are skipped); see :func:`set_dotted`."""
         raw = self.to_dict()
         for key, value in dotted.items():
-            if value is None:
-                continue
-            section, _, name = key.partition(".")
-            if section not in raw or not isinstance(raw[section], dict) or not name:
-                raise ConfigError(f"cannot set {key!r}: use section.name, sections data, model, loss, train")
-            raw[section][name] = value
+            if value is not None:
+                set_dotted(raw, key, value)
         return RunConfig.from_dict(raw)
+
+
+def set_dotted(raw: dict, key: str, value: Any) -> None:
+    """Set ``key`` (``"train.lr"``, ``"model.options.base_features"``, ``"output_dir"``) in the nested
+    dict of a config (:meth:`RunConfig.to_dict`) in place.
+
+    The first two levels must exist (a section and one of its fields); below a field that holds a
+    mapping (``model.options``, ``data.normalization``, ``data.augmentation``) keys are created.
+
+    Raises:
+        ConfigError: an empty or malformed key, an unknown section or field, or a key below a
+            value that is not a mapping; the message names ``key``.
+    """
+    parts = str(key).split(".")
+    sections = ", ".join(f.name for f in dataclasses.fields(RunConfig))
+    if not all(p.strip() for p in parts):
+        raise ConfigError(f"cannot set {key!r}: a key is section.name (e.g. train.lr or model.options.depth), "
+                          f"with sections {sections}")
+    parts = [p.strip() for p in parts]
+    if parts[0] not in raw:
+        raise ConfigError(f"cannot set {key!r}: unknown section {parts[0]!r}; valid: {sections}")
+    if len(parts) >= 2 and isinstance(raw[parts[0]], dict) and parts[0] in _SECTIONS \
+            and parts[1] not in raw[parts[0]]:
+        valid = ", ".join(f.name for f in dataclasses.fields(_SECTIONS[parts[0]]))
+        raise ConfigError(f"cannot set {key!r}: unknown key(s) {parts[1]} in section {parts[0]}; valid: {valid}")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        if not isinstance(node, dict):
+            raise ConfigError(f"cannot set {key!r}: {'.'.join(parts[:depth])} is {node!r}, not a mapping")
+        if node.get(part) is None:  # an unset mapping (augmentation None, new option group): start one
+            node[part] = {}
+        node = node[part]
+    if not isinstance(node, dict):
+        raise ConfigError(f"cannot set {key!r}: {'.'.join(parts[:-1])} is {node!r}, not a mapping")
+    node[parts[-1]] = value
+
+
+_SECTIONS = {"data": DataConfig, "model": ModelConfig, "loss": LossConfig, "train": TrainConfig}
 
 
 def _section(cls, value: Any, where: str):

@@ -89,7 +89,7 @@ def collect_overrides(args) -> dict:
             continue
         if flag == "patch_size":
             value = parse_value(value)
-            value = list(value) if isinstance(value, tuple) else [value]
+            value = list(value) if isinstance(value, (tuple, list)) else [value]
         if flag == "normalization":
             value = {"name": value}
         out[key] = value
@@ -103,28 +103,22 @@ def collect_overrides(args) -> dict:
         out["output_dir"] = args.output
     for item in args.set:
         if "=" not in item:
-            raise ConfigError(f"--set needs KEY=VALUE, got {item!r}")
+            raise ConfigError(f"--set needs KEY=VALUE (e.g. --set train.lr=0.01), got {item!r}")
         key, value = item.split("=", 1)
+        if not key.strip():
+            raise ConfigError(f"--set {item!r}: the key before '=' is empty; write KEY=VALUE, e.g. --set train.lr=0.01")
         out[key.strip()] = parse_value(value.strip())
     return out
 
 
 def apply_overrides(config, overrides: dict):
-    """Apply dotted overrides, including nested ones such as ``model.options.base_features``."""
-    from ..config import RunConfig
-    from ..errors import ConfigError
+    """Apply dotted overrides, including nested ones such as ``model.options.base_features``
+    (see :func:`unetkit.config.set_dotted`), and validate the result."""
+    from ..config import RunConfig, set_dotted
 
     raw = config.to_dict()
     for key, value in overrides.items():
-        parts = key.split(".")
-        node = raw
-        for part in parts[:-1]:
-            if not isinstance(node, dict) or part not in node:
-                raise ConfigError(f"cannot set {key!r}: unknown section {part!r}")
-            node = node[part] if node[part] is not None else node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"cannot set {key!r}")
-        node[parts[-1]] = value
+        set_dotted(raw, key, value)
     return RunConfig.from_dict(raw)
 
 

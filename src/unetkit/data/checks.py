@@ -17,7 +17,8 @@ Rules worth knowing:
   other masks use and at least half of its pixels sit on region borders (an anti-aliased 128 on
   the edges of a {0, 255} mask). A rare class that fills a region of its own is not reported
   (state the classes with ``label_map``/``--labels`` to check it). More than ``max_classes``
-  distinct values over all masks is one problem suggesting instance masks or lossy files.
+  distinct values is one problem per mask that holds that many by itself (a noise or image file
+  among the masks), else one problem for the masks folder; it suggests instance masks or lossy files.
 * Percentiles (1 and 99) are exact for 8/16-bit integer data (from a histogram); for other types
   they are estimated from up to 50,000 random pixels per image and channel (seeded).
 * Sizes are written ``WxH`` (2D) or ``WxHxD`` (3D).
@@ -438,9 +439,15 @@ def _check_labels(report: DatasetReport, mask_values: dict, mask_layout: dict, m
         return
     where = mask_dir if mask_dir is not None else report.root
     if mask_kind == "auto" and len(values) > max_classes:
-        report.problems.append(f"{where}: {len(values)} distinct mask values over all masks (more than "
-                               f"max_classes={max_classes}): instance masks? use --mask-kind instances; lossy "
-                               "(JPEG) masks? masks must be lossless label images")
+        hint = ("instance masks? use --mask-kind instances; lossy (JPEG) masks or images in masks/? masks must be "
+                "lossless label images")
+        many = [p for p, v in files.items() if len(v) > max_classes]  # the culprits, when single files are
+        for path in many:
+            report.problems.append(f"{path}: {len(files[path])} distinct mask values in this mask (more than "
+                                   f"max_classes={max_classes}): {hint}")
+        if not many:
+            report.problems.append(f"{where}: {len(values)} distinct mask values over all masks (more than "
+                                   f"max_classes={max_classes}): {hint}")
         return
     if len(values) < 2:
         report.problems.append(f"{where}: every mask holds the single value {show(values)}; nothing to learn")

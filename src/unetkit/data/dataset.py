@@ -233,8 +233,6 @@ def prepare_data(train_dir: str, val_dir: Optional[str] = None, *, val_fraction:
     # the training files (data/train/images/01.png and data/val/images/01.png are different cases)
     val_prefix = f"{Path(val_dir).name}/" if val_dir is not None else ""
     splits = {"train": [c.case_id for c in train_cases], "val": [val_prefix + c.case_id for c in val_cases]}
-    if run_dir is not None:
-        save_splits(Path(run_dir) / "splits.json", folds if folds is not None else splits)
     if label_map is None and mask_kind in ("auto", "labels"):
         label_map = _dataset_json_label_map(found)
     if label_map is None:
@@ -242,18 +240,31 @@ def prepare_data(train_dir: str, val_dir: Optional[str] = None, *, val_fraction:
     if normalizer is None:
         normalizer = create_normalizer(**(normalization or {"name": "zscore"}))
         if not normalizer.fitted:
-            normalizer.fit(read_case_image(c)[0] for c in train_cases)
+            normalizer.fit(_same_layout((c.images[0], read_case_image(c)[0]) for c in train_cases))
     train = [load_case(c, label_map, normalizer, weight_map, cache_dir=cache_dir) for c in train_cases]
     val = [load_case(c, label_map, normalizer, None) for c in val_cases]
-    channels = {c.image.shape[0] for c in train + val}
-    dims = {c.image.ndim - 1 for c in train + val}
-    if len(channels) > 1:
-        raise DataError(f"images have different channel counts {sorted(channels)} (e.g. grey and RGB mixed)",
-                        train_dir)
-    if len(dims) > 1:
-        raise DataError("2D and 3D images are mixed", train_dir)
-    return PreparedData(train, val, label_map, normalizer, channels.pop(), dims.pop(), splits, folds,
+    cases = train_cases + val_cases
+    loaded = list(_same_layout((case.images[0], c.image) for case, c in zip(cases, train + val)))
+    if run_dir is not None:  # written once everything has been read: a failure leaves no file behind
+        save_splits(Path(run_dir) / "splits.json", folds if folds is not None else splits)
+    return PreparedData(train, val, label_map, normalizer, loaded[0].shape[0], loaded[0].ndim - 1, splits, folds,
                         fold if folds is not None else None)
+
+
+def _same_layout(images):
+    """Pass ``(path, (C, *spatial) array)`` pairs on as arrays; a channel count or dimensionality
+    that differs from the first image's is a DataError naming both files."""
+    first = None
+    for path, image in images:
+        if first is None:
+            first = (path, image.shape[0], image.ndim - 1)
+        elif image.shape[0] != first[1]:
+            raise DataError(f"different channel counts: {image.shape[0]} here, {first[1]} in {first[0]}; all images "
+                            f"need the same count (grey and RGB mixed?): convert this file", path)
+        elif image.ndim - 1 != first[2]:
+            raise DataError(f"a {image.ndim - 1}D image, while {first[0]} is {first[2]}D: 2D and 3D images are mixed",
+                            path)
+        yield image
 
 
 def _check_folds(num_folds: Optional[int], fold: Optional[int], val_dir: Optional[str], n_cases: int,

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import re
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +35,7 @@ from ..data import (
     build_augmentation,
     patch_geometry,
     prepare_data,
+    save_splits,
 )
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import EMPTY_POLICY, confusion_matrix, overlap_scores
@@ -82,6 +86,9 @@ class Trainer:
                  callbacks: Optional[list[Callback]] = None):
         self.config = copy.deepcopy(config).validate()  # its own copy: the budget schedule changes train.epochs
         self.run_dir = Path(run_dir) if run_dir is not None else None
+        _check_writable(self.run_dir if self.run_dir is not None else Path(self.config.output_dir))
+        self._created: list = []  # what this trainer made: removed if it fails before its first checkpoint
+        self._saved = False  # a checkpoint was written: the run folder is worth keeping
         self.progress = progress
         self.extra_callbacks = list(callbacks or [])
         self._resume_from: Optional[Path] = None
@@ -122,7 +129,6 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         if self.device.type == "cpu":
             runtime.keep_freed_memory()  # each step reuses the last step's activations (no page faults)
-        self._make_run_dir()
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
         ckpt = load_checkpoint(self._resume_from) if self._resume_from else None
@@ -133,16 +139,20 @@ class Trainer:
         self.data = prepare_data(
             cfg.data.train_dir, cfg.data.val_dir, val_fraction=cfg.data.val_fraction, seed=cfg.train.seed,
             mask_suffix=cfg.data.mask_suffix, mask_kind=cfg.data.mask_kind, normalization=cfg.data.normalization,
-            weight_map=weight_map, run_dir=self.run_dir if self.dist.is_main else None,
-            num_folds=cfg.data.num_folds, fold=cfg.data.fold, cache_dir=cfg.data.cache_dir,
+            weight_map=weight_map, num_folds=cfg.data.num_folds, fold=cfg.data.fold, cache_dir=cfg.data.cache_dir,
             label_map=LabelMap.from_dict(ckpt["label_map"]) if ckpt else None,
             normalizer=Normalizer.from_dict(ckpt["normalization"]) if ckpt else None,
         )
+        self._check_select_metric()
         self.model = self.build_model()
         self.setup_patches()
         self.setup_optimisation()
         if ckpt is not None:
             self.load_state(ckpt)
+        # everything was read and built: only now the run folder is made (a bad input leaves nothing behind)
+        self._make_run_dir()
+        if self.dist.is_main:
+            save_splits(self.run_dir / "splits.json", self.data.folds if self.data.folds is not None else self.data.splits)
         if self.dist.enabled:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -166,7 +176,15 @@ class Trainer:
                 name = box[0]
             self.run_dir = Path(self.config.output_dir) / name
         if self.dist.is_main:
-            (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            _check_writable(self.run_dir)
+            top = next((p for p in reversed([self.run_dir, *self.run_dir.parents]) if not p.exists()), None)
+            before = set(self.run_dir.iterdir()) if top is None else set()
+            try:
+                (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise DataError(f"cannot make the run folder: {exc.strerror or exc}", self.run_dir) from None
+            # a new folder goes as a whole; in one that existed (--run-dir, a resumed run) only the new entries
+            self._created = [top] if top is not None else [_NewEntries(self.run_dir, before)]
             remove_stale_temp_files(self.run_dir / "checkpoints")
             remove_stale_temp_files(self.run_dir)
         dist_utils.barrier(self.dist)
@@ -181,9 +199,15 @@ class Trainer:
             raise ConfigError(f"num_classes=1 (one sigmoid channel) needs a binary mask; the masks have "
                               f"{self.data.label_map.num_classes} classes")
         if options["in_channels"] != self.data.in_channels:
+            first = self.data.train[0].meta.path or self.data.train[0].case_id
             raise ConfigError(f"the model expects {options['in_channels']} input channels but the images have "
-                              f"{self.data.in_channels}")
-        model = create_model(cfg.model.name, **options)
+                              f"{self.data.in_channels} (e.g. {first}); set model.options.in_channels to "
+                              f"{self.data.in_channels} or leave it unset (taken from the images)")
+        try:
+            model = create_model(cfg.model.name, **options)
+        except (TypeError, ValueError) as exc:  # a ConfigError too: say which model and data it was built for
+            raise ConfigError(f"model {cfg.model.name!r} for {self.data.in_channels}-channel {self.data.spatial_dims}D "
+                              f"images with {options['num_classes']} classes: {exc}") from None
         model.outputs = "all"
         for module in model.inactive_modules():  # unused heads: no gradients, no DDP bookkeeping
             for p in module.parameters():
@@ -206,7 +230,10 @@ class Trainer:
         self.input_size, self.label_size = patch_geometry(self.model, requested)
         sampler = PatchSampler(self.label_size, self.input_size, fg_fraction=cfg.data.fg_fraction,
                                fg_classes=cfg.data.fg_classes)
-        augmentation = build_augmentation(cfg.data.augmentation, dims) if cfg.data.augmentation is not None else None
+        try:
+            augmentation = build_augmentation(cfg.data.augmentation, dims) if cfg.data.augmentation is not None else None
+        except ConfigError as exc:
+            raise ConfigError(f"data.augmentation for {dims}D images: {exc}") from None
         self.dataset = PatchDataset(self.data.train, sampler, augmentation,
                                     length=cfg.train.iters_per_epoch * cfg.train.batch_size, seed=cfg.train.seed)
         batches = dist_utils.RankBatchSampler(cfg.train.iters_per_epoch, cfg.train.batch_size, self.dist)
@@ -243,7 +270,17 @@ class Trainer:
 
     # -------------------------------------------------------------------------------------- loop
     def fit(self) -> TrainResult:
-        """Run (or continue) training until the epochs, the time budget or early stopping end it."""
+        """Run (or continue) training until the epochs, the time budget or early stopping end it.
+
+        When it fails before its first checkpoint, the run folder it made is removed again (a
+        folder that existed before, such as a resumed run, is never removed)."""
+        try:
+            return self._fit()
+        except BaseException:
+            self._discard_run_dir()
+            raise
+
+    def _fit(self) -> TrainResult:
         self.setup()
         self.bad_validations = getattr(self, "bad_validations", 0)
         for cb in self.callbacks:
@@ -393,6 +430,7 @@ class Trainer:
         dist_utils.barrier(self.dist)
 
     def save(self, name: str, record: dict) -> Path:
+        self._saved = True
         return save_checkpoint(
             self.run_dir / "checkpoints" / name, self.model, epoch=self.epoch, optimizer=self.optimizer,
             scheduler=self.scheduler, scaler=self.scaler, config=self.config.to_dict(),
@@ -403,6 +441,30 @@ class Trainer:
         )
 
     # ----------------------------------------------------------------------------------- helpers
+    def _check_select_metric(self) -> None:
+        """``train.select_metric`` naming one class (``val_dice_c<k>``) needs class ``k`` in the label map."""
+        name, k = self.config.train.select_metric, self.data.label_map.num_classes
+        m = re.fullmatch(r"val_dice_c(\d+)", name)
+        if m and int(m[1]) >= k:
+            raise ConfigError(f"train.select_metric {name!r} names class {m[1]}, but the masks have {k} classes "
+                              f"(val_dice_c0 … val_dice_c{k - 1})")
+
+    def _discard_run_dir(self) -> None:
+        """Remove what this trainer made in the file system (the run folder, or the new entries of a run
+        folder that existed before) when no checkpoint was written (main process only)."""
+        created, self._created = self._created, []
+        if self._saved:
+            return
+        for item in created:
+            if isinstance(item, _NewEntries):
+                for path in set(item.folder.iterdir()) - item.before:
+                    if path.is_dir():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
+            else:
+                shutil.rmtree(item, ignore_errors=True)
+
     def _out_of_time(self) -> bool:
         budget = self.config.train.time_budget_minutes
         if budget is None:
@@ -421,6 +483,27 @@ class Trainer:
         print(f"run folder: {self.run_dir}" + (f" (resumed at epoch {self.epoch})" if self._resume_from else ""),
               flush=True)
         print(runtime.describe_path(self.device, self.autocast_dtype, self.channels_last), flush=True)
+
+
+@dataclass
+class _NewEntries:
+    """The entries of ``folder`` that are not in ``before`` (what a trainer added to an existing folder)."""
+
+    folder: Path
+    before: set
+
+
+def _check_writable(path: Path) -> None:
+    """Fail now, naming ``path``, when a run folder could not be made or written there: the path is a
+    file, lies under a file, or its nearest existing folder is not writable."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise DataError("exists and is not a folder: choose another run folder (--run-dir/--output)", path)
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path.cwd())
+    if not existing.is_dir():
+        raise DataError(f"cannot make a run folder here: {existing} is a file, not a folder", path)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise DataError(f"cannot make a run folder here: {existing} is not writable", path)
 
 
 def _sync_lr_to_schedule(scheduler, epochs: int) -> None:
