@@ -319,9 +319,8 @@ def test_atomic_path_reports_a_full_disk_as_output_error(tmp_path):
     """The one place every write goes through turns ENOSPC into an OutputError (also an OSError
     with its errno) naming the target, and removes the temporary file and the folder it created."""
     target = tmp_path / "new" / "x.bin"
-    with pytest.raises(OutputError, match=r"x\.bin: no space left on the device") as info:
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"half")
-            raise OSError(errno.ENOSPC, "No space left on device")
+    with pytest.raises(OutputError, match=r"x\.bin: no space left on the device") as info, atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise OSError(errno.ENOSPC, "No space left on device")
     assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []

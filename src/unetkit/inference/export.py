@@ -789,9 +789,8 @@ def export_torchscript(model_or_checkpoint: ModelSource, path: Union[str, Path],
         model_or_checkpoint, input_size, metadata, True, rtol)
     checks: list[SizeCheck] = []
     with atomic_path(path) as tmp:
-        with _quiet_tracing():
-            with open(tmp, "wb") as fh:  # a Python file: a full disk raises OSError, not torch's RuntimeError
-                torch.jit.save(traced, fh, _extra_files={TORCHSCRIPT_METADATA: json.dumps(meta, default=_json_default)})
+        with _quiet_tracing(), open(tmp, "wb") as fh:  # a Python file: a full disk raises OSError, not RuntimeError
+            torch.jit.save(traced, fh, _extra_files={TORCHSCRIPT_METADATA: json.dumps(meta, default=_json_default)})
         if check:
             with _quiet_tracing():
                 loaded = torch.jit.load(str(tmp), map_location="cpu")

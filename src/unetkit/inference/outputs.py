@@ -7,6 +7,7 @@ a half-written output and a rerun can skip the outputs that exist.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 from pathlib import Path
 from typing import Optional
@@ -191,7 +192,5 @@ class TiffBandSink(BandSink):
         """Drop the memory maps and delete the unfinished files (after a failure or an interrupt)."""
         self.labels = self.probs = None
         for _, partial in self._paths:
-            try:
+            with contextlib.suppress(OSError):
                 partial.unlink(missing_ok=True)
-            except OSError:
-                pass
