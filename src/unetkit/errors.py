@@ -25,3 +25,16 @@ class DataError(UnetkitError, ValueError):
     def __init__(self, message: str, path: Optional[Union[str, Path]] = None):
         self.path = Path(path) if path is not None else None
         super().__init__(f"{path}: {message}" if path is not None else message)
+
+
+class OutputError(UnetkitError, OSError):
+    """An output file or folder cannot be written (a file in the way, no permission, disk full).
+
+    ``path`` names the output; the message starts with it and says the cause and what to do.
+    ``errno`` is the operating system's error number when one caused it.
+    """
+
+    def __init__(self, message: str, path: Optional[Union[str, Path]] = None, errno: Optional[int] = None):
+        self.path = Path(path) if path is not None else None
+        super().__init__(f"{path}: {message}" if path is not None else message)
+        self.errno = errno

@@ -48,13 +48,18 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..errors import ConfigError, DataError
+    from ..utils import check_output_file
     from .summary import parse_value
 
-    if not Path(args.checkpoint).is_file():
+    if not Path(args.checkpoint).exists():
         raise DataError("checkpoint not found", args.checkpoint)
+    if not Path(args.checkpoint).is_file():
+        raise DataError("is a folder, not a checkpoint file; give the .pt file (e.g. RUN/checkpoints/best.pt)",
+                        args.checkpoint)
     output = args.output or default_output(args.checkpoint, args.format)
     if Path(output).resolve() == Path(args.checkpoint).resolve():
         raise ConfigError(f"--output {output} would overwrite the checkpoint; choose another file")
+    check_output_file(output)  # before torch is imported: a path that can never be written fails at once
     size = None
     if args.input_size:
         size = parse_value(args.input_size)

@@ -12,8 +12,11 @@ examples:
   unetkit predict best.pt data/val/images --output preds --truth data/val/masks   # then evaluate
 
 Labels are written in your masks' own values (e.g. 0/255) and in the input's format. Reruns skip
-inputs whose outputs exist (--overwrite recomputes); outputs are written atomically. Images larger
-than 64 Mpx stored as .npy or uncompressed TIFF are predicted band by band in bounded memory.
+inputs whose outputs exist (--overwrite recomputes) and delete the temporary files a killed run
+left; outputs are written atomically. A 1-channel model reads a grey image saved as RGB (three
+equal channels) as grey; real colour images, NaN/inf values and wrong channel counts are refused.
+Images larger than 64 Mpx stored as .npy or uncompressed TIFF are predicted band by band in
+bounded memory.
 """
 
 
@@ -76,7 +79,33 @@ def build_predictor(args):
     return Predictor.from_checkpoint(model_path, device=args.device, precision=args.precision, **common)
 
 
+def preflight(args) -> None:
+    """Checks that need no model (standard library only, before torch is imported): numeric
+    settings, the model and input paths exist, the output folder can be a folder. Each failure is
+    one error naming the option, value or path."""
+    from pathlib import Path
+
+    from ..errors import ConfigError, DataError
+    from ..utils import check_output_dir, check_tile_settings
+    from .summary import parse_value
+
+    tile = parse_value(args.tile) if args.tile else None
+    if tile is not None and not isinstance(tile, (int, tuple)):
+        raise ConfigError(f"--tile must be integers like 512 or 96,128,128, got {args.tile!r}")
+    check_tile_settings(tile, args.overlap, args.max_tile, args.min_overlap, args.batch_size, args.threads)
+    model = Path(args.model)
+    if not model.exists():
+        raise DataError("checkpoint not found" if model.suffix != ".onnx" else "ONNX model not found", model)
+    if model.is_dir():
+        raise DataError("is a folder, not a checkpoint file; give the .pt file (e.g. RUN/checkpoints/best.pt)", model)
+    for inp in args.inputs:
+        if not Path(inp).exists():
+            raise DataError("input not found", inp)
+    check_output_dir(args.output)
+
+
 def run(args) -> int:
+    preflight(args)
     from ..inference.batch import predict_files
 
     predictor = build_predictor(args)

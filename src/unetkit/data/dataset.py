@@ -128,14 +128,26 @@ def cached_weight_map(mask: np.ndarray, instances: Optional[np.ndarray], weight_
     return weight
 
 
+def require_finite(image: np.ndarray, path: PathLike) -> None:
+    """Refuse an image holding NaN or infinite values (float images only), naming the file and the
+    counts: a network turns them into NaN logits, i.e. a silently wrong prediction or loss."""
+    if image.dtype.kind not in "fc":
+        return
+    finite = np.isfinite(image)
+    if not finite.all():
+        nan = int(np.isnan(image).sum())
+        raise DataError(f"image contains NaN or infinite values ({nan} NaN, {int((~finite).sum()) - nan} infinite); "
+                        "replace them (e.g. numpy.nan_to_num) or mask them out (unetkit check-data lists such "
+                        "files)", path)
+
+
 def load_case(case: Case, label_map: Optional[LabelMap], normalizer: Optional[Normalizer],
               weight_map: Optional[dict] = None, *, cache_dir: Optional[PathLike] = None) -> LoadedCase:
     """Read, check and normalise one case; compute its weight map when ``weight_map`` is given
     (``{"w0": 10, "sigma": 5}``), reading it from ``cache_dir`` when cached there before (see
     :func:`cached_weight_map`)."""
     image, meta = read_case_image(case)
-    if not np.isfinite(image).all():
-        raise DataError("image contains NaN or infinite values", case.images[0])
+    require_finite(image, case.images[0])
     mask = instances = weight = None
     if case.mask is not None and label_map is not None:
         mask, instances, _ = read_mask(case.mask, label_map)

@@ -35,6 +35,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..utils import check_output_dir
 from . import boundary, connectomics, metrics, objects, roc
 from .boundary import BOUNDARY_METRICS, boundary_scores
 from .connectomics import CONNECTOMICS_METRICS, connectomics_scores
@@ -429,10 +430,14 @@ def evaluate_folders(pred_dir: PathLike, truth_dir: PathLike, out_dir: Optional[
         DataError: a folder is missing or empty; a mask has no prediction (or the reverse), a
             case has no field of view / probability map; shapes differ; a prediction holds values
             outside the label map (each message names the file).
+        OutputError: ``out_dir`` cannot be created or written (a file in the way, no permission,
+            disk full).
         ConfigError: unknown metrics or bad options.
     """
     from ..data.labels import INSTANCE_LABEL_MAP, LabelMap, infer_label_map, read_mask
 
+    if out_dir is not None:
+        check_output_dir(out_dir)  # before the work: a file in the way fails at once
     pred_dir, truth_dir = Path(pred_dir), _truth_folder(Path(truth_dir))
     names = resolve_metrics(metrics, with_auc=prob_dir is not None)
     truths = _list_images(truth_dir, "truth mask")

@@ -28,7 +28,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ..utils import atomic_path, atomic_write_text
+from ..utils import atomic_path, atomic_write_text, ensure_output_dir
 
 PathLike = Union[str, Path]
 
@@ -225,7 +225,7 @@ def write_report(result, out_dir: PathLike, *, truths: dict, preds: dict, image_
         (pictures only when there is something to draw).
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_output_dir(out)  # a file in the way or no permission: one OutputError naming the folder
     summary = result.summary
     files: dict[str, Path] = {}
     files["csv"] = write_csv(result.rows, out / "per_case.csv", result.metrics)

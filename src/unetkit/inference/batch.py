@@ -74,6 +74,29 @@ def _is_large(path: Path) -> bool:
     return int(np.prod(arr.shape[1:])) > LARGE_PIXELS
 
 
+def check_image(image: np.ndarray, predictor, path: Path) -> np.ndarray:
+    """The image the model can take, or a :class:`DataError` naming ``path``: the dimensionality and
+    channel count must match the model and float values must be finite. A grey image stored as
+    RGB(A) (all colour channels equal) given to a 1-channel model is read as its first channel, the
+    grey values; a real colour image is refused."""
+    from ..data.dataset import require_finite
+
+    model = predictor.model
+    dims, in_ch = predictor.spatial_dims, getattr(model, "in_channels", None)
+    if image.ndim != dims + 1:
+        want = "a 2D image (H, W)" if dims == 2 else "a 3D volume (D, H, W)"
+        raise DataError(f"the model is {dims}D and expects {want} per channel, got an array of shape "
+                        f"{tuple(image.shape)} (channels first); give {dims}D inputs", path)
+    if in_ch is not None and image.shape[0] != in_ch:
+        if in_ch == 1 and image.shape[0] in (3, 4) and all(np.array_equal(image[0], image[c]) for c in (1, 2)):
+            return image[:1]  # grey saved as RGB: every colour channel holds the grey value
+        raise DataError(f"the model expects {in_ch} channel(s), the image has {image.shape[0]} (shape "
+                        f"{tuple(image.shape)}); convert it (e.g. to {'greyscale' if in_ch == 1 else f'{in_ch} channels'}"
+                        ") or use a model trained on such images", path)
+    require_finite(image, path)
+    return image
+
+
 def predict_files(predictor, inputs: Sequence[Union[str, Path]], out_dir: Union[str, Path],
                   probabilities: Optional[str] = None, overlay: bool = False, overwrite: bool = False,
                   progress: bool = True) -> list[PredictedFile]:
@@ -89,39 +112,62 @@ def predict_files(predictor, inputs: Sequence[Union[str, Path]], out_dir: Union[
     Returns:
         One :class:`PredictedFile` per input. Labels are written in the label map's values
         (e.g. 0/255), in the input's format (JPEG/BMP → PNG; .npy → TIFF).
+
+    Raises:
+        DataError: an input is missing or unusable (wrong channel count or dimensionality,
+            NaN/inf values; see :func:`check_image`), naming the file. Outputs finished before it
+            stay; nothing half-written does.
+        OutputError: ``out_dir`` or an output file cannot be written (a file in the way, no
+            permission, disk full). A folder this call created is removed again if it is empty.
+
+    The temporary files a killed earlier run left in ``out_dir`` (``.<name>.<id>.tmp<suffix>``) are
+    deleted first.
     """
     from tqdm import tqdm
 
     from ..data.dataset import read_case_image
     from ..io.readers import split_suffix
+    from ..utils import output_folder, remove_stale_temp_files
 
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     cases = collect_inputs(inputs)
     results = []
-    bar = tqdm(cases, desc="predict", unit="image", disable=not progress)
-    for case in bar:
-        first = case.images[0]
-        paths = output_paths(out_dir, case.case_id, split_suffix(first)[1], probabilities, overlay)
-        if not overwrite and all(p.exists() for p in paths.values()):
-            results.append(PredictedFile(case.case_id, case.images, paths, "skipped"))
-            continue
-        bar.set_postfix_str(case.case_id)
-        if len(case.images) == 1 and _is_large(first):
-            source = open_lazy(first)
-            sink = TiffBandSink(source.shape[1:], getattr(predictor.model, "num_classes", 2), predictor.label_map,
-                                paths["labels"].with_suffix(".tif"), paths.get("probabilities"), source=source)
-            predict_large(predictor, source, sink)
-            paths["labels"] = paths["labels"].with_suffix(".tif")
-            results.append(PredictedFile(case.case_id, case.images, paths, "written", "band-by-band"))
-            continue
-        image, meta = read_case_image(case)
-        probs = predictor.predict_proba(image)
-        indices = probs.argmax(axis=0)
-        write_labels(paths["labels"], decode_labels(indices, predictor.label_map), meta)
-        if "probabilities" in paths:
-            write_probabilities(paths["probabilities"], probs)
-        if "overlay" in paths:
-            write_overlay(paths["overlay"], image, indices)
-        results.append(PredictedFile(case.case_id, case.images, paths, "written"))
+    with output_folder(out_dir):
+        remove_stale_temp_files(out_dir)
+        bar = tqdm(cases, desc="predict", unit="image", disable=not progress)
+        for case in bar:
+            first = case.images[0]
+            paths = output_paths(out_dir, case.case_id, split_suffix(first)[1], probabilities, overlay)
+            if not overwrite and all(p.exists() for p in paths.values()):
+                results.append(PredictedFile(case.case_id, case.images, paths, "skipped"))
+                continue
+            bar.set_postfix_str(case.case_id)
+            if len(case.images) == 1 and _is_large(first):
+                source = open_lazy(first)
+                in_ch = getattr(predictor.model, "in_channels", source.shape[0])
+                if source.shape[0] != in_ch:
+                    raise DataError(f"the model expects {in_ch} channel(s), the image has {source.shape[0]} (shape "
+                                    f"{tuple(source.shape)}); convert it or use a model trained on such images",
+                                    first)
+                sink = TiffBandSink(source.shape[1:], getattr(predictor.model, "num_classes", 2),
+                                    predictor.label_map, paths["labels"].with_suffix(".tif"),
+                                    paths.get("probabilities"), source=source)
+                try:
+                    predict_large(predictor, source, sink, path=first)
+                except BaseException:
+                    sink.abort()
+                    raise
+                paths["labels"] = paths["labels"].with_suffix(".tif")
+                results.append(PredictedFile(case.case_id, case.images, paths, "written", "band-by-band"))
+                continue
+            image, meta = read_case_image(case)
+            image = check_image(image, predictor, first)
+            probs = predictor.predict_proba(image)
+            indices = probs.argmax(axis=0)
+            write_labels(paths["labels"], decode_labels(indices, predictor.label_map), meta)
+            if "probabilities" in paths:
+                write_probabilities(paths["probabilities"], probs)
+            if "overlay" in paths:
+                write_overlay(paths["overlay"], image, indices)
+            results.append(PredictedFile(case.case_id, case.images, paths, "written"))
     return results

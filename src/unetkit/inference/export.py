@@ -53,7 +53,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError, UnetkitError
-from ..utils import atomic_path
+from ..utils import atomic_path, check_output_file
 
 FORMAT = "unetkit-export"
 FORMAT_VERSION = 1
@@ -301,7 +301,7 @@ def _load(source: ModelSource) -> tuple[nn.Module, dict]:
         from ..training.checkpoint import build_model, load_checkpoint
 
         ckpt = load_checkpoint(source) if not isinstance(source, dict) else source
-        model = build_model(ckpt)
+        model = build_model(ckpt, None if isinstance(source, dict) else source)
     else:
         raise ConfigError(f"export needs a model, a checkpoint path or a checkpoint dict, got {type(source).__name__}")
     model = copy.deepcopy(getattr(model, "module", model)).float().cpu().eval()  # never touch the caller's model
@@ -532,7 +532,8 @@ def export_onnx(model_or_checkpoint: ModelSource, path: Union[str, Path], input_
         An :class:`ExportReport` (path, size, dynamic axes, checks, metadata).
 
     Raises:
-        DataError: the checkpoint is missing or unreadable.
+        DataError: the checkpoint is missing, unreadable or damaged (named with what is wrong).
+        OutputError: ``path`` cannot be written (a folder, under a file, no permission, disk full).
         ConfigError: an input size the graph cannot be traced at, or a bad argument.
         MissingDependencyError: ``onnx`` (or ``onnxruntime`` with ``check=True``) is not installed.
         ExportCheckError: the check failed; no file is written.
@@ -543,6 +544,7 @@ def export_onnx(model_or_checkpoint: ModelSource, path: Union[str, Path], input_
     if not isinstance(opset, int) or not 11 <= opset <= 25:
         raise ConfigError(f"opset must be an int between 11 and 25, got {opset!r}")
     path = Path(path)
+    check_output_file(path)  # before the trace: a path that can never be written fails at once
     model, reference, example, second, dyn_batch, dyn_spatial, meta, notes, _ = _prepare(
         model_or_checkpoint, input_size, metadata, dynamic, rtol)
     dims = int(model.spatial_dims)
@@ -782,12 +784,13 @@ def export_torchscript(model_or_checkpoint: ModelSource, path: Union[str, Path],
         ExportCheckError: the reloaded file does not reproduce PyTorch; no file is written.
     """
     path = Path(path)
+    check_output_file(path)
     model, reference, example, second, dyn_batch, dyn_spatial, meta, notes, traced = _prepare(
         model_or_checkpoint, input_size, metadata, True, rtol)
     checks: list[SizeCheck] = []
     with atomic_path(path) as tmp:
-        with _quiet_tracing():
-            torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_METADATA: json.dumps(meta, default=_json_default)})
+        with _quiet_tracing(), open(tmp, "wb") as fh:  # a Python file: a full disk raises OSError, not RuntimeError
+            torch.jit.save(traced, fh, _extra_files={TORCHSCRIPT_METADATA: json.dumps(meta, default=_json_default)})
         if check:
             with _quiet_tracing():
                 loaded = torch.jit.load(str(tmp), map_location="cpu")

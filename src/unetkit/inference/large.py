@@ -94,14 +94,16 @@ class BandSink:
         pass
 
 
-def predict_large(predictor, source: np.ndarray, sink: BandSink, progress: Optional[Callable[[int], None]] = None
-                  ) -> None:
+def predict_large(predictor, source: np.ndarray, sink: BandSink, progress: Optional[Callable[[int], None]] = None,
+                  path: Optional[Path] = None) -> None:
     """Predict a 2D ``(C, H, W)`` lazily readable ``source`` band by band into ``sink``.
 
     Uses the predictor's tiling (overlap-tile for valid-padding nets, blended sliding window
     otherwise), test-time augmentation, device and precision; the probabilities handed to the sink
-    are the same as :meth:`Predictor.predict_proba` on the whole image would give.
+    are the same as :meth:`Predictor.predict_proba` on the whole image would give. Every band read
+    is checked for NaN/inf values (a :class:`DataError` naming ``path``, the source file).
     """
+    from ..data.dataset import require_finite
     from .predictor import probabilities
 
     if predictor.spatial_dims != 2 or source.ndim != 3:
@@ -114,6 +116,7 @@ def predict_large(predictor, source: np.ndarray, sink: BandSink, progress: Optio
     def read(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
         lo, hi = int(rows.min()), int(rows.max()) + 1
         band = np.asarray(source[:, lo:hi])[:, rows - lo][:, :, cols]
+        require_finite(band, path if path is not None else "image")
         band = norm(band) if norm is not None else band
         return np.ascontiguousarray(band, dtype=np.float32)
 

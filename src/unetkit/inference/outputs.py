@@ -7,6 +7,7 @@ a half-written output and a rerun can skip the outputs that exist.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 from pathlib import Path
 from typing import Optional
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..io import ImageMeta, write_image
-from ..utils import atomic_path
+from ..utils import atomic_path, output_error, temp_path
 from .large import BandSink
 
 #: Input suffix → label output suffix (formats that cannot hold labels losslessly become PNG).
@@ -116,6 +117,22 @@ def release_pages(arr: np.ndarray) -> None:
         mm.madvise(mmap.MADV_DONTNEED)
 
 
+def _reserve(path: Path) -> None:
+    """Allocate the disk blocks of a (sparse) memory-mapped file now: on a full disk this raises
+    ENOSPC here, instead of a SIGBUS that kills the process when a page is first written."""
+    import errno
+    import os
+
+    if not hasattr(os, "posix_fallocate"):
+        return
+    with open(path, "r+b") as fh:
+        try:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+
+
 class TiffBandSink(BandSink):
     """Writes labels (user values, uint8/16) and optional float16 probabilities into uncompressed
     TIFF memory maps band by band, releasing pages as it goes; files appear complete or not at all."""
@@ -128,16 +145,23 @@ class TiffBandSink(BandSink):
             raise ConfigError("colour label maps cannot be written band by band; predict a smaller image")
         self.label_map, self.source = label_map, source
         dtype = np.dtype(label_map.dtype) if label_map is not None else np.uint8
-        self._paths = [(labels_path, Path(str(labels_path) + ".partial.tif"))]
-        self.labels = tifffile.memmap(self._paths[0][1], shape=tuple(shape), dtype=dtype, photometric="minisblack")
-        self.probs = None
-        if prob_path is not None:
-            if prob_path.suffix != ".tif":
-                raise ConfigError("band-by-band prediction writes probabilities as TIFF (--prob-format tiff)")
-            self._paths.append((prob_path, Path(str(prob_path) + ".partial.tif")))
-            k = max(num_classes, 2)
-            self.probs = tifffile.memmap(self._paths[1][1], shape=(k, *shape), dtype=np.float16,
-                                         photometric="minisblack", planarconfig="separate")
+        if prob_path is not None and prob_path.suffix != ".tif":
+            raise ConfigError("band-by-band prediction writes probabilities as TIFF (--probabilities tiff)")
+        self.labels = self.probs = None
+        self._paths = [(labels_path, temp_path(labels_path))]  # hidden temporary names, as atomic_path's
+        try:
+            self.labels = tifffile.memmap(self._paths[0][1], shape=tuple(shape), dtype=dtype,
+                                          photometric="minisblack")
+            if prob_path is not None:
+                self._paths.append((prob_path, temp_path(prob_path)))
+                k = max(num_classes, 2)
+                self.probs = tifffile.memmap(self._paths[1][1], shape=(k, *shape), dtype=np.float16,
+                                             photometric="minisblack", planarconfig="separate")
+            for _, partial in self._paths:
+                _reserve(partial)
+        except OSError as exc:
+            self.abort()
+            raise output_error(exc, labels_path) from exc
 
     def write(self, y0: int, probs: np.ndarray) -> None:
         idx = probs.argmax(axis=0)
@@ -157,5 +181,16 @@ class TiffBandSink(BandSink):
             if arr is not None:
                 arr.flush()
         self.labels = self.probs = None
-        for final, partial in self._paths:
-            os.replace(partial, final)
+        try:
+            for final, partial in self._paths:
+                os.replace(partial, final)
+        except OSError as exc:
+            self.abort()
+            raise output_error(exc, final) from exc
+
+    def abort(self) -> None:
+        """Drop the memory maps and delete the unfinished files (after a failure or an interrupt)."""
+        self.labels = self.probs = None
+        for _, partial in self._paths:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from .. import runtime
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError, UnetkitError
+from ..utils import check_tile_settings
 from .tiling import (
     choose_overlap_tile,
     overlap_tile_grid,
@@ -120,6 +121,7 @@ class Predictor:
                  tta: Union[bool, str] = "none", batch_size: Optional[int] = None, threads: Optional[int] = None,
                  channels_last: Optional[bool] = None, normalizer=None, label_map=None,
                  runner: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, fast: str = "auto"):
+        check_tile_settings(tile, overlap, max_tile, min_overlap, batch_size, threads)
         runtime.set_threads(threads)
         if fast not in ("auto", "eager", "jit", "compile"):
             raise ConfigError(f"fast must be auto, eager, jit or compile, got {fast!r}")
@@ -140,8 +142,6 @@ class Predictor:
             if len(tile) != self.spatial_dims:
                 raise ConfigError(f"tile needs {self.spatial_dims} sizes, got {tile}")
         self.tile = tile
-        if overlap is not None and not 0.0 <= overlap < 1.0:
-            raise ConfigError(f"overlap must be in [0, 1), got {overlap}")
         self.overlap = 0.5 if overlap is None else float(overlap)
         valid = is_valid_padding(model)
         self.max_tile = int(max_tile or (DEFAULT_MAX_TILE_VALID if valid else DEFAULT_MAX_TILE)[self.spatial_dims])
@@ -162,9 +162,13 @@ class Predictor:
         from ..training.checkpoint import build_model, load_checkpoint
 
         ckpt = load_checkpoint(path)
-        model = build_model(ckpt)
-        norm = Normalizer.from_dict(ckpt["normalization"]) if ckpt.get("normalization") else None
-        labels = LabelMap.from_dict(ckpt["label_map"]) if ckpt.get("label_map") else None
+        model = build_model(ckpt, path)
+        try:
+            norm = Normalizer.from_dict(ckpt["normalization"]) if ckpt.get("normalization") else None
+            labels = LabelMap.from_dict(ckpt["label_map"]) if ckpt.get("label_map") else None
+        except (UnetkitError, TypeError, ValueError, KeyError) as exc:
+            raise DataError(f"damaged checkpoint: its normalisation or label map cannot be rebuilt ({exc}); re-save "
+                            "it with unetkit", path) from None
         return cls(model, normalizer=norm, label_map=labels, **kwargs)
 
     # -- one batch ---------------------------------------------------------------------------

@@ -1,6 +1,15 @@
 """Training: the trainer loop, optimisers and schedules, checkpoints, callbacks, torchrun/DDP."""
 
 from .checkpoint import build_model, load_checkpoint, save_checkpoint
-from .trainer import Trainer, TrainResult
 
 __all__ = ["TrainResult", "Trainer", "build_model", "load_checkpoint", "save_checkpoint"]
+
+
+def __getattr__(name: str):
+    """``Trainer`` and ``TrainResult`` on first use: loading a checkpoint (predict, export) need not
+    import the trainer and its dependencies (about 1 s)."""
+    if name in ("Trainer", "TrainResult"):
+        from . import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,7 @@ checkpoint, and loaded with ``torch.load(weights_only=True)``: no pickled code r
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -93,46 +94,175 @@ def save_checkpoint(path: Union[str, Path], model: nn.Module, *, epoch: int = 0,
         "rng": rng_state() if with_rng else None,
         "extra": extra or {},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)  # a Python file: a full disk raises OSError (a path gives torch's RuntimeError)
     return Path(path)
+
+
+def _describe_foreign_file(path: Path) -> Optional[str]:
+    """What ``path`` is when it is plainly not a PyTorch file (``None`` when it might be one)."""
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    if not head:
+        return "empty file (0 bytes), not a checkpoint"
+    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch's zip format, or a legacy pickle
+        return None
+    known = {b"\x89PNG": "a PNG image", b"II*\x00": "a TIFF image", b"MM\x00*": "a TIFF image",
+             b"\xff\xd8\xff": "a JPEG image", b"\x93NUMPY": "a NumPy .npy array", b"\x1f\x8b": "a gzip file"}
+    kind = next((name for magic, name in known.items() if head.startswith(magic)), None)
+    if kind is None:
+        try:
+            head.decode("utf-8")
+            kind = "a text file"
+        except UnicodeDecodeError:
+            kind = "not a PyTorch file"
+    return f"not a unetkit checkpoint ({kind}); give the .pt file that 'unetkit train' wrote"
 
 
 def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.device] = "cpu") -> dict:
     """Read a checkpoint written by :func:`save_checkpoint` (``weights_only=True``).
 
     Raises:
-        DataError: the file is missing, unreadable, truncated or not a unetkit checkpoint, or was
-            written by a newer format version.
+        DataError: the file is missing, unreadable, truncated or not a unetkit checkpoint, holds
+            Python objects that ``weights_only`` refuses, has entries of the wrong type (see
+            :func:`check_checkpoint`), or was written by a newer format version.
     """
     path = Path(path)
+    if path.is_dir():
+        raise DataError("is a folder, not a checkpoint file; give the .pt file (e.g. RUN/checkpoints/best.pt)", path)
     if not path.is_file():
         raise DataError("checkpoint not found", path)
     try:
+        foreign = _describe_foreign_file(path)
+    except OSError as exc:
+        raise DataError(f"cannot read the checkpoint ({exc.strerror or exc})", path) from None
+    if foreign:
+        raise DataError(foreign, path)
+    try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt files
+        text = " ".join(str(exc).split())
+        unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or (
+            "WeightsUnpickler" in text and re.search(r"GLOBAL ([\w.]+)", text))
+        if unsafe:
+            raise DataError(f"holds Python objects that are not allowed to load safely (GLOBAL {unsafe.group(1)}); "
+                            "unetkit loads checkpoints with torch.load(weights_only=True) so that no code in a file "
+                            "runs. Re-save it with unetkit (save_checkpoint) holding only tensors, numbers, strings, "
+                            "lists and dicts, or, if you trust the file, load it with weights_only=False and save "
+                            "it again that way", path) from None
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = next((ln for ln in lines if "Unpickler error" in ln), lines[0] if lines else "")
         raise DataError(f"cannot read checkpoint, truncated or not a checkpoint ({type(exc).__name__}: {detail[:200]})",
                         path) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise DataError("not a unetkit checkpoint (no 'format' marker)", path)
-    if int(ckpt.get("format_version", 0)) > FORMAT_VERSION:
-        raise DataError(f"checkpoint format {ckpt['format_version']} is newer than this unetkit "
+        raise DataError("not a unetkit checkpoint (no 'format' marker); give the .pt file that 'unetkit train' "
+                        "wrote", path)
+    version = ckpt.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise DataError(f"damaged checkpoint: 'format_version' is {version!r}, expected an integer", path)
+    if version > FORMAT_VERSION:
+        raise DataError(f"checkpoint format {version} is newer than this unetkit "
                         f"({FORMAT_VERSION}); upgrade unetkit", path)
+    check_checkpoint(ckpt, path)
     return ckpt
 
 
-def build_model(ckpt: dict) -> nn.Module:
-    """Rebuild the model a checkpoint describes and load its weights (strict)."""
+#: The entries inference and export read, and the types they must have (``None`` is allowed).
+_ENTRY_TYPES = {"model": dict, "state_dict": dict, "spatial_dims": int, "in_channels": int, "num_classes": int,
+                "label_map": dict, "normalization": dict, "patch_size": list, "config": dict}
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def check_checkpoint(ckpt: dict, path: Optional[Union[str, Path]] = None) -> None:
+    """Check the types of the entries a checkpoint is used by (model description, weights,
+    inference metadata), so a damaged file is named with what is wrong instead of failing later.
+
+    Raises:
+        DataError: naming ``path``, the entry, what it holds and what it should.
+    """
+    hint = "the file is damaged or was not written by unetkit; re-save it with unetkit (save_checkpoint)"
+    if "model" not in ckpt:
+        raise DataError(f"has no 'model' entry (the description of the model: preset, class and constructor "
+                        f"arguments); {hint}", path)
+    if "state_dict" not in ckpt:
+        raise DataError(f"has no 'state_dict' entry (the weights); {hint}", path)
+    for key, kind in _ENTRY_TYPES.items():
+        value = ckpt.get(key)
+        if value is None and key not in ("model", "state_dict"):
+            continue
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise DataError(f"entry '{key}' is {_type_name(value)} {_short(value)}, expected {kind.__name__}; {hint}",
+                            path)
+    spec = ckpt["model"]
+    if not isinstance(spec.get("class"), str) or not isinstance(spec.get("kwargs"), dict):
+        raise DataError(f"the model description needs a 'class' name and a 'kwargs' dict, got class "
+                        f"{_short(spec.get('class'))} and kwargs {_short(spec.get('kwargs'))}; {hint}", path)
+    for name, value in ckpt["state_dict"].items():
+        if not isinstance(name, str) or not isinstance(value, torch.Tensor):
+            raise DataError(f"weight {name!r} is {_type_name(value)}, expected a tensor; {hint}", path)
+    patch = ckpt.get("patch_size")
+    if patch is not None and not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in patch):
+        raise DataError(f"entry 'patch_size' is {patch!r}, expected positive integers; {hint}", path)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _shape(t: torch.Tensor) -> str:
+    return "(" + ",".join(str(s) for s in t.shape) + ")"
+
+
+def build_model(ckpt: dict, path: Optional[Union[str, Path]] = None) -> nn.Module:
+    """Rebuild the model a checkpoint describes and load its weights (strict).
+
+    ``path`` (the checkpoint file) is only used to name it in error messages.
+
+    Raises:
+        DataError: the model description cannot be rebuilt, or the weights do not match it
+            (missing, unexpected or wrong-shaped tensors); the message names the first mismatch.
+    """
     from ..models import MODELS, UNet, UNet3Plus, UNetPlusPlus
 
+    check_checkpoint(ckpt, path)
     spec = ckpt["model"]
     classes = {c.__name__: c for c in (UNet, UNet3Plus, UNetPlusPlus)}
-    if spec.get("class") not in classes:
-        raise DataError(f"checkpoint model class {spec.get('class')!r} is unknown to this unetkit")
-    model = classes[spec["class"]](**{**spec["kwargs"], "init": "torch"})
+    name = spec.get("preset") or spec["class"]
+    if spec["class"] not in classes:
+        raise DataError(f"checkpoint model class {spec['class']!r} is unknown to this unetkit "
+                        f"(known: {', '.join(classes)}); upgrade unetkit or re-export the model", path)
+    try:
+        model = classes[spec["class"]](**{**spec["kwargs"], "init": "torch"})
+    except Exception as exc:  # the constructors raise ConfigError, TypeError, ValueError … on bad arguments
+        detail = " ".join(str(exc).split())[:200]
+        raise DataError(f"cannot rebuild the model {name!r} from its description ({type(exc).__name__}: {detail}); "
+                        "the file is damaged or was written by an incompatible unetkit", path) from None
     if spec.get("preset") in MODELS.names():
         model.preset = spec["preset"]
-    model.load_state_dict(ckpt["state_dict"])
+    expected, state = model.state_dict(), ckpt["state_dict"]
+    mismatch = "the file does not match its own model description"
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    if wrong:
+        k = wrong[0]
+        more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
+        raise DataError(f"weight '{k}' has shape {_shape(state[k])} but the model {name!r} expects "
+                        f"{_shape(expected[k])}{more}; {mismatch}", path)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(f"weight '{missing[0]}' of the model {name!r} is missing from the checkpoint{more}; "
+                        f"{mismatch}", path)
+    if unexpected:
+        more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
+        raise DataError(f"weight '{unexpected[0]}' is not part of the model {name!r}{more}; {mismatch}", path)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # e.g. a dtype torch cannot copy
+        detail = " ".join(str(exc).split())[:200]
+        raise DataError(f"cannot load the weights into the model {name!r} ({detail}); {mismatch}", path) from None
     return model
