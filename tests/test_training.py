@@ -144,6 +144,7 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(cells, tmp_path):
                           "--no-progress"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"resumed at epoch {killed_at}" in res.stdout
+    assert res.stdout.count("compute path: cpu ") == 1 and ", fp32, " in res.stdout  # --precision fp32, said once
     assert ref.wait(timeout=300) == 0, ref.stdout.read()
     _assert_same_weights(_weights(tmp_path / "ref/checkpoints/last.pt"),
                          _weights(tmp_path / "victim/checkpoints/last.pt"))

@@ -2,7 +2,8 @@
 
 The CLI prints the message of a :class:`UnetkitError` as one line and exits with status 2 instead
 of showing a traceback. Each subclass also derives from the built-in exception a Python user would
-expect (``ValueError``, ``FileNotFoundError``), so ``except ValueError`` keeps working.
+expect (``ValueError`` for bad values and data, ``OSError`` for outputs that cannot be written), so
+``except ValueError`` keeps working.
 """
 
 from __future__ import annotations

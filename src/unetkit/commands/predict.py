@@ -109,6 +109,7 @@ def run(args) -> int:
     from ..inference.batch import predict_files
 
     predictor = build_predictor(args)
+    print(predictor.describe(), flush=True)
     results = predict_files(predictor, args.inputs, args.output, probabilities=args.probabilities,
                             overlay=args.overlay, overwrite=args.overwrite, progress=not args.no_progress)
     written = sum(r.status == "written" for r in results)

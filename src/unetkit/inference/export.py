@@ -608,6 +608,8 @@ class OnnxRunner:
         torch.Size([2, 2, 64, 64])
     """
 
+    backend_name = "onnxruntime (CPU execution provider)"
+
     def __init__(self, path: Union[str, Path], threads: Optional[int] = None):
         ort = require("onnxruntime")
         self.path = Path(path)

@@ -171,6 +171,13 @@ class Predictor:
                             "it with unetkit", path) from None
         return cls(model, normalizer=norm, label_map=labels, **kwargs)
 
+    def describe(self) -> str:
+        """One line naming the compute path: device and ISA, precision, layout, threads, fast path."""
+        if self.runner is not None:
+            name = getattr(self.runner, "backend_name", type(self.runner).__name__)
+            return f"compute path: {name}, fp32"
+        return runtime.describe_path(self.device, self.dtype, self.channels_last, mode=f"fast path {self.fast}")
+
     # -- one batch ---------------------------------------------------------------------------
     def forward_batch(self, batch: torch.Tensor) -> torch.Tensor:
         """CPU float batch (B, C, *tile) → CPU float32 logits (B, K, *out_tile), on the device at
