@@ -78,7 +78,7 @@ def build_model(args):
     import torch
     import torch.nn.functional as F
 
-    from unetkit import create_model
+    from unetkit import create_model, runtime
 
     if args.checkpoint:
         from unetkit.training.checkpoint import build_model as from_ckpt
@@ -92,7 +92,7 @@ def build_model(args):
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         for step in range(args.train_steps):
             x, y = synthetic_pair(128, seed=1000 + step)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with runtime.autocast(torch.device("cpu"), runtime.resolve_precision("auto", torch.device("cpu"))):
                 loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)).float(), y)
             opt.zero_grad()
             loss.backward()
@@ -163,6 +163,8 @@ def main() -> None:
                    help="before each timed run wait up to this many seconds for idle CPUs (shared machines)")
     p.add_argument("--cache-dir", help="Inductor cache to use (default: a new, empty one: a cold compile)")
     p.add_argument("--json", help="also write the results as JSON here")
+    p.add_argument("--all-paths", action="store_true",
+                   help="also measure bf16 variants on a CPU without native bf16 (emulated: slow)")
     p.add_argument("--default-allocator", action="store_true",
                    help="leave glibc malloc as it is (the Predictor keeps freed memory: runtime.keep_freed_memory)")
     p.add_argument("--child-compile", help=argparse.SUPPRESS)
@@ -200,20 +202,29 @@ def main() -> None:
                 return net(t).float()
         return fn
 
+    # bf16 variants only where the CPU has native bf16 (emulated bf16 is several times slower than
+    # fp32 and no default path uses it); --all-paths measures them anyway.
+    dtypes = [None, bf16] if runtime.native_cpu_bf16() or args.all_paths else [None]
     # name -> (fn, input, build seconds)
     variants = {
         "fp32 eager": (plain(model, None), x, 0.0),
         "fp32 channels-last": (plain(model_cl, None), cl, 0.0),
-        "bf16 autocast": (plain(model, bf16), x, 0.0),
-        "bf16 autocast + channels-last": (plain(model_cl, bf16), cl, 0.0),
     }
+    if bf16 in dtypes:
+        variants["bf16 autocast"] = (plain(model, bf16), x, 0.0)
+        variants["bf16 autocast + channels-last"] = (plain(model_cl, bf16), cl, 0.0)
     ort = onnx_runner(model, x)
     if ort is not None:
         variants["ONNX Runtime fp32"] = (ort, x, 0.0)
     for mode in [m for m in args.modes.split(",") if m]:
-        fwd = optimize_for_inference(model, cl.shape, "cpu", bf16, True, mode=mode)
-        variants[f"fastpath mode={mode} (bf16, channels-last)"] = (fwd, cl, fwd.build_seconds)
-    auto = {n: choose_mode(model, torch.device("cpu"), bf16, n) for n in (1, 49, 1000)}
+        for dtype in dtypes:
+            fwd = optimize_for_inference(model, cl.shape, "cpu", dtype, True, mode=mode)
+            name = f"fastpath mode={mode} ({'bf16' if dtype else 'fp32'}, channels-last)"
+            variants[name] = (fwd, cl, fwd.build_seconds)
+    default_dtype = runtime.resolve_precision("auto", torch.device("cpu"))
+    auto = {n: choose_mode(model, torch.device("cpu"), default_dtype, n) for n in (1, 49, 1000)}
+    # the variant a default Predictor runs for a one-tile job (eager, this CPU's precision, channels-last)
+    default_name = "bf16 autocast + channels-last" if default_dtype == bf16 else "fp32 channels-last"
 
     outputs, times, idle = {}, {name: [] for name in variants}, []
     for name, (fn, inp, _) in variants.items():
@@ -244,7 +255,7 @@ def main() -> None:
           f"{args.threads} threads, torch {torch.__version__}; median (min) of {args.runs} runs after 2 warm-up")
     print(f"load average when done: {os.getloadavg()[0]:.1f} (2 = both cores busy with other work)"
           + (f"; {sum(idle)} of {len(idle)} timed runs started on idle CPUs" if idle else ""))
-    print(f"fastpath mode=auto resolves to: {auto}")
+    print(f"default path on this CPU: {default_name} (mode=auto by job size in tiles: {auto})")
     for what, w in warm.items():
         print(f"compile in a new process reusing the cache, {what}: build {w['build_seconds']:.1f} s, mode "
               f"{w['mode']!r}, max |logit - fp32 eager| {w['max_abs_diff']:.3g} (logits up to "
@@ -255,7 +266,7 @@ def main() -> None:
     base = statistics.median(times["fp32 eager"])
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"gflop": gflop, "variants": {
+            json.dump({"gflop": gflop, "default": default_name, "variants": {
                 name: {"median_s": statistics.median(times[name]), "min_s": min(times[name]), "build_s": build,
                        "labels_agree": (outputs[name].argmax(1) == ref.argmax(1)).double().mean().item()}
                 for name, (_, _, build) in variants.items()}}, f, indent=1)
@@ -267,7 +278,8 @@ def main() -> None:
         build_s = f"{build:.1f}" if build else "–"
         if name.startswith("fastpath mode=compile") and warm:
             build_s = f"{build:.1f} cold / {warm['same weights']['build_seconds']:.1f} warm"
-        print(f"| {name} | {build_s} | {med:.3f} | {best:.3f} | {gflop / med:.0f} | {base / med:.2f} | "
+        label = f"**{name}** (default)" if name == default_name else name
+        print(f"| {label} | {build_s} | {med:.3f} | {best:.3f} | {gflop / med:.0f} | {base / med:.2f} | "
               f"{100 * agree:.3f} % | {diff:.3g} |")
 
 
