@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from unetkit import create_model
+from unetkit.checkpoint import save_checkpoint
 from unetkit.data import LabelMap, create_normalizer
 from unetkit.inference.predictor import Predictor, labels_from_logits, probabilities
-from unetkit.training.checkpoint import save_checkpoint
 
 
 def test_same_padding_prediction_equals_one_forward_when_one_tile_covers(tmp_path):
