@@ -92,8 +92,8 @@ def run_common(data: Path, minutes: float, work: Path) -> dict:
     import torch.nn.functional as F
 
     from unetkit import create_model
+    from unetkit.checkpoint import save_checkpoint
     from unetkit.data import LabelMap, create_normalizer
-    from unetkit.training.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
     train = load_pairs(data / "train")

@@ -81,8 +81,8 @@ def build_model(args):
     from unetkit import create_model, runtime
 
     if args.checkpoint:
-        from unetkit.training.checkpoint import build_model as from_ckpt
-        from unetkit.training.checkpoint import load_checkpoint
+        from unetkit.checkpoint import build_model as from_ckpt
+        from unetkit.checkpoint import load_checkpoint
 
         return from_ckpt(load_checkpoint(args.checkpoint)).eval()
     torch.manual_seed(0)

@@ -49,7 +49,7 @@ def load_model(checkpoint: str | None, width: int):
     import torch
 
     from unetkit import create_model
-    from unetkit.training.checkpoint import build_model, load_checkpoint
+    from unetkit.checkpoint import build_model, load_checkpoint
 
     if checkpoint:
         return build_model(load_checkpoint(checkpoint)).eval()

@@ -27,11 +27,11 @@ import torch
 from PIL import Image
 
 from unetkit import cli, create_model
+from unetkit.checkpoint import save_checkpoint
 from unetkit.data import LabelMap, create_normalizer
 from unetkit.errors import OutputError
 from unetkit.inference.batch import predict_files
 from unetkit.inference.predictor import Predictor
-from unetkit.training.checkpoint import save_checkpoint
 from unetkit.utils import TEMP_NAME, atomic_path
 
 SRC = Path(__file__).resolve().parents[1] / "src"

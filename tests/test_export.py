@@ -59,7 +59,7 @@ def tiny(name, **kw):
 
 @pytest.fixture
 def checkpoint(tmp_path):
-    from unetkit.training.checkpoint import save_checkpoint
+    from unetkit.checkpoint import save_checkpoint
 
     model = create_model("unet", features=(4, 8, 16), num_classes=3)
     return save_checkpoint(tmp_path / "ck.pt", model, label_map=LABELS, normalization=NORM, patch_size=[48, 40],

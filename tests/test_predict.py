@@ -12,12 +12,12 @@ import tifffile
 from PIL import Image
 
 from unetkit import create_model
+from unetkit.checkpoint import save_checkpoint
 from unetkit.data import LabelMap, create_normalizer
 from unetkit.inference import batch as batch_mod
 from unetkit.inference.batch import predict_files
 from unetkit.inference.large import open_lazy
 from unetkit.inference.predictor import Predictor
-from unetkit.training.checkpoint import save_checkpoint
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from unetkit import create_model
+from unetkit.checkpoint import save_checkpoint
 from unetkit.data import LabelMap, create_normalizer
 from unetkit.inference.predictor import Predictor, labels_from_logits, probabilities
-from unetkit.training.checkpoint import save_checkpoint
 
 
 def test_same_padding_prediction_equals_one_forward_when_one_tile_covers(tmp_path):
@@ -124,3 +124,21 @@ def test_fast_path_is_used_for_the_tile_shape_and_matches_eager():
     auto = Predictor(model, precision="fp32", tile=32)
     auto.predict_logits(image)
     assert auto._fast_forward == {}  # fp32 on CPU: auto stays eager
+
+
+def test_a_model_registered_in_the_registry_loads_from_a_checkpoint(tmp_path, monkeypatch):
+    """The checkpoint loader knows the model classes through ``unetkit.models.MODELS``, not a list of its own."""
+    from unetkit.checkpoint import build_model, load_checkpoint
+    from unetkit.errors import DataError
+    from unetkit.models import MODELS, UNet
+
+    class NarrowUNet(UNet):
+        pass
+
+    path = save_checkpoint(tmp_path / "m.pt", NarrowUNet(base_features=4, depth=2, norm="instance"))
+    with pytest.raises(DataError, match=r"class 'NarrowUNet' is unknown to this unetkit \(known: UNet, UNet3Plus, "):
+        build_model(load_checkpoint(path))
+    monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))  # registered for this test only
+    MODELS.register("unet-narrow", NarrowUNet)
+    model = build_model(load_checkpoint(path))
+    assert type(model) is NarrowUNet and model.init_kwargs["base_features"] == 4

@@ -227,6 +227,33 @@ def test_mirror_indices_rejects_unknown_mode():
         mirror_indices(5, 1, 1, "wrap")
 
 
+@pytest.mark.parametrize("mode", ["reflect", "symmetric"])
+def test_inference_and_training_mirror_indices_are_one_fold(mode):
+    from unetkit.data.sampling import mirror_indices as patch_indices
+
+    for n in (1, 2, 5, 8):
+        for before, after in ((0, 0), (3, 1), (2, 17), (19, 4)):
+            tile = mirror_indices(n, before, after, mode)
+            np.testing.assert_array_equal(tile, patch_indices(-before, n + before + after, n, mode))
+            np.testing.assert_array_equal(np.arange(n)[tile], np.pad(np.arange(n), (before, after), mode=mode))
+
+
+@pytest.mark.parametrize("shape,out,border,align", [((37, 50), 8, 10, 1), ((5, 9), (4, 6), ((3, 4), (7, 2)), 1),
+                                                    ((1, 12), 6, 5, 4), ((9, 7, 6), 4, 3, 2)])
+def test_inference_tiles_mirror_exactly_as_training_patches(shape, out, border, align):
+    """Each overlap-tile input tile (mirror-padded image, as predict) equals the training patch
+    (``crop_with_mirror``, as the patch sampler) cut at the same place, context beyond the image included."""
+    from unetkit.data.sampling import crop_with_mirror
+
+    image = np.random.default_rng(3).random((2, *shape)).astype(np.float32)
+    grid = overlap_tile_grid(shape, out, border, align)
+    padded = mirror_pad(image, grid.pad_before, grid.pad_after)
+    for t in grid.tiles:
+        start = [s.start - b for s, b in zip(t.input, grid.pad_before)]
+        size = [s.stop - s.start for s in t.input]
+        np.testing.assert_array_equal(padded[(slice(None), *t.input)], crop_with_mirror(image, start, size))
+
+
 def test_mirror_pad_rejects_too_many_axes():
     with pytest.raises(ConfigError, match="3 padded axes requested"):
         mirror_pad(np.zeros((4, 4)), (1, 1, 1), (1, 1, 1))

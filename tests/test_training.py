@@ -16,9 +16,10 @@ import pytest
 import torch
 from PIL import Image
 
+from unetkit.checkpoint import build_model, load_checkpoint
 from unetkit.config import RunConfig
 from unetkit.errors import ConfigError, DataError
-from unetkit.training import Trainer, build_model, load_checkpoint
+from unetkit.training import Trainer
 from unetkit.training.callbacks import Callback
 
 

@@ -9,10 +9,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from unetkit.checkpoint import load_checkpoint
 from unetkit.cli import main
 from unetkit.config import RunConfig
 from unetkit.errors import ConfigError
-from unetkit.training import Trainer, load_checkpoint
+from unetkit.training import Trainer
 from unetkit.training import callbacks as callbacks_module
 from unetkit.training.callbacks import BudgetSchedule
 from unetkit.training.optim import build_scheduler

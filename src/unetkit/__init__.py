@@ -18,7 +18,7 @@ _LAZY = {
     "summary": "unetkit.models",
     "RunConfig": "unetkit.config",
     "Trainer": "unetkit.training",
-    "load_checkpoint": "unetkit.training",
+    "load_checkpoint": "unetkit.checkpoint",
     "Predictor": "unetkit.inference.predictor",
     "predict_files": "unetkit.inference.batch",
     "evaluate_folders": "unetkit.evaluation",

@@ -38,6 +38,10 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+    def builders(self) -> list[Callable[..., Any]]:
+        """The distinct builders, in registration order (several presets may share one)."""
+        return list(dict.fromkeys(e.builder for e in self._entries.values()))
+
     def get(self, name: str) -> Entry:
         key = name.lower().replace("_", "-")
         if key not in self._entries:

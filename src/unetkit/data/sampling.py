@@ -36,24 +36,32 @@ from ..errors import ConfigError
 #: ``np.pad`` mode for context outside the image: mirror about the edge pixel (``scipy.ndimage``
 #: calls it ``"mirror"``). Inference (overlap-tile) must pad with the same mode.
 PAD_MODE = "reflect"
+#: The mirror modes :func:`mirror_indices` knows: ``reflect`` (:data:`PAD_MODE`) and ``symmetric``.
+MIRROR_MODES = ("reflect", "symmetric")
 
 Size = Union[int, Sequence[int]]
 
 
-def mirror_indices(start: int, size: int, n: int) -> np.ndarray:
+def mirror_indices(start: int, size: int, n: int, mode: str = PAD_MODE) -> np.ndarray:
     """Indices into an axis of length ``n`` for positions ``start … start + size − 1``, mirrored.
 
-    Positions outside ``[0, n)`` are reflected about the first/last pixel (period ``2n − 2``), which
-    equals ``np.pad(mode="reflect")`` for any pad width; an axis of length 1 repeats its pixel.
+    The one mirror fold of unetkit: training patches (:func:`crop_with_mirror`) and inference tiles
+    (:func:`unetkit.inference.tiling.mirror_indices`, ``mirror_pad``) both index through it.
+    Positions outside ``[0, n)`` are reflected about the first/last pixel (``reflect``, period
+    ``2n − 2``: ``d c b | a b c d | c b a``), which equals ``np.pad(mode="reflect")`` for any pad
+    width; ``symmetric`` repeats the edge pixel (period ``2n``: ``c b a | a b c d | d c b``). An axis
+    of length 1 repeats its pixel.
     """
+    if mode not in MIRROR_MODES:
+        raise ConfigError(f"mirror mode must be one of {MIRROR_MODES}, got {mode!r}")
     if n < 1:
         raise ConfigError(f"cannot crop an empty axis (length {n})")
     pos = np.arange(start, start + size, dtype=np.int64)
     if n == 1:
         return np.zeros_like(pos)
-    period = 2 * (n - 1)
+    period = 2 * (n - 1) if mode == "reflect" else 2 * n
     m = np.mod(pos, period)
-    return np.where(m < n, m, period - m)
+    return np.where(m < n, m, period - m - (0 if mode == "reflect" else 1))
 
 
 def crop_with_mirror(array: np.ndarray, start: Sequence[int], size: Sequence[int]) -> np.ndarray:
@@ -288,4 +296,4 @@ class PatchSampler:
                 f"fg_classes={self.fg_classes!r})")
 
 
-__all__ = ["PAD_MODE", "PatchSampler", "crop_with_mirror", "center_crop", "mirror_indices", "foreground_locations"]
+__all__ = ["MIRROR_MODES", "PAD_MODE", "PatchSampler", "crop_with_mirror", "center_crop", "mirror_indices", "foreground_locations"]

@@ -201,8 +201,8 @@ def overlap_tile_predictor(checkpoint: PathLike, out_tile: int = 388, threads: O
     """:meth:`Predictor.from_checkpoint <unetkit.inference.predictor.Predictor.from_checkpoint>` with
     the smallest valid input tile whose output is at least ``out_tile`` (the paper's 572 → 388 for
     the 64-wide net; the demo's depth-3 net: 476 → 388)."""
+    from ..checkpoint import build_model, load_checkpoint
     from ..inference.predictor import Predictor
-    from ..training.checkpoint import build_model, load_checkpoint
 
     tile = overlap_tile_size(build_model(load_checkpoint(checkpoint)), out_tile)
     return Predictor.from_checkpoint(checkpoint, tile=tile, threads=threads)
@@ -307,7 +307,7 @@ def choose_checkpoint(run_dir: PathLike, val_dir: PathLike, out_tile: int = 388,
     Returns:
         ``{"name", "path", "epoch", "separation", "candidates": {name: {"epoch", "val_map"}}}``.
     """
-    from ..training.checkpoint import load_checkpoint
+    from ..checkpoint import load_checkpoint
 
     folder = Path(run_dir) / "checkpoints"
     found: dict = {}
@@ -617,9 +617,9 @@ def run_demo(options: Optional[DemoOptions] = None, style: Optional[CellStyle] =
     """
     from PIL import Image
 
+    from ..checkpoint import build_model, load_checkpoint
     from ..inference.postprocess import connected_components
     from ..io import read_image
-    from ..training.checkpoint import build_model, load_checkpoint
 
     options = options or DemoOptions()
     say = log or (lambda *a, **k: None)

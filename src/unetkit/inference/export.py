@@ -298,7 +298,7 @@ def _load(source: ModelSource) -> tuple[nn.Module, dict]:
     if isinstance(source, nn.Module):
         model, ckpt = source, {}
     elif isinstance(source, (str, Path, dict)):
-        from ..training.checkpoint import build_model, load_checkpoint
+        from ..checkpoint import build_model, load_checkpoint
 
         ckpt = load_checkpoint(source) if not isinstance(source, dict) else source
         model = build_model(ckpt, None if isinstance(source, dict) else source)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from ..io.memmap import release_pages
 from .tiling import (
     crop_weights,
     gaussian_weights,
@@ -78,8 +79,6 @@ def freeze_normalizer(normalizer, source: np.ndarray):
     state = normalizer.to_dict()
     frozen = create_normalizer(state["name"], **{**state["params"], "per_image": False})
     frozen.fit(_row_chunks(source))
-    from .outputs import release_pages
-
     release_pages(source)  # the statistics pass touched every page of a memory-mapped source
     return frozen
 

@@ -8,7 +8,6 @@ a half-written output and a rerun can skip the outputs that exist.
 from __future__ import annotations
 
 import contextlib
-import mmap
 from pathlib import Path
 from typing import Optional
 
@@ -16,6 +15,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..io import ImageMeta, write_image
+from ..io.memmap import release_pages
 from ..utils import atomic_path, output_error, temp_path
 from .large import BandSink
 
@@ -103,18 +103,6 @@ def write_overlay(path: Path, image: np.ndarray, indices: np.ndarray) -> None:
 
     with atomic_path(path) as tmp:
         Image.fromarray(overlay_image(image, indices)).save(tmp, format="PNG")
-
-
-def release_pages(arr: np.ndarray) -> None:
-    """Drop a memory map's pages from this process's resident memory (they stay on disk / in the
-    page cache), so streaming over a huge file keeps the resident set bounded."""
-    base = arr
-    while base is not None and not isinstance(base, np.memmap):
-        base = getattr(base, "base", None)
-    mm = getattr(base, "_mmap", None)
-    if mm is not None and hasattr(mm, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
-        mm.flush()
-        mm.madvise(mmap.MADV_DONTNEED)
 
 
 def _reserve(path: Path) -> None:

@@ -157,9 +157,9 @@ class Predictor:
     def from_checkpoint(cls, path, **kwargs) -> Predictor:
         """Rebuild model, normalisation and label map from a checkpoint alone; keyword arguments
         override the predictor settings (``device``, ``precision``, ``tile``, ``tta`` …)."""
+        from ..checkpoint import build_model, load_checkpoint
         from ..data.labels import LabelMap
         from ..data.normalization import Normalizer
-        from ..training.checkpoint import build_model, load_checkpoint
 
         ckpt = load_checkpoint(path)
         model = build_model(ckpt, path)

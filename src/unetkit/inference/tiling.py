@@ -31,12 +31,12 @@ from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..data.sampling import mirror_indices as _mirror_fold
 from ..errors import ConfigError
 
 IntOrSeq = Union[int, Sequence[int]]
 Slices = tuple  # tuple[slice, ...], one per spatial axis
 BorderSpec = Union[int, Sequence[int], Sequence[Sequence[int]]]
-MIRROR_MODES = ("reflect", "symmetric")
 WEIGHT_MODES = ("gaussian", "constant", "crop")
 
 
@@ -356,16 +356,11 @@ def mirror_indices(size: int, pad_before: int, pad_after: int, mode: str = "refl
     ``reflect`` mirrors about the edge pixels (``d c b | a b c d | c b a``, ``np.pad`` "reflect");
     ``symmetric`` repeats them (``c b a | a b c d | d c b``). Pads of any length repeat the reflection
     periodically (``np.pad``'s result too, but torch's reflect padding refuses pads ≥ the size). A
-    size-1 axis repeats its pixel.
+    size-1 axis repeats its pixel. The fold is the training sampler's
+    (:func:`unetkit.data.sampling.mirror_indices`), so inference tiles mirror exactly as patches did.
     """
-    if mode not in MIRROR_MODES:
-        raise ConfigError(f"mirror mode must be one of {MIRROR_MODES}, got {mode!r}")
-    idx = np.arange(-int(pad_before), int(size) + int(pad_after))
-    if size == 1:
-        return np.zeros_like(idx)
-    period = 2 * (size - 1) if mode == "reflect" else 2 * size
-    idx = np.mod(idx, period)
-    return np.where(idx < size, idx, period - idx - (0 if mode == "reflect" else 1))
+    before = int(pad_before)
+    return _mirror_fold(-before, int(size) + before + int(pad_after), int(size), mode)
 
 
 def mirror_pad(array: np.ndarray, pad_before: IntOrSeq, pad_after: IntOrSeq, mode: str = "reflect") -> np.ndarray:

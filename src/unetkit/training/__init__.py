@@ -1,6 +1,10 @@
-"""Training: the trainer loop, optimisers and schedules, checkpoints, callbacks, torchrun/DDP."""
+"""Training: the trainer loop, optimisers and schedules, callbacks, torchrun/DDP.
 
-from .checkpoint import build_model, load_checkpoint, save_checkpoint
+Checkpoints live one layer below, in :mod:`unetkit.checkpoint` (inference reads them too);
+``build_model``, ``load_checkpoint`` and ``save_checkpoint`` stay importable from here.
+"""
+
+from ..checkpoint import build_model, load_checkpoint, save_checkpoint
 
 __all__ = ["TrainResult", "Trainer", "build_model", "load_checkpoint", "save_checkpoint"]
 

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .. import runtime
+from ..checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from ..config import RunConfig
 from ..data import (
     LabelMap,
@@ -52,7 +53,6 @@ from .callbacks import (
     PlotCallback,
     TensorBoardLogger,
 )
-from .checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 
 DEFAULT_PATCH = {2: 256, 3: 96}
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import DataError
-from ..utils import atomic_path
+from .errors import DataError
+from .utils import atomic_path
 
 FORMAT = "unetkit-checkpoint"
 FORMAT_VERSION = 1
@@ -217,6 +217,14 @@ def _shape(t: torch.Tensor) -> str:
     return "(" + ",".join(str(s) for s in t.shape) + ")"
 
 
+def model_classes() -> dict[str, type]:
+    """Class name → class of every model in the registry (``unetkit.models.MODELS``): a checkpoint
+    names its model's class, so any class registered there can be rebuilt from one."""
+    from .models import MODELS
+
+    return {b.__name__: b for b in MODELS.builders() if isinstance(b, type)}
+
+
 def build_model(ckpt: dict, path: Optional[Union[str, Path]] = None) -> nn.Module:
     """Rebuild the model a checkpoint describes and load its weights (strict).
 
@@ -226,11 +234,11 @@ def build_model(ckpt: dict, path: Optional[Union[str, Path]] = None) -> nn.Modul
         DataError: the model description cannot be rebuilt, or the weights do not match it
             (missing, unexpected or wrong-shaped tensors); the message names the first mismatch.
     """
-    from ..models import MODELS, UNet, UNet3Plus, UNetPlusPlus
+    from .models import MODELS
 
     check_checkpoint(ckpt, path)
     spec = ckpt["model"]
-    classes = {c.__name__: c for c in (UNet, UNet3Plus, UNetPlusPlus)}
+    classes = model_classes()
     name = spec.get("preset") or spec["class"]
     if spec["class"] not in classes:
         raise DataError(f"checkpoint model class {spec['class']!r} is unknown to this unetkit "
