@@ -141,7 +141,10 @@ def child_compile(args) -> None:
     if args.child_compile != "-":
         model.load_state_dict(torch.load(args.child_compile, weights_only=True))
     t0 = time.perf_counter()
-    fwd = optimize_for_inference(model, (1, 1, args.size, args.size), "cpu", torch.bfloat16, True, mode="compile")
+    from unetkit import runtime
+
+    dtype = runtime.resolve_precision("auto", torch.device("cpu"))  # this CPU's path, as the parent's default
+    fwd = optimize_for_inference(model, (1, 1, args.size, args.size), "cpu", dtype, True, mode="compile")
     build = time.perf_counter() - t0
     x = torch.randn(1, 1, args.size, args.size).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():

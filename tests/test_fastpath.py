@@ -196,11 +196,22 @@ def test_auto_is_eager_without_bf16(monkeypatch):
     assert (fwd.mode, fwd.requested_mode) == ("eager", "auto")
 
 
-def test_auto_is_eager_for_fp32_3d_and_gpu(bf16_cpu):
+def test_auto_is_eager_for_3d_and_gpu(bf16_cpu):
     net3d = create_model("unet", spatial_dims=3, in_channels=1, num_classes=2, base_features=2, depth=1)
     assert choose_mode(net3d, CPU, BF16, expected_tiles=10**6) == "eager"
-    assert choose_mode(tiny(), CPU, None, expected_tiles=10**6) == "eager"
+    assert choose_mode(net3d, CPU, None, expected_tiles=10**6) == "eager"
     assert choose_mode(tiny(), torch.device("cuda"), BF16, expected_tiles=10**6) == "eager"
+
+
+@pytest.mark.parametrize("bf16_cpu_flag", [False, True])
+def test_auto_on_the_fp32_path_compiles_only_large_jobs(monkeypatch, bf16_cpu_flag):
+    """fp32 (the path of CPUs without bf16): jit bought nothing there, compile pays for large jobs."""
+    monkeypatch.setattr(runtime, "cpu_supports_bf16", lambda: bf16_cpu_flag)
+    net = tiny()
+    assert choose_mode(net, CPU, None, expected_tiles=None) == "eager"
+    assert choose_mode(net, CPU, None, expected_tiles=JIT_MIN_TILES) == "eager"
+    assert choose_mode(net, CPU, None, expected_tiles=COMPILE_MIN_TILES - 1) == "eager"
+    assert choose_mode(net, CPU, None, expected_tiles=COMPILE_MIN_TILES) == "compile"
 
 
 def test_auto_builds_the_chosen_mode(bf16_cpu):

@@ -66,13 +66,17 @@ def choose_mode(model: nn.Module, device: torch.device, dtype: Optional[torch.dt
                 expected_tiles: Optional[int] = None) -> str:
     """The mode ``auto`` resolves to.
 
-    Rule (measured on the reference CPU, 64-wide U-Net, 512² tiles; the build costs are paid once
-    per job, the savings per tile):
+    Rule (measured with the 64-wide U-Net on 512² tiles, BENCHMARKS.md; the build costs are paid
+    once per job, the savings per tile):
 
-    * not CPU, a 3D net, fp32 (``dtype`` not bf16) or a CPU without native bf16: ``eager``; the
-      gains were measured for 2D bf16 on CPU only;
-    * otherwise by the job size ``expected_tiles``: unknown or < :data:`JIT_MIN_TILES` → ``eager``;
-      < :data:`COMPILE_MIN_TILES` → ``jit``; more → ``compile``.
+    * not CPU, or a 3D net: ``eager`` (no gains were measured there);
+    * the bf16 path (``dtype`` bf16 on a CPU with bf16, :func:`unetkit.runtime.cpu_supports_bf16`):
+      by the job size ``expected_tiles``: unknown or < :data:`JIT_MIN_TILES` → ``eager``;
+      < :data:`COMPILE_MIN_TILES` → ``jit``; more → ``compile``;
+    * the fp32 path (``dtype`` None): ``compile`` from :data:`COMPILE_MIN_TILES` tiles, else
+      ``eager``. On an AVX2-only CPU fp32 ``jit`` gained nothing over eager channels-last (2.65 vs
+      2.61 s per tile), while ``compile`` saved 8 % (2.39 s) for a 22 s cold build;
+    * any other dtype (emulated bf16, fp16 on CPU): ``eager``.
 
     Args:
         model: the network (its ``spatial_dims`` attribute, default 2).
@@ -84,9 +88,11 @@ def choose_mode(model: nn.Module, device: torch.device, dtype: Optional[torch.dt
         ``"eager"``, ``"jit"`` or ``"compile"``.
     """
     spatial_dims = getattr(model, "spatial_dims", 2)
-    if device.type != "cpu" or spatial_dims != 2 or dtype != torch.bfloat16 or not runtime.cpu_supports_bf16():
+    if device.type != "cpu" or spatial_dims != 2 or expected_tiles is None:
         return "eager"
-    if expected_tiles is None or expected_tiles < JIT_MIN_TILES:
+    if dtype is None:
+        return "compile" if expected_tiles >= COMPILE_MIN_TILES else "eager"
+    if dtype != torch.bfloat16 or not runtime.cpu_supports_bf16() or expected_tiles < JIT_MIN_TILES:
         return "eager"
     return "compile" if expected_tiles >= COMPILE_MIN_TILES else "jit"
 

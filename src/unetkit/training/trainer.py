@@ -213,9 +213,10 @@ class Trainer:
             for p in module.parameters():
                 p.requires_grad_(False)
         model.to(self.device)
-        self.channels_last = runtime.use_channels_last(model, self.device, cfg.train.channels_last)
-        self.memory_format = runtime.memory_format(model.spatial_dims, self.channels_last)
         self.autocast_dtype = runtime.training_precision(cfg.train.precision, self.device, model.spatial_dims)
+        self.channels_last = runtime.use_channels_last(model, self.device, cfg.train.channels_last,
+                                                       dtype=self.autocast_dtype, training=True)
+        self.memory_format = runtime.memory_format(model.spatial_dims, self.channels_last)
         return model.to(memory_format=self.memory_format)
 
     def setup_patches(self) -> None:
