@@ -1,6 +1,6 @@
 """Training throughput of the 64-wide U-Net on 4×1×256² batches: a plain fp32 PyTorch loop (the common
 recipe), MONAI's BasicUNet at the same widths in that loop, and unetkit's Trainer (its defaults: bf16
-autocast + channels-last on CPUs with bf16).
+autocast + channels-last on CPUs with bf16, fp32 in the contiguous layout elsewhere; the row says which).
 
 Each variant runs in its own process (peak RSS is per process). Prints a Markdown table; absolute
 numbers are noisy on this machine, the ratio measured in one run is what counts.
@@ -18,6 +18,18 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+
+def default_path() -> str:
+    """What the Trainer's defaults run on this CPU (precision and layout), for the table's label."""
+    import torch
+
+    from unetkit import runtime
+
+    cpu = torch.device("cpu")
+    dtype = runtime.resolve_precision("auto", cpu)
+    layout = "channels-last" if dtype is not None else "contiguous"  # runtime.use_channels_last(training=True)
+    return f"{'bf16 autocast' if dtype is not None else 'fp32'} + {layout}"
 
 
 def monai_basic_unet(width: int):
@@ -103,7 +115,7 @@ def main() -> None:
     labels = {"plain": "plain PyTorch loop, fp32 eager (common recipe)",
               "monai": "MONAI BasicUNet (same widths) in the plain loop, fp32 eager",
               "trainer-fp32": "unetkit Trainer, --precision fp32",
-              "trainer": "unetkit Trainer, defaults (bf16 autocast + channels-last)"}
+              "trainer": f"unetkit Trainer, defaults ({default_path()})"}
     for variant in labels:
         res = subprocess.run([sys.executable, __file__, "--variant", variant, "--steps", str(args.steps),
                               "--width", str(args.width)], capture_output=True, text=True, check=True)
