@@ -568,3 +568,18 @@ def test_npy_refuses_objects_samples_last_and_bad_ranks(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([[1, None]], dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match=r"obj\.npy: unreadable or truncated NPY file"):
         read_image(tmp_path / "obj.npy")
+
+
+def test_list_images_groups_by_stem_and_sets_the_rest_apart(tmp_path):
+    """The one listing discovery, predict and evaluate share: stems, duplicates, strays, hidden files."""
+    from unetkit.io import list_images
+
+    for name in ("b.png", "a.tif", "a.png", "c.nii.gz", "notes.txt", ".hidden.png", "Thumbs.db", "p.npz"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    listing = list_images(tmp_path)
+    assert list(listing.by_stem) == ["a", "b", "c"]
+    assert listing.duplicates() == {"a": [tmp_path / "a.png", tmp_path / "a.tif"]}
+    assert listing.first()["c"] == tmp_path / "c.nii.gz"
+    assert sorted(p.name for p in listing.others) == ["notes.txt", "p.npz", "sub"]
+    assert list_images(tmp_path, extra_suffixes=(".npz",)).first()["p"] == tmp_path / "p.npz"

@@ -39,13 +39,13 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from ..errors import DataError
-from ..io.readers import SUPPORTED_SUFFIXES, is_image_file, split_suffix
+from ..io.readers import SUPPORTED_SUFFIXES, list_images, split_suffix
 
 PathLike = Union[str, Path]
 
 IMAGE_DIR_NAMES = ("images", "image", "imgs")
 MASK_DIR_NAMES = ("masks", "mask", "labels", "label")
-JUNK_NAMES = frozenset({"Thumbs.db", "desktop.ini"})
+
 _CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _SHOW = 5  # file names listed in one aggregated message
 
@@ -172,26 +172,20 @@ def scan_dataset(root: PathLike, mask_suffix: Optional[str] = None, require_mask
 # ------------------------------------------------------------------------------------ shared parts
 def _list_images(found: Discovery, folder: Path) -> dict[str, Path]:
     """Image files of ``folder`` by stem; records non-image, duplicate and empty-folder problems."""
-    by_stem: dict[str, list[Path]] = {}
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or entry.name in JUNK_NAMES:
-            continue
+    listing = list_images(folder)
+    for entry in listing.others:
         if entry.is_dir():
             found.add("non-image", entry, f"is a folder inside {folder.name}/; expected image files only")
-            continue
-        if not is_image_file(entry):
+        else:
             suffix = split_suffix(entry)[1] or "(none)"
             found.add("non-image", entry, f"not an image file (suffix {suffix}); supported: "
                                           f"{', '.join(SUPPORTED_SUFFIXES)}; move it out of {folder.name}/")
-            continue
-        by_stem.setdefault(split_suffix(entry)[0], []).append(entry)
-    for stem, paths in by_stem.items():
-        if len(paths) > 1:
-            found.add("duplicate", folder, f"{len(paths)} files with the stem {stem!r}: "
-                                           f"{', '.join(p.name for p in paths)}; keep one")
-    if not by_stem:
+    for stem, paths in listing.duplicates().items():
+        found.add("duplicate", folder, f"{len(paths)} files with the stem {stem!r}: "
+                                       f"{', '.join(p.name for p in paths)}; keep one")
+    if not listing.by_stem:
         found.add("empty", folder, f"no image files in the folder (supported: {', '.join(SUPPORTED_SUFFIXES)})")
-    return {stem: paths[0] for stem, paths in by_stem.items()}
+    return listing.first()
 
 
 def _detect_suffix(image_stems: Sequence[str], other_stems: Sequence[str]) -> str:
@@ -289,10 +283,7 @@ def _extra_dirs(found: Discovery, images: dict[str, Path]) -> list[tuple[str, di
     for folder in sorted(found.root.iterdir()):
         if not folder.is_dir() or folder in skip or folder.name.startswith("."):
             continue
-        files: dict[str, Path] = {}
-        for f in sorted(folder.iterdir()):
-            if f.is_file() and not f.name.startswith(".") and is_image_file(f):
-                files.setdefault(split_suffix(f)[0], f)
+        files: dict[str, Path] = list_images(folder).first()
         if not files:
             continue
         suffix = "" if set(files) <= set(images) else _detect_suffix(sorted(images), sorted(files))

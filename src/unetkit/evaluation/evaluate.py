@@ -262,26 +262,21 @@ class EvaluationResult:
 
 
 def _list_images(folder: Path, what: str, extra_suffixes: tuple = ()) -> dict[str, Path]:
-    from ..io.readers import is_image_file, split_suffix
+    """``{stem: path}`` of ``folder``'s image files (io.list_images); a missing folder, a duplicate stem or
+    no image at all is an error naming the folder."""
+    from ..io.readers import list_images
 
     if not folder.exists():
         raise DataError(f"{what} folder not found", folder)
     if not folder.is_dir():
         raise DataError(f"is a file; expected the {what} folder", folder)
-    found: dict[str, list] = {}
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or not entry.is_file():
-            continue
-        if not is_image_file(entry) and split_suffix(entry)[1] not in extra_suffixes:
-            continue
-        found.setdefault(split_suffix(entry)[0], []).append(entry)
-    for stem, paths in found.items():
-        if len(paths) > 1:
-            raise DataError(f"{len(paths)} {what} files share the stem {stem!r} ({', '.join(p.name for p in paths)}); "
-                            "keep one", folder)
-    if not found:
+    listing = list_images(folder, extra_suffixes)
+    for stem, paths in list(listing.duplicates().items())[:1]:  # the first duplicate, named
+        raise DataError(f"{len(paths)} {what} files share the stem {stem!r} ({', '.join(p.name for p in paths)}); "
+                        "keep one", folder)
+    if not listing.by_stem:
         raise DataError(f"no image files in the {what} folder", folder)
-    return {stem: paths[0] for stem, paths in found.items()}
+    return listing.first()
 
 
 def _shortest_suffix(stems: Sequence[str], keys: set) -> Optional[str]:

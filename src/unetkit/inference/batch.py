@@ -38,7 +38,7 @@ def collect_inputs(paths: Sequence[Union[str, Path]]):
     channels grouped); any other folder contributes every image file in it. Stems must be unique.
     """
     from ..data.discovery import Case, find_cases
-    from ..io.readers import is_image_file, split_suffix
+    from ..io.readers import list_images, split_suffix
 
     cases: list = []
     for p in map(Path, paths):
@@ -46,11 +46,10 @@ def collect_inputs(paths: Sequence[Union[str, Path]]):
             if any((p / d).is_dir() for d in ("images", "imagesTr", "imagesTs")):
                 cases += find_cases(p, require_masks=False)
             else:
-                files = sorted(f for f in p.iterdir() if f.is_file() and not f.name.startswith(".")
-                               and is_image_file(f))
+                files = list_images(p).by_stem  # duplicate stems are refused below, naming both
                 if not files:
                     raise DataError("no image files in this folder", p)
-                cases += [Case(split_suffix(f)[0], [f]) for f in files]
+                cases += [Case(stem, [f]) for stem, paths in files.items() for f in paths]
         elif p.is_file():
             cases.append(Case(split_suffix(p)[0], [p]))
         else:

@@ -13,6 +13,7 @@ from .readers import (
     ImageMeta,
     image_format,
     is_image_file,
+    list_images,
     read_image,
     split_suffix,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "atomic_write",
     "image_format",
     "is_image_file",
+    "list_images",
     "read_image",
     "split_suffix",
     "write_image",

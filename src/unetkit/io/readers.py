@@ -186,6 +186,53 @@ def is_image_file(path: PathLike) -> bool:
     return split_suffix(path)[1] in FORMATS
 
 
+#: Files that operating systems leave in image folders; never data, never reported.
+JUNK_NAMES = frozenset({"Thumbs.db", "desktop.ini"})
+
+
+@dataclass
+class FolderListing:
+    """The files of one folder, sorted by name: image files grouped by stem, and the rest.
+
+    Attributes:
+        by_stem: ``{stem: [paths]}`` of the image files (more than one path = a duplicate stem).
+        others: entries that are not image files (sub-folders included); hidden files (``.*``) and
+            :data:`JUNK_NAMES` are left out of both.
+    """
+
+    by_stem: dict
+    others: list
+
+    def duplicates(self) -> dict:
+        """``{stem: [paths]}`` of the stems with more than one file."""
+        return {stem: paths for stem, paths in self.by_stem.items() if len(paths) > 1}
+
+    def first(self) -> dict:
+        """``{stem: path}``, the first (sorted) file of each stem."""
+        return {stem: paths[0] for stem, paths in self.by_stem.items()}
+
+
+def list_images(folder: PathLike, extra_suffixes: tuple = ()) -> FolderListing:
+    """List ``folder`` once, the way every command does: image files by stem (plus files with one of
+    ``extra_suffixes``, such as ``.npz`` probability maps), everything else apart.
+
+    Data discovery, ``predict`` on a folder and ``evaluate`` all match files by stem, so they must agree
+    on what an image file is, what its stem is and what is ignored; each caller decides what a
+    duplicate stem or a stray file means for it.
+    """
+    by_stem: dict = {}
+    others: list = []
+    for entry in sorted(Path(folder).iterdir()):
+        if entry.name.startswith(".") or entry.name in JUNK_NAMES:
+            continue
+        stem, suffix = split_suffix(entry)
+        if not entry.is_dir() and (suffix in FORMATS or suffix in extra_suffixes):
+            by_stem.setdefault(stem, []).append(entry)
+        else:
+            others.append(entry)
+    return FolderListing(by_stem, others)
+
+
 def read_image(path: PathLike, *, axes: Optional[str] = None, keep_alpha: bool = False) -> tuple[np.ndarray, ImageMeta]:
     """Read an image or volume as a channel-first array.
 

@@ -475,11 +475,9 @@ class Trainer:
 
     def _announce(self) -> None:
         cfg, m = self.config, self.model
-        prec = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
         print(f"unetkit train: {cfg.model.name} ({m.num_parameters():,} parameters), {len(self.data.train)} train / "
               f"{len(self.data.val)} val cases, classes {list(self.data.label_map.values)}, patch "
-              f"{self.input_size}→{self.label_size}, {self.device} {prec}"
-              f"{' channels-last' if self.channels_last else ''}"
+              f"{self.input_size}→{self.label_size}"
               f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}", flush=True)
         print(f"run folder: {self.run_dir}" + (f" (resumed at epoch {self.epoch})" if self._resume_from else ""),
               flush=True)
