@@ -54,9 +54,11 @@ def scores(pred_membrane: np.ndarray, truth_membrane: np.ndarray) -> dict:
     inter = np.logical_and(pred_membrane, truth_membrane).sum()
     cells_pred, _ = ndimage.label(~pred_membrane)
     cells_true, _ = ndimage.label(~truth_membrane)
-    return {"pixel_error": float(np.mean(pred_membrane != truth_membrane)),
-            "rand_error": adapted_rand(cells_true, cells_pred)["rand_error"],
-            "membrane_dice": float(2 * inter / (pred_membrane.sum() + truth_membrane.sum()))}
+    return {
+        "pixel_error": float(np.mean(pred_membrane != truth_membrane)),
+        "rand_error": adapted_rand(cells_true, cells_pred)["rand_error"],
+        "membrane_dice": float(2 * inter / (pred_membrane.sum() + truth_membrane.sum())),
+    }
 
 
 def mean_scores(per_slice: list[dict]) -> dict:
@@ -68,19 +70,31 @@ def run_ours(data: Path, minutes: float, work: Path) -> dict:
     from unetkit.inference.predictor import Predictor
     from unetkit.training import Trainer
 
-    cfg = RunConfig.from_yaml(REPO / "examples" / "isbi2012.yaml").override({
-        "data.train_dir": str(data / "train"), "data.val_dir": str(data / "val"), "train.seed": 0,
-        "train.time_budget_minutes": minutes, "train.scheduler": "budget", "train.epochs": 100000})
+    cfg = RunConfig.from_yaml(REPO / "examples" / "isbi2012.yaml").override(
+        {
+            "data.train_dir": str(data / "train"),
+            "data.val_dir": str(data / "val"),
+            "train.seed": 0,
+            "train.time_budget_minutes": minutes,
+            "train.scheduler": "budget",
+            "train.epochs": 100000,
+        }
+    )
     t0 = time.monotonic()
     result = Trainer(cfg, run_dir=work / "ours", progress=False).fit()
     train_min = (time.monotonic() - t0) / 60
-    out = {"train_minutes": train_min, "epochs": result.epochs_completed,
-           "images": cfg.train.batch_size * cfg.train.iters_per_epoch * result.epochs_completed}
+    out = {
+        "train_minutes": train_min,
+        "epochs": result.epochs_completed,
+        "images": cfg.train.batch_size * cfg.train.iters_per_epoch * result.epochs_completed,
+    }
     for tta in ("none", "d4"):
         predictor = Predictor.from_checkpoint(result.run_dir / "checkpoints" / "best.pt", tta=tta)
         per_slice = []
         for image, truth in load_pairs(data / "val"):
-            labels = predictor.label_map.decode(predictor.predict(image[None].astype(np.float32)))[0]
+            labels = predictor.label_map.decode(predictor.predict(image[None].astype(np.float32)))[
+                0
+            ]
             per_slice.append(scores(labels == 0, truth))
         out["tta-" + tta] = mean_scores(per_slice)
     return out
@@ -129,11 +143,21 @@ def run_common(data: Path, minutes: float, work: Path) -> dict:
         for image, truth in load_pairs(data / "val"):
             logits = model(torch.from_numpy(image.astype(np.float32) / 255.0)[None, None])
             per_slice.append(scores(logits.argmax(1)[0].numpy() == 0, truth))
-    save_checkpoint(work / "common_unet64.pt", model, label_map=LabelMap([0, 255]).to_dict(),
-                    normalization=create_normalizer("fixed", low=0, high=255).to_dict(), with_rng=False,
-                    extra={"recipe": "common", "minutes": minutes, "steps": steps})
-    return {"train_minutes": train_min, "epochs": epochs, "images": steps, "tta-none": mean_scores(per_slice),
-            "checkpoint": str(work / "common_unet64.pt")}
+    save_checkpoint(
+        work / "common_unet64.pt",
+        model,
+        label_map=LabelMap([0, 255]).to_dict(),
+        normalization=create_normalizer("fixed", low=0, high=255).to_dict(),
+        with_rng=False,
+        extra={"recipe": "common", "minutes": minutes, "steps": steps},
+    )
+    return {
+        "train_minutes": train_min,
+        "epochs": epochs,
+        "images": steps,
+        "tta-none": mean_scores(per_slice),
+        "checkpoint": str(work / "common_unet64.pt"),
+    }
 
 
 def child(args) -> None:
@@ -150,8 +174,22 @@ def run_all(data: Path, minutes: float, keep: Path | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     results = {}
     for variant in ("ours", "common"):
-        res = subprocess.run([sys.executable, __file__, "--variant", variant, "--data", str(data), "--minutes",
-                              str(minutes), "--work", str(work)], capture_output=True, text=True)
+        res = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--variant",
+                variant,
+                "--data",
+                str(data),
+                "--minutes",
+                str(minutes),
+                "--work",
+                str(work),
+            ],
+            capture_output=True,
+            text=True,
+        )
         if res.returncode != 0:
             raise SystemExit(f"{variant} failed:\n{res.stderr[-3000:]}")
         results[variant] = json.loads(res.stdout.strip().splitlines()[-1])
@@ -159,24 +197,40 @@ def run_all(data: Path, minutes: float, keep: Path | None = None) -> dict:
 
 
 def table(results: dict, minutes: float) -> str:
-    rows = [("unetkit recipe (examples/isbi2012.yaml)", results["ours"], "tta-none"),
-            ("unetkit recipe + d4 test-time augmentation", results["ours"], "tta-d4"),
-            ("common recipe (64-wide, whole images, no augmentation, fp32)", results["common"], "tta-none")]
-    lines = [f"ISBI 2012, {minutes:g} min of training each (2 threads), scored on the 3 validation slices",
-             "| recipe | trained min | images seen | pixel error | adapted Rand error | membrane Dice |",
-             "|---|---:|---:|---:|---:|---:|"]
+    rows = [
+        ("unetkit recipe (examples/isbi2012.yaml)", results["ours"], "tta-none"),
+        ("unetkit recipe + d4 test-time augmentation", results["ours"], "tta-d4"),
+        (
+            "common recipe (64-wide, whole images, no augmentation, fp32)",
+            results["common"],
+            "tta-none",
+        ),
+    ]
+    lines = [
+        f"ISBI 2012, {minutes:g} min of training each (2 threads), scored on the 3 validation slices",
+        "| recipe | trained min | images seen | pixel error | adapted Rand error | membrane Dice |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for label, r, key in rows:
         s = r[key]
-        lines.append(f"| {label} | {r['train_minutes']:.1f} | {r['images']} | {s['pixel_error']:.4f} | "
-                     f"{s['rand_error']:.4f} | {s['membrane_dice']:.4f} |")
+        lines.append(
+            f"| {label} | {r['train_minutes']:.1f} | {r['images']} | {s['pixel_error']:.4f} | "
+            f"{s['rand_error']:.4f} | {s['membrane_dice']:.4f} |"
+        )
     return "\n".join(lines)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=5.0, help="training budget per recipe (default 5)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--minutes", type=float, default=5.0, help="training budget per recipe (default 5)"
+    )
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "isbi2012"))
-    ap.add_argument("--keep", help="folder for the runs and the common recipe's checkpoint (default: temporary)")
+    ap.add_argument(
+        "--keep", help="folder for the runs and the common recipe's checkpoint (default: temporary)"
+    )
     ap.add_argument("--json", help="also write the results as JSON here")
     ap.add_argument("--variant", choices=("ours", "common"), help=argparse.SUPPRESS)
     ap.add_argument("--work", help=argparse.SUPPRESS)
@@ -185,13 +239,17 @@ def main() -> None:
         child(args)
         return
     if not (Path(args.data) / "train" / "images").is_dir():
-        raise SystemExit(f"ISBI 2012 not found at {args.data} (expects train/ and val/ with images/ and masks/)")
+        raise SystemExit(
+            f"ISBI 2012 not found at {args.data} (expects train/ and val/ with images/ and masks/)"
+        )
     results = run_all(Path(args.data), args.minutes, Path(args.keep) if args.keep else None)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
     from unetkit.runtime import cpu_info
 
-    print(f"CPU: {cpu_info().describe()}")  # the flags decide the CPU path: say which machine this was
+    print(
+        f"CPU: {cpu_info().describe()}"
+    )  # the flags decide the CPU path: say which machine this was
     print(table(results, args.minutes))
 
 

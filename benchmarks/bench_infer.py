@@ -35,10 +35,12 @@ import warnings
 
 def _cpu_busy(interval: float) -> float:
     """Fraction of all CPUs busy over ``interval`` seconds (Linux ``/proc/stat``; 0 elsewhere)."""
+
     def sample():
         with open("/proc/stat") as f:
             ticks = [int(v) for v in f.readline().split()[1:]]
         return ticks[3] + ticks[4], sum(ticks)
+
     try:
         idle0, total0 = sample()
         time.sleep(interval)
@@ -69,8 +71,10 @@ def synthetic_pair(size: int, seed: int):
     shade = np.linspace(0.7, 1.3, size)[None, :]
     image = (mask * 1.0 + 0.25 * rng.standard_normal((size, size))) * shade
     image = (image - image.mean()) / image.std()
-    return (torch.from_numpy(image.astype(np.float32))[None, None],
-            torch.from_numpy(mask.astype(np.int64))[None])
+    return (
+        torch.from_numpy(image.astype(np.float32))[None, None],
+        torch.from_numpy(mask.astype(np.int64))[None],
+    )
 
 
 def build_model(args):
@@ -92,8 +96,12 @@ def build_model(args):
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         for step in range(args.train_steps):
             x, y = synthetic_pair(128, seed=1000 + step)
-            with runtime.autocast(torch.device("cpu"), runtime.resolve_precision("auto", torch.device("cpu"))):
-                loss = F.cross_entropy(model(x.contiguous(memory_format=torch.channels_last)).float(), y)
+            with runtime.autocast(
+                torch.device("cpu"), runtime.resolve_precision("auto", torch.device("cpu"))
+            ):
+                loss = F.cross_entropy(
+                    model(x.contiguous(memory_format=torch.channels_last)).float(), y
+                )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -111,8 +119,15 @@ def onnx_runner(model, x):
     path = os.path.join(tempfile.mkdtemp(), "unet.onnx")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), path, input_names=["x"], output_names=["logits"], opset_version=17,
-                          dynamo=False)
+        torch.onnx.export(
+            model,
+            (x,),
+            path,
+            input_names=["x"],
+            output_names=["logits"],
+            opset_version=17,
+            dynamo=False,
+        )
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = torch.get_num_threads()
     session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
@@ -123,8 +138,18 @@ def warm_build(args, cache_dir: str, weights: str) -> dict:
     """Build ``compile`` again in a fresh process that reuses the Inductor cache; ``weights`` is a
     saved state dict (the parent's: the same weights) or ``""`` (a new random init)."""
     env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache_dir)
-    cmd = [sys.executable, __file__, "--child-compile", weights, "--width", str(args.width), "--size",
-           str(args.size), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child-compile",
+        weights,
+        "--width",
+        str(args.width),
+        "--size",
+        str(args.size),
+        "--threads",
+        str(args.threads),
+    ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
@@ -143,18 +168,32 @@ def child_compile(args) -> None:
     t0 = time.perf_counter()
     from unetkit import runtime
 
-    dtype = runtime.resolve_precision("auto", torch.device("cpu"))  # this CPU's path, as the parent's default
-    fwd = optimize_for_inference(model, (1, 1, args.size, args.size), "cpu", dtype, True, mode="compile")
+    dtype = runtime.resolve_precision(
+        "auto", torch.device("cpu")
+    )  # this CPU's path, as the parent's default
+    fwd = optimize_for_inference(
+        model, (1, 1, args.size, args.size), "cpu", dtype, True, mode="compile"
+    )
     build = time.perf_counter() - t0
     x = torch.randn(1, 1, args.size, args.size).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
         ref = model(x)
-    print(json.dumps({"build_seconds": build, "mode": fwd.mode, "max_abs_diff": float((fwd(x) - ref).abs().max()),
-                      "max_abs_logit": float(ref.abs().max())}))
+    print(
+        json.dumps(
+            {
+                "build_seconds": build,
+                "mode": fwd.mode,
+                "max_abs_diff": float((fwd(x) - ref).abs().max()),
+                "max_abs_logit": float(ref.abs().max()),
+            }
+        )
+    )
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--runs", type=int, default=5)
@@ -162,14 +201,26 @@ def main() -> None:
     p.add_argument("--train-steps", type=int, default=25)
     p.add_argument("--checkpoint", help="a trained unetkit checkpoint to benchmark instead")
     p.add_argument("--modes", default="eager,jit,compile", help="fast-path modes to include")
-    p.add_argument("--idle-wait", type=float, default=0,
-                   help="before each timed run wait up to this many seconds for idle CPUs (shared machines)")
-    p.add_argument("--cache-dir", help="Inductor cache to use (default: a new, empty one: a cold compile)")
+    p.add_argument(
+        "--idle-wait",
+        type=float,
+        default=0,
+        help="before each timed run wait up to this many seconds for idle CPUs (shared machines)",
+    )
+    p.add_argument(
+        "--cache-dir", help="Inductor cache to use (default: a new, empty one: a cold compile)"
+    )
     p.add_argument("--json", help="also write the results as JSON here")
-    p.add_argument("--all-paths", action="store_true",
-                   help="also measure bf16 variants on a CPU without native bf16 (emulated: slow)")
-    p.add_argument("--default-allocator", action="store_true",
-                   help="leave glibc malloc as it is (the Predictor keeps freed memory: runtime.keep_freed_memory)")
+    p.add_argument(
+        "--all-paths",
+        action="store_true",
+        help="also measure bf16 variants on a CPU without native bf16 (emulated: slow)",
+    )
+    p.add_argument(
+        "--default-allocator",
+        action="store_true",
+        help="leave glibc malloc as it is (the Predictor keeps freed memory: runtime.keep_freed_memory)",
+    )
     p.add_argument("--child-compile", help=argparse.SUPPRESS)
     args = p.parse_args()
     cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="unetkit-inductor-")
@@ -203,6 +254,7 @@ def main() -> None:
         def fn(t):
             with torch.inference_mode(), runtime.autocast(torch.device("cpu"), dtype):
                 return net(t).float()
+
         return fn
 
     # bf16 variants only where the CPU has native bf16 (emulated bf16 is several times slower than
@@ -227,7 +279,9 @@ def main() -> None:
     default_dtype = runtime.resolve_precision("auto", torch.device("cpu"))
     auto = {n: choose_mode(model, torch.device("cpu"), default_dtype, n) for n in (1, 49, 1000)}
     # the variant a default Predictor runs for a one-tile job (eager, this CPU's precision, channels-last)
-    default_name = "bf16 autocast + channels-last" if default_dtype == bf16 else "fp32 channels-last"
+    default_name = (
+        "bf16 autocast + channels-last" if default_dtype == bf16 else "fp32 channels-last"
+    )
 
     outputs, times, idle = {}, {name: [] for name in variants}, []
     for name, (fn, inp, _) in variants.items():
@@ -248,31 +302,61 @@ def main() -> None:
         torch.save(model.state_dict(), weights)
         warm["same weights"] = warm_build(args, cache_dir, weights)
         warm["other weights"] = warm_build(args, cache_dir, "-")
-    src = (f"checkpoint {args.checkpoint}" if args.checkpoint else
-           f"trained {args.train_steps} Adam steps on synthetic blobs ({train_s:.0f} s)" if args.train_steps
-           else "random init")
+    src = (
+        f"checkpoint {args.checkpoint}"
+        if args.checkpoint
+        else f"trained {args.train_steps} Adam steps on synthetic blobs ({train_s:.0f} s)"
+        if args.train_steps
+        else "random init"
+    )
     from unetkit.runtime import cpu_info
 
-    print(f"CPU: {cpu_info().describe()}")  # the flags decide the CPU path: say which machine this was
-    print(f"Inference, U-Net width {args.width} ({src}), one 1×1×{args.size}² tile, {gflop:.1f} GFLOP, "
-          f"{args.threads} threads, torch {torch.__version__}; median (min) of {args.runs} runs after 2 warm-up")
-    print(f"load average when done: {os.getloadavg()[0]:.1f} (2 = both cores busy with other work)"
-          + (f"; {sum(idle)} of {len(idle)} timed runs started on idle CPUs" if idle else ""))
+    print(
+        f"CPU: {cpu_info().describe()}"
+    )  # the flags decide the CPU path: say which machine this was
+    print(
+        f"Inference, U-Net width {args.width} ({src}), one 1×1×{args.size}² tile, {gflop:.1f} GFLOP, "
+        f"{args.threads} threads, torch {torch.__version__}; median (min) of {args.runs} runs after 2 warm-up"
+    )
+    print(
+        f"load average when done: {os.getloadavg()[0]:.1f} (2 = both cores busy with other work)"
+        + (f"; {sum(idle)} of {len(idle)} timed runs started on idle CPUs" if idle else "")
+    )
     print(f"default path on this CPU: {default_name} (mode=auto by job size in tiles: {auto})")
     for what, w in warm.items():
-        print(f"compile in a new process reusing the cache, {what}: build {w['build_seconds']:.1f} s, mode "
-              f"{w['mode']!r}, max |logit - fp32 eager| {w['max_abs_diff']:.3g} (logits up to "
-              f"{w['max_abs_logit']:.3g})")
+        print(
+            f"compile in a new process reusing the cache, {what}: build {w['build_seconds']:.1f} s, mode "
+            f"{w['mode']!r}, max |logit - fp32 eager| {w['max_abs_diff']:.3g} (logits up to "
+            f"{w['max_abs_logit']:.3g})"
+        )
     print()
-    print("| variant | build s | median s | min s | GFLOP/s | × fp32 eager | labels = fp32 | max abs Δlogit |")
+    print(
+        "| variant | build s | median s | min s | GFLOP/s | × fp32 eager | labels = fp32 | max abs Δlogit |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     base = statistics.median(times["fp32 eager"])
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"gflop": gflop, "default": default_name, "variants": {
-                name: {"median_s": statistics.median(times[name]), "min_s": min(times[name]), "build_s": build,
-                       "labels_agree": (outputs[name].argmax(1) == ref.argmax(1)).double().mean().item()}
-                for name, (_, _, build) in variants.items()}}, f, indent=1)
+            json.dump(
+                {
+                    "gflop": gflop,
+                    "default": default_name,
+                    "variants": {
+                        name: {
+                            "median_s": statistics.median(times[name]),
+                            "min_s": min(times[name]),
+                            "build_s": build,
+                            "labels_agree": (outputs[name].argmax(1) == ref.argmax(1))
+                            .double()
+                            .mean()
+                            .item(),
+                        }
+                        for name, (_, _, build) in variants.items()
+                    },
+                },
+                f,
+                indent=1,
+            )
     for name, (_, _, build) in variants.items():
         med, best = statistics.median(times[name]), min(times[name])
         y = outputs[name]
@@ -282,8 +366,10 @@ def main() -> None:
         if name.startswith("fastpath mode=compile") and warm:
             build_s = f"{build:.1f} cold / {warm['same weights']['build_seconds']:.1f} warm"
         label = f"**{name}** (default)" if name == default_name else name
-        print(f"| {label} | {build_s} | {med:.3f} | {best:.3f} | {gflop / med:.0f} | {base / med:.2f} | "
-              f"{100 * agree:.3f} % | {diff:.3g} |")
+        print(
+            f"| {label} | {build_s} | {med:.3f} | {best:.3f} | {gflop / med:.0f} | {base / med:.2f} | "
+            f"{100 * agree:.3f} % | {diff:.3g} |"
+        )
 
 
 if __name__ == "__main__":

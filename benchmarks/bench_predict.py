@@ -41,8 +41,10 @@ LABELS = {
     "onnx": "ONNX Runtime fp32, whole image, same net",
     "basicunet": "MONAI BasicUNet (same widths, own weights), plain fp32 forward",
 }
-VARIANTS = {512: ["ours", "ours-fp32", "monai", "full", "onnx", "basicunet"],
-            2048: ["ours", "ours-fp32", "monai", "full"]}
+VARIANTS = {
+    512: ["ours", "ours-fp32", "monai", "full", "onnx", "basicunet"],
+    2048: ["ours", "ours-fp32", "monai", "full"],
+}
 
 
 def load_model(checkpoint: str | None, width: int):
@@ -62,15 +64,21 @@ def em_image(size: int) -> np.ndarray:
     texture when ../shared is absent."""
     from PIL import Image
 
-    paths = sorted((ISBI / "train" / "images").glob("*.png")) + sorted((ISBI / "val" / "images").glob("*.png"))
+    paths = sorted((ISBI / "train" / "images").glob("*.png")) + sorted(
+        (ISBI / "val" / "images").glob("*.png")
+    )
     if not paths:
         rng = np.random.default_rng(0)
         yy, xx = np.mgrid[:size, :size] / 37.0
-        return (0.5 + 0.2 * np.sin(yy) * np.cos(xx * 1.3) + 0.1 * rng.normal(size=(size, size))).astype(
-            np.float32)[None]
+        return (
+            0.5 + 0.2 * np.sin(yy) * np.cos(xx * 1.3) + 0.1 * rng.normal(size=(size, size))
+        ).astype(np.float32)[None]
     tiles = [np.asarray(Image.open(p), dtype=np.float32) / 255.0 for p in paths]
     n = -(-size // tiles[0].shape[0])
-    rows = [np.concatenate([tiles[(r * n + c) % len(tiles)] for c in range(n)], axis=1) for r in range(n)]
+    rows = [
+        np.concatenate([tiles[(r * n + c) % len(tiles)] for c in range(n)], axis=1)
+        for r in range(n)
+    ]
     return np.concatenate(rows, axis=0)[None, :size, :size].copy()
 
 
@@ -90,18 +98,22 @@ def make_fn(variant: str, model, width: int):
         torch.manual_seed(0)
         model = monai_basic_unet(width).eval()
     if variant in ("full", "basicunet"):
+
         def full(im):
             with torch.inference_mode():
                 return torch.softmax(model(torch.from_numpy(im)[None]), 1)[0, 1].numpy()
+
         return full
     if variant == "monai":
         from monai.inferers import sliding_window_inference
 
         def monai(im):
             with torch.inference_mode():
-                logits = sliding_window_inference(torch.from_numpy(im)[None], (512, 512), 1, model, overlap=0.5,
-                                                  mode="gaussian")
+                logits = sliding_window_inference(
+                    torch.from_numpy(im)[None], (512, 512), 1, model, overlap=0.5, mode="gaussian"
+                )
                 return torch.softmax(logits, 1)[0, 1].numpy()
+
         return monai
     if variant == "onnx":
         from unetkit.inference.export import OnnxRunner, export_onnx
@@ -120,7 +132,9 @@ def child(args) -> dict:
     model = load_model(args.checkpoint, args.width)
     image = em_image(args.size)
     fn = make_fn(args.variant, model, args.width)
-    cheap_warmup = args.variant in ("monai", "full") and args.size > 512  # 512² windows warm the same kernels
+    cheap_warmup = (
+        args.variant in ("monai", "full") and args.size > 512
+    )  # 512² windows warm the same kernels
     fn(em_image(512) if cheap_warmup else image)
     times, p = [], None
     for _ in range(args.runs):
@@ -129,8 +143,12 @@ def child(args) -> dict:
         times.append(time.perf_counter() - t0)
         p = out if p is None else p
     np.save(args.out, p.astype(np.float32))
-    return {"median_s": statistics.median(times), "min_s": min(times), "runs": len(times),
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    return {
+        "median_s": statistics.median(times),
+        "min_s": min(times),
+        "runs": len(times),
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
 
 
 def compare(size: int, args, tmp: Path) -> dict:
@@ -140,8 +158,20 @@ def compare(size: int, args, tmp: Path) -> dict:
     gflop = summary(load_model(args.checkpoint, args.width), size).flops / 1e9
     results = {}
     for v in VARIANTS[size]:
-        cmd = [sys.executable, __file__, "--variant", v, "--size", str(size), "--width", str(args.width),
-               "--runs", str(args.runs), "--out", str(tmp / f"{v}-{size}.npy")]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--variant",
+            v,
+            "--size",
+            str(size),
+            "--width",
+            str(args.width),
+            "--runs",
+            str(args.runs),
+            "--out",
+            str(tmp / f"{v}-{size}.npy"),
+        ]
         if args.checkpoint:
             cmd += ["--checkpoint", args.checkpoint]
         res = subprocess.run(cmd, capture_output=True, text=True)
@@ -162,16 +192,20 @@ def compare(size: int, args, tmp: Path) -> dict:
 def table(block: dict, runs: int) -> str:
     size, res = block["size"], block["results"]
     ours = res.get("ours", {}).get("median_s")
-    lines = [f"Whole image {size}×{size} ({block['gflop']:.0f} GFLOP for one forward), median (min) of {runs} "
-             "runs after a warm-up, 2 threads",
-             "| variant | median s | min s | image GFLOP/s | × ours | peak RSS (GB) | seam error | labels = full |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"Whole image {size}×{size} ({block['gflop']:.0f} GFLOP for one forward), median (min) of {runs} "
+        "runs after a warm-up, 2 threads",
+        "| variant | median s | min s | image GFLOP/s | × ours | peak RSS (GB) | seam error | labels = full |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for v, r in res.items():
         seam = f"{r['seam_error']:.2g}" if "seam_error" in r else "–"
         agree = f"{100 * r['labels_agree']:.3f} %" if "labels_agree" in r else "–"
         ratio = f"{r['median_s'] / ours:.2f}" if ours else ""
-        lines.append(f"| {LABELS[v]} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['gflop_per_s']:.0f} | {ratio} | "
-                     f"{r['peak_rss_gb']:.2f} | {seam} | {agree} |")
+        lines.append(
+            f"| {LABELS[v]} | {r['median_s']:.2f} | {r['min_s']:.2f} | {r['gflop_per_s']:.0f} | {ratio} | "
+            f"{r['peak_rss_gb']:.2f} | {seam} | {agree} |"
+        )
     return "\n".join(lines)
 
 
@@ -182,7 +216,9 @@ def make_large_image(path: Path, size: int) -> None:
     xx = np.arange(size, dtype=np.float32)
     for y in range(0, size, 512):
         yy = np.arange(y, min(y + 512, size), dtype=np.float32)[:, None]
-        arr[0, y:y + len(yy)] = (127 + 100 * np.sin(yy / 37.0) * np.cos(xx[None] / 29.0)).astype(np.uint8)
+        arr[0, y : y + len(yy)] = (127 + 100 * np.sin(yy / 37.0) * np.cos(xx[None] / 29.0)).astype(
+            np.uint8
+        )
     arr.flush()
     del arr
 
@@ -201,15 +237,20 @@ def child_large(args) -> dict:
     pred = Predictor(model, normalizer=create_normalizer("zscore"), label_map=LabelMap([0, 255]))
     t0 = time.perf_counter()
     predict_files(pred, [Path(args.out)], Path(args.out).parent / "large_out", progress=False)
-    return {"seconds": time.perf_counter() - t0,
-            "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+    return {
+        "seconds": time.perf_counter() - t0,
+        "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+    }
 
 
 def run_large(size: int, width: int, tmp: Path) -> dict:
     path = tmp / "large.npy"
     make_large_image(path, size)
-    res = subprocess.run([sys.executable, __file__, "--variant", "large", "--width", str(width), "--out", str(path)],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, __file__, "--variant", "large", "--width", str(width), "--out", str(path)],
+        capture_output=True,
+        text=True,
+    )
     path.unlink()
     if res.returncode != 0:
         raise SystemExit(f"large image failed:\n{res.stderr[-2000:]}")
@@ -217,12 +258,19 @@ def run_large(size: int, width: int, tmp: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", help="a trained 2D one-channel unetkit checkpoint (default: random 64-wide net)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--checkpoint",
+        help="a trained 2D one-channel unetkit checkpoint (default: random 64-wide net)",
+    )
     ap.add_argument("--sizes", default="512,2048", help="image sizes to compare (512 and/or 2048)")
     ap.add_argument("--width", type=int, default=64, help="U-Net width without --checkpoint")
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--large", type=int, default=20000, help="side of the bounded-memory image (0 = skip)")
+    ap.add_argument(
+        "--large", type=int, default=20000, help="side of the bounded-memory image (0 = skip)"
+    )
     ap.add_argument("--large-width", type=int, default=16, help="U-Net width for the large image")
     ap.add_argument("--json", help="also write the results as JSON here")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
@@ -239,7 +287,9 @@ def main() -> None:
     out = {"compare": [], "large": None}
     from unetkit.runtime import cpu_info
 
-    print(f"CPU: {cpu_info().describe()}")  # the flags decide the CPU path: say which machine this was
+    print(
+        f"CPU: {cpu_info().describe()}"
+    )  # the flags decide the CPU path: say which machine this was
     for size in [int(s) for s in args.sizes.split(",") if s]:
         if size not in VARIANTS:
             raise SystemExit(f"--sizes: choose among {sorted(VARIANTS)}, got {size}")
@@ -249,8 +299,10 @@ def main() -> None:
     if args.large:
         out["large"] = run_large(args.large, args.large_width, tmp)
         r = out["large"]
-        print(f"Bounded memory: {r['size']}×{r['size']} uint8 .npy, U-Net width {r['width']}, band by band to TIFF: "
-              f"{r['seconds']:.0f} s, peak RSS {r['peak_rss_gb']:.2f} GB")
+        print(
+            f"Bounded memory: {r['size']}×{r['size']} uint8 .npy, U-Net width {r['width']}, band by band to TIFF: "
+            f"{r['seconds']:.0f} s, peak RSS {r['peak_rss_gb']:.2f} GB"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
 

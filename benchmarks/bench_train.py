@@ -28,7 +28,9 @@ def default_path() -> str:
 
     cpu = torch.device("cpu")
     dtype = runtime.resolve_precision("auto", cpu)
-    layout = "channels-last" if dtype is not None else "contiguous"  # runtime.use_channels_last(training=True)
+    layout = (
+        "channels-last" if dtype is not None else "contiguous"
+    )  # runtime.use_channels_last(training=True)
     return f"{'bf16 autocast' if dtype is not None else 'fp32'} + {layout}"
 
 
@@ -36,8 +38,12 @@ def monai_basic_unet(width: int):
     """MONAI's BasicUNet at the widths of unetkit's U-Net (64 … 1024, 4 poolings)."""
     from monai.networks.nets import BasicUNet
 
-    return BasicUNet(spatial_dims=2, in_channels=1, out_channels=2,
-                     features=(width, 2 * width, 4 * width, 8 * width, 16 * width, width))
+    return BasicUNet(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=2,
+        features=(width, 2 * width, 4 * width, 8 * width, 16 * width, width),
+    )
 
 
 def plain_loop(width: int, steps: int, net: str = "unetkit") -> dict:
@@ -78,31 +84,47 @@ def trainer(width: int, steps: int, precision: str) -> dict:
     for sub in ("images", "masks"):
         (root / sub).mkdir()
     for i in range(4):
-        Image.fromarray(rng.integers(0, 255, (256, 256), dtype=np.uint8)).save(root / "images" / f"{i}.png")
-        Image.fromarray((rng.random((256, 256)) > 0.5).astype(np.uint8) * 255).save(root / "masks" / f"{i}.png")
-    cfg = RunConfig.from_dict({
-        "data": {"train_dir": str(root), "val_fraction": 0, "patch_size": [256]},
-        "model": {"name": "unet", "options": {"base_features": width}},
-        "loss": {"name": "ce"},
-        "train": {"epochs": 2, "iters_per_epoch": steps, "batch_size": 4, "optimizer": "sgd", "lr": 0.01,
-                  "precision": precision},
-    })
+        Image.fromarray(rng.integers(0, 255, (256, 256), dtype=np.uint8)).save(
+            root / "images" / f"{i}.png"
+        )
+        Image.fromarray((rng.random((256, 256)) > 0.5).astype(np.uint8) * 255).save(
+            root / "masks" / f"{i}.png"
+        )
+    cfg = RunConfig.from_dict(
+        {
+            "data": {"train_dir": str(root), "val_fraction": 0, "patch_size": [256]},
+            "model": {"name": "unet", "options": {"base_features": width}},
+            "loss": {"name": "ce"},
+            "train": {
+                "epochs": 2,
+                "iters_per_epoch": steps,
+                "batch_size": 4,
+                "optimizer": "sgd",
+                "lr": 0.01,
+                "precision": precision,
+            },
+        }
+    )
     result = Trainer(cfg, run_dir=root / "run", progress=False).fit()
     return {"images_per_s": result.history[-1]["images_per_s"]}  # epoch 2: warm
 
 
 def child(args) -> None:
-    fn = {"plain": lambda: plain_loop(args.width, args.steps),
-          "monai": lambda: plain_loop(args.width, args.steps, net="monai"),
-          "trainer-fp32": lambda: trainer(args.width, args.steps, "fp32"),
-          "trainer": lambda: trainer(args.width, args.steps, "auto")}[args.variant]
+    fn = {
+        "plain": lambda: plain_loop(args.width, args.steps),
+        "monai": lambda: plain_loop(args.width, args.steps, net="monai"),
+        "trainer-fp32": lambda: trainer(args.width, args.steps, "fp32"),
+        "trainer": lambda: trainer(args.width, args.steps, "auto"),
+    }[args.variant]
     out = fn()
     out["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(json.dumps(out))
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--steps", type=int, default=6)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--json", help="also write the results as JSON here")
@@ -112,26 +134,45 @@ def main() -> None:
         child(args)
         return
     rows = []
-    labels = {"plain": "plain PyTorch loop, fp32 eager (common recipe)",
-              "monai": "MONAI BasicUNet (same widths) in the plain loop, fp32 eager",
-              "trainer-fp32": "unetkit Trainer, --precision fp32",
-              "trainer": f"unetkit Trainer, defaults ({default_path()})"}
+    labels = {
+        "plain": "plain PyTorch loop, fp32 eager (common recipe)",
+        "monai": "MONAI BasicUNet (same widths) in the plain loop, fp32 eager",
+        "trainer-fp32": "unetkit Trainer, --precision fp32",
+        "trainer": f"unetkit Trainer, defaults ({default_path()})",
+    }
     for variant in labels:
-        res = subprocess.run([sys.executable, __file__, "--variant", variant, "--steps", str(args.steps),
-                              "--width", str(args.width)], capture_output=True, text=True, check=True)
+        res = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--variant",
+                variant,
+                "--steps",
+                str(args.steps),
+                "--width",
+                str(args.width),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append((variant, json.loads(res.stdout.strip().splitlines()[-1])))
     base = rows[0][1]["images_per_s"]
     if args.json:
         Path(args.json).write_text(json.dumps({v: r for v, r in rows}, indent=1))
     from unetkit.runtime import cpu_info
 
-    print(f"CPU: {cpu_info().describe()}")  # the flags decide the CPU path: say which machine this was
+    print(
+        f"CPU: {cpu_info().describe()}"
+    )  # the flags decide the CPU path: say which machine this was
     print(f"Training, U-Net width {args.width}, batch 4×1×256², SGD, {args.steps} timed steps")
     print("| variant | images/s | × plain | peak RSS (GB) |")
     print("|---|---:|---:|---:|")
     for variant, r in rows:
-        print(f"| {labels[variant]} | {r['images_per_s']:.2f} | {r['images_per_s'] / base:.2f} | "
-              f"{r['peak_rss_gb']:.2f} |")
+        print(
+            f"| {labels[variant]} | {r['images_per_s']:.2f} | {r['images_per_s'] / base:.2f} | "
+            f"{r['peak_rss_gb']:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -40,7 +40,9 @@ def run(script: str, *args: str) -> tuple[str, float]:
     """Run one benchmark script; returns its stdout (the Markdown it prints) and the minutes it took."""
     t0 = time.monotonic()
     print(f"[{datetime.datetime.now():%H:%M:%S}] {script} {' '.join(args)}", flush=True)
-    res = subprocess.run([sys.executable, str(HERE / script), *args], capture_output=True, text=True)
+    res = subprocess.run(
+        [sys.executable, str(HERE / script), *args], capture_output=True, text=True
+    )
     if res.returncode != 0:
         raise SystemExit(f"{script} failed:\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}")
     return res.stdout.strip(), (time.monotonic() - t0) / 60
@@ -54,15 +56,22 @@ def machine() -> str:
 
     cpu = cpu_info().describe()
     path = describe_path(torch.device("cpu"), resolve_precision("auto", torch.device("cpu")), True)
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else 0
+    mem = (
+        os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+        if hasattr(os, "sysconf")
+        else 0
+    )
     versions = [f"torch {torch.__version__}", f"numpy {numpy.__version__}"]
     for name in ("monai", "onnxruntime"):
         try:
             versions.append(f"{name} {__import__(name).__version__}")
         except ImportError:
             versions.append(f"{name} not installed")
-    return (f"{cpu}, {mem:.0f} GiB RAM, no GPU; Python {platform.python_version()}, "
-            + ", ".join(versions) + f". Default {path.replace('compute path: ', 'compute path ')}.")
+    return (
+        f"{cpu}, {mem:.0f} GiB RAM, no GPU; Python {platform.python_version()}, "
+        + ", ".join(versions)
+        + f". Default {path.replace('compute path: ', 'compute path ')}."
+    )
 
 
 def goal_rows(acc: dict | None, pred: dict, infer: dict, train: dict) -> list[str]:
@@ -72,43 +81,67 @@ def goal_rows(acc: dict | None, pred: dict, infer: dict, train: dict) -> list[st
     fp32 = infer["variants"]["fp32 eager"]["median_s"]
     ours_tile = next((b["results"].get("ours") for b in pred["compare"] if b["size"] == 512), None)
     if ours_tile:
-        rows.append(f"| 512² tile of UNet-64, default path | ≤ {GOALS['tile_s']} s | {ours_tile['median_s']:.2f} s "
-                    f"(best path, {best_tile[0]}: {best_tile[1]['median_s']:.2f} s; fp32 eager {fp32:.2f} s) |")
+        rows.append(
+            f"| 512² tile of UNet-64, default path | ≤ {GOALS['tile_s']} s | {ours_tile['median_s']:.2f} s "
+            f"(best path, {best_tile[0]}: {best_tile[1]['median_s']:.2f} s; fp32 eager {fp32:.2f} s) |"
+        )
     default = infer.get("default")
     if default in infer["variants"]:
         d = infer["variants"][default]["median_s"]
-        rows.append(f"| default path = fastest path on this CPU, one 512² tile | within 5 % | {default}: {d:.2f} s; "
-                    f"fastest {best_tile[0]}: {best_tile[1]['median_s']:.2f} s ({d / best_tile[1]['median_s']:.2f}×) |")
+        rows.append(
+            f"| default path = fastest path on this CPU, one 512² tile | within 5 % | {default}: {d:.2f} s; "
+            f"fastest {best_tile[0]}: {best_tile[1]['median_s']:.2f} s ({d / best_tile[1]['median_s']:.2f}×) |"
+        )
     whole = next((b["results"] for b in pred["compare"] if b["size"] == 2048), None)
     if whole and "ours" in whole:
         o = whole["ours"]
         m = whole.get("monai")
-        vs = (f"; MONAI {m['median_s']:.0f} s = {m['median_s'] / o['median_s']:.1f}× ours, {m['peak_rss_gb']:.2f} GB"
-              if m else "")
-        seam = (f"; seam error {o['seam_error']:.2g} vs MONAI's {m['seam_error']:.2g}"
-                if m and "seam_error" in o and "seam_error" in m else "")
-        rows.append(f"| 2048² image, UNet-64 | ≤ {GOALS['whole_s']:.0f} s, ≤ {GOALS['whole_gb']} GB, seam error ≤ "
-                    f"MONAI's | {o['median_s']:.1f} s, {o['peak_rss_gb']:.2f} GB{vs}{seam} |")
+        vs = (
+            f"; MONAI {m['median_s']:.0f} s = {m['median_s'] / o['median_s']:.1f}× ours, {m['peak_rss_gb']:.2f} GB"
+            if m
+            else ""
+        )
+        seam = (
+            f"; seam error {o['seam_error']:.2g} vs MONAI's {m['seam_error']:.2g}"
+            if m and "seam_error" in o and "seam_error" in m
+            else ""
+        )
+        rows.append(
+            f"| 2048² image, UNet-64 | ≤ {GOALS['whole_s']:.0f} s, ≤ {GOALS['whole_gb']} GB, seam error ≤ "
+            f"MONAI's | {o['median_s']:.1f} s, {o['peak_rss_gb']:.2f} GB{vs}{seam} |"
+        )
     if pred.get("large"):
         r = pred["large"]
-        rows.append(f"| {r['size']:,}² image, bounded memory | peak RSS < 2 GB | {r['peak_rss_gb']:.2f} GB "
-                    f"({r['seconds'] / 60:.1f} min, width {r['width']}) |")
+        rows.append(
+            f"| {r['size']:,}² image, bounded memory | peak RSS < 2 GB | {r['peak_rss_gb']:.2f} GB "
+            f"({r['seconds'] / 60:.1f} min, width {r['width']}) |"
+        )
     t, p = train["trainer"]["images_per_s"], train["plain"]["images_per_s"]
-    rows.append(f"| training UNet-64, 4×256² batches | ≥ {GOALS['train_img_s']} images/s | {t:.2f} images/s "
-                f"({t / p:.2f}× the plain loop's {p:.2f}) |")
+    rows.append(
+        f"| training UNet-64, 4×256² batches | ≥ {GOALS['train_img_s']} images/s | {t:.2f} images/s "
+        f"({t / p:.2f}× the plain loop's {p:.2f}) |"
+    )
     if acc:
         o, c = acc["ours"]["tta-none"], acc["common"]["tta-none"]
-        rows.append(f"| ISBI 2012 at equal training time | better than the common recipe | pixel error {o['pixel_error']:.3f} "
-                    f"vs {c['pixel_error']:.3f}, Rand error {o['rand_error']:.3f} vs {c['rand_error']:.3f}, membrane "
-                    f"Dice {o['membrane_dice']:.3f} vs {c['membrane_dice']:.3f} |")
+        rows.append(
+            f"| ISBI 2012 at equal training time | better than the common recipe | pixel error {o['pixel_error']:.3f} "
+            f"vs {c['pixel_error']:.3f}, Rand error {o['rand_error']:.3f} vs {c['rand_error']:.3f}, membrane "
+            f"Dice {o['membrane_dice']:.3f} vs {c['membrane_dice']:.3f} |"
+        )
     return rows
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=4.0, help="training budget per recipe for time to accuracy")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--minutes", type=float, default=4.0, help="training budget per recipe for time to accuracy"
+    )
     ap.add_argument("--runs", type=int, default=5, help="timed runs per inference variant")
-    ap.add_argument("--large", type=int, default=20000, help="side of the bounded-memory image (0 = skip)")
+    ap.add_argument(
+        "--large", type=int, default=20000, help="side of the bounded-memory image (0 = skip)"
+    )
     ap.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="unetkit-bench-"))
@@ -118,16 +151,30 @@ def main() -> None:
     acc = None
     if (ISBI / "train" / "images").is_dir():
         sections["accuracy"], minutes["accuracy"] = run(
-            "bench_accuracy.py", "--minutes", str(args.minutes), "--keep", str(tmp / "acc"), "--json",
-            str(tmp / "acc.json"))
+            "bench_accuracy.py",
+            "--minutes",
+            str(args.minutes),
+            "--keep",
+            str(tmp / "acc"),
+            "--json",
+            str(tmp / "acc.json"),
+        )
         acc = json.loads((tmp / "acc.json").read_text())
     ckpt = ["--checkpoint", acc["common"]["checkpoint"]] if acc else []
     sections["predict"], minutes["predict"] = run(
-        "bench_predict.py", *ckpt, "--runs", str(args.runs), "--large", str(args.large), "--json",
-        str(tmp / "predict.json"))
+        "bench_predict.py",
+        *ckpt,
+        "--runs",
+        str(args.runs),
+        "--large",
+        str(args.large),
+        "--json",
+        str(tmp / "predict.json"),
+    )
     pred = json.loads((tmp / "predict.json").read_text())
-    sections["infer"], minutes["infer"] = run("bench_infer.py", "--runs", str(args.runs), "--json",
-                                              str(tmp / "infer.json"))
+    sections["infer"], minutes["infer"] = run(
+        "bench_infer.py", "--runs", str(args.runs), "--json", str(tmp / "infer.json")
+    )
     infer = json.loads((tmp / "infer.json").read_text())
     sections["train"], minutes["train"] = run("bench_train.py", "--json", str(tmp / "train.json"))
     train = json.loads((tmp / "train.json").read_text())

@@ -24,5 +24,7 @@ def _seed():
 def shared_data() -> Path:
     """Path of ../shared/data; skips the test with a reason when it is absent."""
     if not (SHARED_DATA / "isbi2012").is_dir():
-        pytest.skip(f"real data sets not found at {SHARED_DATA} (set UNETKIT_SHARED_DATA to their folder)")
+        pytest.skip(
+            f"real data sets not found at {SHARED_DATA} (set UNETKIT_SHARED_DATA to their folder)"
+        )
     return SHARED_DATA

@@ -37,11 +37,15 @@ def import_graph(src: Path = SRC) -> dict[str, set[str]]:
                 base = package.split(".")
                 base = base[: len(base) - node.level + 1] if node.level else []
                 stem = ".".join(base + ([node.module] if node.module else []))
-                targets = [f"{stem}.{a.name}" if f"{stem}.{a.name}" in files else stem for a in node.names]
+                targets = [
+                    f"{stem}.{a.name}" if f"{stem}.{a.name}" in files else stem for a in node.names
+                ]
             else:
                 continue
             for target in targets:
-                while target and target not in files:  # `import unetkit.io.readers.x` → the deepest module
+                while (
+                    target and target not in files
+                ):  # `import unetkit.io.readers.x` → the deepest module
                     target = target.rpartition(".")[0]
                 if target and target != name:
                     graph[name].add(target)
@@ -51,7 +55,11 @@ def import_graph(src: Path = SRC) -> dict[str, set[str]]:
 def folder(module: str) -> str | None:
     """The sub-package (``unetkit.inference.large`` → ``inference``); ``None`` for top-level modules."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 2 or (len(parts) == 2 and (SRC / "unetkit" / parts[1]).is_dir()) else None
+    return (
+        parts[1]
+        if len(parts) > 2 or (len(parts) == 2 and (SRC / "unetkit" / parts[1]).is_dir())
+        else None
+    )
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -93,12 +101,22 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def folder_edges(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
-    return {(folder(m), folder(t)) for m, ts in graph.items() for t in ts
-            if folder(m) and folder(t) and folder(m) != folder(t)}
+    return {
+        (folder(m), folder(t))
+        for m, ts in graph.items()
+        for t in ts
+        if folder(m) and folder(t) and folder(m) != folder(t)
+    }
 
 
 def imports_between(graph: dict[str, set[str]], source: str, targets: tuple[str, ...]) -> list[str]:
-    return sorted(f"{m} -> {t}" for m, ts in graph.items() if folder(m) == source for t in ts if folder(t) in targets)
+    return sorted(
+        f"{m} -> {t}"
+        for m, ts in graph.items()
+        if folder(m) == source
+        for t in ts
+        if folder(t) in targets
+    )
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +125,13 @@ def graph() -> dict[str, set[str]]:
 
 
 def test_the_graph_sees_relative_lazy_and_absolute_imports(graph):
-    assert "unetkit.io.memmap" in graph["unetkit.inference.large"]  # from ..io.memmap import release_pages
+    assert (
+        "unetkit.io.memmap" in graph["unetkit.inference.large"]
+    )  # from ..io.memmap import release_pages
     assert "unetkit.checkpoint" in graph["unetkit.inference.predictor"]  # inside a method
-    assert "unetkit.training.trainer" in graph["unetkit.training"]  # from . import trainer, inside a function
+    assert (
+        "unetkit.training.trainer" in graph["unetkit.training"]
+    )  # from . import trainer, inside a function
     assert "unetkit" in graph["unetkit.checkpoint"]  # import unetkit
 
 
@@ -133,9 +155,16 @@ def test_models_import_no_data_training_or_inference(graph):
 def test_the_checks_catch_a_cycle():
     graph = {"unetkit.a.x": {"unetkit.b.y"}, "unetkit.b.y": {"unetkit.a.x"}, "unetkit.c": set()}
     assert cycles(graph) == [["unetkit.a.x", "unetkit.b.y"]]
-    assert cycles({"unetkit.a": {"unetkit.a.x"}, "unetkit.a.x": {"unetkit.a"}}) == []  # a package and its child
-    assert folder_edges({"unetkit.inference.x": {"unetkit.training.y"}, "unetkit.training.y": {"unetkit.checkpoint"},
-                         "unetkit.checkpoint": set()}) == {("inference", "training")}
+    assert (
+        cycles({"unetkit.a": {"unetkit.a.x"}, "unetkit.a.x": {"unetkit.a"}}) == []
+    )  # a package and its child
+    assert folder_edges(
+        {
+            "unetkit.inference.x": {"unetkit.training.y"},
+            "unetkit.training.y": {"unetkit.checkpoint"},
+            "unetkit.checkpoint": set(),
+        }
+    ) == {("inference", "training")}
 
 
 def test_checkpoint_names_resolve_to_their_one_home():

@@ -48,8 +48,14 @@ def _build_corpus(root: Path) -> None:
     rng = np.random.default_rng(0)
     root.mkdir()
     model = create_model("unet", base_features=4, depth=2, norm="instance")
-    good = save_checkpoint(root / "good.pt", model, normalization=create_normalizer("zscore").to_dict(),
-                           label_map=LabelMap([0, 255]).to_dict(), patch_size=[32, 32], with_rng=False)
+    good = save_checkpoint(
+        root / "good.pt",
+        model,
+        normalization=create_normalizer("zscore").to_dict(),
+        label_map=LabelMap([0, 255]).to_dict(),
+        patch_size=[32, 32],
+        with_rng=False,
+    )
     ckpt = torch.load(good, weights_only=True)
 
     def damaged(name: str, change) -> None:
@@ -58,7 +64,10 @@ def _build_corpus(root: Path) -> None:
         torch.save(c, root / name)
 
     damaged("missing_key.pt", lambda c: c["state_dict"].pop(FIRST_WEIGHT))
-    damaged("wrong_shape.pt", lambda c: c["state_dict"].__setitem__(FIRST_WEIGHT, torch.zeros(2, 1, 3, 3)))
+    damaged(
+        "wrong_shape.pt",
+        lambda c: c["state_dict"].__setitem__(FIRST_WEIGHT, torch.zeros(2, 1, 3, 3)),
+    )
     damaged("no_model.pt", lambda c: c.pop("model"))
     damaged("bad_meta.pt", lambda c: c.__setitem__("normalization", 5))
     damaged("unsafe.pt", lambda c: c["extra"].__setitem__("where", pathlib.PurePosixPath("/x")))
@@ -96,8 +105,15 @@ def _build_corpus(root: Path) -> None:
 # copy of a checkpoint whose default export output would land beside it) and returns the argv.
 # "{case}" in the expected text stands for the case folder.
 def _predict(ckpt: str, inputs: str = "ok.png", out: str = "out", *extra: str):
-    return lambda c, d: ["predict", str(c / ckpt), str(c / inputs), "--output", str(d / out), "--no-progress",
-                         *extra]
+    return lambda c, d: [
+        "predict",
+        str(c / ckpt),
+        str(c / inputs),
+        "--output",
+        str(d / out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def _file_in_the_way(d: Path, name: str = "blocker") -> Path:
@@ -111,78 +127,184 @@ def _copy(c: Path, d: Path, name: str) -> Path:
 
 CASES = [
     # predict: damaged or foreign checkpoints
-    ("ckpt-missing-key", _predict("missing_key.pt"), f"missing_key.pt: weight '{FIRST_WEIGHT}' of the model 'unet' "
-                                                     "is missing from the checkpoint"),
-    ("ckpt-wrong-shape", _predict("wrong_shape.pt"), f"wrong_shape.pt: weight '{FIRST_WEIGHT}' has shape (2,1,3,3) "
-                                                     "but the model 'unet' expects (4,1,3,3)"),
+    (
+        "ckpt-missing-key",
+        _predict("missing_key.pt"),
+        f"missing_key.pt: weight '{FIRST_WEIGHT}' of the model 'unet' "
+        "is missing from the checkpoint",
+    ),
+    (
+        "ckpt-wrong-shape",
+        _predict("wrong_shape.pt"),
+        f"wrong_shape.pt: weight '{FIRST_WEIGHT}' has shape (2,1,3,3) "
+        "but the model 'unet' expects (4,1,3,3)",
+    ),
     ("ckpt-no-model", _predict("no_model.pt"), "no_model.pt: has no 'model' entry"),
-    ("ckpt-bad-metadata-type", _predict("bad_meta.pt"), "bad_meta.pt: entry 'normalization' is int 5, expected dict"),
-    ("ckpt-unsafe-object", _predict("unsafe.pt"), "unsafe.pt: holds Python objects that are not allowed to load "
-                                                  "safely (GLOBAL pathlib.PurePosixPath)"),
+    (
+        "ckpt-bad-metadata-type",
+        _predict("bad_meta.pt"),
+        "bad_meta.pt: entry 'normalization' is int 5, expected dict",
+    ),
+    (
+        "ckpt-unsafe-object",
+        _predict("unsafe.pt"),
+        "unsafe.pt: holds Python objects that are not allowed to load "
+        "safely (GLOBAL pathlib.PurePosixPath)",
+    ),
     ("ckpt-text-file", _predict("text.pt"), "text.pt: not a unetkit checkpoint (a text file)"),
     ("ckpt-empty-file", _predict("empty.pt"), "empty.pt: empty file (0 bytes)"),
     ("ckpt-png-file", _predict("image.pt"), "image.pt: not a unetkit checkpoint (a PNG image)"),
     ("ckpt-not-found", _predict("nowhere.pt"), "nowhere.pt: checkpoint not found"),
     ("ckpt-is-folder", _predict("mixed"), "mixed: is a folder, not a checkpoint file"),
     # predict: output locations
-    ("out-is-a-file", lambda c, d: _predict("good.pt", "ok.png", str(_file_in_the_way(d)))(c, d),
-     "{case}/blocker: exists and is a file, not a folder"),
-    ("out-under-a-file", lambda c, d: _predict("good.pt", "ok.png", str(_file_in_the_way(d) / "sub"))(c, d),
-     "{case}/blocker/sub: cannot create it: {case}/blocker is a file, not a folder"),
+    (
+        "out-is-a-file",
+        lambda c, d: _predict("good.pt", "ok.png", str(_file_in_the_way(d)))(c, d),
+        "{case}/blocker: exists and is a file, not a folder",
+    ),
+    (
+        "out-under-a-file",
+        lambda c, d: _predict("good.pt", "ok.png", str(_file_in_the_way(d) / "sub"))(c, d),
+        "{case}/blocker/sub: cannot create it: {case}/blocker is a file, not a folder",
+    ),
     # /proc refuses new entries even for root (tests run as root, so a chmod'ed folder would not do)
-    ("out-cannot-be-created", lambda c, d: _predict("good.pt", "ok.png", "/proc/unetkit-test-out")(c, d),
-     "/proc/unetkit-test-out: cannot create it there"),
+    (
+        "out-cannot-be-created",
+        lambda c, d: _predict("good.pt", "ok.png", "/proc/unetkit-test-out")(c, d),
+        "/proc/unetkit-test-out: cannot create it there",
+    ),
     # predict: inputs and numeric settings
-    ("input-nan", _predict("good.pt", "nan.tif"), "nan.tif: image contains NaN or infinite values (1 NaN, 0 infinite)"),
-    ("input-inf", _predict("good.pt", "inf.tif"), "inf.tif: image contains NaN or infinite values (0 NaN, 1 infinite)"),
-    ("input-rgb-into-grey-model", _predict("good.pt", "colour.png"),
-     "colour.png: the model expects 1 channel(s), the image has 3"),
+    (
+        "input-nan",
+        _predict("good.pt", "nan.tif"),
+        "nan.tif: image contains NaN or infinite values (1 NaN, 0 infinite)",
+    ),
+    (
+        "input-inf",
+        _predict("good.pt", "inf.tif"),
+        "inf.tif: image contains NaN or infinite values (0 NaN, 1 infinite)",
+    ),
+    (
+        "input-rgb-into-grey-model",
+        _predict("good.pt", "colour.png"),
+        "colour.png: the model expects 1 channel(s), the image has 3",
+    ),
     ("input-not-found", _predict("good.pt", "nothing.png"), "nothing.png: input not found"),
-    ("tile-zero", _predict("good.pt", "ok.png", "out", "--tile", "0"), "tile (--tile) must be positive integers"
-                                                                       " like 512 or 96,128,128, got 0"),
-    ("tile-negative", _predict("good.pt", "ok.png", "out", "--tile=-16"), "(--tile) must be positive integers like "
-                                                                           "512 or 96,128,128, got -16"),
-    ("overlap-one-or-more", _predict("good.pt", "ok.png", "out", "--tile", "32", "--overlap", "1.5"),
-     "overlap (--overlap) must be a fraction in [0, 1), e.g. 0.5, got 1.5"),
-    ("batch-size-zero", _predict("good.pt", "ok.png", "out", "--batch-size", "0"),
-     "batch_size (--batch-size) must be a positive integer, got 0"),
-    ("max-tile-zero", _predict("good.pt", "ok.png", "out", "--max-tile", "0"),
-     "max_tile (--max-tile) must be a positive integer, got 0"),
-    ("min-overlap-negative", _predict("good.pt", "ok.png", "out", "--min-overlap=-8"),
-     "min_overlap (--min-overlap) must be an integer >= 0 (pixels), got -8"),
+    (
+        "tile-zero",
+        _predict("good.pt", "ok.png", "out", "--tile", "0"),
+        "tile (--tile) must be positive integers like 512 or 96,128,128, got 0",
+    ),
+    (
+        "tile-negative",
+        _predict("good.pt", "ok.png", "out", "--tile=-16"),
+        "(--tile) must be positive integers like 512 or 96,128,128, got -16",
+    ),
+    (
+        "overlap-one-or-more",
+        _predict("good.pt", "ok.png", "out", "--tile", "32", "--overlap", "1.5"),
+        "overlap (--overlap) must be a fraction in [0, 1), e.g. 0.5, got 1.5",
+    ),
+    (
+        "batch-size-zero",
+        _predict("good.pt", "ok.png", "out", "--batch-size", "0"),
+        "batch_size (--batch-size) must be a positive integer, got 0",
+    ),
+    (
+        "max-tile-zero",
+        _predict("good.pt", "ok.png", "out", "--max-tile", "0"),
+        "max_tile (--max-tile) must be a positive integer, got 0",
+    ),
+    (
+        "min-overlap-negative",
+        _predict("good.pt", "ok.png", "out", "--min-overlap=-8"),
+        "min_overlap (--min-overlap) must be an integer >= 0 (pixels), got -8",
+    ),
     # export
-    ("export-wrong-shape", lambda c, d: ["export", str(_copy(c, d, "wrong_shape.pt")), "--no-check"],
-     "wrong_shape.pt: weight '" + FIRST_WEIGHT + "' has shape (2,1,3,3)"),
-    ("export-unsafe-object", lambda c, d: ["export", str(_copy(c, d, "unsafe.pt")), "--no-check"],
-     "unsafe.pt: holds Python objects that are not allowed to load safely"),
-    ("export-text-file", lambda c, d: ["export", str(_copy(c, d, "text.pt")), "--no-check"],
-     "text.pt: not a unetkit checkpoint (a text file)"),
-    ("export-not-found", lambda c, d: ["export", str(d / "gone.pt")], "gone.pt: checkpoint not found"),
-    ("export-bogus-format", lambda c, d: ["export", str(_copy(c, d, "good.pt")), "--format", "bogus"],
-     "argument --format: invalid choice: 'bogus'"),
-    ("export-output-under-a-file",
-     lambda c, d: ["export", str(c / "good.pt"), "--output", str(_file_in_the_way(d) / "m.onnx"), "--no-check"],
-     "{case}/blocker/m.onnx: cannot create it: {case}/blocker is a file, not a folder"),
-    ("export-output-is-a-folder", lambda c, d: ["export", str(c / "good.pt"), "--output", str(d), "--no-check"],
-     "{case}: is a folder; give a file name"),
+    (
+        "export-wrong-shape",
+        lambda c, d: ["export", str(_copy(c, d, "wrong_shape.pt")), "--no-check"],
+        "wrong_shape.pt: weight '" + FIRST_WEIGHT + "' has shape (2,1,3,3)",
+    ),
+    (
+        "export-unsafe-object",
+        lambda c, d: ["export", str(_copy(c, d, "unsafe.pt")), "--no-check"],
+        "unsafe.pt: holds Python objects that are not allowed to load safely",
+    ),
+    (
+        "export-text-file",
+        lambda c, d: ["export", str(_copy(c, d, "text.pt")), "--no-check"],
+        "text.pt: not a unetkit checkpoint (a text file)",
+    ),
+    (
+        "export-not-found",
+        lambda c, d: ["export", str(d / "gone.pt")],
+        "gone.pt: checkpoint not found",
+    ),
+    (
+        "export-bogus-format",
+        lambda c, d: ["export", str(_copy(c, d, "good.pt")), "--format", "bogus"],
+        "argument --format: invalid choice: 'bogus'",
+    ),
+    (
+        "export-output-under-a-file",
+        lambda c, d: [
+            "export",
+            str(c / "good.pt"),
+            "--output",
+            str(_file_in_the_way(d) / "m.onnx"),
+            "--no-check",
+        ],
+        "{case}/blocker/m.onnx: cannot create it: {case}/blocker is a file, not a folder",
+    ),
+    (
+        "export-output-is-a-folder",
+        lambda c, d: ["export", str(c / "good.pt"), "--output", str(d), "--no-check"],
+        "{case}: is a folder; give a file name",
+    ),
     # evaluate
-    ("eval-pred-folder-missing", lambda c, d: ["evaluate", str(d / "nopreds"), str(c / "truth"), "--out",
-                                               str(d / "ev")], "{case}/nopreds: prediction folder not found"),
-    ("eval-truth-folder-missing", lambda c, d: ["evaluate", str(c / "preds"), str(d / "notruth"), "--out",
-                                                str(d / "ev")], "{case}/notruth: truth mask folder not found"),
-    ("eval-no-matching-stems", lambda c, d: ["evaluate", str(c / "other"), str(c / "truth"), "--out", str(d / "ev")],
-     "no prediction for 2 of 2 truth mask(s)"),
-    ("eval-size-mismatch", lambda c, d: ["evaluate", str(c / "small"), str(c / "truth"), "--out", str(d / "ev")],
-     "small/01.png: prediction shape (8, 16) differs from the truth mask 01.png shape (16, 16)"),
-    ("eval-out-under-a-file",
-     lambda c, d: ["evaluate", str(c / "preds"), str(c / "truth"), "--out", str(_file_in_the_way(d) / "ev")],
-     "{case}/blocker/ev: cannot create it: {case}/blocker is a file, not a folder"),
+    (
+        "eval-pred-folder-missing",
+        lambda c, d: ["evaluate", str(d / "nopreds"), str(c / "truth"), "--out", str(d / "ev")],
+        "{case}/nopreds: prediction folder not found",
+    ),
+    (
+        "eval-truth-folder-missing",
+        lambda c, d: ["evaluate", str(c / "preds"), str(d / "notruth"), "--out", str(d / "ev")],
+        "{case}/notruth: truth mask folder not found",
+    ),
+    (
+        "eval-no-matching-stems",
+        lambda c, d: ["evaluate", str(c / "other"), str(c / "truth"), "--out", str(d / "ev")],
+        "no prediction for 2 of 2 truth mask(s)",
+    ),
+    (
+        "eval-size-mismatch",
+        lambda c, d: ["evaluate", str(c / "small"), str(c / "truth"), "--out", str(d / "ev")],
+        "small/01.png: prediction shape (8, 16) differs from the truth mask 01.png shape (16, 16)",
+    ),
+    (
+        "eval-out-under-a-file",
+        lambda c, d: [
+            "evaluate",
+            str(c / "preds"),
+            str(c / "truth"),
+            "--out",
+            str(_file_in_the_way(d) / "ev"),
+        ],
+        "{case}/blocker/ev: cannot create it: {case}/blocker is a file, not a folder",
+    ),
 ]
 
 #: Cases that legitimately finish some outputs before the failure: the files that must exist, valid.
 MULTI_FILE = {"input-rgb-in-folder": ["out/a.png", "out/b.png"]}
-CASES.append(("input-rgb-in-folder", _predict("good.pt", "mixed"), "mixed/c.png: the model expects 1 channel(s), "
-                                                                   "the image has 3"))
+CASES.append(
+    (
+        "input-rgb-in-folder",
+        _predict("good.pt", "mixed"),
+        "mixed/c.png: the model expects 1 channel(s), the image has 3",
+    )
+)
 
 
 def _snapshot(folder: Path) -> dict:
@@ -195,9 +317,17 @@ def _snapshot(folder: Path) -> dict:
 
 
 def _run_cli(argv: list) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "unetkit", *argv], capture_output=True, text=True, env=env,
-                          timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "unetkit", *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -220,12 +350,17 @@ def results(corpus) -> dict:
     corpus_before = _snapshot(c)
     with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
         procs = dict(zip(jobs, pool.map(_run_cli, [argv for _, argv in jobs.values()])))
-    return {"corpus_unchanged": _snapshot(c) == corpus_before,
-            **{k: (procs[k], before[k], _snapshot(d), d) for k, (d, _) in jobs.items()}}
+    return {
+        "corpus_unchanged": _snapshot(c) == corpus_before,
+        **{k: (procs[k], before[k], _snapshot(d), d) for k, (d, _) in jobs.items()},
+    }
 
 
-@pytest.mark.parametrize("case_id, expected", [(case_id, expected) for case_id, _, expected in CASES],
-                         ids=[case_id for case_id, _, _ in CASES])
+@pytest.mark.parametrize(
+    "case_id, expected",
+    [(case_id, expected) for case_id, _, expected in CASES],
+    ids=[case_id for case_id, _, _ in CASES],
+)
 def test_bad_input_is_one_line_exit_2_named_and_leaves_nothing(results, case_id, expected):
     """Exit status 2, no traceback, the error on one line naming the file/value/path, no new files."""
     proc, before, after, folder = results[case_id]
@@ -234,7 +369,9 @@ def test_bad_input_is_one_line_exit_2_named_and_leaves_nothing(results, case_id,
     errors = [ln for ln in proc.stderr.splitlines() if "error:" in ln]
     assert len(errors) == 1, proc.stderr
     command = case_id.split("-")[0] if case_id.split("-")[0] in ("export", "eval") else "predict"
-    assert errors[0].startswith(f"unetkit {'evaluate' if command == 'eval' else command}: error: "), errors[0]
+    assert errors[0].startswith(
+        f"unetkit {'evaluate' if command == 'eval' else command}: error: "
+    ), errors[0]
     assert expected.replace("{case}", str(folder)) in errors[0]
     finished = MULTI_FILE.get(case_id, [])
     new = sorted(set(after) - set(before))
@@ -267,14 +404,24 @@ def test_rerun_removes_temp_files_a_killed_run_left(predictor, corpus, tmp_path)
     those (and only those: other hidden or ``tmp``-named files stay)."""
     out = tmp_path / "out"
     out.mkdir()
-    stale = [out / ".a_overlay.0123456789ab.tmp.png", out / ".b.fedcba987654.tmp.png", out / ".b_prob.00ff00ff00ff.tmp"]
+    stale = [
+        out / ".a_overlay.0123456789ab.tmp.png",
+        out / ".b.fedcba987654.tmp.png",
+        out / ".b_prob.00ff00ff00ff.tmp",
+    ]
     keep = [out / ".hidden.tmp.png", out / "notes.tmp.txt", out / ".a.0123456789ab.tmp.png.keep-me"]
     for p in stale + keep:
         p.write_bytes(b"half-written")
-    res = predict_files(predictor, [corpus / "corpus" / "mixed" / "a.png"], out, overlay=True, progress=False)
+    res = predict_files(
+        predictor, [corpus / "corpus" / "mixed" / "a.png"], out, overlay=True, progress=False
+    )
     assert [r.status for r in res] == ["written"]
-    assert all(TEMP_NAME.match(p.name) for p in stale) and not any(TEMP_NAME.match(p.name) for p in keep)
-    assert sorted(p.name for p in out.iterdir()) == sorted(["a.png", "a_overlay.png", *(p.name for p in keep)])
+    assert all(TEMP_NAME.match(p.name) for p in stale) and not any(
+        TEMP_NAME.match(p.name) for p in keep
+    )
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["a.png", "a_overlay.png", *(p.name for p in keep)]
+    )
 
 
 def test_grey_stored_as_rgb_is_read_as_grey(predictor, corpus, tmp_path):
@@ -282,10 +429,16 @@ def test_grey_stored_as_rgb_is_read_as_grey(predictor, corpus, tmp_path):
     while a real colour image is refused (the corpus case input-rgb-into-grey-model)."""
     grey = np.asarray(Image.open(corpus / "corpus" / "ok.png"))
     Image.fromarray(np.stack([grey] * 3, axis=-1)).save(tmp_path / "rgbgrey.png")
-    predict_files(predictor, [tmp_path / "rgbgrey.png", corpus / "corpus" / "ok.png"], tmp_path / "out",
-                  progress=False)
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / "rgbgrey.png")),
-                          np.asarray(Image.open(tmp_path / "out" / "ok.png")))
+    predict_files(
+        predictor,
+        [tmp_path / "rgbgrey.png", corpus / "corpus" / "ok.png"],
+        tmp_path / "out",
+        progress=False,
+    )
+    assert np.array_equal(
+        np.asarray(Image.open(tmp_path / "out" / "rgbgrey.png")),
+        np.asarray(Image.open(tmp_path / "out" / "ok.png")),
+    )
 
 
 def test_full_disk_is_one_line_and_keeps_finished_outputs(corpus, tmp_path, monkeypatch, capsys):
@@ -304,12 +457,25 @@ def test_full_disk_is_one_line_and_keeps_finished_outputs(corpus, tmp_path, monk
 
     monkeypatch.setattr(Image.Image, "save", full_disk)
     out = tmp_path / "out"
-    rc = cli.main(["predict", str(corpus / "corpus" / "good.pt"), str(corpus / "corpus" / "mixed"), "--output",
-                   str(out), "--overlay", "--no-progress", "--precision", "fp32"])
+    rc = cli.main(
+        [
+            "predict",
+            str(corpus / "corpus" / "good.pt"),
+            str(corpus / "corpus" / "mixed"),
+            "--output",
+            str(out),
+            "--overlay",
+            "--no-progress",
+            "--precision",
+            "fp32",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
-    assert err[0] == (f"unetkit predict: error: {out / 'b.png'}: no space left on the device (disk full or quota "
-                      "reached); free some space or choose another output location")
+    assert err[0] == (
+        f"unetkit predict: error: {out / 'b.png'}: no space left on the device (disk full or quota "
+        "reached); free some space or choose another output location"
+    )
     monkeypatch.setattr(Image.Image, "save", real_save)
     assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_overlay.png"]
     assert set(np.unique(np.asarray(Image.open(out / "a.png")))) <= {0, 255}
@@ -319,7 +485,10 @@ def test_atomic_path_reports_a_full_disk_as_output_error(tmp_path):
     """The one place every write goes through turns ENOSPC into an OutputError (also an OSError
     with its errno) naming the target, and removes the temporary file and the folder it created."""
     target = tmp_path / "new" / "x.bin"
-    with pytest.raises(OutputError, match=r"x\.bin: no space left on the device") as info, atomic_path(target) as tmp:
+    with (
+        pytest.raises(OutputError, match=r"x\.bin: no space left on the device") as info,
+        atomic_path(target) as tmp,
+    ):
         tmp.write_bytes(b"half")
         raise OSError(errno.ENOSPC, "No space left on device")
     assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC

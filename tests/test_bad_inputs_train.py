@@ -63,9 +63,24 @@ def _yaml(path: Path, text: str) -> Path:
 
 def _train(tmp: Path, *args: str) -> list:
     """``train DATA ...`` with a tiny model and one 1-batch epoch, were it to start."""
-    return ["train", str(tmp / "data"), "--epochs", "1", "--iters-per-epoch", "1", "--batch-size", "1",
-            "--set", "model.options.base_features=4", "--set", "model.options.depth=2", "--threads", "1",
-            "--no-progress", *args]
+    return [
+        "train",
+        str(tmp / "data"),
+        "--epochs",
+        "1",
+        "--iters-per-epoch",
+        "1",
+        "--batch-size",
+        "1",
+        "--set",
+        "model.options.base_features=4",
+        "--set",
+        "model.options.depth=2",
+        "--threads",
+        "1",
+        "--no-progress",
+        *args,
+    ]
 
 
 def case_bad_image(tmp):
@@ -109,8 +124,10 @@ def case_rgb_among_grey(tmp):
 
 def case_rgb_into_one_channel_model(tmp):
     clean(tmp / "data", rgb=True)
-    return (_train(tmp, "--val-fraction", "0", "--set", "model.options.in_channels=1"),
-            f"the images have 3 (e.g. {tmp / 'data/images/00.png'})")
+    return (
+        _train(tmp, "--val-fraction", "0", "--set", "model.options.in_channels=1"),
+        f"the images have 3 (e.g. {tmp / 'data/images/00.png'})",
+    )
 
 
 def case_nan_image(tmp):
@@ -133,7 +150,9 @@ def case_select_metric_class_absent(tmp):
 
 def case_epochs_word(tmp):
     clean(tmp / "data")
-    return _train(tmp, "--set", "train.epochs=ten"), "train.epochs must be an integer ≥ 1, got 'ten'"
+    return _train(
+        tmp, "--set", "train.epochs=ten"
+    ), "train.epochs must be an integer ≥ 1, got 'ten'"
 
 
 def case_patch_size_word(tmp):
@@ -143,13 +162,17 @@ def case_patch_size_word(tmp):
 
 def case_option_wrong_type(tmp):
     clean(tmp / "data")
-    return (_train(tmp, "--set", "model.options.base_features=abc"),
-            "model.options.base_features must be an integer, got 'abc'")
+    return (
+        _train(tmp, "--set", "model.options.base_features=abc"),
+        "model.options.base_features must be an integer, got 'abc'",
+    )
 
 
 def case_option_unknown(tmp):
     clean(tmp / "data")
-    return _train(tmp, "--set", "model.options.widht=8"), "model.options.widht is not an option of model 'unet'"
+    return _train(
+        tmp, "--set", "model.options.widht=8"
+    ), "model.options.widht is not an option of model 'unet'"
 
 
 def case_option_bad_value(tmp):
@@ -164,18 +187,24 @@ def case_loss_unknown(tmp):
 
 def case_loss_option_wrong_type(tmp):
     clean(tmp / "data")
-    return _train(tmp, "--loss", "focal", "--set", "loss.options.gamma=big"), "loss.options.gamma must be a number"
+    return _train(
+        tmp, "--loss", "focal", "--set", "loss.options.gamma=big"
+    ), "loss.options.gamma must be a number"
 
 
 def case_normalization_unknown(tmp):
     clean(tmp / "data")
-    return _train(tmp, "--normalization", "zscroe"), "data.normalization.name: unknown normalization 'zscroe'"
+    return _train(
+        tmp, "--normalization", "zscroe"
+    ), "data.normalization.name: unknown normalization 'zscroe'"
 
 
 def case_normalization_param(tmp):
     clean(tmp / "data")
-    return (_train(tmp, "--normalization", "percentile", "--set", "data.normalization.lower=low"),
-            "data.normalization.lower must be a number, got 'low'")
+    return (
+        _train(tmp, "--normalization", "percentile", "--set", "data.normalization.lower=low"),
+        "data.normalization.lower must be a number, got 'low'",
+    )
 
 
 def case_augmentation_unknown(tmp):
@@ -185,7 +214,9 @@ def case_augmentation_unknown(tmp):
 
 def case_augmentation_value(tmp):
     clean(tmp / "data")
-    return _train(tmp, "--set", "data.augmentation.flip.prob=5"), "data.augmentation.flip: prob must be in [0, 1]"
+    return _train(
+        tmp, "--set", "data.augmentation.flip.prob=5"
+    ), "data.augmentation.flip: prob must be in [0, 1]"
 
 
 def case_select_metric_name(tmp):
@@ -195,7 +226,9 @@ def case_select_metric_name(tmp):
 
 def case_device_name(tmp):
     clean(tmp / "data")
-    return _train(tmp, "--device", "gpu"), "train.device must be auto, cpu, cuda or cuda:N, got 'gpu'"
+    return _train(
+        tmp, "--device", "gpu"
+    ), "train.device must be auto, cpu, cuda or cuda:N, got 'gpu'"
 
 
 def case_yaml_lr_word(tmp):
@@ -236,7 +269,9 @@ def case_yaml_broken(tmp):
 
 def case_yaml_missing(tmp):
     clean(tmp / "data")
-    return _train(tmp, "--config", str(tmp / "nope.yaml")), f"{tmp / 'nope.yaml'}: config file not found"
+    return _train(
+        tmp, "--config", str(tmp / "nope.yaml")
+    ), f"{tmp / 'nope.yaml'}: config file not found"
 
 
 def case_set_empty_key(tmp):
@@ -246,48 +281,64 @@ def case_set_empty_key(tmp):
 
 def case_set_no_equals(tmp):
     clean(tmp / "data")
-    return _train(tmp, "--set", "foo"), "--set needs KEY=VALUE (e.g. --set train.lr=0.01), got 'foo'"
+    return _train(
+        tmp, "--set", "foo"
+    ), "--set needs KEY=VALUE (e.g. --set train.lr=0.01), got 'foo'"
 
 
 def case_set_unknown_key(tmp):
     clean(tmp / "data")
-    return _train(tmp, "--set", "train.nope=1"), "cannot set 'train.nope': unknown key(s) nope in section train"
+    return _train(
+        tmp, "--set", "train.nope=1"
+    ), "cannot set 'train.nope': unknown key(s) nope in section train"
 
 
 def case_set_unknown_section(tmp):
     clean(tmp / "data")
-    return _train(tmp, "--set", "nosuchsection.x=1"), "cannot set 'nosuchsection.x': unknown section 'nosuchsection'"
+    return _train(
+        tmp, "--set", "nosuchsection.x=1"
+    ), "cannot set 'nosuchsection.x': unknown section 'nosuchsection'"
 
 
 def case_set_below_a_value(tmp):
     clean(tmp / "data")
-    return _train(tmp, "--set", "train.lr.x=1"), "cannot set 'train.lr.x': train.lr is 0.001, not a mapping"
+    return _train(
+        tmp, "--set", "train.lr.x=1"
+    ), "cannot set 'train.lr.x': train.lr is 0.001, not a mapping"
 
 
 def case_run_dir_is_a_file(tmp):
     clean(tmp / "data")
     _garbage(tmp / "taken")
-    return _train(tmp, "--run-dir", str(tmp / "taken")), f"{tmp / 'taken'}: exists and is not a folder"
+    return _train(
+        tmp, "--run-dir", str(tmp / "taken")
+    ), f"{tmp / 'taken'}: exists and is not a folder"
 
 
 def case_run_dir_under_a_file(tmp):
     clean(tmp / "data")
     _garbage(tmp / "taken")
-    return (_train(tmp, "--run-dir", str(tmp / "taken" / "run")),
-            f"{tmp / 'taken' / 'run'}: cannot make a run folder here: {tmp / 'taken'} is a file")
+    return (
+        _train(tmp, "--run-dir", str(tmp / "taken" / "run")),
+        f"{tmp / 'taken' / 'run'}: cannot make a run folder here: {tmp / 'taken'} is a file",
+    )
 
 
 def case_output_is_a_file(tmp):
     clean(tmp / "data")
     _garbage(tmp / "runs.txt")
-    return _train(tmp, "--output", str(tmp / "runs.txt")), f"{tmp / 'runs.txt'}: exists and is not a folder"
+    return _train(
+        tmp, "--output", str(tmp / "runs.txt")
+    ), f"{tmp / 'runs.txt'}: exists and is not a folder"
 
 
 def case_fails_after_the_run_folder_is_made(tmp):
     """The loss refuses the class weights only at the first step: the new runs/RUN folder goes again."""
     clean(tmp / "data")
-    return (_train(tmp, "--loss", "ce", "--set", "loss.options.class_weights=[1, 2, 3]"),
-            "class_weights has 3 value(s) but the logits give 2 classes")
+    return (
+        _train(tmp, "--loss", "ce", "--set", "loss.options.class_weights=[1, 2, 3]"),
+        "class_weights has 3 value(s) but the logits give 2 classes",
+    )
 
 
 def case_existing_run_dir_is_kept_as_it_was(tmp):
@@ -295,13 +346,27 @@ def case_existing_run_dir_is_kept_as_it_was(tmp):
     clean(tmp / "data")
     (tmp / "mine").mkdir()
     (tmp / "mine" / "notes.txt").write_text("mine")
-    return (_train(tmp, "--run-dir", str(tmp / "mine"), "--loss", "ce", "--set", "loss.options.class_weights=[1, 2, 3]"),
-            "class_weights has 3 value(s)")
+    return (
+        _train(
+            tmp,
+            "--run-dir",
+            str(tmp / "mine"),
+            "--loss",
+            "ce",
+            "--set",
+            "loss.options.class_weights=[1, 2, 3]",
+        ),
+        "class_weights has 3 value(s)",
+    )
 
 
 def case_resume_not_a_run(tmp):
     (tmp / "somewhere").mkdir()
-    return ["train", "--resume", str(tmp / "somewhere")], f"{tmp / 'somewhere'}: not a unetkit run folder"
+    return [
+        "train",
+        "--resume",
+        str(tmp / "somewhere"),
+    ], f"{tmp / 'somewhere'}: not a unetkit run folder"
 
 
 def case_check_noise_mask(tmp):
@@ -315,14 +380,21 @@ def case_check_noise_mask(tmp):
 def case_check_float_noise_mask(tmp):
     data = clean(tmp / "data")
     (data / "masks" / "02.png").unlink()
-    tifffile.imwrite(data / "masks" / "02.tif", np.random.default_rng(4).random((SIZE, SIZE)).astype(np.float32))
+    tifffile.imwrite(
+        data / "masks" / "02.tif", np.random.default_rng(4).random((SIZE, SIZE)).astype(np.float32)
+    )
     return ["check-data", str(data)], f"{data / 'masks' / '02.tif'}: mask holds non-integer"
 
 
 def case_check_rgb_into_one_channel(tmp):
     data = clean(tmp / "data")
     _png(data / "images" / "02.png", np.zeros((SIZE, SIZE, 3), np.uint8) + 50)
-    return ["check-data", str(data), "--in-channels", "1"], f"{data / 'images' / '02.png'}: 3 channel(s)"
+    return [
+        "check-data",
+        str(data),
+        "--in-channels",
+        "1",
+    ], f"{data / 'images' / '02.png'}: 3 channel(s)"
 
 
 def case_check_bad_image(tmp):
@@ -378,8 +450,17 @@ def corpus(tmp_path_factory):
     names = list(jobs)
     halves = [names[0::2], names[1::2]]
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    procs = [subprocess.Popen([sys.executable, "-c", DRIVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for _ in halves]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", DRIVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in halves
+    ]
     results = {}
     for proc, half in zip(procs, halves):
         proc.stdin.write(json.dumps([[str(jobs[n][0]), jobs[n][1]] for n in half]))
@@ -400,7 +481,10 @@ def test_bad_input_is_one_named_line_and_leaves_nothing(corpus, case):
     assert "Traceback" not in text, text
     assert expected in text, text
     if case.startswith("check_"):  # check-data: one line per problem, each naming its file
-        assert any(line.strip().startswith(expected) or expected in line for line in result["out"].splitlines())
+        assert any(
+            line.strip().startswith(expected) or expected in line
+            for line in result["out"].splitlines()
+        )
     else:
         lines = [line for line in result["err"].splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("unetkit train: error: "), result["err"]
@@ -411,8 +495,13 @@ def test_python_m_unetkit_gives_the_same_one_line(tmp_path):
     """One case through a fresh ``python -m unetkit`` process, as a user runs it."""
     argv, expected = case_option_wrong_type(tmp_path)
     before = _tree(tmp_path)
-    res = subprocess.run([sys.executable, "-m", "unetkit", *argv], capture_output=True, text=True, timeout=120,
-                         cwd=tmp_path)
+    res = subprocess.run(
+        [sys.executable, "-m", "unetkit", *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines() == [f"unetkit train: error: {expected}"]
     assert _tree(tmp_path) == before
@@ -423,74 +512,171 @@ def test_enough_cases():
 
 
 # ----------------------------------------------------------------------- config type checks, direct
-@pytest.mark.parametrize("section, raw, message", [
-    ("data", {"patch_size": "big"}, "data.patch_size must be a list of integers ≥ 1 (or one integer ≥ 1) or null, "
-                                    "got 'big'"),
-    ("data", {"patch_size": [64, 0]}, "data.patch_size must be a list of integers ≥ 1"),
-    ("data", {"patch_size": [64.5]}, "data.patch_size must be"),
-    ("data", {"val_fraction": 1}, "data.val_fraction must be a number in [0, 1), got 1"),
-    ("data", {"val_fraction": "a fifth"}, "data.val_fraction must be a number in [0, 1), got 'a fifth'"),
-    ("data", {"fg_fraction": 1.5}, "data.fg_fraction must be a number in [0, 1], got 1.5"),
-    ("data", {"fg_classes": 0}, "data.fg_classes must be a list of integers ≥ 0 or null, got 0"),
-    ("data", {"num_folds": 1}, "data.num_folds must be an integer ≥ 2 or null, got 1"),
-    ("data", {"fold": 2}, "data.fold=2 needs data.num_folds"),
-    ("data", {"num_folds": 3, "fold": 3}, "data.fold must be in 0..2 for data.num_folds=3, got 3"),
-    ("data", {"mask_kind": "rgb"}, "data.mask_kind must be one of auto, labels, colors, instances, got 'rgb'"),
-    ("data", {"weight_map": "yes"}, "data.weight_map must be true or false, got 'yes'"),
-    ("data", {"w0": -1}, "data.w0 must be a number ≥ 0, got -1"),
-    ("data", {"sigma": 0}, "data.sigma must be a number > 0, got 0"),
-    ("data", {"num_workers": 1.0}, "data.num_workers must be an integer ≥ 0, got 1.0"),
-    ("data", {"train_dir": ""}, "data.train_dir must be a non-empty path or null, got ''"),
-    ("data", {"train_dir": 5}, "data.train_dir must be a non-empty path or null, got 5"),
-    ("data", {"normalization": "zscore"}, "data.normalization must be a mapping, got 'zscore'"),
-    ("data", {"normalization": {"per_image": True}}, "data.normalization must be a mapping with a 'name'"),
-    ("data", {"normalization": {"name": "zscore", "scale": 2}}, "data.normalization.scale is not an option of "
-                                                                "normalization 'zscore'"),
-    ("data", {"augmentation": [1]}, "data.augmentation must be a mapping or null, got [1]"),
-    ("data", {"augmentation": {"flip": {"prob": "often"}}}, "data.augmentation.flip.prob must be a number, "
-                                                            "got 'often'"),
-    ("data", {"augmentation": {"spatial": {"warp": 1}}}, "augmentation 'spatial' has no parameter(s) warp"),
-    ("model", {"name": 3}, "model.name must be a string, got 3"),
-    ("model", {"name": "unet4"}, "model.name: unknown model 'unet4'"),
-    ("model", {"options": [1, 2]}, "model.options must be a mapping, got [1, 2]"),
-    ("model", {"options": {"depth": "deep"}}, "model.options.depth must be an integer or null, got 'deep'"),
-    ("model", {"options": {"residual": 1}}, "model.options.residual must be true or false, got 1"),
-    ("model", {"options": {"features": [8, "x"]}}, "model.options.features must be a list of integers or null"),
-    ("model", {"options": {"padding": "full"}}, "model 'unet' with model.options padding='full'"),
-    ("model", {"options": {"init": "xavier"}}, "init must be 'he' or 'torch', got 'xavier'"),
-    ("loss", {"name": "dicey"}, "loss.name: unknown loss 'dicey'"),
-    ("loss", {"name": "compound"}, "loss.options.weights is required by loss 'compound'"),
-    ("loss", {"options": {"gamma": 2}}, "loss.options.gamma is not an option of loss 'dice_ce'"),
-    ("loss", {"name": "focal", "options": {"gamma": "2x"}}, "loss.options.gamma must be a number, got '2x'"),
-    ("loss", {"deep_supervision_weights": [1, -1]}, "loss.deep_supervision_weights must be a list of numbers ≥ 0"),
-    ("loss", {"cgm_weight": None}, "loss.cgm_weight must be a number ≥ 0, got None"),
-    ("train", {"epochs": "ten"}, "train.epochs must be an integer ≥ 1, got 'ten'"),
-    ("train", {"epochs": 0}, "train.epochs must be an integer ≥ 1, got 0"),
-    ("train", {"epochs": True}, "train.epochs must be an integer ≥ 1, got True"),
-    ("train", {"iters_per_epoch": 2.0}, "train.iters_per_epoch must be an integer ≥ 1, got 2.0"),
-    ("train", {"batch_size": "4"}, "train.batch_size must be an integer ≥ 1, got '4'"),
-    ("train", {"lr": "fast"}, "train.lr must be a number > 0, got 'fast'"),
-    ("train", {"lr": 0}, "train.lr must be a number > 0, got 0"),
-    ("train", {"lr": float("inf")}, "train.lr must be a number > 0, got inf"),
-    ("train", {"lr": False}, "train.lr must be a number > 0, got False"),
-    ("train", {"momentum": 1}, "train.momentum must be a number in [0, 1), got 1"),
-    ("train", {"weight_decay": -0.1}, "train.weight_decay must be a number ≥ 0, got -0.1"),
-    ("train", {"grad_clip": "no"}, "train.grad_clip must be a number ≥ 0 or null, got 'no'"),
-    ("train", {"optimizer": "lbfgs"}, "train.optimizer must be one of sgd, adam, adamw, got 'lbfgs'"),
-    ("train", {"scheduler": 1}, "train.scheduler must be one of poly, cosine, plateau, budget, none, got 1"),
-    ("train", {"precision": "fp64"}, "train.precision must be one of auto, bf16, fp16, fp32, got 'fp64'"),
-    ("train", {"channels_last": "auto"}, "train.channels_last must be true or false or null, got 'auto'"),
-    ("train", {"device": "gpu"}, "train.device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
-    ("train", {"seed": -1}, "train.seed must be an integer in [0, 4294967295], got -1"),
-    ("train", {"val_every": 0}, "train.val_every must be an integer ≥ 1, got 0"),
-    ("train", {"early_stopping": 0}, "train.early_stopping must be an integer ≥ 1 or null, got 0"),
-    ("train", {"time_budget_minutes": -5}, "train.time_budget_minutes must be a number > 0 or null, got -5"),
-    ("train", {"select_metric": "val_nope"}, "train.select_metric 'val_nope' is not among the validation values"),
-    ("train", {"select_metric": "dice"}, "train.select_metric 'dice' is not among"),
-    ("train", {"threads": 0}, "train.threads must be an integer ≥ 1 or null, got 0"),
-    ("output_dir", "", "output_dir must be a non-empty path, got ''"),
-    ("output_dir", ["runs"], "output_dir must be a non-empty path, got ['runs']"),
-])
+@pytest.mark.parametrize(
+    "section, raw, message",
+    [
+        (
+            "data",
+            {"patch_size": "big"},
+            "data.patch_size must be a list of integers ≥ 1 (or one integer ≥ 1) or null, "
+            "got 'big'",
+        ),
+        ("data", {"patch_size": [64, 0]}, "data.patch_size must be a list of integers ≥ 1"),
+        ("data", {"patch_size": [64.5]}, "data.patch_size must be"),
+        ("data", {"val_fraction": 1}, "data.val_fraction must be a number in [0, 1), got 1"),
+        (
+            "data",
+            {"val_fraction": "a fifth"},
+            "data.val_fraction must be a number in [0, 1), got 'a fifth'",
+        ),
+        ("data", {"fg_fraction": 1.5}, "data.fg_fraction must be a number in [0, 1], got 1.5"),
+        (
+            "data",
+            {"fg_classes": 0},
+            "data.fg_classes must be a list of integers ≥ 0 or null, got 0",
+        ),
+        ("data", {"num_folds": 1}, "data.num_folds must be an integer ≥ 2 or null, got 1"),
+        ("data", {"fold": 2}, "data.fold=2 needs data.num_folds"),
+        (
+            "data",
+            {"num_folds": 3, "fold": 3},
+            "data.fold must be in 0..2 for data.num_folds=3, got 3",
+        ),
+        (
+            "data",
+            {"mask_kind": "rgb"},
+            "data.mask_kind must be one of auto, labels, colors, instances, got 'rgb'",
+        ),
+        ("data", {"weight_map": "yes"}, "data.weight_map must be true or false, got 'yes'"),
+        ("data", {"w0": -1}, "data.w0 must be a number ≥ 0, got -1"),
+        ("data", {"sigma": 0}, "data.sigma must be a number > 0, got 0"),
+        ("data", {"num_workers": 1.0}, "data.num_workers must be an integer ≥ 0, got 1.0"),
+        ("data", {"train_dir": ""}, "data.train_dir must be a non-empty path or null, got ''"),
+        ("data", {"train_dir": 5}, "data.train_dir must be a non-empty path or null, got 5"),
+        ("data", {"normalization": "zscore"}, "data.normalization must be a mapping, got 'zscore'"),
+        (
+            "data",
+            {"normalization": {"per_image": True}},
+            "data.normalization must be a mapping with a 'name'",
+        ),
+        (
+            "data",
+            {"normalization": {"name": "zscore", "scale": 2}},
+            "data.normalization.scale is not an option of normalization 'zscore'",
+        ),
+        ("data", {"augmentation": [1]}, "data.augmentation must be a mapping or null, got [1]"),
+        (
+            "data",
+            {"augmentation": {"flip": {"prob": "often"}}},
+            "data.augmentation.flip.prob must be a number, got 'often'",
+        ),
+        (
+            "data",
+            {"augmentation": {"spatial": {"warp": 1}}},
+            "augmentation 'spatial' has no parameter(s) warp",
+        ),
+        ("model", {"name": 3}, "model.name must be a string, got 3"),
+        ("model", {"name": "unet4"}, "model.name: unknown model 'unet4'"),
+        ("model", {"options": [1, 2]}, "model.options must be a mapping, got [1, 2]"),
+        (
+            "model",
+            {"options": {"depth": "deep"}},
+            "model.options.depth must be an integer or null, got 'deep'",
+        ),
+        (
+            "model",
+            {"options": {"residual": 1}},
+            "model.options.residual must be true or false, got 1",
+        ),
+        (
+            "model",
+            {"options": {"features": [8, "x"]}},
+            "model.options.features must be a list of integers or null",
+        ),
+        (
+            "model",
+            {"options": {"padding": "full"}},
+            "model 'unet' with model.options padding='full'",
+        ),
+        ("model", {"options": {"init": "xavier"}}, "init must be 'he' or 'torch', got 'xavier'"),
+        ("loss", {"name": "dicey"}, "loss.name: unknown loss 'dicey'"),
+        ("loss", {"name": "compound"}, "loss.options.weights is required by loss 'compound'"),
+        (
+            "loss",
+            {"options": {"gamma": 2}},
+            "loss.options.gamma is not an option of loss 'dice_ce'",
+        ),
+        (
+            "loss",
+            {"name": "focal", "options": {"gamma": "2x"}},
+            "loss.options.gamma must be a number, got '2x'",
+        ),
+        (
+            "loss",
+            {"deep_supervision_weights": [1, -1]},
+            "loss.deep_supervision_weights must be a list of numbers ≥ 0",
+        ),
+        ("loss", {"cgm_weight": None}, "loss.cgm_weight must be a number ≥ 0, got None"),
+        ("train", {"epochs": "ten"}, "train.epochs must be an integer ≥ 1, got 'ten'"),
+        ("train", {"epochs": 0}, "train.epochs must be an integer ≥ 1, got 0"),
+        ("train", {"epochs": True}, "train.epochs must be an integer ≥ 1, got True"),
+        (
+            "train",
+            {"iters_per_epoch": 2.0},
+            "train.iters_per_epoch must be an integer ≥ 1, got 2.0",
+        ),
+        ("train", {"batch_size": "4"}, "train.batch_size must be an integer ≥ 1, got '4'"),
+        ("train", {"lr": "fast"}, "train.lr must be a number > 0, got 'fast'"),
+        ("train", {"lr": 0}, "train.lr must be a number > 0, got 0"),
+        ("train", {"lr": float("inf")}, "train.lr must be a number > 0, got inf"),
+        ("train", {"lr": False}, "train.lr must be a number > 0, got False"),
+        ("train", {"momentum": 1}, "train.momentum must be a number in [0, 1), got 1"),
+        ("train", {"weight_decay": -0.1}, "train.weight_decay must be a number ≥ 0, got -0.1"),
+        ("train", {"grad_clip": "no"}, "train.grad_clip must be a number ≥ 0 or null, got 'no'"),
+        (
+            "train",
+            {"optimizer": "lbfgs"},
+            "train.optimizer must be one of sgd, adam, adamw, got 'lbfgs'",
+        ),
+        (
+            "train",
+            {"scheduler": 1},
+            "train.scheduler must be one of poly, cosine, plateau, budget, none, got 1",
+        ),
+        (
+            "train",
+            {"precision": "fp64"},
+            "train.precision must be one of auto, bf16, fp16, fp32, got 'fp64'",
+        ),
+        (
+            "train",
+            {"channels_last": "auto"},
+            "train.channels_last must be true or false or null, got 'auto'",
+        ),
+        ("train", {"device": "gpu"}, "train.device must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+        ("train", {"seed": -1}, "train.seed must be an integer in [0, 4294967295], got -1"),
+        ("train", {"val_every": 0}, "train.val_every must be an integer ≥ 1, got 0"),
+        (
+            "train",
+            {"early_stopping": 0},
+            "train.early_stopping must be an integer ≥ 1 or null, got 0",
+        ),
+        (
+            "train",
+            {"time_budget_minutes": -5},
+            "train.time_budget_minutes must be a number > 0 or null, got -5",
+        ),
+        (
+            "train",
+            {"select_metric": "val_nope"},
+            "train.select_metric 'val_nope' is not among the validation values",
+        ),
+        ("train", {"select_metric": "dice"}, "train.select_metric 'dice' is not among"),
+        ("train", {"threads": 0}, "train.threads must be an integer ≥ 1 or null, got 0"),
+        ("output_dir", "", "output_dir must be a non-empty path, got ''"),
+        ("output_dir", ["runs"], "output_dir must be a non-empty path, got ['runs']"),
+    ],
+)
 def test_config_field_is_checked(section, raw, message):
     with pytest.raises(ConfigError) as info:
         RunConfig.from_dict({section: raw})
@@ -498,13 +684,25 @@ def test_config_field_is_checked(section, raw, message):
 
 
 def test_config_accepts_and_normalises_good_values(tmp_path):
-    cfg = RunConfig.from_dict({
-        "data": {"patch_size": 64, "train_dir": tmp_path, "augmentation": {"spatial": {"elastic_sigma": [0, 10, 10]}},
-                 "normalization": {"name": "percentile", "lower": "0.5"}},
-        "model": {"options": {"base_features": 8, "feature_scale": 2}},
-        "loss": {"deep_supervision_weights": [1, 0.5]},
-        "train": {"lr": "1e-3", "epochs": 3, "grad_clip": None, "select_metric": "val_dice_c12", "device": "cuda:1"},
-    })
+    cfg = RunConfig.from_dict(
+        {
+            "data": {
+                "patch_size": 64,
+                "train_dir": tmp_path,
+                "augmentation": {"spatial": {"elastic_sigma": [0, 10, 10]}},
+                "normalization": {"name": "percentile", "lower": "0.5"},
+            },
+            "model": {"options": {"base_features": 8, "feature_scale": 2}},
+            "loss": {"deep_supervision_weights": [1, 0.5]},
+            "train": {
+                "lr": "1e-3",
+                "epochs": 3,
+                "grad_clip": None,
+                "select_metric": "val_dice_c12",
+                "device": "cuda:1",
+            },
+        }
+    )
     assert cfg.data.patch_size == [64] and cfg.data.train_dir == str(tmp_path)
     assert cfg.train.lr == 0.001 and cfg.data.normalization == {"name": "percentile", "lower": 0.5}
     assert cfg.model.options == {"base_features": 8, "feature_scale": 2}
@@ -532,9 +730,13 @@ def test_override_keys_are_checked():
     assert cfg.override({"output_dir": "elsewhere"}).output_dir == "elsewhere"
     off = cfg.override({"data.augmentation": None})
     assert off.override({"data.augmentation.noise": False}).data.augmentation == {"noise": False}
-    for key, message in (("", "cannot set ''"), ("train..lr", "cannot set 'train..lr'"),
-                         ("train.epoch", "unknown key(s) epoch in section train; valid: epochs"),
-                         ("nosuch.x", "unknown section 'nosuch'"), ("train.lr.x", "train.lr is 0.001, not a mapping")):
+    for key, message in (
+        ("", "cannot set ''"),
+        ("train..lr", "cannot set 'train..lr'"),
+        ("train.epoch", "unknown key(s) epoch in section train; valid: epochs"),
+        ("nosuch.x", "unknown section 'nosuch'"),
+        ("train.lr.x", "train.lr is 0.001, not a mapping"),
+    ):
         with pytest.raises(ConfigError, match=re.escape(message)):
             cfg.override({key: 1})
 
@@ -548,5 +750,7 @@ def test_unwritable_run_folder_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer.os, "access", lambda path, mode: Path(path) != tmp_path)
     message = f"{tmp_path / 'run'}: cannot make a run folder here: {tmp_path} is not writable"
     with pytest.raises(DataError, match=f"^{re.escape(message)}$"):
-        trainer.Trainer(RunConfig.from_dict({"data": {"train_dir": str(tmp_path)}}), run_dir=tmp_path / "run")
+        trainer.Trainer(
+            RunConfig.from_dict({"data": {"train_dir": str(tmp_path)}}), run_dir=tmp_path / "run"
+        )
     assert not (tmp_path / "run").exists()

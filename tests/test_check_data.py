@@ -19,8 +19,12 @@ RNG = np.random.default_rng(5)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "unetkit", "check-data", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "unetkit", "check-data", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def make_clean(root: Path, n: int = 4, channels: int = 3, shape=(4, 6)) -> tuple[list, list]:
@@ -50,7 +54,9 @@ def test_clean_dataset_statistics_match_numpy(tmp_path):
     report = check_dataset(tmp_path)
     assert report.ok and report.problems == []
     assert (report.num_pairs, report.num_images, report.layout) == (4, 4, "images/masks")
-    assert report.sizes == {"6x4": 4} and report.channels == {3: 4} and report.dtypes == {"uint8": 4}
+    assert (
+        report.sizes == {"6x4": 4} and report.channels == {3: 4} and report.dtypes == {"uint8": 4}
+    )
     assert report.label_values == [0, 255] and report.mask_kind == "labels"
     fg = sum(int((m == 255).sum()) for m in masks) / sum(m.size for m in masks) * 100
     assert report.class_frequencies == pytest.approx([100 - fg, fg])
@@ -92,30 +98,42 @@ def test_problem_truncated_image(tmp_path):
     make_clean(tmp_path)
     p = tmp_path / "images" / "01.png"
     p.write_bytes(p.read_bytes()[:-30])  # IDAT cut short
-    assert one_problem(check_dataset(tmp_path), "01.png").startswith(f"{p}: unreadable or truncated PNG file")
+    assert one_problem(check_dataset(tmp_path), "01.png").startswith(
+        f"{p}: unreadable or truncated PNG file"
+    )
 
 
 def test_problem_zero_byte_mask(tmp_path):
     make_clean(tmp_path)
     (tmp_path / "masks" / "02.png").write_bytes(b"")
-    assert one_problem(check_dataset(tmp_path), "02.png") == f"{tmp_path / 'masks' / '02.png'}: empty file (0 bytes)"
+    assert (
+        one_problem(check_dataset(tmp_path), "02.png")
+        == f"{tmp_path / 'masks' / '02.png'}: empty file (0 bytes)"
+    )
 
 
 def test_problem_size_mismatch(tmp_path):
     make_clean(tmp_path)
     write_image(tmp_path / "masks" / "00.png", np.zeros((1, 5, 6), np.uint8))
     line = one_problem(check_dataset(tmp_path), "mismatch")
-    assert line == f"{tmp_path / 'masks' / '00.png'}: image/mask size mismatch: mask 6x5, image 6x4 (00.png)"
+    assert (
+        line
+        == f"{tmp_path / 'masks' / '00.png'}: image/mask size mismatch: mask 6x5, image 6x4 (00.png)"
+    )
 
 
 def test_problem_image_without_mask_and_mask_without_image(tmp_path):
     make_clean(tmp_path)
     (tmp_path / "masks" / "03.png").rename(tmp_path / "masks" / "13.png")
     report = check_dataset(tmp_path)
-    assert one_problem(report, "no mask") == \
-        f"{tmp_path / 'images' / '03.png'}: no mask in masks/ (expected masks/03.*)"
-    assert one_problem(report, "no image") == \
-        f"{tmp_path / 'masks' / '13.png'}: no image in images/ with the stem '13'"
+    assert (
+        one_problem(report, "no mask")
+        == f"{tmp_path / 'images' / '03.png'}: no mask in masks/ (expected masks/03.*)"
+    )
+    assert (
+        one_problem(report, "no image")
+        == f"{tmp_path / 'masks' / '13.png'}: no image in images/ with the stem '13'"
+    )
 
 
 def test_problem_unexpected_label_value(tmp_path):
@@ -127,16 +145,19 @@ def test_problem_unexpected_label_value(tmp_path):
     report = check_dataset(tmp_path)
     assert one_problem(report, "unexpected") == (
         f"{tmp_path / 'masks' / '02.png'}: unexpected label values 128: in no other mask and on region borders "
-        "between the other values, as anti-aliasing leaves them (the others use 0, 255; --labels states the classes)")
+        "between the other values, as anti-aliasing leaves them (the others use 0, 255; --labels states the classes)"
+    )
     with_map = check_dataset(tmp_path, label_map=LabelMap([0, 255]))
-    assert one_problem(with_map, "unexpected").endswith("unexpected label values 128 (not in the label map)")
+    assert one_problem(with_map, "unexpected").endswith(
+        "unexpected label values 128 (not in the label map)"
+    )
 
 
 def _blob_masks(root, n, rare=None, size=(40, 50)):
     """n {0, 255} masks; mask ``rare[0]`` also holds the value ``rare[1]`` in the box ``rare[2]``."""
     for i in range(n):
         m = np.zeros((1, *size), np.uint8)
-        m[0, 5:20, 5 + i:25 + i] = 255
+        m[0, 5:20, 5 + i : 25 + i] = 255
         if rare is not None and rare[0] == i:
             m[(0, *rare[2])] = rare[1]
         write_image(root / "images" / f"{i:02d}.png", np.full((1, *size), i, np.uint8))
@@ -153,8 +174,10 @@ def test_rare_class_in_one_mask_is_not_unexpected(tmp_path):
         assert report.label_values == [0, 128, 255]
         # --labels decides when given
         stated = check_dataset(root, label_map=LabelMap([0, 255]))
-        assert one_problem(stated, "unexpected") == \
-            f"{root / 'masks' / '01.png'}: unexpected label values 128 (not in the label map)"
+        assert (
+            one_problem(stated, "unexpected")
+            == f"{root / 'masks' / '01.png'}: unexpected label values 128 (not in the label map)"
+        )
         assert report.expected_labels == [] and stated.expected_labels == [0, 255]
         assert stated.labels_from == "label map"
 
@@ -164,7 +187,8 @@ def test_tiny_lone_value_is_reported_with_two_masks(tmp_path):
     _blob_masks(tmp_path, 2, rare=(0, 7, (30, 40)))
     assert one_problem(check_dataset(tmp_path), "unexpected") == (
         f"{tmp_path / 'masks' / '00.png'}: unexpected label values 7: in no other mask and covering under 0.1 % "
-        "of this mask (the others use 0, 255; --labels states the classes)")
+        "of this mask (the others use 0, 255; --labels states the classes)"
+    )
 
 
 def test_anti_aliased_value_on_borders_is_reported(tmp_path):
@@ -175,8 +199,10 @@ def test_anti_aliased_value_on_borders_is_reported(tmp_path):
     m[0, 5:20, 7:27] = 255
     write_image(tmp_path / "masks" / "02.png", m)
     line = one_problem(check_dataset(tmp_path), "unexpected")
-    assert line.startswith(f"{tmp_path / 'masks' / '02.png'}: unexpected label values 128: in no other mask and "
-                           "on region borders")
+    assert line.startswith(
+        f"{tmp_path / 'masks' / '02.png'}: unexpected label values 128: in no other mask and "
+        "on region borders"
+    )
 
 
 def _nnunet(root, labels, values=(0, 1)):
@@ -186,32 +212,42 @@ def _nnunet(root, labels, values=(0, 1)):
         m = np.zeros((1, 2, 4, 6), np.uint8)
         m[0, 0] = v
         write_image(root / "labelsTr" / f"c{i}.nii.gz", m)
-    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT"}, "labels": labels,
-                                                   "file_ending": ".nii.gz"}))
+    (root / "dataset.json").write_text(
+        json.dumps({"channel_names": {"0": "CT"}, "labels": labels, "file_ending": ".nii.gz"})
+    )
     return root
 
 
 def test_nnunet_dataset_json_labels_are_the_expected_values(tmp_path):
     root = _nnunet(tmp_path / "ok", {"background": 0, "liver": 1, "tumour": 2})
     report = check_dataset(root)
-    assert report.ok and report.expected_labels == [0, 1, 2] and report.labels_from == "dataset.json"
+    assert (
+        report.ok and report.expected_labels == [0, 1, 2] and report.labels_from == "dataset.json"
+    )
     assert "  expected labels (dataset.json): 0, 1, 2" in report.format().splitlines()
     bad = _nnunet(tmp_path / "bad", {"background": 0, "liver": 1}, values=(1, 1, 3))
-    assert one_problem(check_dataset(bad), "unexpected") == \
-        f"{bad / 'labelsTr' / 'c2.nii.gz'}: unexpected label values 3 (not in dataset.json 'labels')"
+    assert (
+        one_problem(check_dataset(bad), "unexpected")
+        == f"{bad / 'labelsTr' / 'c2.nii.gz'}: unexpected label values 3 (not in dataset.json 'labels')"
+    )
     # an explicit label map wins over dataset.json
     assert check_dataset(bad, label_map=LabelMap([0, 1, 3])).ok
 
 
 def test_nnunet_missing_channel_is_one_line(tmp_path):
     root = _nnunet(tmp_path, {"background": 0, "liver": 1}, values=(0, 1, 1))
-    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "CT", "1": "PET"},
-                                                   "labels": {"background": 0, "liver": 1}}))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {"channel_names": {"0": "CT", "1": "PET"}, "labels": {"background": 0, "liver": 1}}
+        )
+    )
     for i in (0, 2):
         write_image(root / "imagesTr" / f"c{i}_0001.nii.gz", np.zeros((1, 2, 4, 6), np.float32))
     report = check_dataset(root)
-    assert report.problems == [f"{root / 'imagesTr' / 'c1_0001.nii.gz'}: channel file missing (case 'c1': "
-                               "dataset.json lists 2 channel(s), found c1_0000.nii.gz)"]
+    assert report.problems == [
+        f"{root / 'imagesTr' / 'c1_0001.nii.gz'}: channel file missing (case 'c1': "
+        "dataset.json lists 2 channel(s), found c1_0000.nii.gz)"
+    ]
     assert report.channels == {2: 2}
 
 
@@ -221,7 +257,8 @@ def test_dangling_symlink_is_one_line(tmp_path):
     write_image(tmp_path / "masks" / "04.png", np.zeros((1, 4, 6), np.uint8))
     assert check_dataset(tmp_path).problems == [
         f"{tmp_path / 'images' / '04.png'}: broken symbolic link (its target {tmp_path / 'elsewhere.png'} "
-        "does not exist)"]
+        "does not exist)"
+    ]
 
 
 def test_label_values_line_is_shortened(tmp_path):
@@ -229,7 +266,9 @@ def test_label_values_line_is_shortened(tmp_path):
     write_image(tmp_path / "masks" / "01.png", np.arange(24, dtype=np.uint8).reshape(1, 4, 6))
     lines = check_dataset(tmp_path, mask_kind="labels").format().splitlines()
     values = [ln for ln in lines if ln.startswith("  label values")]
-    assert values == ["  label values (labels): 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, … (25 in all) -> classes 0..24"]
+    assert values == [
+        "  label values (labels): 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, … (25 in all) -> classes 0..24"
+    ]
     freqs = [ln for ln in lines if ln.startswith("  class frequencies")][0]
     assert freqs.endswith(", … (25 in all)") and freqs.count("%") == 10
 
@@ -244,7 +283,10 @@ def test_cli_labels_and_in_channels_in_process(tmp_path, capsys):
     make_clean(tmp_path)
     with pytest.raises(SystemExit) as stop:
         main(["check-data", str(tmp_path), "--in-channels", "0"])
-    assert stop.value.code == 2 and "argument --in-channels: must be >= 1, got 0" in capsys.readouterr().err
+    assert (
+        stop.value.code == 2
+        and "argument --in-channels: must be >= 1, got 0" in capsys.readouterr().err
+    )
     with pytest.raises(SystemExit):
         main(["check-data", str(tmp_path), "--labels", "0,x"])
     assert "expected integer class values separated by commas" in capsys.readouterr().err
@@ -252,23 +294,41 @@ def test_cli_labels_and_in_channels_in_process(tmp_path, capsys):
     assert "expected labels (label map): 0, 255" in capsys.readouterr().out
     assert main(["check-data", str(tmp_path), "--labels", "0,1"]) == 2
     out = capsys.readouterr().out
-    assert f"{tmp_path / 'masks' / '00.png'}: unexpected label values 255 (not in the label map)" in out
+    assert (
+        f"{tmp_path / 'masks' / '00.png'}: unexpected label values 255 (not in the label map)"
+        in out
+    )
     assert main(["check-data", str(tmp_path), "--labels", "0,255", "--mask-kind", "colors"]) == 2
-    assert "--labels lists integer class values; it does not apply to --mask-kind colors" in capsys.readouterr().err
+    assert (
+        "--labels lists integer class values; it does not apply to --mask-kind colors"
+        in capsys.readouterr().err
+    )
 
 
 def test_problem_too_many_label_values(tmp_path):
     make_clean(tmp_path, n=3)
-    write_image(tmp_path / "masks" / "01.png", np.arange(24, dtype=np.uint8).reshape(1, 4, 6))  # + 255 elsewhere
+    write_image(
+        tmp_path / "masks" / "01.png", np.arange(24, dtype=np.uint8).reshape(1, 4, 6)
+    )  # + 255 elsewhere
     line = one_problem(check_dataset(tmp_path), "distinct")  # one mask holds them all: it is named
-    assert line.startswith(f"{tmp_path / 'masks' / '01.png'}: 24 distinct mask values in this mask (more than "
-                           "max_classes=16)")
-    spread = [0, 255] + [10 * i for i in range(1, 16)]  # 17 values, no mask with more than 16: the folder is named
+    assert line.startswith(
+        f"{tmp_path / 'masks' / '01.png'}: 24 distinct mask values in this mask (more than "
+        "max_classes=16)"
+    )
+    spread = [0, 255] + [
+        10 * i for i in range(1, 16)
+    ]  # 17 values, no mask with more than 16: the folder is named
     for i, extra in enumerate((spread[2:10], spread[10:])):
-        write_image(tmp_path / "masks" / f"0{i}.png", np.array([0, 255, *extra] + [0] * (24 - 2 - len(extra)),
-                                                                dtype=np.uint8).reshape(1, 4, 6))
+        write_image(
+            tmp_path / "masks" / f"0{i}.png",
+            np.array([0, 255, *extra] + [0] * (24 - 2 - len(extra)), dtype=np.uint8).reshape(
+                1, 4, 6
+            ),
+        )
     line = one_problem(check_dataset(tmp_path, max_classes=16), "distinct")
-    assert line.startswith(f"{tmp_path / 'masks'}: 17 distinct mask values over all masks (more than max_classes=16)")
+    assert line.startswith(
+        f"{tmp_path / 'masks'}: 17 distinct mask values over all masks (more than max_classes=16)"
+    )
     assert check_dataset(tmp_path, mask_kind="instances").ok
 
 
@@ -276,38 +336,51 @@ def test_problem_wrong_channel_count(tmp_path):
     make_clean(tmp_path)
     report = check_dataset(tmp_path, in_channels=1)
     assert len(report.problems) == 4
-    assert report.problems[0] == f"{tmp_path / 'images' / '00.png'}: 3 channel(s), expected --in-channels 1"
+    assert (
+        report.problems[0]
+        == f"{tmp_path / 'images' / '00.png'}: 3 channel(s), expected --in-channels 1"
+    )
 
 
 def test_problem_channel_count_differs_from_the_others(tmp_path):
     make_clean(tmp_path)
     write_image(tmp_path / "images" / "02.png", np.zeros((1, 4, 6), np.uint8))
-    assert one_problem(check_dataset(tmp_path), "channel") == \
-        f"{tmp_path / 'images' / '02.png'}: 1 channel(s), while 3 other image(s) have 3"
+    assert (
+        one_problem(check_dataset(tmp_path), "channel")
+        == f"{tmp_path / 'images' / '02.png'}: 1 channel(s), while 3 other image(s) have 3"
+    )
 
 
 def test_problem_non_image_file_and_empty_folder(tmp_path):
     make_clean(tmp_path)
     (tmp_path / "images" / "README.txt").write_text("notes")
     assert one_problem(check_dataset(tmp_path), "README").startswith(
-        f"{tmp_path / 'images' / 'README.txt'}: not an image file (suffix .txt)")
+        f"{tmp_path / 'images' / 'README.txt'}: not an image file (suffix .txt)"
+    )
     empty = tmp_path / "empty"
     (empty / "images").mkdir(parents=True)
     (empty / "masks").mkdir()
     report = check_dataset(empty)
-    assert report.problems == [f"{empty / 'images'}: no image files in the folder (supported: .nii.gz, .nii, "
-                               ".ome.tiff, .ome.tif, .tiff, .tif, .png, .jpg, .jpeg, .bmp, .gif, .npy)",
-                               f"{empty / 'masks'}: no image files in the folder (supported: .nii.gz, .nii, "
-                               ".ome.tiff, .ome.tif, .tiff, .tif, .png, .jpg, .jpeg, .bmp, .gif, .npy)"]
+    assert report.problems == [
+        f"{empty / 'images'}: no image files in the folder (supported: .nii.gz, .nii, "
+        ".ome.tiff, .ome.tif, .tiff, .tif, .png, .jpg, .jpeg, .bmp, .gif, .npy)",
+        f"{empty / 'masks'}: no image files in the folder (supported: .nii.gz, .nii, "
+        ".ome.tiff, .ome.tif, .tiff, .tif, .png, .jpg, .jpeg, .bmp, .gif, .npy)",
+    ]
 
 
 def test_problem_extra_folder_size(tmp_path):
     make_clean(tmp_path)
     for i in range(4):
-        write_image(tmp_path / "fov" / f"{i:02d}.png", np.zeros((1, 4, 6) if i else (1, 3, 3), np.uint8))
+        write_image(
+            tmp_path / "fov" / f"{i:02d}.png", np.zeros((1, 4, 6) if i else (1, 3, 3), np.uint8)
+        )
     report = check_dataset(tmp_path)
     assert report.extra_folders == ["fov"]
-    assert one_problem(report, "fov") == f"{tmp_path / 'fov' / '00.png'}: size 3x3 differs from its image (6x4) (fov/)"
+    assert (
+        one_problem(report, "fov")
+        == f"{tmp_path / 'fov' / '00.png'}: size 3x3 differs from its image (6x4) (fov/)"
+    )
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -331,15 +404,22 @@ def test_cli_problems_exit_2_one_line_each(tmp_path):
     assert "Traceback" not in done.stdout + done.stderr
     problems = done.stdout.split("problems (3):\n")[1].splitlines()
     assert sorted(line.strip().split(": ")[0] for line in problems) == sorted(
-        str(tmp_path / p) for p in ("masks/00.png", "images/03.png", "images/notes.txt"))
+        str(tmp_path / p) for p in ("masks/00.png", "images/03.png", "images/notes.txt")
+    )
 
 
 def test_cli_missing_folder_and_help(tmp_path):
     done = cli(tmp_path / "absent")
-    assert done.returncode == 2 and f"{tmp_path / 'absent'}: dataset folder not found" in done.stdout
+    assert (
+        done.returncode == 2 and f"{tmp_path / 'absent'}: dataset folder not found" in done.stdout
+    )
     assert "Traceback" not in done.stderr
     helped = cli("--help")
-    assert helped.returncode == 0 and "--mask-suffix" in helped.stdout and "--in-channels" in helped.stdout
+    assert (
+        helped.returncode == 0
+        and "--mask-suffix" in helped.stdout
+        and "--in-channels" in helped.stdout
+    )
 
 
 # ------------------------------------------------------------------------------------ real data
@@ -347,12 +427,22 @@ def test_real_datasets(shared_data):
     done = cli(shared_data / "isbi2012" / "train", "--json")
     isbi = json.loads(done.stdout)
     assert done.returncode == 0, isbi["problems"]
-    assert isbi["num_pairs"] == 22 and isbi["sizes"] == {"512x512": 22} and isbi["channels"] == {"1": 22}
+    assert (
+        isbi["num_pairs"] == 22
+        and isbi["sizes"] == {"512x512": 22}
+        and isbi["channels"] == {"1": 22}
+    )
     assert isbi["label_values"] == [0, 255] and isbi["dtypes"] == {"uint8": 22}
-    assert 73 <= isbi["class_frequencies"][1] <= 82  # README: white (interior) covers 73-82 % per slice
+    assert (
+        73 <= isbi["class_frequencies"][1] <= 82
+    )  # README: white (interior) covers 73-82 % per slice
     done = cli(shared_data / "drive" / "train", "--json")
     drive = json.loads(done.stdout)
     assert done.returncode == 0, drive["problems"]
-    assert drive["num_pairs"] == 26 and drive["sizes"] == {"565x584": 26} and drive["channels"] == {"3": 26}
+    assert (
+        drive["num_pairs"] == 26
+        and drive["sizes"] == {"565x584": 26}
+        and drive["channels"] == {"3": 26}
+    )
     assert drive["extra_folders"] == ["fov"] and drive["label_values"] == [0, 255]
     assert 6 <= drive["class_frequencies"][1] <= 12  # README: 6-12 % vessel

@@ -41,7 +41,11 @@ def test_same_seed_same_arrays_other_seed_differs():
     c_img, c_lab = synthetic_cells((96, 128), seed=4)
     assert np.array_equal(a_img, b_img) and np.array_equal(a_lab, b_lab)
     assert not np.array_equal(a_img, c_img) and not np.array_equal(a_lab, c_lab)
-    assert a_img.dtype == np.uint8 and a_lab.dtype == np.uint16 and a_img.shape == a_lab.shape == (96, 128)
+    assert (
+        a_img.dtype == np.uint8
+        and a_lab.dtype == np.uint16
+        and a_img.shape == a_lab.shape == (96, 128)
+    )
 
 
 def test_instances_are_consecutive_separated_and_mostly_touching():
@@ -51,7 +55,9 @@ def test_instances_are_consecutive_separated_and_mostly_touching():
     assert np.bincount(lab.ravel())[1:].min() >= 30  # no sliver
     assert len(ids) - 1 > 40
     assert 0.3 < (lab > 0).mean() < 0.8  # cells and background both present
-    assert len(touching_pairs(lab, max_gap=1)) == 0  # no two cells 8-connected: a 1-px line between them
+    assert (
+        len(touching_pairs(lab, max_gap=1)) == 0
+    )  # no two cells 8-connected: a 1-px line between them
     assert touching_fraction(lab) > 0.8  # across that line most cells touch a neighbour
     # each instance is one 8-connected piece after the cut (the cut never strands a fragment far away)
     from scipy import ndimage
@@ -78,14 +84,10 @@ def test_touching_fraction_and_pairs_by_hand():
 
 
 def test_separate_instances_cuts_the_higher_id():
-    lab = np.array([[1, 1, 2, 2],
-                    [1, 1, 2, 2],
-                    [0, 0, 3, 3]])
+    lab = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [0, 0, 3, 3]])
     out = separate_instances(lab)
     # 2 loses its pixels next to 1; 3 loses its pixels next to 1 or 2 (all of them here but none stays 8-adjacent)
-    assert out.tolist() == [[1, 1, 0, 2],
-                            [1, 1, 0, 2],
-                            [0, 0, 0, 0]]
+    assert out.tolist() == [[1, 1, 0, 2], [1, 1, 0, 2], [0, 0, 0, 0]]
     with pytest.raises(ConfigError, match="2D integer array"):
         separate_instances(lab.astype(float))
 
@@ -119,13 +121,22 @@ def test_style_validation_messages(tmp_path):
 def test_write_dataset_layout_and_stats(tmp_path):
     from unetkit.io import read_image
 
-    ds = write_dataset(tmp_path / "d", n_train=2, n_val=1, size=(64, 80), large_shape=(96, 160), seed=5)
-    assert sorted(p.name for p in (ds.train_dir / "images").iterdir()) == ["train_000.png", "train_001.png"]
+    ds = write_dataset(
+        tmp_path / "d", n_train=2, n_val=1, size=(64, 80), large_shape=(96, 160), seed=5
+    )
+    assert sorted(p.name for p in (ds.train_dir / "images").iterdir()) == [
+        "train_000.png",
+        "train_001.png",
+    ]
     assert sorted(p.name for p in (ds.val_dir / "masks").iterdir()) == ["val_000.png"]
     img, _ = read_image(ds.train_dir / "images" / "train_001.png")
     msk, _ = read_image(ds.train_dir / "masks" / "train_001.png")
     ref_img, ref_msk = synthetic_cells((64, 80), seed=np.random.SeedSequence([5, 0, 1]))
-    assert np.array_equal(img[0], ref_img) and np.array_equal(msk[0], ref_msk) and msk.dtype == np.uint16
+    assert (
+        np.array_equal(img[0], ref_img)
+        and np.array_equal(msk[0], ref_msk)
+        and msk.dtype == np.uint16
+    )
     large, _ = read_image(ds.large_mask)
     assert large.shape == (1, 96, 160)
     stats = json.loads((tmp_path / "d" / "stats.json").read_text())
@@ -152,10 +163,14 @@ def test_separate_splits_at_the_predicted_gap_and_grows():
     probs = np.stack([1 - p_cell, p_cell])
     lab = separate(probs, seed_threshold=0.3)
     assert lab.max() == 2 and np.array_equal(np.unique(lab), [0, 1, 2])
-    assert (lab[4:16, 3:15] == 1).all() and (lab[4:16, 16:27] == 2).all()  # the watershed splits at the gap
+    assert (lab[4:16, 3:15] == 1).all() and (
+        lab[4:16, 16:27] == 2
+    ).all()  # the watershed splits at the gap
     assert lab[18:20, 0:3].max() == 0
     grown = separate(probs, seed_threshold=0.3, expand=1)
-    assert (grown > 0).sum() == (lab > 0).sum() + 2 * (12 + 24)  # one ring of pixels around the blob
+    assert (grown > 0).sum() == (lab > 0).sum() + 2 * (
+        12 + 24
+    )  # one ring of pixels around the blob
     assert np.array_equal(np.unique(grown), [0, 1, 2])
 
 
@@ -167,7 +182,9 @@ def test_evaluate_perfect_and_merged():
     merged = np.where(truth > 0, 1, 0)
     merged[2:10, 8] = 1  # the gap filled: one object
     m = evaluate(merged, truth)
-    assert m["n_pred"] == 1 and m["merged"] == 2 and m["obj_f1"] == 0.0  # IoU 48/104 < 0.5 with either cell
+    assert (
+        m["n_pred"] == 1 and m["merged"] == 2 and m["obj_f1"] == 0.0
+    )  # IoU 48/104 < 0.5 with either cell
     assert m["dice"] == pytest.approx(2 * 96 / (96 + 104))
 
 
@@ -178,7 +195,9 @@ def test_overlap_tile_size_gives_the_paper_tile():
     net = create_model("unet-original", base_features=4, depth=3)
     size = overlap_tile_size(net, 388)
     assert net.is_valid_input_size(size) and net.output_size(size) >= 388
-    assert net.output_size(size - 8) < 388  # the next smaller valid tile is too small (alignment 2³)
+    assert (
+        net.output_size(size - 8) < 388
+    )  # the next smaller valid tile is too small (alignment 2³)
 
 
 def test_budget_schedule_runs_poly_on_the_clock(monkeypatch):
@@ -187,8 +206,11 @@ def test_budget_schedule_runs_poly_on_the_clock(monkeypatch):
     clock = {"t": 100.0}
     monkeypatch.setattr(time, "monotonic", lambda: clock["t"])
     group = {"lr": 0.002}
-    trainer = SimpleNamespace(t_start=90.0, config=SimpleNamespace(train=SimpleNamespace(epochs=1000)),
-                              optimizer=SimpleNamespace(param_groups=[group]))
+    trainer = SimpleNamespace(
+        t_start=90.0,
+        config=SimpleNamespace(train=SimpleNamespace(epochs=1000)),
+        optimizer=SimpleNamespace(param_groups=[group]),
+    )
     cb = BudgetSchedule(budget_s=100.0, lr=0.002, reserve_s=2.0)
     cb.on_train_start(trainer)  # 10 s of set-up: 88 s available
     clock["t"] = 122.0  # epoch 1 took 22 s: a quarter of the time is gone, 3 more epochs fit
@@ -257,22 +279,49 @@ def test_quick_demo_writes_a_sane_report(tmp_path, capsys):
     printed = capsys.readouterr().out
     report = out / "report"
     assert f"report   {report / 'README.md'}" in printed and "objects  F1@0.5" in printed
-    for name in ("README.md", "metrics.md", "metrics.json", "curves.png", "overlay.png", "overlay_zoom.png",
-                 "weight_map.png", "probability.png"):
+    for name in (
+        "README.md",
+        "metrics.md",
+        "metrics.json",
+        "curves.png",
+        "overlay.png",
+        "overlay_zoom.png",
+        "weight_map.png",
+        "probability.png",
+    ):
         assert (report / name).is_file(), name
     payload = json.loads((report / "metrics.json").read_text())
     m = payload["metrics"]
-    for key in ("dice", "iou", "pixel_error", "rand_error", "obj_f1", "obj_precision", "obj_recall", "ap50", "map"):
+    for key in (
+        "dice",
+        "iou",
+        "pixel_error",
+        "rand_error",
+        "obj_f1",
+        "obj_precision",
+        "obj_recall",
+        "ap50",
+        "map",
+    ):
         assert 0.0 <= m[key] <= 1.0, (key, m[key])
     assert m["n_true"] == payload["data"]["large"]["cells"] > 300
     assert payload["data"]["touching_fraction"] > 0.5
     info = payload["info"]
-    assert info["tile_out"] == [388, 388] and info["tiles"] == 4  # 512×768 in 388-px output tiles: 2 × 2
+    assert (
+        info["tile_out"] == [388, 388] and info["tiles"] == 4
+    )  # 512×768 in 388-px output tiles: 2 × 2
     assert info["weight_map"] is True and info["epochs"] >= 1
-    assert info["checkpoint"] in ("best.pt", "last.pt") and set(info["candidates"]) == {"best.pt", "last.pt"}
-    assert info["separation"]["seed_threshold"] in (0.1, 0.2, 0.3, 0.5) and info["separation"]["expand"] in (0, 1, 2)
+    assert info["checkpoint"] in ("best.pt", "last.pt") and set(info["candidates"]) == {
+        "best.pt",
+        "last.pt",
+    }
+    assert info["separation"]["seed_threshold"] in (0.1, 0.2, 0.3, 0.5) and info["separation"][
+        "expand"
+    ] in (0, 1, 2)
     wm = info["weight_map_stats"]
-    assert wm["mean_gap"] > 5 * wm["mean_cell"]  # the border term dominates on the gaps between cells
+    assert (
+        wm["mean_gap"] > 5 * wm["mean_cell"]
+    )  # the border term dominates on the gaps between cells
     with Image.open(report / "overlay.png") as im:
         assert im.size == (768, 512) and im.mode == "RGB"
     with Image.open(report / "overlay_zoom.png") as im:

@@ -17,8 +17,16 @@ def img(path: Path, value: int = 0, shape=(1, 4, 5)):
     write_image(path, np.full(shape, value, np.uint8))
 
 
-def make(root: Path, images=("01", "02", "03"), masks=None, mask_suffix="", extra=None, img_dir="images",
-         mask_dir="masks", ext=".png"):
+def make(
+    root: Path,
+    images=("01", "02", "03"),
+    masks=None,
+    mask_suffix="",
+    extra=None,
+    img_dir="images",
+    mask_dir="masks",
+    ext=".png",
+):
     (root / img_dir).mkdir(parents=True, exist_ok=True)
     for stem in images:
         img(root / img_dir / f"{stem}{ext}")
@@ -42,7 +50,11 @@ def test_images_masks_layout_sorted_with_extra(tmp_path):
     assert c.images == [root / "images" / "01.png"] and c.mask == root / "masks" / "01.png"
     assert c.extra == {"fov": root / "fov" / "01.png"}
     found = scan_dataset(root)
-    assert found.layout == "images/masks" and found.extra_dirs == {"fov": root / "fov"} and not found.problems
+    assert (
+        found.layout == "images/masks"
+        and found.extra_dirs == {"fov": root / "fov"}
+        and not found.problems
+    )
     assert c.to_dict()["extra"] == {"fov": str(root / "fov" / "01.png")}
 
 
@@ -52,7 +64,11 @@ def test_mask_suffix_detected_and_explicit(tmp_path):
     assert found.mask_suffix == "_mask" and not found.problems
     cases = find_cases(root)
     assert [c.mask.name for c in cases] == ["1_mask.png", "11_mask.png", "2_mask.png"]
-    assert [c.mask.name for c in find_cases(root, mask_suffix="_mask")] == ["1_mask.png", "11_mask.png", "2_mask.png"]
+    assert [c.mask.name for c in find_cases(root, mask_suffix="_mask")] == [
+        "1_mask.png",
+        "11_mask.png",
+        "2_mask.png",
+    ]
 
 
 def test_suffix_not_detected_when_not_common(tmp_path):
@@ -71,16 +87,23 @@ def test_suffix_detected_by_majority_despite_a_stray_mask(tmp_path):
     img(root / "masks" / "03.png")  # and one without the suffix
     found = scan_dataset(root)
     assert found.mask_suffix == "_mask"
-    assert [c.mask.name for c in found.cases] == ["01_mask.png", "02_mask.png", "03_mask.png", "04_mask.png"]
+    assert [c.mask.name for c in found.cases] == [
+        "01_mask.png",
+        "02_mask.png",
+        "03_mask.png",
+        "04_mask.png",
+    ]
     assert [str(p) for p in found.problems] == [
         f"{root / 'masks' / '03.png'}: mask name lacks the mask suffix '_mask'",
-        f"{root / 'masks' / '99_mask.png'}: no image in images/ with the stem '99'"]
+        f"{root / 'masks' / '99_mask.png'}: no image in images/ with the stem '99'",
+    ]
     # the stems shared with the images win the vote the same way
     root2 = make(tmp_path / "b", images=("01", "02", "03"))
     img(root2 / "masks" / "01_old.png")
     found2 = scan_dataset(root2)
     assert found2.mask_suffix == "" and [str(p) for p in found2.problems] == [
-        f"{root2 / 'masks' / '01_old.png'}: no image in images/ with the stem '01_old'"]
+        f"{root2 / 'masks' / '01_old.png'}: no image in images/ with the stem '01_old'"
+    ]
 
 
 def test_mask_lacking_explicit_suffix(tmp_path):
@@ -120,11 +143,19 @@ def test_nnunet_channels_labels_and_dataset_json(tmp_path):
     (root / "labelsTr").mkdir()
     for case in ("case_b", "case_a"):
         for ch in (1, 0):
-            write_image(root / "imagesTr" / f"{case}_{ch:04d}.nii.gz", np.zeros((1, 2, 3, 4), np.int16))
+            write_image(
+                root / "imagesTr" / f"{case}_{ch:04d}.nii.gz", np.zeros((1, 2, 3, 4), np.int16)
+            )
         write_image(root / "labelsTr" / f"{case}.nii.gz", np.zeros((1, 2, 3, 4), np.uint8))
-    (root / "dataset.json").write_text(json.dumps({"channel_names": {"0": "T1", "1": "T2"},
-                                                   "labels": {"background": 0, "tumour": 1},
-                                                   "file_ending": ".nii.gz"}))
+    (root / "dataset.json").write_text(
+        json.dumps(
+            {
+                "channel_names": {"0": "T1", "1": "T2"},
+                "labels": {"background": 0, "tumour": 1},
+                "file_ending": ".nii.gz",
+            }
+        )
+    )
     found = scan_dataset(root)
     assert found.layout == "nnunet" and not found.problems
     assert found.dataset_json["channel_names"] == {"0": "T1", "1": "T2"}
@@ -146,8 +177,11 @@ def test_nnunet_missing_channel_file(tmp_path):
     found = scan_dataset(root)
     assert found.incomplete == {"y"} and [str(p) for p in found.problems] == [
         f"{root / 'imagesTr' / 'y_0001.nii.gz'}: channel file missing (case 'y': dataset.json lists 2 channel(s), "
-        "found y_0000.nii.gz)"]
-    with pytest.raises(DataError, match=r"imagesTr/y_0001\.nii\.gz: channel file missing \(case 'y'"):
+        "found y_0000.nii.gz)"
+    ]
+    with pytest.raises(
+        DataError, match=r"imagesTr/y_0001\.nii\.gz: channel file missing \(case 'y'"
+    ):
         find_cases(root)
 
 
@@ -162,7 +196,8 @@ def test_nnunet_unexpected_channel_file(tmp_path):
         write_image(root / "labelsTr" / f"{name}.nii.gz", np.zeros((1, 2, 2, 2), np.uint8))
     assert [str(p) for p in scan_dataset(root).problems] == [
         f"{root / 'imagesTr' / 'y_0001.nii.gz'}: unexpected channel file(s) y_0001.nii.gz of case 'y' "
-        "(dataset.json lists 1 channel(s))"]
+        "(dataset.json lists 1 channel(s))"
+    ]
 
 
 def test_nnunet_one_file_per_case_msd_style(tmp_path):
@@ -202,7 +237,9 @@ def test_root_is_a_file(tmp_path):
 def test_dataset_root_with_split_folders(tmp_path):
     make(tmp_path / "train")
     make(tmp_path / "val")
-    with pytest.raises(DataError, match=r"no images/ folder; it holds split folders \(train, val\): pass one"):
+    with pytest.raises(
+        DataError, match=r"no images/ folder; it holds split folders \(train, val\): pass one"
+    ):
         find_cases(tmp_path)
 
 
@@ -231,8 +268,10 @@ def test_images_without_masks_listed_with_count(tmp_path):
     with pytest.raises(DataError) as err:
         find_cases(root)
     msg = str(err.value)
-    assert msg.startswith(f"{root / 'masks'}: 7 image(s) have no mask in masks/: 02.png, 03.png, 04.png, 05.png, "
-                          "06.png and 2 more")
+    assert msg.startswith(
+        f"{root / 'masks'}: 7 image(s) have no mask in masks/: 02.png, 03.png, 04.png, 05.png, "
+        "06.png and 2 more"
+    )
     assert "\n" not in msg
 
 
@@ -245,7 +284,9 @@ def test_mask_without_image(tmp_path):
 def test_duplicate_stems(tmp_path):
     root = make(tmp_path, images=("01",))
     img(root / "images" / "01.tif")
-    with pytest.raises(DataError, match=r"images: 2 files with the stem '01': 01\.png, 01\.tif; keep one"):
+    with pytest.raises(
+        DataError, match=r"images: 2 files with the stem '01': 01\.png, 01\.tif; keep one"
+    ):
         find_cases(root)
 
 

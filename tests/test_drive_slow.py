@@ -19,17 +19,35 @@ from .conftest import REPO
 @pytest.mark.slow
 def test_drive_recipe_segments_vessels_inside_the_fov(shared_data, tmp_path):
     drive = shared_data / "drive"
-    cfg = RunConfig.from_yaml(REPO / "examples" / "drive.yaml").override({
-        "data.train_dir": str(drive / "train"), "data.val_dir": str(drive / "val"),
-        "train.epochs": 8, "train.seed": 0})
+    cfg = RunConfig.from_yaml(REPO / "examples" / "drive.yaml").override(
+        {
+            "data.train_dir": str(drive / "train"),
+            "data.val_dir": str(drive / "val"),
+            "train.epochs": 8,
+            "train.seed": 0,
+        }
+    )
     cfg.train.time_budget_minutes = None  # fixed work: 8 epochs × 20 batches, on any CPU
     result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
     assert result.epochs_completed == 8
     predictor = Predictor.from_checkpoint(result.run_dir / "checkpoints" / "best.pt")
-    predict_files(predictor, [drive / "val" / "images"], tmp_path / "pred", probabilities="tiff", progress=False)
-    scores = evaluate_folders(tmp_path / "pred", drive / "val" / "masks", fov_dir=drive / "val" / "fov",
-                              prob_dir=tmp_path / "pred", metrics=["overlap", "auc"])
+    predict_files(
+        predictor,
+        [drive / "val" / "images"],
+        tmp_path / "pred",
+        probabilities="tiff",
+        progress=False,
+    )
+    scores = evaluate_folders(
+        tmp_path / "pred",
+        drive / "val" / "masks",
+        fov_dir=drive / "val" / "fov",
+        prob_dir=tmp_path / "pred",
+        metrics=["overlap", "auc"],
+    )
     dice, auc = scores.mean("dice"), scores.mean("auc")
-    print(f"DRIVE val (inside FOV): Dice {dice:.4f}, AUC {auc:.4f}, {result.epochs_completed} epochs")
+    print(
+        f"DRIVE val (inside FOV): Dice {dice:.4f}, AUC {auc:.4f}, {result.epochs_completed} epochs"
+    )
     assert dice >= 0.60
     assert auc >= 0.88

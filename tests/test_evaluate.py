@@ -45,7 +45,11 @@ def _cases():
 
 @pytest.fixture
 def folders(tmp_path):
-    truth_dir, pred_dir, image_dir = tmp_path / "data" / "masks", tmp_path / "pred", tmp_path / "data" / "images"
+    truth_dir, pred_dir, image_dir = (
+        tmp_path / "data" / "masks",
+        tmp_path / "pred",
+        tmp_path / "data" / "images",
+    )
     rng = np.random.default_rng(0)
     for name, (t, p) in _cases().items():
         _png(truth_dir / f"{name}.png", t)
@@ -70,15 +74,23 @@ def test_values_policies_and_summary(folders):
     assert rows["a"]["dice"] == 1.0 and rows["a"]["hd95"] == 0.0 and rows["a"]["rand_error"] == 0.0
     assert rows["a"]["map"] == 1.0
     # hallucination on an empty truth: scores 0, distance = the image diagonal, Rand undefined
-    assert rows["c"]["dice"] == 0.0 and rows["c"]["hd95"] == pytest.approx(image_diagonal((SIZE, SIZE)))
+    assert rows["c"]["dice"] == 0.0 and rows["c"]["hd95"] == pytest.approx(
+        image_diagonal((SIZE, SIZE))
+    )
     assert math.isnan(rows["c"]["rand_error"]) and rows["c"]["obj_precision"] == 0.0
     # both empty: undefined, never 1
-    assert math.isnan(rows["d"]["dice"]) and math.isnan(rows["d"]["hd"]) and math.isnan(rows["d"]["map"])
+    assert (
+        math.isnan(rows["d"]["dice"])
+        and math.isnan(rows["d"]["hd"])
+        and math.isnan(rows["d"]["map"])
+    )
     stats = res.summary["per_class"]["255"]
     assert stats["dice"]["n"] == 3 and stats["dice"]["undefined"] == 1
     assert stats["dice"]["mean"] == pytest.approx((1.0 + rows["b"]["dice"] + 0.0) / 3)
     assert stats["hd95"]["penalized"] == 1 and stats["hd95"]["undefined"] == 1
-    assert stats["hd95"]["mean"] == pytest.approx((0.0 + rows["b"]["hd95"] + image_diagonal((SIZE, SIZE))) / 3)
+    assert stats["hd95"]["mean"] == pytest.approx(
+        (0.0 + rows["b"]["hd95"] + image_diagonal((SIZE, SIZE))) / 3
+    )
     assert stats["dice"]["median"] == pytest.approx(rows["b"]["dice"])
     assert stats["dice"]["std"] == pytest.approx(np.std([1.0, rows["b"]["dice"], 0.0]))
     assert res.summary["case"]["pixel_error"]["n"] == 4
@@ -92,17 +104,32 @@ def test_files_written(folders, tmp_path):
     truth_dir, pred_dir = folders
     out = tmp_path / "eval"
     res = evaluate_folders(pred_dir, truth_dir, out_dir=out, metrics=["overlap", "hd95"])
-    assert set(res.files) == {"csv", "summary", "report", "boxplots", "overlay_best", "overlay_worst"}
+    assert set(res.files) == {
+        "csv",
+        "summary",
+        "report",
+        "boxplots",
+        "overlay_best",
+        "overlay_worst",
+    }
     back = read_csv(res.files["csv"])
     assert [r["case"] for r in back] == ["a", "b", "c", "d"]
     for got, want in zip(back, res.rows):
         for key in ("dice", "hd95", "pixel_error"):
-            assert (math.isnan(got[key]) and math.isnan(want[key])) or got[key] == pytest.approx(want[key])
+            assert (math.isnan(got[key]) and math.isnan(want[key])) or got[key] == pytest.approx(
+                want[key]
+            )
     text = res.files["summary"].read_text()
-    summary = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    summary = json.loads(
+        text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}")
+    )
     assert summary["per_class"]["255"]["dice"]["undefined"] == 1
     report = res.files["report"].read_text()
-    assert "| dice |" in report and "![box plots](boxplots.png)" in report and "overlay_worst_c.png" in report
+    assert (
+        "| dice |" in report
+        and "![box plots](boxplots.png)" in report
+        and "overlay_worst_c.png" in report
+    )
     overlay, _ = read_image(res.files["overlay_worst"])
     assert overlay.shape == (3, SIZE, SIZE) and overlay.dtype == np.uint8
     r, g, b = overlay[:, 6, 6].astype(int)  # a false positive of case c: red tint
@@ -121,7 +148,9 @@ def test_field_of_view_restricts_the_counts(tmp_path):
         _png(tmp_path / folder / "x.png", arr)
     res = evaluate_folders(tmp_path / "pred", tmp_path / "truth", fov_dir=tmp_path / "fov")
     row = res.rows[0]
-    assert row["dice"] == 1.0 and row["pixel_error"] == 0.0 and row["hd"] == 0.0 and row["n_pred"] == 1
+    assert (
+        row["dice"] == 1.0 and row["pixel_error"] == 0.0 and row["hd"] == 0.0 and row["n_pred"] == 1
+    )
     assert evaluate_folders(tmp_path / "pred", tmp_path / "truth").rows[0]["n_pred"] == 2
 
 
@@ -133,17 +162,29 @@ def test_probabilities_give_auc(tmp_path):
     _png(tmp_path / "truth" / "x.png", t)
     _png(tmp_path / "pred" / "x.png", (prob >= 0.5) * 255)
     write_image(tmp_path / "prob" / "x.tif", prob[None])
-    res = evaluate_folders(tmp_path / "pred", tmp_path / "truth", prob_dir=tmp_path / "prob", metrics=["auc", "dice"])
+    res = evaluate_folders(
+        tmp_path / "pred", tmp_path / "truth", prob_dir=tmp_path / "prob", metrics=["auc", "dice"]
+    )
     from unetkit.evaluation.roc import roc_auc
 
     assert res.metrics == ("dice", "auc")
     assert res.rows[0]["auc"] == pytest.approx(roc_auc(prob, t > 0))
     # the layout of `unetkit predict --probabilities npz --overlay`: side files beside the labels
-    np.savez_compressed(tmp_path / "pred" / "x_prob.npz", probabilities=np.stack([1 - prob, prob]).astype(np.float16))
+    np.savez_compressed(
+        tmp_path / "pred" / "x_prob.npz",
+        probabilities=np.stack([1 - prob, prob]).astype(np.float16),
+    )
     _png(tmp_path / "pred" / "x_overlay.png", np.zeros((SIZE, SIZE)))
-    res = evaluate_folders(tmp_path / "pred", tmp_path / "truth", prob_dir=tmp_path / "pred", metrics=["auc"],
-                           out_dir=tmp_path / "pred" / "evaluation")
-    assert res.cases == ["x"] and res.rows[0]["auc"] == pytest.approx(roc_auc(prob.astype(np.float16), t > 0))
+    res = evaluate_folders(
+        tmp_path / "pred",
+        tmp_path / "truth",
+        prob_dir=tmp_path / "pred",
+        metrics=["auc"],
+        out_dir=tmp_path / "pred" / "evaluation",
+    )
+    assert res.cases == ["x"] and res.rows[0]["auc"] == pytest.approx(
+        roc_auc(prob.astype(np.float16), t > 0)
+    )
 
 
 def test_instances_and_suffix_detection(tmp_path):
@@ -153,11 +194,18 @@ def test_instances_and_suffix_detection(tmp_path):
     p[2:10, 2:14] = 5  # predicted as one
     write_image(tmp_path / "truth" / "x.png", t[None])
     write_image(tmp_path / "pred" / "x_pred.png", p[None])
-    res = evaluate_folders(tmp_path / "pred", tmp_path / "truth", instances=True, metrics=["objects", "dice"])
+    res = evaluate_folders(
+        tmp_path / "pred", tmp_path / "truth", instances=True, metrics=["objects", "dice"]
+    )
     row = res.rows[0]
     assert res.classes == ["object"] and row["dice"] == 1.0
     assert row["n_true"] == 3 and row["n_pred"] == 1 and row["obj_f1"] == 0.0  # each IoU 1/3
-    sem = evaluate_folders(tmp_path / "pred", tmp_path / "truth", metrics=["objects"], label_map=LabelMap([0, 1, 2, 3, 5]))
+    sem = evaluate_folders(
+        tmp_path / "pred",
+        tmp_path / "truth",
+        metrics=["objects"],
+        label_map=LabelMap([0, 1, 2, 3, 5]),
+    )
     assert [r["class"] for r in sem.rows] == ["1", "2", "3", "5"]
 
 
@@ -168,7 +216,9 @@ def test_multiclass_rows_and_mean_over_classes(tmp_path):
     p[12:20, 12:16] = 0
     _png(tmp_path / "truth" / "x.png", t)
     _png(tmp_path / "pred" / "x.png", p)
-    res = evaluate_folders(tmp_path / "pred", tmp_path / "truth", metrics=["dice"], include_background=True)
+    res = evaluate_folders(
+        tmp_path / "pred", tmp_path / "truth", metrics=["dice"], include_background=True
+    )
     dice = {r["class"]: r["dice"] for r in res.rows}
     assert dice["1"] == 1.0 and dice["2"] == pytest.approx(2 * 32 / (64 + 32))
     assert res.summary["mean_over_classes"]["dice"] == pytest.approx(np.mean(list(dice.values())))
@@ -183,7 +233,10 @@ def test_3d_volumes_use_the_file_spacing(tmp_path):
     write_image(tmp_path / "truth" / "v.tif", t[None], meta)
     write_image(tmp_path / "pred" / "v.tif", p[None], meta)
     res = evaluate_folders(tmp_path / "pred", tmp_path / "truth", metrics=["hd", "dice"])
-    assert res.rows[0]["hd"] == pytest.approx(boundary_scores(p, t, (4.0, 1.0, 1.0))["hd"]) and res.rows[0]["hd"] == 8.0
+    assert (
+        res.rows[0]["hd"] == pytest.approx(boundary_scores(p, t, (4.0, 1.0, 1.0))["hd"])
+        and res.rows[0]["hd"] == 8.0
+    )
     assert res.summary["distance_unit"] == "um"
 
 
@@ -200,7 +253,9 @@ def test_resolve_metrics():
     assert resolve_metrics(["hd95", "overlap"])[:2] == ("dice", "iou")
     assert resolve_metrics("dice,voi") == ("dice", "voi")
     assert "auc" not in resolve_metrics(None) and "auc" in resolve_metrics(None, with_auc=True)
-    assert len(resolve_metrics(["all"])) == 23 and len(resolve_metrics(["all"], with_auc=True)) == 24
+    assert (
+        len(resolve_metrics(["all"])) == 23 and len(resolve_metrics(["all"], with_auc=True)) == 24
+    )
     with pytest.raises(ConfigError, match="unknown metric 'dise'; valid groups: all, overlap"):
         resolve_metrics(["dise"])
     with pytest.raises(ConfigError, match="auc metric needs probability maps"):
@@ -211,7 +266,9 @@ def test_resolve_metrics():
 def test_missing_prediction_is_named(folders):
     truth_dir, pred_dir = folders
     (pred_dir / "b.png").unlink()
-    with pytest.raises(DataError, match=r"no prediction for 1 of 4 truth mask\(s\) of .*masks: b.png"):
+    with pytest.raises(
+        DataError, match=r"no prediction for 1 of 4 truth mask\(s\) of .*masks: b.png"
+    ):
         evaluate_folders(pred_dir, truth_dir)
 
 
@@ -225,14 +282,18 @@ def test_extra_prediction_is_named(folders):
 def test_shape_mismatch_names_the_prediction(folders):
     truth_dir, pred_dir = folders
     _png(pred_dir / "a.png", np.zeros((SIZE, SIZE + 1)))
-    with pytest.raises(DataError, match=r"a.png: prediction shape \(24, 25\) differs from the truth mask a.png"):
+    with pytest.raises(
+        DataError, match=r"a.png: prediction shape \(24, 25\) differs from the truth mask a.png"
+    ):
         evaluate_folders(pred_dir, truth_dir)
 
 
 def test_prediction_values_outside_the_label_map(folders):
     truth_dir, pred_dir = folders
     _png(pred_dir / "c.png", np.full((SIZE, SIZE), 128))
-    with pytest.raises(DataError, match=r"pred/c.png: unexpected label values 128 \(the label map has 0, 255\)"):
+    with pytest.raises(
+        DataError, match=r"pred/c.png: unexpected label values 128 \(the label map has 0, 255\)"
+    ):
         evaluate_folders(pred_dir, truth_dir)
 
 
@@ -255,11 +316,30 @@ def test_empty_and_missing_folders(folders, tmp_path):
 # --------------------------------------------------------------------------------------------- CLI
 def test_cli_subprocess(folders, tmp_path):
     truth_dir, pred_dir = folders
-    done = subprocess.run([sys.executable, "-m", "unetkit", "evaluate", str(pred_dir), str(truth_dir.parent),
-                           "--out", str(tmp_path / "o"), "--metrics", "dice", "hd95"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unetkit",
+            "evaluate",
+            str(pred_dir),
+            str(truth_dir.parent),
+            "--out",
+            str(tmp_path / "o"),
+            "--metrics",
+            "dice",
+            "hd95",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
-    assert "4 case(s), classes 255" in done.stdout and "dice" in done.stdout and "penalized" in done.stdout
+    assert (
+        "4 case(s), classes 255" in done.stdout
+        and "dice" in done.stdout
+        and "penalized" in done.stdout
+    )
     assert (tmp_path / "o" / "per_case.csv").is_file() and (tmp_path / "o" / "report.md").is_file()
 
 
@@ -267,7 +347,9 @@ def test_cli_errors_exit_2(folders, capsys):
     truth_dir, pred_dir = folders
     assert main(["evaluate", str(pred_dir), str(truth_dir), "--metrics", "auc"]) == 2
     assert "auc metric needs probability maps" in capsys.readouterr().err
-    assert main(["evaluate", str(pred_dir), str(truth_dir), "--labels", "0,255", "--instances"]) == 2
+    assert (
+        main(["evaluate", str(pred_dir), str(truth_dir), "--labels", "0,255", "--instances"]) == 2
+    )
     assert "--labels does not apply to --instances" in capsys.readouterr().err
 
 
@@ -282,9 +364,17 @@ def _eroded_copy(src, dst, value=255):
 
 def test_isbi_masks_against_themselves_and_an_eroded_copy(shared_data, tmp_path):
     masks = shared_data / "isbi2012" / "val" / "masks"
-    same = evaluate_folders(masks, masks, metrics=["overlap", "boundary", "connectomics", "objects"])
-    for metric, perfect in (("dice", 1.0), ("hd95", 0.0), ("rand_error", 0.0), ("voi", 0.0), ("map", 1.0),
-                            ("pixel_error", 0.0)):
+    same = evaluate_folders(
+        masks, masks, metrics=["overlap", "boundary", "connectomics", "objects"]
+    )
+    for metric, perfect in (
+        ("dice", 1.0),
+        ("hd95", 0.0),
+        ("rand_error", 0.0),
+        ("voi", 0.0),
+        ("map", 1.0),
+        ("pixel_error", 0.0),
+    ):
         assert same.mean(metric) == perfect, metric
     _eroded_copy(masks, tmp_path / "eroded")
     res = evaluate_folders(tmp_path / "eroded", masks, metrics=["dice", "hd95", "connectomics"])
@@ -303,16 +393,24 @@ def test_isbi_masks_against_themselves_and_an_eroded_copy(shared_data, tmp_path)
         singles[gap] = cells_p.max() + 1 + np.arange(gap.sum())
         assert row["rand_error"] == pytest.approx(adapted_rand_error(cells_t, singles)[0], rel=1e-9)
         split, merge = variation_of_information(cells_t, singles, ignore_labels=(0,))
-        assert (row["voi_split"], row["voi_merge"]) == (pytest.approx(split, rel=1e-9), pytest.approx(merge, abs=1e-9))
+        assert (row["voi_split"], row["voi_merge"]) == (
+            pytest.approx(split, rel=1e-9),
+            pytest.approx(merge, abs=1e-9),
+        )
     assert 0.95 < res.mean("dice") < 0.97 and 0.03 < res.mean("rand_error") < 0.06
     # scikit-image's own convention (predicted membrane = one segment) on the raw components
-    raw = evaluate_folders(tmp_path / "eroded", masks, metrics=["rand_error", "voi"], pred_background="segment")
+    raw = evaluate_folders(
+        tmp_path / "eroded", masks, metrics=["rand_error", "voi"], pred_background="segment"
+    )
     for row in raw.rows:
         cells_t, _ = ndimage.label(read_image(masks / f"{row['case']}.png")[0][0] == 255)
-        cells_p, _ = ndimage.label(read_image(tmp_path / "eroded" / f"{row['case']}.png")[0][0] == 255)
+        cells_p, _ = ndimage.label(
+            read_image(tmp_path / "eroded" / f"{row['case']}.png")[0][0] == 255
+        )
         assert row["rand_error"] == pytest.approx(adapted_rand_error(cells_t, cells_p)[0], rel=1e-9)
-        assert row["voi"] == pytest.approx(variation_of_information(cells_t, cells_p, ignore_labels=(0,)).sum(),
-                                           rel=1e-9)
+        assert row["voi"] == pytest.approx(
+            variation_of_information(cells_t, cells_p, ignore_labels=(0,)).sum(), rel=1e-9
+        )
 
 
 def test_drive_inside_the_field_of_view(shared_data, tmp_path):
@@ -320,10 +418,14 @@ def test_drive_inside_the_field_of_view(shared_data, tmp_path):
     same = evaluate_folders(val / "masks", val / "masks", fov_dir=val / "fov", metrics=["overlap"])
     assert same.mean("dice") == 1.0 and same.summary["case"]["pixel_error"]["max"] == 0.0
     _eroded_copy(val / "masks", tmp_path / "eroded")
-    res = evaluate_folders(tmp_path / "eroded", val / "masks", fov_dir=val / "fov", metrics=["overlap"])
+    res = evaluate_folders(
+        tmp_path / "eroded", val / "masks", fov_dir=val / "fov", metrics=["overlap"]
+    )
     for row in res.rows:
         fov = read_image(val / "fov" / f"{row['case']}.png")[0][0] > 0
         truth = (read_image(val / "masks" / f"{row['case']}.png")[0][0] == 255)[fov]
         pred = (read_image(tmp_path / "eroded" / f"{row['case']}.png")[0][0] == 255)[fov]
-        assert row["recall"] == pytest.approx(pred.sum() / truth.sum())  # erosion: every predicted pixel is true
+        assert row["recall"] == pytest.approx(
+            pred.sum() / truth.sum()
+        )  # erosion: every predicted pixel is true
         assert row["pixel_error"] == pytest.approx(np.mean(truth != pred))

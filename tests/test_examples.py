@@ -23,12 +23,25 @@ def test_example_configs_validate(path):
 
 def test_synthetic3d_example_trains(tmp_path):
     out = tmp_path / "data3d"
-    subprocess.run([sys.executable, str(REPO / "examples" / "make_synthetic3d.py"), str(out), "--cases", "4"],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, str(REPO / "examples" / "make_synthetic3d.py"), str(out), "--cases", "4"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     from unetkit.training import Trainer
 
-    cfg = RunConfig.from_yaml(REPO / "examples" / "synthetic3d.yaml").override({
-        "data.train_dir": str(out / "train"), "data.val_dir": str(out / "val"), "train.epochs": 1,
-        "train.iters_per_epoch": 2, "data.patch_size": [16, 32, 32]})
+    cfg = RunConfig.from_yaml(REPO / "examples" / "synthetic3d.yaml").override(
+        {
+            "data.train_dir": str(out / "train"),
+            "data.val_dir": str(out / "val"),
+            "train.epochs": 1,
+            "train.iters_per_epoch": 2,
+            "data.patch_size": [16, 32, 32],
+        }
+    )
     result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
-    assert result.epochs_completed == 1 and result.history[-1]["val_dice"] == result.history[-1]["val_dice"]
+    assert (
+        result.epochs_completed == 1
+        and result.history[-1]["val_dice"] == result.history[-1]["val_dice"]
+    )

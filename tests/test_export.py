@@ -28,11 +28,21 @@ def _importable(name: str) -> bool:
 
 
 HAS_ORT = _importable("onnx") and _importable("onnxruntime")
-needs_ort = pytest.mark.skipif(not HAS_ORT, reason="onnx/onnxruntime not installed (pip install unetkit[export])")
-needs_onnx = pytest.mark.skipif(not _importable("onnx"), reason="onnx not installed (pip install unetkit[export])")
+needs_ort = pytest.mark.skipif(
+    not HAS_ORT, reason="onnx/onnxruntime not installed (pip install unetkit[export])"
+)
+needs_onnx = pytest.mark.skipif(
+    not _importable("onnx"), reason="onnx not installed (pip install unetkit[export])"
+)
 TOL = 1e-4
 TINY = dict(features=(4, 8, 16), init="torch")
-LABELS = {"kind": "labels", "values": [0, 128, 255], "names": ["bg", "a", "b"], "dtype": "uint8", "palette": None}
+LABELS = {
+    "kind": "labels",
+    "values": [0, 128, 255],
+    "names": ["bg", "a", "b"],
+    "dtype": "uint8",
+    "palette": None,
+}
 NORM = {"name": "zscore", "params": {"per_image": False}, "stats": {"mean": [10.5], "std": [2.0]}}
 
 
@@ -62,8 +72,14 @@ def checkpoint(tmp_path):
     from unetkit.checkpoint import save_checkpoint
 
     model = create_model("unet", features=(4, 8, 16), num_classes=3)
-    return save_checkpoint(tmp_path / "ck.pt", model, label_map=LABELS, normalization=NORM, patch_size=[48, 40],
-                           with_rng=False)
+    return save_checkpoint(
+        tmp_path / "ck.pt",
+        model,
+        label_map=LABELS,
+        normalization=NORM,
+        patch_size=[48, 40],
+        with_rng=False,
+    )
 
 
 # -- dynamic models: ONNX ------------------------------------------------------------------------
@@ -73,29 +89,56 @@ def checkpoint(tmp_path):
 DYNAMIC = [
     ("unet", {}, 32, (16, 12), (20, 36), {"min": [4, 4], "step": [4, 4], "shrink": [0, 0]}),
     # valid convs, depth 2: 44 → 40 → 20 → 16 → 8 → 4 → up 8 → 4 → up 8 → 4: output = input − 40
-    ("unet-original", {}, 44, (48, 52), (60, 56), {"min": [44, 44], "step": [4, 4], "shrink": [40, 40]}),
-    ("unet", {"spatial_dims": 3, "features": (4, 8)}, 16, (8, 6, 4), (6, 10, 8),
-     {"min": [2, 2, 2], "step": [2, 2, 2], "shrink": [0, 0, 0]}),
+    (
+        "unet-original",
+        {},
+        44,
+        (48, 52),
+        (60, 56),
+        {"min": [44, 44], "step": [4, 4], "shrink": [40, 40]},
+    ),
+    (
+        "unet",
+        {"spatial_dims": 3, "features": (4, 8)},
+        16,
+        (8, 6, 4),
+        (6, 10, 8),
+        {"min": [2, 2, 2], "step": [2, 2, 2], "shrink": [0, 0, 0]},
+    ),
 ]
 
 
 @needs_ort
-@pytest.mark.parametrize("name, opts, size, second, third, rule", DYNAMIC, ids=["unet", "unet-original", "unet3d"])
-def test_onnx_dynamic_export_matches_pytorch_at_three_sizes(tmp_path, name, opts, size, second, third, rule):
+@pytest.mark.parametrize(
+    "name, opts, size, second, third, rule", DYNAMIC, ids=["unet", "unet-original", "unet3d"]
+)
+def test_onnx_dynamic_export_matches_pytorch_at_three_sizes(
+    tmp_path, name, opts, size, second, third, rule
+):
     model = tiny(name, **opts)
     dims = model.spatial_dims
     report = ex.export_onnx(model, tmp_path / "m.onnx", input_size=size, threads=1)
     assert report.dynamic_batch and report.dynamic_spatial
-    axes = {0: "batch", **{2 + i: n for i, n in enumerate(["height", "width"] if dims == 2 else
-                                                            ["depth", "height", "width"])}}
+    axes = {
+        0: "batch",
+        **{
+            2 + i: n
+            for i, n in enumerate(
+                ["height", "width"] if dims == 2 else ["depth", "height", "width"]
+            )
+        },
+    }
     assert report.dynamic_axes == {"image": axes, "logits": axes}
     assert [c.input_shape for c in report.checks] == [(1, 1, *[size] * dims), (2, 1, *second)]
-    assert [c.output_shape[2:] for c in report.checks] == [tuple(s - k for s, k in zip(sz, rule["shrink"]))
-                                                           for sz in ([size] * dims, second)]
+    assert [c.output_shape[2:] for c in report.checks] == [
+        tuple(s - k for s, k in zip(sz, rule["shrink"])) for sz in ([size] * dims, second)
+    ]
     assert all(c.max_abs_diff <= TOL for c in report.checks)
     saved = report.metadata["valid_input_size"]
     assert {k: saved[k] for k in rule} == rule
-    assert model.output_size(rule["min"][0]) == rule["min"][0] - rule["shrink"][0]  # the model agrees
+    assert (
+        model.output_size(rule["min"][0]) == rule["min"][0] - rule["shrink"][0]
+    )  # the model agrees
     runner = ex.OnnxRunner(report.path, threads=1)
     x = torch.randn(3, 1, *third)
     y = runner(x)
@@ -135,7 +178,9 @@ def test_onnx_unet3plus_cgm_gates_like_pytorch(tmp_path):
         assert report.metadata["valid_input_size"]["step"] == [0, 0]
         assert [c.input_shape for c in report.checks] == [(1, 1, 32, 32), (2, 1, 32, 32)]
         assert any("specialised to its traced spatial size 32×32" in n for n in report.notes)
-        with pytest.raises(ConfigError, match=r"input size 48 on spatial axis 0 is not accepted .* use 32$"):
+        with pytest.raises(
+            ConfigError, match=r"input size 48 on spatial axis 0 is not accepted .* use 32$"
+        ):
             runner(x48)
 
 
@@ -146,17 +191,25 @@ def test_static_onnx_export_has_fixed_axes_and_runner_loops_over_the_batch(tmp_p
     report = ex.export_onnx(model, tmp_path / "s.onnx", input_size=16, dynamic=False, threads=1)
     assert report.dynamic_axes == {} and not report.dynamic_batch and not report.dynamic_spatial
     assert len(report.checks) == 1
-    dims = [d.dim_value for d in onnx.load(str(report.path)).graph.input[0].type.tensor_type.shape.dim]
+    dims = [
+        d.dim_value for d in onnx.load(str(report.path)).graph.input[0].type.tensor_type.shape.dim
+    ]
     assert dims == [1, 1, 16, 16]
     x = torch.randn(3, 1, 16, 16)
     assert float((ex.OnnxRunner(report.path, threads=1)(x) - eager(model, x)).abs().max()) <= TOL
 
 
 # -- TorchScript ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, opts, size", [("unet", {}, 32), ("unet-original", {}, 44),
-                                              ("unet", {"spatial_dims": 3, "features": (4, 8)}, 16),
-                                              ("unet3plus-ds-cgm", {}, 32)],
-                         ids=["unet", "unet-original", "unet3d", "unet3plus-ds-cgm"])
+@pytest.mark.parametrize(
+    "name, opts, size",
+    [
+        ("unet", {}, 32),
+        ("unet-original", {}, 44),
+        ("unet", {"spatial_dims": 3, "features": (4, 8)}, 16),
+        ("unet3plus-ds-cgm", {}, 32),
+    ],
+    ids=["unet", "unet-original", "unet3d", "unet3plus-ds-cgm"],
+)
 def test_torchscript_export_matches_pytorch(tmp_path, name, opts, size):
     model = tiny(name, **opts)
     report = ex.export_torchscript(model, tmp_path / "m.torchscript.pt", input_size=size)
@@ -175,7 +228,9 @@ def test_torchscript_export_matches_pytorch(tmp_path, name, opts, size):
         except Exception:
             same = False
     assert same == report.dynamic_spatial
-    if name != "unet3plus-ds-cgm":  # UNet 3+ is fixed-size until models.layers.resize_to traces sizes
+    if (
+        name != "unet3plus-ds-cgm"
+    ):  # UNet 3+ is fixed-size until models.layers.resize_to traces sizes
         assert report.dynamic_spatial and report.dynamic_batch
 
 
@@ -194,7 +249,11 @@ def test_checkpoint_metadata_round_trip_and_predictor_kwargs(tmp_path, checkpoin
     assert decoded["label_map"] == LABELS and decoded["normalization"] == NORM
     assert decoded["patch_size"] == [48, 40]
     assert (decoded["spatial_dims"], decoded["in_channels"], decoded["num_classes"]) == (2, 1, 3)
-    assert decoded["model"]["preset"] == "unet" and decoded["model"]["kwargs"]["features"] == [4, 8, 16]
+    assert decoded["model"]["preset"] == "unet" and decoded["model"]["kwargs"]["features"] == [
+        4,
+        8,
+        16,
+    ]
     assert decoded["format"] == "unetkit-export" and decoded["activation"] == "softmax"
     runner = ex.OnnxRunner(report.path, threads=1)
     assert runner.metadata == decoded
@@ -219,10 +278,16 @@ def test_onnx_runner_contract_and_size_api(tmp_path):
     assert runner.valid_input_size(45) == model.valid_input_size(45) == 48
     assert runner.output_size(60) == model.output_size(60) == 20
     assert runner.nearest_valid_sizes(50) == model.nearest_valid_sizes(50) == (48, 52)
-    assert choose_overlap_tile(runner, 70, round="down") == choose_overlap_tile(model, 70, round="down")
-    with pytest.raises(ConfigError, match=r"expected a batch \(B, 1, height, width\), got shape \(2, 3, 48, 48\)"):
+    assert choose_overlap_tile(runner, 70, round="down") == choose_overlap_tile(
+        model, 70, round="down"
+    )
+    with pytest.raises(
+        ConfigError, match=r"expected a batch \(B, 1, height, width\), got shape \(2, 3, 48, 48\)"
+    ):
         runner(torch.zeros(2, 3, 48, 48))
-    with pytest.raises(ConfigError, match=r"input size 50 on spatial axis 1 .* 44 \+ 4·k .*; use 48 or 52$"):
+    with pytest.raises(
+        ConfigError, match=r"input size 50 on spatial axis 1 .* 44 \+ 4·k .*; use 48 or 52$"
+    ):
         runner(torch.zeros(1, 1, 48, 50))
     with pytest.raises(ConfigError, match="expected a float torch tensor batch, got torch.int64"):
         runner(torch.zeros(1, 1, 48, 48, dtype=torch.int64))
@@ -238,8 +303,12 @@ def test_onnx_runner_file_errors(tmp_path):
         ex.OnnxRunner(bad)
     plain = tmp_path / "plain.onnx"
     with ex._quiet_tracing():
-        torch.onnx.export(torch.nn.Conv2d(1, 2, 3), (torch.zeros(1, 1, 8, 8),), str(plain), dynamo=False)
-    with pytest.raises(DataError, match=r"plain\.onnx: not a unetkit export \(no unetkit metadata in the file\)"):
+        torch.onnx.export(
+            torch.nn.Conv2d(1, 2, 3), (torch.zeros(1, 1, 8, 8),), str(plain), dynamo=False
+        )
+    with pytest.raises(
+        DataError, match=r"plain\.onnx: not a unetkit export \(no unetkit metadata in the file\)"
+    ):
         ex.OnnxRunner(plain)
     with pytest.raises(DataError, match=r"plain\.onnx: not a unetkit export"):
         ex.read_onnx_metadata(plain)
@@ -249,20 +318,30 @@ def test_onnx_runner_file_errors(tmp_path):
 @needs_ort
 def test_failed_check_writes_nothing(tmp_path):
     model = create_model("unet", features=(4, 8, 16))  # He init: fp32 differences ~1e-6, not 0
-    with pytest.raises(ex.ExportCheckError, match=r"m\.onnx: the ONNX export differs from PyTorch by .*"
-                                                  r"the file was not written"):
+    with pytest.raises(
+        ex.ExportCheckError,
+        match=r"m\.onnx: the ONNX export differs from PyTorch by .*"
+        r"the file was not written",
+    ):
         ex.export_onnx(model, tmp_path / "m.onnx", input_size=16, rtol=1e-12, threads=1)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_argument_errors(tmp_path):
     model = tiny("unet")
-    with pytest.raises(ConfigError, match=r"input size 30 on spatial axis 0 cannot be exported for this model "
-                                          r"\(valid: multiples of 4 on every axis\); use 28 or 32"):
+    with pytest.raises(
+        ConfigError,
+        match=r"input size 30 on spatial axis 0 cannot be exported for this model "
+        r"\(valid: multiples of 4 on every axis\); use 28 or 32",
+    ):
         ex.export_torchscript(model, tmp_path / "m.pt", input_size=30)
-    with pytest.raises(ConfigError, match=r"input_size needs 1 or 2 sizes for a 2D model, got \[16, 16, 16\]"):
+    with pytest.raises(
+        ConfigError, match=r"input_size needs 1 or 2 sizes for a 2D model, got \[16, 16, 16\]"
+    ):
         ex.export_torchscript(model, tmp_path / "m.pt", input_size=(16, 16, 16))
-    with pytest.raises(ConfigError, match=r"unknown metadata key 'tile'; use \['label_map', 'normalization'"):
+    with pytest.raises(
+        ConfigError, match=r"unknown metadata key 'tile'; use \['label_map', 'normalization'"
+    ):
         ex.export_torchscript(model, tmp_path / "m.pt", input_size=16, metadata={"tile": [16, 16]})
     with pytest.raises(ConfigError, match="export needs a unetkit model .* got Conv2d"):
         ex.export_torchscript(torch.nn.Conv2d(1, 2, 3), tmp_path / "m.pt")
@@ -276,8 +355,11 @@ def test_argument_errors(tmp_path):
 @needs_onnx
 def test_missing_onnxruntime_says_how_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
-    with pytest.raises(ex.MissingDependencyError, match=r"needs the 'onnxruntime' package.*"
-                                                        r"install it with: pip install unetkit\[export\]"):
+    with pytest.raises(
+        ex.MissingDependencyError,
+        match=r"needs the 'onnxruntime' package.*"
+        r"install it with: pip install unetkit\[export\]",
+    ):
         ex.export_onnx(tiny("unet"), tmp_path / "m.onnx", input_size=16)
     with pytest.raises(ex.MissingDependencyError, match="onnxruntime"):
         ex.OnnxRunner(tmp_path / "m.onnx")
@@ -285,8 +367,13 @@ def test_missing_onnxruntime_says_how_to_install(tmp_path, monkeypatch):
 
 # -- CLI ---------------------------------------------------------------------------------------
 def run_cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "unetkit", "export", *map(str, args)], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "unetkit", "export", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1", **(env or {})},
+    )
 
 
 @needs_ort
@@ -299,25 +386,49 @@ def test_cli_export_onnx(tmp_path, checkpoint):
     assert f"{out_path.stat().st_size / 1024:.1f} KB" in lines[0]
     assert "input  image: (batch, 1, height, width) float32" in lines
     assert "output logits: (batch, 3, height, width) float32" in lines
-    assert "dynamic axes: batch, height, width; valid spatial sizes: multiples of 4 on every axis" in lines
+    assert (
+        "dynamic axes: batch, height, width; valid spatial sizes: multiples of 4 on every axis"
+        in lines
+    )
     checks = [ln for ln in lines if ln.startswith("check vs PyTorch (fp32), input ")]
-    assert [c.split(":")[0] for c in checks] == ["check vs PyTorch (fp32), input 1×1×48×40",
-                                                 "check vs PyTorch (fp32), input 2×1×24×16"]
+    assert [c.split(":")[0] for c in checks] == [
+        "check vs PyTorch (fp32), input 1×1×48×40",
+        "check vs PyTorch (fp32), input 2×1×24×16",
+    ]
     assert all(float(c.split("max abs diff ")[1].split()[0]) <= 1e-3 for c in checks)
     assert ex.OnnxRunner(out_path, threads=1).metadata["label_map"] == LABELS
 
 
 def test_cli_export_torchscript_and_errors(tmp_path, checkpoint, capsys):
     out = tmp_path / "net.ts.pt"
-    assert main(["export", str(checkpoint), "--format", "torchscript", "--output", str(out),
-                 "--input-size", "32,24", "--no-check"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(checkpoint),
+                "--format",
+                "torchscript",
+                "--output",
+                str(out),
+                "--input-size",
+                "32,24",
+                "--no-check",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
-    assert text.startswith(f"wrote {out} (") and "TorchScript (traced)" in text and "check skipped" in text
+    assert (
+        text.startswith(f"wrote {out} (")
+        and "TorchScript (traced)" in text
+        and "check skipped" in text
+    )
     assert ex.read_torchscript_metadata(out)["valid_input_size"]["example"] == [32, 24]
 
     assert main(["export", str(checkpoint), "--input-size", "big"]) == 2
-    assert capsys.readouterr().err == ("unetkit export: error: --input-size must be integers like 256 or "
-                                       "64,128,128, got 'big'\n")
+    assert capsys.readouterr().err == (
+        "unetkit export: error: --input-size must be integers like 256 or 64,128,128, got 'big'\n"
+    )
     assert main(["export", str(checkpoint), "--output", str(checkpoint)]) == 2
     assert "would overwrite the checkpoint" in capsys.readouterr().err
     assert main(["export", str(checkpoint), "--format", "torchscript", "--static"]) == 2
@@ -333,16 +444,26 @@ def test_cli_without_onnxruntime(tmp_path, checkpoint, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import now raises ImportError
     assert main(["export", str(checkpoint)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("unetkit export: error: this needs the 'onnxruntime' package, which is not importable (")
-    assert err.endswith("); install it with: pip install unetkit[export]\n") and err.count("\n") == 1
+    assert err.startswith(
+        "unetkit export: error: this needs the 'onnxruntime' package, which is not importable ("
+    )
+    assert (
+        err.endswith("); install it with: pip install unetkit[export]\n") and err.count("\n") == 1
+    )
     assert not (tmp_path / "ck.onnx").exists()
-    assert main(["export", str(checkpoint), "--no-check", "--input-size", "16"]) == 0  # checking needs it, export not
-    assert (tmp_path / "ck.onnx").exists() and "check skipped (--no-check)" in capsys.readouterr().out
+    assert (
+        main(["export", str(checkpoint), "--no-check", "--input-size", "16"]) == 0
+    )  # checking needs it, export not
+    assert (
+        tmp_path / "ck.onnx"
+    ).exists() and "check skipped (--no-check)" in capsys.readouterr().out
 
 
 # -- as a Predictor backend ----------------------------------------------------------------------
 @needs_ort
-@pytest.mark.parametrize("name, size, tile", [("unet", 32, 32), ("unet-original", 44, 56)], ids=["same", "valid"])
+@pytest.mark.parametrize(
+    "name, size, tile", [("unet", 32, 32), ("unet-original", 44, 56)], ids=["same", "valid"]
+)
 def test_onnx_backed_predictor_matches_torch_predictor(tmp_path, name, size, tile):
     from unetkit.inference.predictor import Predictor
 
@@ -360,8 +481,13 @@ def test_onnx_backed_predictor_matches_torch_predictor(tmp_path, name, size, til
 @needs_ort
 def test_fixed_size_export_predictor_uses_the_traced_size(tmp_path):
     model = tiny("unet3plus-ds-cgm", num_classes=2)
-    report = ex.export_onnx(model, tmp_path / "m.onnx", input_size=16, check=False,
-                            metadata={"label_map": LABELS, "normalization": NORM})
+    report = ex.export_onnx(
+        model,
+        tmp_path / "m.onnx",
+        input_size=16,
+        check=False,
+        metadata={"label_map": LABELS, "normalization": NORM},
+    )
     pred = ex.OnnxRunner(report.path, threads=1).predictor(threads=1)
     assert pred.label_map.to_dict() == LABELS and pred.normalizer.to_dict() == NORM
     if not report.dynamic_spatial:

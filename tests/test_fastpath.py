@@ -74,7 +74,9 @@ def test_jit_fp32_matches_eager(channels_last):
 
 
 def test_jit_3d_matches_eager():
-    net = create_model("unet", spatial_dims=3, in_channels=2, num_classes=2, base_features=2, depth=1).eval()
+    net = create_model(
+        "unet", spatial_dims=3, in_channels=2, num_classes=2, base_features=2, depth=1
+    ).eval()
     x = torch.randn(1, 2, 8, 16, 16).contiguous(memory_format=torch.channels_last_3d)
     fwd = optimize_for_inference(net, x.shape, channels_last=True, mode="jit")
     assert fwd.mode == "jit"
@@ -157,8 +159,11 @@ def test_failed_build_falls_back_to_eager(monkeypatch):
     monkeypatch.setattr(torch.jit, "trace", broken)
     net = tiny()
     x = torch.randn(2, 1, 32, 32)
-    with pytest.warns(RuntimeWarning, match=r"inference mode 'jit' could not be built \(RuntimeError: no C\+\+ "
-                                            r"compiler\); running eager"):
+    with pytest.warns(
+        RuntimeWarning,
+        match=r"inference mode 'jit' could not be built \(RuntimeError: no C\+\+ "
+        r"compiler\); running eager",
+    ):
         fwd = optimize_for_inference(net, x.shape, mode="jit")
     assert (fwd.mode, fwd.requested_mode) == ("eager", "jit")
     assert torch.equal(fwd(x), reference(net, x))
@@ -197,7 +202,9 @@ def test_auto_is_eager_without_bf16(monkeypatch):
 
 
 def test_auto_is_eager_for_3d_and_gpu(bf16_cpu):
-    net3d = create_model("unet", spatial_dims=3, in_channels=1, num_classes=2, base_features=2, depth=1)
+    net3d = create_model(
+        "unet", spatial_dims=3, in_channels=1, num_classes=2, base_features=2, depth=1
+    )
     assert choose_mode(net3d, CPU, BF16, expected_tiles=10**6) == "eager"
     assert choose_mode(net3d, CPU, None, expected_tiles=10**6) == "eager"
     assert choose_mode(tiny(), torch.device("cuda"), BF16, expected_tiles=10**6) == "eager"
@@ -217,10 +224,13 @@ def test_auto_on_the_fp32_path_compiles_only_large_jobs(monkeypatch, bf16_cpu_fl
 def test_auto_builds_the_chosen_mode(bf16_cpu):
     net = tiny()
     x = torch.randn(1, 1, 32, 32).contiguous(memory_format=torch.channels_last)
-    small = optimize_for_inference(net, x.shape, dtype=BF16, channels_last=True, mode="auto", expected_tiles=3)
+    small = optimize_for_inference(
+        net, x.shape, dtype=BF16, channels_last=True, mode="auto", expected_tiles=3
+    )
     assert (small.mode, small.requested_mode) == ("eager", "auto")
-    fwd = optimize_for_inference(net, x.shape, dtype=BF16, channels_last=True, mode="auto",
-                                 expected_tiles=JIT_MIN_TILES)
+    fwd = optimize_for_inference(
+        net, x.shape, dtype=BF16, channels_last=True, mode="auto", expected_tiles=JIT_MIN_TILES
+    )
     assert (fwd.mode, fwd.requested_mode) == ("jit", "auto")
     ref = reference(net, x)
     assert (fwd(x) - ref).abs().max() < 0.05 * ref.abs().max()
@@ -230,12 +240,16 @@ def test_auto_builds_the_chosen_mode(bf16_cpu):
 
 # -- errors -----------------------------------------------------------------------------------
 def test_unknown_mode_is_rejected():
-    with pytest.raises(ConfigError, match="unknown inference mode 'fast'; use one of auto, eager, jit, compile"):
+    with pytest.raises(
+        ConfigError, match="unknown inference mode 'fast'; use one of auto, eager, jit, compile"
+    ):
         optimize_for_inference(tiny(), (1, 1, 32, 32), mode="fast")
 
 
 def test_example_shape_must_match_the_net():
-    with pytest.raises(ConfigError, match=r"example_shape must be \(B, C, H, W\) with sizes ≥ 1, got \[1, 32, 32\]"):
+    with pytest.raises(
+        ConfigError, match=r"example_shape must be \(B, C, H, W\) with sizes ≥ 1, got \[1, 32, 32\]"
+    ):
         optimize_for_inference(tiny(), (1, 32, 32), mode="eager")
 
 
@@ -248,9 +262,12 @@ def _compiled(dtype):
     net = tiny(depth=1)
     x = torch.randn(2, 1, 32, 32).contiguous(memory_format=torch.channels_last)
     before = inductor_config.freezing
-    with inductor_config.patch(fx_graph_cache=False):  # compile for real, so the generated code is seen
-        fwd, code = run_and_get_code(optimize_for_inference, net, x.shape, dtype=dtype, channels_last=True,
-                                     mode="compile")
+    with inductor_config.patch(
+        fx_graph_cache=False
+    ):  # compile for real, so the generated code is seen
+        fwd, code = run_and_get_code(
+            optimize_for_inference, net, x.shape, dtype=dtype, channels_last=True, mode="compile"
+        )
     assert inductor_config.freezing == before  # not leaked into the global config
     return net, x, fwd, "".join(code)
 
@@ -277,12 +294,16 @@ def test_compile_freezes_matches_eager_and_pads_the_last_batch(dtype):
     assert fwd.mode == "compile"
     assert "batch_norm" not in code  # freezing folded batch norm into the convolutions
     ref = reference(net, x)
-    tol = (1e-4 if dtype is None else 0.05) * float(ref.abs().max())  # fp32: folding rounds; bf16: 8-bit mantissa
+    tol = (1e-4 if dtype is None else 0.05) * float(
+        ref.abs().max()
+    )  # fp32: folding rounds; bf16: 8-bit mantissa
     y = fwd(x)
     assert y.dtype == torch.float32 and y.shape == (2, 3, 32, 32)
     assert (y - ref).abs().max() <= tol
     torch.testing.assert_close(fwd(x[:1]), y[:1], atol=tol, rtol=0)  # a last batch of one
-    other = torch.randn(1, 1, 24, 40)  # another tile shape: eager on the same (frozen-by-compile) copy
+    other = torch.randn(
+        1, 1, 24, 40
+    )  # another tile shape: eager on the same (frozen-by-compile) copy
     assert (fwd(other) - reference(net, other)).abs().max() <= tol
     why_not = _onednn_fusion_expected(dtype)
     if why_not is None:  # convolutions prepacked with the ReLU fused (oneDNN)

@@ -38,8 +38,16 @@ def test_png_8bit_grey_is_channel_first(tmp_path):
     arr, meta = read_image(tmp_path / "g.png")
     assert arr.shape == (1, 7, 9) and arr.dtype == np.uint8
     np.testing.assert_array_equal(arr[0], a)
-    assert (meta.format, meta.mode, meta.dtype, meta.axes, meta.channel_axis) == ("png", "L", "uint8", "YX", None)
-    assert meta.shape == (1, 7, 9) and meta.spatial_dims == 2 and meta.path == str(tmp_path / "g.png")
+    assert (meta.format, meta.mode, meta.dtype, meta.axes, meta.channel_axis) == (
+        "png",
+        "L",
+        "uint8",
+        "YX",
+        None,
+    )
+    assert (
+        meta.shape == (1, 7, 9) and meta.spatial_dims == 2 and meta.path == str(tmp_path / "g.png")
+    )
 
 
 def test_png_16bit_keeps_range(tmp_path):
@@ -110,17 +118,29 @@ def png16(samples, color_type):
         prior = rows[y]
 
     def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
     header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(body)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(body))
+        + chunk(b"IEND", b"")
+    )
 
 
-@pytest.mark.parametrize("color_type, samples, rawmode", [(2, 3, "RGB;16B"), (6, 4, "RGBA;16B"), (4, 2, "LA;16B")])
+@pytest.mark.parametrize(
+    "color_type, samples, rawmode", [(2, 3, "RGB;16B"), (6, 4, "RGBA;16B"), (4, 2, "LA;16B")]
+)
 def test_png_16bit_colour_read_at_full_depth(tmp_path, color_type, samples, rawmode):
     a = rand((7, 9, samples), np.uint16, 0, 65535)
     a[0, 0] = 0x0102  # high and low byte differ: an 8-bit reduction would give 1
     (tmp_path / "c16.png").write_bytes(png16(a, color_type))
-    assert Image.open(tmp_path / "c16.png").tile[0][3] == rawmode  # what Pillow alone reduces to 8 bits
+    assert (
+        Image.open(tmp_path / "c16.png").tile[0][3] == rawmode
+    )  # what Pillow alone reduces to 8 bits
     kept, meta = read_image(tmp_path / "c16.png", keep_alpha=True)
     assert kept.dtype == np.uint16 and kept.shape == (samples, 7, 9) and meta.dtype == "uint16"
     np.testing.assert_array_equal(kept, np.moveaxis(a, -1, 0))
@@ -128,7 +148,7 @@ def test_png_16bit_colour_read_at_full_depth(tmp_path, color_type, samples, rawm
     arr, meta = read_image(tmp_path / "c16.png")
     alpha = color_type in (4, 6)
     assert arr.shape == (samples - alpha, 7, 9) and meta.alpha_dropped == alpha
-    np.testing.assert_array_equal(arr, np.moveaxis(a[..., :samples - alpha], -1, 0))
+    np.testing.assert_array_equal(arr, np.moveaxis(a[..., : samples - alpha], -1, 0))
     assert arr[0, 0, 0] == 0x0102
 
 
@@ -151,7 +171,12 @@ def test_one_bit_png(tmp_path):
     a = RNG.random((5, 8)) > 0.5
     Image.fromarray(a).save(tmp_path / "b.png")
     arr, meta = read_image(tmp_path / "b.png")
-    assert arr.dtype == np.uint8 and set(np.unique(arr)) <= {0, 1} and meta.dtype == "bool" and meta.mode == "1"
+    assert (
+        arr.dtype == np.uint8
+        and set(np.unique(arr)) <= {0, 1}
+        and meta.dtype == "bool"
+        and meta.mode == "1"
+    )
     np.testing.assert_array_equal(arr[0], a.astype(np.uint8))
     write_image(tmp_path / "b2.png", arr, meta)
     assert Image.open(tmp_path / "b2.png").mode == "1"
@@ -227,8 +252,13 @@ def test_tiff_alpha_dropped_unless_kept_like_png(tmp_path):
     np.testing.assert_array_equal(read_image(tmp_path / "rgba.png")[0], arr)
     # grey + associated alpha, samples stored as separate planes
     la = rand((2, 5, 6), np.uint16, 0, 60000)
-    tifffile.imwrite(tmp_path / "la.tif", la, photometric="minisblack", planarconfig="separate",
-                     extrasamples=("assocalpha",))
+    tifffile.imwrite(
+        tmp_path / "la.tif",
+        la,
+        photometric="minisblack",
+        planarconfig="separate",
+        extrasamples=("assocalpha",),
+    )
     grey, meta = read_image(tmp_path / "la.tif")
     assert grey.shape == (1, 5, 6) and meta.alpha_dropped and meta.axes == "SYX"
     np.testing.assert_array_equal(grey[0], la[0])
@@ -239,13 +269,20 @@ def test_tiff_alpha_dropped_unless_kept_like_png(tmp_path):
     # the writer's RGBA output reads back the same way
     write_image(tmp_path / "w.tif", np.moveaxis(rgba, -1, 0), ImageMeta(channel_axis="S"))
     assert read_image(tmp_path / "w.tif")[0].shape == (3, 5, 6)
-    np.testing.assert_array_equal(read_image(tmp_path / "w.tif", keep_alpha=True)[0], np.moveaxis(rgba, -1, 0))
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "w.tif", keep_alpha=True)[0], np.moveaxis(rgba, -1, 0)
+    )
 
 
 def test_imagej_hyperstack_channels_depth_and_spacing(tmp_path):
     data = rand((3, 2, 5, 6), np.uint16, 0, 50000)  # Z, C, Y, X
-    tifffile.imwrite(tmp_path / "ij.tif", data, imagej=True, resolution=(1 / 0.25, 1 / 0.5),
-                     metadata={"axes": "ZCYX", "spacing": 2.0, "unit": "um"})
+    tifffile.imwrite(
+        tmp_path / "ij.tif",
+        data,
+        imagej=True,
+        resolution=(1 / 0.25, 1 / 0.5),
+        metadata={"axes": "ZCYX", "spacing": 2.0, "unit": "um"},
+    )
     arr, meta = read_image(tmp_path / "ij.tif")
     assert meta.axes == "ZCYX" and meta.channel_axis == "C"
     assert arr.shape == (2, 3, 5, 6)  # (C, D, H, W)
@@ -255,8 +292,11 @@ def test_imagej_hyperstack_channels_depth_and_spacing(tmp_path):
 
 def test_ome_tiff_axes_and_physical_size(tmp_path):
     data = rand((2, 3, 4, 5), np.uint16, 0, 1000)  # C, Z, Y, X
-    tifffile.imwrite(tmp_path / "x.ome.tif", data,
-                     metadata={"axes": "CZYX", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.4, "PhysicalSizeZ": 1.5})
+    tifffile.imwrite(
+        tmp_path / "x.ome.tif",
+        data,
+        metadata={"axes": "CZYX", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.4, "PhysicalSizeZ": 1.5},
+    )
     arr, meta = read_image(tmp_path / "x.ome.tif")
     assert arr.shape == (2, 3, 4, 5)
     np.testing.assert_array_equal(arr, data)
@@ -265,15 +305,27 @@ def test_ome_tiff_axes_and_physical_size(tmp_path):
 
 def test_tiff_resolution_tags_centimetre_vs_inch(tmp_path):
     a = rand((4, 4), np.uint8)
-    tifffile.imwrite(tmp_path / "cm.tif", a, resolution=(1e4 / 0.5, 1e4 / 0.5), resolutionunit="CENTIMETER",
-                     metadata=None)
+    tifffile.imwrite(
+        tmp_path / "cm.tif",
+        a,
+        resolution=(1e4 / 0.5, 1e4 / 0.5),
+        resolutionunit="CENTIMETER",
+        metadata=None,
+    )
     assert read_image(tmp_path / "cm.tif")[1].spacing == pytest.approx((0.5, 0.5))
-    tifffile.imwrite(tmp_path / "inch.tif", a, resolution=(72, 72), resolutionunit="INCH", metadata=None)
+    tifffile.imwrite(
+        tmp_path / "inch.tif", a, resolution=(72, 72), resolutionunit="INCH", metadata=None
+    )
     assert read_image(tmp_path / "inch.tif")[1].spacing is None
 
 
 def test_tiff_time_axis_refused(tmp_path):
-    tifffile.imwrite(tmp_path / "t.tif", rand((3, 4, 5), np.uint8), photometric="minisblack", metadata={"axes": "TYX"})
+    tifffile.imwrite(
+        tmp_path / "t.tif",
+        rand((3, 4, 5), np.uint8),
+        photometric="minisblack",
+        metadata={"axes": "TYX"},
+    )
     with pytest.raises(DataError, match=r"t\.tif: .*T=3"):
         read_image(tmp_path / "t.tif")
 
@@ -287,10 +339,15 @@ def test_tiff_float_nan_is_not_an_error(tmp_path):
     np.testing.assert_array_equal(arr, a)  # NaN == NaN under assert_array_equal
 
 
-@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16", "int32", "uint32", "float32", "float64"])
+@pytest.mark.parametrize(
+    "dtype", ["uint8", "int8", "uint16", "int16", "int32", "uint32", "float32", "float64"]
+)
 def test_tiff_round_trip_dtypes(tmp_path, dtype):
-    a = (RNG.normal(size=(2, 3, 5, 4)) * 50).astype(dtype) if dtype.startswith("float") else \
-        rand((2, 3, 5, 4), dtype, 0, 100)
+    a = (
+        (RNG.normal(size=(2, 3, 5, 4)) * 50).astype(dtype)
+        if dtype.startswith("float")
+        else rand((2, 3, 5, 4), dtype, 0, 100)
+    )
     meta = ImageMeta(spacing=(2.0, 0.5, 0.25), spacing_unit="um")
     write_image(tmp_path / "r.tif", a, meta)
     b, m = read_image(tmp_path / "r.tif")
@@ -299,7 +356,9 @@ def test_tiff_round_trip_dtypes(tmp_path, dtype):
     assert m.spacing == (2.0, 0.5, 0.25) and m.spacing_unit == "um"
     # resolution tags also carry the pixel size for other software
     with tifffile.TiffFile(tmp_path / "r.tif") as tf:
-        assert tf.pages[0].tags["XResolution"].value[0] / tf.pages[0].tags["XResolution"].value[1] == pytest.approx(4.0)
+        assert tf.pages[0].tags["XResolution"].value[0] / tf.pages[0].tags["XResolution"].value[
+            1
+        ] == pytest.approx(4.0)
 
 
 def test_tiff_rgb_round_trip_keeps_interleaved_layout(tmp_path):
@@ -312,7 +371,9 @@ def test_tiff_rgb_round_trip_keeps_interleaved_layout(tmp_path):
 
 # ----------------------------------------------------------------------------------------- NIfTI
 def _affine():
-    aff = np.array([[0.0, 0.0, 2.5, -10.0], [0.0, 0.8, 0.0, 5.0], [-0.7, 0.0, 0.0, 3.0], [0, 0, 0, 1]])
+    aff = np.array(
+        [[0.0, 0.0, 2.5, -10.0], [0.0, 0.8, 0.0, 5.0], [-0.7, 0.0, 0.0, 3.0], [0, 0, 0, 1]]
+    )
     return aff
 
 
@@ -396,7 +457,9 @@ def test_nifti_single_slice_is_2d_and_round_trips(tmp_path):
 
 # ----------------------------------------------------------------------------------------- meta
 def test_meta_json_round_trip(tmp_path):
-    write_image(tmp_path / "v.nii.gz", rand((1, 2, 3, 4), np.int16), ImageMeta(affine=_affine().tolist()))
+    write_image(
+        tmp_path / "v.nii.gz", rand((1, 2, 3, 4), np.int16), ImageMeta(affine=_affine().tolist())
+    )
     _, meta = read_image(tmp_path / "v.nii.gz")
     text = json.dumps(meta.to_dict())
     back = ImageMeta.from_dict({**json.loads(text), "future_key": 1})
@@ -441,17 +504,40 @@ def test_atomic_write_context_manager(tmp_path):
 
 
 # ------------------------------------------------------------------------------ write refusals
-@pytest.mark.parametrize("name,array,message", [
-    ("f.png", np.zeros((1, 2, 2), np.float32), r"f\.png: cannot store float32 .* in a PNG file"),
-    ("rgb16.png", np.zeros((3, 2, 2), np.uint16), r"rgb16\.png: cannot store uint16 data with 3 channel"),
-    ("vol.png", np.zeros((1, 2, 2, 2), np.uint8), r"vol\.png: cannot store uint8 .* PNG file \(it holds 2D"),
-    ("x.jpg", np.zeros((1, 2, 2), np.uint8), r"x\.jpg: unetkit does not write JPEG files \(lossy\)"),
-    ("h.nii.gz", np.zeros((1, 2, 2, 2), np.float16), r"h\.nii\.gz: cannot store float16"),
-    ("m.nii", np.zeros((3, 2, 2), np.uint8), r"m\.nii: cannot store uint8 data with 3 channel"),
-    ("flat.tif", np.zeros((4, 4), np.uint8), r"flat\.tif: cannot write an array of shape \(4, 4\): expected channel-first"),
-    ("c.tif", np.zeros((1, 2, 2), np.complex64), r"c\.tif: cannot write complex64 data"),
-    ("notes.txt", np.zeros((1, 2, 2), np.uint8), r"notes\.txt: unsupported file type '\.txt'"),
-])
+@pytest.mark.parametrize(
+    "name,array,message",
+    [
+        (
+            "f.png",
+            np.zeros((1, 2, 2), np.float32),
+            r"f\.png: cannot store float32 .* in a PNG file",
+        ),
+        (
+            "rgb16.png",
+            np.zeros((3, 2, 2), np.uint16),
+            r"rgb16\.png: cannot store uint16 data with 3 channel",
+        ),
+        (
+            "vol.png",
+            np.zeros((1, 2, 2, 2), np.uint8),
+            r"vol\.png: cannot store uint8 .* PNG file \(it holds 2D",
+        ),
+        (
+            "x.jpg",
+            np.zeros((1, 2, 2), np.uint8),
+            r"x\.jpg: unetkit does not write JPEG files \(lossy\)",
+        ),
+        ("h.nii.gz", np.zeros((1, 2, 2, 2), np.float16), r"h\.nii\.gz: cannot store float16"),
+        ("m.nii", np.zeros((3, 2, 2), np.uint8), r"m\.nii: cannot store uint8 data with 3 channel"),
+        (
+            "flat.tif",
+            np.zeros((4, 4), np.uint8),
+            r"flat\.tif: cannot write an array of shape \(4, 4\): expected channel-first",
+        ),
+        ("c.tif", np.zeros((1, 2, 2), np.complex64), r"c\.tif: cannot write complex64 data"),
+        ("notes.txt", np.zeros((1, 2, 2), np.uint8), r"notes\.txt: unsupported file type '\.txt'"),
+    ],
+)
 def test_write_refusals(tmp_path, name, array, message):
     with pytest.raises(DataError, match=message):
         write_image(tmp_path / name, array)
@@ -473,8 +559,10 @@ def test_broken_symlink_names_the_link_and_its_target(tmp_path):
     (tmp_path / "link.png").symlink_to(tmp_path / "gone.png")
     with pytest.raises(DataError) as err:
         read_image(tmp_path / "link.png")
-    assert str(err.value) == (f"{tmp_path / 'link.png'}: broken symbolic link (its target "
-                              f"{tmp_path / 'gone.png'} does not exist)")
+    assert str(err.value) == (
+        f"{tmp_path / 'link.png'}: broken symbolic link (its target "
+        f"{tmp_path / 'gone.png'} does not exist)"
+    )
 
 
 def test_zero_byte_file(tmp_path):
@@ -485,7 +573,9 @@ def test_zero_byte_file(tmp_path):
 
 def test_unsupported_suffix(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
-    with pytest.raises(DataError, match=r"notes\.txt: unsupported file type '\.txt'; supported: \.nii\.gz"):
+    with pytest.raises(
+        DataError, match=r"notes\.txt: unsupported file type '\.txt'; supported: \.nii\.gz"
+    ):
         read_image(tmp_path / "notes.txt")
 
 
@@ -514,7 +604,9 @@ def test_truncated_tiff_is_reported_quietly(tmp_path, capsys):
 
 def test_text_saved_as_tiff(tmp_path):
     (tmp_path / "x.tif").write_text("hello")
-    with pytest.raises(DataError, match=r"x\.tif: unreadable or truncated TIFF file \(TiffFileError: not a TIFF"):
+    with pytest.raises(
+        DataError, match=r"x\.tif: unreadable or truncated TIFF file \(TiffFileError: not a TIFF"
+    ):
         read_image(tmp_path / "x.tif")
 
 
@@ -522,7 +614,9 @@ def test_text_saved_as_tiff(tmp_path):
 def test_truncated_nifti(tmp_path, name):
     write_image(tmp_path / name, rand((1, 8, 16, 16), np.int16))
     _truncate(tmp_path / name)
-    with pytest.raises(DataError, match=rf"{name.replace('.', '[.]')}: unreadable or truncated NIFTI file"):
+    with pytest.raises(
+        DataError, match=rf"{name.replace('.', '[.]')}: unreadable or truncated NIFTI file"
+    ):
         read_image(tmp_path / name)
 
 
@@ -537,12 +631,16 @@ def test_axes_override_errors(tmp_path):
     with pytest.raises(DataError, match=r"a\.png: axes='CYX' applies to TIFF files only"):
         read_image(tmp_path / "a.png", axes="CYX")
     tifffile.imwrite(tmp_path / "a.tif", rand((3, 3), np.uint8))
-    with pytest.raises(DataError, match=r"a\.tif: axes='CYX' has 3 letters but the data has 2 dimensions"):
+    with pytest.raises(
+        DataError, match=r"a\.tif: axes='CYX' has 3 letters but the data has 2 dimensions"
+    ):
         read_image(tmp_path / "a.tif", axes="CYX")
 
 
 # -- NumPy .npy ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("shape, axes", [((7, 9), "YX"), ((2, 7, 9), "CYX"), ((1, 3, 7, 9), "CZYX")])
+@pytest.mark.parametrize(
+    "shape, axes", [((7, 9), "YX"), ((2, 7, 9), "CYX"), ((1, 3, 7, 9), "CZYX")]
+)
 def test_npy_round_trip_channel_first(tmp_path, shape, axes):
     arr = np.random.default_rng(0).integers(0, 4000, shape).astype(np.uint16)
     np.save(tmp_path / "a.npy", arr)
@@ -552,7 +650,10 @@ def test_npy_round_trip_channel_first(tmp_path, shape, axes):
     assert meta.format == "npy" and meta.axes == axes and meta.shape == want.shape
     write_image(tmp_path / "b.npy", got, meta)
     assert np.array_equal(np.load(tmp_path / "b.npy"), want)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npy", "b.npy"]  # no temp file left, no .npy.npy
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "a.npy",
+        "b.npy",
+    ]  # no temp file left, no .npy.npy
 
 
 def test_npy_refuses_objects_samples_last_and_bad_ranks(tmp_path):
@@ -560,7 +661,10 @@ def test_npy_refuses_objects_samples_last_and_bad_ranks(tmp_path):
     with pytest.raises(DataError, match=r"rgb\.npy: shape \(20, 30, 3\) looks like \(H, W, RGB\)"):
         read_image(tmp_path / "rgb.npy")
     np.save(tmp_path / "flat.npy", np.zeros(5, np.float32))
-    with pytest.raises(DataError, match=r"flat\.npy: expected \(H, W\), \(C, H, W\) or \(C, D, H, W\), got shape \(5,\)"):
+    with pytest.raises(
+        DataError,
+        match=r"flat\.npy: expected \(H, W\), \(C, H, W\) or \(C, D, H, W\), got shape \(5,\)",
+    ):
         read_image(tmp_path / "flat.npy")
     np.save(tmp_path / "text.npy", np.array([["a", "b"], ["c", "d"]]))
     with pytest.raises(DataError, match=r"text\.npy: holds <U1 values"):
@@ -574,7 +678,16 @@ def test_list_images_groups_by_stem_and_sets_the_rest_apart(tmp_path):
     """The one listing discovery, predict and evaluate share: stems, duplicates, strays, hidden files."""
     from unetkit.io import list_images
 
-    for name in ("b.png", "a.tif", "a.png", "c.nii.gz", "notes.txt", ".hidden.png", "Thumbs.db", "p.npz"):
+    for name in (
+        "b.png",
+        "a.tif",
+        "a.png",
+        "c.nii.gz",
+        "notes.txt",
+        ".hidden.png",
+        "Thumbs.db",
+        "p.npz",
+    ):
         (tmp_path / name).write_bytes(b"")
     (tmp_path / "sub").mkdir()
     listing = list_images(tmp_path)

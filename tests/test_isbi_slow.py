@@ -26,9 +26,15 @@ EPOCHS, ITERS_PER_EPOCH = 16, 20
 @pytest.mark.slow
 def test_isbi2012_recipe_learns_membranes_in_fixed_steps(shared_data, tmp_path):
     isbi = shared_data / "isbi2012"
-    cfg = RunConfig.from_yaml(REPO / "examples" / "isbi2012.yaml").override({
-        "data.train_dir": str(isbi / "train"), "data.val_dir": str(isbi / "val"),
-        "train.epochs": EPOCHS, "train.iters_per_epoch": ITERS_PER_EPOCH, "train.seed": 0})
+    cfg = RunConfig.from_yaml(REPO / "examples" / "isbi2012.yaml").override(
+        {
+            "data.train_dir": str(isbi / "train"),
+            "data.val_dir": str(isbi / "val"),
+            "train.epochs": EPOCHS,
+            "train.iters_per_epoch": ITERS_PER_EPOCH,
+            "train.seed": 0,
+        }
+    )
     cfg.train.time_budget_minutes = None  # steps, not minutes: the same work on any CPU
     assert cfg.train.select_metric == "val_dice_c0" and cfg.model.name == "unet"
     result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
@@ -43,7 +49,9 @@ def test_isbi2012_recipe_learns_membranes_in_fixed_steps(shared_data, tmp_path):
         inter = np.logical_and(pred_membrane, truth_membrane).sum()
         dices.append(2 * inter / (pred_membrane.sum() + truth_membrane.sum()))
     pixel_error, membrane_dice = float(np.mean(errors)), float(np.mean(dices))
-    print(f"ISBI 2012 val: pixel error {pixel_error:.4f}, membrane Dice {membrane_dice:.4f}, "
-          f"{result.epochs_completed} epochs")
+    print(
+        f"ISBI 2012 val: pixel error {pixel_error:.4f}, membrane Dice {membrane_dice:.4f}, "
+        f"{result.epochs_completed} epochs"
+    )
     assert pixel_error <= 0.10
     assert membrane_dice >= 0.75

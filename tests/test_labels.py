@@ -50,14 +50,19 @@ def test_float_mask_with_whole_numbers():
 def test_unexpected_values_named_with_file():
     lm = LabelMap([0, 255])
     mask = np.array([[[0, 128, 255, 7]]], np.uint8)
-    with pytest.raises(DataError, match=r"^masks/03\.png: unexpected label values 7, 128 \(the label map has 0, 255\)$"):
+    with pytest.raises(
+        DataError,
+        match=r"^masks/03\.png: unexpected label values 7, 128 \(the label map has 0, 255\)$",
+    ):
         lm.encode(mask, path="masks/03.png")
     with pytest.raises(DataError, match=r"^unexpected label values 7, 128"):
         lm.encode(mask)
 
 
 def test_encode_needs_channel_first():
-    with pytest.raises(DataError, match=r"mask of shape \(2, 3\) is not channel-first with 1 channel"):
+    with pytest.raises(
+        DataError, match=r"mask of shape \(2, 3\) is not channel-first with 1 channel"
+    ):
         LabelMap([0, 1]).encode(np.zeros((2, 3), np.uint8))
 
 
@@ -79,26 +84,32 @@ def test_decode_out_of_range():
         LabelMap([0, 255]).decode(np.array([0, 2]))
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"values": [0]}, "at least 2 classes"),
-    ({"values": [0, 1, 0]}, "class values repeat: 0, 1, 0"),
-    ({"values": [0, 1.5]}, "class values must be integers"),
-    ({"values": [0, 1], "names": ["a"]}, "1 class names for 2 class values"),
-    ({"values": [(0, 0), (1, 1)], "kind": "colors"}, r"\(r, g, b\) triples"),
-    ({"values": [0, 1], "kind": "blobs"}, "unknown label map kind 'blobs'"),
-    ({"values": [0, 2], "kind": "instances"}, r"values \(0, 1\)"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"values": [0]}, "at least 2 classes"),
+        ({"values": [0, 1, 0]}, "class values repeat: 0, 1, 0"),
+        ({"values": [0, 1.5]}, "class values must be integers"),
+        ({"values": [0, 1], "names": ["a"]}, "1 class names for 2 class values"),
+        ({"values": [(0, 0), (1, 1)], "kind": "colors"}, r"\(r, g, b\) triples"),
+        ({"values": [0, 1], "kind": "blobs"}, "unknown label map kind 'blobs'"),
+        ({"values": [0, 2], "kind": "instances"}, r"values \(0, 1\)"),
+    ],
+)
 def test_label_map_argument_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         LabelMap(**kwargs)
 
 
-@pytest.mark.parametrize("lm", [
-    LabelMap([0, 255], names=["bg", "fg"]),
-    LabelMap([(0, 0, 0), (10, 20, 30)], kind="colors"),
-    LabelMap([0, 1, 2], palette=[0, 0, 0, 255, 0, 0, 0, 0, 255]),
-    INSTANCE_LABEL_MAP,
-])
+@pytest.mark.parametrize(
+    "lm",
+    [
+        LabelMap([0, 255], names=["bg", "fg"]),
+        LabelMap([(0, 0, 0), (10, 20, 30)], kind="colors"),
+        LabelMap([0, 1, 2], palette=[0, 0, 0, 255, 0, 0, 0, 0, 255]),
+        INSTANCE_LABEL_MAP,
+    ],
+)
 def test_to_dict_json_round_trip(lm):
     assert LabelMap.from_dict(json.loads(json.dumps(lm.to_dict()))) == lm
 
@@ -146,7 +157,9 @@ def test_infer_palette_mask_keeps_palette(tmp_path):
 def test_auto_refuses_many_values_and_suggests_instances(tmp_path):
     inst = np.arange(40, dtype=np.uint16).reshape(1, 5, 8)
     write_image(tmp_path / "inst.png", inst)
-    with pytest.raises(DataError, match=r"inst\.png: 40 distinct mask values .* use kind='instances'"):
+    with pytest.raises(
+        DataError, match=r"inst\.png: 40 distinct mask values .* use kind='instances'"
+    ):
         infer_label_map([tmp_path / "inst.png"])
     assert infer_label_map([tmp_path / "inst.png"], kind="labels").num_classes == 40
     assert infer_label_map([tmp_path / "inst.png"], kind="instances") is INSTANCE_LABEL_MAP
@@ -154,20 +167,26 @@ def test_auto_refuses_many_values_and_suggests_instances(tmp_path):
 
 def test_infer_single_value_is_an_error(tmp_path):
     write_image(tmp_path / "e.png", np.zeros((1, 2, 2), np.uint8))
-    with pytest.raises(DataError, match=r"e\.png: all 1 mask\(s\) hold the single value 0; cannot infer"):
+    with pytest.raises(
+        DataError, match=r"e\.png: all 1 mask\(s\) hold the single value 0; cannot infer"
+    ):
         infer_label_map([tmp_path / "e.png"])
 
 
 def test_infer_mixed_channel_counts(tmp_path):
     write_image(tmp_path / "rgb.png", np.zeros((3, 2, 2), np.uint8))
-    with pytest.raises(DataError, match=r"rgb\.png: mask has 3 channel\(s\) but the label map is 'labels'"):
+    with pytest.raises(
+        DataError, match=r"rgb\.png: mask has 3 channel\(s\) but the label map is 'labels'"
+    ):
         infer_label_map([np.array([[[0, 1]]], np.uint8), tmp_path / "rgb.png"])
 
 
 def test_infer_bad_kind_and_channels():
     with pytest.raises(ConfigError, match="unknown mask kind 'semantic'"):
         infer_label_map([], kind="semantic")
-    with pytest.raises(DataError, match=r"1 channel \(labels\) or 3 \(RGB colours\), got shape \(2, 2, 2\)"):
+    with pytest.raises(
+        DataError, match=r"1 channel \(labels\) or 3 \(RGB colours\), got shape \(2, 2, 2\)"
+    ):
         infer_label_map([np.zeros((2, 2, 2), np.uint8)])
 
 
@@ -202,7 +221,11 @@ def test_read_mask_errors(tmp_path):
     with pytest.raises(ConfigError, match="read_mask needs the dataset's LabelMap"):
         read_mask(tmp_path / "m.png")
     write_image(tmp_path / "m.png", np.array([[[0, 3]]], np.uint8))
-    with pytest.raises(DataError, match=r"m\.png: unexpected label values 3 \(the label map has 0, 255\)"):
+    with pytest.raises(
+        DataError, match=r"m\.png: unexpected label values 3 \(the label map has 0, 255\)"
+    ):
         read_mask(tmp_path / "m.png", LabelMap([0, 255]))
-    with pytest.raises(ConfigError, match="kind='instances' contradicts the label map's kind 'labels'"):
+    with pytest.raises(
+        ConfigError, match="kind='instances' contradicts the label map's kind 'labels'"
+    ):
         read_mask(tmp_path / "m.png", LabelMap([0, 3]), kind="instances")

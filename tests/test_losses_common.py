@@ -9,7 +9,17 @@ import torch.nn.functional as F
 
 from unetkit.losses import create_loss
 
-NAMES = ["ce", "dice", "dice-ce", "focal", "iou", "tversky", "ms-ssim", "unet3plus-hybrid", "compound"]
+NAMES = [
+    "ce",
+    "dice",
+    "dice-ce",
+    "focal",
+    "iou",
+    "tversky",
+    "ms-ssim",
+    "unet3plus-hybrid",
+    "compound",
+]
 
 
 def build(name, **kw):
@@ -25,7 +35,9 @@ def perfect_logits(target, k, margin=60.0):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("k, spatial", [(1, (24, 24)), (2, (22, 23)), (3, (24, 24)), (3, (12, 12, 12))])
+@pytest.mark.parametrize(
+    "k, spatial", [(1, (24, 24)), (2, (22, 23)), (3, (24, 24)), (3, (12, 12, 12))]
+)
 def test_perfect_prediction_reaches_zero(name, k, spatial):
     target = torch.randint(0, max(k, 2), (2, *spatial))
     if k == 3:
@@ -62,7 +74,9 @@ def test_k1_sigmoid_equals_two_class_softmax(name):
     target = torch.randint(0, 2, (2, 24, 24))
     two = torch.cat([torch.zeros_like(z), z], 1)
     w = torch.rand(2, 24, 24)
-    assert build(name)(z, target, w).item() == pytest.approx(build(name)(two, target, w).item(), rel=1e-5, abs=1e-6)
+    assert build(name)(z, target, w).item() == pytest.approx(
+        build(name)(two, target, w).item(), rel=1e-5, abs=1e-6
+    )
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -28,8 +28,19 @@ from unetkit.models import ModelOutput
 
 
 def test_registry_names_and_create():
-    assert list_losses() == ["bce", "ce", "compound", "dice", "dice-ce", "focal", "iou", "jaccard", "ms-ssim",
-                             "tversky", "unet3plus-hybrid"]
+    assert list_losses() == [
+        "bce",
+        "ce",
+        "compound",
+        "dice",
+        "dice-ce",
+        "focal",
+        "iou",
+        "jaccard",
+        "ms-ssim",
+        "tversky",
+        "unet3plus-hybrid",
+    ]
     loss = create_loss("focal", gamma=3.0, alpha=None, ignore_index=255)
     assert isinstance(loss, FocalLoss) and loss.gamma == 3.0 and loss.ignore_index == 255
     assert isinstance(create_loss("MS_SSIM"), MSSSIMLoss)
@@ -46,9 +57,15 @@ def test_compound_is_weighted_sum_with_options():
     logits = torch.randn(2, 3, 20, 20)
     target = torch.randint(0, 3, (2, 20, 20))
     w = torch.rand(2, 20, 20)
-    loss = create_loss("compound", weights={"dice": 0.5, "focal": 2.0, "ce": 0.0},
-                       options={"focal": {"gamma": 1.0}}, ignore_index=2)
-    expected = 0.5 * DiceLoss(ignore_index=2)(logits, target, w) + 2.0 * FocalLoss(1.0, ignore_index=2)(logits, target, w)
+    loss = create_loss(
+        "compound",
+        weights={"dice": 0.5, "focal": 2.0, "ce": 0.0},
+        options={"focal": {"gamma": 1.0}},
+        ignore_index=2,
+    )
+    expected = 0.5 * DiceLoss(ignore_index=2)(logits, target, w) + 2.0 * FocalLoss(
+        1.0, ignore_index=2
+    )(logits, target, w)
     assert loss(logits, target, w).item() == pytest.approx(expected.item(), rel=1e-6)
     parts = loss.components(logits, target, w)
     assert sorted(parts) == ["dice", "focal"]  # weight 0 terms are not computed
@@ -69,11 +86,16 @@ def test_compound_errors():
 def test_hybrid_is_focal_plus_ms_ssim_plus_iou():
     logits = torch.randn(2, 1, 48, 48)
     target = torch.randint(0, 2, (2, 48, 48))
-    expected = FocalLoss()(logits, target) + MSSSIMLoss()(logits, target) + IoULoss()(logits, target)
+    expected = (
+        FocalLoss()(logits, target) + MSSSIMLoss()(logits, target) + IoULoss()(logits, target)
+    )
     assert UNet3PlusHybridLoss()(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
-    weighted = UNet3PlusHybridLoss(focal_weight=2, ms_ssim_weight=0, iou_weight=0.5, gamma=1.0)(logits, target)
-    assert weighted.item() == pytest.approx(2 * FocalLoss(1.0)(logits, target).item()
-                                            + 0.5 * IoULoss()(logits, target).item(), rel=1e-6)
+    weighted = UNet3PlusHybridLoss(focal_weight=2, ms_ssim_weight=0, iou_weight=0.5, gamma=1.0)(
+        logits, target
+    )
+    assert weighted.item() == pytest.approx(
+        2 * FocalLoss(1.0)(logits, target).item() + 0.5 * IoULoss()(logits, target).item(), rel=1e-6
+    )
 
 
 def test_dice_ce_from_registry():
@@ -116,15 +138,23 @@ def test_deep_supervision_weights_and_resizing():
     target = torch.randint(0, 3, (2, 16, 16))
     w = torch.rand(2, 16, 16) + 0.5
     out = ModelOutput(main, [aux1, aux2], None)
-    expected = (4 / 7 * ce(main, target, w)
-                + 2 / 7 * ce(aux1, target[:, ::2, ::2], F.avg_pool2d(w[:, None], 2)[:, 0])
-                + 1 / 7 * ce(aux2, target[:, ::4, ::4], F.avg_pool2d(w[:, None], 4)[:, 0]))
-    assert DeepSupervisionLoss(ce)(out, target, w).item() == pytest.approx(expected.item(), rel=1e-6)
+    expected = (
+        4 / 7 * ce(main, target, w)
+        + 2 / 7 * ce(aux1, target[:, ::2, ::2], F.avg_pool2d(w[:, None], 2)[:, 0])
+        + 1 / 7 * ce(aux2, target[:, ::4, ::4], F.avg_pool2d(w[:, None], 4)[:, 0])
+    )
+    assert DeepSupervisionLoss(ce)(out, target, w).item() == pytest.approx(
+        expected.item(), rel=1e-6
+    )
     # explicit weights are used as given; a list of tensors works like a ModelOutput
     got = DeepSupervisionLoss(ce, weights=[1, 1, 0])([main, aux1, aux2], target[:, None])
-    assert got.item() == pytest.approx((ce(main, target) + ce(aux1, target[:, ::2, ::2])).item(), rel=1e-6)
+    assert got.item() == pytest.approx(
+        (ce(main, target) + ce(aux1, target[:, ::2, ::2])).item(), rel=1e-6
+    )
     # a plain tensor is the main output alone
-    assert DeepSupervisionLoss(ce)(main, target).item() == pytest.approx(ce(main, target).item(), rel=1e-6)
+    assert DeepSupervisionLoss(ce)(main, target).item() == pytest.approx(
+        ce(main, target).item(), rel=1e-6
+    )
 
 
 def test_deep_supervision_full_size_aux_3d():
@@ -156,8 +186,15 @@ def test_deep_supervision_adds_cgm_bce():
     assert got.item() == pytest.approx(ce(main, target).item() + 0.4 * bce.item(), rel=1e-6)
     # by hand: mean of −log σ(2), −log(1 − σ(−1)), −log(1 − σ(.5)), −log σ(.3)
     sig = torch.sigmoid
-    hand = -(torch.log(sig(torch.tensor(2.0))) + torch.log(1 - sig(torch.tensor(-1.0)))
-             + torch.log(1 - sig(torch.tensor(0.5))) + torch.log(sig(torch.tensor(0.3)))) / 4
+    hand = (
+        -(
+            torch.log(sig(torch.tensor(2.0)))
+            + torch.log(1 - sig(torch.tensor(-1.0)))
+            + torch.log(1 - sig(torch.tensor(0.5)))
+            + torch.log(sig(torch.tensor(0.3)))
+        )
+        / 4
+    )
     assert bce.item() == pytest.approx(hand.item(), rel=1e-6)
     no_cgm = DeepSupervisionLoss(ce, cgm_weight=0)(ModelOutput(main, [], cls), target)
     assert no_cgm.item() == pytest.approx(ce(main, target).item(), rel=1e-6)
@@ -195,4 +232,6 @@ def test_deep_supervision_errors():
     with pytest.raises(ConfigError, match="cgm_weight must be ≥ 0"):
         DeepSupervisionLoss(ce, cgm_weight=-1)
     with pytest.raises(ConfigError, match="target shape"):
-        DeepSupervisionLoss(ce)(torch.randn(1, 2, 4, 4), target)  # main output must match the target
+        DeepSupervisionLoss(ce)(
+            torch.randn(1, 2, 4, 4), target
+        )  # main output must match the target

@@ -22,9 +22,13 @@ def case(k, spatial=(6, 7), b=2):
 @pytest.mark.parametrize("spatial", [(6, 7), (4, 5, 6)])
 def test_dice_softmax_matches_monai(batch, include_background, spatial):
     logits, target = case(3, spatial)
-    ref = monai_losses.DiceLoss(include_background=include_background, to_onehot_y=True, softmax=True, batch=batch)
+    ref = monai_losses.DiceLoss(
+        include_background=include_background, to_onehot_y=True, softmax=True, batch=batch
+    )
     ours = DiceLoss(include_background=include_background, batch_dice=batch)
-    assert ours(logits, target).item() == pytest.approx(ref(logits, target[:, None]).item(), rel=1e-5)
+    assert ours(logits, target).item() == pytest.approx(
+        ref(logits, target[:, None]).item(), rel=1e-5
+    )
 
 
 def test_dice_sigmoid_matches_monai():
@@ -35,8 +39,9 @@ def test_dice_sigmoid_matches_monai():
 
 def test_dice_ce_matches_monai():
     logits, target = case(4)
-    ref = monai_losses.DiceCELoss(include_background=False, to_onehot_y=True, softmax=True, lambda_dice=0.6,
-                                  lambda_ce=1.4)(logits, target[:, None])
+    ref = monai_losses.DiceCELoss(
+        include_background=False, to_onehot_y=True, softmax=True, lambda_dice=0.6, lambda_ce=1.4
+    )(logits, target[:, None])
     ours = DiceCELoss(dice_weight=0.6, ce_weight=1.4)(logits, target)
     assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
 
@@ -44,7 +49,9 @@ def test_dice_ce_matches_monai():
 @pytest.mark.parametrize("alpha", [None, 0.25])
 def test_focal_softmax_matches_monai(alpha):
     logits, target = case(3)
-    ref = monai_losses.FocalLoss(to_onehot_y=True, use_softmax=True, gamma=2.0, alpha=alpha)(logits, target[:, None])
+    ref = monai_losses.FocalLoss(to_onehot_y=True, use_softmax=True, gamma=2.0, alpha=alpha)(
+        logits, target[:, None]
+    )
     # MONAI averages over B × C × pixels; the loss is non-zero only in the true class's channel
     assert FocalLoss(alpha=alpha)(logits, target).item() == pytest.approx(3 * ref.item(), rel=1e-5)
 
@@ -59,8 +66,9 @@ def test_focal_sigmoid_matches_monai(alpha):
 @pytest.mark.parametrize("batch", [False, True])
 def test_tversky_matches_monai(batch):
     logits, target = case(3, (5, 6, 4))
-    ref = monai_losses.TverskyLoss(include_background=False, to_onehot_y=True, softmax=True, alpha=0.3, beta=0.7,
-                                   batch=batch)(logits, target[:, None])
+    ref = monai_losses.TverskyLoss(
+        include_background=False, to_onehot_y=True, softmax=True, alpha=0.3, beta=0.7, batch=batch
+    )(logits, target[:, None])
     ours = TverskyLoss(alpha=0.3, beta=0.7, batch_dice=batch)(logits, target)
     assert ours.item() == pytest.approx(ref.item(), rel=1e-5)
 

@@ -25,7 +25,9 @@ def test_dice_hand_computed():
     bg = (2 * 1.25 + S) / (1.6 + 2 + S)
     assert fg == pytest.approx(0.75, abs=1e-5) and bg == pytest.approx(2.5 / 3.6, abs=1e-5)
     assert DiceLoss()(LOGITS, TARGET).item() == pytest.approx(1 - fg, rel=1e-5)
-    assert DiceLoss(include_background=True)(LOGITS, TARGET).item() == pytest.approx(1 - (fg + bg) / 2, rel=1e-5)
+    assert DiceLoss(include_background=True)(LOGITS, TARGET).item() == pytest.approx(
+        1 - (fg + bg) / 2, rel=1e-5
+    )
 
 
 def test_iou_hand_computed():
@@ -37,11 +39,23 @@ def test_iou_hand_computed():
 def test_tversky_hand_computed():
     ti = (1.65 + S) / (1.65 + 0.3 * 0.75 + 0.7 * 0.35 + S)
     assert ti == pytest.approx(1.65 / 2.12, abs=1e-5)
-    assert TverskyLoss(alpha=0.3, beta=0.7)(LOGITS, TARGET).item() == pytest.approx(1 - ti, rel=1e-5)
+    assert TverskyLoss(alpha=0.3, beta=0.7)(LOGITS, TARGET).item() == pytest.approx(
+        1 - ti, rel=1e-5
+    )
 
 
-def np_overlap(probs, target, kind, include_background=False, batch=False, weight=None, alpha=0.5, beta=0.5,
-               smooth=S, ignore=None):
+def np_overlap(
+    probs,
+    target,
+    kind,
+    include_background=False,
+    batch=False,
+    weight=None,
+    alpha=0.5,
+    beta=0.5,
+    smooth=S,
+    ignore=None,
+):
     """Reference: explicit loops over classes, images and pixels."""
     B, C = probs.shape[:2]
     classes = range(C) if include_background else range(1, C)
@@ -78,17 +92,25 @@ def test_overlap_losses_match_numpy_loops(batch, include_background):
     probs = logits.softmax(1).numpy().astype(np.float64)
     t = target.numpy()
     kw = dict(include_background=include_background, batch_dice=batch)
-    assert DiceLoss(**kw)(logits, target).item() == pytest.approx(np_overlap(probs, t, "dice", include_background, batch), rel=1e-5)
-    assert IoULoss(**kw)(logits, target).item() == pytest.approx(np_overlap(probs, t, "iou", include_background, batch), rel=1e-5)
+    assert DiceLoss(**kw)(logits, target).item() == pytest.approx(
+        np_overlap(probs, t, "dice", include_background, batch), rel=1e-5
+    )
+    assert IoULoss(**kw)(logits, target).item() == pytest.approx(
+        np_overlap(probs, t, "iou", include_background, batch), rel=1e-5
+    )
     assert TverskyLoss(0.2, 0.8, **kw)(logits, target).item() == pytest.approx(
-        np_overlap(probs, t, "tversky", include_background, batch, alpha=0.2, beta=0.8), rel=1e-5)
+        np_overlap(probs, t, "tversky", include_background, batch, alpha=0.2, beta=0.8), rel=1e-5
+    )
 
 
 def test_batch_dice_differs_from_per_image():
     logits = torch.randn(2, 3, 4, 5)
     target = torch.randint(0, 3, (2, 4, 5))
     target[1][target[1] == 2] = 1
-    assert abs(DiceLoss(batch_dice=True)(logits, target).item() - DiceLoss()(logits, target).item()) > 1e-3
+    assert (
+        abs(DiceLoss(batch_dice=True)(logits, target).item() - DiceLoss()(logits, target).item())
+        > 1e-3
+    )
 
 
 def test_overlap_weight_map_and_ignore_index_3d():
@@ -107,8 +129,12 @@ def test_tversky_special_cases_equal_dice_and_iou():
     logits = torch.randn(2, 4, 6, 6)
     target = torch.randint(0, 4, (2, 6, 6))
     kw = dict(smooth_nr=0.0, smooth_dr=0.0)
-    assert TverskyLoss(0.5, 0.5, **kw)(logits, target).item() == pytest.approx(DiceLoss(**kw)(logits, target).item(), rel=1e-6)
-    assert TverskyLoss(1.0, 1.0, **kw)(logits, target).item() == pytest.approx(IoULoss(**kw)(logits, target).item(), rel=1e-6)
+    assert TverskyLoss(0.5, 0.5, **kw)(logits, target).item() == pytest.approx(
+        DiceLoss(**kw)(logits, target).item(), rel=1e-6
+    )
+    assert TverskyLoss(1.0, 1.0, **kw)(logits, target).item() == pytest.approx(
+        IoULoss(**kw)(logits, target).item(), rel=1e-6
+    )
 
 
 def test_empty_class_with_empty_prediction_costs_nothing():
@@ -126,7 +152,9 @@ def test_dice_k1_sigmoid_equals_two_class():
     target = torch.randint(0, 2, (2, 5, 5))
     two = torch.cat([torch.zeros_like(z), z], 1)
     for kw in ({}, {"include_background": True}, {"batch_dice": True}):
-        assert DiceLoss(**kw)(z, target).item() == pytest.approx(DiceLoss(**kw)(two, target).item(), rel=1e-6)
+        assert DiceLoss(**kw)(z, target).item() == pytest.approx(
+            DiceLoss(**kw)(two, target).item(), rel=1e-6
+        )
     p = torch.sigmoid(z[:, 0])
     g = target.float()
     per_image = 1 - ((2 * (p * g).sum((1, 2)) + S) / (p.sum((1, 2)) + g.sum((1, 2)) + S)).mean()
@@ -139,10 +167,14 @@ def test_dice_ce_is_weighted_sum():
     w = torch.rand(2, 6, 6)
     dice = DiceLoss(batch_dice=True)(logits, target, w)
     ce = CrossEntropyLoss(class_weights=(1, 2, 3))(logits, target, w)
-    got = DiceCELoss(dice_weight=0.7, ce_weight=1.3, batch_dice=True, class_weights=(1, 2, 3))(logits, target, w)
+    got = DiceCELoss(dice_weight=0.7, ce_weight=1.3, batch_dice=True, class_weights=(1, 2, 3))(
+        logits, target, w
+    )
     assert got.item() == pytest.approx(0.7 * dice.item() + 1.3 * ce.item(), rel=1e-6)
     assert DiceCELoss()(LOGITS, TARGET).item() == pytest.approx(
-        1 - (2 * 1.65 + S) / (4.4 + S) + (2 * math.log(4 / 3) + math.log(2) + math.log(10 / 9)) / 4, rel=1e-5)
+        1 - (2 * 1.65 + S) / (4.4 + S) + (2 * math.log(4 / 3) + math.log(2) + math.log(10 / 9)) / 4,
+        rel=1e-5,
+    )
 
 
 def test_overlap_argument_errors():

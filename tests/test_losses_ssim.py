@@ -29,7 +29,7 @@ def np_pool(a):
     for axis in range(a.ndim):
         n = a.shape[axis] // 2
         a = np.take(a, np.arange(2 * n), axis=axis)
-        a = a.reshape(a.shape[:axis] + (n, 2) + a.shape[axis + 1:]).mean(axis + 1)
+        a = a.reshape(a.shape[:axis] + (n, 2) + a.shape[axis + 1 :]).mean(axis + 1)
     return a
 
 
@@ -58,11 +58,25 @@ def t(a):
     return torch.from_numpy(a).float()[None, None]
 
 
-@pytest.mark.parametrize("shape, expected", [
-    ((176, 176), (5, 11)), ((175, 300), (4, 11)), ((88, 88), (4, 11)), ((87, 87), (3, 11)), ((44, 50), (3, 11)),
-    ((43, 43), (2, 11)), ((22, 22), (2, 11)), ((21, 21), (1, 11)), ((11, 11), (1, 11)), ((10, 10), (1, 9)),
-    ((8, 30), (1, 7)), ((1, 5), (1, 1)), ((30, 100, 100), (2, 11)), ((200, 200, 200), (5, 11)),
-])
+@pytest.mark.parametrize(
+    "shape, expected",
+    [
+        ((176, 176), (5, 11)),
+        ((175, 300), (4, 11)),
+        ((88, 88), (4, 11)),
+        ((87, 87), (3, 11)),
+        ((44, 50), (3, 11)),
+        ((43, 43), (2, 11)),
+        ((22, 22), (2, 11)),
+        ((21, 21), (1, 11)),
+        ((11, 11), (1, 11)),
+        ((10, 10), (1, 9)),
+        ((8, 30), (1, 7)),
+        ((1, 5), (1, 1)),
+        ((30, 100, 100), (2, 11)),
+        ((200, 200, 200), (5, 11)),
+    ],
+)
 def test_ms_ssim_plan(shape, expected):
     assert ms_ssim_plan(shape) == expected
 
@@ -76,7 +90,9 @@ def test_ms_ssim_identical_is_one(shape):
 @pytest.mark.parametrize("shape", [(40, 37), (15, 16, 17)])
 def test_single_scale_equals_skimage_ssim(shape):
     x, y = pair(shape)
-    ref = structural_similarity(x, y, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+    ref = structural_similarity(
+        x, y, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+    )
     assert ms_ssim(t(x), t(y), weights=(1.0,)).item() == pytest.approx(ref, abs=1e-5)
 
 
@@ -110,7 +126,9 @@ def test_negative_terms_are_clamped_not_nan():
     val = ms_ssim(x, 1 - x.detach())  # anti-correlated: every cs term ≈ −1
     val.sum().backward()
     assert torch.isfinite(val).all() and torch.isfinite(x.grad).all()
-    assert val.item() == pytest.approx(1e-4, rel=1e-3)  # every term clamped to 1e-4, weights sum to 1
+    assert val.item() == pytest.approx(
+        1e-4, rel=1e-3
+    )  # every term clamped to 1e-4, weights sum to 1
     assert torch.isnan(ms_ssim(x.detach(), 1 - x.detach(), normalize=None)).all()
     simple = ms_ssim(x.detach(), 1 - x.detach(), normalize="simple").item()
     assert 1e-4 <= simple < 0.05
@@ -140,14 +158,18 @@ def test_loss_is_one_minus_ms_ssim_of_foreground_maps():
     expected = 1 - ms_ssim(p[:, 1:], g[:, 1:]).mean()
     assert MSSSIMLoss()(logits, target).item() == pytest.approx(expected.item(), rel=1e-6)
     expected_bg = 1 - ms_ssim(p, g).mean()
-    assert MSSSIMLoss(include_background=True)(logits, target).item() == pytest.approx(expected_bg.item(), rel=1e-6)
+    assert MSSSIMLoss(include_background=True)(logits, target).item() == pytest.approx(
+        expected_bg.item(), rel=1e-6
+    )
 
 
 def test_loss_k1_equals_two_class_and_perfect_is_zero_3d():
     z = torch.randn(1, 1, 12, 23, 24)
     target = torch.randint(0, 2, (1, 12, 23, 24))
     two = torch.cat([torch.zeros_like(z), z], 1)
-    assert MSSSIMLoss()(z, target).item() == pytest.approx(MSSSIMLoss()(two, target).item(), rel=1e-6)
+    assert MSSSIMLoss()(z, target).item() == pytest.approx(
+        MSSSIMLoss()(two, target).item(), rel=1e-6
+    )
     perfect = (target[:, None].float() * 2 - 1) * 50
     assert MSSSIMLoss()(perfect, target).item() == pytest.approx(0.0, abs=1e-6)
 

@@ -36,7 +36,9 @@ def test_confusion_matrix_accepts_tensors():
     rng = np.random.default_rng(1)
     truth, pred = rng.integers(0, 3, (2, 16, 16))
     expected = confusion_matrix(pred, truth, 3)
-    assert np.array_equal(confusion_matrix(torch.from_numpy(pred), torch.from_numpy(truth), 3), expected)
+    assert np.array_equal(
+        confusion_matrix(torch.from_numpy(pred), torch.from_numpy(truth), 3), expected
+    )
 
 
 def test_confusion_matrix_errors():
@@ -46,7 +48,9 @@ def test_confusion_matrix_errors():
         confusion_matrix(np.zeros(2, int), np.array([0, 2]), 2)
     with pytest.raises(ConfigError, match="integer class indices, got dtype float64"):
         confusion_matrix(np.zeros(2), np.zeros(2, int), 2)
-    with pytest.raises(ValueError):  # ConfigError is a ValueError (the trainer's callers rely on it)
+    with pytest.raises(
+        ValueError
+    ):  # ConfigError is a ValueError (the trainer's callers rely on it)
         confusion_matrix(np.zeros(2, int), np.array([0, -1]), 2)
 
 

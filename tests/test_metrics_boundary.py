@@ -25,7 +25,9 @@ def _surface_by_shifts(mask: np.ndarray) -> np.ndarray:
     inner = np.ones_like(mask, dtype=bool)
     for axis in range(mask.ndim):
         for step in (-1, 1):
-            shifted = np.roll(padded, step, axis=axis)[tuple(slice(1, -1) for _ in range(mask.ndim))]
+            shifted = np.roll(padded, step, axis=axis)[
+                tuple(slice(1, -1) for _ in range(mask.ndim))
+            ]
             inner &= shifted
     return mask & ~inner
 
@@ -35,9 +37,11 @@ def _brute(pred, truth, spacing):
     st = np.argwhere(_surface_by_shifts(truth)) * np.asarray(spacing)
     d = cdist(sp, st)
     d_pred, d_truth = d.min(axis=1), d.min(axis=0)
-    return {"hd": max(d_pred.max(), d_truth.max()),
-            "hd95": max(np.percentile(d_pred, 95), np.percentile(d_truth, 95)),
-            "assd": (d_pred.sum() + d_truth.sum()) / (d_pred.size + d_truth.size)}
+    return {
+        "hd": max(d_pred.max(), d_truth.max()),
+        "hd95": max(np.percentile(d_pred, 95), np.percentile(d_truth, 95)),
+        "assd": (d_pred.sum() + d_truth.sum()) / (d_pred.size + d_truth.size),
+    }
 
 
 def _blobs(shape, seed, level=0.6):
@@ -46,7 +50,10 @@ def _blobs(shape, seed, level=0.6):
     return smooth > np.quantile(smooth, level)
 
 
-@pytest.mark.parametrize("shape,spacing", [((40, 48), (1.0, 1.0)), ((40, 48), (2.5, 0.7)), ((12, 20, 18), (3.0, 1.0, 0.5))])
+@pytest.mark.parametrize(
+    "shape,spacing",
+    [((40, 48), (1.0, 1.0)), ((40, 48), (2.5, 0.7)), ((12, 20, 18), (3.0, 1.0, 0.5))],
+)
 def test_matches_brute_force_pairwise_distances(shape, spacing):
     truth = _blobs(shape, 1)
     pred = _blobs(shape, 2)
@@ -98,7 +105,9 @@ def test_empty_policy():
     assert all(math.isnan(v) for v in both.values())
     one = boundary_scores(empty, full)
     assert one == {"hd": 50.0, "hd95": 50.0, "assd": 50.0}  # diagonal of 30×40
-    assert boundary_scores(full, empty, spacing=(2.0, 1.0))["hd95"] == pytest.approx(math.hypot(60, 40))
+    assert boundary_scores(full, empty, spacing=(2.0, 1.0))["hd95"] == pytest.approx(
+        math.hypot(60, 40)
+    )
     assert "image diagonal" in EMPTY_POLICY
 
 
@@ -108,7 +117,9 @@ def test_image_diagonal_brats_convention():
 
 def test_errors():
     a = np.ones((4, 4), bool)
-    with pytest.raises(ConfigError, match=r"prediction shape \(4, 4\) differs from truth shape \(4, 5\)"):
+    with pytest.raises(
+        ConfigError, match=r"prediction shape \(4, 4\) differs from truth shape \(4, 5\)"
+    ):
         boundary_scores(a, np.ones((4, 5), bool))
     with pytest.raises(ConfigError, match="spacing must hold 2 positive numbers"):
         boundary_scores(a, a, spacing=(1.0, 0.0))

@@ -66,7 +66,9 @@ def test_hand_merge_of_two_cells():
     assert s["rand_precision"] == pytest.approx(4 / 12)
     assert s["rand_recall"] == 1.0
     assert s["rand_error"] == pytest.approx(1 - 2 * 4 / (12 + 4))
-    assert s["voi_split"] == 0.0 and s["voi_merge"] == pytest.approx(1.0)  # one bit: which of two cells
+    assert s["voi_split"] == 0.0 and s["voi_merge"] == pytest.approx(
+        1.0
+    )  # one bit: which of two cells
 
 
 def test_hand_split_and_perfect():
@@ -89,7 +91,9 @@ def test_empty_prediction_is_a_full_error_not_a_perfect_score():
     empty = np.zeros(4, int)
     s = connectomics_scores(truth, empty)
     assert s["rand_error"] == 1.0 and s["rand_precision"] == 0.0 and s["rand_recall"] == 0.0
-    assert s["voi_split"] == pytest.approx(2.0) and s["voi_merge"] == 0.0  # 4 singletons: log2(4) bits
+    assert (
+        s["voi_split"] == pytest.approx(2.0) and s["voi_merge"] == 0.0
+    )  # 4 singletons: log2(4) bits
     # the scikit-image convention would call this perfect: the background is one segment
     assert adapted_rand(truth, empty, pred_background="segment")["rand_error"] == 0.0
     assert "Rand error of 1" in EMPTY_POLICY

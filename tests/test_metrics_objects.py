@@ -21,7 +21,7 @@ from unetkit.evaluation.objects import (
 
 def _square(shape, y, x, h, w, value, out=None):
     out = np.zeros(shape, np.int32) if out is None else out
-    out[y:y + h, x:x + w] = value
+    out[y : y + h, x : x + w] = value
     return out
 
 
@@ -91,15 +91,19 @@ def test_iou_pairs_values():
     pred = np.array([[3, 0, 0, 3]])
     rows, cols, iou, n_true, n_pred = iou_pairs(truth, pred)
     assert (n_true, n_pred) == (2, 1)
-    assert sorted(zip(rows.tolist(), cols.tolist(), iou.tolist())) == [(0, 0, pytest.approx(1 / 3)),
-                                                                       (1, 0, pytest.approx(1 / 2))]
+    assert sorted(zip(rows.tolist(), cols.tolist(), iou.tolist())) == [
+        (0, 0, pytest.approx(1 / 3)),
+        (1, 0, pytest.approx(1 / 2)),
+    ]
 
 
 def test_empty_policy():
     empty = np.zeros((6, 6), int)
     obj = _square((6, 6), 1, 1, 2, 2, 1)
     none = object_scores(empty, empty)
-    assert all(math.isnan(none[k]) for k in ("obj_precision", "obj_recall", "obj_f1", "ap50", "map"))
+    assert all(
+        math.isnan(none[k]) for k in ("obj_precision", "obj_recall", "obj_f1", "ap50", "map")
+    )
     hallucinated = object_scores(empty, obj)
     assert hallucinated["obj_precision"] == 0 and hallucinated["obj_recall"] == 0
     assert hallucinated["obj_f1"] == 0 and hallucinated["map"] == 0

@@ -33,7 +33,9 @@ def test_matches_pair_counting_and_trapezoid(levels):
     auc = roc_auc(scores, truth)
     assert auc == pytest.approx(_brute_auc(scores.ravel(), truth.ravel()), rel=1e-12)
     fpr, tpr, thr = roc_curve(scores, truth)
-    assert auc == pytest.approx(np.trapezoid(tpr, fpr) if hasattr(np, "trapezoid") else np.trapz(tpr, fpr))
+    assert auc == pytest.approx(
+        np.trapezoid(tpr, fpr) if hasattr(np, "trapezoid") else np.trapz(tpr, fpr)
+    )
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0) and thr[0] == np.inf
     assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
 

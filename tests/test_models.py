@@ -36,8 +36,12 @@ def test_parameter_counts_match_spec(preset, kwargs, expected):
 def test_unet3plus_heads_always_built():
     plain = create_model("unet3plus", in_channels=3, num_classes=1, init="torch")
     assert plain.num_parameters(active_only=False) == 26_991_687
-    assert [k for k in plain.state_dict()] == [k for k in create_model("unet3plus-ds-cgm", in_channels=3,
-                                                                      num_classes=1, init="torch").state_dict()]
+    assert [k for k in plain.state_dict()] == [
+        k
+        for k in create_model(
+            "unet3plus-ds-cgm", in_channels=3, num_classes=1, init="torch"
+        ).state_dict()
+    ]
 
 
 def test_feature_scale_divides_widths():
@@ -49,7 +53,15 @@ def test_feature_scale_divides_widths():
 
 def test_residual_block_parameter_count_by_hand():
     # 1 stage pair, widths (4, 8), residual, no norm, bias → count every tensor by hand
-    model = UNet(in_channels=2, num_classes=3, features=(4, 8), residual=True, norm="none", bias=True, init="torch")
+    model = UNet(
+        in_channels=2,
+        num_classes=3,
+        features=(4, 8),
+        residual=True,
+        norm="none",
+        bias=True,
+        init="torch",
+    )
     conv = lambda i, o, k=3: i * o * k * k + o  # noqa: E731
     enc = conv(2, 4) + conv(4, 4) + conv(2, 4, 1) + conv(4, 8) + conv(8, 8) + conv(4, 8, 1)
     dec = (8 * 4 * 4 + 4) + conv(8, 4) + conv(4, 4) + conv(8, 4, 1)  # up-conv, block, projection
@@ -70,7 +82,10 @@ def test_original_unet_tile_arithmetic():
 
 def test_invalid_size_names_nearest_valid_sizes():
     model = create_model("unet-original", init="torch")
-    with pytest.raises(ConfigError, match=r"input size 570 .*nearest valid sizes: 556 \(output 372\) and 572 \(output 388\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"input size 570 .*nearest valid sizes: 556 \(output 372\) and 572 \(output 388\)",
+    ):
         model.output_size(570)
     assert model.valid_input_size(570) == 572
     assert model.nearest_valid_sizes(570) == (556, 572)
@@ -97,7 +112,10 @@ CASES_2D = [
     ("unet-bilinear", {}),
     ("unet-strided", {}),
     ("unet-residual", {"norm": "group"}),
-    ("unet", {"upsample": "interpolate_conv", "downsample": "avgpool", "norm": "layer", "dropout": 0.2}),
+    (
+        "unet",
+        {"upsample": "interpolate_conv", "downsample": "avgpool", "norm": "layer", "dropout": 0.2},
+    ),
     ("unet", {"downsample": "conv2", "head_convs": 2, "dilation": 2, "double_second_conv": True}),
     ("unet3plus", {}),
     ("unet3plus-ds-cgm", {"residual": True, "downsample": "conv3"}),
@@ -128,7 +146,9 @@ def _check_forward_backward(model, x, deep_supervision):
 
 
 @pytest.mark.parametrize("deep_supervision", [False, True])
-@pytest.mark.parametrize(("preset", "kwargs"), CASES_2D, ids=[f"{p}-{i}" for i, (p, _) in enumerate(CASES_2D)])
+@pytest.mark.parametrize(
+    ("preset", "kwargs"), CASES_2D, ids=[f"{p}-{i}" for i, (p, _) in enumerate(CASES_2D)]
+)
 def test_forward_backward_2d_odd_sizes(preset, kwargs, deep_supervision):
     model = create_model(preset, in_channels=2, num_classes=3, **TINY, **kwargs)
     x = torch.randn(2, 2, 37, 45)
@@ -137,10 +157,19 @@ def test_forward_backward_2d_odd_sizes(preset, kwargs, deep_supervision):
 
 
 @pytest.mark.parametrize("deep_supervision", [False, True])
-@pytest.mark.parametrize("preset", ["unet", "unet-bilinear", "unet-strided", "unet3plus-ds-cgm", "unetpp"])
+@pytest.mark.parametrize(
+    "preset", ["unet", "unet-bilinear", "unet-strided", "unet3plus-ds-cgm", "unetpp"]
+)
 def test_forward_backward_3d_odd_sizes(preset, deep_supervision):
-    model = create_model(preset, spatial_dims=3, in_channels=1, num_classes=2, base_features=2, depth=3,
-                         norm="instance" if preset == "unet" else None)
+    model = create_model(
+        preset,
+        spatial_dims=3,
+        in_channels=1,
+        num_classes=2,
+        base_features=2,
+        depth=3,
+        norm="instance" if preset == "unet" else None,
+    )
     x = torch.randn(1, 1, 11, 17, 13)
     out = _check_forward_backward(model, x, deep_supervision)
     assert out.logits.shape == (1, 2, 11, 17, 13)
@@ -149,7 +178,9 @@ def test_forward_backward_3d_odd_sizes(preset, deep_supervision):
 @pytest.mark.parametrize("deep_supervision", [False, True])
 def test_forward_backward_valid_padding_2d_and_3d(deep_supervision):
     net2 = create_model("unet-original-bn", base_features=2, depth=2)
-    assert _check_forward_backward(net2, torch.randn(1, 1, 44, 60), deep_supervision).logits.shape == (1, 2, 4, 20)
+    assert _check_forward_backward(
+        net2, torch.randn(1, 1, 44, 60), deep_supervision
+    ).logits.shape == (1, 2, 4, 20)
     net3 = create_model("unet-original", spatial_dims=3, base_features=2, depth=2)
     size = net3.valid_input_size(41)
     out = _check_forward_backward(net3, torch.randn(1, 1, size, size, size), deep_supervision)
@@ -193,7 +224,12 @@ def test_outputs_flag_not_training_mode_decides_return_type():
 def test_deep_supervision_weights_load_both_ways():
     x = torch.randn(1, 1, 32, 32)
     for preset in ("unet", "unet3plus", "unetpp"):
-        with_ds = create_model(preset, base_features=4, deep_supervision=True, cgm=True if preset == "unet3plus" else None).eval()
+        with_ds = create_model(
+            preset,
+            base_features=4,
+            deep_supervision=True,
+            cgm=True if preset == "unet3plus" else None,
+        ).eval()
         without = create_model(preset, base_features=4).eval()
         without.load_state_dict(with_ds.state_dict())  # strict: identical keys
         main = with_ds(x).logits
@@ -226,8 +262,12 @@ def test_he_initialisation_std():
     model = UNet(features=(64, 128), in_channels=1)
     w = model.encoder.stages[1].convs[1][0].weight  # 128 × 128 × 3 × 3
     assert w.std().item() == pytest.approx(math.sqrt(2 / (128 * 9)), rel=0.03)
-    assert model.encoder.stages[0].convs[0][0].weight.std().item() == pytest.approx(math.sqrt(2 / 9), rel=0.15)
-    up = model.decoder.ups[0].conv.weight  # transposed 2×2 stride 2: each output sees in_channels inputs
+    assert model.encoder.stages[0].convs[0][0].weight.std().item() == pytest.approx(
+        math.sqrt(2 / 9), rel=0.15
+    )
+    up = model.decoder.ups[
+        0
+    ].conv.weight  # transposed 2×2 stride 2: each output sees in_channels inputs
     assert up.std().item() == pytest.approx(math.sqrt(2 / 128), rel=0.05)
     assert model.decoder.ups[0].conv.bias.abs().max() == 0
 
@@ -241,7 +281,10 @@ def test_he_initialisation_std():
         (dict(downsample="stride"), "unknown downsample 'stride'; choose one of maxpool"),
         (dict(upsample="pixelshuffle"), "unknown upsample 'pixelshuffle'"),
         (dict(padding="valid", downsample="conv3"), "downsample='conv3' needs padding='same'"),
-        (dict(features=(8, 16, 32), n_convs=(2, 2)), "n_convs has 2 entries but the model has 3 stages"),
+        (
+            dict(features=(8, 16, 32), n_convs=(2, 2)),
+            "n_convs has 2 entries but the model has 3 stages",
+        ),
         (dict(spatial_dims=4), "spatial_dims must be 2 or 3"),
         (dict(num_classes=0), "num_classes must be ≥ 1"),
         (dict(features=(8,)), "features needs at least 2 stages"),

@@ -13,8 +13,12 @@ from unetkit.errors import ConfigError
 
 def _images(seed=0, n=3, channels=2):
     rng = np.random.default_rng(seed)
-    return [(rng.normal(size=(channels, 8 + i, 9)) * [[[3.0]], [[0.5]]][:channels] + 10 * i).astype(np.float32)
-            for i in range(n)]
+    return [
+        (rng.normal(size=(channels, 8 + i, 9)) * [[[3.0]], [[0.5]]][:channels] + 10 * i).astype(
+            np.float32
+        )
+        for i in range(n)
+    ]
 
 
 def test_names():
@@ -22,7 +26,9 @@ def test_names():
 
 
 def test_zscore_per_image_per_channel():
-    img = np.stack([np.arange(12.0).reshape(3, 4), 100 + 5 * np.arange(12.0).reshape(3, 4)]).astype(np.float32)
+    img = np.stack([np.arange(12.0).reshape(3, 4), 100 + 5 * np.arange(12.0).reshape(3, 4)]).astype(
+        np.float32
+    )
     out = create_normalizer("zscore")(img)
     assert out.dtype == np.float32 and out.shape == img.shape
     for c in range(2):
@@ -46,7 +52,9 @@ def test_zscore_dataset_statistics_equal_pooled_numpy():
 
 def test_zscore_given_statistics():
     img = np.full((1, 2, 2), 7.0, np.float32)
-    np.testing.assert_array_equal(create_normalizer("zscore", mean=5.0, std=4.0)(img), np.full((1, 2, 2), 0.5))
+    np.testing.assert_array_equal(
+        create_normalizer("zscore", mean=5.0, std=4.0)(img), np.full((1, 2, 2), 0.5)
+    )
 
 
 def test_percentile_per_image_hand_values():
@@ -67,7 +75,9 @@ def test_percentile_dataset_fit_equals_pooled_percentiles():
     stats = norm.to_dict()["stats"]
     np.testing.assert_allclose([stats["low"][0], stats["high"][0]], [lo, hi])
     out = norm(imgs[0])
-    np.testing.assert_allclose(out, (np.clip(imgs[0], lo, hi) - lo) / (hi - lo), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out, (np.clip(imgs[0], lo, hi) - lo) / (hi - lo), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_percentile_fit_subsamples_deterministically():
@@ -76,7 +86,9 @@ def test_percentile_fit_subsamples_deterministically():
     b = create_normalizer("percentile", per_image=False, max_samples=100).fit([img])
     assert a == b
     # every 100th pixel: 0, 100, ..., 9900
-    np.testing.assert_allclose(a.to_dict()["stats"]["high"], [np.percentile(np.arange(0, 10_000, 100), 99.8)])
+    np.testing.assert_allclose(
+        a.to_dict()["stats"]["high"], [np.percentile(np.arange(0, 10_000, 100), 99.8)]
+    )
 
 
 def test_minmax_per_image_and_dataset():
@@ -103,9 +115,18 @@ def test_none_only_casts():
     np.testing.assert_array_equal(out, img.astype(np.float32))
 
 
-@pytest.mark.parametrize("name,params", [("zscore", {}), ("zscore", {"per_image": False}), ("percentile", {}),
-                                         ("percentile", {"per_image": False}), ("minmax", {}),
-                                         ("minmax", {"per_image": False}), ("fixed", {"low": 3, "high": 9})])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("zscore", {}),
+        ("zscore", {"per_image": False}),
+        ("percentile", {}),
+        ("percentile", {"per_image": False}),
+        ("minmax", {}),
+        ("minmax", {"per_image": False}),
+        ("fixed", {"low": 3, "high": 9}),
+    ],
+)
 def test_constant_image_gives_no_nan(name, params):
     img = np.full((2, 5, 6), 3.0, np.float32)
     norm = create_normalizer(name, **params).fit([img])
@@ -122,9 +143,17 @@ def test_input_not_modified():
     np.testing.assert_array_equal(img, before)
 
 
-@pytest.mark.parametrize("name,params", [("zscore", {"per_image": False}), ("percentile", {"per_image": False}),
-                                         ("minmax", {"per_image": False}), ("zscore", {}),
-                                         ("fixed", {"low": [-1, 0], "high": [5, 6]}), ("none", {})])
+@pytest.mark.parametrize(
+    "name,params",
+    [
+        ("zscore", {"per_image": False}),
+        ("percentile", {"per_image": False}),
+        ("minmax", {"per_image": False}),
+        ("zscore", {}),
+        ("fixed", {"low": [-1, 0], "high": [5, 6]}),
+        ("none", {}),
+    ],
+)
 def test_round_trip_through_json(name, params):
     imgs = _images()
     norm = create_normalizer(name, **params).fit(imgs)
@@ -144,7 +173,9 @@ def test_saved_statistics_are_used_not_recomputed():
 
 
 def test_error_unknown_name_lists_valid():
-    with pytest.raises(ConfigError, match="unknown normalization 'zscor'.*Did you mean 'zscore'.*Valid names"):
+    with pytest.raises(
+        ConfigError, match="unknown normalization 'zscor'.*Did you mean 'zscore'.*Valid names"
+    ):
         create_normalizer("zscor")
 
 
@@ -190,4 +221,6 @@ def test_error_bad_saved_dict():
     with pytest.raises(ConfigError, match="must be a dict with a 'name'"):
         Normalizer.from_dict({"params": {}})
     with pytest.raises(ConfigError, match="need 'mean' and 'std'"):
-        Normalizer.from_dict({"name": "zscore", "params": {"per_image": False}, "stats": {"mean": [1.0]}})
+        Normalizer.from_dict(
+            {"name": "zscore", "params": {"per_image": False}, "stats": {"mean": [1.0]}}
+        )

@@ -25,7 +25,7 @@ def _discs(shape, centres, radius):
     grid = np.indices(shape)
     out = np.zeros(shape, bool)
     for c in centres:
-        out |= sum((g - v) ** 2 for g, v in zip(grid, c)) < radius ** 2
+        out |= sum((g - v) ** 2 for g, v in zip(grid, c)) < radius**2
     return out
 
 
@@ -125,7 +125,9 @@ def test_watershed_from_border_probability():
     border[:, 9:12] = [0.4, 0.9, 0.4]
     inst = watershed_split(mask, border)
     assert inst.max() == 2
-    assert set(np.unique(inst[1:9, 1:10]).tolist()) == {1} and set(np.unique(inst[1:9, 11:20]).tolist()) == {2}
+    assert set(np.unique(inst[1:9, 1:10]).tolist()) == {1} and set(
+        np.unique(inst[1:9, 11:20]).tolist()
+    ) == {2}
     assert np.array_equal(inst > 0, mask)
     with pytest.raises(ConfigError, match="border_prob shape"):
         watershed_split(mask, border[:, :5])

@@ -23,8 +23,13 @@ from unetkit.inference.predictor import Predictor
 @pytest.fixture
 def checkpoint(tmp_path):
     model = create_model("unet", base_features=4, depth=2, norm="instance")
-    return save_checkpoint(tmp_path / "model.pt", model, normalization=create_normalizer("zscore").to_dict(),
-                           label_map=LabelMap([0, 255]).to_dict(), patch_size=[32, 32])
+    return save_checkpoint(
+        tmp_path / "model.pt",
+        model,
+        normalization=create_normalizer("zscore").to_dict(),
+        label_map=LabelMap([0, 255]).to_dict(),
+        patch_size=[32, 32],
+    )
 
 
 @pytest.fixture
@@ -93,16 +98,26 @@ def test_small_npy_images_are_read_whole_and_labelled_as_tiff(checkpoint, tmp_pa
 
 @pytest.mark.parametrize("preset", ["unet", "unet-original"])
 def test_band_by_band_equals_whole_image(preset, tmp_path, monkeypatch):
-    model = create_model(preset, base_features=2, depth=2, init="torch", norm="none" if preset == "unet" else None)
+    model = create_model(
+        preset, base_features=2, depth=2, init="torch", norm="none" if preset == "unet" else None
+    )
     rng = np.random.default_rng(1)
     image = rng.normal(size=(1, 301, 257)).astype(np.float32)
     np.save(tmp_path / "big.npy", image)
-    kwargs = dict(precision="fp32", max_tile=96, min_overlap=16, normalizer=create_normalizer("zscore"),
-                  label_map=LabelMap([0, 255]), batch_size=3)
+    kwargs = dict(
+        precision="fp32",
+        max_tile=96,
+        min_overlap=16,
+        normalizer=create_normalizer("zscore"),
+        label_map=LabelMap([0, 255]),
+        batch_size=3,
+    )
     pred = Predictor(model, **kwargs)
     whole = pred.predict_proba(image)
     monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
-    res = predict_files(pred, [tmp_path / "big.npy"], tmp_path / "out", probabilities="tiff", progress=False)
+    res = predict_files(
+        pred, [tmp_path / "big.npy"], tmp_path / "out", probabilities="tiff", progress=False
+    )
     assert res[0].mode == "band-by-band"
     probs = tifffile.imread(tmp_path / "out" / "big_prob.tif").astype(np.float32)
     np.testing.assert_allclose(probs, whole, atol=2e-3)  # float16 storage
@@ -116,31 +131,85 @@ def test_nifti_volume_keeps_affine(tmp_path):
     import nibabel as nib
 
     model = create_model("unet", spatial_dims=3, base_features=2, depth=2, norm="instance")
-    ckpt = save_checkpoint(tmp_path / "m.pt", model, normalization=create_normalizer("zscore").to_dict(),
-                           label_map=LabelMap([0, 1]).to_dict())
+    ckpt = save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        normalization=create_normalizer("zscore").to_dict(),
+        label_map=LabelMap([0, 1]).to_dict(),
+    )
     affine = np.diag([0.5, 0.7, 2.0, 1.0])
     vol = np.random.default_rng(2).normal(size=(20, 18, 9)).astype(np.float32)
     nib.save(nib.Nifti1Image(vol, affine), tmp_path / "vol.nii.gz")
-    res = predict_files(Predictor.from_checkpoint(ckpt, precision="fp32"), [tmp_path / "vol.nii.gz"],
-                        tmp_path / "out", progress=False)
+    res = predict_files(
+        Predictor.from_checkpoint(ckpt, precision="fp32"),
+        [tmp_path / "vol.nii.gz"],
+        tmp_path / "out",
+        progress=False,
+    )
     out = nib.load(res[0].outputs["labels"])
     assert out.shape == (20, 18, 9) and np.allclose(out.affine, affine)
 
 
 def test_cli_predict_and_errors(checkpoint, folder, tmp_path):
-    res = subprocess.run([sys.executable, "-m", "unetkit", "predict", str(checkpoint), str(folder), "--output",
-                          str(tmp_path / "o"), "--tta", "--precision", "fp32", "--no-progress"],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unetkit",
+            "predict",
+            str(checkpoint),
+            str(folder),
+            "--output",
+            str(tmp_path / "o"),
+            "--tta",
+            "--precision",
+            "fp32",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 0, res.stderr
     assert "predicted 3 image(s), skipped 0" in res.stdout
     from unetkit.runtime import cpu_info
 
     path_lines = [ln for ln in res.stdout.splitlines() if ln.startswith("compute path: ")]
     assert len(path_lines) == 1  # said once, with the ISA, the precision asked for and the threads
-    assert f"cpu {cpu_info().isa} (" in path_lines[0] and ", fp32, " in path_lines[0] and " threads" in path_lines[0]
-    res = subprocess.run([sys.executable, "-m", "unetkit", "predict", str(tmp_path / "nope.pt"), str(folder),
-                          "--output", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert (
+        f"cpu {cpu_info().isa} (" in path_lines[0]
+        and ", fp32, " in path_lines[0]
+        and " threads" in path_lines[0]
+    )
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unetkit",
+            "predict",
+            str(tmp_path / "nope.pt"),
+            str(folder),
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and "nope.pt: checkpoint not found" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "unetkit", "predict", str(checkpoint), str(tmp_path / "missing"),
-                          "--output", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unetkit",
+            "predict",
+            str(checkpoint),
+            str(tmp_path / "missing"),
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and "missing: input not found" in res.stderr

@@ -32,8 +32,13 @@ def test_from_checkpoint_applies_training_normalisation_and_label_map(tmp_path):
     model = create_model("unet", base_features=4, depth=2, norm="instance")
     norm = create_normalizer("fixed", low=0, high=255)
     labels = LabelMap([0, 255])
-    path = save_checkpoint(tmp_path / "m.pt", model, normalization=norm.to_dict(), label_map=labels.to_dict(),
-                           patch_size=[32, 32])
+    path = save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        normalization=norm.to_dict(),
+        label_map=labels.to_dict(),
+        patch_size=[32, 32],
+    )
     pred = Predictor.from_checkpoint(path, precision="fp32", tile=32)
     raw = np.random.default_rng(2).integers(0, 255, (1, 30, 45)).astype(np.uint8)
     manual = Predictor(model.eval(), precision="fp32", tile=32).predict_logits(norm(raw))
@@ -64,7 +69,12 @@ def test_tile_plan_uses_few_equal_tiles():
     assert plan["blend"] == "crop"
     from unetkit.inference.tiling import window_starts
 
-    assert window_starts((2048, 37), plan["tile"], plan["overlap"], plan["align"])[0] == [0, 480, 960, 1440]
+    assert window_starts((2048, 37), plan["tile"], plan["overlap"], plan["align"])[0] == [
+        0,
+        480,
+        960,
+        1440,
+    ]
 
 
 @pytest.mark.parametrize("multiple", [1, 8, 16])
@@ -77,7 +87,9 @@ def test_tile_plan_steps_on_the_pooling_grid_and_keeps_the_overlap(multiple):
         assert tile % multiple == 0 and step % multiple == 0
         assert tile - step >= 128  # every overlap at least min_overlap
         assert starts[-1] + tile == size and all(b - a <= step for a, b in zip(starts, starts[1:]))
-        assert tile <= 640 + multiple  # rounding up to the grid may pass max_tile by less than one period
+        assert (
+            tile <= 640 + multiple
+        )  # rounding up to the grid may pass max_tile by less than one period
         assert len(starts) == -(-(size - 128) // (640 - 128))  # the fewest tiles
 
 
@@ -136,7 +148,9 @@ def test_a_model_registered_in_the_registry_loads_from_a_checkpoint(tmp_path, mo
         pass
 
     path = save_checkpoint(tmp_path / "m.pt", NarrowUNet(base_features=4, depth=2, norm="instance"))
-    with pytest.raises(DataError, match=r"class 'NarrowUNet' is unknown to this unetkit \(known: UNet, UNet3Plus, "):
+    with pytest.raises(
+        DataError, match=r"class 'NarrowUNet' is unknown to this unetkit \(known: UNet, UNet3Plus, "
+    ):
         build_model(load_checkpoint(path))
     monkeypatch.setattr(MODELS, "_entries", dict(MODELS._entries))  # registered for this test only
     MODELS.register("unet-narrow", NarrowUNet)

@@ -100,14 +100,23 @@ def test_channels_last_is_automatic_for_batch_norm_on_cpu_except_fp32_training()
 
     from unetkit import create_model, runtime
 
-    cpu, bn = torch.device("cpu"), create_model("unet", in_channels=1, num_classes=2, base_features=4, depth=2)
-    inorm = create_model("unet", in_channels=1, num_classes=2, base_features=4, depth=2, norm="instance")
-    assert runtime.use_channels_last(bn, cpu, None) is True                   # fp32 inference
+    cpu, bn = (
+        torch.device("cpu"),
+        create_model("unet", in_channels=1, num_classes=2, base_features=4, depth=2),
+    )
+    inorm = create_model(
+        "unet", in_channels=1, num_classes=2, base_features=4, depth=2, norm="instance"
+    )
+    assert runtime.use_channels_last(bn, cpu, None) is True  # fp32 inference
     assert runtime.use_channels_last(bn, cpu, None, dtype=torch.bfloat16, training=True) is True
-    assert runtime.use_channels_last(bn, cpu, None, dtype=None, training=True) is False   # fp32 training
+    assert (
+        runtime.use_channels_last(bn, cpu, None, dtype=None, training=True) is False
+    )  # fp32 training
     assert runtime.use_channels_last(inorm, cpu, None) is False
     assert runtime.use_channels_last(bn, torch.device("cuda"), None) is False
-    assert runtime.use_channels_last(bn, cpu, True, dtype=None, training=True) is True    # asked for: kept
+    assert (
+        runtime.use_channels_last(bn, cpu, True, dtype=None, training=True) is True
+    )  # asked for: kept
 
 
 def test_trainer_layout_follows_the_precision_path(tmp_path, monkeypatch):
@@ -123,12 +132,18 @@ def test_trainer_layout_follows_the_precision_path(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     for i in range(3):
         mask = np.zeros((32, 32), np.uint8)
-        mask[8:20, 6 + i:18 + i] = 255
-        Image.fromarray((mask // 2 + rng.integers(0, 60, (32, 32))).astype(np.uint8)).save(tmp_path / "d/images" / f"{i}.png")
+        mask[8:20, 6 + i : 18 + i] = 255
+        Image.fromarray((mask // 2 + rng.integers(0, 60, (32, 32))).astype(np.uint8)).save(
+            tmp_path / "d/images" / f"{i}.png"
+        )
         Image.fromarray(mask).save(tmp_path / "d/masks" / f"{i}.png")
-    cfg = RunConfig.from_dict({"data": {"train_dir": str(tmp_path / "d"), "patch_size": [32], "val_fraction": 0.34},
-                               "model": {"name": "unet", "options": {"base_features": 4, "depth": 2}},
-                               "train": {"epochs": 1, "iters_per_epoch": 1, "batch_size": 2}})
+    cfg = RunConfig.from_dict(
+        {
+            "data": {"train_dir": str(tmp_path / "d"), "patch_size": [32], "val_fraction": 0.34},
+            "model": {"name": "unet", "options": {"base_features": 4, "depth": 2}},
+            "train": {"epochs": 1, "iters_per_epoch": 1, "batch_size": 2},
+        }
+    )
     for flag, cl in (("0", False), ("1", True)):
         monkeypatch.setenv("UNETKIT_CPU_BF16", flag)
         trainer = Trainer(cfg, run_dir=tmp_path / f"run{flag}", progress=False)

@@ -28,18 +28,29 @@ def test_mirror_indices_by_hand():
     np.testing.assert_array_equal(mirror_indices(-2, 4, 1), [0, 0, 0, 0])
 
 
-@pytest.mark.parametrize("shape,pad", [((5, 7), 2), ((5, 7), 13), ((4, 6, 3), 4), ((1, 6), 3), ((2, 3), 9)])
+@pytest.mark.parametrize(
+    "shape,pad", [((5, 7), 2), ((5, 7), 13), ((4, 6, 3), 4), ((1, 6), 3), ((2, 3), 9)]
+)
 def test_mirrored_border_equals_np_pad_reflect(shape, pad):
     a = np.random.default_rng(0).random((3,) + shape)
     crop = crop_with_mirror(a, (-pad,) * len(shape), [n + 2 * pad for n in shape])
-    np.testing.assert_array_equal(crop, np.pad(a, [(0, 0)] + [(pad, pad)] * len(shape), mode=PAD_MODE))
+    np.testing.assert_array_equal(
+        crop, np.pad(a, [(0, 0)] + [(pad, pad)] * len(shape), mode=PAD_MODE)
+    )
 
 
 def test_asymmetric_crop_equals_np_pad_slice():
     a = np.random.default_rng(1).random((9, 11))
     padded = np.pad(a, 20, mode="reflect")
-    for start, size in [((-5, 3), (10, 12)), ((4, 8), (12, 9)), ((-20, -20), (5, 5)), ((25, 26), (4, 4))]:
-        expected = padded[start[0] + 20:start[0] + 20 + size[0], start[1] + 20:start[1] + 20 + size[1]]
+    for start, size in [
+        ((-5, 3), (10, 12)),
+        ((4, 8), (12, 9)),
+        ((-20, -20), (5, 5)),
+        ((25, 26), (4, 4)),
+    ]:
+        expected = padded[
+            start[0] + 20 : start[0] + 20 + size[0], start[1] + 20 : start[1] + 20 + size[1]
+        ]
         np.testing.assert_array_equal(crop_with_mirror(a, start, size), expected)
 
 
@@ -77,7 +88,9 @@ def test_full_context_then_crop_labels_equals_direct():
     sampler = PatchSampler(label_size=12, input_size=20, fg_fraction=0.5)
     for seed in range(5):
         direct = sampler.sample(image, mask, np.random.default_rng(seed), weight=weight)
-        full = sampler.sample(image, mask, np.random.default_rng(seed), weight=weight, full_context=True)
+        full = sampler.sample(
+            image, mask, np.random.default_rng(seed), weight=weight, full_context=True
+        )
         assert full["mask"].shape == (20, 20)
         cropped = sampler.crop_labels(full)
         for key in ("image", "mask", "weight"):
@@ -146,15 +159,17 @@ def test_fg_classes_oversample_class_zero_at_the_requested_rate():
         assert a["label_start"] == b["label_start"]
     # default (every class > 0): the single class 1 covers everything, class 0 is rarely seen
     default = PatchSampler(label_size=label, fg_fraction=1.0)
-    assert np.mean([(default.sample(image, mask, rng)["mask"] == 0).any() for _ in range(300)]) < 0.2
+    assert (
+        np.mean([(default.sample(image, mask, rng)["mask"] == 0).any() for _ in range(300)]) < 0.2
+    )
 
 
 def test_class_mode_balances_rare_classes():
     shape = (80, 80)
     image = np.zeros((1,) + shape, np.float32)
     mask = np.zeros(shape, np.int64)
-    mask[:20, :20] = 1      # common class, far from the rare pixel
-    mask[70, 70] = 2        # rare class: one pixel
+    mask[:20, :20] = 1  # common class, far from the rare pixel
+    mask[70, 70] = 2  # rare class: one pixel
     rng = np.random.default_rng(0)
     by_class = PatchSampler(label_size=10, fg_fraction=1.0, fg_mode="class")
     rare = np.mean([(by_class.sample(image, mask, rng)["mask"] == 2).any() for _ in range(1000)])
@@ -166,7 +181,9 @@ def test_class_mode_balances_rare_classes():
 
 def test_no_foreground_falls_back_to_uniform():
     image, _ = coordinate_sample((20, 20))
-    p = PatchSampler(8, fg_fraction=1.0).sample(image, np.zeros((20, 20), np.int64), np.random.default_rng(0))
+    p = PatchSampler(8, fg_fraction=1.0).sample(
+        image, np.zeros((20, 20), np.int64), np.random.default_rng(0)
+    )
     assert p["fg_centred"] is False and p["mask"].shape == (8, 8)
 
 
@@ -178,7 +195,9 @@ def test_deterministic_with_seed():
     b = sampler.sample(image, mask, np.random.default_rng(5))
     for key in ("image", "mask", "label_start", "fg_centred"):
         np.testing.assert_array_equal(a[key], b[key])
-    starts = {sampler.sample(image, mask, np.random.default_rng(s))["label_start"] for s in range(10)}
+    starts = {
+        sampler.sample(image, mask, np.random.default_rng(s))["label_start"] for s in range(10)
+    }
     assert len(starts) > 5
 
 
@@ -196,7 +215,9 @@ def test_3d_centring():
 
 def test_image_smaller_than_patch_is_mirrored_by_default():
     image, mask = coordinate_sample((6, 9))
-    p = PatchSampler(label_size=(10, 12), fg_fraction=0.0).sample(image, mask, np.random.default_rng(3))
+    p = PatchSampler(label_size=(10, 12), fg_fraction=0.0).sample(
+        image, mask, np.random.default_rng(3)
+    )
     ls = p["label_start"]
     assert ls[0] <= 0 and ls[0] + 10 >= 6 and ls[1] <= 0 and ls[1] + 12 >= 9
     np.testing.assert_array_equal(p["mask"], crop_with_mirror(mask, ls, (10, 12)))
@@ -212,7 +233,7 @@ def test_mask_pad_value_marks_padding_and_zeroes_weights():
     p = sampler.sample(image, mask, np.random.default_rng(0), weight=weight)
     r0 = -p["label_start"][0]
     inside = np.zeros((10, 9), bool)
-    inside[r0:r0 + 6] = True
+    inside[r0 : r0 + 6] = True
     assert np.all(p["mask"][~inside] == -100) and np.all(p["weight"][~inside] == 0)
     np.testing.assert_array_equal(p["mask"][inside].reshape(6, 9), mask)
     np.testing.assert_array_equal(p["weight"][inside], 1)
@@ -249,8 +270,9 @@ def test_error_bad_size():
     with pytest.raises(ConfigError, match="label_size must be a positive integer"):
         PatchSampler(label_size=0)
     with pytest.raises(ConfigError, match=r"one per spatial axis \(2\)"):
-        PatchSampler(label_size=(8, 8, 8)).sample(np.zeros((1, 9, 9)), np.zeros((9, 9), int),
-                                                  np.random.default_rng(0))
+        PatchSampler(label_size=(8, 8, 8)).sample(
+            np.zeros((1, 9, 9)), np.zeros((9, 9), int), np.random.default_rng(0)
+        )
 
 
 def test_error_bad_fg_options():
@@ -259,7 +281,9 @@ def test_error_bad_fg_options():
     with pytest.raises(ConfigError, match="fg_mode must be"):
         PatchSampler(8, fg_mode="rare")
     for bad in ([], [-1], [0.5]):
-        with pytest.raises(ConfigError, match=r"fg_classes must be a non-empty list of class indices >= 0"):
+        with pytest.raises(
+            ConfigError, match=r"fg_classes must be a non-empty list of class indices >= 0"
+        ):
             PatchSampler(8, fg_classes=bad)
     assert PatchSampler(8, fg_classes=(2, 0, 2)).fg_classes == [0, 2]
 
@@ -268,5 +292,9 @@ def test_error_image_mask_mismatch():
     with pytest.raises(ConfigError, match=r"do not match: expected image \(C, \*spatial\)"):
         PatchSampler(8).sample(np.zeros((1, 9, 9)), np.zeros((9, 8), int), np.random.default_rng(0))
     with pytest.raises(ConfigError, match="weight has shape"):
-        PatchSampler(8).sample(np.zeros((1, 9, 9)), np.zeros((9, 9), int), np.random.default_rng(0),
-                               weight=np.zeros((8, 9)))
+        PatchSampler(8).sample(
+            np.zeros((1, 9, 9)),
+            np.zeros((9, 9), int),
+            np.random.default_rng(0),
+            weight=np.zeros((8, 9)),
+        )

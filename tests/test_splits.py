@@ -39,14 +39,17 @@ def test_kfold_partition():
     assert kfold_splits(IDS, k=5, seed=4) != folds
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: holdout_split(IDS, 0.0), r"val_fraction must lie in \(0, 1\), got 0\.0"),
-    (lambda: holdout_split(IDS, 1.0), r"val_fraction must lie in \(0, 1\), got 1\.0"),
-    (lambda: holdout_split(["a"], 0.5), "need at least 2 cases to split, got 1"),
-    (lambda: holdout_split(["a", "b", "a"], 0.5), "case ids repeat: a"),
-    (lambda: kfold_splits(IDS, k=1), "k must be an integer ≥ 2, got 1"),
-    (lambda: kfold_splits(IDS[:3], k=4), "k=4 folds need at least 4 cases, got 3"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: holdout_split(IDS, 0.0), r"val_fraction must lie in \(0, 1\), got 0\.0"),
+        (lambda: holdout_split(IDS, 1.0), r"val_fraction must lie in \(0, 1\), got 1\.0"),
+        (lambda: holdout_split(["a"], 0.5), "need at least 2 cases to split, got 1"),
+        (lambda: holdout_split(["a", "b", "a"], 0.5), "case ids repeat: a"),
+        (lambda: kfold_splits(IDS, k=1), "k must be an integer ≥ 2, got 1"),
+        (lambda: kfold_splits(IDS[:3], k=4), "k=4 folds need at least 4 cases, got 3"),
+    ],
+)
 def test_split_argument_errors(call, message):
     with pytest.raises(ConfigError, match=message):
         call()
@@ -71,12 +74,21 @@ def test_save_refuses_bad_splits_and_keeps_file(tmp_path):
     assert load_splits(tmp_path / "s.json") == {"train": ["a"], "val": ["b"]}
 
 
-@pytest.mark.parametrize("text,message", [
-    ("{oops", r"bad\.json: unreadable splits file"),
-    ('{"train": ["a"]}', r"bad\.json: split must be an object with exactly the keys 'train' and 'val'"),
-    ('[{"train": ["a"], "val": [1]}]', r"bad\.json: split 0: 'val' must be a list of case id strings"),
-    ("[]", r"bad\.json: splits must hold at least one split"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("{oops", r"bad\.json: unreadable splits file"),
+        (
+            '{"train": ["a"]}',
+            r"bad\.json: split must be an object with exactly the keys 'train' and 'val'",
+        ),
+        (
+            '[{"train": ["a"], "val": [1]}]',
+            r"bad\.json: split 0: 'val' must be a list of case id strings",
+        ),
+        ("[]", r"bad\.json: splits must hold at least one split"),
+    ],
+)
 def test_load_errors(tmp_path, text, message):
     (tmp_path / "bad.json").write_text(text)
     with pytest.raises(DataError, match=message):

@@ -16,7 +16,9 @@ def test_summary_of_original_unet_at_572():
     model = create_model("unet-original", init="torch")
     s = summary(model, 572)
     assert s.output_shape == (1, 2, 388, 388)
-    assert s.active_params == 31_030_658 < s.total_params  # U-Net builds its deep-supervision heads too
+    assert (
+        s.active_params == 31_030_658 < s.total_params
+    )  # U-Net builds its deep-supervision heads too
     text = str(s)
     assert "Parameters (in use):    31,030,658" in text
     assert "[1, 2, 388, 388]" in text
@@ -57,7 +59,9 @@ def test_summary_leaves_the_model_untouched():
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "unetkit", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "unetkit", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_does_not_import_torch():
@@ -69,8 +73,20 @@ def test_help_does_not_import_torch():
 
 
 def test_cli_summary_with_options():
-    res = _cli("summary", "unet3plus", "--in-channels", "3", "--num-classes", "1", "--deep-supervision", "true",
-               "--input-size", "64", "--depth", "1")
+    res = _cli(
+        "summary",
+        "unet3plus",
+        "--in-channels",
+        "3",
+        "--num-classes",
+        "1",
+        "--deep-supervision",
+        "true",
+        "--input-size",
+        "64",
+        "--depth",
+        "1",
+    )
     assert res.returncode == 0, res.stderr
     assert "Parameters (in use):    26,989,637" in res.stdout
 

@@ -53,15 +53,18 @@ def coverage(shape, slices_list):
 
 
 # -- tile_starts --------------------------------------------------------------------------------
-@pytest.mark.parametrize("n, t, s, expected", [
-    (10, 4, 4, [0, 4, 6]),
-    (8, 4, 4, [0, 4]),
-    (9, 8, 4, [0, 1]),
-    (8, 8, 4, [0]),
-    (3, 8, 4, [0]),  # image smaller than the tile: one tile, padded
-    (7, 3, 1, [0, 1, 2, 3, 4]),
-    (10, 4, 3, [0, 3, 6]),  # 6 + 4 == 10: the flush tile is not duplicated
-])
+@pytest.mark.parametrize(
+    "n, t, s, expected",
+    [
+        (10, 4, 4, [0, 4, 6]),
+        (8, 4, 4, [0, 4]),
+        (9, 8, 4, [0, 1]),
+        (8, 8, 4, [0]),
+        (3, 8, 4, [0]),  # image smaller than the tile: one tile, padded
+        (7, 3, 1, [0, 1, 2, 3, 4]),
+        (10, 4, 3, [0, 3, 6]),  # 6 + 4 == 10: the flush tile is not duplicated
+    ],
+)
 def test_tile_starts_hand_cases(n, t, s, expected):
     assert tile_starts(n, t, s) == expected
 
@@ -75,7 +78,7 @@ def test_tile_starts_cover_every_pixel_without_duplicates():
                 assert starts[0] == 0 and starts[-1] + t == max(n, t)
                 covered = np.zeros(max(n, t), bool)
                 for a in starts:
-                    covered[a:a + t] = True
+                    covered[a : a + t] = True
                 assert covered.all()
                 assert all(b - a <= s for a, b in zip(starts, starts[1:]))
 
@@ -91,14 +94,23 @@ def test_tile_starts_rejects_empty_sizes():
 
 
 # -- sliding_window_grid ------------------------------------------------------------------------
-@pytest.mark.parametrize("shape, tile, overlap", [
-    ((37, 23), 8, 0.5), ((37, 23), (5, 7), 0.25), ((16, 16), 8, 0.0), ((9, 10, 11), (4, 8, 6), 0.5),
-])
+@pytest.mark.parametrize(
+    "shape, tile, overlap",
+    [
+        ((37, 23), 8, 0.5),
+        ((37, 23), (5, 7), 0.25),
+        ((16, 16), 8, 0.0),
+        ((9, 10, 11), (4, 8, 6), 0.5),
+    ],
+)
 def test_sliding_window_grid_covers_image(shape, tile, overlap):
     grid = sliding_window_grid(shape, tile, overlap)
     tiles = (tile,) * len(shape) if isinstance(tile, int) else tile
     for sl in grid:
-        assert all(s.start >= 0 and s.stop <= n and s.stop - s.start == t for s, n, t in zip(sl, shape, tiles))
+        assert all(
+            s.start >= 0 and s.stop <= n and s.stop - s.start == t
+            for s, n, t in zip(sl, shape, tiles)
+        )
     assert len({tuple((x.start, x.stop) for x in sl) for sl in grid}) == len(grid)
     count = coverage(shape, grid)
     assert count.min() >= 1
@@ -113,7 +125,9 @@ def test_sliding_window_grid_count_and_step():
 
 
 def test_sliding_window_grid_small_image_gives_one_padded_tile():
-    assert sliding_window_grid((5, 20), 8, 0.5) == [(slice(0, 8), slice(s, s + 8)) for s in (0, 4, 8, 12)]
+    assert sliding_window_grid((5, 20), 8, 0.5) == [
+        (slice(0, 8), slice(s, s + 8)) for s in (0, 4, 8, 12)
+    ]
 
 
 def test_sliding_window_grid_rejects_bad_overlap():
@@ -132,7 +146,11 @@ def test_overlap_tile_grid_hand_case_1d():
     assert g.pad_before == (1,) and g.pad_after == (2,)
     assert [t.input for t in g.tiles] == [(slice(0, 7),), (slice(4, 11),), (slice(6, 13),)]
     assert [t.output for t in g.tiles] == [(slice(0, 4),), (slice(4, 8),), (slice(8, 10),)]
-    assert [t.crop for t in g.tiles] == [(slice(0, 4),), (slice(0, 4),), (slice(2, 4),)]  # flush tile cropped
+    assert [t.crop for t in g.tiles] == [
+        (slice(0, 4),),
+        (slice(0, 4),),
+        (slice(2, 4),),
+    ]  # flush tile cropped
 
 
 def test_overlap_tile_grid_aligned_hand_case():
@@ -143,10 +161,18 @@ def test_overlap_tile_grid_aligned_hand_case():
     assert g.pad_before == (3,) and g.pad_after == (3 + 3,)
 
 
-@pytest.mark.parametrize("shape, out, border, align", [
-    ((23, 31), 8, 2, 1), ((23, 31), (8, 5), ((1, 2), (0, 3)), 1), ((50, 70), 8, 20, 4), ((5, 6), 8, 3, 1),
-    ((7, 9, 10), (4, 3, 8), (1, (2, 1), 0), 1), ((3000, 7), 8, 1, 1), ((29, 13), 12, 2, 8),
-])
+@pytest.mark.parametrize(
+    "shape, out, border, align",
+    [
+        ((23, 31), 8, 2, 1),
+        ((23, 31), (8, 5), ((1, 2), (0, 3)), 1),
+        ((50, 70), 8, 20, 4),
+        ((5, 6), 8, 3, 1),
+        ((7, 9, 10), (4, 3, 8), (1, (2, 1), 0), 1),
+        ((3000, 7), 8, 1, 1),
+        ((29, 13), 12, 2, 8),
+    ],
+)
 def test_overlap_tile_outputs_partition_the_image(shape, out, border, align):
     g = overlap_tile_grid(shape, out, border, align)
     count = coverage(shape, [t.output for t in g.tiles])
@@ -157,7 +183,9 @@ def test_overlap_tile_outputs_partition_the_image(shape, out, border, align):
     for t in g.tiles:
         for i, o, c, p, ot, al in zip(t.input, t.output, t.crop, padded, outs, aligns):
             assert c.stop - c.start == o.stop - o.start and c.start >= 0 and c.stop <= ot
-            assert i.start == o.start - c.start  # the input tile starts where its output tile does (padded frame)
+            assert (
+                i.start == o.start - c.start
+            )  # the input tile starts where its output tile does (padded frame)
             assert i.start % al == 0
             assert i.start >= 0 and i.stop <= p
 
@@ -191,11 +219,15 @@ def test_mirror_pad_equals_np_pad_for_small_pads(mode):
 
 
 def test_mirror_pad_large_pad_hand_case():
-    np.testing.assert_array_equal(mirror_pad(np.array([1, 2, 3]), 5, 6),
-                                  [2, 1, 2, 3, 2, 1, 2, 3, 2, 1, 2, 3, 2, 1])
-    np.testing.assert_array_equal(mirror_pad(np.array([1, 2, 3]), 4, 4, "symmetric"),
-                                  [3, 3, 2, 1, 1, 2, 3, 3, 2, 1, 1])
-    np.testing.assert_array_equal(mirror_pad(np.array([[7]]), 2, 1), np.full((4, 4), 7))  # size 1: repeat
+    np.testing.assert_array_equal(
+        mirror_pad(np.array([1, 2, 3]), 5, 6), [2, 1, 2, 3, 2, 1, 2, 3, 2, 1, 2, 3, 2, 1]
+    )
+    np.testing.assert_array_equal(
+        mirror_pad(np.array([1, 2, 3]), 4, 4, "symmetric"), [3, 3, 2, 1, 1, 2, 3, 3, 2, 1, 1]
+    )
+    np.testing.assert_array_equal(
+        mirror_pad(np.array([[7]]), 2, 1), np.full((4, 4), 7)
+    )  # size 1: repeat
 
 
 def test_mirror_pad_larger_than_image_equals_iterated_reflection():
@@ -235,11 +267,20 @@ def test_inference_and_training_mirror_indices_are_one_fold(mode):
         for before, after in ((0, 0), (3, 1), (2, 17), (19, 4)):
             tile = mirror_indices(n, before, after, mode)
             np.testing.assert_array_equal(tile, patch_indices(-before, n + before + after, n, mode))
-            np.testing.assert_array_equal(np.arange(n)[tile], np.pad(np.arange(n), (before, after), mode=mode))
+            np.testing.assert_array_equal(
+                np.arange(n)[tile], np.pad(np.arange(n), (before, after), mode=mode)
+            )
 
 
-@pytest.mark.parametrize("shape,out,border,align", [((37, 50), 8, 10, 1), ((5, 9), (4, 6), ((3, 4), (7, 2)), 1),
-                                                    ((1, 12), 6, 5, 4), ((9, 7, 6), 4, 3, 2)])
+@pytest.mark.parametrize(
+    "shape,out,border,align",
+    [
+        ((37, 50), 8, 10, 1),
+        ((5, 9), (4, 6), ((3, 4), (7, 2)), 1),
+        ((1, 12), 6, 5, 4),
+        ((9, 7, 6), 4, 3, 2),
+    ],
+)
 def test_inference_tiles_mirror_exactly_as_training_patches(shape, out, border, align):
     """Each overlap-tile input tile (mirror-padded image, as predict) equals the training patch
     (``crop_with_mirror``, as the patch sampler) cut at the same place, context beyond the image included."""
@@ -251,7 +292,9 @@ def test_inference_tiles_mirror_exactly_as_training_patches(shape, out, border, 
     for t in grid.tiles:
         start = [s.start - b for s, b in zip(t.input, grid.pad_before)]
         size = [s.stop - s.start for s in t.input]
-        np.testing.assert_array_equal(padded[(slice(None), *t.input)], crop_with_mirror(image, start, size))
+        np.testing.assert_array_equal(
+            padded[(slice(None), *t.input)], crop_with_mirror(image, start, size)
+        )
 
 
 def test_mirror_pad_rejects_too_many_axes():
@@ -316,7 +359,9 @@ def test_stitcher_clips_tiles_reaching_past_the_ends():
 def test_stitcher_reports_uncovered_pixels():
     st = Stitcher((1, 4, 5))
     st.add(np.ones((1, 4, 3)), (slice(0, 4), slice(0, 3)))
-    with pytest.raises(ConfigError, match=r"8 of 20 pixels received no weight \(first at \(0, 3\)\)"):
+    with pytest.raises(
+        ConfigError, match=r"8 of 20 pixels received no weight \(first at \(0, 3\)\)"
+    ):
         st.result()
 
 
@@ -337,13 +382,17 @@ def test_stitcher_memmap_and_torch_buffers_match_numpy(tmp_path):
     ref = Stitcher((3, 130, 9))
     _fill(ref)
     expected = ref.result().copy()
-    mm = np.lib.format.open_memmap(tmp_path / "out.npy", mode="w+", dtype=np.float32, shape=(3, 130, 9))
+    mm = np.lib.format.open_memmap(
+        tmp_path / "out.npy", mode="w+", dtype=np.float32, shape=(3, 130, 9)
+    )
     wm = np.lib.format.open_memmap(tmp_path / "w.npy", mode="w+", dtype=np.float32, shape=(130, 9))
     st = Stitcher((3, 130, 9), out=mm, weight_out=wm)
     _fill(st)
     assert st.result(chunk=7) is mm
     np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), expected)
-    tt = Stitcher((3, 130, 9), out=torch.full((3, 130, 9), 9.0))  # supplied buffers are zeroed first
+    tt = Stitcher(
+        (3, 130, 9), out=torch.full((3, 130, 9), 9.0)
+    )  # supplied buffers are zeroed first
     _fill(tt)
     np.testing.assert_allclose(tt.result().numpy(), expected, rtol=1e-6)
     assert tt.result() is tt.out  # a second call does not divide again
@@ -379,14 +428,17 @@ def test_stitcher_rejects_add_after_result():
 
 
 # -- predict_tiled (same-padding) -------------------------------------------------------------
-@pytest.mark.parametrize("shape, tile, overlap, mode", [
-    ((2, 37, 53), 16, 0.5, "gaussian"),
-    ((2, 37, 53), (8, 12), 0.25, "constant"),
-    ((1, 5, 7), 16, 0.5, "gaussian"),  # smaller than a tile
-    ((1, 40, 3), (16, 8), 0.75, "gaussian"),  # smaller along one axis only
-    ((2, 9, 10, 11), (4, 8, 6), 0.5, "gaussian"),  # 3D
-    ((1, 9, 10, 11), 16, 0.5, "constant"),  # 3D smaller than a tile
-])
+@pytest.mark.parametrize(
+    "shape, tile, overlap, mode",
+    [
+        ((2, 37, 53), 16, 0.5, "gaussian"),
+        ((2, 37, 53), (8, 12), 0.25, "constant"),
+        ((1, 5, 7), 16, 0.5, "gaussian"),  # smaller than a tile
+        ((1, 40, 3), (16, 8), 0.75, "gaussian"),  # smaller along one axis only
+        ((2, 9, 10, 11), (4, 8, 6), 0.5, "gaussian"),  # 3D
+        ((1, 9, 10, 11), 16, 0.5, "constant"),  # 3D smaller than a tile
+    ],
+)
 def test_predict_tiled_plus_one_is_exact(shape, tile, overlap, mode):
     img = np.random.rand(*shape).astype(np.float32)
     got = predict_tiled(plus_one, img, tile, overlap, mode=mode, batch_size=3)
@@ -396,7 +448,9 @@ def test_predict_tiled_plus_one_is_exact(shape, tile, overlap, mode):
 
 def test_predict_tiled_zero_padding_of_small_images_is_cropped():
     img = np.random.rand(1, 5, 7).astype(np.float32)
-    np.testing.assert_allclose(predict_tiled(plus_one, img, 16, pad_mode="constant"), img + 1, atol=1e-6)
+    np.testing.assert_allclose(
+        predict_tiled(plus_one, img, 16, pad_mode="constant"), img + 1, atol=1e-6
+    )
 
 
 def test_predict_tiled_huge_tile_count():
@@ -409,7 +463,9 @@ def test_predict_tiled_huge_tile_count():
 
     got = predict_tiled(fn, img, 8, 0.5, batch_size=64)
     np.testing.assert_allclose(got, img + 1, atol=1e-6)
-    assert sum(calls) == len(sliding_window_grid((3000, 8), 8, 0.5)) == 749  # 0, 4, …, 2992; padded 7 → 8: one tile across
+    assert (
+        sum(calls) == len(sliding_window_grid((3000, 8), 8, 0.5)) == 749
+    )  # 0, 4, …, 2992; padded 7 → 8: one tile across
     assert max(calls) == 64
 
 
@@ -430,10 +486,14 @@ def test_predict_tiled_zero_padded_conv_is_exact_where_no_tile_edge_contributes(
     fn = conv_fn(torch.randn(2, 1, 3, 3), padding=1)
     got = predict_tiled(fn, img, 8, 0.5, mode="gaussian")
     whole = fn(torch.from_numpy(img)[None])[0].numpy()
-    dirty = np.zeros(img.shape[1:], bool)  # pixels on a tile's rim inside the image (zeros seen, not neighbours)
+    dirty = np.zeros(
+        img.shape[1:], bool
+    )  # pixels on a tile's rim inside the image (zeros seen, not neighbours)
     for sl in sliding_window_grid(img.shape[1:], 8, 0.5):
         rim = np.zeros((8, 8), bool)
-        for ax, (s, n) in enumerate(zip(sl, img.shape[1:])):  # a rim on the image border sees the same zeros
+        for ax, (s, n) in enumerate(
+            zip(sl, img.shape[1:])
+        ):  # a rim on the image border sees the same zeros
             if s.start > 0:
                 rim[(slice(None),) * ax + (0,)] = True
             if s.stop < n:
@@ -455,15 +515,21 @@ def test_predict_tiled_batch_size_does_not_change_the_result():
 
 def test_predict_tiled_weight_array_and_memmap_out(tmp_path):
     img = np.random.rand(1, 20, 30).astype(np.float32)
-    out = np.lib.format.open_memmap(tmp_path / "p.npy", mode="w+", dtype=np.float32, shape=(1, 20, 30))
+    out = np.lib.format.open_memmap(
+        tmp_path / "p.npy", mode="w+", dtype=np.float32, shape=(1, 20, 30)
+    )
     weights = np.random.rand(8, 8).astype(np.float32) + 0.1
     assert predict_tiled(plus_one, img, 8, 0.5, mode=weights, out=out) is out
     np.testing.assert_allclose(np.load(tmp_path / "p.npy"), img + 1, atol=1e-6)
 
 
 def test_predict_tiled_rejects_valid_fn():
-    with pytest.raises(ConfigError, match=r"fn returned shape \(2, 1, 6, 6\).*use predict_overlap_tile"):
-        predict_tiled(lambda x: x[:, :, 1:-1, 1:-1], np.zeros((1, 20, 20), np.float32), 8, batch_size=2)
+    with pytest.raises(
+        ConfigError, match=r"fn returned shape \(2, 1, 6, 6\).*use predict_overlap_tile"
+    ):
+        predict_tiled(
+            lambda x: x[:, :, 1:-1, 1:-1], np.zeros((1, 20, 20), np.float32), 8, batch_size=2
+        )
 
 
 def test_predict_tiled_rejects_unknown_mode():
@@ -492,7 +558,9 @@ def test_predict_tiled_rejects_zero_batch():
 
 
 # -- predict_overlap_tile (valid-padding) -------------------------------------------------------
-@pytest.mark.parametrize("spatial, in_tile", [((23, 31), 12), ((5, 6), 12), ((300, 7), (10, 6)), ((40, 41), 12)])
+@pytest.mark.parametrize(
+    "spatial, in_tile", [((23, 31), 12), ((5, 6), 12), ((300, 7), (10, 6)), ((40, 41), 12)]
+)
 def test_overlap_tile_valid_conv_stack_equals_whole_padded_forward(spatial, in_tile):
     w1, w2 = torch.randn(4, 2, 3, 3), torch.randn(3, 4, 3, 3)
     fn = valid_stack(w1, w2)
@@ -517,7 +585,9 @@ def test_overlap_tile_explicit_border_is_honoured_3d():
     crop = lambda x: x[:, :, 1:-3, 2:-1, 0:-2]  # border ((1, 3), (2, 1), (0, 2)): the identity net
     got = predict_overlap_tile(crop, img, (8, 7, 6), (4, 4, 4), border=((1, 3), (2, 1), (0, 2)))
     np.testing.assert_array_equal(got, img)
-    shifted = predict_overlap_tile(crop, img, (8, 7, 6), (4, 4, 4))  # default centred border is wrong here
+    shifted = predict_overlap_tile(
+        crop, img, (8, 7, 6), (4, 4, 4)
+    )  # default centred border is wrong here
     assert not np.array_equal(shifted, img)
 
 
@@ -566,8 +636,15 @@ def test_choose_overlap_tile_for_the_original_unet():
     net = create_model("unet-original", base_features=2)  # sizes do not depend on widths
     assert choose_overlap_tile(net, 572) == ((572, 572), (388, 388), ((92, 92), (92, 92)))
     assert choose_overlap_tile(net, 512).in_tile == (524, 524)  # 16·29 + 60
-    assert choose_overlap_tile(net, (512, 600), round="down") == ((508, 588), (324, 404), ((92, 92), (92, 92)))
-    assert choose_overlap_tile(net, 100, round="down").in_tile == (188, 188)  # none below: the smallest above
+    assert choose_overlap_tile(net, (512, 600), round="down") == (
+        (508, 588),
+        (324, 404),
+        ((92, 92), (92, 92)),
+    )
+    assert choose_overlap_tile(net, 100, round="down").in_tile == (
+        188,
+        188,
+    )  # none below: the smallest above
     assert tile_alignment(net, 572) == (16, 16)
 
 
@@ -617,18 +694,23 @@ def test_crop_ranges_hand_cases():
 
     assert crop_ranges([0, 6, 12], 8) == [(0, 7), (1, 7), (1, 8)]  # overlaps of 2 split 1 | 1
     assert crop_ranges([0], 5) == [(0, 5)]
-    assert crop_ranges([0, 3], 8) == [(0, 5), (2, 8)]  # overlap 5: 0..4 from the first, 5..10 from the second
+    assert crop_ranges([0, 3], 8) == [
+        (0, 5),
+        (2, 8),
+    ]  # overlap 5: 0..4 from the first, 5..10 from the second
 
 
-@pytest.mark.parametrize("size, tile, overlap, align", [(100, 32, 0.5, 1), (2048, 768, 0.17, 16), (37, 8, 0.75, 2)])
+@pytest.mark.parametrize(
+    "size, tile, overlap, align", [(100, 32, 0.5, 1), (2048, 768, 0.17, 16), (37, 8, 0.75, 2)]
+)
 def test_crop_ranges_partition_the_axis_with_half_overlap_margins(size, tile, overlap, align):
     from unetkit.inference.tiling import crop_ranges, window_starts
 
     starts = window_starts((size,), tile, overlap, align)[0]
     owner = np.full(max(size, tile), -1)
     for j, (s, (lo, hi)) in enumerate(zip(starts, crop_ranges(starts, tile))):
-        assert (owner[s + lo:s + hi] == -1).all()  # no pixel kept twice
-        owner[s + lo:s + hi] = j
+        assert (owner[s + lo : s + hi] == -1).all()  # no pixel kept twice
+        owner[s + lo : s + hi] = j
         if j > 0:
             assert lo >= (starts[j - 1] + tile - s) // 2  # half the overlap with the previous tile
         if j < len(starts) - 1:
@@ -644,8 +726,14 @@ def test_window_starts_are_multiples_of_align():
     assert all(s % 16 == 0 for s in starts[1][:-1]) and starts[1][-1] == 1000 - 256
 
 
-@pytest.mark.parametrize("shape, tile, overlap, align", [
-    ((2, 37, 53), 16, 0.5, 1), ((1, 40, 3), (16, 8), 0.75, 4), ((2, 9, 10, 11), (4, 8, 6), 0.5, 2)])
+@pytest.mark.parametrize(
+    "shape, tile, overlap, align",
+    [
+        ((2, 37, 53), 16, 0.5, 1),
+        ((1, 40, 3), (16, 8), 0.75, 4),
+        ((2, 9, 10, 11), (4, 8, 6), 0.5, 2),
+    ],
+)
 def test_predict_tiled_crop_plus_one_is_exact(shape, tile, overlap, align):
     img = np.random.rand(*shape).astype(np.float32)
     got = predict_tiled(plus_one, img, tile, overlap, mode="crop", batch_size=3, align=align)
@@ -668,6 +756,7 @@ def _net_fn(model):
     def fn(x):
         with torch.no_grad():
             return model(x)
+
     return fn
 
 

@@ -41,13 +41,26 @@ def make_cells(root: Path, n: int = 6, size: int = 48, seed: int = 0) -> Path:
 
 
 def tiny_config(data: Path, **train) -> RunConfig:
-    return RunConfig.from_dict({
-        "data": {"train_dir": str(data), "val_fraction": 0.34, "patch_size": [32]},
-        "model": {"name": "unet", "options": {"base_features": 4, "depth": 2, "norm": "instance", "dropout": 0.1}},
-        "loss": {"name": "dice-ce"},
-        "train": {"epochs": 3, "iters_per_epoch": 3, "batch_size": 2, "lr": 0.01, "seed": 7, "precision": "fp32",
-                  "threads": 1, **train},
-    })
+    return RunConfig.from_dict(
+        {
+            "data": {"train_dir": str(data), "val_fraction": 0.34, "patch_size": [32]},
+            "model": {
+                "name": "unet",
+                "options": {"base_features": 4, "depth": 2, "norm": "instance", "dropout": 0.1},
+            },
+            "loss": {"name": "dice-ce"},
+            "train": {
+                "epochs": 3,
+                "iters_per_epoch": 3,
+                "batch_size": 2,
+                "lr": 0.01,
+                "seed": 7,
+                "precision": "fp32",
+                "threads": 1,
+                **train,
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +82,29 @@ def test_training_writes_a_complete_run_folder(cells, tmp_path):
     result = Trainer(tiny_config(cells), run_dir=tmp_path / "run", progress=False).fit()
     run = tmp_path / "run"
     assert result.epochs_completed == 3 and result.stop_reason == "completed"
-    for name in ("config.yaml", "splits.json", "metrics.csv", "curves.png", "train.log", "checkpoints/last.pt",
-                 "checkpoints/best.pt"):
+    for name in (
+        "config.yaml",
+        "splits.json",
+        "metrics.csv",
+        "curves.png",
+        "train.log",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
         assert (run / name).is_file(), name
     rows = list(csv.DictReader((run / "metrics.csv").read_text().splitlines()))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert {"train_loss", "val_loss", "val_dice", "val_iou", "val_pixel_error", "val_dice_c0", "val_dice_c1", "lr",
-            "images_per_s"} <= set(rows[0])
+    assert {
+        "train_loss",
+        "val_loss",
+        "val_dice",
+        "val_iou",
+        "val_pixel_error",
+        "val_dice_c0",
+        "val_dice_c1",
+        "lr",
+        "images_per_s",
+    } <= set(rows[0])
     assert RunConfig.from_yaml(run / "config.yaml").to_dict() == tiny_config(cells).to_dict()
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
     assert ckpt["epoch"] == 3 and ckpt["label_map"]["values"] == [0, 255]
@@ -101,33 +130,77 @@ class _CrashAfter(Callback):
 def test_resume_continues_exactly(cells, tmp_path):
     full = Trainer(tiny_config(cells, epochs=4), run_dir=tmp_path / "full", progress=False).fit()
     with pytest.raises(RuntimeError, match="simulated crash"):
-        Trainer(tiny_config(cells, epochs=4), run_dir=tmp_path / "part", progress=False, callbacks=[_CrashAfter(2)]).fit()
+        Trainer(
+            tiny_config(cells, epochs=4),
+            run_dir=tmp_path / "part",
+            progress=False,
+            callbacks=[_CrashAfter(2)],
+        ).fit()
     resumed = Trainer.resume(tmp_path / "part", progress=False).fit()
     assert resumed.epochs_completed == 4
-    _assert_same_weights(_weights(full.run_dir / "checkpoints/last.pt"),
-                         _weights(tmp_path / "part" / "checkpoints/last.pt"))
-    np.testing.assert_allclose([r["train_loss"] for r in resumed.history], [r["train_loss"] for r in full.history],
-                               rtol=1e-5)
-    assert len(list(csv.DictReader((tmp_path / "part" / "metrics.csv").read_text().splitlines()))) == 4
+    _assert_same_weights(
+        _weights(full.run_dir / "checkpoints/last.pt"),
+        _weights(tmp_path / "part" / "checkpoints/last.pt"),
+    )
+    np.testing.assert_allclose(
+        [r["train_loss"] for r in resumed.history],
+        [r["train_loss"] for r in full.history],
+        rtol=1e-5,
+    )
+    assert (
+        len(list(csv.DictReader((tmp_path / "part" / "metrics.csv").read_text().splitlines()))) == 4
+    )
 
 
 def test_resume_can_extend_the_schedule(cells, tmp_path):
     Trainer(tiny_config(cells, epochs=2), run_dir=tmp_path / "run", progress=False).fit()
     resumed = Trainer.resume(tmp_path / "run", overrides={"train.epochs": 4}, progress=False).fit()
     assert resumed.epochs_completed == 4
-    assert resumed.history[2]["lr"] == pytest.approx(0.01 * (1 - 2 / 4) ** 0.9)  # poly rate of the new length
+    assert resumed.history[2]["lr"] == pytest.approx(
+        0.01 * (1 - 2 / 4) ** 0.9
+    )  # poly rate of the new length
 
 
 def _cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "unetkit", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "unetkit", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def test_sigkill_mid_run_then_resume_matches_uninterrupted(cells, tmp_path):
-    args = ["train", str(cells), "--patch-size", "32", "--batch-size", "2", "--iters-per-epoch", "6", "--epochs", "5",
-            "--lr", "0.01", "--seed", "3", "--precision", "fp32", "--threads", "1", "--val-fraction", "0.34",
-            "--set", "model.options.base_features=4", "--set", "model.options.depth=2",
-            "--set", "model.options.norm=instance", "--no-progress"]
+    args = [
+        "train",
+        str(cells),
+        "--patch-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--iters-per-epoch",
+        "6",
+        "--epochs",
+        "5",
+        "--lr",
+        "0.01",
+        "--seed",
+        "3",
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+        "--val-fraction",
+        "0.34",
+        "--set",
+        "model.options.base_features=4",
+        "--set",
+        "model.options.depth=2",
+        "--set",
+        "model.options.norm=instance",
+        "--no-progress",
+    ]
     ref = _cli(*args, "--run-dir", str(tmp_path / "ref"))
     victim = _cli(*args, "--run-dir", str(tmp_path / "victim"))
     csv_path = tmp_path / "victim" / "metrics.csv"
@@ -139,16 +212,34 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(cells, tmp_path):
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert victim.returncode == -signal.SIGKILL
-    killed_at = load_checkpoint(tmp_path / "victim" / "checkpoints" / "last.pt")["epoch"]  # loads: not torn
+    killed_at = load_checkpoint(tmp_path / "victim" / "checkpoints" / "last.pt")[
+        "epoch"
+    ]  # loads: not torn
     assert 2 <= killed_at < 5
-    res = subprocess.run([sys.executable, "-m", "unetkit", "train", "--resume", str(tmp_path / "victim"),
-                          "--no-progress"], capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unetkit",
+            "train",
+            "--resume",
+            str(tmp_path / "victim"),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert f"resumed at epoch {killed_at}" in res.stdout
-    assert res.stdout.count("compute path: cpu ") == 1 and ", fp32, " in res.stdout  # --precision fp32, said once
+    assert (
+        res.stdout.count("compute path: cpu ") == 1 and ", fp32, " in res.stdout
+    )  # --precision fp32, said once
     assert ref.wait(timeout=300) == 0, ref.stdout.read()
-    _assert_same_weights(_weights(tmp_path / "ref/checkpoints/last.pt"),
-                         _weights(tmp_path / "victim/checkpoints/last.pt"))
+    _assert_same_weights(
+        _weights(tmp_path / "ref/checkpoints/last.pt"),
+        _weights(tmp_path / "victim/checkpoints/last.pt"),
+    )
     assert not list((tmp_path / "victim" / "checkpoints").glob(".*tmp*"))
 
 
@@ -165,7 +256,9 @@ def test_time_budget_stops_cleanly_with_best_checkpoint(cells, tmp_path, monkeyp
         clock["t"] += 0.5
         return clock["t"]
 
-    monkeypatch.setattr(trainer_module, "time", SimpleNamespace(monotonic=monotonic, strftime=time.strftime))
+    monkeypatch.setattr(
+        trainer_module, "time", SimpleNamespace(monotonic=monotonic, strftime=time.strftime)
+    )
     cfg = tiny_config(cells, epochs=1000, time_budget_minutes=0.15)
     result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
     assert result.stop_reason == "time budget reached" and 1 <= result.epochs_completed < 1000
@@ -181,48 +274,124 @@ def test_early_stopping(cells, tmp_path):
 
 def test_weight_map_sgd_and_valid_padding_model_train(cells, tmp_path):
     cfg = tiny_config(cells, epochs=1, optimizer="sgd", momentum=0.99, precision="bf16").override(
-        {"data.weight_map": True, "model.name": "unet-original", "loss.name": "ce"})
+        {"data.weight_map": True, "model.name": "unet-original", "loss.name": "ce"}
+    )
     cfg.model.options = {"base_features": 4, "depth": 2}
     result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
     ckpt = load_checkpoint(result.run_dir / "checkpoints/last.pt")
-    assert ckpt["patch_size"][0] - ckpt["extra"]["label_size"][0] == 40  # valid net: input = label + border
+    assert (
+        ckpt["patch_size"][0] - ckpt["extra"]["label_size"][0] == 40
+    )  # valid net: input = label + border
     assert np.isfinite(result.history[-1]["train_loss"])
 
 
 def test_unet3plus_with_deep_supervision_and_cgm_trains(cells, tmp_path):
-    cfg = tiny_config(cells, epochs=1).override({"model.name": "unet3plus-ds-cgm", "loss.name": "unet3plus-hybrid",
-                                                 "model.options": {"base_features": 4, "depth": 2, "num_classes": 1}})
+    cfg = tiny_config(cells, epochs=1).override(
+        {
+            "model.name": "unet3plus-ds-cgm",
+            "loss.name": "unet3plus-hybrid",
+            "model.options": {"base_features": 4, "depth": 2, "num_classes": 1},
+        }
+    )
     result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
-    assert np.isfinite(result.history[-1]["train_loss"]) and not np.isnan(result.history[-1]["val_dice"])
+    assert np.isfinite(result.history[-1]["train_loss"]) and not np.isnan(
+        result.history[-1]["val_dice"]
+    )
 
 
 def test_torchrun_two_processes_match_one_process(cells, tmp_path):
-    common = ["train", str(cells), "--patch-size", "32", "--batch-size", "4", "--iters-per-epoch", "3", "--epochs",
-              "2", "--lr", "0.01", "--seed", "5", "--precision", "fp32", "--threads", "1", "--val-fraction", "0.34",
-              "--set", "model.options.base_features=4", "--set", "model.options.depth=2",
-              "--set", "model.options.norm=instance", "--no-progress"]
+    common = [
+        "train",
+        str(cells),
+        "--patch-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--iters-per-epoch",
+        "3",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.01",
+        "--seed",
+        "5",
+        "--precision",
+        "fp32",
+        "--threads",
+        "1",
+        "--val-fraction",
+        "0.34",
+        "--set",
+        "model.options.base_features=4",
+        "--set",
+        "model.options.depth=2",
+        "--set",
+        "model.options.norm=instance",
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    single = subprocess.run([sys.executable, "-m", "unetkit", *common, "--run-dir", str(tmp_path / "one")],
-                            capture_output=True, text=True, timeout=300, env=env)
+    single = subprocess.run(
+        [sys.executable, "-m", "unetkit", *common, "--run-dir", str(tmp_path / "one")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert single.returncode == 0, single.stdout + single.stderr
-    multi = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29517",
-                            "-m", "unetkit", *common, "--run-dir", str(tmp_path / "two")],
-                           capture_output=True, text=True, timeout=300, env=env)
+    multi = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29517",
+            "-m",
+            "unetkit",
+            *common,
+            "--run-dir",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert multi.returncode == 0, multi.stdout + multi.stderr
-    assert "2 processes" in multi.stdout and multi.stdout.count("epoch   2/2") == 1  # rank 0 logs alone
-    _assert_same_weights(_weights(tmp_path / "one/checkpoints/last.pt"), _weights(tmp_path / "two/checkpoints/last.pt"),
-                         atol=1e-4)
+    assert (
+        "2 processes" in multi.stdout and multi.stdout.count("epoch   2/2") == 1
+    )  # rank 0 logs alone
+    _assert_same_weights(
+        _weights(tmp_path / "one/checkpoints/last.pt"),
+        _weights(tmp_path / "two/checkpoints/last.pt"),
+        atol=1e-4,
+    )
 
 
 def test_train_cli_errors_are_one_line(cells, tmp_path):
-    res = subprocess.run([sys.executable, "-m", "unetkit", "train", str(tmp_path / "nope")], capture_output=True,
-                         text=True, timeout=120)
-    assert res.returncode == 2 and "nope: dataset folder not found" in res.stderr and "Traceback" not in res.stderr
-    res = subprocess.run([sys.executable, "-m", "unetkit", "train", "--resume", str(tmp_path)], capture_output=True,
-                         text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "unetkit", "train", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        res.returncode == 2
+        and "nope: dataset folder not found" in res.stderr
+        and "Traceback" not in res.stderr
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "unetkit", "train", "--resume", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and "not a unetkit run folder" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "unetkit", "train", str(cells), "--set", "train.epoch=3"],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [sys.executable, "-m", "unetkit", "train", str(cells), "--set", "train.epoch=3"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert res.returncode == 2 and "unknown key(s) epoch" in res.stderr
 
 
@@ -245,16 +414,33 @@ def test_select_metric_picks_best_checkpoint_by_one_class(cells, tmp_path):
     best_epoch = max(result.history, key=lambda r: r["val_dice_c0"])["epoch"]
     assert result.best["metric"] == "val_dice_c0" and result.best["epoch"] == best_epoch
     assert load_checkpoint(tmp_path / "run/checkpoints/best.pt")["epoch"] == best_epoch
-    with pytest.raises(ConfigError, match="val_dcie' is not among the validation values val_loss, val_dice"):
-        tiny_config(cells, epochs=1, select_metric="val_dcie")  # refused with the config, before any epoch
-    with pytest.raises(ConfigError, match="'val_dice_c2' names class 2, but the masks have 2 classes"):
-        Trainer(tiny_config(cells, select_metric="val_dice_c2"), run_dir=tmp_path / "bad", progress=False).fit()
+    with pytest.raises(
+        ConfigError, match="val_dcie' is not among the validation values val_loss, val_dice"
+    ):
+        tiny_config(
+            cells, epochs=1, select_metric="val_dcie"
+        )  # refused with the config, before any epoch
+    with pytest.raises(
+        ConfigError, match="'val_dice_c2' names class 2, but the masks have 2 classes"
+    ):
+        Trainer(
+            tiny_config(cells, select_metric="val_dice_c2"),
+            run_dir=tmp_path / "bad",
+            progress=False,
+        ).fit()
     assert not (tmp_path / "bad").exists()
 
 
 def test_kfold_fg_classes_and_weight_map_cache_reach_the_data(cells, tmp_path):
-    cfg = tiny_config(cells, epochs=1).override({"data.num_folds": 3, "data.fold": 1, "data.fg_classes": [0],
-                                                 "data.weight_map": True, "data.cache_dir": str(tmp_path / "c")})
+    cfg = tiny_config(cells, epochs=1).override(
+        {
+            "data.num_folds": 3,
+            "data.fold": 1,
+            "data.fg_classes": [0],
+            "data.weight_map": True,
+            "data.cache_dir": str(tmp_path / "c"),
+        }
+    )
     result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
     import json
 

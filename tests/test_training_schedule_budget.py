@@ -25,13 +25,33 @@ from .test_training import (  # discs on noise (masks 0/255); a crash after epoc
 
 
 def tiny_config(data: Path, **train) -> RunConfig:
-    return RunConfig.from_dict({
-        "data": {"train_dir": str(data), "val_fraction": 0.25, "patch_size": [32], "augmentation": None},
-        "model": {"name": "unet", "options": {"base_features": 4, "depth": 2, "norm": "instance"}},
-        "loss": {"name": "dice-ce"},
-        "train": {"epochs": 1000, "iters_per_epoch": 2, "batch_size": 2, "lr": 0.01, "seed": 7, "precision": "fp32",
-                  "threads": 1, "scheduler": "budget", "time_budget_minutes": 1.0, **train},
-    })
+    return RunConfig.from_dict(
+        {
+            "data": {
+                "train_dir": str(data),
+                "val_fraction": 0.25,
+                "patch_size": [32],
+                "augmentation": None,
+            },
+            "model": {
+                "name": "unet",
+                "options": {"base_features": 4, "depth": 2, "norm": "instance"},
+            },
+            "loss": {"name": "dice-ce"},
+            "train": {
+                "epochs": 1000,
+                "iters_per_epoch": 2,
+                "batch_size": 2,
+                "lr": 0.01,
+                "seed": 7,
+                "precision": "fp32",
+                "threads": 1,
+                "scheduler": "budget",
+                "time_budget_minutes": 1.0,
+                **train,
+            },
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +73,11 @@ def fake_epoch_clock(monkeypatch, step: float) -> None:
 
 def fake_trainer(t_start: float, lr: float, epochs: int = 1000, dist=None):
     group = {"lr": lr}
-    trainer = SimpleNamespace(t_start=t_start, config=SimpleNamespace(train=SimpleNamespace(epochs=epochs)),
-                              optimizer=SimpleNamespace(param_groups=[group, dict(group)]))
+    trainer = SimpleNamespace(
+        t_start=t_start,
+        config=SimpleNamespace(train=SimpleNamespace(epochs=epochs)),
+        optimizer=SimpleNamespace(param_groups=[group, dict(group)]),
+    )
     if dist is not None:
         trainer.dist = dist
     return trainer
@@ -62,8 +85,11 @@ def fake_trainer(t_start: float, lr: float, epochs: int = 1000, dist=None):
 
 # ------------------------------------------------------------------------------------- config
 def test_budget_without_time_budget_is_a_config_error():
-    with pytest.raises(ConfigError, match=r"train.scheduler budget .* needs a time budget: set "
-                                          r"train.time_budget_minutes \(--time-budget MINUTES\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train.scheduler budget .* needs a time budget: set "
+        r"train.time_budget_minutes \(--time-budget MINUTES\)",
+    ):
         RunConfig.from_dict({"train": {"scheduler": "budget"}})
     cfg = RunConfig.from_dict({"train": {"epochs": 5}})
     with pytest.raises(ConfigError, match="set train.time_budget_minutes"):
@@ -101,7 +127,9 @@ def test_learning_rate_follows_poly_of_the_elapsed_time(monkeypatch):
         clock["t"] = 1000.0 + t
         cb.on_epoch_end(trainer, [{}] * done)
         expected = lr * (1.0 - t / T) ** 0.9
-        assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx([expected, expected], rel=1e-12)
+        assert [g["lr"] for g in trainer.optimizer.param_groups] == pytest.approx(
+            [expected, expected], rel=1e-12
+        )
         assert trainer.config.train.epochs == epochs
     clock["t"] = 1000.0 + 190  # past T: the rate is 0, never negative or complex
     cb.on_epoch_end(trainer, [{}] * 5)
@@ -119,7 +147,9 @@ def test_train_start_resets_the_rate_and_a_spent_budget_gives_zero(monkeypatch):
     cb.on_epoch_end(trainer, [{}] * 3)  # T = 50, t = 25: 0.01 · 0.5²
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(0.0025)
     assert trainer.config.train.epochs == 3 + 1
-    late = BudgetSchedule(budget_s=30.0, lr=0.01)  # set-up took longer than the whole budget: no time left
+    late = BudgetSchedule(
+        budget_s=30.0, lr=0.01
+    )  # set-up took longer than the whole budget: no time left
     late.on_train_start(trainer)
     clock["t"] = 80.0
     late.on_epoch_end(trainer, [{}])
@@ -133,7 +163,9 @@ def test_every_rank_takes_rank_zeros_decision(monkeypatch):
     monkeypatch.setattr(callbacks_module, "time", SimpleNamespace(monotonic=lambda: clock["t"]))
     sent = []
 
-    def broadcast_object_list(box, src=0):  # as seen on rank 1: rank 0's clock said lr 0.5, 9 epochs
+    def broadcast_object_list(
+        box, src=0
+    ):  # as seen on rank 1: rank 0's clock said lr 0.5, 9 epochs
         sent.append((list(box), src))
         box[:] = [0.5, 9]
 
@@ -143,13 +175,19 @@ def test_every_rank_takes_rank_zeros_decision(monkeypatch):
     cb.on_train_start(trainer)
     clock["t"] = 60.0
     cb.on_epoch_end(trainer, [{}])
-    assert sent == [([0.5, 2], 0)]  # its own view (t = 50 of T = 100) was sent for rank 0 to overwrite
-    assert [g["lr"] for g in trainer.optimizer.param_groups] == [0.5, 0.5] and trainer.config.train.epochs == 9
+    assert sent == [
+        ([0.5, 2], 0)
+    ]  # its own view (t = 50 of T = 100) was sent for rank 0 to overwrite
+    assert [g["lr"] for g in trainer.optimizer.param_groups] == [
+        0.5,
+        0.5,
+    ] and trainer.config.train.epochs == 9
 
 
 # ------------------------------------------------------------------------------------ trainer
-def test_trainer_runs_the_budget_schedule_and_stops_when_the_next_epoch_would_not_fit(cells, tmp_path,
-                                                                                       monkeypatch):
+def test_trainer_runs_the_budget_schedule_and_stops_when_the_next_epoch_would_not_fit(
+    cells, tmp_path, monkeypatch
+):
     fake_epoch_clock(monkeypatch, step=10.0)  # every epoch "takes" 10 s of the 60 s budget
     cfg = tiny_config(cells)
     trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False)
@@ -171,7 +209,9 @@ def test_trainer_runs_the_budget_schedule_and_stops_when_the_next_epoch_would_no
 def test_resume_restarts_the_clock_at_the_full_rate(cells, tmp_path, monkeypatch):
     fake_epoch_clock(monkeypatch, step=10.0)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        Trainer(tiny_config(cells), run_dir=tmp_path / "run", progress=False, callbacks=[_CrashAfter(2)]).fit()
+        Trainer(
+            tiny_config(cells), run_dir=tmp_path / "run", progress=False, callbacks=[_CrashAfter(2)]
+        ).fit()
     fake_epoch_clock(monkeypatch, step=10.0)  # a new process: a new clock
     trainer = Trainer.resume(tmp_path / "run", progress=False)
     result = trainer.fit()
@@ -180,4 +220,6 @@ def test_resume_restarts_the_clock_at_the_full_rate(cells, tmp_path, monkeypatch
     assert lrs[2] == 0.01  # back at the peak although the optimiser was saved at a lower rate
     assert lrs[0] == 0.01 > lrs[1]  # epochs 1–2 from before the crash
     assert lrs[3] == pytest.approx(0.01 * (1 - 10 / T) ** 0.9, rel=1e-9)
-    assert result.epochs_completed == 2 + 5 and result.stop_reason == "completed"  # a fresh budget of 5 epochs
+    assert (
+        result.epochs_completed == 2 + 5 and result.stop_reason == "completed"
+    )  # a fresh budget of 5 epochs

@@ -32,8 +32,10 @@ ALL_ON = {
     "blur": {"prob": 1.0},
     "noise": {"prob": 1.0},
 }
-ALL_OFF = {name: {k: 0.0 for k in params if k == "prob" or k.startswith("p_")}
-           for name, params in DEFAULT_AUGMENTATION.items()}
+ALL_OFF = {
+    name: {k: 0.0 for k in params if k == "prob" or k.startswith("p_")}
+    for name, params in DEFAULT_AUGMENTATION.items()
+}
 
 
 def blob_sample(shape=(96, 112), seed=0, classes=2):
@@ -46,8 +48,18 @@ def blob_sample(shape=(96, 112), seed=0, classes=2):
         r2 = sum((g - c) ** 2 for g, c in zip(grids, centre))
         img += np.exp(-r2 / (2 * (min(shape) / 7) ** 2))
     img = (img / img.max()).astype(np.float32)
-    mask = (img > 0.5).astype(np.int64) if classes == 2 else np.digitize(img, [0.3, 0.6]).astype(np.int64)
-    return {"image": img[None], "mask": mask, "weight": img.copy(), "instances": mask * 7, "name": "blob"}
+    mask = (
+        (img > 0.5).astype(np.int64)
+        if classes == 2
+        else np.digitize(img, [0.3, 0.6]).astype(np.int64)
+    )
+    return {
+        "image": img[None],
+        "mask": mask,
+        "weight": img.copy(),
+        "instances": mask * 7,
+        "name": "blob",
+    }
 
 
 def agreement(sample):
@@ -80,7 +92,10 @@ def test_spatial_transforms_keep_image_and_labels_aligned(name):
             np.testing.assert_array_equal(out["weight"], out["image"][0])
         np.testing.assert_array_equal(out["instances"], out["mask"] * 7)
         assert out["name"] == "blob"
-    if name not in ("flip", "rot90"):  # the transform moved something: the unmoved mask no longer fits
+    if name not in (
+        "flip",
+        "rot90",
+    ):  # the transform moved something: the unmoved mask no longer fits
         assert not np.array_equal(out["mask"], s["mask"])
         assert agreement({"image": out["image"], "mask": s["mask"]}) < 0.99
 
@@ -124,8 +139,16 @@ def test_caller_arrays_are_untouched():
 
 def test_identity_settings_give_identity_exactly():
     s = blob_sample()
-    t = SpatialTransform(rotation=(0, 0), p_rotation=1, scale=(1, 1), p_scale=1, shift=0, p_shift=1,
-                         elastic_sigma=0, p_elastic=1)
+    t = SpatialTransform(
+        rotation=(0, 0),
+        p_rotation=1,
+        scale=(1, 1),
+        p_scale=1,
+        shift=0,
+        p_shift=1,
+        elastic_sigma=0,
+        p_elastic=1,
+    )
     out = t(s, np.random.default_rng(0))
     for key in ("image", "mask", "weight", "instances"):
         np.testing.assert_array_equal(out[key], s[key])
@@ -134,9 +157,17 @@ def test_identity_settings_give_identity_exactly():
     out = aug(s, np.random.default_rng(0))
     for key in ("image", "mask", "weight", "instances"):
         np.testing.assert_array_equal(out[key], s[key])
-    intensity_identity = Compose([RandomGamma((1, 1), 1), RandomBrightnessContrast((1, 1), (1, 1), (0, 0), 1),
-                                  RandomGaussianNoise((0, 0), 1), RandomGaussianBlur((0, 0), 1)])
-    np.testing.assert_array_equal(intensity_identity(s, np.random.default_rng(0))["image"], s["image"])
+    intensity_identity = Compose(
+        [
+            RandomGamma((1, 1), 1),
+            RandomBrightnessContrast((1, 1), (1, 1), (0, 0), 1),
+            RandomGaussianNoise((0, 0), 1),
+            RandomGaussianBlur((0, 0), 1),
+        ]
+    )
+    np.testing.assert_array_equal(
+        intensity_identity(s, np.random.default_rng(0))["image"], s["image"]
+    )
 
 
 def test_resampling_at_the_pixel_grid_is_exact():
@@ -148,7 +179,9 @@ def test_resampling_at_the_pixel_grid_is_exact():
 
 def test_rotation_by_90_degrees_matches_rot90():
     img = np.random.default_rng(0).random((2, 17, 17)).astype(np.float32)
-    out = SpatialTransform(rotation=(90, 90), p_rotation=1)({"image": img}, np.random.default_rng(0))
+    out = SpatialTransform(rotation=(90, 90), p_rotation=1)(
+        {"image": img}, np.random.default_rng(0)
+    )
     candidates = [np.rot90(img, k, axes=(1, 2)) for k in (1, 3)]
     errors = [np.abs(out["image"] - c).max() for c in candidates]
     assert min(errors) < 1e-5, errors
@@ -159,17 +192,23 @@ def test_shift_is_a_pure_translation():
     t = SpatialTransform(shift=(3, 5), p_shift=1)
     coords = t.draw((30, 40), np.random.default_rng(7))
     shift = coords[:, 0, 0] - 0.0
-    np.testing.assert_allclose(coords - np.indices((30, 40)), np.broadcast_to(shift[:, None, None], coords.shape))
+    np.testing.assert_allclose(
+        coords - np.indices((30, 40)), np.broadcast_to(shift[:, None, None], coords.shape)
+    )
     assert abs(shift[0]) <= 3 and abs(shift[1]) <= 5 and np.all(shift != 0)
     out = t({"image": img}, np.random.default_rng(7))["image"]
-    np.testing.assert_allclose(out[0], ndimage.shift(img[0], -shift, order=1, mode="mirror"), atol=1e-5)
+    np.testing.assert_allclose(
+        out[0], ndimage.shift(img[0], -shift, order=1, mode="mirror"), atol=1e-5
+    )
 
 
 def test_zoom_keeps_the_centre_and_magnifies():
     shape = (41, 41)
     img = np.zeros((1,) + shape, np.float32)
     img[0, 20, 20 + 4] = 1.0  # a dot 4 px right of the centre
-    out = SpatialTransform(scale=(2, 2), p_scale=1)({"image": img}, np.random.default_rng(0))["image"][0]
+    out = SpatialTransform(scale=(2, 2), p_scale=1)({"image": img}, np.random.default_rng(0))[
+        "image"
+    ][0]
     assert np.unravel_index(np.argmax(out), shape) == (20, 28)  # 8 px right of the centre
 
 
@@ -184,7 +223,9 @@ def test_rot90_non_square_keeps_shape():
 def test_3d_pipeline():
     s = blob_sample(shape=(20, 40, 36))
     aug = build_augmentation(ALL_ON, 3)
-    geo = build_augmentation({**ALL_ON, **{k: False for k in ("gamma", "brightness_contrast", "blur", "noise")}}, 3)
+    geo = build_augmentation(
+        {**ALL_ON, **{k: False for k in ("gamma", "brightness_contrast", "blur", "noise")}}, 3
+    )
     for seed in range(2):
         out = aug(s, np.random.default_rng(seed))
         assert out["image"].shape == (1, 20, 40, 36) and out["mask"].shape == (20, 40, 36)
@@ -199,7 +240,9 @@ def test_3d_pipeline():
 
 def test_3d_rotation_plane_choice():
     img = np.random.default_rng(0).random((1, 9, 9, 9)).astype(np.float32)
-    out = SpatialTransform(rotation=(90, 90), p_rotation=1, planes=[(0, 1)])({"image": img}, np.random.default_rng(0))
+    out = SpatialTransform(rotation=(90, 90), p_rotation=1, planes=[(0, 1)])(
+        {"image": img}, np.random.default_rng(0)
+    )
     errors = [np.abs(out["image"] - np.rot90(img, k, axes=(1, 2))).max() for k in (1, 3)]
     assert min(errors) < 1e-5
 
@@ -224,7 +267,9 @@ def test_dense_displacement_interpolates_the_coarse_grid():
     np.testing.assert_allclose(field[(slice(None),) + nodes], coarse, atol=1e-10)
     # equals cubic-spline interpolation by map_coordinates on the coarse grid
     q = np.meshgrid(np.arange(101) * 2 / 100, np.arange(61) * 2 / 60, indexing="ij")
-    ref = np.stack([ndimage.map_coordinates(coarse[i], q, order=3, mode="mirror") for i in range(2)])
+    ref = np.stack(
+        [ndimage.map_coordinates(coarse[i], q, order=3, mode="mirror") for i in range(2)]
+    )
     np.testing.assert_allclose(field, ref, atol=1e-10)
     # smooth: neighbouring pixels move by much less than a pixel
     assert np.abs(np.diff(field, axis=1)).max() < 2.0 and np.abs(np.diff(field, axis=2)).max() < 2.0
@@ -236,12 +281,20 @@ def test_intensity_transforms_formulas_and_image_only():
     rng = np.random.default_rng(0)
     out = RandomGamma(gamma=(2, 2), prob=1)(s, rng)
     lo, hi = x.min(), x.max()
-    np.testing.assert_allclose(out["image"], ((x - lo) / (hi - lo)) ** 2 * (hi - lo) + lo, rtol=1e-6)
+    np.testing.assert_allclose(
+        out["image"], ((x - lo) / (hi - lo)) ** 2 * (hi - lo) + lo, rtol=1e-6
+    )
     assert out["mask"] is s["mask"]
-    out = RandomBrightnessContrast(contrast=(2, 2), multiplier=(0.5, 0.5), offset=(0.25, 0.25), prob=1)(s, rng)
-    np.testing.assert_allclose(out["image"], ((x - x.mean()) * 2 + x.mean()) * 0.5 + 0.25, rtol=1e-5, atol=1e-6)
+    out = RandomBrightnessContrast(
+        contrast=(2, 2), multiplier=(0.5, 0.5), offset=(0.25, 0.25), prob=1
+    )(s, rng)
+    np.testing.assert_allclose(
+        out["image"], ((x - x.mean()) * 2 + x.mean()) * 0.5 + 0.25, rtol=1e-5, atol=1e-6
+    )
     out = RandomGaussianBlur(sigma=(1.5, 1.5), prob=1)(s, rng)
-    np.testing.assert_allclose(out["image"][0], ndimage.gaussian_filter(x[0], 1.5, mode="mirror"), atol=1e-6)
+    np.testing.assert_allclose(
+        out["image"][0], ndimage.gaussian_filter(x[0], 1.5, mode="mirror"), atol=1e-6
+    )
     out = RandomGaussianNoise(std=(0.1, 0.1), prob=1)(s, rng)
     assert out["image"].dtype == np.float32
     assert abs(float((out["image"] - x).std()) - 0.1) < 0.005
@@ -258,8 +311,12 @@ def test_intensity_transforms_on_integer_and_half_images(dtype):
     rng = np.random.default_rng(0)
     out = RandomGamma(gamma=(2, 2), prob=1)(s, rng)["image"]
     assert out.dtype == want
-    np.testing.assert_allclose(out, ((xf - 250) / 5) ** 2 * 5 + 250, rtol=1e-3)  # 250, 250.2, 250.8, 255
-    out = RandomBrightnessContrast(contrast=(1, 1), multiplier=(1.1, 1.1), offset=(0, 0), prob=1)(s, rng)["image"]
+    np.testing.assert_allclose(
+        out, ((xf - 250) / 5) ** 2 * 5 + 250, rtol=1e-3
+    )  # 250, 250.2, 250.8, 255
+    out = RandomBrightnessContrast(contrast=(1, 1), multiplier=(1.1, 1.1), offset=(0, 0), prob=1)(
+        s, rng
+    )["image"]
     assert out.dtype == want and out.max() > 280  # 255 · 1.1 = 280.5, not wrapped to 24
     np.testing.assert_allclose(out, xf * 1.1, rtol=1e-3)
     out = RandomGaussianNoise(std=(0.5, 0.5), prob=1)(s, rng)["image"]
@@ -267,10 +324,16 @@ def test_intensity_transforms_on_integer_and_half_images(dtype):
     assert np.abs(out - xf).max() < 5
     out = RandomGaussianBlur(sigma=(1, 1), prob=1)(s, rng)["image"]
     assert out.dtype == want
-    np.testing.assert_allclose(out[0], ndimage.gaussian_filter(xf[0], 1.0, mode="mirror"), rtol=1e-3)
-    out = SpatialTransform(rotation=(90, 90), p_rotation=1)(s, rng)["image"]  # resampling: same rule
+    np.testing.assert_allclose(
+        out[0], ndimage.gaussian_filter(xf[0], 1.0, mode="mirror"), rtol=1e-3
+    )
+    out = SpatialTransform(rotation=(90, 90), p_rotation=1)(s, rng)[
+        "image"
+    ]  # resampling: same rule
     assert out.dtype == want
-    assert min(np.abs(out - np.rot90(xf, k, axes=(1, 2))).max() for k in (1, 3)) < 0.2  # float16 rounding
+    assert (
+        min(np.abs(out - np.rot90(xf, k, axes=(1, 2))).max() for k in (1, 3)) < 0.2
+    )  # float16 rounding
     assert x[0, 1, 1] == 255  # the caller's array is untouched
 
 
@@ -279,14 +342,19 @@ def test_per_axis_elastic_sigma_keeps_3d_slices_in_place():
     t = SpatialTransform(p_elastic=1.0, elastic_sigma=(0, 10, 10))
     coords = t.draw(img.shape[1:], np.random.default_rng(1))
     depth = np.arange(4, dtype=np.float64)[:, None, None]
-    np.testing.assert_array_equal(coords[0], np.broadcast_to(depth, (4, 20, 20)))  # no move along depth
+    np.testing.assert_array_equal(
+        coords[0], np.broadcast_to(depth, (4, 20, 20))
+    )  # no move along depth
     assert np.abs(coords[1] - np.arange(20)[None, :, None]).max() > 1  # in-plane deformation
     default = SpatialTransform(p_elastic=1.0).draw(img.shape[1:], np.random.default_rng(1))
     assert np.abs(default[0] - depth).max() > 1  # the default sigma 10 moves along depth too
     aug = build_augmentation({"spatial": {"elastic_sigma": [0, 10, 10], "p_elastic": 1.0}}, 3)
     assert aug.transforms[2].elastic_sigma == [0, 10, 10]
-    with pytest.raises(ConfigError, match=r"'spatial': elastic_sigma \(0, 10\) must be one number or one per "
-                                          r"spatial axis \(3\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"'spatial': elastic_sigma \(0, 10\) must be one number or one per "
+        r"spatial axis \(3\)",
+    ):
         build_augmentation({"spatial": {"elastic_sigma": (0, 10)}}, 3)
 
 
@@ -301,12 +369,25 @@ def test_probability_is_respected():
 def test_build_defaults_and_overrides():
     aug = build_augmentation(None, 2)
     assert [type(t).__name__ for t in aug.transforms] == [
-        "RandomFlip", "RandomRot90", "SpatialTransform", "RandomGamma", "RandomBrightnessContrast",
-        "RandomGaussianBlur", "RandomGaussianNoise"]
+        "RandomFlip",
+        "RandomRot90",
+        "SpatialTransform",
+        "RandomGamma",
+        "RandomBrightnessContrast",
+        "RandomGaussianBlur",
+        "RandomGaussianNoise",
+    ]
     sp = aug.transforms[2]
-    assert sp.elastic_sigma == 10.0 and sp.elastic_grid == 3 and sp.p_elastic == 0.5 and sp.image_order == 1
+    assert (
+        sp.elastic_sigma == 10.0
+        and sp.elastic_grid == 3
+        and sp.p_elastic == 0.5
+        and sp.image_order == 1
+    )
     aug = build_augmentation({"spatial": {"p_elastic": 1.0, "image_order": 3}, "noise": False}, 2)
-    assert len(aug) == 6 and aug.transforms[2].p_elastic == 1.0 and aug.transforms[2].p_rotation == 0.2
+    assert (
+        len(aug) == 6 and aug.transforms[2].p_elastic == 1.0 and aug.transforms[2].p_rotation == 0.2
+    )
     assert len(build_augmentation(False, 3)) == 0
 
 
@@ -344,7 +425,9 @@ def test_error_bad_sample():
     with pytest.raises(ConfigError, match="must be a dict with an 'image'"):
         RandomFlip()({"mask": np.zeros((3, 3))}, np.random.default_rng(0))
     with pytest.raises(ConfigError, match="'mask' has shape"):
-        RandomFlip()({"image": np.zeros((1, 4, 4)), "mask": np.zeros((4, 5))}, np.random.default_rng(0))
+        RandomFlip()(
+            {"image": np.zeros((1, 4, 4)), "mask": np.zeros((4, 5))}, np.random.default_rng(0)
+        )
 
 
 def test_error_bad_ranges():

@@ -37,7 +37,12 @@ def brute_force(mask, instances, w0=10.0, sigma=5.0, spacing=None):
     for c, n in zip(classes, counts):
         w[mask == c] = mask.size / (len(classes) * n)
     if len(ids) >= 2:
-        d = np.sort(np.stack([ndimage.distance_transform_edt(instances != i, sampling=spacing) for i in ids]), axis=0)
+        d = np.sort(
+            np.stack(
+                [ndimage.distance_transform_edt(instances != i, sampling=spacing) for i in ids]
+            ),
+            axis=0,
+        )
         bg = (instances == 0) & (mask == 0)
         w[bg] += w0 * np.exp(-((d[0] + d[1]) ** 2) / (2 * sigma**2))[bg]
     return w
@@ -49,11 +54,12 @@ def test_hand_computed_values_two_rectangles():
     assert w.dtype == np.float32 and w.shape == mask.shape
     w_bg, w_fg = 600 / (2 * 460), 600 / (2 * 140)
     expected = {
-        (10, 11): w_bg + term(2, 3),                           # in the gap: 2 px from A, 3 px from B
+        (10, 11): w_bg + term(2, 3),  # in the gap: 2 px from A, 3 px from B
         (10, 12): w_bg + term(3, 2),
-        (2, 11): w_bg + term(math.sqrt(13), math.sqrt(18)),    # above the gap: to corners (5, 9) and (5, 14)
-        (10, 1): w_bg + term(2, 13),                           # left of A
-        (10, 5): w_fg,                                         # inside A: no border term
+        (2, 11): w_bg
+        + term(math.sqrt(13), math.sqrt(18)),  # above the gap: to corners (5, 9) and (5, 14)
+        (10, 1): w_bg + term(2, 13),  # left of A
+        (10, 5): w_fg,  # inside A: no border term
         (12, 17): w_fg,
     }
     for (r, c), value in expected.items():
@@ -77,7 +83,9 @@ def test_spacing_scales_distances():
     mask = two_rectangles()
     w = border_weight_map(mask, spacing=(1.0, 2.0))
     assert w[10, 11] == pytest.approx(600 / 920 + term(4, 6), rel=1e-6)
-    assert w[2, 11] == pytest.approx(600 / 920 + term(math.sqrt(9 + 16), math.sqrt(9 + 36)), rel=1e-6)
+    assert w[2, 11] == pytest.approx(
+        600 / 920 + term(math.sqrt(9 + 16), math.sqrt(9 + 36)), rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -90,8 +98,12 @@ def test_equals_brute_force_on_random_images(seed):
     ref = brute_force(mask, instances)
     np.testing.assert_allclose(border_weight_map(mask), ref, rtol=1e-6, atol=2e-6)
     np.testing.assert_allclose(border_weight_map(mask, tolerance=0), ref, rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(border_weight_map(mask, sigma=2.0, w0=3.0, tolerance=1e-3),
-                               brute_force(mask, instances, w0=3.0, sigma=2.0), rtol=1e-6, atol=1e-3)
+    np.testing.assert_allclose(
+        border_weight_map(mask, sigma=2.0, w0=3.0, tolerance=1e-3),
+        brute_force(mask, instances, w0=3.0, sigma=2.0),
+        rtol=1e-6,
+        atol=1e-3,
+    )
 
 
 def test_equals_brute_force_semantic_mask_and_anisotropic_3d():
@@ -103,13 +115,15 @@ def test_equals_brute_force_semantic_mask_and_anisotropic_3d():
     for k in range(1, inst.max() + 1):
         assert len(np.unique(mask[inst == k])) == 1
     ref = brute_force(mask, inst, spacing=(2.0, 1.0, 1.0))
-    np.testing.assert_allclose(border_weight_map(mask, spacing=(2.0, 1.0, 1.0)), ref, rtol=1e-6, atol=2e-6)
+    np.testing.assert_allclose(
+        border_weight_map(mask, spacing=(2.0, 1.0, 1.0)), ref, rtol=1e-6, atol=2e-6
+    )
 
 
 def test_3d_exact_tiny_case():
     mask = np.zeros((4, 5, 10), np.int64)
-    mask[1:3, 1:4, 1:3] = 1   # A: 2×3×2 box
-    mask[1:3, 1:4, 6:8] = 1   # B: 2×3×2 box, gap along the last axis (cols 3–5)
+    mask[1:3, 1:4, 1:3] = 1  # A: 2×3×2 box
+    mask[1:3, 1:4, 6:8] = 1  # B: 2×3×2 box, gap along the last axis (cols 3–5)
     w = border_weight_map(mask)
     w_bg, w_fg = 200 / (2 * 176), 200 / (2 * 24)
     assert w[1, 2, 4] == pytest.approx(w_bg + term(2, 2), rel=1e-6)
@@ -127,7 +141,7 @@ def test_no_border_term_with_one_object_or_none():
 def test_touching_objects_need_instances():
     mask = np.zeros((20, 20), np.int64)
     mask[5:15, 3:10] = 1
-    mask[5:15, 10:17] = 1          # touches the first box: one connected component
+    mask[5:15, 10:17] = 1  # touches the first box: one connected component
     np.testing.assert_array_equal(border_weight_map(mask), class_weight_map(mask))
     instances = np.zeros_like(mask)
     instances[5:15, 3:10] = 1
@@ -142,7 +156,9 @@ def test_sparse_instance_ids_give_the_same_map():
     mask = two_rectangles()
     inst = ndimage.label(mask)[0]
     sparse = np.where(inst == 1, 1_000_000, np.where(inst == 2, 5, 0))
-    np.testing.assert_array_equal(border_weight_map(mask, instances=sparse), border_weight_map(mask, instances=inst))
+    np.testing.assert_array_equal(
+        border_weight_map(mask, instances=sparse), border_weight_map(mask, instances=inst)
+    )
 
 
 def test_two_nearest_distances_by_hand():
@@ -155,14 +171,16 @@ def test_two_nearest_distances_by_hand():
 
 def test_balanced_class_weights_on_a_known_ratio():
     mask = np.zeros((10, 10), np.int64)
-    mask[:2] = 1                                     # 20 % foreground
+    mask[:2] = 1  # 20 % foreground
     w = class_weight_map(mask)
     assert set(np.unique(w)) == {np.float32(0.625), np.float32(2.5)}
     assert w.mean() == pytest.approx(1.0)
     three = np.zeros((10, 10), np.int64)
-    three[:5], three[5:9] = 1, 2                     # 10 % / 50 % / 40 %
+    three[:5], three[5:9] = 1, 2  # 10 % / 50 % / 40 %
     w = class_weight_map(three)
-    np.testing.assert_allclose([w[9, 0], w[0, 0], w[5, 0]], [100 / 30, 100 / 150, 100 / 120], rtol=1e-6)
+    np.testing.assert_allclose(
+        [w[9, 0], w[0, 0], w[5, 0]], [100 / 30, 100 / 150, 100 / 120], rtol=1e-6
+    )
     assert w.mean() == pytest.approx(1.0)
 
 
@@ -180,7 +198,9 @@ def test_negative_mask_values_are_ignored():
     assert np.all(w[0] == 0)
     n_bg, n_fg = 600 - 30 - 140, 140
     assert w[10, 5] == pytest.approx(570 / (2 * n_fg), rel=1e-6)
-    assert w[19, 0] == pytest.approx(570 / (2 * n_bg) + term(math.sqrt(25 + 9), math.sqrt(25 + 196)), rel=1e-6)
+    assert w[19, 0] == pytest.approx(
+        570 / (2 * n_bg) + term(math.sqrt(25 + 9), math.sqrt(25 + 196)), rel=1e-6
+    )
 
 
 def test_error_float_mask():
@@ -196,7 +216,9 @@ def test_error_bad_parameters():
         border_weight_map(mask, w0=-1)
     with pytest.raises(ConfigError, match="class_weights must be 'balanced', None or a list"):
         border_weight_map(mask, class_weights="median")
-    with pytest.raises(ConfigError, match="class_weights has 1 entries but the mask contains class 1"):
+    with pytest.raises(
+        ConfigError, match="class_weights has 1 entries but the mask contains class 1"
+    ):
         border_weight_map(mask, class_weights=[1.0])
     with pytest.raises(ConfigError, match="spacing must be one positive number per spatial axis"):
         border_weight_map(mask, spacing=(1, 1, 1))

@@ -38,8 +38,13 @@ def rng_state() -> dict:
 
 
 def _numpy_state() -> dict:
-    state = np.random.get_state(legacy=False)  # the key array becomes a list: weights_only loads lists
-    return {**state, "state": {"key": state["state"]["key"].tolist(), "pos": int(state["state"]["pos"])}}
+    state = np.random.get_state(
+        legacy=False
+    )  # the key array becomes a list: weights_only loads lists
+    return {
+        **state,
+        "state": {"key": state["state"]["key"].tolist(), "pos": int(state["state"]["pos"])},
+    }
 
 
 def set_rng_state(state: dict) -> None:
@@ -47,7 +52,10 @@ def set_rng_state(state: dict) -> None:
     py = state["python"]
     random.setstate((py[0], tuple(py[1]), py[2]))
     np_state = dict(state["numpy"])
-    np_state["state"] = {"key": np.asarray(np_state["state"]["key"], dtype=np.uint32), "pos": np_state["state"]["pos"]}
+    np_state["state"] = {
+        "key": np.asarray(np_state["state"]["key"], dtype=np.uint32),
+        "pos": np_state["state"]["pos"],
+    }
     np.random.set_state(np_state)
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -58,15 +66,30 @@ def model_spec(model: nn.Module) -> dict:
     """How to rebuild ``model``: its preset (if built by ``create_model``), class and kwargs."""
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     kwargs = dict(getattr(model, "init_kwargs", {}))
-    return {"preset": getattr(model, "preset", None), "class": type(model).__name__, "kwargs": kwargs}
+    return {
+        "preset": getattr(model, "preset", None),
+        "class": type(model).__name__,
+        "kwargs": kwargs,
+    }
 
 
-def save_checkpoint(path: Union[str, Path], model: nn.Module, *, epoch: int = 0,
-                    optimizer: Optional[torch.optim.Optimizer] = None, scheduler: Any = None,
-                    scaler: Any = None, config: Optional[dict] = None, label_map: Optional[dict] = None,
-                    normalization: Optional[dict] = None, patch_size: Optional[list] = None,
-                    metrics: Optional[dict] = None, history: Optional[list] = None,
-                    extra: Optional[dict] = None, with_rng: bool = True) -> Path:
+def save_checkpoint(
+    path: Union[str, Path],
+    model: nn.Module,
+    *,
+    epoch: int = 0,
+    optimizer: Optional[torch.optim.Optimizer] = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+    config: Optional[dict] = None,
+    label_map: Optional[dict] = None,
+    normalization: Optional[dict] = None,
+    patch_size: Optional[list] = None,
+    metrics: Optional[dict] = None,
+    history: Optional[list] = None,
+    extra: Optional[dict] = None,
+    with_rng: bool = True,
+) -> Path:
     """Write a checkpoint atomically and return its path (see the module docstring for contents)."""
     import unetkit
 
@@ -95,7 +118,9 @@ def save_checkpoint(path: Union[str, Path], model: nn.Module, *, epoch: int = 0,
         "extra": extra or {},
     }
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(payload, fh)  # a Python file: a full disk raises OSError (a path gives torch's RuntimeError)
+        torch.save(
+            payload, fh
+        )  # a Python file: a full disk raises OSError (a path gives torch's RuntimeError)
     return Path(path)
 
 
@@ -105,10 +130,18 @@ def _describe_foreign_file(path: Path) -> Optional[str]:
         head = fh.read(512)
     if not head:
         return "empty file (0 bytes), not a checkpoint"
-    if head.startswith(b"PK\x03\x04") or head[:1] == b"\x80":  # torch's zip format, or a legacy pickle
+    if (
+        head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+    ):  # torch's zip format, or a legacy pickle
         return None
-    known = {b"\x89PNG": "a PNG image", b"II*\x00": "a TIFF image", b"MM\x00*": "a TIFF image",
-             b"\xff\xd8\xff": "a JPEG image", b"\x93NUMPY": "a NumPy .npy array", b"\x1f\x8b": "a gzip file"}
+    known = {
+        b"\x89PNG": "a PNG image",
+        b"II*\x00": "a TIFF image",
+        b"MM\x00*": "a TIFF image",
+        b"\xff\xd8\xff": "a JPEG image",
+        b"\x93NUMPY": "a NumPy .npy array",
+        b"\x1f\x8b": "a gzip file",
+    }
     kind = next((name for magic, name in known.items() if head.startswith(magic)), None)
     if kind is None:
         try:
@@ -129,7 +162,10 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
     """
     path = Path(path)
     if path.is_dir():
-        raise DataError("is a folder, not a checkpoint file; give the .pt file (e.g. RUN/checkpoints/best.pt)", path)
+        raise DataError(
+            "is a folder, not a checkpoint file; give the .pt file (e.g. RUN/checkpoints/best.pt)",
+            path,
+        )
     if not path.is_file():
         raise DataError("checkpoint not found", path)
     try:
@@ -143,33 +179,56 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
     except Exception as exc:  # torch raises many types for corrupt files
         text = " ".join(str(exc).split())
         unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or (
-            "WeightsUnpickler" in text and re.search(r"GLOBAL ([\w.]+)", text))
+            "WeightsUnpickler" in text and re.search(r"GLOBAL ([\w.]+)", text)
+        )
         if unsafe:
-            raise DataError(f"holds Python objects that are not allowed to load safely (GLOBAL {unsafe.group(1)}); "
-                            "unetkit loads checkpoints with torch.load(weights_only=True) so that no code in a file "
-                            "runs. Re-save it with unetkit (save_checkpoint) holding only tensors, numbers, strings, "
-                            "lists and dicts, or, if you trust the file, load it with weights_only=False and save "
-                            "it again that way", path) from None
+            raise DataError(
+                f"holds Python objects that are not allowed to load safely (GLOBAL {unsafe.group(1)}); "
+                "unetkit loads checkpoints with torch.load(weights_only=True) so that no code in a file "
+                "runs. Re-save it with unetkit (save_checkpoint) holding only tensors, numbers, strings, "
+                "lists and dicts, or, if you trust the file, load it with weights_only=False and save "
+                "it again that way",
+                path,
+            ) from None
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = next((ln for ln in lines if "Unpickler error" in ln), lines[0] if lines else "")
-        raise DataError(f"cannot read checkpoint, truncated or not a checkpoint ({type(exc).__name__}: {detail[:200]})",
-                        path) from None
+        raise DataError(
+            f"cannot read checkpoint, truncated or not a checkpoint ({type(exc).__name__}: {detail[:200]})",
+            path,
+        ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise DataError("not a unetkit checkpoint (no 'format' marker); give the .pt file that 'unetkit train' "
-                        "wrote", path)
+        raise DataError(
+            "not a unetkit checkpoint (no 'format' marker); give the .pt file that 'unetkit train' "
+            "wrote",
+            path,
+        )
     version = ckpt.get("format_version", 0)
     if not isinstance(version, int) or isinstance(version, bool):
-        raise DataError(f"damaged checkpoint: 'format_version' is {version!r}, expected an integer", path)
+        raise DataError(
+            f"damaged checkpoint: 'format_version' is {version!r}, expected an integer", path
+        )
     if version > FORMAT_VERSION:
-        raise DataError(f"checkpoint format {version} is newer than this unetkit "
-                        f"({FORMAT_VERSION}); upgrade unetkit", path)
+        raise DataError(
+            f"checkpoint format {version} is newer than this unetkit "
+            f"({FORMAT_VERSION}); upgrade unetkit",
+            path,
+        )
     check_checkpoint(ckpt, path)
     return ckpt
 
 
 #: The entries inference and export read, and the types they must have (``None`` is allowed).
-_ENTRY_TYPES = {"model": dict, "state_dict": dict, "spatial_dims": int, "in_channels": int, "num_classes": int,
-                "label_map": dict, "normalization": dict, "patch_size": list, "config": dict}
+_ENTRY_TYPES = {
+    "model": dict,
+    "state_dict": dict,
+    "spatial_dims": int,
+    "in_channels": int,
+    "num_classes": int,
+    "label_map": dict,
+    "normalization": dict,
+    "patch_size": list,
+    "config": dict,
+}
 
 
 def _type_name(value: Any) -> str:
@@ -185,8 +244,11 @@ def check_checkpoint(ckpt: dict, path: Optional[Union[str, Path]] = None) -> Non
     """
     hint = "the file is damaged or was not written by unetkit; re-save it with unetkit (save_checkpoint)"
     if "model" not in ckpt:
-        raise DataError(f"has no 'model' entry (the description of the model: preset, class and constructor "
-                        f"arguments); {hint}", path)
+        raise DataError(
+            f"has no 'model' entry (the description of the model: preset, class and constructor "
+            f"arguments); {hint}",
+            path,
+        )
     if "state_dict" not in ckpt:
         raise DataError(f"has no 'state_dict' entry (the weights); {hint}", path)
     for key, kind in _ENTRY_TYPES.items():
@@ -194,18 +256,29 @@ def check_checkpoint(ckpt: dict, path: Optional[Union[str, Path]] = None) -> Non
         if value is None and key not in ("model", "state_dict"):
             continue
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise DataError(f"entry '{key}' is {_type_name(value)} {_short(value)}, expected {kind.__name__}; {hint}",
-                            path)
+            raise DataError(
+                f"entry '{key}' is {_type_name(value)} {_short(value)}, expected {kind.__name__}; {hint}",
+                path,
+            )
     spec = ckpt["model"]
     if not isinstance(spec.get("class"), str) or not isinstance(spec.get("kwargs"), dict):
-        raise DataError(f"the model description needs a 'class' name and a 'kwargs' dict, got class "
-                        f"{_short(spec.get('class'))} and kwargs {_short(spec.get('kwargs'))}; {hint}", path)
+        raise DataError(
+            f"the model description needs a 'class' name and a 'kwargs' dict, got class "
+            f"{_short(spec.get('class'))} and kwargs {_short(spec.get('kwargs'))}; {hint}",
+            path,
+        )
     for name, value in ckpt["state_dict"].items():
         if not isinstance(name, str) or not isinstance(value, torch.Tensor):
-            raise DataError(f"weight {name!r} is {_type_name(value)}, expected a tensor; {hint}", path)
+            raise DataError(
+                f"weight {name!r} is {_type_name(value)}, expected a tensor; {hint}", path
+            )
     patch = ckpt.get("patch_size")
-    if patch is not None and not all(isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in patch):
-        raise DataError(f"entry 'patch_size' is {patch!r}, expected positive integers; {hint}", path)
+    if patch is not None and not all(
+        isinstance(p, int) and not isinstance(p, bool) and p > 0 for p in patch
+    ):
+        raise DataError(
+            f"entry 'patch_size' is {patch!r}, expected positive integers; {hint}", path
+        )
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -241,36 +314,56 @@ def build_model(ckpt: dict, path: Optional[Union[str, Path]] = None) -> nn.Modul
     classes = model_classes()
     name = spec.get("preset") or spec["class"]
     if spec["class"] not in classes:
-        raise DataError(f"checkpoint model class {spec['class']!r} is unknown to this unetkit "
-                        f"(known: {', '.join(classes)}); upgrade unetkit or re-export the model", path)
+        raise DataError(
+            f"checkpoint model class {spec['class']!r} is unknown to this unetkit "
+            f"(known: {', '.join(classes)}); upgrade unetkit or re-export the model",
+            path,
+        )
     try:
         model = classes[spec["class"]](**{**spec["kwargs"], "init": "torch"})
-    except Exception as exc:  # the constructors raise ConfigError, TypeError, ValueError … on bad arguments
+    except (
+        Exception
+    ) as exc:  # the constructors raise ConfigError, TypeError, ValueError … on bad arguments
         detail = " ".join(str(exc).split())[:200]
-        raise DataError(f"cannot rebuild the model {name!r} from its description ({type(exc).__name__}: {detail}); "
-                        "the file is damaged or was written by an incompatible unetkit", path) from None
+        raise DataError(
+            f"cannot rebuild the model {name!r} from its description ({type(exc).__name__}: {detail}); "
+            "the file is damaged or was written by an incompatible unetkit",
+            path,
+        ) from None
     if spec.get("preset") in MODELS.names():
         model.preset = spec["preset"]
     expected, state = model.state_dict(), ckpt["state_dict"]
     mismatch = "the file does not match its own model description"
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    wrong = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
+    wrong = [
+        k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)
+    ]
     if wrong:
         k = wrong[0]
         more = f" (and {len(wrong) - 1} more)" if len(wrong) > 1 else ""
-        raise DataError(f"weight '{k}' has shape {_shape(state[k])} but the model {name!r} expects "
-                        f"{_shape(expected[k])}{more}; {mismatch}", path)
+        raise DataError(
+            f"weight '{k}' has shape {_shape(state[k])} but the model {name!r} expects "
+            f"{_shape(expected[k])}{more}; {mismatch}",
+            path,
+        )
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise DataError(f"weight '{missing[0]}' of the model {name!r} is missing from the checkpoint{more}; "
-                        f"{mismatch}", path)
+        raise DataError(
+            f"weight '{missing[0]}' of the model {name!r} is missing from the checkpoint{more}; "
+            f"{mismatch}",
+            path,
+        )
     if unexpected:
         more = f" (and {len(unexpected) - 1} more)" if len(unexpected) > 1 else ""
-        raise DataError(f"weight '{unexpected[0]}' is not part of the model {name!r}{more}; {mismatch}", path)
+        raise DataError(
+            f"weight '{unexpected[0]}' is not part of the model {name!r}{more}; {mismatch}", path
+        )
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:  # e.g. a dtype torch cannot copy
         detail = " ".join(str(exc).split())[:200]
-        raise DataError(f"cannot load the weights into the model {name!r} ({detail}); {mismatch}", path) from None
+        raise DataError(
+            f"cannot load the weights into the model {name!r} ({detail}); {mismatch}", path
+        ) from None
     return model

@@ -38,7 +38,9 @@ _SEQUENCES = (list, tuple, collections.abc.Sequence)
 _MAPPINGS = (dict, collections.abc.Mapping)
 
 
-def _f(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **rules: Any) -> Any:
+def _f(
+    default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, **rules: Any
+) -> Any:
     """A dataclass field whose ``metadata`` holds its value rules for :func:`check_value`:
     bounds ``ge``/``gt``/``le``/``lt`` (on the items, for a list), ``items`` (the list item type),
     ``choices`` (allowed strings), ``path`` (a non-empty path string), ``scalar`` (one bare item is
@@ -81,7 +83,11 @@ def describe(tp: Any, rules: Optional[dict] = None, plural: bool = False) -> str
     if tp is str:
         if rules.get("choices"):
             return f"one of {', '.join(rules['choices'])}"
-        return ("paths" if plural else "a non-empty path") if rules.get("path") else ("strings" if plural else "a string")
+        return (
+            ("paths" if plural else "a non-empty path")
+            if rules.get("path")
+            else ("strings" if plural else "a string")
+        )
     if origin in _SEQUENCES:
         item = rules.get("items") or next(iter(typing.get_args(tp)), None)
         text = "lists" if plural else "a list"
@@ -97,8 +103,12 @@ def describe(tp: Any, rules: Optional[dict] = None, plural: bool = False) -> str
 
 def _in_bounds(value: float, rules: dict) -> bool:
     """Whether ``value`` satisfies the ``ge``/``gt``/``le``/``lt`` bounds of ``rules``."""
-    return not (("ge" in rules and value < rules["ge"]) or ("gt" in rules and value <= rules["gt"])
-                or ("le" in rules and value > rules["le"]) or ("lt" in rules and value >= rules["lt"]))
+    return not (
+        ("ge" in rules and value < rules["ge"])
+        or ("gt" in rules and value <= rules["gt"])
+        or ("le" in rules and value > rules["le"])
+        or ("lt" in rules and value >= rules["lt"])
+    )
 
 
 def _match(value: Any, tp: Any, rules: dict) -> tuple[bool, Any]:
@@ -120,7 +130,9 @@ def _match(value: Any, tp: Any, rules: dict) -> tuple[bool, Any]:
     if tp is bool:
         return isinstance(value, bool), value
     if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool) and _in_bounds(value, rules), value
+        return isinstance(value, int) and not isinstance(value, bool) and _in_bounds(
+            value, rules
+        ), value
     if tp is float:
         if isinstance(value, str):
             try:
@@ -145,7 +157,12 @@ def _match(value: Any, tp: Any, rules: dict) -> tuple[bool, Any]:
             value = [value]
         if not isinstance(value, (list, tuple)):
             return False, None
-        if origin is tuple and item_args and Ellipsis not in item_args and len(value) != len(item_args):
+        if (
+            origin is tuple
+            and item_args
+            and Ellipsis not in item_args
+            and len(value) != len(item_args)
+        ):
             return False, None
         if item is None or item is Ellipsis:
             return True, list(value)
@@ -191,7 +208,11 @@ def _check_fields(section: Any, prefix: str) -> None:
     hints = typing.get_type_hints(type(section))
     for f in dataclasses.fields(section):
         name = f"{prefix}.{f.name}" if prefix else f.name
-        setattr(section, f.name, check_value(getattr(section, f.name), hints[f.name], name, dict(f.metadata)))
+        setattr(
+            section,
+            f.name,
+            check_value(getattr(section, f.name), hints[f.name], name, dict(f.metadata)),
+        )
 
 
 def check_options(registry: Any, name: str, options: dict, where: str, name_field: str) -> dict:
@@ -210,8 +231,10 @@ def check_options(registry: Any, name: str, options: dict, where: str, name_fiel
     params = registry.options(name)
     unknown = sorted(set(options) - set(params))
     if unknown:
-        raise ConfigError(f"{where}.{unknown[0]} is not an option of {registry.kind} {name!r}; valid options: "
-                          f"{', '.join(params)}")
+        raise ConfigError(
+            f"{where}.{unknown[0]} is not an option of {registry.kind} {name!r}; valid options: "
+            f"{', '.join(params)}"
+        )
     builder = entry.builder.__init__ if isinstance(entry.builder, type) else entry.builder
     try:
         hints = typing.get_type_hints(builder)
@@ -219,8 +242,16 @@ def check_options(registry: Any, name: str, options: dict, where: str, name_fiel
         hints = {}
     out = {}
     for key, value in options.items():
-        out[key] = value if value is None or key not in hints else check_value(value, hints[key], f"{where}.{key}")
-    missing = [k for k, p in params.items() if p.default is p.empty and k not in out and k not in entry.defaults]
+        out[key] = (
+            value
+            if value is None or key not in hints
+            else check_value(value, hints[key], f"{where}.{key}")
+        )
+    missing = [
+        k
+        for k, p in params.items()
+        if p.default is p.empty and k not in out and k not in entry.defaults
+    ]
     if missing:
         raise ConfigError(f"{where}.{missing[0]} is required by {registry.kind} {name!r}")
     return out
@@ -285,19 +316,32 @@ class DataConfig:
         """Types and ranges of every field, then the normalisation and augmentation settings (built)."""
         _check_fields(self, "data")
         if self.fold is not None and self.num_folds is None:
-            raise ConfigError(f"data.fold={self.fold} needs data.num_folds (the number of cross-validation folds)")
+            raise ConfigError(
+                f"data.fold={self.fold} needs data.num_folds (the number of cross-validation folds)"
+            )
         if self.fold is not None and self.fold >= self.num_folds:
-            raise ConfigError(f"data.fold must be in 0..{self.num_folds - 1} for data.num_folds={self.num_folds}, "
-                              f"got {self.fold}")
+            raise ConfigError(
+                f"data.fold must be in 0..{self.num_folds - 1} for data.num_folds={self.num_folds}, "
+                f"got {self.fold}"
+            )
         if "name" not in self.normalization:
-            raise ConfigError("data.normalization must be a mapping with a 'name', e.g. {name: zscore}")
+            raise ConfigError(
+                "data.normalization must be a mapping with a 'name', e.g. {name: zscore}"
+            )
         from .data.normalization import NORMALIZERS
 
         norm = dict(self.normalization)
         name = norm.pop("name")
-        self.normalization = {"name": name, **check_options(NORMALIZERS, name, norm, "data.normalization",
-                                                            "data.normalization.name")}
-        _built(f"data.normalization {self.normalization}", lambda: NORMALIZERS.create(**self.normalization))
+        self.normalization = {
+            "name": name,
+            **check_options(
+                NORMALIZERS, name, norm, "data.normalization", "data.normalization.name"
+            ),
+        }
+        _built(
+            f"data.normalization {self.normalization}",
+            lambda: NORMALIZERS.create(**self.normalization),
+        )
         if self.augmentation is not None:
             self._check_augmentation()
 
@@ -307,7 +351,9 @@ class DataConfig:
         data is read."""
         from .data.transforms import TRANSFORMS, build_augmentation
 
-        self.augmentation = {n: dict(p) if isinstance(p, dict) else p for n, p in self.augmentation.items()}
+        self.augmentation = {
+            n: dict(p) if isinstance(p, dict) else p for n, p in self.augmentation.items()
+        }
         for name, params in self.augmentation.items():
             if name not in TRANSFORMS or not isinstance(params, dict):
                 continue  # build_augmentation names the problem below
@@ -322,10 +368,16 @@ class DataConfig:
                 return
             except (TypeError, ValueError, KeyError) as exc:
                 errors.append(exc)
-        only = [n for n in self.augmentation if n in TRANSFORMS and self.augmentation[n] not in (False, None)]
+        only = [
+            n
+            for n in self.augmentation
+            if n in TRANSFORMS and self.augmentation[n] not in (False, None)
+        ]
         for name in only:  # which transform: build it alone
             try:
-                build_augmentation({n: (self.augmentation[name] if n == name else False) for n in TRANSFORMS}, 2)
+                build_augmentation(
+                    {n: (self.augmentation[name] if n == name else False) for n in TRANSFORMS}, 2
+                )
             except (TypeError, ValueError, KeyError) as exc:
                 if str(exc) == str(errors[0]):
                     raise ConfigError(f"data.augmentation.{name}: {exc}") from None
@@ -355,13 +407,18 @@ class ModelConfig:
         opts = {k: v for k, v in self.options.items() if v is not None}
         init = opts.pop("init", None)
         if "init" in MODELS.options(self.name):
-            opts["init"] = "torch"  # He initialisation on meta tensors is slow to start; the layout is the same
+            opts["init"] = (
+                "torch"  # He initialisation on meta tensors is slow to start; the layout is the same
+            )
 
         def build():
             with torch.device("meta"):
                 try:
                     model = MODELS.create(self.name, **opts)
-                except (RuntimeError, NotImplementedError):  # an operation meta tensors lack: the trainer's build decides
+                except (
+                    RuntimeError,
+                    NotImplementedError,
+                ):  # an operation meta tensors lack: the trainer's build decides
                     return
                 if init not in (None, "he", "torch"):
                     model.initialise(init)  # raises the model's message
@@ -386,8 +443,10 @@ class LossConfig:
         _check_fields(self, "loss")
         self.options = check_options(LOSSES, self.name, self.options, "loss.options", "loss.name")
         shown = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
-        _built(f"loss {self.name!r}" + (f" with loss.options {shown}" if shown else ""),
-               lambda: LOSSES.create(self.name, **self.options))
+        _built(
+            f"loss {self.name!r}" + (f" with loss.options {shown}" if shown else ""),
+            lambda: LOSSES.create(self.name, **self.options),
+        )
 
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -452,13 +511,19 @@ class TrainConfig:
             try:
                 torch.device(self.device)
             except (RuntimeError, ValueError):
-                raise ConfigError(f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}") from None
+                raise ConfigError(
+                    f"train.device must be auto, cpu, cuda or cuda:N, got {self.device!r}"
+                ) from None
         if not _SELECT_RE.fullmatch(self.select_metric):
-            raise ConfigError(f"train.select_metric {self.select_metric!r} is not among the validation values "
-                              f"{', '.join(SELECT_METRICS)} (<k>: a class index)")
+            raise ConfigError(
+                f"train.select_metric {self.select_metric!r} is not among the validation values "
+                f"{', '.join(SELECT_METRICS)} (<k>: a class index)"
+            )
         if self.scheduler == "budget" and self.time_budget_minutes is None:
-            raise ConfigError("train.scheduler budget runs the learning-rate schedule on the clock and needs a "
-                              "time budget: set train.time_budget_minutes (--time-budget MINUTES)")
+            raise ConfigError(
+                "train.scheduler budget runs the learning-rate schedule on the clock and needs a "
+                "time budget: set train.time_budget_minutes (--time-budget MINUTES)"
+            )
 
 
 @dataclass
@@ -475,7 +540,9 @@ class RunConfig:
         """Check every section (see the module docstring); returns ``self``."""
         for name, cls in _SECTIONS.items():
             if not isinstance(getattr(self, name), cls):
-                raise ConfigError(f"{name} must be a mapping of {cls.__name__} fields, got {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"{name} must be a mapping of {cls.__name__} fields, got {getattr(self, name)!r}"
+                )
         self.output_dir = check_value(self.output_dir, str, "output_dir", {"path": True})
         for section in (self.data, self.model, self.loss, self.train):
             section.validate()
@@ -495,10 +562,14 @@ class RunConfig:
                 continue
             value = raw.pop(f.name)
             section_cls = _SECTIONS.get(f.name)
-            kwargs[f.name] = _section(section_cls, value, f"{source}: {f.name}") if section_cls else value
+            kwargs[f.name] = (
+                _section(section_cls, value, f"{source}: {f.name}") if section_cls else value
+            )
         if raw:
             valid = ", ".join(f.name for f in dataclasses.fields(cls))
-            raise ConfigError(f"{source}: unknown section(s) {', '.join(sorted(raw))}; valid: {valid}")
+            raise ConfigError(
+                f"{source}: unknown section(s) {', '.join(sorted(raw))}; valid: {valid}"
+            )
         return cls(**kwargs).validate()
 
     @classmethod
@@ -513,11 +584,15 @@ class RunConfig:
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
         if not isinstance(raw, dict):
-            raise ConfigError(f"{path}: the config must be a mapping of sections (data, model, loss, train)")
+            raise ConfigError(
+                f"{path}: the config must be a mapping of sections (data, model, loss, train)"
+            )
         try:
             return cls.from_dict(raw, source=str(path))
         except ConfigError as exc:  # name the file in every message
-            raise (exc if str(exc).startswith(str(path)) else ConfigError(f"{path}: {exc}")) from None
+            raise (
+                exc if str(exc).startswith(str(path)) else ConfigError(f"{path}: {exc}")
+            ) from None
 
     def to_yaml(self, path: Optional[Union[str, Path]] = None) -> str:
         """The config as YAML; also written atomically to ``path`` when given."""
@@ -554,20 +629,32 @@ def set_dotted(raw: dict, key: str, value: Any) -> None:
     parts = str(key).split(".")
     sections = ", ".join(f.name for f in dataclasses.fields(RunConfig))
     if not all(p.strip() for p in parts):
-        raise ConfigError(f"cannot set {key!r}: a key is section.name (e.g. train.lr or model.options.depth), "
-                          f"with sections {sections}")
+        raise ConfigError(
+            f"cannot set {key!r}: a key is section.name (e.g. train.lr or model.options.depth), "
+            f"with sections {sections}"
+        )
     parts = [p.strip() for p in parts]
     if parts[0] not in raw:
         raise ConfigError(f"cannot set {key!r}: unknown section {parts[0]!r}; valid: {sections}")
-    if len(parts) >= 2 and isinstance(raw[parts[0]], dict) and parts[0] in _SECTIONS \
-            and parts[1] not in raw[parts[0]]:
+    if (
+        len(parts) >= 2
+        and isinstance(raw[parts[0]], dict)
+        and parts[0] in _SECTIONS
+        and parts[1] not in raw[parts[0]]
+    ):
         valid = ", ".join(f.name for f in dataclasses.fields(_SECTIONS[parts[0]]))
-        raise ConfigError(f"cannot set {key!r}: unknown key(s) {parts[1]} in section {parts[0]}; valid: {valid}")
+        raise ConfigError(
+            f"cannot set {key!r}: unknown key(s) {parts[1]} in section {parts[0]}; valid: {valid}"
+        )
     node = raw
     for depth, part in enumerate(parts[:-1]):
         if not isinstance(node, dict):
-            raise ConfigError(f"cannot set {key!r}: {'.'.join(parts[:depth])} is {node!r}, not a mapping")
-        if node.get(part) is None:  # an unset mapping (augmentation None, new option group): start one
+            raise ConfigError(
+                f"cannot set {key!r}: {'.'.join(parts[:depth])} is {node!r}, not a mapping"
+            )
+        if (
+            node.get(part) is None
+        ):  # an unset mapping (augmentation None, new option group): start one
             node[part] = {}
         node = node[part]
     if not isinstance(node, dict):
@@ -586,7 +673,9 @@ def _section(cls, value: Any, where: str):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(value) - names)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}"
+        )
     return cls(**value)
 
 

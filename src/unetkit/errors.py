@@ -35,7 +35,9 @@ class OutputError(UnetkitError, OSError):
     ``errno`` is the operating system's error number when one caused it.
     """
 
-    def __init__(self, message: str, path: Optional[Union[str, Path]] = None, errno: Optional[int] = None):
+    def __init__(
+        self, message: str, path: Optional[Union[str, Path]] = None, errno: Optional[int] = None
+    ):
         self.path = Path(path) if path is not None else None
         super().__init__(f"{path}: {message}" if path is not None else message)
         self.errno = errno

@@ -30,7 +30,9 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, builder: Callable[..., Any], description: str = "", **defaults: Any) -> None:
+    def register(
+        self, name: str, builder: Callable[..., Any], description: str = "", **defaults: Any
+    ) -> None:
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is already registered")
         self._entries[name] = Entry(builder, dict(defaults), description)
@@ -47,13 +49,19 @@ class Registry:
         if key not in self._entries:
             close = difflib.get_close_matches(key, self._entries, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown {self.kind} {name!r}.{hint} Valid names: {', '.join(self.names())}")
+            raise ConfigError(
+                f"unknown {self.kind} {name!r}.{hint} Valid names: {', '.join(self.names())}"
+            )
         return self._entries[key]
 
     def options(self, name: str) -> dict[str, inspect.Parameter]:
         """The keyword arguments the builder of ``name`` accepts."""
         sig = inspect.signature(self.get(name).builder)
-        return {k: p for k, p in sig.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        return {
+            k: p
+            for k, p in sig.parameters.items()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        }
 
     def create(self, name: str, **kwargs: Any) -> Any:
         entry = self.get(name)
@@ -61,8 +69,10 @@ class Registry:
         valid = self.options(name)
         unknown = sorted(set(kwargs) - set(valid))
         if unknown:
-            raise ConfigError(f"{self.kind} {name!r} has no option(s) {', '.join(unknown)}; "
-                              f"valid options: {', '.join(valid)}")
+            raise ConfigError(
+                f"{self.kind} {name!r} has no option(s) {', '.join(unknown)}; "
+                f"valid options: {', '.join(valid)}"
+            )
         obj = entry.builder(**{**entry.defaults, **kwargs})
         if hasattr(obj, "preset"):
             obj.preset = name

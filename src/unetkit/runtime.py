@@ -28,8 +28,10 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but this PyTorch ({torch.__version__}) sees no CUDA GPU; "
-                          f"use --device cpu")
+        raise ConfigError(
+            f"device {name!r} requested but this PyTorch ({torch.__version__}) sees no CUDA GPU; "
+            f"use --device cpu"
+        )
     return device
 
 
@@ -74,8 +76,8 @@ class CpuInfo:
     """What the CPU offers, as far as the precision and kernel choices are concerned."""
 
     model: str
-    isa: str             # torch's kernel level: AVX512, AVX2, DEFAULT, ...
-    flags: tuple         # the relevant /proc/cpuinfo flags present (avx2, avx512f, avx512_bf16, amx_bf16, ...)
+    isa: str  # torch's kernel level: AVX512, AVX2, DEFAULT, ...
+    flags: tuple  # the relevant /proc/cpuinfo flags present (avx2, avx512f, avx512_bf16, amx_bf16, ...)
     native_bf16: bool
     cores: int
 
@@ -85,8 +87,17 @@ class CpuInfo:
 
 
 #: CPU flags that decide unetkit's CPU paths (vector width, bf16/int8 dot products, AMX).
-RELEVANT_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile",
-                      "amx_bf16", "amx_int8")
+RELEVANT_CPU_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 
 
 def cpu_info() -> CpuInfo:
@@ -111,12 +122,21 @@ def cpu_info() -> CpuInfo:
         isa = torch.backends.cpu.get_cpu_capability()
     except (AttributeError, RuntimeError):
         isa = "unknown"
-    return CpuInfo(model=model or "unknown CPU", isa=isa, flags=tuple(f for f in RELEVANT_CPU_FLAGS if f in flags),
-                   native_bf16=native_cpu_bf16(), cores=os.cpu_count() or 1)
+    return CpuInfo(
+        model=model or "unknown CPU",
+        isa=isa,
+        flags=tuple(f for f in RELEVANT_CPU_FLAGS if f in flags),
+        native_bf16=native_cpu_bf16(),
+        cores=os.cpu_count() or 1,
+    )
 
 
-def describe_path(device: torch.device, dtype: Optional[torch.dtype], channels_last: bool,
-                  mode: Optional[str] = None) -> str:
+def describe_path(
+    device: torch.device,
+    dtype: Optional[torch.dtype],
+    channels_last: bool,
+    mode: Optional[str] = None,
+) -> str:
     """One line saying which compute path a command chose: device (ISA), precision, layout, threads."""
     prec = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
     layout = "channels-last" if channels_last else "contiguous layout"
@@ -129,7 +149,11 @@ def describe_path(device: torch.device, dtype: Optional[torch.dtype], channels_l
         bf16 = "native bf16" if info.native_bf16 else "no native bf16"
         where = f"cpu {info.isa} ({bf16}{why}), {torch.get_num_threads()} threads"
     else:
-        where = f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
+        where = (
+            f"{device} ({torch.cuda.get_device_name(device)})"
+            if device.type == "cuda"
+            else str(device)
+        )
     extra = f", {mode}" if mode else ""
     return f"compute path: {where}, {prec}, {layout}{extra}"
 
@@ -149,9 +173,12 @@ def training_precision(name: str, device: torch.device, spatial_dims: int) -> Op
         if name == "bf16":
             import warnings
 
-            warnings.warn("bf16 training of 3D nets on CPU can give non-finite or wrong weight gradients "
-                          "(oneDNN, 2-voxel-deep inputs); use precision fp32 if the loss turns NaN",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "bf16 training of 3D nets on CPU can give non-finite or wrong weight gradients "
+                "(oneDNN, 2-voxel-deep inputs); use precision fp32 if the loss turns NaN",
+                RuntimeWarning,
+                stacklevel=2,
+            )
     return resolve_precision(name, device)
 
 
@@ -172,8 +199,13 @@ def resolve_precision(name: str, device: torch.device) -> Optional[torch.dtype]:
     raise ConfigError(f"unknown precision {name!r}; use auto, bf16, fp16 or fp32")
 
 
-def use_channels_last(model: nn.Module, device: torch.device, requested: Optional[bool],
-                      dtype: Optional[torch.dtype] = None, training: bool = False) -> bool:
+def use_channels_last(
+    model: nn.Module,
+    device: torch.device,
+    requested: Optional[bool],
+    dtype: Optional[torch.dtype] = None,
+    training: bool = False,
+) -> bool:
     """Explicit choice, or automatic: on CPU for nets with batch norm, except fp32 training.
 
     Measured (BENCHMARKS.md): channels-last speeds up bf16 training and inference and fp32 inference
@@ -248,7 +280,8 @@ def keep_freed_memory() -> bool:
 
             libc = ctypes.CDLL("libc.so.6")
             on = bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(
-                libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+                libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
+            )
         except (OSError, AttributeError):  # not glibc (musl, …): keep the defaults
             on = False
     _allocator_state["on"] = on
@@ -260,7 +293,9 @@ def main() -> None:
     device = resolve_device("auto")
     dtype = resolve_precision("auto", device)
     print(f"cpu: {cpu_info().describe()}")
-    print(f"torch {torch.__version__}; {describe_path(device, dtype, device.type == 'cpu')} for batch-norm nets")
+    print(
+        f"torch {torch.__version__}; {describe_path(device, dtype, device.type == 'cpu')} for batch-norm nets"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,8 +22,12 @@ from .errors import ConfigError, DataError, OutputError
 PathLike = Union[str, Path]
 _DOUBLE_SUFFIXES = (".nii.gz", ".ome.tif", ".ome.tiff", ".tar.gz")
 #: Names :func:`temp_path` makes: ``.<stem>.<12 hex digits>.tmp<suffix>``.
-TEMP_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(" + "|".join(re.escape(d) for d in _DOUBLE_SUFFIXES)
-                       + r"|\.[^.]*)?$", re.IGNORECASE)
+TEMP_NAME = re.compile(
+    r"^\..+\.[0-9a-f]{12}\.tmp("
+    + "|".join(re.escape(d) for d in _DOUBLE_SUFFIXES)
+    + r"|\.[^.]*)?$",
+    re.IGNORECASE,
+)
 _CHOOSE = "choose another output location"
 
 
@@ -31,7 +35,7 @@ def _split_suffix(path: Path) -> tuple[str, str]:
     name = path.name
     for double in _DOUBLE_SUFFIXES:
         if name.lower().endswith(double):
-            return name[: -len(double)], name[-len(double):]
+            return name[: -len(double)], name[-len(double) :]
     return path.stem, path.suffix
 
 
@@ -91,7 +95,9 @@ def ensure_output_dir(path: PathLike) -> list[Path]:
     p = path
     while not p.is_dir():
         if os.path.lexists(p):
-            raise output_error(NotADirectoryError(errno.ENOTDIR, "Not a directory"), path, folder=True)
+            raise output_error(
+                NotADirectoryError(errno.ENOTDIR, "Not a directory"), path, folder=True
+            )
         missing.append(p)
         if p.parent == p:
             break
@@ -143,7 +149,9 @@ def check_output_file(path: PathLike) -> None:
         raise output_error(NotADirectoryError(errno.ENOTDIR, "Not a directory"), path)
     parent = next((p for p in path.parents if p.is_dir()), None)
     if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
-        read_only = hasattr(os, "statvfs") and bool(os.statvfs(parent).f_flag & getattr(os, "ST_RDONLY", 1))
+        read_only = hasattr(os, "statvfs") and bool(
+            os.statvfs(parent).f_flag & getattr(os, "ST_RDONLY", 1)
+        )
         code = errno.EROFS if read_only else errno.EACCES
         raise output_error(OSError(code, os.strerror(code)), path)
 
@@ -212,7 +220,11 @@ def remove_stale_temp_files(folder: PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [p for p in folder.iterdir() if TEMP_NAME.match(p.name) and p.is_file() and not p.is_symlink()]
+    stale = [
+        p
+        for p in folder.iterdir()
+        if TEMP_NAME.match(p.name) and p.is_file() and not p.is_symlink()
+    ]
     for p in stale:
         p.unlink(missing_ok=True)
     return stale
@@ -222,8 +234,9 @@ def _positive_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 
 
-def check_tile_settings(tile=None, overlap=None, max_tile=None, min_overlap=None, batch_size=None,
-                        threads=None) -> None:
+def check_tile_settings(
+    tile=None, overlap=None, max_tile=None, min_overlap=None, batch_size=None, threads=None
+) -> None:
     """Refuse prediction settings that would be silently ignored or fail deep in the tiler
     (``--tile 0``, ``--batch-size 0``, an overlap outside [0, 1) …), naming the option and the value.
     Standard library only, so the CLI can check them before importing torch.
@@ -234,15 +247,28 @@ def check_tile_settings(tile=None, overlap=None, max_tile=None, min_overlap=None
     if tile is not None:
         sizes = [tile] if isinstance(tile, (numbers.Number, str)) else list(tile)
         if not sizes or not all(_positive_int(t) for t in sizes):
-            raise ConfigError(f"tile (--tile) must be positive integers like 512 or 96,128,128, got {tile!r}")
+            raise ConfigError(
+                f"tile (--tile) must be positive integers like 512 or 96,128,128, got {tile!r}"
+            )
     if overlap is not None and not (isinstance(overlap, numbers.Real) and 0.0 <= overlap < 1.0):
-        raise ConfigError(f"overlap (--overlap) must be a fraction in [0, 1), e.g. 0.5, got {overlap!r}")
-    for name, flag, value in (("max_tile", "--max-tile", max_tile), ("batch_size", "--batch-size", batch_size),
-                              ("threads", "--threads", threads)):
+        raise ConfigError(
+            f"overlap (--overlap) must be a fraction in [0, 1), e.g. 0.5, got {overlap!r}"
+        )
+    for name, flag, value in (
+        ("max_tile", "--max-tile", max_tile),
+        ("batch_size", "--batch-size", batch_size),
+        ("threads", "--threads", threads),
+    ):
         if value is not None and not _positive_int(value):
             raise ConfigError(f"{name} ({flag}) must be a positive integer, got {value!r}")
-    if min_overlap is not None and not (isinstance(min_overlap, numbers.Integral) and min_overlap >= 0):
-        raise ConfigError(f"min_overlap (--min-overlap) must be an integer >= 0 (pixels), got {min_overlap!r}")
+    if min_overlap is not None and not (
+        isinstance(min_overlap, numbers.Integral) and min_overlap >= 0
+    ):
+        raise ConfigError(
+            f"min_overlap (--min-overlap) must be an integer >= 0 (pixels), got {min_overlap!r}"
+        )
     if max_tile is not None and min_overlap is not None and min_overlap >= max_tile:
-        raise ConfigError(f"min_overlap (--min-overlap) {min_overlap} must be smaller than max_tile (--max-tile) "
-                          f"{max_tile}")
+        raise ConfigError(
+            f"min_overlap (--min-overlap) {min_overlap} must be smaller than max_tile (--max-tile) "
+            f"{max_tile}"
+        )

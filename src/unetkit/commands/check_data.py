@@ -28,10 +28,13 @@ def label_values(text: str) -> list:
     try:
         values = [int(t) for t in items]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integer class values separated by commas (e.g. 0,255), "
-                                         f"got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected integer class values separated by commas (e.g. 0,255), got {text!r}"
+        ) from None
     if len(values) < 2 or len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(f"expected at least 2 different class values (e.g. 0,255), got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected at least 2 different class values (e.g. 0,255), got {text!r}"
+        )
     return values
 
 
@@ -40,20 +43,43 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "check-data",
         help="validate a dataset folder (pairs, sizes, labels, intensities) before training",
         description="Validate a dataset folder (images/ + masks/, or nnU-Net imagesTr/ + labelsTr/) and list "
-                    "every problem, one line per file. Exit status 0 when clean, 2 on any problem.",
+        "every problem, one line per file. Exit status 0 when clean, 2 on any problem.",
     )
     parser.add_argument("root", metavar="DIR", help="dataset folder, e.g. data/isbi2012/train")
-    parser.add_argument("--mask-suffix", default=None, metavar="S",
-                        help="suffix of mask names, e.g. _mask for 01_mask.png (default: detected)")
-    parser.add_argument("--in-channels", type=_positive_int, default=None, metavar="N",
-                        help="expected image channel count (default: images must agree with each other)")
-    parser.add_argument("--labels", type=label_values, default=None, metavar="V,V,...",
-                        help="the class values of the masks, e.g. 0,255; any other value is a problem (default: "
-                             "the labels of an nnU-Net dataset.json, else masks are compared with each other)")
-    parser.add_argument("--mask-kind", default="auto", choices=("auto", "labels", "colors", "instances"),
-                        help="how to read masks (default: auto: 1 channel = labels, 3 = RGB colours)")
-    parser.add_argument("--max-classes", type=_positive_int, default=16, metavar="N",
-                        help="with --mask-kind auto, more distinct mask values than this is a problem (default 16)")
+    parser.add_argument(
+        "--mask-suffix",
+        default=None,
+        metavar="S",
+        help="suffix of mask names, e.g. _mask for 01_mask.png (default: detected)",
+    )
+    parser.add_argument(
+        "--in-channels",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="expected image channel count (default: images must agree with each other)",
+    )
+    parser.add_argument(
+        "--labels",
+        type=label_values,
+        default=None,
+        metavar="V,V,...",
+        help="the class values of the masks, e.g. 0,255; any other value is a problem (default: "
+        "the labels of an nnU-Net dataset.json, else masks are compared with each other)",
+    )
+    parser.add_argument(
+        "--mask-kind",
+        default="auto",
+        choices=("auto", "labels", "colors", "instances"),
+        help="how to read masks (default: auto: 1 channel = labels, 3 = RGB colours)",
+    )
+    parser.add_argument(
+        "--max-classes",
+        type=_positive_int,
+        default=16,
+        metavar="N",
+        help="with --mask-kind auto, more distinct mask values than this is a problem (default 16)",
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(run=run)
     return parser
@@ -67,10 +93,18 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
 
     if args.labels is not None and args.mask_kind in ("colors", "instances"):
-        raise ConfigError(f"--labels lists integer class values; it does not apply to --mask-kind {args.mask_kind}")
+        raise ConfigError(
+            f"--labels lists integer class values; it does not apply to --mask-kind {args.mask_kind}"
+        )
     label_map = LabelMap(args.labels) if args.labels is not None else None
-    report = check_dataset(args.root, mask_suffix=args.mask_suffix, in_channels=args.in_channels,
-                           label_map=label_map, mask_kind=args.mask_kind, max_classes=args.max_classes)
+    report = check_dataset(
+        args.root,
+        mask_suffix=args.mask_suffix,
+        in_channels=args.in_channels,
+        label_map=label_map,
+        mask_kind=args.mask_kind,
+        max_classes=args.max_classes,
+    )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:

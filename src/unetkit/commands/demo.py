@@ -18,18 +18,35 @@ pixel and object metrics → report (curves, overlays, weight map, metrics table
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="the whole job on synthetic cells: data, training, overlap-tile, instances, report",
-                       description="Generate touching cells, train the original U-Net with the border weight map, "
-                                   "predict a large image by overlap-tile, separate and evaluate the cells, and "
-                                   "write a report.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="demo_out", metavar="DIR",
-                   help="demo folder: data/, run/ and report/ (default demo_out; replaced by the next demo)")
-    p.add_argument("--quick", action="store_true", help="small data set and ~40 s of training (about a minute)")
-    p.add_argument("--no-weight-map", action="store_true",
-                   help="train without the border weight map (the ablation: touching cells merge)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the data and the training (default 0)")
-    p.add_argument("--minutes", type=float, metavar="M", help="training time budget (default 6, --quick 0.6)")
+    p = sub.add_parser(
+        "demo",
+        help="the whole job on synthetic cells: data, training, overlap-tile, instances, report",
+        description="Generate touching cells, train the original U-Net with the border weight map, "
+        "predict a large image by overlap-tile, separate and evaluate the cells, and "
+        "write a report.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--out",
+        default="demo_out",
+        metavar="DIR",
+        help="demo folder: data/, run/ and report/ (default demo_out; replaced by the next demo)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="small data set and ~40 s of training (about a minute)"
+    )
+    p.add_argument(
+        "--no-weight-map",
+        action="store_true",
+        help="train without the border weight map (the ablation: touching cells merge)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the data and the training (default 0)"
+    )
+    p.add_argument(
+        "--minutes", type=float, metavar="M", help="training time budget (default 6, --quick 0.6)"
+    )
     p.add_argument("--threads", type=int, help="torch CPU threads (default: one per core)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars (epoch lines only)")
     p.set_defaults(run=run)
@@ -38,7 +55,14 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from ..demo.pipeline import DemoOptions, run_demo
 
-    options = DemoOptions(out_dir=args.out, quick=args.quick, weight_map=not args.no_weight_map, seed=args.seed,
-                          train_minutes=args.minutes, threads=args.threads, progress=not args.no_progress)
+    options = DemoOptions(
+        out_dir=args.out,
+        quick=args.quick,
+        weight_map=not args.no_weight_map,
+        seed=args.seed,
+        train_minutes=args.minutes,
+        threads=args.threads,
+        progress=not args.no_progress,
+    )
     run_demo(options)
     return 0

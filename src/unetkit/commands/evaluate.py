@@ -28,7 +28,9 @@ def _spacing(text: str) -> tuple:
     try:
         values = tuple(float(t) for t in text.split(",") if t.strip())
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas (e.g. 0.5,0.5), got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas (e.g. 0.5,0.5), got {text!r}"
+        ) from None
     if not values or any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
     return values
@@ -39,26 +41,60 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "evaluate",
         help="score predicted label images against truth masks (CSV, JSON, Markdown report)",
         description="Score every predicted label image of PRED_DIR against the truth mask of the same stem in "
-                    "TRUTH_DIR: overlap, boundary, connectomics (Rand/VOI) and object metrics, per case and class.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        "TRUTH_DIR: overlap, boundary, connectomics (Rand/VOI) and object metrics, per case and class.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("pred_dir", metavar="PRED_DIR", help="predicted label images (same values as the masks)")
-    parser.add_argument("truth_dir", metavar="TRUTH_DIR", help="truth masks (or a dataset folder with masks/)")
-    parser.add_argument("--out", metavar="DIR", default=None,
-                        help="write per_case.csv, summary.json, report.md and pictures here")
-    parser.add_argument("--fov", metavar="DIR", default=None, help="field-of-view masks by stem (e.g. DRIVE fov/)")
-    parser.add_argument("--metrics", nargs="+", metavar="M", default=None,
-                        help="metric groups or names (space or comma separated); default: all but auc")
-    parser.add_argument("--instances", action="store_true",
-                        help="masks and predictions are instance label images (each id > 0 is one object)")
-    parser.add_argument("--labels", type=label_values, default=None, metavar="V,V,...",
-                        help="the class values in class order, e.g. 0,255 (default: inferred from the truth masks)")
-    parser.add_argument("--images", metavar="DIR", default=None,
-                        help="images for the overlays (default: images/ beside a masks/ folder)")
-    parser.add_argument("--probs", metavar="DIR", default=None,
-                        help="probability maps by stem, for the auc metric")
-    parser.add_argument("--spacing", type=_spacing, default=None, metavar="S[,S...]",
-                        help="pixel size per axis for distances (default: from the truth files, else 1)")
+    parser.add_argument(
+        "pred_dir", metavar="PRED_DIR", help="predicted label images (same values as the masks)"
+    )
+    parser.add_argument(
+        "truth_dir", metavar="TRUTH_DIR", help="truth masks (or a dataset folder with masks/)"
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        default=None,
+        help="write per_case.csv, summary.json, report.md and pictures here",
+    )
+    parser.add_argument(
+        "--fov", metavar="DIR", default=None, help="field-of-view masks by stem (e.g. DRIVE fov/)"
+    )
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        metavar="M",
+        default=None,
+        help="metric groups or names (space or comma separated); default: all but auc",
+    )
+    parser.add_argument(
+        "--instances",
+        action="store_true",
+        help="masks and predictions are instance label images (each id > 0 is one object)",
+    )
+    parser.add_argument(
+        "--labels",
+        type=label_values,
+        default=None,
+        metavar="V,V,...",
+        help="the class values in class order, e.g. 0,255 (default: inferred from the truth masks)",
+    )
+    parser.add_argument(
+        "--images",
+        metavar="DIR",
+        default=None,
+        help="images for the overlays (default: images/ beside a masks/ folder)",
+    )
+    parser.add_argument(
+        "--probs", metavar="DIR", default=None, help="probability maps by stem, for the auc metric"
+    )
+    parser.add_argument(
+        "--spacing",
+        type=_spacing,
+        default=None,
+        metavar="S[,S...]",
+        help="pixel size per axis for distances (default: from the truth files, else 1)",
+    )
     parser.add_argument("--include-background", action="store_true", help="also score class 0")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(run=run)
@@ -74,11 +110,20 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.report import jsonable
 
     if args.labels is not None and args.instances:
-        raise ConfigError("--labels does not apply to --instances (instance masks are background 0 / object ids)")
+        raise ConfigError(
+            "--labels does not apply to --instances (instance masks are background 0 / object ids)"
+        )
     result = evaluate_folders(
-        args.pred_dir, args.truth_dir, out_dir=args.out, fov_dir=args.fov, metrics=args.metrics,
-        instances=args.instances, label_map=LabelMap(args.labels) if args.labels is not None else None,
-        image_dir=args.images, prob_dir=args.probs, spacing=args.spacing,
+        args.pred_dir,
+        args.truth_dir,
+        out_dir=args.out,
+        fov_dir=args.fov,
+        metrics=args.metrics,
+        instances=args.instances,
+        label_map=LabelMap(args.labels) if args.labels is not None else None,
+        image_dir=args.images,
+        prob_dir=args.probs,
+        spacing=args.spacing,
         include_background=args.include_background,
     )
     if args.json:

@@ -21,31 +21,65 @@ bounded memory.
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("predict", help="segment images or folders with a trained model",
-                       description="Predict label images (and optionally probabilities and overlays).",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "predict",
+        help="segment images or folders with a trained model",
+        description="Predict label images (and optionally probabilities and overlays).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model", help="checkpoint (.pt) written by unetkit train, or an exported .onnx")
     p.add_argument("inputs", nargs="+", help="image files and/or folders")
     p.add_argument("--output", "-o", required=True, help="folder for the outputs")
-    p.add_argument("--tile", help="input tile size, e.g. 512 or 96,128,128 (default: planned per image)")
-    p.add_argument("--overlap", type=float, help="overlap fraction of sliding-window tiles with --tile (default 0.5)")
-    p.add_argument("--max-tile", type=int, help="largest planned tile side in pixels (default 640 in 2D, 768 for valid-padding nets, "
-                        "128 in 3D)")
-    p.add_argument("--min-overlap", type=int,
-                   help="least overlap of planned tiles in pixels (default 128 in 2D, 32 in 3D); each pixel is "
-                        "predicted at least half of it from a tile edge")
-    p.add_argument("--blend", choices=("crop", "gaussian", "constant"), default="crop",
-                   help="how overlapping tiles of same-padding nets are stitched: crop (each pixel from the tile "
-                        "where it lies farthest from an edge; default), gaussian (MONAI's blending) or constant")
-    p.add_argument("--tta", nargs="?", const="auto", choices=("auto", "flip", "d4", "none"), default="none",
-                   help="test-time augmentation: flips (and in 2D rotations: d4, the paper's 8 versions)")
-    p.add_argument("--probabilities", nargs="?", const="tiff", choices=("tiff", "npz"),
-                   help="also write probability maps (float16 TIFF, or npz)")
+    p.add_argument(
+        "--tile", help="input tile size, e.g. 512 or 96,128,128 (default: planned per image)"
+    )
+    p.add_argument(
+        "--overlap",
+        type=float,
+        help="overlap fraction of sliding-window tiles with --tile (default 0.5)",
+    )
+    p.add_argument(
+        "--max-tile",
+        type=int,
+        help="largest planned tile side in pixels (default 640 in 2D, 768 for valid-padding nets, "
+        "128 in 3D)",
+    )
+    p.add_argument(
+        "--min-overlap",
+        type=int,
+        help="least overlap of planned tiles in pixels (default 128 in 2D, 32 in 3D); each pixel is "
+        "predicted at least half of it from a tile edge",
+    )
+    p.add_argument(
+        "--blend",
+        choices=("crop", "gaussian", "constant"),
+        default="crop",
+        help="how overlapping tiles of same-padding nets are stitched: crop (each pixel from the tile "
+        "where it lies farthest from an edge; default), gaussian (MONAI's blending) or constant",
+    )
+    p.add_argument(
+        "--tta",
+        nargs="?",
+        const="auto",
+        choices=("auto", "flip", "d4", "none"),
+        default="none",
+        help="test-time augmentation: flips (and in 2D rotations: d4, the paper's 8 versions)",
+    )
+    p.add_argument(
+        "--probabilities",
+        nargs="?",
+        const="tiff",
+        choices=("tiff", "npz"),
+        help="also write probability maps (float16 TIFF, or npz)",
+    )
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
-    p.add_argument("--batch-size", type=int, help="tiles per forward pass (default 1 on CPU, 4 on GPU)")
+    p.add_argument(
+        "--batch-size", type=int, help="tiles per forward pass (default 1 on CPU, 4 on GPU)"
+    )
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--overwrite", action="store_true", help="recompute inputs whose outputs exist")
     p.add_argument("--truth", help="mask folder: evaluate the predictions against it afterwards")
@@ -64,19 +98,32 @@ def build_predictor(args):
     if tile is not None and not isinstance(tile, (int, tuple)):
         raise ConfigError(f"--tile must be integers like 512 or 96,128,128, got {args.tile!r}")
     tta = True if args.tta == "auto" else args.tta
-    common = dict(tile=list(tile) if isinstance(tile, tuple) else tile, overlap=args.overlap, blend=args.blend,
-                  max_tile=args.max_tile, min_overlap=args.min_overlap, tta=tta, batch_size=args.batch_size,
-                  threads=args.threads)
+    common = dict(
+        tile=list(tile) if isinstance(tile, tuple) else tile,
+        overlap=args.overlap,
+        blend=args.blend,
+        max_tile=args.max_tile,
+        min_overlap=args.min_overlap,
+        tta=tta,
+        batch_size=args.batch_size,
+        threads=args.threads,
+    )
     model_path = Path(args.model)
     if args.backend == "onnxruntime" or model_path.suffix == ".onnx":
         try:
             from ..inference.export import OnnxRunner
         except ImportError as exc:
-            raise ConfigError(f"the onnxruntime backend is unavailable ({exc}); pip install 'unetkit[export]'") from None
+            raise ConfigError(
+                f"the onnxruntime backend is unavailable ({exc}); pip install 'unetkit[export]'"
+            ) from None
         if model_path.suffix != ".onnx":
-            raise ConfigError("--backend onnxruntime needs an exported .onnx model (unetkit export CHECKPOINT)")
+            raise ConfigError(
+                "--backend onnxruntime needs an exported .onnx model (unetkit export CHECKPOINT)"
+            )
         return OnnxRunner(model_path, threads=args.threads).predictor(**common)
-    return Predictor.from_checkpoint(model_path, device=args.device, precision=args.precision, **common)
+    return Predictor.from_checkpoint(
+        model_path, device=args.device, precision=args.precision, **common
+    )
 
 
 def preflight(args) -> None:
@@ -92,12 +139,19 @@ def preflight(args) -> None:
     tile = parse_value(args.tile) if args.tile else None
     if tile is not None and not isinstance(tile, (int, tuple)):
         raise ConfigError(f"--tile must be integers like 512 or 96,128,128, got {args.tile!r}")
-    check_tile_settings(tile, args.overlap, args.max_tile, args.min_overlap, args.batch_size, args.threads)
+    check_tile_settings(
+        tile, args.overlap, args.max_tile, args.min_overlap, args.batch_size, args.threads
+    )
     model = Path(args.model)
     if not model.exists():
-        raise DataError("checkpoint not found" if model.suffix != ".onnx" else "ONNX model not found", model)
+        raise DataError(
+            "checkpoint not found" if model.suffix != ".onnx" else "ONNX model not found", model
+        )
     if model.is_dir():
-        raise DataError("is a folder, not a checkpoint file; give the .pt file (e.g. RUN/checkpoints/best.pt)", model)
+        raise DataError(
+            "is a folder, not a checkpoint file; give the .pt file (e.g. RUN/checkpoints/best.pt)",
+            model,
+        )
     for inp in args.inputs:
         if not Path(inp).exists():
             raise DataError("input not found", inp)
@@ -110,14 +164,27 @@ def run(args) -> int:
 
     predictor = build_predictor(args)
     print(predictor.describe(), flush=True)
-    results = predict_files(predictor, args.inputs, args.output, probabilities=args.probabilities,
-                            overlay=args.overlay, overwrite=args.overwrite, progress=not args.no_progress)
+    results = predict_files(
+        predictor,
+        args.inputs,
+        args.output,
+        probabilities=args.probabilities,
+        overlay=args.overlay,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+    )
     written = sum(r.status == "written" for r in results)
-    print(f"predicted {written} image(s), skipped {len(results) - written} already done; outputs in {args.output}")
+    print(
+        f"predicted {written} image(s), skipped {len(results) - written} already done; outputs in {args.output}"
+    )
     if args.truth:
         from ..evaluation import evaluate_folders
 
-        result = evaluate_folders(args.output, args.truth, out_dir=f"{args.output}/evaluation",
-                                  label_map=predictor.label_map)
+        result = evaluate_folders(
+            args.output,
+            args.truth,
+            out_dir=f"{args.output}/evaluation",
+            label_map=predictor.label_map,
+        )
         print(result.format() if hasattr(result, "format") else result)
     return 0

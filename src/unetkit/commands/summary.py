@@ -14,18 +14,29 @@ Any model option can be given as --name value, e.g.
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("summary", help="print a model's layers, parameters, FLOPs and memory",
-                       description="Print a model's per-layer table, parameter counts, FLOPs and an "
-                                   "activation-memory estimate (traced on the meta device: instant).",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "summary",
+        help="print a model's layers, parameters, FLOPs and memory",
+        description="Print a model's per-layer table, parameter counts, FLOPs and an "
+        "activation-memory estimate (traced on the meta device: instant).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model", nargs="?", help="model preset name (see --list)")
     p.add_argument("--list", action="store_true", help="list the model presets and exit")
-    p.add_argument("--input-size", help="spatial size: one number for every axis or one per axis "
-                                        "(e.g. 572 or 64,128,128); default 512 (2D) / 128 (3D), "
-                                        "572 / 132 for valid-padding nets")
+    p.add_argument(
+        "--input-size",
+        help="spatial size: one number for every axis or one per axis "
+        "(e.g. 572 or 64,128,128); default 512 (2D) / 128 (3D), "
+        "572 / 132 for valid-padding nets",
+    )
     p.add_argument("--batch-size", type=int, default=1, help="batch size B (default 1)")
-    p.add_argument("--depth", type=int, default=2,
-                   help="nesting depth of the rows (1 = encoder/decoder, 2 = stages and blocks; 0 = every layer)")
+    p.add_argument(
+        "--depth",
+        type=int,
+        default=2,
+        help="nesting depth of the rows (1 = encoder/decoder, 2 = stages and blocks; 0 = every layer)",
+    )
     p.set_defaults(run=run, accepts_extra=True)
 
 
@@ -84,7 +95,9 @@ def run(args) -> int:
 
     if args.list or not args.model:
         if not args.list:
-            raise ConfigError("name a model, e.g. 'unetkit summary unet' (see 'unetkit summary --list')")
+            raise ConfigError(
+                "name a model, e.g. 'unetkit summary unet' (see 'unetkit summary --list')"
+            )
         width = max(len(n) for n in MODELS.names())
         for name in MODELS.names():
             print(f"{name.ljust(width)}  {MODELS.get(name).description}")
@@ -92,6 +105,8 @@ def run(args) -> int:
     model = create_model(args.model, **parse_model_options(args.extra))
     size = parse_value(args.input_size) if args.input_size else None
     if isinstance(size, (str, float, bool)):
-        raise ConfigError(f"--input-size must be integers like 572 or 64,128,128, got {args.input_size!r}")
+        raise ConfigError(
+            f"--input-size must be integers like 572 or 64,128,128, got {args.input_size!r}"
+        )
     print(summary(model, size, batch_size=args.batch_size, depth=args.depth or None))
     return 0

@@ -19,37 +19,76 @@ best.pt) is written under --output (default runs/).
 
 # flag → dotted config key
 FLAG_KEYS = {
-    "val": "data.val_dir", "patch_size": "data.patch_size", "mask_suffix": "data.mask_suffix",
-    "mask_kind": "data.mask_kind", "val_fraction": "data.val_fraction", "normalization": "data.normalization",
-    "workers": "data.num_workers", "num_folds": "data.num_folds", "fold": "data.fold", "model": "model.name", "loss": "loss.name", "epochs": "train.epochs",
-    "iters_per_epoch": "train.iters_per_epoch", "batch_size": "train.batch_size", "lr": "train.lr",
-    "optimizer": "train.optimizer", "scheduler": "train.scheduler", "precision": "train.precision",
-    "device": "train.device", "seed": "train.seed", "time_budget": "train.time_budget_minutes",
-    "early_stopping": "train.early_stopping", "threads": "train.threads", "select_metric": "train.select_metric",
+    "val": "data.val_dir",
+    "patch_size": "data.patch_size",
+    "mask_suffix": "data.mask_suffix",
+    "mask_kind": "data.mask_kind",
+    "val_fraction": "data.val_fraction",
+    "normalization": "data.normalization",
+    "workers": "data.num_workers",
+    "num_folds": "data.num_folds",
+    "fold": "data.fold",
+    "model": "model.name",
+    "loss": "loss.name",
+    "epochs": "train.epochs",
+    "iters_per_epoch": "train.iters_per_epoch",
+    "batch_size": "train.batch_size",
+    "lr": "train.lr",
+    "optimizer": "train.optimizer",
+    "scheduler": "train.scheduler",
+    "precision": "train.precision",
+    "device": "train.device",
+    "seed": "train.seed",
+    "time_budget": "train.time_budget_minutes",
+    "early_stopping": "train.early_stopping",
+    "threads": "train.threads",
+    "select_metric": "train.select_metric",
 }
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a model on a folder of images and masks",
-                       description="Train a U-Net family model. Every flag overrides the config file "
-                                   "(--config), which overrides the defaults.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data_dir", nargs="?", help="training folder: images/ + masks/ (or nnU-Net imagesTr/ + labelsTr/)")
+    p = sub.add_parser(
+        "train",
+        help="train a model on a folder of images and masks",
+        description="Train a U-Net family model. Every flag overrides the config file "
+        "(--config), which overrides the defaults.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "data_dir",
+        nargs="?",
+        help="training folder: images/ + masks/ (or nnU-Net imagesTr/ + labelsTr/)",
+    )
     p.add_argument("--config", help="YAML run config (sections data, model, loss, train)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint"
+    )
     p.add_argument("--output", help="folder that receives the run folder (default runs/)")
     p.add_argument("--run-dir", help="exact run folder to write (default OUTPUT/MODEL-TIMESTAMP)")
     g = p.add_argument_group("data")
-    g.add_argument("--val", metavar="VAL_DIR", help="fixed validation folder (default: a seeded hold-out)")
-    g.add_argument("--val-fraction", type=float, help="hold-out fraction without --val (default 0.2)")
-    g.add_argument("--num-folds", type=int, help="k-fold cross-validation: number of folds (all saved)")
+    g.add_argument(
+        "--val", metavar="VAL_DIR", help="fixed validation folder (default: a seeded hold-out)"
+    )
+    g.add_argument(
+        "--val-fraction", type=float, help="hold-out fraction without --val (default 0.2)"
+    )
+    g.add_argument(
+        "--num-folds", type=int, help="k-fold cross-validation: number of folds (all saved)"
+    )
     g.add_argument("--fold", type=int, help="with --num-folds: the fold to train (default 0)")
     g.add_argument("--patch-size", help="training patch (label) size: 256 or 96,128,128")
     g.add_argument("--mask-suffix", help="mask file suffix such as _mask (default: detected)")
-    g.add_argument("--mask-kind", choices=("auto", "labels", "colors", "instances"), help="how to read masks")
+    g.add_argument(
+        "--mask-kind", choices=("auto", "labels", "colors", "instances"), help="how to read masks"
+    )
     g.add_argument("--normalization", help="zscore, percentile, minmax, fixed or none")
-    g.add_argument("--weight-map", action="store_true", default=None,
-                   help="weight the loss with the U-Net paper's border weight map (w0 10, sigma 5)")
+    g.add_argument(
+        "--weight-map",
+        action="store_true",
+        default=None,
+        help="weight the loss with the U-Net paper's border weight map (w0 10, sigma 5)",
+    )
     g.add_argument("--no-augment", action="store_true", help="switch augmentation off")
     g.add_argument("--workers", type=int, help="DataLoader worker processes (default 0)")
     g = p.add_argument_group("model and loss")
@@ -61,18 +100,36 @@ def add_parser(sub) -> None:
     g.add_argument("--batch-size", type=int, help="global batch size (default 4)")
     g.add_argument("--lr", type=float, help="learning rate")
     g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
-    g.add_argument("--scheduler", choices=("poly", "cosine", "plateau", "budget", "none"),
-                   help="learning-rate schedule (default poly); budget: poly on the clock over --time-budget")
+    g.add_argument(
+        "--scheduler",
+        choices=("poly", "cosine", "plateau", "budget", "none"),
+        help="learning-rate schedule (default poly); budget: poly on the clock over --time-budget",
+    )
     g.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"))
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     g.add_argument("--seed", type=int)
-    g.add_argument("--time-budget", type=float, metavar="MINUTES", help="stop cleanly when the time is up")
-    g.add_argument("--early-stopping", type=int, metavar="N", help="stop after N validations without improvement")
-    g.add_argument("--select-metric", metavar="NAME",
-                   help="validation value choosing best.pt: val_dice (default), val_dice_c0, val_iou, val_loss, ...")
+    g.add_argument(
+        "--time-budget", type=float, metavar="MINUTES", help="stop cleanly when the time is up"
+    )
+    g.add_argument(
+        "--early-stopping",
+        type=int,
+        metavar="N",
+        help="stop after N validations without improvement",
+    )
+    g.add_argument(
+        "--select-metric",
+        metavar="NAME",
+        help="validation value choosing best.pt: val_dice (default), val_dice_c0, val_iou, val_loss, ...",
+    )
     g.add_argument("--threads", type=int, help="torch CPU threads")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any config value, e.g. --set model.options.base_features=16 --set train.grad_clip=1")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any config value, e.g. --set model.options.base_features=16 --set train.grad_clip=1",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines only)")
     p.set_defaults(run=run)
 
@@ -106,7 +163,9 @@ def collect_overrides(args) -> dict:
             raise ConfigError(f"--set needs KEY=VALUE (e.g. --set train.lr=0.01), got {item!r}")
         key, value = item.split("=", 1)
         if not key.strip():
-            raise ConfigError(f"--set {item!r}: the key before '=' is empty; write KEY=VALUE, e.g. --set train.lr=0.01")
+            raise ConfigError(
+                f"--set {item!r}: the key before '=' is empty; write KEY=VALUE, e.g. --set train.lr=0.01"
+            )
         out[key.strip()] = parse_value(value.strip())
     return out
 
@@ -130,19 +189,29 @@ def run(args) -> int:
     overrides = collect_overrides(args)
     if args.resume:
         if args.config or args.data_dir:
-            raise ConfigError("--resume continues a run with its own config and data; drop DATA_DIR/--config")
+            raise ConfigError(
+                "--resume continues a run with its own config and data; drop DATA_DIR/--config"
+            )
         trainer = Trainer.resume(args.resume, progress=not args.no_progress)
         trainer.config = apply_overrides(trainer.config, overrides)
     else:
         config = RunConfig.from_yaml(args.config) if args.config else RunConfig()
         config = apply_overrides(config, overrides)
         if config.data.train_dir is None:
-            raise ConfigError("give the training folder: unetkit train DATA_DIR (or data.train_dir in --config)")
+            raise ConfigError(
+                "give the training folder: unetkit train DATA_DIR (or data.train_dir in --config)"
+            )
         trainer = Trainer(config, run_dir=args.run_dir, progress=not args.no_progress)
     result = trainer.fit()
     best = result.best
     if trainer.dist.is_main:
-        best_txt = f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}" if best else "no validation"
-        print(f"done: {result.stop_reason} after epoch {result.epochs_completed}; {best_txt}; "
-              f"checkpoints in {result.run_dir / 'checkpoints'}")
+        best_txt = (
+            f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}"
+            if best
+            else "no validation"
+        )
+        print(
+            f"done: {result.stop_reason} after epoch {result.epochs_completed}; {best_txt}; "
+            f"checkpoints in {result.run_dir / 'checkpoints'}"
+        )
     return 0

@@ -53,7 +53,10 @@ def _shorten(items: list, limit: int = _SHOW) -> str:
 
 def _size_str(spatial: tuple) -> str:
     """``(H, W)`` → ``"WxH"``; ``(D, H, W)`` → ``"WxHxD"``."""
-    return "x".join(str(s) for s in (spatial[::-1] if len(spatial) == 2 else (spatial[2], spatial[1], spatial[0])))
+    return "x".join(
+        str(s)
+        for s in (spatial[::-1] if len(spatial) == 2 else (spatial[2], spatial[1], spatial[0]))
+    )
 
 
 class _ChannelStats:
@@ -99,9 +102,16 @@ class _ChannelStats:
     def summary(self) -> dict:
         if self.n == 0:
             return {"pixels": 0}
-        return {"pixels": self.n, "min": self.lo, "max": self.hi, "mean": self.mean,
-                "std": float(np.sqrt(self.m2 / self.n)), "p1": self.percentile(1), "p99": self.percentile(99),
-                "percentiles_exact": self.hist is not None}
+        return {
+            "pixels": self.n,
+            "min": self.lo,
+            "max": self.hi,
+            "mean": self.mean,
+            "std": float(np.sqrt(self.m2 / self.n)),
+            "p1": self.percentile(1),
+            "p99": self.percentile(99),
+            "percentiles_exact": self.hist is not None,
+        }
 
 
 @dataclass
@@ -158,17 +168,31 @@ class DatasetReport:
         return LabelMap(self.label_values)
 
     def to_dict(self) -> dict:
-        return {"root": self.root, "ok": self.ok, "layout": self.layout, "num_images": self.num_images,
-                "num_pairs": self.num_pairs, "mask_suffix": self.mask_suffix,
-                "extra_folders": list(self.extra_folders), "sizes": dict(self.sizes),
-                "channels": {str(k): v for k, v in self.channels.items()}, "dtypes": dict(self.dtypes),
-                "mask_kind": self.mask_kind, "label_values": list(self.label_values),
-                "expected_labels": list(self.expected_labels), "labels_from": self.labels_from,
-                "class_frequencies": list(self.class_frequencies), "intensity": list(self.intensity),
-                "nan_count": self.nan_count, "inf_count": self.inf_count, "problems": list(self.problems)}
+        return {
+            "root": self.root,
+            "ok": self.ok,
+            "layout": self.layout,
+            "num_images": self.num_images,
+            "num_pairs": self.num_pairs,
+            "mask_suffix": self.mask_suffix,
+            "extra_folders": list(self.extra_folders),
+            "sizes": dict(self.sizes),
+            "channels": {str(k): v for k, v in self.channels.items()},
+            "dtypes": dict(self.dtypes),
+            "mask_kind": self.mask_kind,
+            "label_values": list(self.label_values),
+            "expected_labels": list(self.expected_labels),
+            "labels_from": self.labels_from,
+            "class_frequencies": list(self.class_frequencies),
+            "intensity": list(self.intensity),
+            "nan_count": self.nan_count,
+            "inf_count": self.inf_count,
+            "problems": list(self.problems),
+        }
 
     def format(self) -> str:
         """A readable multi-line summary ending with the problems (or ``OK``)."""
+
         def counts(d: dict) -> str:
             return ", ".join(f"{k} ({v})" for k, v in d.items()) or "-"
 
@@ -177,7 +201,9 @@ class DatasetReport:
 
         lines = [f"dataset: {self.root}"]
         if self.layout:
-            extra = f", extra folders: {', '.join(self.extra_folders)}" if self.extra_folders else ""
+            extra = (
+                f", extra folders: {', '.join(self.extra_folders)}" if self.extra_folders else ""
+            )
             suffix = f", mask suffix {self.mask_suffix!r}" if self.mask_suffix else ""
             lines.append(f"  layout: {self.layout}{suffix}{extra}")
         lines.append(f"  pairs: {self.num_pairs} ({self.num_images} image(s))")
@@ -186,22 +212,37 @@ class DatasetReport:
             lines.append(f"  channels: {counts(self.channels)}")
             lines.append(f"  dtypes: {counts(self.dtypes)}")
         if self.label_values:
+
             def show(v):
                 return f"({v[0]}, {v[1]}, {v[2]})" if isinstance(v, list) else str(v)
+
             if self.mask_kind == "instances":
-                lines.append(f"  mask kind: instances, {len(self.label_values) - (0 in self.label_values)} object id(s)")
+                lines.append(
+                    f"  mask kind: instances, {len(self.label_values) - (0 in self.label_values)} object id(s)"
+                )
             else:
                 vals = _shorten([show(v) for v in self.label_values])
-                lines.append(f"  label values ({self.mask_kind}): {vals} -> classes 0..{len(self.label_values) - 1}")
-                freqs = _shorten([f"{show(v)}: {f:.2f} %" for v, f in zip(self.label_values, self.class_frequencies)])
+                lines.append(
+                    f"  label values ({self.mask_kind}): {vals} -> classes 0..{len(self.label_values) - 1}"
+                )
+                freqs = _shorten(
+                    [
+                        f"{show(v)}: {f:.2f} %"
+                        for v, f in zip(self.label_values, self.class_frequencies)
+                    ]
+                )
                 lines.append(f"  class frequencies: {freqs}")
         if self.expected_labels:
-            lines.append(f"  expected labels ({self.labels_from}): "
-                         f"{_shorten([show(v) for v in self.expected_labels])}")
+            lines.append(
+                f"  expected labels ({self.labels_from}): "
+                f"{_shorten([show(v) for v in self.expected_labels])}"
+            )
         for c, s in enumerate(self.intensity):
             if s.get("pixels"):
-                lines.append(f"  intensity channel {c}: min {num(s['min'])}, max {num(s['max'])}, mean {num(s['mean'])}, "
-                             f"std {num(s['std'])}, p1 {num(s['p1'])}, p99 {num(s['p99'])}")
+                lines.append(
+                    f"  intensity channel {c}: min {num(s['min'])}, max {num(s['max'])}, mean {num(s['mean'])}, "
+                    f"std {num(s['std'])}, p1 {num(s['p1'])}, p99 {num(s['p99'])}"
+                )
         if self.sizes:
             lines.append(f"  NaN/inf values: {self.nan_count} NaN, {self.inf_count} inf")
         if self.problems:
@@ -212,9 +253,15 @@ class DatasetReport:
         return "\n".join(lines)
 
 
-def check_dataset(root: PathLike, mask_suffix: Optional[str] = None, in_channels: Optional[int] = None,
-                  label_map: Optional[LabelMap] = None, mask_kind: str = "auto", max_classes: int = 16,
-                  seed: int = 0) -> DatasetReport:
+def check_dataset(
+    root: PathLike,
+    mask_suffix: Optional[str] = None,
+    in_channels: Optional[int] = None,
+    label_map: Optional[LabelMap] = None,
+    mask_kind: str = "auto",
+    max_classes: int = 16,
+    seed: int = 0,
+) -> DatasetReport:
     """Check a dataset folder; never raises for a data problem (they go into ``problems``).
 
     Args:
@@ -237,15 +284,25 @@ def check_dataset(root: PathLike, mask_suffix: Optional[str] = None, in_channels
     """
     if mask_kind not in INFER_KINDS:
         raise ConfigError(f"unknown mask kind {mask_kind!r}; valid: {', '.join(INFER_KINDS)}")
-    if in_channels is not None and (isinstance(in_channels, bool) or int(in_channels) != in_channels
-                                    or in_channels < 1):
+    if in_channels is not None and (
+        isinstance(in_channels, bool) or int(in_channels) != in_channels or in_channels < 1
+    ):
         raise ConfigError(f"in_channels must be an integer >= 1, got {in_channels!r}")
     found = scan_dataset(root, mask_suffix=mask_suffix, require_masks=True)
-    report = DatasetReport(root=str(root), layout=found.layout, mask_suffix=found.mask_suffix,
-                           extra_folders=sorted(found.extra_dirs), problems=[str(p) for p in found.problems])
+    report = DatasetReport(
+        root=str(root),
+        layout=found.layout,
+        mask_suffix=found.mask_suffix,
+        extra_folders=sorted(found.extra_dirs),
+        problems=[str(p) for p in found.problems],
+    )
     labels_from = "label map" if label_map is not None else ""
-    if label_map is None and mask_kind in ("auto", "labels") and found.dataset_json is not None \
-            and "labels" in found.dataset_json:
+    if (
+        label_map is None
+        and mask_kind in ("auto", "labels")
+        and found.dataset_json is not None
+        and "labels" in found.dataset_json
+    ):
         try:
             label_map = LabelMap.from_nnunet(found.dataset_json["labels"])
             labels_from = "dataset.json"
@@ -253,15 +310,20 @@ def check_dataset(root: PathLike, mask_suffix: Optional[str] = None, in_channels
             report.problems.append(f"{found.root / 'dataset.json'}: {exc}")
     if label_map is not None:
         report.labels_from = labels_from
-        report.expected_labels = [list(v) for v in label_map.values] if label_map.kind == "colors" else \
-            list(label_map.values)
+        report.expected_labels = (
+            [list(v) for v in label_map.values]
+            if label_map.kind == "colors"
+            else list(label_map.values)
+        )
     report.num_images = len(found.cases)
     report.num_pairs = sum(c.mask is not None for c in found.cases)
     rng = np.random.default_rng(seed)
     stats: list[_ChannelStats] = []
     sizes, channels, dtypes = Counter(), Counter(), Counter()
     image_channels: dict[Path, int] = {}
-    mask_values: dict[Path, dict[int, int]] = {}  # mask file -> {value (colours packed): pixel count}
+    mask_values: dict[
+        Path, dict[int, int]
+    ] = {}  # mask file -> {value (colours packed): pixel count}
     mask_layout: dict[Path, str] = {}
     mask_borders: dict[Path, dict[int, int]] = {}  # mask file -> {value: pixels on a region border}
     for case in found.cases:
@@ -287,11 +349,15 @@ def check_dataset(root: PathLike, mask_suffix: Optional[str] = None, in_channels
         for c in range(arr.shape[0]):
             stats[c].add(arr[c], rng)
         if in_channels is not None and arr.shape[0] != in_channels:
-            report.problems.append(f"{first}: {arr.shape[0]} channel(s), expected --in-channels {in_channels}")
+            report.problems.append(
+                f"{first}: {arr.shape[0]} channel(s), expected --in-channels {in_channels}"
+            )
         for name, path in sorted(case.extra.items()):
             _check_extra(path, spatial, name, report)
         if case.mask is not None:
-            _check_mask(case.mask, spatial, first, mask_kind, report, mask_values, mask_layout, mask_borders)
+            _check_mask(
+                case.mask, spatial, first, mask_kind, report, mask_values, mask_layout, mask_borders
+            )
     report.sizes = dict(sizes.most_common())
     report.channels = dict(channels.most_common())
     report.dtypes = dict(dtypes.most_common())
@@ -300,9 +366,20 @@ def check_dataset(root: PathLike, mask_suffix: Optional[str] = None, in_channels
         usual = channels.most_common(1)[0][0]
         for path, c in image_channels.items():
             if c != usual:
-                report.problems.append(f"{path}: {c} channel(s), while {channels[usual]} other image(s) have {usual}")
-    _check_labels(report, mask_values, mask_layout, mask_borders, label_map, labels_from, mask_kind, max_classes,
-                  found.mask_dir)
+                report.problems.append(
+                    f"{path}: {c} channel(s), while {channels[usual]} other image(s) have {usual}"
+                )
+    _check_labels(
+        report,
+        mask_values,
+        mask_layout,
+        mask_borders,
+        label_map,
+        labels_from,
+        mask_kind,
+        max_classes,
+        found.mask_dir,
+    )
     return report
 
 
@@ -316,8 +393,10 @@ def _read_case_image(paths: list, report: DatasetReport) -> Optional[tuple[np.nd
             report.problems.append(str(exc))
             return None
         if arrays and arr.shape[1:] != arrays[0].shape[1:]:
-            report.problems.append(f"{path}: channel file size {_size_str(arr.shape[1:])} differs from "
-                                   f"{Path(paths[0]).name} ({_size_str(arrays[0].shape[1:])})")
+            report.problems.append(
+                f"{path}: channel file size {_size_str(arr.shape[1:])} differs from "
+                f"{Path(paths[0]).name} ({_size_str(arrays[0].shape[1:])})"
+            )
             return None
         arrays.append(arr)
     arr = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
@@ -331,8 +410,10 @@ def _check_extra(path: Path, spatial: tuple, name: str, report: DatasetReport) -
         report.problems.append(str(exc))
         return
     if extra.shape[1:] != spatial:
-        report.problems.append(f"{path}: size {_size_str(extra.shape[1:])} differs from its image "
-                               f"({_size_str(spatial)}) ({name}/)")
+        report.problems.append(
+            f"{path}: size {_size_str(extra.shape[1:])} differs from its image "
+            f"({_size_str(spatial)}) ({name}/)"
+        )
 
 
 def _value_counts(plane: np.ndarray) -> dict[int, int]:
@@ -361,16 +442,26 @@ def _border_pixels(plane: np.ndarray) -> np.ndarray:
     return border
 
 
-def _check_mask(path: Path, spatial: tuple, image_path: Path, mask_kind: str, report: DatasetReport,
-                mask_values: dict, mask_layout: dict, mask_borders: dict) -> None:
+def _check_mask(
+    path: Path,
+    spatial: tuple,
+    image_path: Path,
+    mask_kind: str,
+    report: DatasetReport,
+    mask_values: dict,
+    mask_layout: dict,
+    mask_borders: dict,
+) -> None:
     try:
         mask, _ = read_image(path)
     except DataError as exc:
         report.problems.append(str(exc))
         return
     if mask.shape[1:] != spatial:
-        report.problems.append(f"{path}: image/mask size mismatch: mask {_size_str(mask.shape[1:])}, image "
-                               f"{_size_str(spatial)} ({image_path.name})")
+        report.problems.append(
+            f"{path}: image/mask size mismatch: mask {_size_str(mask.shape[1:])}, image "
+            f"{_size_str(spatial)} ({image_path.name})"
+        )
         return
     if mask.shape[0] == 3 and mask_kind in ("auto", "colors"):
         if mask.dtype != np.uint8:
@@ -380,13 +471,21 @@ def _check_mask(path: Path, spatial: tuple, image_path: Path, mask_kind: str, re
     elif mask.shape[0] == 1 and mask_kind != "colors":
         plane, layout = mask[0], ("instances" if mask_kind == "instances" else "labels")
     else:
-        want = "3 (RGB colours)" if mask_kind == "colors" else "1 (labels)" if mask_kind != "auto" else "1 or 3"
+        want = (
+            "3 (RGB colours)"
+            if mask_kind == "colors"
+            else "1 (labels)"
+            if mask_kind != "auto"
+            else "1 or 3"
+        )
         report.problems.append(f"{path}: mask has {mask.shape[0]} channel(s), expected {want}")
         return
     if plane.dtype.kind == "f":
         finite = np.isfinite(plane)
         if not finite.all() or (plane[finite] != np.round(plane[finite])).any():
-            report.problems.append(f"{path}: mask holds non-integer or NaN/inf values; a probability map or an image?")
+            report.problems.append(
+                f"{path}: mask holds non-integer or NaN/inf values; a probability map or an image?"
+            )
             return
         plane = plane.astype(np.int64)
     mask_values[path] = _value_counts(plane)
@@ -395,9 +494,17 @@ def _check_mask(path: Path, spatial: tuple, image_path: Path, mask_kind: str, re
         mask_borders[path] = _value_counts(plane[_border_pixels(plane)])
 
 
-def _check_labels(report: DatasetReport, mask_values: dict, mask_layout: dict, mask_borders: dict,
-                  label_map: Optional[LabelMap], labels_from: str, mask_kind: str, max_classes: int,
-                  mask_dir: Optional[Path]) -> None:
+def _check_labels(
+    report: DatasetReport,
+    mask_values: dict,
+    mask_layout: dict,
+    mask_borders: dict,
+    label_map: Optional[LabelMap],
+    labels_from: str,
+    mask_kind: str,
+    max_classes: int,
+    mask_dir: Optional[Path],
+) -> None:
     if not mask_values:
         return
     layouts = Counter(mask_layout.values())
@@ -406,7 +513,9 @@ def _check_labels(report: DatasetReport, mask_values: dict, mask_layout: dict, m
     if len(layouts) > 1:
         for path, lay in mask_layout.items():
             if lay != kind:
-                report.problems.append(f"{path}: a {lay} mask among {layouts[kind]} {kind} masks (1 vs 3 channels)")
+                report.problems.append(
+                    f"{path}: a {lay} mask among {layouts[kind]} {kind} masks (1 vs 3 channels)"
+                )
     files = {p: v for p, v in mask_values.items() if mask_layout[p] == kind}
     total = Counter()
     for v in files.values():
@@ -424,8 +533,10 @@ def _check_labels(report: DatasetReport, mask_values: dict, mask_layout: dict, m
     if label_map is not None:
         if (label_map.kind == "colors") != (kind == "colors"):
             where = mask_dir if mask_dir is not None else report.root
-            report.problems.append(f"{where}: the masks are {kind} ({'3' if kind == 'colors' else '1'} channel(s)) "
-                                   f"but the expected labels ({labels_from}) are {label_map.kind}")
+            report.problems.append(
+                f"{where}: the masks are {kind} ({'3' if kind == 'colors' else '1'} channel(s)) "
+                f"but the expected labels ({labels_from}) are {label_map.kind}"
+            )
             return
         if label_map.kind == "colors":
             allowed = {(r << 16) | (g << 8) | b for r, g, b in label_map.values}
@@ -434,23 +545,37 @@ def _check_labels(report: DatasetReport, mask_values: dict, mask_layout: dict, m
         for path, v in files.items():
             bad = sorted(set(v) - allowed)
             if bad:
-                where = "dataset.json 'labels'" if labels_from == "dataset.json" else "the label map"
-                report.problems.append(f"{path}: unexpected label values {show(bad)} (not in {where})")
+                where = (
+                    "dataset.json 'labels'" if labels_from == "dataset.json" else "the label map"
+                )
+                report.problems.append(
+                    f"{path}: unexpected label values {show(bad)} (not in {where})"
+                )
         return
     where = mask_dir if mask_dir is not None else report.root
     if mask_kind == "auto" and len(values) > max_classes:
-        hint = ("instance masks? use --mask-kind instances; lossy (JPEG) masks or images in masks/? masks must be "
-                "lossless label images")
-        many = [p for p, v in files.items() if len(v) > max_classes]  # the culprits, when single files are
+        hint = (
+            "instance masks? use --mask-kind instances; lossy (JPEG) masks or images in masks/? masks must be "
+            "lossless label images"
+        )
+        many = [
+            p for p, v in files.items() if len(v) > max_classes
+        ]  # the culprits, when single files are
         for path in many:
-            report.problems.append(f"{path}: {len(files[path])} distinct mask values in this mask (more than "
-                                   f"max_classes={max_classes}): {hint}")
+            report.problems.append(
+                f"{path}: {len(files[path])} distinct mask values in this mask (more than "
+                f"max_classes={max_classes}): {hint}"
+            )
         if not many:
-            report.problems.append(f"{where}: {len(values)} distinct mask values over all masks (more than "
-                                   f"max_classes={max_classes}): {hint}")
+            report.problems.append(
+                f"{where}: {len(values)} distinct mask values over all masks (more than "
+                f"max_classes={max_classes}): {hint}"
+            )
         return
     if len(values) < 2:
-        report.problems.append(f"{where}: every mask holds the single value {show(values)}; nothing to learn")
+        report.problems.append(
+            f"{where}: every mask holds the single value {show(values)}; nothing to learn"
+        )
         return
     if len(files) < 2:
         return
@@ -461,19 +586,30 @@ def _check_labels(report: DatasetReport, mask_values: dict, mask_layout: dict, m
         lone = sorted(x for x in v if seen_in[x] == 1)
         if not lone:
             continue
-        rest = sorted(x for x in total if seen_in[x] > 1 or x not in v)  # the values the other masks use
+        rest = sorted(
+            x for x in total if seen_in[x] > 1 or x not in v
+        )  # the values the other masks use
         pixels_here = sum(v.values())
         borders = mask_borders.get(path, {})
         tiny = [x for x in lone if v[x] < _TINY * pixels_here]
-        blended = [x for x in lone if x not in tiny and _between(x, rest, kind)
-                   and borders.get(x, 0) >= _BORDER * v[x]]
+        blended = [
+            x
+            for x in lone
+            if x not in tiny and _between(x, rest, kind) and borders.get(x, 0) >= _BORDER * v[x]
+        ]
         if not tiny and not blended:
             continue
-        why = ("covering under 0.1 % of this mask" if not blended else
-               "on region borders between the other values, as anti-aliasing leaves them" if not tiny else
-               "each covering under 0.1 % of this mask or on region borders (anti-aliasing)")
-        report.problems.append(f"{path}: unexpected label values {show(sorted(tiny + blended))}: in no other mask "
-                               f"and {why} (the others use {show(rest)}; --labels states the classes)")
+        why = (
+            "covering under 0.1 % of this mask"
+            if not blended
+            else "on region borders between the other values, as anti-aliasing leaves them"
+            if not tiny
+            else "each covering under 0.1 % of this mask or on region borders (anti-aliasing)"
+        )
+        report.problems.append(
+            f"{path}: unexpected label values {show(sorted(tiny + blended))}: in no other mask "
+            f"and {why} (the others use {show(rest)}; --labels states the classes)"
+        )
 
 
 def _between(value: int, others: list, kind: str) -> bool:

@@ -73,18 +73,25 @@ def weight_map_key(mask: np.ndarray, instances: Optional[np.ndarray], weight_map
     """Cache key of a border weight map: SHA-256 of the class-index mask (and instance ids) and of the
     :func:`border_weight_map` parameters, defaults filled in (so ``{"w0": 10}`` and
     ``{"w0": 10.0, "sigma": 5}`` give the same key)."""
-    defaults = {k: v.default for k, v in inspect.signature(_weightmap.border_weight_map).parameters.items()
-                if k not in ("mask", "instances")}
+    defaults = {
+        k: v.default
+        for k, v in inspect.signature(_weightmap.border_weight_map).parameters.items()
+        if k not in ("mask", "instances")
+    }
     unknown = sorted(set(weight_map) - set(defaults))
     if unknown:
-        raise ConfigError(f"unknown weight map parameter(s) {', '.join(unknown)}; valid: {', '.join(defaults)}")
+        raise ConfigError(
+            f"unknown weight map parameter(s) {', '.join(unknown)}; valid: {', '.join(defaults)}"
+        )
     params = {**defaults, **weight_map}
     for k in ("w0", "sigma", "tolerance"):
         params[k] = float(params[k])
     for k in ("class_weights", "spacing"):
         if params[k] is not None and not isinstance(params[k], str):
             params[k] = [float(v) for v in np.ravel(params[k])]
-    h = hashlib.sha256(f"unetkit-weightmap-v{WEIGHT_CACHE_VERSION}|{json.dumps(params, sort_keys=True)}|".encode())
+    h = hashlib.sha256(
+        f"unetkit-weightmap-v{WEIGHT_CACHE_VERSION}|{json.dumps(params, sort_keys=True)}|".encode()
+    )
     for arr in (mask, instances):
         if arr is not None:
             arr = np.ascontiguousarray(arr, dtype=np.int64)
@@ -94,8 +101,12 @@ def weight_map_key(mask: np.ndarray, instances: Optional[np.ndarray], weight_map
     return h.hexdigest()
 
 
-def cached_weight_map(mask: np.ndarray, instances: Optional[np.ndarray], weight_map: dict,
-                      cache_dir: Optional[PathLike] = None) -> np.ndarray:
+def cached_weight_map(
+    mask: np.ndarray,
+    instances: Optional[np.ndarray],
+    weight_map: dict,
+    cache_dir: Optional[PathLike] = None,
+) -> np.ndarray:
     """:func:`border_weight_map` of a mask, read from / saved to ``cache_dir`` when given.
 
     The map is stored as ``<cache_dir>/weightmap-<key>.npy`` (see :func:`weight_map_key`), written
@@ -136,13 +147,22 @@ def require_finite(image: np.ndarray, path: PathLike) -> None:
     finite = np.isfinite(image)
     if not finite.all():
         nan = int(np.isnan(image).sum())
-        raise DataError(f"image contains NaN or infinite values ({nan} NaN, {int((~finite).sum()) - nan} infinite); "
-                        "replace them (e.g. numpy.nan_to_num) or mask them out (unetkit check-data lists such "
-                        "files)", path)
+        raise DataError(
+            f"image contains NaN or infinite values ({nan} NaN, {int((~finite).sum()) - nan} infinite); "
+            "replace them (e.g. numpy.nan_to_num) or mask them out (unetkit check-data lists such "
+            "files)",
+            path,
+        )
 
 
-def load_case(case: Case, label_map: Optional[LabelMap], normalizer: Optional[Normalizer],
-              weight_map: Optional[dict] = None, *, cache_dir: Optional[PathLike] = None) -> LoadedCase:
+def load_case(
+    case: Case,
+    label_map: Optional[LabelMap],
+    normalizer: Optional[Normalizer],
+    weight_map: Optional[dict] = None,
+    *,
+    cache_dir: Optional[PathLike] = None,
+) -> LoadedCase:
     """Read, check and normalise one case; compute its weight map when ``weight_map`` is given
     (``{"w0": 10, "sigma": 5}``), reading it from ``cache_dir`` when cached there before (see
     :func:`cached_weight_map`)."""
@@ -152,13 +172,24 @@ def load_case(case: Case, label_map: Optional[LabelMap], normalizer: Optional[No
     if case.mask is not None and label_map is not None:
         mask, instances, _ = read_mask(case.mask, label_map)
         if mask.shape != image.shape[1:]:
-            raise DataError(f"mask size {mask.shape} differs from image size {image.shape[1:]} "
-                            f"({case.images[0].name})", case.mask)
+            raise DataError(
+                f"mask size {mask.shape} differs from image size {image.shape[1:]} "
+                f"({case.images[0].name})",
+                case.mask,
+            )
         if weight_map is not None:
             weight = cached_weight_map(mask, instances, weight_map, cache_dir)
     img = normalizer(image) if normalizer is not None else image.astype(np.float32)
-    return LoadedCase(case.case_id, np.ascontiguousarray(img, dtype=np.float32), mask, meta, instances, weight,
-                      dict(case.extra), foreground_locations(mask) if mask is not None else None)
+    return LoadedCase(
+        case.case_id,
+        np.ascontiguousarray(img, dtype=np.float32),
+        mask,
+        meta,
+        instances,
+        weight,
+        dict(case.extra),
+        foreground_locations(mask) if mask is not None else None,
+    )
 
 
 @dataclass
@@ -176,12 +207,23 @@ class PreparedData:
     fold: Optional[int] = None
 
 
-def prepare_data(train_dir: str, val_dir: Optional[str] = None, *, val_fraction: float = 0.2, seed: int = 0,
-                 mask_suffix: Optional[str] = None, mask_kind: str = "auto", normalization: Optional[dict] = None,
-                 weight_map: Optional[dict] = None, label_map: Optional[LabelMap] = None,
-                 normalizer: Optional[Normalizer] = None, run_dir: Optional[Path] = None,
-                 num_folds: Optional[int] = None, fold: Optional[int] = None,
-                 cache_dir: Optional[Path] = None) -> PreparedData:
+def prepare_data(
+    train_dir: str,
+    val_dir: Optional[str] = None,
+    *,
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    mask_suffix: Optional[str] = None,
+    mask_kind: str = "auto",
+    normalization: Optional[dict] = None,
+    weight_map: Optional[dict] = None,
+    label_map: Optional[LabelMap] = None,
+    normalizer: Optional[Normalizer] = None,
+    run_dir: Optional[Path] = None,
+    num_folds: Optional[int] = None,
+    fold: Optional[int] = None,
+    cache_dir: Optional[Path] = None,
+) -> PreparedData:
     """Discover, split, label, normalise and load a dataset for training.
 
     Args:
@@ -233,8 +275,10 @@ def prepare_data(train_dir: str, val_dir: Optional[str] = None, *, val_fraction:
         val_cases = found_val.cases
     elif val_fraction > 0:
         if len(train_cases) < 2:
-            raise ConfigError(f"{train_dir}: {len(train_cases)} case(s) cannot be split into train and validation; "
-                              f"add cases, give a validation folder, or set val_fraction to 0")
+            raise ConfigError(
+                f"{train_dir}: {len(train_cases)} case(s) cannot be split into train and validation; "
+                f"add cases, give a validation folder, or set val_fraction to 0"
+            )
         split = holdout_split([c.case_id for c in train_cases], val_fraction, seed)
         val_ids = set(split["val"])
         val_cases = [c for c in train_cases if c.case_id in val_ids]
@@ -244,7 +288,10 @@ def prepare_data(train_dir: str, val_dir: Optional[str] = None, *, val_fraction:
     # cases of a fixed validation folder are named "<folder>/<id>": its files may share names with
     # the training files (data/train/images/01.png and data/val/images/01.png are different cases)
     val_prefix = f"{Path(val_dir).name}/" if val_dir is not None else ""
-    splits = {"train": [c.case_id for c in train_cases], "val": [val_prefix + c.case_id for c in val_cases]}
+    splits = {
+        "train": [c.case_id for c in train_cases],
+        "val": [val_prefix + c.case_id for c in val_cases],
+    }
     if label_map is None and mask_kind in ("auto", "labels"):
         label_map = _dataset_json_label_map(found)
     if label_map is None:
@@ -253,14 +300,27 @@ def prepare_data(train_dir: str, val_dir: Optional[str] = None, *, val_fraction:
         normalizer = create_normalizer(**(normalization or {"name": "zscore"}))
         if not normalizer.fitted:
             normalizer.fit(_same_layout((c.images[0], read_case_image(c)[0]) for c in train_cases))
-    train = [load_case(c, label_map, normalizer, weight_map, cache_dir=cache_dir) for c in train_cases]
+    train = [
+        load_case(c, label_map, normalizer, weight_map, cache_dir=cache_dir) for c in train_cases
+    ]
     val = [load_case(c, label_map, normalizer, None) for c in val_cases]
     cases = train_cases + val_cases
     loaded = list(_same_layout((case.images[0], c.image) for case, c in zip(cases, train + val)))
-    if run_dir is not None:  # written once everything has been read: a failure leaves no file behind
+    if (
+        run_dir is not None
+    ):  # written once everything has been read: a failure leaves no file behind
         save_splits(Path(run_dir) / "splits.json", folds if folds is not None else splits)
-    return PreparedData(train, val, label_map, normalizer, loaded[0].shape[0], loaded[0].ndim - 1, splits, folds,
-                        fold if folds is not None else None)
+    return PreparedData(
+        train,
+        val,
+        label_map,
+        normalizer,
+        loaded[0].shape[0],
+        loaded[0].ndim - 1,
+        splits,
+        folds,
+        fold if folds is not None else None,
+    )
 
 
 def _same_layout(images):
@@ -271,30 +331,46 @@ def _same_layout(images):
         if first is None:
             first = (path, image.shape[0], image.ndim - 1)
         elif image.shape[0] != first[1]:
-            raise DataError(f"different channel counts: {image.shape[0]} here, {first[1]} in {first[0]}; all images "
-                            f"need the same count (grey and RGB mixed?): convert this file", path)
+            raise DataError(
+                f"different channel counts: {image.shape[0]} here, {first[1]} in {first[0]}; all images "
+                f"need the same count (grey and RGB mixed?): convert this file",
+                path,
+            )
         elif image.ndim - 1 != first[2]:
-            raise DataError(f"a {image.ndim - 1}D image, while {first[0]} is {first[2]}D: 2D and 3D images are mixed",
-                            path)
+            raise DataError(
+                f"a {image.ndim - 1}D image, while {first[0]} is {first[2]}D: 2D and 3D images are mixed",
+                path,
+            )
         yield image
 
 
-def _check_folds(num_folds: Optional[int], fold: Optional[int], val_dir: Optional[str], n_cases: int,
-                 train_dir: str) -> int:
+def _check_folds(
+    num_folds: Optional[int],
+    fold: Optional[int],
+    val_dir: Optional[str],
+    n_cases: int,
+    train_dir: str,
+) -> int:
     """Validate the k-fold arguments of :func:`prepare_data`; returns the fold (default 0)."""
     if num_folds is None:
         raise ConfigError(f"fold={fold!r} needs num_folds (the number of cross-validation folds)")
     if isinstance(num_folds, bool) or int(num_folds) != num_folds or num_folds < 2:
         raise ConfigError(f"num_folds must be an integer >= 2, got {num_folds!r}")
     if val_dir is not None:
-        raise ConfigError(f"num_folds={num_folds} (k-fold cross-validation on {train_dir}) and val_dir={val_dir} "
-                          "(a fixed validation folder) exclude each other; give one of them")
+        raise ConfigError(
+            f"num_folds={num_folds} (k-fold cross-validation on {train_dir}) and val_dir={val_dir} "
+            "(a fixed validation folder) exclude each other; give one of them"
+        )
     if num_folds > n_cases:
-        raise ConfigError(f"num_folds={num_folds} needs at least {num_folds} cases, {train_dir} has {n_cases}")
+        raise ConfigError(
+            f"num_folds={num_folds} needs at least {num_folds} cases, {train_dir} has {n_cases}"
+        )
     fold = 0 if fold is None else fold
     if isinstance(fold, bool) or int(fold) != fold or not 0 <= fold < num_folds:
-        raise ConfigError(f"fold must be an integer in 0..{int(num_folds) - 1} for num_folds={num_folds}, "
-                          f"got {fold!r}")
+        raise ConfigError(
+            f"fold must be an integer in 0..{int(num_folds) - 1} for num_folds={num_folds}, "
+            f"got {fold!r}"
+        )
     return int(fold)
 
 
@@ -317,7 +393,9 @@ def patch_geometry(model, label_size: Sequence[int]) -> tuple[list[int], list[in
     inputs, labels = [], []
     for s in label_size:
         s = int(s)
-        if hasattr(model, "output_size") and model.output_size(model.valid_input_size(s)) != model.valid_input_size(s):
+        if hasattr(model, "output_size") and model.output_size(
+            model.valid_input_size(s)
+        ) != model.valid_input_size(s):
             size = model.valid_input_size(s)
             while model.output_size(size) < s:
                 size = model.valid_input_size(size + 1)
@@ -325,8 +403,10 @@ def patch_geometry(model, label_size: Sequence[int]) -> tuple[list[int], list[in
             labels.append(model.output_size(size))
         else:
             if hasattr(model, "is_valid_input_size") and not model.is_valid_input_size(s):
-                raise ConfigError(f"patch size {s} is too small for this model; use at least "
-                                  f"{model.valid_input_size(s)}")
+                raise ConfigError(
+                    f"patch size {s} is too small for this model; use at least "
+                    f"{model.valid_input_size(s)}"
+                )
             inputs.append(s)
             labels.append(s)
     return inputs, labels
@@ -347,20 +427,29 @@ class PatchDataset(torch.utils.data.Dataset):
         seed: base seed.
     """
 
-    def __init__(self, cases: list[LoadedCase], sampler: PatchSampler, augmentation: Optional[Compose],
-                 length: int, seed: int = 0):
+    def __init__(
+        self,
+        cases: list[LoadedCase],
+        sampler: PatchSampler,
+        augmentation: Optional[Compose],
+        length: int,
+        seed: int = 0,
+    ):
         if not cases:
             raise ConfigError("no training cases to sample from")
         if any(c.mask is None for c in cases):
             raise ConfigError("every training case needs a mask")
         self.cases, self.sampler, self.augmentation = cases, sampler, augmentation
         self.length, self.seed, self.epoch = int(length), int(seed), 0
-        self.full_context = sampler.input_size is not None and list(np.atleast_1d(sampler.input_size)) != list(
-            np.atleast_1d(sampler.label_size))
+        self.full_context = sampler.input_size is not None and list(
+            np.atleast_1d(sampler.input_size)
+        ) != list(np.atleast_1d(sampler.label_size))
         classes = getattr(sampler, "fg_classes", None)
         # the cases' own fg_locations hold the classes > 0; other classes to oversample are found once here
-        self.fg_locations = [c.fg_locations if classes is None else foreground_locations(c.mask, classes=classes)
-                             for c in cases]
+        self.fg_locations = [
+            c.fg_locations if classes is None else foreground_locations(c.mask, classes=classes)
+            for c in cases
+        ]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -372,15 +461,26 @@ class PatchDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, int(index)])
         k = int(rng.integers(len(self.cases)))
         case = self.cases[k]
-        sample = self.sampler.sample(case.image, case.mask, rng, weight=case.weight, instances=case.instances,
-                                     fg_locations=self.fg_locations[k], full_context=self.full_context)
+        sample = self.sampler.sample(
+            case.image,
+            case.mask,
+            rng,
+            weight=case.weight,
+            instances=case.instances,
+            fg_locations=self.fg_locations[k],
+            full_context=self.full_context,
+        )
         sample = {k: sample[k] for k in ("image", "mask", "weight") if sample.get(k) is not None}
         if self.augmentation is not None:
             sample = self.augmentation(sample, rng)
         if self.full_context:
             sample = self.sampler.crop_labels(sample)
-        out = {"image": torch.from_numpy(np.ascontiguousarray(sample["image"], dtype=np.float32)),
-               "mask": torch.from_numpy(np.ascontiguousarray(sample["mask"], dtype=np.int64))}
+        out = {
+            "image": torch.from_numpy(np.ascontiguousarray(sample["image"], dtype=np.float32)),
+            "mask": torch.from_numpy(np.ascontiguousarray(sample["mask"], dtype=np.int64)),
+        }
         if "weight" in sample:
-            out["weight"] = torch.from_numpy(np.ascontiguousarray(sample["weight"], dtype=np.float32))
+            out["weight"] = torch.from_numpy(
+                np.ascontiguousarray(sample["weight"], dtype=np.float32)
+            )
         return out

@@ -67,9 +67,12 @@ class Case:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return {"case_id": self.case_id, "images": [str(p) for p in self.images],
-                "mask": None if self.mask is None else str(self.mask),
-                "extra": {k: str(v) for k, v in self.extra.items()}}
+        return {
+            "case_id": self.case_id,
+            "images": [str(p) for p in self.images],
+            "mask": None if self.mask is None else str(self.mask),
+            "extra": {k: str(v) for k, v in self.extra.items()},
+        }
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,9 @@ class Discovery:
     mask_suffix: str = ""
     extra_dirs: dict = field(default_factory=dict)
     dataset_json: Optional[dict] = None
-    incomplete: set = field(default_factory=set)  # nnU-Net case ids with missing/unexpected channel files
+    incomplete: set = field(
+        default_factory=set
+    )  # nnU-Net case ids with missing/unexpected channel files
 
     def add(self, kind: str, path: PathLike, message: str) -> None:
         self.problems.append(Problem(kind, Path(path), message))
@@ -112,19 +117,31 @@ class Discovery:
         same = [p for p in self.problems if p.kind == first.kind]
         if first.kind in ("no-mask", "no-image") and len(same) > 1:
             folder = self.mask_dir if first.kind == "no-mask" else self.image_dir
-            what = "image(s) have no mask in" if first.kind == "no-mask" else "mask(s) have no image in"
+            what = (
+                "image(s) have no mask in"
+                if first.kind == "no-mask"
+                else "mask(s) have no image in"
+            )
             names = ", ".join(p.path.name for p in same[:_SHOW])
             more = f" and {len(same) - _SHOW} more" if len(same) > _SHOW else ""
             hint = f" (mask suffix {self.mask_suffix!r})" if self.mask_suffix else ""
-            message, path, rest = f"{len(same)} {what} {folder.name}/{hint}: {names}{more}", folder, len(self.problems) - len(same)
+            message, path, rest = (
+                f"{len(same)} {what} {folder.name}/{hint}: {names}{more}",
+                folder,
+                len(self.problems) - len(same),
+            )
         else:
             message, path, rest = first.message, first.path, len(self.problems) - 1
         if rest:
-            message += f" (and {rest} more problem(s); run 'unetkit check-data {self.root}' to list them)"
+            message += (
+                f" (and {rest} more problem(s); run 'unetkit check-data {self.root}' to list them)"
+            )
         return DataError(message, path)
 
 
-def find_cases(root: PathLike, mask_suffix: Optional[str] = None, require_masks: bool = True) -> list[Case]:
+def find_cases(
+    root: PathLike, mask_suffix: Optional[str] = None, require_masks: bool = True
+) -> list[Case]:
     """The cases of a dataset folder, sorted by case id.
 
     Args:
@@ -151,7 +168,9 @@ def find_cases(root: PathLike, mask_suffix: Optional[str] = None, require_masks:
     return found.cases
 
 
-def scan_dataset(root: PathLike, mask_suffix: Optional[str] = None, require_masks: bool = True) -> Discovery:
+def scan_dataset(
+    root: PathLike, mask_suffix: Optional[str] = None, require_masks: bool = True
+) -> Discovery:
     """Like :func:`find_cases`, but returns every problem in :attr:`Discovery.problems` instead of raising."""
     root = Path(root)
     found = Discovery(root=root)
@@ -175,16 +194,30 @@ def _list_images(found: Discovery, folder: Path) -> dict[str, Path]:
     listing = list_images(folder)
     for entry in listing.others:
         if entry.is_dir():
-            found.add("non-image", entry, f"is a folder inside {folder.name}/; expected image files only")
+            found.add(
+                "non-image", entry, f"is a folder inside {folder.name}/; expected image files only"
+            )
         else:
             suffix = split_suffix(entry)[1] or "(none)"
-            found.add("non-image", entry, f"not an image file (suffix {suffix}); supported: "
-                                          f"{', '.join(SUPPORTED_SUFFIXES)}; move it out of {folder.name}/")
+            found.add(
+                "non-image",
+                entry,
+                f"not an image file (suffix {suffix}); supported: "
+                f"{', '.join(SUPPORTED_SUFFIXES)}; move it out of {folder.name}/",
+            )
     for stem, paths in listing.duplicates().items():
-        found.add("duplicate", folder, f"{len(paths)} files with the stem {stem!r}: "
-                                       f"{', '.join(p.name for p in paths)}; keep one")
+        found.add(
+            "duplicate",
+            folder,
+            f"{len(paths)} files with the stem {stem!r}: "
+            f"{', '.join(p.name for p in paths)}; keep one",
+        )
     if not listing.by_stem:
-        found.add("empty", folder, f"no image files in the folder (supported: {', '.join(SUPPORTED_SUFFIXES)})")
+        found.add(
+            "empty",
+            folder,
+            f"no image files in the folder (supported: {', '.join(SUPPORTED_SUFFIXES)})",
+        )
     return listing.first()
 
 
@@ -203,7 +236,7 @@ def _detect_suffix(image_stems: Sequence[str], other_stems: Sequence[str]) -> st
             continue
         prefixes = [s for s in images if stem.startswith(s) and len(stem) > len(s)]
         if prefixes:
-            votes[stem[len(max(prefixes, key=len)):]] += 1
+            votes[stem[len(max(prefixes, key=len)) :]] += 1
     ranked = votes.most_common(2)
     if not ranked or (len(ranked) == 2 and ranked[0][1] == ranked[1][1]):
         return ""
@@ -235,10 +268,16 @@ def _scan_images_masks(found: Discovery, mask_suffix: Optional[str], require_mas
     root = found.root
     image_dir = _find_dir(found, IMAGE_DIR_NAMES)
     if image_dir is None:
-        splits = sorted(d.name for d in root.iterdir()
-                        if d.is_dir() and any((d / n).is_dir() for n in (*IMAGE_DIR_NAMES, "imagesTr")))
-        hint = (f"; it holds split folders ({', '.join(splits)}): pass one of them" if splits else
-                "; expected root/images/ + root/masks/, or nnU-Net root/imagesTr/ + root/labelsTr/")
+        splits = sorted(
+            d.name
+            for d in root.iterdir()
+            if d.is_dir() and any((d / n).is_dir() for n in (*IMAGE_DIR_NAMES, "imagesTr"))
+        )
+        hint = (
+            f"; it holds split folders ({', '.join(splits)}): pass one of them"
+            if splits
+            else "; expected root/images/ + root/masks/, or nnU-Net root/imagesTr/ + root/labelsTr/"
+        )
         found.add("layout", root, f"no images/ folder{hint}")
         return
     found.layout = "images/masks"
@@ -249,8 +288,12 @@ def _scan_images_masks(found: Discovery, mask_suffix: Optional[str], require_mas
     masks: dict[str, Path] = {}
     if mask_dir is None:
         if require_masks:
-            found.add("layout", root, f"no masks/ folder beside {image_dir.name}/ (also looked for "
-                                      f"{', '.join(MASK_DIR_NAMES[1:])}/)")
+            found.add(
+                "layout",
+                root,
+                f"no masks/ folder beside {image_dir.name}/ (also looked for "
+                f"{', '.join(MASK_DIR_NAMES[1:])}/)",
+            )
     else:
         raw = _list_images(found, mask_dir)
         suffix = mask_suffix if mask_suffix is not None else ""
@@ -266,7 +309,11 @@ def _scan_images_masks(found: Discovery, mask_suffix: Optional[str], require_mas
         mask = masks.get(stem)
         if mask is None and mask_dir is not None and require_masks:
             expected = f"{stem}{found.mask_suffix}.*"
-            found.add("no-mask", images[stem], f"no mask in {mask_dir.name}/ (expected {mask_dir.name}/{expected})")
+            found.add(
+                "no-mask",
+                images[stem],
+                f"no mask in {mask_dir.name}/ (expected {mask_dir.name}/{expected})",
+            )
         extra = {}
         for name, by_stem in extra_maps.items():
             if stem in by_stem:
@@ -331,15 +378,24 @@ def _scan_nnunet(found: Discovery, require_masks: bool) -> None:
     else:
         for stem, m in named.items():
             if m is None:
-                found.add("non-image", files[stem], "nnU-Net image name must end in _NNNN (the channel index, "
-                                                    "e.g. case_0000.nii.gz)")
+                found.add(
+                    "non-image",
+                    files[stem],
+                    "nnU-Net image name must end in _NNNN (the channel index, "
+                    "e.g. case_0000.nii.gz)",
+                )
                 continue
             per_case.setdefault(m.group("case"), {})[int(m.group("channel"))] = files[stem]
     counts = {len(ch) for ch in per_case.values()}
     if expected is None and counts:
         expected = max(counts)
-    source = "dataset.json lists" if expected is not None and found.dataset_json is not None and \
-        isinstance(channel_names, dict) else "other cases have"
+    source = (
+        "dataset.json lists"
+        if expected is not None
+        and found.dataset_json is not None
+        and isinstance(channel_names, dict)
+        else "other cases have"
+    )
     for case_id, channels in sorted(per_case.items()):
         want = list(range(expected or 0))
         if sorted(channels) != want and expected:
@@ -349,15 +405,23 @@ def _scan_nnunet(found: Discovery, require_masks: bool) -> None:
             if missing:
                 ending = split_suffix(next(iter(channels.values())))[1]
                 names = [f"{case_id}_{c:04d}{ending}" for c in missing]
-                also = ", ".join(names[1:_SHOW + 1]) + (f" and {len(names) - _SHOW - 1} more"
-                                                         if len(names) > _SHOW + 1 else "")
-                found.add("channels", image_dir / names[0],
-                          f"channel file missing (case {case_id!r}: {source} {expected} channel(s), found {have}"
-                          + (f"; also missing {also})" if also else ")"))
+                also = ", ".join(names[1 : _SHOW + 1]) + (
+                    f" and {len(names) - _SHOW - 1} more" if len(names) > _SHOW + 1 else ""
+                )
+                found.add(
+                    "channels",
+                    image_dir / names[0],
+                    f"channel file missing (case {case_id!r}: {source} {expected} channel(s), found {have}"
+                    + (f"; also missing {also})" if also else ")"),
+                )
             else:
                 extra = [channels[c] for c in sorted(channels) if c not in want]
-                found.add("channels", extra[0], f"unexpected channel file(s) {', '.join(p.name for p in extra)} "
-                                                f"of case {case_id!r} ({source} {expected} channel(s))")
+                found.add(
+                    "channels",
+                    extra[0],
+                    f"unexpected channel file(s) {', '.join(p.name for p in extra)} "
+                    f"of case {case_id!r} ({source} {expected} channel(s))",
+                )
     masks: dict[str, Path] = {}
     if found.mask_dir is not None:
         masks = _list_images(found, found.mask_dir)
@@ -366,7 +430,11 @@ def _scan_nnunet(found: Discovery, require_masks: bool) -> None:
     for case_id, channels in sorted(per_case.items()):
         mask = masks.get(case_id)
         if mask is None and found.mask_dir is not None and require_masks:
-            found.add("no-mask", channels[min(channels)], f"no label in labelsTr/ (expected labelsTr/{case_id}.*)")
+            found.add(
+                "no-mask",
+                channels[min(channels)],
+                f"no label in labelsTr/ (expected labelsTr/{case_id}.*)",
+            )
         found.cases.append(Case(case_id, [channels[c] for c in sorted(channels)], mask, {}))
     for stem in sorted(set(masks) - set(per_case)):
         found.add("no-image", masks[stem], f"no image in imagesTr/ for the case {stem!r}")

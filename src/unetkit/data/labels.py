@@ -65,11 +65,17 @@ def _integral(plane: np.ndarray, path: Optional[PathLike]) -> np.ndarray:
     if plane.dtype.kind == "f":
         finite = np.isfinite(plane)
         if not finite.all():
-            raise DataError(f"mask holds {int((~finite).sum())} NaN/inf value(s); masks must hold whole numbers", path)
+            raise DataError(
+                f"mask holds {int((~finite).sum())} NaN/inf value(s); masks must hold whole numbers",
+                path,
+            )
         frac = plane != np.round(plane)
         if frac.any():
-            raise DataError(f"mask holds non-integer values (e.g. {float(plane[frac][0]):g}); a probability map or "
-                            "an image given as a mask?", path)
+            raise DataError(
+                f"mask holds non-integer values (e.g. {float(plane[frac][0]):g}); a probability map or "
+                "an image given as a mask?",
+                path,
+            )
     elif plane.dtype.kind not in "biu":
         raise DataError(f"mask has dtype {plane.dtype}; expected integers", path)
     return plane.astype(np.int64, copy=False)
@@ -112,13 +118,17 @@ class LabelMap:
 
     def __post_init__(self):
         if self.kind not in LABEL_KINDS:
-            raise ConfigError(f"unknown label map kind {self.kind!r}; valid: {', '.join(LABEL_KINDS)}")
+            raise ConfigError(
+                f"unknown label map kind {self.kind!r}; valid: {', '.join(LABEL_KINDS)}"
+            )
         if self.kind == "colors":
             values = []
             for v in self.values:
                 t = tuple(int(c) for c in np.ravel(v))
                 if len(t) != 3 or not all(0 <= c <= 255 for c in t):
-                    raise ConfigError(f"colour class values must be (r, g, b) triples in 0..255, got {v!r}")
+                    raise ConfigError(
+                        f"colour class values must be (r, g, b) triples in 0..255, got {v!r}"
+                    )
                 values.append(t)
             values = tuple(values)
         else:
@@ -129,7 +139,9 @@ class LabelMap:
                 values.append(int(v))
             values = tuple(values)
         if self.kind == "instances" and values != (0, 1):
-            raise ConfigError(f"an instance label map has the values (0, 1) (background, object), got {values}")
+            raise ConfigError(
+                f"an instance label map has the values (0, 1) (background, object), got {values}"
+            )
         if len(values) < 2:
             raise ConfigError(f"a label map needs at least 2 classes, got values {values}")
         if len(set(values)) != len(values):
@@ -186,8 +198,11 @@ class LabelMap:
         """
         mask = np.asarray(mask)
         if mask.ndim < 3 or mask.shape[0] != self.mask_channels:
-            raise DataError(f"mask of shape {tuple(mask.shape)} is not channel-first with {self.mask_channels} "
-                            f"channel(s) (label map kind {self.kind!r})", path)
+            raise DataError(
+                f"mask of shape {tuple(mask.shape)} is not channel-first with {self.mask_channels} "
+                f"channel(s) (label map kind {self.kind!r})",
+                path,
+            )
         if self.kind == "instances":
             return (_integral(mask[0], path) != 0).astype(np.int64)
         if self.kind == "colors":
@@ -212,8 +227,11 @@ class LabelMap:
         if bad_mask.any():
             bad = np.unique(np.asarray(plane)[bad_mask])
             shown = [_unpack(v) for v in bad] if self.kind == "colors" else [int(v) for v in bad]
-            raise DataError(f"unexpected label values {_fmt_values(shown)} (the label map has "
-                            f"{_fmt_values(self.values)})", path)
+            raise DataError(
+                f"unexpected label values {_fmt_values(shown)} (the label map has "
+                f"{_fmt_values(self.values)})",
+                path,
+            )
         return out.astype(np.int64, copy=False)
 
     def decode(self, indices: np.ndarray) -> np.ndarray:
@@ -233,8 +251,10 @@ class LabelMap:
         if indices.dtype.kind not in "biu":
             raise ConfigError(f"class indices must be integers, got dtype {indices.dtype}")
         if indices.size and (indices.min() < 0 or indices.max() >= self.num_classes):
-            raise ConfigError(f"class indices must lie in 0..{self.num_classes - 1}, got "
-                              f"{int(indices.min())}..{int(indices.max())}")
+            raise ConfigError(
+                f"class indices must lie in 0..{self.num_classes - 1}, got "
+                f"{int(indices.min())}..{int(indices.max())}"
+            )
         if self.kind == "colors":
             table = np.array(self.values, dtype=np.uint8)  # (K, 3)
             return np.moveaxis(table[indices], -1, 0)
@@ -244,8 +264,13 @@ class LabelMap:
     def to_dict(self) -> dict:
         """JSON-friendly form (for checkpoints and run folders); :meth:`from_dict` inverts it."""
         values = [list(v) for v in self.values] if self.kind == "colors" else list(self.values)
-        return {"kind": self.kind, "values": values, "names": None if self.names is None else list(self.names),
-                "dtype": self.dtype, "palette": None if self.palette is None else list(self.palette)}
+        return {
+            "kind": self.kind,
+            "values": values,
+            "names": None if self.names is None else list(self.names),
+            "dtype": self.dtype,
+            "palette": None if self.palette is None else list(self.palette),
+        }
 
     @classmethod
     def from_dict(cls, data: dict) -> LabelMap:
@@ -253,8 +278,13 @@ class LabelMap:
             raise ConfigError(f"a label map dict needs a 'values' list, got {data!r}")
         kind = data.get("kind", "labels")
         values = [tuple(v) for v in data["values"]] if kind == "colors" else data["values"]
-        return cls(values, names=data.get("names"), kind=kind, dtype=data.get("dtype") or "",
-                   palette=data.get("palette"))
+        return cls(
+            values,
+            names=data.get("names"),
+            kind=kind,
+            dtype=data.get("dtype") or "",
+            palette=data.get("palette"),
+        )
 
     @classmethod
     def from_nnunet(cls, labels: dict) -> LabelMap:
@@ -268,8 +298,10 @@ class LabelMap:
             pairs = []
             for name, value in labels.items():
                 if isinstance(value, (list, tuple)):
-                    raise ConfigError(f"region-based nnU-Net label {name!r}: {value} is not supported; "
-                                      "use one value per class")
+                    raise ConfigError(
+                        f"region-based nnU-Net label {name!r}: {value} is not supported; "
+                        "use one value per class"
+                    )
                 pairs.append((int(value), str(name)))
         pairs.sort()
         return cls([v for v, _ in pairs], names=[n for _, n in pairs])
@@ -286,7 +318,9 @@ def _load(mask: MaskLike) -> tuple[np.ndarray, Optional[ImageMeta], Optional[Pat
     return np.asarray(mask), None, None
 
 
-def infer_label_map(masks: Iterable[MaskLike], kind: str = "auto", max_classes: int = 16) -> LabelMap:
+def infer_label_map(
+    masks: Iterable[MaskLike], kind: str = "auto", max_classes: int = 16
+) -> LabelMap:
     """The label map of a set of masks: the union of their values, sorted.
 
     Args:
@@ -313,7 +347,9 @@ def infer_label_map(masks: Iterable[MaskLike], kind: str = "auto", max_classes: 
         for mask in masks:
             arr, _, path = _load(mask)
             if arr.ndim < 3 or arr.shape[0] != 1:
-                raise DataError(f"an instance mask must have 1 channel, got shape {tuple(arr.shape)}", path)
+                raise DataError(
+                    f"an instance mask must have 1 channel, got shape {tuple(arr.shape)}", path
+                )
             _integral(arr[0], path)
         return INSTANCE_LABEL_MAP
     seen: set = set()
@@ -324,34 +360,49 @@ def infer_label_map(masks: Iterable[MaskLike], kind: str = "auto", max_classes: 
         count += 1
         first_path = first_path if first_path is not None else path
         if arr.ndim < 3 or arr.shape[0] not in (1, 3):
-            raise DataError(f"a mask must be channel-first with 1 channel (labels) or 3 (RGB colours), got shape "
-                            f"{tuple(arr.shape)}", path)
+            raise DataError(
+                f"a mask must be channel-first with 1 channel (labels) or 3 (RGB colours), got shape "
+                f"{tuple(arr.shape)}",
+                path,
+            )
         this = "colors" if arr.shape[0] == 3 else "labels"
         if resolved is None:
             resolved = this
         elif this != resolved:
-            raise DataError(f"mask has {arr.shape[0]} channel(s) but the label map is {resolved!r} "
-                            f"({'3' if resolved == 'colors' else '1'} channel(s)); all masks must agree", path)
+            raise DataError(
+                f"mask has {arr.shape[0]} channel(s) but the label map is {resolved!r} "
+                f"({'3' if resolved == 'colors' else '1'} channel(s)); all masks must agree",
+                path,
+            )
         if resolved == "colors":
             if arr.dtype != np.uint8:
                 raise DataError(f"an RGB colour mask must be uint8, got {arr.dtype}", path)
             seen.update(int(v) for v in np.unique(_pack(arr)))
         else:
-            seen.update(int(v) for v in _unique(_integral(arr[0], path) if arr.dtype.kind == "f" else arr[0]))
+            seen.update(
+                int(v)
+                for v in _unique(_integral(arr[0], path) if arr.dtype.kind == "f" else arr[0])
+            )
         dtypes.append(arr.dtype)
         if meta is not None and meta.palette and palette is None:
             palette = meta.palette
         if kind == "auto" and len(seen) > max_classes:
-            raise DataError(f"{len(seen)} distinct mask values so far (more than max_classes={max_classes}): an "
-                            "instance mask? use kind='instances'; a grey-level image or a JPEG-compressed mask? "
-                            "masks must be lossless label images", path)
+            raise DataError(
+                f"{len(seen)} distinct mask values so far (more than max_classes={max_classes}): an "
+                "instance mask? use kind='instances'; a grey-level image or a JPEG-compressed mask? "
+                "masks must be lossless label images",
+                path,
+            )
     if count == 0:
         raise ConfigError("infer_label_map got no masks")
     values = sorted(seen)
     if len(values) < 2:
         shown = _fmt_value(_unpack(values[0])) if resolved == "colors" else str(values[0])
-        raise DataError(f"all {count} mask(s) hold the single value {shown}; cannot infer the classes: pass a "
-                        "LabelMap, e.g. LabelMap([0, 255])", first_path)
+        raise DataError(
+            f"all {count} mask(s) hold the single value {shown}; cannot infer the classes: pass a "
+            "LabelMap, e.g. LabelMap([0, 255])",
+            first_path,
+        )
     if resolved == "colors":
         return LabelMap([_unpack(v) for v in values], kind="colors")
     dtype = np.result_type(*dtypes)
@@ -360,8 +411,9 @@ def infer_label_map(masks: Iterable[MaskLike], kind: str = "auto", max_classes: 
     return LabelMap(values, kind="labels", dtype=str(dtype), palette=palette)
 
 
-def read_mask(path: PathLike, label_map: Optional[LabelMap] = None, kind: Optional[str] = None
-              ) -> tuple[np.ndarray, Optional[np.ndarray], ImageMeta]:
+def read_mask(
+    path: PathLike, label_map: Optional[LabelMap] = None, kind: Optional[str] = None
+) -> tuple[np.ndarray, Optional[np.ndarray], ImageMeta]:
     """Read a mask file as class indices (and instance ids for instance masks).
 
     Args:
@@ -385,8 +437,10 @@ def read_mask(path: PathLike, label_map: Optional[LabelMap] = None, kind: Option
         raise ConfigError(f"unknown mask kind {kind!r}; valid: {', '.join(LABEL_KINDS)}")
     if label_map is None:
         if kind != "instances":
-            raise ConfigError("read_mask needs the dataset's LabelMap (build it once with infer_label_map over all "
-                              "masks) unless kind='instances'")
+            raise ConfigError(
+                "read_mask needs the dataset's LabelMap (build it once with infer_label_map over all "
+                "masks) unless kind='instances'"
+            )
         label_map = INSTANCE_LABEL_MAP
     elif kind is not None and kind != label_map.kind:
         raise ConfigError(f"kind={kind!r} contradicts the label map's kind {label_map.kind!r}")

@@ -58,15 +58,19 @@ def _channel_vector(value: PerChannel, name: str) -> Optional[np.ndarray]:
         return None
     vec = np.atleast_1d(np.asarray(value, dtype=np.float64))
     if vec.ndim != 1 or vec.size == 0 or not np.all(np.isfinite(vec)):
-        raise ConfigError(f"{name} must be a finite number or a list of them (one per channel), got {value!r}")
+        raise ConfigError(
+            f"{name} must be a finite number or a list of them (one per channel), got {value!r}"
+        )
     return vec
 
 
 def _broadcast(vec: np.ndarray, channels: int, name: str, spatial_ndim: int) -> np.ndarray:
     """Shape a per-channel vector (1 or C entries) to broadcast over ``(C, *spatial)``."""
     if vec.size not in (1, channels):
-        raise ConfigError(f"{name} has {vec.size} values but the image has {channels} channel(s); "
-                          f"give one value or one per channel")
+        raise ConfigError(
+            f"{name} has {vec.size} values but the image has {channels} channel(s); "
+            f"give one value or one per channel"
+        )
     return np.broadcast_to(vec, (channels,)).reshape((channels,) + (1,) * spatial_ndim)
 
 
@@ -117,8 +121,10 @@ class Normalizer:
         """
         image = _as_image(image)
         if not self.fitted:
-            raise ConfigError(f"normaliser {self.name!r} uses dataset statistics: call fit(images) first "
-                              f"(or pass them explicitly, or use per_image=True)")
+            raise ConfigError(
+                f"normaliser {self.name!r} uses dataset statistics: call fit(images) first "
+                f"(or pass them explicitly, or use per_image=True)"
+            )
         out = self._apply(image.astype(np.float64, copy=False))
         return out.astype(np.float32)
 
@@ -201,7 +207,9 @@ class ZScoreNormalizer(Normalizer):
             x = _as_image(image).astype(np.float64, copy=False)
             x = x.reshape(x.shape[0], -1)
             if mean is not None and x.shape[0] != mean.size:
-                raise ConfigError(f"zscore.fit: images have different channel counts ({mean.size} and {x.shape[0]})")
+                raise ConfigError(
+                    f"zscore.fit: images have different channel counts ({mean.size} and {x.shape[0]})"
+                )
             n = x.shape[1]
             m = x.mean(axis=1)
             s = ((x - m[:, None]) ** 2).sum(axis=1)
@@ -211,7 +219,7 @@ class ZScoreNormalizer(Normalizer):
                 delta = m - mean
                 total = count + n
                 mean = mean + delta * n / total
-                m2 = m2 + s + delta ** 2 * count * n / total
+                m2 = m2 + s + delta**2 * count * n / total
                 count = total
         if mean is None:
             raise ConfigError("zscore.fit: got no images")
@@ -267,15 +275,20 @@ class _RangeNormalizer(Normalizer):
         return (np.clip(image, low, high) - low) / _spread(high - low)
 
     def _stats(self) -> dict:
-        return {} if self.low is None or self.name == "fixed" else {"low": _to_list(self.low),
-                                                                     "high": _to_list(self.high)}
+        return (
+            {}
+            if self.low is None or self.name == "fixed"
+            else {"low": _to_list(self.low), "high": _to_list(self.high)}
+        )
 
     def _load_stats(self, stats: dict) -> None:
         if stats:
             self.low = _channel_vector(stats.get("low"), "low")
             self.high = _channel_vector(stats.get("high"), "high")
             if self.low is None or self.high is None:
-                raise ConfigError(f"{self.name} statistics need 'low' and 'high', got {sorted(stats)}")
+                raise ConfigError(
+                    f"{self.name} statistics need 'low' and 'high', got {sorted(stats)}"
+                )
 
 
 class PercentileNormalizer(_RangeNormalizer):
@@ -291,10 +304,17 @@ class PercentileNormalizer(_RangeNormalizer):
 
     name = "percentile"
 
-    def __init__(self, lower: float = 1.0, upper: float = 99.8, per_image: bool = True,
-                 max_samples: int = 100_000):
+    def __init__(
+        self,
+        lower: float = 1.0,
+        upper: float = 99.8,
+        per_image: bool = True,
+        max_samples: int = 100_000,
+    ):
         if not (0.0 <= lower < upper <= 100.0):
-            raise ConfigError(f"percentile: need 0 <= lower < upper <= 100, got lower={lower}, upper={upper}")
+            raise ConfigError(
+                f"percentile: need 0 <= lower < upper <= 100, got lower={lower}, upper={upper}"
+            )
         if int(max_samples) < 1:
             raise ConfigError(f"percentile: max_samples must be >= 1, got {max_samples}")
         self.lower, self.upper = float(lower), float(upper)
@@ -322,8 +342,12 @@ class PercentileNormalizer(_RangeNormalizer):
         return self
 
     def _params(self) -> dict:
-        return {"lower": self.lower, "upper": self.upper, "per_image": self.per_image,
-                "max_samples": self.max_samples}
+        return {
+            "lower": self.lower,
+            "upper": self.upper,
+            "per_image": self.per_image,
+            "max_samples": self.max_samples,
+        }
 
 
 class MinMaxNormalizer(_RangeNormalizer):
@@ -375,24 +399,37 @@ class FixedNormalizer(_RangeNormalizer):
 
     def __init__(self, low: PerChannel = None, high: PerChannel = None):
         if low is None or high is None:
-            raise ConfigError("fixed normalisation needs low and high, e.g. fixed(low=-1000, high=400) "
-                              "for a CT window or fixed(low=0, high=255) for 8-bit images")
+            raise ConfigError(
+                "fixed normalisation needs low and high, e.g. fixed(low=-1000, high=400) "
+                "for a CT window or fixed(low=0, high=255) for 8-bit images"
+            )
         self.low, self.high = _channel_vector(low, "low"), _channel_vector(high, "high")
         if self.low.size != self.high.size and 1 not in (self.low.size, self.high.size):
-            raise ConfigError(f"fixed: low has {self.low.size} values and high {self.high.size}; give as many")
+            raise ConfigError(
+                f"fixed: low has {self.low.size} values and high {self.high.size}; give as many"
+            )
         if np.any(self.high <= self.low):
             raise ConfigError(f"fixed: need high > low, got low={low!r}, high={high!r}")
 
     def _params(self) -> dict:
         low, high = _to_list(self.low), _to_list(self.high)
-        return {"low": low[0] if len(low) == 1 else low, "high": high[0] if len(high) == 1 else high}
+        return {
+            "low": low[0] if len(low) == 1 else low,
+            "high": high[0] if len(high) == 1 else high,
+        }
 
 
 NORMALIZERS = Registry("normalization")
-NORMALIZERS.register("zscore", ZScoreNormalizer, "(x - mean) / std per channel; per image or dataset")
-NORMALIZERS.register("percentile", PercentileNormalizer, "clip to percentiles (1, 99.8), scale to [0, 1]")
+NORMALIZERS.register(
+    "zscore", ZScoreNormalizer, "(x - mean) / std per channel; per image or dataset"
+)
+NORMALIZERS.register(
+    "percentile", PercentileNormalizer, "clip to percentiles (1, 99.8), scale to [0, 1]"
+)
 NORMALIZERS.register("minmax", MinMaxNormalizer, "scale [min, max] to [0, 1]; per image or dataset")
-NORMALIZERS.register("fixed", FixedNormalizer, "clip to a given (low, high) window, scale to [0, 1]")
+NORMALIZERS.register(
+    "fixed", FixedNormalizer, "clip to a given (low, high) window, scale to [0, 1]"
+)
 NORMALIZERS.register("none", NoNormalizer, "cast to float32 only")
 
 
@@ -421,5 +458,14 @@ def list_normalizers() -> list[str]:
     return NORMALIZERS.names()
 
 
-__all__ = ["Normalizer", "ZScoreNormalizer", "PercentileNormalizer", "MinMaxNormalizer", "FixedNormalizer",
-           "NoNormalizer", "NORMALIZERS", "create_normalizer", "list_normalizers"]
+__all__ = [
+    "Normalizer",
+    "ZScoreNormalizer",
+    "PercentileNormalizer",
+    "MinMaxNormalizer",
+    "FixedNormalizer",
+    "NoNormalizer",
+    "NORMALIZERS",
+    "create_normalizer",
+    "list_normalizers",
+]

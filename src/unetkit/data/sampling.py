@@ -80,10 +80,12 @@ def crop_with_mirror(array: np.ndarray, start: Sequence[int], size: Sequence[int
     size = [int(s) for s in size]
     nd = len(start)
     if len(size) != nd or nd > array.ndim:
-        raise ConfigError(f"crop start {start} and size {size} do not fit an array of shape {array.shape}")
+        raise ConfigError(
+            f"crop start {start} and size {size} do not fit an array of shape {array.shape}"
+        )
     if any(s < 1 for s in size):
         raise ConfigError(f"crop size must be >= 1 per axis, got {size}")
-    shape = array.shape[array.ndim - nd:]
+    shape = array.shape[array.ndim - nd :]
     if all(s >= 0 and s + z <= n for s, z, n in zip(start, size, shape)):
         return np.array(array[(Ellipsis,) + tuple(slice(s, s + z) for s, z in zip(start, size))])
     idx = [mirror_indices(s, z, n) for s, z, n in zip(start, size, shape)]
@@ -92,17 +94,22 @@ def crop_with_mirror(array: np.ndarray, start: Sequence[int], size: Sequence[int
 
 def center_crop(array: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """Central ``size`` part of the last ``len(size)`` axes (each difference must be even)."""
-    shape = array.shape[array.ndim - len(size):]
+    shape = array.shape[array.ndim - len(size) :]
     diff = [n - int(z) for n, z in zip(shape, size)]
     if any(d < 0 or d % 2 for d in diff):
-        raise ConfigError(f"cannot centre-crop spatial shape {shape} to {tuple(size)}: each difference must be "
-                          f"even and >= 0")
+        raise ConfigError(
+            f"cannot centre-crop spatial shape {shape} to {tuple(size)}: each difference must be "
+            f"even and >= 0"
+        )
     return array[(Ellipsis,) + tuple(slice(d // 2, d // 2 + int(z)) for d, z in zip(diff, size))]
 
 
-def foreground_locations(mask: np.ndarray, max_per_class: Optional[int] = None,
-                         rng: Optional[np.random.Generator] = None,
-                         classes: Optional[Sequence[int]] = None) -> dict[int, np.ndarray]:
+def foreground_locations(
+    mask: np.ndarray,
+    max_per_class: Optional[int] = None,
+    rng: Optional[np.random.Generator] = None,
+    classes: Optional[Sequence[int]] = None,
+) -> dict[int, np.ndarray]:
     """Flat indices of the foreground pixels (``mask > 0``, or of ``classes``) of each class.
 
     Computing these once per mask (e.g. when a data set is opened) saves the search in each
@@ -138,8 +145,15 @@ def foreground_locations(mask: np.ndarray, max_per_class: Optional[int] = None,
 
 def _sizes(value: Size, nd: int, name: str) -> tuple[int, ...]:
     vals = np.atleast_1d(np.asarray(value))
-    if vals.ndim != 1 or vals.size not in (1, nd) or not np.issubdtype(vals.dtype, np.integer) or np.any(vals < 1):
-        raise ConfigError(f"{name} must be a positive integer or one per spatial axis ({nd}), got {value!r}")
+    if (
+        vals.ndim != 1
+        or vals.size not in (1, nd)
+        or not np.issubdtype(vals.dtype, np.integer)
+        or np.any(vals < 1)
+    ):
+        raise ConfigError(
+            f"{name} must be a positive integer or one per spatial axis ({nd}), got {value!r}"
+        )
     return tuple(int(v) for v in np.broadcast_to(vals, (nd,)))
 
 
@@ -167,17 +181,25 @@ class PatchSampler:
         ((1, 572, 572), (388, 388))
     """
 
-    def __init__(self, label_size: Size, input_size: Optional[Size] = None, fg_fraction: float = 0.33,
-                 fg_mode: str = "class", mask_pad_value: Optional[int] = None,
-                 fg_classes: Optional[Sequence[int]] = None):
+    def __init__(
+        self,
+        label_size: Size,
+        input_size: Optional[Size] = None,
+        fg_fraction: float = 0.33,
+        fg_mode: str = "class",
+        mask_pad_value: Optional[int] = None,
+        fg_classes: Optional[Sequence[int]] = None,
+    ):
         self.label_size = label_size
         self.input_size = input_size
         nd = max(np.size(label_size), 1 if input_size is None else np.size(input_size))
         lab = _sizes(label_size, nd, "label_size")
         inp = lab if input_size is None else _sizes(input_size, nd, "input_size")
         if any(i < s or (i - s) % 2 for i, s in zip(inp, lab)):
-            raise ConfigError(f"input_size {inp} must be >= label_size {lab} with an even difference per axis "
-                              f"(the same border on each side)")
+            raise ConfigError(
+                f"input_size {inp} must be >= label_size {lab} with an even difference per axis "
+                f"(the same border on each side)"
+            )
         if not 0.0 <= float(fg_fraction) <= 1.0:
             raise ConfigError(f"fg_fraction must be in [0, 1], got {fg_fraction}")
         if fg_mode not in ("class", "any"):
@@ -186,9 +208,15 @@ class PatchSampler:
             raise ConfigError(f"mask_pad_value must be an integer or None, got {mask_pad_value!r}")
         if fg_classes is not None:
             classes = np.atleast_1d(np.asarray(fg_classes))
-            if classes.ndim != 1 or classes.size == 0 or not np.issubdtype(classes.dtype, np.integer) \
-                    or np.any(classes < 0):
-                raise ConfigError(f"fg_classes must be a non-empty list of class indices >= 0, got {fg_classes!r}")
+            if (
+                classes.ndim != 1
+                or classes.size == 0
+                or not np.issubdtype(classes.dtype, np.integer)
+                or np.any(classes < 0)
+            ):
+                raise ConfigError(
+                    f"fg_classes must be a non-empty list of class indices >= 0, got {fg_classes!r}"
+                )
             fg_classes = sorted({int(c) for c in classes})
         self.fg_classes = fg_classes
         self.fg_fraction = float(fg_fraction)
@@ -198,11 +226,17 @@ class PatchSampler:
     def sizes(self, spatial_dims: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """``(label_size, input_size, border)`` per axis for ``spatial_dims`` axes."""
         lab = _sizes(self.label_size, spatial_dims, "label_size")
-        inp = lab if self.input_size is None else _sizes(self.input_size, spatial_dims, "input_size")
+        inp = (
+            lab if self.input_size is None else _sizes(self.input_size, spatial_dims, "input_size")
+        )
         return lab, inp, tuple((i - s) // 2 for i, s in zip(inp, lab))
 
-    def choose_start(self, mask: np.ndarray, rng: np.random.Generator,
-                     fg_locations: Optional[dict[int, np.ndarray]] = None) -> tuple[tuple[int, ...], bool]:
+    def choose_start(
+        self,
+        mask: np.ndarray,
+        rng: np.random.Generator,
+        fg_locations: Optional[dict[int, np.ndarray]] = None,
+    ) -> tuple[tuple[int, ...], bool]:
         """Draw the label region's start corner.
 
         Returns:
@@ -215,9 +249,17 @@ class PatchSampler:
         hi = [max(0, n - s) for n, s in zip(shape, lab)]
         want_fg = rng.random() < self.fg_fraction
         if want_fg:
-            locs = fg_locations if fg_locations is not None else foreground_locations(mask, classes=self.fg_classes)
+            locs = (
+                fg_locations
+                if fg_locations is not None
+                else foreground_locations(mask, classes=self.fg_classes)
+            )
             wanted = self.fg_classes
-            locs = {c: v for c, v in locs.items() if len(v) and (c > 0 if wanted is None else c in wanted)}
+            locs = {
+                c: v
+                for c, v in locs.items()
+                if len(v) and (c > 0 if wanted is None else c in wanted)
+            }
             if locs:
                 if self.fg_mode == "class":
                     classes = sorted(locs)
@@ -225,13 +267,22 @@ class PatchSampler:
                 else:
                     pool = np.concatenate([locs[c] for c in sorted(locs)])
                 centre = np.unravel_index(int(pool[int(rng.integers(pool.size))]), shape)
-                start = tuple(int(np.clip(c - s // 2, a, b)) for c, s, a, b in zip(centre, lab, lo, hi))
+                start = tuple(
+                    int(np.clip(c - s // 2, a, b)) for c, s, a, b in zip(centre, lab, lo, hi)
+                )
                 return start, True
         return tuple(int(rng.integers(a, b + 1)) for a, b in zip(lo, hi)), False
 
-    def sample(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-               weight: Optional[np.ndarray] = None, instances: Optional[np.ndarray] = None,
-               fg_locations: Optional[dict[int, np.ndarray]] = None, full_context: bool = False) -> dict:
+    def sample(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        rng: np.random.Generator,
+        weight: Optional[np.ndarray] = None,
+        instances: Optional[np.ndarray] = None,
+        fg_locations: Optional[dict[int, np.ndarray]] = None,
+        full_context: bool = False,
+    ) -> dict:
         """Cut one random patch.
 
         Args:
@@ -251,25 +302,37 @@ class PatchSampler:
         """
         image, mask = np.asarray(image), np.asarray(mask)
         if image.ndim != mask.ndim + 1 or image.shape[1:] != mask.shape:
-            raise ConfigError(f"image {image.shape} and mask {mask.shape} do not match: expected image (C, *spatial) "
-                              f"and mask (*spatial)")
+            raise ConfigError(
+                f"image {image.shape} and mask {mask.shape} do not match: expected image (C, *spatial) "
+                f"and mask (*spatial)"
+            )
         for name, arr in (("weight", weight), ("instances", instances)):
             if arr is not None and np.shape(arr) != mask.shape:
                 raise ConfigError(f"{name} has shape {np.shape(arr)} but the mask has {mask.shape}")
         lab, inp, border = self.sizes(mask.ndim)
         label_start, fg = self.choose_start(mask, rng, fg_locations)
         input_start = tuple(s - b for s, b in zip(label_start, border))
-        out = {"image": crop_with_mirror(image, input_start, inp), "label_start": label_start,
-               "input_start": input_start, "fg_centred": fg}
+        out = {
+            "image": crop_with_mirror(image, input_start, inp),
+            "label_start": label_start,
+            "input_start": input_start,
+            "fg_centred": fg,
+        }
         lstart, lsize = (input_start, inp) if full_context else (label_start, lab)
         outside = None
-        if self.mask_pad_value is not None and any(s < 0 or s + z > n for s, z, n in zip(lstart, lsize, mask.shape)):
+        if self.mask_pad_value is not None and any(
+            s < 0 or s + z > n for s, z, n in zip(lstart, lsize, mask.shape)
+        ):
             outside = np.zeros(lsize, dtype=bool)
             for ax, (s, z, n) in enumerate(zip(lstart, lsize, mask.shape)):
                 pos = np.arange(s, s + z)
                 out_ax = (pos < 0) | (pos >= n)
                 outside |= out_ax.reshape((1,) * ax + (-1,) + (1,) * (len(lsize) - ax - 1))
-        for name, arr, pad in (("mask", mask, self.mask_pad_value), ("weight", weight, 0), ("instances", instances, 0)):
+        for name, arr, pad in (
+            ("mask", mask, self.mask_pad_value),
+            ("weight", weight, 0),
+            ("instances", instances, 0),
+        ):
             if arr is None:
                 continue
             crop = crop_with_mirror(np.asarray(arr), lstart, lsize)
@@ -291,9 +354,19 @@ class PatchSampler:
         return out
 
     def __repr__(self) -> str:
-        return (f"PatchSampler(label_size={self.label_size!r}, input_size={self.input_size!r}, "
-                f"fg_fraction={self.fg_fraction}, fg_mode={self.fg_mode!r}, mask_pad_value={self.mask_pad_value!r}, "
-                f"fg_classes={self.fg_classes!r})")
+        return (
+            f"PatchSampler(label_size={self.label_size!r}, input_size={self.input_size!r}, "
+            f"fg_fraction={self.fg_fraction}, fg_mode={self.fg_mode!r}, mask_pad_value={self.mask_pad_value!r}, "
+            f"fg_classes={self.fg_classes!r})"
+        )
 
 
-__all__ = ["MIRROR_MODES", "PAD_MODE", "PatchSampler", "crop_with_mirror", "center_crop", "mirror_indices", "foreground_locations"]
+__all__ = [
+    "MIRROR_MODES",
+    "PAD_MODE",
+    "PatchSampler",
+    "crop_with_mirror",
+    "center_crop",
+    "mirror_indices",
+    "foreground_locations",
+]

@@ -62,17 +62,23 @@ def _check_sample(sample: dict) -> tuple[int, ...]:
         raise ConfigError("a sample must be a dict with an 'image' array (C, *spatial)")
     image = sample["image"]
     if not isinstance(image, np.ndarray) or image.ndim < 3:
-        raise ConfigError(f"sample 'image' must be a numpy array (C, *spatial) with 2 or 3 spatial axes, "
-                          f"got {type(image).__name__} of shape {getattr(image, 'shape', None)}")
+        raise ConfigError(
+            f"sample 'image' must be a numpy array (C, *spatial) with 2 or 3 spatial axes, "
+            f"got {type(image).__name__} of shape {getattr(image, 'shape', None)}"
+        )
     shape = image.shape[1:]
     for key in LABEL_KEYS:
         arr = sample.get(key)
         if arr is not None and np.shape(arr) != shape:
-            raise ConfigError(f"sample {key!r} has shape {np.shape(arr)} but the image's spatial shape is {shape}")
+            raise ConfigError(
+                f"sample {key!r} has shape {np.shape(arr)} but the image's spatial shape is {shape}"
+            )
     return shape
 
 
-def _range(value: Range, name: str, symmetric: bool = False, low: Optional[float] = None) -> tuple[float, float]:
+def _range(
+    value: Range, name: str, symmetric: bool = False, low: Optional[float] = None
+) -> tuple[float, float]:
     """A ``(lo, hi)`` range from a pair, or from a scalar ``a`` as ``(-a, a)`` when ``symmetric``."""
     if np.isscalar(value) and symmetric:
         lo, hi = -abs(float(value)), abs(float(value))
@@ -80,10 +86,14 @@ def _range(value: Range, name: str, symmetric: bool = False, low: Optional[float
         try:
             lo, hi = (float(v) for v in value)  # type: ignore[union-attr]
         except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a (low, high) pair{' or a number a for (-a, a)' if symmetric else ''}, "
-                              f"got {value!r}") from None
+            raise ConfigError(
+                f"{name} must be a (low, high) pair{' or a number a for (-a, a)' if symmetric else ''}, "
+                f"got {value!r}"
+            ) from None
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
-        raise ConfigError(f"{name} must be a finite (low, high) pair with low <= high, got {value!r}")
+        raise ConfigError(
+            f"{name} must be a finite (low, high) pair with low <= high, got {value!r}"
+        )
     if low is not None and lo < low:
         raise ConfigError(f"{name} must be >= {low}, got {value!r}")
     return lo, hi
@@ -99,7 +109,9 @@ def _prob(p: float, name: str = "prob") -> float:
 def _per_axis(value: Union[float, Sequence[float]], ndim: int, name: str) -> np.ndarray:
     vec = np.atleast_1d(np.asarray(value, dtype=np.float64))
     if vec.ndim != 1 or vec.size not in (1, ndim):
-        raise ConfigError(f"{name} must be one number or one per spatial axis ({ndim}), got {value!r}")
+        raise ConfigError(
+            f"{name} must be one number or one per spatial axis ({ndim}), got {value!r}"
+        )
     return np.broadcast_to(vec, (ndim,)).copy()
 
 
@@ -109,7 +121,9 @@ def default_planes(spatial_dims: int) -> list[tuple[int, int]]:
     return [(0, 1)] if spatial_dims == 2 else [(1, 2)]
 
 
-def _check_planes(planes: Optional[Sequence[Sequence[int]]], name: str) -> Optional[list[tuple[int, int]]]:
+def _check_planes(
+    planes: Optional[Sequence[Sequence[int]]], name: str
+) -> Optional[list[tuple[int, int]]]:
     if planes is None:
         return None
     out = []
@@ -117,20 +131,28 @@ def _check_planes(planes: Optional[Sequence[Sequence[int]]], name: str) -> Optio
         try:
             a, b = (int(v) for v in plane)
         except (TypeError, ValueError):
-            raise ConfigError(f"{name} must be a list of (axis, axis) pairs, got {planes!r}") from None
+            raise ConfigError(
+                f"{name} must be a list of (axis, axis) pairs, got {planes!r}"
+            ) from None
         if a == b or min(a, b) < 0 or max(a, b) > 2:
-            raise ConfigError(f"{name}: a plane is two different spatial axes in 0..2, got {plane!r}")
+            raise ConfigError(
+                f"{name}: a plane is two different spatial axes in 0..2, got {plane!r}"
+            )
         out.append((a, b))
     if not out:
         raise ConfigError(f"{name} must name at least one plane")
     return out
 
 
-def _resolve_planes(planes: Optional[list[tuple[int, int]]], nd: int, name: str) -> list[tuple[int, int]]:
+def _resolve_planes(
+    planes: Optional[list[tuple[int, int]]], nd: int, name: str
+) -> list[tuple[int, int]]:
     planes = default_planes(nd) if planes is None else planes
     for a, b in planes:
         if max(a, b) >= nd:
-            raise ConfigError(f"{name}: plane {(a, b)} needs {max(a, b) + 1} spatial axes, the sample has {nd}")
+            raise ConfigError(
+                f"{name}: plane {(a, b)} needs {max(a, b) + 1} spatial axes, the sample has {nd}"
+            )
     return planes
 
 
@@ -152,7 +174,9 @@ class Transform:
 
     def __repr__(self) -> str:
         params = inspect.signature(type(self).__init__).parameters
-        args = ", ".join(f"{k}={getattr(self, k)!r}" for k in params if k != "self" and hasattr(self, k))
+        args = ", ".join(
+            f"{k}={getattr(self, k)!r}" for k in params if k != "self" and hasattr(self, k)
+        )
         return f"{type(self).__name__}({args})"
 
 
@@ -164,15 +188,20 @@ class Compose(Transform):
         spatial_dims: if given, samples must have this many spatial axes (checked on each call).
     """
 
-    def __init__(self, transforms: Sequence[Callable[[dict, np.random.Generator], dict]],
-                 spatial_dims: Optional[int] = None):
+    def __init__(
+        self,
+        transforms: Sequence[Callable[[dict, np.random.Generator], dict]],
+        spatial_dims: Optional[int] = None,
+    ):
         self.transforms = list(transforms)
         self.spatial_dims = spatial_dims
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         shape = _check_sample(sample)
         if self.spatial_dims is not None and len(shape) != self.spatial_dims:
-            raise ConfigError(f"augmentation built for {self.spatial_dims}D got a sample with spatial shape {shape}")
+            raise ConfigError(
+                f"augmentation built for {self.spatial_dims}D got a sample with spatial shape {shape}"
+            )
         out = dict(sample)
         for t in self.transforms:
             out = t(out, rng)
@@ -212,7 +241,9 @@ class RandomFlip(Transform):
         chosen = [a for a in axes if rng.random() < self.prob]
         if not chosen:
             return dict(sample)
-        return _map_label_arrays(sample, lambda x, off: np.ascontiguousarray(np.flip(x, [a + off for a in chosen])))
+        return _map_label_arrays(
+            sample, lambda x, off: np.ascontiguousarray(np.flip(x, [a + off for a in chosen]))
+        )
 
 
 class RandomRot90(Transform):
@@ -240,15 +271,21 @@ class RandomRot90(Transform):
         k = int(rng.integers(1, 4))
         if shape[a] != shape[b]:
             k = 2
-        return _map_label_arrays(sample, lambda x, off: np.ascontiguousarray(np.rot90(x, k, axes=(a + off, b + off))))
+        return _map_label_arrays(
+            sample, lambda x, off: np.ascontiguousarray(np.rot90(x, k, axes=(a + off, b + off)))
+        )
 
 
 # ----------------------------------------------------------------------------------------------
 # elastic deformation (U-Net paper) and the combined spatial transform
 
 
-def random_coarse_displacement(rng: np.random.Generator, spatial_dims: int, grid: Union[int, Sequence[int]] = 3,
-                               sigma: Union[float, Sequence[float]] = 10.0) -> np.ndarray:
+def random_coarse_displacement(
+    rng: np.random.Generator,
+    spatial_dims: int,
+    grid: Union[int, Sequence[int]] = 3,
+    sigma: Union[float, Sequence[float]] = 10.0,
+) -> np.ndarray:
     """Random displacement vectors on a coarse grid, as in the U-Net paper.
 
     Args:
@@ -279,7 +316,9 @@ def _cubic_weights(n: int, g: int) -> np.ndarray:
     pixel ``k·(n-1)/(g-1)`` (first and last nodes on the first and last pixels)."""
     q = np.arange(n, dtype=np.float64) * ((g - 1) / (n - 1) if n > 1 else 0.0)
     eye = np.eye(g)
-    w = np.stack([ndimage.map_coordinates(eye[k], q[None], order=3, mode="mirror") for k in range(g)], axis=1)
+    w = np.stack(
+        [ndimage.map_coordinates(eye[k], q[None], order=3, mode="mirror") for k in range(g)], axis=1
+    )
     w.setflags(write=False)
     return w
 
@@ -302,7 +341,9 @@ def dense_displacement(coarse: np.ndarray, shape: Sequence[int]) -> np.ndarray:
     coarse = np.asarray(coarse, dtype=np.float64)
     nd = coarse.shape[0]
     if coarse.ndim != nd + 1 or len(shape) != nd:
-        raise ConfigError(f"coarse displacement {coarse.shape} does not match spatial shape {tuple(shape)}")
+        raise ConfigError(
+            f"coarse displacement {coarse.shape} does not match spatial shape {tuple(shape)}"
+        )
     field = coarse
     for ax in range(nd):
         w = _cubic_weights(int(shape[ax]), int(coarse.shape[ax + 1]))
@@ -355,11 +396,22 @@ class SpatialTransform(Transform):
             ``wrap`` or ``constant`` (zero).
     """
 
-    def __init__(self, rotation: Range = 15.0, p_rotation: float = 0.0, planes: Optional[Sequence[Sequence[int]]] = None,
-                 scale: Range = (0.85, 1.25), p_scale: float = 0.0, isotropic_scale: bool = True,
-                 shift: Union[float, Sequence[float]] = 0.0, p_shift: float = 0.0,
-                 elastic_sigma: Union[float, Sequence[float]] = 10.0, elastic_grid: Union[int, Sequence[int]] = 3,
-                 p_elastic: float = 0.0, image_order: int = 1, mode: str = NDIMAGE_MODE):
+    def __init__(
+        self,
+        rotation: Range = 15.0,
+        p_rotation: float = 0.0,
+        planes: Optional[Sequence[Sequence[int]]] = None,
+        scale: Range = (0.85, 1.25),
+        p_scale: float = 0.0,
+        isotropic_scale: bool = True,
+        shift: Union[float, Sequence[float]] = 0.0,
+        p_shift: float = 0.0,
+        elastic_sigma: Union[float, Sequence[float]] = 10.0,
+        elastic_grid: Union[int, Sequence[int]] = 3,
+        p_elastic: float = 0.0,
+        image_order: int = 1,
+        mode: str = NDIMAGE_MODE,
+    ):
         self.rotation = _range(rotation, "rotation", symmetric=True)
         self.p_rotation = _prob(p_rotation, "p_rotation")
         self.planes = _check_planes(planes, "spatial planes")
@@ -372,11 +424,18 @@ class SpatialTransform(Transform):
         if np.any(np.asarray(shift, dtype=float) < 0):
             raise ConfigError(f"shift is a maximal shift in pixels and must be >= 0, got {shift!r}")
         self.p_shift = _prob(p_shift, "p_shift")
-        grid, sig = np.atleast_1d(elastic_grid), np.atleast_1d(np.asarray(elastic_sigma, dtype=float))
+        grid, sig = (
+            np.atleast_1d(elastic_grid),
+            np.atleast_1d(np.asarray(elastic_sigma, dtype=float)),
+        )
         if grid.ndim != 1 or grid.size > 3 or np.any(grid != np.round(grid)) or np.any(grid < 2):
-            raise ConfigError(f"elastic_grid must be an integer >= 2 (or one per axis), got {elastic_grid!r}")
+            raise ConfigError(
+                f"elastic_grid must be an integer >= 2 (or one per axis), got {elastic_grid!r}"
+            )
         if sig.ndim != 1 or sig.size > 3 or not np.all(np.isfinite(sig)) or np.any(sig < 0):
-            raise ConfigError(f"elastic_sigma must be >= 0 pixels (or one per axis), got {elastic_sigma!r}")
+            raise ConfigError(
+                f"elastic_sigma must be >= 0 pixels (or one per axis), got {elastic_sigma!r}"
+            )
         self.elastic_sigma = elastic_sigma
         self.elastic_grid = elastic_grid
         self.p_elastic = _prob(p_elastic, "p_elastic")
@@ -384,7 +443,9 @@ class SpatialTransform(Transform):
             raise ConfigError(f"image_order must be 0, 1 or 3, got {image_order!r}")
         self.image_order = int(image_order)
         if mode not in ("mirror", "reflect", "nearest", "wrap", "constant"):
-            raise ConfigError(f"mode must be mirror, reflect, nearest, wrap or constant, got {mode!r}")
+            raise ConfigError(
+                f"mode must be mirror, reflect, nearest, wrap or constant, got {mode!r}"
+            )
         self.mode = mode
 
     def draw(self, shape: Sequence[int], rng: np.random.Generator) -> Optional[np.ndarray]:
@@ -431,7 +492,9 @@ class SpatialTransform(Transform):
         return apply_coordinates(sample, coords, image_order=self.image_order, mode=self.mode)
 
 
-def apply_coordinates(sample: dict, coords: np.ndarray, image_order: int = 1, mode: str = NDIMAGE_MODE) -> dict:
+def apply_coordinates(
+    sample: dict, coords: np.ndarray, image_order: int = 1, mode: str = NDIMAGE_MODE
+) -> dict:
     """Resample every array of a sample at the given input coordinates (one interpolation each).
 
     Args:
@@ -482,7 +545,9 @@ def _work_dtype(image: np.ndarray) -> np.dtype:
 
 
 def _channel_stats(image: np.ndarray, fn: Callable) -> np.ndarray:
-    return fn(image.reshape(image.shape[0], -1), axis=1).reshape((image.shape[0],) + (1,) * (image.ndim - 1))
+    return fn(image.reshape(image.shape[0], -1), axis=1).reshape(
+        (image.shape[0],) + (1,) * (image.ndim - 1)
+    )
 
 
 class RandomGamma(Transform):
@@ -531,8 +596,13 @@ class RandomBrightnessContrast(Transform):
         prob: probability of applying.
     """
 
-    def __init__(self, contrast: Range = (0.75, 1.25), multiplier: Range = (0.75, 1.25),
-                 offset: Range = (-0.1, 0.1), prob: float = 0.15):
+    def __init__(
+        self,
+        contrast: Range = (0.75, 1.25),
+        multiplier: Range = (0.75, 1.25),
+        offset: Range = (-0.1, 0.1),
+        prob: float = 0.15,
+    ):
         self.contrast = _range(contrast, "contrast", low=0.0)
         self.multiplier = _range(multiplier, "multiplier", low=0.0)
         self.offset = _range(offset, "offset", symmetric=True)
@@ -542,7 +612,11 @@ class RandomBrightnessContrast(Transform):
         _check_sample(sample)
         if rng.random() >= self.prob:
             return dict(sample)
-        c, b, o = rng.uniform(*self.contrast), rng.uniform(*self.multiplier), rng.uniform(*self.offset)
+        c, b, o = (
+            rng.uniform(*self.contrast),
+            rng.uniform(*self.multiplier),
+            rng.uniform(*self.offset),
+        )
         if c == 1.0 and b == 1.0 and o == 0.0:
             return dict(sample)
         x = sample["image"]
@@ -577,7 +651,9 @@ class RandomGaussianNoise(Transform):
         x = sample["image"]
         out = dict(sample)
         dtype = _float_dtype(x)
-        draw = dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)  # standard_normal's types
+        draw = (
+            dtype if dtype in (np.float32, np.float64) else np.dtype(np.float32)
+        )  # standard_normal's types
         noise = rng.standard_normal(x.shape, dtype=draw) * draw.type(s)
         out["image"] = (x + noise).astype(dtype, copy=False)
         return out
@@ -608,7 +684,9 @@ class RandomGaussianBlur(Transform):
         out = dict(sample)
         work = _work_dtype(x)
         source = x if x.dtype == work or x.dtype.kind in "iu" else x.astype(work)
-        blurred = ndimage.gaussian_filter(source, sigma=(0.0,) + (s,) * (x.ndim - 1), mode=NDIMAGE_MODE, output=work)
+        blurred = ndimage.gaussian_filter(
+            source, sigma=(0.0,) + (s,) * (x.ndim - 1), mode=NDIMAGE_MODE, output=work
+        )
         out["image"] = blurred.astype(_float_dtype(x), copy=False)
         return out
 
@@ -624,13 +702,26 @@ DEFAULT_AUGMENTATION: dict[str, dict[str, Any]] = {
     # one resampling: small rotation and zoom (p = 0.2 each), the U-Net paper's elastic deformation
     # (3×3 grid, sigma 10 px, p = 0.5), no shift (random patch sampling already shifts). sigma 10 applies
     # to every axis, depth included: for anisotropic 3D stacks set "elastic_sigma": (0, 10, 10)
-    "spatial": {"rotation": 15.0, "p_rotation": 0.2, "scale": (0.85, 1.25), "p_scale": 0.2,
-                "shift": 0.0, "p_shift": 0.0, "elastic_sigma": 10.0, "elastic_grid": 3, "p_elastic": 0.5,
-                "image_order": 1},
+    "spatial": {
+        "rotation": 15.0,
+        "p_rotation": 0.2,
+        "scale": (0.85, 1.25),
+        "p_scale": 0.2,
+        "shift": 0.0,
+        "p_shift": 0.0,
+        "elastic_sigma": 10.0,
+        "elastic_grid": 3,
+        "p_elastic": 0.5,
+        "image_order": 1,
+    },
     # grey-value variation, image only
     "gamma": {"gamma": (0.7, 1.5), "prob": 0.3},
-    "brightness_contrast": {"contrast": (0.75, 1.25), "multiplier": (0.75, 1.25), "offset": (-0.1, 0.1),
-                            "prob": 0.15},
+    "brightness_contrast": {
+        "contrast": (0.75, 1.25),
+        "multiplier": (0.75, 1.25),
+        "offset": (-0.1, 0.1),
+        "prob": 0.15,
+    },
     "blur": {"sigma": (0.5, 1.0), "prob": 0.1},
     "noise": {"std": (0.0, 0.1), "prob": 0.1},
 }
@@ -675,11 +766,15 @@ def build_augmentation(config: Union[dict, bool, None], spatial_dims: int) -> Co
     if config is None or config is True:
         config = {}
     if not isinstance(config, dict):
-        raise ConfigError(f"augmentation config must be a dict, None, True or False, got {config!r}")
+        raise ConfigError(
+            f"augmentation config must be a dict, None, True or False, got {config!r}"
+        )
     unknown = sorted(set(config) - set(DEFAULT_AUGMENTATION))
     if unknown:
-        raise ConfigError(f"unknown augmentation(s) {', '.join(map(repr, unknown))}; "
-                          f"valid names: {', '.join(DEFAULT_AUGMENTATION)}")
+        raise ConfigError(
+            f"unknown augmentation(s) {', '.join(map(repr, unknown))}; "
+            f"valid names: {', '.join(DEFAULT_AUGMENTATION)}"
+        )
     transforms = []
     for name, defaults in DEFAULT_AUGMENTATION.items():
         params = config.get(name, True)
@@ -688,31 +783,56 @@ def build_augmentation(config: Union[dict, bool, None], spatial_dims: int) -> Co
         if params is True:
             params = {}
         if not isinstance(params, dict):
-            raise ConfigError(f"augmentation {name!r} must be a dict of parameters, True or False, got {params!r}")
+            raise ConfigError(
+                f"augmentation {name!r} must be a dict of parameters, True or False, got {params!r}"
+            )
         cls = TRANSFORMS[name]
         valid = [k for k in inspect.signature(cls.__init__).parameters if k != "self"]
         bad = sorted(set(params) - set(valid))
         if bad:
-            raise ConfigError(f"augmentation {name!r} has no parameter(s) {', '.join(bad)}; "
-                              f"valid: {', '.join(valid)}")
+            raise ConfigError(
+                f"augmentation {name!r} has no parameter(s) {', '.join(bad)}; "
+                f"valid: {', '.join(valid)}"
+            )
         kwargs = {**copy.deepcopy(defaults), **params}
         t = cls(**kwargs)
         for attr in ("elastic_sigma", "elastic_grid", "shift"):
             if attr in kwargs and np.size(kwargs[attr]) not in (1, spatial_dims):
-                raise ConfigError(f"augmentation {name!r}: {attr} {kwargs[attr]!r} must be one number or one per "
-                                  f"spatial axis ({spatial_dims})")
+                raise ConfigError(
+                    f"augmentation {name!r}: {attr} {kwargs[attr]!r} must be one number or one per "
+                    f"spatial axis ({spatial_dims})"
+                )
         for attr in ("planes", "axes"):
             value = getattr(t, attr, None)
             if value is not None:
                 flat = [v for p in value for v in (p if isinstance(p, tuple) else (p,))]
                 if max(flat) >= spatial_dims:
-                    raise ConfigError(f"augmentation {name!r}: {attr} {value} name an axis >= spatial_dims "
-                                      f"({spatial_dims})")
+                    raise ConfigError(
+                        f"augmentation {name!r}: {attr} {value} name an axis >= spatial_dims "
+                        f"({spatial_dims})"
+                    )
         transforms.append(t)
     return Compose(transforms, spatial_dims)
 
 
-__all__ = ["Transform", "Compose", "RandomFlip", "RandomRot90", "SpatialTransform", "RandomGamma",
-           "RandomBrightnessContrast", "RandomGaussianNoise", "RandomGaussianBlur", "build_augmentation",
-           "DEFAULT_AUGMENTATION", "TRANSFORMS", "NDIMAGE_MODE", "LABEL_KEYS", "LABEL_ORDERS",
-           "random_coarse_displacement", "dense_displacement", "apply_coordinates", "default_planes"]
+__all__ = [
+    "Transform",
+    "Compose",
+    "RandomFlip",
+    "RandomRot90",
+    "SpatialTransform",
+    "RandomGamma",
+    "RandomBrightnessContrast",
+    "RandomGaussianNoise",
+    "RandomGaussianBlur",
+    "build_augmentation",
+    "DEFAULT_AUGMENTATION",
+    "TRANSFORMS",
+    "NDIMAGE_MODE",
+    "LABEL_KEYS",
+    "LABEL_ORDERS",
+    "random_coarse_displacement",
+    "dense_displacement",
+    "apply_coordinates",
+    "default_planes",
+]

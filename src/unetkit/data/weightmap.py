@@ -56,7 +56,9 @@ def class_weight_map(mask: np.ndarray, class_weights: ClassWeights = "balanced")
         return valid.astype(np.float32)
     if isinstance(class_weights, str):
         if class_weights != "balanced":
-            raise ConfigError(f"class_weights must be 'balanced', None or a list of weights, got {class_weights!r}")
+            raise ConfigError(
+                f"class_weights must be 'balanced', None or a list of weights, got {class_weights!r}"
+            )
         counts = np.bincount(mask[valid].ravel()) if valid.any() else np.zeros(1, np.int64)
         present = counts > 0
         table = np.zeros(counts.size, dtype=np.float64)
@@ -64,10 +66,14 @@ def class_weight_map(mask: np.ndarray, class_weights: ClassWeights = "balanced")
     else:
         table = np.asarray(class_weights, dtype=np.float64)
         if table.ndim != 1 or not np.all(np.isfinite(table)) or np.any(table < 0):
-            raise ConfigError(f"class_weights must be finite weights >= 0, one per class, got {class_weights!r}")
+            raise ConfigError(
+                f"class_weights must be finite weights >= 0, one per class, got {class_weights!r}"
+            )
         top = int(mask.max(initial=0))
         if top >= table.size:
-            raise ConfigError(f"class_weights has {table.size} entries but the mask contains class {top}")
+            raise ConfigError(
+                f"class_weights has {table.size} entries but the mask contains class {top}"
+            )
     out = np.zeros(mask.shape, dtype=np.float32)
     out[valid] = table[mask[valid]]
     return out
@@ -92,8 +98,9 @@ def instance_labels(mask: np.ndarray) -> np.ndarray:
     return out
 
 
-def two_nearest_distances(instances: np.ndarray, spacing: Optional[Sequence[float]] = None,
-                          max_distance: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
+def two_nearest_distances(
+    instances: np.ndarray, spacing: Optional[Sequence[float]] = None, max_distance: float = math.inf
+) -> tuple[np.ndarray, np.ndarray]:
     """Distances to the nearest and second-nearest object of every pixel.
 
     Args:
@@ -112,7 +119,9 @@ def two_nearest_distances(instances: np.ndarray, spacing: Optional[Sequence[floa
         raise ConfigError("instance labels must be >= 0 (0 = no object)")
     ids = np.unique(labels)
     ids = ids[ids > 0]
-    if ids.size and ids[-1] > 4 * ids.size + 1024:  # sparse ids: renumber so find_objects stays small
+    if (
+        ids.size and ids[-1] > 4 * ids.size + 1024
+    ):  # sparse ids: renumber so find_objects stays small
         labels = np.searchsorted(np.concatenate([[0], ids]), labels).astype(np.int64)
         ids = np.arange(1, ids.size + 1)
     d1 = np.full(labels.shape, np.inf)
@@ -124,7 +133,10 @@ def two_nearest_distances(instances: np.ndarray, spacing: Optional[Sequence[floa
         if any(math.isinf(g) for g in grow):
             box = tuple(slice(0, n) for n in labels.shape)
         else:
-            box = tuple(slice(max(0, b.start - g), min(n, b.stop + g)) for b, g, n in zip(box, grow, labels.shape))
+            box = tuple(
+                slice(max(0, b.start - g), min(n, b.stop + g))
+                for b, g, n in zip(box, grow, labels.shape)
+            )
         dk = ndimage.distance_transform_edt(labels[box] != k, sampling=sp)
         s1, s2 = d1[box], d2[box]  # views: updated in place
         np.minimum(s2, np.maximum(s1, dk), out=s2)
@@ -132,9 +144,15 @@ def two_nearest_distances(instances: np.ndarray, spacing: Optional[Sequence[floa
     return d1, d2
 
 
-def border_weight_map(mask: np.ndarray, instances: Optional[np.ndarray] = None, w0: float = 10.0,
-                      sigma: float = 5.0, class_weights: ClassWeights = "balanced",
-                      spacing: Optional[Sequence[float]] = None, tolerance: float = 1e-6) -> np.ndarray:
+def border_weight_map(
+    mask: np.ndarray,
+    instances: Optional[np.ndarray] = None,
+    w0: float = 10.0,
+    sigma: float = 5.0,
+    class_weights: ClassWeights = "balanced",
+    spacing: Optional[Sequence[float]] = None,
+    tolerance: float = 1e-6,
+) -> np.ndarray:
     """The U-Net paper's weight map ``w_c + w0·exp(−(d1 + d2)²/(2σ²))`` (see the module docstring).
 
     Args:
@@ -166,8 +184,10 @@ def border_weight_map(mask: np.ndarray, instances: Optional[np.ndarray] = None, 
     else:
         instances = np.asarray(instances)
         if instances.shape != mask.shape or not np.issubdtype(instances.dtype, np.integer):
-            raise ConfigError(f"instances must be an integer array of the mask's shape {mask.shape}, "
-                              f"got {instances.dtype} {instances.shape}")
+            raise ConfigError(
+                f"instances must be an integer array of the mask's shape {mask.shape}, "
+                f"got {instances.dtype} {instances.shape}"
+            )
     weight = class_weight_map(mask, class_weights)
     background = (instances == 0) & (mask == 0)
     if w0 == 0 or not background.any():
@@ -197,7 +217,9 @@ def _spacing(spacing: Optional[Sequence[float]], ndim: int) -> tuple[float, ...]
     if sp.size == 1:
         sp = np.repeat(sp, ndim)
     if sp.shape != (ndim,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise ConfigError(f"spacing must be one positive number per spatial axis ({ndim}), got {spacing!r}")
+        raise ConfigError(
+            f"spacing must be one positive number per spatial axis ({ndim}), got {spacing!r}"
+        )
     return tuple(float(s) for s in sp)
 
 

@@ -7,5 +7,12 @@ overlap-tile prediction of a large image → watershed instances → pixel and o
 from .pipeline import DemoOptions, DemoResult, run_demo
 from .synthetic import CellStyle, synthetic_cells, touching_fraction, write_dataset
 
-__all__ = ["CellStyle", "DemoOptions", "DemoResult", "run_demo", "synthetic_cells", "touching_fraction",
-           "write_dataset"]
+__all__ = [
+    "CellStyle",
+    "DemoOptions",
+    "DemoResult",
+    "run_demo",
+    "synthetic_cells",
+    "touching_fraction",
+    "write_dataset",
+]

@@ -42,10 +42,22 @@ MARKER = ".unetkit-demo"
 
 #: Sizes and budgets of the two modes.
 PRESETS: dict[str, dict[str, Any]] = {
-    "full": {"n_train": 12, "n_val": 2, "size": (384, 384), "large_shape": (1024, 1536), "train_minutes": 6.0,
-             "iters_per_epoch": 50},
-    "quick": {"n_train": 4, "n_val": 1, "size": (256, 256), "large_shape": (512, 768), "train_minutes": 0.6,
-              "iters_per_epoch": 5},
+    "full": {
+        "n_train": 12,
+        "n_val": 2,
+        "size": (384, 384),
+        "large_shape": (1024, 1536),
+        "train_minutes": 6.0,
+        "iters_per_epoch": 50,
+    },
+    "quick": {
+        "n_train": 4,
+        "n_val": 1,
+        "size": (256, 256),
+        "large_shape": (512, 768),
+        "train_minutes": 0.6,
+        "iters_per_epoch": 5,
+    },
 }
 
 
@@ -125,21 +137,35 @@ def prepare_out_dir(out_dir: PathLike) -> Path:
     if out.exists() and not out.is_dir():
         raise DataError("exists and is not a folder; give another --out", out)
     if out.is_dir() and any(out.iterdir()) and not (out / MARKER).is_file():
-        raise DataError("folder is not empty and was not made by unetkit demo; give an empty or new --out", out)
+        raise DataError(
+            "folder is not empty and was not made by unetkit demo; give an empty or new --out", out
+        )
     out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("made by unetkit demo: data/, run/ and report/ are replaced by the next demo\n")
+    (out / MARKER).write_text(
+        "made by unetkit demo: data/, run/ and report/ are replaced by the next demo\n"
+    )
     for sub in ("data", "run", "report"):
         if (out / sub).exists():
             shutil.rmtree(out / sub)
     return out
 
 
-def generate_data(out_dir: PathLike, options: DemoOptions, style: Optional[CellStyle] = None) -> SyntheticDataset:
+def generate_data(
+    out_dir: PathLike, options: DemoOptions, style: Optional[CellStyle] = None
+) -> SyntheticDataset:
     """Write the synthetic data set to ``out_dir/data`` (see :func:`~unetkit.demo.synthetic.write_dataset`)."""
     p = options.preset()
     style = style or CellStyle()
-    return write_dataset(Path(out_dir) / "data", n_train=p["n_train"], n_val=p["n_val"], size=p["size"],
-                         large_shape=p["large_shape"], seed=options.seed, style=style, progress=options.progress)
+    return write_dataset(
+        Path(out_dir) / "data",
+        n_train=p["n_train"],
+        n_val=p["n_val"],
+        size=p["size"],
+        large_shape=p["large_shape"],
+        seed=options.seed,
+        style=style,
+        progress=options.progress,
+    )
 
 
 def build_config(data: SyntheticDataset, options: DemoOptions):
@@ -155,18 +181,41 @@ def build_config(data: SyntheticDataset, options: DemoOptions):
     from ..config import RunConfig
 
     p = options.preset()
-    return RunConfig.from_dict({
-        "data": {"train_dir": str(data.train_dir), "val_dir": str(data.val_dir), "mask_kind": "instances",
-                 "patch_size": [int(options.patch_size)], "weight_map": bool(options.weight_map),
-                 "w0": float(options.w0), "sigma": float(options.sigma), "augmentation": {}},
-        "model": {"name": "unet-original", "options": {"base_features": int(options.base_features),
-                                                        "depth": int(options.depth)}},
-        "loss": {"name": "ce"},
-        "train": {"epochs": 1000, "iters_per_epoch": p["iters_per_epoch"], "batch_size": int(options.batch_size),
-                  "optimizer": "adamw", "lr": float(options.lr), "scheduler": "budget", "seed": int(options.seed),
-                  "time_budget_minutes": p["train_minutes"], "select_metric": "val_dice",
-                  "channels_last": True, "threads": options.threads},
-    })
+    return RunConfig.from_dict(
+        {
+            "data": {
+                "train_dir": str(data.train_dir),
+                "val_dir": str(data.val_dir),
+                "mask_kind": "instances",
+                "patch_size": [int(options.patch_size)],
+                "weight_map": bool(options.weight_map),
+                "w0": float(options.w0),
+                "sigma": float(options.sigma),
+                "augmentation": {},
+            },
+            "model": {
+                "name": "unet-original",
+                "options": {
+                    "base_features": int(options.base_features),
+                    "depth": int(options.depth),
+                },
+            },
+            "loss": {"name": "ce"},
+            "train": {
+                "epochs": 1000,
+                "iters_per_epoch": p["iters_per_epoch"],
+                "batch_size": int(options.batch_size),
+                "optimizer": "adamw",
+                "lr": float(options.lr),
+                "scheduler": "budget",
+                "seed": int(options.seed),
+                "time_budget_minutes": p["train_minutes"],
+                "select_metric": "val_dice",
+                "channels_last": True,
+                "threads": options.threads,
+            },
+        }
+    )
 
 
 def train(config, run_dir: PathLike, options: DemoOptions):
@@ -197,7 +246,9 @@ def overlap_tile_size(model, out_tile: int) -> int:
     return int(size)
 
 
-def overlap_tile_predictor(checkpoint: PathLike, out_tile: int = 388, threads: Optional[int] = None):
+def overlap_tile_predictor(
+    checkpoint: PathLike, out_tile: int = 388, threads: Optional[int] = None
+):
     """:meth:`Predictor.from_checkpoint <unetkit.inference.predictor.Predictor.from_checkpoint>` with
     the smallest valid input tile whose output is at least ``out_tile`` (the paper's 572 → 388 for
     the 64-wide net; the demo's depth-3 net: 476 → 388)."""
@@ -228,7 +279,9 @@ def predict_large(predictor, image: np.ndarray) -> tuple[np.ndarray, dict]:
     return probs, {"in_tile": plan["in_tile"], "out_tile": out, "tiles": tiles, "seconds": seconds}
 
 
-def separate(probs: np.ndarray, seed_threshold: float = 0.3, expand: int = 0, min_size: int = 20) -> np.ndarray:
+def separate(
+    probs: np.ndarray, seed_threshold: float = 0.3, expand: int = 0, min_size: int = 20
+) -> np.ndarray:
     """Instances from class probabilities.
 
     Cells are ``p_cell ≥ 0.5``; a seeded watershed on the background probability splits them at the
@@ -247,8 +300,9 @@ def separate(probs: np.ndarray, seed_threshold: float = 0.3, expand: int = 0, mi
 
     from ..inference.postprocess import watershed_split
 
-    labels = watershed_split(probs[1] >= 0.5, border_prob=probs[0], seed_threshold=seed_threshold,
-                             min_seed_size=4)
+    labels = watershed_split(
+        probs[1] >= 0.5, border_prob=probs[0], seed_threshold=seed_threshold, min_seed_size=4
+    )
     if min_size > 1:
         small = np.bincount(labels.ravel()) < min_size
         small[0] = False
@@ -284,19 +338,25 @@ def tune_separation(predictor, val_dir: PathLike) -> dict:
         truth = read_image(val_dir / "masks" / path.name)[0][0].astype(np.int64)
         cases.append((predict_large(predictor, image)[0], truth))
     if not cases:
-        raise DataError("no validation images to tune the instance separation on", val_dir / "images")
+        raise DataError(
+            "no validation images to tune the instance separation on", val_dir / "images"
+        )
     grid = {}
     for thr in SEED_THRESHOLDS:
         for grow in EXPANSIONS:
-            scores = [evaluate(separate(probs, thr, grow), truth, merges=False)["map"] for probs, truth in cases]
+            scores = [
+                evaluate(separate(probs, thr, grow), truth, merges=False)["map"]
+                for probs, truth in cases
+            ]
             grid[f"{thr:g}/{grow}"] = float(np.nanmean(scores))
     best = max(grid, key=lambda k: grid[k])
     thr, grow = best.split("/")
     return {"seed_threshold": float(thr), "expand": int(grow), "val_map": grid[best], "grid": grid}
 
 
-def choose_checkpoint(run_dir: PathLike, val_dir: PathLike, out_tile: int = 388, threads: Optional[int] = None
-                      ) -> dict:
+def choose_checkpoint(
+    run_dir: PathLike, val_dir: PathLike, out_tile: int = 388, threads: Optional[int] = None
+) -> dict:
     """The checkpoint and the instance separation settings with the best mean AP (IoU 0.5:0.95) on
     the validation images.
 
@@ -326,9 +386,16 @@ def choose_checkpoint(run_dir: PathLike, val_dir: PathLike, out_tile: int = 388,
     if not found:
         raise DataError("no checkpoints/last.pt or best.pt", run_dir)
     name = max(found, key=lambda n: found[n]["separation"]["val_map"])
-    return {"name": name, "path": found[name]["path"], "epoch": found[name]["epoch"],
-            "separation": found[name]["separation"],
-            "candidates": {n: {"epoch": f["epoch"], "val_map": f["separation"]["val_map"]} for n, f in found.items()}}
+    return {
+        "name": name,
+        "path": found[name]["path"],
+        "epoch": found[name]["epoch"],
+        "separation": found[name]["separation"],
+        "candidates": {
+            n: {"epoch": f["epoch"], "val_map": f["separation"]["val_map"]}
+            for n, f in found.items()
+        },
+    }
 
 
 def merge_split_counts(truth: np.ndarray, pred: np.ndarray) -> dict[str, int]:
@@ -361,7 +428,9 @@ def merge_split_counts(truth: np.ndarray, pred: np.ndarray) -> dict[str, int]:
     return {"merged": merged, "split": split}
 
 
-def evaluate(pred_instances: np.ndarray, truth_instances: np.ndarray, merges: bool = True) -> dict[str, float]:
+def evaluate(
+    pred_instances: np.ndarray, truth_instances: np.ndarray, merges: bool = True
+) -> dict[str, float]:
     """Pixel, connectomics and object metrics of an instance prediction.
 
     Uses :func:`unetkit.evaluation.evaluate.evaluate_case` with the instance ids as the regions:
@@ -373,11 +442,28 @@ def evaluate(pred_instances: np.ndarray, truth_instances: np.ndarray, merges: bo
 
     truth_instances = np.asarray(truth_instances).astype(np.int64)
     pred_instances = np.asarray(pred_instances).astype(np.int64)
-    row = evaluate_case((pred_instances > 0).astype(np.int64), (truth_instances > 0).astype(np.int64), 2,
-                        metrics=["overlap", "connectomics", "objects"], truth_instances=truth_instances,
-                        pred_instances=pred_instances)[0]
-    keys = ("dice", "iou", "pixel_error", "rand_error", "obj_precision", "obj_recall", "obj_f1", "ap50", "ap75",
-            "map", "n_true", "n_pred")
+    row = evaluate_case(
+        (pred_instances > 0).astype(np.int64),
+        (truth_instances > 0).astype(np.int64),
+        2,
+        metrics=["overlap", "connectomics", "objects"],
+        truth_instances=truth_instances,
+        pred_instances=pred_instances,
+    )[0]
+    keys = (
+        "dice",
+        "iou",
+        "pixel_error",
+        "rand_error",
+        "obj_precision",
+        "obj_recall",
+        "obj_f1",
+        "ap50",
+        "ap75",
+        "map",
+        "n_true",
+        "n_pred",
+    )
     out = {k: float(row[k]) for k in keys}
     if merges:
         out.update(merge_split_counts(truth_instances, pred_instances))
@@ -406,8 +492,9 @@ def _grey_rgb(image: np.ndarray) -> np.ndarray:
     return np.repeat((g * 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
-def write_overlays(report: Path, image: np.ndarray, truth: np.ndarray, pred: np.ndarray, crop: int = 256
-                   ) -> dict[str, Path]:
+def write_overlays(
+    report: Path, image: np.ndarray, truth: np.ndarray, pred: np.ndarray, crop: int = 256
+) -> dict[str, Path]:
     """``overlay.png`` (whole large image: truth outlines green, prediction magenta, overlap white)
     and ``overlay_zoom.png`` (a crop ×2: image | truth instances | predicted instances, merged cells
     outlined red).
@@ -446,12 +533,15 @@ def write_overlays(report: Path, image: np.ndarray, truth: np.ndarray, pred: np.
     p_col[merged] = (255, 0, 0)
     gap = np.full((ch, 4, 3), 255, np.uint8)
     panel = np.concatenate([rgb[win], gap, t_col, gap, p_col], axis=1)
-    Image.fromarray(panel).resize((panel.shape[1] * 2, panel.shape[0] * 2), Image.NEAREST).save(paths["overlay_zoom"])
+    Image.fromarray(panel).resize((panel.shape[1] * 2, panel.shape[0] * 2), Image.NEAREST).save(
+        paths["overlay_zoom"]
+    )
     return paths
 
 
-def write_weight_map_figure(path: Path, image: np.ndarray, instances: np.ndarray, w0: float, sigma: float,
-                            crop: int = 160) -> dict[str, float]:
+def write_weight_map_figure(
+    path: Path, image: np.ndarray, instances: np.ndarray, w0: float, sigma: float, crop: int = 160
+) -> dict[str, float]:
     """``weight_map.png``: a training image, its mask and the paper's border weight map (colour-mapped).
 
     Returns:
@@ -470,12 +560,16 @@ def write_weight_map_figure(path: Path, image: np.ndarray, instances: np.ndarray
     weight = border_weight_map(semantic, instances=instances.astype(np.int64), w0=w0, sigma=sigma)
     # the gaps: background pixels with two different cells among their 8 neighbours
     near = ndimage.maximum_filter(instances, size=3)
-    near_min = ndimage.minimum_filter(np.where(instances > 0, instances, np.iinfo(np.int32).max).astype(np.int64),
-                                      size=3)
+    near_min = ndimage.minimum_filter(
+        np.where(instances > 0, instances, np.iinfo(np.int32).max).astype(np.int64), size=3
+    )
     gap = (instances == 0) & (near > 0) & (near_min < near)
-    stats = {"max": float(weight.max()), "mean_gap": float(weight[gap].mean()) if gap.any() else float("nan"),
-             "mean_cell": float(weight[instances > 0].mean()),
-             "mean_background": float(weight[(instances == 0) & ~gap].mean())}
+    stats = {
+        "max": float(weight.max()),
+        "mean_gap": float(weight[gap].mean()) if gap.any() else float("nan"),
+        "mean_cell": float(weight[instances > 0].mean()),
+        "mean_background": float(weight[(instances == 0) & ~gap].mean()),
+    }
     h, w = instances.shape
     ch, cw = min(crop, h), min(crop, w)
     win = (slice((h - ch) // 2, (h - ch) // 2 + ch), slice((w - cw) // 2, (w - cw) // 2 + cw))
@@ -496,18 +590,26 @@ def write_weight_map_figure(path: Path, image: np.ndarray, instances: np.ndarray
 
 
 METRIC_ROWS = (
-    ("obj_f1", "object F1 at IoU 0.5", "{:.3f}"), ("obj_precision", "object precision at IoU 0.5", "{:.3f}"),
-    ("obj_recall", "object recall at IoU 0.5", "{:.3f}"), ("ap50", "AP at IoU 0.5", "{:.3f}"),
-    ("ap75", "AP at IoU 0.75", "{:.3f}"), ("map", "AP averaged over IoU 0.5:0.95", "{:.3f}"),
-    ("dice", "pixel Dice (cells)", "{:.4f}"), ("iou", "pixel IoU (cells)", "{:.4f}"),
-    ("pixel_error", "pixel error", "{:.4f}"), ("rand_error", "Rand error (adapted)", "{:.4f}"),
-    ("n_true", "cells in the truth", "{:.0f}"), ("n_pred", "cells predicted", "{:.0f}"),
-    ("merged", "truth cells merged with a neighbour", "{:.0f}"), ("split", "truth cells split", "{:.0f}"),
+    ("obj_f1", "object F1 at IoU 0.5", "{:.3f}"),
+    ("obj_precision", "object precision at IoU 0.5", "{:.3f}"),
+    ("obj_recall", "object recall at IoU 0.5", "{:.3f}"),
+    ("ap50", "AP at IoU 0.5", "{:.3f}"),
+    ("ap75", "AP at IoU 0.75", "{:.3f}"),
+    ("map", "AP averaged over IoU 0.5:0.95", "{:.3f}"),
+    ("dice", "pixel Dice (cells)", "{:.4f}"),
+    ("iou", "pixel IoU (cells)", "{:.4f}"),
+    ("pixel_error", "pixel error", "{:.4f}"),
+    ("rand_error", "Rand error (adapted)", "{:.4f}"),
+    ("n_true", "cells in the truth", "{:.0f}"),
+    ("n_pred", "cells predicted", "{:.0f}"),
+    ("merged", "truth cells merged with a neighbour", "{:.0f}"),
+    ("split", "truth cells split", "{:.0f}"),
 )
 
 
-def metrics_table(metrics: dict, baseline: Optional[dict] = None, names: tuple = ("watershed", "components")
-                  ) -> str:
+def metrics_table(
+    metrics: dict, baseline: Optional[dict] = None, names: tuple = ("watershed", "components")
+) -> str:
     """Markdown table of the metrics (a second column for ``baseline`` when given)."""
     head = f"| metric | {names[0]} |" + (f" {names[1]} |" if baseline else "")
     rule = "|---|---:|" + ("---:|" if baseline else "")
@@ -525,16 +627,24 @@ def metrics_table(metrics: dict, baseline: Optional[dict] = None, names: tuple =
 def write_report(report: Path, result: DemoResult, components: dict) -> None:
     """``metrics.json``, ``metrics.md`` and ``README.md`` of the report folder."""
     info, m, t = result.info, result.metrics, result.timings
-    payload = {"metrics": m, "metrics_connected_components": components, "timings_s": t, "info": info,
-               "data": result.data.stats}
+    payload = {
+        "metrics": m,
+        "metrics_connected_components": components,
+        "timings_s": t,
+        "info": info,
+        "data": result.data.stats,
+    }
     (report / "metrics.json").write_text(json.dumps(payload, indent=2, default=_json_default))
     table = metrics_table(m, components, ("watershed instances", "connected components"))
     (report / "metrics.md").write_text("# Metrics of the large image\n\n" + table)
     stats = result.data.stats
     lg = stats["large"]
     wm = info.get("weight_map_stats")
-    loss = (f" weighted by the border weight map (w0 {info['w0']:g}, σ {info['sigma']:g})" if info["weight_map"]
-            else " (unweighted: the ablation)")
+    loss = (
+        f" weighted by the border weight map (w0 {info['w0']:g}, σ {info['sigma']:g})"
+        if info["weight_map"]
+        else " (unweighted: the ablation)"
+    )
     lines = [
         "# unetkit demo report",
         "",
@@ -562,7 +672,10 @@ def write_report(report: Path, result: DemoResult, components: dict) -> None:
         f"{info['best_epoch']}. Curves: ![curves](curves.png)",
         f"- Model used: `{info['checkpoint']}` (epoch {info['checkpoint_epoch']}), the candidate with the higher "
         "mean AP on the validation images ("
-        + ", ".join(f"`{n}` epoch {c['epoch']}: {c['val_map']:.3f}" for n, c in info["candidates"].items()) + ").",
+        + ", ".join(
+            f"`{n}` epoch {c['epoch']}: {c['val_map']:.3f}" for n, c in info["candidates"].items()
+        )
+        + ").",
         "",
         "## Large image: overlap-tile prediction",
         f"- Tiles of {_size(info['tile_in'])} px → {_size(info['tile_out'])} px ({info['tiles']} tiles; the output "
@@ -585,8 +698,12 @@ def write_report(report: Path, result: DemoResult, components: dict) -> None:
         "red). ![zoom](overlay_zoom.png)",
         "- `probability.png`: the predicted cell probability of the large image.",
         "- `weight_map.png`: a training image, its mask and its border weight map"
-        + (f" (maximum {wm['max']:.1f}; mean {wm['mean_gap']:.1f} on the gaps between touching cells, "
-           f"{wm['mean_cell']:.2f} inside cells)." if wm else "."),
+        + (
+            f" (maximum {wm['max']:.1f}; mean {wm['mean_gap']:.1f} on the gaps between touching cells, "
+            f"{wm['mean_cell']:.2f} inside cells)."
+            if wm
+            else "."
+        ),
         "",
     ]
     (report / "README.md").write_text("\n".join(lines))
@@ -607,7 +724,9 @@ def _json_default(value):
 
 
 # ------------------------------------------------------------------------------------------ main
-def run_demo(options: Optional[DemoOptions] = None, style: Optional[CellStyle] = None, log=print) -> DemoResult:
+def run_demo(
+    options: Optional[DemoOptions] = None, style: Optional[CellStyle] = None, log=print
+) -> DemoResult:
     """Run the whole demo (module docstring) and return its :class:`DemoResult`.
 
     Args:
@@ -635,12 +754,18 @@ def run_demo(options: Optional[DemoOptions] = None, style: Optional[CellStyle] =
     data = generate_data(out, options, style)
     timings["data"] = time.monotonic() - t0
     st = data.stats
-    say(f"      {st['train']['images']} train + {st.get('val', {}).get('images', 0)} val images, large image "
+    say(
+        f"      {st['train']['images']} train + {st.get('val', {}).get('images', 0)} val images, large image "
         f"{st['large']['shape'][0]}×{st['large']['shape'][1]} with {st['large']['cells']} cells; "
-        f"{100 * st['touching_fraction']:.1f} % of cells touch another ({timings['data']:.1f} s)", flush=True)
+        f"{100 * st['touching_fraction']:.1f} % of cells touch another ({timings['data']:.1f} s)",
+        flush=True,
+    )
 
-    say(f"[2/5] training unet-original ({'with' if options.weight_map else 'without'} the border weight map, "
-        f"{preset['train_minutes']:g} min budget) → {out / 'run'}", flush=True)
+    say(
+        f"[2/5] training unet-original ({'with' if options.weight_map else 'without'} the border weight map, "
+        f"{preset['train_minutes']:g} min budget) → {out / 'run'}",
+        flush=True,
+    )
     config = build_config(data, options)
     t0 = time.monotonic()
     result = train(config, out / "run", options)
@@ -654,8 +779,11 @@ def run_demo(options: Optional[DemoOptions] = None, style: Optional[CellStyle] =
     model = build_model(ckpt)
     timings["select"] = time.monotonic() - t0
 
-    say(f"[4/5] overlap-tile prediction of the large image ({st['large']['shape'][0]}×{st['large']['shape'][1]}), "
-        f"instances, evaluation", flush=True)
+    say(
+        f"[4/5] overlap-tile prediction of the large image ({st['large']['shape'][0]}×{st['large']['shape'][1]}), "
+        f"instances, evaluation",
+        flush=True,
+    )
     image, _ = read_image(data.large_image)
     truth = read_image(data.large_mask)[0][0].astype(np.int64)
     t0 = time.monotonic()
@@ -673,25 +801,45 @@ def run_demo(options: Optional[DemoOptions] = None, style: Optional[CellStyle] =
     if (result.run_dir / "curves.png").is_file():
         shutil.copyfile(result.run_dir / "curves.png", report / "curves.png")
     write_overlays(report, image[0], truth, pred)
-    Image.fromarray((np.clip(probs[1], 0, 1) * 255).astype(np.uint8)).save(report / "probability.png")
+    Image.fromarray((np.clip(probs[1], 0, 1) * 255).astype(np.uint8)).save(
+        report / "probability.png"
+    )
     train_img = read_image(sorted((data.train_dir / "images").iterdir())[0])[0][0]
     train_ids = read_image(sorted((data.train_dir / "masks").iterdir())[0])[0][0].astype(np.int64)
-    wm_stats = write_weight_map_figure(report / "weight_map.png", train_img, train_ids, options.w0, options.sigma)
+    wm_stats = write_weight_map_figure(
+        report / "weight_map.png", train_img, train_ids, options.w0, options.sigma
+    )
     best = result.best or {}
     label_size = ckpt.get("extra", {}).get("label_size")
     info = {
-        "quick": options.quick, "weight_map": options.weight_map, "base_features": options.base_features,
-        "depth": options.depth, "parameters": int(model.num_parameters()), "lr": options.lr,
+        "quick": options.quick,
+        "weight_map": options.weight_map,
+        "base_features": options.base_features,
+        "depth": options.depth,
+        "parameters": int(model.num_parameters()),
+        "lr": options.lr,
         "batch_size": options.batch_size,
-        "w0": options.w0, "sigma": options.sigma, "train_minutes": preset["train_minutes"],
-        "patch_input": list(ckpt.get("patch_size") or []), "patch_label": list(label_size or []),
-        "epochs": result.epochs_completed, "stop_reason": result.stop_reason,
+        "w0": options.w0,
+        "sigma": options.sigma,
+        "train_minutes": preset["train_minutes"],
+        "patch_input": list(ckpt.get("patch_size") or []),
+        "patch_label": list(label_size or []),
+        "epochs": result.epochs_completed,
+        "stop_reason": result.stop_reason,
         "images_per_s": float(np.median([r.get("images_per_s", np.nan) for r in result.history]))
-        if result.history else float("nan"),
-        "best_epoch": best.get("epoch"), "best_val_dice": best.get("value", float("nan")),
-        "tile_in": plan["in_tile"], "tile_out": plan["out_tile"], "tiles": plan["tiles"],
-        "weight_map_stats": wm_stats, "run_dir": str(result.run_dir), "separation": tuned,
-        "checkpoint": choice["name"], "checkpoint_epoch": choice["epoch"], "candidates": choice["candidates"],
+        if result.history
+        else float("nan"),
+        "best_epoch": best.get("epoch"),
+        "best_val_dice": best.get("value", float("nan")),
+        "tile_in": plan["in_tile"],
+        "tile_out": plan["out_tile"],
+        "tiles": plan["tiles"],
+        "weight_map_stats": wm_stats,
+        "run_dir": str(result.run_dir),
+        "separation": tuned,
+        "checkpoint": choice["name"],
+        "checkpoint_epoch": choice["epoch"],
+        "candidates": choice["candidates"],
     }
     timings["report"] = time.monotonic() - t0
     timings["total"] = time.monotonic() - t_start
@@ -706,24 +854,45 @@ def summary_text(result: DemoResult) -> str:
     """The short summary printed at the end."""
     m, t, i, st = result.metrics, result.timings, result.info, result.data.stats
     mins, secs = divmod(int(round(t["total"])), 60)
-    return "\n".join([
-        f"unetkit demo: done in {mins} min {secs:02d} s "
-        f"({'with' if i['weight_map'] else 'WITHOUT'} the border weight map)",
-        f"  data     {st['large']['cells']} cells in the large image, {100 * st['touching_fraction']:.1f} % "
-        "of cells touch another",
-        f"  training {i['epochs']} epochs in {t['train']:.0f} s ({i['images_per_s']:.1f} patches/s); using "
-        f"{i['checkpoint']} (epoch {i['checkpoint_epoch']}); {i['parameters']:,} parameters",
-        f"  predict  {i['tiles']} overlap tiles {_size(i['tile_in'])} → {_size(i['tile_out'])} px in "
-        f"{t['predict']:.1f} s",
-        f"  objects  F1@0.5 {m['obj_f1']:.3f}  AP@0.5 {m['ap50']:.3f}  AP@0.5:0.95 {m['map']:.3f}  "
-        f"({m['n_pred']:.0f} predicted / {m['n_true']:.0f} true, {m['merged']} merged)",
-        f"  pixels   Dice {m['dice']:.4f}  pixel error {m['pixel_error']:.4f}  Rand error {m['rand_error']:.4f}",
-        f"  report   {result.report_dir / 'README.md'}",
-    ])
+    return "\n".join(
+        [
+            f"unetkit demo: done in {mins} min {secs:02d} s "
+            f"({'with' if i['weight_map'] else 'WITHOUT'} the border weight map)",
+            f"  data     {st['large']['cells']} cells in the large image, {100 * st['touching_fraction']:.1f} % "
+            "of cells touch another",
+            f"  training {i['epochs']} epochs in {t['train']:.0f} s ({i['images_per_s']:.1f} patches/s); using "
+            f"{i['checkpoint']} (epoch {i['checkpoint_epoch']}); {i['parameters']:,} parameters",
+            f"  predict  {i['tiles']} overlap tiles {_size(i['tile_in'])} → {_size(i['tile_out'])} px in "
+            f"{t['predict']:.1f} s",
+            f"  objects  F1@0.5 {m['obj_f1']:.3f}  AP@0.5 {m['ap50']:.3f}  AP@0.5:0.95 {m['map']:.3f}  "
+            f"({m['n_pred']:.0f} predicted / {m['n_true']:.0f} true, {m['merged']} merged)",
+            f"  pixels   Dice {m['dice']:.4f}  pixel error {m['pixel_error']:.4f}  Rand error {m['rand_error']:.4f}",
+            f"  report   {result.report_dir / 'README.md'}",
+        ]
+    )
 
 
-__all__ = ["DemoOptions", "DemoResult", "PRESETS", "BudgetSchedule", "build_config", "evaluate", "generate_data",
-           "choose_checkpoint", "merge_split_counts", "metrics_table", "overlap_tile_predictor", "overlap_tile_size", "predict_large",
-           "prepare_out_dir", "run_demo", "separate", "summary_text", "train", "tune_separation",
-           "write_overlays", "write_report", "write_weight_map_figure"]
-
+__all__ = [
+    "DemoOptions",
+    "DemoResult",
+    "PRESETS",
+    "BudgetSchedule",
+    "build_config",
+    "evaluate",
+    "generate_data",
+    "choose_checkpoint",
+    "merge_split_counts",
+    "metrics_table",
+    "overlap_tile_predictor",
+    "overlap_tile_size",
+    "predict_large",
+    "prepare_out_dir",
+    "run_demo",
+    "separate",
+    "summary_text",
+    "train",
+    "tune_separation",
+    "write_overlays",
+    "write_report",
+    "write_weight_map_figure",
+]

@@ -104,11 +104,20 @@ class CellStyle:
     def __post_init__(self):
         if not self.spacing >= 6:
             raise ConfigError(f"CellStyle.spacing must be >= 6 px, got {self.spacing}")
-        for name in ("reach", "elongation", "brightness", "nucleus", "membrane_depth", "membrane_width"):
+        for name in (
+            "reach",
+            "elongation",
+            "brightness",
+            "nucleus",
+            "membrane_depth",
+            "membrane_width",
+        ):
             lo, hi = getattr(self, name)
             if not 0 <= lo <= hi:
-                raise ConfigError(f"CellStyle.{name} must be a range (lo, hi) with 0 <= lo <= hi, got "
-                                  f"{getattr(self, name)}")
+                raise ConfigError(
+                    f"CellStyle.{name} must be a range (lo, hi) with 0 <= lo <= hi, got "
+                    f"{getattr(self, name)}"
+                )
         if not 0 <= self.empty_fraction < 1 or not 0 <= self.dropout < 1:
             raise ConfigError("CellStyle.empty_fraction and dropout must lie in [0, 1)")
         if not self.photons > 0:
@@ -163,7 +172,9 @@ class Layout:
     centers: np.ndarray
 
 
-def cell_layout(shape: Sequence[int], rng: np.random.Generator, style: CellStyle = CellStyle()) -> Layout:
+def cell_layout(
+    shape: Sequence[int], rng: np.random.Generator, style: CellStyle = CellStyle()
+) -> Layout:
     """Pack irregular cells so that most collide with a neighbour (see the module docstring, step 1).
 
     Args:
@@ -196,9 +207,15 @@ def cell_layout(shape: Sequence[int], rng: np.random.Generator, style: CellStyle
     phases = rng.uniform(0, 2 * np.pi, (n_all, 3))
     centers = centers[keep]
     radius, elong, angle, amps, phases = (a[keep] for a in (radius, elong, angle, amps, phases))
-    inside = (centers[:, 0] > -radius) & (centers[:, 0] < h + radius) & (centers[:, 1] > -radius) \
+    inside = (
+        (centers[:, 0] > -radius)
+        & (centers[:, 0] < h + radius)
+        & (centers[:, 1] > -radius)
         & (centers[:, 1] < w + radius)
-    centers, radius, elong, angle, amps, phases = (a[inside] for a in (centers, radius, elong, angle, amps, phases))
+    )
+    centers, radius, elong, angle, amps, phases = (
+        a[inside] for a in (centers, radius, elong, angle, amps, phases)
+    )
 
     best = np.full((h, w), np.inf, dtype=np.float64)
     owner = np.zeros((h, w), dtype=np.int32)
@@ -214,7 +231,9 @@ def cell_layout(shape: Sequence[int], rng: np.random.Generator, style: CellStyle
         u = (px * c + py * s) / math.sqrt(elong[i])
         v = (-px * s + py * c) * math.sqrt(elong[i])
         theta = np.arctan2(v, u)
-        r = radius[i] * (1 + sum(amps[i, k] * np.cos((k + 2) * theta + phases[i, k]) for k in range(3)))
+        r = radius[i] * (
+            1 + sum(amps[i, k] * np.cos((k + 2) * theta + phases[i, k]) for k in range(3))
+        )
         rho = np.hypot(u, v) / r
         box = best[y0:y1, x0:x1]
         win = rho < box
@@ -255,7 +274,9 @@ def separate_instances(territories: np.ndarray) -> np.ndarray:
     return out
 
 
-def render_cells(layout: Layout, rng: np.random.Generator, style: CellStyle = CellStyle()) -> np.ndarray:
+def render_cells(
+    layout: Layout, rng: np.random.Generator, style: CellStyle = CellStyle()
+) -> np.ndarray:
     """Microscope image of a layout (see the module docstring, step 3).
 
     Args:
@@ -288,9 +309,11 @@ def render_cells(layout: Layout, rng: np.random.Generator, style: CellStyle = Ce
     dist = ndimage.distance_transform_edt(~border)
     img *= 1 - depth[lab] * np.exp(-dist / width[lab])
     # uneven illumination: a random gradient plus large blobs, in 1 ± illumination
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]] / max(shape)
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]] / max(shape)
     a = rng.uniform(0, 2 * np.pi)
-    light = 0.6 * (np.cos(a) * yy + np.sin(a) * xx) / 1.0 + 0.4 * smooth_noise(shape, rng, 150.0) / 2.5
+    light = (
+        0.6 * (np.cos(a) * yy + np.sin(a) * xx) / 1.0 + 0.4 * smooth_noise(shape, rng, 150.0) / 2.5
+    )
     light = (light - light.min()) / max(np.ptp(light), 1e-9) * 2 - 1
     img *= 1 + style.illumination * light
     img = ndimage.gaussian_filter(img, style.blur) if style.blur > 0 else img
@@ -299,8 +322,11 @@ def render_cells(layout: Layout, rng: np.random.Generator, style: CellStyle = Ce
     return img
 
 
-def synthetic_cells(shape: Sequence[int] = (256, 256), seed: Union[int, np.random.SeedSequence] = 0,
-                    style: CellStyle = CellStyle()) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_cells(
+    shape: Sequence[int] = (256, 256),
+    seed: Union[int, np.random.SeedSequence] = 0,
+    style: CellStyle = CellStyle(),
+) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic microscopy image and its instance truth.
 
     Args:
@@ -319,7 +345,9 @@ def synthetic_cells(shape: Sequence[int] = (256, 256), seed: Union[int, np.rando
     rng = np.random.default_rng(seed)
     layout = cell_layout(shape, rng, style)
     if layout.territories.max() > np.iinfo(np.uint16).max:
-        raise ConfigError(f"{int(layout.territories.max())} cells do not fit uint16 ids; use a smaller shape")
+        raise ConfigError(
+            f"{int(layout.territories.max())} cells do not fit uint16 ids; use a smaller shape"
+        )
     image = render_cells(layout, rng, style)
     image8 = np.clip(np.round(image / FULL_SCALE * 255), 0, 255).astype(np.uint8)
     instances = separate_instances(layout.territories)
@@ -351,11 +379,13 @@ def touching_pairs(instances: np.ndarray, max_gap: int = 2) -> np.ndarray:
         for dx in range(-max_gap, max_gap + 1):
             if dy == 0 and dx <= 0:
                 continue
-            a = lab[0:h - dy, max(0, -dx):w - max(0, dx)]
-            b = lab[dy:h, max(0, dx):w - max(0, -dx)]
+            a = lab[0 : h - dy, max(0, -dx) : w - max(0, dx)]
+            b = lab[dy:h, max(0, dx) : w - max(0, -dx)]
             sel = (a > 0) & (b > 0) & (a != b)
             if sel.any():
-                found.append(np.stack([np.minimum(a[sel], b[sel]), np.maximum(a[sel], b[sel])], axis=1))
+                found.append(
+                    np.stack([np.minimum(a[sel], b[sel]), np.maximum(a[sel], b[sel])], axis=1)
+                )
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
     return np.unique(np.concatenate(found), axis=0)
@@ -398,9 +428,16 @@ class SyntheticDataset:
     stats: dict
 
 
-def write_dataset(root: PathLike, n_train: int = 12, n_val: int = 2, size: Sequence[int] = (384, 384),
-                  large_shape: Sequence[int] = (1024, 1536), seed: int = 0,
-                  style: CellStyle = CellStyle(), progress: bool = False) -> SyntheticDataset:
+def write_dataset(
+    root: PathLike,
+    n_train: int = 12,
+    n_val: int = 2,
+    size: Sequence[int] = (384, 384),
+    large_shape: Sequence[int] = (1024, 1536),
+    seed: int = 0,
+    style: CellStyle = CellStyle(),
+    progress: bool = False,
+) -> SyntheticDataset:
     """Write a seeded synthetic data set: ``train/``, ``val/`` and ``large/`` under ``root``.
 
     Images are ``train_NNN.png`` / ``val_NNN.png`` / ``large.png`` (``uint8``) in ``images/`` and their instance masks, same name, in
@@ -428,9 +465,18 @@ def write_dataset(root: PathLike, n_train: int = 12, n_val: int = 2, size: Seque
     root = Path(root)
     stats: dict = {"seed": seed, "style": dataclasses.asdict(style)}
     out: dict = {}
-    bar = tqdm(total=n_train + n_val + 1, desc="synthetic data", unit="image", leave=False, disable=not progress)
-    for split, count, index, shape in (("train", n_train, 0, size), ("val", n_val, 1, size),
-                                       ("large", 1, 2, large_shape)):
+    bar = tqdm(
+        total=n_train + n_val + 1,
+        desc="synthetic data",
+        unit="image",
+        leave=False,
+        disable=not progress,
+    )
+    for split, count, index, shape in (
+        ("train", n_train, 0, size),
+        ("val", n_val, 1, size),
+        ("large", 1, 2, large_shape),
+    ):
         cells = touching = 0
         for k in range(count):
             image, instances = synthetic_cells(shape, seed=_seed(seed, index, k), style=style)
@@ -443,20 +489,40 @@ def write_dataset(root: PathLike, n_train: int = 12, n_val: int = 2, size: Seque
             out[split] = (img_path, mask_path)
             bar.update()
         if count:
-            stats[split] = {"images": count, "shape": list(shape), "cells": cells,
-                            "touching_fraction": touching / cells if cells else float("nan")}
+            stats[split] = {
+                "images": count,
+                "shape": list(shape),
+                "cells": cells,
+                "touching_fraction": touching / cells if cells else float("nan"),
+            }
     bar.close()
     all_cells = sum(stats[s]["cells"] for s in ("train", "val", "large") if s in stats)
-    all_touch = sum(stats[s]["touching_fraction"] * stats[s]["cells"] for s in ("train", "val", "large")
-                    if s in stats and stats[s]["cells"])
+    all_touch = sum(
+        stats[s]["touching_fraction"] * stats[s]["cells"]
+        for s in ("train", "val", "large")
+        if s in stats and stats[s]["cells"]
+    )
     stats["touching_fraction"] = all_touch / all_cells if all_cells else float("nan")
     (root / "stats.json").write_text(json.dumps(stats, indent=2))
-    return SyntheticDataset(root, root / "train", root / "val", out["large"][0], out["large"][1], stats)
+    return SyntheticDataset(
+        root, root / "train", root / "val", out["large"][0], out["large"][1], stats
+    )
 
 
 def _seed(seed: int, split: int, k: int) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(seed), int(split), int(k)])
 
 
-__all__ = ["CellStyle", "Layout", "SyntheticDataset", "cell_layout", "render_cells", "separate_instances",
-           "smooth_noise", "synthetic_cells", "touching_fraction", "touching_pairs", "write_dataset"]
+__all__ = [
+    "CellStyle",
+    "Layout",
+    "SyntheticDataset",
+    "cell_layout",
+    "render_cells",
+    "separate_instances",
+    "smooth_noise",
+    "synthetic_cells",
+    "touching_fraction",
+    "touching_pairs",
+    "write_dataset",
+]

@@ -29,8 +29,10 @@ from scipy import ndimage
 
 from ..errors import ConfigError
 
-EMPTY_POLICY = ("HD/HD95/ASSD: both masks empty is undefined (NaN, left out of means and counted); exactly one "
-                "empty scores the image diagonal sqrt(sum((n_i*s_i)^2)), a penalty larger than any real distance")
+EMPTY_POLICY = (
+    "HD/HD95/ASSD: both masks empty is undefined (NaN, left out of means and counted); exactly one "
+    "empty scores the image diagonal sqrt(sum((n_i*s_i)^2)), a penalty larger than any real distance"
+)
 
 BOUNDARY_METRICS = ("hd", "hd95", "assd")
 
@@ -42,7 +44,9 @@ def _check_spacing(spacing: Optional[Sequence[float]], ndim: int) -> tuple[float
     if len(s) == 1:
         s = s * ndim
     if len(s) != ndim or not all(np.isfinite(v) and v > 0 for v in s):
-        raise ConfigError(f"spacing must hold {ndim} positive numbers (one per spatial axis), got {spacing!r}")
+        raise ConfigError(
+            f"spacing must hold {ndim} positive numbers (one per spatial axis), got {spacing!r}"
+        )
     return s
 
 
@@ -66,8 +70,9 @@ def surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, structure, border_value=0)
 
 
-def surface_distances(pred: np.ndarray, truth: np.ndarray, spacing: Optional[Sequence[float]] = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def surface_distances(
+    pred: np.ndarray, truth: np.ndarray, spacing: Optional[Sequence[float]] = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Directed surface distances between two non-empty binary masks.
 
     Args:
@@ -96,8 +101,12 @@ def surface_distances(pred: np.ndarray, truth: np.ndarray, spacing: Optional[Seq
     return d_pred, d_truth
 
 
-def boundary_scores(pred: np.ndarray, truth: np.ndarray, spacing: Optional[Sequence[float]] = None,
-                    percentile: float = 95.0) -> dict[str, float]:
+def boundary_scores(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    spacing: Optional[Sequence[float]] = None,
+    percentile: float = 95.0,
+) -> dict[str, float]:
     """HD, HD95 and ASSD of two binary masks, with the empty policy of :data:`EMPTY_POLICY`.
 
     Args:

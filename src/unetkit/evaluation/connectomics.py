@@ -35,11 +35,20 @@ import numpy as np
 from ..errors import ConfigError
 from .contingency import contingency
 
-EMPTY_POLICY = ("Rand/VOI: pixels of truth label 0 are not scored; a truth with no cell gives NaN (undefined); "
-                "predicted background inside a true cell counts as singleton segments, so an empty prediction "
-                "scores a Rand error of 1")
+EMPTY_POLICY = (
+    "Rand/VOI: pixels of truth label 0 are not scored; a truth with no cell gives NaN (undefined); "
+    "predicted background inside a true cell counts as singleton segments, so an empty prediction "
+    "scores a Rand error of 1"
+)
 
-CONNECTOMICS_METRICS = ("rand_error", "rand_precision", "rand_recall", "voi_split", "voi_merge", "voi")
+CONNECTOMICS_METRICS = (
+    "rand_error",
+    "rand_precision",
+    "rand_recall",
+    "voi_split",
+    "voi_merge",
+    "voi",
+)
 PRED_BACKGROUND = ("singletons", "segment")
 
 
@@ -47,7 +56,9 @@ def _table(truth: np.ndarray, pred: np.ndarray, pred_background: str):
     """Scored overlap counts: (n_ij of multi-pixel segments, truth sizes a_i, segment sizes b_j,
     singleton counts per truth row, n)."""
     if pred_background not in PRED_BACKGROUND:
-        raise ConfigError(f"pred_background must be one of {', '.join(PRED_BACKGROUND)}, got {pred_background!r}")
+        raise ConfigError(
+            f"pred_background must be one of {', '.join(PRED_BACKGROUND)}, got {pred_background!r}"
+        )
     c = contingency(truth, pred)
     keep = c.truth_ids[c.rows] != 0
     rows, cols, n_ij = c.rows[keep], c.cols[keep], c.counts[keep].astype(np.float64)
@@ -61,7 +72,9 @@ def _table(truth: np.ndarray, pred: np.ndarray, pred_background: str):
     return n_ij, rows, cols, a, b, singles, float(a.sum())
 
 
-def adapted_rand(truth: np.ndarray, pred: np.ndarray, pred_background: str = "singletons") -> dict[str, float]:
+def adapted_rand(
+    truth: np.ndarray, pred: np.ndarray, pred_background: str = "singletons"
+) -> dict[str, float]:
     """Adapted Rand error, precision and recall (see the module doc).
 
     Args:
@@ -93,8 +106,9 @@ def _xlog2(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def variation_of_information(truth: np.ndarray, pred: np.ndarray, pred_background: str = "singletons"
-                             ) -> dict[str, float]:
+def variation_of_information(
+    truth: np.ndarray, pred: np.ndarray, pred_background: str = "singletons"
+) -> dict[str, float]:
     """VOI split ``H(pred|truth)``, merge ``H(truth|pred)`` and their sum, in bits.
 
     Args:
@@ -104,7 +118,9 @@ def variation_of_information(truth: np.ndarray, pred: np.ndarray, pred_backgroun
     Returns:
         ``{"voi_split", "voi_merge", "voi"}`` floats (NaN when the truth has no cell).
     """
-    n_ij, rows, cols, a, b, singles, n = _table(np.asarray(truth), np.asarray(pred), pred_background)
+    n_ij, rows, cols, a, b, singles, n = _table(
+        np.asarray(truth), np.asarray(pred), pred_background
+    )
     if n == 0:
         nan = float("nan")
         return {"voi_split": nan, "voi_merge": nan, "voi": nan}
@@ -119,9 +135,12 @@ def variation_of_information(truth: np.ndarray, pred: np.ndarray, pred_backgroun
     return {"voi_split": split, "voi_merge": merge, "voi": split + merge}
 
 
-def connectomics_scores(truth: np.ndarray, pred: np.ndarray, pred_background: str = "singletons"
-                        ) -> dict[str, float]:
+def connectomics_scores(
+    truth: np.ndarray, pred: np.ndarray, pred_background: str = "singletons"
+) -> dict[str, float]:
     """:func:`adapted_rand` and :func:`variation_of_information` together (keys of
     :data:`CONNECTOMICS_METRICS`)."""
-    return {**adapted_rand(truth, pred, pred_background),
-            **variation_of_information(truth, pred, pred_background)}
+    return {
+        **adapted_rand(truth, pred, pred_background),
+        **variation_of_information(truth, pred, pred_background),
+    }

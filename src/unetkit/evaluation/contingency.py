@@ -68,5 +68,12 @@ def contingency(truth: np.ndarray, pred: np.ndarray) -> Contingency:
     else:
         keys, counts = np.unique(key, return_counts=True)
     rows, cols = np.divmod(keys, max(p_ids.size, 1))
-    return Contingency(t_ids, p_ids, rows, cols, counts.astype(np.int64),
-                       np.bincount(t_idx, minlength=t_ids.size), np.bincount(p_idx, minlength=p_ids.size))
+    return Contingency(
+        t_ids,
+        p_ids,
+        rows,
+        cols,
+        counts.astype(np.int64),
+        np.bincount(t_idx, minlength=t_ids.size),
+        np.bincount(p_idx, minlength=p_ids.size),
+    )

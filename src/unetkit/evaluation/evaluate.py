@@ -57,7 +57,9 @@ DEFAULT_GROUPS = ("overlap", "boundary", "connectomics", "objects")
 #: Metrics with one value per case rather than per class.
 CASE_METRICS = ("pixel_error",)
 #: Metrics where lower is better (the rest: higher is better; counts have no direction).
-LOWER_IS_BETTER = frozenset({"pixel_error", "hd", "hd95", "assd", "rand_error", "voi_split", "voi_merge", "voi"})
+LOWER_IS_BETTER = frozenset(
+    {"pixel_error", "hd", "hd95", "assd", "rand_error", "voi_split", "voi_merge", "voi"}
+)
 #: The empty-truth / empty-prediction policy of each metric group.
 POLICIES = {
     "overlap": metrics.EMPTY_POLICY,
@@ -69,7 +71,9 @@ POLICIES = {
 ALL_METRICS = tuple(m for group in METRIC_GROUPS.values() for m in group)
 
 
-def resolve_metrics(names: Optional[Sequence[str]] = None, with_auc: bool = False) -> tuple[str, ...]:
+def resolve_metrics(
+    names: Optional[Sequence[str]] = None, with_auc: bool = False
+) -> tuple[str, ...]:
     """Metric names in canonical order from group names and/or metric names.
 
     Args:
@@ -89,7 +93,9 @@ def resolve_metrics(names: Optional[Sequence[str]] = None, with_auc: bool = Fals
             names = [names]
         items = [t.strip() for n in names for t in str(n).split(",") if t.strip()]
         if not items:
-            raise ConfigError("no metric named; valid: " + ", ".join(("all", *METRIC_GROUPS, *ALL_METRICS)))
+            raise ConfigError(
+                "no metric named; valid: " + ", ".join(("all", *METRIC_GROUPS, *ALL_METRICS))
+            )
         wanted = set()
         for item in items:
             key = item.lower()
@@ -100,11 +106,15 @@ def resolve_metrics(names: Optional[Sequence[str]] = None, with_auc: bool = Fals
             elif key in ALL_METRICS:
                 wanted.add(key)
             else:
-                raise ConfigError(f"unknown metric {item!r}; valid groups: {', '.join(('all', *METRIC_GROUPS))}; "
-                                  f"metrics: {', '.join(ALL_METRICS)}")
+                raise ConfigError(
+                    f"unknown metric {item!r}; valid groups: {', '.join(('all', *METRIC_GROUPS))}; "
+                    f"metrics: {', '.join(ALL_METRICS)}"
+                )
         if "auc" in wanted and not with_auc:
-            raise ConfigError("the auc metric needs probability maps (prob_dir / --probs DIR); predicted label "
-                              "images cannot be ranked")
+            raise ConfigError(
+                "the auc metric needs probability maps (prob_dir / --probs DIR); predicted label "
+                "images cannot be ranked"
+            )
     return tuple(m for m in ALL_METRICS if m in wanted)
 
 
@@ -117,16 +127,27 @@ def _class_prob(prob: np.ndarray, c: int, num_classes: int) -> np.ndarray:
         return prob[c]
     if prob.shape[0] == 1 and num_classes == 2:
         return prob[0] if c == 1 else -prob[0]
-    raise ConfigError(f"probability map has {prob.shape[0]} channel(s); expected {num_classes} (one per class) "
-                      "or 1 (foreground of a binary task)")
+    raise ConfigError(
+        f"probability map has {prob.shape[0]} channel(s); expected {num_classes} (one per class) "
+        "or 1 (foreground of a binary task)"
+    )
 
 
-def evaluate_case(pred: np.ndarray, truth: np.ndarray, num_classes: int, *,
-                  metrics: Optional[Sequence[str]] = None, classes: Optional[Sequence[int]] = None,
-                  fov: Optional[np.ndarray] = None, spacing: Optional[Sequence[float]] = None,
-                  prob: Optional[np.ndarray] = None, truth_instances: Optional[np.ndarray] = None,
-                  pred_instances: Optional[np.ndarray] = None, connectivity: int = 1,
-                  pred_background: str = "singletons") -> list[dict[str, Any]]:
+def evaluate_case(
+    pred: np.ndarray,
+    truth: np.ndarray,
+    num_classes: int,
+    *,
+    metrics: Optional[Sequence[str]] = None,
+    classes: Optional[Sequence[int]] = None,
+    fov: Optional[np.ndarray] = None,
+    spacing: Optional[Sequence[float]] = None,
+    prob: Optional[np.ndarray] = None,
+    truth_instances: Optional[np.ndarray] = None,
+    pred_instances: Optional[np.ndarray] = None,
+    connectivity: int = 1,
+    pred_background: str = "singletons",
+) -> list[dict[str, Any]]:
     """Score one case, class by class.
 
     Args:
@@ -169,14 +190,20 @@ def evaluate_case(pred: np.ndarray, truth: np.ndarray, num_classes: int, *,
     if fov is not None:
         fov = np.asarray(fov).astype(bool, copy=False)
         if fov.shape != truth.shape:
-            raise ConfigError(f"field of view shape {fov.shape} differs from truth shape {truth.shape}")
+            raise ConfigError(
+                f"field of view shape {fov.shape} differs from truth shape {truth.shape}"
+            )
     given = [x is not None for x in (truth_instances, pred_instances)]
     if any(given) and (not all(given) or num_classes != 2):
-        raise ConfigError("instance ids need both truth_instances and pred_instances, and a binary task (K = 2)")
+        raise ConfigError(
+            "instance ids need both truth_instances and pred_instances, and a binary task (K = 2)"
+        )
     if prob is not None:
         prob = np.asarray(prob)
         if prob.ndim != truth.ndim + 1 or prob.shape[1:] != truth.shape:
-            raise ConfigError(f"probability map shape {prob.shape} does not match (K, *{truth.shape})")
+            raise ConfigError(
+                f"probability map shape {prob.shape} does not match (K, *{truth.shape})"
+            )
     cm = confusion_matrix(pred, truth, num_classes, mask=fov)
     scores = overlap_scores(cm)
     rows = []
@@ -186,7 +213,11 @@ def evaluate_case(pred: np.ndarray, truth: np.ndarray, num_classes: int, *,
         if fov is not None:
             t &= fov
             p &= fov
-        row: dict[str, Any] = {"class_index": c, "truth_pixels": int(cm[c].sum()), "pred_pixels": int(cm[:, c].sum())}
+        row: dict[str, Any] = {
+            "class_index": c,
+            "truth_pixels": int(cm[c].sum()),
+            "pred_pixels": int(cm[:, c].sum()),
+        }
         values: dict[str, float] = {}
         if "overlap" in groups:
             for m in ("dice", "iou", "precision", "recall", "specificity"):
@@ -246,7 +277,9 @@ class EvaluationResult:
         if metric in CASE_METRICS and metric in self.summary["case"]:
             return float(self.summary["case"][metric]["mean"])
         if metric not in self.metrics:
-            raise ConfigError(f"metric {metric!r} was not computed; computed: {', '.join(self.metrics)}")
+            raise ConfigError(
+                f"metric {metric!r} was not computed; computed: {', '.join(self.metrics)}"
+            )
         if class_name is None:
             return float(self.summary["mean_over_classes"][metric])
         per = self.summary["per_class"]
@@ -272,8 +305,11 @@ def _list_images(folder: Path, what: str, extra_suffixes: tuple = ()) -> dict[st
         raise DataError(f"is a file; expected the {what} folder", folder)
     listing = list_images(folder, extra_suffixes)
     for stem, paths in list(listing.duplicates().items())[:1]:  # the first duplicate, named
-        raise DataError(f"{len(paths)} {what} files share the stem {stem!r} ({', '.join(p.name for p in paths)}); "
-                        "keep one", folder)
+        raise DataError(
+            f"{len(paths)} {what} files share the stem {stem!r} ({', '.join(p.name for p in paths)}); "
+            "keep one",
+            folder,
+        )
     if not listing.by_stem:
         raise DataError(f"no image files in the {what} folder", folder)
     return listing.first()
@@ -283,7 +319,7 @@ def _shortest_suffix(stems: Sequence[str], keys: set) -> Optional[str]:
     """The shortest ``s`` such that every stem is a key + ``s`` (``None`` when there is none)."""
     common: Optional[set] = None
     for stem in stems:
-        cands = {stem[len(k):] for k in keys if stem.startswith(k)}
+        cands = {stem[len(k) :] for k in keys if stem.startswith(k)}
         common = cands if common is None else common & cands
         if not common:
             return None
@@ -329,10 +365,16 @@ def _read_probabilities(path: Path) -> np.ndarray:
     if path.suffix.lower() == ".npz":
         try:
             with np.load(path) as data:
-                key = "probabilities" if "probabilities" in data.files else (data.files[0] if len(data.files) == 1
-                                                                              else None)
+                key = (
+                    "probabilities"
+                    if "probabilities" in data.files
+                    else (data.files[0] if len(data.files) == 1 else None)
+                )
                 if key is None:
-                    raise DataError(f"npz holds {', '.join(data.files)}; expected the array 'probabilities'", path)
+                    raise DataError(
+                        f"npz holds {', '.join(data.files)}; expected the array 'probabilities'",
+                        path,
+                    )
                 return np.asarray(data[key])
         except (OSError, ValueError) as exc:
             raise DataError(f"unreadable npz file ({exc})", path) from exc
@@ -351,7 +393,9 @@ def _truth_folder(truth_dir: Path) -> Path:
     from ..data.discovery import MASK_DIR_NAMES
     from ..io.readers import is_image_file
 
-    if truth_dir.is_dir() and not any(p.is_file() and is_image_file(p) for p in truth_dir.iterdir()):
+    if truth_dir.is_dir() and not any(
+        p.is_file() and is_image_file(p) for p in truth_dir.iterdir()
+    ):
         for name in MASK_DIR_NAMES:
             if (truth_dir / name).is_dir():
                 return truth_dir / name
@@ -382,16 +426,28 @@ def _read_fov(path: Path, shape: tuple) -> np.ndarray:
 
     arr, _ = read_image(path)
     if arr.shape[1:] != shape:
-        raise DataError(f"field of view shape {arr.shape[1:]} differs from the truth mask's {shape}", path)
+        raise DataError(
+            f"field of view shape {arr.shape[1:]} differs from the truth mask's {shape}", path
+        )
     return np.any(arr != 0, axis=0)
 
 
-def evaluate_folders(pred_dir: PathLike, truth_dir: PathLike, out_dir: Optional[PathLike] = None,
-                     fov_dir: Optional[PathLike] = None, metrics: Optional[Sequence[str]] = None,
-                     instances: bool = False, label_map=None, image_dir: Optional[PathLike] = None, *,
-                     prob_dir: Optional[PathLike] = None, spacing: Optional[Sequence[float]] = None,
-                     connectivity: int = 1, pred_background: str = "singletons",
-                     include_background: bool = False) -> EvaluationResult:
+def evaluate_folders(
+    pred_dir: PathLike,
+    truth_dir: PathLike,
+    out_dir: Optional[PathLike] = None,
+    fov_dir: Optional[PathLike] = None,
+    metrics: Optional[Sequence[str]] = None,
+    instances: bool = False,
+    label_map=None,
+    image_dir: Optional[PathLike] = None,
+    *,
+    prob_dir: Optional[PathLike] = None,
+    spacing: Optional[Sequence[float]] = None,
+    connectivity: int = 1,
+    pred_background: str = "singletons",
+    include_background: bool = False,
+) -> EvaluationResult:
     """Score every predicted label image against the truth mask of the same stem.
 
     Args:
@@ -439,12 +495,18 @@ def evaluate_folders(pred_dir: PathLike, truth_dir: PathLike, out_dir: Optional[
     preds = _match_predictions(_list_images(pred_dir, "prediction"), set(truths))
     missing = sorted(set(truths) - set(preds))
     if missing:
-        raise DataError(f"no prediction for {len(missing)} of {len(truths)} truth mask(s) of {truth_dir}: "
-                        f"{_names([truths[m].name for m in missing])} (files are matched by stem)", pred_dir)
+        raise DataError(
+            f"no prediction for {len(missing)} of {len(truths)} truth mask(s) of {truth_dir}: "
+            f"{_names([truths[m].name for m in missing])} (files are matched by stem)",
+            pred_dir,
+        )
     extra = sorted(set(preds) - set(truths))
     if extra:
-        raise DataError(f"no truth mask for {len(extra)} prediction(s) of {pred_dir}: "
-                        f"{_names([preds[e].name for e in extra])} (files are matched by stem)", truth_dir)
+        raise DataError(
+            f"no truth mask for {len(extra)} prediction(s) of {pred_dir}: "
+            f"{_names([preds[e].name for e in extra])} (files are matched by stem)",
+            truth_dir,
+        )
     case_ids = sorted(truths)
     extras: dict[str, dict[str, Path]] = {}
     for what, folder in (("field of view", fov_dir), ("probability map", prob_dir)):
@@ -456,8 +518,10 @@ def evaluate_folders(pred_dir: PathLike, truth_dir: PathLike, out_dir: Optional[
             found = _match_probabilities(_list_images(Path(folder), what, (".npz",)), set(case_ids))
         lacking = [c for c in case_ids if c not in found]
         if lacking:
-            raise DataError(f"no {what} for {len(lacking)} case(s): {_names(lacking)} (files are matched by stem)",
-                            folder)
+            raise DataError(
+                f"no {what} for {len(lacking)} case(s): {_names(lacking)} (files are matched by stem)",
+                folder,
+            )
         extras[what] = found
     if instances:
         if label_map is not None and label_map != INSTANCE_LABEL_MAP:
@@ -476,53 +540,95 @@ def evaluate_folders(pred_dir: PathLike, truth_dir: PathLike, out_dir: Optional[
         t_cls, t_ids, meta = read_mask(truths[case], label_map)
         p_cls, p_ids, _ = read_mask(preds[case], label_map)
         if p_cls.shape != t_cls.shape:
-            raise DataError(f"prediction shape {p_cls.shape} differs from the truth mask {truths[case].name} "
-                            f"shape {t_cls.shape}", preds[case])
-        fov = _read_fov(extras["field of view"][case], t_cls.shape) if "field of view" in extras else None
+            raise DataError(
+                f"prediction shape {p_cls.shape} differs from the truth mask {truths[case].name} "
+                f"shape {t_cls.shape}",
+                preds[case],
+            )
+        fov = (
+            _read_fov(extras["field of view"][case], t_cls.shape)
+            if "field of view" in extras
+            else None
+        )
         prob = None
         if "probability map" in extras:
             prob = _read_probabilities(extras["probability map"][case])
             if prob.shape[1:] != t_cls.shape:
-                raise DataError(f"probability map shape {prob.shape[1:]} differs from the truth mask's {t_cls.shape}",
-                                extras["probability map"][case])
+                raise DataError(
+                    f"probability map shape {prob.shape[1:]} differs from the truth mask's {t_cls.shape}",
+                    extras["probability map"][case],
+                )
             if prob.shape[0] not in (1, k) or (prob.shape[0] == 1 and k != 2):
-                raise DataError(f"probability map has {prob.shape[0]} channel(s); expected {k} (one per class)"
-                                + (" or 1 (the foreground)" if k == 2 else ""), extras["probability map"][case])
+                raise DataError(
+                    f"probability map has {prob.shape[0]} channel(s); expected {k} (one per class)"
+                    + (" or 1 (the foreground)" if k == 2 else ""),
+                    extras["probability map"][case],
+                )
         case_spacing = spacing if spacing is not None else meta.spacing
         if spacing is None:
             units.add("pixel" if meta.spacing is None else (meta.spacing_unit or "file spacing"))
-        case_rows = evaluate_case(p_cls, t_cls, k, metrics=names, classes=classes, fov=fov, spacing=case_spacing,
-                                  prob=prob, truth_instances=t_ids, pred_instances=p_ids,
-                                  connectivity=connectivity, pred_background=pred_background)
+        case_rows = evaluate_case(
+            p_cls,
+            t_cls,
+            k,
+            metrics=names,
+            classes=classes,
+            fov=fov,
+            spacing=case_spacing,
+            prob=prob,
+            truth_instances=t_ids,
+            pred_instances=p_ids,
+            connectivity=connectivity,
+            pred_background=pred_background,
+        )
         for row, c in zip(case_rows, classes):
             v = label_map.values[c]
-            rows.append({"case": case, "class": _class_name(label_map, c),
-                         "value": list(v) if isinstance(v, tuple) else v, **row})
+            rows.append(
+                {
+                    "case": case,
+                    "class": _class_name(label_map, c),
+                    "value": list(v) if isinstance(v, tuple) else v,
+                    **row,
+                }
+            )
     from .summary import best_and_worst, case_score, summarize_rows
 
     per_class_metrics = [m for m in names if m not in CASE_METRICS]
-    stats = summarize_rows(rows, per_class_metrics, class_names, [m for m in names if m in CASE_METRICS])
+    stats = summarize_rows(
+        rows, per_class_metrics, class_names, [m for m in names if m in CASE_METRICS]
+    )
     best, worst = best_and_worst(case_score(rows, "dice")) if "dice" in names else (None, None)
     summary = {
-        "pred_dir": str(pred_dir), "truth_dir": str(truth_dir),
+        "pred_dir": str(pred_dir),
+        "truth_dir": str(truth_dir),
         "fov_dir": None if fov_dir is None else str(fov_dir),
         "prob_dir": None if prob_dir is None else str(prob_dir),
-        "num_cases": len(case_ids), "case_ids": case_ids,
-        "label_map": label_map.to_dict(), "classes": class_names, "metrics": list(names),
-        "instances": bool(instances), "connectivity": connectivity, "pred_background": pred_background,
+        "num_cases": len(case_ids),
+        "case_ids": case_ids,
+        "label_map": label_map.to_dict(),
+        "classes": class_names,
+        "metrics": list(names),
+        "instances": bool(instances),
+        "connectivity": connectivity,
+        "pred_background": pred_background,
         "distance_unit": "given spacing" if spacing is not None else ", ".join(sorted(units)),
         **stats,
-        "best_case": best, "worst_case": worst,
+        "best_case": best,
+        "worst_case": worst,
         "policies": {g: POLICIES[g] for g in METRIC_GROUPS if g in _groups(names)},
         "notes": "statistics over defined values; 'undefined' counts NaN scores left out, 'penalized' counts "
-                 "distance scores set to the image diagonal because exactly one side was empty; std has ddof=0",
+        "distance scores set to the image diagonal because exactly one side was empty; std has ddof=0",
     }
     result = EvaluationResult(rows, summary, label_map, names, case_ids)
     if out_dir is not None:
         from .report import write_report
 
-        result.files = write_report(result, out_dir, truths=truths, preds=preds,
-                                    image_dir=_image_folder(truth_dir, image_dir),
-                                    fovs=extras.get("field of view"))
+        result.files = write_report(
+            result,
+            out_dir,
+            truths=truths,
+            preds=preds,
+            image_dir=_image_folder(truth_dir, image_dir),
+            fovs=extras.get("field of view"),
+        )
     return result
-

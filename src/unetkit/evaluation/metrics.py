@@ -22,8 +22,10 @@ import numpy as np
 
 from ..errors import ConfigError
 
-EMPTY_POLICY = ("a class absent from both truth and prediction has an undefined (NaN) Dice/IoU/precision/"
-                "recall and is left out of means; absent from the truth but predicted scores 0")
+EMPTY_POLICY = (
+    "a class absent from both truth and prediction has an undefined (NaN) Dice/IoU/precision/"
+    "recall and is left out of means; absent from the truth but predicted scores 0"
+)
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -94,11 +96,19 @@ def overlap_scores(cm: np.ndarray) -> dict[str, Any]:
         precision = np.where(tp + fp > 0, tp / (tp + fp), np.where(fn > 0, 0.0, np.nan))
         recall = np.where(tp + fn > 0, tp / (tp + fn), np.where(fp > 0, 0.0, np.nan))
         specificity = np.where(tn + fp > 0, tn / (tn + fp), np.nan)
-    return {"dice": dice, "iou": iou, "precision": precision, "recall": recall, "specificity": specificity,
-            "pixel_error": float(1 - tp.sum() / total) if total else float("nan")}
+    return {
+        "dice": dice,
+        "iou": iou,
+        "precision": precision,
+        "recall": recall,
+        "specificity": specificity,
+        "pixel_error": float(1 - tp.sum() / total) if total else float("nan"),
+    }
 
 
-def summarize_scores(per_case: list[np.ndarray], include_background: bool = False) -> dict[str, float]:
+def summarize_scores(
+    per_case: list[np.ndarray], include_background: bool = False
+) -> dict[str, float]:
     """Mean over cases and classes of per-class scores, NaNs (undefined) left out.
 
     Args:
@@ -112,5 +122,8 @@ def summarize_scores(per_case: list[np.ndarray], include_background: bool = Fals
     if arr.size and not include_background and arr.shape[1] > 1:
         arr = arr[:, 1:]
     valid = arr[~np.isnan(arr)] if arr.size else arr
-    return {"mean": float(valid.mean()) if valid.size else float("nan"), "defined": int(valid.size),
-            "undefined": int(arr.size - valid.size)}
+    return {
+        "mean": float(valid.mean()) if valid.size else float("nan"),
+        "defined": int(valid.size),
+        "undefined": int(arr.size - valid.size),
+    }

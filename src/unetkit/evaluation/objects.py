@@ -28,12 +28,23 @@ from scipy import ndimage
 from ..errors import ConfigError
 from .contingency import contingency
 
-EMPTY_POLICY = ("objects: no object in truth nor prediction is undefined (NaN); objects on one side only score 0 "
-                "(precision when nothing is predicted, recall when the truth has none)")
+EMPTY_POLICY = (
+    "objects: no object in truth nor prediction is undefined (NaN); objects on one side only score 0 "
+    "(precision when nothing is predicted, recall when the truth has none)"
+)
 
 #: The IoU thresholds of ``mAP`` (0.5, 0.55, …, 0.95).
 IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * i, 2) for i in range(10))
-OBJECT_METRICS = ("obj_precision", "obj_recall", "obj_f1", "ap50", "ap75", "map", "n_true", "n_pred")
+OBJECT_METRICS = (
+    "obj_precision",
+    "obj_recall",
+    "obj_f1",
+    "ap50",
+    "ap75",
+    "map",
+    "n_true",
+    "n_pred",
+)
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,9 @@ def label_objects(mask: np.ndarray, connectivity: int = 1) -> np.ndarray:
     """
     mask = np.asarray(mask, dtype=bool)
     if not 1 <= connectivity <= mask.ndim:
-        raise ConfigError(f"connectivity must lie in 1..{mask.ndim} for a {mask.ndim}D mask, got {connectivity}")
+        raise ConfigError(
+            f"connectivity must lie in 1..{mask.ndim} for a {mask.ndim}D mask, got {connectivity}"
+        )
     labels, _ = ndimage.label(mask, ndimage.generate_binary_structure(mask.ndim, connectivity))
     return labels.astype(np.int32, copy=False)
 
@@ -113,8 +126,9 @@ def _matches(rows: np.ndarray, cols: np.ndarray, iou: np.ndarray, thresh: float)
     return tp
 
 
-def match_objects(truth: np.ndarray, pred: np.ndarray, thresholds: Sequence[float] = IOU_THRESHOLDS
-                  ) -> ObjectMatch:
+def match_objects(
+    truth: np.ndarray, pred: np.ndarray, thresholds: Sequence[float] = IOU_THRESHOLDS
+) -> ObjectMatch:
     """One-to-one matching of truth and predicted objects at each IoU threshold.
 
     Args:
@@ -144,6 +158,13 @@ def object_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     m = match_objects(truth, pred, IOU_THRESHOLDS)
     s = m.scores()
     i50, i75 = IOU_THRESHOLDS.index(0.5), IOU_THRESHOLDS.index(0.75)
-    return {"obj_precision": float(s["precision"][i50]), "obj_recall": float(s["recall"][i50]),
-            "obj_f1": float(s["f1"][i50]), "ap50": float(s["ap"][i50]), "ap75": float(s["ap"][i75]),
-            "map": float(s["ap"].mean()), "n_true": float(m.n_true), "n_pred": float(m.n_pred)}
+    return {
+        "obj_precision": float(s["precision"][i50]),
+        "obj_recall": float(s["recall"][i50]),
+        "obj_f1": float(s["f1"][i50]),
+        "ap50": float(s["ap"][i50]),
+        "ap75": float(s["ap"][i75]),
+        "map": float(s["ap"].mean()),
+        "n_true": float(m.n_true),
+        "n_pred": float(m.n_pred),
+    }

@@ -35,7 +35,19 @@ PathLike = Union[str, Path]
 #: Row fields written before the metric columns.
 ID_COLUMNS = ("case", "class", "value", "class_index", "truth_pixels", "pred_pixels")
 #: Metrics drawn in ``boxplots.png`` (when computed), one panel each.
-PLOTTED = ("dice", "iou", "precision", "recall", "hd95", "assd", "rand_error", "voi", "obj_f1", "map", "auc")
+PLOTTED = (
+    "dice",
+    "iou",
+    "precision",
+    "recall",
+    "hd95",
+    "assd",
+    "rand_error",
+    "voi",
+    "obj_f1",
+    "map",
+    "auc",
+)
 _COLOURS = {"tp": (0, 200, 0), "fp": (230, 30, 30), "fn": (40, 90, 255)}
 
 
@@ -69,8 +81,17 @@ def write_csv(rows: Sequence[dict], path: PathLike, metrics: Sequence[str]) -> P
     for r in rows:
         value = r["value"]
         value = " ".join(str(v) for v in value) if isinstance(value, (list, tuple)) else value
-        writer.writerow([r["case"], r["class"], value, r["class_index"], r["truth_pixels"], r["pred_pixels"],
-                         *(format(float(r[m]), ".10g") for m in metrics)])
+        writer.writerow(
+            [
+                r["case"],
+                r["class"],
+                value,
+                r["class_index"],
+                r["truth_pixels"],
+                r["pred_pixels"],
+                *(format(float(r[m]), ".10g") for m in metrics),
+            ]
+        )
     atomic_write_text(path, buf.getvalue())
     return Path(path)
 
@@ -98,8 +119,16 @@ def summary_table(summary: dict, markdown: bool = True) -> str:
     for title, stats in blocks:
         table = [header]
         for metric, s in stats.items():
-            table.append((metric, f"{_fmt(s['mean'])} ± {_fmt(s['std'])}", _fmt(s["median"]), str(s["n"]),
-                          str(s["undefined"]), str(s["penalized"])))
+            table.append(
+                (
+                    metric,
+                    f"{_fmt(s['mean'])} ± {_fmt(s['std'])}",
+                    _fmt(s["median"]),
+                    str(s["n"]),
+                    str(s["undefined"]),
+                    str(s["penalized"]),
+                )
+            )
         if markdown:
             lines.append(f"### {title}\n")
             lines.append("| " + " | ".join(table[0]) + " |")
@@ -109,13 +138,20 @@ def summary_table(summary: dict, markdown: bool = True) -> str:
             widths = [max(len(row[i]) for row in table) for i in range(len(header))]
             lines.append(f"{title}:")
             for row in table:
-                lines.append("  " + "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                                              for i, (cell, w) in enumerate(zip(row, widths))))
+                lines.append(
+                    "  "
+                    + "  ".join(
+                        cell.ljust(w) if i == 0 else cell.rjust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths))
+                    )
+                )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
-def boxplots(rows: Sequence[dict], metrics: Sequence[str], classes: Sequence[str], path: PathLike) -> Optional[Path]:
+def boxplots(
+    rows: Sequence[dict], metrics: Sequence[str], classes: Sequence[str], path: PathLike
+) -> Optional[Path]:
     """One panel per metric of :data:`PLOTTED`, one box per class; ``None`` (nothing written) when
     none of them was computed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -130,7 +166,9 @@ def boxplots(rows: Sequence[dict], metrics: Sequence[str], classes: Sequence[str
     FigureCanvasAgg(fig)
     for i, metric in enumerate(shown):
         ax = fig.add_subplot(nrows, ncols, i + 1)
-        data = [np.array([r[metric] for r in rows if r["class"] == c], dtype=float) for c in classes]
+        data = [
+            np.array([r[metric] for r in rows if r["class"] == c], dtype=float) for c in classes
+        ]
         data = [d[~np.isnan(d)] for d in data]
         ax.boxplot(data, showmeans=True)
         ax.set_xticks(range(1, len(classes) + 1), [str(c) for c in classes])
@@ -153,8 +191,13 @@ def _to_rgb(image: Optional[np.ndarray], shape: tuple) -> np.ndarray:
     return np.moveaxis(img, 0, -1)
 
 
-def overlay(truth: np.ndarray, pred: np.ndarray, image: Optional[np.ndarray] = None,
-            fov: Optional[np.ndarray] = None, alpha: float = 0.45) -> np.ndarray:
+def overlay(
+    truth: np.ndarray,
+    pred: np.ndarray,
+    image: Optional[np.ndarray] = None,
+    fov: Optional[np.ndarray] = None,
+    alpha: float = 0.45,
+) -> np.ndarray:
     """Errors drawn over the image.
 
     Args:
@@ -170,8 +213,11 @@ def overlay(truth: np.ndarray, pred: np.ndarray, image: Optional[np.ndarray] = N
     rgb = _to_rgb(image, truth.shape)
     if fov is not None:
         rgb = np.where(fov[..., None], rgb, rgb * 0.3)
-    kinds = {"tp": (truth > 0) & (pred == truth), "fp": (pred > 0) & (pred != truth),
-             "fn": (truth > 0) & (pred == 0)}
+    kinds = {
+        "tp": (truth > 0) & (pred == truth),
+        "fp": (pred > 0) & (pred != truth),
+        "fn": (truth > 0) & (pred == 0),
+    }
     for kind, where in kinds.items():
         colour = np.array(_COLOURS[kind], dtype=np.float64) / 255
         rgb[where] = (1 - alpha) * rgb[where] + alpha * colour
@@ -183,7 +229,12 @@ def _slice_2d(truth, pred, image, fov):
     if truth.ndim == 2:
         return truth, pred, image, fov
     z = int(np.argmax((truth > 0).reshape(truth.shape[0], -1).sum(axis=1)))
-    return truth[z], pred[z], None if image is None else image[:, z], None if fov is None else fov[z]
+    return (
+        truth[z],
+        pred[z],
+        None if image is None else image[:, z],
+        None if fov is None else fov[z],
+    )
 
 
 def _find_image(image_dir: Optional[Path], case: str) -> Optional[Path]:
@@ -191,12 +242,23 @@ def _find_image(image_dir: Optional[Path], case: str) -> Optional[Path]:
         return None
     from ..io.readers import is_image_file, split_suffix
 
-    hits = sorted(p for p in image_dir.iterdir() if p.is_file() and is_image_file(p) and split_suffix(p)[0] == case)
+    hits = sorted(
+        p
+        for p in image_dir.iterdir()
+        if p.is_file() and is_image_file(p) and split_suffix(p)[0] == case
+    )
     return hits[0] if hits else None
 
 
-def _write_overlay(result, case: str, path: Path, truths: dict, preds: dict, image_dir: Optional[Path],
-                   fovs: Optional[dict]) -> Path:
+def _write_overlay(
+    result,
+    case: str,
+    path: Path,
+    truths: dict,
+    preds: dict,
+    image_dir: Optional[Path],
+    fovs: Optional[dict],
+) -> Path:
     from ..data.labels import read_mask
     from ..io import read_image, write_image
 
@@ -216,8 +278,15 @@ def _write_overlay(result, case: str, path: Path, truths: dict, preds: dict, ima
     return path
 
 
-def write_report(result, out_dir: PathLike, *, truths: dict, preds: dict, image_dir: Optional[Path] = None,
-                 fovs: Optional[dict] = None) -> dict[str, Path]:
+def write_report(
+    result,
+    out_dir: PathLike,
+    *,
+    truths: dict,
+    preds: dict,
+    image_dir: Optional[Path] = None,
+    fovs: Optional[dict] = None,
+) -> dict[str, Path]:
     """Write every file of the module doc for an :class:`~unetkit.evaluation.evaluate.EvaluationResult`.
 
     Returns:
@@ -232,15 +301,20 @@ def write_report(result, out_dir: PathLike, *, truths: dict, preds: dict, image_
     atomic_write_text(out / "summary.json", json.dumps(jsonable(summary), indent=2) + "\n")
     files["summary"] = out / "summary.json"
     per_class = [m for m in result.metrics if m in summary["per_class"][summary["classes"][0]]]
-    plot = boxplots(result.rows, per_class, summary["classes"], out / "boxplots.png") if result.rows else None
+    plot = (
+        boxplots(result.rows, per_class, summary["classes"], out / "boxplots.png")
+        if result.rows
+        else None
+    )
     if plot is not None:
         files["boxplots"] = plot
     for key in ("best", "worst"):
         case = summary.get(f"{key}_case")
         if case is None or (key == "worst" and case == summary.get("best_case")):
             continue
-        files[f"overlay_{key}"] = _write_overlay(result, case, out / f"overlay_{key}_{case}.png", truths, preds,
-                                                 image_dir, fovs)
+        files[f"overlay_{key}"] = _write_overlay(
+            result, case, out / f"overlay_{key}_{case}.png", truths, preds, image_dir, fovs
+        )
     files["report"] = out / "report.md"
     atomic_write_text(files["report"], _markdown(result, files))
     return files
@@ -253,7 +327,8 @@ def _markdown(result, files: dict) -> str:
         "# unetkit evaluation",
         "",
         f"- predictions: `{s['pred_dir']}`",
-        f"- truth: `{s['truth_dir']}`" + (f" (field of view: `{s['fov_dir']}`)" if s.get("fov_dir") else ""),
+        f"- truth: `{s['truth_dir']}`"
+        + (f" (field of view: `{s['fov_dir']}`)" if s.get("fov_dir") else ""),
         f"- cases: {s['num_cases']}; classes scored: {', '.join(s['classes'])} "
         f"(label map {lm['kind']} {lm['values']}); distances in {s['distance_unit']}",
         f"- regions: {'instance ids' if s['instances'] else 'connected components'} "
@@ -262,7 +337,8 @@ def _markdown(result, files: dict) -> str:
         "## Summary",
         "",
         summary_table(s, markdown=True),
-        "Mean over classes: " + ", ".join(f"{m} {_fmt(v)}" for m, v in s["mean_over_classes"].items()),
+        "Mean over classes: "
+        + ", ".join(f"{m} {_fmt(v)}" for m, v in s["mean_over_classes"].items()),
         "",
         "## Empty truth / empty prediction",
         "",
@@ -274,13 +350,21 @@ def _markdown(result, files: dict) -> str:
         lines += ["## Distributions", "", f"![box plots]({files['boxplots'].name})", ""]
     shots = [(k, files[f"overlay_{k}"]) for k in ("best", "worst") if f"overlay_{k}" in files]
     if shots:
-        lines += ["## Best and worst cases (by mean Dice)", "",
-                  "green: correct foreground, red: false positive / wrong class, blue: missed", ""]
+        lines += [
+            "## Best and worst cases (by mean Dice)",
+            "",
+            "green: correct foreground, red: false positive / wrong class, blue: missed",
+            "",
+        ]
         dice = {}
         for r in result.rows:
             dice.setdefault(r["case"], []).append(r.get("dice", float("nan")))
         for key, path in shots:
             case = s[f"{key}_case"]
-            lines += [f"**{key}: {case}** (Dice {_fmt(float(np.nanmean(dice[case])))})", "",
-                      f"![{key} case {case}]({path.name})", ""]
+            lines += [
+                f"**{key}: {case}** (Dice {_fmt(float(np.nanmean(dice[case])))})",
+                "",
+                f"![{key} case {case}]({path.name})",
+                "",
+            ]
     return "\n".join(lines)

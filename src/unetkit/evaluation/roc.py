@@ -16,7 +16,9 @@ import numpy as np
 
 from ..errors import ConfigError
 
-EMPTY_POLICY = "AUC: undefined (NaN) when the truth has no positive or no negative pixel inside the mask"
+EMPTY_POLICY = (
+    "AUC: undefined (NaN) when the truth has no positive or no negative pixel inside the mask"
+)
 
 
 def _prepare(scores, truth, mask) -> tuple[np.ndarray, np.ndarray]:
@@ -64,8 +66,9 @@ def roc_auc(scores: np.ndarray, truth: np.ndarray, mask: Optional[np.ndarray] = 
     return float((ranks[t].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def roc_curve(scores: np.ndarray, truth: np.ndarray, mask: Optional[np.ndarray] = None
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def roc_curve(
+    scores: np.ndarray, truth: np.ndarray, mask: Optional[np.ndarray] = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """False and true positive rates at every distinct score threshold.
 
     Args:

@@ -39,9 +39,19 @@ def describe(values: Iterable[float], penalized: int = 0) -> dict[str, float]:
         stats = {"mean": nan, "median": nan, "std": nan, "min": nan, "max": nan}
     else:
         with np.errstate(invalid="ignore"):
-            stats = {"mean": float(defined.mean()), "median": float(np.median(defined)),
-                     "std": float(defined.std()), "min": float(defined.min()), "max": float(defined.max())}
-    return {**stats, "n": int(defined.size), "undefined": int(arr.size - defined.size), "penalized": int(penalized)}
+            stats = {
+                "mean": float(defined.mean()),
+                "median": float(np.median(defined)),
+                "std": float(defined.std()),
+                "min": float(defined.min()),
+                "max": float(defined.max()),
+            }
+    return {
+        **stats,
+        "n": int(defined.size),
+        "undefined": int(arr.size - defined.size),
+        "penalized": int(penalized),
+    }
 
 
 def _penalized(rows: Sequence[dict], metric: str) -> int:
@@ -50,8 +60,12 @@ def _penalized(rows: Sequence[dict], metric: str) -> int:
     return sum(1 for r in rows if (r["truth_pixels"] == 0) != (r["pred_pixels"] == 0))
 
 
-def summarize_rows(rows: Sequence[dict], metrics: Sequence[str], classes: Sequence[str],
-                   case_metrics: Sequence[str] = ()) -> dict:
+def summarize_rows(
+    rows: Sequence[dict],
+    metrics: Sequence[str],
+    classes: Sequence[str],
+    case_metrics: Sequence[str] = (),
+) -> dict:
     """Per-class statistics, the mean over classes and the case-level statistics.
 
     Args:
@@ -73,7 +87,9 @@ def summarize_rows(rows: Sequence[dict], metrics: Sequence[str], classes: Sequen
         per_class[name] = {m: describe([r[m] for r in sel], _penalized(sel, m)) for m in metrics}
     macro = {}
     for m in metrics:
-        means = [per_class[c][m]["mean"] for c in classes if not math.isnan(per_class[c][m]["mean"])]
+        means = [
+            per_class[c][m]["mean"] for c in classes if not math.isnan(per_class[c][m]["mean"])
+        ]
         macro[m] = float(np.mean(means)) if means else float("nan")
     case: dict = {}
     for m in case_metrics:
@@ -89,8 +105,10 @@ def case_score(rows: Sequence[dict], metric: str = "dice") -> dict[str, float]:
     out: dict[str, list] = {}
     for r in rows:
         out.setdefault(r["case"], []).append(r.get(metric, float("nan")))
-    return {case: (float(np.nanmean(v)) if not all(math.isnan(x) for x in v) else float("nan"))
-            for case, v in out.items()}
+    return {
+        case: (float(np.nanmean(v)) if not all(math.isnan(x) for x in v) else float("nan"))
+        for case, v in out.items()
+    }
 
 
 def best_and_worst(scores: dict[str, float]) -> tuple[Optional[str], Optional[str]]:

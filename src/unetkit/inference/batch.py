@@ -57,8 +57,10 @@ def collect_inputs(paths: Sequence[Union[str, Path]]):
     seen: dict = {}
     for c in cases:
         if c.case_id in seen:
-            raise DataError(f"two inputs are named {c.case_id!r} (also {seen[c.case_id]}); outputs would collide",
-                            c.images[0])
+            raise DataError(
+                f"two inputs are named {c.case_id!r} (also {seen[c.case_id]}); outputs would collide",
+                c.images[0],
+            )
         seen[c.case_id] = c.images[0]
     return cases
 
@@ -84,21 +86,37 @@ def check_image(image: np.ndarray, predictor, path: Path) -> np.ndarray:
     dims, in_ch = predictor.spatial_dims, getattr(model, "in_channels", None)
     if image.ndim != dims + 1:
         want = "a 2D image (H, W)" if dims == 2 else "a 3D volume (D, H, W)"
-        raise DataError(f"the model is {dims}D and expects {want} per channel, got an array of shape "
-                        f"{tuple(image.shape)} (channels first); give {dims}D inputs", path)
+        raise DataError(
+            f"the model is {dims}D and expects {want} per channel, got an array of shape "
+            f"{tuple(image.shape)} (channels first); give {dims}D inputs",
+            path,
+        )
     if in_ch is not None and image.shape[0] != in_ch:
-        if in_ch == 1 and image.shape[0] in (3, 4) and all(np.array_equal(image[0], image[c]) for c in (1, 2)):
+        if (
+            in_ch == 1
+            and image.shape[0] in (3, 4)
+            and all(np.array_equal(image[0], image[c]) for c in (1, 2))
+        ):
             return image[:1]  # grey saved as RGB: every colour channel holds the grey value
-        raise DataError(f"the model expects {in_ch} channel(s), the image has {image.shape[0]} (shape "
-                        f"{tuple(image.shape)}); convert it (e.g. to {'greyscale' if in_ch == 1 else f'{in_ch} channels'}"
-                        ") or use a model trained on such images", path)
+        raise DataError(
+            f"the model expects {in_ch} channel(s), the image has {image.shape[0]} (shape "
+            f"{tuple(image.shape)}); convert it (e.g. to {'greyscale' if in_ch == 1 else f'{in_ch} channels'}"
+            ") or use a model trained on such images",
+            path,
+        )
     require_finite(image, path)
     return image
 
 
-def predict_files(predictor, inputs: Sequence[Union[str, Path]], out_dir: Union[str, Path],
-                  probabilities: Optional[str] = None, overlay: bool = False, overwrite: bool = False,
-                  progress: bool = True) -> list[PredictedFile]:
+def predict_files(
+    predictor,
+    inputs: Sequence[Union[str, Path]],
+    out_dir: Union[str, Path],
+    probabilities: Optional[str] = None,
+    overlay: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[PredictedFile]:
     """Predict every input and write its outputs to ``out_dir``.
 
     Args:
@@ -136,7 +154,9 @@ def predict_files(predictor, inputs: Sequence[Union[str, Path]], out_dir: Union[
         bar = tqdm(cases, desc="predict", unit="image", disable=not progress)
         for case in bar:
             first = case.images[0]
-            paths = output_paths(out_dir, case.case_id, split_suffix(first)[1], probabilities, overlay)
+            paths = output_paths(
+                out_dir, case.case_id, split_suffix(first)[1], probabilities, overlay
+            )
             if not overwrite and all(p.exists() for p in paths.values()):
                 results.append(PredictedFile(case.case_id, case.images, paths, "skipped"))
                 continue
@@ -145,19 +165,28 @@ def predict_files(predictor, inputs: Sequence[Union[str, Path]], out_dir: Union[
                 source = open_lazy(first)
                 in_ch = getattr(predictor.model, "in_channels", source.shape[0])
                 if source.shape[0] != in_ch:
-                    raise DataError(f"the model expects {in_ch} channel(s), the image has {source.shape[0]} (shape "
-                                    f"{tuple(source.shape)}); convert it or use a model trained on such images",
-                                    first)
-                sink = TiffBandSink(source.shape[1:], getattr(predictor.model, "num_classes", 2),
-                                    predictor.label_map, paths["labels"].with_suffix(".tif"),
-                                    paths.get("probabilities"), source=source)
+                    raise DataError(
+                        f"the model expects {in_ch} channel(s), the image has {source.shape[0]} (shape "
+                        f"{tuple(source.shape)}); convert it or use a model trained on such images",
+                        first,
+                    )
+                sink = TiffBandSink(
+                    source.shape[1:],
+                    getattr(predictor.model, "num_classes", 2),
+                    predictor.label_map,
+                    paths["labels"].with_suffix(".tif"),
+                    paths.get("probabilities"),
+                    source=source,
+                )
                 try:
                     predict_large(predictor, source, sink, path=first)
                 except BaseException:
                     sink.abort()
                     raise
                 paths["labels"] = paths["labels"].with_suffix(".tif")
-                results.append(PredictedFile(case.case_id, case.images, paths, "written", "band-by-band"))
+                results.append(
+                    PredictedFile(case.case_id, case.images, paths, "written", "band-by-band")
+                )
                 continue
             image, meta = read_case_image(case)
             image = check_image(image, predictor, first)

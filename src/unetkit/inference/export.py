@@ -82,8 +82,10 @@ def require(module: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingDependencyError(f"this needs the '{module}' package, which is not importable ({exc}); "
-                                     f"install it with: {INSTALL_HINT}") from None
+        raise MissingDependencyError(
+            f"this needs the '{module}' package, which is not importable ({exc}); "
+            f"install it with: {INSTALL_HINT}"
+        ) from None
 
 
 # -- reports ---------------------------------------------------------------------------------------
@@ -105,7 +107,9 @@ class SizeCheck:
 
     def describe(self) -> str:
         shape = "×".join(str(s) for s in self.input_shape)
-        return f"input {shape}: max abs diff {self.max_abs_diff:.2e} (tolerance {self.tolerance:.1e})"
+        return (
+            f"input {shape}: max abs diff {self.max_abs_diff:.2e} (tolerance {self.tolerance:.1e})"
+        )
 
 
 @dataclass
@@ -154,15 +158,25 @@ class ExportReport:
         out = ["batch" if self.dynamic_batch else "1", str(self.metadata.get("num_classes"))]
         if self.dynamic_spatial:
             inp += spatial
-            out += [f"{s}-{k}" if k else s for s, k in zip(spatial, rule.get("shrink", [0] * len(spatial)))]
+            out += [
+                f"{s}-{k}" if k else s
+                for s, k in zip(spatial, rule.get("shrink", [0] * len(spatial)))
+            ]
         else:
             inp += [str(s) for s in self.example_size]
-            out += [str(s - k) for s, k in zip(self.example_size, rule.get("shrink", [0] * len(spatial)))]
+            out += [
+                str(s - k)
+                for s, k in zip(self.example_size, rule.get("shrink", [0] * len(spatial)))
+            ]
         lines.append(f"input  {INPUT_NAME}: ({', '.join(inp)}) float32")
         lines.append(f"output {OUTPUT_NAME}: ({', '.join(out)}) float32")
-        axes = sorted({label for axes in self.dynamic_axes.values() for label in axes.values()},
-                      key=(["batch", *spatial]).index)
-        lines.append(f"dynamic axes: {', '.join(axes) if axes else 'none'}; valid spatial sizes: {describe_rule(rule)}")
+        axes = sorted(
+            {label for axes in self.dynamic_axes.values() for label in axes.values()},
+            key=(["batch", *spatial]).index,
+        )
+        lines.append(
+            f"dynamic axes: {', '.join(axes) if axes else 'none'}; valid spatial sizes: {describe_rule(rule)}"
+        )
         for c in self.checks:
             lines.append(f"check vs PyTorch (fp32), {c.describe()}")
         if not self.checks:
@@ -197,24 +211,38 @@ def size_rule(model: nn.Module) -> dict:
     """
     encoder = getattr(model, "encoder", None)
     if encoder is None or not hasattr(model, "is_valid_input_size"):
-        raise ConfigError(f"export needs a unetkit model (with an encoder and size arithmetic), "
-                          f"got {type(model).__name__}")
+        raise ConfigError(
+            f"export needs a unetkit model (with an encoder and size arithmetic), "
+            f"got {type(model).__name__}"
+        )
     dims = int(model.spatial_dims)
     step = 2 ** (len(encoder.features) - 1)
     if encoder.padding == "valid":
         lo = int(model.valid_input_size(1))
-        ok = all(model.is_valid_input_size(s) == ((s - lo) % step == 0) for s in range(lo, lo + 4 * step + 1))
+        ok = all(
+            model.is_valid_input_size(s) == ((s - lo) % step == 0)
+            for s in range(lo, lo + 4 * step + 1)
+        )
         shrink = lo - int(model.output_size(lo))
-        ok = ok and all(int(model.output_size(lo + k * step)) == lo + k * step - shrink for k in range(4))
+        ok = ok and all(
+            int(model.output_size(lo + k * step)) == lo + k * step - shrink for k in range(4)
+        )
         if not ok:
-            raise ConfigError(f"the valid input sizes of this {type(model).__name__} are not of the form "
-                              f"{lo} + k·{step}; cannot describe them for export")
+            raise ConfigError(
+                f"the valid input sizes of this {type(model).__name__} are not of the form "
+                f"{lo} + k·{step}; cannot describe them for export"
+            )
     else:
         lo = next((s for s in range(step, 65 * step, step) if model.is_valid_input_size(s)), None)
         if lo is None:
             raise ConfigError(f"no valid multiple of {step} found for this {type(model).__name__}")
         shrink = 0
-    return {"padding": encoder.padding, "min": [lo] * dims, "step": [step] * dims, "shrink": [shrink] * dims}
+    return {
+        "padding": encoder.padding,
+        "min": [lo] * dims,
+        "step": [step] * dims,
+        "shrink": [shrink] * dims,
+    }
 
 
 def rule_accepts(rule: dict, size: Sequence[int]) -> bool:
@@ -234,12 +262,15 @@ def describe_rule(rule: dict) -> str:
     if not rule.get("dynamic_spatial", True) or not any(rule["step"]):
         return "exactly " + "×".join(str(s) for s in rule["min"])
     parts = {(lo, st) for lo, st in zip(rule["min"], rule["step"])}
+
     def one(lo: int, st: int) -> str:
         return f"multiples of {st}" if lo == st else f"{lo} + {st}·k (k ≥ 0)"
 
     if len(parts) == 1:
         return one(*parts.pop()) + " on every axis"
-    return "; ".join(f"axis {i}: {one(lo, st)}" for i, (lo, st) in enumerate(zip(rule["min"], rule["step"])))
+    return "; ".join(
+        f"axis {i}: {one(lo, st)}" for i, (lo, st) in enumerate(zip(rule["min"], rule["step"]))
+    )
 
 
 def _nearest(rule: dict, axis: int, s: int) -> tuple[Optional[int], int]:
@@ -264,17 +295,25 @@ def _as_sizes(size: Size, dims: int, what: str) -> list[int]:
     return sizes
 
 
-def _example_size(rule: dict, input_size: Optional[Size], patch_size: Optional[Size], dims: int) -> list[int]:
+def _example_size(
+    rule: dict, input_size: Optional[Size], patch_size: Optional[Size], dims: int
+) -> list[int]:
     if input_size is not None:
         sizes = _as_sizes(input_size, dims, "input_size")
         for axis, s in enumerate(sizes):
             below, above = _nearest(rule, axis, s)
             if below != s:
                 options = " or ".join(str(v) for v in (below, above) if v is not None)
-                raise ConfigError(f"input size {s} on spatial axis {axis} cannot be exported for this model "
-                                  f"(valid: {describe_rule(rule)}); use {options}")
+                raise ConfigError(
+                    f"input size {s} on spatial axis {axis} cannot be exported for this model "
+                    f"(valid: {describe_rule(rule)}); use {options}"
+                )
         return sizes
-    wanted = _as_sizes(patch_size, dims, "patch_size") if patch_size is not None else [512 if dims == 2 else 128] * dims
+    wanted = (
+        _as_sizes(patch_size, dims, "patch_size")
+        if patch_size is not None
+        else [512 if dims == 2 else 128] * dims
+    )
     return [_nearest(rule, a, s)[0] or rule["min"][a] for a, s in enumerate(wanted)]
 
 
@@ -303,8 +342,12 @@ def _load(source: ModelSource) -> tuple[nn.Module, dict]:
         ckpt = load_checkpoint(source) if not isinstance(source, dict) else source
         model = build_model(ckpt, None if isinstance(source, dict) else source)
     else:
-        raise ConfigError(f"export needs a model, a checkpoint path or a checkpoint dict, got {type(source).__name__}")
-    model = copy.deepcopy(getattr(model, "module", model)).float().cpu().eval()  # never touch the caller's model
+        raise ConfigError(
+            f"export needs a model, a checkpoint path or a checkpoint dict, got {type(source).__name__}"
+        )
+    model = (
+        copy.deepcopy(getattr(model, "module", model)).float().cpu().eval()
+    )  # never touch the caller's model
     if hasattr(model, "outputs"):
         model.outputs = "logits"
     return model, ckpt
@@ -313,8 +356,11 @@ def _load(source: ModelSource) -> tuple[nn.Module, dict]:
 def _metadata(model: nn.Module, ckpt: dict, extra: Optional[dict], rule: dict) -> dict:
     import unetkit
 
-    info = {"label_map": ckpt.get("label_map"), "normalization": ckpt.get("normalization"),
-            "patch_size": ckpt.get("patch_size")}
+    info = {
+        "label_map": ckpt.get("label_map"),
+        "normalization": ckpt.get("normalization"),
+        "patch_size": ckpt.get("patch_size"),
+    }
     for key, value in (extra or {}).items():
         if key not in info:
             raise ConfigError(f"unknown metadata key {key!r}; use {sorted(info)}")
@@ -325,8 +371,12 @@ def _metadata(model: nn.Module, ckpt: dict, extra: Optional[dict], rule: dict) -
         "format_version": FORMAT_VERSION,
         "unetkit_version": unetkit.__version__,
         "torch_version": str(torch.__version__),
-        "model": ckpt.get("model") or {"preset": getattr(model, "preset", None), "class": type(model).__name__,
-                                        "kwargs": dict(getattr(model, "init_kwargs", {}))},
+        "model": ckpt.get("model")
+        or {
+            "preset": getattr(model, "preset", None),
+            "class": type(model).__name__,
+            "kwargs": dict(getattr(model, "init_kwargs", {})),
+        },
         "spatial_dims": int(model.spatial_dims),
         "in_channels": int(model.in_channels),
         "num_classes": num_classes,
@@ -367,8 +417,11 @@ def decode_metadata(props: dict[str, str], path: Optional[Union[str, Path]] = No
     if meta.get("format") != FORMAT:
         raise DataError(f"not a unetkit export (format {meta.get('format')!r})", path)
     if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-        raise DataError(f"export format {meta['format_version']} is newer than this unetkit ({FORMAT_VERSION}); "
-                        f"upgrade unetkit", path)
+        raise DataError(
+            f"export format {meta['format_version']} is newer than this unetkit ({FORMAT_VERSION}); "
+            f"upgrade unetkit",
+            path,
+        )
     return meta
 
 
@@ -385,7 +438,9 @@ def _quiet_tracing():
         yield
 
 
-def _random_batch(batch: int, channels: int, size: Sequence[int], seed: int = CHECK_SEED) -> torch.Tensor:
+def _random_batch(
+    batch: int, channels: int, size: Sequence[int], seed: int = CHECK_SEED
+) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed + batch + sum(size))
     return torch.randn(batch, channels, *size, generator=g)
 
@@ -428,7 +483,9 @@ def _compare(run, x: torch.Tensor, ref: torch.Tensor, rtol: float) -> Optional[S
     return SizeCheck(tuple(x.shape), tuple(ref.shape), diff, _tolerance(ref, rtol))
 
 
-def _probe(model: nn.Module, reference: _Reference, example: list[int], second: list[int], rtol: float):
+def _probe(
+    model: nn.Module, reference: _Reference, example: list[int], second: list[int], rtol: float
+):
     """Trace at ``example``; return (traced module, dynamic_batch, dynamic_spatial)."""
     with _quiet_tracing(), torch.no_grad():
         traced = torch.jit.trace(model, reference(1, example)[0], check_trace=False)
@@ -458,12 +515,16 @@ def _run_checks(run, reference: _Reference, shapes, rtol, what: str, path: Path)
     for b, size in shapes:
         res = _compare(run, *reference(b, size), rtol)
         if res is None:
-            raise ExportCheckError(f"{path}: the {what} export fails or gives another output shape than PyTorch "
-                                   f"at input shape {(b, c, *size)}; the file was not written")
+            raise ExportCheckError(
+                f"{path}: the {what} export fails or gives another output shape than PyTorch "
+                f"at input shape {(b, c, *size)}; the file was not written"
+            )
         if not res.max_abs_diff <= res.tolerance:
-            raise ExportCheckError(f"{path}: the {what} export differs from PyTorch by {res.max_abs_diff:.3g} "
-                                   f"(tolerance {res.tolerance:.3g}) at input shape {(b, c, *size)}; "
-                                   f"the file was not written")
+            raise ExportCheckError(
+                f"{path}: the {what} export differs from PyTorch by {res.max_abs_diff:.3g} "
+                f"(tolerance {res.tolerance:.3g}) at input shape {(b, c, *size)}; "
+                f"the file was not written"
+            )
         checks.append(res)
     return checks
 
@@ -488,9 +549,11 @@ def _prepare(source, input_size, metadata, dynamic, rtol):
     meta = _metadata(model, ckpt, metadata, rule)
     notes = []
     if dynamic and not dyn_spatial:
-        notes.append(f"the traced graph of this {type(model).__name__} is specialised to its traced spatial size "
-                     f"{'×'.join(map(str, example))} (a Python int in its resize/pad code); pass --input-size to "
-                     f"export another size")
+        notes.append(
+            f"the traced graph of this {type(model).__name__} is specialised to its traced spatial size "
+            f"{'×'.join(map(str, example))} (a Python int in its resize/pad code); pass --input-size to "
+            f"export another size"
+        )
     if dynamic and not dyn_batch:
         notes.append("the traced graph is specialised to batch size 1")
     return model, reference, example, second, dyn_batch, dyn_spatial, meta, notes, traced
@@ -504,9 +567,18 @@ def _dynamic_axes(dims: int, batch: bool, spatial: bool) -> dict:
 
 
 # -- ONNX --------------------------------------------------------------------------------------
-def export_onnx(model_or_checkpoint: ModelSource, path: Union[str, Path], input_size: Optional[Size] = None,
-                opset: int = 17, dynamic: bool = True, check: bool = True, *, metadata: Optional[dict] = None,
-                rtol: float = 1e-3, threads: Optional[int] = None) -> ExportReport:
+def export_onnx(
+    model_or_checkpoint: ModelSource,
+    path: Union[str, Path],
+    input_size: Optional[Size] = None,
+    opset: int = 17,
+    dynamic: bool = True,
+    check: bool = True,
+    *,
+    metadata: Optional[dict] = None,
+    rtol: float = 1e-3,
+    threads: Optional[int] = None,
+) -> ExportReport:
     """Export the logits of a unetkit model to an ONNX file (TorchScript-based exporter).
 
     Args:
@@ -546,14 +618,23 @@ def export_onnx(model_or_checkpoint: ModelSource, path: Union[str, Path], input_
     path = Path(path)
     check_output_file(path)  # before the trace: a path that can never be written fails at once
     model, reference, example, second, dyn_batch, dyn_spatial, meta, notes, _ = _prepare(
-        model_or_checkpoint, input_size, metadata, dynamic, rtol)
+        model_or_checkpoint, input_size, metadata, dynamic, rtol
+    )
     dims = int(model.spatial_dims)
     axes = _dynamic_axes(dims, dyn_batch, dyn_spatial)
     buffer = io.BytesIO()
     with _quiet_tracing(), torch.no_grad():
-        torch.onnx.export(model, (reference(1, example)[0],), buffer, dynamo=False,
-                          input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=opset,
-                          dynamic_axes=axes or None, do_constant_folding=True)
+        torch.onnx.export(
+            model,
+            (reference(1, example)[0],),
+            buffer,
+            dynamo=False,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamic_axes=axes or None,
+            do_constant_folding=True,
+        )
     proto = onnx.load_from_string(buffer.getvalue())
     proto.doc_string = f"unetkit {meta['model'].get('preset') or meta['model'].get('class')} logits"
     for key, value in encode_metadata(meta).items():
@@ -565,11 +646,27 @@ def export_onnx(model_or_checkpoint: ModelSource, path: Union[str, Path], input_
         onnx.save(proto, str(tmp))
         if check:
             runner = OnnxRunner(tmp, threads=threads)
-            checks = _run_checks(runner, reference, _check_shapes(example, second, dyn_batch, dyn_spatial), rtol,
-                                 "ONNX", path)
-    return ExportReport(path=path, format="onnx", file_size=path.stat().st_size, example_size=tuple(example),
-                        dynamic_batch=dyn_batch, dynamic_spatial=dyn_spatial, dynamic_axes=axes, checks=checks,
-                        metadata=meta, opset=opset, notes=notes)
+            checks = _run_checks(
+                runner,
+                reference,
+                _check_shapes(example, second, dyn_batch, dyn_spatial),
+                rtol,
+                "ONNX",
+                path,
+            )
+    return ExportReport(
+        path=path,
+        format="onnx",
+        file_size=path.stat().st_size,
+        example_size=tuple(example),
+        dynamic_batch=dyn_batch,
+        dynamic_spatial=dyn_spatial,
+        dynamic_axes=axes,
+        checks=checks,
+        metadata=meta,
+        opset=opset,
+        notes=notes,
+    )
 
 
 def read_onnx_metadata(path: Union[str, Path]) -> dict:
@@ -581,7 +678,9 @@ def read_onnx_metadata(path: Union[str, Path]) -> dict:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise DataError(f"cannot read ONNX model ({type(exc).__name__}: {str(exc)[:200]})", path) from None
+        raise DataError(
+            f"cannot read ONNX model ({type(exc).__name__}: {str(exc)[:200]})", path
+        ) from None
     return decode_metadata({p.key: p.value for p in proto.metadata_props}, path)
 
 
@@ -623,10 +722,14 @@ class OnnxRunner:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(self.path), opts, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:
-            raise DataError(f"cannot read ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-                            self.path) from None
+            raise DataError(
+                f"cannot read ONNX model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+                self.path,
+            ) from None
         self.metadata = decode_metadata(self.session.get_modelmeta().custom_metadata_map, self.path)
         self.spatial_dims = int(self.metadata["spatial_dims"])
         self.in_channels = int(self.metadata["in_channels"])
@@ -667,12 +770,16 @@ class OnnxRunner:
         for a, s in enumerate(sizes):
             above = _nearest(self.rule, a, s)[1]
             if above < s:
-                raise ConfigError(f"{self.path}: the exported graph only accepts size {above} on axis {a} "
-                                  f"(asked for ≥ {s}); re-export with --input-size")
+                raise ConfigError(
+                    f"{self.path}: the exported graph only accepts size {above} on axis {a} "
+                    f"(asked for ≥ {s}); re-export with --input-size"
+                )
             out.append(above)
         if isinstance(min_size, (int, np.integer)):
             if len(set(out)) != 1:
-                raise ConfigError(f"{self.path}: no single size fits every axis ({out}); pass one size per axis")
+                raise ConfigError(
+                    f"{self.path}: no single size fits every axis ({out}); pass one size per axis"
+                )
             return out[0]
         return tuple(out)
 
@@ -687,27 +794,38 @@ class OnnxRunner:
         for a, s in enumerate(sizes):
             if not self._axis_ok(a, int(s)):
                 below, above = _nearest(self.rule, a, int(s))
-                options = " or ".join(str(v) for v in dict.fromkeys((below, above)) if v is not None)
-                raise ConfigError(f"{self.path}: input size {s} on spatial axis {a} is not accepted by this "
-                                  f"export (valid: {describe_rule(self.rule)}); use {options}")
+                options = " or ".join(
+                    str(v) for v in dict.fromkeys((below, above)) if v is not None
+                )
+                raise ConfigError(
+                    f"{self.path}: input size {s} on spatial axis {a} is not accepted by this "
+                    f"export (valid: {describe_rule(self.rule)}); use {options}"
+                )
 
     # -- running -------------------------------------------------------------------------------
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """``(B, C, *spatial)`` float batch → ``(B, K, *out)`` CPU float32 logits."""
         if not isinstance(batch, torch.Tensor) or not batch.is_floating_point():
-            raise ConfigError(f"expected a float torch tensor batch, got {getattr(batch, 'dtype', type(batch))}")
+            raise ConfigError(
+                f"expected a float torch tensor batch, got {getattr(batch, 'dtype', type(batch))}"
+            )
         if batch.dim() != self.spatial_dims + 2 or batch.shape[1] != self.in_channels:
-            raise ConfigError(f"{self.path}: expected a batch (B, {self.in_channels}, "
-                              f"{', '.join(_spatial_labels(self.spatial_dims))}), got shape {tuple(batch.shape)}")
+            raise ConfigError(
+                f"{self.path}: expected a batch (B, {self.in_channels}, "
+                f"{', '.join(_spatial_labels(self.spatial_dims))}), got shape {tuple(batch.shape)}"
+            )
         self._check_sizes(list(batch.shape[2:]))
         if not self.rule.get("dynamic_batch", False) and batch.shape[0] != 1:
-            return torch.cat([self(batch[i:i + 1]) for i in range(batch.shape[0])])
+            return torch.cat([self(batch[i : i + 1]) for i in range(batch.shape[0])])
         x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
         try:
             (y,) = self.session.run([OUTPUT_NAME], {self.input_name: x})
         except Exception as exc:
-            raise DataError(f"onnxruntime failed on input shape {tuple(x.shape)}: "
-                            f"{str(exc).splitlines()[0][:300]}", self.path) from None
+            raise DataError(
+                f"onnxruntime failed on input shape {tuple(x.shape)}: "
+                f"{str(exc).splitlines()[0][:300]}",
+                self.path,
+            ) from None
         return torch.from_numpy(np.ascontiguousarray(y, dtype=np.float32))
 
     def predictor_kwargs(self) -> dict:
@@ -725,8 +843,11 @@ class OnnxRunner:
             sizes = _as_sizes(patch, self.spatial_dims, "patch_size")
             if self.is_valid_input_size(sizes):
                 tile = sizes
-        return {"tile": tile, "normalization": self.metadata.get("normalization"),
-                "label_map": self.metadata.get("label_map")}
+        return {
+            "tile": tile,
+            "normalization": self.metadata.get("normalization"),
+            "label_map": self.metadata.get("label_map"),
+        }
 
     def predictor(self, **kwargs):
         """A CPU fp32 :class:`~unetkit.inference.predictor.Predictor` that runs this file.
@@ -744,22 +865,37 @@ class OnnxRunner:
         if kwargs.get("tile") is None and not self.rule.get("dynamic_spatial", False):
             kwargs["tile"] = info["tile"]
         if "normalizer" not in kwargs:
-            kwargs["normalizer"] = Normalizer.from_dict(info["normalization"]) if info["normalization"] else None
+            kwargs["normalizer"] = (
+                Normalizer.from_dict(info["normalization"]) if info["normalization"] else None
+            )
         if "label_map" not in kwargs:
-            kwargs["label_map"] = LabelMap.from_dict(info["label_map"]) if info["label_map"] else None
+            kwargs["label_map"] = (
+                LabelMap.from_dict(info["label_map"]) if info["label_map"] else None
+            )
         for key in ("device", "precision", "channels_last", "runner"):
             if kwargs.pop(key, None) not in (None, "auto", "cpu", "fp32", False, self):
                 raise ConfigError(f"{key} cannot be chosen for the onnxruntime backend (CPU, fp32)")
-        return Predictor(self, device="cpu", precision="fp32", channels_last=False, runner=self, **kwargs)
+        return Predictor(
+            self, device="cpu", precision="fp32", channels_last=False, runner=self, **kwargs
+        )
 
     def __repr__(self) -> str:
-        return (f"OnnxRunner({str(self.path)!r}, {self.metadata['model'].get('class')}, "
-                f"{self.spatial_dims}D, sizes {describe_rule(self.rule)})")
+        return (
+            f"OnnxRunner({str(self.path)!r}, {self.metadata['model'].get('class')}, "
+            f"{self.spatial_dims}D, sizes {describe_rule(self.rule)})"
+        )
 
 
 # -- TorchScript ---------------------------------------------------------------------------------
-def export_torchscript(model_or_checkpoint: ModelSource, path: Union[str, Path], input_size: Optional[Size] = None,
-                       check: bool = True, *, metadata: Optional[dict] = None, rtol: float = 1e-3) -> ExportReport:
+def export_torchscript(
+    model_or_checkpoint: ModelSource,
+    path: Union[str, Path],
+    input_size: Optional[Size] = None,
+    check: bool = True,
+    *,
+    metadata: Optional[dict] = None,
+    rtol: float = 1e-3,
+) -> ExportReport:
     """Export the logits of a unetkit model as a traced TorchScript module (``torch.jit.trace``).
 
     ``torch.jit.script`` is not attempted: the model code (imports inside ``forward``, error
@@ -788,11 +924,19 @@ def export_torchscript(model_or_checkpoint: ModelSource, path: Union[str, Path],
     path = Path(path)
     check_output_file(path)
     model, reference, example, second, dyn_batch, dyn_spatial, meta, notes, traced = _prepare(
-        model_or_checkpoint, input_size, metadata, True, rtol)
+        model_or_checkpoint, input_size, metadata, True, rtol
+    )
     checks: list[SizeCheck] = []
     with atomic_path(path) as tmp:
-        with _quiet_tracing(), open(tmp, "wb") as fh:  # a Python file: a full disk raises OSError, not RuntimeError
-            torch.jit.save(traced, fh, _extra_files={TORCHSCRIPT_METADATA: json.dumps(meta, default=_json_default)})
+        with (
+            _quiet_tracing(),
+            open(tmp, "wb") as fh,
+        ):  # a Python file: a full disk raises OSError, not RuntimeError
+            torch.jit.save(
+                traced,
+                fh,
+                _extra_files={TORCHSCRIPT_METADATA: json.dumps(meta, default=_json_default)},
+            )
         if check:
             with _quiet_tracing():
                 loaded = torch.jit.load(str(tmp), map_location="cpu")
@@ -801,12 +945,26 @@ def export_torchscript(model_or_checkpoint: ModelSource, path: Union[str, Path],
                 with torch.inference_mode():
                     return loaded(x).float()
 
-            checks = _run_checks(run, reference, _check_shapes(example, second, dyn_batch, dyn_spatial), rtol,
-                                 "TorchScript", path)
-    return ExportReport(path=path, format="torchscript", file_size=path.stat().st_size,
-                        example_size=tuple(example), dynamic_batch=dyn_batch, dynamic_spatial=dyn_spatial,
-                        dynamic_axes=_dynamic_axes(int(model.spatial_dims), dyn_batch, dyn_spatial), checks=checks,
-                        metadata=meta, notes=notes)
+            checks = _run_checks(
+                run,
+                reference,
+                _check_shapes(example, second, dyn_batch, dyn_spatial),
+                rtol,
+                "TorchScript",
+                path,
+            )
+    return ExportReport(
+        path=path,
+        format="torchscript",
+        file_size=path.stat().st_size,
+        example_size=tuple(example),
+        dynamic_batch=dyn_batch,
+        dynamic_spatial=dyn_spatial,
+        dynamic_axes=_dynamic_axes(int(model.spatial_dims), dyn_batch, dyn_spatial),
+        checks=checks,
+        metadata=meta,
+        notes=notes,
+    )
 
 
 def load_torchscript(path: Union[str, Path]) -> tuple[torch.jit.ScriptModule, dict]:
@@ -819,8 +977,10 @@ def load_torchscript(path: Union[str, Path]) -> tuple[torch.jit.ScriptModule, di
         with _quiet_tracing():
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
     except Exception as exc:
-        raise DataError(f"cannot read TorchScript model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
-                        path) from None
+        raise DataError(
+            f"cannot read TorchScript model ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})",
+            path,
+        ) from None
     raw = files[TORCHSCRIPT_METADATA]
     if not raw:
         raise DataError("not a unetkit export (no unetkit.json inside)", path)
@@ -836,7 +996,21 @@ def read_torchscript_metadata(path: Union[str, Path]) -> dict:
     return load_torchscript(path)[1]
 
 
-__all__ = ["ExportCheckError", "ExportReport", "MissingDependencyError", "OnnxRunner", "SizeCheck",
-           "decode_metadata", "describe_rule", "encode_metadata", "export_onnx", "export_torchscript",
-           "load_torchscript", "read_onnx_metadata", "read_torchscript_metadata", "require", "rule_accepts",
-           "size_rule"]
+__all__ = [
+    "ExportCheckError",
+    "ExportReport",
+    "MissingDependencyError",
+    "OnnxRunner",
+    "SizeCheck",
+    "decode_metadata",
+    "describe_rule",
+    "encode_metadata",
+    "export_onnx",
+    "export_torchscript",
+    "load_torchscript",
+    "read_onnx_metadata",
+    "read_torchscript_metadata",
+    "require",
+    "rule_accepts",
+    "size_rule",
+]

@@ -62,8 +62,12 @@ JIT_MIN_TILES = 64
 COMPILE_MIN_TILES = 400
 
 
-def choose_mode(model: nn.Module, device: torch.device, dtype: Optional[torch.dtype],
-                expected_tiles: Optional[int] = None) -> str:
+def choose_mode(
+    model: nn.Module,
+    device: torch.device,
+    dtype: Optional[torch.dtype],
+    expected_tiles: Optional[int] = None,
+) -> str:
     """The mode ``auto`` resolves to.
 
     Rule (measured with the 64-wide U-Net on 512² tiles, BENCHMARKS.md; the build costs are paid
@@ -107,8 +111,15 @@ class FastForward:
         build_seconds: time spent building (the cold-start cost: copy, trace or compile).
     """
 
-    def __init__(self, fast: Callable[[torch.Tensor], torch.Tensor], eager: Callable[[torch.Tensor], torch.Tensor],
-                 mode: str, requested_mode: str, example: torch.Tensor, build_seconds: float):
+    def __init__(
+        self,
+        fast: Callable[[torch.Tensor], torch.Tensor],
+        eager: Callable[[torch.Tensor], torch.Tensor],
+        mode: str,
+        requested_mode: str,
+        example: torch.Tensor,
+        build_seconds: float,
+    ):
         self._fast, self._eager = fast, eager
         self.mode, self.requested_mode = mode, requested_mode
         self.example_shape = tuple(example.shape)
@@ -123,19 +134,28 @@ class FastForward:
         if n < full:  # the last batch of an image: pad instead of building another graph
             batch = torch.cat([batch, batch.new_zeros((full - n, *batch.shape[1:]))])
         if batch.stride() != self._stride:  # compiled graphs are guarded on strides, too
-            batch = torch.empty_strided(batch.shape, self._stride, dtype=batch.dtype,
-                                        device=batch.device).copy_(batch)
+            batch = torch.empty_strided(
+                batch.shape, self._stride, dtype=batch.dtype, device=batch.device
+            ).copy_(batch)
         y = self._fast(batch)
         return y[:n] if n < full else y
 
     def __repr__(self) -> str:
-        return (f"FastForward(mode={self.mode!r}, example_shape={list(self.example_shape)}, "
-                f"build_seconds={self.build_seconds:.2f})")
+        return (
+            f"FastForward(mode={self.mode!r}, example_shape={list(self.example_shape)}, "
+            f"build_seconds={self.build_seconds:.2f})"
+        )
 
 
-def optimize_for_inference(model: nn.Module, example_shape: Sequence[int], device: Union[str, torch.device] = "cpu",
-                           dtype: Optional[torch.dtype] = None, channels_last: bool = False, mode: str = "auto",
-                           expected_tiles: Optional[int] = None) -> FastForward:
+def optimize_for_inference(
+    model: nn.Module,
+    example_shape: Sequence[int],
+    device: Union[str, torch.device] = "cpu",
+    dtype: Optional[torch.dtype] = None,
+    channels_last: bool = False,
+    mode: str = "auto",
+    expected_tiles: Optional[int] = None,
+) -> FastForward:
     """Build the fastest forward function for one tile shape.
 
     Args:
@@ -168,27 +188,37 @@ def optimize_for_inference(model: nn.Module, example_shape: Sequence[int], devic
     example_shape = tuple(int(s) for s in example_shape)
     spatial_dims = getattr(model, "spatial_dims", len(example_shape) - 2)
     if len(example_shape) != spatial_dims + 2 or min(example_shape) < 1:
-        raise ConfigError(f"example_shape must be (B, C, {'D, ' if spatial_dims == 3 else ''}H, W) with sizes ≥ 1, "
-                          f"got {list(example_shape)}")
+        raise ConfigError(
+            f"example_shape must be (B, C, {'D, ' if spatial_dims == 3 else ''}H, W) with sizes ≥ 1, "
+            f"got {list(example_shape)}"
+        )
     fmt = runtime.memory_format(spatial_dims, channels_last)
     chosen = choose_mode(model, device, dtype, expected_tiles) if mode == "auto" else mode
     t0 = time.perf_counter()
     net = _logits_copy(model, device, fmt)
     param = next(net.parameters(), None)
-    example = torch.zeros(example_shape, device=device, dtype=param.dtype if param is not None else torch.float32)
+    example = torch.zeros(
+        example_shape, device=device, dtype=param.dtype if param is not None else torch.float32
+    )
     example = example.contiguous(memory_format=fmt)
     eager = _eager_forward(net, device, dtype)
     if chosen == "eager":
         return FastForward(eager, eager, "eager", mode, example, time.perf_counter() - t0)
     try:
         if chosen == "jit":
-            fast = _jit_forward(net, example, device, dtype)  # tracing runs the net once; no warm-up needed
+            fast = _jit_forward(
+                net, example, device, dtype
+            )  # tracing runs the net once; no warm-up needed
         else:
             fast = _compiled_forward(net, device, dtype)
             fast(example)  # compiles now (errors surface here), not on the first tile
     except Exception as exc:  # a missing C++ compiler, an op the tracer cannot handle …
-        warnings.warn(f"inference mode {chosen!r} could not be built ({type(exc).__name__}: {exc}); "
-                      f"running eager", RuntimeWarning, stacklevel=2)
+        warnings.warn(
+            f"inference mode {chosen!r} could not be built ({type(exc).__name__}: {exc}); "
+            f"running eager",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return FastForward(eager, eager, "eager", mode, example, time.perf_counter() - t0)
     return FastForward(fast, eager, chosen, mode, example, time.perf_counter() - t0)
 
@@ -212,7 +242,9 @@ def _eager_forward(net: nn.Module, device: torch.device, dtype: Optional[torch.d
     return forward
 
 
-def _jit_forward(net: nn.Module, example: torch.Tensor, device: torch.device, dtype: Optional[torch.dtype]):
+def _jit_forward(
+    net: nn.Module, example: torch.Tensor, device: torch.device, dtype: Optional[torch.dtype]
+):
     """Trace under autocast (weight-cast cache off, as tracing requires), freeze, optimise."""
     with torch.no_grad(), warnings.catch_warnings():
         # shape checks in Python turn into constants (fine: the graph serves one shape); TorchScript
@@ -246,7 +278,11 @@ def _compiled_forward(net: nn.Module, device: torch.device, dtype: Optional[torc
     compiled = torch.compile(net, dynamic=False)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), runtime.autocast(device, dtype), inductor_config.patch(freezing=True):
+        with (
+            torch.inference_mode(),
+            runtime.autocast(device, dtype),
+            inductor_config.patch(freezing=True),
+        ):
             return compiled(x).float()
 
     return forward

@@ -53,20 +53,25 @@ def open_lazy(path) -> np.ndarray:
         else:
             raise DataError("lazy reading needs a .npy or an uncompressed .tif file", path)
     except (ValueError, OSError) as exc:
-        raise DataError(f"cannot memory-map ({exc}); store the image uncompressed or as .npy", path) from None
+        raise DataError(
+            f"cannot memory-map ({exc}); store the image uncompressed or as .npy", path
+        ) from None
     if arr.ndim == 2:
         arr = arr[None]
     if arr.ndim != 3:
         raise DataError(f"expected a 2D image (H, W) or (C, H, W), got shape {arr.shape}", path)
     if arr.shape[-1] in (3, 4) and arr.shape[0] > 4:  # (H, W, S) samples-last TIFF
-        raise DataError("samples-last (H, W, RGB) images cannot be memory-mapped channel-first; "
-                        "save the image as (C, H, W) .npy or planar TIFF", path)
+        raise DataError(
+            "samples-last (H, W, RGB) images cannot be memory-mapped channel-first; "
+            "save the image as (C, H, W) .npy or planar TIFF",
+            path,
+        )
     return arr
 
 
 def _row_chunks(source: np.ndarray, rows: int = 256) -> Iterator[np.ndarray]:
     for y in range(0, source.shape[1], rows):
-        yield np.asarray(source[:, y:y + rows])
+        yield np.asarray(source[:, y : y + rows])
 
 
 def freeze_normalizer(normalizer, source: np.ndarray):
@@ -93,8 +98,13 @@ class BandSink:
         pass
 
 
-def predict_large(predictor, source: np.ndarray, sink: BandSink, progress: Optional[Callable[[int], None]] = None,
-                  path: Optional[Path] = None) -> None:
+def predict_large(
+    predictor,
+    source: np.ndarray,
+    sink: BandSink,
+    progress: Optional[Callable[[int], None]] = None,
+    path: Optional[Path] = None,
+) -> None:
     """Predict a 2D ``(C, H, W)`` lazily readable ``source`` band by band into ``sink``.
 
     Uses the predictor's tiling (overlap-tile for valid-padding nets, blended sliding window
@@ -120,20 +130,29 @@ def predict_large(predictor, source: np.ndarray, sink: BandSink, progress: Optio
         return np.ascontiguousarray(band, dtype=np.float32)
 
     if plan["mode"] == "overlap-tile":
-        n_tiles = len(overlap_tile_grid(shape, plan["out_tile"], [tuple(b) for b in plan["border"]],
-                                        tile_alignment(predictor.model, plan["in_tile"])).tiles)
+        n_tiles = len(
+            overlap_tile_grid(
+                shape,
+                plan["out_tile"],
+                [tuple(b) for b in plan["border"]],
+                tile_alignment(predictor.model, plan["in_tile"]),
+            ).tiles
+        )
         predictor.prepare_fast_path(source.shape[0], plan["in_tile"], n_tiles)
     elif all(t <= n for t, n in zip(plan["tile"], shape)):
-        predictor.prepare_fast_path(source.shape[0], plan["tile"], len(sliding_window_grid(
-            shape, plan["tile"], plan["overlap"], plan["align"])))
+        predictor.prepare_fast_path(
+            source.shape[0],
+            plan["tile"],
+            len(sliding_window_grid(shape, plan["tile"], plan["overlap"], plan["align"])),
+        )
 
     def run(tiles: list[np.ndarray]) -> list[np.ndarray]:
         out = []
         for i in range(0, len(tiles), predictor.batch_size):
-            out += list(fn(torch.from_numpy(np.stack(tiles[i:i + predictor.batch_size]))).numpy())
+            out += list(fn(torch.from_numpy(np.stack(tiles[i : i + predictor.batch_size]))).numpy())
         return out
 
-    emit = (lambda y0, logits: sink.write(y0, probabilities(torch.from_numpy(logits)).numpy()))
+    emit = lambda y0, logits: sink.write(y0, probabilities(torch.from_numpy(logits)).numpy())
     if plan["mode"] == "overlap-tile":
         _overlap_tile_bands(predictor, plan, shape, read, run, emit, progress)
     else:
@@ -169,7 +188,9 @@ def _overlap_tile_bands(predictor, plan, shape, read, run, emit, progress) -> No
 def _sliding_window_bands(plan, shape, read, run, emit, progress) -> None:
     tile, blend = plan["tile"], plan["blend"]
     weights = gaussian_weights(tile) if blend == "gaussian" else np.ones(tile, np.float32)
-    extent = tiled_extent(shape, tile, plan["align"])  # as predict_tiled: padded (mirrored) at the end
+    extent = tiled_extent(
+        shape, tile, plan["align"]
+    )  # as predict_tiled: padded (mirrored) at the end
     starts = window_starts(extent, tile, plan["overlap"], plan["align"])
     grid = grid_from_starts(starts, tile)
     rows = _group_by_row(grid, lambda s: s[0].start)
@@ -182,8 +203,12 @@ def _sliding_window_bands(plan, shape, read, run, emit, progress) -> None:
         for sl in row:
             ys = np.clip(np.arange(sl[0].start, sl[0].stop), 0, None)
             xs = np.arange(sl[1].start, sl[1].stop)
-            tiles.append(read(mirror_indices(H, 0, max(0, sl[0].stop - H))[ys],
-                              mirror_indices(W, 0, max(0, sl[1].stop - W))[xs]))
+            tiles.append(
+                read(
+                    mirror_indices(H, 0, max(0, sl[0].stop - H))[ys],
+                    mirror_indices(W, 0, max(0, sl[1].stop - W))[xs],
+                )
+            )
         preds = run(tiles)
         if acc is None:
             acc = np.zeros((preds[0].shape[0], tile[0], W), np.float32)
@@ -193,8 +218,10 @@ def _sliding_window_bands(plan, shape, read, run, emit, progress) -> None:
                 weights = crop_weights(sl, starts, tile)
             xs = slice(sl[1].start, min(sl[1].stop, W))
             h = min(sl[0].stop, H) - y0
-            acc[:, y0 - buf_start:y0 - buf_start + h, xs] += (p * weights)[:, :h, : xs.stop - xs.start]
-            wsum[y0 - buf_start:y0 - buf_start + h, xs] += weights[:h, : xs.stop - xs.start]
+            acc[:, y0 - buf_start : y0 - buf_start + h, xs] += (p * weights)[
+                :, :h, : xs.stop - xs.start
+            ]
+            wsum[y0 - buf_start : y0 - buf_start + h, xs] += weights[:h, : xs.stop - xs.start]
         done = rows[r + 1][0][0].start if r + 1 < len(rows) else min(y0 + tile[0], H)
         n = done - buf_start  # rows no later tile touches: final
         if (wsum[:n] <= 0).any():

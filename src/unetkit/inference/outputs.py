@@ -20,18 +20,45 @@ from ..utils import atomic_path, output_error, temp_path
 from .large import BandSink
 
 #: Input suffix → label output suffix (formats that cannot hold labels losslessly become PNG).
-LABEL_SUFFIX = {".png": ".png", ".bmp": ".png", ".jpg": ".png", ".jpeg": ".png", ".gif": ".png", ".tif": ".tif",
-                ".tiff": ".tif", ".nii": ".nii.gz", ".nii.gz": ".nii.gz", ".npy": ".tif"}
+LABEL_SUFFIX = {
+    ".png": ".png",
+    ".bmp": ".png",
+    ".jpg": ".png",
+    ".jpeg": ".png",
+    ".gif": ".png",
+    ".tif": ".tif",
+    ".tiff": ".tif",
+    ".nii": ".nii.gz",
+    ".nii.gz": ".nii.gz",
+    ".npy": ".tif",
+}
 
-OVERLAY_COLOURS = np.array([[0, 0, 0], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-                            [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60]], np.uint8)
+OVERLAY_COLOURS = np.array(
+    [
+        [0, 0, 0],
+        [230, 25, 75],
+        [60, 180, 75],
+        [255, 225, 25],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+    ],
+    np.uint8,
+)
 
 
-def output_paths(out_dir: Path, stem: str, input_suffix: str, probabilities: Optional[str], overlay: bool) -> dict:
+def output_paths(
+    out_dir: Path, stem: str, input_suffix: str, probabilities: Optional[str], overlay: bool
+) -> dict:
     """The files one input produces: ``labels`` always, ``probabilities`` and ``overlay`` on request."""
     paths = {"labels": out_dir / f"{stem}{LABEL_SUFFIX.get(input_suffix.lower(), '.tif')}"}
     if probabilities:
-        paths["probabilities"] = out_dir / f"{stem}_prob.{'tif' if probabilities == 'tiff' else 'npz'}"
+        paths["probabilities"] = (
+            out_dir / f"{stem}_prob.{'tif' if probabilities == 'tiff' else 'npz'}"
+        )
     if overlay:
         paths["overlay"] = out_dir / f"{stem}_overlay.png"
     return paths
@@ -46,7 +73,9 @@ def decode_labels(indices: np.ndarray, label_map) -> np.ndarray:
 
 def write_labels(path: Path, labels: np.ndarray, meta: Optional[ImageMeta] = None) -> None:
     """Write a ``(C, *spatial)`` label image, keeping spacing/affine from the input's ``meta``."""
-    if labels.dtype.kind not in "ub" or (path.suffix.lower() == ".png" and labels.dtype.itemsize > 2):
+    if labels.dtype.kind not in "ub" or (
+        path.suffix.lower() == ".png" and labels.dtype.itemsize > 2
+    ):
         labels = labels.astype(np.uint16 if labels.max(initial=0) > 255 else np.uint8)
     write_image(path, labels, _meta_for(meta, path))
 
@@ -54,8 +83,13 @@ def write_labels(path: Path, labels: np.ndarray, meta: Optional[ImageMeta] = Non
 def _meta_for(meta: Optional[ImageMeta], path: Path) -> Optional[ImageMeta]:
     if meta is None:
         return None
-    same_format = meta.format == ("nifti" if path.name.lower().endswith((".nii", ".nii.gz")) else
-                                  "tiff" if path.suffix.lower() in (".tif", ".tiff") else "png")
+    same_format = meta.format == (
+        "nifti"
+        if path.name.lower().endswith((".nii", ".nii.gz"))
+        else "tiff"
+        if path.suffix.lower() in (".tif", ".tiff")
+        else "png"
+    )
     return meta if same_format else None
 
 
@@ -69,7 +103,12 @@ def write_probabilities(path: Path, probs: np.ndarray) -> None:
         import tifffile
 
         with atomic_path(path) as tmp:
-            tifffile.imwrite(tmp, probs, compression="zlib", metadata={"axes": "CYX" if probs.ndim == 3 else "CZYX"})
+            tifffile.imwrite(
+                tmp,
+                probs,
+                compression="zlib",
+                metadata={"axes": "CYX" if probs.ndim == 3 else "CZYX"},
+            )
 
 
 def to_display(image: np.ndarray) -> np.ndarray:
@@ -125,26 +164,45 @@ class TiffBandSink(BandSink):
     """Writes labels (user values, uint8/16) and optional float16 probabilities into uncompressed
     TIFF memory maps band by band, releasing pages as it goes; files appear complete or not at all."""
 
-    def __init__(self, shape, num_classes: int, label_map, labels_path: Path, prob_path: Optional[Path] = None,
-                 source: Optional[np.ndarray] = None):
+    def __init__(
+        self,
+        shape,
+        num_classes: int,
+        label_map,
+        labels_path: Path,
+        prob_path: Optional[Path] = None,
+        source: Optional[np.ndarray] = None,
+    ):
         import tifffile
 
         if label_map is not None and getattr(label_map, "kind", "labels") == "colors":
-            raise ConfigError("colour label maps cannot be written band by band; predict a smaller image")
+            raise ConfigError(
+                "colour label maps cannot be written band by band; predict a smaller image"
+            )
         self.label_map, self.source = label_map, source
         dtype = np.dtype(label_map.dtype) if label_map is not None else np.uint8
         if prob_path is not None and prob_path.suffix != ".tif":
-            raise ConfigError("band-by-band prediction writes probabilities as TIFF (--probabilities tiff)")
+            raise ConfigError(
+                "band-by-band prediction writes probabilities as TIFF (--probabilities tiff)"
+            )
         self.labels = self.probs = None
-        self._paths = [(labels_path, temp_path(labels_path))]  # hidden temporary names, as atomic_path's
+        self._paths = [
+            (labels_path, temp_path(labels_path))
+        ]  # hidden temporary names, as atomic_path's
         try:
-            self.labels = tifffile.memmap(self._paths[0][1], shape=tuple(shape), dtype=dtype,
-                                          photometric="minisblack")
+            self.labels = tifffile.memmap(
+                self._paths[0][1], shape=tuple(shape), dtype=dtype, photometric="minisblack"
+            )
             if prob_path is not None:
                 self._paths.append((prob_path, temp_path(prob_path)))
                 k = max(num_classes, 2)
-                self.probs = tifffile.memmap(self._paths[1][1], shape=(k, *shape), dtype=np.float16,
-                                             photometric="minisblack", planarconfig="separate")
+                self.probs = tifffile.memmap(
+                    self._paths[1][1],
+                    shape=(k, *shape),
+                    dtype=np.float16,
+                    photometric="minisblack",
+                    planarconfig="separate",
+                )
             for _, partial in self._paths:
                 _reserve(partial)
         except OSError as exc:
@@ -154,10 +212,10 @@ class TiffBandSink(BandSink):
     def write(self, y0: int, probs: np.ndarray) -> None:
         idx = probs.argmax(axis=0)
         values = decode_labels(idx, self.label_map)[0]
-        self.labels[y0:y0 + values.shape[0]] = values
+        self.labels[y0 : y0 + values.shape[0]] = values
         release_pages(self.labels)
         if self.probs is not None:
-            self.probs[:, y0:y0 + probs.shape[1]] = probs.astype(np.float16)
+            self.probs[:, y0 : y0 + probs.shape[1]] = probs.astype(np.float16)
             release_pages(self.probs)
         if self.source is not None:
             release_pages(self.source)

@@ -38,14 +38,18 @@ from ..errors import ConfigError
 
 def _structure(ndim: int, connectivity: int) -> np.ndarray:
     if not 1 <= connectivity <= ndim:
-        raise ConfigError(f"connectivity must lie in 1..{ndim} for {ndim}D data, got {connectivity}")
+        raise ConfigError(
+            f"connectivity must lie in 1..{ndim} for {ndim}D data, got {connectivity}"
+        )
     return ndimage.generate_binary_structure(ndim, connectivity)
 
 
 def _binary(mask: np.ndarray, name: str = "mask") -> np.ndarray:
     mask = np.asarray(mask)
     if mask.dtype.kind not in "biu":
-        raise ConfigError(f"{name} must be a binary (bool or integer) array, got dtype {mask.dtype}")
+        raise ConfigError(
+            f"{name} must be a binary (bool or integer) array, got dtype {mask.dtype}"
+        )
     if mask.ndim < 1:
         raise ConfigError(f"{name} must have spatial axes, got a scalar")
     return mask.astype(bool, copy=False)
@@ -122,7 +126,9 @@ def remove_small_objects(mask: np.ndarray, min_size: int, connectivity: int = 1)
     return keep[labels]
 
 
-def fill_holes(mask: np.ndarray, max_size: Optional[int] = None, connectivity: int = 1) -> np.ndarray:
+def fill_holes(
+    mask: np.ndarray, max_size: Optional[int] = None, connectivity: int = 1
+) -> np.ndarray:
     """Fill the holes of a mask: background regions that do not reach the image edge.
 
     Args:
@@ -167,8 +173,16 @@ def keep_largest_component(mask: np.ndarray, connectivity: int = 1) -> np.ndarra
     return labels == int(np.argmax(sizes))
 
 
-def clean_labels(labels: np.ndarray, *, min_size: int = 0, fill_holes: bool = False, keep_largest: bool = False,
-                 classes: Optional[Sequence[int]] = None, background: int = 0, connectivity: int = 1) -> np.ndarray:
+def clean_labels(
+    labels: np.ndarray,
+    *,
+    min_size: int = 0,
+    fill_holes: bool = False,
+    keep_largest: bool = False,
+    classes: Optional[Sequence[int]] = None,
+    background: int = 0,
+    connectivity: int = 1,
+) -> np.ndarray:
     """Apply the binary clean-ups class by class to a label image.
 
     Removed pixels (small objects, the non-largest components) become ``background``; holes are
@@ -190,7 +204,11 @@ def clean_labels(labels: np.ndarray, *, min_size: int = 0, fill_holes: bool = Fa
     if labels.dtype.kind not in "biu":
         raise ConfigError(f"labels must be integer class indices, got dtype {labels.dtype}")
     out = labels.copy()
-    todo = [int(c) for c in np.unique(labels) if c != background] if classes is None else [int(c) for c in classes]
+    todo = (
+        [int(c) for c in np.unique(labels) if c != background]
+        if classes is None
+        else [int(c) for c in classes]
+    )
     for c in todo:
         if c == background:
             raise ConfigError(f"class {c} is the background class; it cannot be cleaned")
@@ -219,9 +237,17 @@ def _relabel_raster(labels: np.ndarray) -> np.ndarray:
     return lut[labels]
 
 
-def watershed_split(mask: np.ndarray, border_prob: Optional[np.ndarray] = None, *, h: float = 2.0,
-                    seed_threshold: float = 0.3, min_seed_size: int = 1, spacing: Optional[Sequence[float]] = None,
-                    connectivity: int = 1, compactness: float = 0.0) -> np.ndarray:
+def watershed_split(
+    mask: np.ndarray,
+    border_prob: Optional[np.ndarray] = None,
+    *,
+    h: float = 2.0,
+    seed_threshold: float = 0.3,
+    min_seed_size: int = 1,
+    spacing: Optional[Sequence[float]] = None,
+    connectivity: int = 1,
+    compactness: float = 0.0,
+) -> np.ndarray:
     """Instance labels of a mask with touching objects split by a seeded watershed.
 
     Args:
@@ -261,18 +287,24 @@ def watershed_split(mask: np.ndarray, border_prob: Optional[np.ndarray] = None, 
         if sampling is not None and len(sampling) != mask.ndim:
             raise ConfigError(f"spacing must hold {mask.ndim} numbers, got {spacing!r}")
         dist = ndimage.distance_transform_edt(mask, sampling=sampling)
-        seeds = h_maxima(dist, h, footprint=ndimage.generate_binary_structure(mask.ndim, mask.ndim)).astype(bool)
+        seeds = h_maxima(
+            dist, h, footprint=ndimage.generate_binary_structure(mask.ndim, mask.ndim)
+        ).astype(bool)
         elevation = -dist
     else:
         border_prob = np.asarray(border_prob, dtype=np.float64)
         if border_prob.shape != mask.shape:
-            raise ConfigError(f"border_prob shape {border_prob.shape} differs from mask shape {mask.shape}")
+            raise ConfigError(
+                f"border_prob shape {border_prob.shape} differs from mask shape {mask.shape}"
+            )
         seeds = mask & (border_prob <= seed_threshold)
         if min_seed_size > 1:
             seeds = remove_small_objects(seeds, min_seed_size, connectivity)
         elevation = border_prob
     markers, n = ndimage.label(seeds & mask, structure)
-    labels = watershed(elevation, markers, mask=mask, connectivity=connectivity, compactness=compactness)
+    labels = watershed(
+        elevation, markers, mask=mask, connectivity=connectivity, compactness=compactness
+    )
     missed = mask & (labels == 0)
     if missed.any():
         extra, _ = ndimage.label(missed, structure)

@@ -58,6 +58,7 @@ def plan_axis(size: int, max_tile: int, min_overlap: int, multiple: int = 1) -> 
     """``(tile, step)`` covering an axis of ``size`` with the fewest equal tiles of about ``max_tile``
     overlapping by ≥ ``min_overlap``; tile and step are multiples of ``multiple`` (the net's pooling
     period, so that every tile sees the whole image's pooling grid)."""
+
     def up(v: int) -> int:
         return int(math.ceil(v / multiple) * multiple)
 
@@ -115,12 +116,25 @@ class Predictor:
             image has enough tiles to repay the build (bf16 on CPU, 2D).
     """
 
-    def __init__(self, model: nn.Module, device: Union[str, torch.device] = "auto", precision: str = "auto",
-                 tile: Optional[Union[int, Sequence[int]]] = None, overlap: Optional[float] = None,
-                 max_tile: Optional[int] = None, min_overlap: Optional[int] = None, blend: str = "crop",
-                 tta: Union[bool, str] = "none", batch_size: Optional[int] = None, threads: Optional[int] = None,
-                 channels_last: Optional[bool] = None, normalizer=None, label_map=None,
-                 runner: Optional[Callable[[torch.Tensor], torch.Tensor]] = None, fast: str = "auto"):
+    def __init__(
+        self,
+        model: nn.Module,
+        device: Union[str, torch.device] = "auto",
+        precision: str = "auto",
+        tile: Optional[Union[int, Sequence[int]]] = None,
+        overlap: Optional[float] = None,
+        max_tile: Optional[int] = None,
+        min_overlap: Optional[int] = None,
+        blend: str = "crop",
+        tta: Union[bool, str] = "none",
+        batch_size: Optional[int] = None,
+        threads: Optional[int] = None,
+        channels_last: Optional[bool] = None,
+        normalizer=None,
+        label_map=None,
+        runner: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
+        fast: str = "auto",
+    ):
         check_tile_settings(tile, overlap, max_tile, min_overlap, batch_size, threads)
         runtime.set_threads(threads)
         if fast not in ("auto", "eager", "jit", "compile"):
@@ -135,22 +149,39 @@ class Predictor:
         self.spatial_dims = getattr(model, "spatial_dims", 2)
         self.channels_last = runtime.use_channels_last(model, self.device, channels_last)
         self.memory_format = runtime.memory_format(self.spatial_dims, self.channels_last)
-        self.model = model.eval() if runner is not None else model.to(self.device).eval().to(
-            memory_format=self.memory_format)
+        self.model = (
+            model.eval()
+            if runner is not None
+            else model.to(self.device).eval().to(memory_format=self.memory_format)
+        )
         if tile is not None:
-            tile = [int(tile)] * self.spatial_dims if isinstance(tile, (int, np.integer)) else [int(t) for t in tile]
+            tile = (
+                [int(tile)] * self.spatial_dims
+                if isinstance(tile, (int, np.integer))
+                else [int(t) for t in tile]
+            )
             if len(tile) != self.spatial_dims:
                 raise ConfigError(f"tile needs {self.spatial_dims} sizes, got {tile}")
         self.tile = tile
         self.overlap = 0.5 if overlap is None else float(overlap)
         valid = is_valid_padding(model)
-        self.max_tile = int(max_tile or (DEFAULT_MAX_TILE_VALID if valid else DEFAULT_MAX_TILE)[self.spatial_dims])
-        self.min_overlap = int(DEFAULT_MIN_OVERLAP[self.spatial_dims] if min_overlap is None else min_overlap)
+        self.max_tile = int(
+            max_tile or (DEFAULT_MAX_TILE_VALID if valid else DEFAULT_MAX_TILE)[self.spatial_dims]
+        )
+        self.min_overlap = int(
+            DEFAULT_MIN_OVERLAP[self.spatial_dims] if min_overlap is None else min_overlap
+        )
         if blend not in BLEND_MODES:
             raise ConfigError(f"blend must be one of {', '.join(BLEND_MODES)}, got {blend!r}")
         self.blend = blend
-        self.batch_size = int(batch_size) if batch_size else (4 if self.device.type == "cuda" else 1)
-        self.tta = ("d4" if self.spatial_dims == 2 else "flip") if tta is True else ("none" if tta is False else tta)
+        self.batch_size = (
+            int(batch_size) if batch_size else (4 if self.device.type == "cuda" else 1)
+        )
+        self.tta = (
+            ("d4" if self.spatial_dims == 2 else "flip")
+            if tta is True
+            else ("none" if tta is False else tta)
+        )
         tta_transforms(self.tta, self.spatial_dims)  # validates the name
 
     @classmethod
@@ -164,11 +195,16 @@ class Predictor:
         ckpt = load_checkpoint(path)
         model = build_model(ckpt, path)
         try:
-            norm = Normalizer.from_dict(ckpt["normalization"]) if ckpt.get("normalization") else None
+            norm = (
+                Normalizer.from_dict(ckpt["normalization"]) if ckpt.get("normalization") else None
+            )
             labels = LabelMap.from_dict(ckpt["label_map"]) if ckpt.get("label_map") else None
         except (UnetkitError, TypeError, ValueError, KeyError) as exc:
-            raise DataError(f"damaged checkpoint: its normalisation or label map cannot be rebuilt ({exc}); re-save "
-                            "it with unetkit", path) from None
+            raise DataError(
+                f"damaged checkpoint: its normalisation or label map cannot be rebuilt ({exc}); re-save "
+                "it with unetkit",
+                path,
+            ) from None
         return cls(model, normalizer=norm, label_map=labels, **kwargs)
 
     def describe(self) -> str:
@@ -176,7 +212,9 @@ class Predictor:
         if self.runner is not None:
             name = getattr(self.runner, "backend_name", type(self.runner).__name__)
             return f"compute path: {name}, fp32"
-        return runtime.describe_path(self.device, self.dtype, self.channels_last, mode=f"fast path {self.fast}")
+        return runtime.describe_path(
+            self.device, self.dtype, self.channels_last, mode=f"fast path {self.fast}"
+        )
 
     # -- one batch ---------------------------------------------------------------------------
     def forward_batch(self, batch: torch.Tensor) -> torch.Tensor:
@@ -209,31 +247,56 @@ class Predictor:
         image = np.asarray(image)
         in_ch = getattr(self.model, "in_channels", image.shape[0] if image.ndim else 0)
         if image.ndim != self.spatial_dims + 1:
-            raise ConfigError(f"expected a (C, {'D, ' if self.spatial_dims == 3 else ''}H, W) image, got shape "
-                              f"{image.shape}")
+            raise ConfigError(
+                f"expected a (C, {'D, ' if self.spatial_dims == 3 else ''}H, W) image, got shape "
+                f"{image.shape}"
+            )
         if image.shape[0] != in_ch:
-            raise ConfigError(f"the model expects {in_ch} channel(s), the image has {image.shape[0]} "
-                              f"(shape {image.shape})")
+            raise ConfigError(
+                f"the model expects {in_ch} channel(s), the image has {image.shape[0]} "
+                f"(shape {image.shape})"
+            )
         image = self.normalizer(image) if self.normalizer is not None else image
         return np.asarray(image, dtype=np.float32)
 
     def plan(self, spatial_shape: Sequence[int]) -> dict:
         """How an image of ``spatial_shape`` will be tiled (for logs and tests)."""
         if is_valid_padding(self.model):
-            want = self.tile or [min(self.max_tile, self.model.valid_input_size(s + self._border())) for s in
-                                 spatial_shape]
+            want = self.tile or [
+                min(self.max_tile, self.model.valid_input_size(s + self._border()))
+                for s in spatial_shape
+            ]
             spec = choose_overlap_tile(self.model, want, round="down")
-            return {"mode": "overlap-tile", "in_tile": list(spec.in_tile), "out_tile": list(spec.out_tile),
-                    "border": [list(b) for b in spec.border]}
+            return {
+                "mode": "overlap-tile",
+                "in_tile": list(spec.in_tile),
+                "out_tile": list(spec.out_tile),
+                "border": [list(b) for b in spec.border],
+            }
         align = shift_period(self.model)
         if self.tile is not None:
             tile = [min(-(-t // align) * align, s) for t, s in zip(self.tile, spatial_shape)]
-            return {"mode": "sliding-window", "tile": [self._fit(t) for t in tile], "overlap": self.overlap,
-                    "align": align, "blend": self.blend}
-        tiles, steps = zip(*(plan_axis(s, self.max_tile, self.min_overlap, align) for s in spatial_shape))
+            return {
+                "mode": "sliding-window",
+                "tile": [self._fit(t) for t in tile],
+                "overlap": self.overlap,
+                "align": align,
+                "blend": self.blend,
+            }
+        tiles, steps = zip(
+            *(plan_axis(s, self.max_tile, self.min_overlap, align) for s in spatial_shape)
+        )
         tiles = [self._fit(t) for t in tiles]
-        overlap = [0.0 if t >= s else 1 - (st + 0.5) / t for t, st, s in zip(tiles, steps, spatial_shape)]
-        return {"mode": "sliding-window", "tile": tiles, "overlap": overlap, "align": align, "blend": self.blend}
+        overlap = [
+            0.0 if t >= s else 1 - (st + 0.5) / t for t, st, s in zip(tiles, steps, spatial_shape)
+        ]
+        return {
+            "mode": "sliding-window",
+            "tile": tiles,
+            "overlap": overlap,
+            "align": align,
+            "blend": self.blend,
+        }
 
     def _fit(self, t: int) -> int:
         return self.model.valid_input_size(t) if hasattr(self.model, "valid_input_size") else t
@@ -250,11 +313,21 @@ class Predictor:
         from .fastpath import choose_mode, optimize_for_inference
 
         n = n_tiles * len(tta_transforms(self.tta, self.spatial_dims))
-        mode = choose_mode(self.model, self.device, self.dtype, n) if self.fast == "auto" else self.fast
+        mode = (
+            choose_mode(self.model, self.device, self.dtype, n)
+            if self.fast == "auto"
+            else self.fast
+        )
         if mode != "eager":
             self._fast_forward[key] = optimize_for_inference(
-                self.model, (self.batch_size, *key), self.device, self.dtype, self.channels_last, mode=mode,
-                expected_tiles=n)
+                self.model,
+                (self.batch_size, *key),
+                self.device,
+                self.dtype,
+                self.channels_last,
+                mode=mode,
+                expected_tiles=n,
+            )
 
     def predict_logits(self, image: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         """``(C, *spatial)`` image → ``(K, *spatial)`` float32 logits (normalised first when the
@@ -264,17 +337,40 @@ class Predictor:
         if plan["mode"] == "overlap-tile":
             square = len(set(plan["in_tile"])) == 1
             align = tile_alignment(self.model, plan["in_tile"])
-            grid = overlap_tile_grid(image.shape[1:], plan["out_tile"], [tuple(b) for b in plan["border"]], align)
+            grid = overlap_tile_grid(
+                image.shape[1:], plan["out_tile"], [tuple(b) for b in plan["border"]], align
+            )
             self.prepare_fast_path(image.shape[0], plan["in_tile"], len(grid.tiles))
-            return predict_overlap_tile(self.tile_function(square), image, plan["in_tile"], plan["out_tile"],
-                                        [tuple(b) for b in plan["border"]], align=align,
-                                        batch_size=self.batch_size, out=out)
+            return predict_overlap_tile(
+                self.tile_function(square),
+                image,
+                plan["in_tile"],
+                plan["out_tile"],
+                [tuple(b) for b in plan["border"]],
+                align=align,
+                batch_size=self.batch_size,
+                out=out,
+            )
         square = len(set(plan["tile"])) == 1
-        n_tiles = len(sliding_window_grid([max(n, t) for n, t in zip(image.shape[1:], plan["tile"])], plan["tile"],
-                                          plan["overlap"], plan["align"]))
+        n_tiles = len(
+            sliding_window_grid(
+                [max(n, t) for n, t in zip(image.shape[1:], plan["tile"])],
+                plan["tile"],
+                plan["overlap"],
+                plan["align"],
+            )
+        )
         self.prepare_fast_path(image.shape[0], plan["tile"], n_tiles)
-        return predict_tiled(self.tile_function(square), image, plan["tile"], overlap=plan["overlap"],
-                             mode=plan["blend"], batch_size=self.batch_size, out=out, align=plan["align"])
+        return predict_tiled(
+            self.tile_function(square),
+            image,
+            plan["tile"],
+            overlap=plan["overlap"],
+            mode=plan["blend"],
+            batch_size=self.batch_size,
+            out=out,
+            align=plan["align"],
+        )
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities ``(K', *spatial)``: softmax, or for one sigmoid channel (1 − p, p)."""

@@ -48,7 +48,9 @@ def _per_axis(value: IntOrSeq, ndim: int, name: str, minimum: int = 1) -> tuple[
     else:
         values = tuple(int(v) for v in value)
         if len(values) != ndim:
-            raise ConfigError(f"{name} needs {ndim} value(s), one per spatial axis; got {list(values)}")
+            raise ConfigError(
+                f"{name} needs {ndim} value(s), one per spatial axis; got {list(values)}"
+            )
     if any(v < minimum for v in values):
         raise ConfigError(f"{name} values must be ≥ {minimum}, got {list(values)}")
     return values
@@ -69,7 +71,9 @@ def _borders(border: BorderSpec, ndim: int) -> tuple[tuple[int, ...], tuple[int,
             elif len(b) == 2:
                 pairs.append((int(b[0]), int(b[1])))
             else:
-                raise ConfigError(f"each border entry must be an int or a (before, after) pair, got {b!r}")
+                raise ConfigError(
+                    f"each border entry must be an int or a (before, after) pair, got {b!r}"
+                )
     if any(v < 0 for p in pairs for v in p):
         raise ConfigError(f"border values must be ≥ 0, got {pairs}")
     return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
@@ -101,31 +105,49 @@ def tile_starts(image_size: int, tile_size: int, step: int) -> list[int]:
     """
     image_size, tile_size, step = int(image_size), int(tile_size), int(step)
     if image_size < 1 or tile_size < 1:
-        raise ConfigError(f"image and tile sizes must be ≥ 1, got image {image_size}, tile {tile_size}")
+        raise ConfigError(
+            f"image and tile sizes must be ≥ 1, got image {image_size}, tile {tile_size}"
+        )
     if not 1 <= step <= tile_size:
-        raise ConfigError(f"step must be between 1 and the tile size {tile_size} (a larger step leaves gaps), got {step}")
+        raise ConfigError(
+            f"step must be between 1 and the tile size {tile_size} (a larger step leaves gaps), got {step}"
+        )
     if image_size <= tile_size:
         return [0]
     return list(range(0, image_size - tile_size, step)) + [image_size - tile_size]
 
 
-def window_starts(image_shape: Sequence[int], tile_shape: IntOrSeq,
-                  overlap: Union[float, Sequence[float]] = 0.5, align: IntOrSeq = 1) -> list[list[int]]:
+def window_starts(
+    image_shape: Sequence[int],
+    tile_shape: IntOrSeq,
+    overlap: Union[float, Sequence[float]] = 0.5,
+    align: IntOrSeq = 1,
+) -> list[list[int]]:
     """Per spatial axis, the tile starts of :func:`sliding_window_grid` (same arguments)."""
     image_shape = _per_axis(tuple(image_shape), len(image_shape), "image_shape")
     ndim = len(image_shape)
     tile_shape = _per_axis(tile_shape, ndim, "tile_shape")
     aligns = _per_axis(align, ndim, "align")
-    overlaps = (float(overlap),) * ndim if isinstance(overlap, (int, float)) else tuple(float(o) for o in overlap)
+    overlaps = (
+        (float(overlap),) * ndim
+        if isinstance(overlap, (int, float))
+        else tuple(float(o) for o in overlap)
+    )
     if len(overlaps) != ndim or not all(0.0 <= o < 1.0 for o in overlaps):
-        raise ConfigError(f"overlap must be in [0, 1), one value or one per spatial axis, got {overlap!r}")
+        raise ConfigError(
+            f"overlap must be in [0, 1), one value or one per spatial axis, got {overlap!r}"
+        )
     steps = [max(1, int(math.floor(t * (1.0 - o)))) for t, o in zip(tile_shape, overlaps)]
     steps = [max(a, st // a * a) if a <= t else st for st, a, t in zip(steps, aligns, tile_shape)]
     return [tile_starts(n, t, st) for n, t, st in zip(image_shape, tile_shape, steps)]
 
 
-def sliding_window_grid(image_shape: Sequence[int], tile_shape: IntOrSeq,
-                        overlap: Union[float, Sequence[float]] = 0.5, align: IntOrSeq = 1) -> list[Slices]:
+def sliding_window_grid(
+    image_shape: Sequence[int],
+    tile_shape: IntOrSeq,
+    overlap: Union[float, Sequence[float]] = 0.5,
+    align: IntOrSeq = 1,
+) -> list[Slices]:
     """Overlapping tiles covering an image, for same-padding nets (output size == input size).
 
     The step per axis is ``max(1, floor(tile · (1 − overlap)))`` (MONAI's rule), rounded down to a
@@ -153,11 +175,16 @@ def grid_from_starts(starts: Sequence[Sequence[int]], tile_shape: Sequence[int])
     return [tuple(combo) for combo in itertools.product(*per_axis)]
 
 
-def tiled_extent(image_shape: Sequence[int], tile_shape: Sequence[int], align: IntOrSeq = 1) -> tuple[int, ...]:
+def tiled_extent(
+    image_shape: Sequence[int], tile_shape: Sequence[int], align: IntOrSeq = 1
+) -> tuple[int, ...]:
     """The padded spatial shape :func:`predict_tiled` tiles: an axis shorter than its tile grows to
     the tile, a longer one to the next multiple of ``align``."""
     aligns = _per_axis(align, len(image_shape), "align")
-    return tuple(int(t) if n <= t else -(-int(n) // a) * a for n, t, a in zip(image_shape, tile_shape, aligns))
+    return tuple(
+        int(t) if n <= t else -(-int(n) // a) * a
+        for n, t, a in zip(image_shape, tile_shape, aligns)
+    )
 
 
 def crop_ranges(starts: Sequence[int], tile: int) -> list[tuple[int, int]]:
@@ -178,7 +205,9 @@ def crop_ranges(starts: Sequence[int], tile: int) -> list[tuple[int, int]]:
     return [(lo - s, hi - s) for s, lo, hi in zip(starts, lows, highs)]
 
 
-def crop_weights(slices: Slices, starts: Sequence[Sequence[int]], tile_shape: Sequence[int]) -> np.ndarray:
+def crop_weights(
+    slices: Slices, starts: Sequence[Sequence[int]], tile_shape: Sequence[int]
+) -> np.ndarray:
     """0/1 weights of the tile at ``slices`` for crop stitching (:func:`crop_ranges` on every axis):
     with them, :class:`Stitcher` takes each pixel from exactly one tile instead of blending."""
     w = np.ones((), dtype=np.float32)
@@ -212,8 +241,9 @@ class OverlapTileGrid(NamedTuple):
     tiles: list[OverlapTile]
 
 
-def overlap_tile_grid(image_shape: Sequence[int], out_tile_shape: IntOrSeq, border: BorderSpec,
-                      align: IntOrSeq = 1) -> OverlapTileGrid:
+def overlap_tile_grid(
+    image_shape: Sequence[int], out_tile_shape: IntOrSeq, border: BorderSpec, align: IntOrSeq = 1
+) -> OverlapTileGrid:
     """Overlap-tile grid (U-Net paper, Fig. 2) for valid-padding nets.
 
     Output tiles of ``out_tile_shape`` cover the image; the input tile of each is the output tile grown
@@ -252,15 +282,21 @@ def overlap_tile_grid(image_shape: Sequence[int], out_tile_shape: IntOrSeq, bord
     axes, pad_after = [], []
     for n, out, a, b_after in zip(image_shape, out_tile, aligns, after):
         if out < a:
-            raise ConfigError(f"out tile {out} is smaller than align={a}: tiles cannot start at multiples of {a} "
-                              f"and abut; use a larger tile")
+            raise ConfigError(
+                f"out tile {out} is smaller than align={a}: tiles cannot start at multiples of {a} "
+                f"and abut; use a larger tile"
+            )
         if a == 1:
             starts = tile_starts(n, out, out)
         else:
             step = a * (out // a)
-            starts = list(range(0, n - out + step, step)) if n > out else [0]  # last: ceil((n − out) / step)·step
+            starts = (
+                list(range(0, n - out + step, step)) if n > out else [0]
+            )  # last: ceil((n − out) / step)·step
         tiles_axis, covered = [], 0
-        for s in starts:  # each tile writes only what earlier tiles left: outputs partition the axis
+        for (
+            s
+        ) in starts:  # each tile writes only what earlier tiles left: outputs partition the axis
             lo, hi = max(s, covered), min(s + out, n)
             tiles_axis.append((s, slice(lo, hi), slice(lo - s, hi - s)))
             covered = hi
@@ -269,11 +305,16 @@ def overlap_tile_grid(image_shape: Sequence[int], out_tile_shape: IntOrSeq, bord
         axes.append(tiles_axis)
     tiles = []
     for combo in itertools.product(*axes):
-        tiles.append(OverlapTile(
-            input=tuple(slice(t[0], t[0] + out + b + a) for t, out, b, a in zip(combo, out_tile, before, after)),
-            output=tuple(t[1] for t in combo),
-            crop=tuple(t[2] for t in combo),
-        ))
+        tiles.append(
+            OverlapTile(
+                input=tuple(
+                    slice(t[0], t[0] + out + b + a)
+                    for t, out, b, a in zip(combo, out_tile, before, after)
+                ),
+                output=tuple(t[1] for t in combo),
+                crop=tuple(t[2] for t in combo),
+            )
+        )
     return OverlapTileGrid(tuple(before), tuple(pad_after), tiles)
 
 
@@ -290,7 +331,9 @@ def _spatial_sizes(model: Any, size: IntOrSeq) -> tuple[int, ...]:
     if isinstance(size, (int, np.integer)):
         ndim = getattr(model, "spatial_dims", None)
         if ndim is None:
-            raise ConfigError("an int tile size needs model.spatial_dims; pass one size per spatial axis instead")
+            raise ConfigError(
+                "an int tile size needs model.spatial_dims; pass one size per spatial axis instead"
+            )
         return (int(size),) * int(ndim)
     return tuple(int(s) for s in size)
 
@@ -321,13 +364,19 @@ def choose_overlap_tile(model: Any, tile_size: IntOrSeq, round: str = "up") -> O
     for s in sizes:
         if s < 1:
             raise ConfigError(f"tile sizes must be ≥ 1, got {list(sizes)}")
-        chosen = next((v for v in range(s, 0, -1) if model.is_valid_input_size(v)), None) if round == "down" else None
+        chosen = (
+            next((v for v in range(s, 0, -1) if model.is_valid_input_size(v)), None)
+            if round == "down"
+            else None
+        )
         in_tile.append(int(chosen if chosen is not None else model.valid_input_size(s)))
     out_tile = tuple(int(model.output_size(s)) for s in in_tile)
     diffs = [i - o for i, o in zip(in_tile, out_tile)]
     if any(d < 0 for d in diffs):
-        raise ConfigError(f"the model's output {out_tile} is larger than its input {tuple(in_tile)}: "
-                          f"overlap-tile needs output ≤ input")
+        raise ConfigError(
+            f"the model's output {out_tile} is larger than its input {tuple(in_tile)}: "
+            f"overlap-tile needs output ≤ input"
+        )
     border = tuple((d // 2, d - d // 2) for d in diffs)
     return OverlapTileSpec(tuple(in_tile), out_tile, border)
 
@@ -363,7 +412,9 @@ def mirror_indices(size: int, pad_before: int, pad_after: int, mode: str = "refl
     return _mirror_fold(-before, int(size) + before + int(pad_after), int(size), mode)
 
 
-def mirror_pad(array: np.ndarray, pad_before: IntOrSeq, pad_after: IntOrSeq, mode: str = "reflect") -> np.ndarray:
+def mirror_pad(
+    array: np.ndarray, pad_before: IntOrSeq, pad_after: IntOrSeq, mode: str = "reflect"
+) -> np.ndarray:
     """Mirror-pad the last axes of ``array`` (any pad length, larger than the image too).
 
     Args:
@@ -402,8 +453,12 @@ def mirror_pad(array: np.ndarray, pad_before: IntOrSeq, pad_after: IntOrSeq, mod
 
 
 # -- blend weights ------------------------------------------------------------------------------
-def gaussian_weights(tile_shape: IntOrSeq, sigma_scale: Union[float, Sequence[float]] = 0.125,
-                     min_weight: float = 1e-3, ndim: Optional[int] = None) -> np.ndarray:
+def gaussian_weights(
+    tile_shape: IntOrSeq,
+    sigma_scale: Union[float, Sequence[float]] = 0.125,
+    min_weight: float = 1e-3,
+    ndim: Optional[int] = None,
+) -> np.ndarray:
     """Gaussian blend weights (MONAI's ``importance_map``): high in the tile centre, low at its edges.
 
     ``w(x) = Π exp(−(x_i − c_i)² / (2 σ_i²))`` with centre ``c_i = (t_i − 1) / 2`` (the map is
@@ -422,11 +477,19 @@ def gaussian_weights(tile_shape: IntOrSeq, sigma_scale: Union[float, Sequence[fl
     if isinstance(tile_shape, (int, np.integer)):
         tile_shape = (int(tile_shape),) * (2 if ndim is None else int(ndim))
     tile_shape = _per_axis(tuple(tile_shape), len(tile_shape), "tile_shape")
-    scales = (sigma_scale,) * len(tile_shape) if isinstance(sigma_scale, (int, float)) else tuple(sigma_scale)
+    scales = (
+        (sigma_scale,) * len(tile_shape)
+        if isinstance(sigma_scale, (int, float))
+        else tuple(sigma_scale)
+    )
     if len(scales) != len(tile_shape) or not all(s > 0 for s in scales):
-        raise ConfigError(f"sigma_scale must be > 0, one value or one per axis, got {sigma_scale!r}")
+        raise ConfigError(
+            f"sigma_scale must be > 0, one value or one per axis, got {sigma_scale!r}"
+        )
     if not 0.0 < min_weight <= 1.0:
-        raise ConfigError(f"min_weight must be in (0, 1] so every pixel gets weight, got {min_weight}")
+        raise ConfigError(
+            f"min_weight must be in (0, 1] so every pixel gets weight, got {min_weight}"
+        )
     w = np.ones((), dtype=np.float64)
     for t, s in zip(tile_shape, scales):
         x = np.arange(t, dtype=np.float64) - (t - 1) / 2.0
@@ -466,18 +529,28 @@ class Stitcher:
     def __init__(self, shape: Sequence[int], out: Any = None, weight_out: Any = None):
         self.shape = tuple(int(s) for s in shape)
         if len(self.shape) < 2 or min(self.shape) < 1:
-            raise ConfigError(f"Stitcher shape must be (K, *spatial) with sizes ≥ 1, got {self.shape}")
+            raise ConfigError(
+                f"Stitcher shape must be (K, *spatial) with sizes ≥ 1, got {self.shape}"
+            )
         self.torch = isinstance(out, torch.Tensor)
-        for name, buf, want in (("out", out, self.shape), ("weight_out", weight_out, self.shape[1:])):
+        for name, buf, want in (
+            ("out", out, self.shape),
+            ("weight_out", weight_out, self.shape[1:]),
+        ):
             if buf is not None and tuple(buf.shape) != want:
                 raise ConfigError(f"{name} has shape {tuple(buf.shape)}, expected {want}")
         if self.torch:
             self.out = out
-            self.weight = weight_out if weight_out is not None else torch.zeros(
-                self.shape[1:], dtype=out.dtype, device=out.device)
+            self.weight = (
+                weight_out
+                if weight_out is not None
+                else torch.zeros(self.shape[1:], dtype=out.dtype, device=out.device)
+            )
         else:
             self.out = out if out is not None else np.zeros(self.shape, dtype=np.float32)
-            self.weight = weight_out if weight_out is not None else np.zeros(self.shape[1:], dtype=np.float32)
+            self.weight = (
+                weight_out if weight_out is not None else np.zeros(self.shape[1:], dtype=np.float32)
+            )
         self.out[...] = 0
         self.weight[...] = 0
         self._done = False
@@ -499,17 +572,27 @@ class Stitcher:
             weights: ``(*tile)`` blend weights (≥ 0); ``None`` = 1 everywhere.
         """
         if self._done:
-            raise ConfigError("Stitcher.result() was already called; create a new Stitcher for a new image")
+            raise ConfigError(
+                "Stitcher.result() was already called; create a new Stitcher for a new image"
+            )
         tile = self._as_buffer(tile)
         spatial = self.shape[1:]
-        if tile.ndim != len(self.shape) or tile.shape[0] != self.shape[0] or len(slices) != len(spatial):
-            raise ConfigError(f"tile of shape {tuple(tile.shape)} with {len(slices)} slice(s) does not fit a result "
-                              f"of shape {self.shape} (expected (K={self.shape[0]}, *tile) and one slice per spatial axis)")
+        if (
+            tile.ndim != len(self.shape)
+            or tile.shape[0] != self.shape[0]
+            or len(slices) != len(spatial)
+        ):
+            raise ConfigError(
+                f"tile of shape {tuple(tile.shape)} with {len(slices)} slice(s) does not fit a result "
+                f"of shape {self.shape} (expected (K={self.shape[0]}, *tile) and one slice per spatial axis)"
+            )
         dst, src = [], []
         for sl, size, t in zip(slices, spatial, tile.shape[1:]):
             start, stop = int(sl.start or 0), int(sl.stop)
             if stop - start != t:
-                raise ConfigError(f"slices {tuple(slices)} do not match the tile's spatial shape {tuple(tile.shape[1:])}")
+                raise ConfigError(
+                    f"slices {tuple(slices)} do not match the tile's spatial shape {tuple(tile.shape[1:])}"
+                )
             lo, hi = max(start, 0), min(stop, size)
             if hi <= lo:
                 return  # entirely outside the result
@@ -522,8 +605,10 @@ class Stitcher:
             return
         weights = self._as_buffer(weights)
         if tuple(weights.shape) != tuple(tile.shape[1:]):
-            raise ConfigError(f"weights of shape {tuple(weights.shape)} do not match the tile's spatial shape "
-                              f"{tuple(tile.shape[1:])}")
+            raise ConfigError(
+                f"weights of shape {tuple(weights.shape)} do not match the tile's spatial shape "
+                f"{tuple(tile.shape[1:])}"
+            )
         w = weights[src]
         self.out[(slice(None),) + dst] += tile[(slice(None),) + src] * w
         self.weight[dst] += w
@@ -542,18 +627,20 @@ class Stitcher:
         n = self.shape[1]
         missing, first = 0, None
         for i in range(0, n, chunk):
-            w = self.weight[i:i + chunk]
-            bad = (w <= 0)
+            w = self.weight[i : i + chunk]
+            bad = w <= 0
             count = int(bad.sum())
             if count and first is None:
-                idx = (torch.nonzero(bad)[0].tolist() if self.torch else np.argwhere(bad)[0].tolist())
+                idx = torch.nonzero(bad)[0].tolist() if self.torch else np.argwhere(bad)[0].tolist()
                 first = (idx[0] + i,) + tuple(idx[1:])
             missing += count
         if missing:
-            raise ConfigError(f"{missing} of {math.prod(self.shape[1:])} pixels received no weight (first at "
-                              f"{first}): the tiles do not cover the result")
+            raise ConfigError(
+                f"{missing} of {math.prod(self.shape[1:])} pixels received no weight (first at "
+                f"{first}): the tiles do not cover the result"
+            )
         for i in range(0, n, chunk):
-            self.out[:, i:i + chunk] /= self.weight[i:i + chunk]
+            self.out[:, i : i + chunk] /= self.weight[i : i + chunk]
         self._done = True
         if isinstance(self.out, np.memmap):
             self.out.flush()
@@ -566,27 +653,41 @@ def _check_image(image: Any, ndim: Optional[int] = None) -> np.ndarray:
     if not np.issubdtype(image.dtype, np.floating):
         image = image.astype(np.float32)  # integer images: same values, a dtype a net accepts
     if image.ndim < 2 or (ndim is not None and image.ndim != ndim + 1):
-        want = f"{ndim + 1}-D (C, *spatial)" if ndim is not None else "(C, *spatial) with ≥ 1 spatial axis"
+        want = (
+            f"{ndim + 1}-D (C, *spatial)"
+            if ndim is not None
+            else "(C, *spatial) with ≥ 1 spatial axis"
+        )
         raise ConfigError(f"image must be {want}, got shape {image.shape}")
     if min(image.shape) < 1:
         raise ConfigError(f"image has an empty axis: shape {image.shape}")
     return image
 
 
-def _run_batch(fn: Callable, tiles: list[np.ndarray], out_tile: Sequence[int], hint: str) -> np.ndarray:
+def _run_batch(
+    fn: Callable, tiles: list[np.ndarray], out_tile: Sequence[int], hint: str
+) -> np.ndarray:
     batch = torch.from_numpy(np.ascontiguousarray(np.stack(tiles)))
     with torch.no_grad():
         pred = fn(batch)
     if not isinstance(pred, torch.Tensor):
         pred = torch.as_tensor(np.asarray(pred))
     want = (len(tiles), None, *out_tile)
-    if pred.dim() != len(want) or pred.shape[0] != len(tiles) or tuple(pred.shape[2:]) != tuple(out_tile):
-        raise ConfigError(f"fn returned shape {tuple(pred.shape)} for a batch of shape {tuple(batch.shape)}; "
-                          f"expected (B={len(tiles)}, K, {', '.join(map(str, out_tile))}){hint}")
+    if (
+        pred.dim() != len(want)
+        or pred.shape[0] != len(tiles)
+        or tuple(pred.shape[2:]) != tuple(out_tile)
+    ):
+        raise ConfigError(
+            f"fn returned shape {tuple(pred.shape)} for a batch of shape {tuple(batch.shape)}; "
+            f"expected (B={len(tiles)}, K, {', '.join(map(str, out_tile))}){hint}"
+        )
     return pred.detach().to("cpu", torch.float32).numpy()
 
 
-def _blend_weights(mode: Union[str, np.ndarray], tile_shape: tuple[int, ...], sigma_scale: float) -> np.ndarray:
+def _blend_weights(
+    mode: Union[str, np.ndarray], tile_shape: tuple[int, ...], sigma_scale: float
+) -> np.ndarray:
     if isinstance(mode, str):
         if mode == "gaussian":
             return gaussian_weights(tile_shape, sigma_scale)
@@ -595,15 +696,25 @@ def _blend_weights(mode: Union[str, np.ndarray], tile_shape: tuple[int, ...], si
         raise ConfigError(f"mode must be one of {WEIGHT_MODES} or a weight array, got {mode!r}")
     weights = np.asarray(mode, dtype=np.float32)
     if weights.shape != tile_shape or (weights < 0).any():
-        raise ConfigError(f"a weight array must have the tile shape {tile_shape} and values ≥ 0, "
-                          f"got shape {weights.shape}")
+        raise ConfigError(
+            f"a weight array must have the tile shape {tile_shape} and values ≥ 0, "
+            f"got shape {weights.shape}"
+        )
     return weights
 
 
-def predict_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: Any, tile_shape: IntOrSeq,
-                  overlap: Union[float, Sequence[float]] = 0.5, mode: Union[str, np.ndarray] = "gaussian",
-                  batch_size: int = 4, sigma_scale: float = 0.125, pad_mode: str = "reflect",
-                  out: Any = None, align: IntOrSeq = 1) -> Any:
+def predict_tiled(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    image: Any,
+    tile_shape: IntOrSeq,
+    overlap: Union[float, Sequence[float]] = 0.5,
+    mode: Union[str, np.ndarray] = "gaussian",
+    batch_size: int = 4,
+    sigma_scale: float = 0.125,
+    pad_mode: str = "reflect",
+    out: Any = None,
+    align: IntOrSeq = 1,
+) -> Any:
     """Sliding-window prediction for same-padding nets, blending or crop-stitching overlapping tiles.
 
     Axes shorter than the tile are padded (mirrored with ``pad_mode="reflect"``, zeros with
@@ -661,7 +772,7 @@ def predict_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: Any, tile_s
     hint = " (same-padding fn; use predict_overlap_tile for nets whose output is smaller)"
     stitcher = None
     for i in range(0, len(grid), int(batch_size)):
-        chunk = grid[i:i + int(batch_size)]
+        chunk = grid[i : i + int(batch_size)]
         pred = _run_batch(fn, [image[(slice(None),) + sl] for sl in chunk], tile, hint)
         if stitcher is None:
             stitcher = Stitcher((pred.shape[1], *spatial), out=out)
@@ -671,9 +782,17 @@ def predict_tiled(fn: Callable[[torch.Tensor], torch.Tensor], image: Any, tile_s
     return stitcher.result()
 
 
-def predict_overlap_tile(fn: Callable[[torch.Tensor], torch.Tensor], image: Any, in_tile: IntOrSeq,
-                         out_tile: IntOrSeq, border: Optional[BorderSpec] = None, align: IntOrSeq = 1,
-                         batch_size: int = 4, mirror_mode: str = "reflect", out: Any = None) -> Any:
+def predict_overlap_tile(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    image: Any,
+    in_tile: IntOrSeq,
+    out_tile: IntOrSeq,
+    border: Optional[BorderSpec] = None,
+    align: IntOrSeq = 1,
+    batch_size: int = 4,
+    mirror_mode: str = "reflect",
+    out: Any = None,
+) -> Any:
     """Overlap-tile prediction for valid-padding nets (U-Net paper, Fig. 2): no blending.
 
     The image is mirror-padded once (a padded copy of the input is held in memory), cut into input
@@ -710,13 +829,15 @@ def predict_overlap_tile(fn: Callable[[torch.Tensor], torch.Tensor], image: Any,
         border = [((i - o) // 2, i - o - (i - o) // 2) for i, o in zip(in_tile, out_tile)]
     before, after = _borders(border, ndim)
     if any(o + b + a != i for i, o, b, a in zip(in_tile, out_tile, before, after)):
-        raise ConfigError(f"in_tile {in_tile} must equal out_tile {out_tile} + border before {before} + after {after}")
+        raise ConfigError(
+            f"in_tile {in_tile} must equal out_tile {out_tile} + border before {before} + after {after}"
+        )
     grid = overlap_tile_grid(spatial, out_tile, list(zip(before, after)), align)
     padded = mirror_pad(image, grid.pad_before, grid.pad_after, mirror_mode)
     stitcher = None
     hint = " (valid fn: output = input − border)"
     for i in range(0, len(grid.tiles), int(batch_size)):
-        chunk = grid.tiles[i:i + int(batch_size)]
+        chunk = grid.tiles[i : i + int(batch_size)]
         pred = _run_batch(fn, [padded[(slice(None),) + t.input] for t in chunk], out_tile, hint)
         if stitcher is None:
             stitcher = Stitcher((pred.shape[1], *spatial), out=out)
@@ -726,8 +847,23 @@ def predict_overlap_tile(fn: Callable[[torch.Tensor], torch.Tensor], image: Any,
 
 
 __all__ = [
-    "OverlapTile", "OverlapTileGrid", "OverlapTileSpec", "Stitcher", "choose_overlap_tile", "constant_weights",
-    "gaussian_weights", "mirror_indices", "mirror_pad", "overlap_tile_grid", "predict_overlap_tile",
-    "predict_tiled", "sliding_window_grid", "tile_alignment", "tile_starts", "window_starts", "crop_ranges",
-    "crop_weights", "tiled_extent",
+    "OverlapTile",
+    "OverlapTileGrid",
+    "OverlapTileSpec",
+    "Stitcher",
+    "choose_overlap_tile",
+    "constant_weights",
+    "gaussian_weights",
+    "mirror_indices",
+    "mirror_pad",
+    "overlap_tile_grid",
+    "predict_overlap_tile",
+    "predict_tiled",
+    "sliding_window_grid",
+    "tile_alignment",
+    "tile_starts",
+    "window_starts",
+    "crop_ranges",
+    "crop_weights",
+    "tiled_extent",
 ]

@@ -177,7 +177,9 @@ def image_format(path: PathLike) -> str:
     suffix = split_suffix(path)[1]
     if suffix not in FORMATS:
         shown = f"'{suffix}'" if suffix else "(none)"
-        raise DataError(f"unsupported file type {shown}; supported: {', '.join(SUPPORTED_SUFFIXES)}", path)
+        raise DataError(
+            f"unsupported file type {shown}; supported: {', '.join(SUPPORTED_SUFFIXES)}", path
+        )
     return FORMATS[suffix]
 
 
@@ -233,7 +235,9 @@ def list_images(folder: PathLike, extra_suffixes: tuple = ()) -> FolderListing:
     return FolderListing(by_stem, others)
 
 
-def read_image(path: PathLike, *, axes: Optional[str] = None, keep_alpha: bool = False) -> tuple[np.ndarray, ImageMeta]:
+def read_image(
+    path: PathLike, *, axes: Optional[str] = None, keep_alpha: bool = False
+) -> tuple[np.ndarray, ImageMeta]:
     """Read an image or volume as a channel-first array.
 
     Args:
@@ -261,7 +265,9 @@ def read_image(path: PathLike, *, axes: Optional[str] = None, keep_alpha: bool =
     fmt = image_format(path)
     if not path.exists():
         if path.is_symlink():
-            raise DataError(f"broken symbolic link (its target {os.readlink(path)} does not exist)", path)
+            raise DataError(
+                f"broken symbolic link (its target {os.readlink(path)} does not exist)", path
+            )
         raise DataError("file not found", path)
     if path.is_dir():
         raise DataError("is a folder, not an image file", path)
@@ -284,8 +290,9 @@ def read_image(path: PathLike, *, axes: Optional[str] = None, keep_alpha: bool =
         raise
     except Exception as exc:  # third-party decoders raise many types on corrupt input
         detail = " ".join(str(exc).split()) or type(exc).__name__
-        raise DataError(f"unreadable or truncated {fmt.upper()} file ({type(exc).__name__}: {detail})",
-                        path) from exc
+        raise DataError(
+            f"unreadable or truncated {fmt.upper()} file ({type(exc).__name__}: {detail})", path
+        ) from exc
     array = np.ascontiguousarray(array)
     if not array.dtype.isnative:
         array = array.astype(array.dtype.newbyteorder("="))
@@ -302,12 +309,17 @@ def _read_pil(path: Path, fmt: str, keep_alpha: bool) -> tuple[np.ndarray, Image
     try:
         im = Image.open(path)
     except UnidentifiedImageError:
-        raise DataError(f"not a {fmt.upper()} image (the file content is not a known image format)", path) from None
+        raise DataError(
+            f"not a {fmt.upper()} image (the file content is not a known image format)", path
+        ) from None
     with im:
         frames = getattr(im, "n_frames", 1)
         if frames > 1:
-            raise DataError(f"has {frames} frames; unetkit reads one 2D image per {fmt.upper()} file "
-                            "(save a stack as a multi-page TIFF)", path)
+            raise DataError(
+                f"has {frames} frames; unetkit reads one 2D image per {fmt.upper()} file "
+                "(save a stack as a multi-page TIFF)",
+                path,
+            )
         rawmode = _tile_rawmode(im)
         if fmt == "png" and rawmode in _PNG16_COLOUR:
             return _read_png16_colour(path, rawmode, keep_alpha)
@@ -320,7 +332,10 @@ def _read_pil(path: Path, fmt: str, keep_alpha: bool) -> tuple[np.ndarray, Image
         elif mode in ("P", "PA"):
             if mode == "PA":
                 if keep_alpha:
-                    raise DataError("keep_alpha=True is not supported for palette images with alpha (mode PA)", path)
+                    raise DataError(
+                        "keep_alpha=True is not supported for palette images with alpha (mode PA)",
+                        path,
+                    )
                 im = im.convert("P")
                 meta.alpha_dropped = True
             arr = np.asarray(im)
@@ -351,7 +366,11 @@ def _read_pil(path: Path, fmt: str, keep_alpha: bool) -> tuple[np.ndarray, Image
 #: Pillow raw modes of 16-bit colour PNGs → the raw modes that decode them losslessly in parts:
 #: ``"RGB;16B"`` gives the high byte of each sample and ``"RGB;16L"`` (read on big-endian data) the
 #: low byte; ``"RGBA"`` on grey + alpha copies the four bytes ``L_hi, L_lo, A_hi, A_lo`` as they are.
-_PNG16_COLOUR = {"RGB;16B": ("RGB;16B", "RGB;16L"), "RGBA;16B": ("RGBA;16B", "RGBA;16L"), "LA;16B": ("RGBA",)}
+_PNG16_COLOUR = {
+    "RGB;16B": ("RGB;16B", "RGB;16L"),
+    "RGBA;16B": ("RGBA;16B", "RGBA;16L"),
+    "LA;16B": ("RGBA",),
+}
 
 
 def _tile_rawmode(im: Any) -> Optional[str]:
@@ -377,8 +396,11 @@ def _read_png16_colour(path: Path, rawmode: str, keep_alpha: bool) -> tuple[np.n
     parts = []
     for part_mode in _PNG16_COLOUR[rawmode]:
         with Image.open(path) as im:
-            im.tile = [im.tile[0]._replace(args=part_mode) if hasattr(im.tile[0], "_replace")
-                       else (*im.tile[0][:3], part_mode)]
+            im.tile = [
+                im.tile[0]._replace(args=part_mode)
+                if hasattr(im.tile[0], "_replace")
+                else (*im.tile[0][:3], part_mode)
+            ]
             im.load()
             parts.append(np.asarray(im).astype(np.uint16))
     if rawmode == "LA;16B":  # bytes L_hi, L_lo, A_hi, A_lo
@@ -410,7 +432,9 @@ class _LogCapture(logging.Handler):
         self.messages.append(" ".join(record.getMessage().split()))
 
 
-def _read_tiff(path: Path, axes: Optional[str], keep_alpha: bool = False) -> tuple[np.ndarray, ImageMeta]:
+def _read_tiff(
+    path: Path, axes: Optional[str], keep_alpha: bool = False
+) -> tuple[np.ndarray, ImageMeta]:
     logger = logging.getLogger("tifffile")
     capture, propagate = _LogCapture(), logger.propagate
     logger.addHandler(capture)
@@ -420,13 +444,19 @@ def _read_tiff(path: Path, axes: Optional[str], keep_alpha: bool = False) -> tup
     finally:
         logger.removeHandler(capture)
         logger.propagate = propagate
-    damaged = [m for m in capture.messages if any(w in m.lower() for w in ("offset", "truncat", "failed to read"))]
+    damaged = [
+        m
+        for m in capture.messages
+        if any(w in m.lower() for w in ("offset", "truncat", "failed to read"))
+    ]
     if damaged:
         raise DataError(f"damaged or truncated TIFF file ({damaged[0]})", path)
     return arr, meta
 
 
-def _read_tiff_quiet(path: Path, axes: Optional[str], keep_alpha: bool) -> tuple[np.ndarray, ImageMeta]:
+def _read_tiff_quiet(
+    path: Path, axes: Optional[str], keep_alpha: bool
+) -> tuple[np.ndarray, ImageMeta]:
     import tifffile
 
     with tifffile.TiffFile(path) as tf:
@@ -437,8 +467,11 @@ def _read_tiff_quiet(path: Path, axes: Optional[str], keep_alpha: bool) -> tuple
         file_axes = str(series.axes).upper()
         if axes is not None:
             if len(axes) != data.ndim:
-                raise DataError(f"axes={axes!r} has {len(axes)} letters but the data has {data.ndim} "
-                                f"dimensions (shape {tuple(data.shape)}, file axes {file_axes!r})", path)
+                raise DataError(
+                    f"axes={axes!r} has {len(axes)} letters but the data has {data.ndim} "
+                    f"dimensions (shape {tuple(data.shape)}, file axes {file_axes!r})",
+                    path,
+                )
             file_axes = axes.upper()
         dtype = data.dtype
         alpha = [] if keep_alpha else _tiff_alpha_samples(tf, data, file_axes)
@@ -446,8 +479,14 @@ def _read_tiff_quiet(path: Path, axes: Optional[str], keep_alpha: bool) -> tuple
             data = np.delete(data, alpha, axis=file_axes.index("S"))
         arr, channel_axis, out_axes = _tiff_to_channel_first(data, file_axes, path)
         spacing, unit = _tiff_spacing(tf, out_axes)
-    meta = ImageMeta(axes=file_axes, channel_axis=channel_axis, dtype=str(dtype.newbyteorder("=")),
-                     spacing=spacing, spacing_unit=unit, alpha_dropped=bool(alpha))
+    meta = ImageMeta(
+        axes=file_axes,
+        channel_axis=channel_axis,
+        dtype=str(dtype.newbyteorder("=")),
+        spacing=spacing,
+        spacing_unit=unit,
+        alpha_dropped=bool(alpha),
+    )
     return arr, meta
 
 
@@ -465,33 +504,47 @@ def _tiff_alpha_samples(tf: Any, data: np.ndarray, axes: str) -> list[int]:
     return [base + i for i, kind in enumerate(extras) if int(kind) in (1, 2)]
 
 
-def _tiff_to_channel_first(data: np.ndarray, axes: str, path: Path) -> tuple[np.ndarray, Optional[str], str]:
+def _tiff_to_channel_first(
+    data: np.ndarray, axes: str, path: Path
+) -> tuple[np.ndarray, Optional[str], str]:
     """Reorder ``data`` with tifffile ``axes`` to ``(C, [Z,] Y, X)``; returns (array, channel letters, spatial letters)."""
     if len(set(axes)) != len(axes):
         raise DataError(f"TIFF axes {axes!r} repeat a letter", path)
     for letter in _SPATIAL:
         if letter not in axes:
-            raise DataError(f"TIFF axes {axes!r} have no {letter} axis; pass axes= to read_image", path)
+            raise DataError(
+                f"TIFF axes {axes!r} have no {letter} axis; pass axes= to read_image", path
+            )
     pages = [a for a in axes if a in _PAGES and data.shape[axes.index(a)] > 1]
     depth = (["Z"] if "Z" in axes else []) + pages
     if len(depth) > 1:
-        raise DataError(f"TIFF axes {axes!r} (shape {tuple(data.shape)}) have more than one depth-like axis "
-                        f"({', '.join(depth)}); pass axes= to read_image", path)
+        raise DataError(
+            f"TIFF axes {axes!r} (shape {tuple(data.shape)}) have more than one depth-like axis "
+            f"({', '.join(depth)}); pass axes= to read_image",
+            path,
+        )
     channels = [a for a in axes if a in _CHANNEL]
     keep = set(_SPATIAL) | set(depth) | set(channels)
     extra = [(a, data.shape[i]) for i, a in enumerate(axes) if a not in keep]
     too_long = [f"{a}={n}" for a, n in extra if n > 1]
     if too_long:
-        raise DataError(f"TIFF axes {axes!r} (shape {tuple(data.shape)}) have axes unetkit cannot map to "
-                        f"channels or depth ({', '.join(too_long)}); store one image per file or pass axes=", path)
+        raise DataError(
+            f"TIFF axes {axes!r} (shape {tuple(data.shape)}) have axes unetkit cannot map to "
+            f"channels or depth ({', '.join(too_long)}); store one image per file or pass axes=",
+            path,
+        )
     squeeze = tuple(i for i, a in enumerate(axes) if a not in keep)
     data = data.squeeze(axis=squeeze) if squeeze else data
     axes = "".join(a for a in axes if a in keep)
     spatial = "".join(depth) + _SPATIAL
     order = [axes.index(a) for a in channels] + [axes.index(a) for a in spatial]
     data = np.transpose(data, order)
-    n_channels = int(np.prod([data.shape[i] for i in range(len(channels))], dtype=np.int64)) if channels else 1
-    data = data.reshape((n_channels, *data.shape[len(channels):]))
+    n_channels = (
+        int(np.prod([data.shape[i] for i in range(len(channels))], dtype=np.int64))
+        if channels
+        else 1
+    )
+    data = data.reshape((n_channels, *data.shape[len(channels) :]))
     out_spatial = ("Z" if depth else "") + _SPATIAL
     return data, ("".join(channels) or None), out_spatial
 
@@ -531,6 +584,7 @@ def _tiff_spacing(tf: Any, spatial: str) -> tuple[Optional[tuple], Optional[str]
 
 def _resolution_spacing(page: Any) -> Optional[tuple[float, float]]:
     """``(dy, dx)`` from the Y/XResolution tags (pixels per unit), or ``None``."""
+
     def one(name: str) -> Optional[float]:
         tag = page.tags.get(name)
         if tag is None:
@@ -554,17 +608,30 @@ def _read_npy(path: Path) -> tuple[np.ndarray, ImageMeta]:
     writes it and as the band-by-band predictor memory-maps it); no pickled objects."""
     array = np.load(path, allow_pickle=False)
     if array.dtype.kind not in "biuf":
-        raise DataError(f"holds {array.dtype} values; an image needs booleans, integers or floats", path)
+        raise DataError(
+            f"holds {array.dtype} values; an image needs booleans, integers or floats", path
+        )
     axes = {2: "YX", 3: "CYX", 4: "CZYX"}.get(array.ndim)
     if axes is None:
-        raise DataError(f"expected (H, W), (C, H, W) or (C, D, H, W), got shape {array.shape}", path)
+        raise DataError(
+            f"expected (H, W), (C, H, W) or (C, D, H, W), got shape {array.shape}", path
+        )
     if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] > 4:
-        raise DataError(f"shape {array.shape} looks like (H, W, RGB): save it channel first, "
-                        f"np.moveaxis(a, -1, 0)", path)
+        raise DataError(
+            f"shape {array.shape} looks like (H, W, RGB): save it channel first, "
+            f"np.moveaxis(a, -1, 0)",
+            path,
+        )
     if array.ndim == 2:
         array = array[None]
-    meta = ImageMeta(path=str(path), format="npy", dtype=str(array.dtype), shape=tuple(array.shape), axes=axes,
-                     channel_axis="C" if axes[0] == "C" else None)
+    meta = ImageMeta(
+        path=str(path),
+        format="npy",
+        dtype=str(array.dtype),
+        shape=tuple(array.shape),
+        axes=axes,
+        channel_axis="C" if axes[0] == "C" else None,
+    )
     return array, meta
 
 
@@ -576,7 +643,11 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, ImageMeta]:
     disk_dtype = np.dtype(img.get_data_dtype()).newbyteorder("=")
     slope, inter = getattr(proxy, "slope", 1.0), getattr(proxy, "inter", 0.0)
     if (slope in (1.0, None) or np.isnan(slope)) and (inter in (0.0, None) or np.isnan(inter)):
-        data = np.asarray(proxy.get_unscaled()) if hasattr(proxy, "get_unscaled") else np.asarray(proxy)
+        data = (
+            np.asarray(proxy.get_unscaled())
+            if hasattr(proxy, "get_unscaled")
+            else np.asarray(proxy)
+        )
     else:
         data = np.asarray(img.get_fdata(dtype=np.float32))
     zooms = tuple(float(z) for z in img.header.get_zooms())
@@ -588,16 +659,35 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, ImageMeta]:
     elif data.ndim == 3 and data.shape[2] == 1:  # one slice (X, Y, 1): a 2D image
         arr, axes, channel_axis, spatial_zooms = data[:, :, 0].T[None], "XYZ", None, zooms[:2][::-1]
     elif data.ndim == 4 and data.shape[2] == 1:  # one slice with channels (X, Y, 1, C)
-        arr, axes, channel_axis, spatial_zooms = np.transpose(data[:, :, 0], (2, 1, 0)), "XYZC", "C", zooms[:2][::-1]
+        arr, axes, channel_axis, spatial_zooms = (
+            np.transpose(data[:, :, 0], (2, 1, 0)),
+            "XYZC",
+            "C",
+            zooms[:2][::-1],
+        )
     elif data.ndim == 3:
         arr, axes, channel_axis, spatial_zooms = data.T[None], "XYZ", None, zooms[:3][::-1]
     elif data.ndim == 4:
-        arr, axes, channel_axis, spatial_zooms = np.transpose(data, (3, 2, 1, 0)), "XYZC", "C", zooms[:3][::-1]
+        arr, axes, channel_axis, spatial_zooms = (
+            np.transpose(data, (3, 2, 1, 0)),
+            "XYZC",
+            "C",
+            zooms[:3][::-1],
+        )
     else:
-        raise DataError(f"NIfTI data has {data.ndim} dimensions (shape {data.shape}); unetkit reads 2D, 3D or "
-                        "4D (X, Y, Z, channels)", path)
+        raise DataError(
+            f"NIfTI data has {data.ndim} dimensions (shape {data.shape}); unetkit reads 2D, 3D or "
+            "4D (X, Y, Z, channels)",
+            path,
+        )
     xyzt_units = img.header.get_xyzt_units()[0]
     unit = {"mm": "mm", "micron": "um", "meter": "m"}.get(xyzt_units)
-    meta = ImageMeta(axes=axes, channel_axis=channel_axis, dtype=str(disk_dtype), spacing=spatial_zooms,
-                     spacing_unit=unit, affine=np.asarray(img.affine, dtype=float).tolist())
+    meta = ImageMeta(
+        axes=axes,
+        channel_axis=channel_axis,
+        dtype=str(disk_dtype),
+        spacing=spatial_zooms,
+        spacing_unit=unit,
+        affine=np.asarray(img.affine, dtype=float).tolist(),
+    )
     return arr, meta

@@ -42,7 +42,18 @@ from .readers import ImageMeta, image_format
 
 PathLike = Union[str, Path]
 
-_NIFTI_DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "uint64", "int64", "float32", "float64")
+_NIFTI_DTYPES = (
+    "uint8",
+    "int8",
+    "uint16",
+    "int16",
+    "uint32",
+    "int32",
+    "uint64",
+    "int64",
+    "float32",
+    "float64",
+)
 
 
 #: Atomic writing lives in :mod:`unetkit.utils`; re-exported here for the writers' users.
@@ -74,16 +85,31 @@ def write_image(path: PathLike, array: np.ndarray, meta: Optional[ImageMeta] = N
     fmt = image_format(path)
     arr = np.asarray(array)
     if arr.ndim not in (3, 4):
-        raise DataError(f"cannot write an array of shape {tuple(arr.shape)}: expected channel-first (C, H, W) "
-                        "or (C, D, H, W) (add a channel axis with array[None])", path)
+        raise DataError(
+            f"cannot write an array of shape {tuple(arr.shape)}: expected channel-first (C, H, W) "
+            "or (C, D, H, W) (add a channel axis with array[None])",
+            path,
+        )
     if arr.dtype.kind not in "biuf":
-        raise DataError(f"cannot write {arr.dtype} data: only bool, integer and float images are supported", path)
+        raise DataError(
+            f"cannot write {arr.dtype} data: only bool, integer and float images are supported",
+            path,
+        )
     if fmt in ("jpeg", "gif"):
-        raise DataError(f"unetkit does not write {fmt.upper()} files ({'lossy' if fmt == 'jpeg' else 'palette-only'}); "
-                        "use .png, .tif or .nii.gz", path)
+        raise DataError(
+            f"unetkit does not write {fmt.upper()} files ({'lossy' if fmt == 'jpeg' else 'palette-only'}); "
+            "use .png, .tif or .nii.gz",
+            path,
+        )
     if not arr.dtype.isnative:
         arr = arr.astype(arr.dtype.newbyteorder("="))
-    writer = {"png": _write_pil, "bmp": _write_pil, "tiff": _write_tiff, "nifti": _write_nifti, "npy": _write_npy}[fmt]
+    writer = {
+        "png": _write_pil,
+        "bmp": _write_pil,
+        "tiff": _write_tiff,
+        "nifti": _write_nifti,
+        "npy": _write_npy,
+    }[fmt]
     with atomic_write(path) as tmp:
         writer(tmp, path, fmt, arr, meta)
     return path
@@ -91,8 +117,11 @@ def write_image(path: PathLike, array: np.ndarray, meta: Optional[ImageMeta] = N
 
 # --------------------------------------------------------------------------------------------- PIL
 def _refuse(path: Path, fmt: str, arr: np.ndarray, holds: str) -> DataError:
-    return DataError(f"cannot store {arr.dtype} data with {arr.shape[0]} channel(s) and shape {tuple(arr.shape)} "
-                     f"in a {fmt.upper()} file (it holds {holds}); write .tif or .nii.gz instead", path)
+    return DataError(
+        f"cannot store {arr.dtype} data with {arr.shape[0]} channel(s) and shape {tuple(arr.shape)} "
+        f"in a {fmt.upper()} file (it holds {holds}); write .tif or .nii.gz instead",
+        path,
+    )
 
 
 def _write_pil(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[ImageMeta]) -> None:
@@ -116,8 +145,11 @@ def _write_pil(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[
         im.putpalette(list(meta.palette))
     elif channels == 1 and arr.dtype == np.uint8 and meta is not None and meta.mode == "1":
         if plane.max(initial=0) > 1:
-            raise DataError(f"meta.mode is '1' (1-bit) but the array holds values up to {int(plane.max())}; "
-                            "pass meta=None to write 8-bit", path)
+            raise DataError(
+                f"meta.mode is '1' (1-bit) but the array holds values up to {int(plane.max())}; "
+                "pass meta=None to write 8-bit",
+                path,
+            )
         im = Image.fromarray(plane.astype(bool))
     else:
         im = Image.fromarray(plane)
@@ -125,7 +157,9 @@ def _write_pil(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[
 
 
 # -------------------------------------------------------------------------------------------- TIFF
-def _write_tiff(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[ImageMeta]) -> None:
+def _write_tiff(
+    tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[ImageMeta]
+) -> None:
     import tifffile
 
     if arr.dtype == bool:
@@ -157,8 +191,15 @@ def _write_tiff(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional
             kwargs["resolution"] = (1.0 / spacing[-1], 1.0 / spacing[-2])
             kwargs["resolutionunit"] = "NONE"
     extrasamples = ("unassalpha",) if rgb and channels == 4 else None
-    tifffile.imwrite(tmp, data, photometric=photometric, metadata=metadata, compression="zlib",
-                     extrasamples=extrasamples, **kwargs)
+    tifffile.imwrite(
+        tmp,
+        data,
+        photometric=photometric,
+        metadata=metadata,
+        compression="zlib",
+        extrasamples=extrasamples,
+        **kwargs,
+    )
 
 
 # ------------------------------------------------------------------------------------------- NIfTI
@@ -167,7 +208,9 @@ def _write_npy(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[
         np.save(f, arr, allow_pickle=False)
 
 
-def _write_nifti(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[ImageMeta]) -> None:
+def _write_nifti(
+    tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[ImageMeta]
+) -> None:
     import nibabel as nib
 
     if arr.dtype == bool:
@@ -178,7 +221,9 @@ def _write_nifti(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optiona
     channels = arr.shape[0]
     one_slice = spatial_dims == 2 and meta is not None and meta.axes in ("XYZ", "XYZC")
     if spatial_dims == 2 and channels != 1 and not one_slice:
-        raise _refuse(path, fmt, arr, "2D images with 1 channel or 3D volumes with any channel count")
+        raise _refuse(
+            path, fmt, arr, "2D images with 1 channel or 3D volumes with any channel count"
+        )
     data = arr.T  # (C, [Z,] Y, X) -> (X, Y, [Z,] C)
     if one_slice:
         data = data[:, :, None, :]  # (X, Y, 1, C)
@@ -195,7 +240,11 @@ def _write_nifti(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optiona
             zooms[:spatial_dims] = [float(s) for s in meta.spacing][::-1]
         affine = np.diag([*zooms, 1.0])
     img = nib.Nifti1Image(np.ascontiguousarray(data), affine, dtype=data.dtype)
-    unit = {"mm": "mm", "um": "micron", "m": "meter"}.get(meta.spacing_unit or "") if meta is not None else None
+    unit = (
+        {"mm": "mm", "um": "micron", "m": "meter"}.get(meta.spacing_unit or "")
+        if meta is not None
+        else None
+    )
     if unit:
         img.header.set_xyzt_units(xyz=unit)
     nib.save(img, str(tmp))

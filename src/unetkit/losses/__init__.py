@@ -47,7 +47,11 @@ from .tversky import TverskyLoss
 
 LOSSES = Registry("loss")
 _r = LOSSES.register
-_r("ce", CrossEntropyLoss, "cross-entropy (softmax, K ≥ 2) or BCE (K = 1), class weights, weight map")
+_r(
+    "ce",
+    CrossEntropyLoss,
+    "cross-entropy (softmax, K ≥ 2) or BCE (K = 1), class weights, weight map",
+)
 _r("bce", CrossEntropyLoss, "alias of 'ce' (the channel count K picks sigmoid or softmax)")
 _r("dice", DiceLoss, "soft Dice, batch or per-image, foreground classes by default")
 _r("dice-ce", DiceCELoss, "nnU-Net's default: Dice + CE (weights 1, 1)")
@@ -76,7 +80,29 @@ def list_losses() -> list[str]:
     return LOSSES.names()
 
 
-__all__ = ["LOSSES", "MS_SSIM_WEIGHTS", "CompoundLoss", "CrossEntropyLoss", "DeepSupervisionLoss", "DiceCELoss",
-           "DiceLoss", "FocalLoss", "IoULoss", "LossInput", "MSSSIMLoss", "OverlapLoss", "SegmentationLoss",
-           "TverskyLoss", "UNet3PlusHybridLoss", "cgm_targets", "check_inputs", "create_loss", "default_weights",
-           "downsample_labels", "downsample_weight", "list_losses", "ms_ssim", "ms_ssim_plan"]
+__all__ = [
+    "LOSSES",
+    "MS_SSIM_WEIGHTS",
+    "CompoundLoss",
+    "CrossEntropyLoss",
+    "DeepSupervisionLoss",
+    "DiceCELoss",
+    "DiceLoss",
+    "FocalLoss",
+    "IoULoss",
+    "LossInput",
+    "MSSSIMLoss",
+    "OverlapLoss",
+    "SegmentationLoss",
+    "TverskyLoss",
+    "UNet3PlusHybridLoss",
+    "cgm_targets",
+    "check_inputs",
+    "create_loss",
+    "default_weights",
+    "downsample_labels",
+    "downsample_weight",
+    "list_losses",
+    "ms_ssim",
+    "ms_ssim_plan",
+]

@@ -97,8 +97,12 @@ def squeeze_target(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
     return target
 
 
-def check_inputs(logits: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
-                 ignore_index: Optional[int] = None) -> LossInput:
+def check_inputs(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    weight: Optional[torch.Tensor] = None,
+    ignore_index: Optional[int] = None,
+) -> LossInput:
     """Check shapes, dtypes and label values; return fp32 logits and int64 targets.
 
     Args:
@@ -113,13 +117,17 @@ def check_inputs(logits: torch.Tensor, target: torch.Tensor, weight: Optional[to
     """
     if not isinstance(logits, torch.Tensor) or logits.dim() < 3:
         shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
-        raise ConfigError(f"logits must be a tensor (B, K, *spatial) with at least one spatial axis, got {shape}")
+        raise ConfigError(
+            f"logits must be a tensor (B, K, *spatial) with at least one spatial axis, got {shape}"
+        )
     if not logits.is_floating_point():
         raise ConfigError(f"logits must be a float tensor, got dtype {logits.dtype}")
     target = squeeze_target(target, logits)
     if target.is_floating_point() or target.is_complex():
-        raise ConfigError(f"target must hold integer class indices (B, *spatial), got dtype {target.dtype}; "
-                          f"convert masks with .long() (and map RGB/255 masks to class indices first)")
+        raise ConfigError(
+            f"target must hold integer class indices (B, *spatial), got dtype {target.dtype}; "
+            f"convert masks with .long() (and map RGB/255 masks to class indices first)"
+        )
     target = target.long()
     num_classes = max(logits.shape[1], 2)
     valid = None
@@ -132,22 +140,30 @@ def check_inputs(logits: torch.Tensor, target: torch.Tensor, weight: Optional[to
     if target.numel():
         lo, hi = int(target.min()), int(target.max())
         if lo < 0 or hi >= num_classes:
-            meaning = ("K = 1 means one sigmoid channel with targets in {0, 1}" if logits.shape[1] == 1
-                       else "class indices must lie in 0..K-1, background included")
-            raise ConfigError(f"target values range over {lo}..{hi} but logits have K = {logits.shape[1]} "
-                              f"channel(s): {meaning} (set ignore_index for a label to leave out)")
+            meaning = (
+                "K = 1 means one sigmoid channel with targets in {0, 1}"
+                if logits.shape[1] == 1
+                else "class indices must lie in 0..K-1, background included"
+            )
+            raise ConfigError(
+                f"target values range over {lo}..{hi} but logits have K = {logits.shape[1]} "
+                f"channel(s): {meaning} (set ignore_index for a label to leave out)"
+            )
     if weight is not None:
         if weight.dim() == logits.dim() and weight.shape[1] == 1:
             weight = weight[:, 0]
         if tuple(weight.shape) != tuple(target.shape):
-            raise ConfigError(f"weight map shape {tuple(weight.shape)} does not match the target "
-                              f"{tuple(target.shape)}: expected (B, *spatial) or (B, 1, *spatial)")
+            raise ConfigError(
+                f"weight map shape {tuple(weight.shape)} does not match the target "
+                f"{tuple(target.shape)}: expected (B, *spatial) or (B, 1, *spatial)"
+            )
         weight = weight.float()
     return LossInput(logits.float(), target, valid, weight)
 
 
-def reduce_pixels(values: torch.Tensor, inp: LossInput, reduction: str,
-                  extra: Optional[torch.Tensor] = None) -> torch.Tensor:
+def reduce_pixels(
+    values: torch.Tensor, inp: LossInput, reduction: str, extra: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Reduce a per-pixel loss map (B, *spatial) to a scalar.
 
     ``w`` = weight map × valid mask × ``extra`` (e.g. class weights of each pixel's target).
@@ -179,15 +195,18 @@ def check_reduction(reduction: str) -> str:
     return reduction
 
 
-def class_vector(values: Optional[Sequence[float]], num_classes: int, what: str,
-                 like: torch.Tensor) -> Optional[torch.Tensor]:
+def class_vector(
+    values: Optional[Sequence[float]], num_classes: int, what: str, like: torch.Tensor
+) -> Optional[torch.Tensor]:
     """A per-class fp32 vector of length C = max(K, 2), or ``None``; raises on a wrong length."""
     if values is None:
         return None
     vec = torch.as_tensor(values, dtype=torch.float32, device=like.device).flatten()
     if vec.numel() != num_classes:
-        raise ConfigError(f"{what} has {vec.numel()} value(s) but the logits give {num_classes} classes "
-                          f"(K = 1 counts as 2: background, foreground)")
+        raise ConfigError(
+            f"{what} has {vec.numel()} value(s) but the logits give {num_classes} classes "
+            f"(K = 1 counts as 2: background, foreground)"
+        )
     return vec
 
 
@@ -227,8 +246,9 @@ class SegmentationLoss(nn.Module):
             raise ConfigError(f"ignore_index must be an int or None, got {ignore_index!r}")
         self.ignore_index = ignore_index
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor,
-                weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """Loss of ``logits`` (B, K, *spatial) against ``target`` (B, *spatial) class indices.
 
         Args:

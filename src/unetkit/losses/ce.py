@@ -36,10 +36,16 @@ class CrossEntropyLoss(SegmentationLoss):
         tensor(0.6931)
     """
 
-    def __init__(self, class_weights: Optional[Sequence[float]] = None, ignore_index: Optional[int] = None,
-                 reduction: str = "weighted_mean"):
+    def __init__(
+        self,
+        class_weights: Optional[Sequence[float]] = None,
+        ignore_index: Optional[int] = None,
+        reduction: str = "weighted_mean",
+    ):
         super().__init__(ignore_index)
-        self.class_weights = None if class_weights is None else tuple(float(c) for c in class_weights)
+        self.class_weights = (
+            None if class_weights is None else tuple(float(c) for c in class_weights)
+        )
         self.reduction = check_reduction(reduction)
 
     def compute(self, inp: LossInput) -> torch.Tensor:

@@ -28,23 +28,33 @@ class CompoundLoss(nn.Module):
         torch.Size([])
     """
 
-    def __init__(self, weights: Mapping[str, float], options: Optional[Mapping[str, Mapping[str, Any]]] = None,
-                 ignore_index: Optional[int] = None):
+    def __init__(
+        self,
+        weights: Mapping[str, float],
+        options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+        ignore_index: Optional[int] = None,
+    ):
         super().__init__()
         from . import LOSSES  # the registry lists this class too
 
         if not isinstance(weights, Mapping) or not weights:
-            raise ConfigError(f"CompoundLoss needs a non-empty {{loss name: weight}} mapping, got {weights!r}")
+            raise ConfigError(
+                f"CompoundLoss needs a non-empty {{loss name: weight}} mapping, got {weights!r}"
+            )
         options = dict(options or {})
         unknown = sorted(set(options) - set(weights))
         if unknown:
-            raise ConfigError(f"CompoundLoss options given for {', '.join(unknown)}, which are not among the "
-                              f"weighted terms {', '.join(weights)}")
+            raise ConfigError(
+                f"CompoundLoss options given for {', '.join(unknown)}, which are not among the "
+                f"weighted terms {', '.join(weights)}"
+            )
         self.terms = nn.ModuleDict()
         self.weights: dict[str, float] = {}
         for name, w in weights.items():
             if not isinstance(w, (int, float)) or w < 0:
-                raise ConfigError(f"CompoundLoss weight of {name!r} must be a number ≥ 0, got {w!r}")
+                raise ConfigError(
+                    f"CompoundLoss weight of {name!r} must be a number ≥ 0, got {w!r}"
+                )
             LOSSES.get(name)  # an unknown name raises, listing the valid ones
             key = name.lower().replace("_", "-")
             kwargs = dict(options.get(name, {}))
@@ -54,13 +64,19 @@ class CompoundLoss(nn.Module):
             self.weights[key] = float(w)
         self.ignore_index = ignore_index
 
-    def components(self, logits: torch.Tensor, target: torch.Tensor,
-                   weight: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+    def components(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None
+    ) -> dict[str, torch.Tensor]:
         """{name: unweighted loss} for every term of non-zero weight."""
-        return {name: term(logits, target, weight) for name, term in self.terms.items() if self.weights[name]}
+        return {
+            name: term(logits, target, weight)
+            for name, term in self.terms.items()
+            if self.weights[name]
+        }
 
-    def forward(self, logits: torch.Tensor, target: torch.Tensor,
-                weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """Weighted sum of the terms for logits (B, K, *spatial) and target (B, *spatial)."""
         parts = self.components(logits, target, weight)
         return sum(self.weights[name] * value for name, value in parts.items())
@@ -79,16 +95,31 @@ class DiceCELoss(CompoundLoss):
         ignore_index: label of pixels left out by both terms.
     """
 
-    def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, include_background: bool = False,
-                 batch_dice: bool = False, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
-                 class_weights: Optional[Sequence[float]] = None, ce_reduction: str = "weighted_mean",
-                 ignore_index: Optional[int] = None):
+    def __init__(
+        self,
+        dice_weight: float = 1.0,
+        ce_weight: float = 1.0,
+        include_background: bool = False,
+        batch_dice: bool = False,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        class_weights: Optional[Sequence[float]] = None,
+        ce_reduction: str = "weighted_mean",
+        ignore_index: Optional[int] = None,
+    ):
         super().__init__(
             {"dice": dice_weight, "ce": ce_weight},
-            options={"dice": dict(include_background=include_background, batch_dice=batch_dice,
-                                  smooth_nr=smooth_nr, smooth_dr=smooth_dr),
-                     "ce": dict(class_weights=class_weights, reduction=ce_reduction)},
-            ignore_index=ignore_index)
+            options={
+                "dice": dict(
+                    include_background=include_background,
+                    batch_dice=batch_dice,
+                    smooth_nr=smooth_nr,
+                    smooth_dr=smooth_dr,
+                ),
+                "ce": dict(class_weights=class_weights, reduction=ce_reduction),
+            },
+            ignore_index=ignore_index,
+        )
 
 
 class UNet3PlusHybridLoss(CompoundLoss):
@@ -104,12 +135,22 @@ class UNet3PlusHybridLoss(CompoundLoss):
         ignore_index: label of pixels left out by every term.
     """
 
-    def __init__(self, focal_weight: float = 1.0, ms_ssim_weight: float = 1.0, iou_weight: float = 1.0,
-                 gamma: float = 2.0, alpha: Optional[Union[float, Sequence[float]]] = None,
-                 include_background: bool = False, ignore_index: Optional[int] = None):
+    def __init__(
+        self,
+        focal_weight: float = 1.0,
+        ms_ssim_weight: float = 1.0,
+        iou_weight: float = 1.0,
+        gamma: float = 2.0,
+        alpha: Optional[Union[float, Sequence[float]]] = None,
+        include_background: bool = False,
+        ignore_index: Optional[int] = None,
+    ):
         super().__init__(
             {"focal": focal_weight, "ms-ssim": ms_ssim_weight, "iou": iou_weight},
-            options={"focal": dict(gamma=gamma, alpha=alpha),
-                     "ms-ssim": dict(include_background=include_background),
-                     "iou": dict(include_background=include_background)},
-            ignore_index=ignore_index)
+            options={
+                "focal": dict(gamma=gamma, alpha=alpha),
+                "ms-ssim": dict(include_background=include_background),
+                "iou": dict(include_background=include_background),
+            },
+            ignore_index=ignore_index,
+        )

@@ -91,19 +91,28 @@ class DeepSupervisionLoss(nn.Module):
         >>> ds(out, torch.randint(0, 2, (2, 32, 32)))  # 2/3 · dice(32²) + 1/3 · dice(16²)
     """
 
-    def __init__(self, loss: nn.Module, weights: Optional[Sequence[float]] = None, cgm_weight: float = 1.0,
-                 ignore_index: Optional[int] = None):
+    def __init__(
+        self,
+        loss: nn.Module,
+        weights: Optional[Sequence[float]] = None,
+        cgm_weight: float = 1.0,
+        ignore_index: Optional[int] = None,
+    ):
         super().__init__()
         if weights is not None:
             weights = [float(w) for w in weights]
             if not weights or any(w < 0 for w in weights) or not any(weights):
-                raise ConfigError(f"deep supervision weights must be ≥ 0 and not all 0, got {weights}")
+                raise ConfigError(
+                    f"deep supervision weights must be ≥ 0 and not all 0, got {weights}"
+                )
         if cgm_weight < 0:
             raise ConfigError(f"cgm_weight must be ≥ 0, got {cgm_weight}")
         self.loss = loss
         self.weights = weights
         self.cgm_weight = float(cgm_weight)
-        self.ignore_index = ignore_index if ignore_index is not None else getattr(loss, "ignore_index", None)
+        self.ignore_index = (
+            ignore_index if ignore_index is not None else getattr(loss, "ignore_index", None)
+        )
 
     @staticmethod
     def unpack(outputs: Outputs) -> tuple[list[torch.Tensor], Optional[torch.Tensor]]:
@@ -112,21 +121,31 @@ class DeepSupervisionLoss(nn.Module):
             return [outputs.logits, *outputs.aux], outputs.cls_logits
         if isinstance(outputs, torch.Tensor):
             return [outputs], None
-        if isinstance(outputs, (list, tuple)) and outputs and all(isinstance(o, torch.Tensor) for o in outputs):
+        if (
+            isinstance(outputs, (list, tuple))
+            and outputs
+            and all(isinstance(o, torch.Tensor) for o in outputs)
+        ):
             return list(outputs), None
-        raise ConfigError(f"deep supervision expects a ModelOutput, a tensor or a non-empty list of tensors, "
-                          f"got {type(outputs).__name__}")
+        raise ConfigError(
+            f"deep supervision expects a ModelOutput, a tensor or a non-empty list of tensors, "
+            f"got {type(outputs).__name__}"
+        )
 
     def output_weights(self, n: int) -> list[float]:
         """The weight of each of ``n`` outputs (main first)."""
         if self.weights is None:
             return default_weights(n)
         if len(self.weights) != n:
-            raise ConfigError(f"deep supervision has {len(self.weights)} weight(s) but the model returned {n} "
-                              f"output(s) (main + {n - 1} auxiliary)")
+            raise ConfigError(
+                f"deep supervision has {len(self.weights)} weight(s) but the model returned {n} "
+                f"output(s) (main + {n - 1} auxiliary)"
+            )
         return self.weights
 
-    def forward(self, outputs: Outputs, target: torch.Tensor, weight: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(
+        self, outputs: Outputs, target: torch.Tensor, weight: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
         """Total loss of every output.
 
         Args:
@@ -148,18 +167,26 @@ class DeepSupervisionLoss(nn.Module):
             size = tuple(pred.shape[2:])
             if size not in resized:
                 if len(size) != len(full) or any(s > f for s, f in zip(size, full)):
-                    raise ConfigError(f"auxiliary output of shape {tuple(pred.shape)} is not smaller than the "
-                                      f"target {tuple(target.shape)}: cannot bring the target to its size")
-                resized[size] = (downsample_labels(target, size),
-                                 None if weight is None else downsample_weight(weight, size))
+                    raise ConfigError(
+                        f"auxiliary output of shape {tuple(pred.shape)} is not smaller than the "
+                        f"target {tuple(target.shape)}: cannot bring the target to its size"
+                    )
+                resized[size] = (
+                    downsample_labels(target, size),
+                    None if weight is None else downsample_weight(weight, size),
+                )
             if w == 0:
                 continue
             term = w * self.loss(pred, *resized[size])
             total = term if total is None else total + term
         if cls_logits is not None and self.cgm_weight:
             if cls_logits.dim() != 2 or cls_logits.shape != (target.shape[0], 2):
-                raise ConfigError(f"cls_logits must be (B, 2) = ({target.shape[0]}, 2), got {tuple(cls_logits.shape)}")
+                raise ConfigError(
+                    f"cls_logits must be (B, 2) = ({target.shape[0]}, 2), got {tuple(cls_logits.shape)}"
+                )
             with no_autocast(cls_logits.device):
-                bce = F.binary_cross_entropy_with_logits(cls_logits.float(), cgm_targets(target, self.ignore_index))
+                bce = F.binary_cross_entropy_with_logits(
+                    cls_logits.float(), cgm_targets(target, self.ignore_index)
+                )
             total = total + self.cgm_weight * bce
         return total

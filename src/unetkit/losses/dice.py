@@ -29,17 +29,27 @@ class OverlapLoss(SegmentationLoss):
         ignore_index: label of pixels left out.
     """
 
-    def __init__(self, include_background: bool = False, batch_dice: bool = False, smooth_nr: float = 1e-5,
-                 smooth_dr: float = 1e-5, ignore_index: Optional[int] = None):
+    def __init__(
+        self,
+        include_background: bool = False,
+        batch_dice: bool = False,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        ignore_index: Optional[int] = None,
+    ):
         super().__init__(ignore_index)
         if smooth_nr < 0 or smooth_dr < 0:
-            raise ConfigError(f"smooth_nr and smooth_dr must be ≥ 0, got {smooth_nr} and {smooth_dr}")
+            raise ConfigError(
+                f"smooth_nr and smooth_dr must be ≥ 0, got {smooth_nr} and {smooth_dr}"
+            )
         self.include_background = bool(include_background)
         self.batch_dice = bool(batch_dice)
         self.smooth_nr = float(smooth_nr)
         self.smooth_dr = float(smooth_dr)
 
-    def score(self, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+    def score(
+        self, tp: torch.Tensor, fp: torch.Tensor, fn: torch.Tensor
+    ) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 
     def compute(self, inp: LossInput) -> torch.Tensor:

@@ -31,14 +31,21 @@ class FocalLoss(SegmentationLoss):
         reduction: ``weighted_mean`` or ``mean``.
     """
 
-    def __init__(self, gamma: float = 2.0, alpha: Optional[Union[float, Sequence[float]]] = None,
-                 ignore_index: Optional[int] = None, reduction: str = "weighted_mean"):
+    def __init__(
+        self,
+        gamma: float = 2.0,
+        alpha: Optional[Union[float, Sequence[float]]] = None,
+        ignore_index: Optional[int] = None,
+        reduction: str = "weighted_mean",
+    ):
         super().__init__(ignore_index)
         if gamma < 0:
             raise ConfigError(f"focal gamma must be ≥ 0, got {gamma}")
         if isinstance(alpha, (int, float)):
             if not 0.0 <= alpha <= 1.0:
-                raise ConfigError(f"focal alpha must be in [0, 1] (or one value per class), got {alpha}")
+                raise ConfigError(
+                    f"focal alpha must be in [0, 1] (or one value per class), got {alpha}"
+                )
             alpha = float(alpha)
         elif alpha is not None:
             alpha = tuple(float(a) for a in alpha)

@@ -31,7 +31,9 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return (g / g.sum()).float()
 
 
-def ms_ssim_plan(spatial_shape: Sequence[int], win_size: int = 11, max_scales: int = 5) -> tuple[int, int]:
+def ms_ssim_plan(
+    spatial_shape: Sequence[int], win_size: int = 11, max_scales: int = 5
+) -> tuple[int, int]:
     """How many scales and which window size an image of ``spatial_shape`` allows.
 
     Every scale needs each axis to be at least ``win_size`` long (the window is applied without
@@ -45,7 +47,9 @@ def ms_ssim_plan(spatial_shape: Sequence[int], win_size: int = 11, max_scales: i
     """
     side = min(int(s) for s in spatial_shape)
     if side < 1:
-        raise ConfigError(f"MS-SSIM needs a non-empty image, got spatial shape {tuple(spatial_shape)}")
+        raise ConfigError(
+            f"MS-SSIM needs a non-empty image, got spatial shape {tuple(spatial_shape)}"
+        )
     if side < win_size:
         return 1, side if side % 2 else side - 1
     n = 1
@@ -73,7 +77,9 @@ def _pool2(x: torch.Tensor, spatial_dims: int) -> torch.Tensor:
     return x
 
 
-def _ssim_cs(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, spatial_dims: int, c1: float, c2: float):
+def _ssim_cs(
+    x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, spatial_dims: int, c1: float, c2: float
+):
     """Mean SSIM and mean contrast-structure term over the spatial axes: two (B, C) tensors."""
     stats = _filter(torch.stack([x, y, x * x, y * y, x * y]), window, spatial_dims)
     mu_x, mu_y, exx, eyy, exy = stats.unbind(0)
@@ -83,9 +89,16 @@ def _ssim_cs(x: torch.Tensor, y: torch.Tensor, window: torch.Tensor, spatial_dim
     return ssim_map.flatten(2).mean(-1), cs_map.flatten(2).mean(-1)
 
 
-def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size: int = 11, win_sigma: float = 1.5,
-            weights: Sequence[float] = MS_SSIM_WEIGHTS, k: tuple[float, float] = (0.01, 0.03),
-            normalize: Optional[str] = "relu") -> torch.Tensor:
+def ms_ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    data_range: float = 1.0,
+    win_size: int = 11,
+    win_sigma: float = 1.5,
+    weights: Sequence[float] = MS_SSIM_WEIGHTS,
+    k: tuple[float, float] = (0.01, 0.03),
+    normalize: Optional[str] = "relu",
+) -> torch.Tensor:
     """MS-SSIM of each image and channel.
 
     The number of scales is reduced automatically when the image is too small for
@@ -114,14 +127,20 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, win_size:
         torch.Size([2, 1])
     """
     if x.shape != y.shape:
-        raise ConfigError(f"MS-SSIM needs two tensors of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise ConfigError(
+            f"MS-SSIM needs two tensors of the same shape, got {tuple(x.shape)} and {tuple(y.shape)}"
+        )
     spatial_dims = x.dim() - 2
     if not 1 <= spatial_dims <= 3:
-        raise ConfigError(f"MS-SSIM takes (B, C, *spatial) with 1 to 3 spatial axes, got shape {tuple(x.shape)}")
+        raise ConfigError(
+            f"MS-SSIM takes (B, C, *spatial) with 1 to 3 spatial axes, got shape {tuple(x.shape)}"
+        )
     if normalize not in NORMALIZE + (None,):
         raise ConfigError(f"normalize must be one of {NORMALIZE} or None, got {normalize!r}")
     if len(weights) < 1 or any(w < 0 for w in weights):
-        raise ConfigError(f"MS-SSIM weights must be a non-empty list of values ≥ 0, got {tuple(weights)}")
+        raise ConfigError(
+            f"MS-SSIM weights must be a non-empty list of values ≥ 0, got {tuple(weights)}"
+        )
     levels, win = ms_ssim_plan(x.shape[2:], win_size, len(weights))
     w = torch.tensor(weights[:levels], dtype=x.dtype, device=x.device)
     if levels < len(weights):
@@ -156,9 +175,16 @@ class MSSSIMLoss(SegmentationLoss):
         ignore_index: label of pixels left out.
     """
 
-    def __init__(self, include_background: bool = False, win_size: int = 11, win_sigma: float = 1.5,
-                 weights: Sequence[float] = MS_SSIM_WEIGHTS, k: tuple[float, float] = (0.01, 0.03),
-                 normalize: Optional[str] = "relu", ignore_index: Optional[int] = None):
+    def __init__(
+        self,
+        include_background: bool = False,
+        win_size: int = 11,
+        win_sigma: float = 1.5,
+        weights: Sequence[float] = MS_SSIM_WEIGHTS,
+        k: tuple[float, float] = (0.01, 0.03),
+        normalize: Optional[str] = "relu",
+        ignore_index: Optional[int] = None,
+    ):
         super().__init__(ignore_index)
         if win_size < 1 or win_size % 2 == 0:
             raise ConfigError(f"MS-SSIM win_size must be a positive odd number, got {win_size}")
@@ -178,5 +204,7 @@ class MSSSIMLoss(SegmentationLoss):
         if inp.valid is not None:
             v = inp.valid.unsqueeze(1).to(p.dtype)
             p, g = p * v, g * v
-        val = ms_ssim(p, g, 1.0, self.win_size, self.win_sigma, self.weights, self.k, self.normalize)
+        val = ms_ssim(
+            p, g, 1.0, self.win_size, self.win_sigma, self.weights, self.k, self.normalize
+        )
         return 1.0 - val.mean()

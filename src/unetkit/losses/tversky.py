@@ -20,9 +20,16 @@ class TverskyLoss(OverlapLoss):
         Other arguments: see :class:`~unetkit.losses.dice.OverlapLoss`.
     """
 
-    def __init__(self, alpha: float = 0.5, beta: float = 0.5, include_background: bool = False,
-                 batch_dice: bool = False, smooth_nr: float = 1e-5, smooth_dr: float = 1e-5,
-                 ignore_index: Optional[int] = None):
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        include_background: bool = False,
+        batch_dice: bool = False,
+        smooth_nr: float = 1e-5,
+        smooth_dr: float = 1e-5,
+        ignore_index: Optional[int] = None,
+    ):
         super().__init__(include_background, batch_dice, smooth_nr, smooth_dr, ignore_index)
         if alpha < 0 or beta < 0:
             raise ConfigError(f"Tversky alpha and beta must be ≥ 0, got {alpha} and {beta}")

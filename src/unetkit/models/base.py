@@ -30,8 +30,12 @@ class ModelOutput(NamedTuple):
     cls_logits: Optional[torch.Tensor]
 
 
-def resolve_features(features: Optional[Sequence[int]], base_features: int, depth: Optional[int],
-                     feature_scale: float) -> list[int]:
+def resolve_features(
+    features: Optional[Sequence[int]],
+    base_features: int,
+    depth: Optional[int],
+    feature_scale: float,
+) -> list[int]:
     """Per-stage widths from an explicit list, or ``base_features · 2**i / feature_scale``.
 
     ``depth`` is the number of down-samplings (the stage count minus one).
@@ -39,7 +43,9 @@ def resolve_features(features: Optional[Sequence[int]], base_features: int, dept
     if features is not None:
         features = [int(f) for f in features]
         if depth is not None and depth != len(features) - 1:
-            raise ConfigError(f"depth={depth} contradicts features={features} ({len(features) - 1} down-samplings)")
+            raise ConfigError(
+                f"depth={depth} contradicts features={features} ({len(features) - 1} down-samplings)"
+            )
         return features
     depth = 4 if depth is None else int(depth)
     if depth < 1:
@@ -48,7 +54,9 @@ def resolve_features(features: Optional[Sequence[int]], base_features: int, dept
         raise ConfigError(f"feature_scale must be > 0, got {feature_scale}")
     feats = [int(base_features * 2**i / feature_scale) for i in range(depth + 1)]
     if feats[0] < 1:
-        raise ConfigError(f"base_features={base_features} / feature_scale={feature_scale} leaves no channels")
+        raise ConfigError(
+            f"base_features={base_features} / feature_scale={feature_scale} leaves no channels"
+        )
     return feats
 
 
@@ -67,18 +75,29 @@ class SegmentationModel(nn.Module):
 
     arch_name = "model"
 
-    def __init__(self, spatial_dims: int, in_channels: int, num_classes: int, deep_supervision: bool,
-                 outputs: Optional[str], cgm: bool = False):
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        num_classes: int,
+        deep_supervision: bool,
+        outputs: Optional[str],
+        cgm: bool = False,
+    ):
         super().__init__()
         layers.check_spatial_dims(spatial_dims)
         if num_classes < 1:
-            raise ConfigError(f"num_classes must be ≥ 1 (1 = one sigmoid channel, ≥ 2 = softmax), got {num_classes}")
+            raise ConfigError(
+                f"num_classes must be ≥ 1 (1 = one sigmoid channel, ≥ 2 = softmax), got {num_classes}"
+            )
         self.spatial_dims = spatial_dims
         self.in_channels = in_channels
         self.num_classes = num_classes
         self.deep_supervision = bool(deep_supervision)
         self.cgm = bool(cgm)
-        self.outputs = outputs if outputs is not None else ("all" if (deep_supervision or cgm) else "logits")
+        self.outputs = (
+            outputs if outputs is not None else ("all" if (deep_supervision or cgm) else "logits")
+        )
         self.init_kwargs: dict = {}
         self.preset: Optional[str] = None  # registry name, set by create_model
 
@@ -93,7 +112,9 @@ class SegmentationModel(nn.Module):
             raise ConfigError(f"outputs must be one of {OUTPUT_MODES}, got {value!r}")
         self._outputs = value
 
-    def forward_all(self, x: torch.Tensor, with_aux: bool = True) -> ModelOutput:  # pragma: no cover
+    def forward_all(
+        self, x: torch.Tensor, with_aux: bool = True
+    ) -> ModelOutput:  # pragma: no cover
         """Every output: main logits, aux logits (when ``with_aux`` and deep supervision is on)
         and CGM logits (when ``cgm`` is on). No input checks; prefer calling the model."""
         raise NotImplementedError
@@ -122,9 +143,14 @@ class SegmentationModel(nn.Module):
 
     def num_parameters(self, active_only: bool = True, trainable_only: bool = False) -> int:
         """Parameter count; by default only those the current flags use (as the papers count)."""
-        skip = {id(p) for m in (self.inactive_modules() if active_only else []) for p in m.parameters()}
-        return sum(p.numel() for p in self.parameters()
-                   if id(p) not in skip and (p.requires_grad or not trainable_only))
+        skip = {
+            id(p) for m in (self.inactive_modules() if active_only else []) for p in m.parameters()
+        }
+        return sum(
+            p.numel()
+            for p in self.parameters()
+            if id(p) not in skip and (p.requires_grad or not trainable_only)
+        )
 
     def initialise(self, init: str) -> None:
         """``he``: N(0, 2/fan_in) weights as in the U-Net paper; ``torch``: keep PyTorch's defaults."""
@@ -148,7 +174,11 @@ class SegmentationModel(nn.Module):
         return size
 
     def _sizes(self, size: Size) -> list[int]:
-        sizes = [int(size)] * self.spatial_dims if isinstance(size, (int, float)) else [int(s) for s in size]
+        sizes = (
+            [int(size)] * self.spatial_dims
+            if isinstance(size, (int, float))
+            else [int(s) for s in size]
+        )
         if len(sizes) != self.spatial_dims:
             raise ConfigError(f"expected {self.spatial_dims} spatial sizes, got {list(sizes)}")
         return sizes
@@ -157,10 +187,19 @@ class SegmentationModel(nn.Module):
         """Whether every axis of ``size`` (an int applies to all axes) is accepted."""
         return all(self._axis_output_size(s) is not None for s in self._sizes(size))
 
-    def nearest_valid_sizes(self, size: int, search: int = 4096) -> tuple[Optional[int], Optional[int]]:
+    def nearest_valid_sizes(
+        self, size: int, search: int = 4096
+    ) -> tuple[Optional[int], Optional[int]]:
         """The largest valid axis size ≤ ``size`` and the smallest ≥ ``size`` (``None`` if none)."""
         below = next((s for s in range(size, 0, -1) if self._axis_output_size(s) is not None), None)
-        above = next((s for s in range(max(size, 1), size + search) if self._axis_output_size(s) is not None), None)
+        above = next(
+            (
+                s
+                for s in range(max(size, 1), size + search)
+                if self._axis_output_size(s) is not None
+            ),
+            None,
+        )
         return below, above
 
     def valid_input_size(self, min_size: Size) -> Union[int, tuple[int, ...]]:
@@ -184,7 +223,11 @@ class SegmentationModel(nn.Module):
         for axis, s in enumerate(sizes):
             if self._axis_output_size(s) is None:
                 below, above = self.nearest_valid_sizes(s)
-                options = [f"{v} (output {self._axis_output_size(v)})" for v in (below, above) if v is not None]
+                options = [
+                    f"{v} (output {self._axis_output_size(v)})"
+                    for v in (below, above)
+                    if v is not None
+                ]
                 raise ConfigError(
                     f"input size {s} on spatial axis {axis} is not valid for this {self.describe_sizes()}; "
                     f"nearest valid sizes: {' and '.join(options) or 'none'}"
@@ -197,11 +240,15 @@ class SegmentationModel(nn.Module):
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a :class:`ConfigError` naming the problem when ``x`` cannot go through the model."""
         if x.dim() != self.spatial_dims + 2:
-            raise ConfigError(f"expected a {self.spatial_dims + 2}-D tensor (B, C, {'D, ' if self.spatial_dims == 3 else ''}H, W), "
-                              f"got shape {tuple(x.shape)}")
+            raise ConfigError(
+                f"expected a {self.spatial_dims + 2}-D tensor (B, C, {'D, ' if self.spatial_dims == 3 else ''}H, W), "
+                f"got shape {tuple(x.shape)}"
+            )
         if x.shape[1] != self.in_channels:
-            raise ConfigError(f"the model expects {self.in_channels} input channel(s), got {x.shape[1]} "
-                              f"(shape {tuple(x.shape)})")
+            raise ConfigError(
+                f"the model expects {self.in_channels} input channel(s), got {x.shape[1]} "
+                f"(shape {tuple(x.shape)})"
+            )
         if not torch.jit.is_tracing():
             self._check_sizes(list(x.shape[2:]))
 

@@ -12,7 +12,11 @@ from . import layers
 
 DOWNSAMPLE_MODES = ("maxpool", "avgpool", "conv2", "conv3")
 UPSAMPLE_MODES = ("transpose", "transpose3", "interpolate", "interpolate_conv")
-_UPSAMPLE_ALIASES = {"bilinear": "interpolate", "trilinear": "interpolate", "nearest": "interpolate"}
+_UPSAMPLE_ALIASES = {
+    "bilinear": "interpolate",
+    "trilinear": "interpolate",
+    "nearest": "interpolate",
+}
 
 
 class ConvNormAct(nn.Sequential):
@@ -49,8 +53,16 @@ class ConvNormAct(nn.Sequential):
         pad = dilation * (kernel_size - 1) // 2 if padding == "same" else 0
         use_bias = (norm == "none") if bias is None else bias
         mods: list[nn.Module] = [
-            layers.conv(spatial_dims, in_channels, out_channels, kernel_size, stride=stride, padding=pad,
-                        dilation=dilation, bias=use_bias),
+            layers.conv(
+                spatial_dims,
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride=stride,
+                padding=pad,
+                dilation=dilation,
+                bias=use_bias,
+            ),
         ]
         if norm != "none":
             mods.append(layers.norm(norm, out_channels, spatial_dims))
@@ -102,14 +114,25 @@ class ConvBlock(nn.Module):
         for i in range(n_convs):
             last = i == n_convs - 1
             convs.append(
-                ConvNormAct(spatial_dims, widths[i], widths[i + 1], kernel_size, padding, dilation=dilation,
-                            norm=norm, act=None if (residual and last) else act, bias=bias)
+                ConvNormAct(
+                    spatial_dims,
+                    widths[i],
+                    widths[i + 1],
+                    kernel_size,
+                    padding,
+                    dilation=dilation,
+                    norm=norm,
+                    act=None if (residual and last) else act,
+                    bias=bias,
+                )
             )
         self.convs = nn.Sequential(*convs)
         self.residual = residual
         if residual:
             if in_channels != out_channels:
-                self.shortcut = ConvNormAct(spatial_dims, in_channels, out_channels, 1, norm=norm, act=None, bias=bias)
+                self.shortcut = ConvNormAct(
+                    spatial_dims, in_channels, out_channels, 1, norm=norm, act=None, bias=bias
+                )
             else:
                 self.shortcut = nn.Identity()
             self.out_act = layers.activation(act)
@@ -122,8 +145,15 @@ class ConvBlock(nn.Module):
         return y
 
 
-def make_downsample(mode: str, spatial_dims: int, channels: int, norm: str, act: str,
-                    bias: Optional[bool], padding: str) -> nn.Module:
+def make_downsample(
+    mode: str,
+    spatial_dims: int,
+    channels: int,
+    norm: str,
+    act: str,
+    bias: Optional[bool],
+    padding: str,
+) -> nn.Module:
     """Halve the spatial size, keeping the width.
 
     Modes: ``maxpool`` (the paper), ``avgpool``, ``conv2`` (2×2 stride-2 conv), ``conv3`` (3×3
@@ -137,8 +167,12 @@ def make_downsample(mode: str, spatial_dims: int, channels: int, norm: str, act:
         return layers.conv(spatial_dims, channels, channels, 2, stride=2, bias=True)
     if mode == "conv3":
         if padding == "valid":
-            raise ConfigError("downsample='conv3' needs padding='same'; with valid padding use maxpool, avgpool or conv2")
-        return ConvNormAct(spatial_dims, channels, channels, 3, "same", stride=2, norm=norm, act=act, bias=bias)
+            raise ConfigError(
+                "downsample='conv3' needs padding='same'; with valid padding use maxpool, avgpool or conv2"
+            )
+        return ConvNormAct(
+            spatial_dims, channels, channels, 3, "same", stride=2, norm=norm, act=act, bias=bias
+        )
     raise ConfigError(f"unknown downsample {mode!r}; choose one of {', '.join(DOWNSAMPLE_MODES)}")
 
 
@@ -146,7 +180,9 @@ def canonical_upsample(mode: str) -> str:
     """Map aliases (``bilinear``, ``trilinear``) to a name in :data:`UPSAMPLE_MODES`; reject others."""
     mode = _UPSAMPLE_ALIASES.get(mode, mode)
     if mode not in UPSAMPLE_MODES:
-        raise ConfigError(f"unknown upsample {mode!r}; choose one of {', '.join(UPSAMPLE_MODES)} (or bilinear/trilinear)")
+        raise ConfigError(
+            f"unknown upsample {mode!r}; choose one of {', '.join(UPSAMPLE_MODES)} (or bilinear/trilinear)"
+        )
     return mode
 
 
@@ -164,8 +200,9 @@ class Upsample(nn.Module):
         if self.mode == "transpose":
             self.conv = layers.conv_transpose(spatial_dims, in_channels, out_channels, 2, stride=2)
         elif self.mode == "transpose3":
-            self.conv = layers.conv_transpose(spatial_dims, in_channels, out_channels, 3, stride=2,
-                                              padding=1, output_padding=1)
+            self.conv = layers.conv_transpose(
+                spatial_dims, in_channels, out_channels, 3, stride=2, padding=1, output_padding=1
+            )
         elif self.mode == "interpolate_conv":
             self.conv = layers.conv(spatial_dims, in_channels, out_channels, 1)
         else:

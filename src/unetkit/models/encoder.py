@@ -60,7 +60,9 @@ class Encoder(nn.Module):
         layers.check_spatial_dims(spatial_dims)
         features = [int(f) for f in features]
         if len(features) < 2:
-            raise ConfigError(f"features needs at least 2 stages (one down-sampling), got {features}")
+            raise ConfigError(
+                f"features needs at least 2 stages (one down-sampling), got {features}"
+            )
         if any(f < 1 for f in features):
             raise ConfigError(f"every stage width must be ≥ 1, got {features}")
         if in_channels < 1:
@@ -81,17 +83,33 @@ class Encoder(nn.Module):
         prev = in_channels
         for i, width in enumerate(features):
             if i > 0:
-                self.downsamples.append(make_downsample(downsample, spatial_dims, prev, norm, act, bias, padding))
+                self.downsamples.append(
+                    make_downsample(downsample, spatial_dims, prev, norm, act, bias, padding)
+                )
             self.stages.append(
-                ConvBlock(spatial_dims, prev, width, mid_channels=width // 2 if double_second_conv else None,
-                          n_convs=self.n_convs[i], kernel_size=kernel_size, padding=padding,
-                          dilation=self.dilation[i], norm=norm, act=act, bias=bias, residual=residual)
+                ConvBlock(
+                    spatial_dims,
+                    prev,
+                    width,
+                    mid_channels=width // 2 if double_second_conv else None,
+                    n_convs=self.n_convs[i],
+                    kernel_size=kernel_size,
+                    padding=padding,
+                    dilation=self.dilation[i],
+                    norm=norm,
+                    act=act,
+                    bias=bias,
+                    residual=residual,
+                )
             )
             prev = width
         if not 0 <= dropout_stages <= n:
             raise ConfigError(f"dropout_stages must be between 0 and {n}, got {dropout_stages}")
         self.dropouts = nn.ModuleList(
-            [layers.dropout(spatial_dims, dropout if i >= n - dropout_stages else 0.0) for i in range(n)]
+            [
+                layers.dropout(spatial_dims, dropout if i >= n - dropout_stages else 0.0)
+                for i in range(n)
+            ]
         )
 
     def stage_shrink(self, i: int) -> int:

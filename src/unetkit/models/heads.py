@@ -26,15 +26,28 @@ class SegmentationHead(nn.Sequential):
         padding: ``same`` or ``valid`` (valid extra convs shrink the output).
     """
 
-    def __init__(self, spatial_dims: int, in_channels: int, num_classes: int, kernel_size: int = 1,
-                 extra_convs: int = 0, norm: str = "batch", act: str = "relu", bias: Optional[bool] = None,
-                 padding: str = "same"):
+    def __init__(
+        self,
+        spatial_dims: int,
+        in_channels: int,
+        num_classes: int,
+        kernel_size: int = 1,
+        extra_convs: int = 0,
+        norm: str = "batch",
+        act: str = "relu",
+        bias: Optional[bool] = None,
+        padding: str = "same",
+    ):
         mods: list[nn.Module] = [
-            ConvNormAct(spatial_dims, in_channels, in_channels, 3, padding, norm=norm, act=act, bias=bias)
+            ConvNormAct(
+                spatial_dims, in_channels, in_channels, 3, padding, norm=norm, act=act, bias=bias
+            )
             for _ in range(extra_convs)
         ]
         pad = (kernel_size - 1) // 2 if padding == "same" else 0
-        mods.append(layers.conv(spatial_dims, in_channels, num_classes, kernel_size, padding=pad, bias=True))
+        mods.append(
+            layers.conv(spatial_dims, in_channels, num_classes, kernel_size, padding=pad, bias=True)
+        )
         super().__init__(*mods)
 
 

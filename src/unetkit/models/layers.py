@@ -165,11 +165,18 @@ def init_he(model: nn.Module) -> None:
     """He initialisation as in the U-Net paper: weights ~ N(0, 2 / fan_in), biases 0, norms (1, 0)."""
     for m in model.modules():
         if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear)):
-            std = math.sqrt(2.0 / fan_in(m)) if not isinstance(m, nn.Linear) else math.sqrt(2.0 / m.in_features)
+            std = (
+                math.sqrt(2.0 / fan_in(m))
+                if not isinstance(m, nn.Linear)
+                else math.sqrt(2.0 / m.in_features)
+            )
             nn.init.normal_(m.weight, 0.0, std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm)) and getattr(m, "weight", None) is not None:
+        elif (
+            isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm))
+            and getattr(m, "weight", None) is not None
+        ):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
 
@@ -185,6 +192,8 @@ def per_stage(value, n: int, name: str) -> list:
     """
     if isinstance(value, (list, tuple)):
         if len(value) != n:
-            raise ConfigError(f"{name} has {len(value)} entries but the model has {n} stages: give one value or {n}")
+            raise ConfigError(
+                f"{name} has {len(value)} entries but the model has {n} stages: give one value or {n}"
+            )
         return list(value)
     return [value] * n

@@ -61,12 +61,20 @@ class ModelSummary:
 
     def format(self) -> str:
         headers = ("Layer", "Type", "Output shape", "Params", "GFLOPs")
-        body = [(r.name, r.type, str(list(r.output_shape)), f"{r.params:,}", f"{r.flops / 1e9:.3f}") for r in self.rows]
-        widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(headers)]
+        body = [
+            (r.name, r.type, str(list(r.output_shape)), f"{r.params:,}", f"{r.flops / 1e9:.3f}")
+            for r in self.rows
+        ]
+        widths = [
+            max(len(h), *(len(b[i]) for b in body)) if body else len(h)
+            for i, h in enumerate(headers)
+        ]
         line = "-" * (sum(widths) + 2 * (len(widths) - 1))
 
         def fmt(cells):
-            return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+            return "  ".join(
+                c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))
+            )
 
         out = [self.model_name, line, fmt(headers), line, *(fmt(b) for b in body), line]
         out += [
@@ -75,8 +83,10 @@ class ModelSummary:
             f"Parameters (in use):    {self.active_params:,}",
         ]
         if self.total_params != self.active_params:
-            out.append(f"Parameters (built):     {self.total_params:,}  (includes inactive heads; "
-                       f"checkpoints load with the heads on or off)")
+            out.append(
+                f"Parameters (built):     {self.total_params:,}  (includes inactive heads; "
+                f"checkpoints load with the heads on or off)"
+            )
         out += [
             f"Trainable parameters:   {self.trainable_params:,}",
             f"FLOPs per forward:      {self.flops / 1e9:,.2f} G  (conv/linear, multiply-add = 2)",
@@ -113,8 +123,14 @@ def _first_tensor(value) -> Optional[torch.Tensor]:
     return None
 
 
-def _select_rows(root: nn.Module, started: list[nn.Module], shapes: dict, leaf_flops: dict, names: dict,
-                 depth: Optional[int]) -> list[LayerRow]:
+def _select_rows(
+    root: nn.Module,
+    started: list[nn.Module],
+    shapes: dict,
+    leaf_flops: dict,
+    names: dict,
+    depth: Optional[int],
+) -> list[LayerRow]:
     """Rows at the requested depth, counting only ancestors that ran (containers such as
     ``nn.ModuleList`` never run, so ``encoder.stages.0`` sits at depth 2 under ``encoder``)."""
     ran = set(started)
@@ -184,10 +200,18 @@ def summary(
     if input_size is None:  # the paper tiles for valid-padding nets (572², 132³), else 512² / 128³
         valid = getattr(getattr(model, "encoder", None), "padding", "same") == "valid"
         default = (572 if valid else 512) if spatial_dims == 2 else (132 if valid else 128)
-        input_size = model.valid_input_size(default) if hasattr(model, "valid_input_size") else default
-    sizes = [int(input_size)] * spatial_dims if isinstance(input_size, (int, float)) else [int(s) for s in input_size]
+        input_size = (
+            model.valid_input_size(default) if hasattr(model, "valid_input_size") else default
+        )
+    sizes = (
+        [int(input_size)] * spatial_dims
+        if isinstance(input_size, (int, float))
+        else [int(s) for s in input_size]
+    )
     if len(sizes) != spatial_dims:
-        raise ConfigError(f"the model is {spatial_dims}D but input_size has {len(sizes)} values: {sizes}")
+        raise ConfigError(
+            f"the model is {spatial_dims}D but input_size has {len(sizes)} values: {sizes}"
+        )
     if hasattr(model, "_check_sizes"):
         model._check_sizes(sizes)
 
@@ -227,13 +251,16 @@ def summary(
     rows = _select_rows(work, started, shapes, leaf_flops, names, depth)
     params = list(work.parameters())
     return ModelSummary(
-        model_name=f"{type(model).__name__}" + (f" (preset {model.preset!r})" if getattr(model, "preset", None) else ""),
+        model_name=f"{type(model).__name__}"
+        + (f" (preset {model.preset!r})" if getattr(model, "preset", None) else ""),
         rows=rows,
         input_shape=tuple(x.shape),
         output_shape=tuple(out.shape) if out is not None else (),
         total_params=sum(p.numel() for p in params),
         active_params=sum(p.numel() for p in params if id(p) not in inactive),
-        trainable_params=sum(p.numel() for p in params if p.requires_grad and id(p) not in inactive),
+        trainable_params=sum(
+            p.numel() for p in params if p.requires_grad and id(p) not in inactive
+        ),
         flops=sum(leaf_flops.values()),
         activation_bytes=act_bytes[0],
         param_bytes=sum(p.numel() * p.element_size() for p in params if id(p) not in inactive),

@@ -94,12 +94,38 @@ class UNet(SegmentationModel):
         if upsample == "interpolate":  # concatenation skip + below stays 2·skip
             feats = feats[:-1] + [feats[-1] // 2]
         enc_norm, dec_norm = encoder_norm or norm, decoder_norm or norm
-        self.encoder = Encoder(spatial_dims, in_channels, feats, n_convs, kernel_size, padding, dilation, downsample,
-                               enc_norm, act, bias, residual, double_second_conv, dropout, dropout_stages)
+        self.encoder = Encoder(
+            spatial_dims,
+            in_channels,
+            feats,
+            n_convs,
+            kernel_size,
+            padding,
+            dilation,
+            downsample,
+            enc_norm,
+            act,
+            bias,
+            residual,
+            double_second_conv,
+            dropout,
+            dropout_stages,
+        )
         self.decoder = UNetDecoder(self.encoder, upsample, None, dec_norm, act, bias, residual)
-        self.head = SegmentationHead(spatial_dims, self.decoder.out_channels[0], num_classes, head_kernel_size,
-                                     head_convs, dec_norm, act, bias, padding)
-        self.head_shrink = 0 if padding == "same" else head_convs * (kernel_size - 1) + head_kernel_size - 1
+        self.head = SegmentationHead(
+            spatial_dims,
+            self.decoder.out_channels[0],
+            num_classes,
+            head_kernel_size,
+            head_convs,
+            dec_norm,
+            act,
+            bias,
+            padding,
+        )
+        self.head_shrink = (
+            0 if padding == "same" else head_convs * (kernel_size - 1) + head_kernel_size - 1
+        )
         self.aux_heads = nn.ModuleList(
             [layers.conv(spatial_dims, w, num_classes, 1) for w in self.decoder.out_channels[1:]]
         )
@@ -108,7 +134,11 @@ class UNet(SegmentationModel):
     def forward_all(self, x: torch.Tensor, with_aux: bool = True) -> ModelOutput:
         dec = self.decoder(self.encoder(x))
         logits = self.head(dec[0])
-        aux = [h(d) for h, d in zip(self.aux_heads, dec[1:])] if self.deep_supervision and with_aux else []
+        aux = (
+            [h(d) for h, d in zip(self.aux_heads, dec[1:])]
+            if self.deep_supervision and with_aux
+            else []
+        )
         return ModelOutput(logits, aux, None)
 
     def inactive_modules(self) -> list[nn.Module]:
@@ -116,8 +146,10 @@ class UNet(SegmentationModel):
 
     def describe_sizes(self) -> str:
         if self.encoder.padding == "valid":
-            return (f"valid-padding U-Net (depth {len(self.encoder.features) - 1}): every down-sampling must see an "
-                    f"even size and every conv a size > {self.encoder.kernel_size - 1}")
+            return (
+                f"valid-padding U-Net (depth {len(self.encoder.features) - 1}): every down-sampling must see an "
+                f"even size and every conv a size > {self.encoder.kernel_size - 1}"
+            )
         return super().describe_sizes()
 
     def _axis_output_size(self, size: int) -> Optional[int]:

@@ -66,13 +66,30 @@ class UNet3Plus(SegmentationModel):
         self.init_kwargs = {k: v for k, v in kwargs.items() if k not in ("self", "__class__")}
         feats = resolve_features(features, base_features, depth, feature_scale)
         dec_norm = decoder_norm or norm
-        self.encoder = Encoder(spatial_dims, in_channels, feats, n_convs, kernel_size, "same", dilation, downsample,
-                               norm, act, bias, residual, double_second_conv)
+        self.encoder = Encoder(
+            spatial_dims,
+            in_channels,
+            feats,
+            n_convs,
+            kernel_size,
+            "same",
+            dilation,
+            downsample,
+            norm,
+            act,
+            bias,
+            residual,
+            double_second_conv,
+        )
         self.decoder = UNet3PlusDecoder(self.encoder, cat_channels, dec_norm, act, bias)
         fused = self.decoder.fused_channels
         self.head = SegmentationHead(spatial_dims, fused, num_classes, head_kernel_size)
-        widths = [fused] * (len(feats) - 2) + [feats[-1]]  # decoder levels 1 … depth−1, then bottleneck
-        self.aux_heads = nn.ModuleList([SegmentationHead(spatial_dims, w, num_classes, head_kernel_size) for w in widths])
+        widths = [fused] * (len(feats) - 2) + [
+            feats[-1]
+        ]  # decoder levels 1 … depth−1, then bottleneck
+        self.aux_heads = nn.ModuleList(
+            [SegmentationHead(spatial_dims, w, num_classes, head_kernel_size) for w in widths]
+        )
         self.cgm_head = ClassificationGuidedModule(spatial_dims, feats[-1], cgm_dropout)
         self.initialise(init)
 
@@ -95,4 +112,3 @@ class UNet3Plus(SegmentationModel):
         if not self.cgm:
             mods.append(self.cgm_head)
         return mods
-

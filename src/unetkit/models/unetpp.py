@@ -54,21 +54,42 @@ class UNetPlusPlus(SegmentationModel):
         super().__init__(spatial_dims, in_channels, num_classes, deep_supervision, outputs)
         self.init_kwargs = {k: v for k, v in kwargs.items() if k not in ("self", "__class__")}
         feats = resolve_features(features, base_features, depth, feature_scale)
-        self.encoder = Encoder(spatial_dims, in_channels, feats, n_convs, kernel_size, "same", dilation, downsample,
-                               norm, act, bias, residual, double_second_conv)
-        self.decoder = UNetPlusPlusDecoder(self.encoder, upsample, decoder_norm or norm, act, bias, residual)
+        self.encoder = Encoder(
+            spatial_dims,
+            in_channels,
+            feats,
+            n_convs,
+            kernel_size,
+            "same",
+            dilation,
+            downsample,
+            norm,
+            act,
+            bias,
+            residual,
+            double_second_conv,
+        )
+        self.decoder = UNetPlusPlusDecoder(
+            self.encoder, upsample, decoder_norm or norm, act, bias, residual
+        )
         self.head = SegmentationHead(spatial_dims, feats[0], num_classes, head_kernel_size)
         self.aux_heads = nn.ModuleList(
-            [SegmentationHead(spatial_dims, feats[0], num_classes, head_kernel_size) for _ in range(len(feats) - 2)]
+            [
+                SegmentationHead(spatial_dims, feats[0], num_classes, head_kernel_size)
+                for _ in range(len(feats) - 2)
+            ]
         )
         self.initialise(init)
 
     def forward_all(self, x: torch.Tensor, with_aux: bool = True) -> ModelOutput:
         top = self.decoder(self.encoder(x))  # X(0,1) … X(0,depth)
         logits = self.head(top[-1])
-        aux = [h(t) for h, t in zip(self.aux_heads, reversed(top[:-1]))] if self.deep_supervision and with_aux else []
+        aux = (
+            [h(t) for h, t in zip(self.aux_heads, reversed(top[:-1]))]
+            if self.deep_supervision and with_aux
+            else []
+        )
         return ModelOutput(logits, aux, None)
 
     def inactive_modules(self) -> list[nn.Module]:
         return [] if self.deep_supervision else [self.aux_heads]
-

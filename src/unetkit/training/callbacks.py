@@ -121,7 +121,10 @@ class ConsoleSummary(Callback):
 
     def on_epoch_end(self, trainer, history):
         r = history[-1]
-        parts = [f"epoch {r['epoch']:>3}/{trainer.config.train.epochs}", f"loss {r['train_loss']:.4f}"]
+        parts = [
+            f"epoch {r['epoch']:>3}/{trainer.config.train.epochs}",
+            f"loss {r['train_loss']:.4f}",
+        ]
         if not math.isnan(r.get("val_loss", math.nan)):
             parts.append(f"val loss {r['val_loss']:.4f}")
         if not math.isnan(r.get("val_dice", math.nan)):
@@ -133,7 +136,11 @@ class ConsoleSummary(Callback):
             if best is not None:
                 label = "" if best["metric"] == "val_dice" else f"{best['metric']} "
                 parts.append(f"(best {label}{best['value']:.4f} @ {best['epoch']})")
-        parts += [f"lr {r['lr']:.2e}", f"{r['images_per_s']:.1f} img/s", f"{r['epoch_time_s']:.0f} s"]
+        parts += [
+            f"lr {r['lr']:.2e}",
+            f"{r['images_per_s']:.1f} img/s",
+            f"{r['epoch_time_s']:.0f} s",
+        ]
         print("  ".join(parts), file=self.stream, flush=True)
 
 
@@ -165,13 +172,20 @@ class BudgetSchedule(Callback):
     """
 
     def __init__(self, budget_s: float, lr: float, power: float = 0.9, reserve_s: float = 3.0):
-        self.budget_s, self.lr, self.power, self.reserve_s = float(budget_s), float(lr), float(power), float(reserve_s)
+        self.budget_s, self.lr, self.power, self.reserve_s = (
+            float(budget_s),
+            float(lr),
+            float(power),
+            float(reserve_s),
+        )
 
     def on_train_start(self, trainer) -> None:
         self.t0 = self.last = time.monotonic()
         self.available = self.budget_s - (self.t0 - trainer.t_start) - self.reserve_s
         self.epoch_times: list[float] = []
-        self._set_lr(trainer, self.lr)  # the schedule's start (a resumed optimiser holds its last rate)
+        self._set_lr(
+            trainer, self.lr
+        )  # the schedule's start (a resumed optimiser holds its last rate)
 
     def on_epoch_end(self, trainer, history) -> None:
         now = time.monotonic()

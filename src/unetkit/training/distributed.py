@@ -87,8 +87,10 @@ class RankBatchSampler(torch.utils.data.Sampler):
 
     def __init__(self, steps: int, global_batch: int, info: DistInfo):
         if global_batch % info.world_size:
-            raise ConfigError(f"batch size {global_batch} must be divisible by the number of processes "
-                              f"({info.world_size})")
+            raise ConfigError(
+                f"batch size {global_batch} must be divisible by the number of processes "
+                f"({info.world_size})"
+            )
         self.steps, self.global_batch, self.info = steps, global_batch, info
         self.local_batch = global_batch // info.world_size
 

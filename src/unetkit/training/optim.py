@@ -13,7 +13,9 @@ from ..errors import ConfigError
 def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
     """``sgd`` (momentum ``cfg.momentum``, 0.99 in the U-Net paper), ``adam`` or ``adamw``."""
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
@@ -28,11 +30,15 @@ def build_scheduler(cfg: TrainConfig, optimizer: torch.optim.Optimizer) -> Optio
     ``budget`` (poly on the clock) and ``none`` return ``None``: for ``budget`` the trainer adds a
     :class:`~unetkit.training.callbacks.BudgetSchedule` callback, which sets the rate after each epoch."""
     if cfg.scheduler == "poly":
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: max(0.0, 1 - e / cfg.epochs) ** 0.9)
+        return torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda e: max(0.0, 1 - e / cfg.epochs) ** 0.9
+        )
     if cfg.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
     if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.5, patience=5)
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="max", factor=0.5, patience=5
+        )
     if cfg.scheduler in ("budget", "none"):
         return None
     raise ConfigError(f"unknown scheduler {cfg.scheduler!r}")

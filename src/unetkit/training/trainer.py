@@ -82,9 +82,16 @@ class Trainer:
         >>> result = Trainer(cfg).fit()  # doctest: +SKIP
     """
 
-    def __init__(self, config: RunConfig, run_dir: Optional[Union[str, Path]] = None, progress: bool = True,
-                 callbacks: Optional[list[Callback]] = None):
-        self.config = copy.deepcopy(config).validate()  # its own copy: the budget schedule changes train.epochs
+    def __init__(
+        self,
+        config: RunConfig,
+        run_dir: Optional[Union[str, Path]] = None,
+        progress: bool = True,
+        callbacks: Optional[list[Callback]] = None,
+    ):
+        self.config = copy.deepcopy(
+            config
+        ).validate()  # its own copy: the budget schedule changes train.epochs
         self.run_dir = Path(run_dir) if run_dir is not None else None
         _check_writable(self.run_dir if self.run_dir is not None else Path(self.config.output_dir))
         self._created: list = []  # what this trainer made: removed if it fails before its first checkpoint
@@ -98,7 +105,9 @@ class Trainer:
         self.stop_reason = ""
 
     @classmethod
-    def resume(cls, run_dir: Union[str, Path], overrides: Optional[dict] = None, progress: bool = True) -> Trainer:
+    def resume(
+        cls, run_dir: Union[str, Path], overrides: Optional[dict] = None, progress: bool = True
+    ) -> Trainer:
         """A trainer that continues the run in ``run_dir`` from ``checkpoints/last.pt``.
 
         ``overrides`` (``{"train.epochs": 100}``) may extend the run or change the device; the data
@@ -109,8 +118,11 @@ class Trainer:
         if not cfg_path.is_file():
             raise DataError("not a unetkit run folder (no config.yaml)", run_dir)
         if not last.is_file():
-            raise DataError("nothing to resume: no checkpoints/last.pt (the run stopped before its first epoch "
-                            "ended; start it again)", run_dir)
+            raise DataError(
+                "nothing to resume: no checkpoints/last.pt (the run stopped before its first epoch "
+                "ended; start it again)",
+                run_dir,
+            )
         config = RunConfig.from_yaml(cfg_path)
         if overrides:
             config = config.override(overrides)
@@ -137,9 +149,17 @@ class Trainer:
             raise ConfigError("no training data: give DATA_DIR (data.train_dir)")
         weight_map = {"w0": cfg.data.w0, "sigma": cfg.data.sigma} if cfg.data.weight_map else None
         self.data = prepare_data(
-            cfg.data.train_dir, cfg.data.val_dir, val_fraction=cfg.data.val_fraction, seed=cfg.train.seed,
-            mask_suffix=cfg.data.mask_suffix, mask_kind=cfg.data.mask_kind, normalization=cfg.data.normalization,
-            weight_map=weight_map, num_folds=cfg.data.num_folds, fold=cfg.data.fold, cache_dir=cfg.data.cache_dir,
+            cfg.data.train_dir,
+            cfg.data.val_dir,
+            val_fraction=cfg.data.val_fraction,
+            seed=cfg.train.seed,
+            mask_suffix=cfg.data.mask_suffix,
+            mask_kind=cfg.data.mask_kind,
+            normalization=cfg.data.normalization,
+            weight_map=weight_map,
+            num_folds=cfg.data.num_folds,
+            fold=cfg.data.fold,
+            cache_dir=cfg.data.cache_dir,
             label_map=LabelMap.from_dict(ckpt["label_map"]) if ckpt else None,
             normalizer=Normalizer.from_dict(ckpt["normalization"]) if ckpt else None,
         )
@@ -152,20 +172,33 @@ class Trainer:
         # everything was read and built: only now the run folder is made (a bad input leaves nothing behind)
         self._make_run_dir()
         if self.dist.is_main:
-            save_splits(self.run_dir / "splits.json", self.data.folds if self.data.folds is not None else self.data.splits)
+            save_splits(
+                self.run_dir / "splits.json",
+                self.data.folds if self.data.folds is not None else self.data.splits,
+            )
         if self.dist.enabled:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         else:
             self.ddp = self.model
         self.callbacks: list[Callback] = []
         if self.dist.is_main:
-            self.callbacks = [CSVLogger(self.run_dir / "metrics.csv"), PlotCallback(self.run_dir / "curves.png"),
-                              TensorBoardLogger(self.run_dir / "tensorboard"), ConsoleSummary(),
-                              _LogFile(self.run_dir / "train.log"), *self.extra_callbacks]
+            self.callbacks = [
+                CSVLogger(self.run_dir / "metrics.csv"),
+                PlotCallback(self.run_dir / "curves.png"),
+                TensorBoardLogger(self.run_dir / "tensorboard"),
+                ConsoleSummary(),
+                _LogFile(self.run_dir / "train.log"),
+                *self.extra_callbacks,
+            ]
             self.config.to_yaml(self.run_dir / "config.yaml")
-        if cfg.train.scheduler == "budget":  # the schedule on the clock; on every rank (rank 0's clock decides)
-            self.callbacks.append(BudgetSchedule(cfg.train.time_budget_minutes * 60, lr=cfg.train.lr))
+        if (
+            cfg.train.scheduler == "budget"
+        ):  # the schedule on the clock; on every rank (rank 0's clock decides)
+            self.callbacks.append(
+                BudgetSchedule(cfg.train.time_budget_minutes * 60, lr=cfg.train.lr)
+            )
 
     def _make_run_dir(self) -> None:
         if self.run_dir is None:
@@ -177,12 +210,16 @@ class Trainer:
             self.run_dir = Path(self.config.output_dir) / name
         if self.dist.is_main:
             _check_writable(self.run_dir)
-            top = next((p for p in reversed([self.run_dir, *self.run_dir.parents]) if not p.exists()), None)
+            top = next(
+                (p for p in reversed([self.run_dir, *self.run_dir.parents]) if not p.exists()), None
+            )
             before = set(self.run_dir.iterdir()) if top is None else set()
             try:
                 (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise DataError(f"cannot make the run folder: {exc.strerror or exc}", self.run_dir) from None
+                raise DataError(
+                    f"cannot make the run folder: {exc.strerror or exc}", self.run_dir
+                ) from None
             # a new folder goes as a whole; in one that existed (--run-dir, a resumed run) only the new entries
             self._created = [top] if top is not None else [_NewEntries(self.run_dir, before)]
             remove_stale_temp_files(self.run_dir / "checkpoints")
@@ -196,26 +233,38 @@ class Trainer:
         options.setdefault("num_classes", self.data.label_map.num_classes)
         options.setdefault("spatial_dims", self.data.spatial_dims)
         if options["num_classes"] == 1 and self.data.label_map.num_classes != 2:
-            raise ConfigError(f"num_classes=1 (one sigmoid channel) needs a binary mask; the masks have "
-                              f"{self.data.label_map.num_classes} classes")
+            raise ConfigError(
+                f"num_classes=1 (one sigmoid channel) needs a binary mask; the masks have "
+                f"{self.data.label_map.num_classes} classes"
+            )
         if options["in_channels"] != self.data.in_channels:
             first = self.data.train[0].meta.path or self.data.train[0].case_id
-            raise ConfigError(f"the model expects {options['in_channels']} input channels but the images have "
-                              f"{self.data.in_channels} (e.g. {first}); set model.options.in_channels to "
-                              f"{self.data.in_channels} or leave it unset (taken from the images)")
+            raise ConfigError(
+                f"the model expects {options['in_channels']} input channels but the images have "
+                f"{self.data.in_channels} (e.g. {first}); set model.options.in_channels to "
+                f"{self.data.in_channels} or leave it unset (taken from the images)"
+            )
         try:
             model = create_model(cfg.model.name, **options)
-        except (TypeError, ValueError) as exc:  # a ConfigError too: say which model and data it was built for
-            raise ConfigError(f"model {cfg.model.name!r} for {self.data.in_channels}-channel {self.data.spatial_dims}D "
-                              f"images with {options['num_classes']} classes: {exc}") from None
+        except (
+            TypeError,
+            ValueError,
+        ) as exc:  # a ConfigError too: say which model and data it was built for
+            raise ConfigError(
+                f"model {cfg.model.name!r} for {self.data.in_channels}-channel {self.data.spatial_dims}D "
+                f"images with {options['num_classes']} classes: {exc}"
+            ) from None
         model.outputs = "all"
         for module in model.inactive_modules():  # unused heads: no gradients, no DDP bookkeeping
             for p in module.parameters():
                 p.requires_grad_(False)
         model.to(self.device)
-        self.autocast_dtype = runtime.training_precision(cfg.train.precision, self.device, model.spatial_dims)
-        self.channels_last = runtime.use_channels_last(model, self.device, cfg.train.channels_last,
-                                                       dtype=self.autocast_dtype, training=True)
+        self.autocast_dtype = runtime.training_precision(
+            cfg.train.precision, self.device, model.spatial_dims
+        )
+        self.channels_last = runtime.use_channels_last(
+            model, self.device, cfg.train.channels_last, dtype=self.autocast_dtype, training=True
+        )
         self.memory_format = runtime.memory_format(model.spatial_dims, self.channels_last)
         return model.to(memory_format=self.memory_format)
 
@@ -229,26 +278,45 @@ class Trainer:
             if len(requested) != dims:
                 raise ConfigError(f"data.patch_size has {len(requested)} values for {dims}D images")
         self.input_size, self.label_size = patch_geometry(self.model, requested)
-        sampler = PatchSampler(self.label_size, self.input_size, fg_fraction=cfg.data.fg_fraction,
-                               fg_classes=cfg.data.fg_classes)
+        sampler = PatchSampler(
+            self.label_size,
+            self.input_size,
+            fg_fraction=cfg.data.fg_fraction,
+            fg_classes=cfg.data.fg_classes,
+        )
         try:
-            augmentation = build_augmentation(cfg.data.augmentation, dims) if cfg.data.augmentation is not None else None
+            augmentation = (
+                build_augmentation(cfg.data.augmentation, dims)
+                if cfg.data.augmentation is not None
+                else None
+            )
         except ConfigError as exc:
             raise ConfigError(f"data.augmentation for {dims}D images: {exc}") from None
-        self.dataset = PatchDataset(self.data.train, sampler, augmentation,
-                                    length=cfg.train.iters_per_epoch * cfg.train.batch_size, seed=cfg.train.seed)
-        batches = dist_utils.RankBatchSampler(cfg.train.iters_per_epoch, cfg.train.batch_size, self.dist)
-        self.loader = torch.utils.data.DataLoader(self.dataset, batch_sampler=batches,
-                                                  num_workers=cfg.data.num_workers,
-                                                  pin_memory=self.device.type == "cuda")
+        self.dataset = PatchDataset(
+            self.data.train,
+            sampler,
+            augmentation,
+            length=cfg.train.iters_per_epoch * cfg.train.batch_size,
+            seed=cfg.train.seed,
+        )
+        batches = dist_utils.RankBatchSampler(
+            cfg.train.iters_per_epoch, cfg.train.batch_size, self.dist
+        )
+        self.loader = torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=batches,
+            num_workers=cfg.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+        )
 
     def setup_optimisation(self) -> None:
         from .optim import build_optimizer, build_scheduler
 
         cfg = self.config
         base = create_loss(cfg.loss.name, **cfg.loss.options)
-        self.loss_fn = DeepSupervisionLoss(base, weights=cfg.loss.deep_supervision_weights,
-                                           cgm_weight=cfg.loss.cgm_weight)
+        self.loss_fn = DeepSupervisionLoss(
+            base, weights=cfg.loss.deep_supervision_weights, cgm_weight=cfg.loss.cgm_weight
+        )
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = build_optimizer(cfg.train, params)
         self.scheduler = build_scheduler(cfg.train, self.optimizer)
@@ -294,8 +362,11 @@ class Trainer:
                 t0 = time.monotonic()
                 train_loss, images, train_time = self.train_epoch()
                 record = {"epoch": self.epoch, "train_loss": train_loss}
-                if self.epoch % self.config.train.val_every == 0 or self.epoch == self.config.train.epochs \
-                        or self.stop_reason:
+                if (
+                    self.epoch % self.config.train.val_every == 0
+                    or self.epoch == self.config.train.epochs
+                    or self.stop_reason
+                ):
                     record.update(self.validate())
                 record["lr"] = self.optimizer.param_groups[0]["lr"]
                 record["epoch_time_s"] = time.monotonic() - t0
@@ -317,30 +388,48 @@ class Trainer:
         self.dataset.set_epoch(self.epoch)
         total, count, images = 0.0, 0, 0
         t0 = time.monotonic()
-        bar = tqdm(self.loader, total=len(self.loader), desc=f"epoch {self.epoch}", leave=False, dynamic_ncols=True,
-                   disable=not (self.progress and self.dist.is_main))
+        bar = tqdm(
+            self.loader,
+            total=len(self.loader),
+            desc=f"epoch {self.epoch}",
+            leave=False,
+            dynamic_ncols=True,
+            disable=not (self.progress and self.dist.is_main),
+        )
         for batch in bar:
             loss = self.train_step(batch)
             total, count = total + loss, count + 1
             images += batch["image"].shape[0] * self.dist.world_size
-            bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{images / (time.monotonic() - t0):.1f}")
+            bar.set_postfix(
+                loss=f"{total / count:.4f}", img_s=f"{images / (time.monotonic() - t0):.1f}"
+            )
             if dist_utils.broadcast_flag(self._out_of_time(), self.dist):
                 self.stop_reason = "time budget reached"
                 break
         bar.close()
-        return dist_utils.mean_across_ranks(total / max(count, 1), self.dist), images, time.monotonic() - t0
+        return (
+            dist_utils.mean_across_ranks(total / max(count, 1), self.dist),
+            images,
+            time.monotonic() - t0,
+        )
 
     def train_step(self, batch: dict) -> float:
         """Forward, loss, backward and optimiser step on one batch; returns the loss."""
-        x = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        x = (
+            batch["image"]
+            .to(self.device, non_blocking=True)
+            .contiguous(memory_format=self.memory_format)
+        )
         y = batch["mask"].to(self.device, non_blocking=True)
         w = batch["weight"].to(self.device, non_blocking=True) if "weight" in batch else None
         with runtime.autocast(self.device, self.autocast_dtype):
             out = self.ddp(x)
             loss = self.loss_fn(out, y, w)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss.item()} at epoch {self.epoch}; lower the learning rate "
-                                     f"(train.lr = {self.config.train.lr}) or use precision fp32")
+            raise FloatingPointError(
+                f"loss became {loss.item()} at epoch {self.epoch}; lower the learning rate "
+                f"(train.lr = {self.config.train.lr}) or use precision fp32"
+            )
         self.optimizer.zero_grad(set_to_none=True)
         clip = self.config.train.grad_clip
         if self.scaler is not None:
@@ -364,15 +453,23 @@ class Trainer:
             return {}
         t0 = time.monotonic()
         k = self.data.label_map.num_classes
-        predictor = Predictor(self.model, device=self.device, precision=self.config.train.precision,
-                              tile=self.input_size, channels_last=self.channels_last, fast="eager")
+        predictor = Predictor(
+            self.model,
+            device=self.device,
+            precision=self.config.train.precision,
+            tile=self.input_size,
+            channels_last=self.channels_last,
+            fast="eager",
+        )
         sums = torch.zeros(4, k, dtype=torch.float64)  # dice sum, dice count, iou sum, iou count
         cm_total = np.zeros((k, k), dtype=np.int64)
         loss_sum = torch.zeros(2, dtype=torch.float64)
-        for case in self.data.val[self.dist.rank::self.dist.world_size]:
+        for case in self.data.val[self.dist.rank :: self.dist.world_size]:
             logits = torch.from_numpy(predictor.predict_logits(case.image))
-            loss_sum += torch.tensor([float(self.loss_fn(logits[None], torch.from_numpy(case.mask)[None])), 1.0],
-                                     dtype=torch.float64)
+            loss_sum += torch.tensor(
+                [float(self.loss_fn(logits[None], torch.from_numpy(case.mask)[None])), 1.0],
+                dtype=torch.float64,
+            )
             cm = confusion_matrix(labels_from_logits(logits), case.mask, k)
             cm_total += cm
             scores = overlap_scores(cm)
@@ -408,15 +505,22 @@ class Trainer:
         name = cfg.select_metric
         metric = record.get(name)
         if "val_dice" in record and name not in record:
-            raise ConfigError(f"train.select_metric {name!r} is not among the validation values "
-                              f"{', '.join(k for k in record if k.startswith('val_'))}")
+            raise ConfigError(
+                f"train.select_metric {name!r} is not among the validation values "
+                f"{', '.join(k for k in record if k.startswith('val_'))}"
+            )
         valid = metric is not None and not math.isnan(metric)
         sign = -1.0 if name.endswith(("loss", "error")) else 1.0
         step_scheduler(self.scheduler, sign * metric if valid else None)
         self.history.append(record)
         improved = valid and (self.best is None or sign * metric > sign * self.best["value"])
         if improved:
-            self.best = {"epoch": self.epoch, "metric": name, "value": metric, "val_dice": record.get("val_dice")}
+            self.best = {
+                "epoch": self.epoch,
+                "metric": name,
+                "value": metric,
+                "val_dice": record.get("val_dice"),
+            }
             self.bad_validations = 0
         elif metric is not None:
             self.bad_validations += 1
@@ -433,12 +537,24 @@ class Trainer:
     def save(self, name: str, record: dict) -> Path:
         self._saved = True
         return save_checkpoint(
-            self.run_dir / "checkpoints" / name, self.model, epoch=self.epoch, optimizer=self.optimizer,
-            scheduler=self.scheduler, scaler=self.scaler, config=self.config.to_dict(),
-            label_map=self.data.label_map.to_dict(), normalization=self.data.normalizer.to_dict(),
-            patch_size=self.input_size, metrics=record, history=self.history,
-            extra={"best": self.best, "bad_validations": self.bad_validations, "label_size": self.label_size,
-                   "empty_policy": EMPTY_POLICY},
+            self.run_dir / "checkpoints" / name,
+            self.model,
+            epoch=self.epoch,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            config=self.config.to_dict(),
+            label_map=self.data.label_map.to_dict(),
+            normalization=self.data.normalizer.to_dict(),
+            patch_size=self.input_size,
+            metrics=record,
+            history=self.history,
+            extra={
+                "best": self.best,
+                "bad_validations": self.bad_validations,
+                "label_size": self.label_size,
+                "empty_policy": EMPTY_POLICY,
+            },
         )
 
     # ----------------------------------------------------------------------------------- helpers
@@ -447,8 +563,10 @@ class Trainer:
         name, k = self.config.train.select_metric, self.data.label_map.num_classes
         m = re.fullmatch(r"val_dice_c(\d+)", name)
         if m and int(m[1]) >= k:
-            raise ConfigError(f"train.select_metric {name!r} names class {m[1]}, but the masks have {k} classes "
-                              f"(val_dice_c0 … val_dice_c{k - 1})")
+            raise ConfigError(
+                f"train.select_metric {name!r} names class {m[1]}, but the masks have {k} classes "
+                f"(val_dice_c0 … val_dice_c{k - 1})"
+            )
 
     def _discard_run_dir(self) -> None:
         """Remove what this trainer made in the file system (the run folder, or the new entries of a run
@@ -475,13 +593,21 @@ class Trainer:
 
     def _announce(self) -> None:
         cfg, m = self.config, self.model
-        print(f"unetkit train: {cfg.model.name} ({m.num_parameters():,} parameters), {len(self.data.train)} train / "
-              f"{len(self.data.val)} val cases, classes {list(self.data.label_map.values)}, patch "
-              f"{self.input_size}→{self.label_size}"
-              f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}", flush=True)
-        print(f"run folder: {self.run_dir}" + (f" (resumed at epoch {self.epoch})" if self._resume_from else ""),
-              flush=True)
-        print(runtime.describe_path(self.device, self.autocast_dtype, self.channels_last), flush=True)
+        print(
+            f"unetkit train: {cfg.model.name} ({m.num_parameters():,} parameters), {len(self.data.train)} train / "
+            f"{len(self.data.val)} val cases, classes {list(self.data.label_map.values)}, patch "
+            f"{self.input_size}→{self.label_size}"
+            f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}",
+            flush=True,
+        )
+        print(
+            f"run folder: {self.run_dir}"
+            + (f" (resumed at epoch {self.epoch})" if self._resume_from else ""),
+            flush=True,
+        )
+        print(
+            runtime.describe_path(self.device, self.autocast_dtype, self.channels_last), flush=True
+        )
 
 
 @dataclass
@@ -497,7 +623,9 @@ def _check_writable(path: Path) -> None:
     file, lies under a file, or its nearest existing folder is not writable."""
     path = Path(path)
     if path.exists() and not path.is_dir():
-        raise DataError("exists and is not a folder: choose another run folder (--run-dir/--output)", path)
+        raise DataError(
+            "exists and is not a folder: choose another run folder (--run-dir/--output)", path
+        )
     existing = next((p for p in [path, *path.parents] if p.exists()), Path.cwd())
     if not existing.is_dir():
         raise DataError(f"cannot make a run folder here: {existing} is a file, not a folder", path)

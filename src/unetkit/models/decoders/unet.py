@@ -52,8 +52,14 @@ class UNetDecoder(nn.Module):
         n_levels = len(feats) - 1
         dims = encoder.spatial_dims
         self.padding = encoder.padding
-        self.n_convs = [int(c) for c in layers.per_stage(n_convs if n_convs is not None else encoder.n_convs[:-1],
-                                                          n_levels, "decoder n_convs")]
+        self.n_convs = [
+            int(c)
+            for c in layers.per_stage(
+                n_convs if n_convs is not None else encoder.n_convs[:-1],
+                n_levels,
+                "decoder n_convs",
+            )
+        ]
         self.dilation = encoder.dilation[:-1]
         self.kernel_size = encoder.kernel_size
         ups, blocks = [None] * n_levels, [None] * n_levels
@@ -70,9 +76,20 @@ class UNetDecoder(nn.Module):
                 up = Upsample(self.upsample_mode, dims, below, skip)
                 cat, out, mid = 2 * skip, skip, skip
             ups[lvl] = up
-            blocks[lvl] = ConvBlock(dims, cat, out, mid_channels=mid, n_convs=self.n_convs[lvl],
-                                    kernel_size=encoder.kernel_size, padding=encoder.padding,
-                                    dilation=self.dilation[lvl], norm=norm, act=act, bias=bias, residual=residual)
+            blocks[lvl] = ConvBlock(
+                dims,
+                cat,
+                out,
+                mid_channels=mid,
+                n_convs=self.n_convs[lvl],
+                kernel_size=encoder.kernel_size,
+                padding=encoder.padding,
+                dilation=self.dilation[lvl],
+                norm=norm,
+                act=act,
+                bias=bias,
+                residual=residual,
+            )
             self.out_channels[lvl] = out
             below = out
         self.ups = nn.ModuleList(ups)

@@ -16,11 +16,21 @@ from ..encoder import Encoder
 class _FullScaleInput(nn.Module):
     """Bring one source map to the target level: pool (shallower) or resize (deeper), then conv."""
 
-    def __init__(self, dims: int, in_channels: int, out_channels: int, pool: int, norm: str, act: str,
-                 bias: Optional[bool]):
+    def __init__(
+        self,
+        dims: int,
+        in_channels: int,
+        out_channels: int,
+        pool: int,
+        norm: str,
+        act: str,
+        bias: Optional[bool],
+    ):
         super().__init__()
         self.pool = layers.max_pool(dims, pool) if pool > 1 else nn.Identity()
-        self.conv = ConvNormAct(dims, in_channels, out_channels, 3, "same", norm=norm, act=act, bias=bias)
+        self.conv = ConvNormAct(
+            dims, in_channels, out_channels, 3, "same", norm=norm, act=act, bias=bias
+        )
 
     def forward(self, x: torch.Tensor, size: list[int]) -> torch.Tensor:
         # pooled maps already have the target size unless strided-conv down-sampling rounded up;
@@ -48,11 +58,19 @@ class UNet3PlusDecoder(nn.Module):
         width ``fused_channels = cat_channels · len(encoder.features)``.
     """
 
-    def __init__(self, encoder: Encoder, cat_channels: Optional[int] = None, norm: str = "batch",
-                 act: str = "relu", bias: Optional[bool] = None):
+    def __init__(
+        self,
+        encoder: Encoder,
+        cat_channels: Optional[int] = None,
+        norm: str = "batch",
+        act: str = "relu",
+        bias: Optional[bool] = None,
+    ):
         super().__init__()
         if encoder.padding != "same":
-            raise ConfigError("UNet 3+ needs padding='same' (its full-scale skips resize maps freely)")
+            raise ConfigError(
+                "UNet 3+ needs padding='same' (its full-scale skips resize maps freely)"
+            )
         feats = encoder.features
         n = len(feats)
         dims = encoder.spatial_dims
@@ -69,12 +87,16 @@ class UNet3PlusDecoder(nn.Module):
                     src_width, pool = (feats[s] if s == n - 1 else fused), 1
                 row.append(_FullScaleInput(dims, src_width, cat, pool, norm, act, bias))
             self.inputs.append(row)
-            self.fuse.append(ConvNormAct(dims, fused, fused, 3, "same", norm=norm, act=act, bias=bias))
+            self.fuse.append(
+                ConvNormAct(dims, fused, fused, 3, "same", norm=norm, act=act, bias=bias)
+            )
         self.out_channels = [fused] * (n - 1)
 
     def forward(self, skips: list[torch.Tensor]) -> list[torch.Tensor]:
         n = len(skips)
-        dec: list[torch.Tensor] = list(skips)  # dec[s]: encoder map for s <= t, decoder map for s > t
+        dec: list[torch.Tensor] = list(
+            skips
+        )  # dec[s]: encoder map for s <= t, decoder map for s > t
         for t in range(n - 2, -1, -1):
             size = list(skips[t].shape[2:])
             parts = [self.inputs[t][s](dec[s], size) for s in range(n)]

@@ -28,8 +28,15 @@ class UNetPlusPlusDecoder(nn.Module):
         width ``encoder.features[0]`` at full resolution.
     """
 
-    def __init__(self, encoder: Encoder, upsample: str = "interpolate", norm: str = "batch", act: str = "relu",
-                 bias: Optional[bool] = None, residual: bool = False):
+    def __init__(
+        self,
+        encoder: Encoder,
+        upsample: str = "interpolate",
+        norm: str = "batch",
+        act: str = "relu",
+        bias: Optional[bool] = None,
+        residual: bool = False,
+    ):
         super().__init__()
         if encoder.padding != "same":
             raise ConfigError("UNet++ needs padding='same'")
@@ -44,10 +51,19 @@ class UNetPlusPlusDecoder(nn.Module):
                 up = Upsample(upsample, dims, feats[i + 1], feats[i])
                 in_ch = feats[i] * j + up.out_channels
                 self.ups[f"{i}_{j}"] = up
-                self.nodes[f"{i}_{j}"] = ConvBlock(dims, in_ch, feats[i], n_convs=encoder.n_convs[i],
-                                                   kernel_size=encoder.kernel_size, padding="same",
-                                                   dilation=encoder.dilation[i], norm=norm, act=act, bias=bias,
-                                                   residual=residual)
+                self.nodes[f"{i}_{j}"] = ConvBlock(
+                    dims,
+                    in_ch,
+                    feats[i],
+                    n_convs=encoder.n_convs[i],
+                    kernel_size=encoder.kernel_size,
+                    padding="same",
+                    dilation=encoder.dilation[i],
+                    norm=norm,
+                    act=act,
+                    bias=bias,
+                    residual=residual,
+                )
         self.out_channels = [feats[0]] * self.depth
 
     def forward(self, skips: list[torch.Tensor]) -> list[torch.Tensor]:
