@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 
+from .parsing import label_values
+
 
 def _positive_int(text: str) -> int:
     try:
@@ -20,22 +22,6 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
-
-
-def label_values(text: str) -> list:
-    """``"0,255"`` → ``[0, 255]`` (the ``--labels`` option of check-data and evaluate)."""
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    try:
-        values = [int(t) for t in items]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected integer class values separated by commas (e.g. 0,255), got {text!r}"
-        ) from None
-    if len(values) < 2 or len(set(values)) != len(values):
-        raise argparse.ArgumentTypeError(
-            f"expected at least 2 different class values (e.g. 0,255), got {text!r}"
-        )
-    return values
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from .check_data import label_values
+from .parsing import label_values
 
 EPILOG = """\
 metric groups: overlap (dice iou precision recall specificity pixel_error), boundary (hd hd95 assd),

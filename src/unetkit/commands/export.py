@@ -62,7 +62,7 @@ def run(args) -> int:
 
     from ..errors import ConfigError, DataError
     from ..utils import check_output_file
-    from .summary import parse_value
+    from .parsing import parse_value
 
     if not Path(args.checkpoint).exists():
         raise DataError("checkpoint not found", args.checkpoint)

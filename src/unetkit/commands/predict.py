@@ -92,7 +92,7 @@ def build_predictor(args):
 
     from ..errors import ConfigError
     from ..inference.predictor import Predictor
-    from .summary import parse_value
+    from .parsing import parse_value
 
     tile = parse_value(args.tile) if args.tile else None
     if tile is not None and not isinstance(tile, (int, tuple)):
@@ -134,7 +134,7 @@ def preflight(args) -> None:
 
     from ..errors import ConfigError, DataError
     from ..utils import check_output_dir, check_tile_settings
-    from .summary import parse_value
+    from .parsing import parse_value
 
     tile = parse_value(args.tile) if args.tile else None
     if tile is not None and not isinstance(tile, (int, tuple)):

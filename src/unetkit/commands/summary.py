@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .parsing import parse_value
+
 EPILOG = """\
 Any model option can be given as --name value, e.g.
   unetkit summary unet-original --input-size 572
@@ -38,31 +40,6 @@ def add_parser(sub) -> None:
         help="nesting depth of the rows (1 = encoder/decoder, 2 = stages and blocks; 0 = every layer)",
     )
     p.set_defaults(run=run, accepts_extra=True)
-
-
-def parse_value(text: str):
-    """CLI text → int, float, bool, tuple (comma-separated) or, for ``[…]``/``{…}``, the YAML value;
-    anything else stays a string."""
-    if text[:1] in "[{":
-        import yaml
-
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError:
-            return text
-    if "," in text:
-        return tuple(parse_value(t) for t in text.split(",") if t)
-    low = text.lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return text
 
 
 def parse_model_options(extra: list[str]) -> dict:

@@ -137,7 +137,7 @@ def add_parser(sub) -> None:
 def collect_overrides(args) -> dict:
     """Flags and ``--set`` pairs as ``{"section.key": value}`` (unset flags are left out)."""
     from ..errors import ConfigError
-    from .summary import parse_value
+    from .parsing import parse_value
 
     out: dict = {}
     for flag, key in FLAG_KEYS.items():

@@ -1,0 +1,50 @@
+"""Parsers of command-line values shared by several sub-commands (one home, so ``train``,
+``predict``, ``export`` and ``summary`` read ``512``, ``96,128,128`` or ``[1, 2]`` the same way).
+
+Standard library only at import time, like every module under ``commands/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def parse_value(text: str):
+    """CLI text → int, float, bool, tuple (comma-separated) or, for ``[…]``/``{…}``, the YAML value;
+    anything else stays a string."""
+    if text[:1] in "[{":
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError:
+            return text
+    if "," in text:
+        return tuple(parse_value(t) for t in text.split(",") if t)
+    low = text.lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def label_values(text: str) -> list:
+    """``"0,255"`` → ``[0, 255]`` (the ``--labels`` option of check-data and evaluate)."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    try:
+        values = [int(t) for t in items]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected integer class values separated by commas (e.g. 0,255), got {text!r}"
+        ) from None
+    if len(values) < 2 or len(set(values)) != len(values):
+        raise argparse.ArgumentTypeError(
+            f"expected at least 2 different class values (e.g. 0,255), got {text!r}"
+        )
+    return values
