@@ -100,5 +100,11 @@ def test_cli_summary_errors_are_one_line_exit_2():
     assert res.returncode == 2 and "Did you mean 'unet'" in res.stderr
     res = _cli("summary", "unet", "--input-size", "big")
     assert res.returncode == 2 and "--input-size must be integers" in res.stderr
+    res = _cli("summary", "unet", "--base-features", "abc")  # a wrong type, named as train names it
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert (
+        res.stderr.strip()
+        == "unetkit summary: error: model.options.base_features must be an integer, got 'abc'"
+    )
     res = _cli("summary", "--list")
     assert res.returncode == 0 and "unet-original" in res.stdout

@@ -79,7 +79,12 @@ def run(args) -> int:
         for name in MODELS.names():
             print(f"{name.ljust(width)}  {MODELS.get(name).description}")
         return 0
-    model = create_model(args.model, **parse_model_options(args.extra))
+    from ..config import check_options
+
+    options = parse_model_options(args.extra)
+    # checked as train checks them, so a wrong type is one line naming model.options.<name>
+    options = check_options(MODELS, args.model, options, "model.options", "model")
+    model = create_model(args.model, **options)
     size = parse_value(args.input_size) if args.input_size else None
     if isinstance(size, (str, float, bool)):
         raise ConfigError(
