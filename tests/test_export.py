@@ -272,12 +272,14 @@ def test_onnx_runner_contract_and_size_api(tmp_path):
     y = runner(x)
     assert y.dtype == torch.float32 and y.device.type == "cpu" and y.shape == (2, 2, 8, 12)
     assert float((y - eager(model, x.float())).abs().max()) <= TOL
-    # the size API answers as the model does, so the overlap-tile maths accept the runner
+    # the size rule read from the file is the model's, so the overlap-tile maths accept the runner
+    rule = runner.size_rule()
+    assert rule == model.size_rule()
     for s in (40, 44, 45, 48, 60):
-        assert runner.is_valid_input_size(s) == model.is_valid_input_size(s)
-    assert runner.valid_input_size(45) == model.valid_input_size(45) == 48
-    assert runner.output_size(60) == model.output_size(60) == 20
-    assert runner.nearest_valid_sizes(50) == model.nearest_valid_sizes(50) == (48, 52)
+        assert rule.accepts(s) == model.is_valid_input_size(s)
+    assert rule.at_least(45) == (model.valid_input_size(45),) * 2 == (48, 48)
+    assert rule.output_size(60) == (model.output_size(60),) * 2 == (20, 20)
+    assert rule.nearest(0, 50) == model.nearest_valid_sizes(50) == (48, 52)
     assert choose_overlap_tile(runner, 70, round="down") == choose_overlap_tile(
         model, 70, round="down"
     )
@@ -331,12 +333,13 @@ def test_argument_errors(tmp_path):
     model = tiny("unet")
     with pytest.raises(
         ConfigError,
-        match=r"input size 30 on spatial axis 0 cannot be exported for this model "
+        match=r"input size 30 on spatial axis 0 is not accepted by an export of this model "
         r"\(valid: multiples of 4 on every axis\); use 28 or 32",
     ):
         ex.export_torchscript(model, tmp_path / "m.pt", input_size=30)
     with pytest.raises(
-        ConfigError, match=r"input_size needs 1 or 2 sizes for a 2D model, got \[16, 16, 16\]"
+        ConfigError,
+        match=r"input_size needs 2 value\(s\), one per spatial axis; got \[16, 16, 16\]",
     ):
         ex.export_torchscript(model, tmp_path / "m.pt", input_size=(16, 16, 16))
     with pytest.raises(
@@ -492,7 +495,7 @@ def test_fixed_size_export_predictor_uses_the_traced_size(tmp_path):
     assert pred.label_map.to_dict() == LABELS and pred.normalizer.to_dict() == NORM
     if not report.dynamic_spatial:
         assert pred.tile == [16, 16]
-        assert pred.plan((12, 40))["tile"] == [16, 16]  # never a size the graph rejects
+        assert pred.plan((12, 40)).tile == (16, 16)  # never a size the graph rejects
     assert pred.predict(torch.randn(1, 12, 40).numpy() * 2 + 10.5).shape == (12, 40)
     with pytest.raises(ConfigError, match="device cannot be chosen for the onnxruntime backend"):
         ex.OnnxRunner(report.path).predictor(device="cuda")

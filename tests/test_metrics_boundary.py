@@ -121,7 +121,9 @@ def test_errors():
         ConfigError, match=r"prediction shape \(4, 4\) differs from truth shape \(4, 5\)"
     ):
         boundary_scores(a, np.ones((4, 5), bool))
-    with pytest.raises(ConfigError, match="spacing must hold 2 positive numbers"):
+    with pytest.raises(
+        ConfigError, match=r"spacing must hold positive numbers, got \[1\.0, 0\.0\]"
+    ):
         boundary_scores(a, a, spacing=(1.0, 0.0))
     with pytest.raises(ConfigError, match="percentile must lie in"):
         boundary_scores(a, a, percentile=101)

@@ -16,8 +16,8 @@ from unetkit.checkpoint import save_checkpoint
 from unetkit.data import LabelMap, create_normalizer
 from unetkit.inference import batch as batch_mod
 from unetkit.inference.batch import predict_files
-from unetkit.inference.large import open_lazy
 from unetkit.inference.predictor import Predictor
+from unetkit.io.lazy import open_lazy
 
 
 @pytest.fixture
@@ -125,6 +125,52 @@ def test_band_by_band_equals_whole_image(preset, tmp_path, monkeypatch):
     assert np.array_equal(labels == 255, whole.argmax(0) == 1)
     assert not list((tmp_path / "out").glob("*partial*"))
     assert open_lazy(tmp_path / "big.npy").shape == (1, 301, 257)
+
+
+class _MemorySink:
+    """A band sink keeping the float32 rows it receives, to compare them exactly."""
+
+    def __init__(self):
+        self.rows, self.closed = [], False
+
+    def write(self, y0, probs):
+        assert y0 == sum(r.shape[1] for r in self.rows)  # rows arrive in order, none twice
+        self.rows.append(np.array(probs))
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.mark.parametrize(
+    "preset, blend, shape",
+    [
+        ("unet", "crop", (301, 257)),
+        ("unet", "gaussian", (301, 257)),
+        ("unet", "constant", (300, 77)),
+        ("unet-original", "crop", (301, 257)),
+        ("unet-original", "crop", (333, 50)),
+    ],
+)
+def test_band_stitching_is_exactly_the_whole_image_stitching(preset, blend, shape, monkeypatch):
+    # one tile loop and one stitcher for both paths: bit-identical float32 logits
+    import unetkit.inference.predictor as predictor_mod
+    from unetkit.inference.large import predict_large
+
+    model = create_model(preset, base_features=2, depth=2, init="torch")
+    image = np.random.default_rng(3).normal(size=(1, *shape)).astype(np.float32)
+    pred = Predictor(model, precision="fp32", max_tile=96, min_overlap=16, blend=blend)
+    assert len(pred.plan(shape).grid().rows()) > 1  # really several bands
+    sink = _MemorySink()
+    predict_large(pred, image, sink)
+    assert sink.closed
+    # the probabilities agree to float32 rounding (softmax of a band vs of the whole map)
+    np.testing.assert_allclose(
+        np.concatenate(sink.rows, axis=1), pred.predict_proba(image), rtol=0, atol=1e-6
+    )
+    monkeypatch.setattr(predictor_mod, "probabilities", lambda logits: logits)
+    logits = _MemorySink()
+    predict_large(pred, image, logits)
+    assert np.array_equal(np.concatenate(logits.rows, axis=1), pred.predict_logits(image))
 
 
 def test_nifti_volume_keeps_affine(tmp_path):

@@ -65,11 +65,11 @@ def test_tile_plan_uses_few_equal_tiles():
     assert plan_axis(37, 768, 128, 16) == (37, 37)  # one tile: the axis as it is
     model = create_model("unet", base_features=4, depth=4)
     plan = Predictor(model, precision="fp32").plan((2048, 37))
-    assert plan["tile"] == [608, 37] and plan["mode"] == "sliding-window" and plan["align"] == 16
-    assert plan["blend"] == "crop"
+    assert plan.tile == (608, 37) and plan.mode == "sliding-window" and plan.align == (16, 16)
+    assert plan.blend == "crop" and plan.out_tile == plan.in_tile
     from unetkit.inference.tiling import window_starts
 
-    assert window_starts((2048, 37), plan["tile"], plan["overlap"], plan["align"])[0] == [
+    assert window_starts((2048, 37), plan.tile, plan.overlap, plan.align)[0] == [
         0,
         480,
         960,
@@ -100,7 +100,7 @@ def test_default_prediction_equals_the_whole_image_forward_where_tiles_overlap_e
     model = create_model("unet", base_features=4, depth=2, init="torch").eval()
     image = np.random.default_rng(5).normal(size=(1, 200, 232)).astype(np.float32)
     pred = Predictor(model, precision="fp32", max_tile=96, min_overlap=64)
-    assert pred.plan(image.shape[1:])["tile"][0] < 200  # really tiled
+    assert pred.plan(image.shape[1:]).tile[0] < 200  # really tiled
     with torch.no_grad():
         full = model(torch.from_numpy(image)[None])[0].numpy()
     assert np.abs(pred.predict_logits(image) - full).max() < 1e-4

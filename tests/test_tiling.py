@@ -28,6 +28,7 @@ from unetkit.inference import (
     tile_starts,
 )
 from unetkit.models import create_model
+from unetkit.models.geometry import SizeRule, size_rule_of
 
 
 def plus_one(x: torch.Tensor) -> torch.Tensor:
@@ -651,44 +652,39 @@ def test_choose_overlap_tile_for_the_original_unet():
 def test_choose_overlap_tile_same_padding_net_has_no_border():
     net = create_model("unet", base_features=2, depth=2)
     assert choose_overlap_tile(net, 30) == ((30, 30), (30, 30), ((0, 0), (0, 0)))
-    assert tile_alignment(net, 30) == (1, 1)
+    assert tile_alignment(net) == (4, 4)  # the pooling period, whatever the tile
 
 
-class _OddNet:
-    """Model-like: even sizes ≥ 10 valid, output = input − 5 (odd border)."""
-
-    spatial_dims = 3
-
-    def is_valid_input_size(self, s):
-        return s >= 10 and s % 2 == 0
-
-    def valid_input_size(self, s):
-        return max(10, s + s % 2)
-
-    def output_size(self, s):
-        return s - 5
+#: even sizes ≥ 10, output = input − 5 (odd border), shifts by 2 keep the grid
+ODD_RULE = SizeRule("valid", (10,) * 3, (2,) * 3, (5,) * 3, (2,) * 3)
 
 
 def test_choose_overlap_tile_odd_border_is_split_before_after():
-    spec = choose_overlap_tile(_OddNet(), 11)
+    spec = choose_overlap_tile(ODD_RULE, 11)
     assert spec == ((12, 12, 12), (7, 7, 7), ((2, 3),) * 3)
-    assert tile_alignment(_OddNet(), (12, 14, 16)) == (2, 2, 2)
+    assert tile_alignment(ODD_RULE) == (2, 2, 2)
 
 
 def test_choose_overlap_tile_rejects_bad_round():
     with pytest.raises(ConfigError, match="round must be 'up' or 'down'"):
-        choose_overlap_tile(_OddNet(), 11, round="nearest")
+        choose_overlap_tile(ODD_RULE, 11, round="nearest")
 
 
-def test_choose_overlap_tile_int_size_needs_spatial_dims():
-    class NoDims(_OddNet):
-        spatial_dims = None
+def test_size_rule_of_refuses_a_model_with_size_methods_but_no_rule():
+    class Probed:
+        spatial_dims = 2
 
-    with pytest.raises(ConfigError, match="needs model.spatial_dims"):
-        choose_overlap_tile(NoDims(), 11)
+        def is_valid_input_size(self, s):
+            return s % 2 == 0
+
+    with pytest.raises(ConfigError, match="Probed restricts its input sizes but has no size_rule"):
+        choose_overlap_tile(Probed(), 11)
+    with pytest.raises(ConfigError, match="has no size rule; pass a SizeRule or give spatial_dims"):
+        choose_overlap_tile(lambda x: x, 11)
+    # a plain function with known dims accepts every size (no border, no grid)
+    assert size_rule_of(lambda x: x, spatial_dims=2) == SizeRule.any_size(2)
 
 
-# -- crop stitching -----------------------------------------------------------------------------
 def test_crop_ranges_hand_cases():
     from unetkit.inference.tiling import crop_ranges
 

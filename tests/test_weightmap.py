@@ -220,7 +220,9 @@ def test_error_bad_parameters():
         ConfigError, match="class_weights has 1 entries but the mask contains class 1"
     ):
         border_weight_map(mask, class_weights=[1.0])
-    with pytest.raises(ConfigError, match="spacing must be one positive number per spatial axis"):
+    with pytest.raises(
+        ConfigError, match=r"spacing needs 2 value\(s\), one per spatial axis; got \[1, 1, 1\]"
+    ):
         border_weight_map(mask, spacing=(1, 1, 1))
 
 

@@ -1,7 +1,7 @@
 """Self-describing, atomically written checkpoints.
 
 A checkpoint holds everything needed to rebuild and use the model with nothing else at hand (the
-model's preset, class and constructor arguments, label map, normalisation, tile size, the run config)
+model's preset, class and constructor arguments, its size rule (accepted input sizes, border, pooling period), label map, normalisation, tile size, the run config)
 and everything needed to resume training exactly (epoch, optimiser / scheduler / grad-scaler state,
 RNG states, history). Files are written to a temp file and renamed, so a crash never leaves a torn
 checkpoint, and loaded with ``torch.load(weights_only=True)``: no pickled code runs on load.
@@ -104,6 +104,7 @@ def save_checkpoint(
         "spatial_dims": getattr(bare, "spatial_dims", None),
         "in_channels": getattr(bare, "in_channels", None),
         "num_classes": getattr(bare, "num_classes", None),
+        "size_rule": bare.size_rule().to_dict() if hasattr(bare, "size_rule") else None,
         "label_map": label_map,
         "normalization": normalization,
         "patch_size": list(patch_size) if patch_size is not None else None,
@@ -366,4 +367,11 @@ def build_model(ckpt: dict, path: Optional[Union[str, Path]] = None) -> nn.Modul
         raise DataError(
             f"cannot load the weights into the model {name!r} ({detail}); {mismatch}", path
         ) from None
+    saved = ckpt.get("size_rule")
+    if saved and hasattr(model, "size_rule") and model.size_rule().to_dict() != saved:
+        raise DataError(
+            f"the rebuilt model {name!r} accepts sizes {model.size_rule().describe()} but the "
+            f"checkpoint recorded {saved}; it was written by an incompatible unetkit",
+            path,
+        )
     return model

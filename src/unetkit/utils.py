@@ -230,6 +230,57 @@ def remove_stale_temp_files(folder: PathLike) -> list[Path]:
     return stale
 
 
+def per_axis(
+    value,
+    ndim: int,
+    name: str,
+    *,
+    kind: type = int,
+    minimum: Optional[float] = None,
+    positive: bool = False,
+) -> tuple:
+    """``value`` as one number per spatial axis: a number applies to every axis, a sequence must
+    hold 1 or ``ndim`` of them. The one place unetkit expands sizes, borders, sigmas and spacings.
+
+    Args:
+        kind: ``int`` (sizes: floats that are not whole numbers are refused) or ``float``.
+        minimum: lower bound for every value (inclusive); ``positive``: every value > 0 and finite.
+
+    Raises:
+        ConfigError: naming ``name``, the expected count and the value given.
+    """
+    import math
+
+    scalar = isinstance(value, numbers.Number) and not isinstance(value, bool)
+    try:
+        values = [value] if scalar else list(value)
+    except TypeError:
+        raise ConfigError(
+            f"{name} must be a number or {ndim} numbers (one per spatial axis), got {value!r}"
+        ) from None
+    values = [v.item() if hasattr(v, "item") and not isinstance(v, bool) else v for v in values]
+    if len(values) == 1:
+        values = values * ndim
+    if len(values) != ndim:
+        raise ConfigError(f"{name} needs {ndim} value(s), one per spatial axis; got {list(values)}")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise ConfigError(f"{name} must hold numbers, got {list(values)}")
+        if kind is int:
+            if not math.isfinite(float(v)) or float(v) != int(v):
+                raise ConfigError(f"{name} must hold whole numbers, got {list(values)}")
+            v = int(v)
+        else:
+            v = float(v)
+        out.append(v)
+    if positive and not all(math.isfinite(v) and v > 0 for v in out):
+        raise ConfigError(f"{name} must hold positive numbers, got {out}")
+    if minimum is not None and any(v < minimum for v in out):
+        raise ConfigError(f"{name} values must be ≥ {minimum}, got {out}")
+    return tuple(out)
+
+
 def _positive_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= 1
 

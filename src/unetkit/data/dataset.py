@@ -388,28 +388,23 @@ def patch_geometry(model, label_size: Sequence[int]) -> tuple[list[int], list[in
     """Input and label patch sizes for ``model`` and a requested label size per axis.
 
     Same-padding nets: input = label = the requested size. Valid-padding nets: the smallest valid
-    input whose output is at least the requested size; the label patch is that output.
+    input whose output is at least the requested size; the label patch is that output. ``model``
+    is anything with ``size_rule()`` (a unetkit model); other modules take any size.
     """
-    inputs, labels = [], []
-    for s in label_size:
-        s = int(s)
-        if hasattr(model, "output_size") and model.output_size(
-            model.valid_input_size(s)
-        ) != model.valid_input_size(s):
-            size = model.valid_input_size(s)
-            while model.output_size(size) < s:
-                size = model.valid_input_size(size + 1)
-            inputs.append(size)
-            labels.append(model.output_size(size))
-        else:
-            if hasattr(model, "is_valid_input_size") and not model.is_valid_input_size(s):
-                raise ConfigError(
-                    f"patch size {s} is too small for this model; use at least "
-                    f"{model.valid_input_size(s)}"
-                )
-            inputs.append(s)
-            labels.append(s)
-    return inputs, labels
+    sizes = [int(s) for s in label_size]
+    rule = model.size_rule() if callable(getattr(model, "size_rule", None)) else None
+    if rule is None:
+        return sizes, sizes
+    if rule.is_valid_padding:
+        inputs = rule.input_for_output(sizes)
+        return list(inputs), list(rule.output_size(inputs))
+    for axis, s in enumerate(sizes):
+        if not rule.axis_accepts(axis, s):
+            raise ConfigError(
+                f"patch size {s} is too small for this model; use at least "
+                f"{rule.at_least(sizes)[axis]}"
+            )
+    return sizes, sizes
 
 
 class PatchDataset(torch.utils.data.Dataset):

@@ -39,6 +39,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import ConfigError
+from ..utils import per_axis
 
 #: ``scipy.ndimage`` boundary mode of the spatial transform: mirror about the edge pixel, equal to
 #: ``np.pad(mode="reflect")``.
@@ -107,12 +108,7 @@ def _prob(p: float, name: str = "prob") -> float:
 
 
 def _per_axis(value: Union[float, Sequence[float]], ndim: int, name: str) -> np.ndarray:
-    vec = np.atleast_1d(np.asarray(value, dtype=np.float64))
-    if vec.ndim != 1 or vec.size not in (1, ndim):
-        raise ConfigError(
-            f"{name} must be one number or one per spatial axis ({ndim}), got {value!r}"
-        )
-    return np.broadcast_to(vec, (ndim,)).copy()
+    return np.array(per_axis(value, ndim, name, kind=float), dtype=np.float64)
 
 
 def default_planes(spatial_dims: int) -> list[tuple[int, int]]:

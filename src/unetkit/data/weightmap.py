@@ -36,6 +36,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import ConfigError
+from ..utils import per_axis
 
 ClassWeights = Optional[Union[str, Sequence[float]]]
 
@@ -213,14 +214,7 @@ def _check_mask(mask: np.ndarray) -> np.ndarray:
 def _spacing(spacing: Optional[Sequence[float]], ndim: int) -> tuple[float, ...]:
     if spacing is None:
         return (1.0,) * ndim
-    sp = np.atleast_1d(np.asarray(spacing, dtype=np.float64))
-    if sp.size == 1:
-        sp = np.repeat(sp, ndim)
-    if sp.shape != (ndim,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
-        raise ConfigError(
-            f"spacing must be one positive number per spatial axis ({ndim}), got {spacing!r}"
-        )
-    return tuple(float(s) for s in sp)
+    return per_axis(spacing, ndim, "spacing", kind=float, positive=True)
 
 
 __all__ = ["border_weight_map", "class_weight_map", "instance_labels", "two_nearest_distances"]

@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import ConfigError
+from ..utils import per_axis
 
 EMPTY_POLICY = (
     "HD/HD95/ASSD: both masks empty is undefined (NaN, left out of means and counted); exactly one "
@@ -40,14 +41,7 @@ BOUNDARY_METRICS = ("hd", "hd95", "assd")
 def _check_spacing(spacing: Optional[Sequence[float]], ndim: int) -> tuple[float, ...]:
     if spacing is None:
         return (1.0,) * ndim
-    s = tuple(float(v) for v in np.ravel(spacing))
-    if len(s) == 1:
-        s = s * ndim
-    if len(s) != ndim or not all(np.isfinite(v) and v > 0 for v in s):
-        raise ConfigError(
-            f"spacing must hold {ndim} positive numbers (one per spatial axis), got {spacing!r}"
-        )
-    return s
+    return per_axis(np.ravel(spacing), ndim, "spacing", kind=float, positive=True)
 
 
 def image_diagonal(shape: Sequence[int], spacing: Optional[Sequence[float]] = None) -> float:

@@ -9,7 +9,8 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..errors import DataError
-from .large import LARGE_PIXELS, open_lazy, predict_large
+from ..io.lazy import open_lazy
+from .large import LARGE_PIXELS, predict_large
 from .outputs import (
     TiffBandSink,
     decode_labels,

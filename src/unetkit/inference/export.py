@@ -45,7 +45,6 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -53,7 +52,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, DataError, UnetkitError
-from ..utils import atomic_path, check_output_file
+from ..models.geometry import SizeRule
+from ..utils import atomic_path, check_output_file, per_axis
 
 FORMAT = "unetkit-export"
 FORMAT_VERSION = 1
@@ -198,126 +198,46 @@ def _spatial_labels(ndim: int) -> list[str]:
 
 
 # -- the size rule of an exported graph --------------------------------------------------------
-def size_rule(model: nn.Module) -> dict:
-    """Spatial sizes a traced graph of ``model`` can accept, as ``min + k·step`` (k ≥ 0) per axis.
+def export_rule(model: nn.Module) -> SizeRule:
+    """Spatial sizes a traced graph of ``model`` can accept (:meth:`SizeRule.for_export`).
 
-    Same-padding nets: multiples of ``step = 2**depth`` (no decoder padding needed); valid-padding
-    nets: every size the model accepts (an arithmetic progression). ``shrink`` is input − output.
-    Whether the graph really is dynamic is decided by tracing (see :func:`export_onnx`).
+    Same-padding nets: multiples of ``2**depth`` (no decoder padding is traced); valid-padding
+    nets: every size the model accepts. Whether the graph really is dynamic is decided by tracing
+    (see :func:`export_onnx`).
 
     Raises:
-        ConfigError: ``model`` is not a unetkit model (no encoder), or its valid sizes are not an
-            arithmetic progression.
+        ConfigError: ``model`` is not a unetkit model (no size rule).
     """
-    encoder = getattr(model, "encoder", None)
-    if encoder is None or not hasattr(model, "is_valid_input_size"):
+    if not callable(getattr(model, "size_rule", None)):
         raise ConfigError(
             f"export needs a unetkit model (with an encoder and size arithmetic), "
             f"got {type(model).__name__}"
         )
-    dims = int(model.spatial_dims)
-    step = 2 ** (len(encoder.features) - 1)
-    if encoder.padding == "valid":
-        lo = int(model.valid_input_size(1))
-        ok = all(
-            model.is_valid_input_size(s) == ((s - lo) % step == 0)
-            for s in range(lo, lo + 4 * step + 1)
-        )
-        shrink = lo - int(model.output_size(lo))
-        ok = ok and all(
-            int(model.output_size(lo + k * step)) == lo + k * step - shrink for k in range(4)
-        )
-        if not ok:
-            raise ConfigError(
-                f"the valid input sizes of this {type(model).__name__} are not of the form "
-                f"{lo} + k·{step}; cannot describe them for export"
-            )
-    else:
-        lo = next((s for s in range(step, 65 * step, step) if model.is_valid_input_size(s)), None)
-        if lo is None:
-            raise ConfigError(f"no valid multiple of {step} found for this {type(model).__name__}")
-        shrink = 0
-    return {
-        "padding": encoder.padding,
-        "min": [lo] * dims,
-        "step": [step] * dims,
-        "shrink": [shrink] * dims,
-    }
-
-
-def rule_accepts(rule: dict, size: Sequence[int]) -> bool:
-    """Whether ``size`` (one int per spatial axis) is of the form ``min + k·step`` on every axis."""
-    if len(size) != len(rule["min"]):
-        return False
-    for s, lo, step in zip(size, rule["min"], rule["step"]):
-        if s < lo or (step == 0 and s != lo) or (step and (s - lo) % step):
-            return False
-    return True
+    return model.size_rule().for_export()
 
 
 def describe_rule(rule: dict) -> str:
-    """``"44 + 4·k (k ≥ 0) on every axis"``, ``"multiples of 16 …"`` or ``"exactly 64×64"``, for messages."""
-    if not rule:
-        return "unknown"
-    if not rule.get("dynamic_spatial", True) or not any(rule["step"]):
-        return "exactly " + "×".join(str(s) for s in rule["min"])
-    parts = {(lo, st) for lo, st in zip(rule["min"], rule["step"])}
-
-    def one(lo: int, st: int) -> str:
-        return f"multiples of {st}" if lo == st else f"{lo} + {st}·k (k ≥ 0)"
-
-    if len(parts) == 1:
-        return one(*parts.pop()) + " on every axis"
-    return "; ".join(
-        f"axis {i}: {one(lo, st)}" for i, (lo, st) in enumerate(zip(rule["min"], rule["step"]))
-    )
-
-
-def _nearest(rule: dict, axis: int, s: int) -> tuple[Optional[int], int]:
-    lo, step = rule["min"][axis], rule["step"][axis]
-    if step == 0:
-        return (lo if lo <= s else None), lo
-    if s < lo:
-        return None, lo
-    below = lo + (s - lo) // step * step
-    return below, (below if below == s else below + step)
-
-
-def _as_sizes(size: Size, dims: int, what: str) -> list[int]:
-    if isinstance(size, (int, np.integer)) and not isinstance(size, bool):
-        return [int(size)] * dims
-    try:
-        sizes = [int(s) for s in size]
-    except (TypeError, ValueError):
-        raise ConfigError(f"{what} must be an int or {dims} ints, got {size!r}") from None
-    if len(sizes) != dims:
-        raise ConfigError(f"{what} needs 1 or {dims} sizes for a {dims}D model, got {sizes}")
-    return sizes
+    """The ``valid_input_size`` metadata in words, for messages (:meth:`SizeRule.describe`)."""
+    return SizeRule.from_dict(rule).describe() if rule else "unknown"
 
 
 def _example_size(
-    rule: dict, input_size: Optional[Size], patch_size: Optional[Size], dims: int
+    rule: SizeRule, input_size: Optional[Size], patch_size: Optional[Size]
 ) -> list[int]:
     if input_size is not None:
-        sizes = _as_sizes(input_size, dims, "input_size")
-        for axis, s in enumerate(sizes):
-            below, above = _nearest(rule, axis, s)
-            if below != s:
-                options = " or ".join(str(v) for v in (below, above) if v is not None)
-                raise ConfigError(
-                    f"input size {s} on spatial axis {axis} cannot be exported for this model "
-                    f"(valid: {describe_rule(rule)}); use {options}"
-                )
-        return sizes
+        sizes = rule.sizes(input_size, "input_size")
+        rule.check(sizes, what="an export of this model")
+        return list(sizes)
+    dims = rule.spatial_dims
     wanted = (
-        _as_sizes(patch_size, dims, "patch_size")
+        per_axis(patch_size, dims, "patch_size")
         if patch_size is not None
-        else [512 if dims == 2 else 128] * dims
+        else (512 if dims == 2 else 128,) * dims
     )
-    return [_nearest(rule, a, s)[0] or rule["min"][a] for a, s in enumerate(wanted)]
+    return list(rule.at_most(wanted))
 
 
-def _second_size(rule: dict, example: Sequence[int]) -> list[int]:
+def _second_size(rule: SizeRule, example: Sequence[int]) -> list[int]:
     """Another valid size on every axis, about half the example (cheap to check), axes differing.
 
     Axis ``i`` gets the largest valid size ≤ ``example / 2`` minus ``i`` steps; where that falls
@@ -325,8 +245,8 @@ def _second_size(rule: dict, example: Sequence[int]) -> list[int]:
     """
     out = []
     for axis, s in enumerate(example):
-        lo, step = rule["min"][axis], rule["step"][axis]
-        half = (_nearest(rule, axis, s // 2)[0] or lo) - step * axis
+        lo, step = rule.min[axis], rule.step[axis]
+        half = (rule.nearest(axis, max(s // 2, 1))[0] or lo) - step * axis
         out.append(half if lo <= half < s else s + step * (axis + 1))
     return out
 
@@ -533,19 +453,23 @@ def _prepare(source, input_size, metadata, dynamic, rtol):
     if rtol <= 0:
         raise ConfigError(f"rtol must be > 0, got {rtol}")
     model, ckpt = _load(source)
-    rule = size_rule(model)
-    dims = int(model.spatial_dims)
+    graph_rule = export_rule(model)
     patch = (metadata or {}).get("patch_size", ckpt.get("patch_size"))
-    example = _example_size(rule, input_size, patch, dims)
-    second = _second_size(rule, example)
+    example = _example_size(graph_rule, input_size, patch)
+    second = _second_size(graph_rule, example)
     reference = _Reference(model)
     if dynamic:
         traced, dyn_batch, dyn_spatial = _probe(model, reference, example, second, rtol)
     else:
         traced, dyn_batch, dyn_spatial = None, False, False
-    rule = dict(rule, dynamic_batch=dyn_batch, dynamic_spatial=dyn_spatial, example=list(example))
     if not dyn_spatial:
-        rule.update(min=list(example), step=[0] * dims)
+        graph_rule = graph_rule.fixed(example)
+    rule = dict(
+        graph_rule.to_dict(),
+        dynamic_batch=dyn_batch,
+        dynamic_spatial=dyn_spatial,
+        example=list(example),
+    )
     meta = _metadata(model, ckpt, metadata, rule)
     notes = []
     if dynamic and not dyn_spatial:
@@ -688,10 +612,9 @@ class OnnxRunner:
     """Run an exported ``.onnx`` model with onnxruntime (CPU), as a :class:`Predictor` backend.
 
     ``runner(batch)`` has the contract of ``Predictor._forward``: a float batch ``(B, C, *tile)``
-    (torch, any float dtype and device) in, CPU float32 logits ``(B, K, *out)`` out. It also has
-    the size API the tiling code uses on models (``spatial_dims``, ``is_valid_input_size``,
-    ``valid_input_size``, ``nearest_valid_sizes``, ``output_size``, ``padding``), answered from the
-    file's metadata, so ``choose_overlap_tile(runner, …)`` works for valid-padding exports.
+    (torch, any float dtype and device) in, CPU float32 logits ``(B, K, *out)`` out. Like a
+    unetkit model it answers :meth:`size_rule` (from the file's metadata), which is all the tiling
+    code asks of a model, so ``choose_overlap_tile(runner, …)`` works for valid-padding exports.
 
     Args:
         path: an ``.onnx`` file written by :func:`export_onnx`.
@@ -734,73 +657,21 @@ class OnnxRunner:
         self.spatial_dims = int(self.metadata["spatial_dims"])
         self.in_channels = int(self.metadata["in_channels"])
         self.num_classes = int(self.metadata["num_classes"])
-        self.rule = self.metadata["valid_input_size"]
-        self.padding = self.rule["padding"]
-        #: size-only stand-in for a model's encoder (``Predictor`` reads ``model.encoder.padding``)
-        self.encoder = SimpleNamespace(padding=self.padding)
+        self.info = self.metadata["valid_input_size"]  # the rule plus dynamic axes and example
+        self.rule = SizeRule.from_dict(self.info, self.spatial_dims)
         self.input_name = self.session.get_inputs()[0].name
 
     def eval(self) -> OnnxRunner:
         """No-op (an exported graph is always in eval mode), so a Predictor can hold the runner as its model."""
         return self
 
-    # -- size API (as on unetkit models) ---------------------------------------------------------
-    def _axis_ok(self, axis: int, s: int) -> bool:
-        lo, step = self.rule["min"][axis], self.rule["step"][axis]
-        return s == lo if step == 0 else (s >= lo and (s - lo) % step == 0)
-
-    def is_valid_input_size(self, size: Size) -> bool:
-        """Whether the graph accepts ``size`` (an int applies to every axis)."""
-        sizes = _as_sizes(size, self.spatial_dims, "size")
-        return all(self._axis_ok(a, s) for a, s in enumerate(sizes))
-
-    def nearest_valid_sizes(self, size: int) -> tuple[Optional[int], Optional[int]]:
-        """Largest accepted size ≤ ``size`` and smallest ≥ ``size`` on every axis (``None`` if none)."""
-        pairs = [_nearest(self.rule, a, int(size)) for a in range(self.spatial_dims)]
-        below = [p[0] for p in pairs]
-        above = [p[1] for p in pairs]
-        below_ok = below[0] if all(b == below[0] for b in below) and below[0] is not None else None
-        above_ok = above[0] if all(b == above[0] for b in above) else None
-        return below_ok, above_ok
-
-    def valid_input_size(self, min_size: Size) -> Union[int, tuple[int, ...]]:
-        """Smallest accepted size ≥ ``min_size`` per axis (int in, int out)."""
-        sizes = _as_sizes(min_size, self.spatial_dims, "size")
-        out = []
-        for a, s in enumerate(sizes):
-            above = _nearest(self.rule, a, s)[1]
-            if above < s:
-                raise ConfigError(
-                    f"{self.path}: the exported graph only accepts size {above} on axis {a} "
-                    f"(asked for ≥ {s}); re-export with --input-size"
-                )
-            out.append(above)
-        if isinstance(min_size, (int, np.integer)):
-            if len(set(out)) != 1:
-                raise ConfigError(
-                    f"{self.path}: no single size fits every axis ({out}); pass one size per axis"
-                )
-            return out[0]
-        return tuple(out)
-
-    def output_size(self, input_size: Size) -> Union[int, tuple[int, ...]]:
-        """Output spatial size for ``input_size`` (int in, int out); raises on sizes the graph rejects."""
-        sizes = _as_sizes(input_size, self.spatial_dims, "size")
-        self._check_sizes(sizes)
-        out = [s - k for s, k in zip(sizes, self.rule["shrink"])]
-        return out[0] if isinstance(input_size, (int, np.integer)) else tuple(out)
+    # -- sizes -------------------------------------------------------------------------------------
+    def size_rule(self) -> SizeRule:
+        """The graph's :class:`~unetkit.models.geometry.SizeRule`, from the file's metadata."""
+        return self.rule
 
     def _check_sizes(self, sizes: Sequence[int]) -> None:
-        for a, s in enumerate(sizes):
-            if not self._axis_ok(a, int(s)):
-                below, above = _nearest(self.rule, a, int(s))
-                options = " or ".join(
-                    str(v) for v in dict.fromkeys((below, above)) if v is not None
-                )
-                raise ConfigError(
-                    f"{self.path}: input size {s} on spatial axis {a} is not accepted by this "
-                    f"export (valid: {describe_rule(self.rule)}); use {options}"
-                )
+        self.rule.check(sizes, what="this export", prefix=f"{self.path}: ")
 
     # -- running -------------------------------------------------------------------------------
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
@@ -815,7 +686,7 @@ class OnnxRunner:
                 f"{', '.join(_spatial_labels(self.spatial_dims))}), got shape {tuple(batch.shape)}"
             )
         self._check_sizes(list(batch.shape[2:]))
-        if not self.rule.get("dynamic_batch", False) and batch.shape[0] != 1:
+        if not self.info.get("dynamic_batch", False) and batch.shape[0] != 1:
             return torch.cat([self(batch[i : i + 1]) for i in range(batch.shape[0])])
         x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
         try:
@@ -838,11 +709,11 @@ class OnnxRunner:
             ``Normalizer.from_dict`` / ``LabelMap.from_dict``).
         """
         patch = self.metadata.get("patch_size")
-        tile = list(self.rule.get("example") or self.rule["min"])
+        tile = list(self.info.get("example") or self.rule.min)
         if patch is not None:
-            sizes = _as_sizes(patch, self.spatial_dims, "patch_size")
-            if self.is_valid_input_size(sizes):
-                tile = sizes
+            sizes = per_axis(patch, self.spatial_dims, "patch_size")
+            if self.rule.accepts(sizes):
+                tile = list(sizes)
         return {
             "tile": tile,
             "normalization": self.metadata.get("normalization"),
@@ -862,7 +733,7 @@ class OnnxRunner:
         from .predictor import Predictor
 
         info = self.predictor_kwargs()
-        if kwargs.get("tile") is None and not self.rule.get("dynamic_spatial", False):
+        if kwargs.get("tile") is None and not self.info.get("dynamic_spatial", False):
             kwargs["tile"] = info["tile"]
         if "normalizer" not in kwargs:
             kwargs["normalizer"] = (
@@ -882,7 +753,7 @@ class OnnxRunner:
     def __repr__(self) -> str:
         return (
             f"OnnxRunner({str(self.path)!r}, {self.metadata['model'].get('class')}, "
-            f"{self.spatial_dims}D, sizes {describe_rule(self.rule)})"
+            f"{self.spatial_dims}D, sizes {self.rule.describe()})"
         )
 
 
@@ -1011,6 +882,5 @@ __all__ = [
     "read_onnx_metadata",
     "read_torchscript_metadata",
     "require",
-    "rule_accepts",
-    "size_rule",
+    "export_rule",
 ]

@@ -31,15 +31,9 @@ from torch import nn
 
 from .. import runtime
 from ..errors import ConfigError, DataError, UnetkitError
-from ..utils import check_tile_settings
-from .tiling import (
-    choose_overlap_tile,
-    overlap_tile_grid,
-    predict_overlap_tile,
-    predict_tiled,
-    sliding_window_grid,
-    tile_alignment,
-)
+from ..models.geometry import SizeRule, size_rule_of
+from ..utils import check_tile_settings, per_axis
+from .tiling import TilePlan, choose_overlap_tile, predict_grid
 from .tta import tta_transforms, with_tta
 
 DEFAULT_MAX_TILE = {2: 640, 3: 128}
@@ -51,7 +45,7 @@ BLEND_MODES = ("crop", "gaussian", "constant")
 
 def is_valid_padding(model: nn.Module) -> bool:
     """Whether the model's output is smaller than its input (the original U-Net)."""
-    return getattr(getattr(model, "encoder", None), "padding", "same") == "valid"
+    return size_rule_of(model, getattr(model, "spatial_dims", 2)).is_valid_padding
 
 
 def plan_axis(size: int, max_tile: int, min_overlap: int, multiple: int = 1) -> tuple[int, int]:
@@ -73,18 +67,6 @@ def plan_axis(size: int, max_tile: int, min_overlap: int, multiple: int = 1) -> 
         if step <= tile - min_overlap:
             return tile, step
         tile += multiple
-
-
-def shift_period(model: nn.Module) -> int:
-    """``2**depth`` for a same-padding U-Net (tiles shifted by multiples of it see the same pooling
-    grid as the whole image); 1 for nets without an encoder."""
-    encoder = getattr(model, "encoder", None)
-    features = getattr(encoder, "features", None)
-    if features:
-        return 2 ** (len(features) - 1)
-    rule = getattr(model, "rule", None)  # an OnnxRunner: sizes step by the graph's multiple
-    steps = rule.get("step") if isinstance(rule, dict) else None
-    return max(1, *[int(s) for s in steps]) if steps else 1
 
 
 class Predictor:
@@ -154,17 +136,11 @@ class Predictor:
             if runner is not None
             else model.to(self.device).eval().to(memory_format=self.memory_format)
         )
-        if tile is not None:
-            tile = (
-                [int(tile)] * self.spatial_dims
-                if isinstance(tile, (int, np.integer))
-                else [int(t) for t in tile]
-            )
-            if len(tile) != self.spatial_dims:
-                raise ConfigError(f"tile needs {self.spatial_dims} sizes, got {tile}")
-        self.tile = tile
+        #: what the tiling needs to know about the model (accepted sizes, border, pooling period)
+        self.rule: SizeRule = size_rule_of(model, self.spatial_dims)
+        self.tile = None if tile is None else list(per_axis(tile, self.spatial_dims, "tile"))
         self.overlap = 0.5 if overlap is None else float(overlap)
-        valid = is_valid_padding(model)
+        valid = self.rule.is_valid_padding
         self.max_tile = int(
             max_tile or (DEFAULT_MAX_TILE_VALID if valid else DEFAULT_MAX_TILE)[self.spatial_dims]
         )
@@ -259,51 +235,39 @@ class Predictor:
         image = self.normalizer(image) if self.normalizer is not None else image
         return np.asarray(image, dtype=np.float32)
 
-    def plan(self, spatial_shape: Sequence[int]) -> dict:
-        """How an image of ``spatial_shape`` will be tiled (for logs and tests)."""
-        if is_valid_padding(self.model):
+    def plan(self, spatial_shape: Sequence[int]) -> TilePlan:
+        """How an image of ``spatial_shape`` will be tiled (module docstring; for logs and tests)."""
+        rule, shape = self.rule, tuple(int(s) for s in spatial_shape)
+        if rule.is_valid_padding:
             want = self.tile or [
-                min(self.max_tile, self.model.valid_input_size(s + self._border()))
-                for s in spatial_shape
+                min(self.max_tile, t)
+                for t in rule.at_least([s + k for s, k in zip(shape, rule.shrink)])
             ]
-            spec = choose_overlap_tile(self.model, want, round="down")
-            return {
-                "mode": "overlap-tile",
-                "in_tile": list(spec.in_tile),
-                "out_tile": list(spec.out_tile),
-                "border": [list(b) for b in spec.border],
-            }
-        align = shift_period(self.model)
+            spec = choose_overlap_tile(rule, want, round="down")
+            return TilePlan(
+                "overlap-tile",
+                shape,
+                spec.in_tile,
+                spec.out_tile,
+                spec.border,
+                (0.0,) * len(shape),
+                rule.period,
+                "crop",
+            )
+        align = rule.period
         if self.tile is not None:
-            tile = [min(-(-t // align) * align, s) for t, s in zip(self.tile, spatial_shape)]
-            return {
-                "mode": "sliding-window",
-                "tile": [self._fit(t) for t in tile],
-                "overlap": self.overlap,
-                "align": align,
-                "blend": self.blend,
-            }
-        tiles, steps = zip(
-            *(plan_axis(s, self.max_tile, self.min_overlap, align) for s in spatial_shape)
-        )
-        tiles = [self._fit(t) for t in tiles]
-        overlap = [
-            0.0 if t >= s else 1 - (st + 0.5) / t for t, st, s in zip(tiles, steps, spatial_shape)
-        ]
-        return {
-            "mode": "sliding-window",
-            "tile": tiles,
-            "overlap": overlap,
-            "align": align,
-            "blend": self.blend,
-        }
-
-    def _fit(self, t: int) -> int:
-        return self.model.valid_input_size(t) if hasattr(self.model, "valid_input_size") else t
-
-    def _border(self) -> int:
-        s = self.model.valid_input_size(256)
-        return s - self.model.output_size(s)
+            tiles = [min(-(-t // a) * a, s) for t, a, s in zip(self.tile, align, shape)]
+            overlap = (self.overlap,) * len(shape)
+        else:
+            tiles, steps = zip(
+                *(plan_axis(s, self.max_tile, self.min_overlap, a) for s, a in zip(shape, align))
+            )
+            overlap = tuple(
+                0.0 if t >= s else 1 - (st + 0.5) / t for t, st, s in zip(tiles, steps, shape)
+            )
+        tiles = rule.at_least(tiles)  # a runner's graph may need multiples of its period
+        border = ((0, 0),) * len(shape)
+        return TilePlan("sliding-window", shape, tiles, tiles, border, overlap, align, self.blend)
 
     def prepare_fast_path(self, channels: int, tile: Sequence[int], n_tiles: int) -> None:
         """Build (once per tile shape) the fast forward that :attr:`fast` asks for."""
@@ -334,42 +298,11 @@ class Predictor:
         predictor has a normaliser; with TTA, the log of the averaged probabilities)."""
         image = self.prepare(image)
         plan = self.plan(image.shape[1:])
-        if plan["mode"] == "overlap-tile":
-            square = len(set(plan["in_tile"])) == 1
-            align = tile_alignment(self.model, plan["in_tile"])
-            grid = overlap_tile_grid(
-                image.shape[1:], plan["out_tile"], [tuple(b) for b in plan["border"]], align
-            )
-            self.prepare_fast_path(image.shape[0], plan["in_tile"], len(grid.tiles))
-            return predict_overlap_tile(
-                self.tile_function(square),
-                image,
-                plan["in_tile"],
-                plan["out_tile"],
-                [tuple(b) for b in plan["border"]],
-                align=align,
-                batch_size=self.batch_size,
-                out=out,
-            )
-        square = len(set(plan["tile"])) == 1
-        n_tiles = len(
-            sliding_window_grid(
-                [max(n, t) for n, t in zip(image.shape[1:], plan["tile"])],
-                plan["tile"],
-                plan["overlap"],
-                plan["align"],
-            )
-        )
-        self.prepare_fast_path(image.shape[0], plan["tile"], n_tiles)
-        return predict_tiled(
-            self.tile_function(square),
-            image,
-            plan["tile"],
-            overlap=plan["overlap"],
-            mode=plan["blend"],
-            batch_size=self.batch_size,
-            out=out,
-            align=plan["align"],
+        grid = plan.grid()
+        self.prepare_fast_path(image.shape[0], plan.in_tile, len(grid.tiles))
+        square = len(set(plan.in_tile)) == 1
+        return predict_grid(
+            self.tile_function(square), image, grid, batch_size=self.batch_size, out=out
         )
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
@@ -33,6 +34,8 @@ import torch
 
 from ..data.sampling import mirror_indices as _mirror_fold
 from ..errors import ConfigError
+from ..models.geometry import size_rule_of
+from ..utils import per_axis
 
 IntOrSeq = Union[int, Sequence[int]]
 Slices = tuple  # tuple[slice, ...], one per spatial axis
@@ -42,18 +45,8 @@ WEIGHT_MODES = ("gaussian", "constant", "crop")
 
 # -- small helpers ------------------------------------------------------------------------------
 def _per_axis(value: IntOrSeq, ndim: int, name: str, minimum: int = 1) -> tuple[int, ...]:
-    """Expand an int to ``ndim`` ints, check a sequence's length and every value's lower bound."""
-    if isinstance(value, (int, np.integer)):
-        values = (int(value),) * ndim
-    else:
-        values = tuple(int(v) for v in value)
-        if len(values) != ndim:
-            raise ConfigError(
-                f"{name} needs {ndim} value(s), one per spatial axis; got {list(values)}"
-            )
-    if any(v < minimum for v in values):
-        raise ConfigError(f"{name} values must be ≥ {minimum}, got {list(values)}")
-    return values
+    """Whole numbers per spatial axis, each ≥ ``minimum`` (:func:`unetkit.utils.per_axis`)."""
+    return per_axis(value, ndim, name, minimum=minimum)
 
 
 def _borders(border: BorderSpec, ndim: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -327,24 +320,12 @@ class OverlapTileSpec(NamedTuple):
     border: tuple[tuple[int, int], ...]
 
 
-def _spatial_sizes(model: Any, size: IntOrSeq) -> tuple[int, ...]:
-    if isinstance(size, (int, np.integer)):
-        ndim = getattr(model, "spatial_dims", None)
-        if ndim is None:
-            raise ConfigError(
-                "an int tile size needs model.spatial_dims; pass one size per spatial axis instead"
-            )
-        return (int(size),) * int(ndim)
-    return tuple(int(s) for s in size)
-
-
 def choose_overlap_tile(model: Any, tile_size: IntOrSeq, round: str = "up") -> OverlapTileSpec:
     """Valid input tile near ``tile_size`` for ``model`` and the output tile and border it implies.
 
     Args:
-        model: any object with ``valid_input_size(int) -> int``, ``is_valid_input_size(int) -> bool``
-            and ``output_size(int) -> int`` (unetkit models; sizes are checked per axis), plus
-            ``spatial_dims`` when ``tile_size`` is an int.
+        model: a :class:`~unetkit.models.geometry.SizeRule` or anything with ``size_rule()``
+            (unetkit models, export runners).
         tile_size: wanted input tile size (int or per axis).
         round: ``"up"``: smallest valid size ≥ ``tile_size``; ``"down"``: largest valid size ≤ it
             (to bound memory), else the smallest above.
@@ -359,43 +340,20 @@ def choose_overlap_tile(model: Any, tile_size: IntOrSeq, round: str = "up") -> O
     """
     if round not in ("up", "down"):
         raise ConfigError(f"round must be 'up' or 'down', got {round!r}")
-    sizes = _spatial_sizes(model, tile_size)
-    in_tile = []
-    for s in sizes:
-        if s < 1:
-            raise ConfigError(f"tile sizes must be ≥ 1, got {list(sizes)}")
-        chosen = (
-            next((v for v in range(s, 0, -1) if model.is_valid_input_size(v)), None)
-            if round == "down"
-            else None
-        )
-        in_tile.append(int(chosen if chosen is not None else model.valid_input_size(s)))
-    out_tile = tuple(int(model.output_size(s)) for s in in_tile)
-    diffs = [i - o for i, o in zip(in_tile, out_tile)]
-    if any(d < 0 for d in diffs):
-        raise ConfigError(
-            f"the model's output {out_tile} is larger than its input {tuple(in_tile)}: "
-            f"overlap-tile needs output ≤ input"
-        )
-    border = tuple((d // 2, d - d // 2) for d in diffs)
-    return OverlapTileSpec(tuple(in_tile), out_tile, border)
+    rule = size_rule_of(model)
+    sizes = rule.sizes(tile_size, "tile size")
+    in_tile = rule.at_most(sizes) if round == "down" else rule.at_least(sizes)
+    return OverlapTileSpec(tuple(in_tile), rule.output_size(in_tile), rule.border)
 
 
-def tile_alignment(model: Any, in_tile: IntOrSeq, search: int = 1024) -> tuple[int, ...]:
-    """Per axis, the gap to the next valid input size: ``2**depth`` for a valid-padding U-Net.
+def tile_alignment(model: Any, in_tile: Optional[IntOrSeq] = None) -> tuple[int, ...]:
+    """Per axis, the shift period of the net (``2**depth`` for a U-Net; 1 for a net without poolings).
 
-    For nets whose sizes are restricted only by their poolings (valid-padding U-Nets), this is the
-    shift period of the net, the ``align`` that makes :func:`predict_overlap_tile` equal one forward
-    pass on the whole mirror-padded image. A net that accepts every size gives 1.
+    Tiles placed on multiples of it see the whole image's pooling grid: the ``align`` that makes
+    :func:`predict_overlap_tile` equal one forward pass on the whole mirror-padded image.
+    ``in_tile`` is accepted for compatibility and not needed.
     """
-    sizes = _spatial_sizes(model, in_tile)
-    out = []
-    for s in sizes:
-        gap = next((d for d in range(1, search + 1) if model.is_valid_input_size(s + d)), None)
-        if gap is None:
-            raise ConfigError(f"no valid input size within {search} above {s}")
-        out.append(gap)
-    return tuple(out)
+    return size_rule_of(model).period
 
 
 # -- mirror padding -----------------------------------------------------------------------------
@@ -514,10 +472,17 @@ class Stitcher:
     ``weight_out``), or torch tensors when ``out`` is a ``torch.Tensor`` (the weight sum then lives on
     its device; tiles are moved there). Supplied buffers are zeroed and overwritten.
 
+    **Band mode** (``band_rows``): the buffers hold only ``band_rows`` rows of the first spatial axis,
+    starting at :attr:`start`; :meth:`flush` normalises the rows no later tile will touch and hands
+    them to a sink, so memory is independent of the image height (images larger than memory, and
+    3D volumes slab by slab). Whole-image and band prediction run the same tiles through the same
+    sums, so their results are identical.
+
     Args:
         shape: ``(K, *spatial)`` of the result.
         out: optional buffer of that shape for the weighted sums, then the result.
         weight_out: optional ``(*spatial)`` buffer for the weight sums.
+        band_rows: band mode with this many buffered rows (at least the tiles' output height).
 
     Example:
         >>> st = Stitcher((1, 4))
@@ -526,13 +491,30 @@ class Stitcher:
         array([[1., 2., 2., 3.]], dtype=float32)
     """
 
-    def __init__(self, shape: Sequence[int], out: Any = None, weight_out: Any = None):
+    def __init__(
+        self,
+        shape: Sequence[int],
+        out: Any = None,
+        weight_out: Any = None,
+        band_rows: Optional[int] = None,
+    ):
         self.shape = tuple(int(s) for s in shape)
         if len(self.shape) < 2 or min(self.shape) < 1:
             raise ConfigError(
                 f"Stitcher shape must be (K, *spatial) with sizes ≥ 1, got {self.shape}"
             )
         self.torch = isinstance(out, torch.Tensor)
+        #: band mode: the buffers hold rows ``[start, start + band_rows)`` of the first spatial axis
+        self.start = 0
+        self.band_rows = None if band_rows is None else min(int(band_rows), self.shape[1])
+        if self.band_rows is not None:
+            if out is not None or weight_out is not None or self.band_rows < 1:
+                raise ConfigError("a band Stitcher keeps its own buffers; band_rows must be ≥ 1")
+            buffer = (self.shape[0], self.band_rows, *self.shape[2:])
+            self.out = np.zeros(buffer, dtype=np.float32)
+            self.weight = np.zeros(buffer[1:], dtype=np.float32)
+            self._done = False
+            return
         for name, buf, want in (
             ("out", out, self.shape),
             ("weight_out", weight_out, self.shape[1:]),
@@ -587,7 +569,7 @@ class Stitcher:
                 f"of shape {self.shape} (expected (K={self.shape[0]}, *tile) and one slice per spatial axis)"
             )
         dst, src = [], []
-        for sl, size, t in zip(slices, spatial, tile.shape[1:]):
+        for axis, (sl, size, t) in enumerate(zip(slices, spatial, tile.shape[1:])):
             start, stop = int(sl.start or 0), int(sl.stop)
             if stop - start != t:
                 raise ConfigError(
@@ -596,7 +578,17 @@ class Stitcher:
             lo, hi = max(start, 0), min(stop, size)
             if hi <= lo:
                 return  # entirely outside the result
-            dst.append(slice(lo, hi))
+            offset = self.start if axis == 0 else 0
+            if (
+                axis == 0
+                and self.band_rows is not None
+                and (lo < self.start or hi > self.start + self.band_rows)
+            ):
+                raise ConfigError(
+                    f"internal error: rows {lo}..{hi} fall outside the band "
+                    f"{self.start}..{self.start + self.band_rows} (flushed too early?)"
+                )
+            dst.append(slice(lo - offset, hi - offset))
             src.append(slice(lo - start, hi - start))
         dst, src = tuple(dst), tuple(src)
         if weights is None:
@@ -612,6 +604,28 @@ class Stitcher:
         w = weights[src]
         self.out[(slice(None),) + dst] += tile[(slice(None),) + src] * w
         self.weight[dst] += w
+
+    def flush(self, until: int, sink: Callable[[int, np.ndarray], None]) -> None:
+        """Band mode: normalise rows ``[start, until)`` and call ``sink(start, rows)`` with them
+        (``(K, n, *rest)`` float32), then move the band on. Rows before ``until`` must be complete."""
+        if self.band_rows is None:
+            raise ConfigError("flush() is for a band Stitcher (band_rows=…)")
+        n = min(int(until), self.shape[1]) - self.start
+        if n <= 0:
+            return
+        if n > self.band_rows:
+            raise ConfigError(f"cannot flush {n} rows from a band of {self.band_rows}")
+        w = self.weight[:n]
+        if (w <= 0).any():
+            first = np.argwhere(w <= 0)[0].tolist()
+            raise ConfigError(
+                f"pixel {(first[0] + self.start, *first[1:])} received no weight: the tiles do not "
+                f"cover the result"
+            )
+        sink(self.start, self.out[:, :n] / w)
+        self.out[:, :-n], self.weight[:-n] = self.out[:, n:], self.weight[n:]
+        self.out[:, -n:], self.weight[-n:] = 0, 0
+        self.start += n
 
     def result(self, chunk: int = 64) -> Any:
         """Divide the sums by the weights (in place, ``chunk`` slices of the first spatial axis at a time).
@@ -703,6 +717,200 @@ def _blend_weights(
     return weights
 
 
+# -- one grid for both strategies ----------------------------------------------------------------
+class Tile(NamedTuple):
+    """One tile of a :class:`TileGrid` (slices over the spatial axes only).
+
+    Attributes:
+        input: slices of the padded image fed to the net (size ``in_tile``).
+        output: slices of the result that ``prediction[crop]`` is added to (may reach past the
+            image: the :class:`Stitcher` drops what lies outside).
+        crop: slices of the net's output tile to use.
+        weights: blend weights of the cropped part (``None`` = 1).
+    """
+
+    input: Slices
+    output: Slices
+    crop: Slices
+    weights: Optional[np.ndarray]
+
+
+class TileGrid(NamedTuple):
+    """Every tile of an image: mirror-pad it by ``pad_before``/``pad_after``, run each tile's input
+    through the net, add ``prediction[crop]`` (× weights) at ``output``, divide by the weight sums."""
+
+    pad_before: tuple[int, ...]
+    pad_after: tuple[int, ...]
+    in_tile: tuple[int, ...]
+    out_tile: tuple[int, ...]
+    tiles: list[Tile]
+
+    def rows(self) -> list[list[Tile]]:
+        """Tiles grouped by where their output starts on the first spatial axis, in order."""
+        rows: dict[int, list[Tile]] = {}
+        for t in self.tiles:
+            rows.setdefault(int(t.output[0].start), []).append(t)
+        return [rows[k] for k in sorted(rows)]
+
+    def band_rows(self) -> int:
+        """Rows a band :class:`Stitcher` must buffer: the tallest output of one row of tiles,
+        from that row's start."""
+        tallest = 1
+        for row in self.rows():
+            start = max(int(row[0].output[0].start), 0)
+            tallest = max(tallest, max(int(t.output[0].stop) for t in row) - start)
+        return tallest
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How an image of ``image_shape`` is tiled: the typed result of ``Predictor.plan``.
+
+    Attributes:
+        mode: ``"sliding-window"`` (same-padding nets, overlapping tiles blended or crop-stitched)
+            or ``"overlap-tile"`` (valid-padding nets, abutting outputs, mirrored context).
+        image_shape: the spatial shape planned for.
+        in_tile, out_tile: the net's input tile and its output (equal for sliding window).
+        border: ``(before, after)`` context per axis (overlap-tile; zeros for sliding window).
+        overlap: sliding window: fraction of a tile shared with its neighbour, per axis.
+        align: tile starts are multiples of this (the net's pooling period), per axis.
+        blend: sliding window: ``gaussian``, ``constant`` or ``crop``; overlap-tile: ``crop``.
+    """
+
+    mode: str
+    image_shape: tuple[int, ...]
+    in_tile: tuple[int, ...]
+    out_tile: tuple[int, ...]
+    border: tuple[tuple[int, int], ...]
+    overlap: tuple[float, ...]
+    align: tuple[int, ...]
+    blend: str
+
+    @property
+    def tile(self) -> tuple[int, ...]:
+        """The input tile (what the net is run on)."""
+        return self.in_tile
+
+    def grid(self) -> TileGrid:
+        """Every tile of the image (:func:`sliding_window_tiles` or :func:`overlap_tiles`)."""
+        if self.mode == "overlap-tile":
+            return overlap_tiles(self.image_shape, self.out_tile, self.border, self.align)
+        return sliding_window_tiles(
+            self.image_shape, self.in_tile, self.overlap, self.align, self.blend
+        )
+
+    def to_dict(self) -> dict:
+        """Plain lists, for logs and JSON reports."""
+        return {
+            "mode": self.mode,
+            "in_tile": list(self.in_tile),
+            "out_tile": list(self.out_tile),
+            "border": [list(b) for b in self.border],
+            "overlap": [round(o, 4) for o in self.overlap],
+            "align": list(self.align),
+            "blend": self.blend,
+        }
+
+
+def sliding_window_tiles(
+    image_shape: Sequence[int],
+    tile_shape: IntOrSeq,
+    overlap: Union[float, Sequence[float]] = 0.5,
+    align: IntOrSeq = 1,
+    mode: Union[str, np.ndarray] = "gaussian",
+    sigma_scale: float = 0.125,
+) -> TileGrid:
+    """The :class:`TileGrid` of :func:`predict_tiled` (same arguments): axes shorter than the tile
+    or not a multiple of ``align`` are padded (at the end when ``align`` > 1, so tiles stay on the
+    pooling grid; else centred), tiles overlap and are blended or crop-stitched."""
+    spatial = _per_axis(tuple(image_shape), len(image_shape), "image_shape")
+    ndim = len(spatial)
+    tile = _per_axis(tile_shape, ndim, "tile_shape")
+    aligns = _per_axis(align, ndim, "align")
+    crop = isinstance(mode, str) and mode == "crop"
+    weights = None if crop else _blend_weights(mode, tile, sigma_scale)
+    extra = [p - n for p, n in zip(tiled_extent(spatial, tile, aligns), spatial)]
+    before = tuple(0 if a > 1 else e // 2 for e, a in zip(extra, aligns))
+    after = tuple(e - b for e, b in zip(extra, before))
+    padded = tuple(n + e for n, e in zip(spatial, extra))
+    starts = window_starts(padded, tile, overlap, aligns)
+    whole = tuple(slice(0, t) for t in tile)
+    tiles = [
+        Tile(
+            sl,
+            tuple(slice(x.start - b, x.stop - b) for x, b in zip(sl, before)),
+            whole,
+            crop_weights(sl, starts, tile) if crop else weights,
+        )
+        for sl in grid_from_starts(starts, tile)
+    ]
+    return TileGrid(before, after, tile, tile, tiles)
+
+
+def overlap_tiles(
+    image_shape: Sequence[int], out_tile_shape: IntOrSeq, border: BorderSpec, align: IntOrSeq = 1
+) -> TileGrid:
+    """The :class:`TileGrid` of :func:`predict_overlap_tile`: :func:`overlap_tile_grid` (same
+    arguments), each output written once, unweighted."""
+    ndim = len(image_shape)
+    out_tile = _per_axis(out_tile_shape, ndim, "out_tile_shape")
+    before, after = _borders(border, ndim)
+    grid = overlap_tile_grid(image_shape, out_tile, list(zip(before, after)), align)
+    in_tile = tuple(o + b + a for o, b, a in zip(out_tile, before, after))
+    tiles = [Tile(t.input, t.output, t.crop, None) for t in grid.tiles]
+    return TileGrid(grid.pad_before, grid.pad_after, in_tile, out_tile, tiles)
+
+
+def run_tiles(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    grid: TileGrid,
+    read: Callable[[Slices], np.ndarray],
+    stitcher: Callable[[int], Stitcher],
+    batch_size: int,
+    hint: str = "",
+    row_done: Optional[Callable[[Stitcher, int], None]] = None,
+) -> Stitcher:
+    """Run every tile of ``grid`` through ``fn`` and add it to a stitcher: the one tile loop of
+    whole-image and band-by-band prediction.
+
+    Args:
+        fn: ``(B, C, *in_tile)`` CPU batch → ``(B, K, *out_tile)``, called under ``no_grad``.
+        read: ``tile.input`` slices (padded-image coordinates) → ``(C, *in_tile)`` array.
+        stitcher: ``K → Stitcher``, called once the first batch tells the class count.
+        batch_size: tiles per call of ``fn``; with ``row_done``, batches never span two rows.
+        row_done: called after each row of tiles with the stitcher and the first output row the
+            next row of tiles will touch (the image size after the last row): a band stitcher
+            flushes there.
+
+    Returns:
+        The stitcher holding every tile.
+    """
+    if int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
+    rows = grid.rows() if row_done is not None else [grid.tiles]
+    st = None
+    for r, row in enumerate(rows):
+        for i in range(0, len(row), int(batch_size)):
+            chunk = row[i : i + int(batch_size)]
+            pred = _run_batch(fn, [read(t.input) for t in chunk], grid.out_tile, hint)
+            if st is None:
+                st = stitcher(pred.shape[1])
+            for p, t in zip(pred, chunk):
+                st.add(p[(slice(None),) + t.crop], t.output, t.weights)
+        if row_done is not None:
+            nxt = int(rows[r + 1][0].output[0].start) if r + 1 < len(rows) else None
+            row_done(st, max(nxt, 0) if nxt is not None else st.shape[1])
+    return st
+
+
+def _pad_for(image: np.ndarray, grid: TileGrid, mode: str) -> np.ndarray:
+    if not any(grid.pad_before) and not any(grid.pad_after):
+        return image
+    if mode == "constant":
+        return np.pad(image, [(0, 0)] + list(zip(grid.pad_before, grid.pad_after)))
+    return mirror_pad(image, grid.pad_before, grid.pad_after, mode)
+
+
 def predict_tiled(
     fn: Callable[[torch.Tensor], torch.Tensor],
     image: Any,
@@ -748,38 +956,10 @@ def predict_tiled(
         1.0
     """
     image = _check_image(image)
-    spatial = image.shape[1:]
-    ndim = len(spatial)
-    tile = _per_axis(tile_shape, ndim, "tile_shape")
-    aligns = _per_axis(align, ndim, "align")
-    if int(batch_size) < 1:
-        raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
     if pad_mode not in ("reflect", "constant"):
         raise ConfigError(f"pad_mode must be 'reflect' or 'constant', got {pad_mode!r}")
-    crop = isinstance(mode, str) and mode == "crop"
-    weights = None if crop else _blend_weights(mode, tile, sigma_scale)
-    # at the end so that tile starts stay multiples of align (centred when nothing is to be aligned)
-    extra = [p - n for p, n in zip(tiled_extent(spatial, tile, aligns), spatial)]
-    before = tuple(0 if a > 1 else e // 2 for e, a in zip(extra, aligns))
-    after = tuple(e - b for e, b in zip(extra, before))
-    if any(before) or any(after):
-        if pad_mode == "reflect":
-            image = mirror_pad(image, before, after)
-        else:
-            image = np.pad(image, [(0, 0)] + list(zip(before, after)))
-    starts = window_starts(image.shape[1:], tile, overlap, aligns)
-    grid = grid_from_starts(starts, tile)
-    hint = " (same-padding fn; use predict_overlap_tile for nets whose output is smaller)"
-    stitcher = None
-    for i in range(0, len(grid), int(batch_size)):
-        chunk = grid[i : i + int(batch_size)]
-        pred = _run_batch(fn, [image[(slice(None),) + sl] for sl in chunk], tile, hint)
-        if stitcher is None:
-            stitcher = Stitcher((pred.shape[1], *spatial), out=out)
-        for p, sl in zip(pred, chunk):
-            shifted = tuple(slice(s.start - b, s.stop - b) for s, b in zip(sl, before))
-            stitcher.add(p, shifted, crop_weights(sl, starts, tile) if crop else weights)
-    return stitcher.result()
+    grid = sliding_window_tiles(image.shape[1:], tile_shape, overlap, align, mode, sigma_scale)
+    return predict_grid(fn, image, grid, batch_size, pad_mode, out)
 
 
 def predict_overlap_tile(
@@ -817,12 +997,9 @@ def predict_overlap_tile(
         ``(K, *spatial)`` float32 (``out`` when given).
     """
     image = _check_image(image)
-    spatial = image.shape[1:]
-    ndim = len(spatial)
+    ndim = image.ndim - 1
     in_tile = _per_axis(in_tile, ndim, "in_tile")
     out_tile = _per_axis(out_tile, ndim, "out_tile")
-    if int(batch_size) < 1:
-        raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
     if border is None:
         if any(i < o for i, o in zip(in_tile, out_tile)):
             raise ConfigError(f"in_tile {in_tile} must be ≥ out_tile {out_tile} on every axis")
@@ -832,21 +1009,51 @@ def predict_overlap_tile(
         raise ConfigError(
             f"in_tile {in_tile} must equal out_tile {out_tile} + border before {before} + after {after}"
         )
-    grid = overlap_tile_grid(spatial, out_tile, list(zip(before, after)), align)
-    padded = mirror_pad(image, grid.pad_before, grid.pad_after, mirror_mode)
-    stitcher = None
-    hint = " (valid fn: output = input − border)"
-    for i in range(0, len(grid.tiles), int(batch_size)):
-        chunk = grid.tiles[i : i + int(batch_size)]
-        pred = _run_batch(fn, [padded[(slice(None),) + t.input] for t in chunk], out_tile, hint)
-        if stitcher is None:
-            stitcher = Stitcher((pred.shape[1], *spatial), out=out)
-        for p, t in zip(pred, chunk):
-            stitcher.add(p[(slice(None),) + t.crop], t.output)
-    return stitcher.result()
+    grid = overlap_tiles(image.shape[1:], out_tile, list(zip(before, after)), align)
+    return predict_grid(fn, image, grid, batch_size, mirror_mode, out)
+
+
+def predict_grid(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    image: Any,
+    grid: TileGrid,
+    batch_size: int = 4,
+    pad_mode: str = "reflect",
+    out: Any = None,
+) -> Any:
+    """Predict a whole ``(C, *spatial)`` image tile by tile along ``grid`` (either strategy).
+
+    The image is padded once (``reflect``/``symmetric`` mirror, or ``constant`` zeros), the tiles
+    run in batches (:func:`run_tiles`) and the stitched ``(K, *spatial)`` float32 result is returned
+    (``out`` when given).
+    """
+    image = _check_image(image)
+    padded = _pad_for(image, grid, pad_mode)
+    crop_net = grid.in_tile != grid.out_tile
+    hint = (
+        " (valid fn: output = input − border)"
+        if crop_net
+        else " (same-padding fn; use predict_overlap_tile for nets whose output is smaller)"
+    )
+    st = run_tiles(
+        fn,
+        grid,
+        lambda sl: padded[(slice(None),) + sl],
+        lambda k: Stitcher((k, *image.shape[1:]), out=out),
+        batch_size,
+        hint,
+    )
+    return st.result()
 
 
 __all__ = [
+    "Tile",
+    "TilePlan",
+    "TileGrid",
+    "overlap_tiles",
+    "predict_grid",
+    "run_tiles",
+    "sliding_window_tiles",
     "OverlapTile",
     "OverlapTileGrid",
     "OverlapTileSpec",

@@ -1,7 +1,7 @@
 """Memory-mapped arrays: keep the resident set bounded while streaming over files larger than memory.
 
 Used on both sides of band-by-band prediction: the lazily read source image
-(:func:`unetkit.inference.large.open_lazy`) and the TIFF memory maps the band sinks write into.
+(:func:`unetkit.io.lazy.open_lazy`) and the TIFF memory maps the band sinks write into.
 """
 
 from __future__ import annotations

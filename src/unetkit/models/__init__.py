@@ -2,6 +2,7 @@
 
 from ..registry import Registry
 from .base import ModelOutput, SegmentationModel
+from .geometry import SizeRule, size_rule_of
 from .summarize import ModelSummary, summary
 from .unet import UNet
 from .unet3plus import UNet3Plus
@@ -97,11 +98,13 @@ __all__ = [
     "MODELS",
     "ModelOutput",
     "SegmentationModel",
+    "SizeRule",
     "UNet",
     "UNet3Plus",
     "UNetPlusPlus",
     "create_model",
     "list_models",
     "ModelSummary",
+    "size_rule_of",
     "summary",
 ]

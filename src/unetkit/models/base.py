@@ -9,7 +9,9 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..utils import per_axis
 from . import layers
+from .geometry import SizeRule
 
 OUTPUT_MODES = ("logits", "all")
 Size = Union[int, Sequence[int]]
@@ -160,6 +162,25 @@ class SegmentationModel(nn.Module):
             raise ConfigError(f"init must be 'he' or 'torch', got {init!r}")
 
     # -- size arithmetic -------------------------------------------------------------------
+    @property
+    def pooling_period(self) -> int:
+        """``2**depth``: the net is equivariant to shifts by multiples of it (its pooling grid)."""
+        return 2 ** (len(self.encoder.features) - 1)
+
+    def size_rule(self) -> SizeRule:
+        """This model's :class:`~unetkit.models.geometry.SizeRule`: accepted sizes, shrink, period.
+
+        Derived from :meth:`_axis_output_size` (the definition); tiling, export, checkpoints and
+        backends read the rule instead of probing the model.
+        """
+        return SizeRule.from_axis_function(
+            self._axis_output_size,
+            self.spatial_dims,
+            getattr(self.encoder, "padding", "same"),
+            self.pooling_period,
+            what=type(self).__name__,
+        )
+
     def _axis_output_size(self, size: int) -> Optional[int]:
         """Output size along one axis for input ``size``, or ``None`` when it is not valid.
 
@@ -174,14 +195,7 @@ class SegmentationModel(nn.Module):
         return size
 
     def _sizes(self, size: Size) -> list[int]:
-        sizes = (
-            [int(size)] * self.spatial_dims
-            if isinstance(size, (int, float))
-            else [int(s) for s in size]
-        )
-        if len(sizes) != self.spatial_dims:
-            raise ConfigError(f"expected {self.spatial_dims} spatial sizes, got {list(sizes)}")
-        return sizes
+        return list(per_axis(size, self.spatial_dims, "input size"))
 
     def is_valid_input_size(self, size: Size) -> bool:
         """Whether every axis of ``size`` (an int applies to all axes) is accepted."""

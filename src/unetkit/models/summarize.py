@@ -15,6 +15,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..utils import per_axis
+from .geometry import size_rule_of
 
 
 @dataclass
@@ -197,21 +199,12 @@ def summary(
         if first is None:
             raise ConfigError("cannot tell the input channels of this model; it has no convolution")
         in_channels = first.in_channels
+    rule = size_rule_of(model, spatial_dims) if hasattr(model, "size_rule") else None
     if input_size is None:  # the paper tiles for valid-padding nets (572², 132³), else 512² / 128³
-        valid = getattr(getattr(model, "encoder", None), "padding", "same") == "valid"
+        valid = rule is not None and rule.is_valid_padding
         default = (572 if valid else 512) if spatial_dims == 2 else (132 if valid else 128)
-        input_size = (
-            model.valid_input_size(default) if hasattr(model, "valid_input_size") else default
-        )
-    sizes = (
-        [int(input_size)] * spatial_dims
-        if isinstance(input_size, (int, float))
-        else [int(s) for s in input_size]
-    )
-    if len(sizes) != spatial_dims:
-        raise ConfigError(
-            f"the model is {spatial_dims}D but input_size has {len(sizes)} values: {sizes}"
-        )
+        input_size = rule.at_least(default) if rule is not None else default
+    sizes = list(per_axis(input_size, spatial_dims, "input_size", minimum=1))
     if hasattr(model, "_check_sizes"):
         model._check_sizes(sizes)
 
