@@ -9,11 +9,11 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..errors import DataError
+from ..io.naming import prediction_paths
 from .large import LARGE_PIXELS, open_lazy, predict_large
 from .outputs import (
     TiffBandSink,
     decode_labels,
-    output_paths,
     write_labels,
     write_overlay,
     write_probabilities,
@@ -154,7 +154,7 @@ def predict_files(
         bar = tqdm(cases, desc="predict", unit="image", disable=not progress)
         for case in bar:
             first = case.images[0]
-            paths = output_paths(
+            paths = prediction_paths(
                 out_dir, case.case_id, split_suffix(first)[1], probabilities, overlay
             )
             if not overwrite and all(p.exists() for p in paths.values()):
