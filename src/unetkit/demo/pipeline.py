@@ -471,27 +471,6 @@ def evaluate(
 
 
 # --------------------------------------------------------------------------------------- report
-def _colour_labels(labels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """``(H, W)`` ids → ``(H, W, 3)`` uint8, a random bright colour per id, black background."""
-    rng = np.random.default_rng(seed)
-    lut = rng.integers(60, 256, size=(int(labels.max()) + 1, 3)).astype(np.uint8)
-    lut[0] = 0
-    return lut[labels]
-
-
-def _outlines(labels: np.ndarray) -> np.ndarray:
-    from skimage.segmentation import find_boundaries
-
-    return find_boundaries(labels, mode="inner")
-
-
-def _grey_rgb(image: np.ndarray) -> np.ndarray:
-    img = np.asarray(image, dtype=np.float64)
-    lo, hi = np.percentile(img, (0.5, 99.5))
-    g = np.clip((img - lo) / max(hi - lo, 1e-9), 0, 1)
-    return np.repeat((g * 255).astype(np.uint8)[..., None], 3, axis=2)
-
-
 def write_overlays(
     report: Path, image: np.ndarray, truth: np.ndarray, pred: np.ndarray, crop: int = 256
 ) -> dict[str, Path]:
@@ -505,9 +484,10 @@ def write_overlays(
     from PIL import Image
 
     from ..evaluation.contingency import contingency
+    from ..io.display import colour_labels, outlines, to_display_rgb
 
-    rgb = _grey_rgb(image)
-    t_out, p_out = _outlines(truth), _outlines(pred)
+    rgb = to_display_rgb(image)
+    t_out, p_out = outlines(truth), outlines(pred)
     full = rgb.copy()
     full[t_out] = (60, 220, 60)
     full[p_out] = (230, 60, 230)
@@ -527,9 +507,9 @@ def write_overlays(
     ch, cw = min(crop, h), min(crop, w)
     y0, x0 = (h - ch) // 2, (w - cw) // 2
     win = (slice(y0, y0 + ch), slice(x0, x0 + cw))
-    t_col = _colour_labels(truth, 1)[win]
-    p_col = _colour_labels(pred, 2)[win]
-    merged = _outlines(np.where(np.isin(pred, merged_pred), pred, 0))[win]
+    t_col = colour_labels(truth, 1)[win]
+    p_col = colour_labels(pred, 2)[win]
+    merged = outlines(np.where(np.isin(pred, merged_pred), pred, 0))[win]
     p_col[merged] = (255, 0, 0)
     gap = np.full((ch, 4, 3), 255, np.uint8)
     panel = np.concatenate([rgb[win], gap, t_col, gap, p_col], axis=1)
@@ -555,6 +535,7 @@ def write_weight_map_figure(
     from scipy import ndimage
 
     from ..data.weightmap import border_weight_map
+    from ..io.display import colour_labels
 
     semantic = (instances > 0).astype(np.int64)
     weight = border_weight_map(semantic, instances=instances.astype(np.int64), w0=w0, sigma=sigma)
@@ -576,7 +557,7 @@ def write_weight_map_figure(
     fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
     axes[0].imshow(image[win], cmap="gray")
     axes[0].set_title("training image")
-    axes[1].imshow(_colour_labels(instances)[win])
+    axes[1].imshow(colour_labels(instances)[win])
     axes[1].set_title("instance mask (1-px gaps)")
     im = axes[2].imshow(weight[win], cmap="magma")
     axes[2].set_title(f"border weight map (w0 {w0:g}, σ {sigma:g})")

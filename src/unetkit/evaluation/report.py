@@ -28,6 +28,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from ..io.display import stretch
 from ..utils import atomic_path, atomic_write_text, ensure_output_dir
 
 PathLike = Union[str, Path]
@@ -181,14 +182,10 @@ def boxplots(
 
 
 def _to_rgb(image: Optional[np.ndarray], shape: tuple) -> np.ndarray:
-    """(H, W, 3) float in [0, 1] from a (C, H, W) image (percentile-stretched), or mid-grey."""
+    """(H, W, 3) float in [0, 1] from a (C, H, W) image (:func:`~unetkit.io.display.stretch`), or mid-grey."""
     if image is None:
         return np.full((*shape, 3), 0.5)
-    img = image.astype(np.float64)
-    img = img[:3] if img.shape[0] >= 3 else img[:1].repeat(3, axis=0)
-    lo, hi = np.percentile(img, (1, 99))
-    img = np.clip((img - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(img)
-    return np.moveaxis(img, 0, -1)
+    return stretch(image).astype(np.float64)
 
 
 def overlay(

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..io import ImageMeta, write_image
+from ..io.display import to_display_rgb
 from ..io.memmap import release_pages
 from ..io.naming import NPZ_KEY
 from ..utils import atomic_path, output_error, temp_path
@@ -86,24 +87,15 @@ def write_probabilities(path: Path, probs: np.ndarray) -> None:
             )
 
 
-def to_display(image: np.ndarray) -> np.ndarray:
-    """``(C, H, W)`` image → ``(H, W, 3)`` uint8 for display: 1–99.5 percentile stretch, grey → RGB."""
-    img = np.asarray(image, dtype=np.float32)
-    img = img[:3] if img.shape[0] >= 3 else img[:1]
-    lo, hi = np.percentile(img, [1, 99.5])
-    img = np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)
-    rgb = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img
-    return (np.moveaxis(rgb, 0, -1) * 255).astype(np.uint8)
-
-
 def overlay_image(image: np.ndarray, indices: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-    """The image with each foreground class tinted and its outline drawn (2D; 3D: middle slice)."""
+    """The image (:func:`~unetkit.io.display.to_display_rgb`) with each foreground class tinted and
+    its outline drawn (2D; 3D: middle slice)."""
     from scipy import ndimage
 
     if indices.ndim == 3:
         mid = indices.shape[0] // 2
         image, indices = image[:, mid], indices[mid]
-    rgb = to_display(image).astype(np.float32)
+    rgb = to_display_rgb(image).astype(np.float32)
     colours = OVERLAY_COLOURS[np.minimum(indices, len(OVERLAY_COLOURS) - 1)].astype(np.float32)
     fg = indices > 0
     rgb[fg] = (1 - alpha) * rgb[fg] + alpha * colours[fg]
