@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..utils import json_default
 from .synthetic import CellStyle, SyntheticDataset, write_dataset
 
 if TYPE_CHECKING:  # re-exported lazily by __getattr__ below (importing it here would import torch)
@@ -615,7 +616,7 @@ def write_report(report: Path, result: DemoResult, components: dict) -> None:
         "info": info,
         "data": result.data.stats,
     }
-    (report / "metrics.json").write_text(json.dumps(payload, indent=2, default=_json_default))
+    (report / "metrics.json").write_text(json.dumps(payload, indent=2, default=json_default))
     table = metrics_table(m, components, ("watershed instances", "connected components"))
     (report / "metrics.md").write_text("# Metrics of the large image\n\n" + table)
     stats = result.data.stats
@@ -692,16 +693,6 @@ def write_report(report: Path, result: DemoResult, components: dict) -> None:
 
 def _size(sizes) -> str:
     return "×".join(str(int(v)) for v in sizes) if sizes else "?"
-
-
-def _json_default(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 # ------------------------------------------------------------------------------------------ main

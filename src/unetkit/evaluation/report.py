@@ -29,7 +29,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..io.display import stretch
-from ..utils import atomic_path, atomic_write_text, ensure_output_dir
+from ..utils import atomic_path, atomic_write_text, ensure_output_dir, jsonable
 
 PathLike = Union[str, Path]
 
@@ -50,20 +50,6 @@ PLOTTED = (
     "auc",
 )
 _COLOURS = {"tp": (0, 200, 0), "fp": (230, 30, 30), "fn": (40, 90, 255)}
-
-
-def jsonable(x: Any) -> Any:
-    """``x`` with JSON types only: NaN → ``None``, ±inf → ``"inf"``/``"-inf"``, numpy scalars → Python."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        return None if math.isnan(x) else (str(x) if math.isinf(x) else x)
-    return x
 
 
 def _fmt(v: Any) -> str:
