@@ -6,6 +6,7 @@ documented empty-truth / empty-prediction policy (:data:`POLICIES`); :func:`eval
 a prediction folder against a truth folder and writes the report (:mod:`.report`).
 """
 
+from .aggregate import describe
 from .boundary import boundary_scores, image_diagonal, surface_distances
 from .connectomics import adapted_rand, connectomics_scores, variation_of_information
 from .evaluate import (
@@ -19,7 +20,6 @@ from .evaluate import (
 from .metrics import EMPTY_POLICY, confusion_matrix, overlap_scores, summarize_scores
 from .objects import IOU_THRESHOLDS, label_objects, match_objects, object_scores
 from .roc import roc_auc, roc_curve
-from .summary import describe
 
 __all__ = [
     "EMPTY_POLICY",

@@ -586,7 +586,7 @@ def evaluate_folders(
                     **row,
                 }
             )
-    from .summary import best_and_worst, case_score, summarize_rows
+    from .aggregate import best_and_worst, case_score, summarize_rows
 
     per_class_metrics = [m for m in names if m not in CASE_METRICS]
     stats = summarize_rows(
