@@ -14,13 +14,9 @@ from unetkit.demo.pipeline import (
     BudgetSchedule,
     DemoOptions,
     choose_checkpoint,
-    evaluate,
-    merge_split_counts,
-    metrics_table,
     overlap_tile_size,
     prepare_out_dir,
-    separate,
-    tune_separation,
+    validation_cases,
 )
 from unetkit.demo.synthetic import (
     CellStyle,
@@ -145,49 +141,9 @@ def test_write_dataset_layout_and_stats(tmp_path):
 
 
 # -------------------------------------------------------------------------------------- helpers
-def test_merge_split_counts_by_hand():
-    truth = np.zeros((6, 12), int)
-    truth[1:5, 1:3], truth[1:5, 4:6], truth[1:5, 8:11] = 1, 2, 3
-    pred = np.zeros_like(truth)
-    pred[1:5, 1:6] = 7  # cells 1 and 2 merged into one
-    pred[1:3, 8:11], pred[3:5, 8:11] = 8, 9  # cell 3 split in halves
-    assert merge_split_counts(truth, pred) == {"merged": 2, "split": 1}
-    assert merge_split_counts(truth, truth) == {"merged": 0, "split": 0}
-
-
-def test_separate_splits_at_the_predicted_gap_and_grows():
-    p_cell = np.zeros((20, 30))
-    p_cell[4:16, 3:27] = 0.95  # one connected blob …
-    p_cell[4:16, 15] = 0.55  # … with a weak gap: still cell (≥ 0.5), but no seed there
-    p_cell[18:20, 0:3] = 0.9  # a 6-px speck: dropped (min_size 20)
-    probs = np.stack([1 - p_cell, p_cell])
-    lab = separate(probs, seed_threshold=0.3)
-    assert lab.max() == 2 and np.array_equal(np.unique(lab), [0, 1, 2])
-    assert (lab[4:16, 3:15] == 1).all() and (
-        lab[4:16, 16:27] == 2
-    ).all()  # the watershed splits at the gap
-    assert lab[18:20, 0:3].max() == 0
-    grown = separate(probs, seed_threshold=0.3, expand=1)
-    assert (grown > 0).sum() == (lab > 0).sum() + 2 * (
-        12 + 24
-    )  # one ring of pixels around the blob
-    assert np.array_equal(np.unique(grown), [0, 1, 2])
-
-
-def test_evaluate_perfect_and_merged():
-    truth = np.zeros((12, 20), int)
-    truth[2:10, 2:8], truth[2:10, 9:15] = 1, 2
-    m = evaluate(truth, truth)
-    assert m["obj_f1"] == 1.0 and m["dice"] == 1.0 and m["pixel_error"] == 0.0 and m["merged"] == 0
-    merged = np.where(truth > 0, 1, 0)
-    merged[2:10, 8] = 1  # the gap filled: one object
-    m = evaluate(merged, truth)
-    assert (
-        m["n_pred"] == 1 and m["merged"] == 2 and m["obj_f1"] == 0.0
-    )  # IoU 48/104 < 0.5 with either cell
-    assert m["dice"] == pytest.approx(2 * 96 / (96 + 104))
-
-
+# (instance separation, instance metrics and the report pictures the demo uses are tested with their
+# library homes: test_postprocess.py, test_metrics_instances.py, test_metrics_objects.py,
+# test_report.py)
 def test_overlap_tile_size_gives_the_paper_tile():
     from unetkit import create_model
 
@@ -226,14 +182,6 @@ def test_budget_schedule_runs_poly_on_the_clock(monkeypatch):
     assert group["lr"] == 0.0 and trainer.config.train.epochs == 3
 
 
-def test_metrics_table_rows():
-    m = {"obj_f1": 0.9, "ap50": 0.8, "dice": 0.95, "merged": 3}
-    text = metrics_table(m, {"obj_f1": 0.5, "ap50": 0.4, "dice": 0.94, "merged": 90}, ("a", "b"))
-    assert text.splitlines()[0] == "| metric | a | b |"
-    assert "| object F1 at IoU 0.5 | 0.900 | 0.500 |" in text
-    assert "| truth cells merged with a neighbour | 3 | 90 |" in text
-
-
 def test_prepare_out_dir_refuses_a_foreign_folder(tmp_path):
     (tmp_path / "mine.txt").write_text("keep me")
     with pytest.raises(DataError, match="not made by unetkit demo"):
@@ -253,7 +201,7 @@ def test_prepare_out_dir_refuses_a_file(tmp_path):
 
 def test_missing_validation_images_and_checkpoints(tmp_path):
     with pytest.raises(DataError, match="no validation images to tune the instance separation on"):
-        tune_separation(None, tmp_path)
+        validation_cases(None, tmp_path)
     with pytest.raises(DataError, match="no checkpoints/last.pt or best.pt"):
         choose_checkpoint(tmp_path, tmp_path)
 

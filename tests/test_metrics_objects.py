@@ -15,6 +15,8 @@ from unetkit.evaluation.objects import (
     iou_pairs,
     label_objects,
     match_objects,
+    merge_split_counts,
+    merged_predictions,
     object_scores,
 )
 
@@ -124,3 +126,15 @@ def test_thresholds_and_defaults():
     assert IOU_THRESHOLDS == (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95)
     with pytest.raises(ConfigError, match=r"IoU thresholds must lie in \(0, 1\]"):
         match_objects(np.ones((2, 2), int), np.ones((2, 2), int), (0.0,))
+
+
+def test_merge_split_counts_by_hand():
+    truth = np.zeros((6, 12), int)
+    truth[1:5, 1:3], truth[1:5, 4:6], truth[1:5, 8:11] = 1, 2, 3
+    pred = np.zeros_like(truth)
+    pred[1:5, 1:6] = 7  # cells 1 and 2 merged into one
+    pred[1:3, 8:11], pred[3:5, 8:11] = 8, 9  # cell 3 split in halves
+    assert merge_split_counts(truth, pred) == {"merged": 2, "split": 1}
+    assert merge_split_counts(truth, truth) == {"merged": 0, "split": 0}
+    assert merged_predictions(truth, pred).tolist() == [7]
+    assert merged_predictions(truth, truth).tolist() == []

@@ -13,6 +13,7 @@ from unetkit.inference.postprocess import (
     connected_components,
     fill_holes,
     instance_image,
+    instances_from_probabilities,
     keep_largest_component,
     remove_small_objects,
     threshold,
@@ -131,6 +132,40 @@ def test_watershed_from_border_probability():
     assert np.array_equal(inst > 0, mask)
     with pytest.raises(ConfigError, match="border_prob shape"):
         watershed_split(mask, border[:, :5])
+
+
+def test_instances_from_probabilities_split_at_the_predicted_gap_and_grow():
+    p_cell = np.zeros((20, 30))
+    p_cell[4:16, 3:27] = 0.95  # one connected blob …
+    p_cell[4:16, 15] = 0.55  # … with a weak gap: still cell (≥ 0.5), but no seed there
+    p_cell[18:20, 0:3] = 0.9  # a 6-px speck: dropped (min_size 20)
+    probs = np.stack([1 - p_cell, p_cell])
+    lab = instances_from_probabilities(probs, seed_threshold=0.3)
+    assert lab.dtype == np.int32 and np.array_equal(np.unique(lab), [0, 1, 2])
+    assert (lab[4:16, 3:15] == 1).all() and (lab[4:16, 16:27] == 2).all()  # split at the gap
+    assert lab[18:20, 0:3].max() == 0
+    grown = instances_from_probabilities(probs, seed_threshold=0.3, expand=1)
+    assert (grown > 0).sum() == (lab > 0).sum() + 2 * (12 + 24)  # one ring around the blob
+    assert np.array_equal(np.unique(grown), [0, 1, 2])
+    # the same as the one watershed called directly
+    direct = watershed_split(
+        p_cell >= 0.5, p_cell * 0 + (1 - p_cell), seed_threshold=0.3, min_seed_size=4, min_size=20
+    )
+    assert np.array_equal(lab, direct)
+    assert instances_from_probabilities(probs, min_size=0)[18:20, 0:3].max() == 3  # speck kept
+    with pytest.raises(ConfigError, match=r"probs must be \(2, \*spatial\)"):
+        instances_from_probabilities(probs[:1])
+
+
+def test_watershed_min_size_renumbers_in_order():
+    mask = np.zeros((10, 30), bool)
+    mask[1:4, 1:4] = True  # 9 px
+    mask[1:9, 10:18] = True  # 64 px
+    mask[6:8, 25:27] = True  # 4 px
+    inst = watershed_split(mask, h=1.0, min_size=5)
+    assert np.array_equal(np.unique(inst), [0, 1, 2]) and inst[6:8, 25:27].max() == 0
+    assert inst[2, 2] == 1 and inst[5, 12] == 2
+    assert watershed_split(mask, h=1.0, min_size=10).max() == 1
 
 
 def test_watershed_keeps_objects_without_a_seed():

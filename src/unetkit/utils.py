@@ -1,4 +1,4 @@
-"""Small helpers used across unetkit: atomic file writing, output locations, tile settings.
+"""Small helpers used across unetkit: atomic file writing, output locations, tile settings, JSON.
 
 Every file unetkit writes goes through :func:`atomic_path` and every output folder through
 :func:`ensure_output_dir` (or :func:`output_folder`), so an output location that cannot be written
@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import numbers
 import os
 import re
 import uuid
-from pathlib import Path
-from typing import Iterator, Optional, Union
+from pathlib import Path, PurePath
+from typing import Any, Iterator, Optional, Union
 
 from .errors import ConfigError, DataError, OutputError
 
@@ -323,3 +324,58 @@ def check_tile_settings(
             f"min_overlap (--min-overlap) {min_overlap} must be smaller than max_tile (--max-tile) "
             f"{max_tile}"
         )
+
+
+def json_default(value: Any) -> Any:
+    """The ``default=`` of every ``json.dumps`` in unetkit (export metadata, the demo's
+    ``metrics.json``): what :mod:`json` cannot write by itself, as JSON types.
+
+    numpy scalars and arrays and torch tensors (anything with ``tolist()``) → Python numbers and
+    lists; paths → strings; tuples → lists; sets → sorted lists. Standard library only (no numpy or
+    torch import). NaN and infinity stay floats (``json.dumps`` writes ``NaN`` / ``Infinity``);
+    :func:`jsonable` makes strict JSON.
+
+    Raises:
+        TypeError: anything else (as :mod:`json` expects from ``default``).
+
+    Example:
+        >>> import json, numpy as np
+        >>> json.dumps({"n": np.int64(3), "a": np.arange(2), "p": Path("x"), "s": {2, 1}}, default=json_default)
+        '{"n": 3, "a": [0, 1], "p": "x", "s": [1, 2]}'
+    """
+    if isinstance(value, PurePath):
+        return str(value)
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def jsonable(x: Any) -> Any:
+    """``x`` with strict JSON types only (``summary.json`` of ``unetkit evaluate``): dict keys →
+    strings, tuples → lists, NaN → ``None``, ±inf → ``"inf"`` / ``"-inf"``, numpy scalars → Python
+    numbers, and what :func:`json_default` converts; anything else is returned as it is.
+
+    Example:
+        >>> jsonable({1: (float("nan"), float("-inf"), True)})
+        {'1': [None, '-inf', True]}
+    """
+    if isinstance(x, dict):
+        return {str(k): jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v) for v in x]
+    if x is None or isinstance(x, (str, bool)):
+        return x
+    if isinstance(x, numbers.Integral):
+        return int(x)
+    if isinstance(x, numbers.Real):
+        x = float(x)
+        return None if math.isnan(x) else (str(x) if math.isinf(x) else x)
+    try:
+        return jsonable(json_default(x))
+    except TypeError:
+        return x

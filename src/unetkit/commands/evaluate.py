@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.labels import LabelMap
     from ..errors import ConfigError
     from ..evaluation.evaluate import evaluate_folders
-    from ..evaluation.report import jsonable
+    from ..utils import jsonable
 
     if args.labels is not None and args.instances:
         raise ConfigError(

@@ -1,17 +1,21 @@
 """The main job end to end, as the U-Net paper did it: ``unetkit demo`` / ``make demo``.
 
+This module is orchestration only; every step calls the library:
+
     generate_data()      seeded synthetic microscopy of touching cells (train, val, one large image)
     build_config()       the original valid-padding U-Net, narrow; elastic augmentation; the paper's
                          weighted cross-entropy with the border weight map (w0 10, σ 5)
     train()              Trainer.fit() within a time budget; the poly learning-rate schedule runs on
                          the clock (scheduler: budget, i.e. BudgetSchedule)
     choose_checkpoint()  best.pt (validation Dice) or last.pt, and the watershed settings
-                         (tune_separation), by the mean AP on the validation images
-    predict_large()      Predictor.from_checkpoint(...): overlap-tile over the large image
-    separate()           instances: seeded watershed on the predicted background/border probability
-    evaluate()           pixel metrics (Dice, pixel error), Rand error, object metrics (F1 at IoU 0.5,
-                         AP 0.5:0.95), merged / split cells
-    write_report()       report/: curves, overlays, weight map, metrics table, README
+                         (evaluation.instances.tune_separation), by the mean AP on the validation images
+    predict_mosaic()     Predictor.from_checkpoint(...): overlap-tile over the large image
+    instances            inference.postprocess.instances_from_probabilities: seeded watershed on the
+                         predicted background/border probability
+    metrics              evaluation.instances.instance_scores: pixel metrics (Dice, pixel error), Rand
+                         error, object metrics (F1 at IoU 0.5, AP 0.5:0.95), merged / split cells
+    write_demo_report()  report/: curves, overlays and weight map (evaluation.report), metrics
+                         table, README
 
 :func:`run_demo` runs them in order and returns a :class:`DemoResult`; every step is a plain
 function a notebook can call on its own.
@@ -20,7 +24,6 @@ function a notebook can call on its own.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -30,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..utils import json_default
 from .synthetic import CellStyle, SyntheticDataset, write_dataset
 
 if TYPE_CHECKING:  # re-exported lazily by __getattr__ below (importing it here would import torch)
@@ -240,10 +244,7 @@ def __getattr__(name: str):
 
 def overlap_tile_size(model, out_tile: int) -> int:
     """The smallest valid input tile whose output is at least ``out_tile`` (388 for the paper's 572)."""
-    size = model.valid_input_size(out_tile)
-    while model.output_size(size) < out_tile:
-        size = model.valid_input_size(size + 1)
-    return int(size)
+    return int(model.size_rule().input_for_output(out_tile)[0])
 
 
 def overlap_tile_predictor(
@@ -259,8 +260,8 @@ def overlap_tile_predictor(
     return Predictor.from_checkpoint(checkpoint, tile=tile, threads=threads)
 
 
-def predict_large(predictor, image: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Class probabilities of a large image by overlap-tile.
+def predict_mosaic(predictor, image: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Class probabilities of a large image by overlap-tile: a mosaic of abutting output tiles.
 
     Args:
         predictor: from :func:`overlap_tile_predictor`.
@@ -274,59 +275,24 @@ def predict_large(predictor, image: np.ndarray) -> tuple[np.ndarray, dict]:
     t0 = time.monotonic()
     probs = predictor.predict_proba(image)
     seconds = time.monotonic() - t0
-    out = plan["out_tile"]
-    tiles = int(np.prod([math.ceil(s / o) for s, o in zip(image.shape[1:], out)]))
-    return probs, {"in_tile": plan["in_tile"], "out_tile": out, "tiles": tiles, "seconds": seconds}
+    return probs, {
+        "in_tile": list(plan.in_tile),
+        "out_tile": list(plan.out_tile),
+        "tiles": len(plan.grid().tiles),
+        "seconds": seconds,
+    }
 
 
-def separate(
-    probs: np.ndarray, seed_threshold: float = 0.3, expand: int = 0, min_size: int = 20
-) -> np.ndarray:
-    """Instances from class probabilities.
-
-    Cells are ``p_cell ≥ 0.5``; a seeded watershed on the background probability splits them at the
-    thin gaps the net predicts (the seeds are the cores where ``p_background ≤ seed_threshold``);
-    objects under ``min_size`` px are dropped; each instance then grows by ``expand`` px into the
-    background without touching another (a net trained with the border weight map draws the gaps
-    wider than the 1-px lines of the truth).
-
-    Args:
-        probs: ``(2, H, W)`` probabilities (background, cell).
-
-    Returns:
-        ``(H, W)`` int32 instance ids ``1 … n`` (0 = background).
-    """
-    from skimage.segmentation import expand_labels, relabel_sequential
-
-    from ..inference.postprocess import watershed_split
-
-    labels = watershed_split(
-        probs[1] >= 0.5, border_prob=probs[0], seed_threshold=seed_threshold, min_seed_size=4
-    )
-    if min_size > 1:
-        small = np.bincount(labels.ravel()) < min_size
-        small[0] = False
-        labels = relabel_sequential(np.where(small[labels], 0, labels))[0]
-    if expand > 0:
-        labels = expand_labels(labels, expand)
-    return labels.astype(np.int32)
-
-
-#: The post-processing settings :func:`tune_separation` tries on the validation images.
-SEED_THRESHOLDS = (0.1, 0.2, 0.3, 0.5)
-EXPANSIONS = (0, 1, 2)
-
-
-def tune_separation(predictor, val_dir: PathLike) -> dict:
-    """Pick the watershed seed threshold and the expansion that maximise the mean AP over IoU
-    0.5:0.95 on the validation images (never on the image that is evaluated).
+def validation_cases(predictor, val_dir: PathLike) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(probs, truth)`` of every validation image (:func:`predict_mosaic`), for
+    :func:`~unetkit.evaluation.instances.tune_separation`.
 
     Args:
         predictor: from :func:`overlap_tile_predictor`.
         val_dir: a folder with ``images/`` and ``masks/`` (instance masks).
 
-    Returns:
-        ``{"seed_threshold", "expand", "val_map", "grid": {"<threshold>/<expand>": val mAP}}``.
+    Raises:
+        DataError: no validation images.
     """
     from ..io import read_image
 
@@ -336,22 +302,12 @@ def tune_separation(predictor, val_dir: PathLike) -> dict:
     for path in images:
         image, _ = read_image(path)
         truth = read_image(val_dir / "masks" / path.name)[0][0].astype(np.int64)
-        cases.append((predict_large(predictor, image)[0], truth))
+        cases.append((predict_mosaic(predictor, image)[0], truth))
     if not cases:
         raise DataError(
             "no validation images to tune the instance separation on", val_dir / "images"
         )
-    grid = {}
-    for thr in SEED_THRESHOLDS:
-        for grow in EXPANSIONS:
-            scores = [
-                evaluate(separate(probs, thr, grow), truth, merges=False)["map"]
-                for probs, truth in cases
-            ]
-            grid[f"{thr:g}/{grow}"] = float(np.nanmean(scores))
-    best = max(grid, key=lambda k: grid[k])
-    thr, grow = best.split("/")
-    return {"seed_threshold": float(thr), "expand": int(grow), "val_map": grid[best], "grid": grid}
+    return cases
 
 
 def choose_checkpoint(
@@ -362,12 +318,14 @@ def choose_checkpoint(
 
     The candidates are ``best.pt`` (highest validation Dice: a pixel score, which the border-weighted
     loss trades for thin gaps) and ``last.pt`` (the end of the schedule); each gets its own
-    :func:`tune_separation`. On a tie ``last.pt`` wins.
+    :func:`~unetkit.evaluation.instances.tune_separation` on :func:`validation_cases`. On a tie
+    ``last.pt`` wins.
 
     Returns:
         ``{"name", "path", "epoch", "separation", "candidates": {name: {"epoch", "val_map"}}}``.
     """
     from ..checkpoint import load_checkpoint
+    from ..evaluation.instances import tune_separation
 
     folder = Path(run_dir) / "checkpoints"
     found: dict = {}
@@ -381,7 +339,8 @@ def choose_checkpoint(
             found[name] = {**found[by_epoch[epoch]], "path": path}
             continue
         by_epoch[epoch] = name
-        tuned = tune_separation(overlap_tile_predictor(path, out_tile, threads), val_dir)
+        predictor = overlap_tile_predictor(path, out_tile, threads)
+        tuned = tune_separation(validation_cases(predictor, val_dir))
         found[name] = {"path": path, "epoch": epoch, "separation": tuned}
     if not found:
         raise DataError("no checkpoints/last.pt or best.pt", run_dir)
@@ -398,233 +357,7 @@ def choose_checkpoint(
     }
 
 
-def merge_split_counts(truth: np.ndarray, pred: np.ndarray) -> dict[str, int]:
-    """How many truth cells were merged with a neighbour, or split.
-
-    A truth cell is *covered* by the predicted instance holding more than half of its pixels. It is
-    **merged** when that instance also covers another truth cell, and **split** when no predicted
-    instance covers it but two or more predicted instances each hold at least a quarter of it.
-
-    Args:
-        truth, pred: ``(H, W)`` instance ids (0 = background).
-
-    Returns:
-        ``{"merged": int, "split": int}`` (numbers of truth cells).
-    """
-    from ..evaluation.contingency import contingency
-
-    c = contingency(truth, pred)
-    keep = (c.truth_ids[c.rows] != 0) & (c.pred_ids[c.cols] != 0)
-    rows, cols, counts = c.rows[keep], c.cols[keep], c.counts[keep]
-    frac = counts / c.truth_sizes[rows]
-    major = frac > 0.5
-    owners = cols[major]
-    per_owner = np.bincount(owners, minlength=c.pred_ids.size)
-    merged = int((per_owner[owners] >= 2).sum())
-    covered = np.zeros(c.truth_ids.size, dtype=bool)
-    covered[rows[major]] = True
-    quarter = np.bincount(rows[frac >= 0.25], minlength=c.truth_ids.size)
-    split = int(((quarter >= 2) & ~covered).sum())
-    return {"merged": merged, "split": split}
-
-
-def evaluate(
-    pred_instances: np.ndarray, truth_instances: np.ndarray, merges: bool = True
-) -> dict[str, float]:
-    """Pixel, connectomics and object metrics of an instance prediction.
-
-    Uses :func:`unetkit.evaluation.evaluate.evaluate_case` with the instance ids as the regions:
-    ``dice``, ``iou``, ``pixel_error``, ``rand_error``, ``obj_f1`` / ``obj_precision`` /
-    ``obj_recall`` (IoU ≥ 0.5), ``ap50``, ``ap75``, ``map`` (AP over IoU 0.5:0.95), ``n_true``,
-    ``n_pred``; plus ``merged`` and ``split`` (:func:`merge_split_counts`) when ``merges``.
-    """
-    from ..evaluation.evaluate import evaluate_case
-
-    truth_instances = np.asarray(truth_instances).astype(np.int64)
-    pred_instances = np.asarray(pred_instances).astype(np.int64)
-    row = evaluate_case(
-        (pred_instances > 0).astype(np.int64),
-        (truth_instances > 0).astype(np.int64),
-        2,
-        metrics=["overlap", "connectomics", "objects"],
-        truth_instances=truth_instances,
-        pred_instances=pred_instances,
-    )[0]
-    keys = (
-        "dice",
-        "iou",
-        "pixel_error",
-        "rand_error",
-        "obj_precision",
-        "obj_recall",
-        "obj_f1",
-        "ap50",
-        "ap75",
-        "map",
-        "n_true",
-        "n_pred",
-    )
-    out = {k: float(row[k]) for k in keys}
-    if merges:
-        out.update(merge_split_counts(truth_instances, pred_instances))
-    return out
-
-
-# --------------------------------------------------------------------------------------- report
-def _colour_labels(labels: np.ndarray, seed: int = 0) -> np.ndarray:
-    """``(H, W)`` ids → ``(H, W, 3)`` uint8, a random bright colour per id, black background."""
-    rng = np.random.default_rng(seed)
-    lut = rng.integers(60, 256, size=(int(labels.max()) + 1, 3)).astype(np.uint8)
-    lut[0] = 0
-    return lut[labels]
-
-
-def _outlines(labels: np.ndarray) -> np.ndarray:
-    from skimage.segmentation import find_boundaries
-
-    return find_boundaries(labels, mode="inner")
-
-
-def _grey_rgb(image: np.ndarray) -> np.ndarray:
-    img = np.asarray(image, dtype=np.float64)
-    lo, hi = np.percentile(img, (0.5, 99.5))
-    g = np.clip((img - lo) / max(hi - lo, 1e-9), 0, 1)
-    return np.repeat((g * 255).astype(np.uint8)[..., None], 3, axis=2)
-
-
-def write_overlays(
-    report: Path, image: np.ndarray, truth: np.ndarray, pred: np.ndarray, crop: int = 256
-) -> dict[str, Path]:
-    """``overlay.png`` (whole large image: truth outlines green, prediction magenta, overlap white)
-    and ``overlay_zoom.png`` (a crop ×2: image | truth instances | predicted instances, merged cells
-    outlined red).
-
-    Args:
-        image: ``(H, W)`` image; truth, pred: ``(H, W)`` instance ids.
-    """
-    from PIL import Image
-
-    from ..evaluation.contingency import contingency
-
-    rgb = _grey_rgb(image)
-    t_out, p_out = _outlines(truth), _outlines(pred)
-    full = rgb.copy()
-    full[t_out] = (60, 220, 60)
-    full[p_out] = (230, 60, 230)
-    full[t_out & p_out] = (255, 255, 255)
-    paths = {"overlay": report / "overlay.png", "overlay_zoom": report / "overlay_zoom.png"}
-    Image.fromarray(full).save(paths["overlay"])
-
-    # merged cells: truth cells whose majority lies in an instance that holds another truth cell's majority
-    c = contingency(truth.astype(np.int64), pred.astype(np.int64))
-    keep = (c.truth_ids[c.rows] != 0) & (c.pred_ids[c.cols] != 0)
-    rows, cols, counts = c.rows[keep], c.cols[keep], c.counts[keep]
-    major = counts / c.truth_sizes[rows] > 0.5
-    per_owner = np.bincount(cols[major], minlength=c.pred_ids.size)
-    merged_pred = c.pred_ids[np.flatnonzero(per_owner >= 2)]
-
-    h, w = truth.shape
-    ch, cw = min(crop, h), min(crop, w)
-    y0, x0 = (h - ch) // 2, (w - cw) // 2
-    win = (slice(y0, y0 + ch), slice(x0, x0 + cw))
-    t_col = _colour_labels(truth, 1)[win]
-    p_col = _colour_labels(pred, 2)[win]
-    merged = _outlines(np.where(np.isin(pred, merged_pred), pred, 0))[win]
-    p_col[merged] = (255, 0, 0)
-    gap = np.full((ch, 4, 3), 255, np.uint8)
-    panel = np.concatenate([rgb[win], gap, t_col, gap, p_col], axis=1)
-    Image.fromarray(panel).resize((panel.shape[1] * 2, panel.shape[0] * 2), Image.NEAREST).save(
-        paths["overlay_zoom"]
-    )
-    return paths
-
-
-def write_weight_map_figure(
-    path: Path, image: np.ndarray, instances: np.ndarray, w0: float, sigma: float, crop: int = 160
-) -> dict[str, float]:
-    """``weight_map.png``: a training image, its mask and the paper's border weight map (colour-mapped).
-
-    Returns:
-        ``{"max", "mean_gap", "mean_cell", "mean_background"}``: the map's maximum and its mean on
-        the 1-px gaps between touching cells, inside cells, and on the other background.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from scipy import ndimage
-
-    from ..data.weightmap import border_weight_map
-
-    semantic = (instances > 0).astype(np.int64)
-    weight = border_weight_map(semantic, instances=instances.astype(np.int64), w0=w0, sigma=sigma)
-    # the gaps: background pixels with two different cells among their 8 neighbours
-    near = ndimage.maximum_filter(instances, size=3)
-    near_min = ndimage.minimum_filter(
-        np.where(instances > 0, instances, np.iinfo(np.int32).max).astype(np.int64), size=3
-    )
-    gap = (instances == 0) & (near > 0) & (near_min < near)
-    stats = {
-        "max": float(weight.max()),
-        "mean_gap": float(weight[gap].mean()) if gap.any() else float("nan"),
-        "mean_cell": float(weight[instances > 0].mean()),
-        "mean_background": float(weight[(instances == 0) & ~gap].mean()),
-    }
-    h, w = instances.shape
-    ch, cw = min(crop, h), min(crop, w)
-    win = (slice((h - ch) // 2, (h - ch) // 2 + ch), slice((w - cw) // 2, (w - cw) // 2 + cw))
-    fig, axes = plt.subplots(1, 3, figsize=(12, 4.2))
-    axes[0].imshow(image[win], cmap="gray")
-    axes[0].set_title("training image")
-    axes[1].imshow(_colour_labels(instances)[win])
-    axes[1].set_title("instance mask (1-px gaps)")
-    im = axes[2].imshow(weight[win], cmap="magma")
-    axes[2].set_title(f"border weight map (w0 {w0:g}, σ {sigma:g})")
-    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.04)
-    for ax in axes:
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return stats
-
-
-METRIC_ROWS = (
-    ("obj_f1", "object F1 at IoU 0.5", "{:.3f}"),
-    ("obj_precision", "object precision at IoU 0.5", "{:.3f}"),
-    ("obj_recall", "object recall at IoU 0.5", "{:.3f}"),
-    ("ap50", "AP at IoU 0.5", "{:.3f}"),
-    ("ap75", "AP at IoU 0.75", "{:.3f}"),
-    ("map", "AP averaged over IoU 0.5:0.95", "{:.3f}"),
-    ("dice", "pixel Dice (cells)", "{:.4f}"),
-    ("iou", "pixel IoU (cells)", "{:.4f}"),
-    ("pixel_error", "pixel error", "{:.4f}"),
-    ("rand_error", "Rand error (adapted)", "{:.4f}"),
-    ("n_true", "cells in the truth", "{:.0f}"),
-    ("n_pred", "cells predicted", "{:.0f}"),
-    ("merged", "truth cells merged with a neighbour", "{:.0f}"),
-    ("split", "truth cells split", "{:.0f}"),
-)
-
-
-def metrics_table(
-    metrics: dict, baseline: Optional[dict] = None, names: tuple = ("watershed", "components")
-) -> str:
-    """Markdown table of the metrics (a second column for ``baseline`` when given)."""
-    head = f"| metric | {names[0]} |" + (f" {names[1]} |" if baseline else "")
-    rule = "|---|---:|" + ("---:|" if baseline else "")
-    lines = [head, rule]
-    for key, label, fmt in METRIC_ROWS:
-        if key not in metrics:
-            continue
-        row = f"| {label} | {fmt.format(metrics[key])} |"
-        if baseline:
-            row += f" {fmt.format(baseline[key])} |"
-        lines.append(row)
-    return "\n".join(lines) + "\n"
-
-
-def write_report(report: Path, result: DemoResult, components: dict) -> None:
+def write_demo_report(report: Path, result: DemoResult, components: dict) -> None:
     """``metrics.json``, ``metrics.md`` and ``README.md`` of the report folder."""
     info, m, t = result.info, result.metrics, result.timings
     payload = {
@@ -634,8 +367,10 @@ def write_report(report: Path, result: DemoResult, components: dict) -> None:
         "info": info,
         "data": result.data.stats,
     }
-    (report / "metrics.json").write_text(json.dumps(payload, indent=2, default=_json_default))
-    table = metrics_table(m, components, ("watershed instances", "connected components"))
+    (report / "metrics.json").write_text(json.dumps(payload, indent=2, default=json_default))
+    from ..evaluation.report import instance_metrics_table
+
+    table = instance_metrics_table(m, components, ("watershed instances", "connected components"))
     (report / "metrics.md").write_text("# Metrics of the large image\n\n" + table)
     stats = result.data.stats
     lg = stats["large"]
@@ -713,16 +448,6 @@ def _size(sizes) -> str:
     return "×".join(str(int(v)) for v in sizes) if sizes else "?"
 
 
-def _json_default(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, tuple):
-        return list(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 # ------------------------------------------------------------------------------------------ main
 def run_demo(
     options: Optional[DemoOptions] = None, style: Optional[CellStyle] = None, log=print
@@ -737,7 +462,9 @@ def run_demo(
     from PIL import Image
 
     from ..checkpoint import build_model, load_checkpoint
-    from ..inference.postprocess import connected_components
+    from ..evaluation.instances import instance_scores
+    from ..evaluation.report import write_instance_overlays, write_weight_map_figure
+    from ..inference.postprocess import connected_components, instances_from_probabilities
     from ..io import read_image
 
     options = options or DemoOptions()
@@ -788,19 +515,19 @@ def run_demo(
     truth = read_image(data.large_mask)[0][0].astype(np.int64)
     t0 = time.monotonic()
     predictor = overlap_tile_predictor(choice["path"], options.out_tile, options.threads)
-    probs, plan = predict_large(predictor, image)
+    probs, plan = predict_mosaic(predictor, image)
     timings["predict"] = time.monotonic() - t0
     t0 = time.monotonic()
-    pred = separate(probs, tuned["seed_threshold"], tuned["expand"])
-    metrics = evaluate(pred, truth)
-    components = evaluate(connected_components(probs[1] >= 0.5), truth)
+    pred = instances_from_probabilities(probs, tuned["seed_threshold"], tuned["expand"])
+    metrics = instance_scores(pred, truth)
+    components = instance_scores(connected_components(probs[1] >= 0.5), truth)
     timings["evaluate"] = time.monotonic() - t0
 
     say(f"[5/5] report → {report}", flush=True)
     t0 = time.monotonic()
     if (result.run_dir / "curves.png").is_file():
         shutil.copyfile(result.run_dir / "curves.png", report / "curves.png")
-    write_overlays(report, image[0], truth, pred)
+    write_instance_overlays(report, image[0], truth, pred)
     Image.fromarray((np.clip(probs[1], 0, 1) * 255).astype(np.uint8)).save(
         report / "probability.png"
     )
@@ -844,7 +571,7 @@ def run_demo(
     timings["report"] = time.monotonic() - t0
     timings["total"] = time.monotonic() - t_start
     demo = DemoResult(report, metrics, timings, result.run_dir, data, info)
-    write_report(report, demo, components)
+    write_demo_report(report, demo, components)
     timings["total"] = time.monotonic() - t_start
     say(summary_text(demo), flush=True)
     return demo
@@ -878,21 +605,15 @@ __all__ = [
     "PRESETS",
     "BudgetSchedule",
     "build_config",
-    "evaluate",
     "generate_data",
     "choose_checkpoint",
-    "merge_split_counts",
-    "metrics_table",
     "overlap_tile_predictor",
     "overlap_tile_size",
-    "predict_large",
+    "predict_mosaic",
     "prepare_out_dir",
     "run_demo",
-    "separate",
     "summary_text",
     "train",
-    "tune_separation",
-    "write_overlays",
-    "write_report",
-    "write_weight_map_figure",
+    "validation_cases",
+    "write_demo_report",
 ]

@@ -35,6 +35,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..io.naming import NPZ_KEY, is_side_file, probability_stem
 from ..utils import check_output_dir
 from . import boundary, connectomics, metrics, objects, roc
 from .boundary import BOUNDARY_METRICS, boundary_scores
@@ -339,40 +340,34 @@ def _match(files: dict[str, Path], keys: set) -> dict[str, Path]:
 
 def _match_predictions(files: dict[str, Path], keys: set) -> dict[str, Path]:
     """:func:`_match`, then without the side files ``unetkit predict`` writes beside a prediction
-    (``22_prob.tif``, ``22_overlay.png``): stems ``<case>_<anything>`` of a case that has its own
-    prediction file."""
+    (``22_prob.tif``, ``22_overlay.png``; :func:`~unetkit.io.naming.is_side_file`)."""
     matched = _match(files, keys)
     present = keys & set(matched)
-
-    def side_file(stem: str) -> bool:
-        if stem in keys:
-            return False
-        parts = stem.split("_")
-        return any("_".join(parts[:i]) in present for i in range(1, len(parts)))
-
-    return {stem: path for stem, path in matched.items() if not side_file(stem)}
+    return {stem: path for stem, path in matched.items() if not is_side_file(stem, present)}
 
 
 def _match_probabilities(files: dict[str, Path], keys: set) -> dict[str, Path]:
-    """``<case>_prob.*`` files (as ``unetkit predict`` names them) when every case has one, else :func:`_match`."""
-    if all(f"{k}_prob" in files for k in keys):
-        return {k: files[f"{k}_prob"] for k in keys}
+    """``<case>_prob.*`` files (:func:`~unetkit.io.naming.probability_stem`, as ``unetkit predict``
+    names them) when every case has one, else :func:`_match`."""
+    if all(probability_stem(k) in files for k in keys):
+        return {k: files[probability_stem(k)] for k in keys}
     return _match(files, keys)
 
 
 def _read_probabilities(path: Path) -> np.ndarray:
-    """``(K, *spatial)`` probabilities from an image file or a ``.npz`` (key ``probabilities``)."""
+    """``(K, *spatial)`` probabilities from an image file or a ``.npz`` (the array
+    :data:`~unetkit.io.naming.NPZ_KEY`, or its only array)."""
     if path.suffix.lower() == ".npz":
         try:
             with np.load(path) as data:
                 key = (
-                    "probabilities"
-                    if "probabilities" in data.files
+                    NPZ_KEY
+                    if NPZ_KEY in data.files
                     else (data.files[0] if len(data.files) == 1 else None)
                 )
                 if key is None:
                     raise DataError(
-                        f"npz holds {', '.join(data.files)}; expected the array 'probabilities'",
+                        f"npz holds {', '.join(data.files)}; expected the array {NPZ_KEY!r}",
                         path,
                     )
                 return np.asarray(data[key])
@@ -591,7 +586,7 @@ def evaluate_folders(
                     **row,
                 }
             )
-    from .summary import best_and_worst, case_score, summarize_rows
+    from .aggregate import best_and_worst, case_score, summarize_rows
 
     per_class_metrics = [m for m in names if m not in CASE_METRICS]
     stats = summarize_rows(

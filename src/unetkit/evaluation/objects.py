@@ -12,6 +12,9 @@ predictions and ``FN`` unmatched truth objects:
   Cellpose definition; StarDist calls it "accuracy"), and ``mAP`` = its mean over
   ``τ = 0.5, 0.55, …, 0.95``.
 
+Merges and splits (:func:`merge_split_counts`, :func:`merged_predictions`) are counted by majority
+instead: a truth object is *covered* by the predicted object holding more than half of its pixels.
+
 Empty policy (:data:`EMPTY_POLICY`), as for pixel overlap: no object in truth nor prediction →
 every score NaN (undefined, left out of means); objects only in the truth → precision 0,
 recall/F1/AP 0; objects only in the prediction → recall 0, precision/F1/AP 0.
@@ -168,3 +171,55 @@ def object_scores(truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
         "n_true": float(m.n_true),
         "n_pred": float(m.n_pred),
     }
+
+
+def _majority(truth: np.ndarray, pred: np.ndarray):
+    """Overlaps of (truth object, predicted object) pairs, background excluded: ``(c, rows, cols,
+    frac, major)`` with ``frac`` the share of the truth object's pixels and ``major`` = ``frac > 0.5``."""
+    c = contingency(truth, pred)
+    keep = (c.truth_ids[c.rows] != 0) & (c.pred_ids[c.cols] != 0)
+    rows, cols, counts = c.rows[keep], c.cols[keep], c.counts[keep]
+    frac = counts / c.truth_sizes[rows]
+    return c, rows, cols, frac, frac > 0.5
+
+
+def merge_split_counts(truth: np.ndarray, pred: np.ndarray) -> dict[str, int]:
+    """How many truth objects were merged with a neighbour, or split.
+
+    A truth object is *covered* by the predicted object holding more than half of its pixels. It
+    is **merged** when that predicted object also covers another truth object, and **split** when
+    no predicted object covers it but two or more predicted objects each hold at least a quarter
+    of it.
+
+    Args:
+        truth, pred: ``(*spatial)`` instance ids (0 = background) of one shape.
+
+    Returns:
+        ``{"merged": int, "split": int}`` (numbers of truth objects).
+
+    Example:
+        >>> truth = np.array([[1, 1, 0, 2, 2]]); pred = np.array([[5, 5, 5, 5, 5]])
+        >>> merge_split_counts(truth, pred)
+        {'merged': 2, 'split': 0}
+    """
+    c, rows, cols, frac, major = _majority(truth, pred)
+    owners = cols[major]
+    per_owner = np.bincount(owners, minlength=c.pred_ids.size)
+    merged = int((per_owner[owners] >= 2).sum())
+    covered = np.zeros(c.truth_ids.size, dtype=bool)
+    covered[rows[major]] = True
+    quarter = np.bincount(rows[frac >= 0.25], minlength=c.truth_ids.size)
+    split = int(((quarter >= 2) & ~covered).sum())
+    return {"merged": merged, "split": split}
+
+
+def merged_predictions(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """The ids of the predicted objects that cover two or more truth objects (the merges of
+    :func:`merge_split_counts`), sorted.
+
+    Args:
+        truth, pred: ``(*spatial)`` instance ids (0 = background) of one shape.
+    """
+    c, _, cols, _, major = _majority(truth, pred)
+    per_owner = np.bincount(cols[major], minlength=c.pred_ids.size)
+    return c.pred_ids[np.flatnonzero(per_owner >= 2)]

@@ -14,6 +14,11 @@ Written under ``out_dir`` by :func:`write_report` (each file atomically):
   outside of the field of view darkened; for a 3D case the slice with the most foreground;
 * ``report.md``: the summary table, the policies, links to the pictures.
 
+For instance predictions (``unetkit demo``): :func:`instance_metrics_table` (Markdown table of
+:func:`~unetkit.evaluation.instances.instance_scores`), :func:`write_instance_overlays` (truth and
+predicted outlines, merged cells) and :func:`write_weight_map_figure` (a training image, its mask
+and its border weight map).
+
 Plots use matplotlib's Agg canvas directly (no pyplot, no global backend change).
 """
 
@@ -28,7 +33,8 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ..utils import atomic_path, atomic_write_text, ensure_output_dir
+from ..io.display import colour_labels, outlines, stretch, to_display_rgb
+from ..utils import atomic_path, atomic_write_text, ensure_output_dir, jsonable
 
 PathLike = Union[str, Path]
 
@@ -49,20 +55,6 @@ PLOTTED = (
     "auc",
 )
 _COLOURS = {"tp": (0, 200, 0), "fp": (230, 30, 30), "fn": (40, 90, 255)}
-
-
-def jsonable(x: Any) -> Any:
-    """``x`` with JSON types only: NaN → ``None``, ±inf → ``"inf"``/``"-inf"``, numpy scalars → Python."""
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [jsonable(v) for v in x]
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, (float, np.floating)):
-        x = float(x)
-        return None if math.isnan(x) else (str(x) if math.isinf(x) else x)
-    return x
 
 
 def _fmt(v: Any) -> str:
@@ -181,14 +173,10 @@ def boxplots(
 
 
 def _to_rgb(image: Optional[np.ndarray], shape: tuple) -> np.ndarray:
-    """(H, W, 3) float in [0, 1] from a (C, H, W) image (percentile-stretched), or mid-grey."""
+    """(H, W, 3) float in [0, 1] from a (C, H, W) image (:func:`~unetkit.io.display.stretch`), or mid-grey."""
     if image is None:
         return np.full((*shape, 3), 0.5)
-    img = image.astype(np.float64)
-    img = img[:3] if img.shape[0] >= 3 else img[:1].repeat(3, axis=0)
-    lo, hi = np.percentile(img, (1, 99))
-    img = np.clip((img - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(img)
-    return np.moveaxis(img, 0, -1)
+    return stretch(image).astype(np.float64)
 
 
 def overlay(
@@ -368,3 +356,155 @@ def _markdown(result, files: dict) -> str:
                 "",
             ]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------- instance reports
+#: Rows of :func:`instance_metrics_table`: (key of ``instance_scores``, label, format).
+INSTANCE_METRIC_ROWS = (
+    ("obj_f1", "object F1 at IoU 0.5", "{:.3f}"),
+    ("obj_precision", "object precision at IoU 0.5", "{:.3f}"),
+    ("obj_recall", "object recall at IoU 0.5", "{:.3f}"),
+    ("ap50", "AP at IoU 0.5", "{:.3f}"),
+    ("ap75", "AP at IoU 0.75", "{:.3f}"),
+    ("map", "AP averaged over IoU 0.5:0.95", "{:.3f}"),
+    ("dice", "pixel Dice (cells)", "{:.4f}"),
+    ("iou", "pixel IoU (cells)", "{:.4f}"),
+    ("pixel_error", "pixel error", "{:.4f}"),
+    ("rand_error", "Rand error (adapted)", "{:.4f}"),
+    ("n_true", "cells in the truth", "{:.0f}"),
+    ("n_pred", "cells predicted", "{:.0f}"),
+    ("merged", "truth cells merged with a neighbour", "{:.0f}"),
+    ("split", "truth cells split", "{:.0f}"),
+)
+
+
+def instance_metrics_table(
+    metrics: dict, baseline: Optional[dict] = None, names: tuple = ("watershed", "components")
+) -> str:
+    """Markdown table of :func:`~unetkit.evaluation.instances.instance_scores` (the rows of
+    :data:`INSTANCE_METRIC_ROWS` present in ``metrics``), with a second column for ``baseline``
+    when given; ``names`` are the column titles."""
+    head = f"| metric | {names[0]} |" + (f" {names[1]} |" if baseline else "")
+    rule = "|---|---:|" + ("---:|" if baseline else "")
+    lines = [head, rule]
+    for key, label, fmt in INSTANCE_METRIC_ROWS:
+        if key not in metrics:
+            continue
+        row = f"| {label} | {fmt.format(metrics[key])} |"
+        if baseline:
+            row += f" {fmt.format(baseline[key])} |"
+        lines.append(row)
+    return "\n".join(lines) + "\n"
+
+
+def _save_png(path: Path, rgb: np.ndarray, scale: int = 1) -> None:
+    from PIL import Image
+
+    picture = Image.fromarray(rgb)
+    if scale != 1:
+        picture = picture.resize((rgb.shape[1] * scale, rgb.shape[0] * scale), Image.NEAREST)
+    with atomic_path(path) as tmp:
+        picture.save(tmp, format="PNG")
+
+
+def write_instance_overlays(
+    out_dir: PathLike, image: np.ndarray, truth: np.ndarray, pred: np.ndarray, crop: int = 256
+) -> dict[str, Path]:
+    """``overlay.png`` (the whole image: truth outlines green, predicted outlines magenta, white
+    where they agree) and ``overlay_zoom.png`` (a central crop ×2: image | truth instances |
+    predicted instances, merged cells outlined red; :func:`~unetkit.evaluation.objects.merged_predictions`).
+
+    Args:
+        out_dir: an existing folder.
+        image: ``(H, W)`` image (:func:`~unetkit.io.display.to_display_rgb`).
+        truth, pred: ``(H, W)`` instance ids (0 = background).
+        crop: side of the zoomed crop, in pixels.
+
+    Returns:
+        ``{"overlay", "overlay_zoom"}`` → path.
+    """
+    from .objects import merged_predictions
+
+    out = Path(out_dir)
+    rgb = to_display_rgb(image)
+    t_out, p_out = outlines(truth), outlines(pred)
+    full = rgb.copy()
+    full[t_out] = (60, 220, 60)
+    full[p_out] = (230, 60, 230)
+    full[t_out & p_out] = (255, 255, 255)
+    paths = {"overlay": out / "overlay.png", "overlay_zoom": out / "overlay_zoom.png"}
+    _save_png(paths["overlay"], full)
+
+    h, w = truth.shape
+    ch, cw = min(crop, h), min(crop, w)
+    y0, x0 = (h - ch) // 2, (w - cw) // 2
+    win = (slice(y0, y0 + ch), slice(x0, x0 + cw))
+    t_col = colour_labels(truth, 1)[win]
+    p_col = colour_labels(pred, 2)[win]
+    merged = np.isin(pred, merged_predictions(truth, pred))
+    p_col[outlines(np.where(merged, pred, 0))[win]] = (255, 0, 0)
+    gap = np.full((ch, 4, 3), 255, np.uint8)
+    _save_png(paths["overlay_zoom"], np.concatenate([rgb[win], gap, t_col, gap, p_col], axis=1), 2)
+    return paths
+
+
+def write_weight_map_figure(
+    path: PathLike,
+    image: np.ndarray,
+    instances: np.ndarray,
+    w0: float,
+    sigma: float,
+    crop: int = 160,
+) -> dict[str, float]:
+    """A training image, its instance mask and the U-Net paper's border weight map
+    (:func:`~unetkit.data.weightmap.border_weight_map`, colour-mapped), side by side, as a PNG.
+
+    Args:
+        path: the PNG to write.
+        image: ``(H, W)`` training image; instances: ``(H, W)`` its instance ids (1-px gaps).
+        w0, sigma: the weight map's parameters.
+        crop: side of the central crop shown, in pixels.
+
+    Returns:
+        ``{"max", "mean_gap", "mean_cell", "mean_background"}``: the map's maximum and its mean on
+        the 1-px gaps between touching cells, inside cells, and on the other background.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from scipy import ndimage
+
+    from ..data.weightmap import border_weight_map
+
+    semantic = (instances > 0).astype(np.int64)
+    weight = border_weight_map(semantic, instances=instances.astype(np.int64), w0=w0, sigma=sigma)
+    # the gaps: background pixels with two different cells among their 8 neighbours
+    near = ndimage.maximum_filter(instances, size=3)
+    near_min = ndimage.minimum_filter(
+        np.where(instances > 0, instances, np.iinfo(np.int32).max).astype(np.int64), size=3
+    )
+    gap = (instances == 0) & (near > 0) & (near_min < near)
+    stats = {
+        "max": float(weight.max()),
+        "mean_gap": float(weight[gap].mean()) if gap.any() else float("nan"),
+        "mean_cell": float(weight[instances > 0].mean()),
+        "mean_background": float(weight[(instances == 0) & ~gap].mean()),
+    }
+    h, w = instances.shape
+    ch, cw = min(crop, h), min(crop, w)
+    win = (slice((h - ch) // 2, (h - ch) // 2 + ch), slice((w - cw) // 2, (w - cw) // 2 + cw))
+    fig = Figure(figsize=(12, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    axes[0].imshow(image[win], cmap="gray")
+    axes[0].set_title("training image")
+    axes[1].imshow(colour_labels(instances)[win])
+    axes[1].set_title("instance mask (1-px gaps)")
+    im = axes[2].imshow(weight[win], cmap="magma")
+    axes[2].set_title(f"border weight map (w0 {w0:g}, σ {sigma:g})")
+    fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.04)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    return stats

@@ -10,11 +10,11 @@ import numpy as np
 
 from ..errors import DataError
 from ..io.lazy import open_lazy
+from ..io.naming import prediction_paths
 from .large import LARGE_PIXELS, predict_large
 from .outputs import (
     TiffBandSink,
     decode_labels,
-    output_paths,
     write_labels,
     write_overlay,
     write_probabilities,
@@ -155,7 +155,7 @@ def predict_files(
         bar = tqdm(cases, desc="predict", unit="image", disable=not progress)
         for case in bar:
             first = case.images[0]
-            paths = output_paths(
+            paths = prediction_paths(
                 out_dir, case.case_id, split_suffix(first)[1], probabilities, overlay
             )
             if not overwrite and all(p.exists() for p in paths.values()):

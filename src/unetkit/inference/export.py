@@ -53,7 +53,7 @@ from torch import nn
 
 from ..errors import ConfigError, DataError, UnetkitError
 from ..models.geometry import SizeRule
-from ..utils import atomic_path, check_output_file, per_axis
+from ..utils import atomic_path, check_output_file, json_default, per_axis
 
 FORMAT = "unetkit-export"
 FORMAT_VERSION = 1
@@ -307,23 +307,9 @@ def _metadata(model: nn.Module, ckpt: dict, extra: Optional[dict], rule: dict) -
     }
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, (np.generic,)):
-        return value.item()
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
 def encode_metadata(meta: dict) -> dict[str, str]:
     """Metadata dict → ``{key: JSON string}`` (the form ONNX ``metadata_props`` hold)."""
-    return {k: json.dumps(v, default=_json_default) for k, v in meta.items()}
+    return {k: json.dumps(v, default=json_default) for k, v in meta.items()}
 
 
 def decode_metadata(props: dict[str, str], path: Optional[Union[str, Path]] = None) -> dict:
@@ -806,7 +792,7 @@ def export_torchscript(
             torch.jit.save(
                 traced,
                 fh,
-                _extra_files={TORCHSCRIPT_METADATA: json.dumps(meta, default=_json_default)},
+                _extra_files={TORCHSCRIPT_METADATA: json.dumps(meta, default=json_default)},
             )
         if check:
             with _quiet_tracing():

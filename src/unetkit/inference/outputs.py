@@ -1,5 +1,6 @@
 """What ``unetkit predict`` writes: label images in the user's own values (same format as the input),
 probability maps (float16 TIFF or npz), overlays; and the band sinks for images larger than memory.
+The file names are :mod:`unetkit.io.naming`'s (:func:`~unetkit.io.naming.prediction_paths`).
 
 Every file is written to a temporary name and renamed when complete, so a killed run never leaves
 a half-written output and a rerun can skip the outputs that exist.
@@ -15,23 +16,11 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..io import ImageMeta, write_image
+from ..io.display import to_display_rgb
 from ..io.memmap import release_pages
+from ..io.naming import NPZ_KEY
 from ..utils import atomic_path, output_error, temp_path
 from .large import BandSink
-
-#: Input suffix → label output suffix (formats that cannot hold labels losslessly become PNG).
-LABEL_SUFFIX = {
-    ".png": ".png",
-    ".bmp": ".png",
-    ".jpg": ".png",
-    ".jpeg": ".png",
-    ".gif": ".png",
-    ".tif": ".tif",
-    ".tiff": ".tif",
-    ".nii": ".nii.gz",
-    ".nii.gz": ".nii.gz",
-    ".npy": ".tif",
-}
 
 OVERLAY_COLOURS = np.array(
     [
@@ -48,20 +37,6 @@ OVERLAY_COLOURS = np.array(
     ],
     np.uint8,
 )
-
-
-def output_paths(
-    out_dir: Path, stem: str, input_suffix: str, probabilities: Optional[str], overlay: bool
-) -> dict:
-    """The files one input produces: ``labels`` always, ``probabilities`` and ``overlay`` on request."""
-    paths = {"labels": out_dir / f"{stem}{LABEL_SUFFIX.get(input_suffix.lower(), '.tif')}"}
-    if probabilities:
-        paths["probabilities"] = (
-            out_dir / f"{stem}_prob.{'tif' if probabilities == 'tiff' else 'npz'}"
-        )
-    if overlay:
-        paths["overlay"] = out_dir / f"{stem}_overlay.png"
-    return paths
 
 
 def decode_labels(indices: np.ndarray, label_map) -> np.ndarray:
@@ -94,11 +69,12 @@ def _meta_for(meta: Optional[ImageMeta], path: Path) -> Optional[ImageMeta]:
 
 
 def write_probabilities(path: Path, probs: np.ndarray) -> None:
-    """``(K, *spatial)`` probabilities as float16 TIFF (planar) or compressed ``.npz`` (key ``probabilities``)."""
+    """``(K, *spatial)`` probabilities as float16 TIFF (planar) or compressed ``.npz`` (the array
+    :data:`~unetkit.io.naming.NPZ_KEY`, ``probabilities``)."""
     probs = probs.astype(np.float16)
     if path.suffix == ".npz":
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, probabilities=probs)
+            np.savez_compressed(fh, **{NPZ_KEY: probs})
     else:
         import tifffile
 
@@ -111,24 +87,15 @@ def write_probabilities(path: Path, probs: np.ndarray) -> None:
             )
 
 
-def to_display(image: np.ndarray) -> np.ndarray:
-    """``(C, H, W)`` image → ``(H, W, 3)`` uint8 for display: 1–99.5 percentile stretch, grey → RGB."""
-    img = np.asarray(image, dtype=np.float32)
-    img = img[:3] if img.shape[0] >= 3 else img[:1]
-    lo, hi = np.percentile(img, [1, 99.5])
-    img = np.clip((img - lo) / max(hi - lo, 1e-6), 0, 1)
-    rgb = np.repeat(img, 3, axis=0) if img.shape[0] == 1 else img
-    return (np.moveaxis(rgb, 0, -1) * 255).astype(np.uint8)
-
-
 def overlay_image(image: np.ndarray, indices: np.ndarray, alpha: float = 0.4) -> np.ndarray:
-    """The image with each foreground class tinted and its outline drawn (2D; 3D: middle slice)."""
+    """The image (:func:`~unetkit.io.display.to_display_rgb`) with each foreground class tinted and
+    its outline drawn (2D; 3D: middle slice)."""
     from scipy import ndimage
 
     if indices.ndim == 3:
         mid = indices.shape[0] // 2
         image, indices = image[:, mid], indices[mid]
-    rgb = to_display(image).astype(np.float32)
+    rgb = to_display_rgb(image).astype(np.float32)
     colours = OVERLAY_COLOURS[np.minimum(indices, len(OVERLAY_COLOURS) - 1)].astype(np.float32)
     fg = indices > 0
     rgb[fg] = (1 - alpha) * rgb[fg] + alpha * colours[fg]

@@ -1,4 +1,5 @@
-"""Summary statistics of per-case scores that say what they left out.
+"""Aggregate statistics of per-case scores (the per-class tables of ``summary.json``) that say what
+they left out.
 
 Every statistic is computed over the **defined** values only; NaN (undefined: e.g. Dice of a class
 absent from truth and prediction) is counted in ``undefined``, never turned into 0 or 1. Distance

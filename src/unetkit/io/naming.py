@@ -1,0 +1,126 @@
+"""What ``unetkit predict`` names its files, and how ``unetkit evaluate`` finds them again.
+
+For an input ``<stem>.<ext>`` predict writes into its output folder (:func:`prediction_paths`):
+
+* ``<stem><label suffix>``: the label image, in the input's format where that format holds labels
+  losslessly (:data:`LABEL_SUFFIX`: JPEG/BMP/GIF → PNG, ``.npy`` → TIFF);
+* ``<stem>_prob.tif`` or ``<stem>_prob.npz`` (the array :data:`NPZ_KEY`): the probabilities, on
+  request;
+* ``<stem>_overlay.png``: the prediction drawn on the image, on request.
+
+Evaluate reads a prediction folder by the same names: the probability map of case ``c`` is
+:func:`probability_stem` ``(c)``, and the side files beside a case's own prediction are left out
+(:func:`is_side_file`), so ``prob_dir`` may be the prediction folder itself. This module is the one
+place those names are written down; both sides import it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Collection, Optional
+
+#: Input suffix → label output suffix (formats that cannot hold labels losslessly become PNG).
+LABEL_SUFFIX = {
+    ".png": ".png",
+    ".bmp": ".png",
+    ".jpg": ".png",
+    ".jpeg": ".png",
+    ".gif": ".png",
+    ".tif": ".tif",
+    ".tiff": ".tif",
+    ".nii": ".nii.gz",
+    ".nii.gz": ".nii.gz",
+    ".npy": ".tif",
+}
+#: Label suffix of an input suffix not in :data:`LABEL_SUFFIX`.
+DEFAULT_LABEL_SUFFIX = ".tif"
+#: Stem suffix of the probability map: ``<stem>_prob.tif`` / ``<stem>_prob.npz``.
+PROBABILITY_SUFFIX = "_prob"
+#: Stem suffix of the overlay picture: ``<stem>_overlay.png``.
+OVERLAY_SUFFIX = "_overlay"
+#: The side files predict writes beside a label image (evaluate does not take them for predictions).
+SIDE_SUFFIXES = (PROBABILITY_SUFFIX, OVERLAY_SUFFIX)
+#: The array name of the probabilities in a ``.npz`` file.
+NPZ_KEY = "probabilities"
+
+
+def label_suffix(input_suffix: str) -> str:
+    """The suffix of the label image predicted from an input with ``input_suffix`` (``".jpg"`` → ``".png"``)."""
+    return LABEL_SUFFIX.get(input_suffix.lower(), DEFAULT_LABEL_SUFFIX)
+
+
+def probability_stem(stem: str) -> str:
+    """``"22"`` → ``"22_prob"``: the stem of the probability map of case ``stem``."""
+    return stem + PROBABILITY_SUFFIX
+
+
+def overlay_stem(stem: str) -> str:
+    """``"22"`` → ``"22_overlay"``: the stem of the overlay picture of case ``stem``."""
+    return stem + OVERLAY_SUFFIX
+
+
+def prediction_paths(
+    out_dir: Path,
+    stem: str,
+    input_suffix: str,
+    probabilities: Optional[str] = None,
+    overlay: bool = False,
+) -> dict[str, Path]:
+    """The files one input produces: ``labels`` always, ``probabilities`` and ``overlay`` on request.
+
+    Args:
+        out_dir: the output folder.
+        stem: the input's case id (its file name without the suffix).
+        input_suffix: the input's suffix (``".png"``, ``".nii.gz"`` …), see :func:`label_suffix`.
+        probabilities: ``"tiff"`` → ``<stem>_prob.tif``; ``"npz"`` (any other true value) →
+            ``<stem>_prob.npz``; ``None`` → none.
+        overlay: also ``<stem>_overlay.png``.
+
+    Returns:
+        ``{"labels": path, "probabilities": path, "overlay": path}`` (the keys asked for).
+
+    Example:
+        >>> sorted(p.name for p in prediction_paths(Path("out"), "22", ".jpg", "npz", True).values())
+        ['22.png', '22_overlay.png', '22_prob.npz']
+    """
+    out_dir = Path(out_dir)
+    paths = {"labels": out_dir / f"{stem}{label_suffix(input_suffix)}"}
+    if probabilities:
+        suffix = ".tif" if probabilities == "tiff" else ".npz"
+        paths["probabilities"] = out_dir / f"{probability_stem(stem)}{suffix}"
+    if overlay:
+        paths["overlay"] = out_dir / f"{overlay_stem(stem)}.png"
+    return paths
+
+
+def is_side_file(stem: str, cases: Collection[str]) -> bool:
+    """Whether ``stem`` names a side file of one of ``cases`` rather than a prediction of its own.
+
+    A side file is ``<case>_<anything>`` where ``<case>`` is in ``cases`` (the cases that have their
+    own prediction file): the ``_prob`` and ``_overlay`` files of :func:`prediction_paths`
+    (:data:`SIDE_SUFFIXES`), and any other ``<case>_…`` file beside the prediction. A stem that is
+    itself a case is never a side file.
+
+    Example:
+        >>> [is_side_file(s, {"22", "a_b"}) for s in ("22_prob", "22", "a_b", "a_b_overlay", "23_prob")]
+        [True, False, False, True, False]
+    """
+    if stem in cases:
+        return False
+    parts = stem.split("_")
+    return any("_".join(parts[:i]) in cases for i in range(1, len(parts)))
+
+
+__all__ = [
+    "DEFAULT_LABEL_SUFFIX",
+    "LABEL_SUFFIX",
+    "NPZ_KEY",
+    "OVERLAY_SUFFIX",
+    "PROBABILITY_SUFFIX",
+    "SIDE_SUFFIXES",
+    "is_side_file",
+    "label_suffix",
+    "overlay_stem",
+    "prediction_paths",
+    "probability_stem",
+]
