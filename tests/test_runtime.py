@@ -150,3 +150,32 @@ def test_trainer_layout_follows_the_precision_path(tmp_path, monkeypatch):
         trainer.fit()
         assert trainer.channels_last is cl
         assert (trainer.autocast_dtype is None) == (flag == "0")
+
+
+# -- process-wide settings: made by the entry points, never by a constructor ------------------------
+def _other_thread_count(n: int) -> int:
+    return 1 if n != 1 else 2
+
+
+def test_configure_process_sets_threads_and_keeps_freed_memory(monkeypatch):
+    import pytest
+    import torch
+
+    from unetkit import runtime
+    from unetkit.errors import ConfigError
+
+    calls = []
+    monkeypatch.setattr(runtime, "keep_freed_memory", lambda: calls.append("kept") or True)
+    before = torch.get_num_threads()
+    other = _other_thread_count(before)
+    try:
+        runtime.configure_process(threads=other)
+        assert torch.get_num_threads() == other and calls == ["kept"]
+        runtime.configure_process(reuse_freed_memory=False)  # threads None: left as they are
+        assert torch.get_num_threads() == other and calls == ["kept"]
+    finally:
+        torch.set_num_threads(before)
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ConfigError, match="threads must be an integer ≥ 1 or None"):
+            runtime.configure_process(threads=bad)
+    assert torch.get_num_threads() == before

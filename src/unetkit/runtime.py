@@ -242,7 +242,10 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
 
 
 def set_threads(threads: Optional[int]) -> None:
-    """Set torch's intra-op CPU threads when given (default: torch's choice, one per core)."""
+    """Set torch's intra-op CPU threads when given (default: torch's choice, one per core).
+
+    Process-wide; library code does not call it (see :func:`configure_process`).
+    """
     if threads:
         torch.set_num_threads(int(threads))
 
@@ -286,6 +289,48 @@ def keep_freed_memory() -> bool:
             on = False
     _allocator_state["on"] = on
     return on
+
+
+def configure_process(threads: Optional[int] = None, reuse_freed_memory: bool = True) -> None:
+    """Make the process-wide settings unetkit's commands run with; call it once, at the entry point.
+
+    Sets:
+
+    * torch's intra-op CPU threads to ``threads`` (``None`` leaves torch's choice, one per core);
+    * with ``reuse_freed_memory``, glibc's malloc to keep freed memory for reuse
+      (:func:`keep_freed_memory`): a U-Net forward or training step frees activations of tens to
+      hundreds of MB that the next tile or step asks for again, and by default each is unmapped and
+      then page-faulted and zero-filled anew. No effect outside Linux/glibc or with
+      ``UNETKIT_KEEP_FREED_MEMORY=0``.
+
+    Both change the whole process (every library in it, for its lifetime), so neither
+    :class:`~unetkit.inference.predictor.Predictor` nor :class:`~unetkit.training.Trainer` makes
+    them: the ``unetkit`` commands (``train``, ``predict``, ``demo``) call this function, with
+    ``reuse_freed_memory`` on when they run on the CPU. A script or notebook that wants the same
+    speed calls it itself, before predicting or training; ``Predictor(threads=…)`` and
+    ``train.threads`` are only recorded.
+
+    Args:
+        threads: torch CPU threads (≥ 1), or ``None`` to leave the thread count as it is.
+        reuse_freed_memory: keep freed memory for reuse (once per process; cannot be undone).
+
+    Raises:
+        ConfigError: ``threads`` is not an integer ≥ 1.
+
+    Example:
+        >>> from unetkit import runtime
+        >>> runtime.configure_process(threads=2)
+        >>> import torch; torch.get_num_threads()
+        2
+    """
+    if threads is not None:
+        import numbers
+
+        if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+            raise ConfigError(f"threads must be an integer ≥ 1 or None, got {threads!r}")
+        set_threads(int(threads))
+    if reuse_freed_memory:
+        keep_freed_memory()
 
 
 def main() -> None:
