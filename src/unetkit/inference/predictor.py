@@ -104,7 +104,10 @@ class Predictor:
             the U-Net paper); ``True`` means ``d4`` in 2D and ``flip`` in 3D.
         batch_size: tiles per forward pass (default: 1 on CPU, where batching buys no speed and
             multiplies activation memory; 4 on GPU).
-        threads: torch CPU threads (``None`` = torch's default, one per core).
+        threads: the CPU threads the caller means to run with, recorded as :attr:`threads`. The
+            predictor changes nothing process-wide: call
+            :func:`unetkit.runtime.configure_process` (``unetkit predict`` does), which also keeps
+            freed activations for reuse on CPU; :meth:`describe` reports the threads torch uses.
         channels_last: memory format (``None`` = automatic: on for batch-norm nets on CPU).
         normalizer: applied to every image first (raw images in); ``None`` = images come
             normalised. :meth:`from_checkpoint` sets the one the model was trained with.
@@ -136,15 +139,13 @@ class Predictor:
         fast: str = "auto",
     ):
         check_tile_settings(tile, overlap, max_tile, min_overlap, batch_size, threads)
-        runtime.set_threads(threads)
+        self.threads = threads  # recorded only: the process's threads are the entry point's
         if fast not in ("auto", "eager", "jit", "compile"):
             raise ConfigError(f"fast must be auto, eager, jit or compile, got {fast!r}")
         self.fast = fast
         self._fast_forward: dict = {}
         self.normalizer, self.label_map, self.runner = normalizer, label_map, runner
         self.device = device if isinstance(device, torch.device) else runtime.resolve_device(device)
-        if self.device.type == "cpu":
-            runtime.keep_freed_memory()  # tiles reuse freed activations instead of page-faulting anew
         self.dtype = runtime.resolve_precision(precision, self.device)
         self.spatial_dims = getattr(model, "spatial_dims", 2)
         self.channels_last = runtime.use_channels_last(model, self.device, channels_last)
