@@ -22,6 +22,7 @@ radius (94 px for a depth-4 U-Net) the result equals one forward pass over the w
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable, Optional, Sequence, Union
 
@@ -91,7 +92,10 @@ class Predictor:
     """Predict logits / probabilities / labels of whole images of any size.
 
     Args:
-        model: a unetkit model (returns logits).
+        model: a unetkit model. It is moved to ``device`` and the memory format and put in eval
+            mode; its ``outputs`` flag is left as it is (the predictor reads the main logits
+            through a shallow copy whose ``outputs`` is ``"logits"``, taken here: flags the
+            caller changes later do not reach it, weights do).
         device: ``auto``, ``cpu``, ``cuda`` …
         precision: ``auto`` (bf16 where supported), ``bf16``, ``fp16`` (CUDA), ``fp32``.
         tile: input tile size (int or per axis). ``None`` plans tiles per image (module docstring).
@@ -155,6 +159,13 @@ class Predictor:
             if runner is not None
             else model.to(self.device).eval().to(memory_format=self.memory_format)
         )
+        # What forward_batch calls: the caller's model returning the main logits. A model built to
+        # return every output (``outputs="all"``, as in training) gets a shallow copy whose flag
+        # alone is "logits": modules, weights and hooks stay shared, the caller's flag untouched.
+        self._net = self.model
+        if runner is None and getattr(model, "outputs", "logits") != "logits":
+            self._net = copy.copy(self.model)
+            self._net.outputs = "logits"
         if tile is not None:
             tile = (
                 [int(tile)] * self.spatial_dims
@@ -227,15 +238,8 @@ class Predictor:
         fast = self._fast_forward.get(tuple(batch.shape[1:]))
         if fast is not None:
             return fast(x).float().cpu()
-        outputs = getattr(self.model, "outputs", None)
-        if outputs is not None:
-            self.model.outputs = "logits"
-        try:
-            with torch.inference_mode(), runtime.autocast(self.device, self.dtype):
-                y = self.model(x)
-        finally:
-            if outputs is not None:
-                self.model.outputs = outputs
+        with torch.inference_mode(), runtime.autocast(self.device, self.dtype):
+            y = self._net(x)
         return y.float().cpu()
 
     def tile_function(self, square: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:
