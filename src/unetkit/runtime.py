@@ -208,10 +208,10 @@ def use_channels_last(
 ) -> bool:
     """Explicit choice, or automatic: on CPU for nets with batch norm, except fp32 training.
 
-    Measured (BENCHMARKS.md): channels-last speeds up bf16 training and inference and fp32 inference
-    of batch-norm nets (fp32 512² tile on AVX2: 2.61 s vs 3.25 s contiguous), but slows fp32 training
-    down: on an AVX2-only CPU a 4×256² step of the U-Net took 1.06× (width 16), 1.38× (32) and 1.56×
-    (64) as long as in the contiguous layout. Instance-norm nets gain nothing from it.
+    Measured (BENCHMARKS.md, the kernel-path table and "The fp32 path on a CPU without bf16"):
+    channels-last speeds up bf16 training and inference and fp32 inference of batch-norm nets, but
+    slows fp32 training down (its backward pass; the wider the net, the more). Instance-norm nets
+    gain nothing from it.
 
     Args:
         model: the network (checked for batch-norm layers).
@@ -262,11 +262,12 @@ def keep_freed_memory() -> bool:
 
     A U-Net forward pass on a CPU allocates and frees tensors of tens to hundreds of MB. By default
     glibc serves each from a fresh ``mmap`` and unmaps it when freed, so every tile page-faults and
-    zero-fills all of its activations again: on the 2-core build machine that was a quarter of the
-    time of a 2048² prediction (BENCHMARKS.md). With a 1 GiB mmap threshold and no trimming, freed
-    blocks are reused; the peak RSS grows by the heap's fragmentation (~10 %), and the memory goes
-    back to the system when the process ends. Process-wide, once; Linux with glibc only. Turn it
-    off with the environment variable ``UNETKIT_KEEP_FREED_MEMORY=0``.
+    zero-fills all of its activations again, a sizeable share of a CPU prediction's time
+    (BENCHMARKS.md, "The allocator"). With a 1 GiB mmap threshold and no trimming, freed blocks are
+    reused; the peak RSS grows by the heap's fragmentation, and the memory goes back to the system
+    when the process ends. Process-wide, once; Linux with glibc only; entry points ask for it
+    through :func:`configure_process`. Turn it off with the environment variable
+    ``UNETKIT_KEEP_FREED_MEMORY=0``.
 
     Returns:
         Whether the setting is in effect.
