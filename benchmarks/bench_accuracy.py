@@ -66,6 +66,7 @@ def mean_scores(per_slice: list[dict]) -> dict:
 
 
 def run_ours(data: Path, minutes: float, work: Path) -> dict:
+    from unetkit import runtime
     from unetkit.config import RunConfig
     from unetkit.inference.predictor import Predictor
     from unetkit.training import Trainer
@@ -79,6 +80,11 @@ def run_ours(data: Path, minutes: float, work: Path) -> dict:
             "train.scheduler": "budget",
             "train.epochs": 100000,
         }
+    )
+    # the process settings `unetkit train` makes (threads stay the child's 2 unless the recipe says)
+    runtime.configure_process(
+        cfg.train.threads,
+        reuse_freed_memory=runtime.resolve_device(cfg.train.device).type == "cpu",
     )
     t0 = time.monotonic()
     result = Trainer(cfg, run_dir=work / "ours", progress=False).fit()

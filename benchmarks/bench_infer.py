@@ -12,7 +12,8 @@ sit near zero and their argmax flips on rounding noise, so by default the net is
 synthetic image of the same kind; ``--checkpoint`` uses a trained unetkit checkpoint instead.
 
 All variants run with freed memory kept for reuse (``unetkit.runtime.keep_freed_memory``, which
-the Predictor turns on); ``--default-allocator`` leaves glibc's default.
+``unetkit predict`` turns on through ``runtime.configure_process``); ``--default-allocator`` leaves
+glibc's default.
 
 Other jobs on the machine distort every timing; ``--idle-wait S`` starts each timed run only once
 the CPUs have been idle for half a second (waiting at most S seconds; Linux).
@@ -219,7 +220,7 @@ def main() -> None:
     p.add_argument(
         "--default-allocator",
         action="store_true",
-        help="leave glibc malloc as it is (the Predictor keeps freed memory: runtime.keep_freed_memory)",
+        help="leave glibc malloc as it is (unetkit predict keeps freed memory: runtime.configure_process)",
     )
     p.add_argument("--child-compile", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -237,7 +238,7 @@ def main() -> None:
     from unetkit.inference.fastpath import choose_mode, optimize_for_inference
 
     if not args.default_allocator:
-        runtime.keep_freed_memory()  # as the Predictor does on CPU; every variant here shares it
+        runtime.keep_freed_memory()  # as `unetkit predict` does on CPU; every variant here shares it
 
     t0 = time.perf_counter()
     model = build_model(args)

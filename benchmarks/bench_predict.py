@@ -87,9 +87,12 @@ def make_fn(variant: str, model, width: int):
     import torch
 
     if variant in ("ours", "ours-fp32"):
+        from unetkit import runtime
         from unetkit.inference.predictor import Predictor
 
         pred = Predictor(model, precision="fp32" if variant == "ours-fp32" else "auto")
+        # as `unetkit predict` runs it: freed activations kept for reuse on CPU (threads: child's 2)
+        runtime.configure_process(reuse_freed_memory=pred.device.type == "cpu")
         return lambda im: pred.predict_proba(im)[1]
     if variant == "basicunet":
         sys.path.insert(0, str(Path(__file__).parent))
@@ -226,7 +229,7 @@ def make_large_image(path: Path, size: int) -> None:
 def child_large(args) -> dict:
     import torch
 
-    from unetkit import create_model
+    from unetkit import create_model, runtime
     from unetkit.data import LabelMap, create_normalizer
     from unetkit.inference.batch import predict_files
     from unetkit.inference.predictor import Predictor
@@ -235,6 +238,7 @@ def child_large(args) -> dict:
     torch.manual_seed(0)
     model = create_model("unet", base_features=args.width, in_channels=1, num_classes=2).eval()
     pred = Predictor(model, normalizer=create_normalizer("zscore"), label_map=LabelMap([0, 255]))
+    runtime.configure_process(reuse_freed_memory=pred.device.type == "cpu")  # as `unetkit predict`
     t0 = time.perf_counter()
     predict_files(pred, [Path(args.out)], Path(args.out).parent / "large_out", progress=False)
     return {

@@ -76,6 +76,7 @@ def trainer(width: int, steps: int, precision: str) -> dict:
     import numpy as np
     from PIL import Image
 
+    from unetkit import runtime
     from unetkit.config import RunConfig
     from unetkit.training import Trainer
 
@@ -104,6 +105,11 @@ def trainer(width: int, steps: int, precision: str) -> dict:
                 "precision": precision,
             },
         }
+    )
+    # the process settings `unetkit train` makes: freed activations kept for reuse on CPU
+    runtime.configure_process(
+        cfg.train.threads,
+        reuse_freed_memory=runtime.resolve_device(cfg.train.device).type == "cpu",
     )
     result = Trainer(cfg, run_dir=root / "run", progress=False).fit()
     return {"images_per_s": result.history[-1]["images_per_s"]}  # epoch 2: warm

@@ -138,6 +138,26 @@ def test_fast_path_is_used_for_the_tile_shape_and_matches_eager():
     assert auto._fast_forward == {}  # fp32 on CPU: auto stays eager
 
 
+@pytest.mark.parametrize("preset", ["unet", "unet3plus-ds-cgm"])
+@pytest.mark.parametrize("fast", ["eager", "jit"])
+def test_a_model_returning_every_output_keeps_its_flag_and_predicts_its_main_logits(preset, fast):
+    """The predictor never flips ``outputs`` on the caller's model, not even during a forward pass,
+    and predicts what the same net built for logits alone predicts (the CGM gate included)."""
+    import copy
+
+    model = create_model(preset, base_features=4, depth=2, deep_supervision=True).eval()
+    assert model.outputs == "all"
+    logits_only = copy.deepcopy(model)
+    logits_only.outputs = "logits"
+    image = np.random.default_rng(5).normal(size=(1, 48, 72)).astype(np.float32)
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(model.outputs))
+    kwargs = dict(precision="fp32", tile=32, overlap=0.25, fast=fast)
+    got = Predictor(model, **kwargs).predict_logits(image)
+    np.testing.assert_array_equal(got, Predictor(logits_only, **kwargs).predict_logits(image))
+    assert model.outputs == "all" and set(seen) == {"all"}
+
+
 def test_a_model_registered_in_the_registry_loads_from_a_checkpoint(tmp_path, monkeypatch):
     """The checkpoint loader knows the model classes through ``unetkit.models.MODELS``, not a list of its own."""
     from unetkit.checkpoint import build_model, load_checkpoint

@@ -150,3 +150,114 @@ def test_trainer_layout_follows_the_precision_path(tmp_path, monkeypatch):
         trainer.fit()
         assert trainer.channels_last is cl
         assert (trainer.autocast_dtype is None) == (flag == "0")
+
+
+# -- process-wide settings: made by the entry points, never by a constructor ------------------------
+def _other_thread_count(n: int) -> int:
+    return 1 if n != 1 else 2
+
+
+def test_configure_process_sets_threads_and_keeps_freed_memory(monkeypatch):
+    import pytest
+    import torch
+
+    from unetkit import runtime
+    from unetkit.errors import ConfigError
+
+    calls = []
+    monkeypatch.setattr(runtime, "keep_freed_memory", lambda: calls.append("kept") or True)
+    before = torch.get_num_threads()
+    other = _other_thread_count(before)
+    try:
+        runtime.configure_process(threads=other)
+        assert torch.get_num_threads() == other and calls == ["kept"]
+        runtime.configure_process(reuse_freed_memory=False)  # threads None: left as they are
+        assert torch.get_num_threads() == other and calls == ["kept"]
+    finally:
+        torch.set_num_threads(before)
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ConfigError, match="threads must be an integer ≥ 1 or None"):
+            runtime.configure_process(threads=bad)
+    assert torch.get_num_threads() == before
+
+
+def test_predictor_and_trainer_leave_the_process_alone(monkeypatch, tmp_path, capsys):
+    """Neither constructor nor predict/fit changes torch's threads or the allocator; the trainer's
+    ``compute path:`` line reports the threads torch really uses."""
+    import numpy as np
+    import torch
+
+    from unetkit import create_model, runtime
+    from unetkit.inference.predictor import Predictor
+    from unetkit.training import Trainer
+
+    from .test_training import make_cells, tiny_config
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a process-wide setting was made by library code")
+
+    monkeypatch.setattr(runtime, "keep_freed_memory", refuse)
+    monkeypatch.setattr(runtime, "set_threads", refuse)
+    before = torch.get_num_threads()
+    other = _other_thread_count(before)
+    try:
+        model = create_model("unet", base_features=4, depth=2, norm="instance")
+        pred = Predictor(model, device="cpu", precision="fp32", threads=other)
+        pred.predict(np.zeros((1, 24, 24), np.float32))
+        assert torch.get_num_threads() == before and pred.threads == other
+        assert f"{before} threads" in pred.describe()
+        cfg = tiny_config(
+            make_cells(tmp_path / "cells"), threads=other, epochs=1, iters_per_epoch=1
+        )
+        Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
+        assert torch.get_num_threads() == before
+        path_line = next(
+            ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("compute path:")
+        )
+        assert f"{before} threads" in path_line
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_commands_train_predict_and_demo_configure_the_process(monkeypatch, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from unetkit import cli, create_model, runtime
+    from unetkit.checkpoint import save_checkpoint
+    from unetkit.data import LabelMap, create_normalizer
+    from unetkit.demo import pipeline
+
+    from .test_training import make_cells
+
+    calls = []
+    monkeypatch.setattr(
+        runtime,
+        "configure_process",
+        lambda threads=None, reuse_freed_memory=True: calls.append((threads, reuse_freed_memory)),
+    )
+    ckpt = save_checkpoint(
+        tmp_path / "model.pt",
+        create_model("unet", base_features=4, depth=2, norm="instance"),
+        normalization=create_normalizer("zscore").to_dict(),
+        label_map=LabelMap([0, 255]).to_dict(),
+    )
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (24, 32), np.uint8)).save(
+        images / "a.png"
+    )
+    predict = ["predict", str(ckpt), str(images), "--output", str(tmp_path / "preds")]
+    assert cli.main([*predict, "--threads", "1", "--device", "cpu", "--no-progress"]) == 0
+    assert calls == [(1, True)]  # on the CPU: freed activations kept for reuse
+
+    cells = make_cells(tmp_path / "cells")
+    train = ["train", str(cells), "--patch-size", "32", "--epochs", "1", "--iters-per-epoch", "1"]
+    train += ["--batch-size", "2", "--precision", "fp32", "--device", "cpu", "--no-progress"]
+    train += ["--set", "model.options.base_features=4", "--set", "model.options.depth=2"]
+    assert cli.main([*train, "--threads", "1", "--run-dir", str(tmp_path / "run")]) == 0
+    assert calls[-1] == (1, True)
+
+    monkeypatch.setattr(pipeline, "run_demo", lambda options: calls.append(options.threads))
+    assert cli.main(["demo", "--threads", "2", "--out", str(tmp_path / "demo")]) == 0
+    assert calls[-2:] == [(2, runtime.resolve_device("auto").type == "cpu"), 2]

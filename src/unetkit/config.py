@@ -480,7 +480,9 @@ class TrainConfig:
             plateau schedule: ``val_dice`` (mean foreground Dice), ``val_dice_c<k>`` (one class, e.g.
             ``val_dice_c0`` for ISBI's membranes), ``val_iou``, or ``val_loss`` / ``val_pixel_error``
             (minimised; every other name is maximised).
-        threads: torch CPU threads (``None`` = torch's default).
+        threads: torch CPU threads (``None`` = torch's default). Set by ``unetkit train`` through
+            :func:`unetkit.runtime.configure_process`; the :class:`~unetkit.training.Trainer` itself
+            changes nothing process-wide (a notebook calls ``configure_process`` itself).
     """
 
     epochs: int = _f(50, ge=1)

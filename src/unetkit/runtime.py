@@ -208,10 +208,10 @@ def use_channels_last(
 ) -> bool:
     """Explicit choice, or automatic: on CPU for nets with batch norm, except fp32 training.
 
-    Measured (BENCHMARKS.md): channels-last speeds up bf16 training and inference and fp32 inference
-    of batch-norm nets (fp32 512² tile on AVX2: 2.61 s vs 3.25 s contiguous), but slows fp32 training
-    down: on an AVX2-only CPU a 4×256² step of the U-Net took 1.06× (width 16), 1.38× (32) and 1.56×
-    (64) as long as in the contiguous layout. Instance-norm nets gain nothing from it.
+    Measured (BENCHMARKS.md, the kernel-path table and "The fp32 path on a CPU without bf16"):
+    channels-last speeds up bf16 training and inference and fp32 inference of batch-norm nets, but
+    slows fp32 training down (its backward pass; the wider the net, the more). Instance-norm nets
+    gain nothing from it.
 
     Args:
         model: the network (checked for batch-norm layers).
@@ -242,7 +242,10 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
 
 
 def set_threads(threads: Optional[int]) -> None:
-    """Set torch's intra-op CPU threads when given (default: torch's choice, one per core)."""
+    """Set torch's intra-op CPU threads when given (default: torch's choice, one per core).
+
+    Process-wide; library code does not call it (see :func:`configure_process`).
+    """
     if threads:
         torch.set_num_threads(int(threads))
 
@@ -259,11 +262,12 @@ def keep_freed_memory() -> bool:
 
     A U-Net forward pass on a CPU allocates and frees tensors of tens to hundreds of MB. By default
     glibc serves each from a fresh ``mmap`` and unmaps it when freed, so every tile page-faults and
-    zero-fills all of its activations again: on the 2-core build machine that was a quarter of the
-    time of a 2048² prediction (BENCHMARKS.md). With a 1 GiB mmap threshold and no trimming, freed
-    blocks are reused; the peak RSS grows by the heap's fragmentation (~10 %), and the memory goes
-    back to the system when the process ends. Process-wide, once; Linux with glibc only. Turn it
-    off with the environment variable ``UNETKIT_KEEP_FREED_MEMORY=0``.
+    zero-fills all of its activations again, a sizeable share of a CPU prediction's time
+    (BENCHMARKS.md, "The allocator"). With a 1 GiB mmap threshold and no trimming, freed blocks are
+    reused; the peak RSS grows by the heap's fragmentation, and the memory goes back to the system
+    when the process ends. Process-wide, once; Linux with glibc only; entry points ask for it
+    through :func:`configure_process`. Turn it off with the environment variable
+    ``UNETKIT_KEEP_FREED_MEMORY=0``.
 
     Returns:
         Whether the setting is in effect.
@@ -286,6 +290,48 @@ def keep_freed_memory() -> bool:
             on = False
     _allocator_state["on"] = on
     return on
+
+
+def configure_process(threads: Optional[int] = None, reuse_freed_memory: bool = True) -> None:
+    """Make the process-wide settings unetkit's commands run with; call it once, at the entry point.
+
+    Sets:
+
+    * torch's intra-op CPU threads to ``threads`` (``None`` leaves torch's choice, one per core);
+    * with ``reuse_freed_memory``, glibc's malloc to keep freed memory for reuse
+      (:func:`keep_freed_memory`): a U-Net forward or training step frees activations of tens to
+      hundreds of MB that the next tile or step asks for again, and by default each is unmapped and
+      then page-faulted and zero-filled anew. No effect outside Linux/glibc or with
+      ``UNETKIT_KEEP_FREED_MEMORY=0``.
+
+    Both change the whole process (every library in it, for its lifetime), so neither
+    :class:`~unetkit.inference.predictor.Predictor` nor :class:`~unetkit.training.Trainer` makes
+    them: the ``unetkit`` commands (``train``, ``predict``, ``demo``) call this function, with
+    ``reuse_freed_memory`` on when they run on the CPU. A script or notebook that wants the same
+    speed calls it itself, before predicting or training; ``Predictor(threads=…)`` and
+    ``train.threads`` are only recorded.
+
+    Args:
+        threads: torch CPU threads (≥ 1), or ``None`` to leave the thread count as it is.
+        reuse_freed_memory: keep freed memory for reuse (once per process; cannot be undone).
+
+    Raises:
+        ConfigError: ``threads`` is not an integer ≥ 1.
+
+    Example:
+        >>> from unetkit import runtime
+        >>> runtime.configure_process(threads=2)
+        >>> import torch; torch.get_num_threads()
+        2
+    """
+    if threads is not None:
+        import numbers
+
+        if isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1:
+            raise ConfigError(f"threads must be an integer ≥ 1 or None, got {threads!r}")
+        set_threads(int(threads))
+    if reuse_freed_memory:
+        keep_freed_memory()
 
 
 def main() -> None:

@@ -53,6 +53,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from .. import runtime
     from ..demo.pipeline import DemoOptions, run_demo
 
     options = DemoOptions(
@@ -63,6 +64,10 @@ def run(args) -> int:
         train_minutes=args.minutes,
         threads=args.threads,
         progress=not args.no_progress,
+    )
+    # the process is the command's: the demo trains and predicts on the auto device
+    runtime.configure_process(
+        options.threads, reuse_freed_memory=runtime.resolve_device("auto").type == "cpu"
     )
     run_demo(options)
     return 0

@@ -160,9 +160,12 @@ def preflight(args) -> None:
 
 def run(args) -> int:
     preflight(args)
+    from .. import runtime
     from ..inference.batch import predict_files
 
     predictor = build_predictor(args)
+    # the process is the command's: its threads, and on CPU freed activations kept for the next tile
+    runtime.configure_process(args.threads, reuse_freed_memory=predictor.device.type == "cpu")
     print(predictor.describe(), flush=True)
     results = predict_files(
         predictor,

@@ -182,6 +182,7 @@ def apply_overrides(config, overrides: dict):
 
 
 def run(args) -> int:
+    from .. import runtime
     from ..config import RunConfig
     from ..errors import ConfigError
     from ..training import Trainer
@@ -202,6 +203,12 @@ def run(args) -> int:
                 "give the training folder: unetkit train DATA_DIR (or data.train_dir in --config)"
             )
         trainer = Trainer(config, run_dir=args.run_dir, progress=not args.no_progress)
+    # the process is the command's: its threads, and on CPU freed activations kept for the next step
+    train_cfg = trainer.config.train
+    runtime.configure_process(
+        train_cfg.threads,
+        reuse_freed_memory=runtime.resolve_device(train_cfg.device).type == "cpu",
+    )
     result = trainer.fit()
     best = result.best
     if trainer.dist.is_main:

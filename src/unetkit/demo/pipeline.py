@@ -79,7 +79,8 @@ class DemoOptions:
         batch_size, lr: the optimiser's batch and AdamW learning rate.
         w0, sigma: the border weight map's parameters (the paper's 10 and 5 px).
         out_tile: output tile of the overlap-tile prediction (the paper's 388).
-        threads: torch CPU threads (``None``: one per core).
+        threads: torch CPU threads (``None``: one per core), recorded in the run config; set by
+            ``unetkit demo`` (:func:`unetkit.runtime.configure_process`), not by :func:`run_demo`.
         progress: progress bars and per-epoch lines.
     """
 

@@ -2,27 +2,26 @@
 
 ``optimize_for_inference(model, example_shape, …)`` returns a :class:`FastForward`, a callable
 mapping a batch ``(B, C, *spatial)`` (already on the device, in the model's memory format) to
-float32 logits ``(B, K, *out_spatial)``. Modes, with what they cost and gave for the 64-wide
-U-Net on one 512² tile on the 2-core AVX-512-bf16 reference CPU, bf16 + channels-last
-(``benchmarks/bench_infer.py``; per tile relative to eager bf16 + channels-last):
+float32 logits ``(B, K, *out_spatial)``. Modes, with what each costs and where its saving comes
+from (measured per 512² tile of the 64-wide U-Net, bf16 + channels-last, with
+``benchmarks/bench_infer.py``: BENCHMARKS.md, "The fast path on one 512² tile"):
 
 * ``eager``: the model under ``torch.inference_mode()`` + autocast, as the predictor runs it.
-  Build: a copy of the weights (≈ 0.1 s).
+  Build: a copy of the weights.
 * ``jit``: ``torch.jit.trace`` under autocast, ``torch.jit.freeze`` (batch norm folded into the
-  convolutions, weights constant) and ``torch.jit.optimize_for_inference``. Build ≈ 1 s (one
-  traced forward pass); 0.85–0.9× eager time (0.56–0.59 s) with glibc's default allocator, but
-  only ≈ 0.98× (0.49 vs 0.50 s) once freed memory is reused (:func:`unetkit.runtime.keep_freed_memory`,
-  which the predictor turns on): most of what freezing saved was page-faulting fresh memory for the
-  batch-norm outputs. It holds a second copy of the weights (+0.15–0.25 GB peak RSS for the 64-wide
-  net at 608² tiles). TorchScript is deprecated upstream, but it is still the cheapest freezing there is.
+  convolutions, weights constant) and ``torch.jit.optimize_for_inference``. Build: one traced
+  forward pass. Most of what freezing saves is page-faulting fresh memory for the batch-norm
+  outputs, so once freed memory is reused (:func:`unetkit.runtime.keep_freed_memory`, which
+  ``unetkit predict`` turns on) it is barely faster than eager. It holds a second copy of the
+  weights. TorchScript is deprecated upstream, but it is still the cheapest freezing there is.
 * ``compile``: ``torch.compile(dynamic=False)`` with Inductor *freezing* (batch norm folded,
-  weights prepacked for oneDNN, ReLU fused into the convolutions). ≈ 0.8× eager time (0.52–0.54 s
-  vs 0.63–0.70 s) with the default allocator, ≈ 0.93× (0.467 vs 0.50 s) with freed memory reused. Build: ≈ 17–20 s cold, ≈ 10 s warm. Inductor's FX graph cache (on by default)
-  does *not* apply: it bypasses frozen CPU graphs ("mkldnn tensors unpickleable"). Without
-  freezing it would (warm build ≈ 4 s), but that graph runs ≈ 10 % slower, no faster than ``jit``.
-  What a later process does reuse is Inductor's on-disk cache of compiled C++ kernels
-  (``$TORCHINDUCTOR_CACHE_DIR``, else ``/tmp/torchinductor_$USER``): the same net and tile shape
-  skip the C++ compiler, whatever the weights; tracing, freezing and code generation remain.
+  weights prepacked for oneDNN, ReLU fused into the convolutions): the fastest per tile, with the
+  costliest build (tracing, freezing, code generation and a C++ compile), cheaper when warm.
+  Inductor's FX graph cache (on by default) does *not* apply: it bypasses frozen CPU graphs
+  ("mkldnn tensors unpickleable"). Without freezing it would, but that graph runs slower, no
+  faster than ``jit``. What a later process does reuse is Inductor's on-disk cache of compiled C++
+  kernels (``$TORCHINDUCTOR_CACHE_DIR``, else ``/tmp/torchinductor_$USER``): the same net and tile
+  shape skip the C++ compiler, whatever the weights; tracing, freezing and code generation remain.
   Needs a C++ compiler.
 * ``auto``: by job size, see :func:`choose_mode`.
 
@@ -54,11 +53,12 @@ from ..errors import ConfigError
 MODES = ("auto", "eager", "jit", "compile")
 
 #: ``auto`` uses ``jit`` from this many tiles of the example shape on: with freed memory reused it
-#: saves only ≈ 0.01 s per 512² tile and costs a traced forward pass (≈ 1 s) and a second copy of the
-#: weights, so it pays for mid-sized jobs only (a 2048² image, 16 tiles, stays eager and in 1.1 GB).
+#: saves little per tile and costs a traced forward pass and a second copy of the weights, so it
+#: pays for mid-sized jobs only (a 2048² image, 16 tiles, stays eager). Measured: BENCHMARKS.md,
+#: "The fast path on one 512² tile".
 JIT_MIN_TILES = 64
-#: ``auto`` compiles from this many tiles on: a cold compile costs ≈ 16 s more than ``jit`` (a
-#: warm one ≈ 9 s) and saves ≈ 0.04–0.05 s per 512² tile more than ``jit`` does.
+#: ``auto`` compiles from this many tiles on: a compile takes far longer to build than ``jit`` and
+#: saves a little more per tile, which repays the build only on large jobs (same section).
 COMPILE_MIN_TILES = 400
 
 
@@ -78,8 +78,9 @@ def choose_mode(
       by the job size ``expected_tiles``: unknown or < :data:`JIT_MIN_TILES` → ``eager``;
       < :data:`COMPILE_MIN_TILES` → ``jit``; more → ``compile``;
     * the fp32 path (``dtype`` None): ``compile`` from :data:`COMPILE_MIN_TILES` tiles, else
-      ``eager``. On an AVX2-only CPU fp32 ``jit`` gained nothing over eager channels-last (2.65 vs
-      2.61 s per tile), while ``compile`` saved 8 % (2.39 s) for a 22 s cold build;
+      ``eager``. On an AVX2-only CPU fp32 ``jit`` gained nothing over eager channels-last, while
+      ``compile`` saved a little per tile for a long cold build (BENCHMARKS.md, "The fp32 path on
+      a CPU without bf16");
     * any other dtype (emulated bf16, fp16 on CPU): ``eager``.
 
     Args:
@@ -270,8 +271,8 @@ def _compiled_forward(net: nn.Module, device: torch.device, dtype: Optional[torc
 
     Freezing is switched on with ``torch._inductor.config.patch`` around each call (a compile only
     happens inside a call): ``torch.compile(options={"freezing": True})`` is silently ignored by
-    PyTorch 2.13 (the convolutions then stay unfused, ~15 % slower), and setting the global flag
-    would change every other ``torch.compile`` in the process.
+    PyTorch 2.13 (the convolutions then stay unfused and run slower, BENCHMARKS.md), and setting
+    the global flag would change every other ``torch.compile`` in the process.
     """
     import torch._inductor.config as inductor_config
 

@@ -7,12 +7,13 @@ a sliding window for same-padding nets.
 
 Tile plan (``tile=None``): per axis the fewest tiles of at most ``max_tile`` pixels that overlap by
 at least ``min_overlap`` pixels, all of equal size, with tile sizes and steps multiples of the net's
-pooling period (``2**depth``, :func:`shift_period`) so that every tile sees the pooling grid of the
-whole image. A 2048² image gets 4 × 4 tiles of 608² (1.41× the pixels of the image) instead of
+pooling period (``2**depth``, the ``period`` of its :class:`~unetkit.models.geometry.SizeRule`) so
+that every tile sees the pooling grid of the whole image. A 2048² image gets 4 × 4 tiles of 608² (1.41× the pixels of the image) instead of
 7 × 7 tiles of 512² at 50 % overlap (3.1×); an image no larger than ``max_tile`` is one tile.
-``max_tile`` 640 keeps a 64-wide U-Net's bf16 activations of one tile under ~0.7 GB on CPU: measured
-when choosing it (2048², eager bf16, 2 cores), 4 × 4 tiles of 608² took 11.5 s and 1.11 GB peak RSS,
-3 × 3 tiles of 768² 10.0 s and 1.40 GB.
+``max_tile`` 640 keeps a 64-wide U-Net's bf16 activations of one tile under ~0.7 GB on CPU: larger
+tiles repeat less of the overlap but hold more activations at once, so a 2048² image in 3 × 3 tiles
+of 768² runs a little faster than in 4 × 4 of 608² at a markedly higher peak memory (BENCHMARKS.md,
+"The tile plan's max_tile").
 
 Stitching (``blend``): ``crop`` (default) takes each pixel from the one tile where it lies farthest
 from an inner tile edge (≥ ``min_overlap / 2``), so where that margin exceeds the net's receptive
@@ -22,6 +23,7 @@ radius (94 px for a depth-4 U-Net) the result equals one forward pass over the w
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable, Optional, Sequence, Union
 
@@ -73,7 +75,10 @@ class Predictor:
     """Predict logits / probabilities / labels of whole images of any size.
 
     Args:
-        model: a unetkit model (returns logits).
+        model: a unetkit model. It is moved to ``device`` and the memory format and put in eval
+            mode; its ``outputs`` flag is left as it is (the predictor reads the main logits
+            through a shallow copy whose ``outputs`` is ``"logits"``, taken here: flags the
+            caller changes later do not reach it, weights do).
         device: ``auto``, ``cpu``, ``cuda`` …
         precision: ``auto`` (bf16 where supported), ``bf16``, ``fp16`` (CUDA), ``fp32``.
         tile: input tile size (int or per axis). ``None`` plans tiles per image (module docstring).
@@ -86,7 +91,10 @@ class Predictor:
             the U-Net paper); ``True`` means ``d4`` in 2D and ``flip`` in 3D.
         batch_size: tiles per forward pass (default: 1 on CPU, where batching buys no speed and
             multiplies activation memory; 4 on GPU).
-        threads: torch CPU threads (``None`` = torch's default, one per core).
+        threads: the CPU threads the caller means to run with, recorded as :attr:`threads`. The
+            predictor changes nothing process-wide: call
+            :func:`unetkit.runtime.configure_process` (``unetkit predict`` does), which also keeps
+            freed activations for reuse on CPU; :meth:`describe` reports the threads torch uses.
         channels_last: memory format (``None`` = automatic: on for batch-norm nets on CPU).
         normalizer: applied to every image first (raw images in); ``None`` = images come
             normalised. :meth:`from_checkpoint` sets the one the model was trained with.
@@ -118,15 +126,13 @@ class Predictor:
         fast: str = "auto",
     ):
         check_tile_settings(tile, overlap, max_tile, min_overlap, batch_size, threads)
-        runtime.set_threads(threads)
+        self.threads = threads  # recorded only: the process's threads are the entry point's
         if fast not in ("auto", "eager", "jit", "compile"):
             raise ConfigError(f"fast must be auto, eager, jit or compile, got {fast!r}")
         self.fast = fast
         self._fast_forward: dict = {}
         self.normalizer, self.label_map, self.runner = normalizer, label_map, runner
         self.device = device if isinstance(device, torch.device) else runtime.resolve_device(device)
-        if self.device.type == "cpu":
-            runtime.keep_freed_memory()  # tiles reuse freed activations instead of page-faulting anew
         self.dtype = runtime.resolve_precision(precision, self.device)
         self.spatial_dims = getattr(model, "spatial_dims", 2)
         self.channels_last = runtime.use_channels_last(model, self.device, channels_last)
@@ -136,6 +142,13 @@ class Predictor:
             if runner is not None
             else model.to(self.device).eval().to(memory_format=self.memory_format)
         )
+        # What forward_batch calls: the caller's model returning the main logits. A model built to
+        # return every output (``outputs="all"``, as in training) gets a shallow copy whose flag
+        # alone is "logits": modules, weights and hooks stay shared, the caller's flag untouched.
+        self._net = self.model
+        if runner is None and getattr(model, "outputs", "logits") != "logits":
+            self._net = copy.copy(self.model)
+            self._net.outputs = "logits"
         #: what the tiling needs to know about the model (accepted sizes, border, pooling period)
         self.rule: SizeRule = size_rule_of(model, self.spatial_dims)
         self.tile = None if tile is None else list(per_axis(tile, self.spatial_dims, "tile"))
@@ -202,15 +215,8 @@ class Predictor:
         fast = self._fast_forward.get(tuple(batch.shape[1:]))
         if fast is not None:
             return fast(x).float().cpu()
-        outputs = getattr(self.model, "outputs", None)
-        if outputs is not None:
-            self.model.outputs = "logits"
-        try:
-            with torch.inference_mode(), runtime.autocast(self.device, self.dtype):
-                y = self.model(x)
-        finally:
-            if outputs is not None:
-                self.model.outputs = outputs
+        with torch.inference_mode(), runtime.autocast(self.device, self.dtype):
+            y = self._net(x)
         return y.float().cpu()
 
     def tile_function(self, square: bool = True) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -11,7 +11,7 @@ __all__ = ["TrainResult", "Trainer", "build_model", "load_checkpoint", "save_che
 
 def __getattr__(name: str):
     """``Trainer`` and ``TrainResult`` on first use: loading a checkpoint (predict, export) need not
-    import the trainer and its dependencies (about 1 s)."""
+    import the trainer and its dependencies (the data pipeline, losses, callbacks)."""
     if name in ("Trainer", "TrainResult"):
         from . import trainer
 

@@ -77,6 +77,10 @@ class Trainer:
         progress: show a per-epoch progress bar (main process only).
         callbacks: extra :class:`Callback` objects.
 
+    The trainer changes nothing process-wide: torch's thread count (``train.threads``) and the
+    allocator setting are made by the entry point, :func:`unetkit.runtime.configure_process`
+    (``unetkit train`` calls it); the ``compute path:`` line reports the threads torch uses.
+
     Example:
         >>> cfg = RunConfig.from_dict({"data": {"train_dir": "data/train"}, "train": {"epochs": 5}})
         >>> result = Trainer(cfg).fit()  # doctest: +SKIP
@@ -134,13 +138,10 @@ class Trainer:
     def setup(self) -> None:
         cfg = self.config
         self.t_start = time.monotonic()
-        runtime.set_threads(cfg.train.threads)
         self.device = runtime.resolve_device(cfg.train.device)
         self.dist = dist_utils.init_distributed(self.device)
         if self.dist.enabled and self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
-        if self.device.type == "cpu":
-            runtime.keep_freed_memory()  # each step reuses the last step's activations (no page faults)
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
         ckpt = load_checkpoint(self._resume_from) if self._resume_from else None
