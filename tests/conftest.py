@@ -14,6 +14,19 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("UNETKIT_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _probe_cache(tmp_path_factory):
+    """The planner's machine-probe cache lives in a session folder: tests never read or write the
+    user's ~/.cache, and a candidate timed once is reused by every later test (subprocesses too)."""
+    previous = os.environ.get("UNETKIT_CACHE_DIR")
+    os.environ["UNETKIT_CACHE_DIR"] = str(tmp_path_factory.mktemp("unetkit-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("UNETKIT_CACHE_DIR", None)
+    else:
+        os.environ["UNETKIT_CACHE_DIR"] = previous
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from . import __version__
 
 #: Sub-command modules, in the order ``--help`` lists them.
-COMMANDS = ("train", "predict", "evaluate", "summary", "check_data", "export", "demo")
+COMMANDS = ("plan", "train", "predict", "evaluate", "summary", "check_data", "export", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 EPILOG = """\
 examples:
+  unetkit train data/train --val data/val --time-budget 10   # planned from the data and this machine
   unetkit train data/train --model unet --epochs 50 --patch-size 256 --val data/val
   unetkit train data/train --config examples/isbi2012.yaml --time-budget 10
   unetkit train data/train --model unet-original --weight-map --optimizer sgd --lr 0.01 \\
@@ -13,8 +15,13 @@ examples:
   unetkit train --resume runs/unet-20261122-101500          # continue exactly where it stopped
   torchrun --nproc_per_node=2 -m unetkit train data/train --batch-size 8   # multi-process (DDP)
 
-A run folder (config.yaml, splits.json, metrics.csv, curves.png, train.log, checkpoints/last.pt and
-best.pt) is written under --output (default runs/).
+Without --config, the run follows a plan (see 'unetkit plan'): the data's fingerprint and this
+machine's measured speed choose patch, depth, width, batch, loss, sampling and a schedule that fits
+the time budget (default 10 minutes). Every flag overrides the planned value; --epochs without
+--time-budget replaces the planned schedule; --no-plan keeps the plain defaults.
+
+A run folder (config.yaml, plan.json, splits.json, metrics.csv, curves.png, train.log,
+checkpoints/last.pt and best.pt) is written under --output (default runs/).
 """
 
 # flag → dotted config key
@@ -63,6 +70,14 @@ def add_parser(sub) -> None:
     p.add_argument("--config", help="YAML run config (sections data, model, loss, train)")
     p.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint"
+    )
+    p.add_argument(
+        "--plan", metavar="PLAN_JSON", help="follow a plan written by 'unetkit plan' (no new probe)"
+    )
+    p.add_argument(
+        "--no-plan",
+        action="store_true",
+        help="do not plan: the plain defaults (and --config) decide what flags leave open",
     )
     p.add_argument("--output", help="folder that receives the run folder (default runs/)")
     p.add_argument("--run-dir", help="exact run folder to write (default OUTPUT/MODEL-TIMESTAMP)")
@@ -181,34 +196,104 @@ def apply_overrides(config, overrides: dict):
     return RunConfig.from_dict(raw)
 
 
-def run(args) -> int:
+def planned_values(plan, overrides: dict) -> dict:
+    """The plan's config values that the user's flags leave open.
+
+    ``--epochs`` without ``--time-budget`` replaces the planned schedule (a fixed number of
+    epochs, not the budget); a model preset other than the planned one keeps the planned width and
+    depth only where that preset takes them.
+    """
+    from ..models import MODELS
+    from ..planning.planner import SCHEDULE_KEYS
+
+    values = {k: v for k, v in plan.config.items() if k not in overrides}
+    if "train.epochs" in overrides and "train.time_budget_minutes" not in overrides:
+        values = {k: v for k, v in values.items() if k not in SCHEDULE_KEYS}
+    name = overrides.get("model.name")
+    if name and name != plan.config.get("model.name") and name in MODELS.names():
+        accepted = MODELS.options(name)
+        values = {
+            k: v
+            for k, v in values.items()
+            if not k.startswith("model.options.") or k.split(".")[-1] in accepted
+        }
+    return values
+
+
+def _plan(args, config, overrides: dict):
+    """The saved plan (``--plan``) or a new one for this data, budget and device."""
+    from ..planning import Plan
+    from .plan import make_plan_for
+
+    if args.plan:
+        plan = Plan.load(args.plan)
+        print(f"plan: {args.plan}")
+    else:
+        plan = make_plan_for(
+            config.data.train_dir,
+            config.data.val_dir,
+            config.train.time_budget_minutes,
+            config.train.device,
+            config.data.mask_suffix,
+            config.data.mask_kind,
+        )
+        if config.train.time_budget_minutes is None:
+            print(
+                f"plan: no --time-budget given: planned for {plan.budget_minutes:g} minutes "
+                "(--time-budget MINUTES to change)"
+            )
+    print(plan.table())
+    return plan
+
+
+def _configure(config) -> None:
+    """The process is the command's: its threads, and on CPU freed activations kept for the next step."""
     from .. import runtime
+
+    runtime.configure_process(
+        config.train.threads,
+        reuse_freed_memory=runtime.resolve_device(config.train.device).type == "cpu",
+    )
+
+
+def run(args) -> int:
     from ..config import RunConfig
     from ..errors import ConfigError
     from ..training import Trainer
 
     overrides = collect_overrides(args)
     if args.resume:
-        if args.config or args.data_dir:
+        if args.config or args.data_dir or args.plan:
             raise ConfigError(
-                "--resume continues a run with its own config and data; drop DATA_DIR/--config"
+                "--resume continues a run with its own config, plan and data; drop "
+                "DATA_DIR/--config/--plan"
             )
         trainer = Trainer.resume(args.resume, progress=not args.no_progress)
         trainer.config = apply_overrides(trainer.config, overrides)
+        _configure(trainer.config)
     else:
         config = RunConfig.from_yaml(args.config) if args.config else RunConfig()
-        config = apply_overrides(config, overrides)
+        config = apply_overrides(config, overrides)  # bad flags fail before any data is read
         if config.data.train_dir is None:
             raise ConfigError(
                 "give the training folder: unetkit train DATA_DIR (or data.train_dir in --config)"
             )
-        trainer = Trainer(config, run_dir=args.run_dir, progress=not args.no_progress)
-    # the process is the command's: its threads, and on CPU freed activations kept for the next step
-    train_cfg = trainer.config.train
-    runtime.configure_process(
-        train_cfg.threads,
-        reuse_freed_memory=runtime.resolve_device(train_cfg.device).type == "cpu",
-    )
+        _configure(config)  # before the probe: it measures with the run's threads
+        plan = None
+        if args.plan or not (args.config or args.no_plan):
+            if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not args.plan:
+                raise ConfigError(
+                    "under torchrun every process must follow the same plan: run 'unetkit plan "
+                    "DATA_DIR' first and pass --plan plan.json (or --no-plan)"
+                )
+            plan = _plan(args, config, overrides)
+            config = apply_overrides(RunConfig(), {**planned_values(plan, overrides), **overrides})
+        trainer = Trainer(
+            config,
+            run_dir=args.run_dir,
+            progress=not args.no_progress,
+            plan=plan.to_dict() if plan is not None else None,
+        )
     result = trainer.fit()
     best = result.best
     if trainer.dist.is_main:

@@ -13,6 +13,7 @@ A run folder holds ``config.yaml`` (resolved), ``splits.json``, ``metrics.csv``,
 from __future__ import annotations
 
 import copy
+import json
 import math
 import os
 import re
@@ -43,7 +44,7 @@ from ..evaluation.metrics import EMPTY_POLICY, confusion_matrix, overlap_scores
 from ..inference.predictor import Predictor, labels_from_logits
 from ..losses import DeepSupervisionLoss, create_loss
 from ..models import create_model
-from ..utils import remove_stale_temp_files
+from ..utils import atomic_write_text, json_default, remove_stale_temp_files
 from . import distributed as dist_utils
 from .callbacks import (
     BudgetSchedule,
@@ -76,6 +77,8 @@ class Trainer:
         run_dir: the run folder (default ``<output_dir>/<model>-<timestamp>``).
         progress: show a per-epoch progress bar (main process only).
         callbacks: extra :class:`Callback` objects.
+        plan: the planner's decisions behind ``config`` (``Plan.to_dict()``), kept with the run:
+            written to ``plan.json`` in the run folder and into every checkpoint.
 
     The trainer changes nothing process-wide: torch's thread count (``train.threads``) and the
     allocator setting are made by the entry point, :func:`unetkit.runtime.configure_process`
@@ -92,7 +95,9 @@ class Trainer:
         run_dir: Optional[Union[str, Path]] = None,
         progress: bool = True,
         callbacks: Optional[list[Callback]] = None,
+        plan: Optional[dict] = None,
     ):
+        self.plan = plan
         self.config = copy.deepcopy(
             config
         ).validate()  # its own copy: the budget schedule changes train.epochs
@@ -130,7 +135,9 @@ class Trainer:
         config = RunConfig.from_yaml(cfg_path)
         if overrides:
             config = config.override(overrides)
-        trainer = cls(config, run_dir, progress=progress)
+        plan_path = run_dir / "plan.json"
+        plan = json.loads(plan_path.read_text()) if plan_path.is_file() else None
+        trainer = cls(config, run_dir, progress=progress, plan=plan)
         trainer._resume_from = last
         return trainer
 
@@ -194,6 +201,11 @@ class Trainer:
                 *self.extra_callbacks,
             ]
             self.config.to_yaml(self.run_dir / "config.yaml")
+            if self.plan is not None:
+                atomic_write_text(
+                    self.run_dir / "plan.json",
+                    json.dumps(self.plan, indent=2, default=json_default),
+                )
         if (
             cfg.train.scheduler == "budget"
         ):  # the schedule on the clock; on every rank (rank 0's clock decides)
@@ -423,29 +435,25 @@ class Trainer:
         )
         y = batch["mask"].to(self.device, non_blocking=True)
         w = batch["weight"].to(self.device, non_blocking=True) if "weight" in batch else None
-        with runtime.autocast(self.device, self.autocast_dtype):
-            out = self.ddp(x)
-            loss = self.loss_fn(out, y, w)
-        if not torch.isfinite(loss):
+        loss = optimisation_step(
+            self.ddp,
+            self.loss_fn,
+            self.optimizer,
+            x,
+            y,
+            w,
+            self.device,
+            self.autocast_dtype,
+            self.config.train.grad_clip,
+            self.scaler,
+            params=self.model.parameters(),
+        )
+        if not math.isfinite(loss):
             raise FloatingPointError(
-                f"loss became {loss.item()} at epoch {self.epoch}; lower the learning rate "
+                f"loss became {loss} at epoch {self.epoch}; lower the learning rate "
                 f"(train.lr = {self.config.train.lr}) or use precision fp32"
             )
-        self.optimizer.zero_grad(set_to_none=True)
-        clip = self.config.train.grad_clip
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            if clip:
-                self.scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            loss.backward()
-            if clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-            self.optimizer.step()
-        return float(loss.detach())
+        return loss
 
     def validate(self) -> dict:
         """Whole-image prediction of the validation cases (shared across ranks): the loss and the
@@ -555,6 +563,7 @@ class Trainer:
                 "bad_validations": self.bad_validations,
                 "label_size": self.label_size,
                 "empty_policy": EMPTY_POLICY,
+                "plan": self.plan,
             },
         )
 
@@ -609,6 +618,44 @@ class Trainer:
         print(
             runtime.describe_path(self.device, self.autocast_dtype, self.channels_last), flush=True
         )
+
+
+def optimisation_step(
+    model: torch.nn.Module,
+    loss_fn,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    w: Optional[torch.Tensor],
+    device: torch.device,
+    dtype: Optional[torch.dtype],
+    grad_clip: Optional[float],
+    scaler=None,
+    params=None,
+) -> float:
+    """One training step as the :class:`Trainer` takes it (autocast forward and loss, backward,
+    gradient clipping, optimiser step; the grad scaler for fp16); returns the loss. The planner's
+    machine probe times this same function. A non-finite loss is returned without a step."""
+    with runtime.autocast(device, dtype):
+        out = model(x)
+        loss = loss_fn(out, y, w)
+    if not torch.isfinite(loss):
+        return float(loss.detach())
+    optimizer.zero_grad(set_to_none=True)
+    params = list(params if params is not None else model.parameters())
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+    return float(loss.detach())
 
 
 @dataclass

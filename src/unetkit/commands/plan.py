@@ -1,0 +1,94 @@
+"""``unetkit plan DATA_DIR``: fingerprint the data, measure this machine, print and save the plan."""
+
+from __future__ import annotations
+
+import argparse
+
+EPILOG = """\
+examples:
+  unetkit plan data/train --time-budget 5             # prints the decisions, writes plan.json
+  unetkit plan data/train --val data/val --output runs/plan.json
+  unetkit train data/train --plan runs/plan.json      # train with a saved plan
+
+The plan fits the budget on THIS machine: the probe times a few training steps of each candidate
+network (cached per machine). 'unetkit train DATA_DIR' makes the same plan itself when no --config
+is given.
+"""
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="plan network, patch, batch and schedule from the data and the time budget",
+        description="Fingerprint a dataset, time candidate networks on this machine and choose "
+        "patch, depth, width, batch, loss, sampling and schedule for the time budget; every "
+        "decision is printed with its reason.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "data_dir", help="training folder: images/ + masks/ (or nnU-Net imagesTr/ + labelsTr/)"
+    )
+    p.add_argument(
+        "--val",
+        metavar="VAL_DIR",
+        help="fixed validation folder (its size sets the validation cost)",
+    )
+    p.add_argument(
+        "--time-budget",
+        type=float,
+        metavar="MINUTES",
+        help="training time to plan for (default 10)",
+    )
+    p.add_argument(
+        "--device", default="auto", help="auto, cpu, cuda or cuda:N (where training will run)"
+    )
+    p.add_argument("--mask-suffix", help="mask file suffix such as _mask (default: detected)")
+    p.add_argument("--mask-kind", choices=("auto", "labels", "colors", "instances"), default="auto")
+    p.add_argument(
+        "--output", default="plan.json", help="where to write the plan (default plan.json)"
+    )
+    p.set_defaults(run=run)
+
+
+def make_plan_for(
+    data_dir,
+    val_dir=None,
+    budget_minutes=None,
+    device: str = "auto",
+    mask_suffix=None,
+    mask_kind: str = "auto",
+    say=print,
+):
+    """Fingerprint ``data_dir`` and plan for ``budget_minutes`` on ``device`` (shared with train)."""
+    from ..data.discovery import find_cases
+    from ..data.fingerprint import fingerprint_dataset
+    from ..planning import make_plan
+
+    fp = fingerprint_dataset(data_dir, val_dir, mask_suffix=mask_suffix, mask_kind=mask_kind)
+    for line in fp.describe():
+        say(f"data: {line}")
+    val_cases = len(find_cases(val_dir, mask_suffix=mask_suffix)) if val_dir is not None else None
+    return make_plan(
+        fp, budget_minutes, device, val_cases=val_cases, progress=lambda m: say(f"probe: {m}")
+    )
+
+
+def run(args) -> int:
+    from ..utils import check_output_file
+
+    check_output_file(args.output)
+    plan = make_plan_for(
+        args.data_dir,
+        args.val,
+        args.time_budget,
+        args.device,
+        args.mask_suffix,
+        args.mask_kind,
+    )
+    print(plan.table())
+    plan.save(args.output)
+    print(
+        f"\nwrote {args.output}; train with it: unetkit train {args.data_dir} --plan {args.output}"
+    )
+    return 0

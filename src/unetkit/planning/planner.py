@@ -1,0 +1,420 @@
+"""From a dataset fingerprint, a time budget and this machine's measured speed to a training plan.
+
+nnU-Net's lesson is that settings derived from the data beat hand-tuned recipes; its blind spot is
+time. Here every decision is a small rule with its reason written next to it, and the rules that
+depend on speed read the machine probe (:mod:`unetkit.planning.probe`), so the same data gets a
+wider net on a fast GPU and a narrower one on a 2-core CPU without bf16 — always the plan that this
+machine can train within the budget.
+
+The rules, in order (constants below):
+
+* **patch**: at least ``CONTEXT`` × the large (90th percentile) object diameter, clamped to the
+  dimension's limits, no larger than the smallest image, a multiple of the pooling period.
+* **depth**: pool while the bottleneck keeps ≥ ``MIN_BOTTLENECK`` px per axis (2 … 4 poolings).
+* **batch**: about ``PIXELS_PER_BATCH`` pixels per batch (4 × 256² in 2D), at least 2.
+* **width**: every candidate width is timed; the widest one whose step count in the budget reaches
+  its minimum (``MIN_STEPS``) wins: a wider net learns more per step but needs more steps than a
+  short budget gives. When even the narrowest gets fewer than ``FEW_STEPS`` steps, smaller patches
+  are tried.
+* **loss**: Dice + cross-entropy; the U-Net paper's border weight map where objects touch.
+* **sampling**: foreground oversampling 0.33 (nnU-Net), 0.5 when a class is rare.
+* **schedule**: poly learning rate on the clock over the budget (``scheduler: budget``), epochs
+  sized so that validations take at most ``VALIDATION_SHARE`` of the time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+import torch
+
+from .. import runtime
+from ..errors import ConfigError, DataError
+from ..utils import atomic_write_text, json_default
+from .probe import Candidate, Measurement, machine_key, measure
+
+PLAN_VERSION = 1
+DEFAULT_BUDGET_MINUTES = 10.0
+MODEL = "unet"
+#: patch limits per axis (min, max) by dimensionality and device type
+PATCH_LIMITS = {
+    ("cpu", 2): (64, 256),
+    ("cuda", 2): (64, 512),
+    ("cpu", 3): (32, 96),
+    ("cuda", 3): (32, 128),
+}
+CONTEXT = 3
+MIN_BOTTLENECK = 12
+PIXELS_PER_BATCH = {2: 4 * 256 * 256, 3: 2 * 96**3}
+WIDTHS = (16, 32, 64)
+#: a wider net only pays when the budget gives it at least this many optimiser steps
+MIN_STEPS = {16: 0, 32: 300, 64: 1200}
+FEW_STEPS = 150
+#: shares of the budget not spent on training steps: setup (reading, weight maps) and validation
+SETUP_SHARE = 0.08
+VALIDATION_SHARE = 0.12
+TARGET_VALIDATIONS = 10
+#: a whole-image forward pass costs about this fraction of a training step per pixel (no backward)
+INFERENCE_COST = 0.4
+TOUCHING_WEIGHT_MAP = 0.25
+RARE_CLASS = 0.01
+
+
+@dataclass
+class Decision:
+    """One planned value and why."""
+
+    name: str
+    value: Any
+    reason: str
+
+
+@dataclass
+class Plan:
+    """What the planner decided, why, and the config values it sets.
+
+    Attributes:
+        budget_minutes: the time budget the plan fits.
+        machine: device, precision path and threads the speeds were measured on.
+        fingerprint: the dataset fingerprint (``Fingerprint.to_dict()``).
+        decisions: one :class:`Decision` per planned value, in the order they were made.
+        config: dotted config values (``{"model.options.base_features": 16, …}``) to apply.
+        measurements: every candidate timed (``Measurement.to_dict()``).
+    """
+
+    budget_minutes: float
+    machine: dict
+    fingerprint: dict
+    decisions: list[Decision] = field(default_factory=list)
+    config: dict = field(default_factory=dict)
+    measurements: list[dict] = field(default_factory=list)
+
+    def decide(self, name: str, value: Any, reason: str, **config: Any) -> None:
+        self.decisions.append(Decision(name, value, reason))
+        self.config.update(config)
+
+    def to_dict(self) -> dict:
+        return {
+            "version": PLAN_VERSION,
+            "budget_minutes": self.budget_minutes,
+            "machine": self.machine,
+            "decisions": [vars(d) for d in self.decisions],
+            "config": self.config,
+            "measurements": self.measurements,
+            "fingerprint": self.fingerprint,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Plan:
+        try:
+            return cls(
+                float(data["budget_minutes"]),
+                dict(data["machine"]),
+                dict(data["fingerprint"]),
+                [Decision(**d) for d in data["decisions"]],
+                dict(data["config"]),
+                list(data.get("measurements", [])),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(f"not a unetkit plan ({type(exc).__name__}: {exc})") from None
+
+    def save(self, path: Union[str, Path]) -> Path:
+        """Write ``plan.json`` atomically."""
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, default=json_default) + "\n")
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> Plan:
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError) as exc:
+            raise DataError(f"cannot read the plan ({exc})", path) from None
+
+    def table(self) -> str:
+        """The decisions as an aligned text table: name, value, reason."""
+        rows = [(d.name, _show(d.value), d.reason) for d in self.decisions]
+        w0 = max(len(r[0]) for r in rows)
+        w1 = max(len(r[1]) for r in rows)
+        head = (
+            f"plan for a {self.budget_minutes:g}-minute budget on {self.machine['device']} "
+            f"({self.machine['precision']}, {self.machine['threads']} threads)"
+        )
+        lines = [head, ""] + [f"  {a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows]
+        return "\n".join(lines)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "×".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _round_down(v: float, m: int) -> int:
+    return max(m, int(v) // m * m)
+
+
+def _round_up(v: float, m: int) -> int:
+    return int(math.ceil(v / m) * m)
+
+
+def _large_object(fp) -> Optional[float]:
+    """The 90th-percentile object diameter (px) of the class with the largest objects."""
+    sizes = [
+        o["diameter_px"]["p90"]
+        for o in (fp.objects or {}).values()
+        if o.get("count") and o.get("diameter_px")
+    ]
+    return max(sizes) if sizes else None
+
+
+def plan_patch(fp, device_type: str) -> tuple[list[int], str]:
+    """Patch size per axis and the reason (before the speed-dependent steps)."""
+    dims = fp.spatial_dims
+    lo, hi = PATCH_LIMITS[(device_type if device_type == "cuda" else "cpu", dims)]
+    obj = _large_object(fp)
+    want = CONTEXT * obj if obj else hi
+    want = min(max(want, lo), hi)
+    smallest = fp.sizes["min"]
+    period = 16 if dims == 2 else 8
+    patch = []
+    for s in smallest:
+        p = _round_up(want, period)
+        if p > s:
+            p = max(_round_down(s, period), min(s, period))
+        patch.append(int(p))
+    why = (
+        f"≥ {CONTEXT}× the large objects ({obj:.0f} px, 90th percentile) for context"
+        if obj
+        else "no objects to size it by: the largest patch"
+    )
+    why += f", within {lo}…{hi} px"
+    if any(p < _round_up(want, period) for p in patch):
+        why += f", cut to the smallest image ({'×'.join(map(str, smallest))})"
+    return patch, why
+
+
+def plan_depth(patch: list[int]) -> int:
+    """Poolings while the bottleneck keeps ≥ ``MIN_BOTTLENECK`` px on the shortest axis (2 … 4)."""
+    return int(min(4, max(2, math.floor(math.log2(max(min(patch), 1) / MIN_BOTTLENECK)))))
+
+
+def plan_batch(patch: list[int], dims: int) -> int:
+    return int(max(2, min(32, round(PIXELS_PER_BATCH[dims] / math.prod(patch)))))
+
+
+def train_seconds(budget_minutes: float) -> float:
+    """The part of the budget planned for training steps (the rest: setup and validation)."""
+    return budget_minutes * 60 * (1 - SETUP_SHARE - VALIDATION_SHARE)
+
+
+def choose_width(
+    measurements: list[Measurement], budget_minutes: float
+) -> tuple[Measurement, int, str]:
+    """The widest candidate whose steps in the budget reach ``MIN_STEPS`` for its width."""
+    seconds = train_seconds(budget_minutes)
+    ok = [
+        m
+        for m in measurements
+        if seconds / m.seconds_per_step >= MIN_STEPS.get(m.candidate.base_features, 0)
+    ]
+    pool = ok or [min(measurements, key=lambda m: m.seconds_per_step)]
+    best = max(pool, key=lambda m: (m.candidate.base_features, -m.seconds_per_step))
+    steps = int(seconds / best.seconds_per_step)
+    others = ", ".join(
+        f"{m.candidate.base_features}: {int(seconds / m.seconds_per_step)} steps"
+        for m in measurements
+        if m is not best
+    )
+    reason = (
+        f"{steps} steps of {best.seconds_per_step:.2f} s fit the budget"
+        + (f" ({others})" if others else "")
+        + f"; wider nets need ≥ {', '.join(f'{MIN_STEPS[w]} (width {w})' for w in WIDTHS[1:])} steps"
+    )
+    return best, steps, reason
+
+
+def make_plan(
+    fp,
+    budget_minutes: Optional[float] = None,
+    device: str = "auto",
+    val_cases: Optional[int] = None,
+    timer: Optional[Callable[[Candidate], float]] = None,
+    progress: Optional[Callable[[str], None]] = None,
+) -> Plan:
+    """Plan a training run for the dataset ``fp`` (a :class:`~unetkit.data.fingerprint.Fingerprint`).
+
+    Args:
+        budget_minutes: the time budget (default :data:`DEFAULT_BUDGET_MINUTES`).
+        device: where training will run (``auto``, ``cpu``, ``cuda`` …): the probe measures there.
+        val_cases: validation images (default: the hold-out, 20 % of the cases).
+        timer: replaces the probe's timing (``Candidate → seconds per step``), for tests.
+        progress: receives one line per candidate being timed.
+    """
+    budget = float(DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes)
+    if not budget > 0:
+        raise ConfigError(f"the time budget must be > 0 minutes, got {budget_minutes}")
+    dev = runtime.resolve_device(device)
+    dims = int(fp.spatial_dims)
+    dtype = runtime.training_precision("auto", dev, dims)
+    precision = (
+        "bf16" if dtype == torch.bfloat16 else ("fp16" if dtype == torch.float16 else "fp32")
+    )
+    plan = Plan(
+        budget,
+        {
+            "device": str(dev) if dev.type != "cpu" else f"cpu ({runtime.cpu_info().model})",
+            "precision": precision,
+            "threads": torch.get_num_threads(),
+            "key": machine_key(dev, dtype),
+        },
+        fp.to_dict(),
+    )
+    in_channels = int(fp.channels)
+    num_classes = max(2, len(fp.label_values))
+
+    # -- precision and input -----------------------------------------------------------------------
+    why = {
+        "bf16": "bf16 autocast: this device computes bf16 natively",
+        "fp16": "fp16 autocast with a gradient scaler (CUDA)",
+        "fp32": "fp32: no native bf16 here, emulated bf16 would be slower"
+        if dev.type == "cpu"
+        else "fp32",
+    }[precision]
+    plan.decide("precision", precision, why)
+    if fp.grey_as_colour and in_channels > 1:
+        plan.decide(
+            "channels",
+            in_channels,
+            "grey images stored as colour (identical channels): kept as read; only the first "
+            "layer pays for the copies",
+        )
+
+    # -- patch, depth, batch, width (measured) ---------------------------------------------------------
+    patch, patch_why = plan_patch(fp, dev.type)
+    candidates_tried: list[Measurement] = []
+    for attempt in range(3):
+        depth = plan_depth(patch)
+        batch = plan_batch(patch, dims)
+        widths = WIDTHS if dev.type == "cuda" else WIDTHS[:2] if budget < 30 else WIDTHS
+        cands = [Candidate(MODEL, w, depth, tuple(patch), batch) for w in widths]
+        measured = measure(cands, in_channels, num_classes, dims, dev, dtype, timer, progress)
+        candidates_tried += measured
+        best, steps, width_why = choose_width(measured, budget)
+        lo = PATCH_LIMITS[(dev.type if dev.type == "cuda" else "cpu", dims)][0]
+        if steps >= FEW_STEPS or min(patch) <= lo or attempt == 2:
+            break
+        patch = [max(lo, _round_down(p * 0.75, 16 if dims == 2 else 8)) for p in patch]
+        patch_why += f"; reduced to {'×'.join(map(str, patch))} px: the larger patch left under {FEW_STEPS} steps"
+    plan.measurements = [m.to_dict() for m in candidates_tried]
+    plan.decide("patch", patch, patch_why, **{"data.patch_size": patch})
+    plan.decide(
+        "model",
+        MODEL,
+        "the same-padding U-Net: whole images of any size, tiles on its pooling grid",
+        **{"model.name": MODEL},
+    )
+    plan.decide(
+        "depth",
+        depth,
+        f"poolings while the bottleneck keeps ≥ {MIN_BOTTLENECK} px "
+        f"({min(patch) // 2**depth} px at {min(patch)})",
+        **{"model.options.depth": depth},
+    )
+    plan.decide(
+        "batch",
+        batch,
+        f"≈ {PIXELS_PER_BATCH[dims]:,} pixels per batch",
+        **{"train.batch_size": batch},
+    )
+    plan.decide(
+        "width",
+        best.candidate.base_features,
+        width_why,
+        **{"model.options.base_features": best.candidate.base_features},
+    )
+
+    # -- loss and sampling -----------------------------------------------------------------------
+    touching = float(fp.touching_fraction or 0.0)
+    weight_map = touching >= TOUCHING_WEIGHT_MAP
+    plan.decide(
+        "loss",
+        "dice_ce" + (" + border weight map" if weight_map else ""),
+        (
+            f"{100 * touching:.0f} % of the objects lie within 2 px of another: the U-Net paper's "
+            "border weight map makes the net learn the gaps"
+            if weight_map
+            else f"Dice + cross-entropy (nnU-Net); objects rarely touch ({100 * touching:.0f} %)"
+        ),
+        **{"loss.name": "dice_ce", "data.weight_map": weight_map},
+    )
+    fg = [f for f in fp.class_fraction[1:]] if fp.class_fraction else []
+    rare = bool(fg) and min(fg) < RARE_CLASS
+    fg_fraction = 0.5 if rare else 0.33
+    plan.decide(
+        "foreground sampling",
+        fg_fraction,
+        (
+            f"a class covers {100 * min(fg):.2f} % of the pixels: half the patches centred on it"
+            if rare
+            else "a third of the patches centred on foreground (nnU-Net)"
+        ),
+        **{"data.fg_fraction": fg_fraction},
+    )
+    plan.decide(
+        "augmentation",
+        "default",
+        "flips, rotations, scaling, elastic deformation, intensity (the U-Net paper, nnU-Net)",
+    )
+
+    # -- schedule ----------------------------------------------------------------------------------
+    n_val = val_cases if val_cases is not None else max(1, round(0.2 * fp.cases))
+    val_pixels = n_val * math.prod(fp.sizes["median"])
+    px_seconds = best.seconds_per_step / (batch * math.prod(patch))
+    val_seconds = max(1.0, val_pixels * px_seconds * INFERENCE_COST)
+    validations = int(max(2, min(TARGET_VALIDATIONS, budget * 60 * VALIDATION_SHARE / val_seconds)))
+    iters = int(max(5, steps // validations))
+    plan.decide(
+        "schedule",
+        f"{budget:g} min",
+        f"AdamW lr 1e-3, poly decay on the clock over the budget; about {validations} epochs of "
+        f"{iters} steps, each followed by a validation of {n_val} image(s) (≈ {val_seconds:.0f} s)",
+        **{
+            "train.optimizer": "adamw",
+            "train.lr": 1e-3,
+            "train.scheduler": "budget",
+            "train.time_budget_minutes": budget,
+            "train.epochs": 1000,
+            "train.iters_per_epoch": iters,
+            "train.val_every": 1,
+        },
+    )
+    return plan
+
+
+#: the config keys a plan's schedule sets (dropped when the user fixes the epochs without a budget)
+SCHEDULE_KEYS = (
+    "train.scheduler",
+    "train.time_budget_minutes",
+    "train.epochs",
+    "train.iters_per_epoch",
+)
+
+
+__all__ = [
+    "DEFAULT_BUDGET_MINUTES",
+    "Decision",
+    "Plan",
+    "SCHEDULE_KEYS",
+    "choose_width",
+    "make_plan",
+    "plan_batch",
+    "plan_depth",
+    "plan_patch",
+]

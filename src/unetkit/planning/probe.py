@@ -1,0 +1,204 @@
+"""The machine probe: how fast this device trains each candidate network, measured, cached.
+
+A plan that fits a time budget needs images per second, and those depend on the CPU (AVX-512 with
+native bf16 or AVX2 only), the thread count, the precision path and the network. FLOP counts
+mislead on CPUs (memory-bound layers, layouts, oneDNN kernels), so the probe times a few real
+training steps of each candidate — the :class:`~unetkit.training.Trainer`'s own step
+(:func:`~unetkit.training.trainer.optimisation_step`), on random data of the candidate's patch
+size, after one warm-up step — and keeps the result in a small JSON cache per machine, so a second
+plan on the same machine costs nothing.
+
+Cache: ``$UNETKIT_CACHE_DIR/probe.json`` (default ``$XDG_CACHE_HOME/unetkit`` or
+``~/.cache/unetkit``); entries are keyed by CPU model, torch version, device, precision, threads
+and the candidate. ``UNETKIT_CACHE_DIR=off`` disables it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from .. import runtime
+from ..utils import atomic_write_text
+
+#: Timed steps per candidate (after one warm-up step); the median is kept.
+PROBE_STEPS = 3
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One network/patch/batch configuration the planner may choose."""
+
+    model: str
+    base_features: int
+    depth: int
+    patch: tuple[int, ...]
+    batch_size: int
+
+    def key(self) -> str:
+        return (
+            f"{self.model}-w{self.base_features}-d{self.depth}-"
+            f"{'x'.join(map(str, self.patch))}-b{self.batch_size}"
+        )
+
+    def options(self) -> dict:
+        return {"base_features": self.base_features, "depth": self.depth}
+
+
+@dataclass
+class Measurement:
+    """Seconds per training step of one candidate on this machine, and where the number came from."""
+
+    candidate: Candidate
+    seconds_per_step: float
+    cached: bool
+
+    @property
+    def images_per_second(self) -> float:
+        return self.candidate.batch_size / self.seconds_per_step
+
+    def to_dict(self) -> dict:
+        return {
+            **asdict(self.candidate),
+            "patch": list(self.candidate.patch),
+            "seconds_per_step": round(self.seconds_per_step, 4),
+            "images_per_s": round(self.images_per_second, 3),
+            "cached": self.cached,
+        }
+
+
+def cache_path() -> Optional[Path]:
+    """Where measurements are kept (``None`` when ``UNETKIT_CACHE_DIR=off``)."""
+    root = os.environ.get("UNETKIT_CACHE_DIR")
+    if root == "off":
+        return None
+    if not root:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        root = str(Path(base) / "unetkit")
+    return Path(root) / "probe.json"
+
+
+def machine_key(device: torch.device, dtype: Optional[torch.dtype]) -> str:
+    """What makes a measurement valid elsewhere: CPU model, torch, device, precision, threads."""
+    info = runtime.cpu_info()
+    name = (
+        torch.cuda.get_device_name(device)
+        if device.type == "cuda" and torch.cuda.is_available()
+        else info.model
+    )
+    precision = str(dtype).replace("torch.", "") if dtype is not None else "fp32"
+    return f"{name}|torch {torch.__version__}|{device.type}|{precision}|{torch.get_num_threads()} threads"
+
+
+def _load_cache(path: Optional[Path]) -> dict:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # a damaged cache is only a cache: measure again
+    return data if isinstance(data, dict) else {}
+
+
+def _save_cache(path: Optional[Path], data: dict) -> None:
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True))
+    except OSError:
+        pass  # a read-only home: the plan is still right, only the next one measures again
+
+
+def time_training_step(
+    candidate: Candidate,
+    in_channels: int,
+    num_classes: int,
+    spatial_dims: int,
+    device: torch.device,
+    dtype: Optional[torch.dtype],
+    steps: int = PROBE_STEPS,
+) -> float:
+    """Median seconds of ``steps`` training steps (after one warm-up) of ``candidate`` on random data."""
+    from ..data.dataset import patch_geometry
+    from ..losses import DeepSupervisionLoss, create_loss
+    from ..models import create_model
+    from ..training.trainer import optimisation_step
+
+    torch.manual_seed(0)
+    model = create_model(
+        candidate.model,
+        spatial_dims=spatial_dims,
+        in_channels=in_channels,
+        num_classes=num_classes,
+        init="torch",
+        **candidate.options(),
+    )
+    model.outputs = "all"
+    model.to(device)
+    channels_last = runtime.use_channels_last(model, device, None, dtype=dtype, training=True)
+    fmt = runtime.memory_format(spatial_dims, channels_last)
+    model.to(memory_format=fmt).train()
+    loss_fn = DeepSupervisionLoss(create_loss("dice_ce"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    patch, label = patch_geometry(model, candidate.patch)  # as the trainer: label size → input
+    x = torch.randn(candidate.batch_size, in_channels, *patch, device=device)
+    x = x.contiguous(memory_format=fmt)
+    y = torch.randint(0, max(num_classes, 2), (candidate.batch_size, *label), device=device)
+    times = []
+    for i in range(steps + 1):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        t0 = time.perf_counter()
+        optimisation_step(model, loss_fn, optimizer, x, y, None, device, dtype, 12.0)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        if i:
+            times.append(time.perf_counter() - t0)
+    return float(sorted(times)[len(times) // 2])
+
+
+def measure(
+    candidates: list[Candidate],
+    in_channels: int,
+    num_classes: int,
+    spatial_dims: int,
+    device: torch.device,
+    dtype: Optional[torch.dtype],
+    timer: Optional[Callable[[Candidate], float]] = None,
+    progress: Optional[Callable[[str], None]] = None,
+) -> list[Measurement]:
+    """Seconds per step of every candidate: from the cache when this machine measured it before,
+    else timed (``timer`` replaces the timing, for tests) and added to the cache."""
+    path = cache_path()
+    cache = _load_cache(path)
+    machine = machine_key(device, dtype)
+    entries = cache.setdefault(machine, {})
+    out, changed = [], False
+    for cand in candidates:
+        key = f"{cand.key()}-c{in_channels}-k{num_classes}-{spatial_dims}d"
+        if key in entries:
+            out.append(Measurement(cand, float(entries[key]), cached=True))
+            continue
+        if progress:
+            progress(f"probing {cand.key()} …")
+        seconds = (
+            timer(cand)
+            if timer is not None
+            else time_training_step(cand, in_channels, num_classes, spatial_dims, device, dtype)
+        )
+        entries[key] = seconds
+        changed = True
+        out.append(Measurement(cand, seconds, cached=False))
+    if changed and timer is None:
+        _save_cache(path, cache)
+    return out
+
+
+__all__ = ["Candidate", "Measurement", "cache_path", "machine_key", "measure", "time_training_step"]

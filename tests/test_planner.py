@@ -1,0 +1,223 @@
+"""The planner: rules on a dataset fingerprint, widths chosen by measured speed within the budget,
+the probe's cache, plans saved and followed by ``unetkit train``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unetkit import cli
+from unetkit.config import RunConfig
+from unetkit.planning import Candidate, Plan, cache_path, make_plan
+from unetkit.planning.planner import (
+    MIN_STEPS,
+    choose_width,
+    plan_batch,
+    plan_depth,
+    plan_patch,
+    train_seconds,
+)
+from unetkit.planning.probe import Measurement, measure
+
+
+@dataclass
+class FakeFingerprint:
+    """The fields the planner reads, as :class:`unetkit.data.fingerprint.Fingerprint` has them."""
+
+    cases: int = 30
+    spatial_dims: int = 2
+    sizes: dict = field(
+        default_factory=lambda: {"median": [512, 512], "min": [400, 500], "max": [600, 700]}
+    )
+    channels: int = 1
+    grey_as_colour: bool = False
+    label_values: list = field(default_factory=lambda: [0, 1])
+    class_fraction: list = field(default_factory=lambda: [0.8, 0.2])
+    objects: dict = field(
+        default_factory=lambda: {
+            "1": {
+                "count": 300,
+                "per_case_median": 10,
+                "diameter_px": {"median": 20, "p10": 10, "p90": 30},
+            }
+        }
+    )
+    touching_fraction: float = 0.0
+
+    def to_dict(self) -> dict:
+        return dict(vars(self))
+
+
+def _decision(plan, name):
+    return next(d for d in plan.decisions if d.name == name)
+
+
+def speed(base: float = 1.0):
+    """A fake machine: seconds per step grow with width², pixels and batch (as convolutions do)."""
+
+    def timer(c: Candidate) -> float:
+        return base * (c.base_features / 16) ** 2 * (np.prod(c.patch) / 256**2) * c.batch_size / 4
+
+    return timer
+
+
+def test_patch_holds_the_large_objects_and_fits_the_smallest_image():
+    fp = FakeFingerprint()
+    patch, why = plan_patch(fp, "cpu")
+    assert patch == [96, 96] and "30 px" in why  # 3 × 30 = 90 → next multiple of 16
+    big = FakeFingerprint(
+        objects={"1": {"count": 5, "diameter_px": {"median": 90, "p10": 50, "p90": 120}}}
+    )
+    assert plan_patch(big, "cpu")[0] == [256, 256]  # capped on a CPU
+    assert plan_patch(big, "cuda")[0] == [368, 368]
+    small = FakeFingerprint(
+        sizes={"median": [90, 200], "min": [70, 150], "max": [100, 300]}, objects={}
+    )
+    patch, why = plan_patch(small, "cpu")
+    assert patch == [64, 144] and "smallest image" in why  # multiples of 16, never past an image
+
+
+def test_depth_and_batch_rules():
+    assert [plan_depth([p, p]) for p in (32, 64, 96, 128, 192, 256, 512)] == [2, 2, 3, 3, 4, 4, 4]
+    assert plan_batch([256, 256], 2) == 4 and plan_batch([128, 128], 2) == 16
+    assert plan_batch([512, 512], 2) == 2 and plan_batch([64, 64], 2) == 32
+    assert plan_batch([96, 96, 96], 3) == 2
+
+
+def test_width_is_the_widest_the_budget_trains_enough():
+    ms = [
+        Measurement(Candidate("unet", 16, 4, (256, 256), 4), 1.0, False),
+        Measurement(Candidate("unet", 32, 4, (256, 256), 4), 3.0, False),
+    ]
+    best, steps, why = choose_width(ms, 5)
+    assert best.candidate.base_features == 16 and steps == int(train_seconds(5))
+    assert train_seconds(5) / 3.0 < MIN_STEPS[32]
+    best, steps, _ = choose_width(ms, 30)
+    assert (
+        best.candidate.base_features == 32
+        and steps == int(train_seconds(30) / 3.0) >= MIN_STEPS[32]
+    )
+
+
+def test_plan_follows_the_budget_and_the_machine():
+    fp = FakeFingerprint()
+    short = make_plan(fp, 5, "cpu", timer=speed(1.0))
+    long = make_plan(fp, 60, "cpu", timer=speed(1.0))
+    assert short.config["model.options.base_features"] == 16
+    assert long.config["model.options.base_features"] == 32  # more time: a wider net
+    assert (
+        short.config["train.time_budget_minutes"] == 5
+        and short.config["train.scheduler"] == "budget"
+    )
+    assert short.config["data.patch_size"] == [96, 96] and short.config["model.options.depth"] == 3
+    assert short.config["train.batch_size"] == 28
+    # a machine 100× slower: too few steps at 96² → smaller patches are tried
+    slow = make_plan(fp, 5, "cpu", timer=speed(100.0))
+    assert slow.config["data.patch_size"] == [64, 64] and "reduced" in _decision(slow, "patch").reason
+    # every planned value is a valid config value
+    cfg = RunConfig().override(short.config)
+    assert cfg.model.options["base_features"] == 16 and cfg.train.scheduler == "budget"
+    names = [d.name for d in short.decisions]
+    assert names[:2] == ["precision", "patch"] and "schedule" in names
+    table = short.table()
+    assert all(n in table for n in names) and "5-minute budget" in table
+
+
+def test_touching_objects_get_the_border_weight_map_and_rare_classes_oversampling():
+    fp = FakeFingerprint(touching_fraction=0.6, class_fraction=[0.995, 0.005])
+    plan = make_plan(fp, 5, "cpu", timer=speed())
+    assert plan.config["data.weight_map"] is True and plan.config["data.fg_fraction"] == 0.5
+    plain = make_plan(FakeFingerprint(), 5, "cpu", timer=speed())
+    assert plain.config["data.weight_map"] is False and plain.config["data.fg_fraction"] == 0.33
+
+
+def test_validation_cadence_keeps_validation_a_small_share():
+    fp = FakeFingerprint(sizes={"median": [4000, 4000], "min": [3000, 3000], "max": [5000, 5000]})
+    plan = make_plan(fp, 5, "cpu", timer=speed(), val_cases=10)
+    sched = _decision(plan, "schedule")
+    assert "about 2 epochs" in sched.reason  # huge validation images: only two validations
+    few = make_plan(FakeFingerprint(), 5, "cpu", timer=speed(), val_cases=1)
+    assert "about 10 epochs" in _decision(few, "schedule").reason
+
+
+def test_plan_round_trip(tmp_path):
+    plan = make_plan(FakeFingerprint(), 5, "cpu", timer=speed())
+    back = Plan.load(plan.save(tmp_path / "plan.json"))
+    assert back.to_dict() == json.loads(json.dumps(plan.to_dict()))
+
+
+def test_probe_times_real_steps_once_and_caches_them():
+    cand = Candidate("unet", 4, 2, (32, 32), 2)
+    first = measure([cand], 1, 2, 2, torch.device("cpu"), None)
+    again = measure([cand], 1, 2, 2, torch.device("cpu"), None)
+    assert not first[0].cached and again[0].cached
+    assert again[0].seconds_per_step == first[0].seconds_per_step > 0
+    stored = json.loads(cache_path().read_text())
+    (machine,) = [k for k, v in stored.items() if any(cand.key() in e for e in v)]
+    assert "torch" in machine and "threads" in machine
+
+
+# -- the commands -------------------------------------------------------------------------------
+def _write_cells(root, n=4, size=(64, 80), seed=0):
+    rng = np.random.default_rng(seed)
+    for d in ("images", "masks"):
+        (root / d).mkdir(parents=True)
+    for i in range(n):
+        mask = np.zeros(size, np.uint8)
+        for _ in range(6):
+            y, x = rng.integers(4, size[0] - 12), rng.integers(4, size[1] - 12)
+            mask[y : y + 8, x : x + 8] = 255
+        image = (rng.normal(60, 10, size) + (mask > 0) * 100).clip(0, 255).astype(np.uint8)
+        Image.fromarray(image).save(root / "images" / f"{i:02d}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{i:02d}.png")
+    return root
+
+
+def test_plan_command_then_train_follows_the_plan(tmp_path, capsys):
+    data = _write_cells(tmp_path / "train")
+    out = tmp_path / "plan.json"
+    assert cli.main(["plan", str(data), "--time-budget", "0.5", "--output", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "plan for a 0.5-minute budget" in text and "width" in text and out.is_file()
+    plan = Plan.load(out)
+    assert plan.config["data.patch_size"] == [64, 80]  # the whole (smallest) image
+    run = tmp_path / "run"
+    code = cli.main(
+        [
+            "train",
+            str(data),
+            "--plan",
+            str(out),
+            "--epochs",
+            "1",
+            "--iters-per-epoch",
+            "2",
+            "--run-dir",
+            str(run),
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    cfg = RunConfig.from_yaml(run / "config.yaml")
+    assert cfg.model.options["base_features"] == plan.config["model.options.base_features"]
+    assert cfg.train.epochs == 1 and cfg.train.scheduler == "poly"  # --epochs replaced the schedule
+    assert json.loads((run / "plan.json").read_text())["config"] == plan.config
+    ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert ckpt["extra"]["plan"]["config"] == plan.config
+
+
+def test_plan_command_bad_inputs(tmp_path, capsys):
+    assert cli.main(["plan", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing" in err[0]
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    data = _write_cells(tmp_path / "train")
+    assert cli.main(["train", str(data), "--plan", str(bad), "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "bad.json" in err[0] and not (tmp_path / "r").exists()
