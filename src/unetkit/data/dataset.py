@@ -25,9 +25,9 @@ from ..io.readers import ImageMeta
 from ..utils import atomic_path
 from . import weightmap as _weightmap
 from .discovery import Case, scan_dataset
-from .labels import LabelMap, dataset_label_map, read_mask
+from .labels import LabelMap, dataset_label_map
 from .normalization import Normalizer, create_normalizer
-from .reading import read_case_image, same_layout
+from .reading import read_case_image, read_case_mask, same_layout
 from .sampling import PatchSampler, foreground_locations
 from .splits import holdout_split, kfold_splits, save_splits
 from .transforms import Compose
@@ -161,13 +161,7 @@ def load_case(
     require_finite(image, case.images[0])
     mask = instances = weight = None
     if case.mask is not None and label_map is not None:
-        mask, instances, _ = read_mask(case.mask, label_map)
-        if mask.shape != image.shape[1:]:
-            raise DataError(
-                f"mask size {mask.shape} differs from image size {image.shape[1:]} "
-                f"({case.images[0].name})",
-                case.mask,
-            )
+        mask, instances = read_case_mask(case, label_map, image.shape[1:])
         if weight_map is not None:
             weight = cached_weight_map(mask, instances, weight_map, cache_dir)
     img = normalizer(image) if normalizer is not None else image.astype(np.float32)

@@ -1,4 +1,5 @@
-"""Reading a case's images without torch: the channel files stacked, and one layout for all images.
+"""Reading a case without torch: the channel files stacked, the mask checked against its image, and
+one layout (channel count, dimensionality) for all images.
 
 :mod:`~unetkit.data.dataset` (training) and :mod:`~unetkit.data.fingerprint` (the planner's view of a
 dataset) read cases the same way through these functions.
@@ -6,13 +7,14 @@ dataset) read cases the same way through these functions.
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
 from ..errors import DataError
 from ..io.readers import ImageMeta, read_image
 from .discovery import Case
+from .labels import LabelMap, read_mask
 
 
 def read_case_image(case: Case) -> tuple[np.ndarray, ImageMeta]:
@@ -23,6 +25,26 @@ def read_case_image(case: Case) -> tuple[np.ndarray, ImageMeta]:
         raise DataError(f"channel files have different sizes {sorted(shapes)}", case.images[0])
     image = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
     return image, metas[0]
+
+
+def read_case_mask(
+    case: Case, label_map: LabelMap, spatial: Sequence[int]
+) -> tuple[np.ndarray, Optional[np.ndarray]]:
+    """The case's mask as ``(class indices, instance ids or None)`` (see
+    :func:`~unetkit.data.labels.read_mask`), checked to have its image's ``spatial`` size.
+
+    Raises:
+        DataError: unreadable mask, values outside the label map, or a size that differs from the
+            image's (naming the mask).
+    """
+    mask, instances, _ = read_mask(case.mask, label_map)
+    if mask.shape != tuple(spatial):
+        raise DataError(
+            f"mask size {mask.shape} differs from image size {tuple(spatial)} "
+            f"({case.images[0].name})",
+            case.mask,
+        )
+    return mask, instances
 
 
 def same_layout(images: Iterable[tuple]) -> Iterator[np.ndarray]:
