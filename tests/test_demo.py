@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -65,20 +64,6 @@ def test_instances_are_consecutive_separated_and_mostly_touching():
     assert image.max() > 150
 
 
-def test_touching_fraction_and_pairs_by_hand():
-    lab = np.zeros((5, 13), int)
-    lab[1:4, 1:4] = 1
-    lab[1:4, 5:8] = 2  # one pixel column between 1 and 2
-    lab[1:4, 11:13] = 3  # three columns from 2
-    assert touching_pairs(lab).tolist() == [[1, 2]]
-    assert touching_fraction(lab) == pytest.approx(2 / 3)
-    assert touching_fraction(lab, max_gap=1) == 0.0
-    assert touching_pairs(lab, max_gap=4).tolist() == [[1, 2], [2, 3]]
-    assert math.isnan(touching_fraction(np.zeros((4, 4), int)))
-    with pytest.raises(ConfigError, match="max_gap must be >= 1"):
-        touching_pairs(lab, 0)
-
-
 def test_separate_instances_cuts_the_higher_id():
     lab = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [0, 0, 3, 3]])
     out = separate_instances(lab)
@@ -108,8 +93,6 @@ def test_style_validation_messages(tmp_path):
         CellStyle(photons=0)
     with pytest.raises(ConfigError, match="shape must be"):
         synthetic_cells((8, 100))
-    with pytest.raises(ConfigError, match=r"instances must be 2D \(H, W\)"):
-        touching_pairs(np.zeros((2, 3, 4), int))
     with pytest.raises(ConfigError, match="need n_train >= 1"):
         write_dataset(tmp_path, n_train=0)
 

@@ -21,12 +21,13 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
-from ..io.readers import ImageMeta, read_image
+from ..io.readers import ImageMeta
 from ..utils import atomic_path
 from . import weightmap as _weightmap
-from .discovery import Case, Discovery, scan_dataset
-from .labels import LabelMap, infer_label_map, read_mask
+from .discovery import Case, scan_dataset
+from .labels import LabelMap, dataset_label_map
 from .normalization import Normalizer, create_normalizer
+from .reading import read_case_image, read_case_mask, same_layout
 from .sampling import PatchSampler, foreground_locations
 from .splits import holdout_split, kfold_splits, save_splits
 from .transforms import Compose
@@ -57,16 +58,6 @@ class LoadedCase:
     weight: Optional[np.ndarray] = None
     extra: dict = field(default_factory=dict)
     fg_locations: Optional[dict] = None
-
-
-def read_case_image(case: Case) -> tuple[np.ndarray, ImageMeta]:
-    """All channel files of a case stacked to ``(C, *spatial)`` (their native dtype kept)."""
-    arrays, metas = zip(*(read_image(p) for p in case.images))
-    shapes = {a.shape[1:] for a in arrays}
-    if len(shapes) > 1:
-        raise DataError(f"channel files have different sizes {sorted(shapes)}", case.images[0])
-    image = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
-    return image, metas[0]
 
 
 def weight_map_key(mask: np.ndarray, instances: Optional[np.ndarray], weight_map: dict) -> str:
@@ -170,13 +161,7 @@ def load_case(
     require_finite(image, case.images[0])
     mask = instances = weight = None
     if case.mask is not None and label_map is not None:
-        mask, instances, _ = read_mask(case.mask, label_map)
-        if mask.shape != image.shape[1:]:
-            raise DataError(
-                f"mask size {mask.shape} differs from image size {image.shape[1:]} "
-                f"({case.images[0].name})",
-                case.mask,
-            )
+        mask, instances = read_case_mask(case, label_map, image.shape[1:])
         if weight_map is not None:
             weight = cached_weight_map(mask, instances, weight_map, cache_dir)
     img = normalizer(image) if normalizer is not None else image.astype(np.float32)
@@ -292,20 +277,18 @@ def prepare_data(
         "train": [c.case_id for c in train_cases],
         "val": [val_prefix + c.case_id for c in val_cases],
     }
-    if label_map is None and mask_kind in ("auto", "labels"):
-        label_map = _dataset_json_label_map(found)
     if label_map is None:
-        label_map = infer_label_map([c.mask for c in train_cases + val_cases], kind=mask_kind)
+        label_map = dataset_label_map(found, [c.mask for c in train_cases + val_cases], mask_kind)
     if normalizer is None:
         normalizer = create_normalizer(**(normalization or {"name": "zscore"}))
         if not normalizer.fitted:
-            normalizer.fit(_same_layout((c.images[0], read_case_image(c)[0]) for c in train_cases))
+            normalizer.fit(same_layout((c.images[0], read_case_image(c)[0]) for c in train_cases))
     train = [
         load_case(c, label_map, normalizer, weight_map, cache_dir=cache_dir) for c in train_cases
     ]
     val = [load_case(c, label_map, normalizer, None) for c in val_cases]
     cases = train_cases + val_cases
-    loaded = list(_same_layout((case.images[0], c.image) for case, c in zip(cases, train + val)))
+    loaded = list(same_layout((case.images[0], c.image) for case, c in zip(cases, train + val)))
     if (
         run_dir is not None
     ):  # written once everything has been read: a failure leaves no file behind
@@ -321,27 +304,6 @@ def prepare_data(
         folds,
         fold if folds is not None else None,
     )
-
-
-def _same_layout(images):
-    """Pass ``(path, (C, *spatial) array)`` pairs on as arrays; a channel count or dimensionality
-    that differs from the first image's is a DataError naming both files."""
-    first = None
-    for path, image in images:
-        if first is None:
-            first = (path, image.shape[0], image.ndim - 1)
-        elif image.shape[0] != first[1]:
-            raise DataError(
-                f"different channel counts: {image.shape[0]} here, {first[1]} in {first[0]}; all images "
-                f"need the same count (grey and RGB mixed?): convert this file",
-                path,
-            )
-        elif image.ndim - 1 != first[2]:
-            raise DataError(
-                f"a {image.ndim - 1}D image, while {first[0]} is {first[2]}D: 2D and 3D images are mixed",
-                path,
-            )
-        yield image
 
 
 def _check_folds(
@@ -372,16 +334,6 @@ def _check_folds(
             f"got {fold!r}"
         )
     return int(fold)
-
-
-def _dataset_json_label_map(found: Discovery) -> Optional[LabelMap]:
-    """The label map of an nnU-Net ``dataset.json`` ``labels`` entry, or ``None`` without one."""
-    if found.dataset_json is None or "labels" not in found.dataset_json:
-        return None
-    try:
-        return LabelMap.from_nnunet(found.dataset_json["labels"])
-    except ConfigError as exc:
-        raise DataError(f"unusable 'labels' entry: {exc}", found.root / "dataset.json") from None
 
 
 def patch_geometry(model, label_size: Sequence[int]) -> tuple[list[int], list[int]]:

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io.readers import ImageMeta, read_image
+from .discovery import Discovery
 
 PathLike = Union[str, Path]
 MaskLike = Union[PathLike, np.ndarray]
@@ -409,6 +410,28 @@ def infer_label_map(
     if dtype.kind == "b":
         dtype = np.dtype(np.uint8)
     return LabelMap(values, kind="labels", dtype=str(dtype), palette=palette)
+
+
+def dataset_label_map(found: Discovery, masks: Iterable[MaskLike], kind: str = "auto") -> LabelMap:
+    """The label map training uses for a dataset found by :func:`~unetkit.data.discovery.scan_dataset`.
+
+    With ``kind`` ``"auto"`` or ``"labels"``, the ``labels`` of an nnU-Net ``dataset.json`` when the
+    discovery read one (class ``i`` = the ``i``-th smallest value); otherwise
+    :func:`infer_label_map` over ``masks`` (all the masks training will read).
+
+    Raises:
+        DataError: an unusable ``dataset.json`` ``labels`` entry (naming the file), or what
+            :func:`infer_label_map` raises.
+    """
+    data = found.dataset_json
+    if kind in ("auto", "labels") and data is not None and "labels" in data:
+        try:
+            return LabelMap.from_nnunet(data["labels"])
+        except ConfigError as exc:
+            raise DataError(
+                f"unusable 'labels' entry: {exc}", found.root / "dataset.json"
+            ) from None
+    return infer_label_map(masks, kind=kind)
 
 
 def read_mask(

@@ -23,8 +23,8 @@ An image is made in four steps, each seeded from one :class:`numpy.random.Genera
 4. **Quantisation**: ``uint8`` image (brightness 1.25 → 255), ``uint16`` instance ids ``1 … n``
    (slivers under :data:`MIN_CELL_PIXELS` px, cut by the image edge, become background).
 
-:func:`touching_fraction` measures how crowded the result is: the share of cells with another cell
-within ``max_gap`` px (default 2: across the cut line). With the defaults over 99 % of the cells
+:func:`~unetkit.data.objects.touching_fraction` (re-exported here) measures how crowded the result
+is: the share of cells with another cell within ``max_gap`` px (default 2: across the cut line). With the defaults over 99 % of the cells
 touch another (a confluent culture with some empty patches). :func:`write_dataset` writes ``train/``, ``val/`` (``images/`` + ``masks/``, PNG)
 and ``large/`` (one image several overlap-tile tiles wide, with its mask).
 
@@ -47,6 +47,7 @@ import numpy as np
 from scipy import ndimage
 from skimage.segmentation import relabel_sequential
 
+from ..data.objects import touching_fraction, touching_pairs
 from ..errors import ConfigError
 
 PathLike = Union[str, Path]
@@ -355,57 +356,6 @@ def synthetic_cells(
     small[0] = False
     instances = relabel_sequential(np.where(small[instances], 0, instances))[0]
     return image8, instances.astype(np.uint16)
-
-
-def touching_pairs(instances: np.ndarray, max_gap: int = 2) -> np.ndarray:
-    """Pairs of cells with pixels at most ``max_gap`` px apart (Chebyshev distance, 8-neighbours).
-
-    Args:
-        instances: ``(H, W)`` integer instance ids (0 = background).
-        max_gap: the largest distance between two pixels of a touching pair (1 = 8-adjacent;
-            2 = across a 1-px line).
-
-    Returns:
-        ``(P, 2)`` int64 array of id pairs ``(a, b)`` with ``a < b``, sorted.
-    """
-    lab = np.asarray(instances).astype(np.int64)
-    if lab.ndim != 2:
-        raise ConfigError(f"instances must be 2D (H, W), got shape {lab.shape}")
-    if max_gap < 1:
-        raise ConfigError(f"max_gap must be >= 1, got {max_gap}")
-    found = []
-    h, w = lab.shape
-    for dy in range(0, max_gap + 1):
-        for dx in range(-max_gap, max_gap + 1):
-            if dy == 0 and dx <= 0:
-                continue
-            a = lab[0 : h - dy, max(0, -dx) : w - max(0, dx)]
-            b = lab[dy:h, max(0, dx) : w - max(0, -dx)]
-            sel = (a > 0) & (b > 0) & (a != b)
-            if sel.any():
-                found.append(
-                    np.stack([np.minimum(a[sel], b[sel]), np.maximum(a[sel], b[sel])], axis=1)
-                )
-    if not found:
-        return np.zeros((0, 2), dtype=np.int64)
-    return np.unique(np.concatenate(found), axis=0)
-
-
-def touching_fraction(instances: np.ndarray, max_gap: int = 2) -> float:
-    """Share of the cells that touch another cell (see :func:`touching_pairs`); NaN without cells.
-
-    Example:
-        >>> lab = np.zeros((5, 9), int); lab[1:4, 1:4] = 1; lab[1:4, 5:8] = 2   # 1-px line apart
-        >>> touching_fraction(lab), touching_fraction(lab, max_gap=1)
-        (1.0, 0.0)
-    """
-    lab = np.asarray(instances)
-    ids = np.unique(lab)
-    n = int((ids > 0).sum())
-    if n == 0:
-        return float("nan")
-    pairs = touching_pairs(lab, max_gap)
-    return float(np.unique(pairs).size / n)
 
 
 # -------------------------------------------------------------------------------------- data sets

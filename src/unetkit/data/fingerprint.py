@@ -1,0 +1,377 @@
+"""The dataset fingerprint: what a planner needs to know about a dataset before choosing a network,
+a patch, a batch, a precision and a schedule (nnU-Net's "dataset fingerprint").
+
+:func:`fingerprint_dataset` reads the training cases once, the way training reads them (the same
+discovery, the same label map: ``label_map``, else an nnU-Net ``dataset.json``'s ``labels``, else
+inferred from the masks), and returns a :class:`Fingerprint`: sizes and spacing, channels (and
+whether a colour file only holds grey), foreground intensities, class fractions, object counts and
+sizes, and how many objects touch another.
+
+Definitions:
+
+* **Foreground** is every pixel whose class index (after the label map) is > 0.
+* **Intensity** per channel over the foreground pixels of all cases read: mean and standard
+  deviation are exact; the 0.5 and 99.5 percentiles are exact for 8/16-bit integer images (from a
+  histogram) and otherwise taken from up to 50,000 foreground pixels per case and channel, drawn
+  with a generator seeded by ``seed`` (the statistics of :mod:`unetkit.data.checks`, percentiles
+  by the inverted CDF).
+* **Objects** of a foreground class are its connected components with face connectivity
+  (4-neighbours in 2D, 6 in 3D, as :func:`~unetkit.data.weightmap.instance_labels`), so objects
+  that meet only at a corner or are separated by a 1-px background line stay separate; with
+  instance masks (``mask_kind="instances"``) they are the instance ids. The **diameter** of an
+  object is that of the disc (2D) or ball (3D) with its pixel count, in pixels.
+* **Touching**: an object touches when another object *of the same class* lies within 2 px of it
+  (Chebyshev distance, :func:`~unetkit.data.objects.touching_objects`): across a 1-px background
+  line, as the cells of the U-Net paper. Many touching objects call for the border weight map.
+
+With more than ``max_cases`` cases a seeded random subset is read (:attr:`Fingerprint.cases_found`
+says how many there were); the label map is then inferred from that subset's masks.
+
+Example:
+    >>> fp = fingerprint_dataset("data/monuseg/train")  # doctest: +SKIP
+    >>> print("\\n".join(fp.describe()))  # doctest: +SKIP
+    16 cases, 2D, sizes median 1000×1000 (min 1000×1000 … max 1000×1000) (H×W)
+    ...
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import MISSING, dataclass, fields
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import ConfigError
+from ..utils import jsonable
+from .checks import _ChannelStats
+from .discovery import scan_dataset
+from .labels import INFER_KINDS, LabelMap, dataset_label_map
+from .objects import equivalent_diameter, object_sizes, touching_objects
+from .reading import read_case_image, read_case_mask, same_layout
+
+PathLike = Union[str, Path]
+#: Objects with another object of their class within this many pixels touch it.
+TOUCH_GAP = 2
+
+
+@dataclass
+class Fingerprint:
+    """What :func:`fingerprint_dataset` measured (see the module docstring for the definitions).
+
+    Attributes:
+        cases: training cases read (each with its mask).
+        spatial_dims: 2 or 3.
+        sizes: ``{"median": [...], "min": [...], "max": [...]}``, per spatial axis in array order
+            (``(H, W)`` or ``(D, H, W)``); medians are floats, minima and maxima ints.
+        spacing: median physical pixel size per spatial axis (array order) over the files that
+            state one, else ``None``; :attr:`spacing_unit` its unit when the files say.
+        channels: image channels as read (after the reader drops an alpha channel).
+        grey_as_colour: every image has several channels and they are identical (grey stored as
+            RGB): effectively 1 channel (:attr:`effective_channels`).
+        intensity: per channel ``{"mean", "std", "p0_5", "p99_5", "pixels"}`` over the foreground
+            (values ``None`` when there is no foreground).
+        label_values: the user's mask values in label-map order (class ``i`` = ``label_values[i]``;
+            ``[r, g, b]`` lists for colour masks; ``[0, 1]`` for instance masks).
+        class_fraction: pixel fraction of each class index over all cases read (sums to 1).
+        objects: per foreground class index (``"1"``, ``"2"`` …) ``{"per_case_median": float,
+            "count": int, "diameter_px": {"median", "p10", "p90"}, "touching_fraction": float}``
+            (diameters ``None`` without objects).
+        touching_fraction: share of all foreground objects that touch another of their class
+            (0.0 without objects).
+        seconds: the time :func:`fingerprint_dataset` took.
+        cases_found: cases in the training folder (more than ``cases`` when a subset was read).
+        mask_kind: the label map's kind: ``"labels"``, ``"colors"`` or ``"instances"``.
+        spacing_unit: unit of :attr:`spacing` (``"um"``, ``"mm"`` …) or ``None``.
+    """
+
+    cases: int
+    spatial_dims: int
+    sizes: dict
+    spacing: Optional[list]
+    channels: int
+    grey_as_colour: bool
+    intensity: list
+    label_values: list
+    class_fraction: list
+    objects: dict
+    touching_fraction: float
+    seconds: float
+    cases_found: int = 0
+    mask_kind: str = "labels"
+    spacing_unit: Optional[str] = None
+
+    @property
+    def effective_channels(self) -> int:
+        """1 for grey stored as colour, else :attr:`channels`."""
+        return 1 if self.grey_as_colour else self.channels
+
+    @property
+    def sampled(self) -> bool:
+        """A seeded subset of the cases was read."""
+        return self.cases_found > self.cases
+
+    def to_dict(self) -> dict:
+        """JSON-ready (plain lists, floats, ``None`` for NaN); :meth:`from_dict` inverts it."""
+        return jsonable({f.name: getattr(self, f.name) for f in fields(self)})
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Fingerprint:
+        if not isinstance(data, dict):
+            raise ConfigError(f"a fingerprint must be a dict, got {type(data).__name__}")
+        names = [f.name for f in fields(cls)]
+        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in data]
+        if missing:
+            raise ConfigError(f"fingerprint dict lacks {', '.join(missing)}")
+        values = {n: data[n] for n in names if n in data}
+        if values.get("touching_fraction") is None:
+            values["touching_fraction"] = 0.0
+        return cls(**values)
+
+    def describe(self) -> list[str]:
+        """A few readable lines (sizes, channels, intensity, foreground classes and objects)."""
+        axes = "H×W" if self.spatial_dims == 2 else "D×H×W"
+
+        def size(v):
+            return "×".join(f"{x:g}" for x in v)
+
+        sample = f" (a seeded sample of {self.cases_found})" if self.sampled else ""
+        line = (
+            f"{self.cases} cases{sample}, {self.spatial_dims}D, sizes median {size(self.sizes['median'])} "
+            f"(min {size(self.sizes['min'])} … max {size(self.sizes['max'])}) ({axes})"
+        )
+        if self.spacing is not None:
+            line += f", spacing {size(self.spacing)}" + (
+                f" {self.spacing_unit}" if self.spacing_unit else ""
+            )
+        lines = [line]
+        if self.grey_as_colour:
+            lines.append(f"channels: {self.channels} stored, grey (identical channels) → 1")
+        else:
+            lines.append(f"channels: {self.channels}")
+        for c, s in enumerate(self.intensity[: self.effective_channels]):
+            if s.get("mean") is not None:
+                lines.append(
+                    f"foreground intensity{'' if self.effective_channels == 1 else f' channel {c}'}: "
+                    f"mean {s['mean']:.4g}, std {s['std']:.4g}, p0.5 {s['p0_5']:.4g}, "
+                    f"p99.5 {s['p99_5']:.4g}"
+                )
+        for k in range(1, len(self.label_values)):
+            obj = self.objects.get(str(k), {})
+            value = self.label_values[k]
+            shown = "" if self.mask_kind == "instances" else f" ({_show(value)})"
+            line = f"foreground: class {k}{shown} {100 * self.class_fraction[k]:.1f} % of pixels"
+            if obj.get("count"):
+                d = obj["diameter_px"]
+                unit = "image" if self.spatial_dims == 2 else "volume"
+                line += (
+                    f"; objects: median {obj['per_case_median']:g} per {unit}, diameter median "
+                    f"{d['median']:.0f} px (p10 {d['p10']:.0f}, p90 {d['p90']:.0f}); "
+                    f"{100 * obj['touching_fraction']:.0f} % touch another"
+                )
+            else:
+                line += "; no objects"
+            lines.append(line)
+        lines.append(f"measured in {self.seconds:.1f} s")
+        return lines
+
+
+def _show(value) -> str:
+    return (
+        f"({value[0]}, {value[1]}, {value[2]})" if isinstance(value, (list, tuple)) else str(value)
+    )
+
+
+class _ClassObjects:
+    """Object counts, sizes and touching counts of one foreground class over the cases."""
+
+    def __init__(self):
+        self.per_case: list[int] = []
+        self.sizes: list[np.ndarray] = []
+        self.touching = 0
+
+    def add(self, labels: Optional[np.ndarray]) -> None:
+        if labels is None:  # the class is absent from this case
+            self.per_case.append(0)
+            return
+        sizes = object_sizes(labels)
+        self.per_case.append(int(sizes.size))
+        self.sizes.append(sizes)
+        if sizes.size > 1:
+            self.touching += int(touching_objects(labels, TOUCH_GAP).size)
+
+    def summary(self, spatial_dims: int) -> dict:
+        sizes = np.concatenate(self.sizes) if self.sizes else np.zeros(0, np.int64)
+        count = int(sizes.size)
+        if count:
+            d = equivalent_diameter(sizes, spatial_dims)
+            p10, med, p90 = (float(v) for v in np.percentile(d, [10, 50, 90]))
+            diameter = {"median": med, "p10": p10, "p90": p90}
+        else:
+            diameter = {"median": None, "p10": None, "p90": None}
+        return {
+            "per_case_median": float(np.median(self.per_case)) if self.per_case else 0.0,
+            "count": count,
+            "diameter_px": diameter,
+            "touching_fraction": self.touching / count if count else 0.0,
+        }
+
+
+def fingerprint_dataset(
+    train_dir: PathLike,
+    val_dir: Optional[PathLike] = None,
+    *,
+    mask_suffix: Optional[str] = None,
+    mask_kind: str = "auto",
+    label_map: Optional[LabelMap] = None,
+    max_cases: int = 200,
+    seed: int = 0,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Fingerprint:
+    """Measure a training folder (see the module docstring for what and how).
+
+    Args:
+        train_dir: dataset folder (``images/`` + ``masks/`` or nnU-Net raw), as for training.
+        val_dir: a fixed validation folder; as in training, its masks count when the label map is
+            inferred (its cases are not measured).
+        mask_suffix: suffix of mask stems; ``None`` detects it.
+        mask_kind: ``"auto"``, ``"labels"``, ``"colors"`` or ``"instances"``.
+        label_map: the label map to use instead of finding it.
+        max_cases: read at most this many cases (a seeded random subset of a larger folder).
+        seed: seed of the subset and of the pixel sampling.
+        progress: called as ``progress(done, total)`` after each case read.
+
+    Returns:
+        The :class:`Fingerprint`.
+
+    Raises:
+        ConfigError: an unknown ``mask_kind`` or ``max_cases < 1``.
+        DataError: discovery problems (no masks folder, an image without mask …), an unreadable
+            file, values outside the label map, an image/mask size mismatch, mixed channel counts or
+            dimensions: one line naming the file or folder.
+
+    Example:
+        >>> fp = fingerprint_dataset("data/isbi2012/train")  # doctest: +SKIP
+        >>> fp.cases, fp.sizes["median"], fp.class_fraction
+        (22, [512.0, 512.0], [0.22, 0.78])
+    """
+    start = time.perf_counter()
+    if mask_kind not in INFER_KINDS:
+        raise ConfigError(f"unknown mask kind {mask_kind!r}; valid: {', '.join(INFER_KINDS)}")
+    if isinstance(max_cases, bool) or int(max_cases) != max_cases or max_cases < 1:
+        raise ConfigError(f"max_cases must be an integer >= 1, got {max_cases!r}")
+    found = scan_dataset(train_dir, mask_suffix=mask_suffix)
+    if found.problems:
+        raise found.error()
+    rng = np.random.default_rng(seed)
+    cases = found.cases
+    if len(cases) > max_cases:
+        pick = np.sort(rng.choice(len(cases), int(max_cases), replace=False))
+        cases = [cases[i] for i in pick]
+    if label_map is None:
+        masks = [c.mask for c in cases]
+        if val_dir is not None:
+            found_val = scan_dataset(val_dir, mask_suffix=mask_suffix)
+            if found_val.problems:
+                raise found_val.error()
+            masks += [c.mask for c in found_val.cases]
+        label_map = dataset_label_map(found, masks, mask_kind)
+    num_classes = label_map.num_classes
+
+    shapes, spacings, units = [], [], set()
+    grey = True
+    stats: list[_ChannelStats] = []
+    class_pixels = np.zeros(num_classes, dtype=np.int64)
+    per_class = {k: _ClassObjects() for k in range(1, num_classes)}
+    read: list = []
+
+    def images():
+        for case in cases:
+            image, meta = read_case_image(case)
+            read.append((case, meta))
+            yield case.images[0], image
+
+    for done, image in enumerate(same_layout(images()), 1):
+        case, meta = read[-1]
+        spatial = image.shape[1:]
+        classes, instances = read_case_mask(case, label_map, spatial)
+        shapes.append(spatial)
+        if meta.spacing is not None:
+            spacings.append(meta.spacing)
+            if meta.spacing_unit:
+                units.add(meta.spacing_unit)
+        grey = (
+            grey
+            and image.shape[0] > 1
+            and all(np.array_equal(image[0], image[c]) for c in range(1, image.shape[0]))
+        )
+        class_pixels += np.bincount(classes.ravel(), minlength=num_classes)[:num_classes]
+        fg = classes > 0
+        if not stats:
+            stats = [_ChannelStats() for _ in range(image.shape[0])]
+        if fg.any():
+            for c in range(image.shape[0]):
+                stats[c].add(image[c][fg], rng)
+        for k, objects in per_class.items():
+            if instances is not None:  # instance masks: one foreground class, its ids the objects
+                objects.add(instances if fg.any() else None)
+            else:
+                here = classes == k
+                objects.add(ndimage.label(here)[0] if here.any() else None)
+        if progress is not None:
+            progress(done, len(cases))
+
+    dims = len(shapes[0])
+    arr = np.array(shapes)
+    sizes = {
+        "median": [float(v) for v in np.median(arr, axis=0)],
+        "min": [int(v) for v in arr.min(axis=0)],
+        "max": [int(v) for v in arr.max(axis=0)],
+    }
+    spacing = (
+        [float(v) for v in np.median(np.array(spacings, dtype=np.float64), axis=0)]
+        if spacings
+        else None
+    )
+    intensity = []
+    for s in stats:
+        if s.n:
+            summary = s.summary()
+            intensity.append(
+                {
+                    "mean": summary["mean"],
+                    "std": summary["std"],
+                    "p0_5": s.percentile(0.5),
+                    "p99_5": s.percentile(99.5),
+                    "pixels": int(s.n),
+                }
+            )
+        else:
+            intensity.append({"mean": None, "std": None, "p0_5": None, "p99_5": None, "pixels": 0})
+    objects = {str(k): o.summary(dims) for k, o in per_class.items()}
+    total = sum(o["count"] for o in objects.values())
+    touching = sum(o.touching for o in per_class.values())
+    values = (
+        [list(v) for v in label_map.values]
+        if label_map.kind == "colors"
+        else list(label_map.values)
+    )
+    return Fingerprint(
+        cases=len(cases),
+        spatial_dims=dims,
+        sizes=sizes,
+        spacing=spacing,
+        channels=len(stats),
+        grey_as_colour=bool(grey),
+        intensity=intensity,
+        label_values=values,
+        class_fraction=[float(v) for v in class_pixels / max(int(class_pixels.sum()), 1)],
+        objects=objects,
+        touching_fraction=float(touching / total) if total else 0.0,
+        seconds=time.perf_counter() - start,
+        cases_found=len(found.cases),
+        mask_kind=label_map.kind,
+        spacing_unit=units.pop() if len(units) == 1 else None,
+    )
