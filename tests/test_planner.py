@@ -7,7 +7,6 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 
@@ -118,7 +117,9 @@ def test_plan_follows_the_budget_and_the_machine():
     assert short.config["train.batch_size"] == 28
     # a machine 100× slower: too few steps at 96² → smaller patches are tried
     slow = make_plan(fp, 5, "cpu", timer=speed(100.0))
-    assert slow.config["data.patch_size"] == [64, 64] and "reduced" in _decision(slow, "patch").reason
+    assert (
+        slow.config["data.patch_size"] == [64, 64] and "reduced" in _decision(slow, "patch").reason
+    )
     # every planned value is a valid config value
     cfg = RunConfig().override(short.config)
     assert cfg.model.options["base_features"] == 16 and cfg.train.scheduler == "budget"
@@ -185,7 +186,7 @@ def test_plan_command_then_train_follows_the_plan(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "plan for a 0.5-minute budget" in text and "width" in text and out.is_file()
     plan = Plan.load(out)
-    assert plan.config["data.patch_size"] == [64, 80]  # the whole (smallest) image
+    assert plan.config["data.patch_size"] == [64, 64]  # small objects: the smallest patch allowed
     run = tmp_path / "run"
     code = cli.main(
         [
