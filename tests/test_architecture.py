@@ -175,3 +175,10 @@ def test_checkpoint_names_resolve_to_their_one_home():
     assert unetkit.load_checkpoint is unetkit.checkpoint.load_checkpoint
     for name in ("build_model", "load_checkpoint", "save_checkpoint"):
         assert getattr(unetkit.training, name) is getattr(unetkit.checkpoint, name)
+
+
+def test_planning_sits_above_training_and_below_the_commands(graph):
+    # the probe times the trainer's own step; nothing the plan configures may import the planner
+    below = ("io", "data", "models", "losses", "training", "inference", "evaluation")
+    assert [e for f in below for e in imports_between(graph, f, ("planning",))] == []
+    assert imports_between(graph, "planning", ("training",))  # the arrow that exists points down

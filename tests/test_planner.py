@@ -68,7 +68,7 @@ def speed(base: float = 1.0):
 def test_patch_holds_the_large_objects_and_fits_the_smallest_image():
     fp = FakeFingerprint()
     patch, why = plan_patch(fp, "cpu")
-    assert patch == [96, 96] and "30 px" in why  # 3 × 30 = 90 → next multiple of 16
+    assert patch == [128, 128] and "30 px" in why  # 3 × 30 = 90 → at least 128 px of context
     big = FakeFingerprint(
         objects={"1": {"count": 5, "diameter_px": {"median": 90, "p10": 50, "p90": 120}}}
     )
@@ -113,13 +113,17 @@ def test_plan_follows_the_budget_and_the_machine():
         short.config["train.time_budget_minutes"] == 5
         and short.config["train.scheduler"] == "budget"
     )
-    assert short.config["data.patch_size"] == [96, 96] and short.config["model.options.depth"] == 3
-    assert short.config["train.batch_size"] == 28
-    # a machine 100× slower: too few steps at 96² → smaller patches are tried
-    slow = make_plan(fp, 5, "cpu", timer=speed(100.0))
-    assert (
-        slow.config["data.patch_size"] == [64, 64] and "reduced" in _decision(slow, "patch").reason
+    assert short.config["data.patch_size"] == [128, 128]
+    assert short.config["model.options.depth"] == 3 and short.config["train.batch_size"] == 16
+    # objects of 100 px on a machine 20× slower: too few steps at 256² → smaller patches are tried
+    big = FakeFingerprint(
+        objects={"1": {"count": 5, "diameter_px": {"median": 90, "p10": 50, "p90": 100}}}
     )
+    assert make_plan(big, 5, "cpu", timer=speed(1.0)).config["data.patch_size"] == [256, 256]
+    slow = make_plan(big, 5, "cpu", timer=speed(20.0))
+    assert slow.config["data.patch_size"] == [144, 144]
+    assert "reduced" in _decision(slow, "patch").reason
+    assert slow.config["train.batch_size"] == 4  # the batch stays: the steps get cheaper
     # every planned value is a valid config value
     cfg = RunConfig().override(short.config)
     assert cfg.model.options["base_features"] == 16 and cfg.train.scheduler == "budget"
@@ -186,7 +190,7 @@ def test_plan_command_then_train_follows_the_plan(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "plan for a 0.5-minute budget" in text and "width" in text and out.is_file()
     plan = Plan.load(out)
-    assert plan.config["data.patch_size"] == [64, 64]  # small objects: the smallest patch allowed
+    assert plan.config["data.patch_size"] == [64, 80]  # small images: the whole (smallest) image
     run = tmp_path / "run"
     code = cli.main(
         [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 
 EPILOG = """\
 examples:
@@ -17,8 +18,8 @@ examples:
 
 Without --config, the run follows a plan (see 'unetkit plan'): the data's fingerprint and this
 machine's measured speed choose patch, depth, width, batch, loss, sampling and a schedule that fits
-the time budget (default 10 minutes). Every flag overrides the planned value; --epochs without
---time-budget replaces the planned schedule; --no-plan keeps the plain defaults.
+the time budget (default 10 minutes). Every flag overrides the planned value; --epochs replaces the
+planned schedule (--time-budget then only stops the run); --no-plan keeps the plain defaults.
 
 A run folder (config.yaml, plan.json, splits.json, metrics.csv, curves.png, train.log,
 checkpoints/last.pt and best.pt) is written under --output (default runs/).
@@ -199,15 +200,15 @@ def apply_overrides(config, overrides: dict):
 def planned_values(plan, overrides: dict) -> dict:
     """The plan's config values that the user's flags leave open.
 
-    ``--epochs`` without ``--time-budget`` replaces the planned schedule (a fixed number of
-    epochs, not the budget); a model preset other than the planned one keeps the planned width and
+    ``--epochs`` replaces the planned schedule (a fixed number of epochs with the default
+    schedule; a ``--time-budget`` given too only stops the run); a model preset other than the planned one keeps the planned width and
     depth only where that preset takes them.
     """
     from ..models import MODELS
     from ..planning.planner import SCHEDULE_KEYS
 
     values = {k: v for k, v in plan.config.items() if k not in overrides}
-    if "train.epochs" in overrides and "train.time_budget_minutes" not in overrides:
+    if "train.epochs" in overrides:  # a fixed number of epochs: not the planned clock schedule
         values = {k: v for k, v in values.items() if k not in SCHEDULE_KEYS}
     name = overrides.get("model.name")
     if name and name != plan.config.get("model.name") and name in MODELS.names():
@@ -286,8 +287,16 @@ def run(args) -> int:
                     "under torchrun every process must follow the same plan: run 'unetkit plan "
                     "DATA_DIR' first and pass --plan plan.json (or --no-plan)"
                 )
+            t0 = time.monotonic()
             plan = _plan(args, config, overrides)
             config = apply_overrides(RunConfig(), {**planned_values(plan, overrides), **overrides})
+            spent = time.monotonic() - t0
+            budget = config.train.time_budget_minutes
+            if budget is not None and not args.plan and spent > 1:
+                # the budget is the whole command's: planning took part of it
+                left = max(budget - spent / 60, 0.1)
+                print(f"plan: made in {spent:.0f} s; {left:.1f} of {budget:g} minutes left to train")
+                config = config.override({"train.time_budget_minutes": round(left, 3)})
         trainer = Trainer(
             config,
             run_dir=args.run_dir,

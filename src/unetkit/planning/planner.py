@@ -41,11 +41,12 @@ PLAN_VERSION = 1
 DEFAULT_BUDGET_MINUTES = 10.0
 MODEL = "unet"
 #: patch limits per axis (min, max) by dimensionality and device type
+#: (the lower limit keeps context and a usable receptive field even for tiny objects)
 PATCH_LIMITS = {
-    ("cpu", 2): (64, 256),
-    ("cuda", 2): (64, 512),
-    ("cpu", 3): (32, 96),
-    ("cuda", 3): (32, 128),
+    ("cpu", 2): (128, 256),
+    ("cuda", 2): (128, 512),
+    ("cpu", 3): (48, 96),
+    ("cuda", 3): (48, 128),
 }
 CONTEXT = 3
 MIN_BOTTLENECK = 12
@@ -299,9 +300,9 @@ def make_plan(
     # -- patch, depth, batch, width (measured) ---------------------------------------------------------
     patch, patch_why = plan_patch(fp, dev.type)
     candidates_tried: list[Measurement] = []
+    batch = plan_batch(patch, dims)  # kept when the patch shrinks: smaller steps, more of them
     for attempt in range(3):
         depth = plan_depth(patch)
-        batch = plan_batch(patch, dims)
         widths = WIDTHS if dev.type == "cuda" else WIDTHS[:2] if budget < 30 else WIDTHS
         cands = [Candidate(MODEL, w, depth, tuple(patch), batch) for w in widths]
         measured = measure(cands, in_channels, num_classes, dims, dev, dtype, timer, progress)
@@ -398,7 +399,7 @@ def make_plan(
     return plan
 
 
-#: the config keys a plan's schedule sets (dropped when the user fixes the epochs without a budget)
+#: the config keys a plan's schedule sets (dropped when the user fixes the number of epochs)
 SCHEDULE_KEYS = (
     "train.scheduler",
     "train.time_budget_minutes",
