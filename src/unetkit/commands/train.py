@@ -295,7 +295,9 @@ def run(args) -> int:
             if budget is not None and not args.plan and spent > 1:
                 # the budget is the whole command's: planning took part of it
                 left = max(budget - spent / 60, 0.1)
-                print(f"plan: made in {spent:.0f} s; {left:.1f} of {budget:g} minutes left to train")
+                print(
+                    f"plan: made in {spent:.0f} s; {left:.1f} of {budget:g} minutes left to train"
+                )
                 config = config.override({"train.time_budget_minutes": round(left, 3)})
         trainer = Trainer(
             config,
