@@ -226,3 +226,11 @@ def test_plan_command_bad_inputs(tmp_path, capsys):
     assert cli.main(["train", str(data), "--plan", str(bad), "--run-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad.json" in err[0] and not (tmp_path / "r").exists()
+
+
+def test_torchrun_needs_a_saved_plan(tmp_path, capsys, monkeypatch):
+    data = _write_cells(tmp_path / "train")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli.main(["train", str(data), "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--plan plan.json" in err[0] and not (tmp_path / "r").exists()

@@ -300,9 +300,20 @@ def test_unet3plus_with_deep_supervision_and_cgm_trains(cells, tmp_path):
 
 
 def test_torchrun_two_processes_match_one_process(cells, tmp_path):
+    # every process follows one saved plan (planning per process could differ)
+    plan = tmp_path / "plan.json"
+    made = subprocess.run(
+        [sys.executable, "-m", "unetkit", "plan", str(cells), "--output", str(plan)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert made.returncode == 0, made.stdout + made.stderr
     common = [
         "train",
         str(cells),
+        "--plan",
+        str(plan),
         "--patch-size",
         "32",
         "--batch-size",
