@@ -77,3 +77,16 @@ def test_object_sizes_and_equivalent_diameter():
     assert equivalent_diameter([4 / 3 * math.pi * 27], 3)[0] == pytest.approx(6.0)
     with pytest.raises(ConfigError, match="spatial_dims must be 2 or 3"):
         equivalent_diameter([1], 4)
+
+
+def test_object_extents_are_the_longest_bounding_box_side():
+    from unetkit.data.objects import object_extents
+
+    lab = np.zeros((6, 12), np.int32)
+    lab[1, 1:11] = 3  # a 10-px line
+    lab[3:6, 2:4] = 7  # 3 × 2 block
+    assert object_extents(lab).tolist() == [10, 3]
+    assert object_extents(np.zeros((4, 4), np.int32)).tolist() == []
+    vol = np.zeros((5, 4, 4), np.int32)
+    vol[0:5, 1, 1] = 1
+    assert object_extents(vol).tolist() == [5]

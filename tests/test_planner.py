@@ -141,6 +141,22 @@ def test_touching_objects_get_the_border_weight_map_and_rare_classes_oversamplin
     assert plain.config["data.weight_map"] is False and plain.config["data.fg_fraction"] == 0.33
 
 
+def test_thin_touching_structures_get_no_weight_map_and_patches_follow_their_extent():
+    vessels = FakeFingerprint(
+        touching_fraction=1.0,
+        objects={
+            "1": {
+                "count": 900,
+                "diameter_px": {"median": 2, "p10": 1, "p90": 4},
+                "extent_px": {"median": 20, "p10": 5, "p90": 60},
+            }
+        },
+    )
+    plan = make_plan(vessels, 5, "cpu", timer=speed())
+    assert plan.config["data.weight_map"] is False and "thin" in _decision(plan, "loss").reason
+    assert plan.config["data.patch_size"] == [192, 192]  # 3 × the 60-px extent, not the 4-px width
+
+
 def test_validation_cadence_keeps_validation_a_small_share():
     fp = FakeFingerprint(sizes={"median": [4000, 4000], "min": [3000, 3000], "max": [5000, 5000]})
     plan = make_plan(fp, 5, "cpu", timer=speed(), val_cases=10)

@@ -19,7 +19,8 @@ Definitions:
   (4-neighbours in 2D, 6 in 3D, as :func:`~unetkit.data.weightmap.instance_labels`), so objects
   that meet only at a corner or are separated by a 1-px background line stay separate; with
   instance masks (``mask_kind="instances"``) they are the instance ids. The **diameter** of an
-  object is that of the disc (2D) or ball (3D) with its pixel count, in pixels.
+  object is that of the disc (2D) or ball (3D) with its pixel count, in pixels (how thick it is);
+  its **extent** is the longest side of its bounding box (how far it reaches: long for vessels).
 * **Touching**: an object touches when another object *of the same class* lies within 2 px of it
   (Chebyshev distance, :func:`~unetkit.data.objects.touching_objects`): across a 1-px background
   line, as the cells of the U-Net paper. Many touching objects call for the border weight map.
@@ -49,7 +50,7 @@ from ..utils import jsonable
 from .checks import _ChannelStats
 from .discovery import scan_dataset
 from .labels import INFER_KINDS, LabelMap, dataset_label_map
-from .objects import equivalent_diameter, object_sizes, touching_objects
+from .objects import equivalent_diameter, object_extents, object_sizes, touching_objects
 from .reading import read_case_image, read_case_mask, same_layout
 
 PathLike = Union[str, Path]
@@ -77,8 +78,8 @@ class Fingerprint:
             ``[r, g, b]`` lists for colour masks; ``[0, 1]`` for instance masks).
         class_fraction: pixel fraction of each class index over all cases read (sums to 1).
         objects: per foreground class index (``"1"``, ``"2"`` …) ``{"per_case_median": float,
-            "count": int, "diameter_px": {"median", "p10", "p90"}, "touching_fraction": float}``
-            (diameters ``None`` without objects).
+            "count": int, "diameter_px": {"median", "p10", "p90"}, "extent_px": {…},
+            "touching_fraction": float}`` (``None`` values without objects).
         touching_fraction: share of all foreground objects that touch another of their class
             (0.0 without objects).
         seconds: the time :func:`fingerprint_dataset` took.
@@ -168,7 +169,8 @@ class Fingerprint:
                 unit = "image" if self.spatial_dims == 2 else "volume"
                 line += (
                     f"; objects: median {obj['per_case_median']:g} per {unit}, diameter median "
-                    f"{d['median']:.0f} px (p10 {d['p10']:.0f}, p90 {d['p90']:.0f}); "
+                    f"{d['median']:.0f} px (p10 {d['p10']:.0f}, p90 {d['p90']:.0f}), extent p90 "
+                    f"{obj['extent_px']['p90']:.0f} px; "
                     f"{100 * obj['touching_fraction']:.0f} % touch another"
                 )
             else:
@@ -190,6 +192,7 @@ class _ClassObjects:
     def __init__(self):
         self.per_case: list[int] = []
         self.sizes: list[np.ndarray] = []
+        self.extents: list[np.ndarray] = []
         self.touching = 0
 
     def add(self, labels: Optional[np.ndarray]) -> None:
@@ -199,6 +202,7 @@ class _ClassObjects:
         sizes = object_sizes(labels)
         self.per_case.append(int(sizes.size))
         self.sizes.append(sizes)
+        self.extents.append(object_extents(labels))
         if sizes.size > 1:
             self.touching += int(touching_objects(labels, TOUCH_GAP).size)
 
@@ -209,12 +213,18 @@ class _ClassObjects:
             d = equivalent_diameter(sizes, spatial_dims)
             p10, med, p90 = (float(v) for v in np.percentile(d, [10, 50, 90]))
             diameter = {"median": med, "p10": p10, "p90": p90}
+            e10, emed, e90 = (
+                float(v) for v in np.percentile(np.concatenate(self.extents), [10, 50, 90])
+            )
+            extent = {"median": emed, "p10": e10, "p90": e90}
         else:
             diameter = {"median": None, "p10": None, "p90": None}
+            extent = dict(diameter)
         return {
             "per_case_median": float(np.median(self.per_case)) if self.per_case else 0.0,
             "count": count,
             "diameter_px": diameter,
+            "extent_px": extent,
             "touching_fraction": self.touching / count if count else 0.0,
         }
 

@@ -139,6 +139,28 @@ def object_sizes(instances: np.ndarray) -> np.ndarray:
     return np.unique(ids, return_counts=True)[1].astype(np.int64)
 
 
+def object_extents(instances: np.ndarray) -> np.ndarray:
+    """Longest bounding-box side of every object, in id order, in pixels (voxels).
+
+    For elongated or branching objects (vessels, membranes, neurites) the equivalent diameter says
+    how thick they are; the extent says how much image a network must see to follow one.
+
+    Example:
+        >>> lab = np.zeros((4, 9), int); lab[1, 1:8] = 1; lab[3, 0] = 2
+        >>> object_extents(lab).tolist()
+        [7, 1]
+    """
+    from scipy import ndimage
+
+    lab = np.asarray(instances)
+    if lab.dtype.kind not in "biu":
+        raise ConfigError(f"instances must hold integer ids, got dtype {lab.dtype}")
+    boxes = ndimage.find_objects(lab.astype(np.int64, copy=False))
+    return np.array(
+        [max(sl.stop - sl.start for sl in box) for box in boxes if box is not None], np.int64
+    )
+
+
 def equivalent_diameter(sizes, spatial_dims: int) -> np.ndarray:
     """Diameter of the disc (2D) or ball (3D) with the same pixel (voxel) count, in pixels.
 
@@ -158,6 +180,7 @@ def equivalent_diameter(sizes, spatial_dims: int) -> np.ndarray:
 
 __all__ = [
     "equivalent_diameter",
+    "object_extents",
     "object_sizes",
     "touching_fraction",
     "touching_objects",

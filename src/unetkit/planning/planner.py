@@ -62,6 +62,8 @@ TARGET_VALIDATIONS = 10
 #: a whole-image forward pass costs about this fraction of a training step per pixel (no backward)
 INFERENCE_COST = 0.4
 TOUCHING_WEIGHT_MAP = 0.25
+#: objects thinner than this (px) are pieces of thin structures (vessels), not cells to separate
+BLOB_DIAMETER = 8
 RARE_CLASS = 0.01
 
 
@@ -166,13 +168,27 @@ def _round_up(v: float, m: int) -> int:
 
 
 def _large_object(fp) -> Optional[float]:
-    """The 90th-percentile object diameter (px) of the class with the largest objects."""
-    sizes = [
-        o["diameter_px"]["p90"]
-        for o in (fp.objects or {}).values()
-        if o.get("count") and o.get("diameter_px")
-    ]
+    """How far the large objects reach (px): the 90th-percentile bounding-box extent of the class
+    with the largest objects (the equivalent diameter where a fingerprint has no extents)."""
+    sizes = []
+    for o in (fp.objects or {}).values():
+        if not o.get("count"):
+            continue
+        size = (o.get("extent_px") or {}).get("p90") or (o.get("diameter_px") or {}).get("p90")
+        if size:
+            sizes.append(float(size))
     return max(sizes) if sizes else None
+
+
+def _typical_diameter(fp) -> float:
+    """The median object thickness (px) over the classes, weighted by object count."""
+    pairs = [
+        (o["diameter_px"]["median"], o["count"])
+        for o in (fp.objects or {}).values()
+        if o.get("count") and (o.get("diameter_px") or {}).get("median")
+    ]
+    total = sum(c for _, c in pairs)
+    return sum(d * c for d, c in pairs) / total if total else 0.0
 
 
 def plan_patch(fp, device_type: str) -> tuple[list[int], str]:
@@ -191,7 +207,7 @@ def plan_patch(fp, device_type: str) -> tuple[list[int], str]:
             p = max(_round_down(s, period), min(s, period))
         patch.append(int(p))
     why = (
-        f"≥ {CONTEXT}× the large objects ({obj:.0f} px, 90th percentile) for context"
+        f"≥ {CONTEXT}× the extent of the large objects ({obj:.0f} px, 90th percentile) for context"
         if obj
         else "no objects to size it by: the largest patch"
     )
@@ -343,16 +359,24 @@ def make_plan(
 
     # -- loss and sampling -----------------------------------------------------------------------
     touching = float(fp.touching_fraction or 0.0)
-    weight_map = touching >= TOUCHING_WEIGHT_MAP
+    thickness = _typical_diameter(fp)
+    weight_map = touching >= TOUCHING_WEIGHT_MAP and thickness >= BLOB_DIAMETER
+    if weight_map:
+        why = (
+            f"{100 * touching:.0f} % of the objects lie within 2 px of another: the U-Net paper's "
+            "border weight map makes the net learn the gaps"
+        )
+    elif touching >= TOUCHING_WEIGHT_MAP:
+        why = (
+            f"Dice + cross-entropy; objects touch ({100 * touching:.0f} %) but are thin "
+            f"({thickness:.0f} px): pieces of one structure, not cells to separate"
+        )
+    else:
+        why = f"Dice + cross-entropy (nnU-Net); objects rarely touch ({100 * touching:.0f} %)"
     plan.decide(
         "loss",
         "dice_ce" + (" + border weight map" if weight_map else ""),
-        (
-            f"{100 * touching:.0f} % of the objects lie within 2 px of another: the U-Net paper's "
-            "border weight map makes the net learn the gaps"
-            if weight_map
-            else f"Dice + cross-entropy (nnU-Net); objects rarely touch ({100 * touching:.0f} %)"
-        ),
+        why,
         **{"loss.name": "dice_ce", "data.weight_map": weight_map},
     )
     fg = [f for f in fp.class_fraction[1:]] if fp.class_fraction else []
