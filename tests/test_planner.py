@@ -157,6 +157,16 @@ def test_thin_touching_structures_get_no_weight_map_and_patches_follow_their_ext
     assert plan.config["data.patch_size"] == [192, 192]  # 3 × the 60-px extent, not the 4-px width
 
 
+def test_the_rarer_class_chooses_the_best_checkpoint():
+    assert make_plan(FakeFingerprint(), 5, "cpu", timer=speed()).config["train.select_metric"] == (
+        "val_dice"
+    )
+    membranes = FakeFingerprint(class_fraction=[0.23, 0.77])  # ISBI: 255 = cell interior
+    plan = make_plan(membranes, 5, "cpu", timer=speed())
+    assert plan.config["train.select_metric"] == "val_dice_c0"
+    assert "77 %" in _decision(plan, "model selection").reason
+
+
 def test_validation_cadence_keeps_validation_a_small_share():
     fp = FakeFingerprint(sizes={"median": [4000, 4000], "min": [3000, 3000], "max": [5000, 5000]})
     plan = make_plan(fp, 5, "cpu", timer=speed(), val_cases=10)

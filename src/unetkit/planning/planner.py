@@ -392,6 +392,22 @@ def make_plan(
         ),
         **{"data.fg_fraction": fg_fraction},
     )
+    if len(fp.class_fraction) == 2 and fp.class_fraction[1] > 0.5:
+        plan.decide(
+            "model selection",
+            "val_dice_c0",
+            f"the mask's foreground value covers {100 * fp.class_fraction[1]:.0f} % of the pixels: "
+            "the rarer class 0 is the structure of interest (membranes between cells), so best.pt "
+            "is chosen by its Dice",
+            **{"train.select_metric": "val_dice_c0"},
+        )
+    else:
+        plan.decide(
+            "model selection",
+            "val_dice",
+            "best.pt by the mean foreground Dice on the validation images",
+            **{"train.select_metric": "val_dice"},
+        )
     plan.decide(
         "augmentation",
         "default",
