@@ -15,23 +15,10 @@ import numpy as np
 
 from ..errors import DataError
 from .evaluate import evaluate_case
-from .objects import merge_split_counts
+from .objects import OBJECT_METRICS, merge_split_counts
 
 #: The keys of :func:`instance_scores` (besides ``merged`` and ``split``), in report order.
-INSTANCE_METRICS = (
-    "dice",
-    "iou",
-    "pixel_error",
-    "rand_error",
-    "obj_precision",
-    "obj_recall",
-    "obj_f1",
-    "ap50",
-    "ap75",
-    "map",
-    "n_true",
-    "n_pred",
-)
+INSTANCE_METRICS = ("dice", "iou", "pixel_error", "rand_error", *OBJECT_METRICS)
 #: The seed thresholds and expansions (pixels) :func:`tune_separation` tries by default.
 SEED_THRESHOLDS = (0.1, 0.2, 0.3, 0.5)
 EXPANSIONS = (0, 1, 2)
