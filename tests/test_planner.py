@@ -246,6 +246,15 @@ def test_plan_command_bad_inputs(tmp_path, capsys):
     assert cli.main(["plan", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing" in err[0]
+    data0 = _write_cells(tmp_path / "d0")
+    for args, message in (
+        (["--time-budget", "0"], "--time-budget must be > 0 minutes, got 0"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--output", str(data0 / "images" / "00.png" / "p.json")], "00.png"),
+    ):
+        assert cli.main(["plan", str(data0), *args]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     data = _write_cells(tmp_path / "train")

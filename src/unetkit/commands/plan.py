@@ -75,8 +75,14 @@ def make_plan_for(
 
 
 def run(args) -> int:
+    from .. import runtime
+    from ..errors import ConfigError
     from ..utils import check_output_file
 
+    # every argument is checked before any image is read
+    if args.time_budget is not None and not args.time_budget > 0:
+        raise ConfigError(f"--time-budget must be > 0 minutes, got {args.time_budget:g}")
+    runtime.resolve_device(args.device)
     check_output_file(args.output)
     plan = make_plan_for(
         args.data_dir,
