@@ -209,7 +209,18 @@ def _write_cells(root, n=4, size=(64, 80), seed=0):
     return root
 
 
-def test_plan_command_then_train_follows_the_plan(tmp_path, capsys):
+def _fake_probe(monkeypatch, base: float = 0.5):
+    """The commands time candidates with :func:`speed`'s fake machine: the real probe is
+    ``test_probe_times_real_steps_once_and_caches_them``'s job, and real steps of two widths cost a
+    minute under emulated bf16."""
+    fake = speed(base)
+    monkeypatch.setattr(
+        "unetkit.planning.probe.time_training_step", lambda cand, *a, **k: fake(cand)
+    )
+
+
+def test_plan_command_then_train_follows_the_plan(tmp_path, capsys, monkeypatch):
+    _fake_probe(monkeypatch)
     data = _write_cells(tmp_path / "train")
     out = tmp_path / "plan.json"
     assert cli.main(["plan", str(data), "--time-budget", "0.5", "--output", str(out)]) == 0
