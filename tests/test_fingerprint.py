@@ -82,6 +82,9 @@ def test_touching_fraction_of_three_squares_is_two_thirds(tmp_path):
     assert fp.objects["1"]["count"] == 3
     assert fp.objects["1"]["diameter_px"]["median"] == pytest.approx(square_diameter(4))
     assert fp.touching_fraction == pytest.approx(2 / 3)
+    # width on the medial axis, 2·d − 1: 3 for 4-px squares (the two that touch are measured apart)
+    assert fp.objects["1"]["width_px"]["median"] == 3.0
+    assert "width median 3 px" in fp.describe()[-2]
 
 
 def test_corner_contacts_stay_separate_objects(tmp_path):

@@ -286,6 +286,10 @@ class DataConfig:
             ``splits.json`` and fold ``fold`` is trained.
         normalization: scheme name and parameters, e.g. ``{"name": "percentile", "lower": 1}``.
         patch_size: training patch (label) size per axis; unset = whole images (all the same size).
+            With ``scale``, in pixels of the resampled images.
+        scale: resolution factor per axis (one number for all) at which the net trains and
+            predicts: ``0.5`` halves every side of the training images; ``predict`` resamples each
+            image the same way and the logits back to the image's own size. ``None`` = as stored.
         fg_fraction: share of patches centred on foreground (nnU-Net uses 0.33).
         fg_classes: the classes to oversample (default every class > 0; ISBI membranes: ``[0]``).
         augmentation: augmentation settings (``{}`` = defaults, ``None`` = off).
@@ -303,6 +307,7 @@ class DataConfig:
     fold: Optional[int] = _f(None, ge=0)
     normalization: dict = _f(factory=lambda: {"name": "zscore"})
     patch_size: Optional[list] = _f(None, items=int, ge=1, scalar=True)
+    scale: Optional[list] = _f(None, items=float, gt=0, le=4, scalar=True)
     fg_fraction: float = _f(0.33, ge=0, le=1)
     fg_classes: Optional[list] = _f(None, items=int, ge=0)
     augmentation: Optional[dict] = _f(factory=dict)

@@ -29,6 +29,7 @@ checkpoints/last.pt and best.pt) is written under --output (default runs/).
 FLAG_KEYS = {
     "val": "data.val_dir",
     "patch_size": "data.patch_size",
+    "scale": "data.scale",
     "mask_suffix": "data.mask_suffix",
     "mask_kind": "data.mask_kind",
     "val_fraction": "data.val_fraction",
@@ -94,6 +95,11 @@ def add_parser(sub) -> None:
     )
     g.add_argument("--fold", type=int, help="with --num-folds: the fold to train (default 0)")
     g.add_argument("--patch-size", help="training patch (label) size: 256 or 96,128,128")
+    g.add_argument(
+        "--scale",
+        help="train and predict at this fraction of the stored resolution: 0.5 or 1,0.5,0.5 "
+        "(default: planned from the objects' size; 1 = as stored)",
+    )
     g.add_argument("--mask-suffix", help="mask file suffix such as _mask (default: detected)")
     g.add_argument(
         "--mask-kind", choices=("auto", "labels", "colors", "instances"), help="how to read masks"
@@ -160,7 +166,7 @@ def collect_overrides(args) -> dict:
         value = getattr(args, flag, None)
         if value is None:
             continue
-        if flag == "patch_size":
+        if flag in ("patch_size", "scale"):
             value = parse_value(value)
             value = list(value) if isinstance(value, (tuple, list)) else [value]
         if flag == "normalization":

@@ -28,6 +28,7 @@ from .discovery import Case, scan_dataset
 from .labels import LabelMap, dataset_label_map
 from .normalization import Normalizer, create_normalizer
 from .reading import read_case_image, read_case_mask, same_layout
+from .resample import resample_image, resample_instances, resample_labels, scaled_shape
 from .sampling import PatchSampler, foreground_locations
 from .splits import holdout_split, kfold_splits, save_splits
 from .transforms import Compose
@@ -153,17 +154,28 @@ def load_case(
     weight_map: Optional[dict] = None,
     *,
     cache_dir: Optional[PathLike] = None,
+    scale: Optional[Sequence[float]] = None,
 ) -> LoadedCase:
     """Read, check and normalise one case; compute its weight map when ``weight_map`` is given
     (``{"w0": 10, "sigma": 5}``), reading it from ``cache_dir`` when cached there before (see
-    :func:`cached_weight_map`)."""
+    :func:`cached_weight_map`). With ``scale`` (one factor per axis, see
+    :mod:`unetkit.data.resample`) image and masks are resampled first and the weight map is made on
+    the resampled mask."""
     image, meta = read_case_image(case)
     require_finite(image, case.images[0])
     mask = instances = weight = None
     if case.mask is not None and label_map is not None:
         mask, instances = read_case_mask(case, label_map, image.shape[1:])
-        if weight_map is not None:
-            weight = cached_weight_map(mask, instances, weight_map, cache_dir)
+    shape = scaled_shape(image.shape[1:], scale)
+    if shape != image.shape[1:]:
+        image = resample_image(image, shape)
+        if instances is not None:  # instance masks: one class, the objects' pixels
+            instances = resample_instances(instances, shape)
+            mask = (instances > 0).astype(np.int64)
+        elif mask is not None:
+            mask = resample_labels(mask, shape, label_map.num_classes)
+    if mask is not None and weight_map is not None:
+        weight = cached_weight_map(mask, instances, weight_map, cache_dir)
     img = normalizer(image) if normalizer is not None else image.astype(np.float32)
     return LoadedCase(
         case.case_id,
@@ -208,6 +220,7 @@ def prepare_data(
     num_folds: Optional[int] = None,
     fold: Optional[int] = None,
     cache_dir: Optional[Path] = None,
+    scale: Optional[Sequence[float]] = None,
 ) -> PreparedData:
     """Discover, split, label, normalise and load a dataset for training.
 
@@ -231,6 +244,9 @@ def prepare_data(
         fold: the fold to train on, ``0 … num_folds - 1`` (default 0 with ``num_folds``).
         cache_dir: folder caching the border weight maps across runs (see
             :func:`cached_weight_map`); ``None`` computes them without caching.
+        scale: resolution factor per axis for the **training** cases (see
+            :mod:`unetkit.data.resample`); validation cases stay at their own size, so validation
+            scores what ``predict`` writes.
 
     Returns:
         The :class:`PreparedData`; ``splits`` is the split used (with ``num_folds``: fold ``fold``,
@@ -284,7 +300,8 @@ def prepare_data(
         if not normalizer.fitted:
             normalizer.fit(same_layout((c.images[0], read_case_image(c)[0]) for c in train_cases))
     train = [
-        load_case(c, label_map, normalizer, weight_map, cache_dir=cache_dir) for c in train_cases
+        load_case(c, label_map, normalizer, weight_map, cache_dir=cache_dir, scale=scale)
+        for c in train_cases
     ]
     val = [load_case(c, label_map, normalizer, None) for c in val_cases]
     cases = train_cases + val_cases

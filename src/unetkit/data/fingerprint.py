@@ -20,7 +20,9 @@ Definitions:
   that meet only at a corner or are separated by a 1-px background line stay separate; with
   instance masks (``mask_kind="instances"``) they are the instance ids. The **diameter** of an
   object is that of the disc (2D) or ball (3D) with its pixel count, in pixels (how thick it is);
-  its **extent** is the longest side of its bounding box (how far it reaches: long for vessels).
+  its **extent** is the longest side of its bounding box (how far it reaches: long for vessels);
+  its **width** is sampled along its medial ridge (:func:`~unetkit.data.objects.structure_widths`:
+  how thin its thinnest parts are — a vessel tree is wide in diameter but 3 px in width).
 * **Touching**: an object touches when another object *of the same class* lies within 2 px of it
   (Chebyshev distance, :func:`~unetkit.data.objects.touching_objects`): across a 1-px background
   line, as the cells of the U-Net paper. Many touching objects call for the border weight map.
@@ -50,7 +52,13 @@ from ..utils import jsonable
 from .checks import _ChannelStats
 from .discovery import scan_dataset
 from .labels import INFER_KINDS, LabelMap, dataset_label_map
-from .objects import equivalent_diameter, object_extents, object_sizes, touching_objects
+from .objects import (
+    equivalent_diameter,
+    object_extents,
+    object_sizes,
+    structure_widths,
+    touching_objects,
+)
 from .reading import read_case_image, read_case_mask, same_layout
 
 PathLike = Union[str, Path]
@@ -170,7 +178,8 @@ class Fingerprint:
                 line += (
                     f"; objects: median {obj['per_case_median']:g} per {unit}, diameter median "
                     f"{d['median']:.0f} px (p10 {d['p10']:.0f}, p90 {d['p90']:.0f}), extent p90 "
-                    f"{obj['extent_px']['p90']:.0f} px; "
+                    f"{obj['extent_px']['p90']:.0f} px, width median "
+                    f"{(obj.get('width_px') or {}).get('median') or 0:.0f} px; "
                     f"{100 * obj['touching_fraction']:.0f} % touch another"
                 )
             else:
@@ -186,6 +195,15 @@ def _show(value) -> str:
     )
 
 
+def _apart(labels: np.ndarray) -> np.ndarray:
+    """The objects' pixels minus those next to another object: touching objects measured apart."""
+    lab = labels.astype(np.int64, copy=False)
+    top = int(lab.max()) + 1  # above every id (scipy's filters overflow near the dtype's limit)
+    high = ndimage.maximum_filter(lab, size=3)
+    low = ndimage.minimum_filter(np.where(lab > 0, lab, top), size=3)
+    return (lab > 0) & (high == lab) & (low == lab)
+
+
 class _ClassObjects:
     """Object counts, sizes and touching counts of one foreground class over the cases."""
 
@@ -193,6 +211,7 @@ class _ClassObjects:
         self.per_case: list[int] = []
         self.sizes: list[np.ndarray] = []
         self.extents: list[np.ndarray] = []
+        self.widths: list[np.ndarray] = []
         self.touching = 0
 
     def add(self, labels: Optional[np.ndarray]) -> None:
@@ -203,6 +222,7 @@ class _ClassObjects:
         self.per_case.append(int(sizes.size))
         self.sizes.append(sizes)
         self.extents.append(object_extents(labels))
+        self.widths.append(structure_widths(_apart(labels), max_samples=5000))
         if sizes.size > 1:
             self.touching += int(touching_objects(labels, TOUCH_GAP).size)
 
@@ -217,14 +237,21 @@ class _ClassObjects:
                 float(v) for v in np.percentile(np.concatenate(self.extents), [10, 50, 90])
             )
             extent = {"median": emed, "p10": e10, "p90": e90}
+            widths = np.concatenate(self.widths)
+            width = (
+                dict(zip(("p10", "median", "p90"), map(float, np.percentile(widths, [10, 50, 90]))))
+                if widths.size
+                else {"median": None, "p10": None, "p90": None}
+            )
         else:
             diameter = {"median": None, "p10": None, "p90": None}
-            extent = dict(diameter)
+            extent, width = dict(diameter), dict(diameter)
         return {
             "per_case_median": float(np.median(self.per_case)) if self.per_case else 0.0,
             "count": count,
             "diameter_px": diameter,
             "extent_px": extent,
+            "width_px": width,
             "touching_fraction": self.touching / count if count else 0.0,
         }
 

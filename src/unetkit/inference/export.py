@@ -25,7 +25,8 @@ recorded in the file's metadata (``valid_input_size``), which :class:`OnnxRunner
 
 The ONNX file's ``metadata_props`` hold JSON strings: the unetkit format marker and version, the
 model spec (preset, class, kwargs), ``spatial_dims``, ``in_channels``, ``num_classes``,
-``label_map``, ``normalization``, ``patch_size``, ``outputs`` (``"logits"``), ``activation``
+``label_map``, ``normalization``, ``patch_size``, ``scale`` (the resolution factor the net works
+at, ``null`` = as stored), ``outputs`` (``"logits"``), ``activation``
 (``sigmoid`` for one channel, else ``softmax``) and ``valid_input_size``. A TorchScript export holds
 the same dict as the extra file ``unetkit.json``.
 
@@ -280,6 +281,7 @@ def _metadata(model: nn.Module, ckpt: dict, extra: Optional[dict], rule: dict) -
         "label_map": ckpt.get("label_map"),
         "normalization": ckpt.get("normalization"),
         "patch_size": ckpt.get("patch_size"),
+        "scale": ((ckpt.get("config") or {}).get("data") or {}).get("scale"),
     }
     for key, value in (extra or {}).items():
         if key not in info:
@@ -729,6 +731,7 @@ class OnnxRunner:
             kwargs["label_map"] = (
                 LabelMap.from_dict(info["label_map"]) if info["label_map"] else None
             )
+        kwargs.setdefault("scale", self.metadata.get("scale"))
         for key in ("device", "precision", "channels_last", "runner"):
             if kwargs.pop(key, None) not in (None, "auto", "cpu", "fp32", False, self):
                 raise ConfigError(f"{key} cannot be chosen for the onnxruntime backend (CPU, fp32)")

@@ -22,7 +22,7 @@ from typing import Callable, Iterator, Optional, Protocol, runtime_checkable
 import numpy as np
 import torch
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..io.memmap import release_pages
 from .tiling import Stitcher, mirror_indices, run_tiles
 
@@ -82,6 +82,13 @@ def predict_large(
 
     if predictor.spatial_dims != 2 or source.ndim != 3:
         raise ConfigError("band-by-band prediction is for 2D images (C, H, W)")
+    if getattr(predictor, "scale", None) is not None:
+        raise DataError(
+            f"the model works at {'×'.join(f'{s:g}' for s in predictor.scale)} of the stored "
+            "resolution, which band-by-band prediction of images this large does not do yet; "
+            "predict a downsampled copy of the image, or crops of it",
+            path if path is not None else "image",
+        )
     norm = freeze_normalizer(predictor.normalizer, source)
     shape = source.shape[1:]
     plan = predictor.plan(shape)

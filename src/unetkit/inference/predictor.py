@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .. import runtime
+from ..data.resample import resample_image, resample_logits, scale_factors, scaled_shape
 from ..errors import ConfigError, DataError, UnetkitError
 from ..models.geometry import SizeRule, size_rule_of
 from ..utils import check_tile_settings, per_axis
@@ -104,6 +105,9 @@ class Predictor:
         fast: ``auto`` (default), ``eager``, ``jit`` or ``compile``: graph capture and freezing for
             the tile shape (:mod:`unetkit.inference.fastpath`); ``auto`` builds one only when the
             image has enough tiles to repay the build (bf16 on CPU, 2D).
+        scale: the resolution factor per axis the model was trained at (``data.scale``;
+            :meth:`from_checkpoint` sets it): each image is resampled by it before tiling and the
+            logits back to the image's own size, so outputs always match the input.
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class Predictor:
         label_map=None,
         runner: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         fast: str = "auto",
+        scale: Optional[Union[float, Sequence[float]]] = None,
     ):
         check_tile_settings(tile, overlap, max_tile, min_overlap, batch_size, threads)
         self.threads = threads  # recorded only: the process's threads are the entry point's
@@ -135,6 +140,7 @@ class Predictor:
         self.device = device if isinstance(device, torch.device) else runtime.resolve_device(device)
         self.dtype = runtime.resolve_precision(precision, self.device)
         self.spatial_dims = getattr(model, "spatial_dims", 2)
+        self.scale = scale_factors(scale, self.spatial_dims)
         self.channels_last = runtime.use_channels_last(model, self.device, channels_last)
         self.memory_format = runtime.memory_format(self.spatial_dims, self.channels_last)
         self.model = (
@@ -194,6 +200,7 @@ class Predictor:
                 "it with unetkit",
                 path,
             ) from None
+        kwargs.setdefault("scale", ((ckpt.get("config") or {}).get("data") or {}).get("scale"))
         return cls(model, normalizer=norm, label_map=labels, **kwargs)
 
     def describe(self) -> str:
@@ -301,15 +308,27 @@ class Predictor:
 
     def predict_logits(self, image: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
         """``(C, *spatial)`` image → ``(K, *spatial)`` float32 logits (normalised first when the
-        predictor has a normaliser; with TTA, the log of the averaged probabilities)."""
+        predictor has a normaliser; with TTA, the log of the averaged probabilities; with
+        :attr:`scale`, predicted on the resampled image and resampled back)."""
         image = self.prepare(image)
+        size = image.shape[1:]
+        shape = scaled_shape(size, self.scale)
+        if shape != size:
+            image = resample_image(image, shape)
         plan = self.plan(image.shape[1:])
         grid = plan.grid()
         self.prepare_fast_path(image.shape[0], plan.in_tile, len(grid.tiles))
         square = len(set(plan.in_tile)) == 1
-        return predict_grid(
-            self.tile_function(square), image, grid, batch_size=self.batch_size, out=out
-        )
+        if shape == size:
+            return predict_grid(
+                self.tile_function(square), image, grid, batch_size=self.batch_size, out=out
+            )
+        logits = predict_grid(self.tile_function(square), image, grid, batch_size=self.batch_size)
+        back = resample_logits(torch.from_numpy(logits), size).numpy()
+        if out is None:
+            return back
+        out[...] = back
+        return out
 
     def predict_proba(self, image: np.ndarray) -> np.ndarray:
         """Class probabilities ``(K', *spatial)``: softmax, or for one sigmoid channel (1 − p, p)."""

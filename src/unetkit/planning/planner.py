@@ -8,7 +8,11 @@ machine can train within the budget.
 
 The rules, in order (constants below):
 
-* **patch**: at least ``CONTEXT`` × the large (90th percentile) object diameter, clamped to the
+* **resolution**: when even the largest patch cannot hold ``SCALED_CONTEXT`` × the large objects'
+  extent (polyps, organs), the net trains and predicts at a reduced scale that makes it fit — never
+  below ``MIN_SCALE``, and never so low that the median structure width drops under
+  ``MIN_WIDTH`` px (thin vessels and membranes keep their resolution).
+* **patch**: at least ``CONTEXT`` × the large (90th percentile) object extent, clamped to the
   dimension's limits, no larger than the smallest image, a multiple of the pooling period.
 * **depth**: pool while the bottleneck keeps ≥ ``MIN_BOTTLENECK`` px per axis (2 … 4 poolings).
 * **batch**: about ``PIXELS_PER_BATCH`` pixels per batch (4 × 256² in 2D), at least 2.
@@ -49,6 +53,13 @@ PATCH_LIMITS = {
     ("cuda", 3): (48, 128),
 }
 CONTEXT = 3
+#: reduced resolution: the patch holds this many large-object extents (object plus half a one
+#: around it), at no less than MIN_SCALE, keeping structures at least MIN_WIDTH px wide
+SCALED_CONTEXT = 2
+MIN_SCALE = 0.25
+MIN_WIDTH = 8
+#: a scale this close to 1 is not worth the resampling
+MAX_SCALE = 0.8
 MIN_BOTTLENECK = 12
 PIXELS_PER_BATCH = {2: 4 * 256 * 256, 3: 2 * 96**3}
 WIDTHS = (16, 32, 64)
@@ -191,14 +202,53 @@ def _typical_diameter(fp) -> float:
     return sum(d * c for d, c in pairs) / total if total else 0.0
 
 
-def plan_patch(fp, device_type: str) -> tuple[list[int], str]:
-    """Patch size per axis and the reason (before the speed-dependent steps)."""
+def _median_width(fp) -> Optional[float]:
+    """The smallest median structure width (px) over the foreground classes (``None``: unknown)."""
+    widths = [
+        float(o["width_px"]["median"])
+        for o in (fp.objects or {}).values()
+        if o.get("count") and (o.get("width_px") or {}).get("median")
+    ]
+    return min(widths) if widths else None
+
+
+def plan_scale(fp, device_type: str) -> tuple[float, str]:
+    """The resolution factor to train and predict at (1.0: as stored) and the reason."""
     dims = fp.spatial_dims
     lo, hi = PATCH_LIMITS[(device_type if device_type == "cuda" else "cpu", dims)]
     obj = _large_object(fp)
+    if not obj or SCALED_CONTEXT * obj <= hi:
+        return 1.0, "as stored: the patch holds the large objects with context"
+    want = hi / (SCALED_CONTEXT * obj)
+    width = _median_width(fp)
+    floor = max(MIN_SCALE, MIN_WIDTH / width if width else 1.0)
+    floor = max(floor, lo / max(min(fp.sizes["min"]), 1) / 2)  # keep images ≥ half a patch
+    scale = round(max(want, floor), 2)
+    if scale > MAX_SCALE and width is None:
+        return 1.0, "as stored: the structures' width is unknown (a fingerprint without widths)"
+    if scale > MAX_SCALE:
+        return 1.0, (
+            f"as stored: the large objects ({obj:.0f} px) exceed a {hi}-px patch, but reducing "
+            f"the resolution would thin structures of median width {width or 0:.0f} px below "
+            f"{MIN_WIDTH} px"
+        )
+    return scale, (
+        f"the large objects reach {obj:.0f} px (90th percentile): at {scale:g} of the resolution "
+        f"a {hi}-px patch holds {hi / (obj * scale):.1f} of them, structures keep a median width "
+        f"of {(width or 0) * scale:.0f} px; predict resamples each image and the result back"
+    )
+
+
+def plan_patch(fp, device_type: str, scale: float = 1.0) -> tuple[list[int], str]:
+    """Patch size per axis and the reason (before the speed-dependent steps); with ``scale``, in
+    pixels of the resampled images."""
+    dims = fp.spatial_dims
+    lo, hi = PATCH_LIMITS[(device_type if device_type == "cuda" else "cpu", dims)]
+    obj = _large_object(fp)
+    obj = obj * scale if obj else obj
     want = CONTEXT * obj if obj else hi
     want = min(max(want, lo), hi)
-    smallest = fp.sizes["min"]
+    smallest = [max(1, int(round(s * scale))) for s in fp.sizes["min"]]
     period = 16 if dims == 2 else 8
     patch = []
     for s in smallest:
@@ -207,7 +257,8 @@ def plan_patch(fp, device_type: str) -> tuple[list[int], str]:
             p = max(_round_down(s, period), min(s, period))
         patch.append(int(p))
     why = (
-        f"≥ {CONTEXT}× the extent of the large objects ({obj:.0f} px, 90th percentile) for context"
+        f"≥ {CONTEXT}× the extent of the large objects ({obj:.0f} px, 90th percentile"
+        f"{' after resampling' if scale != 1 else ''}) for context"
         if obj
         else "no objects to size it by: the largest patch"
     )
@@ -313,8 +364,13 @@ def make_plan(
             "layer pays for the copies",
         )
 
-    # -- patch, depth, batch, width (measured) ---------------------------------------------------------
-    patch, patch_why = plan_patch(fp, dev.type)
+    # -- resolution, patch, depth, batch, width (measured) ---------------------------------------------
+    scale, scale_why = plan_scale(fp, dev.type)
+    if scale != 1.0:
+        plan.decide("resolution", scale, scale_why, **{"data.scale": [scale] * dims})
+    else:
+        plan.decide("resolution", 1, scale_why)
+    patch, patch_why = plan_patch(fp, dev.type, scale)
     candidates_tried: list[Measurement] = []
     batch = plan_batch(patch, dims)  # kept when the patch shrinks: smaller steps, more of them
     for attempt in range(3):
@@ -416,7 +472,7 @@ def make_plan(
 
     # -- schedule ----------------------------------------------------------------------------------
     n_val = val_cases if val_cases is not None else max(1, round(0.2 * fp.cases))
-    val_pixels = n_val * math.prod(fp.sizes["median"])
+    val_pixels = n_val * math.prod(fp.sizes["median"]) * scale**dims
     px_seconds = best.seconds_per_step / (batch * math.prod(patch))
     val_seconds = max(1.0, val_pixels * px_seconds * INFERENCE_COST)
     validations = int(max(2, min(TARGET_VALIDATIONS, budget * 60 * VALIDATION_SHARE / val_seconds)))
@@ -458,4 +514,5 @@ __all__ = [
     "plan_batch",
     "plan_depth",
     "plan_patch",
+    "plan_scale",
 ]

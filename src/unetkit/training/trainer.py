@@ -166,6 +166,7 @@ class Trainer:
             normalization=cfg.data.normalization,
             weight_map=weight_map,
             num_folds=cfg.data.num_folds,
+            scale=cfg.data.scale,
             fold=cfg.data.fold,
             cache_dir=cfg.data.cache_dir,
             label_map=LabelMap.from_dict(ckpt["label_map"]) if ckpt else None,
@@ -469,6 +470,7 @@ class Trainer:
             tile=self.input_size,
             channels_last=self.channels_last,
             fast="eager",
+            scale=self.config.data.scale,
         )
         sums = torch.zeros(4, k, dtype=torch.float64)  # dice sum, dice count, iou sum, iou count
         cm_total = np.zeros((k, k), dtype=np.int64)
