@@ -11,7 +11,7 @@ from PIL import Image
 from unetkit import cli
 from unetkit.checkpoint import load_checkpoint
 from unetkit.data.dataset import prepare_data
-from unetkit.data.objects import structure_widths
+from unetkit.data.objects import object_thickness
 from unetkit.data.resample import (
     resample_image,
     resample_instances,
@@ -74,28 +74,32 @@ def test_labels_resample_per_class_and_instances_keep_their_ids():
     assert resample_logits(logits, (10, 12)) is logits
 
 
-def test_structure_width_measures_thickness_not_size():
-    bar = np.zeros((9, 60), bool)
-    bar[2:5, 1:59] = True
-    assert np.median(structure_widths(bar)) == 3.0
-    yy, xx = np.mgrid[:101, :101]
-    disc = (yy - 50) ** 2 + (xx - 50) ** 2 <= 30**2
-    assert abs(np.median(structure_widths(disc)) - 60) < 2
-    cube = np.zeros((20, 20, 20), bool)
-    cube[5:15, 5:15, 5:15] = True  # 3D thinning finds no skeleton here: the distance maxima do
-    assert np.median(structure_widths(cube)) == 9.0
-    assert structure_widths(np.zeros((5, 5), bool)).size == 0
+def test_thickness_is_the_largest_inscribed_diameter_not_the_size():
+    lab = np.zeros((60, 101), np.int32)
+    lab[2:5, 1:99] = 1  # a bar 3 px thick, 98 long
+    yy, xx = np.mgrid[:60, :101]
+    lab[(yy - 30) ** 2 + (xx - 50) ** 2 <= 20**2] = 2  # a disc of diameter 41
+    alone = object_thickness(lab)
+    lab[30, 0:30] = 3  # a 1-px line up to the disc's edge: measured apart
+    thick = object_thickness(lab)
+    assert thick[0] == 3.0 and thick[2] == 1.0
+    assert 39 <= thick[1] <= alone[1] <= 41  # the disc loses only the pixel the line touches
+    cube = np.zeros((20, 20, 20), np.uint8)
+    cube[5:15, 5:15, 5:15] = 4
+    assert object_thickness(cube).tolist() == [9.0]
+    assert object_thickness(np.zeros((5, 5), np.uint8)).size == 0
 
 
 # -- the planner's rule ---------------------------------------------------------------------------
-def _objects(extent: float, width: float) -> dict:
+def _objects(extent: float, thin: float) -> dict:
+    """Objects reaching ``extent`` px (90th percentile), the thin ones ``thin`` px thick (10th)."""
     return {
         "1": {
             "count": 60,
             "per_case_median": 1,
-            "diameter_px": {"median": width, "p10": width / 2, "p90": width * 1.5},
+            "diameter_px": {"median": extent / 2, "p10": extent / 4, "p90": extent},
             "extent_px": {"median": extent / 2, "p10": extent / 4, "p90": extent},
-            "width_px": {"median": width, "p10": width / 2, "p90": width * 1.5},
+            "width_px": {"median": thin * 2, "p10": thin, "p90": thin * 4},
         }
     }
 
@@ -103,7 +107,7 @@ def _objects(extent: float, width: float) -> dict:
 def test_large_objects_plan_a_reduced_resolution():
     polyps = FakeFingerprint(
         sizes={"median": [530, 620], "min": [481, 481], "max": [1000, 1348]},
-        objects=_objects(400, 200),
+        objects=_objects(400, 100),
     )
     scale, why = plan_scale(polyps, "cpu")
     assert scale == 0.32 and "400 px" in why  # 256 / (2 × 400)
@@ -115,9 +119,9 @@ def test_large_objects_plan_a_reduced_resolution():
 
 
 def test_thin_or_small_structures_keep_the_stored_resolution():
-    vessels = FakeFingerprint(objects=_objects(400, 3))  # long but 3 px wide
+    vessels = FakeFingerprint(objects=_objects(400, 3))  # long but 3 px thick
     scale, why = plan_scale(vessels, "cpu")
-    assert scale == 1.0 and "width" in why
+    assert scale == 1.0 and "3 px thick" in why
     assert "data.scale" not in make_plan(vessels, 5, "cpu", timer=speed()).config
     assert plan_scale(FakeFingerprint(), "cpu")[0] == 1.0  # 30-px objects fit a patch as they are
     huge = FakeFingerprint(
@@ -125,7 +129,7 @@ def test_thin_or_small_structures_keep_the_stored_resolution():
         objects=_objects(3000, 1000),
     )
     assert plan_scale(huge, "cpu")[0] == MIN_SCALE  # never below a quarter
-    wide = FakeFingerprint(objects=_objects(400, 20))  # 20-px structures: at most 8/20 = 0.4
+    wide = FakeFingerprint(objects=_objects(400, 20))  # 20-px thin objects: at least 8/20 = 0.4
     assert plan_scale(wide, "cpu")[0] == 0.4
 
 

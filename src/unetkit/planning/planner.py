@@ -10,8 +10,8 @@ The rules, in order (constants below):
 
 * **resolution**: when even the largest patch cannot hold ``SCALED_CONTEXT`` × the large objects'
   extent (polyps, organs), the net trains and predicts at a reduced scale that makes it fit — never
-  below ``MIN_SCALE``, and never so low that the median structure width drops under
-  ``MIN_WIDTH`` px (thin vessels and membranes keep their resolution).
+  below ``MIN_SCALE``, and never so low that the thin objects (10th percentile of thickness) drop
+  under ``MIN_WIDTH`` px (thin vessels and membranes keep their resolution).
 * **patch**: at least ``CONTEXT`` × the large (90th percentile) object extent, clamped to the
   dimension's limits, no larger than the smallest image, a multiple of the pooling period.
 * **depth**: pool while the bottleneck keeps ≥ ``MIN_BOTTLENECK`` px per axis (2 … 4 poolings).
@@ -54,7 +54,7 @@ PATCH_LIMITS = {
 }
 CONTEXT = 3
 #: reduced resolution: the patch holds this many large-object extents (object plus half a one
-#: around it), at no less than MIN_SCALE, keeping structures at least MIN_WIDTH px wide
+#: around it), at no less than MIN_SCALE, keeping the thin objects at least MIN_WIDTH px thick
 SCALED_CONTEXT = 2
 MIN_SCALE = 0.25
 MIN_WIDTH = 8
@@ -202,12 +202,13 @@ def _typical_diameter(fp) -> float:
     return sum(d * c for d, c in pairs) / total if total else 0.0
 
 
-def _median_width(fp) -> Optional[float]:
-    """The smallest median structure width (px) over the foreground classes (``None``: unknown)."""
+def _thin_objects(fp) -> Optional[float]:
+    """How thick the thin objects are (px): the smallest 10th percentile of object thickness over
+    the foreground classes (``None``: unknown)."""
     widths = [
-        float(o["width_px"]["median"])
+        float(o["width_px"]["p10"])
         for o in (fp.objects or {}).values()
-        if o.get("count") and (o.get("width_px") or {}).get("median")
+        if o.get("count") and (o.get("width_px") or {}).get("p10")
     ]
     return min(widths) if widths else None
 
@@ -220,22 +221,22 @@ def plan_scale(fp, device_type: str) -> tuple[float, str]:
     if not obj or SCALED_CONTEXT * obj <= hi:
         return 1.0, "as stored: the patch holds the large objects with context"
     want = hi / (SCALED_CONTEXT * obj)
-    width = _median_width(fp)
+    width = _thin_objects(fp)
     floor = max(MIN_SCALE, MIN_WIDTH / width if width else 1.0)
     floor = max(floor, lo / max(min(fp.sizes["min"]), 1) / 2)  # keep images ≥ half a patch
     scale = round(max(want, floor), 2)
     if scale > MAX_SCALE and width is None:
-        return 1.0, "as stored: the structures' width is unknown (a fingerprint without widths)"
+        return 1.0, "as stored: the objects' thickness is unknown (a fingerprint without widths)"
     if scale > MAX_SCALE:
         return 1.0, (
             f"as stored: the large objects ({obj:.0f} px) exceed a {hi}-px patch, but reducing "
-            f"the resolution would thin structures of median width {width or 0:.0f} px below "
-            f"{MIN_WIDTH} px"
+            f"the resolution would make the thin objects ({width or 0:.0f} px thick, 10th "
+            f"percentile) thinner than {MIN_WIDTH} px"
         )
     return scale, (
         f"the large objects reach {obj:.0f} px (90th percentile): at {scale:g} of the resolution "
-        f"a {hi}-px patch holds {hi / (obj * scale):.1f} of them, structures keep a median width "
-        f"of {(width or 0) * scale:.0f} px; predict resamples each image and the result back"
+        f"a {hi}-px patch holds {hi / (obj * scale):.1f} of them, the thin objects stay "
+        f"{(width or 0) * scale:.0f} px thick; predict resamples each image and the result back"
     )
 
 
