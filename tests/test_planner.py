@@ -193,6 +193,23 @@ def test_probe_times_real_steps_once_and_caches_them():
     assert "torch" in machine and "threads" in machine
 
 
+def test_probe_stops_timing_wider_nets_when_its_share_of_the_budget_is_spent():
+    import time
+
+    def slow(c: Candidate) -> float:
+        time.sleep(0.05)
+        return 0.01 * c.base_features
+
+    cands = [Candidate("unet", w, 2, (32, 32), 2) for w in (5, 6, 7)]
+    got = measure(cands, 1, 2, 2, torch.device("cpu"), None, timer=slow, max_seconds=0.01)
+    assert [m.candidate.base_features for m in got] == [5]  # the first is always timed
+    # in a plan: a 0.1-minute budget leaves the probe 0.18 s, the first width's timing takes 0.2 s
+    plan = make_plan(FakeFingerprint(), 0.1, "cpu", timer=lambda c: time.sleep(0.2) or 1.0)
+    width = _decision(plan, "width")
+    assert width.value == 16 and "width 32 not timed" in width.reason
+    assert [m["base_features"] for m in plan.measurements] == [16]
+
+
 # -- the commands -------------------------------------------------------------------------------
 def _write_cells(root, n=4, size=(64, 80), seed=0):
     rng = np.random.default_rng(seed)

@@ -70,6 +70,8 @@ FEW_STEPS = 150
 SETUP_SHARE = 0.08
 VALIDATION_SHARE = 0.12
 TARGET_VALIDATIONS = 10
+#: the machine probe may spend at most this share of the budget timing candidates (cached after)
+PROBE_SHARE = 0.03
 #: a whole-image forward pass costs about this fraction of a training step per pixel (no backward)
 INFERENCE_COST = 0.4
 TOUCHING_WEIGHT_MAP = 0.25
@@ -378,9 +380,26 @@ def make_plan(
         depth = plan_depth(patch)
         widths = WIDTHS if dev.type == "cuda" else WIDTHS[:2] if budget < 30 else WIDTHS
         cands = [Candidate(MODEL, w, depth, tuple(patch), batch) for w in widths]
-        measured = measure(cands, in_channels, num_classes, dims, dev, dtype, timer, progress)
+        measured = measure(
+            cands,
+            in_channels,
+            num_classes,
+            dims,
+            dev,
+            dtype,
+            timer,
+            progress,
+            max_seconds=PROBE_SHARE * budget * 60,
+        )
         candidates_tried += measured
         best, steps, width_why = choose_width(measured, budget)
+        if len(measured) < len(cands):
+            timed = {m.candidate for m in measured}
+            untimed = [c.base_features for c in cands if c not in timed]
+            width_why += (
+                f"; width {', '.join(map(str, untimed))} not timed: the probe had used its "
+                f"{100 * PROBE_SHARE:g} % of the budget (a wider net is slower still)"
+            )
         lo = PATCH_LIMITS[(dev.type if dev.type == "cuda" else "cpu", dims)][0]
         if steps >= FEW_STEPS or min(patch) <= lo or attempt == 2:
             break

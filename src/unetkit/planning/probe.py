@@ -27,8 +27,10 @@ import torch
 from .. import runtime
 from ..utils import atomic_write_text
 
-#: Timed steps per candidate (after one warm-up step); the median is kept.
+#: Timed steps per candidate (after one warm-up step); the median is kept. Slow steps stop the
+#: timing early: once PROBE_SECONDS have been timed, the steps so far are enough.
 PROBE_STEPS = 3
+PROBE_SECONDS = 3.0
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,8 @@ def time_training_step(
     dtype: Optional[torch.dtype],
     steps: int = PROBE_STEPS,
 ) -> float:
-    """Median seconds of ``steps`` training steps (after one warm-up) of ``candidate`` on random data."""
+    """Median seconds of ``steps`` training steps (after one warm-up) of ``candidate`` on random
+    data; fewer when the timed steps already took ``PROBE_SECONDS``."""
     from ..data.dataset import patch_geometry
     from ..losses import DeepSupervisionLoss, create_loss
     from ..models import create_model
@@ -161,6 +164,8 @@ def time_training_step(
             torch.cuda.synchronize(device)
         if i:
             times.append(time.perf_counter() - t0)
+            if sum(times) >= PROBE_SECONDS:
+                break
     return float(sorted(times)[len(times) // 2])
 
 
@@ -173,18 +178,28 @@ def measure(
     dtype: Optional[torch.dtype],
     timer: Optional[Callable[[Candidate], float]] = None,
     progress: Optional[Callable[[str], None]] = None,
+    max_seconds: Optional[float] = None,
 ) -> list[Measurement]:
-    """Seconds per step of every candidate: from the cache when this machine measured it before,
-    else timed (``timer`` replaces the timing, for tests) and added to the cache."""
+    """Seconds per step of the candidates: from the cache when this machine measured them before,
+    else timed (``timer`` replaces the timing, for tests) and added to the cache.
+
+    ``max_seconds`` bounds the timing: once the probe has spent that long, the remaining uncached
+    candidates (give them narrowest first: the next would be slower still) are left out of the
+    result. The first candidate is always measured."""
     path = cache_path()
     cache = _load_cache(path)
     machine = machine_key(device, dtype)
     entries = cache.setdefault(machine, {})
     out, changed = [], False
+    start = time.perf_counter()
     for cand in candidates:
         key = f"{cand.key()}-c{in_channels}-k{num_classes}-{spatial_dims}d"
         if key in entries:
             out.append(Measurement(cand, float(entries[key]), cached=True))
+            continue
+        if out and max_seconds is not None and time.perf_counter() - start >= max_seconds:
+            if progress:
+                progress(f"not probing {cand.key()}: the probe has used its share of the budget")
             continue
         if progress:
             progress(f"probing {cand.key()} …")
