@@ -458,7 +458,10 @@ class Trainer:
 
     def validate(self) -> dict:
         """Whole-image prediction of the validation cases (shared across ranks): the loss and the
-        per-class Dice / IoU, averaged over cases with undefined scores left out (see EMPTY_POLICY)."""
+        per-class Dice / IoU, averaged over cases with undefined scores left out (see EMPTY_POLICY).
+
+        The predictor plans its tiles as ``predict`` does (not the training patch: fewer, larger
+        tiles), so validation scores what ``predict`` writes."""
         if not self.data.val:
             return {}
         t0 = time.monotonic()
@@ -467,7 +470,6 @@ class Trainer:
             self.model,
             device=self.device,
             precision=self.config.train.precision,
-            tile=self.input_size,
             channels_last=self.channels_last,
             fast="eager",
             scale=self.config.data.scale,
