@@ -488,6 +488,11 @@ class TrainConfig:
         threads: torch CPU threads (``None`` = torch's default). Set by ``unetkit train`` through
             :func:`unetkit.runtime.configure_process`; the :class:`~unetkit.training.Trainer` itself
             changes nothing process-wide (a notebook calls ``configure_process`` itself).
+        init_from: a checkpoint whose weights start the run (fine-tuning; ``None`` = fresh
+            weights). Tensors whose names and shapes fit are loaded; an input conv or output heads
+            that differ because the data has other channels or classes stay new. The optimiser,
+            schedule and epoch start fresh (``Trainer.resume`` continues a run instead); see
+            :mod:`unetkit.training.init_from`.
     """
 
     epochs: int = _f(50, ge=1)
@@ -508,6 +513,7 @@ class TrainConfig:
     time_budget_minutes: Optional[float] = _f(None, gt=0)
     select_metric: str = "val_dice"
     threads: Optional[int] = _f(None, ge=1)
+    init_from: Optional[str] = _f(None, path=True)
 
     def validate(self) -> None:
         """Types, ranges and names of every field; the device name is parsed (not looked for)."""

@@ -14,12 +14,20 @@ examples:
   unetkit train data/train --model unet-original --weight-map --optimizer sgd --lr 0.01 \\
       --set model.options.base_features=16 --set data.w0=10
   unetkit train --resume runs/unet-20261122-101500          # continue exactly where it stopped
+  unetkit train data/new --init-from runs/unet-20261122-101500/checkpoints/best.pt --epochs 20
+                                                            # fine-tune an earlier model on new data
   torchrun --nproc_per_node=2 -m unetkit train data/train --batch-size 8   # multi-process (DDP)
 
 Without --config, the run follows a plan (see 'unetkit plan'): the data's fingerprint and this
 machine's measured speed choose patch, depth, width, batch, loss, sampling and a schedule that fits
 the time budget (default 10 minutes). Every flag overrides the planned value; --epochs replaces the
 planned schedule (--time-budget then only stops the run); --no-plan keeps the plain defaults.
+
+--init-from CHECKPOINT fine-tunes: the run starts from that model's weights and takes its
+architecture (model and options, instead of the planned ones) and its normalisation unless you set
+them (--model, --set model.options.*, --normalization, --config; the weights must then still fit).
+Where the new images have other channels or the masks other classes, the input conv or the output
+heads start new. The optimiser, schedule and epoch start fresh: --resume continues a run instead.
 
 A run folder (config.yaml, plan.json, splits.json, metrics.csv, curves.png, train.log,
 checkpoints/last.pt and best.pt) is written under --output (default runs/).
@@ -52,6 +60,7 @@ FLAG_KEYS = {
     "early_stopping": "train.early_stopping",
     "threads": "train.threads",
     "select_metric": "train.select_metric",
+    "init_from": "train.init_from",
 }
 
 
@@ -72,6 +81,13 @@ def add_parser(sub) -> None:
     p.add_argument("--config", help="YAML run config (sections data, model, loss, train)")
     p.add_argument(
         "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint"
+    )
+    p.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="fine-tune: start from this checkpoint's weights, architecture and normalisation "
+        "(new input conv / output heads where the channels or classes differ); the optimiser, "
+        "schedule and epoch start fresh (--resume continues a run)",
     )
     p.add_argument(
         "--plan", metavar="PLAN_JSON", help="follow a plan written by 'unetkit plan' (no new probe)"
@@ -253,6 +269,42 @@ def _plan(args, config, overrides: dict):
     return plan
 
 
+def _init_from_defaults(args, base, config, overrides: dict) -> dict:
+    """With ``train.init_from``: the checkpoint's model and normalisation (dotted values) that the
+    flags and ``--config`` leave open. The checkpoint is read and the model the run will build is
+    checked against its weights now: a bad path or architecture fails before planning and data."""
+    path = config.train.init_from
+    if not path:
+        return {}
+    from ..training import init_from
+
+    source = init_from.read_source(path)
+    explicit = {**(_config_leaves(args.config) if args.config else {}), **overrides}
+    values = init_from.defaults_left_open(init_from.inherited_values(source, path), explicit)
+    model = apply_overrides(base, {**values, **overrides}).model  # a plan's model.* are dropped
+    init_from.check_architecture(source, path, model.name, model.options)
+    return values
+
+
+def _config_leaves(path) -> dict:
+    """The values a YAML config sets, as dotted keys (``{"model.options.depth": 3}``)."""
+    from pathlib import Path
+
+    import yaml
+
+    out: dict = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict) and value:
+                walk(value, f"{prefix}{key}.")
+            elif value is not None or prefix:  # an empty section sets nothing
+                out[f"{prefix}{key}"] = value
+
+    walk(yaml.safe_load(Path(path).read_text()) or {}, "")
+    return out
+
+
 def _configure(config) -> None:
     """The process is the command's: its threads, and on CPU freed activations kept for the next step."""
     from .. import runtime
@@ -270,21 +322,22 @@ def run(args) -> int:
 
     overrides = collect_overrides(args)
     if args.resume:
-        if args.config or args.data_dir or args.plan:
+        if args.config or args.data_dir or args.plan or args.init_from:
             raise ConfigError(
-                "--resume continues a run with its own config, plan and data; drop "
-                "DATA_DIR/--config/--plan"
+                "--resume continues a run with its own config, plan, data and weights; drop "
+                "DATA_DIR/--config/--plan/--init-from"
             )
         trainer = Trainer.resume(args.resume, progress=not args.no_progress)
         trainer.config = apply_overrides(trainer.config, overrides)
         _configure(trainer.config)
     else:
-        config = RunConfig.from_yaml(args.config) if args.config else RunConfig()
-        config = apply_overrides(config, overrides)  # bad flags fail before any data is read
+        base = RunConfig.from_yaml(args.config) if args.config else RunConfig()
+        config = apply_overrides(base, overrides)  # bad flags fail before any data is read
         if config.data.train_dir is None:
             raise ConfigError(
                 "give the training folder: unetkit train DATA_DIR (or data.train_dir in --config)"
             )
+        inherited = _init_from_defaults(args, base, config, overrides)  # {} without --init-from
         _configure(config)  # before the probe: it measures with the run's threads
         plan = None
         if args.plan or not (args.config or args.no_plan):
@@ -295,7 +348,10 @@ def run(args) -> int:
                 )
             t0 = time.monotonic()
             plan = _plan(args, config, overrides)
-            config = apply_overrides(RunConfig(), {**planned_values(plan, overrides), **overrides})
+            planned = planned_values(plan, overrides)
+            if config.train.init_from:  # the architecture is the checkpoint's, not the planned one
+                planned = {k: v for k, v in planned.items() if not k.startswith("model.")}
+            config = apply_overrides(RunConfig(), {**planned, **inherited, **overrides})
             spent = time.monotonic() - t0
             budget = config.train.time_budget_minutes
             if budget is not None and not args.plan and spent > 1:
@@ -305,6 +361,15 @@ def run(args) -> int:
                     f"plan: made in {spent:.0f} s; {left:.1f} of {budget:g} minutes left to train"
                 )
                 config = config.override({"train.time_budget_minutes": round(left, 3)})
+        elif inherited:
+            config = apply_overrides(base, {**inherited, **overrides})
+        if config.train.init_from:
+            from ..training.init_from import describe_inherited
+
+            print(
+                describe_inherited(inherited, config.train.init_from)
+                + (" (not the planned model)" if plan is not None else "")
+            )
         trainer = Trainer(
             config,
             run_dir=args.run_dir,

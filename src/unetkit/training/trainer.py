@@ -1,6 +1,7 @@
 """The trainer: a short loop of named hooks; every number comes from :class:`~unetkit.config.RunConfig`.
 
-    setup()                      data, model, loss, optimiser, schedule, callbacks; resume state
+    setup()                      data, model (fine-tuning: train.init_from weights), loss,
+                                 optimiser, schedule, callbacks; resume state
     for each epoch:
         train_epoch()            train_step() per batch (autocast, clipping, optimiser step)
         validate()               whole validation images, per-class Dice / IoU
@@ -54,6 +55,7 @@ from .callbacks import (
     PlotCallback,
     TensorBoardLogger,
 )
+from .init_from import load_matching_weights, read_source
 
 DEFAULT_PATCH = {2: 256, 3: 96}
 
@@ -152,6 +154,10 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
         ckpt = load_checkpoint(self._resume_from) if self._resume_from else None
+        # fine-tuning: the source is read first (a bad path fails before any data); a resumed run
+        # continues from its own weights and keeps the record of where they started
+        source = read_source(cfg.train.init_from) if cfg.train.init_from and ckpt is None else None
+        self.init_record = (ckpt.get("extra") or {}).get("init_from") if ckpt else None
 
         if cfg.data.train_dir is None:
             raise ConfigError("no training data: give DATA_DIR (data.train_dir)")
@@ -174,6 +180,8 @@ class Trainer:
         )
         self._check_select_metric()
         self.model = self.build_model()
+        if source is not None:
+            self.init_weights(source)
         self.setup_patches()
         self.setup_optimisation()
         if ckpt is not None:
@@ -281,6 +289,17 @@ class Trainer:
         )
         self.memory_format = runtime.memory_format(model.spatial_dims, self.channels_last)
         return model.to(memory_format=self.memory_format)
+
+    def init_weights(self, source: dict) -> None:
+        """Fine-tuning: the tensors of ``train.init_from`` that fit the model; an input conv or
+        output heads that the new data's channels or classes change stay new (one line says which).
+        See :mod:`unetkit.training.init_from`."""
+        cfg = self.config
+        self.init_record, line = load_matching_weights(
+            self.model, source, cfg.train.init_from, cfg.model.name, cfg.model.options
+        )
+        if self.dist.is_main:
+            print(line, flush=True)
 
     def setup_patches(self) -> None:
         cfg, dims = self.config, self.data.spatial_dims
@@ -568,6 +587,7 @@ class Trainer:
                 "label_size": self.label_size,
                 "empty_policy": EMPTY_POLICY,
                 "plan": self.plan,
+                "init_from": self.init_record,
             },
         )
 
