@@ -5,6 +5,7 @@ applying it. Synthetic masks where each step demonstrably helps or hurts."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -267,3 +268,137 @@ def test_choice_errors_and_the_clock():
     stopped = choose_postprocessing(preds, truths, 3, out_of_time=lambda: True)
     assert not stopped.postprocessing and stopped.candidates == () and stopped.stopped
     assert stopped.describe()[-1] == "post-processing: stopped early (time budget)"
+
+
+# -- the run and predict -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny run (2 epochs × 2 iterations, base_features 4, 48 px images) and its data."""
+    from unetkit.training import Trainer
+
+    from .test_training import make_cells, tiny_config
+
+    root = tmp_path_factory.mktemp("postprocess")
+    cells = make_cells(root / "train")
+    cfg = tiny_config(cells, epochs=2, iters_per_epoch=2)
+    result = Trainer(cfg, run_dir=root / "run", progress=False).fit()
+    return root, cells, result
+
+
+def test_training_chooses_and_stores_the_post_processing(run, capsys):
+    from unetkit.checkpoint import load_checkpoint
+
+    root, _, result = run
+    record = json.loads((root / "run" / "postprocess.json").read_text())
+    best = load_checkpoint(root / "run" / "checkpoints" / "best.pt")
+    chosen = PostProcessing.from_dict(best["extra"]["postprocess"])
+    assert record["postprocess"] == best["extra"]["postprocess"]
+    assert chosen == result.postprocess.postprocessing
+    assert record["epoch"] == best["epoch"] == result.best["epoch"]
+    assert record["metric"] == "val_dice" and record["describe"] == chosen.describe()
+    # the choice starts from the best epoch's own validation Dice (same weights, same prediction)
+    assert record["baseline"] == pytest.approx(result.best["value"], abs=1e-9)
+    names = {r["step"]["name"] for r in record["candidates"]}
+    assert {"fill_holes", "keep_largest", "split_touching"} <= names
+    assert sum(r["kept"] for r in record["candidates"]) == len(chosen.steps)
+    assert record["final"] >= record["baseline"] - 0.005 * len(chosen.steps)
+    assert "postprocess" not in load_checkpoint(root / "run" / "checkpoints" / "last.pt")["extra"]
+
+
+def test_postprocess_none_and_no_time_choose_nothing(tmp_path, monkeypatch, capsys):
+    from unetkit.training import Trainer
+
+    from .test_training import make_cells, tiny_config
+
+    cells = make_cells(tmp_path / "train", n=3)
+    cfg = tiny_config(cells, epochs=1, iters_per_epoch=1, postprocess="none")
+    result = Trainer(cfg, run_dir=tmp_path / "off", progress=False).fit()
+    assert result.postprocess is None and not (tmp_path / "off" / "postprocess.json").exists()
+
+    # under a time budget with no time left after the last epoch: skipped, with the reason printed
+    monkeypatch.setattr(Trainer, "_seconds_left", lambda self: 1.0)
+    cfg = tiny_config(cells, epochs=1, iters_per_epoch=1, time_budget_minutes=10)
+    result = Trainer(cfg, run_dir=tmp_path / "late", progress=False).fit()
+    assert result.postprocess is None and not (tmp_path / "late" / "postprocess.json").exists()
+    assert "post-processing: not chosen, 1 s of the time budget left" in capsys.readouterr().out
+
+
+def _with_post_processing(src: Path, dst: Path, pp: PostProcessing) -> Path:
+    from unetkit.checkpoint import load_checkpoint, write_checkpoint
+
+    ckpt = load_checkpoint(src)
+    ckpt["extra"]["postprocess"] = pp.to_dict()
+    return write_checkpoint(dst, ckpt)
+
+
+def test_predict_applies_the_checkpoint_post_processing(run, tmp_path, capsys):
+    from unetkit import cli
+    from unetkit.inference.batch import predict_files
+    from unetkit.inference.predictor import Predictor
+    from unetkit.io import read_image
+
+    root, cells, result = run
+    best = root / "run" / "checkpoints" / "best.pt"
+    # a post-processing that surely changes the labels of this barely trained net
+    pp = PostProcessing((PostStep("keep_largest", 1), PostStep("fill_holes", 1)))
+    ckpt = _with_post_processing(best, tmp_path / "pp.pt", pp)
+    predictor = Predictor.from_checkpoint(ckpt, precision="fp32")
+    assert predictor.postprocess == pp
+    assert Predictor.from_checkpoint(best).postprocess == result.postprocess.postprocessing
+    images = cells / "images"
+    predict_files(predictor, [images], tmp_path / "auto", progress=False)
+    assert cli.main(
+        [
+            "predict", str(ckpt), str(images), "--output", str(tmp_path / "none"),
+            "--postprocess", "none", "--precision", "fp32", "--threads", "1", "--no-progress",
+        ]
+    ) == 0  # fmt: skip
+    assert "post-processing" not in capsys.readouterr().out
+    changed = 0
+    for path in sorted(images.glob("*.png")):
+        raw = predictor.predict_proba(read_image(path)[0]).argmax(0)
+        auto = read_image(tmp_path / "auto" / path.name)[0][0]
+        none = read_image(tmp_path / "none" / path.name)[0][0]
+        np.testing.assert_array_equal(auto, 255 * pp.apply(raw))
+        np.testing.assert_array_equal(none, 255 * raw)
+        changed += int(not np.array_equal(auto, none))
+    assert changed > 0
+
+
+def test_predict_cli_says_what_it_applies_and_refuses_a_bad_value(run, tmp_path, capsys):
+    from unetkit import cli
+
+    root, cells, _ = run
+    pp = PostProcessing((PostStep("remove_small", 1, min_size=20),))
+    ckpt = _with_post_processing(root / "run/checkpoints/best.pt", tmp_path / "pp.pt", pp)
+    image = str(sorted((cells / "images").glob("*.png"))[0])
+    out = str(tmp_path / "out")
+    assert (
+        cli.main(["predict", str(ckpt), image, "-o", out, "--threads", "1", "--no-progress"]) == 0
+    )
+    assert (
+        "post-processing (chosen on validation): remove class 1 objects under 20 px"
+        in capsys.readouterr().out
+    )
+    with pytest.raises(SystemExit) as info:
+        cli.main(["predict", str(ckpt), image, "-o", out, "--postprocess", "largest"])
+    assert info.value.code == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and errors[0].startswith(  # the choices are quoted from Python 3.12 on
+        "unetkit predict: error: argument --postprocess: invalid choice: 'largest' (choose from"
+    )
+
+
+def test_a_damaged_post_processing_entry_is_named(run, tmp_path):
+    from unetkit.checkpoint import load_checkpoint, write_checkpoint
+    from unetkit.inference.predictor import Predictor
+
+    root, _, _ = run
+    ckpt = load_checkpoint(root / "run" / "checkpoints" / "best.pt")
+    ckpt["extra"]["postprocess"] = {"steps": [{"name": "erode", "label": 1}]}
+    path = write_checkpoint(tmp_path / "bad.pt", ckpt)
+    with pytest.raises(DataError) as info:
+        Predictor.from_checkpoint(path)
+    assert str(info.value).startswith(f"{path}: damaged checkpoint: its post-processing")
+    assert "\n" not in str(info.value)
+    assert not Predictor.from_checkpoint(path, postprocess=None).postprocess
