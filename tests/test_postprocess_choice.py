@@ -268,6 +268,13 @@ def test_choice_errors_and_the_clock():
     stopped = choose_postprocessing(preds, truths, 3, out_of_time=lambda: True)
     assert not stopped.postprocessing and stopped.candidates == () and stopped.stopped
     assert stopped.describe()[-1] == "post-processing: stopped early (time budget)"
+    # time for the removal candidates only: what they found is kept, the rest is not tried
+    full = choose_postprocessing(preds, truths, 3)
+    n = sum(r["step"]["name"] == "remove_small" for r in full.candidates)
+    calls = iter(range(len(full.candidates) + 1))
+    part = choose_postprocessing(preds, truths, 3, out_of_time=lambda: next(calls) >= n)
+    assert part.candidates == full.candidates[:n] and part.stopped == "time budget"
+    assert part.postprocessing == full.postprocessing and kept(part)[0]["name"] == "remove_small"
 
 
 # -- the run and predict -------------------------------------------------------------------------

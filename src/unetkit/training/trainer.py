@@ -46,7 +46,7 @@ from ..evaluation.metrics import EMPTY_POLICY, confusion_matrix, overlap_scores
 from ..inference.predictor import Predictor, labels_from_logits
 from ..losses import DeepSupervisionLoss, create_loss
 from ..models import create_model
-from ..utils import atomic_write_text, json_default, remove_stale_temp_files
+from ..utils import atomic_write_text, json_default, jsonable, remove_stale_temp_files
 from . import distributed as dist_utils
 from .callbacks import (
     BudgetSchedule,
@@ -592,9 +592,7 @@ class Trainer:
             "epoch": int(ckpt["epoch"]),
             **choice.to_dict(),
         }
-        atomic_write_text(
-            self.run_dir / "postprocess.json", json.dumps(record, indent=2, default=json_default)
-        )
+        atomic_write_text(self.run_dir / "postprocess.json", json.dumps(jsonable(record), indent=2))
         for line in choice.describe():
             print(line, flush=True)
         return choice
