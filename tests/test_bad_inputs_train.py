@@ -672,6 +672,7 @@ def test_enough_cases():
             "train.select_metric 'val_nope' is not among the validation values",
         ),
         ("train", {"select_metric": "dice"}, "train.select_metric 'dice' is not among"),
+        ("train", {"postprocess": "yes"}, "train.postprocess must be one of auto, none, got 'yes'"),
         ("train", {"threads": 0}, "train.threads must be an integer ≥ 1 or null, got 0"),
         ("output_dir", "", "output_dir must be a non-empty path, got ''"),
         ("output_dir", ["runs"], "output_dir must be a non-empty path, got ['runs']"),

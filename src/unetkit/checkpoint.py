@@ -118,9 +118,15 @@ def save_checkpoint(
         "rng": rng_state() if with_rng else None,
         "extra": extra or {},
     }
+    return write_checkpoint(path, payload)
+
+
+def write_checkpoint(path: Union[str, Path], ckpt: dict) -> Path:
+    """Write a checkpoint dict (:func:`save_checkpoint`'s, or one :func:`load_checkpoint` read and
+    changed, e.g. an entry added to ``extra``) atomically and return its path."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         torch.save(
-            payload, fh
+            ckpt, fh
         )  # a Python file: a full disk raises OSError (a path gives torch's RuntimeError)
     return Path(path)
 

@@ -457,6 +457,7 @@ class LossConfig:
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULERS = ("poly", "cosine", "plateau", "budget", "none")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+POSTPROCESS_MODES = ("auto", "none")
 
 
 @dataclass
@@ -485,6 +486,10 @@ class TrainConfig:
             plateau schedule: ``val_dice`` (mean foreground Dice), ``val_dice_c<k>`` (one class, e.g.
             ``val_dice_c0`` for ISBI's membranes), ``val_iou``, or ``val_loss`` / ``val_pixel_error``
             (minimised; every other name is maximised).
+        postprocess: ``auto`` (after training, try the clean-ups of
+            :mod:`unetkit.evaluation.postprocess_choice` on the validation images with ``best.pt``
+            and keep those that raise the validation Dice; written to ``postprocess.json`` and into
+            ``best.pt``, which ``unetkit predict`` applies) or ``none``.
         threads: torch CPU threads (``None`` = torch's default). Set by ``unetkit train`` through
             :func:`unetkit.runtime.configure_process`; the :class:`~unetkit.training.Trainer` itself
             changes nothing process-wide (a notebook calls ``configure_process`` itself).
@@ -512,6 +517,7 @@ class TrainConfig:
     early_stopping: Optional[int] = _f(None, ge=1)
     time_budget_minutes: Optional[float] = _f(None, gt=0)
     select_metric: str = "val_dice"
+    postprocess: str = _f("auto", choices=POSTPROCESS_MODES)
     threads: Optional[int] = _f(None, ge=1)
     init_from: Optional[str] = _f(None, path=True)
 

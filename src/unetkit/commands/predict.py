@@ -17,6 +17,11 @@ left; outputs are written atomically. A 1-channel model reads a grey image saved
 equal channels) as grey; real colour images, NaN/inf values and wrong channel counts are refused.
 Images larger than 64 Mpx stored as .npy or uncompressed TIFF are predicted band by band in
 bounded memory.
+
+Post-processing: the labels get the clean-ups that training kept because they raised the validation
+Dice (small-object removal, hole filling, keep-largest, a watershed split of touching objects;
+RUN/postprocess.json lists what was tried). --postprocess none writes the raw argmax. Band-by-band
+images and exported (.onnx) models get none.
 """
 
 
@@ -74,6 +79,13 @@ def add_parser(sub) -> None:
         help="also write probability maps (float16 TIFF, or npz)",
     )
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
+    p.add_argument(
+        "--postprocess",
+        choices=("auto", "none"),
+        default="auto",
+        help="auto (default): apply the post-processing validation chose for the checkpoint; "
+        "none: the raw argmax",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
@@ -121,6 +133,10 @@ def build_predictor(args):
                 "--backend onnxruntime needs an exported .onnx model (unetkit export CHECKPOINT)"
             )
         return OnnxRunner(model_path, threads=args.threads).predictor(**common)
+    if args.postprocess == "none":
+        from ..inference.postprocess import PostProcessing
+
+        common["postprocess"] = PostProcessing()
     return Predictor.from_checkpoint(
         model_path, device=args.device, precision=args.precision, **common
     )
@@ -167,6 +183,8 @@ def run(args) -> int:
     # the process is the command's: its threads, and on CPU freed activations kept for the next tile
     runtime.configure_process(args.threads, reuse_freed_memory=predictor.device.type == "cpu")
     print(predictor.describe(), flush=True)
+    if predictor.postprocess:
+        print(f"post-processing (chosen on validation): {predictor.postprocess.describe()}")
     results = predict_files(
         predictor,
         args.inputs,

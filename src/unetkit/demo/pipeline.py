@@ -215,6 +215,7 @@ def build_config(data: SyntheticDataset, options: DemoOptions):
                 "seed": int(options.seed),
                 "time_budget_minutes": p["train_minutes"],
                 "select_metric": "val_dice",
+                "postprocess": "none",  # the demo separates cells itself (tune_separation)
                 "channels_last": True,
                 "threads": options.threads,
             },

@@ -129,7 +129,11 @@ def predict_files(
 
     Returns:
         One :class:`PredictedFile` per input. Labels are written in the label map's values
-        (e.g. 0/255), in the input's format (JPEG/BMP → PNG; .npy → TIFF).
+        (e.g. 0/255), in the input's format (JPEG/BMP → PNG; .npy → TIFF), after the
+        post-processing validation chose (``predictor.postprocess``, read from the checkpoint:
+        ``predictor.postprocess.apply`` of the argmax; the overlay shows the same labels, the
+        probabilities are the network's). Images predicted band by band (``mode`` ``band-by-band``)
+        get no post-processing: its steps need whole objects, which span bands.
 
     Raises:
         DataError: an input is missing or unusable (wrong channel count or dimensionality,
@@ -192,7 +196,7 @@ def predict_files(
             image, meta = read_case_image(case)
             image = check_image(image, predictor, first)
             probs = predictor.predict_proba(image)
-            indices = probs.argmax(axis=0)
+            indices = predictor.postprocess.apply(probs.argmax(axis=0))
             write_labels(paths["labels"], decode_labels(indices, predictor.label_map), meta)
             if "probabilities" in paths:
                 write_probabilities(paths["probabilities"], probs)

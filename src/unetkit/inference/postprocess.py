@@ -27,11 +27,18 @@ array :func:`~unetkit.io.write_image` can store (``uint16`` → PNG; more than 6
 
 Connectivity 1 (face neighbours: 4 in 2D, 6 in 3D) is the default everywhere, so a one-pixel
 diagonal gap separates objects.
+
+A chosen post-processing (what validation kept after training, stored in ``best.pt`` and applied
+by ``unetkit predict``) is a :class:`PostProcessing`: ordered :class:`PostStep` s, each one of
+:data:`STEP_NAMES` on one class of a label image; :func:`separate_touching` is its watershed step
+(a one-pixel background gap between the touching objects :func:`watershed_split` finds, so that
+the written label image's connected components are the split objects).
 """
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -384,6 +391,64 @@ def instances_from_probabilities(
     )
 
 
+def separate_touching(
+    labels: np.ndarray,
+    label: int,
+    *,
+    h: float = 2.0,
+    connectivity: int = 1,
+    background: int = 0,
+) -> np.ndarray:
+    """A label image whose touching objects of one class are parted by a background gap.
+
+    :func:`watershed_split` (seeded from the distance transform, ``h``) splits the class's mask
+    into objects; where two of them touch (neighbours under ``connectivity``), the pixels of the
+    one with the higher id become ``background``: a one-pixel gap, so the class's connected
+    components are the split objects. What the watershed leaves whole stays untouched.
+
+    Args:
+        labels: ``(*spatial)`` integer class indices.
+        label: the class whose objects are split (not ``background``).
+        h: the watershed's h-maximum (see :func:`watershed_split`; larger splits less).
+        connectivity: 1 (face neighbours) … ``ndim``.
+        background: the class the gap pixels get.
+
+    Returns:
+        ``(*spatial)`` labels of the same dtype.
+
+    Example:
+        >>> yy, xx = np.mgrid[:20, :40]
+        >>> two = ((yy - 10) ** 2 + (xx - 12) ** 2 < 64) | ((yy - 10) ** 2 + (xx - 26) ** 2 < 64)
+        >>> int(connected_components(separate_touching(two.astype(int), 1) == 1).max())
+        2
+    """
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "biu":
+        raise ConfigError(f"labels must be integer class indices, got dtype {labels.dtype}")
+    if label == background:
+        raise ConfigError(f"class {label} is the background class; its objects cannot be split")
+    out = labels.copy()
+    mask = labels == label
+    if mask.any():
+        objects = watershed_split(mask, h=h, connectivity=connectivity)
+        out[_contact_pixels(objects, connectivity)] = background
+    return out
+
+
+def _contact_pixels(objects: np.ndarray, connectivity: int) -> np.ndarray:
+    """The pixels of an object with a neighbour of a lower non-zero id: removed, they leave no two
+    objects touching (of each touching pair, the higher id gives up its contact pixels)."""
+    structure = _structure(objects.ndim, connectivity)
+    padded = np.pad(objects, 1)
+    contact = np.zeros(objects.shape, bool)
+    for offset in np.argwhere(structure) - 1:
+        if not offset.any():
+            continue
+        nb = padded[tuple(slice(1 + o, 1 + o + n) for o, n in zip(offset, objects.shape))]
+        contact |= (nb > 0) & (nb < objects)
+    return contact
+
+
 def instance_image(labels: np.ndarray) -> np.ndarray:
     """``(1, *spatial)`` instance image for :func:`~unetkit.io.write_image`: ``uint16`` (PNG, TIFF,
     NIfTI) up to 65535 instances, else ``uint32`` (TIFF, NIfTI).
@@ -396,3 +461,198 @@ def instance_image(labels: np.ndarray) -> np.ndarray:
         raise ConfigError("instance labels must be non-negative integers")
     top = int(labels.max()) if labels.size else 0
     return labels.astype(np.uint16 if top <= 0xFFFF else np.uint32)[None]
+
+
+# ------------------------------------------------------------------------ chosen post-processing
+#: The steps a :class:`PostProcessing` can hold, in the order validation tries them.
+STEP_NAMES = ("remove_small", "fill_holes", "keep_largest", "split_touching")
+_STEP_PARAMETER = {"remove_small": "min_size", "split_touching": "h"}
+
+
+@dataclass(frozen=True)
+class PostStep:
+    """One clean-up of one class of a label image.
+
+    Attributes:
+        name: one of :data:`STEP_NAMES`: ``remove_small`` (the class's objects of fewer than
+            ``min_size`` pixels become background), ``fill_holes`` (background enclosed by the
+            class becomes the class), ``keep_largest`` (only the class's largest object stays),
+            ``split_touching`` (:func:`separate_touching` with ``h``).
+        label: the class index it cleans (≥ 1; class 0 is the background).
+        min_size: ``remove_small`` only: the smallest object kept, in pixels (≥ 2).
+        h: ``split_touching`` only: the watershed's h-maximum (> 0).
+    """
+
+    name: str
+    label: int
+    min_size: Optional[int] = None
+    h: Optional[float] = None
+
+    def __post_init__(self) -> None:
+        if self.name not in STEP_NAMES:
+            raise ConfigError(
+                f"post-processing step must be one of {', '.join(STEP_NAMES)}, got {self.name!r}"
+            )
+        if not _is_int(self.label) or self.label < 1:
+            raise ConfigError(
+                f"post-processing step {self.name}: the class must be an integer ≥ 1, got "
+                f"{self.label!r}"
+            )
+        object.__setattr__(self, "label", int(self.label))
+        wanted = _STEP_PARAMETER.get(self.name)
+        for name in ("min_size", "h"):
+            value = getattr(self, name)
+            if name != wanted:
+                if value is not None:
+                    raise ConfigError(f"post-processing step {self.name} takes no {name}")
+            elif name == "min_size":
+                if not _is_int(value) or value < 2:
+                    raise ConfigError(
+                        f"post-processing step remove_small: min_size must be an integer ≥ 2, "
+                        f"got {value!r}"
+                    )
+                object.__setattr__(self, name, int(value))
+            else:
+                if not _is_number(value) or not 0 < float(value) < float("inf"):
+                    raise ConfigError(
+                        f"post-processing step split_touching: h must be a number > 0, got {value!r}"
+                    )
+                object.__setattr__(self, name, float(value))
+
+    def apply(self, indices: np.ndarray, connectivity: int = 1) -> np.ndarray:
+        """``(*spatial)`` integer class indices → the cleaned indices (a new array, same dtype)."""
+        if self.name == "split_touching":
+            return separate_touching(indices, self.label, h=self.h, connectivity=connectivity)
+        flags = {
+            "remove_small": {"min_size": self.min_size},
+            "fill_holes": {"fill_holes": True},
+            "keep_largest": {"keep_largest": True},
+        }[self.name]
+        return clean_labels(indices, classes=[self.label], connectivity=connectivity, **flags)
+
+    def describe(self) -> str:
+        """The step in words: ``remove class 1 objects under 12 px``."""
+        c = self.label
+        if self.name == "remove_small":
+            return f"remove class {c} objects under {self.min_size} px"
+        if self.name == "split_touching":
+            return f"split touching class {c} objects (watershed, h={self.h:g})"
+        if self.name == "fill_holes":
+            return f"fill the holes of class {c}"
+        return f"keep the largest class {c} object"
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {"name": self.name, "label": self.label}
+        wanted = _STEP_PARAMETER.get(self.name)
+        if wanted:
+            out[wanted] = getattr(self, wanted)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PostStep:
+        if not isinstance(data, dict) or not {"name", "label"} <= set(data):
+            raise ConfigError(
+                f"a post-processing step must be a mapping with a name and a label, got {data!r}"
+            )
+        unknown = set(data) - {"name", "label", "min_size", "h"}
+        if unknown:
+            raise ConfigError(
+                f"post-processing step {data['name']!r}: unknown key(s) {', '.join(sorted(unknown))}"
+            )
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class PostProcessing:
+    """What validation chose to do to the predicted class indices; the empty one does nothing.
+
+    Built by :func:`unetkit.evaluation.postprocess_choice.choose_postprocessing`, stored in
+    ``best.pt`` (``extra["postprocess"]``, :meth:`to_dict`) and ``postprocess.json``, read back by
+    :meth:`Predictor.from_checkpoint <unetkit.inference.predictor.Predictor.from_checkpoint>`
+    (``predictor.postprocess``) and applied by ``unetkit predict``.
+
+    Attributes:
+        steps: the :class:`PostStep` s, applied in this order.
+        connectivity: what counts as one object (1: face neighbours … ``ndim``).
+
+    Example:
+        >>> pp = PostProcessing((PostStep("remove_small", 1, min_size=3),))
+        >>> pp.apply(np.array([[1, 1, 1, 0, 1]])).tolist()
+        [[1, 1, 1, 0, 0]]
+        >>> PostProcessing.from_dict(pp.to_dict()) == pp, PostProcessing().describe()
+        (True, 'none')
+    """
+
+    steps: tuple = ()
+    connectivity: int = 1
+
+    def __post_init__(self) -> None:
+        steps = tuple(self.steps)
+        if not all(isinstance(s, PostStep) for s in steps):
+            raise ConfigError(f"post-processing steps must be PostStep objects, got {steps!r}")
+        if not _is_int(self.connectivity) or self.connectivity < 1:
+            raise ConfigError(
+                f"post-processing connectivity must be an integer ≥ 1, got {self.connectivity!r}"
+            )
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "connectivity", int(self.connectivity))
+
+    def __bool__(self) -> bool:
+        return bool(self.steps)
+
+    def then(self, step: PostStep) -> PostProcessing:
+        """This post-processing followed by ``step``."""
+        return PostProcessing((*self.steps, step), self.connectivity)
+
+    def apply(self, prediction: np.ndarray) -> np.ndarray:
+        """Clean a prediction.
+
+        Args:
+            prediction: ``(*spatial)`` integer class indices, or ``(K, *spatial)`` float
+                probabilities / logits (turned into indices by :func:`argmax` first).
+
+        Returns:
+            ``(*spatial)`` class indices (a new array; the dtype of integer input, else int64).
+        """
+        prediction = np.asarray(prediction)
+        if prediction.dtype.kind == "f":
+            indices = argmax(prediction)
+        elif prediction.dtype.kind in "biu":
+            indices = prediction.copy()
+        else:
+            raise ConfigError(
+                f"post-processing needs class indices or probabilities, got dtype {prediction.dtype}"
+            )
+        for step in self.steps:
+            indices = step.apply(indices, self.connectivity)
+        return indices
+
+    def describe(self) -> str:
+        """The steps in words, ``;``-separated (``none`` when empty)."""
+        return "; ".join(s.describe() for s in self.steps) or "none"
+
+    def to_dict(self) -> dict:
+        return {"steps": [s.to_dict() for s in self.steps], "connectivity": self.connectivity}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> PostProcessing:
+        """The inverse of :meth:`to_dict`; ``None`` (a checkpoint without one) is the empty one."""
+        if data is None:
+            return cls()
+        if not isinstance(data, dict) or not isinstance(data.get("steps", []), list):
+            raise ConfigError(
+                f"post-processing must be a mapping with a list of steps, got {data!r}"
+            )
+        unknown = set(data) - {"steps", "connectivity"}
+        if unknown:
+            raise ConfigError(f"post-processing: unknown key(s) {', '.join(sorted(unknown))}")
+        steps = tuple(PostStep.from_dict(s) for s in data.get("steps", []))
+        return cls(steps, data.get("connectivity", 1))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: Any) -> bool:
+    return _is_int(value) or isinstance(value, (float, np.floating))

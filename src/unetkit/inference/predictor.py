@@ -36,6 +36,7 @@ from ..data.resample import resample_image, resample_logits, scale_factors, scal
 from ..errors import ConfigError, DataError, UnetkitError
 from ..models.geometry import SizeRule, size_rule_of
 from ..utils import check_tile_settings, per_axis
+from .postprocess import PostProcessing
 from .tiling import TilePlan, choose_overlap_tile, predict_grid
 from .tta import tta_transforms, with_tta
 
@@ -108,6 +109,10 @@ class Predictor:
         scale: the resolution factor per axis the model was trained at (``data.scale``;
             :meth:`from_checkpoint` sets it): each image is resampled by it before tiling and the
             logits back to the image's own size, so outputs always match the input.
+        postprocess: the :class:`~unetkit.inference.postprocess.PostProcessing` validation chose
+            (:meth:`from_checkpoint` reads it from the checkpoint), kept as :attr:`postprocess`;
+            :func:`~unetkit.inference.batch.predict_files` applies it to the labels it writes,
+            :meth:`predict` gives the raw argmax. ``None``: none.
     """
 
     def __init__(
@@ -129,8 +134,14 @@ class Predictor:
         runner: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,
         fast: str = "auto",
         scale: Optional[Union[float, Sequence[float]]] = None,
+        postprocess: Optional[PostProcessing] = None,
     ):
         check_tile_settings(tile, overlap, max_tile, min_overlap, batch_size, threads)
+        if postprocess is not None and not isinstance(postprocess, PostProcessing):
+            raise ConfigError(
+                f"postprocess must be a PostProcessing, got {type(postprocess).__name__}"
+            )
+        self.postprocess = postprocess if postprocess is not None else PostProcessing()
         self.threads = threads  # recorded only: the process's threads are the entry point's
         if fast not in ("auto", "eager", "jit", "compile"):
             raise ConfigError(f"fast must be auto, eager, jit or compile, got {fast!r}")
@@ -181,8 +192,9 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path, **kwargs) -> Predictor:
-        """Rebuild model, normalisation and label map from a checkpoint alone; keyword arguments
-        override the predictor settings (``device``, ``precision``, ``tile``, ``tta`` …)."""
+        """Rebuild model, normalisation, label map and the chosen post-processing
+        (``extra["postprocess"]``) from a checkpoint alone; keyword arguments override the predictor
+        settings (``device``, ``precision``, ``tile``, ``tta``, ``postprocess`` …)."""
         from ..checkpoint import build_model, load_checkpoint
         from ..data.labels import LabelMap
         from ..data.normalization import Normalizer
@@ -201,6 +213,18 @@ class Predictor:
                 path,
             ) from None
         kwargs.setdefault("scale", ((ckpt.get("config") or {}).get("data") or {}).get("scale"))
+        if "postprocess" not in kwargs:
+            extra = ckpt.get("extra")
+            try:
+                kwargs["postprocess"] = PostProcessing.from_dict(
+                    extra.get("postprocess") if isinstance(extra, dict) else None
+                )
+            except UnetkitError as exc:
+                raise DataError(
+                    f"damaged checkpoint: its post-processing cannot be read ({exc}); predict with "
+                    "--postprocess none or re-save it with unetkit",
+                    path,
+                ) from None
         return cls(model, normalizer=norm, label_map=labels, **kwargs)
 
     def describe(self) -> str:

@@ -6,9 +6,11 @@
         train_epoch()            train_step() per batch (autocast, clipping, optimiser step)
         validate()               whole validation images, per-class Dice / IoU
         end_epoch()              scheduler, checkpoints (last / best), logs, stopping rules
+    choose_postprocessing()      best.pt on the validation images: the clean-ups that raise the Dice
 
 A run folder holds ``config.yaml`` (resolved), ``splits.json``, ``metrics.csv``, ``curves.png``,
-``train.log`` and ``checkpoints/{last,best}.pt``; ``Trainer.resume(run_dir)`` continues exactly.
+``train.log``, ``checkpoints/{last,best}.pt`` and ``postprocess.json`` (the post-processing chosen
+for ``best.pt``, also stored in it); ``Trainer.resume(run_dir)`` continues exactly.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 from .. import runtime
-from ..checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from ..checkpoint import load_checkpoint, save_checkpoint, set_rng_state, write_checkpoint
 from ..config import RunConfig
 from ..data import (
     LabelMap,
@@ -45,7 +47,7 @@ from ..evaluation.metrics import EMPTY_POLICY, confusion_matrix, overlap_scores
 from ..inference.predictor import Predictor, labels_from_logits
 from ..losses import DeepSupervisionLoss, create_loss
 from ..models import create_model
-from ..utils import atomic_write_text, json_default, remove_stale_temp_files
+from ..utils import atomic_write_text, json_default, jsonable, remove_stale_temp_files
 from . import distributed as dist_utils
 from .callbacks import (
     BudgetSchedule,
@@ -58,6 +60,8 @@ from .callbacks import (
 from .init_from import load_matching_weights, read_source
 
 DEFAULT_PATCH = {2: 256, 3: 96}
+#: Seconds of a time budget kept for saving after the last step.
+_SAVE_RESERVE_S = 5.0
 
 
 @dataclass
@@ -69,6 +73,8 @@ class TrainResult:
     best: Optional[dict]
     stop_reason: str
     history: list = field(default_factory=list)
+    #: the :class:`~unetkit.evaluation.postprocess_choice.PostProcessingChoice` (``None``: not chosen)
+    postprocess: Optional[object] = None
 
 
 class Trainer:
@@ -405,12 +411,16 @@ class Trainer:
                 record["epoch_time_s"] = time.monotonic() - t0
                 record["images_per_s"] = images / max(train_time, 1e-9)
                 self.end_epoch(record)
+            choice = self.choose_postprocessing() if self.dist.is_main else None
+            dist_utils.barrier(self.dist)
         finally:
             for cb in self.callbacks:
                 cb.on_train_end(self, self.history)
             dist_utils.shutdown_distributed()
         self.stop_reason = self.stop_reason or "completed"
-        return TrainResult(self.run_dir, self.epoch, self.best, self.stop_reason, self.history)
+        return TrainResult(
+            self.run_dir, self.epoch, self.best, self.stop_reason, self.history, choice
+        )
 
     def train_epoch(self) -> tuple[float, int, float]:
         """One epoch of ``iters_per_epoch`` batches; returns the mean loss, the images seen and the
@@ -485,14 +495,7 @@ class Trainer:
             return {}
         t0 = time.monotonic()
         k = self.data.label_map.num_classes
-        predictor = Predictor(
-            self.model,
-            device=self.device,
-            precision=self.config.train.precision,
-            channels_last=self.channels_last,
-            fast="eager",
-            scale=self.config.data.scale,
-        )
+        predictor = self._validation_predictor(self.model)
         sums = torch.zeros(4, k, dtype=torch.float64)  # dice sum, dice count, iou sum, iou count
         cm_total = np.zeros((k, k), dtype=np.int64)
         loss_sum = torch.zeros(2, dtype=torch.float64)
@@ -566,6 +569,53 @@ class Trainer:
             cb.on_epoch_end(self, self.history)
         dist_utils.barrier(self.dist)
 
+    def choose_postprocessing(self):
+        """The post-processing of ``best.pt`` (main process, after the last epoch; ``train.postprocess:
+        auto`` and validation images): the validation images predicted once more with the best
+        weights, the candidate clean-ups tried on them
+        (:func:`~unetkit.evaluation.postprocess_choice.choose_postprocessing`, judged on the Dice
+        of ``train.select_metric``), the choice written to ``postprocess.json`` and into ``best.pt``
+        (``extra["postprocess"]``), one line printed per kept step. Under a time budget it is skipped,
+        with a printed reason, when one validation no longer fits, and stops trying candidates when
+        the budget is up. Returns the choice, or ``None``."""
+        from ..evaluation.postprocess_choice import choose_postprocessing
+
+        best_path = self.run_dir / "checkpoints" / "best.pt"
+        if not self._postprocess_enabled() or not best_path.is_file():
+            return None
+        left, val_time = self._seconds_left(), getattr(self, "last_val_time", 0.0)
+        if left < val_time + _SAVE_RESERVE_S:
+            print(
+                f"post-processing: not chosen, {max(left, 0):.0f} s of the time budget left and "
+                f"one validation takes {val_time:.0f} s (predict applies none)",
+                flush=True,
+            )
+            return None
+        ckpt = load_checkpoint(best_path)
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(ckpt["state_dict"])
+        predictor = self._validation_predictor(model)
+        val = self.data.val
+        choice = choose_postprocessing(
+            [predictor.predict(case.image) for case in val],
+            [case.mask for case in val],
+            self.data.label_map.num_classes,
+            select_metric=self.config.train.select_metric,
+            truth_instances=[case.instances for case in val],
+            out_of_time=lambda: self._seconds_left() < _SAVE_RESERVE_S,
+        )
+        ckpt.setdefault("extra", {})["postprocess"] = choice.postprocessing.to_dict()
+        write_checkpoint(best_path, ckpt)
+        record = {
+            "checkpoint": "checkpoints/best.pt",
+            "epoch": int(ckpt["epoch"]),
+            **choice.to_dict(),
+        }
+        atomic_write_text(self.run_dir / "postprocess.json", json.dumps(jsonable(record), indent=2))
+        for line in choice.describe():
+            print(line, flush=True)
+        return choice
+
     def save(self, name: str, record: dict) -> Path:
         self._saved = True
         return save_checkpoint(
@@ -592,6 +642,17 @@ class Trainer:
         )
 
     # ----------------------------------------------------------------------------------- helpers
+    def _validation_predictor(self, model: torch.nn.Module) -> Predictor:
+        """How validation predicts whole images (the post-processing choice predicts the same way)."""
+        return Predictor(
+            model,
+            device=self.device,
+            precision=self.config.train.precision,
+            channels_last=self.channels_last,
+            fast="eager",
+            scale=self.config.data.scale,
+        )
+
     def _check_select_metric(self) -> None:
         """``train.select_metric`` naming one class (``val_dice_c<k>``) needs class ``k`` in the label map."""
         name, k = self.config.train.select_metric, self.data.label_map.num_classes
@@ -618,12 +679,27 @@ class Trainer:
             else:
                 shutil.rmtree(item, ignore_errors=True)
 
-    def _out_of_time(self) -> bool:
+    def _seconds_left(self) -> float:
+        """Seconds of ``train.time_budget_minutes`` left (infinite without a budget)."""
         budget = self.config.train.time_budget_minutes
         if budget is None:
+            return math.inf
+        return budget * 60 - (time.monotonic() - self.t_start)
+
+    def _postprocess_enabled(self) -> bool:
+        return self.config.train.postprocess == "auto" and bool(self.data.val)
+
+    def _out_of_time(self) -> bool:
+        """Whether training must stop now to leave time for the last validation and saving, and
+        for choosing the post-processing (one more validation pass; the candidates are tried while
+        time is left)."""
+        if self.config.train.time_budget_minutes is None:
             return False
-        reserve = getattr(self, "last_val_time", 0.0) + 5.0  # leave time to validate and save
-        return time.monotonic() - self.t_start + reserve >= budget * 60
+        val_time = getattr(self, "last_val_time", 0.0)
+        reserve = val_time + _SAVE_RESERVE_S
+        if self._postprocess_enabled():
+            reserve += val_time
+        return self._seconds_left() <= reserve
 
     def _announce(self) -> None:
         cfg, m = self.config, self.model

@@ -1,0 +1,411 @@
+"""Post-processing chosen by validation: the value object (inference/postprocess.py), the greedy
+choice (evaluation/postprocess_choice.py), the trainer writing it into the run and ``predict``
+applying it. Synthetic masks where each step demonstrably helps or hurts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from unetkit.errors import ConfigError, DataError
+from unetkit.evaluation.postprocess_choice import (
+    choose_postprocessing,
+    dice_classes,
+    mean_dice,
+    object_f1,
+)
+from unetkit.inference.postprocess import (
+    PostProcessing,
+    PostStep,
+    clean_labels,
+    connected_components,
+    separate_touching,
+)
+
+SHAPE = (64, 64)
+
+
+def disc(cy: float, cx: float, r: float, shape=SHAPE) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def labels_of(*masks_and_classes, shape=SHAPE) -> np.ndarray:
+    out = np.zeros(shape, np.int64)
+    for mask, c in masks_and_classes:
+        out[mask] = c
+    return out
+
+
+def kept(choice) -> list[dict]:
+    return [s.to_dict() for s in choice.postprocessing.steps]
+
+
+# -- the value object ----------------------------------------------------------------------------
+def test_round_trip_apply_and_describe():
+    pp = PostProcessing(
+        (
+            PostStep("remove_small", 2, min_size=6),
+            PostStep("fill_holes", 1),
+            PostStep("keep_largest", 1),
+            PostStep("split_touching", 1, h=2),
+        ),
+        connectivity=1,
+    )
+    data = json.loads(json.dumps(pp.to_dict()))  # what best.pt / postprocess.json hold
+    assert PostProcessing.from_dict(data) == pp
+    assert data["steps"][0] == {"name": "remove_small", "label": 2, "min_size": 6}
+    assert data["steps"][3] == {"name": "split_touching", "label": 1, "h": 2.0}
+    assert pp.describe() == (
+        "remove class 2 objects under 6 px; fill the holes of class 1; keep the largest class 1 "
+        "object; split touching class 1 objects (watershed, h=2)"
+    )
+    empty = PostProcessing.from_dict(None)
+    assert not empty and empty == PostProcessing() and empty.describe() == "none"
+    indices = labels_of((disc(20, 20, 8), 1), (disc(50, 50, 1), 2))
+    assert np.array_equal(empty.apply(indices), indices)
+
+    # each step is the existing clean-up of its one class, in order
+    raw = labels_of(
+        (disc(20, 20, 8) & ~disc(20, 20, 2), 1), (disc(50, 50, 5), 1), (disc(5, 50, 1), 2)
+    )
+    expected = clean_labels(raw, min_size=6, classes=[2])
+    expected = clean_labels(expected, fill_holes=True, classes=[1])
+    expected = clean_labels(expected, keep_largest=True, classes=[1])
+    expected = separate_touching(expected, 1, h=2.0)
+    assert np.array_equal(pp.apply(raw), expected)
+    assert (expected == 2).sum() == 0 and (expected[20, 20] == 1) and (expected[50, 50] == 0)
+    # probabilities are turned into indices first
+    probs = np.stack([(raw == k).astype(np.float32) for k in range(3)])
+    assert np.array_equal(pp.apply(probs), expected)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"steps": [{"name": "dilate", "label": 1}]}, "must be one of remove_small, fill_holes"),
+        ({"steps": [{"name": "fill_holes", "label": 0}]}, "the class must be an integer ≥ 1"),
+        ({"steps": [{"name": "remove_small", "label": 1, "min_size": 1}]}, "min_size must be"),
+        ({"steps": [{"name": "remove_small", "label": 1}]}, "min_size must be an integer ≥ 2"),
+        ({"steps": [{"name": "fill_holes", "label": 1, "h": 2}]}, "fill_holes takes no h"),
+        ({"steps": [{"name": "split_touching", "label": 1, "h": -1}]}, "h must be a number > 0"),
+        ({"steps": [{"name": "fill_holes", "label": 1, "size": 2}]}, "unknown key(s) size"),
+        ({"steps": "fill"}, "must be a mapping with a list of steps"),
+        ({"steps": [], "order": 1}, "unknown key(s) order"),
+        ({"steps": [], "connectivity": 0}, "connectivity must be an integer ≥ 1"),
+    ],
+)
+def test_bad_post_processing_is_named(data, message):
+    with pytest.raises(ConfigError) as info:
+        PostProcessing.from_dict(data)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_separate_touching_draws_a_one_pixel_gap():
+    two = disc(32, 22, 10) | disc(32, 40, 10)  # overlapping discs: one component
+    assert connected_components(two).max() == 1
+    out = separate_touching(two.astype(np.uint8), 1)
+    assert out.dtype == np.uint8 and connected_components(out == 1).max() == 2
+    gap = two & (out == 0)
+    assert 0 < gap.sum() <= 2 * 12  # about the neck's height, one pixel wide
+    assert len(np.unique(np.nonzero(gap)[1])) <= 2
+    one = disc(32, 32, 10).astype(np.int64)
+    assert np.array_equal(separate_touching(one, 1), one)  # nothing to split: unchanged
+
+
+# -- the choice ----------------------------------------------------------------------------------
+def test_dice_classes_and_mean_dice_follow_the_trainer():
+    assert dice_classes("val_dice", 3) == ("val_dice", [1, 2])
+    assert dice_classes("val_dice_c0", 2) == ("val_dice_c0", [0])
+    assert dice_classes("val_pixel_error", 2) == ("val_dice", [1])
+    truth = [labels_of((disc(20, 20, 6), 1)), np.zeros(SHAPE, np.int64)]
+    pred = [labels_of((disc(20, 20, 6), 1)), labels_of((disc(40, 40, 3), 1))]
+    # class 1: case 0 Dice 1, case 1 Dice 0 (predicted but absent) → 0.5
+    assert mean_dice(pred, truth, 2, [1]) == pytest.approx(0.5)
+    # class 2 is absent everywhere: undefined, left out of the mean over classes
+    assert mean_dice(pred, truth, 3, [1, 2]) == pytest.approx(0.5)
+
+
+def _speck_cases(rng, n=3):
+    """Class 1 and class 2 discs, plus class-2 false-positive specks of 2×2 pixels."""
+    truths, preds = [], []
+    for _ in range(n):
+        truth = labels_of((disc(18, 18, 7), 1), (disc(44, 44, 9), 2))
+        pred = truth.copy()
+        for _ in range(5):
+            y, x = rng.integers(2, 8), rng.integers(30, 60)
+            pred[y : y + 2, x : x + 2] = 2
+        truths.append(truth)
+        preds.append(pred)
+    return truths, preds
+
+
+def test_small_specks_are_removed_for_the_class_that_has_them():
+    truths, preds = _speck_cases(np.random.default_rng(0))
+    choice = choose_postprocessing(preds, truths, 3)
+    smallest = int(disc(44, 44, 9).sum())  # the truth's class-2 objects: all this size
+    assert kept(choice) == [
+        {"name": "remove_small", "label": 2, "min_size": int(round(0.5 * smallest))}
+    ]
+    assert choice.final == pytest.approx(1.0) and choice.baseline < 1.0 - 0.01
+    assert choice.baseline == pytest.approx(mean_dice(preds, truths, 3, [1, 2]))
+    # class 1 has nothing to remove: its candidates changed nothing and were not kept
+    class1 = [r for r in choice.candidates if r["step"]["label"] == 1]
+    assert class1 and all(not r["kept"] for r in class1)
+    assert all(r["note"] == "no change" for r in class1 if r["step"]["name"] == "remove_small")
+    lines = choice.describe()
+    assert len(lines) == 1 and lines[0].startswith("post-processing: kept 'remove class 2 objects")
+    # judged on class 1's Dice alone (train.select_metric val_dice_c1), the specks do not matter
+    only1 = choose_postprocessing(preds, truths, 3, select_metric="val_dice_c1")
+    assert not only1.postprocessing and only1.metric == "val_dice_c1"
+    assert only1.describe()[0].startswith("post-processing: none kept")
+
+
+def test_real_small_objects_are_not_removed():
+    """The truth has small objects (3×3) the prediction finds, a little smaller (2×3): removing
+    objects under the truth's smallest size would delete them, so it is not kept."""
+    truths, preds = [], []
+    for k in range(3):
+        truth = labels_of((disc(40, 40, 12), 1))
+        pred = truth.copy()
+        for j in range(4):
+            y, x = 4 + 6 * j, 4 + 4 * k
+            truth[y : y + 3, x : x + 3] = 1
+            pred[y : y + 2, x : x + 3] = 1
+        truths.append(truth)
+        preds.append(pred)
+    choice = choose_postprocessing(preds, truths, 2)
+    removal = [r for r in choice.candidates if r["step"]["name"] == "remove_small"]
+    assert [r["step"]["min_size"] for r in removal] == [4, 9]  # half the smallest, the smallest
+    assert removal[0]["note"] == "no change"
+    assert removal[1]["dice"] < choice.baseline  # deletes true objects
+    assert not choice.postprocessing and choice.final == choice.baseline
+
+
+def test_holes_are_filled():
+    truths = [labels_of((disc(30, 30, 12), 1)), labels_of((disc(20, 40, 9), 1))]
+    preds = [
+        labels_of((disc(30, 30, 12) & ~disc(30, 30, 3), 1)),
+        labels_of((disc(20, 40, 9) & ~disc(20, 40, 2), 1)),
+    ]
+    choice = choose_postprocessing(preds, truths, 2)
+    assert kept(choice) == [{"name": "fill_holes", "label": 1}]
+    assert choice.final == pytest.approx(1.0)
+
+
+def test_keep_largest_removes_a_false_blob():
+    truths, preds = [], []
+    for k in range(2):
+        truth = labels_of((disc(40, 40, 15), 1))
+        pred = labels_of((disc(40, 40, 14), 1))
+        pred[2:22, 2 + k : 27 + k] = 1  # a 500-px false blob: larger than half the truth object
+        truths.append(truth)
+        preds.append(pred)
+    choice = choose_postprocessing(preds, truths, 2)
+    assert kept(choice) == [{"name": "keep_largest", "label": 1}]
+    expected = mean_dice([labels_of((disc(40, 40, 14), 1))] * 2, truths, 2, [1])
+    assert choice.final == pytest.approx(expected)
+
+
+def _touching_cases():
+    """Pairs of discs the prediction merges; the truth has them apart (a one-pixel gap)."""
+    truths, preds, instances = [], [], []
+    for cx in (17, 19):
+        a, b = disc(32, cx, 14), disc(32, cx + 27, 14)
+        inst = np.zeros(SHAPE, np.int32)
+        inst[a] = 1
+        inst[b & ~a] = 2
+        preds.append((a | b).astype(np.int64))
+        instances.append(inst)
+        truths.append((a | b).astype(np.int64))
+    return truths, preds, instances
+
+
+def test_watershed_split_is_kept_by_object_f1():
+    truths, preds, instances = _touching_cases()
+    # without instance ids the truth's objects are its components: one per pair, nothing to gain
+    plain = choose_postprocessing(preds, truths, 2)
+    assert not plain.postprocessing
+    assert object_f1(preds, [connected_components(t) for t in truths], 1) == 1.0
+    # with the truth's instances: F1 rises to 1; the gap costs under 0.5 % Dice
+    choice = choose_postprocessing(preds, truths, 2, truth_instances=instances)
+    steps = kept(choice)
+    assert len(steps) == 1 and steps[0]["name"] == "split_touching"
+    row = next(r for r in choice.candidates if r["kept"])
+    assert row["obj_f1_before"] < 0.7 and row["obj_f1"] == 1.0
+    assert 1.0 - 0.005 <= choice.final < 1.0
+    # a split that costs more Dice than allowed is not kept
+    strict = choose_postprocessing(preds, truths, 2, truth_instances=instances, dice_tolerance=0)
+    assert not strict.postprocessing
+    assert f"object F1 {row['obj_f1_before']:.3f} → 1.000" in choice.describe()[0]
+
+
+def test_a_merge_the_truth_shows_by_a_gap_is_split():
+    """Semantic truth with a background line between the cells (as ISBI's membranes)."""
+    truths, preds, instances = _touching_cases()
+    gapped = [np.where(_line(i), 0, t) for t, i in zip(truths, instances)]
+    choice = choose_postprocessing(preds, gapped, 2)
+    assert [s["name"] for s in kept(choice)] == ["split_touching"]
+    assert choice.final > choice.baseline
+
+
+def _line(instances: np.ndarray) -> np.ndarray:
+    """The pixels of object 2 touching object 1."""
+    from scipy import ndimage
+
+    return (instances == 2) & ndimage.binary_dilation(instances == 1)
+
+
+def test_choice_errors_and_the_clock():
+    with pytest.raises(DataError, match="needs validation cases"):
+        choose_postprocessing([], [], 2)
+    with pytest.raises(DataError, match=r"prediction shape \(4, 4\) ≠ truth \(4, 5\)"):
+        choose_postprocessing([np.zeros((4, 4), int)], [np.zeros((4, 5), int)], 2)
+    truths, preds = _speck_cases(np.random.default_rng(1))
+    stopped = choose_postprocessing(preds, truths, 3, out_of_time=lambda: True)
+    assert not stopped.postprocessing and stopped.candidates == () and stopped.stopped
+    assert stopped.describe()[-1] == "post-processing: stopped early (time budget)"
+    # time for the removal candidates only: what they found is kept, the rest is not tried
+    full = choose_postprocessing(preds, truths, 3)
+    n = sum(r["step"]["name"] == "remove_small" for r in full.candidates)
+    calls = iter(range(len(full.candidates) + 1))
+    part = choose_postprocessing(preds, truths, 3, out_of_time=lambda: next(calls) >= n)
+    assert part.candidates == full.candidates[:n] and part.stopped == "time budget"
+    assert part.postprocessing == full.postprocessing and kept(part)[0]["name"] == "remove_small"
+
+
+# -- the run and predict -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A tiny run (2 epochs × 2 iterations, base_features 4, 48 px images) and its data."""
+    from unetkit.training import Trainer
+
+    from .test_training import make_cells, tiny_config
+
+    root = tmp_path_factory.mktemp("postprocess")
+    cells = make_cells(root / "train")
+    cfg = tiny_config(cells, epochs=2, iters_per_epoch=2)
+    result = Trainer(cfg, run_dir=root / "run", progress=False).fit()
+    return root, cells, result
+
+
+def test_training_chooses_and_stores_the_post_processing(run, capsys):
+    from unetkit.checkpoint import load_checkpoint
+
+    root, _, result = run
+    record = json.loads((root / "run" / "postprocess.json").read_text())
+    best = load_checkpoint(root / "run" / "checkpoints" / "best.pt")
+    chosen = PostProcessing.from_dict(best["extra"]["postprocess"])
+    assert record["postprocess"] == best["extra"]["postprocess"]
+    assert chosen == result.postprocess.postprocessing
+    assert record["epoch"] == best["epoch"] == result.best["epoch"]
+    assert record["metric"] == "val_dice" and record["describe"] == chosen.describe()
+    # the choice starts from the best epoch's own validation Dice (same weights, same prediction)
+    assert record["baseline"] == pytest.approx(result.best["value"], abs=1e-9)
+    names = {r["step"]["name"] for r in record["candidates"]}
+    assert {"fill_holes", "keep_largest", "split_touching"} <= names
+    assert sum(r["kept"] for r in record["candidates"]) == len(chosen.steps)
+    assert record["final"] >= record["baseline"] - 0.005 * len(chosen.steps)
+    assert "postprocess" not in load_checkpoint(root / "run" / "checkpoints" / "last.pt")["extra"]
+
+
+def test_postprocess_none_and_no_time_choose_nothing(tmp_path, monkeypatch, capsys):
+    from unetkit.training import Trainer
+
+    from .test_training import make_cells, tiny_config
+
+    cells = make_cells(tmp_path / "train", n=3)
+    cfg = tiny_config(cells, epochs=1, iters_per_epoch=1, postprocess="none")
+    result = Trainer(cfg, run_dir=tmp_path / "off", progress=False).fit()
+    assert result.postprocess is None and not (tmp_path / "off" / "postprocess.json").exists()
+
+    # under a time budget with no time left after the last epoch: skipped, with the reason printed
+    monkeypatch.setattr(Trainer, "_seconds_left", lambda self: 1.0)
+    cfg = tiny_config(cells, epochs=1, iters_per_epoch=1, time_budget_minutes=10)
+    result = Trainer(cfg, run_dir=tmp_path / "late", progress=False).fit()
+    assert result.postprocess is None and not (tmp_path / "late" / "postprocess.json").exists()
+    assert "post-processing: not chosen, 1 s of the time budget left" in capsys.readouterr().out
+
+
+def _with_post_processing(src: Path, dst: Path, pp: PostProcessing) -> Path:
+    from unetkit.checkpoint import load_checkpoint, write_checkpoint
+
+    ckpt = load_checkpoint(src)
+    ckpt["extra"]["postprocess"] = pp.to_dict()
+    return write_checkpoint(dst, ckpt)
+
+
+def test_predict_applies_the_checkpoint_post_processing(run, tmp_path, capsys):
+    from unetkit import cli
+    from unetkit.inference.batch import predict_files
+    from unetkit.inference.predictor import Predictor
+    from unetkit.io import read_image
+
+    root, cells, result = run
+    best = root / "run" / "checkpoints" / "best.pt"
+    # a post-processing that surely changes the labels of this barely trained net
+    pp = PostProcessing((PostStep("keep_largest", 1), PostStep("fill_holes", 1)))
+    ckpt = _with_post_processing(best, tmp_path / "pp.pt", pp)
+    predictor = Predictor.from_checkpoint(ckpt, precision="fp32")
+    assert predictor.postprocess == pp
+    assert Predictor.from_checkpoint(best).postprocess == result.postprocess.postprocessing
+    images = cells / "images"
+    predict_files(predictor, [images], tmp_path / "auto", progress=False)
+    assert cli.main(
+        [
+            "predict", str(ckpt), str(images), "--output", str(tmp_path / "none"),
+            "--postprocess", "none", "--precision", "fp32", "--threads", "1", "--no-progress",
+        ]
+    ) == 0  # fmt: skip
+    assert "post-processing" not in capsys.readouterr().out
+    changed = 0
+    for path in sorted(images.glob("*.png")):
+        raw = predictor.predict_proba(read_image(path)[0]).argmax(0)
+        auto = read_image(tmp_path / "auto" / path.name)[0][0]
+        none = read_image(tmp_path / "none" / path.name)[0][0]
+        np.testing.assert_array_equal(auto, 255 * pp.apply(raw))
+        np.testing.assert_array_equal(none, 255 * raw)
+        changed += int(not np.array_equal(auto, none))
+    assert changed > 0
+
+
+def test_predict_cli_says_what_it_applies_and_refuses_a_bad_value(run, tmp_path, capsys):
+    from unetkit import cli
+
+    root, cells, _ = run
+    pp = PostProcessing((PostStep("remove_small", 1, min_size=20),))
+    ckpt = _with_post_processing(root / "run/checkpoints/best.pt", tmp_path / "pp.pt", pp)
+    image = str(sorted((cells / "images").glob("*.png"))[0])
+    out = str(tmp_path / "out")
+    assert (
+        cli.main(["predict", str(ckpt), image, "-o", out, "--threads", "1", "--no-progress"]) == 0
+    )
+    assert (
+        "post-processing (chosen on validation): remove class 1 objects under 20 px"
+        in capsys.readouterr().out
+    )
+    with pytest.raises(SystemExit) as info:
+        cli.main(["predict", str(ckpt), image, "-o", out, "--postprocess", "largest"])
+    assert info.value.code == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and errors[0].startswith(  # the choices are quoted from Python 3.12 on
+        "unetkit predict: error: argument --postprocess: invalid choice: 'largest' (choose from"
+    )
+
+
+def test_a_damaged_post_processing_entry_is_named(run, tmp_path):
+    from unetkit.checkpoint import load_checkpoint, write_checkpoint
+    from unetkit.inference.predictor import Predictor
+
+    root, _, _ = run
+    ckpt = load_checkpoint(root / "run" / "checkpoints" / "best.pt")
+    ckpt["extra"]["postprocess"] = {"steps": [{"name": "erode", "label": 1}]}
+    path = write_checkpoint(tmp_path / "bad.pt", ckpt)
+    with pytest.raises(DataError) as info:
+        Predictor.from_checkpoint(path)
+    assert str(info.value).startswith(f"{path}: damaged checkpoint: its post-processing")
+    assert "\n" not in str(info.value)
+    assert not Predictor.from_checkpoint(path, postprocess=None).postprocess
