@@ -39,7 +39,7 @@ lint: $(STAMP)
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache src/*.egg-info
 
-# Every benchmark in one run (~40 min on 2 cores), comparison packages (the bench extra) installed
+# Every benchmark in one run (~75 min on 2 cores), comparison packages (the bench extra) installed
 # for this target only; rewrites BENCHMARKS.md.
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[dev,bench]"

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from scoring import mean_scores, pixel_scores
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -51,18 +53,14 @@ def scores(pred_membrane: np.ndarray, truth_membrane: np.ndarray) -> dict:
 
     from unetkit.evaluation.connectomics import adapted_rand
 
-    inter = np.logical_and(pred_membrane, truth_membrane).sum()
+    overlap = pixel_scores(pred_membrane, truth_membrane)
     cells_pred, _ = ndimage.label(~pred_membrane)
     cells_true, _ = ndimage.label(~truth_membrane)
     return {
-        "pixel_error": float(np.mean(pred_membrane != truth_membrane)),
+        "pixel_error": overlap["pixel_error"],
         "rand_error": adapted_rand(cells_true, cells_pred)["rand_error"],
-        "membrane_dice": float(2 * inter / (pred_membrane.sum() + truth_membrane.sum())),
+        "membrane_dice": overlap["dice"],
     }
-
-
-def mean_scores(per_slice: list[dict]) -> dict:
-    return {k: float(np.mean([s[k] for s in per_slice])) for k in per_slice[0]}
 
 
 def run_ours(data: Path, minutes: float, work: Path) -> dict:

@@ -3,17 +3,20 @@
 Order (each step in its own processes, one after the other, so they never share the CPU):
 
 1. time to accuracy on ISBI 2012, unetkit's recipe vs the common recipe (bench_accuracy.py); the
-   common recipe's trained 64-wide U-Net is kept for step 2;
-2. whole images, 512² and 2048², unetkit vs MONAI vs plain PyTorch, and the 20,000² bounded-memory
+   common recipe's trained 64-wide U-Net is kept for step 3;
+2. unetkit's planned defaults vs MONAI's common recipe on ISBI 2012, DRIVE and MoNuSeg
+   (bench_defaults.py);
+3. whole images, 512² and 2048², unetkit vs MONAI vs plain PyTorch, and the 20,000² bounded-memory
    run (bench_predict.py);
-3. one 512² tile through every kernel path (bench_infer.py);
-4. training throughput, unetkit's Trainer vs a plain loop vs MONAI's BasicUNet (bench_train.py);
-5. the data pipeline (bench_data.py).
+4. one 512² tile through every kernel path (bench_infer.py);
+5. training throughput, unetkit's Trainer vs a plain loop vs MONAI's BasicUNet (bench_train.py);
+6. the data pipeline (bench_data.py).
 
     python benchmarks/run_all.py [--minutes 4] [--runs 5] [--large 20000] [--out BENCHMARKS.md]
 
-About 40 minutes on the 2-core build machine with the defaults. Without ../shared/data/isbi2012
-step 1 is skipped and step 2 uses a random-weight net on a synthetic image.
+About 75 minutes on the 2-core build machine with the defaults. Without ../shared/data/isbi2012
+step 1 is skipped and step 3 uses a random-weight net on a synthetic image; step 2 runs on the
+sets of ../shared/data that are there.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-ISBI = REPO.parent / "shared" / "data" / "isbi2012"
+DATA = REPO.parent / "shared" / "data"
+ISBI = DATA / "isbi2012"
 
 GOALS = {"tile_s": 0.47, "whole_s": 12.0, "whole_gb": 1.2, "train_img_s": 2.3}
 #: BENCHMARKS.md keeps everything from this line on when regenerated: measurements recorded by hand
@@ -165,6 +169,17 @@ def main() -> None:
             str(tmp / "acc.json"),
         )
         acc = json.loads((tmp / "acc.json").read_text())
+    sets = [s for s in ("isbi2012", "drive", "monuseg") if (DATA / s / "train" / "images").is_dir()]
+    if sets:
+        sections["defaults"], minutes["defaults"] = run(
+            "bench_defaults.py",
+            "--minutes",
+            str(args.minutes),
+            "--sets",
+            ",".join(sets),
+            "--data",
+            str(DATA),
+        )
     ckpt = ["--checkpoint", acc["common"]["checkpoint"]] if acc else []
     sections["predict"], minutes["predict"] = run(
         "bench_predict.py",
@@ -207,7 +222,7 @@ def hand_recorded(path: Path) -> str:
 
 def render(args, sections: dict, minutes: dict, total: float, goals: list[str]) -> str:
     def section(key: str, fence: bool = False) -> str:
-        body = sections.get(key, "(not run: ../shared/data/isbi2012 is absent)")
+        body = sections.get(key, "(not run: its data under ../shared/data is absent)")
         body = f"```\n{body}\n```" if fence else body
         return body + (f"\n\n({minutes[key]:.1f} min)" if key in minutes else "")
 
@@ -237,6 +252,19 @@ convention). The unetkit recipe is `examples/isbi2012.yaml` with the learning ra
 (64-wide U-Net, Adam 1e-3, Dice + CE, whole 512² images, no augmentation, fp32).
 
 {section("accuracy")}
+
+## Planned defaults vs MONAI's common recipe (`benchmarks/bench_defaults.py`)
+
+unetkit as a user runs it, with no flag but the budget (`unetkit train TRAIN --val VAL
+--time-budget M`, then `unetkit predict`), against MONAI's common recipe (BasicUNet-32, Dice + CE,
+Adam 1e-3, batches of 4 random 256² crops with flips, z-scored intensities, fp32, last weights,
+`sliding_window_inference` with overlap 0.25), each step in its own process with 2 threads. Training
+minutes run from process start (unetkit's include its planning); predict seconds include process
+start-up. One scoring function for both: Dice and pixel error of the membranes (ISBI 2012), the
+vessels inside the field of view (DRIVE), the nuclei (MoNuSeg, plus object F1 at IoU 0.5 of the
+connected components). unetkit's `best.pt` is chosen on the same validation images.
+
+{section("defaults")}
 
 ## Whole images and bounded memory (`benchmarks/bench_predict.py`)
 

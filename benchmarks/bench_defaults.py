@@ -1,0 +1,307 @@
+"""unetkit's planned defaults vs MONAI's common recipe, same wall-clock budget, on the shared sets.
+
+* **unetkit**: exactly what a user runs, no flag but the budget:
+  ``unetkit train TRAIN --val VAL --time-budget M`` (it plans from the data and this machine, trains,
+  keeps ``checkpoints/best.pt`` chosen on VAL), then ``unetkit predict best.pt VAL/images -o OUT``.
+* **MONAI's common recipe**: ``BasicUNet(features=(32, 32, 64, 128, 256, 32))``,
+  ``DiceCELoss(to_onehot_y=True, softmax=True)``, Adam lr 1e-3, batches of 4 random 256² crops
+  (smaller images: whole, padded to a multiple of 16) with random flips, intensities z-scored per
+  image, fp32, the last weights; prediction with ``sliding_window_inference`` (roi 256, overlap 0.25).
+
+Every step runs in its own process with ``OMP_NUM_THREADS=2`` (unetkit takes torch's default
+thread count from it). Training minutes are wall-clock from process start to the end of training
+(unetkit's include its planning: the budget is the whole command's); predict seconds are the
+wall-clock of the predicting process, start-up included. Both sides write label images, scored
+here by one function (``scoring.case_scores``): Dice and pixel error of the structure (ISBI 2012:
+membrane = mask value 0; DRIVE: vessels inside the field of view; MoNuSeg: nuclei) and, for
+MoNuSeg, object F1 at IoU 0.5 of the prediction's connected components against the instances.
+unetkit's ``best.pt`` is chosen on the same validation images (what ``--val`` does for a user);
+MONAI's recipe keeps its last weights.
+
+    python benchmarks/bench_defaults.py [--minutes 5] [--sets isbi2012,drive,monuseg]
+        [--data ../shared/data] [--out results.json] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from scoring import case_scores, mean_scores
+
+REPO = Path(__file__).resolve().parents[1]
+SETS = ("isbi2012", "drive", "monuseg")
+#: What each set's Dice measures; ISBI 2012's structure is the mask value 0 (membrane).
+STRUCTURE = {
+    "isbi2012": "membrane",
+    "drive": "vessels in the field of view",
+    "monuseg": "nuclei",
+}
+THREADS = 2
+CROP, MULTIPLE, BATCH = 256, 16, 4
+
+
+def read_png(path: Path) -> np.ndarray:
+    """A PNG as stored: ``(H, W)`` or ``(H, W, 3)``."""
+    from PIL import Image
+
+    return np.asarray(Image.open(path))
+
+
+def structure(mask: np.ndarray, dataset: str) -> np.ndarray:
+    """The scored structure of a mask (or predicted label image) of the mask's values."""
+    return mask == 0 if dataset == "isbi2012" else mask > 0
+
+
+def score_set(pred_dir: Path, val: Path, dataset: str) -> dict:
+    """Mean :func:`scoring.case_scores` of the label images in ``pred_dir`` against ``val``."""
+    from unetkit.io.naming import prediction_paths
+
+    per_case = []
+    for path in sorted((val / "masks").glob("*.png")):
+        pred = read_png(prediction_paths(pred_dir, path.stem, path.suffix)["labels"])
+        roi = read_png(val / "fov" / path.name) > 0 if (val / "fov").is_dir() else None
+        inst = val / "instances" / path.name
+        per_case.append(
+            case_scores(
+                structure(pred, dataset),
+                structure(read_png(path), dataset),
+                roi=roi,
+                instances=read_png(inst).astype(np.int64) if inst.is_file() else None,
+            )
+        )
+    return mean_scores(per_case)
+
+
+def timed(cmd: list[str], log: Path, cwd: Path | None = None) -> float:
+    """Run ``cmd`` with :data:`THREADS` threads, output to ``log``; returns its wall-clock seconds."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(THREADS)}
+    t0 = time.monotonic()
+    with open(log, "w") as f:
+        res = subprocess.run(cmd, cwd=cwd, env=env, stdout=f, stderr=subprocess.STDOUT, text=True)
+    seconds = time.monotonic() - t0
+    if res.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed; see {log}:\n{log.read_text()[-3000:]}")
+    return seconds
+
+
+def run_unetkit(train: Path, val: Path, minutes: float, work: Path) -> dict:
+    """``unetkit train`` then ``unetkit predict``, as a user runs them (run folder under ``work``)."""
+    cli = [sys.executable, "-m", "unetkit"]
+    work.mkdir(parents=True)
+    train_s = timed(
+        [*cli, "train", str(train), "--val", str(val), "--time-budget", f"{minutes:g}"],
+        work / "train.log",
+        cwd=work,  # the run folder lands in work/runs/, the default --output
+    )
+    (run,) = (work / "runs").iterdir()
+    predict_s = timed(
+        [*cli, "predict", str(run / "checkpoints" / "best.pt"), str(val / "images")]
+        + ["-o", str(work / "pred")],
+        work / "predict.log",
+    )
+    plan = json.loads((run / "plan.json").read_text())
+    chosen = {d["name"]: d["value"] for d in plan["decisions"]}
+    return {
+        "train_minutes": train_s / 60,
+        "predict_seconds": predict_s,
+        "width": chosen.get("width"),
+        "patch": chosen.get("patch"),
+        "scale": chosen.get("resolution"),
+        "run": str(run),
+    }
+
+
+def run_monai(train: Path, val: Path, minutes: float, work: Path) -> dict:
+    """MONAI's recipe: training and prediction, each in its own process."""
+    child = [sys.executable, __file__, "--data", str(train.parent), "--work", str(work)]
+    work.mkdir(parents=True)
+    launch = ["--child", "train", "--minutes", f"{minutes:g}", "--start", f"{time.time():.3f}"]
+    timed([*child, *launch], work / "train.log")
+    stats = json.loads((work / "train.json").read_text())
+    predict_s = timed([*child, "--child", "predict"], work / "predict.log")
+    return {**stats, "predict_seconds": predict_s, "width": 32, "patch": [CROP, CROP], "scale": 1}
+
+
+def zscore(image: np.ndarray) -> np.ndarray:
+    """``(H, W)`` or ``(H, W, C)`` → ``(C, H, W)`` float32 with mean 0 and std 1 over the image."""
+    x = image.astype(np.float32)
+    x = x[None] if x.ndim == 2 else np.moveaxis(x, -1, 0)
+    return (x - x.mean()) / max(float(x.std()), 1e-8)
+
+
+def random_crop(x: np.ndarray, y: np.ndarray, rng: np.random.Generator):
+    """A random ``CROP``² window of ``x (C, H, W)`` and ``y (H, W)`` with random flips; an axis
+    shorter than ``CROP`` is taken whole and mirror-padded to a multiple of ``MULTIPLE``."""
+    pads = []
+    for axis, n in enumerate(y.shape):
+        if n > CROP:
+            start = rng.integers(0, n - CROP + 1)
+            x = x.take(np.arange(start, start + CROP), axis=axis + 1)
+            y = y.take(np.arange(start, start + CROP), axis=axis)
+        pads.append((0, -min(n, CROP) % MULTIPLE))
+        if rng.random() < 0.5:
+            x, y = np.flip(x, axis + 1), np.flip(y, axis)
+    x = np.pad(x, [(0, 0), *pads], mode="reflect")
+    y = np.pad(y, pads, mode="reflect")
+    return np.ascontiguousarray(x), np.ascontiguousarray(y)
+
+
+def monai_model(in_channels: int, classes: int):
+    from monai.networks.nets import BasicUNet
+
+    return BasicUNet(
+        spatial_dims=2,
+        in_channels=in_channels,
+        out_channels=classes,
+        features=(32, 32, 64, 128, 256, 32),
+    )
+
+
+def monai_train(data: Path, minutes: float, start: float, work: Path) -> None:
+    """Train until ``minutes`` after ``start`` (the parent's clock when it launched this process)."""
+    import torch
+    from monai.losses import DiceCELoss
+
+    torch.set_num_threads(THREADS)
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    paths = sorted((data / "train" / "masks").glob("*.png"))
+    masks = [read_png(p) for p in paths]
+    values = np.unique(np.concatenate([np.unique(m) for m in masks]))  # class k = k-th mask value
+    ys = [np.searchsorted(values, m).astype(np.int64) for m in masks]
+    xs = [zscore(read_png(data / "train" / "images" / p.name)) for p in paths]
+    model = monai_model(xs[0].shape[0], len(values))
+    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    steps = 0
+    while time.time() - start < minutes * 60:
+        batch = [random_crop(xs[i], ys[i], rng) for i in rng.integers(0, len(xs), BATCH)]
+        x = torch.from_numpy(np.stack([b[0] for b in batch]))
+        y = torch.from_numpy(np.stack([b[1] for b in batch]))[:, None]
+        loss = loss_fn(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        steps += 1
+    train_minutes = (time.time() - start) / 60
+    torch.save({"state": model.state_dict(), "values": values.tolist()}, work / "last.pt")
+    stats = {"train_minutes": train_minutes, "steps": steps, "images": steps * BATCH}
+    (work / "train.json").write_text(json.dumps(stats))
+
+
+def monai_predict(data: Path, work: Path) -> None:
+    """Label images (the masks' values) of ``val/images`` into ``work/pred``, named as unetkit's."""
+    import torch
+    from monai.inferers import sliding_window_inference
+    from PIL import Image
+
+    from unetkit.io.naming import prediction_paths
+
+    torch.set_num_threads(THREADS)
+    saved = torch.load(work / "last.pt", weights_only=True)
+    values = np.asarray(saved["values"])
+    model = None
+    out = work / "pred"
+    out.mkdir()
+    for path in sorted((data / "val" / "images").glob("*.png")):
+        x = torch.from_numpy(zscore(read_png(path)))[None]
+        if model is None:
+            model = monai_model(x.shape[1], len(values))
+            model.load_state_dict(saved["state"])
+            model.eval()
+        with torch.inference_mode():
+            logits = sliding_window_inference(x, (CROP, CROP), BATCH, model, overlap=0.25)
+        labels = values[logits.argmax(1)[0].numpy()].astype(np.uint8)
+        Image.fromarray(labels).save(prediction_paths(out, path.stem, path.suffix)["labels"])
+
+
+def run_all(data: Path, sets: list[str], minutes: float, keep: Path | None = None) -> dict:
+    """Both recipes on each set, one after the other; returns ``{set: {recipe: result}}``."""
+    work = keep or Path(tempfile.mkdtemp(prefix="unetkit-defaults-"))
+    results: dict = {}
+    for name in sets:
+        train, val = data / name / "train", data / name / "val"
+        results[name] = {}
+        for recipe, fn in (("unetkit", run_unetkit), ("monai", run_monai)):
+            out = fn(train, val, minutes, work / name / recipe)
+            out.update(score_set(work / name / recipe / "pred", val, name))
+            results[name][recipe] = out
+            print(f"{name} {recipe}: {json.dumps(out)}", file=sys.stderr, flush=True)
+    return results
+
+
+def _num(value, fmt: str = ".4f") -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def table(results: dict, minutes: float) -> str:
+    """The Markdown table: one row per (set, recipe)."""
+    labels = {
+        "unetkit": "unetkit (planned, `--time-budget` only)",
+        "monai": "MONAI common recipe (BasicUNet-32, fp32)",
+    }
+    lines = [
+        f"{minutes:g} min of training per recipe ({THREADS} threads), scored on each set's val images",
+        "| set (Dice of) | recipe | Dice | pixel error | object F1@0.5 | trained min | predict s "
+        "| width / patch / scale |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, by_recipe in results.items():
+        for recipe, r in by_recipe.items():
+            patch = "×".join(str(p) for p in r["patch"]) if r.get("patch") else "–"
+            lines.append(
+                f"| {name} ({STRUCTURE[name]}) | {labels[recipe]} | {_num(r['dice'])} | "
+                f"{_num(r['pixel_error'])} | {_num(r.get('obj_f1'))} | "
+                f"{r['train_minutes']:.1f} | {r['predict_seconds']:.1f} | "
+                f"{r['width']} / {patch} / {r['scale']:g} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--minutes", type=float, default=5.0, help="training budget per recipe")
+    ap.add_argument("--sets", default=",".join(SETS), help="comma-separated (default: all three)")
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--out", help="also write the results as JSON here")
+    ap.add_argument("--keep", help="folder for the runs and predictions (default: temporary)")
+    ap.add_argument("--child", choices=("train", "predict"), help=argparse.SUPPRESS)
+    ap.add_argument("--start", type=float, help=argparse.SUPPRESS)
+    ap.add_argument("--work", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child == "train":
+        monai_train(Path(args.data), args.minutes, args.start, Path(args.work))
+        return
+    if args.child == "predict":
+        monai_predict(Path(args.data), Path(args.work))
+        return
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    data = Path(args.data)
+    for name in sets:
+        if name not in STRUCTURE:
+            raise SystemExit(f"unknown set {name!r}; choose from {', '.join(SETS)}")
+        if not (data / name / "train" / "images").is_dir():
+            raise SystemExit(f"{name} not found under {data} (expects {name}/train and {name}/val)")
+    results = run_all(data, sets, args.minutes, Path(args.keep) if args.keep else None)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=1))
+    from unetkit.runtime import cpu_info
+
+    print(f"CPU: {cpu_info().describe()}")  # the flags decide the CPU path: say which machine
+    print(table(results, args.minutes))
+
+
+if __name__ == "__main__":
+    main()
