@@ -20,6 +20,7 @@ _LAZY = {
     "Trainer": "unetkit.training",
     "load_checkpoint": "unetkit.checkpoint",
     "Predictor": "unetkit.inference.predictor",
+    "EnsemblePredictor": "unetkit.inference.ensemble",
     "predict_files": "unetkit.inference.batch",
     "evaluate_folders": "unetkit.evaluation",
     "create_loss": "unetkit.losses",

@@ -490,6 +490,10 @@ class TrainConfig:
             :mod:`unetkit.evaluation.postprocess_choice` on the validation images with ``best.pt``
             and keep those that raise the validation Dice; written to ``postprocess.json`` and into
             ``best.pt``, which ``unetkit predict`` applies) or ``none``.
+        folds: train this many cross-validation folds one after the other (``unetkit train
+            --folds K``), each a run folder ``fold_<i>`` with ``data.num_folds = K``, the time budget
+            shared out as they go, and ``ensemble.json`` at the end (:mod:`unetkit.run_folder`);
+            1 (default) trains one model. Excludes ``data.val_dir`` and ``data.num_folds``.
         threads: torch CPU threads (``None`` = torch's default). Set by ``unetkit train`` through
             :func:`unetkit.runtime.configure_process`; the :class:`~unetkit.training.Trainer` itself
             changes nothing process-wide (a notebook calls ``configure_process`` itself).
@@ -518,6 +522,7 @@ class TrainConfig:
     time_budget_minutes: Optional[float] = _f(None, gt=0)
     select_metric: str = "val_dice"
     postprocess: str = _f("auto", choices=POSTPROCESS_MODES)
+    folds: int = _f(1, ge=1)
     threads: Optional[int] = _f(None, ge=1)
     init_from: Optional[str] = _f(None, path=True)
 
@@ -565,6 +570,16 @@ class RunConfig:
         self.output_dir = check_value(self.output_dir, str, "output_dir", {"path": True})
         for section in (self.data, self.model, self.loss, self.train):
             section.validate()
+        if self.train.folds > 1 and (self.data.val_dir is not None or self.data.num_folds):
+            given = (
+                f"data.val_dir={self.data.val_dir} (--val: a fixed validation folder)"
+                if self.data.val_dir is not None
+                else f"data.num_folds={self.data.num_folds} (--num-folds: one fold of a split)"
+            )
+            raise ConfigError(
+                f"train.folds={self.train.folds} (--folds: every fold of a cross-validation "
+                f"split) and {given} exclude each other; give one of them"
+            )
         return self
 
     # -- conversion ------------------------------------------------------------------------------

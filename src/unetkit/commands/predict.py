@@ -1,4 +1,5 @@
-"""``unetkit predict MODEL INPUT... --output DIR``: segment images of any size."""
+"""``unetkit predict MODEL INPUT... --output DIR``: segment images of any size with one model or the
+mean of several (a ``--folds`` run folder, or checkpoints joined by commas)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ examples:
   unetkit predict best.pt big_slide.tif --output preds --probabilities --overlay --tta
   unetkit predict model.onnx data/test --output preds --backend onnxruntime
   unetkit predict best.pt data/val/images --output preds --truth data/val/masks   # then evaluate
+  unetkit predict runs/unet-x data/test --output preds          # a run folder: its best.pt, or
+                                                                # every fold's of a --folds run
+  unetkit predict a.pt,b.pt,c.pt data/test --output preds       # several models, averaged
 
 Labels are written in your masks' own values (e.g. 0/255) and in the input's format. Reruns skip
 inputs whose outputs exist (--overwrite recomputes) and delete the temporary files a killed run
@@ -22,6 +26,12 @@ Post-processing: the labels get the clean-ups that training kept because they ra
 Dice (small-object removal, hole filling, keep-largest, a watershed split of touching objects;
 RUN/postprocess.json lists what was tried). --postprocess none writes the raw argmax. Band-by-band
 images and exported (.onnx) models get none.
+
+MODEL may name several models: a run folder of 'unetkit train --folds K' (every fold listed in its
+ensemble.json, or the fold_*/checkpoints/best.pt found) or paths joined by commas. Their class
+probabilities are averaged (each model with its own normalisation and tiling) and the labels are
+the argmax of the mean; the models must share label map, dimensionality and input channels. Band
+by band, the models must also normalise and tile alike (the folds of one run do).
 """
 
 
@@ -33,7 +43,11 @@ def add_parser(sub) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("model", help="checkpoint (.pt) written by unetkit train, or an exported .onnx")
+    p.add_argument(
+        "model",
+        help="checkpoint (.pt) written by unetkit train, an exported .onnx, a run folder, or "
+        "several joined by commas (a.pt,b.pt): their probabilities are averaged",
+    )
     p.add_argument("inputs", nargs="+", help="image files and/or folders")
     p.add_argument("--output", "-o", required=True, help="folder for the outputs")
     p.add_argument(
@@ -100,10 +114,9 @@ def add_parser(sub) -> None:
 
 
 def build_predictor(args):
-    from pathlib import Path
-
+    """The predictor of ``args.model``: one model, or an ensemble of the several it names."""
     from ..errors import ConfigError
-    from ..inference.predictor import Predictor
+    from ..run_folder import model_files
     from .parsing import parse_value
 
     tile = parse_value(args.tile) if args.tile else None
@@ -120,7 +133,18 @@ def build_predictor(args):
         batch_size=args.batch_size,
         threads=args.threads,
     )
-    model_path = Path(args.model)
+    files = model_files(args.model)
+    if len(files) == 1:
+        return _one_predictor(files[0], args, common)
+    from ..inference.ensemble import EnsemblePredictor
+
+    return EnsemblePredictor([_one_predictor(f, args, common) for f in files], files)
+
+
+def _one_predictor(model_path, args, common: dict):
+    from ..errors import ConfigError
+    from ..inference.predictor import Predictor
+
     if args.backend == "onnxruntime" or model_path.suffix == ".onnx":
         try:
             from ..inference.export import OnnxRunner
@@ -149,6 +173,7 @@ def preflight(args) -> None:
     from pathlib import Path
 
     from ..errors import ConfigError, DataError
+    from ..run_folder import model_files
     from ..utils import check_output_dir, check_tile_settings
     from .parsing import parse_value
 
@@ -158,16 +183,7 @@ def preflight(args) -> None:
     check_tile_settings(
         tile, args.overlap, args.max_tile, args.min_overlap, args.batch_size, args.threads
     )
-    model = Path(args.model)
-    if not model.exists():
-        raise DataError(
-            "checkpoint not found" if model.suffix != ".onnx" else "ONNX model not found", model
-        )
-    if model.is_dir():
-        raise DataError(
-            "is a folder, not a checkpoint file; give the .pt file (e.g. RUN/checkpoints/best.pt)",
-            model,
-        )
+    model_files(args.model)  # every model file exists (a run folder: its checkpoints)
     for inp in args.inputs:
         if not Path(inp).exists():
             raise DataError("input not found", inp)

@@ -13,6 +13,7 @@ examples:
   unetkit train data/train --config examples/isbi2012.yaml --time-budget 10
   unetkit train data/train --model unet-original --weight-map --optimizer sgd --lr 0.01 \\
       --set model.options.base_features=16 --set data.w0=10
+  unetkit train data/train --folds 5 --time-budget 30       # 5 cross-validation folds, one budget
   unetkit train --resume runs/unet-20261122-101500          # continue exactly where it stopped
   unetkit train data/new --init-from runs/unet-20261122-101500/checkpoints/best.pt --epochs 20
                                                             # fine-tune an earlier model on new data
@@ -31,6 +32,12 @@ heads start new. The optimiser, schedule and epoch start fresh: --resume continu
 
 A run folder (config.yaml, plan.json, splits.json, metrics.csv, curves.png, train.log,
 checkpoints/last.pt and best.pt) is written under --output (default runs/).
+
+--folds K trains the K folds of a seeded k-fold split one after the other into RUN_DIR/fold_0 …
+fold_{K-1} (each a run folder as above), sharing the time budget out as they go (each fold gets
+what is left divided by the folds left), then writes RUN_DIR/ensemble.json with every fold's best
+score and their mean; 'unetkit predict RUN_DIR …' averages the folds' probabilities. The plan
+chooses K > 1 itself only for small data (≤ 40 cases) when every fold still gets enough steps.
 """
 
 # flag → dotted config key
@@ -45,6 +52,7 @@ FLAG_KEYS = {
     "workers": "data.num_workers",
     "num_folds": "data.num_folds",
     "fold": "data.fold",
+    "folds": "train.folds",
     "model": "model.name",
     "loss": "loss.name",
     "epochs": "train.epochs",
@@ -110,6 +118,13 @@ def add_parser(sub) -> None:
         "--num-folds", type=int, help="k-fold cross-validation: number of folds (all saved)"
     )
     g.add_argument("--fold", type=int, help="with --num-folds: the fold to train (default 0)")
+    g.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="train all K folds one after the other in one budget: RUN_DIR/fold_i + ensemble.json "
+        "(default: planned; 1 = one model)",
+    )
     g.add_argument("--patch-size", help="training patch (label) size: 256 or 96,128,128")
     g.add_argument(
         "--scale",
@@ -219,19 +234,33 @@ def apply_overrides(config, overrides: dict):
     return RunConfig.from_dict(raw)
 
 
+#: flags that fix the validation cases themselves: planned folds do not apply
+FOLD_KEYS = {"data.val_dir", "data.num_folds", "data.fold"}
+
+
 def planned_values(plan, overrides: dict) -> dict:
     """The plan's config values that the user's flags leave open.
 
     ``--epochs`` replaces the planned schedule (a fixed number of epochs with the default
     schedule; a ``--time-budget`` given too only stops the run); a model preset other than the planned one keeps the planned width and
-    depth only where that preset takes them.
+    depth only where that preset takes them; planned folds (``train.folds``) give way to a
+    validation folder, a chosen fold (``--num-folds/--fold``) and torchrun, and folds other than
+    the planned ones scale the planned epoch length (each fold's share of the steps).
     """
     from ..models import MODELS
     from ..planning.planner import SCHEDULE_KEYS
 
     values = {k: v for k, v in plan.config.items() if k not in overrides}
+    if FOLD_KEYS & set(overrides) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        values.pop("train.folds", None)
     if "train.epochs" in overrides:  # a fixed number of epochs: not the planned clock schedule
         values = {k: v for k, v in values.items() if k not in SCHEDULE_KEYS}
+    planned, folds = plan.config.get("train.folds", 1), overrides.get("train.folds", 1)
+    if "train.folds" in values or not isinstance(folds, int) or folds < 1:
+        folds = planned  # the planned folds, or a value the config check will name
+    if folds != planned and "train.iters_per_epoch" in values:
+        # the planned epochs cut each fold's share of the steps: other folds, other shares
+        values["train.iters_per_epoch"] = max(1, values["train.iters_per_epoch"] * planned // folds)
     name = overrides.get("model.name")
     if name and name != plan.config.get("model.name") and name in MODELS.names():
         accepted = MODELS.options(name)
@@ -327,6 +356,11 @@ def run(args) -> int:
                 "--resume continues a run with its own config, plan, data and weights; drop "
                 "DATA_DIR/--config/--plan/--init-from"
             )
+        if args.folds is not None:
+            raise ConfigError(
+                "--resume continues one run (one fold of a --folds run: --resume RUN_DIR/fold_i); "
+                "drop --folds"
+            )
         trainer = Trainer.resume(args.resume, progress=not args.no_progress)
         trainer.config = apply_overrides(trainer.config, overrides)
         _configure(trainer.config)
@@ -370,6 +404,16 @@ def run(args) -> int:
                 describe_inherited(inherited, config.train.init_from)
                 + (" (not the planned model)" if plan is not None else "")
             )
+        if config.train.folds > 1:
+            from ..training.folds import train_folds
+
+            train_folds(
+                config,
+                run_dir=args.run_dir,
+                progress=not args.no_progress,
+                plan=plan.to_dict() if plan is not None else None,
+            )
+            return 0
         trainer = Trainer(
             config,
             run_dir=args.run_dir,

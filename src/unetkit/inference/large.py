@@ -76,8 +76,11 @@ def predict_large(
     otherwise), test-time augmentation, device and precision; the probabilities handed to the sink
     are the same as :meth:`Predictor.predict_proba` on the whole image would give. Every band read
     is checked for NaN/inf values (a :class:`DataError` naming ``path``, the source file).
+    ``predictor`` may be an :class:`~unetkit.inference.ensemble.EnsemblePredictor`: the sink then
+    receives the mean of its members' probabilities.
     """
     from ..data.dataset import require_finite
+    from .ensemble import EnsemblePredictor
     from .predictor import probabilities
 
     if predictor.spatial_dims != 2 or source.ndim != 3:
@@ -89,9 +92,12 @@ def predict_large(
             "predict a downsampled copy of the image, or crops of it",
             path if path is not None else "image",
         )
-    norm = freeze_normalizer(predictor.normalizer, source)
     shape = source.shape[1:]
-    plan = predictor.plan(shape)
+    plan = predictor.plan(shape)  # an ensemble whose members tile or normalise apart stops here
+    norm = freeze_normalizer(predictor.normalizer, source)
+    to_probabilities = (
+        predictor.probabilities if isinstance(predictor, EnsemblePredictor) else probabilities
+    )
     grid = plan.grid()
     fold = [mirror_indices(n, b, a) for n, b, a in zip(shape, grid.pad_before, grid.pad_after)]
 
@@ -105,7 +111,7 @@ def predict_large(
         return np.ascontiguousarray(band, dtype=np.float32)
 
     def emit(y0: int, logits: np.ndarray) -> None:
-        sink.write(y0, probabilities(torch.from_numpy(logits)).numpy())
+        sink.write(y0, to_probabilities(torch.from_numpy(logits)).numpy())
         if progress:
             progress(logits.shape[1])
 

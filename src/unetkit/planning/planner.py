@@ -22,8 +22,11 @@ The rules, in order (constants below):
   are tried.
 * **loss**: Dice + cross-entropy; the U-Net paper's border weight map where objects touch.
 * **sampling**: foreground oversampling 0.33 (nnU-Net), 0.5 when a class is rare.
+* **folds**: ``K`` cross-validation folds in the one budget (``train.folds``) only for small data
+  (≤ ``FOLD_MAX_CASES`` cases, where a 20 % hold-out wastes cases) when each fold still gets
+  ``FOLD_MIN_STEPS`` steps and the chosen width's ``MIN_STEPS``; never with a validation folder.
 * **schedule**: poly learning rate on the clock over the budget (``scheduler: budget``), epochs
-  sized so that validations take at most ``VALIDATION_SHARE`` of the time.
+  sized so that validations take at most ``VALIDATION_SHARE`` of the time (per fold).
 """
 
 from __future__ import annotations
@@ -78,6 +81,12 @@ TOUCHING_WEIGHT_MAP = 0.25
 #: objects thinner than this (px) are pieces of thin structures (vessels), not cells to separate
 BLOB_DIAMETER = 8
 RARE_CLASS = 0.01
+#: cross-validation folds tried, most first (2 would train each model on half the cases: fewer than
+#: the 80 % a hold-out gives one model), the most cases that still count as small data, and the
+#: fewest steps worth a fold
+FOLD_CHOICES = (5, 4, 3)
+FOLD_MAX_CASES = 40
+FOLD_MIN_STEPS = 600
 
 
 @dataclass
@@ -311,6 +320,34 @@ def choose_width(
     return best, steps, reason
 
 
+def plan_folds(
+    cases: int, steps: int, width: int, budget_minutes: float, fixed_val: bool
+) -> tuple[int, str]:
+    """How many cross-validation folds pay (1 = one model) and why: small data, and each of the
+    ``K`` folds still gets ``steps / K`` ≥ ``FOLD_MIN_STEPS`` and ≥ the width's ``MIN_STEPS``."""
+    if fixed_val:
+        return 1, "a validation folder is given: one model, validated on it"
+    if cases > FOLD_MAX_CASES:
+        return 1, (
+            f"{cases} cases: a 20 % hold-out costs little data; one model gets all {steps} steps"
+        )
+    need = max(FOLD_MIN_STEPS, MIN_STEPS.get(width, 0))
+    fits = [k for k in FOLD_CHOICES if k <= cases]
+    if not fits:
+        return 1, f"{cases} cases are too few for {FOLD_CHOICES[-1]} folds"
+    for k in fits:
+        if steps // k >= need:
+            return k, (
+                f"only {cases} cases: a 20 % hold-out wastes data; {k} folds of {steps // k} steps "
+                f"(≥ {need}) each train on every case, and predict averages them"
+            )
+    k = fits[-1]
+    return 1, (
+        f"a {budget_minutes:g}-minute budget on this machine gives one model {steps} steps; {k} "
+        f"folds would get {steps // k} each (fewer than {need} at width {width})"
+    )
+
+
 def make_plan(
     fp,
     budget_minutes: Optional[float] = None,
@@ -490,18 +527,32 @@ def make_plan(
         "flips, rotations, scaling, elastic deformation, intensity (the U-Net paper, nnU-Net)",
     )
 
-    # -- schedule ----------------------------------------------------------------------------------
-    n_val = val_cases if val_cases is not None else max(1, round(0.2 * fp.cases))
+    # -- cross-validation folds --------------------------------------------------------------------
+    width = best.candidate.base_features
+    folds, why = plan_folds(int(fp.cases), steps, width, budget, val_cases is not None)
+    plan.decide("folds", folds, why, **{"train.folds": folds})
+
+    # -- schedule (of each fold) -------------------------------------------------------------------
+    n_val = (
+        val_cases
+        if val_cases is not None
+        else max(1, round(fp.cases * (1 / folds if folds > 1 else 0.2)))
+    )
     val_pixels = n_val * math.prod(fp.sizes["median"]) * scale**dims
     px_seconds = best.seconds_per_step / (batch * math.prod(patch))
     val_seconds = max(1.0, val_pixels * px_seconds * INFERENCE_COST)
-    validations = int(max(2, min(TARGET_VALIDATIONS, budget * 60 * VALIDATION_SHARE / val_seconds)))
-    iters = int(max(5, steps // validations))
+    fold_budget = budget / folds
+    validations = int(
+        max(2, min(TARGET_VALIDATIONS, fold_budget * 60 * VALIDATION_SHARE / val_seconds))
+    )
+    iters = int(max(5, steps // folds // validations))
     plan.decide(
         "schedule",
         f"{budget:g} min",
-        f"AdamW lr 1e-3, poly decay on the clock over the budget; about {validations} epochs of "
-        f"{iters} steps, each followed by a validation of {n_val} image(s) (≈ {val_seconds:.0f} s)",
+        "AdamW lr 1e-3, poly decay on the clock over the budget"
+        + (f" of each fold ({fold_budget:.3g} min)" if folds > 1 else "")
+        + f"; about {validations} epochs of {iters} steps, each followed by a validation of "
+        f"{n_val} image(s) (≈ {val_seconds:.0f} s)",
         **{
             "train.optimizer": "adamw",
             "train.lr": 1e-3,
@@ -532,6 +583,7 @@ __all__ = [
     "choose_width",
     "make_plan",
     "plan_batch",
+    "plan_folds",
     "plan_depth",
     "plan_patch",
     "plan_scale",

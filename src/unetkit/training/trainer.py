@@ -230,7 +230,7 @@ class Trainer:
 
     def _make_run_dir(self) -> None:
         if self.run_dir is None:
-            name = f"{self.config.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            name = run_name(self.config)
             if self.dist.enabled:  # every rank must use rank 0's folder
                 box = [name]
                 torch.distributed.broadcast_object_list(box, src=0)
@@ -756,6 +756,11 @@ def optimisation_step(
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
     return float(loss.detach())
+
+
+def run_name(config: RunConfig) -> str:
+    """The default name of a run folder under ``output_dir``: ``<model>-<YYYYmmdd-HHMMSS>``."""
+    return f"{config.model.name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 @dataclass

@@ -1,0 +1,145 @@
+"""The layout of a run folder that holds more than one model: what ``unetkit train --folds K``
+writes and what ``unetkit predict RUN_DIR`` reads, in one place for both.
+
+::
+
+    RUN_DIR/checkpoints/best.pt          one model (a normal run folder)
+    RUN_DIR/fold_0/ … fold_{K-1}/        a cross-validation ensemble: each fold a normal run folder
+    RUN_DIR/ensemble.json                written last, atomically, once every fold has finished:
+                                         folds, checkpoints, each fold's best metric and their mean
+
+Standard library only (``unetkit predict`` resolves its models before torch is imported).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+from .errors import DataError
+from .utils import atomic_write_text, jsonable
+
+PathLike = Union[str, Path]
+ENSEMBLE_FILE = "ensemble.json"
+ENSEMBLE_VERSION = 1
+#: a run's best checkpoint, relative to its run folder
+BEST = Path("checkpoints") / "best.pt"
+
+
+def fold_dir(run_dir: PathLike, fold: int) -> Path:
+    """The run folder of fold ``fold`` inside the ensemble folder ``run_dir``."""
+    return Path(run_dir) / f"fold_{int(fold)}"
+
+
+def _fold_index(path: Path) -> Optional[int]:
+    head, _, tail = path.name.partition("_")
+    return int(tail) if head == "fold" and tail.isdigit() else None
+
+
+def write_ensemble(run_dir: PathLike, members: Sequence[dict], metric: str) -> dict:
+    """Write ``RUN_DIR/ensemble.json`` atomically and return what was written.
+
+    Args:
+        members: one dict per fold, in fold order: ``fold``, ``best`` (the trainer's best record:
+            ``epoch``, ``value`` …, or ``None``) and any other JSON values (``epochs``,
+            ``stop_reason``) kept as they are; ``run_dir`` and ``checkpoint`` are set here,
+            relative to ``run_dir``.
+        metric: the validation value that chose each fold's ``best.pt`` (``train.select_metric``).
+
+    The record: ``folds``, ``select_metric``, ``checkpoints`` (relative to ``run_dir``),
+    ``members`` (with ``checkpoint`` and ``best`` per fold), ``mean`` and ``std`` of the folds' best
+    values (``None`` when no fold validated).
+    """
+    run_dir = Path(run_dir)
+    rows, values = [], []
+    for m in members:
+        rel = fold_dir(".", m["fold"])  # relative: the folder may be moved or copied
+        row = {**m, "run_dir": rel.as_posix(), "checkpoint": (rel / BEST).as_posix()}
+        rows.append(row)
+        value = (m.get("best") or {}).get("value")
+        if value is not None and math.isfinite(value):
+            values.append(float(value))
+    mean = sum(values) / len(values) if values else None
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values)) if values else None
+    record = {
+        "version": ENSEMBLE_VERSION,
+        "folds": len(rows),
+        "select_metric": metric,
+        "checkpoints": [r["checkpoint"] for r in rows],
+        "members": rows,
+        "mean": mean,
+        "std": std,
+    }
+    record = jsonable(record)  # strict JSON: a NaN metric becomes null
+    atomic_write_text(run_dir / ENSEMBLE_FILE, json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def run_checkpoints(folder: PathLike) -> list[Path]:
+    """The checkpoints a run folder stands for: every checkpoint its ``ensemble.json`` lists; else
+    ``fold_*/checkpoints/best.pt`` (the folds of a ``--folds`` run that did not finish, in fold
+    order); else its own ``checkpoints/best.pt``.
+
+    Raises:
+        DataError: none of these, an unreadable ``ensemble.json``, or a checkpoint it lists is
+            missing; naming the path.
+    """
+    folder = Path(folder)
+    manifest = folder / ENSEMBLE_FILE
+    if manifest.is_file():
+        try:
+            listed = json.loads(manifest.read_text(encoding="utf-8"))["checkpoints"]
+            paths = [folder / str(c) for c in listed]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(
+                f"unreadable ensemble manifest ({type(exc).__name__}: {exc})", manifest
+            ) from None
+        for p in paths:
+            if not p.is_file():
+                raise DataError(f"listed in {manifest} but missing", p)
+        if not paths:
+            raise DataError("lists no checkpoints", manifest)
+        return paths
+    folds = sorted(
+        (d for d in folder.iterdir() if _fold_index(d) is not None and (d / BEST).is_file()),
+        key=_fold_index,
+    )
+    if folds:
+        return [d / BEST for d in folds]
+    if (folder / BEST).is_file():
+        return [folder / BEST]
+    raise DataError(
+        "is a folder, not a checkpoint file or a run folder (it has no checkpoints/best.pt and no "
+        "fold_*/checkpoints/best.pt); give a .pt file or a run folder",
+        folder,
+    )
+
+
+def model_files(spec: str) -> list[Path]:
+    """The model files that ``unetkit predict``'s MODEL argument names: a checkpoint (``.pt``), an
+    exported ``.onnx``, a run folder (see :func:`run_checkpoints`), or several of these joined by
+    commas (``a.pt,b.pt``; a path that exists is never split, commas and all).
+
+    Raises:
+        DataError: a file or folder that does not exist or stands for no checkpoint, naming it.
+    """
+    text = str(spec)
+    parts = [text] if Path(text).exists() or "," not in text else text.split(",")
+    files: list[Path] = []
+    for part in (p.strip() for p in parts):
+        if not part:
+            continue
+        path = Path(part)
+        if not path.exists():
+            raise DataError(
+                "ONNX model not found" if path.suffix == ".onnx" else "checkpoint not found", path
+            )
+        files += run_checkpoints(path) if path.is_dir() else [path]
+    if not files:
+        raise DataError("no model named: give a checkpoint, a run folder or a.pt,b.pt", text)
+    return files
+
+
+__all__ = ["BEST", "ENSEMBLE_FILE", "fold_dir", "model_files", "run_checkpoints", "write_ensemble"]

@@ -1,0 +1,363 @@
+"""Cross-validation ensembles: ``EnsemblePredictor`` is the mean of its members (whole images and band
+by band), run folders resolve to their folds, ``unetkit train --folds K`` trains every fold into one
+folder within one budget, and the planner's folds rule."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from unetkit import cli, create_model
+from unetkit.checkpoint import save_checkpoint
+from unetkit.config import RunConfig
+from unetkit.data import LabelMap, create_normalizer
+from unetkit.errors import ConfigError, DataError
+from unetkit.inference import batch as batch_mod
+from unetkit.inference.batch import predict_files
+from unetkit.inference.ensemble import EnsemblePredictor
+from unetkit.inference.large import predict_large
+from unetkit.inference.predictor import Predictor
+from unetkit.planning import Plan, make_plan
+from unetkit.planning.planner import FOLD_MIN_STEPS, MIN_STEPS, plan_folds
+from unetkit.run_folder import model_files, run_checkpoints
+from unetkit.training import folds as folds_mod
+
+from .test_planner import FakeFingerprint, speed
+from .test_training import make_cells
+
+
+def _checkpoint(path: Path, seed: int, labels=(0, 255), **model) -> Path:
+    import torch
+
+    torch.manual_seed(seed)
+    net = create_model("unet", **{"base_features": 4, "depth": 2, "norm": "instance", **model})
+    return save_checkpoint(
+        path,
+        net,
+        normalization=create_normalizer("zscore").to_dict(),
+        label_map=LabelMap(list(labels)).to_dict(),
+        patch_size=[32, 32],
+        with_rng=False,
+    )
+
+
+@pytest.fixture
+def two(tmp_path) -> list[Path]:
+    return [_checkpoint(tmp_path / f"m{i}.pt", seed=i) for i in range(2)]
+
+
+def _image(shape=(40, 50), seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, shape).astype(np.uint8)
+
+
+# -- the mean of the members --------------------------------------------------------------------
+def test_ensemble_is_the_mean_of_its_members_probabilities(two, tmp_path):
+    members = [Predictor.from_checkpoint(p, precision="fp32") for p in two]
+    ens = EnsemblePredictor.from_checkpoints(two, precision="fp32")
+    image = _image()[None]
+    each = [m.predict_proba(image) for m in members]
+    assert not np.allclose(each[0], each[1], atol=1e-3)  # two different models
+    mean = (each[0] + each[1]) / 2
+    probs = ens.predict_proba(image)
+    assert probs.shape == (2, 40, 50) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs, mean, rtol=0, atol=1e-6)
+    assert np.array_equal(ens.predict(image), mean.argmax(0))
+    # predict_files writes the mean's argmax in the masks' values
+    Image.fromarray(image[0]).save(tmp_path / "a.png")
+    predict_files(ens, [tmp_path / "a.png"], tmp_path / "out", progress=False)
+    labels = np.asarray(Image.open(tmp_path / "out" / "a.png"))
+    assert np.array_equal(labels, np.where(mean.argmax(0) == 1, 255, 0))
+    assert "ensemble of 2 models" in ens.describe() and str(two[1]) in ens.describe()
+
+
+def test_post_processing_only_where_every_member_chose_the_same(two):
+    from unetkit.inference.postprocess import PostProcessing, PostStep
+
+    fill = PostProcessing((PostStep("fill_holes", 1),))
+    small = PostProcessing((PostStep("remove_small", 1, min_size=12),))
+    same = [Predictor.from_checkpoint(p, postprocess=fill) for p in two]
+    assert EnsemblePredictor(same).postprocess == fill
+    apart = [Predictor.from_checkpoint(two[0], postprocess=fill)]
+    apart.append(Predictor.from_checkpoint(two[1], postprocess=small))
+    assert not EnsemblePredictor(apart).postprocess  # none: the folds disagree
+    assert EnsemblePredictor(apart, postprocess=small).postprocess == small
+
+
+def test_mismatched_members_are_refused_naming_the_checkpoint(tmp_path, two):
+    other = _checkpoint(tmp_path / "labels01.pt", seed=3, labels=(0, 1))
+    with pytest.raises(ConfigError, match=r"labels01\.pt: its label map \[0, 1\] differs from"):
+        EnsemblePredictor.from_checkpoints([two[0], other], precision="fp32")
+    rgb = _checkpoint(tmp_path / "rgb.pt", seed=3, in_channels=3)
+    with pytest.raises(ConfigError, match=r"rgb\.pt: its input channels 3 differs from 1"):
+        EnsemblePredictor.from_checkpoints([two[0], rgb], precision="fp32")
+    with pytest.raises(ConfigError, match="at least one model"):
+        EnsemblePredictor([])
+
+
+def test_cli_mismatched_label_maps_one_line_exit_2(tmp_path, two, capsys):
+    other = _checkpoint(tmp_path / "labels01.pt", seed=3, labels=(0, 1))
+    Image.fromarray(_image()).save(tmp_path / "a.png")
+    code = cli.main(
+        ["predict", f"{two[0]},{other}", str(tmp_path / "a.png"), "-o", str(tmp_path / "out")]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0].startswith("unetkit predict: error: ") and f"{other}: its label map" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+# -- band by band -------------------------------------------------------------------------------
+class _MemorySink:
+    def __init__(self):
+        self.rows = []
+
+    def write(self, y0, probs):
+        assert y0 == sum(r.shape[1] for r in self.rows)
+        self.rows.append(np.array(probs))
+
+    def close(self):
+        pass
+
+
+def _band_members(blend: str, **second) -> list[Predictor]:
+    kwargs = dict(
+        precision="fp32",
+        max_tile=96,
+        min_overlap=16,
+        blend=blend,
+        normalizer=create_normalizer("zscore"),
+        label_map=LabelMap([0, 255]),
+    )
+    models = [
+        create_model("unet", base_features=2, depth=2, init="torch", norm="none"),
+        create_model(
+            "unet", base_features=2, depth=2, init="torch", norm="none", **second.pop("model", {})
+        ),
+    ]
+    return [Predictor(models[0], **kwargs), Predictor(models[1], **{**kwargs, **second})]
+
+
+@pytest.mark.parametrize("blend, sigmoid", [("crop", False), ("gaussian", True)])
+def test_band_by_band_ensemble_equals_the_whole_image_mean(blend, sigmoid, tmp_path, monkeypatch):
+    # a one-channel (sigmoid) member stacks with a softmax one: both become log-probabilities
+    members = _band_members(blend, model={"num_classes": 1} if sigmoid else {})
+    ens = EnsemblePredictor(members, ["a", "b"])
+    image = np.random.default_rng(3).normal(size=(1, 301, 257)).astype(np.float32)
+    assert len(ens.plan(image.shape[1:]).grid().rows()) > 1  # really several bands
+    whole = (members[0].predict_proba(image) + members[1].predict_proba(image)) / 2
+    sink = _MemorySink()
+    predict_large(ens, image, sink)
+    np.testing.assert_allclose(np.concatenate(sink.rows, axis=1), whole, rtol=0, atol=1e-6)
+    # through predict_files: the band path and its labels
+    np.save(tmp_path / "big.npy", image)
+    monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
+    res = predict_files(ens, [tmp_path / "big.npy"], tmp_path / "out", "tiff", progress=False)
+    assert res[0].mode == "band-by-band"
+    probs = tifffile.imread(tmp_path / "out" / "big_prob.tif").astype(np.float32)
+    np.testing.assert_allclose(probs, whole, atol=2e-3)  # float16 storage
+
+
+def test_band_path_refuses_members_that_normalise_or_tile_apart():
+    image = np.random.default_rng(0).normal(size=(1, 200, 150)).astype(np.float32)
+    norm = EnsemblePredictor(
+        _band_members("crop", normalizer=create_normalizer("minmax")), ["a.pt", "b.pt"]
+    )
+    with pytest.raises(ConfigError, match=r"^b\.pt: its normalisation differs from a\.pt's"):
+        predict_large(norm, image, _MemorySink())
+    assert norm.predict_proba(image).shape == (2, 200, 150)  # whole images: each its own
+    tiles = EnsemblePredictor(_band_members("crop", max_tile=64), ["a.pt", "b.pt"])
+    with pytest.raises(ConfigError, match=r"^b\.pt: its tiling differs"):
+        predict_large(tiles, image, _MemorySink())
+
+
+# -- run folders --------------------------------------------------------------------------------
+def _fold_run(root: Path, checkpoints: list[Path]) -> Path:
+    for i, ckpt in enumerate(checkpoints):
+        (root / f"fold_{i}" / "checkpoints").mkdir(parents=True)
+        shutil.copy(ckpt, root / f"fold_{i}" / "checkpoints" / "best.pt")
+    return root
+
+
+def test_run_folder_with_folds_is_found_and_averaged(two, tmp_path, capsys):
+    run = _fold_run(tmp_path / "run", two)
+    best = [run / "fold_0/checkpoints/best.pt", run / "fold_1/checkpoints/best.pt"]
+    assert run_checkpoints(run) == best == model_files(str(run))
+    Image.fromarray(_image()).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    argv = [str(run), str(tmp_path / "a.png"), "-o", str(out), "--no-progress"]
+    assert cli.main(["predict", *argv, "--probabilities", "npz", "--precision", "fp32"]) == 0
+    assert "ensemble of 2 models" in capsys.readouterr().out
+    image = _image()[None]
+    mean = sum(Predictor.from_checkpoint(p, precision="fp32").predict_proba(image) for p in two) / 2
+    probs = np.load(out / "a_prob.npz")["probabilities"].astype(np.float32)
+    np.testing.assert_allclose(probs, mean, atol=2e-3)  # float16 storage
+    # ensemble.json decides which folds; a plain run folder is its best.pt; commas join models
+    (run / "ensemble.json").write_text(json.dumps({"checkpoints": ["fold_1/checkpoints/best.pt"]}))
+    assert run_checkpoints(run) == best[1:]
+    single = tmp_path / "single"
+    (single / "checkpoints").mkdir(parents=True)
+    shutil.copy(two[0], single / "checkpoints" / "best.pt")
+    assert model_files(f"{single},{two[1]}") == [single / "checkpoints/best.pt", two[1]]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(
+        DataError, match="empty: is a folder, not a checkpoint file or a run folder"
+    ):
+        model_files(str(tmp_path / "empty"))
+    (run / "ensemble.json").write_text(json.dumps({"checkpoints": ["fold_0/checkpoints/best.pt"]}))
+    best[0].unlink()
+    with pytest.raises(DataError, match=r"fold_0/checkpoints/best\.pt: listed in .* but missing"):
+        run_checkpoints(run)
+
+
+# -- training the folds ------------------------------------------------------------------------
+FAST = [
+    "--no-plan",
+    "--epochs",
+    "1",
+    "--iters-per-epoch",
+    "2",
+    "--patch-size",
+    "32",
+    "--batch-size",
+    "2",
+    "--precision",
+    "fp32",
+    "--threads",
+    "1",
+    "--set",
+    "model.options.base_features=4",
+    "--set",
+    "model.options.depth=2",
+    "--no-progress",
+]
+
+
+def test_train_folds_writes_every_fold_and_the_ensemble(tmp_path, capsys):
+    data = make_cells(tmp_path / "data", n=5)
+    run = tmp_path / "run"
+    assert cli.main(["train", str(data), "--folds", "2", "--run-dir", str(run), *FAST]) == 0
+    out = capsys.readouterr().out
+    assert "fold 1/2 done:" in out and "fold 2/2 done:" in out and "cross-validated val_dice" in out
+    record = json.loads((run / "ensemble.json").read_text())
+    assert record["folds"] == 2 and record["select_metric"] == "val_dice"
+    assert record["checkpoints"] == ["fold_0/checkpoints/best.pt", "fold_1/checkpoints/best.pt"]
+    values = [m["best"]["value"] for m in record["members"]]
+    assert record["mean"] == pytest.approx(sum(values) / 2)
+    val = []
+    for i in range(2):
+        fold = run / f"fold_{i}"
+        cfg = RunConfig.from_yaml(fold / "config.yaml")
+        assert (cfg.data.num_folds, cfg.data.fold, cfg.train.folds) == (2, i, 1)
+        assert (fold / "checkpoints" / "best.pt").is_file()
+        splits = json.loads((fold / "splits.json").read_text())
+        val.append(set(splits[i]["val"]))
+    assert not val[0] & val[1] and val[0] | val[1] == {f"{i:02d}" for i in range(5)}
+    assert model_files(str(run)) == [run / c for c in record["checkpoints"]]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--val", "{data}"], "train.folds=2 (--folds: every fold of a cross-validation split)"),
+        (["--num-folds", "3"], "and data.num_folds=3 (--num-folds: one fold of a split)"),
+        (["--folds", "9"], "--folds 9 (train.folds) needs at least 9 cases"),
+    ],
+)
+def test_train_folds_bad_arguments_one_line_exit_2(tmp_path, capsys, extra, message):
+    data = make_cells(tmp_path / "data", n=3)
+    run = tmp_path / "run"
+    argv = ["train", str(data), "--folds", "2", "--run-dir", str(run), *FAST]
+    code = cli.main(argv + [a.replace("{data}", str(data)) for a in extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and message in err[0], err
+    assert not run.exists()
+
+
+def test_budget_is_shared_out_as_the_folds_go_and_a_failure_keeps_finished_folds(
+    tmp_path, monkeypatch
+):
+    """Fold i gets (budget − time spent) / (folds left): a fast fold leaves its time to the others."""
+    clock = {"now": 0.0}
+    spent = iter([1.0, 4.0, 2.0])  # minutes each fold takes
+    budgets = []
+
+    class FakeTrainer:
+        def __init__(self, config, run_dir, progress, plan):
+            self.config, self.run_dir = config, Path(run_dir)
+
+        def fit(self):
+            budgets.append(self.config.train.time_budget_minutes)
+            clock["now"] += 60 * next(spent)
+            if self.config.data.fold == fail_at:
+                raise RuntimeError("boom")
+            return folds_mod.TrainResult(self.run_dir, 1, None, "time budget reached")
+
+    monkeypatch.setattr(folds_mod, "Trainer", FakeTrainer)
+    monkeypatch.setattr(folds_mod.time, "monotonic", lambda: clock["now"])
+    data = make_cells(tmp_path / "data", n=3)
+    cfg = RunConfig.from_dict(
+        {"data": {"train_dir": str(data)}, "train": {"folds": 3, "time_budget_minutes": 9}}
+    )
+    fail_at = None
+    result = folds_mod.train_folds(cfg, tmp_path / "run", say=lambda s: None)
+    assert budgets == [3.0, 4.0, 4.0]  # 9/3; (9−1)/2; (9−1−4)/1
+    assert result.record["mean"] is None and result.record["folds"] == 3
+    # a failure in fold 1: fold 0 stays, no ensemble.json, the exception goes on
+    lines, budgets[:] = [], []
+    clock["now"], spent, fail_at = 0.0, iter([1.0, 1.0]), 1
+    with pytest.raises(RuntimeError, match="boom"):
+        folds_mod.train_folds(cfg, tmp_path / "run2", say=lines.append)
+    assert not (tmp_path / "run2" / "ensemble.json").exists()
+    assert "the 1 finished fold(s) stay in" in lines[-1]
+
+
+# -- the planner's rule --------------------------------------------------------------------------
+def test_folds_pay_only_for_small_data_with_enough_steps_per_fold():
+    need = max(FOLD_MIN_STEPS, MIN_STEPS[32])
+    assert plan_folds(30, 5 * need, 32, 30, fixed_val=False)[0] == 5
+    assert plan_folds(30, 4 * need, 32, 30, fixed_val=False)[0] == 4
+    assert plan_folds(4, 5 * need, 32, 30, fixed_val=False)[0] == 4  # no more folds than cases
+    k, why = plan_folds(30, 3 * need - 3, 32, 10, fixed_val=False)
+    assert k == 1 and why == (
+        f"a 10-minute budget on this machine gives one model {3 * need - 3} steps; 3 folds would "
+        f"get {need - 1} each (fewer than {need} at width 32)"
+    )
+    assert plan_folds(41, 10**6, 16, 30, fixed_val=False)[0] == 1  # plenty of data: hold out
+    assert plan_folds(30, 10**6, 16, 30, fixed_val=True) == (
+        1,
+        "a validation folder is given: one model, validated on it",
+    )
+    assert plan_folds(2, 10**6, 16, 30, fixed_val=False)[0] == 1
+
+
+def test_plan_chooses_folds_with_a_fake_machine():
+    fp = FakeFingerprint(cases=30)
+    short = make_plan(fp, 5, "cpu", timer=speed(0.1))  # 600 steps at width 32: one model
+    assert short.config["train.folds"] == 1
+    long = make_plan(fp, 30, "cpu", timer=speed(0.1))  # 3600 steps at width 32: 5 folds of 720
+    assert long.config["train.folds"] == 5
+    (folds,) = [d for d in long.decisions if d.name == "folds"]
+    assert folds.reason.startswith("only 30 cases: a 20 % hold-out wastes data; 5 folds of 720")
+    assert long.config["train.iters_per_epoch"] == 72  # each fold's 720 steps over 10 validations
+    assert make_plan(fp, 30, "cpu", timer=speed(0.1), val_cases=6).config["train.folds"] == 1
+    assert (
+        make_plan(FakeFingerprint(cases=300), 30, "cpu", timer=speed(0.1)).config["train.folds"]
+        == 1
+    )
+
+
+def test_planned_folds_give_way_to_a_validation_folder_or_a_chosen_fold():
+    from unetkit.commands.train import planned_values
+
+    plan = Plan(30, {}, {}, config={"train.folds": 5, "train.iters_per_epoch": 72})
+    assert planned_values(plan, {}) == {"train.folds": 5, "train.iters_per_epoch": 72}
+    for given in ({"data.val_dir": "v"}, {"data.num_folds": 3}, {"data.fold": 1}):
+        # one model gets the steps of all five folds: epochs five times as long
+        assert planned_values(plan, given) == {"train.iters_per_epoch": 360}
+    assert planned_values(plan, {"train.folds": 2}) == {"train.iters_per_epoch": 180}
