@@ -174,6 +174,9 @@ def test_band_path_refuses_members_that_normalise_or_tile_apart():
     tiles = EnsemblePredictor(_band_members("crop", max_tile=64), ["a.pt", "b.pt"])
     with pytest.raises(ConfigError, match=r"^b\.pt: its tiling differs"):
         predict_large(tiles, image, _MemorySink())
+    scaled = EnsemblePredictor(_band_members("crop", scale=0.5), ["a.pt", "b.pt"])
+    with pytest.raises(DataError, match="the model works at 0.5×0.5 of the stored resolution"):
+        predict_large(scaled, image, _MemorySink())  # as for one scaled model
 
 
 # -- run folders --------------------------------------------------------------------------------
