@@ -171,7 +171,9 @@ def test_validation_cadence_keeps_validation_a_small_share():
     fp = FakeFingerprint(sizes={"median": [4000, 4000], "min": [3000, 3000], "max": [5000, 5000]})
     plan = make_plan(fp, 5, "cpu", timer=speed(), val_cases=10)
     sched = _decision(plan, "schedule")
-    assert "about 2 epochs" in sched.reason  # huge validation images: only two validations
+    # huge validation images: two validations, at the 4th and 8th of 8 shorter epochs
+    assert "about 8 epochs" in sched.reason and "every 4th followed by a validation" in sched.reason
+    assert plan.config["train.val_every"] == 4
     few = make_plan(FakeFingerprint(), 5, "cpu", timer=speed(), val_cases=1)
     assert "about 10 epochs" in _decision(few, "schedule").reason
 

@@ -116,6 +116,10 @@ def test_large_objects_plan_a_reduced_resolution():
     plan = make_plan(polyps, 5, "cpu", timer=speed())
     assert plan.config["data.scale"] == [0.32, 0.32]
     assert next(d for d in plan.decisions if d.name == "resolution").value == 0.32
+    # a scale the user fixes is planned for: the patch follows it
+    full = make_plan(polyps, 5, "cpu", timer=speed(), scale=1)
+    assert "data.scale" not in full.config and full.config["data.patch_size"] == [256, 256]
+    assert "set by the user" in next(d for d in full.decisions if d.name == "resolution").reason
 
 
 def test_thin_or_small_structures_keep_the_stored_resolution():

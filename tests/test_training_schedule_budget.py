@@ -136,6 +136,20 @@ def test_learning_rate_follows_poly_of_the_elapsed_time(monkeypatch):
     assert trainer.optimizer.param_groups[0]["lr"] == 0.0 and trainer.config.train.epochs == 5
 
 
+def test_more_than_half_an_epoch_left_over_runs_one_more_epoch(monkeypatch):
+    clock = {"t": 0.0}
+    monkeypatch.setattr(callbacks_module, "time", SimpleNamespace(monotonic=lambda: clock["t"]))
+    trainer = fake_trainer(t_start=0.0, lr=0.01)
+    cb = BudgetSchedule(budget_s=150.0, lr=0.01, reserve_s=0.0)
+    cb.on_train_start(trainer)
+    clock["t"] = 88.0  # one long epoch: 62 s left, 0 whole epochs, 62 > 44: one more (cut short)
+    cb.on_epoch_end(trainer, [{}])
+    assert trainer.config.train.epochs == 2
+    clock["t"] = 120.0  # mean epoch 60 s, 30 s left: exactly half, not more: stop here
+    cb.on_epoch_end(trainer, [{}] * 2)
+    assert trainer.config.train.epochs == 2
+
+
 def test_train_start_resets_the_rate_and_a_spent_budget_gives_zero(monkeypatch):
     clock = {"t": 50.0}
     monkeypatch.setattr(callbacks_module, "time", SimpleNamespace(monotonic=lambda: clock["t"]))
@@ -196,10 +210,14 @@ def test_trainer_runs_the_budget_schedule_and_stops_when_the_next_epoch_would_no
     assert isinstance(schedule, BudgetSchedule) and (schedule.budget_s, schedule.lr) == (60.0, 0.01)
     T = schedule.available  # 60 s − 3 s reserve − the (real) set-up time
     assert 50.0 <= T < 57.0
-    # 5 epochs of 10 s fit in T, a 6th would not: the schedule ends the run, not the epoch count (1000)
-    assert result.epochs_completed == 5 and result.stop_reason == "completed"
+    # 5 epochs of 10 s fit in T; a 6th only when over half of it (5 s) is left: the schedule ends
+    # the run, not the epoch count (1000)
+    expected = 5 + int(T - 50 > 5)
+    assert result.epochs_completed == expected and result.stop_reason == "completed"
     lrs = [r["lr"] for r in result.history]
-    assert lrs == pytest.approx([0.01 * (1 - 10 * k / T) ** 0.9 for k in range(5)], rel=1e-9)
+    assert lrs == pytest.approx(
+        [0.01 * max(0.0, 1 - 10 * k / T) ** 0.9 for k in range(expected)], rel=1e-9
+    )
     assert all(b < a for a, b in zip(lrs, lrs[1:]))
     assert RunConfig.from_yaml(tmp_path / "run" / "config.yaml").train.scheduler == "budget"
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["scheduler"] is None
@@ -221,5 +239,5 @@ def test_resume_restarts_the_clock_at_the_full_rate(cells, tmp_path, monkeypatch
     assert lrs[0] == 0.01 > lrs[1]  # epochs 1–2 from before the crash
     assert lrs[3] == pytest.approx(0.01 * (1 - 10 / T) ** 0.9, rel=1e-9)
     assert (
-        result.epochs_completed == 2 + 5 and result.stop_reason == "completed"
-    )  # a fresh budget of 5 epochs
+        result.epochs_completed == 2 + 5 + int(T - 50 > 5) and result.stop_reason == "completed"
+    )  # a fresh budget of 5 epochs (6 when over half an epoch is left)

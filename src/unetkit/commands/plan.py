@@ -43,6 +43,11 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--device", default="auto", help="auto, cpu, cuda or cuda:N (where training will run)"
     )
+    p.add_argument(
+        "--scale",
+        type=float,
+        help="plan for this fraction of the stored resolution (default: planned; 1 = as stored)",
+    )
     p.add_argument("--mask-suffix", help="mask file suffix such as _mask (default: detected)")
     p.add_argument("--mask-kind", choices=("auto", "labels", "colors", "instances"), default="auto")
     p.add_argument(
@@ -59,8 +64,11 @@ def make_plan_for(
     mask_suffix=None,
     mask_kind: str = "auto",
     say=print,
+    scale=None,
 ):
-    """Fingerprint ``data_dir`` and plan for ``budget_minutes`` on ``device`` (shared with train)."""
+    """Fingerprint ``data_dir`` and plan for ``budget_minutes`` on ``device`` (shared with train);
+    ``scale``: a resolution the user fixed (one factor, or one per axis: their smallest is planned
+    for)."""
     from ..data.discovery import find_cases
     from ..data.fingerprint import fingerprint_dataset
     from ..planning import make_plan
@@ -70,7 +78,12 @@ def make_plan_for(
         say(f"data: {line}")
     val_cases = len(find_cases(val_dir, mask_suffix=mask_suffix)) if val_dir is not None else None
     return make_plan(
-        fp, budget_minutes, device, val_cases=val_cases, progress=lambda m: say(f"probe: {m}")
+        fp,
+        budget_minutes,
+        device,
+        val_cases=val_cases,
+        progress=lambda m: say(f"probe: {m}"),
+        scale=min(scale) if isinstance(scale, (list, tuple)) else scale,
     )
 
 
@@ -82,6 +95,8 @@ def run(args) -> int:
     # every argument is checked before any image is read
     if args.time_budget is not None and not args.time_budget > 0:
         raise ConfigError(f"--time-budget must be > 0 minutes, got {args.time_budget:g}")
+    if args.scale is not None and not 0 < args.scale <= 4:
+        raise ConfigError(f"--scale must be in (0, 4], got {args.scale:g}")
     runtime.resolve_device(args.device)
     check_output_file(args.output)
     plan = make_plan_for(
@@ -91,6 +106,7 @@ def run(args) -> int:
         args.device,
         args.mask_suffix,
         args.mask_kind,
+        scale=args.scale,
     )
     print(plan.table())
     plan.save(args.output)

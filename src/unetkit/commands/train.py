@@ -288,6 +288,7 @@ def _plan(args, config, overrides: dict):
             config.train.device,
             config.data.mask_suffix,
             config.data.mask_kind,
+            scale=overrides.get("data.scale"),
         )
         if config.train.time_budget_minutes is None:
             print(

@@ -73,6 +73,9 @@ FEW_STEPS = 150
 SETUP_SHARE = 0.08
 VALIDATION_SHARE = 0.12
 TARGET_VALIDATIONS = 10
+#: at least this many epochs however costly validation is (then not every epoch is validated): the
+#: clock schedule adapts its rate once per epoch, so a few long epochs follow the budget coarsely
+MIN_EPOCHS = 8
 #: the machine probe may spend at most this share of the budget timing candidates (cached after)
 PROBE_SHARE = 0.03
 #: a whole-image forward pass costs about this fraction of a training step per pixel (no backward)
@@ -355,6 +358,7 @@ def make_plan(
     val_cases: Optional[int] = None,
     timer: Optional[Callable[[Candidate], float]] = None,
     progress: Optional[Callable[[str], None]] = None,
+    scale: Optional[float] = None,
 ) -> Plan:
     """Plan a training run for the dataset ``fp`` (a :class:`~unetkit.data.fingerprint.Fingerprint`).
 
@@ -364,6 +368,8 @@ def make_plan(
         val_cases: validation images (default: the hold-out, 20 % of the cases).
         timer: replaces the probe's timing (``Candidate → seconds per step``), for tests.
         progress: receives one line per candidate being timed.
+        scale: the resolution the user fixed (``--scale``): patch, batch and schedule are planned
+            for it instead of the planned one.
     """
     budget = float(DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes)
     if not budget > 0:
@@ -405,7 +411,10 @@ def make_plan(
         )
 
     # -- resolution, patch, depth, batch, width (measured) ---------------------------------------------
-    scale, scale_why = plan_scale(fp, dev.type)
+    if scale is None:
+        scale, scale_why = plan_scale(fp, dev.type)
+    else:
+        scale, scale_why = float(scale), "set by the user (--scale / data.scale)"
     if scale != 1.0:
         plan.decide("resolution", scale, scale_why, **{"data.scale": [scale] * dims})
     else:
@@ -545,14 +554,21 @@ def make_plan(
     validations = int(
         max(2, min(TARGET_VALIDATIONS, fold_budget * 60 * VALIDATION_SHARE / val_seconds))
     )
-    iters = int(max(5, steps // folds // validations))
+    epochs = max(validations, MIN_EPOCHS)
+    val_every = max(1, epochs // validations)
+    iters = int(max(5, steps // folds // epochs))
+    cadence = (
+        "each followed by a validation"
+        if val_every == 1
+        else f"every {val_every}th followed by a validation"
+    )
     plan.decide(
         "schedule",
         f"{budget:g} min",
         "AdamW lr 1e-3, poly decay on the clock over the budget"
         + (f" of each fold ({fold_budget:.3g} min)" if folds > 1 else "")
-        + f"; about {validations} epochs of {iters} steps, each followed by a validation of "
-        f"{n_val} image(s) (≈ {val_seconds:.0f} s)",
+        + f"; about {epochs} epochs of {iters} steps, {cadence} of {n_val} image(s) "
+        f"(≈ {val_seconds:.0f} s)",
         **{
             "train.optimizer": "adamw",
             "train.lr": 1e-3,
@@ -560,7 +576,7 @@ def make_plan(
             "train.time_budget_minutes": budget,
             "train.epochs": 1000,
             "train.iters_per_epoch": iters,
-            "train.val_every": 1,
+            "train.val_every": val_every,
         },
     )
     return plan

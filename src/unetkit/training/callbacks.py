@@ -196,7 +196,9 @@ class BudgetSchedule(Callback):
         per_epoch = sum(recent) / len(recent)
         left = 1.0 - elapsed / self.available if self.available > 0 else 0.0
         lr = self.lr * max(0.0, left) ** self.power
-        epochs = len(history) + int(max(self.available - elapsed, 0.0) // max(per_epoch, 1e-9))
+        whole, rest = divmod(max(self.available - elapsed, 0.0), max(per_epoch, 1e-9))
+        # more than half an epoch left over: one more, which the trainer's own budget cuts short
+        epochs = len(history) + int(whole) + int(rest > 0.5 * per_epoch)
         dist = getattr(trainer, "dist", None)
         if dist is not None and dist.enabled:  # rank 0's clock decides for every rank
             import torch.distributed
