@@ -195,6 +195,25 @@ def test_probe_times_real_steps_once_and_caches_them():
     assert "torch" in machine and "threads" in machine
 
 
+def test_a_cache_that_contradicts_itself_is_measured_again():
+    """A narrower net cached as slower than a wider one (timed on a busy machine) is timed again."""
+    from unetkit.planning.probe import _save_cache, machine_key
+
+    narrow, wide = (Candidate("unet", w, 2, (32, 32), 2) for w in (3, 6))
+    stored = json.loads(cache_path().read_text()) if cache_path().is_file() else {}
+    stored.setdefault(machine_key(torch.device("cpu"), None), {})[f"{narrow.key()}-c1-k2-2d"] = 9.0
+    _save_cache(cache_path(), stored)  # the busy machine's number, as a real probe saves it
+    timed = []
+
+    def timer(c: Candidate) -> float:
+        timed.append(c.base_features)
+        return 0.01 * c.base_features
+
+    got = measure([narrow, wide], 1, 2, 2, torch.device("cpu"), None, timer=timer)
+    assert timed == [6, 3]  # the wide one (new), then the cached narrow one again
+    assert [m.seconds_per_step for m in got] == [0.03, 0.06] and not got[0].cached
+
+
 def test_probe_stops_timing_wider_nets_when_its_share_of_the_budget_is_spent():
     import time
 
