@@ -62,6 +62,9 @@ from .init_from import load_matching_weights, read_source
 DEFAULT_PATCH = {2: 256, 3: 96}
 #: Seconds of a time budget kept for saving after the last step.
 _SAVE_RESERVE_S = 5.0
+#: time kept for trying the post-processing candidates besides their one validation pass (the
+#: watershed split of 3 ISBI slices takes ~5 s on 2 cores)
+_POSTPROCESS_SEARCH_S = 10.0
 
 
 @dataclass
@@ -691,14 +694,14 @@ class Trainer:
 
     def _out_of_time(self) -> bool:
         """Whether training must stop now to leave time for the last validation and saving, and
-        for choosing the post-processing (one more validation pass; the candidates are tried while
-        time is left)."""
+        for choosing the post-processing (one more validation pass and ``_POSTPROCESS_SEARCH_S``
+        for the candidates, which are tried while time is left)."""
         if self.config.train.time_budget_minutes is None:
             return False
         val_time = getattr(self, "last_val_time", 0.0)
         reserve = val_time + _SAVE_RESERVE_S
         if self._postprocess_enabled():
-            reserve += val_time
+            reserve += val_time + _POSTPROCESS_SEARCH_S
         return self._seconds_left() <= reserve
 
     def _announce(self) -> None:
