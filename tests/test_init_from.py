@@ -22,7 +22,6 @@ from unetkit.errors import ConfigError
 from unetkit.models import create_model
 from unetkit.planning import Plan
 from unetkit.training import Trainer
-from unetkit.training.callbacks import Callback
 from unetkit.training.init_from import (
     defaults_left_open,
     describe_inherited,
@@ -30,7 +29,7 @@ from unetkit.training.init_from import (
     source_model,
 )
 
-from .test_training import make_cells
+from .test_training import _CrashAfter, make_cells
 
 SOURCE_MODEL = {"base_features": 4, "depth": 2, "norm": "instance", "dropout": 0.1}
 
@@ -201,15 +200,6 @@ def test_a_3d_checkpoint_does_not_start_a_2d_run(cells, tmp_path):
 
 
 # ------------------------------------------------------------------------------- resume
-class _CrashAfter(Callback):
-    def __init__(self, n: int):
-        self.n = n
-
-    def on_epoch_end(self, trainer, history):
-        if history[-1]["epoch"] == self.n:
-            raise RuntimeError("simulated crash")
-
-
 def test_resume_of_a_fine_tuned_run_continues_from_its_own_weights(cells, source, tmp_path, capsys):
     copy = tmp_path / "source.pt"
     shutil.copy(source, copy)
