@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..errors import DataError
-from ..io.lazy import open_lazy
+from ..io.lazy import is_zarr_path, open_lazy
 from ..io.naming import prediction_paths
 from .large import LARGE_PIXELS, predict_large
 from .outputs import (
@@ -43,7 +43,9 @@ def collect_inputs(paths: Sequence[Union[str, Path]]):
 
     cases: list = []
     for p in map(Path, paths):
-        if p.is_dir():
+        if is_zarr_path(p) and p.is_dir():  # a zarr store is one image, not a folder of them
+            cases.append(Case(split_suffix(p)[0], [p]))
+        elif p.is_dir():
             if any((p / d).is_dir() for d in ("images", "imagesTr", "imagesTs")):
                 cases += find_cases(p, require_masks=False)
             else:
@@ -67,13 +69,18 @@ def collect_inputs(paths: Sequence[Union[str, Path]]):
 
 
 def _is_large(path: Path) -> bool:
-    if path.suffix.lower() not in (".npy", ".tif", ".tiff"):
+    """More than :data:`LARGE_PIXELS` pixels in a file that can be read region by region."""
+    if not is_zarr_path(path) and path.suffix.lower() not in (".npy", ".tif", ".tiff"):
         return False
     try:
         arr = open_lazy(path)
     except DataError:
         return False
-    return int(np.prod(arr.shape[1:])) > LARGE_PIXELS
+    try:
+        return int(np.prod(arr.shape[1:])) > LARGE_PIXELS
+    finally:
+        if hasattr(arr, "close") and not isinstance(arr, np.ndarray):
+            arr.close()
 
 
 def check_image(image: np.ndarray, predictor, path: Path) -> np.ndarray:
@@ -188,6 +195,9 @@ def predict_files(
                 except BaseException:
                     sink.abort()
                     raise
+                finally:
+                    if not isinstance(source, np.ndarray):
+                        source.close()
                 paths["labels"] = paths["labels"].with_suffix(".tif")
                 results.append(
                     PredictedFile(case.case_id, case.images, paths, "written", "band-by-band")

@@ -1,6 +1,7 @@
 """Images far larger than memory: predict band by band and hand finished rows to writers.
 
-For a 20,000 × 20,000 image the input (lazily read: ``.npy`` or uncompressed TIFF memory maps), the
+For a 20,000 × 20,000 image the input (lazily read, :func:`~unetkit.io.lazy.open_lazy`: memory maps of
+``.npy`` and uncompressed TIFF, chunk by chunk from compressed/tiled TIFF and zarr), the
 blend accumulators and the outputs are never whole in memory: the tiles of one row of tiles are
 predicted and added to a band :class:`~unetkit.inference.tiling.Stitcher` (width × tile height), and
 the rows no later tile can touch are normalised, turned into labels / probabilities and written.
@@ -104,8 +105,9 @@ def predict_large(
     def read(tile: tuple) -> np.ndarray:
         """The tile's part of the (virtually) mirror-padded source, normalised, as float32."""
         rows, cols = fold[0][tile[0]], fold[1][tile[1]]
-        lo, hi = int(rows.min()), int(rows.max()) + 1
-        band = np.asarray(source[:, lo:hi])[:, rows - lo][:, :, cols]
+        r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+        # only the tile's rectangle is read: a compressed source decodes the chunks it touches
+        band = np.asarray(source[:, r0:r1, c0:c1])[:, rows - r0][:, :, cols - c0]
         require_finite(band, path if path is not None else "image")
         band = norm(band) if norm is not None else band
         return np.ascontiguousarray(band, dtype=np.float32)

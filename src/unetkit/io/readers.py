@@ -40,6 +40,11 @@ Axis rules, format by format:
   matrix for the *file's* (i, j, k) order, kept so that writing puts the volume back in place.
   Data with a scale factor (``scl_slope``/``scl_inter``) is scaled to float; otherwise the stored
   type is kept.
+* **zarr** (``.zarr``/``.ome.zarr`` folders, zarr v2 or v3): a plain array is channel first like
+  ``.npy`` (``(H, W)``, ``(C, H, W)``, ``(C, D, H, W)``); an OME-Zarr image group (NGFF 0.4/0.5
+  ``multiscales``) is read at full resolution with its named axes (``t`` of length 1, a ``z`` of
+  length 1 dropped) and spacing from the scale transformation. Read through
+  :func:`unetkit.io.lazy.open_lazy`, which reads any region of it (and other levels) on access.
 
 Every unusable file raises :class:`~unetkit.errors.DataError` with a one-line message that starts
 with the path. NaN/inf values in float data are *not* an error here (``check-data`` reports them).
@@ -74,6 +79,8 @@ FORMATS = {
     ".bmp": "bmp",
     ".gif": "gif",
     ".npy": "npy",
+    ".ome.zarr": "zarr",
+    ".zarr": "zarr",
 }
 #: Suffixes :func:`read_image` accepts (lower case).
 SUPPORTED_SUFFIXES = tuple(FORMATS)
@@ -228,7 +235,9 @@ def list_images(folder: PathLike, extra_suffixes: tuple = ()) -> FolderListing:
         if entry.name.startswith(".") or entry.name in JUNK_NAMES:
             continue
         stem, suffix = split_suffix(entry)
-        if not entry.is_dir() and (suffix in FORMATS or suffix in extra_suffixes):
+        if (not entry.is_dir() or FORMATS.get(suffix) == "zarr") and (
+            suffix in FORMATS or suffix in extra_suffixes
+        ):
             by_stem.setdefault(stem, []).append(entry)
         else:
             others.append(entry)
@@ -269,9 +278,11 @@ def read_image(
                 f"broken symbolic link (its target {os.readlink(path)} does not exist)", path
             )
         raise DataError("file not found", path)
-    if path.is_dir():
+    if path.is_dir() and fmt != "zarr":
         raise DataError("is a folder, not an image file", path)
-    if path.stat().st_size == 0:
+    if fmt == "zarr" and not path.is_dir():
+        raise DataError("a .zarr image is a folder (a zarr store), this is a file", path)
+    if fmt != "zarr" and path.stat().st_size == 0:
         raise DataError("empty file (0 bytes)", path)
     if axes is not None and fmt != "tiff":
         raise DataError(f"axes={axes!r} applies to TIFF files only, not {fmt.upper()}", path)
@@ -282,6 +293,8 @@ def read_image(
             array, meta = _read_nifti(path)
         elif fmt == "npy":
             array, meta = _read_npy(path)
+        elif fmt == "zarr":
+            array, meta = _read_zarr(path)
         else:
             array, meta = _read_pil(path, fmt, keep_alpha)
     except DataError:
@@ -493,12 +506,17 @@ def _read_tiff_quiet(
 def _tiff_alpha_samples(tf: Any, data: np.ndarray, axes: str) -> list[int]:
     """Indices along the ``S`` axis of the samples the ``ExtraSamples`` tag marks as alpha
     (1 = associated, 2 = unassociated; 0 = unspecified is not alpha)."""
+    return _tiff_alpha_samples_of(tf, data.shape, axes)
+
+
+def _tiff_alpha_samples_of(tf: Any, shape: tuple, axes: str) -> list[int]:
+    """:func:`_tiff_alpha_samples` for data of ``shape`` (not read yet)."""
     if "S" not in axes:
         return []
     page = tf.pages.first if hasattr(tf.pages, "first") else tf.pages[0]
     extras = tuple(getattr(page, "extrasamples", ()) or ())
     samples = int(getattr(page, "samplesperpixel", 1))
-    if not extras or data.shape[axes.index("S")] != samples:
+    if not extras or shape[axes.index("S")] != samples:
         return []
     base = samples - len(extras)
     return [base + i for i, kind in enumerate(extras) if int(kind) in (1, 2)]
@@ -633,6 +651,17 @@ def _read_npy(path: Path) -> tuple[np.ndarray, ImageMeta]:
         channel_axis="C" if axes[0] == "C" else None,
     )
     return array, meta
+
+
+def _read_zarr(path: Path) -> tuple[np.ndarray, ImageMeta]:
+    """A zarr array or OME-Zarr image (full resolution), read whole; see :func:`unetkit.io.lazy.open_lazy`."""
+    from .lazy import open_lazy
+
+    image = open_lazy(path)
+    try:
+        return image[...], image.meta
+    finally:
+        image.close()
 
 
 def _read_nifti(path: Path) -> tuple[np.ndarray, ImageMeta]:

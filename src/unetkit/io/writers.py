@@ -95,6 +95,8 @@ def write_image(path: PathLike, array: np.ndarray, meta: Optional[ImageMeta] = N
             f"cannot write {arr.dtype} data: only bool, integer and float images are supported",
             path,
         )
+    if fmt == "zarr":
+        raise DataError("unetkit does not write zarr stores yet; use .tif or .npy", path)
     if fmt in ("jpeg", "gif"):
         raise DataError(
             f"unetkit does not write {fmt.upper()} files ({'lossy' if fmt == 'jpeg' else 'palette-only'}); "

@@ -1,0 +1,228 @@
+"""Reading images region by region: compressed/tiled/pyramidal TIFF and (OME-)zarr give the same
+pixels, axes and spacing as the whole-file readers, and band-by-band prediction of them equals the
+``.npy`` path exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+from unetkit import create_model
+from unetkit.data import LabelMap, create_normalizer
+from unetkit.errors import DataError
+from unetkit.inference import batch as batch_mod
+from unetkit.inference.batch import predict_files
+from unetkit.inference.predictor import Predictor
+from unetkit.io import list_images, read_image
+from unetkit.io.lazy import LazyImage, open_lazy
+
+zarr = pytest.importorskip("zarr")
+
+
+@pytest.fixture(scope="module")
+def image():
+    """(2, 300, 260) uint16 with structure (so a wrong axis order cannot go unnoticed)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:300, :260]
+    return np.stack([yy * 3 + xx, rng.integers(0, 4000, (300, 260))]).astype(np.uint16)
+
+
+def _regions(lazy, reference):
+    """Every way the band path and users slice a lazy image, against NumPy on the reference."""
+    for key in [
+        (slice(None), slice(10, 50), slice(20, 90)),
+        (1,),
+        (Ellipsis, 5),
+        (slice(None), slice(290, 400)),  # past the end, as NumPy clips it
+        (slice(0, 1), 7, slice(None)),
+    ]:
+        np.testing.assert_array_equal(lazy[key], reference[key])
+    np.testing.assert_array_equal(np.asarray(lazy), reference)
+
+
+def test_compressed_tiled_tiff_reads_region_by_region(image, tmp_path):
+    path = tmp_path / "lzw.tif"
+    tifffile.imwrite(
+        path, image, tile=(64, 64), compression="lzw", metadata={"axes": "CYX"}, resolution=(2, 2)
+    )
+    lazy = open_lazy(path)
+    assert isinstance(lazy, LazyImage) and lazy.shape == (2, 300, 260)
+    _regions(lazy, image)
+    whole, meta = read_image(path)
+    np.testing.assert_array_equal(whole, image)
+    assert lazy.meta.spacing == meta.spacing
+    lazy.close()
+
+
+def test_uncompressed_tiff_and_npy_stay_memory_maps(image, tmp_path):
+    tifffile.imwrite(tmp_path / "raw.tif", image, metadata={"axes": "CYX"})
+    np.save(tmp_path / "raw.npy", image)
+    for name in ("raw.tif", "raw.npy"):
+        lazy = open_lazy(tmp_path / name)
+        assert isinstance(lazy, np.memmap)
+        np.testing.assert_array_equal(lazy, image)
+
+
+def test_rgb_samples_last_and_alpha_are_read_channel_first(tmp_path):
+    rng = np.random.default_rng(1)
+    rgba = rng.integers(0, 255, (120, 90, 4), dtype=np.uint8)
+    path = tmp_path / "rgba.tif"
+    tifffile.imwrite(
+        path,
+        rgba,
+        photometric="rgb",
+        extrasamples=("unassalpha",),
+        tile=(32, 32),
+        compression="zlib",
+    )
+    lazy = open_lazy(path)
+    assert lazy.shape == (3, 120, 90) and lazy.meta.alpha_dropped
+    _regions(lazy, np.moveaxis(rgba[..., :3], -1, 0))
+    np.testing.assert_array_equal(np.asarray(lazy), read_image(path)[0])
+
+
+def test_pyramidal_ome_tiff_levels_and_their_spacing(image, tmp_path):
+    path = tmp_path / "pyr.ome.tif"
+    levels = [image, image[:, ::2, ::2], image[:, ::4, ::4]]
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        tw.write(
+            levels[0],
+            tile=(64, 64),
+            compression="zlib",
+            subifds=2,
+            metadata={"axes": "CYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5},
+        )
+        for level in levels[1:]:
+            tw.write(level, tile=(64, 64), compression="zlib", subfiletype=1)
+    for k, expected in enumerate(levels):
+        lazy = open_lazy(path, level=k)
+        assert lazy.shape == expected.shape
+        _regions(lazy, expected)
+        assert lazy.meta.spacing == pytest.approx((0.5 * 2**k, 0.5 * 2**k))
+        assert lazy.meta.spacing_unit == "um"
+        lazy.close()
+    with pytest.raises(DataError, match=r"level 3 does not exist: the image has 3 level"):
+        open_lazy(path, level=3)
+
+
+def _ome_zarr(path, levels, scale, axes="tczyx", version="0.5"):
+    """A minimal NGFF image group written with zarr itself (independent of the reader)."""
+    fmt = 3 if version == "0.5" else 2
+    group = zarr.open_group(str(path), mode="w", zarr_format=fmt)
+    names = [{"name": a, "type": {"t": "time", "c": "channel"}.get(a, "space")} for a in axes]
+    for entry in names:
+        if entry["type"] == "space":
+            entry["unit"] = "micrometer"
+    datasets = []
+    for k, data in enumerate(levels):
+        arr = group.create_array(
+            str(k), shape=data.shape, chunks=(1,) * (data.ndim - 2) + (64, 64), dtype=data.dtype
+        )
+        arr[...] = data
+        factor = [1.0] * (len(axes) - 2) + [2.0**k, 2.0**k]
+        datasets.append(
+            {
+                "path": str(k),
+                "coordinateTransformations": [
+                    {"type": "scale", "scale": [s * f for s, f in zip(scale, factor)]}
+                ],
+            }
+        )
+    ms = (
+        [{"version": version, "axes": names, "datasets": datasets}]
+        if version == "0.4"
+        else [{"axes": names, "datasets": datasets}]
+    )
+    if version == "0.5":
+        group.attrs["ome"] = {"version": "0.5", "multiscales": ms}
+    else:
+        group.attrs["multiscales"] = ms
+
+
+@pytest.mark.parametrize("version", ["0.5", "0.4"])
+def test_ome_zarr_image_with_named_axes_levels_and_spacing(image, tmp_path, version):
+    path = tmp_path / "img.ome.zarr"
+    full = image[None, :, None]  # (t=1, c=2, z=1, y, x): how converters store a 2D image
+    _ome_zarr(path, [full, full[..., ::2, ::2]], [1.0, 1.0, 1.0, 0.25, 0.25], version=version)
+    lazy = open_lazy(path)
+    assert lazy.shape == (2, 300, 260)  # t and the single z dropped: a 2D image
+    _regions(lazy, image)
+    assert lazy.meta.spacing == (0.25, 0.25) and lazy.meta.spacing_unit == "um"
+    low = open_lazy(path, level=1)
+    np.testing.assert_array_equal(np.asarray(low), image[:, ::2, ::2])
+    assert low.meta.spacing == (0.5, 0.5)
+    whole, meta = read_image(path)
+    np.testing.assert_array_equal(whole, image)
+    assert meta.format == "zarr"
+
+
+def test_plain_zarr_array_is_channel_first_and_3d_works(tmp_path):
+    vol = np.random.default_rng(2).normal(size=(1, 12, 40, 30)).astype(np.float32)
+    arr = zarr.create_array(
+        str(tmp_path / "vol.zarr"), shape=vol.shape, chunks=(1, 4, 16, 16), dtype=vol.dtype
+    )
+    arr[...] = vol
+    lazy = open_lazy(tmp_path / "vol.zarr")
+    assert lazy.shape == (1, 12, 40, 30)
+    np.testing.assert_array_equal(lazy[:, 3:9, 5:20, 1:2], vol[:, 3:9, 5:20, 1:2])
+    # a folder of zarr stores lists them as images (datasets and predict inputs)
+    assert list(list_images(tmp_path).by_stem) == ["vol"]
+
+
+def test_unusable_stores_are_one_line_errors(image, tmp_path):
+    group = zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
+    group.create_array("a", shape=(4, 4), dtype="u1")
+    with pytest.raises(DataError, match="not an OME-Zarr image.*give the path of the image array"):
+        open_lazy(tmp_path / "plain.zarr")
+    movie = np.zeros((3, 1, 1, 32, 32), np.uint8)  # three time points: not one image
+    _ome_zarr(tmp_path / "movie.zarr", [movie], [1.0] * 5)
+    with pytest.raises(DataError, match=r"more than one image \(T=3\)"):
+        open_lazy(tmp_path / "movie.zarr")
+    with pytest.raises(DataError, match="cannot read this file type lazily"):
+        open_lazy(tmp_path / "plain.zarr" / "zarr.json")
+    # a damaged chunk: the read names the store and says what failed
+    arr = zarr.create_array(str(tmp_path / "bad.zarr"), shape=(64, 64), chunks=(32, 32), dtype="u2")
+    arr[...] = 7
+    chunk = next(
+        p for p in (tmp_path / "bad.zarr").rglob("*") if p.is_file() and p.name != "zarr.json"
+    )
+    chunk.write_bytes(b"not a compressed chunk")
+    lazy = open_lazy(tmp_path / "bad.zarr")
+    with pytest.raises(DataError, match=r"bad\.zarr.*cannot read the region \[0:1, 0:64, 0:64\]"):
+        lazy[...]
+
+
+def test_band_by_band_from_compressed_tiff_and_zarr_equals_npy(tmp_path, monkeypatch):
+    """The same image as .npy (memory map), LZW tiled TIFF and OME-Zarr: identical outputs."""
+    model = create_model("unet", base_features=2, depth=2, init="torch", norm="none")
+    image = (np.random.default_rng(5).random((1, 301, 257)) * 1000).astype(np.uint16)
+    np.save(tmp_path / "a.npy", image)
+    tifffile.imwrite(
+        tmp_path / "b.tif", image, tile=(64, 64), compression="lzw", metadata={"axes": "CYX"}
+    )
+    _ome_zarr(tmp_path / "c.ome.zarr", [image], [1.0, 1.0], axes="cyx")
+    pred = Predictor(
+        model,
+        precision="fp32",
+        max_tile=96,
+        min_overlap=16,
+        normalizer=create_normalizer("zscore"),
+        label_map=LabelMap([0, 255]),
+    )
+    monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
+    res = predict_files(
+        pred,
+        [tmp_path / "a.npy", tmp_path / "b.tif", tmp_path / "c.ome.zarr"],
+        tmp_path / "out",
+        probabilities="tiff",
+        progress=False,
+    )
+    assert [r.mode for r in res] == ["band-by-band"] * 3
+    outputs = [tifffile.imread(tmp_path / "out" / f"{s}.tif") for s in "abc"]
+    probs = [tifffile.imread(tmp_path / "out" / f"{s}_prob.tif") for s in "abc"]
+    for labels, p in zip(outputs[1:], probs[1:]):
+        np.testing.assert_array_equal(labels, outputs[0])
+        np.testing.assert_array_equal(p, probs[0])
+    whole = pred.predict(image)
+    np.testing.assert_array_equal(outputs[0].reshape(whole.shape) == 255, whole == 1)
