@@ -127,8 +127,7 @@ def _trace(mask: np.ndarray) -> Optional[np.ndarray]:
     filled[1:-1, 1:-1] = ndimage.binary_fill_holes(mask, _FACE)
     inner = filled[1:-1, 1:-1]
     width = cols + 1  # vertex (x, y) of the image's pixel corners is number y * width + x
-    successor = np.full(width * (rows + 1), -1, np.int64)
-    count = 0
+    starts, ends = [], []
     # each boundary edge with the object on its left, x right and y down read as numbers
     # (counter-clockwise): (background neighbour, edge start, edge end) relative to the pixel
     for outside, (x0, y0), (x1, y1) in (
@@ -138,18 +137,24 @@ def _trace(mask: np.ndarray) -> Optional[np.ndarray]:
         (filled[1:-1, :-2], (0, 1), (0, 0)),  # left: the left edge, upwards
     ):
         r, c = np.nonzero(inner & ~outside)
-        successor[(r + y0) * width + c + x0] = (r + y1) * width + c + x1
-        count += r.size
-    first = int(np.argmax(successor >= 0))  # the top-left corner of the first pixel
-    loop = [first]
-    v = int(successor[first])
-    while v != first and len(loop) <= count:
-        loop.append(v)
-        v = int(successor[v])
+        starts.append((r + y0) * width + c + x0)
+        ends.append((r + y1) * width + c + x1)
+    start, end = np.concatenate(starts), np.concatenate(ends)
+    # edges sorted by their start; the edge after edge k starts where k ends (memory grows with
+    # the outline, not with the object's bounding box)
+    order = np.argsort(start, kind="stable")
+    start, end = start[order], end[order]
+    following = np.minimum(np.searchsorted(start, end), start.size - 1).tolist()
+    count = start.size
+    loop = [0]  # from the top-left corner of the first pixel (the smallest start)
+    k = following[0]
+    while k != 0 and len(loop) <= count:
+        loop.append(k)
+        k = following[k]
     if len(loop) != count:
         return None
-    loop_arr = np.asarray(loop, np.int64)
-    points = np.stack([loop_arr % width, loop_arr // width], axis=1)
+    corners = start[loop]
+    points = np.stack([corners % width, corners // width], axis=1)
     step = np.roll(points, -1, axis=0) - points
     corner = np.any(step != np.roll(step, 1, axis=0), axis=1)
     return points[corner]
