@@ -241,7 +241,7 @@ def predict_files(
 
 
 def _instance_method(predictor, instances: Optional[str], rois: bool, geojson: bool):
-    """The instance method the outputs asked for need (``None``: no instance outputs), or a
+    """The instance method the requested outputs need (``None``: no instance outputs), or a
     :class:`ConfigError` before anything is predicted."""
     if instances is not None and instances not in INSTANCE_METHODS:
         raise ConfigError(

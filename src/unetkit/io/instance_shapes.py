@@ -15,7 +15,8 @@ pixel count.
 
 Only the **outer** boundary is traced: a hole in an object (and anything inside it, another object
 included) lies inside its polygon. An instance must be one connected piece under face connectivity
-(what :func:`~unetkit.inference.postprocess.label_instances` makes); another is refused.
+(what :func:`~unetkit.inference.postprocess.label_instances` makes); one whose pieces need several
+outlines is refused (a piece inside another's hole needs none of its own).
 
 Why a hand-written pixel-edge tracer rather than :func:`skimage.measure.find_contours`: contours
 at level 0.5 pass through the midpoints between pixel centres and cut every corner, so a one-pixel
