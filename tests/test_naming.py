@@ -9,7 +9,7 @@ import pytest
 
 from unetkit.evaluation import evaluate_folders
 from unetkit.inference.outputs import write_labels, write_overlay, write_probabilities
-from unetkit.io import write_image
+from unetkit.io import is_image_file, write_image
 from unetkit.io.naming import (
     LABEL_SUFFIX,
     NPZ_KEY,
@@ -30,15 +30,25 @@ def test_prediction_paths_names():
     }
     assert prediction_paths(Path("o"), "v", ".nii.gz", "tiff")["probabilities"].name == "v_prob.tif"
     assert set(prediction_paths(Path("o"), "v", ".npy")) == {"labels"}
+    shapes = prediction_paths(Path("o"), "v", ".png", instances=True, rois=True, geojson=True)
+    assert [p.name for p in shapes.values()] == [
+        "v.png",
+        "v_instances.tif",
+        "v_rois.zip",
+        "v.geojson",
+    ]
     assert label_suffix(".npy") == ".tif" and label_suffix(".xyz") == ".tif"
     assert all(label_suffix(s) == v for s, v in LABEL_SUFFIX.items())
 
 
 @pytest.mark.parametrize("stem", ["22", "case_01", "a_b_c"])
 def test_every_side_file_predict_writes_is_one_evaluate_ignores(stem):
-    paths = prediction_paths(Path("out"), stem, ".png", "npz", True)
-    side = [p.name[: -len(p.suffix)] for k, p in paths.items() if k != "labels"]
+    paths = prediction_paths(
+        Path("out"), stem, ".png", "npz", True, instances=True, rois=True, geojson=True
+    )
+    side = [p.name[: -len(p.suffix)] for k, p in paths.items() if k not in ("labels", "geojson")]
     assert side == [stem + s for s in SIDE_SUFFIXES]
+    assert not is_image_file(paths["geojson"])  # shares the case's stem; evaluate never lists it
     assert all(is_side_file(s, {stem}) for s in side)
     assert not is_side_file(stem, {stem})
     assert probability_stem(stem) == side[0]

@@ -14,6 +14,10 @@ examples:
   unetkit predict runs/unet-x data/test --output preds          # a run folder: its best.pt, or
                                                                 # every fold's of a --folds run
   unetkit predict a.pt,b.pt,c.pt data/test --output preds       # several models, averaged
+  unetkit predict best.pt nuclei/ --output preds --rois --geojson
+                                      # each nucleus as a Fiji ROI and a QuPath detection
+  unetkit predict best.pt cells/ --output preds --instances watershed --rois
+                                      # touching cells split; <name>_instances.tif + ROIs
 
 Labels are written in your masks' own values (e.g. 0/255) and in the input's format. Reruns skip
 inputs whose outputs exist (--overwrite recomputes) and delete the temporary files a killed run
@@ -26,6 +30,15 @@ Post-processing: the labels get the clean-ups that training kept because they ra
 Dice (small-object removal, hole filling, keep-largest, a watershed split of touching objects;
 RUN/postprocess.json lists what was tried). --postprocess none writes the raw argmax. Band-by-band
 images and exported (.onnx) models get none.
+
+Instances for Fiji and QuPath: --instances writes <name>_instances.tif, every object of the labels
+numbered 1..N in raster order (0 = background; uint16, uint32 above 65535 objects; the input's pixel
+size kept): 'components' numbers each class's connected objects, 'watershed' also splits touching
+ones at the necks of their distance transform. --rois writes <name>_rois.zip (Fiji: ROI Manager >
+More > Open), --geojson <name>.geojson (QuPath: File > Import objects), one outline per object named
+<class>-<id> (the checkpoint's class names, else 'class K'); outer boundaries only, holes filled.
+Both are 2D only and imply --instances (components unless told otherwise). Images predicted band by
+band are refused with these flags: their objects span bands.
 
 MODEL may name several models: a run folder of 'unetkit train --folds K' (every fold listed in its
 ensemble.json, or the fold_*/checkpoints/best.pt found) or paths joined by commas. Their class
@@ -93,6 +106,25 @@ def add_parser(sub) -> None:
         help="also write probability maps (float16 TIFF, or npz)",
     )
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
+    p.add_argument(
+        "--instances",
+        nargs="?",
+        const="components",
+        choices=("components", "watershed"),
+        help="also write <name>_instances.tif, each object its own id: components (connected "
+        "objects of each class; the default) or watershed (touching objects split)",
+    )
+    p.add_argument(
+        "--rois",
+        action="store_true",
+        help="also write <name>_rois.zip, one ImageJ ROI per object (Fiji ROI Manager; 2D only)",
+    )
+    p.add_argument(
+        "--geojson",
+        action="store_true",
+        help="also write <name>.geojson, one QuPath detection per object (File > Import objects; "
+        "2D only)",
+    )
     p.add_argument(
         "--postprocess",
         choices=("auto", "none"),
@@ -209,6 +241,9 @@ def run(args) -> int:
         overlay=args.overlay,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        instances=args.instances,
+        rois=args.rois,
+        geojson=args.geojson,
     )
     written = sum(r.status == "written" for r in results)
     print(

@@ -8,7 +8,7 @@ from typing import Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..io.lazy import is_zarr_path, open_lazy
 from ..io.naming import prediction_paths
 from .large import LARGE_PIXELS, predict_large
@@ -19,6 +19,7 @@ from .outputs import (
     write_overlay,
     write_probabilities,
 )
+from .postprocess import INSTANCE_METHODS, instance_image, label_instances
 
 
 @dataclass
@@ -124,6 +125,10 @@ def predict_files(
     overlay: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    *,
+    instances: Optional[str] = None,
+    rois: bool = False,
+    geojson: bool = False,
 ) -> list[PredictedFile]:
     """Predict every input and write its outputs to ``out_dir``.
 
@@ -133,6 +138,12 @@ def predict_files(
         probabilities: ``"tiff"`` (float16, planar) or ``"npz"`` to also write probability maps.
         overlay: also write ``<stem>_overlay.png`` (prediction outlined on the image).
         overwrite: recompute inputs whose outputs exist (default: skip them, so a rerun resumes).
+        instances: ``"components"`` or ``"watershed"`` (:data:`~unetkit.inference.postprocess.
+            INSTANCE_METHODS`): also write ``<stem>_instances.tif``, each object of the written
+            labels numbered (:func:`~unetkit.inference.postprocess.label_instances`).
+        rois: also write the objects' outlines as an ImageJ ROI zip, ``<stem>_rois.zip`` (2D).
+        geojson: also write them as QuPath detections, ``<stem>.geojson`` (2D). ``rois`` and
+            ``geojson`` make instances (``"components"`` unless ``instances`` says otherwise).
 
     Returns:
         One :class:`PredictedFile` per input. Labels are written in the label map's values
@@ -143,9 +154,13 @@ def predict_files(
         get no post-processing: its steps need whole objects, which span bands.
 
     Raises:
+        ConfigError: ``instances`` is no method, or ``rois``/``geojson`` with a 3D model; raised
+            before anything is predicted.
         DataError: an input is missing or unusable (wrong channel count or dimensionality,
             NaN/inf values; see :func:`check_image`), naming the file. Outputs finished before it
-            stay; nothing half-written does.
+            stay; nothing half-written does. With instance outputs, an image that would be
+            predicted band by band is refused before anything is predicted: its objects span bands,
+            and an output left out would make every rerun predict the image again.
         OutputError: ``out_dir`` or an output file cannot be written (a file in the way, no
             permission, disk full). A folder this call created is removed again if it is empty.
 
@@ -159,7 +174,17 @@ def predict_files(
     from ..utils import output_folder, remove_stale_temp_files
 
     out_dir = Path(out_dir)
+    method = _instance_method(predictor, instances, rois, geojson)
     cases = collect_inputs(inputs)
+    if method is not None:
+        for case in cases:
+            if len(case.images) == 1 and _is_large(case.images[0]):
+                raise DataError(
+                    f"is predicted band by band (over {LARGE_PIXELS // 2**20} Mpx) and objects span "
+                    "bands, so instances, ROIs and GeoJSON cannot be made; crop it into smaller "
+                    "images or drop --instances/--rois/--geojson",
+                    case.images[0],
+                )
     results = []
     with output_folder(out_dir):
         remove_stale_temp_files(out_dir)
@@ -167,7 +192,14 @@ def predict_files(
         for case in bar:
             first = case.images[0]
             paths = prediction_paths(
-                out_dir, case.case_id, split_suffix(first)[1], probabilities, overlay
+                out_dir,
+                case.case_id,
+                split_suffix(first)[1],
+                probabilities,
+                overlay,
+                instances=method is not None,
+                rois=rois,
+                geojson=geojson,
             )
             if not overwrite and all(p.exists() for p in paths.values()):
                 results.append(PredictedFile(case.case_id, case.images, paths, "skipped"))
@@ -212,5 +244,39 @@ def predict_files(
                 write_probabilities(paths["probabilities"], probs)
             if "overlay" in paths:
                 write_overlay(paths["overlay"], image, indices)
+            if method is not None:
+                _write_instances(paths, indices, method, meta, predictor.label_map)
             results.append(PredictedFile(case.case_id, case.images, paths, "written"))
     return results
+
+
+def _instance_method(predictor, instances: Optional[str], rois: bool, geojson: bool):
+    """The instance method the requested outputs need (``None``: no instance outputs), or a
+    :class:`ConfigError` before anything is predicted."""
+    if instances is not None and instances not in INSTANCE_METHODS:
+        raise ConfigError(
+            f"instances must be one of {', '.join(INSTANCE_METHODS)}, got {instances!r}"
+        )
+    if (rois or geojson) and predictor.spatial_dims != 2:
+        raise ConfigError(
+            f"ImageJ ROIs and GeoJSON (--rois, --geojson) outline objects in 2D images, the model "
+            f"is {predictor.spatial_dims}D; drop them (--instances alone writes the instance image)"
+        )
+    return instances or ("components" if rois or geojson else None)
+
+
+def _write_instances(paths: dict, indices: np.ndarray, method: str, meta, label_map) -> None:
+    """The instance image of the written labels (uint16, uint32 above 65535 objects; the input's
+    pixel size kept) and, where ``paths`` asks, the objects' outlines as ImageJ ROIs and GeoJSON,
+    named by the label map's class names."""
+    from ..io import write_image
+    from ..io.instance_shapes import instance_polygons, write_geojson, write_imagej_rois
+
+    objects = label_instances(indices, method)
+    write_image(paths["instances"], instance_image(objects), meta)
+    if "rois" in paths or "geojson" in paths:
+        polygons = instance_polygons(objects, indices, getattr(label_map, "names", None))
+        if "rois" in paths:
+            write_imagej_rois(paths["rois"], polygons)
+        if "geojson" in paths:
+            write_geojson(paths["geojson"], polygons)

@@ -6,11 +6,15 @@ For an input ``<stem>.<ext>`` predict writes into its output folder (:func:`pred
   losslessly (:data:`LABEL_SUFFIX`: JPEG/BMP/GIF → PNG, ``.npy`` → TIFF);
 * ``<stem>_prob.tif`` or ``<stem>_prob.npz`` (the array :data:`NPZ_KEY`): the probabilities, on
   request;
-* ``<stem>_overlay.png``: the prediction drawn on the image, on request.
+* ``<stem>_overlay.png``: the prediction drawn on the image, on request;
+* ``<stem>_instances.tif``: the instance label image (each object its own id), on request;
+* ``<stem>_rois.zip`` (ImageJ ROIs) and ``<stem>.geojson`` (QuPath detections): the objects'
+  outlines, on request (2D only).
 
 Evaluate reads a prediction folder by the same names: the probability map of case ``c`` is
 :func:`probability_stem` ``(c)``, and the side files beside a case's own prediction are left out
-(:func:`is_side_file`), so ``prob_dir`` may be the prediction folder itself. This module is the one
+(:func:`is_side_file`), so ``prob_dir`` may be the prediction folder itself. The GeoJSON file
+shares the case's stem but is no image, so evaluate never lists it. This module is the one
 place those names are written down; both sides import it.
 """
 
@@ -40,8 +44,14 @@ DEFAULT_LABEL_SUFFIX = ".tif"
 PROBABILITY_SUFFIX = "_prob"
 #: Stem suffix of the overlay picture: ``<stem>_overlay.png``.
 OVERLAY_SUFFIX = "_overlay"
+#: Stem suffix of the instance label image: ``<stem>_instances.tif``.
+INSTANCES_SUFFIX = "_instances"
+#: Stem suffix of the ImageJ ROI zip: ``<stem>_rois.zip``.
+ROIS_SUFFIX = "_rois"
+#: Suffix of the QuPath GeoJSON file: ``<stem>.geojson`` (no stem suffix).
+GEOJSON_SUFFIX = ".geojson"
 #: The side files predict writes beside a label image (evaluate does not take them for predictions).
-SIDE_SUFFIXES = (PROBABILITY_SUFFIX, OVERLAY_SUFFIX)
+SIDE_SUFFIXES = (PROBABILITY_SUFFIX, OVERLAY_SUFFIX, INSTANCES_SUFFIX, ROIS_SUFFIX)
 #: The array name of the probabilities in a ``.npz`` file.
 NPZ_KEY = "probabilities"
 
@@ -67,8 +77,11 @@ def prediction_paths(
     input_suffix: str,
     probabilities: Optional[str] = None,
     overlay: bool = False,
+    instances: bool = False,
+    rois: bool = False,
+    geojson: bool = False,
 ) -> dict[str, Path]:
-    """The files one input produces: ``labels`` always, ``probabilities`` and ``overlay`` on request.
+    """The files one input produces: ``labels`` always, the others on request.
 
     Args:
         out_dir: the output folder.
@@ -77,9 +90,13 @@ def prediction_paths(
         probabilities: ``"tiff"`` → ``<stem>_prob.tif``; ``"npz"`` (any other true value) →
             ``<stem>_prob.npz``; ``None`` → none.
         overlay: also ``<stem>_overlay.png``.
+        instances: also ``<stem>_instances.tif``.
+        rois: also ``<stem>_rois.zip``.
+        geojson: also ``<stem>.geojson``.
 
     Returns:
-        ``{"labels": path, "probabilities": path, "overlay": path}`` (the keys asked for).
+        ``{"labels": path, "probabilities": path, "overlay": path, "instances": path, "rois": path,
+        "geojson": path}`` (the keys asked for).
 
     Example:
         >>> sorted(p.name for p in prediction_paths(Path("out"), "22", ".jpg", "npz", True).values())
@@ -92,6 +109,12 @@ def prediction_paths(
         paths["probabilities"] = out_dir / f"{probability_stem(stem)}{suffix}"
     if overlay:
         paths["overlay"] = out_dir / f"{overlay_stem(stem)}.png"
+    if instances:
+        paths["instances"] = out_dir / f"{stem}{INSTANCES_SUFFIX}.tif"
+    if rois:
+        paths["rois"] = out_dir / f"{stem}{ROIS_SUFFIX}.zip"
+    if geojson:
+        paths["geojson"] = out_dir / f"{stem}{GEOJSON_SUFFIX}"
     return paths
 
 
@@ -99,8 +122,8 @@ def is_side_file(stem: str, cases: Collection[str]) -> bool:
     """Whether ``stem`` names a side file of one of ``cases`` rather than a prediction of its own.
 
     A side file is ``<case>_<anything>`` where ``<case>`` is in ``cases`` (the cases that have their
-    own prediction file): the ``_prob`` and ``_overlay`` files of :func:`prediction_paths`
-    (:data:`SIDE_SUFFIXES`), and any other ``<case>_…`` file beside the prediction. A stem that is
+    own prediction file): the ``_prob``, ``_overlay``, ``_instances`` and ``_rois`` files of
+    :func:`prediction_paths` (:data:`SIDE_SUFFIXES`), and any other ``<case>_…`` file beside the prediction. A stem that is
     itself a case is never a side file.
 
     Example:
@@ -115,10 +138,13 @@ def is_side_file(stem: str, cases: Collection[str]) -> bool:
 
 __all__ = [
     "DEFAULT_LABEL_SUFFIX",
+    "GEOJSON_SUFFIX",
+    "INSTANCES_SUFFIX",
     "LABEL_SUFFIX",
     "NPZ_KEY",
     "OVERLAY_SUFFIX",
     "PROBABILITY_SUFFIX",
+    "ROIS_SUFFIX",
     "SIDE_SUFFIXES",
     "is_side_file",
     "label_suffix",
