@@ -14,6 +14,8 @@ examples:
   unetkit predict runs/unet-x data/test --output preds          # a run folder: its best.pt, or
                                                                 # every fold's of a --folds run
   unetkit predict a.pt,b.pt,c.pt data/test --output preds       # several models, averaged
+  unetkit predict best.pt slides/ --output preds --dask local:2  # two worker processes
+  unetkit predict best.pt slides/ --output preds --num-parts 8 --part-id $SLURM_ARRAY_TASK_ID
   unetkit predict best.pt nuclei/ --output preds --rois --geojson
                                       # each nucleus as a Fiji ROI and a QuPath detection
   unetkit predict best.pt cells/ --output preds --instances watershed --rois
@@ -39,6 +41,12 @@ More > Open), --geojson <name>.geojson (QuPath: File > Import objects), one outl
 <class>-<id> (the checkpoint's class names, else 'class K'); outer boundaries only, holes filled.
 Both are 2D only and imply --instances (components unless told otherwise). Images predicted band by
 band are refused with these flags: their objects span bands.
+
+Many images, several processes or machines: --dask local:N spreads the images over N worker
+processes here, --dask tcp://host:8786 over the workers of a running Dask scheduler (they need
+unetkit and the same paths); each worker loads the model once, Dask retries the images of a worker
+that dies, and the outputs are those of one process, byte for byte. --num-parts K --part-id i
+predicts the i-th of K disjoint shares of the images (every K-th from the i-th), for job arrays.
 
 MODEL may name several models: a run folder of 'unetkit train --folds K' (every fold listed in its
 ensemble.json, or the fold_*/checkpoints/best.pt found) or paths joined by commas. Their class
@@ -132,6 +140,18 @@ def add_parser(sub) -> None:
         help="auto (default): apply the post-processing validation chose for the checkpoint; "
         "none: the raw argmax",
     )
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="spread the images over Dask workers: local:N (N worker processes here) or a "
+        "scheduler address such as tcp://host:8786 (workers need unetkit and the files)",
+    )
+    p.add_argument(
+        "--num-parts",
+        type=int,
+        help="split the images into this many disjoint shares (with --part-id; e.g. SLURM arrays)",
+    )
+    p.add_argument("--part-id", type=int, help="which share to predict, 0 … num-parts − 1")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
@@ -215,6 +235,15 @@ def preflight(args) -> None:
     check_tile_settings(
         tile, args.overlap, args.max_tile, args.min_overlap, args.batch_size, args.threads
     )
+    if (args.num_parts is None) != (args.part_id is None):
+        raise ConfigError("--num-parts and --part-id go together (e.g. --num-parts 4 --part-id 0)")
+    if args.num_parts is not None and not (
+        args.num_parts >= 1 and 0 <= args.part_id < args.num_parts
+    ):
+        raise ConfigError(
+            f"--part-id {args.part_id} of --num-parts {args.num_parts}: the part id must be "
+            f"0 … num-parts − 1 and num-parts ≥ 1"
+        )
     model_files(args.model)  # every model file exists (a run folder: its checkpoints)
     for inp in args.inputs:
         if not Path(inp).exists():
@@ -233,10 +262,7 @@ def run(args) -> int:
     print(predictor.describe(), flush=True)
     if predictor.postprocess:
         print(f"post-processing (chosen on validation): {predictor.postprocess.describe()}")
-    results = predict_files(
-        predictor,
-        args.inputs,
-        args.output,
+    outputs = dict(
         probabilities=args.probabilities,
         overlay=args.overlay,
         overwrite=args.overwrite,
@@ -244,7 +270,29 @@ def run(args) -> int:
         instances=args.instances,
         rois=args.rois,
         geojson=args.geojson,
+        part=None if args.num_parts is None else (args.part_id, args.num_parts),
     )
+    if args.dask:
+        import functools
+
+        from ..inference import cluster
+
+        client, threads = cluster.connect(args.dask, args.threads)
+        try:
+            print(f"Dask: {len(client.scheduler_info()['workers'])} worker(s) at {args.dask}")
+            results = cluster.predict_files_dask(
+                functools.partial(build_predictor, args),
+                args.inputs,
+                args.output,
+                client,
+                threads=threads,
+                predictor=predictor,
+                **outputs,
+            )
+        finally:
+            cluster.close(client)
+    else:
+        results = predict_files(predictor, args.inputs, args.output, **outputs)
     written = sum(r.status == "written" for r in results)
     print(
         f"predicted {written} image(s), skipped {len(results) - written} already done; outputs in {args.output}"

@@ -129,6 +129,7 @@ def predict_files(
     instances: Optional[str] = None,
     rois: bool = False,
     geojson: bool = False,
+    part: Optional[tuple] = None,
 ) -> list[PredictedFile]:
     """Predict every input and write its outputs to ``out_dir``.
 
@@ -144,6 +145,8 @@ def predict_files(
         rois: also write the objects' outlines as an ImageJ ROI zip, ``<stem>_rois.zip`` (2D).
         geojson: also write them as QuPath detections, ``<stem>.geojson`` (2D). ``rois`` and
             ``geojson`` make instances (``"components"`` unless ``instances`` says otherwise).
+        part: ``(i, k)``: predict only the ``i``-th of ``k`` disjoint shares of the cases
+            (:func:`plan_cases`).
 
     Returns:
         One :class:`PredictedFile` per input. Labels are written in the label map's values
@@ -169,13 +172,51 @@ def predict_files(
     """
     from tqdm import tqdm
 
-    from ..data.dataset import read_case_image
-    from ..io.readers import split_suffix
     from ..utils import output_folder, remove_stale_temp_files
 
     out_dir = Path(out_dir)
+    cases, method = plan_cases(predictor, inputs, instances, rois, geojson, part)
+    options = dict(
+        probabilities=probabilities,
+        overlay=overlay,
+        overwrite=overwrite,
+        instances=method,
+        rois=rois,
+        geojson=geojson,
+    )
+    results = []
+    with output_folder(out_dir):
+        remove_stale_temp_files(out_dir)
+        bar = tqdm(cases, desc="predict", unit="image", disable=not progress)
+        for case in bar:
+            bar.set_postfix_str(case.case_id)
+            results.append(predict_case(predictor, case, out_dir, **options))
+    return results
+
+
+def plan_cases(
+    predictor,
+    inputs: Sequence[Union[str, Path]],
+    instances: Optional[str] = None,
+    rois: bool = False,
+    geojson: bool = False,
+    part: Optional[tuple] = None,
+) -> tuple[list, Optional[str]]:
+    """The cases to predict (this ``part``'s share) and the instance method the outputs need,
+    after every check that can fail before anything is predicted.
+
+    ``part = (i, k)``: the ``i``-th of ``k`` disjoint shares that together hold every case (every
+    ``k``-th case from the ``i``-th), for splitting one job over scheduler array tasks.
+    """
     method = _instance_method(predictor, instances, rois, geojson)
     cases = collect_inputs(inputs)
+    if part is not None:
+        i, k = part
+        if not (isinstance(k, int) and k >= 1 and isinstance(i, int) and 0 <= i < k):
+            raise ConfigError(
+                f"part {i} of {k}: the part id must be 0…{max(k, 1) - 1} and the number of parts ≥ 1"
+            )
+        cases = cases[i::k]
     if method is not None:
         for case in cases:
             if len(case.images) == 1 and _is_large(case.images[0]):
@@ -185,69 +226,78 @@ def predict_files(
                     "images or drop --instances/--rois/--geojson",
                     case.images[0],
                 )
-    results = []
-    with output_folder(out_dir):
-        remove_stale_temp_files(out_dir)
-        bar = tqdm(cases, desc="predict", unit="image", disable=not progress)
-        for case in bar:
-            first = case.images[0]
-            paths = prediction_paths(
-                out_dir,
-                case.case_id,
-                split_suffix(first)[1],
-                probabilities,
-                overlay,
-                instances=method is not None,
-                rois=rois,
-                geojson=geojson,
+    return cases, method
+
+
+def predict_case(
+    predictor,
+    case,
+    out_dir: Path,
+    *,
+    probabilities: Optional[str] = None,
+    overlay: bool = False,
+    overwrite: bool = False,
+    instances: Optional[str] = None,
+    rois: bool = False,
+    geojson: bool = False,
+) -> PredictedFile:
+    """Predict one case of :func:`plan_cases` into ``out_dir`` (which exists) and write its outputs;
+    skipped when they all exist and not ``overwrite``. ``instances`` is the resolved method."""
+    from ..data.dataset import read_case_image
+    from ..io.readers import split_suffix
+
+    first = case.images[0]
+    paths = prediction_paths(
+        out_dir,
+        case.case_id,
+        split_suffix(first)[1],
+        probabilities,
+        overlay,
+        instances=instances is not None,
+        rois=rois,
+        geojson=geojson,
+    )
+    if not overwrite and all(p.exists() for p in paths.values()):
+        return PredictedFile(case.case_id, case.images, paths, "skipped")
+    if len(case.images) == 1 and _is_large(first):
+        source = open_lazy(first)
+        in_ch = getattr(predictor.model, "in_channels", source.shape[0])
+        if source.shape[0] != in_ch:
+            raise DataError(
+                f"the model expects {in_ch} channel(s), the image has {source.shape[0]} (shape "
+                f"{tuple(source.shape)}); convert it or use a model trained on such images",
+                first,
             )
-            if not overwrite and all(p.exists() for p in paths.values()):
-                results.append(PredictedFile(case.case_id, case.images, paths, "skipped"))
-                continue
-            bar.set_postfix_str(case.case_id)
-            if len(case.images) == 1 and _is_large(first):
-                source = open_lazy(first)
-                in_ch = getattr(predictor.model, "in_channels", source.shape[0])
-                if source.shape[0] != in_ch:
-                    raise DataError(
-                        f"the model expects {in_ch} channel(s), the image has {source.shape[0]} (shape "
-                        f"{tuple(source.shape)}); convert it or use a model trained on such images",
-                        first,
-                    )
-                sink = TiffBandSink(
-                    source.shape[1:],
-                    getattr(predictor.model, "num_classes", 2),
-                    predictor.label_map,
-                    paths["labels"].with_suffix(".tif"),
-                    paths.get("probabilities"),
-                    source=source,
-                )
-                try:
-                    predict_large(predictor, source, sink, path=first)
-                except BaseException:
-                    sink.abort()
-                    raise
-                finally:
-                    if not isinstance(source, np.ndarray):
-                        source.close()
-                paths["labels"] = paths["labels"].with_suffix(".tif")
-                results.append(
-                    PredictedFile(case.case_id, case.images, paths, "written", "band-by-band")
-                )
-                continue
-            image, meta = read_case_image(case)
-            image = check_image(image, predictor, first)
-            probs = predictor.predict_proba(image)
-            indices = predictor.postprocess.apply(probs.argmax(axis=0))
-            write_labels(paths["labels"], decode_labels(indices, predictor.label_map), meta)
-            if "probabilities" in paths:
-                write_probabilities(paths["probabilities"], probs)
-            if "overlay" in paths:
-                write_overlay(paths["overlay"], image, indices)
-            if method is not None:
-                _write_instances(paths, indices, method, meta, predictor.label_map)
-            results.append(PredictedFile(case.case_id, case.images, paths, "written"))
-    return results
+        sink = TiffBandSink(
+            source.shape[1:],
+            getattr(predictor.model, "num_classes", 2),
+            predictor.label_map,
+            paths["labels"].with_suffix(".tif"),
+            paths.get("probabilities"),
+            source=source,
+        )
+        try:
+            predict_large(predictor, source, sink, path=first)
+        except BaseException:
+            sink.abort()
+            raise
+        finally:
+            if not isinstance(source, np.ndarray):
+                source.close()
+        paths["labels"] = paths["labels"].with_suffix(".tif")
+        return PredictedFile(case.case_id, case.images, paths, "written", "band-by-band")
+    image, meta = read_case_image(case)
+    image = check_image(image, predictor, first)
+    probs = predictor.predict_proba(image)
+    indices = predictor.postprocess.apply(probs.argmax(axis=0))
+    write_labels(paths["labels"], decode_labels(indices, predictor.label_map), meta)
+    if "probabilities" in paths:
+        write_probabilities(paths["probabilities"], probs)
+    if "overlay" in paths:
+        write_overlay(paths["overlay"], image, indices)
+    if instances is not None:
+        _write_instances(paths, indices, instances, meta, predictor.label_map)
+    return PredictedFile(case.case_id, case.images, paths, "written")
 
 
 def _instance_method(predictor, instances: Optional[str], rois: bool, geojson: bool):

@@ -1,0 +1,184 @@
+"""Prediction spread over a real Dask LocalCluster (two worker processes): the same files, byte for
+byte, as one process; a worker killed mid-job is replaced and the job completes identically; job
+array shares are disjoint and complete."""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unetkit import create_model
+from unetkit.checkpoint import save_checkpoint
+from unetkit.data import LabelMap, create_normalizer
+from unetkit.errors import ConfigError, DataError
+from unetkit.inference.batch import plan_cases, predict_files
+from unetkit.inference.predictor import Predictor
+
+distributed = pytest.importorskip("distributed")
+cloudpickle = pytest.importorskip("cloudpickle")
+cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the plugin below, on the workers
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    """A tiny checkpoint and a folder of 8 images of different sizes."""
+    root = tmp_path_factory.mktemp("dask")
+    model = create_model("unet", base_features=4, depth=2, norm="instance")
+    ckpt = save_checkpoint(
+        root / "model.pt",
+        model,
+        normalization=create_normalizer("zscore").to_dict(),
+        label_map=LabelMap([0, 255]).to_dict(),
+        patch_size=[32, 32],
+    )
+    rng = np.random.default_rng(0)
+    images = root / "images"
+    images.mkdir()
+    for i in range(8):
+        shape = (40 + 4 * i, 50 + 3 * i)
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(images / f"im{i}.png")
+    factory = functools.partial(Predictor.from_checkpoint, ckpt, precision="fp32")
+    single = root / "single"
+    predict_files(factory(), [images], single, probabilities="tiff", progress=False)
+    return root, ckpt, images, factory, single
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    c = distributed.Client(cluster, set_as_default=False)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def _same_files(a, b) -> list:
+    names = sorted(p.name for p in a.iterdir())
+    assert names == sorted(p.name for p in b.iterdir())
+    for name in names:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    return names
+
+
+def test_dask_outputs_equal_one_process_byte_for_byte(job, client, tmp_path):
+    from unetkit.inference.cluster import predict_files_dask
+
+    _, _, images, factory, single = job
+    out = tmp_path / "dask"
+    res = predict_files_dask(
+        factory, [images], out, client, threads=1, probabilities="tiff", progress=False
+    )
+    assert [r.case_id for r in res] == [f"im{i}" for i in range(8)]  # input order kept
+    assert {r.status for r in res} == {"written"}
+    assert len(_same_files(single, out)) == 16  # labels + probabilities of 8 images
+    # both workers took part: each has its own model loaded once
+    loaded = client.run(
+        lambda: len(__import__("unetkit.inference.cluster").inference.cluster._PREDICTORS)
+    )
+    assert sorted(loaded.values()) == [1, 1]
+    again = predict_files_dask(factory, [images], out, client, probabilities="tiff", progress=False)
+    assert {r.status for r in again} == {"skipped"}  # a rerun skips finished cases
+
+
+class _DieOnce(distributed.WorkerPlugin):
+    """Kills the first worker that starts a prediction task (only one: an exclusive marker file)."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def transition(self, key, start, finish, **kwargs):
+        if finish == "executing" and str(key).startswith("unetkit-predict"):
+            try:
+                os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
+            except FileExistsError:
+                return
+            os._exit(1)  # as a crash or an OOM kill would: no clean-up
+
+
+def test_a_worker_killed_mid_job_is_replaced_and_the_output_is_identical(job, tmp_path):
+    from unetkit.inference.cluster import predict_files_dask
+
+    _, _, images, factory, single = job
+    marker = tmp_path / "died"
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with distributed.Client(cluster, set_as_default=False) as c:
+        c.register_plugin(_DieOnce(str(marker)))
+        out = tmp_path / "dask"
+        res = predict_files_dask(
+            factory, [images], out, c, threads=1, probabilities="tiff", progress=False
+        )
+    cluster.close()
+    assert marker.exists()  # a worker really died
+    assert len(res) == 8 and {r.status for r in res} == {"written"}
+    _same_files(single, out)
+    assert not list(out.glob(".*"))  # no temporary file left behind
+
+
+def test_job_array_shares_are_disjoint_and_complete(job):
+    _, _, images, factory, _ = job
+    pred = factory()
+    shares = [[c.case_id for c in plan_cases(pred, [images], part=(i, 3))[0]] for i in range(3)]
+    flat = sorted(sum(shares, []))
+    assert flat == [f"im{i}" for i in range(8)] and len(set(flat)) == 8
+    assert [len(s) for s in shares] == [3, 3, 2]
+    with pytest.raises(ConfigError, match="part id must be"):
+        plan_cases(pred, [images], part=(3, 3))
+
+
+def test_shares_predicted_apart_make_the_whole_job(job, tmp_path):
+    _, _, images, factory, single = job
+    pred = factory()
+    for i in range(3):
+        predict_files(
+            pred, [images], tmp_path / "p", probabilities="tiff", progress=False, part=(i, 3)
+        )
+    _same_files(single, tmp_path / "p")
+
+
+def test_cli_dask_and_part_errors(job, tmp_path):
+    root, ckpt, images, _, single = job
+    cmd = [
+        sys.executable,
+        "-m",
+        "unetkit",
+        "predict",
+        str(ckpt),
+        str(images),
+        "--probabilities",
+        "--no-progress",
+        "--precision",
+        "fp32",
+    ]
+    res = subprocess.run(
+        [*cmd, "-o", str(tmp_path / "d"), "--dask", "local:2"], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert "Dask: 2 worker(s)" in res.stdout
+    _same_files(single, tmp_path / "d")
+    res = subprocess.run(
+        [*cmd, "-o", str(tmp_path / "x"), "--part-id", "1"], capture_output=True, text=True
+    )
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert "--num-parts and --part-id go together" in res.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_bad_addresses_are_one_line_errors():
+    from unetkit.inference.cluster import connect
+
+    with pytest.raises(ConfigError, match="local:N with N ≥ 1"):
+        connect("local:zero")
+    with pytest.raises(ConfigError, match="scheduler address like tcp://host:8786"):
+        connect("myhost:8786")
+    with pytest.raises(DataError, match=r"tcp://127\.0\.0\.1:9: cannot reach the Dask scheduler"):
+        connect("tcp://127.0.0.1:9", timeout="1s")
