@@ -123,7 +123,7 @@ def predict_files(
     Args:
         predictor: a :class:`~unetkit.inference.Predictor` (usually ``from_checkpoint``).
         inputs: image files and/or folders.
-        probabilities: ``"tiff"`` (float16, planar) or ``"npz"`` to also write probability maps.
+        probabilities: ``"tiff"`` (float32, calibrated) or ``"npz"`` to also write probability maps.
         overlay: also write ``<stem>_overlay.png`` (prediction outlined on the image).
         overwrite: recompute inputs whose outputs exist (default: skip them, so a rerun resumes).
 
@@ -148,7 +148,7 @@ def predict_files(
     from tqdm import tqdm
 
     from ..data.dataset import read_case_image
-    from ..io.readers import split_suffix
+    from ..io.readers import read_spacing, split_suffix
     from ..utils import output_folder, remove_stale_temp_files
 
     out_dir = Path(out_dir)
@@ -175,6 +175,7 @@ def predict_files(
                         f"{tuple(source.shape)}); convert it or use a model trained on such images",
                         first,
                     )
+                spacing, unit = read_spacing(first)  # the tags only: the pixels stay on disk
                 sink = TiffBandSink(
                     source.shape[1:],
                     getattr(predictor.model, "num_classes", 2),
@@ -182,6 +183,8 @@ def predict_files(
                     paths["labels"].with_suffix(".tif"),
                     paths.get("probabilities"),
                     source=source,
+                    spacing=spacing,
+                    spacing_unit=unit,
                 )
                 try:
                     predict_large(predictor, source, sink, path=first)
@@ -199,7 +202,7 @@ def predict_files(
             indices = predictor.postprocess.apply(probs.argmax(axis=0))
             write_labels(paths["labels"], decode_labels(indices, predictor.label_map), meta)
             if "probabilities" in paths:
-                write_probabilities(paths["probabilities"], probs)
+                write_probabilities(paths["probabilities"], probs, meta)
             if "overlay" in paths:
                 write_overlay(paths["overlay"], image, indices)
             results.append(PredictedFile(case.case_id, case.images, paths, "written"))
