@@ -36,8 +36,8 @@ def _squares_offset_by_one_column():
 
 def test_two_squares_one_pixel_apart_by_hand():
     """Each 4×4 square has a 12-pixel surface; 6 of A's lie on B's surface (top and bottom rows
-    shared), the other 6 are 1 pixel away (the left column: 1 along x; the right column's middle two:
-    1 along y or x). By symmetry the same for B."""
+    shared), the other 6 are 1 pixel away (the left column: 1 along x; the right column's middle
+    two: 1 along y or x). By symmetry the same for B."""
     a, b = _squares_offset_by_one_column()
     assert boundary_scores(a, b, nsd_tolerance=0)["nsd"] == 0.5  # (6 + 6) / (12 + 12)
     assert boundary_scores(a, b, nsd_tolerance=1)["nsd"] == 1.0

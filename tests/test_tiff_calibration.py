@@ -1,6 +1,6 @@
-"""TIFF outputs that Fiji opens as they are: ImageJ hyperstacks with the pixel size and unit (labels,
-probabilities, the band-by-band sink, predict end to end), the data ImageJ cannot hold kept in
-unetkit's layout, and the reader's side of the round trip."""
+"""TIFF outputs that Fiji opens as they are: ImageJ hyperstacks with the pixel size and unit
+(labels, probabilities, the band-by-band sink, predict end to end), the data ImageJ cannot hold kept
+in unetkit's layout, and the reader's side of the round trip."""
 
 from __future__ import annotations
 

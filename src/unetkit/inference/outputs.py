@@ -2,10 +2,10 @@
 probability maps (float32 TIFF or float16 npz), overlays; and the band sinks for images larger than
 memory. The file names are :mod:`unetkit.io.naming`'s (:func:`~unetkit.io.naming.prediction_paths`).
 
-TIFF outputs are ImageJ hyperstacks where the data allows (:func:`~unetkit.io.writers.imagej_compatible`),
-calibrated with the input's pixel size and unit, so Fiji opens them as they are: labels as integer
-greyscale images shown from 0 to the highest label, probabilities as one float32 channel per class
-shown from 0 to 1 (Fiji cannot open float16).
+TIFF outputs are ImageJ hyperstacks where the data allows
+(:func:`~unetkit.io.writers.imagej_compatible`), calibrated with the input's pixel size and unit, so
+Fiji opens them as they are: labels as integer greyscale images shown from 0 to the highest label,
+probabilities as one float32 channel per class shown from 0 to 1 (Fiji cannot open float16).
 
 Every file is written to a temporary name and renamed when complete, so a killed run never leaves
 a half-written output and a rerun can skip the outputs that exist.

@@ -214,8 +214,8 @@ def tiff_calibration(
     imagej: bool,
     display_range: Optional[tuple[float, float]] = None,
 ) -> dict:
-    """Keyword arguments for ``tifffile.imwrite``/``tifffile.memmap`` that record the axes, pixel size
-    and unit of data laid out as ``axes``; one home for the TIFF writer and the band-by-band sink.
+    """Keyword arguments for ``tifffile.imwrite``/``tifffile.memmap`` that record the axes, pixel
+    size and unit of data laid out as ``axes``; one home for the TIFF writer and the band sink.
 
     Args:
         axes: tifffile axis letters of the data as written (ImageJ order ``ZCYXS`` when ``imagej``).
