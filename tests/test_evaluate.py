@@ -254,7 +254,7 @@ def test_resolve_metrics():
     assert resolve_metrics("dice,voi") == ("dice", "voi")
     assert "auc" not in resolve_metrics(None) and "auc" in resolve_metrics(None, with_auc=True)
     assert (
-        len(resolve_metrics(["all"])) == 23 and len(resolve_metrics(["all"], with_auc=True)) == 24
+        len(resolve_metrics(["all"])) == 24 and len(resolve_metrics(["all"], with_auc=True)) == 25
     )
     with pytest.raises(ConfigError, match="unknown metric 'dise'; valid groups: all, overlap"):
         resolve_metrics(["dise"])

@@ -15,7 +15,6 @@ import sys
 import numpy as np
 import pytest
 import roifile
-import tifffile
 from PIL import Image
 from scipy import ndimage
 from shapely.geometry import shape
@@ -262,7 +261,7 @@ def test_predict_watershed_instances_keep_pixel_size(checkpoint, tmp_path):
         pred, [tmp_path / "cal.tif"], tmp_path / "out", progress=False, instances="watershed"
     )
     assert set(res[0].outputs) == {"labels", "instances"}
-    labels = tifffile.imread(res[0].outputs["labels"])[0]
+    labels = read_image(res[0].outputs["labels"])[0][0]
     inst, inst_meta = read_image(tmp_path / "out" / "cal_instances.tif")
     assert inst.dtype == np.uint16 and inst_meta.spacing == (0.5, 0.25)
     assert inst.max() > 0
@@ -312,7 +311,7 @@ def test_cli_writes_instances_rois_geojson_that_agree(checkpoint, folder, tmp_pa
     assert "predicted 2 image(s), skipped 0" in res.stdout
     for stem in ("im0", "im1"):
         labels = np.asarray(Image.open(out / f"{stem}.png"))
-        inst = tifffile.imread(out / f"{stem}_instances.tif")[0]
+        inst = read_image(out / f"{stem}_instances.tif")[0][0]
         assert inst.dtype == np.uint16
         assert np.array_equal(inst, label_instances((labels == 255).astype(int)))
         n = int(inst.max())

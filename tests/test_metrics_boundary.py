@@ -75,13 +75,13 @@ def test_hand_cases():
     b = np.zeros((5, 5), bool)
     a[1, 1] = True
     b[1, 4] = True
-    assert boundary_scores(a, b) == {"hd": 3.0, "hd95": 3.0, "assd": 3.0}
+    assert boundary_scores(a, b) == {"hd": 3.0, "hd95": 3.0, "assd": 3.0, "nsd": 0.0}
     # spacing scales each axis: 2 rows apart at 2.5 units per row
     c = np.zeros((5, 5), bool)
     c[3, 1] = True
     assert boundary_scores(a, c, spacing=(2.5, 1.0))["hd"] == 5.0
     # identical masks: every distance 0
-    assert boundary_scores(a | b, a | b) == {"hd": 0.0, "hd95": 0.0, "assd": 0.0}
+    assert boundary_scores(a | b, a | b) == {"hd": 0.0, "hd95": 0.0, "assd": 0.0, "nsd": 1.0}
 
 
 def test_square_inside_larger_square():
@@ -104,7 +104,7 @@ def test_empty_policy():
     both = boundary_scores(empty, empty)
     assert all(math.isnan(v) for v in both.values())
     one = boundary_scores(empty, full)
-    assert one == {"hd": 50.0, "hd95": 50.0, "assd": 50.0}  # diagonal of 30×40
+    assert one == {"hd": 50.0, "hd95": 50.0, "assd": 50.0, "nsd": 0.0}  # diagonal of 30×40
     assert boundary_scores(full, empty, spacing=(2.0, 1.0))["hd95"] == pytest.approx(
         math.hypot(60, 40)
     )

@@ -9,13 +9,15 @@ penalised) and, with ``--out DIR``, writes ``per_case.csv``, ``summary.json``, `
 from __future__ import annotations
 
 import argparse
+import math
 
 from .parsing import label_values
 
 EPILOG = """\
-metric groups: overlap (dice iou precision recall specificity pixel_error), boundary (hd hd95 assd),
-connectomics (rand_error rand_precision rand_recall voi_split voi_merge voi), objects (obj_precision
-obj_recall obj_f1 ap50 ap75 map n_true n_pred), auc (needs --probs); default: all but auc.
+metric groups: overlap (dice iou precision recall specificity pixel_error), boundary (hd hd95 assd
+nsd), connectomics (rand_error rand_precision rand_recall voi_split voi_merge voi), objects
+(obj_precision obj_recall obj_f1 ap50 ap75 map n_true n_pred), auc (needs --probs); default: all but
+auc. nsd counts boundaries within --nsd-tolerance (default one pixel) as agreeing.
 
 examples:
   unetkit evaluate runs/pred data/isbi2012/val/masks --out runs/eval
@@ -34,6 +36,18 @@ def _spacing(text: str) -> tuple:
     if not values or any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive numbers, got {text!r}")
     return values
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected a distance >= 0 in the spacing's unit (e.g. 2 or 0.5), got {text!r}"
+        )
+    return value
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -95,6 +109,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="S[,S...]",
         help="pixel size per axis for distances (default: from the truth files, else 1)",
     )
+    parser.add_argument(
+        "--nsd-tolerance",
+        type=_tolerance,
+        default=None,
+        metavar="T",
+        help="normalised surface Dice tolerance, in the spacing's unit (mm, um ...); boundaries "
+        "this close count as agreeing (default: one pixel of the finest axis)",
+    )
     parser.add_argument("--include-background", action="store_true", help="also score class 0")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(run=run)
@@ -125,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
         prob_dir=args.probs,
         spacing=args.spacing,
         include_background=args.include_background,
+        nsd_tolerance=args.nsd_tolerance,
     )
     if args.json:
         print(json.dumps(jsonable(result.summary), indent=2))

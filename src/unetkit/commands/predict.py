@@ -111,7 +111,7 @@ def add_parser(sub) -> None:
         nargs="?",
         const="tiff",
         choices=("tiff", "npz"),
-        help="also write probability maps (float16 TIFF, or npz)",
+        help="also write probability maps (float32 TIFF that Fiji opens, or float16 npz)",
     )
     p.add_argument("--overlay", action="store_true", help="also write <name>_overlay.png")
     p.add_argument(

@@ -16,7 +16,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from .boundary import BOUNDARY_METRICS
+from .boundary import DISTANCE_METRICS
 
 STAT_KEYS = ("mean", "median", "std", "min", "max", "n", "undefined", "penalized")
 
@@ -56,7 +56,7 @@ def describe(values: Iterable[float], penalized: int = 0) -> dict[str, float]:
 
 
 def _penalized(rows: Sequence[dict], metric: str) -> int:
-    if metric not in BOUNDARY_METRICS:
+    if metric not in DISTANCE_METRICS:
         return 0
     return sum(1 for r in rows if (r["truth_pixels"] == 0) != (r["pred_pixels"] == 0))
 

@@ -10,7 +10,7 @@ Metric groups (``metrics=`` takes group names and/or single metric names):
 
 ========================  ==================================================================
 ``overlap``               dice, iou, precision, recall, specificity; ``pixel_error`` per case
-``boundary``              hd, hd95, assd (spacing-aware)
+``boundary``              hd, hd95, assd, nsd (spacing-aware; nsd at ``nsd_tolerance``)
 ``connectomics``          rand_error, rand_precision, rand_recall, voi_split, voi_merge, voi
 ``objects``               obj_precision, obj_recall, obj_f1 (IoU ≥ 0.5), ap50, ap75, map,
                           n_true, n_pred
@@ -148,6 +148,7 @@ def evaluate_case(
     pred_instances: Optional[np.ndarray] = None,
     connectivity: int = 1,
     pred_background: str = "singletons",
+    nsd_tolerance: Optional[float] = None,
 ) -> list[dict[str, Any]]:
     """Score one case, class by class.
 
@@ -165,6 +166,8 @@ def evaluate_case(
         connectivity: connectivity of the connected components (1 = face neighbours).
         pred_background: Rand/VOI convention for predicted background inside true cells (see
             :mod:`unetkit.evaluation.connectomics`).
+        nsd_tolerance: the NSD tolerance in ``spacing`` units (default: one pixel of the finest
+            axis; see :mod:`unetkit.evaluation.boundary`).
 
     Returns:
         One dict per class: ``class_index``, ``truth_pixels``, ``pred_pixels`` (inside the field
@@ -225,7 +228,7 @@ def evaluate_case(
                 values[m] = float(scores[m][c])
             values["pixel_error"] = scores["pixel_error"]
         if "boundary" in groups:
-            values.update(boundary_scores(p, t, spacing))
+            values.update(boundary_scores(p, t, spacing, nsd_tolerance=nsd_tolerance))
         if groups & {"connectomics", "objects"}:
             if truth_instances is not None and c == 1:
                 ti = np.where(t, np.asarray(truth_instances), 0)
@@ -442,6 +445,7 @@ def evaluate_folders(
     connectivity: int = 1,
     pred_background: str = "singletons",
     include_background: bool = False,
+    nsd_tolerance: Optional[float] = None,
 ) -> EvaluationResult:
     """Score every predicted label image against the truth mask of the same stem.
 
@@ -468,6 +472,8 @@ def evaluate_folders(
         connectivity: of the connected components that make the regions (1 = face neighbours).
         pred_background: Rand/VOI convention (see :mod:`unetkit.evaluation.connectomics`).
         include_background: also score class 0.
+        nsd_tolerance: the NSD tolerance, in the distance unit (that of ``spacing`` or of the
+            truth files); default: one pixel of the finest axis of each case.
 
     Returns:
         An :class:`EvaluationResult`.
@@ -486,6 +492,8 @@ def evaluate_folders(
         check_output_dir(out_dir)  # before the work: a file in the way fails at once
     pred_dir, truth_dir = Path(pred_dir), _truth_folder(Path(truth_dir))
     names = resolve_metrics(metrics, with_auc=prob_dir is not None)
+    if nsd_tolerance is not None:  # a bad value fails before any file is read
+        tolerance = boundary.resolve_nsd_tolerance(nsd_tolerance, (1.0,))
     truths = _list_images(truth_dir, "truth mask")
     preds = _match_predictions(_list_images(pred_dir, "prediction"), set(truths))
     missing = sorted(set(truths) - set(preds))
@@ -575,6 +583,7 @@ def evaluate_folders(
             pred_instances=p_ids,
             connectivity=connectivity,
             pred_background=pred_background,
+            nsd_tolerance=nsd_tolerance,
         )
         for row, c in zip(case_rows, classes):
             v = label_map.values[c]
@@ -607,6 +616,15 @@ def evaluate_folders(
         "connectivity": connectivity,
         "pred_background": pred_background,
         "distance_unit": "given spacing" if spacing is not None else ", ".join(sorted(units)),
+        **(
+            {
+                "nsd_tolerance": "one pixel of the finest axis"
+                if nsd_tolerance is None
+                else tolerance
+            }
+            if "nsd" in names
+            else {}
+        ),
         **stats,
         "best_case": best,
         "worst_case": worst,

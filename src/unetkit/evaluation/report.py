@@ -48,6 +48,7 @@ PLOTTED = (
     "recall",
     "hd95",
     "assd",
+    "nsd",
     "rand_error",
     "voi",
     "obj_f1",

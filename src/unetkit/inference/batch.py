@@ -136,7 +136,7 @@ def predict_files(
     Args:
         predictor: a :class:`~unetkit.inference.Predictor` (usually ``from_checkpoint``).
         inputs: image files and/or folders.
-        probabilities: ``"tiff"`` (float16, planar) or ``"npz"`` to also write probability maps.
+        probabilities: ``"tiff"`` (float32, calibrated) or ``"npz"`` to also write probability maps.
         overlay: also write ``<stem>_overlay.png`` (prediction outlined on the image).
         overwrite: recompute inputs whose outputs exist (default: skip them, so a rerun resumes).
         instances: ``"components"`` or ``"watershed"`` (:data:`~unetkit.inference.postprocess.
@@ -244,7 +244,7 @@ def predict_case(
     """Predict one case of :func:`plan_cases` into ``out_dir`` (which exists) and write its outputs;
     skipped when they all exist and not ``overwrite``. ``instances`` is the resolved method."""
     from ..data.dataset import read_case_image
-    from ..io.readers import split_suffix
+    from ..io.readers import read_spacing, split_suffix
 
     first = case.images[0]
     paths = prediction_paths(
@@ -268,6 +268,8 @@ def predict_case(
                 f"{tuple(source.shape)}); convert it or use a model trained on such images",
                 first,
             )
+        meta = getattr(source, "meta", None)  # a LazyImage knows; for memory maps read the tags
+        spacing, unit = (meta.spacing, meta.spacing_unit) if meta else read_spacing(first)
         sink = TiffBandSink(
             source.shape[1:],
             getattr(predictor.model, "num_classes", 2),
@@ -275,6 +277,8 @@ def predict_case(
             paths["labels"].with_suffix(".tif"),
             paths.get("probabilities"),
             source=source,
+            spacing=spacing,
+            spacing_unit=unit,
         )
         try:
             predict_large(predictor, source, sink, path=first)
@@ -292,7 +296,7 @@ def predict_case(
     indices = predictor.postprocess.apply(probs.argmax(axis=0))
     write_labels(paths["labels"], decode_labels(indices, predictor.label_map), meta)
     if "probabilities" in paths:
-        write_probabilities(paths["probabilities"], probs)
+        write_probabilities(paths["probabilities"], probs, meta)
     if "overlay" in paths:
         write_overlay(paths["overlay"], image, indices)
     if instances is not None:

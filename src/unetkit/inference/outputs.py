@@ -1,6 +1,11 @@
 """What ``unetkit predict`` writes: label images in the user's own values (same format as the input),
-probability maps (float16 TIFF or npz), overlays; and the band sinks for images larger than memory.
-The file names are :mod:`unetkit.io.naming`'s (:func:`~unetkit.io.naming.prediction_paths`).
+probability maps (float32 TIFF or float16 npz), overlays; and the band sinks for images larger than
+memory. The file names are :mod:`unetkit.io.naming`'s (:func:`~unetkit.io.naming.prediction_paths`).
+
+TIFF outputs are ImageJ hyperstacks where the data allows
+(:func:`~unetkit.io.writers.imagej_compatible`), calibrated with the input's pixel size and unit, so
+Fiji opens them as they are: labels as integer greyscale images shown from 0 to the highest label,
+probabilities as one float32 channel per class shown from 0 to 1 (Fiji cannot open float16).
 
 Every file is written to a temporary name and renamed when complete, so a killed run never leaves
 a half-written output and a rerun can skip the outputs that exist.
@@ -9,6 +14,7 @@ a half-written output and a rerun can skip the outputs that exist.
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +25,7 @@ from ..io import ImageMeta, write_image
 from ..io.display import to_display_rgb
 from ..io.memmap import release_pages
 from ..io.naming import NPZ_KEY
+from ..io.writers import imagej_compatible, tiff_calibration
 from ..utils import atomic_path, output_error, temp_path
 from .large import BandSink
 
@@ -47,12 +54,20 @@ def decode_labels(indices: np.ndarray, label_map) -> np.ndarray:
 
 
 def write_labels(path: Path, labels: np.ndarray, meta: Optional[ImageMeta] = None) -> None:
-    """Write a ``(C, *spatial)`` label image, keeping spacing/affine from the input's ``meta``."""
+    """Write a ``(C, *spatial)`` label image, keeping spacing/affine from the input's ``meta``.
+
+    Labels are unsigned integers; a TIFF shows them from 0 to the highest label (a 0/1 mask is
+    visible in Fiji, not black); colour labels (3 channels, a colour label map) are RGB.
+    """
     if labels.dtype.kind not in "ub" or (
         path.suffix.lower() == ".png" and labels.dtype.itemsize > 2
     ):
         labels = labels.astype(np.uint16 if labels.max(initial=0) > 255 else np.uint8)
-    write_image(path, labels, _meta_for(meta, path))
+    meta = _meta_for(meta, path)
+    if labels.shape[0] == 3 and meta is not None:
+        meta = replace(meta, channel_axis="S")  # decoded colours are samples, as in the masks
+    highest = int(labels.max(initial=0))
+    write_image(path, labels, meta, display_range=(0, max(highest, 1)))
 
 
 def _meta_for(meta: Optional[ImageMeta], path: Path) -> Optional[ImageMeta]:
@@ -68,23 +83,23 @@ def _meta_for(meta: Optional[ImageMeta], path: Path) -> Optional[ImageMeta]:
     return meta if same_format else None
 
 
-def write_probabilities(path: Path, probs: np.ndarray) -> None:
-    """``(K, *spatial)`` probabilities as float16 TIFF (planar) or compressed ``.npz`` (the array
-    :data:`~unetkit.io.naming.NPZ_KEY`, ``probabilities``)."""
-    probs = probs.astype(np.float16)
+def write_probabilities(path: Path, probs: np.ndarray, meta: Optional[ImageMeta] = None) -> None:
+    """``(K, *spatial)`` probabilities as a float32 TIFF or a compressed float16 ``.npz``.
+
+    The TIFF (zlib) is an ImageJ hyperstack with one channel per class, the pixel size and unit of
+    the input's ``meta`` (any format: only spacing and unit are kept) and display range 0..1; the
+    ``.npz`` holds the array :data:`~unetkit.io.naming.NPZ_KEY` (``probabilities``), no calibration.
+    """
     if path.suffix == ".npz":
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **{NPZ_KEY: probs})
+            np.savez_compressed(fh, **{NPZ_KEY: probs.astype(np.float16)})
     else:
-        import tifffile
-
-        with atomic_path(path) as tmp:
-            tifffile.imwrite(
-                tmp,
-                probs,
-                compression="zlib",
-                metadata={"axes": "CYX" if probs.ndim == 3 else "CZYX"},
-            )
+        calibration = (
+            None
+            if meta is None
+            else ImageMeta(spacing=meta.spacing, spacing_unit=meta.spacing_unit)
+        )
+        write_image(path, probs.astype(np.float32), calibration, display_range=(0.0, 1.0))
 
 
 def overlay_image(image: np.ndarray, indices: np.ndarray, alpha: float = 0.4) -> np.ndarray:
@@ -127,9 +142,30 @@ def _reserve(path: Path) -> None:
                 raise
 
 
+def _calibrated_memmap(path: Path, shape: tuple, dtype, spacing, unit, display_range) -> np.memmap:
+    """A new uncompressed TIFF memory map of ``shape`` (``(H, W)`` or ``(C, H, W)``), calibrated by
+    :func:`~unetkit.io.writers.tiff_calibration`: an ImageJ hyperstack when the data fits one."""
+    import tifffile
+
+    dtype = np.dtype(dtype)
+    imagej = imagej_compatible(dtype, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
+    axes = "CYX" if len(shape) == 3 else "YX"
+    kwargs = tiff_calibration(
+        axes, shape, spacing, unit, imagej=imagej, display_range=display_range if imagej else None
+    )
+    return tifffile.memmap(path, shape=shape, dtype=dtype, photometric="minisblack", **kwargs)
+
+
 class TiffBandSink(BandSink):
-    """Writes labels (user values, uint8/16) and optional float16 probabilities into uncompressed
-    TIFF memory maps band by band, releasing pages as it goes; files appear complete or not at all."""
+    """Writes labels (user values, uint8/16) and optional float32 probabilities into uncompressed
+    TIFF memory maps band by band, releasing pages as it goes; files appear complete or not at all.
+
+    ``tifffile.memmap`` writes ImageJ hyperstacks, so each file is calibrated as
+    :func:`write_labels` / :func:`write_probabilities` write theirs (pixel size from ``spacing`` and
+    ``spacing_unit``, the source image's; display ranges), only uncompressed (a memory map cannot
+    be compressed). A file over 4 GB cannot be ImageJ's: it is a BigTIFF with unetkit's JSON
+    description and the resolution tags, which Fiji opens through Bio-Formats.
+    """
 
     def __init__(
         self,
@@ -139,9 +175,9 @@ class TiffBandSink(BandSink):
         labels_path: Path,
         prob_path: Optional[Path] = None,
         source: Optional[np.ndarray] = None,
+        spacing: Optional[tuple] = None,
+        spacing_unit: Optional[str] = None,
     ):
-        import tifffile
-
         if label_map is not None and getattr(label_map, "kind", "labels") == "colors":
             raise ConfigError(
                 "colour label maps cannot be written band by band; predict a smaller image"
@@ -156,19 +192,17 @@ class TiffBandSink(BandSink):
         self._paths = [
             (labels_path, temp_path(labels_path))
         ]  # hidden temporary names, as atomic_path's
+        shape = tuple(int(n) for n in shape)
+        values = label_map.values if label_map is not None else range(max(num_classes, 2))
         try:
-            self.labels = tifffile.memmap(
-                self._paths[0][1], shape=tuple(shape), dtype=dtype, photometric="minisblack"
+            self.labels = _calibrated_memmap(
+                self._paths[0][1], shape, dtype, spacing, spacing_unit, (0, max(max(values), 1))
             )
             if prob_path is not None:
                 self._paths.append((prob_path, temp_path(prob_path)))
                 k = max(num_classes, 2)
-                self.probs = tifffile.memmap(
-                    self._paths[1][1],
-                    shape=(k, *shape),
-                    dtype=np.float16,
-                    photometric="minisblack",
-                    planarconfig="separate",
+                self.probs = _calibrated_memmap(
+                    self._paths[1][1], (k, *shape), np.float32, spacing, spacing_unit, (0.0, 1.0)
                 )
             for _, partial in self._paths:
                 _reserve(partial)
@@ -182,7 +216,7 @@ class TiffBandSink(BandSink):
         self.labels[y0 : y0 + values.shape[0]] = values
         release_pages(self.labels)
         if self.probs is not None:
-            self.probs[:, y0 : y0 + probs.shape[1]] = probs.astype(np.float16)
+            self.probs[:, y0 : y0 + probs.shape[1]] = probs
             release_pages(self.probs)
         if self.source is not None:
             release_pages(self.source)

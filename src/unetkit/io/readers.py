@@ -27,8 +27,12 @@ Axis rules, format by format:
   (RGBA: 4 samples, grey + alpha: 2) are **dropped** unless ``keep_alpha=True``
   (``meta.alpha_dropped`` records it); unspecified extra samples are kept as channels.
   Spacing: unetkit's metadata, else ImageJ (``spacing`` for Z, resolution tags for Y/X,
-  ``unit``), else OME ``PhysicalSize*``, else resolution tags in centimetres (converted to µm);
-  a resolution in inches (the 72-dpi default of most software) is treated as unknown.
+  ``unit``, whose ``\\uXXXX`` escapes ImageJ writes for ``µm`` are decoded), else OME
+  ``PhysicalSize*``, else resolution tags in centimetres (converted to µm); a resolution in inches
+  (the 72-dpi default of most software) is treated as unknown, and so is an ImageJ file with no
+  ``unit`` line, no Z ``spacing`` and a pixel size of 1 (ImageJ's own uncalibrated images; its unit
+  ``pixel`` gives the spacing with no unit). Units are unetkit's short names: ``um`` for
+  ``micron``/``µm``.
 * **NIfTI** (nibabel). The file's voxel axes (i, j, k) = (X, Y, Z) are reversed, so a 3D
   volume comes back as ``(1, Z, Y, X)`` = ``(1, D, H, W)`` (SimpleITK's and nnU-Net's order) and a
   4D one ``(X, Y, Z, C)`` as ``(C, D, H, W)``; a 2D file ``(X, Y)`` as ``(1, H, W)``. A file with a
@@ -315,6 +319,44 @@ def read_image(
     return array, meta
 
 
+def read_spacing(path: PathLike) -> tuple[Optional[tuple], Optional[str]]:
+    """``(meta.spacing, meta.spacing_unit)`` of :func:`read_image`, for images too large to load.
+
+    A TIFF's spacing comes from its tags and description alone, without decoding the pixels (what
+    band-by-band prediction needs to calibrate its outputs); a ``.npy`` file has none; other formats
+    are read whole with :func:`read_image`.
+
+    Raises:
+        DataError: the file is unusable, naming it.
+    """
+    fmt = image_format(path)
+    if fmt == "npy":
+        return None, None
+    if fmt == "zarr":  # the metadata only, as for TIFF
+        from .lazy import open_lazy
+
+        with open_lazy(path) as image:
+            return image.meta.spacing, image.meta.spacing_unit
+    if fmt != "tiff":
+        meta = read_image(path)[1]
+        return meta.spacing, meta.spacing_unit
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            if not tf.series:
+                raise DataError("TIFF file contains no image data", path)
+            series = tf.series[0]
+            axes = str(series.axes).upper()
+            depth = "Z" if _depth_axes(axes, tuple(series.shape)) else ""
+            return _tiff_spacing(tf, depth + _SPATIAL)
+    except DataError:
+        raise
+    except Exception as exc:  # as read_image: decoders raise many types on corrupt input
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise DataError(f"unreadable TIFF file ({type(exc).__name__}: {detail})", path) from exc
+
+
 # --------------------------------------------------------------------------------------------- PIL
 def _read_pil(path: Path, fmt: str, keep_alpha: bool) -> tuple[np.ndarray, ImageMeta]:
     from PIL import Image, UnidentifiedImageError
@@ -533,8 +575,7 @@ def _tiff_to_channel_first(
             raise DataError(
                 f"TIFF axes {axes!r} have no {letter} axis; pass axes= to read_image", path
             )
-    pages = [a for a in axes if a in _PAGES and data.shape[axes.index(a)] > 1]
-    depth = (["Z"] if "Z" in axes else []) + pages
+    depth = _depth_axes(axes, data.shape)
     if len(depth) > 1:
         raise DataError(
             f"TIFF axes {axes!r} (shape {tuple(data.shape)}) have more than one depth-like axis "
@@ -567,6 +608,12 @@ def _tiff_to_channel_first(
     return data, ("".join(channels) or None), out_spatial
 
 
+def _depth_axes(axes: str, shape: tuple) -> list[str]:
+    """The letters of ``axes`` that are depth: ``Z``, and page axes (``I``, ``Q``) longer than 1."""
+    pages = [a for a in axes if a in _PAGES and shape[axes.index(a)] > 1]
+    return (["Z"] if "Z" in axes else []) + pages
+
+
 def _tiff_spacing(tf: Any, spatial: str) -> tuple[Optional[tuple], Optional[str]]:
     """Spacing per spatial axis (order of ``spatial``, e.g. ``"ZYX"``) and its unit, or ``(None, None)``."""
     shaped = tf.shaped_metadata[0] if tf.shaped_metadata else None
@@ -576,11 +623,13 @@ def _tiff_spacing(tf: Any, spatial: str) -> tuple[Optional[tuple], Optional[str]
     xy = _resolution_spacing(page)
     if tf.is_imagej and tf.imagej_metadata is not None:
         ij = tf.imagej_metadata
+        unit = ij.get("unit")
+        unit = None if unit in (None, "", "pixel") else norm_unit(_unescape(str(unit)))
+        if "unit" not in ij and "spacing" not in ij and xy in (None, (1.0, 1.0)):
+            return None, None  # uncalibrated (a pixel size in pixels says unit=pixel)
         if xy is None:
             xy = (1.0, 1.0)
         z = (float(ij.get("spacing", 1.0)),) if "Z" in spatial else ()
-        unit = ij.get("unit")
-        unit = None if unit in (None, "", "pixel") else _norm_unit(str(unit))
         return z + xy, unit
     if tf.is_ome and tf.ome_metadata:
         sizes = {}
@@ -591,7 +640,7 @@ def _tiff_spacing(tf: Any, spatial: str) -> tuple[Optional[tuple], Optional[str]
         if "X" in sizes:
             sizes.setdefault("Y", sizes.get("X"))
             m = re.search(r'PhysicalSizeXUnit="([^"]+)"', tf.ome_metadata)
-            unit = _norm_unit(m.group(1)) if m else "um"
+            unit = norm_unit(m.group(1)) if m else "um"
             return tuple(sizes.get(a, 1.0) for a in spatial), unit
     unit_tag = page.tags.get("ResolutionUnit")
     if xy is not None and unit_tag is not None and int(unit_tag.value) == 3:  # centimetre
@@ -616,8 +665,18 @@ def _resolution_spacing(page: Any) -> Optional[tuple[float, float]]:
     return (y if y is not None else x, x)
 
 
-def _norm_unit(unit: str) -> str:
-    return {"micron": "um", "µm": "um", "\\u00B5m": "um", "microns": "um"}.get(unit, unit)
+#: Spellings of the micrometre in files (Latin-1 micro sign, Greek mu, ImageJ's and OME's words).
+_MICRON = ("micron", "microns", "micrometer", "micrometre", "\u00b5m", "\u03bcm", "\\u00B5m")
+
+
+def norm_unit(unit: str) -> str:
+    """unetkit's name of a length unit read from a file: ``um`` for the micrometre's spellings."""
+    return "um" if unit in _MICRON else unit
+
+
+def _unescape(text: str) -> str:
+    """Decode the ``\\uXXXX`` escapes ImageJ writes for non-ASCII characters (``\\u00B5m`` = µm)."""
+    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
 
 
 # ------------------------------------------------------------------------------------------- NIfTI

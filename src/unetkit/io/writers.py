@@ -14,11 +14,20 @@ What each format stores (anything else is refused with a :class:`~unetkit.errors
   ``meta.mode == "1"`` a 0/1 ``uint8`` array as 1-bit. Spacing is not stored.
 * **BMP**: 2D ``uint8`` with 1, 3 or 4 channels (and ``bool``/palette as PNG).
 * **TIFF**: 2D or 3D, any integer or float type (``bool`` is stored as ``uint8`` 0/1), zlib
-  compressed. The axes and spacing go into tifffile's JSON description (read back first) and
-  spacing also into the X/YResolution tags. A ``uint8``/``uint16`` array with 3 or 4 channels is
-  written as interleaved RGB(A) (axes ``YXS``) when ``meta`` says the channels were samples
-  (``channel_axis == "S"``) or, without ``meta``, when it has 3 ``uint8`` channels; otherwise
-  channels are planes (axes ``CYX`` / ``CZYX``).
+  compressed. A ``uint8``/``uint16`` array with 3 or 4 channels is written as interleaved RGB(A)
+  (axes ``YXS``) when ``meta`` says the channels were samples (``channel_axis == "S"``) or,
+  without ``meta``, when it has 3 ``uint8`` channels; otherwise channels are planes. Data that
+  ImageJ holds (:func:`imagej_compatible`: ``uint8``, ``uint16`` or ``float32``, RGB(A) only as
+  ``uint8``, under 4 GB) is an **ImageJ hyperstack**, so that Fiji opens it as it is with its pixel
+  size: axes ``YX``/``ZYX`` (one channel), ``CYX``/``ZCYX`` (channels as ImageJ channels),
+  ``YXS``/``ZYXS`` (RGB); ``resolution`` = pixels per unit, ``spacing`` (Z) and ``unit`` in the
+  ImageJ description (:func:`imagej_unit`: ``um`` is shown as µm; a spacing without a unit is
+  ImageJ's ``pixel``); ``display_range`` becomes ImageJ's ``min``/``max`` (and per-channel
+  ``Ranges``). Other data (``int16``, ``int32``, ``uint32``, ``float64`` …, 16-bit RGB) keeps
+  unetkit's layout: axes and spacing in tifffile's JSON description, channels as planes
+  (``CYX``/``CZYX``), spacing also in the X/YResolution tags (unit none). Both read back with the
+  same array, dtype, spacing and unit; a pixel size stored as ImageJ's resolution fraction (32-bit
+  integers) can differ from the written float in its last bit.
 * **NIfTI** (``.nii``, ``.nii.gz``): 2D with 1 channel, or 3D with any channel count (4D file
   ``(X, Y, Z, C)``); integer types and ``float32``/``float64`` (``bool`` stored as ``uint8``).
   The affine is ``meta.affine`` when given, else a diagonal built from ``meta.spacing``. A 2D
@@ -31,6 +40,7 @@ What each format stores (anything else is refused with a :class:`~unetkit.errors
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Optional, Union
 
@@ -38,7 +48,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..utils import atomic_path
-from .readers import ImageMeta, image_format
+from .readers import ImageMeta, image_format, norm_unit
 
 PathLike = Union[str, Path]
 
@@ -60,7 +70,13 @@ _NIFTI_DTYPES = (
 atomic_write = atomic_path
 
 
-def write_image(path: PathLike, array: np.ndarray, meta: Optional[ImageMeta] = None) -> Path:
+def write_image(
+    path: PathLike,
+    array: np.ndarray,
+    meta: Optional[ImageMeta] = None,
+    *,
+    display_range: Optional[tuple[float, float]] = None,
+) -> Path:
     """Write a channel-first array to ``path``; the format follows the suffix.
 
     Args:
@@ -69,6 +85,9 @@ def write_image(path: PathLike, array: np.ndarray, meta: Optional[ImageMeta] = N
         array: ``(C, H, W)`` or ``(C, D, H, W)`` array.
         meta: metadata from :func:`~unetkit.io.readers.read_image` (spacing, affine, palette,
             1-bit mode, RGB layout); optional.
+        display_range: ``(black, white)``: the values Fiji first shows as black and white, for a
+            TIFF written as an ImageJ hyperstack (``(0, highest label)`` makes a 0/1 mask visible,
+            ``(0, 1)`` suits probabilities); ignored otherwise.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -108,7 +127,7 @@ def write_image(path: PathLike, array: np.ndarray, meta: Optional[ImageMeta] = N
     writer = {
         "png": _write_pil,
         "bmp": _write_pil,
-        "tiff": _write_tiff,
+        "tiff": partial(_write_tiff, display_range=display_range),
         "nifti": _write_nifti,
         "npy": _write_npy,
     }[fmt]
@@ -159,8 +178,97 @@ def _write_pil(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[
 
 
 # -------------------------------------------------------------------------------------------- TIFF
+#: Sample types ImageJ opens natively (RGB only as ``uint8``).
+IMAGEJ_DTYPES = ("uint8", "uint16", "float32")
+#: Largest data an ImageJ hyperstack may hold here: beyond it tifffile needs BigTIFF, which the
+#: ImageJ format is not (tifffile's own BigTIFF threshold).
+IMAGEJ_MAX_BYTES = 2**32 - 2**25
+
+
+def imagej_compatible(dtype, nbytes: int, rgb: bool = False) -> bool:
+    """``True`` when data of this sample type and size can be an ImageJ hyperstack that Fiji opens
+    as it is: ``uint8``, ``uint16`` or ``float32`` (RGB(A): ``uint8``), at most
+    :data:`IMAGEJ_MAX_BYTES`."""
+    dtype = np.dtype(dtype)
+    allowed = ("uint8",) if rgb else IMAGEJ_DTYPES
+    return dtype.name in allowed and dtype.isnative and int(nbytes) <= IMAGEJ_MAX_BYTES
+
+
+def imagej_unit(unit: Optional[str]) -> Optional[str]:
+    """unetkit's ``spacing_unit`` as an ImageJ description's ``unit``, or ``None`` when unknown.
+
+    ImageJ takes any text and recognises ``nm``, ``um`` (shown as µm), ``mm``, ``cm``, ``m``,
+    ``km``, ``inch``; the micrometre's other spellings become ``um``; other non-ASCII characters are
+    escaped as ``\\uXXXX``, as ImageJ itself writes them (the reader decodes them).
+    """
+    if not unit or unit == "pixel":
+        return None
+    unit = norm_unit(unit)
+    return "".join(c if 0x20 <= ord(c) < 0x7F and c != "\\" else f"\\u{ord(c):04X}" for c in unit)
+
+
+def tiff_calibration(
+    axes: str,
+    shape: tuple,
+    spacing: Optional[tuple],
+    unit: Optional[str],
+    *,
+    imagej: bool,
+    display_range: Optional[tuple[float, float]] = None,
+) -> dict:
+    """Keyword arguments for ``tifffile.imwrite``/``tifffile.memmap`` that record the axes, pixel
+    size and unit of data laid out as ``axes``; one home for the TIFF writer and the band sink.
+
+    Args:
+        axes: tifffile axis letters of the data as written (ImageJ order ``ZCYXS`` when ``imagej``).
+        shape: the shape of the data as written, one length per letter of ``axes``.
+        spacing: ``(dy, dx)`` or ``(dz, dy, dx)``, or ``None`` (then only the axes are recorded, as
+            for a spacing of the wrong length; a non-positive Y/X size gives no resolution tags, and
+            an ImageJ file no calibration).
+        unit: unetkit's ``spacing_unit`` (``"um"``, ``"mm"`` …) or ``None``.
+        imagej: write an ImageJ hyperstack (``imagej=True``, ``resolution`` = pixels per unit, Z
+            ``spacing`` and ``unit`` in the ImageJ description); else unetkit's JSON description
+            (``axes``, ``spacing``, ``spacing_unit``) plus the resolution tags, unit none.
+        display_range: ImageJ only: ``min``/``max`` of the description and, for several channels,
+            the same range per channel (ImageJ's ``Ranges``).
+    """
+    spatial = sum(a in "ZYX" for a in axes)
+    if spacing is not None:
+        spacing = [float(s) for s in spacing]
+        spacing = spacing if len(spacing) == spatial else None
+    positive = spacing is not None and spacing[-1] > 0 and spacing[-2] > 0
+    out: dict = {}
+    metadata: dict = {"axes": axes}
+    if positive:
+        out["resolution"] = (1.0 / spacing[-1], 1.0 / spacing[-2])
+    if imagej:
+        out["imagej"] = True
+        if positive:
+            if len(spacing) == 3:
+                metadata["spacing"] = spacing[0]
+            metadata["unit"] = imagej_unit(unit) or "pixel"  # ImageJ's word for no unit
+        if display_range is not None:
+            lo, hi = (float(v) for v in display_range)
+            metadata["min"], metadata["max"] = lo, hi
+            if "C" in axes:
+                metadata["Ranges"] = (lo, hi) * int(shape[axes.index("C")])
+    elif spacing is not None:
+        metadata["spacing"] = spacing
+        if unit:
+            metadata["spacing_unit"] = unit
+        if positive:
+            out["resolutionunit"] = "NONE"
+    out["metadata"] = metadata
+    return out
+
+
 def _write_tiff(
-    tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[ImageMeta]
+    tmp: Path,
+    path: Path,
+    fmt: str,
+    arr: np.ndarray,
+    meta: Optional[ImageMeta],
+    display_range: Optional[tuple[float, float]] = None,
 ) -> None:
     import tifffile
 
@@ -175,31 +283,27 @@ def _write_tiff(
     else:
         rgb = channels == 3 and arr.dtype == np.uint8
     rgb = rgb and arr.dtype in (np.uint8, np.uint16)
+    imagej = imagej_compatible(arr.dtype, arr.nbytes, rgb)
     depth = "Z" if spatial_dims == 3 else ""
     if rgb:
-        data = np.ascontiguousarray(np.moveaxis(arr, 0, -1))
-        axes, photometric = depth + "YXS", "rgb"
-    else:
-        data = arr
-        axes, photometric = "C" + depth + "YX", "minisblack"
-    metadata: dict = {"axes": axes}
-    kwargs: dict = {}
-    if meta is not None and meta.spacing is not None and len(meta.spacing) == spatial_dims:
-        spacing = [float(s) for s in meta.spacing]
-        metadata["spacing"] = spacing
-        if meta.spacing_unit:
-            metadata["spacing_unit"] = meta.spacing_unit
-        if spacing[-1] > 0 and spacing[-2] > 0:
-            kwargs["resolution"] = (1.0 / spacing[-1], 1.0 / spacing[-2])
-            kwargs["resolutionunit"] = "NONE"
-    extrasamples = ("unassalpha",) if rgb and channels == 4 else None
+        data, axes = np.moveaxis(arr, 0, -1), depth + "YXS"
+    elif not imagej:
+        data, axes = arr, "C" + depth + "YX"
+    elif channels == 1:
+        data, axes = arr[0], depth + "YX"
+    else:  # ImageJ's order is ZCYX
+        data, axes = (np.swapaxes(arr, 0, 1) if depth else arr), depth + "CYX"
+    spacing = meta.spacing if meta is not None else None
+    unit = meta.spacing_unit if meta is not None else None
+    kwargs = tiff_calibration(
+        axes, data.shape, spacing, unit, imagej=imagej, display_range=None if rgb else display_range
+    )
     tifffile.imwrite(
         tmp,
-        data,
-        photometric=photometric,
-        metadata=metadata,
+        np.ascontiguousarray(data),
+        photometric="rgb" if rgb else "minisblack",
         compression="zlib",
-        extrasamples=extrasamples,
+        extrasamples=("unassalpha",) if rgb and channels == 4 else None,
         **kwargs,
     )
 
