@@ -25,8 +25,10 @@ Labels are written in your masks' own values (e.g. 0/255) and in the input's for
 inputs whose outputs exist (--overwrite recomputes) and delete the temporary files a killed run
 left; outputs are written atomically. A 1-channel model reads a grey image saved as RGB (three
 equal channels) as grey; real colour images, NaN/inf values and wrong channel counts are refused.
-Images larger than 64 Mpx stored as .npy or uncompressed TIFF are predicted band by band in
-bounded memory.
+Inputs may be .npy, PNG/JPEG, TIFF (any compression, tiled, pyramidal OME-TIFF), NIfTI and zarr /
+OME-Zarr (.zarr folders). Images and volumes larger than 64 Mpx in .npy, TIFF or zarr are predicted
+band by band (volumes slab by slab along z) in bounded memory, with the outputs of a whole-image
+prediction.
 
 Post-processing: the labels get the clean-ups that training kept because they raised the validation
 Dice (small-object removal, hole filling, keep-largest, a watershed split of touching objects;

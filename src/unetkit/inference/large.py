@@ -5,7 +5,8 @@ For a 20,000 × 20,000 image the input (lazily read, :func:`~unetkit.io.lazy.ope
 blend accumulators and the outputs are never whole in memory: the tiles of one row of tiles are
 predicted and added to a band :class:`~unetkit.inference.tiling.Stitcher` (width × tile height), and
 the rows no later tile can touch are normalised, turned into labels / probabilities and written.
-Memory is O(width × tile height × classes), independent of the image height. The tiles, their
+Memory is O(width × tile height × classes), independent of the image height. A 3D volume goes the
+same way in slabs of slices along its first axis (depth): memory O(H × W × tile depth × classes). The tiles, their
 mirrored context and the sums are those of whole-image prediction (the same
 :func:`~unetkit.inference.tiling.run_tiles` loop over the same :class:`~unetkit.inference.tiling.TileGrid`),
 so the result is identical.
@@ -31,7 +32,11 @@ from .tiling import Stitcher, mirror_indices, run_tiles
 LARGE_PIXELS = 64 * 2**20
 
 
-def _row_chunks(source: np.ndarray, rows: int = 256) -> Iterator[np.ndarray]:
+def _row_chunks(source: np.ndarray, elements: int = 2**24) -> Iterator[np.ndarray]:
+    """The source in bands along its first spatial axis of at most ``elements`` values each (rows
+    of a 2D image, slices of a volume)."""
+    per_row = int(np.prod(source.shape[2:], dtype=np.int64)) * source.shape[0]
+    rows = max(1, elements // max(per_row, 1))
     for y in range(0, source.shape[1], rows):
         yield np.asarray(source[:, y : y + rows])
 
@@ -71,7 +76,8 @@ def predict_large(
     progress: Optional[Callable[[int], None]] = None,
     path: Optional[Path] = None,
 ) -> None:
-    """Predict a 2D ``(C, H, W)`` lazily readable ``source`` band by band into ``sink``.
+    """Predict a lazily readable ``(C, H, W)`` image (rows) or ``(C, D, H, W)`` volume (slabs of
+    slices along D) band by band into ``sink``.
 
     Uses the predictor's tiling (overlap-tile for valid-padding nets, blended sliding window
     otherwise), test-time augmentation, device and precision; the probabilities handed to the sink
@@ -84,8 +90,12 @@ def predict_large(
     from .ensemble import EnsemblePredictor
     from .predictor import probabilities
 
-    if predictor.spatial_dims != 2 or source.ndim != 3:
-        raise ConfigError("band-by-band prediction is for 2D images (C, H, W)")
+    if source.ndim != predictor.spatial_dims + 1:
+        raise ConfigError(
+            f"the model is {predictor.spatial_dims}D; band-by-band prediction needs a "
+            f"{'(C, H, W) image' if predictor.spatial_dims == 2 else '(C, D, H, W) volume'}, got "
+            f"shape {tuple(source.shape)}"
+        )
     if getattr(predictor, "scale", None) is not None:
         raise DataError(
             f"the model works at {'×'.join(f'{s:g}' for s in predictor.scale)} of the stored "
@@ -104,10 +114,13 @@ def predict_large(
 
     def read(tile: tuple) -> np.ndarray:
         """The tile's part of the (virtually) mirror-padded source, normalised, as float32."""
-        rows, cols = fold[0][tile[0]], fold[1][tile[1]]
-        r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
-        # only the tile's rectangle is read: a compressed source decodes the chunks it touches
-        band = np.asarray(source[:, r0:r1, c0:c1])[:, rows - r0][:, :, cols - c0]
+        index = [f[t] for f, t in zip(fold, tile)]  # source coordinates per axis, mirrored
+        lows = [int(i.min()) for i in index]
+        # only the tile's box is read: a compressed source decodes the chunks it touches
+        box = (slice(None),) + tuple(slice(lo, int(i.max()) + 1) for lo, i in zip(lows, index))
+        band = np.asarray(source[box])[
+            (slice(None), *np.ix_(*(i - lo for i, lo in zip(index, lows))))
+        ]
         require_finite(band, path if path is not None else "image")
         band = norm(band) if norm is not None else band
         return np.ascontiguousarray(band, dtype=np.float32)

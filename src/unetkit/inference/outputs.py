@@ -142,14 +142,18 @@ def _reserve(path: Path) -> None:
                 raise
 
 
-def _calibrated_memmap(path: Path, shape: tuple, dtype, spacing, unit, display_range) -> np.memmap:
-    """A new uncompressed TIFF memory map of ``shape`` (``(H, W)`` or ``(C, H, W)``), calibrated by
+def _calibrated_memmap(
+    path: Path, shape: tuple, dtype, spacing, unit, display_range, channels: bool = False
+) -> np.memmap:
+    """A new uncompressed TIFF memory map of ``shape`` (``(H, W)``, ``(D, H, W)``, with
+    ``channels`` ``(C, H, W)`` or ImageJ's ``(D, C, H, W)`` for a volume), calibrated by
     :func:`~unetkit.io.writers.tiff_calibration`: an ImageJ hyperstack when the data fits one."""
     import tifffile
 
     dtype = np.dtype(dtype)
     imagej = imagej_compatible(dtype, int(np.prod(shape, dtype=np.int64)) * dtype.itemsize)
-    axes = "CYX" if len(shape) == 3 else "YX"
+    spatial = "ZYX" if len(shape) - channels == 3 else "YX"
+    axes = ("ZCYX" if spatial == "ZYX" else "CYX") if channels else spatial
     kwargs = tiff_calibration(
         axes, shape, spacing, unit, imagej=imagej, display_range=display_range if imagej else None
     )
@@ -201,8 +205,16 @@ class TiffBandSink(BandSink):
             if prob_path is not None:
                 self._paths.append((prob_path, temp_path(prob_path)))
                 k = max(num_classes, 2)
+                # a volume's channels go after its depth, in ImageJ's order (Z, C, Y, X)
+                prob_shape = (k, *shape) if len(shape) == 2 else (shape[0], k, *shape[1:])
                 self.probs = _calibrated_memmap(
-                    self._paths[1][1], (k, *shape), np.float32, spacing, spacing_unit, (0.0, 1.0)
+                    self._paths[1][1],
+                    prob_shape,
+                    np.float32,
+                    spacing,
+                    spacing_unit,
+                    (0.0, 1.0),
+                    channels=True,
                 )
             for _, partial in self._paths:
                 _reserve(partial)
@@ -216,7 +228,10 @@ class TiffBandSink(BandSink):
         self.labels[y0 : y0 + values.shape[0]] = values
         release_pages(self.labels)
         if self.probs is not None:
-            self.probs[:, y0 : y0 + probs.shape[1]] = probs
+            if probs.ndim == 3:
+                self.probs[:, y0 : y0 + probs.shape[1]] = probs
+            else:  # (K, slices, H, W) into the (D, K, H, W) file
+                self.probs[y0 : y0 + probs.shape[1]] = np.moveaxis(probs, 0, 1)
             release_pages(self.probs)
         if self.source is not None:
             release_pages(self.source)

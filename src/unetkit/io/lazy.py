@@ -204,7 +204,7 @@ def open_lazy(path, level: int = 0):
 
     Returns:
         a NumPy memory map (``.npy``, uncompressed contiguous TIFF at level 0) or a
-        :class:`LazyImage`; a 2D image comes as ``(1, H, W)``.
+        :class:`LazyImage`; a 2D image comes as ``(1, H, W)``, a volume as ``(C, D, H, W)``.
 
     Raises:
         DataError: an unreadable file or store, a level the image does not have, axes that are not
@@ -223,24 +223,56 @@ def open_lazy(path, level: int = 0):
             raise DataError(f"cannot memory-map this .npy file ({exc})", path) from None
         return _channel_first_memmap(arr, path)
     if name.endswith((".tif", ".tiff")):
-        if level == 0:
-            import tifffile
-
-            try:
-                return _channel_first_memmap(tifffile.memmap(path, mode="r"), path)
-            except (ValueError, OSError):
-                pass  # compressed, tiled or not one contiguous block: read through zarr below
-        return _open_tiff(path, level)
+        mapped = _tiff_memmap(path) if level == 0 else None
+        # compressed, tiled, not one contiguous block or axes a view cannot reorder: through zarr
+        return mapped if mapped is not None else _open_tiff(path, level)
     raise DataError(
         "cannot read this file type lazily; give a .npy, .tif/.tiff or .zarr image", path
     )
 
 
+#: Stored TIFF axes a memory map can show channel first without copying: letters → view recipe.
+_MEMMAP_AXES = {
+    "YX": "add",
+    "CYX": "as is",
+    "ZYX": "add",
+    "IYX": "add",
+    "QYX": "add",
+    "CZYX": "as is",
+    "ZCYX": "swap",
+}
+
+
+def _tiff_memmap(path: Path) -> Optional[np.ndarray]:
+    """A channel-first memory-map view of an uncompressed, contiguous TIFF whose axes allow one,
+    else ``None``."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            if not tf.series:
+                return None
+            series = tf.series[0]
+            axes, shape = str(series.axes).upper(), tuple(series.shape)
+        recipe = _MEMMAP_AXES.get(axes)
+        if recipe is None or (axes[0] in "IQ" and shape[0] == 1):
+            return None
+        arr = tifffile.memmap(path, mode="r")
+    except (ValueError, OSError, IndexError):
+        return None
+    if arr.shape != shape:
+        return None
+    if recipe == "add":
+        return arr[None]
+    return np.swapaxes(arr, 0, 1) if recipe == "swap" else arr
+
+
 def _channel_first_memmap(arr: np.ndarray, path: Path) -> np.ndarray:
+    """A ``.npy`` memory map as ``(C, H, W)`` / ``(C, D, H, W)`` (a 2D array gains the channel)."""
     if arr.ndim == 2:
         arr = arr[None]
-    if arr.ndim != 3:
-        raise DataError(f"expected a 2D image (H, W) or (C, H, W), got shape {arr.shape}", path)
+    if arr.ndim not in (3, 4):
+        raise DataError(f"expected (H, W), (C, H, W) or (C, D, H, W), got shape {arr.shape}", path)
     if arr.shape[-1] in (3, 4) and arr.shape[0] > 4:  # (H, W, S) samples-last
         raise DataError(
             "samples-last (H, W, RGB) .npy images cannot be read channel first; save the image "
