@@ -219,13 +219,14 @@ def test_band_by_band_from_compressed_tiff_and_zarr_equals_npy(tmp_path, monkeyp
         progress=False,
     )
     assert [r.mode for r in res] == ["band-by-band"] * 3
-    outputs = [tifffile.imread(tmp_path / "out" / f"{s}.tif") for s in "abc"]
+    assert res[2].outputs["labels"].name == "c.ome.zarr"  # zarr in, OME-Zarr labels out
+    outputs = [read_image(r.outputs["labels"])[0] for r in res]
     probs = [tifffile.imread(tmp_path / "out" / f"{s}_prob.tif") for s in "abc"]
     for labels, p in zip(outputs[1:], probs[1:]):
         np.testing.assert_array_equal(labels, outputs[0])
         np.testing.assert_array_equal(p, probs[0])
     whole = pred.predict(image)
-    np.testing.assert_array_equal(outputs[0].reshape(whole.shape) == 255, whole == 1)
+    np.testing.assert_array_equal(outputs[0][0] == 255, whole == 1)
 
 
 def test_volume_slab_by_slab_equals_the_whole_volume(tmp_path, monkeypatch):
@@ -277,3 +278,51 @@ def test_volume_slab_by_slab_equals_the_whole_volume(tmp_path, monkeypatch):
     labels = [read_image(r.outputs["labels"])[0] for r in res]
     np.testing.assert_array_equal(labels[0], labels[1])
     np.testing.assert_array_equal(labels[0][0], pred.predict(vol))
+
+
+def test_ome_zarr_labels_written_whole_and_band_by_band_are_valid_ngff(tmp_path, monkeypatch):
+    """Labels of a zarr input come out as an NGFF 0.5 label image (validated with ome-zarr-models
+    where installed), read back equal, with the input's pixel size; whole and band by band alike."""
+    from unetkit.io import write_image
+    from unetkit.io.readers import ImageMeta
+
+    labels = (np.random.default_rng(7).random((1, 70, 90)) * 3).astype(np.uint8)
+    meta = ImageMeta(spacing=(0.5, 0.25), spacing_unit="um")
+    write_image(tmp_path / "l.ome.zarr", labels, meta)
+    back, back_meta = read_image(tmp_path / "l.ome.zarr")
+    np.testing.assert_array_equal(back, labels)
+    assert back_meta.spacing == (0.5, 0.25) and back_meta.spacing_unit == "um"
+    group = zarr.open_group(str(tmp_path / "l.ome.zarr"), mode="r")
+    assert group.attrs["ome"]["multiscales"][0]["axes"][0]["name"] == "y"  # no channel axis
+    assert "image-label" in group.attrs["ome"]
+    write_image(tmp_path / "l.ome.zarr", labels * 0, meta)  # overwrite: replaced whole
+    assert read_image(tmp_path / "l.ome.zarr")[0].max() == 0
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    try:
+        from ome_zarr_models.v05 import Image, ImageLabel
+    except ImportError:
+        pass
+    else:
+        ImageLabel.from_zarr(group)
+        Image.from_zarr(group)
+
+    model = create_model("unet", base_features=2, depth=2, init="torch", norm="none")
+    pred = Predictor(
+        model,
+        precision="fp32",
+        max_tile=96,
+        min_overlap=16,
+        normalizer=create_normalizer("zscore"),
+        label_map=LabelMap([0, 255]),
+    )
+    image = (np.random.default_rng(8).random((1, 150, 130)) * 900).astype(np.uint16)
+    _ome_zarr(tmp_path / "in.ome.zarr", [image], [1.0, 2.0, 2.0], axes="cyx")
+    whole = predict_files(pred, [tmp_path / "in.ome.zarr"], tmp_path / "whole", progress=False)
+    monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
+    band = predict_files(pred, [tmp_path / "in.ome.zarr"], tmp_path / "band", progress=False)
+    assert (whole[0].mode, band[0].mode) == ("in-memory", "band-by-band")
+    a, a_meta = read_image(whole[0].outputs["labels"])
+    b, b_meta = read_image(band[0].outputs["labels"])
+    np.testing.assert_array_equal(a, b)
+    assert a_meta.spacing == b_meta.spacing == (2.0, 2.0)
+    np.testing.assert_array_equal(a[0] == 255, pred.predict(image) == 1)

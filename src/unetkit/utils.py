@@ -21,7 +21,7 @@ from typing import Any, Iterator, Optional, Union
 from .errors import ConfigError, DataError, OutputError
 
 PathLike = Union[str, Path]
-_DOUBLE_SUFFIXES = (".nii.gz", ".ome.tif", ".ome.tiff", ".tar.gz")
+_DOUBLE_SUFFIXES = (".nii.gz", ".ome.tif", ".ome.tiff", ".ome.zarr", ".tar.gz")
 #: Names :func:`temp_path` makes: ``.<stem>.<12 hex digits>.tmp<suffix>``.
 TEMP_NAME = re.compile(
     r"^\..+\.[0-9a-f]{12}\.tmp("
@@ -208,6 +208,40 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
             remove_empty_dirs(created)
 
 
+@contextlib.contextmanager
+def atomic_dir(path: PathLike) -> Iterator[Path]:
+    """:func:`atomic_path` for outputs that are folders (a zarr store): yield a temporary folder
+    name beside ``path`` (not created); when the block succeeds it replaces ``path`` (an existing
+    ``path`` is moved aside first and deleted after), otherwise it is deleted and ``path`` stays."""
+    import shutil
+
+    path = Path(path)
+    created = ensure_output_dir(path.parent)
+    tmp = temp_path(path)
+    ok = False
+    try:
+        try:
+            yield tmp
+            if not tmp.exists():
+                raise DataError("the writer produced nothing", path)
+            old = temp_path(path) if path.exists() else None
+            if old is not None:
+                os.replace(path, old)
+            os.replace(tmp, path)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+            ok = True
+        except OutputError:
+            raise
+        except OSError as exc:
+            raise output_error(exc, path) from exc
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        if not ok:
+            remove_empty_dirs(created)
+
+
 def atomic_write_text(path: PathLike, text: str) -> None:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_path`)."""
     with atomic_path(path) as tmp:
@@ -221,13 +255,14 @@ def remove_stale_temp_files(folder: PathLike) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    stale = [
-        p
-        for p in folder.iterdir()
-        if TEMP_NAME.match(p.name) and p.is_file() and not p.is_symlink()
-    ]
+    import shutil
+
+    stale = [p for p in folder.iterdir() if TEMP_NAME.match(p.name) and not p.is_symlink()]
     for p in stale:
-        p.unlink(missing_ok=True)
+        if p.is_dir():  # an unfinished zarr store
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
     return stale
 
 

@@ -268,13 +268,17 @@ def predict_case(
                 f"{tuple(source.shape)}); convert it or use a model trained on such images",
                 first,
             )
+        # band by band, labels go into a TIFF memory map or, for zarr inputs, an OME-Zarr store
+        labels_path = paths["labels"]
+        if not labels_path.name.lower().endswith((".zarr", ".tif")):
+            labels_path = labels_path.with_suffix(".tif")
         meta = getattr(source, "meta", None)  # a LazyImage knows; for memory maps read the tags
         spacing, unit = (meta.spacing, meta.spacing_unit) if meta else read_spacing(first)
         sink = TiffBandSink(
             source.shape[1:],
             getattr(predictor.model, "num_classes", 2),
             predictor.label_map,
-            paths["labels"].with_suffix(".tif"),
+            labels_path,
             paths.get("probabilities"),
             source=source,
             spacing=spacing,
@@ -288,7 +292,7 @@ def predict_case(
         finally:
             if not isinstance(source, np.ndarray):
                 source.close()
-        paths["labels"] = paths["labels"].with_suffix(".tif")
+        paths["labels"] = labels_path
         return PredictedFile(case.case_id, case.images, paths, "written", "band-by-band")
     image, meta = read_case_image(case)
     image = check_image(image, predictor, first)

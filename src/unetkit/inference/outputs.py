@@ -78,6 +78,8 @@ def _meta_for(meta: Optional[ImageMeta], path: Path) -> Optional[ImageMeta]:
         if path.name.lower().endswith((".nii", ".nii.gz"))
         else "tiff"
         if path.suffix.lower() in (".tif", ".tiff")
+        else "zarr"
+        if path.suffix.lower() == ".zarr"
         else "png"
     )
     return meta if same_format else None
@@ -132,7 +134,7 @@ def _reserve(path: Path) -> None:
     import errno
     import os
 
-    if not hasattr(os, "posix_fallocate"):
+    if not hasattr(os, "posix_fallocate") or path.is_dir():  # a zarr store allocates per chunk
         return
     with open(path, "r+b") as fh:
         try:
@@ -163,6 +165,8 @@ def _calibrated_memmap(
 class TiffBandSink(BandSink):
     """Writes labels (user values, uint8/16) and optional float32 probabilities into uncompressed
     TIFF memory maps band by band, releasing pages as it goes; files appear complete or not at all.
+    Labels whose path ends in ``.zarr`` go into an OME-Zarr label image instead (chunk-compressed,
+    :func:`~unetkit.io.ome_zarr.create_ome_zarr`).
 
     ``tifffile.memmap`` writes ImageJ hyperstacks, so each file is calibrated as
     :func:`write_labels` / :func:`write_probabilities` write theirs (pixel size from ``spacing`` and
@@ -199,9 +203,22 @@ class TiffBandSink(BandSink):
         shape = tuple(int(n) for n in shape)
         values = label_map.values if label_map is not None else range(max(num_classes, 2))
         try:
-            self.labels = _calibrated_memmap(
-                self._paths[0][1], shape, dtype, spacing, spacing_unit, (0, max(max(values), 1))
-            )
+            if labels_path.name.lower().endswith(".zarr"):  # an OME-Zarr label image, chunk-wise
+                from ..io.ome_zarr import create_ome_zarr
+
+                self.labels = create_ome_zarr(
+                    self._paths[0][1],
+                    shape,
+                    dtype,
+                    channels=False,
+                    spacing=spacing,
+                    unit=spacing_unit,
+                    label=True,
+                )
+            else:
+                self.labels = _calibrated_memmap(
+                    self._paths[0][1], shape, dtype, spacing, spacing_unit, (0, max(max(values), 1))
+                )
             if prob_path is not None:
                 self._paths.append((prob_path, temp_path(prob_path)))
                 k = max(num_classes, 2)
@@ -240,11 +257,15 @@ class TiffBandSink(BandSink):
         import os
 
         for arr in (self.labels, self.probs):
-            if arr is not None:
+            if arr is not None and hasattr(arr, "flush"):  # memory maps; zarr writes as it goes
                 arr.flush()
         self.labels = self.probs = None
         try:
             for final, partial in self._paths:
+                if partial.is_dir() and final.exists():  # --overwrite of a zarr store
+                    import shutil
+
+                    shutil.rmtree(final)
                 os.replace(partial, final)
         except OSError as exc:
             self.abort()
@@ -253,6 +274,11 @@ class TiffBandSink(BandSink):
     def abort(self) -> None:
         """Drop the memory maps and delete the unfinished files (after a failure or an interrupt)."""
         self.labels = self.probs = None
+        import shutil
+
         for _, partial in self._paths:
             with contextlib.suppress(OSError):
-                partial.unlink(missing_ok=True)
+                if partial.is_dir():
+                    shutil.rmtree(partial)
+                else:
+                    partial.unlink(missing_ok=True)

@@ -35,8 +35,8 @@ LABEL_SUFFIX = {
     ".nii": ".nii.gz",
     ".nii.gz": ".nii.gz",
     ".npy": ".tif",
-    ".zarr": ".tif",
-    ".ome.zarr": ".tif",
+    ".zarr": ".ome.zarr",
+    ".ome.zarr": ".ome.zarr",
 }
 #: Label suffix of an input suffix not in :data:`LABEL_SUFFIX`.
 DEFAULT_LABEL_SUFFIX = ".tif"

@@ -35,6 +35,9 @@ What each format stores (anything else is refused with a :class:`~unetkit.errors
   back as one slice, ``(X, Y, 1)`` or ``(X, Y, 1, C)`` (any channel count), like the file it came
   from; other 2D arrays as ``(X, Y)``.
 * **NumPy** (``.npy``): any array as it is, channel first ``(C, *spatial)``.
+* **OME-Zarr** (``.zarr``/``.ome.zarr`` folders, NGFF 0.5, zarr v3): a one-channel integer array as
+  a label image (axes ``yx``/``zyx``, ``image-label``), anything else with a ``c`` axis; spacing as
+  the scale, its unit as NGFF's (:mod:`unetkit.io.ome_zarr`).
 * **JPEG** and **GIF** are not written (lossy / palette-only): use PNG.
 """
 
@@ -114,8 +117,13 @@ def write_image(
             f"cannot write {arr.dtype} data: only bool, integer and float images are supported",
             path,
         )
-    if fmt == "zarr":
-        raise DataError("unetkit does not write zarr stores yet; use .tif or .npy", path)
+    if fmt == "zarr":  # a folder: written whole under a temporary name, then renamed
+        from ..utils import atomic_dir
+        from .ome_zarr import write_ome_zarr
+
+        with atomic_dir(path) as tmp:
+            write_ome_zarr(tmp, arr, meta)
+        return path
     if fmt in ("jpeg", "gif"):
         raise DataError(
             f"unetkit does not write {fmt.upper()} files ({'lossy' if fmt == 'jpeg' else 'palette-only'}); "
