@@ -50,6 +50,25 @@ PERCENTILE = {
     "stats": {},
 }
 POSTPROCESS = {"steps": [{"name": "remove_small", "label": 1, "min_size": 4}], "connectivity": 1}
+FINGERPRINT = {  # what a planned run stores (Fingerprint.to_dict()), reduced to one class
+    "cases": 12,
+    "spatial_dims": 2,
+    "sizes": {"median": [64, 64], "min": [60, 64], "max": [70, 64]},
+    "spacing": None,
+    "channels": 1,
+    "grey_as_colour": False,
+    "intensity": [{"mean": 120.0, "std": 40.0, "p0_5": 20.0, "p99_5": 230.0}],
+    "label_values": [0, 128, 255],
+    "class_fraction": [0.7, 0.2, 0.1],
+    "objects": {},
+    "touching_fraction": 0.0,
+    "seconds": 0.5,
+}
+EXTRA = {
+    "postprocess": POSTPROCESS,
+    "plan": {"fingerprint": FINGERPRINT},
+    "best": {"epoch": 7, "metric": "val_dice", "value": 0.875},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -99,7 +118,7 @@ def make_checkpoint(path, name, normalization, spatial_dims=2, patch=32, **model
         label_map=LABELS,
         normalization=normalization,
         patch_size=[patch] * spatial_dims,
-        extra={"postprocess": POSTPROCESS},
+        extra=EXTRA,
         with_rng=False,
     )
 
@@ -175,6 +194,8 @@ def test_same_padding_package_passes_bioimageio_test_and_reads_back(same2d):
     assert cfg["format"] == "unetkit-bioimageio" and cfg["label_map"] == LABELS
     assert cfg["normalization"] == PER_IMAGE and cfg["postprocess"] == POSTPROCESS
     assert "## Validation" in readme and "DeepImageJ" in readme and "QuPath" in readme
+    assert "- 12 cases, 2D, sizes median 64×64 (min 60×64 … max 70×64) (H×W)" in readme
+    assert "- best validation val_dice 0.875 at epoch 7" in readme
     # the test output is unetkit's own prediction of the test input (fp32, whole image)
     predictor = Predictor.from_checkpoint(same2d.ckpt, device="cpu", precision="fp32")
     assert test_in.shape == (1, 1, 32, 32) and test_out.shape == (1, 3, 32, 32)
@@ -211,6 +232,18 @@ def test_valid_padding_package_has_the_offset_and_predicts_as_unetkit(valid2d):
     expected = ours.predict_proba(image)
     assert theirs.shape == expected.shape == (3, 36, 28)
     assert float(np.abs(theirs - expected).max()) <= TOL
+    # read back: the rule from the axes is the net's own, and unetkit's tiling of the package agrees
+    model = create_model("unet-original", features=(4, 8, 16))
+    assert bio.load_package(valid2d.zip).rule == model.size_rule()
+    packaged = bio.package_predictor(valid2d.zip, backend="onnxruntime", tile=[56, 52], threads=1)
+    reference = Predictor.from_checkpoint(
+        valid2d.ckpt, device="cpu", precision="fp32", tile=[56, 52]
+    )
+    assert (
+        packaged.plan((36, 28)) == reference.plan((36, 28))
+        and len(reference.plan((36, 28)).grid().tiles) > 1
+    )
+    assert float(np.abs(packaged.predict_proba(image) - expected).max()) <= TOL
 
 
 def test_3d_package_with_percentile_preprocessing(tmp_path):
@@ -397,8 +430,8 @@ def test_bad_packages_are_one_line_errors(tmp_path, capsys):
     for path, message in cases:
         assert main(["predict", str(path), str(image), "-o", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err
-        assert err == f"unetkit predict: error: {path}: {message}" + err.split(message, 1)[1]
-        assert err.count("\n") == 1
+        assert err.startswith(f"unetkit predict: error: {path}: {message}")
+        assert err.count("\n") == 1 and err.endswith("\n")
     bad_axes = tmp_path / "axes.zip"
     with zipfile.ZipFile(bad_axes, "w") as z:
         z.writestr("rdf.yaml", "type: model\nformat_version: 0.5.12\n")
