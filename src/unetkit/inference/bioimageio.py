@@ -451,17 +451,18 @@ def _describe_preprocessing(steps: list[dict]) -> str:
     return "; then ".join(parts)
 
 
-def _readme(info: dict) -> str:
+def _readme(
+    *, name, description, meta, rule, class_names, preprocessing, opset, training, cite
+) -> str:
     """The package's documentation (markdown): what, trained on what, how to use, how validated."""
-    meta, rule = info["meta"], info["rule"]
-    lines = [f"# {info['name']}", "", info["description"], "", "## Model", ""]
+    lines = [f"# {name}", "", description, "", "## Model", ""]
     model = meta["model"]
     lines += [
         f"- Architecture: `{model.get('preset') or model.get('class')}` ({model.get('class')}, "
         f"{meta['spatial_dims']}D), trained with unetkit {meta['unetkit_version']}.",
         f"- Input `{INPUT_ID}`: {meta['in_channels']} channel(s), float32; spatial size "
         f"{rule.describe()}.",
-        f"- Output `{OUTPUT_ID}`: one channel per class ({', '.join(info['class_names'])}), "
+        f"- Output `{OUTPUT_ID}`: one channel per class ({', '.join(class_names)}), "
         + (
             "the same size as the input."
             if not any(rule.shrink)
@@ -469,7 +470,7 @@ def _readme(info: dict) -> str:
             "convolutions: the output covers the input's centre; pad the image by half of that "
             "on each side, mirrored, to predict it whole)."
         ),
-        f"- Preprocessing: {_describe_preprocessing(info['preprocessing'])}.",
+        f"- Preprocessing: {_describe_preprocessing(preprocessing)}.",
         "- Postprocessing: "
         + (
             "sigmoid (probability of the foreground)."
@@ -477,7 +478,7 @@ def _readme(info: dict) -> str:
             else "softmax over the classes; the label of a pixel is its most probable class."
         ),
         f"- Weights: TorchScript (traced, PyTorch {torch.__version__}) and ONNX (opset "
-        f"{info['opset']}), checked against the PyTorch model when exported.",
+        f"{opset}), checked against the PyTorch model when exported.",
     ]
     label_map = meta.get("label_map") or {}
     if label_map.get("values"):
@@ -486,7 +487,7 @@ def _readme(info: dict) -> str:
         )
         lines.append(f"- Label map (class → mask value): {pairs}.")
     lines += ["", "## Training data", ""]
-    lines += [f"- {line}" for line in info["training"]] or ["- Not recorded in the checkpoint."]
+    lines += [f"- {line}" for line in training] or ["- Not recorded in the checkpoint."]
     lines += [
         "",
         "## How to use",
@@ -518,7 +519,7 @@ def _readme(info: dict) -> str:
         "",
         "## Citations",
         "",
-        *[f"- {c['text']}. doi:{c['doi']}" for c in info["cite"]],
+        *[f"- {c['text']}. doi:{c['doi']}" for c in cite],
         "",
     ]
     return "\n".join(lines)
@@ -856,18 +857,18 @@ def export_bioimageio(
             opset=opset,
             config=config,
         )
-        info = {
-            "name": name,
-            "description": description,
-            "meta": meta,
-            "rule": rule,
-            "class_names": names,
-            "preprocessing": preprocessing,
-            "opset": opset,
-            "training": _training_lines(ckpt),
-            "cite": cite,
-        }
-        (tmp / "README.md").write_text(_readme(info), encoding="utf-8")
+        readme = _readme(
+            name=name,
+            description=description,
+            meta=meta,
+            rule=rule,
+            class_names=names,
+            preprocessing=preprocessing,
+            opset=opset,
+            training=_training_lines(ckpt),
+            cite=cite,
+        )
+        (tmp / "README.md").write_text(readme, encoding="utf-8")
         descr = _validated(rdf, tmp, output)
         with atomic_path(output) as tmp_zip:
             spec.save_bioimageio_package(descr, output_path=tmp_zip)
