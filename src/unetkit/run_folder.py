@@ -119,8 +119,9 @@ def run_checkpoints(folder: PathLike) -> list[Path]:
 
 def model_files(spec: str) -> list[Path]:
     """The model files that ``unetkit predict``'s MODEL argument names: a checkpoint (``.pt``), an
-    exported ``.onnx``, a run folder (see :func:`run_checkpoints`), or several of these joined by
-    commas (``a.pt,b.pt``; a path that exists is never split, commas and all).
+    exported ``.onnx``, a bioimage.io package (``.zip``), a run folder (see
+    :func:`run_checkpoints`), or several of these joined by commas (``a.pt,b.pt``; a path that
+    exists is never split, commas and all).
 
     Raises:
         DataError: a file or folder that does not exist or stands for no checkpoint, naming it.
@@ -133,9 +134,8 @@ def model_files(spec: str) -> list[Path]:
             continue
         path = Path(part)
         if not path.exists():
-            raise DataError(
-                "ONNX model not found" if path.suffix == ".onnx" else "checkpoint not found", path
-            )
+            kind = {".onnx": "ONNX model", ".zip": "bioimage.io package"}
+            raise DataError(f"{kind.get(path.suffix.lower(), 'checkpoint')} not found", path)
         files += run_checkpoints(path) if path.is_dir() else [path]
     if not files:
         raise DataError("no model named: give a checkpoint, a run folder or a.pt,b.pt", text)

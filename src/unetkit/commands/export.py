@@ -1,4 +1,5 @@
-"""``unetkit export CHECKPOINT``: write the model as ONNX or TorchScript and check it against PyTorch."""
+"""``unetkit export CHECKPOINT``: write the model as ONNX, TorchScript or a bioimage.io package and
+check it (against PyTorch; a package also with bioimage.io's own test)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,29 @@ examples:
   unetkit export best.pt --format torchscript --output unet.torchscript.pt
   unetkit export best.pt --input-size 572                           # trace size (valid-padding U-Net)
   unetkit export best.pt --input-size 64,128,128 --opset 18 --no-check
+  unetkit export best.pt --format bioimageio --output nuclei.zip --author "Ada Lovelace"
 
 The ONNX file has a dynamic batch axis, and dynamic spatial axes where the model's traced graph
 generalises (checked at a second size); the unetkit metadata (label map, normalisation, tile size,
 valid input sizes) is stored in it. ONNX export needs: pip install unetkit[export]
+
+--format bioimageio writes a bioimage.io model package (.zip) for Fiji/deepImageJ, ilastik, QuPath
+and napari: TorchScript and ONNX weights, the training normalisation as bioimage.io preprocessing,
+softmax as postprocessing, test tensors, a cover, a README and citations; it is tested with
+bioimageio.core before it is written (offline). Authors default to your login name, the licence
+to CC-BY-4.0 (the model zoo's usual one for weights). Needs: pip install 'unetkit[bioimageio]'
 """
 
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "bioimageio": ".bioimageio.zip"}
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "export",
-        help="export a checkpoint to ONNX or TorchScript (checked against PyTorch)",
-        description="Export a checkpoint's model (logits output, eval mode) to ONNX or TorchScript, "
-        "then run the written file at two input shapes and compare it with PyTorch.",
+        help="export a checkpoint to ONNX, TorchScript or a bioimage.io package (checked)",
+        description="Export a checkpoint's model (logits output, eval mode) to ONNX, TorchScript "
+        "or a bioimage.io package, then run the written file at two input shapes and compare it "
+        "with PyTorch.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -33,7 +42,9 @@ def add_parser(sub) -> None:
         "--format", choices=tuple(SUFFIXES), default="onnx", help="output format (default onnx)"
     )
     p.add_argument(
-        "--output", "-o", help="file to write (default: CHECKPOINT with .onnx / .torchscript.pt)"
+        "--output",
+        "-o",
+        help="file to write (default: CHECKPOINT with .onnx / .torchscript.pt / .bioimageio.zip)",
     )
     p.add_argument(
         "--input-size",
@@ -45,6 +56,21 @@ def add_parser(sub) -> None:
     p.add_argument("--no-check", action="store_true", help="skip the comparison with PyTorch")
     p.add_argument(
         "--threads", type=int, help="onnxruntime threads for the check (default: all cores)"
+    )
+    bio = p.add_argument_group("bioimage.io package (--format bioimageio)")
+    bio.add_argument(
+        "--author",
+        action="append",
+        help="an author's name; repeat for several (default: your login name)",
+    )
+    bio.add_argument(
+        "--license", default="CC-BY-4.0", help="SPDX licence of the weights (default CC-BY-4.0)"
+    )
+    bio.add_argument("--name", help="model name shown on bioimage.io (default from the model)")
+    bio.add_argument("--tag", action="append", default=[], help="an extra tag; repeatable")
+    bio.add_argument(
+        "--sample",
+        help="an image for the test tensors and the cover (default: a seeded synthetic one)",
     )
     p.set_defaults(run=run)
 
@@ -88,6 +114,11 @@ def run(args) -> int:
                 f"--input-size must be integers like 256 or 64,128,128, got {args.input_size!r}"
             )
 
+    if args.format == "bioimageio":
+        return _bioimageio(args, output, size)
+    if args.author or args.name or args.tag or args.sample:
+        raise ConfigError("--author, --name, --tag and --sample apply to --format bioimageio only")
+
     from ..inference import export as ex
 
     if args.format == "onnx":
@@ -111,5 +142,32 @@ def run(args) -> int:
         report = ex.export_torchscript(
             args.checkpoint, output, input_size=size, check=not args.no_check
         )
+    print(report.describe())
+    return 0
+
+
+def _bioimageio(args, output: str, size) -> int:
+    from ..errors import ConfigError
+
+    if args.static:
+        raise ConfigError(
+            "--static applies to ONNX only (a bioimage.io package keeps dynamic axes)"
+        )
+    from ..inference.bioimageio import export_bioimageio, require_bioimageio
+
+    require_bioimageio("bioimageio.core", "onnx", "onnxruntime")  # before the model is built
+    report = export_bioimageio(
+        args.checkpoint,
+        output,
+        input_size=size,
+        authors=args.author,
+        license=args.license,
+        name=args.name,
+        tags=args.tag,
+        sample=args.sample,
+        opset=args.opset,
+        check=not args.no_check,
+        threads=args.threads,
+    )
     print(report.describe())
     return 0

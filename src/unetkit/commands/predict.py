@@ -10,6 +10,7 @@ examples:
   unetkit predict runs/unet-x/checkpoints/best.pt data/test --output preds
   unetkit predict best.pt big_slide.tif --output preds --probabilities --overlay --tta
   unetkit predict model.onnx data/test --output preds --backend onnxruntime
+  unetkit predict model.zip data/test --output preds            # a bioimage.io package
   unetkit predict best.pt data/val/images --output preds --truth data/val/masks   # then evaluate
   unetkit predict runs/unet-x data/test --output preds          # a run folder: its best.pt, or
                                                                 # every fold's of a --folds run
@@ -68,8 +69,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "model",
-        help="checkpoint (.pt) written by unetkit train, an exported .onnx, a run folder, or "
-        "several joined by commas (a.pt,b.pt): their probabilities are averaged",
+        help="checkpoint (.pt) written by unetkit train, an exported .onnx, a bioimage.io package "
+        "(.zip), a run folder, or several joined by commas (a.pt,b.pt): their probabilities are "
+        "averaged",
     )
     p.add_argument("inputs", nargs="+", help="image files and/or folders")
     p.add_argument("--output", "-o", required=True, help="folder for the outputs")
@@ -199,6 +201,13 @@ def _one_predictor(model_path, args, common: dict):
     from ..errors import ConfigError
     from ..inference.predictor import Predictor
 
+    if model_path.suffix.lower() == ".zip":  # a bioimage.io package: its weights, our tiling
+        from ..inference.bioimageio import package_predictor
+        from ..inference.postprocess import PostProcessing
+
+        if args.postprocess == "none":
+            common["postprocess"] = PostProcessing()
+        return package_predictor(model_path, args.backend, args.device, args.precision, **common)
     if args.backend == "onnxruntime" or model_path.suffix == ".onnx":
         try:
             from ..inference.export import OnnxRunner
