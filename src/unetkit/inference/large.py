@@ -75,6 +75,8 @@ def predict_large(
     sink: BandSink,
     progress: Optional[Callable[[int], None]] = None,
     path: Optional[Path] = None,
+    rows: Optional[tuple] = None,
+    normalizer=None,
 ) -> None:
     """Predict a lazily readable ``(C, H, W)`` image (rows) or ``(C, D, H, W)`` volume (slabs of
     slices along D) band by band into ``sink``.
@@ -85,6 +87,12 @@ def predict_large(
     is checked for NaN/inf values (a :class:`DataError` naming ``path``, the source file).
     ``predictor`` may be an :class:`~unetkit.inference.ensemble.EnsemblePredictor`: the sink then
     receives the mean of its members' probabilities.
+
+    ``rows = (r0, r1)`` predicts only that block of rows (slices) with the tiles that touch it,
+    each pixel the same sum of the same tiles as the whole image gives, so blocks predicted apart
+    (on several workers) make exactly the whole image; the sink then gets rows ``r0 … r1``.
+    ``normalizer``: the whole image's frozen normaliser (:func:`freeze_normalizer`), so blocks do
+    not each read the whole image for its statistics.
     """
     from ..data.dataset import require_finite
     from .ensemble import EnsemblePredictor
@@ -105,11 +113,20 @@ def predict_large(
         )
     shape = source.shape[1:]
     plan = predictor.plan(shape)  # an ensemble whose members tile or normalise apart stops here
-    norm = freeze_normalizer(predictor.normalizer, source)
+    norm = normalizer if normalizer is not None else freeze_normalizer(predictor.normalizer, source)
     to_probabilities = (
         predictor.probabilities if isinstance(predictor, EnsemblePredictor) else probabilities
     )
     grid = plan.grid()
+    first_row, last_row = 0, shape[0]
+    if rows is not None:
+        first_row, last_row = max(0, int(rows[0])), min(shape[0], int(rows[1]))
+        if last_row <= first_row:
+            raise ConfigError(f"rows {rows} hold no row of an image of {shape[0]}")
+        touching = [
+            t for t in grid.tiles if t.output[0].start < last_row and t.output[0].stop > first_row
+        ]
+        grid = grid._replace(tiles=touching)
     fold = [mirror_indices(n, b, a) for n, b, a in zip(shape, grid.pad_before, grid.pad_after)]
 
     def read(tile: tuple) -> np.ndarray:
@@ -126,7 +143,15 @@ def predict_large(
         return np.ascontiguousarray(band, dtype=np.float32)
 
     def emit(y0: int, logits: np.ndarray) -> None:
-        sink.write(y0, to_probabilities(torch.from_numpy(logits)).numpy())
+        # row by row: softmax kernels round differently with the array's length (vector tails), so
+        # a fixed row shape makes a row's probabilities the same bits in any band or block
+        rows, probs = torch.from_numpy(logits), None
+        for i in range(rows.shape[1]):
+            p = to_probabilities(rows[:, i : i + 1]).numpy()
+            if probs is None:  # classes, not logit channels (one logit: two classes; ensembles)
+                probs = np.empty((p.shape[0], *logits.shape[1:]), dtype=np.float32)
+            probs[:, i : i + 1] = p
+        sink.write(y0, probs)
         if progress:
             progress(logits.shape[1])
 
@@ -135,8 +160,8 @@ def predict_large(
         predictor.tile_function(square=len(set(plan.in_tile)) == 1),
         grid,
         read,
-        lambda k: Stitcher((k, *shape), band_rows=grid.band_rows()),
+        lambda k: Stitcher((k, *shape), band_rows=grid.band_rows(), first_row=first_row),
         predictor.batch_size,
-        row_done=lambda st, until: st.flush(until, emit),
+        row_done=lambda st, until: st.flush(min(until, last_row), emit),
     )
     sink.close()

@@ -483,6 +483,8 @@ class Stitcher:
         out: optional buffer of that shape for the weighted sums, then the result.
         weight_out: optional ``(*spatial)`` buffer for the weight sums.
         band_rows: band mode with this many buffered rows (at least the tiles' output height).
+        first_row: band mode: keep rows from this one on (a window of the result, for predicting
+            a block of rows on its own: the parts of tiles above it are dropped).
 
     Example:
         >>> st = Stitcher((1, 4))
@@ -497,6 +499,7 @@ class Stitcher:
         out: Any = None,
         weight_out: Any = None,
         band_rows: Optional[int] = None,
+        first_row: int = 0,
     ):
         self.shape = tuple(int(s) for s in shape)
         if len(self.shape) < 2 or min(self.shape) < 1:
@@ -505,8 +508,10 @@ class Stitcher:
             )
         self.torch = isinstance(out, torch.Tensor)
         #: band mode: the buffers hold rows ``[start, start + band_rows)`` of the first spatial axis
-        self.start = 0
+        self.start = self.first_row = int(first_row)
         self.band_rows = None if band_rows is None else min(int(band_rows), self.shape[1])
+        if self.first_row and self.band_rows is None:
+            raise ConfigError("first_row is for a band Stitcher (band_rows=…)")
         if self.band_rows is not None:
             if out is not None or weight_out is not None or self.band_rows < 1:
                 raise ConfigError("a band Stitcher keeps its own buffers; band_rows must be ≥ 1")
@@ -576,6 +581,8 @@ class Stitcher:
                     f"slices {tuple(slices)} do not match the tile's spatial shape {tuple(tile.shape[1:])}"
                 )
             lo, hi = max(start, 0), min(stop, size)
+            if axis == 0:
+                lo = max(lo, self.first_row)  # above a block's window: not this block's rows
             if hi <= lo:
                 return  # entirely outside the result
             offset = self.start if axis == 0 else 0
