@@ -4,6 +4,7 @@ array shares are disjoint and complete."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import subprocess
@@ -45,8 +46,21 @@ def job(tmp_path_factory):
         Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8)).save(images / f"im{i}.png")
     factory = functools.partial(Predictor.from_checkpoint, ckpt, precision="fp32")
     single = root / "single"
-    predict_files(factory(), [images], single, probabilities="tiff", progress=False)
+    with one_thread():  # as each worker runs: convolutions sum in the same order, same bits
+        predict_files(factory(), [images], single, probabilities="tiff", progress=False)
     return root, ckpt, images, factory, single
+
+
+@contextlib.contextmanager
+def one_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -91,11 +105,11 @@ def test_dask_outputs_equal_one_process_byte_for_byte(job, client, tmp_path):
 class _DieOnce(distributed.WorkerPlugin):
     """Kills the first worker that starts a prediction task (only one: an exclusive marker file)."""
 
-    def __init__(self, marker: str):
-        self.marker = marker
+    def __init__(self, marker: str, prefix: str = "unetkit-predict"):
+        self.marker, self.prefix = marker, prefix
 
     def transition(self, key, start, finish, **kwargs):
-        if finish == "executing" and str(key).startswith("unetkit-predict"):
+        if finish == "executing" and str(key).startswith(self.prefix):
             try:
                 os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))
             except FileExistsError:
@@ -139,9 +153,10 @@ def test_shares_predicted_apart_make_the_whole_job(job, tmp_path):
     _, _, images, factory, single = job
     pred = factory()
     for i in range(3):
-        predict_files(
-            pred, [images], tmp_path / "p", probabilities="tiff", progress=False, part=(i, 3)
-        )
+        with one_thread():
+            predict_files(
+                pred, [images], tmp_path / "p", probabilities="tiff", progress=False, part=(i, 3)
+            )
     _same_files(single, tmp_path / "p")
 
 
@@ -182,3 +197,64 @@ def test_bad_addresses_are_one_line_errors():
         connect("myhost:8786")
     with pytest.raises(DataError, match=r"tcp://127\.0\.0\.1:9: cannot reach the Dask scheduler"):
         connect("tcp://127.0.0.1:9", timeout="1s")
+
+
+def test_one_huge_zarr_image_by_blocks_equals_one_process(job, client, tmp_path, monkeypatch):
+    """A zarr image predicted by blocks of rows on two workers (one worker killed in its first
+    block) gives the labels one process writes band by band, exactly; the output is valid OME-Zarr
+    with the input's pixel size."""
+    from unetkit.data.discovery import Case
+    from unetkit.inference import batch as batch_mod
+    from unetkit.inference.cluster import predict_files_dask, predict_image_blocks
+    from unetkit.io import read_image
+
+    zarr = pytest.importorskip("zarr")
+    _, ckpt, _, factory, _ = job
+    image = (np.random.default_rng(3).random((1, 301, 157)) * 255).astype(np.uint8)
+    path = tmp_path / "big.ome.zarr"
+    group = zarr.open_group(str(path), mode="w")
+    group.create_array("0", shape=image.shape, chunks=(1, 64, 64), dtype=image.dtype)[...] = image
+    axes = [{"name": "c", "type": "channel"}] + [
+        {"name": a, "type": "space", "unit": "micrometer"} for a in "yx"
+    ]
+    scale = [{"type": "scale", "scale": [1.0, 0.5, 0.5]}]
+    group.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": [
+            {"axes": axes, "datasets": [{"path": "0", "coordinateTransformations": scale}]}
+        ],
+    }
+    monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
+    with one_thread():
+        single = predict_files(factory(), [path], tmp_path / "single", progress=False)
+    assert single[0].mode == "band-by-band"
+    expected, _ = read_image(single[0].outputs["labels"])
+
+    marker = tmp_path / "died"
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with distributed.Client(cluster, set_as_default=False) as c:
+        c.register_plugin(_DieOnce(str(marker), prefix="unetkit-block"))
+        out = tmp_path / "blocks" / "big.ome.zarr"
+        out.parent.mkdir()
+        res = predict_image_blocks(
+            factory,
+            Case("big", [path]),
+            out,
+            c,
+            factory(),
+            threads=1,
+            rows_per_block=64,
+            progress=False,
+        )
+    cluster.close()
+    assert marker.exists() and res.mode == "blocks"
+    labels, meta = read_image(out)
+    np.testing.assert_array_equal(labels, expected)
+    assert meta.spacing == (0.5, 0.5)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["big.ome.zarr"]  # no partial store
+    # through predict_files_dask: a huge zarr image goes by blocks, the others by case
+    res = predict_files_dask(factory, [path], tmp_path / "routed", client, progress=False)
+    assert res[0].mode == "blocks"
+    np.testing.assert_array_equal(read_image(res[0].outputs["labels"])[0], expected)

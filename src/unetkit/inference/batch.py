@@ -117,6 +117,29 @@ def check_image(image: np.ndarray, predictor, path: Path) -> np.ndarray:
     return image
 
 
+def check_channels(predictor, source, path: Path) -> None:
+    """A lazily read image has the model's channel count, or a one-line :class:`DataError`."""
+    in_ch = getattr(predictor.model, "in_channels", source.shape[0])
+    if source.shape[0] != in_ch:
+        raise DataError(
+            f"the model expects {in_ch} channel(s), the image has {source.shape[0]} (shape "
+            f"{tuple(source.shape)}); convert it or use a model trained on such images",
+            path,
+        )
+
+
+def is_blockwise(case, probabilities=None, overlay=False, instances=None, **_) -> bool:
+    """A case a cluster predicts by blocks of rows: one huge zarr image whose only output is its
+    labels (an OME-Zarr store that several workers can fill at once)."""
+    first = case.images[0]
+    return (
+        len(case.images) == 1
+        and is_zarr_path(first)
+        and _is_large(first)
+        and not (probabilities or overlay or instances)
+    )
+
+
 def predict_files(
     predictor,
     inputs: Sequence[Union[str, Path]],
@@ -261,13 +284,7 @@ def predict_case(
         return PredictedFile(case.case_id, case.images, paths, "skipped")
     if len(case.images) == 1 and _is_large(first):
         source = open_lazy(first)
-        in_ch = getattr(predictor.model, "in_channels", source.shape[0])
-        if source.shape[0] != in_ch:
-            raise DataError(
-                f"the model expects {in_ch} channel(s), the image has {source.shape[0]} (shape "
-                f"{tuple(source.shape)}); convert it or use a model trained on such images",
-                first,
-            )
+        check_channels(predictor, source, first)
         # band by band, labels go into a TIFF memory map or, for zarr inputs, an OME-Zarr store
         labels_path = paths["labels"]
         if not labels_path.name.lower().endswith((".zarr", ".tif")):

@@ -7,6 +7,11 @@ the very function a single process runs, so the outputs are the same files, byte
 write straight into the output folder (shared storage on a real cluster), each file atomically, so a
 rerun skips finished cases and a killed worker never leaves a torn file.
 
+One huge zarr image (above 64 Mpx, labels only) is spread over the workers by blocks of rows
+instead (:func:`predict_image_blocks`): each block is predicted with the tiles that touch it and
+written into its own chunks of one OME-Zarr label image, which equals one process's band-by-band
+result exactly; finished blocks are marked, so a rerun does only the missing ones.
+
 Each worker builds its predictor once from a picklable ``factory`` (for the CLI:
 ``commands.predict.build_predictor`` with the command's arguments) and keeps it for every case it
 gets, so a model is loaded once per worker, not once per image.
@@ -17,6 +22,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
 
 from ..errors import ConfigError, DataError
 
@@ -39,6 +46,158 @@ def _predict_case_task(factory, token, threads, case, out_dir, options):
     from .batch import predict_case
 
     return predict_case(_worker_predictor(factory, token, threads), case, Path(out_dir), **options)
+
+
+class _LabelRowsSink:
+    """Band sink of one block: the labels of the rows it receives, into a shared zarr array (the
+    block's rows are whole chunks, so no two workers write the same chunk)."""
+
+    def __init__(self, array, label_map):
+        self.array, self.label_map = array, label_map
+
+    def write(self, y0: int, probs) -> None:
+        from .outputs import decode_labels
+
+        values = decode_labels(probs.argmax(axis=0), self.label_map)[0]
+        self.array[y0 : y0 + values.shape[0]] = values
+
+    def close(self) -> None:
+        pass
+
+
+def _predict_block_task(factory, token, threads, source_path, store, r0, r1, normalizer):
+    """Rows ``r0 … r1`` of one huge image into the shared output store (what a block task runs);
+    a marker file says the block is done, so a rerun skips it."""
+    import zarr
+
+    from ..io.lazy import open_lazy
+    from .large import predict_large
+
+    predictor = _worker_predictor(factory, token, threads)
+    source = open_lazy(source_path)
+    try:
+        array = zarr.open_group(store, mode="r+")["0"]
+        sink = _LabelRowsSink(array, predictor.label_map)
+        predict_large(predictor, source, sink, rows=(r0, r1), normalizer=normalizer)
+    finally:
+        if hasattr(source, "close") and not hasattr(source, "flush"):
+            source.close()
+    (Path(store) / _BLOCKS_DIR / f"{r0}-{r1}.done").touch()
+    return r1 - r0
+
+
+#: Folder inside an unfinished block-wise output store that holds one marker per finished block.
+_BLOCKS_DIR = "unetkit-blocks-done"
+
+
+def block_rows(shape: tuple, out_tile_rows: int, workers: int, chunk: int) -> int:
+    """Rows per block of a huge image: a whole number of output chunks (no two blocks share one),
+    at least 4 tile outputs high (a block boundary recomputes one row of tiles) and about
+    ``2 × workers`` blocks where the image is tall enough."""
+    want = max(4 * out_tile_rows, -(-shape[0] // max(2 * workers, 1)), 1)
+    return max(chunk, -(-want // chunk) * chunk)
+
+
+def predict_image_blocks(
+    factory: Callable,
+    case,
+    out_path: Path,
+    client,
+    predictor,
+    threads: Optional[int] = None,
+    rows_per_block: Optional[int] = None,
+    progress: bool = True,
+):
+    """One huge zarr image (or TIFF/npy) spread over the workers by blocks of rows, into one
+    OME-Zarr label image at ``out_path``: the labels of one process's band-by-band prediction,
+    exactly (:func:`~unetkit.inference.large.predict_large` ``rows=``).
+
+    The output is filled in a hidden store beside ``out_path`` (``.<name>.blocks.ome.zarr``) whose
+    finished blocks are marked, so a rerun after a failure predicts only the missing blocks; it is
+    renamed to ``out_path`` when every block is done.
+    """
+    import shutil
+
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    from ..io.lazy import open_lazy
+    from ..io.ome_zarr import create_ome_zarr
+    from .batch import PredictedFile, check_channels
+    from .large import freeze_normalizer
+
+    source_path = case.images[0]
+    source = open_lazy(source_path)
+    try:
+        check_channels(predictor, source, source_path)
+        shape = tuple(source.shape[1:])
+        grid = predictor.plan(shape).grid()
+        frozen = freeze_normalizer(predictor.normalizer, source)
+        meta = getattr(source, "meta", None)
+    finally:
+        if hasattr(source, "close") and not hasattr(source, "flush"):
+            source.close()
+    workers = max(1, len(client.scheduler_info()["workers"]))
+    step = rows_per_block or block_rows(
+        shape, grid.out_tile[0], workers, 512 if len(shape) == 2 else 32
+    )
+    dtype = np.dtype(predictor.label_map.dtype) if predictor.label_map is not None else np.uint8
+    store = out_path.parent / f".{out_path.name.split('.')[0]}.blocks.ome.zarr"
+    done_dir = store / _BLOCKS_DIR
+    if store.exists() and not done_dir.is_dir():
+        shutil.rmtree(store)  # not a block store unetkit left: start again
+    if not store.exists():
+        create_ome_zarr(
+            store,
+            shape,
+            dtype,
+            channels=False,
+            spacing=getattr(meta, "spacing", None),
+            unit=getattr(meta, "spacing_unit", None),
+            label=True,
+            chunks=(step, *[min(n, 512) for n in shape[1:]]),
+        )
+        done_dir.mkdir()
+    blocks = [(r, min(r + step, shape[0])) for r in range(0, shape[0], step)]
+    todo = [b for b in blocks if not (done_dir / f"{b[0]}-{b[1]}.done").exists()]
+    token = f"{id(factory)}-{os.getpid()}"
+    futures = [
+        client.submit(
+            _predict_block_task,
+            factory,
+            token,
+            threads,
+            str(source_path),
+            str(store),
+            r0,
+            r1,
+            frozen,
+            key=f"unetkit-block-{token}-{case.case_id}-{r0}",
+            pure=False,
+        )
+        for r0, r1 in todo
+    ]
+    bar = tqdm(
+        total=shape[0],
+        initial=shape[0] - sum(b - a for a, b in todo),
+        desc=case.case_id,
+        unit="row",
+        disable=not progress,
+    )
+    try:
+        with client.as_current():
+            for future in as_completed(futures):
+                bar.update(future.result())
+    except BaseException:
+        client.cancel(futures)
+        raise
+    finally:
+        bar.close()
+    shutil.rmtree(done_dir)
+    if out_path.exists():
+        shutil.rmtree(out_path)
+    os.replace(store, out_path)
+    return PredictedFile(case.case_id, case.images, {"labels": out_path}, "written", "blocks")
 
 
 def _worker_ready() -> str:
@@ -128,8 +287,10 @@ def predict_files_dask(
     from distributed import as_completed
     from tqdm import tqdm
 
+    from ..io.naming import prediction_paths
+    from ..io.readers import split_suffix
     from ..utils import output_folder, remove_stale_temp_files
-    from .batch import plan_cases
+    from .batch import PredictedFile, is_blockwise, plan_cases
 
     out_dir = Path(out_dir)
     predictor = predictor if predictor is not None else factory()
@@ -145,8 +306,20 @@ def predict_files_dask(
     )
     token = f"{id(factory)}-{os.getpid()}"
     results: list = [None] * len(cases)
+    blockwise = [i for i, case in enumerate(cases) if is_blockwise(case, **options)]
     with output_folder(out_dir), client.as_current():
         remove_stale_temp_files(out_dir)
+        for i in blockwise:  # huge zarr images: each spread over the workers by blocks of rows
+            case = cases[i]
+            labels = prediction_paths(out_dir, case.case_id, split_suffix(case.images[0])[1])[
+                "labels"
+            ]
+            if labels.exists() and not overwrite:
+                results[i] = PredictedFile(case.case_id, case.images, {"labels": labels}, "skipped")
+                continue
+            results[i] = predict_image_blocks(
+                factory, case, labels, client, predictor, threads, progress=progress
+            )
         futures = {
             client.submit(
                 _predict_case_task,
@@ -160,8 +333,9 @@ def predict_files_dask(
                 pure=False,
             ): i
             for i, case in enumerate(cases)
+            if i not in blockwise
         }
-        bar = tqdm(total=len(cases), desc="predict", unit="image", disable=not progress)
+        bar = tqdm(total=len(futures), desc="predict", unit="image", disable=not progress)
         try:
             for future in as_completed(futures):
                 results[futures[future]] = future.result()  # a task's DataError is raised here

@@ -97,9 +97,11 @@ def create_ome_zarr(
     spacing: Optional[Sequence[float]] = None,
     unit: Optional[str] = None,
     label: bool = False,
+    chunks: Optional[Sequence[int]] = None,
 ):
     """A new OME-Zarr group at ``path`` (which must not exist) with an empty level-0 array of
-    ``shape`` (``(C, *spatial)`` with ``channels``, else ``spatial``); returns that array to fill."""
+    ``shape`` (``(C, *spatial)`` with ``channels``, else ``spatial``; ``chunks`` default
+    :func:`default_chunks`); returns that array to fill."""
     zarr = _zarr()
     shape = tuple(int(n) for n in shape)
     group = zarr.open_group(str(path), mode="w-", zarr_format=3)
@@ -107,7 +109,7 @@ def create_ome_zarr(
     array = group.create_array(
         "0",
         shape=shape,
-        chunks=default_chunks(shape, channels),
+        chunks=tuple(chunks) if chunks is not None else default_chunks(shape, channels),
         dtype=np.dtype(dtype),
         fill_value=0,
         dimension_names=(["c"] if channels else []) + list("zyx"[-spatial_dims:]),  # NGFF 0.5 asks
