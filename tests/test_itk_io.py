@@ -4,6 +4,7 @@ SimpleITK's own reader; DICOM folder rules; one-line errors; predict keeps the i
 from __future__ import annotations
 
 import json
+import locale
 import re
 import sys
 
@@ -215,7 +216,20 @@ SERIES_UID = "1.2.826.0.1.3680043.2.1125.7.1"
 
 
 def write_series(image, folder, series_uid=SERIES_UID, prefix="IM", slices=None):
-    """One file per slice with the tags a series reader needs (SimpleITK's DicomSeriesFromArray)."""
+    """One file per slice with the tags a series reader needs (SimpleITK's DicomSeriesFromArray).
+
+    GDCM's writer leaves the process in the C locale, which would make Python's default text
+    encoding ASCII for every later test; the locale is restored. (unetkit only reads DICOM, which
+    leaves the locale alone.)
+    """
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        return _write_series(image, folder, series_uid, prefix, slices)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_series(image, folder, series_uid, prefix, slices):
     folder.mkdir(parents=True, exist_ok=True)
     writer = sitk.ImageFileWriter()
     writer.KeepOriginalImageUIDOn()
@@ -242,7 +256,9 @@ def write_series(image, folder, series_uid=SERIES_UID, prefix="IM", slices=None)
 def test_dicom_series_keeps_voxels_and_geometry(tmp_path):
     vol = volume("int16")
     folder = write_series(itk_image(vol), tmp_path / "3.000000-CT chest-90451")
+    encoding = locale.getpreferredencoding(False)
     arr, meta = read_image(folder)
+    assert locale.getpreferredencoding(False) == encoding  # reading leaves the locale alone
     assert arr.shape == (1, *SHAPE) and arr.dtype == np.int16
     np.testing.assert_array_equal(arr[0], vol)
     assert meta.format == "dicom" and meta.path == str(folder)
