@@ -136,17 +136,17 @@ def read_itk(path: Path, fmt: str) -> tuple[np.ndarray, ImageMeta]:
         image = reader.Execute()
     except RuntimeError as exc:
         raise DataError(
-            f"unreadable or truncated {fmt_label(fmt)} file ({_itk_detail(exc)})", path
+            f"unreadable or truncated {_format_name(fmt)} file ({_itk_detail(exc)})", path
         ) from None
-    return _to_array(sitk, image, path)
+    return _image_to_array(sitk, image, path)
 
 
-def fmt_label(fmt: str) -> str:
+def _format_name(fmt: str) -> str:
     """The name of ``fmt`` in messages: ``"NRRD"``, ``"MetaImage"``, ``"DICOM"``."""
     return {"nrrd": "NRRD", "metaimage": "MetaImage", DICOM: "DICOM"}.get(fmt, fmt.upper())
 
 
-def _to_array(sitk: Any, image: Any, path: Path) -> tuple[np.ndarray, ImageMeta]:
+def _image_to_array(sitk: Any, image: Any, path: Path) -> tuple[np.ndarray, ImageMeta]:
     """A SimpleITK image → ``(C, *spatial)`` array and its :class:`ImageMeta` geometry."""
     dims = image.GetDimension()
     if dims not in (2, 3):
@@ -209,7 +209,7 @@ def write_itk(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[I
         arr = arr.astype(np.uint8)
     if str(arr.dtype) not in _WRITE_DTYPES:
         raise DataError(
-            f"cannot store {arr.dtype} data in a {fmt_label(fmt)} file (it holds "
+            f"cannot store {arr.dtype} data in a {_format_name(fmt)} file (it holds "
             f"{', '.join(_WRITE_DTYPES)}); convert it, e.g. to float32",
             path,
         )
@@ -232,7 +232,7 @@ def write_itk(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[I
         writer.Execute(image)
     except RuntimeError as exc:
         raise DataError(
-            f"cannot write the {fmt_label(fmt)} file ({_itk_detail(exc)})", path
+            f"cannot write the {_format_name(fmt)} file ({_itk_detail(exc)})", path
         ) from None
 
 
@@ -364,7 +364,7 @@ def read_dicom_series(folder: Path) -> tuple[np.ndarray, ImageMeta]:
         image = reader.Execute()
     except RuntimeError as exc:
         raise DataError(f"unreadable DICOM series ({_itk_detail(exc)})", folder) from None
-    return _to_array(sitk, image, folder)
+    return _image_to_array(sitk, image, folder)
 
 
 def _check_slices(sitk: Any, folder: Path, files: tuple) -> None:
@@ -425,7 +425,6 @@ __all__ = [
     "FILE_FORMATS",
     "GEOMETRY_FORMATS",
     "ONE_FILE_SUFFIX",
-    "fmt_label",
     "geometry_from_affine",
     "is_dicom_folder",
     "nifti_affine",
