@@ -363,9 +363,11 @@ def test_problem_non_image_file_and_empty_folder(tmp_path):
     report = check_dataset(empty)
     assert report.problems == [
         f"{empty / 'images'}: no image files in the folder (supported: .nii.gz, .nii, "
-        ".ome.tiff, .ome.tif, .tiff, .tif, .png, .jpg, .jpeg, .bmp, .gif, .npy, .ome.zarr, .zarr)",
+        ".ome.tiff, .ome.tif, .tiff, .tif, .png, .jpg, .jpeg, .bmp, .gif, .npy, .ome.zarr, .zarr, "
+        ".nrrd, .nhdr, .mha, .mhd)",
         f"{empty / 'masks'}: no image files in the folder (supported: .nii.gz, .nii, "
-        ".ome.tiff, .ome.tif, .tiff, .tif, .png, .jpg, .jpeg, .bmp, .gif, .npy, .ome.zarr, .zarr)",
+        ".ome.tiff, .ome.tif, .tiff, .tif, .png, .jpg, .jpeg, .bmp, .gif, .npy, .ome.zarr, .zarr, "
+        ".nrrd, .nhdr, .mha, .mhd)",
     ]
 
 

@@ -195,7 +195,10 @@ def _list_images(found: Discovery, folder: Path) -> dict[str, Path]:
     for entry in listing.others:
         if entry.is_dir():
             found.add(
-                "non-image", entry, f"is a folder inside {folder.name}/; expected image files only"
+                "non-image",
+                entry,
+                f"is a folder inside {folder.name}/; expected image files only (or DICOM series "
+                "folders: *.dcm slices)",
             )
         else:
             suffix = split_suffix(entry)[1] or "(none)"

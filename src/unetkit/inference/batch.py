@@ -37,14 +37,16 @@ def collect_inputs(paths: Sequence[Union[str, Path]]):
     """Files and folders → :class:`~unetkit.data.Case` list (no masks needed).
 
     A folder with ``images/`` (or nnU-Net ``imagesTr``/``imagesTs``) is read as a dataset (multi-file
-    channels grouped); any other folder contributes every image file in it. Stems must be unique.
+    channels grouped); a zarr store or a DICOM series folder is one image; any other folder
+    contributes every image file in it. Stems must be unique.
     """
     from ..data.discovery import Case, find_cases
+    from ..io.itk import is_dicom_folder
     from ..io.readers import list_images, split_suffix
 
     cases: list = []
     for p in map(Path, paths):
-        if is_zarr_path(p) and p.is_dir():  # a zarr store is one image, not a folder of them
+        if p.is_dir() and (is_zarr_path(p) or is_dicom_folder(p)):  # one image (zarr, DICOM)
             cases.append(Case(split_suffix(p)[0], [p]))
         elif p.is_dir():
             if any((p / d).is_dir() for d in ("images", "imagesTr", "imagesTs")):

@@ -71,16 +71,25 @@ def write_labels(path: Path, labels: np.ndarray, meta: Optional[ImageMeta] = Non
 
 
 def _meta_for(meta: Optional[ImageMeta], path: Path) -> Optional[ImageMeta]:
+    """``meta`` when it describes the output's format (NRRD, MetaImage and DICOM share one
+    geometry, so a DICOM series' labels keep it in ``.nrrd``), else ``None``."""
+    from ..io.itk import GEOMETRY_FORMATS
+
     if meta is None:
         return None
-    same_format = meta.format == (
+    out_format = (
         "nifti"
         if path.name.lower().endswith((".nii", ".nii.gz"))
         else "tiff"
         if path.suffix.lower() in (".tif", ".tiff")
         else "zarr"
         if path.suffix.lower() == ".zarr"
+        else "nrrd"
+        if path.suffix.lower() in (".nrrd", ".mha")
         else "png"
+    )
+    same_format = meta.format == out_format or (
+        meta.format in GEOMETRY_FORMATS and out_format == "nrrd"
     )
     return meta if same_format else None
 

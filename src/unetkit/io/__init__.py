@@ -1,8 +1,9 @@
 """Files in, files out: ``read_image(path) -> (array (C, *spatial), ImageMeta)`` and its inverse.
 
 Readers fix the axis order once (channel-first, original dtype); writers are atomic and keep
-spacing, affine and palette where the format allows. See :mod:`unetkit.io.readers` for the axis
-rules of each format and :mod:`unetkit.io.writers` for what each format can store.
+spacing, affine, ITK origin/direction and palette where the format allows. See :mod:`unetkit.io.readers` for the axis
+rules of each format, :mod:`unetkit.io.writers` for what each format can store and
+:mod:`unetkit.io.itk` for NRRD, MetaImage and DICOM series and their geometry.
 """
 
 from __future__ import annotations

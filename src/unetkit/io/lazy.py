@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .readers import ImageMeta
+from .meta import ImageMeta
 
 #: Stored axis letters unetkit maps to channels, depth and the plane; anything else must have length 1.
 _CHANNEL_LETTERS = "CS"
@@ -297,7 +297,7 @@ def _open_tiff(path: Path, level: int) -> LazyImage:
     """A compressed/tiled/pyramidal TIFF through tifffile's zarr store of its first series."""
     import tifffile
 
-    from .readers import _tiff_alpha_samples_of, _tiff_spacing
+    from .tiff_meta import _tiff_alpha_samples_of, _tiff_spacing
 
     zarr = _zarr()
     try:

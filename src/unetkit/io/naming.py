@@ -37,6 +37,11 @@ LABEL_SUFFIX = {
     ".npy": ".tif",
     ".zarr": ".ome.zarr",
     ".ome.zarr": ".ome.zarr",
+    ".nrrd": ".nrrd",
+    ".nhdr": ".nrrd",  # .nhdr/.mhd keep their data in a second file: written as one file
+    ".mha": ".mha",
+    ".mhd": ".mha",
+    "": ".nrrd",  # a DICOM series folder (a folder has no suffix); unetkit writes no DICOM
 }
 #: Label suffix of an input suffix not in :data:`LABEL_SUFFIX`.
 DEFAULT_LABEL_SUFFIX = ".tif"

@@ -1,4 +1,5 @@
-"""Read PNG/JPEG/BMP/GIF, TIFF and NIfTI files into channel-first arrays plus their metadata.
+"""Read PNG/JPEG/BMP/GIF, TIFF, NIfTI, NRRD, MetaImage files and DICOM series into channel-first
+arrays plus their metadata.
 
 Every reader returns ``(array, meta)`` with ``array`` of shape ``(C, *spatial)``: ``(C, H, W)`` for
 2D images and ``(C, D, H, W)`` for 3D volumes. The axis order is fixed here, once; nothing later
@@ -49,6 +50,14 @@ Axis rules, format by format:
   ``multiscales``) is read at full resolution with its named axes (``t`` of length 1, a ``z`` of
   length 1 dropped) and spacing from the scale transformation. Read through
   :func:`unetkit.io.lazy.open_lazy`, which reads any region of it (and other levels) on access.
+* **NRRD** (``.nrrd``/``.nhdr``), **MetaImage** (``.mha``/``.mhd``) and **DICOM series** (a folder
+  of slices) through SimpleITK (:mod:`unetkit.io.itk`, the optional extra ``unetkit[medical]``):
+  ``(1, D, H, W)`` from ITK's ``(z, y, x)`` array, vector pixels as channels ``(C, D, H, W)``,
+  2D files ``(C, H, W)``; ``spacing`` ``(dz, dy, dx)`` in ``mm``, plus ``origin`` and
+  ``direction`` (ITK's LPS world geometry; how they relate to a NIfTI affine is in
+  :mod:`unetkit.io.itk`). A DICOM series folder (:func:`~unetkit.io.itk.is_dicom_folder`) is one
+  image named by the whole folder name: :func:`list_images` lists it like a file, so a dataset's
+  ``images/`` may hold one series folder per case; it must hold one evenly spaced series.
 
 Every unusable file raises :class:`~unetkit.errors.DataError` with a one-line message that starts
 with the path. NaN/inf values in float data are *not* an error here (``check-data`` reports them).
@@ -58,14 +67,15 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
+from .meta import ImageMeta
+from .tiff_meta import _tiff_alpha_samples, _tiff_spacing
 
 PathLike = Union[str, Path]
 
@@ -85,6 +95,10 @@ FORMATS = {
     ".npy": "npy",
     ".ome.zarr": "zarr",
     ".zarr": "zarr",
+    ".nrrd": "nrrd",
+    ".nhdr": "nrrd",
+    ".mha": "metaimage",
+    ".mhd": "metaimage",
 }
 #: Suffixes :func:`read_image` accepts (lower case).
 SUPPORTED_SUFFIXES = tuple(FORMATS)
@@ -92,100 +106,46 @@ SUPPORTED_SUFFIXES = tuple(FORMATS)
 _PIL_FORMATS = ("png", "jpeg", "bmp", "gif")
 
 
-@dataclass
-class ImageMeta:
-    """What a reader learnt about a file besides the pixels; JSON-friendly via :meth:`to_dict`.
-
-    Attributes:
-        path: the file read (``None`` for arrays made in memory).
-        format: ``"png"``, ``"jpeg"``, ``"bmp"``, ``"gif"``, ``"tiff"``, ``"nifti"`` or ``"npy"``.
-        dtype: the sample type stored in the file (``"uint16"``; ``"bool"`` for a 1-bit PNG,
-            which is returned as ``uint8`` 0/1; a scaled NIfTI's raw type, returned as float).
-        shape: shape of the returned array, ``(C, *spatial)``.
-        axes: the file's own axis letters as read, before reordering (``"YX"``, ``"YXS"``,
-            ``"ZCYX"``, ``"IYX"``, NIfTI ``"XYZ"``/``"XYZC"``).
-        channel_axis: the letters of ``axes`` that became the channel axis (``"S"``, ``"C"``,
-            ``"CS"``, NIfTI ``"C"``), or ``None`` when the file has none and a length-1 channel
-            axis was added.
-        spacing: physical size of a pixel/voxel per spatial axis, in the array's order
-            (``(dy, dx)`` or ``(dz, dy, dx)``), or ``None`` when the file does not say.
-        spacing_unit: unit of ``spacing`` when the file says (``"um"``, ``"mm"`` …).
-        mode: Pillow mode of a PNG/JPEG/BMP/GIF (``"L"``, ``"I;16"``, ``"RGB"``, ``"P"``, ``"1"``;
-            for a 16-bit colour PNG Pillow's raw mode ``"RGB;16B"``, ``"RGBA;16B"`` or ``"LA;16B"``).
-        palette: flat ``[r0, g0, b0, r1, …]`` palette of a ``P``-mode image (the array then holds
-            palette indices).
-        affine: NIfTI 4×4 voxel (i, j, k) = (X, Y, Z) → world matrix, as nested lists.
-        alpha_dropped: an alpha channel was present in the file and dropped.
-    """
-
-    path: Optional[str] = None
-    format: str = ""
-    dtype: str = ""
-    shape: tuple = ()
-    axes: str = ""
-    channel_axis: Optional[str] = None
-    spacing: Optional[tuple] = None
-    spacing_unit: Optional[str] = None
-    mode: Optional[str] = None
-    palette: Optional[list] = None
-    affine: Optional[list] = None
-    alpha_dropped: bool = False
-
-    @property
-    def spatial_dims(self) -> int:
-        """2 for an image ``(C, H, W)``, 3 for a volume ``(C, D, H, W)``."""
-        return len(self.shape) - 1
-
-    def to_dict(self) -> dict:
-        """Plain ``dict`` of JSON types (lists instead of tuples, Python numbers)."""
-        out = asdict(self)
-        out["shape"] = [int(s) for s in self.shape]
-        if self.spacing is not None:
-            out["spacing"] = [float(s) for s in self.spacing]
-        if self.palette is not None:
-            out["palette"] = [int(v) for v in self.palette]
-        if self.affine is not None:
-            out["affine"] = [[float(v) for v in row] for row in self.affine]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ImageMeta:
-        """Inverse of :meth:`to_dict`. Unknown keys (from a newer version) are ignored."""
-        known = {f.name for f in fields(cls)}
-        kwargs = {k: v for k, v in data.items() if k in known}
-        if "shape" in kwargs:
-            kwargs["shape"] = tuple(int(s) for s in kwargs["shape"])
-        if kwargs.get("spacing") is not None:
-            kwargs["spacing"] = tuple(float(s) for s in kwargs["spacing"])
-        if kwargs.get("affine") is not None:
-            kwargs["affine"] = [[float(v) for v in row] for row in kwargs["affine"]]
-        if kwargs.get("palette") is not None:
-            kwargs["palette"] = [int(v) for v in kwargs["palette"]]
-        return cls(**kwargs)
-
-
 def split_suffix(path: PathLike) -> tuple[str, str]:
     """``("case_01", ".nii.gz")`` for ``case_01.nii.gz``; the suffix is lower-cased.
 
     Known multi-part suffixes (``.nii.gz``, ``.ome.tif``) count as one; an unknown suffix is the
-    last dot-part (``("notes", ".txt")``).
+    last dot-part (``("notes", ".txt")``). An existing folder other than a ``.zarr`` store has no
+    suffix: its stem is its whole name (a DICOM series folder ``3.000000-CT-90451`` is the case
+    ``"3.000000-CT-90451"``).
     """
     name = Path(path).name
     lower = name.lower()
+    folder = Path(path).is_dir()
     for suffix in FORMATS:
         if lower.endswith(suffix) and len(name) > len(suffix):
+            if folder and FORMATS[suffix] != "zarr":
+                break
             return name[: -len(suffix)], suffix
+    if folder:
+        return name, ""
     p = Path(name)
     return p.stem, p.suffix.lower()
 
 
 def image_format(path: PathLike) -> str:
-    """The format name of ``path`` from its suffix.
+    """The format name of ``path`` from its suffix; ``"dicom"`` for a DICOM series folder.
 
     Raises:
-        DataError: the suffix is not a supported image format.
+        DataError: the suffix is not a supported image format, or ``path`` is a folder that is
+            neither a zarr store nor a DICOM series.
     """
+    from .itk import DICOM, is_dicom_folder
+
     suffix = split_suffix(path)[1]
+    if FORMATS.get(suffix) != "zarr" and is_dicom_folder(path):
+        return DICOM
+    if suffix not in FORMATS and Path(path).is_dir():
+        raise DataError(
+            "is a folder, not an image file (nor a zarr store, nor a DICOM series: no *.dcm file "
+            "or file with the DICOM marker in it)",
+            path,
+        )
     if suffix not in FORMATS:
         shown = f"'{suffix}'" if suffix else "(none)"
         raise DataError(
@@ -195,8 +155,11 @@ def image_format(path: PathLike) -> str:
 
 
 def is_image_file(path: PathLike) -> bool:
-    """``True`` when the suffix of ``path`` is one :func:`read_image` reads."""
-    return split_suffix(path)[1] in FORMATS
+    """``True`` when the suffix of ``path`` is one :func:`read_image` reads, or ``path`` is a DICOM
+    series folder."""
+    from .itk import is_dicom_folder
+
+    return split_suffix(path)[1] in FORMATS or is_dicom_folder(path)
 
 
 #: Files that operating systems leave in image folders; never data, never reported.
@@ -231,17 +194,22 @@ def list_images(folder: PathLike, extra_suffixes: tuple = ()) -> FolderListing:
 
     Data discovery, ``predict`` on a folder and ``evaluate`` all match files by stem, so they must agree
     on what an image file is, what its stem is and what is ignored; each caller decides what a
-    duplicate stem or a stray file means for it.
+    duplicate stem or a stray file means for it. A DICOM series folder is an image file here, its
+    stem the whole folder name.
     """
+    from .itk import is_dicom_folder
+
     by_stem: dict = {}
     others: list = []
     for entry in sorted(Path(folder).iterdir()):
         if entry.name.startswith(".") or entry.name in JUNK_NAMES:
             continue
         stem, suffix = split_suffix(entry)
-        if (not entry.is_dir() or FORMATS.get(suffix) == "zarr") and (
-            suffix in FORMATS or suffix in extra_suffixes
-        ):
+        if entry.is_dir() and FORMATS.get(suffix) != "zarr":
+            image = is_dicom_folder(entry)
+        else:
+            image = suffix in FORMATS or suffix in extra_suffixes
+        if image:
             by_stem.setdefault(stem, []).append(entry)
         else:
             others.append(entry)
@@ -254,8 +222,9 @@ def read_image(
     """Read an image or volume as a channel-first array.
 
     Args:
-        path: a ``.png``, ``.jpg``/``.jpeg``, ``.bmp``, ``.gif``, ``.tif``/``.tiff`` or
-            ``.nii``/``.nii.gz`` file.
+        path: a ``.png``, ``.jpg``/``.jpeg``, ``.bmp``, ``.gif``, ``.tif``/``.tiff``,
+            ``.nii``/``.nii.gz``, ``.npy``, ``.nrrd``/``.nhdr`` or ``.mha``/``.mhd`` file, a
+            ``.zarr`` store or a DICOM series folder.
         axes: TIFF only: the axis letters of the first series (e.g. ``"CYX"``), overriding
             what the file's metadata says.
         keep_alpha: keep the alpha channel of an ``RGBA``/``LA`` image or of a TIFF whose extra
@@ -267,7 +236,8 @@ def read_image(
 
     Raises:
         DataError: the file is missing, empty, of an unsupported type, unreadable, truncated or
-            not an image; the message names the file.
+            not an image (a DICOM folder: not one evenly spaced series); the message names it.
+        ConfigError: an NRRD/MetaImage/DICOM input and SimpleITK is not installed.
 
     Example:
         >>> arr, meta = read_image("masks/01.png")  # doctest: +SKIP
@@ -282,11 +252,11 @@ def read_image(
                 f"broken symbolic link (its target {os.readlink(path)} does not exist)", path
             )
         raise DataError("file not found", path)
-    if path.is_dir() and fmt != "zarr":
+    if path.is_dir() and fmt not in ("zarr", "dicom"):
         raise DataError("is a folder, not an image file", path)
     if fmt == "zarr" and not path.is_dir():
         raise DataError("a .zarr image is a folder (a zarr store), this is a file", path)
-    if fmt != "zarr" and path.stat().st_size == 0:
+    if fmt not in ("zarr", "dicom") and path.stat().st_size == 0:
         raise DataError("empty file (0 bytes)", path)
     if axes is not None and fmt != "tiff":
         raise DataError(f"axes={axes!r} applies to TIFF files only, not {fmt.upper()}", path)
@@ -299,9 +269,17 @@ def read_image(
             array, meta = _read_npy(path)
         elif fmt == "zarr":
             array, meta = _read_zarr(path)
+        elif fmt in ("nrrd", "metaimage"):
+            from .itk import read_itk
+
+            array, meta = read_itk(path, fmt)
+        elif fmt == "dicom":
+            from .itk import read_dicom_series
+
+            array, meta = read_dicom_series(path)
         else:
             array, meta = _read_pil(path, fmt, keep_alpha)
-    except DataError:
+    except (DataError, ConfigError):
         raise
     except MemoryError:
         raise
@@ -545,25 +523,6 @@ def _read_tiff_quiet(
     return arr, meta
 
 
-def _tiff_alpha_samples(tf: Any, data: np.ndarray, axes: str) -> list[int]:
-    """Indices along the ``S`` axis of the samples the ``ExtraSamples`` tag marks as alpha
-    (1 = associated, 2 = unassociated; 0 = unspecified is not alpha)."""
-    return _tiff_alpha_samples_of(tf, data.shape, axes)
-
-
-def _tiff_alpha_samples_of(tf: Any, shape: tuple, axes: str) -> list[int]:
-    """:func:`_tiff_alpha_samples` for data of ``shape`` (not read yet)."""
-    if "S" not in axes:
-        return []
-    page = tf.pages.first if hasattr(tf.pages, "first") else tf.pages[0]
-    extras = tuple(getattr(page, "extrasamples", ()) or ())
-    samples = int(getattr(page, "samplesperpixel", 1))
-    if not extras or shape[axes.index("S")] != samples:
-        return []
-    base = samples - len(extras)
-    return [base + i for i, kind in enumerate(extras) if int(kind) in (1, 2)]
-
-
 def _tiff_to_channel_first(
     data: np.ndarray, axes: str, path: Path
 ) -> tuple[np.ndarray, Optional[str], str]:
@@ -612,71 +571,6 @@ def _depth_axes(axes: str, shape: tuple) -> list[str]:
     """The letters of ``axes`` that are depth: ``Z``, and page axes (``I``, ``Q``) longer than 1."""
     pages = [a for a in axes if a in _PAGES and shape[axes.index(a)] > 1]
     return (["Z"] if "Z" in axes else []) + pages
-
-
-def _tiff_spacing(tf: Any, spatial: str) -> tuple[Optional[tuple], Optional[str]]:
-    """Spacing per spatial axis (order of ``spatial``, e.g. ``"ZYX"``) and its unit, or ``(None, None)``."""
-    shaped = tf.shaped_metadata[0] if tf.shaped_metadata else None
-    if shaped and shaped.get("spacing") is not None and len(shaped["spacing"]) == len(spatial):
-        return tuple(float(s) for s in shaped["spacing"]), shaped.get("spacing_unit")
-    page = tf.pages.first if hasattr(tf.pages, "first") else tf.pages[0]
-    xy = _resolution_spacing(page)
-    if tf.is_imagej and tf.imagej_metadata is not None:
-        ij = tf.imagej_metadata
-        unit = ij.get("unit")
-        unit = None if unit in (None, "", "pixel") else norm_unit(_unescape(str(unit)))
-        if "unit" not in ij and "spacing" not in ij and xy in (None, (1.0, 1.0)):
-            return None, None  # uncalibrated (a pixel size in pixels says unit=pixel)
-        if xy is None:
-            xy = (1.0, 1.0)
-        z = (float(ij.get("spacing", 1.0)),) if "Z" in spatial else ()
-        return z + xy, unit
-    if tf.is_ome and tf.ome_metadata:
-        sizes = {}
-        for letter in spatial:
-            m = re.search(rf'PhysicalSize{letter}="([^"]+)"', tf.ome_metadata)
-            if m:
-                sizes[letter] = float(m.group(1))
-        if "X" in sizes:
-            sizes.setdefault("Y", sizes.get("X"))
-            m = re.search(r'PhysicalSizeXUnit="([^"]+)"', tf.ome_metadata)
-            unit = norm_unit(m.group(1)) if m else "um"
-            return tuple(sizes.get(a, 1.0) for a in spatial), unit
-    unit_tag = page.tags.get("ResolutionUnit")
-    if xy is not None and unit_tag is not None and int(unit_tag.value) == 3:  # centimetre
-        xy = (xy[0] * 1e4, xy[1] * 1e4)
-        return ((1.0,) if "Z" in spatial else ()) + xy, "um"
-    return None, None
-
-
-def _resolution_spacing(page: Any) -> Optional[tuple[float, float]]:
-    """``(dy, dx)`` from the Y/XResolution tags (pixels per unit), or ``None``."""
-
-    def one(name: str) -> Optional[float]:
-        tag = page.tags.get(name)
-        if tag is None:
-            return None
-        num, den = tag.value if isinstance(tag.value, tuple) else (tag.value, 1)
-        return float(den) / float(num) if num else None
-
-    x, y = one("XResolution"), one("YResolution")
-    if x is None:
-        return None
-    return (y if y is not None else x, x)
-
-
-#: Spellings of the micrometre in files (Latin-1 micro sign, Greek mu, ImageJ's and OME's words).
-_MICRON = ("micron", "microns", "micrometer", "micrometre", "\u00b5m", "\u03bcm", "\\u00B5m")
-
-
-def norm_unit(unit: str) -> str:
-    """unetkit's name of a length unit read from a file: ``um`` for the micrometre's spellings."""
-    return "um" if unit in _MICRON else unit
-
-
-def _unescape(text: str) -> str:
-    """Decode the ``\\uXXXX`` escapes ImageJ writes for non-ASCII characters (``\\u00B5m`` = µm)."""
-    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
 
 
 # ------------------------------------------------------------------------------------------- NIfTI

@@ -1,4 +1,5 @@
-"""Write channel-first arrays to PNG/BMP, TIFF and NIfTI files, atomically, keeping metadata.
+"""Write channel-first arrays to PNG/BMP, TIFF, NIfTI, NRRD and MetaImage files, atomically, keeping
+metadata.
 
 :func:`write_image` is the inverse of :func:`~unetkit.io.readers.read_image`: reading what it wrote
 gives the same array (same values, same dtype) and, where the format can hold them, the same
@@ -33,7 +34,14 @@ What each format stores (anything else is refused with a :class:`~unetkit.errors
   The affine is ``meta.affine`` when given, else a diagonal built from ``meta.spacing``. A 2D
   array whose ``meta.axes`` is ``"XYZ"`` or ``"XYZC"`` (read from a single-slice file) is written
   back as one slice, ``(X, Y, 1)`` or ``(X, Y, 1, C)`` (any channel count), like the file it came
-  from; other 2D arrays as ``(X, Y)``.
+  from; other 2D arrays as ``(X, Y)``. Without ``meta.affine``, a 3D volume's ITK geometry
+  (``meta.origin``/``meta.direction``, e.g. read from NRRD or DICOM) gives the affine
+  (:func:`~unetkit.io.itk.nifti_affine`, LPS → RAS).
+* **NRRD** (``.nrrd``, gzip) and **MetaImage** (``.mha``, zlib), through SimpleITK
+  (:func:`~unetkit.io.itk.write_itk`): 2D or 3D, channels as vector pixels, integer types and
+  ``float32``/``float64``, with ``meta``'s origin, direction and spacing (or a NIfTI affine's
+  geometry). ``.nhdr`` and ``.mhd`` (header + separate data file) are refused: write ``.nrrd`` or
+  ``.mha``. DICOM is not written.
 * **NumPy** (``.npy``): any array as it is, channel first ``(C, *spatial)``.
 * **OME-Zarr** (``.zarr``/``.ome.zarr`` folders, NGFF 0.5, zarr v3): a one-channel integer array as
   a label image (axes ``yx``/``zyx``, ``image-label``), anything else with a ``c`` axis; spacing as
@@ -51,7 +59,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..utils import atomic_path
-from .readers import ImageMeta, image_format, norm_unit
+from .readers import ImageMeta, image_format
+from .tiff_meta import norm_unit
 
 PathLike = Union[str, Path]
 
@@ -83,11 +92,11 @@ def write_image(
     """Write a channel-first array to ``path``; the format follows the suffix.
 
     Args:
-        path: target file (``.png``, ``.bmp``, ``.tif``/``.tiff``, ``.nii``/``.nii.gz``). Parent
-            folders are created.
+        path: target file (``.png``, ``.bmp``, ``.tif``/``.tiff``, ``.nii``/``.nii.gz``, ``.npy``,
+            ``.nrrd``, ``.mha``). Parent folders are created.
         array: ``(C, H, W)`` or ``(C, D, H, W)`` array.
-        meta: metadata from :func:`~unetkit.io.readers.read_image` (spacing, affine, palette,
-            1-bit mode, RGB layout); optional.
+        meta: metadata from :func:`~unetkit.io.readers.read_image` (spacing, affine, origin and
+            direction, palette, 1-bit mode, RGB layout); optional.
         display_range: ``(black, white)``: the values Fiji first shows as black and white, for a
             TIFF written as an ImageJ hyperstack (``(0, highest label)`` makes a 0/1 mask visible,
             ``(0, 1)`` suits probabilities); ignored otherwise.
@@ -124,6 +133,8 @@ def write_image(
         with atomic_dir(path) as tmp:
             write_ome_zarr(tmp, arr, meta)
         return path
+    if fmt == "dicom":
+        raise DataError("unetkit does not write DICOM; write .nrrd (or .nii.gz)", path)
     if fmt in ("jpeg", "gif"):
         raise DataError(
             f"unetkit does not write {fmt.upper()} files ({'lossy' if fmt == 'jpeg' else 'palette-only'}); "
@@ -138,6 +149,8 @@ def write_image(
         "tiff": partial(_write_tiff, display_range=display_range),
         "nifti": _write_nifti,
         "npy": _write_npy,
+        "nrrd": _write_itk,
+        "metaimage": _write_itk,
     }[fmt]
     with atomic_write(path) as tmp:
         writer(tmp, path, fmt, arr, meta)
@@ -316,6 +329,13 @@ def _write_tiff(
     )
 
 
+# --------------------------------------------------------------------------------- NRRD, MetaImage
+def _write_itk(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[ImageMeta]) -> None:
+    from .itk import write_itk
+
+    write_itk(tmp, path, fmt, arr, meta)
+
+
 # ------------------------------------------------------------------------------------------- NIfTI
 def _write_npy(tmp: Path, path: Path, fmt: str, arr: np.ndarray, meta: Optional[ImageMeta]) -> None:
     with open(tmp, "wb") as f:  # a file object: np.save would append .npy to other names
@@ -344,7 +364,11 @@ def _write_nifti(
     if channels == 1:
         data = data[..., 0]
     affine = None
-    if meta is not None and meta.affine is not None:
+    if meta is not None and meta.affine is None and meta.origin is not None:
+        from .itk import nifti_affine_of  # a volume read from NRRD, MetaImage or DICOM
+
+        affine = nifti_affine_of(meta, spatial_dims)
+    elif meta is not None and meta.affine is not None:
         affine = np.asarray(meta.affine, dtype=float)
         if affine.shape != (4, 4):
             raise DataError(f"meta.affine must be 4x4, got shape {affine.shape}", path)

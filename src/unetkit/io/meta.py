@@ -1,0 +1,102 @@
+"""``ImageMeta``: what a reader learnt about a file besides the pixels.
+
+Its own module so that the readers (:mod:`unetkit.io.readers`) and the format modules they
+dispatch to (:mod:`unetkit.io.itk`) share it without importing each other; ``readers`` re-exports
+it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Optional
+
+
+@dataclass
+class ImageMeta:
+    """What a reader learnt about a file besides the pixels; JSON-friendly via :meth:`to_dict`.
+
+    Attributes:
+        path: the file read (``None`` for arrays made in memory).
+        format: ``"png"``, ``"jpeg"``, ``"bmp"``, ``"gif"``, ``"tiff"``, ``"nifti"``, ``"npy"``,
+            ``"zarr"``, ``"nrrd"``, ``"metaimage"`` or ``"dicom"`` (a series folder).
+        dtype: the sample type stored in the file (``"uint16"``; ``"bool"`` for a 1-bit PNG,
+            which is returned as ``uint8`` 0/1; a scaled NIfTI's raw type, returned as float).
+        shape: shape of the returned array, ``(C, *spatial)``.
+        axes: the file's own axis letters as read, before reordering (``"YX"``, ``"YXS"``,
+            ``"ZCYX"``, ``"IYX"``, NIfTI and ITK ``"XYZ"``/``"XYZC"``).
+        channel_axis: the letters of ``axes`` that became the channel axis (``"S"``, ``"C"``,
+            ``"CS"``, NIfTI ``"C"``), or ``None`` when the file has none and a length-1 channel
+            axis was added.
+        spacing: physical size of a pixel/voxel per spatial axis, in the array's order
+            (``(dy, dx)`` or ``(dz, dy, dx)``), or ``None`` when the file does not say.
+        spacing_unit: unit of ``spacing`` when the file says (``"um"``, ``"mm"`` …).
+        mode: Pillow mode of a PNG/JPEG/BMP/GIF (``"L"``, ``"I;16"``, ``"RGB"``, ``"P"``, ``"1"``;
+            for a 16-bit colour PNG Pillow's raw mode ``"RGB;16B"``, ``"RGBA;16B"`` or ``"LA;16B"``).
+        palette: flat ``[r0, g0, b0, r1, …]`` palette of a ``P``-mode image (the array then holds
+            palette indices).
+        affine: NIfTI 4×4 voxel (i, j, k) = (X, Y, Z) → world matrix, as nested lists.
+        alpha_dropped: an alpha channel was present in the file and dropped.
+        origin: NRRD/MetaImage/DICOM: world position ``(x, y, z)`` (``(x, y)`` in 2D) of the first
+            voxel's centre, in mm, ITK's order and LPS convention.
+        direction: NRRD/MetaImage/DICOM: ITK's direction cosines as rows (3×3, 2×2 in 2D);
+            column ``j`` is the world direction of index axis ``j`` (x, y, z). See
+            :mod:`unetkit.io.itk` for both and for how they relate to ``affine``.
+    """
+
+    path: Optional[str] = None
+    format: str = ""
+    dtype: str = ""
+    shape: tuple = ()
+    axes: str = ""
+    channel_axis: Optional[str] = None
+    spacing: Optional[tuple] = None
+    spacing_unit: Optional[str] = None
+    mode: Optional[str] = None
+    palette: Optional[list] = None
+    affine: Optional[list] = None
+    alpha_dropped: bool = False
+    origin: Optional[tuple] = None
+    direction: Optional[list] = None
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 for an image ``(C, H, W)``, 3 for a volume ``(C, D, H, W)``."""
+        return len(self.shape) - 1
+
+    def to_dict(self) -> dict:
+        """Plain ``dict`` of JSON types (lists instead of tuples, Python numbers)."""
+        out = asdict(self)
+        out["shape"] = [int(s) for s in self.shape]
+        if self.spacing is not None:
+            out["spacing"] = [float(s) for s in self.spacing]
+        if self.palette is not None:
+            out["palette"] = [int(v) for v in self.palette]
+        if self.affine is not None:
+            out["affine"] = [[float(v) for v in row] for row in self.affine]
+        if self.origin is not None:
+            out["origin"] = [float(v) for v in self.origin]
+        if self.direction is not None:
+            out["direction"] = [[float(v) for v in row] for row in self.direction]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ImageMeta:
+        """Inverse of :meth:`to_dict`. Unknown keys (from a newer version) are ignored."""
+        known = {f.name for f in fields(cls)}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        if "shape" in kwargs:
+            kwargs["shape"] = tuple(int(s) for s in kwargs["shape"])
+        if kwargs.get("spacing") is not None:
+            kwargs["spacing"] = tuple(float(s) for s in kwargs["spacing"])
+        if kwargs.get("affine") is not None:
+            kwargs["affine"] = [[float(v) for v in row] for row in kwargs["affine"]]
+        if kwargs.get("palette") is not None:
+            kwargs["palette"] = [int(v) for v in kwargs["palette"]]
+        if kwargs.get("origin") is not None:
+            kwargs["origin"] = tuple(float(v) for v in kwargs["origin"])
+        if kwargs.get("direction") is not None:
+            kwargs["direction"] = [[float(v) for v in row] for row in kwargs["direction"]]
+        return cls(**kwargs)
+
+
+__all__ = ["ImageMeta"]

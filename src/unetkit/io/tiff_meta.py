@@ -1,0 +1,97 @@
+"""What a TIFF file says besides its pixels: pixel size and unit (unetkit's, ImageJ's, OME's or the
+resolution tags) and which extra samples are alpha.
+
+Shared by the whole-file reader (:mod:`unetkit.io.readers`) and the region-by-region one
+(:mod:`unetkit.io.lazy`), which must agree on both.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+import numpy as np
+
+
+def _tiff_alpha_samples(tf: Any, data: np.ndarray, axes: str) -> list[int]:
+    """Indices along the ``S`` axis of the samples the ``ExtraSamples`` tag marks as alpha
+    (1 = associated, 2 = unassociated; 0 = unspecified is not alpha)."""
+    return _tiff_alpha_samples_of(tf, data.shape, axes)
+
+
+def _tiff_alpha_samples_of(tf: Any, shape: tuple, axes: str) -> list[int]:
+    """:func:`_tiff_alpha_samples` for data of ``shape`` (not read yet)."""
+    if "S" not in axes:
+        return []
+    page = tf.pages.first if hasattr(tf.pages, "first") else tf.pages[0]
+    extras = tuple(getattr(page, "extrasamples", ()) or ())
+    samples = int(getattr(page, "samplesperpixel", 1))
+    if not extras or shape[axes.index("S")] != samples:
+        return []
+    base = samples - len(extras)
+    return [base + i for i, kind in enumerate(extras) if int(kind) in (1, 2)]
+
+
+def _tiff_spacing(tf: Any, spatial: str) -> tuple[Optional[tuple], Optional[str]]:
+    """Spacing per spatial axis (order of ``spatial``, e.g. ``"ZYX"``) and its unit, or ``(None, None)``."""
+    shaped = tf.shaped_metadata[0] if tf.shaped_metadata else None
+    if shaped and shaped.get("spacing") is not None and len(shaped["spacing"]) == len(spatial):
+        return tuple(float(s) for s in shaped["spacing"]), shaped.get("spacing_unit")
+    page = tf.pages.first if hasattr(tf.pages, "first") else tf.pages[0]
+    xy = _resolution_spacing(page)
+    if tf.is_imagej and tf.imagej_metadata is not None:
+        ij = tf.imagej_metadata
+        unit = ij.get("unit")
+        unit = None if unit in (None, "", "pixel") else norm_unit(_unescape(str(unit)))
+        if "unit" not in ij and "spacing" not in ij and xy in (None, (1.0, 1.0)):
+            return None, None  # uncalibrated (a pixel size in pixels says unit=pixel)
+        if xy is None:
+            xy = (1.0, 1.0)
+        z = (float(ij.get("spacing", 1.0)),) if "Z" in spatial else ()
+        return z + xy, unit
+    if tf.is_ome and tf.ome_metadata:
+        sizes = {}
+        for letter in spatial:
+            m = re.search(rf'PhysicalSize{letter}="([^"]+)"', tf.ome_metadata)
+            if m:
+                sizes[letter] = float(m.group(1))
+        if "X" in sizes:
+            sizes.setdefault("Y", sizes.get("X"))
+            m = re.search(r'PhysicalSizeXUnit="([^"]+)"', tf.ome_metadata)
+            unit = norm_unit(m.group(1)) if m else "um"
+            return tuple(sizes.get(a, 1.0) for a in spatial), unit
+    unit_tag = page.tags.get("ResolutionUnit")
+    if xy is not None and unit_tag is not None and int(unit_tag.value) == 3:  # centimetre
+        xy = (xy[0] * 1e4, xy[1] * 1e4)
+        return ((1.0,) if "Z" in spatial else ()) + xy, "um"
+    return None, None
+
+
+def _resolution_spacing(page: Any) -> Optional[tuple[float, float]]:
+    """``(dy, dx)`` from the Y/XResolution tags (pixels per unit), or ``None``."""
+
+    def one(name: str) -> Optional[float]:
+        tag = page.tags.get(name)
+        if tag is None:
+            return None
+        num, den = tag.value if isinstance(tag.value, tuple) else (tag.value, 1)
+        return float(den) / float(num) if num else None
+
+    x, y = one("XResolution"), one("YResolution")
+    if x is None:
+        return None
+    return (y if y is not None else x, x)
+
+
+#: Spellings of the micrometre in files (Latin-1 micro sign, Greek mu, ImageJ's and OME's words).
+_MICRON = ("micron", "microns", "micrometer", "micrometre", "\u00b5m", "\u03bcm", "\\u00B5m")
+
+
+def norm_unit(unit: str) -> str:
+    """unetkit's name of a length unit read from a file: ``um`` for the micrometre's spellings."""
+    return "um" if unit in _MICRON else unit
+
+
+def _unescape(text: str) -> str:
+    """Decode the ``\\uXXXX`` escapes ImageJ writes for non-ASCII characters (``\\u00B5m`` = µm)."""
+    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text)
