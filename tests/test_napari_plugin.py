@@ -222,7 +222,7 @@ def test_training_from_layers_stop_and_refusals(checkpoint, tmp_path):
     assert ckpt["config"]["data"]["val_dir"] == str(result.run_dir / "data")  # one image
     assert Predictor.from_checkpoint(result.checkpoint).predict(image[None]).shape == image.shape
     assert [s.stage for s in seen[:2]] == ["writing the layers", seen[1].stage]
-    assert seen[-1].describe().startswith("epoch 1/3 · batch 1/2 · loss ")
+    assert seen[-1].describe().startswith("epoch 1/3 · batch 1/2 · loss ")  # --epochs: a count
 
     # flags the widget owns, and bad flags: one line, nothing written
     before = sorted(out.iterdir())
@@ -239,7 +239,9 @@ def test_training_progress_fraction_and_line():
     state = jobs.TrainProgress("training", 2, 4, 5, 10, 0.25, elapsed_s=6, budget_s=60)
     assert state.fraction() == pytest.approx(0.375)  # 1.5 of 4 epochs beats 10 % of the time
     state.scores = {"val_dice": 0.8}
-    assert state.describe() == "epoch 2/4 · batch 5/10 · loss 0.2500 · val dice 0.800"
+    assert state.describe() == "epoch 2/4 · batch 5/10 · loss 0.2500 · val dice 0.800 · 6 of 60 s"
+    by_clock = jobs.TrainProgress("training", 3, 0, 1, 10, 0.5, elapsed_s=30, budget_s=120)
+    assert by_clock.fraction() == 0.25 and by_clock.describe().startswith("epoch 3 · batch 1/10")
     assert jobs.TrainProgress("planning").fraction() == 0.0
 
 

@@ -159,7 +159,9 @@ def segment(
 # -- train ---------------------------------------------------------------------------------------
 @dataclass
 class TrainProgress:
-    """Where a training run is: one report per batch, and one per epoch with its scores."""
+    """Where a training run is: one report per batch, and one per epoch with its scores.
+    ``epochs`` is 0 when the run's length is set by its time budget alone (``train.scheduler:
+    budget``, what a plan chooses), where the configured epochs are only an upper bound."""
 
     stage: str
     epoch: int = 0
@@ -172,23 +174,27 @@ class TrainProgress:
     scores: dict = field(default_factory=dict)
 
     def fraction(self) -> float:
-        """Done so far, 0 … 1: the larger of the epochs' and the time budget's share (a budget
-        run ends when the next epoch would not fit, so either may finish first)."""
-        if self.stage != "training" or not self.epochs:
+        """Done so far, 0 … 1: the larger of the epochs' and the time budget's share (a run with
+        both ends with whichever comes first)."""
+        if self.stage != "training":
             return 0.0
-        by_epochs = (self.epoch - 1 + self.batch / max(self.batches, 1)) / self.epochs
+        by_epochs = 0.0
+        if self.epochs:
+            by_epochs = (self.epoch - 1 + self.batch / max(self.batches, 1)) / self.epochs
         by_time = self.elapsed_s / self.budget_s if self.budget_s else 0.0
         return float(min(max(by_epochs, by_time), 1.0))
 
     def describe(self) -> str:
-        """One line for the widget: ``epoch 2/10 · batch 5/20 · loss 0.4123``."""
+        """One line for the widget: ``epoch 2/10 · batch 5/20 · loss 0.4123 · 42 of 120 s``."""
         if self.stage != "training":
             return self.stage
-        line = f"epoch {self.epoch}/{self.epochs} · batch {self.batch}/{self.batches}"
-        line += f" · loss {self.loss:.4f}"
+        line = f"epoch {self.epoch}{f'/{self.epochs}' if self.epochs else ''}"
+        line += f" · batch {self.batch}/{self.batches} · loss {self.loss:.4f}"
         dice = self.scores.get("val_dice")
         if dice is not None and np.isfinite(dice):
             line += f" · val dice {dice:.3f}"
+        if self.budget_s:
+            line += f" · {self.elapsed_s:.0f} of {self.budget_s:.0f} s"
         return line
 
 
@@ -222,13 +228,14 @@ def _progress_callback(report: Report, stop: threading.Event):
             self.batch = 0
 
         def state(self, trainer, batch: int, loss: float) -> TrainProgress:
-            budget = trainer.config.train.time_budget_minutes
+            cfg = trainer.config.train
+            budget = cfg.time_budget_minutes
             return TrainProgress(
                 "training",
                 trainer.epoch,
-                trainer.config.train.epochs,
+                0 if cfg.scheduler == "budget" else cfg.epochs,
                 batch,
-                trainer.config.train.iters_per_epoch,
+                cfg.iters_per_epoch,
                 loss,
                 time.monotonic() - self.t0,
                 budget * 60 if budget else None,
