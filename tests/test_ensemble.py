@@ -76,6 +76,14 @@ def test_ensemble_is_the_mean_of_its_members_probabilities(two, tmp_path):
     assert "ensemble of 2 models" in ens.describe() and str(two[1]) in ens.describe()
 
 
+def test_ensemble_progress_counts_every_members_tiles(two):
+    ens = EnsemblePredictor.from_checkpoints(two, precision="fp32", tile=32)
+    seen = []
+    ens.predict_proba(_image()[None], progress=lambda done, total: seen.append((done, total)))
+    tiles = len(ens.members[0].plan((40, 50)).grid().tiles)
+    assert seen == [(d, 2 * tiles) for d in range(1, 2 * tiles + 1)]
+
+
 def test_post_processing_only_where_every_member_chose_the_same(two):
     from unetkit.inference.postprocess import PostProcessing, PostStep
 

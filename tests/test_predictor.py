@@ -47,6 +47,30 @@ def test_from_checkpoint_applies_training_normalisation_and_label_map(tmp_path):
     assert set(np.unique(pred.label_map.decode(pred.predict(raw)))) <= {0, 255}
 
 
+def test_progress_counts_the_tiles_and_an_exception_from_it_stops_the_prediction():
+    """The hook a GUI uses: ``(done, total)`` after each batch of tiles; raising from it cancels."""
+    model = create_model("unet", base_features=4, depth=2, norm="instance")
+    pred = Predictor(model, precision="fp32", tile=32, batch_size=2)
+    image = np.random.default_rng(3).normal(size=(1, 70, 50)).astype(np.float32)
+    total = len(pred.plan(image.shape[1:]).grid().tiles)
+    seen = []
+    logits = pred.predict_logits(image, progress=lambda done, n: seen.append((done, n)))
+    assert total > 2 and seen == [(min(d, total), total) for d in range(2, total + 2, 2)]
+    np.testing.assert_array_equal(logits, pred.predict_logits(image))  # the hook changes nothing
+
+    class Stop(Exception):
+        pass
+
+    def cancel(done, n):
+        seen.append(done)
+        raise Stop
+
+    seen.clear()
+    with pytest.raises(Stop):
+        pred.predict_proba(image, progress=cancel)
+    assert seen == [2]  # stopped after the first batch
+
+
 def test_probabilities_and_labels_for_one_and_many_channels():
     one = torch.tensor([[[-2.0, 3.0]]])
     np.testing.assert_allclose(probabilities(one)[1].numpy(), torch.sigmoid(one)[0].numpy())

@@ -266,6 +266,31 @@ def test_time_budget_stops_cleanly_with_best_checkpoint(cells, tmp_path, monkeyp
     assert "val_dice" in result.history[-1]  # the last, cut-short epoch is still validated
 
 
+class _StopAtBatch(Callback):
+    """Records every batch report and asks the trainer to stop at batch ``n`` of epoch 2."""
+
+    def __init__(self, n: int):
+        self.n, self.seen = n, []
+
+    def on_batch_end(self, trainer, batch, loss):
+        self.seen.append((trainer.epoch, batch, loss))
+        if trainer.epoch == 2 and batch == self.n:
+            trainer.request_stop("stopped by the user")
+
+
+def test_request_stop_ends_the_run_after_that_batch_and_keeps_the_model(cells, tmp_path):
+    """A GUI's stop: the run ends after the batch it was asked in, that epoch is validated and
+    saved, like a time budget running out; on_batch_end saw every batch with its running loss."""
+    relay = _StopAtBatch(2)
+    cfg = tiny_config(cells, epochs=10)
+    result = Trainer(cfg, run_dir=tmp_path / "run", progress=False, callbacks=[relay]).fit()
+    assert result.stop_reason == "stopped by the user" and result.epochs_completed == 2
+    assert [(e, b) for e, b, _ in relay.seen] == [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2)]
+    assert all(np.isfinite(loss) for *_, loss in relay.seen)
+    assert "val_dice" in result.history[-1]
+    assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["epoch"] == 2
+
+
 def test_early_stopping(cells, tmp_path):
     cfg = tiny_config(cells, epochs=50, early_stopping=1, lr=1e-9)
     result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()

@@ -345,12 +345,67 @@ def _configure(config) -> None:
     )
 
 
-def run(args) -> int:
+def configure_new_run(args, configure=_configure):
+    """A new run's config and plan from the parsed ``train`` arguments: flags over ``--config``
+    over the defaults, the plan (unless ``--config``/``--no-plan``) for what they leave open, and a
+    checkpoint's architecture and normalisation with ``--init-from``. The napari plugin builds its
+    runs here too, so a run started there is ``unetkit train`` with the same flags.
+
+    Args:
+        configure: called with the config before the plan's probe (``unetkit train`` sets the
+            process's threads and allocator there; a GUI inside another program passes a no-op).
+
+    Returns:
+        ``(RunConfig, Plan or None)``.
+    """
     from ..config import RunConfig
+    from ..errors import ConfigError
+
+    overrides = collect_overrides(args)
+    base = RunConfig.from_yaml(args.config) if args.config else RunConfig()
+    config = apply_overrides(base, overrides)  # bad flags fail before any data is read
+    if config.data.train_dir is None:
+        raise ConfigError(
+            "give the training folder: unetkit train DATA_DIR (or data.train_dir in --config)"
+        )
+    inherited = _init_from_defaults(args, base, config, overrides)  # {} without --init-from
+    configure(config)  # before the probe: it measures with the run's threads
+    plan = None
+    if args.plan or not (args.config or args.no_plan):
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not args.plan:
+            raise ConfigError(
+                "under torchrun every process must follow the same plan: run 'unetkit plan "
+                "DATA_DIR' first and pass --plan plan.json (or --no-plan)"
+            )
+        t0 = time.monotonic()
+        plan = _plan(args, config, overrides)
+        planned = planned_values(plan, overrides)
+        if config.train.init_from:  # the architecture is the checkpoint's, not the planned one
+            planned = {k: v for k, v in planned.items() if not k.startswith("model.")}
+        config = apply_overrides(RunConfig(), {**planned, **inherited, **overrides})
+        spent = time.monotonic() - t0
+        budget = config.train.time_budget_minutes
+        if budget is not None and not args.plan and spent > 1:
+            # the budget is the whole command's: planning took part of it
+            left = max(budget - spent / 60, 0.1)
+            print(f"plan: made in {spent:.0f} s; {left:.1f} of {budget:g} minutes left to train")
+            config = config.override({"train.time_budget_minutes": round(left, 3)})
+    elif inherited:
+        config = apply_overrides(base, {**inherited, **overrides})
+    if config.train.init_from:
+        from ..training.init_from import describe_inherited
+
+        print(
+            describe_inherited(inherited, config.train.init_from)
+            + (" (not the planned model)" if plan is not None else "")
+        )
+    return config, plan
+
+
+def run(args) -> int:
     from ..errors import ConfigError
     from ..training import Trainer
 
-    overrides = collect_overrides(args)
     if args.resume:
         if args.config or args.data_dir or args.plan or args.init_from:
             raise ConfigError(
@@ -363,48 +418,10 @@ def run(args) -> int:
                 "drop --folds"
             )
         trainer = Trainer.resume(args.resume, progress=not args.no_progress)
-        trainer.config = apply_overrides(trainer.config, overrides)
+        trainer.config = apply_overrides(trainer.config, collect_overrides(args))
         _configure(trainer.config)
     else:
-        base = RunConfig.from_yaml(args.config) if args.config else RunConfig()
-        config = apply_overrides(base, overrides)  # bad flags fail before any data is read
-        if config.data.train_dir is None:
-            raise ConfigError(
-                "give the training folder: unetkit train DATA_DIR (or data.train_dir in --config)"
-            )
-        inherited = _init_from_defaults(args, base, config, overrides)  # {} without --init-from
-        _configure(config)  # before the probe: it measures with the run's threads
-        plan = None
-        if args.plan or not (args.config or args.no_plan):
-            if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not args.plan:
-                raise ConfigError(
-                    "under torchrun every process must follow the same plan: run 'unetkit plan "
-                    "DATA_DIR' first and pass --plan plan.json (or --no-plan)"
-                )
-            t0 = time.monotonic()
-            plan = _plan(args, config, overrides)
-            planned = planned_values(plan, overrides)
-            if config.train.init_from:  # the architecture is the checkpoint's, not the planned one
-                planned = {k: v for k, v in planned.items() if not k.startswith("model.")}
-            config = apply_overrides(RunConfig(), {**planned, **inherited, **overrides})
-            spent = time.monotonic() - t0
-            budget = config.train.time_budget_minutes
-            if budget is not None and not args.plan and spent > 1:
-                # the budget is the whole command's: planning took part of it
-                left = max(budget - spent / 60, 0.1)
-                print(
-                    f"plan: made in {spent:.0f} s; {left:.1f} of {budget:g} minutes left to train"
-                )
-                config = config.override({"train.time_budget_minutes": round(left, 3)})
-        elif inherited:
-            config = apply_overrides(base, {**inherited, **overrides})
-        if config.train.init_from:
-            from ..training.init_from import describe_inherited
-
-            print(
-                describe_inherited(inherited, config.train.init_from)
-                + (" (not the planned model)" if plan is not None else "")
-            )
+        config, plan = configure_new_run(args)
         if config.train.folds > 1:
             from ..training.folds import train_folds
 

@@ -128,12 +128,22 @@ class EnsemblePredictor:
         )
 
     # -- whole images --------------------------------------------------------------------------
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+    def predict_proba(
+        self, image: np.ndarray, progress: Optional[Callable[[int, int], None]] = None
+    ) -> np.ndarray:
         """``(C, *spatial)`` image → ``(K', *spatial)`` float32: the mean of the members'
-        :meth:`Predictor.predict_proba`."""
+        :meth:`Predictor.predict_proba`. ``progress(done, total)`` counts the tiles of every
+        member (:meth:`Predictor.predict_logits`)."""
         total: Optional[np.ndarray] = None
-        for member in self.members:
-            probs = member.predict_proba(image)
+        m = len(self.members)
+        for i, member in enumerate(self.members):
+            report = None
+            if progress is not None:
+
+                def report(done: int, tiles: int, i: int = i) -> None:
+                    progress(i * tiles + done, m * tiles)
+
+            probs = member.predict_proba(image, progress=report)
             if total is None:
                 total = np.array(probs, dtype=np.float32)
             else:

@@ -330,10 +330,18 @@ class Predictor:
                 expected_tiles=n,
             )
 
-    def predict_logits(self, image: np.ndarray, out: Optional[np.ndarray] = None) -> np.ndarray:
+    def predict_logits(
+        self,
+        image: np.ndarray,
+        out: Optional[np.ndarray] = None,
+        progress: Optional[Callable[[int, int], None]] = None,
+    ) -> np.ndarray:
         """``(C, *spatial)`` image → ``(K, *spatial)`` float32 logits (normalised first when the
         predictor has a normaliser; with TTA, the log of the averaged probabilities; with
-        :attr:`scale`, predicted on the resampled image and resampled back)."""
+        :attr:`scale`, predicted on the resampled image and resampled back).
+
+        ``progress(tiles done, tiles in all)`` is called after each batch of tiles (a GUI's
+        progress bar); an exception it raises, such as a user's cancel, stops the prediction."""
         image = self.prepare(image)
         size = image.shape[1:]
         shape = scaled_shape(size, self.scale)
@@ -343,20 +351,25 @@ class Predictor:
         grid = plan.grid()
         self.prepare_fast_path(image.shape[0], plan.in_tile, len(grid.tiles))
         square = len(set(plan.in_tile)) == 1
+        run = self.tile_function(square)
         if shape == size:
             return predict_grid(
-                self.tile_function(square), image, grid, batch_size=self.batch_size, out=out
+                run, image, grid, batch_size=self.batch_size, out=out, progress=progress
             )
-        logits = predict_grid(self.tile_function(square), image, grid, batch_size=self.batch_size)
+        logits = predict_grid(run, image, grid, batch_size=self.batch_size, progress=progress)
         back = resample_logits(torch.from_numpy(logits), size).numpy()
         if out is None:
             return back
         out[...] = back
         return out
 
-    def predict_proba(self, image: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(K', *spatial)``: softmax, or for one sigmoid channel (1 − p, p)."""
-        return probabilities(torch.from_numpy(self.predict_logits(image))).numpy()
+    def predict_proba(
+        self, image: np.ndarray, progress: Optional[Callable[[int, int], None]] = None
+    ) -> np.ndarray:
+        """Class probabilities ``(K', *spatial)``: softmax, or for one sigmoid channel (1 − p, p).
+        ``progress`` as in :meth:`predict_logits`."""
+        logits = self.predict_logits(image, progress=progress)
+        return probabilities(torch.from_numpy(logits)).numpy()
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Class indices ``(*spatial)`` int64."""

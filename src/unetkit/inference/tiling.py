@@ -876,6 +876,7 @@ def run_tiles(
     batch_size: int,
     hint: str = "",
     row_done: Optional[Callable[[Stitcher, int], None]] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
 ) -> Stitcher:
     """Run every tile of ``grid`` through ``fn`` and add it to a stitcher: the one tile loop of
     whole-image and band-by-band prediction.
@@ -888,6 +889,8 @@ def run_tiles(
         row_done: called after each row of tiles with the stitcher and the first output row the
             next row of tiles will touch (the image size after the last row): a band stitcher
             flushes there.
+        progress: called after each batch with ``(tiles done, tiles in all)``, for a progress
+            bar; an exception it raises (a user's cancel) ends the loop and propagates.
 
     Returns:
         The stitcher holding every tile.
@@ -895,7 +898,7 @@ def run_tiles(
     if int(batch_size) < 1:
         raise ConfigError(f"batch_size must be ≥ 1, got {batch_size}")
     rows = grid.rows() if row_done is not None else [grid.tiles]
-    st = None
+    st, done = None, 0
     for r, row in enumerate(rows):
         for i in range(0, len(row), int(batch_size)):
             chunk = row[i : i + int(batch_size)]
@@ -904,6 +907,9 @@ def run_tiles(
                 st = stitcher(pred.shape[1])
             for p, t in zip(pred, chunk):
                 st.add(p[(slice(None),) + t.crop], t.output, t.weights)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(grid.tiles))
         if row_done is not None:
             nxt = int(rows[r + 1][0].output[0].start) if r + 1 < len(rows) else None
             row_done(st, max(nxt, 0) if nxt is not None else st.shape[1])
@@ -1027,12 +1033,13 @@ def predict_grid(
     batch_size: int = 4,
     pad_mode: str = "reflect",
     out: Any = None,
+    progress: Optional[Callable[[int, int], None]] = None,
 ) -> Any:
     """Predict a whole ``(C, *spatial)`` image tile by tile along ``grid`` (either strategy).
 
     The image is padded once (``reflect``/``symmetric`` mirror, or ``constant`` zeros), the tiles
-    run in batches (:func:`run_tiles`) and the stitched ``(K, *spatial)`` float32 result is returned
-    (``out`` when given).
+    run in batches (:func:`run_tiles`, which calls ``progress(done, total)`` after each batch) and
+    the stitched ``(K, *spatial)`` float32 result is returned (``out`` when given).
     """
     image = _check_image(image)
     padded = _pad_for(image, grid, pad_mode)
@@ -1049,6 +1056,7 @@ def predict_grid(
         lambda k: Stitcher((k, *image.shape[1:]), out=out),
         batch_size,
         hint,
+        progress=progress,
     )
     return st.result()
 

@@ -25,6 +25,10 @@ class Callback:
     def on_train_start(self, trainer) -> None:
         pass
 
+    def on_batch_end(self, trainer, batch: int, loss: float) -> None:
+        """After each training batch: its number in the epoch (from 1) and the epoch's mean loss
+        so far (a GUI's progress; :meth:`Trainer.request_stop` ends the run early)."""
+
     def on_epoch_end(self, trainer, history: list[dict]) -> None:
         pass
 

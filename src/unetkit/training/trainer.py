@@ -123,6 +123,7 @@ class Trainer:
         self.history: list[dict] = []
         self.best: Optional[dict] = None
         self.stop_reason = ""
+        self._stop_requested: Optional[str] = None
 
     @classmethod
     def resume(
@@ -151,6 +152,12 @@ class Trainer:
         trainer = cls(config, run_dir, progress=progress, plan=plan)
         trainer._resume_from = last
         return trainer
+
+    def request_stop(self, reason: str = "stopped on request") -> None:
+        """End the run after the current batch, as a time budget does: that epoch is validated
+        and saved, so the model trained so far is kept. Safe to call from another thread (a
+        GUI's stop button)."""
+        self._stop_requested = str(reason)
 
     # ------------------------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -449,8 +456,11 @@ class Trainer:
             bar.set_postfix(
                 loss=f"{total / count:.4f}", img_s=f"{images / (time.monotonic() - t0):.1f}"
             )
-            if dist_utils.broadcast_flag(self._out_of_time(), self.dist):
-                self.stop_reason = "time budget reached"
+            for cb in self.callbacks:
+                cb.on_batch_end(self, count, total / count)
+            requested = self._stop_requested  # request_stop, from another thread
+            if dist_utils.broadcast_flag(requested is not None or self._out_of_time(), self.dist):
+                self.stop_reason = requested or "time budget reached"
                 break
         bar.close()
         return (

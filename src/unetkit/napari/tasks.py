@@ -1,0 +1,99 @@
+"""One background job of a widget: run it in a napari worker thread, bring its progress reports
+to the main thread, let the user cancel it, and turn the errors a user can fix into one line.
+
+A job is ``job(report, cancelled) -> result``: ``report(value)`` may be called from the worker
+thread (it reaches ``on_progress`` in the main thread, through superqt's ``ensure_main_thread``),
+and the job checks the ``cancelled`` event where it can stop (raising
+:class:`~unetkit.napari.jobs.Cancelled`). ``on_done`` receives a :class:`Outcome` in the main
+thread. Bad input (:class:`~unetkit.errors.UnetkitError`) becomes ``Outcome.error``, one line; any
+other exception is a bug and goes to napari's own error notification with its traceback.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from superqt.utils import ensure_main_thread
+
+from ..errors import UnetkitError
+from .jobs import Cancelled
+
+
+@dataclass
+class Outcome:
+    """How a job ended: ``result`` when it finished, else ``cancelled`` or ``error`` (one line)."""
+
+    result: Any = None
+    cancelled: Optional[str] = None
+    error: Optional[str] = None
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (the first line, whitespace collapsed)."""
+    text = str(exc).strip().splitlines()
+    return " ".join(text[0].split()) if text else type(exc).__name__
+
+
+def tell(status: Any, message: str, error: bool = False) -> None:
+    """Show one line in a widget's status label and as a napari notification: an error as an
+    error (no traceback), a finished step as information; a line ending in "…" (work under
+    way) only in the label."""
+    from napari.utils.notifications import show_error, show_info
+
+    status.value = message
+    if error:
+        show_error(message)
+    elif not message.endswith("…"):
+        show_info(message)
+
+
+class BackgroundTask:
+    """At most one job at a time for a widget (module docstring).
+
+    Args:
+        on_progress: called in the main thread with each value the job reports.
+        on_done: called in the main thread with the :class:`Outcome`.
+    """
+
+    def __init__(self, on_progress: Callable[[Any], None], on_done: Callable[[Outcome], None]):
+        self._report = ensure_main_thread(on_progress)
+        self._on_done = on_done
+        self.cancelled = threading.Event()
+        self.worker = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a job is running (until its outcome has been handled)."""
+        return self.worker is not None
+
+    def start(self, job: Callable[[Callable[[Any], None], threading.Event], Any]) -> None:
+        """Run ``job(report, cancelled)`` in a worker thread."""
+        from napari.qt.threading import create_worker
+
+        if self.busy:
+            raise RuntimeError("a job is already running")
+        self.cancelled = threading.Event()
+        cancelled, report = self.cancelled, self._report
+
+        def run() -> Outcome:
+            try:
+                return Outcome(result=job(report, cancelled))
+            except Cancelled as exc:
+                return Outcome(cancelled=one_line(exc))
+            except UnetkitError as exc:
+                return Outcome(error=one_line(exc))
+
+        self.worker = create_worker(run, _start_thread=False)
+        self.worker.returned.connect(self._done)
+        self.worker.errored.connect(lambda exc: self._done(Outcome(error=one_line(exc))))
+        self.worker.start()
+
+    def cancel(self) -> None:
+        """Ask the running job to stop (it stops at its next check)."""
+        self.cancelled.set()
+
+    def _done(self, outcome: Outcome) -> None:
+        self.worker = None
+        self._on_done(outcome)
