@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from types import SimpleNamespace
 
@@ -244,6 +245,13 @@ def test_quick_demo_writes_a_sane_report(tmp_path, capsys):
         info["tile_out"] == [388, 388] and info["tiles"] == 4
     )  # 512×768 in 388-px output tiles: 2 × 2
     assert info["weight_map"] is True and info["epochs"] >= 1
+    # the demo model as a bioimage.io package that bioimageio.core's own test passed
+    if importlib.util.find_spec("bioimageio.core") is not None:
+        assert info["bioimageio"]["status"] == "passed" and info["bioimageio"]["checks"] > 0
+        assert (out / "model.bioimageio.zip").is_file()
+        assert "test_model: passed" in (report / "README.md").read_text()
+    else:
+        assert info["bioimageio"]["status"] == "not written"
     assert info["checkpoint"] in ("best.pt", "last.pt") and set(info["candidates"]) == {
         "best.pt",
         "last.pt",

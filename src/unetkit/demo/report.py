@@ -76,6 +76,11 @@ def write_demo_report(report: Path, result: DemoResult, components: dict) -> Non
         f"{info['separation']['expand']} px; both settings chosen on the validation images (mean AP "
         f"{info['separation']['val_map']:.3f} there).",
         "",
+        "## bioimage.io package",
+        f"- {info['bioimageio']['line']}",
+        "- Open it in Fiji (deepImageJ), ilastik or QuPath, or run it here: "
+        "`unetkit predict demo_out/model.bioimageio.zip IMAGES --output preds`.",
+        "",
         "## Metrics",
         "",
         table,
@@ -121,6 +126,7 @@ def summary_text(result: DemoResult) -> str:
             f"  objects  F1@0.5 {m['obj_f1']:.3f}  AP@0.5 {m['ap50']:.3f}  AP@0.5:0.95 {m['map']:.3f}  "
             f"({m['n_pred']:.0f} predicted / {m['n_true']:.0f} true, {m['merged']} merged)",
             f"  pixels   Dice {m['dice']:.4f}  pixel error {m['pixel_error']:.4f}  Rand error {m['rand_error']:.4f}",
+            f"  package  {i['bioimageio']['line']}" if "bioimageio" in i else "",
             f"  report   {result.report_dir / 'README.md'}",
         ]
     )
