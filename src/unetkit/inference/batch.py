@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..io.lazy import is_zarr_path, open_lazy
 from ..io.naming import prediction_paths
-from .large import LARGE_PIXELS, predict_large
+from .large import LARGE_PIXELS, VOLUME_SHARE, predict_large
 from .outputs import (
     TiffBandSink,
     decode_labels,
@@ -72,7 +72,8 @@ def collect_inputs(paths: Sequence[Union[str, Path]]):
 
 
 def _is_large(path: Path) -> bool:
-    """More than :data:`LARGE_PIXELS` pixels in a file that can be read region by region."""
+    """More than :data:`LARGE_PIXELS` pixels (a volume: a :data:`VOLUME_SHARE`-th of it) in a file
+    that can be read region by region."""
     if not is_zarr_path(path) and path.suffix.lower() not in (".npy", ".tif", ".tiff"):
         return False
     try:
@@ -80,7 +81,8 @@ def _is_large(path: Path) -> bool:
     except DataError:
         return False
     try:
-        return int(np.prod(arr.shape[1:])) > LARGE_PIXELS
+        limit = LARGE_PIXELS if len(arr.shape) <= 3 else LARGE_PIXELS // VOLUME_SHARE
+        return int(np.prod(arr.shape[1:])) > limit
     finally:
         if hasattr(arr, "close") and not isinstance(arr, np.ndarray):
             arr.close()
