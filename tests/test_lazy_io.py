@@ -28,6 +28,19 @@ def image():
     return np.stack([yy * 3 + xx, rng.integers(0, 4000, (300, 260))]).astype(np.uint16)
 
 
+class _Rows:
+    """A band sink keeping ``(first row, float32 rows)`` of every write."""
+
+    def __init__(self):
+        self.rows = []
+
+    def write(self, y0, probs):
+        self.rows.append((y0, np.array(probs)))
+
+    def close(self):
+        pass
+
+
 def _regions(lazy, reference):
     """Every way the band path and users slice a lazy image, against NumPy on the reference."""
     for key in [
@@ -254,21 +267,16 @@ def test_volume_slab_by_slab_equals_the_whole_volume(tmp_path, monkeypatch):
     grid = pred.plan(vol.shape[1:]).grid()
     assert len(grid.rows()) > 2  # really several slabs
 
-    class Rows:
-        def __init__(self):
-            self.rows = []
-
-        def write(self, y0, probs):
-            assert y0 == sum(r.shape[1] for r in self.rows)
-            self.rows.append(np.array(probs))
-
-        def close(self):
-            pass
-
-    sink = Rows()
+    sink = _Rows()
     predict_large(pred, open_lazy(tmp_path / "v.zarr"), sink)
+    assert [y0 for y0, _ in sink.rows] == list(
+        np.cumsum([0] + [p.shape[1] for _, p in sink.rows[:-1]])
+    )
     np.testing.assert_allclose(
-        np.concatenate(sink.rows, axis=1), pred.predict_proba(vol), rtol=0, atol=1e-6
+        np.concatenate([p for _, p in sink.rows], axis=1),
+        pred.predict_proba(vol),
+        rtol=0,
+        atol=1e-6,
     )
     monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
     res = predict_files(
@@ -347,22 +355,12 @@ def test_blocks_of_rows_predicted_apart_make_the_whole_image_exactly(preset, ble
         normalizer=create_normalizer("zscore"),
     )
 
-    class Rows:
-        def __init__(self):
-            self.rows = []
-
-        def write(self, y0, probs):
-            self.rows.append((y0, np.array(probs)))
-
-        def close(self):
-            pass
-
-    whole = Rows()
+    whole = _Rows()
     predict_large(pred, image, whole)
     frozen = freeze_normalizer(pred.normalizer, image)
     blocks = []
     for r0, r1 in [(0, 64), (64, 200), (200, 301)]:
-        sink = Rows()
+        sink = _Rows()
         predict_large(pred, image, sink, rows=(r0, r1), normalizer=frozen)
         assert sink.rows[0][0] == r0 and sum(p.shape[1] for _, p in sink.rows) == r1 - r0
         blocks += [p for _, p in sink.rows]

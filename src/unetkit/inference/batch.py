@@ -202,14 +202,16 @@ def predict_files(
     from ..utils import output_folder, remove_stale_temp_files
 
     out_dir = Path(out_dir)
-    cases, method = plan_cases(predictor, inputs, instances, rois, geojson, part)
-    options = dict(
+    cases, options = plan_cases(
+        predictor,
+        inputs,
         probabilities=probabilities,
         overlay=overlay,
         overwrite=overwrite,
-        instances=method,
+        instances=instances,
         rois=rois,
         geojson=geojson,
+        part=part,
     )
     results = []
     with output_folder(out_dir):
@@ -224,13 +226,18 @@ def predict_files(
 def plan_cases(
     predictor,
     inputs: Sequence[Union[str, Path]],
+    *,
+    probabilities: Optional[str] = None,
+    overlay: bool = False,
+    overwrite: bool = False,
     instances: Optional[str] = None,
     rois: bool = False,
     geojson: bool = False,
     part: Optional[tuple] = None,
-) -> tuple[list, Optional[str]]:
-    """The cases to predict (this ``part``'s share) and the instance method the outputs need,
-    after every check that can fail before anything is predicted.
+) -> tuple[list, dict]:
+    """The cases to predict (this ``part``'s share) and the keyword arguments of
+    :func:`predict_case` for each (the instance method resolved), after every check that can fail
+    before anything is predicted; the outputs are :func:`predict_files`'s.
 
     ``part = (i, k)``: the ``i``-th of ``k`` disjoint shares that together hold every case (every
     ``k``-th case from the ``i``-th), for splitting one job over scheduler array tasks.
@@ -253,7 +260,15 @@ def plan_cases(
                     "images or drop --instances/--rois/--geojson",
                     case.images[0],
                 )
-    return cases, method
+    options = dict(
+        probabilities=probabilities,
+        overlay=overlay,
+        overwrite=overwrite,
+        instances=method,
+        rois=rois,
+        geojson=geojson,
+    )
+    return cases, options
 
 
 def predict_case(

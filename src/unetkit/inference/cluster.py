@@ -294,16 +294,18 @@ def predict_files_dask(
 
     out_dir = Path(out_dir)
     predictor = predictor if predictor is not None else factory()
-    cases, method = plan_cases(predictor, inputs, instances, rois, geojson, part)
-    _check_workers(client)
-    options = dict(
+    cases, options = plan_cases(
+        predictor,
+        inputs,
         probabilities=probabilities,
         overlay=overlay,
         overwrite=overwrite,
-        instances=method,
+        instances=instances,
         rois=rois,
         geojson=geojson,
+        part=part,
     )
+    _check_workers(client)
     token = f"{id(factory)}-{os.getpid()}"
     results: list = [None] * len(cases)
     blockwise = [i for i, case in enumerate(cases) if is_blockwise(case, **options)]
