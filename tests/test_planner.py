@@ -128,7 +128,7 @@ def test_plan_follows_the_budget_and_the_machine():
     cfg = RunConfig().override(short.config)
     assert cfg.model.options["base_features"] == 16 and cfg.train.scheduler == "budget"
     names = [d.name for d in short.decisions]
-    assert names[:3] == ["precision", "resolution", "patch"] and "schedule" in names
+    assert names[:4] == ["precision", "spacing", "resolution", "patch"] and "schedule" in names
     table = short.table()
     assert all(n in table for n in names) and "5-minute budget" in table
 

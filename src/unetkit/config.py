@@ -290,6 +290,11 @@ class DataConfig:
         scale: resolution factor per axis (one number for all) at which the net trains and
             predicts: ``0.5`` halves every side of the training images; ``predict`` resamples each
             image the same way and the logits back to the image's own size. ``None`` = as stored.
+        target_spacing: physical voxel size per axis (array order, the files' unit) to which every
+            case is resampled for training and prediction (each by its own ``spacing /
+            target_spacing``); outputs come back on each input's own grid. For data whose spacing
+            differs between cases (medical volumes); cannot be combined with ``scale`` (a coarser
+            target spacing is a lower scale). ``None`` = as stored.
         fg_fraction: share of patches centred on foreground (nnU-Net uses 0.33).
         fg_classes: the classes to oversample (default every class > 0; ISBI membranes: ``[0]``).
         augmentation: augmentation settings (``{}`` = defaults, ``None`` = off).
@@ -308,6 +313,7 @@ class DataConfig:
     normalization: dict = _f(factory=lambda: {"name": "zscore"})
     patch_size: Optional[list] = _f(None, items=int, ge=1, scalar=True)
     scale: Optional[list] = _f(None, items=float, gt=0, le=4, scalar=True)
+    target_spacing: Optional[list] = _f(None, items=float, gt=0, scalar=True)
     fg_fraction: float = _f(0.33, ge=0, le=1)
     fg_classes: Optional[list] = _f(None, items=int, ge=0)
     augmentation: Optional[dict] = _f(factory=dict)
@@ -328,6 +334,11 @@ class DataConfig:
             raise ConfigError(
                 f"data.fold must be in 0..{self.num_folds - 1} for data.num_folds={self.num_folds}, "
                 f"got {self.fold}"
+            )
+        if self.scale is not None and self.target_spacing is not None:
+            raise ConfigError(
+                f"data.scale={self.scale} and data.target_spacing={self.target_spacing} are both "
+                "set: give one (a target spacing twice as coarse is scale 0.5)"
             )
         if "name" not in self.normalization:
             raise ConfigError(

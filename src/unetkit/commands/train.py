@@ -45,6 +45,7 @@ FLAG_KEYS = {
     "val": "data.val_dir",
     "patch_size": "data.patch_size",
     "scale": "data.scale",
+    "target_spacing": "data.target_spacing",
     "mask_suffix": "data.mask_suffix",
     "mask_kind": "data.mask_kind",
     "val_fraction": "data.val_fraction",
@@ -131,6 +132,12 @@ def add_parser(sub) -> None:
         help="train and predict at this fraction of the stored resolution: 0.5 or 1,0.5,0.5 "
         "(default: planned from the objects' size; 1 = as stored)",
     )
+    g.add_argument(
+        "--target-spacing",
+        help="resample every case to this voxel size, in the files' unit and array order: 1 or "
+        "3,0.8,0.8 (default: planned where the cases' voxel sizes differ; predict resamples each "
+        "image the same way and writes the result on its own grid)",
+    )
     g.add_argument("--mask-suffix", help="mask file suffix such as _mask (default: detected)")
     g.add_argument(
         "--mask-kind", choices=("auto", "labels", "colors", "instances"), help="how to read masks"
@@ -197,7 +204,7 @@ def collect_overrides(args) -> dict:
         value = getattr(args, flag, None)
         if value is None:
             continue
-        if flag in ("patch_size", "scale"):
+        if flag in ("patch_size", "scale", "target_spacing"):
             value = parse_value(value)
             value = list(value) if isinstance(value, (tuple, list)) else [value]
         if flag == "normalization":
@@ -251,6 +258,13 @@ def planned_values(plan, overrides: dict) -> dict:
     from ..planning.planner import SCHEDULE_KEYS
 
     values = {k: v for k, v in plan.config.items() if k not in overrides}
+    # the two ways of resampling exclude each other: the user's choice replaces the planned one
+    for mine, planned_key in (
+        ("data.scale", "data.target_spacing"),
+        ("data.target_spacing", "data.scale"),
+    ):
+        if mine in overrides:
+            values.pop(planned_key, None)
     if FOLD_KEYS & set(overrides) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         values.pop("train.folds", None)
     if "train.epochs" in overrides:  # a fixed number of epochs: not the planned clock schedule

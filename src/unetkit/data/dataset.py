@@ -28,7 +28,13 @@ from .discovery import Case, scan_dataset
 from .labels import LabelMap, dataset_label_map
 from .normalization import Normalizer, create_normalizer
 from .reading import read_case_image, read_case_mask, same_layout
-from .resample import resample_image, resample_instances, resample_labels, scaled_shape
+from .resample import (
+    resample_image,
+    resample_instances,
+    resample_labels,
+    scaled_shape,
+    spacing_factors,
+)
 from .sampling import PatchSampler, foreground_locations
 from .splits import holdout_split, kfold_splits, save_splits
 from .transforms import Compose
@@ -59,6 +65,12 @@ class LoadedCase:
     weight: Optional[np.ndarray] = None
     extra: dict = field(default_factory=dict)
     fg_locations: Optional[dict] = None
+
+    @property
+    def spacing(self) -> Optional[tuple]:
+        """The stored file's voxel size per axis (``meta.spacing``; ``None`` when it states none):
+        what prediction resamples a validation case by under a target spacing."""
+        return getattr(self.meta, "spacing", None)
 
 
 def weight_map_key(mask: np.ndarray, instances: Optional[np.ndarray], weight_map: dict) -> str:
@@ -155,18 +167,21 @@ def load_case(
     *,
     cache_dir: Optional[PathLike] = None,
     scale: Optional[Sequence[float]] = None,
+    target_spacing: Optional[Sequence[float]] = None,
 ) -> LoadedCase:
     """Read, check and normalise one case; compute its weight map when ``weight_map`` is given
     (``{"w0": 10, "sigma": 5}``), reading it from ``cache_dir`` when cached there before (see
     :func:`cached_weight_map`). With ``scale`` (one factor per axis, see
     :mod:`unetkit.data.resample`) image and masks are resampled first and the weight map is made on
-    the resampled mask."""
+    the resampled mask; with ``target_spacing`` the factors are the case's own, ``spacing /
+    target_spacing`` (:func:`~unetkit.data.resample.spacing_factors`)."""
     image, meta = read_case_image(case)
     require_finite(image, case.images[0])
     mask = instances = weight = None
     if case.mask is not None and label_map is not None:
         mask, instances = read_case_mask(case, label_map, image.shape[1:])
-    shape = scaled_shape(image.shape[1:], scale)
+    factors = spacing_factors(getattr(meta, "spacing", None), target_spacing, image.ndim - 1, scale)
+    shape = scaled_shape(image.shape[1:], factors)
     if shape != image.shape[1:]:
         image = resample_image(image, shape)
         if instances is not None:  # instance masks: one class, the objects' pixels
@@ -221,6 +236,7 @@ def prepare_data(
     fold: Optional[int] = None,
     cache_dir: Optional[Path] = None,
     scale: Optional[Sequence[float]] = None,
+    target_spacing: Optional[Sequence[float]] = None,
 ) -> PreparedData:
     """Discover, split, label, normalise and load a dataset for training.
 
@@ -247,6 +263,8 @@ def prepare_data(
         scale: resolution factor per axis for the **training** cases (see
             :mod:`unetkit.data.resample`); validation cases stay at their own size, so validation
             scores what ``predict`` writes.
+        target_spacing: resample each **training** case to this voxel size (its own factors; see
+            :func:`load_case`); validation cases stay as stored, as with ``scale``.
 
     Returns:
         The :class:`PreparedData`; ``splits`` is the split used (with ``num_folds``: fold ``fold``,
@@ -300,7 +318,15 @@ def prepare_data(
         if not normalizer.fitted:
             normalizer.fit(same_layout((c.images[0], read_case_image(c)[0]) for c in train_cases))
     train = [
-        load_case(c, label_map, normalizer, weight_map, cache_dir=cache_dir, scale=scale)
+        load_case(
+            c,
+            label_map,
+            normalizer,
+            weight_map,
+            cache_dir=cache_dir,
+            scale=scale,
+            target_spacing=target_spacing,
+        )
         for c in train_cases
     ]
     val = [load_case(c, label_map, normalizer, None) for c in val_cases]

@@ -96,6 +96,11 @@ class Fingerprint:
         cases_found: cases in the training folder (more than ``cases`` when a subset was read).
         mask_kind: the label map's kind: ``"labels"``, ``"colors"`` or ``"instances"``.
         spacing_unit: unit of :attr:`spacing` (``"um"``, ``"mm"`` …) or ``None``.
+        spacing_spread: how the files' spacings spread per axis, ``{"min": [...], "p10": [...],
+            "max": [...], "files": n, "extent": {"median", "min", "max"}}`` (``files``: how many
+            of the cases read state a spacing; ``extent``: their physical sizes per axis, size ×
+            spacing; ``None`` when no file states a spacing): what the target-spacing rule
+            (:mod:`unetkit.planning.spacing`) reads.
     """
 
     cases: int
@@ -113,6 +118,7 @@ class Fingerprint:
     cases_found: int = 0
     mask_kind: str = "labels"
     spacing_unit: Optional[str] = None
+    spacing_spread: Optional[dict] = None
 
     @property
     def effective_channels(self) -> int:
@@ -157,6 +163,12 @@ class Fingerprint:
             line += f", spacing {size(self.spacing)}" + (
                 f" {self.spacing_unit}" if self.spacing_unit else ""
             )
+            spread = self.spacing_spread or {}
+            if spread.get("min") and spread["min"] != spread["max"]:
+                line += f" (min {size(spread['min'])} … max {size(spread['max'])})"
+            if spread.get("files", self.cases) < self.cases:
+                line += f" stated by {spread['files']} of {self.cases} files"
+
         lines = [line]
         if self.grey_as_colour:
             lines.append(f"channels: {self.channels} stored, grey (identical channels) → 1")
@@ -318,7 +330,7 @@ def fingerprint_dataset(
         label_map = dataset_label_map(found, masks, mask_kind)
     num_classes = label_map.num_classes
 
-    shapes, spacings, units = [], [], set()
+    shapes, spacings, extents, units = [], [], [], set()
     grey = True
     stats: list[_ChannelStats] = []
     class_pixels = np.zeros(num_classes, dtype=np.int64)
@@ -338,6 +350,7 @@ def fingerprint_dataset(
         shapes.append(spatial)
         if meta.spacing is not None:
             spacings.append(meta.spacing)
+            extents.append([n * s for n, s in zip(spatial, meta.spacing)])
             if meta.spacing_unit:
                 units.add(meta.spacing_unit)
         grey = (
@@ -368,11 +381,20 @@ def fingerprint_dataset(
         "min": [int(v) for v in arr.min(axis=0)],
         "max": [int(v) for v in arr.max(axis=0)],
     }
-    spacing = (
-        [float(v) for v in np.median(np.array(spacings, dtype=np.float64), axis=0)]
-        if spacings
-        else None
-    )
+    spacing = spread = None
+    if spacings:
+        sp = np.array(spacings, dtype=np.float64)
+        spacing = [float(v) for v in np.median(sp, axis=0)]
+        spread = {
+            "min": [float(v) for v in sp.min(axis=0)],
+            "p10": [float(v) for v in np.percentile(sp, 10, axis=0)],
+            "max": [float(v) for v in sp.max(axis=0)],
+            "files": len(spacings),
+            "extent": {
+                k: [float(v) for v in f(np.array(extents, dtype=np.float64), axis=0)]
+                for k, f in (("median", np.median), ("min", np.min), ("max", np.max))
+            },
+        }
     intensity = []
     for s in stats:
         if s.n:
@@ -412,4 +434,5 @@ def fingerprint_dataset(
         cases_found=len(found.cases),
         mask_kind=label_map.kind,
         spacing_unit=units.pop() if len(units) == 1 else None,
+        spacing_spread=spread,
     )

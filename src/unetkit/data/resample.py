@@ -6,6 +6,12 @@ whole object with context, and every step sees more of the image. Training cases
 once when loaded; the predictor resamples each image down, predicts, and resamples the logits back
 to the image's own grid before the argmax, so labels always come out at the input's size.
 
+A plan may also fix a **target spacing** (``data.target_spacing``, nnU-Net's step for volumes
+whose voxel sizes differ between cases, 3 mm slices beside 1 mm ones): each case is then resampled
+by its own factors, ``spacing / target_spacing`` per axis (:func:`spacing_factors`), so that one
+voxel of the network is the same physical size in every case, and outputs go back to each case's
+own grid the same way.
+
 Images go through area averaging when shrinking (an anti-aliased mean, ``adaptive_avg_pool``) and
 (bi/tri)linear interpolation when growing; label masks through per-class linear interpolation of
 their one-hot planes and an argmax (nnU-Net's choice: thin parts survive better than nearest
@@ -33,6 +39,34 @@ def scale_factors(scale: Optional[Scale], spatial_dims: int) -> Optional[tuple[f
         return None
     factors = per_axis(scale, spatial_dims, "scale", kind=float, positive=True)
     return None if all(s == 1.0 for s in factors) else factors
+
+
+def spacing_factors(
+    spacing: Optional[Sequence[float]],
+    target_spacing: Optional[Sequence[float]],
+    spatial_dims: int,
+    scale: Optional[Scale] = None,
+) -> Optional[tuple[float, ...]]:
+    """The resampling factors of one image: ``spacing / target_spacing`` per axis with a target
+    spacing (an image whose file states no spacing counts as 1 per axis, as nnU-Net assumes), else
+    ``scale``; ``None`` when there is nothing to do.
+
+    Example:
+        >>> spacing_factors((3.0, 0.8, 0.8), (1.5, 0.8, 0.8), 3)   # 3 mm slices → 1.5 mm
+        (2.0, 1.0, 1.0)
+    """
+    if target_spacing is None:
+        return scale_factors(scale, spatial_dims)
+    target = per_axis(target_spacing, spatial_dims, "target_spacing", kind=float, positive=True)
+    own = (
+        (1.0,) * spatial_dims
+        if spacing is None
+        else per_axis(spacing, spatial_dims, "spacing", kind=float, positive=True)
+    )
+    # factors within 1e-6 of 1 are 1: a spacing read back from a file as float32 is not a reason
+    # to interpolate a whole volume
+    factors = tuple(1.0 if abs(s / t - 1) < 1e-6 else s / t for s, t in zip(own, target))
+    return None if all(f == 1.0 for f in factors) else factors
 
 
 def scaled_shape(shape: Sequence[int], scale: Optional[Scale]) -> tuple[int, ...]:
@@ -113,4 +147,5 @@ __all__ = [
     "resample_logits",
     "scale_factors",
     "scaled_shape",
+    "spacing_factors",
 ]

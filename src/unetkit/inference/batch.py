@@ -332,7 +332,7 @@ def predict_case(
         return PredictedFile(case.case_id, case.images, paths, "written", "band-by-band")
     image, meta = read_case_image(case)
     image = check_image(image, predictor, first)
-    probs = predictor.predict_proba(image)
+    probs = predictor.predict_proba(image, spacing=getattr(meta, "spacing", None))
     indices = predictor.postprocess.apply(probs.argmax(axis=0))
     write_labels(paths["labels"], decode_labels(indices, predictor.label_map), meta)
     if "probabilities" in paths:

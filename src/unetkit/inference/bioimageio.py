@@ -780,6 +780,13 @@ def export_bioimageio(
             "package cannot resample its input, so export is refused (retrain with data.scale "
             "unset, or resample the images before using the model)"
         )
+    target = ((ckpt.get("config") or {}).get("data") or {}).get("target_spacing")
+    if target is not None:
+        raise ConfigError(
+            f"the model works at voxel size {target} (data.target_spacing) and resamples each image "
+            "to it; a bioimage.io package cannot resample its input, so export is refused (export "
+            "ONNX or TorchScript instead, whose predictor resamples)"
+        )
     model = build_model(ckpt, None if isinstance(checkpoint, dict) else checkpoint)
     dims, channels = int(model.spatial_dims), int(model.in_channels)
     num_classes = int(model.num_classes)

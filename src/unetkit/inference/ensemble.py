@@ -104,6 +104,10 @@ class EnsemblePredictor:
         #: a member's resolution factor (``None`` when every member works as stored); each member
         #: resamples for itself on whole images, band-by-band prediction refuses any
         self.scale = next((m.scale for m in members if m.scale is not None), None)
+        #: a member's target voxel size (``None`` when none resamples by spacing), as :attr:`scale`
+        self.target_spacing = next(
+            (m.target_spacing for m in members if m.target_spacing is not None), None
+        )
         if postprocess is None:  # the members' choice where they agree (module docstring)
             agreed = all(m.postprocess == first.postprocess for m in members)
             postprocess = first.postprocess if agreed else PostProcessing()
@@ -129,11 +133,15 @@ class EnsemblePredictor:
 
     # -- whole images --------------------------------------------------------------------------
     def predict_proba(
-        self, image: np.ndarray, progress: Optional[Callable[[int, int], None]] = None
+        self,
+        image: np.ndarray,
+        progress: Optional[Callable[[int, int], None]] = None,
+        spacing: Optional[Sequence[float]] = None,
     ) -> np.ndarray:
         """``(C, *spatial)`` image → ``(K', *spatial)`` float32: the mean of the members'
         :meth:`Predictor.predict_proba`. ``progress(done, total)`` counts the tiles of every
-        member (:meth:`Predictor.predict_logits`)."""
+        member (:meth:`Predictor.predict_logits`); ``spacing``: the image's voxel size, for
+        members trained at a target spacing."""
         total: Optional[np.ndarray] = None
         m = len(self.members)
         for i, member in enumerate(self.members):
@@ -143,7 +151,7 @@ class EnsemblePredictor:
                 def report(done: int, tiles: int, i: int = i) -> None:
                     progress(i * tiles + done, m * tiles)
 
-            probs = member.predict_proba(image, progress=report)
+            probs = member.predict_proba(image, progress=report, spacing=spacing)
             if total is None:
                 total = np.array(probs, dtype=np.float32)
             else:
@@ -151,9 +159,9 @@ class EnsemblePredictor:
         total /= len(self.members)
         return total
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
+    def predict(self, image: np.ndarray, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
         """Class indices ``(*spatial)`` int64: the argmax of :meth:`predict_proba`."""
-        return self.predict_proba(image).argmax(axis=0)
+        return self.predict_proba(image, spacing=spacing).argmax(axis=0)
 
     # -- band by band (what predict_large asks of a predictor) ---------------------------------
     def plan(self, spatial_shape: Sequence[int]) -> TilePlan:

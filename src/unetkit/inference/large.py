@@ -98,6 +98,7 @@ def predict_large(
     not each read the whole image for its statistics.
     """
     from ..data.dataset import require_finite
+    from ..data.resample import spacing_factors
     from .ensemble import EnsemblePredictor
     from .predictor import probabilities
 
@@ -112,6 +113,16 @@ def predict_large(
             f"the model works at {'×'.join(f'{s:g}' for s in predictor.scale)} of the stored "
             "resolution, which band-by-band prediction of images this large does not do yet; "
             "predict a downsampled copy of the image, or crops of it",
+            path if path is not None else "image",
+        )
+    target = getattr(predictor, "target_spacing", None)
+    spacing = getattr(getattr(source, "meta", None), "spacing", None)
+    if target is not None and spacing_factors(spacing, target, predictor.spatial_dims) is not None:
+        raise DataError(
+            f"the model works at voxel size {'×'.join(f'{s:g}' for s in target)} and this image's is "
+            f"{'×'.join(f'{s:g}' for s in spacing) if spacing else 'not stated (1 assumed)'}: "
+            "band-by-band prediction of images this large does not resample yet; resample the "
+            "image to the model's spacing first, or predict crops of it",
             path if path is not None else "image",
         )
     shape = source.shape[1:]

@@ -32,7 +32,13 @@ import torch
 from torch import nn
 
 from .. import runtime
-from ..data.resample import resample_image, resample_logits, scale_factors, scaled_shape
+from ..data.resample import (
+    resample_image,
+    resample_logits,
+    scale_factors,
+    scaled_shape,
+    spacing_factors,
+)
 from ..errors import ConfigError, DataError, UnetkitError
 from ..models.geometry import SizeRule, size_rule_of
 from ..utils import check_tile_settings, per_axis
@@ -109,6 +115,10 @@ class Predictor:
         scale: the resolution factor per axis the model was trained at (``data.scale``;
             :meth:`from_checkpoint` sets it): each image is resampled by it before tiling and the
             logits back to the image's own size, so outputs always match the input.
+        target_spacing: the voxel size the model was trained at (``data.target_spacing``;
+            :meth:`from_checkpoint` sets it): each image is resampled by its own ``spacing /
+            target_spacing`` (the ``spacing`` passed to :meth:`predict_logits`; 1 per axis when
+            none is given) and the logits back to its own grid, so outputs match the input.
         postprocess: the :class:`~unetkit.inference.postprocess.PostProcessing` validation chose
             (:meth:`from_checkpoint` reads it from the checkpoint), kept as :attr:`postprocess`;
             :func:`~unetkit.inference.batch.predict_files` applies it to the labels it writes,
@@ -135,6 +145,7 @@ class Predictor:
         fast: str = "auto",
         scale: Optional[Union[float, Sequence[float]]] = None,
         postprocess: Optional[PostProcessing] = None,
+        target_spacing: Optional[Sequence[float]] = None,
     ):
         check_tile_settings(tile, overlap, max_tile, min_overlap, batch_size, threads)
         if postprocess is not None and not isinstance(postprocess, PostProcessing):
@@ -152,6 +163,15 @@ class Predictor:
         self.dtype = runtime.resolve_precision(precision, self.device)
         self.spatial_dims = getattr(model, "spatial_dims", 2)
         self.scale = scale_factors(scale, self.spatial_dims)
+        if scale is not None and target_spacing is not None:
+            raise ConfigError("give the predictor a scale or a target_spacing, not both")
+        self.target_spacing = (
+            None
+            if target_spacing is None
+            else per_axis(
+                target_spacing, self.spatial_dims, "target_spacing", kind=float, positive=True
+            )
+        )
         self.channels_last = runtime.use_channels_last(model, self.device, channels_last)
         self.memory_format = runtime.memory_format(self.spatial_dims, self.channels_last)
         self.model = (
@@ -212,7 +232,9 @@ class Predictor:
                 "it with unetkit",
                 path,
             ) from None
-        kwargs.setdefault("scale", ((ckpt.get("config") or {}).get("data") or {}).get("scale"))
+        data_cfg = (ckpt.get("config") or {}).get("data") or {}
+        kwargs.setdefault("scale", data_cfg.get("scale"))
+        kwargs.setdefault("target_spacing", data_cfg.get("target_spacing"))
         if "postprocess" not in kwargs:
             extra = ckpt.get("extra")
             try:
@@ -330,21 +352,30 @@ class Predictor:
                 expected_tiles=n,
             )
 
+    def resampling(self, spacing: Optional[Sequence[float]] = None) -> Optional[tuple]:
+        """The factors per axis by which an image of voxel size ``spacing`` is resampled before
+        tiling (:attr:`scale`, or ``spacing / target_spacing``); ``None`` when it is not."""
+        return spacing_factors(spacing, self.target_spacing, self.spatial_dims, self.scale)
+
     def predict_logits(
         self,
         image: np.ndarray,
         out: Optional[np.ndarray] = None,
         progress: Optional[Callable[[int, int], None]] = None,
+        spacing: Optional[Sequence[float]] = None,
     ) -> np.ndarray:
         """``(C, *spatial)`` image → ``(K, *spatial)`` float32 logits (normalised first when the
         predictor has a normaliser; with TTA, the log of the averaged probabilities; with
-        :attr:`scale`, predicted on the resampled image and resampled back).
+        :attr:`scale` or :attr:`target_spacing`, predicted on the resampled image and resampled
+        back).
 
         ``progress(tiles done, tiles in all)`` is called after each batch of tiles (a GUI's
-        progress bar); an exception it raises, such as a user's cancel, stops the prediction."""
+        progress bar); an exception it raises, such as a user's cancel, stops the prediction.
+        ``spacing``: the image's voxel size per axis (``meta.spacing``), used with a
+        :attr:`target_spacing`."""
         image = self.prepare(image)
         size = image.shape[1:]
-        shape = scaled_shape(size, self.scale)
+        shape = scaled_shape(size, self.resampling(spacing))
         if shape != size:
             image = resample_image(image, shape)
         plan = self.plan(image.shape[1:])
@@ -364,16 +395,20 @@ class Predictor:
         return out
 
     def predict_proba(
-        self, image: np.ndarray, progress: Optional[Callable[[int, int], None]] = None
+        self,
+        image: np.ndarray,
+        progress: Optional[Callable[[int, int], None]] = None,
+        spacing: Optional[Sequence[float]] = None,
     ) -> np.ndarray:
         """Class probabilities ``(K', *spatial)``: softmax, or for one sigmoid channel (1 − p, p).
-        ``progress`` as in :meth:`predict_logits`."""
-        logits = self.predict_logits(image, progress=progress)
+        ``progress`` and ``spacing`` as in :meth:`predict_logits`."""
+        logits = self.predict_logits(image, progress=progress, spacing=spacing)
         return probabilities(torch.from_numpy(logits)).numpy()
 
-    def predict(self, image: np.ndarray) -> np.ndarray:
-        """Class indices ``(*spatial)`` int64."""
-        return labels_from_logits(torch.from_numpy(self.predict_logits(image))).numpy()
+    def predict(self, image: np.ndarray, spacing: Optional[Sequence[float]] = None) -> np.ndarray:
+        """Class indices ``(*spatial)`` int64 (``spacing`` as in :meth:`predict_logits`)."""
+        logits = self.predict_logits(image, spacing=spacing)
+        return labels_from_logits(torch.from_numpy(logits)).numpy()
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,9 @@ machine can train within the budget.
 
 The rules, in order (constants below):
 
+* **spacing**: where the cases' voxel sizes differ, every case is resampled to one target spacing
+  (nnU-Net's median rule, with its anisotropy exception; :mod:`unetkit.planning.spacing`); the
+  sizes the later rules read are then those on the target grid.
 * **resolution**: when even the largest patch cannot hold ``SCALED_CONTEXT`` × the large objects'
   extent (polyps, organs), the net trains and predicts at a reduced scale that makes it fit — never
   below ``MIN_SCALE``, and never so low that the thin objects (10th percentile of thickness) drop
@@ -43,6 +46,7 @@ from .. import runtime
 from ..errors import ConfigError, DataError
 from ..utils import atomic_write_text, json_default
 from .probe import Candidate, Measurement, machine_key, measure
+from .spacing import on_target_grid, plan_target_spacing
 
 PLAN_VERSION = 1
 DEFAULT_BUDGET_MINUTES = 10.0
@@ -410,13 +414,31 @@ def make_plan(
             "layer pays for the copies",
         )
 
-    # -- resolution, patch, depth, batch, width (measured) ---------------------------------------------
+    # -- voxel size, resolution, patch, depth, batch, width (measured) ---------------------------------
+    target, target_why = (
+        plan_target_spacing(fp)
+        if scale is None
+        else (None, "as stored: the user fixed the resolution (--scale / data.scale)")
+    )
+    if target is not None:
+        fp = on_target_grid(fp, target)
     if scale is None:
         scale, scale_why = plan_scale(fp, dev.type)
     else:
         scale, scale_why = float(scale), "set by the user (--scale / data.scale)"
+    if target is not None:
+        # a reduced resolution on top of a target spacing is a coarser target spacing
+        target = [round(t / scale, 6) for t in target]
+        plan.decide("spacing", target, target_why, **{"data.target_spacing": target})
+    else:
+        plan.decide("spacing", "as stored", target_why)
     if scale != 1.0:
-        plan.decide("resolution", scale, scale_why, **{"data.scale": [scale] * dims})
+        plan.decide(
+            "resolution",
+            scale,
+            scale_why,
+            **({} if target is not None else {"data.scale": [scale] * dims}),
+        )
     else:
         plan.decide("resolution", 1, scale_why)
     patch, patch_why = plan_patch(fp, dev.type, scale)

@@ -189,6 +189,7 @@ class Trainer:
             weight_map=weight_map,
             num_folds=cfg.data.num_folds,
             scale=cfg.data.scale,
+            target_spacing=cfg.data.target_spacing,
             fold=cfg.data.fold,
             cache_dir=cfg.data.cache_dir,
             label_map=LabelMap.from_dict(ckpt["label_map"]) if ckpt else None,
@@ -513,7 +514,7 @@ class Trainer:
         cm_total = np.zeros((k, k), dtype=np.int64)
         loss_sum = torch.zeros(2, dtype=torch.float64)
         for case in self.data.val[self.dist.rank :: self.dist.world_size]:
-            logits = torch.from_numpy(predictor.predict_logits(case.image))
+            logits = torch.from_numpy(predictor.predict_logits(case.image, spacing=case.spacing))
             loss_sum += torch.tensor(
                 [float(self.loss_fn(logits[None], torch.from_numpy(case.mask)[None])), 1.0],
                 dtype=torch.float64,
@@ -610,7 +611,7 @@ class Trainer:
         predictor = self._validation_predictor(model)
         val = self.data.val
         choice = choose_postprocessing(
-            [predictor.predict(case.image) for case in val],
+            [predictor.predict(case.image, spacing=case.spacing) for case in val],
             [case.mask for case in val],
             self.data.label_map.num_classes,
             select_metric=self.config.train.select_metric,
@@ -664,6 +665,7 @@ class Trainer:
             channels_last=self.channels_last,
             fast="eager",
             scale=self.config.data.scale,
+            target_spacing=self.config.data.target_spacing,
         )
 
     def _check_select_metric(self) -> None:
