@@ -29,7 +29,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Iterable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -83,11 +83,33 @@ def _to_list(x: Optional[np.ndarray]) -> Optional[list]:
     return None if x is None else [float(v) for v in np.atleast_1d(x)]
 
 
+def _pairs(images: Iterable, masks: Optional[Iterable], name: str) -> Iterator[tuple]:
+    """``(image, mask)`` pairs, ``mask`` ``None`` without masks; as many masks as images."""
+    if masks is None:
+        for image in images:
+            yield image, None
+        return
+    end = object()
+    images, masks = iter(images), iter(masks)
+    while True:
+        image, mask = next(images, end), next(masks, end)
+        if image is end and mask is end:
+            return
+        if image is end or mask is end:
+            raise ConfigError(
+                f"{name}.fit: got more {'masks' if image is end else 'images'} than "
+                f"{'images' if image is end else 'masks'}; give one mask per image"
+            )
+        yield image, mask
+
+
 class Normalizer:
     """Base class: a per-channel intensity mapping ``(C, *spatial) -> float32 (C, *spatial)``.
 
     Subclasses set :attr:`name`, implement :meth:`_apply` and, when they have dataset statistics,
-    :meth:`fit`, :meth:`_params` and :meth:`_stats`.
+    :attr:`_fits`, :meth:`_accumulate` and :meth:`_finish` (the steps of :meth:`fit`, so that a
+    :class:`PerChannelNormalizer` fits its children in one pass), :meth:`_params` and
+    :meth:`_stats`.
     """
 
     name = "base"
@@ -95,12 +117,80 @@ class Normalizer:
     #: Whether the statistics come from the training set (then :meth:`fit` must be called first).
     per_image: bool = True
 
-    def fit(self, images: Iterable[np.ndarray]) -> Normalizer:
+    #: Whether :meth:`fit` needs the training masks (statistics of the foreground voxels).
+    needs_masks: bool = False
+
+    @property
+    def _fits(self) -> bool:
+        """Whether :meth:`fit` computes anything (dataset schemes); per-image and fixed ones do not."""
+        return False
+
+    def fit(
+        self, images: Iterable[np.ndarray], masks: Optional[Iterable[np.ndarray]] = None
+    ) -> Normalizer:
         """Compute dataset statistics from ``images`` (each ``(C, *spatial)``); returns ``self``.
 
-        A no-op for per-image and fixed schemes.
+        A no-op for per-image and fixed schemes. Images (and masks) are consumed one at a time, so
+        generators that read one case each keep memory bounded.
+
+        Args:
+            images: the training images.
+            masks: one ``(*spatial)`` label array per image (foreground = label > 0; ``None`` for
+                an unlabelled case), in the same order; needed by schemes with
+                :attr:`needs_masks` (``ct``), ignored by the others.
+
+        Raises:
+            ConfigError: no images, different channel counts, a mask whose shape is not its
+                image's, or no masks for a scheme that needs them.
         """
+        if not self._fits:
+            return self
+        if masks is None and self.needs_masks:
+            raise ConfigError(
+                f"{self.name} normalisation needs labelled foreground: fit(images, masks) with the "
+                "training masks (foreground = label > 0)"
+            )
+        state, channels = None, None
+        for image, mask in _pairs(images, masks, self.name):
+            image = _as_image(image)
+            if channels is not None and image.shape[0] != channels:
+                raise ConfigError(
+                    f"{self.name}.fit: images have different channel counts "
+                    f"({channels} and {image.shape[0]})"
+                )
+            channels = image.shape[0]
+            if mask is not None and np.shape(mask) != image.shape[1:]:
+                raise ConfigError(
+                    f"{self.name}.fit: a mask of shape {np.shape(mask)} for an image of spatial "
+                    f"shape {image.shape[1:]}"
+                )
+            state = self._accumulate(state, image, mask)
+        if channels is None:
+            raise ConfigError(f"{self.name}.fit: got no images")
+        self._finish(state)
         return self
+
+    def _accumulate(self, state: Any, image: np.ndarray, mask: Optional[np.ndarray]) -> Any:
+        """Add one image (and its mask) to the running statistics ``state`` (``None`` at first)."""
+        raise NotImplementedError
+
+    def _finish(self, state: Any) -> None:
+        """Set the statistics from the final ``state`` of :meth:`_accumulate`."""
+        raise NotImplementedError
+
+    def _dataset_version(self) -> Normalizer:
+        """A new, unfitted normaliser of this scheme with ``per_image=False``."""
+        state = self.to_dict()
+        return create_normalizer(state["name"], **{**state["params"], "per_image": False})
+
+    def frozen(self, chunks: Iterable[np.ndarray]) -> Normalizer:
+        """This scheme with the statistics of one whole image, computed in one pass over ``chunks``
+        (pieces of that image, ``(C, *part)`` each): band-by-band prediction applies it to every
+        band, so per-image statistics are the whole image's, not the band's. A scheme without
+        per-image statistics is returned as it is."""
+        if not self.per_image:
+            return self
+        return self._dataset_version().fit(chunks)
 
     @property
     def fitted(self) -> bool:
@@ -198,33 +288,30 @@ class ZScoreNormalizer(Normalizer):
     def fitted(self) -> bool:
         return self.per_image or self.mean is not None
 
-    def fit(self, images: Iterable[np.ndarray]) -> ZScoreNormalizer:
-        """Per-channel mean and std over all pixels of all ``images`` (pooled, float64, streaming)."""
-        if self.per_image:
-            return self
-        count, mean, m2 = 0, None, None
-        for image in images:
-            x = _as_image(image).astype(np.float64, copy=False)
-            x = x.reshape(x.shape[0], -1)
-            if mean is not None and x.shape[0] != mean.size:
-                raise ConfigError(
-                    f"zscore.fit: images have different channel counts ({mean.size} and {x.shape[0]})"
-                )
-            n = x.shape[1]
-            m = x.mean(axis=1)
-            s = ((x - m[:, None]) ** 2).sum(axis=1)
-            if mean is None:
-                count, mean, m2 = n, m, s
-            else:  # Chan et al. parallel update: exact and stable
-                delta = m - mean
-                total = count + n
-                mean = mean + delta * n / total
-                m2 = m2 + s + delta**2 * count * n / total
-                count = total
-        if mean is None:
-            raise ConfigError("zscore.fit: got no images")
+    @property
+    def _fits(self) -> bool:
+        return not self.per_image
+
+    def fit(self, images: Iterable[np.ndarray], masks=None) -> ZScoreNormalizer:
+        """Per-channel mean and std over all pixels of all ``images`` (pooled, float64, streaming);
+        ``masks`` are ignored."""
+        return super().fit(images, masks)
+
+    def _accumulate(self, state, image, mask):
+        x = image.astype(np.float64, copy=False).reshape(image.shape[0], -1)
+        n = x.shape[1]
+        m = x.mean(axis=1)
+        s = ((x - m[:, None]) ** 2).sum(axis=1)
+        if state is None:
+            return n, m, s
+        count, mean, m2 = state  # Chan et al. parallel update: exact and stable
+        delta = m - mean
+        total = count + n
+        return total, mean + delta * n / total, m2 + s + delta**2 * count * n / total
+
+    def _finish(self, state) -> None:
+        count, mean, m2 = state
         self.mean, self.std = mean, np.sqrt(m2 / count)
-        return self
 
     def _apply(self, image: np.ndarray) -> np.ndarray:
         c, nd = image.shape[0], image.ndim - 1
@@ -260,6 +347,10 @@ class _RangeNormalizer(Normalizer):
     @property
     def fitted(self) -> bool:
         return self.per_image or self.low is not None
+
+    @property
+    def _fits(self) -> bool:
+        return not self.per_image
 
     def _range(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
@@ -325,21 +416,18 @@ class PercentileNormalizer(_RangeNormalizer):
         q = np.percentile(flat, [self.lower, self.upper], axis=1)
         return q[0], q[1]
 
-    def fit(self, images: Iterable[np.ndarray]) -> PercentileNormalizer:
-        """Percentiles of the pooled pixels of all ``images`` (at most ``max_samples`` per image)."""
-        if self.per_image:
-            return self
-        pooled = []
-        for image in images:
-            flat = _as_image(image).reshape(np.shape(image)[0], -1)
-            if pooled and flat.shape[0] != pooled[0].shape[0]:
-                raise ConfigError("percentile.fit: images have different channel counts")
-            step = max(1, math.ceil(flat.shape[1] / self.max_samples))
-            pooled.append(flat[:, ::step].astype(np.float64))
-        if not pooled:
-            raise ConfigError("percentile.fit: got no images")
-        self.low, self.high = self._range(np.concatenate(pooled, axis=1))
-        return self
+    def fit(self, images: Iterable[np.ndarray], masks=None) -> PercentileNormalizer:
+        """Percentiles of the pooled pixels of all ``images`` (at most ``max_samples`` per image);
+        ``masks`` are ignored."""
+        return super().fit(images, masks)
+
+    def _accumulate(self, state, image, mask):
+        flat = image.reshape(image.shape[0], -1)
+        step = max(1, math.ceil(flat.shape[1] / self.max_samples))
+        return (state or []) + [flat[:, ::step].astype(np.float64)]
+
+    def _finish(self, state) -> None:
+        self.low, self.high = self._range(np.concatenate(state, axis=1))
 
     def _params(self) -> dict:
         return {
@@ -365,22 +453,16 @@ class MinMaxNormalizer(_RangeNormalizer):
     def _range(self, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return flat.min(axis=1), flat.max(axis=1)
 
-    def fit(self, images: Iterable[np.ndarray]) -> MinMaxNormalizer:
-        """Per-channel minimum and maximum over all ``images``."""
-        if self.per_image:
-            return self
-        low = high = None
-        for image in images:
-            flat = _as_image(image).reshape(np.shape(image)[0], -1).astype(np.float64)
-            lo, hi = self._range(flat)
-            if low is not None and lo.size != low.size:
-                raise ConfigError("minmax.fit: images have different channel counts")
-            low = lo if low is None else np.minimum(low, lo)
-            high = hi if high is None else np.maximum(high, hi)
-        if low is None:
-            raise ConfigError("minmax.fit: got no images")
-        self.low, self.high = low, high
-        return self
+    def fit(self, images: Iterable[np.ndarray], masks=None) -> MinMaxNormalizer:
+        """Per-channel minimum and maximum over all ``images``; ``masks`` are ignored."""
+        return super().fit(images, masks)
+
+    def _accumulate(self, state, image, mask):
+        lo, hi = self._range(image.reshape(image.shape[0], -1).astype(np.float64))
+        return (lo, hi) if state is None else (np.minimum(state[0], lo), np.maximum(state[1], hi))
+
+    def _finish(self, state) -> None:
+        self.low, self.high = state
 
     def _params(self) -> dict:
         return {"per_image": self.per_image}
@@ -396,6 +478,10 @@ class FixedNormalizer(_RangeNormalizer):
 
     name = "fixed"
     per_image = False
+
+    @property
+    def _fits(self) -> bool:
+        return False  # the range is given
 
     def __init__(self, low: PerChannel = None, high: PerChannel = None):
         if low is None or high is None:
