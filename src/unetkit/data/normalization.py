@@ -923,9 +923,13 @@ def dataset_channel_names(dataset_json: Optional[dict]) -> Optional[list[str]]:
     return channel_name_list(names, "dataset.json channel_names")
 
 
-def describe_normalization(spec: dict) -> str:
-    """A spec in a few words: ``ct``, ``per-channel (ct, zscore)``."""
-    if spec.get("name") == "per-channel":
+def describe_normalization(spec: Union[dict, Normalizer]) -> str:
+    """A spec or a normaliser in a few words: ``ct``, ``per-channel (ct, zscore)``."""
+    if isinstance(spec, PerChannelNormalizer):
+        return f"per-channel ({', '.join(c.name for c in spec.children)})"
+    if isinstance(spec, Normalizer):
+        return spec.name
+    if str(spec.get("name")).replace("_", "-") == "per-channel":
         return f"per-channel ({', '.join(str(c.get('name')) for c in spec['channels'])})"
     return str(spec.get("name"))
 
