@@ -36,6 +36,7 @@ Example:
     >>> norm = create_normalizer("zscore", per_image=False).fit(train_images)
     >>> x = norm(image)                      # (C, *spatial) float32
     >>> same = Normalizer.from_dict(norm.to_dict())
+    >>> ct = create_normalizer("ct").fit(train_images, train_masks)  # foreground = label > 0
 """
 
 from __future__ import annotations
