@@ -672,7 +672,8 @@ class PerChannelNormalizer(Normalizer):
 
     Channel ``i`` of an image is normalised by scheme ``i`` alone; :meth:`fit` fits the schemes
     that have dataset statistics in one pass over the images (each sees its channel and the
-    masks); :meth:`to_dict` nests theirs.
+    masks; like every :meth:`~Normalizer.fit`, it refits given statistics too); :meth:`to_dict`
+    nests theirs.
 
     Args:
         channels: one ``{"name": ..., **params}`` per channel, in channel order.
