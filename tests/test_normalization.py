@@ -22,7 +22,15 @@ def _images(seed=0, n=3, channels=2):
 
 
 def test_names():
-    assert list_normalizers() == ["fixed", "minmax", "none", "percentile", "zscore"]
+    assert list_normalizers() == [
+        "ct",
+        "fixed",
+        "minmax",
+        "none",
+        "per-channel",
+        "percentile",
+        "zscore",
+    ]
 
 
 def test_zscore_per_image_per_channel():

@@ -265,6 +265,40 @@ def _built(what: str, build: Any) -> Any:
         raise ConfigError(f"{what}: {exc}") from None
 
 
+def _check_normalization(spec: Any, where: str, channel: bool = False) -> dict:
+    """A ``data.normalization`` spec checked (options converted) and built once; a
+    ``per-channel`` one's schemes each at ``<where>.channels[i]``; ``auto`` takes no options."""
+    from .data.normalization import AUTO, NORMALIZERS
+
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ConfigError(f"{where} must be a mapping with a 'name', e.g. {{name: zscore}}")
+    norm = dict(spec)
+    name = norm.pop("name")
+    if name == AUTO:
+        if channel:
+            raise ConfigError(
+                f"{where}.name: 'auto' chooses for all channels; name this channel's scheme "
+                "(e.g. ct or zscore)"
+            )
+        if norm:
+            raise ConfigError(
+                f"{where}: 'auto' (chosen from the channel names) takes no options, got "
+                f"{', '.join(map(str, norm))}; name the scheme instead, e.g. "
+                "{name: zscore, per_image: false}"
+            )
+        return {"name": AUTO}
+    out = {"name": name, **check_options(NORMALIZERS, name, norm, where, f"{where}.name")}
+    if str(name).lower().replace("_", "-") == "per-channel" and isinstance(
+        out.get("channels"), list
+    ):
+        out["channels"] = [
+            _check_normalization(child, f"{where}.channels[{i}]", channel=True)
+            for i, child in enumerate(out["channels"])
+        ]
+    _built(f"{where} {out}", lambda: NORMALIZERS.create(**out))
+    return out
+
+
 #: ``train.select_metric`` values the trainer's validation produces (``<k>``: a class index).
 SELECT_METRICS = ("val_loss", "val_dice", "val_iou", "val_pixel_error", "val_dice_c<k>")
 _SELECT_RE = re.compile(r"val_(loss|dice|iou|pixel_error|dice_c\d+)")
@@ -284,7 +318,13 @@ class DataConfig:
         val_fraction: hold-out fraction when there is no ``val_dir``.
         num_folds, fold: k-fold cross-validation instead of a hold-out: all folds are saved in
             ``splits.json`` and fold ``fold`` is trained.
-        normalization: scheme name and parameters, e.g. ``{"name": "percentile", "lower": 1}``.
+        normalization: scheme name and parameters, e.g. ``{"name": "percentile", "lower": 1}``;
+            ``{"name": "per-channel", "channels": [{"name": "ct"}, {"name": "zscore"}]}`` for one
+            scheme per channel. The default ``{"name": "auto"}`` chooses from the channel names
+            (``channel_names``, else an nnU-Net ``dataset.json``'s) by nnU-Net's rule, else
+            ``zscore`` per image (see :func:`~unetkit.data.normalization.choose_normalization`).
+        channel_names: one name per image channel (``["CT", "T2"]``), choosing the normalisation
+            when ``normalization`` is ``auto``; overrides the ``dataset.json`` names.
         patch_size: training patch (label) size per axis; unset = whole images (all the same size).
             With ``scale``, in pixels of the resampled images.
         scale: resolution factor per axis (one number for all) at which the net trains and
@@ -310,7 +350,8 @@ class DataConfig:
     val_fraction: float = _f(0.2, ge=0, lt=1)
     num_folds: Optional[int] = _f(None, ge=2)
     fold: Optional[int] = _f(None, ge=0)
-    normalization: dict = _f(factory=lambda: {"name": "zscore"})
+    normalization: dict = _f(factory=lambda: {"name": "auto"})
+    channel_names: Optional[list] = _f(None, items=str)
     patch_size: Optional[list] = _f(None, items=int, ge=1, scalar=True)
     scale: Optional[list] = _f(None, items=float, gt=0, le=4, scalar=True)
     target_spacing: Optional[list] = _f(None, items=float, gt=0, scalar=True)
@@ -340,24 +381,11 @@ class DataConfig:
                 f"data.scale={self.scale} and data.target_spacing={self.target_spacing} are both "
                 "set: give one (a target spacing twice as coarse is scale 0.5)"
             )
-        if "name" not in self.normalization:
+        self.normalization = _check_normalization(self.normalization, "data.normalization")
+        if self.channel_names is not None and not all(n.strip() for n in self.channel_names):
             raise ConfigError(
-                "data.normalization must be a mapping with a 'name', e.g. {name: zscore}"
+                f"data.channel_names must be non-empty names, got {self.channel_names!r}"
             )
-        from .data.normalization import NORMALIZERS
-
-        norm = dict(self.normalization)
-        name = norm.pop("name")
-        self.normalization = {
-            "name": name,
-            **check_options(
-                NORMALIZERS, name, norm, "data.normalization", "data.normalization.name"
-            ),
-        }
-        _built(
-            f"data.normalization {self.normalization}",
-            lambda: NORMALIZERS.create(**self.normalization),
-        )
         if self.augmentation is not None:
             self._check_augmentation()
 

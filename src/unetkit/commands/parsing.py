@@ -34,6 +34,26 @@ def parse_value(text: str):
     return text
 
 
+#: ``--help`` text of ``--channel-names`` (``train`` and ``plan``).
+CHANNEL_NAMES_HELP = (
+    "one name per image channel, e.g. CT or CT,T2: chooses the normalisation by nnU-Net's rule "
+    "(CT: clip to the 0.5/99.5 percentiles of the training foreground, then its mean and std; "
+    "noNorm: none; rescale_to_0_1: min-max; rgb_to_0_1: 0..255; any other name: z-score per "
+    "image). Precedence: --normalization (data.normalization) > --channel-names > an nnU-Net "
+    "dataset.json's channel_names > z-score per image"
+)
+
+
+def channel_names(text: str) -> list:
+    """``"CT,T2"`` → ``["CT", "T2"]`` (the ``--channel-names`` option of train and plan)."""
+    names = [t.strip() for t in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(
+            f"expected channel names separated by commas (e.g. CT or CT,T2), got {text!r}"
+        )
+    return names
+
+
 def label_values(text: str) -> list:
     """``"0,255"`` → ``[0, 255]`` (the ``--labels`` option of check-data and evaluate)."""
     items = [t.strip() for t in text.split(",") if t.strip()]

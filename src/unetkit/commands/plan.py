@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from .parsing import CHANNEL_NAMES_HELP, channel_names
+
 EPILOG = """\
 examples:
   unetkit plan data/train --time-budget 5             # prints the decisions, writes plan.json
@@ -50,6 +52,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--mask-suffix", help="mask file suffix such as _mask (default: detected)")
     p.add_argument("--mask-kind", choices=("auto", "labels", "colors", "instances"), default="auto")
+    p.add_argument("--channel-names", type=channel_names, metavar="NAMES", help=CHANNEL_NAMES_HELP)
     p.add_argument(
         "--output", default="plan.json", help="where to write the plan (default plan.json)"
     )
@@ -65,17 +68,24 @@ def make_plan_for(
     mask_kind: str = "auto",
     say=print,
     scale=None,
+    channel_names=None,
 ):
     """Fingerprint ``data_dir`` and plan for ``budget_minutes`` on ``device`` (shared with train);
     ``scale``: a resolution the user fixed (one factor, or one per axis: their smallest is planned
-    for)."""
-    from ..data.discovery import find_cases
+    for); ``channel_names``: the user's (``--channel-names``), one per image channel."""
+    from ..data.discovery import find_cases, scan_dataset
     from ..data.fingerprint import fingerprint_dataset
+    from ..errors import ConfigError
     from ..planning import make_plan
 
     fp = fingerprint_dataset(data_dir, val_dir, mask_suffix=mask_suffix, mask_kind=mask_kind)
     for line in fp.describe():
         say(f"data: {line}")
+    if channel_names is not None and len(channel_names) != fp.channels:
+        raise ConfigError(
+            f"--channel-names gives {len(channel_names)} name(s) ({', '.join(channel_names)}) but "
+            f"the images have {fp.channels} channel(s); give one name per channel"
+        )
     val_cases = len(find_cases(val_dir, mask_suffix=mask_suffix)) if val_dir is not None else None
     return make_plan(
         fp,
@@ -84,6 +94,8 @@ def make_plan_for(
         val_cases=val_cases,
         progress=lambda m: say(f"probe: {m}"),
         scale=min(scale) if isinstance(scale, (list, tuple)) else scale,
+        channel_names=channel_names,
+        dataset_json=scan_dataset(data_dir, mask_suffix=mask_suffix).dataset_json,
     )
 
 
@@ -107,6 +119,7 @@ def run(args) -> int:
         args.mask_suffix,
         args.mask_kind,
         scale=args.scale,
+        channel_names=args.channel_names,
     )
     print(plan.table())
     plan.save(args.output)

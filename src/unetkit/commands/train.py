@@ -6,6 +6,8 @@ import argparse
 import os
 import time
 
+from .parsing import CHANNEL_NAMES_HELP, channel_names
+
 EPILOG = """\
 examples:
   unetkit train data/train --val data/val --time-budget 10   # planned from the data and this machine
@@ -30,6 +32,14 @@ them (--model, --set model.options.*, --normalization, --config; the weights mus
 Where the new images have other channels or the masks other classes, the input conv or the output
 heads start new. The optimiser, schedule and epoch start fresh: --resume continues a run instead.
 
+Normalisation (fitted on the training cases, saved with the model), first that applies:
+--normalization / data.normalization (a scheme you name), else --channel-names, else the
+channel_names of an nnU-Net dataset.json, else z-score per image. Channel names follow nnU-Net:
+CT -> 'ct' (clip to the 0.5/99.5 percentiles of the training foreground, label > 0, then subtract
+its mean and divide by its std), noNorm -> none, rescale_to_0_1 -> min-max, rgb_to_0_1 -> 0..255,
+any other name (MR, microscopy) -> z-score per image; mixed channels get one scheme each:
+  --set 'data.normalization={name: per-channel, channels: [{name: ct}, {name: zscore}]}'
+
 A run folder (config.yaml, plan.json, splits.json, metrics.csv, curves.png, train.log,
 checkpoints/last.pt and best.pt) is written under --output (default runs/).
 
@@ -50,6 +60,7 @@ FLAG_KEYS = {
     "mask_kind": "data.mask_kind",
     "val_fraction": "data.val_fraction",
     "normalization": "data.normalization",
+    "channel_names": "data.channel_names",
     "workers": "data.num_workers",
     "num_folds": "data.num_folds",
     "fold": "data.fold",
@@ -142,7 +153,13 @@ def add_parser(sub) -> None:
     g.add_argument(
         "--mask-kind", choices=("auto", "labels", "colors", "instances"), help="how to read masks"
     )
-    g.add_argument("--normalization", help="zscore, percentile, minmax, fixed or none")
+    g.add_argument(
+        "--normalization",
+        help="auto (the default: by the channel names, else zscore per image), zscore, "
+        "percentile, minmax, fixed, none or ct (nnU-Net's CT scheme); per-channel schemes via "
+        "--config or --set data.normalization=... (see below)",
+    )
+    g.add_argument("--channel-names", type=channel_names, metavar="NAMES", help=CHANNEL_NAMES_HELP)
     g.add_argument(
         "--weight-map",
         action="store_true",
@@ -303,6 +320,7 @@ def _plan(args, config, overrides: dict):
             config.data.mask_suffix,
             config.data.mask_kind,
             scale=overrides.get("data.scale"),
+            channel_names=config.data.channel_names,
         )
         if config.train.time_budget_minutes is None:
             print(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from ..utils import atomic_path
 from . import weightmap as _weightmap
 from .discovery import Case, scan_dataset
 from .labels import LabelMap, dataset_label_map
-from .normalization import Normalizer, create_normalizer
+from .normalization import Normalizer, choose_normalization, create_normalizer
 from .reading import read_case_image, read_case_mask, same_layout
 from .resample import (
     resample_image,
@@ -237,6 +238,7 @@ def prepare_data(
     cache_dir: Optional[Path] = None,
     scale: Optional[Sequence[float]] = None,
     target_spacing: Optional[Sequence[float]] = None,
+    channel_names: Optional[Sequence[str]] = None,
 ) -> PreparedData:
     """Discover, split, label, normalise and load a dataset for training.
 
@@ -245,7 +247,13 @@ def prepare_data(
         val_dir: fixed validation folder; else ``val_fraction`` of the training cases, seeded (or
             the folds of ``num_folds``).
         mask_kind: ``auto``, ``labels``, ``colors`` or ``instances`` (see ``infer_label_map``).
-        normalization: ``{"name": ..., **params}``; fitted on the training images.
+        normalization: ``{"name": ..., **params}``; fitted on the training images (``ct``: on
+            their foreground, the masks read once more, one case at a time). ``None`` or
+            ``{"name": "auto"}``: chosen from ``channel_names``, else the ``dataset.json``
+            ``channel_names`` of an nnU-Net folder, else ``zscore`` per image (see
+            :func:`~unetkit.data.normalization.choose_normalization`).
+        channel_names: one name per image channel (``["CT", "T2"]``); their count must match the
+            images'.
         weight_map: ``{"w0": .., "sigma": ..}`` to compute border weight maps, or ``None``.
         label_map / normalizer: reuse these (e.g. from a checkpoint) instead of inferring/fitting.
             Without ``label_map``, the ``labels`` of an nnU-Net ``dataset.json`` found by the
@@ -313,10 +321,13 @@ def prepare_data(
     }
     if label_map is None:
         label_map = dataset_label_map(found, [c.mask for c in train_cases + val_cases], mask_kind)
+    if channel_names is not None and train_cases:
+        _check_channel_names(channel_names, train_cases[0])
     if normalizer is None:
-        normalizer = create_normalizer(**(normalization or {"name": "zscore"}))
+        spec, _ = choose_normalization(normalization, channel_names, found.dataset_json)
+        normalizer = create_normalizer(**spec)
         if not normalizer.fitted:
-            normalizer.fit(same_layout((c.images[0], read_case_image(c)[0]) for c in train_cases))
+            _fit_normalizer(normalizer, train_cases, label_map)
     train = [
         load_case(
             c,
@@ -347,6 +358,32 @@ def prepare_data(
         folds,
         fold if folds is not None else None,
     )
+
+
+def _check_channel_names(names: Sequence[str], case: Case) -> None:
+    """One channel name per channel of the images (the first training case's)."""
+    channels = read_case_image(case)[0].shape[0]
+    if len(names) != channels:
+        raise ConfigError(
+            f"--channel-names / data.channel_names give {len(names)} name(s) ({', '.join(names)}) "
+            f"but the images have {channels} channel(s) ({case.images[0].name}); give one name "
+            "per channel"
+        )
+
+
+def _fit_normalizer(normalizer: Normalizer, cases: list[Case], label_map: LabelMap) -> None:
+    """Fit on the training images, one case at a time; a scheme with foreground statistics
+    (``ct``) also gets each case's mask (foreground: class index > 0 after the label map)."""
+    images = same_layout((c.images[0], read_case_image(c)[0]) for c in cases)
+    if not normalizer.needs_masks:
+        normalizer.fit(images)
+        return
+    pairs = (
+        (image, read_case_mask(c, label_map, image.shape[1:])[0] if c.mask else None)
+        for c, image in zip(cases, images)
+    )
+    with_images, with_masks = itertools.tee(pairs)  # read in step: one case in memory at a time
+    normalizer.fit((image for image, _ in with_images), (mask for _, mask in with_masks))
 
 
 def _check_folds(

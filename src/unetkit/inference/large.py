@@ -49,11 +49,10 @@ def freeze_normalizer(normalizer, source: np.ndarray):
     streaming pass (per-image schemes only; fixed and dataset schemes are returned unchanged)."""
     if normalizer is None or not getattr(normalizer, "per_image", False):
         return normalizer
-    from ..data.normalization import create_normalizer
+    from ..data.normalization import Normalizer
 
-    state = normalizer.to_dict()
-    frozen = create_normalizer(state["name"], **{**state["params"], "per_image": False})
-    frozen.fit(_row_chunks(source))
+    state = normalizer.to_dict()  # a package's own preprocessing refuses here, saying why
+    frozen = Normalizer.from_dict(state).frozen(_row_chunks(source))  # per scheme (per-channel)
     release_pages(source)  # the statistics pass touched every page of a memory-mapped source
     return frozen
 

@@ -25,6 +25,9 @@ The rules, in order (constants below):
   are tried.
 * **loss**: Dice + cross-entropy; the U-Net paper's border weight map where objects touch.
 * **sampling**: foreground oversampling 0.33 (nnU-Net), 0.5 when a class is rare.
+* **normalisation**: by the channel names (``--channel-names``, else ``dataset.json``), nnU-Net's
+  rule (CT: foreground percentiles, mean and std of the training set; other channels: z-score
+  per image); without names, z-score per image. A scheme the user names wins.
 * **folds**: ``K`` cross-validation folds in the one budget (``train.folds``) only for small data
   (≤ ``FOLD_MAX_CASES`` cases, where a 20 % hold-out wastes cases) when each fold still gets
   ``FOLD_MIN_STEPS`` steps and the chosen width's ``MIN_STEPS``; never with a validation folder.
@@ -43,6 +46,7 @@ from typing import Any, Callable, Optional, Union
 import torch
 
 from .. import runtime
+from ..data.normalization import choose_normalization, describe_normalization
 from ..errors import ConfigError, DataError
 from ..utils import atomic_write_text, json_default
 from .probe import Candidate, Measurement, machine_key, measure
@@ -363,6 +367,8 @@ def make_plan(
     timer: Optional[Callable[[Candidate], float]] = None,
     progress: Optional[Callable[[str], None]] = None,
     scale: Optional[float] = None,
+    channel_names: Optional[list] = None,
+    dataset_json: Optional[dict] = None,
 ) -> Plan:
     """Plan a training run for the dataset ``fp`` (a :class:`~unetkit.data.fingerprint.Fingerprint`).
 
@@ -374,6 +380,10 @@ def make_plan(
         progress: receives one line per candidate being timed.
         scale: the resolution the user fixed (``--scale``): patch, batch and schedule are planned
             for it instead of the planned one.
+        channel_names / dataset_json: the user's channel names (``--channel-names``; the plan
+            sets ``data.channel_names``) and the dataset's nnU-Net ``dataset.json``, whose
+            ``channel_names`` choose the normalisation (see
+            :func:`~unetkit.data.normalization.choose_normalization`).
     """
     budget = float(DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes)
     if not budget > 0:
@@ -556,6 +566,13 @@ def make_plan(
         "augmentation",
         "default",
         "flips, rotations, scaling, elastic deformation, intensity (the U-Net paper, nnU-Net)",
+    )
+    norm, why = choose_normalization(None, channel_names, dataset_json)
+    plan.decide(
+        "normalization",
+        describe_normalization(norm),
+        why,
+        **({"data.channel_names": list(channel_names)} if channel_names else {}),
     )
 
     # -- cross-validation folds --------------------------------------------------------------------

@@ -42,6 +42,7 @@ from ..data import (
     prepare_data,
     save_splits,
 )
+from ..data.normalization import describe_normalization
 from ..errors import ConfigError, DataError
 from ..evaluation.metrics import EMPTY_POLICY, confusion_matrix, overlap_scores
 from ..inference.predictor import Predictor, labels_from_logits
@@ -186,6 +187,7 @@ class Trainer:
             mask_suffix=cfg.data.mask_suffix,
             mask_kind=cfg.data.mask_kind,
             normalization=cfg.data.normalization,
+            channel_names=cfg.data.channel_names,
             weight_map=weight_map,
             num_folds=cfg.data.num_folds,
             scale=cfg.data.scale,
@@ -721,7 +723,8 @@ class Trainer:
         print(
             f"unetkit train: {cfg.model.name} ({m.num_parameters():,} parameters), {len(self.data.train)} train / "
             f"{len(self.data.val)} val cases, classes {list(self.data.label_map.values)}, patch "
-            f"{self.input_size}→{self.label_size}"
+            f"{self.input_size}→{self.label_size}, normalisation "
+            f"{describe_normalization(self.data.normalizer)}"
             f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}",
             flush=True,
         )
