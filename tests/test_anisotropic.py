@@ -196,6 +196,14 @@ def test_tiled_prediction_equals_one_forward_on_the_per_axis_pooling_grid():
     with torch.no_grad():
         full = net(torch.from_numpy(image)[None])[0].numpy()
     np.testing.assert_allclose(pred.predict_logits(image), full, atol=1e-5)
+    traced = Predictor(net, precision="fp32", tile=(12, 36, 36), overlap=0.5, fast="jit")
+    # the frozen graph fuses ops: float rounding on logits of ~15 (no norm) stays under 1e-4
+    np.testing.assert_allclose(traced.predict_logits(image), full, atol=1e-4)
+    assert list(traced._fast_forward) == [(1, 12, 36, 36)]
+    traced = Predictor(net, precision="fp32", tile=(12, 36, 36), overlap=0.5, fast="jit")
+    # the frozen graph fuses ops: float rounding on logits of ~15 (no norm) stays under 1e-4
+    np.testing.assert_allclose(traced.predict_logits(image), full, atol=1e-4)
+    assert list(traced._fast_forward) == [(1, 12, 36, 36)]
 
 
 def test_the_net_is_equivariant_to_shifts_by_its_period_on_each_axis_only():
