@@ -237,7 +237,7 @@ class SegmentationModel(nn.Module):
         """Smallest valid input size ≥ ``min_size`` per axis; an int in gives the smallest int
         ≥ it that every axis accepts (the same per axis unless the net is anisotropic)."""
         if isinstance(min_size, (int, float)):
-            lo = int(min_size)
+            lo = self._sizes(min_size)[0]  # refuses fractional sizes as before
             found = next(
                 (s for s in range(max(lo, 1), lo + search) if self.is_valid_input_size(s)), None
             )
