@@ -24,7 +24,7 @@ def _models():
 def test_rule_matches_the_models_size_arithmetic_on_every_size(name, model):
     rule = model.size_rule()
     assert rule.spatial_dims == model.spatial_dims
-    assert rule.period == (model.pooling_period,) * model.spatial_dims
+    assert rule.period == model.pooling_period
     for s in range(1, 700 if model.spatial_dims == 2 else 200):
         assert rule.accepts(s) == model.is_valid_input_size(s), s
         if model.is_valid_input_size(s):

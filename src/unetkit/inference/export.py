@@ -501,7 +501,8 @@ def export_onnx(
         path: the ``.onnx`` file to write (atomically: a failed export or check leaves no file).
         input_size: spatial size to trace at (int or one per axis); default the checkpoint's patch
             size (else 512² / 128³) rounded down to an exportable size. Same-padding nets need a
-            multiple of ``2**depth``; valid-padding nets a valid size (``16·k + 60`` for depth 4).
+            multiple of ``2**depth`` (per axis: the pooling period, which per-axis strides make
+            differ); valid-padding nets a valid size (``16·k + 60`` for depth 4).
         opset: ONNX opset version.
         dynamic: declare the batch axis and, where the trace generalises, the spatial axes dynamic.
         check: run the written file with onnxruntime (CPU) at the example size (batch 1) and at a

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional, Sequence, Union
+from typing import Any, NamedTuple, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -60,6 +60,19 @@ def resolve_features(
             f"base_features={base_features} / feature_scale={feature_scale} leaves no channels"
         )
     return feats
+
+
+def infer_depth(
+    depth: Optional[int], features: Optional[Sequence[int]], strides: Any, kernel_sizes: Any
+) -> Optional[int]:
+    """``depth``, or — when neither it nor ``features`` is given — the depth that per-stage
+    ``strides`` (one per down-sampling) or ``kernel_sizes`` (one per stage) imply."""
+    if depth is None and features is None:
+        if isinstance(strides, (list, tuple)):
+            return len(strides)
+        if isinstance(kernel_sizes, (list, tuple)):
+            return len(kernel_sizes) - 1
+    return depth
 
 
 class SegmentationModel(nn.Module):
@@ -163,9 +176,12 @@ class SegmentationModel(nn.Module):
 
     # -- size arithmetic -------------------------------------------------------------------
     @property
-    def pooling_period(self) -> int:
-        """``2**depth``: the net is equivariant to shifts by multiples of it (its pooling grid)."""
-        return 2 ** (len(self.encoder.features) - 1)
+    def pooling_period(self) -> tuple[int, ...]:
+        """Per axis, the product of that axis's strides (``2**depth`` on every axis by default):
+        the net is equivariant to shifts by multiples of it (its pooling grid)."""
+        return tuple(
+            math.prod(s[a] for s in self.encoder.strides) for a in range(self.spatial_dims)
+        )
 
     def size_rule(self) -> SizeRule:
         """This model's :class:`~unetkit.models.geometry.SizeRule`: accepted sizes, shrink, period.
@@ -181,14 +197,17 @@ class SegmentationModel(nn.Module):
             what=type(self).__name__,
         )
 
-    def _axis_output_size(self, size: int) -> Optional[int]:
-        """Output size along one axis for input ``size``, or ``None`` when it is not valid.
+    def _axis_output_size(self, size: int, axis: int = 0) -> Optional[int]:
+        """Output size along spatial ``axis`` for input ``size``, or ``None`` when it is not valid.
 
         This default serves same-padding nets: the output has the input's size, and the input only
-        has to survive every down-sampling of ``self.encoder``.
+        has to survive every down-sampling of ``self.encoder`` along that axis (an axis of stride 1
+        is not down-sampled there).
         """
         s = size
-        for _ in range(len(self.encoder.features) - 1):
+        for stride in self.encoder.strides:
+            if stride[axis] == 1:
+                continue
             if s < 2:
                 return None
             s = down_size(s, self.encoder.downsample_mode)
@@ -199,46 +218,56 @@ class SegmentationModel(nn.Module):
 
     def is_valid_input_size(self, size: Size) -> bool:
         """Whether every axis of ``size`` (an int applies to all axes) is accepted."""
-        return all(self._axis_output_size(s) is not None for s in self._sizes(size))
+        return all(
+            self._axis_output_size(s, a) is not None for a, s in enumerate(self._sizes(size))
+        )
 
     def nearest_valid_sizes(
-        self, size: int, search: int = 4096
+        self, size: int, search: int = 4096, axis: int = 0
     ) -> tuple[Optional[int], Optional[int]]:
-        """The largest valid axis size ≤ ``size`` and the smallest ≥ ``size`` (``None`` if none)."""
-        below = next((s for s in range(size, 0, -1) if self._axis_output_size(s) is not None), None)
+        """The largest valid size ≤ ``size`` on ``axis`` and the smallest ≥ ``size`` (``None`` if none)."""
+        ok = self._axis_output_size
+        below = next((s for s in range(size, 0, -1) if ok(s, axis) is not None), None)
         above = next(
-            (
-                s
-                for s in range(max(size, 1), size + search)
-                if self._axis_output_size(s) is not None
-            ),
-            None,
+            (s for s in range(max(size, 1), size + search) if ok(s, axis) is not None), None
         )
         return below, above
 
-    def valid_input_size(self, min_size: Size) -> Union[int, tuple[int, ...]]:
-        """Smallest valid input size ≥ ``min_size`` per axis (int in, int out)."""
+    def valid_input_size(self, min_size: Size, search: int = 4096) -> Union[int, tuple[int, ...]]:
+        """Smallest valid input size ≥ ``min_size`` per axis; an int in gives the smallest int
+        ≥ it that every axis accepts (the same per axis unless the net is anisotropic)."""
+        if isinstance(min_size, (int, float)):
+            lo = self._sizes(min_size)[0]  # refuses fractional sizes as before
+            found = next(
+                (s for s in range(max(lo, 1), lo + search) if self.is_valid_input_size(s)), None
+            )
+            if found is None:
+                raise ConfigError(f"no input size valid on every axis found at or above {lo}")
+            return found
         out = []
-        for s in self._sizes(min_size):
-            above = self.nearest_valid_sizes(s)[1]
+        for axis, s in enumerate(self._sizes(min_size)):
+            above = self.nearest_valid_sizes(s, search, axis)[1]
             if above is None:
-                raise ConfigError(f"no valid input size found at or above {s}")
+                raise ConfigError(
+                    f"no valid input size found at or above {s} on spatial axis {axis}"
+                )
             out.append(above)
-        return out[0] if isinstance(min_size, (int, float)) else tuple(out)
+        return tuple(out)
 
     def output_size(self, input_size: Size) -> Union[int, tuple[int, ...]]:
-        """Output spatial size for ``input_size`` (int in, int out); raises on invalid sizes."""
+        """Output spatial size for ``input_size``; an int in gives an int out when every axis
+        gives the same output (else a tuple). Raises on invalid sizes."""
         sizes = self._sizes(input_size)
         self._check_sizes(sizes)
-        out = [self._axis_output_size(s) for s in sizes]
-        return out[0] if isinstance(input_size, (int, float)) else tuple(out)
+        out = tuple(self._axis_output_size(s, a) for a, s in enumerate(sizes))
+        return out[0] if isinstance(input_size, (int, float)) and len(set(out)) == 1 else out
 
     def _check_sizes(self, sizes: Sequence[int]) -> None:
         for axis, s in enumerate(sizes):
-            if self._axis_output_size(s) is None:
-                below, above = self.nearest_valid_sizes(s)
+            if self._axis_output_size(s, axis) is None:
+                below, above = self.nearest_valid_sizes(s, axis=axis)
                 options = [
-                    f"{v} (output {self._axis_output_size(v)})"
+                    f"{v} (output {self._axis_output_size(v, axis)})"
                     for v in (below, above)
                     if v is not None
                 ]
@@ -267,6 +296,9 @@ class SegmentationModel(nn.Module):
             self._check_sizes(list(x.shape[2:]))
 
 
-def down_size(size: int, mode: str) -> int:
-    """Size after one ×2 down-sampling: floor for pooling and 2×2 conv, ceil for 3×3 stride-2 conv."""
+def down_size(size: int, mode: str, stride: int = 2) -> int:
+    """Size after one down-sampling along an axis of ``stride`` 2 (floor for pooling and 2×2 conv,
+    ceil for 3×3 stride-2 conv) or 1 (unchanged)."""
+    if stride == 1:
+        return size
     return math.ceil(size / 2) if mode == "conv3" else size // 2

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..utils import per_axis
 from . import layers
 
 DOWNSAMPLE_MODES = ("maxpool", "avgpool", "conv2", "conv3")
 UPSAMPLE_MODES = ("transpose", "transpose3", "interpolate", "interpolate_conv")
+IntOrAxes = Union[int, Sequence[int]]
 _UPSAMPLE_ALIASES = {
     "bilinear": "interpolate",
     "trilinear": "interpolate",
@@ -25,10 +27,12 @@ class ConvNormAct(nn.Sequential):
     Args:
         spatial_dims: 2 or 3.
         in_channels, out_channels: channel counts.
-        kernel_size: odd kernel size.
-        padding: ``"same"`` keeps the size (padding ``dilation * (k - 1) / 2``); ``"valid"`` pads
-            nothing (the original U-Net), shrinking each side by ``dilation * (k - 1) / 2``.
-        stride: convolution stride (2 for strided down-sampling).
+        kernel_size: odd kernel size, one int or one per axis (``(1, 3, 3)`` for a stage where the
+            first axis is still coarse).
+        padding: ``"same"`` keeps the size (padding ``dilation * (k - 1) / 2`` per axis);
+            ``"valid"`` pads nothing (the original U-Net), shrinking each side by
+            ``dilation * (k - 1) / 2``.
+        stride: convolution stride (2 for strided down-sampling; int or per axis).
         dilation: convolution dilation.
         norm: see :func:`unetkit.models.layers.norm`.
         act: see :func:`unetkit.models.layers.activation`; ``None`` for no activation.
@@ -40,9 +44,9 @@ class ConvNormAct(nn.Sequential):
         spatial_dims: int,
         in_channels: int,
         out_channels: int,
-        kernel_size: int = 3,
+        kernel_size: IntOrAxes = 3,
         padding: str = "same",
-        stride: int = 1,
+        stride: IntOrAxes = 1,
         dilation: int = 1,
         norm: str = "batch",
         act: Optional[str] = "relu",
@@ -50,7 +54,13 @@ class ConvNormAct(nn.Sequential):
     ):
         if padding not in ("same", "valid"):
             raise ConfigError(f"padding must be 'same' or 'valid', got {padding!r}")
-        pad = dilation * (kernel_size - 1) // 2 if padding == "same" else 0
+        kernel_size = layers.compact(kernel_size)
+        if padding == "valid":
+            pad: IntOrAxes = 0
+        elif isinstance(kernel_size, int):
+            pad = dilation * (kernel_size - 1) // 2
+        else:
+            pad = tuple(dilation * (k - 1) // 2 for k in kernel_size)
         use_bias = (norm == "none") if bias is None else bias
         mods: list[nn.Module] = [
             layers.conv(
@@ -58,7 +68,7 @@ class ConvNormAct(nn.Sequential):
                 in_channels,
                 out_channels,
                 kernel_size,
-                stride=stride,
+                stride=layers.compact(stride),
                 padding=pad,
                 dilation=dilation,
                 bias=use_bias,
@@ -97,7 +107,7 @@ class ConvBlock(nn.Module):
         out_channels: int,
         mid_channels: Optional[int] = None,
         n_convs: int = 2,
-        kernel_size: int = 3,
+        kernel_size: IntOrAxes = 3,
         padding: str = "same",
         dilation: int = 1,
         norm: str = "batch",
@@ -153,25 +163,37 @@ def make_downsample(
     act: str,
     bias: Optional[bool],
     padding: str,
+    stride: IntOrAxes = 2,
 ) -> nn.Module:
-    """Halve the spatial size, keeping the width.
+    """Halve the spatial size along the axes whose ``stride`` is 2 (all by default), keeping the width.
 
     Modes: ``maxpool`` (the paper), ``avgpool``, ``conv2`` (2×2 stride-2 conv), ``conv3`` (3×3
-    stride-2 conv + norm + activation, the medical variant; same padding only).
+    stride-2 conv + norm + activation, the medical variant; same padding only). Along an axis of
+    stride 1 every mode has kernel 1: the axis keeps its size and is not mixed here.
     """
+    stride = layers.compact(stride)
     if mode == "maxpool":
-        return layers.max_pool(spatial_dims, 2)
+        return layers.max_pool(spatial_dims, stride)
     if mode == "avgpool":
-        return layers.avg_pool(spatial_dims, 2)
+        return layers.avg_pool(spatial_dims, stride)
     if mode == "conv2":
-        return layers.conv(spatial_dims, channels, channels, 2, stride=2, bias=True)
+        return layers.conv(spatial_dims, channels, channels, stride, stride=stride, bias=True)
     if mode == "conv3":
         if padding == "valid":
             raise ConfigError(
                 "downsample='conv3' needs padding='same'; with valid padding use maxpool, avgpool or conv2"
             )
+        kernel = 3 if isinstance(stride, int) else tuple(3 if s > 1 else 1 for s in stride)
         return ConvNormAct(
-            spatial_dims, channels, channels, 3, "same", stride=2, norm=norm, act=act, bias=bias
+            spatial_dims,
+            channels,
+            channels,
+            kernel,
+            "same",
+            stride=stride,
+            norm=norm,
+            act=act,
+            bias=bias,
         )
     raise ConfigError(f"unknown downsample {mode!r}; choose one of {', '.join(DOWNSAMPLE_MODES)}")
 
@@ -187,21 +209,42 @@ def canonical_upsample(mode: str) -> str:
 
 
 class Upsample(nn.Module):
-    """Double the spatial size; with a conv it also maps ``in_channels`` to ``out_channels``.
+    """Double the spatial size along the axes whose ``stride`` is 2 (the mirror of the
+    down-sampling); with a conv it also maps ``in_channels`` to ``out_channels``.
 
     Modes: ``transpose`` (2×2 stride-2 transposed conv, the paper's up-convolution), ``transpose3``
     (3×3 stride-2 transposed conv, padding 1, output padding 1), ``interpolate`` (bi/trilinear, no
-    parameters, width unchanged), ``interpolate_conv`` (bi/trilinear then a 1×1 conv).
+    parameters, width unchanged), ``interpolate_conv`` (bi/trilinear then a 1×1 conv). Along an
+    axis of stride 1 the transposed convs have kernel 1.
     """
 
-    def __init__(self, mode: str, spatial_dims: int, in_channels: int, out_channels: int):
+    def __init__(
+        self,
+        mode: str,
+        spatial_dims: int,
+        in_channels: int,
+        out_channels: int,
+        stride: IntOrAxes = 2,
+    ):
         super().__init__()
         self.mode = canonical_upsample(mode)
+        self.stride = tuple(per_axis(stride, spatial_dims, "up-sampling stride"))
+        st = layers.compact(self.stride)
         if self.mode == "transpose":
-            self.conv = layers.conv_transpose(spatial_dims, in_channels, out_channels, 2, stride=2)
-        elif self.mode == "transpose3":
             self.conv = layers.conv_transpose(
-                spatial_dims, in_channels, out_channels, 3, stride=2, padding=1, output_padding=1
+                spatial_dims, in_channels, out_channels, st, stride=st
+            )
+        elif self.mode == "transpose3":
+            k = [3 if s > 1 else 1 for s in self.stride]
+            p = [1 if s > 1 else 0 for s in self.stride]
+            self.conv = layers.conv_transpose(
+                spatial_dims,
+                in_channels,
+                out_channels,
+                layers.compact(k),
+                stride=st,
+                padding=layers.compact(p),
+                output_padding=layers.compact(p),
             )
         elif self.mode == "interpolate_conv":
             self.conv = layers.conv(spatial_dims, in_channels, out_channels, 1)
@@ -212,5 +255,5 @@ class Upsample(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode in ("transpose", "transpose3"):
             return self.conv(x)
-        y = layers.resize_to(x, [2 * s for s in x.shape[2:]])
+        y = layers.resize_to(x, [s * f for s, f in zip(x.shape[2:], self.stride)])
         return self.conv(y) if self.conv is not None else y

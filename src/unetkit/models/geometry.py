@@ -15,7 +15,9 @@ Per spatial axis, a rule says:
 * ``shrink``: input − output (0 for same padding; 184 for the paper's U-Net: 572 → 388). The lost
   border is split ``shrink // 2`` before, the rest after, as the U-Net's centre crops.
 * ``period``: the pooling period ``2**depth``: a network with ×2 down-samplings is equivariant to
-  shifts by multiples of it, so tiles placed on that grid see the whole image's pooling grid.
+  shifts by multiples of it, so tiles placed on that grid see the whole image's pooling grid. An
+  anisotropic net (per-axis strides) has one period per axis, the product of that axis's strides,
+  and ``min``/``step`` follow it per axis.
 """
 
 from __future__ import annotations
@@ -84,37 +86,49 @@ class SizeRule:
     @classmethod
     def from_axis_function(
         cls,
-        axis_output_size: Callable[[int], Optional[int]],
+        axis_output_size: Callable[[int, int], Optional[int]],
         dims: int,
         padding: str,
-        period: int,
+        period: Union[int, tuple[int, ...]],
         search: int = 4096,
         what: str = "model",
     ) -> SizeRule:
-        """Summarise a per-axis size function (``size → output size``, ``None`` = not accepted).
+        """Summarise a per-axis size function (``(size, axis) → output size``, ``None`` = not
+        accepted); ``period`` is one int or one per axis (an anisotropic net pools its axes apart).
 
-        The function is probed from 1 up to the smallest accepted size and then over four periods,
-        which must follow ``min + k·step`` with a constant shrink (``step = period`` for valid
-        padding, 1 for same padding).
+        On each axis the function is probed from 1 up to the smallest accepted size and then over
+        four periods, which must follow ``min + k·step`` with a constant shrink (``step = period``
+        for valid padding, 1 for same padding).
 
         Raises:
             ConfigError: no accepted size below ``search``, or the accepted sizes or outputs do not
                 follow one arithmetic rule.
         """
-        lo = next((s for s in range(1, search + 1) if axis_output_size(s) is not None), None)
-        if lo is None:
-            raise ConfigError(f"this {what} accepts no input size up to {search}")
-        step = period if padding == "valid" else 1
-        shrink = lo - int(axis_output_size(lo))
-        for s in range(lo, lo + 4 * period + 1):
-            out = axis_output_size(s)
-            expected = (s - lo) % step == 0
-            if (out is not None) != expected or (out is not None and s - out != shrink):
+        periods = per_axis(period, dims, "period", minimum=1)
+        mins, steps, shrinks = [], [], []
+        for axis, per in enumerate(periods):
+            lo = next(
+                (s for s in range(1, search + 1) if axis_output_size(s, axis) is not None), None
+            )
+            if lo is None:
                 raise ConfigError(
-                    f"the valid input sizes of this {what} are not of the form {lo} + k·{step} "
-                    f"with output = input − {shrink} (size {s} gives {out})"
+                    f"this {what} accepts no input size up to {search} on spatial axis {axis}"
                 )
-        return cls.uniform(dims, padding, lo, step, shrink, period)
+            step = per if padding == "valid" else 1
+            shrink = lo - int(axis_output_size(lo, axis))
+            for s in range(lo, lo + 4 * per + 1):
+                out = axis_output_size(s, axis)
+                expected = (s - lo) % step == 0
+                if (out is not None) != expected or (out is not None and s - out != shrink):
+                    raise ConfigError(
+                        f"the valid input sizes of this {what} on spatial axis {axis} are not of "
+                        f"the form {lo} + k·{step} with output = input − {shrink} "
+                        f"(size {s} gives {out})"
+                    )
+            mins.append(lo)
+            steps.append(step)
+            shrinks.append(shrink)
+        return cls(padding, tuple(mins), tuple(steps), tuple(shrinks), tuple(periods))
 
     @classmethod
     def from_dict(cls, data: dict, dims: Optional[int] = None) -> SizeRule:

@@ -184,6 +184,15 @@ def init_he(model: nn.Module) -> None:
 IntOrSeq = Union[int, Sequence[int]]
 
 
+def compact(values: IntOrSeq) -> IntOrSeq:
+    """A per-axis size as one int when every axis agrees (the layers an isotropic net always
+    built), else as a tuple: conv, pooling and transposed-conv layers accept either."""
+    if isinstance(values, int):
+        return values
+    values = tuple(int(v) for v in values)
+    return values[0] if len(set(values)) == 1 else values
+
+
 def per_stage(value, n: int, name: str) -> list:
     """Expand a scalar to ``n`` copies, or check that a sequence has ``n`` items.
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from . import layers
-from .base import ModelOutput, SegmentationModel, down_size, resolve_features
+from .base import ModelOutput, SegmentationModel, down_size, infer_depth, resolve_features
 from .blocks import canonical_upsample
 from .decoders import UNetDecoder
 from .encoder import Encoder
@@ -47,6 +47,15 @@ class UNet(SegmentationModel):
             resolution, as nnU-Net) when ``outputs == "all"``.
         outputs: ``logits`` or ``all`` (default: ``all`` when deep supervision is on).
         init: ``he`` (N(0, 2/fan_in), the paper) or ``torch`` (PyTorch defaults).
+        strides: per down-sampling (``depth`` entries), 2 or a per-axis list of 1 and 2: an
+            anisotropic volume pools its coarse axis only once its spacing is fine enough (e.g.
+            ``[[1, 2, 2], [1, 2, 2], [2, 2, 2]]`` for 3 mm slices at 0.8 mm in-plane; see
+            :func:`unetkit.planning.anisotropic_topology`). Every down- and up-sampling mode follows
+            it; the pooling period becomes per axis. ``None`` = 2 on every axis.
+        kernel_sizes: per stage (``depth + 1`` entries), an odd int or a per-axis list (``[1, 3,
+            3]`` where an axis is still coarse); decoder level ``l`` uses stage ``l``'s. ``None`` =
+            ``kernel_size`` everywhere. When ``depth`` and ``features`` are unset, the depth is
+            ``len(strides)`` (or ``len(kernel_sizes) - 1``).
 
     Example:
         >>> net = UNet(in_channels=1, num_classes=2, padding="valid")
@@ -85,10 +94,13 @@ class UNet(SegmentationModel):
         deep_supervision: bool = False,
         outputs: Optional[str] = None,
         init: str = "he",
+        strides: Optional[Sequence[Union[int, Sequence[int]]]] = None,
+        kernel_sizes: Optional[Sequence[Union[int, Sequence[int]]]] = None,
     ):
         kwargs = dict(locals())
         super().__init__(spatial_dims, in_channels, num_classes, deep_supervision, outputs)
         self.init_kwargs = {k: v for k, v in kwargs.items() if k not in ("self", "__class__")}
+        depth = infer_depth(depth, features, strides, kernel_sizes)
         feats = resolve_features(features, base_features, depth, feature_scale)
         upsample = canonical_upsample(upsample)
         if upsample == "interpolate":  # concatenation skip + below stays 2·skip
@@ -110,6 +122,8 @@ class UNet(SegmentationModel):
             double_second_conv,
             dropout,
             dropout_stages,
+            strides,
+            kernel_sizes,
         )
         self.decoder = UNetDecoder(self.encoder, upsample, None, dec_norm, act, bias, residual)
         self.head = SegmentationHead(
@@ -146,30 +160,32 @@ class UNet(SegmentationModel):
 
     def describe_sizes(self) -> str:
         if self.encoder.padding == "valid":
+            k = max(max(ks) for ks in self.encoder.kernel_sizes)
             return (
                 f"valid-padding U-Net (depth {len(self.encoder.features) - 1}): every down-sampling must see an "
-                f"even size and every conv a size > {self.encoder.kernel_size - 1}"
+                f"even size and every conv a size > {k - 1}"
             )
         return super().describe_sizes()
 
-    def _axis_output_size(self, size: int) -> Optional[int]:
+    def _axis_output_size(self, size: int, axis: int = 0) -> Optional[int]:
         enc, dec = self.encoder, self.decoder
         s = size
         skips = []
         for i in range(len(enc.features)):
             if i > 0:
-                if s < 2 or (enc.padding == "valid" and s % 2):
+                stride = enc.strides[i - 1][axis]
+                if stride > 1 and (s < 2 or (enc.padding == "valid" and s % 2)):
                     return None
-                s = down_size(s, enc.downsample_mode)
-            s -= enc.stage_shrink(i)
+                s = down_size(s, enc.downsample_mode, stride)
+            s -= enc.stage_shrink(i, axis)
             if s < 1:
                 return None
             skips.append(s)
         for lvl in range(len(enc.features) - 2, -1, -1):
-            s = 2 * s if enc.padding == "valid" else skips[lvl]
+            s = enc.strides[lvl][axis] * s if enc.padding == "valid" else skips[lvl]
             if s > skips[lvl]:
                 return None
-            s -= dec.level_shrink(lvl)
+            s -= dec.level_shrink(lvl, axis)
             if s < 1:
                 return None
         s -= self.head_shrink

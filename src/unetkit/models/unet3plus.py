@@ -7,6 +7,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from . import layers
 from .base import ModelOutput, SegmentationModel, resolve_features
 from .decoders import UNet3PlusDecoder
@@ -30,6 +31,10 @@ class UNet3Plus(SegmentationModel):
             mode (train them with BCE); in ``outputs="logits"`` mode they gate the segmentation.
         cgm_dropout: CGM drop-out probability (0.5).
         outputs, init: see :class:`~unetkit.models.base.SegmentationModel` and ``UNet``.
+        strides, kernel_sizes: accepted only when they describe the isotropic net (2 on every axis,
+            ``kernel_size`` everywhere): the full-scale skips pool and resize between every pair of
+            levels, which per-axis strides would change; anisotropic volumes use the ``unet``
+            presets.
     """
 
     arch_name = "UNet3Plus"
@@ -60,6 +65,8 @@ class UNet3Plus(SegmentationModel):
         cgm_dropout: float = 0.5,
         outputs: Optional[str] = None,
         init: str = "he",
+        strides: Optional[Sequence[Union[int, Sequence[int]]]] = None,
+        kernel_sizes: Optional[Sequence[Union[int, Sequence[int]]]] = None,
     ):
         kwargs = dict(locals())
         super().__init__(spatial_dims, in_channels, num_classes, deep_supervision, outputs, cgm)
@@ -80,7 +87,14 @@ class UNet3Plus(SegmentationModel):
             bias,
             residual,
             double_second_conv,
+            strides=strides,
+            kernel_sizes=kernel_sizes,
         )
+        if not self.encoder.is_isotropic:
+            raise ConfigError(
+                f"UNet 3+ takes no per-axis strides={strides!r} / kernel_sizes={kernel_sizes!r}; "
+                f"use a 'unet' preset (unet, unet-residual, unet-strided, unet3d) for anisotropic volumes"
+            )
         self.decoder = UNet3PlusDecoder(self.encoder, cat_channels, dec_norm, act, bias)
         fused = self.decoder.fused_channels
         self.head = SegmentationHead(spatial_dims, fused, num_classes, head_kernel_size)

@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .base import ModelOutput, SegmentationModel, resolve_features
+from .base import ModelOutput, SegmentationModel, infer_depth, resolve_features
 from .decoders import UNetPlusPlusDecoder
 from .encoder import Encoder
 from .heads import SegmentationHead
@@ -20,6 +20,8 @@ class UNetPlusPlus(SegmentationModel):
         upsample: ``interpolate`` (bilinear, as the common PyTorch port) or ``transpose``.
         deep_supervision: 1×1-conv heads on X(0, 1 … depth−1), returned (deepest node first) in
             ``outputs="all"`` mode; the main output is the head on X(0, depth).
+        strides, kernel_sizes: per-axis down-sampling strides and per-stage kernel sizes for
+            anisotropic volumes, as for :class:`~unetkit.models.unet.UNet`.
         Other arguments as for :class:`~unetkit.models.unet.UNet` (same padding only).
     """
 
@@ -49,10 +51,13 @@ class UNetPlusPlus(SegmentationModel):
         deep_supervision: bool = False,
         outputs: Optional[str] = None,
         init: str = "he",
+        strides: Optional[Sequence[Union[int, Sequence[int]]]] = None,
+        kernel_sizes: Optional[Sequence[Union[int, Sequence[int]]]] = None,
     ):
         kwargs = dict(locals())
         super().__init__(spatial_dims, in_channels, num_classes, deep_supervision, outputs)
         self.init_kwargs = {k: v for k, v in kwargs.items() if k not in ("self", "__class__")}
+        depth = infer_depth(depth, features, strides, kernel_sizes)
         feats = resolve_features(features, base_features, depth, feature_scale)
         self.encoder = Encoder(
             spatial_dims,
@@ -68,6 +73,8 @@ class UNetPlusPlus(SegmentationModel):
             bias,
             residual,
             double_second_conv,
+            strides=strides,
+            kernel_sizes=kernel_sizes,
         )
         self.decoder = UNetPlusPlusDecoder(
             self.encoder, upsample, decoder_norm or norm, act, bias, residual

@@ -8,6 +8,7 @@ commands; nothing below imports it.
 
 from .planner import DEFAULT_BUDGET_MINUTES, Decision, Plan, make_plan
 from .probe import Candidate, Measurement, cache_path
+from .topology import anisotropic_topology
 
 __all__ = [
     "DEFAULT_BUDGET_MINUTES",
@@ -15,6 +16,7 @@ __all__ = [
     "Decision",
     "Measurement",
     "Plan",
+    "anisotropic_topology",
     "cache_path",
     "make_plan",
 ]

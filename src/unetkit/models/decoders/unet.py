@@ -15,9 +15,11 @@ from ..encoder import Encoder
 class UNetDecoder(nn.Module):
     """Expanding path for ``encoder``.
 
-    Level ``l`` (``depth - 1`` … 0) up-samples the map from below, joins it with encoder stage ``l``
-    (the skip is centre-cropped with valid padding; the up-sampled map is padded/cropped to the
-    skip with same padding, so any input size works) and applies a :class:`ConvBlock`.
+    Level ``l`` (``depth - 1`` … 0) up-samples the map from below (mirroring, per axis, the
+    encoder's stride into stage ``l + 1``), joins it with encoder stage ``l`` (the skip is
+    centre-cropped with valid padding; the up-sampled map is padded/cropped to the skip with same
+    padding, so any input size works) and applies a :class:`ConvBlock` with stage ``l``'s kernel
+    sizes.
 
     Widths: with a learned up-sampling (``transpose``, ``transpose3``, ``interpolate_conv``) the
     up-sampling maps to the skip width and the block maps ``2·skip`` → ``skip`` (the paper).
@@ -62,18 +64,19 @@ class UNetDecoder(nn.Module):
         ]
         self.dilation = encoder.dilation[:-1]
         self.kernel_size = encoder.kernel_size
+        self.kernel_sizes = encoder.kernel_sizes[:-1]
         ups, blocks = [None] * n_levels, [None] * n_levels
         self.out_channels = [0] * n_levels
         below = feats[-1]
         for lvl in range(n_levels - 1, -1, -1):
             skip = feats[lvl]
             if self.upsample_mode == "interpolate":
-                up = Upsample("interpolate", dims, below, below)
+                up = Upsample("interpolate", dims, below, below, encoder.strides[lvl])
                 cat = skip + below
                 out = feats[lvl] // 2 if lvl > 0 else feats[0]
                 mid = cat // 2
             else:
-                up = Upsample(self.upsample_mode, dims, below, skip)
+                up = Upsample(self.upsample_mode, dims, below, skip, encoder.strides[lvl])
                 cat, out, mid = 2 * skip, skip, skip
             ups[lvl] = up
             blocks[lvl] = ConvBlock(
@@ -82,7 +85,7 @@ class UNetDecoder(nn.Module):
                 out,
                 mid_channels=mid,
                 n_convs=self.n_convs[lvl],
-                kernel_size=encoder.kernel_size,
+                kernel_size=self.kernel_sizes[lvl],
                 padding=encoder.padding,
                 dilation=self.dilation[lvl],
                 norm=norm,
@@ -95,11 +98,11 @@ class UNetDecoder(nn.Module):
         self.ups = nn.ModuleList(ups)
         self.blocks = nn.ModuleList(blocks)
 
-    def level_shrink(self, lvl: int) -> int:
-        """Pixels lost per axis by level ``lvl``'s block (0 with same padding)."""
+    def level_shrink(self, lvl: int, axis: int = 0) -> int:
+        """Pixels lost along ``axis`` by level ``lvl``'s block (0 with same padding)."""
         if self.padding == "same":
             return 0
-        return self.n_convs[lvl] * self.dilation[lvl] * (self.kernel_size - 1)
+        return self.n_convs[lvl] * self.dilation[lvl] * (self.kernel_sizes[lvl][axis] - 1)
 
     def forward(self, skips: list[torch.Tensor]) -> list[torch.Tensor]:
         x = skips[-1]

@@ -15,7 +15,9 @@ from ..encoder import Encoder
 
 class UNetPlusPlusDecoder(nn.Module):
     """Nested decoder: node X(i, j), j ≥ 1, convolves the concatenation of X(i, 0 … j−1) and the
-    up-sampled X(i+1, j−1); X(i, 0) are the encoder stages.
+    up-sampled X(i+1, j−1); X(i, 0) are the encoder stages. Up-sampling into row ``i`` mirrors the
+    encoder's stride into stage ``i + 1`` and row ``i``'s nodes use stage ``i``'s kernel sizes (per
+    axis for an anisotropic encoder).
 
     Args:
         encoder: the encoder served; must use same padding.
@@ -48,7 +50,7 @@ class UNetPlusPlusDecoder(nn.Module):
         self.nodes = nn.ModuleDict()
         for j in range(1, n):
             for i in range(n - j):
-                up = Upsample(upsample, dims, feats[i + 1], feats[i])
+                up = Upsample(upsample, dims, feats[i + 1], feats[i], encoder.strides[i])
                 in_ch = feats[i] * j + up.out_channels
                 self.ups[f"{i}_{j}"] = up
                 self.nodes[f"{i}_{j}"] = ConvBlock(
@@ -56,7 +58,7 @@ class UNetPlusPlusDecoder(nn.Module):
                     in_ch,
                     feats[i],
                     n_convs=encoder.n_convs[i],
-                    kernel_size=encoder.kernel_size,
+                    kernel_size=encoder.kernel_sizes[i],
                     padding="same",
                     dilation=encoder.dilation[i],
                     norm=norm,
