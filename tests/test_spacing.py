@@ -280,3 +280,21 @@ def _train_quick(data: Path, run: Path) -> Path:
         }
     )
     return Trainer(cfg, run_dir=run, progress=False).fit().run_dir / "checkpoints" / "best.pt"
+
+
+def test_plan_gives_anisotropic_volumes_an_anisotropic_net(tmp_path):
+    """4.5-mm slices of 1.5-mm pixels (one spacing, so no resampling): the patch spans the same
+    millimetres on every axis and the net pools the slices only once the pixels have caught up."""
+    thick = make_set(tmp_path / "thick", 3, 5, spacings=(4.5,))
+    fp = fingerprint_dataset(thick)
+    plan = make_plan(fp, 2, "cpu", timer=lambda c: 0.05)
+    assert "data.target_spacing" not in plan.config  # every case on one grid already
+    assert plan.config["data.patch_size"] == [8, 32, 32]  # 11 slices × 32² px, 3:1 voxels
+    assert plan.config["model.options.strides"] == [[1, 2, 2], [2, 2, 2], [1, 2, 2]]
+    assert plan.config["model.options.kernel_sizes"] == [[1, 3, 3]] + [[3, 3, 3]] * 3
+    assert plan.config["model.options.depth"] == 3
+    assert "pooling period 2×8×8" in next(d.reason for d in plan.decisions if d.name == "depth")
+    cfg = RunConfig.from_dict({"data": {"train_dir": str(thick)}}).override(plan.config)
+    net = create_model(cfg.model.name, in_channels=1, num_classes=2, **cfg.model.options)
+    assert net.size_rule().period == (2, 8, 8)
+    assert net(torch.zeros(1, 1, 8, 32, 32)).shape == (1, 2, 8, 32, 32)

@@ -294,7 +294,10 @@ def planned_values(plan, overrides: dict) -> dict:
         values["train.iters_per_epoch"] = max(1, values["train.iters_per_epoch"] * planned // folds)
     name = overrides.get("model.name")
     if name and name != plan.config.get("model.name") and name in MODELS.names():
-        accepted = MODELS.options(name)
+        accepted = dict(MODELS.options(name))
+        if MODELS.get(name).builder.__name__ == "UNet3Plus":  # no anisotropic topology there
+            accepted.pop("strides", None)
+            accepted.pop("kernel_sizes", None)
         values = {
             k: v
             for k, v in values.items()

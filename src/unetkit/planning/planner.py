@@ -262,9 +262,26 @@ def plan_scale(fp, device_type: str) -> tuple[float, str]:
     )
 
 
-def plan_patch(fp, device_type: str, scale: float = 1.0) -> tuple[list[int], str]:
+def axis_ratios(spacing: Optional[list], dims: int) -> list[float]:
+    """Per axis, the finest spacing over this axis's (1 on the finest axes, and everywhere in 2D
+    or without a spacing): a 3D patch spans ``want × ratio`` voxels per axis, the same physical
+    length on every axis (nnU-Net's patch shape for anisotropic volumes)."""
+    if dims != 3 or not spacing:
+        return [1.0] * dims
+    return [min(spacing) / s for s in spacing]
+
+
+def patch_floors(lo: int, ratios: list[float], period: int) -> list[int]:
+    """The smallest patch per axis: ``lo`` scaled like the patch (at least one period)."""
+    return [max(period, _round_down(lo * r, period)) for r in ratios]
+
+
+def plan_patch(
+    fp, device_type: str, scale: float = 1.0, spacing: Optional[list] = None
+) -> tuple[list[int], str]:
     """Patch size per axis and the reason (before the speed-dependent steps); with ``scale``, in
-    pixels of the resampled images."""
+    pixels of the resampled images; with an anisotropic 3D ``spacing`` (the voxel size trained
+    at), the same physical length on every axis (:func:`axis_ratios`)."""
     dims = fp.spatial_dims
     lo, hi = PATCH_LIMITS[(device_type if device_type == "cuda" else "cpu", dims)]
     obj = _large_object(fp)
@@ -273,9 +290,10 @@ def plan_patch(fp, device_type: str, scale: float = 1.0) -> tuple[list[int], str
     want = min(max(want, lo), hi)
     smallest = [max(1, int(round(s * scale))) for s in fp.sizes["min"]]
     period = 16 if dims == 2 else 8
+    ratios = axis_ratios(spacing, dims)
     patch = []
-    for s in smallest:
-        p = _round_up(want, period)
+    for s, r, floor in zip(smallest, ratios, patch_floors(lo, ratios, period)):
+        p = max(floor, _round_up(want * r, period))
         if p > s:
             p = max(_round_down(s, period), min(s, period))
         patch.append(int(p))
@@ -286,6 +304,12 @@ def plan_patch(fp, device_type: str, scale: float = 1.0) -> tuple[list[int], str
         else "no objects to size it by: the largest patch"
     )
     why += f", within {lo}…{hi} px"
+    if any(r != 1.0 for r in ratios):
+        why += (
+            ", the same physical length on every axis ("
+            + "×".join(f"{r:.2g}" for r in ratios)
+            + " of the finest axis's voxels)"
+        )
     if any(p < _round_up(want, period) for p in patch):
         why += f", cut to the smallest image ({'×'.join(map(str, smallest))})"
     return patch, why
@@ -294,6 +318,30 @@ def plan_patch(fp, device_type: str, scale: float = 1.0) -> tuple[list[int], str
 def plan_depth(patch: list[int]) -> int:
     """Poolings while the bottleneck keeps ≥ ``MIN_BOTTLENECK`` px on the shortest axis (2 … 4)."""
     return int(min(4, max(2, math.floor(math.log2(max(min(patch), 1) / MIN_BOTTLENECK)))))
+
+
+def plan_topology(spacing: Optional[list], patch: list[int]) -> Optional[tuple]:
+    """``(strides, kernel_sizes, depth, reason)`` for anisotropic 3D voxels (nnU-Net's rule,
+    :func:`~unetkit.planning.topology.anisotropic_topology`, at most 4 poolings, feature maps of
+    ≥ 4 voxels), or ``None`` when the rule gives the plain net (every stride 2, every kernel 3)."""
+    if not spacing or max(spacing) < 2 * min(spacing):
+        return None
+    from .topology import anisotropic_topology, pooling_period
+
+    try:
+        strides, kernels, depth = anisotropic_topology(spacing, patch, max_depth=4, min_size=4)
+    except ConfigError:
+        return None
+    if all(s == 2 for st in strides for s in st) and all(k == 3 for ks in kernels for k in ks):
+        return None
+    flat = sum(1 for ks in kernels if min(ks) == 1)
+    why = (
+        f"voxels {'×'.join(f'{s:g}' for s in spacing)}: the coarse axis pools only once the others "
+        f"have caught up (strides {' '.join(''.join(map(str, st)) for st in strides)}, pooling "
+        f"period {'×'.join(map(str, pooling_period(strides)))}), "
+        f"{flat} stage(s) with 1×3×3-type kernels (nnU-Net's rule)"
+    )
+    return strides, kernels, depth, why
 
 
 def plan_batch(patch: list[int], dims: int) -> int:
@@ -451,7 +499,18 @@ def make_plan(
         )
     else:
         plan.decide("resolution", 1, scale_why)
-    patch, patch_why = plan_patch(fp, dev.type, scale)
+    # the voxel size the net will see (3D: anisotropic voxels shape the patch and the topology)
+    voxel = (
+        target
+        if target is not None
+        else ([s / scale for s in fp.spacing] if getattr(fp, "spacing", None) else None)
+    )
+    patch, patch_why = plan_patch(fp, dev.type, scale, voxel)
+    floors = patch_floors(
+        PATCH_LIMITS[(dev.type if dev.type == "cuda" else "cpu", dims)][0],
+        axis_ratios(voxel, dims),
+        16 if dims == 2 else 8,
+    )
     candidates_tried: list[Measurement] = []
     batch = plan_batch(patch, dims)  # kept when the patch shrinks: smaller steps, more of them
     for attempt in range(3):
@@ -478,10 +537,11 @@ def make_plan(
                 f"; width {', '.join(map(str, untimed))} not timed: the probe had used its "
                 f"{100 * PROBE_SHARE:g} % of the budget (a wider net is slower still)"
             )
-        lo = PATCH_LIMITS[(dev.type if dev.type == "cuda" else "cpu", dims)][0]
-        if steps >= FEW_STEPS or min(patch) <= lo or attempt == 2:
+        if steps >= FEW_STEPS or any(p <= f for p, f in zip(patch, floors)) or attempt == 2:
             break
-        patch = [max(lo, _round_down(p * 0.75, 16 if dims == 2 else 8)) for p in patch]
+        patch = [
+            max(f, _round_down(p * 0.75, 16 if dims == 2 else 8)) for p, f in zip(patch, floors)
+        ]
         patch_why += f"; reduced to {'×'.join(map(str, patch))} px: the larger patch left under {FEW_STEPS} steps"
     plan.measurements = [m.to_dict() for m in candidates_tried]
     plan.decide("patch", patch, patch_why, **{"data.patch_size": patch})
@@ -491,13 +551,28 @@ def make_plan(
         "the same-padding U-Net: whole images of any size, tiles on its pooling grid",
         **{"model.name": MODEL},
     )
-    plan.decide(
-        "depth",
-        depth,
-        f"poolings while the bottleneck keeps ≥ {MIN_BOTTLENECK} px "
-        f"({min(patch) // 2**depth} px at {min(patch)})",
-        **{"model.options.depth": depth},
-    )
+    topology = plan_topology(voxel, patch) if dims == 3 else None
+    if topology is None:
+        plan.decide(
+            "depth",
+            depth,
+            f"poolings while the bottleneck keeps ≥ {MIN_BOTTLENECK} px "
+            f"({min(patch) // 2**depth} px at {min(patch)})",
+            **{"model.options.depth": depth},
+        )
+    else:
+        strides, kernels, depth, why = topology
+        plan.decide(
+            "depth",
+            depth,
+            why,
+            **{
+                "model.options.depth": depth,
+                "model.options.spatial_dims": dims,  # per-axis lists are checked for 3 axes
+                "model.options.strides": strides,
+                "model.options.kernel_sizes": kernels,
+            },
+        )
     plan.decide(
         "batch",
         batch,
