@@ -299,3 +299,53 @@ def test_band_by_band_refuses_a_volume_to_turn():
     source = np.zeros((1, 8, 8, 8), np.float32).view(Source)
     with pytest.raises(DataError, match="orientation RAS .* stored in LPS"):
         predict_large(predictor, source, sink=None, path=Path("big.nii"))
+
+
+# -- what travels with the model --------------------------------------------------------------------
+@pytest.fixture
+def lps_checkpoint(tmp_path) -> Path:
+    from unetkit.checkpoint import save_checkpoint
+
+    model = create_model("unet", spatial_dims=3, features=(4, 8), num_classes=2, init="torch")
+    return save_checkpoint(
+        tmp_path / "ck.pt",
+        model,
+        config={"data": {"orientation": "LPS"}},
+        patch_size=[8, 8, 8],
+        with_rng=False,
+    )
+
+
+def test_onnx_export_carries_the_orientation(tmp_path, lps_checkpoint):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from unetkit.inference import export as ex
+
+    report = ex.export_onnx(lps_checkpoint, tmp_path / "m.onnx", threads=1)
+    assert ex.read_onnx_metadata(report.path)["orientation"] == "LPS"
+    assert ex.OnnxRunner(report.path, threads=1).predictor().orientation == "LPS"
+    assert Predictor.from_checkpoint(lps_checkpoint, device="cpu").orientation == "LPS"
+
+
+def test_bioimageio_export_refuses_an_orientation(tmp_path, lps_checkpoint):
+    pytest.importorskip("bioimageio.core")
+    from unetkit.inference import bioimageio as bio
+
+    with pytest.raises(
+        ConfigError, match=r"orientation LPS \(data.orientation\).*export is refused"
+    ):
+        bio.export_bioimageio(lps_checkpoint, tmp_path / "m.zip", authors=["A B"])
+    assert not (tmp_path / "m.zip").exists()
+
+
+def test_ensemble_members_share_the_orientation():
+    from unetkit.inference.ensemble import EnsemblePredictor
+
+    model = create_model("unet", spatial_dims=3, features=(4, 8), num_classes=2)
+    ras = Predictor(model, device="cpu", precision="fp32", orientation="ras")
+    assert ras.orientation == "RAS"
+    assert EnsemblePredictor([ras, ras]).orientation == "RAS"
+    with pytest.raises(ConfigError, match="orientation None differs from RAS"):
+        EnsemblePredictor([ras, Predictor(model, device="cpu", precision="fp32")])
+    with pytest.raises(ConfigError, match="'up' is not an orientation code"):
+        Predictor(model, device="cpu", precision="fp32", orientation="up")
