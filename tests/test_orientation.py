@@ -349,3 +349,17 @@ def test_ensemble_members_share_the_orientation():
         EnsemblePredictor([ras, Predictor(model, device="cpu", precision="fp32")])
     with pytest.raises(ConfigError, match="'up' is not an orientation code"):
         Predictor(model, device="cpu", precision="fp32", orientation="up")
+
+
+def test_fingerprint_measures_turned_volumes(tmp_path):
+    from unetkit.data.fingerprint import fingerprint_dataset
+
+    for d in ("images", "masks"):
+        (tmp_path / d).mkdir()
+    for i, code in enumerate(("RAS", "PIL")):  # one world layout (x 1, y 2, z 3 mm), stored 2 ways
+        blob_case(tmp_path, f"c{i}", code, i)
+    as_stored = fingerprint_dataset(tmp_path)
+    assert as_stored.spacing_spread["min"] == [1.0, 2.0, 1.0]  # (3, 2, 1) and (1, 3, 2) mixed
+    turned = fingerprint_dataset(tmp_path, orientation="LPS")
+    assert turned.spacing_spread["min"] == turned.spacing_spread["max"] == [3.0, 2.0, 1.0]
+    assert turned.class_fraction == as_stored.class_fraction

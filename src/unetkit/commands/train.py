@@ -333,6 +333,7 @@ def _plan(args, config, overrides: dict):
             config.data.mask_kind,
             scale=overrides.get("data.scale"),
             channel_names=config.data.channel_names,
+            orientation=config.data.orientation,
         )
         if config.train.time_budget_minutes is None:
             print(
