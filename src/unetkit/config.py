@@ -335,6 +335,11 @@ class DataConfig:
             target_spacing``); outputs come back on each input's own grid. For data whose spacing
             differs between cases (medical volumes); cannot be combined with ``scale`` (a coarser
             target spacing is a lower scale). ``None`` = as stored.
+        orientation: 3D volumes with a stated geometry (NIfTI, NRRD, MetaImage, DICOM) are turned
+            to this orientation code (``"RAS"``, ``"LPS"``: one letter of each pair R/L, A/P, S/I,
+            in the files' (x, y, z) axis order; see :mod:`unetkit.io.orientation`) before training
+            and prediction, by permuting and flipping axes, before any resampling; ``predict``
+            turns its outputs back to each input's stored orientation. ``None`` = as stored.
         fg_fraction: share of patches centred on foreground (nnU-Net uses 0.33).
         fg_classes: the classes to oversample (default every class > 0; ISBI membranes: ``[0]``).
         augmentation: augmentation settings (``{}`` = defaults, ``None`` = off).
@@ -355,6 +360,7 @@ class DataConfig:
     patch_size: Optional[list] = _f(None, items=int, ge=1, scalar=True)
     scale: Optional[list] = _f(None, items=float, gt=0, le=4, scalar=True)
     target_spacing: Optional[list] = _f(None, items=float, gt=0, scalar=True)
+    orientation: Optional[str] = None
     fg_fraction: float = _f(0.33, ge=0, le=1)
     fg_classes: Optional[list] = _f(None, items=int, ge=0)
     augmentation: Optional[dict] = _f(factory=dict)
@@ -381,6 +387,9 @@ class DataConfig:
                 f"data.scale={self.scale} and data.target_spacing={self.target_spacing} are both "
                 "set: give one (a target spacing twice as coarse is scale 0.5)"
             )
+        from .io.orientation import check_orientation
+
+        self.orientation = check_orientation(self.orientation, "data.orientation")
         self.normalization = _check_normalization(self.normalization, "data.normalization")
         if self.channel_names is not None and not all(n.strip() for n in self.channel_names):
             raise ConfigError(

@@ -69,16 +69,21 @@ def make_plan_for(
     say=print,
     scale=None,
     channel_names=None,
+    orientation=None,
 ):
     """Fingerprint ``data_dir`` and plan for ``budget_minutes`` on ``device`` (shared with train);
     ``scale``: a resolution the user fixed (one factor, or one per axis: their smallest is planned
-    for); ``channel_names``: the user's (``--channel-names``), one per image channel."""
+    for); ``channel_names``: the user's (``--channel-names``), one per image channel;
+    ``orientation``: the code volumes are turned to (``data.orientation``), so that the fingerprint
+    measures the arrays the net will see."""
     from ..data.discovery import find_cases, scan_dataset
     from ..data.fingerprint import fingerprint_dataset
     from ..errors import ConfigError
     from ..planning import make_plan
 
-    fp = fingerprint_dataset(data_dir, val_dir, mask_suffix=mask_suffix, mask_kind=mask_kind)
+    fp = fingerprint_dataset(
+        data_dir, val_dir, mask_suffix=mask_suffix, mask_kind=mask_kind, orientation=orientation
+    )
     for line in fp.describe():
         say(f"data: {line}")
     if channel_names is not None and len(channel_names) != fp.channels:

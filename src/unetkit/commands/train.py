@@ -56,6 +56,7 @@ FLAG_KEYS = {
     "patch_size": "data.patch_size",
     "scale": "data.scale",
     "target_spacing": "data.target_spacing",
+    "orientation": "data.orientation",
     "mask_suffix": "data.mask_suffix",
     "mask_kind": "data.mask_kind",
     "val_fraction": "data.val_fraction",
@@ -148,6 +149,14 @@ def add_parser(sub) -> None:
         help="resample every case to this voxel size, in the files' unit and array order: 1 or "
         "3,0.8,0.8 (default: planned where the cases' voxel sizes differ; predict resamples each "
         "image the same way and writes the result on its own grid)",
+    )
+    g.add_argument(
+        "--orientation",
+        metavar="CODE",
+        help="turn every 3D volume with a stated geometry to this orientation before training: "
+        "RAS, LPS … (one letter of each pair R/L, A/P, S/I, in the files' x, y, z axis order; "
+        "axes permuted and flipped, no interpolation; default: as stored); predict turns each "
+        "input the same way and its outputs back to the input's orientation",
     )
     g.add_argument("--mask-suffix", help="mask file suffix such as _mask (default: detected)")
     g.add_argument(
@@ -324,6 +333,7 @@ def _plan(args, config, overrides: dict):
             config.data.mask_kind,
             scale=overrides.get("data.scale"),
             channel_names=config.data.channel_names,
+            orientation=config.data.orientation,
         )
         if config.train.time_budget_minutes is None:
             print(

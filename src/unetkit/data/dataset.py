@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DataError
+from ..io.orientation import reorient
 from ..io.readers import ImageMeta
 from ..utils import atomic_path
 from . import weightmap as _weightmap
@@ -69,8 +70,9 @@ class LoadedCase:
 
     @property
     def spacing(self) -> Optional[tuple]:
-        """The stored file's voxel size per axis (``meta.spacing``; ``None`` when it states none):
-        what prediction resamples a validation case by under a target spacing."""
+        """The case's voxel size per axis (``meta.spacing``, of the turned volume under an
+        orientation; ``None`` when the file states none): what prediction resamples a validation
+        case by under a target spacing."""
         return getattr(self.meta, "spacing", None)
 
 
@@ -169,18 +171,25 @@ def load_case(
     cache_dir: Optional[PathLike] = None,
     scale: Optional[Sequence[float]] = None,
     target_spacing: Optional[Sequence[float]] = None,
+    orientation: Optional[str] = None,
 ) -> LoadedCase:
     """Read, check and normalise one case; compute its weight map when ``weight_map`` is given
     (``{"w0": 10, "sigma": 5}``), reading it from ``cache_dir`` when cached there before (see
-    :func:`cached_weight_map`). With ``scale`` (one factor per axis, see
-    :mod:`unetkit.data.resample`) image and masks are resampled first and the weight map is made on
-    the resampled mask; with ``target_spacing`` the factors are the case's own, ``spacing /
-    target_spacing`` (:func:`~unetkit.data.resample.spacing_factors`)."""
+    :func:`cached_weight_map`). With ``orientation`` (a code such as ``"RAS"``, see
+    :mod:`unetkit.io.orientation`) a 3D volume with a stated geometry is first turned to it, image
+    and masks alike, and ``meta`` describes the turned volume. With ``scale`` (one factor per axis,
+    see :mod:`unetkit.data.resample`) image and masks are then resampled and the weight map is made
+    on the resampled mask; with ``target_spacing`` the factors are the case's own (turned)
+    ``spacing / target_spacing`` (:func:`~unetkit.data.resample.spacing_factors`)."""
     image, meta = read_case_image(case)
     require_finite(image, case.images[0])
     mask = instances = weight = None
     if case.mask is not None and label_map is not None:
         mask, instances = read_case_mask(case, label_map, image.shape[1:])
+    if orientation is not None:
+        image, meta, turn = reorient(image, meta, orientation)
+        mask = turn.apply(mask) if mask is not None else None
+        instances = turn.apply(instances) if instances is not None else None
     factors = spacing_factors(getattr(meta, "spacing", None), target_spacing, image.ndim - 1, scale)
     shape = scaled_shape(image.shape[1:], factors)
     if shape != image.shape[1:]:
@@ -239,6 +248,7 @@ def prepare_data(
     scale: Optional[Sequence[float]] = None,
     target_spacing: Optional[Sequence[float]] = None,
     channel_names: Optional[Sequence[str]] = None,
+    orientation: Optional[str] = None,
 ) -> PreparedData:
     """Discover, split, label, normalise and load a dataset for training.
 
@@ -273,6 +283,10 @@ def prepare_data(
             scores what ``predict`` writes.
         target_spacing: resample each **training** case to this voxel size (its own factors; see
             :func:`load_case`); validation cases stay as stored, as with ``scale``.
+        orientation: turn every 3D volume with a stated geometry, training **and** validation
+            cases, to this orientation code (``"RAS"``; see :mod:`unetkit.io.orientation`), as
+            ``predict`` turns each input: validation scores the net on volumes turned as it sees
+            them.
 
     Returns:
         The :class:`PreparedData`; ``splits`` is the split used (with ``num_folds``: fold ``fold``,
@@ -337,10 +351,11 @@ def prepare_data(
             cache_dir=cache_dir,
             scale=scale,
             target_spacing=target_spacing,
+            orientation=orientation,
         )
         for c in train_cases
     ]
-    val = [load_case(c, label_map, normalizer, None) for c in val_cases]
+    val = [load_case(c, label_map, normalizer, None, orientation=orientation) for c in val_cases]
     cases = train_cases + val_cases
     loaded = list(same_layout((case.images[0], c.image) for case, c in zip(cases, train + val)))
     if (

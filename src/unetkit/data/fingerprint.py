@@ -50,6 +50,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import ConfigError
+from ..io.orientation import reorient
 from ..utils import jsonable
 from .checks import _ChannelStats
 from .discovery import scan_dataset
@@ -279,6 +280,7 @@ def fingerprint_dataset(
     max_cases: int = 200,
     seed: int = 0,
     progress: Optional[Callable[[int, int], None]] = None,
+    orientation: Optional[str] = None,
 ) -> Fingerprint:
     """Measure a training folder (see the module docstring for what and how).
 
@@ -292,6 +294,9 @@ def fingerprint_dataset(
         max_cases: read at most this many cases (a seeded random subset of a larger folder).
         seed: seed of the subset and of the pixel sampling.
         progress: called as ``progress(done, total)`` after each case read.
+        orientation: measure 3D volumes turned to this orientation code, as training turns them
+            (``data.orientation``; :mod:`unetkit.io.orientation`), so sizes and spacings are per
+            axis of the arrays the net sees.
 
     Returns:
         The :class:`Fingerprint`.
@@ -340,13 +345,16 @@ def fingerprint_dataset(
     def images():
         for case in cases:
             image, meta = read_case_image(case)
-            read.append((case, meta))
+            image, meta, turn = reorient(image, meta, orientation)
+            read.append((case, meta, turn))
             yield case.images[0], image
 
     for done, image in enumerate(same_layout(images()), 1):
-        case, meta = read[-1]
+        case, meta, turn = read[-1]
         spatial = image.shape[1:]
-        classes, instances = read_case_mask(case, label_map, spatial)
+        classes, instances = read_case_mask(case, label_map, turn.shape or spatial)
+        classes = turn.apply(classes)
+        instances = turn.apply(instances) if instances is not None else None
         shapes.append(spatial)
         if meta.spacing is not None:
             spacings.append(meta.spacing)

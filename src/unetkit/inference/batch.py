@@ -11,6 +11,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..io.lazy import is_zarr_path, open_lazy
 from ..io.naming import prediction_paths
+from ..io.orientation import reorient, restore
 from .large import LARGE_PIXELS, VOLUME_SHARE, predict_large
 from .outputs import (
     TiffBandSink,
@@ -284,7 +285,12 @@ def predict_case(
     geojson: bool = False,
 ) -> PredictedFile:
     """Predict one case of :func:`plan_cases` into ``out_dir`` (which exists) and write its outputs;
-    skipped when they all exist and not ``overwrite``. ``instances`` is the resolved method."""
+    skipped when they all exist and not ``overwrite``. ``instances`` is the resolved method.
+
+    A model trained in an orientation (``predictor.orientation``) gets a 3D input with a stated
+    geometry turned to it (:func:`~unetkit.io.orientation.reorient`, its spacing with it); labels
+    and probabilities are turned back (:func:`~unetkit.io.orientation.restore`) and written with
+    the input's own geometry."""
     from ..data.dataset import read_case_image
     from ..io.readers import read_spacing, split_suffix
 
@@ -332,7 +338,11 @@ def predict_case(
         return PredictedFile(case.case_id, case.images, paths, "written", "band-by-band")
     image, meta = read_case_image(case)
     image = check_image(image, predictor, first)
-    probs = predictor.predict_proba(image, spacing=getattr(meta, "spacing", None))
+    # the model's orientation (data.orientation): turned in, turned back out, so the outputs are
+    # written with the input's own meta and overlay it exactly
+    turned, turned_meta, turn = reorient(image, meta, getattr(predictor, "orientation", None))
+    probs = predictor.predict_proba(turned, spacing=getattr(turned_meta, "spacing", None))
+    probs = restore(probs, turn)
     indices = predictor.postprocess.apply(probs.argmax(axis=0))
     write_labels(paths["labels"], decode_labels(indices, predictor.label_map), meta)
     if "probabilities" in paths:

@@ -787,6 +787,13 @@ def export_bioimageio(
             "to it; a bioimage.io package cannot resample its input, so export is refused (export "
             "ONNX or TorchScript instead, whose predictor resamples)"
         )
+    orientation = ((ckpt.get("config") or {}).get("data") or {}).get("orientation")
+    if orientation is not None:
+        raise ConfigError(
+            f"the model works on volumes turned to orientation {orientation} (data.orientation); "
+            "a bioimage.io package cannot turn its input, so export is refused (export ONNX "
+            "instead, whose predictor turns each volume and its outputs back)"
+        )
     model = build_model(ckpt, None if isinstance(checkpoint, dict) else checkpoint)
     dims, channels = int(model.spatial_dims), int(model.in_channels)
     num_classes = int(model.num_classes)

@@ -4,7 +4,7 @@
 stands in for a predictor wherever :func:`~unetkit.inference.batch.predict_files` takes one: its
 :meth:`~EnsemblePredictor.predict_proba` is the mean of the members' ``predict_proba`` (each with its
 own normalisation, tiling, test-time augmentation), its labels the argmax of that mean. The members
-must agree on the label map, the dimensionality and the input channels. The labels get the
+must agree on the label map, the dimensionality, the input channels and the orientation. The labels get the
 post-processing that validation chose only where every member chose the same (each fold chose on
 its own validation images for its own model); otherwise none.
 
@@ -49,8 +49,8 @@ class EnsemblePredictor:
     """The mean class probabilities of several predictors (module docstring).
 
     Args:
-        members: the predictors, at least one; they must share the label map, ``spatial_dims``
-            and the model's input channels.
+        members: the predictors, at least one; they must share the label map, ``spatial_dims``,
+            the model's input channels and the orientation.
         names: one name per member for messages and :meth:`describe` (default ``model 0``, …);
             :meth:`from_checkpoints` uses the checkpoint paths.
         postprocess: the clean-ups of the mean's labels (default: the members' own when they all
@@ -58,7 +58,7 @@ class EnsemblePredictor:
 
     Raises:
         ConfigError: no member, or a member that differs from the first in label map,
-            dimensionality or input channels (one line naming that member).
+            dimensionality, input channels or orientation (one line naming that member).
     """
 
     def __init__(
@@ -83,6 +83,7 @@ class EnsemblePredictor:
                 "label kind": labels.kind if labels is not None else None,
                 "dimensionality": f"{p.spatial_dims}D",
                 "input channels": getattr(p.model, "in_channels", None),
+                "orientation": getattr(p, "orientation", None),
             }
 
         ref = facts(first)
@@ -91,8 +92,8 @@ class EnsemblePredictor:
                 if value != ref[what]:
                     raise ConfigError(
                         f"{name}: its {what} {value} differs from {ref[what]} of {names[0]}; the "
-                        "models of an ensemble must share label map, dimensionality and input "
-                        "channels"
+                        "models of an ensemble must share label map, dimensionality, input "
+                        "channels and orientation"
                     )
         self.members, self.names = members, names
         #: the first member's model, for what callers read off a model (input channels, classes)
@@ -108,6 +109,8 @@ class EnsemblePredictor:
         self.target_spacing = next(
             (m.target_spacing for m in members if m.target_spacing is not None), None
         )
+        #: the members' one orientation code (``data.orientation``), which predict_files applies
+        self.orientation = getattr(first, "orientation", None)
         if postprocess is None:  # the members' choice where they agree (module docstring)
             agreed = all(m.postprocess == first.postprocess for m in members)
             postprocess = first.postprocess if agreed else PostProcessing()

@@ -27,6 +27,7 @@ The ONNX file's ``metadata_props`` hold JSON strings: the unetkit format marker 
 model spec (preset, class, kwargs), ``spatial_dims``, ``in_channels``, ``num_classes``,
 ``label_map``, ``normalization``, ``patch_size``, ``scale`` (the resolution factor the net works
 at, ``null`` = as stored), ``target_spacing`` (the voxel size it works at, ``null`` = as stored),
+``orientation`` (the orientation code volumes are turned to, ``null`` = as stored),
 ``outputs`` (``"logits"``), ``activation``
 (``sigmoid`` for one channel, else ``softmax``) and ``valid_input_size``. A TorchScript export holds
 the same dict as the extra file ``unetkit.json``.
@@ -284,6 +285,7 @@ def _metadata(model: nn.Module, ckpt: dict, extra: Optional[dict], rule: dict) -
         "patch_size": ckpt.get("patch_size"),
         "scale": ((ckpt.get("config") or {}).get("data") or {}).get("scale"),
         "target_spacing": ((ckpt.get("config") or {}).get("data") or {}).get("target_spacing"),
+        "orientation": ((ckpt.get("config") or {}).get("data") or {}).get("orientation"),
     }
     for key, value in (extra or {}).items():
         if key not in info:
@@ -736,6 +738,7 @@ class OnnxRunner:
             )
         kwargs.setdefault("scale", self.metadata.get("scale"))
         kwargs.setdefault("target_spacing", self.metadata.get("target_spacing"))
+        kwargs.setdefault("orientation", self.metadata.get("orientation"))
         for key in ("device", "precision", "channels_last", "runner"):
             if kwargs.pop(key, None) not in (None, "auto", "cpu", "fp32", False, self):
                 raise ConfigError(f"{key} cannot be chosen for the onnxruntime backend (CPU, fp32)")

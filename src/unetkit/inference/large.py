@@ -57,6 +57,22 @@ def freeze_normalizer(normalizer, source: np.ndarray):
     return frozen
 
 
+def _check_orientation(predictor, source, path: Optional[Path]) -> None:
+    """A model trained in an orientation (``data.orientation``) gets no source that would have to
+    be turned to it: band by band, the volume is read as stored."""
+    from ..io.orientation import axis_codes
+
+    target = getattr(predictor, "orientation", None)
+    codes = axis_codes(getattr(source, "meta", None)) if target is not None else None
+    if codes is not None and codes != target:
+        raise DataError(
+            f"the model works on volumes in orientation {target} (data.orientation) and this one "
+            f"is stored in {codes}: band-by-band prediction of volumes this large does not turn "
+            f"them yet; save it in {target} first, or predict crops of it",
+            path if path is not None else "image",
+        )
+
+
 @runtime_checkable
 class BandSink(Protocol):
     """Where band-by-band prediction hands finished rows (structural: any object with these).
@@ -124,6 +140,7 @@ def predict_large(
             "image to the model's spacing first, or predict crops of it",
             path if path is not None else "image",
         )
+    _check_orientation(predictor, source, path)
     shape = source.shape[1:]
     plan = predictor.plan(shape)  # an ensemble whose members tile or normalise apart stops here
     norm = normalizer if normalizer is not None else freeze_normalizer(predictor.normalizer, source)

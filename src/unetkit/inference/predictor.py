@@ -40,6 +40,7 @@ from ..data.resample import (
     spacing_factors,
 )
 from ..errors import ConfigError, DataError, UnetkitError
+from ..io.orientation import check_orientation
 from ..models.geometry import SizeRule, size_rule_of
 from ..utils import check_tile_settings, per_axis
 from .postprocess import PostProcessing
@@ -119,6 +120,12 @@ class Predictor:
             :meth:`from_checkpoint` sets it): each image is resampled by its own ``spacing /
             target_spacing`` (the ``spacing`` passed to :meth:`predict_logits`; 1 per axis when
             none is given) and the logits back to its own grid, so outputs match the input.
+        orientation: the orientation code the model was trained in (``data.orientation``, e.g.
+            ``"RAS"``; :meth:`from_checkpoint` sets it), kept as :attr:`orientation`. The arrays
+            given to :meth:`predict_logits` carry no geometry, so the predictor does not turn them:
+            :func:`~unetkit.inference.batch.predict_files` turns each 3D input with a stated
+            geometry to it and the outputs back (:mod:`unetkit.io.orientation`). ``None``: as
+            stored.
         postprocess: the :class:`~unetkit.inference.postprocess.PostProcessing` validation chose
             (:meth:`from_checkpoint` reads it from the checkpoint), kept as :attr:`postprocess`;
             :func:`~unetkit.inference.batch.predict_files` applies it to the labels it writes,
@@ -146,6 +153,7 @@ class Predictor:
         scale: Optional[Union[float, Sequence[float]]] = None,
         postprocess: Optional[PostProcessing] = None,
         target_spacing: Optional[Sequence[float]] = None,
+        orientation: Optional[str] = None,
     ):
         check_tile_settings(tile, overlap, max_tile, min_overlap, batch_size, threads)
         if postprocess is not None and not isinstance(postprocess, PostProcessing):
@@ -172,6 +180,7 @@ class Predictor:
                 target_spacing, self.spatial_dims, "target_spacing", kind=float, positive=True
             )
         )
+        self.orientation = check_orientation(orientation)
         self.channels_last = runtime.use_channels_last(model, self.device, channels_last)
         self.memory_format = runtime.memory_format(self.spatial_dims, self.channels_last)
         self.model = (
@@ -235,6 +244,7 @@ class Predictor:
         data_cfg = (ckpt.get("config") or {}).get("data") or {}
         kwargs.setdefault("scale", data_cfg.get("scale"))
         kwargs.setdefault("target_spacing", data_cfg.get("target_spacing"))
+        kwargs.setdefault("orientation", data_cfg.get("orientation"))
         if "postprocess" not in kwargs:
             extra = ckpt.get("extra")
             try:

@@ -192,6 +192,7 @@ class Trainer:
             num_folds=cfg.data.num_folds,
             scale=cfg.data.scale,
             target_spacing=cfg.data.target_spacing,
+            orientation=cfg.data.orientation,
             fold=cfg.data.fold,
             cache_dir=cfg.data.cache_dir,
             label_map=LabelMap.from_dict(ckpt["label_map"]) if ckpt else None,
