@@ -363,3 +363,24 @@ def test_fingerprint_measures_turned_volumes(tmp_path):
     turned = fingerprint_dataset(tmp_path, orientation="LPS")
     assert turned.spacing_spread["min"] == turned.spacing_spread["max"] == [3.0, 2.0, 1.0]
     assert turned.class_fraction == as_stored.class_fraction
+
+
+def test_plan_cli_keeps_the_orientation_and_refuses_a_bad_code(tmp_path, capsys):
+    """``unetkit plan --orientation`` measures turned volumes and writes the code into the plan, so
+    ``train --plan`` turns them too; a bad code is one line, exit 2, and no plan file."""
+    import json
+
+    from tests.test_spacing import make_set
+    from unetkit.cli import main
+
+    data = make_set(tmp_path / "thick", 2, 0, spacings=(4.5,))  # MetaImage, ITK's LPS
+    out = tmp_path / "plan.json"
+    args = ["plan", str(data), "--time-budget", "0.2", "--output", str(out)]
+    assert main([*args, "--orientation", "RAX"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "RAX" in err and not out.exists()
+    assert main([*args, "--orientation", "ras"]) == 0
+    plan = json.loads(out.read_text())
+    assert plan["config"]["data.orientation"] == "RAS"
+    # turned to RAS the (z, y, x) arrays of an LPS volume keep their axes: same sizes measured
+    assert plan["fingerprint"]["sizes"]["median"] == [11.0, 32.0, 32.0]

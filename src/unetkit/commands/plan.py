@@ -54,6 +54,12 @@ def add_parser(sub) -> None:
     p.add_argument("--mask-kind", choices=("auto", "labels", "colors", "instances"), default="auto")
     p.add_argument("--channel-names", type=channel_names, metavar="NAMES", help=CHANNEL_NAMES_HELP)
     p.add_argument(
+        "--orientation",
+        metavar="CODE",
+        help="plan for volumes turned to this orientation (RAS, LPS …, as unetkit train "
+        "--orientation); the plan keeps it for train --plan",
+    )
+    p.add_argument(
         "--output", default="plan.json", help="where to write the plan (default plan.json)"
     )
     p.set_defaults(run=run)
@@ -114,6 +120,9 @@ def run(args) -> int:
         raise ConfigError(f"--time-budget must be > 0 minutes, got {args.time_budget:g}")
     if args.scale is not None and not 0 < args.scale <= 4:
         raise ConfigError(f"--scale must be in (0, 4], got {args.scale:g}")
+    from ..io.orientation import check_orientation
+
+    orientation = check_orientation(args.orientation, "--orientation")
     runtime.resolve_device(args.device)
     check_output_file(args.output)
     plan = make_plan_for(
@@ -125,7 +134,16 @@ def run(args) -> int:
         args.mask_kind,
         scale=args.scale,
         channel_names=args.channel_names,
+        orientation=orientation,
     )
+    if orientation is not None:
+        plan.decide(
+            "orientation",
+            orientation,
+            "set by the user (--orientation): volumes with a stated geometry are turned to it "
+            "before they are measured, trained and predicted",
+            **{"data.orientation": orientation},
+        )
     print(plan.table())
     plan.save(args.output)
     print(
