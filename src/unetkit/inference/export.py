@@ -650,6 +650,8 @@ class OnnxRunner:
         self.spatial_dims = int(self.metadata["spatial_dims"])
         self.in_channels = int(self.metadata["in_channels"])
         self.num_classes = int(self.metadata["num_classes"])
+        #: ``fp32``, or ``int8`` for a copy written by :func:`unetkit.inference.quantize.quantize_int8`
+        self.precision = str(self.metadata.get("precision", "fp32"))
         self.info = self.metadata["valid_input_size"]  # the rule plus dynamic axes and example
         self.rule = SizeRule.from_dict(self.info, self.spatial_dims)
         self.input_name = self.session.get_inputs()[0].name

@@ -263,7 +263,7 @@ class Predictor:
         """One line naming the compute path: device and ISA, precision, layout, threads, fast path."""
         if self.runner is not None:
             name = getattr(self.runner, "backend_name", type(self.runner).__name__)
-            return f"compute path: {name}, fp32"
+            return f"compute path: {name}, {getattr(self.runner, 'precision', 'fp32')}"
         return runtime.describe_path(
             self.device, self.dtype, self.channels_last, mode=f"fast path {self.fast}"
         )
