@@ -32,7 +32,8 @@ test-fast: $(STAMP)
 # fp32 (file formats, Dask, bioimage.io, the napari viewer, spacing, anisotropic nets) and those that
 # run no model at all (readers, metrics, losses at explicit dtypes, labels, transforms, reports).
 FP32_ONLY := test_lazy_io test_dask_predict test_bioimageio test_napari_plugin test_itk_io \
-	test_tiff_calibration test_instance_outputs test_spacing test_anisotropic test_orientation
+	test_tiff_calibration test_instance_outputs test_spacing test_anisotropic test_orientation \
+	test_quantize
 NO_MODEL := test_benchmarks_scoring test_discovery test_display test_fingerprint test_io test_json \
 	test_labels test_losses_common test_losses_monai test_losses_overlap test_losses_pixel \
 	test_losses_ssim test_metrics test_metrics_boundary test_metrics_connectomics \
