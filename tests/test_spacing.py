@@ -86,7 +86,7 @@ def mixed(tmp_path_factory) -> tuple[Path, Path]:
 def test_spacing_factors():
     assert spacing_factors((3.0, 0.8, 0.8), (1.5, 0.8, 0.8), 3) == (2.0, 1.0, 1.0)
     assert spacing_factors((1.0, 1.0), (1.0, 1.0), 2) is None
-    assert spacing_factors(None, (2.0, 2.0), 2) == (0.5, 0.5)  # no spacing stated: 1 assumed
+    assert spacing_factors(None, (2.0, 2.0), 2) is None  # no spacing stated: on the target grid
     assert spacing_factors((0.8000001, 0.8), (0.8, 0.8), 2) is None  # float32 noise
     assert spacing_factors((1.0, 1.0), None, 2, scale=0.5) == (0.5, 0.5)
     with pytest.raises(ConfigError, match="target_spacing"):
@@ -298,3 +298,51 @@ def test_plan_gives_anisotropic_volumes_an_anisotropic_net(tmp_path):
     net = create_model(cfg.model.name, in_channels=1, num_classes=2, **cfg.model.options)
     assert net.size_rule().period == (2, 8, 8)
     assert net(torch.zeros(1, 1, 8, 32, 32)).shape == (1, 2, 8, 32, 32)
+
+
+# -- the paths that must not resample silently ------------------------------------------------------
+def test_band_prediction_checks_every_member_and_the_spacing_it_is_given():
+    from unetkit.errors import DataError
+    from unetkit.inference.ensemble import EnsemblePredictor
+    from unetkit.inference.large import check_band_prediction
+
+    torch.manual_seed(0)
+    net = create_model("unet", in_channels=1, num_classes=2, base_features=4, depth=2)
+    image = np.zeros((1, 64, 64), np.float32)  # a memory map carries no meta: spacing given apart
+    at_half = Predictor(net, precision="fp32", target_spacing=[0.5, 0.5])
+    check_band_prediction(at_half, image, spacing=(0.5, 0.5))  # on the model's grid: fine
+    check_band_prediction(at_half, image)  # no voxel size stated: taken as on the grid
+    with pytest.raises(DataError, match="voxel size 0.5×0.5 and this image's is 0.25×0.25"):
+        check_band_prediction(at_half, image, spacing=(0.25, 0.25))
+    plain = Predictor(net, precision="fp32")
+    both = EnsemblePredictor([plain, Predictor(net, precision="fp32", target_spacing=[1.0, 1.0])])
+    with pytest.raises(DataError, match="voxel size 1×1"):  # the second member would resample
+        check_band_prediction(both, image, spacing=(0.5, 0.5))
+
+
+def test_user_depth_drops_the_planned_topology_and_napari_refuses_orientation_models():
+    from types import SimpleNamespace
+
+    from unetkit.commands.train import planned_values
+    from unetkit.errors import DataError
+    from unetkit.napari.jobs import segment
+
+    plan = SimpleNamespace(
+        config={
+            "model.name": "unet",
+            "model.options.depth": 3,
+            "model.options.spatial_dims": 3,
+            "model.options.strides": [[1, 2, 2], [2, 2, 2], [1, 2, 2]],
+            "model.options.kernel_sizes": [[1, 3, 3]] + [[3, 3, 3]] * 3,
+        }
+    )
+    kept = planned_values(plan, {"model.options.depth": 2})
+    assert not {"model.options.strides", "model.options.kernel_sizes"} & set(kept)
+    assert planned_values(plan, {})["model.options.strides"] == plan.config["model.options.strides"]
+    net = create_model(
+        "unet", spatial_dims=3, in_channels=1, num_classes=2, base_features=4, depth=2
+    )
+    turned = Predictor(net, precision="fp32")
+    turned.orientation = "RAS"
+    with pytest.raises(DataError, match="orientation"):
+        segment(turned, np.zeros((8, 16, 16), np.float32), False, "ct")

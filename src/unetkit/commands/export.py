@@ -206,7 +206,10 @@ def _int8(output: str, int8_path: str, sources, threads) -> None:
     from ..inference.quantize import quantize_int8
 
     print(sources.describe(), flush=True)
-    calibration, validation = sources.read()
+    from ..inference.export import OnnxRunner
+
+    orientation = OnnxRunner(output, threads=threads).metadata.get("orientation")
+    calibration, validation = sources.read(orientation)
     report = quantize_int8(output, int8_path, calibration, validation, threads=threads)
     print(report.describe())
 

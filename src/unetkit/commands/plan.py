@@ -76,6 +76,7 @@ def make_plan_for(
     scale=None,
     channel_names=None,
     orientation=None,
+    target_spacing=None,
 ):
     """Fingerprint ``data_dir`` and plan for ``budget_minutes`` on ``device`` (shared with train);
     ``scale``: a resolution the user fixed (one factor, or one per axis: their smallest is planned
@@ -107,6 +108,7 @@ def make_plan_for(
         scale=min(scale) if isinstance(scale, (list, tuple)) else scale,
         channel_names=channel_names,
         dataset_json=scan_dataset(data_dir, mask_suffix=mask_suffix).dataset_json,
+        target_spacing=target_spacing,
     )
 
 

@@ -291,6 +291,12 @@ def planned_values(plan, overrides: dict) -> dict:
     ):
         if mine in overrides:
             values.pop(planned_key, None)
+    # a depth, widths or topology of the user's own: the planned per-axis topology no longer fits
+    if any(
+        f"model.options.{k}" in overrides for k in ("depth", "features", "strides", "kernel_sizes")
+    ):
+        for k in ("strides", "kernel_sizes", "spatial_dims"):
+            values.pop(f"model.options.{k}", None)
     if FOLD_KEYS & set(overrides) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         values.pop("train.folds", None)
     if "train.epochs" in overrides:  # a fixed number of epochs: not the planned clock schedule
@@ -334,6 +340,7 @@ def _plan(args, config, overrides: dict):
             scale=overrides.get("data.scale"),
             channel_names=config.data.channel_names,
             orientation=config.data.orientation,
+            target_spacing=overrides.get("data.target_spacing"),
         )
         if config.train.time_budget_minutes is None:
             print(

@@ -177,7 +177,8 @@ def load_case(
     (``{"w0": 10, "sigma": 5}``), reading it from ``cache_dir`` when cached there before (see
     :func:`cached_weight_map`). With ``orientation`` (a code such as ``"RAS"``, see
     :mod:`unetkit.io.orientation`) a 3D volume with a stated geometry is first turned to it, image
-    and masks alike, and ``meta`` describes the turned volume. With ``scale`` (one factor per axis,
+    and masks alike, and ``meta`` describes the turned volume. The image is normalised next (as
+    the predictor does, before any resampling). With ``scale`` (one factor per axis,
     see :mod:`unetkit.data.resample`) image and masks are then resampled and the weight map is made
     on the resampled mask; with ``target_spacing`` the factors are the case's own (turned)
     ``spacing / target_spacing`` (:func:`~unetkit.data.resample.spacing_factors`)."""
@@ -190,6 +191,9 @@ def load_case(
         image, meta, turn = reorient(image, meta, orientation)
         mask = turn.apply(mask) if mask is not None else None
         instances = turn.apply(instances) if instances is not None else None
+    # normalised before resampling, as the predictor does (CT clipping and per-image statistics
+    # do not commute with interpolation: training and prediction must see the same order)
+    image = normalizer(image) if normalizer is not None else image.astype(np.float32)
     factors = spacing_factors(getattr(meta, "spacing", None), target_spacing, image.ndim - 1, scale)
     shape = scaled_shape(image.shape[1:], factors)
     if shape != image.shape[1:]:
@@ -201,10 +205,9 @@ def load_case(
             mask = resample_labels(mask, shape, label_map.num_classes)
     if mask is not None and weight_map is not None:
         weight = cached_weight_map(mask, instances, weight_map, cache_dir)
-    img = normalizer(image) if normalizer is not None else image.astype(np.float32)
     return LoadedCase(
         case.case_id,
-        np.ascontiguousarray(img, dtype=np.float32),
+        np.ascontiguousarray(image, dtype=np.float32),
         mask,
         meta,
         instances,

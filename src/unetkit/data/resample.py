@@ -48,8 +48,9 @@ def spacing_factors(
     scale: Optional[Scale] = None,
 ) -> Optional[tuple[float, ...]]:
     """The resampling factors of one image: ``spacing / target_spacing`` per axis with a target
-    spacing (an image whose file states no spacing counts as 1 per axis, as nnU-Net assumes), else
-    ``scale``; ``None`` when there is nothing to do.
+    spacing, else ``scale``; ``None`` when there is nothing to do. An image whose file states no
+    spacing (PNG, ``.npy``, an unscaled napari layer) is taken to be on the target grid already:
+    guessing 1 per axis would rescale it by ``1 / target`` without a word.
 
     Example:
         >>> spacing_factors((3.0, 0.8, 0.8), (1.5, 0.8, 0.8), 3)   # 3 mm slices → 1.5 mm
@@ -58,11 +59,9 @@ def spacing_factors(
     if target_spacing is None:
         return scale_factors(scale, spatial_dims)
     target = per_axis(target_spacing, spatial_dims, "target_spacing", kind=float, positive=True)
-    own = (
-        (1.0,) * spatial_dims
-        if spacing is None
-        else per_axis(spacing, spatial_dims, "spacing", kind=float, positive=True)
-    )
+    if spacing is None:
+        return None
+    own = per_axis(spacing, spatial_dims, "spacing", kind=float, positive=True)
     # factors within 1e-6 of 1 are 1: a spacing read back from a file as float32 is not a reason
     # to interpolate a whole volume
     factors = tuple(1.0 if abs(s / t - 1) < 1e-6 else s / t for s, t in zip(own, target))

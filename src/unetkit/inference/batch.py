@@ -12,7 +12,7 @@ from ..errors import ConfigError, DataError
 from ..io.lazy import is_zarr_path, open_lazy
 from ..io.naming import prediction_paths
 from ..io.orientation import reorient, restore
-from .large import LARGE_PIXELS, VOLUME_SHARE, predict_large
+from .large import LARGE_PIXELS, VOLUME_SHARE, check_band_prediction, predict_large
 from .outputs import (
     TiffBandSink,
     decode_labels,
@@ -316,6 +316,7 @@ def predict_case(
             labels_path = labels_path.with_suffix(".tif")
         meta = getattr(source, "meta", None)  # a LazyImage knows; for memory maps read the tags
         spacing, unit = (meta.spacing, meta.spacing_unit) if meta else read_spacing(first)
+        check_band_prediction(predictor, source, first, spacing)  # before any output exists
         sink = TiffBandSink(
             source.shape[1:],
             getattr(predictor.model, "num_classes", 2),
@@ -327,7 +328,7 @@ def predict_case(
             spacing_unit=unit,
         )
         try:
-            predict_large(predictor, source, sink, path=first)
+            predict_large(predictor, source, sink, path=first, spacing=spacing)
         except BaseException:
             sink.abort()
             raise

@@ -785,7 +785,7 @@ def export_bioimageio(
         raise ConfigError(
             f"the model works at voxel size {target} (data.target_spacing) and resamples each image "
             "to it; a bioimage.io package cannot resample its input, so export is refused (export "
-            "ONNX or TorchScript instead, whose predictor resamples)"
+            "ONNX instead: unetkit predict model.onnx resamples)"
         )
     orientation = ((ckpt.get("config") or {}).get("data") or {}).get("orientation")
     if orientation is not None:

@@ -124,12 +124,13 @@ def predict_image_blocks(
     from ..io.lazy import open_lazy
     from ..io.ome_zarr import create_ome_zarr
     from .batch import PredictedFile, check_channels
-    from .large import freeze_normalizer
+    from .large import check_band_prediction, freeze_normalizer
 
     source_path = case.images[0]
     source = open_lazy(source_path)
     try:
         check_channels(predictor, source, source_path)
+        check_band_prediction(predictor, source, source_path)  # before the output store exists
         shape = tuple(source.shape[1:])
         grid = predictor.plan(shape).grid()
         frozen = freeze_normalizer(predictor.normalizer, source)

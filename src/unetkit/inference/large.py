@@ -87,6 +87,46 @@ class BandSink(Protocol):
     def close(self) -> None: ...
 
 
+def check_band_prediction(
+    predictor, source, path: Optional[Path] = None, spacing: Optional[tuple] = None
+) -> None:
+    """Refuse, in one line, what band-by-band prediction cannot do for ``source``: another
+    dimensionality, and a model (or any ensemble member) that would have to resample the image
+    (``data.scale``, or a ``target_spacing`` the image's voxel size differs from) or turn it
+    (``data.orientation``). Called before anything is read or written (the Dask path calls it
+    before it creates its output store). ``spacing``: the image's voxel size where ``source``
+    does not carry it (a memory map has no ``meta``)."""
+    from ..data.resample import spacing_factors
+
+    where = path if path is not None else "image"
+    if source.ndim != predictor.spatial_dims + 1:
+        raise ConfigError(
+            f"the model is {predictor.spatial_dims}D; band-by-band prediction needs a "
+            f"{'(C, H, W) image' if predictor.spatial_dims == 2 else '(C, D, H, W) volume'}, got "
+            f"shape {tuple(source.shape)}"
+        )
+    if spacing is None:
+        spacing = getattr(getattr(source, "meta", None), "spacing", None)
+    for model in getattr(predictor, "members", None) or [predictor]:
+        if getattr(model, "scale", None) is not None:
+            raise DataError(
+                f"the model works at {'×'.join(f'{s:g}' for s in model.scale)} of the stored "
+                "resolution, which band-by-band prediction of images this large does not do yet; "
+                "predict a downsampled copy of the image, or crops of it",
+                where,
+            )
+        target = getattr(model, "target_spacing", None)
+        if target is not None and spacing_factors(spacing, target, model.spatial_dims) is not None:
+            raise DataError(
+                f"the model works at voxel size {'×'.join(f'{s:g}' for s in target)} and this "
+                f"image's is {'×'.join(f'{s:g}' for s in spacing)}: band-by-band prediction of "
+                "images this large does not resample yet; resample the image to the model's "
+                "spacing first, or predict crops of it",
+                where,
+            )
+        _check_orientation(model, source, path)
+
+
 def predict_large(
     predictor,
     source: np.ndarray,
@@ -95,6 +135,7 @@ def predict_large(
     path: Optional[Path] = None,
     rows: Optional[tuple] = None,
     normalizer=None,
+    spacing: Optional[tuple] = None,
 ) -> None:
     """Predict a lazily readable ``(C, H, W)`` image (rows) or ``(C, D, H, W)`` volume (slabs of
     slices along D) band by band into ``sink``.
@@ -110,37 +151,14 @@ def predict_large(
     each pixel the same sum of the same tiles as the whole image gives, so blocks predicted apart
     (on several workers) make exactly the whole image; the sink then gets rows ``r0 … r1``.
     ``normalizer``: the whole image's frozen normaliser (:func:`freeze_normalizer`), so blocks do
-    not each read the whole image for its statistics.
+    not each read the whole image for its statistics. ``spacing``: the image's voxel size where
+    ``source`` does not carry it (a memory map); see :func:`check_band_prediction`.
     """
     from ..data.dataset import require_finite
-    from ..data.resample import spacing_factors
     from .ensemble import EnsemblePredictor
     from .predictor import probabilities
 
-    if source.ndim != predictor.spatial_dims + 1:
-        raise ConfigError(
-            f"the model is {predictor.spatial_dims}D; band-by-band prediction needs a "
-            f"{'(C, H, W) image' if predictor.spatial_dims == 2 else '(C, D, H, W) volume'}, got "
-            f"shape {tuple(source.shape)}"
-        )
-    if getattr(predictor, "scale", None) is not None:
-        raise DataError(
-            f"the model works at {'×'.join(f'{s:g}' for s in predictor.scale)} of the stored "
-            "resolution, which band-by-band prediction of images this large does not do yet; "
-            "predict a downsampled copy of the image, or crops of it",
-            path if path is not None else "image",
-        )
-    target = getattr(predictor, "target_spacing", None)
-    spacing = getattr(getattr(source, "meta", None), "spacing", None)
-    if target is not None and spacing_factors(spacing, target, predictor.spatial_dims) is not None:
-        raise DataError(
-            f"the model works at voxel size {'×'.join(f'{s:g}' for s in target)} and this image's is "
-            f"{'×'.join(f'{s:g}' for s in spacing) if spacing else 'not stated (1 assumed)'}: "
-            "band-by-band prediction of images this large does not resample yet; resample the "
-            "image to the model's spacing first, or predict crops of it",
-            path if path is not None else "image",
-        )
-    _check_orientation(predictor, source, path)
+    check_band_prediction(predictor, source, path, spacing)
     shape = source.shape[1:]
     plan = predictor.plan(shape)  # an ensemble whose members tile or normalise apart stops here
     norm = normalizer if normalizer is not None else freeze_normalizer(predictor.normalizer, source)

@@ -118,8 +118,9 @@ class Predictor:
             logits back to the image's own size, so outputs always match the input.
         target_spacing: the voxel size the model was trained at (``data.target_spacing``;
             :meth:`from_checkpoint` sets it): each image is resampled by its own ``spacing /
-            target_spacing`` (the ``spacing`` passed to :meth:`predict_logits`; 1 per axis when
-            none is given) and the logits back to its own grid, so outputs match the input.
+            target_spacing`` (the ``spacing`` passed to :meth:`predict_logits`; an image without
+            one is taken as on the target grid) and the logits back to its own grid, so outputs
+            match the input.
         orientation: the orientation code the model was trained in (``data.orientation``, e.g.
             ``"RAS"``; :meth:`from_checkpoint` sets it), kept as :attr:`orientation`. The arrays
             given to :meth:`predict_logits` carry no geometry, so the predictor does not turn them:

@@ -321,9 +321,10 @@ class ImageSources:
     validation: list
     origin: str
 
-    def read(self) -> tuple[list, list]:
-        """``(calibration, validation)`` as ``(image, spacing)`` pairs, read from disk."""
-        return read_images(self.calibration), read_images(self.validation)
+    def read(self, orientation: Optional[str] = None) -> tuple[list, list]:
+        """``(calibration, validation)`` as ``(image, spacing)`` pairs, read from disk (volumes
+        turned to the model's ``orientation``, as ``predict`` turns them)."""
+        return read_images(self.calibration, orientation), read_images(self.validation, orientation)
 
     def describe(self) -> str:
         return (
@@ -332,13 +333,19 @@ class ImageSources:
         )
 
 
-def read_images(cases: Sequence) -> list[tuple[np.ndarray, Optional[tuple]]]:
-    """Each case's image ``(C, *spatial)`` as stored, with its spacing."""
+def read_images(
+    cases: Sequence, orientation: Optional[str] = None
+) -> list[tuple[np.ndarray, Optional[tuple]]]:
+    """Each case's image ``(C, *spatial)`` with its spacing, turned to ``orientation`` first when
+    the model was trained in one (``data.orientation``), as stored otherwise."""
     from ..data.reading import read_case_image
+    from ..io.orientation import reorient
 
     out = []
     for case in cases:
         image, meta = read_case_image(case)
+        if orientation is not None:
+            image, meta, _ = reorient(image, meta, orientation)
         out.append((image, getattr(meta, "spacing", None)))
     return out
 

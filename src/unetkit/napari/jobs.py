@@ -112,6 +112,7 @@ def segment(
     name: str,
     with_probabilities: bool = False,
     progress: Optional[Callable[[int, int], None]] = None,
+    spacing: Optional[tuple] = None,
 ) -> Segmentation:
     """Segment one Image layer's pixels as ``unetkit predict`` does, in class indices.
 
@@ -125,10 +126,13 @@ def segment(
         with_probabilities: also return the class probabilities.
         progress: ``(tiles done, tiles in all)`` after each batch of tiles; raising
             :class:`Cancelled` from it stops the prediction.
+        spacing: the layer's voxel size (its ``scale``), for a model trained at a target spacing;
+            ``None``: the layer is taken to be on the model's grid.
 
     Raises:
         DataError: the layer does not fit the model (dimensionality, channel count, NaN/inf
-            values), naming the layer.
+            values), naming the layer; the model turns volumes to an orientation, which a layer
+            does not state.
     """
     import torch
 
@@ -136,14 +140,24 @@ def segment(
     from ..inference.ensemble import EnsemblePredictor
     from ..inference.predictor import labels_from_logits, probabilities
 
+    if getattr(predictor, "orientation", None) or any(
+        getattr(m, "orientation", None) for m in getattr(predictor, "members", ())
+    ):
+        raise DataError(
+            "the model turns volumes to one orientation before predicting, and a napari layer "
+            "does not state its own; predict the file with unetkit predict instead",
+            where(name),
+        )
     image = image_for_model(data, rgb, predictor.spatial_dims, name)
     image = check_image(image, predictor, where(name))
     if isinstance(predictor, EnsemblePredictor):  # the mean of its members' probabilities
-        probs = predictor.predict_proba(image, progress=progress)
+        probs = predictor.predict_proba(image, progress=progress, spacing=spacing)
         indices = probs.argmax(axis=0)
         probs = probs if with_probabilities else None
     else:
-        logits = torch.from_numpy(predictor.predict_logits(image, progress=progress))
+        logits = torch.from_numpy(
+            predictor.predict_logits(image, progress=progress, spacing=spacing)
+        )
         indices = labels_from_logits(logits).numpy()
         probs = probabilities(logits).numpy() if with_probabilities else None
     if probs is not None:

@@ -109,7 +109,12 @@ class PredictWidget(Container):
                 if cancelled.is_set():
                     raise jobs.Cancelled("prediction cancelled")
 
-            seg = jobs.segment(predictor, data, rgb, name, with_probabilities, progress)
+            # the layer's scale is its voxel size unless napari's default of 1 says nothing
+            scale = tuple(placement(layer, predictor.spatial_dims).scale)
+            spacing = None if all(s == 1.0 for s in scale) else scale
+            seg = jobs.segment(
+                predictor, data, rgb, name, with_probabilities, progress, spacing=spacing
+            )
             return seg, predictor.spatial_dims, str(model)
 
         self.progress.value = 0

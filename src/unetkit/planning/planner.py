@@ -417,6 +417,7 @@ def make_plan(
     scale: Optional[float] = None,
     channel_names: Optional[list] = None,
     dataset_json: Optional[dict] = None,
+    target_spacing: Optional[list] = None,
 ) -> Plan:
     """Plan a training run for the dataset ``fp`` (a :class:`~unetkit.data.fingerprint.Fingerprint`).
 
@@ -428,6 +429,8 @@ def make_plan(
         progress: receives one line per candidate being timed.
         scale: the resolution the user fixed (``--scale``): patch, batch and schedule are planned
             for it instead of the planned one.
+        target_spacing: the voxel size the user fixed (``--target-spacing``): planned for it
+            instead of the rule's.
         channel_names / dataset_json: the user's channel names (``--channel-names``; the plan
             sets ``data.channel_names``) and the dataset's nnU-Net ``dataset.json``, whose
             ``channel_names`` choose the normalisation (see
@@ -473,12 +476,16 @@ def make_plan(
         )
 
     # -- voxel size, resolution, patch, depth, batch, width (measured) ---------------------------------
-    target, target_why = (
-        plan_target_spacing(fp)
-        if scale is None
-        else (None, "as stored: the user fixed the resolution (--scale / data.scale)")
-    )
-    if target is not None:
+    if target_spacing is not None:
+        from ..utils import per_axis
+
+        target = list(per_axis(target_spacing, dims, "target_spacing", kind=float, positive=True))
+        target_why = "set by the user (--target-spacing / data.target_spacing)"
+    elif scale is None:
+        target, target_why = plan_target_spacing(fp)
+    else:
+        target, target_why = None, "as stored: the user fixed the resolution (--scale / data.scale)"
+    if target is not None and getattr(fp, "spacing", None):
         fp = on_target_grid(fp, target)
     if scale is None:
         scale, scale_why = plan_scale(fp, dev.type)
