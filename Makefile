@@ -30,7 +30,8 @@ test-fast: $(STAMP)
 # has native bf16 (UNETKIT_CPU_BF16=0), emulated bf16 elsewhere (UNETKIT_CPU_BF16=1). Test files that
 # take no CPU path of their own run once, in `make test`: those whose models all run at an explicit
 # fp32 (file formats, Dask, bioimage.io, the napari viewer, spacing, anisotropic nets) and those that
-# run no model at all (readers, metrics, losses at explicit dtypes, labels, transforms, reports).
+# run no model at all (readers, metrics, losses at explicit dtypes, labels, transforms, reports), and
+# the bad-input and summary tests.
 FP32_ONLY := test_lazy_io test_dask_predict test_bioimageio test_napari_plugin test_itk_io \
 	test_tiff_calibration test_instance_outputs test_spacing test_anisotropic test_orientation \
 	test_quantize
@@ -40,9 +41,11 @@ NO_MODEL := test_benchmarks_scoring test_discovery test_display test_fingerprint
 	test_metrics_instances test_metrics_nsd test_metrics_objects test_metrics_roc test_naming \
 	test_normalization test_objects test_packaging test_postprocess test_report test_sampling \
 	test_splits test_transforms test_weightmap
+# bad-input messages and model summaries: what they check happens before any precision applies
+ERRORS_ONLY := test_bad_inputs_train test_bad_inputs_predict test_summary
 test-other-cpu-path: $(STAMP)
 	UNETKIT_CPU_BF16=$$($(BIN)/python -c "from unetkit.runtime import native_cpu_bf16; print(0 if native_cpu_bf16() else 1)") \
-		$(BIN)/python -m pytest -q -m "not slow" $(foreach t,$(FP32_ONLY) $(NO_MODEL),--ignore=tests/$(t).py)
+		$(BIN)/python -m pytest -q -m "not slow" $(foreach t,$(FP32_ONLY) $(NO_MODEL) $(ERRORS_ONLY),--ignore=tests/$(t).py)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
