@@ -716,6 +716,35 @@ def test_package(path: Union[str, Path], weight_format: Optional[str] = None):
 test_package.__test__ = False  # a library function, not a pytest test
 
 
+def _refuse_resampling(data: dict) -> None:
+    """A bioimage.io package runs the network on the image as it comes: a model that resamples
+    (``data.scale``, ``data.target_spacing``) or turns (``data.orientation``) its inputs first is
+    refused, in one line saying what to do instead."""
+    scale, target, orientation = (
+        data.get("scale"),
+        data.get("target_spacing"),
+        data.get("orientation"),
+    )
+    if scale is not None and any(float(s) != 1.0 for s in np.atleast_1d(scale)):
+        raise ConfigError(
+            f"the model works at {scale} of the stored resolution (data.scale); a bioimage.io "
+            "package cannot resample its input, so export is refused (retrain with data.scale "
+            "unset, or resample the images before using the model)"
+        )
+    if target is not None:
+        raise ConfigError(
+            f"the model works at voxel size {target} (data.target_spacing) and resamples each image "
+            "to it; a bioimage.io package cannot resample its input, so export is refused (export "
+            "ONNX instead: unetkit predict model.onnx resamples)"
+        )
+    if orientation is not None:
+        raise ConfigError(
+            f"the model works on volumes turned to orientation {orientation} (data.orientation); "
+            "a bioimage.io package cannot turn its input, so export is refused (export ONNX "
+            "instead, whose predictor turns each volume and its outputs back)"
+        )
+
+
 def export_bioimageio(
     checkpoint: Union[str, Path, dict],
     output: Union[str, Path],
@@ -773,27 +802,7 @@ def export_bioimageio(
     authors_rdf = _checked_authors(authors)
     license = _checked_license(license)
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
-    scale = ((ckpt.get("config") or {}).get("data") or {}).get("scale")
-    if scale is not None and any(float(s) != 1.0 for s in np.atleast_1d(scale)):
-        raise ConfigError(
-            f"the model works at {scale} of the stored resolution (data.scale); a bioimage.io "
-            "package cannot resample its input, so export is refused (retrain with data.scale "
-            "unset, or resample the images before using the model)"
-        )
-    target = ((ckpt.get("config") or {}).get("data") or {}).get("target_spacing")
-    if target is not None:
-        raise ConfigError(
-            f"the model works at voxel size {target} (data.target_spacing) and resamples each image "
-            "to it; a bioimage.io package cannot resample its input, so export is refused (export "
-            "ONNX instead: unetkit predict model.onnx resamples)"
-        )
-    orientation = ((ckpt.get("config") or {}).get("data") or {}).get("orientation")
-    if orientation is not None:
-        raise ConfigError(
-            f"the model works on volumes turned to orientation {orientation} (data.orientation); "
-            "a bioimage.io package cannot turn its input, so export is refused (export ONNX "
-            "instead, whose predictor turns each volume and its outputs back)"
-        )
+    _refuse_resampling((ckpt.get("config") or {}).get("data") or {})
     model = build_model(ckpt, None if isinstance(checkpoint, dict) else checkpoint)
     dims, channels = int(model.spatial_dims), int(model.in_channels)
     num_classes = int(model.num_classes)
