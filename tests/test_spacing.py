@@ -188,24 +188,27 @@ def test_predictor_resamples_by_spacing_and_returns_the_input_grid():
 
 
 # -- acceptance: physical shape decides -----------------------------------------------------------
-def _train(data: Path, run: Path, target) -> Path:
+def _train(
+    data: Path, run: Path, target, *, epochs=10, iters=10, width=8, val_fraction=0.0
+) -> Path:
+    """A tiny 3D U-Net trained for a fixed number of steps in fp32; its last checkpoint."""
     cfg = RunConfig.from_dict(
         {
             "data": {
                 "train_dir": str(data),
-                "val_fraction": 0.0,
+                "val_fraction": val_fraction,
                 "patch_size": [16, 32, 32],
                 "augmentation": None,
                 "target_spacing": target,
             },
             "model": {
                 "name": "unet",
-                "options": {"spatial_dims": 3, "base_features": 8, "depth": 2},
+                "options": {"spatial_dims": 3, "base_features": width, "depth": 2},
             },
             "loss": {"name": "dice-ce"},
             "train": {
-                "epochs": 10,
-                "iters_per_epoch": 10,
+                "epochs": epochs,
+                "iters_per_epoch": iters,
                 "batch_size": 2,
                 "lr": 0.01,
                 "seed": 0,
@@ -250,7 +253,9 @@ def test_predict_cli_writes_each_case_on_its_own_grid(mixed, tmp_path):
     from unetkit.cli import main
 
     train, test = mixed
-    ckpt = _train_quick(train, tmp_path / "run")
+    ckpt = _train(
+        train, tmp_path / "run", [3.0, 1.5, 1.5], epochs=1, iters=2, width=4, val_fraction=0.2
+    )
     out = tmp_path / "pred"
     assert main(["predict", str(ckpt), str(test / "images"), "--output", str(out)]) == 0
     for path in sorted((test / "images").glob("*.mha")):
@@ -260,26 +265,6 @@ def test_predict_cli_writes_each_case_on_its_own_grid(mixed, tmp_path):
         assert got.GetSpacing() == pytest.approx(src.GetSpacing())
         assert got.GetOrigin() == pytest.approx(src.GetOrigin())
         assert got.GetDirection() == pytest.approx(src.GetDirection())
-
-
-def _train_quick(data: Path, run: Path) -> Path:
-    cfg = RunConfig.from_dict(
-        {
-            "data": {
-                "train_dir": str(data),
-                "val_fraction": 0.2,
-                "patch_size": [16, 32, 32],
-                "augmentation": None,
-                "target_spacing": [3.0, 1.5, 1.5],
-            },
-            "model": {
-                "name": "unet",
-                "options": {"spatial_dims": 3, "base_features": 4, "depth": 2},
-            },
-            "train": {"epochs": 1, "iters_per_epoch": 2, "batch_size": 2, "precision": "fp32"},
-        }
-    )
-    return Trainer(cfg, run_dir=run, progress=False).fit().run_dir / "checkpoints" / "best.pt"
 
 
 def test_plan_gives_anisotropic_volumes_an_anisotropic_net(tmp_path):
