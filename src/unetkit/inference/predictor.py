@@ -41,6 +41,7 @@ from ..data.resample import (
 )
 from ..errors import ConfigError, DataError, UnetkitError
 from ..io.orientation import check_orientation
+from ..models.fold import fold_batch_norm as fold_batch_norm_in_place
 from ..models.geometry import SizeRule, size_rule_of
 from ..utils import check_tile_settings, per_axis
 from .postprocess import PostProcessing
@@ -131,6 +132,11 @@ class Predictor:
             (:meth:`from_checkpoint` reads it from the checkpoint), kept as :attr:`postprocess`;
             :func:`~unetkit.inference.batch.predict_files` applies it to the labels it writes,
             :meth:`predict` gives the raw argmax. ``None``: none.
+        fold_batch_norm: merge each conv → batch-norm pair into one convolution, **changing
+            ``model`` in place** (it can no longer be trained): same outputs up to float rounding,
+            much less activation memory (:mod:`unetkit.models.fold`). :meth:`from_checkpoint`,
+            whose model nobody else holds, turns it on; off by default because a caller's model
+            may still be trained.
     """
 
     def __init__(
@@ -155,6 +161,7 @@ class Predictor:
         postprocess: Optional[PostProcessing] = None,
         target_spacing: Optional[Sequence[float]] = None,
         orientation: Optional[str] = None,
+        fold_batch_norm: bool = False,
     ):
         check_tile_settings(tile, overlap, max_tile, min_overlap, batch_size, threads)
         if postprocess is not None and not isinstance(postprocess, PostProcessing):
@@ -168,6 +175,7 @@ class Predictor:
         self.fast = fast
         self._fast_forward: dict = {}
         self.normalizer, self.label_map, self.runner = normalizer, label_map, runner
+        self.folded = 0
         self.device = device if isinstance(device, torch.device) else runtime.resolve_device(device)
         self.dtype = runtime.resolve_precision(precision, self.device)
         self.spatial_dims = getattr(model, "spatial_dims", 2)
@@ -184,11 +192,13 @@ class Predictor:
         self.orientation = check_orientation(orientation)
         self.channels_last = runtime.use_channels_last(model, self.device, channels_last)
         self.memory_format = runtime.memory_format(self.spatial_dims, self.channels_last)
-        self.model = (
-            model.eval()
-            if runner is not None
-            else model.to(self.device).eval().to(memory_format=self.memory_format)
-        )
+        if runner is not None:
+            self.model = model.eval()
+        else:
+            self.model = model.to(self.device).eval()
+            #: conv → batch-norm pairs merged into one convolution (``fold_batch_norm``)
+            self.folded = fold_batch_norm_in_place(self.model) if fold_batch_norm else 0
+            self.model = self.model.to(memory_format=self.memory_format)
         # What forward_batch calls: the caller's model returning the main logits. A model built to
         # return every output (``outputs="all"``, as in training) gets a shallow copy whose flag
         # alone is "logits": modules, weights and hooks stay shared, the caller's flag untouched.
@@ -258,6 +268,7 @@ class Predictor:
                     "--postprocess none or re-save it with unetkit",
                     path,
                 ) from None
+        kwargs.setdefault("fold_batch_norm", True)  # the model is this predictor's alone
         return cls(model, normalizer=norm, label_map=labels, **kwargs)
 
     def describe(self) -> str:
@@ -266,7 +277,10 @@ class Predictor:
             name = getattr(self.runner, "backend_name", type(self.runner).__name__)
             return f"compute path: {name}, {getattr(self.runner, 'precision', 'fp32')}"
         return runtime.describe_path(
-            self.device, self.dtype, self.channels_last, mode=f"fast path {self.fast}"
+            self.device,
+            self.dtype,
+            self.channels_last,
+            mode=f"fast path {self.fast}" + (", batch norm folded" if self.folded else ""),
         )
 
     # -- one batch ---------------------------------------------------------------------------
