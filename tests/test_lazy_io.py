@@ -10,7 +10,7 @@ import tifffile
 
 from unetkit import create_model
 from unetkit.data import LabelMap, create_normalizer
-from unetkit.errors import DataError
+from unetkit.errors import ConfigError, DataError
 from unetkit.inference import batch as batch_mod
 from unetkit.inference.batch import predict_files
 from unetkit.inference.predictor import Predictor
@@ -367,3 +367,72 @@ def test_blocks_of_rows_predicted_apart_make_the_whole_image_exactly(preset, ble
     np.testing.assert_array_equal(
         np.concatenate(blocks, axis=1), np.concatenate([p for _, p in whole.rows], axis=1)
     )
+
+
+def _pyramid_tiff(path, image, spacing=0.5):
+    """A 3-level pyramidal OME-TIFF of ``image`` (C, Y, X), every level tiled and zlib-compressed."""
+    levels = [image, image[:, ::2, ::2], image[:, ::4, ::4]]
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        tw.write(
+            levels[0],
+            tile=(64, 64),
+            compression="zlib",
+            subifds=2,
+            metadata={"axes": "CYX", "PhysicalSizeX": spacing, "PhysicalSizeY": spacing},
+        )
+        for level in levels[1:]:
+            tw.write(level, tile=(64, 64), compression="zlib", subfiletype=1)
+    return levels
+
+
+@pytest.mark.parametrize("band", [False, True])
+def test_predict_a_pyramid_level_whole_or_band_by_band(tmp_path, monkeypatch, band):
+    """``level=1`` predicts the half-resolution level of a pyramidal OME-TIFF and of an OME-Zarr
+    image: outputs of that level's size and pixel size, equal to predicting that level's array."""
+    model = create_model("unet", base_features=2, depth=2, init="torch", norm="none")
+    image = (np.random.default_rng(6).random((1, 288, 256)) * 1000).astype(np.uint16)
+    levels = _pyramid_tiff(tmp_path / "a.ome.tif", image)
+    _ome_zarr(tmp_path / "b.ome.zarr", levels[:2], [0.5, 0.5], axes="cyx")
+    pred = Predictor(
+        model,
+        precision="fp32",
+        max_tile=96,
+        min_overlap=16,
+        normalizer=create_normalizer("zscore"),
+        label_map=LabelMap([0, 255]),
+    )
+    if band:
+        monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
+    res = predict_files(
+        pred,
+        [tmp_path / "a.ome.tif", tmp_path / "b.ome.zarr"],
+        tmp_path / "out",
+        progress=False,
+        level=1,
+    )
+    assert [r.mode for r in res] == ["band-by-band" if band else "in-memory"] * 2
+    want = pred.predict(levels[1])
+    for r in res:
+        labels, meta = read_image(r.outputs["labels"])
+        assert labels.shape == (1, 144, 128)
+        np.testing.assert_array_equal(labels[0] == 255, want == 1)
+        assert meta.spacing == pytest.approx((1.0, 1.0))
+
+
+def test_a_level_the_input_lacks_is_one_line_before_anything_is_written(image, tmp_path):
+    model = create_model("unet", base_features=2, depth=2, init="torch", norm="none")
+    pred = Predictor(model, precision="fp32")
+    _pyramid_tiff(tmp_path / "a.ome.tif", image[:1])
+    tifffile.imwrite(tmp_path / "flat.tif", image[:1])
+    np.save(tmp_path / "c.npy", image[:1])
+    for name, match in [
+        ("a.ome.tif", r"level 3 does not exist: the image has 3 level"),
+        ("flat.tif", r"level 3 does not exist"),
+        ("c.npy", r"has no pyramid levels; --level 3 needs pyramidal TIFF"),
+    ]:
+        with pytest.raises(DataError, match=match) as err:
+            predict_files(pred, [tmp_path / name], tmp_path / "out", progress=False, level=3)
+        assert name in str(err.value) and "\n" not in str(err.value)
+        assert not (tmp_path / "out").exists()
+    with pytest.raises(ConfigError, match="level must be an integer"):
+        predict_files(pred, [tmp_path / "a.ome.tif"], tmp_path / "out", progress=False, level=-1)

@@ -156,6 +156,13 @@ def add_parser(sub) -> None:
         help="split the images into this many disjoint shares (with --part-id; e.g. SLURM arrays)",
     )
     p.add_argument("--part-id", type=int, help="which share to predict, 0 … num-parts − 1")
+    p.add_argument(
+        "--level",
+        type=int,
+        default=0,
+        help="pyramid level of pyramidal TIFF/OME-TIFF and OME-Zarr inputs (0 = full resolution, "
+        "the default); outputs have that level's size and pixel size",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
     p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
@@ -255,6 +262,8 @@ def preflight(args) -> None:
             f"--part-id {args.part_id} of --num-parts {args.num_parts}: the part id must be "
             f"0 … num-parts − 1 and num-parts ≥ 1"
         )
+    if args.level < 0:
+        raise ConfigError(f"--level must be 0 (full resolution) or more, got {args.level}")
     model_files(args.model)  # every model file exists (a run folder: its checkpoints)
     for inp in args.inputs:
         if not Path(inp).exists():
@@ -282,6 +291,7 @@ def run(args) -> int:
         rois=args.rois,
         geojson=args.geojson,
         part=None if args.num_parts is None else (args.part_id, args.num_parts),
+        level=args.level,
     )
     if args.dask:
         import functools

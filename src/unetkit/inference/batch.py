@@ -72,13 +72,13 @@ def collect_inputs(paths: Sequence[Union[str, Path]]):
     return cases
 
 
-def _is_large(path: Path) -> bool:
+def _is_large(path: Path, level: int = 0) -> bool:
     """More than :data:`LARGE_PIXELS` pixels (a volume: a :data:`VOLUME_SHARE`-th of it) in a file
-    that can be read region by region."""
+    that can be read region by region (at pyramid ``level``)."""
     if not is_zarr_path(path) and path.suffix.lower() not in (".npy", ".tif", ".tiff"):
         return False
     try:
-        arr = open_lazy(path)
+        arr = open_lazy(path, level)
     except DataError:
         return False
     try:
@@ -133,16 +133,38 @@ def check_channels(predictor, source, path: Path) -> None:
         )
 
 
-def is_blockwise(case, probabilities=None, overlay=False, instances=None, **_) -> bool:
+def is_blockwise(case, probabilities=None, overlay=False, instances=None, level=0, **_) -> bool:
     """A case a cluster predicts by blocks of rows: one huge zarr image whose only output is its
     labels (an OME-Zarr store that several workers can fill at once)."""
     first = case.images[0]
     return (
         len(case.images) == 1
         and is_zarr_path(first)
-        and _is_large(first)
+        and _is_large(first, level)
         and not (probabilities or overlay or instances)
     )
+
+
+def check_level(cases, level: int) -> None:
+    """Every case can be read at pyramid ``level``, or one line naming the first that cannot;
+    level 0 (full resolution) is every image's."""
+    if not isinstance(level, int) or isinstance(level, bool) or level < 0:
+        raise ConfigError(f"level must be an integer ≥ 0 (0 = full resolution), got {level!r}")
+    if level == 0:
+        return
+    for case in cases:
+        path = case.images[0]
+        if len(case.images) > 1 or not (
+            is_zarr_path(path) or path.suffix.lower() in (".tif", ".tiff")
+        ):
+            raise DataError(
+                f"has no pyramid levels; --level {level} needs pyramidal TIFF/OME-TIFF or "
+                "OME-Zarr inputs (predict it without --level)",
+                path,
+            )
+        source = open_lazy(path, level)  # a level the image lacks: one line naming its levels
+        if hasattr(source, "close") and not isinstance(source, np.ndarray):
+            source.close()
 
 
 def predict_files(
@@ -158,6 +180,7 @@ def predict_files(
     rois: bool = False,
     geojson: bool = False,
     part: Optional[tuple] = None,
+    level: int = 0,
 ) -> list[PredictedFile]:
     """Predict every input and write its outputs to ``out_dir``.
 
@@ -175,6 +198,8 @@ def predict_files(
             ``geojson`` make instances (``"components"`` unless ``instances`` says otherwise).
         part: ``(i, k)``: predict only the ``i``-th of ``k`` disjoint shares of the cases
             (:func:`plan_cases`).
+        level: pyramid level to predict of pyramidal TIFF/OME-TIFF and OME-Zarr inputs (0 = full
+            resolution); the outputs have that level's size and pixel size.
 
     Returns:
         One :class:`PredictedFile` per input. Labels are written in the label map's values
@@ -213,6 +238,7 @@ def predict_files(
         rois=rois,
         geojson=geojson,
         part=part,
+        level=level,
     )
     results = []
     with output_folder(out_dir):
@@ -235,6 +261,7 @@ def plan_cases(
     rois: bool = False,
     geojson: bool = False,
     part: Optional[tuple] = None,
+    level: int = 0,
 ) -> tuple[list, dict]:
     """The cases to predict (this ``part``'s share) and the keyword arguments of
     :func:`predict_case` for each (the instance method resolved), after every check that can fail
@@ -252,9 +279,10 @@ def plan_cases(
                 f"part {i} of {k}: the part id must be 0…{max(k, 1) - 1} and the number of parts ≥ 1"
             )
         cases = cases[i::k]
+    check_level(cases, level)
     if method is not None:
         for case in cases:
-            if len(case.images) == 1 and _is_large(case.images[0]):
+            if len(case.images) == 1 and _is_large(case.images[0], level):
                 raise DataError(
                     f"is predicted band by band (over {LARGE_PIXELS // 2**20} Mpx) and objects span "
                     "bands, so instances, ROIs and GeoJSON cannot be made; crop it into smaller "
@@ -268,6 +296,7 @@ def plan_cases(
         instances=method,
         rois=rois,
         geojson=geojson,
+        level=level,
     )
     return cases, options
 
@@ -283,9 +312,11 @@ def predict_case(
     instances: Optional[str] = None,
     rois: bool = False,
     geojson: bool = False,
+    level: int = 0,
 ) -> PredictedFile:
     """Predict one case of :func:`plan_cases` into ``out_dir`` (which exists) and write its outputs;
-    skipped when they all exist and not ``overwrite``. ``instances`` is the resolved method.
+    skipped when they all exist and not ``overwrite``. ``instances`` is the resolved method;
+    ``level`` the pyramid level read (:func:`check_level` has checked it).
 
     A model trained in an orientation (``predictor.orientation``) gets a 3D input with a stated
     geometry turned to it (:func:`~unetkit.io.orientation.reorient`, its spacing with it); labels
@@ -307,8 +338,8 @@ def predict_case(
     )
     if not overwrite and all(p.exists() for p in paths.values()):
         return PredictedFile(case.case_id, case.images, paths, "skipped")
-    if len(case.images) == 1 and _is_large(first):
-        source = open_lazy(first)
+    if len(case.images) == 1 and _is_large(first, level):
+        source = open_lazy(first, level)
         check_channels(predictor, source, first)
         # band by band, labels go into a TIFF memory map or, for zarr inputs, an OME-Zarr store
         labels_path = paths["labels"]
@@ -337,7 +368,7 @@ def predict_case(
                 source.close()
         paths["labels"] = labels_path
         return PredictedFile(case.case_id, case.images, paths, "written", "band-by-band")
-    image, meta = read_case_image(case)
+    image, meta = read_case_image(case) if level == 0 else _read_level(first, level)
     image = check_image(image, predictor, first)
     # the model's orientation (data.orientation): turned in, turned back out, so the outputs are
     # written with the input's own meta and overlay it exactly
@@ -353,6 +384,15 @@ def predict_case(
     if instances is not None:
         _write_instances(paths, indices, instances, meta, predictor.label_map)
     return PredictedFile(case.case_id, case.images, paths, "written")
+
+
+def _read_level(path: Path, level: int) -> tuple:
+    """The whole image at pyramid ``level`` and its meta (that level's pixel size)."""
+    source = open_lazy(path, level)
+    try:
+        return np.asarray(source[...]), source.meta
+    finally:
+        source.close()
 
 
 def _instance_method(predictor, instances: Optional[str], rois: bool, geojson: bool):

@@ -65,16 +65,16 @@ class _LabelRowsSink:
         pass
 
 
-def _predict_block_task(factory, token, threads, source_path, store, r0, r1, normalizer):
-    """Rows ``r0 … r1`` of one huge image into the shared output store (what a block task runs);
-    a marker file says the block is done, so a rerun skips it."""
+def _predict_block_task(factory, token, threads, source_path, store, r0, r1, normalizer, level=0):
+    """Rows ``r0 … r1`` of one huge image (at pyramid ``level``) into the shared output store (what
+    a block task runs); a marker file says the block is done, so a rerun skips it."""
     import zarr
 
     from ..io.lazy import open_lazy
     from .large import predict_large
 
     predictor = _worker_predictor(factory, token, threads)
-    source = open_lazy(source_path)
+    source = open_lazy(source_path, level)
     try:
         array = zarr.open_group(store, mode="r+")["0"]
         sink = _LabelRowsSink(array, predictor.label_map)
@@ -107,6 +107,7 @@ def predict_image_blocks(
     threads: Optional[int] = None,
     rows_per_block: Optional[int] = None,
     progress: bool = True,
+    level: int = 0,
 ):
     """One huge zarr image (or TIFF/npy) spread over the workers by blocks of rows, into one
     OME-Zarr label image at ``out_path``: the labels of one process's band-by-band prediction,
@@ -127,7 +128,7 @@ def predict_image_blocks(
     from .large import check_band_prediction, freeze_normalizer
 
     source_path = case.images[0]
-    source = open_lazy(source_path)
+    source = open_lazy(source_path, level)
     try:
         check_channels(predictor, source, source_path)
         check_band_prediction(predictor, source, source_path)  # before the output store exists
@@ -173,6 +174,7 @@ def predict_image_blocks(
             r0,
             r1,
             frozen,
+            level,
             key=f"unetkit-block-{token}-{case.case_id}-{r0}",
             pure=False,
         )
@@ -266,6 +268,7 @@ def predict_files_dask(
     geojson: bool = False,
     part: Optional[tuple] = None,
     predictor=None,
+    level: int = 0,
 ) -> list:
     """:func:`~unetkit.inference.batch.predict_files` with the cases spread over a Dask ``client``'s
     workers.
@@ -305,6 +308,7 @@ def predict_files_dask(
         rois=rois,
         geojson=geojson,
         part=part,
+        level=level,
     )
     _check_workers(client)
     token = f"{id(factory)}-{os.getpid()}"
@@ -321,7 +325,14 @@ def predict_files_dask(
                 results[i] = PredictedFile(case.case_id, case.images, {"labels": labels}, "skipped")
                 continue
             results[i] = predict_image_blocks(
-                factory, case, labels, client, predictor, threads, progress=progress
+                factory,
+                case,
+                labels,
+                client,
+                predictor,
+                threads,
+                progress=progress,
+                level=options["level"],
             )
         futures = {
             client.submit(
