@@ -29,20 +29,23 @@ test-fast: $(STAMP)
 # The fast suite on the CPU precision path this machine does not take by itself: fp32 where the CPU
 # has native bf16 (UNETKIT_CPU_BF16=0), emulated bf16 elsewhere (UNETKIT_CPU_BF16=1). Test files that
 # take no CPU path of their own run once, in `make test`: those whose models all run at an explicit
-# fp32 (file formats, Dask, bioimage.io, the napari viewer, spacing, anisotropic nets) and those that
+# fp32 (file formats, Dask, bioimage.io, the napari viewer, spacing, anisotropic nets, the 3D example:
+# 3D nets train in fp32 on CPU) and those that
 # run no model at all (readers, metrics, losses at explicit dtypes, labels, transforms, reports), and
 # the bad-input and summary tests.
 FP32_ONLY := test_lazy_io test_dask_predict test_bioimageio test_napari_plugin test_itk_io \
 	test_tiff_calibration test_instance_outputs test_spacing test_anisotropic test_orientation \
-	test_quantize
+	test_quantize test_examples test_fold
 NO_MODEL := test_benchmarks_scoring test_discovery test_display test_fingerprint test_io test_json \
 	test_labels test_losses_common test_losses_monai test_losses_overlap test_losses_pixel \
 	test_losses_ssim test_metrics test_metrics_boundary test_metrics_connectomics \
 	test_metrics_instances test_metrics_nsd test_metrics_objects test_metrics_roc test_naming \
 	test_normalization test_objects test_packaging test_postprocess test_report test_sampling \
 	test_splits test_transforms test_weightmap
-# bad-input messages and model summaries: what they check happens before any precision applies
-ERRORS_ONLY := test_bad_inputs_train test_bad_inputs_predict test_summary
+# bad-input messages and model summaries: what they check happens before any precision applies;
+# the README tour checks that its commands run (the trainer's and predictor's precision paths are
+# test_training's and test_predict's, which run on both paths)
+ERRORS_ONLY := test_bad_inputs_train test_bad_inputs_predict test_summary test_readme_tour
 test-other-cpu-path: $(STAMP)
 	UNETKIT_CPU_BF16=$$($(BIN)/python -c "from unetkit.runtime import native_cpu_bf16; print(0 if native_cpu_bf16() else 1)") \
 		$(BIN)/python -m pytest -q -m "not slow" $(foreach t,$(FP32_ONLY) $(NO_MODEL) $(ERRORS_ONLY),--ignore=tests/$(t).py)

@@ -104,7 +104,7 @@ def test_core_install_has_no_extras(core_env):
 
 
 def test_readme_tour_without_extras(core_env, tmp_path):
-    """check-data, train, predict and evaluate run; export to ONNX names the ``export`` extra."""
+    """check-data, train, predict, evaluate and plan run; export to ONNX names the ``export`` extra."""
     for split, seed in (("train", 0), ("val", 1), ("test", 2)):
         make_cells(tmp_path / "data" / split, n=4, size=48, seed=seed)
     for cmd in tour_commands():
@@ -117,6 +117,9 @@ def test_readme_tour_without_extras(core_env, tmp_path):
             assert res.returncode == 0, f"{' '.join(cmd)}\n{res.stdout}\n{res.stderr}"
     assert (tmp_path / "preds" / "00.png").is_file()
     assert (tmp_path / "preds" / "eval" / "summary.json").is_file()
+    res = _run(core_env, ["unetkit", "plan", "data/train", "--time-budget", "1"], cwd=tmp_path)
+    assert res.returncode == 0, f"unetkit plan\n{res.stdout}\n{res.stderr}"
+    assert "patch" in res.stdout
 
 
 def test_each_extra_is_named_when_missing(core_env, tmp_path):
