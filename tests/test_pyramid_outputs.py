@@ -1,6 +1,7 @@
 """Pyramidal label outputs: tiled, compressed OME-TIFF with SubIFD levels and multiscale OME-Zarr
 label images, each level every 2nd pixel of the one above; read back with tifffile, zarr,
-ome-zarr-models and unetkit's own lazy reader."""
+ome-zarr-models and unetkit's own lazy reader; band-by-band prediction of a pyramidal input writes
+one, equal at level 0 to the plain output."""
 
 from __future__ import annotations
 
@@ -8,7 +9,12 @@ import numpy as np
 import pytest
 import tifffile
 
+from unetkit import create_model
+from unetkit.data import LabelMap, create_normalizer
 from unetkit.errors import ConfigError, DataError
+from unetkit.inference import batch as batch_mod
+from unetkit.inference.batch import predict_files
+from unetkit.inference.predictor import Predictor
 from unetkit.io import read_image
 from unetkit.io.lazy import level_count, open_lazy
 from unetkit.io.ome_zarr import create_ome_zarr
@@ -18,6 +24,8 @@ from unetkit.io.pyramid import (
     level_shapes,
     write_pyramidal_ome_tiff,
 )
+
+from .test_lazy_io import _ome_zarr
 
 zarr = pytest.importorskip("zarr")
 
@@ -162,3 +170,54 @@ def test_ome_tiff_from_a_memory_map_is_written_in_bounded_memory(tmp_path):
         assert [lv.shape for lv in levels] == level_shapes((6000, 6000), 5)
         np.testing.assert_array_equal(levels[4].asarray(), source[::16, ::16])
         np.testing.assert_array_equal(levels[0].asarray()[2900:3100], source[2900:3100])
+
+
+def _predictor():
+    model = create_model("unet", base_features=2, depth=2, init="torch", norm="none")
+    return Predictor(
+        model,
+        precision="fp32",
+        max_tile=96,
+        min_overlap=16,
+        normalizer=create_normalizer("zscore"),
+        label_map=LabelMap([0, 255]),
+    )
+
+
+def test_band_by_band_labels_of_pyramidal_inputs_are_pyramids(tmp_path, monkeypatch):
+    """A pyramidal OME-TIFF and a 3-level OME-Zarr input, predicted band by band: labels with 3
+    levels (``p.ome.tif``, ``z.ome.zarr``) whose level 0 is the plain band-by-band output of the
+    same image; probabilities as without pyramids; a rerun finds the outputs and skips."""
+    image = (np.random.default_rng(5).random((1, 301, 257)) * 1000).astype(np.uint16)
+    levels = [image, image[:, ::2, ::2], image[:, ::4, ::4]]
+    with tifffile.TiffWriter(tmp_path / "p.ome.tif", ome=True) as tw:
+        meta = {"axes": "CYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}
+        tw.write(image, tile=(64, 64), compression="zlib", subifds=2, metadata=meta)
+        for level in levels[1:]:
+            tw.write(level, tile=(64, 64), compression="zlib", subfiletype=1)
+    tifffile.imwrite(
+        tmp_path / "plain.tif", image, tile=(64, 64), compression="zlib", metadata={"axes": "CYX"}
+    )
+    _ome_zarr(tmp_path / "z.ome.zarr", levels, [1.0, 0.5, 0.5], axes="cyx")
+    pred = _predictor()
+    monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
+    inputs = [tmp_path / n for n in ("p.ome.tif", "plain.tif", "z.ome.zarr")]
+    out = tmp_path / "out"
+    res = predict_files(pred, inputs, out, probabilities="tiff", progress=False)
+    assert [r.mode for r in res] == ["band-by-band"] * 3
+    assert [r.outputs["labels"].name for r in res] == ["p.ome.tif", "plain.tif", "z.ome.zarr"]
+    plain = read_image(out / "plain.tif")[0][0]
+    np.testing.assert_array_equal(plain == 255, pred.predict(image) == 1)
+    _check_ome_tiff(out / "p.ome.tif", plain, 3, {"PhysicalSizeX": 0.5, "PhysicalSizeXUnit": "µm"})
+    assert level_count(out / "plain.tif") == 1  # a plain input's labels stay as they were
+    group = zarr.open_group(str(out / "z.ome.zarr"), mode="r")
+    for k in range(3):
+        np.testing.assert_array_equal(group[str(k)][...], plain[:: 2**k, :: 2**k])
+    models = pytest.importorskip("ome_zarr_models.v05")
+    models.ImageLabel.from_zarr(group)
+    probs = [tifffile.imread(out / f"{s}_prob.tif") for s in ("p", "plain", "z")]
+    np.testing.assert_array_equal(probs[0], probs[1])
+    np.testing.assert_array_equal(probs[2], probs[1])
+    assert _hidden(out) == []  # the label memory map was converted and removed
+    again = predict_files(pred, inputs, out, probabilities="tiff", progress=False)
+    assert [r.status for r in again] == ["skipped"] * 3
