@@ -201,8 +201,8 @@ def test_bad_addresses_are_one_line_errors():
 
 def test_one_huge_zarr_image_by_blocks_equals_one_process(job, client, tmp_path, monkeypatch):
     """A zarr image predicted by blocks of rows on two workers (one worker killed in its first
-    block) gives the labels one process writes band by band, exactly; the output is valid OME-Zarr
-    with the input's pixel size."""
+    block) gives the labels one process writes band by band, exactly, with the input's two levels;
+    the output is valid OME-Zarr with the input's pixel size."""
     from unetkit.data.discovery import Case
     from unetkit.inference import batch as batch_mod
     from unetkit.inference.cluster import predict_files_dask, predict_image_blocks
@@ -214,14 +214,22 @@ def test_one_huge_zarr_image_by_blocks_equals_one_process(job, client, tmp_path,
     path = tmp_path / "big.ome.zarr"
     group = zarr.open_group(str(path), mode="w")
     group.create_array("0", shape=image.shape, chunks=(1, 64, 64), dtype=image.dtype)[...] = image
+    low = image[:, ::2, ::2]
+    group.create_array("1", shape=low.shape, chunks=(1, 64, 64), dtype=image.dtype)[...] = low
     axes = [{"name": "c", "type": "channel"}] + [
         {"name": a, "type": "space", "unit": "micrometer"} for a in "yx"
     ]
-    scale = [{"type": "scale", "scale": [1.0, 0.5, 0.5]}]
+    scales = [[{"type": "scale", "scale": [1.0, 0.5 * f, 0.5 * f]}] for f in (1, 2)]
     group.attrs["ome"] = {
         "version": "0.5",
         "multiscales": [
-            {"axes": axes, "datasets": [{"path": "0", "coordinateTransformations": scale}]}
+            {
+                "axes": axes,
+                "datasets": [
+                    {"path": str(k), "coordinateTransformations": scale}
+                    for k, scale in enumerate(scales)
+                ],
+            }
         ],
     }
     monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
@@ -254,6 +262,11 @@ def test_one_huge_zarr_image_by_blocks_equals_one_process(job, client, tmp_path,
     np.testing.assert_array_equal(labels, expected)
     assert meta.spacing == (0.5, 0.5)
     assert sorted(p.name for p in out.parent.iterdir()) == ["big.ome.zarr"]  # no partial store
+    reduced = [
+        zarr.open_group(str(p), mode="r")["1"][...] for p in (out, single[0].outputs["labels"])
+    ]
+    np.testing.assert_array_equal(reduced[0], expected[0, ::2, ::2])
+    np.testing.assert_array_equal(reduced[1], reduced[0])
     # through predict_files_dask: a huge zarr image goes by blocks, the others by case
     res = predict_files_dask(factory, [path], tmp_path / "routed", client, progress=False)
     assert res[0].mode == "blocks"

@@ -15,7 +15,7 @@ from unetkit.inference import batch as batch_mod
 from unetkit.inference.batch import predict_files
 from unetkit.inference.predictor import Predictor
 from unetkit.io import list_images, read_image
-from unetkit.io.lazy import LazyImage, open_lazy
+from unetkit.io.lazy import LazyImage, level_count, open_lazy
 
 zarr = pytest.importorskip("zarr")
 
@@ -411,6 +411,9 @@ def test_predict_a_pyramid_level_whole_or_band_by_band(tmp_path, monkeypatch, ba
         level=1,
     )
     assert [r.mode for r in res] == ["band-by-band" if band else "in-memory"] * 2
+    if band:  # the labels of a 3-level pyramid predicted at level 1: a pyramid of the 2 below
+        assert res[0].outputs["labels"].name == "a.ome.tif"
+        assert level_count(res[0].outputs["labels"]) == 2
     want = pred.predict(levels[1])
     for r in res:
         labels, meta = read_image(r.outputs["labels"])

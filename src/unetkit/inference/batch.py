@@ -9,7 +9,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..io.lazy import is_zarr_path, open_lazy
+from ..io.lazy import is_zarr_path, level_count, open_lazy
 from ..io.naming import prediction_paths
 from ..io.orientation import reorient, restore
 from .large import LARGE_PIXELS, VOLUME_SHARE, check_band_prediction, predict_large
@@ -321,11 +321,18 @@ def predict_case(
     A model trained in an orientation (``predictor.orientation``) gets a 3D input with a stated
     geometry turned to it (:func:`~unetkit.io.orientation.reorient`, its spacing with it); labels
     and probabilities are turned back (:func:`~unetkit.io.orientation.restore`) and written with
-    the input's own geometry."""
+    the input's own geometry.
+
+    The labels of a pyramidal input (TIFF/OME-TIFF, multi-level OME-Zarr) predicted band by band
+    are a pyramid with as many levels (:mod:`unetkit.io.pyramid`): an OME-Zarr label image, or a
+    tiled, compressed OME-TIFF ``<stem>.ome.tif``; other inputs' outputs are as without pyramids."""
     from ..data.dataset import read_case_image
     from ..io.readers import read_spacing, split_suffix
 
     first = case.images[0]
+    band = len(case.images) == 1 and _is_large(first, level)
+    # a pyramid's labels band by band: a pyramid, with the levels below the one predicted
+    levels = max(1, level_count(first) - level) if band else 1
     paths = prediction_paths(
         out_dir,
         case.case_id,
@@ -335,13 +342,15 @@ def predict_case(
         instances=instances is not None,
         rois=rois,
         geojson=geojson,
+        pyramidal=levels > 1,
     )
     if not overwrite and all(p.exists() for p in paths.values()):
         return PredictedFile(case.case_id, case.images, paths, "skipped")
-    if len(case.images) == 1 and _is_large(first, level):
+    if band:
         source = open_lazy(first, level)
         check_channels(predictor, source, first)
-        # band by band, labels go into a TIFF memory map or, for zarr inputs, an OME-Zarr store
+        # band by band, labels go into a TIFF memory map or, for zarr inputs, an OME-Zarr store;
+        # a pyramidal input's labels get its number of levels (io.pyramid)
         labels_path = paths["labels"]
         if not labels_path.name.lower().endswith((".zarr", ".tif")):
             labels_path = labels_path.with_suffix(".tif")
@@ -357,6 +366,7 @@ def predict_case(
             source=source,
             spacing=spacing,
             spacing_unit=unit,
+            levels=levels,
         )
         try:
             predict_large(predictor, source, sink, path=first, spacing=spacing)

@@ -115,15 +115,17 @@ def predict_image_blocks(
 
     The output is filled in a hidden store beside ``out_path`` (``.<name>.blocks.ome.zarr``) whose
     finished blocks are marked, so a rerun after a failure predicts only the missing blocks; it is
-    renamed to ``out_path`` when every block is done.
+    renamed to ``out_path`` when every block is done, after the reduced levels of a pyramidal
+    input's labels (:func:`~unetkit.io.pyramid.add_ome_zarr_levels`).
     """
     import shutil
 
     from distributed import as_completed
     from tqdm import tqdm
 
-    from ..io.lazy import open_lazy
+    from ..io.lazy import level_count, open_lazy
     from ..io.ome_zarr import create_ome_zarr
+    from ..io.pyramid import add_ome_zarr_levels
     from .batch import PredictedFile, check_channels
     from .large import check_band_prediction, freeze_normalizer
 
@@ -196,6 +198,9 @@ def predict_image_blocks(
         raise
     finally:
         bar.close()
+    levels = level_count(source_path) - level
+    if levels > 1:  # a pyramidal input's labels are a pyramid, as one process writes them
+        add_ome_zarr_levels(store, levels)
     shutil.rmtree(done_dir)
     if out_path.exists():
         shutil.rmtree(out_path)

@@ -25,6 +25,7 @@ from ..io import ImageMeta, write_image
 from ..io.display import to_display_rgb
 from ..io.memmap import release_pages
 from ..io.naming import NPZ_KEY
+from ..io.readers import split_suffix
 from ..io.writers import imagej_compatible, tiff_calibration
 from ..utils import atomic_path, output_error, temp_path
 from .large import BandSink
@@ -177,6 +178,11 @@ class TiffBandSink(BandSink):
     Labels whose path ends in ``.zarr`` go into an OME-Zarr label image instead (chunk-compressed,
     :func:`~unetkit.io.ome_zarr.create_ome_zarr`).
 
+    With ``levels`` > 1 the labels are a pyramid (:mod:`unetkit.io.pyramid`): an OME-Zarr store gets
+    its reduced levels on :meth:`close`; a TIFF is filled as a hidden memory map and on
+    :meth:`close` converted tile by tile into a tiled, compressed, pyramidal OME-TIFF at
+    ``labels_path`` (``.ome.tif``), the memory map then deleted.
+
     ``tifffile.memmap`` writes ImageJ hyperstacks, so each file is calibrated as
     :func:`write_labels` / :func:`write_probabilities` write theirs (pixel size from ``spacing`` and
     ``spacing_unit``, the source image's; display ranges), only uncompressed (a memory map cannot
@@ -194,6 +200,7 @@ class TiffBandSink(BandSink):
         source: Optional[np.ndarray] = None,
         spacing: Optional[tuple] = None,
         spacing_unit: Optional[str] = None,
+        levels: int = 1,
     ):
         if label_map is not None and getattr(label_map, "kind", "labels") == "colors":
             raise ConfigError(
@@ -206,9 +213,11 @@ class TiffBandSink(BandSink):
                 "band-by-band prediction writes probabilities as TIFF (--probabilities tiff)"
             )
         self.labels = self.probs = None
-        self._paths = [
-            (labels_path, temp_path(labels_path))
-        ]  # hidden temporary names, as atomic_path's
+        self.levels, self.spacing, self.spacing_unit = int(levels), spacing, spacing_unit
+        filled = labels_path  # a pyramidal TIFF is filled as a plain one, converted on close
+        if self.levels > 1 and not labels_path.name.lower().endswith(".zarr"):
+            filled = labels_path.with_name(split_suffix(labels_path)[0] + ".tif")
+        self._paths = [(labels_path, temp_path(filled))]  # hidden temporary names, as atomic_path's
         shape = tuple(int(n) for n in shape)
         values = label_map.values if label_map is not None else range(max(num_classes, 2))
         try:
@@ -265,20 +274,44 @@ class TiffBandSink(BandSink):
     def close(self) -> None:
         import os
 
+        from ..errors import OutputError
+
         for arr in (self.labels, self.probs):
             if arr is not None and hasattr(arr, "flush"):  # memory maps; zarr writes as it goes
                 arr.flush()
-        self.labels = self.probs = None
+        final = self._paths[0][0]
         try:
+            if self.levels > 1:
+                self._finish_pyramid()
+            self.labels = self.probs = None
             for final, partial in self._paths:
                 if partial.is_dir() and final.exists():  # --overwrite of a zarr store
                     import shutil
 
                     shutil.rmtree(final)
                 os.replace(partial, final)
+        except OutputError:
+            self.abort()
+            raise
         except OSError as exc:
             self.abort()
             raise output_error(exc, final) from exc
+
+    def _finish_pyramid(self) -> None:
+        """Add the reduced levels: into the OME-Zarr store, or by writing the final pyramidal
+        OME-TIFF from the filled memory map (which is then deleted, its entry done)."""
+        from ..io.pyramid import add_ome_zarr_levels, write_pyramidal_ome_tiff
+
+        final, partial = self._paths[0]
+        if partial.is_dir():
+            add_ome_zarr_levels(partial, self.levels)
+            return
+        write_pyramidal_ome_tiff(
+            final, self.labels, self.spacing, self.spacing_unit, levels=self.levels
+        )
+        self.labels = None
+        partial.unlink()
+        self._paths.pop(0)
 
     def abort(self) -> None:
         """Drop the memory maps and delete the unfinished files (after a failure or an interrupt)."""

@@ -14,6 +14,8 @@ The last two come as a :class:`LazyImage`, which reorders the stored axes (``YXS
 unetkit's channel-first order on each read, so nothing downstream needs to know the storage layout.
 Reading is delegated to tifffile and zarr (their decoders and chunk stores are the well-kept part);
 only the axis bookkeeping is written here.
+
+:func:`level_count` says how many levels a pyramidal input has (predict gives its labels as many).
 """
 
 from __future__ import annotations
@@ -231,6 +233,27 @@ def open_lazy(path, level: int = 0):
     )
 
 
+def level_count(path) -> int:
+    """How many resolution levels the image at ``path`` stores: a pyramidal TIFF's (its first
+    series), an OME-Zarr multiscales image's; 1 for other files and for what cannot be read (reading
+    the image itself reports that)."""
+    path = Path(path)
+    try:
+        if is_zarr_path(path):
+            attrs = dict(_zarr().open(str(path), mode="r").attrs)
+            return max(
+                1, len(attrs.get("ome", attrs).get("multiscales", [{}])[0].get("datasets", []))
+            )
+        if path.name.lower().endswith((".tif", ".tiff")):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tf:
+                return len(tf.series[0].levels) if tf.series else 1
+    except Exception:  # unreadable here is unreadable for open_lazy too, which says why
+        return 1
+    return 1
+
+
 #: Stored TIFF axes a memory map can show channel first without copying: letters → view recipe.
 _MEMMAP_AXES = {
     "YX": "add",
@@ -438,4 +461,4 @@ def _ngff_scale(image: dict, dataset: dict, axes: str) -> tuple[Optional[list], 
     return scale, unit
 
 
-__all__ = ["LazyImage", "is_zarr_path", "open_lazy"]
+__all__ = ["LazyImage", "is_zarr_path", "level_count", "open_lazy"]

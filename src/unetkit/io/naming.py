@@ -3,7 +3,9 @@
 For an input ``<stem>.<ext>`` predict writes into its output folder (:func:`prediction_paths`):
 
 * ``<stem><label suffix>``: the label image, in the input's format where that format holds labels
-  losslessly (:data:`LABEL_SUFFIX`: JPEG/BMP/GIF → PNG, ``.npy`` → TIFF);
+  losslessly (:data:`LABEL_SUFFIX`: JPEG/BMP/GIF → PNG, ``.npy`` → TIFF); the pyramidal labels of a
+  pyramidal TIFF predicted band by band are an OME-TIFF, ``<stem>.ome.tif``
+  (:data:`PYRAMID_TIFF_SUFFIX`);
 * ``<stem>_prob.tif`` or ``<stem>_prob.npz`` (the array :data:`NPZ_KEY`): the probabilities, on
   request;
 * ``<stem>_overlay.png``: the prediction drawn on the image, on request;
@@ -45,6 +47,8 @@ LABEL_SUFFIX = {
 }
 #: Label suffix of an input suffix not in :data:`LABEL_SUFFIX`.
 DEFAULT_LABEL_SUFFIX = ".tif"
+#: Label suffix of pyramidal TIFF labels (:func:`~unetkit.io.pyramid.write_pyramidal_ome_tiff`).
+PYRAMID_TIFF_SUFFIX = ".ome.tif"
 #: Stem suffix of the probability map: ``<stem>_prob.tif`` / ``<stem>_prob.npz``.
 PROBABILITY_SUFFIX = "_prob"
 #: Stem suffix of the overlay picture: ``<stem>_overlay.png``.
@@ -85,6 +89,7 @@ def prediction_paths(
     instances: bool = False,
     rois: bool = False,
     geojson: bool = False,
+    pyramidal: bool = False,
 ) -> dict[str, Path]:
     """The files one input produces: ``labels`` always, the others on request.
 
@@ -98,6 +103,8 @@ def prediction_paths(
         instances: also ``<stem>_instances.tif``.
         rois: also ``<stem>_rois.zip``.
         geojson: also ``<stem>.geojson``.
+        pyramidal: the labels are a pyramid: a TIFF label image becomes ``<stem>.ome.tif``
+            (OME-Zarr labels hold their levels under the same name).
 
     Returns:
         ``{"labels": path, "probabilities": path, "overlay": path, "instances": path, "rois": path,
@@ -108,7 +115,10 @@ def prediction_paths(
         ['22.png', '22_overlay.png', '22_prob.npz']
     """
     out_dir = Path(out_dir)
-    paths = {"labels": out_dir / f"{stem}{label_suffix(input_suffix)}"}
+    suffix = label_suffix(input_suffix)
+    if pyramidal and suffix == ".tif":
+        suffix = PYRAMID_TIFF_SUFFIX
+    paths = {"labels": out_dir / f"{stem}{suffix}"}
     if probabilities:
         suffix = ".tif" if probabilities == "tiff" else ".npz"
         paths["probabilities"] = out_dir / f"{probability_stem(stem)}{suffix}"
@@ -149,6 +159,7 @@ __all__ = [
     "NPZ_KEY",
     "OVERLAY_SUFFIX",
     "PROBABILITY_SUFFIX",
+    "PYRAMID_TIFF_SUFFIX",
     "ROIS_SUFFIX",
     "SIDE_SUFFIXES",
     "is_side_file",

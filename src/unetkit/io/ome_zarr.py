@@ -2,7 +2,8 @@
 
 The layout is the one napari, Fiji (MoBIE/BigDataViewer), QuPath and ``ome-zarr-py`` read: a zarr
 group whose ``ome`` attributes hold one ``multiscales`` entry (named axes with units, a ``scale``
-transformation per level) and whose array ``0`` holds the full-resolution data. Label images have no
+transformation per level) and whose array ``0`` holds the full-resolution data (reduced levels
+``1``, ``2`` … are added by :func:`unetkit.io.pyramid.add_ome_zarr_levels`). Label images have no
 channel axis and carry ``image-label`` metadata, as the NGFF label specification asks. The store is
 written under a hidden temporary name beside the target and renamed into place when complete
 (:func:`~unetkit.utils.atomic_dir`), so a killed run never leaves a torn store under the final name.
