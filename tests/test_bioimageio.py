@@ -523,3 +523,28 @@ def test_cli_export_bioimageio(tmp_path, capsys):
     assert "--author, --name, --tag and --sample apply to --format bioimageio only" in (
         capsys.readouterr().err
     )
+
+
+@pytest.mark.parametrize(
+    "preset, papers",
+    [
+        ("unetpp", 2),  # the U-Net and UNet++
+        ("unet3plus-ds-cgm", 2),  # the U-Net and UNet 3+ (deep supervision and CGM: training only)
+        ("unet-residual", 1),
+        ("unet-strided", 1),
+    ],
+)
+def test_every_architecture_packs_and_passes_bioimageio_test(tmp_path, preset, papers):
+    """The other presets export too (heads that only training uses are left out of the graph),
+    and bioimageio.core reproduces the test outputs from both weight formats."""
+    ckpt = make_checkpoint(tmp_path / "best.pt", preset, PER_IMAGE)
+    report = bio.export_bioimageio(ckpt, tmp_path / "model.zip", authors=["Ada Lovelace"])
+    summary = report.test_summary
+    assert report.test_status == summary.status == "passed", bio._first_problem(summary)
+    tested = {d.name for d in summary.details if d.status == "passed"}
+    assert {
+        f"Reproduce test outputs from test inputs ({w})" for w in ("torchscript", "onnx")
+    } <= tested
+    rdf = rdf_of(report.path)
+    assert len(rdf["cite"]) == papers
+    assert rdf["outputs"][0]["axes"][1]["channel_names"] == LABELS["names"]
