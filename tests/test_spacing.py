@@ -331,3 +331,32 @@ def test_user_depth_drops_the_planned_topology_and_napari_refuses_orientation_mo
     turned.orientation = "RAS"
     with pytest.raises(DataError, match="orientation"):
         segment(turned, np.zeros((8, 16, 16), np.float32), False, "ct")
+
+
+def test_plan_cli_plans_for_a_target_spacing_and_refuses_bad_ones(tmp_path, capsys):
+    """``unetkit plan --target-spacing`` writes the user's voxel size into the plan (train --plan
+    then resamples to it) and plans the patch on that grid; bad values are one line, exit 2, and
+    no plan file."""
+    import json
+
+    from unetkit.cli import main
+
+    data = make_set(tmp_path / "thick", 2, 0, spacings=(4.5,))
+    out = tmp_path / "plan.json"
+    args = ["plan", str(data), "--time-budget", "0.2", "--output", str(out)]
+    for bad, words in [
+        (["--target-spacing", "0,1,1"], "positive numbers"),
+        (["--target-spacing", "abc"], "positive numbers"),
+        (["--target-spacing", "1.5,1.5"], "target_spacing"),
+        (["--target-spacing", "3", "--scale", "0.5"], "not both"),
+    ]:
+        assert main([*args, *bad]) == 2, bad
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, err
+        assert not out.exists()
+    assert main([*args, "--target-spacing", "4.5,3,3"]) == 0
+    plan = json.loads(out.read_text())
+    assert plan["config"]["data.target_spacing"] == [4.5, 3.0, 3.0]
+    # 1.5-mm pixels resampled to 3 mm (32 px → 16 px): the patch fits the target grid's images
+    assert plan["fingerprint"]["sizes"]["median"][1:] == [32.0, 32.0]  # the data as stored
+    assert max(plan["config"]["data.patch_size"][1:]) <= 16

@@ -50,6 +50,12 @@ def add_parser(sub) -> None:
         type=float,
         help="plan for this fraction of the stored resolution (default: planned; 1 = as stored)",
     )
+    p.add_argument(
+        "--target-spacing",
+        help="plan for every case resampled to this voxel size, in the files' unit and array "
+        "order: 1 or 3,0.8,0.8 (as unetkit train --target-spacing; default: planned where the "
+        "cases' voxel sizes differ)",
+    )
     p.add_argument("--mask-suffix", help="mask file suffix such as _mask (default: detected)")
     p.add_argument("--mask-kind", choices=("auto", "labels", "colors", "instances"), default="auto")
     p.add_argument("--channel-names", type=channel_names, metavar="NAMES", help=CHANNEL_NAMES_HELP)
@@ -122,6 +128,11 @@ def run(args) -> int:
         raise ConfigError(f"--time-budget must be > 0 minutes, got {args.time_budget:g}")
     if args.scale is not None and not 0 < args.scale <= 4:
         raise ConfigError(f"--scale must be in (0, 4], got {args.scale:g}")
+    target_spacing = _target_spacing(args.target_spacing)
+    if target_spacing is not None and args.scale is not None:
+        raise ConfigError(
+            "give --scale or --target-spacing, not both (a target spacing is the resolution)"
+        )
     from ..io.orientation import check_orientation
 
     orientation = check_orientation(args.orientation, "--orientation")
@@ -137,6 +148,7 @@ def run(args) -> int:
         scale=args.scale,
         channel_names=args.channel_names,
         orientation=orientation,
+        target_spacing=target_spacing,
     )
     if orientation is not None:
         plan.decide(
@@ -152,3 +164,21 @@ def run(args) -> int:
         f"\nwrote {args.output}; train with it: unetkit train {args.data_dir} --plan {args.output}"
     )
     return 0
+
+
+def _target_spacing(text):
+    """``--target-spacing`` as a list of positive numbers (one, or one per axis), or ``None``."""
+    from ..errors import ConfigError
+    from .parsing import parse_value
+
+    if text is None:
+        return None
+    value = parse_value(text)
+    values = list(value) if isinstance(value, (tuple, list)) else [value]
+    if not values or not all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in values
+    ):
+        raise ConfigError(
+            f"--target-spacing must be positive numbers like 1 or 3,0.8,0.8, got {text!r}"
+        )
+    return [float(v) for v in values]
