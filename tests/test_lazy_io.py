@@ -97,17 +97,7 @@ def test_rgb_samples_last_and_alpha_are_read_channel_first(tmp_path):
 
 def test_pyramidal_ome_tiff_levels_and_their_spacing(image, tmp_path):
     path = tmp_path / "pyr.ome.tif"
-    levels = [image, image[:, ::2, ::2], image[:, ::4, ::4]]
-    with tifffile.TiffWriter(path, ome=True) as tw:
-        tw.write(
-            levels[0],
-            tile=(64, 64),
-            compression="zlib",
-            subifds=2,
-            metadata={"axes": "CYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5},
-        )
-        for level in levels[1:]:
-            tw.write(level, tile=(64, 64), compression="zlib", subfiletype=1)
+    levels = _pyramid_tiff(path, image)
     for k, expected in enumerate(levels):
         lazy = open_lazy(path, level=k)
         assert lazy.shape == expected.shape
