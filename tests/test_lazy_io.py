@@ -41,6 +41,20 @@ class _Rows:
         pass
 
 
+def band_predictor() -> Predictor:
+    """A tiny seeded fp32 predictor with small tiles, so that band-by-band tests have many tiles
+    and bands (also used by test_pyramid_outputs)."""
+    model = create_model("unet", base_features=2, depth=2, init="torch", norm="none")
+    return Predictor(
+        model,
+        precision="fp32",
+        max_tile=96,
+        min_overlap=16,
+        normalizer=create_normalizer("zscore"),
+        label_map=LabelMap([0, 255]),
+    )
+
+
 def _regions(lazy, reference):
     """Every way the band path and users slice a lazy image, against NumPy on the reference."""
     for key in [
@@ -379,18 +393,10 @@ def _pyramid_tiff(path, image, spacing=0.5):
 def test_predict_a_pyramid_level_whole_or_band_by_band(tmp_path, monkeypatch, band):
     """``level=1`` predicts the half-resolution level of a pyramidal OME-TIFF and of an OME-Zarr
     image: outputs of that level's size and pixel size, equal to predicting that level's array."""
-    model = create_model("unet", base_features=2, depth=2, init="torch", norm="none")
+    pred = band_predictor()
     image = (np.random.default_rng(6).random((1, 288, 256)) * 1000).astype(np.uint16)
     levels = _pyramid_tiff(tmp_path / "a.ome.tif", image)
     _ome_zarr(tmp_path / "b.ome.zarr", levels[:2], [0.5, 0.5], axes="cyx")
-    pred = Predictor(
-        model,
-        precision="fp32",
-        max_tile=96,
-        min_overlap=16,
-        normalizer=create_normalizer("zscore"),
-        label_map=LabelMap([0, 255]),
-    )
     if band:
         monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
     res = predict_files(

@@ -9,12 +9,9 @@ import numpy as np
 import pytest
 import tifffile
 
-from unetkit import create_model
-from unetkit.data import LabelMap, create_normalizer
 from unetkit.errors import ConfigError, DataError
 from unetkit.inference import batch as batch_mod
 from unetkit.inference.batch import predict_files
-from unetkit.inference.predictor import Predictor
 from unetkit.io import read_image
 from unetkit.io.lazy import level_count, open_lazy
 from unetkit.io.ome_zarr import create_ome_zarr
@@ -25,7 +22,7 @@ from unetkit.io.pyramid import (
     write_pyramidal_ome_tiff,
 )
 
-from .test_lazy_io import _ome_zarr
+from .test_lazy_io import _ome_zarr, band_predictor
 
 zarr = pytest.importorskip("zarr")
 
@@ -172,18 +169,6 @@ def test_ome_tiff_from_a_memory_map_is_written_in_bounded_memory(tmp_path):
         np.testing.assert_array_equal(levels[0].asarray()[2900:3100], source[2900:3100])
 
 
-def _predictor():
-    model = create_model("unet", base_features=2, depth=2, init="torch", norm="none")
-    return Predictor(
-        model,
-        precision="fp32",
-        max_tile=96,
-        min_overlap=16,
-        normalizer=create_normalizer("zscore"),
-        label_map=LabelMap([0, 255]),
-    )
-
-
 def test_band_by_band_labels_of_pyramidal_inputs_are_pyramids(tmp_path, monkeypatch):
     """A pyramidal OME-TIFF and a 3-level OME-Zarr input, predicted band by band: labels with 3
     levels (``p.ome.tif``, ``z.ome.zarr``) whose level 0 is the plain band-by-band output of the
@@ -199,7 +184,7 @@ def test_band_by_band_labels_of_pyramidal_inputs_are_pyramids(tmp_path, monkeypa
         tmp_path / "plain.tif", image, tile=(64, 64), compression="zlib", metadata={"axes": "CYX"}
     )
     _ome_zarr(tmp_path / "z.ome.zarr", levels, [1.0, 0.5, 0.5], axes="cyx")
-    pred = _predictor()
+    pred = band_predictor()
     monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
     inputs = [tmp_path / n for n in ("p.ome.tif", "plain.tif", "z.ome.zarr")]
     out = tmp_path / "out"
