@@ -271,3 +271,54 @@ def test_one_huge_zarr_image_by_blocks_equals_one_process(job, client, tmp_path,
     res = predict_files_dask(factory, [path], tmp_path / "routed", client, progress=False)
     assert res[0].mode == "blocks"
     np.testing.assert_array_equal(read_image(res[0].outputs["labels"])[0], expected)
+
+
+@contextlib.contextmanager
+def foreign_worker(setup: str):
+    """A scheduler with one worker process (no nanny) that runs ``setup`` before it starts: a worker
+    whose environment differs from this one. Yields the scheduler's and the worker's addresses."""
+    cluster = distributed.LocalCluster(n_workers=0, processes=True, dashboard_address=None)
+    boot = (
+        f"import sys; {setup}; "
+        f"sys.argv = ['dask-worker', {cluster.scheduler_address!r}, '--nthreads', '1', "
+        "'--no-nanny', '--no-dashboard', '--host', '127.0.0.1']; "
+        "from distributed.cli.dask_worker import main; main()"
+    )
+    worker = subprocess.Popen([sys.executable, "-c", boot], stderr=subprocess.DEVNULL)
+    try:
+        with distributed.Client(cluster.scheduler_address, set_as_default=False) as c:
+            c.wait_for_workers(1, timeout="60s")
+            (address,) = c.scheduler_info()["workers"]
+        yield cluster.scheduler_address, address
+    finally:
+        worker.kill()
+        worker.wait()
+        cluster.close()
+
+
+@pytest.mark.parametrize(
+    "setup, message",
+    [
+        ("sys.modules['unetkit'] = None", "this Dask worker cannot import unetkit (ModuleNotFound"),
+        (
+            "import unetkit; unetkit.__version__ = '0.0.1'",
+            "this Dask worker runs unetkit 0.0.1, this process",
+        ),
+    ],
+    ids=["no-unetkit", "other-version"],
+)
+def test_a_worker_without_this_unetkit_is_one_error_naming_it(job, tmp_path, setup, message):
+    from unetkit.inference.cluster import close, connect, predict_files_dask
+
+    _, _, images, factory, _ = job
+    with foreign_worker(setup) as (scheduler, worker):
+        client, threads = connect(scheduler)
+        try:
+            with pytest.raises(DataError) as err:
+                predict_files_dask(factory, [images], tmp_path / "out", client, progress=False)
+        finally:
+            close(client)
+    line = str(err.value)
+    assert line.startswith(f"{worker}: {message}") and "\n" not in line
+    assert "install unetkit" in line
+    assert not (tmp_path / "out").exists()  # checked before anything is written

@@ -368,20 +368,36 @@ def predict_files_dask(
 
 
 def _check_workers(client) -> None:
-    """Every worker can import unetkit, or one line naming the worker that cannot."""
+    """Every worker imports the unetkit this process runs, or one line naming the first worker
+    that cannot (and how many more) before any output is written: a worker without unetkit would
+    otherwise fail each task it is given, after the job has started."""
+    import unetkit
+
     try:
         client.wait_for_workers(1, timeout="60s")
     except TimeoutError:
         raise DataError("no Dask worker joined within 60 s", client.scheduler.address) from None
-    try:
-        client.run(_worker_ready)
-    except Exception as exc:
+    answers = client.run(_worker_ready, on_error="return")
+    failed = {a: r for a, r in answers.items() if isinstance(r, BaseException)}
+    if failed:
+        address, exc = sorted(failed.items())[0]
         detail = " ".join(str(exc).split()) or type(exc).__name__
+        if type(exc) is not Exception:  # a plain Exception wraps the worker's: its text says which
+            detail = f"{type(exc).__name__}: {detail}"
+        more = f" (and {len(failed) - 1} more of {len(answers)} workers)" if len(failed) > 1 else ""
         raise DataError(
-            f"a Dask worker cannot run unetkit ({type(exc).__name__}: {detail}); install unetkit "
-            "(same version) in the workers' environment",
-            client.scheduler.address,
-        ) from None
+            f"this Dask worker cannot import unetkit ({detail}){more}; "
+            f"install unetkit {unetkit.__version__} in the workers' environment",
+            address,
+        )
+    other = {a: v for a, v in answers.items() if v != unetkit.__version__}
+    if other:
+        address, version = sorted(other.items())[0]
+        raise DataError(
+            f"this Dask worker runs unetkit {version}, this process {unetkit.__version__}; "
+            f"install unetkit {unetkit.__version__} in the workers' environment",
+            address,
+        )
 
 
 __all__ = ["close", "connect", "predict_files_dask"]
