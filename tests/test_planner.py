@@ -47,6 +47,7 @@ class FakeFingerprint:
         }
     )
     touching_fraction: float = 0.0
+    instance_ids: bool = False
 
     def to_dict(self) -> dict:
         return dict(vars(self))
@@ -139,6 +140,22 @@ def test_touching_objects_get_the_border_weight_map_and_rare_classes_oversamplin
     assert plan.config["data.weight_map"] is True and plan.config["data.fg_fraction"] == 0.5
     plain = make_plan(FakeFingerprint(), 5, "cpu", timer=speed())
     assert plain.config["data.weight_map"] is False and plain.config["data.fg_fraction"] == 0.33
+
+
+def test_touching_objects_with_instance_ids_get_separation_gaps_and_without_ids_do_not():
+    with_ids = make_plan(
+        FakeFingerprint(touching_fraction=0.3, instance_ids=True), 5, "cpu", timer=speed()
+    )
+    assert with_ids.config["data.separate_objects"] is True
+    assert "30 %" in _decision(with_ids, "separate touching objects").reason
+    # the same touching objects from a binary mask: nothing says where one ends
+    no_ids = make_plan(FakeFingerprint(touching_fraction=0.3), 5, "cpu", timer=speed())
+    assert no_ids.config["data.separate_objects"] is False
+    assert "instances/" in _decision(no_ids, "separate touching objects").reason
+    apart = make_plan(
+        FakeFingerprint(touching_fraction=0.01, instance_ids=True), 5, "cpu", timer=speed()
+    )
+    assert apart.config["data.separate_objects"] is False
 
 
 def test_thin_touching_structures_get_no_weight_map_and_patches_follow_their_extent():

@@ -344,6 +344,11 @@ class DataConfig:
         fg_classes: the classes to oversample (default every class > 0; ISBI membranes: ``[0]``).
         augmentation: augmentation settings (``{}`` = defaults, ``None`` = off).
         weight_map: use the U-Net paper's border weight map in the loss (``w0``, ``sigma``).
+        separate_objects: where two objects of a training mask meet, make the pixels of the contact
+            background (a 2-px gap, the U-Net paper's separating background between touching
+            cells), so the connected components of the prediction are the objects. Needs instance
+            ids: an instance mask or an ``instances/`` folder beside ``masks/`` (same stems);
+            without them it changes nothing. The planner turns it on when objects touch.
         cache_dir: folder caching the weight maps across runs (keyed by mask and parameters).
         num_workers: DataLoader worker processes (0 = in the main process).
     """
@@ -365,6 +370,7 @@ class DataConfig:
     fg_classes: Optional[list] = _f(None, items=int, ge=0)
     augmentation: Optional[dict] = _f(factory=dict)
     weight_map: bool = False
+    separate_objects: bool = False
     w0: float = _f(10.0, ge=0)
     sigma: float = _f(5.0, gt=0)
     cache_dir: Optional[str] = _f(None, path=True)

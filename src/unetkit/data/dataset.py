@@ -29,6 +29,7 @@ from . import weightmap as _weightmap
 from .discovery import Case, scan_dataset
 from .labels import LabelMap, dataset_label_map
 from .normalization import Normalizer, choose_normalization, create_normalizer
+from .objects import contact_pixels
 from .reading import read_case_image, read_case_mask, same_layout
 from .resample import (
     resample_image,
@@ -172,6 +173,7 @@ def load_case(
     scale: Optional[Sequence[float]] = None,
     target_spacing: Optional[Sequence[float]] = None,
     orientation: Optional[str] = None,
+    separate_objects: bool = False,
 ) -> LoadedCase:
     """Read, check and normalise one case; compute its weight map when ``weight_map`` is given
     (``{"w0": 10, "sigma": 5}``), reading it from ``cache_dir`` when cached there before (see
@@ -181,7 +183,11 @@ def load_case(
     the predictor does, before any resampling). With ``scale`` (one factor per axis,
     see :mod:`unetkit.data.resample`) image and masks are then resampled and the weight map is made
     on the resampled mask; with ``target_spacing`` the factors are the case's own (turned)
-    ``spacing / target_spacing`` (:func:`~unetkit.data.resample.spacing_factors`)."""
+    ``spacing / target_spacing`` (:func:`~unetkit.data.resample.spacing_factors`). With
+    ``separate_objects`` and instance ids (an instance mask or an ``instances/`` file), the pixels
+    where two objects meet become background in mask and ids alike
+    (:func:`~unetkit.data.objects.contact_pixels`, after any resampling, before the weight map),
+    so the net learns to leave a gap between touching objects."""
     image, meta = read_case_image(case)
     require_finite(image, case.images[0])
     mask = instances = weight = None
@@ -198,11 +204,18 @@ def load_case(
     shape = scaled_shape(image.shape[1:], factors)
     if shape != image.shape[1:]:
         image = resample_image(image, shape)
-        if instances is not None:  # instance masks: one class, the objects' pixels
+        if instances is not None:
             instances = resample_instances(instances, shape)
+        if instances is not None and label_map.kind == "instances":  # one class: the objects
             mask = (instances > 0).astype(np.int64)
         elif mask is not None:
             mask = resample_labels(mask, shape, label_map.num_classes)
+            if instances is not None:
+                instances[mask <= 0] = 0
+    if separate_objects and instances is not None:
+        gap = contact_pixels(instances)
+        mask[gap] = 0
+        instances[gap] = 0
     if mask is not None and weight_map is not None:
         weight = cached_weight_map(mask, instances, weight_map, cache_dir)
     return LoadedCase(
@@ -252,6 +265,7 @@ def prepare_data(
     target_spacing: Optional[Sequence[float]] = None,
     channel_names: Optional[Sequence[str]] = None,
     orientation: Optional[str] = None,
+    separate_objects: bool = False,
 ) -> PreparedData:
     """Discover, split, label, normalise and load a dataset for training.
 
@@ -290,6 +304,9 @@ def prepare_data(
             cases, to this orientation code (``"RAS"``; see :mod:`unetkit.io.orientation`), as
             ``predict`` turns each input: validation scores the net on volumes turned as it sees
             them.
+        separate_objects: carve a background gap where two objects of the **training** cases
+            meet (see :func:`load_case`); validation cases keep their masks, so validation scores
+            the objects as drawn.
 
     Returns:
         The :class:`PreparedData`; ``splits`` is the split used (with ``num_folds``: fold ``fold``,
@@ -355,6 +372,7 @@ def prepare_data(
             scale=scale,
             target_spacing=target_spacing,
             orientation=orientation,
+            separate_objects=separate_objects,
         )
         for c in train_cases
     ]

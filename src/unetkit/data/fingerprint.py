@@ -18,7 +18,9 @@ Definitions:
 * **Objects** of a foreground class are its connected components with face connectivity
   (4-neighbours in 2D, 6 in 3D, as :func:`~unetkit.data.weightmap.instance_labels`), so objects
   that meet only at a corner or are separated by a 1-px background line stay separate; with
-  instance masks (``mask_kind="instances"``) they are the instance ids. The **diameter** of an
+  instance ids (an instance mask, ``mask_kind="instances"``, or an ``instances/`` folder beside the
+  class masks, see :func:`~unetkit.data.reading.read_case_mask`) they are the instance ids of the
+  class's pixels, so touching objects that a binary mask merges count one by one. The **diameter** of an
   object is that of the disc (2D) or ball (3D) with its pixel count, in pixels (how thick it is);
   its **extent** is the longest side of its bounding box (how far it reaches: long for vessels);
   its **width** is its thickness, the diameter of the largest disc that fits inside it
@@ -96,6 +98,9 @@ class Fingerprint:
         seconds: the time :func:`fingerprint_dataset` took.
         cases_found: cases in the training folder (more than ``cases`` when a subset was read).
         mask_kind: the label map's kind: ``"labels"``, ``"colors"`` or ``"instances"``.
+        instance_ids: the objects were counted from instance ids (an instance mask or an
+            ``instances/`` folder) in every case read, not from connected components: touching
+            objects are known one by one (what carving separation gaps needs).
         spacing_unit: unit of :attr:`spacing` (``"um"``, ``"mm"`` …) or ``None``.
         spacing_spread: how the files' spacings spread per axis, ``{"min": [...], "p10": [...],
             "max": [...], "files": n, "extent": {"median", "min", "max"}}`` (``files``: how many
@@ -120,6 +125,7 @@ class Fingerprint:
     mask_kind: str = "labels"
     spacing_unit: Optional[str] = None
     spacing_spread: Optional[dict] = None
+    instance_ids: bool = False
 
     @property
     def effective_channels(self) -> int:
@@ -196,6 +202,11 @@ class Fingerprint:
                     f"{obj['extent_px']['p90']:.0f} px, width median "
                     f"{(obj.get('width_px') or {}).get('median') or 0:.0f} px; "
                     f"{100 * obj['touching_fraction']:.0f} % touch another"
+                    + (
+                        " (instance ids)"
+                        if self.instance_ids and self.mask_kind != "instances"
+                        else ""
+                    )
                 )
             else:
                 line += "; no objects"
@@ -341,6 +352,7 @@ def fingerprint_dataset(
     class_pixels = np.zeros(num_classes, dtype=np.int64)
     per_class = {k: _ClassObjects() for k in range(1, num_classes)}
     read: list = []
+    with_ids = 0
 
     def images():
         for case in cases:
@@ -373,9 +385,11 @@ def fingerprint_dataset(
         if fg.any():
             for c in range(image.shape[0]):
                 stats[c].add(image[c][fg], rng)
+        with_ids += instances is not None
         for k, objects in per_class.items():
-            if instances is not None:  # instance masks: one foreground class, its ids the objects
-                objects.add(instances if fg.any() else None)
+            if instances is not None:  # instance ids: the objects, each class's its own
+                here = np.where(classes == k, instances, 0)
+                objects.add(here if here.any() else None)
             else:
                 here = classes == k
                 objects.add(ndimage.label(here)[0] if here.any() else None)
@@ -443,4 +457,5 @@ def fingerprint_dataset(
         mask_kind=label_map.kind,
         spacing_unit=units.pop() if len(units) == 1 else None,
         spacing_spread=spread,
+        instance_ids=with_ids == len(cases),
     )

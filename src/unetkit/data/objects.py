@@ -118,6 +118,32 @@ def touching_fraction(instances: np.ndarray, max_gap: int = 2) -> float:
     return float(touching_objects(lab, max_gap).size / n)
 
 
+def contact_pixels(instances: np.ndarray) -> np.ndarray:
+    """Object pixels with a pixel of *another* object among their 8 (2D) / 26 (3D) neighbours.
+
+    Setting them to background carves a 2-px gap wherever two objects meet, the U-Net paper's
+    "separating background labels between touching cells": a net trained on such masks leaves the
+    gap, so the connected components of its prediction are the objects (see
+    ``data.separate_objects``). Pixels next to background only are not contact pixels.
+
+    Example:
+        >>> lab = np.zeros((3, 6), int); lab[:, 1:3] = 1; lab[:, 3:5] = 2   # 1 and 2 meet
+        >>> contact_pixels(lab).astype(int).tolist()[0]
+        [0, 0, 1, 1, 0, 0]
+    """
+    lab = _check(instances, 1).astype(np.int64, copy=False)
+    objects = lab > 0
+    if not objects.any():
+        return np.zeros(lab.shape, dtype=bool)
+    # the largest and the smallest id around each pixel (background excluded from the smallest):
+    # an object pixel whose neighbourhood holds another id sees it as one of the two
+    largest = ndimage.maximum_filter(lab, size=3, mode="nearest")
+    # (background filled with max + 1, not int64's maximum, which the filter overflows)
+    fill = lab.max() + 1
+    smallest = ndimage.minimum_filter(np.where(objects, lab, fill), size=3, mode="nearest")
+    return objects & ((largest != lab) | (smallest != lab))
+
+
 def object_sizes(instances: np.ndarray) -> np.ndarray:
     """Pixel (voxel) count of every object, in id order (ids need not be consecutive).
 

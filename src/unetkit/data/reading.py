@@ -7,6 +7,7 @@ dataset) read cases the same way through these functions.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
@@ -27,24 +28,52 @@ def read_case_image(case: Case) -> tuple[np.ndarray, ImageMeta]:
     return image, metas[0]
 
 
+#: sibling folders whose files (same stems as the images) hold instance ids for the masks' objects,
+#: as MoNuSeg's ``instances/`` beside its binary ``masks/``
+INSTANCE_DIR_NAMES = ("instances", "instance")
+
+
+def case_instance_file(case: Case) -> Optional[Path]:
+    """The case's instance-id file from a sibling ``instances/`` folder, or ``None``."""
+    for name in INSTANCE_DIR_NAMES:
+        if name in case.extra:
+            return Path(case.extra[name])
+    return None
+
+
 def read_case_mask(
     case: Case, label_map: LabelMap, spatial: Sequence[int]
 ) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """The case's mask as ``(class indices, instance ids or None)`` (see
     :func:`~unetkit.data.labels.read_mask`), checked to have its image's ``spatial`` size.
 
+    Instance ids come from the mask itself (instance masks) or, for class masks, from a sibling
+    ``instances/`` folder (:data:`INSTANCE_DIR_NAMES`): binary masks merge touching objects into
+    one component, their instance ids keep them apart (for the fingerprint's object counts, the
+    border weight map, carving separation gaps and scoring objects on validation). Ids on pixels
+    the mask calls background are dropped.
+
     Raises:
-        DataError: unreadable mask, values outside the label map, or a size that differs from the
-            image's (naming the mask).
+        DataError: unreadable mask or instance file, values outside the label map, non-integer
+            ids, or a size that differs from the image's (naming the file).
     """
     mask, instances, _ = read_mask(case.mask, label_map)
-    if mask.shape != tuple(spatial):
-        raise DataError(
-            f"mask size {mask.shape} differs from image size {tuple(spatial)} "
-            f"({case.images[0].name})",
-            case.mask,
-        )
+    _check_size(mask, spatial, case.mask, case)
+    source = case_instance_file(case) if instances is None else None
+    if source is not None:
+        _, instances, _ = read_mask(source, kind="instances")
+        _check_size(instances, spatial, source, case)
+        instances[mask <= 0] = 0
     return mask, instances
+
+
+def _check_size(arr: np.ndarray, spatial: Sequence[int], path: Path, case: Case) -> None:
+    if arr.shape != tuple(spatial):
+        raise DataError(
+            f"{'mask' if path == case.mask else 'instance file'} size {arr.shape} differs from "
+            f"image size {tuple(spatial)} ({case.images[0].name})",
+            path,
+        )
 
 
 def same_layout(images: Iterable[tuple]) -> Iterator[np.ndarray]:

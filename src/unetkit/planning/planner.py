@@ -89,6 +89,8 @@ PROBE_SHARE = 0.03
 #: a whole-image forward pass costs about this fraction of a training step per pixel (no backward)
 INFERENCE_COST = 0.4
 TOUCHING_WEIGHT_MAP = 0.25
+#: with instance ids, objects touching this often get a background gap carved where they meet
+SEPARATE_TOUCHING = 0.02
 #: objects thinner than this (px) are pieces of thin structures (vessels), not cells to separate
 BLOB_DIAMETER = 8
 RARE_CLASS = 0.01
@@ -614,6 +616,28 @@ def make_plan(
         "dice_ce" + (" + border weight map" if weight_map else ""),
         why,
         **{"loss.name": "dice_ce", "data.weight_map": weight_map},
+    )
+    separate = (
+        bool(fp.instance_ids) and touching >= SEPARATE_TOUCHING and thickness >= BLOB_DIAMETER
+    )
+    if separate:
+        why = (
+            f"{100 * touching:.0f} % of the objects touch another and the instance ids say where: "
+            "a 2-px background gap is carved where they meet (the U-Net paper), so the predicted "
+            "components are the objects"
+        )
+    elif fp.instance_ids:
+        why = f"objects rarely touch ({100 * touching:.0f} %) or are thin: masks as drawn"
+    else:
+        why = (
+            "no instance ids (an instance mask or an instances/ folder beside masks/): touching "
+            "objects cannot be told apart, masks as drawn"
+        )
+    plan.decide(
+        "separate touching objects",
+        "yes" if separate else "no",
+        why,
+        **{"data.separate_objects": separate},
     )
     fg = [f for f in fp.class_fraction[1:]] if fp.class_fraction else []
     rare = bool(fg) and min(fg) < RARE_CLASS

@@ -193,6 +193,7 @@ class Trainer:
             scale=cfg.data.scale,
             target_spacing=cfg.data.target_spacing,
             orientation=cfg.data.orientation,
+            separate_objects=cfg.data.separate_objects,
             fold=cfg.data.fold,
             cache_dir=cfg.data.cache_dir,
             label_map=LabelMap.from_dict(ckpt["label_map"]) if ckpt else None,
