@@ -209,6 +209,31 @@ def test_instances_and_suffix_detection(tmp_path):
     assert [r["class"] for r in sem.rows] == ["1", "2", "3", "5"]
 
 
+def test_an_instances_folder_beside_binary_masks_scores_objects_by_id(tmp_path):
+    ids = np.zeros((SIZE, SIZE), np.uint16)
+    ids[2:10, 2:6], ids[2:10, 6:10] = 4, 9  # two cells that touch: one blob in the binary mask
+    ids[14:20, 14:20] = 2
+    _png(tmp_path / "val" / "masks" / "x.png", (ids > 0) * 255)
+    write_image(tmp_path / "val" / "instances" / "x.png", ids[None])
+    pred = np.zeros((SIZE, SIZE), np.uint8)
+    pred[2:10, 2:5] = pred[2:10, 7:10] = pred[14:20, 14:20] = 255  # the two apart, a gap between
+    _png(tmp_path / "pred" / "x.png", pred)
+    res = evaluate_folders(tmp_path / "pred", tmp_path / "val", metrics=["objects"])
+    row = res.rows[0]
+    # IoU 24/32 and 24/32 for the pair, 1 for the third: all three matched
+    assert row["n_true"] == 3 and row["n_pred"] == 3 and row["obj_f1"] == 1.0
+    assert res.summary["truth_objects"].endswith("instances")
+    (tmp_path / "val" / "instances" / "x.png").rename(tmp_path / "val" / "instances" / "y.png")
+    with pytest.raises(DataError, match=r"no instance file for 1 case\(s\): x"):
+        evaluate_folders(tmp_path / "pred", tmp_path / "val", metrics=["objects"])
+    (tmp_path / "val" / "instances" / "y.png").unlink()
+    (tmp_path / "val" / "instances").rmdir()
+    merged = evaluate_folders(tmp_path / "pred", tmp_path / "val", metrics=["objects"]).rows[0]
+    assert merged["n_true"] == 2 and merged["obj_f1"] == pytest.approx(
+        2 * 1 / 2 * 1 / 3 / (1 / 2 + 1 / 3)
+    )
+
+
 def test_multiclass_rows_and_mean_over_classes(tmp_path):
     t = np.zeros((SIZE, SIZE), np.uint8)
     t[2:8, 2:8], t[12:20, 12:20] = 1, 2

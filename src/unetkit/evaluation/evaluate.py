@@ -20,7 +20,10 @@ Metric groups (``metrics=`` takes group names and/or single metric names):
 Rows are per (case, foreground class): classes ``1 … K-1`` of the label map (ISBI 2012 with the
 inferred map ``(0, 255)``: the cell interior 255; pass ``LabelMap([255, 0])`` to score the
 membrane). Regions for the connectomics and object metrics are the connected components (face
-connectivity) of the class, or the ids of instance masks (``instances=True``). With a field of
+connectivity) of the class, or the ids of instance masks (``instances=True``). A binary task whose
+truth masks have an ``instances/`` folder beside them (same stems, one id per object, as MoNuSeg
+ships them) scores its objects against those ids and the predicted components, so nuclei that touch
+and merge in the binary mask count one by one (``summary["truth_objects"]`` says which). With a field of
 view, overlap scores, the pixel error and AUC count only pixels inside it, and for the other
 metrics everything outside it is background. The empty-truth / empty-prediction policy of every
 metric is in :data:`POLICIES` (and in each summary JSON).
@@ -400,6 +403,30 @@ def _truth_folder(truth_dir: Path) -> Path:
     return truth_dir
 
 
+def _instance_files(truth_dir: Path, case_ids: Sequence[str]) -> Optional[dict[str, Path]]:
+    """The instance-id files of an ``instances/`` folder beside a ``masks/`` truth folder, by case
+    id, or ``None`` without such a folder; a case without its file is an error naming the folder
+    (scoring some cases by ids and others by components would mix two object counts)."""
+    from ..data.discovery import MASK_DIR_NAMES
+    from ..data.reading import INSTANCE_DIR_NAMES
+
+    if truth_dir.name not in MASK_DIR_NAMES:
+        return None
+    for name in INSTANCE_DIR_NAMES:
+        folder = truth_dir.parent / name
+        if folder.is_dir():
+            found = _match(_list_images(folder, "instance file"), set(case_ids))
+            lacking = [c for c in case_ids if c not in found]
+            if lacking:
+                raise DataError(
+                    f"no instance file for {len(lacking)} case(s): {_names(lacking)} (files are "
+                    f"matched by stem; remove or complete {name}/ to score objects by ids)",
+                    folder,
+                )
+            return found
+    return None
+
+
 def _image_folder(truth_dir: Path, image_dir: Optional[PathLike]) -> Optional[Path]:
     if image_dir is not None:
         return Path(image_dir)
@@ -535,6 +562,7 @@ def evaluate_folders(
     elif not isinstance(label_map, LabelMap):
         label_map = LabelMap(label_map)
     k = label_map.num_classes
+    id_files = None if instances or k != 2 else _instance_files(truth_dir, case_ids)
     classes = list(range(0 if include_background else 1, k))
     class_names = [_class_name(label_map, c) for c in classes]
     rows: list = []
@@ -567,6 +595,15 @@ def evaluate_folders(
                     + (" or 1 (the foreground)" if k == 2 else ""),
                     extras["probability map"][case],
                 )
+        if id_files is not None:  # the truth's objects by id, the prediction's by components
+            _, t_ids, _ = read_mask(id_files[case], kind="instances")
+            if t_ids.shape != t_cls.shape:
+                raise DataError(
+                    f"instance file shape {t_ids.shape} differs from the truth mask "
+                    f"{truths[case].name} shape {t_cls.shape}",
+                    id_files[case],
+                )
+            p_ids = label_objects(p_cls == 1, connectivity)
         case_spacing = spacing if spacing is not None else meta.spacing
         if spacing is None:
             units.add("pixel" if meta.spacing is None else (meta.spacing_unit or "file spacing"))
@@ -613,6 +650,13 @@ def evaluate_folders(
         "classes": class_names,
         "metrics": list(names),
         "instances": bool(instances),
+        "truth_objects": (
+            "instance masks"
+            if instances
+            else f"ids in {next(iter(id_files.values())).parent}"
+            if id_files
+            else "connected components"
+        ),
         "connectivity": connectivity,
         "pred_background": pred_background,
         "distance_unit": "given spacing" if spacing is not None else ", ".join(sorted(units)),
