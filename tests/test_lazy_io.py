@@ -292,6 +292,60 @@ def test_volume_slab_by_slab_equals_the_whole_volume(tmp_path, monkeypatch):
     np.testing.assert_array_equal(labels[0][0], pred.predict(vol))
 
 
+@pytest.mark.parametrize("dims", [3, 2])
+def test_bands_split_into_windows_equal_whole_rows(tmp_path, monkeypatch, dims):
+    """Bands over their memory budget are split across the plane (y/x windows of a volume's
+    slabs): every tile is run once (crop stitching cuts between tiles), the windows tile the plane,
+    and labels and probabilities equal those of whole-row bands."""
+    from unetkit.inference import large
+
+    rng = np.random.default_rng(7)
+    if dims == 3:
+        model = create_model("unet", spatial_dims=3, base_features=2, depth=2, norm="none")
+        image = (rng.random((1, 30, 44, 52)) * 500).astype(np.uint16)
+        pred = Predictor(model, precision="fp32", max_tile=16, min_overlap=8)
+    else:
+        model = create_model("unet", base_features=4, depth=2, norm="none")
+        image = (rng.random((1, 90, 140)) * 255).astype(np.uint8)
+        pred = Predictor(model, precision="fp32", max_tile=32, min_overlap=8)
+    pred.normalizer, pred.label_map = create_normalizer("zscore"), LabelMap([0, 1])
+    np.save(tmp_path / "v.npy", image)
+    grid = pred.plan(image.shape[1:]).grid()
+    budget = 5 * grid.band_rows() * int(np.prod(image.shape[2:])) * 4 // 10  # a tenth of a band
+    windows = large.band_windows(grid, image.shape[1:], 2, budget)
+    assert len(windows) >= 4 and large.band_windows(grid, image.shape[1:], 2) == [None]
+    cover = np.zeros(image.shape[2:], int)
+    for w in windows:
+        cover[tuple(slice(a, b) for a, b in w)] += 1
+    assert (cover == 1).all()  # disjoint and complete
+    assert sum(len(large.tiles_in_window(grid, w)) for w in windows) == len(grid.tiles)
+
+    monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
+    whole_rows = predict_files(
+        pred, [tmp_path / "v.npy"], tmp_path / "rows", probabilities="tiff", progress=False
+    )
+    monkeypatch.setattr(large, "BAND_BYTES", budget)
+    from unetkit.inference import outputs
+
+    written, write = [], outputs.TiffBandSink.write
+
+    def spy(self, y0, probs, window=None):
+        written.append(window)
+        return write(self, y0, probs, window)
+
+    monkeypatch.setattr(outputs.TiffBandSink, "write", spy)
+    windowed = predict_files(
+        pred, [tmp_path / "v.npy"], tmp_path / "windows", probabilities="tiff", progress=False
+    )
+    assert whole_rows[0].mode == windowed[0].mode == "band-by-band"
+    assert set(written) == set(windows)  # each window's rows written into its block
+    labels = [read_image(r.outputs["labels"])[0] for r in (whole_rows[0], windowed[0])]
+    np.testing.assert_array_equal(labels[1], labels[0])
+    np.testing.assert_array_equal(labels[1][0] == 1, pred.predict(image) == 1)
+    probs = [tifffile.imread(r.outputs["probabilities"]) for r in (whole_rows[0], windowed[0])]
+    np.testing.assert_allclose(probs[1], probs[0], rtol=0, atol=1e-6)
+
+
 def test_ome_zarr_labels_written_whole_and_band_by_band_are_valid_ngff(tmp_path, monkeypatch):
     """Labels of a zarr input come out as an NGFF 0.5 label image (validated with ome-zarr-models
     where installed), read back equal, with the input's pixel size; whole and band by band alike."""

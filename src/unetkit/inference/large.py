@@ -6,7 +6,10 @@ blend accumulators and the outputs are never whole in memory: the tiles of one r
 predicted and added to a band :class:`~unetkit.inference.tiling.Stitcher` (width × tile height), and
 the rows no later tile can touch are normalised, turned into labels / probabilities and written.
 Memory is O(width × tile height × classes), independent of the image height. A 3D volume goes the
-same way in slabs of slices along its first axis (depth): memory O(H × W × tile depth × classes). The tiles, their
+same way in slabs of slices along its first axis (depth). A band whose buffers would pass
+:data:`BAND_BYTES` (a slab of a 1024 × 1024-plane volume) is split across the plane into windows
+(:func:`band_windows`) predicted one after the other, each with only the tiles that weigh inside
+it, so memory stays bounded by the tile size, not the plane. The tiles, their
 mirrored context and the sums are those of whole-image prediction (the same
 :func:`~unetkit.inference.tiling.run_tiles` loop over the same :class:`~unetkit.inference.tiling.TileGrid`),
 so the result is identical.
@@ -18,6 +21,7 @@ prediction would.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Protocol, runtime_checkable
 
@@ -33,6 +37,10 @@ from .tiling import Stitcher, mirror_indices, run_tiles
 #: 256×512×512 volume predicted whole peaked at 3.2 GB with a 3D U-Net of width 8; BENCHMARKS.md).
 LARGE_PIXELS = 64 * 2**20
 VOLUME_SHARE = 4
+#: Bytes the band buffers may take (weighted sums, weights and the normalised rows handed on):
+#: above it a band is split across its other axes into windows predicted one after the other (a
+#: 1024 × 1024 plane of 128-slice 3D tiles needs 2.5 GB whole, 0.3 GB in 3 × 3 windows)
+BAND_BYTES = 512 * 2**20
 
 
 def _row_chunks(source: np.ndarray, elements: int = 2**24) -> Iterator[np.ndarray]:
@@ -79,7 +87,10 @@ class BandSink(Protocol):
 
     ``write(y0, probs)`` receives ``probs`` (K, rows, *rest) float32 for rows ``y0 …`` in order,
     each row exactly once; ``close()`` is called once after the last row (make the output
-    complete there, e.g. rename a temporary file).
+    complete there, e.g. rename a temporary file). A sink with ``windows = True`` also takes
+    ``write(y0, probs, window)``: ``probs`` (K, rows, *window sizes) for the block ``window``
+    (``(start, stop)`` per axis after the first) of those rows; the rows then come once per window,
+    in order within each window.
     """
 
     def write(self, y0: int, probs: np.ndarray) -> None: ...
@@ -125,6 +136,67 @@ def check_band_prediction(
                 where,
             )
         _check_orientation(model, source, path)
+
+
+def _weighted_extents(tile) -> list[tuple[int, int]]:
+    """Per spatial axis, the ``[start, stop)`` where ``tile`` adds weight: its output, narrowed to
+    the non-zero blend weights (a crop-stitched tile weighs only its crop)."""
+    out = [(int(sl.start), int(sl.stop)) for sl in tile.output]
+    if tile.weights is None:
+        return out
+    nonzero = np.asarray(tile.weights) != 0
+    for axis in range(nonzero.ndim):
+        hit = np.flatnonzero(nonzero.any(axis=tuple(a for a in range(nonzero.ndim) if a != axis)))
+        if hit.size:
+            start = out[axis][0]
+            out[axis] = (start + int(hit[0]), start + int(hit[-1]) + 1)
+    return out
+
+
+def tiles_in_window(grid, window: tuple) -> list:
+    """The tiles of ``grid`` that add weight inside ``window`` (``(start, stop)`` per spatial axis
+    after the first): every tile a pixel of the window sums, so a window predicted on its own is
+    the whole image's prediction there, bit for bit."""
+    kept = []
+    for t in grid.tiles:
+        ext = _weighted_extents(t)[1:]
+        if all(a < w1 and b > w0 for (a, b), (w0, w1) in zip(ext, window)):
+            kept.append(t)
+    return kept
+
+
+def band_windows(grid, shape: tuple, classes: int, budget: Optional[int] = None) -> list:
+    """``[None]`` when a band of whole rows fits ``budget`` bytes (default :data:`BAND_BYTES`), else
+    the windows (``(start,
+    stop)`` per spatial axis after the first) that split each band so that one does.
+
+    A band holds ``classes`` weighted sums, the weight sum and the ``classes`` normalised rows it
+    hands on: ``(2·classes + 1) × band rows × plane × 4`` bytes. Cuts fall where tiles' weighted
+    parts start, so that with crop stitching each tile lies in one window and none is run twice
+    (blended tiles that straddle a cut are run once per window they touch)."""
+    budget = BAND_BYTES if budget is None else budget
+    rows = grid.band_rows()
+    need = (2 * classes + 1) * rows * float(np.prod(shape[1:])) * 4
+    if len(shape) < 2 or need <= budget:
+        return [None]
+    per_axis = int(np.ceil((need / budget) ** (1.0 / (len(shape) - 1))))
+    extents = [_weighted_extents(t) for t in grid.tiles]
+    cuts_per_axis = []
+    for axis in range(1, len(shape)):
+        n = shape[axis]
+        starts = sorted({e[axis][0] for e in extents if 0 < e[axis][0] < n})
+        target = int(np.ceil(n / per_axis))
+        cuts, at = [0], 0
+        while at < n:
+            reach = [c for c in starts if at < c <= at + target]
+            nxt = reach[-1] if reach and at + target < n else n
+            if not reach and at + target < n:  # no tile starts within reach: the next start
+                later = [c for c in starts if c > at]
+                nxt = later[0] if later else n
+            cuts.append(nxt)
+            at = nxt
+        cuts_per_axis.append(list(zip(cuts[:-1], cuts[1:])))
+    return [tuple(w) for w in itertools.product(*cuts_per_axis)]
 
 
 def predict_large(
@@ -190,26 +262,47 @@ def predict_large(
         band = norm(band) if norm is not None else band
         return np.ascontiguousarray(band, dtype=np.float32)
 
-    def emit(y0: int, logits: np.ndarray) -> None:
+    windows = [None]
+    if getattr(sink, "windows", False):
+        classes = max(int(getattr(getattr(predictor, "model", None), "num_classes", 2) or 2), 2)
+        windows = band_windows(grid, shape, classes)
+    plane = float(np.prod(shape[1:]))
+    reported = [0.0, 0]  # rows × window share so far, rows reported
+
+    def emit(y0: int, logits: np.ndarray, window: Optional[tuple]) -> None:
         # row by row: softmax kernels round differently with the array's length (vector tails), so
-        # a fixed row shape makes a row's probabilities the same bits in any band or block
+        # a fixed row shape makes a row's probabilities the same bits in any band, block or window
         rows, probs = torch.from_numpy(logits), None
         for i in range(rows.shape[1]):
             p = to_probabilities(rows[:, i : i + 1]).numpy()
             if probs is None:  # classes, not logit channels (one logit: two classes; ensembles)
                 probs = np.empty((p.shape[0], *logits.shape[1:]), dtype=np.float32)
             probs[:, i : i + 1] = p
-        sink.write(y0, probs)
-        if progress:
-            progress(logits.shape[1])
+        if window is None:
+            sink.write(y0, probs)
+        else:
+            sink.write(y0, probs, window)
+        if progress:  # rows of the whole plane: a window's rows count by its share of the plane
+            share = 1.0 if window is None else float(np.prod(logits.shape[2:])) / plane
+            reported[0] += logits.shape[1] * share
+            step = int(round(reported[0])) - reported[1]
+            if step > 0:
+                reported[1] += step
+                progress(step)
 
     predictor.prepare_fast_path(source.shape[0], plan.in_tile, len(grid.tiles))
-    run_tiles(
-        predictor.tile_function(square=len(set(plan.in_tile)) == 1),
-        grid,
-        read,
-        lambda k: Stitcher((k, *shape), band_rows=grid.band_rows(), first_row=first_row),
-        predictor.batch_size,
-        row_done=lambda st, until: st.flush(min(until, last_row), emit),
-    )
+    for window in windows:
+        part = grid if window is None else grid._replace(tiles=tiles_in_window(grid, window))
+        run_tiles(
+            predictor.tile_function(square=len(set(plan.in_tile)) == 1),
+            part,
+            read,
+            lambda k, part=part, window=window: Stitcher(
+                (k, *shape), band_rows=part.band_rows(), first_row=first_row, window=window
+            ),
+            predictor.batch_size,
+            row_done=lambda st, until, window=window: st.flush(
+                min(until, last_row), lambda y0, logits: emit(y0, logits, window)
+            ),
+        )
     sink.close()

@@ -257,16 +257,22 @@ class TiffBandSink(BandSink):
             self.abort()
             raise output_error(exc, labels_path) from exc
 
-    def write(self, y0: int, probs: np.ndarray) -> None:
+    #: :func:`~unetkit.inference.large.predict_large` may hand this sink windows of rows (y/x
+    #: blocks of a volume's slabs): the outputs are memory maps or zarr arrays, written anywhere
+    windows = True
+
+    def write(self, y0: int, probs: np.ndarray, window: Optional[tuple] = None) -> None:
         idx = probs.argmax(axis=0)
         values = decode_labels(idx, self.label_map)[0]
-        self.labels[y0 : y0 + values.shape[0]] = values
+        rest = tuple(slice(a, b) for a, b in window) if window is not None else ()
+        self.labels[(slice(y0, y0 + values.shape[0]), *rest)] = values
         release_pages(self.labels)
         if self.probs is not None:
+            rows = slice(y0, y0 + probs.shape[1])
             if probs.ndim == 3:
-                self.probs[:, y0 : y0 + probs.shape[1]] = probs
+                self.probs[(slice(None), rows, *rest)] = probs
             else:  # (K, slices, H, W) into the (D, K, H, W) file
-                self.probs[y0 : y0 + probs.shape[1]] = np.moveaxis(probs, 0, 1)
+                self.probs[(rows, slice(None), *rest)] = np.moveaxis(probs, 0, 1)
             release_pages(self.probs)
         if self.source is not None:
             release_pages(self.source)

@@ -485,6 +485,10 @@ class Stitcher:
         band_rows: band mode with this many buffered rows (at least the tiles' output height).
         first_row: band mode: keep rows from this one on (a window of the result, for predicting
             a block of rows on its own: the parts of tiles above it are dropped).
+        window: band mode: ``(start, stop)`` per spatial axis after the first; the buffers hold
+            only that part of each row (a volume's slab split in y/x, so its memory does not grow
+            with the plane) and the parts of tiles outside it are dropped; :meth:`flush` hands
+            the window's part of the rows on.
 
     Example:
         >>> st = Stitcher((1, 4))
@@ -500,6 +504,7 @@ class Stitcher:
         weight_out: Any = None,
         band_rows: Optional[int] = None,
         first_row: int = 0,
+        window: Optional[Sequence[tuple[int, int]]] = None,
     ):
         self.shape = tuple(int(s) for s in shape)
         if len(self.shape) < 2 or min(self.shape) < 1:
@@ -510,12 +515,23 @@ class Stitcher:
         #: band mode: the buffers hold rows ``[start, start + band_rows)`` of the first spatial axis
         self.start = self.first_row = int(first_row)
         self.band_rows = None if band_rows is None else min(int(band_rows), self.shape[1])
-        if self.first_row and self.band_rows is None:
-            raise ConfigError("first_row is for a band Stitcher (band_rows=…)")
+        if (self.first_row or window is not None) and self.band_rows is None:
+            raise ConfigError("first_row and window are for a band Stitcher (band_rows=…)")
+        #: ``(start, stop)`` kept per spatial axis (the whole axis unless a window says otherwise)
+        self.window = [(0, n) for n in self.shape[1:]]
+        if window is not None:
+            if len(window) != len(self.shape) - 2 or not all(
+                0 <= int(a) < int(b) <= n for (a, b), n in zip(window, self.shape[2:])
+            ):
+                raise ConfigError(
+                    f"window {window} must give (start, stop) within the result {self.shape} for "
+                    "each spatial axis after the first"
+                )
+            self.window[1:] = [(int(a), int(b)) for a, b in window]
         if self.band_rows is not None:
             if out is not None or weight_out is not None or self.band_rows < 1:
                 raise ConfigError("a band Stitcher keeps its own buffers; band_rows must be ≥ 1")
-            buffer = (self.shape[0], self.band_rows, *self.shape[2:])
+            buffer = (self.shape[0], self.band_rows, *(b - a for a, b in self.window[1:]))
             self.out = np.zeros(buffer, dtype=np.float32)
             self.weight = np.zeros(buffer[1:], dtype=np.float32)
             self._done = False
@@ -583,9 +599,11 @@ class Stitcher:
             lo, hi = max(start, 0), min(stop, size)
             if axis == 0:
                 lo = max(lo, self.first_row)  # above a block's window: not this block's rows
+            else:
+                lo, hi = max(lo, self.window[axis][0]), min(hi, self.window[axis][1])
             if hi <= lo:
-                return  # entirely outside the result
-            offset = self.start if axis == 0 else 0
+                return  # entirely outside the result (or the window)
+            offset = self.start if axis == 0 else self.window[axis][0]
             if (
                 axis == 0
                 and self.band_rows is not None
