@@ -779,3 +779,39 @@ def test_crop_stitching_pads_unaligned_sizes_at_the_end():
     crop = predict_tiled(_net_fn(model), img, 96, 2 / 3, mode="crop", align=4)
     assert crop.shape == (2, 150, 203)
     assert np.abs(crop - whole).max() < 1e-5
+
+
+@pytest.mark.parametrize("shape", [(70, 90), (20, 37, 41)])
+def test_crop_stitched_grids_hold_no_weight_arrays_and_sum_as_the_0_1_weights_do(shape):
+    """A crop-stitched tile gives only its crop, unweighted: the same sums, bit for bit, as the
+    full tile with crop_weights, and no tile-sized array per tile (memory for huge images)."""
+    from unetkit.inference.tiling import (
+        Stitcher,
+        crop_weights,
+        grid_from_starts,
+        sliding_window_tiles,
+        window_starts,
+    )
+
+    tile = (16,) * len(shape)
+    grid = sliding_window_tiles(shape, tile, 0.25, 8, "crop")
+    assert all(t.weights is None for t in grid.tiles)
+    cover = np.zeros(shape, int)
+    for t in grid.tiles:
+        cover[tuple(slice(max(s.start, 0), s.stop) for s in t.output)] += 1
+    assert (cover == 1).all()  # each pixel from exactly one tile
+    padded = tuple(n + b + a for n, b, a in zip(shape, grid.pad_before, grid.pad_after))
+    starts = window_starts(padded, tile, 0.25, (8,) * len(shape))
+    assert [t.input for t in grid.tiles] == grid_from_starts(starts, tile)
+
+    def net(sl):  # a prediction per tile, the same for both ways of stitching
+        seed = abs(hash(tuple(s.start for s in sl))) % 2**32
+        return np.random.default_rng(seed).standard_normal((2, *tile)).astype(np.float32)
+
+    new, old = Stitcher((2, *shape)), Stitcher((2, *shape))
+    for t in grid.tiles:
+        p = net(t.input)
+        new.add(p[(slice(None), *t.crop)], t.output)
+        full = tuple(slice(s.start - b, s.stop - b) for s, b in zip(t.input, grid.pad_before))
+        old.add(p, full, crop_weights(t.input, starts, tile))
+    np.testing.assert_array_equal(new.result(), old.result())

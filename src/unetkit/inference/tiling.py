@@ -859,16 +859,38 @@ def sliding_window_tiles(
     after = tuple(e - b for e, b in zip(extra, before))
     padded = tuple(n + e for n, e in zip(spatial, extra))
     starts = window_starts(padded, tile, overlap, aligns)
-    whole = tuple(slice(0, t) for t in tile)
-    tiles = [
-        Tile(
-            sl,
-            tuple(slice(x.start - b, x.stop - b) for x, b in zip(sl, before)),
-            whole,
-            crop_weights(sl, starts, tile) if crop else weights,
-        )
-        for sl in grid_from_starts(starts, tile)
+    if not crop:
+        whole = tuple(slice(0, t) for t in tile)
+        tiles = [
+            Tile(
+                sl,
+                tuple(slice(x.start - b, x.stop - b) for x, b in zip(sl, before)),
+                whole,
+                weights,
+            )
+            for sl in grid_from_starts(starts, tile)
+        ]
+        return TileGrid(before, after, tile, tile, tiles)
+    # crop stitching: each tile gives only its crop (crop_ranges), unweighted. That is what the
+    # 0/1 weights of crop_weights select, without one tile-sized array per tile (605 tiles of
+    # 128³ held 4.8 GB): the same sums, and bands need only the crops' height
+    ranges = [
+        dict(zip(axis_starts, crop_ranges(axis_starts, t))) for axis_starts, t in zip(starts, tile)
     ]
+    tiles = []
+    for sl in grid_from_starts(starts, tile):
+        cuts = [r[int(x.start)] for r, x in zip(ranges, sl)]
+        tiles.append(
+            Tile(
+                sl,
+                tuple(
+                    slice(x.start - b + lo, x.start - b + hi)
+                    for x, b, (lo, hi) in zip(sl, before, cuts)
+                ),
+                tuple(slice(lo, hi) for lo, hi in cuts),
+                None,
+            )
+        )
     return TileGrid(before, after, tile, tile, tiles)
 
 
