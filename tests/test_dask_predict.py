@@ -322,3 +322,39 @@ def test_a_worker_without_this_unetkit_is_one_error_naming_it(job, tmp_path, set
     assert line.startswith(f"{worker}: {message}") and "\n" not in line
     assert "install unetkit" in line
     assert not (tmp_path / "out").exists()  # checked before anything is written
+
+
+def test_one_worker_per_gpu(monkeypatch):
+    """GPUs: a local cluster starts one worker per device and each worker predicts on its own
+    (its number modulo the GPUs), set before its model is built; tried without a GPU by standing
+    in for torch.cuda."""
+    import torch
+
+    from unetkit.inference import cluster
+
+    assert [cluster.worker_gpu(i, 2) for i in range(4)] == [0, 1, 0, 1]
+    assert cluster.worker_gpu(0, 1) is None  # one visible device (dask-cuda pins each worker)
+    assert cluster.worker_gpu("tcp://a:1", 4) is None  # unnamed remote workers keep theirs
+
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    monkeypatch.setattr(distributed, "get_worker", lambda: type("W", (), {"name": 3})())
+    from unetkit import runtime
+
+    monkeypatch.setattr(runtime, "configure_process", lambda *a, **k: None)  # this process's
+    built = []
+    monkeypatch.setattr(cluster, "_PREDICTORS", {})
+    factory = lambda: (
+        built.append(list(chosen)) or Predictor(create_model("unet", base_features=2, depth=1))
+    )  # noqa: E731
+    predictor = cluster._worker_predictor(factory, "t", None, gpus=True)
+    assert chosen == [1] and built == [[1]]  # the device was set before the model was built
+    assert cluster._worker_predictor(factory, "t", None, gpus=True) is predictor  # once per worker
+    assert not cluster.uses_gpu(predictor)
+
+    client, threads = cluster.connect("local", gpus=True)
+    try:
+        assert len(client.scheduler_info()["workers"]) == 2  # one per (stand-in) GPU
+    finally:
+        cluster.close(client)

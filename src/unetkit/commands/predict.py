@@ -147,8 +147,9 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--dask",
         metavar="ADDRESS",
-        help="spread the images over Dask workers: local:N (N worker processes here) or a "
-        "scheduler address such as tcp://host:8786 (workers need unetkit and the files)",
+        help="spread the images over Dask workers: local:N (N worker processes here; local "
+        "alone: 2, or with --device cuda one per GPU, each on its own) or a scheduler address "
+        "such as tcp://host:8786 (workers need unetkit and the files)",
     )
     p.add_argument(
         "--num-parts",
@@ -298,7 +299,7 @@ def run(args) -> int:
 
         from ..inference import cluster
 
-        client, threads = cluster.connect(args.dask, args.threads)
+        client, threads = cluster.connect(args.dask, args.threads, gpus=cluster.uses_gpu(predictor))
         try:
             print(f"Dask: {len(client.scheduler_info()['workers'])} worker(s) at {args.dask}")
             results = cluster.predict_files_dask(

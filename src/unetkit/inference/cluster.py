@@ -31,21 +31,48 @@ from ..errors import ConfigError, DataError
 _PREDICTORS: dict = {}
 
 
-def _worker_predictor(factory: Callable, token: str, threads: Optional[int]):
+def worker_gpu(name, count: int) -> Optional[int]:
+    """The GPU a worker named ``name`` uses on a machine with ``count`` GPUs: one worker per
+    device, by the worker's number (a ``LocalCluster`` names its workers 0, 1, …); ``None`` with
+    fewer than two GPUs or a worker without a number (a cluster that gives each worker its own
+    devices, as dask-cuda does with ``CUDA_VISIBLE_DEVICES``, leaves one visible)."""
+    if count < 2 or isinstance(name, bool) or not isinstance(name, int):
+        return None
+    return name % count
+
+
+def _pin_gpu() -> None:
+    """Make this worker's GPU (:func:`worker_gpu`) torch's current device, so ``cuda`` means it."""
+    import torch
+    from distributed import get_worker
+
+    try:
+        name = get_worker().name
+    except ValueError:  # not on a worker (a direct call)
+        return
+    gpu = worker_gpu(name, torch.cuda.device_count())
+    if gpu is not None:
+        torch.cuda.set_device(gpu)
+
+
+def _worker_predictor(factory: Callable, token: str, threads: Optional[int], gpus: bool = False):
     if token not in _PREDICTORS:
         from .. import runtime
 
+        if gpus:  # before the model is built: it goes onto this worker's device
+            _pin_gpu()
         predictor = factory()
         runtime.configure_process(threads, reuse_freed_memory=predictor.device.type == "cpu")
         _PREDICTORS[token] = predictor
     return _PREDICTORS[token]
 
 
-def _predict_case_task(factory, token, threads, case, out_dir, options):
+def _predict_case_task(factory, token, threads, case, out_dir, options, gpus=False):
     """One case on a worker (what a Dask task runs)."""
     from .batch import predict_case
 
-    return predict_case(_worker_predictor(factory, token, threads), case, Path(out_dir), **options)
+    predictor = _worker_predictor(factory, token, threads, gpus)
+    return predict_case(predictor, case, Path(out_dir), **options)
 
 
 class _LabelRowsSink:
@@ -65,7 +92,9 @@ class _LabelRowsSink:
         pass
 
 
-def _predict_block_task(factory, token, threads, source_path, store, r0, r1, normalizer, level=0):
+def _predict_block_task(
+    factory, token, threads, source_path, store, r0, r1, normalizer, level=0, gpus=False
+):
     """Rows ``r0 … r1`` of one huge image (at pyramid ``level``) into the shared output store (what
     a block task runs); a marker file says the block is done, so a rerun skips it."""
     import zarr
@@ -73,7 +102,7 @@ def _predict_block_task(factory, token, threads, source_path, store, r0, r1, nor
     from ..io.lazy import open_lazy
     from .large import predict_large
 
-    predictor = _worker_predictor(factory, token, threads)
+    predictor = _worker_predictor(factory, token, threads, gpus)
     source = open_lazy(source_path, level)
     try:
         array = zarr.open_group(store, mode="r+")["0"]
@@ -177,6 +206,7 @@ def predict_image_blocks(
             r1,
             frozen,
             level,
+            gpus=uses_gpu(predictor),
             key=f"unetkit-block-{token}-{case.case_id}-{r0}",
             pure=False,
         )
@@ -215,16 +245,28 @@ def _worker_ready() -> str:
     return unetkit.__version__
 
 
-def connect(address: str, threads: Optional[int] = None, timeout: str = "10s"):
+def uses_gpu(predictor) -> bool:
+    """The predictor (or an ensemble's first member) runs on a CUDA device."""
+    member = (getattr(predictor, "members", None) or [predictor])[0]
+    return getattr(getattr(member, "device", None), "type", "cpu") == "cuda"
+
+
+def connect(address: str, threads: Optional[int] = None, timeout: str = "10s", gpus: bool = False):
     """A ``distributed.Client`` for ``address``: ``local:N`` (a LocalCluster of N one-thread worker
     processes here) or a scheduler address (``tcp://host:8786``). Returns ``(client, threads per
-    worker)``; closing the client closes a local cluster too."""
+    worker)``; closing the client closes a local cluster too. ``local`` without N starts 2 workers,
+    or with ``gpus`` one per GPU here (each worker then predicts on its own device)."""
     try:
         from distributed import Client, LocalCluster
     except ImportError:
         raise ConfigError("--dask needs dask.distributed: pip install 'unetkit[dask]'") from None
     if address.startswith("local"):
-        n = address.partition(":")[2] or "2"
+        default = "2"
+        if gpus:
+            import torch
+
+            default = str(max(1, torch.cuda.device_count()))
+        n = address.partition(":")[2] or default
         if not n.isdigit() or int(n) < 1:
             raise ConfigError(f"--dask {address!r}: write local:N with N ≥ 1 workers, e.g. local:2")
         n = int(n)
@@ -348,6 +390,7 @@ def predict_files_dask(
                 case,
                 str(out_dir),
                 options,
+                gpus=uses_gpu(predictor),
                 key=f"unetkit-predict-{token}-{i}",
                 pure=False,
             ): i
