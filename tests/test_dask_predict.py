@@ -337,6 +337,7 @@ def test_one_worker_per_gpu(monkeypatch):
     assert cluster.worker_gpu("tcp://a:1", 4) is None  # unnamed remote workers keep theirs
 
     chosen = []
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     monkeypatch.setattr(distributed, "get_worker", lambda: type("W", (), {"name": 3})())
@@ -352,6 +353,9 @@ def test_one_worker_per_gpu(monkeypatch):
     assert chosen == [1] and built == [[1]]  # the device was set before the model was built
     assert cluster._worker_predictor(factory, "t", None, gpus=True) is predictor  # once per worker
     assert not cluster.uses_gpu(predictor)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,0")  # dask-cuda's rotation: device 0 is its own
+    cluster._pin_gpu()
+    assert chosen == [1]  # left as the cluster set it
 
     client, threads = cluster.connect("local", gpus=True)
     try:

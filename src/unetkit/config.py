@@ -346,7 +346,7 @@ class DataConfig:
         weight_map: use the U-Net paper's border weight map in the loss (``w0``, ``sigma``).
         separate_objects: where two objects of a training mask meet, make the pixels of the contact
             background (a 2-px gap, the U-Net paper's separating background between touching
-            cells), so the connected components of the prediction are the objects. Needs instance
+            cells; binary masks only), so the connected components of the prediction are the objects. Needs instance
             ids: an instance mask or an ``instances/`` folder beside ``masks/`` (same stems);
             without them it changes nothing. The planner turns it on when objects touch.
         cache_dir: folder caching the weight maps across runs (keyed by mask and parameters).

@@ -212,7 +212,8 @@ def load_case(
             mask = resample_labels(mask, shape, label_map.num_classes)
             if instances is not None:
                 instances[mask <= 0] = 0
-    if separate_objects and instances is not None:
+    # binary masks only: ids alone cannot tell where objects of two classes meet
+    if separate_objects and instances is not None and label_map.num_classes == 2:
         gap = contact_pixels(instances)
         mask[gap] = 0
         instances[gap] = 0

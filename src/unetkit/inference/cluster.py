@@ -46,6 +46,8 @@ def _pin_gpu() -> None:
     import torch
     from distributed import get_worker
 
+    if os.environ.get("CUDA_VISIBLE_DEVICES"):  # the cluster chose this worker's devices
+        return
     try:
         name = get_worker().name
     except ValueError:  # not on a worker (a direct call)
