@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from unetkit import create_model
 from unetkit.data import LabelMap, create_normalizer
@@ -425,6 +426,75 @@ def test_blocks_of_rows_predicted_apart_make_the_whole_image_exactly(preset, ble
     np.testing.assert_array_equal(
         np.concatenate(blocks, axis=1), np.concatenate([p for _, p in whole.rows], axis=1)
     )
+
+
+class _Windows:
+    """A windowed band sink assembling the whole ``(K, H, W)`` result from its windows' writes."""
+
+    windows = True
+
+    def __init__(self, shape):
+        self.out = np.full(shape, np.nan, dtype=np.float32)
+        self.seen = set()
+
+    def write(self, y0, probs, window=None):
+        ((x0, x1),) = window if window is not None else ((0, self.out.shape[2]),)
+        assert np.isnan(self.out[:, y0 : y0 + probs.shape[1], x0:x1]).all()  # written once
+        self.out[:, y0 : y0 + probs.shape[1], x0:x1] = probs
+        self.seen.add(window)
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("members", [1, 2])
+@pytest.mark.parametrize("blend", ["crop", "gaussian"])
+def test_windows_with_blending_and_ensembles_equal_whole_rows(monkeypatch, blend, members):
+    """Bands cut into windows give the whole rows' probabilities, with Gaussian blending (tiles
+    straddling a cut run in both windows) and for an ensemble (the band stitches every member's
+    channels, which the window budget counts)."""
+    from unetkit.inference import large
+    from unetkit.inference.ensemble import EnsemblePredictor
+
+    image = np.random.default_rng(11).normal(size=(1, 150, 230)).astype(np.float32)
+    preds = []
+    for i in range(members):
+        torch.manual_seed(i)
+        model = create_model("unet", base_features=2, depth=2, init="torch")
+        preds.append(
+            Predictor(
+                model,
+                precision="fp32",
+                max_tile=48,
+                min_overlap=16,
+                blend=blend,
+                normalizer=create_normalizer("zscore"),
+            )
+        )
+    pred = preds[0] if members == 1 else EnsemblePredictor(preds)
+    assert large.band_channels(pred) == ((2, 2) if members == 1 else (4, 2))
+    whole = _Rows()
+    large.predict_large(pred, image, whole)
+    expected = np.concatenate([p for _, p in whole.rows], axis=1)
+
+    grid = pred.plan(image.shape[1:]).grid()
+    one_band = (2 * members + 3) * grid.band_rows() * image.shape[2] * 4
+    monkeypatch.setattr(large, "BAND_BYTES", one_band // 3)  # three windows or more
+    sink = _Windows(expected.shape)
+    large.predict_large(pred, image, sink)
+    assert len(sink.seen) >= 3 and None not in sink.seen
+    np.testing.assert_allclose(sink.out, expected, rtol=0, atol=1e-6)
+
+
+def test_a_band_pixel_without_weight_is_named_in_image_coordinates():
+    """A window's hole is reported where it is in the image, not in the window's buffer."""
+    from unetkit.inference.tiling import Stitcher
+
+    st = Stitcher((1, 10, 40), band_rows=4, window=[(20, 30)])
+    st.add(np.ones((1, 4, 10), np.float32), (slice(0, 4), slice(20, 30)))
+    st.weight[1, 3] = 0
+    with pytest.raises(ConfigError, match=r"pixel \(1, 23\) received no weight"):
+        st.flush(4, lambda y0, rows: None)
 
 
 def _pyramid_tiff(path, image, spacing=0.5):

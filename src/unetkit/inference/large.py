@@ -165,18 +165,41 @@ def tiles_in_window(grid, window: tuple) -> list:
     return kept
 
 
-def band_windows(grid, shape: tuple, classes: int, budget: Optional[int] = None) -> list:
-    """``[None]`` when a band of whole rows fits ``budget`` bytes (default :data:`BAND_BYTES`), else
-    the windows (``(start,
-    stop)`` per spatial axis after the first) that split each band so that one does.
+def band_channels(predictor) -> tuple[int, int]:
+    """``(stitched, classes)``: the channels a band sums (the tile function's output: one model's
+    logits, or an ensemble's members' log-probabilities stacked, ``M × K'``) and the class
+    probabilities it hands on. The band's memory grows with both (:func:`band_windows`)."""
+    members = getattr(predictor, "members", None) or [predictor]
+    per_member = []
+    for member in members:
+        logits = int(getattr(getattr(member, "model", None), "num_classes", 2) or 2)
+        per_member.append(logits)
+    classes = max(max(per_member), 2)
+    if len(members) == 1:
+        return per_member[0], classes
+    return sum(max(k, 2) for k in per_member), classes  # members stack log-probabilities
 
-    A band holds ``classes`` weighted sums, the weight sum and the ``classes`` normalised rows it
-    hands on: ``(2·classes + 1) × band rows × plane × 4`` bytes. Cuts fall where tiles' weighted
+
+def band_windows(
+    grid,
+    shape: tuple,
+    classes: int,
+    budget: Optional[int] = None,
+    stitched: Optional[int] = None,
+) -> list:
+    """``[None]`` when a band of whole rows fits ``budget`` bytes (default :data:`BAND_BYTES`), else
+    the windows (``(start, stop)`` per spatial axis after the first) that split each band so that
+    one does.
+
+    A band holds ``stitched`` weighted sums (default ``classes``; an ensemble stitches each
+    member's, :func:`band_channels`), the weight sum and the ``classes`` normalised rows it hands
+    on: ``(stitched + 1 + classes) × band rows × plane × 4`` bytes. Cuts fall where tiles' weighted
     parts start, so that with crop stitching each tile lies in one window and none is run twice
     (blended tiles that straddle a cut are run once per window they touch)."""
     budget = BAND_BYTES if budget is None else budget
+    stitched = classes if stitched is None else stitched
     rows = grid.band_rows()
-    need = (2 * classes + 1) * rows * float(np.prod(shape[1:])) * 4
+    need = (stitched + 1 + classes) * rows * float(np.prod(shape[1:])) * 4
     if len(shape) < 2 or need <= budget:
         return [None]
     per_axis = int(np.ceil((need / budget) ** (1.0 / (len(shape) - 1))))
@@ -264,8 +287,8 @@ def predict_large(
 
     windows = [None]
     if getattr(sink, "windows", False):
-        classes = max(int(getattr(getattr(predictor, "model", None), "num_classes", 2) or 2), 2)
-        windows = band_windows(grid, shape, classes)
+        stitched, classes = band_channels(predictor)
+        windows = band_windows(grid, shape, classes, stitched=stitched)
     plane = float(np.prod(shape[1:]))
     reported = [0.0, 0]  # rows × window share so far, rows reported
 

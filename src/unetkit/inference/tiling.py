@@ -643,10 +643,8 @@ class Stitcher:
         w = self.weight[:n]
         if (w <= 0).any():
             first = np.argwhere(w <= 0)[0].tolist()
-            raise ConfigError(
-                f"pixel {(first[0] + self.start, *first[1:])} received no weight: the tiles do not "
-                f"cover the result"
-            )
+            at = (first[0] + self.start, *(i + a for i, (a, _) in zip(first[1:], self.window[1:])))
+            raise ConfigError(f"pixel {at} received no weight: the tiles do not cover the result")
         sink(self.start, self.out[:, :n] / w)
         self.out[:, :-n], self.weight[:-n] = self.out[:, n:], self.weight[n:]
         self.out[:, -n:], self.weight[-n:] = 0, 0
