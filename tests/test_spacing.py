@@ -134,6 +134,26 @@ def test_plan_target_spacing_on_a_fingerprint(mixed):
     assert target is None and "within 10 %" in why
 
 
+def test_object_lengths_are_rescaled_to_the_target_grid(mixed):
+    """On a finer target grid an object spans more voxels: the object lengths the patch rules read
+    grow with the sizes (by the cube root of the voxel-count factor: 2 slices for 1 here)."""
+    from unetkit.planning.spacing import OBJECT_LENGTHS, on_target_grid
+
+    train, _ = mixed
+    fp = fingerprint_dataset(train)
+    assert fp.spacing == pytest.approx([3.0, 1.5, 1.5])
+    fine = on_target_grid(fp, [1.5, 1.5, 1.5])
+    factor = 2.0 ** (1 / 3)
+    for cls, before in fp.objects.items():
+        after = fine.objects[cls]
+        assert after["count"] == before["count"]
+        assert after["touching_fraction"] == before["touching_fraction"]
+        for key in OBJECT_LENGTHS:
+            for q, v in before[key].items():
+                assert after[key][q] == (None if v is None else pytest.approx(v * factor))
+    assert on_target_grid(fp, fp.spacing).objects == fp.objects  # the same grid: unchanged
+
+
 def test_plan_leaves_files_without_spacing_as_stored(tmp_path):
     from PIL import Image
 

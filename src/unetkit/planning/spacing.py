@@ -32,10 +32,15 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
+
 #: anisotropy threshold of nnU-Net's rule (spacing ratio, and the voxel-count ratio)
 ANISOTROPY = 3.0
 #: cases whose factors all lie within this of 1 need no resampling
 SPREAD = 0.1
+#: the fingerprint's per-object lengths in pixels (:class:`~unetkit.data.fingerprint.Fingerprint`
+#: ``objects``), rescaled with the sizes on the target grid
+OBJECT_LENGTHS = ("diameter_px", "extent_px", "width_px")
 
 
 def target_spacing_rule(
@@ -98,7 +103,12 @@ def plan_target_spacing(fp) -> tuple[Optional[list[float]], str]:
 def on_target_grid(fp, target: list[float]):
     """A copy of ``fp`` whose sizes are in voxels of the ``target`` spacing (the cases' physical
     extents divided by it; without extents, each size times the median spacing / target): what the
-    patch and schedule rules plan with."""
+    patch and schedule rules plan with.
+
+    The objects' lengths in pixels (equivalent diameter, extent, thickness) are rescaled too, by
+    the geometric mean of the per-axis factors median spacing / target: exact for the equivalent
+    diameter (an object's voxel count scales by their product), a close estimate for the others,
+    which the fingerprint keeps as one length per object rather than per axis."""
     import dataclasses
 
     extent = (fp.spacing_spread or {}).get("extent")
@@ -109,7 +119,22 @@ def on_target_grid(fp, target: list[float]):
         sizes = {k: [v * a for v, a in zip(fp.sizes[k], f)] for k in ("median", "min", "max")}
     sizes["min"] = [max(1, int(round(v))) for v in sizes["min"]]
     sizes["max"] = [max(1, int(round(v))) for v in sizes["max"]]
-    return dataclasses.replace(fp, sizes=sizes)
+    factors = [s / t for s, t in zip(fp.spacing, target)]
+    length = float(np.prod(factors)) ** (1.0 / len(factors))
+    objects = fp.objects
+    if objects and abs(length - 1.0) > 1e-9:
+        objects = {
+            cls: {
+                key: (
+                    {q: (None if v is None else v * length) for q, v in value.items()}
+                    if key in OBJECT_LENGTHS and isinstance(value, dict)
+                    else value
+                )
+                for key, value in summary.items()
+            }
+            for cls, summary in objects.items()
+        }
+    return dataclasses.replace(fp, sizes=sizes, objects=objects)
 
 
 __all__ = ["ANISOTROPY", "SPREAD", "on_target_grid", "plan_target_spacing", "target_spacing_rule"]
