@@ -362,3 +362,87 @@ def test_one_worker_per_gpu(monkeypatch):
         assert len(client.scheduler_info()["workers"]) == 2  # one per (stand-in) GPU
     finally:
         cluster.close(client)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_a_block_split_into_windows_writes_the_whole_rows_labels(tmp_path, monkeypatch, dims):
+    """A block whose band passes the memory budget is cut into windows across the plane; its
+    labels in the shared zarr array are the whole image's (a block task's sink, run in-process)."""
+    zarr = pytest.importorskip("zarr")
+    from unetkit.inference import large
+    from unetkit.inference.cluster import _LabelRowsSink
+
+    rng = np.random.default_rng(5)
+    shape = (1, 40, 36, 50) if dims == 3 else (1, 130, 170)
+    image = rng.normal(size=shape).astype(np.float32)
+    model = create_model("unet", spatial_dims=dims, base_features=2, depth=2, norm="none")
+    pred = Predictor(model, precision="fp32", max_tile=16 if dims == 3 else 40, min_overlap=8)
+    pred.normalizer, pred.label_map = create_normalizer("zscore"), LabelMap([0, 255])
+    expected = np.where(pred.predict(image) == 1, 255, 0)
+
+    grid = pred.plan(shape[1:]).grid()
+    monkeypatch.setattr(large, "BAND_BYTES", 5 * grid.band_rows() * int(np.prod(shape[2:])))
+    assert len(large.band_windows(grid, shape[1:], 2)) >= 4
+    out = zarr.open_array(str(tmp_path / "labels.zarr"), mode="w", shape=shape[1:], dtype="uint8")
+    frozen = large.freeze_normalizer(pred.normalizer, image)
+    half = shape[1] // 2
+    for rows in [(0, half), (half, shape[1])]:  # two blocks, as two workers would
+        large.predict_large(
+            pred, image, _LabelRowsSink(out, pred.label_map), rows=rows, normalizer=frozen
+        )
+    np.testing.assert_array_equal(out[...], expected)
+
+
+def test_one_huge_tiff_by_blocks_writes_the_tiff_one_process_writes(
+    job, client, tmp_path, monkeypatch
+):
+    """A huge pyramidal OME-TIFF goes over the workers by blocks too: the labels are the pyramidal
+    OME-TIFF one process writes band by band (same levels, same values, same pixel size), and no
+    block store is left behind."""
+    import tifffile
+
+    from unetkit.data.discovery import Case
+    from unetkit.inference import batch as batch_mod
+    from unetkit.inference.cluster import predict_files_dask, predict_image_blocks
+    from unetkit.io import read_image
+
+    _, _, _, factory, _ = job
+    image = (np.random.default_rng(4).random((1, 301, 157)) * 255).astype(np.uint8)
+    path = tmp_path / "big.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        meta = {"axes": "CYX", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5}
+        tw.write(image, tile=(64, 64), compression="zlib", subifds=1, metadata=meta)
+        tw.write(image[:, ::2, ::2], tile=(64, 64), compression="zlib", subfiletype=1)
+    monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
+    with one_thread():
+        single = predict_files(factory(), [path], tmp_path / "single", progress=False)
+    assert single[0].mode == "band-by-band"
+    res = predict_files_dask(factory, [path], tmp_path / "routed", client, progress=False)
+    assert res[0].mode == "blocks" and res[0].outputs["labels"].name == "big.ome.tif"
+    np.testing.assert_array_equal(
+        read_image(res[0].outputs["labels"])[0], read_image(single[0].outputs["labels"])[0]
+    )
+    (tmp_path / "blocks").mkdir()
+    res = [  # five blocks of 64 rows
+        predict_image_blocks(
+            factory,
+            Case("big", [path]),
+            tmp_path / "blocks" / "big.ome.tif",
+            client,
+            factory(),
+            threads=1,
+            rows_per_block=64,
+            progress=False,
+        )
+    ]
+    out, expected = res[0].outputs["labels"], single[0].outputs["labels"]
+    assert out.name == expected.name == "big.ome.tif"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["big.ome.tif"]  # no block store left
+    labels, meta = read_image(out)
+    np.testing.assert_array_equal(labels, read_image(expected)[0])
+    assert set(np.unique(labels)) <= {0, 255} and meta.spacing == (0.5, 0.5)
+    with tifffile.TiffFile(out) as a, tifffile.TiffFile(expected) as b:
+        assert len(a.series[0].levels) == len(b.series[0].levels) == 2
+        np.testing.assert_array_equal(
+            a.series[0].levels[1].asarray(), b.series[0].levels[1].asarray()
+        )

@@ -134,15 +134,30 @@ def check_channels(predictor, source, path: Path) -> None:
 
 
 def is_blockwise(case, probabilities=None, overlay=False, instances=None, level=0, **_) -> bool:
-    """A case a cluster predicts by blocks of rows: one huge zarr image whose only output is its
-    labels (an OME-Zarr store that several workers can fill at once)."""
+    """A case a cluster predicts by blocks of rows: one huge image (zarr, TIFF or ``.npy``) whose
+    only output is its labels (filled by several workers at once in an OME-Zarr store, then
+    copied into a TIFF for TIFF and ``.npy`` inputs)."""
     first = case.images[0]
     return (
         len(case.images) == 1
-        and is_zarr_path(first)
         and _is_large(first, level)
         and not (probabilities or overlay or instances)
     )
+
+
+def band_labels_path(out_dir: Path, case, level: int = 0) -> Path:
+    """Where the labels of a huge image predicted band by band (or by blocks) go: an OME-Zarr store
+    for a zarr input, else a TIFF (``<stem>.ome.tif`` with a pyramidal input's levels)."""
+    from ..io.readers import split_suffix
+
+    first = case.images[0]
+    levels = max(1, level_count(first) - level)
+    path = prediction_paths(out_dir, case.case_id, split_suffix(first)[1], pyramidal=levels > 1)[
+        "labels"
+    ]
+    if not path.name.lower().endswith((".zarr", ".tif")):
+        path = path.with_suffix(".tif")
+    return path
 
 
 def check_level(cases, level: int) -> None:

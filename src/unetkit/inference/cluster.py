@@ -7,10 +7,11 @@ the very function a single process runs, so the outputs are the same files, byte
 write straight into the output folder (shared storage on a real cluster), each file atomically, so a
 rerun skips finished cases and a killed worker never leaves a torn file.
 
-One huge zarr image (above 64 Mpx, labels only) is spread over the workers by blocks of rows
-instead (:func:`predict_image_blocks`): each block is predicted with the tiles that touch it and
-written into its own chunks of one OME-Zarr label image, which equals one process's band-by-band
-result exactly; finished blocks are marked, so a rerun does only the missing ones.
+One huge image (zarr, TIFF or ``.npy`` above 64 Mpx, labels only) is spread over the workers by
+blocks of rows instead (:func:`predict_image_blocks`): each block is predicted with the tiles that
+touch it and written into its own chunks of one OME-Zarr label image, which equals one process's
+band-by-band result exactly; finished blocks are marked, so a rerun does only the missing ones. A
+TIFF or ``.npy`` input's labels are then copied into the TIFF one process writes.
 
 Each worker builds its predictor once from a picklable ``factory`` (for the CLI:
 ``commands.predict.build_predictor`` with the command's arguments) and keeps it for every case it
@@ -79,16 +80,21 @@ def _predict_case_task(factory, token, threads, case, out_dir, options, gpus=Fal
 
 class _LabelRowsSink:
     """Band sink of one block: the labels of the rows it receives, into a shared zarr array (the
-    block's rows are whole chunks, so no two workers write the same chunk)."""
+    block's rows are whole chunks, so no two workers write the same chunk). It takes windows
+    (``predict_large`` splits a band wider than its memory budget across the plane; the windows of
+    one block are written one after the other by the same worker)."""
+
+    windows = True
 
     def __init__(self, array, label_map):
         self.array, self.label_map = array, label_map
 
-    def write(self, y0: int, probs) -> None:
+    def write(self, y0: int, probs, window=None) -> None:
         from .outputs import decode_labels
 
         values = decode_labels(probs.argmax(axis=0), self.label_map)[0]
-        self.array[y0 : y0 + values.shape[0]] = values
+        across = () if window is None else tuple(slice(a, b) for a, b in window)
+        self.array[(slice(y0, y0 + values.shape[0]), *across)] = values
 
     def close(self) -> None:
         pass
@@ -140,21 +146,23 @@ def predict_image_blocks(
     progress: bool = True,
     level: int = 0,
 ):
-    """One huge zarr image (or TIFF/npy) spread over the workers by blocks of rows, into one
-    OME-Zarr label image at ``out_path``: the labels of one process's band-by-band prediction,
-    exactly (:func:`~unetkit.inference.large.predict_large` ``rows=``).
+    """One huge image (zarr, TIFF or ``.npy``) spread over the workers by blocks of rows, into one
+    label image at ``out_path`` (OME-Zarr for a ``.zarr`` path, else TIFF): the labels of one
+    process's band-by-band prediction, exactly (:func:`~unetkit.inference.large.predict_large`
+    ``rows=``).
 
     The output is filled in a hidden store beside ``out_path`` (``.<name>.blocks.ome.zarr``) whose
-    finished blocks are marked, so a rerun after a failure predicts only the missing blocks; it is
-    renamed to ``out_path`` when every block is done, after the reduced levels of a pyramidal
-    input's labels (:func:`~unetkit.io.pyramid.add_ome_zarr_levels`).
+    finished blocks are marked, so a rerun after a failure predicts only the missing blocks. When
+    every block is done it is renamed to ``out_path`` after the reduced levels of a pyramidal
+    input's labels (:func:`~unetkit.io.pyramid.add_ome_zarr_levels`), or copied into the TIFF at
+    ``out_path`` and deleted.
     """
     import shutil
 
     from distributed import as_completed
     from tqdm import tqdm
 
-    from ..io.lazy import level_count, open_lazy
+    from ..io.lazy import is_zarr_path, level_count, open_lazy
     from ..io.ome_zarr import create_ome_zarr
     from ..io.pyramid import add_ome_zarr_levels
     from .batch import PredictedFile, check_channels
@@ -231,6 +239,10 @@ def predict_image_blocks(
     finally:
         bar.close()
     levels = level_count(source_path) - level
+    if not is_zarr_path(out_path):  # a TIFF (or .npy) input: its labels are a TIFF, as one
+        _copy_store_to_tiff(store, out_path, predictor.label_map, meta, levels, step)
+        shutil.rmtree(store)  # process writes them
+        return PredictedFile(case.case_id, case.images, {"labels": out_path}, "written", "blocks")
     if levels > 1:  # a pyramidal input's labels are a pyramid, as one process writes them
         add_ome_zarr_levels(store, levels)
     shutil.rmtree(done_dir)
@@ -238,6 +250,35 @@ def predict_image_blocks(
         shutil.rmtree(out_path)
     os.replace(store, out_path)
     return PredictedFile(case.case_id, case.images, {"labels": out_path}, "written", "blocks")
+
+
+def _copy_store_to_tiff(store: Path, out_path: Path, label_map, meta, levels: int, step: int):
+    """The finished block store's labels into the TIFF one process would write at ``out_path``
+    (calibrated like the input, a tiled pyramidal OME-TIFF for a pyramidal input), block by block,
+    atomically. Workers cannot share one TIFF as they share a zarr store (a compressed TIFF cannot
+    be written in parallel; an uncompressed one only where blocks fill whole pages), so they fill
+    the store and this process copies it."""
+    import zarr
+
+    from .outputs import TiffBandSink
+
+    array = zarr.open_group(str(store), mode="r")["0"]
+    sink = TiffBandSink(
+        array.shape,
+        2,
+        label_map,
+        out_path,
+        spacing=getattr(meta, "spacing", None),
+        spacing_unit=getattr(meta, "spacing_unit", None),
+        levels=max(1, levels),
+    )
+    try:
+        for r0 in range(0, array.shape[0], step):
+            sink.write_labels(r0, np.asarray(array[r0 : r0 + step]))
+        sink.close()
+    except BaseException:
+        sink.abort()
+        raise
 
 
 def _worker_ready() -> str:
@@ -340,10 +381,8 @@ def predict_files_dask(
     from distributed import as_completed
     from tqdm import tqdm
 
-    from ..io.naming import prediction_paths
-    from ..io.readers import split_suffix
     from ..utils import output_folder, remove_stale_temp_files
-    from .batch import PredictedFile, is_blockwise, plan_cases
+    from .batch import PredictedFile, band_labels_path, is_blockwise, plan_cases
 
     out_dir = Path(out_dir)
     predictor = predictor if predictor is not None else factory()
@@ -367,9 +406,7 @@ def predict_files_dask(
         remove_stale_temp_files(out_dir)
         for i in blockwise:  # huge zarr images: each spread over the workers by blocks of rows
             case = cases[i]
-            labels = prediction_paths(out_dir, case.case_id, split_suffix(case.images[0])[1])[
-                "labels"
-            ]
+            labels = band_labels_path(out_dir, case, options["level"])
             if labels.exists() and not overwrite:
                 results[i] = PredictedFile(case.case_id, case.images, {"labels": labels}, "skipped")
                 continue

@@ -277,6 +277,12 @@ class TiffBandSink(BandSink):
         if self.source is not None:
             release_pages(self.source)
 
+    def write_labels(self, y0: int, values: np.ndarray) -> None:
+        """Rows ``y0 …`` of finished label values (the user's, decoded): how the labels a cluster
+        predicted block by block into a zarr store are copied into a TIFF."""
+        self.labels[y0 : y0 + values.shape[0]] = values
+        release_pages(self.labels)
+
     def close(self) -> None:
         import os
 
