@@ -3,6 +3,9 @@
 * **unetkit**: exactly what a user runs, no flag but the budget:
   ``unetkit train TRAIN --val VAL --time-budget M`` (it plans from the data and this machine, trains,
   keeps ``checkpoints/best.pt`` chosen on VAL), then ``unetkit predict best.pt VAL/images -o OUT``.
+* **example** (``--recipes``): the shipped hand-tuned recipe of the set, ``unetkit train TRAIN --val VAL
+  --config examples/SET.yaml --time-budget M`` (ISBI 2012 and DRIVE have one), predicted the same
+  way: the planned defaults should match or beat it.
 * **MONAI's common recipe**: ``BasicUNet(features=(32, 32, 64, 128, 256, 32))``,
   ``DiceCELoss(to_onehot_y=True, softmax=True)``, Adam lr 1e-3, batches of 4 random 256² crops
   (smaller images: whole, padded to a multiple of 16) with random flips, intensities z-scored per
@@ -19,7 +22,7 @@ unetkit's ``best.pt`` is chosen on the same validation images (what ``--val`` do
 MONAI's recipe keeps its last weights.
 
     python benchmarks/bench_defaults.py [--minutes 5] [--sets isbi2012,drive,monuseg]
-        [--data ../shared/data] [--out results.json] [--keep DIR]
+        [--recipes unetkit,example,monai] [--data ../shared/data] [--out results.json] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -93,12 +96,18 @@ def timed(cmd: list[str], log: Path, cwd: Path | None = None) -> float:
     return seconds
 
 
-def run_unetkit(train: Path, val: Path, minutes: float, work: Path) -> dict:
-    """``unetkit train`` then ``unetkit predict``, as a user runs them (run folder under ``work``)."""
+def run_unetkit(
+    train: Path, val: Path, minutes: float, work: Path, config: Path | None = None
+) -> dict:
+    """``unetkit train`` then ``unetkit predict``, as a user runs them (run folder under ``work``).
+
+    With ``config`` the run trains that shipped recipe (``--config``) instead of planning.
+    """
     cli = [sys.executable, "-m", "unetkit"]
     work.mkdir(parents=True)
+    recipe = ["--config", str(config)] if config else []
     train_s = timed(
-        [*cli, "train", str(train), "--val", str(val), "--time-budget", f"{minutes:g}"],
+        [*cli, "train", str(train), "--val", str(val), *recipe, "--time-budget", f"{minutes:g}"],
         work / "train.log",
         cwd=work,  # the run folder lands in work/runs/, the default --output
     )
@@ -108,8 +117,18 @@ def run_unetkit(train: Path, val: Path, minutes: float, work: Path) -> dict:
         + ["-o", str(work / "pred")],
         work / "predict.log",
     )
-    plan = json.loads((run / "plan.json").read_text())
-    chosen = {d["name"]: d["value"] for d in plan["decisions"]}
+    if config:
+        import yaml
+
+        recipe_cfg = yaml.safe_load(config.read_text())
+        chosen = {
+            "width": recipe_cfg["model"].get("options", {}).get("base_features"),
+            "patch": recipe_cfg["data"].get("patch_size"),
+            "resolution": 1,
+        }
+    else:
+        plan = json.loads((run / "plan.json").read_text())
+        chosen = {d["name"]: d["value"] for d in plan["decisions"]}
     return {
         "train_minutes": train_s / 60,
         "predict_seconds": predict_s,
@@ -225,15 +244,38 @@ def monai_predict(data: Path, work: Path) -> None:
         Image.fromarray(labels).save(prediction_paths(out, path.stem, path.suffix)["labels"])
 
 
-def run_all(data: Path, sets: list[str], minutes: float, keep: Path | None = None) -> dict:
-    """Both recipes on each set, one after the other; returns ``{set: {recipe: result}}``."""
+def example_config(name: str) -> Path | None:
+    """The shipped recipe ``examples/NAME.yaml`` for a set, if there is one."""
+    path = REPO / "examples" / f"{name}.yaml"
+    return path if path.is_file() else None
+
+
+def run_all(
+    data: Path,
+    sets: list[str],
+    minutes: float,
+    keep: Path | None = None,
+    recipes: tuple[str, ...] = ("unetkit", "monai"),
+) -> dict:
+    """Each recipe on each set, one after the other; returns ``{set: {recipe: result}}``."""
     work = keep or Path(tempfile.mkdtemp(prefix="unetkit-defaults-"))
     results: dict = {}
     for name in sets:
         train, val = data / name / "train", data / name / "val"
         results[name] = {}
-        for recipe, fn in (("unetkit", run_unetkit), ("monai", run_monai)):
-            out = fn(train, val, minutes, work / name / recipe)
+        for recipe in recipes:
+            if recipe == "example":
+                config = example_config(name)
+                if config is None:
+                    print(
+                        f"{name}: no examples/{name}.yaml, example recipe skipped", file=sys.stderr
+                    )
+                    continue
+                out = run_unetkit(train, val, minutes, work / name / recipe, config=config)
+            elif recipe == "unetkit":
+                out = run_unetkit(train, val, minutes, work / name / recipe)
+            else:
+                out = run_monai(train, val, minutes, work / name / recipe)
             out.update(score_set(work / name / recipe / "pred", val, name))
             results[name][recipe] = out
             print(f"{name} {recipe}: {json.dumps(out)}", file=sys.stderr, flush=True)
@@ -249,6 +291,7 @@ def table(results: dict, minutes: float) -> str:
     labels = {
         "unetkit": "unetkit (planned, `--time-budget` only)",
         "monai": "MONAI common recipe (BasicUNet-32, fp32)",
+        "example": "unetkit `examples/<set>.yaml` (hand-tuned recipe)",
     }
     lines = [
         f"{minutes:g} min of training per recipe ({THREADS} threads), scored on each set's val images",
@@ -275,6 +318,11 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=5.0, help="training budget per recipe")
     ap.add_argument("--sets", default=",".join(SETS), help="comma-separated (default: all three)")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument(
+        "--recipes",
+        default="unetkit,monai",
+        help="comma-separated from unetkit, example (examples/<set>.yaml), monai",
+    )
     ap.add_argument("--out", help="also write the results as JSON here")
     ap.add_argument("--keep", help="folder for the runs and predictions (default: temporary)")
     ap.add_argument("--child", choices=("train", "predict"), help=argparse.SUPPRESS)
@@ -294,7 +342,12 @@ def main() -> None:
             raise SystemExit(f"unknown set {name!r}; choose from {', '.join(SETS)}")
         if not (data / name / "train" / "images").is_dir():
             raise SystemExit(f"{name} not found under {data} (expects {name}/train and {name}/val)")
-    results = run_all(data, sets, args.minutes, Path(args.keep) if args.keep else None)
+    recipes = tuple(r.strip() for r in args.recipes.split(",") if r.strip())
+    for recipe in recipes:
+        if recipe not in ("unetkit", "example", "monai"):
+            raise SystemExit(f"unknown recipe {recipe!r}; choose from unetkit, example, monai")
+    keep = Path(args.keep) if args.keep else None
+    results = run_all(data, sets, args.minutes, keep, recipes)
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=1))
     from unetkit.runtime import cpu_info
