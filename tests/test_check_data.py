@@ -332,6 +332,24 @@ def test_problem_too_many_label_values(tmp_path):
     assert check_dataset(tmp_path, mask_kind="instances").ok
 
 
+def test_instance_label_images_pass_the_check_with_no_flag(tmp_path):
+    """A nuclei set stored as instance label images (ids per object) is instances, as training
+    reads it, including the masks with few objects; not a list of too many classes."""
+    from unetkit.demo.synthetic import synthetic_cells
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for i in range(3):
+        image, ids = synthetic_cells((120, 150), seed=i)
+        if i == 0:
+            ids = np.where(ids == ids.max(), 1, 0).astype(ids.dtype)  # one object only
+        write_image(tmp_path / "images" / f"c{i}.png", image[None])
+        write_image(tmp_path / "masks" / f"c{i}.png", ids[None].astype(np.uint16))
+    report = check_dataset(tmp_path)
+    assert report.ok, report.problems
+    assert report.mask_kind == "instances"
+
+
 def test_problem_wrong_channel_count(tmp_path):
     make_clean(tmp_path)
     report = check_dataset(tmp_path, in_channels=1)

@@ -234,6 +234,26 @@ def test_an_instances_folder_beside_binary_masks_scores_objects_by_id(tmp_path):
     )
 
 
+def test_instance_truth_found_with_no_flag_scores_label_predictions_by_components(tmp_path):
+    """Truth masks of instance ids are recognised (no --instances); a 0/1 label prediction, as
+    ``predict`` writes for such a model, is scored by its connected components, and an instance
+    prediction by its ids."""
+    from unetkit.demo.synthetic import synthetic_cells
+
+    _, ids = synthetic_cells((120, 150), seed=5)
+    write_image(tmp_path / "truth" / "x.png", ids[None].astype(np.uint16))
+    labels = (ids > 0).astype(np.uint8)
+    _png(tmp_path / "pred" / "x.png", labels)
+    row = evaluate_folders(tmp_path / "pred", tmp_path / "truth", metrics=["objects"]).rows[0]
+    n = int(ids.max())
+    components = ndimage.label(labels, np.ones((3, 3)))[1]
+    assert row["n_true"] == n and row["n_pred"] == components
+    assert components > 1  # not one object of id 1
+    write_image(tmp_path / "ids" / "x.png", ids[None].astype(np.uint16))
+    same = evaluate_folders(tmp_path / "ids", tmp_path / "truth", metrics=["objects"]).rows[0]
+    assert same["n_pred"] == n and same["obj_f1"] == 1.0
+
+
 def test_multiclass_rows_and_mean_over_classes(tmp_path):
     t = np.zeros((SIZE, SIZE), np.uint8)
     t[2:8, 2:8], t[12:20, 12:20] = 1, 2

@@ -158,11 +158,42 @@ def test_auto_refuses_many_values_and_suggests_instances(tmp_path):
     inst = np.arange(40, dtype=np.uint16).reshape(1, 5, 8)
     write_image(tmp_path / "inst.png", inst)
     with pytest.raises(
-        DataError, match=r"inst\.png: 40 distinct mask values .* use kind='instances'"
+        DataError, match=r"inst\.png: 40 distinct mask values .* use --mask-kind instances"
     ):
         infer_label_map([tmp_path / "inst.png"])
     assert infer_label_map([tmp_path / "inst.png"], kind="labels").num_classes == 40
     assert infer_label_map([tmp_path / "inst.png"], kind="instances") is INSTANCE_LABEL_MAP
+
+
+def test_auto_reads_instance_label_images_as_instances(tmp_path):
+    """Instance ids (each object one region of its own value, many objects) are read as instances
+    with no flag, also when the first masks hold few objects; grey levels, JPEG-like noise, 3D
+    volumes and class masks with few values are not."""
+    from skimage.measure import label as components
+
+    from unetkit.data.labels import looks_like_instances
+    from unetkit.demo.synthetic import synthetic_cells
+
+    _, ids = synthetic_cells((160, 200), seed=3)
+    assert ids.max() > 40 and looks_like_instances(ids)
+    few = np.zeros((1, 40, 40), np.uint16)
+    few[0, 5:10, 5:10], few[0, 20:30, 20:25] = 1, 2  # an image with two objects comes first
+    write_image(tmp_path / "a.png", few)
+    write_image(tmp_path / "b.png", ids[None].astype(np.uint16))
+    assert infer_label_map([tmp_path / "a.png", tmp_path / "b.png"]) is INSTANCE_LABEL_MAP
+    assert infer_label_map([tmp_path / "b.png"], kind="labels").num_classes == ids.max() + 1
+
+    rng = np.random.default_rng(0)
+    grey = np.clip(rng.normal(120, 40, (80, 80)), 0, 255).astype(np.uint8)
+    assert not looks_like_instances(grey)  # each grey value scattered over many regions
+    binary = (components(ids > 0) > 0).astype(np.int16) * 255
+    noisy = np.clip(binary + rng.integers(-3, 4, binary.shape), 0, 255)  # JPEG-like artefacts
+    assert not looks_like_instances(noisy.astype(np.uint8))
+    assert not looks_like_instances(np.stack([ids, ids]))  # 3D: organ atlases, never guessed
+    assert not looks_like_instances(np.minimum(ids, 30))  # ≤ 32 values: class masks
+    write_image(tmp_path / "grey.png", grey[None])
+    with pytest.raises(DataError, match="distinct mask values"):
+        infer_label_map([tmp_path / "grey.png"])
 
 
 def test_infer_single_value_is_an_error(tmp_path):

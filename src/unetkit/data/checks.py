@@ -36,7 +36,14 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..io.readers import read_image
 from .discovery import scan_dataset
-from .labels import INFER_KINDS, LabelMap, _pack, _unpack
+from .labels import (
+    INFER_KINDS,
+    INSTANCE_GUESS_MIN_IDS,
+    LabelMap,
+    _pack,
+    _unpack,
+    looks_like_instances,
+)
 
 PathLike = Union[str, Path]
 _SAMPLES = 50_000
@@ -489,6 +496,13 @@ def _check_mask(
             return
         plane = plane.astype(np.int64)
     mask_values[path] = _value_counts(plane)
+    if (
+        mask_kind == "auto"
+        and layout == "labels"
+        and len(mask_values[path]) > INSTANCE_GUESS_MIN_IDS
+        and looks_like_instances(plane)
+    ):
+        layout = "instances"  # instance ids (labels.looks_like_instances): the set is read so
     mask_layout[path] = layout
     if layout != "instances":
         mask_borders[path] = _value_counts(plane[_border_pixels(plane)])
@@ -507,6 +521,10 @@ def _check_labels(
 ) -> None:
     if not mask_values:
         return
+    if mask_kind == "auto" and "instances" in mask_layout.values():  # as infer_label_map reads them
+        for path, lay in mask_layout.items():
+            if lay == "labels":
+                mask_layout[path] = "instances"
     layouts = Counter(mask_layout.values())
     kind = layouts.most_common(1)[0][0]
     report.mask_kind = kind

@@ -14,9 +14,12 @@ How :func:`infer_label_map` decides with ``kind="auto"``:
   0 = membrane) gives 0 = membrane, 1 = interior; DRIVE (255 = vessel) gives 1 = vessel. Pass
   ``LabelMap([255, 0])`` to number them the other way. A palette (``P``) mask holds palette
   indices, which are its labels; the palette is kept in :attr:`LabelMap.palette`;
-* ``"auto"`` never guesses instances: more than ``max_classes`` distinct values over all masks
-  is an error that suggests ``kind="instances"`` (an instance mask) or a lossless format (JPEG
-  artefacts, a grey-level image given as a mask). ``kind="labels"`` lifts the limit.
+* ``"auto"`` and many values: a 2D mask with more than :data:`INSTANCE_GUESS_MIN_IDS` values, 0
+  among them, each non-zero value one connected region (:func:`looks_like_instances`) is an
+  instance mask (Cellpose's, StarDist's and most nuclei sets' label images), and the whole set is
+  read as instances. Otherwise more than ``max_classes`` distinct values over all masks is an
+  error that suggests ``--mask-kind instances`` or a lossless format (JPEG artefacts, a grey-level
+  image given as a mask). ``kind="labels"`` lifts the limit and never guesses.
 
 ``kind="instances"``: each non-zero value is one object id; the semantic mask is ``id > 0``
 (classes background/object) and the ids are returned too (for weight maps and object metrics).
@@ -59,6 +62,45 @@ def _pack(rgb: np.ndarray) -> np.ndarray:
 
 def _unpack(v: int) -> tuple:
     return (int(v) >> 16 & 255, int(v) >> 8 & 255, int(v) & 255)
+
+
+#: ``"auto"`` guesses instance ids only in a 2D mask with more values than this (class masks with
+#: this many classes are rare in 2D; 3D atlases hold a hundred organs, one region each: never guessed)
+INSTANCE_GUESS_MIN_IDS = 32
+#: ... whose equal-valued 8-connected regions number at most this × the non-zero values (plus 2):
+#: an id cut in two by an object's thin neck still passes; a grey-level image or a JPEG-compressed
+#: mask scatters every value over many small regions
+INSTANCE_GUESS_REGIONS = 1.25
+#: ... and whose typical id covers at least this many pixels (objects, not pixel noise)
+INSTANCE_GUESS_MIN_PIXELS = 4
+
+
+def looks_like_instances(plane: np.ndarray) -> bool:
+    """Whether one mask plane ``(H, W)`` is an instance label image: integer values, 0 among them,
+    more than :data:`INSTANCE_GUESS_MIN_IDS` of them, each non-zero value (nearly) one connected
+    region of a few pixels or more, as instance ids are. What ``kind="auto"`` reads as instances."""
+    plane = np.asarray(plane)
+    if plane.ndim != 2 or plane.dtype.kind not in "iub":
+        return False
+    ids, counts = np.unique(plane, return_counts=True)
+    if ids.size <= INSTANCE_GUESS_MIN_IDS or ids[0] != 0:
+        return False
+    if np.median(counts[1:]) < INSTANCE_GUESS_MIN_PIXELS:  # objects, not single noisy pixels
+        return False
+    from skimage.measure import label
+
+    _, regions = label(plane, background=0, connectivity=2, return_num=True)
+    return regions <= INSTANCE_GUESS_REGIONS * (ids.size - 1) + 2
+
+
+def _any_instance_like(masks: Sequence[MaskLike]) -> bool:
+    """Some 1-channel mask of the set :func:`looks_like_instances` (a set of instance masks may
+    start with images of few objects; one with many decides)."""
+    for mask in masks:
+        arr, _, _ = _load(mask)
+        if arr.ndim == 3 and arr.shape[0] == 1 and looks_like_instances(arr[0]):
+            return True
+    return False
 
 
 def _integral(plane: np.ndarray, path: Optional[PathLike]) -> np.ndarray:
@@ -327,7 +369,9 @@ def infer_label_map(
     Args:
         masks: mask files or channel-first arrays ``(1, *spatial)`` / ``(3, *spatial)``.
         kind: ``"auto"``, ``"labels"``, ``"colors"`` or ``"instances"`` (see the module doc).
-        max_classes: with ``"auto"``, more distinct values than this is an error.
+        max_classes: with ``"auto"``, more distinct values than this is an error, unless the mask
+            that passes it looks like instance ids (:func:`looks_like_instances`): then every mask
+            is read as instances.
 
     Returns:
         The :class:`LabelMap` (``dtype`` = the masks' sample type; ``palette`` from the first
@@ -344,6 +388,7 @@ def infer_label_map(
     """
     if kind not in INFER_KINDS:
         raise ConfigError(f"unknown mask kind {kind!r}; valid: {', '.join(INFER_KINDS)}")
+    masks = list(masks)  # read twice where "auto" finds instance ids
     if kind == "instances":
         for mask in masks:
             arr, _, path = _load(mask)
@@ -388,10 +433,12 @@ def infer_label_map(
         if meta is not None and meta.palette and palette is None:
             palette = meta.palette
         if kind == "auto" and len(seen) > max_classes:
+            if resolved == "labels" and _any_instance_like(masks):
+                return infer_label_map(masks, kind="instances")
             raise DataError(
                 f"{len(seen)} distinct mask values so far (more than max_classes={max_classes}): an "
-                "instance mask? use kind='instances'; a grey-level image or a JPEG-compressed mask? "
-                "masks must be lossless label images",
+                "instance mask? use --mask-kind instances (kind='instances'); a grey-level image or "
+                "a JPEG-compressed mask? masks must be lossless label images",
                 path,
             )
     if count == 0:

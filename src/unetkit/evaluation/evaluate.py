@@ -553,12 +553,16 @@ def evaluate_folders(
                 folder,
             )
         extras[what] = found
+    inferred_instances = False
     if instances:
         if label_map is not None and label_map != INSTANCE_LABEL_MAP:
             raise ConfigError("instances=True reads instance ids; do not pass a label map with it")
         label_map = INSTANCE_LABEL_MAP
     elif label_map is None:
         label_map = infer_label_map([truths[c] for c in case_ids])
+        # truth masks of instance ids, recognised as such (labels.looks_like_instances), beside
+        # predictions that are usually 0/1 label images: those are scored by their components
+        inferred_instances = label_map.kind == "instances"
     elif not isinstance(label_map, LabelMap):
         label_map = LabelMap(label_map)
     k = label_map.num_classes
@@ -604,6 +608,8 @@ def evaluate_folders(
                     id_files[case],
                 )
             p_ids = label_objects(p_cls == 1, connectivity)
+        elif inferred_instances and p_ids is not None and p_ids.max() <= 1:
+            p_ids = label_objects(p_cls == 1, connectivity)  # a label image: objects = components
         case_spacing = spacing if spacing is not None else meta.spacing
         if spacing is None:
             units.add("pixel" if meta.spacing is None else (meta.spacing_unit or "file spacing"))
