@@ -366,9 +366,7 @@ def predict_case(
         check_channels(predictor, source, first)
         # band by band, labels go into a TIFF memory map or, for zarr inputs, an OME-Zarr store;
         # a pyramidal input's labels get its number of levels (io.pyramid)
-        labels_path = paths["labels"]
-        if not labels_path.name.lower().endswith((".zarr", ".tif")):
-            labels_path = labels_path.with_suffix(".tif")
+        labels_path = band_labels_path(out_dir, case, level)  # what a cluster's blocks write too
         meta = getattr(source, "meta", None)  # a LazyImage knows; for memory maps read the tags
         spacing, unit = (meta.spacing, meta.spacing_unit) if meta else read_spacing(first)
         check_band_prediction(predictor, source, first, spacing)  # before any output exists
