@@ -350,6 +350,24 @@ def test_instance_label_images_pass_the_check_with_no_flag(tmp_path):
     assert report.mask_kind == "instances"
 
 
+def test_colour_coded_instance_masks_pass_the_check_with_no_flag(tmp_path):
+    """RGB masks with one colour per object on black are instances, as training reads them."""
+    from tests.test_labels import _colour_coded
+    from unetkit.demo.synthetic import synthetic_cells
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for i in range(2):
+        image, ids = synthetic_cells((120, 150), seed=i)
+        write_image(tmp_path / "images" / f"c{i}.png", image[None])
+        write_image(tmp_path / "masks" / f"c{i}.png", _colour_coded(ids, seed=i))
+    report = check_dataset(tmp_path)
+    assert report.ok, report.problems
+    assert report.mask_kind == "instances"
+    assert check_dataset(tmp_path, mask_kind="instances").ok
+    assert check_dataset(tmp_path, mask_kind="colors").mask_kind == "colors"  # a flag never guesses
+
+
 def test_problem_wrong_channel_count(tmp_path):
     make_clean(tmp_path)
     report = check_dataset(tmp_path, in_channels=1)

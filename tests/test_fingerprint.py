@@ -180,6 +180,26 @@ def test_instance_masks_use_the_ids(tmp_path):
     assert fp.class_fraction[1] == pytest.approx(36 / 320)
 
 
+def test_colour_coded_instance_masks_fingerprint_as_their_ids(tmp_path):
+    """The same objects saved as uint16 ids and as one RGB colour per object (recognised with no
+    flag) give the same object counts, sizes and touching fraction."""
+    from tests.test_labels import _colour_coded
+    from unetkit.demo.synthetic import synthetic_cells
+
+    for name in ("ids", "rgb"):
+        for k in range(2):
+            image, ids = synthetic_cells((160, 200), seed=k)
+            mask = ids.astype(np.uint16)[None] if name == "ids" else _colour_coded(ids, seed=k)
+            write_image(tmp_path / name / "images" / f"{k}.png", image[None])
+            write_image(tmp_path / name / "masks" / f"{k}.png", mask)
+    by_ids = fingerprint_dataset(tmp_path / "ids")
+    by_rgb = fingerprint_dataset(tmp_path / "rgb")
+    assert by_ids.mask_kind == by_rgb.mask_kind == "instances"
+    assert by_rgb.objects == by_ids.objects and by_ids.objects["1"]["count"] > 40
+    assert by_rgb.touching_fraction == by_ids.touching_fraction
+    assert by_rgb.class_fraction == by_ids.class_fraction
+
+
 def test_a_seeded_subset_of_many_cases(tmp_path):
     rng = np.random.default_rng(5)
     for k in range(6):

@@ -196,6 +196,56 @@ def test_auto_reads_instance_label_images_as_instances(tmp_path):
         infer_label_map([tmp_path / "grey.png"])
 
 
+def _colour_coded(ids: np.ndarray, seed: int = 0) -> np.ndarray:
+    """``(3, H, W)`` uint8: black background, a distinct random colour per object id (an overlay
+    saved with Fiji's glasbey LUT)."""
+    rng = np.random.default_rng(seed)
+    colours = rng.choice(2**24 - 1, size=int(ids.max()), replace=False) + 1  # never black
+    packed = np.concatenate([[0], colours])[ids]
+    return np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255]).astype(np.uint8)
+
+
+def test_colour_coded_instance_masks(tmp_path):
+    """An RGB mask with one colour per object on black is read as instances with no flag (and with
+    kind="instances"): ids 1..n that partition the image as the colours do."""
+    from skimage.measure import label as components
+
+    from unetkit.data.labels import instance_ids
+    from unetkit.demo.synthetic import synthetic_cells
+
+    _, ids = synthetic_cells((160, 200), seed=3)
+    rgb = _colour_coded(ids)
+    got = instance_ids(rgb)
+    assert got.dtype == np.int64 and got.min() == 0 and got.max() == ids.max()
+    assert sorted(np.unique(got)) == list(range(ids.max() + 1))  # compact ids, black = 0
+    assert np.array_equal(got == 0, ids == 0)
+    pairs = np.unique(
+        np.stack([got.ravel(), ids.ravel()]), axis=1
+    )  # one id per colour: a bijection
+    assert pairs.shape[1] == ids.max() + 1
+
+    write_image(tmp_path / "few.png", _colour_coded(np.minimum(ids, 2), seed=1))  # 2 objects first
+    write_image(tmp_path / "many.png", rgb)
+    masks = [tmp_path / "few.png", tmp_path / "many.png"]
+    assert infer_label_map(masks) is INSTANCE_LABEL_MAP
+    assert infer_label_map(masks, kind="instances") is INSTANCE_LABEL_MAP
+    classes, inst, _ = read_mask(tmp_path / "many.png", INSTANCE_LABEL_MAP)
+    assert np.array_equal(classes, (ids > 0).astype(np.int64))
+    assert np.array_equal(inst, got)
+    assert len(np.unique(inst)) - 1 == components(ids, connectivity=2).max()  # each id one object
+
+    # a few colours stay colour classes; colours scattered like JPEG noise are still an error
+    assert infer_label_map([tmp_path / "few.png"]).kind == "colors"
+    noisy = rgb.astype(np.int16) + np.random.default_rng(0).integers(-2, 3, rgb.shape)
+    write_image(tmp_path / "jpeg.png", np.clip(noisy, 0, 255).astype(np.uint8))
+    with pytest.raises(DataError, match=r"jpeg\.png: .* distinct mask values"):
+        infer_label_map([tmp_path / "jpeg.png"])
+    with pytest.raises(DataError, match="colour-coded instance mask must be uint8"):
+        instance_ids(rgb.astype(np.uint16))
+    with pytest.raises(DataError, match=r"1 channel \(ids\) or 3 \(one colour per object\)"):
+        infer_label_map([np.zeros((2, 4, 4), np.uint8)], kind="instances")
+
+
 def test_infer_single_value_is_an_error(tmp_path):
     write_image(tmp_path / "e.png", np.zeros((1, 2, 2), np.uint8))
     with pytest.raises(

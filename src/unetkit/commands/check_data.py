@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from .parsing import label_values
+from .parsing import MASK_KIND_HELP, MASK_KINDS, label_values
 
 
 def _positive_int(text: str) -> int:
@@ -56,8 +56,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument(
         "--mask-kind",
         default="auto",
-        choices=("auto", "labels", "colors", "instances"),
-        help="how to read masks (default: auto: 1 channel = labels, 3 = RGB colours)",
+        choices=MASK_KINDS,
+        help=MASK_KIND_HELP,
     )
     parser.add_argument(
         "--max-classes",

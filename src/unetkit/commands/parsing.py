@@ -44,6 +44,16 @@ CHANNEL_NAMES_HELP = (
 )
 
 
+#: the choices and ``--help`` text of ``--mask-kind`` (``train``, ``plan`` and ``check-data``)
+MASK_KINDS = ("auto", "labels", "colors", "instances")
+MASK_KIND_HELP = (
+    "how to read masks. auto (default): 1 channel = class values, 3 = RGB colour classes; a 2D "
+    "mask of more than 32 values (or colours), 0 (black) among them, each one connected region, "
+    "is read as instance ids and so is the whole set. labels: class values, no limit, no guess. "
+    "colors: RGB colour classes. instances: each non-zero id (or non-black colour) is one object"
+)
+
+
 def channel_names(text: str) -> list:
     """``"CT,T2"`` → ``["CT", "T2"]`` (the ``--channel-names`` option of train and plan)."""
     names = [t.strip() for t in text.split(",")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .parsing import CHANNEL_NAMES_HELP, channel_names
+from .parsing import CHANNEL_NAMES_HELP, MASK_KIND_HELP, MASK_KINDS, channel_names
 
 EPILOG = """\
 examples:
@@ -57,7 +57,7 @@ def add_parser(sub) -> None:
         "cases' voxel sizes differ)",
     )
     p.add_argument("--mask-suffix", help="mask file suffix such as _mask (default: detected)")
-    p.add_argument("--mask-kind", choices=("auto", "labels", "colors", "instances"), default="auto")
+    p.add_argument("--mask-kind", choices=MASK_KINDS, default="auto", help=MASK_KIND_HELP)
     p.add_argument("--channel-names", type=channel_names, metavar="NAMES", help=CHANNEL_NAMES_HELP)
     p.add_argument(
         "--orientation",

@@ -6,7 +6,7 @@ import argparse
 import os
 import time
 
-from .parsing import CHANNEL_NAMES_HELP, channel_names
+from .parsing import CHANNEL_NAMES_HELP, MASK_KIND_HELP, MASK_KINDS, channel_names
 
 EPILOG = """\
 examples:
@@ -159,9 +159,7 @@ def add_parser(sub) -> None:
         "input the same way and its outputs back to the input's orientation",
     )
     g.add_argument("--mask-suffix", help="mask file suffix such as _mask (default: detected)")
-    g.add_argument(
-        "--mask-kind", choices=("auto", "labels", "colors", "instances"), help="how to read masks"
-    )
+    g.add_argument("--mask-kind", choices=MASK_KINDS, help=MASK_KIND_HELP)
     g.add_argument(
         "--normalization",
         help="auto (the default: by the channel names, else zscore per image), zscore, "

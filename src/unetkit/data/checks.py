@@ -42,6 +42,7 @@ from .labels import (
     LabelMap,
     _pack,
     _unpack,
+    instance_ids,
     looks_like_instances,
 )
 
@@ -470,21 +471,18 @@ def _check_mask(
             f"{_size_str(spatial)} ({image_path.name})"
         )
         return
-    if mask.shape[0] == 3 and mask_kind in ("auto", "colors"):
+    if mask.shape[0] == 3 and mask_kind != "labels":
         if mask.dtype != np.uint8:
             report.problems.append(f"{path}: an RGB colour mask must be uint8, got {mask.dtype}")
             return
-        plane, layout = _pack(mask), "colors"
+        if mask_kind == "instances":  # one colour per object (labels.instance_ids)
+            plane, layout = instance_ids(mask), "instances"
+        else:
+            plane, layout = _pack(mask), "colors"
     elif mask.shape[0] == 1 and mask_kind != "colors":
         plane, layout = mask[0], ("instances" if mask_kind == "instances" else "labels")
     else:
-        want = (
-            "3 (RGB colours)"
-            if mask_kind == "colors"
-            else "1 (labels)"
-            if mask_kind != "auto"
-            else "1 or 3"
-        )
+        want = {"colors": "3 (RGB colours)", "labels": "1 (labels)"}.get(mask_kind, "1 or 3")
         report.problems.append(f"{path}: mask has {mask.shape[0]} channel(s), expected {want}")
         return
     if plane.dtype.kind == "f":
@@ -496,13 +494,12 @@ def _check_mask(
             return
         plane = plane.astype(np.int64)
     mask_values[path] = _value_counts(plane)
-    if (
-        mask_kind == "auto"
-        and layout == "labels"
-        and len(mask_values[path]) > INSTANCE_GUESS_MIN_IDS
-        and looks_like_instances(plane)
-    ):
-        layout = "instances"  # instance ids (labels.looks_like_instances): the set is read so
+    if mask_kind == "auto" and len(mask_values[path]) > INSTANCE_GUESS_MIN_IDS:
+        # instance ids, or one colour per object: infer_label_map reads the whole set as instances
+        ids = instance_ids(mask) if layout == "colors" else plane
+        if looks_like_instances(ids):
+            layout = "instances"
+            mask_values[path] = _value_counts(ids)
     mask_layout[path] = layout
     if layout != "instances":
         mask_borders[path] = _value_counts(plane[_border_pixels(plane)])
@@ -523,7 +520,7 @@ def _check_labels(
         return
     if mask_kind == "auto" and "instances" in mask_layout.values():  # as infer_label_map reads them
         for path, lay in mask_layout.items():
-            if lay == "labels":
+            if lay in ("labels", "colors"):
                 mask_layout[path] = "instances"
     layouts = Counter(mask_layout.values())
     kind = layouts.most_common(1)[0][0]

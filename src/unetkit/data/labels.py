@@ -17,12 +17,15 @@ How :func:`infer_label_map` decides with ``kind="auto"``:
 * ``"auto"`` and many values: a 2D mask with more than :data:`INSTANCE_GUESS_MIN_IDS` values, 0
   among them, each non-zero value one connected region (:func:`looks_like_instances`) is an
   instance mask (Cellpose's, StarDist's and most nuclei sets' label images), and the whole set is
-  read as instances. Otherwise more than ``max_classes`` distinct values over all masks is an
-  error that suggests ``--mask-kind instances`` or a lossless format (JPEG artefacts, a grey-level
-  image given as a mask). ``kind="labels"`` lifts the limit and never guesses.
+  read as instances. The same holds for colour-coded instance masks (an RGB image, one colour per
+  object on black, as Fiji's "glasbey" overlays are saved): more than ``max_classes`` colours, each
+  one region. Otherwise more than ``max_classes`` distinct values over all masks is an error that
+  suggests ``--mask-kind instances`` or a lossless format (JPEG artefacts, a grey-level image given
+  as a mask). ``kind="labels"`` lifts the limit and never guesses.
 
-``kind="instances"``: each non-zero value is one object id; the semantic mask is ``id > 0``
-(classes background/object) and the ids are returned too (for weight maps and object metrics).
+``kind="instances"``: each non-zero value (or each colour other than black) is one object id; the
+semantic mask is ``id > 0`` (classes background/object) and the ids are returned too (for weight
+maps and object metrics, :func:`instance_ids`).
 """
 
 from __future__ import annotations
@@ -93,14 +96,43 @@ def looks_like_instances(plane: np.ndarray) -> bool:
     return regions <= INSTANCE_GUESS_REGIONS * (ids.size - 1) + 2
 
 
+def instance_ids(mask: np.ndarray, path: Optional[PathLike] = None) -> np.ndarray:
+    """The object ids of an instance mask, ``(*spatial)`` ``int64``, 0 = background.
+
+    A 1-channel mask holds the ids (whole numbers). A 3-channel ``uint8`` mask is colour-coded:
+    black is background, every other colour one object, numbered ``1 … n`` in colour order (compact
+    ids: weight maps and metrics count objects with ``bincount``, and packed colours reach 2**24).
+
+    Raises:
+        DataError: another channel count, an RGB mask that is not ``uint8``, or non-integer values.
+    """
+    mask = np.asarray(mask)
+    if mask.ndim >= 3 and mask.shape[0] == 1:
+        return _integral(mask[0], path)
+    if mask.ndim >= 3 and mask.shape[0] == 3:
+        if mask.dtype != np.uint8:
+            raise DataError(f"a colour-coded instance mask must be uint8, got {mask.dtype}", path)
+        colours, ids = np.unique(_pack(mask), return_inverse=True)
+        ids = ids.reshape(mask.shape[1:]).astype(np.int64, copy=False)
+        return ids if colours[0] == 0 else ids + 1
+    raise DataError(
+        f"an instance mask must have 1 channel (ids) or 3 (one colour per object), got shape "
+        f"{tuple(mask.shape)}",
+        path,
+    )
+
+
+def _instance_like(arr: np.ndarray) -> bool:
+    """A 1-channel mask or a ``uint8`` RGB one whose ids :func:`looks_like_instances`."""
+    if arr.ndim != 3 or arr.shape[0] not in (1, 3) or (arr.shape[0] == 3 and arr.dtype != np.uint8):
+        return False
+    return looks_like_instances(arr[0] if arr.shape[0] == 1 else instance_ids(arr))
+
+
 def _any_instance_like(masks: Sequence[MaskLike]) -> bool:
-    """Some 1-channel mask of the set :func:`looks_like_instances` (a set of instance masks may
-    start with images of few objects; one with many decides)."""
-    for mask in masks:
-        arr, _, _ = _load(mask)
-        if arr.ndim == 3 and arr.shape[0] == 1 and looks_like_instances(arr[0]):
-            return True
-    return False
+    """Some mask of the set is :func:`_instance_like` (a set of instance masks may start with
+    images of few objects; one with many decides)."""
+    return any(_instance_like(_load(mask)[0]) for mask in masks)
 
 
 def _integral(plane: np.ndarray, path: Optional[PathLike]) -> np.ndarray:
@@ -221,7 +253,8 @@ class LabelMap:
 
     @property
     def mask_channels(self) -> int:
-        """Channels of a mask this map reads: 3 for colours, else 1."""
+        """Channels of a mask this map reads: 3 for colours, else 1 (an instance map also reads
+        colour-coded 3-channel masks, :func:`instance_ids`)."""
         return 3 if self.kind == "colors" else 1
 
     def encode(self, mask: np.ndarray, path: Optional[PathLike] = None) -> np.ndarray:
@@ -240,14 +273,14 @@ class LabelMap:
                 channel count.
         """
         mask = np.asarray(mask)
+        if self.kind == "instances":  # 1 channel of ids, or 3 of colours (instance_ids)
+            return (instance_ids(mask, path) != 0).astype(np.int64)
         if mask.ndim < 3 or mask.shape[0] != self.mask_channels:
             raise DataError(
                 f"mask of shape {tuple(mask.shape)} is not channel-first with {self.mask_channels} "
                 f"channel(s) (label map kind {self.kind!r})",
                 path,
             )
-        if self.kind == "instances":
-            return (_integral(mask[0], path) != 0).astype(np.int64)
         if self.kind == "colors":
             plane = _pack(mask)
             keys = np.array([(r << 16) | (g << 8) | b for r, g, b in self.values], dtype=np.int64)
@@ -392,11 +425,7 @@ def infer_label_map(
     if kind == "instances":
         for mask in masks:
             arr, _, path = _load(mask)
-            if arr.ndim < 3 or arr.shape[0] != 1:
-                raise DataError(
-                    f"an instance mask must have 1 channel, got shape {tuple(arr.shape)}", path
-                )
-            _integral(arr[0], path)
+            instance_ids(arr, path)  # raises on a wrong channel count or non-integer ids
         return INSTANCE_LABEL_MAP
     seen: set = set()
     resolved = None if kind == "auto" else kind
@@ -433,7 +462,7 @@ def infer_label_map(
         if meta is not None and meta.palette and palette is None:
             palette = meta.palette
         if kind == "auto" and len(seen) > max_classes:
-            if resolved == "labels" and _any_instance_like(masks):
+            if _any_instance_like(masks):
                 return infer_label_map(masks, kind="instances")
             raise DataError(
                 f"{len(seen)} distinct mask values so far (more than max_classes={max_classes}): an "
@@ -516,5 +545,5 @@ def read_mask(
         raise ConfigError(f"kind={kind!r} contradicts the label map's kind {label_map.kind!r}")
     arr, meta = read_image(path)
     classes = label_map.encode(arr, path)
-    instances = _integral(arr[0], path).copy() if label_map.kind == "instances" else None
+    instances = instance_ids(arr, path).copy() if label_map.kind == "instances" else None
     return classes, instances, meta
