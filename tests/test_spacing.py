@@ -171,6 +171,29 @@ def test_plan_leaves_files_without_spacing_as_stored(tmp_path):
     assert target is None and "state no voxel size" in why
 
 
+def test_plan_leaves_volumes_in_different_units_as_stored(tmp_path):
+    """Volumes whose files state voxel sizes in mm (MetaImage) and in µm (an ImageJ TIFF) have no
+    common grid: trained as stored, and the reason names the units."""
+    from unetkit.io import write_image
+    from unetkit.io.readers import ImageMeta
+
+    root = make_set(tmp_path / "set", 2, 0, spacings=(1.5, 4.5))
+    rng = np.random.default_rng(1)
+    mask = np.zeros((8, 16, 16), np.uint8)
+    mask[2:6, 4:12, 4:12] = 1
+    meta = ImageMeta(spacing=(2.0, 0.5, 0.5), spacing_unit="um")
+    write_image(
+        root / "images" / "t.tif", rng.normal(0, 1, (1, 8, 16, 16)).astype(np.float32), meta
+    )
+    write_image(root / "masks" / "t.tif", mask[None], meta)
+    fp = fingerprint_dataset(root)
+    assert fp.spacing_spread["units"] == ["mm", "um"] and fp.spacing_unit is None
+    target, why = plan_target_spacing(fp)
+    assert target is None
+    assert "different units (mm, um): trained as stored" in why
+    assert fingerprint_dataset(make_set(tmp_path / "one", 2, 0)).spacing_spread["units"] == ["mm"]
+
+
 # -- resampling per case ---------------------------------------------------------------------------
 def test_load_case_resamples_each_case_by_its_own_spacing(mixed):
     train, _ = mixed

@@ -103,9 +103,10 @@ class Fingerprint:
             objects are known one by one (what carving separation gaps needs).
         spacing_unit: unit of :attr:`spacing` (``"um"``, ``"mm"`` …) or ``None``.
         spacing_spread: how the files' spacings spread per axis, ``{"min": [...], "p10": [...],
-            "max": [...], "files": n, "extent": {"median", "min", "max"}}`` (``files``: how many
-            of the cases read state a spacing; ``extent``: their physical sizes per axis, size ×
-            spacing; ``None`` when no file states a spacing): what the target-spacing rule
+            "max": [...], "files": n, "units": [...], "extent": {"median", "min", "max"}}``
+            (``files``: how many of the cases read state a spacing; ``units``: the distinct units
+            the files name; ``extent``: their physical sizes per axis, size × spacing; ``None``
+            when no file states a spacing): what the target-spacing rule
             (:mod:`unetkit.planning.spacing`) reads.
     """
 
@@ -412,6 +413,7 @@ def fingerprint_dataset(
             "p10": [float(v) for v in np.percentile(sp, 10, axis=0)],
             "max": [float(v) for v in sp.max(axis=0)],
             "files": len(spacings),
+            "units": sorted(units),
             "extent": {
                 k: [float(v) for v in f(np.array(extents, dtype=np.float64), axis=0)]
                 for k, f in (("median", np.median), ("min", np.min), ("max", np.max))

@@ -17,7 +17,8 @@ every version of it. nnU-Net resamples every case to one target spacing first; s
 It applies only where it changes something and the spacings can be trusted:
 
 * every case read states a spacing (a folder where some files state none would mix physical and
-  pixel units), in one unit where the files name it;
+  pixel units), and the files that name a unit name the same one (a median over mm and µm would
+  be meaningless; 2D files must name one);
 * some case's factor ``spacing / target`` differs from 1 by more than ``SPREAD`` on some axis;
   otherwise every case is (nearly) on the target grid already and nothing is resampled.
 
@@ -73,6 +74,12 @@ def plan_target_spacing(fp) -> tuple[Optional[list[float]], str]:
     if spread.get("files", 0) < fp.cases:
         return None, (
             f"only {spread['files']} of {fp.cases} files state a voxel size: trained as stored"
+        )
+    units = spread.get("units") or []
+    if len(units) > 1:  # a median over mm and um is no spacing at all
+        return None, (
+            f"the files state voxel sizes in different units ({', '.join(units)}): trained as "
+            "stored; save them in one unit to have them resampled to one grid"
         )
     if fp.spatial_dims == 2 and fp.spacing_unit is None:
         return None, "the files' pixel sizes name no unit or different ones: trained as stored"
