@@ -37,7 +37,15 @@ REPO = HERE.parent
 DATA = REPO.parent / "shared" / "data"
 ISBI = DATA / "isbi2012"
 
-GOALS = {"tile_s": 0.47, "whole_s": 12.0, "whole_gb": 1.2, "train_img_s": 2.3}
+#: peak RSS of the 2048² image, and how much slower than the fastest path the default may be
+GOALS = {"whole_gb": 1.2, "default_slack": 1.05}
+#: the goals that depend on the CPU path (fp32-only CPUs, and those with native bf16): the 512²
+#: tile (bf16 only), the 2048² image's time and its speed-up over MONAI, and the Trainer's
+#: speed-up over the plain fp32 loop
+PATH_GOALS = {
+    "bf16": {"tile_s": 0.47, "whole_s": 12.0, "vs_monai": 8.0, "train_x": 3.0},
+    "fp32": {"whole_s": 40.0, "vs_monai": 5.0, "train_x": 1.5},
+}
 #: BENCHMARKS.md keeps everything from this line on when regenerated: measurements recorded by hand
 #: (the numbers behind defaults that docstrings point to), which no script here reproduces.
 HAND_RECORDED = (
@@ -83,41 +91,54 @@ def machine() -> str:
     )
 
 
-def goal_rows(acc: dict | None, pred: dict, infer: dict, train: dict) -> list[str]:
-    """The issues' goals next to what this run measured."""
+def goal_rows(
+    acc: dict | None, pred: dict, infer: dict, train: dict, native_bf16: bool = True
+) -> list[str]:
+    """The issues' goals next to what this run measured; the goals of the CPU path this machine
+    takes (:data:`PATH_GOALS`: native bf16 or fp32 only), each row saying whether it is met."""
+    goals = PATH_GOALS["bf16" if native_bf16 else "fp32"]
+    path = "bf16 CPU" if native_bf16 else "fp32-only CPU"
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "**not met**"
+
     rows = []
     best_tile = min(infer["variants"].items(), key=lambda kv: kv[1]["median_s"])
     fp32 = infer["variants"]["fp32 eager"]["median_s"]
     ours_tile = next((b["results"].get("ours") for b in pred["compare"] if b["size"] == 512), None)
-    if ours_tile:
+    if ours_tile and "tile_s" in goals:
         rows.append(
-            f"| 512² tile of UNet-64, default path | ≤ {GOALS['tile_s']} s | {ours_tile['median_s']:.2f} s "
-            f"(best path, {best_tile[0]}: {best_tile[1]['median_s']:.2f} s; fp32 eager {fp32:.2f} s) |"
+            f"| 512² tile of UNet-64, default path ({path}) | ≤ {goals['tile_s']} s | "
+            f"{ours_tile['median_s']:.2f} s (best path, {best_tile[0]}: {best_tile[1]['median_s']:.2f} s; "
+            f"fp32 eager {fp32:.2f} s): {met(ours_tile['median_s'] <= goals['tile_s'])} |"
         )
     default = infer.get("default")
     if default in infer["variants"]:
         d = infer["variants"][default]["median_s"]
+        slack = GOALS["default_slack"]
         rows.append(
-            f"| default path = fastest path on this CPU, one 512² tile | within 5 % | {default}: {d:.2f} s; "
-            f"fastest {best_tile[0]}: {best_tile[1]['median_s']:.2f} s ({d / best_tile[1]['median_s']:.2f}×) |"
+            f"| default path = fastest path on this CPU, one 512² tile | within {100 * (slack - 1):.0f} % | "
+            f"{default}: {d:.2f} s; fastest {best_tile[0]}: {best_tile[1]['median_s']:.2f} s "
+            f"({d / best_tile[1]['median_s']:.2f}×): {met(d <= slack * best_tile[1]['median_s'])} |"
         )
     whole = next((b["results"] for b in pred["compare"] if b["size"] == 2048), None)
     if whole and "ours" in whole:
         o = whole["ours"]
         m = whole.get("monai")
-        vs = (
-            f"; MONAI {m['median_s']:.0f} s = {m['median_s'] / o['median_s']:.1f}× ours, {m['peak_rss_gb']:.2f} GB"
-            if m
-            else ""
-        )
-        seam = (
-            f"; seam error {o['seam_error']:.2g} vs MONAI's {m['seam_error']:.2g}"
-            if m and "seam_error" in o and "seam_error" in m
-            else ""
-        )
+        ok = o["median_s"] <= goals["whole_s"] and o["peak_rss_gb"] <= GOALS["whole_gb"]
+        vs = ""
+        if m:
+            ratio = m["median_s"] / o["median_s"]
+            ok = ok and ratio >= goals["vs_monai"]
+            vs = f"; MONAI {m['median_s']:.0f} s = {ratio:.1f}× ours, {m['peak_rss_gb']:.2f} GB"
+        seam = ""
+        if m and "seam_error" in o and "seam_error" in m:
+            ok = ok and o["seam_error"] <= m["seam_error"]
+            seam = f"; seam error {o['seam_error']:.2g} vs MONAI's {m['seam_error']:.2g}"
         rows.append(
-            f"| 2048² image, UNet-64 | ≤ {GOALS['whole_s']:.0f} s, ≤ {GOALS['whole_gb']} GB, seam error ≤ "
-            f"MONAI's | {o['median_s']:.1f} s, {o['peak_rss_gb']:.2f} GB{vs}{seam} |"
+            f"| 2048² image, UNet-64 ({path}) | ≤ {goals['whole_s']:.0f} s, ≥ {goals['vs_monai']:g}× "
+            f"MONAI, ≤ {GOALS['whole_gb']} GB, seam error ≤ MONAI's | {o['median_s']:.1f} s, "
+            f"{o['peak_rss_gb']:.2f} GB{vs}{seam}: {met(ok)} |"
         )
     if pred.get("large"):
         r = pred["large"]
@@ -127,8 +148,8 @@ def goal_rows(acc: dict | None, pred: dict, infer: dict, train: dict) -> list[st
         )
     t, p = train["trainer"]["images_per_s"], train["plain"]["images_per_s"]
     rows.append(
-        f"| training UNet-64, 4×256² batches | ≥ {GOALS['train_img_s']} images/s | {t:.2f} images/s "
-        f"({t / p:.2f}× the plain loop's {p:.2f}) |"
+        f"| training UNet-64, 4×256² batches ({path}) | ≥ {goals['train_x']:g}× the plain fp32 loop | "
+        f"{t:.2f} images/s = {t / p:.2f}× the plain loop's {p:.2f}: {met(t >= goals['train_x'] * p)} |"
     )
     if acc:
         o, c = acc["ours"]["tta-none"], acc["common"]["tta-none"]
@@ -201,7 +222,10 @@ def main() -> None:
     sections["data"], minutes["data"] = run("bench_data.py")
     total = (time.monotonic() - t_start) / 60
 
-    text = render(args, sections, minutes, total, goal_rows(acc, pred, infer, train))
+    from unetkit.runtime import cpu_info
+
+    goals = goal_rows(acc, pred, infer, train, native_bf16=cpu_info().native_bf16)
+    text = render(args, sections, minutes, total, goals)
     out = Path(args.out)
     text += hand_recorded(out)
     tmp_out = out.with_name(out.name + ".partial")
