@@ -87,7 +87,7 @@ def machine() -> str:
     return (
         f"{cpu}, {mem:.0f} GiB RAM, no GPU; Python {platform.python_version()}, "
         + ", ".join(versions)
-        + f". Default {path.replace('compute path: ', 'compute path ')}."
+        + f". Default {path.replace('compute path: ', 'compute path ').rstrip('.')}."
     )
 
 
