@@ -438,14 +438,16 @@ class LabelMap:
     def to_dict(self) -> dict:
         """JSON-friendly form (for checkpoints and run folders); :meth:`from_dict` inverts it."""
         values = [list(v) for v in self.values] if self.kind == "colors" else list(self.values)
-        return {
+        out = {
             "kind": self.kind,
             "values": values,
             "names": None if self.names is None else list(self.names),
             "dtype": self.dtype,
             "palette": None if self.palette is None else list(self.palette),
-            "threshold": self.threshold,
         }
+        if self.threshold is not None:  # only where set: the dict of exact-valued maps is unchanged
+            out["threshold"] = self.threshold
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> LabelMap:
