@@ -368,6 +368,27 @@ def test_colour_coded_instance_masks_pass_the_check_with_no_flag(tmp_path):
     assert check_dataset(tmp_path, mask_kind="colors").mask_kind == "colors"  # a flag never guesses
 
 
+def test_jpeg_masks_are_checked_as_training_reads_them(tmp_path):
+    """A set with JPEG masks is binary at mid grey, as training reads it: no problem, the report
+    says so; a coloured JPEG mask is one problem naming it."""
+    from tests.test_labels import _blobs, _jpeg
+
+    mask = _blobs()
+    for i in range(2):
+        write_image(tmp_path / "images" / f"c{i}.png", np.stack([mask // 2] * 3))
+        _jpeg(tmp_path / "masks" / f"c{i}.jpg", np.stack([mask] * 3, -1), quality=60 + 30 * i)
+    report = check_dataset(tmp_path)
+    assert report.ok, report.problems
+    assert report.lossy_masks == 2 and report.label_values == [0, 255]
+    assert report.class_frequencies[1] == pytest.approx(100 * np.mean(mask > 0), abs=0.1)
+    assert "JPEG masks: 2, read as binary (grey ≥ 128 = foreground)" in report.format()
+    colour = np.zeros((*mask.shape, 3), np.uint8)
+    colour[..., 0] = mask
+    _jpeg(tmp_path / "masks" / "c1.jpg", colour)
+    line = one_problem(check_dataset(tmp_path), "colour")
+    assert line.startswith(f"{tmp_path / 'masks' / 'c1.jpg'}: a JPEG mask in colour")
+
+
 def test_problem_wrong_channel_count(tmp_path):
     make_clean(tmp_path)
     report = check_dataset(tmp_path, in_channels=1)

@@ -254,6 +254,19 @@ def test_instance_truth_found_with_no_flag_scores_label_predictions_by_component
     assert same["n_pred"] == n and same["obj_f1"] == 1.0
 
 
+def test_jpeg_truth_masks_are_scored_as_binary(tmp_path):
+    """Truth masks saved as JPEG (lossy) score a 0/255 PNG prediction of the same drawing at Dice
+    ≈ 1, not as a many-class problem."""
+    from tests.test_labels import _blobs, _jpeg
+
+    mask = _blobs()
+    _jpeg(tmp_path / "truth" / "x.jpg", np.stack([mask] * 3, -1), quality=60)
+    _png(tmp_path / "pred" / "x.png", mask)
+    result = evaluate_folders(tmp_path / "pred", tmp_path / "truth")
+    assert result.label_map.threshold == 128
+    assert result.rows[0]["dice"] > 0.999
+
+
 def test_multiclass_rows_and_mean_over_classes(tmp_path):
     t = np.zeros((SIZE, SIZE), np.uint8)
     t[2:8, 2:8], t[12:20, 12:20] = 1, 2

@@ -246,6 +246,66 @@ def test_colour_coded_instance_masks(tmp_path):
         infer_label_map([np.zeros((2, 4, 4), np.uint8)], kind="instances")
 
 
+def _blobs(shape=(120, 160)) -> np.ndarray:
+    """``(H, W)`` uint8 0/255: two ellipses, a polyp-like mask."""
+    from skimage.draw import ellipse
+
+    mask = np.zeros(shape, np.uint8)
+    mask[ellipse(60, 90, 35, 50, shape, rotation=0.4)] = 255
+    mask[ellipse(25, 25, 10, 14, shape)] = 255
+    return mask
+
+
+def _jpeg(path, array: np.ndarray, quality: int = 75) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, quality=quality)
+
+
+def test_jpeg_masks_are_read_as_binary_at_mid_grey(tmp_path):
+    """JPEG masks (grey or grey saved as RGB, as Kvasir-SEG ships them) hold many values around 0
+    and 255; with no flag the set is binary at grey 128, which recovers the drawn mask, and the map
+    says so in checkpoints."""
+    mask = _blobs()
+    _jpeg(tmp_path / "a.jpg", np.stack([mask] * 3, -1), quality=60)
+    _jpeg(tmp_path / "b.jpg", mask, quality=90)
+    assert len(np.unique(read_image(tmp_path / "a.jpg")[0])) > 16  # lossy: no exact values
+    lm = infer_label_map([tmp_path / "a.jpg", tmp_path / "b.jpg"])
+    assert lm.values == (0, 255) and lm.threshold == 128 and lm.dtype == "uint8"
+    assert LabelMap.from_dict(json.loads(json.dumps(lm.to_dict()))) == lm
+    for name in ("a.jpg", "b.jpg"):
+        classes, _, _ = read_mask(tmp_path / name, lm)
+        assert classes.shape == mask.shape and np.mean(classes == (mask > 0)) > 0.999
+    assert lm.decode(np.array([[0, 1]])).tolist() == [[[0, 255]]]
+    write_image(tmp_path / "c.png", mask[None])  # a lossless 0/255 mask beside them is fine
+    assert infer_label_map([tmp_path / "a.jpg", tmp_path / "c.png"]) == lm
+    assert infer_label_map([tmp_path / "c.png"]).threshold is None  # exact values: no threshold
+
+
+def test_jpeg_masks_that_are_not_binary_ask_for_lossless_files(tmp_path):
+    mask = _blobs()
+    colour = np.zeros((*mask.shape, 3), np.uint8)
+    colour[..., 0] = mask  # red objects: a colour class mask
+    colour[:40, :, 1] = 200
+    _jpeg(tmp_path / "colour.jpg", colour)
+    with pytest.raises(DataError, match=r"colour\.jpg: a JPEG mask in colour: .* \(PNG\)"):
+        infer_label_map([tmp_path / "colour.jpg"])
+    three = np.where(mask > 0, 255, 0).astype(np.uint8)
+    three[:, :60] = np.where(three[:, :60] > 0, 128, 0)  # a second class at grey 128
+    three[90:, 100:] = 128
+    _jpeg(tmp_path / "three.jpg", three)
+    with pytest.raises(DataError, match=r"three\.jpg: a JPEG mask with .* % of its pixels between"):
+        infer_label_map([tmp_path / "three.jpg"])
+    _jpeg(tmp_path / "ok.jpg", mask)
+    write_image(tmp_path / "ones.png", (mask[None] > 0).astype(np.uint8))  # 0/1, not 0/255
+    with pytest.raises(DataError, match=r"ones\.png: mask values 0, 1 beside JPEG masks"):
+        infer_label_map([tmp_path / "ok.jpg", tmp_path / "ones.png"])
+    _jpeg(tmp_path / "black.jpg", np.zeros_like(mask))
+    with pytest.raises(DataError, match=r"black\.jpg: no JPEG mask has a pixel of grey 128"):
+        infer_label_map([tmp_path / "black.jpg"])
+    with pytest.raises(ConfigError, match="a threshold .* needs 2 label values"):
+        LabelMap([0, 1, 2], threshold=128)
+
+
 def test_infer_single_value_is_an_error(tmp_path):
     write_image(tmp_path / "e.png", np.zeros((1, 2, 2), np.uint8))
     with pytest.raises(

@@ -19,6 +19,9 @@ Rules worth knowing:
   (state the classes with ``label_map``/``--labels`` to check it). More than ``max_classes``
   distinct values is one problem per mask that holds that many by itself (a noise or image file
   among the masks), else one problem for the masks folder; it suggests instance masks or lossy files.
+* JPEG masks are read as training reads them (:mod:`unetkit.data.labels`): binary at grey
+  ``LOSSY_THRESHOLD`` with ``mask_kind="auto"``; a coloured or non-binary JPEG mask, or a lossless
+  mask with other values than 0/255 beside JPEG masks, is a problem.
 * Percentiles (1 and 99) are exact for 8/16-bit integer data (from a histogram); for other types
   they are estimated from up to 50,000 random pixels per image and channel (seeded).
 * Sizes are written ``WxH`` (2D) or ``WxHxD`` (3D).
@@ -39,11 +42,14 @@ from .discovery import scan_dataset
 from .labels import (
     INFER_KINDS,
     INSTANCE_GUESS_MIN_IDS,
+    LOSSY_THRESHOLD,
     LabelMap,
     _pack,
     _unpack,
     instance_ids,
+    is_lossy_mask,
     looks_like_instances,
+    lossy_mask_grey,
 )
 
 PathLike = Union[str, Path]
@@ -141,6 +147,7 @@ class DatasetReport:
         class_frequencies: percentage of mask pixels per value, same order as ``label_values``.
         intensity: per image channel ``{"min", "max", "mean", "std", "p1", "p99", "pixels", …}``.
         nan_count, inf_count: non-finite image values over the whole dataset.
+        lossy_masks: JPEG masks read as binary (grey level ≥ ``LOSSY_THRESHOLD`` = foreground).
         problems: one line each, ``"<path>: <problem>"``.
     """
 
@@ -158,6 +165,7 @@ class DatasetReport:
     expected_labels: list = field(default_factory=list)
     labels_from: str = ""
     class_frequencies: list = field(default_factory=list)
+    lossy_masks: int = 0
     intensity: list = field(default_factory=list)
     nan_count: int = 0
     inf_count: int = 0
@@ -192,6 +200,7 @@ class DatasetReport:
             "expected_labels": list(self.expected_labels),
             "labels_from": self.labels_from,
             "class_frequencies": list(self.class_frequencies),
+            "lossy_masks": self.lossy_masks,
             "intensity": list(self.intensity),
             "nan_count": self.nan_count,
             "inf_count": self.inf_count,
@@ -240,6 +249,11 @@ class DatasetReport:
                     ]
                 )
                 lines.append(f"  class frequencies: {freqs}")
+        if self.lossy_masks:
+            lines.append(
+                f"  JPEG masks: {self.lossy_masks}, read as binary (grey ≥ {LOSSY_THRESHOLD} = "
+                "foreground): lossy files hold no exact label values"
+            )
         if self.expected_labels:
             lines.append(
                 f"  expected labels ({self.labels_from}): "
@@ -471,6 +485,18 @@ def _check_mask(
             f"{_size_str(spatial)} ({image_path.name})"
         )
         return
+    if mask_kind == "auto" and is_lossy_mask(path):  # read as infer_label_map reads JPEG masks
+        try:
+            grey = lossy_mask_grey(mask, path)
+        except DataError as exc:
+            report.problems.append(str(exc))
+            return
+        report.lossy_masks += 1
+        mask_values[path] = _value_counts(
+            np.where(grey >= LOSSY_THRESHOLD, 255, 0).astype(np.uint8)
+        )
+        mask_layout[path] = "labels"
+        return
     if mask.shape[0] == 3 and mask_kind != "labels":
         if mask.dtype != np.uint8:
             report.problems.append(f"{path}: an RGB colour mask must be uint8, got {mask.dtype}")
@@ -545,6 +571,13 @@ def _check_labels(
 
     if kind == "instances":
         return
+    if report.lossy_masks:  # a binary set (labels._lossy_binary_map): lossless masks hold 0/255
+        for path, v in files.items():
+            if not is_lossy_mask(path) and not set(v) <= {0, 255}:
+                report.problems.append(
+                    f"{path}: mask values {show(sorted(v))} beside JPEG masks, which are read as "
+                    "binary 0/255: store every mask the same way"
+                )
     if label_map is not None:
         if (label_map.kind == "colors") != (kind == "colors"):
             where = mask_dir if mask_dir is not None else report.root

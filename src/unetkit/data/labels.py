@@ -23,6 +23,13 @@ How :func:`infer_label_map` decides with ``kind="auto"``:
   suggests ``--mask-kind instances`` or a lossless format (JPEG artefacts, a grey-level image given
   as a mask). ``kind="labels"`` lifts the limit and never guesses.
 
+JPEG masks (``.jpg``/``.jpeg``, as Kvasir-SEG and many Kaggle sets ship them): lossy compression
+leaves no exact label value, so with ``"auto"`` a set with JPEG masks is read as **binary**: each
+mask's grey level (the mean of R, G, B where it is stored as colour) at or above
+:data:`LOSSY_THRESHOLD` is foreground (:attr:`LabelMap.threshold`; classes 0/255). A JPEG mask in
+colour, or one with more than :data:`LOSSY_MID_SHARE` of its pixels between black and white (several
+classes, or an image given as a mask), is an error asking for lossless (PNG) masks.
+
 ``kind="instances"``: each non-zero value (or each colour other than black) is one object id; the
 semantic mask is ``id > 0`` (classes background/object) and the ids are returned too (for weight
 maps and object metrics, :func:`instance_ids`).
@@ -135,6 +142,79 @@ def _any_instance_like(masks: Sequence[MaskLike]) -> bool:
     return any(_instance_like(_load(mask)[0]) for mask in masks)
 
 
+#: lossy (JPEG) masks: the suffixes, the grey level from which a pixel is foreground, the largest
+#: share of pixels that may lie between black and white (JPEG's ringing along the edges; a class
+#: in grey or an image covers far more), and how far R, G and B may differ in a grey mask
+LOSSY_SUFFIXES = (".jpg", ".jpeg")
+LOSSY_THRESHOLD = 128
+LOSSY_MID_SHARE = 0.02
+_LOSSY_MID = (64, 192)
+_LOSSY_CHANNEL_SPREAD = 48
+
+
+def is_lossy_mask(mask: MaskLike) -> bool:
+    """``mask`` is a JPEG file (its label values are not exact)."""
+    return isinstance(mask, (str, Path)) and Path(mask).suffix.lower() in LOSSY_SUFFIXES
+
+
+def lossy_mask_grey(mask: np.ndarray, path: Optional[PathLike]) -> np.ndarray:
+    """``(*spatial)`` grey level of a lossy binary mask: its channel, or the mean of R, G and B of
+    one stored as grey colour (JPEG blurs the channels a little).
+
+    Raises:
+        DataError: not 8-bit, coloured, or too many pixels between black and white to be binary.
+    """
+    if mask.dtype != np.uint8 or mask.ndim < 3 or mask.shape[0] not in (1, 3):
+        raise DataError(
+            f"a JPEG mask must be 8-bit grey or RGB, got {mask.dtype} of shape {tuple(mask.shape)}",
+            path,
+        )
+    if mask.shape[0] == 3:
+        spread = mask.max(axis=0).astype(np.int16) - mask.min(axis=0)
+        if np.mean(spread > _LOSSY_CHANNEL_SPREAD) > 0.001:
+            raise DataError(
+                "a JPEG mask in colour: lossy colours cannot be told apart as classes; save the "
+                "masks losslessly (PNG)",
+                path,
+            )
+        grey = mask.mean(axis=0)
+    else:
+        grey = mask[0]
+    mid = float(np.mean((grey >= _LOSSY_MID[0]) & (grey < _LOSSY_MID[1])))
+    if mid > LOSSY_MID_SHARE:
+        raise DataError(
+            f"a JPEG mask with {100 * mid:.1f} % of its pixels between black and white: not a "
+            "binary mask (JPEG keeps no exact label values); save the masks losslessly (PNG)",
+            path,
+        )
+    return grey
+
+
+def _lossy_binary_map(masks: Sequence[MaskLike]) -> LabelMap:
+    """The label map of a set with JPEG masks: binary at :data:`LOSSY_THRESHOLD` (see the module
+    doc); lossless masks among them must hold 0/255 only (their values are not thresholded away)."""
+    foreground = False
+    for mask in masks:
+        arr, _, path = _load(mask)
+        if is_lossy_mask(mask):
+            foreground = foreground or bool((lossy_mask_grey(arr, path) >= LOSSY_THRESHOLD).any())
+            continue
+        values = set(np.unique(arr).tolist())
+        if not values <= {0, 255}:
+            raise DataError(
+                f"mask values {_fmt_values(sorted(values))} beside JPEG masks, which are read as "
+                "binary 0/255: store every mask the same way",
+                path,
+            )
+        foreground = foreground or 255 in values
+    if not foreground:
+        raise DataError(
+            f"no JPEG mask has a pixel of grey {LOSSY_THRESHOLD} or brighter: no foreground to learn",
+            next((m for m in masks if is_lossy_mask(m)), None),
+        )
+    return LabelMap((0, 255), kind="labels", dtype="uint8", threshold=LOSSY_THRESHOLD)
+
+
 def _integral(plane: np.ndarray, path: Optional[PathLike]) -> np.ndarray:
     """``plane`` as int64; float planes must hold finite whole numbers."""
     if plane.dtype.kind == "f":
@@ -176,6 +256,9 @@ class LabelMap:
             holds the values (``uint8`` for colours).
         palette: flat ``[r0, g0, b0, …]`` palette of palette-mode masks (to write predictions back
             as palette PNGs), or ``None``.
+        threshold: for lossy (JPEG) masks: :meth:`encode` reads a mask's grey level (1 channel,
+            or the mean of R, G, B) and gives class 1 from this level on; ``None`` (the default)
+            reads exact values. Needs 2 ``values`` (predictions are written in them).
 
     Example:
         >>> lm = LabelMap([0, 255])
@@ -190,6 +273,7 @@ class LabelMap:
     kind: str = "labels"
     dtype: str = ""
     palette: Optional[tuple] = None
+    threshold: Optional[int] = None
 
     def __post_init__(self):
         if self.kind not in LABEL_KINDS:
@@ -235,6 +319,13 @@ class LabelMap:
         object.__setattr__(self, "dtype", str(np.dtype(dtype)))
         if self.palette is not None:
             object.__setattr__(self, "palette", tuple(int(v) for v in self.palette))
+        if self.threshold is not None:
+            if self.kind != "labels" or len(values) != 2 or not 0 < int(self.threshold) <= 255:
+                raise ConfigError(
+                    f"a threshold (binary masks read from grey levels) needs 2 label values and a "
+                    f"level in 1..255, got values {values} and threshold {self.threshold!r}"
+                )
+            object.__setattr__(self, "threshold", int(self.threshold))
 
     def _default_dtype(self, values: tuple) -> str:
         if self.kind == "colors":
@@ -275,6 +366,13 @@ class LabelMap:
         mask = np.asarray(mask)
         if self.kind == "instances":  # 1 channel of ids, or 3 of colours (instance_ids)
             return (instance_ids(mask, path) != 0).astype(np.int64)
+        if self.threshold is not None:  # lossy masks: grey level, 1 channel or grey RGB
+            if mask.ndim < 3 or mask.shape[0] not in (1, 3):
+                raise DataError(
+                    f"mask of shape {tuple(mask.shape)} is not channel-first grey or RGB", path
+                )
+            grey = mask[0] if mask.shape[0] == 1 else mask.mean(axis=0)
+            return (grey >= self.threshold).astype(np.int64)
         if mask.ndim < 3 or mask.shape[0] != self.mask_channels:
             raise DataError(
                 f"mask of shape {tuple(mask.shape)} is not channel-first with {self.mask_channels} "
@@ -340,13 +438,16 @@ class LabelMap:
     def to_dict(self) -> dict:
         """JSON-friendly form (for checkpoints and run folders); :meth:`from_dict` inverts it."""
         values = [list(v) for v in self.values] if self.kind == "colors" else list(self.values)
-        return {
+        out = {
             "kind": self.kind,
             "values": values,
             "names": None if self.names is None else list(self.names),
             "dtype": self.dtype,
             "palette": None if self.palette is None else list(self.palette),
         }
+        if self.threshold is not None:  # only where set: the dict of exact-valued maps is unchanged
+            out["threshold"] = self.threshold
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> LabelMap:
@@ -360,6 +461,7 @@ class LabelMap:
             kind=kind,
             dtype=data.get("dtype") or "",
             palette=data.get("palette"),
+            threshold=data.get("threshold"),
         )
 
     @classmethod
@@ -422,6 +524,8 @@ def infer_label_map(
     if kind not in INFER_KINDS:
         raise ConfigError(f"unknown mask kind {kind!r}; valid: {', '.join(INFER_KINDS)}")
     masks = list(masks)  # read twice where "auto" finds instance ids
+    if kind == "auto" and any(is_lossy_mask(m) for m in masks):
+        return _lossy_binary_map(masks)
     if kind == "instances":
         for mask in masks:
             arr, _, path = _load(mask)
