@@ -373,7 +373,11 @@ def test_cli_predict_package_gives_the_checkpoints_labels(same2d, tmp_path, caps
         write_image(images / f"im{i}.tif", rng.normal(120, 40, (1, *shape)).astype(np.float32))
     common = ["--device", "cpu", "--threads", "1", "--no-progress", "--max-tile", "32"]
     common += ["--min-overlap", "8"]  # several tiles per image
-    assert main(["predict", str(same2d.ckpt), str(images), "-o", str(tmp_path / "a"), *common]) == 0
+    fp32 = ["--precision", "fp32"]  # as the package's TorchScript runs, on either CPU path
+    assert (
+        main(["predict", str(same2d.ckpt), str(images), "-o", str(tmp_path / "a"), *common, *fp32])
+        == 0
+    )
     assert main(["predict", str(same2d.zip), str(images), "-o", str(tmp_path / "b"), *common]) == 0
     out = capsys.readouterr().out
     assert "bioimage.io package, torchscript weights via bioimageio.core (cpu)" in out
