@@ -372,3 +372,6 @@ def test_planned_folds_give_way_to_a_validation_folder_or_a_chosen_fold():
         # one model gets the steps of all five folds: epochs five times as long
         assert planned_values(plan, given) == {"train.iters_per_epoch": 360}
     assert planned_values(plan, {"train.folds": 2}) == {"train.iters_per_epoch": 180}
+    # a fixed number of epochs: one model (planned folds would multiply the run), unless asked
+    assert planned_values(plan, {"train.epochs": 5}) == {}
+    assert planned_values(plan, {"train.epochs": 5, "train.folds": 3}) == {}

@@ -47,7 +47,8 @@ checkpoints/last.pt and best.pt) is written under --output (default runs/).
 fold_{K-1} (each a run folder as above), sharing the time budget out as they go (each fold gets
 what is left divided by the folds left), then writes RUN_DIR/ensemble.json with every fold's best
 score and their mean; 'unetkit predict RUN_DIR …' averages the folds' probabilities. The plan
-chooses K > 1 itself only for small data (≤ 40 cases) when every fold still gets enough steps.
+chooses K > 1 itself only for small data (≤ 40 cases) when every fold still gets enough steps,
+and never with --val or a fixed --epochs.
 """
 
 # flag → dotted config key
@@ -273,7 +274,9 @@ def planned_values(plan, overrides: dict) -> dict:
     """The plan's config values that the user's flags leave open.
 
     ``--epochs`` replaces the planned schedule (a fixed number of epochs with the default
-    schedule; a ``--time-budget`` given too only stops the run); a model preset other than the planned one keeps the planned width and
+    schedule; a ``--time-budget`` given too only stops the run) and the planned folds (folds share
+    a budget; with fixed epochs they would multiply the run: ``--folds`` still asks for them); a
+    model preset other than the planned one keeps the planned width and
     depth only where that preset takes them; planned folds (``train.folds``) give way to a
     validation folder, a chosen fold (``--num-folds/--fold``) and torchrun, and folds other than
     the planned ones scale the planned epoch length (each fold's share of the steps).
@@ -297,8 +300,9 @@ def planned_values(plan, overrides: dict) -> dict:
             values.pop(f"model.options.{k}", None)
     if FOLD_KEYS & set(overrides) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         values.pop("train.folds", None)
-    if "train.epochs" in overrides:  # a fixed number of epochs: not the planned clock schedule
+    if "train.epochs" in overrides:  # a fixed number of epochs: not the planned clock schedule,
         values = {k: v for k, v in values.items() if k not in SCHEDULE_KEYS}
+        values.pop("train.folds", None)  # nor planned folds (K folds would run K times as long)
     planned, folds = plan.config.get("train.folds", 1), overrides.get("train.folds", 1)
     if "train.folds" in values or not isinstance(folds, int) or folds < 1:
         folds = planned  # the planned folds, or a value the config check will name
