@@ -51,6 +51,7 @@ from .labels import (
     looks_like_instances,
     lossy_mask_grey,
 )
+from .object_masks import is_object_source, read_mask_source
 
 PathLike = Union[str, Path]
 _SAMPLES = 50_000
@@ -475,7 +476,7 @@ def _check_mask(
     mask_borders: dict,
 ) -> None:
     try:
-        mask, _ = read_image(path)
+        mask, _ = read_mask_source(path)
     except DataError as exc:
         report.problems.append(str(exc))
         return
@@ -496,6 +497,16 @@ def _check_mask(
             np.where(grey >= LOSSY_THRESHOLD, 255, 0).astype(np.uint8)
         )
         mask_layout[path] = "labels"
+        return
+    if is_object_source(path):  # one file per object: instance ids by construction
+        if mask_kind in ("labels", "colors"):
+            report.problems.append(
+                f"{path}: a per-object mask folder holds instances, not {mask_kind}: use "
+                "--mask-kind auto or instances"
+            )
+            return
+        mask_values[path] = _value_counts(mask[0])
+        mask_layout[path] = "instances"
         return
     if mask.shape[0] == 3 and mask_kind != "labels":
         if mask.dtype != np.uint8:

@@ -12,6 +12,12 @@ Two layouts are recognised, ``root`` being the folder that holds them (a split f
   are reported.
   Other sibling folders whose files match the image stems (DRIVE's ``fov/``) go into
   :attr:`Case.extra` under the folder name, matched the same way.
+* **case folders** (the 2018 Data Science Bowl layout): ``root/CASE/images/CASE.png`` (one image)
+  and ``root/CASE/masks/*.png``, one binary file per object; the case id is the folder name and
+  :attr:`Case.mask` the ``masks/`` folder. Recognised when ``root`` has no ``images/`` and most of
+  its sub-folders with an ``images/`` hold one image there (split folders hold many). The same
+  per-object folders may also sit in a ``masks/`` folder beside ``images/`` (``masks/CASE/``).
+  :mod:`~unetkit.data.object_masks` reads them as instance ids.
 * **nnU-Net raw**: ``root/imagesTr/CASE_0000.nii.gz`` (one file per channel, ``_0000``,
   ``_0001`` …) and ``root/labelsTr/CASE.nii.gz``; ``root/dataset.json`` is read when present
   (its ``channel_names``/``modality`` fix the channel count, its ``labels`` the label map, see
@@ -40,6 +46,7 @@ from typing import Optional, Sequence, Union
 
 from ..errors import DataError
 from ..io.readers import SUPPORTED_SUFFIXES, list_images, split_suffix
+from .object_masks import is_object_mask_folder
 
 PathLike = Union[str, Path]
 
@@ -96,7 +103,7 @@ class Discovery:
     """What :func:`scan_dataset` found: the cases, the layout and every problem."""
 
     root: Path
-    layout: str = ""  # "images/masks" or "nnunet"
+    layout: str = ""  # "images/masks", "case folders" or "nnunet"
     cases: list = field(default_factory=list)
     problems: list = field(default_factory=list)
     image_dir: Optional[Path] = None
@@ -115,7 +122,11 @@ class Discovery:
         """One :class:`DataError` summarising the problems (image/mask mismatches aggregated)."""
         first = self.problems[0]
         same = [p for p in self.problems if p.kind == first.kind]
-        if first.kind in ("no-mask", "no-image") and len(same) > 1:
+        if (
+            first.kind in ("no-mask", "no-image")
+            and len(same) > 1
+            and self.layout != "case folders"
+        ):
             folder = self.mask_dir if first.kind == "no-mask" else self.image_dir
             what = (
                 "image(s) have no mask in"
@@ -180,8 +191,11 @@ def scan_dataset(
     if not root.is_dir():
         found.add("missing", root, "is a file; expected a dataset folder with images/ and masks/")
         return found
+    case_folders = [] if _has_dir(root, IMAGE_DIR_NAMES) else _case_folders(root)
     if (root / "imagesTr").is_dir():
         _scan_nnunet(found, require_masks)
+    elif case_folders:
+        _scan_case_folders(found, case_folders, require_masks)
     else:
         _scan_images_masks(found, mask_suffix, require_masks)
     found.cases.sort(key=lambda c: c.case_id)
@@ -189,9 +203,17 @@ def scan_dataset(
 
 
 # ------------------------------------------------------------------------------------ shared parts
-def _list_images(found: Discovery, folder: Path) -> dict[str, Path]:
-    """Image files of ``folder`` by stem; records non-image, duplicate and empty-folder problems."""
+def _list_images(found: Discovery, folder: Path, object_folders: bool = False) -> dict[str, Path]:
+    """Image files of ``folder`` by stem; records non-image, duplicate and empty-folder problems.
+
+    With ``object_folders`` (a mask folder), a sub-folder holding only image files is a per-object
+    mask folder (:mod:`~unetkit.data.object_masks`), listed under its whole name.
+    """
     listing = list_images(folder)
+    if object_folders:
+        for entry in [e for e in listing.others if is_object_mask_folder(e)]:
+            listing.others.remove(entry)
+            listing.by_stem.setdefault(entry.name, []).append(entry)
     for entry in listing.others:
         if entry.is_dir():
             found.add(
@@ -260,10 +282,7 @@ def _strip(stems: dict[str, Path], suffix: str) -> tuple[dict[str, Path], list[P
 
 
 def _find_dir(found: Discovery, names: Sequence[str]) -> Optional[Path]:
-    hits = [found.root / n for n in names if (found.root / n).is_dir()]
-    if len(hits) > 1:
-        found.add("layout", found.root, f"both {hits[0].name}/ and {hits[1].name}/ exist; keep one")
-    return hits[0] if hits else None
+    return _find_dir_in(found, found.root, names)
 
 
 # ----------------------------------------------------------------------------------- images/masks
@@ -298,7 +317,7 @@ def _scan_images_masks(found: Discovery, mask_suffix: Optional[str], require_mas
                 f"{', '.join(MASK_DIR_NAMES[1:])}/)",
             )
     else:
-        raw = _list_images(found, mask_dir)
+        raw = _list_images(found, mask_dir, object_folders=True)
         suffix = mask_suffix if mask_suffix is not None else ""
         if mask_suffix is None and raw and not set(raw) <= set(images):
             suffix = _detect_suffix(sorted(images), sorted(raw))
@@ -342,6 +361,80 @@ def _extra_dirs(found: Discovery, images: dict[str, Path]) -> list[tuple[str, di
         if matched:
             out.append((folder.name, matched))
     return out
+
+
+# ----------------------------------------------------------------------------------- case folders
+def _has_dir(folder: Path, names: Sequence[str]) -> bool:
+    return any((folder / n).is_dir() for n in names)
+
+
+def _case_folders(root: Path) -> list[Path]:
+    """The sub-folders of ``root`` that are case folders, when ``root`` is laid out that way.
+
+    A case folder holds ``images/`` with one image; split folders (``train/``, ``val/``) hold
+    many. So the layout is recognised when at least two sub-folders have an ``images/`` folder and
+    most of those hold exactly one image there (the others are then reported, not mistaken for splits).
+    """
+    candidates = [
+        d
+        for d in sorted(root.iterdir())
+        if d.is_dir() and not d.name.startswith(".") and _has_dir(d, IMAGE_DIR_NAMES)
+    ]
+    if len(candidates) < 2:
+        return []
+    single = 0
+    for folder in candidates:
+        image_dir = next(folder / n for n in IMAGE_DIR_NAMES if (folder / n).is_dir())
+        single += len(list_images(image_dir).by_stem) == 1
+    return candidates if single > len(candidates) / 2 else []
+
+
+def is_case_folder_dataset(root: PathLike) -> bool:
+    """``root`` holds case folders (``case/images/<one image>`` + ``case/masks/``, the 2018 Data
+    Science Bowl layout) and no ``images/`` of its own."""
+    root = Path(root)
+    return root.is_dir() and not _has_dir(root, IMAGE_DIR_NAMES) and bool(_case_folders(root))
+
+
+def _scan_case_folders(found: Discovery, folders: list[Path], require_masks: bool) -> None:
+    """One case per folder: ``case/images/<one image>`` and ``case/masks/`` with one binary file
+    per object (the 2018 Data Science Bowl layout); the case id is the folder name."""
+    found.layout = "case folders"
+    for folder in folders:
+        image_dir = _find_dir_in(found, folder, IMAGE_DIR_NAMES)
+        images = _list_images(found, image_dir)
+        if len(images) > 1:
+            found.add(
+                "layout",
+                image_dir,
+                f"{len(images)} images in a case folder's {image_dir.name}/ "
+                f"({', '.join(p.name for p in list(images.values())[:_SHOW])}); a case folder holds "
+                "one image, its objects' masks in masks/",
+            )
+            continue
+        if not images:  # already an "empty" problem
+            continue
+        image = next(iter(images.values()))
+        mask_dir = _find_dir_in(found, folder, MASK_DIR_NAMES)
+        mask = None
+        if mask_dir is None:
+            if require_masks:
+                found.add(
+                    "no-mask",
+                    image,
+                    f"no masks/ folder in the case folder {folder.name}/ (expected "
+                    f"{folder.name}/masks/ with one binary file per object)",
+                )
+        elif _list_images(found, mask_dir):  # non-image files and an empty folder are problems
+            mask = mask_dir
+        found.cases.append(Case(folder.name, [image], mask, {}))
+
+
+def _find_dir_in(found: Discovery, folder: Path, names: Sequence[str]) -> Optional[Path]:
+    hits = [folder / n for n in names if (folder / n).is_dir()]
+    if len(hits) > 1:
+        found.add("layout", folder, f"both {hits[0].name}/ and {hits[1].name}/ exist; keep one")
+    return hits[0] if hits else None
 
 
 # ---------------------------------------------------------------------------------------- nnU-Net

@@ -30,6 +30,10 @@ mask's grey level (the mean of R, G, B where it is stored as colour) at or above
 colour, or one with more than :data:`LOSSY_MID_SHARE` of its pixels between black and white (several
 classes, or an image given as a mask), is an error asking for lossless (PNG) masks.
 
+A **per-object mask folder** in place of a mask file (one binary file per object, as the 2018 Data
+Science Bowl nuclei ship, :mod:`~unetkit.data.object_masks`) is read as instance ids; with ``"auto"``
+a set holding one is read as instances, and ``"labels"``/``"colors"`` refuse it.
+
 ``kind="instances"``: each non-zero value (or each colour other than black) is one object id; the
 semantic mask is ``id > 0`` (classes background/object) and the ids are returned too (for weight
 maps and object metrics, :func:`instance_ids`).
@@ -44,8 +48,9 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..io.readers import ImageMeta, read_image
+from ..io.readers import ImageMeta
 from .discovery import Discovery
+from .object_masks import is_object_source, read_mask_source
 
 PathLike = Union[str, Path]
 MaskLike = Union[PathLike, np.ndarray]
@@ -491,7 +496,7 @@ INSTANCE_LABEL_MAP = LabelMap((0, 1), names=("background", "object"), kind="inst
 
 def _load(mask: MaskLike) -> tuple[np.ndarray, Optional[ImageMeta], Optional[PathLike]]:
     if isinstance(mask, (str, Path)):
-        arr, meta = read_image(mask)
+        arr, meta = read_mask_source(mask)
         return arr, meta, mask
     return np.asarray(mask), None, None
 
@@ -524,6 +529,15 @@ def infer_label_map(
     if kind not in INFER_KINDS:
         raise ConfigError(f"unknown mask kind {kind!r}; valid: {', '.join(INFER_KINDS)}")
     masks = list(masks)  # read twice where "auto" finds instance ids
+    folder = next((m for m in masks if is_object_source(m)), None)
+    if folder is not None and kind in ("labels", "colors"):
+        raise DataError(
+            f"a per-object mask folder (one file per object) holds instances, not {kind}: use "
+            "--mask-kind auto or instances",
+            folder,
+        )
+    if kind == "auto" and folder is not None:
+        kind = "instances"
     if kind == "auto" and any(is_lossy_mask(m) for m in masks):
         return _lossy_binary_map(masks)
     if kind == "instances":
@@ -647,7 +661,13 @@ def read_mask(
         label_map = INSTANCE_LABEL_MAP
     elif kind is not None and kind != label_map.kind:
         raise ConfigError(f"kind={kind!r} contradicts the label map's kind {label_map.kind!r}")
-    arr, meta = read_image(path)
+    if label_map.kind != "instances" and is_object_source(path):
+        raise DataError(
+            f"a per-object mask folder holds instances, but the label map is {label_map.kind!r}: "
+            "give one label image per case instead",
+            path,
+        )
+    arr, meta = read_mask_source(path)
     classes = label_map.encode(arr, path)
     instances = instance_ids(arr, path).copy() if label_map.kind == "instances" else None
     return classes, instances, meta

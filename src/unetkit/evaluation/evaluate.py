@@ -403,6 +403,16 @@ def _truth_folder(truth_dir: Path) -> Path:
     return truth_dir
 
 
+def _case_folder_truths(truth_dir: Path) -> dict[str, Path]:
+    """``{case id: per-object mask folder}`` of a dataset of case folders (``case/images/`` +
+    ``case/masks/``, one file per object); ``{}`` for any other truth folder."""
+    from ..data.discovery import find_cases, is_case_folder_dataset
+
+    if not is_case_folder_dataset(truth_dir):
+        return {}
+    return {case.case_id: case.mask for case in find_cases(truth_dir)}
+
+
 def _instance_files(truth_dir: Path, case_ids: Sequence[str]) -> Optional[dict[str, Path]]:
     """The instance-id files of an ``instances/`` folder beside a ``masks/`` truth folder, by case
     id, or ``None`` without such a folder; a case without its file is an error naming the folder
@@ -521,7 +531,7 @@ def evaluate_folders(
     names = resolve_metrics(metrics, with_auc=prob_dir is not None)
     if nsd_tolerance is not None:  # a bad value fails before any file is read
         tolerance = boundary.resolve_nsd_tolerance(nsd_tolerance, (1.0,))
-    truths = _list_images(truth_dir, "truth mask")
+    truths = _case_folder_truths(truth_dir) or _list_images(truth_dir, "truth mask")
     preds = _match_predictions(_list_images(pred_dir, "prediction"), set(truths))
     missing = sorted(set(truths) - set(preds))
     if missing:
@@ -608,8 +618,9 @@ def evaluate_folders(
                     id_files[case],
                 )
             p_ids = label_objects(p_cls == 1, connectivity)
-        elif inferred_instances and p_ids is not None and p_ids.max() <= 1:
-            p_ids = label_objects(p_cls == 1, connectivity)  # a label image: objects = components
+        elif inferred_instances and p_ids is not None and np.unique(p_ids[p_ids > 0]).size <= 1:
+            # a binary label image (0/1 or 0/255): its objects are its components
+            p_ids = label_objects(p_cls == 1, connectivity)
         case_spacing = spacing if spacing is not None else meta.spacing
         if spacing is None:
             units.add("pixel" if meta.spacing is None else (meta.spacing_unit or "file spacing"))

@@ -37,11 +37,11 @@ class PredictedFile:
 def collect_inputs(paths: Sequence[Union[str, Path]]):
     """Files and folders → :class:`~unetkit.data.Case` list (no masks needed).
 
-    A folder with ``images/`` (or nnU-Net ``imagesTr``/``imagesTs``) is read as a dataset (multi-file
-    channels grouped); a zarr store or a DICOM series folder is one image; any other folder
+    A folder with ``images/`` (or nnU-Net ``imagesTr``/``imagesTs``), or one of case folders
+    (``case/images/<image>``), is read as a dataset (multi-file channels grouped); a zarr store or a DICOM series folder is one image; any other folder
     contributes every image file in it. Stems must be unique.
     """
-    from ..data.discovery import Case, find_cases
+    from ..data.discovery import Case, find_cases, is_case_folder_dataset
     from ..io.itk import is_dicom_folder
     from ..io.readers import list_images, split_suffix
 
@@ -50,7 +50,8 @@ def collect_inputs(paths: Sequence[Union[str, Path]]):
         if p.is_dir() and (is_zarr_path(p) or is_dicom_folder(p)):  # one image (zarr, DICOM)
             cases.append(Case(split_suffix(p)[0], [p]))
         elif p.is_dir():
-            if any((p / d).is_dir() for d in ("images", "imagesTr", "imagesTs")):
+            dataset = any((p / d).is_dir() for d in ("images", "imagesTr", "imagesTs"))
+            if dataset or is_case_folder_dataset(p):  # case folders: case/images/<one image>
                 cases += find_cases(p, require_masks=False)
             else:
                 files = list_images(p).by_stem  # duplicate stems are refused below, naming both
