@@ -90,8 +90,11 @@ def make_fn(variant: str, model, width: int):
         from unetkit import runtime
         from unetkit.inference.predictor import Predictor
 
-        pred = Predictor(model, precision="fp32" if variant == "ours-fp32" else "auto")
-        # as `unetkit predict` runs it: freed activations kept for reuse on CPU (threads: child's 2)
+        # as `unetkit predict` runs it (Predictor.from_checkpoint): batch norm folded into the
+        # convolutions, freed activations kept for reuse on CPU (threads: the child's 2)
+        pred = Predictor(
+            model, precision="fp32" if variant == "ours-fp32" else "auto", fold_batch_norm=True
+        )
         runtime.configure_process(reuse_freed_memory=pred.device.type == "cpu")
         return lambda im: pred.predict_proba(im)[1]
     if variant == "basicunet":

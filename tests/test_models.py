@@ -323,3 +323,63 @@ def test_unet3plus_and_unetpp_refuse_valid_padding_option():
         create_model("unet3plus", padding="valid")
     assert isinstance(create_model("unetpp", base_features=2), UNetPlusPlus)
     assert isinstance(create_model("unet3plus", base_features=2), UNet3Plus)
+
+
+# --- prediction releases what it no longer needs ------------------------------------------------
+@pytest.mark.parametrize(
+    ("preset", "kwargs"),
+    [
+        ("unet", {}),
+        ("unet-original-bn", dict(depth=2)),
+        ("unet", dict(residual=True)),
+        ("unet", dict(deep_supervision=True)),
+        ("unetpp-ds", dict(depth=3)),
+    ],
+)
+def test_inference_without_autograd_equals_the_autograd_forward(preset, kwargs):
+    """The no-grad forward drops maps once used; the numbers must not change."""
+    torch.manual_seed(0)
+    model = create_model(preset, base_features=4, **kwargs).eval()
+    size = model.valid_input_size(60) if preset.startswith("unet-original") else 48
+    x = torch.randn(2, 1, size, size)
+    with torch.enable_grad():
+        ref = model.forward_all(x)
+    with torch.inference_mode():
+        out = model.forward_all(x)
+    torch.testing.assert_close(out.logits, ref.logits.detach(), rtol=0, atol=0)
+    assert len(out.aux) == len(ref.aux)
+    for a, b in zip(out.aux, ref.aux):
+        torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)
+
+
+def test_decoder_releases_skips_and_deeper_levels_only_without_autograd():
+    model = create_model("unet", base_features=4, depth=3).eval()
+    x = torch.randn(1, 1, 32, 32)
+    skips = model.encoder(x)
+    with torch.enable_grad():
+        outs = model.decoder(list(skips))
+    assert [tuple(o.shape[1:]) for o in outs] == [(4, 32, 32), (8, 16, 16), (16, 8, 8)]
+    held = list(skips)
+    with torch.no_grad():
+        lean = model.decoder(held, all_levels=False)
+    assert held == [None] * 4  # each skip dropped once joined
+    assert lean[1:] == [None, None] and torch.equal(lean[0], outs[0].detach())
+    kept = list(skips)
+    with torch.enable_grad():
+        model.decoder(kept)
+    assert all(a is b for a, b in zip(kept, skips))  # autograd on: the caller's list untouched
+
+
+def test_conv_block_joins_a_list_and_empties_it_without_autograd():
+    from unetkit.models.blocks import ConvBlock
+
+    block = ConvBlock(2, 6, 4).eval()
+    a, b = torch.randn(1, 2, 9, 9), torch.randn(1, 4, 9, 9)
+    ref = block(torch.cat([a, b], dim=1))
+    parts = [a, b]
+    with torch.no_grad():
+        out = block(parts)
+    assert parts == [] and torch.equal(out, ref.detach())
+    parts = [a, b]
+    block(parts)
+    assert len(parts) == 2  # with autograd the list is left alone

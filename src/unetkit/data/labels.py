@@ -26,8 +26,8 @@ How :func:`infer_label_map` decides with ``kind="auto"``:
 JPEG masks (``.jpg``/``.jpeg``, as Kvasir-SEG and many Kaggle sets ship them): lossy compression
 leaves no exact label value, so with ``"auto"`` a set with JPEG masks is read as **binary**: each
 mask's grey level (the mean of R, G, B where it is stored as colour) at or above
-:data:`LOSSY_THRESHOLD` is foreground (:attr:`LabelMap.threshold`; classes 0/255). A JPEG mask in
-colour, or one with more than :data:`LOSSY_MID_SHARE` of its pixels between black and white (several
+:data:`~unetkit.data.lossy.LOSSY_THRESHOLD` is foreground (:attr:`LabelMap.threshold`; classes 0/255). A JPEG mask in
+colour, or one with more than :data:`~unetkit.data.lossy.LOSSY_MID_SHARE` of its pixels between black and white (several
 classes, or an image given as a mask), is an error asking for lossless (PNG) masks.
 
 A **per-object mask folder** in place of a mask file (one binary file per object, as the 2018 Data
@@ -50,6 +50,7 @@ import numpy as np
 from ..errors import ConfigError, DataError
 from ..io.readers import ImageMeta
 from .discovery import Discovery
+from .lossy import LOSSY_THRESHOLD, is_lossy_mask, lossy_mask_grey
 from .object_masks import is_object_source, read_mask_source
 
 PathLike = Union[str, Path]
@@ -145,54 +146,6 @@ def _any_instance_like(masks: Sequence[MaskLike]) -> bool:
     """Some mask of the set is :func:`_instance_like` (a set of instance masks may start with
     images of few objects; one with many decides)."""
     return any(_instance_like(_load(mask)[0]) for mask in masks)
-
-
-#: lossy (JPEG) masks: the suffixes, the grey level from which a pixel is foreground, the largest
-#: share of pixels that may lie between black and white (JPEG's ringing along the edges; a class
-#: in grey or an image covers far more), and how far R, G and B may differ in a grey mask
-LOSSY_SUFFIXES = (".jpg", ".jpeg")
-LOSSY_THRESHOLD = 128
-LOSSY_MID_SHARE = 0.02
-_LOSSY_MID = (64, 192)
-_LOSSY_CHANNEL_SPREAD = 48
-
-
-def is_lossy_mask(mask: MaskLike) -> bool:
-    """``mask`` is a JPEG file (its label values are not exact)."""
-    return isinstance(mask, (str, Path)) and Path(mask).suffix.lower() in LOSSY_SUFFIXES
-
-
-def lossy_mask_grey(mask: np.ndarray, path: Optional[PathLike]) -> np.ndarray:
-    """``(*spatial)`` grey level of a lossy binary mask: its channel, or the mean of R, G and B of
-    one stored as grey colour (JPEG blurs the channels a little).
-
-    Raises:
-        DataError: not 8-bit, coloured, or too many pixels between black and white to be binary.
-    """
-    if mask.dtype != np.uint8 or mask.ndim < 3 or mask.shape[0] not in (1, 3):
-        raise DataError(
-            f"a JPEG mask must be 8-bit grey or RGB, got {mask.dtype} of shape {tuple(mask.shape)}",
-            path,
-        )
-    if mask.shape[0] == 3:
-        spread = mask.max(axis=0).astype(np.int16) - mask.min(axis=0)
-        if np.mean(spread > _LOSSY_CHANNEL_SPREAD) > 0.001:
-            raise DataError(
-                "a JPEG mask in colour: lossy colours cannot be told apart as classes; save the "
-                "masks losslessly (PNG)",
-                path,
-            )
-        grey = mask.mean(axis=0)
-    else:
-        grey = mask[0]
-    mid = float(np.mean((grey >= _LOSSY_MID[0]) & (grey < _LOSSY_MID[1])))
-    if mid > LOSSY_MID_SHARE:
-        raise DataError(
-            f"a JPEG mask with {100 * mid:.1f} % of its pixels between black and white: not a "
-            "binary mask (JPEG keeps no exact label values); save the masks losslessly (PNG)",
-            path,
-        )
-    return grey
 
 
 def _lossy_binary_map(masks: Sequence[MaskLike]) -> LabelMap:

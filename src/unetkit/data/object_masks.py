@@ -11,7 +11,7 @@ Rules, so that the result does not depend on how the files were made:
 * every non-hidden entry of the folder is an image file of the same spatial size (a folder with
   anything else is not an object-mask folder);
 * a pixel is part of the object where any channel is non-zero (JPEG files: where the grey level is
-  at least :data:`~unetkit.data.labels.LOSSY_THRESHOLD`, so compression noise is not an object);
+  at least :data:`~unetkit.data.lossy.LOSSY_THRESHOLD`, so compression noise is not an object);
 * objects are numbered ``1 … n`` in file-name order; an empty file (no object pixel) is skipped;
 * every object pixel of a lossless file has the same value (a file with several non-zero values is
   a label image of many objects, which belongs in ``masks/`` beside ``images/``, not here);
@@ -30,6 +30,7 @@ import numpy as np
 from ..errors import DataError
 from ..io.meta import ImageMeta
 from ..io.readers import JUNK_NAMES, is_image_file, read_image
+from .lossy import LOSSY_THRESHOLD, is_lossy_mask, lossy_mask_grey
 
 PathLike = Union[str, Path]
 
@@ -61,8 +62,6 @@ def is_object_mask_folder(path: PathLike) -> bool:
 
 def _foreground(arr: np.ndarray, path: Path) -> np.ndarray:
     """``(*spatial)`` bool object pixels of one object file (see the module doc)."""
-    from .labels import LOSSY_THRESHOLD, is_lossy_mask, lossy_mask_grey
-
     if is_lossy_mask(path):
         return lossy_mask_grey(arr, path) >= LOSSY_THRESHOLD
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():

@@ -10,7 +10,8 @@ at least ``min_overlap`` pixels, all of equal size, with tile sizes and steps mu
 pooling period (``2**depth``, the ``period`` of its :class:`~unetkit.models.geometry.SizeRule`) so
 that every tile sees the pooling grid of the whole image. A 2048² image gets 4 × 4 tiles of 608² (1.41× the pixels of the image) instead of
 7 × 7 tiles of 512² at 50 % overlap (3.1×); an image no larger than ``max_tile`` is one tile.
-``max_tile`` 640 keeps a 64-wide U-Net's bf16 activations of one tile under ~0.7 GB on CPU: larger
+``max_tile`` 640 keeps a 64-wide U-Net's activations of one tile under ~0.4 GB on CPU even in fp32
+(the decoder drops each map once used when autograd is off, :class:`~unetkit.models.decoders.unet.UNetDecoder`): larger
 tiles repeat less of the overlap but hold more activations at once, so a 2048² image in 3 × 3 tiles
 of 768² runs a little faster than in 4 × 4 of 608² at a markedly higher peak memory (BENCHMARKS.md,
 "The tile plan's max_tile").

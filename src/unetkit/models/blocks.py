@@ -148,7 +148,21 @@ class ConvBlock(nn.Module):
             self.out_act = layers.activation(act)
         self.out_channels = out_channels
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Union[torch.Tensor, list]) -> torch.Tensor:
+        """``x`` a tensor, or a list of tensors joined along the channels (a decoder's skip and
+        up-sampled map). With autograd off the list is emptied and the joined map freed after the
+        first convolution, so that neither stays alive while the rest of the block runs."""
+        if isinstance(x, list):
+            parts = x
+            x = torch.cat(parts, dim=1)
+            if not torch.is_grad_enabled() and not self.residual:
+                parts.clear()
+                convs = iter(self.convs)
+                y = next(convs)(x)
+                del x
+                for conv in convs:
+                    y = conv(y)
+                return y
         y = self.convs(x)
         if self.residual:
             y = self.out_act(y + layers.center_crop(self.shortcut(x), y.shape[2:]))

@@ -146,7 +146,7 @@ class UNet(SegmentationModel):
         self.initialise(init)
 
     def forward_all(self, x: torch.Tensor, with_aux: bool = True) -> ModelOutput:
-        dec = self.decoder(self.encoder(x))
+        dec = self.decoder(self.encoder(x), all_levels=self.deep_supervision and with_aux)
         logits = self.head(dec[0])
         aux = (
             [h(d) for h, d in zip(self.aux_heads, dec[1:])]

@@ -104,16 +104,38 @@ class UNetDecoder(nn.Module):
             return 0
         return self.n_convs[lvl] * self.dilation[lvl] * (self.kernel_sizes[lvl][axis] - 1)
 
-    def forward(self, skips: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(
+        self, skips: list[torch.Tensor], all_levels: bool = True
+    ) -> list[Optional[torch.Tensor]]:
+        """The decoder maps, shallowest first (``None`` for levels below 0 when not ``all_levels``).
+
+        With autograd off (prediction), each map is dropped as soon as it has been used: the
+        entries of ``skips`` are set to ``None`` once joined, the up-sampled map and the skip are
+        handed to the block as a list it empties (:meth:`ConvBlock.forward`), and without
+        ``all_levels`` (no deep supervision) the deeper levels' outputs are not kept. A U-Net
+        tile's peak memory sits at the top level, where all of these would otherwise be alive
+        beside the full-resolution concatenation (the 64-wide net's 608² fp32 tile: ≈ 0.78 GB →
+        ≈ 0.40 GB). With autograd on, ``skips`` is left as it is (the backward pass keeps what it
+        needs anyway).
+        """
+        release = not torch.is_grad_enabled()
         x = skips[-1]
-        outs: list[torch.Tensor] = [x] * (len(skips) - 1)
+        if release:
+            skips[-1] = None
+        outs: list[Optional[torch.Tensor]] = [None] * (len(skips) - 1)
         for lvl in range(len(skips) - 2, -1, -1):
-            x = self.ups[lvl](x)
+            up = self.ups[lvl](x)
+            x = None  # the map from below lives on only in ``outs`` (all_levels)
             skip = skips[lvl]
+            if release:
+                skips[lvl] = None
             if self.padding == "valid":
-                skip = layers.center_crop(skip, x.shape[2:])
+                skip = layers.center_crop(skip, up.shape[2:])
             else:
-                x = layers.match_size(x, skip.shape[2:])
-            x = self.blocks[lvl](torch.cat([skip, x], dim=1))
-            outs[lvl] = x
+                up = layers.match_size(up, skip.shape[2:])
+            parts = [skip, up]
+            del skip, up
+            x = self.blocks[lvl](parts)
+            if all_levels or lvl == 0:
+                outs[lvl] = x
         return outs

@@ -75,5 +75,5 @@ class UNetPlusPlusDecoder(nn.Module):
             for i in range(n - j):
                 key = f"{i}_{j}"
                 up = layers.match_size(self.ups[key](grid[i + 1][j - 1]), grid[i][0].shape[2:])
-                grid[i].append(self.nodes[key](torch.cat(grid[i][:j] + [up], dim=1)))
+                grid[i].append(self.nodes[key](grid[i][:j] + [up]))  # joined in the block
         return grid[0][1:]
