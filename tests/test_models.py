@@ -336,17 +336,27 @@ def test_unet3plus_and_unetpp_refuse_valid_padding_option():
         ("unetpp-ds", dict(depth=3)),
     ],
 )
-def test_inference_without_autograd_equals_the_autograd_forward(preset, kwargs):
-    """The no-grad forward drops maps once used; the numbers must not change."""
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_inference_without_autograd_equals_the_autograd_forward(preset, kwargs, channels_last):
+    """The no-grad forward drops maps once used and joins skips in place; the numbers and the
+    memory format (channels-last, as the CPU predictor runs) must not change."""
     torch.manual_seed(0)
     model = create_model(preset, base_features=4, **kwargs).eval()
     size = model.valid_input_size(60) if preset.startswith("unet-original") else 48
-    x = torch.randn(2, 1, size, size)
+    x = torch.randn(
+        2, 1, size, size + 3 * (preset == "unet")
+    )  # odd width: the up-sampled map is padded
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
     with torch.enable_grad():
         ref = model.forward_all(x)
     with torch.inference_mode():
         out = model.forward_all(x)
     torch.testing.assert_close(out.logits, ref.logits.detach(), rtol=0, atol=0)
+    assert out.logits.is_contiguous(memory_format=torch.channels_last) == (
+        ref.logits.is_contiguous(memory_format=torch.channels_last)
+    )
     assert len(out.aux) == len(ref.aux)
     for a, b in zip(out.aux, ref.aux):
         torch.testing.assert_close(a, b.detach(), rtol=0, atol=0)
@@ -383,3 +393,18 @@ def test_conv_block_joins_a_list_and_empties_it_without_autograd():
     parts = [a, b]
     block(parts)
     assert len(parts) == 2  # with autograd the list is left alone
+
+
+def test_inference_joins_match_torch_cat_under_bf16_autocast():
+    """Under autocast the joined map takes the skip's dtype; the block's first conv casts to bf16
+    anyway, so the result equals the autograd path's ``torch.cat`` (any CPU runs bf16 autocast)."""
+    torch.manual_seed(0)
+    model = create_model("unet", base_features=4, depth=3).eval()
+    x = torch.randn(1, 1, 40, 36)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.enable_grad():
+            ref = model(x)
+        with torch.inference_mode():
+            out = model(x)
+    assert out.dtype == ref.dtype
+    torch.testing.assert_close(out, ref.detach(), rtol=0, atol=0)

@@ -137,6 +137,7 @@ class ConvBlock(nn.Module):
                 )
             )
         self.convs = nn.Sequential(*convs)
+        self.in_channels = in_channels
         self.residual = residual
         if residual:
             if in_channels != out_channels:
@@ -154,7 +155,7 @@ class ConvBlock(nn.Module):
         first convolution, so that neither stays alive while the rest of the block runs."""
         if isinstance(x, list):
             parts = x
-            x = torch.cat(parts, dim=1)
+            x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
             if not torch.is_grad_enabled() and not self.residual:
                 parts.clear()
                 convs = iter(self.convs)

@@ -114,28 +114,66 @@ class UNetDecoder(nn.Module):
         handed to the block as a list it empties (:meth:`ConvBlock.forward`), and without
         ``all_levels`` (no deep supervision) the deeper levels' outputs are not kept. A U-Net
         tile's peak memory sits at the top level, where all of these would otherwise be alive
-        beside the full-resolution concatenation (the 64-wide net's 608² fp32 tile: ≈ 0.78 GB →
-        ≈ 0.40 GB). With autograd on, ``skips`` is left as it is (the backward pass keeps what it
+        beside the full-resolution concatenation; with same padding the skip is also copied into
+        the joined map before the up-sampling runs (the 64-wide net's 608² fp32 tile: ≈ 0.78 GB
+        → ≈ 0.3 GB). With autograd on, ``skips`` is left as it is (the backward pass keeps what it
         needs anyway).
         """
         release = not torch.is_grad_enabled()
+        # in place only when run eagerly: a traced and frozen graph (``fast="jit"``) mis-handles
+        # writes into slices of an empty tensor, and compiled graphs plan their own buffers
+        in_place = release and not (torch.jit.is_tracing() or torch.compiler.is_compiling())
         x = skips[-1]
         if release:
             skips[-1] = None
         outs: list[Optional[torch.Tensor]] = [None] * (len(skips) - 1)
         for lvl in range(len(skips) - 2, -1, -1):
-            up = self.ups[lvl](x)
-            x = None  # the map from below lives on only in ``outs`` (all_levels)
             skip = skips[lvl]
             if release:
                 skips[lvl] = None
-            if self.padding == "valid":
-                skip = layers.center_crop(skip, up.shape[2:])
+            if in_place and self.padding == "same":
+                # join in place: the skip is copied into the joined map and freed before the
+                # up-sampled map exists, so skip, up-sampled and joined map are never alive at once
+                joined = _empty_join(skip, self.blocks[lvl].in_channels)
+                c = skip.shape[1]
+                joined[:, :c] = skip
+                del skip
+                joined[:, c:] = layers.match_size(self.ups[lvl](x), joined.shape[2:])
+                x = None  # the map from below lives on only in ``outs`` (all_levels)
+                parts = [joined]
+                del joined
             else:
-                up = layers.match_size(up, skip.shape[2:])
-            parts = [skip, up]
-            del skip, up
+                up = self.ups[lvl](x)
+                x = None
+                if self.padding == "valid":
+                    skip = layers.center_crop(skip, up.shape[2:])
+                else:
+                    up = layers.match_size(up, skip.shape[2:])
+                parts = [skip, up]
+                del skip, up
             x = self.blocks[lvl](parts)
             if all_levels or lvl == 0:
                 outs[lvl] = x
         return outs
+
+
+def _empty_join(skip: torch.Tensor, channels: int) -> torch.Tensor:
+    """An uninitialised ``(B, channels, *spatial)`` map in ``skip``'s dtype, device and memory format
+    (channels-last stays channels-last, as ``torch.cat`` keeps it). Under autocast the block's first
+    convolution casts its input to the autocast type whatever the join's dtype, so joining in the
+    skip's dtype gives the same result as ``torch.cat``'s type promotion."""
+    fmt = torch.contiguous_format
+    if not skip.is_contiguous():
+        for candidate in (torch.channels_last, torch.channels_last_3d):
+            try:
+                if skip.is_contiguous(memory_format=candidate):
+                    fmt = candidate
+                    break
+            except RuntimeError:  # channels_last needs 4 dims, channels_last_3d 5
+                continue
+    return torch.empty(
+        (skip.shape[0], channels, *skip.shape[2:]),
+        dtype=skip.dtype,
+        device=skip.device,
+        memory_format=fmt,
+    )
