@@ -319,3 +319,29 @@ def test_scan_collects_all_problems_and_find_cases_counts_them(tmp_path):
     assert all(str(p).startswith(str(root)) for p in found.problems)
     with pytest.raises(DataError, match=r"\(and 2 more problem\(s\); run 'unetkit check-data"):
         find_cases(root)
+
+
+def test_folder_aliases_ignore_case_spaces_and_hyphens(tmp_path):
+    """``Images/`` + ``Ground Truth/`` (as CVC-ClinicDB-like sets name them) pair like images/masks."""
+    make(tmp_path, images=("01", "02"), img_dir="Images", mask_dir="Ground Truth")
+    found = scan_dataset(tmp_path)
+    assert found.problems == [] and found.layout == "images/masks"
+    assert found.image_dir == tmp_path / "Images" and found.mask_dir == tmp_path / "Ground Truth"
+    assert [c.mask.name for c in found.cases] == ["01.png", "02.png"]
+    other = make(tmp_path / "b", images=("01",), img_dir="img", mask_dir="GT")
+    assert find_cases(other)[0].mask == other / "GT" / "01.png"
+
+
+def test_two_mask_folder_aliases_are_one_problem(tmp_path):
+    make(tmp_path, images=("01",))
+    (tmp_path / "ground-truth").mkdir()
+    img(tmp_path / "ground-truth" / "01.png")
+    with pytest.raises(DataError, match=r"both masks/ and ground-truth/ exist; keep one"):
+        find_cases(tmp_path)
+
+
+def test_no_mask_folder_lists_every_alias(tmp_path):
+    make(tmp_path, images=("01",), masks=False)
+    with pytest.raises(DataError) as err:
+        find_cases(tmp_path)
+    assert "also looked for mask, labels, label, gt, ground_truth, groundtruth/" in str(err.value)

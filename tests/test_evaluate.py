@@ -487,3 +487,16 @@ def test_drive_inside_the_field_of_view(shared_data, tmp_path):
             pred.sum() / truth.sum()
         )  # erosion: every predicted pixel is true
         assert row["pixel_error"] == pytest.approx(np.mean(truth != pred))
+
+
+def test_a_dataset_folder_with_aliased_names_stands_for_its_masks(tmp_path):
+    """``Ground Truth/`` beside ``Images/``: the dataset folder is the truth, its images the
+    overlays' background."""
+    truth = np.zeros((SIZE, SIZE), np.uint8)
+    truth[4:12, 4:12] = 255
+    _png(tmp_path / "set" / "Ground Truth" / "x.png", truth)
+    _png(tmp_path / "set" / "Images" / "x.png", truth // 2)
+    _png(tmp_path / "pred" / "x.png", truth)
+    res = evaluate_folders(tmp_path / "pred", tmp_path / "set", tmp_path / "out", metrics=["dice"])
+    assert res.cases == ["x"] and res.rows[0]["dice"] == 1.0
+    assert "overlay_best" in res.files  # one case: best and worst are the same overlay

@@ -3,8 +3,9 @@
 Two layouts are recognised, ``root`` being the folder that holds them (a split folder such as
 ``isbi2012/train`` is fine):
 
-* **images/masks**: ``root/images/*`` and ``root/masks/*`` (folder aliases: ``image``/``imgs`` and
-  ``mask``/``labels``/``label``), paired by file stem (``01.png`` ↔ ``01.png``; the formats may
+* **images/masks**: ``root/images/*`` and ``root/masks/*`` (folder aliases: ``image``/``imgs``/``img``
+  and ``mask``/``labels``/``label``/``gt``/``ground_truth``; case, spaces and hyphens are ignored,
+  so ``Images/`` and ``Ground Truth/`` match), paired by file stem (``01.png`` ↔ ``01.png``; the formats may
   differ). Masks may carry a suffix (``01_mask.png``): pass ``mask_suffix="_mask"``, or leave it
   ``None`` and it is detected: each mask stem that is an image stem plus a suffix (or the image
   stem itself, suffix ``""``) votes for that suffix, and the suffix most masks share wins (a tie
@@ -50,8 +51,10 @@ from .object_masks import is_object_mask_folder
 
 PathLike = Union[str, Path]
 
-IMAGE_DIR_NAMES = ("images", "image", "imgs")
-MASK_DIR_NAMES = ("masks", "mask", "labels", "label")
+#: folder names of images and of masks; matched ignoring case, spaces and hyphens (``Images``,
+#: ``Ground Truth`` and ``ground-truth`` match too, :func:`alias_dirs`)
+IMAGE_DIR_NAMES = ("images", "image", "imgs", "img")
+MASK_DIR_NAMES = ("masks", "mask", "labels", "label", "gt", "ground_truth", "groundtruth")
 
 _CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _SHOW = 5  # file names listed in one aggregated message
@@ -281,6 +284,29 @@ def _strip(stems: dict[str, Path], suffix: str) -> tuple[dict[str, Path], list[P
     return kept, lacking
 
 
+def _folder_key(name: str) -> str:
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+def is_dir_alias(name: str, names: Sequence[str]) -> bool:
+    """``name`` is one of ``names`` (:data:`IMAGE_DIR_NAMES`, :data:`MASK_DIR_NAMES`), ignoring case,
+    spaces and hyphens."""
+    return _folder_key(name) in names
+
+
+def alias_dirs(folder: PathLike, names: Sequence[str]) -> list[Path]:
+    """The sub-folders of ``folder`` named one of ``names`` (see :func:`is_dir_alias`), in the order
+    of ``names``."""
+    folder = Path(folder)
+    try:
+        entries = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    except OSError:
+        return []
+    order = {n: i for i, n in enumerate(names)}
+    hits = [d for d in entries if _folder_key(d.name) in order]
+    return sorted(hits, key=lambda d: (order[_folder_key(d.name)], d.name))
+
+
 def _find_dir(found: Discovery, names: Sequence[str]) -> Optional[Path]:
     return _find_dir_in(found, found.root, names)
 
@@ -293,7 +319,7 @@ def _scan_images_masks(found: Discovery, mask_suffix: Optional[str], require_mas
         splits = sorted(
             d.name
             for d in root.iterdir()
-            if d.is_dir() and any((d / n).is_dir() for n in (*IMAGE_DIR_NAMES, "imagesTr"))
+            if d.is_dir() and (alias_dirs(d, IMAGE_DIR_NAMES) or (d / "imagesTr").is_dir())
         )
         hint = (
             f"; it holds split folders ({', '.join(splits)}): pass one of them"
@@ -365,7 +391,7 @@ def _extra_dirs(found: Discovery, images: dict[str, Path]) -> list[tuple[str, di
 
 # ----------------------------------------------------------------------------------- case folders
 def _has_dir(folder: Path, names: Sequence[str]) -> bool:
-    return any((folder / n).is_dir() for n in names)
+    return bool(alias_dirs(folder, names))
 
 
 def _case_folders(root: Path) -> list[Path]:
@@ -384,7 +410,7 @@ def _case_folders(root: Path) -> list[Path]:
         return []
     single = 0
     for folder in candidates:
-        image_dir = next(folder / n for n in IMAGE_DIR_NAMES if (folder / n).is_dir())
+        image_dir = alias_dirs(folder, IMAGE_DIR_NAMES)[0]
         single += len(list_images(image_dir).by_stem) == 1
     return candidates if single > len(candidates) / 2 else []
 
@@ -431,7 +457,7 @@ def _scan_case_folders(found: Discovery, folders: list[Path], require_masks: boo
 
 
 def _find_dir_in(found: Discovery, folder: Path, names: Sequence[str]) -> Optional[Path]:
-    hits = [folder / n for n in names if (folder / n).is_dir()]
+    hits = alias_dirs(folder, names)
     if len(hits) > 1:
         found.add("layout", folder, f"both {hits[0].name}/ and {hits[1].name}/ exist; keep one")
     return hits[0] if hits else None

@@ -391,15 +391,14 @@ def _names(paths: Sequence, limit: int = 5) -> str:
 
 def _truth_folder(truth_dir: Path) -> Path:
     """A dataset folder (with ``masks/``) stands for its mask folder."""
-    from ..data.discovery import MASK_DIR_NAMES
+    from ..data.discovery import MASK_DIR_NAMES, alias_dirs
     from ..io.readers import is_image_file
 
     if truth_dir.is_dir() and not any(
         p.is_file() and is_image_file(p) for p in truth_dir.iterdir()
     ):
-        for name in MASK_DIR_NAMES:
-            if (truth_dir / name).is_dir():
-                return truth_dir / name
+        for folder in alias_dirs(truth_dir, MASK_DIR_NAMES)[:1]:
+            return folder
     return truth_dir
 
 
@@ -417,10 +416,10 @@ def _instance_files(truth_dir: Path, case_ids: Sequence[str]) -> Optional[dict[s
     """The instance-id files of an ``instances/`` folder beside a ``masks/`` truth folder, by case
     id, or ``None`` without such a folder; a case without its file is an error naming the folder
     (scoring some cases by ids and others by components would mix two object counts)."""
-    from ..data.discovery import MASK_DIR_NAMES
+    from ..data.discovery import MASK_DIR_NAMES, is_dir_alias
     from ..data.reading import INSTANCE_DIR_NAMES
 
-    if truth_dir.name not in MASK_DIR_NAMES:
+    if not is_dir_alias(truth_dir.name, MASK_DIR_NAMES):
         return None
     for name in INSTANCE_DIR_NAMES:
         folder = truth_dir.parent / name
@@ -440,12 +439,11 @@ def _instance_files(truth_dir: Path, case_ids: Sequence[str]) -> Optional[dict[s
 def _image_folder(truth_dir: Path, image_dir: Optional[PathLike]) -> Optional[Path]:
     if image_dir is not None:
         return Path(image_dir)
-    from ..data.discovery import IMAGE_DIR_NAMES, MASK_DIR_NAMES
+    from ..data.discovery import IMAGE_DIR_NAMES, MASK_DIR_NAMES, alias_dirs, is_dir_alias
 
-    if truth_dir.name in MASK_DIR_NAMES:
-        for name in IMAGE_DIR_NAMES:
-            if (truth_dir.parent / name).is_dir():
-                return truth_dir.parent / name
+    if is_dir_alias(truth_dir.name, MASK_DIR_NAMES):
+        for folder in alias_dirs(truth_dir.parent, IMAGE_DIR_NAMES)[:1]:
+            return folder
     return None
 
 

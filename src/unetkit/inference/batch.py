@@ -41,7 +41,13 @@ def collect_inputs(paths: Sequence[Union[str, Path]]):
     (``case/images/<image>``), is read as a dataset (multi-file channels grouped); a zarr store or a DICOM series folder is one image; any other folder
     contributes every image file in it. Stems must be unique.
     """
-    from ..data.discovery import Case, find_cases, is_case_folder_dataset
+    from ..data.discovery import (
+        IMAGE_DIR_NAMES,
+        Case,
+        alias_dirs,
+        find_cases,
+        is_case_folder_dataset,
+    )
     from ..io.itk import is_dicom_folder
     from ..io.readers import list_images, split_suffix
 
@@ -50,7 +56,9 @@ def collect_inputs(paths: Sequence[Union[str, Path]]):
         if p.is_dir() and (is_zarr_path(p) or is_dicom_folder(p)):  # one image (zarr, DICOM)
             cases.append(Case(split_suffix(p)[0], [p]))
         elif p.is_dir():
-            dataset = any((p / d).is_dir() for d in ("images", "imagesTr", "imagesTs"))
+            dataset = bool(alias_dirs(p, IMAGE_DIR_NAMES)) or any(
+                (p / d).is_dir() for d in ("imagesTr", "imagesTs")
+            )
             if dataset or is_case_folder_dataset(p):  # case folders: case/images/<one image>
                 cases += find_cases(p, require_masks=False)
             else:
