@@ -408,3 +408,15 @@ def test_inference_joins_match_torch_cat_under_bf16_autocast():
             out = model(x)
     assert out.dtype == ref.dtype
     torch.testing.assert_close(out, ref.detach(), rtol=0, atol=0)
+
+
+def test_residual_block_empties_its_list_and_keeps_the_shortcut():
+    from unetkit.models.blocks import ConvBlock
+
+    block = ConvBlock(2, 6, 4, residual=True).eval()
+    a, b = torch.randn(1, 2, 9, 9), torch.randn(1, 4, 9, 9)
+    ref = block(torch.cat([a, b], dim=1))
+    parts = [a, b]
+    with torch.no_grad():
+        out = block(parts)
+    assert parts == [] and torch.equal(out, ref.detach())

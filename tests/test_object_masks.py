@@ -235,3 +235,67 @@ def test_predict_inputs_and_evaluate_on_case_folders(tmp_path):
     assert rows["c0"]["obj_f1"] == pytest.approx(2 / 3)
     assert rows["c1"]["obj_f1"] == pytest.approx(4 / 5)
     assert rows["c2"]["obj_f1"] == pytest.approx(6 / 7)
+
+
+def test_a_case_folder_with_one_label_image_reads_it_as_a_mask_file(tmp_path):
+    """``P1/masks/P1.png`` (one label image, not one object) is the case's mask file: two blobs
+    stay two classes' pixels, not one object."""
+    for name in ("p1", "p2"):
+        write_image(tmp_path / name / "images" / f"{name}.png", np.zeros((1, *SHAPE), np.uint8))
+        labels = np.zeros((1, *SHAPE), np.uint8)
+        labels[0, :5], labels[0, 10:15] = 1, 2
+        write_image(tmp_path / name / "masks" / f"{name}_mask.png", labels)
+    cases = find_cases(tmp_path)
+    assert [c.mask for c in cases] == [
+        tmp_path / "p1" / "masks" / "p1_mask.png",
+        tmp_path / "p2" / "masks" / "p2_mask.png",
+    ]
+    assert infer_label_map([c.mask for c in cases]).values == (0, 1, 2)
+
+
+def test_split_roots_with_single_image_splits_are_not_case_folders(tmp_path):
+    """``train/`` with four images and ``val/``, ``test/`` with one each: split folders (their one
+    image is not named after the folder), so the split hint stays."""
+    for split, stems in (("train", ("01", "02", "03", "04")), ("val", ("05",)), ("test", ("06",))):
+        for stem in stems:
+            write_image(tmp_path / split / "images" / f"{stem}.png", np.zeros((1, 4, 4), np.uint8))
+    found = scan_dataset(tmp_path)
+    assert found.layout == "" and "it holds split folders (test, train, val)" in str(
+        found.problems[0]
+    )
+
+
+def test_evaluate_object_folders_inside_masks_and_case_ids_in_messages(tmp_path):
+    objects = [disc(6, 6, 3), disc(17, 15, 5)]
+    for stem in ("01", "02"):
+        write_image(tmp_path / "set" / "images" / f"{stem}.png", np.zeros((1, *SHAPE), np.uint8))
+        write_objects(tmp_path / "set" / "masks" / stem, objects)
+    write_image(
+        tmp_path / "pred" / "01.png", (255 * (objects[0] | objects[1]))[None].astype(np.uint8)
+    )
+    with pytest.raises(DataError, match=r"no prediction for 1 of 2 truth mask\(s\) of .*: 02 "):
+        evaluate_folders(tmp_path / "pred", tmp_path / "set", metrics=["obj_f1"])
+    write_image(tmp_path / "pred" / "02.png", (255 * objects[1])[None].astype(np.uint8))
+    rows = evaluate_folders(tmp_path / "pred", tmp_path / "set", metrics=["obj_f1"]).rows
+    assert [r["obj_f1"] for r in rows] == [1.0, pytest.approx(2 / 3)]
+    root = make_set(tmp_path / "cases", n=2)
+    with pytest.raises(DataError, match=r"truth mask\(s\) of .*: c0/masks, c1/masks"):
+        evaluate_folders(tmp_path / "pred", root, metrics=["obj_f1"])
+
+
+def test_instances_flag_scores_a_binary_prediction_by_components(tmp_path):
+    root = make_set(tmp_path / "val", n=1)
+    ids, _ = read_object_masks(root / "c0" / "masks")
+    write_image(tmp_path / "pred" / "c0.png", ((ids[0] > 0) * 255)[None].astype(np.uint8))
+    row = evaluate_folders(tmp_path / "pred", root, metrics=["obj_f1"], instances=True).rows[0]
+    assert row["obj_f1"] == 1.0  # two objects, both found (not one object of value 255)
+
+
+def test_a_stray_file_in_an_object_folder_is_named(tmp_path):
+    root = make_set(tmp_path / "train", n=2)
+    stray = root / "c1" / "masks" / "notes.txt"
+    stray.write_text("x")
+    report = check_dataset(root)
+    assert any(p.startswith(f"{stray}: not an image file") for p in report.problems), (
+        report.problems
+    )

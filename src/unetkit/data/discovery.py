@@ -15,8 +15,9 @@ Two layouts are recognised, ``root`` being the folder that holds them (a split f
   :attr:`Case.extra` under the folder name, matched the same way.
 * **case folders** (the 2018 Data Science Bowl layout): ``root/CASE/images/CASE.png`` (one image)
   and ``root/CASE/masks/*.png``, one binary file per object; the case id is the folder name and
-  :attr:`Case.mask` the ``masks/`` folder. Recognised when ``root`` has no ``images/`` and most of
-  its sub-folders with an ``images/`` hold one image there (split folders hold many). The same
+  :attr:`Case.mask` the ``masks/`` folder (or, when it holds one file named as the image, that
+  label file). Recognised when ``root`` has no ``images/`` and most of its sub-folders with an
+  ``images/`` hold just one image named as the folder (split folders hold many, named otherwise). The same
   per-object folders may also sit in a ``masks/`` folder beside ``images/`` (``masks/CASE/``).
   :mod:`~unetkit.data.object_masks` reads them as instance ids.
 * **nnU-Net raw**: ``root/imagesTr/CASE_0000.nii.gz`` (one file per channel, ``_0000``,
@@ -397,22 +398,21 @@ def _has_dir(folder: Path, names: Sequence[str]) -> bool:
 def _case_folders(root: Path) -> list[Path]:
     """The sub-folders of ``root`` that are case folders, when ``root`` is laid out that way.
 
-    A case folder holds ``images/`` with one image; split folders (``train/``, ``val/``) hold
-    many. So the layout is recognised when at least two sub-folders have an ``images/`` folder and
-    most of those hold exactly one image there (the others are then reported, not mistaken for splits).
+    A case folder holds ``images/`` with one image named as the folder (``CASE/images/CASE.png``);
+    split folders (``train/``, ``val/``) hold many, named otherwise. So the layout is recognised when
+    most sub-folders with an ``images/`` folder hold exactly that one image (the others are then
+    reported, not mistaken for splits).
     """
     candidates = [
         d
         for d in sorted(root.iterdir())
         if d.is_dir() and not d.name.startswith(".") and _has_dir(d, IMAGE_DIR_NAMES)
     ]
-    if len(candidates) < 2:
-        return []
-    single = 0
+    named = 0
     for folder in candidates:
-        image_dir = alias_dirs(folder, IMAGE_DIR_NAMES)[0]
-        single += len(list_images(image_dir).by_stem) == 1
-    return candidates if single > len(candidates) / 2 else []
+        stems = list(list_images(alias_dirs(folder, IMAGE_DIR_NAMES)[0]).by_stem)
+        named += stems == [folder.name]
+    return candidates if named > len(candidates) / 2 else []
 
 
 def is_case_folder_dataset(root: PathLike) -> bool:
@@ -424,7 +424,9 @@ def is_case_folder_dataset(root: PathLike) -> bool:
 
 def _scan_case_folders(found: Discovery, folders: list[Path], require_masks: bool) -> None:
     """One case per folder: ``case/images/<one image>`` and ``case/masks/`` with one binary file
-    per object (the 2018 Data Science Bowl layout); the case id is the folder name."""
+    per object (the 2018 Data Science Bowl layout); the case id is the folder name. A ``masks/``
+    holding a single file named as the image (``CASE.png``, or with a suffix: ``CASE_mask.png``) is
+    that case's label image, read as any mask file is."""
     found.layout = "case folders"
     for folder in folders:
         image_dir = _find_dir_in(found, folder, IMAGE_DIR_NAMES)
@@ -451,8 +453,12 @@ def _scan_case_folders(found: Discovery, folders: list[Path], require_masks: boo
                     f"no masks/ folder in the case folder {folder.name}/ (expected "
                     f"{folder.name}/masks/ with one binary file per object)",
                 )
-        elif _list_images(found, mask_dir):  # non-image files and an empty folder are problems
-            mask = mask_dir
+        else:
+            files = _list_images(found, mask_dir)  # non-image files, an empty folder: problems
+            if len(files) == 1 and next(iter(files)).startswith(split_suffix(image)[0]):
+                mask = next(iter(files.values()))  # one label image, not one object
+            elif files:
+                mask = mask_dir
         found.cases.append(Case(folder.name, [image], mask, {}))
 
 

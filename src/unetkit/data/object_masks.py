@@ -140,8 +140,11 @@ def read_object_masks(folder: PathLike) -> tuple[np.ndarray, ImageMeta]:
 def read_mask_source(path: PathLike) -> tuple[np.ndarray, ImageMeta]:
     """A mask file with :func:`~unetkit.io.read_image`, or a per-object mask folder with
     :func:`read_object_masks`: how every mask reader opens a case's mask."""
-    if Path(path).is_dir() and is_object_mask_folder(path):
-        return read_object_masks(path)
+    from ..io.itk import is_dicom_folder
+
+    path = Path(path)
+    if path.is_dir() and path.suffix.lower() != ".zarr" and not is_dicom_folder(path):
+        return read_object_masks(path)  # its errors name the stray or broken file
     return read_image(path)
 
 

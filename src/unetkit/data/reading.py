@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..io.readers import ImageMeta, read_image
-from .discovery import Case
+from .discovery import Case, is_dir_alias
 from .labels import LabelMap, read_mask
 
 
@@ -34,10 +34,11 @@ INSTANCE_DIR_NAMES = ("instances", "instance")
 
 
 def case_instance_file(case: Case) -> Optional[Path]:
-    """The case's instance-id file from a sibling ``instances/`` folder, or ``None``."""
-    for name in INSTANCE_DIR_NAMES:
-        if name in case.extra:
-            return Path(case.extra[name])
+    """The case's instance-id file from a sibling ``instances/`` folder (any case: ``Instances/``),
+    or ``None``."""
+    for name, path in sorted(case.extra.items()):
+        if is_dir_alias(name, INSTANCE_DIR_NAMES):
+            return Path(path)
     return None
 
 

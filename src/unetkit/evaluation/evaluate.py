@@ -402,6 +402,38 @@ def _truth_folder(truth_dir: Path) -> Path:
     return truth_dir
 
 
+def _shown(path: Path, truth_dir: Path) -> str:
+    """A truth mask named for a message: its path under the truth folder (``CASE/masks`` for a
+    case folder's objects, ``01.png`` for a file)."""
+    try:
+        return str(path.relative_to(truth_dir))
+    except ValueError:
+        return path.name
+
+
+def _truth_files(truth_dir: Path) -> dict[str, Path]:
+    """``{stem: path}`` of the truth folder's mask files and per-object mask folders
+    (``masks/CASE/``, one binary file per object), a stem shared by both being an error."""
+    from ..data.object_masks import is_object_mask_folder
+
+    folders = {}
+    if truth_dir.is_dir():
+        folders = {d.name: d for d in sorted(truth_dir.iterdir()) if is_object_mask_folder(d)}
+    if not folders:
+        return _list_images(truth_dir, "truth mask")
+    from ..io.readers import list_images
+
+    files = list_images(truth_dir).first()
+    both = sorted(set(files) & set(folders))
+    if both:
+        raise DataError(
+            f"{both[0]!r} is both a mask file ({files[both[0]].name}) and a per-object mask folder; "
+            "keep one",
+            truth_dir,
+        )
+    return {**files, **folders}
+
+
 def _case_folder_truths(truth_dir: Path) -> dict[str, Path]:
     """``{case id: per-object mask folder}`` of a dataset of case folders (``case/images/`` +
     ``case/masks/``, one file per object); ``{}`` for any other truth folder."""
@@ -416,13 +448,13 @@ def _instance_files(truth_dir: Path, case_ids: Sequence[str]) -> Optional[dict[s
     """The instance-id files of an ``instances/`` folder beside a ``masks/`` truth folder, by case
     id, or ``None`` without such a folder; a case without its file is an error naming the folder
     (scoring some cases by ids and others by components would mix two object counts)."""
-    from ..data.discovery import MASK_DIR_NAMES, is_dir_alias
+    from ..data.discovery import MASK_DIR_NAMES, alias_dirs, is_dir_alias
     from ..data.reading import INSTANCE_DIR_NAMES
 
     if not is_dir_alias(truth_dir.name, MASK_DIR_NAMES):
         return None
-    for name in INSTANCE_DIR_NAMES:
-        folder = truth_dir.parent / name
+    for folder in alias_dirs(truth_dir.parent, INSTANCE_DIR_NAMES)[:1]:
+        name = folder.name
         if folder.is_dir():
             found = _match(_list_images(folder, "instance file"), set(case_ids))
             lacking = [c for c in case_ids if c not in found]
@@ -529,13 +561,13 @@ def evaluate_folders(
     names = resolve_metrics(metrics, with_auc=prob_dir is not None)
     if nsd_tolerance is not None:  # a bad value fails before any file is read
         tolerance = boundary.resolve_nsd_tolerance(nsd_tolerance, (1.0,))
-    truths = _case_folder_truths(truth_dir) or _list_images(truth_dir, "truth mask")
+    truths = _case_folder_truths(truth_dir) or _truth_files(truth_dir)
     preds = _match_predictions(_list_images(pred_dir, "prediction"), set(truths))
     missing = sorted(set(truths) - set(preds))
     if missing:
         raise DataError(
             f"no prediction for {len(missing)} of {len(truths)} truth mask(s) of {truth_dir}: "
-            f"{_names([truths[m].name for m in missing])} (files are matched by stem)",
+            f"{_names([_shown(truths[m], truth_dir) for m in missing])} (files are matched by stem)",
             pred_dir,
         )
     extra = sorted(set(preds) - set(truths))
@@ -584,7 +616,7 @@ def evaluate_folders(
         p_cls, p_ids, _ = read_mask(preds[case], label_map)
         if p_cls.shape != t_cls.shape:
             raise DataError(
-                f"prediction shape {p_cls.shape} differs from the truth mask {truths[case].name} "
+                f"prediction shape {p_cls.shape} differs from the truth mask {_shown(truths[case], truth_dir)} "
                 f"shape {t_cls.shape}",
                 preds[case],
             )
@@ -612,11 +644,15 @@ def evaluate_folders(
             if t_ids.shape != t_cls.shape:
                 raise DataError(
                     f"instance file shape {t_ids.shape} differs from the truth mask "
-                    f"{truths[case].name} shape {t_cls.shape}",
+                    f"{_shown(truths[case], truth_dir)} shape {t_cls.shape}",
                     id_files[case],
                 )
             p_ids = label_objects(p_cls == 1, connectivity)
-        elif inferred_instances and p_ids is not None and np.unique(p_ids[p_ids > 0]).size <= 1:
+        elif (
+            (inferred_instances or instances)
+            and p_ids is not None
+            and np.unique(p_ids[p_ids > 0]).size <= 1
+        ):
             # a binary label image (0/1 or 0/255): its objects are its components
             p_ids = label_objects(p_cls == 1, connectivity)
         case_spacing = spacing if spacing is not None else meta.spacing

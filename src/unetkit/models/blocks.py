@@ -151,13 +151,15 @@ class ConvBlock(nn.Module):
 
     def forward(self, x: Union[torch.Tensor, list]) -> torch.Tensor:
         """``x`` a tensor, or a list of tensors joined along the channels (a decoder's skip and
-        up-sampled map). With autograd off the list is emptied and the joined map freed after the
-        first convolution, so that neither stays alive while the rest of the block runs."""
+        up-sampled map). With autograd off the list is emptied once joined and (without the
+        residual shortcut, which needs it) the joined map freed after the first convolution, so
+        that none of them stays alive while the rest of the block runs."""
         if isinstance(x, list):
             parts = x
             x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-            if not torch.is_grad_enabled() and not self.residual:
+            if not torch.is_grad_enabled():
                 parts.clear()
+            if not torch.is_grad_enabled() and not self.residual:  # the shortcut needs x
                 convs = iter(self.convs)
                 y = next(convs)(x)
                 del x
