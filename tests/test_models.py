@@ -334,6 +334,7 @@ def test_unet3plus_and_unetpp_refuse_valid_padding_option():
         ("unet", dict(residual=True)),
         ("unet", dict(deep_supervision=True)),
         ("unetpp-ds", dict(depth=3)),
+        ("unet3plus-ds-cgm", dict(depth=3)),
     ],
 )
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -380,10 +381,11 @@ def test_decoder_releases_skips_and_deeper_levels_only_without_autograd():
     assert all(a is b for a, b in zip(kept, skips))  # autograd on: the caller's list untouched
 
 
-def test_conv_block_joins_a_list_and_empties_it_without_autograd():
+@pytest.mark.parametrize("residual", [False, True])  # the residual shortcut still sees the join
+def test_conv_block_joins_a_list_and_empties_it_without_autograd(residual):
     from unetkit.models.blocks import ConvBlock
 
-    block = ConvBlock(2, 6, 4).eval()
+    block = ConvBlock(2, 6, 4, residual=residual).eval()
     a, b = torch.randn(1, 2, 9, 9), torch.randn(1, 4, 9, 9)
     ref = block(torch.cat([a, b], dim=1))
     parts = [a, b]
@@ -408,15 +410,3 @@ def test_inference_joins_match_torch_cat_under_bf16_autocast():
             out = model(x)
     assert out.dtype == ref.dtype
     torch.testing.assert_close(out, ref.detach(), rtol=0, atol=0)
-
-
-def test_residual_block_empties_its_list_and_keeps_the_shortcut():
-    from unetkit.models.blocks import ConvBlock
-
-    block = ConvBlock(2, 6, 4, residual=True).eval()
-    a, b = torch.randn(1, 2, 9, 9), torch.randn(1, 4, 9, 9)
-    ref = block(torch.cat([a, b], dim=1))
-    parts = [a, b]
-    with torch.no_grad():
-        out = block(parts)
-    assert parts == [] and torch.equal(out, ref.detach())

@@ -99,6 +99,9 @@ class UNet3PlusDecoder(nn.Module):
         )  # dec[s]: encoder map for s <= t, decoder map for s > t
         for t in range(n - 2, -1, -1):
             size = list(skips[t].shape[2:])
-            parts = [self.inputs[t][s](dec[s], size) for s in range(n)]
-            dec[t] = self.fuse[t](torch.cat(parts, dim=1))
+            joined = torch.cat([self.inputs[t][s](dec[s], size) for s in range(n)], dim=1)
+            # the full-scale inputs are not kept while the fusing conv runs (with autograd off
+            # they are freed at once: n · cat_channels maps at this level's resolution)
+            dec[t] = self.fuse[t](joined)
+            del joined
         return dec[: n - 1]
