@@ -299,3 +299,22 @@ def test_a_stray_file_in_an_object_folder_is_named(tmp_path):
     assert any(p.startswith(f"{stray}: not an image file") for p in report.problems), (
         report.problems
     )
+
+
+def test_broken_object_folders_inside_masks_are_named(tmp_path):
+    """``masks/01/`` empty and ``masks/02/`` with a stray file: each one problem naming the culprit."""
+    objects = [disc(6, 6, 3)]
+    for stem in ("01", "02", "03"):
+        write_image(tmp_path / "images" / f"{stem}.png", np.zeros((1, *SHAPE), np.uint8))
+    (tmp_path / "masks" / "01").mkdir(parents=True)
+    write_objects(tmp_path / "masks" / "02", objects)
+    (tmp_path / "masks" / "02" / "readme.txt").write_text("x")
+    write_objects(tmp_path / "masks" / "03", objects)
+    found = scan_dataset(tmp_path)
+    messages = [str(p) for p in found.problems if p.kind == "non-image"]
+    assert messages == [
+        f"{tmp_path / 'masks' / '01'}: empty mask folder: an image without objects needs one "
+        "all-black mask file",
+        f"{tmp_path / 'masks' / '02' / 'readme.txt'}: not an image file in a per-object mask "
+        "folder (one binary image per object); move it out",
+    ]

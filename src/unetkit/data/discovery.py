@@ -48,7 +48,7 @@ from typing import Optional, Sequence, Union
 
 from ..errors import DataError
 from ..io.readers import SUPPORTED_SUFFIXES, list_images, split_suffix
-from .object_masks import is_object_mask_folder
+from .object_masks import is_object_mask_folder, object_folder_problem
 
 PathLike = Union[str, Path]
 
@@ -219,7 +219,10 @@ def _list_images(found: Discovery, folder: Path, object_folders: bool = False) -
             listing.others.remove(entry)
             listing.by_stem.setdefault(entry.name, []).append(entry)
     for entry in listing.others:
-        if entry.is_dir():
+        problem = object_folder_problem(entry) if object_folders else None
+        if problem is not None:
+            found.add("non-image", *problem)
+        elif entry.is_dir():
             found.add(
                 "non-image",
                 entry,

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -36,6 +36,10 @@ PathLike = Union[str, Path]
 
 #: :attr:`ImageMeta.format` of a mask read from a per-object folder
 OBJECTS_FORMAT = "objects"
+EMPTY_MESSAGE = "empty mask folder: an image without objects needs one all-black mask file"
+STRAY_MESSAGE = (
+    "not an image file in a per-object mask folder (one binary image per object); move it out"
+)
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -58,6 +62,22 @@ def is_object_mask_folder(path: PathLike) -> bool:
     except OSError:
         return False
     return bool(entries) and all(e.is_file() and is_image_file(e) for e in entries)
+
+
+def object_folder_problem(folder: PathLike) -> Optional[tuple[Path, str]]:
+    """Why a sub-folder of a mask folder is not a usable per-object mask folder, as ``(path,
+    message)`` naming the culprit: it is empty, or it mixes object files with something else.
+    ``None`` when it is one, or when it holds no image file at all (not meant as one)."""
+    folder = Path(folder)
+    if not folder.is_dir() or is_object_mask_folder(folder):
+        return None
+    entries = _entries(folder)
+    if not entries:
+        return folder, EMPTY_MESSAGE
+    if not any(e.is_file() and is_image_file(e) for e in entries):
+        return None
+    stray = next(e for e in entries if not (e.is_file() and is_image_file(e)))
+    return stray, STRAY_MESSAGE
 
 
 def _foreground(arr: np.ndarray, path: Path) -> np.ndarray:
@@ -93,16 +113,10 @@ def read_object_masks(folder: PathLike) -> tuple[np.ndarray, ImageMeta]:
         raise DataError("per-object mask folder not found", folder)
     entries = _entries(folder)
     if not entries:
-        raise DataError(
-            "empty mask folder: an image without objects needs one all-black mask file", folder
-        )
+        raise DataError(EMPTY_MESSAGE, folder)
     for entry in entries:
         if not (entry.is_file() and is_image_file(entry)):
-            raise DataError(
-                "not an image file in a per-object mask folder (one binary image per object); "
-                "move it out",
-                entry,
-            )
+            raise DataError(STRAY_MESSAGE, entry)
     ids = None
     meta = None
     count = 0
