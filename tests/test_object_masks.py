@@ -18,7 +18,7 @@ from unetkit.data.reading import read_case_mask
 from unetkit.errors import DataError
 from unetkit.evaluation import evaluate_folders
 from unetkit.inference.batch import collect_inputs
-from unetkit.io import write_image
+from unetkit.io import read_image, write_image
 
 SHAPE = (24, 30)
 
@@ -227,8 +227,12 @@ def test_predict_inputs_and_evaluate_on_case_folders(tmp_path):
         ids, _ = read_object_masks(case.mask)
         pred = ((ids[0] > 0) & (ids[0] < ids.max())).astype(np.uint8)
         write_image(preds / f"{case.case_id}.png", pred[None] * 255)
-    result = evaluate_folders(preds, root, metrics=["dice", "obj_f1"])
+    result = evaluate_folders(preds, root, tmp_path / "report", metrics=["dice", "obj_f1"])
     assert len(result.rows) == 3  # one row per case: the object class
+    # the overlay is drawn over the case's own image (case/images/), not a flat grey
+    picture, _ = read_image(result.files["overlay_worst"])
+    truth, _ = read_object_masks(root / result.summary["worst_case"] / "masks")
+    assert picture[:, truth[0] == 0].std() > 1
     rows = {r["case"]: r for r in result.rows}
     # c0: 2 objects, 1 found → F1 = 2·1/(2+1); c1: 3, 2 found → 4/5; c2: 4, 3 found → 6/7 (the
     # binary prediction's objects are its components, not one object of value 255)

@@ -434,14 +434,12 @@ def _truth_files(truth_dir: Path) -> dict[str, Path]:
     return {**files, **folders}
 
 
-def _case_folder_truths(truth_dir: Path) -> dict[str, Path]:
-    """``{case id: per-object mask folder}`` of a dataset of case folders (``case/images/`` +
-    ``case/masks/``, one file per object); ``{}`` for any other truth folder."""
+def _case_folder_cases(truth_dir: Path) -> list:
+    """The cases of a dataset of case folders (``case/images/`` + ``case/masks/``, one file per
+    object), each with its mask and image; ``[]`` for any other truth folder."""
     from ..data.discovery import find_cases, is_case_folder_dataset
 
-    if not is_case_folder_dataset(truth_dir):
-        return {}
-    return {case.case_id: case.mask for case in find_cases(truth_dir)}
+    return find_cases(truth_dir) if is_case_folder_dataset(truth_dir) else []
 
 
 def _instance_files(truth_dir: Path, case_ids: Sequence[str]) -> Optional[dict[str, Path]]:
@@ -561,7 +559,8 @@ def evaluate_folders(
     names = resolve_metrics(metrics, with_auc=prob_dir is not None)
     if nsd_tolerance is not None:  # a bad value fails before any file is read
         tolerance = boundary.resolve_nsd_tolerance(nsd_tolerance, (1.0,))
-    truths = _case_folder_truths(truth_dir) or _truth_files(truth_dir)
+    case_folders = _case_folder_cases(truth_dir)
+    truths = {c.case_id: c.mask for c in case_folders} or _truth_files(truth_dir)
     preds = _match_predictions(_list_images(pred_dir, "prediction"), set(truths))
     missing = sorted(set(truths) - set(preds))
     if missing:
@@ -736,7 +735,11 @@ def evaluate_folders(
             out_dir,
             truths=truths,
             preds=preds,
-            image_dir=_image_folder(truth_dir, image_dir),
+            image_dir=(
+                {c.case_id: c.images[0] for c in case_folders}
+                if case_folders and image_dir is None
+                else _image_folder(truth_dir, image_dir)
+            ),
             fovs=extras.get("field of view"),
         )
     return result

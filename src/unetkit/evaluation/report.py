@@ -226,7 +226,10 @@ def _slice_2d(truth, pred, image, fov):
     )
 
 
-def _find_image(image_dir: Optional[Path], case: str) -> Optional[Path]:
+def _find_image(image_dir: Union[Path, dict, None], case: str) -> Optional[Path]:
+    """The case's image: from a ``{case: path}`` map (case folders), or by stem in a folder."""
+    if isinstance(image_dir, dict):
+        return image_dir.get(case)
     if image_dir is None or not image_dir.is_dir():
         return None
     from ..io.readers import is_image_file, split_suffix
@@ -245,7 +248,7 @@ def _write_overlay(
     path: Path,
     truths: dict,
     preds: dict,
-    image_dir: Optional[Path],
+    image_dir: Union[Path, dict, None],
     fovs: Optional[dict],
 ) -> Path:
     from ..data.labels import read_mask
@@ -273,7 +276,7 @@ def write_report(
     *,
     truths: dict,
     preds: dict,
-    image_dir: Optional[Path] = None,
+    image_dir: Union[Path, dict, None] = None,
     fovs: Optional[dict] = None,
 ) -> dict[str, Path]:
     """Write every file of the module doc for an :class:`~unetkit.evaluation.evaluate.EvaluationResult`.
