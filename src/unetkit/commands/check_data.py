@@ -28,8 +28,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "check-data",
         help="validate a dataset folder (pairs, sizes, labels, intensities) before training",
-        description="Validate a dataset folder (images/ + masks/, or nnU-Net imagesTr/ + labelsTr/) and list "
-        "every problem, one line per file. Exit status 0 when clean, 2 on any problem.",
+        description="Validate a dataset folder (images/ + masks/, case folders CASE/images/ + "
+        "CASE/masks/ with one file per object, or nnU-Net imagesTr/ + labelsTr/) and list every "
+        "problem, one line per file. Exit status 0 when clean, 2 on any problem.",
     )
     parser.add_argument("root", metavar="DIR", help="dataset folder, e.g. data/isbi2012/train")
     parser.add_argument(

@@ -29,7 +29,9 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "data_dir", help="training folder: images/ + masks/ (or nnU-Net imagesTr/ + labelsTr/)"
+        "data_dir",
+        help="training folder: images/ + masks/, case folders (CASE/images/ + CASE/masks/, one "
+        "file per object) or nnU-Net imagesTr/ + labelsTr/",
     )
     p.add_argument(
         "--val",

@@ -98,7 +98,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "data_dir",
         nargs="?",
-        help="training folder: images/ + masks/ (or nnU-Net imagesTr/ + labelsTr/)",
+        help="training folder: images/ + masks/, case folders (CASE/images/ + CASE/masks/, one "
+        "file per object) or nnU-Net imagesTr/ + labelsTr/",
     )
     p.add_argument("--config", help="YAML run config (sections data, model, loss, train)")
     p.add_argument(
