@@ -116,7 +116,7 @@ class UNetDecoder(nn.Module):
         tile's peak memory sits at the top level, where all of these would otherwise be alive
         beside the full-resolution concatenation; with same padding the skip is also copied into
         the joined map before the up-sampling runs (the 64-wide net's 608² fp32 tile: ≈ 0.78 GB
-        → ≈ 0.3 GB). With autograd on, ``skips`` is left as it is (the backward pass keeps what it
+        → ≈ 0.4 GB of activations at the peak). With autograd on, ``skips`` is left as it is (the backward pass keeps what it
         needs anyway).
         """
         release = not torch.is_grad_enabled()
