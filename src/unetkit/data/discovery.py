@@ -195,10 +195,9 @@ def scan_dataset(
     if not root.is_dir():
         found.add("missing", root, "is a file; expected a dataset folder with images/ and masks/")
         return found
-    case_folders = [] if _has_dir(root, IMAGE_DIR_NAMES) else _case_folders(root)
     if (root / "imagesTr").is_dir():
         _scan_nnunet(found, require_masks)
-    elif case_folders:
+    elif not _has_dir(root, IMAGE_DIR_NAMES) and (case_folders := _case_folders(root)):
         _scan_case_folders(found, case_folders, require_masks)
     else:
         _scan_images_masks(found, mask_suffix, require_masks)
