@@ -8,7 +8,7 @@
   way: the planned defaults should match or beat it.
 * **MONAI's common recipe**: ``BasicUNet(features=(32, 32, 64, 128, 256, 32))``,
   ``DiceCELoss(to_onehot_y=True, softmax=True)``, Adam lr 1e-3, batches of 4 random 256² crops
-  (smaller images: whole, padded to a multiple of 16) with random flips, intensities z-scored per
+  (a shorter side: whole, mirror-padded to 256) with random flips, intensities z-scored per
   image, fp32, the last weights; prediction with ``sliding_window_inference`` (roi 256, overlap 0.25).
 
 Every step runs in its own process with ``OMP_NUM_THREADS=2`` (unetkit takes torch's default
@@ -20,6 +20,12 @@ membrane = mask value 0; DRIVE: vessels inside the field of view; MoNuSeg: nucle
 MoNuSeg, object F1 at IoU 0.5 of the prediction's connected components against the instances.
 unetkit's ``best.pt`` is chosen on the same validation images (what ``--val`` does for a user);
 MONAI's recipe keeps its last weights.
+
+``monuseg-fluo`` (``--sets``, not in the default list) stands in for the grey fluorescence nuclei
+sets unetkit is also judged on: MoNuSeg's haematoxylin channel as bright nuclei on black, cut to
+odd sizes and saved as RGBA (:func:`make_fluorescence_set`). unetkit trains on its train split
+alone, as ``unetkit train DATA --time-budget M`` with no ``--val`` (it holds out its own
+validation images), and both recipes are scored on the val split, which the run never saw.
 
     python benchmarks/bench_defaults.py [--minutes 5] [--sets isbi2012,drive,monuseg]
         [--recipes unetkit,example,monai] [--data ../shared/data] [--out results.json] [--keep DIR]
@@ -42,14 +48,59 @@ from scoring import case_scores, mean_scores
 
 REPO = Path(__file__).resolve().parents[1]
 SETS = ("isbi2012", "drive", "monuseg")
+#: Sets built here from a shared one (see :func:`make_fluorescence_set`); not in the default list.
+DERIVED = ("monuseg-fluo",)
 #: What each set's Dice measures; ISBI 2012's structure is the mask value 0 (membrane).
 STRUCTURE = {
     "isbi2012": "membrane",
     "drive": "vessels in the field of view",
     "monuseg": "nuclei",
+    "monuseg-fluo": "nuclei",
 }
+#: Crop sizes (H, W) of the fluorescence-like set: the odd sizes of fluorescence nuclei sets
+#: (BBBC038 / DSB 2018 ship 256×256, 256×320, 260×347, 360×360, 520×696, 512×640 and strips).
+FLUO_SIZES = ((256, 256), (256, 320), (260, 347), (360, 360), (520, 696), (161, 519), (512, 640))
 THREADS = 2
-CROP, MULTIPLE, BATCH = 256, 16, 4
+CROP, BATCH = 256, 4
+
+
+def make_fluorescence_set(monuseg: Path, out: Path) -> Path:
+    """A grey fluorescence-like nuclei set from MoNuSeg, with real nuclei shapes and instances.
+
+    Each H&E image becomes its haematoxylin optical density (``skimage.color.rgb2hed``), scaled to
+    0–255 by its 1st–99.8th percentiles: bright nuclei on a dark background, as in a DAPI/Hoechst
+    channel. Two crops of different :data:`FLUO_SIZES` per image give odd sizes; the grey is saved
+    as RGBA, as many fluorescence sets are. Masks stay binary 0/255 with an ``instances/`` folder.
+    Returns ``out`` holding ``train/`` and ``val/`` (MoNuSeg's own split).
+    """
+    from PIL import Image
+    from skimage.color import rgb2hed
+
+    k = 0
+    for split in ("train", "val"):
+        for sub in ("images", "masks", "instances"):
+            (out / split / sub).mkdir(parents=True, exist_ok=True)
+        for path in sorted((monuseg / split / "images").glob("*.png")):
+            rgb = read_png(path)[..., :3]
+            haem = rgb2hed(rgb)[..., 0]
+            lo, hi = np.percentile(haem, (1, 99.8))
+            grey = (np.clip((haem - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
+            mask = read_png(monuseg / split / "masks" / path.name)
+            inst = read_png(monuseg / split / "instances" / path.name)
+            for corner in ((0, 0), (1, 1)):  # top-left and bottom-right: never overlapping
+                h, w = FLUO_SIZES[k % len(FLUO_SIZES)]
+                k += 1
+                y0 = 0 if corner[0] == 0 else grey.shape[0] - h
+                x0 = 0 if corner[1] == 0 else grey.shape[1] - w
+                window = np.s_[y0 : y0 + h, x0 : x0 + w]
+                rgba = np.dstack([grey[window]] * 3 + [np.full((h, w), 255, np.uint8)])
+                name = f"{path.stem}_{corner[0]}.png"
+                Image.fromarray(rgba).save(out / split / "images" / name)
+                Image.fromarray(mask[window]).save(out / split / "masks" / name)
+                Image.fromarray(inst[window].astype(np.uint16)).save(
+                    out / split / "instances" / name
+                )
+    return out
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -97,17 +148,25 @@ def timed(cmd: list[str], log: Path, cwd: Path | None = None) -> float:
 
 
 def run_unetkit(
-    train: Path, val: Path, minutes: float, work: Path, config: Path | None = None
+    train: Path,
+    val: Path,
+    minutes: float,
+    work: Path,
+    config: Path | None = None,
+    held_out: bool = False,
 ) -> dict:
     """``unetkit train`` then ``unetkit predict``, as a user runs them (run folder under ``work``).
 
-    With ``config`` the run trains that shipped recipe (``--config``) instead of planning.
+    With ``config`` the run trains that shipped recipe (``--config``) instead of planning. With
+    ``held_out`` it trains on ``train`` alone (unetkit splits off its own validation images) and
+    ``val`` is only predicted: a set the run never saw, as on a user's own data.
     """
     cli = [sys.executable, "-m", "unetkit"]
     work.mkdir(parents=True)
     recipe = ["--config", str(config)] if config else []
+    given_val = [] if held_out else ["--val", str(val)]
     train_s = timed(
-        [*cli, "train", str(train), "--val", str(val), *recipe, "--time-budget", f"{minutes:g}"],
+        [*cli, "train", str(train), *given_val, *recipe, "--time-budget", f"{minutes:g}"],
         work / "train.log",
         cwd=work,  # the run folder lands in work/runs/, the default --output
     )
@@ -159,14 +218,15 @@ def zscore(image: np.ndarray) -> np.ndarray:
 
 def random_crop(x: np.ndarray, y: np.ndarray, rng: np.random.Generator):
     """A random ``CROP``² window of ``x (C, H, W)`` and ``y (H, W)`` with random flips; an axis
-    shorter than ``CROP`` is taken whole and mirror-padded to a multiple of ``MULTIPLE``."""
+    shorter than ``CROP`` is taken whole and mirror-padded to ``CROP`` (MONAI's ``SpatialPad``), so
+    images of several sizes stack into one batch."""
     pads = []
     for axis, n in enumerate(y.shape):
         if n > CROP:
             start = rng.integers(0, n - CROP + 1)
             x = x.take(np.arange(start, start + CROP), axis=axis + 1)
             y = y.take(np.arange(start, start + CROP), axis=axis)
-        pads.append((0, -min(n, CROP) % MULTIPLE))
+        pads.append((0, max(CROP - n, 0)))
         if rng.random() < 0.5:
             x, y = np.flip(x, axis + 1), np.flip(y, axis)
     x = np.pad(x, [(0, 0), *pads], mode="reflect")
@@ -261,7 +321,10 @@ def run_all(
     work = keep or Path(tempfile.mkdtemp(prefix="unetkit-defaults-"))
     results: dict = {}
     for name in sets:
-        train, val = data / name / "train", data / name / "val"
+        root = data / name
+        if name == "monuseg-fluo":
+            root = make_fluorescence_set(data / "monuseg", work / f"{name}-data")
+        train, val = root / "train", root / "val"
         results[name] = {}
         for recipe in recipes:
             if recipe == "example":
@@ -273,7 +336,8 @@ def run_all(
                     continue
                 out = run_unetkit(train, val, minutes, work / name / recipe, config=config)
             elif recipe == "unetkit":
-                out = run_unetkit(train, val, minutes, work / name / recipe)
+                held_out = name in DERIVED  # scored on images the run never saw
+                out = run_unetkit(train, val, minutes, work / name / recipe, held_out=held_out)
             else:
                 out = run_monai(train, val, minutes, work / name / recipe)
             out.update(score_set(work / name / recipe / "pred", val, name))
@@ -316,7 +380,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--minutes", type=float, default=5.0, help="training budget per recipe")
-    ap.add_argument("--sets", default=",".join(SETS), help="comma-separated (default: all three)")
+    ap.add_argument(
+        "--sets",
+        default=",".join(SETS),
+        help="comma-separated (default: the three shared sets); also monuseg-fluo, MoNuSeg made a "
+        "grey fluorescence-like set of odd sizes, trained without --val and scored on unseen images",
+    )
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument(
         "--recipes",
@@ -339,9 +408,12 @@ def main() -> None:
     data = Path(args.data)
     for name in sets:
         if name not in STRUCTURE:
-            raise SystemExit(f"unknown set {name!r}; choose from {', '.join(SETS)}")
-        if not (data / name / "train" / "images").is_dir():
-            raise SystemExit(f"{name} not found under {data} (expects {name}/train and {name}/val)")
+            raise SystemExit(f"unknown set {name!r}; choose from {', '.join(SETS + DERIVED)}")
+        source = "monuseg" if name in DERIVED else name
+        if not (data / source / "train" / "images").is_dir():
+            raise SystemExit(
+                f"{source} not found under {data} (expects {source}/train and {source}/val)"
+            )
     recipes = tuple(r.strip() for r in args.recipes.split(",") if r.strip())
     for recipe in recipes:
         if recipe not in ("unetkit", "example", "monai"):

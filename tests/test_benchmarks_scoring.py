@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_defaults import random_crop, structure  # noqa: E402
+from bench_defaults import FLUO_SIZES, make_fluorescence_set, random_crop, structure  # noqa: E402
 from run_all import goal_rows  # noqa: E402
 from scoring import case_scores, mean_scores, pixel_scores  # noqa: E402
 
@@ -52,13 +52,57 @@ def test_structure_is_membrane_for_isbi_and_foreground_elsewhere():
     assert structure(mask, "monuseg").tolist() == [[False, True]]
 
 
-def test_random_crop_takes_256_and_pads_short_axes_to_16():
+def test_random_crop_takes_256_and_pads_short_axes_to_256():
+    # images of several sizes (161×519, 256×320, …) must stack into one batch
     rng = np.random.default_rng(0)
-    x = np.arange(3 * 100 * 300, dtype=np.float32).reshape(3, 100, 300)
+    x = np.arange(3 * 161 * 300, dtype=np.float32).reshape(3, 161, 300)
     y = (x[0] > 0).astype(np.int64)
     cx, cy = random_crop(x, y, rng)
-    assert cx.shape == (3, 112, 256) and cy.shape == (112, 256)
+    assert cx.shape == (3, 256, 256) and cy.shape == (256, 256)
     assert cx.flags.c_contiguous and cy.flags.c_contiguous
+    # the short axis is whole, then mirrored (row 161 repeats row 159)
+    rows = np.sort(cx[0, :161, 0])
+    assert len(np.unique(cx[0, :161, 0])) == 161 and np.ptp(rows) == 160 * 300
+    np.testing.assert_array_equal(cx[:, 161], cx[:, 159])
+
+
+def test_fluorescence_set_from_monuseg_keeps_masks_and_ids_of_each_crop(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    src = tmp_path / "monuseg"
+    ids = np.zeros((1000, 1000), np.uint16)
+    for k in range(1, 60):  # square "nuclei" with their ids
+        y, x = rng.integers(0, 980, 2)
+        ids[y : y + 18, x : x + 18] = k
+    rgb = np.full((1000, 1000, 3), 230, np.uint8)
+    rgb[ids > 0] = (90, 40, 140)  # haematoxylin purple on pink-white
+    for split, names in (("train", ["a", "b"]), ("val", ["c"])):
+        for sub in ("images", "masks", "instances"):
+            (src / split / sub).mkdir(parents=True)
+        for name in names:
+            Image.fromarray(rgb).save(src / split / "images" / f"{name}.png")
+            Image.fromarray(((ids > 0) * 255).astype(np.uint8)).save(
+                src / split / "masks" / f"{name}.png"
+            )
+            Image.fromarray(ids).save(src / split / "instances" / f"{name}.png")
+    out = make_fluorescence_set(src, tmp_path / "fluo")
+    images = sorted((out / "train" / "images").glob("*.png"))
+    assert [p.name for p in images] == ["a_0.png", "a_1.png", "b_0.png", "b_1.png"]
+    assert len(list((out / "val" / "images").glob("*.png"))) == 2
+    for k, path in enumerate(images):
+        img = np.asarray(Image.open(path))
+        h, w = FLUO_SIZES[k]
+        assert img.shape == (h, w, 4) and (img[..., 3] == 255).all()
+        assert (img[..., 0] == img[..., 1]).all() and (img[..., 0] == img[..., 2]).all()
+        # nuclei bright, background dark: as a DAPI channel
+        inst = np.asarray(Image.open(out / "train" / "instances" / path.name))
+        mask = np.asarray(Image.open(out / "train" / "masks" / path.name))
+        assert img[..., 0][mask > 0].mean() > 200 > 50 > img[..., 0][mask == 0].mean()
+        # the crop's ids and mask are the source's at that corner
+        window = np.s_[:h, :w] if path.stem.endswith("_0") else np.s_[1000 - h :, 1000 - w :]
+        np.testing.assert_array_equal(inst, ids[window])
+        np.testing.assert_array_equal(mask, (ids[window] > 0) * 255)
 
 
 def _measured(ours_s: float, monai_s: float, trainer: float, plain: float) -> tuple:

@@ -138,8 +138,12 @@ def test_touching_objects_get_the_border_weight_map_and_rare_classes_oversamplin
     fp = FakeFingerprint(touching_fraction=0.6, class_fraction=[0.995, 0.005])
     plan = make_plan(fp, 5, "cpu", timer=speed())
     assert plan.config["data.weight_map"] is True and plan.config["data.fg_fraction"] == 0.5
+    # the border term only: Dice balances the classes; class weights would shift the decision
+    assert plan.config["data.class_balance"] is False
+    assert "over-segment" in _decision(plan, "loss").reason
     plain = make_plan(FakeFingerprint(), 5, "cpu", timer=speed())
     assert plain.config["data.weight_map"] is False and plain.config["data.fg_fraction"] == 0.33
+    assert "data.class_balance" not in plain.config
 
 
 def test_touching_objects_with_instance_ids_get_separation_gaps_and_without_ids_do_not():

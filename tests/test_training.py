@@ -310,6 +310,26 @@ def test_weight_map_sgd_and_valid_padding_model_train(cells, tmp_path):
     assert np.isfinite(result.history[-1]["train_loss"])
 
 
+@pytest.mark.parametrize("class_balance", [True, False])
+def test_weight_map_class_term_follows_class_balance(cells, tmp_path, class_balance):
+    # the paper's w_c balances the class frequencies; without it, only the border term is added
+    cfg = tiny_config(cells, epochs=1).override(
+        {"data.weight_map": True, "data.class_balance": class_balance}
+    )
+    trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False)
+    trainer.setup()  # reads the data and computes the weight maps
+    case = trainer.data.train[0]
+    fg = case.mask == 1
+    n, n_fg = case.mask.size, int(fg.sum())
+    expected_fg = n / (2 * n_fg) if class_balance else 1.0
+    # object pixels get w_c only (the border term lives in the background gaps)
+    np.testing.assert_allclose(case.weight[fg], expected_fg, rtol=1e-5)
+    # background far from two objects: w_c alone; in the gaps the border term adds up to w0
+    expected_bg = n / (2 * (n - n_fg)) if class_balance else 1.0
+    assert case.weight[~fg].min() == pytest.approx(expected_bg, rel=1e-4)
+    assert case.weight[~fg].max() > expected_bg + 1
+
+
 def test_unet3plus_with_deep_supervision_and_cgm_trains(cells, tmp_path):
     cfg = tiny_config(cells, epochs=1).override(
         {

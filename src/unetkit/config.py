@@ -344,6 +344,11 @@ class DataConfig:
         fg_classes: the classes to oversample (default every class > 0; ISBI membranes: ``[0]``).
         augmentation: augmentation settings (``{}`` = defaults, ``None`` = off).
         weight_map: use the U-Net paper's border weight map in the loss (``w0``, ``sigma``).
+        class_balance: the weight map's class term ``w_c``: ``True`` balances the class frequencies
+            as the paper does (80 % background / 20 % foreground → weights 0.625 / 2.5); ``False``
+            keeps 1 everywhere and only the border term. Balancing moves the cross-entropy's
+            decision toward the rarer class (it predicts foreground from p ≈ 0.2 in that example), so
+            a Dice + CE loss, which copes with imbalance through Dice, is better off without it.
         separate_objects: where two objects of a training mask meet, make the pixels of the contact
             background (a 2-px gap, the U-Net paper's separating background between touching
             cells; binary masks only), so the connected components of the prediction are the objects. Needs instance
@@ -370,6 +375,7 @@ class DataConfig:
     fg_classes: Optional[list] = _f(None, items=int, ge=0)
     augmentation: Optional[dict] = _f(factory=dict)
     weight_map: bool = False
+    class_balance: bool = True
     separate_objects: bool = False
     w0: float = _f(10.0, ge=0)
     sigma: float = _f(5.0, gt=0)

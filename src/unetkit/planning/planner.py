@@ -23,7 +23,8 @@ The rules, in order (constants below):
   its minimum (``MIN_STEPS``) wins: a wider net learns more per step but needs more steps than a
   short budget gives. When even the narrowest gets fewer than ``FEW_STEPS`` steps, smaller patches
   are tried.
-* **loss**: Dice + cross-entropy; the U-Net paper's border weight map where objects touch.
+* **loss**: Dice + cross-entropy; the U-Net paper's border weight map where objects touch (its border
+  term only: class weights would move the decision toward the rarer class).
 * **sampling**: foreground oversampling 0.33 (nnU-Net), 0.5 when a class is rare.
 * **normalisation**: by the channel names (``--channel-names``, else ``dataset.json``), nnU-Net's
   rule (CT: foreground percentiles, mean and std of the training set; other channels: z-score
@@ -602,7 +603,8 @@ def make_plan(
     if weight_map:
         why = (
             f"{100 * touching:.0f} % of the objects lie within 2 px of another: the U-Net paper's "
-            "border weight map makes the net learn the gaps"
+            "border weight map makes the net learn the gaps (its border term only: Dice already "
+            "balances the classes, and class weights would make the net over-segment)"
         )
     elif touching >= TOUCHING_WEIGHT_MAP:
         why = (
@@ -615,7 +617,11 @@ def make_plan(
         "loss",
         "dice_ce" + (" + border weight map" if weight_map else ""),
         why,
-        **{"loss.name": "dice_ce", "data.weight_map": weight_map},
+        **{
+            "loss.name": "dice_ce",
+            "data.weight_map": weight_map,
+            **({"data.class_balance": False} if weight_map else {}),
+        },
     )
     separate = (
         bool(fp.instance_ids) and touching >= SEPARATE_TOUCHING and thickness >= BLOB_DIAMETER

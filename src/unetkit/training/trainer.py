@@ -178,7 +178,15 @@ class Trainer:
 
         if cfg.data.train_dir is None:
             raise ConfigError("no training data: give DATA_DIR (data.train_dir)")
-        weight_map = {"w0": cfg.data.w0, "sigma": cfg.data.sigma} if cfg.data.weight_map else None
+        weight_map = (
+            {
+                "w0": cfg.data.w0,
+                "sigma": cfg.data.sigma,
+                "class_weights": "balanced" if cfg.data.class_balance else None,
+            }
+            if cfg.data.weight_map
+            else None
+        )
         self.data = prepare_data(
             cfg.data.train_dir,
             cfg.data.val_dir,
