@@ -342,6 +342,14 @@ def main() -> None:
                 {
                     "gflop": gflop,
                     "default": default_name,
+                    # the variant `mode=auto` runs for a job of N tiles (eager: the default above)
+                    "auto": {
+                        str(n): default_name
+                        if mode == "eager"
+                        else f"fastpath mode={mode} ({'bf16' if default_dtype else 'fp32'}, "
+                        "channels-last)"
+                        for n, mode in auto.items()
+                    },
                     "variants": {
                         name: {
                             "median_s": statistics.median(times[name]),

@@ -150,3 +150,23 @@ def test_goal_rows_hold_each_cpu_path_to_its_own_goals():
     )  # 0.5 > 0.47
     default = [r for r in fp32 if r.startswith("| default path")][0]
     assert "eager: 0.50 s; fastest compile: 0.49 s (1.02×): met" in default
+
+
+def test_default_path_is_held_to_the_fastest_path_for_whole_jobs_builds_included():
+    """With the tile counts `mode=auto` was asked about, each job's total (build once + tiles ×
+    tile time) of the chosen path is compared with every path's total."""
+    _, pred, infer, train = _measured(ours_s=30.0, monai_s=180.0, trainer=0.5, plain=0.3)
+    infer["variants"]["compile"]["build_s"] = 30.0  # 0.01 s a tile faster, 30 s to build
+    infer["variants"]["eager"]["build_s"] = 0.0
+    infer["auto"] = {"1": "eager", "49": "eager", "1000": "eager"}
+    rows = [r for r in goal_rows(None, pred, infer, train) if r.startswith("| default path")]
+    assert len(rows) == 3
+    assert "a job of 1 512² tile (builds included)" in rows[0]
+    assert rows[0].endswith("eager: 0.5 s; fastest eager: 0.5 s (1.00×): met |")
+    assert "49 512² tiles" in rows[1] and rows[1].endswith("(1.00×): met |")
+    # 1000 tiles: eager 500 s against compile's 30 + 490 = 520 s: eager is still the fastest
+    assert rows[2].endswith("eager: 500.0 s; fastest eager: 500.0 s (1.00×): met |")
+    # had auto picked compile for a 1-tile job, its 30-s build would make it 61× slower
+    infer["auto"]["1"] = "compile"
+    one = [r for r in goal_rows(None, pred, infer, train) if "a job of 1 " in r][0]
+    assert "compile: 30.5 s; fastest eager: 0.5 s (60.98×): **not met** |" in one
