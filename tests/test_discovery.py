@@ -245,7 +245,10 @@ def test_dataset_root_with_split_folders(tmp_path):
 
 def test_no_layout(tmp_path):
     (tmp_path / "stuff").mkdir()
-    with pytest.raises(DataError, match=r"no images/ folder; expected root/images/ \+ root/masks/"):
+    with pytest.raises(
+        DataError,
+        match=r"no images/ folder \(also looked for .*\); expected root/images/ \+ root/masks/",
+    ):
         find_cases(tmp_path)
 
 
@@ -330,6 +333,19 @@ def test_folder_aliases_ignore_case_spaces_and_hyphens(tmp_path):
     assert [c.mask.name for c in found.cases] == ["01.png", "02.png"]
     other = make(tmp_path / "b", images=("01",), img_dir="img", mask_dir="GT")
     assert find_cases(other)[0].mask == other / "GT" / "01.png"
+    # CVC-ClinicDB ships Original/ + Ground Truth/; many cell sets raw/ + labels/
+    cvc = make(tmp_path / "c", images=("7",), img_dir="Original", mask_dir="Ground Truth")
+    assert find_cases(cvc)[0].images == [cvc / "Original" / "7.png"]
+    raw = make(tmp_path / "d", images=("7",), img_dir="raw", mask_dir="labels")
+    assert find_cases(raw)[0].mask == raw / "labels" / "7.png"
+
+
+def test_no_image_folder_lists_every_alias(tmp_path):
+    (tmp_path / "pictures").mkdir()
+    img(tmp_path / "pictures" / "01.png")
+    found = scan_dataset(tmp_path)
+    (problem,) = found.problems
+    assert "no images/ folder (also looked for image, imgs, img, original, raw/)" in str(problem)
 
 
 def test_two_mask_folder_aliases_are_one_problem(tmp_path):

@@ -3,7 +3,7 @@
 Two layouts are recognised, ``root`` being the folder that holds them (a split folder such as
 ``isbi2012/train`` is fine):
 
-* **images/masks**: ``root/images/*`` and ``root/masks/*`` (folder aliases: ``image``/``imgs``/``img``
+* **images/masks**: ``root/images/*`` and ``root/masks/*`` (folder aliases: ``image``/``imgs``/``img``/``original``/``raw``
   and ``mask``/``labels``/``label``/``gt``/``ground_truth``; case, spaces and hyphens are ignored,
   so ``Images/`` and ``Ground Truth/`` match), paired by file stem (``01.png`` ↔ ``01.png``; the formats may
   differ). Masks may carry a suffix (``01_mask.png``): pass ``mask_suffix="_mask"``, or leave it
@@ -54,7 +54,7 @@ PathLike = Union[str, Path]
 
 #: folder names of images and of masks; matched ignoring case, spaces and hyphens (``Images``,
 #: ``Ground Truth`` and ``ground-truth`` match too, :func:`alias_dirs`)
-IMAGE_DIR_NAMES = ("images", "image", "imgs", "img")
+IMAGE_DIR_NAMES = ("images", "image", "imgs", "img", "original", "raw")
 MASK_DIR_NAMES = ("masks", "mask", "labels", "label", "gt", "ground_truth", "groundtruth")
 
 _CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
@@ -329,7 +329,8 @@ def _scan_images_masks(found: Discovery, mask_suffix: Optional[str], require_mas
             if splits
             else "; expected root/images/ + root/masks/, or nnU-Net root/imagesTr/ + root/labelsTr/"
         )
-        found.add("layout", root, f"no images/ folder{hint}")
+        also = "" if splits else f" (also looked for {', '.join(IMAGE_DIR_NAMES[1:])}/)"
+        found.add("layout", root, f"no images/ folder{also}{hint}")
         return
     found.layout = "images/masks"
     found.image_dir = image_dir
