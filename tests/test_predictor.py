@@ -157,9 +157,12 @@ def test_fast_path_is_used_for_the_tile_shape_and_matches_eager():
     jit = Predictor(model, precision="fp32", tile=32, overlap=0.25, fast="jit")
     np.testing.assert_allclose(jit.predict_logits(image), eager.predict_logits(image), atol=1e-4)
     assert list(jit._fast_forward) == [(1, 32, 32)] and eager._fast_forward == {}
+    assert "fast path jit" in jit.describe() and "fast path auto" not in jit.describe()
     auto = Predictor(model, precision="fp32", tile=32)
+    assert auto.describe().endswith("fast path auto")  # nothing ran yet
     auto.predict_logits(image)
     assert auto._fast_forward == {}  # fp32 on CPU: auto stays eager
+    assert auto.describe().endswith("fast path auto → eager")  # what ran, for benchmark tables
 
 
 @pytest.mark.parametrize("preset", ["unet", "unet3plus-ds-cgm"])

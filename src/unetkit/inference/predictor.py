@@ -175,6 +175,7 @@ class Predictor:
             raise ConfigError(f"fast must be auto, eager, jit or compile, got {fast!r}")
         self.fast = fast
         self._fast_forward: dict = {}
+        self._modes_run: set = set()  # the modes `auto` resolved to, for describe()
         self.normalizer, self.label_map, self.runner = normalizer, label_map, runner
         self.folded = 0
         self.device = device if isinstance(device, torch.device) else runtime.resolve_device(device)
@@ -277,11 +278,13 @@ class Predictor:
         if self.runner is not None:
             name = getattr(self.runner, "backend_name", type(self.runner).__name__)
             return f"compute path: {name}, {getattr(self.runner, 'precision', 'fp32')}"
+        ran = sorted(self._modes_run)
+        fast = self.fast if ran in ([], [self.fast]) else f"{self.fast} → {', '.join(ran)}"
         return runtime.describe_path(
             self.device,
             self.dtype,
             self.channels_last,
-            mode=f"fast path {self.fast}" + (", batch norm folded" if self.folded else ""),
+            mode=f"fast path {fast}" + (", batch norm folded" if self.folded else ""),
         )
 
     # -- one batch ---------------------------------------------------------------------------
@@ -367,7 +370,9 @@ class Predictor:
             if self.fast == "auto"
             else self.fast
         )
-        if mode != "eager":
+        if mode == "eager":
+            self._modes_run.add(mode)
+        else:
             self._fast_forward[key] = optimize_for_inference(
                 self.model,
                 (self.batch_size, *key),
@@ -377,6 +382,7 @@ class Predictor:
                 mode=mode,
                 expected_tiles=n,
             )
+            self._modes_run.add(self._fast_forward[key].mode)  # eager after a failed build
 
     def resampling(self, spacing: Optional[Sequence[float]] = None) -> Optional[tuple]:
         """The factors per axis by which an image of voxel size ``spacing`` is resampled before
