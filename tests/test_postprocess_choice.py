@@ -185,6 +185,33 @@ def test_real_small_objects_are_not_removed():
     assert not choice.postprocessing and choice.final == choice.baseline
 
 
+def test_specks_that_barely_move_dice_are_removed_by_object_f1_where_truth_has_ids():
+    """Nuclei and a one-pixel speck per image: removing them raises Dice by < 0.001 (under the
+    margin) but each speck is a false object. With the truth's instance ids the removal is judged
+    on object F1 and kept; without ids (semantic masks, vessels) Dice alone judges and it is not."""
+    truths, preds, instances = [], [], []
+    for k in range(3):
+        inst = np.zeros(SHAPE, np.int32)
+        for j, (y, x) in enumerate([(12, 12), (12, 40), (40, 12), (40, 40), (26, 26)]):
+            inst[disc(y, x + k, 6)] = j + 1
+        truth = (inst > 0).astype(np.int64)
+        pred = truth.copy()
+        pred[2, 60 - k] = 1  # a speck far from every nucleus
+        truths.append(truth)
+        preds.append(pred)
+        instances.append(inst)
+    plain = choose_postprocessing(preds, truths, 2)
+    assert not plain.postprocessing  # Dice rises by < 0.001: under the margin
+    gain = plain.candidates[0]["dice"] - plain.baseline
+    assert 0 < gain < 0.001 and plain.candidates[0]["step"]["name"] == "remove_small"
+    choice = choose_postprocessing(preds, truths, 2, truth_instances=instances)
+    assert [s["name"] for s in kept(choice)] == ["remove_small"]
+    row = next(r for r in choice.candidates if r["kept"])
+    assert row["obj_f1_before"] == pytest.approx(2 * 15 / (2 * 15 + 3)) and row["obj_f1"] == 1.0
+    assert choice.final == pytest.approx(1.0)
+    assert "object F1 0.909 → 1.000" in choice.describe()[0]
+
+
 def test_holes_are_filled():
     truths = [labels_of((disc(30, 30, 12), 1)), labels_of((disc(20, 40, 9), 1))]
     preds = [
