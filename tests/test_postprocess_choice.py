@@ -212,6 +212,34 @@ def test_specks_that_barely_move_dice_are_removed_by_object_f1_where_truth_has_i
     assert "object F1 0.909 → 1.000" in choice.describe()[0]
 
 
+def test_a_removal_that_costs_true_objects_is_not_kept_for_its_dice_where_truth_has_ids():
+    """Two small true nuclei (3×3, found as 5 px) and two false 8-px blobs per image: removing
+    objects under 9 px raises Dice (16 false pixels go, 10 true ones) but loses two nuclei, so
+    object F1 falls from 0.875 to 0.833. Dice alone keeps it; with instance ids it is refused."""
+    truths, preds, instances = [], [], []
+    for k in range(3):
+        inst = np.zeros(SHAPE, np.int32)
+        for j, (y, x) in enumerate([(12, 12), (12, 40), (40, 12), (40, 40), (26, 26)]):
+            inst[disc(y, x + k, 6)] = j + 1
+        pred = (inst > 0).astype(np.int64)
+        for j, x in enumerate((52, 58)):
+            inst[54:57, x : x + 3] = 6 + j  # a small true nucleus …
+            pred[54, x : x + 3] = pred[55, x : x + 2] = 1  # … found as 5 px
+            pred[2 + 4 * j : 4 + 4 * j, 52 + k : 56 + k] = 1  # a false 8-px blob
+        truths.append((inst > 0).astype(np.int64))
+        preds.append(pred)
+        instances.append(inst)
+    plain = choose_postprocessing(preds, truths, 2)
+    assert kept(plain) == [{"name": "remove_small", "label": 1, "min_size": 9}]
+    choice = choose_postprocessing(preds, truths, 2, truth_instances=instances)
+    row = next(r for r in choice.candidates if r["step"].get("min_size") == 9)
+    assert row["dice"] > row["before"] + 0.001
+    assert row["obj_f1_before"] == pytest.approx(14 / 16) and row["obj_f1"] == pytest.approx(
+        10 / 12
+    )
+    assert not row["kept"] and not choice.postprocessing
+
+
 def test_holes_are_filled():
     truths = [labels_of((disc(30, 30, 12), 1)), labels_of((disc(20, 40, 9), 1))]
     preds = [

@@ -14,7 +14,8 @@ class by class (foreground classes only) in the order of
   when it raises the Dice by at least ``margin``. Where the truth names its objects (instance ids
   of a two-class problem: nuclei, cells), it is judged as the split is, on object F1 first: specks
   of a few pixels barely move the Dice but each is a false object, and whether they are removed
-  decided object F1 by ±0.1 between two runs of one set;
+  decided object F1 by ±0.1 between two runs of one set (kept for its Dice alone only when the
+  object F1 does not fall);
 * ``fill_holes`` and ``keep_largest``: kept when they raise the Dice by at least ``margin``;
 * ``split_touching`` (a watershed gap between touching objects, heights :data:`SPLIT_HEIGHTS`):
   judged on the object F1 at IoU 0.5 of the class's connected components against the truth's
@@ -110,8 +111,8 @@ class PostProcessingChoice:
         metric: the metric's name (``val_dice`` or ``val_dice_c<k>``).
         baseline: the metric of the raw argmax; ``final``: with the chosen post-processing.
         candidates: one row per candidate tried: ``step`` (the step's ``to_dict()``), ``describe``,
-            ``dice`` (the metric with it), ``obj_f1`` (candidates judged on objects: object F1 with it, and
-            ``obj_f1_before``), ``before`` (the metric before it), ``kept`` and a ``note``.
+            ``dice`` (the metric with it), ``obj_f1`` (candidates judged on objects: object F1
+            with it, and ``obj_f1_before``), ``before`` (the metric before it), ``kept`` and a ``note``.
         stopped: why not every candidate was tried (``""`` when all were).
     """
 
@@ -281,8 +282,9 @@ def choose_postprocessing(
             if judge_f1:
                 f1 = object_f1(out, objects, c, connectivity) if changed else f1_before
                 extra = {"obj_f1": f1, "obj_f1_before": f1_before}
+                # a removal may also be kept for its Dice, as long as no object is lost
                 better = f1 >= f1_before + margin or (
-                    name == "remove_small" and value >= dice + margin
+                    name == "remove_small" and value >= dice + margin and f1 >= f1_before
                 )
                 ok = changed and value >= dice - dice_tolerance and better
                 score = (f1, value)
