@@ -185,15 +185,21 @@ def test_real_small_objects_are_not_removed():
     assert not choice.postprocessing and choice.final == choice.baseline
 
 
+def _five_nuclei(shift: int) -> np.ndarray:
+    """Instance ids 1…5 of five discs of radius 6 (113 px each), shifted ``shift`` px right."""
+    inst = np.zeros(SHAPE, np.int32)
+    for j, (y, x) in enumerate([(12, 12), (12, 40), (40, 12), (40, 40), (26, 26)]):
+        inst[disc(y, x + shift, 6)] = j + 1
+    return inst
+
+
 def test_specks_that_barely_move_dice_are_removed_by_object_f1_where_truth_has_ids():
     """Nuclei and a one-pixel speck per image: removing them raises Dice by < 0.001 (under the
     margin) but each speck is a false object. With the truth's instance ids the removal is judged
     on object F1 and kept; without ids (semantic masks, vessels) Dice alone judges and it is not."""
     truths, preds, instances = [], [], []
     for k in range(3):
-        inst = np.zeros(SHAPE, np.int32)
-        for j, (y, x) in enumerate([(12, 12), (12, 40), (40, 12), (40, 40), (26, 26)]):
-            inst[disc(y, x + k, 6)] = j + 1
+        inst = _five_nuclei(shift=k)
         truth = (inst > 0).astype(np.int64)
         pred = truth.copy()
         pred[2, 60 - k] = 1  # a speck far from every nucleus
@@ -218,9 +224,7 @@ def test_a_removal_that_costs_true_objects_is_not_kept_for_its_dice_where_truth_
     object F1 falls from 0.875 to 0.833. Dice alone keeps it; with instance ids it is refused."""
     truths, preds, instances = [], [], []
     for k in range(3):
-        inst = np.zeros(SHAPE, np.int32)
-        for j, (y, x) in enumerate([(12, 12), (12, 40), (40, 12), (40, 40), (26, 26)]):
-            inst[disc(y, x + k, 6)] = j + 1
+        inst = _five_nuclei(shift=k)
         pred = (inst > 0).astype(np.int64)
         for j, x in enumerate((52, 58)):
             inst[54:57, x : x + 3] = 6 + j  # a small true nucleus …
