@@ -3,9 +3,10 @@
 Two layouts are recognised, ``root`` being the folder that holds them (a split folder such as
 ``isbi2012/train`` is fine):
 
-* **images/masks**: ``root/images/*`` and ``root/masks/*`` (folder aliases: ``image``/``imgs``/``img``/``original``/``raw``
-  and ``mask``/``labels``/``label``/``gt``/``ground_truth``; case, spaces and hyphens are ignored,
-  so ``Images/`` and ``Ground Truth/`` match), paired by file stem (``01.png`` ↔ ``01.png``; the formats may
+* **images/masks**: ``root/images/*`` and ``root/masks/*`` (folder aliases:
+  ``image``/``imgs``/``img``/``original``/``raw`` and ``mask``/``labels``/``label``/``gt``/
+  ``ground_truth``; case, spaces and hyphens are ignored, so CVC-ClinicDB's ``Original/`` and
+  ``Ground Truth/`` match), paired by file stem (``01.png`` ↔ ``01.png``; the formats may
   differ). Masks may carry a suffix (``01_mask.png``): pass ``mask_suffix="_mask"``, or leave it
   ``None`` and it is detected: each mask stem that is an image stem plus a suffix (or the image
   stem itself, suffix ``""``) votes for that suffix, and the suffix most masks share wins (a tie
