@@ -359,6 +359,9 @@ def main() -> None:
                         name: {
                             "median_s": statistics.median(times[name]),
                             "min_s": min(times[name]),
+                            # every timed run, in round order: run i of two variants ran side
+                            # by side, so their ratio cancels what the host did meanwhile
+                            "times_s": times[name],
                             "build_s": build,
                             "labels_agree": (outputs[name].argmax(1) == ref.argmax(1))
                             .double()

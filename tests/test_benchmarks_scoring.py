@@ -170,3 +170,25 @@ def test_default_path_is_held_to_the_fastest_path_for_whole_jobs_builds_included
     infer["auto"]["1"] = "compile"
     one = [r for r in goal_rows(None, pred, infer, train) if "a job of 1 " in r][0]
     assert "compile: 30.5 s; fastest eager: 0.5 s (60.98×): **not met** |" in one
+
+
+def test_paired_tile_seconds_cancel_the_hosts_drift():
+    """Variants timed round-robin while the host slowed down 2× from the third round: a path of
+    the default's speed whose slow rounds began one round later has half the default's median but
+    the same paired estimate; a path 10 % faster in every round comes out 10 % faster."""
+    from run_all import paired_tile_seconds
+
+    default = [0.3, 0.3, 0.6, 0.6, 0.6]
+    variants = {
+        "default": {"median_s": 0.6, "times_s": default},
+        "twin": {"median_s": 0.3, "times_s": [0.3, 0.3, 0.3, 0.6, 0.6]},
+        "faster": {"median_s": 0.54, "times_s": [0.9 * t for t in default]},
+        "no runs": {"median_s": 0.4},
+    }
+    tile = paired_tile_seconds(variants, "default")
+    assert tile["default"] == pytest.approx(0.6)
+    assert tile["twin"] == pytest.approx(0.6)
+    assert tile["faster"] == pytest.approx(0.54)
+    assert tile["no runs"] == 0.4  # no per-run times: its own median
+    # without a reference, every variant keeps its median
+    assert paired_tile_seconds(variants, None) == {k: v["median_s"] for k, v in variants.items()}
