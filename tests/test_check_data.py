@@ -132,7 +132,8 @@ def test_problem_image_without_mask_and_mask_without_image(tmp_path):
     )
     assert (
         one_problem(report, "no image")
-        == f"{tmp_path / 'masks' / '13.png'}: no image in images/ with the stem '13'"
+        == f"{tmp_path / 'masks' / '13.png'}: no image in images/ with the stem '13'; add the image or "
+        "move the mask out of masks/"
     )
 
 

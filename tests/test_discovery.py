@@ -13,6 +13,10 @@ from unetkit.errors import DataError
 from unetkit.io import write_image
 
 
+#: the fix the "no image" problem names for a mask file
+FIX = "; add the image or move the mask out of masks/"
+
+
 def img(path: Path, value: int = 0, shape=(1, 4, 5)):
     write_image(path, np.full(shape, value, np.uint8))
 
@@ -95,14 +99,14 @@ def test_suffix_detected_by_majority_despite_a_stray_mask(tmp_path):
     ]
     assert [str(p) for p in found.problems] == [
         f"{root / 'masks' / '03.png'}: mask name lacks the mask suffix '_mask'",
-        f"{root / 'masks' / '99_mask.png'}: no image in images/ with the stem '99'",
+        f"{root / 'masks' / '99_mask.png'}: no image in images/ with the stem '99'{FIX}",
     ]
     # the stems shared with the images win the vote the same way
     root2 = make(tmp_path / "b", images=("01", "02", "03"))
     img(root2 / "masks" / "01_old.png")
     found2 = scan_dataset(root2)
     assert found2.mask_suffix == "" and [str(p) for p in found2.problems] == [
-        f"{root2 / 'masks' / '01_old.png'}: no image in images/ with the stem '01_old'"
+        f"{root2 / 'masks' / '01_old.png'}: no image in images/ with the stem '01_old'{FIX}"
     ]
 
 
@@ -280,8 +284,24 @@ def test_images_without_masks_listed_with_count(tmp_path):
 
 def test_mask_without_image(tmp_path):
     root = make(tmp_path, images=("01",), masks=("01", "07"))
-    with pytest.raises(DataError, match=r"07\.png: no image in images/ with the stem '07'"):
+    with pytest.raises(DataError, match=r"07\.png: no image in images/ with the stem '07'; add"):
         find_cases(root)
+
+
+def test_backup_folder_in_masks_is_named_with_the_fix(tmp_path):
+    """A sub-folder of masks/ is read as one image's per-object masks (DSB's masks/CASE/): a backup
+    copy of the masks there is one problem naming the folder and saying to move it."""
+    root = make(tmp_path, images=("01", "02"), masks=("01", "02"))
+    (root / "masks" / "old").mkdir()
+    for stem in ("01", "02"):
+        img(root / "masks" / "old" / f"{stem}.png")
+    found = scan_dataset(root)
+    assert [c.case_id for c in found.cases] == ["01", "02"]
+    assert [str(p) for p in found.problems] == [
+        f"{root / 'masks' / 'old'}: no image in images/ with the stem 'old'; a folder in masks/ is "
+        "read as one image's masks, one file per object: move it out of masks/ (a backup?) or add "
+        "the image"
+    ]
 
 
 def test_duplicate_stems(tmp_path):

@@ -373,7 +373,16 @@ def _scan_images_masks(found: Discovery, mask_suffix: Optional[str], require_mas
                 extra[name] = by_stem[stem]
         found.cases.append(Case(stem, [images[stem]], mask, extra))
     for stem in sorted(set(masks) - set(images)):
-        found.add("no-image", masks[stem], f"no image in {image_dir.name}/ with the stem {stem!r}")
+        where = f"{mask_dir.name}/"  # masks are only read from a mask folder
+        fix = (
+            f"a folder in {where} is read as one image's masks, one file per object: move it out "
+            f"of {where} (a backup?) or add the image"
+            if masks[stem].is_dir()
+            else f"add the image or move the mask out of {where}"
+        )
+        found.add(
+            "no-image", masks[stem], f"no image in {image_dir.name}/ with the stem {stem!r}; {fix}"
+        )
 
 
 def _extra_dirs(found: Discovery, images: dict[str, Path]) -> list[tuple[str, dict[str, Path]]]:
