@@ -12,7 +12,6 @@ from unetkit.data import Case, find_cases, scan_dataset
 from unetkit.errors import DataError
 from unetkit.io import write_image
 
-
 #: the fix the "no image" problem names for a mask file
 FIX = "; add the image or move the mask out of masks/"
 
