@@ -104,10 +104,18 @@ def make_fluorescence_set(monuseg: Path, out: Path) -> Path:
 
 
 def read_png(path: Path) -> np.ndarray:
-    """A PNG as stored: ``(H, W)`` or ``(H, W, 3)``."""
+    """A PNG as ``(H, W)`` or ``(H, W, 3)``: grey or colour as stored, without an alpha channel.
+
+    The alpha channel is dropped (as unetkit's reader drops it): kept, MONAI's recipe would get a
+    constant fourth channel of 255 beside the grey of the fluorescence set's RGBA images, and its
+    z-score over all channels would squeeze the grey signal into a fraction of the unit range.
+    """
     from PIL import Image
 
-    return np.asarray(Image.open(path))
+    image = Image.open(path)
+    if image.mode in ("RGBA", "LA"):  # not palette images: a mask's palette indices are its labels
+        image = image.convert(image.mode[:-1] if image.mode == "LA" else "RGB")
+    return np.asarray(image)
 
 
 def structure(mask: np.ndarray, dataset: str) -> np.ndarray:
@@ -218,8 +226,9 @@ def zscore(image: np.ndarray) -> np.ndarray:
 
 def random_crop(x: np.ndarray, y: np.ndarray, rng: np.random.Generator):
     """A random ``CROP``² window of ``x (C, H, W)`` and ``y (H, W)`` with random flips; an axis
-    shorter than ``CROP`` is taken whole and mirror-padded to ``CROP`` (MONAI's ``SpatialPad``), so
-    images of several sizes stack into one batch."""
+    shorter than ``CROP`` is taken whole and mirror-padded to ``CROP`` (as MONAI's ``SpatialPad``
+    with ``mode="reflect"``; its default pads zeros, which would add a dark frame the set's images
+    do not have), so images of several sizes stack into one batch."""
     pads = []
     for axis, n in enumerate(y.shape):
         if n > CROP:
@@ -414,6 +423,13 @@ def main() -> None:
             raise SystemExit(
                 f"{source} not found under {data} (expects {source}/train and {source}/val)"
             )
+        if name in DERIVED:  # made from MoNuSeg's instance ids as well as its images
+            for split in ("train", "val"):
+                if not (data / source / split / "instances").is_dir():
+                    raise SystemExit(
+                        f"{data / source / split / 'instances'} not found: {name} is made from "
+                        "MoNuSeg's images and its instance ids (see ../shared/data/README)"
+                    )
     recipes = tuple(r.strip() for r in args.recipes.split(",") if r.strip())
     for recipe in recipes:
         if recipe not in ("unetkit", "example", "monai"):

@@ -349,7 +349,7 @@ def main() -> None:
                 {
                     "gflop": gflop,
                     "default": default_name,
-                    # the variant a default Predictor runs for a job of N tiles: the fast path
+                    # the variant a default Predictor runs for an image of N tiles: the fast path
                     # in the mode `auto` picks (the plain default above where it was not built)
                     "auto": {
                         str(n): auto_variant(mode, default_dtype, variants, default_name)

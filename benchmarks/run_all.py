@@ -139,8 +139,9 @@ def goal_rows(
     variants = infer["variants"]
     auto = {int(n): name for n, name in (infer.get("auto") or {}).items() if name in variants}
     if auto:
-        # a user's job pays a path's build once and its tile time per tile: the default (mode=auto
-        # picks the path by the job's tile count) is held to the fastest path for the whole job
+        # an image pays a path's build once and its tile time per tile: the default (mode=auto
+        # picks the path by the image's tile count, image by image; a build is kept for later
+        # images of the same tile shape) is held to the fastest path for the whole image
         tile_s = paired_tile_seconds(variants, infer.get("default"))
 
         def job_s(name: str, tiles: int) -> float:
@@ -151,7 +152,7 @@ def goal_rows(
             fastest = min(variants, key=lambda name: job_s(name, tiles))
             f = job_s(fastest, tiles)
             rows.append(
-                f"| default path = fastest path on this CPU, a job of {tiles} 512² tile"
+                f"| default path = fastest path on this CPU, an image of {tiles} 512² tile"
                 f"{'s' if tiles > 1 else ''} (builds included) | within {100 * (slack - 1):.0f} % | "
                 f"{chosen}: {d:.1f} s; fastest {fastest}: {f:.1f} s ({d / f:.2f}×): "
                 f"{met(d <= slack * f)} |"

@@ -11,7 +11,14 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from bench_defaults import FLUO_SIZES, make_fluorescence_set, random_crop, structure  # noqa: E402
+from bench_defaults import (  # noqa: E402
+    FLUO_SIZES,
+    make_fluorescence_set,
+    random_crop,
+    read_png,
+    structure,
+    zscore,
+)
 from run_all import goal_rows  # noqa: E402
 from scoring import case_scores, mean_scores, pixel_scores  # noqa: E402
 
@@ -64,6 +71,26 @@ def test_random_crop_takes_256_and_pads_short_axes_to_256():
     rows = np.sort(cx[0, :161, 0])
     assert len(np.unique(cx[0, :161, 0])) == 161 and np.ptp(rows) == 160 * 300
     np.testing.assert_array_equal(cx[:, 161], cx[:, 159])
+
+
+def test_monai_recipe_reads_rgba_grey_without_its_alpha(tmp_path):
+    """The fluorescence set's RGBA grey images reach MONAI's recipe as 3 equal channels: z-scored,
+    the grey keeps unit spread (with the constant alpha of 255 it would be squeezed), while a
+    palette mask keeps its label indices."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 60, (20, 30), dtype=np.uint8)
+    Image.fromarray(np.dstack([grey, grey, grey, np.full_like(grey, 255)]), "RGBA").save(
+        tmp_path / "a.png"
+    )
+    x = zscore(read_png(tmp_path / "a.png"))
+    assert x.shape == (3, 20, 30)
+    np.testing.assert_allclose(x[0], (grey - grey.mean()) / grey.std(), rtol=1e-5, atol=1e-5)
+    labels = Image.fromarray(np.array([[0, 1], [2, 1]], np.uint8), "P")
+    labels.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0])
+    labels.save(tmp_path / "m.png")
+    np.testing.assert_array_equal(read_png(tmp_path / "m.png"), [[0, 1], [2, 1]])
 
 
 def test_fluorescence_set_from_monuseg_keeps_masks_and_ids_of_each_crop(tmp_path):
@@ -161,14 +188,14 @@ def test_default_path_is_held_to_the_fastest_path_for_whole_jobs_builds_included
     infer["auto"] = {"1": "eager", "49": "eager", "1000": "eager"}
     rows = [r for r in goal_rows(None, pred, infer, train) if r.startswith("| default path")]
     assert len(rows) == 3
-    assert "a job of 1 512² tile (builds included)" in rows[0]
+    assert "an image of 1 512² tile (builds included)" in rows[0]
     assert rows[0].endswith("eager: 0.5 s; fastest eager: 0.5 s (1.00×): met |")
     assert "49 512² tiles" in rows[1] and rows[1].endswith("(1.00×): met |")
     # 1000 tiles: eager 500 s against compile's 30 + 490 = 520 s: eager is still the fastest
     assert rows[2].endswith("eager: 500.0 s; fastest eager: 500.0 s (1.00×): met |")
     # had auto picked compile for a 1-tile job, its 30-s build would make it 61× slower
     infer["auto"]["1"] = "compile"
-    one = [r for r in goal_rows(None, pred, infer, train) if "a job of 1 " in r][0]
+    one = [r for r in goal_rows(None, pred, infer, train) if "an image of 1 " in r][0]
     assert "compile: 30.5 s; fastest eager: 0.5 s (60.98×): **not met** |" in one
 
 

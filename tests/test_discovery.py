@@ -97,7 +97,8 @@ def test_suffix_detected_by_majority_despite_a_stray_mask(tmp_path):
         "04_mask.png",
     ]
     assert [str(p) for p in found.problems] == [
-        f"{root / 'masks' / '03.png'}: mask name lacks the mask suffix '_mask'",
+        f"{root / 'masks' / '03.png'}: mask name lacks the mask suffix '_mask'; rename it to "
+        "STEM_mask.png or move it out of masks/",
         f"{root / 'masks' / '99_mask.png'}: no image in images/ with the stem '99'{FIX}",
     ]
     # the stems shared with the images win the vote the same way
@@ -357,6 +358,42 @@ def test_folder_aliases_ignore_case_spaces_and_hyphens(tmp_path):
     assert find_cases(cvc)[0].images == [cvc / "Original" / "7.png"]
     raw = make(tmp_path / "d", images=("7",), img_dir="raw", mask_dir="labels")
     assert find_cases(raw)[0].mask == raw / "labels" / "7.png"
+
+
+def test_backup_folder_beside_suffixed_masks_is_named_with_the_fix(tmp_path):
+    """With masks named 01_mask.png, a masks/old/ folder lacks the suffix too: the problem says it is
+    a folder read as per-object masks, not that its name lacks the suffix."""
+    root = make(tmp_path, images=("01", "02"), mask_suffix="_mask")
+    (root / "masks" / "old").mkdir()
+    img(root / "masks" / "old" / "01_mask.png")
+    found = scan_dataset(root)
+    assert found.mask_suffix == "_mask" and [c.mask.name for c in found.cases] == [
+        "01_mask.png",
+        "02_mask.png",
+    ]
+    assert [str(p) for p in found.problems] == [
+        f"{root / 'masks' / 'old'}: a folder in masks/ is read as one image's masks, one file per "
+        "object: move it out of masks/ (a backup?)"
+    ]
+
+
+def test_raw_beside_images_is_an_extra_folder_not_a_second_image_folder(tmp_path):
+    """raw/ and original/ name the image folder only where no other image folder name is there:
+    beside images/ the raw microscope files are an extra folder, as any sibling folder is; two
+    fallback names without images/ are still ambiguous."""
+    root = make(tmp_path, images=("01", "02"))
+    (root / "raw").mkdir()
+    for stem in ("01", "02"):
+        img(root / "raw" / f"{stem}.png", value=7)
+    found = scan_dataset(root)
+    assert found.problems == [] and found.image_dir == root / "images"
+    assert [c.extra for c in found.cases] == [
+        {"raw": root / "raw" / f"{s}.png"} for s in ("01", "02")
+    ]
+    both = make(tmp_path / "b", images=("01",), img_dir="raw")
+    (both / "original").mkdir()
+    with pytest.raises(DataError, match=r"both original/ and raw/ exist; keep one"):
+        find_cases(both)
 
 
 def test_no_image_folder_lists_every_alias(tmp_path):

@@ -6,7 +6,8 @@ Two layouts are recognised, ``root`` being the folder that holds them (a split f
 * **images/masks**: ``root/images/*`` and ``root/masks/*`` (folder aliases:
   ``image``/``imgs``/``img``/``original``/``raw`` and ``mask``/``labels``/``label``/``gt``/
   ``ground_truth``; case, spaces and hyphens are ignored, so CVC-ClinicDB's ``Original/`` and
-  ``Ground Truth/`` match), paired by file stem (``01.png`` ↔ ``01.png``; the formats may
+  ``Ground Truth/`` match; ``original/`` and ``raw/`` only where no other image folder name is
+  there, so a ``raw/`` beside ``images/`` is an extra folder), paired by file stem (``01.png`` ↔ ``01.png``; the formats may
   differ). Masks may carry a suffix (``01_mask.png``): pass ``mask_suffix="_mask"``, or leave it
   ``None`` and it is detected: each mask stem that is an image stem plus a suffix (or the image
   stem itself, suffix ``""``) votes for that suffix, and the suffix most masks share wins (a tie
@@ -56,6 +57,10 @@ PathLike = Union[str, Path]
 #: folder names of images and of masks; matched ignoring case, spaces and hyphens (``Images``,
 #: ``Ground Truth`` and ``ground-truth`` match too, :func:`alias_dirs`)
 IMAGE_DIR_NAMES = ("images", "image", "imgs", "img", "original", "raw")
+#: image folder names taken only where no other image folder name is there: beside ``images/``, a
+#: ``raw/`` folder is more often the raw microscope files kept alongside (an extra folder) than a
+#: second image folder
+FALLBACK_DIR_NAMES = ("original", "raw")
 MASK_DIR_NAMES = ("masks", "mask", "labels", "label", "gt", "ground_truth", "groundtruth")
 
 _CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
@@ -355,7 +360,14 @@ def _scan_images_masks(found: Discovery, mask_suffix: Optional[str], require_mas
         found.mask_suffix = suffix
         masks, lacking = _strip(raw, suffix)
         for path in lacking:
-            found.add("no-image", path, f"mask name lacks the mask suffix {suffix!r}")
+            found.add(
+                "no-image",
+                path,
+                _backup_folder_fix(mask_dir)
+                if path.is_dir()
+                else f"mask name lacks the mask suffix {suffix!r}; rename it to STEM{suffix}"
+                f"{path.suffix or '.png'} or move it out of {mask_dir.name}/",
+            )
     extra_maps = dict(_extra_dirs(found, images))
     found.extra_dirs = {name: root / name for name in extra_maps}
     for stem in sorted(images):
@@ -375,14 +387,21 @@ def _scan_images_masks(found: Discovery, mask_suffix: Optional[str], require_mas
     for stem in sorted(set(masks) - set(images)):
         where = f"{mask_dir.name}/"  # masks are only read from a mask folder
         fix = (
-            f"a folder in {where} is read as one image's masks, one file per object: move it out "
-            f"of {where} (a backup?) or add the image"
+            _backup_folder_fix(mask_dir) + " or add the image"
             if masks[stem].is_dir()
             else f"add the image or move the mask out of {where}"
         )
         found.add(
             "no-image", masks[stem], f"no image in {image_dir.name}/ with the stem {stem!r}; {fix}"
         )
+
+
+def _backup_folder_fix(mask_dir: Path) -> str:
+    """What a folder inside the mask folder is taken for, and the fix when it is not that."""
+    return (
+        f"a folder in {mask_dir.name}/ is read as one image's masks, one file per object: move it "
+        f"out of {mask_dir.name}/ (a backup?)"
+    )
 
 
 def _extra_dirs(found: Discovery, images: dict[str, Path]) -> list[tuple[str, dict[str, Path]]]:
@@ -477,6 +496,8 @@ def _scan_case_folders(found: Discovery, folders: list[Path], require_masks: boo
 
 def _find_dir_in(found: Discovery, folder: Path, names: Sequence[str]) -> Optional[Path]:
     hits = alias_dirs(folder, names)
+    preferred = [d for d in hits if _folder_key(d.name) not in FALLBACK_DIR_NAMES]
+    hits = preferred or hits  # raw/ beside images/ is an extra folder, not a second image folder
     if len(hits) > 1:
         found.add("layout", folder, f"both {hits[0].name}/ and {hits[1].name}/ exist; keep one")
     return hits[0] if hits else None

@@ -42,7 +42,8 @@ from .objects import label_objects, match_objects
 
 #: Least gain of the metric for a step to be kept (a no-op never gains).
 MARGIN = 0.001
-#: How much Dice the watershed split may cost (it draws background gaps) when it raises object F1.
+#: How much Dice a step judged on objects may cost when it raises object F1: the watershed split
+#: (it draws background gaps) and, where the truth has instance ids, the removal of small objects.
 DICE_TOLERANCE = 0.005
 #: ``(percentile, fraction)``: the ``remove_small`` sizes tried, as a fraction of a percentile of the
 #: truth's object sizes of the class (the smallest object, the 5th and 10th percentiles).
@@ -192,7 +193,8 @@ def choose_postprocessing(
             truth's connected components are its objects). Used for the foreground class of a
             two-class problem.
         connectivity: what counts as one object (1: face neighbours).
-        margin: least gain for a step to be kept; dice_tolerance: the Dice a split may cost.
+        margin: least gain for a step to be kept; dice_tolerance: the Dice a step judged on
+            objects (the split; the removal where the truth has instance ids) may cost.
         split_heights: the watershed h-maxima tried.
         out_of_time: called before each candidate; ``True`` stops the search (the best of the
             candidates tried is still kept; :attr:`PostProcessingChoice.stopped` says so).

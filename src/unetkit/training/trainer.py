@@ -7,6 +7,7 @@
         validate()               whole validation images, per-class Dice / IoU
         end_epoch()              scheduler, checkpoints (last / best), logs, stopping rules
     choose_postprocessing()      best.pt on the validation images: the clean-ups that raise the Dice
+                                 (or the object F1, for steps judged on objects)
 
 A run folder holds ``config.yaml`` (resolved), ``splits.json``, ``metrics.csv``, ``curves.png``,
 ``train.log``, ``checkpoints/{last,best}.pt`` and ``postprocess.json`` (the post-processing chosen
@@ -600,7 +601,8 @@ class Trainer:
         auto`` and validation images): the validation images predicted once more with the best
         weights, the candidate clean-ups tried on them
         (:func:`~unetkit.evaluation.postprocess_choice.choose_postprocessing`, judged on the Dice
-        of ``train.select_metric``), the choice written to ``postprocess.json`` and into ``best.pt``
+        of ``train.select_metric``, and on object F1 for the split and, where the truth has
+        instance ids, the removal of small objects), the choice written to ``postprocess.json`` and into ``best.pt``
         (``extra["postprocess"]``), one line printed per kept step. Under a time budget it is skipped,
         with a printed reason, when one validation no longer fits, and stops trying candidates when
         the budget is up. Returns the choice, or ``None``."""
