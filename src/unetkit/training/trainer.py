@@ -602,8 +602,8 @@ class Trainer:
         weights, the candidate clean-ups tried on them
         (:func:`~unetkit.evaluation.postprocess_choice.choose_postprocessing`, judged on the Dice
         of ``train.select_metric``, and on object F1 for the split and, where the truth has
-        instance ids, the removal of small objects), the choice written to ``postprocess.json`` and into ``best.pt``
-        (``extra["postprocess"]``), one line printed per kept step. Under a time budget it is skipped,
+        instance ids, the removal of small objects), the choice written to ``postprocess.json``
+        and into ``best.pt`` (``extra["postprocess"]``), one line printed per kept step. Under a time budget it is skipped,
         with a printed reason, when one validation no longer fits, and stops trying candidates when
         the budget is up. Returns the choice, or ``None``."""
         from ..evaluation.postprocess_choice import choose_postprocessing
