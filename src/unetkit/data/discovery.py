@@ -9,10 +9,10 @@ Two layouts are recognised, ``root`` being the folder that holds them (a split f
   ``Ground Truth/`` match; ``original/`` and ``raw/`` only where no other image folder name is
   there, so a ``raw/`` beside ``images/`` is an extra folder), paired by file stem (``01.png`` ↔
   ``01.png``; the formats may differ). Masks may carry a suffix (``01_mask.png``): pass
-  ``mask_suffix="_mask"``, or leave it ``None`` and it is detected: each mask stem that is an
-  image stem plus a suffix (or the image stem itself, suffix ``""``) votes for that suffix, and the suffix most masks share wins (a tie
-  gives ``""``). So one stray mask does not undo the detection: only the masks that do not fit it
-  are reported.
+  ``mask_suffix="_mask"``, or leave it ``None`` and it is detected: each mask stem that is an image
+  stem plus a suffix (or the image stem itself, suffix ``""``) votes for that suffix, and the suffix
+  most masks share wins (a tie gives ``""``). So one stray mask does not undo the detection: only
+  the masks that do not fit it are reported.
   Other sibling folders whose files match the image stems (DRIVE's ``fov/``) go into
   :attr:`Case.extra` under the folder name, matched the same way.
 * **case folders** (the 2018 Data Science Bowl layout): ``root/CASE/images/CASE.png`` (one image)
