@@ -12,7 +12,8 @@ Order (each step in its own processes, one after the other, so they never share 
 5. training throughput, unetkit's Trainer vs a plain loop vs MONAI's BasicUNet (bench_train.py);
 6. the data pipeline (bench_data.py).
 
-    python benchmarks/run_all.py [--minutes 4] [--runs 5] [--tile-runs 15] [--large 20000] [--out BENCHMARKS.md]
+    python benchmarks/run_all.py [--minutes 4] [--runs 5] [--tile-runs 15] [--large 20000]
+        [--out BENCHMARKS.md]
 
 About 75 minutes on the 2-core build machine with the defaults. Without ../shared/data/isbi2012
 step 1 is skipped and step 3 uses a random-weight net on a synthetic image; step 2 runs on the
@@ -26,6 +27,7 @@ import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -105,9 +107,7 @@ def paired_tile_seconds(variants: dict, reference: str | None) -> dict:
     for name, v in variants.items():
         own = v.get("times_s")
         if ref and own and len(own) == len(ref):
-            ratios = sorted(a / b for a, b in zip(own, ref))
-            mid = len(ratios) // 2
-            ratio = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+            ratio = statistics.median(a / b for a, b in zip(own, ref))
             out[name] = ratio * variants[reference]["median_s"]
         else:
             out[name] = v["median_s"]
