@@ -301,6 +301,44 @@ def test_intensity_transforms_formulas_and_image_only():
     np.testing.assert_array_equal(out["mask"], s["mask"])
 
 
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_brightness_contrast_per_channel_draws(per_channel):
+    # a colour image: per channel, each channel gets its own (c, b, o), a shift of colour balance
+    rng = np.random.default_rng(3)
+    x = (rng.normal(size=(3, 16, 16)) + np.array([0.0, 1.0, 2.0])[:, None, None]).astype(np.float32)
+    t = RandomBrightnessContrast(
+        contrast=(0.5, 1.5),
+        multiplier=(0.5, 1.5),
+        offset=(-0.5, 0.5),
+        prob=1,
+        per_channel=per_channel,
+    )
+    out = t({"image": x}, np.random.default_rng(7))["image"]
+    # the same draws, in the same order, from an identical generator
+    replay = np.random.default_rng(7)
+    replay.random()
+    n = 3 if per_channel else 1
+    c, b, o = (replay.uniform(lo, hi, size=n) for lo, hi in ((0.5, 1.5), (0.5, 1.5), (-0.5, 0.5)))
+    c, b, o = (np.broadcast_to(v, 3) for v in (c, b, o))
+    assert out.dtype == np.float32
+    for k in range(3):
+        m = x[k].astype(np.float64).mean()
+        np.testing.assert_allclose(
+            out[k], ((x[k] - m) * c[k] + m) * b[k] + o[k], rtol=1e-5, atol=1e-5
+        )
+    # the gain of each channel about its mean: one value for all channels, or three different ones
+    gains = [np.std(out[k]) / np.std(x[k]) for k in range(3)]
+    assert (len(set(np.round(gains, 4))) == 3) is per_channel
+
+
+def test_brightness_contrast_per_channel_must_be_a_bool():
+    with pytest.raises(ConfigError, match="per_channel must be true or false"):
+        RandomBrightnessContrast(per_channel="yes")
+    aug = build_augmentation({"brightness_contrast": {"per_channel": True}}, spatial_dims=2)
+    (bc,) = [t for t in aug.transforms if isinstance(t, RandomBrightnessContrast)]
+    assert bc.per_channel is True
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint16, np.float16])
 def test_intensity_transforms_on_integer_and_half_images(dtype):
     # uint8 near the top of its range: a cast back would wrap 255 + x around or truncate the fraction

@@ -582,7 +582,11 @@ class RandomBrightnessContrast(Transform):
     """Contrast about the channel mean, then brightness: ``((x − m)·c + m)·b + o``.
 
     ``c`` (contrast), ``b`` (multiplicative brightness) and ``o`` (additive brightness, in the units of
-    the normalised image) are drawn uniformly from their ranges, the same for all channels. The
+    the normalised image) are drawn uniformly from their ranges: once for all channels, or with
+    ``per_channel`` once per channel. Drawn per channel on a colour image they shift its colour
+    balance as well as its brightness (stain and white-balance variation, as nnU-Net draws its
+    brightness and contrast per channel). Off by default: on MoNuSeg (H&E, 4-minute budget) drawing
+    per channel at ``prob`` 0.15 / 0.5 lowered the validation Dice from 0.807 to 0.794 / 0.787. The
     result keeps a float image's type; an integer image comes back as ``float32``.
 
     Args:
@@ -590,6 +594,7 @@ class RandomBrightnessContrast(Transform):
         multiplier: range of ``b``.
         offset: range of ``o``.
         prob: probability of applying.
+        per_channel: draw ``c``, ``b`` and ``o`` for each channel (``False``: one draw for all).
     """
 
     def __init__(
@@ -598,27 +603,35 @@ class RandomBrightnessContrast(Transform):
         multiplier: Range = (0.75, 1.25),
         offset: Range = (-0.1, 0.1),
         prob: float = 0.15,
+        per_channel: bool = False,
     ):
         self.contrast = _range(contrast, "contrast", low=0.0)
         self.multiplier = _range(multiplier, "multiplier", low=0.0)
         self.offset = _range(offset, "offset", symmetric=True)
         self.prob = _prob(prob)
+        if not isinstance(per_channel, (bool, np.bool_)):
+            raise ConfigError(f"per_channel must be true or false, got {per_channel!r}")
+        self.per_channel = bool(per_channel)
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         _check_sample(sample)
         if rng.random() >= self.prob:
             return dict(sample)
-        c, b, o = (
-            rng.uniform(*self.contrast),
-            rng.uniform(*self.multiplier),
-            rng.uniform(*self.offset),
-        )
-        if c == 1.0 and b == 1.0 and o == 0.0:
-            return dict(sample)
         x = sample["image"]
-        m = _channel_stats(x, np.mean)
+        draws = x.shape[0] if self.per_channel else 1
+        shape = (draws,) + (1,) * (x.ndim - 1)
+        c, b, o = (
+            rng.uniform(*self.contrast, size=draws).reshape(shape),
+            rng.uniform(*self.multiplier, size=draws).reshape(shape),
+            rng.uniform(*self.offset, size=draws).reshape(shape),
+        )
+        if np.all(c == 1.0) and np.all(b == 1.0) and np.all(o == 0.0):
+            return dict(sample)
+        dtype = _float_dtype(x)
+        c, b, o = (v.astype(dtype) for v in (c, b, o))
+        m = _channel_stats(x, np.mean).astype(dtype)
         out = dict(sample)
-        out["image"] = (((x - m) * c + m) * b + o).astype(_float_dtype(x), copy=False)
+        out["image"] = (((x - m) * c + m) * b + o).astype(dtype, copy=False)
         return out
 
 
