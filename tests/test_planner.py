@@ -11,9 +11,17 @@ import torch
 from PIL import Image
 
 from unetkit import cli
+from unetkit.commands.train import apply_overrides, planned_values
 from unetkit.config import RunConfig
+from unetkit.data.transforms import (
+    RandomFlip,
+    RandomRot90,
+    SpatialTransform,
+    build_augmentation,
+)
 from unetkit.planning import Candidate, Plan, cache_path, make_plan
 from unetkit.planning.planner import (
+    FULL_AUGMENTATION_STEPS,
     MIN_STEPS,
     choose_width,
     plan_batch,
@@ -132,6 +140,46 @@ def test_plan_follows_the_budget_and_the_machine():
     assert names[:4] == ["precision", "spacing", "resolution", "patch"] and "schedule" in names
     table = short.table()
     assert all(n in table for n in names) and "5-minute budget" in table
+
+
+def test_few_steps_get_the_exact_symmetries_many_steps_the_full_augmentation():
+    fp = FakeFingerprint()
+    short = make_plan(fp, 5, "cpu", timer=speed(1.0))  # 1 s steps: a few hundred in 5 minutes
+    assert _decision(short, "augmentation").value == "flips, 90° rotations"
+    aug = RunConfig().override(short.config).data.augmentation
+    assert [type(t) for t in build_augmentation(aug, 2).transforms] == [RandomFlip, RandomRot90]
+    fast = make_plan(fp, 60, "cpu", timer=speed(0.01))  # an hour on a fast machine
+    steps = int(_decision(fast, "augmentation").reason.split()[0])
+    assert steps >= FULL_AUGMENTATION_STEPS and _decision(fast, "augmentation").value == "default"
+    assert not any(k.startswith("data.augmentation") for k in fast.config)
+    assert len(build_augmentation(RunConfig().override(fast.config).data.augmentation, 2)) == 7
+
+
+def test_flags_replace_the_planned_augmentation_above_and_below_the_key_they_name():
+    plan = make_plan(FakeFingerprint(), 5, "cpu", timer=speed(1.0))
+    planned = {k for k in plan.config if k.startswith("data.augmentation.")}
+    assert planned == {
+        f"data.augmentation.{n}"
+        for n in ("spatial", "gamma", "brightness_contrast", "blur", "noise")
+    }
+
+    def augmentation(overrides):
+        values = planned_values(plan, overrides)
+        return apply_overrides(RunConfig(), {**values, **overrides}).data.augmentation
+
+    assert augmentation({}) == {n.split(".")[-1]: False for n in planned}
+    # --no-augment: nothing planned is left
+    assert augmentation({"data.augmentation": None}) is None
+    # one transform's parameter: that transform comes back (with its defaults), the rest stay off
+    mine = augmentation({"data.augmentation.spatial.p_elastic": 1.0})
+    assert mine["spatial"] == {"p_elastic": 1.0} and mine["gamma"] is False
+    assert [type(t) for t in build_augmentation(mine, 2).transforms] == [
+        RandomFlip,
+        RandomRot90,
+        SpatialTransform,
+    ]
+    # a fixed number of epochs: the steps are the user's, so the full default set
+    assert augmentation({"train.epochs": 3}) == {}
 
 
 def test_touching_objects_get_the_border_weight_map_and_rare_classes_oversampling():

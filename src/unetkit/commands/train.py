@@ -274,8 +274,10 @@ FOLD_KEYS = {"data.val_dir", "data.num_folds", "data.fold"}
 def planned_values(plan, overrides: dict) -> dict:
     """The plan's config values that the user's flags leave open.
 
-    ``--epochs`` replaces the planned schedule (a fixed number of epochs with the default
-    schedule; a ``--time-budget`` given too only stops the run) and the planned folds (folds share
+    A flag replaces the planned value it names and any planned value above or below it in the
+    config tree. ``--epochs`` replaces the planned schedule (a fixed number of epochs with the
+    default schedule; a ``--time-budget`` given too only stops the run), the augmentation planned
+    for the budget's steps (the default set instead) and the planned folds (folds share
     a budget; with fixed epochs they would multiply the run: ``--folds`` still asks for them); a
     model preset other than the planned one keeps the planned width and
     depth only where that preset takes them; planned folds (``train.folds``) give way to a
@@ -285,7 +287,13 @@ def planned_values(plan, overrides: dict) -> dict:
     from ..models import MODELS
     from ..planning.planner import SCHEDULE_KEYS
 
-    values = {k: v for k, v in plan.config.items() if k not in overrides}
+    # a key the user sets, or one above or below it (``data.augmentation`` by ``--no-augment``,
+    # ``data.augmentation.spatial`` by ``--set data.augmentation.spatial.p_elastic=0.5``)
+    values = {
+        k: v
+        for k, v in plan.config.items()
+        if not any(k == o or k.startswith(o + ".") or o.startswith(k + ".") for o in overrides)
+    }
     # the two ways of resampling exclude each other: the user's choice replaces the planned one
     for mine, planned_key in (
         ("data.scale", "data.target_spacing"),
@@ -302,7 +310,12 @@ def planned_values(plan, overrides: dict) -> dict:
     if FOLD_KEYS & set(overrides) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         values.pop("train.folds", None)
     if "train.epochs" in overrides:  # a fixed number of epochs: not the planned clock schedule,
-        values = {k: v for k, v in values.items() if k not in SCHEDULE_KEYS}
+        # nor the augmentation planned for the budget's steps
+        values = {
+            k: v
+            for k, v in values.items()
+            if k not in SCHEDULE_KEYS and not k.startswith("data.augmentation.")
+        }
         values.pop("train.folds", None)  # nor planned folds (K folds would run K times as long)
     planned, folds = plan.config.get("train.folds", 1), overrides.get("train.folds", 1)
     if "train.folds" in values or not isinstance(folds, int) or folds < 1:
