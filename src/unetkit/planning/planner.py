@@ -29,13 +29,13 @@ The rules, in order (constants below):
 * **normalisation**: by the channel names (``--channel-names``, else ``dataset.json``), nnU-Net's
   rule (CT: foreground percentiles, mean and std of the training set; other channels: z-score
   per image); without names, z-score per image. A scheme the user names wins.
-* **augmentation**: a model that gets fewer than ``FULL_AUGMENTATION_STEPS`` steps has not yet fit
-  the data as it is: it gets only the exact symmetries (flips, 90° rotations); the deformations
-  and intensity changes that keep a long run from over-fitting (the U-Net paper, nnU-Net) come
-  with more steps. Decided after the folds, on each fold's steps.
 * **folds**: ``K`` cross-validation folds in the one budget (``train.folds``) only for small data
   (≤ ``FOLD_MAX_CASES`` cases, where a 20 % hold-out wastes cases) when each fold still gets
   ``FOLD_MIN_STEPS`` steps and the chosen width's ``MIN_STEPS``; never with a validation folder.
+* **augmentation**: a model that gets fewer than ``FULL_AUGMENTATION_STEPS`` steps has not yet fit
+  the data as it is: it gets only the exact symmetries (flips, 90° rotations); the deformations
+  and intensity changes that keep a long run from over-fitting (the U-Net paper, nnU-Net) come
+  with more steps. Judged on each fold's steps.
 * **schedule**: poly learning rate on the clock over the budget (``scheduler: budget``), epochs
   sized so that validations take at most ``VALIDATION_SHARE`` of the time (per fold).
 """
