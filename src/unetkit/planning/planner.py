@@ -99,10 +99,11 @@ SEPARATE_TOUCHING = 0.02
 #: objects thinner than this (px) are pieces of thin structures (vessels), not cells to separate
 BLOB_DIAMETER = 8
 RARE_CLASS = 0.01
-#: below this many steps per model, augmentation is the exact symmetries only: in 4-minute budgets
-#: (409–800 steps) they beat the full set on ISBI 2012 (membrane Dice 0.811 → 0.824), DRIVE
-#: (0.798 → 0.805) and MoNuSeg (Dice level, object F1 0.754 → 0.798). Longer runs were not measured
-#: against it; there the full set, which kept nnU-Net's and the paper's long runs from over-fitting
+#: below this many steps per model, augmentation is the exact symmetries only. In 4–5-minute budgets
+#: (309–800 steps, BENCHMARKS.md) they beat the full set on ISBI 2012 (membrane Dice 0.811 → 0.824),
+#: DRIVE (0.798 → 0.805), MoNuSeg (Dice level, object F1 0.762 → 0.796 over two runs) and grey
+#: nuclei (object F1 0.699 → 0.710). Runs of more steps were not measured against it: they keep the
+#: full set, which keeps the paper's and nnU-Net's long runs from over-fitting
 FULL_AUGMENTATION_STEPS = 2000
 #: what the exact symmetries leave out: every resampling and every change of intensity
 LIGHT_AUGMENTATION = {
