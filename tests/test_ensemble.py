@@ -24,7 +24,7 @@ from unetkit.inference.ensemble import EnsemblePredictor
 from unetkit.inference.large import predict_large
 from unetkit.inference.predictor import Predictor
 from unetkit.planning import Plan, make_plan
-from unetkit.planning.planner import FOLD_MIN_STEPS, MIN_STEPS, plan_folds
+from unetkit.planning.planner import FOLD_MIN_STEPS, LIGHT_AUGMENTATION, MIN_STEPS, plan_folds
 from unetkit.run_folder import model_files, run_checkpoints
 from unetkit.training import folds as folds_mod
 
@@ -372,6 +372,7 @@ def test_planned_folds_give_way_to_a_validation_folder_or_a_chosen_fold():
         # one model gets the steps of all five folds: epochs five times as long
         assert planned_values(plan, given) == {"train.iters_per_epoch": 360}
     assert planned_values(plan, {"train.folds": 2}) == {"train.iters_per_epoch": 180}
-    # a fixed number of epochs: one model (planned folds would multiply the run), unless asked
-    assert planned_values(plan, {"train.epochs": 5}) == {}
-    assert planned_values(plan, {"train.epochs": 5, "train.folds": 3}) == {}
+    # a fixed number of epochs: one model (planned folds would multiply the run), unless asked;
+    # its 5 × 50 steps get the exact symmetries only
+    assert planned_values(plan, {"train.epochs": 5}) == LIGHT_AUGMENTATION
+    assert planned_values(plan, {"train.epochs": 5, "train.folds": 3}) == LIGHT_AUGMENTATION

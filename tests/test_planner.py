@@ -24,6 +24,7 @@ from unetkit.planning.planner import (
     FULL_AUGMENTATION_STEPS,
     MIN_STEPS,
     choose_width,
+    plan_augmentation,
     plan_batch,
     plan_depth,
     plan_patch,
@@ -178,8 +179,56 @@ def test_flags_replace_the_planned_augmentation_above_and_below_the_key_they_nam
         RandomRot90,
         SpatialTransform,
     ]
-    # a fixed number of epochs: the steps are the user's, so the full default set
-    assert augmentation({"train.epochs": 3}) == {}
+    # a transform the plan switched off, named by the user: back on
+    assert augmentation({"data.augmentation.spatial": True})["spatial"] is True
+    assert augmentation({"data.augmentation": {}}) == {}  # the whole default set
+    assert "model.options.base_features" in planned_values(
+        plan, {"data.augmentation.spatial.p_elastic": 1.0}
+    )  # unrelated planned keys stay
+    # a fixed number of epochs: judged on the user's steps (epochs × iterations per epoch)
+    assert augmentation({"train.epochs": 3}) == {n.split(".")[-1]: False for n in planned}
+    assert augmentation({"train.epochs": 40, "train.iters_per_epoch": 50}) == {}  # 2000 steps
+
+
+def test_the_augmentation_is_judged_again_on_each_models_steps():
+    assert plan_augmentation(FULL_AUGMENTATION_STEPS - 1)[0] == "flips, 90° rotations"
+    assert plan_augmentation(FULL_AUGMENTATION_STEPS) == ("default", plan_augmentation(2000)[1], {})
+    fast = make_plan(
+        FakeFingerprint(cases=100), 60, "cpu", timer=speed(0.01)
+    )  # no folds: 100 cases
+    assert fast.config["train.folds"] == 1 and fast.model_steps >= FULL_AUGMENTATION_STEPS
+    assert not any(k.startswith("data.augmentation") for k in planned_values(fast, {}))
+    # ten folds share the steps: each model gets a tenth, too few for the full set
+    ten = planned_values(fast, {"train.folds": 10})
+    assert (
+        fast.model_steps // 10 < FULL_AUGMENTATION_STEPS
+        and ten["data.augmentation.spatial"] is False
+    )
+    # a saved plan followed with a budget a tenth as long: a tenth of the steps
+    assert (
+        planned_values(fast, {"train.time_budget_minutes": 6})["data.augmentation.gamma"] is False
+    )
+    # the plan keeps its steps when saved; an older plan without them keeps its augmentation
+    assert Plan.from_dict(fast.to_dict()).model_steps == fast.model_steps
+    old = {k: v for k, v in fast.to_dict().items() if k != "model_steps"}
+    assert not any(
+        k.startswith("data.augmentation")
+        for k in planned_values(Plan.from_dict(old), {"train.folds": 10})
+    )
+
+
+def test_a_parameter_of_a_switched_off_transform_switches_it_on():
+    # a planned run's config.yaml has "spatial: false"; --resume/--config with a parameter of it
+    cfg = RunConfig().override(
+        {"data.augmentation.spatial": False, "data.augmentation.gamma": False}
+    )
+    cfg = cfg.override({"data.augmentation.spatial.p_elastic": 0.9})
+    assert cfg.data.augmentation == {"spatial": {"p_elastic": 0.9}, "gamma": False}
+    assert [type(t) for t in build_augmentation(cfg.data.augmentation, 2).transforms][:3] == [
+        RandomFlip,
+        RandomRot90,
+        SpatialTransform,
+    ]
 
 
 def test_touching_objects_get_the_border_weight_map_and_rare_classes_oversampling():
@@ -358,6 +407,33 @@ def test_plan_command_then_train_follows_the_plan(tmp_path, capsys, monkeypatch)
     assert json.loads((run / "plan.json").read_text())["config"] == plan.config
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["extra"]["plan"]["config"] == plan.config
+
+
+def test_a_saved_plan_with_a_config_file_keeps_the_files_values(tmp_path, capsys, monkeypatch):
+    """``--plan`` and ``--config``: the file's values count as the user's, the plan fills the rest."""
+    _fake_probe(monkeypatch)
+    data = _write_cells(tmp_path / "train")
+    out = tmp_path / "plan.json"
+    assert cli.main(["plan", str(data), "--time-budget", "0.5", "--output", str(out)]) == 0
+    plan = Plan.load(out)
+    assert plan.config["data.augmentation.spatial"] is False  # a few steps: symmetries only
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "data:\n  augmentation:\n    spatial: {p_elastic: 0.9}\n"
+        "train:\n  epochs: 1\n  iters_per_epoch: 2\n  lr: 0.002\n"
+    )
+    run = tmp_path / "run"
+    argv = ["train", str(data), "--plan", str(out), "--config", str(recipe), "--run-dir", str(run)]
+    assert cli.main([*argv, "--no-progress"]) == 0
+    capsys.readouterr()
+    cfg = RunConfig.from_yaml(run / "config.yaml")
+    # the file's values
+    assert cfg.train.epochs == 1 and cfg.train.iters_per_epoch == 2 and cfg.train.lr == 0.002
+    assert cfg.data.augmentation["spatial"] == {"p_elastic": 0.9}
+    # the plan's, where the file is silent (2 steps: the other transforms stay off)
+    assert cfg.model.options["base_features"] == plan.config["model.options.base_features"]
+    assert cfg.data.patch_size == plan.config["data.patch_size"]
+    assert cfg.data.augmentation["gamma"] is False and cfg.train.scheduler == "poly"
 
 
 def test_plan_command_bad_inputs(tmp_path, capsys):

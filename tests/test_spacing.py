@@ -349,20 +349,22 @@ def test_band_prediction_checks_every_member_and_the_spacing_it_is_given():
 
 
 def test_user_depth_drops_the_planned_topology_and_napari_refuses_orientation_models():
-    from types import SimpleNamespace
-
     from unetkit.commands.train import planned_values
     from unetkit.errors import DataError
     from unetkit.napari.jobs import segment
+    from unetkit.planning import Plan
 
-    plan = SimpleNamespace(
+    plan = Plan(
+        10,
+        {},
+        {},
         config={
             "model.name": "unet",
             "model.options.depth": 3,
             "model.options.spatial_dims": 3,
             "model.options.strides": [[1, 2, 2], [2, 2, 2], [1, 2, 2]],
             "model.options.kernel_sizes": [[1, 3, 3]] + [[3, 3, 3]] * 3,
-        }
+        },
     )
     kept = planned_values(plan, {"model.options.depth": 2})
     assert not {"model.options.strides", "model.options.kernel_sizes"} & set(kept)

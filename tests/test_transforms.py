@@ -328,7 +328,7 @@ def test_brightness_contrast_per_channel_draws(per_channel):
         )
     # the gain of each channel about its mean: one value for all channels, or three different ones
     gains = [np.std(out[k]) / np.std(x[k]) for k in range(3)]
-    assert (len(set(np.round(gains, 4))) == 3) is per_channel
+    assert len(set(np.round(gains, 4))) == (3 if per_channel else 1)
 
 
 def test_brightness_contrast_per_channel_must_be_a_bool():

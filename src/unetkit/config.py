@@ -714,7 +714,9 @@ def set_dotted(raw: dict, key: str, value: Any) -> None:
     dict of a config (:meth:`RunConfig.to_dict`) in place.
 
     The first two levels must exist (a section and one of its fields); below a field that holds a
-    mapping (``model.options``, ``data.normalization``, ``data.augmentation``) keys are created.
+    mapping (``model.options``, ``data.normalization``, ``data.augmentation``) keys are created. A
+    parameter of an augmentation that is switched on or off (``data.augmentation.spatial: false``)
+    switches it on with that parameter.
 
     Raises:
         ConfigError: an empty or malformed key, an unknown section or field, or a key below a
@@ -746,9 +748,11 @@ def set_dotted(raw: dict, key: str, value: Any) -> None:
             raise ConfigError(
                 f"cannot set {key!r}: {'.'.join(parts[:depth])} is {node!r}, not a mapping"
             )
-        if (
-            node.get(part) is None
-        ):  # an unset mapping (augmentation None, new option group): start one
+        if node.get(part) is None:  # an unset mapping (augmentation None, new option group)
+            node[part] = {}
+        elif isinstance(node[part], bool) and parts[:depth] == ["data", "augmentation"]:
+            # a transform switched on or off (True = its defaults): a parameter of it switches it
+            # on with that parameter (a planned run's "spatial: false" and p_elastic=0.5)
             node[part] = {}
         node = node[part]
     if not isinstance(node, dict):

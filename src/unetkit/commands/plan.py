@@ -21,10 +21,11 @@ is given.
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "plan",
-        help="plan network, patch, batch and schedule from the data and the time budget",
+        help="plan network, patch, batch, augmentation and schedule from the data and the time "
+        "budget",
         description="Fingerprint a dataset, time candidate networks on this machine and choose "
-        "patch, depth, width, batch, loss, sampling and schedule for the time budget; every "
-        "decision is printed with its reason.",
+        "patch, depth, width, batch, loss, sampling, augmentation and schedule for the time "
+        "budget; every decision is printed with its reason.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

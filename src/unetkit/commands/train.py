@@ -22,9 +22,12 @@ examples:
   torchrun --nproc_per_node=2 -m unetkit train data/train --batch-size 8   # multi-process (DDP)
 
 Without --config, the run follows a plan (see 'unetkit plan'): the data's fingerprint and this
-machine's measured speed choose patch, depth, width, batch, loss, sampling and a schedule that fits
-the time budget (default 10 minutes). Every flag overrides the planned value; --epochs replaces the
-planned schedule (--time-budget then only stops the run); --no-plan keeps the plain defaults.
+machine's measured speed choose patch, depth, width, batch, loss, sampling, augmentation and a
+schedule that fits the time budget (default 10 minutes). Every flag overrides the planned value (and
+the planned values above and below it: --set data.augmentation.spatial=true brings back a transform
+the plan left out); --epochs replaces the planned schedule (--time-budget then only stops the run);
+the augmentation is judged on the steps each model gets (flips and 90° rotations only under 2000);
+--no-plan keeps the plain defaults.
 
 --init-from CHECKPOINT fine-tunes: the run starts from that model's weights and takes its
 architecture (model and options, instead of the planned ones) and its normalisation unless you set
@@ -275,9 +278,10 @@ def planned_values(plan, overrides: dict) -> dict:
     """The plan's config values that the user's flags leave open.
 
     A flag replaces the planned value it names and any planned value above or below it in the
-    config tree. ``--epochs`` replaces the planned schedule (a fixed number of epochs with the
-    default schedule; a ``--time-budget`` given too only stops the run), the augmentation planned
-    for the budget's steps (the default set instead) and the planned folds (folds share
+    config tree. The planned augmentation is judged again on the steps each model gets (see
+    :func:`_rejudge_augmentation`). ``--epochs`` replaces the planned schedule (a fixed number of
+    epochs with the default schedule; a ``--time-budget`` given too only stops the run) and the
+    planned folds (folds share
     a budget; with fixed epochs they would multiply the run: ``--folds`` still asks for them); a
     model preset other than the planned one keeps the planned width and
     depth only where that preset takes them; planned folds (``train.folds``) give way to a
@@ -310,12 +314,7 @@ def planned_values(plan, overrides: dict) -> dict:
     if FOLD_KEYS & set(overrides) or int(os.environ.get("WORLD_SIZE", "1")) > 1:
         values.pop("train.folds", None)
     if "train.epochs" in overrides:  # a fixed number of epochs: not the planned clock schedule,
-        # nor the augmentation planned for the budget's steps
-        values = {
-            k: v
-            for k, v in values.items()
-            if k not in SCHEDULE_KEYS and not k.startswith("data.augmentation.")
-        }
+        values = {k: v for k, v in values.items() if k not in SCHEDULE_KEYS}
         values.pop("train.folds", None)  # nor planned folds (K folds would run K times as long)
     planned, folds = plan.config.get("train.folds", 1), overrides.get("train.folds", 1)
     if "train.folds" in values or not isinstance(folds, int) or folds < 1:
@@ -323,6 +322,7 @@ def planned_values(plan, overrides: dict) -> dict:
     if folds != planned and "train.iters_per_epoch" in values:
         # the planned epochs cut each fold's share of the steps: other folds, other shares
         values["train.iters_per_epoch"] = max(1, values["train.iters_per_epoch"] * planned // folds)
+    _rejudge_augmentation(plan, overrides, values, folds)
     name = overrides.get("model.name")
     if name and name != plan.config.get("model.name") and name in MODELS.names():
         accepted = dict(MODELS.options(name))
@@ -335,6 +335,48 @@ def planned_values(plan, overrides: dict) -> dict:
             if not k.startswith("model.options.") or k.split(".")[-1] in accepted
         }
     return values
+
+
+def _config_file_values(path) -> dict:
+    """The values a YAML config file sets, as dotted keys down to its leaves (already checked by
+    :meth:`RunConfig.from_yaml`)."""
+    from pathlib import Path
+
+    import yaml
+
+    def leaves(node, prefix: str):
+        if isinstance(node, dict) and (node or "." not in prefix):  # an empty section sets nothing
+            for key, value in node.items():
+                yield from leaves(value, f"{prefix}.{key}" if prefix else str(key))
+        elif prefix:
+            yield prefix, node  # a value, or an empty mapping (augmentation: {} = the defaults)
+
+    return dict(leaves(yaml.safe_load(Path(path).read_text()) or {}, ""))
+
+
+def _rejudge_augmentation(plan, overrides: dict, values: dict, folds: int) -> None:
+    """Judge the planned augmentation again on the steps each model now gets, in ``values``.
+
+    The plan judged it on the budget's steps per model (``Plan.model_steps``); other folds, a fixed
+    ``--epochs`` (its epochs × iterations per epoch) or another ``--time-budget`` for a saved plan
+    change them. Augmentation keys of the user's own are left alone (they are not in ``values``).
+    """
+    from ..config import TrainConfig
+    from ..planning.planner import plan_augmentation
+
+    if any(k == "data.augmentation" or k.startswith("data.augmentation.") for k in overrides):
+        return
+    if "train.epochs" in overrides:
+        iters = overrides.get("train.iters_per_epoch", TrainConfig().iters_per_epoch)
+        steps = overrides["train.epochs"] * iters
+    elif plan.model_steps is not None:
+        budget = overrides.get("train.time_budget_minutes") or plan.budget_minutes
+        steps = plan.model_steps * plan.config.get("train.folds", 1) * budget / plan.budget_minutes
+    else:
+        return  # a plan saved before its steps were: its augmentation as planned
+    for key in [k for k in values if k.startswith("data.augmentation.")]:
+        del values[key]
+    values.update(plan_augmentation(int(steps // max(folds, 1)))[2])
 
 
 def _plan(args, config, overrides: dict):
@@ -447,10 +489,12 @@ def configure_new_run(args, configure=_configure):
             )
         t0 = time.monotonic()
         plan = _plan(args, config, overrides)
-        planned = planned_values(plan, overrides)
+        # with --plan and --config, the config file's values count as the user's, as flags do
+        chosen = {**(_config_file_values(args.config) if args.config else {}), **overrides}
+        planned = planned_values(plan, chosen)
         if config.train.init_from:  # the architecture is the checkpoint's, not the planned one
             planned = {k: v for k, v in planned.items() if not k.startswith("model.")}
-        config = apply_overrides(RunConfig(), {**planned, **inherited, **overrides})
+        config = apply_overrides(base, {**planned, **inherited, **overrides})
         spent = time.monotonic() - t0
         budget = config.train.time_budget_minutes
         if budget is not None and not args.plan and spent > 1:

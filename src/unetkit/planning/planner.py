@@ -102,8 +102,9 @@ RARE_CLASS = 0.01
 #: below this many steps per model, augmentation is the exact symmetries only. In 4–5-minute budgets
 #: (309–800 steps, BENCHMARKS.md) they beat the full set on ISBI 2012 (membrane Dice 0.811 → 0.824),
 #: DRIVE (0.798 → 0.805), MoNuSeg (Dice level, object F1 0.762 → 0.796 over two runs) and grey
-#: nuclei (object F1 0.699 → 0.710). Runs of more steps were not measured against it: they keep the
-#: full set, which keeps the paper's and nnU-Net's long runs from over-fitting
+#: nuclei (object F1 0.699 → 0.710); from 800 to 2000 steps extrapolated. Runs of more steps were
+#: not measured against it: they keep the full set, which keeps the paper's and nnU-Net's long runs
+#: from over-fitting
 FULL_AUGMENTATION_STEPS = 2000
 #: what the exact symmetries leave out: every resampling and every change of intensity
 LIGHT_AUGMENTATION = {
@@ -141,6 +142,8 @@ class Plan:
         decisions: one :class:`Decision` per planned value, in the order they were made.
         config: dotted config values (``{"model.options.base_features": 16, …}``) to apply.
         measurements: every candidate timed (``Measurement.to_dict()``).
+        model_steps: the training steps the budget gives each model (each fold), which the
+            augmentation was judged on (``None`` in plans written before it was saved).
     """
 
     budget_minutes: float
@@ -149,6 +152,7 @@ class Plan:
     decisions: list[Decision] = field(default_factory=list)
     config: dict = field(default_factory=dict)
     measurements: list[dict] = field(default_factory=list)
+    model_steps: Optional[int] = None
 
     def decide(self, name: str, value: Any, reason: str, **config: Any) -> None:
         self.decisions.append(Decision(name, value, reason))
@@ -162,6 +166,7 @@ class Plan:
             "decisions": [vars(d) for d in self.decisions],
             "config": self.config,
             "measurements": self.measurements,
+            "model_steps": self.model_steps,
             "fingerprint": self.fingerprint,
         }
 
@@ -175,6 +180,7 @@ class Plan:
                 [Decision(**d) for d in data["decisions"]],
                 dict(data["config"]),
                 list(data.get("measurements", [])),
+                data.get("model_steps"),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"not a unetkit plan ({type(exc).__name__}: {exc})") from None
@@ -723,7 +729,8 @@ def make_plan(
     width = best.candidate.base_features
     folds, why = plan_folds(int(fp.cases), steps, width, budget, val_cases is not None)
     plan.decide("folds", folds, why, **{"train.folds": folds})
-    augmentation, why, values = plan_augmentation(steps // folds)
+    plan.model_steps = steps // folds
+    augmentation, why, values = plan_augmentation(plan.model_steps)
     plan.decide("augmentation", augmentation, why, **values)
 
     # -- schedule (of each fold) -------------------------------------------------------------------
