@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,7 +14,8 @@ from unetkit.config import RunConfig
 from unetkit.errors import ConfigError
 from unetkit.training import Trainer
 from unetkit.training import callbacks as callbacks_module
-from unetkit.training.callbacks import BudgetSchedule
+from unetkit.training import trainer as trainer_module
+from unetkit.training.callbacks import BudgetSchedule, Callback
 from unetkit.training.optim import build_scheduler
 
 from .test_training import (  # discs on noise (masks 0/255); a crash after epoch n
@@ -59,16 +59,30 @@ def cells(tmp_path_factory) -> Path:
     return make_cells(tmp_path_factory.mktemp("cells") / "train")
 
 
-def fake_epoch_clock(monkeypatch, step: float) -> None:
-    """The callbacks module's clock: the real time at its first call (``on_train_start``), then ``step``
-    seconds more at each call (one per ``on_epoch_end``): every epoch takes exactly ``step`` seconds."""
-    state: dict = {"t": None}
+class _Tick(Callback):
+    """Advances the shared fake clock by ``step`` seconds after each training batch."""
+
+    def __init__(self, clock: dict, step: float):
+        self.clock, self.step = clock, step
+
+    def on_batch_end(self, trainer, batch, loss):
+        self.clock["t"] += self.step
+
+
+def fake_step_clock(monkeypatch, step: float) -> _Tick:
+    """One fake clock for the trainer and its callbacks: it moves by ``step`` seconds per training
+    step (the returned callback, to pass to the trainer) and by 1 ns per reading, so set-up and
+    validation take (almost) no time."""
+    clock = {"t": 1000.0}
 
     def monotonic() -> float:
-        state["t"] = time.monotonic() if state["t"] is None else state["t"] + step
-        return state["t"]
+        clock["t"] += 1e-9
+        return clock["t"]
 
-    monkeypatch.setattr(callbacks_module, "time", SimpleNamespace(monotonic=monotonic))
+    fake = SimpleNamespace(monotonic=monotonic)
+    monkeypatch.setattr(callbacks_module, "time", fake)
+    monkeypatch.setattr(trainer_module, "time", fake)
+    return _Tick(clock, step)
 
 
 def fake_trainer(t_start: float, lr: float, epochs: int = 1000, dist=None):
@@ -122,8 +136,9 @@ def test_learning_rate_follows_poly_of_the_elapsed_time(monkeypatch):
     trainer = fake_trainer(t_start=1000.0 - setup, lr=lr)
     cb = BudgetSchedule(budget_s=budget, lr=lr, reserve_s=reserve)
     cb.on_train_start(trainer)
-    # epoch durations 30, 30, 60, 50 s; epochs = done + whole mean-of-last-3 epochs left in T − t
-    for done, (t, epochs) in enumerate([(30, 6), (60, 6), (120, 4), (170, 4)], start=1):
+    # epoch durations 30, 30, 60, 50 s; epochs = done + the mean-of-last-3 epochs that still start
+    # before T (the last one cut short)
+    for done, (t, epochs) in enumerate([(30, 6), (60, 6), (120, 5), (170, 5)], start=1):
         clock["t"] = 1000.0 + t
         cb.on_epoch_end(trainer, [{}] * done)
         expected = lr * (1.0 - t / T) ** 0.9
@@ -136,17 +151,34 @@ def test_learning_rate_follows_poly_of_the_elapsed_time(monkeypatch):
     assert trainer.optimizer.param_groups[0]["lr"] == 0.0 and trainer.config.train.epochs == 5
 
 
-def test_more_than_half_an_epoch_left_over_runs_one_more_epoch(monkeypatch):
+def test_any_time_left_starts_one_more_epoch_and_epochs_stay_an_upper_bound(monkeypatch):
     clock = {"t": 0.0}
     monkeypatch.setattr(callbacks_module, "time", SimpleNamespace(monotonic=lambda: clock["t"]))
     trainer = fake_trainer(t_start=0.0, lr=0.01)
     cb = BudgetSchedule(budget_s=150.0, lr=0.01, reserve_s=0.0)
     cb.on_train_start(trainer)
-    clock["t"] = 88.0  # one long epoch: 62 s left, 0 whole epochs, 62 > 44: one more (cut short)
+    clock["t"] = 88.0  # one long epoch, 62 s left: one more
     cb.on_epoch_end(trainer, [{}])
     assert trainer.config.train.epochs == 2
-    clock["t"] = 120.0  # mean epoch 60 s, 30 s left: exactly half, not more: stop here
+    clock["t"] = 145.0  # mean epoch 72.5 s, 5 s left: one more still, which the trainer cuts short
     cb.on_epoch_end(trainer, [{}] * 2)
+    assert trainer.config.train.epochs == 3
+    clock["t"] = 150.0  # no time left: stop here
+    cb.on_epoch_end(trainer, [{}] * 3)
+    assert trainer.config.train.epochs == 3
+    # the trainer's end-of-run reserve, when larger than the schedule's, says where training stops
+    clock["t"] = 160.0
+    trainer = fake_trainer(t_start=160.0, lr=0.01)
+    trainer.end_reserve_s = lambda: 40.0
+    cb.on_train_start(trainer)
+    clock["t"] = 160.0 + 50.0  # 50 s, 1 epoch: 60 s until the trainer stops (150 − 40 − 50)
+    cb.on_epoch_end(trainer, [{}])
+    assert trainer.config.train.epochs == 1 + 2
+    # a user's train.epochs is an upper bound
+    trainer = fake_trainer(t_start=clock["t"], lr=0.01, epochs=2)
+    cb.on_train_start(trainer)
+    clock["t"] += 10.0
+    cb.on_epoch_end(trainer, [{}])
     assert trainer.config.train.epochs == 2
 
 
@@ -199,24 +231,24 @@ def test_every_rank_takes_rank_zeros_decision(monkeypatch):
 
 
 # ------------------------------------------------------------------------------------ trainer
-def test_trainer_runs_the_budget_schedule_and_stops_when_the_next_epoch_would_not_fit(
+def test_trainer_runs_the_budget_schedule_until_its_own_budget_stops_training(
     cells, tmp_path, monkeypatch
 ):
-    fake_epoch_clock(monkeypatch, step=10.0)  # every epoch "takes" 10 s of the 60 s budget
+    tick = fake_step_clock(monkeypatch, step=1.0)  # every step "takes" 1 s of the 60 s budget
     cfg = tiny_config(cells)
-    trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False)
+    trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False, callbacks=[tick])
     result = trainer.fit()
     schedule = trainer.callbacks[-1]
     assert isinstance(schedule, BudgetSchedule) and (schedule.budget_s, schedule.lr) == (60.0, 0.01)
-    T = schedule.available  # 60 s − 3 s reserve − the (real) set-up time
-    assert 50.0 <= T < 57.0
-    # 5 epochs of 10 s fit in T; a 6th only when over half of it (5 s) is left: the schedule ends
-    # the run, not the epoch count (1000)
-    expected = 5 + int(T - 50 > 5)
-    assert result.epochs_completed == expected and result.stop_reason == "completed"
-    lrs = [r["lr"] for r in result.history]
+    T = schedule.available  # 60 s − 3 s reserve (set-up takes no time on this clock)
+    assert abs(T - 57.0) < 1e-3
+    # the trainer keeps 5 s for saving and 10 s for the post-processing (validation is instant):
+    # training stops at 45 s, in the 23rd epoch of 2 steps, which the schedule let start
+    assert trainer.end_reserve_s() == pytest.approx(15.0, abs=1e-3)
+    assert result.epochs_completed == 23 and result.stop_reason == "time budget reached"
+    lrs = [r["lr"] for r in result.history]  # each epoch's rate, set after the one before
     assert lrs == pytest.approx(
-        [0.01 * max(0.0, 1 - 10 * k / T) ** 0.9 for k in range(expected)], rel=1e-9
+        [0.01] + [0.01 * (1 - 2 * k / T) ** 0.9 for k in range(1, 23)], rel=1e-6
     )
     assert all(b < a for a, b in zip(lrs, lrs[1:]))
     assert RunConfig.from_yaml(tmp_path / "run" / "config.yaml").train.scheduler == "budget"
@@ -225,19 +257,22 @@ def test_trainer_runs_the_budget_schedule_and_stops_when_the_next_epoch_would_no
 
 
 def test_resume_restarts_the_clock_at_the_full_rate(cells, tmp_path, monkeypatch):
-    fake_epoch_clock(monkeypatch, step=10.0)
+    tick = fake_step_clock(monkeypatch, step=1.0)
     with pytest.raises(RuntimeError, match="simulated crash"):
         Trainer(
-            tiny_config(cells), run_dir=tmp_path / "run", progress=False, callbacks=[_CrashAfter(2)]
+            tiny_config(cells),
+            run_dir=tmp_path / "run",
+            progress=False,
+            callbacks=[_CrashAfter(2), tick],
         ).fit()
-    fake_epoch_clock(monkeypatch, step=10.0)  # a new process: a new clock
+    tick = fake_step_clock(monkeypatch, step=1.0)  # a new process: a new clock
     trainer = Trainer.resume(tmp_path / "run", progress=False)
+    trainer.extra_callbacks.append(tick)
     result = trainer.fit()
     T = trainer.callbacks[-1].available
     lrs = [r["lr"] for r in result.history]
     assert lrs[2] == 0.01  # back at the peak although the optimiser was saved at a lower rate
     assert lrs[0] == 0.01 > lrs[1]  # epochs 1–2 from before the crash
-    assert lrs[3] == pytest.approx(0.01 * (1 - 10 / T) ** 0.9, rel=1e-9)
-    assert (
-        result.epochs_completed == 2 + 5 + int(T - 50 > 5) and result.stop_reason == "completed"
-    )  # a fresh budget of 5 epochs (6 when over half an epoch is left)
+    assert lrs[3] == pytest.approx(0.01 * (1 - 2 / T) ** 0.9, rel=1e-6)
+    # a fresh budget: 45 s of training again, 23 epochs started
+    assert result.epochs_completed == 2 + 23 and result.stop_reason == "time budget reached"

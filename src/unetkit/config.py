@@ -530,9 +530,9 @@ class TrainConfig:
         batch_size: global batch size (split across processes under torchrun).
         optimizer: ``sgd`` (Nesterov off, ``momentum`` 0.99 as the paper), ``adam``, ``adamw``.
         scheduler: ``poly`` (nnU-Net, power 0.9, per epoch over ``epochs``), ``cosine``, ``plateau``,
-            ``budget`` (poly on the clock over ``time_budget_minutes``: the rate reaches about 0 when the
-            time is up and training ends when the next epoch would not fit; ``epochs`` is then only an
-            upper bound; see :class:`~unetkit.training.callbacks.BudgetSchedule`) or ``none``.
+            ``budget`` (poly on the clock over ``time_budget_minutes``: the rate falls steadily and
+            epochs start until the trainer's end-of-run reserve is reached; ``epochs`` is then only
+            an upper bound; see :class:`~unetkit.training.callbacks.BudgetSchedule`) or ``none``.
         grad_clip: max gradient norm (``None`` = off).
         precision: ``auto`` (bf16 autocast where the CPU/GPU supports it, else fp32; 3D nets on CPU
             train in fp32, see :func:`unetkit.runtime.training_precision`), ``bf16``, ``fp16``

@@ -149,17 +149,25 @@ class ConsoleSummary(Callback):
 
 
 class BudgetSchedule(Callback):
-    """The poly learning-rate schedule run on the clock: the rate falls to about 0 when the time
-    budget is up, and training ends when the next epoch would not fit.
+    """The poly learning-rate schedule run on the clock: the rate falls steadily over the time
+    budget, and epochs start until the trainer stops for the end of the run.
 
     The trainer adds one for ``train.scheduler: budget`` (budget ``train.time_budget_minutes``·60 s,
     rate ``train.lr``). After each epoch, with ``t`` seconds of training behind and ``T`` available
     (the budget minus the set-up time and ``reserve_s``), the learning rate of the next epoch becomes
-    ``lr · (1 − t/T)^power`` and ``train.epochs`` the epochs done plus those that still fit at the
-    speed of the last three. The rate thus falls steadily to about 0 when the time is up however
+    ``lr · (1 − t/T)^power`` and ``train.epochs`` the epochs done plus those that still start
+    before the trainer stops, at the speed of the last three. The rate thus falls steadily however
     the speed of a shared machine changes, instead of being cut off at its peak as the per-epoch
-    ``poly`` schedule is when the budget ends first. The trainer's own time budget still stops a run
-    that slows down mid-epoch.
+    ``poly`` schedule is when the budget ends first.
+
+    Training stops where the trainer's own budget keeps its end-of-run reserve
+    (``Trainer.end_reserve_s``: the last validation, saving, choosing the post-processing), so the
+    epochs go on while any of that time is left, the last one cut short by the trainer: no
+    training time is left unused. ``T`` keeps only ``reserve_s``, so the rate ends at about
+    10–30 % of its peak, not at 0. That is measured, not an oversight: with ``T`` ending where the
+    trainer stops (the rate at 0 there, set every step), 4-minute MoNuSeg runs lost 0.007 Dice and
+    0.015 object F1 in a paired comparison (DRIVE: equal); runs this short are far from converged.
+    ``train.epochs`` stays an upper bound.
 
     Resume: the clock restarts. A resumed run gets the whole budget again (as the trainer's own time
     budget does), starts again at ``lr`` at the resumed epoch and decays over the new budget: a warm
@@ -172,7 +180,8 @@ class BudgetSchedule(Callback):
         budget_s: the time budget in seconds, counted from the trainer's set-up.
         lr: the peak learning rate (the rate at ``t = 0``).
         power: the poly exponent (0.9, as nnU-Net).
-        reserve_s: seconds kept free at the end (validation and saving of the last epoch).
+        reserve_s: seconds by which ``T`` ends before the budget (the trainer's reserve, when
+            larger, decides where training stops).
     """
 
     def __init__(self, budget_s: float, lr: float, power: float = 0.9, reserve_s: float = 3.0):
@@ -187,6 +196,7 @@ class BudgetSchedule(Callback):
         self.t0 = self.last = time.monotonic()
         self.available = self.budget_s - (self.t0 - trainer.t_start) - self.reserve_s
         self.epoch_times: list[float] = []
+        self.max_epochs = trainer.config.train.epochs
         self._set_lr(
             trainer, self.lr
         )  # the schedule's start (a resumed optimiser holds its last rate)
@@ -200,9 +210,12 @@ class BudgetSchedule(Callback):
         per_epoch = sum(recent) / len(recent)
         left = 1.0 - elapsed / self.available if self.available > 0 else 0.0
         lr = self.lr * max(0.0, left) ** self.power
-        whole, rest = divmod(max(self.available - elapsed, 0.0), max(per_epoch, 1e-9))
-        # more than half an epoch left over: one more, which the trainer's own budget cuts short
-        epochs = len(history) + int(whole) + int(rest > 0.5 * per_epoch)
+        # the epochs that still start before the trainer stops; it cuts the last one short
+        end_reserve = getattr(trainer, "end_reserve_s", None)
+        reserve = max(self.reserve_s, end_reserve() if callable(end_reserve) else 0.0)
+        train_left = self.budget_s - (self.t0 - trainer.t_start) - reserve - elapsed
+        epochs = len(history) + max(0, math.ceil(train_left / max(per_epoch, 1e-9)))
+        epochs = min(epochs, self.max_epochs)
         dist = getattr(trainer, "dist", None)
         if dist is not None and dist.enabled:  # rank 0's clock decides for every rank
             import torch.distributed

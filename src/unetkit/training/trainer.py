@@ -718,17 +718,22 @@ class Trainer:
     def _postprocess_enabled(self) -> bool:
         return self.config.train.postprocess == "auto" and bool(self.data.val)
 
-    def _out_of_time(self) -> bool:
-        """Whether training must stop now to leave time for the last validation and saving, and
-        for choosing the post-processing (one more validation pass and ``_POSTPROCESS_SEARCH_S``
-        for the candidates, which are tried while time is left)."""
-        if self.config.train.time_budget_minutes is None:
-            return False
+    def end_reserve_s(self) -> float:
+        """Seconds a time budget keeps for the end of the run: the last validation and saving, and
+        choosing the post-processing (one more validation pass and ``_POSTPROCESS_SEARCH_S`` for
+        the candidates, which are tried while time is left). Training stops, and the budget
+        schedule stops starting epochs, where this reserve begins."""
         val_time = getattr(self, "last_val_time", 0.0)
         reserve = val_time + _SAVE_RESERVE_S
         if self._postprocess_enabled():
             reserve += val_time + _POSTPROCESS_SEARCH_S
-        return self._seconds_left() <= reserve
+        return reserve
+
+    def _out_of_time(self) -> bool:
+        """Whether training must stop now to leave :meth:`end_reserve_s` of the time budget."""
+        if self.config.train.time_budget_minutes is None:
+            return False
+        return self._seconds_left() <= self.end_reserve_s()
 
     def _announce(self) -> None:
         cfg, m = self.config, self.model
