@@ -15,6 +15,7 @@ from unetkit.commands.train import apply_overrides, planned_values
 from unetkit.config import RunConfig
 from unetkit.data.transforms import (
     RandomFlip,
+    RandomGamma,
     RandomRot90,
     SpatialTransform,
     build_augmentation,
@@ -171,6 +172,12 @@ def test_flags_replace_the_planned_augmentation_above_and_below_the_key_they_nam
     assert augmentation({}) == {n.split(".")[-1]: False for n in planned}
     # --no-augment: nothing planned is left
     assert augmentation({"data.augmentation": None}) is None
+    # --no-augment and one transform named: that transform only, not the whole default set
+    only = augmentation({"data.augmentation": None, "data.augmentation.gamma": True})
+    assert [type(t) for t in build_augmentation(only, 2).transforms] == [RandomGamma]
+    only = augmentation({"data.augmentation": None, "data.augmentation.spatial.p_elastic": 1.0})
+    assert only["spatial"] == {"p_elastic": 1.0}
+    assert [type(t) for t in build_augmentation(only, 2).transforms] == [SpatialTransform]
     # one transform's parameter: that transform comes back (with its defaults), the rest stay off
     mine = augmentation({"data.augmentation.spatial.p_elastic": 1.0})
     assert mine["spatial"] == {"p_elastic": 1.0} and mine["gamma"] is False

@@ -256,6 +256,49 @@ def test_trainer_runs_the_budget_schedule_until_its_own_budget_stops_training(
     assert cfg.train.epochs == 1000  # the trainer shortened its own copy, not the caller's config
 
 
+class _SlowSave(Callback):
+    """Moves the fake clock by ``seconds`` at the end of epoch ``epoch`` (a slow save)."""
+
+    def __init__(self, clock: dict, epoch: int, seconds: float):
+        self.clock, self.epoch, self.seconds = clock, epoch, seconds
+
+    def on_epoch_end(self, trainer, history):
+        if len(history) == self.epoch:
+            self.clock["t"] += self.seconds
+
+
+def test_time_running_out_between_epochs_still_ends_on_a_validated_epoch(
+    cells, tmp_path, monkeypatch
+):
+    tick = fake_step_clock(monkeypatch, step=1.0)
+    # epoch 22 ends at 44 s, 1 s before training must stop (60 s − 15 s reserve), and its save
+    # "takes" 2 s: the schedule finds no time left after an epoch that train.val_every skipped
+    slow = _SlowSave(tick.clock, epoch=22, seconds=2.0)
+    cfg = tiny_config(cells, val_every=1000)
+    trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False, callbacks=[tick, slow])
+    result = trainer.fit()
+    validated = [r["epoch"] for r in result.history if "val_dice" in r]
+    # one more epoch, stopped after its first step, and validated
+    assert result.epochs_completed == 23 and validated == [23]
+    assert result.stop_reason == "time budget reached"
+    assert result.best["epoch"] == 23
+    # the callback alone: an unvalidated last epoch gets one more, a validated one does not
+    clock = {"t": 0.0}
+    monkeypatch.setattr(callbacks_module, "time", SimpleNamespace(monotonic=lambda: clock["t"]))
+    fake = fake_trainer(t_start=0.0, lr=0.01)
+    fake.data = SimpleNamespace(val=[object()])
+    cb = BudgetSchedule(budget_s=100.0, lr=0.01, reserve_s=0.0)
+    cb.on_train_start(fake)
+    clock["t"] = 100.0
+    cb.on_epoch_end(fake, [{"train_loss": 1.0}])
+    assert fake.config.train.epochs == 2
+    cb.on_epoch_end(fake, [{"train_loss": 1.0}, {"train_loss": 1.0, "val_dice": 0.5}])
+    assert fake.config.train.epochs == 2
+    fake.data = SimpleNamespace(val=[])  # nothing to validate: stop
+    cb.on_epoch_end(fake, [{"train_loss": 1.0}] * 3)
+    assert fake.config.train.epochs == 3
+
+
 def test_resume_restarts_the_clock_at_the_full_rate(cells, tmp_path, monkeypatch):
     tick = fake_step_clock(monkeypatch, step=1.0)
     with pytest.raises(RuntimeError, match="simulated crash"):

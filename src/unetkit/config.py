@@ -716,7 +716,8 @@ def set_dotted(raw: dict, key: str, value: Any) -> None:
     The first two levels must exist (a section and one of its fields); below a field that holds a
     mapping (``model.options``, ``data.normalization``, ``data.augmentation``) keys are created. A
     parameter of an augmentation that is switched on or off (``data.augmentation.spatial: false``)
-    switches it on with that parameter.
+    switches it on with that parameter; below augmentation that is off (``None``/``False``,
+    ``--no-augment``) the transform named is the only one switched on.
 
     Raises:
         ConfigError: an empty or malformed key, an unknown section or field, or a key below a
@@ -748,7 +749,13 @@ def set_dotted(raw: dict, key: str, value: Any) -> None:
             raise ConfigError(
                 f"cannot set {key!r}: {'.'.join(parts[:depth])} is {node!r}, not a mapping"
             )
-        if node.get(part) is None:  # an unset mapping (augmentation None, new option group)
+        if parts[: depth + 1] == ["data", "augmentation"] and node.get(part) in (None, False):
+            # augmentation off (--no-augment): naming a transform switches on that one only, not
+            # the whole default set
+            from .data.transforms import TRANSFORMS
+
+            node[part] = dict.fromkeys(TRANSFORMS, False)
+        elif node.get(part) is None:  # an unset mapping (a new option group)
             node[part] = {}
         elif isinstance(node[part], bool) and parts[:depth] == ["data", "augmentation"]:
             # a transform switched on or off (True = its defaults): a parameter of it switches it

@@ -178,7 +178,11 @@ def add_parser(sub) -> None:
         default=None,
         help="weight the loss with the U-Net paper's border weight map (w0 10, sigma 5)",
     )
-    g.add_argument("--no-augment", action="store_true", help="switch augmentation off")
+    g.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="switch augmentation off (with --set data.augmentation.NAME=true: only that transform)",
+    )
     g.add_argument("--workers", type=int, help="DataLoader worker processes (default 0)")
     g = p.add_argument_group("model and loss")
     g.add_argument("--model", help="model preset (see 'unetkit summary --list'); default unet")

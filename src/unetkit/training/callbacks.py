@@ -215,6 +215,11 @@ class BudgetSchedule(Callback):
         reserve = max(self.reserve_s, end_reserve() if callable(end_reserve) else 0.0)
         train_left = self.budget_s - (self.t0 - trainer.t_start) - reserve - elapsed
         epochs = len(history) + max(0, math.ceil(train_left / max(per_epoch, 1e-9)))
+        if epochs <= len(history) and _unvalidated(trainer, history):
+            # time ran out while the epoch was being saved, after the trainer's last check: one
+            # more epoch, which the trainer stops after its first step and validates, so the run
+            # does not end on an epoch left unvalidated (train.val_every > 1)
+            epochs = len(history) + 1
         epochs = min(epochs, self.max_epochs)
         dist = getattr(trainer, "dist", None)
         if dist is not None and dist.enabled:  # rank 0's clock decides for every rank
@@ -230,3 +235,14 @@ class BudgetSchedule(Callback):
     def _set_lr(trainer, lr: float) -> None:
         for group in trainer.optimizer.param_groups:
             group["lr"] = lr
+
+
+def _unvalidated(trainer, history: list) -> bool:
+    """Whether the trainer has validation images but the last epoch (``history[-1]``) was not
+    validated."""
+    data = getattr(trainer, "data", None)
+    return bool(
+        history
+        and getattr(data, "val", None)
+        and not any(str(k).startswith("val_") for k in history[-1])
+    )
