@@ -23,12 +23,15 @@ from unetkit.data.transforms import (
 from unetkit.planning import Candidate, Plan, cache_path, make_plan
 from unetkit.planning.planner import (
     FULL_AUGMENTATION_STEPS,
+    MIN_BATCH,
     MIN_STEPS,
+    SHORT_RUN_STEPS,
     choose_width,
     plan_augmentation,
     plan_batch,
     plan_depth,
     plan_patch,
+    short_run_batch,
     train_seconds,
 )
 from unetkit.planning.probe import Measurement, measure
@@ -99,6 +102,15 @@ def test_depth_and_batch_rules():
     assert plan_batch([96, 96, 96], 3) == 2
 
 
+def test_a_short_run_halves_the_batch_down_to_the_minimum():
+    assert short_run_batch(16, 309) == (8, 618)  # DRIVE, fp32, 5 minutes
+    assert short_run_batch(16, 100) == (4, 400)  # halved twice, then MIN_BATCH
+    assert short_run_batch(16, SHORT_RUN_STEPS) == (16, SHORT_RUN_STEPS)  # not short
+    assert short_run_batch(4, 232) == (4, 232)  # never below MIN_BATCH
+    assert short_run_batch(21, 200) == (5, 840)  # odd batches: steps follow the pixels
+    assert MIN_BATCH == 4 and short_run_batch(7, 10) == (7, 10)
+
+
 def test_width_is_the_widest_the_budget_trains_enough():
     ms = [
         Measurement(Candidate("unet", 16, 4, (256, 256), 4), 1.0, False),
@@ -125,7 +137,14 @@ def test_plan_follows_the_budget_and_the_machine():
         and short.config["train.scheduler"] == "budget"
     )
     assert short.config["data.patch_size"] == [128, 128]
-    assert short.config["model.options.depth"] == 3 and short.config["train.batch_size"] == 16
+    assert short.config["model.options.depth"] == 3
+    # 240 steps of 16 × 128² are a short run: the batch is halved to 8 (480 steps), then 4 (960)
+    assert short.config["train.batch_size"] == 4 and long.config["train.batch_size"] == 16
+    assert _decision(short, "batch").reason.startswith(
+        "16 (≈ 262,144 pixels per batch) halved to 4"
+    )
+    assert short.model_steps == 240  # the rules that read steps count them at the full batch
+    assert short.config["train.iters_per_epoch"] == 960 // 10  # the smaller batch's steps
     # objects of 100 px on a machine 20× slower: too few steps at 256² → smaller patches are tried
     big = FakeFingerprint(
         objects={"1": {"count": 5, "diameter_px": {"median": 90, "p10": 50, "p90": 100}}}
@@ -134,7 +153,9 @@ def test_plan_follows_the_budget_and_the_machine():
     slow = make_plan(big, 5, "cpu", timer=speed(20.0))
     assert slow.config["data.patch_size"] == [144, 144]
     assert "reduced" in _decision(slow, "patch").reason
-    assert slow.config["train.batch_size"] == 4  # the batch stays: the steps get cheaper
+    assert (
+        slow.config["train.batch_size"] == 4
+    )  # the batch stays (MIN_BATCH): the steps get cheaper
     # every planned value is a valid config value
     cfg = RunConfig().override(short.config)
     assert cfg.model.options["base_features"] == 16 and cfg.train.scheduler == "budget"

@@ -18,7 +18,10 @@ The rules, in order (constants below):
 * **patch**: at least ``CONTEXT`` × the large (90th percentile) object extent, clamped to the
   dimension's limits, no larger than the smallest image, a multiple of the pooling period.
 * **depth**: pool while the bottleneck keeps ≥ ``MIN_BOTTLENECK`` px per axis (2 … 4 poolings).
-* **batch**: about ``PIXELS_PER_BATCH`` pixels per batch (4 × 256² in 2D), at least 2.
+* **batch**: about ``PIXELS_PER_BATCH`` pixels per batch (4 × 256² in 2D), at least 2; in a short
+  run (fewer than ``SHORT_RUN_STEPS`` steps of that batch for the chosen width) halved, down to
+  ``MIN_BATCH``: twice the optimiser steps over the same pixels learn more when the net is far from
+  converged.
 * **width**: every candidate width is timed; the widest one whose step count in the budget reaches
   its minimum (``MIN_STEPS``) wins: a wider net learns more per step but needs more steps than a
   short budget gives. When even the narrowest gets fewer than ``FEW_STEPS`` steps, smaller patches
@@ -82,6 +85,12 @@ WIDTHS = (16, 32, 64)
 #: a wider net only pays when the budget gives it at least this many optimiser steps
 MIN_STEPS = {16: 0, 32: 300, 64: 1200}
 FEW_STEPS = 150
+#: a run of fewer steps than this at the planned batch gets its batch halved (not below MIN_BATCH)
+#: and twice the steps. On the fp32 path at 5 minutes (309 steps of 16 × 128²), halving gave DRIVE
+#: 0.769 → 0.784 vessel Dice and MoNuSeg 0.786 / 0.716 → 0.790 / 0.766 Dice / object F1 at about
+#: the same pixels per second (BENCHMARKS.md, "Smaller batches for short runs")
+SHORT_RUN_STEPS = 600
+MIN_BATCH = 4
 #: shares of the budget not spent on training steps: setup (reading, weight maps) and validation
 SETUP_SHARE = 0.08
 VALIDATION_SHARE = 0.12
@@ -143,7 +152,9 @@ class Plan:
         config: dotted config values (``{"model.options.base_features": 16, …}``) to apply.
         measurements: every candidate timed (``Measurement.to_dict()``).
         model_steps: the training steps the budget gives each model (each fold), which the
-            augmentation was judged on (``None`` in plans written before it was saved).
+            augmentation was judged on (``None`` in plans written before it was saved); counted
+            at the batch of ``PIXELS_PER_BATCH`` pixels, before a short run's batch is halved, as
+            the rules that read steps (width, folds, augmentation) were measured.
     """
 
     budget_minutes: float
@@ -373,6 +384,17 @@ def plan_topology(spacing: Optional[list], patch: list[int]) -> Optional[tuple]:
 
 def plan_batch(patch: list[int], dims: int) -> int:
     return int(max(2, min(32, round(PIXELS_PER_BATCH[dims] / math.prod(patch)))))
+
+
+def short_run_batch(batch: int, steps: int) -> tuple[int, int]:
+    """The batch to train with when the budget gives ``steps`` steps of ``batch``, and its steps:
+    halved while the run is short (under ``SHORT_RUN_STEPS`` steps) and the half is at least
+    ``MIN_BATCH``. The pixels per second stay about the same, so the steps grow as the batch
+    shrinks."""
+    while steps < SHORT_RUN_STEPS and batch // 2 >= MIN_BATCH:
+        steps = steps * batch // (batch // 2)
+        batch //= 2
+    return batch, steps
 
 
 def train_seconds(budget_minutes: float) -> float:
@@ -626,12 +648,14 @@ def make_plan(
                 "model.options.kernel_sizes": kernels,
             },
         )
-    plan.decide(
-        "batch",
-        batch,
-        f"≈ {PIXELS_PER_BATCH[dims]:,} pixels per batch",
-        **{"train.batch_size": batch},
-    )
+    train_batch, batch_steps = short_run_batch(batch, steps)
+    why = f"≈ {PIXELS_PER_BATCH[dims]:,} pixels per batch"
+    if train_batch != batch:
+        why = (
+            f"{batch} ({why}) halved to {train_batch}: {steps} steps are a short run (under "
+            f"{SHORT_RUN_STEPS}); {batch_steps} smaller steps over the same pixels learn more"
+        )
+    plan.decide("batch", train_batch, why, **{"train.batch_size": train_batch})
     plan.decide(
         "width",
         best.candidate.base_features,
@@ -748,7 +772,7 @@ def make_plan(
     )
     epochs = max(validations, MIN_EPOCHS)
     val_every = max(1, epochs // validations)
-    iters = int(max(5, steps // folds // epochs))
+    iters = int(max(5, batch_steps // folds // epochs))
     cadence = (
         "each followed by a validation"
         if val_every == 1

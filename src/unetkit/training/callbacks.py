@@ -167,7 +167,9 @@ class BudgetSchedule(Callback):
     10–30 % of its peak, not at 0. That is measured, not an oversight: with ``T`` ending where the
     trainer stops (the rate at 0 there, set every step), 4-minute MoNuSeg runs lost 0.007 Dice and
     0.015 object F1 in a paired comparison (DRIVE: equal); runs this short are far from converged.
-    ``train.epochs`` stays an upper bound.
+    ``train.epochs`` stays an upper bound. The run never ends on an epoch that ``train.val_every``
+    left unvalidated: should time run out between two epochs, one more starts, which the trainer
+    stops after its first step and validates.
 
     Resume: the clock restarts. A resumed run gets the whole budget again (as the trainer's own time
     budget does), starts again at ``lr`` at the resumed epoch and decays over the new budget: a warm
@@ -194,7 +196,9 @@ class BudgetSchedule(Callback):
 
     def on_train_start(self, trainer) -> None:
         self.t0 = self.last = time.monotonic()
-        self.available = self.budget_s - (self.t0 - trainer.t_start) - self.reserve_s
+        # the budget's seconds left once set-up is done, and those the rate decays over
+        self.after_setup = self.budget_s - (self.t0 - trainer.t_start)
+        self.available = self.after_setup - self.reserve_s
         self.epoch_times: list[float] = []
         self.max_epochs = trainer.config.train.epochs
         self._set_lr(
@@ -213,7 +217,7 @@ class BudgetSchedule(Callback):
         # the epochs that still start before the trainer stops; it cuts the last one short
         end_reserve = getattr(trainer, "end_reserve_s", None)
         reserve = max(self.reserve_s, end_reserve() if callable(end_reserve) else 0.0)
-        train_left = self.budget_s - (self.t0 - trainer.t_start) - reserve - elapsed
+        train_left = self.after_setup - reserve - elapsed
         epochs = len(history) + max(0, math.ceil(train_left / max(per_epoch, 1e-9)))
         if epochs <= len(history) and _unvalidated(trainer, history):
             # time ran out while the epoch was being saved, after the trainer's last check: one
