@@ -86,9 +86,11 @@ WIDTHS = (16, 32, 64)
 MIN_STEPS = {16: 0, 32: 300, 64: 1200}
 FEW_STEPS = 150
 #: a run of fewer steps than this at the planned batch gets its batch halved (not below MIN_BATCH)
-#: and twice the steps. On the fp32 path at 5 minutes (309 steps of 16 × 128²), halving gave DRIVE
-#: 0.769 → 0.784 vessel Dice and MoNuSeg 0.786 / 0.716 → 0.790 / 0.766 Dice / object F1 at about
-#: the same pixels per second (BENCHMARKS.md, "Smaller batches for short runs")
+#: and twice the steps. At 5 minutes, halving 16 × 128² to 8 gave DRIVE 0.769 → 0.784 vessel Dice
+#: (fp32, 309 steps) and 0.804 → 0.809 (bf16, 381), MoNuSeg 0.786 / 0.716 → 0.790 / 0.766 Dice /
+#: object F1 (fp32) and 0.804 / 0.797 → 0.810 / 0.800 (bf16), at about the same pixels per second
+#: (BENCHMARKS.md, "Smaller batches for short runs"). ISBI's batch 2 instead of 4 was within noise
+#: (0.810 → 0.815) and batch norm over 2 samples is a risk, so MIN_BATCH stays 4
 SHORT_RUN_STEPS = 600
 MIN_BATCH = 4
 #: shares of the budget not spent on training steps: setup (reading, weight maps) and validation
