@@ -245,6 +245,46 @@ def test_the_augmentation_is_judged_again_on_each_models_steps():
     )
 
 
+def test_a_saved_plan_judges_the_short_run_batch_again_on_the_runs_budget():
+    short = make_plan(FakeFingerprint(), 5, "cpu", timer=speed(1.0))
+    # 240 steps of 16 at 5 minutes: halved to 4, epochs of 96 steps
+    assert short.full_batch == 16 and short.config["train.batch_size"] == 4
+    iters = short.config["train.iters_per_epoch"]
+    # 60 minutes give 2880 steps of 16: not a short run, the full batch, epochs of the same pixels
+    long = planned_values(short, {"train.time_budget_minutes": 60})
+    assert long["train.batch_size"] == 16 and long["train.iters_per_epoch"] == iters * 4 // 16
+    # 10 minutes: 480 steps, halved once
+    ten = planned_values(short, {"train.time_budget_minutes": 10})
+    assert ten["train.batch_size"] == 8 and ten["train.iters_per_epoch"] == iters // 2
+    # the plan's own budget, a batch of the user's own, fixed epochs: the batch as planned
+    assert planned_values(short, {})["train.batch_size"] == 4
+    assert "train.batch_size" not in planned_values(
+        short, {"train.time_budget_minutes": 60, "train.batch_size": 2}
+    )
+    assert (
+        planned_values(short, {"train.time_budget_minutes": 60, "train.epochs": 3})[
+            "train.batch_size"
+        ]
+        == 4
+    )
+    # and the other way round: a long plan followed for 5 minutes halves its batch
+    assert (
+        make_plan(FakeFingerprint(), 60, "cpu", timer=speed(1.0)).config["train.batch_size"] == 16
+    )
+    long_plan = make_plan(FakeFingerprint(), 60, "cpu", timer=speed(1.0))
+    assert planned_values(long_plan, {"train.time_budget_minutes": 5})["train.batch_size"] == 4
+    # the full batch is saved with the plan; a plan saved without it keeps its batch
+    assert Plan.from_dict(short.to_dict()).full_batch == 16
+    old = {k: v for k, v in short.to_dict().items() if k != "full_batch"}
+    assert (
+        planned_values(Plan.from_dict(old), {"train.time_budget_minutes": 60})["train.batch_size"]
+        == 4
+    )
+    # the table gives the width (whose steps the batch's reason quotes) before the batch
+    names = [d.name for d in short.decisions]
+    assert names.index("width") < names.index("batch")
+
+
 def test_a_parameter_of_a_switched_off_transform_switches_it_on():
     # a planned run's config.yaml has "spatial: false"; --resume/--config with a parameter of it
     cfg = RunConfig().override(
@@ -435,6 +475,28 @@ def test_plan_command_then_train_follows_the_plan(tmp_path, capsys, monkeypatch)
     assert json.loads((run / "plan.json").read_text())["config"] == plan.config
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["extra"]["plan"]["config"] == plan.config
+
+
+def test_a_saved_plan_followed_for_a_shorter_budget_says_it_halves_the_batch(
+    tmp_path, capsys, monkeypatch
+):
+    _fake_probe(monkeypatch)
+    data = _write_cells(tmp_path / "train")
+    out = tmp_path / "plan.json"
+    assert cli.main(["plan", str(data), "--time-budget", "5", "--output", str(out)]) == 0
+    plan = Plan.load(out)
+    assert plan.config["train.batch_size"] == plan.full_batch == 32  # not short at 5 minutes
+    capsys.readouterr()
+    run = tmp_path / "run"
+    argv = ["train", str(data), "--plan", str(out), "--time-budget", "0.1"]
+    assert cli.main(argv + ["--run-dir", str(run), "--no-progress"]) == 0
+    assert (
+        "plan: batch 4, not the planned 32: a short run's batch is judged on this run's 0.1 "
+        "minutes (the plan's 5)" in capsys.readouterr().out
+    )
+    cfg = RunConfig.from_yaml(run / "config.yaml")
+    assert cfg.train.batch_size == 4
+    assert cfg.train.iters_per_epoch == plan.config["train.iters_per_epoch"] * 32 // 4
 
 
 def test_a_saved_plan_with_a_config_file_keeps_the_files_values(tmp_path, capsys, monkeypatch):

@@ -283,7 +283,8 @@ def planned_values(plan, overrides: dict) -> dict:
 
     A flag replaces the planned value it names and any planned value above or below it in the
     config tree. The planned augmentation is judged again on the steps each model gets (see
-    :func:`_rejudge_augmentation`). ``--epochs`` replaces the planned schedule (a fixed number of
+    :func:`_rejudge_augmentation`), and so is a short run's halved batch where a saved plan is
+    followed with another ``--time-budget`` (:func:`_rejudge_batch`). ``--epochs`` replaces the planned schedule (a fixed number of
     epochs with the default schedule; a ``--time-budget`` given too only stops the run) and the
     planned folds (folds share
     a budget; with fixed epochs they would multiply the run: ``--folds`` still asks for them); a
@@ -327,6 +328,7 @@ def planned_values(plan, overrides: dict) -> dict:
         # the planned epochs cut each fold's share of the steps: other folds, other shares
         values["train.iters_per_epoch"] = max(1, values["train.iters_per_epoch"] * planned // folds)
     _rejudge_augmentation(plan, overrides, values, folds)
+    _rejudge_batch(plan, overrides, values)
     name = overrides.get("model.name")
     if name and name != plan.config.get("model.name") and name in MODELS.names():
         accepted = dict(MODELS.options(name))
@@ -373,14 +375,51 @@ def _rejudge_augmentation(plan, overrides: dict, values: dict, folds: int) -> No
     if "train.epochs" in overrides:
         iters = overrides.get("train.iters_per_epoch", TrainConfig().iters_per_epoch)
         steps = overrides["train.epochs"] * iters
-    elif plan.model_steps is not None:
-        budget = overrides.get("train.time_budget_minutes") or plan.budget_minutes
-        steps = plan.model_steps * plan.config.get("train.folds", 1) * budget / plan.budget_minutes
     else:
-        return  # a plan saved before its steps were: its augmentation as planned
+        steps = _budget_steps(plan, overrides)
+        if steps is None:
+            return  # a plan saved before its steps were: its augmentation as planned
     for key in [k for k in values if k.startswith("data.augmentation.")]:
         del values[key]
     values.update(plan_augmentation(int(steps // max(folds, 1)))[2])
+
+
+def _budget_steps(plan, overrides: dict):
+    """The steps of the whole run (every fold) at the plan's full batch under the user's budget:
+    the plan's own, scaled by ``--time-budget`` over the planned budget (``None`` for plans saved
+    before their steps were)."""
+    if plan.model_steps is None:
+        return None
+    budget = overrides.get("train.time_budget_minutes") or plan.budget_minutes
+    return plan.model_steps * plan.config.get("train.folds", 1) * budget / plan.budget_minutes
+
+
+def _rejudge_batch(plan, overrides: dict, values: dict) -> None:
+    """Judge the short-run halving of the planned batch again, in ``values``, for another budget.
+
+    A saved plan (``--plan``) made for 5 minutes halves its batch; followed with ``--time-budget
+    60`` the run is no longer short and trains at the full batch (and the other way round). The
+    planned epoch length is scaled so that an epoch covers the same pixels. A batch of the user's
+    own, a fixed ``--epochs`` and plans saved without ``full_batch`` keep the batch as it is.
+    """
+    from ..planning.planner import short_run_batch
+
+    steps = _budget_steps(plan, overrides)
+    planned = values.get("train.batch_size")
+    if (
+        "train.epochs" in overrides
+        or steps is None
+        or plan.full_batch is None
+        or not isinstance(planned, int)
+    ):
+        return
+    batch = short_run_batch(plan.full_batch, int(steps))[0]
+    if batch != planned:
+        values["train.batch_size"] = batch
+        if "train.iters_per_epoch" in values:
+            values["train.iters_per_epoch"] = max(
+                1, values["train.iters_per_epoch"] * planned // batch
+            )
 
 
 def _plan(args, config, overrides: dict):
@@ -496,6 +535,15 @@ def configure_new_run(args, configure=_configure):
         # with --plan and --config, the config file's values count as the user's, as flags do
         chosen = {**(_config_file_values(args.config) if args.config else {}), **overrides}
         planned = planned_values(plan, chosen)
+        if planned.get("train.batch_size", plan.config.get("train.batch_size")) != (
+            plan.config.get("train.batch_size")
+        ):
+            print(
+                f"plan: batch {planned['train.batch_size']}, not the planned "
+                f"{plan.config['train.batch_size']}: a short run's batch is judged on this "
+                f"run's {config.train.time_budget_minutes:g} minutes (the plan's "
+                f"{plan.budget_minutes:g})"
+            )
         if config.train.init_from:  # the architecture is the checkpoint's, not the planned one
             planned = {k: v for k, v in planned.items() if not k.startswith("model.")}
         config = apply_overrides(base, {**planned, **inherited, **overrides})

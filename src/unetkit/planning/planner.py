@@ -157,6 +157,8 @@ class Plan:
             augmentation was judged on (``None`` in plans written before it was saved); counted
             at the batch of ``PIXELS_PER_BATCH`` pixels, before a short run's batch is halved, as
             the rules that read steps (width, folds, augmentation) were measured.
+        full_batch: that batch of ``PIXELS_PER_BATCH`` pixels, so that a saved plan followed
+            with another budget can judge the short-run halving again (``None`` in older plans).
     """
 
     budget_minutes: float
@@ -166,6 +168,7 @@ class Plan:
     config: dict = field(default_factory=dict)
     measurements: list[dict] = field(default_factory=list)
     model_steps: Optional[int] = None
+    full_batch: Optional[int] = None
 
     def decide(self, name: str, value: Any, reason: str, **config: Any) -> None:
         self.decisions.append(Decision(name, value, reason))
@@ -180,6 +183,7 @@ class Plan:
             "config": self.config,
             "measurements": self.measurements,
             "model_steps": self.model_steps,
+            "full_batch": self.full_batch,
             "fingerprint": self.fingerprint,
         }
 
@@ -194,6 +198,7 @@ class Plan:
                 dict(data["config"]),
                 list(data.get("measurements", [])),
                 data.get("model_steps"),
+                data.get("full_batch"),
             )
         except (KeyError, TypeError) as exc:
             raise ConfigError(f"not a unetkit plan ({type(exc).__name__}: {exc})") from None
@@ -397,6 +402,18 @@ def short_run_batch(batch: int, steps: int) -> tuple[int, int]:
         steps = steps * batch // (batch // 2)
         batch //= 2
     return batch, steps
+
+
+def batch_reason(batch: int, steps: int, dims: int) -> str:
+    """Why the batch is what :func:`short_run_batch` makes of ``batch`` at ``steps`` steps."""
+    train_batch, batch_steps = short_run_batch(batch, steps)
+    why = f"≈ {PIXELS_PER_BATCH[dims]:,} pixels per batch"
+    if train_batch == batch:
+        return why
+    return (
+        f"{batch} ({why}) halved to {train_batch}: {steps} steps are a short run (under "
+        f"{SHORT_RUN_STEPS}); {batch_steps} smaller steps over the same pixels learn more"
+    )
 
 
 def train_seconds(budget_minutes: float) -> float:
@@ -650,19 +667,16 @@ def make_plan(
                 "model.options.kernel_sizes": kernels,
             },
         )
-    train_batch, batch_steps = short_run_batch(batch, steps)
-    why = f"≈ {PIXELS_PER_BATCH[dims]:,} pixels per batch"
-    if train_batch != batch:
-        why = (
-            f"{batch} ({why}) halved to {train_batch}: {steps} steps are a short run (under "
-            f"{SHORT_RUN_STEPS}); {batch_steps} smaller steps over the same pixels learn more"
-        )
-    plan.decide("batch", train_batch, why, **{"train.batch_size": train_batch})
     plan.decide(
         "width",
         best.candidate.base_features,
         width_why,
         **{"model.options.base_features": best.candidate.base_features},
+    )
+    train_batch, batch_steps = short_run_batch(batch, steps)
+    plan.full_batch = batch
+    plan.decide(
+        "batch", train_batch, batch_reason(batch, steps, dims), **{"train.batch_size": train_batch}
     )
 
     # -- loss and sampling -----------------------------------------------------------------------
@@ -814,6 +828,7 @@ __all__ = [
     "Decision",
     "Plan",
     "SCHEDULE_KEYS",
+    "batch_reason",
     "choose_width",
     "make_plan",
     "plan_batch",
