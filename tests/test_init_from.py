@@ -244,6 +244,7 @@ def _saved_plan(path: Path) -> Path:
     plan.decide("depth", 3, "test", **{"model.options.depth": 3})
     plan.decide("width", 8, "test", **{"model.options.base_features": 8})
     plan.decide("batch", 3, "test", **{"train.batch_size": 3})
+    plan.decide("schedule", "1 min", "test", **{"train.lr": 3e-3})  # a short run's rate
     return plan.save(path)
 
 
@@ -260,6 +261,7 @@ def test_cli_with_a_plan_takes_the_checkpoint_model_and_records_the_source(
     assert cfg.train.init_from == str(source)
     assert cfg.model.name == "unet" and cfg.model.options == SOURCE_MODEL  # not the plan's
     assert cfg.data.patch_size == [40, 40] and cfg.train.batch_size == 3  # still the plan's
+    assert cfg.train.lr == 1e-3  # fine-tuning: not the short run's higher rate
     assert cfg.data.normalization["name"] == "percentile"
     assert cfg.data.normalization["lower"] == 2.0
     extra = load_checkpoint(run / "checkpoints" / "last.pt")["extra"]

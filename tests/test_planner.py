@@ -23,13 +23,16 @@ from unetkit.data.transforms import (
 from unetkit.planning import Candidate, Plan, cache_path, make_plan
 from unetkit.planning.planner import (
     FULL_AUGMENTATION_STEPS,
+    LR,
     MIN_BATCH,
     MIN_STEPS,
+    SHORT_RUN_LR,
     SHORT_RUN_STEPS,
     choose_width,
     plan_augmentation,
     plan_batch,
     plan_depth,
+    plan_lr,
     plan_patch,
     short_run_batch,
     train_seconds,
@@ -283,6 +286,25 @@ def test_a_saved_plan_judges_the_short_run_batch_again_on_the_runs_budget():
     # the table gives the width (whose steps the batch's reason quotes) before the batch
     names = [d.name for d in short.decisions]
     assert names.index("width") < names.index("batch")
+
+
+def test_a_short_run_gets_a_higher_learning_rate_judged_again_on_each_models_steps():
+    assert plan_lr(FULL_AUGMENTATION_STEPS - 1)[0] == SHORT_RUN_LR > LR
+    assert plan_lr(FULL_AUGMENTATION_STEPS)[0] == LR
+    short = make_plan(FakeFingerprint(), 5, "cpu", timer=speed(1.0))  # 240 steps
+    assert short.config["train.lr"] == SHORT_RUN_LR
+    assert _decision(short, "schedule").reason.startswith(f"AdamW lr {SHORT_RUN_LR:g} (240 steps")
+    fast = make_plan(FakeFingerprint(cases=100), 60, "cpu", timer=speed(0.01))
+    assert fast.model_steps >= FULL_AUGMENTATION_STEPS and fast.config["train.lr"] == LR
+    assert _decision(fast, "schedule").reason.startswith(f"AdamW lr {LR:g}, poly")
+    # ten folds share the steps; a saved plan followed for 60 minutes has 2880 steps; fixed epochs
+    assert planned_values(fast, {"train.folds": 10})["train.lr"] == SHORT_RUN_LR
+    assert planned_values(short, {"train.time_budget_minutes": 60})["train.lr"] == LR
+    assert (
+        planned_values(short, {"train.epochs": 100, "train.iters_per_epoch": 20})["train.lr"] == LR
+    )
+    # a rate of the user's own is theirs
+    assert "train.lr" not in planned_values(short, {"train.lr": 0.01})
 
 
 def test_a_parameter_of_a_switched_off_transform_switches_it_on():

@@ -282,8 +282,8 @@ def planned_values(plan, overrides: dict) -> dict:
     """The plan's config values that the user's flags leave open.
 
     A flag replaces the planned value it names and any planned value above or below it in the
-    config tree. The planned augmentation is judged again on the steps each model gets (see
-    :func:`_rejudge_augmentation`), and so is a short run's halved batch where a saved plan is
+    config tree. The planned augmentation and learning rate are judged again on the steps each
+    model gets (see :func:`_rejudge_short_run`), and so is a short run's halved batch where a saved plan is
     followed with another ``--time-budget`` (:func:`_rejudge_batch`). ``--epochs`` replaces the planned schedule (a fixed number of
     epochs with the default schedule; a ``--time-budget`` given too only stops the run) and the
     planned folds (folds share
@@ -327,7 +327,7 @@ def planned_values(plan, overrides: dict) -> dict:
     if folds != planned and "train.iters_per_epoch" in values:
         # the planned epochs cut each fold's share of the steps: other folds, other shares
         values["train.iters_per_epoch"] = max(1, values["train.iters_per_epoch"] * planned // folds)
-    _rejudge_augmentation(plan, overrides, values, folds)
+    _rejudge_short_run(plan, overrides, values, folds)
     _rejudge_batch(plan, overrides, values)
     name = overrides.get("model.name")
     if name and name != plan.config.get("model.name") and name in MODELS.names():
@@ -360,28 +360,32 @@ def _config_file_values(path) -> dict:
     return dict(leaves(yaml.safe_load(Path(path).read_text()) or {}, ""))
 
 
-def _rejudge_augmentation(plan, overrides: dict, values: dict, folds: int) -> None:
-    """Judge the planned augmentation again on the steps each model now gets, in ``values``.
+def _rejudge_short_run(plan, overrides: dict, values: dict, folds: int) -> None:
+    """Judge the planned augmentation and learning rate again on the steps each model now gets,
+    in ``values``.
 
-    The plan judged it on the budget's steps per model (``Plan.model_steps``); other folds, a fixed
-    ``--epochs`` (its epochs × iterations per epoch) or another ``--time-budget`` for a saved plan
-    change them. Augmentation keys of the user's own are left alone (they are not in ``values``).
+    The plan judged them on the budget's steps per model (``Plan.model_steps``); other folds, a
+    fixed ``--epochs`` (its epochs × iterations per epoch) or another ``--time-budget`` for a saved
+    plan change them. Values of the user's own are left alone (they are not in ``values``); plans
+    saved before their steps were keep theirs.
     """
     from ..config import TrainConfig
-    from ..planning.planner import plan_augmentation
+    from ..planning.planner import plan_augmentation, plan_lr
 
-    if any(k == "data.augmentation" or k.startswith("data.augmentation.") for k in overrides):
-        return
     if "train.epochs" in overrides:
         iters = overrides.get("train.iters_per_epoch", TrainConfig().iters_per_epoch)
         steps = overrides["train.epochs"] * iters
     else:
         steps = _budget_steps(plan, overrides)
         if steps is None:
-            return  # a plan saved before its steps were: its augmentation as planned
-    for key in [k for k in values if k.startswith("data.augmentation.")]:
-        del values[key]
-    values.update(plan_augmentation(int(steps // max(folds, 1)))[2])
+            return
+    steps = int(steps // max(folds, 1))
+    if not any(k == "data.augmentation" or k.startswith("data.augmentation.") for k in overrides):
+        for key in [k for k in values if k.startswith("data.augmentation.")]:
+            del values[key]
+        values.update(plan_augmentation(steps)[2])
+    if "train.lr" in values:
+        values["train.lr"] = plan_lr(steps)[0]
 
 
 def _budget_steps(plan, overrides: dict):
@@ -545,7 +549,12 @@ def configure_new_run(args, configure=_configure):
                 f"{plan.budget_minutes:g})"
             )
         if config.train.init_from:  # the architecture is the checkpoint's, not the planned one
+            from ..planning.planner import LR
+
             planned = {k: v for k, v in planned.items() if not k.startswith("model.")}
+            # fine-tuning starts from learnt features: not a short run's higher rate from scratch
+            if planned.get("train.lr", LR) > LR:
+                planned["train.lr"] = LR
         config = apply_overrides(base, {**planned, **inherited, **overrides})
         spent = time.monotonic() - t0
         budget = config.train.time_budget_minutes
