@@ -283,13 +283,12 @@ def planned_values(plan, overrides: dict) -> dict:
 
     A flag replaces the planned value it names and any planned value above or below it in the
     config tree. The planned augmentation and learning rate are judged again on the steps each
-    model gets (see :func:`_rejudge_short_run`), and so is a short run's halved batch where a saved plan is
-    followed with another ``--time-budget`` (:func:`_rejudge_batch`). ``--epochs`` replaces the planned schedule (a fixed number of
-    epochs with the default schedule; a ``--time-budget`` given too only stops the run) and the
-    planned folds (folds share
-    a budget; with fixed epochs they would multiply the run: ``--folds`` still asks for them); a
-    model preset other than the planned one keeps the planned width and
-    depth only where that preset takes them; planned folds (``train.folds``) give way to a
+    model gets (see :func:`_rejudge_short_run`), and so is a short run's halved batch where a
+    saved plan is followed with another ``--time-budget`` (:func:`_rejudge_batch`). ``--epochs``
+    replaces the planned schedule (a fixed number of epochs with the default schedule; a
+    ``--time-budget`` given too only stops the run) and the planned folds (folds share a budget;
+    with fixed epochs they would multiply the run: ``--folds`` still asks for them); a model
+    preset other than the planned one keeps the planned width and depth only where that preset takes them; planned folds (``train.folds``) give way to a
     validation folder, a chosen fold (``--num-folds/--fold``) and torchrun, and folds other than
     the planned ones scale the planned epoch length (each fold's share of the steps).
     """
