@@ -271,6 +271,31 @@ def test_cli_with_a_plan_takes_the_checkpoint_model_and_records_the_source(
     assert json.loads((run / "plan.json").read_text())["config"]["model.name"] == "unet-residual"
 
 
+def test_cli_judges_a_plans_short_run_rules_on_the_checkpoints_width(
+    cells, source, tmp_path, capsys
+):
+    """The checkpoint's 4-wide net trains, not the plan's 8-wide one: the short-run rules read
+    width 4's steps (estimated from width 8's timing: a quarter of its FLOPs)."""
+    plan = Plan.load(_saved_plan(tmp_path / "plan.json"))
+    plan.config["model.name"] = "unet"  # the checkpoint's model, at another width
+    plan.model_steps, plan.full_batch = 100, 3
+    plan.measurements = [
+        {"model": "unet", "base_features": 8, "depth": 3, "patch": [40, 40], "batch_size": 3}
+        | {"seconds_per_step": 0.4}
+    ]
+    path = plan.save(tmp_path / "plan.json")
+    run = tmp_path / "run"
+    argv = ["train", str(cells), "--init-from", str(source), "--plan", str(path)]
+    argv += ["--time-budget", "0.05", "--threads", "1", "--no-progress", "--run-dir", str(run)]
+    assert cli.main(argv) == 0
+    assert (
+        "plan: width 4 gets ≈ 20 steps per model (the planned width 8: 5; estimated from the "
+        "widths timed): the short-run rules are judged on them" in capsys.readouterr().out
+    )
+    cfg = RunConfig.from_yaml(run / "config.yaml")
+    assert cfg.model.options == SOURCE_MODEL and cfg.train.lr == 1e-3
+
+
 def test_cli_flags_override_what_the_checkpoint_offers(cells, source, tmp_path, capsys):
     run = tmp_path / "run"
     extra = ["--init-from", str(source), "--no-plan", "--normalization", "minmax"]

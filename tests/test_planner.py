@@ -7,11 +7,12 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
 from unetkit import cli
-from unetkit.commands.train import apply_overrides, planned_values
+from unetkit.commands.train import _width_note, apply_overrides, planned_values
 from unetkit.config import RunConfig
 from unetkit.data.transforms import (
     RandomFlip,
@@ -575,3 +576,70 @@ def test_torchrun_needs_a_saved_plan(tmp_path, capsys, monkeypatch):
     assert cli.main(["train", str(data), "--run-dir", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--plan plan.json" in err[0] and not (tmp_path / "r").exists()
+
+
+def test_a_width_of_the_users_own_judges_the_short_run_rules_on_its_steps():
+    # 20 minutes on speed(0.15): width 16 takes 0.15 s a step (6400 steps), width 32 0.6 s (1600)
+    plan = make_plan(FakeFingerprint(cases=100), 20, "cpu", timer=speed(0.15))
+    assert plan.config["model.options.base_features"] == 32 and plan.model_steps == 1600
+    assert plan.config["train.lr"] == SHORT_RUN_LR and plan.config["train.batch_size"] == 16
+    assert plan.step_seconds(16) == (pytest.approx(0.15), True)
+    # width 64 was not timed under 30 minutes: estimated from width 32 (FLOPs grow with width²)
+    assert plan.step_seconds(64) == (pytest.approx(2.4), False)
+    # width 16 gets 6400 steps: a long run, the full augmentation and the common rate
+    narrow = planned_values(plan, {"model.options.base_features": 16})
+    assert narrow["train.lr"] == LR and not any(k.startswith("data.augmentation") for k in narrow)
+    # width 64 gets ≈ 400: a short run, its batch halved to 8
+    wide = planned_values(plan, {"model.options.base_features": 64})
+    assert wide["train.lr"] == SHORT_RUN_LR and wide["train.batch_size"] == 8
+    assert wide["data.augmentation.spatial"] is False
+    # epochs of the same time: 4 × the steps of width 16's quarter-time steps, a quarter of width
+    # 64's, then twice that at its halved batch (an epoch covers the same pixels)
+    iters = plan.config["train.iters_per_epoch"]
+    assert (
+        narrow["train.iters_per_epoch"] == 4 * iters and wide["train.iters_per_epoch"] == iters // 2
+    )
+    # the user's folds share width 16's steps: 5 × 1280, a short run each
+    five = planned_values(plan, {"model.options.base_features": 16, "train.folds": 5})
+    assert five["train.lr"] == SHORT_RUN_LR
+    assert _width_note(plan, {"model.options.base_features": 16}, 5).startswith(
+        "plan: width 16 gets ≈ 1280 steps per model (the planned width 32: 320; measured)"
+    )
+    assert "estimated" in _width_note(plan, {"model.options.base_features": 64}, 1)
+    # fixed epochs, another model, widths given otherwise: no note, not judged on the width
+    assert _width_note(plan, {"model.options.base_features": 16, "train.epochs": 3}, 1) is None
+    for other in ({"model.name": "unet-original"}, {"model.options.feature_scale": 2}):
+        mine = {"model.options.base_features": 16, **other}
+        assert _width_note(plan, mine, 1) is None
+        assert planned_values(plan, mine).get("train.lr") == SHORT_RUN_LR
+    # the planned width, or a plan without timings at its patch: judged on the planned steps
+    same = planned_values(plan, {"model.options.base_features": 32})
+    assert {**same, "model.options.base_features": 32} == planned_values(plan, {})
+    untimed = Plan.from_dict({**plan.to_dict(), "measurements": []})
+    assert untimed.step_seconds(16) is None
+    assert planned_values(untimed, {"model.options.base_features": 16})["train.lr"] == SHORT_RUN_LR
+
+
+def test_train_says_how_many_steps_a_width_of_the_users_own_gets(tmp_path, capsys, monkeypatch):
+    # a fast fake machine: at 0.1 minutes width 32 gets 384 steps (a short run: batch 16 of 32),
+    # the user's width 16 four times as many (not short: the full batch)
+    _fake_probe(monkeypatch, base=0.005)
+    monkeypatch.setenv("UNETKIT_CACHE_DIR", str(tmp_path / "cache"))  # not other tests' timings
+    data = _write_cells(tmp_path / "train")
+    run = tmp_path / "run"
+    argv = ["train", str(data), "--time-budget", "0.1", "--set", "model.options.base_features=16"]
+    assert cli.main(argv + ["--run-dir", str(run), "--no-progress"]) == 0
+    plan = Plan.load(run / "plan.json")
+    assert plan.config["model.options.base_features"] == 32 and plan.model_steps == 384
+    assert plan.config["train.batch_size"] == 16 and plan.full_batch == 32
+    out = capsys.readouterr().out
+    assert (
+        "plan: width 16 gets ≈ 1536 steps per model (the planned width 32: 384; measured): the "
+        "short-run rules are judged on them" in out
+    )
+    assert (
+        "plan: batch 32, not the planned 16: a short run's batch is judged on width 16's steps"
+        in out
+    )
+    cfg = RunConfig.from_yaml(run / "config.yaml")
+    assert cfg.model.options["base_features"] == 16 and cfg.train.batch_size == 32

@@ -284,13 +284,14 @@ def planned_values(plan, overrides: dict) -> dict:
     A flag replaces the planned value it names and any planned value above or below it in the
     config tree. The planned augmentation and learning rate are judged again on the steps each
     model gets (see :func:`_rejudge_short_run`), and so is a short run's halved batch where a
-    saved plan is followed with another ``--time-budget`` (:func:`_rejudge_batch`). ``--epochs``
-    replaces the planned schedule (a fixed number of epochs with the default schedule; a
-    ``--time-budget`` given too only stops the run) and the planned folds (folds share a budget;
-    with fixed epochs they would multiply the run: ``--folds`` still asks for them); a model
-    preset other than the planned one keeps the planned width and depth only where that preset takes them; planned folds (``train.folds``) give way to a
-    validation folder, a chosen fold (``--num-folds/--fold``) and torchrun, and folds other than
-    the planned ones scale the planned epoch length (each fold's share of the steps).
+    saved plan is followed with another ``--time-budget`` or the user sets the width
+    (:func:`_rejudge_batch`). ``--epochs`` replaces the planned schedule (a fixed number of epochs
+    with the default schedule; a ``--time-budget`` given too only stops the run) and the planned
+    folds (folds share a budget; with fixed epochs they would multiply the run: ``--folds`` still
+    asks for them); a model preset other than the planned one keeps the planned width and depth
+    only where that preset takes them; planned folds (``train.folds``) give way to a validation
+    folder, a chosen fold (``--num-folds/--fold``) and torchrun, and folds other than the planned
+    ones scale the planned epoch length (each fold's share of the steps).
     """
     from ..models import MODELS
     from ..planning.planner import SCHEDULE_KEYS
@@ -320,12 +321,14 @@ def planned_values(plan, overrides: dict) -> dict:
     if "train.epochs" in overrides:  # a fixed number of epochs: not the planned clock schedule,
         values = {k: v for k, v in values.items() if k not in SCHEDULE_KEYS}
         values.pop("train.folds", None)  # nor planned folds (K folds would run K times as long)
-    planned, folds = plan.config.get("train.folds", 1), overrides.get("train.folds", 1)
-    if "train.folds" in values or not isinstance(folds, int) or folds < 1:
-        folds = planned  # the planned folds, or a value the config check will name
+    planned, folds = plan.config.get("train.folds", 1), _run_folds(plan, overrides, values)
     if folds != planned and "train.iters_per_epoch" in values:
         # the planned epochs cut each fold's share of the steps: other folds, other shares
         values["train.iters_per_epoch"] = max(1, values["train.iters_per_epoch"] * planned // folds)
+    speed = _width_speed(plan, overrides)
+    if speed != 1.0 and "train.iters_per_epoch" in values:
+        # a width of the user's own steps faster or slower: as many epochs (validations) as planned
+        values["train.iters_per_epoch"] = max(1, round(values["train.iters_per_epoch"] * speed))
     _rejudge_short_run(plan, overrides, values, folds)
     _rejudge_batch(plan, overrides, values)
     name = overrides.get("model.name")
@@ -359,14 +362,24 @@ def _config_file_values(path) -> dict:
     return dict(leaves(yaml.safe_load(Path(path).read_text()) or {}, ""))
 
 
+def _run_folds(plan, overrides: dict, values: dict) -> int:
+    """The folds the run trains: the planned ones while ``values`` keeps them (or where the user's
+    are no count: the config check names them), else the user's (1 without ``--folds``)."""
+    folds = overrides.get("train.folds", 1)
+    if "train.folds" in values or not isinstance(folds, int) or folds < 1:
+        return plan.config.get("train.folds", 1)
+    return folds
+
+
 def _rejudge_short_run(plan, overrides: dict, values: dict, folds: int) -> None:
     """Judge the planned augmentation and learning rate again on the steps each model now gets,
     in ``values``.
 
     The plan judged them on the budget's steps per model (``Plan.model_steps``); other folds, a
-    fixed ``--epochs`` (its epochs × iterations per epoch) or another ``--time-budget`` for a saved
-    plan change them. Values of the user's own are left alone (they are not in ``values``); plans
-    saved before their steps were keep theirs.
+    fixed ``--epochs`` (its epochs × iterations per epoch), another ``--time-budget`` for a saved
+    plan or a width of the user's own (:func:`_budget_steps`) change them. Values of the user's
+    own are left alone (they are not in ``values``); plans saved before their steps were keep
+    theirs.
     """
     from ..config import TrainConfig
     from ..planning.planner import plan_augmentation, plan_lr
@@ -388,20 +401,60 @@ def _rejudge_short_run(plan, overrides: dict, values: dict, folds: int) -> None:
 
 
 def _budget_steps(plan, overrides: dict):
-    """The steps of the whole run (every fold) at the plan's full batch under the user's budget:
-    the plan's own, scaled by ``--time-budget`` over the planned budget (``None`` for plans saved
-    before their steps were)."""
+    """The steps of the whole run (every fold) at the plan's full batch under the user's budget
+    and width: the plan's own, scaled by ``--time-budget`` over the planned budget and by the
+    planned width's seconds per step over the user's (:meth:`Plan.step_seconds`). ``None`` for
+    plans saved before their steps were."""
     if plan.model_steps is None:
         return None
     budget = overrides.get("train.time_budget_minutes") or plan.budget_minutes
-    return plan.model_steps * plan.config.get("train.folds", 1) * budget / plan.budget_minutes
+    steps = plan.model_steps * plan.config.get("train.folds", 1) * budget / plan.budget_minutes
+    return steps * _width_speed(plan, overrides)
+
+
+def _width_speed(plan, overrides: dict) -> float:
+    """How many times faster a step of the user's width (``model.options.base_features``) is
+    than one of the planned width; 1 without a width of the user's own or the plan's timings, and
+    for another model or widths given otherwise (``features``, ``feature_scale``), whose first
+    width ``base_features`` does not say."""
+    width, planned = (
+        overrides.get("model.options.base_features"),
+        plan.config.get("model.options.base_features"),
+    )
+    other = overrides.get("model.name", plan.config.get("model.name")) != plan.config.get(
+        "model.name"
+    ) or any(f"model.options.{k}" in overrides for k in ("features", "feature_scale"))
+    if other or isinstance(width, bool) or not isinstance(width, int) or width == planned:
+        return 1.0
+    mine, theirs = plan.step_seconds(width), plan.step_seconds(planned)
+    return theirs[0] / mine[0] if mine and theirs else 1.0
+
+
+def _width_note(plan, overrides: dict, folds: int):
+    """One line for a width of the user's own that changes the steps the short-run rules read
+    (``None`` otherwise, and under ``--epochs``: its steps are epochs × iterations)."""
+    if "train.epochs" in overrides or plan.model_steps is None:
+        return None
+    ratio = _width_speed(plan, overrides)
+    if ratio == 1.0:
+        return None
+    width = overrides["model.options.base_features"]
+    budget = _budget_steps(plan, overrides) / ratio  # the planned width's steps in this budget
+    how = "measured" if plan.step_seconds(width)[1] else "estimated from the widths timed"
+    return (
+        f"plan: width {width} gets ≈ {int(budget * ratio // folds)} steps per model (the planned "
+        f"width {plan.config['model.options.base_features']}: {int(budget // folds)}; {how}): "
+        "the short-run rules are judged on them"
+    )
 
 
 def _rejudge_batch(plan, overrides: dict, values: dict) -> None:
-    """Judge the short-run halving of the planned batch again, in ``values``, for another budget.
+    """Judge the short-run halving of the planned batch again, in ``values``, for another budget
+    or width.
 
     A saved plan (``--plan``) made for 5 minutes halves its batch; followed with ``--time-budget
-    60`` the run is no longer short and trains at the full batch (and the other way round). The
+    60`` the run is no longer short and trains at the full batch (and the other way round), and a
+    narrower net of the user's own may fit enough steps not to be short either. The
     planned epoch length is scaled so that an epoch covers the same pixels. A batch of the user's
     own, a fixed ``--epochs`` and plans saved without ``full_batch`` keep the batch as it is.
     """
@@ -537,15 +590,23 @@ def configure_new_run(args, configure=_configure):
         plan = _plan(args, config, overrides)
         # with --plan and --config, the config file's values count as the user's, as flags do
         chosen = {**(_config_file_values(args.config) if args.config else {}), **overrides}
-        planned = planned_values(plan, chosen)
+        # with --init-from the checkpoint's net trains: its width decides the steps
+        chosen_net = {**{k: v for k, v in inherited.items() if k.startswith("model.")}, **chosen}
+        planned = planned_values(plan, chosen_net)
+        note = _width_note(plan, chosen_net, _run_folds(plan, chosen_net, planned))
+        if note:
+            print(note)
         if planned.get("train.batch_size", plan.config.get("train.batch_size")) != (
             plan.config.get("train.batch_size")
         ):
+            budget = chosen.get("train.time_budget_minutes") or plan.budget_minutes
+            on = [f"width {chosen_net['model.options.base_features']}'s steps"] if note else []
+            if budget != plan.budget_minutes:
+                on.append(f"this run's {budget:g} minutes (the plan's {plan.budget_minutes:g})")
             print(
                 f"plan: batch {planned['train.batch_size']}, not the planned "
-                f"{plan.config['train.batch_size']}: a short run's batch is judged on this "
-                f"run's {config.train.time_budget_minutes:g} minutes (the plan's "
-                f"{plan.budget_minutes:g})"
+                f"{plan.config['train.batch_size']}: a short run's batch is judged on "
+                + (" and ".join(on) or "this run's steps")
             )
         if config.train.init_from:  # the architecture is the checkpoint's, not the planned one
             from ..planning.planner import LR
