@@ -531,8 +531,8 @@ def test_a_saved_plan_with_a_config_file_keeps_the_files_values(tmp_path, capsys
     plan = Plan.load(out)
     assert plan.config["data.augmentation.spatial"] is False  # a few steps: symmetries only
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(
-        "data:\n  augmentation:\n    spatial: {p_elastic: 0.9}\n"
+    recipe.write_text(  # a blank section (a template's "model:") sets nothing
+        "model:\nloss: {}\ndata:\n  augmentation:\n    spatial: {p_elastic: 0.9}\n"
         "train:\n  epochs: 1\n  iters_per_epoch: 2\n  lr: 0.002\n"
     )
     run = tmp_path / "run"
@@ -544,6 +544,7 @@ def test_a_saved_plan_with_a_config_file_keeps_the_files_values(tmp_path, capsys
     assert cfg.train.epochs == 1 and cfg.train.iters_per_epoch == 2 and cfg.train.lr == 0.002
     assert cfg.data.augmentation["spatial"] == {"p_elastic": 0.9}
     # the plan's, where the file is silent (2 steps: the other transforms stay off)
+    assert cfg.model.name == plan.config["model.name"] and cfg.loss.name == plan.config["loss.name"]
     assert cfg.model.options["base_features"] == plan.config["model.options.base_features"]
     assert cfg.data.patch_size == plan.config["data.patch_size"]
     assert cfg.data.augmentation["gamma"] is False and cfg.train.scheduler == "poly"

@@ -345,23 +345,6 @@ def planned_values(plan, overrides: dict) -> dict:
     return values
 
 
-def _config_file_values(path) -> dict:
-    """The values a YAML config file sets, as dotted keys down to its leaves (already checked by
-    :meth:`RunConfig.from_yaml`)."""
-    from pathlib import Path
-
-    import yaml
-
-    def leaves(node, prefix: str):
-        if isinstance(node, dict) and (node or "." not in prefix):  # an empty section sets nothing
-            for key, value in node.items():
-                yield from leaves(value, f"{prefix}.{key}" if prefix else str(key))
-        elif prefix:
-            yield prefix, node  # a value, or an empty mapping (augmentation: {} = the defaults)
-
-    return dict(leaves(yaml.safe_load(Path(path).read_text()) or {}, ""))
-
-
 def _run_folds(plan, overrides: dict, values: dict) -> int:
     """The folds the run trains: the planned ones while ``values`` keeps them (or where the user's
     are no count: the config check names them), else the user's (1 without ``--folds``)."""
@@ -526,7 +509,12 @@ def _init_from_defaults(args, base, config, overrides: dict) -> dict:
 
 
 def _config_leaves(path) -> dict:
-    """The values a YAML config sets, as dotted keys (``{"model.options.depth": 3}``)."""
+    """The values a YAML config file sets, as dotted keys down to its leaves
+    (``{"model.options.depth": 3}``; the file is already checked by :meth:`RunConfig.from_yaml`).
+
+    An empty or blank section (``model:``, ``data: {}``) sets nothing; an empty mapping deeper down
+    is a value (``augmentation: {}``: the default transforms).
+    """
     from pathlib import Path
 
     import yaml
@@ -535,10 +523,12 @@ def _config_leaves(path) -> dict:
 
     def walk(node: dict, prefix: str) -> None:
         for key, value in node.items():
-            if isinstance(value, dict) and value:
+            if isinstance(value, dict) and (value or not prefix):
                 walk(value, f"{prefix}{key}.")
-            elif value is not None or prefix:  # an empty section sets nothing
+            elif prefix:
                 out[f"{prefix}{key}"] = value
+            elif value is not None:  # a top-level scalar (output_dir: runs)
+                out[key] = value
 
     walk(yaml.safe_load(Path(path).read_text()) or {}, "")
     return out
@@ -589,7 +579,7 @@ def configure_new_run(args, configure=_configure):
         t0 = time.monotonic()
         plan = _plan(args, config, overrides)
         # with --plan and --config, the config file's values count as the user's, as flags do
-        chosen = {**(_config_file_values(args.config) if args.config else {}), **overrides}
+        chosen = {**(_config_leaves(args.config) if args.config else {}), **overrides}
         # with --init-from the checkpoint's net trains: its width decides the steps
         chosen_net = {**{k: v for k, v in inherited.items() if k.startswith("model.")}, **chosen}
         planned = planned_values(plan, chosen_net)
