@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from unetkit import cli
-from unetkit.commands.train import _width_note, apply_overrides, planned_values
+from unetkit.commands.train import _width_hint, _width_note, apply_overrides, planned_values
 from unetkit.config import RunConfig
 from unetkit.data.transforms import (
     RandomFlip,
@@ -613,11 +613,25 @@ def test_a_width_of_the_users_own_judges_the_short_run_rules_on_its_steps():
         mine = {"model.options.base_features": 16, **other}
         assert _width_note(plan, mine, 1) is None
         assert planned_values(plan, mine).get("train.lr") == SHORT_RUN_LR
+    # a saved plan followed for 2 minutes: width 32 would get 160 steps (< 300), width 16 suits
+    assert _width_hint(plan, {"train.time_budget_minutes": 2}) == (
+        "plan: width 16 would suit this run's 2 minutes better than the plan's 32 (made for 20; "
+        "640 steps of it in the budget): plan again ('unetkit plan DATA --time-budget 2') or add "
+        "--set model.options.base_features=16"
+    )
+    assert (
+        planned_values(plan, {"train.time_budget_minutes": 2})["model.options.base_features"] == 32
+    )
+    for same in ({}, {"train.time_budget_minutes": 20}, {"train.time_budget_minutes": 30}):
+        assert _width_hint(plan, same) is None  # the planned width still suits
+    for mine in ({"model.options.base_features": 16}, {"train.epochs": 3}):
+        assert _width_hint(plan, {"train.time_budget_minutes": 2, **mine}) is None
     # the planned width, or a plan without timings at its patch: judged on the planned steps
     same = planned_values(plan, {"model.options.base_features": 32})
     assert {**same, "model.options.base_features": 32} == planned_values(plan, {})
     untimed = Plan.from_dict({**plan.to_dict(), "measurements": []})
     assert untimed.step_seconds(16) is None
+    assert _width_hint(untimed, {"train.time_budget_minutes": 2}) is None
     assert planned_values(untimed, {"model.options.base_features": 16})["train.lr"] == SHORT_RUN_LR
 
 

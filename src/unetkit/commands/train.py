@@ -431,6 +431,34 @@ def _width_note(plan, overrides: dict, folds: int):
     )
 
 
+def _width_hint(plan, overrides: dict):
+    """One line where a saved plan is followed with a budget whose steps would choose another
+    width than the plan's (the widths the probe timed, :func:`choose_width`'s rule), naming the
+    two ways to get it; ``None`` otherwise. The width is not changed: a plan fixes the net."""
+    from ..planning.planner import choose_width
+
+    budget = overrides.get("train.time_budget_minutes")
+    planned = plan.config.get("model.options.base_features")
+    if (
+        not budget
+        or budget == plan.budget_minutes
+        or "train.epochs" in overrides
+        or any(k == "model" or k.startswith("model.") for k in overrides)
+        or not plan.timed_widths()
+    ):
+        return None
+    best, steps, _ = choose_width(plan.timed_widths(), budget)  # as the planner chooses
+    width = best.candidate.base_features
+    if width == planned:
+        return None
+    return (
+        f"plan: width {width} would suit this run's {budget:g} minutes better than the plan's "
+        f"{planned} (made for {plan.budget_minutes:g}; {steps} steps of it in the budget): plan "
+        f"again ('unetkit plan DATA --time-budget {budget:g}') or add --set "
+        f"model.options.base_features={width}"
+    )
+
+
 def _rejudge_batch(plan, overrides: dict, values: dict) -> None:
     """Judge the short-run halving of the planned batch again, in ``values``, for another budget
     or width.
@@ -584,8 +612,9 @@ def configure_new_run(args, configure=_configure):
         chosen_net = {**{k: v for k, v in inherited.items() if k.startswith("model.")}, **chosen}
         planned = planned_values(plan, chosen_net)
         note = _width_note(plan, chosen_net, _run_folds(plan, chosen_net, planned))
-        if note:
-            print(note)
+        for line in (note, _width_hint(plan, chosen_net)):
+            if line:
+                print(line)
         if planned.get("train.batch_size", plan.config.get("train.batch_size")) != (
             plan.config.get("train.batch_size")
         ):

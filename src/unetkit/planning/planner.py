@@ -226,28 +226,38 @@ class Plan:
         except (OSError, ValueError) as exc:
             raise DataError(f"cannot read the plan ({exc})", path) from None
 
+    def timed_widths(self) -> list[Measurement]:
+        """The probe's timings at the planned patch and full batch, one per width it timed (the
+        probe times one depth per patch: a 3D topology may plan another depth after it)."""
+        patch = list(self.config.get("data.patch_size") or [])
+        out = []
+        for m in self.measurements:
+            width, seconds = m.get("base_features"), m.get("seconds_per_step") or 0
+            if (
+                list(m.get("patch") or []) == patch
+                and m.get("batch_size") == self.full_batch
+                and isinstance(width, int)
+                and width > 0
+                and seconds > 0
+            ):
+                depth = m.get("depth", 0)
+                cand = Candidate(m.get("model", MODEL), width, depth, tuple(patch), self.full_batch)
+                out.append(Measurement(cand, float(seconds), cached=True))
+        return out
+
     def step_seconds(self, width: int) -> Optional[tuple[float, bool]]:
         """Seconds per training step of a ``width``-wide net at the planned patch and full batch,
         and whether the probe measured it: a width it did not time is estimated from the
         nearest one it did (a convolution's FLOPs grow with the width squared). ``None`` where the
         plan holds no measurement at its patch (plans saved before ``full_batch``)."""
-        patch = list(self.config.get("data.patch_size") or [])
-        same = [  # the probe times one depth per patch (a 3D topology may plan another after)
-            m
-            for m in self.measurements
-            if list(m.get("patch") or []) == patch
-            and m.get("batch_size") == self.full_batch
-            and isinstance(m.get("base_features"), int)
-            and m["base_features"] > 0
-            and (m.get("seconds_per_step") or 0) > 0
-        ]
-        if not same or not isinstance(width, int) or width <= 0:
+        timed = self.timed_widths()
+        if not timed or not isinstance(width, int) or width <= 0:
             return None
-        for m in same:
-            if m["base_features"] == width:
-                return float(m["seconds_per_step"]), True
-        near = min(same, key=lambda m: abs(math.log(m["base_features"] / width)))
-        return float(near["seconds_per_step"]) * (width / near["base_features"]) ** 2, False
+        for m in timed:
+            if m.candidate.base_features == width:
+                return m.seconds_per_step, True
+        near = min(timed, key=lambda m: abs(math.log(m.candidate.base_features / width)))
+        return near.seconds_per_step * (width / near.candidate.base_features) ** 2, False
 
     def table(self) -> str:
         """The decisions as an aligned text table: name, value, reason."""
