@@ -123,8 +123,9 @@ FULL_AUGMENTATION_STEPS = 2000
 #: DRIVE's vessel Dice 0.784 → 0.797 on the fp32 path (width 16) and MoNuSeg's Dice / object F1
 #: 0.810 / 0.799 → 0.816 / 0.805 on the bf16 path (width 32) and the grey nuclei's object F1
 #: 0.722 → 0.742 (fp32), and was level elsewhere (ISBI, DRIVE bf16, MoNuSeg fp32: within
-#: ±0.004); at 10 minutes (MoNuSeg bf16, 763 steps of 16) level too. The rate decays on the clock
-#: either way. Runs of 2000 steps and more keep 1e-3: they were not measured with 3e-3
+#: ±0.004); at 10 minutes (MoNuSeg bf16, 763 steps of 16) and at ≈ 1,175 steps (ISBI bf16, width
+#: 16) level too. The rate decays on the clock either way. Runs of 2000 steps and more keep
+#: 1e-3: they were not measured with 3e-3
 LR = 1e-3
 SHORT_RUN_LR = 3e-3
 #: what the exact symmetries leave out: every resampling and every change of intensity
