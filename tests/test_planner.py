@@ -658,3 +658,6 @@ def test_train_says_how_many_steps_a_width_of_the_users_own_gets(tmp_path, capsy
     )
     cfg = RunConfig.from_yaml(run / "config.yaml")
     assert cfg.model.options["base_features"] == 16 and cfg.train.batch_size == 32
+    # the plan in the checkpoint holds plain numbers (the fake probe's timings are numpy floats)
+    plan_in_ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["extra"]["plan"]
+    assert plan_in_ckpt["measurements"] == plan.to_dict()["measurements"]

@@ -198,7 +198,7 @@ def measure(
     def timed(cand: Candidate) -> Measurement:
         if progress:
             progress(f"probing {cand.key()} …")
-        seconds = (
+        seconds = float(  # a plain float: plans go into checkpoints, loaded weights-only
             timer(cand)
             if timer is not None
             else time_training_step(cand, in_channels, num_classes, spatial_dims, device, dtype)
