@@ -12,7 +12,13 @@ import torch
 from PIL import Image
 
 from unetkit import cli
-from unetkit.commands.train import _width_hint, _width_note, apply_overrides, planned_values
+from unetkit.commands.train import (
+    _folds_note,
+    _width_hint,
+    _width_note,
+    apply_overrides,
+    planned_values,
+)
 from unetkit.config import RunConfig
 from unetkit.data.transforms import (
     RandomFlip,
@@ -249,8 +255,52 @@ def test_the_augmentation_is_judged_again_on_each_models_steps():
     )
 
 
+def test_a_saved_plan_judges_its_folds_again_on_the_runs_steps():
+    # 30 cases, 60 minutes: 3600 steps of width 64 make 3 folds of 1200 (5 would get 720 < 1200)
+    plan = make_plan(FakeFingerprint(cases=30), 60, "cpu", timer=speed(0.05))
+    assert plan.config["train.folds"] == 3 and plan.model_steps == 1200
+    assert plan.config["model.options.base_features"] == 64
+    iters = plan.config["train.iters_per_epoch"]
+    assert planned_values(plan, {})["train.folds"] == 3  # the plan's own steps: as planned
+    assert _folds_note(plan, planned_values(plan, {}), {}) is None
+    # followed for 6 minutes: 360 steps in all, too few to share: one model, short-run rules on
+    # its 360 steps (batch halved), its epochs three folds' worth of steps at twice the batch
+    short = planned_values(plan, {"train.time_budget_minutes": 6})
+    assert short["train.folds"] == 1 and short["train.batch_size"] == 8
+    assert short["train.iters_per_epoch"] == iters * 3 * 2
+    assert _folds_note(plan, short, {"train.time_budget_minutes": 6}) == (
+        "plan: one model, not the plan's 3 folds: this run (6 minutes) has 360 steps in all, the "
+        "plan 3600; --folds K to choose"
+    )
+    # followed for 120 minutes: 7200 steps, 5 folds of 1440 each (≥ width 64's 1200)
+    long = planned_values(plan, {"train.time_budget_minutes": 120})
+    assert long["train.folds"] == 5 and long["train.iters_per_epoch"] == iters * 3 // 5
+    # a width of the user's own: width 128 steps 4× slower, 900 steps: one model
+    wide = planned_values(plan, {"model.options.base_features": 128})
+    assert wide["train.folds"] == 1
+    assert "this run (width 128) has 900 steps" in _folds_note(
+        plan, wide, {"model.options.base_features": 128}
+    )
+    # the user's folds, fixed epochs, a validation folder: not judged again
+    assert "train.folds" not in planned_values(
+        plan, {"train.time_budget_minutes": 6, "train.folds": 5}
+    )
+    for mine in ({"train.epochs": 3}, {"data.val_dir": "val"}):
+        assert "train.folds" not in planned_values(plan, {"train.time_budget_minutes": 6, **mine})
+    # one model planned for 5 minutes (1200 steps: 3 folds would get 400), followed for 30: folds
+    one = make_plan(FakeFingerprint(cases=30), 5, "cpu", timer=speed(0.05))
+    assert one.config["train.folds"] == 1
+    assert planned_values(one, {"train.time_budget_minutes": 30})["train.folds"] == 5
+    # many cases: one model whatever the budget; a plan saved before its steps keeps its folds
+    many = make_plan(FakeFingerprint(cases=100), 60, "cpu", timer=speed(0.05))
+    assert planned_values(many, {"train.time_budget_minutes": 600})["train.folds"] == 1
+    old = Plan.from_dict({k: v for k, v in plan.to_dict().items() if k != "model_steps"})
+    assert planned_values(old, {"train.time_budget_minutes": 6})["train.folds"] == 3
+
+
 def test_a_saved_plan_judges_the_short_run_batch_again_on_the_runs_budget():
-    short = make_plan(FakeFingerprint(), 5, "cpu", timer=speed(1.0))
+    # 100 cases: one model at any budget (30 would train folds at 60 minutes, which share steps)
+    short = make_plan(FakeFingerprint(cases=100), 5, "cpu", timer=speed(1.0))
     # 240 steps of 16 at 5 minutes: halved to 4, epochs of 96 steps
     assert short.full_batch == 16 and short.config["train.batch_size"] == 4
     iters = short.config["train.iters_per_epoch"]
@@ -273,9 +323,12 @@ def test_a_saved_plan_judges_the_short_run_batch_again_on_the_runs_budget():
     )
     # and the other way round: a long plan followed for 5 minutes halves its batch
     assert (
-        make_plan(FakeFingerprint(), 60, "cpu", timer=speed(1.0)).config["train.batch_size"] == 16
+        make_plan(FakeFingerprint(cases=100), 60, "cpu", timer=speed(1.0)).config[
+            "train.batch_size"
+        ]
+        == 16
     )
-    long_plan = make_plan(FakeFingerprint(), 60, "cpu", timer=speed(1.0))
+    long_plan = make_plan(FakeFingerprint(cases=100), 60, "cpu", timer=speed(1.0))
     assert planned_values(long_plan, {"train.time_budget_minutes": 5})["train.batch_size"] == 4
     # the full batch is saved with the plan; a plan saved without it keeps its batch
     assert Plan.from_dict(short.to_dict()).full_batch == 16
@@ -292,7 +345,8 @@ def test_a_saved_plan_judges_the_short_run_batch_again_on_the_runs_budget():
 def test_a_short_run_gets_a_higher_learning_rate_judged_again_on_each_models_steps():
     assert plan_lr(FULL_AUGMENTATION_STEPS - 1)[0] == SHORT_RUN_LR > LR
     assert plan_lr(FULL_AUGMENTATION_STEPS)[0] == LR
-    short = make_plan(FakeFingerprint(), 5, "cpu", timer=speed(1.0))  # 240 steps
+    # 240 steps; 100 cases: one model for any budget (folds would share a longer one's steps)
+    short = make_plan(FakeFingerprint(cases=100), 5, "cpu", timer=speed(1.0))
     assert short.config["train.lr"] == SHORT_RUN_LR
     assert _decision(short, "schedule").reason.startswith(f"AdamW lr {SHORT_RUN_LR:g} (240 steps")
     fast = make_plan(FakeFingerprint(cases=100), 60, "cpu", timer=speed(0.01))

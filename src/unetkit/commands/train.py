@@ -51,7 +51,8 @@ fold_{K-1} (each a run folder as above), sharing the time budget out as they go 
 what is left divided by the folds left), then writes RUN_DIR/ensemble.json with every fold's best
 score and their mean; 'unetkit predict RUN_DIR …' averages the folds' probabilities. The plan
 chooses K > 1 itself only for small data (≤ 40 cases) when every fold still gets enough steps,
-and never with --val or a fixed --epochs.
+and never with --val or a fixed --epochs; a saved plan followed with another --time-budget
+judges its folds again on that budget's steps.
 """
 
 # flag → dotted config key
@@ -290,7 +291,8 @@ def planned_values(plan, overrides: dict) -> dict:
     folds (folds share a budget; with fixed epochs they would multiply the run: ``--folds`` still
     asks for them); a model preset other than the planned one keeps the planned width and depth
     only where that preset takes them; planned folds (``train.folds``) give way to a validation
-    folder, a chosen fold (``--num-folds/--fold``) and torchrun, and folds other than the planned
+    folder, a chosen fold (``--num-folds/--fold``) and torchrun, are judged again on the run's
+    steps for another budget or width (:func:`_rejudge_folds`), and folds other than the planned
     ones scale the planned epoch length (each fold's share of the steps).
     """
     from ..models import MODELS
@@ -321,6 +323,7 @@ def planned_values(plan, overrides: dict) -> dict:
     if "train.epochs" in overrides:  # a fixed number of epochs: not the planned clock schedule,
         values = {k: v for k, v in values.items() if k not in SCHEDULE_KEYS}
         values.pop("train.folds", None)  # nor planned folds (K folds would run K times as long)
+    _rejudge_folds(plan, overrides, values)
     planned, folds = plan.config.get("train.folds", 1), _run_folds(plan, overrides, values)
     if folds != planned and "train.iters_per_epoch" in values:
         # the planned epochs cut each fold's share of the steps: other folds, other shares
@@ -346,12 +349,58 @@ def planned_values(plan, overrides: dict) -> dict:
 
 
 def _run_folds(plan, overrides: dict, values: dict) -> int:
-    """The folds the run trains: the planned ones while ``values`` keeps them (or where the user's
-    are no count: the config check names them), else the user's (1 without ``--folds``)."""
+    """The folds the run trains: the planned ones while ``values`` keeps them (as judged again
+    for this run's steps, :func:`_rejudge_folds`; the plan's where the user's are no count: the
+    config check names them), else the user's (1 without ``--folds``)."""
     folds = overrides.get("train.folds", 1)
-    if "train.folds" in values or not isinstance(folds, int) or folds < 1:
+    if "train.folds" in values:
+        return values["train.folds"]
+    if not isinstance(folds, int) or folds < 1:
         return plan.config.get("train.folds", 1)
     return folds
+
+
+def _rejudge_folds(plan, overrides: dict, values: dict) -> None:
+    """Judge the planned folds again, in ``values``, where a saved plan is followed with another
+    ``--time-budget`` or the user sets the width: K folds share the run's steps, so a plan made
+    for 30 minutes with 5 folds, followed for 5, would give each fold a sixth of what the rule
+    asks (:func:`plan_folds`, on the steps of the whole run, :func:`_budget_steps`). This run's
+    folds are judged, not the plan's: the run has no validation folder (one given drops the
+    planned folds). Folds of the user's own, a fixed ``--epochs`` and plans saved before their
+    steps were keep what they have."""
+    from ..planning.planner import plan_folds
+
+    steps = _budget_steps(plan, overrides)
+    cases = plan.fingerprint.get("cases")
+    if "train.folds" not in values or steps is None or not isinstance(cases, int):
+        return
+    if round(steps) == plan.model_steps * plan.config.get("train.folds", 1):
+        return  # the plan's own steps: its own decision stands
+    width = overrides.get("model.options.base_features")
+    if _width_speed(plan, overrides) == 1.0:
+        width = plan.config.get("model.options.base_features")
+    budget = overrides.get("train.time_budget_minutes") or plan.budget_minutes
+    values["train.folds"] = plan_folds(cases, int(steps), width, budget, False)[0]
+
+
+def _folds_note(plan, planned: dict, chosen: dict):
+    """One line where :func:`_rejudge_folds` changed the planned folds (``None`` otherwise)."""
+    folds, theirs = planned.get("train.folds"), plan.config.get("train.folds", 1)
+    if folds is None or folds == theirs:
+        return None
+    steps = int(_budget_steps(plan, chosen))
+    on = []
+    if _width_speed(plan, chosen) != 1.0:
+        on.append(f"width {chosen['model.options.base_features']}")
+    budget = chosen.get("train.time_budget_minutes") or plan.budget_minutes
+    if budget != plan.budget_minutes:
+        on.append(f"{budget:g} minutes")
+    each = f"{folds} folds of {steps // folds} steps each" if folds > 1 else "one model"
+    return (
+        f"plan: {each}, not the plan's {theirs} fold{'s' if theirs > 1 else ''}: this run "
+        f"({', '.join(on)}) has {steps} steps in all, the plan {plan.model_steps * theirs}; "
+        "--folds K to choose"
+    )
 
 
 def _rejudge_short_run(plan, overrides: dict, values: dict, folds: int) -> None:
@@ -612,7 +661,7 @@ def configure_new_run(args, configure=_configure):
         chosen_net = {**{k: v for k, v in inherited.items() if k.startswith("model.")}, **chosen}
         planned = planned_values(plan, chosen_net)
         note = _width_note(plan, chosen_net, _run_folds(plan, chosen_net, planned))
-        for line in (note, _width_hint(plan, chosen_net)):
+        for line in (note, _width_hint(plan, chosen_net), _folds_note(plan, planned, chosen_net)):
             if line:
                 print(line)
         if planned.get("train.batch_size", plan.config.get("train.batch_size")) != (
