@@ -363,11 +363,11 @@ def _run_folds(plan, overrides: dict, values: dict) -> int:
 def _rejudge_folds(plan, overrides: dict, values: dict) -> None:
     """Judge the planned folds again, in ``values``, where a saved plan is followed with another
     ``--time-budget`` or the user sets the width: K folds share the run's steps, so a plan made
-    for 30 minutes with 5 folds, followed for 5, would give each fold a sixth of what the rule
-    asks (:func:`plan_folds`, on the steps of the whole run, :func:`_budget_steps`). This run's
-    folds are judged, not the plan's: the run has no validation folder (one given drops the
-    planned folds). Folds of the user's own, a fixed ``--epochs`` and plans saved before their
-    steps were keep what they have."""
+    for 30 minutes with 5 folds, followed for 5, would give each fold a sixth of the steps the
+    plan found enough (:func:`plan_folds`, on the steps of the whole run, :func:`_budget_steps`).
+    This run's folds are judged, not the plan's: the run has no validation folder (one given
+    drops the planned folds). Folds of the user's own, a fixed ``--epochs`` and plans saved
+    before their steps were keep what they have."""
     from ..planning.planner import plan_folds
 
     steps = _budget_steps(plan, overrides)
