@@ -27,6 +27,44 @@ def _probe_cache(tmp_path_factory):
         os.environ["UNETKIT_CACHE_DIR"] = previous
 
 
+#: The process-wide thread settings a test may change without meaning to: torch's intra-op threads
+#: (an in-process ``unetkit train --threads 1``) and the thread variables of the environment (a Dask
+#: ``LocalCluster`` writes its workers' OMP/MKL/OpenBLAS/malloc settings into ``os.environ``).
+_THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MALLOC_TRIM_THRESHOLD_",
+)
+
+
+@pytest.fixture(scope="session")
+def _session_threads():
+    return torch.get_num_threads(), {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _threads_restored(_session_threads):
+    """Every test module starts and ends with the session's threads. Without this, one in-process
+    CLI test with ``--threads 1`` left every later module, the real-data tests included, on one of
+    the two cores (ISBI's slow test: 451 s in CI against 267 s alone), and subprocesses started
+    after the Dask tests inherited ``OMP_NUM_THREADS=1``. Per module, not per test, so that a
+    module may run all its tests on one thread on purpose (its own module fixture)."""
+    _restore_threads(*_session_threads)
+    yield
+    _restore_threads(*_session_threads)
+
+
+def _restore_threads(threads: int, variables: dict) -> None:
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    for name, value in variables.items():
+        if value is None:
+            os.environ.pop(name, None)
+        elif os.environ.get(name) != value:
+            os.environ[name] = value
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -8,6 +8,7 @@ measured on an AVX2 CPU (fp32) Dice 0.717, AUC 0.933 in 164 s (8 epochs validate
 from __future__ import annotations
 
 import pytest
+import torch
 
 from unetkit.config import RunConfig
 from unetkit.evaluation import evaluate_folders
@@ -50,7 +51,8 @@ def test_drive_recipe_segments_vessels_inside_the_fov(shared_data, tmp_path):
     )
     dice, auc = scores.mean("dice"), scores.mean("auc")
     print(
-        f"DRIVE val (inside FOV): Dice {dice:.4f}, AUC {auc:.4f}, {result.epochs_completed} epochs"
+        f"DRIVE val (inside FOV): Dice {dice:.4f}, AUC {auc:.4f}, {result.epochs_completed} epochs, "
+        f"{torch.get_num_threads()} threads"
     )
     assert dice >= 0.60
     assert auc >= 0.88

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from unetkit.config import RunConfig
@@ -53,7 +54,7 @@ def test_isbi2012_recipe_learns_membranes_in_fixed_steps(shared_data, tmp_path):
     pixel_error, membrane_dice = float(np.mean(errors)), float(np.mean(dices))
     print(
         f"ISBI 2012 val: pixel error {pixel_error:.4f}, membrane Dice {membrane_dice:.4f}, "
-        f"{result.epochs_completed} epochs"
+        f"{result.epochs_completed} epochs, {torch.get_num_threads()} threads"
     )
     assert pixel_error <= 0.10
     assert membrane_dice >= 0.75
