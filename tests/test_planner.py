@@ -16,6 +16,7 @@ from unetkit.commands.train import (
     _folds_note,
     _width_hint,
     _width_note,
+    _yours_note,
     apply_overrides,
     planned_values,
 )
@@ -702,6 +703,8 @@ def test_train_says_how_many_steps_a_width_of_the_users_own_gets(tmp_path, capsy
     assert plan.config["model.options.base_features"] == 32 and plan.model_steps == 384
     assert plan.config["train.batch_size"] == 16 and plan.full_batch == 32
     out = capsys.readouterr().out
+    # the table shows the planned width 32; the line under it says which one trains
+    assert "plan: yours, not the plan's: model.options.base_features 16 (planned 32)" in out
     assert (
         "plan: width 16 gets ≈ 1536 steps per model (the planned width 32: 384; measured): the "
         "short-run rules are judged on them" in out
@@ -715,3 +718,17 @@ def test_train_says_how_many_steps_a_width_of_the_users_own_gets(tmp_path, capsy
     # the plan in the checkpoint holds plain numbers (the fake probe's timings are numpy floats)
     plan_in_ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)["extra"]["plan"]
     assert plan_in_ckpt["measurements"] == plan.to_dict()["measurements"]
+
+
+def test_values_of_the_users_own_are_named_under_the_plan_table():
+    plan = make_plan(FakeFingerprint(cases=100), 10, "cpu", timer=speed(0.05))
+    lr, patch = plan.config["train.lr"], plan.config["data.patch_size"]
+    assert _yours_note(plan, {}) is None
+    # the plan's own values given again (a tuple for its list, 10 for 10.0) replace nothing
+    same = {"data.patch_size": tuple(patch), "train.time_budget_minutes": 10}
+    assert _yours_note(plan, same) is None
+    mine = {"train.lr": 1e-4, "data.patch_size": [64, 64], "train.seed": 3}  # no seed is planned
+    assert _yours_note(plan, mine) == (
+        f"plan: yours, not the plan's: train.lr 0.0001 (planned {lr:g}); "
+        f"data.patch_size [64, 64] (planned [{patch[0]}, {patch[1]}])"
+    )

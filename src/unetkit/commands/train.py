@@ -403,6 +403,29 @@ def _folds_note(plan, planned: dict, chosen: dict):
     )
 
 
+def _yours_note(plan, chosen: dict):
+    """One line naming the planned values that the user's own replace (``None`` if none do).
+
+    The plan table above it shows what the planner chose; without this line a user who passed
+    ``--set train.lr=0.001`` reads "lr 0.003" there and cannot tell which one trains. ``chosen``
+    are the flags (and, with ``--plan``, the config file's values)."""
+    replaced = [
+        f"{key} {_shown(value)} (planned {_shown(plan.config[key])})"
+        for key, value in chosen.items()
+        if key in plan.config and _shown(value) != _shown(plan.config[key])
+    ]
+    return f"plan: yours, not the plan's: {'; '.join(replaced)}" if replaced else None
+
+
+def _shown(value) -> str:
+    """A config value as the plan table and ``--set`` write it (tuples as lists, 10.0 as 10)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_shown(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
 def _rejudge_short_run(plan, overrides: dict, values: dict, folds: int) -> None:
     """Judge the planned augmentation and learning rate again on the steps each model now gets,
     in ``values``.
@@ -661,7 +684,8 @@ def configure_new_run(args, configure=_configure):
         chosen_net = {**{k: v for k, v in inherited.items() if k.startswith("model.")}, **chosen}
         planned = planned_values(plan, chosen_net)
         note = _width_note(plan, chosen_net, _run_folds(plan, chosen_net, planned))
-        for line in (note, _width_hint(plan, chosen_net), _folds_note(plan, planned, chosen_net)):
+        notes = (_yours_note(plan, chosen), note, _width_hint(plan, chosen_net))
+        for line in (*notes, _folds_note(plan, planned, chosen_net)):
             if line:
                 print(line)
         if planned.get("train.batch_size", plan.config.get("train.batch_size")) != (
