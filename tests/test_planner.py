@@ -730,5 +730,5 @@ def test_values_of_the_users_own_are_named_under_the_plan_table():
     mine = {"train.lr": 1e-4, "data.patch_size": [64, 64], "train.seed": 3}  # no seed is planned
     assert _yours_note(plan, mine) == (
         f"plan: yours, not the plan's: train.lr 0.0001 (planned {lr:g}); "
-        f"data.patch_size [64, 64] (planned [{patch[0]}, {patch[1]}])"
+        f"data.patch_size 64×64 (planned {patch[0]}×{patch[1]})"
     )

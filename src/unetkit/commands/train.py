@@ -408,22 +408,16 @@ def _yours_note(plan, chosen: dict):
 
     The plan table above it shows what the planner chose; without this line a user who passed
     ``--set train.lr=0.001`` reads "lr 0.003" there and cannot tell which one trains. ``chosen``
-    are the flags (and, with ``--plan``, the config file's values)."""
+    are the flags (and, with ``--plan``, the config file's values), compared as the table writes
+    them (a tuple equals its list, 10 equals 10.0)."""
+    from ..planning.planner import show_value
+
     replaced = [
-        f"{key} {_shown(value)} (planned {_shown(plan.config[key])})"
+        f"{key} {show_value(value)} (planned {show_value(plan.config[key])})"
         for key, value in chosen.items()
-        if key in plan.config and _shown(value) != _shown(plan.config[key])
+        if key in plan.config and show_value(value) != show_value(plan.config[key])
     ]
     return f"plan: yours, not the plan's: {'; '.join(replaced)}" if replaced else None
-
-
-def _shown(value) -> str:
-    """A config value as the plan table and ``--set`` write it (tuples as lists, 10.0 as 10)."""
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_shown(v) for v in value) + "]"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
 
 
 def _rejudge_short_run(plan, overrides: dict, values: dict, folds: int) -> None:

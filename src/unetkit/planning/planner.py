@@ -262,7 +262,7 @@ class Plan:
 
     def table(self) -> str:
         """The decisions as an aligned text table: name, value, reason."""
-        rows = [(d.name, _show(d.value), d.reason) for d in self.decisions]
+        rows = [(d.name, show_value(d.value), d.reason) for d in self.decisions]
         w0 = max(len(r[0]) for r in rows)
         w1 = max(len(r[1]) for r in rows)
         head = (
@@ -273,7 +273,8 @@ class Plan:
         return "\n".join(lines)
 
 
-def _show(value: Any) -> str:
+def show_value(value: Any) -> str:
+    """A planned value as the plan table writes it (a patch as 128×128, 10.0 as 10)."""
     if isinstance(value, (list, tuple)):
         return "×".join(str(v) for v in value)
     if isinstance(value, float):
