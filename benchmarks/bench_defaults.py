@@ -26,8 +26,12 @@ sets unetkit is also judged on: MoNuSeg's haematoxylin channel as bright nuclei 
 odd sizes and saved as RGBA (:func:`make_fluorescence_set`). unetkit trains on its train split
 alone, as ``unetkit train DATA --time-budget M`` with no ``--val`` (it holds out its own
 validation images), and both recipes are scored on the val split, which the run never saw.
+``polyp-like`` stands in for the colour endoscopy sets of varying size in the same way: DRIVE's
+fundus images resized to 481–1348 px wide, each with one or two large, low-contrast dome-shaped
+objects drawn in (:func:`make_polyp_set`); trained and scored as ``monuseg-fluo``.
 
     python benchmarks/bench_defaults.py [--minutes 5] [--sets isbi2012,drive,monuseg]
+        (or --sets monuseg-fluo,polyp-like)
         [--recipes unetkit,example,monai] [--data ../shared/data] [--out results.json] [--keep DIR]
 """
 
@@ -48,18 +52,33 @@ from scoring import case_scores, mean_scores
 
 REPO = Path(__file__).resolve().parents[1]
 SETS = ("isbi2012", "drive", "monuseg")
-#: Sets built here from a shared one (see :func:`make_fluorescence_set`); not in the default list.
-DERIVED = ("monuseg-fluo",)
+#: Sets built here from a shared one (:func:`make_fluorescence_set`, :func:`make_polyp_set`), by
+#: the shared set each is made from; not in the default list.
+DERIVED = {"monuseg-fluo": "monuseg", "polyp-like": "drive"}
 #: What each set's Dice measures; ISBI 2012's structure is the mask value 0 (membrane).
 STRUCTURE = {
     "isbi2012": "membrane",
     "drive": "vessels in the field of view",
     "monuseg": "nuclei",
     "monuseg-fluo": "nuclei",
+    "polyp-like": "polyps",
 }
 #: Crop sizes (H, W) of the fluorescence-like set: the odd sizes of fluorescence nuclei sets
 #: (BBBC038 / DSB 2018 ship 256×256, 256×320, 260×347, 360×360, 520×696, 512×640 and strips).
 FLUO_SIZES = ((256, 256), (256, 320), (260, 347), (360, 360), (520, 696), (161, 519), (512, 640))
+#: Sizes (H, W) of the endoscopy-like set (:func:`make_polyp_set`): the 481–1348 px widths of the
+#: endoscopy frames #14 names, at their usual 4:3 to 5:4 aspect.
+POLYP_SIZES = (
+    (400, 481),
+    (480, 576),
+    (500, 622),
+    (576, 720),
+    (640, 810),
+    (768, 1000),
+    (1080, 1348),
+)
+#: the polyps' mean radius as a fraction of the image's short side (0.16–0.5 of it across)
+POLYP_RADIUS = (0.08, 0.25)
 THREADS = 2
 CROP, BATCH = 256, 4
 
@@ -100,6 +119,104 @@ def make_fluorescence_set(monuseg: Path, out: Path) -> Path:
                 Image.fromarray(inst[window].astype(np.uint16)).save(
                     out / split / "instances" / name
                 )
+    return out
+
+
+def _polyp(shape: tuple[int, int], fov: np.ndarray, rng: np.random.Generator):
+    """One polyp-like object in an image of ``shape``: its mask, its dome height (0 at the edge, 1
+    at the top) and its surface normal, centred inside the field of view ``fov``."""
+    h, w = shape
+    radius = rng.uniform(*POLYP_RADIUS) * min(h, w)
+    ys, xs = np.nonzero(fov)
+    k = rng.integers(0, len(ys))
+    cy, cx = int(ys[k]), int(xs[k])
+    aspect, angle = rng.uniform(0.7, 1.0), rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[:h, :w].astype(np.float32)
+    dy, dx = yy - cy, xx - cx
+    u = dx * np.cos(angle) + dy * np.sin(angle)
+    v = (-dx * np.sin(angle) + dy * np.cos(angle)) / aspect
+    phi = np.arctan2(v, u)
+    wobble = 1 + sum(
+        rng.uniform(0, 0.08) * np.cos(j * phi + rng.uniform(0, 2 * np.pi)) for j in range(2, 6)
+    )
+    rho = np.hypot(u, v) / (radius * wobble)  # 1 on the wobbly edge
+    mask = rho < 1
+    height = np.clip(1 - rho**2, 0, 1)  # a low dome: the slopes stay gentle up to its edge
+    gy, gx = np.gradient(height * radius * 0.6)
+    normal = np.stack([-gx, -gy, np.ones_like(gx)])
+    normal /= np.linalg.norm(normal, axis=0)
+    return mask, height, normal, rho
+
+
+def make_polyp_set(drive: Path, out: Path) -> Path:
+    """An endoscopy-like colour set of large low-contrast objects ("polyps") from DRIVE's fundus images.
+
+    The hidden endoscopy sets #14 names (colour, 481–1348 px wide, one large polyp per image) have
+    no public stand-in on this disk. Here each DRIVE image (reddish, textured, black outside a
+    round field of view, as endoscopy frames are) is resized to one of :data:`POLYP_SIZES` and gets
+    one polyp-like object (two in one image of six): a dome 0.16–0.5 × the short side across, with
+    a wobbly edge, lit from one side (shading and specular spots), a faint shadow on the other,
+    slightly redder than the tissue, and the tissue's own texture from elsewhere in the image
+    inside it (so its vessels do not continue across the edge). Its colour alone does not tell it
+    from the tissue; the shading, the edge and its size do, so a net must see most of the object.
+    Two variants of each image, seeded by name; masks binary 0/255. Returns ``out`` holding
+    ``train/`` and ``val/`` (DRIVE's own split).
+    """
+    from PIL import Image
+    from scipy import ndimage
+    from skimage.transform import resize
+
+    k = 0
+    for split in ("train", "val"):
+        for sub in ("images", "masks"):
+            (out / split / sub).mkdir(parents=True, exist_ok=True)
+        for path in sorted((drive / split / "images").glob("*.png")):
+            source = read_png(path)[..., :3].astype(np.float32)
+            source_fov = read_png(drive / split / "fov" / path.name) > 0
+            for variant in range(2):
+                rng = np.random.default_rng([int(path.stem), variant])
+                h, w = POLYP_SIZES[k % len(POLYP_SIZES)]
+                k += 1
+                tissue = resize(source, (h, w), order=1, anti_aliasing=True)
+                fov = resize(source_fov.astype(np.float32), (h, w), order=1) > 0.5
+                core = fov & (resize(source_fov.astype(np.float32), (h, w), order=0) > 0)
+                depth = ndimage.distance_transform_edt(core)
+                inner = depth > 0.15 * min(h, w)  # centres 15 % of the short side off the FOV edge
+                deep = depth > 0.03 * min(h, w)  # off the dark rim: detail taken from here only
+                sigma = (0.03 * min(h, w), 0.03 * min(h, w), 0)
+                smooth = np.maximum(ndimage.gaussian_filter(tissue, sigma), 1.0)
+                image, mask = tissue.copy(), np.zeros((h, w), bool)
+                light = np.array(
+                    [*rng.normal(0, 0.3, 2), 1.0]
+                )  # near the camera, as an endoscope's
+                light /= np.linalg.norm(light)
+                for _ in range(2 if rng.random() < 1 / 6 else 1):
+                    inside, height, normal, rho = _polyp((h, w), inner, rng)
+                    inside &= fov  # the field of view cuts it, as the frame cuts a polyp
+                    # the detail of tissue elsewhere at the local brightness of the tissue here
+                    shift = tuple(int(s) for s in rng.integers(-min(h, w) // 3, min(h, w) // 3, 2))
+                    ratio = np.roll(tissue / smooth, shift, axis=(0, 1))
+                    usable = np.roll(deep, shift, axis=(0, 1))[..., None]
+                    texture = np.where(usable, ratio * smooth, tissue)
+                    lit = np.tensordot(light, normal, axes=1)
+                    shade = 0.7 + 0.35 * lit
+                    tint = np.array([rng.uniform(1.02, 1.08), rng.uniform(0.92, 0.98), 0.95])
+                    dome = texture * tint * shade[..., None]
+                    edge = np.clip((1 - rho) / 0.08, 0, 1)[
+                        ..., None
+                    ]  # a soft edge, 8 % of the radius
+                    image = image * (1 - edge) + dome * edge
+                    rim = (rho >= 1) & (rho < 1.06)  # a faint shadow around it
+                    image[rim] *= 0.93
+                    spec = lit > 0.998
+                    image[spec & inside] = 0.6 * image[spec & inside] + 0.4 * 255
+                    mask |= inside
+                image = image * rng.uniform(0.85, 1.15) + rng.normal(0, 3, image.shape)
+                image[~fov] = tissue[~fov]
+                name = f"{path.stem}_{variant}.png"
+                rgb = np.clip(image, 0, 255).astype(np.uint8)
+                Image.fromarray(rgb).save(out / split / "images" / name)
+                Image.fromarray((mask * 255).astype(np.uint8)).save(out / split / "masks" / name)
     return out
 
 
@@ -333,6 +450,8 @@ def run_all(
         root = data / name
         if name == "monuseg-fluo":
             root = make_fluorescence_set(data / "monuseg", work / f"{name}-data")
+        elif name == "polyp-like":
+            root = make_polyp_set(data / "drive", work / f"{name}-data")
         train, val = root / "train", root / "val"
         results[name] = {}
         for recipe in recipes:
@@ -393,7 +512,8 @@ def main() -> None:
         "--sets",
         default=",".join(SETS),
         help="comma-separated (default: the three shared sets); also monuseg-fluo, MoNuSeg made a "
-        "grey fluorescence-like set of odd sizes, trained without --val and scored on unseen images",
+        "grey fluorescence-like set of odd sizes, and polyp-like, DRIVE made an endoscopy-like set "
+        "of large objects; both trained without --val and scored on unseen images",
     )
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument(
@@ -417,13 +537,22 @@ def main() -> None:
     data = Path(args.data)
     for name in sets:
         if name not in STRUCTURE:
-            raise SystemExit(f"unknown set {name!r}; choose from {', '.join(SETS + DERIVED)}")
-        source = "monuseg" if name in DERIVED else name
+            raise SystemExit(
+                f"unknown set {name!r}; choose from {', '.join(SETS + tuple(DERIVED))}"
+            )
+        source = DERIVED.get(name, name)
         if not (data / source / "train" / "images").is_dir():
             raise SystemExit(
                 f"{source} not found under {data} (expects {source}/train and {source}/val)"
             )
-        if name in DERIVED:  # made from MoNuSeg's instance ids as well as its images
+        if name == "polyp-like":  # made inside DRIVE's field of view
+            for split in ("train", "val"):
+                if not (data / source / split / "fov").is_dir():
+                    raise SystemExit(
+                        f"{data / source / split / 'fov'} not found: {name} is made from DRIVE's "
+                        "images and their field-of-view masks (see ../shared/data/README)"
+                    )
+        if name == "monuseg-fluo":  # made from MoNuSeg's instance ids as well as its images
             for split in ("train", "val"):
                 if not (data / source / split / "instances").is_dir():
                     raise SystemExit(

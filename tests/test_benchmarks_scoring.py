@@ -11,9 +11,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import bench_defaults  # noqa: E402
 from bench_defaults import (  # noqa: E402
     FLUO_SIZES,
     make_fluorescence_set,
+    make_polyp_set,
     random_crop,
     read_png,
     structure,
@@ -130,6 +132,67 @@ def test_fluorescence_set_from_monuseg_keeps_masks_and_ids_of_each_crop(tmp_path
         window = np.s_[:h, :w] if path.stem.endswith("_0") else np.s_[1000 - h :, 1000 - w :]
         np.testing.assert_array_equal(inst, ids[window])
         np.testing.assert_array_equal(mask, (ids[window] > 0) * 255)
+
+
+def test_polyp_set_from_drive_puts_large_low_contrast_objects_inside_the_field_of_view(
+    tmp_path, monkeypatch
+):
+    """Each fundus image gives two endoscopy-like images of the listed sizes, each with one or two
+    large objects inside the field of view, about as bright as the tissue; the rest of the image
+    and everything outside the field of view stay the resized source's; seeded by name."""
+    from PIL import Image
+    from scipy import ndimage
+    from skimage.transform import resize
+
+    sizes = ((120, 150), (160, 200), (180, 240))
+    monkeypatch.setattr(bench_defaults, "POLYP_SIZES", sizes)
+    rng = np.random.default_rng(5)
+    src = tmp_path / "drive"
+    yy, xx = np.mgrid[:200, :190]
+    fov = (yy - 100) ** 2 + (xx - 95) ** 2 < 90**2
+    for split, names in (("train", ["21", "22"]), ("val", ["07"])):
+        for sub in ("images", "masks", "fov"):
+            (src / split / sub).mkdir(parents=True)
+        for name in names:
+            tissue = np.array([200, 90, 50]) + rng.normal(0, 12, (200, 190, 3))
+            rgb = np.where(fov[..., None], np.clip(tissue, 0, 255), 0).astype(np.uint8)
+            Image.fromarray(rgb).save(src / split / "images" / f"{name}.png")
+            Image.fromarray(np.zeros((200, 190), np.uint8)).save(
+                src / split / "masks" / f"{name}.png"
+            )
+            Image.fromarray((fov * 255).astype(np.uint8)).save(src / split / "fov" / f"{name}.png")
+    out = make_polyp_set(src, tmp_path / "polyp")
+    images = sorted((out / "train" / "images").glob("*.png"))
+    assert [p.name for p in images] == ["21_0.png", "21_1.png", "22_0.png", "22_1.png"]
+    assert sorted(p.name for p in (out / "val" / "masks").glob("*.png")) == ["07_0.png", "07_1.png"]
+    for k, path in enumerate(images):
+        h, w = sizes[k % len(sizes)]
+        img = np.asarray(Image.open(path)).astype(np.float64)
+        mask = np.asarray(Image.open(out / "train" / "masks" / path.name))
+        assert img.shape == (h, w, 3) and mask.shape == (h, w)
+        assert set(np.unique(mask)) == {0, 255}
+        objects = ndimage.label(mask > 0)[1]
+        assert 1 <= objects <= 2
+        # large: at least a (0.08 × short side × 0.7 × 0.68)-radius ellipse's area, at most the
+        # (0.25 × 1.32)-radius disc's per object
+        short = min(h, w)
+        area = (mask > 0).sum()
+        assert np.pi * (0.08 * 0.7 * 0.68 * short) ** 2 <= area
+        assert area <= objects * np.pi * (0.25 * 1.32 * short) ** 2
+        small_fov = resize(fov.astype(np.float64), (h, w), order=1) > 0.5
+        assert not (mask > 0)[~small_fov].any()
+        # low contrast: the objects' mean colour within 25 % of the tissue's around them
+        ring = ndimage.binary_dilation(mask > 0, iterations=6) & (mask == 0) & small_fov
+        inside, around = img[mask > 0].mean(0), img[ring].mean(0)
+        np.testing.assert_allclose(inside, around, rtol=0.25)
+        # outside the field of view (off its interpolated rim): the source's black, untouched by
+        # noise or tint
+        outside = ~ndimage.binary_dilation(small_fov, iterations=3)
+        assert outside.sum() > 0.1 * h * w and (img[outside] == 0).all()
+    again = make_polyp_set(src, tmp_path / "again")
+    for path in images:
+        same = again / "train" / "images" / path.name
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), np.asarray(Image.open(same)))
 
 
 def _measured(ours_s: float, monai_s: float, trainer: float, plain: float) -> tuple:
