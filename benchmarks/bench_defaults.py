@@ -123,8 +123,9 @@ def make_fluorescence_set(monuseg: Path, out: Path) -> Path:
 
 
 def _polyp(shape: tuple[int, int], fov: np.ndarray, rng: np.random.Generator):
-    """One polyp-like object in an image of ``shape``: its mask, its dome height (0 at the edge, 1
-    at the top) and its surface normal, centred inside the field of view ``fov``."""
+    """One polyp-like object in an image of ``shape``, centred at a random pixel of ``fov``: its
+    mask, its surface normal ``(3, H, W)`` and ``rho``, the distance from its centre in units of
+    its wobbly radius (1 on the edge)."""
     h, w = shape
     radius = rng.uniform(*POLYP_RADIUS) * min(h, w)
     ys, xs = np.nonzero(fov)
@@ -145,7 +146,7 @@ def _polyp(shape: tuple[int, int], fov: np.ndarray, rng: np.random.Generator):
     gy, gx = np.gradient(height * radius * 0.6)
     normal = np.stack([-gx, -gy, np.ones_like(gx)])
     normal /= np.linalg.norm(normal, axis=0)
-    return mask, height, normal, rho
+    return mask, normal, rho
 
 
 def make_polyp_set(drive: Path, out: Path) -> Path:
@@ -155,8 +156,8 @@ def make_polyp_set(drive: Path, out: Path) -> Path:
     no public stand-in on this disk. Here each DRIVE image (reddish, textured, black outside a
     round field of view, as endoscopy frames are) is resized to one of :data:`POLYP_SIZES` and gets
     one polyp-like object (two in one image of six): a dome 0.16–0.5 × the short side across, with
-    a wobbly edge, lit from one side (shading and specular spots), a faint shadow on the other,
-    slightly redder than the tissue, and the tissue's own texture from elsewhere in the image
+    a wobbly edge, lit from near the camera (darker toward its edge, specular spots), a faint
+    shadow around it, cut by the field of view, slightly redder than the tissue, and the tissue's own texture from elsewhere in the image
     inside it (so its vessels do not continue across the edge). Its colour alone does not tell it
     from the tissue; the shading, the edge and its size do, so a net must see most of the object.
     Two variants of each image, seeded by name; masks binary 0/255. Returns ``out`` holding
@@ -186,12 +187,11 @@ def make_polyp_set(drive: Path, out: Path) -> Path:
                 sigma = (0.03 * min(h, w), 0.03 * min(h, w), 0)
                 smooth = np.maximum(ndimage.gaussian_filter(tissue, sigma), 1.0)
                 image, mask = tissue.copy(), np.zeros((h, w), bool)
-                light = np.array(
-                    [*rng.normal(0, 0.3, 2), 1.0]
-                )  # near the camera, as an endoscope's
+                # the light comes from near the camera, as an endoscope's does
+                light = np.array([*rng.normal(0, 0.3, 2), 1.0])
                 light /= np.linalg.norm(light)
                 for _ in range(2 if rng.random() < 1 / 6 else 1):
-                    inside, height, normal, rho = _polyp((h, w), inner, rng)
+                    inside, normal, rho = _polyp((h, w), inner, rng)
                     inside &= fov  # the field of view cuts it, as the frame cuts a polyp
                     # the detail of tissue elsewhere at the local brightness of the tissue here
                     shift = tuple(int(s) for s in rng.integers(-min(h, w) // 3, min(h, w) // 3, 2))
@@ -202,9 +202,8 @@ def make_polyp_set(drive: Path, out: Path) -> Path:
                     shade = 0.7 + 0.35 * lit
                     tint = np.array([rng.uniform(1.02, 1.08), rng.uniform(0.92, 0.98), 0.95])
                     dome = texture * tint * shade[..., None]
-                    edge = np.clip((1 - rho) / 0.08, 0, 1)[
-                        ..., None
-                    ]  # a soft edge, 8 % of the radius
+                    # a soft edge, 8 % of the radius wide
+                    edge = np.clip((1 - rho) / 0.08, 0, 1)[..., None]
                     image = image * (1 - edge) + dome * edge
                     rim = (rho >= 1) & (rho < 1.06)  # a faint shadow around it
                     image[rim] *= 0.93
