@@ -111,6 +111,13 @@ def test_large_objects_plan_a_reduced_resolution():
     )
     scale, why = plan_scale(polyps, "cpu")
     assert scale == 0.32 and "400 px" in why  # 256 / (2 × 400)
+    # the reason counts the objects in the patch the smallest image allows, not in the largest
+    assert "a 144-px patch (cut to the smallest image) holds 1.1 of them" in why
+    wide_images = FakeFingerprint(
+        sizes={"median": [2000, 2000], "min": [1600, 1600], "max": [2400, 2400]},
+        objects=_objects(400, 100),
+    )
+    assert "a 256-px patch holds 2.0 of them" in plan_scale(wide_images, "cpu")[1]
     patch, _ = plan_patch(polyps, "cpu", scale)
     assert patch == [144, 144]  # the smallest image at 0.32 is 154 px: the pooling grid inside it
     plan = make_plan(polyps, 5, "cpu", timer=speed())

@@ -232,13 +232,13 @@ def test_every_rank_takes_rank_zeros_decision(monkeypatch):
 
 # ------------------------------------------------------------------------------------ trainer
 def test_trainer_runs_the_budget_schedule_until_its_own_budget_stops_training(
-    cells, tmp_path, monkeypatch
+    cells, tmp_path, monkeypatch, capsys
 ):
     tick = fake_step_clock(monkeypatch, step=1.0)  # every step "takes" 1 s of the 60 s budget
     cfg = tiny_config(cells)
     trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False, callbacks=[tick])
     result = trainer.fit()
-    schedule = trainer.callbacks[-1]
+    schedule = trainer.callbacks[0]  # first, so the epoch line sees the count it sets
     assert isinstance(schedule, BudgetSchedule) and (schedule.budget_s, schedule.lr) == (60.0, 0.01)
     T = schedule.available  # 60 s − 3 s reserve (set-up takes no time on this clock)
     assert abs(T - 57.0) < 1e-3
@@ -254,17 +254,22 @@ def test_trainer_runs_the_budget_schedule_until_its_own_budget_stops_training(
     assert RunConfig.from_yaml(tmp_path / "run" / "config.yaml").train.scheduler == "budget"
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["scheduler"] is None
     assert cfg.train.epochs == 1000  # the trainer shortened its own copy, not the caller's config
+    # the epoch lines show the schedule's estimate, already from the first epoch (not the 1000)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch")]
+    assert lines[0].startswith("epoch   1/~23 ") and lines[-1].startswith("epoch  23/~23 ")
 
 
-class _SlowSave(Callback):
-    """Moves the fake clock by ``seconds`` at the end of epoch ``epoch`` (a slow save)."""
+def slow_save(trainer: Trainer, clock: dict, epoch: int, seconds: float) -> None:
+    """Makes saving ``last.pt`` after epoch ``epoch`` "take" ``seconds`` on the fake clock."""
+    save = trainer.save
 
-    def __init__(self, clock: dict, epoch: int, seconds: float):
-        self.clock, self.epoch, self.seconds = clock, epoch, seconds
+    def slow(name, record):
+        path = save(name, record)
+        if name == "last.pt" and len(trainer.history) == epoch:
+            clock["t"] += seconds
+        return path
 
-    def on_epoch_end(self, trainer, history):
-        if len(history) == self.epoch:
-            self.clock["t"] += self.seconds
+    trainer.save = slow
 
 
 def test_time_running_out_between_epochs_still_ends_on_a_validated_epoch(
@@ -273,9 +278,9 @@ def test_time_running_out_between_epochs_still_ends_on_a_validated_epoch(
     tick = fake_step_clock(monkeypatch, step=1.0)
     # epoch 22 ends at 44 s, 1 s before training must stop (60 s − 15 s reserve), and its save
     # "takes" 2 s: the schedule finds no time left after an epoch that train.val_every skipped
-    slow = _SlowSave(tick.clock, epoch=22, seconds=2.0)
     cfg = tiny_config(cells, val_every=1000)
-    trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False, callbacks=[tick, slow])
+    trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False, callbacks=[tick])
+    slow_save(trainer, tick.clock, epoch=22, seconds=2.0)
     result = trainer.fit()
     validated = [r["epoch"] for r in result.history if "val_dice" in r]
     # one more epoch, stopped after its first step, and validated
@@ -312,7 +317,7 @@ def test_resume_restarts_the_clock_at_the_full_rate(cells, tmp_path, monkeypatch
     trainer = Trainer.resume(tmp_path / "run", progress=False)
     trainer.extra_callbacks.append(tick)
     result = trainer.fit()
-    T = trainer.callbacks[-1].available
+    T = trainer.callbacks[0].available
     lrs = [r["lr"] for r in result.history]
     assert lrs[2] == 0.01  # back at the peak although the optimiser was saved at a lower rate
     assert lrs[0] == 0.01 > lrs[1]  # epochs 1–2 from before the crash

@@ -345,9 +345,14 @@ def plan_scale(fp, device_type: str) -> tuple[float, str]:
             f"the resolution would make the thin objects ({width or 0:.0f} px thick, 10th "
             f"percentile) thinner than {MIN_WIDTH} px"
         )
+    # the patch side on the shortest axis, as plan_patch will cut it to the smallest image
+    period = 16 if dims == 2 else 8
+    shortest = min(fp.sizes["min"]) * scale
+    side = hi if shortest >= hi else max(period, _round_down(shortest, period))
+    cut = " (cut to the smallest image)" if side < hi else ""
     return scale, (
         f"the large objects reach {obj:.0f} px (90th percentile): at {scale:g} of the resolution "
-        f"a {hi}-px patch holds {hi / (obj * scale):.1f} of them, the thin objects stay "
+        f"a {side}-px patch{cut} holds {side / (obj * scale):.1f} of them, the thin objects stay "
         f"{(width or 0) * scale:.0f} px thick; predict resamples each image and the result back"
     )
 

@@ -125,8 +125,10 @@ class ConsoleSummary(Callback):
 
     def on_epoch_end(self, trainer, history):
         r = history[-1]
+        # on the clock the count is the budget schedule's estimate from the speed so far
+        about = "~" if trainer.config.train.scheduler == "budget" else ""
         parts = [
-            f"epoch {r['epoch']:>3}/{trainer.config.train.epochs}",
+            f"epoch {r['epoch']:>3}/{about}{trainer.config.train.epochs}",
             f"loss {r['train_loss']:.4f}",
         ]
         if not math.isnan(r.get("val_loss", math.nan)):

@@ -245,11 +245,11 @@ class Trainer:
                     self.run_dir / "plan.json",
                     json.dumps(self.plan, indent=2, default=json_default),
                 )
-        if (
-            cfg.train.scheduler == "budget"
-        ):  # the schedule on the clock; on every rank (rank 0's clock decides)
-            self.callbacks.append(
-                BudgetSchedule(cfg.train.time_budget_minutes * 60, lr=cfg.train.lr)
+        if cfg.train.scheduler == "budget":
+            # the schedule on the clock; on every rank (rank 0's clock decides); first, so that
+            # the epoch line and the logs already see the epoch count it sets from the speed
+            self.callbacks.insert(
+                0, BudgetSchedule(cfg.train.time_budget_minutes * 60, lr=cfg.train.lr)
             )
 
     def _make_run_dir(self) -> None:
