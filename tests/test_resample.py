@@ -10,6 +10,7 @@ from PIL import Image
 
 from unetkit import cli
 from unetkit.checkpoint import load_checkpoint
+from unetkit.commands.train import planned_values
 from unetkit.data.dataset import prepare_data
 from unetkit.data.objects import object_thickness
 from unetkit.data.resample import (
@@ -24,7 +25,7 @@ from unetkit.errors import ConfigError, DataError
 from unetkit.inference.large import predict_large
 from unetkit.inference.predictor import Predictor
 from unetkit.models import create_model
-from unetkit.planning.planner import MIN_SCALE, make_plan, plan_patch, plan_scale
+from unetkit.planning.planner import LR, MIN_SCALE, make_plan, plan_lr, plan_patch, plan_scale
 
 from .test_planner import FakeFingerprint, speed
 from .test_training import make_cells
@@ -122,10 +123,17 @@ def test_large_objects_plan_a_reduced_resolution():
     assert patch == [144, 144]  # the smallest image at 0.32 is 154 px: the pooling grid inside it
     plan = make_plan(polyps, 5, "cpu", timer=speed())
     assert plan.config["data.scale"] == [0.32, 0.32]
+    # a short run at a reduced resolution keeps the common rate (the higher one was unstable there)
+    assert plan.model_steps < 2000 and plan.config["train.lr"] == LR
+    assert "reduced resolution" in next(d for d in plan.decisions if d.name == "schedule").reason
+    assert plan_lr(100, [0.5, 0.5])[0] == LR and plan_lr(100, 2.0)[0] > LR
     assert next(d for d in plan.decisions if d.name == "resolution").value == 0.32
     # a scale the user fixes is planned for: the patch follows it
     full = make_plan(polyps, 5, "cpu", timer=speed(), scale=1)
     assert "data.scale" not in full.config and full.config["data.patch_size"] == [256, 256]
+    assert full.config["train.lr"] > LR  # as stored: the short-run rate
+    # a scale given when training with a saved plan is judged the same way
+    assert planned_values(full, {"data.scale": 0.5})["train.lr"] == LR
     assert "set by the user" in next(d for d in full.decisions if d.name == "resolution").reason
 
 

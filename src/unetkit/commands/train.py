@@ -446,7 +446,8 @@ def _rejudge_short_run(plan, overrides: dict, values: dict, folds: int) -> None:
             del values[key]
         values.update(plan_augmentation(steps)[2])
     if "train.lr" in values:
-        values["train.lr"] = plan_lr(steps)[0]
+        scale = overrides.get("data.scale", plan.config.get("data.scale", 1.0))
+        values["train.lr"] = plan_lr(steps, 1.0 if scale is None else scale)[0]
 
 
 def _budget_steps(plan, overrides: dict):

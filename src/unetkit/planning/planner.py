@@ -125,7 +125,10 @@ FULL_AUGMENTATION_STEPS = 2000
 #: 0.722 → 0.742 (fp32), and was level elsewhere (ISBI, DRIVE bf16, MoNuSeg fp32: within
 #: ±0.004); at 10 minutes (MoNuSeg bf16, 763 steps of 16) and at ≈ 1,175 steps (ISBI bf16, width
 #: 16) level too. The rate decays on the clock either way. Runs of 2000 steps and more keep
-#: 1e-3: they were not measured with 3e-3
+#: 1e-3: they were not measured with 3e-3. Plans at a reduced resolution keep 1e-3 too: on the
+#: large low-contrast objects of the endoscopy-like set (BENCHMARKS.md, "A third CPU") 3e-3 gave
+#: polyp Dice 0.827, 0.847 (AVX2, width 16) and 0.725 (bf16, width 32), 1e-3 0.868, 0.860, 0.873; and
+#: the validation Dice swung by ±0.04 between epochs at 3e-3
 LR = 1e-3
 SHORT_RUN_LR = 3e-3
 #: what the exact symmetries leave out: every resampling and every change of intensity
@@ -504,8 +507,15 @@ def plan_augmentation(steps: int) -> tuple[str, str, dict]:
     )
 
 
-def plan_lr(steps: int) -> tuple[float, str]:
-    """AdamW's peak learning rate for a model that gets ``steps`` steps, and why."""
+def plan_lr(steps: int, scale=1.0) -> tuple[float, str]:
+    """AdamW's peak learning rate for a model that gets ``steps`` steps at resolution ``scale``
+    (a factor or one per axis), and why."""
+    factors = scale if isinstance(scale, (list, tuple)) else [scale]
+    if any(float(f) < 1 for f in factors):
+        return LR, (
+            f"AdamW lr {LR:g} (at a reduced resolution the higher rate of short runs was "
+            "unstable on large objects)"
+        )
     if steps < FULL_AUGMENTATION_STEPS:
         return SHORT_RUN_LR, (
             f"AdamW lr {SHORT_RUN_LR:g} ({steps} steps: a short run learns more at a higher rate; "
@@ -846,7 +856,7 @@ def make_plan(
         if val_every == 1
         else f"every {val_every}th followed by a validation"
     )
-    lr, lr_why = plan_lr(plan.model_steps)
+    lr, lr_why = plan_lr(plan.model_steps, scale)
     plan.decide(
         "schedule",
         f"{budget:g} min",
