@@ -45,7 +45,14 @@ from unetkit.planning.planner import (
     short_run_batch,
     train_seconds,
 )
-from unetkit.planning.probe import Measurement, measure
+from unetkit.planning.probe import (
+    PROBE_SECONDS,
+    PROBE_STEPS,
+    WARMUP_STEPS,
+    Measurement,
+    measure,
+    settled_median,
+)
 
 
 @dataclass
@@ -457,6 +464,33 @@ def test_probe_times_real_steps_once_and_caches_them():
     stored = json.loads(cache_path().read_text())
     (machine,) = [k for k, v in stored.items() if any(cand.key() in e for e in v)]
     assert "torch" in machine and "threads" in machine
+
+
+def test_the_probe_times_steps_once_the_warm_up_has_settled():
+    def steps(*seconds):
+        it = iter(seconds)
+        calls = []
+
+        def one_step():
+            calls.append(next(it))
+            return calls[-1]
+
+        return one_step, calls
+
+    # a fresh net's first steps are slow (buffers, kernels): the warm-up lasts until a step is
+    # within 10 % of the one before, then three steps are timed and their median kept
+    one_step, calls = steps(0.64, 0.55, 0.46, 0.41, 0.47, 0.44, 9.0)
+    assert settled_median(one_step) == 0.44 and len(calls) == 6
+    # settled at once: two warm-up steps
+    one_step, calls = steps(0.2, 0.19, 0.18, 0.21, 0.2, 9.0)
+    assert settled_median(one_step) == 0.2 and len(calls) == 5
+    # never settling: at most WARMUP_STEPS warm-up steps
+    one_step, calls = steps(*[0.5 / 2**i for i in range(WARMUP_STEPS + PROBE_STEPS)], 9.0)
+    settled_median(one_step)
+    assert len(calls) == WARMUP_STEPS + PROBE_STEPS
+    # slow steps: the warm-up and the timing each stop at PROBE_SECONDS
+    one_step, calls = steps(PROBE_SECONDS + 1, 5.0, 4.0, 9.0)
+    assert settled_median(one_step) == 5.0 and len(calls) == 2
 
 
 def test_a_cache_that_contradicts_itself_is_measured_again():

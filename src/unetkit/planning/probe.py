@@ -5,7 +5,7 @@ native bf16 or AVX2 only), the thread count, the precision path and the network.
 mislead on CPUs (memory-bound layers, layouts, oneDNN kernels), so the probe times a few real
 training steps of each candidate — the :class:`~unetkit.training.Trainer`'s own step
 (:func:`~unetkit.training.trainer.optimisation_step`), on random data of the candidate's patch
-size, after one warm-up step — and keeps the result in a small JSON cache per machine, so a second
+size, after warm-up steps — and keeps the result in a small JSON cache per machine, so a second
 plan on the same machine costs nothing.
 
 Cache: ``$UNETKIT_CACHE_DIR/probe.json`` (default ``$XDG_CACHE_HOME/unetkit`` or
@@ -27,10 +27,17 @@ import torch
 from .. import runtime
 from ..utils import atomic_write_text
 
-#: Timed steps per candidate (after one warm-up step); the median is kept. Slow steps stop the
+#: Timed steps per candidate (after the warm-up); the median is kept. Slow steps stop the
 #: timing early: once PROBE_SECONDS have been timed, the steps so far are enough.
 PROBE_STEPS = 3
 PROBE_SECONDS = 3.0
+#: Warm-up: steps until one is within WARMUP_SETTLED of the step before (at most WARMUP_STEPS, or
+#: PROBE_SECONDS of them). The first steps of a fresh net allocate its buffers and build its
+#: kernels: on a 2-core AVX-512 CPU a width-32 net at 16 × 128² took 0.64, 0.55, 0.46, then
+#: 0.41–0.47 s a step, so timing from the second step read 2–4 % slow (BENCHMARKS.md, "Probe
+#: warm-up")
+WARMUP_STEPS = 3
+WARMUP_SETTLED = 0.9
 
 
 @dataclass(frozen=True)
@@ -155,18 +162,34 @@ def time_training_step(
     x = torch.randn(candidate.batch_size, in_channels, *patch, device=device)
     x = x.contiguous(memory_format=fmt)
     y = torch.randint(0, max(num_classes, 2), (candidate.batch_size, *label), device=device)
-    times = []
-    for i in range(steps + 1):
+
+    def one_step() -> float:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         t0 = time.perf_counter()
         optimisation_step(model, loss_fn, optimizer, x, y, None, device, dtype, 12.0)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        if i:
-            times.append(time.perf_counter() - t0)
-            if sum(times) >= PROBE_SECONDS:
-                break
+        return time.perf_counter() - t0
+
+    return settled_median(one_step, steps)
+
+
+def settled_median(one_step: Callable[[], float], steps: int = PROBE_STEPS) -> float:
+    """Median of ``steps`` calls of ``one_step`` (each returns its seconds) after a warm-up that
+    lasts until a step is within ``WARMUP_SETTLED`` of the one before (at most ``WARMUP_STEPS``
+    steps or ``PROBE_SECONDS``); the timed steps stop early once they add up to ``PROBE_SECONDS``."""
+    warm: list[float] = []
+    while True:
+        warm.append(one_step())
+        settled = len(warm) >= 2 and warm[-1] >= WARMUP_SETTLED * warm[-2]
+        if settled or len(warm) >= WARMUP_STEPS or sum(warm) >= PROBE_SECONDS:
+            break
+    times: list[float] = []
+    while len(times) < steps:
+        times.append(one_step())
+        if sum(times) >= PROBE_SECONDS:
+            break
     return float(sorted(times)[len(times) // 2])
 
 
@@ -235,4 +258,12 @@ def measure(
     return out
 
 
-__all__ = ["Candidate", "Measurement", "cache_path", "machine_key", "measure", "time_training_step"]
+__all__ = [
+    "Candidate",
+    "Measurement",
+    "cache_path",
+    "machine_key",
+    "measure",
+    "settled_median",
+    "time_training_step",
+]
