@@ -261,3 +261,53 @@ def test_commands_train_predict_and_demo_configure_the_process(monkeypatch, tmp_
     monkeypatch.setattr(pipeline, "run_demo", lambda options: calls.append(options.threads))
     assert cli.main(["demo", "--threads", "2", "--out", str(tmp_path / "demo")]) == 0
     assert calls[-2:] == [(2, runtime.resolve_device("auto").type == "cpu"), 2]
+
+
+def test_a_command_run_in_process_gives_the_callers_threads_back(tmp_path, capsys):
+    """``--threads`` is the command's: a notebook running ``cli.main`` keeps its own count, also
+    when the command fails (exit 2) and when torch was not loaded before it."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from unetkit import cli
+
+    from .test_training import make_cells
+
+    before = torch.get_num_threads()
+    mine = 3 if before != 3 else 2
+    torch.set_num_threads(mine)
+    try:
+        cells = make_cells(tmp_path / "cells")
+        train = ["train", str(cells), "--patch-size", "32", "--epochs", "1", "--iters-per-epoch"]
+        train += ["1", "--batch-size", "2", "--precision", "fp32", "--device", "cpu"]
+        train += ["--set", "model.options.base_features=4", "--set", "model.options.depth=2"]
+        train += ["--no-progress", "--threads", "1", "--run-dir", str(tmp_path / "run")]
+        assert cli.main(train) == 0
+        assert "1 threads" in capsys.readouterr().out  # the command ran with its own count
+        assert torch.get_num_threads() == mine
+        bad = ["predict", str(tmp_path / "missing.pt"), str(cells), "-o", str(tmp_path / "p")]
+        assert cli.main([*bad, "--threads", "1"]) == 2
+        assert torch.get_num_threads() == mine
+    finally:
+        torch.set_num_threads(before)
+    # torch first loaded by the command: its own default comes back
+    code = (
+        "import sys; from unetkit import cli; assert 'torch' not in sys.modules; "
+        "cli.main(sys.argv[1:]); import torch, unetkit.runtime as r; "
+        "print(torch.get_num_threads(), r.THREADS_AT_IMPORT)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *train[:-2], "--run-dir", str(tmp_path / "run2")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    fresh = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert out[-2:] == fresh * 2  # after a "--threads 1" run: torch's own default

@@ -43,6 +43,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.extra = extra
     from .errors import UnetkitError
 
+    threads = _torch_threads()
     try:
         return int(args.run(args) or 0)
     except UnetkitError as exc:
@@ -51,6 +52,29 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"unetkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        _restore_threads(threads)
+
+
+def _torch_threads() -> Optional[int]:
+    """torch's CPU threads now, or ``None`` while torch is not imported (``--help`` stays fast)."""
+    torch = sys.modules.get("torch")
+    return torch.get_num_threads() if torch is not None else None
+
+
+def _restore_threads(before: Optional[int]) -> None:
+    """Give back the thread count the caller had: a command's ``--threads`` is its own, so a
+    notebook that runs ``main([..., "--threads", "1"])`` keeps its threads afterwards. Without
+    torch loaded before, that is the count torch chose when unetkit first imported it. (The
+    allocator setting of :func:`unetkit.runtime.configure_process` stays: it cannot be undone.)"""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    if before is None:
+        runtime = sys.modules.get("unetkit.runtime")
+        before = getattr(runtime, "THREADS_AT_IMPORT", None)
+    if before and torch.get_num_threads() != before:
+        torch.set_num_threads(before)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -241,6 +241,11 @@ def autocast(device: torch.device, dtype: Optional[torch.dtype]):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+#: torch's CPU threads when unetkit first loaded this module (before any ``--threads``): what the
+#: command line gives back after a command run in-process (``unetkit.cli.main``)
+THREADS_AT_IMPORT = torch.get_num_threads()
+
+
 def set_threads(threads: Optional[int]) -> None:
     """Set torch's intra-op CPU threads when given (default: torch's choice, one per core).
 
@@ -307,7 +312,8 @@ def configure_process(threads: Optional[int] = None, reuse_freed_memory: bool = 
     Both change the whole process (every library in it, for its lifetime), so neither
     :class:`~unetkit.inference.predictor.Predictor` nor :class:`~unetkit.training.Trainer` makes
     them: the ``unetkit`` commands (``train``, ``predict``, ``demo``) call this function, with
-    ``reuse_freed_memory`` on when they run on the CPU. A script or notebook that wants the same
+    ``reuse_freed_memory`` on when they run on the CPU, and :func:`unetkit.cli.main` gives the
+    caller's thread count back when a command returns. A script or notebook that wants the same
     speed calls it itself, before predicting or training; ``Predictor(threads=…)`` and
     ``train.threads`` are only recorded.
 
