@@ -493,6 +493,26 @@ def test_the_probe_times_steps_once_the_warm_up_has_settled():
     assert settled_median(one_step) == 5.0 and len(calls) == 2
 
 
+def test_the_cache_keeps_cpu_generations_of_one_name_apart(monkeypatch):
+    """Virtual machines call several CPU generations "AMD EPYC"; a cache in a home folder shared by
+    a cluster's nodes must not hand one generation's timings to another."""
+    from unetkit import runtime
+    from unetkit.planning.probe import machine_key
+
+    def cpu(family, isa, flags):
+        return runtime.CpuInfo("AMD EPYC", isa, flags, "avx512_bf16" in flags, 2, family)
+
+    zen3 = cpu("family 25 model 1", "AVX2", ("avx2", "fma"))
+    zen4 = cpu("family 25 model 17", "AVX512", ("avx2", "fma", "avx512f", "avx512_bf16"))
+    zen5 = cpu("family 26 model 2", "AVX512", ("avx2", "fma", "avx512f", "avx512_bf16"))
+    keys = []
+    for info in (zen3, zen4, zen5, zen5):
+        monkeypatch.setattr(runtime, "cpu_info", lambda info=info: info)
+        keys.append(machine_key(torch.device("cpu"), torch.bfloat16))
+    assert len(set(keys)) == 3 and keys[2] == keys[3]
+    assert "family 26 model 2" in keys[2] and "AVX512" in keys[2] and "threads" in keys[2]
+
+
 def test_a_cache_that_contradicts_itself_is_measured_again():
     """A narrower net cached as slower than a wider one (timed on a busy machine) is timed again."""
     from unetkit.planning.probe import _save_cache, machine_key

@@ -78,6 +78,7 @@ def test_native_bf16_probe_agrees_with_the_cpu_flags():
     if "avx512f" not in info.flags and "avx_vnni" not in info.flags:
         assert not info.native_bf16  # an AVX2-only CPU cannot have native bf16
     assert info.isa in info.describe() and info.model in info.describe()
+    assert info.family.startswith("family ") and info.family in info.describe()  # x86 Linux
 
 
 def test_describe_path_names_isa_precision_layout_threads(monkeypatch):

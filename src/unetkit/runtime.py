@@ -80,10 +80,17 @@ class CpuInfo:
     flags: tuple  # the relevant /proc/cpuinfo flags present (avx2, avx512f, avx512_bf16, amx_bf16, ...)
     native_bf16: bool
     cores: int
+    #: /proc/cpuinfo's "cpu family" and "model" numbers ("" where unknown): virtual machines often
+    #: name every CPU generation of a vendor alike ("AMD EPYC"), the numbers still tell them apart
+    family: str = ""
 
     def describe(self) -> str:
         bf16 = "native bf16" if self.native_bf16 else "no native bf16"
-        return f"{self.model} ({self.cores} cores; {self.isa}, {bf16}; flags {' '.join(self.flags) or 'none'})"
+        family = f"{self.family}; " if self.family else ""
+        return (
+            f"{self.model} ({family}{self.cores} cores; {self.isa}, {bf16}; "
+            f"flags {' '.join(self.flags) or 'none'})"
+        )
 
 
 #: CPU flags that decide unetkit's CPU paths (vector width, bf16/int8 dot products, AMX).
@@ -106,6 +113,7 @@ def cpu_info() -> CpuInfo:
     import platform
 
     model, flags = platform.processor() or platform.machine(), set()
+    numbers: dict = {}
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
@@ -113,6 +121,8 @@ def cpu_info() -> CpuInfo:
                 key = key.strip()
                 if key == "model name":
                     model = value.strip()
+                elif key in ("cpu family", "model"):
+                    numbers.setdefault(key, value.strip())
                 elif key == "flags":  # after the model name: the first processor is enough
                     flags = set(value.split())
                     break
@@ -128,6 +138,9 @@ def cpu_info() -> CpuInfo:
         flags=tuple(f for f in RELEVANT_CPU_FLAGS if f in flags),
         native_bf16=native_cpu_bf16(),
         cores=os.cpu_count() or 1,
+        family=(
+            f"family {numbers['cpu family']} model {numbers['model']}" if len(numbers) == 2 else ""
+        ),
     )
 
 

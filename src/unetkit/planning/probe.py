@@ -9,8 +9,8 @@ size, after warm-up steps — and keeps the result in a small JSON cache per mac
 plan on the same machine costs nothing.
 
 Cache: ``$UNETKIT_CACHE_DIR/probe.json`` (default ``$XDG_CACHE_HOME/unetkit`` or
-``~/.cache/unetkit``); entries are keyed by CPU model, torch version, device, precision, threads
-and the candidate. ``UNETKIT_CACHE_DIR=off`` disables it.
+``~/.cache/unetkit``); entries are keyed by CPU (name, family/model numbers, kernel level, flags),
+torch version, device, precision, threads and the candidate. ``UNETKIT_CACHE_DIR=off`` disables it.
 """
 
 from __future__ import annotations
@@ -95,12 +95,15 @@ def cache_path() -> Optional[Path]:
 
 
 def machine_key(device: torch.device, dtype: Optional[torch.dtype]) -> str:
-    """What makes a measurement valid elsewhere: CPU model, torch, device, precision, threads."""
+    """What makes a measurement valid elsewhere: CPU model (its name, family and model numbers,
+    kernel level and relevant flags: a cache in a home folder shared by the nodes of a cluster
+    must not mix CPU generations that virtual machines all call "AMD EPYC"), torch, device,
+    precision, threads."""
     info = runtime.cpu_info()
     name = (
         torch.cuda.get_device_name(device)
         if device.type == "cuda" and torch.cuda.is_available()
-        else info.model
+        else f"{info.model} ({info.family or 'family ?'}; {info.isa}; {' '.join(info.flags)})"
     )
     precision = str(dtype).replace("torch.", "") if dtype is not None else "fp32"
     return f"{name}|torch {torch.__version__}|{device.type}|{precision}|{torch.get_num_threads()} threads"
