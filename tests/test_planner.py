@@ -28,6 +28,7 @@ from unetkit.data.transforms import (
     SpatialTransform,
     build_augmentation,
 )
+from unetkit.errors import ConfigError
 from unetkit.planning import Candidate, Plan, cache_path, make_plan
 from unetkit.planning.planner import (
     FULL_AUGMENTATION_STEPS,
@@ -607,6 +608,64 @@ def test_plan_command_then_train_follows_the_plan(tmp_path, capsys, monkeypatch)
     assert json.loads((run / "plan.json").read_text())["config"] == plan.config
     ckpt = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert ckpt["extra"]["plan"]["config"] == plan.config
+
+
+def test_a_run_far_faster_than_its_cached_probe_timing_forgets_it(tmp_path, capsys, monkeypatch):
+    """A cached timing taken on a busy machine would shape every later plan here: a planned run
+    that steps far faster drops it (the next plan times it again); a slower run keeps it."""
+    from unetkit.planning.probe import (
+        RUN_CONTRADICTS,
+        _load_cache,
+        _save_cache,
+        forget_if_contradicted,
+    )
+
+    data = _write_cells(tmp_path / "train", n=6)
+
+    def train(run, base):
+        _fake_probe(monkeypatch, base)
+        argv = ["train", str(data), "--time-budget", "0.5", "--epochs", "3"]
+        argv += ["--iters-per-epoch", "1", "--precision", "fp32", "--device", "cpu"]
+        assert cli.main([*argv, "--no-progress", "--run-dir", str(tmp_path / run)]) == 0
+        plan = Plan.load(tmp_path / run / "plan.json")
+        assert plan.machine["precision"] == "fp32"  # timed as it trains
+        width = plan.config["model.options.base_features"]
+        trained = [m["entry"] for m in plan.measurements if m["base_features"] == width]
+        others = [m["entry"] for m in plan.measurements if m["base_features"] != width]
+        cache = _load_cache(cache_path())[plan.machine["key"]]
+        return capsys.readouterr().out, trained, others, cache
+
+    # the fake probe says tens of seconds per step; the real steps take milliseconds
+    out, (trained,), others, cache = train("slow-probe", 60.0)
+    assert "probe: this run trained at" in out and f"timing of {trained} said" in out
+    assert trained not in cache and others and all(e in cache for e in others)
+    # the fake probe says microseconds: a slower run keeps the timing (it may wait for its data)
+    out, (trained,), _, cache = train("fast-probe", 1e-6)
+    assert "probe: this run" not in out and trained in cache
+
+    # the rule itself: only a run under RUN_CONTRADICTS of the cached time forgets it
+    _save_cache(cache_path(), {"m": {"e": 1.0}})
+    assert forget_if_contradicted("m", "e", RUN_CONTRADICTS + 0.01) is None
+    assert forget_if_contradicted("m", "other", 0.1) is None
+    assert forget_if_contradicted("m", "e", RUN_CONTRADICTS - 0.01) == 1.0
+    assert _load_cache(cache_path()) == {"m": {}}
+
+
+def test_the_probe_times_the_precision_the_run_will_use():
+    """--precision fp32 on a bf16 CPU trains 2–3× slower than the bf16 steps auto would time."""
+    timed = []
+
+    def timer(c: Candidate) -> float:
+        timed.append(c)
+        return speed()(c)
+
+    plan = make_plan(FakeFingerprint(), 1, "cpu", timer=timer, precision="fp32")
+    assert plan.machine["precision"] == "fp32" and "|fp32|" in plan.machine["key"]
+    assert "set by the user" in _decision(plan, "precision").reason
+    auto = make_plan(FakeFingerprint(), 1, "cpu", timer=timer)
+    assert "set by the user" not in _decision(auto, "precision").reason
+    with pytest.raises(ConfigError, match="fp16"):
+        make_plan(FakeFingerprint(), 1, "cpu", timer=timer, precision="fp16")
 
 
 def test_a_saved_plan_followed_for_a_shorter_budget_says_it_halves_the_batch(

@@ -49,6 +49,13 @@ def add_parser(sub) -> None:
         "--device", default="auto", help="auto, cpu, cuda or cuda:N (where training will run)"
     )
     p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "bf16", "fp16", "fp32"),
+        help="the precision training will use (as unetkit train --precision): the probe times it "
+        "(default auto: bf16 where the device computes it natively)",
+    )
+    p.add_argument(
         "--scale",
         type=float,
         help="plan for this fraction of the stored resolution (default: planned; 1 = as stored)",
@@ -86,12 +93,14 @@ def make_plan_for(
     channel_names=None,
     orientation=None,
     target_spacing=None,
+    precision: str = "auto",
 ):
     """Fingerprint ``data_dir`` and plan for ``budget_minutes`` on ``device`` (shared with train);
     ``scale``: a resolution the user fixed (one factor, or one per axis: their smallest is planned
     for); ``channel_names``: the user's (``--channel-names``), one per image channel;
     ``orientation``: the code volumes are turned to (``data.orientation``), so that the fingerprint
-    measures the arrays the net will see."""
+    measures the arrays the net will see; ``precision``: the one training will use (the probe
+    times it)."""
     from ..data.discovery import find_cases, scan_dataset
     from ..data.fingerprint import fingerprint_dataset
     from ..errors import ConfigError
@@ -118,6 +127,7 @@ def make_plan_for(
         channel_names=channel_names,
         dataset_json=scan_dataset(data_dir, mask_suffix=mask_suffix).dataset_json,
         target_spacing=target_spacing,
+        precision=precision,
     )
 
 
@@ -152,6 +162,7 @@ def run(args) -> int:
         channel_names=args.channel_names,
         orientation=orientation,
         target_spacing=target_spacing,
+        precision=args.precision,
     )
     if orientation is not None:
         plan.decide(

@@ -563,6 +563,7 @@ def make_plan(
     channel_names: Optional[list] = None,
     dataset_json: Optional[dict] = None,
     target_spacing: Optional[list] = None,
+    precision: str = "auto",
 ) -> Plan:
     """Plan a training run for the dataset ``fp`` (a :class:`~unetkit.data.fingerprint.Fingerprint`).
 
@@ -580,13 +581,17 @@ def make_plan(
             sets ``data.channel_names``) and the dataset's nnU-Net ``dataset.json``, whose
             ``channel_names`` choose the normalisation (see
             :func:`~unetkit.data.normalization.choose_normalization`).
+        precision: the training precision (``auto``, ``bf16``, ``fp16``, ``fp32``): the probe
+            times the candidates in it, so a run the user keeps in fp32 on a bf16 CPU is planned
+            for fp32 steps (2–3× slower), not for the ones it will not take.
     """
     budget = float(DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes)
     if not budget > 0:
         raise ConfigError(f"the time budget must be > 0 minutes, got {budget_minutes}")
     dev = runtime.resolve_device(device)
     dims = int(fp.spatial_dims)
-    dtype = runtime.training_precision("auto", dev, dims)
+    asked = precision
+    dtype = runtime.training_precision(asked, dev, dims)
     precision = (
         "bf16" if dtype == torch.bfloat16 else ("fp16" if dtype == torch.float16 else "fp32")
     )
@@ -611,6 +616,8 @@ def make_plan(
         if dev.type == "cpu"
         else "fp32",
     }[precision]
+    if asked != "auto":
+        why = "set by the user (--precision / train.precision): the probe timed it"
     plan.decide("precision", precision, why)
     if fp.grey_as_colour and in_channels > 1:
         plan.decide(

@@ -38,6 +38,10 @@ PROBE_SECONDS = 3.0
 #: warm-up")
 WARMUP_STEPS = 3
 WARMUP_SETTLED = 0.9
+#: a run whose steps take under this share of the cached timing shows that timing was taken on a
+#: busy machine (probe noise between idle plans is within ±10 %, BENCHMARKS.md "Probe warm-up"),
+#: so :func:`forget_if_contradicted` drops it
+RUN_CONTRADICTS = 0.8
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,8 @@ class Measurement:
     candidate: Candidate
     seconds_per_step: float
     cached: bool
+    #: its entry in the cache (with the channels, classes and dimensions it was timed for)
+    entry: str = ""
 
     @property
     def images_per_second(self) -> float:
@@ -80,6 +86,7 @@ class Measurement:
             "seconds_per_step": float(f"{self.seconds_per_step:.4g}"),
             "images_per_s": round(self.images_per_second, 3),
             "cached": self.cached,
+            **({"entry": self.entry} if self.entry else {}),
         }
 
 
@@ -230,13 +237,13 @@ def measure(
             else time_training_step(cand, in_channels, num_classes, spatial_dims, device, dtype)
         )
         entries[key(cand)] = seconds
-        return Measurement(cand, seconds, cached=False)
+        return Measurement(cand, seconds, cached=False, entry=key(cand))
 
     out: list[Measurement] = []
     start = time.perf_counter()
     for cand in candidates:
         if key(cand) in entries:
-            out.append(Measurement(cand, float(entries[key(cand)]), cached=True))
+            out.append(Measurement(cand, float(entries[key(cand)]), cached=True, entry=key(cand)))
         elif out and max_seconds is not None and time.perf_counter() - start >= max_seconds:
             if progress:
                 progress(f"not probing {cand.key()}: the probe has used its share of the budget")
@@ -261,10 +268,27 @@ def measure(
     return out
 
 
+def forget_if_contradicted(machine: str, entry: str, run_seconds: float) -> Optional[float]:
+    """Drop a cached timing that a real run of the same candidate on the same machine beat by far
+    (its steps took under ``RUN_CONTRADICTS`` of it): the probe was timed on a busy machine, and
+    kept in the cache that slow number would shape every later plan here. The next plan times it
+    again. Only faster runs count: a slower run may wait for its data or share the machine, which
+    the clock schedule absorbs. Returns the forgotten seconds, or ``None``."""
+    path = cache_path()
+    cache = _load_cache(path)
+    cached = (cache.get(machine) or {}).get(entry)
+    if not isinstance(cached, (int, float)) or not run_seconds < RUN_CONTRADICTS * cached:
+        return None
+    del cache[machine][entry]
+    _save_cache(path, cache)
+    return float(cached)
+
+
 __all__ = [
     "Candidate",
     "Measurement",
     "cache_path",
+    "forget_if_contradicted",
     "machine_key",
     "measure",
     "settled_median",
