@@ -58,7 +58,7 @@ def test_counts_sizes_diameters_and_touching_by_hand(tmp_path):
     three_cases(tmp_path, np.random.default_rng(0))
     fp = fingerprint_dataset(tmp_path)
     assert (fp.cases, fp.cases_found, fp.spatial_dims, fp.channels) == (3, 3, 2, 1)
-    assert fp.sizes == {"median": [24.0, 26.0], "min": [20, 20], "max": [30, 30]}
+    assert fp.sizes == {"median": [24.0, 26.0], "min": [20, 20], "p10": [20, 20], "max": [30, 30]}
     assert fp.spacing is None and not fp.grey_as_colour and fp.mask_kind == "labels"
     assert fp.label_values == [0, 255]
     obj = fp.objects["1"]

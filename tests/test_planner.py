@@ -114,6 +114,35 @@ def test_patch_holds_the_large_objects_and_fits_the_smallest_image():
     assert patch == [64, 144] and "smallest image" in why  # multiples of 16, never past an image
 
 
+def test_one_small_image_among_large_ones_does_not_cut_every_patch(tmp_path):
+    """The patch fits nine images in ten (the 10th percentile of the sizes); the sampler mirrors
+    the smaller ones to fill it, so one thumbnail does not shrink the patch and the depth."""
+    from unetkit.data.fingerprint import fingerprint_dataset
+
+    root = tmp_path / "data"
+    for d in ("images", "masks"):
+        (root / d).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i, size in enumerate([(48, 56)] + [(300, 320)] * 10):
+        mask = np.zeros(size, np.uint8)
+        mask[10:40, 10:40] = 255
+        image = (rng.normal(60, 10, size) + (mask > 0) * 100).clip(0, 255).astype(np.uint8)
+        Image.fromarray(image).save(root / "images" / f"{i:02d}.png")
+        Image.fromarray(mask).save(root / "masks" / f"{i:02d}.png")
+    fp = fingerprint_dataset(root)
+    assert fp.sizes["min"] == [48, 56] and fp.sizes["p10"] == [300, 320]
+    patch, why = plan_patch(fp, "cpu")
+    assert patch == [128, 128] and "cut" not in why  # the objects' rule, not the thumbnail's
+    # a tenth of small images still cut it, and the reason says the smaller ones are mirrored
+    fp.sizes["p10"] = [100, 120]
+    patch, why = plan_patch(fp, "cpu")
+    assert patch == [96, 112]
+    assert "cut to the smaller images (10th percentile 100×120; smaller ones are mirrored" in why
+    # a fingerprint saved before the percentile: the smallest image, as before
+    del fp.sizes["p10"]
+    assert plan_patch(fp, "cpu")[0] == [48, 48]
+
+
 def test_depth_and_batch_rules():
     assert [plan_depth([p, p]) for p in (32, 64, 96, 128, 192, 256, 512)] == [2, 2, 3, 3, 4, 4, 4]
     assert plan_batch([256, 256], 2) == 4 and plan_batch([128, 128], 2) == 16

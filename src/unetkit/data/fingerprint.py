@@ -78,8 +78,9 @@ class Fingerprint:
     Attributes:
         cases: training cases read (each with its mask).
         spatial_dims: 2 or 3.
-        sizes: ``{"median": [...], "min": [...], "max": [...]}``, per spatial axis in array order
-            (``(H, W)`` or ``(D, H, W)``); medians are floats, minima and maxima ints.
+        sizes: ``{"median": [...], "min": [...], "p10": [...], "max": [...]}``, per spatial axis in
+            array order (``(H, W)`` or ``(D, H, W)``); medians are floats, the others ints
+            (``p10``: the 10th percentile over the cases, an actual case's size).
         spacing: median physical pixel size per spatial axis (array order) over the files that
             state one, else ``None``; :attr:`spacing_unit` its unit when the files say.
         channels: image channels as read (after the reader drops an alpha channel).
@@ -103,7 +104,7 @@ class Fingerprint:
             objects are known one by one (what carving separation gaps needs).
         spacing_unit: unit of :attr:`spacing` (``"um"``, ``"mm"`` …) or ``None``.
         spacing_spread: how the files' spacings spread per axis, ``{"min": [...], "p10": [...],
-            "max": [...], "files": n, "units": [...], "extent": {"median", "min", "max"}}``
+            "max": [...], "files": n, "units": [...], "extent": {"median", "min", "p10", "max"}}``
             (``files``: how many of the cases read state a spacing; ``units``: the distinct units
             the files name; ``extent``: their physical sizes per axis, size × spacing; ``None``
             when no file states a spacing): what the target-spacing rule
@@ -402,6 +403,8 @@ def fingerprint_dataset(
     sizes = {
         "median": [float(v) for v in np.median(arr, axis=0)],
         "min": [int(v) for v in arr.min(axis=0)],
+        # one image in ten may be smaller: the planner fits the patch to this, not to the smallest
+        "p10": [int(v) for v in np.percentile(arr, 10, axis=0, method="lower")],
         "max": [int(v) for v in arr.max(axis=0)],
     }
     spacing = spread = None
@@ -416,7 +419,12 @@ def fingerprint_dataset(
             "units": sorted(units),
             "extent": {
                 k: [float(v) for v in f(np.array(extents, dtype=np.float64), axis=0)]
-                for k, f in (("median", np.median), ("min", np.min), ("max", np.max))
+                for k, f in (
+                    ("median", np.median),
+                    ("min", np.min),
+                    ("p10", lambda a, axis: np.percentile(a, 10, axis=axis, method="lower")),
+                    ("max", np.max),
+                )
             },
         }
     intensity = []

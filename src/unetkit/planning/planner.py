@@ -16,7 +16,8 @@ The rules, in order (constants below):
   below ``MIN_SCALE``, and never so low that the thin objects (10th percentile of thickness) drop
   under ``MIN_WIDTH`` px (thin vessels and membranes keep their resolution).
 * **patch**: at least ``CONTEXT`` × the large (90th percentile) object extent, clamped to the
-  dimension's limits, no larger than the smallest image, a multiple of the pooling period.
+  dimension's limits, no larger than nine images in ten (the 10th percentile of the sizes: the
+  sampler mirrors the smaller ones to fill it), a multiple of the pooling period.
 * **depth**: pool while the bottleneck keeps ≥ ``MIN_BOTTLENECK`` px per axis (2 … 4 poolings).
 * **batch**: about ``PIXELS_PER_BATCH`` pixels per batch (4 × 256² in 2D), at least 2; in a short
   run (fewer than ``SHORT_RUN_STEPS`` steps of that batch for the chosen width) halved, down to
@@ -328,6 +329,19 @@ def _thin_objects(fp) -> Optional[float]:
     return min(widths) if widths else None
 
 
+def _small_images(fp) -> tuple[list, bool]:
+    """The image size per axis the patch must fit, and whether smaller images exist: the 10th
+    percentile over the cases (nine images in ten hold the patch whole; the sampler mirrors the
+    others to fill it), so one thumbnail among large images does not cut every patch (and the
+    net's depth) to its size. The smallest size for fingerprints made before the percentile."""
+    small = fp.sizes.get("p10") or fp.sizes["min"]
+    return list(small), list(small) != list(fp.sizes["min"])
+
+
+def _cut_to(smaller: bool) -> str:
+    return "cut to the smaller images" if smaller else "cut to the smallest image"
+
+
 def plan_scale(fp, device_type: str) -> tuple[float, str]:
     """The resolution factor to train and predict at (1.0: as stored) and the reason."""
     dims = fp.spatial_dims
@@ -338,7 +352,8 @@ def plan_scale(fp, device_type: str) -> tuple[float, str]:
     want = hi / (SCALED_CONTEXT * obj)
     width = _thin_objects(fp)
     floor = max(MIN_SCALE, MIN_WIDTH / width if width else 1.0)
-    floor = max(floor, lo / max(min(fp.sizes["min"]), 1) / 2)  # keep images ≥ half a patch
+    small, smaller = _small_images(fp)
+    floor = max(floor, lo / max(min(small), 1) / 2)  # keep images ≥ half a patch
     scale = round(max(want, floor), 2)
     if scale > MAX_SCALE and width is None:
         return 1.0, "as stored: the objects' thickness is unknown (a fingerprint without widths)"
@@ -348,11 +363,11 @@ def plan_scale(fp, device_type: str) -> tuple[float, str]:
             f"the resolution would make the thin objects ({width or 0:.0f} px thick, 10th "
             f"percentile) thinner than {MIN_WIDTH} px"
         )
-    # the patch side on the shortest axis, as plan_patch will cut it to the smallest image
+    # the patch side on the shortest axis, as plan_patch will cut it to the small images
     period = 16 if dims == 2 else 8
-    shortest = min(fp.sizes["min"]) * scale
+    shortest = min(small) * scale
     side = hi if shortest >= hi else max(period, _round_down(shortest, period))
-    cut = " (cut to the smallest image)" if side < hi else ""
+    cut = f" ({_cut_to(smaller)})" if side < hi else ""
     return scale, (
         f"the large objects reach {obj:.0f} px (90th percentile): at {scale:g} of the resolution "
         f"a {side}-px patch{cut} holds {side / (obj * scale):.1f} of them, the thin objects stay "
@@ -386,7 +401,8 @@ def plan_patch(
     obj = obj * scale if obj else obj
     want = CONTEXT * obj if obj else hi
     want = min(max(want, lo), hi)
-    smallest = [max(1, int(round(s * scale))) for s in fp.sizes["min"]]
+    small, smaller = _small_images(fp)
+    smallest = [max(1, int(round(s * scale))) for s in small]
     period = 16 if dims == 2 else 8
     ratios = axis_ratios(spacing, dims)
     patch = []
@@ -409,7 +425,9 @@ def plan_patch(
             + " of the finest axis's voxels)"
         )
     if any(p < _round_up(want, period) for p in patch):
-        why += f", cut to the smallest image ({'×'.join(map(str, smallest))})"
+        size = "×".join(map(str, smallest))
+        why += f", {_cut_to(smaller)} ({'10th percentile ' if smaller else ''}{size}"
+        why += "; smaller ones are mirrored to fill it)" if smaller else ")"
     return patch, why
 
 

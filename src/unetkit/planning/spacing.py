@@ -120,12 +120,13 @@ def on_target_grid(fp, target: list[float]):
 
     extent = (fp.spacing_spread or {}).get("extent")
     if extent:
-        sizes = {k: [v / t for v, t in zip(extent[k], target)] for k in ("median", "min", "max")}
+        sizes = {k: [v / t for v, t in zip(e, target)] for k, e in extent.items()}
     else:
         f = [s / t for s, t in zip(fp.spacing, target)]
-        sizes = {k: [v * a for v, a in zip(fp.sizes[k], f)] for k in ("median", "min", "max")}
-    sizes["min"] = [max(1, int(round(v))) for v in sizes["min"]]
-    sizes["max"] = [max(1, int(round(v))) for v in sizes["max"]]
+        sizes = {k: [v * a for v, a in zip(fp.sizes[k], f)] for k in fp.sizes}
+    for k in sizes:
+        if k != "median":  # the others are sizes of actual cases: whole voxels
+            sizes[k] = [max(1, int(round(v))) for v in sizes[k]]
     factors = [s / t for s, t in zip(fp.spacing, target)]
     length = float(np.prod(factors)) ** (1.0 / len(factors))
     objects = fp.objects
