@@ -697,6 +697,23 @@ def test_the_probe_times_the_precision_the_run_will_use():
         make_plan(FakeFingerprint(), 1, "cpu", timer=timer, precision="fp16")
 
 
+def test_a_saved_plan_timed_on_another_machine_or_precision_says_so(tmp_path, capsys, monkeypatch):
+    _fake_probe(monkeypatch)
+    data = _write_cells(tmp_path / "train")
+    out = tmp_path / "plan.json"
+    assert cli.main(["plan", str(data), "--time-budget", "0.5", "--output", str(out)]) == 0
+    run = ["train", str(data), "--plan", str(out), "--epochs", "1", "--iters-per-epoch", "1"]
+    run += ["--no-progress", "--device", "cpu"]
+    capsys.readouterr()
+    assert cli.main([*run, "--run-dir", str(tmp_path / "same")]) == 0
+    assert "its probe timed" not in capsys.readouterr().out  # this machine, this precision
+    other = "fp32" if Plan.load(out).machine["precision"] != "fp32" else "bf16"
+    assert cli.main([*run, "--precision", other, "--run-dir", str(tmp_path / "other")]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "its probe timed" in x)
+    assert f"|{Plan.load(out).machine['precision'].replace('bf16', 'bfloat16')}|" in line
+    assert "this run trains on " in line and "'unetkit plan' here" in line
+
+
 def test_a_saved_plan_followed_for_a_shorter_budget_says_it_halves_the_batch(
     tmp_path, capsys, monkeypatch
 ):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from typing import Optional
 
 from .parsing import CHANNEL_NAMES_HELP, MASK_KIND_HELP, MASK_KINDS, channel_names
 
@@ -564,6 +565,9 @@ def _plan(args, config, overrides: dict):
     if args.plan:
         plan = Plan.load(args.plan)
         print(f"plan: {args.plan}")
+        elsewhere = _timed_elsewhere(plan, config)
+        if elsewhere:
+            print(elsewhere)
     else:
         plan = make_plan_for(
             config.data.train_dir,
@@ -585,6 +589,28 @@ def _plan(args, config, overrides: dict):
             )
     print(plan.table())
     return plan
+
+
+def _timed_elsewhere(plan, config) -> Optional[str]:
+    """A line saying that a saved plan's probe timed another machine or precision than this run
+    trains on (its width, batch and step counts were chosen for that speed; the schedule follows
+    the clock either way), or ``None``."""
+    from .. import runtime
+    from ..planning.probe import machine_key
+
+    key = plan.machine.get("key")
+    if not key:
+        return None
+    device = runtime.resolve_device(config.train.device)
+    dims = int(plan.fingerprint.get("spatial_dims") or 2)
+    here = machine_key(device, runtime.training_precision(config.train.precision, device, dims))
+    if here == key:
+        return None
+    return (
+        f"plan: its probe timed {key}; this run trains on {here}: the width, batch and step "
+        "counts were chosen for that speed (the schedule follows the clock); 'unetkit plan' here "
+        "times this machine"
+    )
 
 
 def _init_from_defaults(args, base, config, overrides: dict) -> dict:
