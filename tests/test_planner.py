@@ -772,11 +772,19 @@ def test_plan_command_bad_inputs(tmp_path, capsys):
     for args, message in (
         (["--time-budget", "0"], "--time-budget must be > 0 minutes, got 0"),
         (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--device", "cpu", "--precision", "fp16"], "precision fp16 needs a CUDA device"),
         (["--output", str(data0 / "images" / "00.png" / "p.json")], "00.png"),
     ):
         assert cli.main(["plan", str(data0), *args]) == 2
-        err = capsys.readouterr().err.strip().splitlines()
+        captured = capsys.readouterr()
+        err = captured.err.strip().splitlines()
         assert len(err) == 1 and message in err[0], err
+        assert "data:" not in captured.out  # refused before any image is read
+    run = ["train", str(data0), "--device", "cpu", "--precision", "fp16", "--run-dir"]
+    assert cli.main([*run, str(tmp_path / "r16")]) == 2
+    captured = capsys.readouterr()
+    assert "precision fp16 needs a CUDA device" in captured.err and "data:" not in captured.out
+    assert not (tmp_path / "r16").exists()
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     data = _write_cells(tmp_path / "train")

@@ -149,7 +149,7 @@ def run(args) -> int:
     from ..io.orientation import check_orientation
 
     orientation = check_orientation(args.orientation, "--orientation")
-    runtime.resolve_device(args.device)
+    runtime.resolve_precision(args.precision, runtime.resolve_device(args.device))
     check_output_file(args.output)
     plan = make_plan_for(
         args.data_dir,

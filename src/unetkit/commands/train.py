@@ -693,6 +693,12 @@ def configure_new_run(args, configure=_configure):
     configure(config)  # before the probe: it measures with the run's threads
     plan = None
     if args.plan or not (args.config or args.no_plan):
+        from .. import runtime
+
+        # a precision the device cannot run fails before the data is read and timed
+        runtime.resolve_precision(
+            config.train.precision, runtime.resolve_device(config.train.device)
+        )
         if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not args.plan:
             raise ConfigError(
                 "under torchrun every process must follow the same plan: run 'unetkit plan "
