@@ -649,6 +649,8 @@ def test_a_run_far_faster_than_its_cached_probe_timing_forgets_it(tmp_path, caps
         forget_if_contradicted,
     )
 
+    # a cache of its own: another test may have cached this candidate already
+    monkeypatch.setenv("UNETKIT_CACHE_DIR", str(tmp_path / "cache"))
     data = _write_cells(tmp_path / "train", n=6)
 
     def train(run, base):
@@ -680,24 +682,31 @@ def test_a_run_far_faster_than_its_cached_probe_timing_forgets_it(tmp_path, caps
     assert _load_cache(cache_path()) == {"m": {}}
 
 
-def test_the_probe_times_the_precision_the_run_will_use():
+def test_the_probe_times_the_precision_the_run_will_use(monkeypatch, tmp_path):
     """--precision fp32 on a bf16 CPU trains 2–3× slower than the bf16 steps auto would time."""
-    timed = []
+    monkeypatch.setenv("UNETKIT_CACHE_DIR", str(tmp_path / "cache"))
+    dtypes = []
 
-    def timer(c: Candidate) -> float:
-        timed.append(c)
-        return speed()(c)
+    def timing(cand, in_channels, num_classes, dims, device, dtype):
+        dtypes.append(dtype)
+        return speed()(cand)
 
-    plan = make_plan(FakeFingerprint(), 1, "cpu", timer=timer, precision="fp32")
+    monkeypatch.setattr("unetkit.planning.probe.time_training_step", timing)
+    plan = make_plan(FakeFingerprint(), 1, "cpu", precision="fp32")
+    assert dtypes and set(dtypes) == {None}  # every candidate timed in fp32
     assert plan.machine["precision"] == "fp32" and "|fp32|" in plan.machine["key"]
     assert "set by the user" in _decision(plan, "precision").reason
-    auto = make_plan(FakeFingerprint(), 1, "cpu", timer=timer)
+    assert plan.config["train.precision"] == "fp32"  # train --plan trains in what was timed
+    auto = make_plan(FakeFingerprint(), 1, "cpu", timer=speed())
     assert "set by the user" not in _decision(auto, "precision").reason
+    assert "train.precision" not in auto.config  # auto: the trainer decides as the probe did
     with pytest.raises(ConfigError, match="fp16"):
-        make_plan(FakeFingerprint(), 1, "cpu", timer=timer, precision="fp16")
+        make_plan(FakeFingerprint(), 1, "cpu", timer=speed(), precision="fp16")
 
 
 def test_a_saved_plan_timed_on_another_machine_or_precision_says_so(tmp_path, capsys, monkeypatch):
+    from unetkit.commands.train import _timed_elsewhere
+
     _fake_probe(monkeypatch)
     data = _write_cells(tmp_path / "train")
     out = tmp_path / "plan.json"
@@ -707,11 +716,37 @@ def test_a_saved_plan_timed_on_another_machine_or_precision_says_so(tmp_path, ca
     capsys.readouterr()
     assert cli.main([*run, "--run-dir", str(tmp_path / "same")]) == 0
     assert "its probe timed" not in capsys.readouterr().out  # this machine, this precision
-    other = "fp32" if Plan.load(out).machine["precision"] != "fp32" else "bf16"
+    plan = Plan.load(out)
+    timed = plan.machine["precision"].replace("bf16", "bfloat16")
+    other = "fp32" if timed != "fp32" else "bf16"
     assert cli.main([*run, "--precision", other, "--run-dir", str(tmp_path / "other")]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if "its probe timed" in x)
-    assert f"|{Plan.load(out).machine['precision'].replace('bf16', 'bfloat16')}|" in line
-    assert "this run trains on " in line and "'unetkit plan' here" in line
+    assert f"its probe timed {timed}, this run {other.replace('bf16', 'bfloat16')}:" in line
+    # a plan timed in the precision asked for keeps it: train --plan trains in it, no warning
+    fp32 = tmp_path / "fp32.json"
+    assert cli.main(["plan", str(data), "--precision", "fp32", "--output", str(fp32)]) == 0
+    run[run.index(str(out))] = str(fp32)
+    capsys.readouterr()
+    assert cli.main([*run, "--run-dir", str(tmp_path / "fp32")]) == 0
+    assert "its probe timed" not in capsys.readouterr().out
+    assert RunConfig.from_yaml(tmp_path / "fp32" / "config.yaml").train.precision == "fp32"
+
+    config = RunConfig().override({"train.device": "cpu"})
+    name, torch_version, device, precision, threads = plan.machine["key"].split("|")
+    for key, says in (
+        # a key saved before the CPU's family numbers were in it: the same CPU by its name
+        (f"{name.split(' (')[0]}|{torch_version}|{device}|{precision}|{threads}", None),
+        (f"{name}|torch 0.0|{device}|{precision}|{threads}", None),  # torch's version: no matter
+        (
+            f"Other CPU (family 1 model 1; AVX2; avx2)|{torch_version}|{device}|{precision}|{threads}",
+            "Other CPU (family 1 model 1; AVX2; avx2) (cpu), this run " + name,
+        ),
+        (f"{name}|{torch_version}|{device}|{precision}|99 threads", "99 threads, this run "),
+        ("a key of another form", None),
+    ):
+        plan.machine["key"] = key
+        got = _timed_elsewhere(plan, config)
+        assert (got is None) if says is None else (says in got), (key, got)
 
 
 def test_a_saved_plan_followed_for_a_shorter_budget_says_it_halves_the_batch(

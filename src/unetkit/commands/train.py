@@ -565,9 +565,6 @@ def _plan(args, config, overrides: dict):
     if args.plan:
         plan = Plan.load(args.plan)
         print(f"plan: {args.plan}")
-        elsewhere = _timed_elsewhere(plan, config)
-        if elsewhere:
-            print(elsewhere)
     else:
         plan = make_plan_for(
             config.data.train_dir,
@@ -592,24 +589,40 @@ def _plan(args, config, overrides: dict):
 
 
 def _timed_elsewhere(plan, config) -> Optional[str]:
-    """A line saying that a saved plan's probe timed another machine or precision than this run
-    trains on (its width, batch and step counts were chosen for that speed; the schedule follows
-    the clock either way), or ``None``."""
+    """A line saying that a saved plan's probe timed another CPU or GPU, precision or CPU thread
+    count than this run trains with (its width, batch and step counts were chosen for that speed;
+    the schedule follows the clock either way), or ``None``. Keys of plans saved before the CPU's
+    family numbers were part of them compare by the CPU's name."""
+    import warnings
+
     from .. import runtime
     from ..planning.probe import machine_key
 
     key = plan.machine.get("key")
-    if not key:
+    if not key or len(key.split("|")) != 5:
         return None
     device = runtime.resolve_device(config.train.device)
     dims = int(plan.fingerprint.get("spatial_dims") or 2)
-    here = machine_key(device, runtime.training_precision(config.train.precision, device, dims))
-    if here == key:
+    with warnings.catch_warnings():  # the trainer warns about 3D bf16 itself
+        warnings.simplefilter("ignore")
+        dtype = runtime.training_precision(config.train.precision, device, dims)
+    then, now = key.split("|"), machine_key(device, dtype).split("|")
+    names = (then[0], now[0])
+    if " (" not in then[0]:  # an older key: the CPU's name only
+        names = (then[0], now[0].split(" (")[0])
+    differ = []
+    if names[0] != names[1] or then[2] != now[2]:
+        differ.append(f"{then[0]} ({then[2]}), this run {now[0]} ({now[2]})")
+    if then[3] != now[3]:
+        differ.append(f"{then[3]}, this run {now[3]}")
+    if now[2] == "cpu" and then[4] != now[4]:
+        differ.append(f"{then[4]}, this run {now[4]}")
+    if not differ:
         return None
     return (
-        f"plan: its probe timed {key}; this run trains on {here}: the width, batch and step "
-        "counts were chosen for that speed (the schedule follows the clock); 'unetkit plan' here "
-        "times this machine"
+        f"plan: its probe timed {'; '.join(differ)}: the width, batch and step counts were "
+        "chosen for that speed (the schedule follows the clock); 'unetkit plan' with this run's "
+        "device, precision and threads times them here"
     )
 
 
@@ -736,6 +749,9 @@ def configure_new_run(args, configure=_configure):
             if planned.get("train.lr", LR) > LR:
                 planned["train.lr"] = LR
         config = apply_overrides(base, {**planned, **inherited, **overrides})
+        elsewhere = _timed_elsewhere(plan, config) if args.plan else None
+        if elsewhere and int(os.environ.get("RANK", "0")) == 0:  # once under torchrun
+            print(elsewhere)
         spent = time.monotonic() - t0
         budget = config.train.time_budget_minutes
         if budget is not None and not args.plan and spent > 1:

@@ -80,7 +80,7 @@ class Fingerprint:
         spatial_dims: 2 or 3.
         sizes: ``{"median": [...], "min": [...], "p10": [...], "max": [...]}``, per spatial axis in
             array order (``(H, W)`` or ``(D, H, W)``); medians are floats, the others ints
-            (``p10``: the 10th percentile over the cases, an actual case's size).
+            (``p10``: the 10th percentile over the cases, per axis: along each axis some case's size).
         spacing: median physical pixel size per spatial axis (array order) over the files that
             state one, else ``None``; :attr:`spacing_unit` its unit when the files say.
         channels: image channels as read (after the reader drops an alpha channel).

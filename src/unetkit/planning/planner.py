@@ -405,11 +405,11 @@ def plan_patch(
     smallest = [max(1, int(round(s * scale))) for s in small]
     period = 16 if dims == 2 else 8
     ratios = axis_ratios(spacing, dims)
-    patch = []
+    patch, cut = [], False
     for s, r, floor in zip(smallest, ratios, patch_floors(lo, ratios, period)):
         p = max(floor, _round_up(want * r, period))
         if p > s:
-            p = max(_round_down(s, period), min(s, period))
+            p, cut = max(_round_down(s, period), min(s, period)), True
         patch.append(int(p))
     why = (
         f"≥ {CONTEXT}× the extent of the large objects ({obj:.0f} px, 90th percentile"
@@ -424,7 +424,7 @@ def plan_patch(
             + "×".join(f"{r:.2g}" for r in ratios)
             + " of the finest axis's voxels)"
         )
-    if any(p < _round_up(want, period) for p in patch):
+    if cut:
         size = "×".join(map(str, smallest))
         why += f", {_cut_to(smaller)} ({'10th percentile ' if smaller else ''}{size}"
         why += "; smaller ones are mirrored to fill it)" if smaller else ")"
@@ -636,7 +636,10 @@ def make_plan(
     }[precision]
     if asked != "auto":
         why = "set by the user (--precision / train.precision): the probe timed it"
-    plan.decide("precision", precision, why)
+    # asked for: kept in the plan, so that train --plan trains in what the probe timed
+    plan.decide(
+        "precision", precision, why, **({"train.precision": asked} if asked != "auto" else {})
+    )
     if fp.grey_as_colour and in_channels > 1:
         plan.decide(
             "channels",
