@@ -380,6 +380,51 @@ def test_a_saved_plan_judges_the_short_run_batch_again_on_the_runs_budget():
     assert names.index("width") < names.index("batch")
 
 
+def test_a_patch_of_the_users_own_gets_the_batch_of_the_planned_pixels(
+    tmp_path, capsys, monkeypatch
+):
+    """The planner's batch holds ≈ PIXELS_PER_BATCH pixels; with a larger patch of the user's own
+    the planned batch would multiply the memory and the step time the plan counted."""
+    long = make_plan(FakeFingerprint(cases=100), 60, "cpu", timer=speed(1.0))
+    assert long.config["data.patch_size"] == [128, 128] and long.config["train.batch_size"] == 16
+    iters = long.config["train.iters_per_epoch"]
+    big = planned_values(long, {"data.patch_size": 256})  # 4 × 256²: the planned pixels
+    assert big["train.batch_size"] == 4 and big["train.iters_per_epoch"] == iters
+    wide = planned_values(long, {"data.patch_size": [128, 256]})
+    assert wide["train.batch_size"] == 8 and wide["train.iters_per_epoch"] == iters
+    small = planned_values(long, {"data.patch_size": 64})
+    assert small["train.batch_size"] == 32 and small["train.iters_per_epoch"] == iters * 2
+    # the planned patch, or a batch of the user's own: as planned or as given
+    assert planned_values(long, {"data.patch_size": [128, 128]})["train.batch_size"] == 16
+    assert "train.batch_size" not in planned_values(
+        long, {"data.patch_size": 256, "train.batch_size": 2}
+    )
+    # a short run: 16 halved to 4 at 128²; at 256² the batch of the planned pixels is already 4
+    # (not halved below MIN_BATCH), but each step holds 4× the pixels: a quarter of the iterations
+    short = make_plan(FakeFingerprint(cases=100), 5, "cpu", timer=speed(1.0))
+    assert short.config["train.batch_size"] == 4
+    mine = planned_values(short, {"data.patch_size": 256})
+    assert mine["train.batch_size"] == 4
+    assert mine["train.iters_per_epoch"] == round(short.config["train.iters_per_epoch"] / 4)
+    # the command says why the batch is not the planned one
+    _fake_probe(monkeypatch)
+    data = _write_cells(tmp_path / "train", size=(256, 256))
+    out = tmp_path / "plan.json"
+    assert cli.main(["plan", str(data), "--time-budget", "60", "--output", str(out)]) == 0
+    planned = Plan.load(out)
+    patch = [p * 2 for p in planned.config["data.patch_size"]]
+    run = ["train", str(data), "--plan", str(out), "--time-budget", "0.05"]
+    run += ["--patch-size", ",".join(map(str, patch)), "--no-progress", "--run-dir"]
+    capsys.readouterr()
+    assert cli.main([*run, str(tmp_path / "run")]) == 0
+    text = capsys.readouterr().out
+    cfg = RunConfig.from_yaml(tmp_path / "run" / "config.yaml")
+    assert list(cfg.data.patch_size) == patch
+    mine = {"data.patch_size": patch, "train.time_budget_minutes": 0.05}
+    assert cfg.train.batch_size == planned_values(planned, mine)["train.batch_size"] < 16
+    assert f"your {patch[0]}×{patch[1]} patch (≈ 262,144 pixels a batch)" in text
+
+
 def test_a_short_run_gets_a_higher_learning_rate_judged_again_on_each_models_steps():
     assert plan_lr(FULL_AUGMENTATION_STEPS - 1)[0] == SHORT_RUN_LR > LR
     assert plan_lr(FULL_AUGMENTATION_STEPS)[0] == LR
@@ -599,10 +644,14 @@ def _fake_probe(monkeypatch, base: float = 0.5):
     """The commands time candidates with :func:`speed`'s fake machine: the real probe is
     ``test_probe_times_real_steps_once_and_caches_them``'s job, and real steps of two widths cost a
     minute under emulated bf16."""
+    import tempfile
+
     fake = speed(base)
     monkeypatch.setattr(
         "unetkit.planning.probe.time_training_step", lambda cand, *a, **k: fake(cand)
     )
+    # fake timings go to a cache of their own: in the session's, later plans would read them
+    monkeypatch.setenv("UNETKIT_CACHE_DIR", tempfile.mkdtemp(prefix="unetkit-fake-probe-"))
 
 
 def test_plan_command_then_train_follows_the_plan(tmp_path, capsys, monkeypatch):

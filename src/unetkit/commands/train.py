@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from typing import Optional
@@ -528,14 +529,15 @@ def _width_hint(plan, overrides: dict):
 
 
 def _rejudge_batch(plan, overrides: dict, values: dict) -> None:
-    """Judge the short-run halving of the planned batch again, in ``values``, for another budget
-    or width.
+    """Judge the short-run halving of the planned batch again, in ``values``, for another budget,
+    width or patch.
 
     A saved plan (``--plan``) made for 5 minutes halves its batch; followed with ``--time-budget
     60`` the run is no longer short and trains at the full batch (and the other way round), and a
-    narrower net of the user's own may fit enough steps not to be short either. The
-    planned epoch length is scaled so that an epoch covers the same pixels. A batch of the user's
-    own, a fixed ``--epochs`` and plans saved without ``full_batch`` keep the batch as it is.
+    narrower net of the user's own may fit enough steps not to be short either. A patch of the
+    user's own starts from the batch of the planned pixels (:func:`_full_batch`). The planned
+    epoch length is scaled so that an epoch covers the same pixels. A batch of the user's own, a
+    fixed ``--epochs`` and plans saved without ``full_batch`` keep the batch as it is.
     """
     from ..planning.planner import short_run_batch
 
@@ -548,13 +550,35 @@ def _rejudge_batch(plan, overrides: dict, values: dict) -> None:
         or not isinstance(planned, int)
     ):
         return
-    batch = short_run_batch(plan.full_batch, int(steps))[0]
-    if batch != planned:
+    full, patch = _full_batch(plan, overrides)
+    batch = short_run_batch(full, int(steps))[0]
+    planned_patch = list(plan.config.get("data.patch_size") or patch)
+    if batch != planned or patch != planned_patch:
         values["train.batch_size"] = batch
-        if "train.iters_per_epoch" in values:
-            values["train.iters_per_epoch"] = max(
-                1, values["train.iters_per_epoch"] * planned // batch
-            )
+        if "train.iters_per_epoch" in values:  # an epoch of the planned pixels (and time)
+            ratio = planned * math.prod(planned_patch) / (batch * math.prod(patch))
+            values["train.iters_per_epoch"] = max(1, round(values["train.iters_per_epoch"] * ratio))
+
+
+def _full_batch(plan, overrides: dict) -> tuple[int, list]:
+    """The batch before a short run's halving, and the patch it is for: the plan's, or for a
+    patch of the user's own (``data.patch_size``) the batch of the planner's pixels per batch
+    (:func:`~unetkit.planning.planner.plan_batch`), so a 256² patch in a plan made for 16 × 128²
+    trains 4 images a step, not 16 (four times the memory and the step time the plan counted)."""
+    from ..planning.planner import plan_batch
+
+    planned = list(plan.config.get("data.patch_size") or [])
+    mine = overrides.get("data.patch_size")
+    dims = int(plan.fingerprint.get("spatial_dims") or len(planned) or 2)
+    sizes = list(mine) if isinstance(mine, (list, tuple)) else [mine] * dims
+    if (
+        mine is None
+        or len(sizes) != dims
+        or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes)
+        or sizes == planned
+    ):
+        return plan.full_batch, planned
+    return plan_batch(sizes, dims), sizes
 
 
 def _plan(args, config, overrides: dict):
@@ -734,6 +758,14 @@ def configure_new_run(args, configure=_configure):
         ):
             budget = chosen.get("train.time_budget_minutes") or plan.budget_minutes
             on = [f"width {chosen_net['model.options.base_features']}'s steps"] if note else []
+            full, patch = _full_batch(plan, chosen_net)
+            if full != plan.full_batch:
+                from ..planning.planner import PIXELS_PER_BATCH
+
+                size = "×".join(map(str, patch))
+                on.insert(
+                    0, f"your {size} patch (≈ {PIXELS_PER_BATCH[len(patch)]:,} pixels a batch)"
+                )
             if budget != plan.budget_minutes:
                 on.append(f"this run's {budget:g} minutes (the plan's {plan.budget_minutes:g})")
             print(
