@@ -615,32 +615,20 @@ def _plan(args, config, overrides: dict):
 def _timed_elsewhere(plan, config) -> Optional[str]:
     """A line saying that a saved plan's probe timed another CPU or GPU, precision or CPU thread
     count than this run trains with (its width, batch and step counts were chosen for that speed;
-    the schedule follows the clock either way), or ``None``. Keys of plans saved before the CPU's
-    family numbers were part of them compare by the CPU's name."""
+    the schedule follows the clock either way), or ``None``."""
     import warnings
 
     from .. import runtime
-    from ..planning.probe import machine_key
+    from ..planning.probe import key_differences, machine_key
 
-    key = plan.machine.get("key")
-    if not key or len(key.split("|")) != 5:
+    if not plan.machine.get("key"):
         return None
     device = runtime.resolve_device(config.train.device)
     dims = int(plan.fingerprint.get("spatial_dims") or 2)
     with warnings.catch_warnings():  # the trainer warns about 3D bf16 itself
         warnings.simplefilter("ignore")
         dtype = runtime.training_precision(config.train.precision, device, dims)
-    then, now = key.split("|"), machine_key(device, dtype).split("|")
-    names = (then[0], now[0])
-    if " (" not in then[0]:  # an older key: the CPU's name only
-        names = (then[0], now[0].split(" (")[0])
-    differ = []
-    if names[0] != names[1] or then[2] != now[2]:
-        differ.append(f"{then[0]} ({then[2]}), this run {now[0]} ({now[2]})")
-    if then[3] != now[3]:
-        differ.append(f"{then[3]}, this run {now[3]}")
-    if now[2] == "cpu" and then[4] != now[4]:
-        differ.append(f"{then[4]}, this run {now[4]}")
+    differ = key_differences(plan.machine["key"], machine_key(device, dtype))
     if not differ:
         return None
     return (

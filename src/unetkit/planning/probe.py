@@ -116,6 +116,25 @@ def machine_key(device: torch.device, dtype: Optional[torch.dtype]) -> str:
     return f"{name}|torch {torch.__version__}|{device.type}|{precision}|{torch.get_num_threads()} threads"
 
 
+def key_differences(then: str, now: str) -> list[str]:
+    """What differs between two :func:`machine_key` values that matters for speed, one phrase
+    each: the CPU or GPU and device, the precision, and on CPU the thread count (torch's version
+    does not count). Keys made before the CPU's family numbers were part of them compare by the
+    CPU's name; a key of another form gives no differences."""
+    a, b = then.split("|"), now.split("|")
+    if len(a) != 5 or len(b) != 5:
+        return []
+    names = (a[0], b[0] if " (" in a[0] else b[0].split(" (")[0])
+    out = []
+    if names[0] != names[1] or a[2] != b[2]:
+        out.append(f"{a[0]} ({a[2]}), this run {b[0]} ({b[2]})")
+    if a[3] != b[3]:
+        out.append(f"{a[3]}, this run {b[3]}")
+    if b[2] == "cpu" and a[4] != b[4]:
+        out.append(f"{a[4]}, this run {b[4]}")
+    return out
+
+
 def _load_cache(path: Optional[Path]) -> dict:
     if path is None or not path.is_file():
         return {}
@@ -289,6 +308,7 @@ __all__ = [
     "Measurement",
     "cache_path",
     "forget_if_contradicted",
+    "key_differences",
     "machine_key",
     "measure",
     "settled_median",
