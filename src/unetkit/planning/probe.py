@@ -34,7 +34,7 @@ PROBE_SECONDS = 3.0
 #: Warm-up: steps until one is within WARMUP_SETTLED of the step before (at most WARMUP_STEPS, or
 #: PROBE_SECONDS of them). The first steps of a fresh net allocate its buffers and build its
 #: kernels: on a 2-core AVX-512 CPU a width-32 net at 16 × 128² took 0.64, 0.55, 0.46, then
-#: 0.41–0.47 s a step, so timing from the second step read 2–4 % slow (BENCHMARKS.md, "Probe
+#: 0.41–0.47 s a step, so timing from the second step read 2–7 % slow (BENCHMARKS.md, "Probe
 #: warm-up")
 WARMUP_STEPS = 3
 WARMUP_SETTLED = 0.9
