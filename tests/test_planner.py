@@ -731,6 +731,58 @@ def test_a_run_far_faster_than_its_cached_probe_timing_forgets_it(tmp_path, caps
     assert _load_cache(cache_path()) == {"m": {}}
 
 
+_WRITER = """
+import sys
+from pathlib import Path
+from unetkit.planning.probe import _update_cache
+path, who = Path(sys.argv[1]), sys.argv[2]
+for i in range(40):
+    _update_cache(path, "m", {f"{who}-{i}": float(i)})
+"""
+
+
+def test_writers_sharing_a_cache_keep_each_others_timings(tmp_path):
+    """Plans on the nodes of a cluster share one cache in their home folder: each writer changes
+    only its entries, on the file as another left it, so none is lost (whole-file rewrites of a
+    copy read earlier lost them: last writer won)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "probe.json"
+    writers = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), who]) for who in "abc"]
+    assert [w.wait(timeout=120) for w in writers] == [0, 0, 0]
+    from unetkit.planning.probe import _load_cache
+
+    entries = _load_cache(path)["m"]
+    assert sorted(entries) == sorted(f"{who}-{i}" for who in "abc" for i in range(40))
+    assert entries["b-7"] == 7.0
+
+
+def test_a_cache_update_drops_entries_and_saves_without_the_lock(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from unetkit.planning import probe
+
+    path = tmp_path / "probe.json"
+    probe._save_cache(path, {"m": {"a": 1.0, "b": 2.0}, "other": {"a": 5.0}})
+    before = probe._update_cache(path, "m", {"a": None, "c": 3.0})
+    assert before == {"a": 1.0, "c": None}
+    assert probe._load_cache(path) == {"m": {"b": 2.0, "c": 3.0}, "other": {"a": 5.0}}
+
+    def held(*args):  # another process holds the lock and does not let go
+        raise OSError(errno.EAGAIN, "locked")
+
+    monkeypatch.setattr(fcntl, "lockf", held)
+    monkeypatch.setattr(probe, "LOCK_WAIT_S", 0.1)
+    probe._update_cache(path, "new", {"x": 4.0})  # waits 0.1 s, then saves all the same
+    assert probe._load_cache(path)["new"] == {"x": 4.0}
+    # a damaged cache is replaced, not a reason to fail
+    path.write_text("{not json")
+    probe._update_cache(path, "m", {"y": 1.0})
+    assert probe._load_cache(path) == {"m": {"y": 1.0}}
+
+
 def test_the_probe_times_the_precision_the_run_will_use(monkeypatch, tmp_path):
     """--precision fp32 on a bf16 CPU trains 2–3× slower than the bf16 steps auto would time."""
     monkeypatch.setenv("UNETKIT_CACHE_DIR", str(tmp_path / "cache"))

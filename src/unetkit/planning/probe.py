@@ -11,10 +11,15 @@ plan on the same machine costs nothing.
 Cache: ``$UNETKIT_CACHE_DIR/probe.json`` (default ``$XDG_CACHE_HOME/unetkit`` or
 ``~/.cache/unetkit``); entries are keyed by CPU (name, family/model numbers, kernel level, flags),
 torch version, device, precision, threads and the candidate. ``UNETKIT_CACHE_DIR=off`` disables it.
+Writers change only their own entries, under a lock, on the file as it is then
+(:func:`_update_cache`): plans on the nodes of a cluster that share a home folder keep each other's
+timings.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import time
@@ -42,6 +47,8 @@ WARMUP_SETTLED = 0.9
 #: busy machine (probe noise between idle plans is within ±10 %, BENCHMARKS.md "Probe warm-up"),
 #: so :func:`forget_if_contradicted` drops it
 RUN_CONTRADICTS = 0.8
+#: how long a writer waits for another's lock on the cache before it leaves its timings unsaved
+LOCK_WAIT_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -155,6 +162,68 @@ def _save_cache(path: Optional[Path], data: dict) -> None:
         pass  # a read-only home: the plan is still right, only the next one measures again
 
 
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Hold an exclusive lock on ``path``'s lock file (POSIX record locks, which NFS supports);
+    yields whether it was obtained within ``LOCK_WAIT_S``. Where locking is not available (no
+    ``fcntl``, a file system without locks) it yields ``False`` at once."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one user, rarely two plans at once
+        yield False
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = stack.enter_context(open(path.with_name(path.name + ".lock"), "a"))
+        except OSError:
+            yield False
+            return
+        got = _wait_for_lock(fcntl, handle)
+        try:
+            yield got
+        finally:
+            if got:
+                fcntl.lockf(handle, fcntl.LOCK_UN)
+
+
+def _wait_for_lock(fcntl, handle) -> bool:
+    deadline = time.monotonic() + LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
+                return False  # held too long, or no locks on this file system
+            time.sleep(0.05)
+
+
+def _update_cache(
+    path: Optional[Path], machine: str, changes: dict[str, Optional[float]]
+) -> dict[str, Optional[float]]:
+    """Apply ``changes`` (entry → seconds, or ``None`` to drop it) to ``machine``'s entries of
+    the cache file as it is now, and save it; the lock keeps two writers (plans on two nodes
+    sharing a home folder) from each saving a copy read before the other's change. Returns the
+    values the changed entries had before. Without the lock (timed out, not supported) it
+    saves all the same: a lost timing is only measured again."""
+    if path is None or not changes:
+        return {}
+    with _locked(path):
+        cache = _load_cache(path)
+        entries = cache.get(machine)
+        if not isinstance(entries, dict):
+            entries = cache[machine] = {}
+        before = {entry: entries.get(entry) for entry in changes}
+        for entry, seconds in changes.items():
+            if seconds is None:
+                entries.pop(entry, None)
+            else:
+                entries[entry] = seconds
+        _save_cache(path, cache)
+    return before
+
+
 def time_training_step(
     candidate: Candidate,
     in_channels: int,
@@ -240,9 +309,10 @@ def measure(
     candidates (give them narrowest first: the next would be slower still) are left out of the
     result. The first candidate is always measured."""
     path = cache_path()
-    cache = _load_cache(path)
     machine = machine_key(device, dtype)
-    entries = cache.setdefault(machine, {})
+    entries = _load_cache(path).get(machine)
+    entries = dict(entries) if isinstance(entries, dict) else {}
+    timed_now: dict[str, Optional[float]] = {}
 
     def key(cand: Candidate) -> str:
         return f"{cand.key()}-c{in_channels}-k{num_classes}-{spatial_dims}d"
@@ -255,7 +325,7 @@ def measure(
             if timer is not None
             else time_training_step(cand, in_channels, num_classes, spatial_dims, device, dtype)
         )
-        entries[key(cand)] = seconds
+        entries[key(cand)] = timed_now[key(cand)] = seconds
         return Measurement(cand, seconds, cached=False, entry=key(cand))
 
     out: list[Measurement] = []
@@ -282,8 +352,8 @@ def measure(
                 for k in (i, j):
                     if out[k].cached:
                         out[k] = timed(out[k].candidate)
-    if any(not m.cached for m in out) and timer is None:
-        _save_cache(path, cache)
+    if timer is None:
+        _update_cache(path, machine, timed_now)
     return out
 
 
@@ -294,12 +364,11 @@ def forget_if_contradicted(machine: str, entry: str, run_seconds: float) -> Opti
     again. Only faster runs count: a slower run may wait for its data or share the machine, which
     the clock schedule absorbs. Returns the forgotten seconds, or ``None``."""
     path = cache_path()
-    cache = _load_cache(path)
-    cached = (cache.get(machine) or {}).get(entry)
+    entries = _load_cache(path).get(machine)
+    cached = entries.get(entry) if isinstance(entries, dict) else None
     if not isinstance(cached, (int, float)) or not run_seconds < RUN_CONTRADICTS * cached:
         return None
-    del cache[machine][entry]
-    _save_cache(path, cache)
+    _update_cache(path, machine, {entry: None})
     return float(cached)
 
 
