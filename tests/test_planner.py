@@ -723,6 +723,30 @@ def test_a_run_far_faster_than_its_cached_probe_timing_forgets_it(tmp_path, caps
     out, (trained,), _, cache = train("fast-probe", 1e-6)
     assert "probe: this run" not in out and trained in cache
 
+    # each fold of a --folds run tells the cache too (the first forgets, the entry is gone after)
+    _fake_probe(monkeypatch, 60.0)
+    argv = ["train", str(data), "--time-budget", "0.5", "--epochs", "3", "--folds", "2"]
+    argv += ["--iters-per-epoch", "1", "--precision", "fp32", "--device", "cpu", "--no-progress"]
+    assert cli.main([*argv, "--run-dir", str(tmp_path / "folds")]) == 0
+    out = capsys.readouterr().out
+    plan = Plan.load(tmp_path / "folds" / "fold_0" / "plan.json")
+    width = plan.config["model.options.base_features"]
+    (trained,) = [m["entry"] for m in plan.measurements if m["base_features"] == width]
+    assert out.count(f"timing of {trained} said") == 1
+    assert trained not in _load_cache(cache_path())[plan.machine["key"]]
+
+    # and so does the napari plugin's training job, in the line it ends with
+    from unetkit.napari import jobs, layers
+
+    _fake_probe(monkeypatch, 60.0)
+    image = np.asarray(Image.open(data / "images" / "00.png"))
+    mask = np.asarray(Image.open(data / "masks" / "00.png")) > 0
+    pairs = [layers.training_pair(image, False, mask.astype(np.uint8), "cells", "truth")]
+    flags = "--epochs 3 --iters-per-epoch 1 --precision fp32 --device cpu"
+    done = jobs.train_from_layers(pairs, tmp_path / "napari", 0.5, extra_flags=flags)
+    assert done.probe_note and "forgotten, the next plan times it again" in done.probe_note
+    assert done.describe().endswith(done.probe_note)
+
     # the rule itself: only a run under RUN_CONTRADICTS of the cached time forgets it
     _save_cache(cache_path(), {"m": {"e": 1.0}})
     assert forget_if_contradicted("m", "e", RUN_CONTRADICTS + 0.01) is None

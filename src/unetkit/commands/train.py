@@ -819,6 +819,7 @@ def run(args) -> int:
                 run_dir=args.run_dir,
                 progress=not args.no_progress,
                 plan=plan.to_dict() if plan is not None else None,
+                after_fold=_tell_the_probe,
             )
             return 0
         trainer = Trainer(
@@ -830,7 +831,7 @@ def run(args) -> int:
     result = trainer.fit()
     best = result.best
     if trainer.dist.is_main:
-        _check_the_probe(trainer)
+        _tell_the_probe(trainer)
         best_txt = (
             f"best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}"
             if best
@@ -843,50 +844,11 @@ def run(args) -> int:
     return 0
 
 
-def _check_the_probe(trainer) -> None:
-    """After a planned run on the machine it was planned on: a cached probe timing of the
-    network it trained that the run beat by far is forgotten
-    (:func:`unetkit.planning.probe.forget_if_contradicted`), so the next plan here times it again
-    instead of planning every later run from a number taken on a busy machine."""
-    import statistics
+def _tell_the_probe(trainer) -> None:
+    """After a planned run (or fold): a cached probe timing the run beat by far is forgotten,
+    and the user is told (:func:`unetkit.planning.feedback.check_the_probe`)."""
+    from ..planning.feedback import check_the_probe
 
-    from ..planning import Plan
-    from ..planning.probe import forget_if_contradicted, machine_key
-
-    if not trainer.plan or trainer.dist.enabled:
-        return
-    plan = Plan.from_dict(trainer.plan)
-    key = plan.machine.get("key")
-    rates = [r["images_per_s"] for r in trainer.history if r.get("images_per_s")]
-    if (
-        not plan.full_batch
-        or len(rates) < 3  # the first epoch warms up: a median of three or more
-        or key != machine_key(trainer.device, trainer.autocast_dtype)
-    ):
-        return
-    cfg = trainer.config
-    trained = (
-        cfg.model.name,
-        cfg.model.options.get("base_features"),
-        cfg.model.options.get("depth"),
-        list(cfg.data.patch_size or []),
-        plan.full_batch,
-    )
-    for m in plan.measurements:
-        timed = (
-            m.get("model"),
-            m.get("base_features"),
-            m.get("depth"),
-            list(m.get("patch") or []),
-            m.get("batch_size"),
-        )
-        if timed != trained or not m.get("entry"):
-            continue
-        run_seconds = plan.full_batch / statistics.median(rates)
-        forgotten = forget_if_contradicted(key, m["entry"], run_seconds)
-        if forgotten is not None:
-            print(
-                f"probe: this run trained at {run_seconds:.2f} s per {plan.full_batch} images, the "
-                f"cached timing of {m['entry']} said {forgotten:.2f} s (timed on a busy machine?): "
-                "forgotten, the next plan times it again"
-            )
+    note = check_the_probe(trainer)
+    if note:
+        print(note)

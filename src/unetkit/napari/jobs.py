@@ -215,20 +215,23 @@ class TrainProgress:
 @dataclass
 class TrainOutcome:
     """A finished run: its folder, the checkpoint to predict with (``best.pt``, else
-    ``last.pt``), why it stopped, the epochs done and the best validation record."""
+    ``last.pt``), why it stopped, the epochs done, the best validation record and what the run
+    told the probe's cache (a line, or ``None``)."""
 
     run_dir: Path
     checkpoint: Path
     stop_reason: str
     epochs: int
     best: Optional[dict]
+    probe_note: Optional[str] = None
 
     def describe(self) -> str:
         best = self.best
         score = (
             f"; best {best['metric']} {best['value']:.3f} at epoch {best['epoch']}" if best else ""
         )
-        return f"{self.stop_reason} after {self.epochs} epoch(s){score}: {self.checkpoint}"
+        line = f"{self.stop_reason} after {self.epochs} epoch(s){score}: {self.checkpoint}"
+        return f"{line}; {self.probe_note}" if self.probe_note else line
 
 
 def _progress_callback(report: Report, stop: threading.Event):
@@ -313,6 +316,7 @@ def train_from_layers(
         Cancelled: stopped before training began.
     """
     from ..commands.train import configure_new_run
+    from ..planning.feedback import check_the_probe
     from ..training import Trainer
     from ..utils import check_output_dir
 
@@ -358,7 +362,12 @@ def train_from_layers(
     best = run_dir / "checkpoints" / "best.pt"
     checkpoint = best if best.is_file() else run_dir / "checkpoints" / "last.pt"
     return TrainOutcome(
-        run_dir, checkpoint, result.stop_reason, result.epochs_completed, result.best
+        run_dir,
+        checkpoint,
+        result.stop_reason,
+        result.epochs_completed,
+        result.best,
+        check_the_probe(trainer),  # a cached timing this run beat by far is forgotten
     )
 
 

@@ -78,6 +78,7 @@ def train_folds(
     progress: bool = True,
     plan: Optional[dict] = None,
     say: Callable[[str], None] = print,
+    after_fold: Optional[Callable[[Trainer], None]] = None,
 ) -> FoldsResult:
     """Train the ``train.folds`` folds of ``config`` one after the other (module docstring).
 
@@ -91,6 +92,8 @@ def train_folds(
             ``data.num_folds``). ``train.time_budget_minutes``, when set, is the budget of all folds.
         plan: the planner's decisions (``Plan.to_dict()``), kept with every fold as with one run.
         say: receives the per-fold and summary lines.
+        after_fold: called with each fold's trainer once it finished (the train command checks
+            the probe's cached timing against the fold's speed there).
 
     Raises:
         ConfigError: ``train.folds`` < 2, under torchrun, too few cases; DataError: the ensemble
@@ -129,7 +132,8 @@ def train_folds(
             cfg = cfg.override({"train.time_budget_minutes": round(share, 3)})
             say(f"fold {i + 1}/{k}: {share:.1f} of the {max(left, 0):.1f} minutes left")
         try:
-            result = Trainer(cfg, run_dir=fold_dir(run_dir, i), progress=progress, plan=plan).fit()
+            trainer = Trainer(cfg, run_dir=fold_dir(run_dir, i), progress=progress, plan=plan)
+            result = trainer.fit()
         except BaseException:
             if results:
                 say(
@@ -139,6 +143,8 @@ def train_folds(
             raise
         results.append(result)
         say(_describe(i, k, result))
+        if after_fold is not None:
+            after_fold(trainer)
 
     record = write_ensemble(
         run_dir,
