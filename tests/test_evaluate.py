@@ -209,6 +209,39 @@ def test_instances_and_suffix_detection(tmp_path):
     assert [r["class"] for r in sem.rows] == ["1", "2", "3", "5"]
 
 
+def test_truth_masks_named_with_a_suffix_are_matched_as_train_reads_them(tmp_path, capsys):
+    """``01_mask.png`` beside ``images/01.png`` is case ``01``, scored against the prediction
+    ``01.png`` (as ``unetkit predict`` names it): detected from the images, or from the
+    predictions without images, or given with --mask-suffix; a mask lacking a given suffix is named."""
+    rng = np.random.default_rng(1)
+    data, pred = tmp_path / "data", tmp_path / "pred"
+    for name, (t, p) in _cases().items():
+        _png(data / "masks" / f"{name}_mask.png", t)
+        _png(data / "images" / f"{name}.png", rng.integers(0, 255, (SIZE, SIZE)))
+        _png(pred / f"{name}.png", p)
+    _png(pred / "a_overlay.png", rng.integers(0, 255, (SIZE, SIZE)))  # a side file of predict
+    plain = tmp_path / "plain"
+    for name, (t, _) in _cases().items():
+        _png(plain / f"{name}.png", t)
+    expected = evaluate_folders(pred, plain, metrics=["dice"]).rows
+    for truth in (data / "masks", data):  # the mask folder, or the dataset folder
+        res = evaluate_folders(pred, truth, metrics=["dice"])
+        assert [r["case"] for r in res.rows] == ["a", "b", "c", "d"]
+        np.testing.assert_array_equal([r["dice"] for r in res.rows], [r["dice"] for r in expected])
+    # without images beside the masks the predictions' names are the reference
+    (data / "images").rename(tmp_path / "elsewhere")
+    assert len(evaluate_folders(pred, data / "masks", metrics=["dice"]).rows) == 4
+    # given: the same; a mask without it is named with the fix
+    assert main(["evaluate", str(pred), str(data / "masks"), "--mask-suffix", "_mask"]) == 0
+    (data / "masks" / "d_mask.png").rename(data / "masks" / "d.png")
+    assert main(["evaluate", str(pred), str(data / "masks"), "--mask-suffix", "_mask"]) == 2
+    err = capsys.readouterr().err
+    assert "d.png: mask name lacks the mask suffix '_mask'" in err and "STEM_mask.png" in err
+    # detected only where every mask has it: otherwise the stems are the cases (and d_… is named)
+    with pytest.raises(DataError, match="no prediction for 3 of 4 truth mask"):
+        evaluate_folders(pred, data / "masks", metrics=["dice"])
+
+
 def test_an_instances_folder_beside_binary_masks_scores_objects_by_id(tmp_path):
     ids = np.zeros((SIZE, SIZE), np.uint16)
     ids[2:10, 2:6], ids[2:10, 6:10] = 4, 9  # two cells that touch: one blob in the binary mask

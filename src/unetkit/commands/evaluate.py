@@ -117,6 +117,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="normalised surface Dice tolerance, in the spacing's unit (mm, um ...); boundaries "
         "this close count as agreeing (default: one pixel of the finest axis)",
     )
+    parser.add_argument(
+        "--mask-suffix",
+        default=None,
+        help="what the truth masks' names add to the case's, such as _mask for 01_mask.png "
+        "(default: detected from the images beside the masks, or the predictions)",
+    )
     parser.add_argument("--include-background", action="store_true", help="also score class 0")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(run=run)
@@ -148,6 +154,7 @@ def run(args: argparse.Namespace) -> int:
         spacing=args.spacing,
         include_background=args.include_background,
         nsd_tolerance=args.nsd_tolerance,
+        mask_suffix=args.mask_suffix,
     )
     if args.json:
         print(json.dumps(jsonable(result.summary), indent=2))

@@ -434,6 +434,48 @@ def _truth_files(truth_dir: Path) -> dict[str, Path]:
     return {**files, **folders}
 
 
+def _without_mask_suffix(
+    truths: dict[str, Path],
+    references: Sequence[str],
+    mask_suffix: Optional[str],
+) -> dict[str, Path]:
+    """The truth masks keyed by case id: without their mask suffix (``01_mask.png`` → ``01``), as
+    ``unetkit train`` reads them. ``mask_suffix`` ``None`` detects it from the ``references`` (the
+    image stems beside the masks, else the prediction stems) as the training data's discovery
+    does; a detected suffix that some mask lacks is not one (the stems stay as they are), a given
+    one is an error naming the mask."""
+    from ..data.discovery import _detect_suffix, _strip
+
+    if mask_suffix is None:
+        if set(truths) <= set(references):
+            return truths
+        mask_suffix = _detect_suffix(sorted(references), sorted(truths))
+        stripped, lacking = _strip(truths, mask_suffix)
+        return truths if lacking or len(stripped) < len(truths) else stripped
+    stripped, lacking = _strip(truths, mask_suffix)
+    if lacking:
+        raise DataError(
+            f"mask name lacks the mask suffix {mask_suffix!r} (--mask-suffix); rename it to "
+            f"STEM{mask_suffix}{lacking[0].suffix or '.png'} or pass the suffix its masks have",
+            lacking[0],
+        )
+    return stripped
+
+
+def _reference_stems(
+    truth_dir: Path, image_dir: Optional[PathLike], pred_files: dict[str, Path]
+) -> list[str]:
+    """The case ids the truth masks' names are compared with to find their suffix: the stems of
+    the images beside the masks (as ``unetkit train`` does), else those of the predictions."""
+    images = _image_folder(truth_dir, image_dir)
+    if images is not None and images.is_dir():
+        try:
+            return sorted(_list_images(images, "image"))
+        except DataError:  # empty, or two files of one stem: the overlays will say so
+            pass
+    return sorted(pred_files)
+
+
 def _case_folder_cases(truth_dir: Path) -> list:
     """The cases of a dataset of case folders (``case/images/`` + ``case/masks/``, one file per
     object), each with its mask and image; ``[]`` for any other truth folder."""
@@ -511,6 +553,7 @@ def evaluate_folders(
     pred_background: str = "singletons",
     include_background: bool = False,
     nsd_tolerance: Optional[float] = None,
+    mask_suffix: Optional[str] = None,
 ) -> EvaluationResult:
     """Score every predicted label image against the truth mask of the same stem.
 
@@ -539,6 +582,9 @@ def evaluate_folders(
         include_background: also score class 0.
         nsd_tolerance: the NSD tolerance, in the distance unit (that of ``spacing`` or of the
             truth files); default: one pixel of the finest axis of each case.
+        mask_suffix: what the truth masks' names add to the case's (``_mask`` for
+            ``01_mask.png``, scored against the prediction ``01.png``); ``None`` detects it as
+            ``unetkit train`` does, from the images beside the masks or the predictions.
 
     Returns:
         An :class:`EvaluationResult`.
@@ -561,7 +607,11 @@ def evaluate_folders(
         tolerance = boundary.resolve_nsd_tolerance(nsd_tolerance, (1.0,))
     case_folders = _case_folder_cases(truth_dir)
     truths = {c.case_id: c.mask for c in case_folders} or _truth_files(truth_dir)
-    preds = _match_predictions(_list_images(pred_dir, "prediction"), set(truths))
+    pred_files = _list_images(pred_dir, "prediction")
+    if not case_folders:
+        references = _reference_stems(truth_dir, image_dir, pred_files)
+        truths = _without_mask_suffix(truths, references, mask_suffix)
+    preds = _match_predictions(pred_files, set(truths))
     missing = sorted(set(truths) - set(preds))
     if missing:
         raise DataError(
