@@ -409,6 +409,29 @@ def test_problem_channel_count_differs_from_the_others(tmp_path):
     )
 
 
+def test_grey_masks_saved_as_rgb_are_grey_and_a_16_bit_one_among_colours_is_named(tmp_path):
+    """As training reads them (labels.infer_label_map): R = G = B masks are grey; an 8-bit grey
+    mask among colour masks is the grey colour; 16-bit labels among colour masks are named."""
+    _, masks = make_clean(tmp_path)
+    write_image(tmp_path / "masks" / "01.png", np.repeat(masks[1], 3, axis=0))  # saved as RGB
+    report = check_dataset(tmp_path)
+    assert report.problems == [] and report.mask_kind == "labels"
+    assert report.label_values == [0, 255]
+    red = np.zeros((3, 4, 6), np.uint8)
+    red[0, :2, :2] = 255
+    for i in (0, 1):
+        write_image(tmp_path / "masks" / f"0{i}.png", red)
+    report = check_dataset(tmp_path)
+    assert report.problems == [] and report.mask_kind == "colors"
+    assert report.label_values == [[0, 0, 0], [255, 0, 0], [255, 255, 255]]
+    write_image(tmp_path / "masks" / "03.tif", np.full((1, 4, 6), 300, np.uint16))
+    (tmp_path / "masks" / "03.png").unlink()
+    problem = one_problem(check_dataset(tmp_path), "03.tif")
+    assert problem.endswith(
+        "a labels mask among 3 colors masks (1 vs 3 channels); store every mask the same way"
+    )
+
+
 def test_problem_non_image_file_and_empty_folder(tmp_path):
     make_clean(tmp_path)
     (tmp_path / "images" / "README.txt").write_text("notes")

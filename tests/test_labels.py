@@ -308,18 +308,69 @@ def test_jpeg_masks_that_are_not_binary_ask_for_lossless_files(tmp_path):
 
 def test_infer_single_value_is_an_error(tmp_path):
     write_image(tmp_path / "e.png", np.zeros((1, 2, 2), np.uint8))
-    with pytest.raises(
-        DataError, match=r"e\.png: all 1 mask\(s\) hold the single value 0; cannot infer"
-    ):
+    with pytest.raises(DataError, match=r"e\.png: every mask \(1\) holds the single value 0"):
         infer_label_map([tmp_path / "e.png"])
+    write_image(tmp_path / "f.png", np.zeros((1, 2, 2), np.uint8))
+    with pytest.raises(DataError, match=r"\d: every mask \(2\) holds the single value 0: nothing"):
+        infer_label_map([tmp_path / "e.png", tmp_path / "f.png"])  # the folder is named
+
+
+def test_grey_masks_saved_as_rgb_mix_with_grey_and_colour_masks(tmp_path):
+    """Image editors save grey masks as RGB (or RGBA): such a mask reads as its grey channel, so a
+    set mixing them with grey masks is a grey set, and predictions come back grey; an 8-bit grey
+    mask in a colour-coded set is the grey colour (v, v, v)."""
+    from PIL import Image
+
+    from unetkit.data.labels import read_mask
+
+    mask = np.zeros((6, 8), np.uint8)
+    mask[1:4, 2:6] = 255
+    Image.fromarray(mask).save(tmp_path / "grey.png")
+    Image.fromarray(np.stack([mask] * 3, -1)).save(tmp_path / "rgb.png")
+    Image.fromarray(np.stack([mask] * 3 + [np.full_like(mask, 255)], -1)).save(tmp_path / "a.png")
+    paths = [tmp_path / n for n in ("rgb.png", "grey.png", "a.png")]
+    lm = infer_label_map(paths)
+    assert lm.kind == "labels" and lm.values == (0, 255) and lm.mask_channels == 1
+    for path in paths:
+        classes, _, meta = read_mask(path, lm)
+        np.testing.assert_array_equal(classes, mask // 255)
+        assert meta.shape == (1, 6, 8)
+    # a colour-coded set: red objects on black, and one mask with only white ones saved as grey
+    red = np.zeros((3, 6, 8), np.uint8)
+    red[0, 1:4, 2:6] = 255
+    write_image(tmp_path / "red.png", red)
+    lm = infer_label_map([tmp_path / "red.png", tmp_path / "grey.png"])
+    assert lm.kind == "colors" and lm.values == ((0, 0, 0), (255, 0, 0), (255, 255, 255))
+    np.testing.assert_array_equal(read_mask(tmp_path / "grey.png", lm)[0], (mask > 0) * 2)
+    np.testing.assert_array_equal(read_mask(tmp_path / "red.png", lm)[0], (red[0] > 0) * 1)
+    assert infer_label_map([tmp_path / "grey.png"], kind="colors").values == (
+        (0, 0, 0),
+        (255, 255, 255),
+    )
 
 
 def test_infer_mixed_channel_counts(tmp_path):
-    write_image(tmp_path / "rgb.png", np.zeros((3, 2, 2), np.uint8))
+    """Labels of 16 bits beside colour masks cannot be colours: the odd one out is named."""
+    red = np.zeros((3, 2, 2), np.uint8)
+    red[0, 0, 0] = 255
+    write_image(tmp_path / "rgb.png", red)
+    write_image(tmp_path / "big.tif", np.array([[[0, 1], [300, 0]]], np.uint16))
     with pytest.raises(
-        DataError, match=r"rgb\.png: mask has 3 channel\(s\) but the label map is 'labels'"
+        DataError, match=r"rgb\.png: mask has 3 channel\(s\) \(RGB colours\) but the label map is"
     ):
-        infer_label_map([np.array([[[0, 1]]], np.uint8), tmp_path / "rgb.png"])
+        infer_label_map([tmp_path / "big.tif", tmp_path / "rgb.png"], kind="labels")
+    for paths in (
+        [tmp_path / "big.tif", tmp_path / "rgb.png"],
+        [tmp_path / "rgb.png", tmp_path / "big.tif"],
+    ):
+        with pytest.raises(
+            DataError, match=r"big\.tif: mask has 1 channel\(s\) \(labels\) but 1 of the 2 masks"
+        ):
+            infer_label_map(paths)
+    with pytest.raises(
+        DataError, match=r"big\.tif: mask values up to 300 are no 8-bit grey colours"
+    ):
+        infer_label_map([tmp_path / "big.tif"], kind="colors")
 
 
 def test_infer_bad_kind_and_channels():

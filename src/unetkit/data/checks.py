@@ -516,7 +516,9 @@ def _check_mask(
             plane, layout = instance_ids(mask), "instances"
         else:
             plane, layout = _pack(mask), "colors"
-    elif mask.shape[0] == 1 and mask_kind != "colors":
+    elif mask.shape[0] == 1 and mask_kind == "colors":  # grey v is the colour (v, v, v)
+        plane, layout = mask[0], "labels"
+    elif mask.shape[0] == 1:
         plane, layout = mask[0], ("instances" if mask_kind == "instances" else "labels")
     else:
         want = {"colors": "3 (RGB colours)", "labels": "1 (labels)"}.get(mask_kind, "1 or 3")
@@ -542,6 +544,21 @@ def _check_mask(
         mask_borders[path] = _value_counts(plane[_border_pixels(plane)])
 
 
+def _grey_as_colours(mask_values: dict, mask_layout: dict, mask_borders: dict) -> None:
+    """Grey masks of values 0–255 beside colour ones are grey colours ``(v, v, v)``
+    (:func:`~unetkit.data.labels.infer_label_map`); other grey masks stay labels (and are named)."""
+
+    def grey(counts: dict) -> dict:
+        return {(v << 16) | (v << 8) | v: n for v, n in counts.items()}
+
+    for path, layout in mask_layout.items():
+        if layout == "labels" and all(0 <= v <= 255 for v in mask_values[path]):
+            mask_layout[path] = "colors"
+            mask_values[path] = grey(mask_values[path])
+            if path in mask_borders:
+                mask_borders[path] = grey(mask_borders[path])
+
+
 def _check_labels(
     report: DatasetReport,
     mask_values: dict,
@@ -560,13 +577,17 @@ def _check_labels(
             if lay in ("labels", "colors"):
                 mask_layout[path] = "instances"
     layouts = Counter(mask_layout.values())
+    if "colors" in layouts or mask_kind == "colors":
+        _grey_as_colours(mask_values, mask_layout, mask_borders)  # as infer_label_map reads them
+        layouts = Counter(mask_layout.values())
     kind = layouts.most_common(1)[0][0]
     report.mask_kind = kind
     if len(layouts) > 1:
         for path, lay in mask_layout.items():
             if lay != kind:
                 report.problems.append(
-                    f"{path}: a {lay} mask among {layouts[kind]} {kind} masks (1 vs 3 channels)"
+                    f"{path}: a {lay} mask among {layouts[kind]} {kind} masks (1 vs 3 channels); "
+                    "store every mask the same way"
                 )
     files = {p: v for p, v in mask_values.items() if mask_layout[p] == kind}
     total = Counter()

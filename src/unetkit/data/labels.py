@@ -8,7 +8,9 @@ predictions back to the user's values, and is saved in checkpoints (:meth:`Label
 How :func:`infer_label_map` decides with ``kind="auto"``:
 
 * a 3-channel mask → ``"colors"``: each distinct RGB colour is a class, colours sorted
-  (so black ``(0, 0, 0)`` is class 0);
+  (so black ``(0, 0, 0)`` is class 0). A grey mask saved as RGB (R = G = B everywhere) is read as
+  its grey channel (:func:`~unetkit.data.object_masks.grey_if_equal_channels`), so it mixes with
+  masks saved as grey; an 8-bit grey mask among colour ones is the grey colour ``(v, v, v)``;
 * a 1-channel mask → ``"labels"``: each distinct value is a class, values sorted ascending. So a
   binary ``{0, 255}`` or ``{0, 1}`` mask gives classes ``{0, 1}``; ISBI 2012 (255 = cell interior,
   0 = membrane) gives 0 = membrane, 1 = interior; DRIVE (255 = vessel) gives 1 = vessel. Pass
@@ -331,6 +333,8 @@ class LabelMap:
                 )
             grey = mask[0] if mask.shape[0] == 1 else mask.mean(axis=0)
             return (grey >= self.threshold).astype(np.int64)
+        if self.kind == "colors" and mask.ndim >= 3 and mask.shape[0] == 1:
+            mask = np.repeat(mask, 3, axis=0)  # a grey mask in a colour set: v is (v, v, v)
         if mask.ndim < 3 or mask.shape[0] != self.mask_channels:
             raise DataError(
                 f"mask of shape {tuple(mask.shape)} is not channel-first with {self.mask_channels} "
@@ -454,6 +458,27 @@ def _load(mask: MaskLike) -> tuple[np.ndarray, Optional[ImageMeta], Optional[Pat
     return np.asarray(mask), None, None
 
 
+def _check_grey_beside_colours(grey: set, channels: dict) -> None:
+    """Grey masks beside colour ones (or under ``kind="colors"``) are read as grey colours
+    ``(v, v, v)``, as a colour-coded set holds a mask of only black and white saved as grey: only
+    values 0–255 can be."""
+    if min(grey) >= 0 and max(grey) <= 255:
+        return
+    if not channels[3]:
+        raise DataError(
+            f"mask values up to {max(grey)} are no 8-bit grey colours but the label map is "
+            "'colors'; use --mask-kind auto or labels",
+            channels[1][0],
+        )
+    few = 1 if len(channels[1]) <= len(channels[3]) else 3
+    raise DataError(
+        f"mask has {few} channel(s) ({'labels' if few == 1 else 'RGB colours'}) but "
+        f"{len(channels[4 - few])} of the {len(channels[1]) + len(channels[3])} masks have "
+        f"{4 - few} ({'RGB colours' if few == 1 else 'labels'}); store every mask the same way",
+        channels[few][0],
+    )
+
+
 def infer_label_map(
     masks: Iterable[MaskLike], kind: str = "auto", max_classes: int = 16
 ) -> LabelMap:
@@ -498,8 +523,9 @@ def infer_label_map(
             arr, _, path = _load(mask)
             instance_ids(arr, path)  # raises on a wrong channel count or non-integer ids
         return INSTANCE_LABEL_MAP
-    seen: set = set()
-    resolved = None if kind == "auto" else kind
+    grey: set = set()  # the values of the 1-channel masks
+    colours: set = set()  # the packed colours of the 3-channel ones
+    channels: dict[int, list] = {1: [], 3: []}  # the masks of each channel count
     dtypes, palette, first_path, count = [], None, None, 0
     for mask in masks:
         arr, meta, path = _load(mask)
@@ -511,45 +537,48 @@ def infer_label_map(
                 f"{tuple(arr.shape)}",
                 path,
             )
-        this = "colors" if arr.shape[0] == 3 else "labels"
-        if resolved is None:
-            resolved = this
-        elif this != resolved:
-            raise DataError(
-                f"mask has {arr.shape[0]} channel(s) but the label map is {resolved!r} "
-                f"({'3' if resolved == 'colors' else '1'} channel(s)); all masks must agree",
-                path,
-            )
-        if resolved == "colors":
+        if arr.shape[0] == 3:
+            if kind == "labels":
+                raise DataError(
+                    "mask has 3 channel(s) (RGB colours) but the label map is 'labels' (1 "
+                    "channel); use --mask-kind auto or colors, or save the mask as grey labels",
+                    path,
+                )
             if arr.dtype != np.uint8:
                 raise DataError(f"an RGB colour mask must be uint8, got {arr.dtype}", path)
-            seen.update(int(v) for v in np.unique(_pack(arr)))
+            colours.update(int(v) for v in np.unique(_pack(arr)))
         else:
-            seen.update(
+            grey.update(
                 int(v)
                 for v in _unique(_integral(arr[0], path) if arr.dtype.kind == "f" else arr[0])
             )
-        dtypes.append(arr.dtype)
+            dtypes.append(arr.dtype)
+        channels[arr.shape[0]].append(path)
         if meta is not None and meta.palette and palette is None:
             palette = meta.palette
-        if kind == "auto" and len(seen) > max_classes:
+        if kind == "auto" and len(grey) + len(colours) > max_classes:
             if _any_instance_like(masks):
                 return infer_label_map(masks, kind="instances")
             raise DataError(
-                f"{len(seen)} distinct mask values so far (more than max_classes={max_classes}): an "
-                "instance mask? use --mask-kind instances (kind='instances'); a grey-level image or "
-                "a JPEG-compressed mask? masks must be lossless label images",
+                f"{len(grey) + len(colours)} distinct mask values so far (more than "
+                f"max_classes={max_classes}): an instance mask? use --mask-kind instances "
+                "(kind='instances'); a grey-level image or a JPEG-compressed mask? masks must be "
+                "lossless label images",
                 path,
             )
     if count == 0:
         raise ConfigError("infer_label_map got no masks")
-    values = sorted(seen)
+    resolved = "colors" if colours or kind == "colors" else "labels"
+    if resolved == "colors" and grey:
+        _check_grey_beside_colours(grey, channels)
+        colours.update((v << 16) | (v << 8) | v for v in grey)  # grey v is the colour (v, v, v)
+    values = sorted(colours if resolved == "colors" else grey)
     if len(values) < 2:
         shown = _fmt_value(_unpack(values[0])) if resolved == "colors" else str(values[0])
         raise DataError(
-            f"all {count} mask(s) hold the single value {shown}; cannot infer the classes: pass a "
-            "LabelMap, e.g. LabelMap([0, 255])",
-            first_path,
+            f"every mask ({count}) holds the single value {shown}: nothing to learn; masks must "
+            "mark the objects (their values are the classes)",
+            first_path if count == 1 or first_path is None else Path(first_path).parent,
         )
     if resolved == "colors":
         return LabelMap([_unpack(v) for v in values], kind="colors")

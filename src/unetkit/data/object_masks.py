@@ -153,13 +153,35 @@ def read_object_masks(folder: PathLike) -> tuple[np.ndarray, ImageMeta]:
 
 def read_mask_source(path: PathLike) -> tuple[np.ndarray, ImageMeta]:
     """A mask file with :func:`~unetkit.io.read_image`, or a per-object mask folder with
-    :func:`read_object_masks`: how every mask reader opens a case's mask."""
+    :func:`read_object_masks`: how every mask reader opens a case's mask. A grey mask stored as
+    RGB (:func:`grey_if_equal_channels`) comes back as its one channel."""
     from ..io.itk import is_dicom_folder
 
     path = Path(path)
     if path.is_dir() and path.suffix.lower() != ".zarr" and not is_dicom_folder(path):
         return read_object_masks(path)  # its errors name the stray or broken file
-    return read_image(path)
+    arr, meta = read_image(path)
+    grey = grey_if_equal_channels(arr)
+    if grey is not arr:
+        mode = "L" if meta.mode in ("RGB", "RGBA") else meta.mode
+        meta = dataclasses.replace(meta, shape=tuple(int(s) for s in grey.shape), mode=mode)
+    return grey, meta
+
+
+def grey_if_equal_channels(mask: np.ndarray) -> np.ndarray:
+    """``mask[:1]`` when it is an 8-bit RGB mask whose three channels are equal everywhere: a grey
+    mask that an image editor saved as RGB (or RGBA, whose opaque alpha the reader drops). Read as
+    the grey labels it holds, it mixes with masks saved as grey, and predictions come back grey;
+    ``mask`` itself otherwise."""
+    if (
+        mask.ndim >= 3
+        and mask.shape[0] == 3
+        and mask.dtype == np.uint8
+        and np.array_equal(mask[0], mask[1])
+        and np.array_equal(mask[0], mask[2])
+    ):
+        return mask[:1]
+    return mask
 
 
 def is_object_source(path) -> bool:
