@@ -30,7 +30,7 @@ from unetkit import cli, create_model
 from unetkit.checkpoint import save_checkpoint
 from unetkit.data import LabelMap, create_normalizer
 from unetkit.errors import OutputError
-from unetkit.inference.batch import predict_files
+from unetkit.inference.batch import MODEL_RECORD, predict_files
 from unetkit.inference.predictor import Predictor
 from unetkit.utils import TEMP_NAME, atomic_path
 
@@ -83,11 +83,18 @@ def _build_corpus(root: Path) -> None:
     inf = rng.random((40, 48)).astype(np.float32)
     inf[5, 6] = np.inf
     tifffile.imwrite(root / "inf.tif", inf)
-    mixed = root / "mixed"  # two good images, then a colour one: a failure after finished outputs
+    mixed = root / "mixed"  # two good images, then a colour one: refused before any output
     mixed.mkdir()
     Image.fromarray(_grey(rng)).save(mixed / "a.png")
     Image.fromarray(_grey(rng)).save(mixed / "b.png")
     Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(mixed / "c.png")
+    cut = root / "cut"  # two good images, then a TIFF whose pixel data is cut short
+    cut.mkdir()
+    Image.fromarray(_grey(rng)).save(cut / "a.png")
+    Image.fromarray(_grey(rng)).save(cut / "b.png")
+    tifffile.imwrite(cut / "c.tif", _grey(rng, (400, 480)))
+    whole = (cut / "c.tif").read_bytes()
+    (cut / "c.tif").write_bytes(whole[: len(whole) // 2])
 
     for name in ("preds", "truth", "other", "small"):
         (root / name).mkdir()
@@ -296,15 +303,16 @@ CASES = [
     ),
 ]
 
-#: Cases that legitimately finish some outputs before the failure: the files that must exist, valid.
-MULTI_FILE = {"input-rgb-in-folder": ["out/a.png", "out/b.png"]}
-CASES.append(
+# every input is read and checked before the first output: a bad file after good ones leaves
+# nothing either (inference.batch.check_inputs)
+CASES += [
     (
         "input-rgb-in-folder",
         _predict("good.pt", "mixed"),
         "mixed/c.png: the model expects 1 channel(s), the image has 3",
-    )
-)
+    ),
+    ("input-truncated-in-folder", _predict("good.pt", "cut"), "cut/c.tif: "),
+]
 
 
 def _snapshot(folder: Path) -> dict:
@@ -373,13 +381,7 @@ def test_bad_input_is_one_line_exit_2_named_and_leaves_nothing(results, case_id,
         f"unetkit {'evaluate' if command == 'eval' else command}: error: "
     ), errors[0]
     assert expected.replace("{case}", str(folder)) in errors[0]
-    finished = MULTI_FILE.get(case_id, [])
-    new = sorted(set(after) - set(before))
-    assert new == sorted(set(finished) | {str(Path(f).parent) for f in finished} - {"."}), new
-    assert all(after[k] == v for k, v in before.items()), "a file that existed before was changed"
-    for name in finished:  # finished before the failure: complete, valid label images
-        labels = np.asarray(Image.open(folder / name))
-        assert labels.shape == (40, 48) and set(np.unique(labels)) <= {0, 255}
+    assert after == before, sorted(set(after) - set(before))  # nothing new, nothing changed
 
 
 def test_the_corpus_itself_is_never_written_to(results):
@@ -441,6 +443,44 @@ def test_grey_stored_as_rgb_is_read_as_grey(predictor, corpus, tmp_path):
     )
 
 
+def test_a_rerun_with_another_model_does_not_keep_the_first_models_outputs(
+    corpus, tmp_path, capsys
+):
+    """Outputs are skipped as done only when the model that wrote them predicts again: after
+    retraining, a rerun into the same folder is refused (one line, nothing written) until
+    --overwrite, which predicts every input again and notes the new model."""
+    c = corpus / "corpus"
+    other = tmp_path / "other.pt"
+    ckpt = torch.load(c / "good.pt", weights_only=True)
+    ckpt["state_dict"][FIRST_WEIGHT] = ckpt["state_dict"][FIRST_WEIGHT] + 1.0  # "retrained"
+    torch.save(ckpt, other)
+    out = tmp_path / "out"
+
+    def predict(model, *flags):
+        argv = ["predict", str(model), str(c / "mixed" / "a.png"), str(c / "mixed" / "b.png")]
+        argv += ["--output", str(out), "--no-progress", "--precision", "fp32", *flags]
+        return cli.main(argv)
+
+    assert predict(c / "good.pt") == 0
+    first = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    assert sorted(first) == [MODEL_RECORD, "a.png", "b.png"]
+    assert predict(c / "good.pt") == 0  # the same model: a rerun skips, saying how to redo them
+    assert "skipped 2 already done (by this model; --overwrite predicts them again)" in (
+        capsys.readouterr().out
+    )
+    assert predict(other) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"unetkit predict: error: {out}: holds the outputs of 2 input(s) (a, b) from another "
+        "model than this one; pass --overwrite to predict them again, or choose another --output"
+    ]
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == first
+    assert predict(other, "--overwrite") == 0
+    assert "predicted 2 image(s), skipped 0 already done;" in capsys.readouterr().out
+    assert predict(other) == 0  # now the record names the other model
+    assert predict(c / "good.pt") == 2
+
+
 def test_full_disk_is_one_line_and_keeps_finished_outputs(corpus, tmp_path, monkeypatch, capsys):
     """ENOSPC (simulated: PNG saving writes half a file, then fails as a full disk would) while
     writing the second image's labels: exit 2 with one line naming that file and the cause; the
@@ -461,7 +501,8 @@ def test_full_disk_is_one_line_and_keeps_finished_outputs(corpus, tmp_path, monk
         [
             "predict",
             str(corpus / "corpus" / "good.pt"),
-            str(corpus / "corpus" / "mixed"),
+            str(corpus / "corpus" / "mixed" / "a.png"),
+            str(corpus / "corpus" / "mixed" / "b.png"),
             "--output",
             str(out),
             "--overlay",
@@ -477,7 +518,8 @@ def test_full_disk_is_one_line_and_keeps_finished_outputs(corpus, tmp_path, monk
         "reached); free some space or choose another output location"
     )
     monkeypatch.setattr(Image.Image, "save", real_save)
-    assert sorted(p.name for p in out.iterdir()) == ["a.png", "a_overlay.png"]
+    # the record of the model that wrote them came with the first output
+    assert sorted(p.name for p in out.iterdir()) == [MODEL_RECORD, "a.png", "a_overlay.png"]
     assert set(np.unique(np.asarray(Image.open(out / "a.png")))) <= {0, 255}
 
 

@@ -142,4 +142,26 @@ def model_files(spec: str) -> list[Path]:
     return files
 
 
-__all__ = ["BEST", "ENSEMBLE_FILE", "fold_dir", "model_files", "run_checkpoints", "write_ensemble"]
+def model_digest(files: Sequence[Path]) -> str:
+    """What identifies a model for the outputs it wrote: the SHA-256 of its files' contents, in
+    order (a checkpoint retrained in place gets another; a run folder moved keeps its own)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+__all__ = [
+    "BEST",
+    "ENSEMBLE_FILE",
+    "fold_dir",
+    "model_digest",
+    "model_files",
+    "run_checkpoints",
+    "write_ensemble",
+]

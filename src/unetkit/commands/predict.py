@@ -276,6 +276,7 @@ def run(args) -> int:
     preflight(args)
     from .. import runtime
     from ..inference.batch import predict_files
+    from ..run_folder import model_digest, model_files
 
     predictor = build_predictor(args)
     # the process is the command's: its threads, and on CPU freed activations kept for the next tile
@@ -293,6 +294,8 @@ def run(args) -> int:
         geojson=args.geojson,
         part=None if args.num_parts is None else (args.part_id, args.num_parts),
         level=args.level,
+        # outputs of another model in the folder are not skipped as done
+        model_id=model_digest(model_files(args.model)),
     )
     if args.dask:
         import functools
@@ -316,8 +319,11 @@ def run(args) -> int:
     else:
         results = predict_files(predictor, args.inputs, args.output, **outputs)
     written = sum(r.status == "written" for r in results)
+    skipped = len(results) - written
+    again = " (by this model; --overwrite predicts them again)" if skipped else ""
     print(
-        f"predicted {written} image(s), skipped {len(results) - written} already done; outputs in {args.output}"
+        f"predicted {written} image(s), skipped {skipped} already done{again}; outputs in "
+        f"{args.output}"
     )
     if args.truth:
         from ..evaluation import evaluate_folders

@@ -205,6 +205,7 @@ def predict_files(
     geojson: bool = False,
     part: Optional[tuple] = None,
     level: int = 0,
+    model_id: Optional[str] = None,
 ) -> list[PredictedFile]:
     """Predict every input and write its outputs to ``out_dir``.
 
@@ -224,6 +225,10 @@ def predict_files(
             (:func:`plan_cases`).
         level: pyramid level to predict of pyramidal TIFF/OME-TIFF and OME-Zarr inputs (0 = full
             resolution); the outputs have that level's size and pixel size.
+        model_id: what identifies the model (:func:`~unetkit.run_folder.model_digest` of its
+            files); kept in ``out_dir`` (:data:`MODEL_RECORD`), so that a rerun with another model
+            does not skip this one's outputs as done (:func:`check_model_record`). ``None`` keeps
+            no record.
 
     Returns:
         One :class:`PredictedFile` per input. Labels are written in the label map's values
@@ -237,8 +242,9 @@ def predict_files(
         ConfigError: ``instances`` is no method, or ``rois``/``geojson`` with a 3D model; raised
             before anything is predicted.
         DataError: an input is missing or unusable (wrong channel count or dimensionality,
-            NaN/inf values; see :func:`check_image`), naming the file. Outputs finished before it
-            stay; nothing half-written does. With instance outputs, an image that would be
+            NaN/inf values; see :func:`check_image`), naming the file: every input is read and
+            checked before the first output is written (:func:`check_inputs`); ``out_dir`` holds
+            another model's outputs that would be skipped (:func:`check_model_record`). With instance outputs, an image that would be
             predicted band by band is refused before anything is predicted: its objects span bands,
             and an output left out would make every rerun predict the image again.
         OutputError: ``out_dir`` or an output file cannot be written (a file in the way, no
@@ -264,13 +270,23 @@ def predict_files(
         part=part,
         level=level,
     )
+    check_model_record(out_dir, model_id, cases, options)
+    check_inputs(predictor, cases, out_dir, options)
     results = []
     with output_folder(out_dir):
         remove_stale_temp_files(out_dir)
+        # a folder without a record gets it with its first output (so a run killed later leaves
+        # it); one holding another model's record gets this one's once every output is this
+        # model's (a run killed before that keeps the old note, and its rerun asks for --overwrite)
+        unnoted = not (out_dir / MODEL_RECORD).is_file()
         bar = tqdm(cases, desc="predict", unit="image", disable=not progress)
         for case in bar:
             bar.set_postfix_str(case.case_id)
             results.append(predict_case(predictor, case, out_dir, **options))
+            if unnoted and results[-1].status == "written":
+                write_model_record(out_dir, model_id)
+                unnoted = False
+        write_model_record(out_dir, model_id)
     return results
 
 
@@ -325,6 +341,136 @@ def plan_cases(
     return cases, options
 
 
+def _case_outputs(
+    case,
+    out_dir: Path,
+    probabilities: Optional[str] = None,
+    overlay: bool = False,
+    instances: Optional[str] = None,
+    rois: bool = False,
+    geojson: bool = False,
+    level: int = 0,
+) -> tuple[dict, bool, int]:
+    """The output paths of ``case``, whether it is predicted band by band, and the pyramid levels
+    of its labels (a pyramid's labels predicted band by band are a pyramid too)."""
+    from ..io.readers import split_suffix
+
+    first = case.images[0]
+    band = len(case.images) == 1 and _is_large(first, level)
+    levels = max(1, level_count(first) - level) if band else 1
+    paths = prediction_paths(
+        out_dir,
+        case.case_id,
+        split_suffix(first)[1],
+        probabilities,
+        overlay,
+        instances=instances is not None,
+        rois=rois,
+        geojson=geojson,
+        pyramidal=levels > 1,
+    )
+    return paths, band, levels
+
+
+def _done(paths: dict) -> bool:
+    return all(p.exists() for p in paths.values())
+
+
+def check_inputs(predictor, cases: list, out_dir: Path, options: dict) -> None:
+    """Read and check every input that will be predicted (:func:`check_image`), before the first
+    output is written: a corrupt file, an empty one or an image of the wrong channel count among
+    many stops the run with nothing written, not after the outputs of the files before it. An
+    input predicted band by band is opened and its channels checked (reading it whole is what band
+    by band avoids). Inputs whose outputs exist (and are kept) are not read."""
+    from ..data.dataset import read_case_image
+
+    for case in cases:
+        paths, band, _ = _case_outputs(
+            case,
+            out_dir,
+            options.get("probabilities"),
+            options.get("overlay", False),
+            options.get("instances"),
+            options.get("rois", False),
+            options.get("geojson", False),
+            options.get("level", 0),
+        )
+        if not options.get("overwrite") and _done(paths):
+            continue
+        first, level = case.images[0], options.get("level", 0)
+        if band:
+            source = open_lazy(first, level)
+            try:
+                check_channels(predictor, source, first)
+            finally:
+                if not isinstance(source, np.ndarray):
+                    source.close()
+            continue
+        image, _ = read_case_image(case) if level == 0 else _read_level(first, level)
+        check_image(image, predictor, first)
+
+
+#: the file in a prediction folder that says which model wrote its outputs (hidden: no reader of
+#: the folder's images lists it)
+MODEL_RECORD = ".unetkit-model.json"
+
+
+def check_model_record(out_dir: Path, model_id: Optional[str], cases: list, options: dict) -> None:
+    """Refuse to keep (skip) outputs that another model wrote: a rerun after retraining would
+    otherwise report them as done. ``model_id`` ``None`` (a Python caller that does not say) and a
+    folder without a record (written before records were kept) skip as before."""
+    record = Path(out_dir) / MODEL_RECORD
+    if model_id is None or options.get("overwrite") or not record.is_file():
+        return
+    if _recorded_model(out_dir) == model_id:
+        return
+    kept = [
+        c.case_id
+        for c in cases
+        if _done(
+            _case_outputs(
+                c,
+                Path(out_dir),
+                options.get("probabilities"),
+                options.get("overlay", False),
+                options.get("instances"),
+                options.get("rois", False),
+                options.get("geojson", False),
+                options.get("level", 0),
+            )[0]
+        )
+    ]
+    if kept:
+        raise DataError(
+            f"holds the outputs of {len(kept)} input(s) ({', '.join(kept[:3])}"
+            f"{' …' if len(kept) > 3 else ''}) from another model than this one; pass --overwrite "
+            "to predict them again, or choose another --output",
+            out_dir,
+        )
+
+
+def write_model_record(out_dir: Path, model_id: Optional[str]) -> None:
+    """Note in ``out_dir`` which model wrote its outputs (:func:`check_model_record`)."""
+    import json
+
+    from ..utils import atomic_write_text
+
+    if model_id is None or _recorded_model(out_dir) == model_id:
+        return
+    atomic_write_text(Path(out_dir) / MODEL_RECORD, json.dumps({"model": model_id}) + "\n")
+
+
+def _recorded_model(out_dir: Path) -> Optional[str]:
+    """The model ``out_dir``'s record names (``None``: no record, or an unreadable one)."""
+    import json
+
+    try:
+        written_by = json.loads((Path(out_dir) / MODEL_RECORD).read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return written_by if isinstance(written_by, str) else None
+
+
 def predict_case(
     predictor,
     case,
@@ -351,24 +497,13 @@ def predict_case(
     are a pyramid with as many levels (:mod:`unetkit.io.pyramid`): an OME-Zarr label image, or a
     tiled, compressed OME-TIFF ``<stem>.ome.tif``; other inputs' outputs are as without pyramids."""
     from ..data.dataset import read_case_image
-    from ..io.readers import read_spacing, split_suffix
+    from ..io.readers import read_spacing
 
     first = case.images[0]
-    band = len(case.images) == 1 and _is_large(first, level)
-    # a pyramid's labels band by band: a pyramid, with the levels below the one predicted
-    levels = max(1, level_count(first) - level) if band else 1
-    paths = prediction_paths(
-        out_dir,
-        case.case_id,
-        split_suffix(first)[1],
-        probabilities,
-        overlay,
-        instances=instances is not None,
-        rois=rois,
-        geojson=geojson,
-        pyramidal=levels > 1,
+    paths, band, levels = _case_outputs(
+        case, out_dir, probabilities, overlay, instances, rois, geojson, level
     )
-    if not overwrite and all(p.exists() for p in paths.values()):
+    if not overwrite and _done(paths):
         return PredictedFile(case.case_id, case.images, paths, "skipped")
     if band:
         source = open_lazy(first, level)

@@ -359,9 +359,11 @@ def predict_files_dask(
     part: Optional[tuple] = None,
     predictor=None,
     level: int = 0,
+    model_id: Optional[str] = None,
 ) -> list:
     """:func:`~unetkit.inference.batch.predict_files` with the cases spread over a Dask ``client``'s
-    workers.
+    workers. The inputs are checked as the workers read them (reading every one here first would
+    undo the spreading): an unusable one stops the job, and the outputs finished before it stay.
 
     Args:
         factory: a picklable callable without arguments that returns the predictor (each worker
@@ -382,7 +384,14 @@ def predict_files_dask(
     from tqdm import tqdm
 
     from ..utils import output_folder, remove_stale_temp_files
-    from .batch import PredictedFile, band_labels_path, is_blockwise, plan_cases
+    from .batch import (
+        PredictedFile,
+        band_labels_path,
+        check_model_record,
+        is_blockwise,
+        plan_cases,
+        write_model_record,
+    )
 
     out_dir = Path(out_dir)
     predictor = predictor if predictor is not None else factory()
@@ -398,6 +407,7 @@ def predict_files_dask(
         part=part,
         level=level,
     )
+    check_model_record(out_dir, model_id, cases, options)
     _check_workers(client)
     token = f"{id(factory)}-{os.getpid()}"
     results: list = [None] * len(cases)
@@ -446,6 +456,7 @@ def predict_files_dask(
             raise
         finally:
             bar.close()
+        write_model_record(out_dir, model_id)
     return results
 
 
