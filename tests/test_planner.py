@@ -189,7 +189,7 @@ def test_plan_follows_the_budget_and_the_machine():
     # 240 steps of 16 × 128² are a short run: the batch is halved to 8 (480 steps), then 4 (960)
     assert short.config["train.batch_size"] == 4 and long.config["train.batch_size"] == 16
     assert _decision(short, "batch").reason.startswith(
-        "16 (≈ 262,144 pixels per batch) halved to 4"
+        "16 (≈ 262,144 pixels per batch) halved twice to 4"
     )
     assert short.model_steps == 240  # the rules that read steps count them at the full batch
     assert short.config["train.iters_per_epoch"] == 960 // 10  # the smaller batch's steps
@@ -519,6 +519,18 @@ def test_validation_cadence_keeps_validation_a_small_share():
     sched = _decision(plan, "schedule")
     # huge validation images: two validations, at the 4th and 8th of 8 shorter epochs
     assert "about 8 epochs" in sched.reason and "every 4th followed by a validation" in sched.reason
+    from unetkit.planning.planner import _ordinal
+
+    assert [_ordinal(n) for n in (1, 2, 3, 11, 12, 21, 22, 113)] == [
+        "1st",
+        "2nd",
+        "3rd",
+        "11th",
+        "12th",
+        "21st",
+        "22nd",
+        "113th",
+    ]
     assert plan.config["train.val_every"] == 4
     few = make_plan(FakeFingerprint(), 5, "cpu", timer=speed(), val_cases=1)
     assert "about 10 epochs" in _decision(few, "schedule").reason

@@ -304,6 +304,25 @@ def test_time_running_out_between_epochs_still_ends_on_a_validated_epoch(
     assert fake.config.train.epochs == 3
 
 
+def test_a_run_the_schedule_ends_between_epochs_says_the_budget_ended_it(
+    cells, tmp_path, monkeypatch
+):
+    """The schedule lowers train.epochs when no time is left for another epoch: the run ends on
+    that count without a stop inside an epoch, and its reason is the budget, not "completed"."""
+    tick = fake_step_clock(monkeypatch, step=1.0)
+    cfg = tiny_config(cells, val_every=1)
+    trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False, callbacks=[tick])
+    slow_save(trainer, tick.clock, epoch=21, seconds=4.0)  # epoch 21 ends at 42 s, saved at 46 s
+    result = trainer.fit()
+    assert result.epochs_completed == trainer.config.train.epochs == 21  # the schedule's count
+    assert result.stop_reason == "time budget reached"
+    # a count of the user's own, reached within the budget, is "completed"
+    tick = fake_step_clock(monkeypatch, step=1.0)
+    cfg = tiny_config(cells, val_every=1).override({"train.epochs": 3})
+    done = Trainer(cfg, run_dir=tmp_path / "short", progress=False, callbacks=[tick]).fit()
+    assert done.epochs_completed == 3 and done.stop_reason == "completed"
+
+
 def test_resume_restarts_the_clock_at_the_full_rate(cells, tmp_path, monkeypatch):
     tick = fake_step_clock(monkeypatch, step=1.0)
     with pytest.raises(RuntimeError, match="simulated crash"):

@@ -475,6 +475,18 @@ def short_run_batch(batch: int, steps: int) -> tuple[int, int]:
     return batch, steps
 
 
+def _halved(batch: int, smaller: int) -> str:
+    """ "halved", "halved twice", … for a batch halved from ``batch`` to ``smaller``."""
+    times = round(math.log2(batch / smaller))
+    return "halved" + {1: "", 2: " twice"}.get(times, f" {times} times")
+
+
+def _ordinal(n: int) -> str:
+    """2 → "2nd", 3 → "3rd", 4 → "4th", 11 → "11th", 21 → "21st"."""
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def train_seconds(budget_minutes: float) -> float:
     """The part of the budget planned for training steps (the rest: setup and validation)."""
     return budget_minutes * 60 * (1 - SETUP_SHARE - VALIDATION_SHARE)
@@ -764,7 +776,8 @@ def make_plan(
     why = f"≈ {PIXELS_PER_BATCH[dims]:,} pixels per batch"
     if train_batch != batch:
         why = (
-            f"{batch} ({why}) halved to {train_batch}: {steps} steps are a short run (under "
+            f"{batch} ({why}) {_halved(batch, train_batch)} to {train_batch}: {steps} steps are a "
+            "short run (under "
             f"{SHORT_RUN_STEPS}); {batch_steps} smaller steps over the same pixels learn more"
         )
     plan.decide("batch", train_batch, why, **{"train.batch_size": train_batch})
@@ -882,7 +895,7 @@ def make_plan(
     cadence = (
         "each followed by a validation"
         if val_every == 1
-        else f"every {val_every}th followed by a validation"
+        else f"every {_ordinal(val_every)} followed by a validation"
     )
     lr, lr_why = plan_lr(plan.model_steps, scale)
     plan.decide(

@@ -441,7 +441,7 @@ class Trainer:
             for cb in self.callbacks:
                 cb.on_train_end(self, self.history)
             dist_utils.shutdown_distributed()
-        self.stop_reason = self.stop_reason or "completed"
+        self.stop_reason = self.stop_reason or self._end_without_a_stop()
         return TrainResult(
             self.run_dir, self.epoch, self.best, self.stop_reason, self.history, choice
         )
@@ -482,6 +482,15 @@ class Trainer:
             images,
             time.monotonic() - t0,
         )
+
+    def _end_without_a_stop(self) -> str:
+        """Why the epochs ended when nothing stopped them: the budget schedule leaves no time for
+        another epoch before its configured count (it lowers ``train.epochs``), or that count
+        is done."""
+        budget = next((cb for cb in self.callbacks if isinstance(cb, BudgetSchedule)), None)
+        if budget is not None and self.epoch < getattr(budget, "max_epochs", self.epoch):
+            return "time budget reached"
+        return "completed"
 
     def train_step(self, batch: dict) -> float:
         """Forward, loss, backward and optimiser step on one batch; returns the loss."""
