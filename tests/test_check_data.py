@@ -349,6 +349,9 @@ def test_instance_label_images_pass_the_check_with_no_flag(tmp_path):
     report = check_dataset(tmp_path)
     assert report.ok, report.problems
     assert report.mask_kind == "instances"
+    objects = 1 + sum(len(np.unique(synthetic_cells((120, 150), seed=i)[1])) - 1 for i in (1, 2))
+    assert report.num_objects == objects  # each mask's ids apart, not the distinct ids of all
+    assert f"mask kind: instances, {objects} object(s) in 3 mask(s)" in report.format()
 
 
 def test_colour_coded_instance_masks_pass_the_check_with_no_flag(tmp_path):

@@ -149,6 +149,7 @@ class DatasetReport:
         intensity: per image channel ``{"min", "max", "mean", "std", "p1", "p99", "pixels", …}``.
         nan_count, inf_count: non-finite image values over the whole dataset.
         lossy_masks: JPEG masks read as binary (grey level ≥ ``LOSSY_THRESHOLD`` = foreground).
+        num_objects: with instance masks, the objects of all masks (each mask's ids counted apart).
         problems: one line each, ``"<path>: <problem>"``.
     """
 
@@ -170,6 +171,7 @@ class DatasetReport:
     intensity: list = field(default_factory=list)
     nan_count: int = 0
     inf_count: int = 0
+    num_objects: int = 0
     problems: list = field(default_factory=list)
 
     @property
@@ -236,7 +238,8 @@ class DatasetReport:
 
             if self.mask_kind == "instances":
                 lines.append(
-                    f"  mask kind: instances, {len(self.label_values) - (0 in self.label_values)} object id(s)"
+                    f"  mask kind: instances, {self.num_objects} object(s) in {self.num_pairs} "
+                    "mask(s)"
                 )
             else:
                 vals = _shorten([show(v) for v in self.label_values])
@@ -602,6 +605,7 @@ def _check_labels(
         return _shorten([str(_unpack(v)) if kind == "colors" else str(v) for v in vs])
 
     if kind == "instances":
+        report.num_objects = sum(len(v) - (0 in v) for v in files.values())
         return
     if report.lossy_masks:  # a binary set (labels._lossy_binary_map): lossless masks hold 0/255
         for path, v in files.items():
