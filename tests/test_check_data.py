@@ -354,6 +354,21 @@ def test_instance_label_images_pass_the_check_with_no_flag(tmp_path):
     assert f"mask kind: instances, {objects} object(s) in 3 mask(s)" in report.format()
 
 
+def test_ids_of_a_few_objects_per_image_are_checked_as_instances(tmp_path):
+    """Masks numbered 1 … n per image with n small and varying are instances, as training reads
+    them (labels.numbered_per_mask), not 7 classes."""
+    from tests.test_labels import _few_objects
+
+    masks = _few_objects(tmp_path / "masks", [3, 5, 2, 6])
+    for path in masks:
+        write_image(
+            tmp_path / "images" / path.name, RNG.integers(0, 255, (1, 64, 64)).astype(np.uint8)
+        )
+    report = check_dataset(tmp_path)
+    assert report.ok, report.problems
+    assert report.mask_kind == "instances" and report.num_objects == 16
+
+
 def test_colour_coded_instance_masks_pass_the_check_with_no_flag(tmp_path):
     """RGB masks with one colour per object on black are instances, as training reads them."""
     from tests.test_labels import _colour_coded

@@ -349,6 +349,41 @@ def test_grey_masks_saved_as_rgb_mix_with_grey_and_colour_masks(tmp_path):
     )
 
 
+def _few_objects(tmp_path, counts, numbered=True):
+    """One 2D mask per count, ``count`` discs numbered 1 … count (or ``count`` × 10 apart)."""
+    yy, xx = np.mgrid[:64, :64]
+    paths = []
+    for i, count in enumerate(counts):
+        mask = np.zeros((64, 64), np.uint16)
+        for k in range(count):
+            cy, cx = 10 + 20 * (k // 3), 10 + 20 * (k % 3)
+            mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= 36] = k + 1 if numbered else 10 * (k + 1)
+        write_image(tmp_path / f"m{i}.png", mask[None])
+        paths.append(tmp_path / f"m{i}.png")
+    return paths
+
+
+def test_ids_of_a_few_objects_per_image_are_instances(tmp_path):
+    """Masks numbered 1 … n per image (n varying, up to at least FEW_IDS_MIN), every number one
+    region, are instance ids even with far fewer than INSTANCE_GUESS_MIN_IDS objects; class masks
+    (the same classes in every image, classes missing in between, or split regions) are not."""
+    from unetkit.data.labels import FEW_IDS_MIN, INSTANCE_LABEL_MAP, numbered_per_mask
+
+    few = _few_objects(tmp_path / "few", [3, 5, 2, 6, 4, 0])
+    assert infer_label_map(few) == INSTANCE_LABEL_MAP
+    assert infer_label_map(few, kind="labels").values == tuple(range(7))  # the flag still rules
+    same = _few_objects(tmp_path / "same", [5, 5, 5])  # every image has classes 1 … 5
+    assert infer_label_map(same).kind == "labels"
+    gaps = _few_objects(tmp_path / "gaps", [3, 5, 2], numbered=False)  # 0, 10, 20 …
+    assert infer_label_map(gaps).kind == "labels"
+    small = _few_objects(tmp_path / "small", [1, 2, FEW_IDS_MIN - 1])  # 3 classes at most
+    assert infer_label_map(small).kind == "labels"
+    # a class in two places of one mask is a class, not an object
+    assert not numbered_per_mask([{0, 1, 2}, {0, 1, 2, 3, 4}], [True, False])
+    assert numbered_per_mask([{0, 1, 2}, {0, 1, 2, 3, 4}], [True, True])
+    assert not numbered_per_mask([{0, 1, 3}, {0, 1, 2, 3, 4}], [True, True])
+
+
 def test_infer_mixed_channel_counts(tmp_path):
     """Labels of 16 bits beside colour masks cannot be colours: the odd one out is named."""
     red = np.zeros((3, 2, 2), np.uint8)

@@ -46,10 +46,12 @@ from .labels import (
     LabelMap,
     _pack,
     _unpack,
+    each_value_one_region,
     instance_ids,
     is_lossy_mask,
     looks_like_instances,
     lossy_mask_grey,
+    numbered_per_mask,
 )
 from .object_masks import is_object_source, read_mask_source
 
@@ -352,6 +354,8 @@ def check_dataset(
     ] = {}  # mask file -> {value (colours packed): pixel count}
     mask_layout: dict[Path, str] = {}
     mask_borders: dict[Path, dict[int, int]] = {}  # mask file -> {value: pixels on a region border}
+    # mask file -> 2D labels numbered 0 … n, each one region (labels.numbered_per_mask)
+    numbered: dict[Path, bool] = {}
     for case in found.cases:
         if case.case_id in found.incomplete:  # missing channel files: already one problem
             continue
@@ -382,7 +386,15 @@ def check_dataset(
             _check_extra(path, spatial, name, report)
         if case.mask is not None:
             _check_mask(
-                case.mask, spatial, first, mask_kind, report, mask_values, mask_layout, mask_borders
+                case.mask,
+                spatial,
+                first,
+                mask_kind,
+                report,
+                mask_values,
+                mask_layout,
+                mask_borders,
+                numbered,
             )
     report.sizes = dict(sizes.most_common())
     report.channels = dict(channels.most_common())
@@ -400,6 +412,7 @@ def check_dataset(
         mask_values,
         mask_layout,
         mask_borders,
+        numbered,
         label_map,
         labels_from,
         mask_kind,
@@ -477,6 +490,7 @@ def _check_mask(
     mask_values: dict,
     mask_layout: dict,
     mask_borders: dict,
+    numbered: dict,
 ) -> None:
     try:
         mask, _ = read_mask_source(path)
@@ -545,6 +559,9 @@ def _check_mask(
     mask_layout[path] = layout
     if layout != "instances":
         mask_borders[path] = _value_counts(plane[_border_pixels(plane)])
+    if layout == "labels" and mask_kind == "auto":
+        values = set(mask_values[path])
+        numbered[path] = values == set(range(max(values) + 1)) and each_value_one_region(plane)
 
 
 def _grey_as_colours(mask_values: dict, mask_layout: dict, mask_borders: dict) -> None:
@@ -567,6 +584,7 @@ def _check_labels(
     mask_values: dict,
     mask_layout: dict,
     mask_borders: dict,
+    numbered: dict,
     label_map: Optional[LabelMap],
     labels_from: str,
     mask_kind: str,
@@ -575,7 +593,12 @@ def _check_labels(
 ) -> None:
     if not mask_values:
         return
-    if mask_kind == "auto" and "instances" in mask_layout.values():  # as infer_label_map reads them
+    few_ids = (  # instance ids of a few objects per image (labels.numbered_per_mask)
+        mask_kind == "auto"
+        and len(numbered) == len(mask_layout)
+        and numbered_per_mask([set(mask_values[p]) for p in numbered], list(numbered.values()))
+    )
+    if mask_kind == "auto" and ("instances" in mask_layout.values() or few_ids):
         for path, lay in mask_layout.items():
             if lay in ("labels", "colors"):
                 mask_layout[path] = "instances"

@@ -16,6 +16,9 @@ How :func:`infer_label_map` decides with ``kind="auto"``:
   0 = membrane) gives 0 = membrane, 1 = interior; DRIVE (255 = vessel) gives 1 = vessel. Pass
   ``LabelMap([255, 0])`` to number them the other way. A palette (``P``) mask holds palette
   indices, which are its labels; the palette is kept in :attr:`LabelMap.palette`;
+* ``"auto"`` and 2D masks each numbered 0, 1 … n with n varying from mask to mask (up to at least
+  :data:`FEW_IDS_MIN`), every number one connected region: instance ids of images with few objects
+  (:func:`numbered_per_mask`), read as instances;
 * ``"auto"`` and many values: a 2D mask with more than :data:`INSTANCE_GUESS_MIN_IDS` values, 0
   among them, each non-zero value one connected region (:func:`looks_like_instances`) is an
   instance mask (Cellpose's, StarDist's and most nuclei sets' label images), and the whole set is
@@ -109,6 +112,40 @@ def looks_like_instances(plane: np.ndarray) -> bool:
 
     _, regions = label(plane, background=0, connectivity=2, return_num=True)
     return regions <= INSTANCE_GUESS_REGIONS * (ids.size - 1) + 2
+
+
+#: a set of 2D masks each numbered 0, 1 … n, n differing between masks and reaching at least this
+#: in one, every number (nearly) one region, holds instance ids of a few objects per image
+FEW_IDS_MIN = 4
+
+
+def each_value_one_region(plane: np.ndarray) -> bool:
+    """Whether every non-zero value of a 2D integer ``plane`` is (nearly) one 8-connected region,
+    as an object's id is (:data:`INSTANCE_GUESS_REGIONS`)."""
+    plane = np.asarray(plane)
+    if plane.ndim != 2 or plane.dtype.kind not in "iub":
+        return False
+    from skimage.measure import label
+
+    values = np.unique(plane)
+    _, regions = label(plane, background=0, connectivity=2, return_num=True)
+    return regions <= INSTANCE_GUESS_REGIONS * int((values != 0).sum()) + 2
+
+
+def numbered_per_mask(values: Sequence[set], one_region: Sequence[bool]) -> bool:
+    """Whether masks whose values are ``values`` (one set per mask) hold instance ids numbered
+    from 1 in each mask: each set is 0 … n, the n differ and reach :data:`FEW_IDS_MIN`, and every
+    value of every mask is one region (``one_region``, :func:`each_value_one_region`). Class masks
+    hold the same classes from image to image, or classes missing in between; images of fewer
+    objects than :data:`INSTANCE_GUESS_MIN_IDS` are what :func:`looks_like_instances` misses."""
+    if not values or not all(one_region):
+        return False
+    tops = [max(v) for v in values]
+    return (
+        all(set(v) == set(range(top + 1)) for v, top in zip(values, tops))
+        and max(tops) >= FEW_IDS_MIN
+        and len(set(tops)) > 1
+    )
 
 
 def instance_ids(mask: np.ndarray, path: Optional[PathLike] = None) -> np.ndarray:
@@ -523,6 +560,7 @@ def infer_label_map(
             arr, _, path = _load(mask)
             instance_ids(arr, path)  # raises on a wrong channel count or non-integer ids
         return INSTANCE_LABEL_MAP
+    per_mask: list = []  # each 2D 1-channel mask's values and whether each is one region
     grey: set = set()  # the values of the 1-channel masks
     colours: set = set()  # the packed colours of the 3-channel ones
     channels: dict[int, list] = {1: [], 3: []}  # the masks of each channel count
@@ -548,11 +586,15 @@ def infer_label_map(
                 raise DataError(f"an RGB colour mask must be uint8, got {arr.dtype}", path)
             colours.update(int(v) for v in np.unique(_pack(arr)))
         else:
-            grey.update(
+            here = {
                 int(v)
                 for v in _unique(_integral(arr[0], path) if arr.dtype.kind == "f" else arr[0])
-            )
+            }
+            grey.update(here)
             dtypes.append(arr.dtype)
+            if kind == "auto" and arr.ndim == 3:  # ids numbered per image? (numbered_per_mask)
+                counted = here == set(range(max(here) + 1))
+                per_mask.append((here, counted and each_value_one_region(arr[0])))
         channels[arr.shape[0]].append(path)
         if meta is not None and meta.palette and palette is None:
             palette = meta.palette
@@ -569,6 +611,12 @@ def infer_label_map(
     if count == 0:
         raise ConfigError("infer_label_map got no masks")
     resolved = "colors" if colours or kind == "colors" else "labels"
+    if (
+        resolved == "labels"
+        and len(per_mask) == count
+        and numbered_per_mask([v for v, _ in per_mask], [ok for _, ok in per_mask])
+    ):
+        return infer_label_map(masks, kind="instances")
     if resolved == "colors" and grey:
         _check_grey_beside_colours(grey, channels)
         colours.update((v << 16) | (v << 8) | v for v in grey)  # grey v is the colour (v, v, v)
