@@ -369,6 +369,15 @@ def test_ids_of_a_few_objects_per_image_are_checked_as_instances(tmp_path):
     assert report.mask_kind == "instances" and report.num_objects == 16
 
 
+def test_binary_masks_saved_two_ways_are_one_problem(tmp_path):
+    make_clean(tmp_path)
+    one = np.zeros((1, 4, 6), np.uint8)
+    one[0, :2, :2] = 1
+    write_image(tmp_path / "masks" / "02.png", one)
+    problem = one_problem(check_dataset(tmp_path), "saved two ways")
+    assert problem.startswith(f"{tmp_path / 'masks' / '02.png'}: mask values 0/1 while 3 of the 4")
+
+
 def test_colour_coded_instance_masks_pass_the_check_with_no_flag(tmp_path):
     """RGB masks with one colour per object on black are instances, as training reads them."""
     from tests.test_labels import _colour_coded

@@ -384,6 +384,27 @@ def test_ids_of_a_few_objects_per_image_are_instances(tmp_path):
     assert not numbered_per_mask([{0, 1, 3}, {0, 1, 2, 3, 4}], [True, True])
 
 
+def test_binary_masks_saved_both_as_0_1_and_0_255_are_refused_with_the_fix(tmp_path):
+    """Read as they are, 1 and 255 would be two classes never seen together: the mask of the
+    fewer kind is named with the fix; --mask-kind labels keeps them apart; a mask holding 1 and
+    255 together is a class mask."""
+    mask = np.zeros((1, 8, 8), np.uint8)
+    mask[0, 2:5, 2:5] = 1
+    for i in range(3):
+        write_image(tmp_path / f"full{i}.png", mask * 255)
+    write_image(tmp_path / "ones.png", mask)
+    paths = sorted(tmp_path.glob("*.png"))
+    with pytest.raises(
+        DataError, match=r"ones\.png: mask values 0/1 while 3 of the 4 masks hold 0/255"
+    ):
+        infer_label_map(paths)
+    assert infer_label_map(paths, kind="labels").values == (0, 1, 255)
+    both = mask * 255
+    both[0, 6, 6] = 1
+    write_image(tmp_path / "full0.png", both)
+    assert infer_label_map(paths).values == (0, 1, 255)
+
+
 def test_infer_mixed_channel_counts(tmp_path):
     """Labels of 16 bits beside colour masks cannot be colours: the odd one out is named."""
     red = np.zeros((3, 2, 2), np.uint8)

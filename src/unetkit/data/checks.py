@@ -52,6 +52,7 @@ from .labels import (
     looks_like_instances,
     lossy_mask_grey,
     numbered_per_mask,
+    two_binary_codings,
 )
 from .object_masks import is_object_source, read_mask_source
 
@@ -630,6 +631,10 @@ def _check_labels(
     if kind == "instances":
         report.num_objects = sum(len(v) - (0 in v) for v in files.values())
         return
+    if mask_kind == "auto" and kind == "labels":  # as infer_label_map refuses it
+        mixed = two_binary_codings({p: set(v) for p, v in files.items()})
+        if mixed is not None:
+            report.problems.append(f"{mixed[0]}: {mixed[1]}")
     if report.lossy_masks:  # a binary set (labels._lossy_binary_map): lossless masks hold 0/255
         for path, v in files.items():
             if not is_lossy_mask(path) and not set(v) <= {0, 255}:

@@ -148,6 +148,33 @@ def numbered_per_mask(values: Sequence[set], one_region: Sequence[bool]) -> bool
     )
 
 
+def two_binary_codings(values: dict) -> Optional[tuple]:
+    """``(mask, message)`` when binary masks were saved two ways, some 0/1 and some 0/255 (``values``:
+    each mask's set of values): read as they are, 1 and 255 would be two classes that never meet.
+    The mask named is one of the fewer kind. ``None`` otherwise."""
+    sets = [set(v) for v in values.values()]
+    if not sets or set().union(*sets) != {0, 1, 255}:
+        return None
+    if not all(v <= {0, 1} or v <= {0, 255} for v in sets):
+        return None  # 1 and 255 together in a mask: classes
+    ones = [m for m, v in values.items() if 1 in v]
+    full = [m for m, v in values.items() if 255 in v]
+    few, many, (a, b) = (
+        (ones, full, ("0/1", "0/255"))
+        if len(ones) <= len(full)
+        else (
+            full,
+            ones,
+            ("0/255", "0/1"),
+        )
+    )
+    return few[0], (
+        f"mask values {a} while {len(many)} of the {len(values)} masks hold {b}: binary masks "
+        f"saved two ways would train 1 and 255 as two classes; save every mask as {b}, or pass "
+        "--mask-kind labels to keep them apart"
+    )
+
+
 def instance_ids(mask: np.ndarray, path: Optional[PathLike] = None) -> np.ndarray:
     """The object ids of an instance mask, ``(*spatial)`` ``int64``, 0 = background.
 
@@ -561,6 +588,7 @@ def infer_label_map(
             instance_ids(arr, path)  # raises on a wrong channel count or non-integer ids
         return INSTANCE_LABEL_MAP
     per_mask: list = []  # each 2D 1-channel mask's values and whether each is one region
+    grey_sets: dict = {}  # each 1-channel mask's values (two_binary_codings)
     grey: set = set()  # the values of the 1-channel masks
     colours: set = set()  # the packed colours of the 3-channel ones
     channels: dict[int, list] = {1: [], 3: []}  # the masks of each channel count
@@ -592,6 +620,8 @@ def infer_label_map(
             }
             grey.update(here)
             dtypes.append(arr.dtype)
+            if kind == "auto" and len(here) <= 3:
+                grey_sets[path if path is not None else count] = here
             if kind == "auto" and arr.ndim == 3:  # ids numbered per image? (numbered_per_mask)
                 counted = here == set(range(max(here) + 1))
                 per_mask.append((here, counted and each_value_one_region(arr[0])))
@@ -617,6 +647,11 @@ def infer_label_map(
         and numbered_per_mask([v for v, _ in per_mask], [ok for _, ok in per_mask])
     ):
         return infer_label_map(masks, kind="instances")
+    if resolved == "labels" and len(grey_sets) == count:
+        mixed = two_binary_codings(grey_sets)
+        if mixed is not None:
+            where, message = mixed
+            raise DataError(message, where if isinstance(where, (str, Path)) else None)
     if resolved == "colors" and grey:
         _check_grey_beside_colours(grey, channels)
         colours.update((v << 16) | (v << 8) | v for v in grey)  # grey v is the colour (v, v, v)
