@@ -114,6 +114,14 @@ def test_training_writes_a_complete_run_folder(cells, tmp_path):
     assert model.num_classes == 2 and model.in_channels == 1
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert best["metrics"]["val_dice"] == max(float(r["val_dice"]) for r in rows)
+    # train.log: how the run started (model, data, CPU path), its epochs, and why it ended
+    log = (run / "train.log").read_text().splitlines()
+    assert log[0].startswith("unetkit train: unet (") and log[1] == f"run folder: {run}"
+    assert [ln.split()[1] for ln in log if ln.startswith("epoch")] == ["1/3", "2/3", "3/3"]
+    assert log[-1] == (
+        f"ended: completed after epoch 3; best val_dice {result.best['value']:.4f} at epoch "
+        f"{result.best['epoch']}"
+    )
 
 
 class _CrashAfter(Callback):
@@ -136,8 +144,14 @@ def test_resume_continues_exactly(cells, tmp_path):
             progress=False,
             callbacks=[_CrashAfter(2)],
         ).fit()
+    ended = [
+        ln for ln in (tmp_path / "part" / "train.log").read_text().splitlines() if "ended" in ln
+    ]
+    assert ended[0].startswith("ended: stopped by an error (RuntimeError) after epoch 2; best")
     resumed = Trainer.resume(tmp_path / "part", progress=False).fit()
     assert resumed.epochs_completed == 4
+    log = (tmp_path / "part" / "train.log").read_text()
+    assert "(resumed at epoch 2)" in log and "ended: completed after epoch 4" in log
     _assert_same_weights(
         _weights(full.run_dir / "checkpoints/last.pt"),
         _weights(tmp_path / "part" / "checkpoints/last.pt"),

@@ -745,23 +745,23 @@ class Trainer:
         return self._seconds_left() <= self.end_reserve_s()
 
     def _announce(self) -> None:
+        for line in self.header_lines():
+            print(line, flush=True)
+
+    def header_lines(self) -> list[str]:
+        """What a run says when it starts (the console's first lines, and ``train.log``'s): the
+        model, the data, the run folder and the CPU/GPU path it trains on."""
         cfg, m = self.config, self.model
-        print(
-            f"unetkit train: {cfg.model.name} ({m.num_parameters():,} parameters), {len(self.data.train)} train / "
-            f"{len(self.data.val)} val cases, classes {list(self.data.label_map.values)}, patch "
-            f"{self.input_size}→{self.label_size}, normalisation "
-            f"{describe_normalization(self.data.normalizer)}"
+        return [
+            f"unetkit train: {cfg.model.name} ({m.num_parameters():,} parameters), "
+            f"{len(self.data.train)} train / {len(self.data.val)} val cases, classes "
+            f"{list(self.data.label_map.values)}, patch {self.input_size}→{self.label_size}, "
+            f"normalisation {describe_normalization(self.data.normalizer)}"
             f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}",
-            flush=True,
-        )
-        print(
             f"run folder: {self.run_dir}"
             + (f" (resumed at epoch {self.epoch})" if self._resume_from else ""),
-            flush=True,
-        )
-        print(
-            runtime.describe_path(self.device, self.autocast_dtype, self.channels_last), flush=True
-        )
+            runtime.describe_path(self.device, self.autocast_dtype, self.channels_last),
+        ]
 
 
 def optimisation_step(
@@ -855,15 +855,38 @@ def _nanmean(values: np.ndarray) -> float:
 
 
 class _LogFile(Callback):
-    """``train.log``: the console's epoch lines, appended."""
+    """``train.log``: the lines a run starts with, the console's epoch lines, and why it ended;
+    appended (a resumed run adds its own)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
+
+    def _append(self, text: str) -> None:
+        with open(self.path, "a") as fh:
+            fh.write(text)
+
+    def on_train_start(self, trainer):
+        self._append("".join(f"{line}\n" for line in trainer.header_lines()))
 
     def on_epoch_end(self, trainer, history):
         import io
 
         buf = io.StringIO()
         ConsoleSummary(buf).on_epoch_end(trainer, history)
-        with open(self.path, "a") as fh:
-            fh.write(buf.getvalue())
+        self._append(buf.getvalue())
+
+    def on_train_end(self, trainer, history):
+        import sys
+
+        error = sys.exc_info()[1]  # the trainer calls this in a finally: the error ending the run
+        if isinstance(error, KeyboardInterrupt):
+            reason = "interrupted"
+        elif error is not None:
+            reason = f"stopped by an error ({type(error).__name__})"
+        else:
+            reason = trainer.stop_reason or trainer._end_without_a_stop()
+        best = trainer.best
+        score = (
+            f"; best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}" if best else ""
+        )
+        self._append(f"ended: {reason} after epoch {trainer.epoch}{score}\n")
