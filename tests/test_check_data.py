@@ -250,6 +250,12 @@ def test_nnunet_missing_channel_is_one_line(tmp_path):
         "dataset.json lists 2 channel(s), found c1_0000.nii.gz)"
     ]
     assert report.channels == {2: 2}
+    # no case complete: no mask read, the expected labels still shown (this crashed format())
+    (root / "imagesTr" / "c0_0001.nii.gz").unlink()
+    (root / "imagesTr" / "c2_0001.nii.gz").unlink()
+    text = check_dataset(root).format()
+    assert "  expected labels (dataset.json): 0, 1" in text.splitlines()
+    assert "channel file missing" in text
 
 
 def test_dangling_symlink_is_one_line(tmp_path):
@@ -456,6 +462,21 @@ def test_grey_masks_saved_as_rgb_are_grey_and_a_16_bit_one_among_colours_is_name
     problem = one_problem(check_dataset(tmp_path), "03.tif")
     assert problem.endswith(
         "a labels mask among 3 colors masks (1 vs 3 channels); store every mask the same way"
+    )
+
+
+def test_problem_a_2d_image_among_volumes(tmp_path):
+    """Training refuses 2D and 3D images mixed: check-data names the odd one too."""
+    for i in range(3):
+        write_image(
+            tmp_path / "images" / f"v{i}.nii.gz", RNG.random((1, 4, 8, 8)).astype(np.float32)
+        )
+        write_image(tmp_path / "masks" / f"v{i}.nii.gz", np.ones((1, 4, 8, 8), np.uint8) * (i % 2))
+    write_image(tmp_path / "images" / "v1.nii.gz", RNG.random((1, 8, 8)).astype(np.float32))
+    write_image(tmp_path / "masks" / "v1.nii.gz", np.ones((1, 8, 8), np.uint8))
+    assert one_problem(check_dataset(tmp_path), "mixed") == (
+        f"{tmp_path / 'images' / 'v1.nii.gz'}: a 2D image, while 2 other image(s) are 3D: 2D and "
+        "3D images are mixed; keep the 3D ones"
     )
 
 

@@ -234,11 +234,11 @@ class DatasetReport:
             lines.append(f"  image sizes (W x H[ x D]): {counts(self.sizes)}")
             lines.append(f"  channels: {counts(self.channels)}")
             lines.append(f"  dtypes: {counts(self.dtypes)}")
+
+        def show(v):
+            return f"({v[0]}, {v[1]}, {v[2]})" if isinstance(v, list) else str(v)
+
         if self.label_values:
-
-            def show(v):
-                return f"({v[0]}, {v[1]}, {v[2]})" if isinstance(v, list) else str(v)
-
             if self.mask_kind == "instances":
                 lines.append(
                     f"  mask kind: instances, {self.num_objects} object(s) in {self.num_pairs} "
@@ -350,6 +350,7 @@ def check_dataset(
     stats: list[_ChannelStats] = []
     sizes, channels, dtypes = Counter(), Counter(), Counter()
     image_channels: dict[Path, int] = {}
+    image_dims: dict[Path, int] = {}  # 2 (2D) or 3 (a volume), as training refuses a mix
     mask_values: dict[
         Path, dict[int, int]
     ] = {}  # mask file -> {value (colours packed): pixel count}
@@ -369,6 +370,7 @@ def check_dataset(
         channels[arr.shape[0]] += 1
         dtypes[str(arr.dtype)] += 1
         image_channels[first] = arr.shape[0]
+        image_dims[first] = len(spatial)
         if arr.dtype.kind == "f":
             nan, inf = int(np.isnan(arr).sum()), int(np.isinf(arr).sum())
             report.nan_count += nan
@@ -401,6 +403,15 @@ def check_dataset(
     report.channels = dict(channels.most_common())
     report.dtypes = dict(dtypes.most_common())
     report.intensity = [s.summary() for s in stats]
+    dims = Counter(image_dims.values())
+    if len(dims) > 1:
+        usual = dims.most_common(1)[0][0]
+        for path, d in image_dims.items():
+            if d != usual:
+                report.problems.append(
+                    f"{path}: a {d}D image, while {dims[usual]} other image(s) are {usual}D: "
+                    f"2D and 3D images are mixed; keep the {usual}D ones"
+                )
     if in_channels is None and len(channels) > 1:
         usual = channels.most_common(1)[0][0]
         for path, c in image_channels.items():
