@@ -3,6 +3,7 @@ mixed-spacing 3D set on which it decides the result (issue: 3D medical volumes).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -128,6 +129,17 @@ def test_plan_target_spacing_on_a_fingerprint(mixed):
     assert plan.config["data.target_spacing"] == pytest.approx([3.0, 1.5, 1.5])
     assert "data.scale" not in plan.config
     assert plan.config["data.patch_size"][0] == 16
+    # a 3D plan on CPU trains in fp32 whatever the CPU, and says why; the batch line states the
+    # pixels the batch really holds (the rule's 2 × 96³ are for the first patch tried)
+    from unetkit import runtime
+
+    precision = next(d for d in plan.decisions if d.name == "precision")
+    native = runtime.resolve_precision("auto", torch.device("cpu")) == torch.bfloat16
+    assert precision.value == "fp32"
+    assert ("3D nets train in fp32 on CPU" in precision.reason) == native
+    batch = next(d for d in plan.decisions if d.name == "batch")
+    pixels = plan.full_batch * math.prod(plan.config["data.patch_size"])
+    assert f"{pixels:,} pixels per batch" in batch.reason or "≈ 1,769,472" in batch.reason
     # one spacing for every case: nothing to resample
     same = make_set(train.parent / "same", 2, 3, spacings=(2.0,))
     target, why = plan_target_spacing(fingerprint_dataset(same))

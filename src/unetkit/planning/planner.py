@@ -475,6 +475,18 @@ def short_run_batch(batch: int, steps: int) -> tuple[int, int]:
     return batch, steps
 
 
+def _fp32_reason(dev: torch.device, dims: int) -> str:
+    """Why ``auto`` trains in fp32 here."""
+    if dev.type != "cpu":
+        return "fp32"
+    if dims == 3 and runtime.resolve_precision("auto", dev) == torch.bfloat16:
+        return (
+            "fp32: 3D nets train in fp32 on CPU (oneDNN's bf16 weight gradient of shallow 3D "
+            "inputs is unreliable in this torch)"
+        )
+    return "fp32: no native bf16 here, emulated bf16 would be slower"
+
+
 def _halved(batch: int, smaller: int) -> str:
     """ "halved", "halved twice", … for a batch halved from ``batch`` to ``smaller``."""
     times = round(math.log2(batch / smaller))
@@ -642,9 +654,7 @@ def make_plan(
     why = {
         "bf16": "bf16 autocast: this device computes bf16 natively",
         "fp16": "fp16 autocast with a gradient scaler (CUDA)",
-        "fp32": "fp32: no native bf16 here, emulated bf16 would be slower"
-        if dev.type == "cpu"
-        else "fp32",
+        "fp32": _fp32_reason(dev, dims),
     }[precision]
     if asked != "auto":
         why = "set by the user (--precision / train.precision): the probe timed it"
@@ -773,7 +783,15 @@ def make_plan(
     )
     train_batch, batch_steps = short_run_batch(batch, steps)
     plan.full_batch = batch
-    why = f"≈ {PIXELS_PER_BATCH[dims]:,} pixels per batch"
+    pixels, wanted = batch * math.prod(best.candidate.patch), PIXELS_PER_BATCH[dims]
+    why = f"≈ {wanted:,} pixels per batch"
+    if pixels < 0.75 * wanted:  # the batch of the first patch tried, kept as the patch shrank
+        why = f"{pixels:,} pixels per batch: " + (
+            "at most 32 images"
+            if batch >= 32
+            else f"the batch of ≈ {wanted:,} pixels at the first patch tried, kept as the "
+            "patch shrank (more, smaller steps)"
+        )
     if train_batch != batch:
         why = (
             f"{batch} ({why}) {_halved(batch, train_batch)} to {train_batch}: {steps} steps are a "
