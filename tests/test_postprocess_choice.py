@@ -468,3 +468,47 @@ def test_a_damaged_post_processing_entry_is_named(run, tmp_path):
     assert str(info.value).startswith(f"{path}: damaged checkpoint: its post-processing")
     assert "\n" not in str(info.value)
     assert not Predictor.from_checkpoint(path, postprocess=None).postprocess
+
+
+def _organ(shape, spacing_z: float) -> np.ndarray:
+    """A box of 8 mm × 10 × 10 px at a slice spacing of ``spacing_z`` mm (1 mm pixels)."""
+    t = np.zeros(shape, np.int64)
+    depth = int(round(8 / spacing_z))
+    t[2 : 2 + depth, 5:15, 5:15] = 1
+    return t
+
+
+def test_small_object_sizes_are_volumes_where_the_spacing_is_known():
+    """Validation at 1 mm slices, a test scan at 3 mm: the organ holds a third of the voxels
+    there. A threshold in pixels (chosen at 1 mm) deletes it; one in mm³ keeps it and still
+    removes the specks."""
+    from unetkit.inference.postprocess import PostProcessing, PostStep
+
+    truths = [_organ((16, 24, 24), 1.0) for _ in range(2)]
+    preds = [t.copy() for t in truths]
+    for p in preds:
+        p[14, 20, 20:22] = 1  # specks: false objects of 2 voxels
+        p[12, 1, 1:3] = 1
+    by_volume = choose_postprocessing(preds, truths, 2, spacings=[(1.0, 1.0, 1.0)] * 2)
+    (step,) = by_volume.postprocessing.steps
+    assert step.name == "remove_small" and step.min_volume is not None
+    assert step.min_volume == pytest.approx(step.min_size * 1.0)  # 1 mm³ voxels at validation
+    assert "(spacing unit)^n" in step.describe()
+    coarse = _organ((8, 24, 24), 3.0)  # 3 slices of 3 mm: 300 voxels, 900 mm³
+    coarse[6, 20, 20:22] = 1
+    kept = by_volume.postprocessing.apply(coarse, spacing=(3.0, 1.0, 1.0))
+    np.testing.assert_array_equal(kept, _organ((8, 24, 24), 3.0))  # organ kept, speck gone
+    # the same choice made in pixels (no spacing known) deletes the organ of the 3 mm scan
+    by_pixels = choose_postprocessing(preds, truths, 2)
+    assert by_pixels.postprocessing.steps[0].min_volume is None
+    assert not by_pixels.postprocessing.apply(coarse).any()
+    # without a spacing at predict time the volume step falls back to its pixel size
+    assert not by_volume.postprocessing.apply(coarse).any()
+    # stored and read back with its volume
+    pp = PostProcessing.from_dict(json.loads(json.dumps(by_volume.postprocessing.to_dict())))
+    assert pp == by_volume.postprocessing
+    assert PostStep("remove_small", 1, min_size=4, min_volume=2.0).pixels((0.5, 0.5)) == 8
+    with pytest.raises(ConfigError, match="min_volume must be a number > 0"):
+        PostStep("remove_small", 1, min_size=4, min_volume=-1)
+    with pytest.raises(ConfigError, match="fill_holes takes no min_volume"):
+        PostStep("fill_holes", 1, min_volume=3.0)

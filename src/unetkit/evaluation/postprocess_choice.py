@@ -168,6 +168,56 @@ def _size_candidates(truths: Sequence[np.ndarray], label: int, connectivity: int
     return sorted(s for s in out if s >= 2)
 
 
+def _remove_small_steps(
+    truths: Sequence[np.ndarray],
+    label: int,
+    connectivity: int,
+    spacings: Optional[Sequence[Sequence[float]]],
+) -> list:
+    """The ``remove_small`` steps tried for class ``label``: sizes from the truth's objects
+    (:data:`SIZE_RULES`), in pixels, or, where every validation image's spacing is known, as
+    volumes (:attr:`~unetkit.inference.postprocess.PostStep.min_volume`), so that images of
+    another voxel size get the same physical threshold."""
+    from ..inference.postprocess import PostStep
+
+    if not spacings:
+        return [
+            PostStep("remove_small", label, min_size=s)
+            for s in _size_candidates(truths, label, connectivity)
+        ]
+    voxels = [float(np.prod(sp)) for sp in spacings]
+    volumes = np.concatenate(
+        [
+            np.bincount(label_objects(t == label, connectivity).ravel())[1:] * v
+            for t, v in zip(truths, voxels)
+        ]
+    )
+    if volumes.size == 0:
+        return []
+    typical = float(np.median(voxels))
+    out = {float(f * np.percentile(volumes, p)) for p, f in SIZE_RULES}
+    return [
+        PostStep("remove_small", label, min_size=round(v / typical), min_volume=v)
+        for v in sorted(out)
+        if round(v / typical) >= 2
+    ]
+
+
+def _known_spacings(
+    spacings: Optional[Sequence[Optional[Sequence[float]]]], truths: Sequence[np.ndarray]
+) -> Optional[list]:
+    """Every case's voxel size, when each is known and fits its truth's dimensions, else ``None``
+    (then sizes are pixel counts)."""
+    if spacings is None or len(spacings) != len(truths):
+        return None
+    out = []
+    for sp, t in zip(spacings, truths):
+        if sp is None or len(sp) != t.ndim or not all(float(v) > 0 for v in sp):
+            return None
+        out.append([float(v) for v in sp])
+    return out
+
+
 def choose_postprocessing(
     predictions: Sequence[np.ndarray],
     truths: Sequence[np.ndarray],
@@ -180,6 +230,7 @@ def choose_postprocessing(
     dice_tolerance: float = DICE_TOLERANCE,
     split_heights: Sequence[float] = SPLIT_HEIGHTS,
     out_of_time: Optional[Callable[[], bool]] = None,
+    spacings: Optional[Sequence[Optional[Sequence[float]]]] = None,
 ) -> PostProcessingChoice:
     """Choose the post-processing of a model on its validation cases (module docstring).
 
@@ -198,6 +249,8 @@ def choose_postprocessing(
         split_heights: the watershed h-maxima tried.
         out_of_time: called before each candidate; ``True`` stops the search (the best of the
             candidates tried is still kept; :attr:`PostProcessingChoice.stopped` says so).
+        spacings: per case its voxel size (``None`` where unknown): with every one known, the
+            small-object sizes are volumes, each case judged at its own voxel size.
 
     Returns:
         A :class:`PostProcessingChoice`.
@@ -227,8 +280,11 @@ def choose_postprocessing(
     rows: list[dict] = []
     stopped = ""
 
+    known = _known_spacings(spacings, truths)
+    per_case = known if known is not None else [None] * len(truths)
+
     def trial(step: PostStep) -> tuple[list[np.ndarray], bool]:
-        out = [step.apply(p, connectivity) for p in current]
+        out = [step.apply(p, connectivity, sp) for p, sp in zip(current, per_case)]
         return out, any(not np.array_equal(a, b) for a, b in zip(out, current))
 
     def row(step, value, kept, note="", **more) -> dict:
@@ -251,9 +307,7 @@ def choose_postprocessing(
     for name in ("remove_small", "fill_holes", "keep_largest", "split_touching"):
         for c in present:
             if name == "remove_small":
-                steps = [
-                    PostStep(name, c, min_size=s) for s in _size_candidates(truths, c, connectivity)
-                ]
+                steps = _remove_small_steps(truths, c, connectivity, known)
             elif name == "split_touching":
                 steps = [PostStep(name, c, h=h) for h in split_heights]
             else:

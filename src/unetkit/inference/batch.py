@@ -542,7 +542,7 @@ def predict_case(
     turned, turned_meta, turn = reorient(image, meta, getattr(predictor, "orientation", None))
     probs = predictor.predict_proba(turned, spacing=getattr(turned_meta, "spacing", None))
     probs = restore(probs, turn)
-    indices = predictor.postprocess.apply(probs.argmax(axis=0))
+    indices = predictor.postprocess.apply(probs.argmax(axis=0), getattr(meta, "spacing", None))
     write_labels(paths["labels"], decode_labels(indices, predictor.label_map), meta)
     if "probabilities" in paths:
         write_probabilities(paths["probabilities"], probs, meta)

@@ -542,6 +542,12 @@ class PostStep:
             ``split_touching`` (:func:`separate_touching` with ``h``).
         label: the class index it cleans (≥ 1; class 0 is the background).
         min_size: ``remove_small`` only: the smallest object kept, in pixels (≥ 2).
+        min_volume: ``remove_small`` only, optional: the smallest object kept as a volume (an area
+            in 2D) in the unit of the images' spacing (mm³, µm²), chosen on validation images of
+            known spacing. Where it is set, an image of known spacing gets the pixel count of that
+            volume at its own voxel size (one threshold in pixels would delete every object of a
+            coarser scan: a 3 mm CT holds a third of a 1 mm one's voxels); ``min_size`` (the
+            validation's median voxel size) serves images without a spacing.
         h: ``split_touching`` only: the watershed's h-maximum (> 0).
     """
 
@@ -549,6 +555,7 @@ class PostStep:
     label: int
     min_size: Optional[int] = None
     h: Optional[float] = None
+    min_volume: Optional[float] = None
 
     def __post_init__(self) -> None:
         if self.name not in STEP_NAMES:
@@ -580,13 +587,38 @@ class PostStep:
                         f"post-processing step split_touching: h must be a number > 0, got {value!r}"
                     )
                 object.__setattr__(self, name, float(value))
+        if self.min_volume is not None:
+            if self.name != "remove_small":
+                raise ConfigError(f"post-processing step {self.name} takes no min_volume")
+            if not _is_number(self.min_volume) or not 0 < float(self.min_volume) < float("inf"):
+                raise ConfigError(
+                    "post-processing step remove_small: min_volume must be a number > 0, got "
+                    f"{self.min_volume!r}"
+                )
+            object.__setattr__(self, "min_volume", float(self.min_volume))
 
-    def apply(self, indices: np.ndarray, connectivity: int = 1) -> np.ndarray:
-        """``(*spatial)`` integer class indices → the cleaned indices (a new array, same dtype)."""
+    def pixels(self, spacing: Optional[Sequence[float]] = None) -> Optional[int]:
+        """``remove_small``'s threshold in pixels for an image of voxel size ``spacing``: that of
+        ``min_volume`` where both are known, else ``min_size``."""
+        if self.min_volume is None or not spacing:
+            return self.min_size
+        voxel = float(np.prod([float(v) for v in spacing]))
+        if not voxel > 0:
+            return self.min_size
+        return max(2, int(round(self.min_volume / voxel)))
+
+    def apply(
+        self,
+        indices: np.ndarray,
+        connectivity: int = 1,
+        spacing: Optional[Sequence[float]] = None,
+    ) -> np.ndarray:
+        """``(*spatial)`` integer class indices → the cleaned indices (a new array, same dtype).
+        ``spacing``: the image's voxel size, which turns a ``min_volume`` into pixels."""
         if self.name == "split_touching":
             return separate_touching(indices, self.label, h=self.h, connectivity=connectivity)
         flags = {
-            "remove_small": {"min_size": self.min_size},
+            "remove_small": {"min_size": self.pixels(spacing)},
             "fill_holes": {"fill_holes": True},
             "keep_largest": {"keep_largest": True},
         }[self.name]
@@ -595,6 +627,11 @@ class PostStep:
     def describe(self) -> str:
         """The step in words: ``remove class 1 objects under 12 px``."""
         c = self.label
+        if self.name == "remove_small" and self.min_volume is not None:
+            return (
+                f"remove class {c} objects under {self.min_volume:.4g} (spacing unit)^n, "
+                f"{self.min_size} px at the validation's median voxel size"
+            )
         if self.name == "remove_small":
             return f"remove class {c} objects under {self.min_size} px"
         if self.name == "split_touching":
@@ -608,6 +645,8 @@ class PostStep:
         wanted = _STEP_PARAMETER.get(self.name)
         if wanted:
             out[wanted] = getattr(self, wanted)
+        if self.min_volume is not None:
+            out["min_volume"] = self.min_volume
         return out
 
     @classmethod
@@ -616,7 +655,7 @@ class PostStep:
             raise ConfigError(
                 f"a post-processing step must be a mapping with a name and a label, got {data!r}"
             )
-        unknown = set(data) - {"name", "label", "min_size", "h"}
+        unknown = set(data) - {"name", "label", "min_size", "h", "min_volume"}
         if unknown:
             raise ConfigError(
                 f"post-processing step {data['name']!r}: unknown key(s) {', '.join(sorted(unknown))}"
@@ -666,12 +705,16 @@ class PostProcessing:
         """This post-processing followed by ``step``."""
         return PostProcessing((*self.steps, step), self.connectivity)
 
-    def apply(self, prediction: np.ndarray) -> np.ndarray:
+    def apply(
+        self, prediction: np.ndarray, spacing: Optional[Sequence[float]] = None
+    ) -> np.ndarray:
         """Clean a prediction.
 
         Args:
             prediction: ``(*spatial)`` integer class indices, or ``(K, *spatial)`` float
                 probabilities / logits (turned into indices by :func:`argmax` first).
+            spacing: the image's voxel size, for steps whose sizes are volumes
+                (:attr:`PostStep.min_volume`); ``None``: their pixel sizes.
 
         Returns:
             ``(*spatial)`` class indices (a new array; the dtype of integer input, else int64).
@@ -686,7 +729,7 @@ class PostProcessing:
                 f"post-processing needs class indices or probabilities, got dtype {prediction.dtype}"
             )
         for step in self.steps:
-            indices = step.apply(indices, self.connectivity)
+            indices = step.apply(indices, self.connectivity, spacing)
         return indices
 
     def describe(self) -> str:

@@ -162,7 +162,7 @@ def segment(
         probs = probabilities(logits).numpy() if with_probabilities else None
     if probs is not None:
         probs = probs[1] if probs.shape[0] == 2 else probs[1:]
-    indices = predictor.postprocess.apply(indices)
+    indices = predictor.postprocess.apply(indices, spacing)
     label_map = predictor.label_map
     classes = label_map.num_classes if label_map is not None else int(indices.max()) + 1
     names = list(getattr(label_map, "names", None) or [f"class {k}" for k in range(classes)])

@@ -640,6 +640,7 @@ class Trainer:
             select_metric=self.config.train.select_metric,
             truth_instances=[case.instances for case in val],
             out_of_time=lambda: self._seconds_left() < _SAVE_RESERVE_S,
+            spacings=[case.spacing for case in val],
         )
         ckpt.setdefault("extra", {})["postprocess"] = choice.postprocessing.to_dict()
         write_checkpoint(best_path, ckpt)
