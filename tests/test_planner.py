@@ -634,6 +634,21 @@ def test_probe_stops_timing_wider_nets_when_its_share_of_the_budget_is_spent():
     width = _decision(plan, "width")
     assert width.value == 16 and "width 32 not timed" in width.reason
     assert [m["base_features"] for m in plan.measurements] == [16]
+    # the share holds for all the patches tried (a slow machine shrinks the patch twice), not for
+    # each: the first patch gets both widths timed, the smaller ones only the narrowest
+    calls = []
+
+    def slow_machine(c: Candidate) -> float:
+        calls.append((c.base_features, c.patch))
+        time.sleep(0.06)
+        return 20.0
+
+    big = FakeFingerprint(
+        objects={"1": {"count": 5, "diameter_px": {"median": 90, "p10": 50, "p90": 100}}}
+    )
+    plan = make_plan(big, 0.1 / (0.03 * 60), "cpu", timer=slow_machine)
+    patches = sorted({p for _, p in calls}, reverse=True)
+    assert len(patches) == 3 and [w for w, _ in calls] == [16, 32, 16, 16]
 
 
 # -- the commands -------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -715,6 +716,8 @@ def make_plan(
     )
     candidates_tried: list[Measurement] = []
     batch = plan_batch(patch, dims)  # kept when the patch shrinks: smaller steps, more of them
+    # the probe's share of the budget holds for all the patches tried, not for each
+    probe_until = time.perf_counter() + PROBE_SHARE * budget * 60
     for attempt in range(3):
         depth = plan_depth(patch)
         widths = WIDTHS if dev.type == "cuda" else WIDTHS[:2] if budget < 30 else WIDTHS
@@ -728,7 +731,7 @@ def make_plan(
             dtype,
             timer,
             progress,
-            max_seconds=PROBE_SHARE * budget * 60,
+            max_seconds=max(0.0, probe_until - time.perf_counter()),
         )
         candidates_tried += measured
         best, steps, width_why = choose_width(measured, budget)
