@@ -417,3 +417,37 @@ def test_plan_cli_plans_for_a_target_spacing_and_refuses_bad_ones(tmp_path, caps
     # 1.5-mm pixels resampled to 3 mm (32 px → 16 px): the patch fits the target grid's images
     assert plan["fingerprint"]["sizes"]["median"][1:] == [32.0, 32.0]  # the data as stored
     assert max(plan["config"]["data.patch_size"][1:]) <= 16
+
+
+def test_a_model_trained_as_stored_resamples_images_of_far_off_spacing(tmp_path):
+    """Training volumes within 10 % of one voxel size are trained as stored (no target spacing):
+    the model still knows that size from its plan, and an image far from it (4.5 mm for 3 mm) is
+    resampled to it and back, as a target spacing would do; a near one (3.2 mm) is not."""
+    from unetkit.checkpoint import save_checkpoint
+    from unetkit.inference.predictor import _trained_spacing
+
+    torch.manual_seed(0)
+    net = create_model(
+        "unet", spatial_dims=3, in_channels=1, num_classes=2, base_features=4, depth=2
+    )
+    image = np.random.default_rng(0).normal(size=(1, 11, 24, 24)).astype(np.float32)
+    plain = Predictor(net, precision="fp32")
+    pred = Predictor(net, precision="fp32", trained_spacing=[3.0, 1.5, 1.5])
+    np.testing.assert_array_equal(
+        pred.predict_logits(image, spacing=(3.2, 1.5, 1.5)), plain.predict_logits(image)
+    )
+    assert pred.resampling((3.2, 1.5, 1.5)) is None and pred.resampling(None) is None
+    assert pred.resampling((4.5, 1.5, 1.5)) == pytest.approx((1.5, 1.0, 1.0))
+    targeted = Predictor(net, precision="fp32", target_spacing=[3.0, 1.5, 1.5])
+    np.testing.assert_allclose(
+        pred.predict_logits(image, spacing=(4.5, 1.5, 1.5)),
+        targeted.predict_logits(image, spacing=(4.5, 1.5, 1.5)),
+        atol=1e-6,
+    )
+    # from a checkpoint: the plan's fingerprint gives it (not for files in mixed units)
+    plan = {"fingerprint": {"spacing": [3.0, 1.5, 1.5], "spacing_spread": {"units": ["mm"]}}}
+    path = save_checkpoint(tmp_path / "m.pt", net, extra={"plan": plan}, with_rng=False)
+    assert Predictor.from_checkpoint(path, precision="fp32").trained_spacing == [3.0, 1.5, 1.5]
+    plan["fingerprint"]["spacing_spread"]["units"] = ["mm", "um"]
+    assert _trained_spacing({"extra": {"plan": plan}}) is None
+    assert _trained_spacing({"extra": {}}) is None

@@ -82,6 +82,28 @@ def plan_axis(size: int, max_tile: int, min_overlap: int, multiple: int = 1) -> 
         tile += multiple
 
 
+#: an image within this of the training images' voxel size on every axis is predicted as stored
+#: (the plan trains cases within 10 % of their median as stored: planning.spacing.SPREAD)
+TRAINED_SPACING_SPREAD = 0.1
+
+
+def _trained_spacing(ckpt: dict) -> Optional[list]:
+    """The training images' median voxel size from the plan a checkpoint keeps (its fingerprint),
+    or ``None`` (no plan, or files that stated none)."""
+    extra = ckpt.get("extra")
+    plan = extra.get("plan") if isinstance(extra, dict) else None
+    fingerprint = plan.get("fingerprint") if isinstance(plan, dict) else None
+    spacing = fingerprint.get("spacing") if isinstance(fingerprint, dict) else None
+    spread = fingerprint.get("spacing_spread") if isinstance(fingerprint, dict) else None
+    if isinstance(spread, dict) and len(spread.get("units") or []) > 1:
+        return None  # mm and µm files: no common grid (the plan trained them as stored)
+    if not isinstance(spacing, (list, tuple)) or not all(
+        isinstance(v, (int, float)) and v > 0 for v in spacing
+    ):
+        return None
+    return [float(v) for v in spacing]
+
+
 class Predictor:
     """Predict logits / probabilities / labels of whole images of any size.
 
@@ -123,6 +145,12 @@ class Predictor:
             target_spacing`` (the ``spacing`` passed to :meth:`predict_logits`; an image without
             one is taken as on the target grid) and the logits back to its own grid, so outputs
             match the input.
+        trained_spacing: the voxel size of the training images where the model has neither a
+            ``target_spacing`` nor a ``scale`` (they all lay within 10 % of it, so the plan trained
+            them as stored; :meth:`from_checkpoint` reads it from the plan): an image whose own
+            voxel size is more than 10 % away from it on some axis (a 1.5 mm scan for a model of
+            3 mm ones) is resampled to it and back, as a target spacing would; nearer ones are
+            predicted as stored, as training read them.
         orientation: the orientation code the model was trained in (``data.orientation``, e.g.
             ``"RAS"``; :meth:`from_checkpoint` sets it), kept as :attr:`orientation`. The arrays
             given to :meth:`predict_logits` carry no geometry, so the predictor does not turn them:
@@ -161,6 +189,7 @@ class Predictor:
         scale: Optional[Union[float, Sequence[float]]] = None,
         postprocess: Optional[PostProcessing] = None,
         target_spacing: Optional[Sequence[float]] = None,
+        trained_spacing: Optional[Sequence[float]] = None,
         orientation: Optional[str] = None,
         fold_batch_norm: bool = False,
     ):
@@ -190,6 +219,11 @@ class Predictor:
             else per_axis(
                 target_spacing, self.spatial_dims, "target_spacing", kind=float, positive=True
             )
+        )
+        self.trained_spacing = (
+            None
+            if trained_spacing is None or len(trained_spacing) != self.spatial_dims
+            else [float(v) for v in trained_spacing]
         )
         self.orientation = check_orientation(orientation)
         self.channels_last = runtime.use_channels_last(model, self.device, channels_last)
@@ -258,6 +292,8 @@ class Predictor:
         kwargs.setdefault("scale", data_cfg.get("scale"))
         kwargs.setdefault("target_spacing", data_cfg.get("target_spacing"))
         kwargs.setdefault("orientation", data_cfg.get("orientation"))
+        if kwargs.get("scale") is None and kwargs.get("target_spacing") is None:
+            kwargs.setdefault("trained_spacing", _trained_spacing(ckpt))
         if "postprocess" not in kwargs:
             extra = ckpt.get("extra")
             try:
@@ -386,8 +422,17 @@ class Predictor:
 
     def resampling(self, spacing: Optional[Sequence[float]] = None) -> Optional[tuple]:
         """The factors per axis by which an image of voxel size ``spacing`` is resampled before
-        tiling (:attr:`scale`, or ``spacing / target_spacing``); ``None`` when it is not."""
-        return spacing_factors(spacing, self.target_spacing, self.spatial_dims, self.scale)
+        tiling (:attr:`scale`, or ``spacing / target_spacing``, or ``spacing / trained_spacing``
+        where that is more than 10 % from 1 on some axis); ``None`` when it is not."""
+        factors = spacing_factors(spacing, self.target_spacing, self.spatial_dims, self.scale)
+        if factors is not None or self.target_spacing is not None or self.scale is not None:
+            return factors
+        if self.trained_spacing is None or spacing is None:
+            return None
+        far = spacing_factors(spacing, self.trained_spacing, self.spatial_dims)
+        if far is None or all(abs(f - 1) <= TRAINED_SPACING_SPREAD for f in far):
+            return None
+        return far
 
     def predict_logits(
         self,
