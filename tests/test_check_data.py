@@ -480,6 +480,46 @@ def test_problem_a_2d_image_among_volumes(tmp_path):
     )
 
 
+def test_a_volume_mask_elsewhere_in_the_world_than_its_image_is_named(tmp_path):
+    """A mask resampled, shifted or flipped by another tool keeps its size but not its image's
+    grid: check-data and training name it (nnU-Net's integrity check does the same); a header
+    written in float32 by one tool and float64 by another is no problem."""
+    pytest.importorskip("SimpleITK")
+    from unetkit.data import find_cases, infer_label_map
+    from unetkit.data.dataset import load_case
+    from unetkit.errors import DataError
+    from unetkit.io import ImageMeta
+
+    geometry = dict(spacing=(3.0, 0.8, 0.8), origin=(-10.0, 5.0, 2.0), direction=np.eye(3))
+    changed = {
+        "ok": dict(spacing=(3.0000001, 0.8, 0.8)),
+        "spacing": dict(spacing=(1.5, 0.8, 0.8)),
+        "origin": dict(origin=(-10.0, 25.0, 2.0)),
+        "direction": dict(direction=np.diag([-1.0, 1.0, 1.0])),
+    }
+    for name, change in changed.items():
+        image = RNG.normal(0, 1, (1, 6, 10, 12)).astype(np.float32)
+        mask = np.zeros((1, 6, 10, 12), np.uint8)
+        mask[0, 2:4, 3:7, 3:8] = 1
+        write_image(tmp_path / "images" / f"{name}.nrrd", image, ImageMeta(**geometry))
+        write_image(tmp_path / "masks" / f"{name}.nrrd", mask, ImageMeta(**{**geometry, **change}))
+    report = check_dataset(tmp_path)
+    assert sorted(report.problems) == sorted(
+        f"{tmp_path / 'masks' / f'{name}.nrrd'}: mask {what} differs from its image's"
+        f"{detail} ({name}.nrrd): resample the mask onto its image's grid, or fix its header"
+        for name, what, detail in [
+            ("spacing", "voxel size 1.5×0.8×0.8", " 3×0.8×0.8"),
+            ("origin", "origin -10×25×2", " -10×5×2"),
+            ("direction", "direction", ""),
+        ]
+    )
+    cases = {c.case_id: c for c in find_cases(tmp_path)}
+    label_map = infer_label_map([c.mask for c in cases.values()])
+    assert load_case(cases["ok"], label_map, None).mask.sum() > 0
+    with pytest.raises(DataError, match=r"spacing\.nrrd: mask voxel size 1\.5×0\.8×0\.8 differs"):
+        load_case(cases["spacing"], label_map, None)
+
+
 def test_problem_non_image_file_and_empty_folder(tmp_path):
     make_clean(tmp_path)
     (tmp_path / "images" / "README.txt").write_text("notes")

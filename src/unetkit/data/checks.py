@@ -55,6 +55,7 @@ from .labels import (
     two_binary_codings,
 )
 from .object_masks import is_object_source, read_mask_source
+from .reading import geometry_problem
 
 PathLike = Union[str, Path]
 _SAMPLES = 50_000
@@ -364,7 +365,7 @@ def check_dataset(
         image = _read_case_image(case.images, report)
         if image is None:
             continue
-        arr, first = image
+        arr, first, image_meta = image
         spatial = arr.shape[1:]
         sizes[_size_str(spatial)] += 1
         channels[arr.shape[0]] += 1
@@ -398,6 +399,7 @@ def check_dataset(
                 mask_layout,
                 mask_borders,
                 numbered,
+                image_meta,
             )
     report.sizes = dict(sizes.most_common())
     report.channels = dict(channels.most_common())
@@ -434,12 +436,14 @@ def check_dataset(
     return report
 
 
-def _read_case_image(paths: list, report: DatasetReport) -> Optional[tuple[np.ndarray, Path]]:
-    """The case's channel files read and stacked ``(C, *spatial)``; problems recorded, ``None`` on failure."""
-    arrays = []
+def _read_case_image(paths: list, report: DatasetReport) -> Optional[tuple]:
+    """The case's channel files read and stacked ``(C, *spatial)``, with the first file's path
+    and meta; problems recorded, ``None`` on failure."""
+    arrays, first_meta = [], None
     for path in paths:
         try:
-            arr, _ = read_image(path)
+            arr, meta = read_image(path)
+            first_meta = first_meta if first_meta is not None else meta
         except DataError as exc:
             report.problems.append(str(exc))
             return None
@@ -451,7 +455,7 @@ def _read_case_image(paths: list, report: DatasetReport) -> Optional[tuple[np.nd
             return None
         arrays.append(arr)
     arr = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
-    return arr, Path(paths[0])
+    return arr, Path(paths[0]), first_meta
 
 
 def _check_extra(path: Path, spatial: tuple, name: str, report: DatasetReport) -> None:
@@ -503,11 +507,16 @@ def _check_mask(
     mask_layout: dict,
     mask_borders: dict,
     numbered: dict,
+    image_meta=None,
 ) -> None:
     try:
-        mask, _ = read_mask_source(path)
+        mask, mask_meta = read_mask_source(path)
     except DataError as exc:
         report.problems.append(str(exc))
+        return
+    problem = geometry_problem(image_meta, mask_meta, image_path.name)
+    if problem:  # as training refuses it (reading.read_case_mask)
+        report.problems.append(f"{path}: {problem}")
         return
     if mask.shape[1:] != spatial:
         report.problems.append(

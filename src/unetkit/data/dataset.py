@@ -192,7 +192,7 @@ def load_case(
     require_finite(image, case.images[0])
     mask = instances = weight = None
     if case.mask is not None and label_map is not None:
-        mask, instances = read_case_mask(case, label_map, image.shape[1:])
+        mask, instances = read_case_mask(case, label_map, image.shape[1:], meta)
     if orientation is not None:
         image, meta, turn = reorient(image, meta, orientation)
         mask = turn.apply(mask) if mask is not None else None

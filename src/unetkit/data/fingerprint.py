@@ -358,15 +358,15 @@ def fingerprint_dataset(
 
     def images():
         for case in cases:
-            image, meta = read_case_image(case)
-            image, meta, turn = reorient(image, meta, orientation)
-            read.append((case, meta, turn))
+            image, stored = read_case_image(case)
+            image, meta, turn = reorient(image, stored, orientation)
+            read.append((case, meta, turn, stored))
             yield case.images[0], image
 
     for done, image in enumerate(same_layout(images()), 1):
-        case, meta, turn = read[-1]
+        case, meta, turn, stored = read[-1]
         spatial = image.shape[1:]
-        classes, instances = read_case_mask(case, label_map, turn.shape or spatial)
+        classes, instances = read_case_mask(case, label_map, turn.shape or spatial, stored)
         classes = turn.apply(classes)
         instances = turn.apply(instances) if instances is not None else None
         shapes.append(spatial)

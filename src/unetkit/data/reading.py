@@ -43,7 +43,7 @@ def case_instance_file(case: Case) -> Optional[Path]:
 
 
 def read_case_mask(
-    case: Case, label_map: LabelMap, spatial: Sequence[int]
+    case: Case, label_map: LabelMap, spatial: Sequence[int], image_meta=None
 ) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """The case's mask as ``(class indices, instance ids or None)`` (see
     :func:`~unetkit.data.labels.read_mask`), checked to have its image's ``spatial`` size.
@@ -54,18 +54,72 @@ def read_case_mask(
     border weight map, carving separation gaps and scoring objects on validation). Ids on pixels
     the mask calls background are dropped.
 
+    ``image_meta`` (the image's, as read): a volume's mask must lie where its image lies
+    (:func:`geometry_problem`).
+
     Raises:
         DataError: unreadable mask or instance file, values outside the label map, non-integer
-            ids, or a size that differs from the image's (naming the file).
+            ids, a size that differs from the image's, or a volume's mask whose spacing, origin
+            or direction differ from its image's (naming the file).
     """
-    mask, instances, _ = read_mask(case.mask, label_map)
+    mask, instances, mask_meta = read_mask(case.mask, label_map)
     _check_size(mask, spatial, case.mask, case)
+    problem = geometry_problem(image_meta, mask_meta, case.images[0].name)
+    if problem:
+        raise DataError(problem, case.mask)
     source = case_instance_file(case) if instances is None else None
     if source is not None:
         _, instances, _ = read_mask(source, kind="instances")
         _check_size(instances, spatial, source, case)
         instances[mask <= 0] = 0
     return mask, instances
+
+
+#: a volume's mask lies where its image lies when their voxel sizes agree to this share, their
+#: origins to this share of a voxel and their direction cosines to this much (headers written as
+#: float32 by one tool and float64 by another still agree; a resampled or shifted mask does not)
+GEOMETRY_TOLERANCE = 1e-3
+
+
+def geometry_problem(image_meta, mask_meta, image_name: str) -> Optional[str]:
+    """What is wrong, in one line, when a 3D mask's header puts it elsewhere in the world than its
+    image's (another voxel size, origin or direction: a mask resampled, cropped or flipped by
+    another tool, whose voxels no longer lie on the image's), else ``None``. Checked only where
+    both files state the value, and only for volumes (2D images and masks often come from tools
+    that keep no calibration)."""
+    if image_meta is None or mask_meta is None:
+        return None
+    spacing, other = getattr(image_meta, "spacing", None), getattr(mask_meta, "spacing", None)
+    if spacing is None or len(spacing) != 3:
+        return None
+    tol = GEOMETRY_TOLERANCE
+    fix = "resample the mask onto its image's grid, or fix its header"
+    if other is not None and not np.allclose(other, spacing, rtol=tol, atol=0):
+        return (
+            f"mask voxel size {_shown(other)} differs from its image's {_shown(spacing)} "
+            f"({image_name}): {fix}"
+        )
+    origin, o2 = getattr(image_meta, "origin", None), getattr(mask_meta, "origin", None)
+    if (
+        origin is not None
+        and o2 is not None
+        and len(origin) == len(o2)
+        and not np.allclose(o2, origin, rtol=0, atol=tol * max(spacing))
+    ):
+        return (
+            f"mask origin {_shown(o2)} differs from its image's {_shown(origin)} "
+            f"({image_name}): {fix}"
+        )
+    direction, d2 = getattr(image_meta, "direction", None), getattr(mask_meta, "direction", None)
+    if direction is not None and d2 is not None:
+        a, b = np.asarray(direction, float), np.asarray(d2, float)
+        if a.shape == b.shape and not np.allclose(a, b, rtol=0, atol=tol):
+            return f"mask direction differs from its image's ({image_name}): {fix}"
+    return None
+
+
+def _shown(values) -> str:
+    return "×".join(f"{float(v):g}" for v in values)
 
 
 def _check_size(arr: np.ndarray, spatial: Sequence[int], path: Path, case: Case) -> None:
