@@ -513,6 +513,9 @@ def test_a_volume_mask_elsewhere_in_the_world_than_its_image_is_named(tmp_path):
             ("direction", "direction", ""),
         ]
     )
+    (spacing,) = report.spacings  # the images' voxel sizes, reported
+    assert spacing.startswith("3×0.8×0.8") and report.spacings[spacing] == 4
+    assert f"  voxel sizes (array order: z, y, x): {spacing} (4)" in report.format().splitlines()
     cases = {c.case_id: c for c in find_cases(tmp_path)}
     label_map = infer_label_map([c.mask for c in cases.values()])
     assert load_case(cases["ok"], label_map, None).mask.sum() > 0

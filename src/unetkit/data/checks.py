@@ -144,6 +144,8 @@ class DatasetReport:
         mask_suffix: the mask suffix used (``""`` when masks share the image stem).
         extra_folders: sibling folders matched to the images (``["fov"]``).
         sizes: ``{"WxH": count}`` of images read; ``channels``: ``{C: count}``; ``dtypes``: ``{name: count}``.
+        spacings: ``{"3×0.8×0.8 mm": count}``: the voxel sizes the image files state, in array
+            order (z, y, x), with their unit; files that state none are not counted.
         mask_kind: ``"labels"``, ``"colors"`` or ``"instances"``.
         label_values: distinct mask values over all masks (ints, or ``[r, g, b]``), sorted.
         expected_labels: the class values the masks were checked against (from ``label_map``
@@ -166,6 +168,7 @@ class DatasetReport:
     sizes: dict = field(default_factory=dict)
     channels: dict = field(default_factory=dict)
     dtypes: dict = field(default_factory=dict)
+    spacings: dict = field(default_factory=dict)
     mask_kind: str = ""
     label_values: list = field(default_factory=list)
     expected_labels: list = field(default_factory=list)
@@ -233,6 +236,8 @@ class DatasetReport:
         lines.append(f"  pairs: {self.num_pairs} ({self.num_images} image(s))")
         if self.sizes:
             lines.append(f"  image sizes (W x H[ x D]): {counts(self.sizes)}")
+            if self.spacings:
+                lines.append(f"  voxel sizes (array order: z, y, x): {counts(self.spacings)}")
             lines.append(f"  channels: {counts(self.channels)}")
             lines.append(f"  dtypes: {counts(self.dtypes)}")
 
@@ -349,7 +354,7 @@ def check_dataset(
     report.num_pairs = sum(c.mask is not None for c in found.cases)
     rng = np.random.default_rng(seed)
     stats: list[_ChannelStats] = []
-    sizes, channels, dtypes = Counter(), Counter(), Counter()
+    sizes, channels, dtypes, spacings = Counter(), Counter(), Counter(), Counter()
     image_channels: dict[Path, int] = {}
     image_dims: dict[Path, int] = {}  # 2 (2D) or 3 (a volume), as training refuses a mix
     mask_values: dict[
@@ -368,6 +373,9 @@ def check_dataset(
         arr, first, image_meta = image
         spatial = arr.shape[1:]
         sizes[_size_str(spatial)] += 1
+        if getattr(image_meta, "spacing", None) is not None:
+            unit = f" {image_meta.spacing_unit}" if image_meta.spacing_unit else ""
+            spacings["×".join(f"{float(v):g}" for v in image_meta.spacing) + unit] += 1
         channels[arr.shape[0]] += 1
         dtypes[str(arr.dtype)] += 1
         image_channels[first] = arr.shape[0]
@@ -402,6 +410,7 @@ def check_dataset(
                 image_meta,
             )
     report.sizes = dict(sizes.most_common())
+    report.spacings = dict(spacings.most_common())
     report.channels = dict(channels.most_common())
     report.dtypes = dict(dtypes.most_common())
     report.intensity = [s.summary() for s in stats]
