@@ -533,3 +533,28 @@ def test_a_dataset_folder_with_aliased_names_stands_for_its_masks(tmp_path):
     res = evaluate_folders(tmp_path / "pred", tmp_path / "set", tmp_path / "out", metrics=["dice"])
     assert res.cases == ["x"] and res.rows[0]["dice"] == 1.0
     assert "overlay_best" in res.files  # one case: best and worst are the same overlay
+
+
+def test_3d_object_ids_scored_as_classes_are_warned_about(tmp_path, capsys):
+    """3D masks of object ids are never guessed as instances (an organ atlas looks the same):
+    scored as classes against binary predictions, the user is told to pass --instances."""
+    truth = np.zeros((1, 6, 16, 16), np.uint16)
+    for k in range(6):  # six objects numbered 1 … 6
+        truth[0, k, 2 + 2 * k : 4 + 2 * k, 3:7] = k + 1
+    pred = (truth > 0).astype(np.uint8)
+    write_image(tmp_path / "truth" / "v.tif", truth)
+    write_image(tmp_path / "pred" / "v.tif", pred)
+    assert main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "truth")]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "unetkit evaluate: warning: the truth masks hold 7 values, read as 7 classes, but the "
+        "predictions only 0 and 1: are the truth values object ids? evaluate with --instances to "
+        "score objects"
+    ]
+    assert main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "truth"), "--instances"]) == 0
+    assert capsys.readouterr().err == ""
+    # binary truth, or predictions that use the classes: no warning
+    res = evaluate_folders(tmp_path / "pred", tmp_path / "pred")
+    assert res.summary["warnings"] == []
+    write_image(tmp_path / "multi" / "v.tif", truth)
+    assert evaluate_folders(tmp_path / "multi", tmp_path / "truth").summary["warnings"] == []

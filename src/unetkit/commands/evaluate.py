@@ -131,6 +131,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     import json
+    import sys
 
     from ..data.labels import LabelMap
     from ..errors import ConfigError
@@ -156,6 +157,8 @@ def run(args: argparse.Namespace) -> int:
         nsd_tolerance=args.nsd_tolerance,
         mask_suffix=args.mask_suffix,
     )
+    for warning in result.summary.get("warnings", []):
+        print(f"unetkit evaluate: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(jsonable(result.summary), indent=2))
     else:

@@ -642,12 +642,13 @@ def evaluate_folders(
                 folder,
             )
         extras[what] = found
-    inferred_instances = False
+    inferred_instances = inferred_map = False
     if instances:
         if label_map is not None and label_map != INSTANCE_LABEL_MAP:
             raise ConfigError("instances=True reads instance ids; do not pass a label map with it")
         label_map = INSTANCE_LABEL_MAP
     elif label_map is None:
+        inferred_map = True
         label_map = infer_label_map([truths[c] for c in case_ids])
         # truth masks of instance ids, recognised as such (labels.looks_like_instances), beside
         # predictions that are usually 0/1 label images: those are scored by their components
@@ -660,9 +661,15 @@ def evaluate_folders(
     class_names = [_class_name(label_map, c) for c in classes]
     rows: list = []
     units: set = set()
+    # many truth values inferred as classes beside predictions of two: instance ids (3D ones are
+    # never guessed, labels.INSTANCE_GUESS_MIN_IDS) scored as classes, which the user is told
+    guessed_classes = label_map.kind == "labels" and k > 2 and inferred_map
+    predicted: set = set()
     for case in case_ids:
         t_cls, t_ids, meta = read_mask(truths[case], label_map)
         p_cls, p_ids, _ = read_mask(preds[case], label_map)
+        if guessed_classes:
+            predicted.update(int(v) for v in np.unique(p_cls))
         if p_cls.shape != t_cls.shape:
             raise DataError(
                 f"prediction shape {p_cls.shape} differs from the truth mask {_shown(truths[case], truth_dir)} "
@@ -775,6 +782,15 @@ def evaluate_folders(
         "policies": {g: POLICIES[g] for g in METRIC_GROUPS if g in _groups(names)},
         "notes": "statistics over defined values; 'undefined' counts NaN scores left out, 'penalized' counts "
         "distance scores set to the image diagonal because exactly one side was empty; std has ddof=0",
+        "warnings": (
+            [
+                f"the truth masks hold {k} values, read as {k} classes, but the predictions only "
+                f"{' and '.join(str(label_map.values[c]) for c in sorted(predicted))}: are the "
+                "truth values object ids? evaluate with --instances to score objects"
+            ]
+            if guessed_classes and predicted <= {0, 1}
+            else []
+        ),
     }
     result = EvaluationResult(rows, summary, label_map, names, case_ids)
     if out_dir is not None:
