@@ -372,6 +372,20 @@ def _case_outputs(
     return paths, band, levels
 
 
+def _outputs_with(case, out_dir: Path, options: dict) -> tuple[dict, bool, int]:
+    """:func:`_case_outputs` with :func:`plan_cases`' options."""
+    return _case_outputs(
+        case,
+        out_dir,
+        options.get("probabilities"),
+        options.get("overlay", False),
+        options.get("instances"),
+        options.get("rois", False),
+        options.get("geojson", False),
+        options.get("level", 0),
+    )
+
+
 def _done(paths: dict) -> bool:
     return all(p.exists() for p in paths.values())
 
@@ -385,16 +399,7 @@ def check_inputs(predictor, cases: list, out_dir: Path, options: dict) -> None:
     from ..data.dataset import read_case_image
 
     for case in cases:
-        paths, band, _ = _case_outputs(
-            case,
-            out_dir,
-            options.get("probabilities"),
-            options.get("overlay", False),
-            options.get("instances"),
-            options.get("rois", False),
-            options.get("geojson", False),
-            options.get("level", 0),
-        )
+        paths, band, _ = _outputs_with(case, out_dir, options)
         if not options.get("overwrite") and _done(paths):
             continue
         first, level = case.images[0], options.get("level", 0)
@@ -424,22 +429,7 @@ def check_model_record(out_dir: Path, model_id: Optional[str], cases: list, opti
         return
     if _recorded_model(out_dir) == model_id:
         return
-    kept = [
-        c.case_id
-        for c in cases
-        if _done(
-            _case_outputs(
-                c,
-                Path(out_dir),
-                options.get("probabilities"),
-                options.get("overlay", False),
-                options.get("instances"),
-                options.get("rois", False),
-                options.get("geojson", False),
-                options.get("level", 0),
-            )[0]
-        )
-    ]
+    kept = [c.case_id for c in cases if _done(_outputs_with(c, Path(out_dir), options)[0])]
     if kept:
         raise DataError(
             f"holds the outputs of {len(kept)} input(s) ({', '.join(kept[:3])}"
