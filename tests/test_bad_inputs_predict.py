@@ -465,9 +465,7 @@ def test_a_rerun_with_another_model_does_not_keep_the_first_models_outputs(
     first = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     assert sorted(first) == [MODEL_RECORD, "a.png", "b.png"]
     assert predict(c / "good.pt") == 0  # the same model: a rerun skips, saying how to redo them
-    assert "skipped 2 already done (by this model; --overwrite predicts them again)" in (
-        capsys.readouterr().out
-    )
+    assert "skipped 2 already done (--overwrite predicts them again)" in (capsys.readouterr().out)
     assert predict(other) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
@@ -479,6 +477,11 @@ def test_a_rerun_with_another_model_does_not_keep_the_first_models_outputs(
     assert "predicted 2 image(s), skipped 0 already done;" in capsys.readouterr().out
     assert predict(other) == 0  # now the record names the other model
     assert predict(c / "good.pt") == 2
+    # a folder of outputs made before records were kept: skipped, and not claimed for this model
+    (out / MODEL_RECORD).unlink()
+    assert predict(c / "good.pt") == 0 and not (out / MODEL_RECORD).exists()
+    (out / "b.png").unlink()  # one output predicted now beside an older one: still unclaimed
+    assert predict(c / "good.pt") == 0 and not (out / MODEL_RECORD).exists()
 
 
 def test_full_disk_is_one_line_and_keeps_finished_outputs(corpus, tmp_path, monkeypatch, capsys):

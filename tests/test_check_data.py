@@ -506,7 +506,8 @@ def test_a_volume_mask_elsewhere_in_the_world_than_its_image_is_named(tmp_path):
     report = check_dataset(tmp_path)
     assert sorted(report.problems) == sorted(
         f"{tmp_path / 'masks' / f'{name}.nrrd'}: mask {what} differs from its image's"
-        f"{detail} ({name}.nrrd): resample the mask onto its image's grid, or fix its header"
+        f"{detail} ({name}.nrrd): its size matches, so fix its header to the image's (or "
+        "resample it onto the image)"
         for name, what, detail in [
             ("spacing", "voxel size 1.5×0.8×0.8", " 3×0.8×0.8"),
             ("origin", "origin -10×25×2", " -10×5×2"),

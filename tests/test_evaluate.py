@@ -558,3 +558,6 @@ def test_3d_object_ids_scored_as_classes_are_warned_about(tmp_path, capsys):
     assert res.summary["warnings"] == []
     write_image(tmp_path / "multi" / "v.tif", truth)
     assert evaluate_folders(tmp_path / "multi", tmp_path / "truth").summary["warnings"] == []
+    # a 3-class task whose model never predicts class 2: no talk of object ids
+    write_image(tmp_path / "three" / "v.tif", np.minimum(truth, 2).astype(np.uint16))
+    assert evaluate_folders(tmp_path / "pred", tmp_path / "three").summary["warnings"] == []

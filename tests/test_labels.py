@@ -356,8 +356,8 @@ def _few_objects(tmp_path, counts, numbered=True):
     for i, count in enumerate(counts):
         mask = np.zeros((64, 64), np.uint16)
         for k in range(count):
-            cy, cx = 10 + 20 * (k // 3), 10 + 20 * (k % 3)
-            mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= 36] = k + 1 if numbered else 10 * (k + 1)
+            cy, cx = 4 + 9 * (k // 6), 4 + 11 * (k % 6)
+            mask[(yy - cy) ** 2 + (xx - cx) ** 2 <= 9] = k + 1 if numbered else 10 * (k + 1)
         write_image(tmp_path / f"m{i}.png", mask[None])
         paths.append(tmp_path / f"m{i}.png")
     return paths
@@ -378,6 +378,9 @@ def test_ids_of_a_few_objects_per_image_are_instances(tmp_path):
     assert infer_label_map(gaps).kind == "labels"
     small = _few_objects(tmp_path / "small", [1, 2, FEW_IDS_MIN - 1])  # 3 classes at most
     assert infer_label_map(small).kind == "labels"
+    # 17–32 objects per image: past max_classes, still numbered per image (check-data agrees)
+    many = _few_objects(tmp_path / "many", [18, 25, 20, 12])
+    assert infer_label_map(many) == INSTANCE_LABEL_MAP
     # a class in two places of one mask is a class, not an object
     assert not numbered_per_mask([{0, 1, 2}, {0, 1, 2, 3, 4}], [True, False])
     assert numbered_per_mask([{0, 1, 2}, {0, 1, 2, 3, 4}], [True, True])

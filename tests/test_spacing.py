@@ -444,10 +444,19 @@ def test_a_model_trained_as_stored_resamples_images_of_far_off_spacing(tmp_path)
         targeted.predict_logits(image, spacing=(4.5, 1.5, 1.5)),
         atol=1e-6,
     )
-    # from a checkpoint: the plan's fingerprint gives it (not for files in mixed units)
-    plan = {"fingerprint": {"spacing": [3.0, 1.5, 1.5], "spacing_spread": {"units": ["mm"]}}}
+    # from a checkpoint: the plan's fingerprint gives it where the plan trained as stored because
+    # every case lay within 10 % of it, not where it did so for want of spacings or of one unit
+    spread = {"min": [2.9, 1.5, 1.5], "max": [3.1, 1.5, 1.5], "files": 4, "units": ["mm"]}
+    plan = {"fingerprint": {"cases": 4, "spacing": [3.0, 1.5, 1.5], "spacing_spread": spread}}
     path = save_checkpoint(tmp_path / "m.pt", net, extra={"plan": plan}, with_rng=False)
     assert Predictor.from_checkpoint(path, precision="fp32").trained_spacing == [3.0, 1.5, 1.5]
-    plan["fingerprint"]["spacing_spread"]["units"] = ["mm", "um"]
-    assert _trained_spacing({"extra": {"plan": plan}}) is None
+
+    def trained(**change):
+        fp = {**plan["fingerprint"], "spacing_spread": {**spread, **change}}
+        return _trained_spacing({"extra": {"plan": {"fingerprint": fp}}})
+
+    assert trained() == [3.0, 1.5, 1.5]
+    assert trained(units=["mm", "um"]) is None  # no common grid
+    assert trained(files=3) is None  # a file stated no spacing
+    assert trained(max=[4.5, 1.5, 1.5]) is None  # not within 10 %: the plan had a target then
     assert _trained_spacing({"extra": {}}) is None

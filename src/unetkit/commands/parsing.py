@@ -49,7 +49,8 @@ MASK_KINDS = ("auto", "labels", "colors", "instances")
 MASK_KIND_HELP = (
     "how to read masks. auto (default): 1 channel = class values, 3 = RGB colour classes; a 2D "
     "mask of more than 32 values (or colours), 0 (black) among them, each one connected region, "
-    "is read as instance ids and so is the whole set. labels: class values, no limit, no guess. "
+    "is read as instance ids and so is the whole set, as are 2D masks numbered 0, 1 … n per image "
+    "(n varying, up to 4 or more), each number one region. labels: class values, no limit, no guess. "
     "colors: RGB colour classes. instances: each non-zero id (or non-black colour) is one object"
 )
 

@@ -320,7 +320,7 @@ def run(args) -> int:
         results = predict_files(predictor, args.inputs, args.output, **outputs)
     written = sum(r.status == "written" for r in results)
     skipped = len(results) - written
-    again = " (by this model; --overwrite predicts them again)" if skipped else ""
+    again = " (--overwrite predicts them again)" if skipped else ""
     print(
         f"predicted {written} image(s), skipped {skipped} already done{again}; outputs in "
         f"{args.output}"

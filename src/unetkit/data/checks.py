@@ -625,10 +625,12 @@ def _check_labels(
         return
     few_ids = (  # instance ids of a few objects per image (labels.numbered_per_mask)
         mask_kind == "auto"
+        and label_map is None  # the expected labels (dataset.json) are classes, as training reads
         and len(numbered) == len(mask_layout)
         and numbered_per_mask([set(mask_values[p]) for p in numbered], list(numbered.values()))
     )
-    if mask_kind == "auto" and ("instances" in mask_layout.values() or few_ids):
+    guess = mask_kind == "auto" and label_map is None  # as infer_label_map reads them
+    if guess and ("instances" in mask_layout.values() or few_ids):
         for path, lay in mask_layout.items():
             if lay in ("labels", "colors"):
                 mask_layout[path] = "instances"
@@ -660,7 +662,7 @@ def _check_labels(
     if kind == "instances":
         report.num_objects = sum(len(v) - (0 in v) for v in files.values())
         return
-    if mask_kind == "auto" and kind == "labels":  # as infer_label_map refuses it
+    if mask_kind == "auto" and kind == "labels" and label_map is None:  # as infer_label_map does
         mixed = two_binary_codings({p: set(v) for p, v in files.items()})
         if mixed is not None:
             report.problems.append(f"{mixed[0]}: {mixed[1]}")

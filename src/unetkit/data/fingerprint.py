@@ -190,6 +190,11 @@ class Fingerprint:
                     f"mean {s['mean']:.4g}, std {s['std']:.4g}, p0.5 {s['p0_5']:.4g}, "
                     f"p99.5 {s['p99_5']:.4g}"
                 )
+        if self.mask_kind == "instances":  # guessed with no flag, often: say how to undo it
+            lines.append(
+                "masks: instance ids, each non-zero value one object (--mask-kind labels reads "
+                "the values as classes)"
+            )
         for k in range(1, len(self.label_values)):
             obj = self.objects.get(str(k), {})
             value = self.label_values[k]

@@ -208,6 +208,23 @@ def _instance_like(arr: np.ndarray) -> bool:
     return looks_like_instances(arr[0] if arr.shape[0] == 1 else instance_ids(arr))
 
 
+def _numbered_set(masks: Sequence[MaskLike]) -> bool:
+    """Every mask is a 2D plane of ids numbered 0 … n per image (:func:`numbered_per_mask`): what
+    the few-objects rule reads as instances, also where the ids pass ``max_classes``."""
+    values, regions = [], []
+    for mask in masks:
+        arr = _load(mask)[0]
+        if arr.ndim != 3 or arr.shape[0] != 1 or arr.dtype.kind not in "iub":
+            return False
+        here = {int(v) for v in _unique(arr[0])}
+        counted = here == set(range(max(here) + 1))
+        values.append(here)
+        regions.append(counted and each_value_one_region(arr[0]))
+        if not counted:
+            return False
+    return numbered_per_mask(values, regions)
+
+
 def _any_instance_like(masks: Sequence[MaskLike]) -> bool:
     """Some mask of the set is :func:`_instance_like` (a set of instance masks may start with
     images of few objects; one with many decides)."""
@@ -629,7 +646,7 @@ def infer_label_map(
         if meta is not None and meta.palette and palette is None:
             palette = meta.palette
         if kind == "auto" and len(grey) + len(colours) > max_classes:
-            if _any_instance_like(masks):
+            if _any_instance_like(masks) or _numbered_set(masks):
                 return infer_label_map(masks, kind="instances")
             raise DataError(
                 f"{len(grey) + len(colours)} distinct mask values so far (more than "

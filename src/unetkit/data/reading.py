@@ -83,17 +83,17 @@ GEOMETRY_TOLERANCE = 1e-3
 
 def geometry_problem(image_meta, mask_meta, image_name: str) -> Optional[str]:
     """What is wrong, in one line, when a 3D mask's header puts it elsewhere in the world than its
-    image's (another voxel size, origin or direction: a mask resampled, cropped or flipped by
-    another tool, whose voxels no longer lie on the image's), else ``None``. Checked only where
-    both files state the value, and only for volumes (2D images and masks often come from tools
-    that keep no calibration)."""
+    image's (another voxel size, origin or direction: a header rewritten by another tool, or a
+    mask flipped or shifted), else ``None``. Checked only where both files state the value (NRRD,
+    MetaImage and DICOM state all three; NIfTI's meta here holds the voxel size only), and only
+    for volumes (2D images and masks often come from tools that keep no calibration)."""
     if image_meta is None or mask_meta is None:
         return None
     spacing, other = getattr(image_meta, "spacing", None), getattr(mask_meta, "spacing", None)
     if spacing is None or len(spacing) != 3:
         return None
     tol = GEOMETRY_TOLERANCE
-    fix = "resample the mask onto its image's grid, or fix its header"
+    fix = "its size matches, so fix its header to the image's (or resample it onto the image)"
     if other is not None and not np.allclose(other, spacing, rtol=tol, atol=0):
         return (
             f"mask voxel size {_shown(other)} differs from its image's {_shown(spacing)} "

@@ -597,7 +597,13 @@ def evaluate_folders(
             disk full).
         ConfigError: unknown metrics or bad options.
     """
-    from ..data.labels import INSTANCE_LABEL_MAP, LabelMap, infer_label_map, read_mask
+    from ..data.labels import (
+        FEW_IDS_MIN,
+        INSTANCE_LABEL_MAP,
+        LabelMap,
+        infer_label_map,
+        read_mask,
+    )
 
     if out_dir is not None:
         check_output_dir(out_dir)  # before the work: a file in the way fails at once
@@ -663,7 +669,7 @@ def evaluate_folders(
     units: set = set()
     # many truth values inferred as classes beside predictions of two: instance ids (3D ones are
     # never guessed, labels.INSTANCE_GUESS_MIN_IDS) scored as classes, which the user is told
-    guessed_classes = label_map.kind == "labels" and k > 2 and inferred_map
+    guessed_classes = label_map.kind == "labels" and k > FEW_IDS_MIN + 1 and inferred_map
     predicted: set = set()
     for case in case_ids:
         t_cls, t_ids, meta = read_mask(truths[case], label_map)

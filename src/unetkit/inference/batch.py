@@ -277,16 +277,19 @@ def predict_files(
         remove_stale_temp_files(out_dir)
         # a folder without a record gets it with its first output (so a run killed later leaves
         # it); one holding another model's record gets this one's once every output is this
-        # model's (a run killed before that keeps the old note, and its rerun asks for --overwrite)
-        unnoted = not (out_dir / MODEL_RECORD).is_file()
+        # model's (a run killed before that keeps the old note, and its rerun asks for
+        # --overwrite). A run that only skipped outputs of an unknown model writes no record.
+        recorded = (out_dir / MODEL_RECORD).is_file()
         bar = tqdm(cases, desc="predict", unit="image", disable=not progress)
         for case in bar:
             bar.set_postfix_str(case.case_id)
             results.append(predict_case(predictor, case, out_dir, **options))
-            if unnoted and results[-1].status == "written":
-                write_model_record(out_dir, model_id)
-                unnoted = False
-        write_model_record(out_dir, model_id)
+            if not recorded and results[-1].status == "written":
+                if all(r.status == "written" for r in results):  # no older output beside it
+                    write_model_record(out_dir, model_id)
+                recorded = True
+        if (out_dir / MODEL_RECORD).is_file():
+            write_model_record(out_dir, model_id)
     return results
 
 
@@ -404,9 +407,14 @@ def check_inputs(predictor, cases: list, out_dir: Path, options: dict) -> None:
             continue
         first, level = case.images[0], options.get("level", 0)
         if band:
+            from ..io.readers import read_spacing
+
             source = open_lazy(first, level)
             try:
                 check_channels(predictor, source, first)
+                meta = getattr(source, "meta", None)
+                spacing = meta.spacing if meta else read_spacing(first)
+                check_band_prediction(predictor, source, first, spacing)
             finally:
                 if not isinstance(source, np.ndarray):
                     source.close()

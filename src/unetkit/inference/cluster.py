@@ -385,6 +385,7 @@ def predict_files_dask(
 
     from ..utils import output_folder, remove_stale_temp_files
     from .batch import (
+        MODEL_RECORD,
         PredictedFile,
         band_labels_path,
         check_model_record,
@@ -456,7 +457,9 @@ def predict_files_dask(
             raise
         finally:
             bar.close()
-        write_model_record(out_dir, model_id)
+        # as predict_files: outputs of an unknown model beside these are not claimed for it
+        if (out_dir / MODEL_RECORD).is_file() or all(r.status == "written" for r in results):
+            write_model_record(out_dir, model_id)
     return results
 
 

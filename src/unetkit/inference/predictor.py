@@ -88,20 +88,36 @@ TRAINED_SPACING_SPREAD = 0.1
 
 
 def _trained_spacing(ckpt: dict) -> Optional[list]:
-    """The training images' median voxel size from the plan a checkpoint keeps (its fingerprint),
-    or ``None`` (no plan, or files that stated none)."""
+    """The training images' voxel size from the plan a checkpoint keeps (its fingerprint), where
+    the plan trained them as stored because they all lay within 10 % of it: every file stated a
+    spacing, in one unit (named, in 2D), the smallest and largest within
+    :data:`TRAINED_SPACING_SPREAD` of the median (planning.spacing's rule). ``None`` otherwise (no
+    plan; files without a spacing or in mixed units, which the plan left as stored for that)."""
     extra = ckpt.get("extra")
     plan = extra.get("plan") if isinstance(extra, dict) else None
-    fingerprint = plan.get("fingerprint") if isinstance(plan, dict) else None
-    spacing = fingerprint.get("spacing") if isinstance(fingerprint, dict) else None
-    spread = fingerprint.get("spacing_spread") if isinstance(fingerprint, dict) else None
-    if isinstance(spread, dict) and len(spread.get("units") or []) > 1:
-        return None  # mm and µm files: no common grid (the plan trained them as stored)
-    if not isinstance(spacing, (list, tuple)) or not all(
-        isinstance(v, (int, float)) and v > 0 for v in spacing
-    ):
+    fp = plan.get("fingerprint") if isinstance(plan, dict) else None
+    if not isinstance(fp, dict):
         return None
-    return [float(v) for v in spacing]
+    spacing, spread = fp.get("spacing"), fp.get("spacing_spread")
+    if not isinstance(spacing, (list, tuple)) or not isinstance(spread, dict):
+        return None
+    try:
+        spacing = [float(v) for v in spacing]
+        low, high = [float(v) for v in spread["min"]], [float(v) for v in spread["max"]]
+        every_file = int(spread["files"]) == int(fp["cases"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    units = spread.get("units") or []
+    if not every_file or len(units) > 1 or (len(spacing) == 2 and not units):
+        return None
+    if not all(s > 0 for s in spacing) or len(low) != len(spacing) or len(high) != len(spacing):
+        return None
+    near = all(
+        abs(v / s - 1) <= TRAINED_SPACING_SPREAD
+        for lo, hi, s in zip(low, high, spacing)
+        for v in (lo, hi)
+    )
+    return spacing if near else None
 
 
 class Predictor:

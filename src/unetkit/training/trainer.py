@@ -125,6 +125,7 @@ class Trainer:
         self.history: list[dict] = []
         self.best: Optional[dict] = None
         self.stop_reason = ""
+        self.ending_error: Optional[BaseException] = None
         self._stop_requested: Optional[str] = None
 
     @classmethod
@@ -437,6 +438,9 @@ class Trainer:
                 self.end_epoch(record)
             choice = self.choose_postprocessing() if self.dist.is_main else None
             dist_utils.barrier(self.dist)
+        except BaseException as exc:  # what ended the run, for train.log (then raised on)
+            self.ending_error = exc
+            raise
         finally:
             for cb in self.callbacks:
                 cb.on_train_end(self, self.history)
@@ -877,9 +881,7 @@ class _LogFile(Callback):
         self._append(buf.getvalue())
 
     def on_train_end(self, trainer, history):
-        import sys
-
-        error = sys.exc_info()[1]  # the trainer calls this in a finally: the error ending the run
+        error = getattr(trainer, "ending_error", None)
         if isinstance(error, KeyboardInterrupt):
             reason = "interrupted"
         elif error is not None:
