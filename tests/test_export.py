@@ -261,6 +261,28 @@ def test_checkpoint_metadata_round_trip_and_predictor_kwargs(tmp_path, checkpoin
     assert kw == {"tile": [48, 40], "normalization": NORM, "label_map": LABELS}
     assert LabelMap.from_dict(kw["label_map"]).to_dict() == LABELS
     assert Normalizer.from_dict(kw["normalization"]).to_dict() == NORM
+    assert decoded["trained_spacing"] is None and runner.predictor().trained_spacing is None
+
+
+@needs_ort
+def test_a_model_trained_as_stored_keeps_its_voxel_size_in_onnx(tmp_path):
+    """The ONNX file carries the voxel size a model trained as stored was trained at, so
+    ``predict model.onnx`` resamples an image far from it as ``predict model.pt`` does."""
+    from unetkit.checkpoint import save_checkpoint
+    from unetkit.inference.predictor import Predictor
+
+    spread = {"min": [0.5, 0.5], "max": [0.52, 0.5], "files": 3, "units": ["um"]}
+    plan = {"fingerprint": {"cases": 3, "spacing": [0.5, 0.5], "spacing_spread": spread}}
+    model = create_model("unet", features=(4, 8, 16), num_classes=3)
+    ckpt = save_checkpoint(
+        tmp_path / "ck.pt", model, patch_size=[32, 32], extra={"plan": plan}, with_rng=False
+    )
+    report = ex.export_onnx(ckpt, tmp_path / "m.onnx", threads=1)
+    assert report.metadata["trained_spacing"] == [0.5, 0.5]
+    onnx_predictor = ex.OnnxRunner(report.path, threads=1).predictor()
+    torch_predictor = Predictor.from_checkpoint(ckpt, precision="fp32")
+    assert onnx_predictor.trained_spacing == torch_predictor.trained_spacing == [0.5, 0.5]
+    assert onnx_predictor.resampling((1.0, 1.0)) == torch_predictor.resampling((1.0, 1.0))
 
 
 @needs_ort

@@ -358,6 +358,11 @@ def test_band_prediction_checks_every_member_and_the_spacing_it_is_given():
     both = EnsemblePredictor([plain, Predictor(net, precision="fp32", target_spacing=[1.0, 1.0])])
     with pytest.raises(DataError, match="voxel size 1×1"):  # the second member would resample
         check_band_prediction(both, image, spacing=(0.5, 0.5))
+    # a model trained as stored at 0.5: refused only where it would resample (over 10 % away)
+    stored = Predictor(net, precision="fp32", trained_spacing=[0.5, 0.5])
+    check_band_prediction(stored, image, spacing=(0.52, 0.5))
+    with pytest.raises(DataError, match="voxel size 0.5×0.5 and this image's is 1×1"):
+        check_band_prediction(stored, image, spacing=(1.0, 1.0))
 
 
 def test_user_depth_drops_the_planned_topology_and_napari_refuses_orientation_models():

@@ -27,6 +27,8 @@ The ONNX file's ``metadata_props`` hold JSON strings: the unetkit format marker 
 model spec (preset, class, kwargs), ``spatial_dims``, ``in_channels``, ``num_classes``,
 ``label_map``, ``normalization``, ``patch_size``, ``scale`` (the resolution factor the net works
 at, ``null`` = as stored), ``target_spacing`` (the voxel size it works at, ``null`` = as stored),
+``trained_spacing`` (the voxel size a model trained as stored was trained at, where its cases
+agreed within 10 %: images far from it are resampled to it; ``null`` = none),
 ``orientation`` (the orientation code volumes are turned to, ``null`` = as stored),
 ``outputs`` (``"logits"``), ``activation``
 (``sigmoid`` for one channel, else ``softmax``) and ``valid_input_size``. A TorchScript export holds
@@ -279,12 +281,15 @@ def _load(source: ModelSource) -> tuple[nn.Module, dict]:
 def _metadata(model: nn.Module, ckpt: dict, extra: Optional[dict], rule: dict) -> dict:
     import unetkit
 
+    from .predictor import _trained_spacing
+
     info = {
         "label_map": ckpt.get("label_map"),
         "normalization": ckpt.get("normalization"),
         "patch_size": ckpt.get("patch_size"),
         "scale": ((ckpt.get("config") or {}).get("data") or {}).get("scale"),
         "target_spacing": ((ckpt.get("config") or {}).get("data") or {}).get("target_spacing"),
+        "trained_spacing": _trained_spacing(ckpt),
         "orientation": ((ckpt.get("config") or {}).get("data") or {}).get("orientation"),
     }
     for key, value in (extra or {}).items():
@@ -740,6 +745,8 @@ class OnnxRunner:
             )
         kwargs.setdefault("scale", self.metadata.get("scale"))
         kwargs.setdefault("target_spacing", self.metadata.get("target_spacing"))
+        if kwargs.get("scale") is None and kwargs.get("target_spacing") is None:
+            kwargs.setdefault("trained_spacing", self.metadata.get("trained_spacing"))
         kwargs.setdefault("orientation", self.metadata.get("orientation"))
         for key in ("device", "precision", "channels_last", "runner"):
             if kwargs.pop(key, None) not in (None, "auto", "cpu", "fp32", False, self):

@@ -127,6 +127,9 @@ def check_band_prediction(
                 where,
             )
         target = getattr(model, "target_spacing", None)
+        trained = getattr(model, "trained_spacing", None)
+        if target is None and trained is not None and model.resampling(spacing) is not None:
+            target = trained  # trained as stored, at a voxel size far from this image's
         if target is not None and spacing_factors(spacing, target, model.spatial_dims) is not None:
             raise DataError(
                 f"the model works at voxel size {'×'.join(f'{s:g}' for s in target)} and this "
