@@ -819,7 +819,10 @@ def make_plan(
             f"({thickness:.0f} px): pieces of one structure, not cells to separate"
         )
     else:
-        why = f"Dice + cross-entropy (nnU-Net); objects rarely touch ({100 * touching:.0f} %)"
+        why = (
+            f"Dice + cross-entropy (nnU-Net); {100 * touching:.1f} % of the objects touch, under "
+            f"the {100 * TOUCHING_WEIGHT_MAP:g} % that pays for a border weight map"
+        )
     plan.decide(
         "loss",
         "dice_ce" + (" + border weight map" if weight_map else ""),
@@ -840,7 +843,10 @@ def make_plan(
             "components are the objects"
         )
     elif fp.instance_ids:
-        why = f"objects rarely touch ({100 * touching:.0f} %) or are thin: masks as drawn"
+        why = (
+            f"{100 * touching:.1f} % of the objects touch (under {100 * SEPARATE_TOUCHING:g} %), or "
+            "they are thin: masks as drawn"
+        )
     else:
         why = (
             "no instance ids (an instance mask or an instances/ folder beside masks/): touching "
