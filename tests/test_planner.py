@@ -167,6 +167,9 @@ def test_width_is_the_widest_the_budget_trains_enough():
     best, steps, why = choose_width(ms, 5)
     assert best.candidate.base_features == 16 and steps == int(train_seconds(5))
     assert train_seconds(5) / 3.0 < MIN_STEPS[32]
+    # the trainer keeps 15 s at the end of any budget: a 0.5-minute one trains 15 s, not 24
+    assert train_seconds(5) == pytest.approx(240) and train_seconds(0.5) == pytest.approx(15)
+    assert train_seconds(0.1) == pytest.approx(1.2)  # under 15 s: a fifth still planned
     best, steps, _ = choose_width(ms, 30)
     assert (
         best.candidate.base_features == 32
@@ -1045,13 +1048,13 @@ def test_a_width_of_the_users_own_judges_the_short_run_rules_on_its_steps():
 
 
 def test_train_says_how_many_steps_a_width_of_the_users_own_gets(tmp_path, capsys, monkeypatch):
-    # a fast fake machine: at 0.1 minutes width 32 gets 384 steps (a short run: batch 16 of 32),
+    # a fast fake machine: at 0.33 minutes (4.8 s of steps) width 32 gets 384 steps (a short run: batch 16 of 32),
     # the user's width 16 four times as many (not short: the full batch)
     _fake_probe(monkeypatch, base=0.005)
     monkeypatch.setenv("UNETKIT_CACHE_DIR", str(tmp_path / "cache"))  # not other tests' timings
     data = _write_cells(tmp_path / "train")
     run = tmp_path / "run"
-    argv = ["train", str(data), "--time-budget", "0.1", "--set", "model.options.base_features=16"]
+    argv = ["train", str(data), "--time-budget", "0.33", "--set", "model.options.base_features=16"]
     assert cli.main(argv + ["--run-dir", str(run), "--no-progress"]) == 0
     plan = Plan.load(run / "plan.json")
     assert plan.config["model.options.base_features"] == 32 and plan.model_steps == 384
