@@ -561,3 +561,24 @@ def test_3d_object_ids_scored_as_classes_are_warned_about(tmp_path, capsys):
     # a 3-class task whose model never predicts class 2: no talk of object ids
     write_image(tmp_path / "three" / "v.tif", np.minimum(truth, 2).astype(np.uint16))
     assert evaluate_folders(tmp_path / "pred", tmp_path / "three").summary["warnings"] == []
+
+
+def test_a_3d_prediction_elsewhere_in_the_world_than_its_truth_is_refused(tmp_path, capsys):
+    """Scored voxel by voxel, a prediction must lie on its truth's grid: the same size but another
+    voxel size or origin (a header rewritten by another tool) is one line naming the prediction."""
+    pytest.importorskip("SimpleITK")
+    geometry = dict(spacing=(3.0, 0.8, 0.8), origin=(-10.0, 5.0, 2.0), direction=np.eye(3))
+    truth = np.zeros((1, 6, 10, 12), np.uint8)
+    truth[0, 2:4, 3:7, 3:8] = 1
+    write_image(tmp_path / "truth" / "v.nrrd", truth, ImageMeta(**geometry))
+    write_image(tmp_path / "same" / "v.nrrd", truth, ImageMeta(**geometry))
+    assert evaluate_folders(tmp_path / "same", tmp_path / "truth").rows[0]["dice"] == 1.0
+    moved = {**geometry, "origin": (-10.0, 35.0, 2.0)}
+    write_image(tmp_path / "moved" / "v.nrrd", truth, ImageMeta(**moved))
+    assert main(["evaluate", str(tmp_path / "moved"), str(tmp_path / "truth")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"unetkit evaluate: error: {tmp_path / 'moved' / 'v.nrrd'}: prediction origin -10×35×2 "
+        "differs from its truth's -10×5×2 (v.nrrd): its size matches, so fix its header to the "
+        "truth's (or resample it onto the truth)"
+    ]

@@ -81,22 +81,25 @@ def read_case_mask(
 GEOMETRY_TOLERANCE = 1e-3
 
 
-def geometry_problem(image_meta, mask_meta, image_name: str) -> Optional[str]:
+def geometry_problem(
+    image_meta, mask_meta, image_name: str, what: str = "mask", of: str = "image"
+) -> Optional[str]:
     """What is wrong, in one line, when a 3D mask's header puts it elsewhere in the world than its
     image's (another voxel size, origin or direction: a header rewritten by another tool, or a
     mask flipped or shifted), else ``None``. Checked only where both files state the value (NRRD,
     MetaImage and DICOM state all three; NIfTI's meta here holds the voxel size only), and only
-    for volumes (2D images and masks often come from tools that keep no calibration)."""
+    for volumes (2D images and masks often come from tools that keep no calibration). ``what`` and
+    ``of`` name the two files in the message (``evaluate`` compares a prediction with its truth)."""
     if image_meta is None or mask_meta is None:
         return None
     spacing, other = getattr(image_meta, "spacing", None), getattr(mask_meta, "spacing", None)
     if spacing is None or len(spacing) != 3:
         return None
     tol = GEOMETRY_TOLERANCE
-    fix = "its size matches, so fix its header to the image's (or resample it onto the image)"
+    fix = f"its size matches, so fix its header to the {of}'s (or resample it onto the {of})"
     if other is not None and not np.allclose(other, spacing, rtol=tol, atol=0):
         return (
-            f"mask voxel size {_shown(other)} differs from its image's {_shown(spacing)} "
+            f"{what} voxel size {_shown(other)} differs from its {of}'s {_shown(spacing)} "
             f"({image_name}): {fix}"
         )
     origin, o2 = getattr(image_meta, "origin", None), getattr(mask_meta, "origin", None)
@@ -107,14 +110,14 @@ def geometry_problem(image_meta, mask_meta, image_name: str) -> Optional[str]:
         and not np.allclose(o2, origin, rtol=0, atol=tol * max(spacing))
     ):
         return (
-            f"mask origin {_shown(o2)} differs from its image's {_shown(origin)} "
+            f"{what} origin {_shown(o2)} differs from its {of}'s {_shown(origin)} "
             f"({image_name}): {fix}"
         )
     direction, d2 = getattr(image_meta, "direction", None), getattr(mask_meta, "direction", None)
     if direction is not None and d2 is not None:
         a, b = np.asarray(direction, float), np.asarray(d2, float)
         if a.shape == b.shape and not np.allclose(a, b, rtol=0, atol=tol):
-            return f"mask direction differs from its image's ({image_name}): {fix}"
+            return f"{what} direction differs from its {of}'s ({image_name}): {fix}"
     return None
 
 

@@ -604,6 +604,7 @@ def evaluate_folders(
         infer_label_map,
         read_mask,
     )
+    from ..data.reading import geometry_problem
 
     if out_dir is not None:
         check_output_dir(out_dir)  # before the work: a file in the way fails at once
@@ -673,7 +674,10 @@ def evaluate_folders(
     predicted: set = set()
     for case in case_ids:
         t_cls, t_ids, meta = read_mask(truths[case], label_map)
-        p_cls, p_ids, _ = read_mask(preds[case], label_map)
+        p_cls, p_ids, p_meta = read_mask(preds[case], label_map)
+        where = geometry_problem(meta, p_meta, truths[case].name, "prediction", "truth")
+        if where and p_cls.shape == t_cls.shape:  # scored voxel by voxel, it must lie on the truth
+            raise DataError(where, preds[case])
         if guessed_classes:
             predicted.update(int(v) for v in np.unique(p_cls))
         if p_cls.shape != t_cls.shape:
