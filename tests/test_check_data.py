@@ -373,6 +373,19 @@ def test_ids_of_a_few_objects_per_image_are_checked_as_instances(tmp_path):
     report = check_dataset(tmp_path)
     assert report.ok, report.problems
     assert report.mask_kind == "instances" and report.num_objects == 16
+    assert report.to_dict()["num_objects"] == 16 and report.notes == []
+    # the same n in every mask: classes or objects, the data cannot say; read as classes, noted
+    same = tmp_path / "same"
+    for path in _few_objects(same / "masks", [5, 5, 5]):
+        write_image(same / "images" / path.name, RNG.integers(0, 255, (1, 64, 64)).astype(np.uint8))
+    report = check_dataset(same)
+    assert report.ok and report.mask_kind == "labels"
+    assert report.notes == [
+        "every mask is numbered 0 … 5, each number one connected region: read as 5 classes; if "
+        "they are object ids, pass --mask-kind instances"
+    ]
+    assert f"note: {report.notes[0]}" in report.format().splitlines()
+    assert report.to_dict()["notes"] == report.notes
 
 
 def test_binary_masks_saved_two_ways_are_one_problem(tmp_path):
@@ -514,7 +527,8 @@ def test_a_volume_mask_elsewhere_in_the_world_than_its_image_is_named(tmp_path):
             ("direction", "direction", ""),
         ]
     )
-    (spacing,) = report.spacings  # the images' voxel sizes, reported
+    (spacing,) = report.spacings  # the images' voxel sizes, reported (text and JSON)
+    assert report.to_dict()["spacings"] == report.spacings
     assert spacing.startswith("3×0.8×0.8") and report.spacings[spacing] == 4
     assert f"  voxel sizes (array order: z, y, x): {spacing} (4)" in report.format().splitlines()
     cases = {c.case_id: c for c in find_cases(tmp_path)}

@@ -40,6 +40,7 @@ from ..errors import ConfigError, DataError
 from ..io.readers import read_image
 from .discovery import scan_dataset
 from .labels import (
+    FEW_IDS_MIN,
     INFER_KINDS,
     INSTANCE_GUESS_MIN_IDS,
     LOSSY_THRESHOLD,
@@ -156,6 +157,8 @@ class DatasetReport:
         nan_count, inf_count: non-finite image values over the whole dataset.
         lossy_masks: JPEG masks read as binary (grey level ≥ ``LOSSY_THRESHOLD`` = foreground).
         num_objects: with instance masks, the objects of all masks (each mask's ids counted apart).
+        notes: what may be read otherwise than meant, with the flag that changes it (not problems:
+            the check still passes).
         problems: one line each, ``"<path>: <problem>"``.
     """
 
@@ -179,6 +182,7 @@ class DatasetReport:
     nan_count: int = 0
     inf_count: int = 0
     num_objects: int = 0
+    notes: list = field(default_factory=list)
     problems: list = field(default_factory=list)
 
     @property
@@ -205,7 +209,9 @@ class DatasetReport:
             "sizes": dict(self.sizes),
             "channels": {str(k): v for k, v in self.channels.items()},
             "dtypes": dict(self.dtypes),
+            "spacings": dict(self.spacings),
             "mask_kind": self.mask_kind,
+            "num_objects": self.num_objects,
             "label_values": list(self.label_values),
             "expected_labels": list(self.expected_labels),
             "labels_from": self.labels_from,
@@ -214,6 +220,7 @@ class DatasetReport:
             "intensity": list(self.intensity),
             "nan_count": self.nan_count,
             "inf_count": self.inf_count,
+            "notes": list(self.notes),
             "problems": list(self.problems),
         }
 
@@ -280,6 +287,7 @@ class DatasetReport:
                 )
         if self.sizes:
             lines.append(f"  NaN/inf values: {self.nan_count} NaN, {self.inf_count} inf")
+        lines.extend(f"note: {n}" for n in self.notes)
         if self.problems:
             lines.append(f"problems ({len(self.problems)}):")
             lines.extend(f"  {p}" for p in self.problems)
@@ -630,6 +638,20 @@ def _check_labels(
         and numbered_per_mask([set(mask_values[p]) for p in numbered], list(numbered.values()))
     )
     guess = mask_kind == "auto" and label_map is None  # as infer_label_map reads them
+    counts = {max(mask_values[p]) for p in numbered} if numbered else set()
+    if (
+        guess
+        and not few_ids
+        and len(numbered) == len(mask_layout)
+        and all(numbered.values())
+        and len(counts) == 1
+        and min(counts) >= FEW_IDS_MIN
+    ):  # ids numbered 1 … n in every mask, the same n: classes or objects, the data cannot say
+        n = min(counts)
+        report.notes.append(
+            f"every mask is numbered 0 … {n}, each number one connected region: read as {n} "
+            "classes; if they are object ids, pass --mask-kind instances"
+        )
     if guess and ("instances" in mask_layout.values() or few_ids):
         for path, lay in mask_layout.items():
             if lay in ("labels", "colors"):
