@@ -622,7 +622,7 @@ def test_a_cache_that_contradicts_itself_is_measured_again():
     assert [m.seconds_per_step for m in got] == [0.03, 0.06] and not got[0].cached
 
 
-def test_probe_stops_timing_wider_nets_when_its_share_of_the_budget_is_spent():
+def test_probe_stops_timing_wider_nets_when_its_share_of_the_budget_is_spent(monkeypatch):
     import time
 
     def slow(c: Candidate) -> float:
@@ -638,12 +638,24 @@ def test_probe_stops_timing_wider_nets_when_its_share_of_the_budget_is_spent():
     assert width.value == 16 and "width 32 not timed" in width.reason
     assert [m["base_features"] for m in plan.measurements] == [16]
     # the share holds for all the patches tried (a slow machine shrinks the patch twice), not for
-    # each: the first patch gets both widths timed, the smaller ones only the narrowest
+    # each: the first patch gets both widths timed, the smaller ones only the narrowest. On a
+    # clock of the test's own, so that a loaded machine cannot change the count
+    from types import SimpleNamespace
+
+    from unetkit.planning import planner as planner_module
+    from unetkit.planning import probe as probe_module
+
+    clock = {"t": 0.0}
+    fake_time = SimpleNamespace(
+        perf_counter=lambda: clock["t"], monotonic=time.monotonic, sleep=time.sleep
+    )
+    monkeypatch.setattr(planner_module, "time", fake_time)
+    monkeypatch.setattr(probe_module, "time", fake_time)
     calls = []
 
     def slow_machine(c: Candidate) -> float:
         calls.append((c.base_features, c.patch))
-        time.sleep(0.06)
+        clock["t"] += 0.06  # each timing takes 0.06 s of the share's 0.1 s
         return 20.0
 
     big = FakeFingerprint(
