@@ -852,10 +852,15 @@ def make_plan(
             "a 2-px background gap is carved where they meet (the U-Net paper), so the predicted "
             "components are the objects"
         )
+    elif fp.instance_ids and touching < SEPARATE_TOUCHING:
+        why = (
+            f"{100 * touching:.1f} % of the objects touch, under {100 * SEPARATE_TOUCHING:g} %: "
+            "masks as drawn"
+        )
     elif fp.instance_ids:
         why = (
-            f"{100 * touching:.1f} % of the objects touch (under {100 * SEPARATE_TOUCHING:g} %), or "
-            "they are thin: masks as drawn"
+            f"objects touch ({100 * touching:.1f} %) but are thin ({thickness:.0f} px): pieces "
+            "of one structure, masks as drawn"
         )
     else:
         why = (
