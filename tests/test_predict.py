@@ -14,6 +14,7 @@ from PIL import Image
 from unetkit import create_model
 from unetkit.checkpoint import save_checkpoint
 from unetkit.data import LabelMap, create_normalizer
+from unetkit.errors import DataError
 from unetkit.inference import batch as batch_mod
 from unetkit.inference.batch import predict_files
 from unetkit.inference.predictor import Predictor
@@ -195,6 +196,75 @@ def test_nifti_volume_keeps_affine(tmp_path):
     )
     out = nib.load(res[0].outputs["labels"])
     assert out.shape == (20, 18, 9) and np.allclose(out.affine, affine)
+
+
+def test_plain_folder_of_nnunet_channel_files_is_grouped_into_cases(tmp_path):
+    """nnU-Net's imagesTs layout given as a plain folder: CASE_0000/CASE_0001 are the two channels
+    of one case, predicted as nnU-Net's own predict does and named without the suffix; numbered
+    frames for a 1-channel model stay one image per file."""
+    import nibabel as nib
+
+    model = create_model(
+        "unet", spatial_dims=3, in_channels=2, base_features=2, depth=2, norm="instance"
+    )
+    ckpt = save_checkpoint(
+        tmp_path / "m.pt",
+        model,
+        normalization=create_normalizer("zscore").to_dict(),
+        label_map=LabelMap([0, 1]).to_dict(),
+    )
+    rng = np.random.default_rng(3)
+    src = tmp_path / "imagesTs"
+    src.mkdir()
+    vols = {}
+    for case in ("ct_01", "ct_02"):
+        for ch in range(2):
+            vols[case, ch] = rng.normal(size=(16, 12, 8)).astype(np.float32)
+            nib.save(nib.Nifti1Image(vols[case, ch], np.eye(4)), src / f"{case}_{ch:04d}.nii.gz")
+    pred = Predictor.from_checkpoint(ckpt, precision="fp32")
+    res = predict_files(pred, [src], tmp_path / "out", progress=False)
+    assert [r.case_id for r in res] == ["ct_01", "ct_02"]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.nii.gz")) == [
+        "ct_01.nii.gz",
+        "ct_02.nii.gz",
+    ]
+    # a case without its second channel: not grouped, and the error says why
+    (src / "ct_02_0001.nii.gz").rename(tmp_path / "moved.nii.gz")
+    with pytest.raises(DataError, match=r"ct_01_0000.*CASE_0000 … CASE_0001 with all 2"):
+        predict_files(pred, [src], tmp_path / "out_missing", progress=False)
+    assert not (tmp_path / "out_missing").exists()
+    (tmp_path / "moved.nii.gz").rename(src / "ct_02_0001.nii.gz")
+    got = np.asarray(nib.load(tmp_path / "out" / "ct_02.nii.gz").dataobj)
+    # read as (C, z, y, x), written back in the file's (x, y, z)
+    stacked = np.stack([vols["ct_02", 0].T, vols["ct_02", 1].T])
+    assert np.array_equal(got, pred.predict(stacked).T)
+
+    # frames numbered _0000, _0001 for a 1-channel model: one image each, names kept
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 255, (24, 20), dtype=np.uint8)).save(
+            frames / f"f_{i:04d}.png"
+        )
+    grey = Predictor.from_checkpoint(
+        save_checkpoint(
+            tmp_path / "g.pt",
+            create_model("unet", base_features=2, depth=2, norm="instance"),
+            normalization=create_normalizer("zscore").to_dict(),
+            label_map=LabelMap([0, 255]).to_dict(),
+        ),
+        precision="fp32",
+    )
+    res = predict_files(grey, [frames], tmp_path / "out2", progress=False)
+    assert [r.case_id for r in res] == ["f_0000", "f_0001"]
+    # a whole folder of _0000 files for a 1-channel model: the suffix goes, as in nnU-Net
+    single = tmp_path / "single"
+    single.mkdir()
+    Image.fromarray(rng.integers(0, 255, (24, 20), dtype=np.uint8)).save(single / "a_0000.png")
+    Image.fromarray(rng.integers(0, 255, (24, 20), dtype=np.uint8)).save(single / "b_0000.png")
+    res = predict_files(grey, [single], tmp_path / "out3", progress=False)
+    assert [r.case_id for r in res] == ["a", "b"]
+    assert (tmp_path / "out3" / "a.png").is_file()
 
 
 def test_cli_predict_and_errors(checkpoint, folder, tmp_path):

@@ -67,6 +67,13 @@ _CHANNEL_RE = re.compile(r"^(?P<case>.+)_(?P<channel>\d{4})$")
 _SHOW = 5  # file names listed in one aggregated message
 
 
+def channel_suffix(stem: str) -> Optional[tuple[str, int]]:
+    """``"case_0001"`` → ``("case", 1)``: the case and channel of an nnU-Net image name, else
+    ``None``."""
+    m = _CHANNEL_RE.match(stem)
+    return (m.group("case"), int(m.group("channel"))) if m else None
+
+
 @dataclass
 class Case:
     """One training/inference case.

@@ -34,12 +34,14 @@ class PredictedFile:
     mode: str = "in-memory"
 
 
-def collect_inputs(paths: Sequence[Union[str, Path]]):
+def collect_inputs(paths: Sequence[Union[str, Path]], channels: Optional[int] = None):
     """Files and folders → :class:`~unetkit.data.Case` list (no masks needed).
 
     A folder with ``images/`` (or nnU-Net ``imagesTr``/``imagesTs``), or one of case folders
-    (``case/images/<image>``), is read as a dataset (multi-file channels grouped); a zarr store or a DICOM series folder is one image; any other folder
-    contributes every image file in it. Stems must be unique.
+    (``case/images/<image>``), is read as a dataset (multi-file channels grouped); a zarr store or a
+    DICOM series folder is one image; any other folder contributes every image file in it, its
+    nnU-Net channel files grouped into cases where the names say so (:func:`group_channel_files`,
+    for a model of ``channels`` input channels). Stems must be unique.
     """
     from ..data.discovery import (
         IMAGE_DIR_NAMES,
@@ -65,7 +67,11 @@ def collect_inputs(paths: Sequence[Union[str, Path]]):
                 files = list_images(p).by_stem  # duplicate stems are refused below, naming both
                 if not files:
                     raise DataError("no image files in this folder", p)
-                cases += [Case(stem, [f]) for stem, paths in files.items() for f in paths]
+                grouped = group_channel_files(files, channels)
+                if grouped is not None:
+                    cases += [Case(case_id, images) for case_id, images in grouped.items()]
+                else:
+                    cases += [Case(stem, [f]) for stem, paths in files.items() for f in paths]
         elif p.is_file():
             cases.append(Case(split_suffix(p)[0], [p]))
         else:
@@ -79,6 +85,31 @@ def collect_inputs(paths: Sequence[Union[str, Path]]):
             )
         seen[c.case_id] = c.images[0]
     return cases
+
+
+def group_channel_files(files: dict, channels: Optional[int]) -> Optional[dict]:
+    """A plain folder of nnU-Net-named files (``CASE_0000.nii.gz``, ``CASE_0001.nii.gz``, …: one
+    file per channel, as nnU-Net's own ``imagesTs`` and its ``predict -i`` take them) → ``{case:
+    [channel files in order]}``, or ``None`` where the names do not say so.
+
+    Grouped only when every file name ends in ``_NNNN`` and every case has exactly the channels
+    ``0000`` … of the model's count: a folder of numbered frames (``frame_0000.png``,
+    ``frame_0001.png``, …) for a 1-channel model stays one image per file. The case id drops the
+    suffix, so outputs are named as nnU-Net names them (``CASE.nii.gz``)."""
+    from ..data.discovery import channel_suffix
+
+    if not channels or not files or any(len(paths) != 1 for paths in files.values()):
+        return None
+    per_case: dict = {}
+    for stem, (path,) in files.items():
+        split = channel_suffix(stem)
+        if split is None:
+            return None
+        case_id, channel = split
+        per_case.setdefault(case_id, {})[channel] = path
+    if any(sorted(ch) != list(range(channels)) for ch in per_case.values()):
+        return None
+    return {case_id: [ch[i] for i in range(channels)] for case_id, ch in per_case.items()}
 
 
 def _is_large(path: Path, level: int = 0) -> bool:
@@ -123,12 +154,27 @@ def check_image(image: np.ndarray, predictor, path: Path) -> np.ndarray:
             return image[:1]  # grey saved as RGB: every colour channel holds the grey value
         raise DataError(
             f"the model expects {in_ch} channel(s), the image has {image.shape[0]} (shape "
-            f"{tuple(image.shape)}); convert it (e.g. to {'greyscale' if in_ch == 1 else f'{in_ch} channels'}"
-            ") or use a model trained on such images",
+            f"{tuple(image.shape)}); {_channel_fix(in_ch, path)}",
             path,
         )
     require_finite(image, path)
     return image
+
+
+def _channel_fix(in_ch: int, path: Path) -> str:
+    """The fix for an image of the wrong channel count; for an nnU-Net channel file, why it was not
+    grouped with its case's other channels."""
+    from ..data.discovery import channel_suffix
+    from ..io.readers import split_suffix
+
+    if in_ch > 1 and channel_suffix(split_suffix(path)[0]) is not None:
+        last = f"{in_ch - 1:04d}"
+        return (
+            f"nnU-Net channel files are read as one case when every file in the folder is named "
+            f"CASE_0000 … CASE_{last} with all {in_ch} channels present; add the missing ones"
+        )
+    target = "greyscale" if in_ch == 1 else f"{in_ch} channels"
+    return f"convert it (e.g. to {target}) or use a model trained on such images"
 
 
 def check_channels(predictor, source, path: Path) -> None:
@@ -314,7 +360,7 @@ def plan_cases(
     ``k``-th case from the ``i``-th), for splitting one job over scheduler array tasks.
     """
     method = _instance_method(predictor, instances, rois, geojson)
-    cases = collect_inputs(inputs)
+    cases = collect_inputs(inputs, getattr(predictor.model, "in_channels", None))
     if part is not None:
         i, k = part
         if not (isinstance(k, int) and k >= 1 and isinstance(i, int) and 0 <= i < k):
