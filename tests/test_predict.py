@@ -187,7 +187,10 @@ def test_nifti_volume_keeps_affine(tmp_path):
     )
     affine = np.diag([0.5, 0.7, 2.0, 1.0])
     vol = np.random.default_rng(2).normal(size=(20, 18, 9)).astype(np.float32)
-    nib.save(nib.Nifti1Image(vol, affine), tmp_path / "vol.nii.gz")
+    scan = nib.Nifti1Image(vol, affine)
+    scan.set_qform(affine, code=1)  # scanner coordinates in both, as scanners' converters write
+    scan.set_sform(affine, code=1)
+    nib.save(scan, tmp_path / "vol.nii.gz")
     res = predict_files(
         Predictor.from_checkpoint(ckpt, precision="fp32"),
         [tmp_path / "vol.nii.gz"],
@@ -196,6 +199,9 @@ def test_nifti_volume_keeps_affine(tmp_path):
     )
     out = nib.load(res[0].outputs["labels"])
     assert out.shape == (20, 18, 9) and np.allclose(out.affine, affine)
+    # the same coordinate-system codes: viewers and registration tools read the same space
+    assert (int(out.header["qform_code"]), int(out.header["sform_code"])) == (1, 1)
+    assert np.allclose(out.get_qform(), affine) and np.allclose(out.get_sform(), affine)
 
 
 def test_plain_folder_of_nnunet_channel_files_is_grouped_into_cases(tmp_path):

@@ -41,6 +41,8 @@ class ImageMeta:
         direction: NRRD/MetaImage/DICOM: ITK's direction cosines as rows (3×3, 2×2 in 2D);
             column ``j`` is the world direction of index axis ``j`` (x, y, z). See
             :mod:`unetkit.io.itk` for both and for how they relate to ``affine``.
+        nifti_codes: NIfTI ``(qform_code, sform_code)`` (1 scanner, 2 aligned, …), written back
+            so that an output claims the same coordinate system as its input.
     """
 
     path: Optional[str] = None
@@ -57,6 +59,7 @@ class ImageMeta:
     alpha_dropped: bool = False
     origin: Optional[tuple] = None
     direction: Optional[list] = None
+    nifti_codes: Optional[tuple] = None
 
     @property
     def spatial_dims(self) -> int:
@@ -77,6 +80,8 @@ class ImageMeta:
             out["origin"] = [float(v) for v in self.origin]
         if self.direction is not None:
             out["direction"] = [[float(v) for v in row] for row in self.direction]
+        if self.nifti_codes is not None:
+            out["nifti_codes"] = [int(v) for v in self.nifti_codes]
         return out
 
     @classmethod
@@ -96,6 +101,8 @@ class ImageMeta:
             kwargs["origin"] = tuple(float(v) for v in kwargs["origin"])
         if kwargs.get("direction") is not None:
             kwargs["direction"] = [[float(v) for v in row] for row in kwargs["direction"]]
+        if kwargs.get("nifti_codes") is not None:
+            kwargs["nifti_codes"] = tuple(int(v) for v in kwargs["nifti_codes"])
         return cls(**kwargs)
 
 

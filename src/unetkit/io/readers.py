@@ -671,5 +671,6 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, ImageMeta]:
         spacing=spatial_zooms,
         spacing_unit=unit,
         affine=np.asarray(img.affine, dtype=float).tolist(),
+        nifti_codes=(int(img.header["qform_code"]), int(img.header["sform_code"])),
     )
     return arr, meta

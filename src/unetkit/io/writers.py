@@ -378,6 +378,10 @@ def _write_nifti(
             zooms[:spatial_dims] = [float(s) for s in meta.spacing][::-1]
         affine = np.diag([*zooms, 1.0])
     img = nib.Nifti1Image(np.ascontiguousarray(data), affine, dtype=data.dtype)
+    codes = getattr(meta, "nifti_codes", None)
+    if codes is not None and any(codes):  # the input's own coordinate-system codes
+        img.set_qform(affine, code=int(codes[0]))
+        img.set_sform(affine, code=int(codes[1]))
     unit = (
         {"mm": "mm", "um": "micron", "m": "meter"}.get(meta.spacing_unit or "")
         if meta is not None
