@@ -146,6 +146,24 @@ def main(out: Path) -> None:
     wait_until(lambda: not predict.busy, "predict with a bad model file")
     assert "not_a_model.pt" in predict.status.value and "\n" not in predict.status.value
     assert last_error() == predict.status.value
+    # an unexpected failure (a bug, memory): shown once, not also as napari's traceback dialog
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    from unetkit.napari import jobs
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    real, jobs.segment = jobs.segment, fails
+    before = len(notification_manager.records)
+    predict.model.value = ckpt
+    predict.run_button.native.click()
+    wait_until(lambda: not predict.busy, "predict that fails")
+    jobs.segment = real
+    new = notification_manager.records[before:]
+    errors = [n for n in new if n.severity == NotificationSeverity.ERROR]
+    assert predict.status.value == "RuntimeError: boom", predict.status.value
+    assert [n.message for n in errors] == ["RuntimeError: boom"], [n.message for n in new]
     print("predict: ok", flush=True)
 
     # 4. train / fine-tune: a few steps from the tiny checkpoint; the model lands in Predict

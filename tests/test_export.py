@@ -8,8 +8,10 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from unetkit.cli import main
 from unetkit.errors import ConfigError, DataError
@@ -449,6 +451,13 @@ def test_cli_export_torchscript_and_errors(tmp_path, checkpoint, capsys):
         and "check skipped" in text
     )
     assert ex.read_torchscript_metadata(out)["valid_input_size"]["example"] == [32, 24]
+    # given where a checkpoint goes (it ends in .pt): one line saying what it is and what to give
+    img = tmp_path / "im.png"
+    Image.fromarray(np.zeros((24, 32), np.uint8)).save(img)
+    assert main(["predict", str(out), str(img), "--output", str(tmp_path / "p")]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: is a TorchScript export" in err and "or an ONNX export (.onnx)" in err
+    assert err.count("\n") == 1 and not (tmp_path / "p").exists()
 
     assert main(["export", str(checkpoint), "--input-size", "big"]) == 2
     assert capsys.readouterr().err == (

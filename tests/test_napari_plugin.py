@@ -139,6 +139,94 @@ def test_the_training_folder_reads_back_as_written(tmp_path):
     assert read_image(case.mask)[0].shape == (1, 6, 20, 24)
 
 
+@pytest.mark.skipif(bool(_missing("napari")), reason="napari not installed")
+def test_results_are_placed_exactly_over_a_turned_or_sheared_image():
+    """A result layer maps every pixel to the world point of the image pixel it was predicted
+    from: scale, translation, rotation, shear and affine of the image's spatial axes (napari's
+    own transforms compared, no Qt)."""
+    from napari.layers import Image as ImageLayer
+    from napari.layers import Labels as LabelsLayer
+
+    shear = np.array([0.2, 0.1, 0.3])
+    images = [
+        (ImageLayer(np.zeros((40, 50)), rotate=30, shear=[0.2], translate=(3, 4)), 2),
+        (ImageLayer(np.zeros((40, 50, 3)), rgb=True, rotate=-15, scale=(0.5, 0.25)), 2),
+        (ImageLayer(np.zeros((3, 40, 50)), rotate=30, scale=(1, 2, 2)), 2),  # channel stack
+        (ImageLayer(np.zeros((5, 40, 50)), rotate=(10, 20, 30), shear=shear, scale=(3, 1, 1)), 3),
+    ]
+    points = np.array([[0, 0, 0], [5, 5, 5], [7, 3, 1], [39, 2, 49]], float)
+    for image, dims in images:
+        where = layers.placement(image, dims)
+        result = LabelsLayer(
+            np.zeros((40, 50)[-dims:] if dims == 2 else (5, 40, 50), np.uint8), **where.kwargs()
+        )
+        lead = image.ndim - dims
+        for p in points[:, -dims:]:
+            expected = image.data_to_world(np.concatenate([np.zeros(lead), p]))[-dims:]
+            np.testing.assert_allclose(result.data_to_world(p), expected, atol=1e-9)
+        stacked = ImageLayer(
+            np.zeros((2, *result.data.shape)), **where.with_leading_axis().kwargs()
+        )
+        for p in points[:, -dims:]:
+            np.testing.assert_allclose(
+                stacked.data_to_world(np.concatenate([[1.0], p]))[1:], result.data_to_world(p)
+            )
+    assert layers.placement(images[0][0], 2).rotate.shape == (2, 2)
+
+
+def test_a_layers_scale_and_units_are_its_voxel_size(tmp_path):
+    from types import SimpleNamespace
+
+    def layer(scale, units):
+        return SimpleNamespace(scale=scale, translate=(0.0,) * len(scale), units=units)
+
+    assert layers.layer_spacing(layer((1.0, 1.0), ("pixel", "pixel")), 2) == (None, None)
+    assert layers.layer_spacing(layer((0.5, 0.5), ("pixel", "pixel")), 2) == ((0.5, 0.5), None)
+    stack = layer((2.0, 0.5, 0.5), ("micrometer",) * 3)
+    assert layers.layer_spacing(stack, 3) == ((2.0, 0.5, 0.5), "um")
+    assert layers.layer_spacing(layer((1.0, 1.0), ("millimeter",) * 2), 2) == ((1.0, 1.0), "mm")
+
+    # a calibrated layer is written as a calibrated TIFF: the plan reads its voxel size
+    volume = np.random.default_rng(1).integers(0, 255, (6, 20, 24), dtype=np.uint16)
+    labels = (volume > 100).astype(np.int32)  # napari's default labels type
+    pair = layers.training_pair(volume, False, labels, "v", "m", (2.0, 0.5, 0.5), "um")
+    case = find_cases(layers.write_training_folder([pair], tmp_path / "vol"))[0]
+    image, meta = read_image(case.images[0])
+    assert case.images[0].suffix == ".tif" and image.shape == (1, 6, 20, 24)
+    assert meta.spacing == pytest.approx((2.0, 0.5, 0.5)) and meta.spacing_unit == "um"
+    mask, mask_meta = read_image(case.mask)
+    np.testing.assert_array_equal(mask[0], labels)
+    assert mask_meta.spacing == pytest.approx((2.0, 0.5, 0.5))
+
+
+def test_segment_takes_the_layers_unit_and_refuses_a_wrong_one(checkpoint):
+    """A layer calibrated in mm for a model of µm files is converted, not resampled 1000-fold;
+    a scale far from the model's in the model's unit is refused in one line."""
+    ckpt = load_checkpoint(checkpoint)
+    from unetkit.checkpoint import build_model
+
+    predictor = Predictor(
+        build_model(ckpt, checkpoint),
+        precision="fp32",
+        tile=32,
+        normalizer=create_normalizer("zscore"),
+        trained_spacing=[0.5, 0.5],
+        spacing_unit="um",
+    )
+    image, _ = _cells()
+    as_stored = jobs.segment(predictor, image, False, "cells", spacing=(0.5, 0.5), unit="um")
+    in_mm = jobs.segment(predictor, image, False, "cells", spacing=(5e-4, 5e-4), unit="mm")
+    np.testing.assert_array_equal(in_mm.labels, as_stored.labels)
+    np.testing.assert_array_equal(as_stored.labels, predictor.predict(image[None]))
+    with pytest.raises(
+        DataError, match=r"layer 'cells'.*1e\+03× coarser than the model's 0.5×0.5 um"
+    ):
+        jobs.segment(predictor, image, False, "cells", spacing=(500.0, 500.0))
+    # twice the model's voxel size: resampled (a real difference, not a unit slip)
+    twice = jobs.segment(predictor, image, False, "cells", spacing=(1.0, 1.0), unit="um")
+    assert twice.labels.shape == image.shape
+
+
 # -- the jobs the widgets run ----------------------------------------------------------------------
 def test_segment_gives_predictors_labels_and_stops_when_cancelled(checkpoint):
     image, _ = _cells()
@@ -164,6 +252,13 @@ def test_segment_gives_predictors_labels_and_stops_when_cancelled(checkpoint):
     colour = np.random.default_rng(0).integers(0, 255, (64, 48, 3), dtype=np.uint8)
     with pytest.raises(DataError, match=r"^layer 'colour': the model expects 1 channel\(s\)"):
         jobs.segment(predictor, colour, True, "colour")
+    stack = np.random.default_rng(0).integers(0, 255, (20, 64, 48), dtype=np.uint8)
+    with pytest.raises(
+        DataError, match=r"^layer 'z': has shape \(20, 64, 48\): a stack of 20 planes"
+    ):
+        jobs.segment(predictor, stack, False, "z")
+    grey_stack = jobs.segment(predictor, np.stack([image] * 3), False, "grey planes")
+    np.testing.assert_array_equal(grey_stack.labels, seg.labels)  # equal planes: grey, as RGB
 
 
 def test_model_choices_go_through_the_predict_commands_own_loader(checkpoint, tmp_path):
@@ -233,6 +328,34 @@ def test_training_from_layers_stop_and_refusals(checkpoint, tmp_path):
     with pytest.raises(ConfigError, match="the time budget must be > 0 minutes"):
         jobs.train_from_layers(pairs, out, 0)
     assert sorted(out.iterdir()) == before
+
+
+def test_objects_numbered_in_one_layer_train_as_objects_when_told(tmp_path):
+    """One Labels layer with an id per object: 'labels are: objects' trains one foreground class
+    (the data alone cannot say so: one layer, a fixed count); the predicted layer's class values
+    turn a corrected layer back into the model's own mask values."""
+    image, mask = _cells()
+    from scipy import ndimage
+
+    ids, n = ndimage.label(mask)
+    assert n >= 2  # read as classes 0, 1 … n without being told
+    pairs = [layers.training_pair(image, False, ids, "cells", "objects")]
+    result = jobs.train_from_layers(
+        pairs, tmp_path / "runs", 1.0, extra_flags=TINY_TRAIN, mask_kind="instances"
+    )
+    label_map = load_checkpoint(result.checkpoint)["label_map"]
+    assert LabelMap.from_dict(label_map).num_classes == 2
+    assert load_checkpoint(result.checkpoint)["config"]["data"]["mask_kind"] == "instances"
+
+    # a layer Predict added (indices 0/1, the model's values 0/255 in its metadata)
+    corrected = layers.training_pair(image, False, mask, "cells", "fixed", class_values=[0, 255])
+    assert set(np.unique(corrected.mask)) == {0, 255}
+    # a new index painted past the model's classes: kept as painted
+    mask2 = mask.copy()
+    mask2[:2, :2] = 2
+    assert set(
+        np.unique(layers.training_pair(image, False, mask2, "c", "m", class_values=[0, 255]).mask)
+    ) == {0, 1, 2}
 
 
 def test_training_progress_fraction_and_line():

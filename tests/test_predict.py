@@ -273,6 +273,35 @@ def test_plain_folder_of_nnunet_channel_files_is_grouped_into_cases(tmp_path):
     assert (tmp_path / "out3" / "a.png").is_file()
 
 
+def test_voxel_sizes_are_compared_in_one_unit_and_a_wrong_unit_is_refused(tmp_path):
+    """A TIFF calibrated in mm for a model of µm files is predicted on its own grid (0.0005 mm is
+    the model's 0.5 µm), not shrunk 1000-fold; one whose voxel size is 1000× the model's in its
+    own unit is refused before anything is written."""
+    from unetkit.io.meta import ImageMeta
+    from unetkit.io.writers import write_image
+
+    model = create_model("unet", base_features=4, depth=2, norm="instance")
+    pred = Predictor(
+        model,
+        precision="fp32",
+        normalizer=create_normalizer("zscore"),
+        label_map=LabelMap([0, 255]),
+        trained_spacing=[0.5, 0.5],
+        spacing_unit="um",
+    )
+    image = np.random.default_rng(4).integers(0, 255, (1, 48, 40), dtype=np.uint8)
+    src = tmp_path / "in"
+    write_image(src / "mm.tif", image, ImageMeta(spacing=(5e-4, 5e-4), spacing_unit="mm"))
+    res = predict_files(pred, [src / "mm.tif"], tmp_path / "out", progress=False)
+    labels = tifffile.imread(res[0].outputs["labels"])
+    assert np.array_equal(labels == 255, pred.predict(image) == 1)
+
+    write_image(src / "wrong.tif", image, ImageMeta(spacing=(500.0, 500.0), spacing_unit="um"))
+    with pytest.raises(DataError, match=r"wrong.tif: voxel size 500×500 um is 1e\+03× coarser"):
+        predict_files(pred, [src], tmp_path / "out2", progress=False)
+    assert not (tmp_path / "out2").exists()
+
+
 def test_cli_predict_and_errors(checkpoint, folder, tmp_path):
     res = subprocess.run(
         [

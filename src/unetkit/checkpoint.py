@@ -131,12 +131,30 @@ def write_checkpoint(path: Union[str, Path], ckpt: dict) -> Path:
     return Path(path)
 
 
+def _is_torchscript(path: Path) -> bool:
+    """Whether a zip file is a TorchScript archive: it holds the module's ``code/`` and
+    ``constants.pkl``, which ``torch.save`` never writes."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+
+
 def _describe_foreign_file(path: Path) -> Optional[str]:
     """What ``path`` is when it is plainly not a PyTorch file (``None`` when it might be one)."""
     with open(path, "rb") as fh:
         head = fh.read(512)
     if not head:
         return "empty file (0 bytes), not a checkpoint"
+    if head.startswith(b"PK\x03\x04") and _is_torchscript(path):
+        return (
+            "is a TorchScript export (for tools that run TorchScript), not a checkpoint; give the "
+            ".pt checkpoint it was exported from, or an ONNX export (.onnx)"
+        )
     if (
         head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
     ):  # torch's zip format, or a legacy pickle

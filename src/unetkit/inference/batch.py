@@ -10,6 +10,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io.lazy import is_zarr_path, level_count, open_lazy
+from ..io.meta import convert_spacing
 from ..io.naming import prediction_paths
 from ..io.orientation import reorient, restore
 from .large import LARGE_PIXELS, VOLUME_SHARE, check_band_prediction, predict_large
@@ -21,6 +22,7 @@ from .outputs import (
     write_probabilities,
 )
 from .postprocess import INSTANCE_METHODS, instance_image, label_instances
+from .predictor import spacing_for_model
 
 
 @dataclass
@@ -459,14 +461,21 @@ def check_inputs(predictor, cases: list, out_dir: Path, options: dict) -> None:
             try:
                 check_channels(predictor, source, first)
                 meta = getattr(source, "meta", None)
-                spacing = meta.spacing if meta else read_spacing(first)
-                check_band_prediction(predictor, source, first, spacing)
+                spacing, unit = (meta.spacing, meta.spacing_unit) if meta else read_spacing(first)
+                check_band_prediction(predictor, source, first, spacing, unit)
             finally:
                 if not isinstance(source, np.ndarray):
                     source.close()
             continue
-        image, _ = read_case_image(case) if level == 0 else _read_level(first, level)
-        check_image(image, predictor, first)
+        image, meta = read_case_image(case) if level == 0 else _read_level(first, level)
+        image = check_image(image, predictor, first)
+        _, turned_meta, _ = reorient(image, meta, getattr(predictor, "orientation", None))
+        spacing_for_model(
+            predictor,
+            getattr(turned_meta, "spacing", None),
+            getattr(turned_meta, "spacing_unit", None),
+            first,
+        )
 
 
 #: the file in a prediction folder that says which model wrote its outputs (hidden: no reader of
@@ -557,7 +566,7 @@ def predict_case(
         labels_path = band_labels_path(out_dir, case, level)  # what a cluster's blocks write too
         meta = getattr(source, "meta", None)  # a LazyImage knows; for memory maps read the tags
         spacing, unit = (meta.spacing, meta.spacing_unit) if meta else read_spacing(first)
-        check_band_prediction(predictor, source, first, spacing)  # before any output exists
+        check_band_prediction(predictor, source, first, spacing, unit)  # before any output exists
         sink = TiffBandSink(
             source.shape[1:],
             getattr(predictor.model, "num_classes", 2),
@@ -583,10 +592,22 @@ def predict_case(
     image = check_image(image, predictor, first)
     # the model's orientation (data.orientation): turned in, turned back out, so the outputs are
     # written with the input's own meta and overlay it exactly
+    # voxel sizes in the unit of the model's training files (a µm file for a mm model)
     turned, turned_meta, turn = reorient(image, meta, getattr(predictor, "orientation", None))
-    probs = predictor.predict_proba(turned, spacing=getattr(turned_meta, "spacing", None))
+    spacing = spacing_for_model(
+        predictor,
+        getattr(turned_meta, "spacing", None),
+        getattr(turned_meta, "spacing_unit", None),
+        first,
+    )
+    probs = predictor.predict_proba(turned, spacing=spacing)
     probs = restore(probs, turn)
-    indices = predictor.postprocess.apply(probs.argmax(axis=0), getattr(meta, "spacing", None))
+    own = convert_spacing(
+        getattr(meta, "spacing", None),
+        getattr(meta, "spacing_unit", None),
+        getattr(predictor, "spacing_unit", None),
+    )
+    indices = predictor.postprocess.apply(probs.argmax(axis=0), own)
     write_labels(paths["labels"], decode_labels(indices, predictor.label_map), meta)
     if "probabilities" in paths:
         write_probabilities(paths["probabilities"], probs, meta)

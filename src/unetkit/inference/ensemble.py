@@ -109,6 +109,12 @@ class EnsemblePredictor:
         self.target_spacing = next(
             (m.target_spacing for m in members if m.target_spacing is not None), None
         )
+        #: a member's voxel size as trained (as stored) and the unit of its voxel sizes, for
+        #: :func:`~unetkit.inference.predictor.spacing_for_model`
+        self.trained_spacing = next(
+            (m.trained_spacing for m in members if m.trained_spacing is not None), None
+        )
+        self.spacing_unit = next((m.spacing_unit for m in members if m.spacing_unit), None)
         #: the members' one orientation code (``data.orientation``), which predict_files applies
         self.orientation = getattr(first, "orientation", None)
         if postprocess is None:  # the members' choice where they agree (module docstring)

@@ -28,7 +28,8 @@ model spec (preset, class, kwargs), ``spatial_dims``, ``in_channels``, ``num_cla
 ``label_map``, ``normalization``, ``patch_size``, ``scale`` (the resolution factor the net works
 at, ``null`` = as stored), ``target_spacing`` (the voxel size it works at, ``null`` = as stored),
 ``trained_spacing`` (the voxel size a model trained as stored was trained at, where its cases
-agreed within 10 %: images far from it are resampled to it; ``null`` = none),
+agreed within 10 %: images far from it are resampled to it; ``null`` = none), ``spacing_unit``
+(the unit of those voxel sizes, as the training files stated it; ``null`` = not stated),
 ``orientation`` (the orientation code volumes are turned to, ``null`` = as stored),
 ``outputs`` (``"logits"``), ``activation``
 (``sigmoid`` for one channel, else ``softmax``) and ``valid_input_size``. A TorchScript export holds
@@ -281,7 +282,7 @@ def _load(source: ModelSource) -> tuple[nn.Module, dict]:
 def _metadata(model: nn.Module, ckpt: dict, extra: Optional[dict], rule: dict) -> dict:
     import unetkit
 
-    from .predictor import _trained_spacing
+    from .predictor import _spacing_unit, _trained_spacing
 
     info = {
         "label_map": ckpt.get("label_map"),
@@ -290,6 +291,7 @@ def _metadata(model: nn.Module, ckpt: dict, extra: Optional[dict], rule: dict) -
         "scale": ((ckpt.get("config") or {}).get("data") or {}).get("scale"),
         "target_spacing": ((ckpt.get("config") or {}).get("data") or {}).get("target_spacing"),
         "trained_spacing": _trained_spacing(ckpt),
+        "spacing_unit": _spacing_unit(ckpt),
         "orientation": ((ckpt.get("config") or {}).get("data") or {}).get("orientation"),
     }
     for key, value in (extra or {}).items():
@@ -747,6 +749,7 @@ class OnnxRunner:
         kwargs.setdefault("target_spacing", self.metadata.get("target_spacing"))
         if kwargs.get("scale") is None and kwargs.get("target_spacing") is None:
             kwargs.setdefault("trained_spacing", self.metadata.get("trained_spacing"))
+        kwargs.setdefault("spacing_unit", self.metadata.get("spacing_unit"))
         kwargs.setdefault("orientation", self.metadata.get("orientation"))
         for key in ("device", "precision", "channels_last", "runner"):
             if kwargs.pop(key, None) not in (None, "auto", "cpu", "fp32", False, self):

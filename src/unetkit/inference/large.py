@@ -99,15 +99,20 @@ class BandSink(Protocol):
 
 
 def check_band_prediction(
-    predictor, source, path: Optional[Path] = None, spacing: Optional[tuple] = None
+    predictor,
+    source,
+    path: Optional[Path] = None,
+    spacing: Optional[tuple] = None,
+    unit: Optional[str] = None,
 ) -> None:
     """Refuse, in one line, what band-by-band prediction cannot do for ``source``: another
     dimensionality, and a model (or any ensemble member) that would have to resample the image
     (``data.scale``, or a ``target_spacing`` the image's voxel size differs from) or turn it
     (``data.orientation``). Called before anything is read or written (the Dask path calls it
-    before it creates its output store). ``spacing``: the image's voxel size where ``source``
-    does not carry it (a memory map has no ``meta``)."""
+    before it creates its output store). ``spacing``, ``unit``: the image's voxel size and its
+    unit where ``source`` does not carry them (a memory map has no ``meta``)."""
     from ..data.resample import spacing_factors
+    from .predictor import spacing_for_model
 
     where = path if path is not None else "image"
     if source.ndim != predictor.spatial_dims + 1:
@@ -117,7 +122,9 @@ def check_band_prediction(
             f"shape {tuple(source.shape)}"
         )
     if spacing is None:
-        spacing = getattr(getattr(source, "meta", None), "spacing", None)
+        meta = getattr(source, "meta", None)
+        spacing, unit = getattr(meta, "spacing", None), getattr(meta, "spacing_unit", None)
+    spacing = spacing_for_model(predictor, spacing, unit, where)
     for model in getattr(predictor, "members", None) or [predictor]:
         if getattr(model, "scale", None) is not None:
             raise DataError(

@@ -87,6 +87,58 @@ def plan_axis(size: int, max_tile: int, min_overlap: int, multiple: int = 1) -> 
 TRAINED_SPACING_SPREAD = 0.1
 
 
+#: The most an image's voxel size may differ from the model's (target or trained) on one axis, a
+#: factor either way, before prediction refuses it: beyond that the image would be resampled
+#: 50-fold or more, which is a wrong unit (µm read as nm, a napari scale in mm) far more often than
+#: real data, and would fill the memory (upsampled) or wash the image out (downsampled) silently.
+SPACING_RATIO_LIMIT = 50.0
+
+
+def _spacing_unit(ckpt: dict) -> Optional[str]:
+    """The unit the training files stated their voxel size in (the plan's fingerprint), or
+    ``None``: no plan, no unit stated, or several."""
+    extra = ckpt.get("extra")
+    plan = extra.get("plan") if isinstance(extra, dict) else None
+    fp = plan.get("fingerprint") if isinstance(plan, dict) else None
+    unit = fp.get("spacing_unit") if isinstance(fp, dict) else None
+    return unit if isinstance(unit, str) and unit else None
+
+
+def spacing_for_model(
+    predictor, spacing: Optional[Sequence[float]], unit: Optional[str], where=None
+) -> Optional[tuple]:
+    """An image's voxel size ``spacing`` (stated in ``unit``) as the model measures it: in the unit
+    of its training files where both units are known (:func:`~unetkit.io.meta.convert_spacing`),
+    so a scan in µm given to a model of mm-calibrated files is resampled by the true ratio.
+
+    Raises:
+        DataError: naming ``where``, when the voxel size differs from the model's (its target
+            spacing, else the one it was trained at as stored) by more than
+            :data:`SPACING_RATIO_LIMIT` on some axis: almost always a wrong unit or calibration.
+    """
+    from ..io.meta import convert_spacing
+
+    if spacing is None:
+        return None
+    spacing = convert_spacing(tuple(float(s) for s in spacing), unit, predictor.spacing_unit)
+    model = predictor.target_spacing or getattr(predictor, "trained_spacing", None)
+    if model is None or len(model) != len(spacing):
+        return spacing
+    ratios = [s / m for s, m in zip(spacing, model) if s > 0 and m > 0]
+    if ratios and max(max(ratios), 1 / min(ratios)) > SPACING_RATIO_LIMIT:
+        worst = max(ratios, key=lambda r: max(r, 1 / r))
+        known = predictor.spacing_unit
+        raise DataError(
+            f"voxel size {'×'.join(f'{v:g}' for v in spacing)}{f' {known}' if known else ''} is "
+            f"{worst if worst > 1 else 1 / worst:.3g}× {'coarser' if worst > 1 else 'finer'} than "
+            f"the model's {'×'.join(f'{v:g}' for v in model)}{f' {known}' if known else ''}: most "
+            "likely a wrong unit or calibration in the file (or a napari layer's scale); correct "
+            "it, or resample the image yourself",
+            where,
+        )
+    return spacing
+
+
 def _trained_spacing(ckpt: dict) -> Optional[list]:
     """The training images' voxel size from the plan a checkpoint keeps (its fingerprint), where
     the plan trained them as stored because they all lay within 10 % of it: every file stated a
@@ -167,6 +219,10 @@ class Predictor:
             voxel size is more than 10 % away from it on some axis (a 1.5 mm scan for a model of
             3 mm ones) is resampled to it and back, as a target spacing would; nearer ones are
             predicted as stored, as training read them.
+        spacing_unit: the length unit of ``target_spacing``/``trained_spacing``, the one the
+            training files stated (:meth:`from_checkpoint` reads it from the plan); images in
+            another unit are converted to it (:func:`spacing_for_model`). ``None``: unknown, the
+            numbers are compared as they are.
         orientation: the orientation code the model was trained in (``data.orientation``, e.g.
             ``"RAS"``; :meth:`from_checkpoint` sets it), kept as :attr:`orientation`. The arrays
             given to :meth:`predict_logits` carry no geometry, so the predictor does not turn them:
@@ -208,6 +264,7 @@ class Predictor:
         trained_spacing: Optional[Sequence[float]] = None,
         orientation: Optional[str] = None,
         fold_batch_norm: bool = False,
+        spacing_unit: Optional[str] = None,
     ):
         check_tile_settings(tile, overlap, max_tile, min_overlap, batch_size, threads)
         if postprocess is not None and not isinstance(postprocess, PostProcessing):
@@ -241,6 +298,7 @@ class Predictor:
             if trained_spacing is None or len(trained_spacing) != self.spatial_dims
             else [float(v) for v in trained_spacing]
         )
+        self.spacing_unit = spacing_unit
         self.orientation = check_orientation(orientation)
         self.channels_last = runtime.use_channels_last(model, self.device, channels_last)
         self.memory_format = runtime.memory_format(self.spatial_dims, self.channels_last)
@@ -310,6 +368,7 @@ class Predictor:
         kwargs.setdefault("orientation", data_cfg.get("orientation"))
         if kwargs.get("scale") is None and kwargs.get("target_spacing") is None:
             kwargs.setdefault("trained_spacing", _trained_spacing(ckpt))
+        kwargs.setdefault("spacing_unit", _spacing_unit(ckpt))
         if "postprocess" not in kwargs:
             extra = ckpt.get("extra")
             try:

@@ -10,6 +10,23 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Optional
 
+#: Metres per unit of the length units unetkit names (``um``: every spelling of the micrometre,
+#: :func:`unetkit.io.tiff_meta.norm_unit`), to compare voxel sizes stated in different units.
+METRES_PER_UNIT = {"m": 1.0, "cm": 1e-2, "mm": 1e-3, "um": 1e-6, "nm": 1e-9, "A": 1e-10}
+
+
+def convert_spacing(
+    spacing: Optional[tuple], unit: Optional[str], to_unit: Optional[str]
+) -> Optional[tuple]:
+    """``spacing`` given in ``unit``, in ``to_unit``: unchanged where either unit is unknown (not a
+    length unetkit names, or not stated) or both are the same."""
+    if spacing is None or unit == to_unit:
+        return spacing
+    a, b = METRES_PER_UNIT.get(unit or ""), METRES_PER_UNIT.get(to_unit or "")
+    if a is None or b is None:
+        return spacing
+    return tuple(float(s) * a / b for s in spacing)
+
 
 @dataclass
 class ImageMeta:
@@ -106,4 +123,4 @@ class ImageMeta:
         return cls(**kwargs)
 
 
-__all__ = ["ImageMeta"]
+__all__ = ["METRES_PER_UNIT", "ImageMeta", "convert_spacing"]

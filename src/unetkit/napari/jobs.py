@@ -113,6 +113,7 @@ def segment(
     with_probabilities: bool = False,
     progress: Optional[Callable[[int, int], None]] = None,
     spacing: Optional[tuple] = None,
+    unit: Optional[str] = None,
 ) -> Segmentation:
     """Segment one Image layer's pixels as ``unetkit predict`` does, in class indices.
 
@@ -126,8 +127,11 @@ def segment(
         with_probabilities: also return the class probabilities.
         progress: ``(tiles done, tiles in all)`` after each batch of tiles; raising
             :class:`Cancelled` from it stops the prediction.
-        spacing: the layer's voxel size (its ``scale``), for a model trained at a target spacing;
-            ``None``: the layer is taken to be on the model's grid.
+        spacing: the layer's voxel size (its ``scale``), for a model trained at a target spacing
+            or far from the layer's voxel size; ``None``: the layer is taken to be on the model's
+            grid.
+        unit: the unit of ``spacing`` (``"um"``; the layer's ``units``), converted to the unit
+            of the model's training files; ``None``: taken to be that unit.
 
     Raises:
         DataError: the layer does not fit the model (dimensionality, channel count, NaN/inf
@@ -138,7 +142,7 @@ def segment(
 
     from ..inference.batch import check_image
     from ..inference.ensemble import EnsemblePredictor
-    from ..inference.predictor import labels_from_logits, probabilities
+    from ..inference.predictor import labels_from_logits, probabilities, spacing_for_model
 
     if getattr(predictor, "orientation", None) or any(
         getattr(m, "orientation", None) for m in getattr(predictor, "members", ())
@@ -149,7 +153,18 @@ def segment(
             where(name),
         )
     image = image_for_model(data, rgb, predictor.spatial_dims, name)
+    in_ch = getattr(predictor.model, "in_channels", None)
+    if predictor.spatial_dims == 2 and not rgb and np.ndim(data) == 3 and image.shape[0] != in_ch:
+        grey_rgb = in_ch == 1 and image.shape[0] in (3, 4)  # check_image reads equal planes as grey
+        if not grey_rgb or not all(np.array_equal(image[0], image[c]) for c in (1, 2)):
+            raise DataError(
+                f"has shape {tuple(np.shape(data))}: a stack of {image.shape[0]} planes (or "
+                f"channels), and the model is 2D and takes {in_ch} channel(s); predict one plane "
+                "(Layers ▸ Split stack, or a 2D layer), or use a 3D model for a volume",
+                where(name),
+            )
     image = check_image(image, predictor, where(name))
+    spacing = spacing_for_model(predictor, spacing, unit, where(name))
     if isinstance(predictor, EnsemblePredictor):  # the mean of its members' probabilities
         probs = predictor.predict_proba(image, progress=progress, spacing=spacing)
         indices = probs.argmax(axis=0)
@@ -298,9 +313,12 @@ def train_from_layers(
     extra_flags: str = "",
     report: Optional[Report] = None,
     stop: Optional[threading.Event] = None,
+    mask_kind: str = "auto",
 ) -> TrainOutcome:
     """Train one model on cases taken from the viewer: ``unetkit train RUN/data --time-budget B
-    [--init-from C] EXTRA`` into a new run folder under ``output_dir``.
+    [--init-from C] [--mask-kind K] EXTRA`` into a new run folder under ``output_dir``.
+    ``mask_kind``: what the Labels layers hold (``unetkit train --mask-kind``): ``auto``,
+    ``labels`` (a value per class) or ``instances`` (a value per object).
 
     The cases are written to ``RUN/data/{images,masks}`` (:func:`~.layers.write_training_folder`),
     the layout unetkit reads: the simplest correct way to reuse the planner, the readers and the
@@ -330,6 +348,7 @@ def train_from_layers(
     argv = ["train", str(data), "--run-dir", str(run_dir), "--time-budget", f"{budget_minutes:g}"]
     argv += ["--folds", "1", "--no-progress"] + (["--val", str(data)] if len(pairs) == 1 else [])
     argv += ["--init-from", str(init_from)] if init_from else []
+    argv += ["--mask-kind", mask_kind] if mask_kind and mask_kind != "auto" else []
     extra = split_flags(extra_flags)
     taken = sorted({a.split("=")[0] for a in extra} & set(WIDGET_FLAGS))
     if taken:

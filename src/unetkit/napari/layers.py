@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -60,23 +60,81 @@ def image_for_model(data: np.ndarray, rgb: bool, spatial_dims: int, name: str) -
     return data
 
 
+def layer_spacing(layer: Any, spatial_dims: int) -> tuple[Optional[tuple], Optional[str]]:
+    """The voxel size a layer states on its last ``spatial_dims`` axes (its ``scale``) and the
+    unit of it (its ``units``, as unetkit names them: ``um``, ``mm`` …; ``None`` for napari's
+    ``pixel`` or a unit that is not a length). ``(None, None)`` when the layer says nothing:
+    napari's default scale of 1 in pixels."""
+    from ..io.ome_zarr import NGFF_UNITS
+
+    scale = placement(layer, spatial_dims).scale
+    short = {long: name for name, long in NGFF_UNITS.items()}
+    units = {short.get(str(u)) for u in list(getattr(layer, "units", ()) or ())[-spatial_dims:]}
+    unit = units.pop() if len(units) == 1 else None
+    if unit is None and all(s == 1.0 for s in scale):
+        return None, None
+    return scale, unit
+
+
 class Placement(NamedTuple):
-    """Where a result lies in the viewer: a layer's ``scale`` and ``translate`` (world units)."""
+    """Where a result lies in the viewer: a layer's ``scale``, ``translate``, ``rotate`` (a
+    matrix), ``shear`` (napari's upper-triangle vector) and ``affine`` (a homogeneous matrix) on
+    its spatial axes, in world units; :meth:`kwargs` gives them to ``add_labels``/``add_image``."""
 
     scale: tuple
     translate: tuple
+    rotate: Optional[np.ndarray] = None
+    shear: Optional[np.ndarray] = None
+    affine: Optional[np.ndarray] = None
 
     def with_leading_axis(self) -> Placement:
-        """The placement of a ``(K, *spatial)`` stack (one plane per class)."""
-        return Placement((1.0, *self.scale), (0.0, *self.translate))
+        """The placement of a ``(K, *spatial)`` stack (one plane per class): the new axis is not
+        moved, turned or sheared."""
+        d = len(self.scale)
+        rotate = affine = shear = None
+        if self.rotate is not None:
+            rotate = np.eye(d + 1)
+            rotate[1:, 1:] = self.rotate
+        if self.affine is not None:
+            affine = np.eye(d + 2)
+            affine[1:, 1:] = self.affine
+        if self.shear is not None:
+            full = np.zeros((d + 1, d + 1))
+            full[1:, 1:][np.triu_indices(d, 1)] = self.shear
+            shear = full[np.triu_indices(d + 1, 1)]
+        return Placement((1.0, *self.scale), (0.0, *self.translate), rotate, shear, affine)
+
+    def kwargs(self) -> dict:
+        """Keyword arguments that place a new layer here."""
+        out: dict = {"scale": self.scale, "translate": self.translate}
+        for key in ("rotate", "shear", "affine"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
 
 
 def placement(layer: Any, spatial_dims: int) -> Placement:
-    """The layer's scale and translation on its last ``spatial_dims`` axes (an RGB layer's scale
-    has no colour entry; a channel stack's first entry is the channel axis)."""
+    """The layer's scale, translation, rotation, shear and affine on its last ``spatial_dims``
+    axes (an RGB layer's have no colour entry; a channel stack's first axis is the channel axis,
+    left out), so that a result drawn with them lies exactly over the layer."""
     scale = tuple(float(s) for s in np.asarray(layer.scale)[-spatial_dims:])
     translate = tuple(float(t) for t in np.asarray(layer.translate)[-spatial_dims:])
-    return Placement(scale, translate)
+    rotate = getattr(layer, "rotate", None)
+    shear = getattr(layer, "shear", None)
+    affine = getattr(getattr(layer, "affine", None), "affine_matrix", None)
+    if rotate is not None:
+        rotate = np.asarray(rotate, float)[-spatial_dims:, -spatial_dims:]
+    if shear is not None:
+        shear = np.asarray(shear, float)
+        n = int(round((1 + np.sqrt(1 + 8 * shear.size)) / 2))  # napari keeps n(n − 1)/2 values
+        full = np.zeros((n, n))
+        full[np.triu_indices(n, 1)] = shear
+        shear = full[-spatial_dims:, -spatial_dims:][np.triu_indices(spatial_dims, 1)]
+    if affine is not None:
+        affine = np.asarray(affine, float)
+        keep = [*range(affine.shape[0] - 1 - spatial_dims, affine.shape[0])]
+        affine = affine[np.ix_(keep, keep)]
+    return Placement(scale, translate, rotate, shear, affine)
 
 
 def labels_dtype(num_classes: int) -> np.dtype:
@@ -88,11 +146,14 @@ def labels_dtype(num_classes: int) -> np.dtype:
 
 # -- training ------------------------------------------------------------------------------------
 class TrainingPair(NamedTuple):
-    """One training case from the viewer: ``image`` ``(C, *spatial)``, ``mask`` ``(*spatial)``."""
+    """One training case from the viewer: ``image`` ``(C, *spatial)``, ``mask`` ``(*spatial)``,
+    and the image layer's voxel size and its unit (:func:`layer_spacing`) where it states one."""
 
     name: str
     image: np.ndarray
     mask: np.ndarray
+    spacing: Optional[tuple] = None
+    unit: Optional[str] = None
 
 
 def pair_layers(images: Sequence[Any], labels: Sequence[Any]) -> list[tuple[Any, Any]]:
@@ -116,11 +177,23 @@ def pair_layers(images: Sequence[Any], labels: Sequence[Any]) -> list[tuple[Any,
 
 
 def training_pair(
-    image: np.ndarray, rgb: bool, labels: np.ndarray, image_name: str, labels_name: str
+    image: np.ndarray,
+    rgb: bool,
+    labels: np.ndarray,
+    image_name: str,
+    labels_name: str,
+    spacing: Optional[tuple] = None,
+    unit: Optional[str] = None,
+    class_values: Optional[Sequence] = None,
 ) -> TrainingPair:
     """An Image layer and the Labels layer painted on it as one training case. The labels give
     the spatial shape; the image must have it, with or without a leading channel axis (or RGB).
-    Every pixel left at 0 is background: a mask is the whole truth of its image.
+    Every pixel left at 0 is background: a mask is the whole truth of its image. ``spacing``,
+    ``unit``: the image layer's voxel size (:func:`layer_spacing`), which the plan then sees as it
+    sees a calibrated file's. ``class_values``: the mask value of each class index, which Predict
+    keeps in the layers it adds (``metadata["unetkit"]``): a predicted layer corrected with the
+    brush trains in its model's own values (0/255 stays 0/255, so a fine-tuned model writes what
+    its parent wrote), where every index painted has one.
 
     Raises:
         DataError: shapes that do not match, labels that are not integers, or labels holding
@@ -146,7 +219,18 @@ def training_pair(
             "(1, 2, …) and leave the background at 0",
             where(labels_name),
         )
-    return TrainingPair(image_name, image, mask)
+    if (
+        class_values is not None
+        and all(isinstance(v, (int, np.integer)) and v >= 0 for v in class_values)
+        and len(set(class_values)) == len(class_values)
+        and int(mask.min()) >= 0
+        and int(mask.max()) < len(class_values)
+    ):
+        table = np.asarray(class_values, dtype=np.int64)
+        mask = table[mask].astype(np.min_scalar_type(int(table.max())))
+    if spacing is not None and len(spacing) != mask.ndim:
+        spacing, unit = None, None
+    return TrainingPair(image_name, image, mask, spacing, unit)
 
 
 def case_stem(index: int, name: str) -> str:
@@ -158,21 +242,32 @@ def case_stem(index: int, name: str) -> str:
 def write_training_folder(pairs: Sequence[TrainingPair], folder: Path) -> Path:
     """Write the cases in the layout ``unetkit train`` reads: ``folder/images/STEM.npy``
     ``(C, *spatial)`` and ``folder/masks/STEM.npy`` ``(*spatial)``, same stems. ``.npy`` keeps
-    every value and dtype and states the channel axis, which TIFF would leave to a guess for a
-    ``(C, H, W)`` or ``(1, D, H, W)`` array.
+    every value and dtype and states the channel axis. A case whose image layer states a voxel
+    size is written as ``.tif`` instead, calibrated with it (unetkit's TIFF writer states the axes
+    and keeps the dtype), so the plan chooses patch, spacing and kernels from it as it would from
+    the user's calibrated files.
 
     Returns:
         ``folder``.
     """
+    from ..io.meta import ImageMeta
+    from ..io.writers import write_image
+
     folder = Path(folder)
     for i, pair in enumerate(pairs):
         stem = case_stem(i, pair.name)
-        mask = pair.mask if pair.mask.ndim == 2 else pair.mask[None]  # (1, D, H, W) for volumes
+        calibrated = pair.spacing is not None
+        # the writer takes (C, *spatial); a .npy mask is (H, W) or (1, D, H, W)
+        mask = pair.mask[None] if calibrated or pair.mask.ndim == 3 else pair.mask
+        meta = ImageMeta(spacing=pair.spacing, spacing_unit=pair.unit)
         for sub, array in (("images", pair.image), ("masks", mask)):
-            path = folder / sub / f"{stem}.npy"
+            path = folder / sub / f"{stem}.{'tif' if calibrated else 'npy'}"
             ensure_output_dir(path.parent)
             try:
-                np.save(path, np.ascontiguousarray(array))
+                if calibrated:
+                    write_image(path, np.ascontiguousarray(array), meta)
+                else:
+                    np.save(path, np.ascontiguousarray(array))
             except OSError as exc:
                 raise output_error(exc, path) from None
     return folder
@@ -185,6 +280,7 @@ __all__ = [
     "image_for_model",
     "labels_dtype",
     "layer_array",
+    "layer_spacing",
     "pair_layers",
     "placement",
     "training_pair",

@@ -30,7 +30,7 @@ from magicgui.widgets import (
 from napari.layers import Image
 
 from . import jobs
-from .layers import layer_array, placement
+from .layers import layer_array, layer_spacing, placement
 from .tasks import BackgroundTask, Outcome, tell
 
 MODEL_FILTER = "unetkit models (*.pt *.onnx);;all files (*)"
@@ -109,11 +109,11 @@ class PredictWidget(Container):
                 if cancelled.is_set():
                     raise jobs.Cancelled("prediction cancelled")
 
-            # the layer's scale is its voxel size unless napari's default of 1 says nothing
-            scale = tuple(placement(layer, predictor.spatial_dims).scale)
-            spacing = None if all(s == 1.0 for s in scale) else scale
+            # the layer's scale is its voxel size (in its units) unless napari's default of 1
+            # pixel says nothing
+            spacing, unit = layer_spacing(layer, predictor.spatial_dims)
             seg = jobs.segment(
-                predictor, data, rgb, name, with_probabilities, progress, spacing=spacing
+                predictor, data, rgb, name, with_probabilities, progress, spacing, unit
             )
             return seg, predictor.spatial_dims, str(model)
 
@@ -161,17 +161,15 @@ class PredictWidget(Container):
         labels = self.viewer.add_labels(
             seg.labels,
             name=f"{target['name']} labels",
-            scale=where.scale,
-            translate=where.translate,
             metadata={"unetkit": meta},
+            **where.kwargs(),
         )
         if seg.probabilities is not None:
             stack = where if seg.probabilities.ndim == dims else where.with_leading_axis()
             self.viewer.add_image(
                 seg.probabilities,
                 name=f"{target['name']} probabilities",
-                scale=stack.scale,
-                translate=stack.translate,
+                **stack.kwargs(),
                 colormap="magma",
                 contrast_limits=(0.0, 1.0),
                 blending="additive",

@@ -6,11 +6,14 @@ thread (it reaches ``on_progress`` in the main thread, through superqt's ``ensur
 and the job checks the ``cancelled`` event where it can stop (raising
 :class:`~unetkit.napari.jobs.Cancelled`). ``on_done`` receives a :class:`Outcome` in the main
 thread. Bad input (:class:`~unetkit.errors.UnetkitError`) becomes ``Outcome.error``, one line; any
-other exception is a bug and goes to napari's own error notification with its traceback.
+other exception (a bug, or the machine running out of memory) too, shown once like the others,
+and its traceback goes to the ``unetkit`` logger (the terminal napari was started from) for a bug
+report.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -85,14 +88,22 @@ class BackgroundTask:
             except UnetkitError as exc:
                 return Outcome(error=one_line(exc))
 
-        self.worker = create_worker(run, _start_thread=False)
+        # errors are this task's to show (one line in the widget and one notification), not
+        # also re-raised into napari's traceback dialog
+        self.worker = create_worker(run, _start_thread=False, _ignore_errors=True)
         self.worker.returned.connect(self._done)
-        self.worker.errored.connect(lambda exc: self._done(Outcome(error=one_line(exc))))
+        self.worker.errored.connect(self._failed)
         self.worker.start()
 
     def cancel(self) -> None:
         """Ask the running job to stop (it stops at its next check)."""
         self.cancelled.set()
+
+    def _failed(self, exc: BaseException) -> None:
+        logging.getLogger("unetkit").error(
+            "napari job failed", exc_info=(type(exc), exc, exc.__traceback__)
+        )
+        self._done(Outcome(error=f"{type(exc).__name__}: {one_line(exc)}"))
 
     def _done(self, outcome: Outcome) -> None:
         self.worker = None

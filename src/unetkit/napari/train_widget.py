@@ -17,6 +17,7 @@ from typing import Optional
 import napari
 import numpy as np
 from magicgui.widgets import (
+    ComboBox,
     Container,
     FileEdit,
     FloatSpinBox,
@@ -30,10 +31,19 @@ from napari.layers import Image, Labels
 
 from ..errors import UnetkitError
 from . import jobs
-from .layers import layer_array, pair_layers, training_pair
+from .layers import layer_array, layer_spacing, pair_layers, training_pair
 from .tasks import BackgroundTask, Outcome, one_line, tell
 
 DEFAULT_BUDGET_MINUTES = 2.0
+#: the shortest budget offered: the trainer keeps 15 s of any budget for saving and choosing the
+#: post-processing, so shorter runs would train for a few seconds
+MIN_BUDGET_MINUTES = 0.5
+#: what the Labels layers hold (``unetkit train --mask-kind``), as (shown, value)
+MASK_KIND_CHOICES = [
+    ("found from the data", "auto"),
+    ("classes (a value per class)", "labels"),
+    ("objects (a value per object)", "instances"),
+]
 DEFAULT_OUTPUT = Path.home() / "unetkit-runs"
 PROGRESS_STEPS = 1000
 
@@ -53,10 +63,22 @@ class TrainWidget(Container):
         self.budget = FloatSpinBox(
             label="time budget (min)",
             value=DEFAULT_BUDGET_MINUTES,
-            min=0.1,
+            min=MIN_BUDGET_MINUTES,
             max=24 * 60,
             step=0.5,
             tooltip="planning, training and validation together stop within this time",
+        )
+        self.mask_kind = ComboBox(
+            label="labels are",
+            choices=MASK_KIND_CHOICES,
+            value="auto",
+            tooltip=(
+                "classes: each value a class (1 = nucleus, 2 = membrane …); objects: each value "
+                "one object (napari's 'new label' per cell), trained as one foreground class "
+                "with the gaps between touching objects; found from the data: objects where each "
+                "value is one region and there are over 32 of them, or several layers number "
+                "their objects 1 … n with n varying; else classes"
+            ),
         )
         self.init_from = FileEdit(
             label="start from",
@@ -80,6 +102,7 @@ class TrainWidget(Container):
                 self.images,
                 self.labels,
                 self.budget,
+                self.mask_kind,
                 self.init_from,
                 self.output,
                 self.extra_flags,
@@ -113,6 +136,8 @@ class TrainWidget(Container):
                     np.array(layer_array(labels)),
                     image.name,
                     labels.name,
+                    *layer_spacing(image, np.ndim(layer_array(labels))),
+                    class_values=(labels.metadata.get("unetkit") or {}).get("class_values"),
                 )
                 for image, labels in pair_layers(self.images.value, self.labels.value)
             ]
@@ -123,10 +148,11 @@ class TrainWidget(Container):
         init_from = self.init_from.value
         init_from = str(init_from) if init_from is not None and str(init_from) != "." else None
         budget, extra = float(self.budget.value), str(self.extra_flags.value or "")
+        mask_kind = str(self.mask_kind.value)
 
         def job(report, cancelled):
             return jobs.train_from_layers(
-                pairs, output, budget, init_from, extra, report, cancelled
+                pairs, output, budget, init_from, extra, report, cancelled, mask_kind
             )
 
         self.progress.value = 0
