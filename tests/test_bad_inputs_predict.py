@@ -71,6 +71,11 @@ def _build_corpus(root: Path) -> None:
     damaged("no_model.pt", lambda c: c.pop("model"))
     damaged("bad_meta.pt", lambda c: c.__setitem__("normalization", 5))
     damaged("unsafe.pt", lambda c: c["extra"].__setitem__("where", pathlib.PurePosixPath("/x")))
+    data = bytearray(good.read_bytes())
+    for at in range(len(data) // 3, len(data) // 3 * 2, 997):  # flipped bits inside the weights
+        data[at] ^= 0x5A
+    (root / "flipped.pt").write_bytes(bytes(data))
+    (root / "cut.pt").write_bytes(good.read_bytes()[: len(data) // 2])
     (root / "text.pt").write_text("this is not a checkpoint\n")
     (root / "empty.pt").write_bytes(b"")
     Image.fromarray(_grey(rng, (8, 8))).save(root / "image.pt", format="PNG")
@@ -159,6 +164,12 @@ CASES = [
         "safely (GLOBAL pathlib.PurePosixPath)",
     ),
     ("ckpt-text-file", _predict("text.pt"), "text.pt: not a unetkit checkpoint (a text file)"),
+    (
+        "ckpt-bits-flipped",
+        _predict("flipped.pt"),
+        "flipped.pt: damaged checkpoint: the entry ",
+    ),
+    ("ckpt-truncated", _predict("cut.pt"), "cut.pt: cannot read checkpoint, truncated or not"),
     ("ckpt-empty-file", _predict("empty.pt"), "empty.pt: empty file (0 bytes)"),
     ("ckpt-png-file", _predict("image.pt"), "image.pt: not a unetkit checkpoint (a PNG image)"),
     ("ckpt-not-found", _predict("nowhere.pt"), "nowhere.pt: checkpoint not found"),

@@ -202,6 +202,37 @@ def test_same_padding_package_passes_bioimageio_test_and_reads_back(same2d):
     assert float(np.abs(predictor.predict_proba(test_in[0]) - test_out[0]).max()) <= TOL
 
 
+def test_a_calibrated_model_states_its_pixel_size_and_resamples_as_its_checkpoint(tmp_path):
+    """A model trained on files all at 0.325 µm: the package's axes say so (for Fiji and the other
+    consumers), and unetkit predicting the package resamples a 0.65 µm image as the checkpoint
+    does."""
+    spread = {"min": [0.325, 0.325], "max": [0.33, 0.33], "files": 12, "units": ["um"]}
+    fingerprint = {**FINGERPRINT, "spacing": [0.325, 0.325], "spacing_spread": spread}
+    fingerprint["spacing_unit"] = "um"
+    torch.manual_seed(0)
+    model = create_model("unet", features=(4, 8, 16), num_classes=3, init="torch")
+    ckpt = save_checkpoint(
+        tmp_path / "best.pt",
+        model,
+        label_map=LABELS,
+        normalization=PER_IMAGE,
+        patch_size=[32, 32],
+        extra={**EXTRA, "plan": {"fingerprint": fingerprint}},
+        with_rng=False,
+    )
+    package = bio.export_bioimageio(ckpt, tmp_path / "m.zip", check=False).path
+    rdf = rdf_of(package)
+    for tensor in (rdf["inputs"][0], rdf["outputs"][0]):
+        space = [a for a in tensor["axes"] if a["type"] == "space"]
+        assert [(a["scale"], a["unit"]) for a in space] == [(0.325, "micrometer")] * 2
+    assert rdf["config"]["unetkit"]["trained_spacing"] == [0.325, 0.325]
+    ours = bio.package_predictor(package, tile=32)
+    reference = Predictor.from_checkpoint(ckpt, precision="fp32")
+    assert ours.trained_spacing == reference.trained_spacing == [0.325, 0.325]
+    assert ours.spacing_unit == "um" and ours.resampling((0.65, 0.65)) == (2.0, 2.0)
+    assert ours.postprocess == reference.postprocess
+
+
 def test_bioimageio_core_predicts_as_unetkit_on_a_fresh_image(same2d):
     image = np.random.default_rng(7).normal(120, 40, (1, 40, 52)).astype(np.float32)
     ours = Predictor.from_checkpoint(same2d.ckpt, device="cpu", precision="fp32")

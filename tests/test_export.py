@@ -275,9 +275,15 @@ def test_a_model_trained_as_stored_keeps_its_voxel_size_in_onnx(tmp_path):
 
     spread = {"min": [0.5, 0.5], "max": [0.52, 0.5], "files": 3, "units": ["um"]}
     plan = {"fingerprint": {"cases": 3, "spacing": [0.5, 0.5], "spacing_spread": spread}}
+    plan["fingerprint"]["spacing_unit"] = "um"
+    post = {"steps": [{"name": "remove_small", "label": 1, "min_size": 9}], "connectivity": 1}
     model = create_model("unet", features=(4, 8, 16), num_classes=3)
     ckpt = save_checkpoint(
-        tmp_path / "ck.pt", model, patch_size=[32, 32], extra={"plan": plan}, with_rng=False
+        tmp_path / "ck.pt",
+        model,
+        patch_size=[32, 32],
+        extra={"plan": plan, "postprocess": post},
+        with_rng=False,
     )
     report = ex.export_onnx(ckpt, tmp_path / "m.onnx", threads=1)
     assert report.metadata["trained_spacing"] == [0.5, 0.5]
@@ -285,6 +291,21 @@ def test_a_model_trained_as_stored_keeps_its_voxel_size_in_onnx(tmp_path):
     torch_predictor = Predictor.from_checkpoint(ckpt, precision="fp32")
     assert onnx_predictor.trained_spacing == torch_predictor.trained_spacing == [0.5, 0.5]
     assert onnx_predictor.resampling((1.0, 1.0)) == torch_predictor.resampling((1.0, 1.0))
+    # the unit of that voxel size, and the clean-ups validation chose, travel with it
+    assert onnx_predictor.spacing_unit == torch_predictor.spacing_unit == "um"
+    assert onnx_predictor.postprocess == torch_predictor.postprocess
+    assert onnx_predictor.postprocess.describe() == "remove class 1 objects under 9 px"
+    # the command line: an upper-case suffix is still ONNX; GPU or bf16 asks are refused, not
+    # silently run on the CPU in fp32
+    upper = tmp_path / "M.ONNX"
+    upper.write_bytes(report.path.read_bytes())
+    img = tmp_path / "im.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(img)
+    assert main(["predict", str(upper), str(img), "-o", str(tmp_path / "p"), "--threads", "1"]) == 0
+    assert (tmp_path / "p" / "im.png").is_file()
+    for flags in (["--device", "cuda"], ["--precision", "bf16"]):
+        assert main(["predict", str(upper), str(img), "-o", str(tmp_path / "q"), *flags]) == 2
+    assert not (tmp_path / "q").exists()
 
 
 @needs_ort
@@ -465,6 +486,14 @@ def test_cli_export_torchscript_and_errors(tmp_path, checkpoint, capsys):
     )
     assert main(["export", str(checkpoint), "--output", str(checkpoint)]) == 2
     assert "would overwrite the checkpoint" in capsys.readouterr().err
+    other = tmp_path / "last.pt"  # another checkpoint of the run: not replaced by an export
+    other.write_bytes(checkpoint.read_bytes())
+    assert main(["export", str(checkpoint), "--format", "torchscript", "-o", str(other)]) == 2
+    assert f"--output {other} is a PyTorch checkpoint" in capsys.readouterr().err
+    assert other.read_bytes() == checkpoint.read_bytes()
+    # an earlier TorchScript export is replaced, as any export file is
+    assert main(["export", str(checkpoint), "--format", "torchscript", "-o", str(out)]) == 0
+    capsys.readouterr()
     assert main(["export", str(checkpoint), "--format", "torchscript", "--static"]) == 2
     assert "--static applies to ONNX only" in capsys.readouterr().err
 

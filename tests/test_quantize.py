@@ -321,6 +321,24 @@ def test_cli_int8_errors_are_one_line(run_folder, tmp_path, capsys):
     assert f"{missing}: calibration folder not found" in capsys.readouterr().err
 
 
+def test_cli_int8_refusal_writes_neither_file(run_folder, tmp_path, capsys, monkeypatch):
+    """Exit 2 means nothing written: a refused int8 copy takes the staged fp32 file with it."""
+    from unetkit.inference import quantize as q
+
+    monkeypatch.setattr(q, "label_agreement", lambda *a, **k: (900, 1000))  # 90 % agree
+    ckpt = run_folder / "checkpoints" / "best.pt"
+    out = tmp_path / "exports" / "m.onnx"
+    assert main(["export", str(ckpt), "--int8", "--threads", "1", "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert (
+        "int8 refused: labels agree with fp32 on 90 % of the validation pixels (needs 99.9 %)"
+        in err
+    )
+    assert err.endswith("nothing was written (export without --int8 for the fp32 model)")
+    assert not out.parent.exists() or sorted(out.parent.iterdir()) == []
+
+
 def test_run_images_follow_the_split_and_explicit_folders(run_folder, tmp_path):
     from unetkit.inference.quantize import run_images
 

@@ -131,17 +131,58 @@ def write_checkpoint(path: Union[str, Path], ckpt: dict) -> Path:
     return Path(path)
 
 
-def _is_torchscript(path: Path) -> bool:
-    """Whether a zip file is a TorchScript archive: it holds the module's ``code/`` and
-    ``constants.pkl``, which ``torch.save`` never writes."""
+def is_saved_weights(path: Union[str, Path]) -> bool:
+    """Whether ``path`` is a file ``torch.save`` wrote (a checkpoint, or a state dict), which a
+    command must not overwrite with an export (TorchScript archives do not count)."""
     import zipfile
 
+    path = Path(path)
+    if not path.is_file():
+        return False
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError):
         return False
-    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
+    pickled = any(n.endswith("/data.pkl") for n in names)
+    return pickled and not any(n.endswith("/constants.pkl") for n in names)
+
+
+def _describe_zip(path: Path) -> Optional[str]:
+    """What is wrong with a zip file given as a checkpoint (``None``: a readable PyTorch archive,
+    or one too damaged to open, which ``torch.load`` then names).
+
+    ``torch.load`` does not check the archive's CRCs, so a file with flipped bits would load
+    changed weights without a word; every entry's CRC is checked here (one read of the file). A
+    TorchScript export (it holds the module's ``code/`` and ``constants.pkl``, which
+    ``torch.save`` never writes) and a bioimage.io package (``rdf.yaml``) are named with the
+    file to give instead."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            if "rdf.yaml" in names or any(n.endswith("/rdf.yaml") for n in names):
+                return (
+                    "is a bioimage.io package, not a checkpoint; predict with it as it is "
+                    "(unetkit predict model.zip …), or give the .pt checkpoint it was exported from"
+                )
+            if any(n.endswith("/constants.pkl") for n in names) and any(
+                "/code/" in n for n in names
+            ):
+                return (
+                    "is a TorchScript export (for tools that run TorchScript), not a checkpoint; "
+                    "give the .pt checkpoint it was exported from, or an ONNX export (.onnx)"
+                )
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        return None
+    if bad is not None:
+        return (
+            f"damaged checkpoint: the entry {bad} fails its checksum (bits changed on disk or in "
+            "a copy); copy it again from its source, or use another checkpoint of the run"
+        )
+    return None
 
 
 def _describe_foreign_file(path: Path) -> Optional[str]:
@@ -150,11 +191,8 @@ def _describe_foreign_file(path: Path) -> Optional[str]:
         head = fh.read(512)
     if not head:
         return "empty file (0 bytes), not a checkpoint"
-    if head.startswith(b"PK\x03\x04") and _is_torchscript(path):
-        return (
-            "is a TorchScript export (for tools that run TorchScript), not a checkpoint; give the "
-            ".pt checkpoint it was exported from, or an ONNX export (.onnx)"
-        )
+    if head.startswith(b"PK\x03\x04"):
+        return _describe_zip(path)
     if (
         head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
     ):  # torch's zip format, or a legacy pickle
@@ -217,8 +255,11 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
             ) from None
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = next((ln for ln in lines if "Unpickler error" in ln), lines[0] if lines else "")
+        if len(detail) > 160:  # torch's long advice, cut at a word, not mid-sentence
+            detail = detail[:160].rsplit(" ", 1)[0] + " …"
         raise DataError(
-            f"cannot read checkpoint, truncated or not a checkpoint ({type(exc).__name__}: {detail[:200]})",
+            f"cannot read checkpoint, truncated or not a checkpoint ({type(exc).__name__}: "
+            f"{detail}); copy it again, or give the .pt file that 'unetkit train' wrote",
             path,
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:

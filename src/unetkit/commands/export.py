@@ -23,8 +23,8 @@ valid input sizes) is stored in it. ONNX export needs: pip install unetkit[expor
 --int8 also writes <output>.int8.onnx: ONNX Runtime static int8 quantisation (QDQ, u8 activations,
 7-bit per-channel int8 weights) calibrated on tiles of the training images, then the validation
 images are predicted with both files through the same tiling. The int8 file is kept only where its
-labels agree with fp32 on at least 99.9 % of the validation pixels; otherwise nothing is written and
-the command exits with status 2 naming the agreement found. The speed of both on one tile is printed
+labels agree with fp32 on at least 99.9 % of the validation pixels; otherwise nothing is written
+(not the fp32 file either) and the command exits with status 2 naming the agreement found. The speed of both on one tile is printed
 and stored in the file. The images default to the run's own (RUN/config.yaml, RUN/splits.json);
 --calibration / --validation take a dataset folder or a folder of images instead.
 
@@ -137,6 +137,13 @@ def run(args) -> int:
     output = args.output or default_output(args.checkpoint, args.format)
     if Path(output).resolve() == Path(args.checkpoint).resolve():
         raise ConfigError(f"--output {output} would overwrite the checkpoint; choose another file")
+    from ..checkpoint import is_saved_weights
+
+    if is_saved_weights(output):
+        raise ConfigError(
+            f"--output {output} is a PyTorch checkpoint, which the export would replace; choose "
+            "another file (or delete it first)"
+        )
     check_output_file(
         output
     )  # before torch is imported: a path that can never be written fails at once
@@ -177,18 +184,32 @@ def run(args) -> int:
 
             ex.require("onnxruntime.quantization")
             sources = run_images(args.checkpoint, args.calibration, args.validation)
-        report = ex.export_onnx(
-            args.checkpoint,
-            output,
-            input_size=size,
-            opset=args.opset,
-            dynamic=not args.static,
-            check=not args.no_check,
-            threads=args.threads,
-        )
+
+        def export_to(path):
+            return ex.export_onnx(
+                args.checkpoint,
+                path,
+                input_size=size,
+                opset=args.opset,
+                dynamic=not args.static,
+                check=not args.no_check,
+                threads=args.threads,
+            )
+
+        if sources is None:
+            print(export_to(output).describe(), flush=True)
+            return 0
+        # with --int8 both files or neither: the fp32 one is staged until the int8 one is kept,
+        # so an int8 refusal (exit 2) leaves nothing new behind
+        from ..utils import atomic_path
+
+        with atomic_path(output) as staged:
+            report = export_to(staged)
+            int8 = _int8(staged, int8_path, sources, args.threads)
+        report.path = Path(output)
         print(report.describe(), flush=True)
-        if sources is not None:
-            _int8(output, int8_path, sources, args.threads)
+        int8.source = Path(output)
+        print(int8.describe())
         return 0
     if args.static:
         raise ConfigError(
@@ -201,17 +222,23 @@ def run(args) -> int:
     return 0
 
 
-def _int8(output: str, int8_path: str, sources, threads) -> None:
-    """Quantise the written ONNX file; :class:`Int8Refused` (exit status 2) when it disagrees."""
-    from ..inference.quantize import quantize_int8
+def _int8(staged, int8_path: str, sources, threads):
+    """Quantise the staged fp32 ONNX file into ``int8_path``: the report, or
+    :class:`Int8Refused` (exit status 2) naming the agreement when the labels disagree."""
+    from ..inference.export import OnnxRunner
+    from ..inference.quantize import Int8Refused, quantize_int8
 
     print(sources.describe(), flush=True)
-    from ..inference.export import OnnxRunner
-
-    orientation = OnnxRunner(output, threads=threads).metadata.get("orientation")
+    orientation = OnnxRunner(staged, threads=threads).metadata.get("orientation")
     calibration, validation = sources.read(orientation)
-    report = quantize_int8(output, int8_path, calibration, validation, threads=threads)
-    print(report.describe())
+    try:
+        return quantize_int8(staged, int8_path, calibration, validation, threads=threads)
+    except Int8Refused as exc:
+        reason = str(exc).split(f"; {staged}")[0]
+        raise Int8Refused(
+            f"{reason}; nothing was written (export without --int8 for the fp32 model)",
+            exc.report,
+        ) from None
 
 
 def _bioimageio(args, output: str, size) -> int:

@@ -33,8 +33,8 @@ prediction.
 
 Post-processing: the labels get the clean-ups that training kept because they raised the validation
 Dice (small-object removal, hole filling, keep-largest, a watershed split of touching objects;
-RUN/postprocess.json lists what was tried). --postprocess none writes the raw argmax. Band-by-band
-images and exported (.onnx) models get none.
+RUN/postprocess.json lists what was tried). --postprocess none writes the raw argmax. Exported
+models (.onnx, bioimage.io .zip) carry it; band-by-band images get none.
 
 Instances for Fiji and QuPath: --instances writes <name>_instances.tif, every object of the labels
 numbered 1..N in raster order (0 = background; uint16, uint32 above 65535 objects; the input's pixel
@@ -216,22 +216,28 @@ def _one_predictor(model_path, args, common: dict):
         if args.postprocess == "none":
             common["postprocess"] = PostProcessing()
         return package_predictor(model_path, args.backend, args.device, args.precision, **common)
-    if args.backend == "onnxruntime" or model_path.suffix == ".onnx":
+    if args.postprocess == "none":
+        from ..inference.postprocess import PostProcessing
+
+        common["postprocess"] = PostProcessing()
+    onnx = model_path.suffix.lower() == ".onnx"
+    if args.backend == "onnxruntime" or onnx:
         try:
             from ..inference.export import OnnxRunner
         except ImportError as exc:
             raise ConfigError(
                 f"the onnxruntime backend is unavailable ({exc}); pip install 'unetkit[export]'"
             ) from None
-        if model_path.suffix != ".onnx":
+        if not onnx:
             raise ConfigError(
                 "--backend onnxruntime needs an exported .onnx model (unetkit export CHECKPOINT)"
             )
+        if args.device not in (None, "auto", "cpu") or args.precision not in (None, "auto", "fp32"):
+            raise ConfigError(
+                f"an .onnx model runs on the CPU in fp32 (onnxruntime); drop --device "
+                f"{args.device} / --precision {args.precision}, or predict with the checkpoint"
+            )
         return OnnxRunner(model_path, threads=args.threads).predictor(**common)
-    if args.postprocess == "none":
-        from ..inference.postprocess import PostProcessing
-
-        common["postprocess"] = PostProcessing()
     return Predictor.from_checkpoint(
         model_path, device=args.device, precision=args.precision, **common
     )
@@ -283,7 +289,10 @@ def run(args) -> int:
     runtime.configure_process(args.threads, reuse_freed_memory=predictor.device.type == "cpu")
     print(predictor.describe(), flush=True)
     if predictor.postprocess:
-        print(f"post-processing (chosen on validation): {predictor.postprocess.describe()}")
+        steps = predictor.postprocess.describe(
+            getattr(predictor, "spacing_unit", None), predictor.spatial_dims
+        )
+        print(f"post-processing (chosen on validation): {steps}")
     outputs = dict(
         probabilities=args.probabilities,
         overlay=args.overlay,

@@ -270,24 +270,51 @@ def postprocessing_for(num_classes: int) -> list[dict]:
 
 
 # -- tensors and sizes -----------------------------------------------------------------------------
-def input_axes(rule: SizeRule, channels: int, dynamic_batch: bool = True) -> list[dict]:
-    """``(batch, channel, [z,] y, x)`` with each space axis ``min + k·step`` (or fixed)."""
+def _pixel_size(spacing: Optional[Sequence[float]], unit: Optional[str], dims: int) -> list[dict]:
+    """Per space axis, the ``scale`` and ``unit`` fields of a model trained at one voxel size in a
+    named length unit (what a consumer should give it); ``{}`` each where that is not known."""
+    from ..io.ome_zarr import NGFF_UNITS
+
+    named = NGFF_UNITS.get(unit or "")
+    if spacing is None or named is None or len(spacing) != dims:
+        return [{} for _ in range(dims)]
+    return [{"scale": float(s), "unit": named} for s in spacing]
+
+
+def input_axes(
+    rule: SizeRule,
+    channels: int,
+    dynamic_batch: bool = True,
+    spacing: Optional[Sequence[float]] = None,
+    unit: Optional[str] = None,
+) -> list[dict]:
+    """``(batch, channel, [z,] y, x)`` with each space axis ``min + k·step`` (or fixed), and the
+    voxel size the model was trained at (``spacing`` in ``unit``) where it is known."""
     names = ["raw"] if channels == 1 else [f"channel{c}" for c in range(channels)]
     axes: list[dict] = [{"type": "batch"} if dynamic_batch else {"type": "batch", "size": 1}]
     axes.append({"type": "channel", "channel_names": names})
-    for axis, lo, step in zip(spatial_axis_ids(rule.spatial_dims), rule.min, rule.step):
+    sizes = _pixel_size(spacing, unit, rule.spatial_dims)
+    for axis, lo, step, px in zip(spatial_axis_ids(rule.spatial_dims), rule.min, rule.step, sizes):
         size = {"min": int(lo), "step": int(step)} if step else int(lo)
-        axes.append({"type": "space", "id": axis, "size": size})
+        axes.append({"type": "space", "id": axis, "size": size, **px})
     return axes
 
 
-def output_axes(rule: SizeRule, class_names: Sequence[str], dynamic_batch: bool = True) -> list:
-    """``(batch, channel, [z,] y, x)`` sized as the input minus the rule's shrink per axis."""
+def output_axes(
+    rule: SizeRule,
+    class_names: Sequence[str],
+    dynamic_batch: bool = True,
+    spacing: Optional[Sequence[float]] = None,
+    unit: Optional[str] = None,
+) -> list:
+    """``(batch, channel, [z,] y, x)`` sized as the input minus the rule's shrink per axis, on the
+    input's voxel size."""
     axes: list[dict] = [{"type": "batch"} if dynamic_batch else {"type": "batch", "size": 1}]
     axes.append({"type": "channel", "channel_names": list(class_names)})
-    for axis, shrink in zip(spatial_axis_ids(rule.spatial_dims), rule.shrink):
+    sizes = _pixel_size(spacing, unit, rule.spatial_dims)
+    for axis, shrink, px in zip(spatial_axis_ids(rule.spatial_dims), rule.shrink, sizes):
         ref = {"tensor_id": INPUT_ID, "axis_id": axis, "offset": -int(shrink)}
-        axes.append({"type": "space", "id": axis, "size": ref})
+        axes.append({"type": "space", "id": axis, "size": ref, **px})
     return axes
 
 
@@ -793,6 +820,7 @@ def export_bioimageio(
     """
     from ..checkpoint import build_model, load_checkpoint
     from ..data.normalization import Normalizer
+    from .predictor import _spacing_unit, _trained_spacing
 
     spec = require_bioimageio("bioimageio.core", "onnx", "onnxruntime")
     output = Path(output)
@@ -814,6 +842,11 @@ def export_bioimageio(
         "label_map": ckpt.get("label_map"),
         "normalization": ckpt.get("normalization"),
         "patch_size": ckpt.get("patch_size"),
+        # the voxel size a model trained as stored was trained at: unetkit predict resamples
+        # images far from it, and the axes state it for other consumers
+        "trained_spacing": _trained_spacing(ckpt),
+        "spacing_unit": _spacing_unit(ckpt),
+        "postprocess": (ckpt.get("extra") or {}).get("postprocess"),
     }
     with tempfile.TemporaryDirectory(prefix="unetkit-bioimageio-") as folder:
         tmp = Path(folder)
@@ -854,8 +887,12 @@ def export_bioimageio(
             cite=cite,
             license=license,
             tags=["unet", "pytorch", f"{dims}d", "semantic-segmentation", "unetkit", *tags],
-            inputs=input_axes(rule, channels, dynamic_batch),
-            outputs=output_axes(rule, names, dynamic_batch),
+            inputs=input_axes(
+                rule, channels, dynamic_batch, meta_in["trained_spacing"], meta_in["spacing_unit"]
+            ),
+            outputs=output_axes(
+                rule, names, dynamic_batch, meta_in["trained_spacing"], meta_in["spacing_unit"]
+            ),
             preprocessing=preprocessing,
             postprocessing=postprocessing_for(num_classes),
             opset=opset,
@@ -1381,6 +1418,8 @@ def package_predictor(
             raise DataError(
                 f"damaged config.unetkit ({exc}); export the package again", package.path
             ) from None
+        kwargs.setdefault("trained_spacing", cfg.get("trained_spacing"))
+        kwargs.setdefault("spacing_unit", cfg.get("spacing_unit"))
     else:
         normalizer, label_map, postprocess = PackagePreprocessing(package), None, PostProcessing()
     kwargs.setdefault("postprocess", postprocess)

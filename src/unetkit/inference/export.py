@@ -30,6 +30,7 @@ at, ``null`` = as stored), ``target_spacing`` (the voxel size it works at, ``nul
 ``trained_spacing`` (the voxel size a model trained as stored was trained at, where its cases
 agreed within 10 %: images far from it are resampled to it; ``null`` = none), ``spacing_unit``
 (the unit of those voxel sizes, as the training files stated it; ``null`` = not stated),
+``postprocess`` (the clean-ups validation chose, applied by ``unetkit predict``; ``null`` = none),
 ``orientation`` (the orientation code volumes are turned to, ``null`` = as stored),
 ``outputs`` (``"logits"``), ``activation``
 (``sigmoid`` for one channel, else ``softmax``) and ``valid_input_size``. A TorchScript export holds
@@ -293,6 +294,7 @@ def _metadata(model: nn.Module, ckpt: dict, extra: Optional[dict], rule: dict) -
         "trained_spacing": _trained_spacing(ckpt),
         "spacing_unit": _spacing_unit(ckpt),
         "orientation": ((ckpt.get("config") or {}).get("data") or {}).get("orientation"),
+        "postprocess": (ckpt.get("extra") or {}).get("postprocess"),
     }
     for key, value in (extra or {}).items():
         if key not in info:
@@ -732,6 +734,7 @@ class OnnxRunner:
         """
         from ..data.labels import LabelMap
         from ..data.normalization import Normalizer
+        from .postprocess import PostProcessing
         from .predictor import Predictor
 
         info = self.predictor_kwargs()
@@ -751,6 +754,13 @@ class OnnxRunner:
             kwargs.setdefault("trained_spacing", self.metadata.get("trained_spacing"))
         kwargs.setdefault("spacing_unit", self.metadata.get("spacing_unit"))
         kwargs.setdefault("orientation", self.metadata.get("orientation"))
+        if "postprocess" not in kwargs:  # the clean-ups the checkpoint's training chose
+            try:
+                kwargs["postprocess"] = PostProcessing.from_dict(self.metadata.get("postprocess"))
+            except UnetkitError as exc:
+                raise DataError(
+                    f"damaged post-processing in the metadata ({exc}); export it again", self.path
+                ) from None
         for key in ("device", "precision", "channels_last", "runner"):
             if kwargs.pop(key, None) not in (None, "auto", "cpu", "fp32", False, self):
                 raise ConfigError(f"{key} cannot be chosen for the onnxruntime backend (CPU, fp32)")

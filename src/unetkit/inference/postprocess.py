@@ -624,13 +624,22 @@ class PostStep:
         }[self.name]
         return clean_labels(indices, classes=[self.label], connectivity=connectivity, **flags)
 
-    def describe(self) -> str:
-        """The step in words: ``remove class 1 objects under 12 px``."""
+    def describe(self, unit: Optional[str] = None, dims: Optional[int] = None) -> str:
+        """The step in words: ``remove class 1 objects under 12 px``; a size kept as a volume in
+        ``unit`` (the images' spacing unit, ``"um"``) and ``dims`` (2: an area): ``under 10.3
+        µm² (12 px at the validation's median voxel size)``."""
         c = self.label
         if self.name == "remove_small" and self.min_volume is not None:
+            shown = {"um": "µm"}.get(unit or "", unit)
+            power = {2: "²", 3: "³"}.get(dims or 0, "")
+            size = (
+                f"{self.min_volume:.4g} {shown}{power}"
+                if shown and power
+                else f"{self.min_volume:.4g} (in the images' spacing unit, {'squared' if dims == 2 else 'cubed' if dims == 3 else 'to the power of the dimensions'})"
+            )
             return (
-                f"remove class {c} objects under {self.min_volume:.4g} (spacing unit)^n, "
-                f"{self.min_size} px at the validation's median voxel size"
+                f"remove class {c} objects under {size} "
+                f"({self.min_size} px at the validation's median voxel size)"
             )
         if self.name == "remove_small":
             return f"remove class {c} objects under {self.min_size} px"
@@ -732,9 +741,10 @@ class PostProcessing:
             indices = step.apply(indices, self.connectivity, spacing)
         return indices
 
-    def describe(self) -> str:
-        """The steps in words, ``;``-separated (``none`` when empty)."""
-        return "; ".join(s.describe() for s in self.steps) or "none"
+    def describe(self, unit: Optional[str] = None, dims: Optional[int] = None) -> str:
+        """The steps in words, ``;``-separated (``none`` when empty); ``unit``, ``dims``: see
+        :meth:`PostStep.describe`."""
+        return "; ".join(s.describe(unit, dims) for s in self.steps) or "none"
 
     def to_dict(self) -> dict:
         return {"steps": [s.to_dict() for s in self.steps], "connectivity": self.connectivity}
