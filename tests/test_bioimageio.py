@@ -345,6 +345,14 @@ NORMALIZATIONS = {
     "fixed": ({"name": "fixed", "params": {"low": -1000, "high": 400}, "stats": {}}, 1),
     "fixed-2ch": ({"name": "fixed", "params": {"low": [0, 10], "high": [255, 20]}, "stats": {}}, 2),
     "none": ({"name": "none", "params": {}, "stats": {}}, 1),
+    "ct": (
+        {
+            "name": "ct",
+            "params": {"lower": 0.5, "upper": 99.5},
+            "stats": {"low": [4.0], "high": [300.0], "mean": [60.0], "std": [45.0]},
+        },
+        1,
+    ),
 }
 
 
@@ -360,6 +368,9 @@ def test_preprocessing_computes_the_unetkit_normalisation(normalization, channel
 
 
 def test_preprocessing_refuses_what_it_cannot_express():
+    two_windows = {"low": [0, 0], "high": [100, 200], "mean": [50, 50], "std": [10, 10]}
+    with pytest.raises(ConfigError, match="channels have different windows"):
+        bio.preprocessing_for({"name": "ct", "params": {}, "stats": two_windows}, 2, 2)
     with pytest.raises(ConfigError, match=r"normalisation 'gamma' has no exact bioimage\.io"):
         bio.preprocessing_for({"name": "gamma", "params": {}, "stats": {}}, 1, 2)
     with pytest.raises(ConfigError, match=r"upper percentile 0\.9: .* export refused"):

@@ -195,6 +195,8 @@ def preprocessing_for(normalization: Optional[dict], channels: int, dims: int) -
     ``percentile``, per image    ``scale_range`` (the percentiles) then ``clip`` [0, 1]
     ``minmax``, per image        ``scale_range`` (percentiles 0 and 100)
     dataset ranges, ``fixed``    ``scale_linear`` onto [0, 1] then ``clip`` [0, 1]
+    ``ct`` (one window)          ``scale_linear`` (1/std, −mean/std) then ``clip`` to the
+                                 scaled window
     ``none``                     nothing
     ===========================  ==========================================================
 
@@ -255,11 +257,36 @@ def preprocessing_for(normalization: Optional[dict], channels: int, dims: int) -
         low = _vector(source["low"], channels, "low")
         high = _vector(source["high"], channels, "high")
         return _range_to_unit(*np.broadcast_arrays(low, high))
+    if name == "ct":
+        return _ct_steps(stats, channels)
     raise ConfigError(
         f"normalisation {name!r} has no exact bioimage.io preprocessing (zscore, percentile, "
-        "minmax, fixed and none have); export refused so that the package cannot predict "
-        "differently from unetkit"
+        "minmax, fixed, ct (one window) and none have); export refused so that the package cannot "
+        "predict differently from unetkit"
     )
+
+
+def _ct_steps(stats: dict, channels: int) -> list[dict]:
+    """nnU-Net's CT scheme ``(clip(x, low, high) − mean) / std`` as ``scale_linear`` then ``clip``
+    to the scaled window (the same numbers: the scaling is increasing). The spec's clip takes one
+    window for all channels, so channels whose scaled windows differ are refused."""
+    if any(stats.get(k) is None for k in ("low", "high", "mean", "std")):
+        raise ConfigError("ct normalisation was never fitted (no low, high, mean, std)")
+    mean = _vector(stats["mean"], channels, "mean")
+    std = _spread(_vector(stats["std"], channels, "std"))
+    low = (_vector(stats["low"], channels, "low") - mean) / std
+    high = (_vector(stats["high"], channels, "high") - mean) / std
+    low, high = np.broadcast_arrays(low, high)
+    if not (
+        np.allclose(low, low[0], rtol=0, atol=1e-9)
+        and np.allclose(high, high[0], rtol=0, atol=1e-9)
+    ):
+        raise ConfigError(
+            "ct normalisation whose channels have different windows has no exact bioimage.io "
+            "preprocessing (its clip takes one window); export refused"
+        )
+    clip = {"id": "clip", "kwargs": {"min": float(low[0]), "max": float(high[0])}}
+    return [*_scale_linear(1.0 / std, -mean / std), clip]
 
 
 def postprocessing_for(num_classes: int) -> list[dict]:
