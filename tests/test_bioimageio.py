@@ -233,6 +233,43 @@ def test_a_calibrated_model_states_its_pixel_size_and_resamples_as_its_checkpoin
     assert ours.postprocess == reference.postprocess
 
 
+def test_the_test_tensors_and_cover_show_one_of_the_runs_images(tmp_path):
+    """Inside its run folder, the package's sample is the run's first validation image large
+    enough (centre-cropped), not noise; outside it, the seeded sample."""
+    from PIL import Image
+
+    from unetkit.config import RunConfig
+    from unetkit.data.splits import save_splits
+
+    data, run = tmp_path / "data", tmp_path / "run"
+    rng = np.random.default_rng(3)
+    images = {}
+    for sub in ("images", "masks"):
+        (data / sub).mkdir(parents=True)
+    for stem, shape in (("a", (70, 80)), ("small", (20, 20)), ("b", (90, 100))):
+        images[stem] = rng.integers(0, 255, shape, dtype=np.uint8)
+        Image.fromarray(images[stem]).save(data / "images" / f"{stem}.png")
+        Image.fromarray((images[stem] > 128).astype(np.uint8) * 255).save(
+            data / "masks" / f"{stem}.png"
+        )
+    config = RunConfig.from_dict({"data": {"train_dir": str(data)}})
+    (run / "checkpoints").mkdir(parents=True)
+    config.to_yaml(run / "config.yaml")
+    save_splits(run / "splits.json", {"train": ["a"], "val": ["small", "b"]})
+    ckpt = make_checkpoint(run / "checkpoints" / "best.pt", "unet", PER_IMAGE)
+    package = bio.export_bioimageio(ckpt, tmp_path / "m.zip", check=False, input_size=32).path
+    with zipfile.ZipFile(package) as z:
+        test_in = np.load(io.BytesIO(z.read("test_input.npy")))
+    size = test_in.shape[2:]
+    top, left = (90 - size[0]) // 2, (100 - size[1]) // 2  # 'small' is too small: 'b' is taken
+    expected = images["b"][top : top + size[0], left : left + size[1]]
+    np.testing.assert_array_equal(test_in[0, 0], expected.astype(np.float32))
+
+    alone = tmp_path / "alone.pt"
+    alone.write_bytes(ckpt.read_bytes())
+    assert bio.run_sample(alone, size, 1) is None  # no run folder: the seeded sample
+
+
 def test_bioimageio_core_predicts_as_unetkit_on_a_fresh_image(same2d):
     image = np.random.default_rng(7).normal(120, 40, (1, 40, 52)).astype(np.float32)
     ours = Predictor.from_checkpoint(same2d.ckpt, device="cpu", precision="fp32")

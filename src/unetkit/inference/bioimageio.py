@@ -418,9 +418,45 @@ def _centre_crop(image: np.ndarray, size: Sequence[int], path: Any) -> np.ndarra
     return image[(slice(None), *(slice(a, a + t) for a, t in zip(starts, size)))]
 
 
-def _sample_image(sample, size, channels: int, normalization: Optional[dict], seed: int):
-    """The test input ``(C, *size)`` float32: the caller's image (array or file, centre-cropped) or
-    :func:`seeded_sample`."""
+#: run images tried for the default sample (the first that fits is taken)
+RUN_SAMPLES_TRIED = 20
+
+
+def run_sample(checkpoint: Any, size: Sequence[int], channels: int) -> Optional[np.ndarray]:
+    """The first of the run's own validation (then training) images with the model's channels
+    and at least ``size`` on every axis, for the package's test tensors and cover: a real image
+    shows what the model does, where a random one shows noise. ``None`` when the checkpoint is
+    not in its run folder any more, or no image fits (the seeded sample is used then)."""
+    from ..data.reading import read_case_image
+    from .quantize import run_images
+
+    if not isinstance(checkpoint, (str, Path)):
+        return None
+    try:
+        sources = run_images(checkpoint)
+    except UnetkitError:
+        return None
+    for case in [*sources.validation, *sources.calibration][:RUN_SAMPLES_TRIED]:
+        try:
+            image = read_case_image(case)[0]
+        except UnetkitError:
+            continue
+        grey = channels == 1 and image.shape[0] in (3, 4)
+        if grey and all(np.array_equal(image[0], image[c]) for c in (1, 2)):
+            image = image[:1]  # grey saved as RGB, as predict reads it
+        fits = image.ndim == len(size) + 1 and image.shape[0] == channels
+        if fits and all(s >= t for s, t in zip(image.shape[1:], size)):
+            return image
+    return None
+
+
+def _sample_image(
+    sample, size, channels: int, normalization: Optional[dict], seed: int, checkpoint: Any = None
+):
+    """The test input ``(C, *size)`` float32: the caller's image (array or file, centre-cropped),
+    else one of the run's images (:func:`run_sample`), else :func:`seeded_sample`."""
+    if sample is None:
+        sample = run_sample(checkpoint, size, channels)
     if sample is None:
         return seeded_sample(size, channels, normalization, seed)
     where: Any = "sample"
@@ -827,8 +863,9 @@ def export_bioimageio(
         license: SPDX identifier of the weights' licence (default ``CC-BY-4.0``).
         name, description, tags: shown on bioimage.io (defaults describe the model).
         sample: an image ``(C, *spatial)`` or an image file for the test tensors and the cover
-            (centre-cropped to the test size); default a smooth seeded random image in the
-            normalisation's range.
+            (centre-cropped to the test size); default the first of the run's validation (then
+            training) images large enough (:func:`run_sample`), else a smooth seeded random image
+            in the normalisation's range.
         opset: ONNX opset.
         check: compare each export with PyTorch (as ``unetkit export`` does) and run
             ``bioimageio.core.test_model`` on the package before it is renamed into place.
@@ -885,7 +922,7 @@ def export_bioimageio(
         if not dynamic:
             rule = rule.fixed(ox.example_size)
         size = _test_size(rule, dynamic, ox.example_size)
-        raw = _sample_image(sample, size, channels, ckpt.get("normalization"), seed)
+        raw = _sample_image(sample, size, channels, ckpt.get("normalization"), seed, checkpoint)
         normalizer = (
             Normalizer.from_dict(ckpt["normalization"]) if ckpt.get("normalization") else None
         )
