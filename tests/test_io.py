@@ -317,6 +317,16 @@ def test_tiff_resolution_tags_centimetre_vs_inch(tmp_path):
         tmp_path / "inch.tif", a, resolution=(72, 72), resolutionunit="INCH", metadata=None
     )
     assert read_image(tmp_path / "inch.tif")[1].spacing is None
+    for unit, per_unit in (("MILLIMETER", 1e3), ("MICROMETER", 1.0)):  # tifffile's extensions
+        tifffile.imwrite(
+            tmp_path / f"{unit}.tif",
+            a,
+            resolution=(per_unit / 0.25, per_unit / 0.25),
+            resolutionunit=unit,
+            metadata=None,
+        )
+        meta = read_image(tmp_path / f"{unit}.tif")[1]
+        assert meta.spacing == pytest.approx((0.25, 0.25)) and meta.spacing_unit == "um"
 
 
 def test_tiff_time_axis_refused(tmp_path):

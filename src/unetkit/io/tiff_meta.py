@@ -61,10 +61,18 @@ def _tiff_spacing(tf: Any, spatial: str) -> tuple[Optional[tuple], Optional[str]
             unit = norm_unit(m.group(1)) if m else "um"
             return tuple(sizes.get(a, 1.0) for a in spatial), unit
     unit_tag = page.tags.get("ResolutionUnit")
-    if xy is not None and unit_tag is not None and int(unit_tag.value) == 3:  # centimetre
-        xy = (xy[0] * 1e4, xy[1] * 1e4)
+    microns = _MICRONS_PER_RESOLUTION_UNIT.get(int(unit_tag.value)) if unit_tag else None
+    if xy is not None and microns is not None:
+        xy = (xy[0] * microns, xy[1] * microns)
         return ((1.0,) if "Z" in spatial else ()) + xy, "um"
     return None, None
+
+
+#: TIFF ResolutionUnit codes read as a pixel size, in µm per unit: 3 centimetre (the standard's),
+#: 4 millimetre and 5 micrometre (tifffile's extensions). 2 (inch) is not: it is the dots per inch
+#: of photo and scanner software (72, 300 dpi), rarely a physical pixel size, and read as one it
+#: would have a model resample such images by a made-up voxel size.
+_MICRONS_PER_RESOLUTION_UNIT = {3: 1e4, 4: 1e3, 5: 1.0}
 
 
 def _resolution_spacing(page: Any) -> Optional[tuple[float, float]]:
