@@ -117,6 +117,7 @@ def main(out: Path) -> None:
     probs = viewer.layers["cells probabilities"]  # two classes: the foreground's
     assert np.array_equal(probs.data, reference.predict_proba(image[None])[1])
     assert tuple(probs.scale) == (0.5, 0.5)
+    assert "cells objects" not in viewer.layers  # not asked for
     tiles = len(reference.plan(image.shape).grid().tiles)
     assert tiles > 1 and predict.progress.max == tiles and predict.progress.value == tiles
 
@@ -189,8 +190,12 @@ def main(out: Path) -> None:
     assert train.progress.value == train.progress.max
     print(f"train: ok ({train.status.value})", flush=True)
 
-    # 5. the trained model, as loaded, predicts from the widget (a new layer: nothing overwritten)
+    # 5. the trained model, as loaded, predicts from the widget (a new layer: nothing overwritten),
+    # with its objects numbered as predict --instances numbers them
+    from scipy import ndimage
+
     predict.with_probabilities.value = False
+    predict.objects.value = "components"
     predict.run_button.native.click()
     wait_until(lambda: not predict.busy, "predict with the trained model")
     after = Predictor.from_checkpoint(outcome.checkpoint, tile=32).predict(image[None])
@@ -198,9 +203,13 @@ def main(out: Path) -> None:
         "the trained model's labels differ from Predictor.predict"
     )
     assert np.array_equal(viewer.layers["cells labels"].data, expected)
+    objects = viewer.layers["cells objects"]
+    _, count = ndimage.label(after == 1)
+    assert objects.data.max() == count and np.array_equal(objects.data > 0, after == 1)
+    assert tuple(objects.scale) == (0.5, 0.5) and f"; {count} objects" in predict.status.value
 
     # 6. screenshot of the whole window: the new labels over the image, both widgets docked
-    for name in ("colour", "cells probabilities", "cells truth", "cells labels"):
+    for name in ("colour", "cells probabilities", "cells truth", "cells labels", "cells objects"):
         viewer.layers[name].visible = False
     viewer.layers.selection.active = viewer.layers["cells labels [1]"]
     viewer.window.resize(1400, 900)

@@ -257,6 +257,15 @@ def test_segment_gives_predictors_labels_and_stops_when_cancelled(checkpoint):
         DataError, match=r"^layer 'z': has shape \(20, 64, 48\): a stack of 20 planes"
     ):
         jobs.segment(predictor, stack, False, "z")
+    from scipy import ndimage
+
+    numbered = jobs.segment(predictor, image, False, "cells", objects="components")
+    np.testing.assert_array_equal(numbered.labels, seg.labels)
+    assert numbered.objects.max() == ndimage.label(seg.labels > 0)[1]
+    np.testing.assert_array_equal(numbered.objects > 0, seg.labels > 0)
+    assert seg.objects is None
+    with pytest.raises(ConfigError, match="objects must be one of components, watershed"):
+        jobs.segment(predictor, image, False, "cells", objects="stardist")
     grey_stack = jobs.segment(predictor, np.stack([image] * 3), False, "grey planes")
     np.testing.assert_array_equal(grey_stack.labels, seg.labels)  # equal planes: grey, as RGB
 

@@ -97,12 +97,15 @@ class Segmentation:
         class_values: the mask value of each class in the training data (the label map), so a
             user can map indices back to their own values; ``None`` when the model has no map.
         class_names: a name per class (the label map's names, else ``class K``).
+        objects: ``(*spatial)`` instance ids 1 … N of the labels' objects (0 = background), as
+            ``unetkit predict --instances`` numbers them; ``None`` when not asked for.
     """
 
     labels: np.ndarray
     probabilities: Optional[np.ndarray]
     class_values: Optional[list]
     class_names: list
+    objects: Optional[np.ndarray] = None
 
 
 def segment(
@@ -114,6 +117,7 @@ def segment(
     progress: Optional[Callable[[int, int], None]] = None,
     spacing: Optional[tuple] = None,
     unit: Optional[str] = None,
+    objects: Optional[str] = None,
 ) -> Segmentation:
     """Segment one Image layer's pixels as ``unetkit predict`` does, in class indices.
 
@@ -132,6 +136,8 @@ def segment(
             grid.
         unit: the unit of ``spacing`` (``"um"``; the layer's ``units``), converted to the unit
             of the model's training files; ``None``: taken to be that unit.
+        objects: also number the objects of the labels: ``components`` (connected objects of
+            each class) or ``watershed`` (touching ones split too), as ``predict --instances``.
 
     Raises:
         DataError: the layer does not fit the model (dimensionality, channel count, NaN/inf
@@ -178,11 +184,20 @@ def segment(
     if probs is not None:
         probs = probs[1] if probs.shape[0] == 2 else probs[1:]
     indices = predictor.postprocess.apply(indices, spacing)
+    numbered = None
+    if objects is not None:
+        from ..inference.postprocess import INSTANCE_METHODS, instance_image, label_instances
+
+        if objects not in INSTANCE_METHODS:
+            raise ConfigError(
+                f"objects must be one of {', '.join(INSTANCE_METHODS)}, got {objects!r}"
+            )
+        numbered = instance_image(label_instances(indices, objects))[0]
     label_map = predictor.label_map
     classes = label_map.num_classes if label_map is not None else int(indices.max()) + 1
     names = list(getattr(label_map, "names", None) or [f"class {k}" for k in range(classes)])
     values = [v if isinstance(v, int) else list(v) for v in label_map.values] if label_map else None
-    return Segmentation(indices.astype(labels_dtype(classes)), probs, values, names)
+    return Segmentation(indices.astype(labels_dtype(classes)), probs, values, names, numbered)
 
 
 # -- train ---------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import napari
 import numpy as np
 from magicgui.widgets import (
     CheckBox,
+    ComboBox,
     Container,
     FileEdit,
     Label,
@@ -34,6 +35,12 @@ from .layers import layer_array, layer_spacing, placement
 from .tasks import BackgroundTask, Outcome, tell
 
 MODEL_FILTER = "unetkit models (*.pt *.onnx);;all files (*)"
+#: the "objects" choices: none, or how ``unetkit predict --instances`` numbers them
+OBJECT_CHOICES = [
+    ("none", None),
+    ("connected objects", "components"),
+    ("split touching (watershed)", "watershed"),
+]
 
 
 class PredictWidget(Container):
@@ -64,6 +71,12 @@ class PredictWidget(Container):
         )
         self.tta = CheckBox(text="test-time augmentation (flips, rotations)")
         self.with_probabilities = CheckBox(text="add probabilities")
+        self.objects = ComboBox(
+            label="objects",
+            choices=OBJECT_CHOICES,
+            value=None,
+            tooltip="also add a Labels layer numbering each object (unetkit predict --instances)",
+        )
         self.run_button = PushButton(text="Predict")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="tiles", min=0, max=1, value=0)
@@ -76,6 +89,7 @@ class PredictWidget(Container):
                 self.tile,
                 self.tta,
                 self.with_probabilities,
+                self.objects,
                 Container(widgets=[self.run_button, self.cancel_button], layout="horizontal"),
                 self.progress,
                 self.status,
@@ -100,6 +114,7 @@ class PredictWidget(Container):
         self._target = {"name": name, "layer": layer}
         model, tile, tta = self.model.value, int(self.tile.value), bool(self.tta.value)
         with_probabilities = bool(self.with_probabilities.value)
+        objects = self.objects.value
 
         def job(report, cancelled):
             predictor = self._predictor(model, tile, tta)
@@ -113,7 +128,7 @@ class PredictWidget(Container):
             # pixel says nothing
             spacing, unit = layer_spacing(layer, predictor.spatial_dims)
             seg = jobs.segment(
-                predictor, data, rgb, name, with_probabilities, progress, spacing, unit
+                predictor, data, rgb, name, with_probabilities, progress, spacing, unit, objects
             )
             return seg, predictor.spatial_dims, str(model)
 
@@ -175,11 +190,20 @@ class PredictWidget(Container):
                 blending="additive",
                 metadata={"unetkit": meta},
             )
+        if seg.objects is not None:
+            self.viewer.add_labels(
+                seg.objects,
+                name=f"{target['name']} objects",
+                metadata={"unetkit": meta},
+                **where.kwargs(),
+            )
         found = ", ".join(
             f"{n} {np.count_nonzero(seg.labels == k)} px"
             for k, n in enumerate(seg.class_names)
             if k > 0
         )
+        if seg.objects is not None:
+            found += f"; {int(seg.objects.max())} objects"
         self._say(f"added {labels.name!r}: {found}")
 
     def _busy(self, busy: bool) -> None:
