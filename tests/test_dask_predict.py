@@ -450,3 +450,95 @@ def test_one_huge_tiff_by_blocks_writes_the_tiff_one_process_writes(
         np.testing.assert_array_equal(
             a.series[0].levels[1].asarray(), b.series[0].levels[1].asarray()
         )
+
+
+def test_a_stopped_job_leaves_a_folder_its_rerun_can_tell_apart(job, client, tmp_path):
+    """The workers write in any order and a job can stop anywhere (here at a corrupt input), so the
+    folder names its model before the first output: a rerun with another model is refused, not
+    mixed with the outputs already there. An output folder that holds the inputs is refused before
+    anything is written."""
+    import shutil
+
+    from unetkit.inference.batch import MODEL_RECORD, _recorded_model, check_model_record
+    from unetkit.inference.cluster import predict_files_dask
+
+    _, _, images, factory, _ = job
+    folder = tmp_path / "in"
+    shutil.copytree(images, folder)
+    (folder / "im9.png").write_bytes((folder / "im0.png").read_bytes()[:60])  # cut short
+    out = tmp_path / "out"
+    with pytest.raises(DataError, match="im9.png"):
+        predict_files_dask(factory, [folder], out, client, progress=False, model_id="model A")
+    assert (out / MODEL_RECORD).is_file() and _recorded_model(out) == "model A"
+    (folder / "im9.png").unlink()
+    cases, options = plan_cases(factory(), [folder])
+    if any(p.name.endswith(".png") for p in out.iterdir()):  # the workers had written some
+        with pytest.raises(DataError, match="from another model"):
+            check_model_record(out, "model B", cases, options)
+
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for overwrite in (False, True):
+        with pytest.raises(DataError, match=r"in: is where the inputs are \(e\.g\. im0\.png\)"):
+            predict_files_dask(
+                factory, [folder], folder, client, overwrite=overwrite, progress=False
+            )
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_blocks_left_by_a_stopped_job_are_reused_only_by_the_same_job(job, client, tmp_path):
+    """A huge image's finished blocks are kept for a rerun of the same model, level and block
+    size, and discarded for any other: a rerun with another model writes its own labels only."""
+    import shutil
+
+    from unetkit.data.discovery import Case
+    from unetkit.inference.cluster import _BLOCKS_DIR, _IDENTITY, predict_image_blocks
+    from unetkit.io import read_image
+
+    zarr = pytest.importorskip("zarr")
+    _, _, _, factory, _ = job
+    image = (np.random.default_rng(5).random((1, 200, 96)) * 255).astype(np.uint8)
+    path = tmp_path / "big.zarr"
+    zarr.open_array(str(path), mode="w", shape=image.shape, chunks=(1, 64, 64), dtype="uint8")[
+        ...
+    ] = image
+
+    def run(out, model_id):
+        return predict_image_blocks(
+            factory,
+            Case("big", [path]),
+            out,
+            client,
+            factory(),
+            threads=1,
+            rows_per_block=64,
+            progress=False,
+            model_id=model_id,
+        )
+
+    first = tmp_path / "a" / "big.ome.zarr"
+    first.parent.mkdir()
+    expected, _ = read_image(run(first, "model A").outputs["labels"])
+
+    def leave_blocks(out, model_id):
+        """The store a job of ``model_id`` stopped after all its blocks leaves: here every label
+        set to 7, so a reuse shows."""
+        store = out.parent / ".big.blocks.ome.zarr"
+        shutil.copytree(first, store)
+        zarr.open_group(str(store), mode="r+")["0"][...] = 7
+        done = store / _BLOCKS_DIR
+        done.mkdir()
+        identity = {"model": model_id, "level": 0, "shape": [200, 96], "step": 64}
+        (done / _IDENTITY).write_text(__import__("json").dumps(identity))
+        for r0 in range(0, 200, 64):
+            (done / f"{r0}-{min(r0 + 64, 200)}.done").touch()
+
+    same = tmp_path / "same" / "big.ome.zarr"
+    same.parent.mkdir()
+    leave_blocks(same, "model A")
+    labels, _ = read_image(run(same, "model A").outputs["labels"])
+    assert np.all(labels == 7)  # the same job: its finished blocks are kept
+    other = tmp_path / "other" / "big.ome.zarr"
+    other.parent.mkdir()
+    leave_blocks(other, "model A")
+    labels, _ = read_image(run(other, "model B").outputs["labels"])
+    np.testing.assert_array_equal(labels, expected)  # another model: none of A's blocks

@@ -63,6 +63,21 @@ def test_predict_folder_writes_user_values_and_skips_on_rerun(checkpoint, folder
     assert [r.status for r in third] == ["skipped", "written", "skipped"]
 
 
+def test_an_output_folder_holding_the_inputs_is_refused(checkpoint, folder, tmp_path):
+    """PNG inputs would be replaced by their labels (--overwrite) or skipped as done: refused in
+    one line, every input untouched; a folder beside or above the inputs is fine."""
+    pred = Predictor.from_checkpoint(checkpoint, precision="fp32")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    for overwrite in (False, True):
+        with pytest.raises(DataError, match=r"imgs: is where the inputs are \(e\.g\. im0\.png\)"):
+            predict_files(pred, [folder], folder, overwrite=overwrite, progress=False)
+    with pytest.raises(DataError, match="is where the inputs are"):
+        predict_files(pred, [folder / "im1.png"], folder, progress=False)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    res = predict_files(pred, [folder], folder.parent, progress=False)  # above the inputs
+    assert [r.status for r in res] == ["written"] * 3
+
+
 def test_failure_mid_run_leaves_no_partial_files(checkpoint, folder, tmp_path, monkeypatch):
     pred = Predictor.from_checkpoint(checkpoint, precision="fp32")
     calls = {"n": 0}
@@ -127,6 +142,29 @@ def test_band_by_band_equals_whole_image(preset, tmp_path, monkeypatch):
     assert np.array_equal(labels == 255, whole.argmax(0) == 1)
     assert not list((tmp_path / "out").glob("*partial*"))
     assert open_lazy(tmp_path / "big.npy").shape == (1, 301, 257)
+
+
+def test_a_npy_volume_goes_slab_by_slab_for_a_model_with_a_target_spacing(tmp_path, monkeypatch):
+    """A .npy file states no voxel size: taken to be on the model's grid, slab by slab, as whole."""
+    model = create_model(
+        "unet", spatial_dims=3, base_features=2, depth=2, norm="none", init="torch"
+    )
+    pred = Predictor(
+        model,
+        precision="fp32",
+        normalizer=create_normalizer("zscore"),
+        label_map=LabelMap([0, 1]),
+        target_spacing=[2.0, 1.0, 1.0],
+        spacing_unit="mm",
+    )
+    volume = np.random.default_rng(6).normal(size=(1, 20, 40, 36)).astype(np.float32)
+    np.save(tmp_path / "vol.npy", volume)
+    monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 4000)
+    res = predict_files(pred, [tmp_path / "vol.npy"], tmp_path / "out", progress=False)
+    assert res[0].mode == "band-by-band"
+    labels = tifffile.imread(res[0].outputs["labels"])
+    assert labels.shape == (20, 40, 36)
+    assert np.mean(labels == pred.predict(volume)) > 0.999  # slabs overlap: ties at most
 
 
 class _MemorySink:

@@ -303,8 +303,10 @@ def run(args) -> int:
         geojson=args.geojson,
         part=None if args.num_parts is None else (args.part_id, args.num_parts),
         level=args.level,
-        # outputs of another model in the folder are not skipped as done
-        model_id=model_digest(model_files(args.model)),
+        # outputs of another model (or of another pyramid level) in the folder are not skipped
+        # as done
+        model_id=model_digest(model_files(args.model))
+        + (f" level {args.level}" if args.level else ""),
     )
     if args.dask:
         import functools

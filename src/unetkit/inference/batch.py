@@ -319,6 +319,7 @@ def predict_files(
         level=level,
     )
     check_model_record(out_dir, model_id, cases, options)
+    check_outputs_apart(out_dir, cases, options)
     check_inputs(predictor, cases, out_dir, options)
     results = []
     with output_folder(out_dir):
@@ -496,10 +497,40 @@ def check_model_record(out_dir: Path, model_id: Optional[str], cases: list, opti
     if kept:
         raise DataError(
             f"holds the outputs of {len(kept)} input(s) ({', '.join(kept[:3])}"
-            f"{' …' if len(kept) > 3 else ''}) from another model than this one; pass --overwrite "
-            "to predict them again, or choose another --output",
+            f"{' …' if len(kept) > 3 else ''}) from another model (or pyramid level) than this "
+            "one; pass --overwrite to predict them again, or choose another --output",
             out_dir,
         )
+
+
+def check_outputs_apart(out_dir: Path, cases: list, options: dict) -> None:
+    """Refuse an output folder that holds the inputs themselves: outputs named like their inputs
+    (PNG → PNG, TIFF → TIFF, a zarr store's labels) would replace them with ``--overwrite``, be
+    skipped as done without it, and be read as inputs by the next run.
+
+    Raises:
+        DataError: naming ``out_dir`` and one input in it.
+    """
+    out = Path(out_dir).resolve()
+    for case in cases:
+        paths, _, _ = _outputs_with(case, Path(out_dir), options)
+        targets = {p.resolve() for p in paths.values()}
+        for image in case.images:
+            image = Path(image).resolve()
+            if image.parent == out or image in targets or image == out or image in out.parents:
+                raise DataError(
+                    f"is where the inputs are (e.g. {image.name}); the outputs would mix with or "
+                    "replace them: choose another --output folder",
+                    out_dir,
+                )
+
+
+def claim_empty_folder(out_dir: Path, model_id: Optional[str], cases: list, options: dict) -> None:
+    """Record ``model_id`` in ``out_dir`` before anything is written when none of the cases'
+    outputs exist yet, so a job stopped at any point leaves outputs its rerun can tell apart
+    (:func:`check_model_record`)."""
+    if not any(_done(_outputs_with(c, Path(out_dir), options)[0]) for c in cases):
+        write_model_record(out_dir, model_id)
 
 
 def write_model_record(out_dir: Path, model_id: Optional[str]) -> None:

@@ -20,6 +20,7 @@ gets, so a model is loaded once per worker, not once per image.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -71,11 +72,25 @@ def _worker_predictor(factory: Callable, token: str, threads: Optional[int], gpu
 
 
 def _predict_case_task(factory, token, threads, case, out_dir, options, gpus=False):
-    """One case on a worker (what a Dask task runs)."""
+    """One case on a worker (what a Dask task runs). A bad input (:class:`UnetkitError`) comes
+    back as a :class:`_BadInput` rather than raised: a raised one would be logged with its
+    traceback by the worker and the scheduler, where the user needs one line (which the client
+    raises)."""
+    from ..errors import UnetkitError
     from .batch import predict_case
 
     predictor = _worker_predictor(factory, token, threads, gpus)
-    return predict_case(predictor, case, Path(out_dir), **options)
+    try:
+        return predict_case(predictor, case, Path(out_dir), **options)
+    except UnetkitError as exc:
+        return _BadInput(exc)
+
+
+class _BadInput:
+    """A task's bad-input error, carried back to the client to be raised there."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
 
 
 class _LabelRowsSink:
@@ -125,6 +140,17 @@ def _predict_block_task(
 
 #: Folder inside an unfinished block-wise output store that holds one marker per finished block.
 _BLOCKS_DIR = "unetkit-blocks-done"
+#: the file in it naming the job whose blocks they are (model, level, shape, block rows)
+_IDENTITY = "job.json"
+
+
+def _store_identity(done_dir: Path) -> Optional[dict]:
+    """The job a block store's finished blocks belong to (``None``: unreadable or none)."""
+    try:
+        found = json.loads((done_dir / _IDENTITY).read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def block_rows(shape: tuple, out_tile_rows: int, workers: int, chunk: int) -> int:
@@ -145,6 +171,7 @@ def predict_image_blocks(
     rows_per_block: Optional[int] = None,
     progress: bool = True,
     level: int = 0,
+    model_id: Optional[str] = None,
 ):
     """One huge image (zarr, TIFF or ``.npy``) spread over the workers by blocks of rows, into one
     label image at ``out_path`` (OME-Zarr for a ``.zarr`` path, else TIFF): the labels of one
@@ -152,7 +179,8 @@ def predict_image_blocks(
     ``rows=``).
 
     The output is filled in a hidden store beside ``out_path`` (``.<name>.blocks.ome.zarr``) whose
-    finished blocks are marked, so a rerun after a failure predicts only the missing blocks. When
+    finished blocks are marked, so a rerun after a failure predicts only the missing blocks (of the
+    same ``model_id``, level and block size; other blocks are discarded: ``None`` keeps none). When
     every block is done it is renamed to ``out_path`` after the reduced levels of a pyramidal
     input's labels (:func:`~unetkit.io.pyramid.add_ome_zarr_levels`), or copied into the TIFF at
     ``out_path`` and deleted.
@@ -187,8 +215,11 @@ def predict_image_blocks(
     dtype = np.dtype(predictor.label_map.dtype) if predictor.label_map is not None else np.uint8
     store = out_path.parent / f".{out_path.name.split('.')[0]}.blocks.ome.zarr"
     done_dir = store / _BLOCKS_DIR
-    if store.exists() and not done_dir.is_dir():
-        shutil.rmtree(store)  # not a block store unetkit left: start again
+    # the finished blocks are kept for a rerun only if that rerun makes the same labels: the same
+    # model, level, image size and blocks (else a resumed job would mix two models' labels)
+    identity = {"model": model_id, "level": level, "shape": list(shape), "step": step}
+    if store.exists() and (model_id is None or _store_identity(done_dir) != identity):
+        shutil.rmtree(store)  # another job's blocks, or not a block store unetkit left
     if not store.exists():
         create_ome_zarr(
             store,
@@ -201,6 +232,7 @@ def predict_image_blocks(
             chunks=(step, *[min(n, 512) for n in shape[1:]]),
         )
         done_dir.mkdir()
+        (done_dir / _IDENTITY).write_text(json.dumps(identity))
     blocks = [(r, min(r + step, shape[0])) for r in range(0, shape[0], step)]
     todo = [b for b in blocks if not (done_dir / f"{b[0]}-{b[1]}.done").exists()]
     token = f"{id(factory)}-{os.getpid()}"
@@ -389,6 +421,8 @@ def predict_files_dask(
         PredictedFile,
         band_labels_path,
         check_model_record,
+        check_outputs_apart,
+        claim_empty_folder,
         is_blockwise,
         plan_cases,
         write_model_record,
@@ -409,12 +443,16 @@ def predict_files_dask(
         level=level,
     )
     check_model_record(out_dir, model_id, cases, options)
+    check_outputs_apart(out_dir, cases, options)
     _check_workers(client)
     token = f"{id(factory)}-{os.getpid()}"
     results: list = [None] * len(cases)
     blockwise = [i for i, case in enumerate(cases) if is_blockwise(case, **options)]
     with output_folder(out_dir), client.as_current():
         remove_stale_temp_files(out_dir)
+        # the workers write in any order and a job may be stopped at any point, so a folder with
+        # no outputs yet is this model's before the first is written
+        claim_empty_folder(out_dir, model_id, cases, options)
         for i in blockwise:  # huge zarr images: each spread over the workers by blocks of rows
             case = cases[i]
             labels = band_labels_path(out_dir, case, options["level"])
@@ -430,6 +468,7 @@ def predict_files_dask(
                 threads,
                 progress=progress,
                 level=options["level"],
+                model_id=model_id,
             )
         futures = {
             client.submit(
@@ -450,7 +489,10 @@ def predict_files_dask(
         bar = tqdm(total=len(futures), desc="predict", unit="image", disable=not progress)
         try:
             for future in as_completed(futures):
-                results[futures[future]] = future.result()  # a task's DataError is raised here
+                result = future.result()
+                if isinstance(result, _BadInput):  # a task's DataError, raised here in one line
+                    raise result.error
+                results[futures[future]] = result
                 bar.update()
         except BaseException:
             client.cancel(list(futures))

@@ -116,10 +116,11 @@ def check_band_prediction(
 
     where = path if path is not None else "image"
     if source.ndim != predictor.spatial_dims + 1:
-        raise ConfigError(
+        raise DataError(
             f"the model is {predictor.spatial_dims}D; band-by-band prediction needs a "
             f"{'(C, H, W) image' if predictor.spatial_dims == 2 else '(C, D, H, W) volume'}, got "
-            f"shape {tuple(source.shape)}"
+            f"shape {tuple(source.shape)}: give {predictor.spatial_dims}D inputs",
+            where,
         )
     if spacing is None:
         meta = getattr(source, "meta", None)

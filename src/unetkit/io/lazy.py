@@ -396,8 +396,9 @@ def _open_zarr(path: Path, level: int) -> LazyImage:
         multiscales = attrs.get("ome", attrs).get("multiscales")
         if not multiscales:
             raise DataError(
-                "is a zarr group but not an OME-Zarr image (no 'multiscales' metadata); give the "
-                "path of the image array inside it",
+                "is a zarr group but not an OME-Zarr image (no 'multiscales' metadata); unetkit "
+                "reads a .zarr array or an OME-Zarr image: save the image array as its own .zarr "
+                "(zarr.save('image.zarr', array)) or write OME-Zarr metadata for the group",
                 path,
             )
         image = multiscales[0]
