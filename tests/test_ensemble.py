@@ -226,6 +226,36 @@ def test_run_folder_with_folds_is_found_and_averaged(two, tmp_path, capsys):
         run_checkpoints(run)
 
 
+def test_a_fold_that_failed_to_train_is_called_out(two, tmp_path, capsys):
+    """A run whose fold 0 scored 0.13 where the others reached 0.95: predict says so and names
+    the models that leave it out; folds that agree, or a loss metric, say nothing."""
+    from unetkit.run_folder import weak_folds_warning, write_ensemble
+
+    run = _fold_run(tmp_path / "run", two)
+    members = [
+        {"fold": 0, "best": {"value": 0.13, "epoch": 1}},
+        {"fold": 1, "best": {"value": 0.96, "epoch": 3}},
+    ]
+    write_ensemble(run, members, "val_dice")
+    warning = weak_folds_warning(run)
+    assert warning == (
+        f"val_dice per fold: fold 0 0.130, fold 1 0.960; fold(s) 0 most likely failed to train "
+        f"and the mean of the folds includes them; to leave them out, predict with "
+        f"{run / 'fold_1' / 'checkpoints' / 'best.pt'}"
+    )
+    Image.fromarray(_image()).save(tmp_path / "a.png")
+    argv = [str(run), str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--no-progress"]
+    assert cli.main(["predict", *argv, "--precision", "fp32"]) == 0
+    assert f"warning: {warning}\n" in capsys.readouterr().err
+    members[0]["best"]["value"] = 0.90
+    write_ensemble(run, members, "val_dice")
+    assert weak_folds_warning(run) is None
+    members[0]["best"]["value"] = 0.1
+    write_ensemble(run, members, "val_loss")  # lower is better: not judged
+    assert weak_folds_warning(run) is None
+    assert weak_folds_warning(two[0]) is None  # a checkpoint, not a run folder
+
+
 # -- training the folds ------------------------------------------------------------------------
 FAST = [
     "--no-plan",

@@ -117,6 +117,40 @@ def run_checkpoints(folder: PathLike) -> list[Path]:
     )
 
 
+#: a fold whose best validation value is under this share of the best fold's is called out: it
+#: most likely failed to train (a diverged or collapsed run), and the ensemble's mean includes it
+WEAK_FOLD_SHARE = 0.5
+
+
+def weak_folds_warning(folder: PathLike) -> Optional[str]:
+    """One line naming the folds of a ``--folds`` run whose validation score lies far under the
+    best fold's (:data:`WEAK_FOLD_SHARE`), with the models to give instead; ``None`` when the
+    folds agree, the folder is no ensemble, or its metric is one where lower is better."""
+    manifest = Path(folder) / ENSEMBLE_FILE
+    if not Path(folder).is_dir() or not manifest.is_file():
+        return None
+    try:
+        record = json.loads(manifest.read_text(encoding="utf-8"))
+        metric = str(record.get("select_metric") or "")
+        scores = {int(m["fold"]): float((m.get("best") or {})["value"]) for m in record["members"]}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return None
+    scores = {k: v for k, v in scores.items() if math.isfinite(v)}
+    if "loss" in metric or len(scores) < 2 or max(scores.values()) <= 0:
+        return None
+    best = max(scores.values())
+    weak = sorted(k for k, v in scores.items() if v < WEAK_FOLD_SHARE * best)
+    if not weak:
+        return None
+    good = [k for k in sorted(scores) if k not in weak]
+    shown = ", ".join(f"fold {k} {scores[k]:.3f}" for k in sorted(scores))
+    others = ",".join(str(fold_dir(folder, k) / BEST) for k in good)
+    return (
+        f"{metric} per fold: {shown}; fold(s) {', '.join(map(str, weak))} most likely failed to "
+        f"train and the mean of the folds includes them; to leave them out, predict with {others}"
+    )
+
+
 def model_files(spec: str) -> list[Path]:
     """The model files that ``unetkit predict``'s MODEL argument names: a checkpoint (``.pt``), an
     exported ``.onnx``, a bioimage.io package (``.zip``), a run folder (see
@@ -159,9 +193,11 @@ def model_digest(files: Sequence[Path]) -> str:
 __all__ = [
     "BEST",
     "ENSEMBLE_FILE",
+    "WEAK_FOLD_SHARE",
     "fold_dir",
     "model_digest",
     "model_files",
     "run_checkpoints",
+    "weak_folds_warning",
     "write_ensemble",
 ]

@@ -4,6 +4,7 @@ mean of several (a ``--folds`` run folder, or checkpoints joined by commas)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 EPILOG = """\
 examples:
@@ -282,12 +283,15 @@ def run(args) -> int:
     preflight(args)
     from .. import runtime
     from ..inference.batch import predict_files
-    from ..run_folder import model_digest, model_files
+    from ..run_folder import model_digest, model_files, weak_folds_warning
 
     predictor = build_predictor(args)
     # the process is the command's: its threads, and on CPU freed activations kept for the next tile
     runtime.configure_process(args.threads, reuse_freed_memory=predictor.device.type == "cpu")
     print(predictor.describe(), flush=True)
+    warning = weak_folds_warning(args.model)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr, flush=True)
     if predictor.postprocess:
         steps = predictor.postprocess.describe(
             getattr(predictor, "spacing_unit", None), predictor.spatial_dims
