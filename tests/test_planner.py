@@ -537,6 +537,17 @@ def test_validation_cadence_keeps_validation_a_small_share():
     assert plan.config["train.val_every"] == 4
     few = make_plan(FakeFingerprint(), 5, "cpu", timer=speed(), val_cases=1)
     assert "about 10 epochs" in _decision(few, "schedule").reason
+    # a budget of a few steps: the epochs of at least 5 steps hold no more steps than it has
+    # (7 steps at the planned batch of 16 = 28 at the batch of 4 it runs: 5 epochs of 5, not 8)
+    tiny = make_plan(FakeFingerprint(), 0.5, "cpu", timer=speed(2.0), val_cases=1)
+    assert tiny.model_steps == 7 and tiny.config["train.batch_size"] == 4
+    assert (
+        "about 5 epochs of 5 steps, each followed by a validation"
+        in _decision(tiny, "schedule").reason
+    )
+    assert tiny.config["train.iters_per_epoch"] == 5 and tiny.config["train.val_every"] == 1
+    one = make_plan(FakeFingerprint(), 0.5, "cpu", timer=speed(8.0), val_cases=1)
+    assert "about 1 epoch of 5 steps" in _decision(one, "schedule").reason
 
 
 def test_plan_round_trip(tmp_path):

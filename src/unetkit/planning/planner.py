@@ -932,8 +932,12 @@ def make_plan(
         max(2, min(TARGET_VALIDATIONS, fold_budget * 60 * VALIDATION_SHARE / val_seconds))
     )
     epochs = max(validations, MIN_EPOCHS)
+    fold_steps = batch_steps // folds
+    iters = int(max(5, fold_steps // epochs))
+    if iters * epochs > fold_steps:  # too few steps for that many epochs of 5: fewer epochs
+        epochs = max(1, fold_steps // iters)
+        validations = min(validations, epochs)
     val_every = max(1, epochs // validations)
-    iters = int(max(5, batch_steps // folds // epochs))
     cadence = (
         "each followed by a validation"
         if val_every == 1
@@ -945,7 +949,8 @@ def make_plan(
         f"{budget:g} min",
         f"{lr_why}, poly decay on the clock over the budget"
         + (f" of each fold ({fold_budget:.3g} min)" if folds > 1 else "")
-        + f"; about {epochs} epochs of {iters} steps, {cadence} of {n_val} image(s) "
+        + f"; about {epochs} epoch{'s' if epochs != 1 else ''} of {iters} steps, {cadence} of "
+        f"{n_val} image(s) "
         f"(≈ {val_seconds:.0f} s)",
         **{
             "train.optimizer": "adamw",
