@@ -46,12 +46,13 @@ The rules, in order (constants below):
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
@@ -605,6 +606,19 @@ def plan_folds(
     )
 
 
+def _scaled_timing(timed: Sequence[Measurement], cand: Candidate) -> Optional[float]:
+    """A step of ``cand`` estimated from a timed (not estimated) step of the same width and batch
+    on another patch, in proportion to the voxels (a convolution's cost); ``None`` without one."""
+    for m in timed:
+        c = m.candidate
+        if not m.estimated and (c.base_features, c.batch_size) == (
+            cand.base_features,
+            cand.batch_size,
+        ):
+            return m.seconds_per_step * math.prod(cand.patch) / math.prod(c.patch)
+    return None
+
+
 def make_plan(
     fp,
     budget_minutes: Optional[float] = None,
@@ -742,9 +756,15 @@ def make_plan(
             timer,
             progress,
             max_seconds=max(0.0, probe_until - time.perf_counter()),
+            estimate=functools.partial(_scaled_timing, candidates_tried),
         )
         candidates_tried += measured
         best, steps, width_why = choose_width(measured, budget)
+        if best.estimated:
+            width_why += (
+                "; estimated from the larger patch's timing (per voxel), the probe having used its "
+                f"{100 * PROBE_SHARE:g} % of the budget"
+            )
         if len(measured) < len(cands):
             timed = {m.candidate for m in measured}
             untimed = [c.base_features for c in cands if c not in timed]

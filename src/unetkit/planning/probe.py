@@ -80,6 +80,8 @@ class Measurement:
     cached: bool
     #: its entry in the cache (with the channels, classes and dimensions it was timed for)
     entry: str = ""
+    #: not timed: scaled from another patch's timing once the probe had used its share
+    estimated: bool = False
 
     @property
     def images_per_second(self) -> float:
@@ -94,6 +96,7 @@ class Measurement:
             "images_per_s": round(self.images_per_second, 3),
             "cached": self.cached,
             **({"entry": self.entry} if self.entry else {}),
+            **({"estimated": True} if self.estimated else {}),
         }
 
 
@@ -291,6 +294,20 @@ def settled_median(one_step: Callable[[], float], steps: int = PROBE_STEPS) -> f
     return float(sorted(times)[len(times) // 2])
 
 
+def timing_cost(step: float) -> float:
+    """The seconds timing a candidate whose steps take ``step`` seconds is expected to take: its
+    warm-up and timed steps, each phase cut at :data:`PROBE_SECONDS` after the step that crosses
+    it."""
+    warm_up = min((WARMUP_STEPS - 1) * step, PROBE_SECONDS + step)  # warm-up usually settles
+    return warm_up + min(PROBE_STEPS * step, PROBE_SECONDS + step)
+
+
+def _wider(timed: Measurement, cand: Candidate) -> float:
+    """A step of ``cand`` from a timed narrower candidate on the same patch (a convolution's cost
+    grows with the width squared)."""
+    return timed.seconds_per_step * (cand.base_features / timed.candidate.base_features) ** 2
+
+
 def measure(
     candidates: list[Candidate],
     in_channels: int,
@@ -301,13 +318,16 @@ def measure(
     timer: Optional[Callable[[Candidate], float]] = None,
     progress: Optional[Callable[[str], None]] = None,
     max_seconds: Optional[float] = None,
+    estimate: Optional[Callable[[Candidate], Optional[float]]] = None,
 ) -> list[Measurement]:
     """Seconds per step of the candidates: from the cache when this machine measured them before,
     else timed (``timer`` replaces the timing, for tests) and added to the cache.
 
     ``max_seconds`` bounds the timing: once the probe has spent that long, the remaining uncached
     candidates (give them narrowest first: the next would be slower still) are left out of the
-    result. The first candidate is always measured."""
+    result. The first candidate is measured even then, unless ``estimate`` gives it a number (a
+    3D step of a large patch takes seconds: timing each smaller patch a short plan tries would
+    spend the budget it plans); an estimate is not cached."""
     path = cache_path()
     machine = machine_key(device, dtype)
     entries = _load_cache(path).get(machine)
@@ -331,11 +351,31 @@ def measure(
     out: list[Measurement] = []
     start = time.perf_counter()
     for cand in candidates:
+        left = None if max_seconds is None else max_seconds - (time.perf_counter() - start)
+        guess = estimate(cand) if estimate is not None and not out else None
+        # a timing expected to outlast what is left of the share is not started: a wider 3D net's
+        # warm-up and timed steps take many seconds where the share is one
+        expected = _wider(out[-1], cand) if out else guess
+        spent = left is not None and (
+            left <= 0 or (expected is not None and timing_cost(expected) > left)
+        )
+        if not spent:
+            guess = None  # within the share: timed (the first is timed if nothing estimates it)
         if key(cand) in entries:
             out.append(Measurement(cand, float(entries[key(cand)]), cached=True, entry=key(cand)))
-        elif out and max_seconds is not None and time.perf_counter() - start >= max_seconds:
+        elif guess is not None:
             if progress:
-                progress(f"not probing {cand.key()}: the probe has used its share of the budget")
+                progress(f"estimating {cand.key()} from a larger patch's timing (probe share used)")
+            out.append(Measurement(cand, float(guess), cached=False, estimated=True))
+        elif out and spent:
+            if progress:
+                why = (
+                    f"timing it would take ≈ {timing_cost(expected):.0f} s, more than the "
+                    "probe's share of the budget has left"
+                    if left is not None and left > 0 and expected is not None
+                    else "the probe has used its share of the budget"
+                )
+                progress(f"not probing {cand.key()}: {why}")
         else:
             out.append(timed(cand))
     # a wider net that steps faster than a narrower one on the same patch contradicts itself: a
