@@ -234,8 +234,9 @@ def test_a_calibrated_model_states_its_pixel_size_and_resamples_as_its_checkpoin
 
 
 def test_the_test_tensors_and_cover_show_one_of_the_runs_images(tmp_path):
-    """Inside its run folder, the package's sample is the run's first validation image large
-    enough (centre-cropped), not noise; outside it, the seeded sample."""
+    """Asked for (--sample run), the package's sample is the run's first validation image large
+    enough (centre-cropped), not noise, and its README says so; by default the seeded sample (a
+    package for upload carries no crop of the user's data unasked)."""
     from PIL import Image
 
     from unetkit.config import RunConfig
@@ -257,17 +258,37 @@ def test_the_test_tensors_and_cover_show_one_of_the_runs_images(tmp_path):
     config.to_yaml(run / "config.yaml")
     save_splits(run / "splits.json", {"train": ["a"], "val": ["small", "b"]})
     ckpt = make_checkpoint(run / "checkpoints" / "best.pt", "unet", PER_IMAGE)
-    package = bio.export_bioimageio(ckpt, tmp_path / "m.zip", check=False, input_size=32).path
+    package = bio.export_bioimageio(
+        ckpt, tmp_path / "m.zip", check=False, input_size=32, sample="run"
+    ).path
     with zipfile.ZipFile(package) as z:
         test_in = np.load(io.BytesIO(z.read("test_input.npy")))
+        readme = z.read("README.md").decode()
     size = test_in.shape[2:]
     top, left = (90 - size[0]) // 2, (100 - size[1]) // 2  # 'small' is too small: 'b' is taken
     expected = images["b"][top : top + size[0], left : left + size[1]]
     np.testing.assert_array_equal(test_in[0, 0], expected.astype(np.float32))
+    assert "a crop of one of the training run's own images" in readme
+
+    default = bio.export_bioimageio(ckpt, tmp_path / "d.zip", check=False, input_size=32).path
+    with zipfile.ZipFile(default) as z:
+        seeded = np.load(io.BytesIO(z.read("test_input.npy")))
+        assert "a seeded synthetic sample image" in z.read("README.md").decode()
+    assert not np.array_equal(seeded[0, 0], expected.astype(np.float32))
 
     alone = tmp_path / "alone.pt"
     alone.write_bytes(ckpt.read_bytes())
-    assert bio.run_sample(alone, size, 1) is None  # no run folder: the seeded sample
+    assert bio.run_sample(alone, size, 1) is None
+    with pytest.raises(DataError, match="alone.pt: --sample run: no image of the run"):
+        bio.export_bioimageio(alone, tmp_path / "x.zip", check=False, sample="run")
+    assert not (tmp_path / "x.zip").exists()
+
+
+def test_a_package_given_as_a_checkpoint_is_named(same2d):
+    from unetkit.checkpoint import load_checkpoint
+
+    with pytest.raises(DataError, match=r"model\.zip: is a bioimage\.io package, not a checkpoint"):
+        load_checkpoint(same2d.zip)
 
 
 def test_bioimageio_core_predicts_as_unetkit_on_a_fresh_image(same2d):

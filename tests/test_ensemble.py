@@ -106,6 +106,12 @@ def test_mismatched_members_are_refused_naming_the_checkpoint(tmp_path, two):
         EnsemblePredictor.from_checkpoints([two[0], rgb], precision="fp32")
     with pytest.raises(ConfigError, match="at least one model"):
         EnsemblePredictor([])
+    um, mm = (
+        Predictor.from_checkpoint(two[0], precision="fp32", spacing_unit=unit)
+        for unit in ("um", "mm")
+    )
+    with pytest.raises(ConfigError, match=r"calibrated in different units \(mm, um\)"):
+        EnsemblePredictor([um, mm])
 
 
 def test_cli_mismatched_label_maps_one_line_exit_2(tmp_path, two, capsys):
@@ -253,6 +259,11 @@ def test_a_fold_that_failed_to_train_is_called_out(two, tmp_path, capsys):
     members[0]["best"]["value"] = 0.1
     write_ensemble(run, members, "val_loss")  # lower is better: not judged
     assert weak_folds_warning(run) is None
+    write_ensemble(run, members, "val_pixel_error")  # nor is an error
+    assert weak_folds_warning(run) is None
+    members[0]["best"] = None  # a fold that never validated is the clearest failure
+    write_ensemble(run, members, "val_dice")
+    assert "fold 0 none, fold 1 0.960; fold(s) 0 most likely failed" in weak_folds_warning(run)
     assert weak_folds_warning(two[0]) is None  # a checkpoint, not a run folder
 
 

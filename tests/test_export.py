@@ -491,6 +491,10 @@ def test_cli_export_torchscript_and_errors(tmp_path, checkpoint, capsys):
     assert main(["export", str(checkpoint), "--format", "torchscript", "-o", str(other)]) == 2
     assert f"--output {other} is a PyTorch checkpoint" in capsys.readouterr().err
     assert other.read_bytes() == checkpoint.read_bytes()
+    legacy = tmp_path / "legacy.pt"  # torch.save's old pickle format is a checkpoint too
+    torch.save({"state_dict": {}}, legacy, _use_new_zipfile_serialization=False)
+    assert main(["export", str(checkpoint), "--format", "torchscript", "-o", str(legacy)]) == 2
+    assert f"--output {legacy} is a PyTorch checkpoint" in capsys.readouterr().err
     # an earlier TorchScript export is replaced, as any export file is
     assert main(["export", str(checkpoint), "--format", "torchscript", "-o", str(out)]) == 0
     capsys.readouterr()

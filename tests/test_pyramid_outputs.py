@@ -206,3 +206,35 @@ def test_band_by_band_labels_of_pyramidal_inputs_are_pyramids(tmp_path, monkeypa
     assert _hidden(out) == []  # the label memory map was converted and removed
     again = predict_files(pred, inputs, out, probabilities="tiff", progress=False)
     assert [r.status for r in again] == ["skipped"] * 3
+
+
+def test_a_rerun_at_another_level_is_not_taken_for_done(tmp_path, capsys):
+    """Outputs of --level 1 and --level 0 have the same names: a rerun at level 0 into the level-1
+    folder is refused (one line, exit 2), not reported as done with the smaller labels kept."""
+    from unetkit import create_model
+    from unetkit.checkpoint import save_checkpoint
+    from unetkit.cli import main
+    from unetkit.data import LabelMap, create_normalizer
+
+    ckpt = save_checkpoint(
+        tmp_path / "m.pt",
+        create_model("unet", base_features=4, depth=2, norm="instance"),
+        normalization=create_normalizer("zscore").to_dict(),
+        label_map=LabelMap([0, 255]).to_dict(),
+        patch_size=[32, 32],
+    )
+    image = (np.random.default_rng(2).random((1, 96, 80)) * 1000).astype(np.uint16)
+    with tifffile.TiffWriter(tmp_path / "p.ome.tif", ome=True) as tw:
+        tw.write(image, tile=(32, 32), compression="zlib", subifds=1, metadata={"axes": "CYX"})
+        tw.write(image[:, ::2, ::2], tile=(32, 32), compression="zlib", subfiletype=1)
+    out = tmp_path / "out"
+    argv = ["predict", str(ckpt), str(tmp_path / "p.ome.tif"), "-o", str(out), "--no-progress"]
+    assert main([*argv, "--level", "1"]) == 0
+    assert read_image(out / "p.tif")[0].shape == (1, 48, 40)
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "from another model (or pyramid level) than this one; pass --overwrite" in err
+    assert read_image(out / "p.tif")[0].shape == (1, 48, 40)
+    assert main([*argv, "--overwrite"]) == 0
+    assert read_image(out / "p.tif")[0].shape == (1, 96, 80)

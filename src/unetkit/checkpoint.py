@@ -131,23 +131,6 @@ def write_checkpoint(path: Union[str, Path], ckpt: dict) -> Path:
     return Path(path)
 
 
-def is_saved_weights(path: Union[str, Path]) -> bool:
-    """Whether ``path`` is a file ``torch.save`` wrote (a checkpoint, or a state dict), which a
-    command must not overwrite with an export (TorchScript archives do not count)."""
-    import zipfile
-
-    path = Path(path)
-    if not path.is_file():
-        return False
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return False
-    pickled = any(n.endswith("/data.pkl") for n in names)
-    return pickled and not any(n.endswith("/constants.pkl") for n in names)
-
-
 def _describe_zip(path: Path) -> Optional[str]:
     """What is wrong with a zip file given as a checkpoint (``None``: a readable PyTorch archive,
     or one too damaged to open, which ``torch.load`` then names).
@@ -191,11 +174,9 @@ def _describe_foreign_file(path: Path) -> Optional[str]:
         head = fh.read(512)
     if not head:
         return "empty file (0 bytes), not a checkpoint"
-    if head.startswith(b"PK\x03\x04"):
+    if head.startswith(b"PK\x03\x04"):  # torch's zip format (or another zip)
         return _describe_zip(path)
-    if (
-        head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
-    ):  # torch's zip format, or a legacy pickle
+    if head[:1] == b"\x80":  # a legacy pickle
         return None
     known = {
         b"\x89PNG": "a PNG image",

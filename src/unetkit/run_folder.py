@@ -132,18 +132,27 @@ def weak_folds_warning(folder: PathLike) -> Optional[str]:
     try:
         record = json.loads(manifest.read_text(encoding="utf-8"))
         metric = str(record.get("select_metric") or "")
-        scores = {int(m["fold"]): float((m.get("best") or {})["value"]) for m in record["members"]}
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        scores = {int(m["fold"]): (m.get("best") or {}).get("value") for m in record["members"]}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    scores = {k: v for k, v in scores.items() if math.isfinite(v)}
-    if "loss" in metric or len(scores) < 2 or max(scores.values()) <= 0:
+    # a fold that never validated (no best record, or NaN) counts as failed
+    scores = {
+        k: float(v) if isinstance(v, (int, float)) and math.isfinite(v) else float("nan")
+        for k, v in scores.items()
+    }
+    valid = [v for v in scores.values() if math.isfinite(v)]
+    lower_is_better = metric.endswith(("loss", "error"))  # as the trainer reads the metric
+    if lower_is_better or len(scores) < 2 or not valid or max(valid) <= 0:
         return None
-    best = max(scores.values())
-    weak = sorted(k for k, v in scores.items() if v < WEAK_FOLD_SHARE * best)
+    best = max(valid)
+    weak = sorted(k for k, v in scores.items() if not v >= WEAK_FOLD_SHARE * best)
     if not weak:
         return None
     good = [k for k in sorted(scores) if k not in weak]
-    shown = ", ".join(f"fold {k} {scores[k]:.3f}" for k in sorted(scores))
+    shown = ", ".join(
+        f"fold {k} {scores[k]:.3f}" if math.isfinite(scores[k]) else f"fold {k} none"
+        for k in sorted(scores)
+    )
     others = ",".join(str(fold_dir(folder, k) / BEST) for k in good)
     return (
         f"{metric} per fold: {shown}; fold(s) {', '.join(map(str, weak))} most likely failed to "
@@ -176,6 +185,29 @@ def model_files(spec: str) -> list[Path]:
     return files
 
 
+def is_saved_weights(path: PathLike) -> bool:
+    """Whether ``path`` is a file ``torch.save`` wrote (a checkpoint or a state dict: its zip
+    format, or a legacy pickle), which a command must not overwrite with an export. TorchScript
+    archives do not count. Standard library only: ``unetkit export`` checks its output before
+    torch is imported."""
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        return False
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head[:1] == b"\x80":  # a pickle: torch.save(..., _use_new_zipfile_serialization=False)
+        return True
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return False
+    pickled = any(n.endswith("/data.pkl") for n in names)
+    return pickled and not any(n.endswith("/constants.pkl") for n in names)
+
+
 def model_digest(files: Sequence[Path]) -> str:
     """What identifies a model for the outputs it wrote: the SHA-256 of its files' contents, in
     order (a checkpoint retrained in place gets another; a run folder moved keeps its own)."""
@@ -195,6 +227,7 @@ __all__ = [
     "ENSEMBLE_FILE",
     "WEAK_FOLD_SHARE",
     "fold_dir",
+    "is_saved_weights",
     "model_digest",
     "model_files",
     "run_checkpoints",

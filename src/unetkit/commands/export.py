@@ -98,7 +98,9 @@ def add_parser(sub) -> None:
     bio.add_argument("--tag", action="append", default=[], help="an extra tag; repeatable")
     bio.add_argument(
         "--sample",
-        help="an image for the test tensors and the cover (default: a seeded synthetic one)",
+        help="an image for the test tensors and the cover, or 'run' for the run's first "
+        "validation image large enough (default: a seeded synthetic one; a package for upload "
+        "then carries none of your data)",
     )
     p.set_defaults(run=run)
 
@@ -137,7 +139,7 @@ def run(args) -> int:
     output = args.output or default_output(args.checkpoint, args.format)
     if Path(output).resolve() == Path(args.checkpoint).resolve():
         raise ConfigError(f"--output {output} would overwrite the checkpoint; choose another file")
-    from ..checkpoint import is_saved_weights
+    from ..run_folder import is_saved_weights
 
     if is_saved_weights(output):
         raise ConfigError(

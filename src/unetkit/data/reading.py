@@ -18,6 +18,13 @@ from .discovery import Case, is_dir_alias
 from .labels import LabelMap, read_mask
 
 
+def is_grey_as_colour(image: np.ndarray) -> bool:
+    """Whether a ``(3|4, *spatial)`` image is grey saved as RGB(A): its red, green and blue planes
+    are equal (a one-channel model reads its first plane, as ``predict`` does)."""
+    image = np.asarray(image)
+    return image.shape[0] in (3, 4) and all(np.array_equal(image[0], image[c]) for c in (1, 2))
+
+
 def read_case_image(case: Case) -> tuple[np.ndarray, ImageMeta]:
     """All channel files of a case stacked to ``(C, *spatial)`` (their native dtype kept)."""
     arrays, metas = zip(*(read_image(p) for p in case.images))

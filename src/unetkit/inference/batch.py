@@ -137,6 +137,7 @@ def check_image(image: np.ndarray, predictor, path: Path) -> np.ndarray:
     RGB(A) (all colour channels equal) given to a 1-channel model is read as its first channel, the
     grey values; a real colour image is refused."""
     from ..data.dataset import require_finite
+    from ..data.reading import is_grey_as_colour
 
     model = predictor.model
     dims, in_ch = predictor.spatial_dims, getattr(model, "in_channels", None)
@@ -148,11 +149,7 @@ def check_image(image: np.ndarray, predictor, path: Path) -> np.ndarray:
             path,
         )
     if in_ch is not None and image.shape[0] != in_ch:
-        if (
-            in_ch == 1
-            and image.shape[0] in (3, 4)
-            and all(np.array_equal(image[0], image[c]) for c in (1, 2))
-        ):
+        if in_ch == 1 and is_grey_as_colour(image):
             return image[:1]  # grey saved as RGB: every colour channel holds the grey value
         raise DataError(
             f"the model expects {in_ch} channel(s), the image has {image.shape[0]} (shape "

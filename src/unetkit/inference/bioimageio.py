@@ -418,16 +418,20 @@ def _centre_crop(image: np.ndarray, size: Sequence[int], path: Any) -> np.ndarra
     return image[(slice(None), *(slice(a, a + t) for a, t in zip(starts, size)))]
 
 
-#: run images tried for the default sample (the first that fits is taken)
+#: ``sample`` value that takes the sample from the run's own images (:func:`run_sample`)
+RUN_SAMPLE = "run"
+#: run images tried for that sample (the first that fits is taken)
 RUN_SAMPLES_TRIED = 20
 
 
 def run_sample(checkpoint: Any, size: Sequence[int], channels: int) -> Optional[np.ndarray]:
     """The first of the run's own validation (then training) images with the model's channels
     and at least ``size`` on every axis, for the package's test tensors and cover: a real image
-    shows what the model does, where a random one shows noise. ``None`` when the checkpoint is
-    not in its run folder any more, or no image fits (the seeded sample is used then)."""
-    from ..data.reading import read_case_image
+    shows what the model does, where a random one shows noise. Only when asked for
+    (``sample="run"``): a package for public upload would otherwise carry a crop of the user's
+    data (a patient's scan) unasked. ``None`` when the checkpoint is not in its run folder any
+    more, or no image fits."""
+    from ..data.reading import is_grey_as_colour, read_case_image
     from .quantize import run_images
 
     if not isinstance(checkpoint, (str, Path)):
@@ -441,8 +445,7 @@ def run_sample(checkpoint: Any, size: Sequence[int], channels: int) -> Optional[
             image = read_case_image(case)[0]
         except UnetkitError:
             continue
-        grey = channels == 1 and image.shape[0] in (3, 4)
-        if grey and all(np.array_equal(image[0], image[c]) for c in (1, 2)):
+        if channels == 1 and is_grey_as_colour(image):
             image = image[:1]  # grey saved as RGB, as predict reads it
         fits = image.ndim == len(size) + 1 and image.shape[0] == channels
         if fits and all(s >= t for s, t in zip(image.shape[1:], size)):
@@ -454,11 +457,18 @@ def _sample_image(
     sample, size, channels: int, normalization: Optional[dict], seed: int, checkpoint: Any = None
 ):
     """The test input ``(C, *size)`` float32: the caller's image (array or file, centre-cropped),
-    else one of the run's images (:func:`run_sample`), else :func:`seeded_sample`."""
-    if sample is None:
-        sample = run_sample(checkpoint, size, channels)
+    one of the run's images for ``"run"`` (:func:`run_sample`), else :func:`seeded_sample`."""
     if sample is None:
         return seeded_sample(size, channels, normalization, seed)
+    if isinstance(sample, str) and sample == RUN_SAMPLE:
+        sample = run_sample(checkpoint, size, channels)
+        if sample is None:
+            raise DataError(
+                f"--sample run: no image of the run has {channels} channel(s) and at least "
+                f"{'×'.join(map(str, size))} pixels, or the run folder (config.yaml, splits.json) "
+                "and its data are not beside the checkpoint; give --sample IMAGE",
+                checkpoint if isinstance(checkpoint, (str, Path)) else "checkpoint",
+            )
     where: Any = "sample"
     if isinstance(sample, (str, Path)):
         from ..io import read_image
@@ -523,7 +533,17 @@ def _describe_preprocessing(steps: list[dict]) -> str:
 
 
 def _readme(
-    *, name, description, meta, rule, class_names, preprocessing, opset, training, cite
+    *,
+    name,
+    description,
+    meta,
+    rule,
+    class_names,
+    preprocessing,
+    opset,
+    training,
+    cite,
+    sample_origin="a seeded synthetic sample image",
 ) -> str:
     """The package's documentation (markdown): what, trained on what, how to use, how validated."""
     lines = [f"# {name}", "", description, "", "## Model", ""]
@@ -582,7 +602,7 @@ def _readme(
         "",
         "## Validation",
         "",
-        "The test tensors hold a seeded sample image and this model's output for it, computed "
+        f"The test tensors hold {sample_origin} and this model's output for it, computed "
         "with unetkit's own normalisation; `bioimageio.core.test_model` recomputed them from the "
         "package (both weight formats) when the package was written. To validate on your data: "
         "`unetkit predict this.zip images/ --output preds --truth masks/` (Dice, IoU and more "
@@ -864,8 +884,8 @@ def export_bioimageio(
         name, description, tags: shown on bioimage.io (defaults describe the model).
         sample: an image ``(C, *spatial)`` or an image file for the test tensors and the cover
             (centre-cropped to the test size); default the first of the run's validation (then
-            training) images large enough (:func:`run_sample`), else a smooth seeded random image
-            in the normalisation's range.
+            training) images large enough for ``"run"`` (:func:`run_sample`); default a smooth
+            seeded random image in the normalisation's range.
         opset: ONNX opset.
         check: compare each export with PyTorch (as ``unetkit export`` does) and run
             ``bioimageio.core.test_model`` on the package before it is renamed into place.
@@ -972,6 +992,13 @@ def export_bioimageio(
             opset=opset,
             training=_training_lines(ckpt),
             cite=cite,
+            sample_origin=(
+                "a seeded synthetic sample image"
+                if sample is None
+                else "a crop of one of the training run's own images"
+                if isinstance(sample, str) and sample == RUN_SAMPLE
+                else "a crop of an image given at export"
+            ),
         )
         (tmp / "README.md").write_text(readme, encoding="utf-8")
         descr = _validated(rdf, tmp, output)
@@ -1511,6 +1538,7 @@ __all__ = [
     "load_package",
     "package_predictor",
     "postprocessing_for",
+    "RUN_SAMPLE",
     "preprocessing_for",
     "require_bioimageio",
     "test_package",

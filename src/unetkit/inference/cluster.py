@@ -180,7 +180,7 @@ def predict_image_blocks(
 
     The output is filled in a hidden store beside ``out_path`` (``.<name>.blocks.ome.zarr``) whose
     finished blocks are marked, so a rerun after a failure predicts only the missing blocks (of the
-    same ``model_id``, level and block size; other blocks are discarded: ``None`` keeps none). When
+    same ``model_id``, level and block size; other blocks are discarded). When
     every block is done it is renamed to ``out_path`` after the reduced levels of a pyramidal
     input's labels (:func:`~unetkit.io.pyramid.add_ome_zarr_levels`), or copied into the TIFF at
     ``out_path`` and deleted.
@@ -218,7 +218,7 @@ def predict_image_blocks(
     # the finished blocks are kept for a rerun only if that rerun makes the same labels: the same
     # model, level, image size and blocks (else a resumed job would mix two models' labels)
     identity = {"model": model_id, "level": level, "shape": list(shape), "step": step}
-    if store.exists() and (model_id is None or _store_identity(done_dir) != identity):
+    if store.exists() and _store_identity(done_dir) != identity:
         shutil.rmtree(store)  # another job's blocks, or not a block store unetkit left
     if not store.exists():
         create_ome_zarr(

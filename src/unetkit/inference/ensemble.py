@@ -95,6 +95,13 @@ class EnsemblePredictor:
                         "models of an ensemble must share label map, dimensionality, input "
                         "channels and orientation"
                     )
+        units = {getattr(m, "spacing_unit", None) for m in members} - {None}
+        if len(units) > 1:  # one voxel size is given to all: it cannot be in two units
+            raise ConfigError(
+                f"the models were trained on files calibrated in different units "
+                f"({', '.join(sorted(units))}); an ensemble's members must share the unit of "
+                "their voxel sizes"
+            )
         self.members, self.names = members, names
         #: the first member's model, for what callers read off a model (input channels, classes)
         self.model = first.model

@@ -94,13 +94,19 @@ TRAINED_SPACING_SPREAD = 0.1
 SPACING_RATIO_LIMIT = 50.0
 
 
-def _spacing_unit(ckpt: dict) -> Optional[str]:
-    """The unit the training files stated their voxel size in (the plan's fingerprint), or
-    ``None``: no plan, no unit stated, or several."""
+def _fingerprint(ckpt: dict) -> Optional[dict]:
+    """The data fingerprint of the plan a checkpoint keeps (``extra.plan.fingerprint``), or
+    ``None``."""
     extra = ckpt.get("extra")
     plan = extra.get("plan") if isinstance(extra, dict) else None
     fp = plan.get("fingerprint") if isinstance(plan, dict) else None
-    unit = fp.get("spacing_unit") if isinstance(fp, dict) else None
+    return fp if isinstance(fp, dict) else None
+
+
+def _spacing_unit(ckpt: dict) -> Optional[str]:
+    """The unit the training files stated their voxel size in (the plan's fingerprint), or
+    ``None``: no plan, no unit stated, or several."""
+    unit = (_fingerprint(ckpt) or {}).get("spacing_unit")
     return unit if isinstance(unit, str) and unit else None
 
 
@@ -145,10 +151,8 @@ def _trained_spacing(ckpt: dict) -> Optional[list]:
     spacing, in one unit (named, in 2D), the smallest and largest within
     :data:`TRAINED_SPACING_SPREAD` of the median (planning.spacing's rule). ``None`` otherwise (no
     plan; files without a spacing or in mixed units, which the plan left as stored for that)."""
-    extra = ckpt.get("extra")
-    plan = extra.get("plan") if isinstance(extra, dict) else None
-    fp = plan.get("fingerprint") if isinstance(plan, dict) else None
-    if not isinstance(fp, dict):
+    fp = _fingerprint(ckpt)
+    if fp is None:
         return None
     spacing, spread = fp.get("spacing"), fp.get("spacing_spread")
     if not isinstance(spacing, (list, tuple)) or not isinstance(spread, dict):

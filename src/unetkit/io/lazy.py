@@ -27,20 +27,13 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .meta import ImageMeta
+from .ome_zarr import UNITS_FROM_NGFF
 
 #: Stored axis letters unetkit maps to channels, depth and the plane; anything else must have length 1.
 _CHANNEL_LETTERS = "CS"
 _DEPTH_LETTERS = "ZIQ"
-#: OME-Zarr axis names → letters; NGFF units → unetkit's short units.
+#: OME-Zarr axis names → letters.
 _NGFF_AXES = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
-_NGFF_UNITS = {
-    "micrometer": "um",
-    "millimeter": "mm",
-    "nanometer": "nm",
-    "meter": "m",
-    "centimeter": "cm",
-    "angstrom": "A",
-}
 
 
 def is_zarr_path(path) -> bool:
@@ -458,7 +451,7 @@ def _ngff_scale(image: dict, dataset: dict, axes: str) -> tuple[Optional[list], 
     unit = None
     for entry in image.get("axes", []):
         if isinstance(entry, dict) and entry.get("name", "").lower() == "x" and entry.get("unit"):
-            unit = _NGFF_UNITS.get(entry["unit"], entry["unit"])
+            unit = UNITS_FROM_NGFF.get(entry["unit"], entry["unit"])
     return scale, unit
 
 

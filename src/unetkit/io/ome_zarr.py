@@ -30,6 +30,8 @@ NGFF_UNITS = {
     "cm": "centimeter",
     "A": "angstrom",
 }
+#: NGFF (UDUNITS-2) names → unetkit's short units, for reading.
+UNITS_FROM_NGFF = {ngff: short for short, ngff in NGFF_UNITS.items()}
 #: Chunk side of the written arrays (in-plane; depth chunks are shorter, see :func:`default_chunks`).
 CHUNK = 512
 

@@ -29,7 +29,8 @@ Axis rules, format by format:
   (``meta.alpha_dropped`` records it); unspecified extra samples are kept as channels.
   Spacing: unetkit's metadata, else ImageJ (``spacing`` for Z, resolution tags for Y/X,
   ``unit``, whose ``\\uXXXX`` escapes ImageJ writes for ``µm`` are decoded), else OME
-  ``PhysicalSize*``, else resolution tags in centimetres (converted to µm); a resolution in inches
+  ``PhysicalSize*``, else resolution tags in centimetres, or tifffile's millimetres and
+  micrometres (converted to µm); a resolution in inches
   (the 72-dpi default of most software) is treated as unknown, and so is an ImageJ file with no
   ``unit`` line, no Z ``spacing`` and a pixel size of 1 (ImageJ's own uncalibrated images; its unit
   ``pixel`` gives the spacing with no unit). Units are unetkit's short names: ``um`` for

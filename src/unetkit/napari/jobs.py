@@ -146,6 +146,7 @@ def segment(
     """
     import torch
 
+    from ..data.reading import is_grey_as_colour
     from ..inference.batch import check_image
     from ..inference.ensemble import EnsemblePredictor
     from ..inference.predictor import labels_from_logits, probabilities, spacing_for_model
@@ -160,15 +161,15 @@ def segment(
         )
     image = image_for_model(data, rgb, predictor.spatial_dims, name)
     in_ch = getattr(predictor.model, "in_channels", None)
-    if predictor.spatial_dims == 2 and not rgb and np.ndim(data) == 3 and image.shape[0] != in_ch:
-        grey_rgb = in_ch == 1 and image.shape[0] in (3, 4)  # check_image reads equal planes as grey
-        if not grey_rgb or not all(np.array_equal(image[0], image[c]) for c in (1, 2)):
-            raise DataError(
-                f"has shape {tuple(np.shape(data))}: a stack of {image.shape[0]} planes (or "
-                f"channels), and the model is 2D and takes {in_ch} channel(s); predict one plane "
-                "(Layers ▸ Split stack, or a 2D layer), or use a 3D model for a volume",
-                where(name),
-            )
+    stack = predictor.spatial_dims == 2 and not rgb and np.ndim(data) == 3
+    grey = in_ch == 1 and is_grey_as_colour(image)  # check_image reads those as grey
+    if stack and image.shape[0] != in_ch and not grey:
+        raise DataError(
+            f"has shape {tuple(np.shape(data))}: a stack of {image.shape[0]} planes (or "
+            f"channels), and the model is 2D and takes {in_ch} channel(s); predict one plane "
+            "(Layers ▸ Split stack, or a 2D layer), or use a 3D model for a volume",
+            where(name),
+        )
     image = check_image(image, predictor, where(name))
     spacing = spacing_for_model(predictor, spacing, unit, where(name))
     if isinstance(predictor, EnsemblePredictor):  # the mean of its members' probabilities

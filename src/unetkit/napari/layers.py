@@ -65,11 +65,11 @@ def layer_spacing(layer: Any, spatial_dims: int) -> tuple[Optional[tuple], Optio
     unit of it (its ``units``, as unetkit names them: ``um``, ``mm`` …; ``None`` for napari's
     ``pixel`` or a unit that is not a length). ``(None, None)`` when the layer says nothing:
     napari's default scale of 1 in pixels."""
-    from ..io.ome_zarr import NGFF_UNITS
+    from ..io.ome_zarr import UNITS_FROM_NGFF
 
     scale = placement(layer, spatial_dims).scale
-    short = {long: name for name, long in NGFF_UNITS.items()}
-    units = {short.get(str(u)) for u in list(getattr(layer, "units", ()) or ())[-spatial_dims:]}
+    named = list(getattr(layer, "units", ()) or ())[-spatial_dims:]
+    units = {UNITS_FROM_NGFF.get(str(u)) for u in named}  # pint's names are NGFF's
     unit = units.pop() if len(units) == 1 else None
     if unit is None and all(s == 1.0 for s in scale):
         return None, None

@@ -191,10 +191,10 @@ class PredictWidget(Container):
                 metadata={"unetkit": meta},
             )
         if seg.objects is not None:
-            self.viewer.add_labels(
+            self.viewer.add_labels(  # ids, not classes: no class values to train them back to
                 seg.objects,
                 name=f"{target['name']} objects",
-                metadata={"unetkit": meta},
+                metadata={"unetkit": {"model": model, "objects": True}},
                 **where.kwargs(),
             )
         found = ", ".join(
