@@ -191,7 +191,9 @@ def test_plain_zarr_array_is_channel_first_and_3d_works(tmp_path):
 def test_unusable_stores_are_one_line_errors(image, tmp_path):
     group = zarr.open_group(str(tmp_path / "plain.zarr"), mode="w")
     group.create_array("a", shape=(4, 4), dtype="u1")
-    with pytest.raises(DataError, match="not an OME-Zarr image.*save the image array as its own .zarr"):
+    with pytest.raises(
+        DataError, match="not an OME-Zarr image.*save the image array as its own .zarr"
+    ):
         open_lazy(tmp_path / "plain.zarr")
     movie = np.zeros((3, 1, 1, 32, 32), np.uint8)  # three time points: not one image
     _ome_zarr(tmp_path / "movie.zarr", [movie], [1.0] * 5)
