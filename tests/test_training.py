@@ -178,6 +178,56 @@ def test_resume_can_extend_the_schedule(cells, tmp_path):
     )  # poly rate of the new length
 
 
+def test_resume_keeps_its_split_and_refuses_to_become_another_run(tmp_path, capsys):
+    """Cases added to the folder since do not move validation cases into training; flags that
+    would change the model, data or optimisation are one line (exit 2), not a traceback or a
+    silently different run; a case of the split that is gone is named."""
+    import json
+    import shutil
+
+    from unetkit.cli import main
+
+    data = make_cells(tmp_path / "data", n=6)
+    run = tmp_path / "run"
+    Trainer(tiny_config(data, epochs=1), run_dir=run, progress=False).fit()
+    split = json.loads((run / "splits.json").read_text())
+    for sub in ("images", "masks"):  # two new cases
+        for new, old in (("n1", "00"), ("n2", "01")):
+            shutil.copy(data / sub / f"{old}.png", data / sub / f"{new}.png")
+    resume = ["train", "--resume", str(run), "--no-progress"]
+    assert main([*resume, "--epochs", "2"]) == 0
+    assert json.loads((run / "splits.json").read_text()) == split
+    err = capsys.readouterr().err
+    assert "2 case(s) added since the run began (n1, n2) are left out" in err
+    for flags, key in (
+        (["--set", "model.options.depth=3"], "model.options.depth"),
+        (["--patch-size", "16"], "data.patch_size"),
+        (["--set", "model.options.base_features=8"], "model.options.base_features"),
+        (["--lr", "0.1"], "train.lr"),
+    ):
+        assert main([*resume, "--epochs", "3", *flags]) == 2
+        err = capsys.readouterr().err
+        assert f"--resume continues {run} as it was set up; {key} would change from" in err, err
+        assert err.count("\n") == 1 and "--init-from" in err
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 2  # nothing ran
+    # a new run into this folder would replace its checkpoints: refused before anything is read
+    before = sorted(p.name for p in run.iterdir())
+    assert main(["train", str(data), "--run-dir", str(run), "--no-plan", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run}: holds a run already (config.yaml, checkpoints, train.log)" in err
+    assert (
+        f"or continue it with --resume {run}" in err
+        and sorted(p.name for p in run.iterdir()) == before
+    )
+    gone = split["val"][0]
+    for sub in ("images", "masks"):
+        (data / sub / f"{gone}.png").unlink()
+    assert main([*resume, "--epochs", "3"]) == 2
+    assert f"case {gone!r} of the run's split (splits.json) is not in this folder" in (
+        capsys.readouterr().err
+    )
+
+
 def _cli(*args, **kw):
     return subprocess.Popen(
         [sys.executable, "-m", "unetkit", *args],

@@ -691,6 +691,39 @@ def _configure(config) -> None:
     )
 
 
+#: what a run folder holds once a run has used it (a folder with none of these is taken as new)
+RUN_FILES = (
+    "config.yaml",
+    "checkpoints",
+    "train.log",
+    "metrics.csv",
+    "plan.json",
+    "splits.json",
+    "ensemble.json",
+    "fold_0",
+)
+
+
+def check_new_run_dir(run_dir) -> None:
+    """Refuse a ``--run-dir`` that already holds a run: a new run would replace its checkpoints
+    and config and append to its log (and one that failed would leave it unresumable).
+
+    Raises:
+        DataError: naming the folder and what it holds, with the two ways on.
+    """
+    from pathlib import Path
+
+    from ..errors import DataError
+
+    held = [name for name in RUN_FILES if (Path(run_dir) / name).exists()]
+    if held:
+        raise DataError(
+            f"holds a run already ({', '.join(held[:3])}); give a new --run-dir, or continue it "
+            f"with --resume {run_dir}",
+            run_dir,
+        )
+
+
 def configure_new_run(args, configure=_configure):
     """A new run's config and plan from the parsed ``train`` arguments: flags over ``--config``
     over the defaults, the plan (unless ``--config``/``--no-plan``) for what they leave open, and a
@@ -708,6 +741,8 @@ def configure_new_run(args, configure=_configure):
     from ..errors import ConfigError
 
     overrides = collect_overrides(args)
+    if getattr(args, "run_dir", None):
+        check_new_run_dir(args.run_dir)
     base = RunConfig.from_yaml(args.config) if args.config else RunConfig()
     config = apply_overrides(base, overrides)  # bad flags fail before any data is read
     if config.data.train_dir is None:
@@ -807,7 +842,9 @@ def run(args) -> int:
                 "drop --folds"
             )
         trainer = Trainer.resume(args.resume, progress=not args.no_progress)
-        trainer.config = apply_overrides(trainer.config, collect_overrides(args))
+        changed = apply_overrides(trainer.config, collect_overrides(args))
+        check_resume_changes(trainer.config, changed, args.resume)
+        trainer.config = changed
         _configure(trainer.config)
     else:
         config, plan = configure_new_run(args)
@@ -842,6 +879,52 @@ def run(args) -> int:
             f"checkpoints in {result.run_dir / 'checkpoints'}"
         )
     return 0
+
+
+#: what ``--resume`` may change: how long the run goes on, and where and how it runs. Everything
+#: else (model, data, split, loss, patches, optimiser) is the run's own, or the run would not
+#: continue but become another one half-way (a changed model cannot even load its weights).
+RESUME_MAY_CHANGE = (
+    "train.epochs",
+    "train.time_budget_minutes",
+    "train.device",
+    "train.precision",
+    "train.threads",
+    "data.num_workers",
+    "data.cache_dir",
+    "output_dir",
+)
+
+
+def check_resume_changes(saved, changed, run_dir) -> None:
+    """Refuse, in one line, a ``--resume`` whose flags change what the run is
+    (:data:`RESUME_MAY_CHANGE` lists what they may change).
+
+    Raises:
+        ConfigError: naming the first setting changed, its old and new value, and what to do.
+    """
+    from ..errors import ConfigError
+
+    def flat(tree: dict, prefix: str = "") -> dict:
+        out: dict = {}
+        for key, value in tree.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict) and value:
+                out.update(flat(value, f"{name}."))
+            else:
+                out[name] = value
+        return out
+
+    before, after = flat(saved.to_dict()), flat(changed.to_dict())
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) == after.get(key) or key.startswith(RESUME_MAY_CHANGE):
+            continue
+        raise ConfigError(
+            f"--resume continues {run_dir} as it was set up; {key} would change from "
+            f"{before.get(key)!r} to {after.get(key)!r}. Only the length (--epochs, "
+            "--time-budget) and where it runs may change: to change more, start a new run from "
+            f"its weights (--init-from {run_dir}/checkpoints/last.pt)"
+        )
 
 
 def _tell_the_probe(trainer) -> None:

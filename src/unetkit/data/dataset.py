@@ -267,6 +267,7 @@ def prepare_data(
     channel_names: Optional[Sequence[str]] = None,
     orientation: Optional[str] = None,
     separate_objects: bool = False,
+    saved_splits: Optional[Union[dict, list]] = None,
 ) -> PreparedData:
     """Discover, split, label, normalise and load a dataset for training.
 
@@ -308,6 +309,10 @@ def prepare_data(
         separate_objects: carve a background gap where two objects of the **training** cases
             meet (see :func:`load_case`); validation cases keep their masks, so validation scores
             the objects as drawn.
+        saved_splits: the split a run saved (its ``splits.json``; folds: fold ``fold`` of them),
+            used instead of splitting again, so a resumed run keeps its validation cases out of
+            training even when cases were added to the folder since (those are left out, and
+            named). A case of the split that is gone is an error.
 
     Returns:
         The :class:`PreparedData`; ``splits`` is the split used (with ``num_folds``: fold ``fold``,
@@ -324,7 +329,11 @@ def prepare_data(
         raise found.error()
     train_cases = found.cases
     folds = None
-    if num_folds is not None or fold is not None:
+    if saved_splits is not None and val_dir is None:
+        train_cases, val_cases, folds = _cases_of_saved_split(
+            train_cases, saved_splits, fold, train_dir
+        )
+    elif num_folds is not None or fold is not None:
         fold = _check_folds(num_folds, fold, val_dir, len(train_cases), train_dir)
         folds = kfold_splits([c.case_id for c in train_cases], num_folds, seed)
         val_ids = set(folds[fold]["val"])
@@ -395,6 +404,32 @@ def prepare_data(
         folds,
         fold if folds is not None else None,
     )
+
+
+def _cases_of_saved_split(cases: list, saved: Union[dict, list], fold: Optional[int], train_dir):
+    """``(train cases, validation cases, folds or None)`` of a run's saved split."""
+    import sys
+
+    folds = saved if isinstance(saved, list) else None
+    split = saved[fold or 0] if folds is not None else saved
+    by_id = {c.case_id: c for c in cases}
+    listed = [*split["train"], *split["val"]]
+    gone = [i for i in listed if i not in by_id]
+    if gone:
+        raise DataError(
+            f"case {gone[0]!r} of the run's split (splits.json{', and more' if len(gone) > 1 else ''}) "
+            "is not in this folder any more; restore it to continue the run, or start a new one",
+            train_dir,
+        )
+    new = sorted(set(by_id) - set(listed))
+    if new:
+        print(
+            f"warning: {train_dir}: {len(new)} case(s) added since the run began "
+            f"({', '.join(new[:3])}{' …' if len(new) > 3 else ''}) are left out: the run "
+            "continues on its own split",
+            file=sys.stderr,
+        )
+    return [by_id[i] for i in split["train"]], [by_id[i] for i in split["val"]], folds
 
 
 def _check_channel_names(names: Sequence[str], case: Case) -> None:

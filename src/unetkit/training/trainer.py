@@ -208,6 +208,8 @@ class Trainer:
             cache_dir=cfg.data.cache_dir,
             label_map=LabelMap.from_dict(ckpt["label_map"]) if ckpt else None,
             normalizer=Normalizer.from_dict(ckpt["normalization"]) if ckpt else None,
+            # a resumed run keeps its own split, whatever was added to the folder since
+            saved_splits=self._saved_splits() if ckpt else None,
         )
         self._check_select_metric()
         self.model = self.build_model()
@@ -252,6 +254,13 @@ class Trainer:
             self.callbacks.insert(
                 0, BudgetSchedule(cfg.train.time_budget_minutes * 60, lr=cfg.train.lr)
             )
+
+    def _saved_splits(self):
+        """The split this run saved (``splits.json``), or ``None`` (a run folder from before)."""
+        from ..data.splits import load_splits
+
+        path = Path(self.run_dir) / "splits.json" if self.run_dir is not None else None
+        return load_splits(path) if path is not None and path.is_file() else None
 
     def _make_run_dir(self) -> None:
         if self.run_dir is None:
