@@ -480,3 +480,35 @@ def test_read_mask_errors(tmp_path):
         ConfigError, match="kind='instances' contradicts the label map's kind 'labels'"
     ):
         read_mask(tmp_path / "m.png", LabelMap([0, 3]), kind="instances")
+
+
+def test_a_stray_value_in_one_mask_is_refused_as_check_data_refuses_it(tmp_path):
+    """A 2×2 brush slip of 128 in one 0/255 mask would train as a class of its own: refused,
+    naming the mask, as check-data does; --mask-kind labels takes every value as a class, and a
+    rare value that other masks share is a class."""
+    from unetkit.data.labels import LONE_VALUE_SHARE
+
+    masks = []
+    for i in range(3):
+        m = np.zeros((1, 60, 80), np.uint8)
+        m[0, 10:30, 10 + 5 * i : 40] = 255
+        masks.append(m)
+    slip = masks[1].copy()
+    slip[0, 50:52, 50:52] = 128  # 4 px of 4800: 0.08 %
+    assert LONE_VALUE_SHARE * slip.size > 4
+    path = tmp_path / "m1.png"
+    Image.fromarray(slip[0]).save(path)
+    files = []
+    for i, m in enumerate((masks[0], None, masks[2])):
+        if m is None:
+            files.append(path)
+            continue
+        files.append(tmp_path / f"m{i}.png")
+        Image.fromarray(m[0]).save(files[-1])
+    with pytest.raises(DataError, match=r"m1\.png: unexpected label values 128: in no other mask"):
+        infer_label_map(files)
+    assert infer_label_map(files, kind="labels").values == (0, 128, 255)
+    shared = masks[2].copy()
+    shared[0, 0:2, 0:2] = 128  # the same rare value in a second mask: a class
+    Image.fromarray(shared[0]).save(files[2])
+    assert infer_label_map(files).values == (0, 128, 255)

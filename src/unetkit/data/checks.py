@@ -43,6 +43,7 @@ from .labels import (
     FEW_IDS_MIN,
     INFER_KINDS,
     INSTANCE_GUESS_MIN_IDS,
+    LONE_VALUE_SHARE,
     LOSSY_THRESHOLD,
     LabelMap,
     _pack,
@@ -62,7 +63,7 @@ PathLike = Union[str, Path]
 _SAMPLES = 50_000
 _HIST_LO, _HIST_HI = -(2**15), 2**16  # histogram range covering int8/int16/uint8/uint16
 _SHOW = 10  # values listed in one line before "… (N in all)"
-_TINY = 0.001  # a lone mask value under this fraction of the mask's pixels is suspicious
+_TINY = LONE_VALUE_SHARE  # a lone mask value under this fraction of the mask's pixels is suspicious
 _BORDER = 0.5  # ... or one with at least this fraction of its pixels on region borders
 
 

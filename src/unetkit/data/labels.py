@@ -46,6 +46,7 @@ maps and object metrics, :func:`instance_ids`).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
@@ -275,6 +276,40 @@ def _integral(plane: np.ndarray, path: Optional[PathLike]) -> np.ndarray:
     elif plane.dtype.kind not in "biu":
         raise DataError(f"mask has dtype {plane.dtype}; expected integers", path)
     return plane.astype(np.int64, copy=False)
+
+
+#: a value found in one mask only and covering under this share of it is a stray value (a
+#: brush slip, a resampled or lossy-saved edge), not a class: refused unless the user says the
+#: values are the classes (``--mask-kind labels``); ``check-data`` uses the same share
+LONE_VALUE_SHARE = 0.001
+
+
+def _scarce_values(plane: np.ndarray, values: set) -> set:
+    """The values of a mask plane covering under :data:`LONE_VALUE_SHARE` of its pixels."""
+    if len(values) < 2:
+        return set()
+    limit = LONE_VALUE_SHARE * plane.size
+    if plane.dtype in (np.uint8, np.bool_):
+        counts = np.bincount(plane.ravel())
+        return {v for v in values if counts[v] < limit}
+    found, counts = np.unique(plane, return_counts=True)
+    return {int(v) for v, n in zip(found, counts) if n < limit}
+
+
+def _refuse_lone_values(scarce: list, seen_in: Counter, values: set) -> None:
+    """Refuse a mask holding a value no other mask has that covers under
+    :data:`LONE_VALUE_SHARE` of it: trained as stored, it would become a class of its own."""
+    for path, rare in scarce:
+        lone = sorted(v for v in rare if seen_in[v] == 1)
+        if lone:
+            rest = sorted(v for v in values if v not in lone)
+            raise DataError(
+                f"unexpected label values {', '.join(map(str, lone))}: in no other mask and "
+                f"covering under {100 * LONE_VALUE_SHARE:g} % of this one (the others use "
+                f"{', '.join(map(str, rest))}); correct the mask, or give --mask-kind labels if "
+                "every value is a class (instances if the values number objects)",
+                path,
+            )
 
 
 def _unique(plane: np.ndarray) -> np.ndarray:
@@ -605,6 +640,8 @@ def infer_label_map(
             instance_ids(arr, path)  # raises on a wrong channel count or non-integer ids
         return INSTANCE_LABEL_MAP
     per_mask: list = []  # each 2D 1-channel mask's values and whether each is one region
+    seen_in: Counter = Counter()  # in how many 1-channel masks each value occurs
+    scarce: list = []  # (mask, its values covering under LONE_VALUE_SHARE of it)
     grey_sets: dict = {}  # each 1-channel mask's values (two_binary_codings)
     grey: set = set()  # the values of the 1-channel masks
     colours: set = set()  # the packed colours of the 3-channel ones
@@ -637,6 +674,9 @@ def infer_label_map(
             }
             grey.update(here)
             dtypes.append(arr.dtype)
+            if kind == "auto":
+                seen_in.update(here)
+                scarce.append((path, _scarce_values(arr[0], here)))
             if kind == "auto" and len(here) <= 3:
                 grey_sets[path if path is not None else count] = here
             if kind == "auto" and arr.ndim == 3:  # ids numbered per image? (numbered_per_mask)
@@ -664,6 +704,8 @@ def infer_label_map(
         and numbered_per_mask([v for v, _ in per_mask], [ok for _, ok in per_mask])
     ):
         return infer_label_map(masks, kind="instances")
+    if resolved == "labels" and kind == "auto" and len(scarce) >= 2:
+        _refuse_lone_values(scarce, seen_in, grey)
     if resolved == "labels" and len(grey_sets) == count:
         mixed = two_binary_codings(grey_sets)
         if mixed is not None:
