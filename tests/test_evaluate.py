@@ -209,6 +209,25 @@ def test_instances_and_suffix_detection(tmp_path):
     assert [r["class"] for r in sem.rows] == ["1", "2", "3", "5"]
 
 
+def test_binary_truth_with_instances_is_scored_by_components_as_the_prediction(tmp_path):
+    """--instances with 0/255 truth and predictions: both sides' objects are their components
+    (the truth was one object against the prediction's many), and the user is told touching
+    truth objects count as one."""
+    t = np.zeros((SIZE, SIZE), np.uint8)
+    t[2:6, 2:6] = t[2:6, 10:14] = t[10:14, 2:6] = 255  # three separate objects
+    p = t.copy()
+    p[10:14, 2:6] = 0  # one missed
+    write_image(tmp_path / "truth" / "x.png", t[None])
+    write_image(tmp_path / "pred" / "x.png", p[None])
+    res = evaluate_folders(
+        tmp_path / "pred", tmp_path / "truth", instances=True, metrics=["objects"]
+    )
+    row = res.rows[0]
+    assert row["n_true"] == 3 and row["n_pred"] == 2 and row["obj_f1"] == pytest.approx(0.8)
+    (warning,) = res.summary["warnings"]
+    assert warning.startswith("1 truth mask(s) (x) are binary: their objects are their connected")
+
+
 def test_truth_masks_named_with_a_suffix_are_matched_as_train_reads_them(tmp_path, capsys):
     """``01_mask.png`` beside ``images/01.png`` is case ``01``, scored against the prediction
     ``01.png`` (as ``unetkit predict`` names it): detected from the images, or from the

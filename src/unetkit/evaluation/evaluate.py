@@ -672,6 +672,7 @@ def evaluate_folders(
     # never guessed, labels.INSTANCE_GUESS_MIN_IDS) scored as classes, which the user is told
     guessed_classes = label_map.kind == "labels" and k > FEW_IDS_MIN + 1 and inferred_map
     predicted: set = set()
+    binary_truths: list = []  # truth masks of one id, scored by their components
     for case in case_ids:
         t_cls, t_ids, meta = read_mask(truths[case], label_map)
         p_cls, p_ids, p_meta = read_mask(preds[case], label_map)
@@ -721,6 +722,16 @@ def evaluate_folders(
         ):
             # a binary label image (0/1 or 0/255): its objects are its components
             p_ids = label_objects(p_cls == 1, connectivity)
+        if (
+            id_files is None
+            and (inferred_instances or instances)
+            and t_ids is not None
+            and np.unique(t_ids[t_ids > 0]).size <= 1
+        ):
+            # a binary truth mask, as the prediction: its objects are its components too (else
+            # it would be one object against the prediction's many)
+            t_ids = label_objects(t_cls == 1, connectivity)
+            binary_truths.append(case)
         case_spacing = spacing if spacing is not None else meta.spacing
         if spacing is None:
             units.add("pixel" if meta.spacing is None else (meta.spacing_unit or "file spacing"))
@@ -799,6 +810,15 @@ def evaluate_folders(
                 "truth values object ids? evaluate with --instances to score objects"
             ]
             if guessed_classes and predicted <= {0, 1}
+            else []
+        )
+        + (
+            [
+                f"{len(binary_truths)} truth mask(s) ({_names(binary_truths)}) are binary: their "
+                "objects are their connected components, so touching objects count as one; give "
+                "instance masks (or an instances/ folder) to score them apart"
+            ]
+            if binary_truths
             else []
         ),
     }
