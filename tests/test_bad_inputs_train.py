@@ -114,6 +114,28 @@ def case_noise_mask(tmp):
     return _train(tmp), str(tmp / "data/masks/02.tif")
 
 
+def case_stray_mask_value(tmp):
+    """A 1-pixel slip of 128 in one 0/255 mask: trained, it would be a class of its own."""
+    mask = np.asarray(Image.open(clean(tmp / "data") / "masks" / "01.png")).copy()
+    mask[0, 0] = 128
+    _png(tmp / "data" / "masks" / "01.png", mask)
+    return _train(tmp), f"{tmp / 'data/masks/01.png'}: unexpected label values 128"
+
+
+def case_val_folder_labelled_otherwise(tmp):
+    """Training masks 0/255, validation masks 0/1/2: classes never seen in training."""
+    clean(tmp / "data")
+    val = clean(tmp / "val", n=2, seed=3)
+    for name in ("00", "01"):
+        mask = (np.asarray(Image.open(val / "masks" / f"{name}.png")) > 0).astype(np.uint8)
+        mask[:4] = 2
+        _png(val / "masks" / f"{name}.png", mask)
+    return (
+        _train(tmp, "--val", str(val)),
+        f"{val}: the validation masks hold the value(s) 1, 2, which no training mask has",
+    )
+
+
 def case_missing_mask(tmp):
     (clean(tmp / "data") / "masks" / "02.png").unlink()
     return _train(tmp), "02"
@@ -370,6 +392,15 @@ def case_resume_not_a_run(tmp):
         "--resume",
         str(tmp / "somewhere"),
     ], f"{tmp / 'somewhere'}: not a unetkit run folder"
+
+
+def case_resume_a_folds_run(tmp):
+    for k in (0, 1):
+        (tmp / "cv" / f"fold_{k}").mkdir(parents=True)
+        (tmp / "cv" / f"fold_{k}" / "config.yaml").write_text("data: {}\n")
+    return ["train", "--resume", str(tmp / "cv")], (
+        f"{tmp / 'cv'}: is a --folds run: resume one fold at a time (--resume {tmp / 'cv/fold_0'}"
+    )
 
 
 def case_check_noise_mask(tmp):

@@ -169,6 +169,44 @@ def test_resume_continues_exactly(cells, tmp_path):
     )
 
 
+def test_set_takes_a_normalization_by_its_name():
+    import argparse
+
+    from unetkit.commands import train as train_cmd
+
+    parser = argparse.ArgumentParser()
+    train_cmd.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["train", "d", "--set", "data.normalization=percentile"])
+    assert train_cmd.collect_overrides(args)["data.normalization"] == {"name": "percentile"}
+    config = train_cmd.apply_overrides(RunConfig(), train_cmd.collect_overrides(args))
+    assert config.data.normalization["name"] == "percentile"
+
+
+class _CtrlCIn(Callback):
+    """Ctrl-C during a batch of epoch ``n`` (the epochs before it finished and saved)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def on_batch_end(self, trainer, batch, loss):
+        if trainer.epoch == self.n:
+            raise KeyboardInterrupt
+
+
+def test_an_interrupted_run_logs_the_epochs_it_saved_and_how_to_continue(cells, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(
+            tiny_config(cells, epochs=4),
+            run_dir=tmp_path / "run",
+            progress=False,
+            callbacks=[_CtrlCIn(3)],
+        ).fit()
+    last = (tmp_path / "run" / "train.log").read_text().splitlines()[-1]
+    assert last.startswith("ended: interrupted after epoch 2; best ")
+    assert last.endswith(f"; unetkit train --resume {tmp_path / 'run'} continues it")
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 2
+
+
 def test_resume_can_extend_the_schedule(cells, tmp_path):
     Trainer(tiny_config(cells, epochs=2), run_dir=tmp_path / "run", progress=False).fit()
     resumed = Trainer.resume(tmp_path / "run", overrides={"train.epochs": 4}, progress=False).fit()

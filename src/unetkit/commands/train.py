@@ -262,7 +262,10 @@ def collect_overrides(args) -> dict:
             raise ConfigError(
                 f"--set {item!r}: the key before '=' is empty; write KEY=VALUE, e.g. --set train.lr=0.01"
             )
-        out[key.strip()] = parse_value(value.strip())
+        value = parse_value(value.strip())
+        if key.strip() == "data.normalization" and isinstance(value, str):
+            value = {"name": value}  # a scheme's name alone, as --normalization takes it
+        out[key.strip()] = value
     return out
 
 

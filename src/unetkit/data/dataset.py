@@ -363,6 +363,7 @@ def prepare_data(
         "train": [c.case_id for c in train_cases],
         "val": [val_prefix + c.case_id for c in val_cases],
     }
+    inferred_map = label_map is None
     if label_map is None:
         label_map = dataset_label_map(found, [c.mask for c in train_cases + val_cases], mask_kind)
     if channel_names is not None and train_cases:
@@ -387,6 +388,8 @@ def prepare_data(
         for c in train_cases
     ]
     val = [load_case(c, label_map, normalizer, None, orientation=orientation) for c in val_cases]
+    if val_dir is not None and inferred_map:
+        _check_val_classes(train, val, label_map, val_dir)
     cases = train_cases + val_cases
     loaded = list(same_layout((case.images[0], c.image) for case, c in zip(cases, train + val)))
     if (
@@ -404,6 +407,28 @@ def prepare_data(
         folds,
         fold if folds is not None else None,
     )
+
+
+def _check_val_classes(train: list, val: list, label_map: LabelMap, val_dir) -> None:
+    """Refuse a validation folder whose masks hold classes no training mask has: two folders
+    labelled differently (0/255 beside 0/1/2) would train classes that are never seen and score
+    validation on them."""
+    seen = set()
+    for case in train:
+        if case.mask is not None:
+            seen.update(int(v) for v in np.unique(case.mask))
+    only = set()
+    for case in val:
+        if case.mask is not None:
+            only.update(int(v) for v in np.unique(case.mask) if int(v) not in seen)
+    if only:
+        show = ", ".join(str(label_map.values[c]) for c in sorted(only))
+        trained = ", ".join(str(label_map.values[c]) for c in sorted(seen))
+        raise DataError(
+            f"the validation masks hold the value(s) {show}, which no training mask has (they "
+            f"hold {trained}): the two folders label differently; give both the same values",
+            val_dir,
+        )
 
 
 def _cases_of_saved_split(cases: list, saved: Union[dict, list], fold: Optional[int], train_dir):

@@ -140,6 +140,13 @@ class Trainer:
         run_dir = Path(run_dir)
         cfg_path, last = run_dir / "config.yaml", run_dir / "checkpoints" / "last.pt"
         if not cfg_path.is_file():
+            folds = sorted(p.name for p in run_dir.glob("fold_*") if (p / "config.yaml").is_file())
+            if folds:
+                raise DataError(
+                    f"is a --folds run: resume one fold at a time (--resume {run_dir / folds[0]}, "
+                    f"… {folds[-1]})",
+                    run_dir,
+                )
             raise DataError("not a unetkit run folder (no config.yaml)", run_dir)
         if not last.is_file():
             raise DataError(
@@ -901,4 +908,11 @@ class _LogFile(Callback):
         score = (
             f"; best {best['metric']} {best['value']:.4f} at epoch {best['epoch']}" if best else ""
         )
-        self._append(f"ended: {reason} after epoch {trainer.epoch}{score}\n")
+        # the last epoch finished (and saved): one stopped part-way is not counted
+        done = int(history[-1]["epoch"]) if history else 0
+        more = (
+            f"; unetkit train --resume {trainer.run_dir} continues it"
+            if error is not None and (Path(trainer.run_dir) / "checkpoints" / "last.pt").is_file()
+            else ""
+        )
+        self._append(f"ended: {reason} after epoch {done}{score}{more}\n")
