@@ -114,14 +114,6 @@ def case_noise_mask(tmp):
     return _train(tmp), str(tmp / "data/masks/02.tif")
 
 
-def case_stray_mask_value(tmp):
-    """A 1-pixel slip of 128 in one 0/255 mask: trained, it would be a class of its own."""
-    mask = np.asarray(Image.open(clean(tmp / "data") / "masks" / "01.png")).copy()
-    mask[0, 0] = 128
-    _png(tmp / "data" / "masks" / "01.png", mask)
-    return _train(tmp), f"{tmp / 'data/masks/01.png'}: unexpected label values 128"
-
-
 def case_val_folder_labelled_otherwise(tmp):
     """Training masks 0/255, validation masks 0/1/2: classes never seen in training."""
     clean(tmp / "data")

@@ -278,9 +278,9 @@ def _integral(plane: np.ndarray, path: Optional[PathLike]) -> np.ndarray:
     return plane.astype(np.int64, copy=False)
 
 
-#: a value found in one mask only and covering under this share of it is a stray value (a
-#: brush slip, a resampled or lossy-saved edge), not a class: refused unless the user says the
-#: values are the classes (``--mask-kind labels``); ``check-data`` uses the same share
+#: a value found in one mask only and covering under this share of it is most likely a stray
+#: value (a brush slip, a resampled or lossy-saved edge), not a class: training warns, naming the
+#: mask (``check-data`` refuses it, by the same share)
 LONE_VALUE_SHARE = 0.001
 
 
@@ -296,19 +296,26 @@ def _scarce_values(plane: np.ndarray, values: set) -> set:
     return {int(v) for v, n in zip(found, counts) if n < limit}
 
 
-def _refuse_lone_values(scarce: list, seen_in: Counter, values: set) -> None:
-    """Refuse a mask holding a value no other mask has that covers under
-    :data:`LONE_VALUE_SHARE` of it: trained as stored, it would become a class of its own."""
+_WARNED: set = set()  # (mask, values) already warned of in this process
+
+
+def _warn_lone_values(scarce: list, seen_in: Counter, values: set) -> None:
+    """Warn (stderr, once per mask) of a value no other mask has that covers under
+    :data:`LONE_VALUE_SHARE` of it: trained as stored, it becomes a class of its own. A warning,
+    not a refusal: a rare class can look the same, and a run without flags should still train."""
+    import sys
+
     for path, rare in scarce:
         lone = sorted(v for v in rare if seen_in[v] == 1)
-        if lone:
+        if lone and (str(path), tuple(lone)) not in _WARNED:
+            _WARNED.add((str(path), tuple(lone)))  # once: the plan and the trainer both read
             rest = sorted(v for v in values if v not in lone)
-            raise DataError(
-                f"unexpected label values {', '.join(map(str, lone))}: in no other mask and "
-                f"covering under {100 * LONE_VALUE_SHARE:g} % of this one (the others use "
-                f"{', '.join(map(str, rest))}); correct the mask, or give --mask-kind labels if "
-                "every value is a class (instances if the values number objects)",
-                path,
+            print(
+                f"warning: {path}: label value(s) {', '.join(map(str, lone))} are in no other "
+                f"mask and cover under {100 * LONE_VALUE_SHARE:g} % of this one (the others use "
+                f"{', '.join(map(str, rest))}); trained as class(es) of their own. If they are "
+                "slips, correct the mask ('unetkit check-data' lists such values)",
+                file=sys.stderr,
             )
 
 
@@ -705,7 +712,7 @@ def infer_label_map(
     ):
         return infer_label_map(masks, kind="instances")
     if resolved == "labels" and kind == "auto" and len(scarce) >= 2:
-        _refuse_lone_values(scarce, seen_in, grey)
+        _warn_lone_values(scarce, seen_in, grey)
     if resolved == "labels" and len(grey_sets) == count:
         mixed = two_binary_codings(grey_sets)
         if mixed is not None:
