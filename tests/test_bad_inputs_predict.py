@@ -481,7 +481,8 @@ def test_a_rerun_with_another_model_does_not_keep_the_first_models_outputs(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"unetkit predict: error: {out}: holds the outputs of 2 input(s) (a, b) from another "
-        "model than this one; pass --overwrite to predict them again, or choose another --output"
+        "model (or pyramid level) than this one; pass --overwrite to predict them again, or "
+        "choose another --output"
     ]
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == first
     assert predict(other, "--overwrite") == 0

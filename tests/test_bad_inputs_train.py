@@ -124,7 +124,8 @@ def case_val_folder_labelled_otherwise(tmp):
         _png(val / "masks" / f"{name}.png", mask)
     return (
         _train(tmp, "--val", str(val)),
-        f"{val}: the validation masks hold the value(s) 1, 2, which no training mask has",
+        f"{val}: the validation masks of 2 case(s) (00, 01) hold the value(s) 1, 2, which no "
+        "training mask has",
     )
 
 

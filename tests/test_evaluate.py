@@ -226,6 +226,25 @@ def test_binary_truth_with_instances_is_scored_by_components_as_the_prediction(t
     assert row["n_true"] == 3 and row["n_pred"] == 2 and row["obj_f1"] == pytest.approx(0.8)
     (warning,) = res.summary["warnings"]
     assert warning.startswith("1 truth mask(s) (x) are binary: their objects are their connected")
+    # an empty truth mask is not called binary; an instance folder keeps its ids: one object in
+    # two parts stays one object, where another mask numbers two
+    write_image(tmp_path / "truth" / "y.png", np.zeros_like(t)[None])
+    write_image(tmp_path / "pred" / "y.png", np.zeros_like(t)[None])
+    res = evaluate_folders(
+        tmp_path / "pred", tmp_path / "truth", instances=True, metrics=["objects"]
+    )
+    assert res.summary["warnings"][0].startswith("1 truth mask(s) (x) are binary")
+    ids = np.zeros((SIZE, SIZE), np.uint16)
+    ids[2:6, 2:6] = ids[10:14, 10:14] = 1  # one object drawn in two parts
+    two = np.zeros_like(ids)
+    two[2:6, 2:6], two[10:14, 10:14] = 1, 2
+    for name, mask in (("x", ids), ("y", two)):
+        write_image(tmp_path / "truth" / f"{name}.png", mask[None])
+        write_image(tmp_path / "pred" / f"{name}.png", (mask > 0).astype(np.uint8)[None])
+    res = evaluate_folders(
+        tmp_path / "pred", tmp_path / "truth", instances=True, metrics=["objects"]
+    )
+    assert [r["n_true"] for r in res.rows] == [1, 2] and res.summary["warnings"] == []
 
 
 def test_truth_masks_named_with_a_suffix_are_matched_as_train_reads_them(tmp_path, capsys):

@@ -169,6 +169,31 @@ def test_resume_continues_exactly(cells, tmp_path):
     )
 
 
+def test_resume_of_a_run_with_a_val_folder_keeps_the_cases_of_both(tmp_path, capsys):
+    import json
+    import shutil
+
+    from unetkit.cli import main
+
+    data, val = make_cells(tmp_path / "data", n=4), make_cells(tmp_path / "val", n=2, seed=5)
+    run = tmp_path / "run"
+    Trainer(
+        tiny_config(data, epochs=1).override({"data.val_dir": str(val)}),
+        run_dir=run,
+        progress=False,
+    ).fit()
+    split = json.loads((run / "splits.json").read_text())
+    assert split["val"] == ["val/00", "val/01"]
+    for folder in (data, val):
+        for sub in ("images", "masks"):
+            shutil.copy(folder / sub / "00.png", folder / sub / "new.png")
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--no-progress"]) == 0
+    assert json.loads((run / "splits.json").read_text()) == split
+    err = capsys.readouterr().err
+    assert f"{data}: 1 case(s) added since the run began (new)" in err
+    assert f"{val}: 1 case(s) added since the run began (new)" in err
+
+
 def test_set_takes_a_normalization_by_its_name():
     import argparse
 
@@ -252,11 +277,16 @@ def test_resume_keeps_its_split_and_refuses_to_become_another_run(tmp_path, caps
     before = sorted(p.name for p in run.iterdir())
     assert main(["train", str(data), "--run-dir", str(run), "--no-plan", "--epochs", "1"]) == 2
     err = capsys.readouterr().err
-    assert f"{run}: holds a run already (config.yaml, checkpoints, train.log)" in err
-    assert (
-        f"or continue it with --resume {run}" in err
-        and sorted(p.name for p in run.iterdir()) == before
-    )
+    assert f"{run}: holds a trained run already; give a new --run-dir, or continue it with " in err
+    assert f"--resume {run}" in err and sorted(p.name for p in run.iterdir()) == before
+    # a run killed before its first checkpoint left files but nothing trained: taken again
+    stale = tmp_path / "stale"
+    (stale / "checkpoints").mkdir(parents=True)
+    for name in ("config.yaml", "splits.json", "train.log", "plan.json"):
+        (stale / name).write_text("left by a killed run\n")
+    fresh = ["train", str(data), "--run-dir", str(stale), "--no-plan", "--epochs", "1"]
+    assert main([*fresh, "--iters-per-epoch", "1", "--patch-size", "32", "--no-progress"]) == 0
+    assert (stale / "checkpoints" / "last.pt").is_file()
     gone = split["val"][0]
     for sub in ("images", "masks"):
         (data / sub / f"{gone}.png").unlink()

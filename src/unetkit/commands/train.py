@@ -694,37 +694,36 @@ def _configure(config) -> None:
     )
 
 
-#: what a run folder holds once a run has used it (a folder with none of these is taken as new)
-RUN_FILES = (
-    "config.yaml",
-    "checkpoints",
-    "train.log",
-    "metrics.csv",
-    "plan.json",
-    "splits.json",
-    "ensemble.json",
-    "fold_0",
-)
-
-
 def check_new_run_dir(run_dir) -> None:
-    """Refuse a ``--run-dir`` that already holds a run: a new run would replace its checkpoints
-    and config and append to its log (and one that failed would leave it unresumable).
+    """Refuse a ``--run-dir`` that holds a trained run (a checkpoint, or a ``--folds`` run's): a
+    new run would replace its checkpoints and config. A folder whose run never saved a checkpoint
+    (killed in its first epoch) is taken again, as the same command would make it.
 
     Raises:
-        DataError: naming the folder and what it holds, with the two ways on.
+        DataError: naming the folder, with the ``--resume`` that continues it.
     """
     from pathlib import Path
 
     from ..errors import DataError
 
-    held = [name for name in RUN_FILES if (Path(run_dir) / name).exists()]
-    if held:
-        raise DataError(
-            f"holds a run already ({', '.join(held[:3])}); give a new --run-dir, or continue it "
-            f"with --resume {run_dir}",
-            run_dir,
-        )
+    run_dir = Path(run_dir)
+    own = sorted((run_dir / "checkpoints").glob("*.pt"))
+    folds = sorted(
+        (d for d in run_dir.glob("fold_*") if any((d / "checkpoints").glob("*.pt"))),
+        key=lambda d: int(d.name.partition("_")[2]) if d.name.partition("_")[2].isdigit() else 0,
+    )
+    if not own and not folds and not (run_dir / "ensemble.json").is_file():
+        return
+    if (run_dir / "checkpoints" / "last.pt").is_file():
+        way = f"continue it with --resume {run_dir}"
+    elif folds:
+        way = f"continue a fold with --resume {folds[0]}"
+    else:
+        way = f"start from its weights with --init-from {own[0]}" if own else "choose another"
+    raise DataError(
+        f"holds a trained run already; give a new --run-dir, or {way}",
+        run_dir,
+    )
 
 
 def configure_new_run(args, configure=_configure):

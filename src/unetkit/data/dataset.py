@@ -312,7 +312,8 @@ def prepare_data(
         saved_splits: the split a run saved (its ``splits.json``; folds: fold ``fold`` of them),
             used instead of splitting again, so a resumed run keeps its validation cases out of
             training even when cases were added to the folder since (those are left out, and
-            named). A case of the split that is gone is an error.
+            named); with ``val_dir``, the cases it had of each folder. A case of the split that is
+            gone is an error.
 
     Returns:
         The :class:`PreparedData`; ``splits`` is the split used (with ``num_folds``: fold ``fold``,
@@ -329,7 +330,7 @@ def prepare_data(
         raise found.error()
     train_cases = found.cases
     folds = None
-    if saved_splits is not None and val_dir is None:
+    if isinstance(saved_splits, (dict, list)) and val_dir is None:
         train_cases, val_cases, folds = _cases_of_saved_split(
             train_cases, saved_splits, fold, train_dir
         )
@@ -344,6 +345,17 @@ def prepare_data(
         if found_val.problems:
             raise found_val.error()
         val_cases = found_val.cases
+        if isinstance(saved_splits, dict):  # a resumed run: its own cases of both folders
+            prefix = f"{Path(val_dir).name}/"
+            train_cases, _, _ = _cases_of_saved_split(
+                train_cases, {"train": saved_splits["train"], "val": []}, None, train_dir
+            )
+            saved_val = [
+                i[len(prefix) :] if i.startswith(prefix) else i for i in saved_splits["val"]
+            ]
+            _, val_cases, _ = _cases_of_saved_split(
+                val_cases, {"train": [], "val": saved_val}, None, val_dir
+            )
     elif val_fraction > 0:
         if len(train_cases) < 2:
             raise ConfigError(
@@ -365,7 +377,9 @@ def prepare_data(
     }
     inferred_map = label_map is None
     if label_map is None:
-        label_map = dataset_label_map(found, [c.mask for c in train_cases + val_cases], mask_kind)
+        label_map = dataset_label_map(
+            found, [c.mask for c in train_cases + val_cases], mask_kind, warn_lone=True
+        )
     if channel_names is not None and train_cases:
         _check_channel_names(channel_names, train_cases[0])
     if normalizer is None:
@@ -417,16 +431,22 @@ def _check_val_classes(train: list, val: list, label_map: LabelMap, val_dir) -> 
     for case in train:
         if case.mask is not None:
             seen.update(int(v) for v in np.unique(case.mask))
-    only = set()
+    only: set = set()
+    holders: list = []  # the validation cases holding such values
     for case in val:
         if case.mask is not None:
-            only.update(int(v) for v in np.unique(case.mask) if int(v) not in seen)
+            unseen = {int(v) for v in np.unique(case.mask) if int(v) not in seen}
+            if unseen:
+                only |= unseen
+                holders.append(case.case_id)
     if only:
         show = ", ".join(str(label_map.values[c]) for c in sorted(only))
         trained = ", ".join(str(label_map.values[c]) for c in sorted(seen))
+        cases = ", ".join(holders[:3]) + (" …" if len(holders) > 3 else "")
         raise DataError(
-            f"the validation masks hold the value(s) {show}, which no training mask has (they "
-            f"hold {trained}): the two folders label differently; give both the same values",
+            f"the validation masks of {len(holders)} case(s) ({cases}) hold the value(s) {show}, "
+            f"which no training mask has (they hold {trained}): correct those masks, or give both "
+            "folders the same values",
             val_dir,
         )
 

@@ -603,7 +603,7 @@ def _check_grey_beside_colours(grey: set, channels: dict) -> None:
 
 
 def infer_label_map(
-    masks: Iterable[MaskLike], kind: str = "auto", max_classes: int = 16
+    masks: Iterable[MaskLike], kind: str = "auto", max_classes: int = 16, warn_lone: bool = False
 ) -> LabelMap:
     """The label map of a set of masks: the union of their values, sorted.
 
@@ -613,6 +613,9 @@ def infer_label_map(
         max_classes: with ``"auto"``, more distinct values than this is an error, unless the mask
             that passes it looks like instance ids (:func:`looks_like_instances`): then every mask
             is read as instances.
+        warn_lone: with ``"auto"``, warn (stderr) of a value found in one mask only, under
+            :data:`LONE_VALUE_SHARE` of it, which would train as a class of its own (the training
+            path asks; a sample of the masks, or evaluation, would warn wrongly).
 
     Returns:
         The :class:`LabelMap` (``dtype`` = the masks' sample type; ``palette`` from the first
@@ -681,9 +684,11 @@ def infer_label_map(
             }
             grey.update(here)
             dtypes.append(arr.dtype)
-            if kind == "auto":
+            if kind == "auto" and warn_lone:
                 seen_in.update(here)
-                scarce.append((path, _scarce_values(arr[0], here)))
+                scarce.append(
+                    (path if path is not None else f"mask {count}", _scarce_values(arr[0], here))
+                )
             if kind == "auto" and len(here) <= 3:
                 grey_sets[path if path is not None else count] = here
             if kind == "auto" and arr.ndim == 3:  # ids numbered per image? (numbered_per_mask)
@@ -737,12 +742,15 @@ def infer_label_map(
     return LabelMap(values, kind="labels", dtype=str(dtype), palette=palette)
 
 
-def dataset_label_map(found: Discovery, masks: Iterable[MaskLike], kind: str = "auto") -> LabelMap:
+def dataset_label_map(
+    found: Discovery, masks: Iterable[MaskLike], kind: str = "auto", warn_lone: bool = False
+) -> LabelMap:
     """The label map training uses for a dataset found by :func:`~unetkit.data.discovery.scan_dataset`.
 
     With ``kind`` ``"auto"`` or ``"labels"``, the ``labels`` of an nnU-Net ``dataset.json`` when the
     discovery read one (class ``i`` = the ``i``-th smallest value); otherwise
-    :func:`infer_label_map` over ``masks`` (all the masks training will read).
+    :func:`infer_label_map` over ``masks`` (all the masks training will read; ``warn_lone``:
+    see there).
 
     Raises:
         DataError: an unusable ``dataset.json`` ``labels`` entry (naming the file), or what
@@ -756,7 +764,7 @@ def dataset_label_map(found: Discovery, masks: Iterable[MaskLike], kind: str = "
             raise DataError(
                 f"unusable 'labels' entry: {exc}", found.root / "dataset.json"
             ) from None
-    return infer_label_map(masks, kind=kind)
+    return infer_label_map(masks, kind=kind, warn_lone=warn_lone)
 
 
 def read_mask(

@@ -384,6 +384,14 @@ def _read_probabilities(path: Path) -> np.ndarray:
     return read_image(path)[0]
 
 
+def _ids_in(path) -> int:
+    """How many distinct non-zero values a mask file holds."""
+    from ..io import read_image
+
+    values = np.unique(read_image(path)[0])
+    return int(np.count_nonzero(values))
+
+
 def _names(paths: Sequence, limit: int = 5) -> str:
     shown = ", ".join(str(p) for p in list(paths)[:limit])
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
@@ -672,7 +680,14 @@ def evaluate_folders(
     # never guessed, labels.INSTANCE_GUESS_MIN_IDS) scored as classes, which the user is told
     guessed_classes = label_map.kind == "labels" and k > FEW_IDS_MIN + 1 and inferred_map
     predicted: set = set()
-    binary_truths: list = []  # truth masks of one id, scored by their components
+    binary_truths: list = []  # truth masks scored by their components
+    # instance truth in which no mask numbers two objects is binary (0/255 drawn as one class):
+    # decided for the folder, so an instance mask of one object (in two parts) keeps its id
+    binary_truth = (
+        id_files is None
+        and (inferred_instances or instances)
+        and all(_ids_in(truths[c]) <= 1 for c in case_ids)
+    )
     for case in case_ids:
         t_cls, t_ids, meta = read_mask(truths[case], label_map)
         p_cls, p_ids, p_meta = read_mask(preds[case], label_map)
@@ -722,16 +737,12 @@ def evaluate_folders(
         ):
             # a binary label image (0/1 or 0/255): its objects are its components
             p_ids = label_objects(p_cls == 1, connectivity)
-        if (
-            id_files is None
-            and (inferred_instances or instances)
-            and t_ids is not None
-            and np.unique(t_ids[t_ids > 0]).size <= 1
-        ):
-            # a binary truth mask, as the prediction: its objects are its components too (else
-            # it would be one object against the prediction's many)
+        if binary_truth and t_ids is not None:
+            # binary truth masks, as the predictions: their objects are their components too
+            # (else each would be one object against the prediction's many)
             t_ids = label_objects(t_cls == 1, connectivity)
-            binary_truths.append(case)
+            if t_ids.any():
+                binary_truths.append(case)
         case_spacing = spacing if spacing is not None else meta.spacing
         if spacing is None:
             units.add("pixel" if meta.spacing is None else (meta.spacing_unit or "file spacing"))

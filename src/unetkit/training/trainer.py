@@ -140,7 +140,10 @@ class Trainer:
         run_dir = Path(run_dir)
         cfg_path, last = run_dir / "config.yaml", run_dir / "checkpoints" / "last.pt"
         if not cfg_path.is_file():
-            folds = sorted(p.name for p in run_dir.glob("fold_*") if (p / "config.yaml").is_file())
+            folds = sorted(
+                (p.name for p in run_dir.glob("fold_*") if (p / "config.yaml").is_file()),
+                key=lambda name: int(name[5:]) if name[5:].isdigit() else -1,
+            )
             if folds:
                 raise DataError(
                     f"is a --folds run: resume one fold at a time (--resume {run_dir / folds[0]}, "
