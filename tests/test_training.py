@@ -135,15 +135,17 @@ class _CrashAfter(Callback):
             raise RuntimeError("simulated crash")
 
 
+def _stopped_by(cells, run_dir, callback, error) -> None:
+    """A 4-epoch run that ``callback`` stops with ``error``."""
+    with pytest.raises(error):
+        Trainer(
+            tiny_config(cells, epochs=4), run_dir=run_dir, progress=False, callbacks=[callback]
+        ).fit()
+
+
 def test_resume_continues_exactly(cells, tmp_path):
     full = Trainer(tiny_config(cells, epochs=4), run_dir=tmp_path / "full", progress=False).fit()
-    with pytest.raises(RuntimeError, match="simulated crash"):
-        Trainer(
-            tiny_config(cells, epochs=4),
-            run_dir=tmp_path / "part",
-            progress=False,
-            callbacks=[_CrashAfter(2)],
-        ).fit()
+    _stopped_by(cells, tmp_path / "part", _CrashAfter(2), RuntimeError)
     ended = [
         ln for ln in (tmp_path / "part" / "train.log").read_text().splitlines() if "ended" in ln
     ]
@@ -219,13 +221,7 @@ class _CtrlCIn(Callback):
 
 
 def test_an_interrupted_run_logs_the_epochs_it_saved_and_how_to_continue(cells, tmp_path):
-    with pytest.raises(KeyboardInterrupt):
-        Trainer(
-            tiny_config(cells, epochs=4),
-            run_dir=tmp_path / "run",
-            progress=False,
-            callbacks=[_CtrlCIn(3)],
-        ).fit()
+    _stopped_by(cells, tmp_path / "run", _CtrlCIn(3), KeyboardInterrupt)
     last = (tmp_path / "run" / "train.log").read_text().splitlines()[-1]
     assert last.startswith("ended: interrupted after epoch 2; best ")
     assert last.endswith(f"; unetkit train --resume {tmp_path / 'run'} continues it")
