@@ -384,12 +384,13 @@ def _read_probabilities(path: Path) -> np.ndarray:
     return read_image(path)[0]
 
 
-def _ids_in(path) -> int:
-    """How many distinct non-zero values a mask file holds."""
-    from ..io import read_image
+def _ids_in(mask, label_map) -> int:
+    """How many objects a truth mask (a file, or a folder of one file per object) numbers, read
+    as the evaluation reads it."""
+    from ..data.labels import read_mask
 
-    values = np.unique(read_image(path)[0])
-    return int(np.count_nonzero(values))
+    _, ids, _ = read_mask(mask, label_map)
+    return 0 if ids is None else int(np.count_nonzero(np.unique(ids)))
 
 
 def _names(paths: Sequence, limit: int = 5) -> str:
@@ -686,7 +687,7 @@ def evaluate_folders(
     binary_truth = (
         id_files is None
         and (inferred_instances or instances)
-        and all(_ids_in(truths[c]) <= 1 for c in case_ids)
+        and all(_ids_in(truths[c], label_map) <= 1 for c in case_ids)
     )
     for case in case_ids:
         t_cls, t_ids, meta = read_mask(truths[case], label_map)
