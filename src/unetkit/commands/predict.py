@@ -74,8 +74,19 @@ def add_parser(sub) -> None:
         "(.zip), a run folder, or several joined by commas (a.pt,b.pt): their probabilities are "
         "averaged",
     )
-    p.add_argument("inputs", nargs="+", help="image files and/or folders")
-    p.add_argument("--output", "-o", required=True, help="folder for the outputs")
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        help="image files and/or folders (a dataset folder with images/, case folders, a zarr "
+        "store, a DICOM series folder; nnU-Net channel files CASE_0000, CASE_0001 … of one case "
+        "are read together)",
+    )
+    p.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        help="folder for the outputs (not the inputs' own folder)",
+    )
     p.add_argument(
         "--tile", help="input tile size, e.g. 512 or 96,128,128 (default: planned per image)"
     )

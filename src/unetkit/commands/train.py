@@ -109,7 +109,10 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--config", help="YAML run config (sections data, model, loss, train)")
     p.add_argument(
-        "--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint"
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its last checkpoint, with its own config and split; "
+        "only --epochs, --time-budget, --device, --threads and --precision may change",
     )
     p.add_argument(
         "--init-from",
@@ -127,7 +130,11 @@ def add_parser(sub) -> None:
         help="do not plan: the plain defaults (and --config) decide what flags leave open",
     )
     p.add_argument("--output", help="folder that receives the run folder (default runs/)")
-    p.add_argument("--run-dir", help="exact run folder to write (default OUTPUT/MODEL-TIMESTAMP)")
+    p.add_argument(
+        "--run-dir",
+        help="exact run folder to write (default OUTPUT/MODEL-TIMESTAMP); one holding a trained "
+        "run is refused",
+    )
     g = p.add_argument_group("data")
     g.add_argument(
         "--val", metavar="VAL_DIR", help="fixed validation folder (default: a seeded hold-out)"
