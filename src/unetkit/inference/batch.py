@@ -607,7 +607,7 @@ def predict_case(
             levels=levels,
         )
         try:
-            predict_large(predictor, source, sink, path=first, spacing=spacing)
+            predict_large(predictor, source, sink, path=first, spacing=spacing, unit=unit)
         except BaseException:
             sink.abort()
             raise

@@ -242,6 +242,7 @@ def predict_large(
     rows: Optional[tuple] = None,
     normalizer=None,
     spacing: Optional[tuple] = None,
+    unit: Optional[str] = None,
 ) -> None:
     """Predict a lazily readable ``(C, H, W)`` image (rows) or ``(C, D, H, W)`` volume (slabs of
     slices along D) band by band into ``sink``.
@@ -257,14 +258,15 @@ def predict_large(
     each pixel the same sum of the same tiles as the whole image gives, so blocks predicted apart
     (on several workers) make exactly the whole image; the sink then gets rows ``r0 … r1``.
     ``normalizer``: the whole image's frozen normaliser (:func:`freeze_normalizer`), so blocks do
-    not each read the whole image for its statistics. ``spacing``: the image's voxel size where
-    ``source`` does not carry it (a memory map); see :func:`check_band_prediction`.
+    not each read the whole image for its statistics. ``spacing``, ``unit``: the image's voxel size
+    and its unit where ``source`` does not carry them (a memory map); see
+    :func:`check_band_prediction`.
     """
     from ..data.dataset import require_finite
     from .ensemble import EnsemblePredictor
     from .predictor import probabilities
 
-    check_band_prediction(predictor, source, path, spacing)
+    check_band_prediction(predictor, source, path, spacing, unit)
     shape = source.shape[1:]
     plan = predictor.plan(shape)  # an ensemble whose members tile or normalise apart stops here
     norm = normalizer if normalizer is not None else freeze_normalizer(predictor.normalizer, source)
