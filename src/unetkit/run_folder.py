@@ -33,7 +33,8 @@ def fold_dir(run_dir: PathLike, fold: int) -> Path:
     return Path(run_dir) / f"fold_{int(fold)}"
 
 
-def _fold_index(path: Path) -> Optional[int]:
+def fold_index(path: Path) -> Optional[int]:
+    """``fold_3`` → 3; ``None`` for any other folder name."""
     head, _, tail = path.name.partition("_")
     return int(tail) if head == "fold" and tail.isdigit() else None
 
@@ -103,8 +104,8 @@ def run_checkpoints(folder: PathLike) -> list[Path]:
             raise DataError("lists no checkpoints", manifest)
         return paths
     folds = sorted(
-        (d for d in folder.iterdir() if _fold_index(d) is not None and (d / BEST).is_file()),
-        key=_fold_index,
+        (d for d in folder.iterdir() if fold_index(d) is not None and (d / BEST).is_file()),
+        key=fold_index,
     )
     if folds:
         return [d / BEST for d in folds]
@@ -227,6 +228,7 @@ __all__ = [
     "ENSEMBLE_FILE",
     "WEAK_FOLD_SHARE",
     "fold_dir",
+    "fold_index",
     "is_saved_weights",
     "model_digest",
     "model_files",

@@ -712,12 +712,19 @@ def check_new_run_dir(run_dir) -> None:
     from pathlib import Path
 
     from ..errors import DataError
+    from ..run_folder import fold_index
 
     run_dir = Path(run_dir)
     own = sorted((run_dir / "checkpoints").glob("*.pt"))
     folds = sorted(
-        (d for d in run_dir.glob("fold_*") if any((d / "checkpoints").glob("*.pt"))),
-        key=lambda d: int(d.name.partition("_")[2]) if d.name.partition("_")[2].isdigit() else 0,
+        (
+            d
+            for d in run_dir.iterdir()
+            if fold_index(d) is not None and any((d / "checkpoints").glob("*.pt"))
+        )
+        if run_dir.is_dir()
+        else [],
+        key=fold_index,
     )
     if not own and not folds and not (run_dir / "ensemble.json").is_file():
         return

@@ -140,10 +140,13 @@ class Trainer:
         run_dir = Path(run_dir)
         cfg_path, last = run_dir / "config.yaml", run_dir / "checkpoints" / "last.pt"
         if not cfg_path.is_file():
-            folds = sorted(
-                (p.name for p in run_dir.glob("fold_*") if (p / "config.yaml").is_file()),
-                key=lambda name: int(name[5:]) if name[5:].isdigit() else -1,
-            )
+            from ..run_folder import fold_index
+
+            folds = [
+                p.name
+                for p in sorted(run_dir.glob("fold_*"), key=lambda p: fold_index(p) or 0)
+                if fold_index(p) is not None and (p / "config.yaml").is_file()
+            ]
             if folds:
                 raise DataError(
                     f"is a --folds run: resume one fold at a time (--resume {run_dir / folds[0]}, "
