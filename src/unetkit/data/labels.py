@@ -284,16 +284,13 @@ def _integral(plane: np.ndarray, path: Optional[PathLike]) -> np.ndarray:
 LONE_VALUE_SHARE = 0.001
 
 
-def _scarce_values(plane: np.ndarray, values: set) -> set:
-    """The values of a mask plane covering under :data:`LONE_VALUE_SHARE` of its pixels."""
-    if len(values) < 2:
-        return set()
-    limit = LONE_VALUE_SHARE * plane.size
-    if plane.dtype in (np.uint8, np.bool_):
-        counts = np.bincount(plane.ravel())
-        return {v for v in values if counts[v] < limit}
+def _value_counts(plane: np.ndarray) -> dict:
+    """``{value: pixels}`` of a mask plane (``bincount`` for 8-bit ones, as :func:`_unique`)."""
+    if plane.dtype == np.uint8 or plane.dtype == bool:
+        counts = np.bincount(plane.ravel(), minlength=2)
+        return {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
     found, counts = np.unique(plane, return_counts=True)
-    return {int(v) for v, n in zip(found, counts) if n < limit}
+    return {int(v): int(n) for v, n in zip(found, counts)}
 
 
 _WARNED: set = set()  # (mask, values) already warned of in this process
@@ -678,17 +675,16 @@ def infer_label_map(
                 raise DataError(f"an RGB colour mask must be uint8, got {arr.dtype}", path)
             colours.update(int(v) for v in np.unique(_pack(arr)))
         else:
-            here = {
-                int(v)
-                for v in _unique(_integral(arr[0], path) if arr.dtype.kind == "f" else arr[0])
-            }
+            plane = _integral(arr[0], path) if arr.dtype.kind == "f" else arr[0]
+            counts = _value_counts(plane)  # one pass: the values, and how much each covers
+            here = set(counts)
             grey.update(here)
             dtypes.append(arr.dtype)
             if kind == "auto" and warn_lone:
                 seen_in.update(here)
-                scarce.append(
-                    (path if path is not None else f"mask {count}", _scarce_values(arr[0], here))
-                )
+                limit = LONE_VALUE_SHARE * plane.size
+                rare = {v for v, n in counts.items() if n < limit} if len(here) > 1 else set()
+                scarce.append((path if path is not None else f"mask {count}", rare))
             if kind == "auto" and len(here) <= 3:
                 grey_sets[path if path is not None else count] = here
             if kind == "auto" and arr.ndim == 3:  # ids numbered per image? (numbered_per_mask)
