@@ -343,3 +343,20 @@ def test_resume_restarts_the_clock_at_the_full_rate(cells, tmp_path, monkeypatch
     assert lrs[3] == pytest.approx(0.01 * (1 - 2 / T) ** 0.9, rel=1e-6)
     # a fresh budget: 45 s of training again, 23 epochs started
     assert result.epochs_completed == 2 + 23 and result.stop_reason == "time budget reached"
+
+
+def test_the_planning_time_comes_out_of_the_budget_and_says_so():
+    from unetkit.commands.train import MIN_TRAIN_MINUTES, budget_left_after_plan
+
+    left, line = budget_left_after_plan(5, 30)
+    assert left == 4.5
+    assert line == "plan: made in 30 s; 4.5 of 5 minutes left to train"
+    # a budget the plan used up still trains one epoch, and the line does not claim time left
+    left, line = budget_left_after_plan(1e-9, 2)
+    assert left == MIN_TRAIN_MINUTES == 0.1
+    assert line == (
+        "plan: made in 2 s, more than the 1e-09-minute budget leaves to train: "
+        "training for 0.1 minutes (one epoch at least)"
+    )
+    assert budget_left_after_plan(0.2, 4)[0] == pytest.approx(0.2 - 4 / 60)
+    assert budget_left_after_plan(0.2, 7)[0] == 0.1  # 0.083 left: the least it trains

@@ -827,8 +827,8 @@ def configure_new_run(args, configure=_configure):
         budget = config.train.time_budget_minutes
         if budget is not None and not args.plan and spent > 1:
             # the budget is the whole command's: planning took part of it
-            left = max(budget - spent / 60, 0.1)
-            print(f"plan: made in {spent:.0f} s; {left:.1f} of {budget:g} minutes left to train")
+            left, line = budget_left_after_plan(budget, spent)
+            print(line)
             config = config.override({"train.time_budget_minutes": round(left, 3)})
     elif inherited:
         config = apply_overrides(base, {**inherited, **overrides})
@@ -910,6 +910,24 @@ RESUME_MAY_CHANGE = (
     "data.cache_dir",
     "output_dir",
 )
+
+
+MIN_TRAIN_MINUTES = 0.1
+
+
+def budget_left_after_plan(budget: float, spent: float) -> tuple[float, str]:
+    """Minutes left to train once planning took ``spent`` seconds of the command's budget, and the
+    line that says so. A budget the plan used up still trains ``MIN_TRAIN_MINUTES`` (the trainer
+    runs one epoch at least, so the run has a model to predict with), and the line says so rather
+    than "0.1 of 1e-09 minutes left".
+    """
+    left = budget - spent / 60
+    if left >= MIN_TRAIN_MINUTES:
+        return left, f"plan: made in {spent:.0f} s; {left:.1f} of {budget:g} minutes left to train"
+    return MIN_TRAIN_MINUTES, (
+        f"plan: made in {spent:.0f} s, more than the {budget:g}-minute budget leaves to train: "
+        f"training for {MIN_TRAIN_MINUTES:g} minutes (one epoch at least)"
+    )
 
 
 def check_resume_changes(saved, changed, run_dir) -> None:
