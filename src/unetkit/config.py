@@ -325,7 +325,8 @@ class DataConfig:
             ``zscore`` per image (see :func:`~unetkit.data.normalization.choose_normalization`).
         channel_names: one name per image channel (``["CT", "T2"]``), choosing the normalisation
             when ``normalization`` is ``auto``; overrides the ``dataset.json`` names.
-        patch_size: training patch (label) size per axis; unset = whole images (all the same size).
+        patch_size: training patch (label) size per axis; unset = the smaller of the smallest image
+            and 256 per axis in 2D (96 in 3D), unless a plan chose one.
             With ``scale``, in pixels of the resampled images.
         scale: resolution factor per axis (one number for all) at which the net trains and
             predicts: ``0.5`` halves every side of the training images; ``predict`` resamples each

@@ -6,8 +6,8 @@ import argparse
 
 EPILOG = """\
 examples:
-  unetkit demo                          # about 8 minutes on 2 CPU cores; report in demo_out/report/
-  unetkit demo --quick --out /tmp/demo  # about a minute: a smaller set and 40 s of training
+  unetkit demo                          # about 6–7 minutes on 2 CPU cores; report in demo_out/report/
+  unetkit demo --quick --out /tmp/demo  # about a minute: a smaller set and 36 s of training
   unetkit demo --no-weight-map --out demo_ablation   # the same run without the border weight map
 
 Steps: seeded synthetic microscopy (touching irregular cells, thin gaps, uneven illumination, blur,
@@ -34,7 +34,7 @@ def add_parser(sub) -> None:
         help="demo folder: data/, run/ and report/ (default demo_out; replaced by the next demo)",
     )
     p.add_argument(
-        "--quick", action="store_true", help="small data set and ~40 s of training (about a minute)"
+        "--quick", action="store_true", help="small data set and 36 s of training (about a minute)"
     )
     p.add_argument(
         "--no-weight-map",

@@ -16,8 +16,9 @@ from .parsing import label_values
 EPILOG = """\
 metric groups: overlap (dice iou precision recall specificity pixel_error), boundary (hd hd95 assd
 nsd), connectomics (rand_error rand_precision rand_recall voi_split voi_merge voi), objects
-(obj_precision obj_recall obj_f1 ap50 ap75 map n_true n_pred), auc (needs --probs); default: all but
-auc. nsd counts boundaries within --nsd-tolerance (default one pixel) as agreeing.
+(obj_precision obj_recall obj_f1 ap50 ap75 map n_true n_pred), auc (needs --probs); default: all
+groups, auc only when --probs is given. nsd counts boundaries within --nsd-tolerance (default one
+pixel) as agreeing.
 
 examples:
   unetkit evaluate runs/pred data/isbi2012/val/masks --out runs/eval
@@ -79,7 +80,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         nargs="+",
         metavar="M",
         default=None,
-        help="metric groups or names (space or comma separated); default: all but auc",
+        help="metric groups or names (space or comma separated); default: all groups, auc only "
+        "when --probs is given",
     )
     parser.add_argument(
         "--instances",

@@ -120,7 +120,8 @@ def add_parser(sub) -> None:
         const="auto",
         choices=("auto", "flip", "d4", "none"),
         default="none",
-        help="test-time augmentation: flips (and in 2D rotations: d4, the paper's 8 versions)",
+        help="test-time augmentation (default none): flips (and in 2D rotations: d4, the paper's "
+        "8 versions); a bare --tta is auto: d4 in 2D, flips in 3D",
     )
     p.add_argument(
         "--probabilities",
@@ -177,15 +178,26 @@ def add_parser(sub) -> None:
         "the default); outputs have that level's size and pixel size",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"))
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "bf16", "fp16", "fp32"),
+        help="auto (the default): bf16 where the device computes it natively, else fp32",
+    )
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=("torch", "onnxruntime"),
+        help="torch (the default) or onnxruntime (for an exported .onnx model, or the ONNX "
+        "weights of a bioimage.io package)",
+    )
     p.add_argument(
         "--batch-size", type=int, help="tiles per forward pass (default 1 on CPU, 4 on GPU)"
     )
     p.add_argument("--threads", type=int, help="CPU threads")
     p.add_argument("--overwrite", action="store_true", help="recompute inputs whose outputs exist")
     p.add_argument("--truth", help="mask folder: evaluate the predictions against it afterwards")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
 

@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
         "--input-size",
         help="spatial size: one number for every axis or one per axis "
         "(e.g. 572 or 64,128,128); default 512 (2D) / 128 (3D), "
-        "572 / 132 for valid-padding nets",
+        "572 / 132 for valid-padding nets (raised to the next size the net accepts)",
     )
     p.add_argument("--batch-size", type=int, default=1, help="batch size B (default 1)")
     p.add_argument(

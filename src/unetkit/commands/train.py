@@ -21,7 +21,8 @@ examples:
   unetkit train --resume runs/unet-20261122-101500          # continue exactly where it stopped
   unetkit train data/new --init-from runs/unet-20261122-101500/checkpoints/best.pt --epochs 20
                                                             # fine-tune an earlier model on new data
-  torchrun --nproc_per_node=2 -m unetkit train data/train --batch-size 8   # multi-process (DDP)
+  unetkit plan data/train --output plan.json                # multi-process (DDP): one saved plan
+  torchrun --nproc_per_node=2 -m unetkit train data/train --plan plan.json --batch-size 8
 
 Without --config, the run follows a plan (see 'unetkit plan'): the data's fingerprint and this
 machine's measured speed choose patch, depth, width, batch, loss, sampling, augmentation and a
@@ -46,7 +47,7 @@ any other name (MR, microscopy) -> z-score per image; mixed channels get one sch
   --set 'data.normalization={name: per-channel, channels: [{name: ct}, {name: zscore}]}'
 
 A run folder (config.yaml, plan.json, splits.json, metrics.csv, curves.png, train.log,
-checkpoints/last.pt and best.pt) is written under --output (default runs/).
+postprocess.json, checkpoints/last.pt and best.pt) is written under --output (default runs/).
 
 --folds K trains the K folds of a seeded k-fold split one after the other into RUN_DIR/fold_0 …
 fold_{K-1} (each a run folder as above), sharing the time budget out as they go (each fold gets
@@ -195,22 +196,51 @@ def add_parser(sub) -> None:
     )
     g.add_argument("--workers", type=int, help="DataLoader worker processes (default 0)")
     g = p.add_argument_group("model and loss")
-    g.add_argument("--model", help="model preset (see 'unetkit summary --list'); default unet")
-    g.add_argument("--loss", help="loss name, e.g. dice-ce (default), ce, focal, unet3plus-hybrid")
+    g.add_argument(
+        "--model",
+        help="model preset (see 'unetkit summary --list'; default: planned, unet with --no-plan)",
+    )
+    g.add_argument(
+        "--loss",
+        help="loss name, e.g. dice-ce (the default), ce, focal, unet3plus-hybrid (default: planned)",
+    )
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--iters-per-epoch", type=int, help="batches per epoch (default 50)")
-    g.add_argument("--batch-size", type=int, help="global batch size (default 4)")
-    g.add_argument("--lr", type=float, help="learning rate")
-    g.add_argument("--optimizer", choices=("sgd", "adam", "adamw"))
+    g.add_argument(
+        "--epochs",
+        type=int,
+        help="a fixed number of epochs instead of the planned schedule (default: planned from "
+        "the time budget; 50 with --no-plan)",
+    )
+    g.add_argument(
+        "--iters-per-epoch",
+        type=int,
+        help="batches per epoch (default: planned; 50 with --no-plan)",
+    )
+    g.add_argument(
+        "--batch-size", type=int, help="global batch size (default: planned; 4 with --no-plan)"
+    )
+    g.add_argument(
+        "--lr", type=float, help="peak learning rate (default: planned; 0.001 with --no-plan)"
+    )
+    g.add_argument(
+        "--optimizer", choices=("sgd", "adam", "adamw"), help="optimiser (default adamw)"
+    )
     g.add_argument(
         "--scheduler",
         choices=("poly", "cosine", "plateau", "budget", "none"),
-        help="learning-rate schedule (default poly); budget: poly on the clock over --time-budget",
+        help="learning-rate schedule (default: budget when planned, poly with --no-plan); "
+        "budget: poly on the clock over --time-budget",
     )
-    g.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"))
+    g.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp16", "fp32"),
+        help="auto (the default): bf16 autocast where the device computes it natively, else fp32 "
+        "(3D nets train in fp32 on CPU)",
+    )
     g.add_argument("--device", help="auto, cpu, cuda or cuda:N")
-    g.add_argument("--seed", type=int)
+    g.add_argument(
+        "--seed", type=int, help="seed of the split, the sampling and the weights (default 0)"
+    )
     g.add_argument(
         "--time-budget", type=float, metavar="MINUTES", help="stop cleanly when the time is up"
     )

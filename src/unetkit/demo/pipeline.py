@@ -411,7 +411,7 @@ def run_demo(
     report = out / "report"
     report.mkdir(parents=True)
 
-    say(f"[1/5] synthetic data → {out / 'data'}", flush=True)
+    say(f"[1/6] synthetic data → {out / 'data'}", flush=True)
     t0 = time.monotonic()
     data = generate_data(out, options, style)
     timings["data"] = time.monotonic() - t0
@@ -424,7 +424,7 @@ def run_demo(
     )
 
     say(
-        f"[2/5] training unet-original ({'with' if options.weight_map else 'without'} the border weight map, "
+        f"[2/6] training unet-original ({'with' if options.weight_map else 'without'} the border weight map, "
         f"{preset['train_minutes']:g} min budget) → {out / 'run'}",
         flush=True,
     )
@@ -433,7 +433,7 @@ def run_demo(
     result = train(config, out / "run", options)
     timings["train"] = time.monotonic() - t0
 
-    say("[3/5] checkpoint and watershed settings chosen on the validation images", flush=True)
+    say("[3/6] checkpoint and watershed settings chosen on the validation images", flush=True)
     t0 = time.monotonic()
     choice = choose_checkpoint(result.run_dir, data.val_dir, options.out_tile, options.threads)
     tuned = choice["separation"]
@@ -442,7 +442,7 @@ def run_demo(
     timings["select"] = time.monotonic() - t0
 
     say(
-        f"[4/5] overlap-tile prediction of the large image ({st['large']['shape'][0]}×{st['large']['shape'][1]}), "
+        f"[4/6] overlap-tile prediction of the large image ({st['large']['shape'][0]}×{st['large']['shape'][1]}), "
         f"instances, evaluation",
         flush=True,
     )
@@ -530,6 +530,7 @@ __all__ = [
     "build_config",
     "generate_data",
     "choose_checkpoint",
+    "export_demo_package",
     "overlap_tile_predictor",
     "overlap_tile_size",
     "predict_mosaic",
