@@ -550,3 +550,27 @@ def test_atomic_path_reports_a_full_disk_as_output_error(tmp_path):
         raise OSError(errno.ENOSPC, "No space left on device")
     assert isinstance(info.value, OSError) and info.value.errno == errno.ENOSPC
     assert list(tmp_path.iterdir()) == []
+
+
+def test_equal_channels_are_grey_only_in_2d():
+    """Grey saved as RGB is read as grey for a one-channel model; three equal volumes of a 4D file
+    (time points, echoes) are not a grey image, and the fix names one volume per file."""
+    from types import SimpleNamespace
+
+    from unetkit.errors import DataError
+    from unetkit.inference.batch import check_image
+
+    def model(dims):
+        return SimpleNamespace(model=SimpleNamespace(in_channels=1), spatial_dims=dims)
+
+    plane = np.random.default_rng(0).random((5, 6), dtype=np.float32)
+    grey = check_image(np.stack([plane] * 3), model(2), Path("rgb.png"))
+    assert grey.shape == (1, 5, 6) and np.array_equal(grey[0], plane)
+    volume = np.stack([np.stack([plane] * 4)] * 3)  # (3, D, H, W), the volumes equal
+    with pytest.raises(DataError) as err:
+        check_image(volume, model(3), Path("four_d.nii.gz"))
+    assert str(err.value) == (
+        "four_d.nii.gz: the model expects 1 channel(s), the image has 3 (shape (3, 4, 5, 6)); a 4D "
+        "file's volumes are read as channels: save the 1 volume(s) the model was trained on (one "
+        "file per channel: CASE_0000, CASE_0001 …), or use a model trained on such volumes"
+    )

@@ -538,6 +538,46 @@ def test_a_volume_mask_elsewhere_in_the_world_than_its_image_is_named(tmp_path):
         load_case(cases["spacing"], label_map, None)
 
 
+def test_a_nifti_mask_flipped_or_shifted_against_its_image_is_named(tmp_path):
+    """NIfTI states its geometry in its affine: a mask mirrored or moved against its image (same
+    size, same voxel size) is caught as an NRRD one is, and a NIfTI mask beside an NRRD image is
+    compared in one frame (LPS) with it: the right one passes, one 30 mm off is named."""
+    nib = pytest.importorskip("nibabel")
+    pytest.importorskip("SimpleITK")
+    from unetkit.io import ImageMeta
+    from unetkit.io.itk import nifti_affine
+
+    affine = np.array([[-0.8, 0, 0, 16.0], [0, 0.8, 0, -20.0], [0, 0, 3.0, -100.0], [0, 0, 0, 1]])
+    image = RNG.normal(0, 1, (12, 10, 6)).astype(np.float32)  # nibabel's (x, y, z)
+    mask = np.zeros((12, 10, 6), np.uint8)
+    mask[2:5, 3:7, 2:4] = 1
+    flipped = affine.copy()
+    flipped[:3, 0] *= -1  # x runs the other way from the same corner
+    shifted = affine.copy()
+    shifted[2, 3] += 30.0
+    for name, mask_affine in (("ok", affine), ("flipped", flipped), ("shifted", shifted)):
+        for folder, data, a in (("images", image, affine), ("masks", mask, mask_affine)):
+            (tmp_path / folder).mkdir(exist_ok=True)
+            nib.save(nib.Nifti1Image(data, a), tmp_path / folder / f"{name}.nii.gz")
+    # an NRRD image with the NIfTI masks' geometry in ITK's terms
+    geometry = dict(
+        spacing=(3.0, 0.8, 0.8), origin=(-16.0, 20.0, -100.0), direction=np.diag([1.0, -1, 1])
+    )
+    assert np.allclose(nifti_affine(**geometry), affine)
+    for name, mask_affine in (("nrrd_ok", affine), ("nrrd_shifted", shifted)):
+        write_image(tmp_path / "images" / f"{name}.nrrd", image.T[None], ImageMeta(**geometry))
+        nib.save(nib.Nifti1Image(mask, mask_affine), tmp_path / "masks" / f"{name}.nii.gz")
+    fix = "its size matches, so fix its header to the image's (or resample it onto the image)"
+    assert sorted(check_dataset(tmp_path).problems) == [
+        f"{tmp_path / 'masks' / 'flipped.nii.gz'}: mask direction differs from its image's "
+        f"(flipped.nii.gz): {fix}",
+        f"{tmp_path / 'masks' / 'nrrd_shifted.nii.gz'}: mask origin -16×20×-70 differs from its "
+        f"image's -16×20×-100 (nrrd_shifted.nrrd): {fix}",
+        f"{tmp_path / 'masks' / 'shifted.nii.gz'}: mask origin -16×20×-70 differs from its "
+        f"image's -16×20×-100 (shifted.nii.gz): {fix}",
+    ]
+
+
 def test_problem_non_image_file_and_empty_folder(tmp_path):
     make_clean(tmp_path)
     (tmp_path / "images" / "README.txt").write_text("notes")
@@ -635,3 +675,23 @@ def test_real_datasets(shared_data):
     )
     assert drive["extra_folders"] == ["fov"] and drive["label_values"] == [0, 255]
     assert 6 <= drive["class_frequencies"][1] <= 12  # README: 6-12 % vessel
+
+
+def test_negative_mask_values_are_noted_as_classes_of_their_own(tmp_path):
+    """-1 often marks unlabelled or padded pixels; read as a class it makes background class 1:
+    check-data says so (a note: it trains), naming how many masks hold it."""
+    for i in range(3):
+        image = RNG.integers(0, 255, (1, 12, 14)).astype(np.uint8)
+        mask = np.zeros((1, 12, 14), np.int16)
+        mask[0, 3:7, 4:9] = 1
+        if i == 0:
+            mask[0, :2] = -1
+        write_image(tmp_path / "images" / f"{i}.tif", image)
+        write_image(tmp_path / "masks" / f"{i}.tif", mask)
+    report = check_dataset(tmp_path)
+    assert report.problems == [] and report.label_values == [-1, 0, 1]
+    assert report.notes == [
+        "mask value(s) -1 in 1 mask(s) are read as classes of their own (0 becomes class 1); if "
+        "they mark unlabelled or padded pixels, give those pixels a class (e.g. background) before "
+        "training"
+    ]

@@ -620,3 +620,21 @@ def test_a_3d_prediction_elsewhere_in_the_world_than_its_truth_is_refused(tmp_pa
         "differs from its truth's -10×5×2 (v.nrrd): its size matches, so fix its header to the "
         "truth's (or resample it onto the truth)"
     ]
+
+
+def test_an_nnunet_dataset_folder_as_truth_names_its_label_folders(tmp_path, capsys):
+    """Given the dataset folder, evaluate used to take imagesTr … labelsTs for per-object mask
+    folders ("no prediction for 4 of 4 truth masks"); it names the label folders instead, and the
+    labelsTs folder itself is scored."""
+    truth = np.zeros((1, 8, 8), np.uint8)
+    truth[0, 2:5, 2:6] = 1
+    data = tmp_path / "Dataset001_X"
+    for name in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+        write_image(data / name / ("c_0000.png" if name.startswith("images") else "c.png"), truth)
+    write_image(tmp_path / "pred" / "c.png", truth)
+    assert main(["evaluate", str(tmp_path / "pred"), str(data)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"unetkit evaluate: error: {data}: an nnU-Net dataset folder: give the folder of the masks "
+        f"the predictions are of as the truth ({data / 'labelsTs'} or {data / 'labelsTr'})"
+    )
+    assert evaluate_folders(tmp_path / "pred", data / "labelsTs").rows[0]["dice"] == 1.0

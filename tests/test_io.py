@@ -466,6 +466,39 @@ def test_nifti_single_slice_is_2d_and_round_trips(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- meta
+def test_nifti_without_a_voxel_size_or_with_a_flat_affine_is_refused(tmp_path):
+    """nibabel takes a pixdim of 0 for 1 (a 0.8 mm case would train as 1 mm thick) and keeps an
+    affine with a zero column, which fails only when the prediction is written: both are one line
+    when the file is read. A single slice stored (X, Y, 1) needs no z voxel size."""
+    data = rand((6, 5, 4), np.int16, 0, 100)
+    nib.save(nib.Nifti1Image(data, np.diag([0.8, 0.8, 2.0, 1.0])), tmp_path / "zero.nii")
+    raw = bytearray((tmp_path / "zero.nii").read_bytes())
+    raw[88:92] = struct.pack("<f", 0.0)  # pixdim[3], as a tool writing no z size leaves it
+    raw[252:256] = struct.pack("<hh", 0, 0)  # qform_code, sform_code: no affine, pixdim only
+    (tmp_path / "zero.nii").write_bytes(bytes(raw))
+    with pytest.raises(
+        DataError,
+        match=r"zero\.nii: the header's voxel size \(pixdim, x y z\) is 0\.8×0\.8×0: one axis",
+    ):
+        read_image(tmp_path / "zero.nii")
+    nib.save(nib.Nifti1Image(data, np.diag([0.8, 0.8, 2.0, 1.0])), tmp_path / "flat.nii")
+    raw = bytearray((tmp_path / "flat.nii").read_bytes())
+    raw[252:256] = struct.pack("<hh", 0, 1)  # sform only
+    raw[312:328] = struct.pack("<4f", 0.0, 0.0, 0.0, 5.0)  # srow_z: z maps nowhere
+    (tmp_path / "flat.nii").write_bytes(bytes(raw))
+    with pytest.raises(
+        DataError, match=r"flat\.nii: the header's sform affine maps the image onto fewer than 3"
+    ):
+        read_image(tmp_path / "flat.nii")
+    nib.save(nib.Nifti1Image(data[:, :, :1], np.diag([0.5, 0.25, 1, 1])), tmp_path / "slice.nii")
+    raw = bytearray((tmp_path / "slice.nii").read_bytes())
+    raw[88:92] = struct.pack("<f", 0.0)
+    raw[252:256] = struct.pack("<hh", 0, 0)
+    (tmp_path / "slice.nii").write_bytes(bytes(raw))
+    arr, meta = read_image(tmp_path / "slice.nii")
+    assert arr.shape == (1, 5, 6) and meta.spacing == (0.25, 0.5)
+
+
 def test_meta_json_round_trip(tmp_path):
     write_image(
         tmp_path / "v.nii.gz", rand((1, 2, 3, 4), np.int16), ImageMeta(affine=_affine().tolist())

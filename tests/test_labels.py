@@ -43,8 +43,14 @@ def test_integer_labels_uint16_and_int32_paths():
 def test_float_mask_with_whole_numbers():
     lm = LabelMap([0, 1, 2])
     assert lm.encode(np.array([[[2.0, 0.0, 1.0]]], np.float32)).tolist() == [[2, 0, 1]]
-    with pytest.raises(DataError, match=r"p\.tif: mask holds non-integer values \(e\.g\. 0\.5\)"):
-        lm.encode(np.array([[[0.5, 1.0]]], np.float32), path="p.tif")
+    with pytest.raises(DataError) as err:
+        lm.encode(np.array([[[0.5, 1.0, 0.25]]], np.float32), path="p.tif")
+    assert str(err.value) == (
+        "p.tif: mask holds 2 non-integer value(s) (e.g. 0.5): masks hold class numbers (0, 1, …); "
+        "a probability map or an image given as a mask? Threshold it, or save it as integers"
+    )
+    with pytest.raises(DataError, match=r"p\.tif: mask holds 1 NaN/inf value\(s\); masks hold"):
+        lm.encode(np.array([[[np.nan, 1.0]]], np.float32), path="p.tif")
 
 
 def test_unexpected_values_named_with_file():

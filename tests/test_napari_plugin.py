@@ -219,7 +219,7 @@ def test_segment_takes_the_layers_unit_and_refuses_a_wrong_one(checkpoint):
     np.testing.assert_array_equal(in_mm.labels, as_stored.labels)
     np.testing.assert_array_equal(as_stored.labels, predictor.predict(image[None]))
     with pytest.raises(
-        DataError, match=r"layer 'cells'.*1e\+03× coarser than the model's 0.5×0.5 um"
+        DataError, match=r"layer 'cells'.*1,000× coarser than the model's 0.5×0.5 um"
     ):
         jobs.segment(predictor, image, False, "cells", spacing=(500.0, 500.0))
     # twice the model's voxel size: resampled (a real difference, not a unit slip)

@@ -343,7 +343,7 @@ def test_voxel_sizes_are_compared_in_one_unit_and_a_wrong_unit_is_refused(tmp_pa
     monkeypatch.undo()
 
     write_image(src / "wrong.tif", image, ImageMeta(spacing=(500.0, 500.0), spacing_unit="um"))
-    with pytest.raises(DataError, match=r"wrong.tif: voxel size 500×500 um is 1e\+03× coarser"):
+    with pytest.raises(DataError, match=r"wrong.tif: voxel size 500×500 um is 1,000× coarser"):
         predict_files(pred, [src], tmp_path / "out2", progress=False)
     assert not (tmp_path / "out2").exists()
 

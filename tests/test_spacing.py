@@ -193,7 +193,7 @@ def test_plan_leaves_volumes_in_different_units_as_stored(tmp_path):
     rng = np.random.default_rng(1)
     mask = np.zeros((8, 16, 16), np.uint8)
     mask[2:6, 4:12, 4:12] = 1
-    meta = ImageMeta(spacing=(2.0, 0.5, 0.5), spacing_unit="um")
+    meta = ImageMeta(spacing=(2000.0, 500.0, 500.0), spacing_unit="um")  # 2 × 0.5 × 0.5 mm
     write_image(
         root / "images" / "t.tif", rng.normal(0, 1, (1, 8, 16, 16)).astype(np.float32), meta
     )
@@ -465,3 +465,48 @@ def test_a_model_trained_as_stored_resamples_images_of_far_off_spacing(tmp_path)
     assert trained(files=3) is None  # a file stated no spacing
     assert trained(max=[4.5, 1.5, 1.5]) is None  # not within 10 %: the plan had a target then
     assert _trained_spacing({"extra": {}}) is None
+
+
+def test_a_case_in_another_unit_and_a_target_spacing_in_another_unit_are_refused(tmp_path, capsys):
+    """One case whose header is in metres among mm cases would be resampled to a volume of one
+    voxel and the plan fitted to it: check-data names it as a problem, plan and train refuse it
+    (one line, nothing written). A --target-spacing 1,000× off the data is refused the same way,
+    and one in range is planned as given (no reduced resolution on top of it)."""
+    import json
+
+    from unetkit.cli import main
+    from unetkit.data import check_dataset
+
+    data = make_set(tmp_path / "data", 3, 0, spacings=(3.0,))
+    image, _ = read_image(data / "images" / "c00.mha")
+    mask, _ = read_image(data / "masks" / "c00.mha")
+    metres = (0.003, INPLANE / 1000, INPLANE / 1000)
+    write_volume(data / "images" / "c03.mha", image[0], metres)
+    write_volume(data / "masks" / "c03.mha", mask[0], metres)
+    line = (
+        f"{data / 'images' / 'c03.mha'}: voxel size 0.003×0.0015×0.0015 mm is 1,000× finer than "
+        "the median of the 4 cases (3×1.5×1.5 mm) on some axis: most likely another unit or a lost "
+        "calibration in its header; correct it, or leave the case out"
+    )
+    assert check_dataset(data).problems == [line]
+    out = tmp_path / "plan.json"
+    assert main(["plan", str(data), "--time-budget", "0.1", "--output", str(out)]) == 2
+    assert capsys.readouterr().err.strip() == f"unetkit plan: error: {line}"
+    assert not out.exists()
+    runs = tmp_path / "runs"
+    assert main(["train", str(data), "--time-budget", "0.1", "--output", str(runs)]) == 2
+    assert capsys.readouterr().err.strip().endswith(line) and not runs.exists()
+
+    for name in ("images", "masks"):
+        (data / name / "c03.mha").unlink()
+    args = ["plan", str(data), "--time-budget", "0.1", "--output", str(out)]
+    assert main([*args, "--target-spacing", "0.003,0.0015,0.0015"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "unetkit plan: error: --target-spacing 0.003×0.0015×0.0015 is 1,000× finer than the "
+        "cases' median voxel size 3×1.5×1.5 mm: give it in the files' unit and axis order (z, y, x)"
+    )
+    assert not out.exists()
+    assert main([*args, "--target-spacing", "6,3,3"]) == 0
+    plan = json.loads(out.read_text())
+    assert plan["config"]["data.target_spacing"] == [6.0, 3.0, 3.0]
+    assert "data.scale" not in plan["config"]

@@ -53,11 +53,12 @@ from .labels import (
     is_lossy_mask,
     looks_like_instances,
     lossy_mask_grey,
+    non_integer_problem,
     numbered_per_mask,
     two_binary_codings,
 )
 from .object_masks import is_object_source, read_mask_source
-from .reading import geometry_problem
+from .reading import geometry_problem, odd_voxel_size
 
 PathLike = Union[str, Path]
 _SAMPLES = 50_000
@@ -364,6 +365,7 @@ def check_dataset(
     rng = np.random.default_rng(seed)
     stats: list[_ChannelStats] = []
     sizes, channels, dtypes, spacings = Counter(), Counter(), Counter(), Counter()
+    stated: list[tuple] = []  # (image, voxel size, unit) of the cases that state one
     image_channels: dict[Path, int] = {}
     image_dims: dict[Path, int] = {}  # 2 (2D) or 3 (a volume), as training refuses a mix
     mask_values: dict[
@@ -385,6 +387,7 @@ def check_dataset(
         if getattr(image_meta, "spacing", None) is not None:
             unit = f" {image_meta.spacing_unit}" if image_meta.spacing_unit else ""
             spacings["×".join(f"{float(v):g}" for v in image_meta.spacing) + unit] += 1
+            stated.append((first, image_meta.spacing, image_meta.spacing_unit))
         channels[arr.shape[0]] += 1
         dtypes[str(arr.dtype)] += 1
         image_channels[first] = arr.shape[0]
@@ -418,6 +421,9 @@ def check_dataset(
                 numbered,
                 image_meta,
             )
+    odd = odd_voxel_size(stated)
+    if odd:
+        report.problems.append(f"{odd[0]}: {odd[1]}")
     report.sizes = dict(sizes.most_common())
     report.spacings = dict(spacings.most_common())
     report.channels = dict(channels.most_common())
@@ -581,11 +587,9 @@ def _check_mask(
         report.problems.append(f"{path}: mask has {mask.shape[0]} channel(s), expected {want}")
         return
     if plane.dtype.kind == "f":
-        finite = np.isfinite(plane)
-        if not finite.all() or (plane[finite] != np.round(plane[finite])).any():
-            report.problems.append(
-                f"{path}: mask holds non-integer or NaN/inf values; a probability map or an image?"
-            )
+        problem = non_integer_problem(plane)
+        if problem:
+            report.problems.append(f"{path}: {problem}")
             return
         plane = plane.astype(np.int64)
     mask_values[path] = _value_counts(plane)
@@ -685,6 +689,14 @@ def _check_labels(
     if kind == "instances":
         report.num_objects = sum(len(v) - (0 in v) for v in files.values())
         return
+    negative = [v for v in values if v < 0] if kind == "labels" else []
+    if negative:  # often "unlabelled" or padding, which no loss here leaves out
+        holding = sum(any(x < 0 for x in v) for v in files.values())
+        report.notes.append(
+            f"mask value(s) {show(negative)} in {holding} mask(s) are read as classes of their own "
+            f"(0 becomes class {len(negative)}); if they mark unlabelled or padded pixels, give "
+            "those pixels a class (e.g. background) before training"
+        )
     if mask_kind == "auto" and kind == "labels" and label_map is None:  # as infer_label_map does
         mixed = two_binary_codings({p: set(v) for p, v in files.items()})
         if mixed is not None:

@@ -51,7 +51,7 @@ from typing import Callable, Optional, Union
 import numpy as np
 from scipy import ndimage
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataError
 from ..io.orientation import reorient
 from ..utils import jsonable
 from .checks import _ChannelStats
@@ -64,7 +64,7 @@ from .objects import (
     object_thickness,
     touching_objects,
 )
-from .reading import read_case_image, read_case_mask, same_layout
+from .reading import odd_voxel_size, read_case_image, read_case_mask, same_layout
 
 PathLike = Union[str, Path]
 #: Objects with another object of their class within this many pixels touch it.
@@ -353,7 +353,7 @@ def fingerprint_dataset(
         label_map = dataset_label_map(found, masks, mask_kind)
     num_classes = label_map.num_classes
 
-    shapes, spacings, extents, units = [], [], [], set()
+    shapes, spacings, extents, units, stated = [], [], [], set(), []
     grey = True
     stats: list[_ChannelStats] = []
     class_pixels = np.zeros(num_classes, dtype=np.int64)
@@ -376,6 +376,7 @@ def fingerprint_dataset(
         instances = turn.apply(instances) if instances is not None else None
         shapes.append(spatial)
         if meta.spacing is not None:
+            stated.append((case.images[0], meta.spacing, meta.spacing_unit))
             spacings.append(meta.spacing)
             extents.append([n * s for n, s in zip(spatial, meta.spacing)])
             if meta.spacing_unit:
@@ -403,6 +404,9 @@ def fingerprint_dataset(
         if progress is not None:
             progress(done, len(cases))
 
+    odd = odd_voxel_size(stated)
+    if odd:
+        raise DataError(odd[1], odd[0])
     dims = len(shapes[0])
     arr = np.array(shapes)
     sizes = {

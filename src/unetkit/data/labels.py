@@ -257,22 +257,31 @@ def _lossy_binary_map(masks: Sequence[MaskLike]) -> LabelMap:
     return LabelMap((0, 255), kind="labels", dtype="uint8", threshold=LOSSY_THRESHOLD)
 
 
+def non_integer_problem(plane: np.ndarray) -> Optional[str]:
+    """What is wrong with a float mask that does not hold whole numbers, in one line with the fix,
+    else ``None`` (a float mask of 0.0 and 1.0 is fine)."""
+    finite = np.isfinite(plane)
+    if not finite.all():
+        return (
+            f"mask holds {int((~finite).sum())} NaN/inf value(s); masks hold class numbers "
+            "(0, 1, …): save it again without them"
+        )
+    frac = plane != np.round(plane)
+    if not frac.any():
+        return None
+    return (
+        f"mask holds {int(frac.sum())} non-integer value(s) (e.g. {float(plane[frac][0]):g}): masks "
+        "hold class numbers (0, 1, …); a probability map or an image given as a mask? Threshold "
+        "it, or save it as integers"
+    )
+
+
 def _integral(plane: np.ndarray, path: Optional[PathLike]) -> np.ndarray:
     """``plane`` as int64; float planes must hold finite whole numbers."""
     if plane.dtype.kind == "f":
-        finite = np.isfinite(plane)
-        if not finite.all():
-            raise DataError(
-                f"mask holds {int((~finite).sum())} NaN/inf value(s); masks must hold whole numbers",
-                path,
-            )
-        frac = plane != np.round(plane)
-        if frac.any():
-            raise DataError(
-                f"mask holds non-integer values (e.g. {float(plane[frac][0]):g}); a probability map or "
-                "an image given as a mask?",
-                path,
-            )
+        problem = non_integer_problem(plane)
+        if problem:
+            raise DataError(problem, path)
     elif plane.dtype.kind not in "biu":
         raise DataError(f"mask has dtype {plane.dtype}; expected integers", path)
     return plane.astype(np.int64, copy=False)

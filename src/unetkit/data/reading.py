@@ -13,16 +13,22 @@ from typing import Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from ..errors import DataError
+from ..io.itk import geometry_from_affine
 from ..io.readers import ImageMeta, read_image
 from .discovery import Case, is_dir_alias
 from .labels import LabelMap, read_mask
 
 
 def is_grey_as_colour(image: np.ndarray) -> bool:
-    """Whether a ``(3|4, *spatial)`` image is grey saved as RGB(A): its red, green and blue planes
-    are equal (a one-channel model reads its first plane, as ``predict`` does)."""
+    """Whether a 2D ``(3|4, H, W)`` image is grey saved as RGB(A): its red, green and blue planes
+    are equal (a one-channel model reads its first plane, as ``predict`` does). A volume's channels
+    are never colours: three equal volumes of a 4D NIfTI are three time points or echoes."""
     image = np.asarray(image)
-    return image.shape[0] in (3, 4) and all(np.array_equal(image[0], image[c]) for c in (1, 2))
+    return (
+        image.ndim == 3
+        and image.shape[0] in (3, 4)
+        and all(np.array_equal(image[0], image[c]) for c in (1, 2))
+    )
 
 
 def read_case_image(case: Case) -> tuple[np.ndarray, ImageMeta]:
@@ -94,8 +100,8 @@ def geometry_problem(
     """What is wrong, in one line, when a 3D mask's header puts it elsewhere in the world than its
     image's (another voxel size, origin or direction: a header rewritten by another tool, or a
     mask flipped or shifted), else ``None``. Checked only where both files state the value (NRRD,
-    MetaImage and DICOM state all three; NIfTI's meta here holds the voxel size only), and only
-    for volumes (2D images and masks often come from tools that keep no calibration). ``what`` and
+    MetaImage and DICOM state all three, NIfTI its affine: :func:`world_geometry`), and only for
+    volumes (2D images and masks often come from tools that keep no calibration). ``what`` and
     ``of`` name the two files in the message (``evaluate`` compares a prediction with its truth)."""
     if image_meta is None or mask_meta is None:
         return None
@@ -109,7 +115,7 @@ def geometry_problem(
             f"{what} voxel size {_shown(other)} differs from its {of}'s {_shown(spacing)} "
             f"({image_name}): {fix}"
         )
-    origin, o2 = getattr(image_meta, "origin", None), getattr(mask_meta, "origin", None)
+    (origin, direction), (o2, d2) = world_geometry(image_meta), world_geometry(mask_meta)
     if (
         origin is not None
         and o2 is not None
@@ -120,12 +126,56 @@ def geometry_problem(
             f"{what} origin {_shown(o2)} differs from its {of}'s {_shown(origin)} "
             f"({image_name}): {fix}"
         )
-    direction, d2 = getattr(image_meta, "direction", None), getattr(mask_meta, "direction", None)
     if direction is not None and d2 is not None:
         a, b = np.asarray(direction, float), np.asarray(d2, float)
         if a.shape == b.shape and not np.allclose(a, b, rtol=0, atol=tol):
             return f"{what} direction differs from its {of}'s ({image_name}): {fix}"
     return None
+
+
+def world_geometry(meta) -> tuple[Optional[tuple], Optional[list]]:
+    """A volume's ``(origin, direction)`` in ITK's terms (LPS, direction 3×3 rows): as the file
+    states them (NRRD, MetaImage, DICOM), or from a NIfTI affine, so that a NIfTI mask flipped or
+    shifted against its image is caught as an NRRD one is, and a NIfTI mask beside an NRRD image
+    is compared in one frame. ``(None, None)`` where the file states neither."""
+    origin, direction = getattr(meta, "origin", None), getattr(meta, "direction", None)
+    affine = getattr(meta, "affine", None)
+    if origin is None and direction is None and affine is not None and np.shape(affine) == (4, 4):
+        origin, direction, _ = geometry_from_affine(affine)
+    return origin, direction
+
+
+def odd_voxel_size(stated: Sequence[tuple]) -> Optional[tuple[Path, str]]:
+    """The case whose voxel size is far from the others' and what is wrong, in one line, else
+    ``None``. ``stated``: ``(path, spacing, unit)`` of every case that states a voxel size.
+
+    A case more than :data:`~unetkit.io.meta.SPACING_RATIO_LIMIT` × finer or coarser than the
+    median of all on some axis (each converted to the most common unit where both are known) is
+    almost always a header in another unit (metres for mm) or a lost calibration: resampled to the
+    median it would become one voxel, or millions, and the plan would fit the patch to it."""
+    from collections import Counter
+
+    from ..io.meta import convert_spacing, far_off, spacing_ratio
+
+    if len(stated) < 2:
+        return None
+    units = Counter(u for _, _, u in stated if u)
+    unit = units.most_common(1)[0][0] if units else None
+    sizes = [convert_spacing(tuple(s), u, unit) for _, s, u in stated]
+    if len({len(s) for s in sizes}) > 1:
+        return None  # 2D beside 3D: refused elsewhere
+    median = np.median(np.asarray(sizes, dtype=float), axis=0)
+    ratios = [spacing_ratio(s, median) for s in sizes]
+    worst = max(range(len(ratios)), key=lambda i: max(ratios[i], 1 / ratios[i]))
+    off = far_off(ratios[worst])
+    if off is None:
+        return None
+    shown = f" {unit}" if unit else ""
+    return stated[worst][0], (
+        f"voxel size {_shown(sizes[worst])}{shown} is {off} than the median of the "
+        f"{len(stated)} cases ({_shown(median)}{shown}) on some axis: most likely another unit "
+        "or a lost calibration in its header; correct it, or leave the case out"
+    )
 
 
 def _shown(values) -> str:

@@ -399,7 +399,9 @@ def _names(paths: Sequence, limit: int = 5) -> str:
 
 
 def _truth_folder(truth_dir: Path) -> Path:
-    """A dataset folder (with ``masks/``) stands for its mask folder."""
+    """A dataset folder (with ``masks/``) stands for its mask folder. An nnU-Net dataset folder
+    holds two (``labelsTr``, ``labelsTs``): which one the predictions are of is the user's to say,
+    so it is an error naming them (its sub-folders were taken for per-object mask folders)."""
     from ..data.discovery import MASK_DIR_NAMES, alias_dirs
     from ..io.readers import is_image_file
 
@@ -408,6 +410,13 @@ def _truth_folder(truth_dir: Path) -> Path:
     ):
         for folder in alias_dirs(truth_dir, MASK_DIR_NAMES)[:1]:
             return folder
+        nnunet = [n for n in ("labelsTs", "labelsTr") if (truth_dir / n).is_dir()]
+        if nnunet:
+            raise DataError(
+                "an nnU-Net dataset folder: give the folder of the masks the predictions are of "
+                f"as the truth ({' or '.join(str(truth_dir / n) for n in nnunet)})",
+                truth_dir,
+            )
     return truth_dir
 
 

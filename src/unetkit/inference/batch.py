@@ -153,16 +153,17 @@ def check_image(image: np.ndarray, predictor, path: Path) -> np.ndarray:
             return image[:1]  # grey saved as RGB: every colour channel holds the grey value
         raise DataError(
             f"the model expects {in_ch} channel(s), the image has {image.shape[0]} (shape "
-            f"{tuple(image.shape)}); {_channel_fix(in_ch, path)}",
+            f"{tuple(image.shape)}); {_channel_fix(in_ch, path, dims)}",
             path,
         )
     require_finite(image, path)
     return image
 
 
-def _channel_fix(in_ch: int, path: Path) -> str:
+def _channel_fix(in_ch: int, path: Path, dims: int = 2) -> str:
     """The fix for an image of the wrong channel count; for an nnU-Net channel file, why it was not
-    grouped with its case's other channels."""
+    grouped with its case's other channels; for a volume (a 4D file's volumes are its channels),
+    one volume per file."""
     from ..data.discovery import channel_suffix
     from ..io.readers import split_suffix
 
@@ -171,6 +172,12 @@ def _channel_fix(in_ch: int, path: Path) -> str:
         return (
             f"nnU-Net channel files are read as one case when every file in the folder is named "
             f"CASE_0000 … CASE_{last} with all {in_ch} channels present; add the missing ones"
+        )
+    if dims == 3:
+        return (
+            f"a 4D file's volumes are read as channels: save the {in_ch} volume(s) the model was "
+            "trained on (one file per channel: CASE_0000, CASE_0001 …), or use a model trained "
+            "on such volumes"
         )
     target = "greyscale" if in_ch == 1 else f"{in_ch} channels"
     return f"convert it (e.g. to {target}) or use a model trained on such images"

@@ -87,13 +87,6 @@ def plan_axis(size: int, max_tile: int, min_overlap: int, multiple: int = 1) -> 
 TRAINED_SPACING_SPREAD = 0.1
 
 
-#: The most an image's voxel size may differ from the model's (target or trained) on one axis, a
-#: factor either way, before prediction refuses it: beyond that the image would be resampled
-#: 50-fold or more, which is a wrong unit (µm read as nm, a napari scale in mm) far more often than
-#: real data, and would fill the memory (upsampled) or wash the image out (downsampled) silently.
-SPACING_RATIO_LIMIT = 50.0
-
-
 def _fingerprint(ckpt: dict) -> Optional[dict]:
     """The data fingerprint of the plan a checkpoint keeps (``extra.plan.fingerprint``), or
     ``None``."""
@@ -120,9 +113,9 @@ def spacing_for_model(
     Raises:
         DataError: naming ``where``, when the voxel size differs from the model's (its target
             spacing, else the one it was trained at as stored) by more than
-            :data:`SPACING_RATIO_LIMIT` on some axis: almost always a wrong unit or calibration.
+            :data:`~unetkit.io.meta.SPACING_RATIO_LIMIT` on some axis: almost always a wrong unit or calibration.
     """
-    from ..io.meta import convert_spacing
+    from ..io.meta import convert_spacing, far_off, spacing_ratio
 
     if spacing is None:
         return None
@@ -130,14 +123,12 @@ def spacing_for_model(
     model = predictor.target_spacing or getattr(predictor, "trained_spacing", None)
     if model is None or len(model) != len(spacing):
         return spacing
-    ratios = [s / m for s, m in zip(spacing, model) if s > 0 and m > 0]
-    if ratios and max(max(ratios), 1 / min(ratios)) > SPACING_RATIO_LIMIT:
-        worst = max(ratios, key=lambda r: max(r, 1 / r))
+    off = far_off(spacing_ratio(spacing, model))
+    if off:
         known = predictor.spacing_unit
         raise DataError(
             f"voxel size {'×'.join(f'{v:g}' for v in spacing)}{f' {known}' if known else ''} is "
-            f"{worst if worst > 1 else 1 / worst:.3g}× {'coarser' if worst > 1 else 'finer'} than "
-            f"the model's {'×'.join(f'{v:g}' for v in model)}{f' {known}' if known else ''}: most "
+            f"{off} than the model's {'×'.join(f'{v:g}' for v in model)}{f' {known}' if known else ''}: most "
             "likely a wrong unit or calibration in the file (or a napari layer's scale); correct "
             "it, or resample the image yourself",
             where,

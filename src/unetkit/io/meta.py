@@ -28,6 +28,33 @@ def convert_spacing(
     return tuple(float(s) * a / b for s in spacing)
 
 
+#: The most two voxel sizes that should agree may differ on one axis, a factor either way: an image's
+#: and its model's, a case's and the other training cases', a target spacing and the data's. Beyond
+#: it the image would be resampled 50-fold or more, which is a wrong unit (µm read as nm, a header
+#: in metres, a napari scale in mm) far more often than real data, and would fill the memory
+#: (upsampled) or wash the image out (downsampled) silently.
+SPACING_RATIO_LIMIT = 50.0
+
+
+def spacing_ratio(spacing, reference) -> float:
+    """``spacing / reference`` on the axis where they differ most (> 1: coarser, < 1: finer); 1.0
+    where no axis can be compared (another length, a size of 0)."""
+    ratios = [float(s) / float(r) for s, r in zip(spacing, reference) if s > 0 and r > 0]
+    if not ratios or len(spacing) != len(reference):
+        return 1.0
+    return max(ratios, key=lambda r: max(r, 1 / r))
+
+
+def far_off(ratio: float) -> Optional[str]:
+    """``"1,000× finer"`` / ``"62.5× coarser"`` for a :func:`spacing_ratio` beyond
+    :data:`SPACING_RATIO_LIMIT`, else ``None``."""
+    factor = max(ratio, 1 / ratio)
+    if factor <= SPACING_RATIO_LIMIT:
+        return None
+    shown = f"{factor:,.0f}" if factor >= 100 else f"{factor:.3g}"
+    return f"{shown}× {'coarser' if ratio > 1 else 'finer'}"
+
+
 @dataclass
 class ImageMeta:
     """What a reader learnt about a file besides the pixels; JSON-friendly via :meth:`to_dict`.

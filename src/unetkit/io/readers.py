@@ -618,6 +618,34 @@ def _read_zarr(path: Path) -> tuple[np.ndarray, ImageMeta]:
         image.close()
 
 
+def _nifti_geometry_problem(path: Path, img, dims: int) -> Optional[str]:
+    """What makes a NIfTI header's geometry unusable, in one line, else ``None``: a voxel size of 0
+    (or NaN) in ``pixdim`` on one of the ``dims`` spatial axes (nibabel quietly takes it for 1, so
+    the case would be trained and resampled as 1 mm thick), or a stated affine (qform or sform)
+    that maps the volume onto a plane (a zero column: writing the prediction would fail, after
+    other outputs were written)."""
+    from nibabel.openers import ImageOpener
+
+    with ImageOpener(str(path)) as fh:  # the header as stored: nibabel's load fixes pixdim
+        raw = type(img.header).from_fileobj(fh, check=False)
+    pixdim = np.asarray(raw["pixdim"][1 : 1 + dims], dtype=float)
+    if not np.all(np.isfinite(pixdim) & (pixdim != 0)):
+        shown = "×".join(f"{v:g}" for v in pixdim)
+        return (
+            f"the header's voxel size (pixdim, x y z) is {shown}: one axis has none; write the file "
+            "again with its real voxel size (e.g. nibabel's header.set_zooms)"
+        )
+    if int(raw["qform_code"]) > 0 or int(raw["sform_code"]) > 0:
+        matrix = np.asarray(img.affine, dtype=float)[:3, :dims]
+        if not np.all(np.isfinite(matrix)) or np.linalg.matrix_rank(matrix, tol=1e-6) < dims:
+            which = "sform" if int(raw["sform_code"]) > 0 else "qform"
+            return (
+                f"the header's {which} affine maps the image onto fewer than {dims} axes (a zero "
+                "or repeated column); write the file again with its real affine"
+            )
+    return None
+
+
 def _read_nifti(path: Path) -> tuple[np.ndarray, ImageMeta]:
     import nibabel as nib
 
@@ -663,6 +691,9 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, ImageMeta]:
             "4D (X, Y, Z, channels)",
             path,
         )
+    problem = _nifti_geometry_problem(path, img, len(spatial_zooms))
+    if problem:
+        raise DataError(problem, path)
     xyzt_units = img.header.get_xyzt_units()[0]
     unit = {"mm": "mm", "micron": "um", "meter": "m"}.get(xyzt_units)
     meta = ImageMeta(

@@ -350,6 +350,26 @@ def _cut_to(smaller: bool) -> str:
     return "cut to the smaller images" if smaller else "cut to the smallest image"
 
 
+def _check_target_spacing(target: list, fp) -> None:
+    """A ``--target-spacing`` far from every case's voxel size (:func:`~unetkit.io.meta.far_off`
+    from their median) is a value in another unit, not a plan: one line instead of a patch of one
+    voxel, or a resampled volume that fills the memory."""
+    from ..io.meta import far_off, spacing_ratio
+
+    median = getattr(fp, "spacing", None)
+    if not median or len(median) != len(target):
+        return
+    off = far_off(spacing_ratio(target, median))
+    if off:
+        unit = f" {fp.spacing_unit}" if getattr(fp, "spacing_unit", None) else ""
+        shown = "×".join(f"{v:g}" for v in target)
+        raise ConfigError(
+            f"--target-spacing {shown} is {off} than the cases' median voxel size "
+            f"{'×'.join(f'{v:g}' for v in median)}{unit}: give it in the files' unit and axis "
+            "order (z, y, x)"
+        )
+
+
 def plan_scale(fp, device_type: str) -> tuple[float, str]:
     """The resolution factor to train and predict at (1.0: as stored) and the reason."""
     dims = fp.spatial_dims
@@ -701,13 +721,16 @@ def make_plan(
 
         target = list(per_axis(target_spacing, dims, "target_spacing", kind=float, positive=True))
         target_why = "set by the user (--target-spacing / data.target_spacing)"
+        _check_target_spacing(target, fp)
     elif scale is None:
         target, target_why = plan_target_spacing(fp)
     else:
         target, target_why = None, "as stored: the user fixed the resolution (--scale / data.scale)"
     if target is not None and getattr(fp, "spacing", None):
         fp = on_target_grid(fp, target)
-    if scale is None:
+    if scale is None and target_spacing is not None:
+        scale, scale_why = 1.0, "as the voxel size the user set (--target-spacing)"
+    elif scale is None:
         scale, scale_why = plan_scale(fp, dev.type)
     else:
         scale, scale_why = float(scale), "set by the user (--scale / data.scale)"
