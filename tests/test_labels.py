@@ -522,3 +522,24 @@ def test_a_stray_value_in_one_mask_is_named_before_it_trains_as_a_class(tmp_path
     Image.fromarray(shared[0]).save(files[2])
     assert infer_label_map(files, warn_lone=True).values == (0, 128, 255)
     assert capsys.readouterr().err == ""
+    # an anti-aliased edge: 128 around the 255 block, far over 0.1 % of the mask, all on borders
+    edged = masks[1].copy()
+    edged[0, 9, 9:41] = edged[0, 30, 9:41] = edged[0, 9:31, 9] = edged[0, 9:31, 40] = 128
+    assert (edged == 128).sum() > 20 * LONE_VALUE_SHARE * edged.size
+    path = files[1] = tmp_path / "edged.png"  # warned once per mask and values: another file
+    Image.fromarray(edged[0]).save(path)
+    Image.fromarray(masks[2][0]).save(files[2])
+    assert infer_label_map(files, warn_lone=True).values == (0, 128, 255)
+    assert capsys.readouterr().err.strip() == (
+        f"warning: {path}: label value(s) 128 are in no other mask and lie on region borders "
+        "between its other values, as an anti-aliased drawing leaves them (the others use 0, 255); "
+        "trained as class(es) of their own. If they are slips, correct the mask ('unetkit "
+        "check-data' lists such values)"
+    )
+    # a real third class (a filled region, not an edge) in one mask only: no warning
+    region = masks[1].copy()
+    region[0, 40:55, 5:30] = 128
+    path = files[1] = tmp_path / "region.png"
+    Image.fromarray(region[0]).save(path)
+    assert infer_label_map(files, warn_lone=True).values == (0, 128, 255)
+    assert capsys.readouterr().err == ""

@@ -633,7 +633,7 @@ def test_a_cache_that_contradicts_itself_is_measured_again():
     assert [m.seconds_per_step for m in got] == [0.03, 0.06] and not got[0].cached
 
 
-def test_probe_stops_timing_wider_nets_when_its_share_of_the_budget_is_spent(monkeypatch):
+def test_probe_stops_timing_wider_nets_when_its_share_of_the_budget_is_spent(monkeypatch, tmp_path):
     import time
 
     def slow(c: Candidate) -> float:
@@ -682,6 +682,46 @@ def test_probe_stops_timing_wider_nets_when_its_share_of_the_budget_is_spent(mon
     voxels = np.prod(later["patch"]) / np.prod(first["patch"])
     assert later["seconds_per_step"] == pytest.approx(20.0 * voxels, rel=1e-3)
     assert "estimated from the larger patch's timing" in _decision(plan, "width").reason
+    # an estimate names the timing it came from: a run of the estimated net that beats it by far
+    # forgets that timing (a busy machine's 20 s step would otherwise shape every later plan here)
+    assert later["estimated_from"] == first["entry"]
+    assert later["factor"] == pytest.approx(voxels, rel=1e-5)
+    from unetkit.planning import feedback
+    from unetkit.planning.probe import _load_cache, _update_cache
+
+    monkeypatch.setenv("UNETKIT_CACHE_DIR", str(tmp_path / "cache"))
+    key = plan.machine["key"]
+    _update_cache(probe_module.cache_path(), key, {first["entry"]: 20.0})
+    monkeypatch.setattr(feedback, "machine_key", lambda device, dtype: key)
+    config = SimpleNamespace(
+        model=SimpleNamespace(
+            name=later["model"],
+            options={"base_features": later["base_features"], "depth": later["depth"]},
+        ),
+        data=SimpleNamespace(patch_size=later["patch"]),
+    )
+
+    def run(images_per_s):
+        trainer = SimpleNamespace(
+            plan=plan.to_dict(),
+            dist=SimpleNamespace(enabled=False),
+            history=[{"images_per_s": images_per_s}] * 3,
+            device=None,
+            autocast_dtype=None,
+            config=config,
+        )
+        return feedback.check_the_probe(trainer)
+
+    batch = plan.full_batch
+    assert run(batch / (20.0 * voxels)) is None  # as estimated: kept
+    assert first["entry"] in _load_cache(probe_module.cache_path())[key]
+    line = run(batch / (0.1 * voxels))  # 200× faster than the timing said
+    assert line == (
+        f"probe: this run trained at {0.1 * voxels:.2f} s per {batch} images, the cached timing of "
+        f"{first['entry']} said {20.0 * voxels:.2f} s (scaled) (timed on a busy machine?): "
+        "forgotten, the next plan times it again"
+    )
+    assert first["entry"] not in _load_cache(probe_module.cache_path())[key]
 
 
 # -- the commands -------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from ..errors import ConfigError, DataError
 from ..io.readers import read_image
 from .discovery import scan_dataset
 from .labels import (
+    BLEND_BORDER_SHARE,
     FEW_IDS_MIN,
     INFER_KINDS,
     INSTANCE_GUESS_MIN_IDS,
@@ -48,6 +49,7 @@ from .labels import (
     LabelMap,
     _pack,
     _unpack,
+    border_pixels,
     each_value_one_region,
     instance_ids,
     is_lossy_mask,
@@ -65,7 +67,7 @@ _SAMPLES = 50_000
 _HIST_LO, _HIST_HI = -(2**15), 2**16  # histogram range covering int8/int16/uint8/uint16
 _SHOW = 10  # values listed in one line before "… (N in all)"
 _TINY = LONE_VALUE_SHARE  # a lone mask value under this fraction of the mask's pixels is suspicious
-_BORDER = 0.5  # ... or one with at least this fraction of its pixels on region borders
+_BORDER = BLEND_BORDER_SHARE  # ... or one with at least this share of its pixels on region borders
 
 
 def _shorten(items: list, limit: int = _SHOW) -> str:
@@ -505,22 +507,6 @@ def _value_counts(plane: np.ndarray) -> dict[int, int]:
     return dict(zip(u.tolist(), n.tolist()))
 
 
-def _border_pixels(plane: np.ndarray) -> np.ndarray:
-    """Pixels that differ from a face neighbour (they lie on a region border), ``(*spatial)`` bool."""
-    border = np.zeros(plane.shape, dtype=bool)
-    for ax in range(plane.ndim):
-        n = plane.shape[ax]
-        if n < 2:
-            continue
-        lo = [slice(None)] * plane.ndim
-        hi = [slice(None)] * plane.ndim
-        lo[ax], hi[ax] = slice(0, n - 1), slice(1, n)
-        diff = plane[tuple(lo)] != plane[tuple(hi)]
-        border[tuple(lo)] |= diff
-        border[tuple(hi)] |= diff
-    return border
-
-
 def _check_mask(
     path: Path,
     spatial: tuple,
@@ -601,7 +587,7 @@ def _check_mask(
             mask_values[path] = _value_counts(ids)
     mask_layout[path] = layout
     if layout != "instances":
-        mask_borders[path] = _value_counts(plane[_border_pixels(plane)])
+        mask_borders[path] = _value_counts(plane[border_pixels(plane)])
     if layout == "labels" and mask_kind == "auto":
         values = set(mask_values[path])
         numbered[path] = values == set(range(max(values) + 1)) and each_value_one_region(plane)

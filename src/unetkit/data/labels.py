@@ -291,6 +291,40 @@ def _integral(plane: np.ndarray, path: Optional[PathLike]) -> np.ndarray:
 #: value (a brush slip, a resampled or lossy-saved edge), not a class: training warns, naming the
 #: mask (``check-data`` refuses it, by the same share)
 LONE_VALUE_SHARE = 0.001
+#: ... and so is one with at least this share of its pixels on region borders, lying between the
+#: mask's other values: the grey edge an anti-aliased drawing leaves between 0 and 255
+BLEND_BORDER_SHARE = 0.5
+
+
+def border_pixels(plane: np.ndarray) -> np.ndarray:
+    """Pixels that differ from a face neighbour (they lie on a region border), ``(*spatial)`` bool."""
+    border = np.zeros(plane.shape, dtype=bool)
+    for ax in range(plane.ndim):
+        n = plane.shape[ax]
+        if n < 2:
+            continue
+        lo = [slice(None)] * plane.ndim
+        hi = [slice(None)] * plane.ndim
+        lo[ax], hi[ax] = slice(0, n - 1), slice(1, n)
+        diff = plane[tuple(lo)] != plane[tuple(hi)]
+        border[tuple(lo)] |= diff
+        border[tuple(hi)] |= diff
+    return border
+
+
+def blended_values(plane: np.ndarray, counts: dict) -> set:
+    """The values of a mask plane (``counts``: value → pixels) that lie between its smallest and
+    largest and sit mostly on region borders (:data:`BLEND_BORDER_SHARE`), as anti-aliasing leaves
+    them; empty for a mask of fewer than three values (no border pass then)."""
+    if len(counts) < 3:
+        return set()
+    lo, hi = min(counts), max(counts)
+    on_border = _value_counts(plane[border_pixels(plane)])
+    return {
+        v
+        for v, n in counts.items()
+        if lo < v < hi and on_border.get(v, 0) >= BLEND_BORDER_SHARE * n
+    }
 
 
 def _value_counts(plane: np.ndarray) -> dict:
@@ -307,20 +341,31 @@ _WARNED: set = set()  # (mask, values) already warned of in this process
 
 def _warn_lone_values(scarce: list, seen_in: Counter, values: set) -> None:
     """Warn (stderr, once per mask) of a value no other mask has that covers under
-    :data:`LONE_VALUE_SHARE` of it: trained as stored, it becomes a class of its own. A warning,
-    not a refusal: a rare class can look the same, and a run without flags should still train."""
+    :data:`LONE_VALUE_SHARE` of it, or that lies on region borders between the mask's other values
+    (an anti-aliased edge, :func:`blended_values`): trained as stored, it becomes a class of its
+    own. A warning, not a refusal: a rare class can look the same, and a run without flags should
+    still train. ``scarce``: ``(mask, its rare values, its blended values)``."""
     import sys
 
-    for path, rare in scarce:
-        lone = sorted(v for v in rare if seen_in[v] == 1)
+    for path, rare, blended in scarce:
+        lone = sorted(v for v in rare | blended if seen_in[v] == 1)
         if lone and (str(path), tuple(lone)) not in _WARNED:
             _WARNED.add((str(path), tuple(lone)))  # once: the plan and the trainer both read
             rest = sorted(v for v in values if v not in lone)
+            why = (
+                f"cover under {100 * LONE_VALUE_SHARE:g} % of this one"
+                if set(lone) <= rare
+                else "lie on region borders between its other values, as an anti-aliased "
+                "drawing leaves them"
+                if set(lone) <= blended
+                else f"cover under {100 * LONE_VALUE_SHARE:g} % of this one or lie on region "
+                "borders (anti-aliasing)"
+            )
             print(
                 f"warning: {path}: label value(s) {', '.join(map(str, lone))} are in no other "
-                f"mask and cover under {100 * LONE_VALUE_SHARE:g} % of this one (the others use "
-                f"{', '.join(map(str, rest))}); trained as class(es) of their own. If they are "
-                "slips, correct the mask ('unetkit check-data' lists such values)",
+                f"mask and {why} (the others use {', '.join(map(str, rest))}); trained as "
+                "class(es) of their own. If they are slips, correct the mask ('unetkit "
+                "check-data' lists such values)",
                 file=sys.stderr,
             )
 
@@ -693,7 +738,8 @@ def infer_label_map(
                 seen_in.update(here)
                 limit = LONE_VALUE_SHARE * plane.size
                 rare = {v for v, n in counts.items() if n < limit} if len(here) > 1 else set()
-                scarce.append((path if path is not None else f"mask {count}", rare))
+                blended = blended_values(plane, counts) if arr.ndim == 3 else set()
+                scarce.append((path if path is not None else f"mask {count}", rare, blended))
             if kind == "auto" and len(here) <= 3:
                 grey_sets[path if path is not None else count] = here
             if kind == "auto" and arr.ndim == 3:  # ids numbered per image? (numbered_per_mask)

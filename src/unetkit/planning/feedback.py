@@ -23,7 +23,11 @@ def check_the_probe(trainer) -> Optional[str]:
     (:func:`~unetkit.planning.probe.forget_if_contradicted`). Returns the line to tell the user,
     or ``None`` when nothing was forgotten (no plan, a run under torchrun, fewer than
     ``MIN_EPOCHS`` epochs, another machine or precision than the plan was timed on, a network the
-    plan did not time)."""
+    plan did not time).
+
+    A network the plan estimated from another patch's timing (the probe's share used) is checked
+    against that timing, scaled: a slow timing taken on a busy machine would otherwise never be
+    compared with a run, and would shape every later plan here."""
     if not trainer.plan or trainer.dist.enabled:
         return None
     plan = Plan.from_dict(trainer.plan)
@@ -51,15 +55,17 @@ def check_the_probe(trainer) -> Optional[str]:
             list(m.get("patch") or []),
             m.get("batch_size"),
         )
-        if timed != trained or not m.get("entry"):
+        entry, factor = m.get("entry") or m.get("estimated_from"), float(m.get("factor") or 1.0)
+        if timed != trained or not entry or not factor > 0:
             continue
         run_seconds = plan.full_batch / statistics.median(rates)
-        forgotten = forget_if_contradicted(key, m["entry"], run_seconds)
+        forgotten = forget_if_contradicted(key, entry, run_seconds / factor)
         if forgotten is not None:
+            said = f"{forgotten:.2f} s" if factor == 1 else f"{forgotten * factor:.2f} s (scaled)"
             return (
                 f"probe: this run trained at {run_seconds:.2f} s per {plan.full_batch} images, the "
-                f"cached timing of {m['entry']} said {forgotten:.2f} s (timed on a busy machine?): "
-                "forgotten, the next plan times it again"
+                f"cached timing of {entry} said {said} (timed on a busy machine?): forgotten, the "
+                "next plan times it again"
             )
     return None
 

@@ -60,7 +60,7 @@ from .. import runtime
 from ..data.normalization import choose_normalization, describe_normalization
 from ..errors import ConfigError, DataError
 from ..utils import atomic_write_text, json_default
-from .probe import Candidate, Measurement, machine_key, measure
+from .probe import Candidate, Estimate, Measurement, machine_key, measure
 from .spacing import on_target_grid, plan_target_spacing
 
 PLAN_VERSION = 1
@@ -626,7 +626,7 @@ def plan_folds(
     )
 
 
-def _scaled_timing(timed: Sequence[Measurement], cand: Candidate) -> Optional[float]:
+def _scaled_timing(timed: Sequence[Measurement], cand: Candidate) -> Optional[Estimate]:
     """A step of ``cand`` estimated from a timed (not estimated) step of the same width and batch
     on another patch, in proportion to the voxels (a convolution's cost); ``None`` without one."""
     for m in timed:
@@ -635,7 +635,8 @@ def _scaled_timing(timed: Sequence[Measurement], cand: Candidate) -> Optional[fl
             cand.base_features,
             cand.batch_size,
         ):
-            return m.seconds_per_step * math.prod(cand.patch) / math.prod(c.patch)
+            factor = math.prod(cand.patch) / math.prod(c.patch)
+            return Estimate(m.seconds_per_step * factor, m.entry, factor)
     return None
 
 

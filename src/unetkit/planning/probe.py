@@ -82,6 +82,10 @@ class Measurement:
     entry: str = ""
     #: not timed: scaled from another patch's timing once the probe had used its share
     estimated: bool = False
+    #: an estimate's source: the cache entry it was scaled from, and by how much (so a run that
+    #: beats the estimate by far can forget the timing it came from)
+    source: str = ""
+    factor: float = 1.0
 
     @property
     def images_per_second(self) -> float:
@@ -97,7 +101,22 @@ class Measurement:
             "cached": self.cached,
             **({"entry": self.entry} if self.entry else {}),
             **({"estimated": True} if self.estimated else {}),
+            **(
+                {"estimated_from": self.source, "factor": float(f"{self.factor:.6g}")}
+                if self.source
+                else {}
+            ),
         }
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A step's seconds estimated from a timed one: ``seconds`` = the timing of cache entry
+    ``source`` × ``factor``."""
+
+    seconds: float
+    source: str = ""
+    factor: float = 1.0
 
 
 def cache_path() -> Optional[Path]:
@@ -318,7 +337,7 @@ def measure(
     timer: Optional[Callable[[Candidate], float]] = None,
     progress: Optional[Callable[[str], None]] = None,
     max_seconds: Optional[float] = None,
-    estimate: Optional[Callable[[Candidate], Optional[float]]] = None,
+    estimate: Optional[Callable[[Candidate], Optional[Estimate]]] = None,
 ) -> list[Measurement]:
     """Seconds per step of the candidates: from the cache when this machine measured them before,
     else timed (``timer`` replaces the timing, for tests) and added to the cache.
@@ -355,7 +374,7 @@ def measure(
         guess = estimate(cand) if estimate is not None and not out else None
         # a timing expected to outlast what is left of the share is not started: a wider 3D net's
         # warm-up and timed steps take many seconds where the share is one
-        expected = _wider(out[-1], cand) if out else guess
+        expected = _wider(out[-1], cand) if out else (guess.seconds if guess else None)
         spent = left is not None and (
             left <= 0 or (expected is not None and timing_cost(expected) > left)
         )
@@ -366,7 +385,16 @@ def measure(
         elif guess is not None:
             if progress:
                 progress(f"estimating {cand.key()} from a larger patch's timing (probe share used)")
-            out.append(Measurement(cand, float(guess), cached=False, estimated=True))
+            out.append(
+                Measurement(
+                    cand,
+                    float(guess.seconds),
+                    cached=False,
+                    estimated=True,
+                    source=guess.source,
+                    factor=guess.factor,
+                )
+            )
         elif out and spent:
             if progress:
                 why = (
@@ -414,6 +442,7 @@ def forget_if_contradicted(machine: str, entry: str, run_seconds: float) -> Opti
 
 __all__ = [
     "Candidate",
+    "Estimate",
     "Measurement",
     "cache_path",
     "forget_if_contradicted",
