@@ -782,3 +782,43 @@ def test_unwritable_run_folder_is_named(tmp_path, monkeypatch):
             RunConfig.from_dict({"data": {"train_dir": str(tmp_path)}}), run_dir=tmp_path / "run"
         )
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (
+            ["train", "data", "--time-budget", "abc"],
+            "unetkit train: error: argument --time-budget: invalid float value: 'abc' "
+            "(see 'unetkit train --help')",
+        ),
+        (
+            ["train", "data", "--time-budget", "0"],
+            "unetkit train: error: --time-budget must be > 0 minutes, got 0",
+        ),
+        (
+            ["train", "data", "--time-budget", "inf"],
+            "unetkit train: error: --time-budget must be > 0 minutes, got inf",
+        ),
+        (
+            ["predict", "model.pt", "in"],
+            "unetkit predict: error: the following arguments are required: --output/-o "
+            "(see 'unetkit predict --help')",
+        ),
+        (
+            ["evaluate", "pred", "truth", "--frob"],
+            "unetkit evaluate: error: unrecognized arguments: --frob (see 'unetkit evaluate --help')",
+        ),
+    ],
+)
+def test_a_bad_flag_is_one_line_naming_the_help(argv, line, capsys):
+    """argparse printed its usage block (20 lines for train) above the line that says what is
+    wrong; like every other bad input it is one line now, exit status 2."""
+    from unetkit import cli
+
+    try:
+        code = cli.main(argv)
+    except SystemExit as stop:  # argparse's own errors exit; the command's return
+        code = stop.code
+    assert code == 2
+    assert capsys.readouterr().err.splitlines() == [line]

@@ -638,3 +638,52 @@ def test_an_nnunet_dataset_folder_as_truth_names_its_label_folders(tmp_path, cap
         f"the predictions are of as the truth ({data / 'labelsTs'} or {data / 'labelsTr'})"
     )
     assert evaluate_folders(tmp_path / "pred", data / "labelsTs").rows[0]["dice"] == 1.0
+
+
+def test_an_instance_label_map_given_scores_predictions_by_their_components(tmp_path):
+    """predict --truth passes an instance-trained model's label map: its 0/1 labels are scored by
+    their components against the truth's ids (it counted all foreground as one object), and 0/255
+    truth by its components too."""
+    from unetkit.data.labels import INSTANCE_LABEL_MAP
+
+    ids = np.zeros((SIZE, SIZE), np.uint16)
+    ids[2:6, 2:6], ids[2:6, 10:14], ids[10:14, 2:6] = 1, 2, 3
+    write_image(tmp_path / "truth" / "x.png", ids[None])
+    write_image(tmp_path / "binary" / "x.png", ((ids > 0) * 255).astype(np.uint8)[None])
+    pred = (ids > 0).astype(np.uint8)
+    pred[10:14, 2:6] = 0  # one missed
+    write_image(tmp_path / "pred" / "x.png", pred[None])
+    for truth in ("truth", "binary"):
+        res = evaluate_folders(
+            tmp_path / "pred", tmp_path / truth, label_map=INSTANCE_LABEL_MAP, metrics=["objects"]
+        )
+        row = res.rows[0]
+        assert (row["n_true"], row["n_pred"]) == (3, 2), truth
+        assert row["obj_f1"] == pytest.approx(0.8)
+
+
+def test_evaluate_instances_scores_the_instance_files_predict_wrote(tmp_path):
+    """--instances scores what predict --instances wrote (<case>_instances.tif: touching objects
+    split) rather than the label image's components, and the truth's instances/ folder beside its
+    binary masks rather than their components."""
+    ids = np.zeros((SIZE, SIZE), np.uint16)
+    ids[2:10, 2:6], ids[2:10, 6:10], ids[14:20, 14:20] = 1, 2, 3  # two touching, one apart
+    _png(tmp_path / "truth" / "masks" / "x.png", (ids > 0) * 255)
+    write_image(tmp_path / "truth" / "instances" / "x.png", ids[None])
+    _png(tmp_path / "pred" / "x.png", (ids > 0).astype(np.uint8))  # labels: the pair is one blob
+    write_image(tmp_path / "pred" / "x_instances.tif", ids[None])  # the split objects
+    res = evaluate_folders(
+        tmp_path / "pred", tmp_path / "truth" / "masks", instances=True, metrics=["objects"]
+    )
+    row = res.rows[0]
+    assert (row["n_true"], row["n_pred"], row["obj_f1"]) == (3, 3, 1.0)
+    assert res.summary["truth_objects"] == f"ids in {tmp_path / 'truth' / 'instances'}"
+    assert res.summary["prediction_objects"] == "the _instances files"
+    assert res.summary["warnings"] == []
+    # without the instance files: the labels' components (2 objects), and the summary says so
+    (tmp_path / "pred" / "x_instances.tif").unlink()
+    res = evaluate_folders(
+        tmp_path / "pred", tmp_path / "truth" / "masks", instances=True, metrics=["objects"]
+    )
+    assert (res.rows[0]["n_true"], res.rows[0]["n_pred"]) == (3, 2)
+    assert res.summary["prediction_objects"] == "labels"

@@ -18,8 +18,17 @@ from . import __version__
 COMMANDS = ("plan", "train", "predict", "evaluate", "summary", "check_data", "export", "demo")
 
 
+class OneLineErrors(argparse.ArgumentParser):
+    """argparse's parser whose errors are one line, as every other error of unetkit: argparse
+    prints the whole usage block first (twenty lines for ``train``), which buries the line that
+    says what is wrong. The line names the ``--help`` to read instead; exit status 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrors(
         prog="unetkit",
         description="Train, run and trust U-Net family segmentation models (U-Net, UNet 3+, UNet++).",
         epilog="Run 'unetkit COMMAND --help' for the options of one command.",
@@ -39,7 +48,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.print_help()
         return 0
     if extra and not getattr(args, "accepts_extra", False):
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        prog = f"unetkit {args.command}"
+        print(
+            f"{prog}: error: unrecognized arguments: {' '.join(extra)} (see '{prog} --help')",
+            file=sys.stderr,
+        )
+        return 2
     args.extra = extra
     from .errors import UnetkitError
 

@@ -876,6 +876,9 @@ def run(args) -> int:
     from ..errors import ConfigError
     from ..training import Trainer
 
+    budget = args.time_budget
+    if budget is not None and not 0 < budget < math.inf:  # as plan says it, not as the config key
+        raise ConfigError(f"--time-budget must be > 0 minutes, got {budget:g}")
     if args.resume:
         if args.config or args.data_dir or args.plan or args.init_from:
             raise ConfigError(

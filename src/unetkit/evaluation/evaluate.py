@@ -38,7 +38,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..io.naming import NPZ_KEY, is_side_file, probability_stem
+from ..io.naming import INSTANCES_SUFFIX, NPZ_KEY, is_side_file, probability_stem
 from ..utils import check_output_dir
 from . import boundary, connectomics, metrics, objects, roc
 from .boundary import BOUNDARY_METRICS, boundary_scores
@@ -652,6 +652,18 @@ def evaluate_folders(
             truth_dir,
         )
     case_ids = sorted(truths)
+    # predict --instances writes each case's objects beside its labels (<case>_instances.tif):
+    # those are the objects to score, not the labels' components (they split touching objects)
+    pred_objects = "labels"
+    if instances:
+        own = {c: pred_files.get(c + INSTANCES_SUFFIX) for c in case_ids}
+        if all(own.values()):
+            preds, pred_objects = own, f"the {INSTANCES_SUFFIX} files"
+        elif any(own.values()):
+            pred_objects = (
+                f"labels: only {sum(map(bool, own.values()))} of {len(own)} case(s) have a "
+                f"{INSTANCES_SUFFIX} file, so every case is scored by its label image's objects"
+            )
     extras: dict[str, dict[str, Path]] = {}
     for what, folder in (("field of view", fov_dir), ("probability map", prob_dir)):
         if folder is None:
@@ -668,18 +680,29 @@ def evaluate_folders(
             )
         extras[what] = found
     inferred_instances = inferred_map = False
+    truth_ids_in = None  # the instances/ folder whose ids --instances scores
     if instances:
         if label_map is not None and label_map != INSTANCE_LABEL_MAP:
             raise ConfigError("instances=True reads instance ids; do not pass a label map with it")
         label_map = INSTANCE_LABEL_MAP
+        # binary masks/ with an instances/ folder beside them: the ids are the truth's objects
+        # (training reads them so too); the masks' components would merge touching objects
+        beside = _instance_files(truth_dir, case_ids)
+        if beside:
+            truths = {**truths, **beside}
+            truth_ids_in = next(iter(beside.values())).parent
     elif label_map is None:
         inferred_map = True
         label_map = infer_label_map([truths[c] for c in case_ids])
         # truth masks of instance ids, recognised as such (labels.looks_like_instances), beside
         # predictions that are usually 0/1 label images: those are scored by their components
         inferred_instances = label_map.kind == "instances"
-    elif not isinstance(label_map, LabelMap):
-        label_map = LabelMap(label_map)
+    else:
+        if not isinstance(label_map, LabelMap):
+            label_map = LabelMap(label_map)
+        # a given instance map (an instance-trained model's, from predict --truth) reads the truth
+        # as ids beside 0/1 predictions, as an inferred one does: scored by their components
+        inferred_instances = label_map.kind == "instances"
     k = label_map.num_classes
     id_files = None if instances or k != 2 else _instance_files(truth_dir, case_ids)
     classes = list(range(0 if include_background else 1, k))
@@ -800,12 +823,17 @@ def evaluate_folders(
         "metrics": list(names),
         "instances": bool(instances),
         "truth_objects": (
-            "instance masks"
-            if instances
+            f"ids in {truth_ids_in}"
+            if truth_ids_in is not None
+            else "connected components"
+            if binary_truth
+            else "instance masks"
+            if instances or inferred_instances
             else f"ids in {next(iter(id_files.values())).parent}"
             if id_files
             else "connected components"
         ),
+        "prediction_objects": pred_objects.split(":")[0],
         "connectivity": connectivity,
         "pred_background": pred_background,
         "distance_unit": "given spacing" if spacing is not None else ", ".join(sorted(units)),
@@ -841,7 +869,8 @@ def evaluate_folders(
             ]
             if binary_truths
             else []
-        ),
+        )
+        + ([pred_objects] if pred_objects.startswith("labels:") else []),
     }
     result = EvaluationResult(rows, summary, label_map, names, case_ids)
     if out_dir is not None:

@@ -58,6 +58,17 @@ PLOTTED = (
 _COLOURS = {"tp": (0, 200, 0), "fp": (230, 30, 30), "fn": (40, 90, 255)}
 
 
+def _prediction_objects(s: dict) -> str:
+    """How the predictions' objects were found, for the report (older summaries lack it)."""
+    what = s.get("prediction_objects", "labels")
+    return "connected components of the labels" if what == "labels" else what
+
+
+def _truth_objects(s: dict) -> str:
+    """How the truth's objects were found, for the report (older summaries lack it)."""
+    return s.get("truth_objects") or ("instance ids" if s["instances"] else "connected components")
+
+
 def _fmt(v: Any) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
@@ -323,8 +334,9 @@ def _markdown(result, files: dict) -> str:
         + (f" (field of view: `{s['fov_dir']}`)" if s.get("fov_dir") else ""),
         f"- cases: {s['num_cases']}; classes scored: {', '.join(s['classes'])} "
         f"(label map {lm['kind']} {lm['values']}); distances in {s['distance_unit']}",
-        f"- regions: {'instance ids' if s['instances'] else 'connected components'} "
-        f"(connectivity {s['connectivity']}); per-case scores in `per_case.csv`",
+        f"- objects: truth {_truth_objects(s)}, "
+        f"predictions {_prediction_objects(s)} (connectivity {s['connectivity']}); per-case "
+        "scores in `per_case.csv`",
         "",
         "## Summary",
         "",
