@@ -481,10 +481,28 @@ def test_a_rerun_with_another_model_does_not_keep_the_first_models_outputs(
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"unetkit predict: error: {out}: holds the outputs of 2 input(s) (a, b) from another "
-        "model (or pyramid level) than this one; pass --overwrite to predict them again, or "
-        "choose another --output"
+        "model (or pyramid level, --tta, --postprocess or --instances method) than this one; "
+        "pass --overwrite to predict them again, or choose another --output"
     ]
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == first
+    # the same model with settings that change the outputs: not "already done" either
+    for flags in (["--tta"], ["--postprocess", "none"]):
+        assert predict(c / "good.pt", *flags) == 2, flags
+        assert "from another model (or pyramid level" in capsys.readouterr().err
+    # watershed objects: no instance files yet, so all are predicted; then the components' run
+    # would have skipped the watershed's files as done
+    assert predict(c / "good.pt", "--instances", "watershed", "--overwrite") == 0
+    assert (out / "a_instances.tif").is_file()
+    assert predict(c / "good.pt", "--instances") == 2
+    assert "from another model (or pyramid level" in capsys.readouterr().err
+    first = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    # a --truth folder that is not there is refused before anything is predicted
+    assert predict(other, "--overwrite", "--truth", str(tmp_path / "nowhere")) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"unetkit predict: error: {tmp_path / 'nowhere'}: --truth: mask folder not found"
+    )
+    assert {p.name for p in out.iterdir()} >= set(first)
+    assert (out / "a.png").stat().st_mtime_ns == first["a.png"]
     assert predict(other, "--overwrite") == 0
     assert "predicted 2 image(s), skipped 0 already done;" in capsys.readouterr().out
     assert predict(other) == 0  # now the record names the other model

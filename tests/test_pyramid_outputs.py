@@ -234,7 +234,10 @@ def test_a_rerun_at_another_level_is_not_taken_for_done(tmp_path, capsys):
     capsys.readouterr()
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "from another model (or pyramid level) than this one; pass --overwrite" in err
+    assert (
+        "from another model (or pyramid level, --tta, --postprocess or --instances method) than this one; pass --overwrite"
+        in err
+    )
     assert read_image(out / "p.tif")[0].shape == (1, 48, 40)
     assert main([*argv, "--overwrite"]) == 0
     assert read_image(out / "p.tif")[0].shape == (1, 96, 80)

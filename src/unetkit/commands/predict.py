@@ -267,6 +267,20 @@ def _one_predictor(model_path, args, common: dict):
     )
 
 
+def output_settings(args) -> str:
+    """The settings besides the model that change what ``predict`` writes (pyramid level,
+    test-time augmentation, post-processing, the instance method), as a suffix of the model id
+    an output folder records: a rerun with another of them predicts again instead of skipping
+    the old outputs as done. Defaults add nothing, so folders recorded before still match."""
+    parts = [
+        f"level {args.level}" if args.level else "",
+        f"tta {args.tta}" if args.tta not in (None, "none") else "",
+        f"postprocess {args.postprocess}" if args.postprocess not in (None, "auto") else "",
+        f"instances {args.instances}" if args.instances not in (None, "components") else "",
+    ]
+    return "".join(f" {p}" for p in parts if p)
+
+
 def preflight(args) -> None:
     """Checks that need no model (standard library only, before torch is imported): numeric
     settings, the model and input paths exist, the output folder can be a folder. Each failure is
@@ -299,6 +313,8 @@ def preflight(args) -> None:
     for inp in args.inputs:
         if not Path(inp).exists():
             raise DataError("input not found", inp)
+    if args.truth is not None and not Path(args.truth).is_dir():  # before predicting, not after
+        raise DataError("--truth: mask folder not found", args.truth)
     check_output_dir(args.output)
 
 
@@ -330,10 +346,9 @@ def run(args) -> int:
         geojson=args.geojson,
         part=None if args.num_parts is None else (args.part_id, args.num_parts),
         level=args.level,
-        # outputs of another model (or of another pyramid level) in the folder are not skipped
-        # as done
-        model_id=model_digest(model_files(args.model))
-        + (f" level {args.level}" if args.level else ""),
+        # outputs of another model, or of other settings that change what is written, in the
+        # folder are not skipped as done
+        model_id=model_digest(model_files(args.model)) + output_settings(args),
     )
     if args.dask:
         import functools

@@ -501,8 +501,9 @@ def check_model_record(out_dir: Path, model_id: Optional[str], cases: list, opti
     if kept:
         raise DataError(
             f"holds the outputs of {len(kept)} input(s) ({', '.join(kept[:3])}"
-            f"{' …' if len(kept) > 3 else ''}) from another model (or pyramid level) than this "
-            "one; pass --overwrite to predict them again, or choose another --output",
+            f"{' …' if len(kept) > 3 else ''}) from another model (or pyramid level, --tta, "
+            "--postprocess or --instances method) than this one; pass --overwrite to predict "
+            "them again, or choose another --output",
             out_dir,
         )
 
