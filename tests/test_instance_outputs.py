@@ -346,3 +346,24 @@ def test_cli_refuses_outlines_of_a_3d_model_in_one_line(tmp_path):
     assert res.stderr.strip().count("\n") == 0
     assert "outline objects in 2D images, the model is 3D" in res.stderr
     assert not (tmp_path / "o3").exists() or not any((tmp_path / "o3").iterdir())
+
+
+def test_outlines_of_an_unnamed_map_are_named_by_the_mask_values(tmp_path):
+    """A model of masks 0/100/200 names its ROIs and GeoJSON features by those values, as its
+    labels and evaluate do ("class 200-1"), not by the class indices ("class 2-1")."""
+    from unetkit.data import LabelMap
+    from unetkit.inference.batch import _write_instances
+
+    indices = np.zeros((20, 24), np.int64)
+    indices[2:8, 2:8] = 1
+    indices[10:16, 12:20] = 2
+    paths = {
+        "instances": tmp_path / "x_instances.tif",
+        "rois": tmp_path / "x_rois.zip",
+        "geojson": tmp_path / "x.geojson",
+    }
+    _write_instances(paths, indices, "components", None, LabelMap([0, 100, 200]))
+    names = [r.name for r in roifile.roiread(paths["rois"])]
+    assert names == ["class 100-1", "class 200-2"]
+    features = json.loads(paths["geojson"].read_text())["features"]
+    assert [f["properties"]["name"] for f in features] == names

@@ -241,3 +241,13 @@ def test_a_rerun_at_another_level_is_not_taken_for_done(tmp_path, capsys):
     assert read_image(out / "p.tif")[0].shape == (1, 48, 40)
     assert main([*argv, "--overwrite"]) == 0
     assert read_image(out / "p.tif")[0].shape == (1, 96, 80)
+    # outlines at a level would land at that level's scale on the full image in Fiji/QuPath
+    fresh = tmp_path / "outlines"
+    assert main([*argv[:4], str(fresh), "--no-progress", "--level", "1", "--rois"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "unetkit predict: error: ImageJ ROIs and GeoJSON outline objects in the pixels of the "
+        "level predicted, which Fiji and QuPath would lay on the full-resolution image at that "
+        "level's smaller scale: drop --rois/--geojson with --level 1 (the instance image keeps "
+        "that level's pixel size), or predict the full resolution"
+    )
+    assert not fresh.exists()

@@ -367,6 +367,14 @@ def plan_cases(
     ``k``-th case from the ``i``-th), for splitting one job over scheduler array tasks.
     """
     method = _instance_method(predictor, instances, rois, geojson)
+    if level and (rois or geojson):
+        # outlines are in the pixels predicted; Fiji and QuPath place them on the full resolution
+        raise ConfigError(
+            "ImageJ ROIs and GeoJSON outline objects in the pixels of the level predicted, which "
+            "Fiji and QuPath would lay on the full-resolution image at that level's smaller "
+            f"scale: drop --rois/--geojson with --level {level} (the instance image keeps that "
+            "level's pixel size), or predict the full resolution"
+        )
     cases = collect_inputs(inputs, getattr(predictor.model, "in_channels", None))
     if part is not None:
         i, k = part
@@ -681,14 +689,21 @@ def _instance_method(predictor, instances: Optional[str], rois: bool, geojson: b
 def _write_instances(paths: dict, indices: np.ndarray, method: str, meta, label_map) -> None:
     """The instance image of the written labels (uint16, uint32 above 65535 objects; the input's
     pixel size kept) and, where ``paths`` asks, the objects' outlines as ImageJ ROIs and GeoJSON,
-    named by the label map's class names."""
+    named by the label map's class names, else by the values the label image holds ("class 200"
+    for a mask value of 200, as evaluate and the written labels name it, not its index)."""
     from ..io import write_image
     from ..io.instance_shapes import instance_polygons, write_geojson, write_imagej_rois
 
     objects = label_instances(indices, method)
     write_image(paths["instances"], instance_image(objects), meta)
     if "rois" in paths or "geojson" in paths:
-        polygons = instance_polygons(objects, indices, getattr(label_map, "names", None))
+        names = getattr(label_map, "names", None)
+        if names is None and label_map is not None:
+            names = [
+                f"class ({v[0]}, {v[1]}, {v[2]})" if isinstance(v, tuple) else f"class {v}"
+                for v in label_map.values
+            ]
+        polygons = instance_polygons(objects, indices, names)
         if "rois" in paths:
             write_imagej_rois(paths["rois"], polygons)
         if "geojson" in paths:
