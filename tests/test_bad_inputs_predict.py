@@ -592,3 +592,30 @@ def test_equal_channels_are_grey_only_in_2d():
         "file's volumes are read as channels: save the 1 volume(s) the model was trained on (one "
         "file per channel: CASE_0000, CASE_0001 …), or use a model trained on such volumes"
     )
+
+
+def test_a_model_of_grey_images_stored_as_rgb_takes_grey_images(tmp_path):
+    """Trained on grey stored as RGB (its plan's fingerprint says so), a 3-input model takes a
+    grey image by copying it into its three channels; a model of real colour images still refuses
+    one."""
+    from unetkit.errors import DataError
+    from unetkit.inference.batch import check_image
+
+    def model(grey):
+        path = tmp_path / f"{grey}.pt"
+        save_checkpoint(
+            path,
+            create_model("unet", in_channels=3, base_features=4, depth=2),
+            normalization=create_normalizer("zscore").to_dict(),
+            label_map=LabelMap([0, 255]).to_dict(),
+            extra={"plan": {"fingerprint": {"grey_as_colour": grey, "channels": 3}}},
+        )
+        return Predictor.from_checkpoint(path, precision="fp32")
+
+    grey = np.random.default_rng(0).random((1, 8, 9), dtype=np.float32)
+    rgb = check_image(grey, model(True), Path("g.png"))
+    assert rgb.shape == (3, 8, 9) and all(np.array_equal(rgb[c], grey[0]) for c in range(3))
+    with pytest.raises(
+        DataError, match=r"g\.png: the model expects 3 channel\(s\), the image has 1"
+    ):
+        check_image(grey, model(False), Path("g.png"))

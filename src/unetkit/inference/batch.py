@@ -135,7 +135,8 @@ def check_image(image: np.ndarray, predictor, path: Path) -> np.ndarray:
     """The image the model can take, or a :class:`DataError` naming ``path``: the dimensionality and
     channel count must match the model and float values must be finite. A grey image stored as
     RGB(A) (all colour channels equal) given to a 1-channel model is read as its first channel, the
-    grey values; a real colour image is refused."""
+    grey values, and a grey image given to a model trained on grey stored as RGB is copied into its
+    three channels; a real colour image is refused."""
     from ..data.dataset import require_finite
     from ..data.reading import is_grey_as_colour
 
@@ -151,6 +152,8 @@ def check_image(image: np.ndarray, predictor, path: Path) -> np.ndarray:
     if in_ch is not None and image.shape[0] != in_ch:
         if in_ch == 1 and is_grey_as_colour(image):
             return image[:1]  # grey saved as RGB: every colour channel holds the grey value
+        if in_ch == 3 and image.shape[0] == 1 and getattr(predictor, "grey_as_colour", False):
+            return np.repeat(image, 3, axis=0)  # a model of grey-as-RGB images: the same planes
         raise DataError(
             f"the model expects {in_ch} channel(s), the image has {image.shape[0]} (shape "
             f"{tuple(image.shape)}); {_channel_fix(in_ch, path, dims)}",

@@ -233,7 +233,14 @@ class Predictor:
             much less activation memory (:mod:`unetkit.models.fold`). :meth:`from_checkpoint`,
             whose model nobody else holds, turns it on; off by default because a caller's model
             may still be trained.
+
+    Attributes:
+        grey_as_colour: the model was trained on grey images stored as RGB (its plan's
+            fingerprint says so; :meth:`from_checkpoint` sets it): a grey image given to its
+            three inputs is copied into each (:func:`~unetkit.inference.batch.check_image`).
     """
+
+    grey_as_colour: bool = False
 
     def __init__(
         self,
@@ -377,7 +384,9 @@ class Predictor:
                     path,
                 ) from None
         kwargs.setdefault("fold_batch_norm", True)  # the model is this predictor's alone
-        return cls(model, normalizer=norm, label_map=labels, **kwargs)
+        predictor = cls(model, normalizer=norm, label_map=labels, **kwargs)
+        predictor.grey_as_colour = bool((_fingerprint(ckpt) or {}).get("grey_as_colour"))
+        return predictor
 
     def describe(self) -> str:
         """One line naming the compute path: device and ISA, precision, layout, threads, fast path."""
