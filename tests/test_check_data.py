@@ -695,3 +695,36 @@ def test_negative_mask_values_are_noted_as_classes_of_their_own(tmp_path):
         "they mark unlabelled or padded pixels, give those pixels a class (e.g. background) before "
         "training"
     ]
+
+
+def test_channels_stored_as_unlabelled_tiff_pages_get_the_fix(tmp_path):
+    """tifffile.imwrite of a (2, H, W) array writes two pages that name no axis: read as a
+    2-slice stack (as ImageJ does), its 2D mask does not fit. The problem says how to store the
+    pages as channels; a TIFF so saved is fine."""
+    import tifffile
+
+    from unetkit.data.dataset import load_case
+    from unetkit.data.discovery import find_cases
+    from unetkit.errors import DataError
+
+    image = RNG.integers(0, 255, (2, 12, 14)).astype(np.uint8)
+    mask = np.zeros((1, 12, 14), np.uint8)
+    mask[0, 3:7, 4:9] = 1
+    (tmp_path / "images").mkdir()
+    tifffile.imwrite(tmp_path / "images" / "a.tif", image)
+    write_image(tmp_path / "masks" / "a.png", mask)
+    hint = (
+        "; the TIFF's 2 pages were read as z-slices (its metadata names no channel axis): if they "
+        "are channels, save it with tifffile.imwrite(path, array, metadata={'axes': 'CYX'}) or "
+        "as an ImageJ hyperstack with channels"
+    )
+    assert check_dataset(tmp_path).problems == [
+        f"{tmp_path / 'masks' / 'a.png'}: image/mask size mismatch: mask 14x12, image 14x12x2 "
+        f"(a.tif){hint}"
+    ]
+    (case,) = find_cases(tmp_path)
+    with pytest.raises(DataError) as err:
+        load_case(case, LabelMap([0, 1]), None)
+    assert str(err.value).endswith(f"differs from image size (2, 12, 14) (a.tif){hint}")
+    tifffile.imwrite(tmp_path / "images" / "a.tif", image, metadata={"axes": "CYX"})
+    assert check_dataset(tmp_path).problems == []

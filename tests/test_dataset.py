@@ -76,8 +76,25 @@ def test_prepare_data_splits_labels_and_normalises(tmp_path):
 
 
 def test_prepare_data_errors_name_the_file(tmp_path):
-    with pytest.raises(DataError, match="different channel counts"):
+    with pytest.raises(DataError, match=r"02\.png: holds grey stored as RGB\(A\) \(3 equal"):
         prepare_data(_write_dataset(tmp_path / "a", rgb_case=2), val_fraction=0)
+    # grey stored as RGB(A) among grey images: that file is named, whether it comes first or not
+    from unetkit.data.reading import same_layout
+
+    grey = np.zeros((1, 4, 5), np.uint8)
+    rgba = np.concatenate([grey] * 3 + [np.full_like(grey, 255)])
+    for order in (["g.png", "rgba.png"], ["rgba.png", "g.png"]):
+        arrays = {"g.png": grey, "rgba.png": rgba}
+        with pytest.raises(DataError) as err:
+            list(same_layout((name, arrays[name]) for name in order))
+        other = "g.png"
+        assert str(err.value) == (
+            f"rgba.png: holds grey stored as RGB(A) (4 equal channels), while {other} and maybe "
+            "others are grey (1 channel): save it as a grey image"
+        )
+    colour = np.random.default_rng(0).integers(0, 255, (3, 4, 5)).astype(np.uint8)
+    with pytest.raises(DataError, match=r"c\.png: different channel counts: 3 here, 1 in g\.png"):
+        list(same_layout([("g.png", grey), ("c.png", colour)]))
     with pytest.raises(DataError, match=r"03\.tif: image contains NaN"):
         prepare_data(_write_dataset(tmp_path / "b", nan_case=3), val_fraction=0)
     single = _write_dataset(tmp_path / "c", n=1)

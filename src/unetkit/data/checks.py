@@ -60,7 +60,7 @@ from .labels import (
     two_binary_codings,
 )
 from .object_masks import is_object_source, read_mask_source
-from .reading import geometry_problem, odd_voxel_size
+from .reading import geometry_problem, odd_voxel_size, pages_as_channels_hint
 
 PathLike = Union[str, Path]
 _SAMPLES = 50_000
@@ -529,9 +529,14 @@ def _check_mask(
         report.problems.append(f"{path}: {problem}")
         return
     if mask.shape[1:] != spatial:
+        hint = (
+            pages_as_channels_hint(spatial, image_path)
+            if tuple(spatial[1:]) == mask.shape[1:]
+            else ""
+        )
         report.problems.append(
             f"{path}: image/mask size mismatch: mask {_size_str(mask.shape[1:])}, image "
-            f"{_size_str(spatial)} ({image_path.name})"
+            f"{_size_str(spatial)} ({image_path.name}){hint}"
         )
         return
     if mask_kind == "auto" and is_lossy_mask(path):  # read as infer_label_map reads JPEG masks

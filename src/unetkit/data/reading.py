@@ -182,26 +182,67 @@ def _shown(values) -> str:
     return "×".join(f"{float(v):g}" for v in values)
 
 
+#: a stack read as a volume with at most this many planes may be channels stored as pages
+STACK_AS_CHANNELS_MAX = 4
+
+
+def pages_as_channels_hint(image_shape: Sequence[int], image_path) -> str:
+    """The fix when a 2D mask or model meets an image read as a short stack (``(D, H, W)``, D ≤
+    :data:`STACK_AS_CHANNELS_MAX`): a TIFF whose pages hold channels but whose metadata does not
+    say so (``tifffile.imwrite(path, array)`` of a ``(2, H, W)`` array) is read as a z-stack,
+    as ImageJ reads it too; else ``""``."""
+    if len(image_shape) != 3 or not 1 < image_shape[0] <= STACK_AS_CHANNELS_MAX:
+        return ""
+    if Path(str(image_path)).suffix.lower() not in (".tif", ".tiff"):
+        return ""
+    return (
+        f"; the TIFF's {image_shape[0]} pages were read as z-slices (its metadata names no "
+        "channel axis): if they are channels, save it with "
+        "tifffile.imwrite(path, array, metadata={'axes': 'CYX'}) or as an ImageJ hyperstack "
+        "with channels"
+    )
+
+
 def _check_size(arr: np.ndarray, spatial: Sequence[int], path: Path, case: Case) -> None:
     if arr.shape != tuple(spatial):
+        hint = (
+            pages_as_channels_hint(spatial, case.images[0])
+            if tuple(spatial[1:]) == arr.shape
+            else ""
+        )
         raise DataError(
             f"{'mask' if path == case.mask else 'instance file'} size {arr.shape} differs from "
-            f"image size {tuple(spatial)} ({case.images[0].name})",
+            f"image size {tuple(spatial)} ({case.images[0].name}){hint}",
             path,
         )
 
 
 def same_layout(images: Iterable[tuple]) -> Iterator[np.ndarray]:
     """Pass ``(path, (C, *spatial) array)`` pairs on as arrays; a channel count or dimensionality
-    that differs from the first image's is a DataError naming both files."""
+    that differs from the first image's is a DataError naming both files. Where one of the two is
+    grey stored as RGB(A) beside a grey one, that is the file to convert (whichever came first);
+    else neither is known to be the odd one, and ``check-data`` counts them all."""
     first = None
     for path, image in images:
         if first is None:
-            first = (path, image.shape[0], image.ndim - 1)
+            first = (path, image.shape[0], image.ndim - 1, is_grey_as_colour(image))
         elif image.shape[0] != first[1]:
+            if first[3] and image.shape[0] == 1:
+                raise DataError(
+                    f"holds grey stored as RGB(A) ({first[1]} equal channels), while {path} and "
+                    "maybe others are grey (1 channel): save it as a grey image",
+                    first[0],
+                )
+            if first[1] == 1 and is_grey_as_colour(image):
+                raise DataError(
+                    f"holds grey stored as RGB(A) ({image.shape[0]} equal channels), while "
+                    f"{first[0]} and maybe others are grey (1 channel): save it as a grey image",
+                    path,
+                )
             raise DataError(
-                f"different channel counts: {image.shape[0]} here, {first[1]} in {first[0]}; all images "
-                f"need the same count (grey and RGB mixed?): convert this file",
+                f"different channel counts: {image.shape[0]} here, {first[1]} in {first[0]}; all "
+                "images need the same count (grey and RGB mixed?): 'unetkit check-data' counts "
+                "them, convert the odd ones",
                 path,
             )
         elif image.ndim - 1 != first[2]:

@@ -143,10 +143,13 @@ def check_image(image: np.ndarray, predictor, path: Path) -> np.ndarray:
     model = predictor.model
     dims, in_ch = predictor.spatial_dims, getattr(model, "in_channels", None)
     if image.ndim != dims + 1:
+        from ..data.reading import pages_as_channels_hint
+
         want = "a 2D image (H, W)" if dims == 2 else "a 3D volume (D, H, W)"
+        hint = pages_as_channels_hint(image.shape[1:], path) if image.shape[0] == 1 else ""
         raise DataError(
             f"the model is {dims}D and expects {want} per channel, got an array of shape "
-            f"{tuple(image.shape)} (channels first); give {dims}D inputs",
+            f"{tuple(image.shape)} (channels first); give {dims}D inputs{hint}",
             path,
         )
     if in_ch is not None and image.shape[0] != in_ch:
