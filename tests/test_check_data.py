@@ -728,3 +728,22 @@ def test_channels_stored_as_unlabelled_tiff_pages_get_the_fix(tmp_path):
     assert str(err.value).endswith(f"differs from image size (2, 12, 14) (a.tif){hint}")
     tifffile.imwrite(tmp_path / "images" / "a.tif", image, metadata={"axes": "CYX"})
     assert check_dataset(tmp_path).problems == []
+
+
+def test_an_instances_folder_that_lacks_a_file_is_named(tmp_path):
+    """Instance ids are used only when every case has them: one missing file quietly turned off
+    the separation of touching objects. check-data names the folder and the case."""
+    for i in range(3):
+        ids = np.zeros((1, 12, 14), np.uint16)
+        ids[0, 2:6, 2:6], ids[0, 2:6, 6:10] = 1, 2
+        write_image(
+            tmp_path / "images" / f"{i}.png", RNG.integers(0, 255, (1, 12, 14)).astype(np.uint8)
+        )
+        write_image(tmp_path / "masks" / f"{i}.png", ((ids > 0) * 255).astype(np.uint8))
+        if i != 1:
+            write_image(tmp_path / "instances" / f"{i}.png", ids)
+    assert check_dataset(tmp_path).problems == [
+        f"{tmp_path / 'instances'}: no instance file for 1 of 3 case(s) (1): ids are used only "
+        "when every case has them (touching objects are then not separated); add the missing "
+        "files or remove the folder"
+    ]

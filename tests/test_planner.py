@@ -488,6 +488,15 @@ def test_touching_objects_with_instance_ids_get_separation_gaps_and_without_ids_
         FakeFingerprint(touching_fraction=0.01, instance_ids=True), 5, "cpu", timer=speed()
     )
     assert apart.config["data.separate_objects"] is False
+    # an instances/ folder that lacks a file: no ids for the set, and the reason says why
+    partial = FakeFingerprint(touching_fraction=0.3)
+    partial.cases_with_ids = partial.cases - 1
+    plan = make_plan(partial, 5, "cpu", timer=speed())
+    assert plan.config["data.separate_objects"] is False
+    assert _decision(plan, "separate touching objects").reason.startswith(
+        f"instance ids for only {partial.cases - 1} of the {partial.cases} cases read (the "
+        "instances/ folder lacks some"
+    )
 
 
 def test_thin_touching_structures_get_no_weight_map_and_patches_follow_their_extent():

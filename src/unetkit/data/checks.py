@@ -38,7 +38,7 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from ..io.readers import read_image
-from .discovery import scan_dataset
+from .discovery import is_dir_alias, scan_dataset
 from .labels import (
     BLEND_BORDER_SHARE,
     FEW_IDS_MIN,
@@ -60,7 +60,12 @@ from .labels import (
     two_binary_codings,
 )
 from .object_masks import is_object_source, read_mask_source
-from .reading import geometry_problem, odd_voxel_size, pages_as_channels_hint
+from .reading import (
+    INSTANCE_DIR_NAMES,
+    geometry_problem,
+    odd_voxel_size,
+    pages_as_channels_hint,
+)
 
 PathLike = Union[str, Path]
 _SAMPLES = 50_000
@@ -368,6 +373,8 @@ def check_dataset(
     stats: list[_ChannelStats] = []
     sizes, channels, dtypes, spacings = Counter(), Counter(), Counter(), Counter()
     stated: list[tuple] = []  # (image, voxel size, unit) of the cases that state one
+    extra_cases: dict[str, tuple] = {}  # extra folder name -> (its path, the cases it has)
+    paired: list[str] = []  # the cases with a mask
     image_channels: dict[Path, int] = {}
     image_dims: dict[Path, int] = {}  # 2 (2D) or 3 (a volume), as training refuses a mix
     mask_values: dict[
@@ -410,6 +417,9 @@ def check_dataset(
             )
         for name, path in sorted(case.extra.items()):
             _check_extra(path, spatial, name, report)
+            extra_cases.setdefault(name, (Path(path).parent, set()))[1].add(case.case_id)
+        if case.mask is not None:
+            paired.append(case.case_id)
         if case.mask is not None:
             _check_mask(
                 case.mask,
@@ -426,6 +436,15 @@ def check_dataset(
     odd = odd_voxel_size(stated)
     if odd:
         report.problems.append(f"{odd[0]}: {odd[1]}")
+    for name, (folder, has) in sorted(extra_cases.items()):
+        lacking = [c for c in paired if c not in has]
+        if lacking and is_dir_alias(name, INSTANCE_DIR_NAMES):
+            report.problems.append(
+                f"{folder}: no instance file for {len(lacking)} of {len(paired)} "
+                f"case(s) ({_shorten(lacking)}): ids are used only when every case has them "
+                "(touching objects are then not separated); add the missing files or remove "
+                "the folder"
+            )
     report.sizes = dict(sizes.most_common())
     report.spacings = dict(spacings.most_common())
     report.channels = dict(channels.most_common())

@@ -102,6 +102,8 @@ class Fingerprint:
         instance_ids: the objects were counted from instance ids (an instance mask or an
             ``instances/`` folder) in every case read, not from connected components: touching
             objects are known one by one (what carving separation gaps needs).
+        cases_with_ids: how many of the cases read had instance ids (fewer than :attr:`cases`
+            with an ``instances/`` folder that lacks some files: then no :attr:`instance_ids`).
         spacing_unit: unit of :attr:`spacing` (``"um"``, ``"mm"`` …) or ``None``.
         spacing_spread: how the files' spacings spread per axis, ``{"min": [...], "p10": [...],
             "max": [...], "files": n, "units": [...], "extent": {"median", "min", "p10", "max"}}``
@@ -128,6 +130,7 @@ class Fingerprint:
     spacing_unit: Optional[str] = None
     spacing_spread: Optional[dict] = None
     instance_ids: bool = False
+    cases_with_ids: int = 0
 
     @property
     def effective_channels(self) -> int:
@@ -477,4 +480,5 @@ def fingerprint_dataset(
         spacing_unit=units.pop() if len(units) == 1 else None,
         spacing_spread=spread,
         instance_ids=with_ids == len(cases),
+        cases_with_ids=with_ids,
     )

@@ -906,6 +906,12 @@ def make_plan(
             f"objects touch ({100 * touching:.1f} %) but are thin ({thickness:.0f} px): pieces "
             "of one structure, masks as drawn"
         )
+    elif 0 < getattr(fp, "cases_with_ids", 0) < fp.cases:
+        why = (
+            f"instance ids for only {fp.cases_with_ids} of the {fp.cases} cases read (the "
+            "instances/ folder lacks some: 'unetkit check-data' names them): touching objects "
+            "are not told apart, masks as drawn"
+        )
     else:
         why = (
             "no instance ids (an instance mask or an instances/ folder beside masks/): touching "
