@@ -561,3 +561,20 @@ def test_a_level_the_input_lacks_is_one_line_before_anything_is_written(image, t
         assert not (tmp_path / "out").exists()
     with pytest.raises(ConfigError, match="level must be an integer"):
         predict_files(pred, [tmp_path / "a.ome.tif"], tmp_path / "out", progress=False, level=-1)
+
+
+def test_spatial_shape_reads_headers(tmp_path):
+    """The planner's validation-time estimate reads the sizes of a --val folder's images without
+    their pixels (headers, memory maps); an unreadable file gives None."""
+    from PIL import Image
+
+    from unetkit.io.lazy import spatial_shape
+
+    Image.fromarray(np.zeros((30, 40), np.uint8)).save(tmp_path / "a.png")
+    tifffile.imwrite(tmp_path / "b.tif", np.zeros((5, 30, 40), np.uint8))
+    np.save(tmp_path / "c.npy", np.zeros((2, 30, 40), np.float32))
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    assert spatial_shape(tmp_path / "a.png") == (30, 40)
+    assert spatial_shape(tmp_path / "b.tif") == (5, 30, 40)
+    assert spatial_shape(tmp_path / "c.npy") == (30, 40)  # (C, H, W): channels first
+    assert spatial_shape(tmp_path / "bad.png") is None

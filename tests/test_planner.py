@@ -529,6 +529,16 @@ def test_validation_cadence_keeps_validation_a_small_share():
     fp = FakeFingerprint(sizes={"median": [4000, 4000], "min": [3000, 3000], "max": [5000, 5000]})
     plan = make_plan(fp, 5, "cpu", timer=speed(), val_cases=10)
     sched = _decision(plan, "schedule")
+    # the same huge validation images given by size beside small training images: timed as
+    # huge (the training images' median had made one 4000² image "≈ 1 s")
+    small = FakeFingerprint()
+    by_count = _decision(make_plan(small, 5, "cpu", timer=speed(), val_cases=10), "schedule")
+    by_size = _decision(
+        make_plan(small, 5, "cpu", timer=speed(), val_cases=10, val_sizes=[[4000, 4000]] * 10),
+        "schedule",
+    )
+    assert by_size.reason != by_count.reason
+    assert by_size.reason.split("validation")[-1] == sched.reason.split("validation")[-1]
     # huge validation images: two validations, at the 4th and 8th of 8 shorter epochs
     assert "about 8 epochs" in sched.reason and "every 4th followed by a validation" in sched.reason
     from unetkit.planning.planner import _ordinal

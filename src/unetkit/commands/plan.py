@@ -116,12 +116,16 @@ def make_plan_for(
             f"--channel-names gives {len(channel_names)} name(s) ({', '.join(channel_names)}) but "
             f"the images have {fp.channels} channel(s); give one name per channel"
         )
-    val_cases = len(find_cases(val_dir, mask_suffix=mask_suffix)) if val_dir is not None else None
+    from ..io.lazy import spatial_shape
+
+    val = find_cases(val_dir, mask_suffix=mask_suffix) if val_dir is not None else None
+    sizes = [spatial_shape(c.images[0]) for c in val] if val else None
     return make_plan(
         fp,
         budget_minutes,
         device,
-        val_cases=val_cases,
+        val_cases=len(val) if val is not None else None,
+        val_sizes=sizes if sizes and all(sizes) else None,
         progress=lambda m: say(f"probe: {m}"),
         scale=min(scale) if isinstance(scale, (list, tuple)) else scale,
         channel_names=channel_names,

@@ -645,6 +645,7 @@ def make_plan(
     budget_minutes: Optional[float] = None,
     device: str = "auto",
     val_cases: Optional[int] = None,
+    val_sizes: Optional[Sequence[Sequence[int]]] = None,
     timer: Optional[Callable[[Candidate], float]] = None,
     progress: Optional[Callable[[str], None]] = None,
     scale: Optional[float] = None,
@@ -659,6 +660,9 @@ def make_plan(
         budget_minutes: the time budget (default :data:`DEFAULT_BUDGET_MINUTES`).
         device: where training will run (``auto``, ``cpu``, ``cuda`` …): the probe measures there.
         val_cases: validation images (default: the hold-out, 20 % of the cases).
+        val_sizes: the spatial size of each validation image (a ``--val`` folder's), so that the
+            time of a validation counts its pixels rather than the training images' median
+            (one 4000² validation image beside 300² training images takes 5 s, not 1).
         timer: replaces the probe's timing (``Candidate → seconds per step``), for tests.
         progress: receives one line per candidate being timed.
         scale: the resolution the user fixed (``--scale``): patch, batch and schedule are planned
@@ -974,7 +978,11 @@ def make_plan(
         if val_cases is not None
         else max(1, round(fp.cases * (1 / folds if folds > 1 else 0.2)))
     )
-    val_pixels = n_val * math.prod(fp.sizes["median"]) * scale**dims
+    val_pixels = (
+        sum(math.prod(s) for s in val_sizes) * scale**dims
+        if val_sizes and all(len(s) == dims for s in val_sizes)
+        else n_val * math.prod(fp.sizes["median"]) * scale**dims
+    )
     px_seconds = best.seconds_per_step / (batch * math.prod(patch))
     val_seconds = max(1.0, val_pixels * px_seconds * INFERENCE_COST)
     fold_budget = budget / folds
