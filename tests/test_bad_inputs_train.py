@@ -410,7 +410,9 @@ def case_check_float_noise_mask(tmp):
     tifffile.imwrite(
         data / "masks" / "02.tif", np.random.default_rng(4).random((SIZE, SIZE)).astype(np.float32)
     )
-    return ["check-data", str(data)], f"{data / 'masks' / '02.tif'}: mask holds non-integer"
+    return ["check-data", str(data)], (
+        f"{data / 'masks' / '02.tif'}: mask holds {SIZE * SIZE} non-integer value(s)"
+    )
 
 
 def case_check_rgb_into_one_channel(tmp):

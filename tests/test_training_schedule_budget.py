@@ -242,13 +242,14 @@ def test_trainer_runs_the_budget_schedule_until_its_own_budget_stops_training(
     assert isinstance(schedule, BudgetSchedule) and (schedule.budget_s, schedule.lr) == (60.0, 0.01)
     T = schedule.available  # 60 s − 3 s reserve (set-up takes no time on this clock)
     assert abs(T - 57.0) < 1e-3
-    # the trainer keeps 5 s for saving and 10 s for the post-processing (validation is instant):
-    # training stops at 45 s, in the 23rd epoch of 2 steps, which the schedule let start
-    assert trainer.end_reserve_s() == pytest.approx(15.0, abs=1e-3)
-    assert result.epochs_completed == 23 and result.stop_reason == "time budget reached"
+    # the trainer keeps 1.5 s for saving (saves take no time on this clock) and 6 s, a tenth of
+    # the budget, for the post-processing (validation is instant): training stops at 52.5 s,
+    # in the 27th epoch of 2 steps, which the schedule let start
+    assert trainer.end_reserve_s() == pytest.approx(7.5, abs=1e-3)
+    assert result.epochs_completed == 27 and result.stop_reason == "time budget reached"
     lrs = [r["lr"] for r in result.history]  # each epoch's rate, set after the one before
     assert lrs == pytest.approx(
-        [0.01] + [0.01 * (1 - 2 * k / T) ** 0.9 for k in range(1, 23)], rel=1e-6
+        [0.01] + [0.01 * (1 - 2 * k / T) ** 0.9 for k in range(1, 27)], rel=1e-6
     )
     assert all(b < a for a, b in zip(lrs, lrs[1:]))
     assert RunConfig.from_yaml(tmp_path / "run" / "config.yaml").train.scheduler == "budget"
@@ -256,7 +257,7 @@ def test_trainer_runs_the_budget_schedule_until_its_own_budget_stops_training(
     assert cfg.train.epochs == 1000  # the trainer shortened its own copy, not the caller's config
     # the epoch lines show the schedule's estimate, already from the first epoch (not the 1000)
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch")]
-    assert lines[0].startswith("epoch   1/~23 ") and lines[-1].startswith("epoch  23/~23 ")
+    assert lines[0].startswith("epoch   1/~27 ") and lines[-1].startswith("epoch  27/~27 ")
 
 
 def slow_save(trainer: Trainer, clock: dict, epoch: int, seconds: float) -> None:
@@ -276,17 +277,17 @@ def test_time_running_out_between_epochs_still_ends_on_a_validated_epoch(
     cells, tmp_path, monkeypatch
 ):
     tick = fake_step_clock(monkeypatch, step=1.0)
-    # epoch 22 ends at 44 s, 1 s before training must stop (60 s − 15 s reserve), and its save
+    # epoch 26 ends at 52 s, 0.5 s before training must stop (60 s − 7.5 s reserve), and its save
     # "takes" 2 s: the schedule finds no time left after an epoch that train.val_every skipped
     cfg = tiny_config(cells, val_every=1000)
     trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False, callbacks=[tick])
-    slow_save(trainer, tick.clock, epoch=22, seconds=2.0)
+    slow_save(trainer, tick.clock, epoch=26, seconds=2.0)
     result = trainer.fit()
     validated = [r["epoch"] for r in result.history if "val_dice" in r]
     # one more epoch, stopped after its first step, and validated
-    assert result.epochs_completed == 23 and validated == [23]
+    assert result.epochs_completed == 27 and validated == [27]
     assert result.stop_reason == "time budget reached"
-    assert result.best["epoch"] == 23
+    assert result.best["epoch"] == 27
     # the callback alone: an unvalidated last epoch gets one more, a validated one does not
     clock = {"t": 0.0}
     monkeypatch.setattr(callbacks_module, "time", SimpleNamespace(monotonic=lambda: clock["t"]))
@@ -312,9 +313,9 @@ def test_a_run_the_schedule_ends_between_epochs_says_the_budget_ended_it(
     tick = fake_step_clock(monkeypatch, step=1.0)
     cfg = tiny_config(cells, val_every=1)
     trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False, callbacks=[tick])
-    slow_save(trainer, tick.clock, epoch=21, seconds=4.0)  # epoch 21 ends at 42 s, saved at 46 s
+    slow_save(trainer, tick.clock, epoch=25, seconds=4.0)  # epoch 25 ends at 50 s, saved at 54 s
     result = trainer.fit()
-    assert result.epochs_completed == trainer.config.train.epochs == 21  # the schedule's count
+    assert result.epochs_completed == trainer.config.train.epochs == 25  # the schedule's count
     assert result.stop_reason == "time budget reached"
     # a count of the user's own, reached within the budget, is "completed"
     tick = fake_step_clock(monkeypatch, step=1.0)
@@ -341,8 +342,8 @@ def test_resume_restarts_the_clock_at_the_full_rate(cells, tmp_path, monkeypatch
     assert lrs[2] == 0.01  # back at the peak although the optimiser was saved at a lower rate
     assert lrs[0] == 0.01 > lrs[1]  # epochs 1–2 from before the crash
     assert lrs[3] == pytest.approx(0.01 * (1 - 2 / T) ** 0.9, rel=1e-6)
-    # a fresh budget: 45 s of training again, 23 epochs started
-    assert result.epochs_completed == 2 + 23 and result.stop_reason == "time budget reached"
+    # a fresh budget: 52.5 s of training again, 27 epochs started
+    assert result.epochs_completed == 2 + 27 and result.stop_reason == "time budget reached"
 
 
 def test_the_planning_time_comes_out_of_the_budget_and_says_so():
@@ -360,3 +361,17 @@ def test_the_planning_time_comes_out_of_the_budget_and_says_so():
     )
     assert budget_left_after_plan(0.2, 4)[0] == pytest.approx(0.2 - 4 / 60)
     assert budget_left_after_plan(0.2, 7)[0] == 0.1  # 0.083 left: the least it trains
+
+
+def test_the_end_reserve_shrinks_with_a_short_budget_and_a_fast_save():
+    """A 30-s budget kept 15 s for saving and the post-processing search whatever they took
+    (training used under half of it): the search keeps a tenth of a short budget (it stops
+    trying candidates when time is up) and saving three times the last save timed."""
+    from unetkit.training.trainer import end_reserve_fixed_s
+
+    assert end_reserve_fixed_s(300) == 5.0 + 10.0  # 5 minutes: as before
+    assert end_reserve_fixed_s(30) == pytest.approx(5.0 + 3.0)  # before a save was timed
+    assert end_reserve_fixed_s(30, save_s=0.2) == pytest.approx(1.5 + 3.0)  # at least 1.5 s
+    assert end_reserve_fixed_s(30, save_s=1.0) == pytest.approx(3.0 + 3.0)
+    assert end_reserve_fixed_s(300, save_s=4.0) == 5.0 + 10.0  # at most 5 s
+    assert end_reserve_fixed_s(30, save_s=0.2, postprocess=False) == 1.5

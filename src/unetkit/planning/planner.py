@@ -99,10 +99,6 @@ MIN_BATCH = 4
 #: shares of the budget not spent on training steps: setup (reading, weight maps) and validation
 SETUP_SHARE = 0.08
 VALIDATION_SHARE = 0.12
-#: seconds the trainer keeps at the end of any budget (saving, and the post-processing search:
-#: training.trainer's _SAVE_RESERVE_S + _POSTPROCESS_SEARCH_S, besides its last validations); a
-#: 0.5-minute budget planned without them promised twice the steps that ran
-END_RESERVE_S = 15.0
 #: ... but a budget shorter than that still plans some steps
 MIN_TRAIN_SHARE = 0.2
 TARGET_VALIDATIONS = 10
@@ -529,10 +525,13 @@ def _ordinal(n: int) -> str:
 
 def train_seconds(budget_minutes: float) -> float:
     """The part of the budget planned for training steps (the rest: setup and validation), and
-    never the :data:`END_RESERVE_S` the trainer keeps at the end of a budget however short (at
-    5 minutes and more the shares hold more than that)."""
+    never the seconds the trainer keeps at the end of a budget however short
+    (:func:`~unetkit.training.trainer.end_reserve_fixed_s`; at 5 minutes and more the shares hold
+    more than that)."""
+    from ..training.trainer import end_reserve_fixed_s
+
     total = budget_minutes * 60
-    kept = max(total * (SETUP_SHARE + VALIDATION_SHARE), END_RESERVE_S)
+    kept = max(total * (SETUP_SHARE + VALIDATION_SHARE), end_reserve_fixed_s(total))
     return max(total - kept, total * MIN_TRAIN_SHARE)
 
 

@@ -62,11 +62,32 @@ from .callbacks import (
 from .init_from import load_matching_weights, read_source
 
 DEFAULT_PATCH = {2: 256, 3: 96}
-#: Seconds of a time budget kept for saving after the last step.
+#: Seconds of a time budget kept for saving after the last step, until a save was timed: then
+#: three times the last save, within [_MIN_SAVE_RESERVE_S, _SAVE_RESERVE_S].
 _SAVE_RESERVE_S = 5.0
+_MIN_SAVE_RESERVE_S = 1.5
 #: time kept for trying the post-processing candidates besides their one validation pass (the
-#: watershed split of 3 ISBI slices takes ~5 s on 2 cores)
+#: watershed split of 3 ISBI slices takes ~5 s on 2 cores), or this share of a shorter budget: the
+#: search stops trying candidates when the time is up, so a 30-s budget need not keep 10 s for it
 _POSTPROCESS_SEARCH_S = 10.0
+_POSTPROCESS_SEARCH_SHARE = 0.1
+
+
+def end_reserve_fixed_s(
+    budget_s: float, save_s: Optional[float] = None, postprocess: bool = True
+) -> float:
+    """The seconds a budget of ``budget_s`` keeps at its end besides its last validations: saving
+    (three times ``save_s``, the last save timed, within ``_MIN_SAVE_RESERVE_S`` …
+    ``_SAVE_RESERVE_S``; ``_SAVE_RESERVE_S`` before one was timed) and, with ``postprocess``, the
+    post-processing search (``_POSTPROCESS_SEARCH_S``, or ``_POSTPROCESS_SEARCH_SHARE`` of a
+    shorter budget). The planner counts the same seconds out of the budget it plans steps for."""
+    save = (
+        _SAVE_RESERVE_S
+        if save_s is None
+        else min(_SAVE_RESERVE_S, max(_MIN_SAVE_RESERVE_S, 3.0 * save_s))
+    )
+    search = min(_POSTPROCESS_SEARCH_S, _POSTPROCESS_SEARCH_SHARE * budget_s) if postprocess else 0
+    return save + search
 
 
 @dataclass
@@ -647,7 +668,8 @@ class Trainer:
         if not self._postprocess_enabled() or not best_path.is_file():
             return None
         left, val_time = self._seconds_left(), getattr(self, "last_val_time", 0.0)
-        if left < val_time + _SAVE_RESERVE_S:
+        save = end_reserve_fixed_s(0.0, getattr(self, "last_save_time", None), postprocess=False)
+        if left < val_time + save:
             print(
                 f"post-processing: not chosen, {max(left, 0):.0f} s of the time budget left and "
                 f"one validation takes {val_time:.0f} s (predict applies none)",
@@ -665,7 +687,7 @@ class Trainer:
             self.data.label_map.num_classes,
             select_metric=self.config.train.select_metric,
             truth_instances=[case.instances for case in val],
-            out_of_time=lambda: self._seconds_left() < _SAVE_RESERVE_S,
+            out_of_time=lambda: self._seconds_left() < save,
             spacings=[case.spacing for case in val],
         )
         ckpt.setdefault("extra", {})["postprocess"] = choice.postprocessing.to_dict()
@@ -682,6 +704,12 @@ class Trainer:
 
     def save(self, name: str, record: dict) -> Path:
         self._saved = True
+        started = time.monotonic()
+        path = self._save(name, record)
+        self.last_save_time = time.monotonic() - started  # the end of a budget keeps 3× this
+        return path
+
+    def _save(self, name: str, record: dict) -> Path:
         return save_checkpoint(
             self.run_dir / "checkpoints" / name,
             self.model,
@@ -756,14 +784,14 @@ class Trainer:
 
     def end_reserve_s(self) -> float:
         """Seconds a time budget keeps for the end of the run: the last validation and saving, and
-        choosing the post-processing (one more validation pass and ``_POSTPROCESS_SEARCH_S`` for
-        the candidates, which are tried while time is left). Training stops, and the budget
-        schedule stops starting epochs, where this reserve begins."""
+        choosing the post-processing (one more validation pass, and time for the candidates,
+        which are tried while time is left; :func:`end_reserve_fixed_s`). Training stops, and the
+        budget schedule stops starting epochs, where this reserve begins."""
         val_time = getattr(self, "last_val_time", 0.0)
-        reserve = val_time + _SAVE_RESERVE_S
-        if self._postprocess_enabled():
-            reserve += val_time + _POSTPROCESS_SEARCH_S
-        return reserve
+        post = self._postprocess_enabled()
+        budget_s = (self.config.train.time_budget_minutes or 0.0) * 60
+        fixed = end_reserve_fixed_s(budget_s, getattr(self, "last_save_time", None), post)
+        return val_time * (2 if post else 1) + fixed
 
     def _out_of_time(self) -> bool:
         """Whether training must stop now to leave :meth:`end_reserve_s` of the time budget."""
