@@ -1183,3 +1183,20 @@ def test_values_of_the_users_own_are_named_under_the_plan_table():
         f"plan: yours, not the plan's: train.lr 0.0001 (planned {lr:g}); "
         f"data.patch_size 64×64 (planned {patch[0]}×{patch[1]})"
     )
+
+
+def test_plan_reasons_say_what_happened_to_a_patch_the_images_cut():
+    """Images of 37 × 50 px cut the patch below the 128-px floor: the reason does not claim the
+    patch lies within the limits, and depth 2 (the fewest) does not claim a 12-px bottleneck."""
+    fp = FakeFingerprint(
+        sizes={"median": [40, 52], "min": [37, 50], "p10": [37, 50], "max": [60, 60]}
+    )
+    plan = make_plan(fp, 5, "cpu", timer=speed())
+    patch = _decision(plan, "patch")
+    assert patch.value == [32, 48] and "within" not in patch.reason
+    assert patch.reason.endswith("at most 256 px, cut to the smallest image (37×50)")
+    depth = _decision(plan, "depth")
+    assert depth.value == 2 and depth.reason == (
+        "the fewest poolings a plan uses (8 px bottleneck at 32: 12 px would need a larger patch "
+        "than the images allow)"
+    )

@@ -441,7 +441,8 @@ def plan_patch(
         if obj
         else "no objects to size it by: the largest patch"
     )
-    why += f", within {lo}…{hi} px"
+    # the limits, unless the images cut the patch below them (said next)
+    why += f", within {lo}…{hi} px" if not cut or min(patch) >= lo else f", at most {hi} px"
     if any(r != 1.0 for r in ratios):
         why += (
             ", the same physical length on every axis ("
@@ -767,6 +768,7 @@ def make_plan(
     )
     candidates_tried: list[Measurement] = []
     batch = plan_batch(patch, dims)  # kept when the patch shrinks: smaller steps, more of them
+    planned_patch = list(patch)
     # the probe's share of the budget holds for all the patches tried, not for each
     probe_until = time.perf_counter() + PROBE_SHARE * budget * 60
     for attempt in range(3):
@@ -804,7 +806,11 @@ def make_plan(
         patch = [
             max(f, _round_down(p * 0.75, 16 if dims == 2 else 8)) for p, f in zip(patch, floors)
         ]
-        patch_why += f"; reduced to {'×'.join(map(str, patch))} px: the larger patch left under {FEW_STEPS} steps"
+    if patch != planned_patch:  # one line however many times it shrank
+        patch_why += (
+            f"; reduced to {'×'.join(map(str, patch))} px: larger patches left under "
+            f"{FEW_STEPS} steps"
+        )
     plan.measurements = [m.to_dict() for m in candidates_tried]
     plan.decide("patch", patch, patch_why, **{"data.patch_size": patch})
     plan.decide(
@@ -815,11 +821,15 @@ def make_plan(
     )
     topology = plan_topology(voxel, patch) if dims == 3 else None
     if topology is None:
+        bottleneck = min(patch) // 2**depth
         plan.decide(
             "depth",
             depth,
             f"poolings while the bottleneck keeps ≥ {MIN_BOTTLENECK} px "
-            f"({min(patch) // 2**depth} px at {min(patch)})",
+            f"({bottleneck} px at {min(patch)})"
+            if bottleneck >= MIN_BOTTLENECK
+            else f"the fewest poolings a plan uses ({bottleneck} px bottleneck at {min(patch)}: "
+            f"{MIN_BOTTLENECK} px would need a larger patch than the images allow)",
             **{"model.options.depth": depth},
         )
     else:
