@@ -264,3 +264,14 @@ def test_monuseg_train(shared_data):
     assert fp.instance_ids and obj["count"] == sum(np.unique(i[i > 0]).size for i in ids)
     assert 10 < obj["diameter_px"]["median"] < 40
     assert fp.touching_fraction > 0.3  # 38 %: many nuclei meet another
+
+
+def test_an_image_with_nan_is_refused_before_any_plan_is_made(tmp_path):
+    """train printed the whole fingerprint and plan before refusing a NaN image; the fingerprint
+    refuses it as it reads it."""
+    cases = three_cases(tmp_path, np.random.default_rng(0), dtype=np.float32)
+    image = cases[1][0].copy()
+    image[0, 2, 3] = np.nan
+    write_image(tmp_path / "images" / "01.tif", image)
+    with pytest.raises(DataError, match=r"01\.tif: image contains NaN or infinite values \(1 NaN"):
+        fingerprint_dataset(tmp_path)

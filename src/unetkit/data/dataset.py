@@ -30,7 +30,7 @@ from .discovery import Case, scan_dataset
 from .labels import LabelMap, dataset_label_map
 from .normalization import Normalizer, choose_normalization, create_normalizer
 from .objects import contact_pixels
-from .reading import read_case_image, read_case_mask, same_layout
+from .reading import read_case_image, read_case_mask, require_finite, same_layout
 from .resample import (
     resample_image,
     resample_instances,
@@ -145,22 +145,6 @@ def cached_weight_map(
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.save(fh, weight, allow_pickle=False)
     return weight
-
-
-def require_finite(image: np.ndarray, path: PathLike) -> None:
-    """Refuse an image holding NaN or infinite values (float images only), naming the file and the
-    counts: a network turns them into NaN logits, i.e. a silently wrong prediction or loss."""
-    if image.dtype.kind not in "fc":
-        return
-    finite = np.isfinite(image)
-    if not finite.all():
-        nan = int(np.isnan(image).sum())
-        raise DataError(
-            f"image contains NaN or infinite values ({nan} NaN, {int((~finite).sum()) - nan} infinite); "
-            "replace them (e.g. numpy.nan_to_num) or mask them out (unetkit check-data lists such "
-            "files)",
-            path,
-        )
 
 
 def load_case(

@@ -64,7 +64,13 @@ from .objects import (
     object_thickness,
     touching_objects,
 )
-from .reading import odd_voxel_size, read_case_image, read_case_mask, same_layout
+from .reading import (
+    odd_voxel_size,
+    read_case_image,
+    read_case_mask,
+    require_finite,
+    same_layout,
+)
 
 PathLike = Union[str, Path]
 #: Objects with another object of their class within this many pixels touch it.
@@ -367,6 +373,7 @@ def fingerprint_dataset(
     def images():
         for case in cases:
             image, stored = read_case_image(case)
+            require_finite(image, case.images[0])  # before the plan, not after it is printed
             image, meta, turn = reorient(image, stored, orientation)
             read.append((case, meta, turn, stored))
             yield case.images[0], image

@@ -31,6 +31,22 @@ def is_grey_as_colour(image: np.ndarray) -> bool:
     )
 
 
+def require_finite(image: np.ndarray, path) -> None:
+    """Refuse an image holding NaN or infinite values (float images only), naming the file and the
+    counts: a network turns them into NaN logits, i.e. a silently wrong prediction or loss."""
+    if image.dtype.kind not in "fc":
+        return
+    finite = np.isfinite(image)
+    if not finite.all():
+        nan = int(np.isnan(image).sum())
+        raise DataError(
+            f"image contains NaN or infinite values ({nan} NaN, {int((~finite).sum()) - nan} infinite); "
+            "replace them (e.g. numpy.nan_to_num) or mask them out (unetkit check-data lists such "
+            "files)",
+            path,
+        )
+
+
 def read_case_image(case: Case) -> tuple[np.ndarray, ImageMeta]:
     """All channel files of a case stacked to ``(C, *spatial)`` (their native dtype kept)."""
     arrays, metas = zip(*(read_image(p) for p in case.images))

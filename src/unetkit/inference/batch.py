@@ -137,8 +137,7 @@ def check_image(image: np.ndarray, predictor, path: Path) -> np.ndarray:
     RGB(A) (all colour channels equal) given to a 1-channel model is read as its first channel, the
     grey values, and a grey image given to a model trained on grey stored as RGB is copied into its
     three channels; a real colour image is refused."""
-    from ..data.dataset import require_finite
-    from ..data.reading import is_grey_as_colour
+    from ..data.reading import is_grey_as_colour, require_finite
 
     model = predictor.model
     dims, in_ch = predictor.spatial_dims, getattr(model, "in_channels", None)

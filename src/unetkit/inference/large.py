@@ -262,7 +262,7 @@ def predict_large(
     and its unit where ``source`` does not carry them (a memory map); see
     :func:`check_band_prediction`.
     """
-    from ..data.dataset import require_finite
+    from ..data.reading import require_finite
     from .ensemble import EnsemblePredictor
     from .predictor import probabilities
 
