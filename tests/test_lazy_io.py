@@ -568,7 +568,7 @@ def test_spatial_shape_reads_headers(tmp_path):
     their pixels (headers, memory maps); an unreadable file gives None."""
     from PIL import Image
 
-    from unetkit.io.lazy import spatial_shape
+    from unetkit.io.readers import spatial_shape
 
     Image.fromarray(np.zeros((30, 40), np.uint8)).save(tmp_path / "a.png")
     tifffile.imwrite(tmp_path / "b.tif", np.zeros((5, 30, 40), np.uint8))

@@ -116,7 +116,7 @@ def make_plan_for(
             f"--channel-names gives {len(channel_names)} name(s) ({', '.join(channel_names)}) but "
             f"the images have {fp.channels} channel(s); give one name per channel"
         )
-    from ..io.lazy import spatial_shape
+    from ..io.readers import spatial_shape
 
     val = find_cases(val_dir, mask_suffix=mask_suffix) if val_dir is not None else None
     sizes = [spatial_shape(c.images[0]) for c in val] if val else None

@@ -226,32 +226,6 @@ def open_lazy(path, level: int = 0):
     )
 
 
-def spatial_shape(path) -> Optional[tuple]:
-    """The spatial size of the image at ``path`` read from its header where the format allows
-    (TIFF, zarr, ``.npy``, and the formats Pillow opens), else from the whole image; ``None`` when
-    it cannot be read (the readers say why later). For estimates that must not read every pixel,
-    such as the time validation of a folder of large images takes."""
-    path = Path(path)
-    try:
-        if is_zarr_path(path) or path.name.lower().endswith((".npy", ".tif", ".tiff")):
-            source = open_lazy(path)
-            try:
-                return tuple(int(s) for s in source.shape[1:])
-            finally:
-                if hasattr(source, "close") and not isinstance(source, np.ndarray):
-                    source.close()
-        if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif"):
-            from PIL import Image
-
-            with Image.open(path) as img:
-                return (int(img.height), int(img.width))
-        from .readers import read_image
-
-        return tuple(int(s) for s in read_image(path)[0].shape[1:])
-    except (DataError, OSError, ValueError):
-        return None
-
-
 def level_count(path) -> int:
     """How many resolution levels the image at ``path`` stores: a pyramidal TIFF's (its first
     series), an OME-Zarr multiscales image's; 1 for other files and for what cannot be read (reading

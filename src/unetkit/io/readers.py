@@ -618,6 +618,32 @@ def _read_zarr(path: Path) -> tuple[np.ndarray, ImageMeta]:
         image.close()
 
 
+def spatial_shape(path) -> Optional[tuple]:
+    """The spatial size of the image at ``path`` read from its header where the format allows
+    (TIFF, zarr, ``.npy``, and the formats Pillow opens), else from the whole image; ``None`` when
+    it cannot be read (the readers say why later). For estimates that must not read every pixel,
+    such as the time validation of a folder of large images takes."""
+    path = Path(path)
+    try:
+        from .lazy import is_zarr_path, open_lazy
+
+        if is_zarr_path(path) or path.name.lower().endswith((".npy", ".tif", ".tiff")):
+            source = open_lazy(path)
+            try:
+                return tuple(int(s) for s in source.shape[1:])
+            finally:
+                if hasattr(source, "close") and not isinstance(source, np.ndarray):
+                    source.close()
+        if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".gif"):
+            from PIL import Image
+
+            with Image.open(path) as img:
+                return (int(img.height), int(img.width))
+        return tuple(int(s) for s in read_image(path)[0].shape[1:])
+    except (DataError, OSError, ValueError):
+        return None
+
+
 def _nifti_geometry_problem(path: Path, img, dims: int) -> Optional[str]:
     """What makes a NIfTI header's geometry unusable, in one line, else ``None``: a voxel size of 0
     (or NaN) in ``pixdim`` on one of the ``dims`` spatial axes (nibabel quietly takes it for 1, so
