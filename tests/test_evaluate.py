@@ -687,3 +687,18 @@ def test_evaluate_instances_scores_the_instance_files_predict_wrote(tmp_path):
     )
     assert (res.rows[0]["n_true"], res.rows[0]["n_pred"]) == (3, 2)
     assert res.summary["prediction_objects"] == "labels"
+
+
+def test_a_0_1_prediction_of_0_255_masks_gets_the_fix(tmp_path, capsys):
+    """Another tool's 0/1 prediction against 0/255 truth: one line that says what to change."""
+    t = np.zeros((SIZE, SIZE), np.uint8)
+    t[2:6, 2:6] = 255
+    _png(tmp_path / "truth" / "x.png", t)
+    _png(tmp_path / "pred" / "x.png", (t > 0).astype(np.uint8))
+    assert main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "truth")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"unetkit evaluate: error: {tmp_path / 'pred' / 'x.png'}: unexpected label values 1 (the "
+        "label map has 0, 255): predictions are scored in the truth masks' values; a 0/1 "
+        "prediction of 0/255 masks? write its 1 as 255 (unetkit predict writes the values it was "
+        "trained on)"
+    )

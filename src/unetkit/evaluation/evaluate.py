@@ -537,6 +537,24 @@ def _image_folder(truth_dir: Path, image_dir: Optional[PathLike]) -> Optional[Pa
     return None
 
 
+def _values_fix(exc: DataError, label_map) -> str:
+    """A prediction's unexpected values, with the fix: predictions are scored in the truth's values
+    (a 0/1 prediction of 0/255 masks is the usual case, written by another tool)."""
+    message = str(exc)
+    if exc.path is not None and message.startswith(f"{exc.path}: "):
+        message = message[len(f"{exc.path}: ") :]
+    if "unexpected label values" not in message:
+        return message
+    values = label_map.values
+    if label_map.kind == "labels" and len(values) == 2 and values[0] == 0 and values[1] != 1:
+        return (
+            f"{message}: predictions are scored in the truth masks' values; a 0/1 prediction of "
+            f"0/{values[1]} masks? write its 1 as {values[1]} (unetkit predict writes the "
+            "values it was trained on)"
+        )
+    return f"{message}: predictions are scored in the truth masks' values; write them in those"
+
+
 def _class_name(label_map, c: int) -> str:
     if label_map.names is not None:
         return label_map.names[c]
@@ -723,7 +741,10 @@ def evaluate_folders(
     )
     for case in case_ids:
         t_cls, t_ids, meta = read_mask(truths[case], label_map)
-        p_cls, p_ids, p_meta = read_mask(preds[case], label_map)
+        try:
+            p_cls, p_ids, p_meta = read_mask(preds[case], label_map)
+        except DataError as exc:
+            raise DataError(_values_fix(exc, label_map), preds[case]) from None
         where = geometry_problem(meta, p_meta, truths[case].name, "prediction", "truth")
         if where and p_cls.shape == t_cls.shape:  # scored voxel by voxel, it must lie on the truth
             raise DataError(where, preds[case])
