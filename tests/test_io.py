@@ -739,3 +739,13 @@ def test_list_images_groups_by_stem_and_sets_the_rest_apart(tmp_path):
     assert listing.first()["c"] == tmp_path / "c.nii.gz"
     assert sorted(p.name for p in listing.others) == ["notes.txt", "p.npz", "sub"]
     assert list_images(tmp_path, extra_suffixes=(".npz",)).first()["p"] == tmp_path / "p.npz"
+
+
+def test_a_tiff_without_pages_is_one_error_without_tifffiles_log_lines(tmp_path, caplog):
+    path = tmp_path / "nopages.tif"
+    path.write_bytes(b"II*\x00" + struct.pack("<I", 0))  # a header whose first page offset is 0
+    with pytest.raises(DataError, match=r"nopages\.tif: "):
+        read_image(path)
+    with tifffile.TiffFile(path) as tif:  # as predict's checks open it: tifffile logs on open
+        assert len(tif.pages) == 0
+    assert not [r for r in caplog.records if "contains no pages" in r.getMessage()]

@@ -80,6 +80,15 @@ from .tiff_meta import _tiff_alpha_samples, _tiff_spacing
 
 PathLike = Union[str, Path]
 
+
+def _drop_tifffile_no_pages(record: logging.LogRecord) -> bool:
+    """tifffile logs "contains no pages" each time it opens such a file (four times before
+    unetkit's own one-line error says the same); the filter drops that message only."""
+    return "contains no pages" not in record.getMessage()
+
+
+logging.getLogger("tifffile").addFilter(_drop_tifffile_no_pages)
+
 #: File suffix → format name. Multi-part suffixes are matched first.
 FORMATS = {
     ".nii.gz": "nifti",
