@@ -599,6 +599,10 @@ def test_3d_object_ids_scored_as_classes_are_warned_about(tmp_path, capsys):
     # a 3-class task whose model never predicts class 2: no talk of object ids
     write_image(tmp_path / "three" / "v.tif", np.minimum(truth, 2).astype(np.uint16))
     assert evaluate_folders(tmp_path / "pred", tmp_path / "three").summary["warnings"] == []
+    # but masks of three objects each (0 … 3, read as classes) beside 0/1 predictions: told
+    write_image(tmp_path / "few" / "v.tif", np.minimum(truth, 3).astype(np.uint16))
+    (warning,) = evaluate_folders(tmp_path / "pred", tmp_path / "few").summary["warnings"]
+    assert warning.startswith("the truth masks hold 4 values, read as 4 classes")
 
 
 def test_a_3d_prediction_elsewhere_in_the_world_than_its_truth_is_refused(tmp_path, capsys):

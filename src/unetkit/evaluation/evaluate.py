@@ -634,7 +634,6 @@ def evaluate_folders(
         ConfigError: unknown metrics or bad options.
     """
     from ..data.labels import (
-        FEW_IDS_MIN,
         INSTANCE_LABEL_MAP,
         LabelMap,
         infer_label_map,
@@ -727,9 +726,11 @@ def evaluate_folders(
     class_names = [_class_name(label_map, c) for c in classes]
     rows: list = []
     units: set = set()
-    # many truth values inferred as classes beside predictions of two: instance ids (3D ones are
-    # never guessed, labels.INSTANCE_GUESS_MIN_IDS) scored as classes, which the user is told
-    guessed_classes = label_map.kind == "labels" and k > FEW_IDS_MIN + 1 and inferred_map
+    # four or more truth values inferred as classes beside predictions of two: instance ids (3D
+    # ones are never guessed, labels.INSTANCE_GUESS_MIN_IDS; masks of 0 … 3 ids are read as
+    # classes) scored as classes, which the user is told; a 3-class task whose model never
+    # predicts its third class is not told of object ids
+    guessed_classes = label_map.kind == "labels" and k > 3 and inferred_map
     predicted: set = set()
     binary_truths: list = []  # truth masks scored by their components
     # instance truth in which no mask numbers two objects is binary (0/255 drawn as one class):
