@@ -747,3 +747,18 @@ def test_an_instances_folder_that_lacks_a_file_is_named(tmp_path):
         "when every case has them (touching objects are then not separated); add the missing "
         "files or remove the folder"
     ]
+
+
+def test_grey_stored_as_rgb_is_noted(tmp_path):
+    for i in range(2):
+        grey = RNG.integers(0, 255, (1, 12, 14)).astype(np.uint8)
+        mask = np.zeros((1, 12, 14), np.uint8)
+        mask[0, 3:7, 4:9] = 1
+        write_image(tmp_path / "images" / f"{i}.png", np.concatenate([grey] * 3))
+        write_image(tmp_path / "masks" / f"{i}.png", mask)
+    report = check_dataset(tmp_path)
+    assert report.channels == {3: 2} and report.problems == []
+    assert report.notes == [
+        "every image is grey stored as RGB(A) (its colour channels are equal): a planned model of "
+        "them also takes grey images"
+    ]

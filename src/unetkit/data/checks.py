@@ -63,6 +63,7 @@ from .object_masks import is_object_source, read_mask_source
 from .reading import (
     INSTANCE_DIR_NAMES,
     geometry_problem,
+    is_grey_as_colour,
     odd_voxel_size,
     pages_as_channels_hint,
 )
@@ -375,6 +376,7 @@ def check_dataset(
     stated: list[tuple] = []  # (image, voxel size, unit) of the cases that state one
     extra_cases: dict[str, tuple] = {}  # extra folder name -> (its path, the cases it has)
     paired: list[str] = []  # the cases with a mask
+    grey_as_colour = 0  # images whose colour channels are equal (grey stored as RGB)
     image_channels: dict[Path, int] = {}
     image_dims: dict[Path, int] = {}  # 2 (2D) or 3 (a volume), as training refuses a mix
     mask_values: dict[
@@ -398,6 +400,7 @@ def check_dataset(
             spacings["×".join(f"{float(v):g}" for v in image_meta.spacing) + unit] += 1
             stated.append((first, image_meta.spacing, image_meta.spacing_unit))
         channels[arr.shape[0]] += 1
+        grey_as_colour += is_grey_as_colour(arr)
         dtypes[str(arr.dtype)] += 1
         image_channels[first] = arr.shape[0]
         image_dims[first] = len(spatial)
@@ -448,6 +451,11 @@ def check_dataset(
     report.sizes = dict(sizes.most_common())
     report.spacings = dict(spacings.most_common())
     report.channels = dict(channels.most_common())
+    if grey_as_colour and grey_as_colour == sum(channels.values()):
+        report.notes.append(
+            "every image is grey stored as RGB(A) (its colour channels are equal): a planned "
+            "model of them also takes grey images"
+        )
     report.dtypes = dict(dtypes.most_common())
     report.intensity = [s.summary() for s in stats]
     dims = Counter(image_dims.values())
