@@ -615,6 +615,11 @@ def test_a_model_of_grey_images_stored_as_rgb_takes_grey_images(tmp_path):
     grey = np.random.default_rng(0).random((1, 8, 9), dtype=np.float32)
     rgb = check_image(grey, model(True), Path("g.png"))
     assert rgb.shape == (3, 8, 9) and all(np.array_equal(rgb[c], grey[0]) for c in range(3))
+    from unetkit.inference.ensemble import EnsemblePredictor
+
+    folds = EnsemblePredictor([model(True), model(True)])  # a --folds run's members
+    assert check_image(grey, folds, Path("g.png")).shape == (3, 8, 9)
+    assert not EnsemblePredictor([model(True), model(False)]).grey_as_colour
     with pytest.raises(
         DataError, match=r"g\.png: the model expects 3 channel\(s\), the image has 1"
     ):

@@ -567,6 +567,12 @@ def test_a_nifti_mask_flipped_or_shifted_against_its_image_is_named(tmp_path):
     for name, mask_affine in (("nrrd_ok", affine), ("nrrd_shifted", shifted)):
         write_image(tmp_path / "images" / f"{name}.nrrd", image.T[None], ImageMeta(**geometry))
         nib.save(nib.Nifti1Image(mask, mask_affine), tmp_path / "masks" / f"{name}.nii.gz")
+    # a mask that states no geometry (qform and sform codes 0: nibabel makes one up) is not compared
+    bare = nib.Nifti1Image(mask, affine)
+    bare.set_qform(None, code=0)
+    bare.set_sform(None, code=0)
+    nib.save(bare, tmp_path / "masks" / "ok.nii.gz")
+    assert nib.load(tmp_path / "masks" / "ok.nii.gz").header["qform_code"] == 0
     fix = "its size matches, so fix its header to the image's (or resample it onto the image)"
     assert sorted(check_dataset(tmp_path).problems) == [
         f"{tmp_path / 'masks' / 'flipped.nii.gz'}: mask direction differs from its image's "
@@ -743,9 +749,8 @@ def test_an_instances_folder_that_lacks_a_file_is_named(tmp_path):
         if i != 1:
             write_image(tmp_path / "instances" / f"{i}.png", ids)
     assert check_dataset(tmp_path).problems == [
-        f"{tmp_path / 'instances'}: no instance file for 1 of 3 case(s) (1): ids are used only "
-        "when every case has them (touching objects are then not separated); add the missing "
-        "files or remove the folder"
+        f"{tmp_path / 'instances'}: no instance file for 1 of 3 case(s) (1): the plan separates "
+        "touching objects only when every case has ids; add the missing files or remove the folder"
     ]
 
 

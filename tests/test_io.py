@@ -490,6 +490,11 @@ def test_nifti_without_a_voxel_size_or_with_a_flat_affine_is_refused(tmp_path):
         DataError, match=r"flat\.nii: the header's sform affine maps the image onto fewer than 3"
     ):
         read_image(tmp_path / "flat.nii")
+    # 0.5 µm voxels stated in metres are small numbers, not a flat affine
+    tiny = nib.Nifti1Image(data, np.diag([5e-7, 5e-7, 1e-6, 1.0]))
+    tiny.header.set_xyzt_units("meter")
+    nib.save(tiny, tmp_path / "metres.nii.gz")
+    assert read_image(tmp_path / "metres.nii.gz")[1].spacing == pytest.approx((1e-6, 5e-7, 5e-7))
     nib.save(nib.Nifti1Image(data[:, :, :1], np.diag([0.5, 0.25, 1, 1])), tmp_path / "slice.nii")
     raw = bytearray((tmp_path / "slice.nii").read_bytes())
     raw[88:92] = struct.pack("<f", 0.0)

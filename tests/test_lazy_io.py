@@ -578,3 +578,10 @@ def test_spatial_shape_reads_headers(tmp_path):
     assert spatial_shape(tmp_path / "b.tif") == (5, 30, 40)
     assert spatial_shape(tmp_path / "c.npy") == (30, 40)  # (C, H, W): channels first
     assert spatial_shape(tmp_path / "bad.png") is None
+    nib = pytest.importorskip("nibabel")
+    sitk = pytest.importorskip("SimpleITK")
+    nib.save(nib.Nifti1Image(np.zeros((10, 12, 7), np.int16), np.eye(4)), tmp_path / "v.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros((10, 12, 7, 2), np.int16), np.eye(4)), tmp_path / "c.nii")
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((7, 12, 10), np.float32)), tmp_path / "v.nrrd")
+    for name in ("v.nii.gz", "c.nii", "v.nrrd"):  # (Z, Y, X) as read_image gives it
+        assert spatial_shape(tmp_path / name) == (7, 12, 10), name

@@ -1197,6 +1197,6 @@ def test_plan_reasons_say_what_happened_to_a_patch_the_images_cut():
     assert patch.reason.endswith("at most 256 px, cut to the smallest image (37×50)")
     depth = _decision(plan, "depth")
     assert depth.value == 2 and depth.reason == (
-        "the fewest poolings a plan uses (8 px bottleneck at 32: 12 px would need a larger patch "
-        "than the images allow)"
+        "the fewest poolings a plan uses (8 px bottleneck at 32; one of 12 px needs a patch of 48 "
+        "px or more)"
     )

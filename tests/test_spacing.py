@@ -193,7 +193,8 @@ def test_plan_leaves_volumes_in_different_units_as_stored(tmp_path):
     rng = np.random.default_rng(1)
     mask = np.zeros((8, 16, 16), np.uint8)
     mask[2:6, 4:12, 4:12] = 1
-    meta = ImageMeta(spacing=(2000.0, 500.0, 500.0), spacing_unit="um")  # 2 × 0.5 × 0.5 mm
+    # µm beside mm, 750× finer: not resampled (mixed units), so not refused as a wrong unit either
+    meta = ImageMeta(spacing=(2.0, 0.5, 0.5), spacing_unit="um")
     write_image(
         root / "images" / "t.tif", rng.normal(0, 1, (1, 8, 16, 16)).astype(np.float32), meta
     )
@@ -497,6 +498,16 @@ def test_a_case_in_another_unit_and_a_target_spacing_in_another_unit_are_refused
     assert main(["train", str(data), "--time-budget", "0.1", "--output", str(runs)]) == 2
     assert capsys.readouterr().err.strip().endswith(line) and not runs.exists()
 
+    # of two cases neither is blamed
+    from unetkit.data.reading import odd_voxel_size
+
+    path, message = odd_voxel_size([("a.mha", (3.0, 1.5, 1.5), "mm"), ("b.mha", metres, "mm")])
+    assert path == "b.mha" and message == (
+        "voxel size 0.003×0.0015×0.0015 mm is 1,000× finer than 3×1.5×1.5 mm of the other case "
+        "(a.mha) on some axis: most likely another unit or a lost calibration in one of their "
+        "headers; correct it, or leave a case out"
+    )
+    assert odd_voxel_size([("a", (3.0, 1.0, 1.0), "mm"), ("b", (0.003, 0.001, 0.001), "m")]) is None
     for name in ("images", "masks"):
         (data / name / "c03.mha").unlink()
     args = ["plan", str(data), "--time-budget", "0.1", "--output", str(out)]

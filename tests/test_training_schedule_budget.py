@@ -357,7 +357,7 @@ def test_the_planning_time_comes_out_of_the_budget_and_says_so():
     assert left == MIN_TRAIN_MINUTES == 0.1
     assert line == (
         "plan: made in 2 s, more than the 1e-09-minute budget leaves to train: "
-        "training for 0.1 minutes (one epoch at least)"
+        "training for 0.1 minutes (a first model)"
     )
     assert budget_left_after_plan(0.2, 4)[0] == pytest.approx(0.2 - 4 / 60)
     assert budget_left_after_plan(0.2, 7)[0] == 0.1  # 0.083 left: the least it trains

@@ -951,15 +951,15 @@ MIN_TRAIN_MINUTES = 0.1
 def budget_left_after_plan(budget: float, spent: float) -> tuple[float, str]:
     """Minutes left to train once planning took ``spent`` seconds of the command's budget, and the
     line that says so. A budget the plan used up still trains ``MIN_TRAIN_MINUTES`` (the trainer
-    runs one epoch at least, so the run has a model to predict with), and the line says so rather
-    than "0.1 of 1e-09 minutes left".
+    saves a checkpoint however short its training, so the run has a model to predict with), and the
+    line says so rather than "0.1 of 1e-09 minutes left".
     """
     left = budget - spent / 60
     if left >= MIN_TRAIN_MINUTES:
         return left, f"plan: made in {spent:.0f} s; {left:.1f} of {budget:g} minutes left to train"
     return MIN_TRAIN_MINUTES, (
         f"plan: made in {spent:.0f} s, more than the {budget:g}-minute budget leaves to train: "
-        f"training for {MIN_TRAIN_MINUTES:g} minutes (one epoch at least)"
+        f"training for {MIN_TRAIN_MINUTES:g} minutes (a first model)"
     )
 
 

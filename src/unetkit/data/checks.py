@@ -444,9 +444,8 @@ def check_dataset(
         if lacking and is_dir_alias(name, INSTANCE_DIR_NAMES):
             report.problems.append(
                 f"{folder}: no instance file for {len(lacking)} of {len(paired)} "
-                f"case(s) ({_shorten(lacking)}): ids are used only when every case has them "
-                "(touching objects are then not separated); add the missing files or remove "
-                "the folder"
+                f"case(s) ({_shorten(lacking)}): the plan separates touching objects only when "
+                "every case has ids; add the missing files or remove the folder"
             )
     report.sizes = dict(sizes.most_common())
     report.spacings = dict(spacings.most_common())

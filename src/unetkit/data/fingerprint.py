@@ -414,7 +414,9 @@ def fingerprint_dataset(
         if progress is not None:
             progress(done, len(cases))
 
-    odd = odd_voxel_size(stated)
+    # refused where the voxel sizes are used (every case states one, in one unit: the plan
+    # resamples to their median); elsewhere check-data lists it as a problem
+    odd = odd_voxel_size(stated) if len(stated) == len(cases) and len(units) <= 1 else None
     if odd:
         raise DataError(odd[1], odd[0])
     dims = len(shapes[0])

@@ -315,8 +315,9 @@ def border_pixels(plane: np.ndarray) -> np.ndarray:
 def blended_values(plane: np.ndarray, counts: dict) -> set:
     """The values of a mask plane (``counts``: value → pixels) that lie between its smallest and
     largest and sit mostly on region borders (:data:`BLEND_BORDER_SHARE`), as anti-aliasing leaves
-    them; empty for a mask of fewer than three values (no border pass then)."""
-    if len(counts) < 3:
+    them; empty for a mask of fewer than three values or more than 16 (an instance mask, read as
+    such: no border pass then)."""
+    if not 3 <= len(counts) <= 16:
         return set()
     lo, hi = min(counts), max(counts)
     on_border = _value_counts(plane[border_pixels(plane)])

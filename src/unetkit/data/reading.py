@@ -156,6 +156,8 @@ def world_geometry(meta) -> tuple[Optional[tuple], Optional[list]]:
     is compared in one frame. ``(None, None)`` where the file states neither."""
     origin, direction = getattr(meta, "origin", None), getattr(meta, "direction", None)
     affine = getattr(meta, "affine", None)
+    if tuple(getattr(meta, "nifti_codes", None) or (1, 1)) == (0, 0):
+        return None, None  # no qform or sform: nibabel's affine is made up (centred), not stated
     if origin is None and direction is None and affine is not None and np.shape(affine) == (4, 4):
         origin, direction, _ = geometry_from_affine(affine)
     return origin, direction
@@ -168,7 +170,8 @@ def odd_voxel_size(stated: Sequence[tuple]) -> Optional[tuple[Path, str]]:
     A case more than :data:`~unetkit.io.meta.SPACING_RATIO_LIMIT` × finer or coarser than the
     median of all on some axis (each converted to the most common unit where both are known) is
     almost always a header in another unit (metres for mm) or a lost calibration: resampled to the
-    median it would become one voxel, or millions, and the plan would fit the patch to it."""
+    median it would become one voxel, or millions, and the plan would fit the patch to it. Of two
+    cases (whose median is their mean) neither is blamed: the message names both."""
     from collections import Counter
 
     from ..io.meta import convert_spacing, far_off, spacing_ratio
@@ -180,13 +183,22 @@ def odd_voxel_size(stated: Sequence[tuple]) -> Optional[tuple[Path, str]]:
     sizes = [convert_spacing(tuple(s), u, unit) for _, s, u in stated]
     if len({len(s) for s in sizes}) > 1:
         return None  # 2D beside 3D: refused elsewhere
+    shown = f" {unit}" if unit else ""
+    if len(stated) == 2:  # the median of two is their mean: neither is known to be the odd one
+        off = far_off(spacing_ratio(sizes[1], sizes[0]))
+        if off is None:
+            return None
+        return stated[1][0], (
+            f"voxel size {_shown(sizes[1])}{shown} is {off} than {_shown(sizes[0])}{shown} of "
+            f"the other case ({Path(str(stated[0][0])).name}) on some axis: most likely another "
+            "unit or a lost calibration in one of their headers; correct it, or leave a case out"
+        )
     median = np.median(np.asarray(sizes, dtype=float), axis=0)
     ratios = [spacing_ratio(s, median) for s in sizes]
     worst = max(range(len(ratios)), key=lambda i: max(ratios[i], 1 / ratios[i]))
     off = far_off(ratios[worst])
     if off is None:
         return None
-    shown = f" {unit}" if unit else ""
     return stated[worst][0], (
         f"voxel size {_shown(sizes[worst])}{shown} is {off} than the median of the "
         f"{len(stated)} cases ({_shown(median)}{shown}) on some axis: most likely another unit "

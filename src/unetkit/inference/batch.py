@@ -158,14 +158,14 @@ def check_image(image: np.ndarray, predictor, path: Path) -> np.ndarray:
             return np.repeat(image, 3, axis=0)  # a model of grey-as-RGB images: the same planes
         raise DataError(
             f"the model expects {in_ch} channel(s), the image has {image.shape[0]} (shape "
-            f"{tuple(image.shape)}); {_channel_fix(in_ch, path, dims)}",
+            f"{tuple(image.shape)}); {_channel_fix(in_ch, path, dims, image.shape[0])}",
             path,
         )
     require_finite(image, path)
     return image
 
 
-def _channel_fix(in_ch: int, path: Path, dims: int = 2) -> str:
+def _channel_fix(in_ch: int, path: Path, dims: int = 2, channels: int = 0) -> str:
     """The fix for an image of the wrong channel count; for an nnU-Net channel file, why it was not
     grouped with its case's other channels; for a volume (a 4D file's volumes are its channels),
     one volume per file."""
@@ -178,7 +178,7 @@ def _channel_fix(in_ch: int, path: Path, dims: int = 2) -> str:
             f"nnU-Net channel files are read as one case when every file in the folder is named "
             f"CASE_0000 … CASE_{last} with all {in_ch} channels present; add the missing ones"
         )
-    if dims == 3:
+    if dims == 3 and channels > in_ch:
         return (
             f"a 4D file's volumes are read as channels: save the {in_ch} volume(s) the model was "
             "trained on (one file per channel: CASE_0000, CASE_0001 …), or use a model trained "

@@ -122,6 +122,8 @@ class EnsemblePredictor:
             (m.trained_spacing for m in members if m.trained_spacing is not None), None
         )
         self.spacing_unit = next((m.spacing_unit for m in members if m.spacing_unit), None)
+        #: every member was trained on grey stored as RGB: a grey image is copied into its channels
+        self.grey_as_colour = all(getattr(m, "grey_as_colour", False) for m in members)
         #: the members' one orientation code (``data.orientation``), which predict_files applies
         self.orientation = getattr(first, "orientation", None)
         if postprocess is None:  # the members' choice where they agree (module docstring)

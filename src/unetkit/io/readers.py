@@ -629,9 +629,10 @@ def _read_zarr(path: Path) -> tuple[np.ndarray, ImageMeta]:
 
 def spatial_shape(path) -> Optional[tuple]:
     """The spatial size of the image at ``path`` read from its header where the format allows
-    (TIFF, zarr, ``.npy``, and the formats Pillow opens), else from the whole image; ``None`` when
-    it cannot be read (the readers say why later). For estimates that must not read every pixel,
-    such as the time validation of a folder of large images takes."""
+    (TIFF, zarr, ``.npy``, NIfTI, NRRD/MetaImage, and the formats Pillow opens), else from the
+    whole image (a DICOM folder); ``None`` when it cannot be read (the readers say why later). For
+    estimates that must not read every pixel, such as the time validation of a folder of large
+    images or volumes takes."""
     path = Path(path)
     try:
         from .lazy import is_zarr_path, open_lazy
@@ -648,8 +649,24 @@ def spatial_shape(path) -> Optional[tuple]:
 
             with Image.open(path) as img:
                 return (int(img.height), int(img.width))
+        name = path.name.lower()
+        if name.endswith((".nii", ".nii.gz")):
+            import nibabel as nib
+
+            shape = nib.load(str(path)).shape  # (X, Y[, Z[, C]]): the header only
+            spatial = [s for s in shape[:3]]
+            if len(spatial) == 3 and spatial[2] == 1:  # one slice: a 2D image
+                spatial = spatial[:2]
+            return tuple(int(s) for s in reversed(spatial))
+        if name.endswith((".nrrd", ".nhdr", ".mha", ".mhd")):
+            import SimpleITK as sitk
+
+            reader = sitk.ImageFileReader()
+            reader.SetFileName(str(path))
+            reader.ReadImageInformation()
+            return tuple(int(s) for s in reversed(reader.GetSize()))
         return tuple(int(s) for s in read_image(path)[0].shape[1:])
-    except (DataError, OSError, ValueError):
+    except (DataError, OSError, ValueError, ImportError, RuntimeError):
         return None
 
 
@@ -672,7 +689,10 @@ def _nifti_geometry_problem(path: Path, img, dims: int) -> Optional[str]:
         )
     if int(raw["qform_code"]) > 0 or int(raw["sform_code"]) > 0:
         matrix = np.asarray(img.affine, dtype=float)[:3, :dims]
-        if not np.all(np.isfinite(matrix)) or np.linalg.matrix_rank(matrix, tol=1e-6) < dims:
+        lengths = np.linalg.norm(matrix, axis=0) if np.all(np.isfinite(matrix)) else np.zeros(1)
+        # each axis's direction, whatever its voxel size (0.5 µm in metres is 5e-7)
+        flat = not np.all(lengths > 0) or (np.linalg.matrix_rank(matrix / lengths, tol=1e-6) < dims)
+        if flat:
             which = "sform" if int(raw["sform_code"]) > 0 else "qform"
             return (
                 f"the header's {which} affine maps the image onto fewer than {dims} axes (a zero "

@@ -35,8 +35,8 @@ from .layers import layer_array, layer_spacing, pair_layers, training_pair
 from .tasks import BackgroundTask, Outcome, one_line, tell
 
 DEFAULT_BUDGET_MINUTES = 2.0
-#: the shortest budget offered: the trainer keeps 15 s of any budget for saving and choosing the
-#: post-processing, so shorter runs would train for a few seconds
+#: the shortest budget offered: the trainer keeps some seconds of any budget for saving and choosing
+#: the post-processing (training.trainer.end_reserve_fixed_s), so shorter runs would train for a few
 MIN_BUDGET_MINUTES = 0.5
 #: what the Labels layers hold (``unetkit train --mask-kind``), as (shown, value)
 MASK_KIND_CHOICES = [

@@ -731,7 +731,10 @@ def make_plan(
         target, target_why = plan_target_spacing(fp)
     else:
         target, target_why = None, "as stored: the user fixed the resolution (--scale / data.scale)"
+    # voxels on the target grid per stored voxel (the --val images' sizes are as stored)
+    grid = 1.0
     if target is not None and getattr(fp, "spacing", None):
+        grid = math.prod(s / t for s, t in zip(fp.spacing, target))
         fp = on_target_grid(fp, target)
     if scale is None and target_spacing is not None:
         scale, scale_why = 1.0, "as the voxel size the user set (--target-spacing)"
@@ -828,8 +831,8 @@ def make_plan(
             f"poolings while the bottleneck keeps ≥ {MIN_BOTTLENECK} px "
             f"({bottleneck} px at {min(patch)})"
             if bottleneck >= MIN_BOTTLENECK
-            else f"the fewest poolings a plan uses ({bottleneck} px bottleneck at {min(patch)}: "
-            f"{MIN_BOTTLENECK} px would need a larger patch than the images allow)",
+            else f"the fewest poolings a plan uses ({bottleneck} px bottleneck at {min(patch)}; "
+            f"one of {MIN_BOTTLENECK} px needs a patch of {MIN_BOTTLENECK * 4} px or more)",
             **{"model.options.depth": depth},
         )
     else:
@@ -988,7 +991,7 @@ def make_plan(
         else max(1, round(fp.cases * (1 / folds if folds > 1 else 0.2)))
     )
     val_pixels = (
-        sum(math.prod(s) for s in val_sizes) * scale**dims
+        sum(math.prod(s) for s in val_sizes) * grid * scale**dims
         if val_sizes and all(len(s) == dims for s in val_sizes)
         else n_val * math.prod(fp.sizes["median"]) * scale**dims
     )
