@@ -466,7 +466,7 @@ def test_nifti_single_slice_is_2d_and_round_trips(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- meta
-def test_nifti_without_a_voxel_size_or_with_a_flat_affine_is_refused(tmp_path):
+def test_nifti_without_a_voxel_size_or_with_a_flat_affine_is_refused(tmp_path, caplog):
     """nibabel takes a pixdim of 0 for 1 (a 0.8 mm case would train as 1 mm thick) and keeps an
     affine with a zero column, which fails only when the prediction is written: both are one line
     when the file is read. A single slice stored (X, Y, 1) needs no z voxel size."""
@@ -481,6 +481,7 @@ def test_nifti_without_a_voxel_size_or_with_a_flat_affine_is_refused(tmp_path):
         match=r"zero\.nii: the header's voxel size \(pixdim, x y z\) is 0\.8×0\.8×0: one axis",
     ):
         read_image(tmp_path / "zero.nii")
+    assert not [r for r in caplog.records if "should be non-zero" in r.getMessage()]  # nibabel's
     nib.save(nib.Nifti1Image(data, np.diag([0.8, 0.8, 2.0, 1.0])), tmp_path / "flat.nii")
     raw = bytearray((tmp_path / "flat.nii").read_bytes())
     raw[252:256] = struct.pack("<hh", 0, 1)  # sform only

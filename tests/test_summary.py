@@ -108,3 +108,34 @@ def test_cli_summary_errors_are_one_line_exit_2():
     )
     res = _cli("summary", "--list")
     assert res.returncode == 0 and "unet-original" in res.stdout
+
+
+def test_summary_of_a_trained_model_reads_its_checkpoint(tmp_path, capsys):
+    """A user's natural first try, 'unetkit summary best.pt', named an unknown preset: a checkpoint
+    (or its run folder) is summarised at its training patch; options cannot be changed on it."""
+    from unetkit import create_model
+    from unetkit.checkpoint import save_checkpoint
+    from unetkit.cli import main
+    from unetkit.data import LabelMap, create_normalizer
+
+    model = create_model("unet", in_channels=2, num_classes=3, base_features=4, depth=2)
+    ckpt = save_checkpoint(
+        tmp_path / "run" / "checkpoints" / "best.pt",
+        model,
+        normalization=create_normalizer("zscore").to_dict(),
+        label_map=LabelMap([0, 1, 2]).to_dict(),
+        patch_size=[48, 64],
+    )
+    for target in (ckpt, tmp_path / "run"):
+        assert main(["summary", str(target)]) == 0
+        out = capsys.readouterr().out
+        assert "Input shape:            [1, 2, 48, 64]" in out
+        assert "Output shape:           [1, 3, 48, 64]" in out
+        assert f"Parameters (in use):    {model.num_parameters():,}" in out
+    assert main(["summary", str(ckpt), "--input-size", "32"]) == 0
+    assert "Input shape:            [1, 2, 32, 32]" in capsys.readouterr().out
+    assert main(["summary", str(ckpt), "--num-classes", "5"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "unetkit summary: error: a trained model's options are its checkpoint's; drop "
+        "--num-classes 5 (or name a preset to try options)"
+    )

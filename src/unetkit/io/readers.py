@@ -87,7 +87,14 @@ def _drop_tifffile_no_pages(record: logging.LogRecord) -> bool:
     return "contains no pages" not in record.getMessage()
 
 
+def _drop_nibabel_zero_pixdim(record: logging.LogRecord) -> bool:
+    """nibabel logs "pixdim[1,2,3] should be non-zero; setting 0 dims to 1" as it loads such a
+    header, above unetkit's own error for it (:func:`_nifti_geometry_problem`); dropped."""
+    return "should be non-zero" not in record.getMessage()
+
+
 logging.getLogger("tifffile").addFilter(_drop_tifffile_no_pages)
+logging.getLogger("nibabel.global").addFilter(_drop_nibabel_zero_pixdim)
 
 #: File suffix → format name. Multi-part suffixes are matched first.
 FORMATS = {
