@@ -706,3 +706,23 @@ def test_a_0_1_prediction_of_0_255_masks_gets_the_fix(tmp_path, capsys):
         "prediction of 0/255 masks? write its 1 as 255 (unetkit predict writes the values it was "
         "trained on)"
     )
+
+
+def test_instance_files_for_some_cases_only_are_not_mixed_in(tmp_path):
+    """Scoring some cases by their _instances files and others by their labels would mix two
+    object counts: all are scored by the labels, with a warning."""
+    ids = np.zeros((SIZE, SIZE), np.uint16)
+    ids[2:10, 2:6], ids[2:10, 6:10] = 1, 2
+    for name in ("x", "y"):
+        write_image(tmp_path / "truth" / f"{name}.png", ids[None])
+        _png(tmp_path / "pred" / f"{name}.png", (ids > 0).astype(np.uint8))
+    write_image(tmp_path / "pred" / "x_instances.tif", ids[None])
+    res = evaluate_folders(
+        tmp_path / "pred", tmp_path / "truth", instances=True, metrics=["objects"]
+    )
+    assert res.summary["prediction_objects"] == "labels"
+    assert res.summary["warnings"] == [
+        "only 1 of 2 case(s) have a _instances file, so every case is scored by its label image's "
+        "objects"
+    ]
+    assert [r["n_pred"] for r in res.rows] == [1, 1]

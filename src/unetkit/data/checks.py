@@ -423,7 +423,6 @@ def check_dataset(
             extra_cases.setdefault(name, (Path(path).parent, set()))[1].add(case.case_id)
         if case.mask is not None:
             paired.append(case.case_id)
-        if case.mask is not None:
             _check_mask(
                 case.mask,
                 spatial,

@@ -671,16 +671,16 @@ def evaluate_folders(
     case_ids = sorted(truths)
     # predict --instances writes each case's objects beside its labels (<case>_instances.tif):
     # those are the objects to score, not the labels' components (they split touching objects)
-    pred_objects = "labels"
+    pred_objects, partial = "labels", []
     if instances:
         own = {c: pred_files.get(c + INSTANCES_SUFFIX) for c in case_ids}
         if all(own.values()):
             preds, pred_objects = own, f"the {INSTANCES_SUFFIX} files"
         elif any(own.values()):
-            pred_objects = (
-                f"labels: only {sum(map(bool, own.values()))} of {len(own)} case(s) have a "
+            partial = [
+                f"only {sum(map(bool, own.values()))} of {len(own)} case(s) have a "
                 f"{INSTANCES_SUFFIX} file, so every case is scored by its label image's objects"
-            )
+            ]
     extras: dict[str, dict[str, Path]] = {}
     for what, folder in (("field of view", fov_dir), ("probability map", prob_dir)):
         if folder is None:
@@ -855,7 +855,7 @@ def evaluate_folders(
             if id_files
             else "connected components"
         ),
-        "prediction_objects": pred_objects.split(":")[0],
+        "prediction_objects": pred_objects,
         "connectivity": connectivity,
         "pred_background": pred_background,
         "distance_unit": "given spacing" if spacing is not None else ", ".join(sorted(units)),
@@ -892,7 +892,7 @@ def evaluate_folders(
             if binary_truths
             else []
         )
-        + ([pred_objects] if pred_objects.startswith("labels:") else []),
+        + partial,
     }
     result = EvaluationResult(rows, summary, label_map, names, case_ids)
     if out_dir is not None:
