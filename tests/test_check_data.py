@@ -55,7 +55,7 @@ def test_clean_dataset_statistics_match_numpy(tmp_path):
     assert report.ok and report.problems == []
     assert (report.num_pairs, report.num_images, report.layout) == (4, 4, "images/masks")
     assert (
-        report.sizes == {"6x4": 4} and report.channels == {3: 4} and report.dtypes == {"uint8": 4}
+        report.sizes == {"4×6": 4} and report.channels == {3: 4} and report.dtypes == {"uint8": 4}
     )
     assert report.label_values == [0, 255] and report.mask_kind == "labels"
     fg = sum(int((m == 255).sum()) for m in masks) / sum(m.size for m in masks) * 100
@@ -70,7 +70,11 @@ def test_clean_dataset_statistics_match_numpy(tmp_path):
         assert stats["percentiles_exact"] is True
     assert report.label_map() == LabelMap([0, 255])
     text = report.format()
-    assert "pairs: 4 (4 image(s))" in text and "6x4 (4)" in text and "no problems found: OK" in text
+    assert (
+        "pairs: 4 (4 image(s))" in text
+        and "image sizes (H×W): 4×6 (4)" in text
+        and "no problems found: OK" in text
+    )
     assert json.loads(json.dumps(report.to_dict()))["ok"] is True
 
 
@@ -82,7 +86,7 @@ def test_float_volume_statistics_and_nan(tmp_path):
         write_image(tmp_path / "images" / f"v{i}.nii.gz", v)
         write_image(tmp_path / "masks" / f"v{i}.nii.gz", (v > 0).astype(np.uint8))
     report = check_dataset(tmp_path)
-    assert report.sizes == {"5x4x3": 2} and (report.nan_count, report.inf_count) == (1, 1)
+    assert report.sizes == {"3×4×5": 2} and (report.nan_count, report.inf_count) == (1, 1)
     line = one_problem(report, "NaN")
     assert line == f"{tmp_path / 'images' / 'v1.nii.gz'}: 1 NaN and 1 inf value(s) in the image"
     finite = np.concatenate([v.ravel() for v in vols]).astype(np.float64)
@@ -118,7 +122,7 @@ def test_problem_size_mismatch(tmp_path):
     line = one_problem(check_dataset(tmp_path), "mismatch")
     assert (
         line
-        == f"{tmp_path / 'masks' / '00.png'}: image/mask size mismatch: mask 6x5, image 6x4 (00.png)"
+        == f"{tmp_path / 'masks' / '00.png'}: image/mask size mismatch: mask 5×6, image 4×6 (00.png)"
     )
 
 
@@ -614,7 +618,7 @@ def test_problem_extra_folder_size(tmp_path):
     assert report.extra_folders == ["fov"]
     assert (
         one_problem(report, "fov")
-        == f"{tmp_path / 'fov' / '00.png'}: size 3x3 differs from its image (6x4) (fov/)"
+        == f"{tmp_path / 'fov' / '00.png'}: size 3×3 differs from its image (4×6) (fov/)"
     )
 
 
@@ -626,7 +630,7 @@ def test_cli_clean_exit_0_and_json(tmp_path):
     assert "pairs: 4 (4 image(s))" in done.stdout and "no problems found: OK" in done.stdout
     done = cli(tmp_path, "--json")
     data = json.loads(done.stdout)
-    assert done.returncode == 0 and data["ok"] is True and data["sizes"] == {"6x4": 4}
+    assert done.returncode == 0 and data["ok"] is True and data["sizes"] == {"4×6": 4}
 
 
 def test_cli_problems_exit_2_one_line_each(tmp_path):
@@ -664,7 +668,7 @@ def test_real_datasets(shared_data):
     assert done.returncode == 0, isbi["problems"]
     assert (
         isbi["num_pairs"] == 22
-        and isbi["sizes"] == {"512x512": 22}
+        and isbi["sizes"] == {"512×512": 22}
         and isbi["channels"] == {"1": 22}
     )
     assert isbi["label_values"] == [0, 255] and isbi["dtypes"] == {"uint8": 22}
@@ -676,7 +680,7 @@ def test_real_datasets(shared_data):
     assert done.returncode == 0, drive["problems"]
     assert (
         drive["num_pairs"] == 26
-        and drive["sizes"] == {"565x584": 26}
+        and drive["sizes"] == {"584×565": 26}
         and drive["channels"] == {"3": 26}
     )
     assert drive["extra_folders"] == ["fov"] and drive["label_values"] == [0, 255]
@@ -725,7 +729,7 @@ def test_channels_stored_as_unlabelled_tiff_pages_get_the_fix(tmp_path):
         "as an ImageJ hyperstack with channels"
     )
     assert check_dataset(tmp_path).problems == [
-        f"{tmp_path / 'masks' / 'a.png'}: image/mask size mismatch: mask 14x12, image 14x12x2 "
+        f"{tmp_path / 'masks' / 'a.png'}: image/mask size mismatch: mask 12×14, image 2×12×14 "
         f"(a.tif){hint}"
     ]
     (case,) = find_cases(tmp_path)

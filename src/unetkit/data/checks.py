@@ -24,7 +24,7 @@ Rules worth knowing:
   mask with other values than 0/255 beside JPEG masks, is a problem.
 * Percentiles (1 and 99) are exact for 8/16-bit integer data (from a histogram); for other types
   they are estimated from up to 50,000 random pixels per image and channel (seeded).
-* Sizes are written ``WxH`` (2D) or ``WxHxD`` (3D).
+* Sizes are written in array order, ``H×W`` (2D) or ``D×H×W`` (3D), as the plan writes them.
 """
 
 from __future__ import annotations
@@ -82,11 +82,9 @@ def _shorten(items: list, limit: int = _SHOW) -> str:
 
 
 def _size_str(spatial: tuple) -> str:
-    """``(H, W)`` → ``"WxH"``; ``(D, H, W)`` → ``"WxHxD"``."""
-    return "x".join(
-        str(s)
-        for s in (spatial[::-1] if len(spatial) == 2 else (spatial[2], spatial[1], spatial[0]))
-    )
+    """``(H, W)`` → ``"H×W"``, ``(D, H, W)`` → ``"D×H×W"``: array order, as the plan, the voxel
+    sizes and the training log write them."""
+    return "×".join(str(s) for s in spatial)
 
 
 class _ChannelStats:
@@ -154,7 +152,7 @@ class DatasetReport:
         num_images: cases found (with or without mask); ``num_pairs``: those with a mask.
         mask_suffix: the mask suffix used (``""`` when masks share the image stem).
         extra_folders: sibling folders matched to the images (``["fov"]``).
-        sizes: ``{"WxH": count}`` of images read; ``channels``: ``{C: count}``; ``dtypes``: ``{name: count}``.
+        sizes: ``{"H×W": count}`` of images read; ``channels``: ``{C: count}``; ``dtypes``: ``{name: count}``.
         spacings: ``{"3×0.8×0.8 mm": count}``: the voxel sizes the image files state, in array
             order (z, y, x), with their unit; files that state none are not counted.
         mask_kind: ``"labels"``, ``"colors"`` or ``"instances"``.
@@ -252,7 +250,9 @@ class DatasetReport:
             lines.append(f"  layout: {self.layout}{suffix}{extra}")
         lines.append(f"  pairs: {self.num_pairs} ({self.num_images} image(s))")
         if self.sizes:
-            lines.append(f"  image sizes (W x H[ x D]): {counts(self.sizes)}")
+            axes = {k.count("×") for k in self.sizes}
+            order = " or ".join(("H×W", "D×H×W")[n - 1] for n in sorted(axes) if n in (1, 2))
+            lines.append(f"  image sizes ({order or 'array order'}): {counts(self.sizes)}")
             if self.spacings:
                 lines.append(f"  voxel sizes (array order: z, y, x): {counts(self.spacings)}")
             lines.append(f"  channels: {counts(self.channels)}")
