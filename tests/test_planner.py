@@ -1200,3 +1200,45 @@ def test_plan_reasons_say_what_happened_to_a_patch_the_images_cut():
         "the fewest poolings a plan uses (8 px bottleneck at 32; one of 12 px needs a patch of 48 "
         "px or more)"
     )
+
+
+def test_plan_training_gives_python_the_config_and_plan_the_command_trains(tmp_path, monkeypatch):
+    """A notebook plans as ``unetkit train DIR`` does: the plan's values under the flags given,
+    one model unless folds are asked for, and the plan that Trainer(plan=) saves with the run."""
+    from unetkit import Trainer, plan_training
+
+    _fake_probe(monkeypatch)
+    data = _write_cells(tmp_path / "train", n=6)
+    config, plan = plan_training(data, time_budget=0.5, flags=["--seed", "3", "--epochs", "1"])
+    assert isinstance(config, RunConfig) and plan["budget_minutes"] == 0.5
+    assert config.train.seed == 3 and config.train.epochs == 1 and config.train.folds == 1
+    assert config.data.patch_size == plan["config"]["data.patch_size"]
+    assert config.model.options["base_features"] == plan["config"]["model.options.base_features"]
+    run = tmp_path / "run"
+    config = config.override({"train.iters_per_epoch": 1})
+    Trainer(config, run_dir=run, progress=False, plan=plan).fit()
+    assert json.loads((run / "plan.json").read_text())["config"] == plan["config"]
+    with pytest.raises(ConfigError, match=r"^unetkit: unrecognized arguments: --bogus$"):
+        plan_training(data, flags=["--bogus"])
+
+
+def test_the_readme_python_tour_runs_as_written(tmp_path, monkeypatch, capsys):
+    """README's notebook block, run as written on a small folder (the budget shortened)."""
+    import re
+    from pathlib import Path
+
+    _fake_probe(monkeypatch)
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = re.search(r"The same from Python \(a notebook\):\n\n```python\n(.*?)```", readme, re.S)
+    code = block[1].replace("time_budget=10", "time_budget=0.05")
+    assert code != block[1]
+    for split, seed in (("train", 0), ("val", 1), ("test", 2)):
+        _write_cells(tmp_path / "data" / split, n=3 if split == "train" else 1, seed=seed)
+    (tmp_path / "data/test/images/00.png").rename(tmp_path / "data/test/images/a.png")
+    (tmp_path / "data/test/masks/00.png").rename(tmp_path / "data/test/masks/a.png")
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert set(np.unique(scope["masks"])) <= {0, 255} and scope["labels"].shape == (64, 80)
+    assert (tmp_path / "runs/tour/plan.json").is_file() and (tmp_path / "preds/a.png").is_file()
+    assert 0 <= float(capsys.readouterr().out.strip().splitlines()[-1]) <= 1  # the Dice printed

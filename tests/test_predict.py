@@ -58,6 +58,9 @@ def test_predict_folder_writes_user_values_and_skips_on_rerun(checkpoint, folder
     assert np.asarray(Image.open(out / "im0_overlay.png")).shape == (40, 50, 3)
     again = predict_files(pred, [folder], out, probabilities="npz", overlay=True, progress=False)
     assert [r.status for r in again] == ["skipped"] * 3
+    # one folder given as a string is one input (it was read as its characters, "d: not found")
+    alone = predict_files(pred, str(folder), out, probabilities="npz", overlay=True, progress=False)
+    assert [r.status for r in alone] == ["skipped"] * 3
     (out / "im1_overlay.png").unlink()  # an incomplete set of outputs is recomputed
     third = predict_files(pred, [folder], out, probabilities="npz", overlay=True, progress=False)
     assert [r.status for r in third] == ["skipped", "written", "skipped"]

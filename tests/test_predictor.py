@@ -9,6 +9,7 @@ import torch
 from unetkit import create_model
 from unetkit.checkpoint import save_checkpoint
 from unetkit.data import LabelMap, create_normalizer
+from unetkit.errors import ConfigError
 from unetkit.inference.predictor import Predictor, labels_from_logits, probabilities
 
 
@@ -203,3 +204,43 @@ def test_a_model_registered_in_the_registry_loads_from_a_checkpoint(tmp_path, mo
     MODELS.register("unet-narrow", NarrowUNet)
     model = build_model(load_checkpoint(path))
     assert type(model) is NarrowUNet and model.init_kwargs["base_features"] == 4
+
+
+def test_arrays_from_python_are_checked_as_files_are_with_the_fix_in_one_line(tmp_path):
+    """A notebook's arrays meet the checks files meet: a NaN pixel (all-NaN logits, an
+    all-background answer before), grey stored as RGB, paths, empty and complex arrays, and a
+    channels-last array each get one DataError line; a one-channel model takes (H, W)."""
+    from unetkit.errors import DataError
+
+    model = create_model("unet", base_features=4, depth=2, norm="instance").eval()
+    pred = Predictor(model, precision="fp32", tile=32)
+    grey = np.random.default_rng(4).integers(0, 255, (1, 24, 40)).astype(np.float32)
+    want = pred.predict(grey)
+    assert want.shape == (24, 40)
+    np.testing.assert_array_equal(pred.predict(grey[0]), want)  # no channel axis: one channel
+    np.testing.assert_array_equal(pred.predict(np.repeat(grey, 3, axis=0)), want)  # grey as RGB
+    np.testing.assert_array_equal(pred.predict(torch.from_numpy(grey)), want)
+    nan = grey.copy()
+    nan[0, 3, 3] = np.nan
+    colour = np.random.default_rng(5).integers(0, 255, (24, 40, 3))
+    cases = [
+        (nan, r"^image contains NaN or infinite values \(1 NaN, 0 infinite\); replace them"),
+        ("x.png", r"^expected an image array \(C, H, W\), got str 'x.png': read the file first"),
+        (None, r"^expected an image array \(C, H, W\), got NoneType None"),
+        (np.zeros((1, 0, 10)), r"^the image is empty \(shape \(1, 0, 10\)\)$"),
+        (grey.astype(complex), r"of real numbers, got complex; give its magnitude"),
+        (
+            colour,
+            r"the image has 24 \(shape \(24, 40, 3\)\); it looks channels-last \(3 .*"
+            r"numpy.moveaxis\(image, -1, 0\)",
+        ),
+        (np.zeros((2, 1, 24, 40)), r"^the model is 2D and expects a 2D image \(H, W\) per channel"),
+    ]
+    for image, message in cases:
+        with pytest.raises(DataError, match=message):
+            pred.predict(image)
+    with pytest.raises(ConfigError, match=r"got str 'm.pt': for a checkpoint file use Predictor"):
+        Predictor("m.pt")
+    path = save_checkpoint(tmp_path / "m.pt", model, patch_size=[32, 32])
+    with pytest.raises(ConfigError, match=r"unknown setting 'tiel' \(did you mean 'tile'\?\)"):
+        Predictor.from_checkpoint(path, tiel=32)

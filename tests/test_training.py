@@ -82,6 +82,17 @@ def test_training_writes_a_complete_run_folder(cells, tmp_path):
     result = Trainer(tiny_config(cells), run_dir=tmp_path / "run", progress=False).fit()
     run = tmp_path / "run"
     assert result.epochs_completed == 3 and result.stop_reason == "completed"
+
+    # a notebook cell run again: the trained run is kept, and the way to continue it named
+    before = (run / "checkpoints" / "best.pt").read_bytes()
+    with pytest.raises(
+        DataError,
+        match=r"holds a trained run already; give a new run_dir, or continue it with Trainer\.resume\(",
+    ):
+        Trainer(tiny_config(cells), run_dir=run, progress=False).fit()
+    assert (run / "checkpoints" / "best.pt").read_bytes() == before
+    with pytest.raises(ConfigError, match=r"^Trainer takes a RunConfig, got dict \(build one with"):
+        Trainer({"data": {"train_dir": str(cells)}})
     for name in (
         "config.yaml",
         "splits.json",

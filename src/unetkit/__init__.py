@@ -18,6 +18,7 @@ _LAZY = {
     "summary": "unetkit.models",
     "RunConfig": "unetkit.config",
     "Trainer": "unetkit.training",
+    "plan_training": "unetkit.commands.train",
     "load_checkpoint": "unetkit.checkpoint",
     "Predictor": "unetkit.inference.predictor",
     "EnsemblePredictor": "unetkit.inference.ensemble",

@@ -78,6 +78,46 @@ def write_ensemble(run_dir: PathLike, members: Sequence[dict], metric: str) -> d
     return record
 
 
+def check_new_run_dir(run_dir: PathLike, python: bool = False) -> None:
+    """Refuse a run folder that holds a trained run (a checkpoint, or a ``--folds`` run's): a new
+    run would replace its checkpoints and config. A folder whose run never saved a checkpoint
+    (killed in its first epoch) is taken again, as the same command would make it.
+
+    Args:
+        run_dir: the folder a new run is to use.
+        python: say the fix as a Python caller gives it (``Trainer.resume``), not as flags.
+
+    Raises:
+        DataError: naming the folder, with the way to continue it.
+    """
+    run_dir = Path(run_dir)
+    own = sorted((run_dir / "checkpoints").glob("*.pt"))
+    folds = sorted(
+        (
+            d
+            for d in run_dir.iterdir()
+            if fold_index(d) is not None and any((d / "checkpoints").glob("*.pt"))
+        )
+        if run_dir.is_dir()
+        else [],
+        key=fold_index,
+    )
+    if not own and not folds and not (run_dir / "ensemble.json").is_file():
+        return
+    resume = "Trainer.resume({!r})" if python else "--resume {}"
+    if (run_dir / "checkpoints" / "last.pt").is_file():
+        way = f"continue it with {resume.format(str(run_dir))}"
+    elif folds:
+        way = f"continue a fold with {resume.format(str(folds[0]))}"
+    elif own:
+        start = "train.init_from =" if python else "--init-from"
+        way = f"start from its weights with {start} {own[0]}"
+    else:
+        way = "choose another"
+    new = "run_dir" if python else "--run-dir"
+    raise DataError(f"holds a trained run already; give a new {new}, or {way}", run_dir)
+
+
 def run_checkpoints(folder: PathLike) -> list[Path]:
     """The checkpoints a run folder stands for: every checkpoint its ``ensemble.json`` lists; else
     ``fold_*/checkpoints/best.pt`` (the folds of a ``--folds`` run that did not finish, in fold

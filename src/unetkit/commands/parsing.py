@@ -7,6 +7,7 @@ Standard library only at import time, like every module under ``commands/``.
 from __future__ import annotations
 
 import argparse
+from typing import Optional, Sequence
 
 
 def parse_value(text: str):
@@ -79,3 +80,32 @@ def label_values(text: str) -> list:
             f"expected at least 2 different class values (e.g. 0,255), got {text!r}"
         )
     return values
+
+
+class RaisingParser(argparse.ArgumentParser):
+    """An argument parser whose errors are :class:`ConfigError` lines instead of an exit."""
+
+    def error(self, message: str):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{self.prog}: {message}")
+
+    def exit(self, status: int = 0, message: Optional[str] = None):
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{self.prog}: {message or 'help and version are not available here'}")
+
+
+def command_args(argv: Sequence[str]) -> argparse.Namespace:
+    """A ``unetkit`` sub-command line (``["train", DIR, "--epochs", "3"]``) parsed by that
+    command's own parser, so every option keeps its CLI default.
+
+    Raises:
+        ConfigError: an unknown flag or a bad value, in one line.
+    """
+    import importlib
+
+    parser = RaisingParser(prog="unetkit")
+    sub = parser.add_subparsers(dest="command")
+    importlib.import_module(f"unetkit.commands.{argv[0]}").add_parser(sub)
+    return parser.parse_args(list(argv))

@@ -6,7 +6,7 @@ import argparse
 import math
 import os
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 from .parsing import CHANNEL_NAMES_HELP, MASK_KIND_HELP, MASK_KINDS, channel_names
 
@@ -731,43 +731,40 @@ def _configure(config) -> None:
     )
 
 
-def check_new_run_dir(run_dir) -> None:
-    """Refuse a ``--run-dir`` that holds a trained run (a checkpoint, or a ``--folds`` run's): a
-    new run would replace its checkpoints and config. A folder whose run never saved a checkpoint
-    (killed in its first epoch) is taken again, as the same command would make it.
+def plan_training(
+    train_dir,
+    val_dir=None,
+    time_budget: Optional[float] = None,
+    flags: Sequence[str] = (),
+):
+    """What ``unetkit train TRAIN_DIR [--val VAL_DIR] [--time-budget M] [FLAGS]`` would train, for
+    Python callers (a notebook): the config, the plan's values under the flags', and the plan.
+    ``Trainer(config, run_dir=..., plan=plan).fit()`` then trains that run; the plan table is
+    printed as the command prints it.
+
+    One model is planned (``--folds 1``) unless ``flags`` ask for folds: a ``--folds K`` config is
+    trained by :func:`unetkit.training.folds.train_folds`. The process's threads are left as the
+    caller set them (:func:`unetkit.runtime.configure_process` sets them, as the command does).
+
+    Args:
+        train_dir / val_dir: the training folder and an optional validation folder.
+        time_budget: minutes (default: the planner's).
+        flags: more ``unetkit train`` flags, e.g. ``["--model", "unet-small", "--seed", "1"]``.
+
+    Returns:
+        ``(RunConfig, plan as a dict, or None with --no-plan)``.
 
     Raises:
-        DataError: naming the folder, with the ``--resume`` that continues it.
+        ConfigError / DataError: a bad flag or data set, in one line, as the command says it.
     """
-    from pathlib import Path
+    from .parsing import command_args
 
-    from ..errors import DataError
-    from ..run_folder import fold_index
-
-    run_dir = Path(run_dir)
-    own = sorted((run_dir / "checkpoints").glob("*.pt"))
-    folds = sorted(
-        (
-            d
-            for d in run_dir.iterdir()
-            if fold_index(d) is not None and any((d / "checkpoints").glob("*.pt"))
-        )
-        if run_dir.is_dir()
-        else [],
-        key=fold_index,
-    )
-    if not own and not folds and not (run_dir / "ensemble.json").is_file():
-        return
-    if (run_dir / "checkpoints" / "last.pt").is_file():
-        way = f"continue it with --resume {run_dir}"
-    elif folds:
-        way = f"continue a fold with --resume {folds[0]}"
-    else:
-        way = f"start from its weights with --init-from {own[0]}" if own else "choose another"
-    raise DataError(
-        f"holds a trained run already; give a new --run-dir, or {way}",
-        run_dir,
-    )
+    flags = [str(f) for f in flags]
+    argv = ["train", str(train_dir)] + (["--val", str(val_dir)] if val_dir is not None else [])
+    argv += ["--time-budget", f"{time_budget:g}"] if time_budget is not None else []
+    argv += [] if any(f.split("=")[0] == "--folds" for f in flags) else ["--folds", "1"]
+    config, plan = configure_new_run(command_args(argv + flags), configure=lambda config: None)
+    return config, (plan.to_dict() if plan is not None else None)
 
 
 def configure_new_run(args, configure=_configure):
@@ -785,6 +782,7 @@ def configure_new_run(args, configure=_configure):
     """
     from ..config import RunConfig
     from ..errors import ConfigError
+    from ..run_folder import check_new_run_dir
 
     overrides = collect_overrides(args)
     if getattr(args, "run_dir", None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union
@@ -22,7 +23,7 @@ from .outputs import (
     write_probabilities,
 )
 from .postprocess import INSTANCE_METHODS, instance_image, label_instances
-from .predictor import spacing_for_model
+from .predictor import check_image, spacing_for_model
 
 
 @dataclass
@@ -131,63 +132,6 @@ def _is_large(path: Path, level: int = 0) -> bool:
             arr.close()
 
 
-def check_image(image: np.ndarray, predictor, path: Path) -> np.ndarray:
-    """The image the model can take, or a :class:`DataError` naming ``path``: the dimensionality and
-    channel count must match the model and float values must be finite. A grey image stored as
-    RGB(A) (all colour channels equal) given to a 1-channel model is read as its first channel, the
-    grey values, and a grey image given to a model trained on grey stored as RGB is copied into its
-    three channels; a real colour image is refused."""
-    from ..data.reading import is_grey_as_colour, require_finite
-
-    model = predictor.model
-    dims, in_ch = predictor.spatial_dims, getattr(model, "in_channels", None)
-    if image.ndim != dims + 1:
-        from ..data.reading import pages_as_channels_hint
-
-        want = "a 2D image (H, W)" if dims == 2 else "a 3D volume (D, H, W)"
-        hint = pages_as_channels_hint(image.shape[1:], path) if image.shape[0] == 1 else ""
-        raise DataError(
-            f"the model is {dims}D and expects {want} per channel, got an array of shape "
-            f"{tuple(image.shape)} (channels first); give {dims}D inputs{hint}",
-            path,
-        )
-    if in_ch is not None and image.shape[0] != in_ch:
-        if in_ch == 1 and is_grey_as_colour(image):
-            return image[:1]  # grey saved as RGB: every colour channel holds the grey value
-        if in_ch == 3 and image.shape[0] == 1 and getattr(predictor, "grey_as_colour", False):
-            return np.repeat(image, 3, axis=0)  # a model of grey-as-RGB images: the same planes
-        raise DataError(
-            f"the model expects {in_ch} channel(s), the image has {image.shape[0]} (shape "
-            f"{tuple(image.shape)}); {_channel_fix(in_ch, path, dims, image.shape[0])}",
-            path,
-        )
-    require_finite(image, path)
-    return image
-
-
-def _channel_fix(in_ch: int, path: Path, dims: int = 2, channels: int = 0) -> str:
-    """The fix for an image of the wrong channel count; for an nnU-Net channel file, why it was not
-    grouped with its case's other channels; for a volume (a 4D file's volumes are its channels),
-    one volume per file."""
-    from ..data.discovery import channel_suffix
-    from ..io.readers import split_suffix
-
-    if in_ch > 1 and channel_suffix(split_suffix(path)[0]) is not None:
-        last = f"{in_ch - 1:04d}"
-        return (
-            f"nnU-Net channel files are read as one case when every file in the folder is named "
-            f"CASE_0000 … CASE_{last} with all {in_ch} channels present; add the missing ones"
-        )
-    if dims == 3 and channels > in_ch:
-        return (
-            f"a 4D file's volumes are read as channels: save the {in_ch} volume(s) the model was "
-            "trained on (one file per channel: CASE_0000, CASE_0001 …), or use a model trained "
-            "on such volumes"
-        )
-    target = "greyscale" if in_ch == 1 else f"{in_ch} channels"
-    return f"convert it (e.g. to {target}) or use a model trained on such images"
-
-
 def check_channels(predictor, source, path: Path) -> None:
     """A lazily read image has the model's channel count, or a one-line :class:`DataError`."""
     in_ch = getattr(predictor.model, "in_channels", source.shape[0])
@@ -268,7 +212,7 @@ def predict_files(
 
     Args:
         predictor: a :class:`~unetkit.inference.Predictor` (usually ``from_checkpoint``).
-        inputs: image files and/or folders.
+        inputs: image files and/or folders (one path alone is taken as a list of one).
         probabilities: ``"tiff"`` (float32, calibrated) or ``"npz"`` to also write probability maps.
         overlay: also write ``<stem>_overlay.png`` (prediction outlined on the image).
         overwrite: recompute inputs whose outputs exist (default: skip them, so a rerun resumes).
@@ -380,6 +324,8 @@ def plan_cases(
             f"scale: drop --rois/--geojson with --level {level} (the instance image keeps that "
             "level's pixel size), or predict the full resolution"
         )
+    if isinstance(inputs, (str, os.PathLike)):
+        inputs = [inputs]  # one folder or file, not a sequence of characters
     cases = collect_inputs(inputs, getattr(predictor.model, "in_channels", None))
     if part is not None:
         i, k = part

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
@@ -167,6 +169,108 @@ def _trained_spacing(ckpt: dict) -> Optional[list]:
     return spacing if near else None
 
 
+def check_image(image, predictor, path: Optional[Path] = None) -> np.ndarray:
+    """The image the model can take, or a one-line :class:`DataError` (naming ``path`` when the
+    image came from a file) that says the fix.
+
+    Checked: an array at all (a path string gets "read it first"), not empty, real numbers, the
+    model's dimensionality (a 2D ``(H, W)`` array or 3D ``(D, H, W)`` one given to a one-channel
+    model gets its channel axis; a channels-last array is named as one), the channel count, and
+    finite float values (a NaN pixel makes every logit NaN: an all-background answer). A grey image
+    stored as RGB(A) (all colour channels equal) given to a 1-channel model is read as its first
+    channel, the grey values, and a grey image given to a model trained on grey stored as RGB is
+    copied into its three channels; a real colour image is refused."""
+    from ..data.reading import is_grey_as_colour, require_finite
+
+    model = predictor.model
+    dims, in_ch = predictor.spatial_dims, getattr(model, "in_channels", None)
+    image = _as_array(image, dims, path)
+    if image.ndim == dims and in_ch == 1 and path is None:
+        image = image[None]  # an array without its channel axis: one channel is unambiguous
+    if image.ndim != dims + 1:
+        from ..data.reading import pages_as_channels_hint
+
+        want = "a 2D image (H, W)" if dims == 2 else "a 3D volume (D, H, W)"
+        if path is not None:
+            hint = pages_as_channels_hint(image.shape[1:], path) if image.shape[0] == 1 else ""
+        else:
+            hint = f" (here: an array of shape (C, {'D, ' if dims == 3 else ''}H, W))"
+        raise DataError(
+            f"the model is {dims}D and expects {want} per channel, got an array of shape "
+            f"{tuple(image.shape)} (channels first); give {dims}D inputs{hint}",
+            path,
+        )
+    if in_ch is not None and image.shape[0] != in_ch:
+        if in_ch == 1 and is_grey_as_colour(image):
+            return image[:1]  # grey saved as RGB: every colour channel holds the grey value
+        if in_ch == 3 and image.shape[0] == 1 and getattr(predictor, "grey_as_colour", False):
+            return np.repeat(image, 3, axis=0)  # a model of grey-as-RGB images: the same planes
+        last = image.shape[-1]
+        if path is None and (last == in_ch or (in_ch == 1 and last in (3, 4))):
+            fix = (
+                f"it looks channels-last ({last} channel(s) on its last axis): give "
+                "numpy.moveaxis(image, -1, 0)"
+            )
+        else:
+            fix = _channel_fix(in_ch, path, dims, image.shape[0])
+        raise DataError(
+            f"the model expects {in_ch} channel(s), the image has {image.shape[0]} (shape "
+            f"{tuple(image.shape)}); {fix}",
+            path,
+        )
+    require_finite(image, path)
+    return image
+
+
+def _as_array(image, dims: int, path: Optional[Path]) -> np.ndarray:
+    """``image`` as a numpy array of real numbers, or a :class:`DataError` saying what it is."""
+    shape = "(C, D, H, W)" if dims == 3 else "(C, H, W)"
+    if image is None or isinstance(image, (str, bytes, os.PathLike)):
+        raise DataError(
+            f"expected an image array {shape}, got {type(image).__name__} {image!r}: read the "
+            "file first (unetkit.io.read_image) or give files to predict_files",
+            path,
+        )
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    try:
+        image = np.asarray(image)
+    except (TypeError, ValueError) as exc:  # ragged nested lists
+        raise DataError(
+            f"expected an image array {shape}, got {type(image).__name__} ({exc})", path
+        ) from None
+    if image.dtype.kind not in "biuf":
+        what = "complex" if image.dtype.kind == "c" else f"{image.dtype} (not numbers)"
+        fix = "; give its magnitude (numpy.abs) or real part" if image.dtype.kind == "c" else ""
+        raise DataError(f"expected an image array {shape} of real numbers, got {what}{fix}", path)
+    if image.size == 0:
+        raise DataError(f"the image is empty (shape {tuple(image.shape)})", path)
+    return image
+
+
+def _channel_fix(in_ch: int, path: Path, dims: int = 2, channels: int = 0) -> str:
+    """The fix for an image of the wrong channel count; for an nnU-Net channel file, why it was not
+    grouped with its case's other channels; for a volume (a 4D file's volumes are its channels),
+    one volume per file."""
+    from ..data.discovery import channel_suffix
+    from ..io.readers import split_suffix
+
+    if in_ch > 1 and channel_suffix(split_suffix(path)[0]) is not None:
+        last = f"{in_ch - 1:04d}"
+        return (
+            f"nnU-Net channel files are read as one case when every file in the folder is named "
+            f"CASE_0000 … CASE_{last} with all {in_ch} channels present; add the missing ones"
+        )
+    if dims == 3 and channels > in_ch:
+        return (
+            f"a 4D file's volumes are read as channels: save the {in_ch} volume(s) the model was "
+            "trained on (one file per channel: CASE_0000, CASE_0001 …), or use a model trained "
+            "on such volumes"
+        )
+    target = "greyscale" if in_ch == 1 else f"{in_ch} channels"
+    return f"convert it (e.g. to {target}) or use a model trained on such images"
+
+
 class Predictor:
     """Predict logits / probabilities / labels of whole images of any size.
 
@@ -237,7 +341,7 @@ class Predictor:
     Attributes:
         grey_as_colour: the model was trained on grey images stored as RGB (its plan's
             fingerprint says so; :meth:`from_checkpoint` sets it): a grey image given to its
-            three inputs is copied into each (:func:`~unetkit.inference.batch.check_image`).
+            three inputs is copied into each (:func:`check_image`).
     """
 
     grey_as_colour: bool = False
@@ -268,6 +372,11 @@ class Predictor:
         fold_batch_norm: bool = False,
         spacing_unit: Optional[str] = None,
     ):
+        if model is None or isinstance(model, (str, bytes, os.PathLike)):  # runners are models too
+            raise ConfigError(
+                f"Predictor takes a model (a torch.nn.Module), got {type(model).__name__} "
+                f"{model!r}: for a checkpoint file use Predictor.from_checkpoint(path)"
+            )
         check_tile_settings(tile, overlap, max_tile, min_overlap, batch_size, threads)
         if postprocess is not None and not isinstance(postprocess, PostProcessing):
             raise ConfigError(
@@ -347,10 +456,22 @@ class Predictor:
         """Rebuild model, normalisation, label map and the chosen post-processing
         (``extra["postprocess"]``) from a checkpoint alone; keyword arguments override the predictor
         settings (``device``, ``precision``, ``tile``, ``tta``, ``postprocess`` …)."""
+        import difflib
+        import inspect
+
         from ..checkpoint import build_model, load_checkpoint
         from ..data.labels import LabelMap
         from ..data.normalization import Normalizer
 
+        settings = set(inspect.signature(cls.__init__).parameters) - {"self", "model"}
+        settings -= {"normalizer", "label_map"}  # the checkpoint's own
+        for name in sorted(set(kwargs) - settings):
+            close = difflib.get_close_matches(name, settings, n=1)
+            raise ConfigError(
+                f"Predictor.from_checkpoint got an unknown setting {name!r}"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+                + f"; settings: {', '.join(sorted(settings))}"
+            )
         ckpt = load_checkpoint(path)
         model = build_model(ckpt, path)
         try:
@@ -422,19 +543,9 @@ class Predictor:
 
     # -- whole images --------------------------------------------------------------------------
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """Check the shape and apply the normaliser: ``(C, *spatial)`` float32."""
-        image = np.asarray(image)
-        in_ch = getattr(self.model, "in_channels", image.shape[0] if image.ndim else 0)
-        if image.ndim != self.spatial_dims + 1:
-            raise ConfigError(
-                f"expected a (C, {'D, ' if self.spatial_dims == 3 else ''}H, W) image, got shape "
-                f"{image.shape}"
-            )
-        if image.shape[0] != in_ch:
-            raise ConfigError(
-                f"the model expects {in_ch} channel(s), the image has {image.shape[0]} "
-                f"(shape {image.shape})"
-            )
+        """Check the image (:func:`check_image`: shape, channels, finite values; a grey image
+        stored as RGB for a grey model) and apply the normaliser: ``(C, *spatial)`` float32."""
+        image = check_image(image, self)
         image = self.normalizer(image) if self.normalizer is not None else image
         return np.asarray(image, dtype=np.float32)
 

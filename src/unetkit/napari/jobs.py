@@ -11,7 +11,6 @@ the time budget, ``--init-from`` fine-tuning, extra flags), so the widgets behav
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import shutil
 import threading
@@ -22,6 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from ..commands.parsing import command_args
 from ..errors import ConfigError, DataError
 from .layers import TrainingPair, image_for_model, labels_dtype, where, write_training_folder
 
@@ -33,29 +33,6 @@ class Cancelled(Exception):
 
 
 # -- command lines -------------------------------------------------------------------------------
-class _RaisingParser(argparse.ArgumentParser):
-    """An argument parser whose errors are :class:`ConfigError` lines instead of an exit."""
-
-    def error(self, message: str):
-        raise ConfigError(f"{self.prog}: {message}")
-
-    def exit(self, status: int = 0, message: Optional[str] = None):
-        raise ConfigError(f"{self.prog}: {message or 'help and version are not available here'}")
-
-
-def command_args(argv: Sequence[str]) -> argparse.Namespace:
-    """A ``unetkit`` sub-command line (``["train", DIR, "--epochs", "3"]``) parsed by that
-    command's own parser, so every option keeps its CLI default.
-
-    Raises:
-        ConfigError: an unknown flag or a bad value, in one line.
-    """
-    import importlib
-
-    parser = _RaisingParser(prog="unetkit")
-    sub = parser.add_subparsers(dest="command")
-    importlib.import_module(f"unetkit.commands.{argv[0]}").add_parser(sub)
-    return parser.parse_args(list(argv))
 
 
 def split_flags(text: str) -> list[str]:

@@ -49,6 +49,7 @@ from ..evaluation.metrics import EMPTY_POLICY, confusion_matrix, overlap_scores
 from ..inference.predictor import Predictor, labels_from_logits
 from ..losses import DeepSupervisionLoss, create_loss
 from ..models import create_model
+from ..run_folder import check_new_run_dir
 from ..utils import atomic_write_text, json_default, jsonable, remove_stale_temp_files
 from . import distributed as dist_utils
 from .callbacks import (
@@ -131,6 +132,12 @@ class Trainer:
         callbacks: Optional[list[Callback]] = None,
         plan: Optional[dict] = None,
     ):
+        if not isinstance(config, RunConfig):
+            hint = " (build one with RunConfig.from_dict(d))" if isinstance(config, dict) else ""
+            raise ConfigError(
+                f"Trainer takes a RunConfig, got {type(config).__name__}{hint}; "
+                "RunConfig.from_yaml(path) reads a config file"
+            )
         self.plan = plan
         self.config = copy.deepcopy(
             config
@@ -449,7 +456,11 @@ class Trainer:
         """Run (or continue) training until the epochs, the time budget or early stopping end it.
 
         When it fails before its first checkpoint, the run folder it made is removed again (a
-        folder that existed before, such as a resumed run, is never removed)."""
+        folder that existed before, such as a resumed run, is never removed). A new run refuses a
+        ``run_dir`` that holds a trained run (:func:`~unetkit.run_folder.check_new_run_dir`):
+        :meth:`resume` continues one."""
+        if self._resume_from is None and self.run_dir is not None and not self._saved:
+            check_new_run_dir(self.run_dir, python=True)
         try:
             return self._fit()
         except BaseException:
