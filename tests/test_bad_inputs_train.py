@@ -824,3 +824,47 @@ def test_a_bad_flag_is_one_line_naming_the_help(argv, line, capsys):
         code = stop.code
     assert code == 2
     assert capsys.readouterr().err.splitlines() == [line]
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path, monkeypatch, capsys):
+    """``unetkit check-data DIR | head -1``: the pipe closes under the command; it ends with the
+    SIGPIPE status and no BrokenPipeError traceback, its stdout pointed at the null device."""
+    from unetkit import cli
+    from unetkit.demo.synthetic import write_dataset
+
+    data = write_dataset(tmp_path / "d", n_train=3, n_val=0, size=(32, 32), large_shape=(32, 32))
+    with open(tmp_path / "stdout", "w") as sink:
+
+        class ClosedPipe:
+            def write(self, text):
+                raise BrokenPipeError(32, "Broken pipe")
+
+            def flush(self):
+                pass
+
+            def fileno(self):
+                return sink.fileno()
+
+        monkeypatch.setattr(sys, "stdout", ClosedPipe())
+        assert cli.main(["check-data", str(data.train_dir)]) == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_bars_only_where_someone_watches(monkeypatch):
+    """A terminal or a Jupyter kernel gets bars; a pipe or a log file gets none (tens of kB of
+    carriage returns before); progress=False is always off."""
+    import io
+
+    from unetkit.utils import progress_bars_off
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    assert progress_bars_off(True) is False and progress_bars_off(False) is True
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert progress_bars_off(True) is True
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    assert progress_bars_off(True) is False

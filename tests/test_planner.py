@@ -80,6 +80,7 @@ class FakeFingerprint:
     )
     touching_fraction: float = 0.0
     instance_ids: bool = False
+    cases_found: int = 0
 
     def to_dict(self) -> dict:
         return dict(vars(self))
@@ -1183,6 +1184,20 @@ def test_values_of_the_users_own_are_named_under_the_plan_table():
         f"plan: yours, not the plan's: train.lr 0.0001 (planned {lr:g}); "
         f"data.patch_size 64×64 (planned {patch[0]}×{patch[1]})"
     )
+    # the normalisation is decided, not a config value; the planned epochs are only a ceiling
+    yours = {"data.normalization": {"name": "zscore", "per_image": False}, "train.epochs": 2}
+    assert _yours_note(plan, yours) == (
+        "plan: yours, not the plan's: train.epochs 2 (planned as many as the budget allows); "
+        "normalization zscore (per_image=False) (planned zscore)"
+    )
+    assert _yours_note(plan, {"data.normalization": {"name": "zscore"}}) is None
+
+
+def test_a_sampled_fingerprint_plans_the_split_of_every_case():
+    """300 cases of which 200 were read: the hold-out validated on is 60 images, not 40."""
+    fp = FakeFingerprint(cases=200, cases_found=300)
+    plan = make_plan(fp, 10, "cpu", timer=speed(0.05))
+    assert "of 60 image(s)" in _decision(plan, "schedule").reason
 
 
 def test_plan_reasons_say_what_happened_to_a_patch_the_images_cut():

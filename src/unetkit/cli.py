@@ -8,6 +8,7 @@ happen inside ``run``), so ``unetkit --help`` answers at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from typing import Optional, Sequence
@@ -66,8 +67,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"unetkit {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `unetkit check-data DIR | head`: the reader has what it wanted
+        _silence_stdout()
+        return 141  # as a command stopped by SIGPIPE ends
     finally:
         _restore_threads(threads)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that the interpreter's last flush into the closed pipe
+    does not print a second traceback (Python's documented way out of a SIGPIPE)."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _torch_threads() -> Optional[int]:

@@ -414,3 +414,16 @@ def jsonable(x: Any) -> Any:
         return jsonable(json_default(x))
     except TypeError:
         return x
+
+
+def progress_bars_off(progress: bool) -> bool:
+    """tqdm's ``disable`` for a caller that asked for ``progress``: on where someone watches (a
+    terminal, a Jupyter kernel), off where the output is a pipe or a log file, whose readers got
+    tens of kB of carriage-return updates per epoch (the line each epoch or image prints stays)."""
+    import sys
+
+    if not progress:
+        return True
+    stream = sys.stderr
+    watched = bool(getattr(stream, "isatty", lambda: False)()) or "ipykernel" in sys.modules
+    return not watched

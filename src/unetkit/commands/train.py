@@ -452,13 +452,31 @@ def _yours_note(plan, chosen: dict):
     ``--set train.lr=0.001`` reads "lr 0.003" there and cannot tell which one trains. ``chosen``
     are the flags (and, with ``--plan``, the config file's values), compared as the table writes
     them (a tuple equals its list, 10 equals 10.0)."""
+    from ..data.normalization import describe_normalization
     from ..planning.planner import show_value
 
+    def planned(key: str, value) -> str:
+        if key == "train.epochs" and plan.config.get("train.scheduler") == "budget":
+            return "as many as the budget allows"  # the plan's 1000 is only a ceiling
+        return show_value(value)
+
     replaced = [
-        f"{key} {show_value(value)} (planned {show_value(plan.config[key])})"
+        f"{key} {show_value(value)} (planned {planned(key, plan.config[key])})"
         for key, value in chosen.items()
         if key in plan.config and show_value(value) != show_value(plan.config[key])
     ]
+    # the normalisation is chosen when the run starts (from channel names), not a config value
+    decided = {d.name: d.value for d in plan.decisions}
+    norm = {k: v for k, v in chosen.items() if k.split(".")[:2] == ["data", "normalization"]}
+    if norm and "normalization" in decided:
+        spec = norm.get("data.normalization")
+        yours = (
+            describe_normalization(spec)
+            if isinstance(spec, dict) and "name" in spec
+            else ", ".join(f"{k} {show_value(v)}" for k, v in norm.items())
+        )
+        if yours != decided["normalization"]:
+            replaced.append(f"normalization {yours} (planned {decided['normalization']})")
     return f"plan: yours, not the plan's: {'; '.join(replaced)}" if replaced else None
 
 

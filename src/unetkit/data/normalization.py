@@ -926,14 +926,33 @@ def dataset_channel_names(dataset_json: Optional[dict]) -> Optional[list[str]]:
 
 
 def describe_normalization(spec: Union[dict, Normalizer]) -> str:
-    """A spec or a normaliser in a few words: ``ct``, ``per-channel (ct, zscore)``."""
-    if isinstance(spec, PerChannelNormalizer):
-        return f"per-channel ({', '.join(c.name for c in spec.children)})"
+    """A spec or a normaliser in a few words, with the options that differ from the scheme's
+    defaults: ``ct``, ``zscore (per_image=False)``, ``per-channel (ct, zscore)``."""
     if isinstance(spec, Normalizer):
-        return spec.name
-    if str(spec.get("name")).replace("_", "-") == "per-channel":
-        return f"per-channel ({', '.join(str(c.get('name')) for c in spec['channels'])})"
-    return str(spec.get("name"))
+        if isinstance(spec, PerChannelNormalizer):
+            return f"per-channel ({', '.join(describe_normalization(c) for c in spec.children)})"
+        return spec.name + _options_shown(spec.name, spec._params())
+    name = str(spec.get("name"))
+    if name.replace("_", "-") == "per-channel":
+        children = [describe_normalization(dict(c)) for c in spec.get("channels") or []]
+        return f"per-channel ({', '.join(children)})"
+    return name + _options_shown(name, {k: v for k, v in spec.items() if k != "name"})
+
+
+def _options_shown(name: str, params: dict) -> str:
+    """`` (key=value, …)`` for the ``params`` that differ from the scheme's defaults, else ``""``."""
+    import inspect
+
+    try:
+        defaults = inspect.signature(NORMALIZERS.get(name).builder).parameters
+    except ConfigError:
+        return ""
+    shown = [
+        f"{key}={value!r}"
+        for key, value in params.items()
+        if key not in defaults or defaults[key].default != value
+    ]
+    return f" ({', '.join(shown)})" if shown else ""
 
 
 def choose_normalization(

@@ -409,6 +409,7 @@ def write_dataset(
     from tqdm import tqdm
 
     from ..io import write_image
+    from ..utils import progress_bars_off
 
     if n_train < 1 or n_val < 0:
         raise ConfigError(f"need n_train >= 1 and n_val >= 0, got {n_train} and {n_val}")
@@ -420,7 +421,7 @@ def write_dataset(
         desc="synthetic data",
         unit="image",
         leave=False,
-        disable=not progress,
+        disable=progress_bars_off(progress),
     )
     for split, count, index, shape in (
         ("train", n_train, 0, size),

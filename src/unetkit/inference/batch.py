@@ -256,7 +256,7 @@ def predict_files(
     """
     from tqdm import tqdm
 
-    from ..utils import output_folder, remove_stale_temp_files
+    from ..utils import output_folder, progress_bars_off, remove_stale_temp_files
 
     out_dir = Path(out_dir)
     cases, options = plan_cases(
@@ -282,7 +282,7 @@ def predict_files(
         # model's (a run killed before that keeps the old note, and its rerun asks for
         # --overwrite). A run that only skipped outputs of an unknown model writes no record.
         recorded = (out_dir / MODEL_RECORD).is_file()
-        bar = tqdm(cases, desc="predict", unit="image", disable=not progress)
+        bar = tqdm(cases, desc="predict", unit="image", disable=progress_bars_off(progress))
         for case in bar:
             bar.set_postfix_str(case.case_id)
             results.append(predict_case(predictor, case, out_dir, **options))

@@ -193,6 +193,7 @@ def predict_image_blocks(
     from ..io.lazy import is_zarr_path, level_count, open_lazy
     from ..io.ome_zarr import create_ome_zarr
     from ..io.pyramid import add_ome_zarr_levels
+    from ..utils import progress_bars_off
     from .batch import PredictedFile, check_channels
     from .large import check_band_prediction, freeze_normalizer
 
@@ -259,7 +260,7 @@ def predict_image_blocks(
         initial=shape[0] - sum(b - a for a, b in todo),
         desc=case.case_id,
         unit="row",
-        disable=not progress,
+        disable=progress_bars_off(progress),
     )
     try:
         with client.as_current():
@@ -415,7 +416,7 @@ def predict_files_dask(
     from distributed import as_completed
     from tqdm import tqdm
 
-    from ..utils import output_folder, remove_stale_temp_files
+    from ..utils import output_folder, progress_bars_off, remove_stale_temp_files
     from .batch import (
         MODEL_RECORD,
         PredictedFile,
@@ -486,7 +487,9 @@ def predict_files_dask(
             for i, case in enumerate(cases)
             if i not in blockwise
         }
-        bar = tqdm(total=len(futures), desc="predict", unit="image", disable=not progress)
+        bar = tqdm(
+            total=len(futures), desc="predict", unit="image", disable=progress_bars_off(progress)
+        )
         try:
             for future in as_completed(futures):
                 result = future.result()

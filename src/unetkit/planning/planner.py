@@ -978,7 +978,9 @@ def make_plan(
 
     # -- cross-validation folds --------------------------------------------------------------------
     width = best.candidate.base_features
-    folds, why = plan_folds(int(fp.cases), steps, width, budget, val_cases is not None)
+    # a sampled fingerprint read some of the cases: the split and the folds are of all of them
+    cases = int(max(fp.cases, getattr(fp, "cases_found", 0) or 0))
+    folds, why = plan_folds(cases, steps, width, budget, val_cases is not None)
     plan.decide("folds", folds, why, **{"train.folds": folds})
     plan.model_steps = steps // folds
     augmentation, why, values = plan_augmentation(plan.model_steps)
@@ -988,7 +990,7 @@ def make_plan(
     n_val = (
         val_cases
         if val_cases is not None
-        else max(1, round(fp.cases * (1 / folds if folds > 1 else 0.2)))
+        else max(1, round(cases * (1 / folds if folds > 1 else 0.2)))
     )
     val_pixels = (
         sum(math.prod(s) for s in val_sizes) * grid * scale**dims

@@ -50,7 +50,13 @@ from ..inference.predictor import Predictor, labels_from_logits
 from ..losses import DeepSupervisionLoss, create_loss
 from ..models import create_model
 from ..run_folder import check_new_run_dir
-from ..utils import atomic_write_text, json_default, jsonable, remove_stale_temp_files
+from ..utils import (
+    atomic_write_text,
+    json_default,
+    jsonable,
+    progress_bars_off,
+    remove_stale_temp_files,
+)
 from . import distributed as dist_utils
 from .callbacks import (
     BudgetSchedule,
@@ -519,7 +525,7 @@ class Trainer:
             desc=f"epoch {self.epoch}",
             leave=False,
             dynamic_ncols=True,
-            disable=not (self.progress and self.dist.is_main),
+            disable=progress_bars_off(self.progress and self.dist.is_main),
         )
         for batch in bar:
             loss = self.train_step(batch)
