@@ -771,3 +771,50 @@ def test_grey_stored_as_rgb_is_noted(tmp_path):
         "every image is grey stored as RGB(A) (its colour channels are equal): a planned model of "
         "them also takes grey images"
     ]
+
+
+def test_empty_and_full_masks_get_a_note_and_the_folders_read_are_named(tmp_path):
+    """Background-only masks (negative controls, or a mask exported empty) and masks without any
+    background (inverted, another image's) train, so they are notes, with the files named; a mask
+    folder found under another name is named in the layout line."""
+    for i in range(5):
+        mask = np.zeros((1, 8, 8), np.uint8)
+        mask[0, 2:5, 2:5] = 255 if i >= 2 else 0
+        mask[0] = 255 if i == 4 else mask[0]
+        write_image(tmp_path / "Images" / f"{i}.png", RNG.integers(0, 256, (1, 8, 8), np.uint8))
+        write_image(tmp_path / "ground_truth" / f"{i}.png", mask)
+    report = check_dataset(tmp_path)
+    assert report.ok and report.folders == ["Images", "ground_truth"]
+    assert report.notes == [
+        "2 of 5 mask(s) hold background (0) only (0.png, 1.png): images without objects teach "
+        "the model that empty fields hold nothing; if they should hold objects, check how the "
+        "masks were exported",
+        "1 of 5 mask(s) hold no background (0) at all (4.png): every pixel is foreground; if the "
+        "mask is inverted or another image's, fix it, since the model learns its whole field as "
+        "the object",
+    ]
+    assert "  layout: images/masks (read from Images/, ground_truth/)\n" in report.format()
+
+
+def test_masks_named_with_several_suffixes_are_one_problem_first(tmp_path):
+    """a_mask.png beside b_label.png: pairing reads one suffix, so every other file is a problem
+    of its own; one line first says why (train shows only the first)."""
+    from unetkit.data.discovery import find_cases
+    from unetkit.errors import DataError
+
+    for i, suffix in enumerate(["_label", "_seg", "_mask"] * 2 + ["_mask"]):
+        write_image(tmp_path / "images" / f"im{i}.png", np.zeros((1, 4, 4), np.uint8))
+        mask = np.zeros((1, 4, 4), np.uint8)
+        mask[0, :2] = 255
+        write_image(tmp_path / "masks" / f"im{i}{suffix}.png", mask)
+    report = check_dataset(tmp_path)
+    assert report.problems[0] == (
+        f"{tmp_path / 'masks'}: mask names add 3 different suffixes to their images' names "
+        "('_mask' 3, '_label' 2, '_seg' 2): masks are paired by one suffix, so name every mask as "
+        "its image plus the same suffix (e.g. STEM_mask.png) or as its image"
+    )
+    assert len(report.problems) == 1 + 4 + 4  # 4 images unpaired, 4 masks without the suffix
+    with pytest.raises(
+        DataError, match=r"masks: mask names add 3 different suffixes .* \(and 8 more problem"
+    ):
+        find_cases(tmp_path)

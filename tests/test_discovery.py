@@ -81,7 +81,8 @@ def test_suffix_not_detected_when_not_common(tmp_path):
     found = scan_dataset(root)
     assert found.mask_suffix == ""
     kinds = sorted(p.kind for p in found.problems)
-    assert kinds == ["no-image", "no-image", "no-mask", "no-mask"]
+    assert kinds == ["layout", "no-image", "no-image", "no-mask", "no-mask"]
+    assert "mask names add 2 different suffixes" in found.problems[0].message
 
 
 def test_suffix_detected_by_majority_despite_a_stray_mask(tmp_path):

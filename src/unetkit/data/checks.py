@@ -149,6 +149,7 @@ class DatasetReport:
     Attributes:
         root: the folder checked.
         layout: ``"images/masks"`` or ``"nnunet"`` (``""`` when none was recognised).
+        folders: the image and mask folders' names as found (``["Images", "ground_truth"]``).
         num_images: cases found (with or without mask); ``num_pairs``: those with a mask.
         mask_suffix: the mask suffix used (``""`` when masks share the image stem).
         extra_folders: sibling folders matched to the images (``["fov"]``).
@@ -172,6 +173,7 @@ class DatasetReport:
 
     root: str
     layout: str = ""
+    folders: list = field(default_factory=list)
     num_images: int = 0
     num_pairs: int = 0
     mask_suffix: str = ""
@@ -210,6 +212,7 @@ class DatasetReport:
             "root": self.root,
             "ok": self.ok,
             "layout": self.layout,
+            "folders": list(self.folders),
             "num_images": self.num_images,
             "num_pairs": self.num_pairs,
             "mask_suffix": self.mask_suffix,
@@ -247,7 +250,10 @@ class DatasetReport:
                 f", extra folders: {', '.join(self.extra_folders)}" if self.extra_folders else ""
             )
             suffix = f", mask suffix {self.mask_suffix!r}" if self.mask_suffix else ""
-            lines.append(f"  layout: {self.layout}{suffix}{extra}")
+            named = "/".join(self.folders)
+            read = f" (read from {', '.join(f + '/' for f in self.folders)})"
+            read = read if self.folders and named != self.layout else ""
+            lines.append(f"  layout: {self.layout}{read}{suffix}{extra}")
         lines.append(f"  pairs: {self.num_pairs} ({self.num_images} image(s))")
         if self.sizes:
             axes = {k.count("×") for k in self.sizes}
@@ -345,6 +351,7 @@ def check_dataset(
     report = DatasetReport(
         root=str(root),
         layout=found.layout,
+        folders=[d.name for d in (found.image_dir, found.mask_dir) if d is not None],
         mask_suffix=found.mask_suffix,
         extra_folders=sorted(found.extra_dirs),
         problems=[str(p) for p in found.problems],
@@ -507,6 +514,28 @@ def _read_case_image(paths: list, report: DatasetReport) -> Optional[tuple]:
         arrays.append(arr)
     arr = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
     return arr, Path(paths[0]), first_meta
+
+
+def _background_notes(files: dict, background, report: DatasetReport) -> None:
+    """Notes on masks of background only (negative controls, or a mask exported empty) and masks
+    without any background (an inverted or wrong file): both train, neither is an error, and both
+    are worth a look before a long run."""
+    empty = sorted(p for p, v in files.items() if set(v) == {background})
+    full = sorted(p for p, v in files.items() if background not in v)
+    if empty:
+        names = _shorten([Path(p).name for p in empty])
+        report.notes.append(
+            f"{len(empty)} of {len(files)} mask(s) hold background ({background}) only ({names}): "
+            "images without objects teach the model that empty fields hold nothing; if they "
+            "should hold objects, check how the masks were exported"
+        )
+    if full:
+        names = _shorten([Path(p).name for p in full])
+        report.notes.append(
+            f"{len(full)} of {len(files)} mask(s) hold no background ({background}) at all "
+            f"({names}): every pixel is foreground; if the mask is inverted or another image's, "
+            "fix it, since the model learns its whole field as the object"
+        )
 
 
 def _check_extra(path: Path, spatial: tuple, name: str, report: DatasetReport) -> None:
@@ -705,6 +734,8 @@ def _check_labels(
     if kind == "instances":
         report.num_objects = sum(len(v) - (0 in v) for v in files.values())
         return
+    if kind == "labels" and len(values) > 1:  # background: 0, else the lowest value
+        _background_notes(files, 0 if 0 in values else values[0], report)
     negative = [v for v in values if v < 0] if kind == "labels" else []
     if negative:  # often "unlabelled" or padding, which no loss here leaves out
         holding = sum(any(x < 0 for x in v) for v in files.values())

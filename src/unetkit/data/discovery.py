@@ -265,13 +265,10 @@ def _list_images(found: Discovery, folder: Path, object_folders: bool = False) -
     return listing.first()
 
 
-def _detect_suffix(image_stems: Sequence[str], other_stems: Sequence[str]) -> str:
-    """The suffix ``s`` shared by most other stems of the form image stem + ``s``.
-
-    A stem equal to an image stem votes for ``""``; otherwise the longest image stem it starts with
-    gives its suffix; a stem matching no image stem does not vote. ``""`` when nothing matches or
-    when two suffixes tie for the most votes.
-    """
+def _suffix_votes(image_stems: Sequence[str], other_stems: Sequence[str]) -> Counter:
+    """How many other stems are an image stem + each suffix: a stem equal to an image stem votes
+    for ``""``; otherwise the longest image stem it starts with gives its suffix; a stem matching
+    no image stem does not vote."""
     images = set(image_stems)
     votes: Counter = Counter()
     for stem in other_stems:
@@ -281,10 +278,34 @@ def _detect_suffix(image_stems: Sequence[str], other_stems: Sequence[str]) -> st
         prefixes = [s for s in images if stem.startswith(s) and len(stem) > len(s)]
         if prefixes:
             votes[stem[len(max(prefixes, key=len)) :]] += 1
-    ranked = votes.most_common(2)
+    return votes
+
+
+def _detect_suffix(image_stems: Sequence[str], other_stems: Sequence[str]) -> str:
+    """The suffix ``s`` shared by most other stems of the form image stem + ``s``
+    (:func:`_suffix_votes`); ``""`` when nothing matches or when two suffixes tie for the most
+    votes.
+    """
+    ranked = _suffix_votes(image_stems, other_stems).most_common(2)
     if not ranked or (len(ranked) == 2 and ranked[0][1] == ranked[1][1]):
         return ""
     return ranked[0][0]
+
+
+def _mixed_suffixes(image_stems: Sequence[str], mask_stems: Sequence[str]) -> Optional[str]:
+    """One line when the masks are named with several suffixes after their images' names
+    (``a_mask.png``, ``b_label.png``): only one suffix is read, so the others' masks and images
+    are each a problem of their own, and this says why; ``None`` otherwise."""
+    votes = _suffix_votes(image_stems, mask_stems)
+    named = [(suffix, n) for suffix, n in votes.most_common() if suffix]
+    if len(named) < 2 or (votes[""] and votes[""] >= named[0][1]):
+        return None
+    shown = ", ".join(f"{suffix!r} {n}" for suffix, n in named[:6])
+    return (
+        f"mask names add {len(named)} different suffixes to their images' names ({shown}): "
+        "masks are paired by one suffix, so name every mask as its image plus the same suffix "
+        f"(e.g. STEM{named[0][0]}.png) or as its image"
+    )
 
 
 def _strip(stems: dict[str, Path], suffix: str) -> tuple[dict[str, Path], list[Path]]:
@@ -364,6 +385,9 @@ def _scan_images_masks(found: Discovery, mask_suffix: Optional[str], require_mas
         suffix = mask_suffix if mask_suffix is not None else ""
         if mask_suffix is None and raw and not set(raw) <= set(images):
             suffix = _detect_suffix(sorted(images), sorted(raw))
+            mixed = _mixed_suffixes(sorted(images), sorted(raw))
+            if mixed:  # first: the per-file problems it causes follow
+                found.problems.insert(0, Problem("layout", mask_dir, mixed))
         found.mask_suffix = suffix
         masks, lacking = _strip(raw, suffix)
         for path in lacking:
