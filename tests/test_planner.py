@@ -1200,6 +1200,24 @@ def test_a_sampled_fingerprint_plans_the_split_of_every_case():
     assert "of 60 image(s)" in _decision(plan, "schedule").reason
 
 
+def test_thumbnails_do_not_cut_the_patch_below_one_object_of_the_typical_image():
+    """A third of the images are thumbnails (5×10 px) beside 300² images of 22-px nuclei: the
+    patch fits the thumbnails' percentile no lower than one nucleus (it was 16², no whole
+    nucleus); images as small as their objects keep the cut (37×50 with 30-px objects)."""
+    objects = {"1": {"count": 100, "per_case_median": 10, "diameter_px": {"p10": 10, "p90": 22}}}
+    sizes = {"median": [300, 300], "min": [3, 5], "p10": [5, 10], "max": [300, 300]}
+    fp = FakeFingerprint(cases=12, sizes=sizes, objects=objects)
+    plan = make_plan(fp, 1, "cpu", timer=speed())
+    assert plan.config["data.patch_size"] == [32, 32]
+    assert _decision(plan, "patch").reason.endswith(
+        "(10th percentile 5×10; smaller ones are mirrored to fill it), but not below one large "
+        "object (22 px), which the typical image (300×300) holds"
+    )
+    small = {"median": [40, 52], "min": [37, 50], "p10": [37, 50], "max": [60, 60]}
+    plan = make_plan(FakeFingerprint(sizes=small), 5, "cpu", timer=speed())
+    assert plan.config["data.patch_size"] == [32, 48]
+
+
 def test_plan_reasons_say_what_happened_to_a_patch_the_images_cut():
     """Images of 37 × 50 px cut the patch below the 128-px floor: the reason does not claim the
     patch lies within the limits, and depth 2 (the fewest) does not claim a 12-px bottleneck."""

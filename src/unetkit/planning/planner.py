@@ -429,11 +429,17 @@ def plan_patch(
     smallest = [max(1, int(round(s * scale))) for s in small]
     period = 16 if dims == 2 else 8
     ratios = axis_ratios(spacing, dims)
-    patch, cut = [], False
-    for s, r, floor in zip(smallest, ratios, patch_floors(lo, ratios, period)):
+    median = [max(1, int(round(s * scale))) for s in fp.sizes.get("median") or small]
+    patch, cut, held = [], False, False
+    for s, m, r, floor in zip(smallest, median, ratios, patch_floors(lo, ratios, period)):
         p = max(floor, _round_up(want * r, period))
         if p > s:
             p, cut = max(_round_down(s, period), min(s, period)), True
+            # thumbnails smaller than an object hold none whole: the patch still holds the
+            # large objects where the typical image does (a 16-px patch for 22-px nuclei did not)
+            whole = min(_round_up(obj * r, period), _round_down(m, period)) if obj else 0
+            if whole > p:
+                p, held = whole, True
         patch.append(int(p))
     why = (
         f"≥ {CONTEXT}× the extent of the large objects ({obj:.0f} px, 90th percentile"
@@ -453,6 +459,11 @@ def plan_patch(
         size = "×".join(map(str, smallest))
         why += f", {_cut_to(smaller)} ({'10th percentile ' if smaller else ''}{size}"
         why += "; smaller ones are mirrored to fill it)" if smaller else ")"
+    if held:
+        why += (
+            f", but not below one large object ({obj:.0f} px), which the typical image "
+            f"({'×'.join(map(str, median))}) holds"
+        )
     return patch, why
 
 
