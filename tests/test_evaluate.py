@@ -726,3 +726,29 @@ def test_instance_files_for_some_cases_only_are_not_mixed_in(tmp_path):
         "objects"
     ]
     assert [r["n_pred"] for r in res.rows] == [1, 1]
+
+
+def test_objects_pooled_over_the_images_count_the_false_objects_of_blank_fields(tmp_path):
+    """Per image, a blank field with 36 false objects scores F1 0, as one with a single false
+    object would; pooled over the images (StarDist's by_image=False) the 36 count. Checked
+    against counts made by hand."""
+    truth = np.zeros((SIZE, SIZE), np.uint8)
+    truth[2:8, 2:8] = truth[12:18, 12:18] = 255  # two cells
+    found = truth.copy()
+    found[12:18, 12:18] = 0  # one of them found
+    specks = np.zeros((SIZE, SIZE), np.uint8)
+    specks[1::4, 1::4] = 255  # 6 × 6 = 36 one-pixel objects
+    blank = np.zeros((SIZE, SIZE), np.uint8)
+    for name, t, p in (("a", truth, found), ("b", blank, specks), ("c", blank, blank)):
+        _png(tmp_path / "truth" / f"{name}.png", t)
+        _png(tmp_path / "pred" / f"{name}.png", p)
+    res = evaluate_folders(tmp_path / "pred", tmp_path / "truth", metrics=["objects"])
+    pooled = res.summary["objects_pooled"]["255"]
+    n_pred = 1 + 36  # one cell in a, 36 specks in b
+    assert (pooled["tp"], pooled["n_true"], pooled["n_pred"]) == (1, 2, n_pred)
+    assert pooled["obj_precision"] == pytest.approx(1 / n_pred)
+    assert pooled["obj_recall"] == pytest.approx(1 / 2)
+    assert pooled["obj_f1"] == pytest.approx(2 * 1 / (2 + n_pred))
+    assert (pooled["images_without_objects"], pooled["predicted_there"]) == (2, 36)
+    assert "objects pooled over the 3 image(s), IoU ≥ 0.5:\n  class 255: F1 0.0513" in res.format()
+    assert "; 36 predicted in the 2 image(s) without true objects" in res.format()

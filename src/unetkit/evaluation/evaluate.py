@@ -826,12 +826,15 @@ def evaluate_folders(
                     **row,
                 }
             )
-    from .aggregate import best_and_worst, case_score, summarize_rows
+    from .aggregate import best_and_worst, case_score, pooled_objects, summarize_rows
 
     per_class_metrics = [m for m in names if m not in CASE_METRICS]
     stats = summarize_rows(
         rows, per_class_metrics, class_names, [m for m in names if m in CASE_METRICS]
     )
+    pooled = pooled_objects(rows, class_names)
+    if pooled:
+        stats["objects_pooled"] = pooled
     best, worst = best_and_worst(case_score(rows, "dice")) if "dice" in names else (None, None)
     summary = {
         "pred_dir": str(pred_dir),

@@ -150,7 +150,31 @@ def summary_table(summary: dict, markdown: bool = True) -> str:
                     )
                 )
         lines.append("")
+    lines.extend(_pooled_lines(summary.get("objects_pooled") or {}, markdown))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _pooled_lines(pooled: dict, markdown: bool) -> list[str]:
+    """The objects pooled over the images (:func:`~unetkit.evaluation.aggregate.pooled_objects`),
+    one line per class."""
+    if not pooled:
+        return []
+    images = next(iter(pooled.values()))["images"]
+    title = f"objects pooled over the {images} image(s), IoU ≥ 0.5"
+    lines = [f"### {title}\n" if markdown else f"{title}:"]
+    for name, p in pooled.items():
+        line = (
+            f"class {name}: F1 {_fmt(p['obj_f1'])}, precision {_fmt(p['obj_precision'])}, recall "
+            f"{_fmt(p['obj_recall'])} ({p['tp']} matched of {p['n_true']} true, "
+            f"{p['n_pred']} predicted)"
+        )
+        if p["images_without_objects"]:
+            line += (
+                f"; {p['predicted_there']} predicted in the {p['images_without_objects']} "
+                "image(s) without true objects"
+            )
+        lines.append(f"- {line}" if markdown else f"  {line}")
+    return [*lines, ""]
 
 
 def boxplots(
