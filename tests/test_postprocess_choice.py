@@ -12,6 +12,7 @@ import pytest
 
 from unetkit.errors import ConfigError, DataError
 from unetkit.evaluation.postprocess_choice import (
+    GUARD_NOTE,
     choose_postprocessing,
     dice_classes,
     mean_dice,
@@ -42,6 +43,15 @@ def labels_of(*masks_and_classes, shape=SHAPE) -> np.ndarray:
 
 def kept(choice) -> list[dict]:
     return [s.to_dict() for s in choice.postprocessing.steps]
+
+
+def guards(choice) -> list[dict]:
+    """The removals kept as a guard against specks (GUARD_RULE), in order."""
+    return [r["step"] for r in choice.candidates if r["kept"] and r["note"] == GUARD_NOTE]
+
+
+def kept_beyond_guards(choice) -> list[dict]:
+    return [s for s in kept(choice) if s not in guards(choice)]
 
 
 # -- the value object ----------------------------------------------------------------------------
@@ -147,21 +157,28 @@ def test_small_specks_are_removed_for_the_class_that_has_them():
     truths, preds = _speck_cases(np.random.default_rng(0))
     choice = choose_postprocessing(preds, truths, 3)
     smallest = int(disc(44, 44, 9).sum())  # the truth's class-2 objects: all this size
+    disc1 = int(disc(18, 18, 7).sum())
+    # class 1 has no specks: the guard (a quarter of its objects) changes nothing, costs nothing
+    guard1 = {"name": "remove_small", "label": 1, "min_size": int(round(0.25 * disc1))}
     assert kept(choice) == [
-        {"name": "remove_small", "label": 2, "min_size": int(round(0.5 * smallest))}
+        guard1,
+        {"name": "remove_small", "label": 2, "min_size": int(round(0.5 * smallest))},
     ]
+    assert guards(choice) == [guard1]
     assert choice.final == pytest.approx(1.0) and choice.baseline < 1.0 - 0.01
     assert choice.baseline == pytest.approx(mean_dice(preds, truths, 3, [1, 2]))
-    # class 1 has nothing to remove: its candidates changed nothing and were not kept
+    # class 1 has nothing to remove: its candidates changed nothing and only the guard was kept
     class1 = [r for r in choice.candidates if r["step"]["label"] == 1]
-    assert class1 and all(not r["kept"] for r in class1)
-    assert all(r["note"] == "no change" for r in class1 if r["step"]["name"] == "remove_small")
+    assert class1 and [r["step"] for r in class1 if r["kept"]] == [guard1]
+    assert all(r["note"] in ("no change", GUARD_NOTE) for r in class1[:3])
     lines = choice.describe()
-    assert len(lines) == 1 and lines[0].startswith("post-processing: kept 'remove class 2 objects")
-    # judged on class 1's Dice alone (train.select_metric val_dice_c1), the specks do not matter
+    assert len(lines) == 2 and lines[1].startswith("post-processing: kept 'remove class 2 objects")
+    assert lines[0].endswith(": it costs nothing here and removes specks")
+    # judged on class 1's Dice alone (train.select_metric val_dice_c1), the specks do not
+    # matter: no size raises it, and only the guards (which cost it nothing) are kept
     only1 = choose_postprocessing(preds, truths, 3, select_metric="val_dice_c1")
-    assert not only1.postprocessing and only1.metric == "val_dice_c1"
-    assert only1.describe()[0].startswith("post-processing: none kept")
+    assert kept(only1) == guards(only1) and only1.metric == "val_dice_c1"
+    assert [g["label"] for g in guards(only1)] == [1, 2]
 
 
 def test_real_small_objects_are_not_removed():
@@ -179,10 +196,12 @@ def test_real_small_objects_are_not_removed():
         preds.append(pred)
     choice = choose_postprocessing(preds, truths, 2)
     removal = [r for r in choice.candidates if r["step"]["name"] == "remove_small"]
-    assert [r["step"]["min_size"] for r in removal] == [4, 9]  # half the smallest, the smallest
+    # half the smallest, the smallest, then the guard (a quarter of the smallest)
+    assert [r["step"]["min_size"] for r in removal] == [4, 9, 2]
     assert removal[0]["note"] == "no change"
     assert removal[1]["dice"] < choice.baseline  # deletes true objects
-    assert not choice.postprocessing and choice.final == choice.baseline
+    assert kept(choice) == guards(choice) == [removal[2]["step"]]  # the 6-px objects stay
+    assert choice.final == choice.baseline
 
 
 def _five_nuclei(shift: int) -> np.ndarray:
@@ -207,9 +226,11 @@ def test_specks_that_barely_move_dice_are_removed_by_object_f1_where_truth_has_i
         preds.append(pred)
         instances.append(inst)
     plain = choose_postprocessing(preds, truths, 2)
-    assert not plain.postprocessing  # Dice rises by < 0.001: under the margin
     gain = plain.candidates[0]["dice"] - plain.baseline
     assert 0 < gain < 0.001 and plain.candidates[0]["step"]["name"] == "remove_small"
+    # Dice rises by < 0.001, under the margin: no size is kept for it, but the guard (objects
+    # under a quarter of a nucleus) removes the speck at no cost
+    assert kept(plain) == guards(plain) == [{"name": "remove_small", "label": 1, "min_size": 28}]
     choice = choose_postprocessing(preds, truths, 2, truth_instances=instances)
     assert [s["name"] for s in kept(choice)] == ["remove_small"]
     row = next(r for r in choice.candidates if r["kept"])
@@ -241,7 +262,9 @@ def test_a_removal_that_costs_true_objects_is_not_kept_for_its_dice_where_truth_
     assert row["obj_f1_before"] == pytest.approx(14 / 16) and row["obj_f1"] == pytest.approx(
         10 / 12
     )
-    assert not row["kept"] and not choice.postprocessing
+    assert not row["kept"]
+    # the guard (under 2 px) removes nothing here and costs nothing: the 5-px nuclei stay
+    assert kept(choice) == guards(choice) == [{"name": "remove_small", "label": 1, "min_size": 2}]
 
 
 def test_holes_are_filled():
@@ -251,7 +274,7 @@ def test_holes_are_filled():
         labels_of((disc(20, 40, 9) & ~disc(20, 40, 2), 1)),
     ]
     choice = choose_postprocessing(preds, truths, 2)
-    assert kept(choice) == [{"name": "fill_holes", "label": 1}]
+    assert kept_beyond_guards(choice) == [{"name": "fill_holes", "label": 1}]
     assert choice.final == pytest.approx(1.0)
 
 
@@ -264,7 +287,7 @@ def test_keep_largest_removes_a_false_blob():
         truths.append(truth)
         preds.append(pred)
     choice = choose_postprocessing(preds, truths, 2)
-    assert kept(choice) == [{"name": "keep_largest", "label": 1}]
+    assert kept_beyond_guards(choice) == [{"name": "keep_largest", "label": 1}]
     expected = mean_dice([labels_of((disc(40, 40, 14), 1))] * 2, truths, 2, [1])
     assert choice.final == pytest.approx(expected)
 
@@ -287,19 +310,19 @@ def test_watershed_split_is_kept_by_object_f1():
     truths, preds, instances = _touching_cases()
     # without instance ids the truth's objects are its components: one per pair, nothing to gain
     plain = choose_postprocessing(preds, truths, 2)
-    assert not plain.postprocessing
+    assert not kept_beyond_guards(plain)
     assert object_f1(preds, [connected_components(t) for t in truths], 1) == 1.0
     # with the truth's instances: F1 rises to 1; the gap costs under 0.5 % Dice
     choice = choose_postprocessing(preds, truths, 2, truth_instances=instances)
-    steps = kept(choice)
+    steps = kept_beyond_guards(choice)
     assert len(steps) == 1 and steps[0]["name"] == "split_touching"
-    row = next(r for r in choice.candidates if r["kept"])
+    row = next(r for r in choice.candidates if r["kept"] and r["note"] != GUARD_NOTE)
     assert row["obj_f1_before"] < 0.7 and row["obj_f1"] == 1.0
     assert 1.0 - 0.005 <= choice.final < 1.0
     # a split that costs more Dice than allowed is not kept
     strict = choose_postprocessing(preds, truths, 2, truth_instances=instances, dice_tolerance=0)
-    assert not strict.postprocessing
-    assert f"object F1 {row['obj_f1_before']:.3f} → 1.000" in choice.describe()[0]
+    assert not kept_beyond_guards(strict)
+    assert f"object F1 {row['obj_f1_before']:.3f} → 1.000" in choice.describe()[-1]
 
 
 def test_a_merge_the_truth_shows_by_a_gap_is_split():
@@ -307,7 +330,7 @@ def test_a_merge_the_truth_shows_by_a_gap_is_split():
     truths, preds, instances = _touching_cases()
     gapped = [np.where(_line(i), 0, t) for t, i in zip(truths, instances)]
     choice = choose_postprocessing(preds, gapped, 2)
-    assert [s["name"] for s in kept(choice)] == ["split_touching"]
+    assert [s["name"] for s in kept_beyond_guards(choice)] == ["split_touching"]
     assert choice.final > choice.baseline
 
 
@@ -516,3 +539,32 @@ def test_small_object_sizes_are_volumes_where_the_spacing_is_known():
         PostStep("remove_small", 1, min_size=4, min_volume=-1)
     with pytest.raises(ConfigError, match="fill_holes takes no min_volume"):
         PostStep("fill_holes", 1, min_volume=3.0)
+
+
+def test_the_guard_clears_specks_from_a_blank_field_the_validation_never_showed():
+    """Validation images all hold nuclei and are predicted clean: no removal can gain, yet the
+    guard is kept, and a noise-only field's one- and two-pixel false objects go (a nuclei model
+    trained without empty fields predicted 376-405 of them per field)."""
+    truths, preds = [], []
+    for k in range(3):
+        inst = _five_nuclei(shift=k)
+        truths.append((inst > 0).astype(np.int64))
+        preds.append((inst > 0).astype(np.int64))
+    choice = choose_postprocessing(preds, truths, 2)
+    nucleus = int(disc(12, 12, 6).sum())
+    assert (
+        kept(choice)
+        == guards(choice)
+        == [{"name": "remove_small", "label": 1, "min_size": int(round(0.25 * nucleus))}]
+    )
+    assert choice.final == choice.baseline == 1.0
+    blank = np.zeros(SHAPE, np.int64)
+    rng = np.random.default_rng(0)
+    ys, xs = rng.integers(0, SHAPE[0] - 1, 60), rng.integers(0, SHAPE[1] - 1, 60)
+    blank[ys, xs] = 1
+    blank[ys[:20], xs[:20] + 1] = 1  # some two-pixel specks
+    assert connected_components(blank).max() > 40
+    assert not choice.postprocessing.apply(blank).any()
+    near = np.zeros(SHAPE, np.int64)
+    near[disc(30, 30, 4)] = 1  # a small real nucleus, 49 px, above a quarter of 113 px: kept
+    np.testing.assert_array_equal(choice.postprocessing.apply(near), near)
