@@ -239,6 +239,8 @@ def test_arrays_from_python_are_checked_as_files_are_with_the_fix_in_one_line(tm
     for image, message in cases:
         with pytest.raises(DataError, match=message):
             pred.predict(image)
+    with pytest.raises(DataError, match=r"^spacing \(1.0,\) has 1 value\(s\) for a 2D image"):
+        pred.predict(grey, spacing=(1.0,))
     with pytest.raises(ConfigError, match=r"got str 'm.pt': for a checkpoint file use Predictor"):
         Predictor("m.pt")
     path = save_checkpoint(tmp_path / "m.pt", model, patch_size=[32, 32])

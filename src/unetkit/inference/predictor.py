@@ -642,6 +642,11 @@ class Predictor:
         :attr:`target_spacing`."""
         image = self.prepare(image)
         size = image.shape[1:]
+        if spacing is not None and len(spacing) != len(size):
+            raise DataError(
+                f"spacing {tuple(spacing)} has {len(spacing)} value(s) for a {len(size)}D image "
+                f"of shape {tuple(size)}: give one voxel size per spatial axis, in array order"
+            )
         shape = scaled_shape(size, self.resampling(spacing))
         if shape != size:
             image = resample_image(image, shape)
