@@ -194,7 +194,7 @@ def test_same_padding_package_passes_bioimageio_test_and_reads_back(same2d):
     assert cfg["format"] == "unetkit-bioimageio" and cfg["label_map"] == LABELS
     assert cfg["normalization"] == PER_IMAGE and cfg["postprocess"] == POSTPROCESS
     assert "## Validation" in readme and "DeepImageJ" in readme and "QuPath" in readme
-    assert "- 12 cases, 2D, sizes median 64×64 (min 60×64 … max 70×64) (H×W)" in readme
+    assert "- 12 cases, 2D, sizes median 64×64 (min 60×64 … max 70×64 per axis) (H×W)" in readme
     assert "- best validation val_dice 0.875 at epoch 7" in readme
     # the test output is unetkit's own prediction of the test input (fp32, whole image)
     predictor = Predictor.from_checkpoint(same2d.ckpt, device="cpu", precision="fp32")

@@ -70,7 +70,7 @@ def test_counts_sizes_diameters_and_touching_by_hand(tmp_path):
     assert obj["touching_fraction"] == pytest.approx(2 / 6)
     assert fp.touching_fraction == pytest.approx(2 / 6)
     lines = fp.describe()
-    assert lines[0].startswith("3 cases, 2D, sizes median 24×26 (min 20×20 … max 30×30)")
+    assert lines[0].startswith("3 cases, 2D, sizes median 24×26 (min 20×20 … max 30×30 per axis)")
     assert "objects: median 2 per image" in lines[-2] and "33 % touch another" in lines[-2]
 
 

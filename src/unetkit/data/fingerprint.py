@@ -37,7 +37,7 @@ says how many there were); the label map is then inferred from that subset's mas
 Example:
     >>> fp = fingerprint_dataset("data/monuseg/train")  # doctest: +SKIP
     >>> print("\\n".join(fp.describe()))  # doctest: +SKIP
-    16 cases, 2D, sizes median 1000×1000 (min 1000×1000 … max 1000×1000) (H×W)
+    16 cases, 2D, sizes median 1000×1000 (min 1000×1000 … max 1000×1000 per axis) (H×W)
     ...
 """
 
@@ -175,7 +175,7 @@ class Fingerprint:
         sample = f" (a seeded sample of {self.cases_found})" if self.sampled else ""
         line = (
             f"{self.cases} cases{sample}, {self.spatial_dims}D, sizes median {size(self.sizes['median'])} "
-            f"(min {size(self.sizes['min'])} … max {size(self.sizes['max'])}) ({axes})"
+            f"(min {size(self.sizes['min'])} … max {size(self.sizes['max'])} per axis) ({axes})"
         )
         if self.spacing is not None:
             line += f", spacing {size(self.spacing)}" + (
