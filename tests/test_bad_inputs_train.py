@@ -848,6 +848,16 @@ def test_output_piped_into_a_reader_that_stops_early_ends_quietly(tmp_path, monk
         monkeypatch.setattr(sys, "stdout", ClosedPipe())
         assert cli.main(["check-data", str(data.train_dir)]) == 141
     assert capsys.readouterr().err == ""
+    # a broken pipe elsewhere (a worker's, a socket's) is no reader gone: it is raised on
+    monkeypatch.undo()
+    import unetkit.commands.check_data as check_data
+
+    def broken(args):
+        raise BrokenPipeError(32, "Broken pipe (a worker's)")
+
+    monkeypatch.setattr(check_data, "run", broken)
+    with pytest.raises(BrokenPipeError, match="a worker's"):
+        cli.main(["check-data", str(data.train_dir)])
 
 
 def test_progress_bars_only_where_someone_watches(monkeypatch):

@@ -85,6 +85,16 @@ def test_suffix_not_detected_when_not_common(tmp_path):
     assert "mask names add 2 different suffixes" in found.problems[0].message
 
 
+def test_a_missing_numbered_image_is_no_second_mask_suffix(tmp_path):
+    """Mask 10_mask of a missing image 10 starts with image 1's name: its "0_mask" is no suffix."""
+    stems = [str(i) for i in range(1, 13) if i != 10]
+    root = make(tmp_path, images=stems, mask_suffix="_mask")
+    img(root / "masks" / "10_mask.png")
+    found = scan_dataset(root)
+    assert found.mask_suffix == "_mask"
+    assert [p.kind for p in found.problems] == ["no-image"]
+
+
 def test_suffix_detected_by_majority_despite_a_stray_mask(tmp_path):
     root = make(tmp_path, images=("01", "02", "03", "04"), mask_suffix="_mask")
     img(root / "masks" / "99_mask.png")  # a stray mask without image

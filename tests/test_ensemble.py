@@ -84,7 +84,10 @@ def test_ensemble_progress_counts_every_members_tiles(two):
     assert seen == [(d, 2 * tiles) for d in range(1, 2 * tiles + 1)]
 
 
-def test_post_processing_only_where_every_member_chose_the_same(two):
+def test_post_processing_is_the_steps_every_member_chose(two):
+    """Each fold chooses on its own validation images: a step all kept is applied (a removal at
+    the smallest of their sizes: each fold sizes it from its own objects, so the speck guard
+    alone made folds disagree and lose their common hole filling); a step one lacks is not."""
     from unetkit.inference.postprocess import PostProcessing, PostStep
 
     fill = PostProcessing((PostStep("fill_holes", 1),))
@@ -93,8 +96,19 @@ def test_post_processing_only_where_every_member_chose_the_same(two):
     assert EnsemblePredictor(same).postprocess == fill
     apart = [Predictor.from_checkpoint(two[0], postprocess=fill)]
     apart.append(Predictor.from_checkpoint(two[1], postprocess=small))
-    assert not EnsemblePredictor(apart).postprocess  # none: the folds disagree
+    assert not EnsemblePredictor(apart).postprocess  # nothing in common
     assert EnsemblePredictor(apart, postprocess=small).postprocess == small
+    guards = [
+        PostProcessing((PostStep("remove_small", 1, min_size=37), PostStep("fill_holes", 1))),
+        PostProcessing((PostStep("fill_holes", 1), PostStep("remove_small", 1, min_size=49))),
+    ]
+    folds = [Predictor.from_checkpoint(p, postprocess=g) for p, g in zip(two, guards)]
+    assert EnsemblePredictor(folds).postprocess == PostProcessing(
+        (PostStep("remove_small", 1, min_size=37), PostStep("fill_holes", 1))
+    )
+    other = PostProcessing(guards[1].steps, connectivity=2)
+    folds[1] = Predictor.from_checkpoint(two[1], postprocess=other)
+    assert not EnsemblePredictor(folds).postprocess  # objects counted otherwise: nothing shared
 
 
 def test_mismatched_members_are_refused_naming_the_checkpoint(tmp_path, two):

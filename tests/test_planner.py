@@ -1184,6 +1184,11 @@ def test_values_of_the_users_own_are_named_under_the_plan_table():
         f"plan: yours, not the plan's: train.lr 0.0001 (planned {lr:g}); "
         f"data.patch_size 64×64 (planned {patch[0]}×{patch[1]})"
     )
+    # a config file's leaves come apart (data.normalization.name): the same scheme is no change
+    assert _yours_note(plan, {"data.normalization.name": "zscore"}) is None
+    assert _yours_note(plan, {"data.normalization.per_image": False}) == (
+        "plan: yours, not the plan's: normalization zscore (per_image=False) (planned zscore)"
+    )
     # the normalisation is decided, not a config value; the planned epochs are only a ceiling
     yours = {"data.normalization": {"name": "zscore", "per_image": False}, "train.epochs": 2}
     assert _yours_note(plan, yours) == (
@@ -1216,6 +1221,11 @@ def test_thumbnails_do_not_cut_the_patch_below_one_object_of_the_typical_image()
     small = {"median": [40, 52], "min": [37, 50], "p10": [37, 50], "max": [60, 60]}
     plan = make_plan(FakeFingerprint(sizes=small), 5, "cpu", timer=speed())
     assert plan.config["data.patch_size"] == [32, 48]
+    # objects larger than the patch limit: held at the limit, not above it
+    huge = {"1": {"count": 50, "per_case_median": 2, "diameter_px": {"p10": 200, "p90": 300}}}
+    sizes = {"median": [1200, 1200], "min": [60, 60], "p10": [60, 60], "max": [1200, 1200]}
+    patch, why = plan_patch(FakeFingerprint(cases=12, sizes=sizes, objects=huge), "cpu")
+    assert patch == [256, 256] and "but as near one large object (300 px) as the typical" in why
 
 
 def test_plan_reasons_say_what_happened_to_a_patch_the_images_cut():

@@ -568,3 +568,23 @@ def test_the_guard_clears_specks_from_a_blank_field_the_validation_never_showed(
     near = np.zeros(SHAPE, np.int64)
     near[disc(30, 30, 4)] = 1  # a small real nucleus, 49 px, above a quarter of 113 px: kept
     np.testing.assert_array_equal(choice.postprocessing.apply(near), near)
+
+
+def test_the_guard_never_costs_its_own_class_even_when_another_class_is_judged():
+    """Judged on class 1 alone (val_dice_c1), a class-2 removal changes no judged Dice; the
+    guard still must not cost class 2 its own true pixels (a found piece of a true object, cut
+    off from the rest, smaller than a quarter of the smallest true object)."""
+    truths, preds = [], []
+    for _ in range(2):
+        truth = labels_of((disc(18, 18, 7), 1), (disc(44, 44, 12), 2))
+        pred = truth.copy()
+        pred[44:47, 32:57] = 0  # a band across the disc: its top part is one object …
+        pred[32:44, 32:57] = np.where(pred[32:44, 32:57] == 2, 0, pred[32:44, 32:57])
+        pred[40:44, 40:48] = 2  # … and a 32-px true piece lies apart above the band
+        truths.append(truth)
+        preds.append(pred)
+    choice = choose_postprocessing(preds, truths, 3, select_metric="val_dice_c1")
+    assert [g["label"] for g in guards(choice)] == [1]  # class 1's changes nothing: kept
+    row = next(r for r in choice.candidates if r["step"].get("min_size") == 110)  # 441 / 4
+    assert row["step"]["label"] == 2 and not row["kept"]
+    assert row["dice"] == row["before"]  # class 1's Dice, the one judged: unchanged

@@ -414,3 +414,31 @@ def test_cli_predict_and_errors(checkpoint, folder, tmp_path):
         timeout=120,
     )
     assert res.returncode == 2 and "missing: input not found" in res.stderr
+
+
+def test_progress_bars_stay_out_of_a_log_file(checkpoint, folder, tmp_path, capfd):
+    """progress=True with stderr not a terminal (a pipe, a log file, CI): no bar is drawn; the
+    same call on a terminal draws one (tqdm's carriage returns)."""
+    import sys
+
+    pred = Predictor.from_checkpoint(checkpoint, precision="fp32")
+    predict_files(pred, [folder], tmp_path / "log", progress=True)
+    assert "predict:" not in capfd.readouterr().err
+
+    class Terminal:
+        def __init__(self, stream):
+            self.stream = stream
+
+        def isatty(self):
+            return True
+
+        def __getattr__(self, name):
+            return getattr(self.stream, name)
+
+    real = sys.stderr
+    sys.stderr = Terminal(real)
+    try:
+        predict_files(pred, [folder], tmp_path / "tty", progress=True)
+    finally:
+        sys.stderr = real
+    assert "predict:" in capfd.readouterr().err

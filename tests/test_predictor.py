@@ -243,6 +243,18 @@ def test_arrays_from_python_are_checked_as_files_are_with_the_fix_in_one_line(tm
         pred.predict(grey, spacing=(1.0,))
     with pytest.raises(ConfigError, match=r"got str 'm.pt': for a checkpoint file use Predictor"):
         Predictor("m.pt")
+    colour_model = create_model("unet", in_channels=3, base_features=4, depth=2, norm="instance")
+    with pytest.raises(
+        DataError,
+        match=r"the model expects 3 channel\(s\), the image has 2 .*"
+        r"convert it \(e.g. to 3 channels\)",
+    ):
+        Predictor(colour_model.eval(), precision="fp32").predict(np.zeros((2, 24, 40)))
+    volume_model = create_model("unet", spatial_dims=3, base_features=4, depth=2, norm="instance")
+    volumes = Predictor(volume_model.eval(), precision="fp32")
+    assert volumes.predict(np.zeros((8, 16, 16), np.float32)).shape == (8, 16, 16)
+    with pytest.raises(DataError, match=r"the model is 3D and expects a 3D volume \(D, H, W\)"):
+        volumes.predict(np.zeros((1, 24, 40)))  # a 2D image, not a one-slice volume
     path = save_checkpoint(tmp_path / "m.pt", model, patch_size=[32, 32])
     with pytest.raises(ConfigError, match=r"unknown setting 'tiel' \(did you mean 'tile'\?\)"):
         Predictor.from_checkpoint(path, tiel=32)

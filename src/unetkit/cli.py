@@ -59,29 +59,60 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from .errors import UnetkitError
 
     threads = _torch_threads()
+    stdout = sys.stdout
+    sys.stdout = _Stdout(stdout)
     try:
         return int(args.run(args) or 0)
+    except _StdoutClosed:  # `unetkit check-data DIR | head`: the reader has what it wanted
+        _silence_stdout(stdout)
+        return 141  # as a command stopped by SIGPIPE ends
     except UnetkitError as exc:
         print(f"unetkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"unetkit {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `unetkit check-data DIR | head`: the reader has what it wanted
-        _silence_stdout()
-        return 141  # as a command stopped by SIGPIPE ends
     finally:
+        if isinstance(sys.stdout, _Stdout):
+            sys.stdout = stdout
         _restore_threads(threads)
 
 
-def _silence_stdout() -> None:
-    """Point stdout at the null device, so that the interpreter's last flush into the closed pipe
-    does not print a second traceback (Python's documented way out of a SIGPIPE)."""
+class _StdoutClosed(Exception):
+    """The reader of the command's standard output went away (a closed pipe)."""
+
+
+class _Stdout:
+    """The command's standard output, telling a closed pipe there apart from a broken pipe
+    anywhere else (a worker's, a socket's), which stays an error of its own."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError as exc:
+            raise _StdoutClosed() from exc
+
+    def flush(self):
+        try:
+            return self._stream.flush()
+        except BrokenPipeError as exc:
+            raise _StdoutClosed() from exc
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _silence_stdout(stream) -> None:
+    """Point the closed stdout at the null device, so that the interpreter's last flush into the
+    pipe does not print a second traceback (Python's documented way out of a SIGPIPE)."""
     import os
 
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, AttributeError):
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, stream.fileno())
 
 
 def _torch_threads() -> Optional[int]:

@@ -416,6 +416,7 @@ def _rejudge_folds(plan, overrides: dict, values: dict) -> None:
     cases = plan.fingerprint.get("cases")
     if "train.folds" not in values or steps is None or not isinstance(cases, int):
         return
+    cases = max(cases, int(plan.fingerprint.get("cases_found") or 0))  # a sample read: all
     if round(steps) == plan.model_steps * plan.config.get("train.folds", 1):
         return  # the plan's own steps: its own decision stands
     width = overrides.get("model.options.base_features")
@@ -453,6 +454,7 @@ def _yours_note(plan, chosen: dict):
     are the flags (and, with ``--plan``, the config file's values), compared as the table writes
     them (a tuple equals its list, 10 equals 10.0)."""
     from ..data.normalization import describe_normalization
+    from ..errors import ConfigError
     from ..planning.planner import show_value
 
     def planned(key: str, value) -> str:
@@ -469,12 +471,13 @@ def _yours_note(plan, chosen: dict):
     decided = {d.name: d.value for d in plan.decisions}
     norm = {k: v for k, v in chosen.items() if k.split(".")[:2] == ["data", "normalization"]}
     if norm and "normalization" in decided:
-        spec = norm.get("data.normalization")
-        yours = (
-            describe_normalization(spec)
-            if isinstance(spec, dict) and "name" in spec
-            else ", ".join(f"{k} {show_value(v)}" for k, v in norm.items())
-        )
+        spec = dict(norm.get("data.normalization") or {})  # a config file's leaves come apart
+        spec.update({k.split(".", 2)[2]: v for k, v in norm.items() if k.count(".") >= 2})
+        spec.setdefault("name", str(decided["normalization"]).split(" ")[0])
+        try:
+            yours = describe_normalization(spec)
+        except (ConfigError, KeyError, TypeError, AttributeError):  # refused later: as given
+            yours = ", ".join(f"{k} {show_value(v)}" for k, v in norm.items())
         if yours != decided["normalization"]:
             replaced.append(f"normalization {yours} (planned {decided['normalization']})")
     return f"plan: yours, not the plan's: {'; '.join(replaced)}" if replaced else None

@@ -297,7 +297,8 @@ def _mixed_suffixes(image_stems: Sequence[str], mask_stems: Sequence[str]) -> Op
     (``a_mask.png``, ``b_label.png``): only one suffix is read, so the others' masks and images
     are each a problem of their own, and this says why; ``None`` otherwise."""
     votes = _suffix_votes(image_stems, mask_stems)
-    named = [(suffix, n) for suffix, n in votes.most_common() if suffix]
+    # "0_mask" after image "1" is mask "10_mask" of a missing image "10", not a second suffix
+    named = [(suffix, n) for suffix, n in votes.most_common() if suffix and not suffix[0].isdigit()]
     if len(named) < 2 or (votes[""] and votes[""] >= named[0][1]):
         return None
     shown = ", ".join(f"{suffix!r} {n}" for suffix, n in named[:6])

@@ -377,7 +377,11 @@ def choose_postprocessing(
                 f1 = None
                 if judge_f1:
                     f1 = object_f1(out, objects, c, connectivity) if changed else f1_before
-                free = value >= dice and (f1 is None or f1 >= f1_before)
+                # free: nothing judged falls, nor the class's own Dice (judged or not)
+                own = not changed or mean_dice(out, truths, num_classes, [c]) >= mean_dice(
+                    current, truths, num_classes, [c]
+                )
+                free = value >= dice and own and (f1 is None or f1 >= f1_before)
                 extra = {"obj_f1": f1, "obj_f1_before": f1_before} if judge_f1 else {}
                 rows.append(row(step, value, False, GUARD_NOTE if free else "", **extra))
                 if free:

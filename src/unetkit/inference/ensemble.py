@@ -5,8 +5,9 @@ stands in for a predictor wherever :func:`~unetkit.inference.batch.predict_files
 :meth:`~EnsemblePredictor.predict_proba` is the mean of the members' ``predict_proba`` (each with its
 own normalisation, tiling, test-time augmentation), its labels the argmax of that mean. The members
 must agree on the label map, the dimensionality, the input channels and the orientation. The labels get the
-post-processing that validation chose only where every member chose the same (each fold chose on
-its own validation images for its own model); otherwise none.
+post-processing steps that every member's validation chose (each fold chose on its own validation
+images for its own model; :func:`agreed_postprocessing`): a step only some members kept is left
+out, a small-object removal every member kept is applied at the smallest of their sizes.
 
 Images predicted band by band (:func:`~unetkit.inference.large.predict_large`, huge ``.npy`` / TIFF)
 run the members side by side, tile by tile: each member's logits become log-probabilities (softmax
@@ -35,6 +36,39 @@ from ..errors import ConfigError
 from .postprocess import PostProcessing
 from .predictor import Predictor
 from .tiling import TilePlan
+
+
+def agreed_postprocessing(choices: Sequence[PostProcessing]) -> PostProcessing:
+    """The steps every member's post-processing has, in the first member's order: a step of the
+    same kind for the same class in each (the same watershed ``h``), a small-object removal at
+    the smallest of the members' sizes (the most cautious; each fold sizes it from its own
+    validation objects, so folds rarely name one size). A member's step the others lack is left
+    out; members of different connectivity share nothing."""
+    from dataclasses import replace
+
+    first = choices[0]
+    if any(c.connectivity != first.connectivity for c in choices):
+        return PostProcessing(connectivity=first.connectivity)
+    steps = []
+    for step in first.steps:
+        same = [
+            next(
+                (s for s in c.steps if (s.name, s.label, s.h) == (step.name, step.label, step.h)),
+                None,
+            )
+            for c in choices
+        ]
+        if any(s is None for s in same):
+            continue
+        if step.name == "remove_small":
+            volumes = [s.min_volume for s in same]
+            step = replace(
+                step,
+                min_size=min(s.min_size for s in same),
+                min_volume=None if None in volumes else min(volumes),
+            )
+        steps.append(step)
+    return PostProcessing(tuple(steps), first.connectivity)
 
 
 def log_probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -127,8 +161,7 @@ class EnsemblePredictor:
         #: the members' one orientation code (``data.orientation``), which predict_files applies
         self.orientation = getattr(first, "orientation", None)
         if postprocess is None:  # the members' choice where they agree (module docstring)
-            agreed = all(m.postprocess == first.postprocess for m in members)
-            postprocess = first.postprocess if agreed else PostProcessing()
+            postprocess = agreed_postprocessing([m.postprocess for m in members])
         #: the clean-ups predict_files applies to the labels of the mean
         self.postprocess = postprocess
         same = all(_norm_state(m) == _norm_state(first) for m in members)

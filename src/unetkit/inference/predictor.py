@@ -185,8 +185,9 @@ def check_image(image, predictor, path: Optional[Path] = None) -> np.ndarray:
     model = predictor.model
     dims, in_ch = predictor.spatial_dims, getattr(model, "in_channels", None)
     image = _as_array(image, dims, path)
-    if image.ndim == dims and in_ch == 1 and path is None:
+    if image.ndim == dims and in_ch == 1 and path is None and (dims == 2 or image.shape[0] > 1):
         image = image[None]  # an array without its channel axis: one channel is unambiguous
+        # (not a (1, H, W) for a 3D model: a 2D image, far likelier than a one-slice volume)
     if image.ndim != dims + 1:
         from ..data.reading import pages_as_channels_hint
 
@@ -255,7 +256,7 @@ def _channel_fix(in_ch: int, path: Path, dims: int = 2, channels: int = 0) -> st
     from ..data.discovery import channel_suffix
     from ..io.readers import split_suffix
 
-    if in_ch > 1 and channel_suffix(split_suffix(path)[0]) is not None:
+    if in_ch > 1 and path is not None and channel_suffix(split_suffix(path)[0]) is not None:
         last = f"{in_ch - 1:04d}"
         return (
             f"nnU-Net channel files are read as one case when every file in the folder is named "

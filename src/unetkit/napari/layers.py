@@ -5,7 +5,7 @@ napari holds a grey image as ``(*spatial)``, a colour one as ``(*spatial, 3|4)``
 channel; unetkit takes ``(C, *spatial)``. The rules, fixed here once:
 
 * ``rgb`` layers: the colour axis moves to the front (a grey image stored as RGB is then read as
-  grey by :func:`~unetkit.inference.batch.check_image` for a one-channel model, as on the CLI);
+  grey by :func:`~unetkit.inference.predictor.check_image` for a one-channel model, as on the CLI);
 * a layer with the model's number of spatial axes (for training: the labels' shape) is one
   channel;
 * a layer with one axis more is a channel-first stack ``(C, *spatial)``.

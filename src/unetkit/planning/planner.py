@@ -432,12 +432,13 @@ def plan_patch(
     median = [max(1, int(round(s * scale))) for s in fp.sizes.get("median") or small]
     patch, cut, held = [], False, False
     for s, m, r, floor in zip(smallest, median, ratios, patch_floors(lo, ratios, period)):
-        p = max(floor, _round_up(want * r, period))
+        p = uncut = max(floor, _round_up(want * r, period))
         if p > s:
             p, cut = max(_round_down(s, period), min(s, period)), True
             # thumbnails smaller than an object hold none whole: the patch still holds the
-            # large objects where the typical image does (a 16-px patch for 22-px nuclei did not)
-            whole = min(_round_up(obj * r, period), _round_down(m, period)) if obj else 0
+            # large objects where the typical image does (a 16-px patch for 22-px nuclei did not),
+            # within the patch the limits allow
+            whole = min(_round_up(obj * r, period), _round_down(m, period), uncut) if obj else 0
             if whole > p:
                 p, held = whole, True
         patch.append(int(p))
@@ -460,8 +461,12 @@ def plan_patch(
         why += f", {_cut_to(smaller)} ({'10th percentile ' if smaller else ''}{size}"
         why += "; smaller ones are mirrored to fill it)" if smaller else ")"
     if held:
+        short = min(patch) < obj  # the limits or the typical image stop it short of one object
         why += (
-            f", but not below one large object ({obj:.0f} px), which the typical image "
+            f", but as near one large object ({obj:.0f} px) as the typical image "
+            f"({'×'.join(map(str, median))}) and the limits allow"
+            if short
+            else f", but not below one large object ({obj:.0f} px), which the typical image "
             f"({'×'.join(map(str, median))}) holds"
         )
     return patch, why
