@@ -13,7 +13,7 @@ import pytest
 from unetkit.cli import main
 from unetkit.data import LabelMap, check_dataset
 from unetkit.errors import ConfigError
-from unetkit.io import write_image
+from unetkit.io import ImageMeta, write_image
 
 RNG = np.random.default_rng(5)
 
@@ -818,3 +818,47 @@ def test_masks_named_with_several_suffixes_are_one_problem_first(tmp_path):
         DataError, match=r"masks: mask names add 3 different suffixes .* \(and 8 more problem"
     ):
         find_cases(tmp_path)
+
+
+def _nuclei_volume(n: int, seed: int) -> np.ndarray:
+    """A (12, 24, 24) volume of ``n`` separate boxes numbered 1 … n (nuclei ids)."""
+    vol = np.zeros((12, 24, 24), np.uint8)
+    for k in range(n):
+        y, x = 2 + 5 * (k // 4), 2 + 5 * (k % 4)
+        vol[3 + seed % 3 : 8, y : y + 3, x : x + 3] = k + 1
+    return vol
+
+
+def test_volumes_numbered_per_mask_get_a_note_and_training_a_warning(tmp_path, capsys):
+    """Nuclei stacks numbered 1 … n per volume (n differing), each number one region: 2D masks
+    like these are read as instances; volumes are not (an organ label map looks alike), so
+    check-data notes it and reading the label map for training warns, naming the flag. A 2D
+    mask beside a calibrated volume is one size problem (the voxel-size check crashed)."""
+    from unetkit.data.labels import infer_label_map
+
+    for i, n in enumerate((5, 7, 6)):
+        write_image(
+            tmp_path / "images" / f"v{i}.tif", RNG.integers(0, 99, (1, 12, 24, 24), np.uint8)
+        )
+        write_image(tmp_path / "masks" / f"v{i}.tif", _nuclei_volume(n, i)[None])
+    report = check_dataset(tmp_path)
+    note = (
+        "the 3 mask volumes are each numbered 0 … n (n from 5 to 7), every number one connected "
+        "region: trained as 7 classes; if the numbers are objects (nuclei, cells), pass "
+        "--mask-kind instances"
+    )
+    assert report.ok and note in report.notes and report.mask_kind == "labels"
+    masks = sorted((tmp_path / "masks").iterdir())
+    assert infer_label_map(masks, warn_lone=True).num_classes == 8  # as stored: classes
+    assert capsys.readouterr().err.count(f"warning: {note}") == 1
+    flat = tmp_path / "flat"
+    meta = ImageMeta(spacing=(2.0, 0.5, 0.5), spacing_unit="um")
+    write_image(flat / "images" / "a.tif", np.zeros((1, 12, 24, 24), np.uint8), meta)
+    write_image(
+        flat / "masks" / "a.tif",
+        np.ones((1, 24, 24), np.uint8),
+        ImageMeta(spacing=(0.5, 0.5), spacing_unit="um"),
+    )
+    assert check_dataset(flat).problems == [
+        f"{flat / 'masks' / 'a.tif'}: image/mask size mismatch: mask 24×24, image 12×24×24 (a.tif)"
+    ]

@@ -50,13 +50,14 @@ from .labels import (
     _pack,
     _unpack,
     border_pixels,
-    each_value_one_region,
     instance_ids,
     is_lossy_mask,
     looks_like_instances,
     lossy_mask_grey,
     non_integer_problem,
     numbered_per_mask,
+    numbered_regions,
+    numbered_volumes_note,
     two_binary_codings,
 )
 from .object_masks import is_object_source, read_mask_source
@@ -393,6 +394,7 @@ def check_dataset(
     mask_borders: dict[Path, dict[int, int]] = {}  # mask file -> {value: pixels on a region border}
     # mask file -> 2D labels numbered 0 … n, each one region (labels.numbered_per_mask)
     numbered: dict[Path, bool] = {}
+    numbered_volumes: dict[Path, bool] = {}  # the same of 3D masks: a note only
     for case in found.cases:
         if case.case_id in found.incomplete:  # missing channel files: already one problem
             continue
@@ -439,7 +441,7 @@ def check_dataset(
                 mask_values,
                 mask_layout,
                 mask_borders,
-                numbered,
+                (numbered, numbered_volumes),
                 image_meta,
             )
     odd = odd_voxel_size(stated)
@@ -485,6 +487,7 @@ def check_dataset(
         mask_layout,
         mask_borders,
         numbered,
+        numbered_volumes,
         label_map,
         labels_from,
         mask_kind,
@@ -570,7 +573,7 @@ def _check_mask(
     mask_values: dict,
     mask_layout: dict,
     mask_borders: dict,
-    numbered: dict,
+    numbered: tuple,
     image_meta=None,
 ) -> None:
     try:
@@ -648,8 +651,8 @@ def _check_mask(
     if layout != "instances":
         mask_borders[path] = _value_counts(plane[border_pixels(plane)])
     if layout == "labels" and mask_kind == "auto":
-        values = set(mask_values[path])
-        numbered[path] = values == set(range(max(values) + 1)) and each_value_one_region(plane)
+        flag = numbered_regions(plane, set(mask_values[path]))
+        numbered[0 if plane.ndim == 2 else 1][path] = flag  # (2D, volumes)
 
 
 def _grey_as_colours(mask_values: dict, mask_layout: dict, mask_borders: dict) -> None:
@@ -673,6 +676,7 @@ def _check_labels(
     mask_layout: dict,
     mask_borders: dict,
     numbered: dict,
+    numbered_volumes: dict,
     label_map: Optional[LabelMap],
     labels_from: str,
     mask_kind: str,
@@ -702,6 +706,12 @@ def _check_labels(
             f"every mask is numbered 0 … {n}, each number one connected region: read as {n} "
             "classes; if they are object ids, pass --mask-kind instances"
         )
+    if guess and numbered_volumes and len(numbered_volumes) == len(mask_layout):
+        note = numbered_volumes_note(
+            [set(mask_values[p]) for p in numbered_volumes], list(numbered_volumes.values())
+        )
+        if note:  # volumes are not switched to instances: organ maps look alike
+            report.notes.append(note)
     if guess and ("instances" in mask_layout.values() or few_ids):
         for path, lay in mask_layout.items():
             if lay in ("labels", "colors"):

@@ -121,15 +121,15 @@ FEW_IDS_MIN = 4
 
 
 def each_value_one_region(plane: np.ndarray) -> bool:
-    """Whether every non-zero value of a 2D integer ``plane`` is (nearly) one 8-connected region,
-    as an object's id is (:data:`INSTANCE_GUESS_REGIONS`)."""
+    """Whether every non-zero value of a 2D or 3D integer ``plane`` is (nearly) one connected
+    region (8- or 26-connected), as an object's id is (:data:`INSTANCE_GUESS_REGIONS`)."""
     plane = np.asarray(plane)
-    if plane.ndim != 2 or plane.dtype.kind not in "iub":
+    if plane.ndim not in (2, 3) or plane.dtype.kind not in "iub":
         return False
     from skimage.measure import label
 
     values = np.unique(plane)
-    _, regions = label(plane, background=0, connectivity=2, return_num=True)
+    _, regions = label(plane, background=0, connectivity=plane.ndim, return_num=True)
     return regions <= INSTANCE_GUESS_REGIONS * int((values != 0).sum()) + 2
 
 
@@ -146,6 +146,40 @@ def numbered_per_mask(values: Sequence[set], one_region: Sequence[bool]) -> bool
         all(set(v) == set(range(top + 1)) for v, top in zip(values, tops))
         and max(tops) >= FEW_IDS_MIN
         and len(set(tops)) > 1
+    )
+
+
+#: volumes larger than this are not searched for ids numbered per mask (one connected-component
+#: labelling each): nuclei stacks are far smaller, CT label maps far larger
+NUMBERED_VOLUME_MAX_VOXELS = 2**25
+
+
+def numbered_regions(plane: np.ndarray, values: set) -> bool:
+    """Whether a mask ``plane`` of ``values`` is numbered 0 … n, each number one region: the
+    cheap test of the values first, the labelling only then (and for volumes only up to
+    :data:`NUMBERED_VOLUME_MAX_VOXELS`)."""
+    if not values or values != set(range(max(values) + 1)):
+        return False
+    if np.ndim(plane) == 3 and (
+        max(values) < FEW_IDS_MIN or plane.size > NUMBERED_VOLUME_MAX_VOXELS
+    ):
+        return False
+    return each_value_one_region(plane)
+
+
+def numbered_volumes_note(values: Sequence[set], one_region: Sequence[bool]) -> Optional[str]:
+    """What to say of 3D masks numbered 0 … n per volume, n differing, each number one region
+    (:func:`numbered_per_mask`): nuclei ids, likely, but organ label maps look alike (each organ
+    one region; volumes that miss the last organs stop lower), so volumes are not read as
+    instances unasked, as 2D masks are: the line names the flag. ``None`` when they do not look
+    so."""
+    if not numbered_per_mask(values, one_region):
+        return None
+    tops = sorted({max(v) for v in values})
+    return (
+        f"the {len(values)} mask volumes are each numbered 0 … n (n from {tops[0]} to "
+        f"{tops[-1]}), every number one connected region: trained as {tops[-1]} classes; if the "
+        "numbers are objects (nuclei, cells), pass --mask-kind instances"
     )
 
 
@@ -702,6 +736,7 @@ def infer_label_map(
             instance_ids(arr, path)  # raises on a wrong channel count or non-integer ids
         return INSTANCE_LABEL_MAP
     per_mask: list = []  # each 2D 1-channel mask's values and whether each is one region
+    per_volume: list = []  # the same of each 3D mask (a warning only: numbered_volumes_note)
     seen_in: Counter = Counter()  # in how many 1-channel masks each value occurs
     scarce: list = []  # (mask, its values covering under LONE_VALUE_SHARE of it)
     grey_sets: dict = {}  # each 1-channel mask's values (two_binary_codings)
@@ -746,6 +781,8 @@ def infer_label_map(
             if kind == "auto" and arr.ndim == 3:  # ids numbered per image? (numbered_per_mask)
                 counted = here == set(range(max(here) + 1))
                 per_mask.append((here, counted and each_value_one_region(arr[0])))
+            if kind == "auto" and arr.ndim == 4 and warn_lone:  # volumes: a warning only
+                per_volume.append((here, numbered_regions(arr[0], here)))
         channels[arr.shape[0]].append(path)
         if meta is not None and meta.palette and palette is None:
             palette = meta.palette
@@ -770,6 +807,13 @@ def infer_label_map(
         return infer_label_map(masks, kind="instances")
     if resolved == "labels" and kind == "auto" and len(scarce) >= 2:
         _warn_lone_values(scarce, seen_in, grey)
+    if resolved == "labels" and len(per_volume) == count:
+        note = numbered_volumes_note([v for v, _ in per_volume], [ok for _, ok in per_volume])
+        if note and note not in _WARNED:
+            import sys
+
+            _WARNED.add(note)  # once: the plan and the trainer both read the masks
+            print(f"warning: {note}", file=sys.stderr)
     if resolved == "labels" and len(grey_sets) == count:
         mixed = two_binary_codings(grey_sets)
         if mixed is not None:

@@ -122,8 +122,8 @@ def geometry_problem(
     if image_meta is None or mask_meta is None:
         return None
     spacing, other = getattr(image_meta, "spacing", None), getattr(mask_meta, "spacing", None)
-    if spacing is None or len(spacing) != 3:
-        return None
+    if spacing is None or len(spacing) != 3 or (other is not None and len(other) != 3):
+        return None  # a 2D file beside a volume: the size check says so
     tol = GEOMETRY_TOLERANCE
     fix = f"its size matches, so fix its header to the {of}'s (or resample it onto the {of})"
     if other is not None and not np.allclose(other, spacing, rtol=tol, atol=0):
