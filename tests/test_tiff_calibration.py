@@ -311,3 +311,26 @@ def test_predict_band_by_band_keeps_the_input_calibration(checkpoint, tmp_path, 
     for name in ("slide.tif", "slide_prob.tif"):
         meta = read_image(tmp_path / "out" / name)[1]
         assert meta.spacing == (0.25, 0.5) and meta.spacing_unit == "um"
+
+
+def test_ome_pixel_sizes_are_read_each_in_its_own_unit(tmp_path):
+    """OME states a unit per axis (a z step in nm beside µm in x and y; µm where unstated): each
+    is read in its own unit and given in x's (z was read as 1000 µm, every mask "mismatched")."""
+    volume = np.zeros((4, 20, 30), np.uint16)
+    path = tmp_path / "z_in_nm.ome.tif"
+    units = {"PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm", "PhysicalSizeZUnit": "nm"}
+    sizes = {"PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2, "PhysicalSizeZ": 1000}
+    tifffile.imwrite(path, volume, ome=True, metadata={"axes": "ZYX", **sizes, **units})
+    meta = read_image(path)[1]
+    assert meta.spacing == (1.0, 0.2, 0.2) and meta.spacing_unit == "um"
+    plain = tmp_path / "stated_in_um.ome.tif"
+    metadata = {"axes": "ZYX", "PhysicalSizeX": 0.5, "PhysicalSizeZ": 2}
+    tifffile.imwrite(plain, volume, ome=True, metadata=metadata)
+    meta = read_image(plain)[1]
+    assert meta.spacing == (2.0, 0.5, 0.5) and meta.spacing_unit == "um"
+    mm = tmp_path / "x_in_mm.ome.tif"
+    metadata = {"axes": "ZYX", "PhysicalSizeX": 0.001, "PhysicalSizeXUnit": "mm"}
+    metadata.update(PhysicalSizeY=0.001, PhysicalSizeYUnit="mm", PhysicalSizeZ=3.0)  # z in µm
+    tifffile.imwrite(mm, volume, ome=True, metadata=metadata)
+    meta = read_image(mm)[1]
+    assert meta.spacing == (0.003, 0.001, 0.001) and meta.spacing_unit == "mm"

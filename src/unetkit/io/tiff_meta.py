@@ -50,16 +50,37 @@ def _tiff_spacing(tf: Any, spatial: str) -> tuple[Optional[tuple], Optional[str]
         z = (float(ij.get("spacing", 1.0)),) if "Z" in spatial else ()
         return z + xy, unit
     if tf.is_ome and tf.ome_metadata:
-        sizes = {}
-        for letter in spatial:
-            m = re.search(rf'PhysicalSize{letter}="([^"]+)"', tf.ome_metadata)
-            if m:
-                sizes[letter] = float(m.group(1))
-        if "X" in sizes:
-            sizes.setdefault("Y", sizes.get("X"))
-            m = re.search(r'PhysicalSizeXUnit="([^"]+)"', tf.ome_metadata)
-            unit = norm_unit(m.group(1)) if m else "um"
-            return tuple(sizes.get(a, 1.0) for a in spatial), unit
+        return _ome_spacing(tf.ome_metadata, spatial)
+    return _tag_spacing(page, xy, spatial)
+
+
+def _ome_spacing(xml: str, spatial: str) -> tuple[Optional[tuple], Optional[str]]:
+    """The OME pixel sizes per axis, each in its own unit (``PhysicalSizeZUnit="nm"`` beside µm
+    in x and y; µm where unstated, as OME defines) and given in the x axis's unit; ``(None,
+    None)`` without ``PhysicalSizeX``."""
+    from .meta import METRES_PER_UNIT
+
+    sizes, units = {}, {}
+    for letter in spatial:
+        m = re.search(rf'PhysicalSize{letter}="([^"]+)"', xml)
+        if m:
+            sizes[letter] = float(m.group(1))
+            u = re.search(rf'PhysicalSize{letter}Unit="([^"]+)"', xml)
+            units[letter] = norm_unit(u.group(1)) if u else "um"
+    if "X" not in sizes:
+        return None, None
+    sizes.setdefault("Y", sizes["X"])
+    units.setdefault("Y", units["X"])
+    unit = units["X"]
+    for letter, size in sizes.items():
+        a, b = METRES_PER_UNIT.get(units[letter]), METRES_PER_UNIT.get(unit)
+        if a is not None and b is not None and a != b:
+            sizes[letter] = float(f"{size * a / b:.12g}")  # 1000 nm is 1 µm, not 1.0000000000000002
+    return tuple(sizes.get(a, 1.0) for a in spatial), unit
+
+
+def _tag_spacing(page: Any, xy, spatial: str) -> tuple[Optional[tuple], Optional[str]]:
+    """The pixel size from the resolution tags in a physical ResolutionUnit, else none."""
     unit_tag = page.tags.get("ResolutionUnit")
     microns = _MICRONS_PER_RESOLUTION_UNIT.get(int(unit_tag.value)) if unit_tag else None
     if xy is not None and microns is not None:
