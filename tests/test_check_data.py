@@ -862,3 +862,27 @@ def test_volumes_numbered_per_mask_get_a_note_and_training_a_warning(tmp_path, c
     assert check_dataset(flat).problems == [
         f"{flat / 'masks' / 'a.tif'}: image/mask size mismatch: mask 24×24, image 12×24×24 (a.tif)"
     ]
+
+
+def test_a_set_of_which_some_files_state_a_voxel_size_gets_a_note(tmp_path):
+    """Half the stacks calibrated, half saved without metadata: the plan trains all as stored,
+    so check-data says which state none (it listed the stated sizes only); a 2D set's sizes are
+    in y, x order."""
+    for i in range(4):
+        meta = ImageMeta(spacing=(1.0, 0.2, 0.2), spacing_unit="um") if i % 2 else None
+        write_image(tmp_path / "images" / f"s{i}.tif", np.zeros((1, 6, 8, 8), np.uint8), meta)
+        mask = np.zeros((1, 6, 8, 8), np.uint8)
+        mask[0, 2:4, 2:5, 2:5] = 1
+        write_image(tmp_path / "masks" / f"s{i}.tif", mask, meta)
+    report = check_dataset(tmp_path)
+    assert report.notes == [
+        "only 2 of 4 images state a voxel size (s0.tif, s2.tif state none): the plan trains "
+        "every image as stored, without resampling; give every file its calibration to train at "
+        "one voxel size"
+    ]
+    flat = tmp_path / "flat"
+    for i in range(2):
+        meta = ImageMeta(spacing=(0.5, 0.5), spacing_unit="um")
+        write_image(flat / "images" / f"a{i}.tif", np.zeros((1, 8, 8), np.uint8), meta)
+        write_image(flat / "masks" / f"a{i}.tif", np.eye(8, dtype=np.uint8)[None], meta)
+    assert "  voxel sizes (array order: y, x): 0.5×0.5 um (2)" in check_dataset(flat).format()

@@ -303,10 +303,12 @@ def test_spacing_aware_training_beats_the_stored_grids_on_mixed_spacings(mixed, 
     assert Predictor.from_checkpoint(aware_ckpt).target_spacing == (3.0, 1.5, 1.5)
 
 
-def test_predict_cli_writes_each_case_on_its_own_grid(mixed, tmp_path):
+def test_predict_cli_writes_each_case_on_its_own_grid(mixed, tmp_path, capsys):
     """``unetkit predict`` with a spacing-aware checkpoint: each output has its input's shape,
-    spacing, origin and direction."""
+    spacing, origin and direction, and the command says that it resampled them (silent before);
+    an input without a voxel size is named as predicted as stored."""
     from unetkit.cli import main
+    from unetkit.inference.batch import _spacing_notes
 
     train, test = mixed
     ckpt = _train(
@@ -314,6 +316,17 @@ def test_predict_cli_writes_each_case_on_its_own_grid(mixed, tmp_path):
     )
     out = tmp_path / "pred"
     assert main(["predict", str(ckpt), str(test / "images"), "--output", str(out)]) == 0
+    n = len(list((test / "images").glob("*.mha")))
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and notes[0].startswith(
+        f"note: {n} of {n} input(s) resampled to the model's voxel size 3×1.5×1.5 and back ("
+    )
+    predictor = Predictor.from_checkpoint(ckpt)
+    sizes = [("a.npy", None), ("b.mha", (3.0, 1.5, 1.5))]
+    assert _spacing_notes(predictor, sizes) == [
+        "1 of 2 input(s) state no voxel size (a.npy): predicted as stored, as if at the model's "
+        "3×1.5×1.5"
+    ]
     for path in sorted((test / "images").glob("*.mha")):
         src = sitk.ReadImage(str(path))
         got = sitk.ReadImage(str(next(out.glob(f"{path.stem}*"))))

@@ -370,7 +370,9 @@ def run(args) -> int:
         finally:
             cluster.close(client)
     else:
-        results = predict_files(predictor, args.inputs, args.output, **outputs)
+        results = predict_files(
+            predictor, args.inputs, args.output, say=lambda line: print(f"note: {line}"), **outputs
+        )
     written = sum(r.status == "written" for r in results)
     skipped = len(results) - written
     again = " (--overwrite predicts them again)" if skipped else ""

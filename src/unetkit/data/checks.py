@@ -261,7 +261,9 @@ class DatasetReport:
             order = " or ".join(("H×W", "D×H×W")[n - 1] for n in sorted(axes) if n in (1, 2))
             lines.append(f"  image sizes ({order or 'array order'}): {counts(self.sizes)}")
             if self.spacings:
-                lines.append(f"  voxel sizes (array order: z, y, x): {counts(self.spacings)}")
+                three = any(k.split(" ")[0].count("×") == 2 for k in self.spacings)
+                order = "z, y, x" if three else "y, x"
+                lines.append(f"  voxel sizes (array order: {order}): {counts(self.spacings)}")
             lines.append(f"  channels: {counts(self.channels)}")
             lines.append(f"  dtypes: {counts(self.dtypes)}")
 
@@ -447,6 +449,15 @@ def check_dataset(
     odd = odd_voxel_size(stated)
     if odd:
         report.problems.append(f"{odd[0]}: {odd[1]}")
+    read = sum(channels.values())
+    if stated and len(stated) < read:  # as the plan decides (planning.spacing)
+        with_size = {str(p) for p, _, _ in stated}
+        silent = sorted(Path(p).name for p in image_channels if str(p) not in with_size)
+        report.notes.append(
+            f"only {len(stated)} of {read} images state a voxel size ({_shorten(silent)} state "
+            "none): the plan trains every image as stored, without resampling; give every file "
+            "its calibration to train at one voxel size"
+        )
     for name, (folder, has) in sorted(extra_cases.items()):
         lacking = [c for c in paired if c not in has]
         if lacking and is_dir_alias(name, INSTANCE_DIR_NAMES):

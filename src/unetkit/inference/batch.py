@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -207,6 +207,7 @@ def predict_files(
     part: Optional[tuple] = None,
     level: int = 0,
     model_id: Optional[str] = None,
+    say: Optional[Callable[[str], None]] = None,
 ) -> list[PredictedFile]:
     """Predict every input and write its outputs to ``out_dir``.
 
@@ -230,6 +231,8 @@ def predict_files(
             files); kept in ``out_dir`` (:data:`MODEL_RECORD`), so that a rerun with another model
             does not skip this one's outputs as done (:func:`check_model_record`). ``None`` keeps
             no record.
+        say: receives the lines worth telling before predicting (inputs resampled to the model's
+            voxel size, inputs that state none: :func:`check_inputs`); ``None`` keeps quiet.
 
     Returns:
         One :class:`PredictedFile` per input. Labels are written in the label map's values
@@ -273,7 +276,9 @@ def predict_files(
     )
     check_model_record(out_dir, model_id, cases, options)
     check_outputs_apart(out_dir, cases, options)
-    check_inputs(predictor, cases, out_dir, options)
+    for line in check_inputs(predictor, cases, out_dir, options):
+        if say is not None:
+            say(line)
     results = []
     with output_folder(out_dir):
         remove_stale_temp_files(out_dir)
@@ -405,14 +410,20 @@ def _done(paths: dict) -> bool:
     return all(p.exists() for p in paths.values())
 
 
-def check_inputs(predictor, cases: list, out_dir: Path, options: dict) -> None:
+def check_inputs(predictor, cases: list, out_dir: Path, options: dict) -> list[str]:
     """Read and check every input that will be predicted (:func:`check_image`), before the first
     output is written: a corrupt file, an empty one or an image of the wrong channel count among
     many stops the run with nothing written, not after the outputs of the files before it. An
     input predicted band by band is opened and its channels checked (reading it whole is what band
-    by band avoids). Inputs whose outputs exist (and are kept) are not read."""
+    by band avoids). Inputs whose outputs exist (and are kept) are not read.
+
+    Returns:
+        Lines for the user on the voxel sizes of a model trained at one (:func:`_spacing_notes`):
+        which inputs are resampled to it, which state none and are predicted as stored.
+    """
     from ..data.dataset import read_case_image
 
+    sizes: list = []  # (input, its voxel size in the model's unit, or None)
     for case in cases:
         paths, band, _ = _outputs_with(case, out_dir, options)
         if not options.get("overwrite") and _done(paths):
@@ -434,12 +445,46 @@ def check_inputs(predictor, cases: list, out_dir: Path, options: dict) -> None:
         image, meta = read_case_image(case) if level == 0 else _read_level(first, level)
         image = check_image(image, predictor, first)
         _, turned_meta, _ = reorient(image, meta, getattr(predictor, "orientation", None))
-        spacing_for_model(
+        spacing = spacing_for_model(
             predictor,
             getattr(turned_meta, "spacing", None),
             getattr(turned_meta, "spacing_unit", None),
             first,
         )
+        sizes.append((first, spacing))
+    return _spacing_notes(predictor, sizes)
+
+
+def _spacing_notes(predictor, sizes: list) -> list[str]:
+    """For a model that knows its voxel size: how many inputs are resampled to it (and back), and
+    which state no voxel size and are predicted as stored; nothing for a model of uncalibrated
+    images. ``sizes``: ``(input, voxel size or None)`` of each input read."""
+    model = getattr(predictor, "target_spacing", None) or getattr(
+        predictor, "trained_spacing", None
+    )
+    if model is None or not sizes:
+        return []
+    unit = f" {predictor.spacing_unit}" if getattr(predictor, "spacing_unit", None) else ""
+    shown = "×".join(f"{float(v):g}" for v in model) + unit
+    notes = []
+    silent = [Path(p).name for p, sp in sizes if sp is None]
+    if silent:
+        names = ", ".join(silent[:5]) + (f" and {len(silent) - 5} more" if len(silent) > 5 else "")
+        notes.append(
+            f"{len(silent)} of {len(sizes)} input(s) state no voxel size ({names}): predicted as "
+            f"stored, as if at the model's {shown}"
+        )
+    resampling = getattr(predictor, "resampling", None)
+    if resampling is not None:
+        moved = [(p, sp) for p, sp in sizes if sp is not None and resampling(sp) is not None]
+        if moved:
+            p, sp = moved[0]
+            first = f"{Path(p).name}: {'×'.join(f'{float(v):g}' for v in sp)}{unit}"
+            notes.append(
+                f"{len(moved)} of {len(sizes)} input(s) resampled to the model's voxel size "
+                f"{shown} and back ({first})"
+            )
+    return notes
 
 
 #: the file in a prediction folder that says which model wrote its outputs (hidden: no reader of
