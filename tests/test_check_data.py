@@ -886,3 +886,21 @@ def test_a_set_of_which_some_files_state_a_voxel_size_gets_a_note(tmp_path):
         write_image(flat / "images" / f"a{i}.tif", np.zeros((1, 8, 8), np.uint8), meta)
         write_image(flat / "masks" / f"a{i}.tif", np.eye(8, dtype=np.uint8)[None], meta)
     assert "  voxel sizes (array order: y, x): 0.5×0.5 um (2)" in check_dataset(flat).format()
+
+
+def test_a_stack_saved_as_imagej_channels_gets_the_axes_fix(tmp_path):
+    """tifffile's ImageJ writer stores a (24, H, W) stack without axes as 24 channels: the mask
+    problem says how to save z-slices (it said only "24 channel(s), expected 1 or 3")."""
+    import tifffile
+
+    stack = np.zeros((24, 16, 16), np.uint8)
+    stack[5:9, 4:8, 4:8] = 1
+    for folder in ("images", "masks"):
+        (tmp_path / folder).mkdir()
+        tifffile.imwrite(tmp_path / folder / "a.tif", stack, imagej=True)
+    assert check_dataset(tmp_path).problems == [
+        f"{tmp_path / 'masks' / 'a.tif'}: mask has 24 channel(s), expected 1 or 3; the TIFF's "
+        "metadata names 24 channels: if they are z-slices, save it with axes ZYX "
+        "(tifffile.imwrite(path, stack, imagej=True, metadata={'axes': 'ZYX'}), or in Fiji "
+        "Image ▸ Properties: slices, not channels)"
+    ]

@@ -67,6 +67,7 @@ from .reading import (
     is_grey_as_colour,
     odd_voxel_size,
     pages_as_channels_hint,
+    slices_as_channels_hint,
 )
 
 PathLike = Union[str, Path]
@@ -643,7 +644,10 @@ def _check_mask(
         plane, layout = mask[0], ("instances" if mask_kind == "instances" else "labels")
     else:
         want = {"colors": "3 (RGB colours)", "labels": "1 (labels)"}.get(mask_kind, "1 or 3")
-        report.problems.append(f"{path}: mask has {mask.shape[0]} channel(s), expected {want}")
+        hint = slices_as_channels_hint(mask.shape[0], path)
+        report.problems.append(
+            f"{path}: mask has {mask.shape[0]} channel(s), expected {want}{hint}"
+        )
         return
     if plane.dtype.kind == "f":
         problem = non_integer_problem(plane)

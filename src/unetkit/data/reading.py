@@ -231,6 +231,21 @@ def pages_as_channels_hint(image_shape: Sequence[int], image_path) -> str:
     )
 
 
+def slices_as_channels_hint(channels: int, path) -> str:
+    """The fix when a TIFF was read as ``channels`` > :data:`STACK_AS_CHANNELS_MAX` channels of one
+    plane where a z-stack was meant (an ImageJ file whose metadata calls its slices channels, as
+    ``tifffile.imwrite(path, stack, imagej=True)`` without axes writes it); else ``""``."""
+    if channels <= STACK_AS_CHANNELS_MAX or path is None:
+        return ""
+    if Path(str(path)).suffix.lower() not in (".tif", ".tiff"):
+        return ""
+    return (
+        f"; the TIFF's metadata names {channels} channels: if they are z-slices, save it with "
+        "axes ZYX (tifffile.imwrite(path, stack, imagej=True, metadata={'axes': 'ZYX'}), or in "
+        "Fiji Image ▸ Properties: slices, not channels)"
+    )
+
+
 def _check_size(arr: np.ndarray, spatial: Sequence[int], path: Path, case: Case) -> None:
     if arr.shape != tuple(spatial):
         hint = (

@@ -189,11 +189,17 @@ def check_image(image, predictor, path: Optional[Path] = None) -> np.ndarray:
         image = image[None]  # an array without its channel axis: one channel is unambiguous
         # (not a (1, H, W) for a 3D model: a 2D image, far likelier than a one-slice volume)
     if image.ndim != dims + 1:
-        from ..data.reading import pages_as_channels_hint
+        from ..data.reading import pages_as_channels_hint, slices_as_channels_hint
 
         want = "a 2D image (H, W)" if dims == 2 else "a 3D volume (D, H, W)"
         if path is not None:
-            hint = pages_as_channels_hint(image.shape[1:], path) if image.shape[0] == 1 else ""
+            hint = (
+                pages_as_channels_hint(image.shape[1:], path)
+                if image.shape[0] == 1
+                else slices_as_channels_hint(image.shape[0], path)
+                if image.ndim == dims
+                else ""
+            )
         else:
             hint = f" (here: an array of shape (C, {'D, ' if dims == 3 else ''}H, W))"
         raise DataError(
