@@ -517,10 +517,14 @@ def test_small_object_sizes_are_volumes_where_the_spacing_is_known():
     assert step.name == "remove_small" and step.min_volume is not None
     assert step.min_volume == pytest.approx(step.min_size * 1.0)  # 1 mm³ voxels at validation
     assert step.describe("mm", 3) == (
-        f"remove class 1 objects under {step.min_volume:.4g} mm³ ({step.min_size} px at the "
+        f"remove class 1 objects under {step.min_volume:.4g} mm³ ({step.min_size} voxels at the "
         "validation's median voxel size)"
     )
     assert "in the images' spacing unit, cubed" in step.describe(None, 3)
+    # the trainer gives the files' unit: the log and postprocess.json say mm³, not "the unit"
+    named = choose_postprocessing(preds, truths, 2, spacings=[(1.0, 1.0, 1.0)] * 2, unit="mm")
+    assert named.candidates[0]["describe"].startswith("remove class 1 objects under ")
+    assert " mm³ (" in named.candidates[0]["describe"] and "voxels at the" in named.describe()[0]
     coarse = _organ((8, 24, 24), 3.0)  # 3 slices of 3 mm: 300 voxels, 900 mm³
     coarse[6, 20, 20:22] = 1
     kept = by_volume.postprocessing.apply(coarse, spacing=(3.0, 1.0, 1.0))

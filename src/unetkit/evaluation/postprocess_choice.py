@@ -247,6 +247,7 @@ def choose_postprocessing(
     split_heights: Sequence[float] = SPLIT_HEIGHTS,
     out_of_time: Optional[Callable[[], bool]] = None,
     spacings: Optional[Sequence[Optional[Sequence[float]]]] = None,
+    unit: Optional[str] = None,
 ) -> PostProcessingChoice:
     """Choose the post-processing of a model on its validation cases (module docstring).
 
@@ -267,6 +268,7 @@ def choose_postprocessing(
             candidates tried is still kept; :attr:`PostProcessingChoice.stopped` says so).
         spacings: per case its voxel size (``None`` where unknown): with every one known, the
             small-object sizes are volumes, each case judged at its own voxel size.
+        unit: the unit of those voxel sizes (``"um"``, ``"mm"``), for the sizes' descriptions.
 
     Returns:
         A :class:`PostProcessingChoice`.
@@ -306,7 +308,7 @@ def choose_postprocessing(
     def row(step, value, kept, note="", **more) -> dict:
         return {
             "step": step.to_dict(),
-            "describe": step.describe(),
+            "describe": step.describe(unit, truths[0].ndim),
             "dice": value,
             "before": dice,
             **more,

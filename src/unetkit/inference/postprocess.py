@@ -639,10 +639,13 @@ class PostStep:
             )
             return (
                 f"remove class {c} objects under {size} "
-                f"({self.min_size} px at the validation's median voxel size)"
+                f"({self.min_size} {'voxels' if dims == 3 else 'px'} at the validation's median "
+                "voxel size)"
             )
         if self.name == "remove_small":
-            return f"remove class {c} objects under {self.min_size} px"
+            return (
+                f"remove class {c} objects under {self.min_size} {'voxels' if dims == 3 else 'px'}"
+            )
         if self.name == "split_touching":
             return f"split touching class {c} objects (watershed, h={self.h:g})"
         if self.name == "fill_holes":

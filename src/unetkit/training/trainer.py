@@ -706,6 +706,7 @@ class Trainer:
             truth_instances=[case.instances for case in val],
             out_of_time=lambda: self._seconds_left() < save,
             spacings=[case.spacing for case in val],
+            unit=((self.plan or {}).get("fingerprint") or {}).get("spacing_unit"),
         )
         ckpt.setdefault("extra", {})["postprocess"] = choice.postprocessing.to_dict()
         write_checkpoint(best_path, ckpt)
