@@ -90,3 +90,21 @@ def test_object_extents_are_the_longest_bounding_box_side():
     vol = np.zeros((5, 4, 4), np.int32)
     vol[0:5, 1, 1] = 1
     assert object_extents(vol).tolist() == [5]
+
+
+def test_touching_in_an_anisotropic_volume_is_measured_alike_on_every_axis():
+    """Nuclei two slices apart in z, slices five times the pixel size: 2 µm apart, not touching;
+    two pixels apart in x: 0.4 µm, touching (both counted as touching before, in voxels)."""
+    from unetkit.data.objects import gaps_per_axis, touching_objects
+
+    vol = np.zeros((10, 12, 20), np.int32)
+    vol[1:4, 2:6, 2:6] = 1
+    vol[5:8, 2:6, 2:6] = 2  # one slice of background between 1 and 2: 2 slices (2 µm) apart
+    vol[1:4, 2:6, 7:11] = 3  # one column between 1 and 3: 2 px (0.4 µm) apart
+    gaps = gaps_per_axis(2, (1.0, 0.2, 0.2), 3)
+    assert gaps == [1, 2, 2]
+    assert touching_objects(vol, gaps).tolist() == [1, 3]
+    assert touching_objects(vol, 2).tolist() == [1, 2, 3]  # in voxels alone
+    assert gaps_per_axis(2, None, 3) == [2, 2, 2] and gaps_per_axis(2, (0.5, 0.5), 2) == [2, 2]
+    with pytest.raises(ConfigError, match="max_gap per axis must be 3 integers"):
+        touching_objects(vol, [1, 2])

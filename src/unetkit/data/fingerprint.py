@@ -29,7 +29,9 @@ Definitions:
   foreground lies in objects this thin or thinner; specks do not count for much).
 * **Touching**: an object touches when another object *of the same class* lies within 2 px of it
   (Chebyshev distance, :func:`~unetkit.data.objects.touching_objects`): across a 1-px background
-  line, as the cells of the U-Net paper. Many touching objects call for the border weight map.
+  line, as the cells of the U-Net paper; in a volume of known voxel size, the same length on
+  every axis (:func:`~unetkit.data.objects.gaps_per_axis`: at least one slice). Many touching
+  objects call for the border weight map.
 
 With more than ``max_cases`` cases a seeded random subset is read (:attr:`Fingerprint.cases_found`
 says how many there were); the label map is then inferred from that subset's masks.
@@ -59,6 +61,7 @@ from .discovery import scan_dataset
 from .labels import INFER_KINDS, LabelMap, dataset_label_map
 from .objects import (
     equivalent_diameter,
+    gaps_per_axis,
     object_extents,
     object_sizes,
     object_thickness,
@@ -255,7 +258,9 @@ class _ClassObjects:
         self.widths: list[np.ndarray] = []
         self.touching = 0
 
-    def add(self, labels: Optional[np.ndarray]) -> None:
+    def add(self, labels: Optional[np.ndarray], spacing=None) -> None:
+        """One case's objects of the class (``None``: absent); ``spacing``: its voxel size, so
+        that touching is measured alike on every axis (:func:`~unetkit.data.objects.gaps_per_axis`)."""
         if labels is None:  # the class is absent from this case
             self.per_case.append(0)
             return
@@ -265,7 +270,8 @@ class _ClassObjects:
         self.extents.append(object_extents(labels))
         self.widths.append(object_thickness(labels))
         if sizes.size > 1:
-            self.touching += int(touching_objects(labels, TOUCH_GAP).size)
+            gaps = gaps_per_axis(TOUCH_GAP, spacing, labels.ndim)
+            self.touching += int(touching_objects(labels, gaps).size)
 
     def summary(self, spatial_dims: int) -> dict:
         sizes = np.concatenate(self.sizes) if self.sizes else np.zeros(0, np.int64)
@@ -407,10 +413,10 @@ def fingerprint_dataset(
         for k, objects in per_class.items():
             if instances is not None:  # instance ids: the objects, each class's its own
                 here = np.where(classes == k, instances, 0)
-                objects.add(here if here.any() else None)
+                objects.add(here if here.any() else None, meta.spacing)
             else:
                 here = classes == k
-                objects.add(ndimage.label(here)[0] if here.any() else None)
+                objects.add(ndimage.label(here)[0] if here.any() else None, meta.spacing)
         if progress is not None:
             progress(done, len(cases))
 

@@ -72,7 +72,7 @@ def touching_pairs(instances: np.ndarray, max_gap: int = 2) -> np.ndarray:
     return np.unique(np.concatenate(found), axis=0)
 
 
-def touching_objects(instances: np.ndarray, max_gap: int = 2) -> np.ndarray:
+def touching_objects(instances: np.ndarray, max_gap=2) -> np.ndarray:
     """The ids of the objects with another object within ``max_gap`` px (Chebyshev distance).
 
     The same objects as ``np.unique(touching_pairs(instances, max_gap))``, found with one maximum and
@@ -82,16 +82,20 @@ def touching_objects(instances: np.ndarray, max_gap: int = 2) -> np.ndarray:
 
     Args:
         instances: ``(H, W)`` or ``(D, H, W)`` integer object ids (0 = background).
-        max_gap: see :func:`touching_pairs`.
+        max_gap: see :func:`touching_pairs`; or one gap per axis (:func:`gaps_per_axis`: an
+            anisotropic volume's 2 px in x and y span 1 slice of five times their length in z).
 
     Returns:
         Sorted int64 ids.
     """
-    lab = _check(instances, max_gap)
+    gaps = list(max_gap) if isinstance(max_gap, (list, tuple)) else None
+    lab = _check(instances, max(gaps) if gaps else max_gap)
+    if gaps is not None and (len(gaps) != lab.ndim or any(int(g) != g or g < 1 for g in gaps)):
+        raise ConfigError(f"max_gap per axis must be {lab.ndim} integers >= 1, got {max_gap}")
     if lab.size == 0:
         return np.zeros(0, dtype=np.int64)
     lab = lab.astype(np.int64 if lab.max() > np.iinfo(np.int32).max - 1 else np.int32, copy=False)
-    size = 2 * int(max_gap) + 1
+    size = tuple(2 * int(g) + 1 for g in gaps) if gaps else 2 * int(max_gap) + 1
     top = np.iinfo(lab.dtype).max
     inside = lab > 0
     larger = ndimage.maximum_filter(lab, size=size, mode="constant", cval=0) > lab
@@ -116,6 +120,17 @@ def touching_fraction(instances: np.ndarray, max_gap: int = 2) -> float:
     if n == 0:
         return float("nan")
     return float(touching_objects(lab, max_gap).size / n)
+
+
+def gaps_per_axis(max_gap: int, spacing, ndim: int) -> list[int]:
+    """``max_gap`` px along the finest axis, the same length (at least 1 px) along the others:
+    objects two x/y pixels apart touch, objects two slices of five times that length apart do not
+    (they counted as touching, and switched on the separation of touching objects, in 3D stacks
+    of 0.2 µm pixels and 1 µm slices). Without a ``spacing``, ``max_gap`` on every axis."""
+    if spacing is None or len(spacing) != ndim or min(spacing) <= 0:
+        return [int(max_gap)] * ndim
+    finest = min(float(s) for s in spacing)
+    return [max(1, int(round(max_gap * finest / float(s)))) for s in spacing]
 
 
 def contact_pixels(instances: np.ndarray) -> np.ndarray:
