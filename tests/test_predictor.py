@@ -258,3 +258,25 @@ def test_arrays_from_python_are_checked_as_files_are_with_the_fix_in_one_line(tm
     path = save_checkpoint(tmp_path / "m.pt", model, patch_size=[32, 32])
     with pytest.raises(ConfigError, match=r"unknown setting 'tiel' \(did you mean 'tile'\?\)"):
         Predictor.from_checkpoint(path, tiel=32)
+
+
+def test_a_tiff_hyperstack_of_other_channels_gets_the_fiji_fix(tmp_path):
+    """A 2-channel z-stack given to a 1-channel 3D model: the fix is a TIFF of its channel (it
+    was nnU-Net's "one file per channel: CASE_0000"); an RGB picture still reads "greyscale"."""
+    from pathlib import Path
+
+    from unetkit.errors import DataError
+    from unetkit.inference.predictor import check_image
+
+    model = create_model("unet", spatial_dims=3, base_features=4, depth=2, norm="instance")
+    pred = Predictor(model.eval(), precision="fp32")
+    with pytest.raises(
+        DataError,
+        match=r"has 2 \(shape \(2, 4, 8, 8\)\); save a TIFF of the 1 "
+        r"channel\(s\) the model was trained on, in their order \(Fiji: Image ▸ ",
+    ):
+        check_image(np.zeros((2, 4, 8, 8)), pred, Path("stack.tif"))
+    flat = Predictor(create_model("unet", base_features=4, depth=2).eval(), precision="fp32")
+    colour = np.stack([np.zeros((8, 8)), np.ones((8, 8)), np.zeros((8, 8))])
+    with pytest.raises(DataError, match=r"convert it \(e.g. to greyscale\)"):
+        check_image(colour, flat, Path("photo.tif"))

@@ -268,6 +268,14 @@ def _channel_fix(in_ch: int, path: Path, dims: int = 2, channels: int = 0) -> st
             f"nnU-Net channel files are read as one case when every file in the folder is named "
             f"CASE_0000 … CASE_{last} with all {in_ch} channels present; add the missing ones"
         )
+    tiff = path is not None and Path(str(path)).suffix.lower() in (".tif", ".tiff")
+    hyperstack = dims == 3 or channels not in (3, 4)  # not an RGB(A) picture
+    if tiff and hyperstack and channels and channels != in_ch:  # as Fiji and microscopes save
+        return (
+            f"save a TIFF of the {in_ch} channel(s) the model was trained on, in their order "
+            "(Fiji: Image ▸ Color ▸ Split Channels, then Merge Channels), or use a model "
+            f"trained on {channels}-channel images"
+        )
     if dims == 3 and channels > in_ch:
         return (
             f"a 4D file's volumes are read as channels: save the {in_ch} volume(s) the model was "
