@@ -105,6 +105,10 @@ def test_touching_in_an_anisotropic_volume_is_measured_alike_on_every_axis():
     assert gaps == [1, 2, 2]
     assert touching_objects(vol, gaps).tolist() == [1, 3]
     assert touching_objects(vol, 2).tolist() == [1, 2, 3]  # in voxels alone
-    assert gaps_per_axis(2, None, 3) == [2, 2, 2] and gaps_per_axis(2, (0.5, 0.5), 2) == [2, 2]
-    with pytest.raises(ConfigError, match="max_gap per axis must be 3 integers"):
-        touching_objects(vol, [1, 2])
+    assert gaps_per_axis(2, None, 3) == [2, 2, 2] and gaps_per_axis(2, (0.5, 1.0), 2) == [2, 2]
+    assert gaps_per_axis(2, (0.5, 1.0, 1.0), 3) == [4, 2, 2]  # finer slices: x and y keep 2 px
+    assert gaps_per_axis(2, (3.0, 0.8, 0.8), 3) == [1, 2, 2]  # a CT of 3-mm slices
+    assert touching_objects(vol, np.array([1, 2, 2])).tolist() == [1, 3]
+    for wrong in ([1, 2], []):
+        with pytest.raises(ConfigError, match="max_gap per axis must be 3 integers"):
+            touching_objects(vol, wrong)

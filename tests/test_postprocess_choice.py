@@ -525,6 +525,8 @@ def test_small_object_sizes_are_volumes_where_the_spacing_is_known():
     named = choose_postprocessing(preds, truths, 2, spacings=[(1.0, 1.0, 1.0)] * 2, unit="mm")
     assert named.candidates[0]["describe"].startswith("remove class 1 objects under ")
     assert " mm³ (" in named.candidates[0]["describe"] and "voxels at the" in named.describe()[0]
+    assert named.to_dict()["describe"] == named.postprocessing.describe("mm", 3)  # the json's
+    assert " mm³ (" in named.to_dict()["describe"]
     coarse = _organ((8, 24, 24), 3.0)  # 3 slices of 3 mm: 300 voxels, 900 mm³
     coarse[6, 20, 20:22] = 1
     kept = by_volume.postprocessing.apply(coarse, spacing=(3.0, 1.0, 1.0))

@@ -327,6 +327,14 @@ def test_predict_cli_writes_each_case_on_its_own_grid(mixed, tmp_path, capsys):
         "1 of 2 input(s) state no voxel size (a.npy): predicted as stored, as if at the model's "
         "3×1.5×1.5"
     ]
+    # an ensemble says the same; a model of a resolution factor (data.scale) says nothing
+    from unetkit.inference.ensemble import EnsemblePredictor
+
+    fine = [("c.mha", (1.5, 1.5, 1.5))]
+    two = EnsemblePredictor([predictor, Predictor.from_checkpoint(ckpt)])
+    assert _spacing_notes(two, fine) == _spacing_notes(predictor, fine) != []
+    scaled = Predictor(predictor.model, scale=0.5, trained_spacing=(3.0, 1.5, 1.5))
+    assert _spacing_notes(scaled, fine) == []
     for path in sorted((test / "images").glob("*.mha")):
         src = sitk.ReadImage(str(path))
         got = sitk.ReadImage(str(next(out.glob(f"{path.stem}*"))))

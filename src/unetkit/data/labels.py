@@ -150,8 +150,8 @@ def numbered_per_mask(values: Sequence[set], one_region: Sequence[bool]) -> bool
 
 
 #: volumes larger than this are not searched for ids numbered per mask (one connected-component
-#: labelling each): nuclei stacks are far smaller, CT label maps far larger
-NUMBERED_VOLUME_MAX_VOXELS = 2**25
+#: labelling each, 0.4 s at this size): nuclei stacks are smaller, CT label maps far larger
+NUMBERED_VOLUME_MAX_VOXELS = 2**23
 
 
 def numbered_regions(plane: np.ndarray, values: set) -> bool:

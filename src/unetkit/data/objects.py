@@ -88,10 +88,13 @@ def touching_objects(instances: np.ndarray, max_gap=2) -> np.ndarray:
     Returns:
         Sorted int64 ids.
     """
-    gaps = list(max_gap) if isinstance(max_gap, (list, tuple)) else None
-    lab = _check(instances, max(gaps) if gaps else max_gap)
-    if gaps is not None and (len(gaps) != lab.ndim or any(int(g) != g or g < 1 for g in gaps)):
-        raise ConfigError(f"max_gap per axis must be {lab.ndim} integers >= 1, got {max_gap}")
+    gaps = list(max_gap) if isinstance(max_gap, (list, tuple, np.ndarray)) else None
+    if gaps is not None:
+        lab = _check(instances, 1)
+        if len(gaps) != lab.ndim or any(int(g) != g or g < 1 for g in gaps):
+            raise ConfigError(f"max_gap per axis must be {lab.ndim} integers >= 1, got {max_gap}")
+    else:
+        lab = _check(instances, max_gap)
     if lab.size == 0:
         return np.zeros(0, dtype=np.int64)
     lab = lab.astype(np.int64 if lab.max() > np.iinfo(np.int32).max - 1 else np.int32, copy=False)
@@ -123,14 +126,16 @@ def touching_fraction(instances: np.ndarray, max_gap: int = 2) -> float:
 
 
 def gaps_per_axis(max_gap: int, spacing, ndim: int) -> list[int]:
-    """``max_gap`` px along the finest axis, the same length (at least 1 px) along the others:
-    objects two x/y pixels apart touch, objects two slices of five times that length apart do not
-    (they counted as touching, and switched on the separation of touching objects, in 3D stacks
-    of 0.2 µm pixels and 1 µm slices). Without a ``spacing``, ``max_gap`` on every axis."""
-    if spacing is None or len(spacing) != ndim or min(spacing) <= 0:
+    """For a volume of voxel size ``spacing``: ``max_gap`` px along the two axes of the median
+    voxel size (the image plane of an anisotropic stack), the same length (at least 1 px) along
+    the third: objects two x/y pixels apart touch, objects two slices of five times that length
+    apart do not (they counted as touching, and switched on the separation of touching objects,
+    in stacks of 0.2 µm pixels and 1 µm slices), and slices finer than the pixels get more of
+    them. 2D images and volumes without a spacing: ``max_gap`` on every axis."""
+    if ndim != 3 or spacing is None or len(spacing) != 3 or min(spacing) <= 0:
         return [int(max_gap)] * ndim
-    finest = min(float(s) for s in spacing)
-    return [max(1, int(round(max_gap * finest / float(s)))) for s in spacing]
+    plane = float(np.median([float(s) for s in spacing]))
+    return [max(1, int(round(max_gap * plane / float(s)))) for s in spacing]
 
 
 def contact_pixels(instances: np.ndarray) -> np.ndarray:

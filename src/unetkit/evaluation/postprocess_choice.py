@@ -126,6 +126,7 @@ class PostProcessingChoice:
             ``dice`` (the metric with it), ``obj_f1`` (candidates judged on objects: object F1
             with it, and ``obj_f1_before``), ``before`` (the metric before it), ``kept`` and a ``note``.
         stopped: why not every candidate was tried (``""`` when all were).
+        unit, dims: the voxel sizes' unit and the images' dimensionality (the sizes' words).
     """
 
     postprocessing: object
@@ -134,6 +135,9 @@ class PostProcessingChoice:
     final: float
     candidates: tuple = ()
     stopped: str = ""
+    #: the unit of the validation images' voxel sizes and their dimensionality, for the words
+    unit: Optional[str] = None
+    dims: Optional[int] = None
 
     def describe(self) -> list[str]:
         """Log lines: one per kept step (the metric before → after), or one saying nothing helped."""
@@ -161,7 +165,7 @@ class PostProcessingChoice:
     def to_dict(self) -> dict:
         return {
             "postprocess": self.postprocessing.to_dict(),
-            "describe": self.postprocessing.describe(),
+            "describe": self.postprocessing.describe(self.unit, self.dims),
             "metric": self.metric,
             "baseline": self.baseline,
             "final": self.final,
@@ -392,7 +396,9 @@ def choose_postprocessing(
             _, current, dice, index = best
             rows[index]["kept"] = True
             chosen = chosen.then(PostStep.from_dict(rows[index]["step"]))
-    return PostProcessingChoice(chosen, metric, baseline, dice, tuple(rows), stopped)
+    return PostProcessingChoice(
+        chosen, metric, baseline, dice, tuple(rows), stopped, unit, truths[0].ndim
+    )
 
 
 __all__ = [

@@ -462,8 +462,8 @@ def _spacing_notes(predictor, sizes: list) -> list[str]:
     model = getattr(predictor, "target_spacing", None) or getattr(
         predictor, "trained_spacing", None
     )
-    if model is None or not sizes:
-        return []
+    if model is None or not sizes or getattr(predictor, "scale", None) is not None:
+        return []  # a model of a resolution factor (data.scale) scales every image alike
     unit = f" {predictor.spacing_unit}" if getattr(predictor, "spacing_unit", None) else ""
     shown = "×".join(f"{float(v):g}" for v in model) + unit
     notes = []

@@ -182,6 +182,12 @@ class EnsemblePredictor:
             f"{', '.join(self.names)}\n{self.members[0].describe()}"
         )
 
+    def resampling(self, spacing: Optional[Sequence[float]] = None) -> Optional[tuple]:
+        """The first member's resampling of an image of voxel size ``spacing`` that resamples
+        it (:meth:`Predictor.resampling`; each member resamples for itself), else ``None``."""
+        factors = (m.resampling(spacing) for m in self.members)
+        return next((f for f in factors if f is not None), None)
+
     # -- whole images --------------------------------------------------------------------------
     def predict_proba(
         self,

@@ -12,7 +12,15 @@ from typing import Optional
 
 #: Metres per unit of the length units unetkit names (``um``: every spelling of the micrometre,
 #: :func:`unetkit.io.tiff_meta.norm_unit`), to compare voxel sizes stated in different units.
-METRES_PER_UNIT = {"m": 1.0, "cm": 1e-2, "mm": 1e-3, "um": 1e-6, "nm": 1e-9, "A": 1e-10}
+METRES_PER_UNIT = {
+    "m": 1.0,
+    "cm": 1e-2,
+    "mm": 1e-3,
+    "um": 1e-6,
+    "nm": 1e-9,
+    "A": 1e-10,
+    "pm": 1e-12,
+}
 
 
 def convert_spacing(

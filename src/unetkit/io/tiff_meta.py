@@ -50,28 +50,35 @@ def _tiff_spacing(tf: Any, spatial: str) -> tuple[Optional[tuple], Optional[str]
         z = (float(ij.get("spacing", 1.0)),) if "Z" in spatial else ()
         return z + xy, unit
     if tf.is_ome and tf.ome_metadata:
-        return _ome_spacing(tf.ome_metadata, spatial)
+        ome = _ome_spacing(tf.ome_metadata, spatial)
+        if ome[0] is not None:
+            return ome
     return _tag_spacing(page, xy, spatial)
 
 
 def _ome_spacing(xml: str, spatial: str) -> tuple[Optional[tuple], Optional[str]]:
-    """The OME pixel sizes per axis, each in its own unit (``PhysicalSizeZUnit="nm"`` beside µm
-    in x and y; µm where unstated, as OME defines) and given in the x axis's unit; ``(None,
-    None)`` without ``PhysicalSizeX``."""
+    """The first image's OME pixel sizes per axis, each in its own unit
+    (``PhysicalSizeZUnit="nm"`` beside µm in x and y) and given in the x axis's unit; an axis
+    that states no unit takes x's (as tifffile writes a unit given for x only; µm where x states
+    none, as OME defines); ``(None, None)`` without ``PhysicalSizeX`` (the resolution tags may
+    still say)."""
     from .meta import METRES_PER_UNIT
 
+    first = re.search(r"<(?:\w+:)?Pixels\b[^>]*>", xml)  # the first image's, not a later series'
+    xml = first.group(0) if first else xml
     sizes, units = {}, {}
     for letter in spatial:
         m = re.search(rf'PhysicalSize{letter}="([^"]+)"', xml)
         if m:
             sizes[letter] = float(m.group(1))
             u = re.search(rf'PhysicalSize{letter}Unit="([^"]+)"', xml)
-            units[letter] = norm_unit(u.group(1)) if u else "um"
+            units[letter] = norm_unit(_unescape(u.group(1))) if u else None
     if "X" not in sizes:
         return None, None
     sizes.setdefault("Y", sizes["X"])
-    units.setdefault("Y", units["X"])
-    unit = units["X"]
+    unit = units["X"] or "um"
+    units = {letter: u or unit for letter, u in units.items()}
+    units.setdefault("Y", unit)
     for letter, size in sizes.items():
         a, b = METRES_PER_UNIT.get(units[letter]), METRES_PER_UNIT.get(unit)
         if a is not None and b is not None and a != b:
@@ -118,7 +125,7 @@ _MICRON = ("micron", "microns", "micrometer", "micrometre", "\u00b5m", "\u03bcm"
 
 def norm_unit(unit: str) -> str:
     """unetkit's name of a length unit read from a file: ``um`` for the micrometre's spellings."""
-    return "um" if unit in _MICRON else unit
+    return "um" if unit in _MICRON else "A" if unit in ("Å", "\u212b", "angstrom") else unit
 
 
 def _unescape(text: str) -> str:
