@@ -334,3 +334,33 @@ def test_ome_pixel_sizes_are_read_each_in_its_own_unit(tmp_path):
     tifffile.imwrite(mm, volume, ome=True, metadata=metadata)
     meta = read_image(mm)[1]
     assert meta.spacing == (0.003, 0.001, 0.001) and meta.spacing_unit == "mm"
+
+
+def test_ome_sizes_of_the_first_image_else_the_resolution_tags(tmp_path):
+    """A later series' units do not leak into the first image's; an axis without its own unit
+    takes x's (as tifffile writes a unit given for x only); an OME file without PhysicalSizeX
+    keeps the pixel size of its resolution tags."""
+    volume = np.zeros((4, 20, 30), np.uint16)
+    two = tmp_path / "two.ome.tif"
+    with tifffile.TiffWriter(two, ome=True) as tif:
+        sizes = {"PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2}
+        tif.write(volume, metadata={"axes": "ZYX", **sizes, "PhysicalSizeZ": 1.0})
+        later = {"PhysicalSizeZ": 500, "PhysicalSizeZUnit": "nm"}
+        tif.write(volume, metadata={"axes": "ZYX", **sizes, **later})
+    assert read_image(two)[1].spacing == (1.0, 0.2, 0.2)
+    xnm = tmp_path / "x_in_nm.ome.tif"
+    metadata = {"axes": "YX", "PhysicalSizeX": 500, "PhysicalSizeXUnit": "nm", "PhysicalSizeY": 500}
+    tifffile.imwrite(xnm, volume[0], ome=True, metadata=metadata)
+    meta = read_image(xnm)[1]
+    assert meta.spacing == (500.0, 500.0) and meta.spacing_unit == "nm"
+    tags = tmp_path / "tags.ome.tif"
+    tifffile.imwrite(
+        tags,
+        volume,
+        ome=True,
+        metadata={"axes": "ZYX"},
+        resolution=(2000, 2000),
+        resolutionunit="CENTIMETER",
+    )
+    meta = read_image(tags)[1]
+    assert meta.spacing == (1.0, 5.0, 5.0) and meta.spacing_unit == "um"
