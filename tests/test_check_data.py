@@ -898,6 +898,20 @@ def test_a_stack_saved_as_imagej_channels_gets_the_axes_fix(tmp_path):
     for folder in ("images", "masks"):
         (tmp_path / folder).mkdir()
         tifffile.imwrite(tmp_path / folder / "a.tif", stack, imagej=True)
+    fix = (
+        "the TIFF's metadata names 24 channels: if they are z-slices, save it with axes ZYX "
+        "(tifffile.imwrite(path, stack, imagej=True, metadata={'axes': 'ZYX'}), or in Fiji "
+        "Image ▸ Properties: slices, not channels)"
+    )
+    zyx = tmp_path / "zyx"  # the image saved so, its mask as a stack: the size problem says it
+    (zyx / "masks").mkdir(parents=True)
+    (zyx / "images").mkdir()
+    tifffile.imwrite(zyx / "images" / "a.tif", stack, imagej=True)
+    tifffile.imwrite(zyx / "masks" / "a.tif", stack, imagej=True, metadata={"axes": "ZYX"})
+    assert check_dataset(zyx).problems == [
+        f"{zyx / 'masks' / 'a.tif'}: image/mask size mismatch: mask 24×16×16, image 16×16 "
+        f"(a.tif); {fix}"
+    ]
     assert check_dataset(tmp_path).problems == [
         f"{tmp_path / 'masks' / 'a.tif'}: mask has 24 channel(s), expected 1 or 3; the TIFF's "
         "metadata names 24 channels: if they are z-slices, save it with axes ZYX "

@@ -337,9 +337,9 @@ def test_ome_pixel_sizes_are_read_each_in_its_own_unit(tmp_path):
 
 
 def test_ome_sizes_of_the_first_image_else_the_resolution_tags(tmp_path):
-    """A later series' units do not leak into the first image's; an axis without its own unit
-    takes x's (as tifffile writes a unit given for x only); an OME file without PhysicalSizeX
-    keeps the pixel size of its resolution tags."""
+    """A later series' units do not leak into the first image's; y without its own unit takes
+    x's (as tifffile writes a unit given for x only), z without one is in µm (OME's default); an
+    OME file without PhysicalSizeX keeps the pixel size of its resolution tags."""
     volume = np.zeros((4, 20, 30), np.uint16)
     two = tmp_path / "two.ome.tif"
     with tifffile.TiffWriter(two, ome=True) as tif:
@@ -353,6 +353,11 @@ def test_ome_sizes_of_the_first_image_else_the_resolution_tags(tmp_path):
     tifffile.imwrite(xnm, volume[0], ome=True, metadata=metadata)
     meta = read_image(xnm)[1]
     assert meta.spacing == (500.0, 500.0) and meta.spacing_unit == "nm"
+    zum = tmp_path / "z_unstated.ome.tif"  # z states no unit: µm, as OME defines
+    metadata = {"axes": "ZYX", "PhysicalSizeX": 200, "PhysicalSizeXUnit": "nm"}
+    metadata.update(PhysicalSizeY=200, PhysicalSizeYUnit="nm", PhysicalSizeZ=1.0)
+    tifffile.imwrite(zum, volume, ome=True, metadata=metadata)
+    assert read_image(zum)[1].spacing == (1000.0, 200.0, 200.0)
     tags = tmp_path / "tags.ome.tif"
     tifffile.imwrite(
         tags,

@@ -601,6 +601,8 @@ def _check_mask(
         hint = (
             pages_as_channels_hint(spatial, image_path)
             if tuple(spatial[1:]) == mask.shape[1:]
+            else slices_as_channels_hint(mask.shape[1], image_path)  # the image's slices as
+            if mask.shape[2:] == tuple(spatial)  # its channels: the mask has them as z
             else ""
         )
         report.problems.append(

@@ -59,9 +59,9 @@ def _tiff_spacing(tf: Any, spatial: str) -> tuple[Optional[tuple], Optional[str]
 def _ome_spacing(xml: str, spatial: str) -> tuple[Optional[tuple], Optional[str]]:
     """The first image's OME pixel sizes per axis, each in its own unit
     (``PhysicalSizeZUnit="nm"`` beside µm in x and y) and given in the x axis's unit; an axis
-    that states no unit takes x's (as tifffile writes a unit given for x only; µm where x states
-    none, as OME defines); ``(None, None)`` without ``PhysicalSizeX`` (the resolution tags may
-    still say)."""
+    that states no unit is in µm, as OME defines, except y, which takes x's (a pixel is as wide
+    as it is high; tifffile writes a unit given for x only); ``(None, None)`` without
+    ``PhysicalSizeX`` (the resolution tags may still say)."""
     from .meta import METRES_PER_UNIT
 
     first = re.search(r"<(?:\w+:)?Pixels\b[^>]*>", xml)  # the first image's, not a later series'
@@ -77,10 +77,14 @@ def _ome_spacing(xml: str, spatial: str) -> tuple[Optional[tuple], Optional[str]
         return None, None
     sizes.setdefault("Y", sizes["X"])
     unit = units["X"] or "um"
-    units = {letter: u or unit for letter, u in units.items()}
+    units = {letter: u or (unit if letter == "Y" else "um") for letter, u in units.items()}
     units.setdefault("Y", unit)
+
+    def metres(u: str):
+        return METRES_PER_UNIT.get("A" if u in ("Å", "\u212b", "angstrom") else u)
+
     for letter, size in sizes.items():
-        a, b = METRES_PER_UNIT.get(units[letter]), METRES_PER_UNIT.get(unit)
+        a, b = metres(units[letter]), metres(unit)
         if a is not None and b is not None and a != b:
             sizes[letter] = float(f"{size * a / b:.12g}")  # 1000 nm is 1 µm, not 1.0000000000000002
     return tuple(sizes.get(a, 1.0) for a in spatial), unit
@@ -125,7 +129,7 @@ _MICRON = ("micron", "microns", "micrometer", "micrometre", "\u00b5m", "\u03bcm"
 
 def norm_unit(unit: str) -> str:
     """unetkit's name of a length unit read from a file: ``um`` for the micrometre's spellings."""
-    return "um" if unit in _MICRON else "A" if unit in ("Å", "\u212b", "angstrom") else unit
+    return "um" if unit in _MICRON else unit
 
 
 def _unescape(text: str) -> str:
