@@ -280,3 +280,22 @@ def test_a_tiff_hyperstack_of_other_channels_gets_the_fiji_fix(tmp_path):
     colour = np.stack([np.zeros((8, 8)), np.ones((8, 8)), np.zeros((8, 8))])
     with pytest.raises(DataError, match=r"convert it \(e.g. to greyscale\)"):
         check_image(colour, flat, Path("photo.tif"))
+
+
+def test_a_checkpoint_of_another_version_is_not_called_damaged_alone(tmp_path):
+    """Statistics this version does not know (written by another one) cannot be rebuilt: the
+    message says which version can read it; a (H, W, 2) array is named channels-last."""
+    from unetkit.errors import DataError
+
+    model = create_model("unet", in_channels=3, base_features=4, depth=2, norm="instance")
+    unknown = {"name": "zscore", "params": {"per_image": True}, "stats": {"min_std": [1.0]}}
+    path = save_checkpoint(tmp_path / "m.pt", model, normalization=unknown, patch_size=[32, 32])
+    with pytest.raises(
+        DataError,
+        match=r"cannot be rebuilt \(.*\): a checkpoint of another "
+        r"unetkit version, or a damaged one; load it with the version that wrote",
+    ):
+        Predictor.from_checkpoint(path)
+    pred = Predictor(model.eval(), precision="fp32")
+    with pytest.raises(DataError, match=r"it looks channels-last \(2 channel\(s\) on its last"):
+        pred.predict(np.zeros((24, 40, 2)))

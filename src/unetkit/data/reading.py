@@ -214,6 +214,11 @@ def _shown(values) -> str:
 STACK_AS_CHANNELS_MAX = 4
 
 
+def is_tiff(path) -> bool:
+    """Whether ``path`` names a TIFF file (``.tif``/``.tiff``, any case; ``None``: no)."""
+    return path is not None and Path(str(path)).suffix.lower() in (".tif", ".tiff")
+
+
 def pages_as_channels_hint(image_shape: Sequence[int], image_path) -> str:
     """The fix when a 2D mask or model meets an image read as a short stack (``(D, H, W)``, D ≤
     :data:`STACK_AS_CHANNELS_MAX`): a TIFF whose pages hold channels but whose metadata does not
@@ -221,7 +226,7 @@ def pages_as_channels_hint(image_shape: Sequence[int], image_path) -> str:
     as ImageJ reads it too; else ``""``."""
     if len(image_shape) != 3 or not 1 < image_shape[0] <= STACK_AS_CHANNELS_MAX:
         return ""
-    if Path(str(image_path)).suffix.lower() not in (".tif", ".tiff"):
+    if not is_tiff(image_path):
         return ""
     return (
         f"; the TIFF's {image_shape[0]} pages were read as z-slices (its metadata names no "
@@ -235,9 +240,7 @@ def slices_as_channels_hint(channels: int, path) -> str:
     """The fix when a TIFF was read as ``channels`` > :data:`STACK_AS_CHANNELS_MAX` channels of one
     plane where a z-stack was meant (an ImageJ file whose metadata calls its slices channels, as
     ``tifffile.imwrite(path, stack, imagej=True)`` without axes writes it); else ``""``."""
-    if channels <= STACK_AS_CHANNELS_MAX or path is None:
-        return ""
-    if Path(str(path)).suffix.lower() not in (".tif", ".tiff"):
+    if channels <= STACK_AS_CHANNELS_MAX or not is_tiff(path):
         return ""
     return (
         f"; the TIFF's metadata names {channels} channels: if they are z-slices, save it with "

@@ -213,7 +213,7 @@ def check_image(image, predictor, path: Optional[Path] = None) -> np.ndarray:
         if in_ch == 3 and image.shape[0] == 1 and getattr(predictor, "grey_as_colour", False):
             return np.repeat(image, 3, axis=0)  # a model of grey-as-RGB images: the same planes
         last = image.shape[-1]
-        if path is None and (last == in_ch or (in_ch == 1 and last in (3, 4))):
+        if path is None and last <= 4 < image.shape[0]:  # (H, W, C): few channels at the end
             fix = (
                 f"it looks channels-last ({last} channel(s) on its last axis): give "
                 "numpy.moveaxis(image, -1, 0)"
@@ -268,7 +268,9 @@ def _channel_fix(in_ch: int, path: Path, dims: int = 2, channels: int = 0) -> st
             f"nnU-Net channel files are read as one case when every file in the folder is named "
             f"CASE_0000 … CASE_{last} with all {in_ch} channels present; add the missing ones"
         )
-    tiff = path is not None and Path(str(path)).suffix.lower() in (".tif", ".tiff")
+    from ..data.reading import is_tiff
+
+    tiff = is_tiff(path)
     hyperstack = dims == 3 or channels not in (3, 4)  # not an RGB(A) picture
     if tiff and hyperstack and channels and channels != in_ch:  # as Fiji and microscopes save
         return (
@@ -496,8 +498,9 @@ class Predictor:
             labels = LabelMap.from_dict(ckpt["label_map"]) if ckpt.get("label_map") else None
         except (UnetkitError, TypeError, ValueError, KeyError) as exc:
             raise DataError(
-                f"damaged checkpoint: its normalisation or label map cannot be rebuilt ({exc}); re-save "
-                "it with unetkit",
+                f"its normalisation or label map cannot be rebuilt ({exc}): a checkpoint of "
+                "another unetkit version, or a damaged one; load it with the version that wrote "
+                "it, or train again",
                 path,
             ) from None
         data_cfg = (ckpt.get("config") or {}).get("data") or {}
