@@ -543,3 +543,46 @@ def test_blocks_left_by_a_stopped_job_are_reused_only_by_the_same_job(job, clien
     leave_blocks(other, "model A")
     labels, _ = read_image(run(other, "model B").outputs["labels"])
     np.testing.assert_array_equal(labels, expected)  # another model: none of A's blocks
+
+
+def test_dask_tells_the_voxel_size_notes_one_process_tells(job, client, tmp_path):
+    """A model trained at a voxel size: the job on the cluster says, as one process says before
+    predicting, which inputs were resampled to it and which state none (it said nothing before)."""
+    import tifffile
+
+    from unetkit.inference.cluster import predict_files_dask
+
+    _, ckpt, images, _, _ = job
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("im0.png", "im1.png"):
+        (mixed / name).write_bytes((images / name).read_bytes())
+    fine = np.asarray(Image.open(images / "im2.png"))
+    tifffile.imwrite(
+        mixed / "fine.tif", fine, imagej=True, resolution=(2.0, 2.0), metadata={"unit": "um"}
+    )
+    factory = functools.partial(
+        Predictor.from_checkpoint, ckpt, precision="fp32", trained_spacing=[1.0, 1.0]
+    )
+    factory = functools.partial(factory, spacing_unit="µm")
+    here, there = [], []
+    predict_files(factory(), [mixed], tmp_path / "one", progress=False, say=here.append)
+    res = predict_files_dask(
+        factory, [mixed], tmp_path / "dask", client, threads=1, progress=False, say=there.append
+    )
+    assert (
+        there
+        == here
+        == [
+            "2 of 3 input(s) state no voxel size (im0.png, im1.png): predicted as stored, as if at "
+            "the model's 1×1 µm",
+            "1 of 3 input(s) resampled to the model's voxel size 1×1 µm and back (fine.tif: 0.5×0.5 µm)",
+        ]
+    )
+    assert [(r.case_id, r.spacing) for r in res] == [
+        ("fine", (0.5, 0.5)),
+        ("im0", None),
+        ("im1", None),
+    ]
+    again = predict_files_dask(factory, [mixed], tmp_path / "dask", client, say=there.append)
+    assert {r.status for r in again} == {"skipped"} and len(there) == 2  # nothing read, no note

@@ -365,6 +365,7 @@ def run(args) -> int:
                 client,
                 threads=threads,
                 predictor=predictor,
+                say=lambda line: print(f"note: {line}"),
                 **outputs,
             )
         finally:

@@ -28,13 +28,16 @@ from .predictor import check_image, spacing_for_model
 
 @dataclass
 class PredictedFile:
-    """One input and what became of it: ``status`` is ``written`` or ``skipped`` (outputs existed)."""
+    """One input and what became of it: ``status`` is ``written`` or ``skipped`` (outputs existed).
+    ``spacing``: the voxel size it was predicted at, in the model's unit (``None``: it states none,
+    or it was not read here: skipped, or predicted band by band)."""
 
     case_id: str
     inputs: list
     outputs: dict
     status: str
     mode: str = "in-memory"
+    spacing: Optional[tuple] = None
 
 
 def collect_inputs(paths: Sequence[Union[str, Path]], channels: Optional[int] = None):
@@ -455,6 +458,13 @@ def check_inputs(predictor, cases: list, out_dir: Path, options: dict) -> list[s
     return _spacing_notes(predictor, sizes)
 
 
+def spacing_notes_of(predictor, results: list) -> list[str]:
+    """:func:`_spacing_notes` told after a job whose inputs were read elsewhere (a Dask cluster's
+    workers): from the voxel sizes its written, in-memory :class:`PredictedFile` results record."""
+    done = [r for r in results if r.status == "written" and r.mode == "in-memory"]
+    return _spacing_notes(predictor, [(r.inputs[0], r.spacing) for r in done])
+
+
 def _spacing_notes(predictor, sizes: list) -> list[str]:
     """For a model that knows its voxel size: how many inputs are resampled to it (and back), and
     which state no voxel size and are predicted as stored; nothing for a model of uncalibrated
@@ -655,7 +665,8 @@ def predict_case(
         write_overlay(paths["overlay"], image, indices)
     if instances is not None:
         _write_instances(paths, indices, instances, meta, predictor.label_map)
-    return PredictedFile(case.case_id, case.images, paths, "written")
+    spacing = None if spacing is None else tuple(float(v) for v in spacing)
+    return PredictedFile(case.case_id, case.images, paths, "written", spacing=spacing)
 
 
 def _read_level(path: Path, level: int) -> tuple:

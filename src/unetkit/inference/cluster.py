@@ -393,6 +393,7 @@ def predict_files_dask(
     predictor=None,
     level: int = 0,
     model_id: Optional[str] = None,
+    say: Optional[Callable[[str], None]] = None,
 ) -> list:
     """:func:`~unetkit.inference.batch.predict_files` with the cases spread over a Dask ``client``'s
     workers. The inputs are checked as the workers read them (reading every one here first would
@@ -404,6 +405,8 @@ def predict_files_dask(
         client: a ``distributed.Client`` (:func:`connect`).
         threads: torch threads per worker (default: the worker's own setting).
         predictor: the predictor here (default ``factory()``), used for the checks before the job.
+        say: receives predict_files's lines on voxel sizes (inputs resampled to the model's, inputs
+            that state none), told after the job: the workers read the inputs.
         The other arguments are :func:`~unetkit.inference.batch.predict_files`'s.
 
     Returns:
@@ -426,6 +429,7 @@ def predict_files_dask(
         claim_empty_folder,
         is_blockwise,
         plan_cases,
+        spacing_notes_of,
         write_model_record,
     )
 
@@ -505,6 +509,8 @@ def predict_files_dask(
         # as predict_files: outputs of an unknown model beside these are not claimed for it
         if (out_dir / MODEL_RECORD).is_file() or all(r.status == "written" for r in results):
             write_model_record(out_dir, model_id)
+    for line in spacing_notes_of(predictor, results) if say is not None else ():
+        say(line)
     return results
 
 
