@@ -752,3 +752,100 @@ def test_objects_pooled_over_the_images_count_the_false_objects_of_blank_fields(
     assert (pooled["images_without_objects"], pooled["predicted_there"]) == (2, 36)
     assert "objects pooled over the 3 image(s), IoU ≥ 0.5:\n  class 255: F1 0.0513" in res.format()
     assert "; 36 predicted in the 2 image(s) without true objects" in res.format()
+
+
+def test_names_that_only_continue_a_number_are_not_paired_by_a_suffix(tmp_path):
+    """Truth 1, 2, 3 beside predictions 10, 20, 30: "0" continues the numbers, it is no suffix
+    such as _pred, so nothing is paired (1 ↔ 10 was scored silently); training's discovery
+    likewise never reads mask 10 as image 1's."""
+    from unetkit.data.discovery import _detect_suffix, continues_number
+
+    half = np.zeros((SIZE, SIZE))
+    half[: SIZE // 2] = 255
+    for name in ("1", "2", "3"):
+        _png(tmp_path / "truth" / f"{name}.png", half)
+        _png(tmp_path / "pred" / f"{name}0.png", half)
+    with pytest.raises(DataError, match=r"no prediction for 3 of 3 truth mask\(s\)"):
+        evaluate_folders(tmp_path / "pred", tmp_path / "truth")
+    assert _detect_suffix(["1", "2", "3"], ["10", "20", "30"]) == ""
+    assert _detect_suffix(["1", "2"], ["1_mask", "2_mask"]) == "_mask"
+    assert _detect_suffix(["a", "b"], ["a1", "b1"]) == "1"  # a digit after a letter may be one
+    assert continues_number("img1", "0") and not continues_number("img", "0")
+    # a suffix that starts with a letter after a digit is still found: 1_pred, 1pred
+    for name in ("1", "2", "3"):
+        (tmp_path / "pred" / f"{name}0.png").rename(tmp_path / "pred" / f"{name}pred.png")
+    assert [r["case"] for r in evaluate_folders(tmp_path / "pred", tmp_path / "truth").rows] == [
+        "1",
+        "2",
+        "3",
+    ]
+
+
+def test_only_the_side_files_predict_writes_are_left_out(folders):
+    """img_2 beside img is a prediction of its own: without a truth mask it is named, not left
+    out as if it were a side file of img (only _prob, _overlay, _instances, _rois are)."""
+    truth_dir, pred_dir = folders
+    _png(pred_dir / "a_2.png", np.zeros((SIZE, SIZE)))
+    _png(pred_dir / "a_overlay.png", np.zeros((SIZE, SIZE)))
+    with pytest.raises(DataError, match=r"no truth mask for 1 prediction\(s\) of .*pred: a_2.png"):
+        evaluate_folders(pred_dir, truth_dir)
+    (pred_dir / "a_2.png").unlink()
+    assert len(evaluate_folders(pred_dir, truth_dir).rows) == 4  # the overlay is not scored
+
+
+def test_masks_with_their_own_suffix_get_the_flag_in_the_error(tmp_path):
+    half = np.zeros((SIZE, SIZE))
+    half[: SIZE // 2] = 255
+    for name in ("a", "b"):
+        _png(tmp_path / "truth" / f"{name}_mask.png", half)
+        _png(tmp_path / "pred" / f"{name}_pred.png", half)
+    with pytest.raises(
+        DataError,
+        match=r"matched by stem; if the masks' names add _mask to the "
+        r"case's, pass --mask-suffix _mask\)$",
+    ):
+        evaluate_folders(tmp_path / "pred", tmp_path / "truth")
+    rows = evaluate_folders(tmp_path / "pred", tmp_path / "truth", mask_suffix="_mask").rows
+    assert [r["case"] for r in rows] == ["a", "b"]
+
+
+def test_blank_truth_takes_its_classes_from_the_predictions(tmp_path, capsys):
+    """Blank fields (truth all background) are scored against what was predicted there; truth
+    and predictions of one value both is an error naming --labels, not "nothing to learn"."""
+    blank = np.zeros((SIZE, SIZE))
+    speck = blank.copy()
+    speck[3:6, 3:6] = 255
+    for name, pred in (("e1", speck), ("e2", blank)):
+        _png(tmp_path / "truth" / f"{name}.png", blank)
+        _png(tmp_path / "pred" / f"{name}.png", pred)
+    res = evaluate_folders(tmp_path / "pred", tmp_path / "truth")
+    assert res.summary["label_map"]["values"] == [0, 255]
+    e1, e2 = res.rows
+    assert e1["precision"] == 0 and e1["n_pred"] == 1 and math.isnan(e2["dice"])
+    (tmp_path / "pred" / "e1.png").unlink()
+    _png(tmp_path / "pred" / "e1.png", blank)
+    code = main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "truth")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "every truth mask and every prediction (2 each) holds the single value 0" in err
+    assert "--labels 0,255" in err
+    assert (
+        main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "truth"), "--labels", "0,255"])
+        == 0
+    )
+
+
+def test_the_report_carries_the_warnings(tmp_path):
+    ids = np.zeros((SIZE, SIZE), np.uint16)
+    ids[2:10, 2:6], ids[2:10, 6:10] = 1, 2
+    for name in ("x", "y"):
+        write_image(tmp_path / "truth" / f"{name}.png", ids[None])
+        _png(tmp_path / "pred" / f"{name}.png", (ids > 0).astype(np.uint8))
+    write_image(tmp_path / "pred" / "x_instances.tif", ids[None])
+    res = evaluate_folders(
+        tmp_path / "pred", tmp_path / "truth", instances=True, out_dir=tmp_path / "out"
+    )
+    (warning,) = res.summary["warnings"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert f"## Warnings\n\n- {warning}\n" in report
+    assert report.index("## Warnings") < report.index("## Summary")

@@ -109,7 +109,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         type=_spacing,
         default=None,
         metavar="S[,S...]",
-        help="pixel size per axis for distances (default: from the truth files, else 1)",
+        help="pixel size per axis for distances, in array order (y,x; z,y,x for volumes; "
+        "default: from the truth files, else 1)",
     )
     parser.add_argument(
         "--nsd-tolerance",

@@ -265,17 +265,27 @@ def _list_images(found: Discovery, folder: Path, object_folders: bool = False) -
     return listing.first()
 
 
+def continues_number(stem: str, suffix: str) -> bool:
+    """Whether ``stem + suffix`` only continues a number (``"1"`` + ``"0"``: the name ``10``,
+    not image ``1`` with a suffix ``0``): a digit suffix after a digit is never a name suffix."""
+    return suffix[:1].isdigit() and stem[-1:].isdigit()
+
+
 def _suffix_votes(image_stems: Sequence[str], other_stems: Sequence[str]) -> Counter:
     """How many other stems are an image stem + each suffix: a stem equal to an image stem votes
     for ``""``; otherwise the longest image stem it starts with gives its suffix; a stem matching
-    no image stem does not vote."""
+    no image stem, or only by continuing its number (:func:`continues_number`), does not vote."""
     images = set(image_stems)
     votes: Counter = Counter()
     for stem in other_stems:
         if stem in images:
             votes[""] += 1
             continue
-        prefixes = [s for s in images if stem.startswith(s) and len(stem) > len(s)]
+        prefixes = [
+            s
+            for s in images
+            if stem.startswith(s) and len(stem) > len(s) and not continues_number(s, stem[len(s) :])
+        ]
         if prefixes:
             votes[stem[len(max(prefixes, key=len)) :]] += 1
     return votes

@@ -688,6 +688,15 @@ def _check_grey_beside_colours(grey: set, channels: dict) -> None:
     )
 
 
+class SingleValueMasks(DataError):
+    """:func:`infer_label_map` found one value in every mask (``value``, as shown): no classes to
+    tell apart. Training cannot learn from it; evaluating blank fields reads the classes elsewhere."""
+
+    def __init__(self, message: str, path=None, value: str = ""):
+        super().__init__(message, path)
+        self.value = value
+
+
 def infer_label_map(
     masks: Iterable[MaskLike], kind: str = "auto", max_classes: int = 16, warn_lone: bool = False
 ) -> LabelMap:
@@ -825,10 +834,11 @@ def infer_label_map(
     values = sorted(colours if resolved == "colors" else grey)
     if len(values) < 2:
         shown = _fmt_value(_unpack(values[0])) if resolved == "colors" else str(values[0])
-        raise DataError(
+        raise SingleValueMasks(
             f"every mask ({count}) holds the single value {shown}: nothing to learn; masks must "
             "mark the objects (their values are the classes)",
             first_path if count == 1 or first_path is None else Path(first_path).parent,
+            value=shown,
         )
     if resolved == "colors":
         return LabelMap([_unpack(v) for v in values], kind="colors")

@@ -323,10 +323,17 @@ def _list_images(folder: Path, what: str, extra_suffixes: tuple = ()) -> dict[st
 
 
 def _shortest_suffix(stems: Sequence[str], keys: set) -> Optional[str]:
-    """The shortest ``s`` such that every stem is a key + ``s`` (``None`` when there is none)."""
+    """The shortest ``s`` such that every stem is a key + ``s`` (``None`` when there is none); a
+    digit after a key's digit continues its number (``10`` is not ``1`` + ``0``), so is no ``s``."""
+    from ..data.discovery import continues_number
+
     common: Optional[set] = None
     for stem in stems:
-        cands = {stem[len(k) :] for k in keys if stem.startswith(k)}
+        cands = {
+            stem[len(k) :]
+            for k in keys
+            if stem.startswith(k) and not continues_number(k, stem[len(k) :])
+        }
         common = cands if common is None else common & cands
         if not common:
             return None
@@ -480,6 +487,39 @@ def _without_mask_suffix(
     return stripped
 
 
+def _suffix_hint(truth_stems: Sequence[str], mask_suffix: Optional[str]) -> str:
+    """``"; …--mask-suffix _mask"`` where every truth mask's name ends in one ``_word`` that was
+    not taken for a mask suffix (none found beside images named as the predictions), else ``""``."""
+    if mask_suffix is not None or len(truth_stems) < 1:
+        return ""
+    tails = {stem.rsplit("_", 1)[-1] for stem in truth_stems if "_" in stem}
+    if len(tails) != 1 or any("_" not in stem for stem in truth_stems):
+        return ""
+    tail = "_" + tails.pop()
+    return f"; if the masks' names add {tail} to the case's, pass --mask-suffix {tail}"
+
+
+def _truth_label_map(truths: list, preds: list):
+    """The label map the truth masks imply (:func:`~unetkit.data.labels.infer_label_map`); truth
+    of background only (blank fields, where any object predicted is a false one) takes its
+    classes from the predictions beside it, and both of one value is an error saying to name
+    the classes."""
+    from ..data.labels import SingleValueMasks, infer_label_map
+
+    try:
+        return infer_label_map(truths)
+    except SingleValueMasks as single:
+        try:
+            return infer_label_map(truths + preds)
+        except SingleValueMasks:
+            raise DataError(
+                f"every truth mask and every prediction ({len(truths)} each) holds the single "
+                f"value {single.value}: no classes to score; name them with --labels (e.g. "
+                "--labels 0,255)",
+                single.path,
+            ) from None
+
+
 def _reference_stems(
     truth_dir: Path, image_dir: Optional[PathLike], pred_files: dict[str, Path]
 ) -> list[str]:
@@ -597,7 +637,8 @@ def evaluate_folders(
         pred_dir: predicted label images, in the truth's values (``{0, 255}`` for ISBI/DRIVE),
             named like the masks (``22.png``; a common suffix such as ``22_pred.png`` is detected).
             Non-image files, hidden files, sub-folders and the side files of ``unetkit predict``
-            (``22_prob.tif``, ``22_overlay.png``: ``<case>_…`` beside ``<case>.png``) are ignored.
+            (``22_prob.tif``, ``22_overlay.png``, ``22_instances.tif``, ``22_rois.zip`` beside
+            ``22.png``: :func:`~unetkit.io.naming.is_side_file`) are ignored.
         truth_dir: the truth masks (or a dataset folder holding ``masks/``).
         out_dir: where to write ``per_case.csv``, ``summary.json``, ``report.md``,
             ``boxplots.png`` and the best/worst overlays; ``None`` writes nothing.
@@ -636,7 +677,6 @@ def evaluate_folders(
     from ..data.labels import (
         INSTANCE_LABEL_MAP,
         LabelMap,
-        infer_label_map,
         read_mask,
     )
     from ..data.reading import geometry_problem
@@ -658,7 +698,8 @@ def evaluate_folders(
     if missing:
         raise DataError(
             f"no prediction for {len(missing)} of {len(truths)} truth mask(s) of {truth_dir}: "
-            f"{_names([_shown(truths[m], truth_dir) for m in missing])} (files are matched by stem)",
+            f"{_names([_shown(truths[m], truth_dir) for m in missing])} (files are matched by stem"
+            f"{_suffix_hint(sorted(truths), mask_suffix)})",
             pred_dir,
         )
     extra = sorted(set(preds) - set(truths))
@@ -710,7 +751,7 @@ def evaluate_folders(
             truth_ids_in = next(iter(beside.values())).parent
     elif label_map is None:
         inferred_map = True
-        label_map = infer_label_map([truths[c] for c in case_ids])
+        label_map = _truth_label_map([truths[c] for c in case_ids], [preds[c] for c in case_ids])
         # truth masks of instance ids, recognised as such (labels.looks_like_instances), beside
         # predictions that are usually 0/1 label images: those are scored by their components
         inferred_instances = label_map.kind == "instances"

@@ -362,6 +362,9 @@ def _markdown(result, files: dict) -> str:
         f"predictions {_prediction_objects(s)} (connectivity {s['connectivity']}); per-case "
         "scores in `per_case.csv`",
         "",
+        # what evaluate warned about (partial instance files, object ids read as classes …) is
+        # part of the scores' meaning: a reader of the report alone needs it as much as the console
+        *(["## Warnings", "", *[f"- {w}" for w in s["warnings"]], ""] if s.get("warnings") else []),
         "## Summary",
         "",
         summary_table(s, markdown=True),

@@ -134,21 +134,20 @@ def prediction_paths(
 
 
 def is_side_file(stem: str, cases: Collection[str]) -> bool:
-    """Whether ``stem`` names a side file of one of ``cases`` rather than a prediction of its own.
-
-    A side file is ``<case>_<anything>`` where ``<case>`` is in ``cases`` (the cases that have their
-    own prediction file): the ``_prob``, ``_overlay``, ``_instances`` and ``_rois`` files of
-    :func:`prediction_paths` (:data:`SIDE_SUFFIXES`), and any other ``<case>_…`` file beside the prediction. A stem that is
-    itself a case is never a side file.
+    """Whether ``stem`` names a side file of one of ``cases`` rather than a prediction of its own:
+    ``<case><side suffix>`` where ``<case>`` is in ``cases`` (the cases that have their own
+    prediction file) and the suffix is one :func:`prediction_paths` writes (``_prob``,
+    ``_overlay``, ``_instances``, ``_rois``: :data:`SIDE_SUFFIXES`). Any other ``<case>_…`` file
+    (``img_2`` beside ``img``, ``a_pred`` beside ``a``) is a prediction, so one without a truth
+    mask is named, not silently left out. A stem that is itself a case is never a side file.
 
     Example:
-        >>> [is_side_file(s, {"22", "a_b"}) for s in ("22_prob", "22", "a_b", "a_b_overlay", "23_prob")]
-        [True, False, False, True, False]
+        >>> [is_side_file(s, {"22", "a_b"}) for s in ("22_prob", "22", "a_b", "a_b_overlay", "23_prob", "22_2")]
+        [True, False, False, True, False, False]
     """
     if stem in cases:
         return False
-    parts = stem.split("_")
-    return any("_".join(parts[:i]) in cases for i in range(1, len(parts)))
+    return any(stem.endswith(s) and stem[: -len(s)] in cases for s in SIDE_SUFFIXES)
 
 
 __all__ = [
