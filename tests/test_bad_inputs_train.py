@@ -210,6 +210,14 @@ def case_loss_option_wrong_type(tmp):
     ), "loss.options.gamma must be a number"
 
 
+def case_loss_ignore_index(tmp):
+    """The losses can leave a label out, but nothing else of a run would: refused, not half done."""
+    clean(tmp / "data")
+    return _train(
+        tmp, "--set", "loss.options.ignore_index=255"
+    ), "loss.options.ignore_index=255: a training run has no ignore label"
+
+
 def case_normalization_unknown(tmp):
     clean(tmp / "data")
     return _train(

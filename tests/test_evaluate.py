@@ -849,3 +849,23 @@ def test_the_report_carries_the_warnings(tmp_path):
     report = (tmp_path / "out" / "report.md").read_text()
     assert f"## Warnings\n\n- {warning}\n" in report
     assert report.index("## Warnings") < report.index("## Summary")
+
+
+def test_a_predicted_class_no_truth_mask_holds_gets_the_labels_that_name_it(tmp_path, capsys):
+    truth = np.zeros((SIZE, SIZE), np.uint8)
+    truth[2:8, 2:8], truth[12:18, 12:18] = 1, 2
+    pred = truth.copy()
+    pred[20:23, 20:23] = 3  # a class the model knows and this test set lacks
+    _png(tmp_path / "truth" / "a.png", truth)
+    _png(tmp_path / "pred" / "a.png", pred)
+    assert main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "truth")]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "if 3 is a class no truth mask holds, name every class with --labels 0,1,2,3; else write "
+            "the predictions in the masks' values"
+        )
+    )
+    args = ["evaluate", str(tmp_path / "pred"), str(tmp_path / "truth"), "--labels", "0,1,2,3"]
+    assert main(args) == 0

@@ -543,3 +543,30 @@ def test_a_stray_value_in_one_mask_is_named_before_it_trains_as_a_class(tmp_path
     Image.fromarray(region[0]).save(path)
     assert infer_label_map(files, warn_lone=True).values == (0, 128, 255)
     assert capsys.readouterr().err == ""
+
+
+def test_class_masks_saved_as_numbers_and_spread_over_255_are_refused_with_the_fix(tmp_path):
+    """0/1/2/3 beside 0/85/170/255 (an editor's grey steps) would train 6 classes instead of 3;
+    0/1/2 beside 0/127/255 (cut, not rounded) too; a real 7-class set is not touched."""
+    from unetkit.data.labels import two_codings
+
+    mask = np.zeros((1, 12, 12), np.uint8)
+    mask[0, 1:4, 1:4], mask[0, 5:8, 5:8], mask[0, 9:11, 9:11] = 1, 2, 3
+    for i in range(2):
+        write_image(tmp_path / f"n{i}.png", mask)
+    for i in range(3):
+        write_image(tmp_path / f"s{i}.png", mask * 85)
+    with pytest.raises(
+        DataError,
+        match=r"n0\.png: mask values 0/1/2/3 while 3 of the 5 masks hold 0/85/170/255: label "
+        r"masks saved two ways would train 6 foreground classes instead of 3; save every mask as "
+        r"0/85/170/255",
+    ):
+        infer_label_map(sorted(tmp_path.glob("*.png")))
+    three = {"a": {0, 1, 2}, "b": {0, 127, 255}, "c": {0, 127}}
+    assert two_codings(three)[1].startswith(
+        "mask values 0/1/2 while 2 of the 3 masks hold 0/127/255"
+    )
+    assert two_codings({"a": {0, 1, 2, 3}, "b": {0, 1, 85, 170, 255}}) is None  # one mask, both
+    assert two_codings({"a": {0, 1, 2, 3}, "b": {0, 2, 3}}) is None
+    assert two_codings({"a": {0, 1}, "b": {0, 255}})[1].startswith("mask values 0/1 while 1 of")

@@ -594,3 +594,55 @@ def test_the_guard_never_costs_its_own_class_even_when_another_class_is_judged()
     row = next(r for r in choice.candidates if r["step"].get("min_size") == 110)  # 441 / 4
     assert row["step"]["label"] == 2 and not row["kept"]
     assert row["dice"] == row["before"]  # class 1's Dice, the one judged: unchanged
+
+
+def test_a_class_no_validation_image_holds_is_neither_judged_nor_cleaned_up():
+    """Class 2 is in no validation truth: its predicted objects would score Dice 0, so a mean
+    with it would keep removing them (here keep_largest and a removal would 'win'); it is left
+    out of the judged Dice and no clean-up of it is tried."""
+    from unetkit.evaluation.postprocess_choice import held_classes
+
+    truths, preds = [], []
+    for k in range(2):
+        truths.append(labels_of((disc(30, 30, 10), 1)))
+        preds.append(
+            labels_of((disc(30, 30, 10), 1), (disc(50, 50, 3 + k), 2), (disc(8, 50, 6), 2))
+        )
+    assert held_classes(truths, [1, 2]) == [1] and held_classes(truths, [2]) == [2]
+    choice = choose_postprocessing(preds, truths, 3)
+    assert {r["step"]["label"] for r in choice.candidates} == {1}
+    assert choice.baseline == pytest.approx(1.0) and mean_dice(preds, truths, 3, [1, 2]) == 0.5
+    # a class named by the select metric is judged even where no truth holds it
+    named = choose_postprocessing(preds, truths, 3, select_metric="val_dice_c2")
+    assert named.baseline == 0.0
+
+
+def test_training_leaves_a_class_out_of_val_dice_where_no_validation_image_has_it(tmp_path, capsys):
+    from PIL import Image
+
+    from unetkit.training import Trainer
+
+    from .test_training import tiny_config
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 4), ("val", 2)):
+        for folder in ("images", "masks"):
+            (tmp_path / split / folder).mkdir(parents=True)
+        for i in range(n):
+            mask = labels_of((disc(14, 14, 7, (48, 48)), 1), shape=(48, 48))
+            if split == "train":
+                mask[30:40, 30:40] = 2  # a class only the training images have
+            image = np.clip(mask * 90 + 40 + rng.normal(0, 10, mask.shape), 0, 255)
+            Image.fromarray(image.astype(np.uint8)).save(tmp_path / split / "images" / f"{i}.png")
+            Image.fromarray(mask.astype(np.uint8)).save(tmp_path / split / "masks" / f"{i}.png")
+    cfg = tiny_config(tmp_path / "train", epochs=2, iters_per_epoch=2, postprocess="none")
+    cfg.data.val_dir = str(tmp_path / "val")
+    result = Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
+    out = capsys.readouterr().out
+    assert (
+        "note: class 2 (mask value 2) in no validation image: val dice leaves it out, so the best "
+        "checkpoint and the post-processing are chosen without judging it" in out
+    )
+    for record in result.history:
+        assert record["val_dice"] == pytest.approx(record["val_dice_c1"])
+        assert "val_dice_c2" in record

@@ -508,6 +508,14 @@ class LossConfig:
 
         _check_fields(self, "loss")
         self.options = check_options(LOSSES, self.name, self.options, "loss.options", "loss.name")
+        if self.options.get("ignore_index") is not None:
+            # the losses can leave a label out, but a run reads every mask value as a class and
+            # validates, samples, post-processes and predicts all of them: half an ignore label
+            raise ConfigError(
+                f"loss.options.ignore_index={self.options['ignore_index']!r}: a training run has "
+                "no ignore label (every mask value is a class, validated and predicted); give "
+                "unlabelled pixels a class (e.g. background) or crop them out of the images"
+            )
         shown = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         _built(
             f"loss {self.name!r}" + (f" with loss.options {shown}" if shown else ""),

@@ -58,7 +58,7 @@ from .labels import (
     numbered_per_mask,
     numbered_regions,
     numbered_volumes_note,
-    two_binary_codings,
+    two_codings,
 )
 from .object_masks import is_object_source, read_mask_source
 from .reading import (
@@ -772,7 +772,7 @@ def _check_labels(
             "those pixels a class (e.g. background) before training"
         )
     if mask_kind == "auto" and kind == "labels" and label_map is None:  # as infer_label_map does
-        mixed = two_binary_codings({p: set(v) for p, v in files.items()})
+        mixed = two_codings({p: set(v) for p, v in files.items()})
         if mixed is not None:
             report.problems.append(f"{mixed[0]}: {mixed[1]}")
     if report.lossy_masks:  # a binary set (labels._lossy_binary_map): lossless masks hold 0/255

@@ -183,31 +183,41 @@ def numbered_volumes_note(values: Sequence[set], one_region: Sequence[bool]) -> 
     )
 
 
-def two_binary_codings(values: dict) -> Optional[tuple]:
-    """``(mask, message)`` when binary masks were saved two ways, some 0/1 and some 0/255 (``values``:
-    each mask's set of values): read as they are, 1 and 255 would be two classes that never meet.
+def _spread(k: int) -> list[set]:
+    """The values of classes ``0 … k`` spread over 0–255 as image editors save them (``k`` = 3:
+    0/85/170/255), rounded and cut (``k`` = 2: 0/128/255 and 0/127/255)."""
+    return [{round(i * 255 / k) for i in range(k + 1)}, {i * 255 // k for i in range(k + 1)}]
+
+
+def two_codings(values: dict) -> Optional[tuple]:
+    """``(mask, message)`` when label masks were saved two ways, some as class numbers (0/1,
+    0/1/2/3) and some spread over 0–255 (0/255, 0/85/170/255) (``values``: each mask's set of
+    values): read as they are, 1 and 255 (or 1 and 85) would be two classes that never meet.
     The mask named is one of the fewer kind. ``None`` otherwise."""
     sets = [set(v) for v in values.values()]
-    if not sets or set().union(*sets) != {0, 1, 255}:
-        return None
-    if not all(v <= {0, 1} or v <= {0, 255} for v in sets):
-        return None  # 1 and 255 together in a mask: classes
-    ones = [m for m, v in values.items() if 1 in v]
-    full = [m for m, v in values.items() if 255 in v]
-    few, many, (a, b) = (
-        (ones, full, ("0/1", "0/255"))
-        if len(ones) <= len(full)
-        else (
-            full,
-            ones,
-            ("0/255", "0/1"),
-        )
-    )
-    return few[0], (
-        f"mask values {a} while {len(many)} of the {len(values)} masks hold {b}: binary masks "
-        f"saved two ways would train 1 and 255 as two classes; save every mask as {b}, or pass "
-        "--mask-kind labels to keep them apart"
-    )
+    union = set().union(*sets) if sets else set()
+    for k in range(1, 17):
+        numbers = set(range(k + 1))
+        for spread in _spread(k):
+            if not union <= numbers | spread or not union - spread or not union - numbers:
+                continue
+            if not all(v <= numbers or v <= spread for v in sets):
+                return None  # 1 and 255 together in a mask: classes
+            counted = [m for m, v in values.items() if v - spread]
+            spreads = [m for m, v in values.items() if v - numbers]
+            a, b = "/".join(map(str, sorted(numbers))), "/".join(map(str, sorted(spread)))
+            few, many, (a, b) = (
+                (counted, spreads, (a, b))
+                if len(counted) <= len(spreads)
+                else (spreads, counted, (b, a))
+            )
+            what = "binary masks" if k == 1 else "label masks"
+            return few[0], (
+                f"mask values {a} while {len(many)} of the {len(values)} masks hold {b}: {what} "
+                f"saved two ways would train {len(union) - 1} foreground classes instead of {k}; "
+                f"save every mask as {b}, or pass --mask-kind labels to keep them apart"
+            )
+    return None
 
 
 def instance_ids(mask: np.ndarray, path: Optional[PathLike] = None) -> np.ndarray:
@@ -748,7 +758,7 @@ def infer_label_map(
     per_volume: list = []  # the same of each 3D mask (a warning only: numbered_volumes_note)
     seen_in: Counter = Counter()  # in how many 1-channel masks each value occurs
     scarce: list = []  # (mask, its values covering under LONE_VALUE_SHARE of it)
-    grey_sets: dict = {}  # each 1-channel mask's values (two_binary_codings)
+    grey_sets: dict = {}  # each 1-channel mask's values (two_codings)
     grey: set = set()  # the values of the 1-channel masks
     colours: set = set()  # the packed colours of the 3-channel ones
     channels: dict[int, list] = {1: [], 3: []}  # the masks of each channel count
@@ -785,7 +795,7 @@ def infer_label_map(
                 rare = {v for v, n in counts.items() if n < limit} if len(here) > 1 else set()
                 blended = blended_values(plane, counts) if arr.ndim == 3 else set()
                 scarce.append((path if path is not None else f"mask {count}", rare, blended))
-            if kind == "auto" and len(here) <= 3:
+            if kind == "auto" and len(here) <= 17:  # two_codings: up to 16 classes
                 grey_sets[path if path is not None else count] = here
             if kind == "auto" and arr.ndim == 3:  # ids numbered per image? (numbered_per_mask)
                 counted = here == set(range(max(here) + 1))
@@ -824,7 +834,7 @@ def infer_label_map(
             _WARNED.add(note)  # once: the plan and the trainer both read the masks
             print(f"warning: {note}", file=sys.stderr)
     if resolved == "labels" and len(grey_sets) == count:
-        mixed = two_binary_codings(grey_sets)
+        mixed = two_codings(grey_sets)
         if mixed is not None:
             where, message = mixed
             raise DataError(message, where if isinstance(where, (str, Path)) else None)

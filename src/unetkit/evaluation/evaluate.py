@@ -577,9 +577,11 @@ def _image_folder(truth_dir: Path, image_dir: Optional[PathLike]) -> Optional[Pa
     return None
 
 
-def _values_fix(exc: DataError, label_map) -> str:
+def _values_fix(exc: DataError, label_map, inferred_from: Optional[Path] = None) -> str:
     """A prediction's unexpected values, with the fix: predictions are scored in the truth's values
-    (a 0/1 prediction of 0/255 masks is the usual case, written by another tool)."""
+    (a 0/1 prediction of 0/255 masks is the usual case, written by another tool). With
+    ``inferred_from`` (the prediction, where the label map was read off the truth masks) a
+    prediction of a class no truth mask holds gets the ``--labels`` that names every class."""
     message = str(exc)
     if exc.path is not None and message.startswith(f"{exc.path}: "):
         message = message[len(f"{exc.path}: ") :]
@@ -591,6 +593,17 @@ def _values_fix(exc: DataError, label_map) -> str:
             f"{message}: predictions are scored in the truth masks' values; a 0/1 prediction of "
             f"0/{values[1]} masks? write its 1 as {values[1]} (unetkit predict writes the "
             "values it was trained on)"
+        )
+    if inferred_from is not None and label_map.kind == "labels":
+        from ..io.readers import read_image
+
+        found = {int(v) for v in np.unique(read_image(inferred_from)[0])}
+        every = sorted(found | {int(v) for v in values})
+        return (
+            f"{message}: predictions are scored in the truth masks' values; if "
+            f"{'/'.join(str(v) for v in sorted(found - set(values)))} is a class no truth mask "
+            f"holds, name every class with --labels {','.join(map(str, every))}; else write the "
+            "predictions in the masks' values"
         )
     return f"{message}: predictions are scored in the truth masks' values; write them in those"
 
@@ -786,7 +799,9 @@ def evaluate_folders(
         try:
             p_cls, p_ids, p_meta = read_mask(preds[case], label_map)
         except DataError as exc:
-            raise DataError(_values_fix(exc, label_map), preds[case]) from None
+            raise DataError(
+                _values_fix(exc, label_map, preds[case] if inferred_map else None), preds[case]
+            ) from None
         where = geometry_problem(meta, p_meta, truths[case].name, "prediction", "truth")
         if where and p_cls.shape == t_cls.shape:  # scored voxel by voxel, it must lie on the truth
             raise DataError(where, preds[case])

@@ -83,6 +83,15 @@ def dice_classes(select_metric: str, num_classes: int) -> tuple[str, list[int]]:
     return "val_dice", list(range(1, num_classes)) if num_classes > 1 else [0]
 
 
+def held_classes(truths: Sequence[np.ndarray], classes: Sequence[int]) -> list[int]:
+    """The ``classes`` some truth holds (all of ``classes`` where none does). Validation cannot
+    judge a class that no validation image has: its Dice is 0 wherever it is predicted and
+    undefined elsewhere, so a mean with it prefers the model, or the clean-up, that never
+    predicts it (the trainer and the post-processing choice leave such classes out)."""
+    held = [c for c in classes if any((np.asarray(t) == c).any() for t in truths)]
+    return held or list(classes)
+
+
 def mean_dice(
     preds: Sequence[np.ndarray],
     truths: Sequence[np.ndarray],
@@ -294,6 +303,8 @@ def choose_postprocessing(
         if p.shape != t.shape:
             raise DataError(f"validation case {i}: prediction shape {p.shape} ≠ truth {t.shape}")
     metric, judged = dice_classes(select_metric, num_classes)
+    if metric == "val_dice":  # as the trainer's val_dice: classes no validation image has are out
+        judged = held_classes(truths, judged)
     instances = list(truth_instances) if truth_instances is not None else [None] * len(truths)
 
     chosen = PostProcessing(connectivity=connectivity)
@@ -320,11 +331,8 @@ def choose_postprocessing(
             "note": note,
         }
 
-    present = [
-        c
-        for c in range(1, num_classes)
-        if any((t == c).any() for t in truths) or any((p == c).any() for p in preds)
-    ]
+    # a class no validation truth holds cannot be judged: clean-ups of it are not tried
+    present = [c for c in range(1, num_classes) if any((t == c).any() for t in truths)]
     plan: list[tuple[str, int, list[PostStep]]] = []
     for name in ("remove_small", "fill_holes", "keep_largest", "split_touching"):
         for c in present:
@@ -410,6 +418,7 @@ __all__ = [
     "PostProcessingChoice",
     "choose_postprocessing",
     "dice_classes",
+    "held_classes",
     "mean_dice",
     "object_f1",
 ]

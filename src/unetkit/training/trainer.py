@@ -259,6 +259,7 @@ class Trainer:
             saved_splits=self._saved_splits() if ckpt else None,
         )
         self._check_select_metric()
+        self.judged_classes = self._validation_classes()
         self.model = self.build_model()
         if source is not None:
             self.init_weights(source)
@@ -620,7 +621,7 @@ class Trainer:
             cm_total = cm_t.numpy()
         per_class_dice = (sums[0] / sums[1]).numpy()
         per_class_iou = (sums[2] / sums[3]).numpy()
-        fg = slice(1, None) if k > 1 else slice(None)
+        fg = self.judged_classes if k > 1 else slice(None)
         record = {
             "val_loss": float(loss_sum[0] / max(loss_sum[1], 1)),
             "val_dice": _nanmean(per_class_dice[fg]),
@@ -764,6 +765,32 @@ class Trainer:
             target_spacing=self.config.data.target_spacing,
         )
 
+    def _validation_classes(self) -> list[int]:
+        """The foreground classes ``val_dice`` averages: those some validation mask holds
+        (:func:`~unetkit.evaluation.postprocess_choice.held_classes`). A class in no validation
+        image scores 0 whenever the net predicts it, so with it the run would keep the epoch that
+        never predicts that class; its own ``val_dice_c<k>`` is still recorded."""
+        from ..evaluation.postprocess_choice import held_classes
+
+        k = self.data.label_map.num_classes
+        return held_classes([case.mask for case in self.data.val], range(1, k)) if k > 1 else [0]
+
+    def unjudged_note(self) -> Optional[str]:
+        """A line naming the foreground classes no validation image holds, or ``None``."""
+        k = self.data.label_map.num_classes
+        if not self.data.val or k < 2:
+            return None
+        out = [c for c in range(1, k) if c not in self.judged_classes]
+        if not out or len(out) == k - 1:
+            return None
+        values = self.data.label_map.values
+        named = ", ".join(f"{c} (mask value {values[c]})" for c in out)
+        return (
+            f"note: class{'es' if len(out) > 1 else ''} {named} in no validation image: val dice "
+            "leaves it out, so the best checkpoint and the post-processing are chosen without "
+            "judging it; a --val folder whose masks hold it lets the run judge it"
+        )
+
     def _check_select_metric(self) -> None:
         """``train.select_metric`` naming one class (``val_dice_c<k>``) needs class ``k`` in the label map."""
         name, k = self.config.train.select_metric, self.data.label_map.num_classes
@@ -834,6 +861,7 @@ class Trainer:
             f"run folder: {self.run_dir}"
             + (f" (resumed at epoch {self.epoch})" if self._resume_from else ""),
             runtime.describe_path(self.device, self.autocast_dtype, self.channels_last),
+            *filter(None, [self.unjudged_note()]),
         ]
 
 
