@@ -442,3 +442,30 @@ def test_progress_bars_stay_out_of_a_log_file(checkpoint, folder, tmp_path, capf
     finally:
         sys.stderr = real
     assert "predict:" in capfd.readouterr().err
+
+
+def test_a_model_of_palette_masks_writes_palette_pngs(tmp_path):
+    """Masks drawn as palette (P) PNGs: the labels come back as palette PNGs with the masks'
+    colours (before: grey 0 … 3, near-black in a viewer); a TIFF output keeps the indices."""
+    palette = [0, 0, 0, 255, 255, 0, 0, 128, 255, 200, 30, 30]
+    model = create_model("unet", base_features=4, depth=2, norm="instance", num_classes=4)
+    ckpt = save_checkpoint(
+        tmp_path / "model.pt",
+        model,
+        normalization=create_normalizer("zscore").to_dict(),
+        label_map=LabelMap([0, 1, 2, 3], palette=palette).to_dict(),
+        patch_size=[32, 32],
+    )
+    rng = np.random.default_rng(0)
+    (tmp_path / "in").mkdir()
+    image = rng.integers(0, 255, (40, 44), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "in" / "a.png")
+    tifffile.imwrite(tmp_path / "in" / "b.tif", image)
+    predictor = Predictor.from_checkpoint(ckpt, precision="fp32")
+    predict_files(predictor, [tmp_path / "in"], tmp_path / "out", progress=False)
+    with Image.open(tmp_path / "out" / "a.png") as out:
+        assert out.mode == "P" and out.getpalette()[: len(palette)] == palette
+        indices = np.asarray(out)
+    expected = predictor.postprocess.apply(predictor.predict_proba(image[None]).argmax(axis=0))
+    assert np.array_equal(indices, expected)
+    assert np.array_equal(tifffile.imread(tmp_path / "out" / "b.tif"), expected)

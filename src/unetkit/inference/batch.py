@@ -658,7 +658,13 @@ def predict_case(
         getattr(predictor, "spacing_unit", None),
     )
     indices = predictor.postprocess.apply(probs.argmax(axis=0), own)
-    write_labels(paths["labels"], decode_labels(indices, predictor.label_map), meta)
+    label_map = predictor.label_map
+    write_labels(
+        paths["labels"],
+        decode_labels(indices, label_map),
+        meta,
+        palette=getattr(label_map, "palette", None),
+    )
     if "probabilities" in paths:
         write_probabilities(paths["probabilities"], probs, meta)
     if "overlay" in paths:

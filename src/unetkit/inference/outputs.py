@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -54,17 +54,27 @@ def decode_labels(indices: np.ndarray, label_map) -> np.ndarray:
     return label_map.decode(indices)
 
 
-def write_labels(path: Path, labels: np.ndarray, meta: Optional[ImageMeta] = None) -> None:
+def write_labels(
+    path: Path,
+    labels: np.ndarray,
+    meta: Optional[ImageMeta] = None,
+    palette: Optional[Sequence[int]] = None,
+) -> None:
     """Write a ``(C, *spatial)`` label image, keeping spacing/affine from the input's ``meta``.
 
     Labels are unsigned integers; a TIFF shows them from 0 to the highest label (a 0/1 mask is
     visible in Fiji, not black); colour labels (3 channels, a colour label map) are RGB.
+    ``palette`` (the label map's, from palette-mode masks): a PNG of 8-bit labels is written as a
+    palette image with it, as the masks were (shown in their colours, not near-black indices).
     """
     if labels.dtype.kind not in "ub" or (
         path.suffix.lower() == ".png" and labels.dtype.itemsize > 2
     ):
         labels = labels.astype(np.uint16 if labels.max(initial=0) > 255 else np.uint8)
     meta = _meta_for(meta, path)
+    png = path.suffix.lower() == ".png"
+    if palette and png and labels.shape[0] == 1 and labels.dtype == np.uint8:
+        meta = replace(meta, palette=list(palette)) if meta else ImageMeta(palette=list(palette))
     if labels.shape[0] == 3 and meta is not None:
         meta = replace(meta, channel_axis="S")  # decoded colours are samples, as in the masks
     highest = int(labels.max(initial=0))
