@@ -570,3 +570,28 @@ def test_class_masks_saved_as_numbers_and_spread_over_255_are_refused_with_the_f
     assert two_codings({"a": {0, 1, 2, 3}, "b": {0, 1, 85, 170, 255}}) is None  # one mask, both
     assert two_codings({"a": {0, 1, 2, 3}, "b": {0, 2, 3}}) is None
     assert two_codings({"a": {0, 1}, "b": {0, 255}})[1].startswith("mask values 0/1 while 1 of")
+
+
+def test_masks_resized_with_interpolation_get_that_fix_not_the_instance_hint(tmp_path):
+    """Colour masks of three classes, resized bilinearly as an editor might: dozens of blended
+    colours along the edges. The error says so (before: "an instance mask?")."""
+    from PIL import Image
+
+    from unetkit.data.labels import smoothed_edges_hint
+
+    yy, xx = np.mgrid[:60, :60]
+    mask = np.zeros((60, 60, 3), np.uint8)
+    mask[(yy - 20) ** 2 + (xx - 20) ** 2 < 150] = (255, 0, 0)
+    mask[35:55, 30:58] = (0, 0, 255)
+    mask[5:15, 40:55] = (0, 255, 0)
+    smooth = np.asarray(Image.fromarray(mask).resize((97, 97), Image.BILINEAR))
+    write_image(tmp_path / "a.png", smooth.transpose(2, 0, 1))
+    with pytest.raises(
+        DataError,
+        match=r"along the edges between regions: a mask resized with "
+        r"interpolation or drawn with smoothed \(anti-aliased\) edges\?",
+    ):
+        infer_label_map([tmp_path / "a.png"])
+    assert smoothed_edges_hint(mask.transpose(2, 0, 1)) is None  # four colours: nothing to say
+    ids = np.arange(64, dtype=np.uint16).reshape(8, 8).repeat(8, 0).repeat(8, 1)
+    assert smoothed_edges_hint(ids[None]) is None  # 64 objects of 64 px each: not edges

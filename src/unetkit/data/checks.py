@@ -807,8 +807,9 @@ def _check_labels(
     where = mask_dir if mask_dir is not None else report.root
     if mask_kind == "auto" and len(values) > max_classes:
         hint = (
-            "instance masks? use --mask-kind instances; lossy (JPEG) masks or images in masks/? masks must be "
-            "lossless label images"
+            "instance masks? use --mask-kind instances; masks resized with interpolation or drawn "
+            "with smoothed edges? resize them with nearest-neighbour; lossy (JPEG) masks or images "
+            "in masks/? masks must be lossless label images"
         )
         many = [
             p for p, v in files.items() if len(v) > max_classes

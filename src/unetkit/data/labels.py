@@ -381,6 +381,31 @@ def _value_counts(plane: np.ndarray) -> dict:
     return {int(v): int(n) for v, n in zip(found, counts)}
 
 
+def smoothed_edges_hint(mask: np.ndarray, max_classes: int = 16) -> Optional[str]:
+    """The fix for a ``(C, *spatial)`` mask of many values of which ``max_classes`` cover 95 % of
+    the pixels and the rest lie mostly on region borders: a mask resized with interpolation or
+    drawn with anti-aliased edges (its blends are no classes, nor objects); ``None`` otherwise
+    (an instance mask's objects cover the image, not its borders)."""
+    mask = np.asarray(mask)
+    plane = _pack(mask) if mask.shape[0] == 3 else mask[0]
+    values, counts = np.unique(plane, return_counts=True)
+    if len(values) <= max_classes:
+        return None
+    order = np.argsort(counts)[::-1]
+    main = values[order[:max_classes]]
+    if counts[order[:max_classes]].sum() < 0.95 * plane.size:
+        return None
+    others = ~np.isin(plane, main)
+    if (others & border_pixels(plane)).sum() < BLEND_BORDER_SHARE * others.sum():
+        return None
+    return (
+        f"{len(values) - max_classes} of them cover {100 * others.mean():.1f} % of this mask, "
+        "along the edges between regions: a mask resized with interpolation or drawn with "
+        "smoothed (anti-aliased) edges? resize masks with nearest-neighbour and draw them "
+        "without smoothing, so each pixel holds one class's value"
+    )
+
+
 _WARNED: set = set()  # (mask, values) already warned of in this process
 
 
@@ -808,11 +833,15 @@ def infer_label_map(
         if kind == "auto" and len(grey) + len(colours) > max_classes:
             if _any_instance_like(masks) or _numbered_set(masks):
                 return infer_label_map(masks, kind="instances")
+            smoothed = smoothed_edges_hint(arr, max_classes)
             raise DataError(
                 f"{len(grey) + len(colours)} distinct mask values so far (more than "
-                f"max_classes={max_classes}): an instance mask? use --mask-kind instances "
-                "(kind='instances'); a grey-level image or a JPEG-compressed mask? masks must be "
-                "lossless label images",
+                f"max_classes={max_classes}): "
+                + (
+                    smoothed
+                    or "an instance mask? use --mask-kind instances (kind='instances'); a "
+                    "grey-level image or a JPEG-compressed mask? masks must be lossless label images"
+                ),
                 path,
             )
     if count == 0:
