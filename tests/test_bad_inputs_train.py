@@ -129,6 +129,21 @@ def case_val_folder_labelled_otherwise(tmp):
     )
 
 
+def case_plan_val_folder_labelled_otherwise(tmp):
+    """The same validation folder refused by plan, before a plan.json is written."""
+    clean(tmp / "data")
+    val = clean(tmp / "val", n=2, seed=3)
+    for name in ("00", "01"):
+        mask = (np.asarray(Image.open(val / "masks" / f"{name}.png")) > 0).astype(np.uint8)
+        mask[:4] = 2
+        _png(val / "masks" / f"{name}.png", mask)
+    return (
+        ["plan", str(tmp / "data"), "--val", str(val), "--output", str(tmp / "plan.json")],
+        f"{val}: the validation masks of 2 case(s) (00, 01) hold the value(s) 1, 2, which no "
+        "training mask has",
+    )
+
+
 def case_missing_mask(tmp):
     (clean(tmp / "data") / "masks" / "02.png").unlink()
     return _train(tmp), "02"
@@ -524,7 +539,8 @@ def test_bad_input_is_one_named_line_and_leaves_nothing(corpus, case):
         )
     else:
         lines = [line for line in result["err"].splitlines() if line.strip()]
-        assert len(lines) == 1 and lines[0].startswith("unetkit train: error: "), result["err"]
+        command = "plan" if case.startswith("plan_") else "train"
+        assert len(lines) == 1 and lines[0].startswith(f"unetkit {command}: error: "), result["err"]
     assert after == before, f"left behind: {sorted(after - before)}"
 
 

@@ -377,7 +377,11 @@ def test_ids_of_a_few_objects_per_image_are_checked_as_instances(tmp_path):
     report = check_dataset(tmp_path)
     assert report.ok, report.problems
     assert report.mask_kind == "instances" and report.num_objects == 16
-    assert report.to_dict()["num_objects"] == 16 and report.notes == []
+    assert report.to_dict()["num_objects"] == 16
+    assert report.notes == [  # the other reading named, as plan names it
+        "every mask is numbered 0 … n (n from 2 to 6), each number one connected region: read as "
+        "object ids; if the numbers are classes, pass --mask-kind labels"
+    ]
     # the same n in every mask: classes or objects, the data cannot say; read as classes, noted
     same = tmp_path / "same"
     for path in _few_objects(same / "masks", [5, 5, 5]):

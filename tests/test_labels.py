@@ -595,3 +595,11 @@ def test_masks_resized_with_interpolation_get_that_fix_not_the_instance_hint(tmp
     assert smoothed_edges_hint(mask.transpose(2, 0, 1)) is None  # four colours: nothing to say
     ids = np.arange(64, dtype=np.uint16).reshape(8, 8).repeat(8, 0).repeat(8, 1)
     assert smoothed_edges_hint(ids[None]) is None  # 64 objects of 64 px each: not edges
+
+
+def test_binary_masks_beside_class_numbers_are_not_taken_for_grey_steps():
+    """0/255 masks beside 0/1/2 ones hold no grey step (128): not "saved two ways" as 3 classes."""
+    from unetkit.data.labels import two_codings
+
+    assert two_codings({"a": {0, 255}, "b": {0, 1, 2}}) is None
+    assert two_codings({"a": {0, 128, 255}, "b": {0, 1, 2}}) is not None

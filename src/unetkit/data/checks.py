@@ -723,6 +723,13 @@ def _check_labels(
             f"every mask is numbered 0 … {n}, each number one connected region: read as {n} "
             "classes; if they are object ids, pass --mask-kind instances"
         )
+    if few_ids:  # the other reading of the same doubt: said, as plan says it
+        tops = [max(mask_values[p]) for p in numbered]
+        report.notes.append(
+            f"every mask is numbered 0 … n (n from {min(tops)} to {max(tops)}), each number one "
+            "connected region: read as object ids; if the numbers are classes, pass --mask-kind "
+            "labels"
+        )
     if guess and numbered_volumes and len(numbered_volumes) == len(mask_layout):
         note = numbered_volumes_note(
             [set(mask_values[p]) for p in numbered_volumes], list(numbered_volumes.values())

@@ -415,14 +415,20 @@ def _check_val_classes(train: list, val: list, label_map: LabelMap, val_dir) -> 
     for case in train:
         if case.mask is not None:
             seen.update(int(v) for v in np.unique(case.mask))
+    check_val_classes(seen, ((c.case_id, c.mask) for c in val), label_map, val_dir)
+
+
+def check_val_classes(seen: set, val, label_map: LabelMap, val_dir) -> None:
+    """:func:`_check_val_classes` from the classes the training masks hold (``seen``) and the
+    validation cases' ``(case id, class indices)`` (the planner checks so before it plans)."""
     only: set = set()
     holders: list = []  # the validation cases holding such values
-    for case in val:
-        if case.mask is not None:
-            unseen = {int(v) for v in np.unique(case.mask) if int(v) not in seen}
+    for case_id, mask in val:
+        if mask is not None:
+            unseen = {int(v) for v in np.unique(mask) if int(v) not in seen}
             if unseen:
                 only |= unseen
-                holders.append(case.case_id)
+                holders.append(case_id)
     if only:
         show = ", ".join(str(label_map.values[c]) for c in sorted(only))
         trained = ", ".join(str(label_map.values[c]) for c in sorted(seen))

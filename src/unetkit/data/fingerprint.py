@@ -358,6 +358,7 @@ def fingerprint_dataset(
     if len(cases) > max_cases:
         pick = np.sort(rng.choice(len(cases), int(max_cases), replace=False))
         cases = [cases[i] for i in pick]
+    found_val = None
     if label_map is None:
         masks = [c.mask for c in cases]
         if val_dir is not None:
@@ -420,6 +421,14 @@ def fingerprint_dataset(
         if progress is not None:
             progress(done, len(cases))
 
+    if found_val is not None and len(cases) == len(found.cases):
+        # as training refuses it, before a plan is written: classes only validation masks hold
+        from .dataset import check_val_classes
+        from .labels import read_mask
+
+        seen = {k for k in range(num_classes) if class_pixels[k]}
+        val = ((c.case_id, read_mask(c.mask, label_map)[0]) for c in found_val.cases)
+        check_val_classes(seen, val, label_map, val_dir)
     # refused where the voxel sizes are used (every case states one, in one unit: the plan
     # resamples to their median); elsewhere check-data lists it as a problem
     odd = odd_voxel_size(stated) if len(stated) == len(cases) and len(units) <= 1 else None

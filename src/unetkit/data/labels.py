@@ -201,6 +201,8 @@ def two_codings(values: dict) -> Optional[tuple]:
         for spread in _spread(k):
             if not union <= numbers | spread or not union - spread or not union - numbers:
                 continue
+            if k > 1 and not union & (spread - {0, 255}):
+                continue  # 0/255 beside 0/1/2 is not 3 classes spread: no grey step is there
             if not all(v <= numbers or v <= spread for v in sets):
                 return None  # 1 and 255 together in a mask: classes
             counted = [m for m, v in values.items() if v - spread]
