@@ -86,11 +86,11 @@ def test_failure_mid_run_leaves_no_partial_files(checkpoint, folder, tmp_path, m
     calls = {"n": 0}
     real = batch_mod.write_probabilities
 
-    def flaky(path, probs, meta=None):
+    def flaky(path, probs, meta=None, label_map=None):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt  # like a user's Ctrl-C while writing
-        real(path, probs, meta)
+        real(path, probs, meta, label_map)
 
     monkeypatch.setattr(batch_mod, "write_probabilities", flaky)
     with pytest.raises(KeyboardInterrupt):
@@ -469,3 +469,47 @@ def test_a_model_of_palette_masks_writes_palette_pngs(tmp_path):
     expected = predictor.postprocess.apply(predictor.predict_proba(image[None]).argmax(axis=0))
     assert np.array_equal(indices, expected)
     assert np.array_equal(tifffile.imread(tmp_path / "out" / "b.tif"), expected)
+
+
+def test_probability_channels_name_their_class_and_mask_value(tmp_path, monkeypatch):
+    """Fiji shows which class each probability channel is (ImageJ slice labels), in memory and
+    band by band, 2D and 3D; a TIFF too large for ImageJ keeps them in its description."""
+    from unetkit.inference.outputs import class_names, write_probabilities
+    from unetkit.io.meta import ImageMeta
+
+    lm = LabelMap([0, 85, 170, 255])
+    names = [
+        "class 0 (value 0)",
+        "class 1 (value 85)",
+        "class 2 (value 170)",
+        "class 3 (value 255)",
+    ]
+    assert class_names(lm, 4) == names and class_names(None, 2) == ["class 0", "class 1"]
+    assert class_names(LabelMap([(0, 0, 0), (0, 0, 255)], kind="colors"), 2)[1] == (
+        "class 1 (colour (0, 0, 255))"
+    )
+    probs = np.random.default_rng(0).random((4, 3, 8, 9)).astype(np.float32)
+    write_probabilities(tmp_path / "v.tif", probs, ImageMeta(spacing=(2.0, 1.0, 1.0)), lm)
+    with tifffile.TiffFile(tmp_path / "v.tif") as tif:
+        assert tif.imagej_metadata["Labels"] == names * 3  # Z × C planes
+        assert np.array_equal(tif.asarray(), np.swapaxes(probs, 0, 1))
+    model = create_model("unet", base_features=4, depth=2, norm="instance", num_classes=4)
+    ckpt = save_checkpoint(
+        tmp_path / "model.pt",
+        model,
+        normalization=create_normalizer("zscore").to_dict(),
+        label_map=lm.to_dict(),
+        patch_size=[32, 32],
+    )
+    image = np.random.default_rng(1).integers(0, 255, (300, 260), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "in.tif", image)
+    predictor = Predictor.from_checkpoint(ckpt, precision="fp32")
+    predict_files(predictor, [tmp_path / "in.tif"], tmp_path / "mem", "tiff", progress=False)
+    monkeypatch.setattr(batch_mod, "_is_large", lambda path, level=0: True)  # band by band
+    (band,) = predict_files(
+        predictor, [tmp_path / "in.tif"], tmp_path / "band", "tiff", progress=False
+    )
+    assert band.mode == "band-by-band"
+    for folder in ("mem", "band"):
+        with tifffile.TiffFile(tmp_path / folder / "in_prob.tif") as tif:
+            assert tif.imagej_metadata["Labels"] == names, folder

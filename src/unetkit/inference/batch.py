@@ -666,7 +666,7 @@ def predict_case(
         palette=getattr(label_map, "palette", None),
     )
     if "probabilities" in paths:
-        write_probabilities(paths["probabilities"], probs, meta)
+        write_probabilities(paths["probabilities"], probs, meta, label_map)
     if "overlay" in paths:
         write_overlay(paths["overlay"], image, indices)
     if instances is not None:

@@ -105,11 +105,26 @@ def _meta_for(meta: Optional[ImageMeta], path: Path) -> Optional[ImageMeta]:
     return meta if same_format else None
 
 
-def write_probabilities(path: Path, probs: np.ndarray, meta: Optional[ImageMeta] = None) -> None:
+def class_names(label_map, num_classes: int) -> list[str]:
+    """``["class 0 (value 0)", "class 1 (value 255)"]``: what each probability channel is, in
+    the user's mask values (``colour (r, g, b)``); ``class k`` alone without a label map."""
+    values = list(label_map.values) if label_map is not None else []
+    if len(values) != num_classes:
+        return [f"class {k}" for k in range(num_classes)]
+    return [
+        f"class {k} ({'colour' if isinstance(v, (tuple, list)) else 'value'} {v})"
+        for k, v in enumerate(values)
+    ]
+
+
+def write_probabilities(
+    path: Path, probs: np.ndarray, meta: Optional[ImageMeta] = None, label_map=None
+) -> None:
     """``(K, *spatial)`` probabilities as a float32 TIFF or a compressed float16 ``.npz``.
 
     The TIFF (zlib) is an ImageJ hyperstack with one channel per class, the pixel size and unit of
-    the input's ``meta`` (any format: only spacing and unit are kept) and display range 0..1; the
+    the input's ``meta`` (any format: only spacing and unit are kept) and display range 0..1, each
+    channel labelled with its class and mask value (:func:`class_names`, of ``label_map``); the
     ``.npz`` holds the array :data:`~unetkit.io.naming.NPZ_KEY` (``probabilities``), no calibration.
     """
     if path.suffix == ".npz":
@@ -121,7 +136,13 @@ def write_probabilities(path: Path, probs: np.ndarray, meta: Optional[ImageMeta]
             if meta is None
             else ImageMeta(spacing=meta.spacing, spacing_unit=meta.spacing_unit)
         )
-        write_image(path, probs.astype(np.float32), calibration, display_range=(0.0, 1.0))
+        write_image(
+            path,
+            probs.astype(np.float32),
+            calibration,
+            display_range=(0.0, 1.0),
+            channel_names=class_names(label_map, probs.shape[0]),
+        )
 
 
 def overlay_image(image: np.ndarray, indices: np.ndarray, alpha: float = 0.4) -> np.ndarray:
@@ -165,7 +186,14 @@ def _reserve(path: Path) -> None:
 
 
 def _calibrated_memmap(
-    path: Path, shape: tuple, dtype, spacing, unit, display_range, channels: bool = False
+    path: Path,
+    shape: tuple,
+    dtype,
+    spacing,
+    unit,
+    display_range,
+    channels: bool = False,
+    channel_names: Optional[Sequence[str]] = None,
 ) -> np.memmap:
     """A new uncompressed TIFF memory map of ``shape`` (``(H, W)``, ``(D, H, W)``, with
     ``channels`` ``(C, H, W)`` or ImageJ's ``(D, C, H, W)`` for a volume), calibrated by
@@ -177,7 +205,13 @@ def _calibrated_memmap(
     spatial = "ZYX" if len(shape) - channels == 3 else "YX"
     axes = ("ZCYX" if spatial == "ZYX" else "CYX") if channels else spatial
     kwargs = tiff_calibration(
-        axes, shape, spacing, unit, imagej=imagej, display_range=display_range if imagej else None
+        axes,
+        shape,
+        spacing,
+        unit,
+        imagej=imagej,
+        display_range=display_range if imagej else None,
+        channel_names=channel_names,
     )
     return tifffile.memmap(path, shape=shape, dtype=dtype, photometric="minisblack", **kwargs)
 
@@ -260,6 +294,7 @@ class TiffBandSink(BandSink):
                     spacing_unit,
                     (0.0, 1.0),
                     channels=True,
+                    channel_names=class_names(label_map, k),
                 )
             for _, partial in self._paths:
                 _reserve(partial)

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 
@@ -88,6 +88,7 @@ def write_image(
     meta: Optional[ImageMeta] = None,
     *,
     display_range: Optional[tuple[float, float]] = None,
+    channel_names: Optional[Sequence[str]] = None,
 ) -> Path:
     """Write a channel-first array to ``path``; the format follows the suffix.
 
@@ -100,6 +101,8 @@ def write_image(
         display_range: ``(black, white)``: the values Fiji first shows as black and white, for a
             TIFF written as an ImageJ hyperstack (``(0, highest label)`` makes a 0/1 mask visible,
             ``(0, 1)`` suits probabilities); ignored otherwise.
+        channel_names: one name per channel, kept by a TIFF (:func:`tiff_calibration`); ignored
+            otherwise.
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -146,7 +149,7 @@ def write_image(
     writer = {
         "png": _write_pil,
         "bmp": _write_pil,
-        "tiff": partial(_write_tiff, display_range=display_range),
+        "tiff": partial(_write_tiff, display_range=display_range, channel_names=channel_names),
         "nifti": _write_nifti,
         "npy": _write_npy,
         "nrrd": _write_itk,
@@ -236,6 +239,7 @@ def tiff_calibration(
     *,
     imagej: bool,
     display_range: Optional[tuple[float, float]] = None,
+    channel_names: Optional[Sequence[str]] = None,
 ) -> dict:
     """Keyword arguments for ``tifffile.imwrite``/``tifffile.memmap`` that record the axes, pixel
     size and unit of data laid out as ``axes``; one home for the TIFF writer and the band sink.
@@ -252,6 +256,8 @@ def tiff_calibration(
             (``axes``, ``spacing``, ``spacing_unit``) plus the resolution tags, unit none.
         display_range: ImageJ only: ``min``/``max`` of the description and, for several channels,
             the same range per channel (ImageJ's ``Ranges``).
+        channel_names: one name per channel (a ``C`` axis): ImageJ's slice ``Labels`` (Fiji shows
+            them above each channel), else ``channels`` in unetkit's description.
     """
     spatial = sum(a in "ZYX" for a in axes)
     if spacing is not None:
@@ -273,12 +279,17 @@ def tiff_calibration(
             metadata["min"], metadata["max"] = lo, hi
             if "C" in axes:
                 metadata["Ranges"] = (lo, hi) * int(shape[axes.index("C")])
+        if channel_names and "C" in axes:  # one label per plane, ImageJ's order (Z, then C)
+            planes = int(shape[axes.index("Z")]) if "Z" in axes else 1
+            metadata["Labels"] = [str(n) for n in channel_names] * planes
     elif spacing is not None:
         metadata["spacing"] = spacing
         if unit:
             metadata["spacing_unit"] = unit
         if positive:
             out["resolutionunit"] = "NONE"
+    if channel_names and "C" in axes and not imagej:
+        metadata["channels"] = [str(n) for n in channel_names]
     out["metadata"] = metadata
     return out
 
@@ -290,6 +301,7 @@ def _write_tiff(
     arr: np.ndarray,
     meta: Optional[ImageMeta],
     display_range: Optional[tuple[float, float]] = None,
+    channel_names: Optional[Sequence[str]] = None,
 ) -> None:
     import tifffile
 
@@ -317,7 +329,13 @@ def _write_tiff(
     spacing = meta.spacing if meta is not None else None
     unit = meta.spacing_unit if meta is not None else None
     kwargs = tiff_calibration(
-        axes, data.shape, spacing, unit, imagej=imagej, display_range=None if rgb else display_range
+        axes,
+        data.shape,
+        spacing,
+        unit,
+        imagej=imagej,
+        display_range=None if rgb else display_range,
+        channel_names=None if rgb else channel_names,
     )
     tifffile.imwrite(
         tmp,
