@@ -144,6 +144,15 @@ def case_plan_val_folder_labelled_otherwise(tmp):
     )
 
 
+def case_run_dir_inside_the_data(tmp):
+    """Checkpoints and logs among the images and masks: refused before anything is made."""
+    clean(tmp / "data")
+    return (
+        _train(tmp, "--run-dir", str(tmp / "data" / "run")),
+        f"{tmp / 'data' / 'run'}: the run folder would be inside the data folder {tmp / 'data'}",
+    )
+
+
 def case_missing_mask(tmp):
     (clean(tmp / "data") / "masks" / "02.png").unlink()
     return _train(tmp), "02"

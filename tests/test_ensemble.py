@@ -240,6 +240,19 @@ def test_run_folder_with_folds_is_found_and_averaged(two, tmp_path, capsys):
         DataError, match="empty: is a folder, not a checkpoint file or a run folder"
     ):
         model_files(str(tmp_path / "empty"))
+    # a run still in its first epoch (or killed in it), then one with only last.pt: said so
+    early = tmp_path / "early"
+    (early / "checkpoints").mkdir(parents=True)
+    (early / "config.yaml").write_text("model: {name: unet}\n")
+    with pytest.raises(
+        DataError,
+        match=r"early: is a run folder without a checkpoints/best\.pt "
+        r"yet \(still in its first epoch, or stopped before it ended\)",
+    ):
+        model_files(str(early))
+    shutil.copy(two[0], early / "checkpoints" / "last.pt")
+    with pytest.raises(DataError, match=r"its latest epoch is .*last\.pt: give that file"):
+        model_files(str(early))
     (run / "ensemble.json").write_text(json.dumps({"checkpoints": ["fold_0/checkpoints/best.pt"]}))
     best[0].unlink()
     with pytest.raises(DataError, match=r"fold_0/checkpoints/best\.pt: listed in .* but missing"):

@@ -646,3 +646,130 @@ def test_kfold_fg_classes_and_weight_map_cache_reach_the_data(cells, tmp_path):
     assert len(folds) == 3 and len(folds[1]["val"]) == 2
     assert any((tmp_path / "c").iterdir())  # weight maps cached on disk
     assert Trainer(cfg, run_dir=tmp_path / "run2", progress=False).fit().epochs_completed == 1
+
+
+def test_a_full_disk_at_the_first_checkpoint_is_one_line_and_leaves_no_run_folder(
+    cells, tmp_path, monkeypatch, capsys
+):
+    """torch's archive writer turns the OSError of a full disk into a RuntimeError ("unexpected
+    pos"): it is named as the full disk it is, exit 2, and the run folder made for the run goes
+    (it was kept, empty of checkpoints, and a traceback printed)."""
+    import builtins
+    import errno
+    import io
+
+    import unetkit.checkpoint as ck
+    from unetkit.cli import main
+
+    class Full(io.FileIO):
+        def write(self, b):
+            if self.tell() + len(b) > 50_000:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return super().write(b)
+
+    def full_open(path, mode="r", *a, **k):
+        if "w" in mode:
+            return io.BufferedWriter(Full(path, "w"))
+        return builtins.open(path, mode, *a, **k)
+
+    monkeypatch.setattr(ck, "open", full_open, raising=False)
+    run = tmp_path / "runs" / "r"
+    argv = ["train", str(cells), "--no-plan", "--epochs", "1", "--iters-per-epoch", "1"]
+    argv += ["--patch-size", "32", "--set", "model.options.base_features=4", "--no-progress"]
+    assert main([*argv, "--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"unetkit train: error: {run / 'checkpoints' / 'best.pt'}: no space left on the device "
+        "(disk full or quota reached); free some space or choose another output location"
+    ]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resume_with_best_pt_missing_or_stale_writes_a_new_one_and_says_so(cells, tmp_path, capsys):
+    run = tmp_path / "run"
+    Trainer(tiny_config(cells, epochs=2), run_dir=run, progress=False).fit()
+    best = run / "checkpoints" / "best.pt"
+    best.unlink()
+    capsys.readouterr()
+    resumed = Trainer.resume(run, overrides={"train.epochs": 3}, progress=False).fit()
+    out = capsys.readouterr().out
+    assert (
+        "note: checkpoints/best.pt is missing, not the best epoch this run recorded (epoch" in out
+    )
+    assert "the best of the epochs from here on becomes best.pt" in out
+    assert load_checkpoint(best)["epoch"] == 3 == resumed.best["epoch"]
+    assert (run / "postprocess.json").is_file()
+    # best.pt of an epoch other than the one last.pt records (a crash between the two writes)
+    stale = load_checkpoint(best)
+    stale["epoch"] = 1
+    from unetkit.checkpoint import write_checkpoint
+
+    write_checkpoint(best, stale)
+    Trainer.resume(run, overrides={"train.epochs": 4}, progress=False).fit()
+    assert "note: checkpoints/best.pt is of epoch 1, not the best epoch" in capsys.readouterr().out
+    assert load_checkpoint(best)["epoch"] == 4
+    # the recorded best.pt in place: nothing said
+    Trainer.resume(run, overrides={"train.epochs": 5}, progress=False).fit()
+    assert "best.pt is" not in capsys.readouterr().out
+
+
+def test_resume_refuses_an_edited_config_and_a_new_folder(cells, tmp_path, capsys):
+    from unetkit.cli import main
+
+    run = tmp_path / "run"
+    Trainer(tiny_config(cells, epochs=1), run_dir=run, progress=False).fit()
+    cfg = run / "config.yaml"
+    text = cfg.read_text()
+    cfg.write_text(text.replace("base_features: 4", "base_features: 8"))
+    resume = ["train", "--resume", str(run), "--epochs", "2", "--no-progress"]
+    assert main(resume) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert (
+        f"{cfg}: model.options.base_features is 8 here but 4 in last.pt, which the run continues "
+        "from; set it back, or start a new run from its weights (--init-from " in err
+    )
+    cfg.write_text(text)
+    for flag in (["--run-dir", str(tmp_path / "other")], ["--output", str(tmp_path / "else")]):
+        assert main([*resume, *flag]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and ("drop --run-dir" in err or "output_dir would" in err)
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1
+
+
+def test_runs_started_in_one_second_get_folders_of_their_own(cells, tmp_path, monkeypatch):
+    import unetkit.training.trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "run_name", lambda config: "unet-20270101-000000")
+    cfg = tiny_config(cells, epochs=1, iters_per_epoch=1)
+    cfg.output_dir = str(tmp_path / "runs")
+    first = Trainer(cfg, progress=False).fit().run_dir
+    second = Trainer(cfg, progress=False).fit().run_dir
+    assert first.name == "unet-20270101-000000" and second.name == "unet-20270101-000000-2"
+    assert (first / "checkpoints" / "last.pt").is_file()
+    assert (second / "checkpoints" / "last.pt").is_file()
+
+
+def test_sigterm_ends_a_run_as_ctrl_c_does_with_how_to_resume(cells, tmp_path):
+    """SIGTERM (kill, SLURM's time limit) ends the run as an interrupted one: exit 143, the log's
+    last line and the console say how to continue; the saved epochs resume."""
+    run = tmp_path / "run"
+    args = ["train", str(cells), "--no-plan", "--patch-size", "32", "--iters-per-epoch", "6"]
+    args += ["--epochs", "50", "--threads", "1", "--precision", "fp32", "--no-progress"]
+    args += ["--set", "model.options.base_features=4", "--set", "model.options.depth=2"]
+    proc = _cli(*args, "--run-dir", str(run))
+    csv_path = run / "metrics.csv"
+    deadline = time.monotonic() + 600  # a bound for a stuck run, not a speed requirement
+    while time.monotonic() < deadline:
+        if csv_path.exists() and len(csv_path.read_text().strip().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=300)[0]
+    assert proc.returncode == 143, out
+    last = (run / "train.log").read_text().strip().splitlines()[-1]
+    assert last.startswith("ended: terminated (SIGTERM) after epoch ")
+    assert last.endswith(f"; unetkit train --resume {run} continues it")
+    assert last in out and out.strip().endswith("unetkit train: terminated (SIGTERM)")
+    assert not list((run / "checkpoints").glob(".*tmp*"))
+    load_checkpoint(run / "checkpoints" / "last.pt")  # whole

@@ -125,9 +125,15 @@ def write_checkpoint(path: Union[str, Path], ckpt: dict) -> Path:
     """Write a checkpoint dict (:func:`save_checkpoint`'s, or one :func:`load_checkpoint` read and
     changed, e.g. an entry added to ``extra``) atomically and return its path."""
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        torch.save(
-            ckpt, fh
-        )  # a Python file: a full disk raises OSError (a path gives torch's RuntimeError)
+        try:
+            torch.save(ckpt, fh)  # a Python file, so that a full disk raises OSError …
+        except RuntimeError as exc:
+            # … which torch's archive writer turns into a RuntimeError when it closes the archive
+            # ("unexpected pos"): the OSError it handled is the cause, named as atomic_path names it
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, OSError):
+                raise cause from None
+            raise
     return Path(path)
 
 

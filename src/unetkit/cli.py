@@ -61,6 +61,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     threads = _torch_threads()
     stdout = sys.stdout
     sys.stdout = _Stdout(stdout)
+    term = _stop_on_sigterm()
     try:
         return int(args.run(args) or 0)
     except _StdoutClosed:  # `unetkit check-data DIR | head`: the reader has what it wanted
@@ -69,6 +70,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UnetkitError as exc:
         print(f"unetkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print(f"unetkit {args.command}: terminated (SIGTERM)", file=sys.stderr)
+        return 143  # as a command killed by SIGTERM ends
     except KeyboardInterrupt:
         print(f"unetkit {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -76,10 +80,47 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if isinstance(sys.stdout, _Stdout):
             sys.stdout = stdout
         _restore_threads(threads)
+        _restore_sigterm(term)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what ``kill``, SLURM at a job's time limit and container stops send), raised where
+    the command is, as Ctrl-C is: a run ends as an interrupted one (its last epoch saved, the log
+    saying how to resume it) and outputs being written are removed, where the signal's default
+    would kill the process mid-write."""
+
+    reason = "terminated (SIGTERM)"
+
+
+def _stop_on_sigterm():
+    """Raise :class:`Terminated` on SIGTERM while a command runs (main thread only); returns the
+    handler to restore, or ``None`` where none was set."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except (ValueError, OSError):
+        return None
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _StdoutClosed(Exception):
     """The reader of the command's standard output went away (a closed pipe)."""
+
+    reason = "its output was closed"
 
 
 class _Stdout:

@@ -151,6 +151,18 @@ def run_checkpoints(folder: PathLike) -> list[Path]:
         return [d / BEST for d in folds]
     if (folder / BEST).is_file():
         return [folder / BEST]
+    if (folder / "config.yaml").is_file():  # a run of its own, without a model yet
+        last = folder / "checkpoints" / "last.pt"
+        raise DataError(
+            "is a run folder without a checkpoints/best.pt yet"
+            + (
+                f" (its latest epoch is {last}: give that file to use it)"
+                if last.is_file()
+                else " (still in its first epoch, or stopped before it ended): wait for its "
+                "first epoch, or train it again"
+            ),
+            folder,
+        )
     raise DataError(
         "is a folder, not a checkpoint file or a run folder (it has no checkpoints/best.pt and no "
         "fold_*/checkpoints/best.pt); give a .pt file or a run folder",

@@ -904,6 +904,10 @@ def run(args) -> int:
                 "--resume continues a run with its own config, plan, data and weights; drop "
                 "DATA_DIR/--config/--plan/--init-from"
             )
+        if args.run_dir is not None:
+            raise ConfigError(
+                f"--resume continues the run in its own folder ({args.resume}); drop --run-dir"
+            )
         if args.folds is not None:
             raise ConfigError(
                 "--resume continues one run (one fold of a --folds run: --resume RUN_DIR/fold_i); "
@@ -949,21 +953,6 @@ def run(args) -> int:
     return 0
 
 
-#: what ``--resume`` may change: how long the run goes on, and where and how it runs. Everything
-#: else (model, data, split, loss, patches, optimiser) is the run's own, or the run would not
-#: continue but become another one half-way (a changed model cannot even load its weights).
-RESUME_MAY_CHANGE = (
-    "train.epochs",
-    "train.time_budget_minutes",
-    "train.device",
-    "train.precision",
-    "train.threads",
-    "data.num_workers",
-    "data.cache_dir",
-    "output_dir",
-)
-
-
 MIN_TRAIN_MINUTES = 0.1
 
 
@@ -984,32 +973,22 @@ def budget_left_after_plan(budget: float, spent: float) -> tuple[float, str]:
 
 def check_resume_changes(saved, changed, run_dir) -> None:
     """Refuse, in one line, a ``--resume`` whose flags change what the run is
-    (:data:`RESUME_MAY_CHANGE` lists what they may change).
+    (:data:`~unetkit.training.trainer.RESUME_MAY_CHANGE` lists what they may change).
 
     Raises:
         ConfigError: naming the first setting changed, its old and new value, and what to do.
     """
     from ..errors import ConfigError
+    from ..training.trainer import first_resume_change
 
-    def flat(tree: dict, prefix: str = "") -> dict:
-        out: dict = {}
-        for key, value in tree.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, dict) and value:
-                out.update(flat(value, f"{name}."))
-            else:
-                out[name] = value
-        return out
-
-    before, after = flat(saved.to_dict()), flat(changed.to_dict())
-    for key in sorted(set(before) | set(after)):
-        if before.get(key) == after.get(key) or key.startswith(RESUME_MAY_CHANGE):
-            continue
+    change = first_resume_change(saved, changed)
+    if change is not None:
+        key, old, new = change
         raise ConfigError(
             f"--resume continues {run_dir} as it was set up; {key} would change from "
-            f"{before.get(key)!r} to {after.get(key)!r}. Only the length (--epochs, "
-            "--time-budget) and where it runs may change: to change more, start a new run from "
-            f"its weights (--init-from {run_dir}/checkpoints/last.pt)"
+            f"{old!r} to {new!r}. Only the length (--epochs, --time-budget) and where it runs "
+            "may change: to change more, start a new run from its weights (--init-from "
+            f"{run_dir}/checkpoints/last.pt)"
         )
 
 

@@ -22,6 +22,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,42 @@ _MIN_SAVE_RESERVE_S = 1.5
 #: search stops trying candidates when the time is up, so a 30-s budget need not keep 10 s for it
 _POSTPROCESS_SEARCH_S = 10.0
 _POSTPROCESS_SEARCH_SHARE = 0.1
+
+
+#: what a resumed run may change: how long the run goes on, and where and how it runs. Everything
+#: else (model, data, split, loss, patches, optimiser, the folder of its runs) is the run's own, or
+#: the run would not continue but become another one half-way (a changed model cannot even load
+#: its weights).
+RESUME_MAY_CHANGE = (
+    "train.epochs",
+    "train.time_budget_minutes",
+    "train.device",
+    "train.precision",
+    "train.threads",
+    "data.num_workers",
+    "data.cache_dir",
+)
+
+
+def first_resume_change(saved: RunConfig, changed: RunConfig) -> Optional[tuple]:
+    """``(key, old, new)`` of the first setting (dotted, sorted) that differs between a run's
+    config and the one it would resume with, leaving out :data:`RESUME_MAY_CHANGE`; ``None``."""
+
+    def flat(tree: dict, prefix: str = "") -> dict:
+        out: dict = {}
+        for key, value in tree.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict) and value:
+                out.update(flat(value, f"{name}."))
+            else:
+                out[name] = value
+        return out
+
+    before, after = flat(saved.to_dict()), flat(changed.to_dict())
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key) and not key.startswith(RESUME_MAY_CHANGE):
+            return key, before.get(key), after.get(key)
+    return None
 
 
 def end_reserve_fixed_s(
@@ -220,6 +257,8 @@ class Trainer:
         torch.manual_seed(cfg.train.seed)
         np.random.seed(cfg.train.seed)
         ckpt = load_checkpoint(self._resume_from) if self._resume_from else None
+        if ckpt is not None:
+            self._check_config_file(ckpt)
         # fine-tuning: the source is read first (a bad path fails before any data); a resumed run
         # continues from its own weights and keeps the record of where they started
         source = read_source(cfg.train.init_from) if cfg.train.init_from and ckpt is None else None
@@ -267,6 +306,7 @@ class Trainer:
         self.setup_optimisation()
         if ckpt is not None:
             self.load_state(ckpt)
+            self.resume_notes = self._check_best_checkpoint()
         # everything was read and built: only now the run folder is made (a bad input leaves nothing behind)
         self._make_run_dir()
         if self.dist.is_main:
@@ -282,12 +322,14 @@ class Trainer:
             self.ddp = self.model
         self.callbacks: list[Callback] = []
         if self.dist.is_main:
+            # the epoch's lines first, the slow pictures after: a Ctrl-C while curves.png is
+            # drawn must not leave a saved epoch missing from the console, the log and the CSV
             self.callbacks = [
                 CSVLogger(self.run_dir / "metrics.csv"),
-                PlotCallback(self.run_dir / "curves.png"),
-                TensorBoardLogger(self.run_dir / "tensorboard"),
                 ConsoleSummary(),
                 _LogFile(self.run_dir / "train.log"),
+                PlotCallback(self.run_dir / "curves.png"),
+                TensorBoardLogger(self.run_dir / "tensorboard"),
                 *self.extra_callbacks,
             ]
             self.config.to_yaml(self.run_dir / "config.yaml")
@@ -311,16 +353,28 @@ class Trainer:
         return load_splits(path) if path is not None and path.is_file() else None
 
     def _make_run_dir(self) -> None:
+        claimed = None  # the first folder this run created for its default name, if any
+        if self.dist.is_main:  # before anything is made (a default name's folder included)
+            _check_not_in_data(self.run_dir or Path(self.config.output_dir) / "run", self.config)
         if self.run_dir is None:
-            name = run_name(self.config)
+            output_dir = Path(self.config.output_dir)
+            name = first = run_name(self.config)
+            if self.dist.is_main:  # a name of its own: runs started in one second (job arrays)
+                missing = next(
+                    (p for p in reversed([output_dir, *output_dir.parents]) if not p.exists()),
+                    None,
+                )
+                made = _claim_run_name(output_dir, first)
+                name = made or first  # not made: the checks below say why
+                claimed = (missing or output_dir / made) if made else None
             if self.dist.enabled:  # every rank must use rank 0's folder
                 box = [name]
                 torch.distributed.broadcast_object_list(box, src=0)
                 name = box[0]
-            self.run_dir = Path(self.config.output_dir) / name
+            self.run_dir = output_dir / name
         if self.dist.is_main:
             _check_writable(self.run_dir)
-            top = next(
+            top = claimed or next(
                 (p for p in reversed([self.run_dir, *self.run_dir.parents]) if not p.exists()), None
             )
             before = set(self.run_dir.iterdir()) if top is None else set()
@@ -663,9 +717,11 @@ class Trainer:
         if cfg.early_stopping is not None and self.bad_validations >= cfg.early_stopping:
             self.stop_reason = f"early stopping: no improvement in {cfg.early_stopping} validations"
         if self.dist.is_main:
-            self.save("last.pt", record)
+            # best.pt first: a crash between the two leaves last.pt at the epoch before, which a
+            # resumed run trains again (and best.pt newer than last.pt's record, which it notes)
             if improved or (self.best is None and metric is None):
                 self.save("best.pt", record)
+            self.save("last.pt", record)
         for cb in self.callbacks:  # other ranks hold only the schedule callbacks (see setup)
             cb.on_epoch_end(self, self.history)
         dist_utils.barrier(self.dist)
@@ -722,9 +778,9 @@ class Trainer:
         return choice
 
     def save(self, name: str, record: dict) -> Path:
-        self._saved = True
         started = time.monotonic()
         path = self._save(name, record)
+        self._saved = True  # only once written: a failed first save leaves no run folder behind
         self.last_save_time = time.monotonic() - started  # the end of a budget keeps 3× this
         return path
 
@@ -764,6 +820,53 @@ class Trainer:
             scale=self.config.data.scale,
             target_spacing=self.config.data.target_spacing,
         )
+
+    def _check_best_checkpoint(self) -> list[str]:
+        """A resumed run's ``best.pt`` is the best epoch its ``last.pt`` records; where it is
+        missing, unreadable or of another epoch (deleted, damaged, or a crash between writing the
+        two) that record is dropped, so the best of the epochs from here on is written as
+        ``best.pt`` (the run would otherwise end without one, or with a stale one). Returns the
+        line saying so, or nothing."""
+        best = self.best
+        if not best or best.get("epoch") is None:
+            return []
+        path = self._resume_from.parent / "best.pt"
+        problem = None
+        if not path.is_file():
+            problem = "is missing"
+        else:
+            try:
+                epoch = int(load_checkpoint(path)["epoch"])
+            except (DataError, KeyError, TypeError, ValueError):
+                problem = "cannot be read"
+            else:
+                problem = None if epoch == best["epoch"] else f"is of epoch {epoch}"
+        if problem is None:
+            return []
+        self.best, self.bad_validations = None, 0
+        return [
+            f"note: checkpoints/best.pt {problem}, not the best epoch this run recorded (epoch "
+            f"{best['epoch']}, {best['metric']} {best['value']:.4f}): the best of the epochs from "
+            "here on becomes best.pt"
+        ]
+
+    def _check_config_file(self, ckpt: dict) -> None:
+        """A resumed run's ``config.yaml`` is the one its checkpoint was trained with, but for
+        :data:`RESUME_MAY_CHANGE`: an edited file would load weights into another model (a
+        traceback) or claim settings that never ran (a new rate written, the old one used)."""
+        try:
+            saved = RunConfig.from_dict(ckpt.get("config") or {})
+        except ConfigError:
+            return  # a checkpoint of another version: its own loading says what is wrong
+        change = first_resume_change(saved, self.config)
+        if change is not None:
+            key, old, new = change
+            path = self._resume_from.parent.parent / "config.yaml"
+            raise ConfigError(
+                f"{path}: {key} is {new!r} here but {old!r} in {self._resume_from.name}, which "
+                "the run continues from; set it back, or start a new run from its weights "
+                f"(--init-from {self._resume_from})"
+            )
 
     def _validation_classes(self) -> list[int]:
         """The foreground classes ``val_dice`` averages: those some validation mask holds
@@ -862,6 +965,7 @@ class Trainer:
             + (f" (resumed at epoch {self.epoch})" if self._resume_from else ""),
             runtime.describe_path(self.device, self.autocast_dtype, self.channels_last),
             *filter(None, [self.unjudged_note()]),
+            *getattr(self, "resume_notes", []),
         ]
 
 
@@ -901,6 +1005,43 @@ def optimisation_step(
             torch.nn.utils.clip_grad_norm_(params, grad_clip)
         optimizer.step()
     return float(loss.detach())
+
+
+def _check_not_in_data(run_dir: Path, config: RunConfig) -> None:
+    """A run folder in a data folder (``--run-dir data/train``, ``--output data/train``) would
+    put checkpoints, logs and pictures among the images and masks the next run reads: refused,
+    naming the folder."""
+    here = Path(run_dir).resolve()
+    for data in (config.data.train_dir, config.data.val_dir):
+        if not data:
+            continue
+        folder = Path(data).resolve()
+        if here == folder or folder in here.parents:
+            raise ConfigError(
+                f"{run_dir if here != folder else data}: the run folder would be inside the data "
+                f"folder {data}; give a --run-dir (or --output) outside it"
+            )
+
+
+def _claim_run_name(output_dir: Path, name: str) -> Optional[str]:
+    """``name``, or ``name-2``, ``name-3`` … : the first whose folder this process creates itself
+    (``mkdir`` without ``exist_ok`` is atomic), so two runs started in the same second under one
+    ``output_dir`` never share a folder; ``None`` where no folder can be made there (the
+    run-folder checks that follow say why)."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError:  # a file in the way, no permission
+        return None
+    for k in range(1, 1000):
+        candidate = name if k == 1 else f"{name}-{k}"
+        try:
+            (output_dir / candidate).mkdir()
+        except FileExistsError:
+            continue
+        except OSError:
+            return None
+        return candidate
+    return None
 
 
 def run_name(config: RunConfig) -> str:
@@ -978,7 +1119,9 @@ class _LogFile(Callback):
 
     def on_train_end(self, trainer, history):
         error = getattr(trainer, "ending_error", None)
-        if isinstance(error, KeyboardInterrupt):
+        if getattr(error, "reason", None):  # the command's own endings (terminated, output closed)
+            reason = str(error.reason)
+        elif isinstance(error, KeyboardInterrupt):
             reason = "interrupted"
         elif error is not None:
             reason = f"stopped by an error ({type(error).__name__})"
@@ -996,3 +1139,5 @@ class _LogFile(Callback):
             else ""
         )
         self._append(f"ended: {reason} after epoch {done}{score}{more}\n")
+        if more and isinstance(error, KeyboardInterrupt):  # Ctrl-C, SIGTERM: how to go on, said
+            print(f"ended: {reason} after epoch {done}{score}{more}", file=sys.stderr, flush=True)
