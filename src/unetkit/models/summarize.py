@@ -91,11 +91,18 @@ class ModelSummary:
             )
         out += [
             f"Trainable parameters:   {self.trainable_params:,}",
-            f"FLOPs per forward:      {self.flops / 1e9:,.2f} G  (conv/linear, multiply-add = 2)",
+            f"FLOPs per forward:      {_giga(self.flops)} G  (conv/linear, multiply-add = 2)",
             f"Parameter memory:       {_mib(self.param_bytes)}",
             f"Activation memory:      {_mib(self.activation_bytes)}  (forward outputs kept for training, estimate)",
         ]
         return "\n".join(out)
+
+
+def _giga(flops: float) -> str:
+    """``flops`` in G with three significant digits below 100 G (a small net's 0.0961 G was
+    printed "0.10 G"), whole hundredths above."""
+    g = flops / 1e9
+    return f"{g:,.2f}" if g >= 100 else f"{g:.3g}"
 
 
 def _mib(n: int) -> str:
