@@ -135,9 +135,15 @@ class ConsoleSummary(Callback):
             parts.append(f"val loss {r['val_loss']:.4f}")
         if not math.isnan(r.get("val_dice", math.nan)):
             parts.append(f"val dice {r['val_dice']:.4f}")
-            per_class = [r[k] for k in sorted(r) if k.startswith("val_dice_c")]
+            k = sum(key.startswith("val_dice_c") for key in r)
+            per_class = [r[f"val_dice_c{c}"] for c in range(k)]  # class order, not name order
             if 2 < len(per_class) <= 6 or len(per_class) == 2:
-                parts.append("per class [" + ", ".join(f"{v:.3f}" for v in per_class) + "]")
+                # val dice is the mean over the foreground classes: background is named apart
+                shown = [
+                    ("bg " if c == 0 else f"{c}: ") + ("n/a" if math.isnan(v) else f"{v:.3f}")
+                    for c, v in enumerate(per_class)
+                ]
+                parts.append("per class [" + ", ".join(shown) + "]")
             best: Optional[dict] = trainer.best
             if best is not None:
                 label = "" if best["metric"] == "val_dice" else f"{best['metric']} "
