@@ -145,11 +145,21 @@ def case_plan_val_folder_labelled_otherwise(tmp):
 
 
 def case_run_dir_inside_the_data(tmp):
-    """Checkpoints and logs among the images and masks: refused before anything is made."""
+    """Checkpoints and logs among the images: refused before anything is made."""
     clean(tmp / "data")
     return (
-        _train(tmp, "--run-dir", str(tmp / "data" / "run")),
-        f"{tmp / 'data' / 'run'}: the run folder would be inside the data folder {tmp / 'data'}",
+        _train(tmp, "--run-dir", str(tmp / "data" / "images" / "run")),
+        f"{tmp / 'data' / 'images' / 'run'}: the run would be written into the data folder "
+        f"{tmp / 'data' / 'images'}",
+    )
+
+
+def case_output_is_the_mask_folder(tmp):
+    clean(tmp / "data")
+    return (
+        _train(tmp, "--output", str(tmp / "data" / "masks")),
+        f"--output {tmp / 'data' / 'masks'}: the run would be written into the data folder "
+        f"{tmp / 'data' / 'masks'}",
     )
 
 
@@ -911,3 +921,30 @@ def test_progress_bars_only_where_someone_watches(monkeypatch):
     assert progress_bars_off(True) is True
     monkeypatch.setitem(sys.modules, "ipykernel", object())
     assert progress_bars_off(True) is False
+
+
+def test_sigterm_is_turned_into_a_clean_stop_only_where_it_has_its_default_action():
+    """A caller that ignores SIGTERM, or handles it, keeps that; with the default action the
+    command stops as Ctrl-C stops it (Terminated), and the default is back afterwards."""
+    import signal
+
+    from unetkit import cli
+
+    def mine(signum, frame):
+        pass
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        for theirs in (signal.SIG_IGN, mine):
+            signal.signal(signal.SIGTERM, theirs)
+            assert cli._stop_on_sigterm() is None and signal.getsignal(signal.SIGTERM) is theirs
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        previous = cli._stop_on_sigterm()
+        assert previous is signal.SIG_DFL
+        with pytest.raises(cli.Terminated):
+            signal.raise_signal(signal.SIGTERM)
+        cli._restore_sigterm(previous)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+        assert issubclass(cli.Terminated, KeyboardInterrupt)  # stops a run as Ctrl-C does
+    finally:
+        signal.signal(signal.SIGTERM, before)

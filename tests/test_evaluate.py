@@ -869,3 +869,21 @@ def test_a_predicted_class_no_truth_mask_holds_gets_the_labels_that_name_it(tmp_
     )
     args = ["evaluate", str(tmp_path / "pred"), str(tmp_path / "truth"), "--labels", "0,1,2,3"]
     assert main(args) == 0
+
+
+def test_a_binary_truth_beside_a_prediction_of_another_class_gets_the_labels_hint(tmp_path):
+    truth = np.zeros((SIZE, SIZE), np.uint8)
+    truth[2:8, 2:8] = 255
+    pred = truth.copy()
+    pred[12:15, 12:15] = 128
+    _png(tmp_path / "truth" / "a.png", truth)
+    _png(tmp_path / "pred" / "a.png", pred)
+    with pytest.raises(
+        DataError,
+        match=r"if 128 is a class no truth mask holds, name every class "
+        r"with --labels 0,128,255",
+    ):
+        evaluate_folders(tmp_path / "pred", tmp_path / "truth")
+    _png(tmp_path / "pred" / "a.png", (truth > 0).astype(np.uint8))  # 0/1: the other fix
+    with pytest.raises(DataError, match=r"a 0/1 prediction of 0/255 masks\? write its 1 as 255"):
+        evaluate_folders(tmp_path / "pred", tmp_path / "truth")

@@ -686,31 +686,47 @@ def test_a_full_disk_at_the_first_checkpoint_is_one_line_and_leaves_no_run_folde
 
 
 def test_resume_with_best_pt_missing_or_stale_writes_a_new_one_and_says_so(cells, tmp_path, capsys):
+    from unetkit.checkpoint import write_checkpoint
+
     run = tmp_path / "run"
     Trainer(tiny_config(cells, epochs=2), run_dir=run, progress=False).fit()
-    best = run / "checkpoints" / "best.pt"
+    best, last = run / "checkpoints" / "best.pt", run / "checkpoints" / "last.pt"
+    record = load_checkpoint(last)["extra"]["best"]
+    assert record["epoch"] == 2  # the tiny run improves every epoch
+    # the best epoch is last.pt's own: best.pt is that model again, before anything trains
     best.unlink()
     capsys.readouterr()
+    resumed = Trainer.resume(run, progress=False).fit()  # nothing left to train
+    out = capsys.readouterr().out
+    assert (
+        "note: checkpoints/best.pt is missing: written again from last.pt, which holds the " in out
+    )
+    assert load_checkpoint(best)["epoch"] == 2 and resumed.best["epoch"] == 2
+    # a best epoch before last.pt's, its best.pt gone: the next epochs decide a new one
+    ckpt = load_checkpoint(last)
+    ckpt["extra"]["best"] = {**record, "epoch": 1}
+    write_checkpoint(last, ckpt)
+    best.unlink()
     resumed = Trainer.resume(run, overrides={"train.epochs": 3}, progress=False).fit()
     out = capsys.readouterr().out
     assert (
-        "note: checkpoints/best.pt is missing, not the best epoch this run recorded (epoch" in out
-    )
-    assert "the best of the epochs from here on becomes best.pt" in out
+        "note: checkpoints/best.pt is missing, not the best epoch this run recorded (epoch 1, "
+        in out
+    ) and "the best of the epochs from here on becomes best.pt" in out
     assert load_checkpoint(best)["epoch"] == 3 == resumed.best["epoch"]
     assert (run / "postprocess.json").is_file()
-    # best.pt of an epoch other than the one last.pt records (a crash between the two writes)
-    stale = load_checkpoint(best)
-    stale["epoch"] = 1
-    from unetkit.checkpoint import write_checkpoint
-
-    write_checkpoint(best, stale)
-    Trainer.resume(run, overrides={"train.epochs": 4}, progress=False).fit()
-    assert "note: checkpoints/best.pt is of epoch 1, not the best epoch" in capsys.readouterr().out
-    assert load_checkpoint(best)["epoch"] == 4
+    # such a run with no epoch left: last.pt becomes best.pt, said so
+    ckpt = load_checkpoint(last)
+    ckpt["extra"]["best"] = {**record, "epoch": 1}
+    write_checkpoint(last, ckpt)
+    best.unlink()
+    Trainer.resume(run, progress=False).fit()
+    assert f"note: no best.pt: {best} is a copy of last.pt (epoch 3)" in capsys.readouterr().out
+    assert load_checkpoint(best)["epoch"] == 3
     # the recorded best.pt in place: nothing said
-    Trainer.resume(run, overrides={"train.epochs": 5}, progress=False).fit()
-    assert "best.pt is" not in capsys.readouterr().out
+    Trainer.resume(run, overrides={"train.epochs": 4}, progress=False).fit()
+    out = capsys.readouterr().out
+    assert "note: checkpoints/best.pt" not in out and "note: no best.pt" not in out
 
 
 def test_resume_refuses_an_edited_config_and_a_new_folder(cells, tmp_path, capsys):
@@ -730,11 +746,18 @@ def test_resume_refuses_an_edited_config_and_a_new_folder(cells, tmp_path, capsy
         "from; set it back, or start a new run from its weights (--init-from " in err
     )
     cfg.write_text(text)
-    for flag in (["--run-dir", str(tmp_path / "other")], ["--output", str(tmp_path / "else")]):
-        assert main([*resume, *flag]) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and ("drop --run-dir" in err or "output_dir would" in err)
+    assert main([*resume, "--run-dir", str(tmp_path / "other")]) == 2
+    assert capsys.readouterr().err == (
+        f"unetkit train: error: --resume continues the run in its own folder ({run}); drop "
+        "--run-dir\n"
+    )
+    assert main([*resume, "--output", str(tmp_path / "else")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "output_dir would change from 'runs' to " in err
     assert load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] == 1
+    # the Python API's overrides are no edit of the file: a new rate is taken, as before
+    again = Trainer.resume(run, overrides={"train.epochs": 2, "train.lr": 0.001}, progress=False)
+    assert again.fit().epochs_completed == 2
 
 
 def test_runs_started_in_one_second_get_folders_of_their_own(cells, tmp_path, monkeypatch):
@@ -773,3 +796,55 @@ def test_sigterm_ends_a_run_as_ctrl_c_does_with_how_to_resume(cells, tmp_path):
     assert last in out and out.strip().endswith("unetkit train: terminated (SIGTERM)")
     assert not list((run / "checkpoints").glob(".*tmp*"))
     load_checkpoint(run / "checkpoints" / "last.pt")  # whole
+
+
+def test_runs_of_folds_started_in_one_second_get_folders_of_their_own(cells, tmp_path, monkeypatch):
+    import unetkit.training.folds as folds_mod
+    import unetkit.training.trainer as trainer_mod
+
+    monkeypatch.setattr(folds_mod, "run_name", lambda config: "unet-20270101-000000")
+    monkeypatch.setattr(trainer_mod, "run_name", lambda config: "unet-20270101-000000")
+    cfg = tiny_config(cells, epochs=1, iters_per_epoch=1, folds=2)
+    cfg.output_dir = str(tmp_path / "runs")
+    cfg.data.val_fraction = 0.2
+    folds_mod.train_folds(cfg, progress=False)
+    folds_mod.train_folds(cfg, progress=False)
+    made = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert made == ["unet-20270101-000000", "unet-20270101-000000-2"]
+    for name in made:
+        assert (tmp_path / "runs" / name / "ensemble.json").is_file()
+
+
+def test_an_error_of_its_own_with_a_reason_is_logged_by_its_type(cells, tmp_path):
+    """Only the command's own endings (SIGTERM, a closed output) are logged by their words."""
+
+    class Odd(RuntimeError):
+        reason = "invalid start byte"
+
+    class _Raise(Callback):
+        def on_epoch_end(self, trainer, history):
+            raise Odd("x")
+
+    with pytest.raises(Odd):
+        Trainer(
+            tiny_config(cells, epochs=2),
+            run_dir=tmp_path / "r",
+            progress=False,
+            callbacks=[_Raise()],
+        ).fit()
+    last = (tmp_path / "r" / "train.log").read_text().splitlines()[-1]
+    assert last.startswith("ended: stopped by an error (Odd) after epoch 1")
+
+
+def test_a_run_folder_beside_images_and_masks_is_taken(cells, tmp_path):
+    """runs/ inside the data folder, beside images/ and masks/, is never read as data: allowed."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(cells, data)
+    cfg = tiny_config(data, epochs=1, iters_per_epoch=1)
+    cfg.output_dir = str(data / "runs")
+    assert Trainer(cfg, progress=False).fit().run_dir.parent == data / "runs"
+    again = Trainer(tiny_config(data, epochs=1, iters_per_epoch=1), progress=False)
+    again.config.output_dir = str(data / "runs")
+    assert len(again.fit().history) == 1  # the run folder did not become a case

@@ -129,9 +129,10 @@ def write_checkpoint(path: Union[str, Path], ckpt: dict) -> Path:
             torch.save(ckpt, fh)  # a Python file, so that a full disk raises OSError …
         except RuntimeError as exc:
             # … which torch's archive writer turns into a RuntimeError when it closes the archive
-            # ("unexpected pos"): the OSError it handled is the cause, named as atomic_path names it
+            # ("unexpected pos"), as it does a Ctrl-C mid-write: the cause is raised, an OSError
+            # named as atomic_path names it
             cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, OSError):
+            if isinstance(cause, (OSError, KeyboardInterrupt)):  # Ctrl-C, SIGTERM mid-write too
                 raise cause from None
             raise
     return Path(path)

@@ -89,17 +89,20 @@ class Terminated(KeyboardInterrupt):
     saying how to resume it) and outputs being written are removed, where the signal's default
     would kill the process mid-write."""
 
-    reason = "terminated (SIGTERM)"
+    unetkit_ending = "terminated (SIGTERM)"  # how train.log says the run ended
 
 
 def _stop_on_sigterm():
-    """Raise :class:`Terminated` on SIGTERM while a command runs (main thread only); returns the
+    """Raise :class:`Terminated` on SIGTERM while a command runs, where SIGTERM has its default
+    action (main thread only; a caller that ignores it or handles it keeps that); returns the
     handler to restore, or ``None`` where none was set."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None  # ignored, or the caller's own handler (Python's or C's): theirs to keep
 
     def handler(signum, frame):
         raise Terminated()
@@ -120,7 +123,7 @@ def _restore_sigterm(previous) -> None:
 class _StdoutClosed(Exception):
     """The reader of the command's standard output went away (a closed pipe)."""
 
-    reason = "its output was closed"
+    unetkit_ending = "its output was closed"  # how train.log says the run ended
 
 
 class _Stdout:

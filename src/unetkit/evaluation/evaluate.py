@@ -588,16 +588,19 @@ def _values_fix(exc: DataError, label_map, inferred_from: Optional[Path] = None)
     if "unexpected label values" not in message:
         return message
     values = label_map.values
-    if label_map.kind == "labels" and len(values) == 2 and values[0] == 0 and values[1] != 1:
+    found = None  # the prediction's own values, where the map was read off the truth
+    if inferred_from is not None and label_map.kind == "labels":
+        from ..io.readers import read_image
+
+        found = {int(v) for v in np.unique(read_image(inferred_from)[0])}
+    binary = label_map.kind == "labels" and len(values) == 2 and values[0] == 0
+    if binary and values[1] != 1 and (found is None or found <= {0, 1}):
         return (
             f"{message}: predictions are scored in the truth masks' values; a 0/1 prediction of "
             f"0/{values[1]} masks? write its 1 as {values[1]} (unetkit predict writes the "
             "values it was trained on)"
         )
-    if inferred_from is not None and label_map.kind == "labels":
-        from ..io.readers import read_image
-
-        found = {int(v) for v in np.unique(read_image(inferred_from)[0])}
+    if found is not None:
         every = sorted(found | {int(v) for v in values})
         return (
             f"{message}: predictions are scored in the truth masks' values; if "

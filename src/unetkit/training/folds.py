@@ -21,7 +21,7 @@ from typing import Callable, Optional, Union
 from ..config import RunConfig
 from ..errors import ConfigError, DataError
 from ..run_folder import ENSEMBLE_FILE, fold_dir, write_ensemble
-from .trainer import Trainer, TrainResult, _check_writable, run_name
+from .trainer import Trainer, TrainResult, _check_writable, _claim_run_name, run_name
 
 #: a fold never gets less than this share of a minute, however little the earlier folds left
 MIN_FOLD_MINUTES = 0.1
@@ -110,7 +110,14 @@ def train_folds(
         )
     configs = fold_configs(config)
     _check_cases(config, k)
-    run_dir = Path(run_dir) if run_dir is not None else Path(config.output_dir) / run_name(config)
+    claimed: list = []  # the default-named ensemble folder and the folders made above it
+    if run_dir is None:  # a name of its own, as a single run's: job arrays start in one second
+        output_dir, name = Path(config.output_dir), run_name(config)
+        missing = [p for p in [output_dir, *output_dir.parents] if not p.exists()]
+        made = _claim_run_name(output_dir, name)
+        run_dir = output_dir / (made or name)
+        claimed = [run_dir, *missing] if made else []
+    run_dir = Path(run_dir)
     _check_writable(run_dir)
     for taken in [fold_dir(run_dir, i) for i in range(k)] + [run_dir / ENSEMBLE_FILE]:
         if taken.exists():
@@ -140,6 +147,11 @@ def train_folds(
                     f"fold {i + 1}/{k} did not finish; the {len(results)} finished fold(s) stay in "
                     f"{run_dir} (no {ENSEMBLE_FILE}; 'unetkit predict {run_dir}' averages them)"
                 )
+            for folder in claimed:  # an ensemble folder claimed and left empty goes again
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
             raise
         results.append(result)
         say(_describe(i, k, result))

@@ -231,13 +231,13 @@ class Trainer:
                 "ended; start it again)",
                 run_dir,
             )
-        config = RunConfig.from_yaml(cfg_path)
-        if overrides:
-            config = config.override(overrides)
+        on_file = RunConfig.from_yaml(cfg_path)
+        config = on_file.override(overrides) if overrides else on_file
         plan_path = run_dir / "plan.json"
         plan = json.loads(plan_path.read_text()) if plan_path.is_file() else None
         trainer = cls(config, run_dir, progress=progress, plan=plan)
         trainer._resume_from = last
+        trainer._config_on_file = on_file  # checked against the checkpoint's (setup)
         return trainer
 
     def request_stop(self, reason: str = "stopped on request") -> None:
@@ -353,39 +353,41 @@ class Trainer:
         return load_splits(path) if path is not None and path.is_file() else None
 
     def _make_run_dir(self) -> None:
-        claimed = None  # the first folder this run created for its default name, if any
-        if self.dist.is_main:  # before anything is made (a default name's folder included)
-            _check_not_in_data(self.run_dir or Path(self.config.output_dir) / "run", self.config)
+        made = None  # the default-named folder this process created for itself
+        missing: list = []  # folders above the run folder that did not exist (deepest first)
         if self.run_dir is None:
             output_dir = Path(self.config.output_dir)
-            name = first = run_name(self.config)
+            name = run_name(self.config)
+            if self._resume_from is None:  # every rank: all refuse alike
+                _check_not_in_data(output_dir / name, f"--output {output_dir}", self.config)
             if self.dist.is_main:  # a name of its own: runs started in one second (job arrays)
-                missing = next(
-                    (p for p in reversed([output_dir, *output_dir.parents]) if not p.exists()),
-                    None,
-                )
-                made = _claim_run_name(output_dir, first)
-                name = made or first  # not made: the checks below say why
-                claimed = (missing or output_dir / made) if made else None
+                missing = [p for p in [output_dir, *output_dir.parents] if not p.exists()]
+                made = _claim_run_name(output_dir, name)
+                name = made or name  # not made: the checks below say why
             if self.dist.enabled:  # every rank must use rank 0's folder
                 box = [name]
                 torch.distributed.broadcast_object_list(box, src=0)
                 name = box[0]
             self.run_dir = output_dir / name
+        elif self._resume_from is None:
+            _check_not_in_data(self.run_dir, str(self.run_dir), self.config)
         if self.dist.is_main:
             _check_writable(self.run_dir)
-            top = claimed or next(
-                (p for p in reversed([self.run_dir, *self.run_dir.parents]) if not p.exists()), None
-            )
-            before = set(self.run_dir.iterdir()) if top is None else set()
+            existed = made is None and self.run_dir.exists()
+            if made is None:
+                missing = [p for p in self.run_dir.parents if not p.exists()]
+            before = set(self.run_dir.iterdir()) if existed else set()
             try:
                 (self.run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise DataError(
                     f"cannot make the run folder: {exc.strerror or exc}", self.run_dir
                 ) from None
-            # a new folder goes as a whole; in one that existed (--run-dir, a resumed run) only the new entries
-            self._created = [top] if top is not None else [_NewEntries(self.run_dir, before)]
+            # a new folder goes as a whole, and the folders made above it only while empty (a run
+            # started beside it may be in them); in one that existed (--run-dir, a resumed run)
+            # only the new entries
+            self._created = [_NewEntries(self.run_dir, before)] if existed else [self.run_dir]
+            self._empty_parents = missing
             remove_stale_temp_files(self.run_dir / "checkpoints")
             remove_stale_temp_files(self.run_dir)
         dist_utils.barrier(self.dist)
@@ -551,6 +553,8 @@ class Trainer:
                 record["epoch_time_s"] = time.monotonic() - t0
                 record["images_per_s"] = images / max(train_time, 1e-9)
                 self.end_epoch(record)
+            if self.dist.is_main:
+                self._best_from_last()
             choice = self.choose_postprocessing() if self.dist.is_main else None
             dist_utils.barrier(self.dist)
         except BaseException as exc:  # what ended the run, for train.log (then raised on)
@@ -843,6 +847,12 @@ class Trainer:
                 problem = None if epoch == best["epoch"] else f"is of epoch {epoch}"
         if problem is None:
             return []
+        if best["epoch"] == self.epoch:  # last.pt holds the best epoch's weights: the same model
+            write_checkpoint(path, load_checkpoint(self._resume_from))
+            return [
+                f"note: checkpoints/best.pt {problem}: written again from last.pt, which holds "
+                f"the same epoch ({self.epoch}, {best['metric']} {best['value']:.4f})"
+            ]
         self.best, self.bad_validations = None, 0
         return [
             f"note: checkpoints/best.pt {problem}, not the best epoch this run recorded (epoch "
@@ -850,15 +860,40 @@ class Trainer:
             "here on becomes best.pt"
         ]
 
+    def _best_from_last(self) -> None:
+        """After the last epoch: a run without ``best.pt`` (a resumed run whose best was lost and
+        that trained no epoch since) gets ``last.pt`` as it, said so, so that predict and the
+        post-processing have a model."""
+        best, last = (self.run_dir / "checkpoints" / n for n in ("best.pt", "last.pt"))
+        if best.is_file() or not last.is_file():
+            return
+        ckpt = load_checkpoint(last)
+        record = (ckpt.get("history") or [{}])[-1]
+        name = self.config.train.select_metric
+        value = record.get(name)
+        if value is not None and not math.isnan(value):  # both files say best.pt is this epoch
+            self.best = {
+                "epoch": int(ckpt["epoch"]),
+                "metric": name,
+                "value": value,
+                "val_dice": record.get("val_dice"),
+            }
+            ckpt.setdefault("extra", {})["best"] = self.best
+            write_checkpoint(last, ckpt)
+        write_checkpoint(best, ckpt)
+        print(f"note: no best.pt: {best} is a copy of last.pt (epoch {ckpt['epoch']})", flush=True)
+
     def _check_config_file(self, ckpt: dict) -> None:
-        """A resumed run's ``config.yaml`` is the one its checkpoint was trained with, but for
-        :data:`RESUME_MAY_CHANGE`: an edited file would load weights into another model (a
+        """A resumed run's ``config.yaml`` on disk is the one its checkpoint was trained with, but
+        for :data:`RESUME_MAY_CHANGE`: an edited file would load weights into another model (a
         traceback) or claim settings that never ran (a new rate written, the old one used)."""
         try:
             saved = RunConfig.from_dict(ckpt.get("config") or {})
         except ConfigError:
             return  # a checkpoint of another version: its own loading says what is wrong
-        change = first_resume_change(saved, self.config)
+        # the file as it is on disk: what a caller overrides on purpose (``resume(overrides=)``,
+        # the command's flags, which it checks itself) is no edit of it
+        change = first_resume_change(saved, getattr(self, "_config_on_file", None) or self.config)
         if change is not None:
             key, old, new = change
             path = self._resume_from.parent.parent / "config.yaml"
@@ -919,6 +954,11 @@ class Trainer:
                         path.unlink(missing_ok=True)
             else:
                 shutil.rmtree(item, ignore_errors=True)
+        for parent in getattr(self, "_empty_parents", []):  # deepest first, only while empty
+            try:
+                parent.rmdir()
+            except OSError:
+                break
 
     def _seconds_left(self) -> float:
         """Seconds of ``train.time_budget_minutes`` left (infinite without a budget)."""
@@ -1007,19 +1047,32 @@ def optimisation_step(
     return float(loss.detach())
 
 
-def _check_not_in_data(run_dir: Path, config: RunConfig) -> None:
-    """A run folder in a data folder (``--run-dir data/train``, ``--output data/train``) would
-    put checkpoints, logs and pictures among the images and masks the next run reads: refused,
-    naming the folder."""
+def _check_not_in_data(run_dir: Path, shown: str, config: RunConfig) -> None:
+    """A run folder that is a data folder, or inside its image or mask folder (``--run-dir
+    data/train``, ``--output data/train/images``), would put checkpoints, logs and pictures among
+    the files the next run reads: refused, naming the option (``shown``). A run folder beside
+    ``images/`` and ``masks/`` (``data/train/runs/…``) is left alone: discovery never reads it."""
+    from ..data.discovery import IMAGE_DIR_NAMES, MASK_DIR_NAMES, is_dir_alias
+    from ..data.reading import INSTANCE_DIR_NAMES
+
     here = Path(run_dir).resolve()
     for data in (config.data.train_dir, config.data.val_dir):
         if not data:
             continue
         folder = Path(data).resolve()
-        if here == folder or folder in here.parents:
+        if here != folder and folder not in here.parents:
+            continue
+        sub = here.relative_to(folder).parts[:1]
+        inside = sub and (
+            any(is_dir_alias(sub[0], names) for names in (IMAGE_DIR_NAMES, MASK_DIR_NAMES))
+            or sub[0].lower() in INSTANCE_DIR_NAMES
+            or sub[0].startswith(("images", "labels"))  # nnU-Net's imagesTr, labelsTr
+        )
+        if here == folder or inside:
+            where = f"{data}" if here == folder else f"{Path(data) / sub[0]}"
             raise ConfigError(
-                f"{run_dir if here != folder else data}: the run folder would be inside the data "
-                f"folder {data}; give a --run-dir (or --output) outside it"
+                f"{shown}: the run would be written into the data folder {where}; give a "
+                "--run-dir (or --output) outside it"
             )
 
 
@@ -1119,8 +1172,8 @@ class _LogFile(Callback):
 
     def on_train_end(self, trainer, history):
         error = getattr(trainer, "ending_error", None)
-        if getattr(error, "reason", None):  # the command's own endings (terminated, output closed)
-            reason = str(error.reason)
+        if getattr(error, "unetkit_ending", None):  # the command's own: terminated, output closed
+            reason = str(error.unetkit_ending)
         elif isinstance(error, KeyboardInterrupt):
             reason = "interrupted"
         elif error is not None:
