@@ -240,7 +240,10 @@ def test_rgb_tiff_samples_are_channels(tmp_path):
 
 def test_tiff_alpha_dropped_unless_kept_like_png(tmp_path):
     rgba = rand((5, 6, 4), np.uint8)
-    tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=("unassalpha",))
+    # as an image editor writes it (no tifffile "shaped" description)
+    tifffile.imwrite(
+        tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=("unassalpha",), metadata=None
+    )
     arr, meta = read_image(tmp_path / "rgba.tif")
     assert arr.shape == (3, 5, 6) and meta.alpha_dropped and meta.channel_axis == "S"
     np.testing.assert_array_equal(arr, np.moveaxis(rgba[..., :3], -1, 0))
@@ -258,12 +261,15 @@ def test_tiff_alpha_dropped_unless_kept_like_png(tmp_path):
         photometric="minisblack",
         planarconfig="separate",
         extrasamples=("assocalpha",),
+        metadata=None,
     )
     grey, meta = read_image(tmp_path / "la.tif")
     assert grey.shape == (1, 5, 6) and meta.alpha_dropped and meta.axes == "SYX"
     np.testing.assert_array_equal(grey[0], la[0])
     # an extra sample of unspecified meaning is data, not alpha: kept
-    tifffile.imwrite(tmp_path / "x.tif", rgba, photometric="rgb", extrasamples=("unspecified",))
+    tifffile.imwrite(
+        tmp_path / "x.tif", rgba, photometric="rgb", extrasamples=("unspecified",), metadata=None
+    )
     four, meta = read_image(tmp_path / "x.tif")
     assert four.shape == (4, 5, 6) and not meta.alpha_dropped
     # the writer's RGBA output reads back the same way
@@ -755,3 +761,20 @@ def test_a_tiff_without_pages_is_one_error_without_tifffiles_log_lines(tmp_path,
     with tifffile.TiffFile(path) as tif:  # as predict's checks open it: tifffile logs on open
         assert len(tif.pages) == 0
     assert not [r for r in caplog.records if "contains no pages" in r.getMessage()]
+
+
+@pytest.mark.parametrize("shape", [(4, 20, 30), (20, 30, 4)])
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32])
+def test_a_four_channel_array_saved_by_tifffile_keeps_its_fourth_channel(tmp_path, shape, dtype):
+    """tifffile marks the 4th sample of any 4-channel array as alpha; microscopy channels saved
+    so (DAPI/GFP/RFP/Cy5) are data: all four are read, in memory and lazily."""
+    from unetkit.io.lazy import open_lazy
+
+    data = rand(shape, np.uint8).astype(dtype)
+    tifffile.imwrite(tmp_path / "c4.tif", data)  # the user's one line
+    arr, meta = read_image(tmp_path / "c4.tif")
+    channels_first = data if shape[0] == 4 else np.moveaxis(data, -1, 0)
+    assert arr.shape == (4, 20, 30) and not meta.alpha_dropped
+    np.testing.assert_array_equal(arr, channels_first)
+    lazy = open_lazy(tmp_path / "c4.tif")
+    assert lazy.shape == (4, 20, 30) and not lazy.meta.alpha_dropped

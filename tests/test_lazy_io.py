@@ -103,6 +103,7 @@ def test_rgb_samples_last_and_alpha_are_read_channel_first(tmp_path):
         extrasamples=("unassalpha",),
         tile=(32, 32),
         compression="zlib",
+        metadata=None,  # as an image editor writes it
     )
     lazy = open_lazy(path)
     assert lazy.shape == (3, 120, 90) and lazy.meta.alpha_dropped

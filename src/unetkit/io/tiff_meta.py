@@ -15,13 +15,16 @@ import numpy as np
 
 def _tiff_alpha_samples(tf: Any, data: np.ndarray, axes: str) -> list[int]:
     """Indices along the ``S`` axis of the samples the ``ExtraSamples`` tag marks as alpha
-    (1 = associated, 2 = unassociated; 0 = unspecified is not alpha)."""
+    (1 = associated, 2 = unassociated; 0 = unspecified is not alpha). None in a file tifffile
+    wrote from an array (its "shaped" description): tifffile marks the 4th sample of any
+    4-channel array as alpha, and microscopy channels (DAPI/GFP/RFP/Cy5) saved so are data, not
+    transparency (the 4th was silently dropped: a model of the first three)."""
     return _tiff_alpha_samples_of(tf, data.shape, axes)
 
 
 def _tiff_alpha_samples_of(tf: Any, shape: tuple, axes: str) -> list[int]:
     """:func:`_tiff_alpha_samples` for data of ``shape`` (not read yet)."""
-    if "S" not in axes:
+    if "S" not in axes or getattr(tf, "is_shaped", False):
         return []
     page = tf.pages.first if hasattr(tf.pages, "first") else tf.pages[0]
     extras = tuple(getattr(page, "extrasamples", ()) or ())
