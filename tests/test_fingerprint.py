@@ -275,3 +275,31 @@ def test_an_image_with_nan_is_refused_before_any_plan_is_made(tmp_path):
     write_image(tmp_path / "images" / "01.tif", image)
     with pytest.raises(DataError, match=r"01\.tif: image contains NaN or infinite values \(1 NaN"):
         fingerprint_dataset(tmp_path)
+
+
+def test_a_few_extreme_pixels_are_hot_and_bright_objects_are_not(tmp_path):
+    """Five pixels of 1e6 in a 0…1 float image carry its std (a z-score would divide the signal
+    by it); bright objects covering a fifth of an image, dim spots, a flat image are no hot
+    pixels. The fingerprint names the images that have them."""
+    from unetkit.data.fingerprint import has_hot_pixels
+
+    rng = np.random.default_rng(0)
+    image = rng.random((1, 150, 150)).astype(np.float32)
+    clean = image.copy()
+    image[0, rng.integers(0, 150, 5), rng.integers(0, 150, 5)] = 1e6
+    assert has_hot_pixels(image) and not has_hot_pixels(clean)
+    nuclei = np.zeros((1, 150, 150), np.uint16)
+    nuclei[0, 20:80, 30:90] = 3000
+    nuclei += rng.integers(0, 50, nuclei.shape, dtype=np.uint16)
+    assert not has_hot_pixels(nuclei)
+    assert not has_hot_pixels(np.full((2, 8, 8), 7, np.uint8))
+    assert has_hot_pixels(np.stack([clean[0], image[0]]))  # any channel
+    mask = np.zeros((150, 150), np.uint8)
+    mask[40:60, 40:60] = 255
+    write_case(tmp_path, "hot", image, mask, "tif")
+    write_case(tmp_path, "clean", clean, mask, "tif")
+    fp = fingerprint_dataset(tmp_path)
+    assert fp.hot_pixel_cases == ["hot.tif"]
+    assert Fingerprint.from_dict(json.loads(json.dumps(fp.to_dict()))).hot_pixel_cases == [
+        "hot.tif"
+    ]

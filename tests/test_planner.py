@@ -81,6 +81,7 @@ class FakeFingerprint:
     touching_fraction: float = 0.0
     instance_ids: bool = False
     cases_found: int = 0
+    hot_pixel_cases: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return dict(vars(self))
@@ -1285,3 +1286,33 @@ def test_the_readme_python_tour_runs_as_written(tmp_path, monkeypatch, capsys):
     assert set(np.unique(scope["masks"])) <= {0, 255} and scope["labels"].shape == (64, 80)
     assert (tmp_path / "runs/tour/plan.json").is_file() and (tmp_path / "preds/a.png").is_file()
     assert 0 <= float(capsys.readouterr().out.strip().splitlines()[-1]) <= 1  # the Dice printed
+
+
+def test_images_with_hot_pixels_are_planned_with_percentiles_not_a_z_score():
+    """A few extreme pixels (the fingerprint's hot_pixel_cases) make the plan choose per-image
+    percentiles, and set it (training alone would choose the z-score); channel names still win."""
+    plain = make_plan(FakeFingerprint(), 5, "cpu", timer=speed(1.0))
+    assert _decision(plain, "normalization").value == "zscore"
+    assert "data.normalization" not in plain.config
+    hot = make_plan(FakeFingerprint(hot_pixel_cases=["a.tif", "b.tif"]), 5, "cpu", timer=speed(1.0))
+    decision = _decision(hot, "normalization")
+    assert decision.value.startswith("percentile")
+    assert "2 image(s) hold a few pixels far outside the rest (a.tif, b.tif)" in decision.reason
+    assert hot.config["data.normalization"] == {"name": "percentile"}
+    named = make_plan(
+        FakeFingerprint(hot_pixel_cases=["a.tif"]), 5, "cpu", timer=speed(1.0), channel_names=["CT"]
+    )
+    assert _decision(named, "normalization").value.startswith("ct")
+
+
+def test_a_16_bit_channel_named_rgb_to_0_1_is_refused():
+    fp = FakeFingerprint(channels=2)
+    fp.intensity = [{"p99_5": 3000.0}, {"p99_5": 200.0}]
+    with pytest.raises(
+        ConfigError,
+        match=r"channel 0 is named rgb_to_0_1 \(0 … 255 to \[0, 1\]\) "
+        r"but its foreground reaches 3000",
+    ):
+        make_plan(fp, 5, "cpu", timer=speed(1.0), channel_names=["rgb_to_0_1", "noNorm"])
+    plan = make_plan(fp, 5, "cpu", timer=speed(1.0), channel_names=["zscore", "rgb_to_0_1"])
+    assert plan.config["data.channel_names"] == ["zscore", "rgb_to_0_1"]

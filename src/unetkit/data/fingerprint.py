@@ -46,7 +46,7 @@ Example:
 from __future__ import annotations
 
 import time
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -113,6 +113,8 @@ class Fingerprint:
             objects are known one by one (what carving separation gaps needs).
         cases_with_ids: how many of the cases read had instance ids (fewer than :attr:`cases`
             with an ``instances/`` folder that lacks some files: then no :attr:`instance_ids`).
+        hot_pixel_cases: the images (file names) in which a few pixels lie far outside the rest
+            (:func:`has_hot_pixels`): a per-image z-score would squeeze their signal to nothing.
         spacing_unit: unit of :attr:`spacing` (``"um"``, ``"mm"`` …) or ``None``.
         spacing_spread: how the files' spacings spread per axis, ``{"min": [...], "p10": [...],
             "max": [...], "files": n, "units": [...], "extent": {"median", "min", "p10", "max"}}``
@@ -140,6 +142,7 @@ class Fingerprint:
     spacing_spread: Optional[dict] = None
     instance_ids: bool = False
     cases_with_ids: int = 0
+    hot_pixel_cases: list = field(default_factory=list)
 
     @property
     def effective_channels(self) -> int:
@@ -202,6 +205,12 @@ class Fingerprint:
                     f"mean {s['mean']:.4g}, std {s['std']:.4g}, p0.5 {s['p0_5']:.4g}, "
                     f"p99.5 {s['p99_5']:.4g}"
                 )
+        if self.hot_pixel_cases:
+            shown = ", ".join(self.hot_pixel_cases[:3])
+            lines.append(
+                f"hot pixels: {len(self.hot_pixel_cases)} image(s) hold a few pixels far outside "
+                f"the rest ({shown}{' …' if len(self.hot_pixel_cases) > 3 else ''})"
+            )
         if self.mask_kind == "instances":  # guessed with no flag, often: say how to undo it
             lines.append(
                 "masks: instance ids, each non-zero value one object (--mask-kind labels reads "
@@ -232,6 +241,29 @@ class Fingerprint:
             lines.append(line)
         lines.append(f"measured in {self.seconds:.1f} s")
         return lines
+
+
+#: an image has hot pixels where its std is this many times that of its values clipped to their
+#: 0.1 … 99.9th percentiles: a few extreme pixels (a saturated detector pixel, a stitching seam
+#: of 1e6 in float data) carry the std, which a per-image z-score divides the signal by
+HOT_PIXEL_STD_RATIO = 10.0
+
+
+def has_hot_pixels(image: np.ndarray, max_samples: int = 200_000) -> bool:
+    """Whether any channel of ``(C, *spatial)`` ``image`` holds a few pixels far outside the rest
+    (:data:`HOT_PIXEL_STD_RATIO`): its full std (every pixel: a hot pixel is one in thousands)
+    against the std of a strided sample clipped to its 0.1/99.9th percentiles."""
+    for channel in np.asarray(image):
+        flat = channel.ravel()
+        full = float(np.std(flat, dtype=np.float64))
+        if not np.isfinite(full) or full == 0:
+            continue
+        sample = flat[:: max(1, flat.size // max_samples)].astype(np.float64)
+        lo, hi = np.percentile(sample, [0.1, 99.9])
+        clipped = float(np.std(np.clip(sample, lo, hi)))
+        if full > HOT_PIXEL_STD_RATIO * max(clipped, 1e-12 * max(abs(lo), abs(hi), 1.0)):
+            return True
+    return False
 
 
 def _show(value) -> str:
@@ -376,6 +408,7 @@ def fingerprint_dataset(
     per_class = {k: _ClassObjects() for k in range(1, num_classes)}
     read: list = []
     with_ids = 0
+    hot: list = []  # the images with a few extreme pixels (has_hot_pixels)
 
     def images():
         for case in cases:
@@ -392,6 +425,8 @@ def fingerprint_dataset(
         classes = turn.apply(classes)
         instances = turn.apply(instances) if instances is not None else None
         shapes.append(spatial)
+        if has_hot_pixels(image):
+            hot.append(Path(case.images[0]).name)
         if meta.spacing is not None:
             stated.append((case.images[0], meta.spacing, meta.spacing_unit))
             spacings.append(meta.spacing)
@@ -505,4 +540,5 @@ def fingerprint_dataset(
         spacing_spread=spread,
         instance_ids=with_ids == len(cases),
         cases_with_ids=with_ids,
+        hot_pixel_cases=hot,
     )

@@ -959,13 +959,17 @@ def choose_normalization(
     normalization: Optional[dict] = None,
     channel_names: Optional[Sequence[str]] = None,
     dataset_json: Optional[dict] = None,
+    hot_pixels: Sequence[str] = (),
 ) -> tuple[dict, str]:
     """The ``data.normalization`` spec to use and why, first that applies:
 
     1. ``normalization`` when it names a scheme (not ``auto``): the user's choice;
     2. ``channel_names`` given by the user (``--channel-names CT,T2``);
     3. the ``dataset.json`` ``channel_names`` (or ``modality``) of an nnU-Net folder;
-    4. ``zscore`` per image.
+    4. ``percentile`` per image (1 … 99.8, CSBDeep's and StarDist's) where images hold a few
+       pixels far outside the rest (``hot_pixels``: their names, from the fingerprint): a
+       z-score would divide their signal by the std those pixels make;
+    5. ``zscore`` per image.
 
     2 and 3 follow nnU-Net (:func:`normalization_for_channel_names`).
 
@@ -985,6 +989,12 @@ def choose_normalization(
                 f"{n}: {_CHANNEL_RULES.get(n.lower(), _CHANNEL_RULES['zscore'])}" for n in names
             )
             return spec, f"{source} {', '.join(names)} (nnU-Net's rule): {'; '.join(rules)}"
+    if hot_pixels:
+        shown = ", ".join(list(hot_pixels)[:3]) + (" …" if len(hot_pixels) > 3 else "")
+        return {"name": "percentile"}, (
+            f"percentiles per image (1 … 99.8): {len(hot_pixels)} image(s) hold a few pixels far "
+            f"outside the rest ({shown}), which a z-score would divide the signal by"
+        )
     return {"name": "zscore"}, (
         "z-score per image: no channel names (dataset.json channel_names or --channel-names)"
     )

@@ -656,6 +656,26 @@ def _scaled_timing(timed: Sequence[Measurement], cand: Candidate) -> Optional[Es
     return None
 
 
+def _check_rgb_range(fp, channel_names, dataset_json) -> None:
+    """A channel named ``rgb_to_0_1`` (0 … 255 to [0, 1], nnU-Net's scheme for 8-bit colour)
+    whose foreground reaches past 255 would be clipped flat (16-bit data trained at Dice 0.01):
+    refused, naming the channel and its range, as nnU-Net asserts it."""
+    from ..data.normalization import channel_name_list, dataset_channel_names
+
+    names = channel_names or dataset_channel_names(dataset_json)
+    if not names:
+        return
+    for c, name in enumerate(channel_name_list(names)):
+        stats = fp.intensity[c] if c < len(getattr(fp, "intensity", []) or []) else {}
+        top = (stats or {}).get("p99_5")
+        if name.lower() == "rgb_to_0_1" and top is not None and top > 255:
+            raise ConfigError(
+                f"channel {c} is named rgb_to_0_1 (0 … 255 to [0, 1]) but its foreground reaches "
+                f"{top:.4g} (99.5th percentile): it would be clipped at 255; name it zscore (or "
+                "give 8-bit images)"
+            )
+
+
 def make_plan(
     fp,
     budget_minutes: Optional[float] = None,
@@ -984,13 +1004,13 @@ def make_plan(
             "best.pt by the mean foreground Dice on the validation images",
             **{"train.select_metric": "val_dice"},
         )
-    norm, why = choose_normalization(None, channel_names, dataset_json)
-    plan.decide(
-        "normalization",
-        describe_normalization(norm),
-        why,
-        **({"data.channel_names": list(channel_names)} if channel_names else {}),
-    )
+    _check_rgb_range(fp, channel_names, dataset_json)
+    hot = list(getattr(fp, "hot_pixel_cases", None) or [])
+    norm, why = choose_normalization(None, channel_names, dataset_json, hot)
+    chosen: dict = {"data.channel_names": list(channel_names)} if channel_names else {}
+    if hot and norm.get("name") == "percentile":  # what training would not choose by itself
+        chosen["data.normalization"] = dict(norm)
+    plan.decide("normalization", describe_normalization(norm), why, **chosen)
 
     # -- cross-validation folds --------------------------------------------------------------------
     width = best.candidate.base_features
