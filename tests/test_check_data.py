@@ -922,3 +922,26 @@ def test_a_stack_saved_as_imagej_channels_gets_the_axes_fix(tmp_path):
         "(tifffile.imwrite(path, stack, imagej=True, metadata={'axes': 'ZYX'}), or in Fiji "
         "Image ▸ Properties: slices, not channels)"
     ]
+
+
+def test_a_two_channel_image_saved_channels_last_gets_the_fix(tmp_path):
+    """tifffile.imwrite of an (H, W, 2) array is read as H slices of W×2: the size mismatch with
+    its 2D mask says how to save it."""
+    import tifffile
+
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "images").mkdir()
+    tifffile.imwrite(tmp_path / "images" / "a.tif", RNG.integers(0, 255, (30, 40, 2), np.uint8))
+    write_image(tmp_path / "masks" / "a.png", np.zeros((1, 30, 40), np.uint8))
+    problem = one_problem(check_dataset(tmp_path), "size mismatch")
+    assert problem.endswith(
+        "the image was read as 30 slices of 40×2: a 30×40 image of 2 channels saved "
+        "channels-last? save it channels-first ((C, H, W): numpy.moveaxis(array, -1, 0)) or with "
+        "its axes named (tifffile.imwrite(path, array, metadata={'axes': 'YXC'}))"
+    )
+    np.save(tmp_path / "b.npy", np.zeros((30, 40, 2), np.float32))
+    from unetkit.errors import DataError
+    from unetkit.io import read_image
+
+    with pytest.raises(DataError, match=r"looks like \(H, W, C\): save it channel first"):
+        read_image(tmp_path / "b.npy")

@@ -63,6 +63,7 @@ from .labels import (
 from .object_masks import is_object_source, read_mask_source
 from .reading import (
     INSTANCE_DIR_NAMES,
+    channels_last_hint,
     geometry_problem,
     is_grey_as_colour,
     odd_voxel_size,
@@ -603,6 +604,8 @@ def _check_mask(
             if tuple(spatial[1:]) == mask.shape[1:]
             else slices_as_channels_hint(mask.shape[1], image_path)  # the image's slices as
             if mask.shape[2:] == tuple(spatial)  # its channels: the mask has them as z
+            else channels_last_hint(spatial, image_path)  # (H, W, C) read as H slices
+            if tuple(spatial[:2]) == mask.shape[1:]
             else ""
         )
         report.problems.append(

@@ -500,8 +500,9 @@ class FixedNormalizer(_RangeNormalizer):
     def __init__(self, low: PerChannel = None, high: PerChannel = None):
         if low is None or high is None:
             raise ConfigError(
-                "fixed normalisation needs low and high, e.g. fixed(low=-1000, high=400) "
-                "for a CT window or fixed(low=0, high=255) for 8-bit images"
+                "fixed normalisation needs low and high, e.g. a CT window: --set "
+                "'data.normalization={name: fixed, low: -1000, high: 400}' (Python: "
+                "create_normalizer('fixed', low=-1000, high=400))"
             )
         self.low, self.high = _channel_vector(low, "low"), _channel_vector(high, "high")
         if self.low.size != self.high.size and 1 not in (self.low.size, self.high.size):

@@ -236,6 +236,20 @@ def pages_as_channels_hint(image_shape: Sequence[int], image_path) -> str:
     )
 
 
+def channels_last_hint(image_shape: Sequence[int], image_path) -> str:
+    """The fix when a 2D image saved channels-last without axes (``(H, W, C)``, C ≤
+    :data:`STACK_AS_CHANNELS_MAX`) was read as ``H`` slices of ``W × C`` (TIFF pages of one row
+    set each, or a ``.npy`` array); else ``""``."""
+    if len(image_shape) != 3 or not 1 < image_shape[-1] <= STACK_AS_CHANNELS_MAX:
+        return ""
+    h, w, c = image_shape
+    return (
+        f"; the image was read as {h} slices of {w}×{c}: a {h}×{w} image of {c} channels saved "
+        "channels-last? save it channels-first ((C, H, W): numpy.moveaxis(array, -1, 0)) or "
+        "with its axes named (tifffile.imwrite(path, array, metadata={'axes': 'YXC'}))"
+    )
+
+
 def slices_as_channels_hint(channels: int, path) -> str:
     """The fix when a TIFF was read as ``channels`` > :data:`STACK_AS_CHANNELS_MAX` channels of one
     plane where a z-stack was meant (an ImageJ file whose metadata calls its slices channels, as
@@ -254,6 +268,8 @@ def _check_size(arr: np.ndarray, spatial: Sequence[int], path: Path, case: Case)
         hint = (
             pages_as_channels_hint(spatial, case.images[0])
             if tuple(spatial[1:]) == arr.shape
+            else channels_last_hint(spatial, case.images[0])
+            if tuple(spatial[:2]) == arr.shape
             else ""
         )
         raise DataError(

@@ -189,12 +189,19 @@ def check_image(image, predictor, path: Optional[Path] = None) -> np.ndarray:
         image = image[None]  # an array without its channel axis: one channel is unambiguous
         # (not a (1, H, W) for a 3D model: a 2D image, far likelier than a one-slice volume)
     if image.ndim != dims + 1:
-        from ..data.reading import pages_as_channels_hint, slices_as_channels_hint
+        from ..data.reading import (
+            channels_last_hint,
+            pages_as_channels_hint,
+            slices_as_channels_hint,
+        )
 
         want = "a 2D image (H, W)" if dims == 2 else "a 3D volume (D, H, W)"
         if path is not None:
             hint = (
-                pages_as_channels_hint(image.shape[1:], path)
+                (
+                    pages_as_channels_hint(image.shape[1:], path)
+                    or (channels_last_hint(image.shape[1:], path) if dims == 2 else "")
+                )
                 if image.shape[0] == 1
                 else slices_as_channels_hint(image.shape[0], path)
                 if image.ndim == dims

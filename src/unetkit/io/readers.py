@@ -540,6 +540,13 @@ def _read_tiff_quiet(
     return arr, meta
 
 
+#: how to tell unetkit a TIFF's axes, from the command line (re-save) and from Python
+_AXES_FIX = (
+    "save it with its axes named (Fiji: Image › Properties, or tifffile.imwrite(..., "
+    "metadata={'axes': 'CYX'})), or in Python read_image(path, axes='CYX')"
+)
+
+
 def _tiff_to_channel_first(
     data: np.ndarray, axes: str, path: Path
 ) -> tuple[np.ndarray, Optional[str], str]:
@@ -548,14 +555,12 @@ def _tiff_to_channel_first(
         raise DataError(f"TIFF axes {axes!r} repeat a letter", path)
     for letter in _SPATIAL:
         if letter not in axes:
-            raise DataError(
-                f"TIFF axes {axes!r} have no {letter} axis; pass axes= to read_image", path
-            )
+            raise DataError(f"TIFF axes {axes!r} have no {letter} axis; {_AXES_FIX}", path)
     depth = _depth_axes(axes, data.shape)
     if len(depth) > 1:
         raise DataError(
             f"TIFF axes {axes!r} (shape {tuple(data.shape)}) have more than one depth-like axis "
-            f"({', '.join(depth)}); pass axes= to read_image",
+            f"({', '.join(depth)}); {_AXES_FIX}",
             path,
         )
     channels = [a for a in axes if a in _CHANNEL]
@@ -565,7 +570,7 @@ def _tiff_to_channel_first(
     if too_long:
         raise DataError(
             f"TIFF axes {axes!r} (shape {tuple(data.shape)}) have axes unetkit cannot map to "
-            f"channels or depth ({', '.join(too_long)}); store one image per file or pass axes=",
+            f"channels or depth ({', '.join(too_long)}); store one image per file, or {_AXES_FIX}",
             path,
         )
     squeeze = tuple(i for i, a in enumerate(axes) if a not in keep)
@@ -604,9 +609,10 @@ def _read_npy(path: Path) -> tuple[np.ndarray, ImageMeta]:
         raise DataError(
             f"expected (H, W), (C, H, W) or (C, D, H, W), got shape {array.shape}", path
         )
-    if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] > 4:
+    if array.ndim == 3 and array.shape[-1] in (2, 3, 4) and array.shape[0] > 4:
+        kind = "RGB" if array.shape[-1] > 2 else "C"
         raise DataError(
-            f"shape {array.shape} looks like (H, W, RGB): save it channel first, "
+            f"shape {array.shape} looks like (H, W, {kind}): save it channel first, "
             f"np.moveaxis(a, -1, 0)",
             path,
         )
