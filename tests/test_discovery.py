@@ -428,3 +428,21 @@ def test_no_mask_folder_lists_every_alias(tmp_path):
     with pytest.raises(DataError) as err:
         find_cases(tmp_path)
     assert "also looked for mask, labels, label, gt, ground_truth, groundtruth/" in str(err.value)
+
+
+def test_channel_files_in_an_images_folder_get_the_layout_that_groups_them(tmp_path):
+    from PIL import Image
+
+    from unetkit.data.discovery import scan_dataset
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for case in ("a", "b"):
+        for ch in (0, 1):
+            Image.fromarray(np.zeros((8, 8), np.uint8)).save(
+                tmp_path / "images" / f"{case}_000{ch}.png"
+            )
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "masks" / f"{case}.png")
+    message = str(scan_dataset(tmp_path).error())
+    assert "4 image(s) have no mask in masks/: a_0000.png, a_0001.png" in message
+    assert "grouped into cases in the nnU-Net layout only: put them in imagesTr/" in message

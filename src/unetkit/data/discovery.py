@@ -154,7 +154,8 @@ class Discovery:
             more = f" and {len(same) - _SHOW} more" if len(same) > _SHOW else ""
             hint = f" (mask suffix {self.mask_suffix!r})" if self.mask_suffix else ""
             message, path, rest = (
-                f"{len(same)} {what} {folder.name}/{hint}: {names}{more}",
+                f"{len(same)} {what} {folder.name}/{hint}: {names}{more}"
+                + (_channel_files_hint(same) if first.kind == "no-mask" else ""),
                 folder,
                 len(self.problems) - len(same),
             )
@@ -165,6 +166,19 @@ class Discovery:
                 f" (and {rest} more problem(s); run 'unetkit check-data {self.root}' to list them)"
             )
         return DataError(message, path)
+
+
+def _channel_files_hint(unmatched: list) -> str:
+    """``"; …"`` when the images without a mask are named as one file per channel
+    (``CASE_0000``, ``CASE_0001``): they are grouped into cases only in the nnU-Net layout."""
+    stems = [p.path.name.split(".")[0] for p in unmatched]
+    if not stems or not all(_CHANNEL_RE.match(s) for s in stems):
+        return ""
+    return (
+        "; images named one file per channel (CASE_0000, CASE_0001 …) are grouped into cases in "
+        "the nnU-Net layout only: put them in imagesTr/ and the masks (CASE.png) in labelsTr/, "
+        "or save each case as one multi-channel file"
+    )
 
 
 def find_cases(
