@@ -446,3 +446,14 @@ def test_channel_files_in_an_images_folder_get_the_layout_that_groups_them(tmp_p
     message = str(scan_dataset(tmp_path).error())
     assert "4 image(s) have no mask in masks/: a_0000.png, a_0001.png" in message
     assert "grouped into cases in the nnU-Net layout only: put them in imagesTr/" in message
+
+
+def test_frames_numbered_with_four_digits_are_not_taken_for_channel_files(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    for k in range(1, 4):
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "images" / f"frame_{k:04d}.png")
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "masks" / f"frame{k:04d}.png")
+    assert "nnU-Net layout" not in str(scan_dataset(tmp_path).error())

@@ -294,6 +294,12 @@ def test_a_few_extreme_pixels_are_hot_and_bright_objects_are_not(tmp_path):
     assert not has_hot_pixels(nuclei)
     assert not has_hot_pixels(np.full((2, 8, 8), 7, np.uint8))
     assert has_hot_pixels(np.stack([clean[0], image[0]]))  # any channel
+    # sparse spots of several pixels on noise are signal; three spots on 0 have no spread
+    spots = (100 + rng.normal(0, 5, (1, 512, 512))).astype(np.uint16)
+    for y, x in ((50, 60), (300, 200), (400, 450)):
+        spots[0, y : y + 5, x : x + 5] = 3000
+    assert not has_hot_pixels(spots)
+    assert not has_hot_pixels(np.where(spots > 1000, spots, 0))
     mask = np.zeros((150, 150), np.uint8)
     mask[40:60, 40:60] = 255
     write_case(tmp_path, "hot", image, mask, "tif")
@@ -303,3 +309,11 @@ def test_a_few_extreme_pixels_are_hot_and_bright_objects_are_not(tmp_path):
     assert Fingerprint.from_dict(json.loads(json.dumps(fp.to_dict()))).hot_pixel_cases == [
         "hot.tif"
     ]
+
+
+def test_a_fingerprint_saved_before_hot_pixels_were_measured_still_loads(tmp_path):
+    rng = np.random.default_rng(1)
+    three_cases(tmp_path, rng)
+    old = fingerprint_dataset(tmp_path).to_dict()
+    del old["hot_pixel_cases"]
+    assert Fingerprint.from_dict(old).hot_pixel_cases == []

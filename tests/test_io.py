@@ -778,3 +778,13 @@ def test_a_four_channel_array_saved_by_tifffile_keeps_its_fourth_channel(tmp_pat
     np.testing.assert_array_equal(arr, channels_first)
     lazy = open_lazy(tmp_path / "c4.tif")
     assert lazy.shape == (4, 20, 30) and not lazy.meta.alpha_dropped
+    # an RGBA image saved so (scikit-image, imageio) with a fully opaque alpha: alpha dropped,
+    # as its PNG drops it, in memory and lazily
+    top = 1.0 if np.dtype(dtype).kind == "f" else np.iinfo(dtype).max
+    rgba = channels_first.copy()
+    rgba[3] = top
+    tifffile.imwrite(tmp_path / "rgba.tif", rgba if shape[0] == 4 else np.moveaxis(rgba, 0, -1))
+    arr, meta = read_image(tmp_path / "rgba.tif")
+    assert arr.shape == (3, 20, 30) and meta.alpha_dropped
+    lazy = open_lazy(tmp_path / "rgba.tif")
+    assert lazy.shape == (3, 20, 30) and lazy.meta.alpha_dropped

@@ -1294,7 +1294,8 @@ def test_images_with_hot_pixels_are_planned_with_percentiles_not_a_z_score():
     plain = make_plan(FakeFingerprint(), 5, "cpu", timer=speed(1.0))
     assert _decision(plain, "normalization").value == "zscore"
     assert "data.normalization" not in plain.config
-    hot = make_plan(FakeFingerprint(hot_pixel_cases=["a.tif", "b.tif"]), 5, "cpu", timer=speed(1.0))
+    fp = FakeFingerprint(cases=10, hot_pixel_cases=["a.tif", "b.tif"])
+    hot = make_plan(fp, 5, "cpu", timer=speed(1.0))
     decision = _decision(hot, "normalization")
     assert decision.value.startswith("percentile")
     assert "2 image(s) hold a few pixels far outside the rest (a.tif, b.tif)" in decision.reason
@@ -1316,3 +1317,16 @@ def test_a_16_bit_channel_named_rgb_to_0_1_is_refused():
         make_plan(fp, 5, "cpu", timer=speed(1.0), channel_names=["rgb_to_0_1", "noNorm"])
     plan = make_plan(fp, 5, "cpu", timer=speed(1.0), channel_names=["zscore", "rgb_to_0_1"])
     assert plan.config["data.channel_names"] == ["zscore", "rgb_to_0_1"]
+
+
+def test_the_users_channel_names_replace_a_planned_normalization():
+    from unetkit.commands.train import planned_values
+
+    hot = make_plan(
+        FakeFingerprint(hot_pixel_cases=["a.tif", "b.tif", "c.tif"]), 5, "cpu", timer=speed(1.0)
+    )
+    assert planned_values(hot, {})["data.normalization"] == {"name": "percentile"}
+    assert "data.normalization" not in planned_values(hot, {"data.channel_names": ["CT"]})
+    # one image with hot pixels among thirty: not worth another input for every image
+    one = make_plan(FakeFingerprint(hot_pixel_cases=["a.tif"]), 5, "cpu", timer=speed(1.0))
+    assert _decision(one, "normalization").value == "zscore"

@@ -347,10 +347,12 @@ def planned_values(plan, overrides: dict) -> dict:
         for k, v in plan.config.items()
         if not any(k == o or k.startswith(o + ".") or o.startswith(k + ".") for o in overrides)
     }
-    # the two ways of resampling exclude each other: the user's choice replaces the planned one
+    # the two ways of resampling exclude each other: the user's choice replaces the planned one;
+    # channel names choose the normalisation, so the user's replace a planned scheme too
     for mine, planned_key in (
         ("data.scale", "data.target_spacing"),
         ("data.target_spacing", "data.scale"),
+        ("data.channel_names", "data.normalization"),
     ):
         if mine in overrides:
             values.pop(planned_key, None)

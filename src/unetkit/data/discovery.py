@@ -172,7 +172,14 @@ def _channel_files_hint(unmatched: list) -> str:
     """``"; …"`` when the images without a mask are named as one file per channel
     (``CASE_0000``, ``CASE_0001``): they are grouped into cases only in the nnU-Net layout."""
     stems = [p.path.name.split(".")[0] for p in unmatched]
-    if not stems or not all(_CHANNEL_RE.match(s) for s in stems):
+    matches = [_CHANNEL_RE.match(s) for s in stems]
+    if not stems or not all(matches):
+        return ""
+    channels: dict = {}
+    for m in matches:
+        channels.setdefault(m["case"], set()).add(int(m["channel"]))
+    # frame_0001 … frame_0005 are frames: channel files number each case's channels from 0000
+    if not all(0 in c and len(c) > 1 for c in channels.values()):
         return ""
     return (
         "; images named one file per channel (CASE_0000, CASE_0001 …) are grouped into cases in "

@@ -163,7 +163,11 @@ class Fingerprint:
         if not isinstance(data, dict):
             raise ConfigError(f"a fingerprint must be a dict, got {type(data).__name__}")
         names = [f.name for f in fields(cls)]
-        missing = [f.name for f in fields(cls) if f.default is MISSING and f.name not in data]
+        missing = [
+            f.name
+            for f in fields(cls)
+            if f.default is MISSING and f.default_factory is MISSING and f.name not in data
+        ]
         if missing:
             raise ConfigError(f"fingerprint dict lacks {', '.join(missing)}")
         values = {n: data[n] for n in names if n in data}
@@ -243,25 +247,50 @@ class Fingerprint:
         return lines
 
 
-#: an image has hot pixels where its std is this many times that of its values clipped to their
-#: 0.1 … 99.9th percentiles: a few extreme pixels (a saturated detector pixel, a stitching seam
-#: of 1e6 in float data) carry the std, which a per-image z-score divides the signal by
-HOT_PIXEL_STD_RATIO = 10.0
+#: a pixel is extreme this many times the spread of the image's 0.1 … 99.9th percentiles beyond
+#: them; an image has hot pixels where a few such pixels stand alone (a saturated detector pixel,
+#: a stray 1e6 in float data): a per-image z-score divides the signal by the std they make
+HOT_PIXEL_SPREADS = 20.0
+#: at most this share of an image's pixels may be extreme (more is a bright structure)
+HOT_PIXEL_MAX_SHARE = 1e-3
+#: the plan sets per-image percentiles where at least this share of the images read have them
+HOT_PIXEL_MIN_IMAGES = 0.1
 
 
 def has_hot_pixels(image: np.ndarray, max_samples: int = 200_000) -> bool:
-    """Whether any channel of ``(C, *spatial)`` ``image`` holds a few pixels far outside the rest
-    (:data:`HOT_PIXEL_STD_RATIO`): its full std (every pixel: a hot pixel is one in thousands)
-    against the std of a strided sample clipped to its 0.1/99.9th percentiles."""
+    """Whether a channel of ``(C, *spatial)`` ``image`` holds a few isolated extreme pixels:
+    beyond its 0.1/99.9th percentiles (of a strided sample) by :data:`HOT_PIXEL_SPREADS` times
+    their spread, at most :data:`HOT_PIXEL_MAX_SHARE` of the pixels, and mostly without an extreme
+    face neighbour. Bright spots of several pixels (sparse fluorescence signal) are objects, not
+    hot pixels: per-image percentiles would clip them to the noise's top; an image of one value
+    nearly everywhere (a label-like or blank image) has no spread to judge by."""
     for channel in np.asarray(image):
         flat = channel.ravel()
-        full = float(np.std(flat, dtype=np.float64))
-        if not np.isfinite(full) or full == 0:
-            continue
         sample = flat[:: max(1, flat.size // max_samples)].astype(np.float64)
         lo, hi = np.percentile(sample, [0.1, 99.9])
-        clipped = float(np.std(np.clip(sample, lo, hi)))
-        if full > HOT_PIXEL_STD_RATIO * max(clipped, 1e-12 * max(abs(lo), abs(hi), 1.0)):
+        spread = hi - lo
+        if not np.isfinite(spread) or spread <= 0:
+            continue
+        extreme = (channel > hi + HOT_PIXEL_SPREADS * spread) | (
+            channel < lo - HOT_PIXEL_SPREADS * spread
+        )
+        count = int(np.count_nonzero(extreme))
+        if count == 0 or count > HOT_PIXEL_MAX_SHARE * channel.size:
+            continue
+        where = np.nonzero(extreme)
+        picks = range(0, count, max(1, count // 2000))  # at most ~2000 looked at
+        alone = 0
+        for k in picks:
+            point = tuple(int(w[k]) for w in where)
+            neighbours = 0
+            for axis in range(channel.ndim):
+                for step in (-1, 1):
+                    q = list(point)
+                    q[axis] += step
+                    if 0 <= q[axis] < channel.shape[axis]:
+                        neighbours += bool(extreme[tuple(q)])
+            alone += neighbours == 0
+        if alone * 2 >= len(picks):
             return True
     return False
 

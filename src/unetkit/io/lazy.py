@@ -309,6 +309,21 @@ def _zarr():
     return zarr
 
 
+def _opaque_sample(array, axes: str, index: int, most: int = 1 << 20) -> bool:
+    """:func:`~unetkit.io.tiff_meta.opaque` of sample ``index`` of a large array, judged on an
+    even grid of at most ``most`` of its pixels (reading it whole is what lazy reading avoids)."""
+    from .tiff_meta import opaque
+
+    shape = array.shape
+    spatial = [k for k, a in enumerate(axes) if a != "S"]
+    step = max(1, int(np.ceil((np.prod([shape[k] for k in spatial]) / most) ** (1 / len(spatial)))))
+    region = tuple(
+        index if a == "S" else slice(None, None, step if k in spatial else None)
+        for k, a in enumerate(axes)
+    )
+    return opaque(np.asarray(array[region]))
+
+
 def _open_tiff(path: Path, level: int) -> LazyImage:
     """A compressed/tiled/pyramidal TIFF through tifffile's zarr store of its first series."""
     import tifffile
@@ -330,9 +345,11 @@ def _open_tiff(path: Path, level: int) -> LazyImage:
             axes = str(series.axes).upper()
             full = tuple(series.levels[0].shape)
             shape = tuple(series.levels[level].shape)
-            alpha = _tiff_alpha_samples_of(tf, shape, axes)
+            alpha = _tiff_alpha_samples_of(tf, shape, axes, shaped_too=True)
             store = tifffile.imread(path, aszarr=True, series=0, level=level)
             array = zarr.open(store, mode="r")
+            if alpha and getattr(tf, "is_shaped", False):  # as read_image judges them
+                alpha = [i for i in alpha if _opaque_sample(array, axes, i)]
             channels = None
             if alpha:
                 channels = [i for i in range(shape[axes.index("S")]) if i not in alpha]

@@ -15,16 +15,30 @@ import numpy as np
 
 def _tiff_alpha_samples(tf: Any, data: np.ndarray, axes: str) -> list[int]:
     """Indices along the ``S`` axis of the samples the ``ExtraSamples`` tag marks as alpha
-    (1 = associated, 2 = unassociated; 0 = unspecified is not alpha). None in a file tifffile
-    wrote from an array (its "shaped" description): tifffile marks the 4th sample of any
-    4-channel array as alpha, and microscopy channels (DAPI/GFP/RFP/Cy5) saved so are data, not
-    transparency (the 4th was silently dropped: a model of the first three)."""
-    return _tiff_alpha_samples_of(tf, data.shape, axes)
+    (1 = associated, 2 = unassociated; 0 = unspecified is not alpha). In a file tifffile wrote
+    from an array (its "shaped" description: tifffile.imwrite, scikit-image, imageio) a marked
+    sample is alpha only where it is fully opaque everywhere (:func:`opaque`): tifffile marks the
+    4th sample of any 4-channel array as alpha, and microscopy channels (DAPI/GFP/RFP/Cy5) saved
+    so are data (the 4th was silently dropped: a model of the first three)."""
+    marked = _tiff_alpha_samples_of(tf, data.shape, axes, shaped_too=True)
+    if not marked or not getattr(tf, "is_shaped", False):
+        return marked
+    s = axes.index("S")
+    return [i for i in marked if opaque(np.take(data, i, axis=s))]
 
 
-def _tiff_alpha_samples_of(tf: Any, shape: tuple, axes: str) -> list[int]:
-    """:func:`_tiff_alpha_samples` for data of ``shape`` (not read yet)."""
-    if "S" not in axes or getattr(tf, "is_shaped", False):
+def opaque(plane: np.ndarray) -> bool:
+    """Whether an alpha ``plane`` is fully opaque everywhere (the dtype's maximum; 1.0 for
+    floats): then it tells nothing and is no channel."""
+    kind = plane.dtype.kind
+    top = 1.0 if kind == "f" else True if kind == "b" else np.iinfo(plane.dtype).max
+    return bool(plane.size) and bool(np.all(plane == top))
+
+
+def _tiff_alpha_samples_of(tf: Any, shape: tuple, axes: str, shaped_too: bool = False) -> list[int]:
+    """:func:`_tiff_alpha_samples` for data of ``shape`` (not read yet): the marked samples,
+    none in a tifffile-written file unless ``shaped_too`` (the caller then judges them)."""
+    if "S" not in axes or (getattr(tf, "is_shaped", False) and not shaped_too):
         return []
     page = tf.pages.first if hasattr(tf.pages, "first") else tf.pages[0]
     extras = tuple(getattr(page, "extrasamples", ()) or ())

@@ -57,6 +57,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import torch
 
 from .. import runtime
+from ..data.fingerprint import HOT_PIXEL_MIN_IMAGES
 from ..data.normalization import choose_normalization, describe_normalization
 from ..errors import ConfigError, DataError
 from ..utils import atomic_write_text, json_default
@@ -656,13 +657,14 @@ def _scaled_timing(timed: Sequence[Measurement], cand: Candidate) -> Optional[Es
     return None
 
 
-def _check_rgb_range(fp, channel_names, dataset_json) -> None:
-    """A channel named ``rgb_to_0_1`` (0 … 255 to [0, 1], nnU-Net's scheme for 8-bit colour)
-    whose foreground reaches past 255 would be clipped flat (16-bit data trained at Dice 0.01):
-    refused, naming the channel and its range, as nnU-Net asserts it."""
-    from ..data.normalization import channel_name_list, dataset_channel_names
+def _check_rgb_range(fp, channel_names) -> None:
+    """A channel the user names ``rgb_to_0_1`` (``--channel-names``: 0 … 255 to [0, 1],
+    nnU-Net's scheme for 8-bit colour) whose foreground reaches past 255 would be clipped flat
+    (16-bit data trained at Dice 0.01): refused, naming the channel and its range, as nnU-Net
+    asserts it. A dataset.json's names are not refused here: ``--normalization`` overrides them."""
+    from ..data.normalization import channel_name_list
 
-    names = channel_names or dataset_channel_names(dataset_json)
+    names = channel_names
     if not names:
         return
     for c, name in enumerate(channel_name_list(names)):
@@ -1004,8 +1006,10 @@ def make_plan(
             "best.pt by the mean foreground Dice on the validation images",
             **{"train.select_metric": "val_dice"},
         )
-    _check_rgb_range(fp, channel_names, dataset_json)
+    _check_rgb_range(fp, channel_names)
     hot = list(getattr(fp, "hot_pixel_cases", None) or [])
+    if len(hot) < HOT_PIXEL_MIN_IMAGES * max(int(getattr(fp, "cases", 1) or 1), 1):
+        hot = []  # one image in many: not worth another input for every image
     norm, why = choose_normalization(None, channel_names, dataset_json, hot)
     chosen: dict = {"data.channel_names": list(channel_names)} if channel_names else {}
     if hot and norm.get("name") == "percentile":  # what training would not choose by itself
