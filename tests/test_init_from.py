@@ -256,7 +256,10 @@ def test_cli_with_a_plan_takes_the_checkpoint_model_and_records_the_source(
     assert cli.main(_train_args(cells, *args, "--run-dir", str(run))) == 0
     out = capsys.readouterr().out
     assert "(base_features=4, depth=2, norm=instance, dropout=0.1)" in out
-    assert "(not the planned model)" in out and "init-from: all " in out
+    assert "(not the planned model: the table's model rows do not apply)" in out
+    assert "init-from: all " in out
+    # the plan's short-run rate lowered, and said so
+    assert "; lr 0.001, not the planned 0.003: fine-tuning starts from learnt features" in out
     cfg = RunConfig.from_yaml(run / "config.yaml")
     assert cfg.train.init_from == str(source)
     assert cfg.model.name == "unet" and cfg.model.options == SOURCE_MODEL  # not the plan's

@@ -886,9 +886,20 @@ def configure_new_run(args, configure=_configure):
     if config.train.init_from:
         from ..training.init_from import describe_inherited
 
+        lowered = (
+            plan is not None
+            and "train.lr" not in overrides
+            and plan.config.get("train.lr", config.train.lr) > config.train.lr
+        )
         print(
             describe_inherited(inherited, config.train.init_from)
-            + (" (not the planned model)" if plan is not None else "")
+            + (" (not the planned model: the table's model rows do not apply)" if plan else "")
+            + (
+                f"; lr {config.train.lr:g}, not the planned {plan.config['train.lr']:g}: "
+                "fine-tuning starts from learnt features"
+                if lowered
+                else ""
+            )
         )
     return config, plan
 
