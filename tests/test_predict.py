@@ -277,10 +277,14 @@ def test_plain_folder_of_nnunet_channel_files_is_grouped_into_cases(tmp_path):
     ]
     # a case without its second channel: not grouped, and the error says why
     (src / "ct_02_0001.nii.gz").rename(tmp_path / "moved.nii.gz")
-    with pytest.raises(DataError, match=r"ct_01_0000.*CASE_0000 … CASE_0001 with all 2"):
+    with pytest.raises(DataError, match=r"ct_01_0000.*CASE_0000 … CASE_0001, exactly the 2"):
         predict_files(pred, [src], tmp_path / "out_missing", progress=False)
     assert not (tmp_path / "out_missing").exists()
     (tmp_path / "moved.nii.gz").rename(src / "ct_02_0001.nii.gz")
+    # the channel files of one case given one by one: one case, as in a folder
+    one = [src / "ct_02_0000.nii.gz", src / "ct_02_0001.nii.gz"]
+    (given,) = predict_files(pred, one, tmp_path / "given", progress=False)
+    assert given.case_id == "ct_02" and (tmp_path / "given" / "ct_02.nii.gz").is_file()
     got = np.asarray(nib.load(tmp_path / "out" / "ct_02.nii.gz").dataobj)
     # read as (C, z, y, x), written back in the file's (x, y, z)
     stacked = np.stack([vols["ct_02", 0].T, vols["ct_02", 1].T])

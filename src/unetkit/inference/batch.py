@@ -47,7 +47,8 @@ def collect_inputs(paths: Sequence[Union[str, Path]], channels: Optional[int] = 
     (``case/images/<image>``), is read as a dataset (multi-file channels grouped); a zarr store or a
     DICOM series folder is one image; any other folder contributes every image file in it, its
     nnU-Net channel files grouped into cases where the names say so (:func:`group_channel_files`,
-    for a model of ``channels`` input channels). Stems must be unique.
+    for a model of ``channels`` input channels), as are the files given one by one. Stems must be
+    unique.
     """
     from ..data.discovery import (
         IMAGE_DIR_NAMES,
@@ -60,6 +61,7 @@ def collect_inputs(paths: Sequence[Union[str, Path]], channels: Optional[int] = 
     from ..io.readers import list_images, split_suffix
 
     cases: list = []
+    given: dict = {}  # files named one by one: grouped as a folder's are, where the names say so
     for p in map(Path, paths):
         if p.is_dir() and (is_zarr_path(p) or is_dicom_folder(p)):  # one image (zarr, DICOM)
             cases.append(Case(split_suffix(p)[0], [p]))
@@ -79,9 +81,14 @@ def collect_inputs(paths: Sequence[Union[str, Path]], channels: Optional[int] = 
                 else:
                     cases += [Case(stem, [f]) for stem, paths in files.items() for f in paths]
         elif p.is_file():
-            cases.append(Case(split_suffix(p)[0], [p]))
+            given.setdefault(split_suffix(p)[0], []).append(p)
         else:
             raise DataError("input not found", p)
+    grouped = group_channel_files(given, channels)
+    if grouped is not None:
+        cases += [Case(case_id, images) for case_id, images in grouped.items()]
+    else:
+        cases += [Case(stem, [f]) for stem, files in given.items() for f in files]
     seen: dict = {}
     for c in cases:
         if c.case_id in seen:

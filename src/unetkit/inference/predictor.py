@@ -272,8 +272,9 @@ def _channel_fix(in_ch: int, path: Path, dims: int = 2, channels: int = 0) -> st
     if in_ch > 1 and path is not None and channel_suffix(split_suffix(path)[0]) is not None:
         last = f"{in_ch - 1:04d}"
         return (
-            f"nnU-Net channel files are read as one case when every file in the folder is named "
-            f"CASE_0000 … CASE_{last} with all {in_ch} channels present; add the missing ones"
+            f"nnU-Net channel files are read as one case when every file in the folder (or every "
+            f"file given) is named CASE_0000 … CASE_{last}, exactly the {in_ch} channels the "
+            "model takes for each case: add the missing ones, or move others out"
         )
     from ..data.reading import is_tiff
 
