@@ -114,34 +114,37 @@ def case_noise_mask(tmp):
     return _train(tmp), str(tmp / "data/masks/02.tif")
 
 
-def case_val_folder_labelled_otherwise(tmp):
-    """Training masks 0/255, validation masks 0/1/2: classes never seen in training."""
+def _val_labelled_otherwise(tmp):
+    """Training masks 0/255, validation masks 0/1/2 (classes never seen in training), and the
+    refusal that names them."""
     clean(tmp / "data")
     val = clean(tmp / "val", n=2, seed=3)
     for name in ("00", "01"):
         mask = (np.asarray(Image.open(val / "masks" / f"{name}.png")) > 0).astype(np.uint8)
         mask[:4] = 2
         _png(val / "masks" / f"{name}.png", mask)
-    return (
-        _train(tmp, "--val", str(val)),
+    return val, (
         f"{val}: the validation masks of 2 case(s) (00, 01) hold the value(s) 1, 2, which no "
-        "training mask has",
+        "training mask has"
     )
+
+
+def case_val_folder_labelled_otherwise(tmp):
+    val, message = _val_labelled_otherwise(tmp)
+    return _train(tmp, "--val", str(val)), message
 
 
 def case_plan_val_folder_labelled_otherwise(tmp):
     """The same validation folder refused by plan, before a plan.json is written."""
-    clean(tmp / "data")
-    val = clean(tmp / "val", n=2, seed=3)
-    for name in ("00", "01"):
-        mask = (np.asarray(Image.open(val / "masks" / f"{name}.png")) > 0).astype(np.uint8)
-        mask[:4] = 2
-        _png(val / "masks" / f"{name}.png", mask)
-    return (
-        ["plan", str(tmp / "data"), "--val", str(val), "--output", str(tmp / "plan.json")],
-        f"{val}: the validation masks of 2 case(s) (00, 01) hold the value(s) 1, 2, which no "
-        "training mask has",
-    )
+    val, message = _val_labelled_otherwise(tmp)
+    return [
+        "plan",
+        str(tmp / "data"),
+        "--val",
+        str(val),
+        "--output",
+        str(tmp / "plan.json"),
+    ], message
 
 
 def case_run_dir_inside_the_data(tmp):
