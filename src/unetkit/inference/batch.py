@@ -82,13 +82,16 @@ def collect_inputs(paths: Sequence[Union[str, Path]], channels: Optional[int] = 
                     cases += [Case(stem, [f]) for stem, paths in files.items() for f in paths]
         elif p.is_file():
             given.setdefault(split_suffix(p)[0], []).append(p)
+            cases.append(p)  # a place held in input order, filled below
         else:
             raise DataError("input not found", p)
     grouped = group_channel_files(given, channels)
-    if grouped is not None:
-        cases += [Case(case_id, images) for case_id, images in grouped.items()]
+    if grouped is not None:  # each case where its first channel file was given
+        firsts = {images[0]: Case(case_id, images) for case_id, images in grouped.items()}
+        cases = [firsts.get(c) if isinstance(c, Path) else c for c in cases]
+        cases = [c for c in cases if c is not None]
     else:
-        cases += [Case(stem, [f]) for stem, files in given.items() for f in files]
+        cases = [Case(split_suffix(c)[0], [c]) if isinstance(c, Path) else c for c in cases]
     seen: dict = {}
     for c in cases:
         if c.case_id in seen:
