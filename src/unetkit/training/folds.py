@@ -113,8 +113,7 @@ def train_folds(
     claimed: list = []  # the default-named ensemble folder and the folders made above it
     if run_dir is None:  # a name of its own, as a single run's: job arrays start in one second
         output_dir, name = Path(config.output_dir), run_name(config)
-        missing = [p for p in [output_dir, *output_dir.parents] if not p.exists()]
-        made = _claim_run_name(output_dir, name)
+        made, missing = _claim_run_name(output_dir, name)
         run_dir = output_dir / (made or name)
         claimed = [run_dir, *missing] if made else []
     run_dir = Path(run_dir)

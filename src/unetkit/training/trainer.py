@@ -361,8 +361,7 @@ class Trainer:
             if self._resume_from is None:  # every rank: all refuse alike
                 _check_not_in_data(output_dir / name, f"--output {output_dir}", self.config)
             if self.dist.is_main:  # a name of its own: runs started in one second (job arrays)
-                missing = [p for p in [output_dir, *output_dir.parents] if not p.exists()]
-                made = _claim_run_name(output_dir, name)
+                made, missing = _claim_run_name(output_dir, name)
                 name = made or name  # not made: the checks below say why
             if self.dist.enabled:  # every rank must use rank 0's folder
                 box = [name]
@@ -1076,15 +1075,17 @@ def _check_not_in_data(run_dir: Path, shown: str, config: RunConfig) -> None:
             )
 
 
-def _claim_run_name(output_dir: Path, name: str) -> Optional[str]:
-    """``name``, or ``name-2``, ``name-3`` … : the first whose folder this process creates itself
-    (``mkdir`` without ``exist_ok`` is atomic), so two runs started in the same second under one
-    ``output_dir`` never share a folder; ``None`` where no folder can be made there (the
-    run-folder checks that follow say why)."""
+def _claim_run_name(output_dir: Path, name: str) -> tuple[Optional[str], list]:
+    """``(name, missing)``: ``name``, or ``name-2``, ``name-3`` … , the first whose folder this
+    process creates itself (``mkdir`` without ``exist_ok`` is atomic), so two runs started in the
+    same second under one ``output_dir`` never share a folder; ``None`` where no folder can be
+    made there (the run-folder checks that follow say why). ``missing``: the folders above it
+    that did not exist before (deepest first), to remove again while empty if the run fails."""
+    missing = [p for p in [output_dir, *output_dir.parents] if not p.exists()]
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError:  # a file in the way, no permission
-        return None
+        return None, missing
     for k in range(1, 1000):
         candidate = name if k == 1 else f"{name}-{k}"
         try:
@@ -1092,9 +1093,9 @@ def _claim_run_name(output_dir: Path, name: str) -> Optional[str]:
         except FileExistsError:
             continue
         except OSError:
-            return None
-        return candidate
-    return None
+            return None, missing
+        return candidate, missing
+    return None, missing
 
 
 def run_name(config: RunConfig) -> str:
