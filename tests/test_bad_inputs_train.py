@@ -248,11 +248,12 @@ def case_loss_option_wrong_type(tmp):
 
 
 def case_loss_ignore_index(tmp):
-    """The losses can leave a label out, but nothing else of a run would: refused, not half done."""
+    """The loss's own ignore_index is refused: data.ignore_value is what every part of a run follows."""
     clean(tmp / "data")
-    return _train(
-        tmp, "--set", "loss.options.ignore_index=255"
-    ), "loss.options.ignore_index=255: a training run has no ignore label"
+    return (
+        _train(tmp, "--set", "loss.options.ignore_index=255"),
+        "loss.options.ignore_index=255: name the mask value of unlabelled pixels with data.ignore_value (--ignore-value)",
+    )
 
 
 def case_normalization_unknown(tmp):

@@ -315,6 +315,11 @@ class DataConfig:
         mask_suffix: suffix of mask stems (``_mask``); auto-detected when unset.
         mask_kind: ``auto``, ``labels``, ``colors`` (RGB masks) or ``instances`` (see
             :func:`~unetkit.data.infer_label_map`).
+        ignore_value: the grey mask value of unlabelled pixels (partial annotations: scribbles,
+            regions nobody annotated). It is no class: the loss, the validation scores and the
+            post-processing choice leave those pixels out, patches are drawn where pixels are
+            labelled, and predictions label every pixel. ``None`` (default): every mask value is
+            a class (an nnU-Net ``dataset.json``'s ``"ignore"`` label is read as this).
         val_fraction: hold-out fraction when there is no ``val_dir``.
         num_folds, fold: k-fold cross-validation instead of a hold-out: all folds are saved in
             ``splits.json`` and fold ``fold`` is trained.
@@ -363,6 +368,7 @@ class DataConfig:
     val_dir: Optional[str] = _f(None, path=True)
     mask_suffix: Optional[str] = None
     mask_kind: str = _f("auto", choices=("auto", "labels", "colors", "instances"))
+    ignore_value: Optional[int] = None
     val_fraction: float = _f(0.2, ge=0, lt=1)
     num_folds: Optional[int] = _f(None, ge=2)
     fold: Optional[int] = _f(None, ge=0)
@@ -394,6 +400,11 @@ class DataConfig:
             raise ConfigError(
                 f"data.fold must be in 0..{self.num_folds - 1} for data.num_folds={self.num_folds}, "
                 f"got {self.fold}"
+            )
+        if self.ignore_value is not None and self.mask_kind in ("colors", "instances"):
+            raise ConfigError(
+                f"data.ignore_value={self.ignore_value} needs grey class masks, but data.mask_kind "
+                f"is {self.mask_kind!r}: unlabelled pixels are one grey value beside the classes"
             )
         if self.scale is not None and self.target_spacing is not None:
             raise ConfigError(
@@ -512,9 +523,9 @@ class LossConfig:
             # the losses can leave a label out, but a run reads every mask value as a class and
             # validates, samples, post-processes and predicts all of them: half an ignore label
             raise ConfigError(
-                f"loss.options.ignore_index={self.options['ignore_index']!r}: a training run has "
-                "no ignore label (every mask value is a class, validated and predicted); give "
-                "unlabelled pixels a class (e.g. background) or crop them out of the images"
+                f"loss.options.ignore_index={self.options['ignore_index']!r}: name the mask value "
+                "of unlabelled pixels with data.ignore_value (--ignore-value) instead, so that "
+                "sampling, validation and post-processing leave them out as the loss does"
             )
         shown = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         _built(

@@ -126,6 +126,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="what the truth masks' names add to the case's, such as _mask for 01_mask.png "
         "(default: detected from the images beside the masks, or the predictions)",
     )
+    parser.add_argument(
+        "--ignore-value",
+        type=int,
+        metavar="V",
+        help="the truth masks' value of unlabelled pixels (partial annotations, as unetkit train "
+        "--ignore-value): left out, as outside a field of view; only the overlap metrics (and "
+        "auc) are scored then",
+    )
     parser.add_argument("--include-background", action="store_true", help="also score class 0")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(run=run)
@@ -159,6 +167,7 @@ def run(args: argparse.Namespace) -> int:
         include_background=args.include_background,
         nsd_tolerance=args.nsd_tolerance,
         mask_suffix=args.mask_suffix,
+        ignore_value=args.ignore_value,
     )
     for warning in result.summary.get("warnings", []):
         print(f"unetkit evaluate: warning: {warning}", file=sys.stderr)

@@ -56,6 +56,15 @@ MASK_KIND_HELP = (
 )
 
 
+#: the ``--help`` text of ``--ignore-value`` (``train`` and ``plan``)
+IGNORE_VALUE_HELP = (
+    "the grey mask value of unlabelled pixels (partial annotations: scribbles, a few outlined "
+    "objects, regions nobody annotated), e.g. 0 when 1, 2 … are the classes or 255 beside 0/1. "
+    "Those pixels count in no loss, score or choice, and predictions label every pixel. Default: "
+    'every value is a class (an nnU-Net dataset.json\'s "ignore" label is read as this)'
+)
+
+
 def channel_names(text: str) -> list:
     """``"CT,T2"`` → ``["CT", "T2"]`` (the ``--channel-names`` option of train and plan)."""
     names = [t.strip() for t in text.split(",")]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from .parsing import CHANNEL_NAMES_HELP, MASK_KIND_HELP, MASK_KINDS, channel_names
+from .parsing import (
+    CHANNEL_NAMES_HELP,
+    IGNORE_VALUE_HELP,
+    MASK_KIND_HELP,
+    MASK_KINDS,
+    channel_names,
+)
 
 EPILOG = """\
 examples:
@@ -68,6 +74,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--mask-suffix", help="mask file suffix such as _mask (default: detected)")
     p.add_argument("--mask-kind", choices=MASK_KINDS, default="auto", help=MASK_KIND_HELP)
+    p.add_argument("--ignore-value", type=int, metavar="V", help=IGNORE_VALUE_HELP)
     p.add_argument("--channel-names", type=channel_names, metavar="NAMES", help=CHANNEL_NAMES_HELP)
     p.add_argument(
         "--orientation",
@@ -94,20 +101,26 @@ def make_plan_for(
     orientation=None,
     target_spacing=None,
     precision: str = "auto",
+    ignore_value=None,
 ):
     """Fingerprint ``data_dir`` and plan for ``budget_minutes`` on ``device`` (shared with train);
     ``scale``: a resolution the user fixed (one factor, or one per axis: their smallest is planned
     for); ``channel_names``: the user's (``--channel-names``), one per image channel;
     ``orientation``: the code volumes are turned to (``data.orientation``), so that the fingerprint
     measures the arrays the net will see; ``precision``: the one training will use (the probe
-    times it)."""
+    times it); ``ignore_value``: the mask value of unlabelled pixels (``--ignore-value``)."""
     from ..data.discovery import find_cases, scan_dataset
     from ..data.fingerprint import fingerprint_dataset
     from ..errors import ConfigError
     from ..planning import make_plan
 
     fp = fingerprint_dataset(
-        data_dir, val_dir, mask_suffix=mask_suffix, mask_kind=mask_kind, orientation=orientation
+        data_dir,
+        val_dir,
+        mask_suffix=mask_suffix,
+        mask_kind=mask_kind,
+        orientation=orientation,
+        ignore_value=ignore_value,
     )
     for line in fp.describe():
         say(f"data: {line}")
@@ -162,6 +175,7 @@ def run(args) -> int:
         args.device,
         args.mask_suffix,
         args.mask_kind,
+        ignore_value=args.ignore_value,
         scale=args.scale,
         channel_names=args.channel_names,
         orientation=orientation,

@@ -8,7 +8,13 @@ import os
 import time
 from typing import Optional, Sequence
 
-from .parsing import CHANNEL_NAMES_HELP, MASK_KIND_HELP, MASK_KINDS, channel_names
+from .parsing import (
+    CHANNEL_NAMES_HELP,
+    IGNORE_VALUE_HELP,
+    MASK_KIND_HELP,
+    MASK_KINDS,
+    channel_names,
+)
 
 EPILOG = """\
 examples:
@@ -67,6 +73,7 @@ FLAG_KEYS = {
     "orientation": "data.orientation",
     "mask_suffix": "data.mask_suffix",
     "mask_kind": "data.mask_kind",
+    "ignore_value": "data.ignore_value",
     "val_fraction": "data.val_fraction",
     "normalization": "data.normalization",
     "channel_names": "data.channel_names",
@@ -176,6 +183,7 @@ def add_parser(sub) -> None:
     )
     g.add_argument("--mask-suffix", help="mask file suffix such as _mask (default: detected)")
     g.add_argument("--mask-kind", choices=MASK_KINDS, help=MASK_KIND_HELP)
+    g.add_argument("--ignore-value", type=int, metavar="V", help=IGNORE_VALUE_HELP)
     g.add_argument(
         "--normalization",
         help="auto (the default: by the channel names, else zscore per image), zscore, "
@@ -660,6 +668,7 @@ def _plan(args, config, overrides: dict):
             config.train.device,
             config.data.mask_suffix,
             config.data.mask_kind,
+            ignore_value=config.data.ignore_value,
             scale=overrides.get("data.scale"),
             channel_names=config.data.channel_names,
             orientation=config.data.orientation,

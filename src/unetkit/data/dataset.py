@@ -38,7 +38,7 @@ from .resample import (
     scaled_shape,
     spacing_factors,
 )
-from .sampling import PatchSampler, foreground_locations
+from .sampling import PatchSampler, foreground_locations, labelled_locations
 from .splits import holdout_split, kfold_splits, save_splits
 from .transforms import Compose
 from .weightmap import border_weight_map
@@ -238,6 +238,7 @@ def prepare_data(
     seed: int = 0,
     mask_suffix: Optional[str] = None,
     mask_kind: str = "auto",
+    ignore_value: Optional[int] = None,
     normalization: Optional[dict] = None,
     weight_map: Optional[dict] = None,
     label_map: Optional[LabelMap] = None,
@@ -260,6 +261,8 @@ def prepare_data(
         val_dir: fixed validation folder; else ``val_fraction`` of the training cases, seeded (or
             the folds of ``num_folds``).
         mask_kind: ``auto``, ``labels``, ``colors`` or ``instances`` (see ``infer_label_map``).
+        ignore_value: the mask value of unlabelled pixels (:attr:`LabelMap.ignore`; their class
+            index is :data:`~unetkit.data.labels.IGNORE_INDEX`), or ``None``.
         normalization: ``{"name": ..., **params}``; fitted on the training images (``ct``: on
             their foreground, the masks read once more, one case at a time). ``None`` or
             ``{"name": "auto"}``: chosen from ``channel_names``, else the ``dataset.json``
@@ -362,7 +365,11 @@ def prepare_data(
     inferred_map = label_map is None
     if label_map is None:
         label_map = dataset_label_map(
-            found, [c.mask for c in train_cases + val_cases], mask_kind, warn_lone=True
+            found,
+            [c.mask for c in train_cases + val_cases],
+            mask_kind,
+            warn_lone=True,
+            ignore=ignore_value,
         )
     if channel_names is not None and train_cases:
         _check_channel_names(channel_names, train_cases[0])
@@ -414,7 +421,7 @@ def _check_val_classes(train: list, val: list, label_map: LabelMap, val_dir) -> 
     seen = set()
     for case in train:
         if case.mask is not None:
-            seen.update(int(v) for v in np.unique(case.mask))
+            seen.update(int(v) for v in np.unique(case.mask) if v >= 0)
     check_val_classes(seen, ((c.case_id, c.mask) for c in val), label_map, val_dir)
 
 
@@ -425,7 +432,7 @@ def check_val_classes(seen: set, val, label_map: LabelMap, val_dir) -> None:
     holders: list = []  # the validation cases holding such values
     for case_id, mask in val:
         if mask is not None:
-            unseen = {int(v) for v in np.unique(mask) if int(v) not in seen}
+            unseen = {int(v) for v in np.unique(mask) if v >= 0 and int(v) not in seen}
             if unseen:
                 only |= unseen
                 holders.append(case_id)
@@ -584,6 +591,8 @@ class PatchDataset(torch.utils.data.Dataset):
             c.fg_locations if classes is None else foreground_locations(c.mask, classes=classes)
             for c in cases
         ]
+        # partially labelled masks: the draws not on foreground are centred on labelled pixels
+        self.labelled = [labelled_locations(c.mask) for c in cases]
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -603,6 +612,7 @@ class PatchDataset(torch.utils.data.Dataset):
             instances=case.instances,
             fg_locations=self.fg_locations[k],
             full_context=self.full_context,
+            labelled=self.labelled[k],
         )
         sample = {k: sample[k] for k in ("image", "mask", "weight") if sample.get(k) is not None}
         if self.augmentation is not None:

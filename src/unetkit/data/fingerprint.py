@@ -108,6 +108,9 @@ class Fingerprint:
         seconds: the time :func:`fingerprint_dataset` took.
         cases_found: cases in the training folder (more than ``cases`` when a subset was read).
         mask_kind: the label map's kind: ``"labels"``, ``"colors"`` or ``"instances"``.
+        ignore_value, unlabelled_fraction: the mask value of unlabelled pixels
+            (:attr:`~unetkit.data.labels.LabelMap.ignore`, or ``None``) and their share of all
+            pixels read; :attr:`class_fraction` and the objects are of the labelled pixels.
         instance_ids: the objects were counted from instance ids (an instance mask or an
             ``instances/`` folder) in every case read, not from connected components: touching
             objects are known one by one (what carving separation gaps needs).
@@ -143,6 +146,8 @@ class Fingerprint:
     instance_ids: bool = False
     cases_with_ids: int = 0
     hot_pixel_cases: list = field(default_factory=list)
+    ignore_value: Optional[int] = None
+    unlabelled_fraction: float = 0.0
 
     @property
     def effective_channels(self) -> int:
@@ -219,6 +224,11 @@ class Fingerprint:
             lines.append(
                 "masks: instance ids, each non-zero value one object (--mask-kind labels reads "
                 "the values as classes)"
+            )
+        if self.ignore_value is not None:
+            lines.append(
+                f"unlabelled: value {self.ignore_value}, {100 * self.unlabelled_fraction:.1f} % of "
+                "pixels (left out: the class shares and objects below are of the labelled pixels)"
             )
         for k in range(1, len(self.label_values)):
             obj = self.objects.get(str(k), {})
@@ -375,6 +385,7 @@ def fingerprint_dataset(
     seed: int = 0,
     progress: Optional[Callable[[int, int], None]] = None,
     orientation: Optional[str] = None,
+    ignore_value: Optional[int] = None,
 ) -> Fingerprint:
     """Measure a training folder (see the module docstring for what and how).
 
@@ -427,7 +438,7 @@ def fingerprint_dataset(
             if found_val.problems:
                 raise found_val.error()
             masks += [c.mask for c in found_val.cases]
-        label_map = dataset_label_map(found, masks, mask_kind)
+        label_map = dataset_label_map(found, masks, mask_kind, ignore=ignore_value)
     num_classes = label_map.num_classes
 
     shapes, spacings, extents, units, stated = [], [], [], set(), []
@@ -438,6 +449,7 @@ def fingerprint_dataset(
     read: list = []
     with_ids = 0
     hot: list = []  # the images with a few extreme pixels (has_hot_pixels)
+    unlabelled = 0  # pixels of the ignore value
 
     def images():
         for case in cases:
@@ -467,7 +479,9 @@ def fingerprint_dataset(
             and image.shape[0] > 1
             and all(np.array_equal(image[0], image[c]) for c in range(1, image.shape[0]))
         )
-        class_pixels += np.bincount(classes.ravel(), minlength=num_classes)[:num_classes]
+        labelled = classes[classes >= 0] if label_map.ignore is not None else classes.ravel()
+        class_pixels += np.bincount(labelled, minlength=num_classes)[:num_classes]
+        unlabelled += classes.size - labelled.size
         fg = classes > 0
         if not stats:
             stats = [_ChannelStats() for _ in range(image.shape[0])]
@@ -570,4 +584,6 @@ def fingerprint_dataset(
         instance_ids=with_ids == len(cases),
         cases_with_ids=with_ids,
         hot_pixel_cases=hot,
+        ignore_value=label_map.ignore,
+        unlabelled_fraction=float(unlabelled / max(unlabelled + int(class_pixels.sum()), 1)),
     )

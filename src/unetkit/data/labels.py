@@ -42,6 +42,12 @@ a set holding one is read as instances, and ``"labels"``/``"colors"`` refuse it.
 ``kind="instances"``: each non-zero value (or each colour other than black) is one object id; the
 semantic mask is ``id > 0`` (classes background/object) and the ids are returned too (for weight
 maps and object metrics, :func:`instance_ids`).
+
+**Unlabelled pixels** (partial annotations: scribbles, a few outlined cells, regions nobody
+annotated): one grey mask value, :attr:`LabelMap.ignore` (``--ignore-value V``; nnU-Net's
+``"ignore"`` label in ``dataset.json``), is no class. :meth:`LabelMap.encode` gives it
+:data:`IGNORE_INDEX`, which the loss, the validation scores, the post-processing choice, the
+fingerprint and ``evaluate`` leave out, and predictions never hold it.
 """
 
 from __future__ import annotations
@@ -63,6 +69,10 @@ PathLike = Union[str, Path]
 MaskLike = Union[PathLike, np.ndarray]
 
 LABEL_KINDS = ("labels", "colors", "instances")
+#: The class index of unlabelled pixels (:attr:`LabelMap.ignore`): negative, so it is no class
+#: index, ``mask > 0`` (foreground) and ``mask >= 0`` (annotated) leave it out, and code that
+#: forgets it fails loudly (``bincount``, one-hot) instead of counting it as a class.
+IGNORE_INDEX = -1
 INFER_KINDS = ("auto", *LABEL_KINDS)
 _SHOW = 10
 
@@ -465,6 +475,9 @@ class LabelMap:
         threshold: for lossy (JPEG) masks: :meth:`encode` reads a mask's grey level (1 channel,
             or the mean of R, G, B) and gives class 1 from this level on; ``None`` (the default)
             reads exact values. Needs 2 ``values`` (predictions are written in them).
+        ignore: the mask value of unlabelled pixels (``kind="labels"`` only), not among
+            ``values``: :meth:`encode` gives it :data:`IGNORE_INDEX`. ``None``: every value is a
+            class.
 
     Example:
         >>> lm = LabelMap([0, 255])
@@ -480,6 +493,7 @@ class LabelMap:
     dtype: str = ""
     palette: Optional[tuple] = None
     threshold: Optional[int] = None
+    ignore: Optional[int] = None
 
     def __post_init__(self):
         if self.kind not in LABEL_KINDS:
@@ -532,6 +546,15 @@ class LabelMap:
                     f"level in 1..255, got values {values} and threshold {self.threshold!r}"
                 )
             object.__setattr__(self, "threshold", int(self.threshold))
+        if self.ignore is not None:
+            object.__setattr__(self, "ignore", check_ignore_value(self.ignore, self.kind))
+            if self.ignore in values or self.threshold is not None:
+                raise ConfigError(
+                    f"the ignore value {self.ignore} (unlabelled pixels) cannot also be a class "
+                    f"value: {_fmt_values(values)}"
+                    if self.threshold is None
+                    else "an ignore value needs lossless masks (exact values), not JPEG masks"
+                )
 
     def _default_dtype(self, values: tuple) -> str:
         if self.kind == "colors":
@@ -593,25 +616,30 @@ class LabelMap:
         else:
             plane = mask[0]
             keys = np.array(self.values, dtype=np.int64)
+        indices = np.arange(len(keys), dtype=np.int64)
+        if self.ignore is not None:  # the unlabelled value encodes to IGNORE_INDEX
+            keys = np.append(keys, self.ignore)
+            indices = np.append(indices, IGNORE_INDEX)
         if plane.dtype in (np.uint8, np.uint16, np.bool_):
-            lut = np.full(256 if plane.dtype != np.uint16 else 65536, -1, dtype=np.int64)
+            lut = np.full(256 if plane.dtype != np.uint16 else 65536, -2, dtype=np.int64)
             inside = (keys >= 0) & (keys < lut.size)
-            lut[keys[inside]] = np.flatnonzero(inside)
+            lut[keys[inside]] = indices[inside]
             out = lut[plane.astype(np.intp, copy=False)]
-            bad_mask = out < 0
+            bad_mask = out == -2
         else:
             plane = _integral(plane, path)
             order = np.argsort(keys, kind="stable")
             sorted_keys = keys[order]
             pos = np.minimum(np.searchsorted(sorted_keys, plane), len(keys) - 1)
             bad_mask = sorted_keys[pos] != plane
-            out = order[pos]
+            out = indices[order][pos]
         if bad_mask.any():
             bad = np.unique(np.asarray(plane)[bad_mask])
             shown = [_unpack(v) for v in bad] if self.kind == "colors" else [int(v) for v in bad]
+            unlabelled = "" if self.ignore is None else f", and {self.ignore} for unlabelled pixels"
             raise DataError(
                 f"unexpected label values {_fmt_values(shown)} (the label map has "
-                f"{_fmt_values(self.values)})",
+                f"{_fmt_values(self.values)}{unlabelled})",
                 path,
             )
         return out.astype(np.int64, copy=False)
@@ -655,6 +683,8 @@ class LabelMap:
         }
         if self.threshold is not None:  # only where set: the dict of exact-valued maps is unchanged
             out["threshold"] = self.threshold
+        if self.ignore is not None:  # likewise: maps without unlabelled pixels read as before
+            out["ignore"] = self.ignore
         return out
 
     @classmethod
@@ -670,12 +700,14 @@ class LabelMap:
             dtype=data.get("dtype") or "",
             palette=data.get("palette"),
             threshold=data.get("threshold"),
+            ignore=data.get("ignore"),
         )
 
     @classmethod
     def from_nnunet(cls, labels: dict) -> LabelMap:
         """From a nnU-Net ``dataset.json`` ``labels`` entry: v2 ``{"background": 0, "liver": 1}``
-        or v1 ``{"0": "background", "1": "liver"}``."""
+        or v1 ``{"0": "background", "1": "liver"}``. A v2 label named ``"ignore"`` (nnU-Net's
+        unlabelled pixels) is :attr:`ignore`, not a class."""
         if not isinstance(labels, dict) or not labels:
             raise ConfigError(f"dataset.json 'labels' must be a non-empty object, got {labels!r}")
         if all(str(k).lstrip("-").isdigit() for k in labels):  # v1: value -> name
@@ -690,7 +722,36 @@ class LabelMap:
                     )
                 pairs.append((int(value), str(name)))
         pairs.sort()
-        return cls([v for v, _ in pairs], names=[n for _, n in pairs])
+        ignore = [v for v, n in pairs if n.lower() == "ignore"]
+        pairs = [(v, n) for v, n in pairs if n.lower() != "ignore"]
+        return cls(
+            [v for v, _ in pairs], names=[n for _, n in pairs], ignore=ignore[0] if ignore else None
+        )
+
+    def with_ignore(self, ignore: Optional[int]) -> LabelMap:
+        """This map with ``ignore`` as its unlabelled value (``None``: unchanged)."""
+        if ignore is None:
+            return self
+        return LabelMap(
+            self.values, self.names, self.kind, self.dtype, self.palette, self.threshold, ignore
+        )
+
+
+def check_ignore_value(value, kind: str = "labels") -> int:
+    """The unlabelled mask value as an int, or a :class:`ConfigError` naming what is wrong: an
+    integer of a grey label mask (colour and instance masks have none)."""
+    if kind != "labels":
+        raise ConfigError(
+            f"an ignore value (unlabelled pixels) needs grey label masks, not {kind} masks: save "
+            "the unlabelled pixels as one grey value beside the class values"
+        )
+    try:
+        whole = not isinstance(value, (bool, np.bool_)) and float(value).is_integer()
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
+        raise ConfigError(f"the ignore value must be an integer mask value, got {value!r}")
+    return int(value)
 
 
 #: The label map of instance masks: background 0, object 1 (any non-zero id).
@@ -735,7 +796,11 @@ class SingleValueMasks(DataError):
 
 
 def infer_label_map(
-    masks: Iterable[MaskLike], kind: str = "auto", max_classes: int = 16, warn_lone: bool = False
+    masks: Iterable[MaskLike],
+    kind: str = "auto",
+    max_classes: int = 16,
+    warn_lone: bool = False,
+    ignore: Optional[int] = None,
 ) -> LabelMap:
     """The label map of a set of masks: the union of their values, sorted.
 
@@ -748,6 +813,8 @@ def infer_label_map(
         warn_lone: with ``"auto"``, warn (stderr) of a value found in one mask only, under
             :data:`LONE_VALUE_SHARE` of it, which would train as a class of its own (the training
             path asks; a sample of the masks, or evaluation, would warn wrongly).
+        ignore: the grey value of unlabelled pixels (:attr:`LabelMap.ignore`): no class, and
+            not counted among the values (a set of instance ids, colour or JPEG masks refuse it).
 
     Returns:
         The :class:`LabelMap` (``dtype`` = the masks' sample type; ``palette`` from the first
@@ -764,6 +831,8 @@ def infer_label_map(
     """
     if kind not in INFER_KINDS:
         raise ConfigError(f"unknown mask kind {kind!r}; valid: {', '.join(INFER_KINDS)}")
+    if ignore is not None:
+        ignore = check_ignore_value(ignore, "labels" if kind == "auto" else kind)
     masks = list(masks)  # read twice where "auto" finds instance ids
     folder = next((m for m in masks if is_object_source(m)), None)
     if folder is not None and kind in ("labels", "colors"):
@@ -775,7 +844,19 @@ def infer_label_map(
     if kind == "auto" and folder is not None:
         kind = "instances"
     if kind == "auto" and any(is_lossy_mask(m) for m in masks):
+        if ignore is not None:
+            raise DataError(
+                "JPEG masks hold no exact values, so no value can mark unlabelled pixels: save "
+                "the masks losslessly (PNG, TIFF) to use --ignore-value",
+                next(m for m in masks if is_lossy_mask(m)),
+            )
         return _lossy_binary_map(masks)
+    if kind == "instances" and ignore is not None:
+        raise DataError(
+            "instance masks (one id per object) have no unlabelled value: give class masks "
+            "(0 background, 1 object, the ignore value unlabelled) to use --ignore-value",
+            folder if folder is not None else next(iter(masks), None),
+        )
     if kind == "instances":
         for mask in masks:
             arr, _, path = _load(mask)
@@ -801,6 +882,8 @@ def infer_label_map(
                 path,
             )
         if arr.shape[0] == 3:
+            if ignore is not None:
+                check_ignore_value(ignore, "colors")  # raises: colour masks have no ignore value
             if kind == "labels":
                 raise DataError(
                     "mask has 3 channel(s) (RGB colours) but the label map is 'labels' (1 "
@@ -813,6 +896,7 @@ def infer_label_map(
         else:
             plane = _integral(arr[0], path) if arr.dtype.kind == "f" else arr[0]
             counts = _value_counts(plane)  # one pass: the values, and how much each covers
+            counts.pop(ignore, None)  # unlabelled pixels: no class, no instance id
             here = set(counts)
             grey.update(here)
             dtypes.append(arr.dtype)
@@ -825,8 +909,9 @@ def infer_label_map(
             if kind == "auto" and len(here) <= 17:  # two_codings: up to 16 classes
                 grey_sets[path if path is not None else count] = here
             if kind == "auto" and arr.ndim == 3:  # ids numbered per image? (numbered_per_mask)
-                counted = here == set(range(max(here) + 1))
-                per_mask.append((here, counted and each_value_one_region(arr[0])))
+                counted = bool(here) and here == set(range(max(here) + 1))
+                ids = arr[0] if ignore is None else np.where(arr[0] == ignore, 0, arr[0])
+                per_mask.append((here, counted and each_value_one_region(ids)))
             if kind == "auto" and arr.ndim == 4 and warn_lone:  # volumes: a warning only
                 per_volume.append((here, numbered_regions(arr[0], here)))
         channels[arr.shape[0]].append(path)
@@ -876,7 +961,9 @@ def infer_label_map(
     if len(values) < 2:
         shown = _fmt_value(_unpack(values[0])) if resolved == "colors" else str(values[0])
         raise SingleValueMasks(
-            f"every mask ({count}) holds the single value {shown}: nothing to learn; masks must "
+            f"every mask ({count}) holds the single value {shown}"
+            + (f" beside the unlabelled {ignore}" if ignore is not None else "")
+            + ": nothing to learn; masks must "
             "mark the objects (their values are the classes)",
             first_path if count == 1 or first_path is None else Path(first_path).parent,
             value=shown,
@@ -886,32 +973,42 @@ def infer_label_map(
     dtype = np.result_type(*dtypes)
     if dtype.kind == "b":
         dtype = np.dtype(np.uint8)
-    return LabelMap(values, kind="labels", dtype=str(dtype), palette=palette)
+    return LabelMap(values, kind="labels", dtype=str(dtype), palette=palette, ignore=ignore)
 
 
 def dataset_label_map(
-    found: Discovery, masks: Iterable[MaskLike], kind: str = "auto", warn_lone: bool = False
+    found: Discovery,
+    masks: Iterable[MaskLike],
+    kind: str = "auto",
+    warn_lone: bool = False,
+    ignore: Optional[int] = None,
 ) -> LabelMap:
     """The label map training uses for a dataset found by :func:`~unetkit.data.discovery.scan_dataset`.
 
     With ``kind`` ``"auto"`` or ``"labels"``, the ``labels`` of an nnU-Net ``dataset.json`` when the
     discovery read one (class ``i`` = the ``i``-th smallest value); otherwise
     :func:`infer_label_map` over ``masks`` (all the masks training will read; ``warn_lone``:
-    see there).
+    see there). ``ignore``: the value of unlabelled pixels (the ``dataset.json``'s ``"ignore"``
+    label otherwise).
 
     Raises:
-        DataError: an unusable ``dataset.json`` ``labels`` entry (naming the file), or what
-            :func:`infer_label_map` raises.
+        DataError: an unusable ``dataset.json`` ``labels`` entry (naming the file), an
+            ``ignore`` that contradicts it, or what :func:`infer_label_map` raises.
     """
     data = found.dataset_json
     if kind in ("auto", "labels") and data is not None and "labels" in data:
+        where = found.root / "dataset.json"
         try:
-            return LabelMap.from_nnunet(data["labels"])
+            found_map = LabelMap.from_nnunet(data["labels"])
+            if ignore is not None and found_map.ignore not in (None, ignore):
+                raise ConfigError(
+                    f"its 'ignore' label is {found_map.ignore} but the ignore value given is "
+                    f"{ignore}; give {found_map.ignore} or none"
+                )
+            return found_map.with_ignore(ignore)
         except ConfigError as exc:
-            raise DataError(
-                f"unusable 'labels' entry: {exc}", found.root / "dataset.json"
-            ) from None
-    return infer_label_map(masks, kind=kind, warn_lone=warn_lone)
+            raise DataError(f"unusable 'labels' entry: {exc}", where) from None
+    return infer_label_map(masks, kind=kind, warn_lone=warn_lone, ignore=ignore)
 
 
 def read_mask(

@@ -120,13 +120,21 @@ def resample_logits(logits: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 
 def resample_labels(mask: np.ndarray, shape: Sequence[int], num_classes: int) -> np.ndarray:
     """``(*spatial)`` class indices → ``(*shape)`` int64: each class's one-hot plane resampled
-    (area mean / linear), then the argmax."""
+    (area mean / linear), then the argmax. Unlabelled pixels (negative,
+    :data:`~unetkit.data.labels.IGNORE_INDEX`) are one more plane, and stay unlabelled where it
+    wins."""
     shape = tuple(int(s) for s in shape)
     if tuple(mask.shape) == shape:
         return np.asarray(mask, dtype=np.int64)
     m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64))
-    planes = torch.stack([(m == k).float() for k in range(num_classes)])[None]
-    return _interpolate(planes, shape)[0].argmax(0).numpy()
+    planes = [(m == k).float() for k in range(num_classes)]
+    unlabelled = bool((m < 0).any())
+    if unlabelled:
+        planes.append((m < 0).float())
+    out = _interpolate(torch.stack(planes)[None], shape)[0].argmax(0).numpy()
+    if unlabelled:
+        out[out == num_classes] = int(m.min())
+    return out
 
 
 def resample_instances(instances: np.ndarray, shape: Sequence[int]) -> np.ndarray:

@@ -15,6 +15,11 @@ position is uniform. The foreground is every class > 0 unless ``fg_classes`` nam
 oversample, class 0 included: ISBI 2012 masks have 0 = membrane, the thin structure worth
 oversampling, so ``fg_classes=[0]`` centres patches on membranes.
 
+Partial annotations (unlabelled pixels, class index
+:data:`~unetkit.data.labels.IGNORE_INDEX`): the draws that are not centred on foreground are
+centred on a random *labelled* pixel (:func:`labelled_locations`) instead of lying uniformly, so a
+mask labelled only in a few scribbles still gives patches the loss can learn from.
+
 Along an axis where the image is at least ``label_size`` long the label region is shifted to lie
 inside the image (the chosen foreground pixel stays inside it); along an axis where the image is
 shorter, the label region covers the whole image and is padded.
@@ -143,6 +148,28 @@ def foreground_locations(
     return out
 
 
+#: at most this many labelled pixels are kept per mask for :func:`labelled_locations` (a random
+#: subset: the memory of a partially labelled volume's index list stays bounded)
+MAX_LABELLED_LOCATIONS = 1_000_000
+
+
+def labelled_locations(
+    mask: np.ndarray, max_count: int = MAX_LABELLED_LOCATIONS
+) -> Optional[np.ndarray]:
+    """Flat indices of the labelled pixels (class index ``>= 0``) of a mask that has unlabelled
+    ones (a seeded random subset of at most ``max_count``), else ``None`` (every pixel is
+    labelled, or none is: uniform placement)."""
+    flat = np.asarray(mask).ravel()
+    if not flat.size or flat.min() >= 0:
+        return None
+    idx = np.flatnonzero(flat >= 0)
+    if idx.size == 0:
+        return None
+    if idx.size > max_count:
+        idx = np.sort(np.random.default_rng(0).choice(idx, size=int(max_count), replace=False))
+    return idx
+
+
 def _sizes(value: Size, nd: int, name: str) -> tuple[int, ...]:
     vals = np.atleast_1d(np.asarray(value))
     if (
@@ -236,8 +263,10 @@ class PatchSampler:
         mask: np.ndarray,
         rng: np.random.Generator,
         fg_locations: Optional[dict[int, np.ndarray]] = None,
+        labelled: Optional[np.ndarray] = None,
     ) -> tuple[tuple[int, ...], bool]:
-        """Draw the label region's start corner.
+        """Draw the label region's start corner; ``labelled``: :func:`labelled_locations` of a
+        partially labelled mask, where the draws not centred on foreground are centred.
 
         Returns:
             ``(label_start, fg_centred)``; ``fg_centred`` is True when the patch was placed on a
@@ -266,12 +295,17 @@ class PatchSampler:
                     pool = locs[classes[int(rng.integers(len(classes)))]]
                 else:
                     pool = np.concatenate([locs[c] for c in sorted(locs)])
-                centre = np.unravel_index(int(pool[int(rng.integers(pool.size))]), shape)
-                start = tuple(
-                    int(np.clip(c - s // 2, a, b)) for c, s, a, b in zip(centre, lab, lo, hi)
-                )
-                return start, True
+                return self._centred(pool, shape, lab, lo, hi, rng), True
+        if labelled is not None and len(labelled):
+            return self._centred(labelled, shape, lab, lo, hi, rng), False
         return tuple(int(rng.integers(a, b + 1)) for a, b in zip(lo, hi)), False
+
+    @staticmethod
+    def _centred(pool, shape, lab, lo, hi, rng) -> tuple[int, ...]:
+        """The start corner of a label region centred on a random pixel of ``pool`` (flat
+        indices), shifted to lie inside the image where it fits."""
+        centre = np.unravel_index(int(pool[int(rng.integers(len(pool)))]), shape)
+        return tuple(int(np.clip(c - s // 2, a, b)) for c, s, a, b in zip(centre, lab, lo, hi))
 
     def sample(
         self,
@@ -282,6 +316,7 @@ class PatchSampler:
         instances: Optional[np.ndarray] = None,
         fg_locations: Optional[dict[int, np.ndarray]] = None,
         full_context: bool = False,
+        labelled: Optional[np.ndarray] = None,
     ) -> dict:
         """Cut one random patch.
 
@@ -294,6 +329,8 @@ class PatchSampler:
             fg_locations: optional precomputed :func:`foreground_locations` of ``mask``.
             full_context: crop the labels at the *input* region too (all arrays share one spatial shape,
                 so spatial augmentation can follow; then call :meth:`crop_labels`).
+            labelled: optional precomputed :func:`labelled_locations` of a partially labelled
+                ``mask`` (see :meth:`choose_start`).
 
         Returns:
             A sample dict: ``image`` ``(C, *input_size)``; ``mask`` (and ``weight``, ``instances`` if
@@ -310,7 +347,7 @@ class PatchSampler:
             if arr is not None and np.shape(arr) != mask.shape:
                 raise ConfigError(f"{name} has shape {np.shape(arr)} but the mask has {mask.shape}")
         lab, inp, border = self.sizes(mask.ndim)
-        label_start, fg = self.choose_start(mask, rng, fg_locations)
+        label_start, fg = self.choose_start(mask, rng, fg_locations, labelled)
         input_start = tuple(s - b for s, b in zip(label_start, border))
         out = {
             "image": crop_with_mirror(image, input_start, inp),
@@ -369,4 +406,5 @@ __all__ = [
     "center_crop",
     "mirror_indices",
     "foreground_locations",
+    "labelled_locations",
 ]

@@ -31,6 +31,7 @@ metric is in :data:`POLICIES` (and in each summary JSON).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -499,7 +500,31 @@ def _suffix_hint(truth_stems: Sequence[str], mask_suffix: Optional[str]) -> str:
     return f"; if the masks' names add {tail} to the case's, pass --mask-suffix {tail}"
 
 
-def _truth_label_map(truths: list, preds: list):
+#: a truth value no prediction holds, covering at least this share of the truth pixels, is named
+#: as a likely unlabelled value (partial annotations scored as a class)
+UNLABELLED_GUESS_SHARE = 0.25
+
+
+def _unlabelled_warning(counts, label_map) -> list[str]:
+    """The warning naming a truth value that covers :data:`UNLABELLED_GUESS_SHARE` of the truth
+    pixels while no prediction holds it (``[]`` otherwise): unlabelled pixels scored as a class."""
+    if counts is None:
+        return []
+    truth, pred = counts
+    share = truth / max(int(truth.sum()), 1)
+    unheld = [c for c in range(len(truth)) if share[c] >= UNLABELLED_GUESS_SHARE and not pred[c]]
+    if not unheld:
+        return []
+    c = max(unheld, key=lambda i: share[i])
+    v = label_map.values[c]
+    return [
+        f"the truth value {v} covers {100 * share[c]:.0f} % of the truth pixels but no prediction "
+        f"holds it: if it marks unlabelled pixels (partial annotations), evaluate with "
+        f"--ignore-value {v}"
+    ]
+
+
+def _truth_label_map(truths: list, preds: list, ignore: Optional[int] = None):
     """The label map the truth masks imply (:func:`~unetkit.data.labels.infer_label_map`); truth
     of background only (blank fields, where any object predicted is a false one) takes its
     classes from the predictions beside it, and both of one value is an error saying to name
@@ -507,10 +532,10 @@ def _truth_label_map(truths: list, preds: list):
     from ..data.labels import SingleValueMasks, infer_label_map
 
     try:
-        return infer_label_map(truths)
+        return infer_label_map(truths, ignore=ignore)
     except SingleValueMasks as single:
         try:
-            return infer_label_map(truths + preds)
+            return infer_label_map(truths + preds, ignore=ignore)
         except SingleValueMasks:
             raise DataError(
                 f"every truth mask and every prediction ({len(truths)} each) holds the single "
@@ -646,6 +671,7 @@ def evaluate_folders(
     include_background: bool = False,
     nsd_tolerance: Optional[float] = None,
     mask_suffix: Optional[str] = None,
+    ignore_value: Optional[int] = None,
 ) -> EvaluationResult:
     """Score every predicted label image against the truth mask of the same stem.
 
@@ -678,6 +704,10 @@ def evaluate_folders(
         mask_suffix: what the truth masks' names add to the case's (``_mask`` for
             ``01_mask.png``, scored against the prediction ``01.png``); ``None`` detects it as
             ``unetkit train`` does, from the images beside the masks or the predictions.
+        ignore_value: the truth masks' value of unlabelled pixels (partial annotations, as
+            training's ``--ignore-value``): those pixels are left out, as outside a field of
+            view. Only the overlap metrics (and AUC) are computed then, the defaults too: the
+            truth's objects and boundaries are known only in part.
 
     Returns:
         An :class:`EvaluationResult`.
@@ -693,6 +723,7 @@ def evaluate_folders(
     from ..data.labels import (
         INSTANCE_LABEL_MAP,
         LabelMap,
+        check_ignore_value,
         read_mask,
     )
     from ..data.reading import geometry_problem
@@ -700,7 +731,17 @@ def evaluate_folders(
     if out_dir is not None:
         check_output_dir(out_dir)  # before the work: a file in the way fails at once
     pred_dir, truth_dir = Path(pred_dir), _truth_folder(Path(truth_dir))
+    if ignore_value is not None:
+        ignore_value = check_ignore_value(ignore_value, "instances" if instances else "labels")
+        metrics = ["overlap"] if metrics is None else metrics
     names = resolve_metrics(metrics, with_auc=prob_dir is not None)
+    partial_only = set(_groups(names)) - {"overlap", "auc"}
+    if ignore_value is not None and partial_only:
+        raise ConfigError(
+            f"with an ignore value (unlabelled truth pixels) only the overlap metrics and auc "
+            f"can be scored, not {', '.join(sorted(partial_only))}: the truth's objects and "
+            "boundaries are known only in part; leave --metrics out or name overlap metrics"
+        )
     if nsd_tolerance is not None:  # a bad value fails before any file is read
         tolerance = boundary.resolve_nsd_tolerance(nsd_tolerance, (1.0,))
     case_folders = _case_folder_cases(truth_dir)
@@ -767,17 +808,22 @@ def evaluate_folders(
             truth_ids_in = next(iter(beside.values())).parent
     elif label_map is None:
         inferred_map = True
-        label_map = _truth_label_map([truths[c] for c in case_ids], [preds[c] for c in case_ids])
+        label_map = _truth_label_map(
+            [truths[c] for c in case_ids], [preds[c] for c in case_ids], ignore_value
+        )
         # truth masks of instance ids, recognised as such (labels.looks_like_instances), beside
         # predictions that are usually 0/1 label images: those are scored by their components
         inferred_instances = label_map.kind == "instances"
     else:
         if not isinstance(label_map, LabelMap):
             label_map = LabelMap(label_map)
+        label_map = label_map.with_ignore(ignore_value)
         # a given instance map (an instance-trained model's, from predict --truth) reads the truth
         # as ids beside 0/1 predictions, as an inferred one does: scored by their components
         inferred_instances = label_map.kind == "instances"
     k = label_map.num_classes
+    # predictions label every pixel: the ignore value is no value of theirs
+    pred_map = dataclasses.replace(label_map, ignore=None)
     id_files = None if instances or k != 2 else _instance_files(truth_dir, case_ids)
     classes = list(range(0 if include_background else 1, k))
     class_names = [_class_name(label_map, c) for c in classes]
@@ -789,6 +835,13 @@ def evaluate_folders(
     # predicts its third class is not told of object ids
     guessed_classes = label_map.kind == "labels" and k > 3 and inferred_map
     predicted: set = set()
+    # (truth pixels, predicted pixels) per class: a truth value covering much of the truth that
+    # no prediction holds is most likely the unlabelled value of partial annotations
+    unlabelled_guess = (
+        [np.zeros(k, np.int64), np.zeros(k, np.int64)]
+        if inferred_map and label_map.kind == "labels" and label_map.ignore is None
+        else None
+    )
     binary_truths: list = []  # truth masks scored by their components
     # instance truth in which no mask numbers two objects is binary (0/255 drawn as one class):
     # decided for the folder, so an instance mask of one object (in two parts) keeps its id
@@ -800,7 +853,7 @@ def evaluate_folders(
     for case in case_ids:
         t_cls, t_ids, meta = read_mask(truths[case], label_map)
         try:
-            p_cls, p_ids, p_meta = read_mask(preds[case], label_map)
+            p_cls, p_ids, p_meta = read_mask(preds[case], pred_map)
         except DataError as exc:
             raise DataError(
                 _values_fix(exc, label_map, preds[case] if inferred_map else None), preds[case]
@@ -810,6 +863,9 @@ def evaluate_folders(
             raise DataError(where, preds[case])
         if guessed_classes:
             predicted.update(int(v) for v in np.unique(p_cls))
+        if unlabelled_guess is not None:
+            unlabelled_guess[0] += np.bincount(t_cls.ravel(), minlength=k)[:k]
+            unlabelled_guess[1] += np.bincount(p_cls.ravel(), minlength=k)[:k]
         if p_cls.shape != t_cls.shape:
             raise DataError(
                 f"prediction shape {p_cls.shape} differs from the truth mask {_shown(truths[case], truth_dir)} "
@@ -821,6 +877,10 @@ def evaluate_folders(
             if "field of view" in extras
             else None
         )
+        if label_map.ignore is not None:  # unlabelled truth pixels: outside the field of view
+            labelled = t_cls >= 0
+            fov = labelled if fov is None else fov & labelled
+            t_cls = np.where(labelled, t_cls, 0)
         prob = None
         if "probability map" in extras:
             prob = _read_probabilities(extras["probability map"][case])
@@ -934,6 +994,7 @@ def evaluate_folders(
         "best_case": best,
         "worst_case": worst,
         "policies": {g: POLICIES[g] for g in METRIC_GROUPS if g in _groups(names)},
+        **({"ignore_value": label_map.ignore} if label_map.ignore is not None else {}),
         "notes": "statistics over defined values; 'undefined' counts NaN scores left out, 'penalized' counts "
         "distance scores set to the image diagonal because exactly one side was empty; std has ddof=0",
         "warnings": (
@@ -954,6 +1015,7 @@ def evaluate_folders(
             if binary_truths
             else []
         )
+        + _unlabelled_warning(unlabelled_guess, label_map)
         + partial,
     }
     result = EvaluationResult(rows, summary, label_map, names, case_ids)

@@ -25,6 +25,11 @@ class by class (foreground classes only) in the order of
   pooled over the cases; kept when the F1 rises by at least ``margin`` and the Dice drops by no
   more than ``dice_tolerance`` (the gap costs a few pixels).
 
+Where the validation masks leave pixels unlabelled (:attr:`~unetkit.data.labels.LabelMap.ignore`),
+the Dice counts the labelled pixels only, and the steps judged on objects (the split, the
+removal judged on object F1 and the guard) are not tried: the truth's objects there are
+fragments of the real ones, and an object in an unlabelled region can be judged by nothing.
+
 A candidate that changes no pixel is not kept (it cannot improve anything), the guarding removal
 of specks aside. Every candidate tried
 is a row of :attr:`PostProcessingChoice.candidates`, for the run's ``postprocess.json``.
@@ -99,13 +104,23 @@ def mean_dice(
     classes: Sequence[int],
 ) -> float:
     """The validation Dice as the trainer computes it: per class the mean over the cases where it is
-    defined, then the mean over ``classes`` (NaN when none is defined)."""
+    defined, then the mean over ``classes`` (NaN when none is defined). Unlabelled truth pixels
+    (negative: :data:`~unetkit.data.labels.IGNORE_INDEX`) are left out."""
     per_case = np.stack(
-        [overlap_scores(confusion_matrix(p, t, num_classes))["dice"] for p, t in zip(preds, truths)]
+        [
+            overlap_scores(confusion_matrix(p, t, num_classes, mask=_labelled(t)))["dice"]
+            for p, t in zip(preds, truths)
+        ]
     )[:, list(classes)]
     with warnings.catch_warnings():  # "mean of empty slice": an undefined class is NaN by policy
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(np.nanmean(np.nanmean(per_case, axis=0)))
+
+
+def _labelled(truth: np.ndarray) -> Optional[np.ndarray]:
+    """Where ``truth`` is labelled (``None``: everywhere)."""
+    truth = np.asarray(truth)
+    return truth >= 0 if truth.dtype.kind == "i" and truth.size and truth.min() < 0 else None
 
 
 def object_f1(
@@ -344,8 +359,12 @@ def choose_postprocessing(
                 steps = [PostStep(name, c)]
             plan.append((name, c, steps))
 
+    # partial truth (unlabelled pixels): its objects are fragments; no step judged on objects
+    partial = any(_labelled(t) is not None for t in truths)
+    if partial:
+        plan = [(name, c, steps) for name, c, steps in plan if name != "split_touching"]
     # the truth names its objects: object F1 judges removing specks as it judges splitting
-    by_objects = num_classes == 2 and any(inst is not None for inst in instances)
+    by_objects = num_classes == 2 and any(inst is not None for inst in instances) and not partial
     for name, c, steps in plan:
         if stopped:
             break
@@ -381,7 +400,7 @@ def choose_postprocessing(
             rows.append(row(step, value, False, "" if changed else "no change", **extra))
             if ok and (best is None or score > best[0]):
                 best = (score, out, value, len(rows) - 1)
-        if best is None and name == "remove_small" and not stopped:
+        if best is None and name == "remove_small" and not stopped and not partial:
             for step in _remove_small_steps(truths, c, connectivity, known, GUARD_RULE):
                 if out_of_time is not None and out_of_time():
                     stopped = "time budget"

@@ -25,6 +25,7 @@ Plots use matplotlib's Agg canvas directly (no pyplot, no global backend change)
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -290,7 +291,7 @@ def _write_overlay(
     from ..io import read_image, write_image
 
     truth, _, _ = read_mask(truths[case], result.label_map)
-    pred, _, _ = read_mask(preds[case], result.label_map)
+    pred, _, _ = read_mask(preds[case], dataclasses.replace(result.label_map, ignore=None))
     image = None
     found = _find_image(image_dir, case)
     if found is not None:
@@ -300,6 +301,9 @@ def _write_overlay(
     if fovs is not None:
         arr, _ = read_image(fovs[case])
         fov = np.any(arr != 0, axis=0)
+    if truth.min(initial=0) < 0:  # unlabelled truth pixels are drawn as outside a field of view
+        fov = truth >= 0 if fov is None else fov & (truth >= 0)
+        truth = np.where(truth >= 0, truth, 0)
     t, p, img, f = _slice_2d(truth, pred, image, fov)
     write_image(path, overlay(t, p, img, f))
     return path

@@ -35,6 +35,7 @@ from .. import runtime
 from ..checkpoint import load_checkpoint, save_checkpoint, set_rng_state, write_checkpoint
 from ..config import RunConfig
 from ..data import (
+    IGNORE_INDEX,
     LabelMap,
     Normalizer,
     PatchDataset,
@@ -282,6 +283,7 @@ class Trainer:
             seed=cfg.train.seed,
             mask_suffix=cfg.data.mask_suffix,
             mask_kind=cfg.data.mask_kind,
+            ignore_value=cfg.data.ignore_value,
             normalization=cfg.data.normalization,
             channel_names=cfg.data.channel_names,
             weight_map=weight_map,
@@ -489,7 +491,10 @@ class Trainer:
         from .optim import build_optimizer, build_scheduler
 
         cfg = self.config
-        base = create_loss(cfg.loss.name, **cfg.loss.options)
+        options = dict(cfg.loss.options)
+        if self.data.label_map.ignore is not None:  # unlabelled pixels count nowhere
+            options["ignore_index"] = IGNORE_INDEX
+        base = create_loss(cfg.loss.name, **options)
         self.loss_fn = DeepSupervisionLoss(
             base, weights=cfg.loss.deep_supervision_weights, cgm_weight=cfg.loss.cgm_weight
         )
@@ -663,7 +668,8 @@ class Trainer:
                 [float(self.loss_fn(logits[None], torch.from_numpy(case.mask)[None])), 1.0],
                 dtype=torch.float64,
             )
-            cm = confusion_matrix(labels_from_logits(logits), case.mask, k)
+            labelled = case.mask >= 0 if self.data.label_map.ignore is not None else None
+            cm = confusion_matrix(labels_from_logits(logits), case.mask, k, mask=labelled)
             cm_total += cm
             scores = overlap_scores(cm)
             for row, key in ((0, "dice"), (2, "iou")):
@@ -997,7 +1003,13 @@ class Trainer:
         return [
             f"unetkit train: {cfg.model.name} ({m.num_parameters():,} parameters), "
             f"{len(self.data.train)} train / {len(self.data.val)} val cases, classes "
-            f"{list(self.data.label_map.values)}, patch {self.input_size}→{self.label_size}, "
+            f"{list(self.data.label_map.values)}"
+            + (
+                f" (unlabelled {self.data.label_map.ignore})"
+                if self.data.label_map.ignore is not None
+                else ""
+            )
+            + f", patch {self.input_size}→{self.label_size}, "
             f"normalisation {describe_normalization(self.data.normalizer)}"
             f"{f', {self.dist.world_size} processes' if self.dist.enabled else ''}",
             f"run folder: {self.run_dir}"

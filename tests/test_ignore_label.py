@@ -1,0 +1,230 @@
+"""Partial annotations: one mask value marks unlabelled pixels (``data.ignore_value``), which no
+loss, score, sampler or post-processing choice counts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from unetkit.checkpoint import load_checkpoint
+from unetkit.data import IGNORE_INDEX, LabelMap, infer_label_map, labelled_locations
+from unetkit.data.resample import resample_labels
+from unetkit.data.sampling import PatchSampler
+from unetkit.errors import ConfigError, DataError
+from unetkit.evaluation.evaluate import evaluate_folders
+from unetkit.evaluation.postprocess_choice import choose_postprocessing, mean_dice
+from unetkit.training import Trainer
+
+from .test_training import make_cells, tiny_config
+
+UNLABELLED = 7
+
+
+def _u8(*rows) -> np.ndarray:
+    return np.array([rows], dtype=np.uint8)
+
+
+# ---------------------------------------------------------------- label map
+
+
+def test_the_ignore_value_encodes_to_the_ignore_index_in_both_lookup_paths():
+    lm = LabelMap([0, 255], ignore=UNLABELLED)
+    mask = _u8([0, 7, 255, 7])
+    assert lm.encode(mask).tolist() == [[0, IGNORE_INDEX, 1, IGNORE_INDEX]]
+    assert lm.encode(mask.astype(np.int32)).tolist() == [[0, IGNORE_INDEX, 1, IGNORE_INDEX]]
+    assert lm.num_classes == 2
+    with pytest.raises(DataError, match=r"unexpected label values 3 .*and 7 for unlabelled"):
+        lm.encode(_u8([0, 3]))
+    assert LabelMap.from_dict(lm.to_dict()) == lm
+    assert "ignore" not in LabelMap([0, 255]).to_dict()  # maps without one are saved as before
+
+
+def test_an_ignore_value_that_is_a_class_or_of_colour_masks_is_refused():
+    with pytest.raises(ConfigError, match="cannot also be a class value"):
+        LabelMap([0, 1, 2], ignore=2)
+    with pytest.raises(ConfigError, match="needs grey label masks"):
+        LabelMap([(0, 0, 0), (255, 0, 0)], kind="colors", ignore=1)
+    with pytest.raises(ConfigError, match="integer mask value"):
+        LabelMap([0, 1], ignore="x")
+
+
+def test_nnunet_ignore_label_is_the_unlabelled_value():
+    lm = LabelMap.from_nnunet({"background": 0, "nucleus": 1, "ignore": 2})
+    assert lm.values == (0, 1) and lm.names == ("background", "nucleus") and lm.ignore == 2
+
+
+def test_infer_label_map_leaves_the_ignore_value_out_of_the_classes():
+    masks = [_u8([0, 1, 2, 2]), _u8([0, 1, 1, 0])]
+    lm = infer_label_map(masks, ignore=0)
+    assert lm.values == (1, 2) and lm.ignore == 0
+    assert lm.encode(masks[0]).tolist() == [[-1, 0, 1, 1]]
+    # without it the unlabelled value is a class of its own
+    assert infer_label_map(masks).values == (0, 1, 2)
+    with pytest.raises(DataError, match="single value 1 beside the unlabelled 0"):
+        infer_label_map([_u8([0, 1, 1, 0])], ignore=0)
+    with pytest.raises(ConfigError, match="needs grey label masks, not instances masks"):
+        infer_label_map(masks, kind="instances", ignore=0)
+
+
+def test_jpeg_masks_cannot_name_an_unlabelled_value(tmp_path):
+    path = tmp_path / "m.jpg"
+    Image.fromarray(np.tile(np.array([0, 255], np.uint8), (8, 4))).save(path)
+    with pytest.raises(DataError, match="JPEG masks hold no exact values"):
+        infer_label_map([path], ignore=128)
+
+
+# ---------------------------------------------------------------- resampling and sampling
+
+
+def test_resampled_labels_keep_their_unlabelled_regions():
+    mask = np.zeros((8, 8), np.int64)
+    mask[:, 4:] = 1
+    mask[:4, :] = IGNORE_INDEX
+    out = resample_labels(mask, (4, 4), 2)
+    expected = np.zeros((4, 4), np.int64)
+    expected[:, 2:] = 1
+    expected[:2, :] = IGNORE_INDEX
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_patches_not_on_foreground_are_centred_on_labelled_pixels():
+    mask = np.full((200, 200), IGNORE_INDEX, np.int64)
+    mask[150:160, 150:160] = 0  # one small labelled scribble of background, no foreground
+    image = np.zeros((1, 200, 200), np.float32)
+    sampler = PatchSampler(label_size=32, fg_fraction=0.0)
+    rng = np.random.default_rng(0)
+    labelled = labelled_locations(mask)
+    assert labelled.size == 100
+    with_labels = [
+        (sampler.sample(image, mask, rng, labelled=labelled)["mask"] >= 0).any() for _ in range(50)
+    ]
+    uniform = [(sampler.sample(image, mask, rng)["mask"] >= 0).any() for _ in range(50)]
+    assert all(with_labels)
+    assert sum(uniform) < 25  # uniform placement mostly misses the scribble
+    assert labelled_locations(np.zeros((4, 4), np.int64)) is None  # fully labelled: uniform
+
+
+# ---------------------------------------------------------------- scores
+
+
+def test_validation_dice_and_post_processing_leave_unlabelled_pixels_out():
+    truth = np.zeros((20, 20), np.int64)
+    truth[5:10, 5:10] = 1
+    truth[:, 15:] = IGNORE_INDEX
+    pred = np.zeros_like(truth)
+    pred[5:10, 5:10] = 1
+    pred[0:4, 16:19] = 1  # an object where nobody labelled: no false positive
+    assert mean_dice([pred], [truth], 2, [1]) == 1.0
+    choice = choose_postprocessing([pred], [truth], 2)
+    tried = {row["step"]["name"] for row in choice.candidates}
+    assert "split_touching" not in tried  # judged on objects, which partial truth lacks
+    assert choice.baseline == choice.final == 1.0
+
+
+# ---------------------------------------------------------------- training
+
+
+def _partial_cells(root: Path) -> Path:
+    """The test cells with the right third of every mask unlabelled (value 7)."""
+    data = make_cells(root)
+    for path in sorted((data / "masks").glob("*.png")):
+        mask = np.array(Image.open(path))
+        mask[:, 32:] = UNLABELLED
+        Image.fromarray(mask).save(path)
+    return data
+
+
+@pytest.fixture(scope="module")
+def partial(tmp_path_factory) -> Path:
+    return _partial_cells(tmp_path_factory.mktemp("partial") / "train")
+
+
+def test_training_leaves_unlabelled_pixels_out_of_loss_and_scores(partial, tmp_path):
+    cfg = tiny_config(partial, epochs=1).override({"data.ignore_value": UNLABELLED})
+    trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False)
+    result = trainer.fit()
+    lm = trainer.data.label_map
+    assert lm.values == (0, 255) and lm.ignore == UNLABELLED
+    assert "classes [0, 255] (unlabelled 7)" in trainer.header_lines()[0]
+    assert np.isfinite(result.history[-1]["train_loss"])
+    saved = LabelMap.from_dict(load_checkpoint(result.run_dir / "checkpoints/best.pt")["label_map"])
+    assert saved.ignore == UNLABELLED
+
+    # the loss has no gradient on unlabelled pixels
+    target = torch.from_numpy(trainer.data.train[0].mask[:32, 16:].copy())[None]
+    assert (target == IGNORE_INDEX).any() and (target >= 0).any()
+    logits = torch.randn(1, 2, 32, 32, requires_grad=True)
+    trainer.loss_fn(logits, target).backward()
+    assert float(logits.grad[0][:, target[0] == IGNORE_INDEX].abs().max()) == 0.0
+
+    # validation Dice: the labelled pixels only, recomputed independently
+    record = trainer.validate()
+    predictor = trainer._validation_predictor(trainer.model)
+    dices = []
+    for case in trainer.data.val:
+        pred = predictor.predict_logits(case.image).argmax(0)
+        keep = case.mask >= 0
+        p, t = (pred == 1) & keep, (case.mask == 1) & keep
+        if p.sum() + t.sum():
+            dices.append(2 * (p & t).sum() / (p.sum() + t.sum()))
+    assert record["val_dice_c1"] == pytest.approx(np.mean(dices), abs=1e-9)
+
+
+def test_without_an_ignore_value_the_unlabelled_value_is_a_class(partial, tmp_path):
+    trainer = Trainer(tiny_config(partial, epochs=1), run_dir=tmp_path / "run", progress=False)
+    trainer.setup()
+    assert trainer.data.label_map.values == (0, 7, 255)
+
+
+def test_the_ignore_value_is_refused_with_colour_masks_and_replaces_loss_ignore_index(partial):
+    with pytest.raises(ConfigError, match="needs grey class masks"):
+        tiny_config(partial).override({"data.ignore_value": 1, "data.mask_kind": "colors"})
+    with pytest.raises(ConfigError, match="data.ignore_value"):
+        tiny_config(partial).override({"loss.options": {"ignore_index": 7}})
+
+
+# ---------------------------------------------------------------- evaluate
+
+
+def test_evaluate_scores_labelled_pixels_only_and_names_a_likely_unlabelled_value(tmp_path):
+    truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
+    truth_dir.mkdir()
+    pred_dir.mkdir()
+    rng = np.random.default_rng(3)
+    expected = []
+    for i in range(3):
+        full = (rng.random((32, 32)) < 0.4).astype(np.uint8)
+        truth = np.where(rng.random((32, 32)) < 0.7, 0, full + 1).astype(np.uint8)  # 0 unlabelled
+        pred = np.where(rng.random((32, 32)) < 0.1, 1 - full, full).astype(np.uint8) + 1
+        Image.fromarray(truth).save(truth_dir / f"{i}.png")
+        Image.fromarray(pred).save(pred_dir / f"{i}.png")
+        keep = truth > 0
+        p, t = (pred == 2) & keep, (truth == 2) & keep
+        expected.append(2 * (p & t).sum() / (p.sum() + t.sum()))
+    result = evaluate_folders(pred_dir, truth_dir, ignore_value=0)
+    assert result.metrics == ("dice", "iou", "precision", "recall", "specificity", "pixel_error")
+    dice = [r["dice"] for r in result.rows]
+    np.testing.assert_allclose(dice, expected, atol=1e-12)
+    assert result.summary["ignore_value"] == 0
+    with pytest.raises(ConfigError, match="only the overlap metrics and auc"):
+        evaluate_folders(pred_dir, truth_dir, ignore_value=0, metrics=["hd95"])
+    plain = evaluate_folders(pred_dir, truth_dir, metrics=["dice"])
+    assert any("--ignore-value 0" in w for w in plain.summary["warnings"])
+
+
+def test_evaluate_cli_reads_the_ignore_value(tmp_path, capsys):
+    from unetkit.cli import main
+
+    truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
+    truth_dir.mkdir()
+    pred_dir.mkdir()
+    Image.fromarray(np.array([[0, 1], [2, 2]], np.uint8)).save(truth_dir / "a.png")
+    Image.fromarray(np.array([[2, 1], [2, 2]], np.uint8)).save(pred_dir / "a.png")
+    assert main(["evaluate", str(pred_dir), str(truth_dir), "--ignore-value", "0", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["ignore_value"] == 0
