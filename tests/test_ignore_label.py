@@ -228,3 +228,22 @@ def test_evaluate_cli_reads_the_ignore_value(tmp_path, capsys):
     assert main(["evaluate", str(pred_dir), str(truth_dir), "--ignore-value", "0", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["ignore_value"] == 0
+
+
+# ---------------------------------------------------------------- check-data
+
+
+def test_check_data_reports_the_unlabelled_share_and_keeps_it_out_of_the_classes(partial):
+    from unetkit.data.checks import check_dataset
+
+    plain = check_dataset(partial)
+    assert plain.label_values == [0, 7, 255] and plain.ignore_value is None
+    report = check_dataset(partial, ignore_value=UNLABELLED, label_map=LabelMap([0, 255]))
+    assert report.ok, report.problems
+    assert report.label_values == [0, 255]
+    assert report.unlabelled_percent == pytest.approx(100 * 16 / 48)  # columns 32…47 of 48
+    assert sum(report.class_frequencies) == pytest.approx(100.0)
+    assert "unlabelled (value 7): 33.33 % of mask pixels" in report.format()
+    assert report.label_map().ignore == UNLABELLED
+    strict = check_dataset(partial, label_map=LabelMap([0, 255]))
+    assert not strict.ok  # without it, 7 is a value the stated classes lack

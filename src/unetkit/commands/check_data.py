@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from .parsing import MASK_KIND_HELP, MASK_KINDS, label_values
+from .parsing import IGNORE_VALUE_HELP, MASK_KIND_HELP, MASK_KINDS, label_values
 
 
 def _positive_int(text: str) -> int:
@@ -67,6 +67,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="N",
         help="with --mask-kind auto, more distinct mask values than this is a problem (default 16)",
     )
+    parser.add_argument("--ignore-value", type=int, metavar="V", help=IGNORE_VALUE_HELP)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(run=run)
     return parser
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         label_map=label_map,
         mask_kind=args.mask_kind,
         max_classes=args.max_classes,
+        ignore_value=args.ignore_value,
     )
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))

@@ -56,7 +56,7 @@ MASK_KIND_HELP = (
 )
 
 
-#: the ``--help`` text of ``--ignore-value`` (``train`` and ``plan``)
+#: the ``--help`` text of ``--ignore-value`` (``train``, ``plan`` and ``check-data``)
 IGNORE_VALUE_HELP = (
     "the grey mask value of unlabelled pixels (partial annotations: scribbles, a few outlined "
     "objects, regions nobody annotated), e.g. 0 when 1, 2 … are the classes or 255 beside 0/1. "

@@ -50,6 +50,7 @@ from .labels import (
     _pack,
     _unpack,
     border_pixels,
+    check_ignore_value,
     instance_ids,
     is_lossy_mask,
     looks_like_instances,
@@ -169,6 +170,9 @@ class DatasetReport:
         nan_count, inf_count: non-finite image values over the whole dataset.
         lossy_masks: JPEG masks read as binary (grey level ≥ ``LOSSY_THRESHOLD`` = foreground).
         num_objects: with instance masks, the objects of all masks (each mask's ids counted apart).
+        ignore_value, unlabelled_percent: the mask value of unlabelled pixels (``--ignore-value``,
+            or a dataset.json ``"ignore"`` label) and the share of mask pixels holding it; it is
+            not among ``label_values`` and ``class_frequencies`` are of the labelled pixels.
         notes: what may be read otherwise than meant, with the flag that changes it (not problems:
             the check still passes).
         problems: one line each, ``"<path>: <problem>"``.
@@ -195,6 +199,8 @@ class DatasetReport:
     nan_count: int = 0
     inf_count: int = 0
     num_objects: int = 0
+    ignore_value: Optional[int] = None
+    unlabelled_percent: Optional[float] = None
     notes: list = field(default_factory=list)
     problems: list = field(default_factory=list)
 
@@ -208,7 +214,7 @@ class DatasetReport:
             return None
         if self.mask_kind == "colors":
             return LabelMap([tuple(v) for v in self.label_values], kind="colors")
-        return LabelMap(self.label_values)
+        return LabelMap(self.label_values, ignore=self.ignore_value)
 
     def to_dict(self) -> dict:
         return {
@@ -226,6 +232,8 @@ class DatasetReport:
             "spacings": dict(self.spacings),
             "mask_kind": self.mask_kind,
             "num_objects": self.num_objects,
+            "ignore_value": self.ignore_value,
+            "unlabelled_percent": self.unlabelled_percent,
             "label_values": list(self.label_values),
             "expected_labels": list(self.expected_labels),
             "labels_from": self.labels_from,
@@ -290,6 +298,12 @@ class DatasetReport:
                     ]
                 )
                 lines.append(f"  class frequencies: {freqs}")
+                if self.ignore_value is not None:
+                    lines.append(
+                        f"  unlabelled (value {self.ignore_value}): "
+                        f"{self.unlabelled_percent or 0:.2f} % of mask pixels, left out of the "
+                        "classes and their frequencies"
+                    )
         if self.lossy_masks:
             lines.append(
                 f"  JPEG masks: {self.lossy_masks}, read as binary (grey ≥ {LOSSY_THRESHOLD} = "
@@ -325,6 +339,7 @@ def check_dataset(
     mask_kind: str = "auto",
     max_classes: int = 16,
     seed: int = 0,
+    ignore_value: Optional[int] = None,
 ) -> DatasetReport:
     """Check a dataset folder; never raises for a data problem (they go into ``problems``).
 
@@ -337,6 +352,9 @@ def check_dataset(
         mask_kind: ``"auto"``, ``"labels"``, ``"colors"`` or ``"instances"``.
         max_classes: with ``"auto"``, more distinct mask values than this is a problem.
         seed: seed of the pixel sampling behind float percentiles.
+        ignore_value: the mask value of unlabelled pixels (partial annotations, as training's
+            ``--ignore-value``): no class; its share is reported. ``None``: the ``"ignore"``
+            label of a dataset.json, if any.
 
     Returns:
         The :class:`DatasetReport`.
@@ -348,6 +366,10 @@ def check_dataset(
     """
     if mask_kind not in INFER_KINDS:
         raise ConfigError(f"unknown mask kind {mask_kind!r}; valid: {', '.join(INFER_KINDS)}")
+    if ignore_value is not None:
+        ignore_value = check_ignore_value(
+            ignore_value, "labels" if mask_kind == "auto" else mask_kind
+        )
     if in_channels is not None and (
         isinstance(in_channels, bool) or int(in_channels) != in_channels or in_channels < 1
     ):
@@ -373,6 +395,8 @@ def check_dataset(
             labels_from = "dataset.json"
         except ConfigError as exc:
             report.problems.append(f"{found.root / 'dataset.json'}: {exc}")
+    if label_map is not None and ignore_value is None:
+        ignore_value = label_map.ignore
     if label_map is not None:
         report.labels_from = labels_from
         report.expected_labels = (
@@ -494,6 +518,16 @@ def check_dataset(
                 report.problems.append(
                     f"{path}: {c} channel(s), while {channels[usual]} other image(s) have {usual}"
                 )
+    if ignore_value is not None:  # unlabelled pixels: no class, their share reported
+        report.ignore_value = ignore_value
+        unlabelled = total = 0
+        for path, values in mask_values.items():
+            if mask_layout.get(path) != "labels":
+                continue
+            total += sum(values.values())
+            unlabelled += values.pop(ignore_value, 0)
+            mask_borders.get(path, {}).pop(ignore_value, None)
+        report.unlabelled_percent = 100.0 * unlabelled / max(total, 1)
     _check_labels(
         report,
         mask_values,
