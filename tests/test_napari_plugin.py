@@ -367,6 +367,24 @@ def test_objects_numbered_in_one_layer_train_as_objects_when_told(tmp_path):
     ) == {0, 1, 2}
 
 
+def test_classes_painted_in_part_train_with_the_unpainted_pixels_unlabelled(tmp_path):
+    """'labels are: classes painted in part': strokes of background (1) and cells (2), the rest
+    left at 0, which is no class (--ignore-value 0): the model labels every pixel 1 or 2."""
+    image, mask = _cells()
+    painted = np.zeros(mask.shape, np.uint8)
+    painted[::6] = np.where(mask[::6] > 0, 2, 1)  # every 6th row painted
+    pairs = [layers.training_pair(image, False, painted, "cells", "strokes")]
+    result = jobs.train_from_layers(
+        pairs, tmp_path / "runs", 1.0, extra_flags=TINY_TRAIN, mask_kind=jobs.PARTIAL
+    )
+    ckpt = load_checkpoint(result.checkpoint)
+    label_map = LabelMap.from_dict(ckpt["label_map"])
+    assert label_map.values == (1, 2) and label_map.ignore == 0
+    assert ckpt["config"]["data"]["ignore_value"] == 0
+    labels = Predictor.from_checkpoint(result.checkpoint).predict(image[None])
+    assert set(np.unique(label_map.decode(labels))) <= {1, 2}
+
+
 def test_training_progress_fraction_and_line():
     state = jobs.TrainProgress("training", 2, 4, 5, 10, 0.25, elapsed_s=6, budget_s=60)
     assert state.fraction() == pytest.approx(0.375)  # 1.5 of 4 epochs beats 10 % of the time

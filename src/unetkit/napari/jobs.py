@@ -298,6 +298,11 @@ def new_run_dir(output_dir: Path) -> Path:
     return run_dir
 
 
+#: ``mask_kind`` of Labels layers painted in part: each class in strokes (background too), the
+#: pixels left at 0 unlabelled (napari's unpainted value), as ilastik's pixel classification
+PARTIAL = "partial"
+
+
 def train_from_layers(
     pairs: Sequence[TrainingPair],
     output_dir: Path,
@@ -311,7 +316,8 @@ def train_from_layers(
     """Train one model on cases taken from the viewer: ``unetkit train RUN/data --time-budget B
     [--init-from C] [--mask-kind K] EXTRA`` into a new run folder under ``output_dir``.
     ``mask_kind``: what the Labels layers hold (``unetkit train --mask-kind``): ``auto``,
-    ``labels`` (a value per class) or ``instances`` (a value per object).
+    ``labels`` (a value per class), :data:`PARTIAL` (classes painted in strokes, 0 left
+    unlabelled: ``--mask-kind labels --ignore-value 0``) or ``instances`` (a value per object).
 
     The cases are written to ``RUN/data/{images,masks}`` (:func:`~.layers.write_training_folder`),
     the layout unetkit reads: the simplest correct way to reuse the planner, the readers and the
@@ -341,7 +347,10 @@ def train_from_layers(
     argv = ["train", str(data), "--run-dir", str(run_dir), "--time-budget", f"{budget_minutes:g}"]
     argv += ["--folds", "1", "--no-progress"] + (["--val", str(data)] if len(pairs) == 1 else [])
     argv += ["--init-from", str(init_from)] if init_from else []
-    argv += ["--mask-kind", mask_kind] if mask_kind and mask_kind != "auto" else []
+    if mask_kind == PARTIAL:  # strokes of each class; unpainted pixels are no class
+        argv += ["--mask-kind", "labels", "--ignore-value", "0"]
+    elif mask_kind and mask_kind != "auto":
+        argv += ["--mask-kind", mask_kind]
     extra = split_flags(extra_flags)
     taken = sorted({a.split("=")[0] for a in extra} & set(WIDGET_FLAGS))
     if taken:
@@ -384,6 +393,7 @@ def train_from_layers(
 
 
 __all__ = [
+    "PARTIAL",
     "Cancelled",
     "Segmentation",
     "TrainOutcome",

@@ -1,7 +1,8 @@
 """The **Train / fine-tune** widget: a short training run on Image + Labels layers.
 
 The chosen layers are paired in the order the widget lists them (one Labels layer per Image
-layer, same height and width; pixels left at 0 are background), written to ``RUN/data/`` and
+layer, same height and width; pixels left at 0 are background, or unlabelled with "labels are:
+classes painted in part"), written to ``RUN/data/`` and
 trained on with ``unetkit train``'s own plan for the time budget, optionally starting from a
 checkpoint (``--init-from``: fine-tuning). Training runs in a worker thread; the widget shows epoch, batch and
 loss. **Stop** ends the run after the current batch and keeps the model trained so far. When the
@@ -42,6 +43,7 @@ MIN_BUDGET_MINUTES = 0.5
 MASK_KIND_CHOICES = [
     ("found from the data", "auto"),
     ("classes (a value per class)", "labels"),
+    ("classes painted in part (0 = not painted)", jobs.PARTIAL),
     ("objects (a value per object)", "instances"),
 ]
 DEFAULT_OUTPUT = Path.home() / "unetkit-runs"
@@ -73,7 +75,9 @@ class TrainWidget(Container):
             choices=MASK_KIND_CHOICES,
             value="auto",
             tooltip=(
-                "classes: each value a class (1 = nucleus, 2 = membrane …); objects: each value "
+                "classes: each value a class (1 = nucleus, 2 = membrane …); classes painted in "
+                "part: strokes of each class, background included (1 = background, 2 = nucleus "
+                "…), pixels left at 0 unlabelled and learnt from nothing; objects: each value "
                 "one object (napari's 'new label' per cell), trained as one foreground class "
                 "with the gaps between touching objects; found from the data: objects where each "
                 "value is one region and there are over 32 of them, or several layers number "
