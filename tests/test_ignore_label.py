@@ -247,3 +247,17 @@ def test_check_data_reports_the_unlabelled_share_and_keeps_it_out_of_the_classes
     assert report.label_map().ignore == UNLABELLED
     strict = check_dataset(partial, label_map=LabelMap([0, 255]))
     assert not strict.ok  # without it, 7 is a value the stated classes lack
+
+
+def test_the_unet3plus_classification_module_is_refused_with_unlabelled_pixels(partial, tmp_path):
+    # it learns "this patch holds foreground" from whole masks and gates predictions with it
+    cfg = tiny_config(partial, epochs=1).override(
+        {
+            "data.ignore_value": UNLABELLED,
+            "model.name": "unet3plus-ds-cgm",
+            "model.options": {"base_features": 4, "depth": 2},
+        }
+    )
+    with pytest.raises(ConfigError, match="classification-guided module"):
+        Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
+    assert not (tmp_path / "run").exists()

@@ -494,6 +494,14 @@ class Trainer:
         options = dict(cfg.loss.options)
         if self.data.label_map.ignore is not None:  # unlabelled pixels count nowhere
             options["ignore_index"] = IGNORE_INDEX
+            if getattr(self.model, "cgm", False):
+                # the CGM learns "this patch holds foreground" from the whole mask, and gates the
+                # prediction with it: a patch whose objects are unlabelled would teach it "none"
+                raise ConfigError(
+                    f"model {cfg.model.name!r} has UNet 3+'s classification-guided module, which "
+                    "needs fully labelled masks, but the masks leave pixels unlabelled (ignore "
+                    f"value {self.data.label_map.ignore}); use a model without it (unet3plus-ds)"
+                )
         base = create_loss(cfg.loss.name, **options)
         self.loss_fn = DeepSupervisionLoss(
             base, weights=cfg.loss.deep_supervision_weights, cgm_weight=cfg.loss.cgm_weight
