@@ -126,6 +126,33 @@ def test_validation_dice_and_post_processing_leave_unlabelled_pixels_out():
     assert choice.baseline == choice.final == 1.0
 
 
+def test_no_clean_up_is_kept_that_changes_pixels_nobody_labelled():
+    # one outlined cell and one labelled background patch holding a false object; three real
+    # cells nobody outlined: removing small objects fixes the labelled patch but would delete them
+    truth = np.full((60, 60), IGNORE_INDEX, np.int64)
+    truth[0:20, 0:20] = 0
+    truth[2:18, 2:18] = 1  # the outlined (large) cell
+    truth[40:60, 40:60] = 0  # labelled background
+    pred = np.zeros_like(truth)
+    pred[2:18, 2:18] = 1
+    pred[45:52, 45:52] = 1  # a false object on labelled background (49 px)
+    for y, x in ((5, 30), (30, 5), (30, 30)):
+        pred[y : y + 10, x : x + 10] = 1  # unlabelled real cells (100 px)
+    choice = choose_postprocessing([pred], [truth], 2)
+    assert choice.postprocessing.steps == ()
+    removal = [r for r in choice.candidates if r["step"]["name"] == "remove_small"]
+    assert removal and all(not r["kept"] for r in removal)
+    assert any(r["note"] == "changes unlabelled pixels, which nothing judges" for r in removal)
+
+
+def test_thin_strokes_survive_resampling_to_a_coarser_grid():
+    mask = np.full((48, 48), IGNORE_INDEX, np.int64)
+    mask[10, :] = 1  # a 1-px stroke of an object
+    mask[30:32, :] = 0  # a 2-px stroke of background
+    out = resample_labels(mask, (16, 16), 2)
+    assert (out == 1).sum() == 16 and (out == 0).sum() == 16  # one row each, none lost
+
+
 # ---------------------------------------------------------------- training
 
 
@@ -245,6 +272,9 @@ def test_check_data_reports_the_unlabelled_share_and_keeps_it_out_of_the_classes
     assert sum(report.class_frequencies) == pytest.approx(100.0)
     assert "unlabelled (value 7): 33.33 % of mask pixels" in report.format()
     assert report.label_map().ignore == UNLABELLED
+    assert not any("no mask holds" in n for n in report.notes)
+    typo = check_dataset(partial, ignore_value=128)
+    assert any("no mask holds the ignore value 128" in n for n in typo.notes)
     strict = check_dataset(partial, label_map=LabelMap([0, 255]))
     assert not strict.ok  # without it, 7 is a value the stated classes lack
 
@@ -261,3 +291,45 @@ def test_the_unet3plus_classification_module_is_refused_with_unlabelled_pixels(p
     with pytest.raises(ConfigError, match="classification-guided module"):
         Trainer(cfg, run_dir=tmp_path / "run", progress=False).fit()
     assert not (tmp_path / "run").exists()
+
+
+def test_fine_tuning_keeps_the_checkpoints_unlabelled_value_unless_told(partial, tmp_path, capsys):
+    from unetkit import cli
+
+    cfg = tiny_config(partial, epochs=1).override({"data.ignore_value": UNLABELLED})
+    source = Trainer(cfg, run_dir=tmp_path / "src", progress=False).fit().run_dir
+    best = str(source / "checkpoints/best.pt")
+    flags = [
+        "--no-plan", "--epochs", "1", "--iters-per-epoch", "2", "--batch-size", "2",
+        "--patch-size", "32", "--precision", "fp32", "--no-progress",
+    ]  # fmt: skip
+    run = tmp_path / "tuned"
+    assert (
+        cli.main(["train", str(partial), "--init-from", best, "--run-dir", str(run), *flags]) == 0
+    )
+    assert "unlabelled mask value 7 (--set data.ignore_value=null" in capsys.readouterr().out
+    tuned = LabelMap.from_dict(load_checkpoint(run / "checkpoints/best.pt")["label_map"])
+    assert tuned.values == (0, 255) and tuned.ignore == UNLABELLED
+    run2 = tmp_path / "as_class"
+    argv = ["train", str(partial), "--init-from", best, "--run-dir", str(run2), *flags]
+    assert cli.main([*argv, "--set", "data.ignore_value=null"]) == 0
+    as_class = LabelMap.from_dict(load_checkpoint(run2 / "checkpoints/best.pt")["label_map"])
+    assert as_class.values == (0, 7, 255) and as_class.ignore is None
+
+
+def test_a_models_unlabelled_value_limits_predict_truth_scores_to_overlap(tmp_path):
+    truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
+    truth_dir.mkdir()
+    pred_dir.mkdir()
+    Image.fromarray(np.array([[0, 1], [2, 2]], np.uint8)).save(truth_dir / "a.png")
+    Image.fromarray(np.array([[2, 1], [2, 2]], np.uint8)).save(pred_dir / "a.png")
+    # as predict --truth passes its model's label map
+    result = evaluate_folders(pred_dir, truth_dir, label_map=LabelMap([1, 2], ignore=0))
+    assert "hd95" not in result.metrics and result.summary["ignore_value"] == 0
+    assert [r["dice"] for r in result.rows] == [1.0]
+
+
+def test_an_ignore_value_no_mask_holds_is_warned_of(capsys):
+    lm = infer_label_map([_u8([0, 255, 255]), _u8([0, 0, 255])], ignore=128)
+    assert lm.values == (0, 255)
+    assert "no mask holds the ignore value 128 (their values: 0, 255)" in capsys.readouterr().err

@@ -11,8 +11,9 @@ from typing import Optional, Sequence
 
 
 def parse_value(text: str):
-    """CLI text → int, float, bool, tuple (comma-separated) or, for ``[…]``/``{…}``, the YAML value;
-    anything else stays a string."""
+    """CLI text → int, float, bool, ``None`` (``null``, as YAML and the config's errors spell it),
+    tuple (comma-separated) or, for ``[…]``/``{…}``, the YAML value; anything else stays a string
+    (``none`` too: it names a normalisation and a scheduler)."""
     if text[:1] in "[{":
         import yaml
 
@@ -23,6 +24,8 @@ def parse_value(text: str):
     if "," in text:
         return tuple(parse_value(t) for t in text.split(",") if t)
     low = text.lower()
+    if low == "null":
+        return None
     if low in ("true", "yes", "on"):
         return True
     if low in ("false", "no", "off"):

@@ -528,6 +528,11 @@ def check_dataset(
             unlabelled += values.pop(ignore_value, 0)
             mask_borders.get(path, {}).pop(ignore_value, None)
         report.unlabelled_percent = 100.0 * unlabelled / max(total, 1)
+        if not unlabelled and total:
+            report.notes.append(
+                f"no mask holds the ignore value {ignore_value}: every pixel is labelled; check "
+                "the value if some were meant to be unlabelled"
+            )
     _check_labels(
         report,
         mask_values,

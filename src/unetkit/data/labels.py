@@ -786,6 +786,16 @@ def _check_grey_beside_colours(grey: set, channels: dict) -> None:
     )
 
 
+def _warn_once(note: str) -> None:
+    """``warning: note`` on stderr, once per process: the plan and the trainer both read the
+    masks."""
+    if note not in _WARNED:
+        import sys
+
+        _WARNED.add(note)
+        print(f"warning: {note}", file=sys.stderr)
+
+
 class SingleValueMasks(DataError):
     """:func:`infer_label_map` found one value in every mask (``value``, as shown): no classes to
     tell apart. Training cannot learn from it; evaluating blank fields reads the classes elsewhere."""
@@ -871,6 +881,7 @@ def infer_label_map(
     colours: set = set()  # the packed colours of the 3-channel ones
     channels: dict[int, list] = {1: [], 3: []}  # the masks of each channel count
     dtypes, palette, first_path, count = [], None, None, 0
+    ignore_seen = False  # some mask holds the ignore value
     for mask in masks:
         arr, meta, path = _load(mask)
         count += 1
@@ -896,7 +907,8 @@ def infer_label_map(
         else:
             plane = _integral(arr[0], path) if arr.dtype.kind == "f" else arr[0]
             counts = _value_counts(plane)  # one pass: the values, and how much each covers
-            counts.pop(ignore, None)  # unlabelled pixels: no class, no instance id
+            # unlabelled pixels: no class, no instance id
+            ignore_seen = counts.pop(ignore, None) is not None or ignore_seen
             here = set(counts)
             grey.update(here)
             dtypes.append(arr.dtype)
@@ -944,11 +956,8 @@ def infer_label_map(
         _warn_lone_values(scarce, seen_in, grey)
     if resolved == "labels" and len(per_volume) == count:
         note = numbered_volumes_note([v for v, _ in per_volume], [ok for _, ok in per_volume])
-        if note and note not in _WARNED:
-            import sys
-
-            _WARNED.add(note)  # once: the plan and the trainer both read the masks
-            print(f"warning: {note}", file=sys.stderr)
+        if note:
+            _warn_once(note)
     if resolved == "labels" and len(grey_sets) == count:
         mixed = two_codings(grey_sets)
         if mixed is not None:
@@ -970,6 +979,11 @@ def infer_label_map(
         )
     if resolved == "colors":
         return LabelMap([_unpack(v) for v in values], kind="colors")
+    if ignore is not None and not ignore_seen:
+        _warn_once(
+            f"no mask holds the ignore value {ignore} (their values: {_fmt_values(values)}): every "
+            "pixel is labelled; check the value if some were meant to be unlabelled"
+        )
     dtype = np.result_type(*dtypes)
     if dtype.kind == "b":
         dtype = np.dtype(np.uint8)

@@ -121,19 +121,17 @@ def resample_logits(logits: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
 def resample_labels(mask: np.ndarray, shape: Sequence[int], num_classes: int) -> np.ndarray:
     """``(*spatial)`` class indices → ``(*shape)`` int64: each class's one-hot plane resampled
     (area mean / linear), then the argmax. Unlabelled pixels (negative,
-    :data:`~unetkit.data.labels.IGNORE_INDEX`) are one more plane, and stay unlabelled where it
-    wins."""
+    :data:`~unetkit.data.labels.IGNORE_INDEX`) stay unlabelled only where no labelled pixel
+    contributes: partial annotations are often strokes thinner than the resampling step, and
+    the labels are what training learns from."""
     shape = tuple(int(s) for s in shape)
     if tuple(mask.shape) == shape:
         return np.asarray(mask, dtype=np.int64)
     m = torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64))
-    planes = [(m == k).float() for k in range(num_classes)]
-    unlabelled = bool((m < 0).any())
-    if unlabelled:
-        planes.append((m < 0).float())
-    out = _interpolate(torch.stack(planes)[None], shape)[0].argmax(0).numpy()
-    if unlabelled:
-        out[out == num_classes] = int(m.min())
+    planes = _interpolate(torch.stack([(m == k).float() for k in range(num_classes)])[None], shape)
+    out = planes[0].argmax(0).numpy()
+    if bool((m < 0).any()):
+        out[planes[0].sum(0).numpy() <= 1e-6] = int(m.min())
     return out
 
 

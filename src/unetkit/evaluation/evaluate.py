@@ -705,8 +705,8 @@ def evaluate_folders(
             ``01_mask.png``, scored against the prediction ``01.png``); ``None`` detects it as
             ``unetkit train`` does, from the images beside the masks or the predictions.
         ignore_value: the truth masks' value of unlabelled pixels (partial annotations, as
-            training's ``--ignore-value``): those pixels are left out, as outside a field of
-            view. Only the overlap metrics (and AUC) are computed then, the defaults too: the
+            training's ``--ignore-value``; by default the ``label_map``'s own): those pixels are
+            left out, as outside a field of view. Only the overlap metrics (and AUC) are computed then, the defaults too: the
             truth's objects and boundaries are known only in part.
 
     Returns:
@@ -731,6 +731,8 @@ def evaluate_folders(
     if out_dir is not None:
         check_output_dir(out_dir)  # before the work: a file in the way fails at once
     pred_dir, truth_dir = Path(pred_dir), _truth_folder(Path(truth_dir))
+    if ignore_value is None:  # a model's map (predict --truth) brings its unlabelled value
+        ignore_value = getattr(label_map, "ignore", None)
     if ignore_value is not None:
         ignore_value = check_ignore_value(ignore_value, "instances" if instances else "labels")
         metrics = ["overlap"] if metrics is None else metrics

@@ -26,9 +26,11 @@ class by class (foreground classes only) in the order of
   more than ``dice_tolerance`` (the gap costs a few pixels).
 
 Where the validation masks leave pixels unlabelled (:attr:`~unetkit.data.labels.LabelMap.ignore`),
-the Dice counts the labelled pixels only, and the steps judged on objects (the split, the
-removal judged on object F1 and the guard) are not tried: the truth's objects there are
-fragments of the real ones, and an object in an unlabelled region can be judged by nothing.
+the Dice counts the labelled pixels only, the steps judged on objects (the split, the
+removal judged on object F1 and the guard) are not tried (the truth's objects there are
+fragments of the real ones), and a step that changes any unlabelled pixel is not kept: nothing
+judges what it does there (a removal that deletes one false object on labelled background
+would delete every real object nobody outlined).
 
 A candidate that changes no pixel is not kept (it cannot improve anything), the guarding removal
 of specks aside. Every candidate tried
@@ -115,6 +117,17 @@ def mean_dice(
     with warnings.catch_warnings():  # "mean of empty slice": an undefined class is NaN by policy
         warnings.simplefilter("ignore", RuntimeWarning)
         return float(np.nanmean(np.nanmean(per_case, axis=0)))
+
+
+#: the note of a candidate not kept because it changes unlabelled pixels
+UNJUDGED_NOTE = "changes unlabelled pixels, which nothing judges"
+
+
+def _changes_unlabelled(
+    outputs: Sequence[np.ndarray], before: Sequence[np.ndarray], truths: Sequence[np.ndarray]
+) -> bool:
+    """Whether a step changed a pixel the truth leaves unlabelled, in any case."""
+    return any(((a != b) & (np.asarray(t) < 0)).any() for a, b, t in zip(outputs, before, truths))
 
 
 def _labelled(truth: np.ndarray) -> Optional[np.ndarray]:
@@ -384,6 +397,7 @@ def choose_postprocessing(
                 break
             out, changed = trial(step)
             value = mean_dice(out, truths, num_classes, judged) if changed else dice
+            unjudged = partial and changed and _changes_unlabelled(out, current, truths)
             if judge_f1:
                 f1 = object_f1(out, objects, c, connectivity) if changed else f1_before
                 extra = {"obj_f1": f1, "obj_f1_before": f1_before}
@@ -395,9 +409,10 @@ def choose_postprocessing(
                 score = (f1, value)
             else:
                 extra = {}
-                ok = changed and value >= dice + margin
+                ok = changed and value >= dice + margin and not unjudged
                 score = (value,)
-            rows.append(row(step, value, False, "" if changed else "no change", **extra))
+            note = "no change" if not changed else UNJUDGED_NOTE if unjudged else ""
+            rows.append(row(step, value, False, note, **extra))
             if ok and (best is None or score > best[0]):
                 best = (score, out, value, len(rows) - 1)
         if best is None and name == "remove_small" and not stopped and not partial:

@@ -111,14 +111,19 @@ def source_model(ckpt: dict, path: Union[str, Path, None] = None) -> tuple[str, 
 
 def inherited_values(ckpt: dict, path: Union[str, Path, None] = None) -> dict:
     """Dotted config values the checkpoint offers as defaults: ``model.name``, each
-    ``model.options.<k>`` (see :func:`source_model`) and ``data.normalization`` (the scheme and its
-    parameters, not statistics fitted on the old data: a dataset-level scheme is fitted again)."""
+    ``model.options.<k>`` (see :func:`source_model`), ``data.normalization`` (the scheme and its
+    parameters, not statistics fitted on the old data: a dataset-level scheme is fitted again) and
+    ``data.ignore_value`` where the checkpoint's masks left pixels unlabelled (more strokes
+    painted the same way are the usual way to fine-tune such a model)."""
     name, options = source_model(ckpt, path)
     values: dict = {"model.name": name}
     values.update({f"model.options.{k}": v for k, v in options.items()})
     norm = ckpt.get("normalization")
     if isinstance(norm, dict) and isinstance(norm.get("name"), str):
         values["data.normalization"] = {"name": norm["name"], **dict(norm.get("params") or {})}
+    ignore = (ckpt.get("label_map") or {}).get("ignore")
+    if ignore is not None:
+        values["data.ignore_value"] = int(ignore)
     return values
 
 
@@ -167,6 +172,11 @@ def describe_inherited(values: dict, path: Union[str, Path]) -> str:
         scheme = norm.pop("name")
         params = ", ".join(f"{k}={v}" for k, v in norm.items())
         parts.append(f"normalisation {scheme}" + (f" ({params})" if params else ""))
+    if values.get("data.ignore_value") is not None:
+        v = values["data.ignore_value"]
+        parts.append(
+            f"unlabelled mask value {v} (--set data.ignore_value=null reads {v} as a class)"
+        )
     taken = (
         " and ".join(parts)
         if parts
