@@ -333,3 +333,20 @@ def test_an_ignore_value_no_mask_holds_is_warned_of(capsys):
     lm = infer_label_map([_u8([0, 255, 255]), _u8([0, 0, 255])], ignore=128)
     assert lm.values == (0, 255)
     assert "no mask holds the ignore value 128 (their values: 0, 255)" in capsys.readouterr().err
+
+
+def test_the_fingerprint_sizes_only_objects_wholly_inside_the_labelled_pixels(partial):
+    from scipy import ndimage
+
+    from unetkit.data.fingerprint import fingerprint_dataset
+
+    fp = fingerprint_dataset(partial, ignore_value=UNLABELLED)
+    assert fp.ignore_value == UNLABELLED
+    assert fp.unlabelled_fraction == pytest.approx(16 / 48)
+    whole = cut = 0
+    for path in sorted((partial / "masks").glob("*.png")):
+        lab, n = ndimage.label(np.array(Image.open(path)) == 255)
+        touching = set(np.unique(lab[:, 31])) - {0}  # face neighbours of the unlabelled columns
+        whole, cut = whole + n - len(touching), cut + len(touching)
+    assert cut > 0
+    assert fp.objects["1"]["count"] == whole

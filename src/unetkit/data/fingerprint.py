@@ -110,7 +110,8 @@ class Fingerprint:
         mask_kind: the label map's kind: ``"labels"``, ``"colors"`` or ``"instances"``.
         ignore_value, unlabelled_fraction: the mask value of unlabelled pixels
             (:attr:`~unetkit.data.labels.LabelMap.ignore`, or ``None``) and their share of all
-            pixels read; :attr:`class_fraction` and the objects are of the labelled pixels.
+            pixels read; :attr:`class_fraction` is of the labelled pixels, and the objects are
+            those wholly bordered by labelled pixels (:func:`whole_objects`).
         instance_ids: the objects were counted from instance ids (an instance mask or an
             ``instances/`` folder) in every case read, not from connected components: touching
             objects are known one by one (what carving separation gaps needs).
@@ -228,7 +229,8 @@ class Fingerprint:
         if self.ignore_value is not None:
             lines.append(
                 f"unlabelled: value {self.ignore_value}, {100 * self.unlabelled_fraction:.1f} % of "
-                "pixels (left out: the class shares and objects below are of the labelled pixels)"
+                "pixels (left out: the class shares below are of the labelled pixels, the objects "
+                "those that touch no unlabelled pixel)"
             )
         for k in range(1, len(self.label_values)):
             obj = self.objects.get(str(k), {})
@@ -255,6 +257,15 @@ class Fingerprint:
             lines.append(line)
         lines.append(f"measured in {self.seconds:.1f} s")
         return lines
+
+
+def whole_objects(labels: np.ndarray, unlabelled: np.ndarray) -> np.ndarray:
+    """``labels`` (object ids) without the objects that touch an unlabelled pixel (face
+    neighbours): where annotation stops, an object may go on, so only objects wholly bordered by
+    labelled pixels say how large this data's objects are (strokes inside objects give none,
+    and the plan sizes its patch by the images then)."""
+    cut = np.unique(labels[ndimage.binary_dilation(unlabelled) & (labels > 0)])
+    return np.where(np.isin(labels, cut), 0, labels) if cut.size else labels
 
 
 #: a pixel is extreme this many times the spread of the image's 0.1 … 99.9th percentiles beyond
@@ -489,13 +500,15 @@ def fingerprint_dataset(
             for c in range(image.shape[0]):
                 stats[c].add(image[c][fg], rng)
         with_ids += instances is not None
+        unlabelled_here = classes < 0 if label_map.ignore is not None else None
         for k, objects in per_class.items():
             if instances is not None:  # instance ids: the objects, each class's its own
                 here = np.where(classes == k, instances, 0)
-                objects.add(here if here.any() else None, meta.spacing)
             else:
-                here = classes == k
-                objects.add(ndimage.label(here)[0] if here.any() else None, meta.spacing)
+                here = ndimage.label(classes == k)[0]
+            if unlabelled_here is not None and unlabelled_here.any():
+                here = whole_objects(here, unlabelled_here)
+            objects.add(here if here.any() else None, meta.spacing)
         if progress is not None:
             progress(done, len(cases))
 
