@@ -14,7 +14,7 @@ import tifffile
 from PIL import Image
 
 from unetkit import cli, create_model
-from unetkit.checkpoint import save_checkpoint
+from unetkit.checkpoint import load_checkpoint, save_checkpoint
 from unetkit.config import RunConfig
 from unetkit.data import LabelMap, create_normalizer
 from unetkit.errors import ConfigError, DataError
@@ -25,7 +25,13 @@ from unetkit.inference.large import predict_large
 from unetkit.inference.predictor import Predictor
 from unetkit.planning import Plan, make_plan
 from unetkit.planning.planner import FOLD_MIN_STEPS, LIGHT_AUGMENTATION, MIN_STEPS, plan_folds
-from unetkit.run_folder import model_files, run_checkpoints
+from unetkit.run_folder import (
+    folder_not_file,
+    incomplete_folds_warning,
+    model_files,
+    refresh_fold,
+    run_checkpoints,
+)
 from unetkit.training import folds as folds_mod
 
 from .test_planner import FakeFingerprint, speed
@@ -373,6 +379,8 @@ def test_budget_is_shared_out_as_the_folds_go_and_a_failure_keeps_finished_folds
         def fit(self):
             budgets.append(self.config.train.time_budget_minutes)
             clock["now"] += 60 * next(spent)
+            (self.run_dir / "checkpoints").mkdir(parents=True)  # its first epoch saved a model
+            (self.run_dir / "checkpoints" / "best.pt").write_bytes(b"")
             if self.config.data.fold == fail_at:
                 raise RuntimeError("boom")
             return folds_mod.TrainResult(self.run_dir, 1, None, "time budget reached")
@@ -393,7 +401,8 @@ def test_budget_is_shared_out_as_the_folds_go_and_a_failure_keeps_finished_folds
     with pytest.raises(RuntimeError, match="boom"):
         folds_mod.train_folds(cfg, tmp_path / "run2", say=lines.append)
     assert not (tmp_path / "run2" / "ensemble.json").exists()
-    assert "the 1 finished fold(s) stay in" in lines[-1]
+    # the failed fold saved a model too: predict averages both, and the line says so
+    assert "the 2 fold(s) with a model (fold_0, fold_1) stay in" in lines[-1]
 
 
 # -- the planner's rule --------------------------------------------------------------------------
@@ -444,3 +453,79 @@ def test_planned_folds_give_way_to_a_validation_folder_or_a_chosen_fold():
     # its 5 × 50 steps get the exact symmetries only
     assert planned_values(plan, {"train.epochs": 5}) == LIGHT_AUGMENTATION
     assert planned_values(plan, {"train.epochs": 5, "train.folds": 3}) == LIGHT_AUGMENTATION
+
+
+# -- records of a run whose folds were trained on, interrupted or given twice ------------------------
+def test_resuming_a_fold_rewrites_its_row_of_the_ensemble_record(tmp_path, capsys):
+    data = make_cells(tmp_path / "data", n=5)
+    run = tmp_path / "run"
+    assert cli.main(["train", str(data), "--folds", "2", "--run-dir", str(run), *FAST]) == 0
+    before = json.loads((run / "ensemble.json").read_text())
+    assert (
+        cli.main(["train", "--resume", str(run / "fold_1"), "--epochs", "2", "--no-progress"]) == 0
+    )
+    assert "ensemble.json (fold record)" in capsys.readouterr().out
+    after = json.loads((run / "ensemble.json").read_text())
+    assert after["members"][0] == before["members"][0]
+    assert after["members"][1]["epochs"] == 2
+    best = load_checkpoint(run / "fold_1/checkpoints/best.pt")["extra"]["best"]
+    assert after["members"][1]["best"] == best
+    values = [m["best"]["value"] for m in after["members"]]
+    assert after["mean"] == pytest.approx(sum(values) / 2)
+    assert after["checkpoints"] == before["checkpoints"]
+    assert not refresh_fold(tmp_path / "data", best, 1, "x")  # no fold of an ensemble
+
+
+def test_an_unfinished_folds_run_is_named_with_the_folds_to_train(two, tmp_path):
+    run = _fold_run(tmp_path / "run", two[:1])  # fold 0 only
+    (run / "fold_0" / "splits.json").write_text(json.dumps([{"train": [], "val": []}] * 3))
+    (run / "fold_1" / "checkpoints").mkdir(parents=True)
+    shutil.copy(two[1], run / "fold_1" / "checkpoints" / "last.pt")  # interrupted in fold 1
+    warning = incomplete_folds_warning(run)
+    assert (
+        f"{run} is a 3-fold run that did not finish: averaging the 1 fold(s) with a model (0)"
+        in (warning)
+    )
+    assert f"fold(s) 1, 2 have none (train them: --resume {run / 'fold_1'}; " in warning
+    assert f"'unetkit train DATA --num-folds 3 --fold 2 --run-dir {run / 'fold_2'}'" in warning
+    (run / "ensemble.json").write_text(json.dumps({"checkpoints": ["fold_0/checkpoints/best.pt"]}))
+    assert incomplete_folds_warning(run) is None
+    assert incomplete_folds_warning(two[0]) is None
+
+
+def test_a_folder_for_one_checkpoint_names_the_file_to_give(two, tmp_path):
+    run = _fold_run(tmp_path / "run", two)
+    with pytest.raises(DataError, match=r"is a --folds run \(2 models, which only predict uses "):
+        load_checkpoint(run)
+    assert str(run / "fold_0/checkpoints/best.pt") in folder_not_file(run)
+    assert folder_not_file(run / "fold_1") == (
+        f"is a run folder, not a checkpoint file; give its model, {run / 'fold_1/checkpoints/best.pt'}"
+    )
+
+
+def test_a_model_named_twice_is_refused(two, tmp_path):
+    run = _fold_run(tmp_path / "run", two)
+    with pytest.raises(DataError, match="is named twice in"):
+        model_files(f"{run},{run / 'fold_0/checkpoints/best.pt'}")
+    with pytest.raises(DataError, match="an ensemble would count it twice"):
+        model_files(f"{two[0]},{two[0]}")
+
+
+def test_predict_says_which_clean_ups_all_models_chose_and_which_it_left_out(two):
+    from unetkit.inference.postprocess import PostProcessing, PostStep
+
+    fill, split = PostStep("fill_holes", 1), PostStep("split_touching", 1, h=4.0)
+    members = [
+        Predictor.from_checkpoint(two[0], postprocess=PostProcessing((fill, split))),
+        Predictor.from_checkpoint(two[1], postprocess=PostProcessing((fill,))),
+    ]
+    line = EnsemblePredictor(members).postprocess_line()
+    assert line.startswith("post-processing (the steps all 2 models chose on validation): fill")
+    assert "; left out: " in line and "(model 1 of 2 only)" in line
+    members[1] = Predictor.from_checkpoint(two[1], postprocess=PostProcessing((split,)))
+    members[0] = Predictor.from_checkpoint(two[0], postprocess=PostProcessing((fill,)))
+    line = EnsemblePredictor(members).postprocess_line()
+    assert line.startswith("post-processing: none (no step was chosen by all 2 models)")
+    assert "(model 1 of 2 only)" in line and "(model 2 of 2 only)" in line
+    plain = [Predictor.from_checkpoint(p, postprocess=PostProcessing()) for p in two]
+    assert EnsemblePredictor(plain).postprocess_line() is None

@@ -646,3 +646,28 @@ def test_training_leaves_a_class_out_of_val_dice_where_no_validation_image_has_i
     for record in result.history:
         assert record["val_dice"] == pytest.approx(record["val_dice_c1"])
         assert "val_dice_c2" in record
+
+
+def test_a_choice_skipped_for_time_says_what_best_pt_carries(tmp_path, capsys):
+    """A resumed run with no time left to choose: an unchanged best.pt keeps the choice made for
+    it (said so), a new best.pt has none and the older best.pt's postprocess.json goes."""
+    from unetkit.training import Trainer
+
+    from .test_training import make_cells, tiny_config
+
+    data = make_cells(tmp_path / "data", n=4)
+    trainer = Trainer(tiny_config(data, epochs=2), run_dir=tmp_path / "run", progress=False)
+    trainer.fit()
+    record = tmp_path / "run" / "postprocess.json"
+    assert record.is_file()
+    described = json.loads(record.read_text())["describe"]
+    capsys.readouterr()
+    trainer._seconds_left = lambda: 0.0
+    assert trainer.choose_postprocessing() is None
+    out = capsys.readouterr().out
+    assert f"is unchanged and keeps the one chosen before: {described}" in out
+    assert "saving best.pt" in out and record.is_file()
+    trainer.best = {**trainer.best, "epoch": trainer.best["epoch"] + 5}  # a newer best.pt
+    assert trainer.choose_postprocessing() is None
+    assert "(predict applies none)" in capsys.readouterr().out
+    assert not record.exists()

@@ -213,10 +213,9 @@ def load_checkpoint(path: Union[str, Path], map_location: Union[str, torch.devic
     """
     path = Path(path)
     if path.is_dir():
-        raise DataError(
-            "is a folder, not a checkpoint file; give the .pt file (e.g. RUN/checkpoints/best.pt)",
-            path,
-        )
+        from .run_folder import folder_not_file
+
+        raise DataError(folder_not_file(path), path)
     if not path.is_file():
         raise DataError("checkpoint not found", path)
     try:

@@ -78,6 +78,90 @@ def write_ensemble(run_dir: PathLike, members: Sequence[dict], metric: str) -> d
     return record
 
 
+def refresh_fold(run_dir: PathLike, best: Optional[dict], epochs: int, stop_reason: str) -> bool:
+    """After a fold of a finished ``--folds`` run trained on (``--resume RUN/fold_k``), its row of
+    the ensemble's ``ensemble.json`` (best record, epochs, why it stopped) and the folds' mean and
+    std are rewritten, so that the record and the weak-fold warning speak of the models predict
+    averages. ``False`` (nothing written) when ``run_dir`` is no fold of an ensemble with a
+    readable ``ensemble.json`` listing it."""
+    run_dir = Path(run_dir)
+    k, manifest = fold_index(run_dir), run_dir.parent / ENSEMBLE_FILE
+    if k is None or not manifest.is_file():
+        return False
+    try:
+        record = json.loads(manifest.read_text(encoding="utf-8"))
+        members = [dict(m) for m in record["members"]]
+        metric = str(record.get("select_metric") or "")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return False
+    rows = [m for m in members if m.get("fold") == k]
+    if not rows:
+        return False
+    rows[0].update(best=best, epochs=int(epochs), stop_reason=stop_reason)
+    write_ensemble(run_dir.parent, members, metric)
+    return True
+
+
+def incomplete_folds_warning(folder: PathLike) -> Optional[str]:
+    """One line saying that a ``--folds`` run did not finish (no ``ensemble.json``) when predict
+    is to average its folds: how many of its K folds (from a fold's ``splits.json``) have a model,
+    and how to train the others. ``None`` for a finished run or a folder that is no ensemble."""
+    folder = Path(folder)
+    if not folder.is_dir() or (folder / ENSEMBLE_FILE).is_file():
+        return None
+    folds = sorted((d for d in folder.iterdir() if fold_index(d) is not None), key=fold_index)
+    if not folds:
+        return None
+    expected = 0
+    for d in folds:
+        try:
+            splits = json.loads((d / "splits.json").read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            continue
+        if isinstance(splits, list):
+            expected = max(expected, len(splits))
+    have = [fold_index(d) for d in folds if (d / BEST).is_file()]
+    expected = max(expected, max(fold_index(d) for d in folds) + 1)
+    missing = [i for i in range(expected) if i not in have]
+    if not missing:
+        return (
+            f"{folder} has no {ENSEMBLE_FILE} (its --folds run did not finish, or its folds were "
+            f"trained one by one): averaging its {len(have)} fold(s)"
+        )
+    resumable = [i for i in missing if (fold_dir(folder, i) / "checkpoints" / "last.pt").is_file()]
+    fresh = [i for i in missing if i not in resumable]
+    ways = [f"--resume {fold_dir(folder, i)}" for i in resumable[:1]]
+    if fresh:
+        ways.append(
+            f"'unetkit train DATA --num-folds {expected} --fold {fresh[0]} --run-dir "
+            f"{fold_dir(folder, fresh[0])}'"
+        )
+    return (
+        f"{folder} is a {expected}-fold run that did not finish: averaging the {len(have)} "
+        f"fold(s) with a model ({', '.join(map(str, have)) or 'none'}); fold(s) "
+        f"{', '.join(map(str, missing))} have none (train them: {'; '.join(ways)})"
+    )
+
+
+def folder_not_file(folder: PathLike) -> str:
+    """What to say where one checkpoint file is wanted (export, ``--init-from``) and a folder was
+    given: its own ``best.pt`` when it is a run folder, one fold's for a ``--folds`` run (only
+    predict uses an ensemble whole), else the usual path."""
+    folder = Path(folder)
+    if (folder / BEST).is_file():
+        return f"is a run folder, not a checkpoint file; give its model, {folder / BEST}"
+    folds = sorted(
+        (d for d in folder.iterdir() if fold_index(d) is not None and (d / BEST).is_file()),
+        key=fold_index,
+    )
+    if folds:
+        return (
+            f"is a --folds run ({len(folds)} models, which only predict uses together), not a "
+            f"checkpoint file; give one fold's model, e.g. {folds[0] / BEST}"
+        )
+    return "is a folder, not a checkpoint file; give the .pt file (e.g. RUN/checkpoints/best.pt)"
+
+
 def check_new_run_dir(run_dir: PathLike, python: bool = False) -> None:
     """Refuse a run folder that holds a trained run (a checkpoint, or a ``--folds`` run's): a new
     run would replace its checkpoints and config. A folder whose run never saved a checkpoint
@@ -220,7 +304,8 @@ def model_files(spec: str) -> list[Path]:
     exists is never split, commas and all).
 
     Raises:
-        DataError: a file or folder that does not exist or stands for no checkpoint, naming it.
+        DataError: a file or folder that does not exist or stands for no checkpoint, or a model
+            named twice (it would count twice in the mean), naming it.
     """
     text = str(spec)
     parts = [text] if Path(text).exists() or "," not in text else text.split(",")
@@ -235,6 +320,16 @@ def model_files(spec: str) -> list[Path]:
         files += run_checkpoints(path) if path.is_dir() else [path]
     if not files:
         raise DataError("no model named: give a checkpoint, a run folder or a.pt,b.pt", text)
+    seen: dict = {}
+    for f in files:
+        key = f.resolve()
+        if key in seen:
+            raise DataError(
+                f"is named twice in {text} (as {seen[key]} and {f}): an ensemble would count it "
+                "twice in its mean; name each model once",
+                f,
+            )
+        seen[key] = f
     return files
 
 
@@ -281,9 +376,12 @@ __all__ = [
     "WEAK_FOLD_SHARE",
     "fold_dir",
     "fold_index",
+    "folder_not_file",
+    "incomplete_folds_warning",
     "is_saved_weights",
     "model_digest",
     "model_files",
+    "refresh_fold",
     "run_checkpoints",
     "weak_folds_warning",
     "write_ensemble",

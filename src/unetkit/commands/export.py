@@ -132,10 +132,9 @@ def run(args) -> int:
     if not Path(args.checkpoint).exists():
         raise DataError("checkpoint not found", args.checkpoint)
     if not Path(args.checkpoint).is_file():
-        raise DataError(
-            "is a folder, not a checkpoint file; give the .pt file (e.g. RUN/checkpoints/best.pt)",
-            args.checkpoint,
-        )
+        from ..run_folder import folder_not_file
+
+        raise DataError(folder_not_file(args.checkpoint), args.checkpoint)
     output = args.output or default_output(args.checkpoint, args.format)
     if Path(output).resolve() == Path(args.checkpoint).resolve():
         raise ConfigError(f"--output {output} would overwrite the checkpoint; choose another file")

@@ -34,7 +34,8 @@ prediction.
 
 Post-processing: the labels get the clean-ups that training kept because they raised the validation
 Dice (small-object removal, hole filling, keep-largest, a watershed split of touching objects;
-RUN/postprocess.json lists what was tried). --postprocess none writes the raw argmax. Exported
+RUN/postprocess.json lists what was tried); an ensemble applies the steps all its models chose
+(a removal at the smallest of their sizes). --postprocess none writes the raw argmax. Exported
 models (.onnx, bioimage.io .zip) carry it; band-by-band images get none.
 
 Instances for Fiji and QuPath: --instances writes <name>_instances.tif, every object of the labels
@@ -322,16 +323,26 @@ def run(args) -> int:
     preflight(args)
     from .. import runtime
     from ..inference.batch import predict_files
-    from ..run_folder import model_digest, model_files, weak_folds_warning
+    from ..run_folder import (
+        incomplete_folds_warning,
+        model_digest,
+        model_files,
+        weak_folds_warning,
+    )
 
     predictor = build_predictor(args)
     # the process is the command's: its threads, and on CPU freed activations kept for the next tile
     runtime.configure_process(args.threads, reuse_freed_memory=predictor.device.type == "cpu")
     print(predictor.describe(), flush=True)
-    warning = weak_folds_warning(args.model)
-    if warning:
-        print(f"warning: {warning}", file=sys.stderr, flush=True)
-    if predictor.postprocess:
+    for warning in (weak_folds_warning(args.model), incomplete_folds_warning(args.model)):
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
+    ensemble_line = getattr(predictor, "postprocess_line", None)
+    if ensemble_line is not None:
+        line = ensemble_line(getattr(predictor, "spacing_unit", None))
+        if line:
+            print(line)
+    elif predictor.postprocess:
         steps = predictor.postprocess.describe(
             getattr(predictor, "spacing_unit", None), predictor.spatial_dims
         )

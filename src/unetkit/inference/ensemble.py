@@ -175,6 +175,35 @@ class EnsemblePredictor:
         paths = [Path(p) for p in paths]
         return cls([Predictor.from_checkpoint(p, **kwargs) for p in paths], [str(p) for p in paths])
 
+    def postprocess_line(self, unit: Optional[str] = None) -> Optional[str]:
+        """What predict says of the clean-ups: the steps every member chose (applied), and those
+        some chose but not all (left out, naming the members); ``None`` when no member chose any.
+        """
+        chosen = [m.postprocess for m in self.members if m.postprocess is not None]
+        if not any(c.steps for c in chosen):
+            return None
+        dims = self.spatial_dims
+        agreed = {(s.name, s.label, s.h) for s in self.postprocess.steps}
+        left: dict = {}  # (name, label, h) -> (a member's step, the members choosing it)
+        for i, c in enumerate(self.members):
+            for s in c.postprocess.steps if c.postprocess is not None else ():
+                if (s.name, s.label, s.h) not in agreed:
+                    left.setdefault((s.name, s.label, s.h), (s, []))[1].append(i)
+        n = len(self.members)
+        applied = (
+            f"post-processing (the steps all {n} models chose on validation): "
+            f"{self.postprocess.describe(unit, dims)}"
+            if self.postprocess.steps
+            else f"post-processing: none (no step was chosen by all {n} models)"
+        )
+        if left:
+            applied += "; left out: " + "; ".join(
+                f"{step.describe(unit, dims)} (model {', '.join(str(i + 1) for i in who)} of "
+                f"{n} only)"
+                for step, who in left.values()
+            )
+        return applied
+
     def describe(self) -> str:
         """Two lines: the members averaged, then the first member's compute path."""
         return (

@@ -20,7 +20,7 @@ from typing import Callable, Optional, Union
 
 from ..config import RunConfig
 from ..errors import ConfigError, DataError
-from ..run_folder import ENSEMBLE_FILE, fold_dir, write_ensemble
+from ..run_folder import BEST, ENSEMBLE_FILE, fold_dir, write_ensemble
 from .trainer import Trainer, TrainResult, _check_writable, _claim_run_name, run_name
 
 #: a fold never gets less than this share of a minute, however little the earlier folds left
@@ -141,10 +141,13 @@ def train_folds(
             trainer = Trainer(cfg, run_dir=fold_dir(run_dir, i), progress=progress, plan=plan)
             result = trainer.fit()
         except BaseException:
-            if results:
+            modelled = [j for j in range(k) if (fold_dir(run_dir, j) / BEST).is_file()]
+            if modelled:
                 say(
-                    f"fold {i + 1}/{k} did not finish; the {len(results)} finished fold(s) stay in "
-                    f"{run_dir} (no {ENSEMBLE_FILE}; 'unetkit predict {run_dir}' averages them)"
+                    f"fold {i + 1}/{k} did not finish; the {len(modelled)} fold(s) with a model "
+                    f"({', '.join(f'fold_{j}' for j in modelled)}) stay in {run_dir} (no "
+                    f"{ENSEMBLE_FILE}; 'unetkit predict {run_dir}' averages them and names the "
+                    "folds to train)"
                 )
             for folder in claimed:  # an ensemble folder claimed and left empty goes again
                 try:

@@ -51,7 +51,7 @@ from ..evaluation.metrics import EMPTY_POLICY, confusion_matrix, overlap_scores
 from ..inference.predictor import Predictor, labels_from_logits
 from ..losses import DeepSupervisionLoss, create_loss
 from ..models import create_model
-from ..run_folder import check_new_run_dir
+from ..run_folder import ENSEMBLE_FILE, check_new_run_dir, refresh_fold
 from ..utils import (
     atomic_write_text,
     json_default,
@@ -577,6 +577,10 @@ class Trainer:
                 cb.on_train_end(self, self.history)
             dist_utils.shutdown_distributed()
         self.stop_reason = self.stop_reason or self._end_without_a_stop()
+        # a fold of a finished --folds run trained on: its ensemble's record follows
+        resumed = self._resume_from is not None and self.dist.is_main and self.run_dir is not None
+        if resumed and refresh_fold(self.run_dir, self.best, self.epoch, self.stop_reason):
+            print(f"updated {self.run_dir.parent / ENSEMBLE_FILE} (fold record)", flush=True)
         return TrainResult(
             self.run_dir, self.epoch, self.best, self.stop_reason, self.history, choice
         )
@@ -761,11 +765,21 @@ class Trainer:
         left, val_time = self._seconds_left(), getattr(self, "last_val_time", 0.0)
         save = end_reserve_fixed_s(0.0, getattr(self, "last_save_time", None), postprocess=False)
         if left < val_time + save:
-            print(
-                f"post-processing: not chosen, {max(left, 0):.0f} s of the time budget left and "
-                f"one validation takes {val_time:.0f} s (predict applies none)",
-                flush=True,
+            why = (
+                f"{max(left, 0):.0f} s of the time budget left, and one validation takes "
+                f"{val_time:.0f} s and saving best.pt {save:.0f} s"
             )
+            earlier = self._earlier_choice()
+            if earlier is not None:
+                print(
+                    f"post-processing: not chosen again ({why}); best.pt (epoch "
+                    f"{self.best['epoch']}) is unchanged and keeps the one chosen before: "
+                    f"{earlier}",
+                    flush=True,
+                )
+                return None
+            (self.run_dir / "postprocess.json").unlink(missing_ok=True)  # an older best.pt's
+            print(f"post-processing: not chosen, {why} (predict applies none)", flush=True)
             return None
         ckpt = load_checkpoint(best_path)
         model = copy.deepcopy(self.model)
@@ -793,6 +807,18 @@ class Trainer:
         for line in choice.describe():
             print(line, flush=True)
         return choice
+
+    def _earlier_choice(self) -> Optional[str]:
+        """The post-processing chosen before for the ``best.pt`` this run keeps (a resumed run
+        whose best epoch did not change), in words, else ``None``."""
+        try:
+            record = json.loads((self.run_dir / "postprocess.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(record, dict) or not self.best:
+            return None
+        same = record.get("epoch") == self.best.get("epoch")
+        return str(record.get("describe") or "none") if same else None
 
     def save(self, name: str, record: dict) -> Path:
         started = time.monotonic()
