@@ -612,11 +612,11 @@ def test_enough_cases():
             "data.fg_classes must be a list of integers ≥ 0 or null, got 0",
         ),
         ("data", {"num_folds": 1}, "data.num_folds must be an integer ≥ 2 or null, got 1"),
-        ("data", {"fold": 2}, "data.fold=2 needs data.num_folds"),
+        ("data", {"fold": 2}, "data.fold=2 (--fold) needs data.num_folds (--num-folds"),
         (
             "data",
             {"num_folds": 3, "fold": 3},
-            "data.fold must be in 0..2 for data.num_folds=3, got 3",
+            "data.fold (--fold) must be in 0..2 for data.num_folds=3 (--num-folds), got 3",
         ),
         (
             "data",

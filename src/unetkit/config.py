@@ -394,11 +394,13 @@ class DataConfig:
         _check_fields(self, "data")
         if self.fold is not None and self.num_folds is None:
             raise ConfigError(
-                f"data.fold={self.fold} needs data.num_folds (the number of cross-validation folds)"
+                f"data.fold={self.fold} (--fold) needs data.num_folds (--num-folds: the number of "
+                "cross-validation folds)"
             )
         if self.fold is not None and self.fold >= self.num_folds:
             raise ConfigError(
-                f"data.fold must be in 0..{self.num_folds - 1} for data.num_folds={self.num_folds}, "
+                f"data.fold (--fold) must be in 0..{self.num_folds - 1} for data.num_folds="
+                f"{self.num_folds} (--num-folds), "
                 f"got {self.fold}"
             )
         if self.ignore_value is not None and self.mask_kind in ("colors", "instances"):
