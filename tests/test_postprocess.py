@@ -15,6 +15,7 @@ from unetkit.inference.postprocess import (
     instance_image,
     instances_from_probabilities,
     keep_largest_component,
+    label_instances,
     remove_small_objects,
     threshold,
     watershed_split,
@@ -186,3 +187,22 @@ def test_instance_image_round_trip(tmp_path):
     assert instance_image(np.array([[0, 70000]])).dtype == np.uint32
     with pytest.raises(ConfigError, match="non-negative integers"):
         instance_image(np.array([[-1, 2]]))
+
+
+@pytest.mark.parametrize("angle", range(0, 180, 15))
+def test_a_slanted_elongated_object_is_one_watershed_seed(angle):
+    # its ridge's equal peaks lie a few hundredths apart on the pixel grid: one object, not 3–7
+    yy, xx = np.mgrid[0:60, 0:60] - 30
+    th = np.deg2rad(angle)
+    u, v = xx * np.cos(th) + yy * np.sin(th), -xx * np.sin(th) + yy * np.cos(th)
+    for a, b in ((20, 6), (18, 4), (15, 8), (25, 3)):
+        ellipse = (u / a) ** 2 + (v / b) ** 2 <= 1
+        assert label_instances(ellipse.astype(np.uint8), "watershed").max() == 1, (a, b)
+        assert watershed_split(ellipse, h=4).max() == 1
+
+
+def test_a_neck_exactly_h_deep_still_splits():
+    yy, xx = np.mgrid[:20, :40]
+    two = ((yy - 10) ** 2 + (xx - 12) ** 2 < 64) | ((yy - 10) ** 2 + (xx - 26) ** 2 < 64)
+    # peaks 8 px from the background, the neck 4: a dynamic of exactly 4
+    assert [watershed_split(two, h=h).max() for h in (2, 4, 4.5)] == [2, 2, 1]
