@@ -879,3 +879,19 @@ def test_a_binary_truth_beside_a_prediction_of_another_class_gets_the_labels_hin
     _png(tmp_path / "pred" / "a.png", (truth > 0).astype(np.uint8))  # 0/1: the other fix
     with pytest.raises(DataError, match=r"a 0/1 prediction of 0/255 masks\? write its 1 as 255"):
         evaluate_folders(tmp_path / "pred", tmp_path / "truth")
+
+
+def test_object_ids_scored_against_class_masks_are_told_to_use_instances(tmp_path, capsys):
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    truth.mkdir()
+    pred.mkdir()
+    mask = np.zeros((40, 40), np.uint8)
+    for i in range(6):
+        mask[2 + 6 * i : 6 + 6 * i, 5:12] = 255
+    write_image(truth / "a.png", mask[None])
+    ids = ndimage.label(mask > 0)[0].astype(np.uint8)  # 6 objects, ids 1…6
+    write_image(pred / "a.png", ids[None])
+    assert main(["evaluate", str(pred), str(truth)]) == 2
+    err = capsys.readouterr().err
+    assert "object ids? evaluate with --instances" in err and "--labels" not in err
+    assert main(["evaluate", str(pred), str(truth), "--instances", "--json"]) == 0

@@ -614,10 +614,27 @@ def _values_fix(exc: DataError, label_map, inferred_from: Optional[Path] = None)
         return message
     values = label_map.values
     found = None  # the prediction's own values, where the map was read off the truth
+    ids = False  # the prediction looks like object ids (many values, each one region)
     if inferred_from is not None and label_map.kind == "labels":
+        from ..data.labels import FEW_IDS_MIN, each_value_one_region
         from ..io.readers import read_image
 
-        found = {int(v) for v in np.unique(read_image(inferred_from)[0])}
+        plane = read_image(inferred_from)[0]
+        found = {int(v) for v in np.unique(plane)}
+        ids = (
+            plane.shape[0] == 1
+            and 0 in found
+            and len(found) > FEW_IDS_MIN
+            and len(found - set(values)) > 1
+            and each_value_one_region(plane[0])
+        )
+    if ids:
+        return (
+            f"{message}: the prediction holds {len(found) - 1} values besides 0, each one "
+            "connected region: object ids? evaluate with --instances (it scores objects; "
+            "binary truth masks' objects are then their connected components, or the ids of an "
+            "instances/ folder beside them)"
+        )
     binary = label_map.kind == "labels" and len(values) == 2 and values[0] == 0
     if binary and values[1] != 1 and (found is None or found <= {0, 1}):
         return (
