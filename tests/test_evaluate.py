@@ -684,6 +684,14 @@ def test_evaluate_instances_scores_the_instance_files_predict_wrote(tmp_path):
     assert res.summary["truth_objects"] == f"ids in {tmp_path / 'truth' / 'instances'}"
     assert res.summary["prediction_objects"] == "the _instances files"
     assert res.summary["warnings"] == []
+    # without --instances: the labels' components, and a warning names the files left aside
+    _png(tmp_path / "pred255" / "x.png", (ids > 0) * 255)  # labels in the truth's values
+    write_image(tmp_path / "pred255" / "x_instances.tif", ids[None])
+    plain = evaluate_folders(
+        tmp_path / "pred255", tmp_path / "truth" / "masks", metrics=["objects"]
+    )
+    assert plain.rows[0]["n_pred"] == 2
+    assert any("--instances scores those files' objects" in w for w in plain.summary["warnings"])
     # without the instance files: the labels' components (2 objects), and the summary says so
     (tmp_path / "pred" / "x_instances.tif").unlink()
     res = evaluate_folders(

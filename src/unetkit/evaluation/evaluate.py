@@ -798,6 +798,14 @@ def evaluate_folders(
                 f"only {sum(map(bool, own.values()))} of {len(own)} case(s) have a "
                 f"{INSTANCES_SUFFIX} file, so every case is scored by its label image's objects"
             ]
+    elif any(pred_files.get(c + INSTANCES_SUFFIX) for c in case_ids) and (
+        _groups(names) & {"objects", "connectomics"}
+    ):
+        partial = [
+            f"the predictions have {INSTANCES_SUFFIX} files (predict --instances): objects are "
+            "scored here as the label images' connected components; --instances scores those "
+            "files' objects (what the ROIs and GeoJSON hold)"
+        ]
     extras: dict[str, dict[str, Path]] = {}
     for what, folder in (("field of view", fov_dir), ("probability map", prob_dir)):
         if folder is None:
