@@ -132,6 +132,22 @@ def test_case_folders_are_found_with_their_object_folders(tmp_path):
     np.testing.assert_array_equal(classes, (ids > 0).astype(classes.dtype))
 
 
+def test_a_case_folder_without_objects_asks_for_a_black_file_and_reads_it(tmp_path):
+    root = make_set(tmp_path / "train", n=2)
+    blank = root / "c1" / "masks"
+    for f in blank.iterdir():
+        f.unlink()
+    problems = [str(p) for p in scan_dataset(root).problems]
+    assert problems == [f"{blank}: empty mask folder: an image without objects needs one all-black mask file of the image's size"]  # fmt: skip
+    write_image(blank / "none.png", np.zeros((1, *SHAPE), np.uint8))
+    found = scan_dataset(root)
+    assert found.problems == []
+    classes, ids = read_case_mask(
+        found.cases[1], infer_label_map([c.mask for c in found.cases]), SHAPE
+    )
+    assert not ids.any() and not classes.any()  # a blank field: no object
+
+
 def test_object_folders_inside_masks_beside_images(tmp_path):
     """The other common form: ``images/01.png`` and ``masks/01/`` with one file per object."""
     objects = [disc(6, 6, 3), disc(17, 15, 5)]
@@ -170,7 +186,8 @@ def test_broken_case_folders_are_problems(tmp_path):
     assert messages[0].startswith(f"{root / 'c1' / 'images'}: 2 images in a case folder's images/")
     assert messages[1] == (
         f"{root / 'c2' / 'images' / 'c2.png'}: no masks/ folder in the case folder c2/ "
-        "(expected c2/masks/ with one binary file per object)"
+        "(expected c2/masks/ with one binary file per object; an image without objects: one "
+        "all-black file)"
     )
     with pytest.raises(DataError, match="2 images in a case folder"):
         find_cases(root)

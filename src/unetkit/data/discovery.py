@@ -50,7 +50,7 @@ from typing import Optional, Sequence, Union
 
 from ..errors import DataError
 from ..io.readers import SUPPORTED_SUFFIXES, list_images, split_suffix
-from .object_masks import is_object_mask_folder, object_folder_problem
+from .object_masks import EMPTY_MESSAGE, is_object_mask_folder, object_folder_problem
 
 PathLike = Union[str, Path]
 
@@ -546,8 +546,11 @@ def _scan_case_folders(found: Discovery, folders: list[Path], require_masks: boo
                     "no-mask",
                     image,
                     f"no masks/ folder in the case folder {folder.name}/ (expected "
-                    f"{folder.name}/masks/ with one binary file per object)",
+                    f"{folder.name}/masks/ with one binary file per object; an image without "
+                    "objects: one all-black file)",
                 )
+        elif not any(not e.name.startswith(".") for e in mask_dir.iterdir()):
+            found.add("empty", mask_dir, f"{EMPTY_MESSAGE} of the image's size")
         else:
             files = _list_images(found, mask_dir)  # non-image files, an empty folder: problems
             if len(files) == 1 and next(iter(files)).startswith(split_suffix(image)[0]):
