@@ -903,3 +903,20 @@ def test_object_ids_scored_against_class_masks_are_told_to_use_instances(tmp_pat
     err = capsys.readouterr().err
     assert "object ids? evaluate with --instances" in err and "--labels" not in err
     assert main(["evaluate", str(pred), str(truth), "--instances", "--json"]) == 0
+
+
+def test_object_scores_of_an_image_with_objects_on_one_side_only_count_as_penalized(tmp_path):
+    # e: no true object, two predicted (recall 0 by the policy); f: objects on both sides
+    e_truth, e_pred = np.zeros((SIZE, SIZE), np.uint8), np.zeros((SIZE, SIZE), np.uint8)
+    e_pred[2:5, 2:5] = e_pred[10:13, 10:13] = 255
+    f_truth = np.zeros((SIZE, SIZE), np.uint8)
+    f_truth[2:6, 2:6] = 255
+    for name, truth, pred in (("e", e_truth, e_pred), ("f", f_truth, f_truth)):
+        _png(tmp_path / "truth" / f"{name}.png", truth)
+        _png(tmp_path / "pred" / f"{name}.png", pred)
+    res = evaluate_folders(
+        tmp_path / "pred", tmp_path / "truth", metrics=["objects"], label_map=LabelMap([0, 255])
+    )
+    stats = res.summary["per_class"]["255"]
+    assert stats["obj_recall"]["penalized"] == 1 and stats["obj_recall"]["mean"] == 0.5
+    assert stats["n_pred"]["penalized"] == 0

@@ -4,8 +4,10 @@ they left out.
 Every statistic is computed over the **defined** values only; NaN (undefined: e.g. Dice of a class
 absent from truth and prediction) is counted in ``undefined``, never turned into 0 or 1. Distance
 metrics of a case where exactly one side is empty hold the image-diagonal penalty (see
-:mod:`unetkit.evaluation.boundary`); those values *are* included and counted in ``penalized``,
-so a missed object raises the mean instead of vanishing from it. ``std`` is the population
+:mod:`unetkit.evaluation.boundary`), and object scores there are 0 (precision where nothing is
+predicted, recall where the truth has no object: :data:`~unetkit.evaluation.objects.EMPTY_POLICY`);
+those values *are* included and counted in ``penalized``, so a missed (or a false) object moves
+the mean instead of vanishing from it. ``std`` is the population
 standard deviation (``ddof=0``, as nnU-Net and MONAI report).
 """
 
@@ -17,6 +19,7 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 
 from .boundary import DISTANCE_METRICS
+from .objects import OBJECT_METRICS
 
 STAT_KEYS = ("mean", "median", "std", "min", "max", "n", "undefined", "penalized")
 
@@ -55,8 +58,12 @@ def describe(values: Iterable[float], penalized: int = 0) -> dict[str, float]:
     }
 
 
+#: the object scores the empty policy sets to 0 where one side has no object (counts are no score)
+PENALIZED_OBJECT_METRICS = tuple(m for m in OBJECT_METRICS if not m.startswith("n_"))
+
+
 def _penalized(rows: Sequence[dict], metric: str) -> int:
-    if metric not in DISTANCE_METRICS:
+    if metric not in DISTANCE_METRICS and metric not in PENALIZED_OBJECT_METRICS:
         return 0
     return sum(1 for r in rows if (r["truth_pixels"] == 0) != (r["pred_pixels"] == 0))
 

@@ -1023,7 +1023,8 @@ def evaluate_folders(
         "policies": {g: POLICIES[g] for g in METRIC_GROUPS if g in _groups(names)},
         **({"ignore_value": label_map.ignore} if label_map.ignore is not None else {}),
         "notes": "statistics over defined values; 'undefined' counts NaN scores left out, 'penalized' counts "
-        "distance scores set to the image diagonal because exactly one side was empty; std has ddof=0",
+        "scores set by the empty policy because exactly one side was empty (distances: the image "
+        "diagonal; object scores: 0); std has ddof=0",
         "warnings": (
             [
                 f"the truth masks hold {k} values, read as {k} classes, but the predictions only "
