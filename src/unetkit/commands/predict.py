@@ -43,7 +43,7 @@ numbered 1..N in raster order (0 = background; uint16, uint32 above 65535 object
 size kept): 'components' numbers each class's connected objects, 'watershed' also splits touching
 ones at the necks of their distance transform. --rois writes <name>_rois.zip (Fiji: ROI Manager >
 More > Open), --geojson <name>.geojson (QuPath: File > Import objects), one outline per object named
-<class>-<id> (the checkpoint's class names, else 'class K'); outer boundaries only, holes filled.
+<class>-<id> (the checkpoint's class names, else 'class V' with V the class's mask value); outer boundaries only, holes filled.
 Both are 2D only and imply --instances (components unless told otherwise). Images predicted band by
 band are refused with these flags: their objects span bands.
 
