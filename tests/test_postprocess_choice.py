@@ -349,7 +349,7 @@ def test_choice_errors_and_the_clock():
     truths, preds = _speck_cases(np.random.default_rng(1))
     stopped = choose_postprocessing(preds, truths, 3, out_of_time=lambda: True)
     assert not stopped.postprocessing and stopped.candidates == () and stopped.stopped
-    assert stopped.describe()[-1] == "post-processing: stopped early (time budget)"
+    assert stopped.describe() == ["post-processing: none chosen, no candidate tried (time budget)"]
     # time for the removal candidates only: what they found is kept, the rest is not tried
     full = choose_postprocessing(preds, truths, 3)
     n = sum(r["step"]["name"] == "remove_small" for r in full.candidates)

@@ -190,6 +190,8 @@ class PostProcessingChoice:
             + (": it costs nothing here and removes specks" if row["note"] == GUARD_NOTE else "")
             for row in kept
         ]
+        if not kept and not self.candidates and self.stopped:
+            return [f"post-processing: none chosen, no candidate tried ({self.stopped})"]
         if not kept:
             lines.append(
                 f"post-processing: none kept ({len(self.candidates)} candidates tried, none raised "
