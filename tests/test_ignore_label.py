@@ -350,3 +350,18 @@ def test_the_fingerprint_sizes_only_objects_wholly_inside_the_labelled_pixels(pa
         whole, cut = whole + n - len(touching), cut + len(touching)
     assert cut > 0
     assert fp.objects["1"]["count"] == whole
+
+
+def test_validation_masks_that_label_nothing_are_said_so(partial, tmp_path):
+    val = make_cells(tmp_path / "val", n=2)
+    for path in sorted((val / "masks").glob("*.png")):
+        Image.fromarray(np.full((48, 48), UNLABELLED, np.uint8)).save(path)
+    cfg = tiny_config(partial, epochs=2).override(
+        {"data.ignore_value": UNLABELLED, "data.val_dir": str(val)}
+    )
+    trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False)
+    result = trainer.fit()
+    assert "the validation masks label no pixel" in trainer.unjudged_note()
+    assert load_checkpoint(result.run_dir / "checkpoints/best.pt")["epoch"] == 2  # the last
+    record = json.loads((result.run_dir / "postprocess.json").read_text())
+    assert record["postprocess"]["steps"] == []

@@ -953,10 +953,20 @@ class Trainer:
         return held_classes([case.mask for case in self.data.val], range(1, k)) if k > 1 else [0]
 
     def unjudged_note(self) -> Optional[str]:
-        """A line naming the foreground classes no validation image holds, or ``None``."""
+        """A line naming the foreground classes no validation image holds (or saying that the
+        validation masks label no pixel at all), or ``None``."""
         k = self.data.label_map.num_classes
         if not self.data.val or k < 2:
             return None
+        if self.data.label_map.ignore is not None and not any(
+            (case.mask >= 0).any() for case in self.data.val
+        ):
+            return (
+                f"note: the validation masks label no pixel (all hold the unlabelled value "
+                f"{self.data.label_map.ignore}): validation cannot score the net, so the best "
+                "checkpoint is the last one and no post-processing is kept; label some pixels of "
+                "the validation images"
+            )
         out = [c for c in range(1, k) if c not in self.judged_classes]
         if not out or len(out) == k - 1:
             return None
