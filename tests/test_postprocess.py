@@ -206,3 +206,22 @@ def test_a_neck_exactly_h_deep_still_splits():
     two = ((yy - 10) ** 2 + (xx - 12) ** 2 < 64) | ((yy - 10) ** 2 + (xx - 26) ** 2 < 64)
     # peaks 8 px from the background, the neck 4: a dynamic of exactly 4
     assert [watershed_split(two, h=h).max() for h in (2, 4, 4.5)] == [2, 2, 1]
+
+
+@pytest.mark.slow
+def test_watershed_recovers_monusegs_touching_nuclei_from_its_binary_masks(shared_data):
+    """MoNuSeg val: the watershed split of each binary mask (whose touching nuclei merge) against
+    the instance ids beside it. Measured F1@0.5 0.976 at h = 2 and 0.960 at h = 4 (2,408 nuclei;
+    skimage's h_maxima seeds gave 0.868 / 0.855, over-splitting slanted nuclei: 2,876 objects)."""
+    from unetkit.evaluation.objects import match_objects
+
+    root = shared_data / "monuseg" / "val"
+    if not root.is_dir():
+        pytest.skip(f"MoNuSeg not found at {root}")
+    for h, least in ((2.0, 0.96), (4.0, 0.94)):
+        tp = fp = fn = 0
+        for path in sorted((root / "instances").glob("*.png")):
+            ids = read_image(path)[0][0].astype(np.int64)
+            m = match_objects(ids, watershed_split(ids > 0, h=h), (0.5,))
+            tp, fp, fn = tp + int(m.tp[0]), fp + int(m.fp[0]), fn + int(m.fn[0])
+        assert 2 * tp / (2 * tp + fp + fn) >= least, (h, tp, fp, fn)
