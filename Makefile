@@ -35,7 +35,7 @@ test-fast: $(STAMP)
 # the bad-input and summary tests.
 FP32_ONLY := test_lazy_io test_dask_predict test_bioimageio test_napari_plugin test_itk_io \
 	test_tiff_calibration test_instance_outputs test_spacing test_anisotropic test_orientation \
-	test_quantize test_examples test_fold test_pyramid_outputs
+	test_quantize test_examples test_fold test_pyramid_outputs test_ignore_label
 NO_MODEL := test_benchmarks_scoring test_discovery test_display test_fingerprint test_io test_json \
 	test_labels test_losses_common test_losses_monai test_losses_overlap test_losses_pixel \
 	test_losses_ssim test_metrics test_metrics_boundary test_metrics_connectomics \
