@@ -479,21 +479,50 @@ def test_resuming_a_fold_rewrites_its_row_of_the_ensemble_record(tmp_path, capsy
 def test_an_unfinished_folds_run_is_named_with_the_folds_to_train(two, tmp_path):
     run = _fold_run(tmp_path / "run", two[:1])  # fold 0 only
     (run / "fold_0" / "splits.json").write_text(json.dumps([{"train": [], "val": []}] * 3))
+    (run / "fold_0" / "config.yaml").write_text("model: {name: unet}\n")
     (run / "fold_1" / "checkpoints").mkdir(parents=True)
     shutil.copy(two[1], run / "fold_1" / "checkpoints" / "last.pt")  # interrupted in fold 1
-    warning = incomplete_folds_warning(run)
-    assert (
-        f"{run} is a 3-fold run that did not finish: averaging the 1 fold(s) with a model (0)"
-        in (warning)
+    (run / "fold_1" / "train.log").write_text(
+        f"ended: interrupted after epoch 1; unetkit train --resume {run / 'fold_1'} continues it\n"
     )
-    assert f"fold(s) 1, 2 have none (train them: --resume {run / 'fold_1'}; " in warning
-    assert f"'unetkit train DATA --num-folds 3 --fold 2 --run-dir {run / 'fold_2'}'" in warning
+    warning = incomplete_folds_warning(run)
+    head = f"{run} is a 3-fold run that did not finish: averaging the 1 fold(s) with a model (0)"
+    assert head in warning
+    assert f"fold(s) 1, 2 have none (to finish: 'unetkit train --resume {run / 'fold_1'}'; " in (
+        warning
+    )  # the run's own settings for the fold that never started
+    config = run / "fold_0" / "config.yaml"
+    assert f"'unetkit train --config {config} --fold 2 --run-dir {run / 'fold_2'}'" in warning
+    # a fold with a model that was stopped part-way is offered its --resume too
+    shutil.copy(two[1], run / "fold_1" / "checkpoints" / "best.pt")
+    warning = incomplete_folds_warning(run)
+    assert "fold(s) 2 have none; fold(s) 1 stopped part-way" in warning
+    assert f"'unetkit train --resume {run / 'fold_1'}'" in warning
     (run / "ensemble.json").write_text(json.dumps({"checkpoints": ["fold_0/checkpoints/best.pt"]}))
     assert incomplete_folds_warning(run) is None
     assert incomplete_folds_warning(two[0]) is None
 
 
+def test_a_resumed_fold_stopped_part_way_still_updates_its_row(tmp_path, monkeypatch):
+    from unetkit.training import Trainer
+
+    from .test_training import _CrashAfter
+
+    data = make_cells(tmp_path / "data", n=5)
+    run = tmp_path / "run"
+    assert cli.main(["train", str(data), "--folds", "2", "--run-dir", str(run), *FAST]) == 0
+    monkeypatch.chdir(run / "fold_1")  # "--resume ." names the fold too
+    trainer = Trainer.resume(".", overrides={"train.epochs": 3}, progress=False)
+    trainer.extra_callbacks.append(_CrashAfter(2))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        trainer.fit()
+    row = json.loads((run / "ensemble.json").read_text())["members"][1]
+    assert row["epochs"] == 2 and row["stop_reason"] == "interrupted"
+    assert row["best"] == load_checkpoint(run / "fold_1/checkpoints/best.pt")["extra"]["best"]
+
+
 def test_a_folder_for_one_checkpoint_names_the_file_to_give(two, tmp_path):
+    assert folder_not_file(two[0]) == "is not a checkpoint file (a .pt file unetkit train wrote)"
     run = _fold_run(tmp_path / "run", two)
     with pytest.raises(DataError, match=r"is a --folds run \(2 models, which only predict uses "):
         load_checkpoint(run)
@@ -527,5 +556,20 @@ def test_predict_says_which_clean_ups_all_models_chose_and_which_it_left_out(two
     line = EnsemblePredictor(members).postprocess_line()
     assert line.startswith("post-processing: none (no step was chosen by all 2 models)")
     assert "(model 1 of 2 only)" in line and "(model 2 of 2 only)" in line
+    small = [PostStep("remove_small", 1, min_size=20), PostStep("remove_small", 1, min_size=80)]
+    three = [
+        Predictor.from_checkpoint(two[i % 2], postprocess=PostProcessing((s,)))
+        for i, s in enumerate(small)
+    ]
+    three.append(Predictor.from_checkpoint(two[0], postprocess=PostProcessing()))
+    assert "(model 1, 2 of 3 only, sizes 20/80 px)" in EnsemblePredictor(three).postprocess_line()
+    apart = [
+        Predictor.from_checkpoint(two[0], postprocess=PostProcessing((fill,), connectivity=1)),
+        Predictor.from_checkpoint(two[1], postprocess=PostProcessing((fill,), connectivity=2)),
+    ]
+    assert EnsemblePredictor(apart).postprocess_line() == (
+        "post-processing: none (the 2 models count objects with different connectivities, so "
+        "no step is shared)"
+    )
     plain = [Predictor.from_checkpoint(p, postprocess=PostProcessing()) for p in two]
     assert EnsemblePredictor(plain).postprocess_line() is None

@@ -692,6 +692,13 @@ def test_evaluate_instances_scores_the_instance_files_predict_wrote(tmp_path):
     )
     assert plain.rows[0]["n_pred"] == 2
     assert any("--instances scores those files' objects" in w for w in plain.summary["warnings"])
+    # several classes: --instances would read them as ids, so no such advice
+    three = np.where(ids == 3, 2, ids > 0).astype(np.uint8)
+    _png(tmp_path / "t3" / "x.png", three)
+    _png(tmp_path / "p3" / "x.png", three)
+    write_image(tmp_path / "p3" / "x_instances.tif", ids[None])
+    multi = evaluate_folders(tmp_path / "p3", tmp_path / "t3", metrics=["objects"])
+    assert not any("--instances" in w for w in multi.summary["warnings"])
     # without the instance files: the labels' components (2 objects), and the summary says so
     (tmp_path / "pred" / "x_instances.tif").unlink()
     res = evaluate_folders(

@@ -225,3 +225,12 @@ def test_watershed_recovers_monusegs_touching_nuclei_from_its_binary_masks(share
             m = match_objects(ids, watershed_split(ids > 0, h=h), (0.5,))
             tp, fp, fn = tp + int(m.tp[0]), fp + int(m.fp[0]), fn + int(m.fn[0])
         assert 2 * tp / (2 * tp + fp + fn) >= least, (h, tp, fp, fn)
+
+
+def test_objects_touching_at_a_corner_stay_two_instances():
+    # their seeds are 8-connected while the objects are face-connected: one marker would join them
+    m = np.zeros((10, 10), bool)
+    m[1:4, 1:4] = m[4:7, 4:7] = True
+    assert watershed_split(m, h=2).max() == 2
+    assert label_instances(m.astype(np.uint8), "watershed").max() == 2
+    assert watershed_split(m, h=1e-7).max() == 2  # any h > 0 is taken

@@ -649,8 +649,10 @@ def test_training_leaves_a_class_out_of_val_dice_where_no_validation_image_has_i
 
 
 def test_a_choice_skipped_for_time_says_what_best_pt_carries(tmp_path, capsys):
-    """A resumed run with no time left to choose: an unchanged best.pt keeps the choice made for
-    it (said so), a new best.pt has none and the older best.pt's postprocess.json goes."""
+    """A resumed run with no time left to choose: the clean-ups best.pt carries from an earlier
+    choice are named (predict applies them); a best.pt without any says predict applies none,
+    and the postprocess.json of an older best.pt goes."""
+    from unetkit.checkpoint import load_checkpoint, write_checkpoint
     from unetkit.training import Trainer
 
     from .test_training import make_cells, tiny_config
@@ -658,16 +660,19 @@ def test_a_choice_skipped_for_time_says_what_best_pt_carries(tmp_path, capsys):
     data = make_cells(tmp_path / "data", n=4)
     trainer = Trainer(tiny_config(data, epochs=2), run_dir=tmp_path / "run", progress=False)
     trainer.fit()
-    record = tmp_path / "run" / "postprocess.json"
+    record, best = tmp_path / "run" / "postprocess.json", tmp_path / "run/checkpoints/best.pt"
     assert record.is_file()
-    described = json.loads(record.read_text())["describe"]
+    ckpt = load_checkpoint(best)
+    ckpt["extra"]["postprocess"] = PostProcessing((PostStep("fill_holes", 1),)).to_dict()
+    write_checkpoint(best, ckpt)
     capsys.readouterr()
     trainer._seconds_left = lambda: 0.0
     assert trainer.choose_postprocessing() is None
     out = capsys.readouterr().out
-    assert f"is unchanged and keeps the one chosen before: {described}" in out
+    assert "best.pt keeps the one chosen for it before: fill the holes of class 1" in out
     assert "saving best.pt" in out and record.is_file()
-    trainer.best = {**trainer.best, "epoch": trainer.best["epoch"] + 5}  # a newer best.pt
+    ckpt["extra"]["postprocess"] = None  # a best.pt written since (rebuilt, or a better epoch)
+    write_checkpoint(best, ckpt)
     assert trainer.choose_postprocessing() is None
     assert "(predict applies none)" in capsys.readouterr().out
     assert not record.exists()

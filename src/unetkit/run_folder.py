@@ -84,7 +84,7 @@ def refresh_fold(run_dir: PathLike, best: Optional[dict], epochs: int, stop_reas
     std are rewritten, so that the record and the weak-fold warning speak of the models predict
     averages. ``False`` (nothing written) when ``run_dir`` is no fold of an ensemble with a
     readable ``ensemble.json`` listing it."""
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()  # "--resume ." names the fold by its full path
     k, manifest = fold_index(run_dir), run_dir.parent / ENSEMBLE_FILE
     if k is None or not manifest.is_file():
         return False
@@ -123,24 +123,45 @@ def incomplete_folds_warning(folder: PathLike) -> Optional[str]:
     have = [fold_index(d) for d in folds if (d / BEST).is_file()]
     expected = max(expected, max(fold_index(d) for d in folds) + 1)
     missing = [i for i in range(expected) if i not in have]
-    if not missing:
+    # stopped part-way (Ctrl-C, a kill, an error): their train.log's last line says how to go on
+    cut = [i for i in range(expected) if _stopped_part_way(fold_dir(folder, i))]
+    if not missing and not cut:
         return (
             f"{folder} has no {ENSEMBLE_FILE} (its --folds run did not finish, or its folds were "
             f"trained one by one): averaging its {len(have)} fold(s)"
         )
-    resumable = [i for i in missing if (fold_dir(folder, i) / "checkpoints" / "last.pt").is_file()]
-    fresh = [i for i in missing if i not in resumable]
-    ways = [f"--resume {fold_dir(folder, i)}" for i in resumable[:1]]
-    if fresh:
+    ways = [f"unetkit train --resume {fold_dir(folder, i)}" for i in cut[:1]]
+    fresh = [i for i in missing if i not in cut]
+    config = next((d / "config.yaml" for d in folds if (d / "config.yaml").is_file()), None)
+    if fresh:  # the same run's settings and split, for the fold that never started
         ways.append(
-            f"'unetkit train DATA --num-folds {expected} --fold {fresh[0]} --run-dir "
-            f"{fold_dir(folder, fresh[0])}'"
+            f"unetkit train --config {config} --fold {fresh[0]} --run-dir "
+            f"{fold_dir(folder, fresh[0])}"
+            if config is not None
+            else f"unetkit train DATA --num-folds {expected} --fold {fresh[0]} --run-dir "
+            f"{fold_dir(folder, fresh[0])}"
         )
+    said = []
+    if missing:
+        said.append(f"fold(s) {', '.join(map(str, missing))} have none")
+    if [i for i in cut if i in have]:
+        said.append(f"fold(s) {', '.join(str(i) for i in cut if i in have)} stopped part-way")
     return (
         f"{folder} is a {expected}-fold run that did not finish: averaging the {len(have)} "
-        f"fold(s) with a model ({', '.join(map(str, have)) or 'none'}); fold(s) "
-        f"{', '.join(map(str, missing))} have none (train them: {'; '.join(ways)})"
+        f"fold(s) with a model ({', '.join(map(str, have)) or 'none'}); {'; '.join(said)} "
+        f"(to finish: {'; '.join(repr(w) for w in ways)})"
     )
+
+
+def _stopped_part_way(run_dir: Path) -> bool:
+    """Whether a run's ``train.log`` ends with an ``ended:`` line that says how to continue it
+    (``--resume``): stopped by Ctrl-C, a kill or an error after a checkpoint."""
+    try:
+        lines = (run_dir / "train.log").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return False
+    ended = [line for line in lines if line.startswith("ended:")]
+    return bool(ended) and "--resume" in ended[-1]
 
 
 def folder_not_file(folder: PathLike) -> str:
@@ -148,6 +169,8 @@ def folder_not_file(folder: PathLike) -> str:
     given: its own ``best.pt`` when it is a run folder, one fold's for a ``--folds`` run (only
     predict uses an ensemble whole), else the usual path."""
     folder = Path(folder)
+    if not folder.is_dir():
+        return "is not a checkpoint file (a .pt file unetkit train wrote)"
     if (folder / BEST).is_file():
         return f"is a run folder, not a checkpoint file; give its model, {folder / BEST}"
     folds = sorted(

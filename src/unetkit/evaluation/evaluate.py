@@ -798,14 +798,12 @@ def evaluate_folders(
                 f"only {sum(map(bool, own.values()))} of {len(own)} case(s) have a "
                 f"{INSTANCES_SUFFIX} file, so every case is scored by its label image's objects"
             ]
-    elif any(pred_files.get(c + INSTANCES_SUFFIX) for c in case_ids) and (
-        _groups(names) & {"objects", "connectomics"}
-    ):
-        partial = [
-            f"the predictions have {INSTANCES_SUFFIX} files (predict --instances): objects are "
-            "scored here as the label images' connected components; --instances scores those "
-            "files' objects (what the ROIs and GeoJSON hold)"
-        ]
+    # predict --instances wrote objects beside the labels, which plain evaluate does not score
+    objects_beside = (
+        not instances
+        and any(pred_files.get(c + INSTANCES_SUFFIX) for c in case_ids)
+        and bool(_groups(names) & {"objects", "connectomics"})
+    )
     extras: dict[str, dict[str, Path]] = {}
     for what, folder in (("field of view", fov_dir), ("probability map", prob_dir)):
         if folder is None:
@@ -849,6 +847,12 @@ def evaluate_folders(
         # as ids beside 0/1 predictions, as an inferred one does: scored by their components
         inferred_instances = label_map.kind == "instances"
     k = label_map.num_classes
+    if objects_beside and k == 2 and label_map.kind != "instances":  # --instances: one class
+        partial = [
+            f"the predictions have {INSTANCES_SUFFIX} files (predict --instances): objects are "
+            "scored here as the label images' connected components; --instances scores those "
+            "files' objects (what the ROIs and GeoJSON hold)"
+        ]
     # predictions label every pixel: the ignore value is no value of theirs
     pred_map = dataclasses.replace(label_map, ignore=None)
     id_files = None if instances or k != 2 else _instance_files(truth_dir, case_ids)

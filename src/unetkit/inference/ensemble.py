@@ -71,6 +71,15 @@ def agreed_postprocessing(choices: Sequence[PostProcessing]) -> PostProcessing:
     return PostProcessing(tuple(steps), first.connectivity)
 
 
+def _sizes_apart(steps: Sequence) -> str:
+    """``", sizes 20/80 px"`` where the members' removals of one class differ in size, else
+    ``""`` (a step is described by the first member's)."""
+    sizes = [s.min_size for s in steps if s.name == "remove_small"]
+    if len(set(sizes)) < 2:
+        return ""
+    return f", sizes {'/'.join(str(v) for v in sizes)} px"
+
+
 def log_probabilities(logits: torch.Tensor) -> torch.Tensor:
     """``(B, K, …)`` logits → ``(B, K', …)`` log class probabilities (log-softmax; one sigmoid
     channel ``z`` → ``(log σ(−z), log σ(z))``), so members of either kind stack alike."""
@@ -183,13 +192,20 @@ class EnsemblePredictor:
         if not any(c.steps for c in chosen):
             return None
         dims = self.spatial_dims
+        n = len(self.members)
+        if len({c.connectivity for c in chosen}) > 1:
+            return (
+                f"post-processing: none (the {n} models count objects with different "
+                "connectivities, so no step is shared)"
+            )
         agreed = {(s.name, s.label, s.h) for s in self.postprocess.steps}
-        left: dict = {}  # (name, label, h) -> (a member's step, the members choosing it)
+        left: dict = {}  # (name, label, h) -> (the members' steps, the members choosing it)
         for i, c in enumerate(self.members):
             for s in c.postprocess.steps if c.postprocess is not None else ():
                 if (s.name, s.label, s.h) not in agreed:
-                    left.setdefault((s.name, s.label, s.h), (s, []))[1].append(i)
-        n = len(self.members)
+                    steps, who = left.setdefault((s.name, s.label, s.h), ([], []))
+                    steps.append(s)
+                    who.append(i)
         applied = (
             f"post-processing (the steps all {n} models chose on validation): "
             f"{self.postprocess.describe(unit, dims)}"
@@ -198,9 +214,9 @@ class EnsemblePredictor:
         )
         if left:
             applied += "; left out: " + "; ".join(
-                f"{step.describe(unit, dims)} (model {', '.join(str(i + 1) for i in who)} of "
-                f"{n} only)"
-                for step, who in left.values()
+                f"{steps[0].describe(unit, dims)} (model {', '.join(str(i + 1) for i in who)} of "
+                f"{n} only{_sizes_apart(steps)})"
+                for steps, who in left.values()
             )
         return applied
 

@@ -259,8 +259,23 @@ def _h_maxima(dist: np.ndarray, h: float) -> np.ndarray:
 
     full = ndimage.generate_binary_structure(dist.ndim, dist.ndim)
     # a peak exactly h high still counts (as h_maxima's ">= h"): the seed sits a hair higher
-    hmax = reconstruction(dist - (h - 1e-6), dist, method="dilation", footprint=full)
+    hmax = reconstruction(dist - (h - min(1e-6, h / 2)), dist, method="dilation", footprint=full)
     return local_maxima(hmax, footprint=full, allow_borders=True) & (dist > 0)
+
+
+def _within_components(
+    markers: np.ndarray, mask: np.ndarray, structure: np.ndarray
+) -> tuple[np.ndarray, int]:
+    """``markers`` split where they span two components of ``mask`` (8/26-connected seeds of
+    objects that touch only at a corner, under face connectivity), numbered ``1 … n`` again: an
+    instance never spans two objects."""
+    components, _ = ndimage.label(mask, structure)
+    inside = markers > 0
+    pairs = markers[inside].astype(np.int64) * (int(components.max()) + 1) + components[inside]
+    _, numbered = np.unique(pairs, return_inverse=True)
+    out = np.zeros(markers.shape, np.int32)
+    out[inside] = numbered.reshape(-1) + 1
+    return out, int(numbered.max()) + 1 if numbered.size else 0
 
 
 def watershed_split(
@@ -339,6 +354,8 @@ def watershed_split(
         elevation = border_prob
         seed_structure = structure
     markers, n = ndimage.label(seeds & mask, seed_structure)
+    if seed_structure is not structure and n:
+        markers, n = _within_components(markers, mask, structure)
     labels = watershed(
         elevation, markers, mask=mask, connectivity=connectivity, compactness=compactness
     )

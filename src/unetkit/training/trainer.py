@@ -539,6 +539,8 @@ class Trainer:
         try:
             return self._fit()
         except BaseException:
+            if self._saved:  # this run saved an epoch: best.pt may have moved before the stop
+                self._refresh_fold_record("interrupted")
             self._discard_run_dir()
             raise
 
@@ -577,10 +579,7 @@ class Trainer:
                 cb.on_train_end(self, self.history)
             dist_utils.shutdown_distributed()
         self.stop_reason = self.stop_reason or self._end_without_a_stop()
-        # a fold of a finished --folds run trained on: its ensemble's record follows
-        resumed = self._resume_from is not None and self.dist.is_main and self.run_dir is not None
-        if resumed and refresh_fold(self.run_dir, self.best, self.epoch, self.stop_reason):
-            print(f"updated {self.run_dir.parent / ENSEMBLE_FILE} (fold record)", flush=True)
+        self._refresh_fold_record(self.stop_reason)
         return TrainResult(
             self.run_dir, self.epoch, self.best, self.stop_reason, self.history, choice
         )
@@ -769,12 +768,11 @@ class Trainer:
                 f"{max(left, 0):.0f} s of the time budget left, and one validation takes "
                 f"{val_time:.0f} s and saving best.pt {save:.0f} s"
             )
-            earlier = self._earlier_choice()
+            earlier = self._carried_choice(best_path)
             if earlier is not None:
                 print(
-                    f"post-processing: not chosen again ({why}); best.pt (epoch "
-                    f"{self.best['epoch']}) is unchanged and keeps the one chosen before: "
-                    f"{earlier}",
+                    f"post-processing: not chosen again ({why}); best.pt keeps the one chosen "
+                    f"for it before: {earlier}",
                     flush=True,
                 )
                 return None
@@ -808,17 +806,30 @@ class Trainer:
             print(line, flush=True)
         return choice
 
-    def _earlier_choice(self) -> Optional[str]:
-        """The post-processing chosen before for the ``best.pt`` this run keeps (a resumed run
-        whose best epoch did not change), in words, else ``None``."""
+    def _refresh_fold_record(self, reason: str) -> None:
+        """A fold of a finished ``--folds`` run trained on (resumed): its row of the ensemble's
+        ``ensemble.json`` follows its ``best.pt`` (:func:`~unetkit.run_folder.refresh_fold`),
+        also when the run is stopped (the epochs saved count)."""
+        if self._resume_from is None or not self.dist.is_main or self.run_dir is None:
+            return
+        done = int(self.history[-1]["epoch"]) if self.history else self.epoch
         try:
-            record = json.loads((self.run_dir / "postprocess.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            if refresh_fold(self.run_dir, self.best, done, reason):
+                print(f"updated {self.run_dir.parent / ENSEMBLE_FILE} (fold record)", flush=True)
+        except OSError:  # a record that cannot be written must not hide why the run ended
+            pass
+
+    def _carried_choice(self, best_path: Path) -> Optional[str]:
+        """The post-processing ``best.pt`` carries from an earlier choice (a resumed run whose
+        best epoch did not change), in words, else ``None``: what predict applies."""
+        from ..inference.postprocess import PostProcessing
+
+        extra = load_checkpoint(best_path).get("extra") or {}
+        carried = PostProcessing.from_dict(extra.get("postprocess"))
+        if not carried.steps:
             return None
-        if not isinstance(record, dict) or not self.best:
-            return None
-        same = record.get("epoch") == self.best.get("epoch")
-        return str(record.get("describe") or "none") if same else None
+        unit = ((self.plan or {}).get("fingerprint") or {}).get("spacing_unit")
+        return carried.describe(unit, self.data.spatial_dims)
 
     def save(self, name: str, record: dict) -> Path:
         started = time.monotonic()
