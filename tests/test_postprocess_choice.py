@@ -670,7 +670,7 @@ def test_a_choice_skipped_for_time_says_what_best_pt_carries(tmp_path, capsys):
     assert trainer.choose_postprocessing() is None
     out = capsys.readouterr().out
     assert "best.pt keeps the one chosen for it before: fill the holes of class 1" in out
-    assert "saving best.pt" in out and record.is_file()
+    assert "kept to save best.pt" in out and record.is_file()
     ckpt["extra"]["postprocess"] = None  # a best.pt written since (rebuilt, or a better epoch)
     write_checkpoint(best, ckpt)
     assert trainer.choose_postprocessing() is None

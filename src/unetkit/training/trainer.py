@@ -766,7 +766,7 @@ class Trainer:
         if left < val_time + save:
             why = (
                 f"{max(left, 0):.0f} s of the time budget left, and one validation takes "
-                f"{val_time:.0f} s and saving best.pt {save:.0f} s"
+                f"{val_time:.0f} s beside the {save:.0f} s kept to save best.pt"
             )
             earlier = self._carried_choice(best_path)
             if earlier is not None:
