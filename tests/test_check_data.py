@@ -693,7 +693,7 @@ def test_real_datasets(shared_data):
 
 def test_negative_mask_values_are_noted_as_classes_of_their_own(tmp_path):
     """-1 often marks unlabelled or padded pixels; read as a class it makes background class 1:
-    check-data says so (a note: it trains), naming how many masks hold it."""
+    check-data says so (a note: it trains) and names the flag that leaves it out."""
     for i in range(3):
         image = RNG.integers(0, 255, (1, 12, 14)).astype(np.uint8)
         mask = np.zeros((1, 12, 14), np.int16)
@@ -705,9 +705,17 @@ def test_negative_mask_values_are_noted_as_classes_of_their_own(tmp_path):
     report = check_dataset(tmp_path)
     assert report.problems == [] and report.label_values == [-1, 0, 1]
     assert report.notes == [
-        "mask value(s) -1 in 1 mask(s) are read as classes of their own (0 becomes class 1); if "
-        "they mark unlabelled or padded pixels, give those pixels a class (e.g. background) before "
-        "training"
+        "mask value -1 in the masks is below every class value: if it marks unlabelled pixels (a "
+        "partial annotation), pass --ignore-value -1; as it is, it trains as a class"
+    ]
+    for i in range(3):  # two negative values: --ignore-value takes one
+        mask = np.zeros((1, 12, 14), np.int16)
+        mask[0, 3:7, 4:9], mask[0, :2], mask[0, -1] = 1, -1, -2
+        write_image(tmp_path / "masks" / f"{i}.tif", mask)
+    assert check_dataset(tmp_path).notes == [
+        "mask value(s) -2, -1 in 3 mask(s) are read as classes of their own (0 becomes class 2); "
+        "if they mark unlabelled or padded pixels, give them one value and pass it as "
+        "--ignore-value"
     ]
 
 

@@ -365,3 +365,91 @@ def test_validation_masks_that_label_nothing_are_said_so(partial, tmp_path):
     assert load_checkpoint(result.run_dir / "checkpoints/best.pt")["epoch"] == 2  # the last
     record = json.loads((result.run_dir / "postprocess.json").read_text())
     assert record["postprocess"]["steps"] == []
+
+
+# ---------------------------------------------------------------- a forgotten --ignore-value
+
+
+def test_a_value_that_looks_like_unlabelled_pixels_is_named_with_the_flag():
+    from unetkit.data.labels import forgotten_ignore_value
+
+    value, note = forgotten_ignore_value({0: 0.04, 128: 0.93, 255: 0.03})
+    assert value == 128 and "covers 93 %" in note and "pass --ignore-value 128" in note
+    # absent from (complete) validation masks: half the training pixels are enough
+    assert forgotten_ignore_value({0: 0.3, 7: 0.6, 255: 0.1}, {0, 255})[0] == 7
+    assert forgotten_ignore_value({0: 0.3, 7: 0.6, 255: 0.1}, {0, 7, 255}) is None
+    assert forgotten_ignore_value({-1: 0.2, 0: 0.7, 1: 0.1})[0] == -1  # below every class
+    # class masks as data sets hold them: no note
+    assert forgotten_ignore_value({0: 0.22, 255: 0.78}) is None  # one class: nothing to rescue
+    assert forgotten_ignore_value({0: 0.95, 1: 0.03, 2: 0.02}) is None  # background dominates
+    assert forgotten_ignore_value({0: 0.5, 1: 0.3, 2: 0.2}, {0, 1}) is None  # a small class
+    assert forgotten_ignore_value({0: 0.1, 1: 0.8, 2: 0.1}) is None  # under the 85 %
+
+
+def _scribbled_cells(root: Path) -> Path:
+    """The test cells labelled on their first 6 columns only, the rest 128 (unlabelled)."""
+    data = make_cells(root)
+    for path in sorted((data / "masks").glob("*.png")):
+        mask = np.array(Image.open(path))
+        mask[:, 6:] = 128
+        Image.fromarray(mask).save(path)
+    return data
+
+
+def test_check_data_and_the_plan_name_a_forgotten_ignore_value(tmp_path):
+    from unetkit.data.checks import check_dataset
+    from unetkit.data.fingerprint import fingerprint_dataset
+
+    data = _scribbled_cells(tmp_path / "train")
+    report = check_dataset(data)
+    assert report.label_values == [0, 128, 255]
+    (note,) = [n for n in report.notes if "--ignore-value" in n]
+    assert note.startswith("mask value 128 covers 88 % of the masks")  # 42 of 48 columns
+    assert not [n for n in check_dataset(data, ignore_value=128).notes if "--ignore-value" in n]
+    lines = fingerprint_dataset(data).describe()
+    assert any(line.startswith("note: mask value 128 covers 88 %") for line in lines)
+    assert not any(
+        "--ignore-value" in line for line in fingerprint_dataset(data, ignore_value=128).describe()
+    )
+
+
+def test_training_warns_of_a_value_complete_validation_masks_lack(tmp_path):
+    train = _partial_cells(tmp_path / "train")
+    for path in sorted((train / "masks").glob("*.png")):  # 7 over 5/8 of every mask
+        mask = np.array(Image.open(path))
+        mask[:, 18:] = UNLABELLED
+        Image.fromarray(mask).save(path)
+    val = make_cells(tmp_path / "val", n=2)  # complete masks: 0 and 255 only
+    cfg = tiny_config(train, epochs=1).override({"data.val_dir": str(val)})
+    trainer = Trainer(cfg, run_dir=tmp_path / "run", progress=False)
+    trainer.setup()
+    lines = trainer.header_lines()
+    (warning,) = [line for line in lines if "--ignore-value" in line]
+    assert warning.startswith("warning: mask value 7 covers 62 % of the training masks' pixels")
+    assert "no validation mask holds it" in warning
+    # the class-in-no-validation-image note does not also send the user for another --val
+    assert not any("in no validation image" in line for line in lines)
+    told = Trainer(
+        cfg.override({"data.ignore_value": UNLABELLED}), run_dir=tmp_path / "r2", progress=False
+    )
+    told.setup()
+    assert not any("--ignore-value" in line for line in told.header_lines())
+
+
+def test_evaluate_names_the_flag_for_a_predicted_value_between_the_classes(tmp_path, capsys):
+    from unetkit.cli import main
+
+    truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
+    truth_dir.mkdir()
+    pred_dir.mkdir()
+    Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8)).save(truth_dir / "a.png")
+    Image.fromarray(np.array([[128, 255], [128, 0]], np.uint8)).save(pred_dir / "a.png")
+    assert main(["evaluate", str(pred_dir), str(truth_dir)]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "if 128 marked unlabelled pixels of the training masks, the model learnt it as a class: "
+            "train it again with --ignore-value 128"
+        )
+    )

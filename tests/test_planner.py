@@ -116,6 +116,27 @@ def test_patch_holds_the_large_objects_and_fits_the_smallest_image():
     assert patch == [64, 144] and "smallest image" in why  # multiples of 16, never past an image
 
 
+def test_partial_masks_size_the_patch_only_by_objects_most_images_hold_whole():
+    """Scribbles leave few objects wholly inside the labelled pixels (the fingerprint sizes no
+    other): those fragments must not size the patch; boxes that hold whole objects still do."""
+    fragments = {
+        "1": {
+            "count": 9,
+            "per_case_median": 0,
+            "diameter_px": {"median": 5, "p10": 3, "p90": 8},
+        }
+    }
+    scribbled = FakeFingerprint(objects=fragments)
+    scribbled.ignore_value = 0
+    patch, why = plan_patch(scribbled, "cpu")
+    assert patch == [256, 256] and "too few objects lie wholly inside the labelled pixels" in why
+    complete = FakeFingerprint(objects=fragments)  # complete masks: a rare class, sized as found
+    assert "(8 px, 90th percentile" in plan_patch(complete, "cpu")[1]
+    boxed = FakeFingerprint()  # partial, but whole objects in most images
+    boxed.ignore_value = 0
+    assert plan_patch(boxed, "cpu") == plan_patch(FakeFingerprint(), "cpu")
+
+
 def test_one_small_image_among_large_ones_does_not_cut_every_patch(tmp_path):
     """The patch fits nine images in ten (the 10th percentile of the sizes); the sampler mirrors
     the smaller ones to fill it, so one thumbnail does not shrink the patch and the depth."""

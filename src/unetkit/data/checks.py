@@ -51,6 +51,7 @@ from .labels import (
     _unpack,
     border_pixels,
     check_ignore_value,
+    forgotten_ignore_value,
     instance_ids,
     is_lossy_mask,
     looks_like_instances,
@@ -545,6 +546,7 @@ def check_dataset(
         mask_kind,
         max_classes,
         found.mask_dir,
+        ignored=ignore_value is not None,
     )
     return report
 
@@ -741,7 +743,10 @@ def _check_labels(
     mask_kind: str,
     max_classes: int,
     mask_dir: Optional[Path],
+    ignored: bool = False,
 ) -> None:
+    """The label problems and notes of the masks' values (``ignored``: an ignore value was given
+    and taken out of them)."""
     if not mask_values:
         return
     few_ids = (  # instance ids of a few objects per image (labels.numbered_per_mask)
@@ -813,13 +818,17 @@ def _check_labels(
     if kind == "labels" and len(values) > 1:  # background: 0, else the lowest value
         _background_notes(files, 0 if 0 in values else values[0], report)
     negative = [v for v in values if v < 0] if kind == "labels" else []
-    if negative:  # often "unlabelled" or padding, which no loss here leaves out
+    if len(negative) > 1:  # often "unlabelled" or padding: --ignore-value takes one value
         holding = sum(any(x < 0 for x in v) for v in files.values())
         report.notes.append(
             f"mask value(s) {show(negative)} in {holding} mask(s) are read as classes of their own "
             f"(0 becomes class {len(negative)}); if they mark unlabelled or padded pixels, give "
-            "those pixels a class (e.g. background) before training"
+            "them one value and pass it as --ignore-value"
         )
+    if kind == "labels" and not ignored and pixels:  # a forgotten --ignore-value (one value)
+        forgotten = forgotten_ignore_value({v: total[v] / pixels for v in values})
+        if forgotten:
+            report.notes.append(forgotten[1])
     if mask_kind == "auto" and kind == "labels" and label_map is None:  # as infer_label_map does
         mixed = two_codings({p: set(v) for p, v in files.items()})
         if mixed is not None:

@@ -58,7 +58,7 @@ from ..io.orientation import reorient
 from ..utils import jsonable
 from .checks import _ChannelStats
 from .discovery import scan_dataset
-from .labels import INFER_KINDS, LabelMap, dataset_label_map
+from .labels import INFER_KINDS, LabelMap, dataset_label_map, forgotten_ignore_value
 from .objects import (
     equivalent_diameter,
     gaps_per_axis,
@@ -232,6 +232,12 @@ class Fingerprint:
                 "pixels (left out: the class shares below are of the labelled pixels, the objects "
                 "those that touch no unlabelled pixel)"
             )
+        if self.ignore_value is None and self.mask_kind == "labels":
+            forgotten = forgotten_ignore_value(
+                dict(zip(self.label_values, self.class_fraction)), where="the mask pixels"
+            )
+            if forgotten:
+                lines.append(f"note: {forgotten[1]}")
         for k in range(1, len(self.label_values)):
             obj = self.objects.get(str(k), {})
             value = self.label_values[k]

@@ -55,7 +55,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Collection, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
@@ -752,6 +752,57 @@ def check_ignore_value(value, kind: str = "labels") -> int:
     if not whole:
         raise ConfigError(f"the ignore value must be an integer mask value, got {value!r}")
     return int(value)
+
+
+#: A training-mask value covering at least this share of the pixels while no validation mask holds
+#: it: the validation masks are complete and the training ones partial (scribbles, boxes).
+UNLABELLED_ABSENT_SHARE = 0.5
+#: A value other than the lowest (background) covering at least this share of the mask pixels,
+#: beside two or more other values: more than a class usually covers, as unpainted pixels do.
+UNLABELLED_DOMINANT_SHARE = 0.85
+
+
+def forgotten_ignore_value(
+    shares: dict, val_values: Optional[Collection] = None, where: str = "the masks"
+) -> Optional[tuple[int, str]]:
+    """The grey mask value that looks like unlabelled pixels trained as a class, with a note naming
+    ``--ignore-value V`` (``None`` where no value does). Forgetting the flag fails silently otherwise:
+    the net learns to paint "unlabelled" and the validation Dice stays near 0.
+
+    Args:
+        shares: each mask value's share of the (training) mask pixels.
+        val_values: the values the validation masks hold, where they are a separate folder
+            (complete masks beside partial training ones lack the unlabelled value).
+        where: how the note names the masks ``shares`` counts.
+
+    The tells, first that applies: one negative value (no class is stored below 0); a value
+    covering :data:`UNLABELLED_ABSENT_SHARE` of the pixels that no validation mask holds; a value
+    other than the lowest covering :data:`UNLABELLED_DOMINANT_SHARE` beside two or more others.
+    """
+    values = sorted(int(v) for v, s in shares.items() if s > 0)
+    if len(values) < 3:  # one class besides the unlabelled value: nothing the flag would rescue
+        return None
+    fix = (
+        "if it marks unlabelled pixels (a partial annotation), pass --ignore-value {v}; as it is, "
+        "it trains as a class"
+    )
+    negative = [v for v in values if v < 0]
+    if len(negative) == 1:
+        v = negative[0]
+        return v, f"mask value {v} in {where} is below every class value: " + fix.format(v=v)
+    top = max(values, key=lambda v: shares[v])
+    share = float(shares[top])
+    if val_values is not None and top not in val_values and share >= UNLABELLED_ABSENT_SHARE:
+        return top, (
+            f"mask value {top} covers {100 * share:.0f} % of {where} but no validation mask holds "
+            "it: " + fix.format(v=top)
+        )
+    if top != values[0] and share >= UNLABELLED_DOMINANT_SHARE:
+        return top, (
+            f"mask value {top} covers {100 * share:.0f} % of {where}, more than a class other than "
+            "background usually does: " + fix.format(v=top)
+        )
+    return None
 
 
 #: The label map of instance masks: background 0, object 1 (any non-zero id).

@@ -644,11 +644,18 @@ def _values_fix(exc: DataError, label_map, inferred_from: Optional[Path] = None)
         )
     if found is not None:
         every = sorted(found | {int(v) for v in values})
+        extra = sorted(found - set(values))
+        unlabelled = (  # a model trained on partial masks without --ignore-value paints it
+            f"; if {extra[0]} marked unlabelled pixels of the training masks, the model learnt it "
+            f"as a class: train it again with --ignore-value {extra[0]}"
+            if len(extra) == 1 and (extra[0] < 0 or min(values) < extra[0] < max(values))
+            else ""
+        )
         return (
             f"{message}: predictions are scored in the truth masks' values; if "
-            f"{'/'.join(str(v) for v in sorted(found - set(values)))} is a class no truth mask "
+            f"{'/'.join(map(str, extra))} is a class no truth mask "
             f"holds, name every class with --labels {','.join(map(str, every))}; else write the "
-            "predictions in the masks' values"
+            f"predictions in the masks' values{unlabelled}"
         )
     return f"{message}: predictions are scored in the truth masks' values; write them in those"
 

@@ -299,13 +299,28 @@ def _round_up(v: float, m: int) -> int:
     return int(math.ceil(v / m) * m)
 
 
+def _sizing_objects(fp) -> list[dict]:
+    """The classes' object summaries that size the patch and the loss: those with objects; with
+    partial masks (an ignore value) only those with a whole object (one wholly inside the labelled
+    pixels) in most images: elsewhere what lies whole is pieces of scribbles, not objects."""
+    partial = getattr(fp, "ignore_value", None) is not None
+    return [
+        o
+        for o in (fp.objects or {}).values()
+        if o.get("count") and not (partial and not o.get("per_case_median"))
+    ]
+
+
+def _only_fragments(fp) -> bool:
+    """Partial masks whose whole objects are too few to size anything by (:func:`_sizing_objects`)."""
+    return any(o.get("count") for o in (fp.objects or {}).values()) and not _sizing_objects(fp)
+
+
 def _large_object(fp) -> Optional[float]:
     """How far the large objects reach (px): the 90th-percentile bounding-box extent of the class
     with the largest objects (the equivalent diameter where a fingerprint has no extents)."""
     sizes = []
-    for o in (fp.objects or {}).values():
-        if not o.get("count"):
-            continue
+    for o in _sizing_objects(fp):
         size = (o.get("extent_px") or {}).get("p90") or (o.get("diameter_px") or {}).get("p90")
         if size:
             sizes.append(float(size))
@@ -316,8 +331,8 @@ def _typical_diameter(fp) -> float:
     """The median object thickness (px) over the classes, weighted by object count."""
     pairs = [
         (o["diameter_px"]["median"], o["count"])
-        for o in (fp.objects or {}).values()
-        if o.get("count") and (o.get("diameter_px") or {}).get("median")
+        for o in _sizing_objects(fp)
+        if (o.get("diameter_px") or {}).get("median")
     ]
     total = sum(c for _, c in pairs)
     return sum(d * c for d, c in pairs) / total if total else 0.0
@@ -328,8 +343,8 @@ def _thin_objects(fp) -> Optional[float]:
     the foreground classes (``None``: unknown)."""
     widths = [
         float(o["width_px"]["p10"])
-        for o in (fp.objects or {}).values()
-        if o.get("count") and (o.get("width_px") or {}).get("p10")
+        for o in _sizing_objects(fp)
+        if (o.get("width_px") or {}).get("p10")
     ]
     return min(widths) if widths else None
 
@@ -447,6 +462,9 @@ def plan_patch(
         f"≥ {CONTEXT}× the extent of the large objects ({obj:.0f} px, 90th percentile"
         f"{' after resampling' if scale != 1 else ''}) for context"
         if obj
+        else "too few objects lie wholly inside the labelled pixels (partial masks) to size it "
+        "by: the largest patch"
+        if _only_fragments(fp)
         else "no objects to size it by: the largest patch"
     )
     # the limits, unless the images cut the patch below them (said next)

@@ -963,6 +963,37 @@ class Trainer:
         k = self.data.label_map.num_classes
         return held_classes([case.mask for case in self.data.val], range(1, k)) if k > 1 else [0]
 
+    def unlabelled_hint(self) -> Optional[tuple[int, str]]:
+        """The class whose mask value looks like unlabelled pixels trained as a class (a
+        forgotten ``--ignore-value``: :func:`~unetkit.data.labels.forgotten_ignore_value`), with
+        the warning that names the flag; ``None`` where no value does."""
+        if not hasattr(self, "_unlabelled_hint"):
+            self._unlabelled_hint = self._find_unlabelled_hint()
+        return self._unlabelled_hint
+
+    def _find_unlabelled_hint(self) -> Optional[tuple[int, str]]:
+        lm = self.data.label_map
+        k = lm.num_classes
+        if lm.ignore is not None or lm.kind != "labels" or k < 3:
+            return None
+        from ..data.labels import forgotten_ignore_value
+
+        counts = np.zeros(k, np.int64)
+        for case in self.data.train:
+            if case.mask is not None:
+                counts += np.bincount(case.mask.ravel(), minlength=k)[:k]
+        if not counts.sum():
+            return None
+        held = {
+            int(c) for case in self.data.val if case.mask is not None for c in np.unique(case.mask)
+        }
+        found = forgotten_ignore_value(
+            {lm.values[c]: counts[c] / counts.sum() for c in range(k)},
+            {lm.values[c] for c in held if 0 <= c < k} if self.data.val else None,
+            where="the training masks' pixels",
+        )
+        return None if found is None else (lm.values.index(found[0]), f"warning: {found[1]}")
+
     def unjudged_note(self) -> Optional[str]:
         """A line naming the foreground classes no validation image holds (or saying that the
         validation masks label no pixel at all), or ``None``."""
@@ -978,7 +1009,12 @@ class Trainer:
                 "checkpoint is the last one and no post-processing is kept; label some pixels of "
                 "the validation images"
             )
-        out = [c for c in range(1, k) if c not in self.judged_classes]
+        forgotten = self.unlabelled_hint()
+        out = [
+            c
+            for c in range(1, k)
+            if c not in self.judged_classes and (forgotten is None or c != forgotten[0])
+        ]  # the class a forgotten --ignore-value explains has its own line
         if not out or len(out) == k - 1:
             return None
         values = self.data.label_map.values
@@ -1070,7 +1106,7 @@ class Trainer:
             f"run folder: {self.run_dir}"
             + (f" (resumed at epoch {self.epoch})" if self._resume_from else ""),
             runtime.describe_path(self.device, self.autocast_dtype, self.channels_last),
-            *filter(None, [self.unjudged_note()]),
+            *filter(None, [(self.unlabelled_hint() or (0, None))[1], self.unjudged_note()]),
             *getattr(self, "resume_notes", []),
         ]
 
