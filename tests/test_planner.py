@@ -4,6 +4,7 @@ the probe's cache, plans saved and followed by ``unetkit train``."""
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -599,7 +600,10 @@ def test_plan_round_trip(tmp_path):
     assert back.to_dict() == json.loads(json.dumps(plan.to_dict()))
 
 
-def test_probe_times_real_steps_once_and_caches_them():
+def test_probe_times_real_steps_once_and_caches_them(monkeypatch):
+    from unetkit.planning import probe
+
+    monkeypatch.setattr(probe, "cpu_snapshot", lambda: None)  # cached however busy the machine
     cand = Candidate("unet", 4, 2, (32, 32), 2)
     first = measure([cand], 1, 2, 2, torch.device("cpu"), None)
     again = measure([cand], 1, 2, 2, torch.device("cpu"), None)
@@ -635,6 +639,63 @@ def test_the_probe_times_steps_once_the_warm_up_has_settled():
     # slow steps: the warm-up and the timing each stop at PROBE_SECONDS
     one_step, calls = steps(PROBE_SECONDS + 1, 5.0, 4.0, 9.0)
     assert settled_median(one_step) == 5.0 and len(calls) == 2
+
+
+def test_contention_is_the_share_of_the_probes_cpus_other_processes_took():
+    from unetkit.planning.probe import CpuSnapshot, contention
+
+    def snap(busy, own, wall, cpus=2):  # 100 jiffies per CPU-second
+        return CpuSnapshot(busy, int(100 * cpus * wall), cpus, own, wall)
+
+    start = snap(0, 0.0, 0.0)
+    assert contention(start, snap(400, 4.0, 2.0), 2) == 0.0  # the probe alone, both cores
+    assert contention(start, snap(400, 2.0, 2.0), 2) == pytest.approx(0.5)  # another job
+    assert contention(start, snap(400, 0.0, 2.0), 2) == pytest.approx(1.0)  # no CPU at all
+    # one thread on two cores: another job on the other core takes nothing from it
+    assert contention(start, snap(400, 2.0, 2.0), 1) == 0.0
+    assert contention(start, snap(10, 0.0, 0.1), 2) is None  # too short to tell
+    assert contention(None, snap(400, 2.0, 2.0), 2) is None  # no /proc/stat
+
+
+def test_contention_reads_real_busy_processes():
+    import subprocess
+    import sys
+    import time
+
+    from unetkit.planning.probe import contention, cpu_snapshot
+
+    if cpu_snapshot() is None:
+        pytest.skip("no /proc/stat on this system")
+    cpus = len(os.sched_getaffinity(0))
+    spin = "import time\nt = time.time()\nwhile time.time() - t < 1.6: pass"
+    jobs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(cpus)]
+    try:
+        time.sleep(0.3)  # the interpreters started
+        before = cpu_snapshot()
+        time.sleep(1.0)  # this process idle: every busy tick is another's
+        busy = contention(before, cpu_snapshot(), cpus)
+    finally:
+        for job in jobs:
+            job.wait()
+    assert busy >= 0.8
+
+
+def test_a_timing_taken_on_a_busy_machine_serves_the_plan_but_is_not_cached(monkeypatch, tmp_path):
+    from unetkit.planning import probe
+
+    monkeypatch.setenv("UNETKIT_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(probe, "time_training_step", lambda *a, **k: 0.7)
+    snaps = iter([probe.CpuSnapshot(0, 0, 2, 0.0, 0.0), probe.CpuSnapshot(400, 400, 2, 2.0, 2.0)])
+    monkeypatch.setattr(probe, "cpu_snapshot", lambda: next(snaps))
+    said = []
+    cand = Candidate("unet", 4, 2, (32, 32), 2)
+    (busy,) = measure([cand], 1, 2, 2, torch.device("cpu"), None, progress=said.append)
+    assert busy.seconds_per_step == 0.7 and not busy.cached
+    assert "other processes took 50 % of the CPU time" in said[-1]
+    assert not (tmp_path / "cache" / "probe.json").exists()
+    snaps = iter([probe.CpuSnapshot(0, 0, 2, 0.0, 0.0), probe.CpuSnapshot(400, 400, 2, 4.0, 2.0)])
+    measure([cand], 1, 2, 2, torch.device("cpu"), None)  # an idle machine: kept
+    assert measure([cand], 1, 2, 2, torch.device("cpu"), None)[0].cached
 
 
 def test_the_cache_keeps_cpu_generations_of_one_name_apart(monkeypatch):

@@ -11,6 +11,7 @@ plan on the same machine costs nothing.
 Cache: ``$UNETKIT_CACHE_DIR/probe.json`` (default ``$XDG_CACHE_HOME/unetkit`` or
 ``~/.cache/unetkit``); entries are keyed by CPU (name, family/model numbers, kernel level, flags),
 torch version, device, precision, threads and the candidate. ``UNETKIT_CACHE_DIR=off`` disables it.
+A timing taken while other processes held the CPUs (:func:`contention`) is used once, not cached.
 Writers change only their own entries, under a lock, on the file as it is then
 (:func:`_update_cache`): plans on the nodes of a cluster that share a home folder keep each other's
 timings.
@@ -49,6 +50,13 @@ WARMUP_SETTLED = 0.9
 RUN_CONTRADICTS = 0.8
 #: how long a writer waits for another's lock on the cache before it leaves its timings unsaved
 LOCK_WAIT_S = 10.0
+#: other processes took at least this share of the CPU time the probe's threads could use while it
+#: timed a candidate: the machine was busy, so the (slow) timing serves this plan but is not
+#: cached for the next ones (:func:`contention`)
+BUSY_SHARE = 0.2
+#: a timing shorter than this is not judged: at 100 jiffies a second, a few stray kernel ticks
+#: would read as a busy machine
+BUSY_MIN_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -246,6 +254,60 @@ def _update_cache(
     return before
 
 
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """Jiffies of this process's CPUs (busy incl. steal, and all) and this process's own CPU
+    seconds, at one moment (:func:`cpu_snapshot`)."""
+
+    busy: int
+    total: int
+    cpus: int
+    own_seconds: float
+    wall: float
+
+
+def cpu_snapshot() -> Optional[CpuSnapshot]:
+    """The CPU counters :func:`contention` compares, from ``/proc/stat`` for the CPUs this process
+    may run on (``None`` where there is no ``/proc/stat``: not Linux). Hand-read: psutil is no
+    dependency, and it neither restricts to the affinity set nor counts steal as busy."""
+    try:
+        cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+        lines = Path("/proc/stat").read_text().splitlines()
+    except (AttributeError, OSError):
+        return None
+    busy = total = counted = 0
+    for line in lines:
+        name, *fields = line.split() or [""]
+        if name not in cpus or len(fields) < 8:
+            continue
+        counted += 1
+        user, nice, system, idle, iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+        busy += user + nice + system + irq + softirq + steal
+        total += user + nice + system + idle + iowait + irq + softirq + steal
+    if not total:
+        return None
+    t = os.times()
+    return CpuSnapshot(busy, total, counted, t.user + t.system, time.perf_counter())
+
+
+def contention(
+    before: Optional[CpuSnapshot], after: Optional[CpuSnapshot], threads: int
+) -> Optional[float]:
+    """The share of what ``threads`` threads could compute between two snapshots that other
+    processes (and the hypervisor, as steal) took instead: 0 on an idle machine, 0.5 where
+    another job keeps every core busy. CPUs beyond ``threads`` are theirs to use freely.
+    ``None`` where it cannot be told (no snapshot, under :data:`BUSY_MIN_SECONDS` apart)."""
+    if before is None or after is None or after.total <= before.total:
+        return None
+    wall, cpus = after.wall - before.wall, after.cpus
+    if wall < BUSY_MIN_SECONDS or cpus != before.cpus:
+        return None
+    per_second = (after.total - before.total) / (wall * cpus)  # jiffies per CPU-second
+    others = (after.busy - before.busy) / per_second - (after.own_seconds - before.own_seconds)
+    spare = max(0, cpus - threads) * wall  # CPUs the probe's threads leave to others
+    return max(0.0, others - spare) / (min(threads, cpus) * wall)
+
+
 def time_training_step(
     candidate: Candidate,
     in_channels: int,
@@ -359,12 +421,22 @@ def measure(
     def timed(cand: Candidate) -> Measurement:
         if progress:
             progress(f"probing {cand.key()} …")
+        before = cpu_snapshot() if timer is None and device.type == "cpu" else None
         seconds = float(  # a plain float: plans go into checkpoints, loaded weights-only
             timer(cand)
             if timer is not None
             else time_training_step(cand, in_channels, num_classes, spatial_dims, device, dtype)
         )
-        entries[key(cand)] = timed_now[key(cand)] = seconds
+        entries[key(cand)] = seconds
+        busy = contention(before, cpu_snapshot() if before else None, torch.get_num_threads())
+        if busy is not None and busy >= BUSY_SHARE:
+            if progress:  # kept, a slow number would shape every later plan on this machine
+                progress(
+                    f"other processes took {100 * busy:.0f} % of the CPU time while "
+                    f"{cand.key()} was timed: the timing serves this plan and is not cached"
+                )
+        else:
+            timed_now[key(cand)] = seconds
         return Measurement(cand, seconds, cached=False, entry=key(cand))
 
     out: list[Measurement] = []
@@ -441,10 +513,14 @@ def forget_if_contradicted(machine: str, entry: str, run_seconds: float) -> Opti
 
 
 __all__ = [
+    "BUSY_SHARE",
     "Candidate",
+    "CpuSnapshot",
     "Estimate",
     "Measurement",
     "cache_path",
+    "contention",
+    "cpu_snapshot",
     "forget_if_contradicted",
     "key_differences",
     "machine_key",
