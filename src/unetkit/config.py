@@ -570,7 +570,9 @@ class TrainConfig:
             (minimised; every other name is maximised).
         postprocess: ``auto`` (after training, try the clean-ups of
             :mod:`unetkit.evaluation.postprocess_choice` on the validation images with ``best.pt``
-            and keep those that raise the validation Dice; written to ``postprocess.json`` and into
+            and keep those that improve the validation images: a higher Dice, or, for the steps
+            judged on objects, a higher object F1 at a Dice cost within the tolerance; written to
+            ``postprocess.json`` and into
             ``best.pt``, which ``unetkit predict`` applies) or ``none``.
         folds: train this many cross-validation folds one after the other (``unetkit train
             --folds K``), each a run folder ``fold_<i>`` with ``data.num_folds = K``, the time budget

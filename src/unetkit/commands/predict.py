@@ -32,11 +32,13 @@ OME-Zarr (.zarr folders). Images and volumes larger than 64 Mpx in .npy, TIFF or
 band by band (volumes slab by slab along z) in bounded memory, with the outputs of a whole-image
 prediction.
 
-Post-processing: the labels get the clean-ups that training kept because they raised the validation
-Dice (small-object removal, hole filling, keep-largest, a watershed split of touching objects;
-RUN/postprocess.json lists what was tried); an ensemble applies the steps all its models chose
-(a removal at the smallest of their sizes). --postprocess none writes the raw argmax. Exported
-models (.onnx, bioimage.io .zip) carry it; band-by-band images get none.
+Post-processing: the labels get the clean-ups that training kept because they improved the
+validation images (small-object removal, hole filling, keep-largest: for a higher Dice; a watershed
+split of touching objects, and the removal where the masks name objects: for a higher object F1 at a
+Dice cost of at most 0.005; RUN/postprocess.json lists what was tried and the scores); an ensemble
+applies the steps all its models chose (a removal at the smallest of their sizes). --postprocess
+none writes the raw argmax. Exported models (.onnx, bioimage.io .zip) carry it; band-by-band images
+get none.
 
 Instances for Fiji and QuPath: --instances writes <name>_instances.tif, every object of the labels
 numbered 1..N in raster order (0 = background; uint16, uint32 above 65535 objects; the input's pixel
