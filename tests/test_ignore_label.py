@@ -350,6 +350,7 @@ def test_the_fingerprint_sizes_only_objects_wholly_inside_the_labelled_pixels(pa
         whole, cut = whole + n - len(touching), cut + len(touching)
     assert cut > 0
     assert fp.objects["1"]["count"] == whole
+    assert fp.labelled_extent == 48  # one labelled region per mask: columns 0…31 of 48 rows
 
 
 def test_validation_masks_that_label_nothing_are_said_so(partial, tmp_path):

@@ -130,12 +130,17 @@ def test_partial_masks_size_the_patch_only_by_objects_most_images_hold_whole():
     scribbled = FakeFingerprint(objects=fragments)
     scribbled.ignore_value = 0
     patch, why = plan_patch(scribbled, "cpu")
-    assert patch == [256, 256] and "too few objects lie wholly inside the labelled pixels" in why
+    assert patch == [256, 256] and "the objects wholly inside the labelled pixels" in why
     complete = FakeFingerprint(objects=fragments)  # complete masks: a rare class, sized as found
     assert "(8 px, 90th percentile" in plan_patch(complete, "cpu")[1]
     boxed = FakeFingerprint()  # partial, but whole objects in most images
     boxed.ignore_value = 0
     assert plan_patch(boxed, "cpu") == plan_patch(FakeFingerprint(), "cpu")
+    boxed.objects["1"]["extent_px"] = {"p90": 39}
+    boxed.labelled_extent = 200.0  # labelled regions far larger than the objects: sized by them
+    assert "(39 px, 90th percentile" in plan_patch(boxed, "cpu")[1]
+    boxed.labelled_extent = 64.0  # 64-px boxes hold whole only the objects under 64 px
+    assert plan_patch(boxed, "cpu")[0] == [256, 256]
 
 
 def test_one_small_image_among_large_ones_does_not_cut_every_patch(tmp_path):

@@ -149,6 +149,9 @@ class Fingerprint:
     hot_pixel_cases: list = field(default_factory=list)
     ignore_value: Optional[int] = None
     unlabelled_fraction: float = 0.0
+    #: with partial masks, the median longest side of the labelled regions (px): no object larger
+    #: than them lies whole inside one, so objects near this size are sized too small
+    labelled_extent: Optional[float] = None
 
     @property
     def effective_channels(self) -> int:
@@ -231,6 +234,11 @@ class Fingerprint:
                 f"unlabelled: value {self.ignore_value}, {100 * self.unlabelled_fraction:.1f} % of "
                 "pixels (left out: the class shares below are of the labelled pixels, the objects "
                 "those that touch no unlabelled pixel)"
+                + (
+                    f"; labelled regions {self.labelled_extent:.0f} px across (median)"
+                    if self.labelled_extent
+                    else ""
+                )
             )
         if self.ignore_value is None and self.mask_kind == "labels":
             forgotten = forgotten_ignore_value(
@@ -467,6 +475,7 @@ def fingerprint_dataset(
     with_ids = 0
     hot: list = []  # the images with a few extreme pixels (has_hot_pixels)
     unlabelled = 0  # pixels of the ignore value
+    labelled_extents: list = []  # the longest sides of the labelled regions (partial masks)
 
     def images():
         for case in cases:
@@ -507,6 +516,10 @@ def fingerprint_dataset(
                 stats[c].add(image[c][fg], rng)
         with_ids += instances is not None
         unlabelled_here = classes < 0 if label_map.ignore is not None else None
+        if unlabelled_here is not None:
+            regions = ndimage.label(~unlabelled_here)[0]
+            if regions.any():
+                labelled_extents.append(object_extents(regions))
         for k, objects in per_class.items():
             if instances is not None:  # instance ids: the objects, each class's its own
                 here = np.where(classes == k, instances, 0)
@@ -605,4 +618,7 @@ def fingerprint_dataset(
         hot_pixel_cases=hot,
         ignore_value=label_map.ignore,
         unlabelled_fraction=float(unlabelled / max(unlabelled + int(class_pixels.sum()), 1)),
+        labelled_extent=(
+            float(np.median(np.concatenate(labelled_extents))) if labelled_extents else None
+        ),
     )

@@ -111,6 +111,9 @@ PROBE_SHARE = 0.03
 #: a whole-image forward pass costs about this fraction of a training step per pixel (no backward)
 INFERENCE_COST = 0.4
 TOUCHING_WEIGHT_MAP = 0.25
+#: with partial masks, whole objects whose 90th-percentile extent reaches this share of the
+#: labelled regions' median size are a sample cut short (only the smaller ones fit whole)
+TRUNCATED_SHARE = 0.5
 #: with instance ids, objects touching this often get a background gap carved where they meet
 SEPARATE_TOUCHING = 0.02
 #: objects thinner than this (px) are pieces of thin structures (vessels), not cells to separate
@@ -299,20 +302,32 @@ def _round_up(v: float, m: int) -> int:
     return int(math.ceil(v / m) * m)
 
 
+def _partial_sizes_unsure(fp, o: dict) -> bool:
+    """With partial masks (an ignore value), whether a class's whole objects (those wholly inside
+    the labelled pixels) cannot size anything: most images hold none (what lies whole is pieces of
+    scribbles), or they reach :data:`TRUNCATED_SHARE` of the labelled regions' size (boxes: only
+    the objects smaller than a box lie whole in one, so the large ones go uncounted)."""
+    if getattr(fp, "ignore_value", None) is None:
+        return False
+    if not o.get("per_case_median"):
+        return True
+    region = getattr(fp, "labelled_extent", None)
+    extent = (o.get("extent_px") or {}).get("p90")
+    return bool(region and extent and extent >= TRUNCATED_SHARE * region)
+
+
 def _sizing_objects(fp) -> list[dict]:
-    """The classes' object summaries that size the patch and the loss: those with objects; with
-    partial masks (an ignore value) only those with a whole object (one wholly inside the labelled
-    pixels) in most images: elsewhere what lies whole is pieces of scribbles, not objects."""
-    partial = getattr(fp, "ignore_value", None) is not None
+    """The classes' object summaries that size the patch and the loss: those with objects, but
+    not those partial masks cut short (:func:`_partial_sizes_unsure`)."""
     return [
         o
         for o in (fp.objects or {}).values()
-        if o.get("count") and not (partial and not o.get("per_case_median"))
+        if o.get("count") and not _partial_sizes_unsure(fp, o)
     ]
 
 
 def _only_fragments(fp) -> bool:
-    """Partial masks whose whole objects are too few to size anything by (:func:`_sizing_objects`)."""
+    """Partial masks whose whole objects cannot size anything (:func:`_sizing_objects`)."""
     return any(o.get("count") for o in (fp.objects or {}).values()) and not _sizing_objects(fp)
 
 
@@ -462,8 +477,8 @@ def plan_patch(
         f"≥ {CONTEXT}× the extent of the large objects ({obj:.0f} px, 90th percentile"
         f"{' after resampling' if scale != 1 else ''}) for context"
         if obj
-        else "too few objects lie wholly inside the labelled pixels (partial masks) to size it "
-        "by: the largest patch"
+        else "the objects wholly inside the labelled pixels (partial masks) are too few, or "
+        "cut short by the labelled regions' size, to size it by: the largest patch"
         if _only_fragments(fp)
         else "no objects to size it by: the largest patch"
     )
