@@ -324,7 +324,56 @@ def test_a_run_the_schedule_ends_between_epochs_says_the_budget_ended_it(
     assert done.epochs_completed == 3 and done.stop_reason == "completed"
 
 
-def test_resume_restarts_the_clock_at_the_full_rate(cells, tmp_path, monkeypatch):
+def test_resume_continues_the_budget_and_the_rate_where_they_stopped(cells, tmp_path, monkeypatch):
+    tick = fake_step_clock(monkeypatch, step=1.0)
+    cfg = tiny_config(cells, time_budget_minutes=0.4)  # 24 s: about 8 epochs of 2 s
+    whole = Trainer(cfg, run_dir=tmp_path / "whole", progress=False, callbacks=[tick])
+    uninterrupted = whole.fit()  # the same run without the crash
+    tick = fake_step_clock(monkeypatch, step=1.0)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        Trainer(
+            cfg,
+            run_dir=tmp_path / "run",
+            progress=False,
+            callbacks=[_CrashAfter(2), tick],
+        ).fit()
+    clock = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["extra"]["clock"]
+    assert clock["budget_minutes"] == 0.4  # two epochs of two 1-s steps
+    assert clock["spent_s"] == pytest.approx(4.0, abs=0.01)
+    assert clock["schedule_s"] == pytest.approx(4.0, abs=0.01)
+
+    tick = fake_step_clock(monkeypatch, step=1.0)  # a new process: a new clock
+    trainer = Trainer.resume(tmp_path / "run", progress=False)
+    trainer.extra_callbacks.append(tick)
+    result = trainer.fit()
+    assert any("0.3 of the 0.4-minute time budget left" in n for n in trainer.resume_notes)
+    lrs = [r["lr"] for r in result.history]
+    T = trainer.callbacks[0].available
+    assert abs(T - whole.callbacks[0].available) < 1e-3
+    assert lrs[2] == pytest.approx(0.01 * (1 - 4 / T) ** 0.9, rel=1e-6)  # where it stopped
+    # the resumed run is the uninterrupted one: the same epochs at the same rates
+    done = result.epochs_completed
+    assert done == uninterrupted.epochs_completed > 4
+    assert lrs == pytest.approx([r["lr"] for r in uninterrupted.history], rel=1e-6)
+    assert result.stop_reason == "time budget reached"
+
+    # ended by its budget: refused, nothing trained; a new budget trains again from the peak
+    with pytest.raises(
+        ConfigError, match=r"run has ended \(time budget reached\); --time-budget M"
+    ):
+        Trainer.resume(tmp_path / "run", progress=False).fit()
+    tick = fake_step_clock(monkeypatch, step=1.0)
+    again = Trainer.resume(
+        tmp_path / "run", overrides={"train.time_budget_minutes": 0.2}, progress=False
+    )
+    again.extra_callbacks.append(tick)
+    more = again.fit()
+    assert more.history[done]["lr"] == 0.01  # back at the peak
+    assert "a new 0.2-minute time budget" in again.resume_notes[-1]
+    assert more.epochs_completed > done
+
+
+def test_resume_on_the_command_line_continues_or_takes_a_new_budget(cells, tmp_path, monkeypatch):
     tick = fake_step_clock(monkeypatch, step=1.0)
     with pytest.raises(RuntimeError, match="simulated crash"):
         Trainer(
@@ -333,17 +382,23 @@ def test_resume_restarts_the_clock_at_the_full_rate(cells, tmp_path, monkeypatch
             progress=False,
             callbacks=[_CrashAfter(2), tick],
         ).fit()
-    tick = fake_step_clock(monkeypatch, step=1.0)  # a new process: a new clock
-    trainer = Trainer.resume(tmp_path / "run", progress=False)
-    trainer.extra_callbacks.append(tick)
-    result = trainer.fit()
-    T = trainer.callbacks[0].available
-    lrs = [r["lr"] for r in result.history]
-    assert lrs[2] == 0.01  # back at the peak although the optimiser was saved at a lower rate
-    assert lrs[0] == 0.01 > lrs[1]  # epochs 1–2 from before the crash
-    assert lrs[3] == pytest.approx(0.01 * (1 - 2 / T) ** 0.9, rel=1e-6)
-    # a fresh budget: 52.5 s of training again, 27 epochs started
-    assert result.epochs_completed == 2 + 27 and result.stop_reason == "time budget reached"
+    seen = {}
+
+    class Seen(Exception):
+        pass
+
+    def fit(self):  # the trainer as the command hands it over, not trained
+        seen["restart"] = self.restart_budget
+        raise Seen
+
+    monkeypatch.setattr(Trainer, "fit", fit)
+    run = str(tmp_path / "run")
+    with pytest.raises(Seen):
+        main(["train", "--resume", run, "--no-progress"])
+    assert seen["restart"] is False
+    with pytest.raises(Seen):
+        main(["train", "--resume", run, "--time-budget", "1", "--no-progress"])
+    assert seen["restart"] is True
 
 
 def test_the_planning_time_comes_out_of_the_budget_and_says_so():

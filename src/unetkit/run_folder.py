@@ -153,15 +153,27 @@ def incomplete_folds_warning(folder: PathLike) -> Optional[str]:
     )
 
 
+def last_ending(run_dir: PathLike, session: bool = False) -> Optional[str]:
+    """The last ``ended:`` line of a run's ``train.log`` (``None``: no log, or a run that never
+    ended, such as one killed at once). ``session``: of its last session only (the lines after
+    the last ``run folder:`` header line), so that a resumed session killed without an ending
+    does not read as the one before it."""
+    try:
+        lines = (Path(run_dir) / "train.log").read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if session:
+        starts = [i for i, line in enumerate(lines) if line.startswith("run folder:")]
+        lines = lines[starts[-1] :] if starts else lines
+    ended = [line for line in lines if line.startswith("ended:")]
+    return ended[-1] if ended else None
+
+
 def _stopped_part_way(run_dir: Path) -> bool:
     """Whether a run's ``train.log`` ends with an ``ended:`` line that says how to continue it
     (``--resume``): stopped by Ctrl-C, a kill or an error after a checkpoint."""
-    try:
-        lines = (run_dir / "train.log").read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
-        return False
-    ended = [line for line in lines if line.startswith("ended:")]
-    return bool(ended) and "--resume" in ended[-1]
+    ended = last_ending(run_dir)
+    return ended is not None and "--resume" in ended
 
 
 def folder_not_file(folder: PathLike) -> str:

@@ -119,8 +119,9 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--resume",
         metavar="RUN_DIR",
-        help="continue the run in RUN_DIR from its last checkpoint, with its own config and split; "
-        "only --epochs, --time-budget, --device, --threads and --precision may change",
+        help="continue the run in RUN_DIR from its last checkpoint, with its own config and split "
+        "and what is left of its time budget; only --epochs, --time-budget (a new budget: M "
+        "minutes more), --device, --threads and --precision may change",
     )
     p.add_argument(
         "--init-from",
@@ -939,6 +940,7 @@ def run(args) -> int:
         changed = apply_overrides(trainer.config, collect_overrides(args))
         check_resume_changes(trainer.config, changed, args.resume)
         trainer.config = changed
+        trainer.restart_budget = args.time_budget is not None  # else the rest of its own
         _configure(trainer.config)
     else:
         config, plan = configure_new_run(args)

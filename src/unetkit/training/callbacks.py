@@ -179,9 +179,10 @@ class BudgetSchedule(Callback):
     left unvalidated: should time run out between two epochs, one more starts, which the trainer
     stops after its first step and validates.
 
-    Resume: the clock restarts. A resumed run gets the whole budget again (as the trainer's own time
-    budget does), starts again at ``lr`` at the resumed epoch and decays over the new budget: a warm
-    restart, not a continuation of the earlier curve.
+    Resume: the run continues. The trainer's ``budget_spent_s`` (the budget its earlier sessions
+    spent) and ``schedule_spent_s`` (the seconds they trained on this schedule) come out of
+    ``T`` and ``t``, so the rate goes on from where it stopped and reaches the same end. A resumed
+    run given a new budget (``--time-budget`` again) has both at 0: a warm restart at ``lr``.
 
     Multi-process (torchrun): the callback runs on every rank and rank 0's learning rate and epoch
     count are broadcast, so all ranks train with the same rate and stop after the same epoch.
@@ -204,14 +205,24 @@ class BudgetSchedule(Callback):
 
     def on_train_start(self, trainer) -> None:
         self.t0 = self.last = time.monotonic()
+        # the training seconds and the budget a resumed run's earlier sessions spent
+        self.prior = float(getattr(trainer, "schedule_spent_s", 0.0) or 0.0)
+        spent = float(getattr(trainer, "budget_spent_s", 0.0) or 0.0)
         # the budget's seconds left once set-up is done, and those the rate decays over
-        self.after_setup = self.budget_s - (self.t0 - trainer.t_start)
-        self.available = self.after_setup - self.reserve_s
+        self.after_setup = self.budget_s - spent - (self.t0 - trainer.t_start)
+        self.available = self.prior + self.after_setup - self.reserve_s
         self.epoch_times: list[float] = []
         self.max_epochs = trainer.config.train.epochs
-        self._set_lr(
-            trainer, self.lr
-        )  # the schedule's start (a resumed optimiser holds its last rate)
+        # the schedule's start, or where a resumed run left it (its optimiser holds its last rate)
+        self._set_lr(trainer, self._rate(self.prior))
+
+    def trained_s(self) -> float:
+        """Seconds trained on this schedule, earlier sessions of a resumed run included."""
+        return self.prior + time.monotonic() - self.t0 if hasattr(self, "t0") else 0.0
+
+    def _rate(self, elapsed: float) -> float:
+        left = 1.0 - elapsed / self.available if self.available > 0 else 0.0
+        return self.lr * max(0.0, left) ** self.power
 
     def on_epoch_end(self, trainer, history) -> None:
         now = time.monotonic()
@@ -220,8 +231,7 @@ class BudgetSchedule(Callback):
         elapsed = now - self.t0
         recent = self.epoch_times[-3:]
         per_epoch = sum(recent) / len(recent)
-        left = 1.0 - elapsed / self.available if self.available > 0 else 0.0
-        lr = self.lr * max(0.0, left) ** self.power
+        lr = self._rate(self.prior + elapsed)
         # the epochs that still start before the trainer stops; it cuts the last one short
         end_reserve = getattr(trainer, "end_reserve_s", None)
         reserve = max(self.reserve_s, end_reserve() if callable(end_reserve) else 0.0)

@@ -51,7 +51,7 @@ from ..evaluation.metrics import EMPTY_POLICY, confusion_matrix, overlap_scores
 from ..inference.predictor import Predictor, labels_from_logits
 from ..losses import DeepSupervisionLoss, create_loss
 from ..models import create_model
-from ..run_folder import ENSEMBLE_FILE, check_new_run_dir, refresh_fold
+from ..run_folder import ENSEMBLE_FILE, check_new_run_dir, last_ending, refresh_fold
 from ..utils import (
     atomic_write_text,
     json_default,
@@ -193,6 +193,13 @@ class Trainer:
         self.progress = progress
         self.extra_callbacks = list(callbacks or [])
         self._resume_from: Optional[Path] = None
+        #: a resumed budget run takes a new budget (``--time-budget`` given again) instead of the
+        #: rest of its own
+        self.restart_budget = False
+        #: seconds of the time budget, and of the budget schedule's training, the run's earlier
+        #: sessions spent (a resumed run continues them: ``extra.clock`` of its checkpoint)
+        self.budget_spent_s = 0.0
+        self.schedule_spent_s = 0.0
         self.epoch = 0
         self.history: list[dict] = []
         self.best: Optional[dict] = None
@@ -207,7 +214,9 @@ class Trainer:
         """A trainer that continues the run in ``run_dir`` from ``checkpoints/last.pt``.
 
         ``overrides`` (``{"train.epochs": 100}``) may extend the run or change the device; the data
-        and model are the run's own.
+        and model are the run's own. A time budget run continues with what is left of its budget
+        (the learning rate continues its decay on the clock); ``train.time_budget_minutes`` among
+        ``overrides`` gives it a new budget instead (the rate starts again at its peak).
         """
         run_dir = Path(run_dir)
         cfg_path, last = run_dir / "config.yaml", run_dir / "checkpoints" / "last.pt"
@@ -239,6 +248,7 @@ class Trainer:
         trainer = cls(config, run_dir, progress=progress, plan=plan)
         trainer._resume_from = last
         trainer._config_on_file = on_file  # checked against the checkpoint's (setup)
+        trainer.restart_budget = bool(overrides and "train.time_budget_minutes" in overrides)
         return trainer
 
     def request_stop(self, reason: str = "stopped on request") -> None:
@@ -308,7 +318,7 @@ class Trainer:
         self.setup_optimisation()
         if ckpt is not None:
             self.load_state(ckpt)
-            self.resume_notes = self._check_best_checkpoint()
+            self.resume_notes = self._check_best_checkpoint() + self._resume_budget(ckpt)
         # everything was read and built: only now the run folder is made (a bad input leaves nothing behind)
         self._make_run_dir()
         if self.dist.is_main:
@@ -859,6 +869,7 @@ class Trainer:
                 "empty_policy": EMPTY_POLICY,
                 "plan": self.plan,
                 "init_from": self.init_record,
+                **({"clock": clock} if (clock := self._clock_record()) else {}),
             },
         )
 
@@ -1057,11 +1068,55 @@ class Trainer:
                 break
 
     def _seconds_left(self) -> float:
-        """Seconds of ``train.time_budget_minutes`` left (infinite without a budget)."""
+        """Seconds of ``train.time_budget_minutes`` left (infinite without a budget), the earlier
+        sessions of a resumed run counted (:attr:`budget_spent_s`)."""
         budget = self.config.train.time_budget_minutes
         if budget is None:
             return math.inf
-        return budget * 60 - (time.monotonic() - self.t_start)
+        return budget * 60 - self.budget_spent_s - (time.monotonic() - self.t_start)
+
+    def _clock_record(self) -> Optional[dict]:
+        """What a checkpoint keeps of the time budget, so that a resumed run continues it."""
+        budget = self.config.train.time_budget_minutes
+        if budget is None or not hasattr(self, "t_start"):
+            return None
+        schedule = next((cb for cb in self.callbacks if isinstance(cb, BudgetSchedule)), None)
+        return {
+            "budget_minutes": budget,
+            "spent_s": round(self.budget_spent_s + time.monotonic() - self.t_start, 3),
+            **({"schedule_s": round(schedule.trained_s(), 3)} if schedule is not None else {}),
+        }
+
+    def _resume_budget(self, ckpt: dict) -> list[str]:
+        """A resumed budget run continues the budget its checkpoint records (the note that says
+        so), or takes the new one it was given; one it has spent is refused."""
+        budget = self.config.train.time_budget_minutes
+        clock = (ckpt.get("extra") or {}).get("clock") or {}
+        if budget is None or not clock:
+            return []
+        if self.restart_budget or clock.get("budget_minutes") != budget:
+            return [
+                f"note: a new {budget:g}-minute time budget (given again): the learning rate "
+                "starts again at its peak"
+            ]
+        self.budget_spent_s = float(clock.get("spent_s", 0.0))
+        self.schedule_spent_s = float(clock.get("schedule_s", 0.0))
+        left = budget * 60 - self.budget_spent_s
+        run_dir = self._resume_from.parent.parent
+        ending = last_ending(run_dir, session=True)  # one that ended by itself kept the rest
+        if left <= 0 or (ending is not None and "--resume" not in ending):
+            how = (
+                ending[len("ended: ") :].split(" after epoch")[0]
+                if ending is not None and "--resume" not in ending
+                else f"spent its {budget:g}-minute time budget"
+            )
+            raise ConfigError(
+                f"{run_dir}: the run has ended ({how}); --time-budget M trains it M minutes more"
+            )
+        return [
+            f"note: {left / 60:.1f} of the {budget:g}-minute time budget left, the learning rate "
+            "continuing its decay (--time-budget M: M minutes more, from the peak rate)"
+        ]
 
     def _postprocess_enabled(self) -> bool:
         return self.config.train.postprocess == "auto" and bool(self.data.val)
