@@ -527,12 +527,12 @@ def test_a_volume_mask_elsewhere_in_the_world_than_its_image_is_named(tmp_path):
     report = check_dataset(tmp_path)
     assert sorted(report.problems) == sorted(
         f"{tmp_path / 'masks' / f'{name}.nrrd'}: mask {what} differs from its image's"
-        f"{detail} ({name}.nrrd): its size matches, so fix its header to the image's (or "
+        f"{detail} ({lps}{name}.nrrd): its size matches, so fix its header to the image's (or "
         "resample it onto the image)"
-        for name, what, detail in [
-            ("spacing", "voxel size 1.5×0.8×0.8", " 3×0.8×0.8"),
-            ("origin", "origin -10×25×2", " -10×5×2"),
-            ("direction", "direction", ""),
+        for name, what, detail, lps in [
+            ("spacing", "voxel size 1.5×0.8×0.8", " 3×0.8×0.8", ""),
+            ("origin", "origin -10×25×2", " -10×5×2", "x×y×z in ITK's LPS mm; "),
+            ("direction", "direction", "", ""),
         ]
     )
     (spacing,) = report.spacings  # the images' voxel sizes, reported (text and JSON)
@@ -544,6 +544,48 @@ def test_a_volume_mask_elsewhere_in_the_world_than_its_image_is_named(tmp_path):
     assert load_case(cases["ok"], label_map, None).mask.sum() > 0
     with pytest.raises(DataError, match=r"spacing\.nrrd: mask voxel size 1\.5×0\.8×0\.8 differs"):
         load_case(cases["spacing"], label_map, None)
+
+
+def test_channel_files_elsewhere_in_the_world_than_the_first_are_named(tmp_path):
+    """nnU-Net's channel files of one case must share one grid, as its mask must: a T2 written
+    at another voxel size than the T1 (same array size) would pair different anatomy voxel by
+    voxel. check-data lists it; training, planning and predict refuse it."""
+    pytest.importorskip("SimpleITK")
+    from unetkit.data import find_cases
+    from unetkit.data.reading import read_case_image
+    from unetkit.errors import DataError
+
+    geometry = dict(spacing=(3.0, 0.8, 0.8), origin=(-10.0, 5.0, 2.0), direction=np.eye(3))
+    mask = np.zeros((1, 6, 10, 12), np.uint8)
+    mask[0, 2:4, 3:7, 3:8] = 1
+    for case, second in (("a", (3.0, 0.8, 0.8)), ("b", (3.0, 1.0, 1.0))):
+        for ch, spacing in enumerate([(3.0, 0.8, 0.8), second]):
+            write_image(
+                tmp_path / "imagesTr" / f"{case}_{ch:04d}.nrrd",
+                RNG.normal(0, 1, (1, 6, 10, 12)).astype(np.float32),
+                ImageMeta(**{**geometry, "spacing": spacing}),
+            )
+        write_image(tmp_path / "labelsTr" / f"{case}.nrrd", mask, ImageMeta(**geometry))
+    dataset = {
+        "channel_names": {"0": "T1", "1": "T2"},
+        "labels": {"background": 0, "lesion": 1},
+        "numTraining": 2,
+        "file_ending": ".nrrd",
+    }
+    (tmp_path / "dataset.json").write_text(json.dumps(dataset))
+    message = (
+        "channel file voxel size 3×1×1 differs from its first channel's 3×0.8×0.8 (b_0000.nrrd): "
+        "its size matches, so fix its header to the first channel's (or resample it onto the "
+        "first channel)"
+    )
+    assert check_dataset(tmp_path).problems == [
+        f"{tmp_path / 'imagesTr' / 'b_0001.nrrd'}: {message}"
+    ]
+    cases = {c.case_id: c for c in find_cases(tmp_path)}
+    assert read_case_image(cases["a"])[0].shape == (2, 6, 10, 12)
+    with pytest.raises(DataError) as caught:
+        read_case_image(cases["b"])
+    assert str(caught.value) == f"{tmp_path / 'imagesTr' / 'b_0001.nrrd'}: {message}"
 
 
 def test_a_nifti_mask_flipped_or_shifted_against_its_image_is_named(tmp_path):
@@ -586,9 +628,9 @@ def test_a_nifti_mask_flipped_or_shifted_against_its_image_is_named(tmp_path):
         f"{tmp_path / 'masks' / 'flipped.nii.gz'}: mask direction differs from its image's "
         f"(flipped.nii.gz): {fix}",
         f"{tmp_path / 'masks' / 'nrrd_shifted.nii.gz'}: mask origin -16×20×-70 differs from its "
-        f"image's -16×20×-100 (nrrd_shifted.nrrd): {fix}",
+        f"image's -16×20×-100 (x×y×z in ITK's LPS mm; nrrd_shifted.nrrd): {fix}",
         f"{tmp_path / 'masks' / 'shifted.nii.gz'}: mask origin -16×20×-70 differs from its "
-        f"image's -16×20×-100 (shifted.nii.gz): {fix}",
+        f"image's -16×20×-100 (x×y×z in ITK's LPS mm; shifted.nii.gz): {fix}",
     ]
 
 

@@ -621,7 +621,8 @@ def test_a_3d_prediction_elsewhere_in_the_world_than_its_truth_is_refused(tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"unetkit evaluate: error: {tmp_path / 'moved' / 'v.nrrd'}: prediction origin -10×35×2 "
-        "differs from its truth's -10×5×2 (v.nrrd): its size matches, so fix its header to the "
+        "differs from its truth's -10×5×2 (x×y×z in ITK's LPS mm; v.nrrd): its size matches, so "
+        "fix its header to the "
         "truth's (or resample it onto the truth)"
     ]
 

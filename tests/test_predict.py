@@ -308,6 +308,10 @@ def test_plain_folder_of_nnunet_channel_files_is_grouped_into_cases(tmp_path):
     )
     res = predict_files(grey, [frames], tmp_path / "out2", progress=False)
     assert [r.case_id for r in res] == ["f_0000", "f_0001"]
+    # two cases of two channel files each for a 1-channel model: refused, not one image per file
+    with pytest.raises(DataError, match=r"nnU-Net channel files, 2 per case \(ct_01_0000 … "):
+        predict_files(grey, [src], tmp_path / "out_grey", progress=False)
+    assert not (tmp_path / "out_grey").exists()
     # a whole folder of _0000 files for a 1-channel model: the suffix goes, as in nnU-Net
     single = tmp_path / "single"
     single.mkdir()

@@ -65,6 +65,7 @@ from .labels import (
 from .object_masks import is_object_source, read_mask_source
 from .reading import (
     INSTANCE_DIR_NAMES,
+    channel_geometry_problem,
     channels_last_hint,
     geometry_problem,
     is_grey_as_colour,
@@ -561,6 +562,10 @@ def _read_case_image(paths: list, report: DatasetReport) -> Optional[tuple]:
             first_meta = first_meta if first_meta is not None else meta
         except DataError as exc:
             report.problems.append(str(exc))
+            return None
+        problem = channel_geometry_problem([paths[0], path], [first_meta, meta])
+        if problem:
+            report.problems.append(f"{problem[1]}: {problem[0]}")
             return None
         if arrays and arr.shape[1:] != arrays[0].shape[1:]:
             report.problems.append(

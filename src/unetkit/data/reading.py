@@ -53,8 +53,24 @@ def read_case_image(case: Case) -> tuple[np.ndarray, ImageMeta]:
     shapes = {a.shape[1:] for a in arrays}
     if len(shapes) > 1:
         raise DataError(f"channel files have different sizes {sorted(shapes)}", case.images[0])
+    problem = channel_geometry_problem(case.images, metas)
+    if problem:
+        raise DataError(*problem)
     image = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
     return image, metas[0]
+
+
+def channel_geometry_problem(paths: Sequence, metas: Sequence) -> Optional[tuple[str, Path]]:
+    """``(message, file)`` where a volume's channel files (nnU-Net's ``CASE_0000``, ``_0001`` …)
+    do not lie in one place (another voxel size, origin or direction than the first channel's:
+    the same voxel indices would be different anatomy), else ``None``."""
+    for path, meta in zip(paths[1:], metas[1:]):
+        problem = geometry_problem(
+            metas[0], meta, Path(paths[0]).name, what="channel file", of="first channel"
+        )
+        if problem:
+            return problem, Path(path)
+    return None
 
 
 #: sibling folders whose files (same stems as the images) hold instance ids for the masks' objects,
@@ -139,8 +155,8 @@ def geometry_problem(
         and not np.allclose(o2, origin, rtol=0, atol=tol * max(spacing))
     ):
         return (
-            f"{what} origin {_shown(o2)} differs from its {of}'s {_shown(origin)} "
-            f"({image_name}): {fix}"
+            f"{what} origin {_shown(o2)} differs from its {of}'s {_shown(origin)} (x×y×z in "
+            f"ITK's LPS mm; {image_name}): {fix}"
         )
     if direction is not None and d2 is not None:
         a, b = np.asarray(direction, float), np.asarray(d2, float)

@@ -124,8 +124,30 @@ def group_channel_files(files: dict, channels: Optional[int]) -> Optional[dict]:
         case_id, channel = split
         per_case.setdefault(case_id, {})[channel] = path
     if any(sorted(ch) != list(range(channels)) for ch in per_case.values()):
+        _check_channel_count(per_case, channels)
         return None
     return {case_id: [ch[i] for i in range(channels)] for case_id, ch in per_case.items()}
+
+
+#: at most this many ``_NNNN`` files per case read as channels of one image (more are frames)
+MAX_CHANNEL_FILES = 16
+
+
+def _check_channel_count(per_case: dict, channels: int) -> None:
+    """Refuse nnU-Net channel files of another channel count than the model's: every one of two
+    or more cases holds the files ``_0000`` … ``_000k`` (k ≤ :data:`MAX_CHANNEL_FILES`), which
+    would otherwise be predicted one channel at a time, as separate images."""
+    sets = [sorted(ch) for ch in per_case.values()]
+    k = len(sets[0])
+    if len(sets) < 2 or not 1 < k <= MAX_CHANNEL_FILES or any(s != list(range(k)) for s in sets):
+        return
+    first = sorted(per_case)[0]
+    raise DataError(
+        f"these are nnU-Net channel files, {k} per case ({first}_0000 … {first}_{k - 1:04d}), "
+        f"but the model takes {channels} channel(s): predict with a model trained on {k}-channel "
+        "images (or give only the channel files it was trained on)",
+        per_case[first][0],
+    )
 
 
 def _is_large(path: Path, level: int = 0) -> bool:
