@@ -172,7 +172,9 @@ def test_corrupt_file_is_one_line_naming_it(tmp_path, name):
     path.write_bytes(b"hello, not an image" if name.startswith("junk") else good[: len(good) // 3])
     kind = "NRRD" if name.endswith(".nrrd") else "MetaImage"
     with pytest.raises(
-        DataError, match=rf"^{path}: unreadable or truncated {kind} file \(.+\)$"
+        DataError,
+        match=rf"^{path}: unreadable or truncated {kind} file \(.+\): save it again from its "
+        "source, or give it the suffix of its real format$",
     ) as e:
         read_image(path)
     assert "\n" not in str(e.value) and "0x" not in str(e.value)

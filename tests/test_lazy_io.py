@@ -586,3 +586,60 @@ def test_spatial_shape_reads_headers(tmp_path):
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((7, 12, 10), np.float32)), tmp_path / "v.nrrd")
     for name in ("v.nii.gz", "c.nii", "v.nrrd"):  # (Z, Y, X) as read_image gives it
         assert spatial_shape(tmp_path / name) == (7, 12, 10), name
+
+
+def test_inputs_predicted_band_by_band_are_said_to_get_no_post_processing(tmp_path, monkeypatch):
+    """Objects span bands, so a huge image gets the raw labels though the model carries a clean-up:
+    said in a line naming it (the post-processing line alone claimed the clean-up for every
+    input), and its labels are the raw argmax indeed."""
+    from unetkit.inference.postprocess import PostProcessing, PostStep
+
+    image = (np.random.default_rng(2).random((1, 120, 100)) * 255).astype(np.uint8)
+    np.save(tmp_path / "huge.npy", image)
+    np.save(tmp_path / "small.npy", image[:, :20, :20])
+    pred = band_predictor()
+    pred.postprocess = PostProcessing((PostStep("remove_small", 1, min_size=50),))
+    monkeypatch.setattr(batch_mod, "LARGE_PIXELS", 1000)
+    said: list = []
+    res = predict_files(
+        pred,
+        [tmp_path / "huge.npy", tmp_path / "small.npy"],
+        tmp_path / "out",
+        progress=False,
+        say=said.append,
+    )
+    assert [r.mode for r in res] == ["band-by-band", "in-memory"]
+    assert said == [
+        "1 input(s) over 0 Mpx (huge.npy) are predicted band by band and get no post-processing "
+        "(objects span bands): their labels are the raw argmax"
+    ]
+    raw = pred.label_map.decode(pred.predict(image))  # predict: the argmax, no clean-up
+    np.testing.assert_array_equal(read_image(res[0].outputs["labels"])[0], raw)
+    pred.postprocess = PostProcessing()  # nothing to leave out: nothing said
+    said.clear()
+    predict_files(pred, [tmp_path / "huge.npy"], tmp_path / "raw", progress=False, say=said.append)
+    assert said == []
+
+
+def test_a_zarr_folder_that_is_no_store_or_lacks_its_level_says_the_fix(tmp_path):
+    import zarr
+
+    (tmp_path / "empty.zarr").mkdir()
+    with pytest.raises(DataError, match=r"empty\.zarr: not a readable zarr store .*: give a zarr"):
+        open_lazy(tmp_path / "empty.zarr")
+    group = zarr.open_group(str(tmp_path / "cut.zarr"), mode="w")
+    group.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": [{"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+            "datasets": [
+                {"path": p, "coordinateTransformations": [{"type": "scale", "scale": [1, 1]}]}
+                for p in ("0", "1")
+            ],
+        }
+    ]
+    group.create_array("1", shape=(8, 8), dtype="uint8")
+    with pytest.raises(DataError, match=r"names the array '0', which is missing: copy the store"):
+        open_lazy(tmp_path / "cut.zarr")
+    with pytest.raises(DataError, match=r"level 2 does not exist: the image has 2 level\(s\), 0…1"):
+        open_lazy(tmp_path / "cut.zarr", 2)

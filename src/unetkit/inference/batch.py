@@ -459,6 +459,7 @@ def check_inputs(predictor, cases: list, out_dir: Path, options: dict) -> list[s
     from ..data.dataset import read_case_image
 
     sizes: list = []  # (input, its voxel size in the model's unit, or None)
+    banded: list = []  # the inputs predicted band by band, which get no post-processing
     for case in cases:
         paths, band, _ = _outputs_with(case, out_dir, options)
         if not options.get("overwrite") and _done(paths):
@@ -466,6 +467,8 @@ def check_inputs(predictor, cases: list, out_dir: Path, options: dict) -> list[s
         first, level = case.images[0], options.get("level", 0)
         if band:
             from ..io.readers import read_spacing
+
+            banded.append(Path(first).name)
 
             source = open_lazy(first, level)
             try:
@@ -487,7 +490,20 @@ def check_inputs(predictor, cases: list, out_dir: Path, options: dict) -> list[s
             first,
         )
         sizes.append((first, spacing))
-    return _spacing_notes(predictor, sizes)
+    return _banded_note(predictor, banded) + _spacing_notes(predictor, sizes)
+
+
+def _banded_note(predictor, banded: list) -> list[str]:
+    """The inputs predicted band by band, where the model has a post-processing: objects span
+    bands, so they get the raw labels (said, as the post-processing line names the steps)."""
+    post = getattr(predictor, "postprocess", None)
+    if not banded or post is None or not getattr(post, "steps", None):
+        return []
+    names = ", ".join(banded[:5]) + (f" and {len(banded) - 5} more" if len(banded) > 5 else "")
+    return [
+        f"{len(banded)} input(s) over {LARGE_PIXELS // 2**20} Mpx ({names}) are predicted band by "
+        "band and get no post-processing (objects span bands): their labels are the raw argmax"
+    ]
 
 
 def spacing_notes_of(predictor, results: list) -> list[str]:

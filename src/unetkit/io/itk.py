@@ -136,7 +136,9 @@ def read_itk(path: Path, fmt: str) -> tuple[np.ndarray, ImageMeta]:
         image = reader.Execute()
     except RuntimeError as exc:
         raise DataError(
-            f"unreadable or truncated {_format_name(fmt)} file ({_itk_detail(exc)})", path
+            f"unreadable or truncated {_format_name(fmt)} file ({_itk_detail(exc)}): save it "
+            "again from its source, or give it the suffix of its real format",
+            path,
         ) from None
     return _image_to_array(sitk, image, path)
 

@@ -386,7 +386,9 @@ def _open_zarr(path: Path, level: int) -> LazyImage:
     except Exception as exc:
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise DataError(
-            f"not a readable zarr store ({type(exc).__name__}: {detail})", path
+            f"not a readable zarr store ({type(exc).__name__}: {detail}): give a zarr array's "
+            "folder or an OME-Zarr image's (the one holding its zarr.json or .zattrs)",
+            path,
         ) from exc
     scale = unit = None
     if isinstance(node, zarr.Array):
@@ -415,14 +417,16 @@ def _open_zarr(path: Path, level: int) -> LazyImage:
         datasets = image.get("datasets", [])
         if not 0 <= level < len(datasets):
             raise DataError(
-                f"level {level} does not exist: the image has {len(datasets)} level(s)", path
+                f"level {level} does not exist: the image has {len(datasets)} level(s), "
+                f"0…{len(datasets) - 1}",
+                path,
             )
         try:
             array = node[datasets[level]["path"]]
         except KeyError:
             raise DataError(
                 f"the multiscales metadata names the array {datasets[level]['path']!r}, which is "
-                "missing",
+                f"missing: copy the store whole (arrays: {', '.join(sorted(node.array_keys())) or 'none'})",
                 path,
             ) from None
         names = [a["name"] if isinstance(a, dict) else a for a in image.get("axes", [])]

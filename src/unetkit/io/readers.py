@@ -303,7 +303,9 @@ def read_image(
     except Exception as exc:  # third-party decoders raise many types on corrupt input
         detail = " ".join(str(exc).split()) or type(exc).__name__
         raise DataError(
-            f"unreadable or truncated {fmt.upper()} file ({type(exc).__name__}: {detail})", path
+            f"unreadable or truncated {fmt.upper()} file ({type(exc).__name__}: {detail}): "
+            f"save it again from its source, or give it the suffix of its real format",
+            path,
         ) from exc
     array = np.ascontiguousarray(array)
     if not array.dtype.isnative:
