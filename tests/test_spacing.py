@@ -538,6 +538,14 @@ def test_a_case_in_another_unit_and_a_target_spacing_in_another_unit_are_refused
         "cases' median voxel size 3×1.5×1.5 mm: give it in the files' unit and axis order (z, y, x)"
     )
     assert not out.exists()
+    # the NIfTI/ITK axis order (x, y, z): the coarse axis would be upsampled, the fine ones thinned
+    assert main([*args, "--target-spacing", "1.5,1.5,3"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "unetkit plan: error: --target-spacing 1.5×1.5×3 makes axis z finer than x, but the cases' "
+        "median voxel size 3×1.5×1.5 has it 2× coarser: give it in the files' axis order (z, y, x), "
+        "e.g. 3,1.5,1.5"
+    )
+    assert not out.exists()
     assert main([*args, "--target-spacing", "6,3,3"]) == 0
     plan = json.loads(out.read_text())
     assert plan["config"]["data.target_spacing"] == [6.0, 3.0, 3.0]

@@ -395,6 +395,33 @@ def _check_target_spacing(target: list, fp) -> None:
             f"{'×'.join(f'{v:g}' for v in median)}{unit}: give it in the files' unit and axis "
             "order (z, y, x)"
         )
+    swapped = _swapped_axes(target, median)
+    if swapped is not None:
+        i, j = swapped
+        names = "zyx"[-len(target) :]
+        shown = "×".join(f"{v:g}" for v in target)
+        raise ConfigError(
+            f"--target-spacing {shown} makes axis {names[i]} finer than {names[j]}, but the "
+            f"cases' median voxel size {'×'.join(f'{v:g}' for v in median)} has it "
+            f"{median[i] / median[j]:.3g}× coarser: give it in the files' axis order (z, y, x), "
+            f"e.g. {','.join(f'{v:g}' for v in reversed(target))}"
+        )
+
+
+#: an axis this much coarser than another in the data but this much finer in a target spacing
+#: is a target given in another axis order (x, y, z)
+SWAPPED_RATIO = 1.5
+
+
+def _swapped_axes(target: list, median: list) -> Optional[tuple[int, int]]:
+    """Axes ``(i, j)`` that a target voxel size orders the other way round from the data (``i``
+    coarser than ``j`` by :data:`SWAPPED_RATIO` in the data, finer by as much in the target), or
+    ``None``: resampling to it would upsample the coarse axis and throw away the fine one."""
+    for i, (mi, ti) in enumerate(zip(median, target)):
+        for j, (mj, tj) in enumerate(zip(median, target)):
+            if mi >= SWAPPED_RATIO * mj and tj >= SWAPPED_RATIO * ti:
+                return i, j
+    return None
 
 
 def plan_scale(fp, device_type: str) -> tuple[float, str]:
