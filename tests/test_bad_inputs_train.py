@@ -103,7 +103,27 @@ def case_bad_mask(tmp):
 
 def case_mask_size_mismatch(tmp):
     _png(clean(tmp / "data") / "masks" / "03.png", np.zeros((16, 16), np.uint8))
-    return _train(tmp), str(tmp / "data/masks/03.png")
+    return _train(tmp), (
+        f"{tmp / 'data/masks/03.png'}: mask size (16, 16) differs from image size (32, 32) "
+        "(03.png): it must cover its image pixel for pixel; crop it, or resample it onto the "
+        "image (nearest-neighbour for masks)"
+    )
+
+
+def case_2d_image_among_volumes(tmp):
+    rng = np.random.default_rng(4)
+    for name in ("images", "masks"):
+        (tmp / "data" / name).mkdir(parents=True, exist_ok=True)
+    for i in range(3):
+        vol = rng.normal(0, 1, (6, 16, 16)).astype(np.float32)
+        np.save(tmp / "data" / "images" / f"v{i}.npy", vol[None])
+        np.save(tmp / "data" / "masks" / f"v{i}.npy", (vol > 1).astype(np.uint8)[None])
+    np.save(tmp / "data" / "images" / "v3.npy", rng.normal(0, 1, (1, 16, 16)).astype(np.float32))
+    np.save(tmp / "data" / "masks" / "v3.npy", np.zeros((1, 16, 16), np.uint8))
+    return _train(tmp), (
+        f"{tmp / 'data/images/v3.npy'}: a 2D image, while {tmp / 'data/images/v0.npy'} is 3D: 2D "
+        "and 3D images are mixed; keep the 3D ones (move the others out of the folder)"
+    )
 
 
 def case_noise_mask(tmp):

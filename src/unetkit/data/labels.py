@@ -940,7 +940,12 @@ def infer_label_map(
         if arr.ndim < 3 or arr.shape[0] not in (1, 3):
             raise DataError(
                 f"a mask must be channel-first with 1 channel (labels) or 3 (RGB colours), got shape "
-                f"{tuple(arr.shape)}",
+                f"{tuple(arr.shape)}"
+                + (
+                    ": a 4D file holds several volumes; save one label volume per case"
+                    if arr.ndim == 4
+                    else ""
+                ),
                 path,
             )
         if arr.shape[0] == 3:

@@ -286,7 +286,8 @@ def _check_size(arr: np.ndarray, spatial: Sequence[int], path: Path, case: Case)
             if tuple(spatial[1:]) == arr.shape
             else channels_last_hint(spatial, case.images[0])
             if tuple(spatial[:2]) == arr.shape
-            else ""
+            else ": it must cover its image pixel for pixel; crop it, or resample it onto the "
+            "image (nearest-neighbour for masks)"
         )
         raise DataError(
             f"{'mask' if path == case.mask else 'instance file'} size {arr.shape} differs from "
@@ -317,15 +318,22 @@ def same_layout(images: Iterable[tuple]) -> Iterator[np.ndarray]:
                     f"{first[0]} and maybe others are grey (1 channel): save it as a grey image",
                     path,
                 )
+            why = (
+                "a 4D file's volumes are read as channels: split it, or give every case the same "
+                "channels"
+                if image.ndim == 4
+                else "grey and RGB mixed?"
+            )
             raise DataError(
                 f"different channel counts: {image.shape[0]} here, {first[1]} in {first[0]}; all "
-                "images need the same count (grey and RGB mixed?): 'unetkit check-data' counts "
-                "them, convert the odd ones",
+                f"images need the same count ({why}): 'unetkit check-data' counts them, convert "
+                "the odd ones",
                 path,
             )
         elif image.ndim - 1 != first[2]:
             raise DataError(
-                f"a {image.ndim - 1}D image, while {first[0]} is {first[2]}D: 2D and 3D images are mixed",
+                f"a {image.ndim - 1}D image, while {first[0]} is {first[2]}D: 2D and 3D images are "
+                f"mixed; keep the {first[2]}D ones (move the others out of the folder)",
                 path,
             )
         yield image
