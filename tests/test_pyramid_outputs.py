@@ -82,6 +82,12 @@ def test_pyramidal_ome_tiff_round_trip_2d(tmp_path):
     np.testing.assert_array_equal(whole[0], labels)
     assert meta.spacing == (0.5, 0.25) and meta.spacing_unit == "um"
     assert _hidden(tmp_path) == []
+    # the resolution tags say the same, for plain TIFF readers (ImageJ's opener): pixels per cm
+    with tifffile.TiffFile(path) as tf:
+        pages = [tf.pages[0], *tf.pages[0].pages]  # level 0 and its SubIFDs
+        for k, page in enumerate(pages):
+            assert page.resolutionunit == tifffile.RESUNIT.CENTIMETER
+            assert page.resolution == pytest.approx((4e4 / 2**k, 2e4 / 2**k))  # x, y
 
 
 def test_pyramidal_ome_tiff_of_a_volume_halves_only_the_planes(tmp_path):
@@ -102,6 +108,7 @@ def test_default_levels_and_a_unit_ome_cannot_name(tmp_path):
     _check_ome_tiff(path, labels.astype(np.uint8), 3, {})  # 1100 → 550 → 275
     with tifffile.TiffFile(path) as tf:
         assert "PhysicalSize" not in tf.ome_metadata  # rather none than a size read as µm
+        assert tf.pages[0].resolutionunit == tifffile.RESUNIT.NONE
 
 
 def test_bad_pyramid_requests_are_one_line_errors_and_write_nothing(tmp_path):

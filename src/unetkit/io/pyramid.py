@@ -5,7 +5,8 @@ Two containers, both written region by region from an array-like level 0 (a memo
 array), so memory is bounded by one row of tiles or one chunk, never the image:
 
 * :func:`write_pyramidal_ome_tiff`: a tiled (256²), zlib-compressed OME-TIFF whose reduced levels
-  are SubIFDs of the full-resolution planes, with the pixel size in the OME metadata: the pyramid
+  are SubIFDs of the full-resolution planes, with the pixel size in the OME metadata (and in the
+  resolution tags, for plain TIFF readers): the pyramid
   layout Bio-Formats, QuPath and tifffile read as one image (zlib/Deflate is the compression every
   TIFF reader decodes).
 * :func:`add_ome_zarr_levels`: reduced levels added to an OME-Zarr image whose level 0 is written,
@@ -115,6 +116,30 @@ def _ome_metadata(shape: tuple, spacing: Optional[Sequence[float]], unit: Option
     return metadata
 
 
+#: centimetres per unit: the standard TIFF ResolutionUnit every reader knows is the centimetre
+_CM_PER_UNIT = {"nm": 1e-7, "um": 1e-4, "mm": 0.1, "cm": 1.0, "m": 100.0}
+
+
+def _resolution_tags(
+    spacing: Optional[Sequence[float]], unit: Optional[str], factor: float = 1.0
+) -> dict:
+    """tifffile's ``resolution``/``resolutionunit`` of a level whose pixels are ``factor`` times
+    level 0's: pixels per centimetre where the unit is a length, else per pixel with the unit
+    NONE. The OME metadata holds the same size; the tags are what a plain TIFF reader (ImageJ's
+    own opener, tifffile's ``page.resolution``) sees."""
+    if spacing is None or len(spacing) < 2:
+        return {}
+    dy, dx = float(spacing[-2]) * factor, float(spacing[-1]) * factor
+    if dy <= 0 or dx <= 0:
+        return {}
+    from .tiff_meta import norm_unit
+
+    cm = _CM_PER_UNIT.get(norm_unit(unit)) if unit else None
+    if cm is None:
+        return {"resolution": (1.0 / dx, 1.0 / dy), "resolutionunit": "NONE"}
+    return {"resolution": (1.0 / (dx * cm), 1.0 / (dy * cm)), "resolutionunit": "CENTIMETER"}
+
+
 def write_pyramidal_ome_tiff(
     path,
     source,
@@ -172,10 +197,17 @@ def write_pyramidal_ome_tiff(
             shape=shapes[0],
             subifds=levels - 1,
             metadata=_ome_metadata(shape, spacing, unit),
+            **_resolution_tags(spacing, unit),
             **options,
         )
         for k in range(1, levels):
-            tw.write(_tiles(source, k, tile), shape=shapes[k], subfiletype=1, **options)
+            tw.write(
+                _tiles(source, k, tile),
+                shape=shapes[k],
+                subfiletype=1,
+                **_resolution_tags(spacing, unit, 2.0**k),
+                **options,
+            )
     return path
 
 
