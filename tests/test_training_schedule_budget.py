@@ -359,7 +359,7 @@ def test_resume_continues_the_budget_and_the_rate_where_they_stopped(cells, tmp_
 
     # ended by its budget: refused, nothing trained; a new budget trains again from the peak
     with pytest.raises(
-        ConfigError, match=r"run has ended \(time budget reached\); --time-budget M"
+        ConfigError, match=r"run has spent its 0\.4-minute time budget; --time-budget M"
     ):
         Trainer.resume(tmp_path / "run", progress=False).fit()
     tick = fake_step_clock(monkeypatch, step=1.0)
@@ -371,6 +371,22 @@ def test_resume_continues_the_budget_and_the_rate_where_they_stopped(cells, tmp_
     assert more.history[done]["lr"] == 0.01  # back at the peak
     assert "a new 0.2-minute time budget" in again.resume_notes[-1]
     assert more.epochs_completed > done
+
+
+def test_a_completed_run_with_a_budget_is_extended_by_epochs_on_what_is_left(
+    cells, tmp_path, monkeypatch
+):
+    """--epochs with --time-budget (the budget only stops the run): a run that completed its
+    epochs is lengthened by --epochs on resume, within the rest of its budget, not refused."""
+    tick = fake_step_clock(monkeypatch, step=1.0)
+    cfg = tiny_config(cells, scheduler="poly").override({"train.epochs": 2})
+    done = Trainer(cfg, run_dir=tmp_path / "run", progress=False, callbacks=[tick]).fit()
+    assert done.stop_reason == "completed"
+    tick = fake_step_clock(monkeypatch, step=1.0)
+    more = Trainer.resume(tmp_path / "run", overrides={"train.epochs": 3}, progress=False)
+    more.extra_callbacks.append(tick)
+    assert more.fit().epochs_completed == 3
+    assert any("0.9 of the 1-minute time budget left" in n for n in more.resume_notes)
 
 
 def test_resume_on_the_command_line_continues_or_takes_a_new_budget(cells, tmp_path, monkeypatch):

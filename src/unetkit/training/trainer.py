@@ -1103,15 +1103,12 @@ class Trainer:
         self.schedule_spent_s = float(clock.get("schedule_s", 0.0))
         left = budget * 60 - self.budget_spent_s
         run_dir = self._resume_from.parent.parent
-        ending = last_ending(run_dir, session=True)  # one that ended by itself kept the rest
-        if left <= 0 or (ending is not None and "--resume" not in ending):
-            how = (
-                ending[len("ended: ") :].split(" after epoch")[0]
-                if ending is not None and "--resume" not in ending
-                else f"spent its {budget:g}-minute time budget"
-            )
+        # a run its budget ended kept the rest of it for its end (last validation, saving)
+        ending = last_ending(run_dir, session=True) or ""
+        if left <= 0 or ending.startswith("ended: time budget reached"):
             raise ConfigError(
-                f"{run_dir}: the run has ended ({how}); --time-budget M trains it M minutes more"
+                f"{run_dir}: the run has spent its {budget:g}-minute time budget; --time-budget M "
+                "trains it M minutes more"
             )
         return [
             f"note: {left / 60:.1f} of the {budget:g}-minute time budget left, the learning rate "
