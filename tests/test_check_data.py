@@ -581,6 +581,22 @@ def test_channel_files_elsewhere_in_the_world_than_the_first_are_named(tmp_path)
     assert check_dataset(tmp_path).problems == [
         f"{tmp_path / 'imagesTr' / 'b_0001.nrrd'}: {message}"
     ]
+    # another size and voxel size: the size is named, not a header to fix
+    write_image(
+        tmp_path / "imagesTr" / "b_0001.nrrd",
+        RNG.normal(0, 1, (1, 3, 5, 6)).astype(np.float32),
+        ImageMeta(**{**geometry, "spacing": (6.0, 1.6, 1.6)}),
+    )
+    (problem,) = check_dataset(tmp_path).problems
+    assert (
+        problem
+        == f"{tmp_path / 'imagesTr' / 'b_0001.nrrd'}: channel file size 3×5×6 differs from b_0000.nrrd (6×10×12)"
+    )
+    write_image(
+        tmp_path / "imagesTr" / "b_0001.nrrd",
+        RNG.normal(0, 1, (1, 6, 10, 12)).astype(np.float32),
+        ImageMeta(**{**geometry, "spacing": (3.0, 1.0, 1.0)}),
+    )
     cases = {c.case_id: c for c in find_cases(tmp_path)}
     assert read_case_image(cases["a"])[0].shape == (2, 6, 10, 12)
     with pytest.raises(DataError) as caught:

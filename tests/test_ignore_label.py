@@ -374,12 +374,16 @@ def test_validation_masks_that_label_nothing_are_said_so(partial, tmp_path):
 def test_a_value_that_looks_like_unlabelled_pixels_is_named_with_the_flag():
     from unetkit.data.labels import forgotten_ignore_value
 
-    value, note = forgotten_ignore_value({0: 0.04, 128: 0.93, 255: 0.03})
+    value, note, strong = forgotten_ignore_value({0: 0.04, 128: 0.93, 255: 0.03})
     assert value == 128 and "covers 93 %" in note and "pass --ignore-value 128" in note
+    assert not strong  # a tissue class can cover as much: a hint, not a warning
     # absent from (complete) validation masks: half the training pixels are enough
-    assert forgotten_ignore_value({0: 0.3, 7: 0.6, 255: 0.1}, {0, 255})[0] == 7
+    assert forgotten_ignore_value({0: 0.3, 7: 0.6, 255: 0.1}, {0, 255})[:1] == (7,)
+    assert forgotten_ignore_value({0: 0.3, 7: 0.6, 255: 0.1}, {0, 255}).strong
     assert forgotten_ignore_value({0: 0.3, 7: 0.6, 255: 0.1}, {0, 7, 255}) is None
-    assert forgotten_ignore_value({-1: 0.2, 0: 0.7, 1: 0.1})[0] == -1  # below every class
+    assert forgotten_ignore_value({-1: 0.2, 0: 0.7, 1: 0.1}).value == -1  # below every class
+    # background is 0 where masks hold it: never named unlabelled, however much it covers
+    assert forgotten_ignore_value({-2: 0.01, -1: 0.01, 0: 0.9, 1: 0.08}) is None
     # class masks as data sets hold them: no note
     assert forgotten_ignore_value({0: 0.22, 255: 0.78}) is None  # one class: nothing to rescue
     assert forgotten_ignore_value({0: 0.95, 1: 0.03, 2: 0.02}) is None  # background dominates
@@ -454,3 +458,16 @@ def test_evaluate_names_the_flag_for_a_predicted_value_between_the_classes(tmp_p
             "train it again with --ignore-value 128"
         )
     )
+
+
+def test_class_indices_written_as_values_get_no_ignore_value_hint(tmp_path, capsys):
+    from unetkit.cli import main
+
+    truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
+    truth_dir.mkdir()
+    pred_dir.mkdir()
+    Image.fromarray(np.array([[0, 100], [200, 0]], np.uint8)).save(truth_dir / "a.png")
+    Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8)).save(pred_dir / "a.png")
+    assert main(["evaluate", str(pred_dir), str(truth_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "write the predictions in the masks' values" in err and "--ignore-value" not in err

@@ -610,8 +610,9 @@ def test_inputs_predicted_band_by_band_are_said_to_get_no_post_processing(tmp_pa
     )
     assert [r.mode for r in res] == ["band-by-band", "in-memory"]
     assert said == [
-        "1 input(s) over 0 Mpx (huge.npy) are predicted band by band and get no post-processing "
-        "(objects span bands): their labels are the raw argmax"
+        "1 input(s) over 0 Mpx (volumes over 0 M voxels) (huge.npy) are predicted band by band "
+        "(slab by slab) and get no post-processing (objects span bands): their labels are the "
+        "raw argmax"
     ]
     raw = pred.label_map.decode(pred.predict(image))  # predict: the argmax, no clean-up
     np.testing.assert_array_equal(read_image(res[0].outputs["labels"])[0], raw)

@@ -130,7 +130,7 @@ def test_partial_masks_size_the_patch_only_by_objects_most_images_hold_whole():
     scribbled = FakeFingerprint(objects=fragments)
     scribbled.ignore_value = 0
     patch, why = plan_patch(scribbled, "cpu")
-    assert patch == [256, 256] and "the objects wholly inside the labelled pixels" in why
+    assert patch == [256, 256] and "pieces of scribbles, too few to size it by" in why
     complete = FakeFingerprint(objects=fragments)  # complete masks: a rare class, sized as found
     assert "(8 px, 90th percentile" in plan_patch(complete, "cpu")[1]
     boxed = FakeFingerprint()  # partial, but whole objects in most images
@@ -140,7 +140,17 @@ def test_partial_masks_size_the_patch_only_by_objects_most_images_hold_whole():
     boxed.labelled_extent = 200.0  # labelled regions far larger than the objects: sized by them
     assert "(39 px, 90th percentile" in plan_patch(boxed, "cpu")[1]
     boxed.labelled_extent = 64.0  # 64-px boxes hold whole only the objects under 64 px
-    assert plan_patch(boxed, "cpu")[0] == [256, 256]
+    patch, why = plan_patch(boxed, "cpu")
+    assert patch == [192, 192] and "at least the labelled regions' 64 px" in why
+    # a class cut short is sized as large as the regions, not left out: a smaller class
+    # beside it does not shrink the patch
+    boxed.objects["2"] = {
+        "count": 500,
+        "per_case_median": 20,
+        "diameter_px": {"median": 6, "p10": 4, "p90": 9},
+        "extent_px": {"p90": 10},
+    }
+    assert plan_patch(boxed, "cpu")[0] == [192, 192]
 
 
 def test_one_small_image_among_large_ones_does_not_cut_every_patch(tmp_path):

@@ -308,6 +308,12 @@ def test_plain_folder_of_nnunet_channel_files_is_grouped_into_cases(tmp_path):
     )
     res = predict_files(grey, [frames], tmp_path / "out2", progress=False)
     assert [r.case_id for r in res] == ["f_0000", "f_0001"]
+    for i in range(2):  # a second series: numbered 2D files stay frames, one image each
+        Image.fromarray(rng.integers(0, 255, (24, 20), dtype=np.uint8)).save(
+            frames / f"g_{i:04d}.png"
+        )
+    res = predict_files(grey, [frames], tmp_path / "out3", progress=False)
+    assert [r.case_id for r in res] == ["f_0000", "f_0001", "g_0000", "g_0001"]
     # two cases of two channel files each for a 1-channel model: refused, not one image per file
     with pytest.raises(DataError, match=r"nnU-Net channel files, 2 per case \(ct_01_0000 … "):
         predict_files(grey, [src], tmp_path / "out_grey", progress=False)

@@ -209,21 +209,19 @@ def test_every_rank_takes_rank_zeros_decision(monkeypatch):
     monkeypatch.setattr(callbacks_module, "time", SimpleNamespace(monotonic=lambda: clock["t"]))
     sent = []
 
-    def broadcast_object_list(
-        box, src=0
-    ):  # as seen on rank 1: rank 0's clock said lr 0.5, 9 epochs
+    def broadcast_object_list(box, src=0):  # as seen on rank 1: rank 0's clock decides
         sent.append((list(box), src))
-        box[:] = [0.5, 9]
+        box[:] = [0.8] if len(box) == 1 else [0.5, 9]  # the start rate; then lr 0.5, 9 epochs
 
     monkeypatch.setattr(torch.distributed, "broadcast_object_list", broadcast_object_list)
     trainer = fake_trainer(t_start=10.0, lr=1.0, dist=SimpleNamespace(enabled=True))
     cb = BudgetSchedule(budget_s=103.0, lr=1.0, power=1.0)
-    cb.on_train_start(trainer)
+    cb.on_train_start(trainer)  # a resumed run's start rate differs with each rank's set-up time
+    assert trainer.optimizer.param_groups[0]["lr"] == 0.8
     clock["t"] = 60.0
     cb.on_epoch_end(trainer, [{}])
-    assert sent == [
-        ([0.5, 2], 0)
-    ]  # its own view (t = 50 of T = 100) was sent for rank 0 to overwrite
+    # its own views (the peak at t = 0; t = 50 of T = 100) were sent for rank 0 to overwrite
+    assert sent == [([1.0], 0), ([0.5, 2], 0)]
     assert [g["lr"] for g in trainer.optimizer.param_groups] == [
         0.5,
         0.5,
@@ -398,6 +396,15 @@ def test_resume_on_the_command_line_continues_or_takes_a_new_budget(cells, tmp_p
             progress=False,
             callbacks=[_CrashAfter(2), tick],
         ).fit()
+    # a checkpoint saved before budgets were recorded: a new budget, said so
+    last = tmp_path / "run" / "checkpoints" / "last.pt"
+    ckpt = torch.load(last, weights_only=False)
+    del ckpt["extra"]["clock"]
+    torch.save(ckpt, last)
+    old = Trainer.resume(tmp_path / "run", progress=False)
+    old.setup()
+    assert any("records no time spent (an older checkpoint)" in n for n in old.resume_notes)
+    assert old.budget_spent_s == 0.0
     seen = {}
 
     class Seen(Exception):

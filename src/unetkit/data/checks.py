@@ -563,15 +563,15 @@ def _read_case_image(paths: list, report: DatasetReport) -> Optional[tuple]:
         except DataError as exc:
             report.problems.append(str(exc))
             return None
-        problem = channel_geometry_problem([paths[0], path], [first_meta, meta])
-        if problem:
-            report.problems.append(f"{problem[1]}: {problem[0]}")
-            return None
         if arrays and arr.shape[1:] != arrays[0].shape[1:]:
             report.problems.append(
                 f"{path}: channel file size {_size_str(arr.shape[1:])} differs from "
                 f"{Path(paths[0]).name} ({_size_str(arrays[0].shape[1:])})"
             )
+            return None
+        problem = channel_geometry_problem([paths[0], path], [first_meta, meta])
+        if problem:  # the size matches: the header is what differs
+            report.problems.append(f"{problem[1]}: {problem[0]}")
             return None
         arrays.append(arr)
     arr = arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=0)
@@ -833,7 +833,7 @@ def _check_labels(
     if kind == "labels" and not ignored and pixels:  # a forgotten --ignore-value (one value)
         forgotten = forgotten_ignore_value({v: total[v] / pixels for v in values})
         if forgotten:
-            report.notes.append(forgotten[1])
+            report.notes.append(forgotten.note)
     if mask_kind == "auto" and kind == "labels" and label_map is None:  # as infer_label_map does
         mixed = two_codings({p: set(v) for p, v in files.items()})
         if mixed is not None:

@@ -245,7 +245,7 @@ class Fingerprint:
                 dict(zip(self.label_values, self.class_fraction)), where="the mask pixels"
             )
             if forgotten:
-                lines.append(f"note: {forgotten[1]}")
+                lines.append(f"note: {forgotten.note}")
         for k in range(1, len(self.label_values)):
             obj = self.objects.get(str(k), {})
             value = self.label_values[k]

@@ -55,7 +55,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Collection, Iterable, Optional, Sequence, Union
+from typing import Collection, Iterable, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 
@@ -762,9 +762,19 @@ UNLABELLED_ABSENT_SHARE = 0.5
 UNLABELLED_DOMINANT_SHARE = 0.85
 
 
+class UnlabelledGuess(NamedTuple):
+    """A mask value that looks like unlabelled pixels (:func:`forgotten_ignore_value`)."""
+
+    value: int
+    note: str
+    #: a tell that leaves little doubt (a negative value; one complete validation masks lack),
+    #: said as a warning; else a hint (a value covering most pixels, as a tissue class may)
+    strong: bool
+
+
 def forgotten_ignore_value(
     shares: dict, val_values: Optional[Collection] = None, where: str = "the masks"
-) -> Optional[tuple[int, str]]:
+) -> Optional[UnlabelledGuess]:
     """The grey mask value that looks like unlabelled pixels trained as a class, with a note naming
     ``--ignore-value V`` (``None`` where no value does). Forgetting the flag fails silently otherwise:
     the net learns to paint "unlabelled" and the validation Dice stays near 0.
@@ -777,7 +787,8 @@ def forgotten_ignore_value(
 
     The tells, first that applies: one negative value (no class is stored below 0); a value
     covering :data:`UNLABELLED_ABSENT_SHARE` of the pixels that no validation mask holds; a value
-    other than the lowest covering :data:`UNLABELLED_DOMINANT_SHARE` beside two or more others.
+    other than background (0, else the lowest) covering :data:`UNLABELLED_DOMINANT_SHARE` beside
+    two or more others (a weak tell: a tissue class can cover as much).
     """
     values = sorted(int(v) for v, s in shares.items() if s > 0)
     if len(values) < 3:  # one class besides the unlabelled value: nothing the flag would rescue
@@ -789,19 +800,23 @@ def forgotten_ignore_value(
     negative = [v for v in values if v < 0]
     if len(negative) == 1:
         v = negative[0]
-        return v, f"mask value {v} in {where} is below every class value: " + fix.format(v=v)
+        note = f"mask value {v} in {where} is below every class value: " + fix.format(v=v)
+        return UnlabelledGuess(v, note, True)
     top = max(values, key=lambda v: shares[v])
     share = float(shares[top])
     if val_values is not None and top not in val_values and share >= UNLABELLED_ABSENT_SHARE:
-        return top, (
+        note = (
             f"mask value {top} covers {100 * share:.0f} % of {where} but no validation mask holds "
             "it: " + fix.format(v=top)
         )
-    if top != values[0] and share >= UNLABELLED_DOMINANT_SHARE:
-        return top, (
+        return UnlabelledGuess(top, note, True)
+    background = 0 if 0 in values else values[0]
+    if top != background and share >= UNLABELLED_DOMINANT_SHARE:
+        note = (
             f"mask value {top} covers {100 * share:.0f} % of {where}, more than a class other than "
             "background usually does: " + fix.format(v=top)
         )
+        return UnlabelledGuess(top, note, False)
     return None
 
 

@@ -648,7 +648,9 @@ def _values_fix(exc: DataError, label_map, inferred_from: Optional[Path] = None)
         unlabelled = (  # a model trained on partial masks without --ignore-value paints it
             f"; if {extra[0]} marked unlabelled pixels of the training masks, the model learnt it "
             f"as a class: train it again with --ignore-value {extra[0]}"
-            if len(extra) == 1 and (extra[0] < 0 or min(values) < extra[0] < max(values))
+            if len(extra) == 1
+            and (extra[0] < 0 or min(values) < extra[0] < max(values))
+            and not found <= set(range(len(values)))  # class indices written as values
             else ""
         )
         return (

@@ -133,13 +133,24 @@ def group_channel_files(files: dict, channels: Optional[int]) -> Optional[dict]:
 MAX_CHANNEL_FILES = 16
 
 
+#: the formats nnU-Net's channel files come in (one volume per channel); numbered 2D files are
+#: as often the frames of a series, each its own image
+_VOLUME_FORMATS = ("nifti", "nrrd", "metaimage")
+
+
 def _check_channel_count(per_case: dict, channels: int) -> None:
-    """Refuse nnU-Net channel files of another channel count than the model's: every one of two
-    or more cases holds the files ``_0000`` … ``_000k`` (k ≤ :data:`MAX_CHANNEL_FILES`), which
-    would otherwise be predicted one channel at a time, as separate images."""
+    """Refuse nnU-Net channel files of another channel count than the model's: volumes, every one
+    of two or more cases holding the files ``_0000`` … ``_000k`` (k ≤ :data:`MAX_CHANNEL_FILES`),
+    which would otherwise be predicted one channel at a time, as separate images. Numbered 2D files
+    (``pos1_0000.tif`` … of a time series) stay one image each."""
+    from ..io.readers import FORMATS, split_suffix
+
     sets = [sorted(ch) for ch in per_case.values()]
     k = len(sets[0])
     if len(sets) < 2 or not 1 < k <= MAX_CHANNEL_FILES or any(s != list(range(k)) for s in sets):
+        return
+    files = [path for ch in per_case.values() for path in ch.values()]
+    if not all(FORMATS.get(split_suffix(path)[1]) in _VOLUME_FORMATS for path in files):
         return
     first = sorted(per_case)[0]
     raise DataError(
@@ -501,8 +512,10 @@ def _banded_note(predictor, banded: list) -> list[str]:
         return []
     names = ", ".join(banded[:5]) + (f" and {len(banded) - 5} more" if len(banded) > 5 else "")
     return [
-        f"{len(banded)} input(s) over {LARGE_PIXELS // 2**20} Mpx ({names}) are predicted band by "
-        "band and get no post-processing (objects span bands): their labels are the raw argmax"
+        f"{len(banded)} input(s) over {LARGE_PIXELS // 2**20} Mpx (volumes over "
+        f"{LARGE_PIXELS // VOLUME_SHARE // 2**20} M voxels) ({names}) are predicted band by band "
+        "(slab by slab) and get no post-processing (objects span bands): their labels are the "
+        "raw argmax"
     ]
 
 

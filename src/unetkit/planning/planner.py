@@ -302,44 +302,54 @@ def _round_up(v: float, m: int) -> int:
     return int(math.ceil(v / m) * m)
 
 
-def _partial_sizes_unsure(fp, o: dict) -> bool:
+def _fragments_only(fp, o: dict) -> bool:
     """With partial masks (an ignore value), whether a class's whole objects (those wholly inside
-    the labelled pixels) cannot size anything: most images hold none (what lies whole is pieces of
-    scribbles), or they reach :data:`TRUNCATED_SHARE` of the labelled regions' size (boxes: only
-    the objects smaller than a box lie whole in one, so the large ones go uncounted)."""
-    if getattr(fp, "ignore_value", None) is None:
-        return False
-    if not o.get("per_case_median"):
-        return True
+    the labelled pixels) are no objects: most images hold none, so what lies whole is pieces of
+    scribbles."""
+    return getattr(fp, "ignore_value", None) is not None and not o.get("per_case_median")
+
+
+def _cut_short(fp, o: dict) -> bool:
+    """With partial masks, whether a class's whole objects reach :data:`TRUNCATED_SHARE` of the
+    labelled regions' size: boxes hold whole only the objects smaller than a box, so the large
+    ones go unmeasured and the class's objects are at least as large as the regions."""
     region = getattr(fp, "labelled_extent", None)
     extent = (o.get("extent_px") or {}).get("p90")
-    return bool(region and extent and extent >= TRUNCATED_SHARE * region)
+    return bool(
+        getattr(fp, "ignore_value", None) is not None
+        and region
+        and extent
+        and extent >= TRUNCATED_SHARE * region
+    )
 
 
 def _sizing_objects(fp) -> list[dict]:
     """The classes' object summaries that size the patch and the loss: those with objects, but
-    not those partial masks cut short (:func:`_partial_sizes_unsure`)."""
-    return [
-        o
-        for o in (fp.objects or {}).values()
-        if o.get("count") and not _partial_sizes_unsure(fp, o)
-    ]
+    not the fragments of partial masks (:func:`_fragments_only`)."""
+    return [o for o in (fp.objects or {}).values() if o.get("count") and not _fragments_only(fp, o)]
 
 
 def _only_fragments(fp) -> bool:
-    """Partial masks whose whole objects cannot size anything (:func:`_sizing_objects`)."""
+    """Partial masks whose whole objects are all fragments (:func:`_sizing_objects`)."""
     return any(o.get("count") for o in (fp.objects or {}).values()) and not _sizing_objects(fp)
 
 
 def _large_object(fp) -> Optional[float]:
     """How far the large objects reach (px): the 90th-percentile bounding-box extent of the class
-    with the largest objects (the equivalent diameter where a fingerprint has no extents)."""
+    with the largest objects (the equivalent diameter where a fingerprint has no extents); for a
+    class partial masks cut short (:func:`_cut_short`), at least the labelled regions' size."""
     sizes = []
     for o in _sizing_objects(fp):
         size = (o.get("extent_px") or {}).get("p90") or (o.get("diameter_px") or {}).get("p90")
         if size:
-            sizes.append(float(size))
+            sizes.append(max(float(size), fp.labelled_extent) if _cut_short(fp, o) else float(size))
     return max(sizes) if sizes else None
+
+
+def _sized_by_regions(fp) -> bool:
+    """Whether :func:`_large_object` is the labelled regions' size (partial masks cut short)."""
+    obj = _large_object(fp)
+    return any(_cut_short(fp, o) and obj == fp.labelled_extent for o in _sizing_objects(fp))
 
 
 def _typical_diameter(fp) -> float:
@@ -501,11 +511,15 @@ def plan_patch(
                 p, held = whole, True
         patch.append(int(p))
     why = (
-        f"≥ {CONTEXT}× the extent of the large objects ({obj:.0f} px, 90th percentile"
+        f"≥ {CONTEXT}× the extent of the large objects (at least the labelled regions' {obj:.0f} "
+        f"px{' after resampling' if scale != 1 else ''}: partial masks hold whole only the objects "
+        "smaller than them) for context"
+        if obj and _sized_by_regions(fp)
+        else f"≥ {CONTEXT}× the extent of the large objects ({obj:.0f} px, 90th percentile"
         f"{' after resampling' if scale != 1 else ''}) for context"
         if obj
-        else "the objects wholly inside the labelled pixels (partial masks) are too few, or "
-        "cut short by the labelled regions' size, to size it by: the largest patch"
+        else "the objects wholly inside the labelled pixels (partial masks) are pieces of "
+        "scribbles, too few to size it by: the largest patch"
         if _only_fragments(fp)
         else "no objects to size it by: the largest patch"
     )

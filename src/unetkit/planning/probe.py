@@ -270,6 +270,8 @@ def cpu_snapshot() -> Optional[CpuSnapshot]:
     """The CPU counters :func:`contention` compares, from ``/proc/stat`` for the CPUs this process
     may run on (``None`` where there is no ``/proc/stat``: not Linux). Hand-read: psutil is no
     dependency, and it neither restricts to the affinity set nor counts steal as busy."""
+    if _cpu_quota():
+        return None  # a container limited by time, not by cores: /proc/stat shows the host
     try:
         cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
         lines = Path("/proc/stat").read_text().splitlines()
@@ -288,6 +290,23 @@ def cpu_snapshot() -> Optional[CpuSnapshot]:
         return None
     t = os.times()
     return CpuSnapshot(busy, total, counted, t.user + t.system, time.perf_counter())
+
+
+def _cpu_quota() -> bool:
+    """Whether this process's cgroup caps its CPU time (Docker ``--cpus``, Kubernetes limits):
+    there the host's other tenants fill ``/proc/stat`` without taking anything from the probe's
+    share, so :func:`cpu_snapshot` cannot tell a busy machine."""
+    for path, unlimited in (
+        ("/sys/fs/cgroup/cpu.max", "max"),  # cgroup v2: "QUOTA PERIOD" or "max PERIOD"
+        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "-1"),  # cgroup v1
+        ("/sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "-1"),
+    ):
+        try:
+            first = Path(path).read_text().split()[0]
+        except (OSError, IndexError):
+            continue
+        return first != unlimited
+    return False
 
 
 def contention(

@@ -214,7 +214,7 @@ class BudgetSchedule(Callback):
         self.epoch_times: list[float] = []
         self.max_epochs = trainer.config.train.epochs
         # the schedule's start, or where a resumed run left it (its optimiser holds its last rate)
-        self._set_lr(trainer, self._rate(self.prior))
+        self._set_lr(trainer, self._from_rank_0(trainer, [self._rate(self.prior)])[0])
 
     def trained_s(self) -> float:
         """Seconds trained on this schedule, earlier sessions of a resumed run included."""
@@ -243,15 +243,20 @@ class BudgetSchedule(Callback):
             # does not end on an epoch left unvalidated (train.val_every > 1)
             epochs = len(history) + 1
         epochs = min(epochs, self.max_epochs)
-        dist = getattr(trainer, "dist", None)
-        if dist is not None and dist.enabled:  # rank 0's clock decides for every rank
-            import torch.distributed
-
-            box = [lr, epochs]
-            torch.distributed.broadcast_object_list(box, src=0)
-            lr, epochs = box
+        lr, epochs = self._from_rank_0(trainer, [lr, epochs])
         self._set_lr(trainer, lr)
         trainer.config.train.epochs = epochs
+
+    @staticmethod
+    def _from_rank_0(trainer, values: list) -> list:
+        """``values`` as rank 0 has them (multi-process): its clock decides for every rank, so
+        all train at one rate (DDP keeps weights equal only if the steps are) and stop alike."""
+        dist = getattr(trainer, "dist", None)
+        if dist is not None and dist.enabled:
+            import torch.distributed
+
+            torch.distributed.broadcast_object_list(values, src=0)
+        return values
 
     @staticmethod
     def _set_lr(trainer, lr: float) -> None:

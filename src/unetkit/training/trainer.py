@@ -1003,7 +1003,11 @@ class Trainer:
             {lm.values[c] for c in held if 0 <= c < k} if self.data.val else None,
             where="the training masks' pixels",
         )
-        return None if found is None else (lm.values.index(found[0]), f"warning: {found[1]}")
+        if found is None:
+            return None
+        return lm.values.index(
+            found.value
+        ), f"{'warning' if found.strong else 'note'}: {found.note}"
 
     def unjudged_note(self) -> Optional[str]:
         """A line naming the foreground classes no validation image holds (or saying that the
@@ -1092,8 +1096,13 @@ class Trainer:
         so), or takes the new one it was given; one it has spent is refused."""
         budget = self.config.train.time_budget_minutes
         clock = (ckpt.get("extra") or {}).get("clock") or {}
-        if budget is None or not clock:
+        if budget is None:
             return []
+        if not clock:  # saved by a version that kept no record of the budget
+            return [
+                f"note: {self._resume_from.name} records no time spent (an older checkpoint): "
+                f"the run gets a new {budget:g}-minute budget, the learning rate from its peak"
+            ]
         if self.restart_budget or clock.get("budget_minutes") != budget:
             return [
                 f"note: a new {budget:g}-minute time budget (given again): the learning rate "
