@@ -573,3 +573,25 @@ def test_predict_says_which_clean_ups_all_models_chose_and_which_it_left_out(two
     )
     plain = [Predictor.from_checkpoint(p, postprocess=PostProcessing()) for p in two]
     assert EnsemblePredictor(plain).postprocess_line() is None
+
+
+def test_members_given_in_another_order_are_the_same_model_for_a_rerun(two, tmp_path, capsys):
+    """The members' probabilities are averaged, so their order does not change the model: a rerun
+    into the same output folder with the checkpoints swapped skips what is done (it was refused
+    as "another model"); a single checkpoint keeps the digest of its contents."""
+    import hashlib
+
+    from unetkit.cli import main
+    from unetkit.run_folder import model_digest
+
+    assert model_digest(two) == model_digest(two[::-1]) != model_digest(two[:1])
+    assert model_digest(two[:1]) == hashlib.sha256(two[0].read_bytes() + b"\0").hexdigest()
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(_image()).save(images / "a.png")
+    out = tmp_path / "out"
+    assert main(["predict", f"{two[0]},{two[1]}", str(images), "--output", str(out)]) == 0
+    written = (out / "a.png").stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(["predict", f"{two[1]},{two[0]}", str(images), "--output", str(out)]) == 0
+    assert (out / "a.png").stat().st_mtime_ns == written  # skipped as done, not refused

@@ -392,17 +392,26 @@ def is_saved_weights(path: PathLike) -> bool:
 
 
 def model_digest(files: Sequence[Path]) -> str:
-    """What identifies a model for the outputs it wrote: the SHA-256 of its files' contents, in
-    order (a checkpoint retrained in place gets another; a run folder moved keeps its own)."""
+    """What identifies a model for the outputs it wrote: the SHA-256 of its file's contents (a
+    checkpoint retrained in place gets another; a run folder moved keeps its own); an ensemble's,
+    of its members' digests sorted, since members given in another order average to the same
+    probabilities."""
     import hashlib
 
-    digest = hashlib.sha256()
-    for path in files:
+    def one(path):
+        digest = hashlib.sha256()
         with open(path, "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
         digest.update(b"\0")
-    return digest.hexdigest()
+        return digest
+
+    if len(files) == 1:
+        return one(files[0]).hexdigest()
+    combined = hashlib.sha256()
+    for member in sorted(one(path).hexdigest() for path in files):
+        combined.update(member.encode())
+    return combined.hexdigest()
 
 
 __all__ = [
