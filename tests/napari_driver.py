@@ -40,6 +40,23 @@ def tiny_checkpoint(path: Path) -> Path:
     )
 
 
+def tiny_volume_checkpoint(path: Path) -> Path:
+    """A small untrained 3D U-Net (for a 2D layer: the refusal that names the model's 3D)."""
+    from unetkit import create_model
+    from unetkit.checkpoint import save_checkpoint
+    from unetkit.data import LabelMap, create_normalizer
+
+    torch.manual_seed(0)
+    model = create_model("unet", spatial_dims=3, base_features=2, depth=2, norm="instance")
+    return save_checkpoint(
+        path,
+        model,
+        normalization=create_normalizer("zscore").to_dict(),
+        label_map=LabelMap([0, 1]).to_dict(),
+        patch_size=[16, 32, 32],
+    )
+
+
 def cells(shape=(96, 80), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Bright discs on a noisy background: a uint8 image and its 0/1 mask."""
     rng = np.random.default_rng(seed)
@@ -165,6 +182,14 @@ def main(out: Path) -> None:
     errors = [n for n in new if n.severity == NotificationSeverity.ERROR]
     assert predict.status.value == "RuntimeError: boom", predict.status.value
     assert [n.message for n in errors] == ["RuntimeError: boom"], [n.message for n in new]
+    # a 2D layer for a 3D model: the refusal that says so (was an IndexError from its scale)
+    predict.model.value = tiny_volume_checkpoint(out / "tiny3d.pt")
+    predict.run_button.native.click()
+    wait_until(lambda: not predict.busy, "predict a 2D layer with a 3D model")
+    message = predict.status.value
+    assert "layer 'cells'" in message and "the model is 3D" in message, message
+    assert "\n" not in message and last_error() == message
+    predict.model.value = ckpt
     print("predict: ok", flush=True)
 
     # 4. train / fine-tune: a few steps from the tiny checkpoint; the model lands in Predict
@@ -180,7 +205,19 @@ def main(out: Path) -> None:
         "--no-plan --epochs 2 --iters-per-epoch 2 --batch-size 2 --patch-size 32 --seed 3 "
         "--precision fp32 --set train.postprocess=none"
     )
+    # labels of a z-stack over a 2D image: refused naming both layers
+    stack = viewer.add_labels(np.zeros((3, *mask.shape), np.uint8), name="stack labels")
+    train.reset_choices()
+    train.labels.value = [stack]
     train.train_button.native.click()
+    message = train.status.value
+    assert not train.busy and "layer 'stack labels': has 3 axes" in message, message
+    assert "its image 'cells' has 2" in message and last_error() == message
+    viewer.layers.remove(stack)
+    train.reset_choices()
+    train.labels.value = [truth]
+    train.train_button.native.click()
+    assert "('cells' ↔ 'cells truth')" in train.status.value, train.status.value
     wait_until(lambda: not train.busy, "train")
     outcome = train.outcome
     assert outcome is not None, f"training failed: {train.status.value}"
@@ -208,7 +245,33 @@ def main(out: Path) -> None:
     assert objects.data.max() == count and np.array_equal(objects.data > 0, after == 1)
     assert tuple(objects.scale) == (0.5, 0.5) and f"; {count} objects" in predict.status.value
 
-    # 6. screenshot of the whole window: the new labels over the image, both widgets docked
+    # 6. a Train dock closed while it trains: the run stops after its batch (not after its
+    # thousands of epochs), nothing is reported to the widgets that are gone
+    dock, leaving = viewer.window.add_plugin_dock_widget("unetkit", "Train / fine-tune")
+    leaving.reset_choices()
+    leaving.images.value = [layer]
+    leaving.labels.value = [truth]
+    leaving.output.value = out / "closed"
+    leaving.budget.value = 60
+    leaving.extra_flags.value = (
+        "--no-plan --epochs 100000 --iters-per-epoch 2 --batch-size 2 --patch-size 32 --seed 3 "
+        "--precision fp32 --set train.postprocess=none"
+    )
+    leaving.train_button.native.click()
+    task = leaving.task
+    wait_until(lambda: any((out / "closed").rglob("last.pt")), "the first epoch of a long run")
+    viewer.window.remove_dock_widget(dock)
+    from qtpy.QtCore import QCoreApplication, QEvent
+
+    # the dock is deleted later, as napari's own event loop would do it between two events
+    QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+    wait_until(lambda: task.worker is None, "a run whose dock was closed")
+    assert task.closed and task.cancelled.is_set()
+    (last,) = (out / "closed").rglob("last.pt")
+    assert torch.load(last, weights_only=False)["epoch"] < 100000
+    print("closed dock: ok", flush=True)
+
+    # 7. screenshot of the whole window: the new labels over the image, both widgets docked
     for name in ("colour", "cells probabilities", "cells truth", "cells labels", "cells objects"):
         viewer.layers[name].visible = False
     viewer.layers.selection.active = viewer.layers["cells labels [1]"]

@@ -107,17 +107,40 @@ def test_training_pairs_take_the_labels_shape_and_refuse_what_cannot_train():
         layers.training_pair(image, False, mask.astype(np.float32), "a", "b")
 
 
-def test_layers_are_paired_in_order_one_labels_layer_per_image():
+def test_layers_are_paired_by_name_else_in_order_one_labels_layer_per_image():
     class Layer:
         def __init__(self, name):
             self.name = name
 
     a, b, la = Layer("a"), Layer("b"), Layer("a labels")
     assert layers.pair_layers([a], [la]) == [(a, la)]
+    # listed in the viewer's order, not the order painted: paired by name where names say it
+    lb = Layer("b labels")
+    assert layers.pair_layers([a, b], [lb, la]) == [(a, la), (b, lb)]
+    assert layers.pairing_line([(a, la), (b, lb)]) == "'a' ↔ 'a labels', 'b' ↔ 'b labels'"
+    img1, img10 = Layer("img1"), Layer("img10")
+    l10, l1 = Layer("img10 labels"), Layer("img1_mask")
+    assert layers.pair_layers([img1, img10], [l10, l1]) == [(img1, l1), (img10, l10)]
+    # napari's own names ("Labels", "Labels [1]") say nothing: the order given
+    n0, n1 = Layer("Labels"), Layer("Labels [1]")
+    assert layers.pair_layers([a, b], [n0, n1]) == [(a, n0), (b, n1)]
     with pytest.raises(DataError, match=r"2 Image layer\(s\) \('a', 'b'\) but 1 Labels layer"):
         layers.pair_layers([a, b], [la])
     with pytest.raises(DataError, match="choose at least one Image layer"):
         layers.pair_layers([], [])
+
+
+def test_layers_of_different_shapes_are_paired_by_shape():
+    class Layer:
+        def __init__(self, name, shape, rgb=False):
+            self.name, self.data, self.rgb = name, np.zeros(shape, np.uint8), rgb
+
+    a, b = Layer("a", (40, 30)), Layer("b", (20, 50, 3), rgb=True)
+    first, second = Layer("Labels", (20, 50)), Layer("Labels [1]", (40, 30))
+    assert layers.pair_layers([a, b], [first, second]) == [(a, second), (b, first)]
+    with pytest.raises(DataError, match=r"layer 'Labels': has 3 axes \(2, 40, 30\) but its image"):
+        layers.check_label_axes(a, np.zeros((2, 40, 30)), "Labels")
+    layers.check_label_axes(b, np.zeros((20, 50)), "Labels")  # RGB: its colour axis is no axis
 
 
 def test_the_training_folder_reads_back_as_written(tmp_path):

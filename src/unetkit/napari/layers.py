@@ -117,6 +117,12 @@ def placement(layer: Any, spatial_dims: int) -> Placement:
     """The layer's scale, translation, rotation, shear and affine on its last ``spatial_dims``
     axes (an RGB layer's have no colour entry; a channel stack's first axis is the channel axis,
     left out), so that a result drawn with them lies exactly over the layer."""
+    if np.asarray(layer.scale).size < spatial_dims:
+        raise DataError(
+            f"has {np.asarray(layer.scale).size} axes; {spatial_dims} are needed here (a "
+            f"{spatial_dims}D model or labels): pick a layer of that dimensionality",
+            where(layer.name),
+        )
     scale = tuple(float(s) for s in np.asarray(layer.scale)[-spatial_dims:])
     translate = tuple(float(t) for t in np.asarray(layer.translate)[-spatial_dims:])
     rotate = getattr(layer, "rotate", None)
@@ -157,7 +163,11 @@ class TrainingPair(NamedTuple):
 
 
 def pair_layers(images: Sequence[Any], labels: Sequence[Any]) -> list[tuple[Any, Any]]:
-    """Image and Labels layers paired in the order given (the order the widget lists them).
+    """Image and Labels layers paired: by name where every Labels layer's name holds exactly one
+    chosen image's name as its longest match (``cells_2 labels`` → ``cells_2``, as Predict names
+    its layers), else by shape where each image's shape fits one Labels layer only, else in the
+    order given (the order the widget lists them, which is the viewer's, not the order clicked:
+    :func:`pairing_line` says which pairs were made, so a wrong one can be seen).
 
     Raises:
         DataError: nothing chosen or not as many Labels layers as Image layers.
@@ -173,7 +183,81 @@ def pair_layers(images: Sequence[Any], labels: Sequence[Any]) -> list[tuple[Any,
             "one Labels layer per Image layer, in the same order",
             "training data",
         )
-    return list(zip(images, labels))
+    return (
+        _paired_by_name(images, labels)
+        or _paired_by_shape(images, labels)
+        or list(zip(images, labels))
+    )
+
+
+def _paired_by_name(images: Sequence[Any], labels: Sequence[Any]) -> Optional[list]:
+    """Each Labels layer with the image whose name is the longest one its own name contains,
+    where that pairs every layer once (``None`` otherwise)."""
+    pairs = []
+    for lab in labels:
+        named = [im for im in images if _names(im.name, lab.name)]
+        if not named:
+            return None
+        longest = max(len(im.name) for im in named)
+        best = [im for im in named if len(im.name) == longest]
+        if len(best) != 1:
+            return None
+        pairs.append((best[0], lab))
+    if len({id(im) for im, _ in pairs}) != len(images):
+        return None
+    order = {id(im): i for i, im in enumerate(images)}
+    return sorted(pairs, key=lambda pair: order[id(pair[0])])
+
+
+def _names(image_name: str, labels_name: str) -> bool:
+    """Whether a Labels layer's name holds the image's as a whole word (``a`` is in ``a labels``
+    and ``a_mask``, not in ``Labels``; ``img1`` not in ``img10 labels``)."""
+    pattern = rf"(?<![^\W_]){re.escape(image_name)}(?![^\W_])"
+    return bool(image_name) and re.search(pattern, labels_name) is not None
+
+
+def _spatial_shape(layer: Any) -> tuple:
+    shape = tuple(np.shape(layer_array(layer)))
+    return shape[:-1] if getattr(layer, "rgb", False) else shape
+
+
+def _paired_by_shape(images: Sequence[Any], labels: Sequence[Any]) -> Optional[list]:
+    """Each image with the one Labels layer of its shape (its last axes: a channel stack's first
+    axis aside), where every image fits exactly one (``None`` otherwise)."""
+    if not all(hasattr(layer, "data") for layer in (*images, *labels)):
+        return None
+    pairs = []
+    for im in images:
+        shape = _spatial_shape(im)
+        fits = [lab for lab in labels if shape[-len(_spatial_shape(lab)) :] == _spatial_shape(lab)]
+        if len(fits) != 1:
+            return None
+        pairs.append((im, fits[0]))
+    if len({id(lab) for _, lab in pairs}) != len(labels):
+        return None
+    return pairs
+
+
+def pairing_line(pairs: Sequence[tuple[Any, Any]]) -> str:
+    """The pairs as the status line shows them: ``'a' ↔ 'a labels', 'b' ↔ 'Labels'``."""
+    return ", ".join(f"{im.name!r} ↔ {lab.name!r}" for im, lab in pairs)
+
+
+def check_label_axes(image: Any, labels: np.ndarray, labels_name: str) -> None:
+    """A Labels layer with more axes than its image (a z-stack's 3D labels painted over a 2D
+    image) is refused naming both, before the image's scale is read for the labels' axes.
+
+    Raises:
+        DataError: naming the Labels layer.
+    """
+    spatial = len(_spatial_shape(image))
+    if np.ndim(labels) > spatial:
+        raise DataError(
+            f"has {np.ndim(labels)} axes {tuple(np.shape(labels))} but its image {image.name!r} "
+            f"has {spatial} {_spatial_shape(image)}: paint on a Labels layer of the image's shape "
+            "(select the image, then New Labels layer)",
+            where(labels_name),
+        )
 
 
 def training_pair(

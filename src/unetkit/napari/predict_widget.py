@@ -31,7 +31,7 @@ from magicgui.widgets import (
 from napari.layers import Image
 
 from . import jobs
-from .layers import layer_array, layer_spacing, placement
+from .layers import image_for_model, layer_array, layer_spacing, placement
 from .tasks import BackgroundTask, Outcome, tell
 
 MODEL_FILTER = "unetkit models (*.pt *.onnx);;all files (*)"
@@ -97,7 +97,7 @@ class PredictWidget(Container):
         )
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
-        self.task = BackgroundTask(self._show_progress, self._finish)
+        self.task = BackgroundTask(self._show_progress, self._finish, owner=self.native)
         self._cached: tuple[Optional[tuple], Any] = (None, None)
         self._target: Optional[dict] = None
 
@@ -124,8 +124,10 @@ class PredictWidget(Container):
                 if cancelled.is_set():
                     raise jobs.Cancelled("prediction cancelled")
 
-            # the layer's scale is its voxel size (in its units) unless napari's default of 1
-            # pixel says nothing
+            # the layer's axes first (a 2D layer for a 3D model: the refusal that says so), then
+            # its scale as its voxel size (in its units) unless napari's default of 1 pixel
+            # says nothing
+            image_for_model(data, rgb, predictor.spatial_dims, name)
             spacing, unit = layer_spacing(layer, predictor.spatial_dims)
             seg = jobs.segment(
                 predictor, data, rgb, name, with_probabilities, progress, spacing, unit, objects

@@ -58,13 +58,51 @@ class BackgroundTask:
     Args:
         on_progress: called in the main thread with each value the job reports.
         on_done: called in the main thread with the :class:`Outcome`.
+        owner: the widget's Qt widget: when it is destroyed (its dock removed, the viewer
+            closed), the running job is cancelled and its progress and outcome go nowhere
+            (the widgets they would update are gone).
     """
 
-    def __init__(self, on_progress: Callable[[Any], None], on_done: Callable[[Outcome], None]):
-        self._report = ensure_main_thread(on_progress)
+    def __init__(
+        self,
+        on_progress: Callable[[Any], None],
+        on_done: Callable[[Outcome], None],
+        owner: Any = None,
+    ):
+        self._on_progress = on_progress
+        self._to_main_thread = ensure_main_thread(self._progress)
         self._on_done = on_done
         self.cancelled = threading.Event()
         self.worker = None
+        self.closed = False
+        self._owner = owner
+        self._watched: set = set()  # the Qt objects whose destruction ends the job
+        self._watch(owner)
+
+    def _watch(self, widget: Any) -> None:
+        """Cancel the job when ``widget`` or any of its ancestors is destroyed: napari removes a
+        dock by deleting the dock and unparenting the widget inside, which lives on."""
+        while widget is not None and hasattr(widget, "destroyed"):
+            if id(widget) not in self._watched:
+                self._watched.add(id(widget))
+                widget.destroyed.connect(self._owner_gone)
+            widget = widget.parent() if hasattr(widget, "parent") else None
+
+    def _owner_gone(self, *_) -> None:
+        self.closed = True
+        self.cancel()
+
+    def _report(self, value: Any) -> None:
+        """A job's progress report, from its worker thread: to the widget in the main thread,
+        unless the widget or the application is gone (a report would then crash the process)."""
+        from qtpy.QtCore import QCoreApplication
+
+        if not self.closed and QCoreApplication.instance() is not None:
+            self._to_main_thread(value)
+
+    def _progress(self, value: Any) -> None:
+        if not self.closed:
+            self._on_progress(value)
 
     @property
     def busy(self) -> bool:
@@ -77,6 +115,7 @@ class BackgroundTask:
 
         if self.busy:
             raise RuntimeError("a job is already running")
+        self._watch(self._owner)  # docked now (it may not have been when the task was made)
         self.cancelled = threading.Event()
         cancelled, report = self.cancelled, self._report
 
@@ -107,4 +146,5 @@ class BackgroundTask:
 
     def _done(self, outcome: Outcome) -> None:
         self.worker = None
-        self._on_done(outcome)
+        if not self.closed:
+            self._on_done(outcome)

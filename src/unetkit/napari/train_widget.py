@@ -1,7 +1,8 @@
 """The **Train / fine-tune** widget: a short training run on Image + Labels layers.
 
-The chosen layers are paired in the order the widget lists them (one Labels layer per Image
-layer, same height and width; pixels left at 0 are background, or unlabelled with "labels are:
+The chosen layers are paired by name (``cells labels`` goes with ``cells``), else by shape, else
+in the order the widget lists them, and the status line names the pairs (one Labels layer per
+Image layer, same height and width; pixels left at 0 are background, or unlabelled with "labels are:
 classes painted in part"), written to ``RUN/data/`` and
 trained on with ``unetkit train``'s own plan for the time budget, optionally starting from a
 checkpoint (``--init-from``: fine-tuning). Training runs in a worker thread; the widget shows epoch, batch and
@@ -32,7 +33,14 @@ from napari.layers import Image, Labels
 
 from ..errors import UnetkitError
 from . import jobs
-from .layers import layer_array, layer_spacing, pair_layers, training_pair
+from .layers import (
+    check_label_axes,
+    layer_array,
+    layer_spacing,
+    pair_layers,
+    pairing_line,
+    training_pair,
+)
 from .tasks import BackgroundTask, Outcome, one_line, tell
 
 DEFAULT_BUDGET_MINUTES = 2.0
@@ -117,7 +125,7 @@ class TrainWidget(Container):
         )
         self.train_button.changed.connect(self.run)
         self.stop_button.changed.connect(self.stop)
-        self.task = BackgroundTask(self._show_progress, self._finish)
+        self.task = BackgroundTask(self._show_progress, self._finish, owner=self.native)
         #: the last finished run (for scripts and tests)
         self.outcome: Optional[jobs.TrainOutcome] = None
 
@@ -133,18 +141,22 @@ class TrainWidget(Container):
         if self.task.busy:
             return
         try:
-            pairs = [
-                training_pair(
-                    np.array(layer_array(image)),  # copies: painting goes on while it trains
-                    bool(image.rgb),
-                    np.array(layer_array(labels)),
-                    image.name,
-                    labels.name,
-                    *layer_spacing(image, np.ndim(layer_array(labels))),
-                    class_values=(labels.metadata.get("unetkit") or {}).get("class_values"),
+            layers = pair_layers(self.images.value, self.labels.value)
+            pairs = []
+            for image, labels in layers:
+                painted = np.array(layer_array(labels))  # copies: painting goes on while it trains
+                check_label_axes(image, painted, labels.name)
+                pairs.append(
+                    training_pair(
+                        np.array(layer_array(image)),
+                        bool(image.rgb),
+                        painted,
+                        image.name,
+                        labels.name,
+                        *layer_spacing(image, painted.ndim),
+                        class_values=(labels.metadata.get("unetkit") or {}).get("class_values"),
+                    )
                 )
-                for image, labels in pair_layers(self.images.value, self.labels.value)
-            ]
         except UnetkitError as exc:
             self._say(one_line(exc), error=True)
             return
@@ -161,7 +173,10 @@ class TrainWidget(Container):
 
         self.progress.value = 0
         self._busy(True)
-        self._say(f"training on {len(pairs)} image(s) for at most {budget:g} min …")
+        self._say(
+            f"training on {len(pairs)} image(s) ({pairing_line(layers)}) for at most {budget:g} "
+            "min …"
+        )
         self.task.start(job)
 
     def stop(self) -> None:
