@@ -369,3 +369,45 @@ def test_ome_sizes_of_the_first_image_else_the_resolution_tags(tmp_path):
     )
     meta = read_image(tags)[1]
     assert meta.spacing == (1.0, 5.0, 5.0) and meta.spacing_unit == "um"
+
+
+def test_a_model_trained_without_a_plan_knows_its_files_unit(tmp_path):
+    """A ``--no-plan`` model of µm-calibrated images records µm (no plan fingerprint to say it):
+    a post-processing size kept as an area then removes the same objects from the same image
+    calibrated in mm (its 0.0005 mm pixels were read as 0.0005 µm: every object removed)."""
+    from unetkit.checkpoint import load_checkpoint
+    from unetkit.inference.postprocess import PostProcessing, PostStep
+    from unetkit.training import Trainer
+
+    from .test_training import tiny_config
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:48, :48]
+    for i in range(4):
+        mask = np.zeros((48, 48), bool)
+        for _ in range(3):
+            cy, cx = rng.integers(8, 40, 2)
+            mask |= (yy - cy) ** 2 + (xx - cx) ** 2 <= 36
+        image = np.clip(mask * 120 + 60 + rng.normal(0, 20, mask.shape), 0, 255).astype(np.uint8)
+        um = ImageMeta(spacing=(0.5, 0.5), spacing_unit="um")
+        write_image(tmp_path / "train" / "images" / f"{i}.tif", image[None], um)
+        write_image(
+            tmp_path / "train" / "masks" / f"{i}.tif", (mask * 255).astype(np.uint8)[None], um
+        )
+    result = Trainer(
+        tiny_config(tmp_path / "train", epochs=1), run_dir=tmp_path / "run", progress=False
+    ).fit()
+    best = result.run_dir / "checkpoints" / "best.pt"
+    assert load_checkpoint(best)["extra"]["spacing_unit"] == "um"
+    pred = Predictor.from_checkpoint(best, precision="fp32")
+    assert pred.spacing_unit == "um"
+    # objects under 4 µm² (16 px at 0.5 µm) removed, whatever unit the input states
+    pred.postprocess = PostProcessing((PostStep("remove_small", 1, min_size=16, min_volume=4.0),))
+    image = read_image(tmp_path / "train" / "images" / "0.tif")[0]
+    write_image(tmp_path / "in" / "um.tif", image, ImageMeta(spacing=(0.5, 0.5), spacing_unit="um"))
+    write_image(
+        tmp_path / "in" / "mm.tif", image, ImageMeta(spacing=(5e-4, 5e-4), spacing_unit="mm")
+    )
+    predict_files(pred, [tmp_path / "in"], tmp_path / "out", progress=False)
+    um_labels, mm_labels = (read_image(tmp_path / "out" / f"{u}.tif")[0] for u in ("um", "mm"))
+    assert np.array_equal(um_labels, mm_labels) and um_labels.any()

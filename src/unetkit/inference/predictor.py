@@ -99,9 +99,10 @@ def _fingerprint(ckpt: dict) -> Optional[dict]:
 
 
 def _spacing_unit(ckpt: dict) -> Optional[str]:
-    """The unit the training files stated their voxel size in (the plan's fingerprint), or
-    ``None``: no plan, no unit stated, or several."""
-    unit = (_fingerprint(ckpt) or {}).get("spacing_unit")
+    """The unit the training files stated their voxel size in (the plan's fingerprint, else the
+    trainer's record of the cases' one unit), or ``None``: no unit stated, or several."""
+    extra = ckpt.get("extra") if isinstance(ckpt.get("extra"), dict) else {}
+    unit = (_fingerprint(ckpt) or {}).get("spacing_unit") or extra.get("spacing_unit")
     return unit if isinstance(unit, str) and unit else None
 
 

@@ -802,7 +802,7 @@ class Trainer:
             truth_instances=[case.instances for case in val],
             out_of_time=lambda: self._seconds_left() < save,
             spacings=[case.spacing for case in val],
-            unit=((self.plan or {}).get("fingerprint") or {}).get("spacing_unit"),
+            unit=self.spacing_unit,
         )
         ckpt.setdefault("extra", {})["postprocess"] = choice.postprocessing.to_dict()
         write_checkpoint(best_path, ckpt)
@@ -838,8 +838,23 @@ class Trainer:
         carried = PostProcessing.from_dict(extra.get("postprocess"))
         if not carried.steps:
             return None
+        return carried.describe(self.spacing_unit, self.data.spatial_dims)
+
+    @property
+    def spacing_unit(self) -> Optional[str]:
+        """The unit the training files state their voxel size in: the plan's fingerprint's, else
+        the one unit the cases state (``None``: none, or several). A post-processing size kept
+        as a volume is in it, so predict converts an image's voxel size to it: without it, a
+        ``--no-plan`` model of µm images read a mm image's sizes as µm."""
         unit = ((self.plan or {}).get("fingerprint") or {}).get("spacing_unit")
-        return carried.describe(unit, self.data.spatial_dims)
+        if unit:
+            return unit
+        units = {
+            getattr(case.meta, "spacing_unit", None)
+            for case in (*self.data.train, *self.data.val)
+            if getattr(case.meta, "spacing", None) is not None
+        }
+        return units.pop() if len(units) == 1 and None not in units else None
 
     def save(self, name: str, record: dict) -> Path:
         started = time.monotonic()
@@ -869,6 +884,7 @@ class Trainer:
                 "empty_policy": EMPTY_POLICY,
                 "plan": self.plan,
                 "init_from": self.init_record,
+                **({"spacing_unit": unit} if (unit := self.spacing_unit) else {}),
                 **({"clock": clock} if (clock := self._clock_record()) else {}),
             },
         )
