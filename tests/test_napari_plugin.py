@@ -130,6 +130,37 @@ def test_layers_are_paired_by_name_else_in_order_one_labels_layer_per_image():
         layers.pair_layers([], [])
 
 
+def test_a_label_per_cell_found_from_the_data_gets_the_objects_hint():
+    image, mask = _cells()
+    ids = layers.training_pair(image, False, _numbered(mask), "a", "a labels")
+    hint = layers.numbered_objects_hint([ids], "auto")
+    n = int(_numbered(mask).max())  # the discs that do not overlap
+    assert hint is not None and f"they train as {n} classes besides the background" in hint
+    assert "choose 'labels are: objects (a value per object)'" in hint
+    assert layers.numbered_objects_hint([ids], "instances") is None  # the user said so
+    one = layers.training_pair(image, False, mask, "a", "a labels")  # one class: no doubt
+    assert layers.numbered_objects_hint([one], "auto") is None
+
+
+def test_classes_painted_in_part_need_two_painted_classes_said_naming_the_layers():
+    image, mask = _cells()
+    with pytest.raises(DataError, match=r"^layer 'b': has nothing painted; with 'classes painted"):
+        layers.training_pair(image, False, np.zeros_like(mask), "a", "b", partial=True)
+    strokes = layers.training_pair(image, False, mask, "a", "b", partial=True)  # 1 only
+    with pytest.raises(DataError, match=r"^layer 'b': only the value 1 is painted; .*background"):
+        layers.check_painted_classes([strokes], ["b"])
+    two = mask.copy()
+    two[:2] = 2  # a background stroke (2 here) beside the cells' 1
+    background = layers.training_pair(image, False, two, "a", "c", partial=True)
+    layers.check_painted_classes([strokes, background], ["b", "c"])  # two classes together
+
+
+def _numbered(mask: np.ndarray) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.label(mask)[0].astype(np.uint8)
+
+
 def test_layers_of_different_shapes_are_paired_by_shape():
     class Layer:
         def __init__(self, name, shape, rgb=False):

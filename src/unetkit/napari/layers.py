@@ -238,6 +238,29 @@ def _paired_by_shape(images: Sequence[Any], labels: Sequence[Any]) -> Optional[l
     return pairs
 
 
+def numbered_objects_hint(pairs: Sequence[TrainingPair], mask_kind: str) -> Optional[str]:
+    """With "labels are: found from the data", a hint where every Labels layer holds a few values
+    1 … n that are each one region (napari's "new label" per cell): the data cannot tell them
+    from classes, so they train as n classes unless the user says they are objects."""
+    from ..data.labels import INSTANCE_GUESS_MIN_IDS, each_value_one_region
+
+    if mask_kind != "auto" or not pairs:
+        return None
+    counts = []
+    for pair in pairs:
+        values = np.unique(pair.mask)
+        values = values[values != 0]
+        if not 2 <= len(values) <= INSTANCE_GUESS_MIN_IDS or not each_value_one_region(pair.mask):
+            return None
+        counts.append(len(values))
+    painted = np.unique(np.concatenate([np.unique(p.mask) for p in pairs]))
+    return (
+        f"each painted value is one region ({', '.join(map(str, counts))} per layer): they train "
+        f"as {int((painted != 0).sum())} classes besides the background; if they are objects (a "
+        "label per cell), choose 'labels are: objects (a value per object)'"
+    )
+
+
 def pairing_line(pairs: Sequence[tuple[Any, Any]]) -> str:
     """The pairs as the status line shows them: ``'a' ↔ 'a labels', 'b' ↔ 'Labels'``."""
     return ", ".join(f"{im.name!r} ↔ {lab.name!r}" for im, lab in pairs)
@@ -260,6 +283,28 @@ def check_label_axes(image: Any, labels: np.ndarray, labels_name: str) -> None:
         )
 
 
+PAINT_EVERY_CLASS = (
+    "with 'classes painted in part' paint strokes of every class, the background included "
+    "(1 = background, 2 = nucleus …): unpainted pixels (0) are learnt from nothing"
+)
+
+
+def check_painted_classes(pairs: Sequence[TrainingPair], labels_names: Sequence[str]) -> None:
+    """Classes painted in part: the layers together must hold two painted values (classes),
+    said naming the layers (the run's own check would name its temporary training folder).
+
+    Raises:
+        DataError: naming the Labels layers.
+    """
+    painted = np.unique(np.concatenate([np.unique(p.mask) for p in pairs]))
+    painted = painted[painted != 0]
+    if painted.size < 2:
+        raise DataError(
+            f"only the value {painted[0]} is painted; {PAINT_EVERY_CLASS}",
+            ", ".join(where(n) for n in labels_names),
+        )
+
+
 def training_pair(
     image: np.ndarray,
     rgb: bool,
@@ -269,6 +314,7 @@ def training_pair(
     spacing: Optional[tuple] = None,
     unit: Optional[str] = None,
     class_values: Optional[Sequence] = None,
+    partial: bool = False,
 ) -> TrainingPair:
     """An Image layer and the Labels layer painted on it as one training case. The labels give
     the spatial shape; the image must have it, with or without a leading channel axis (or RGB).
@@ -279,9 +325,12 @@ def training_pair(
     brush trains in its model's own values (0/255 stays 0/255, so a fine-tuned model writes what
     its parent wrote), where every index painted has one.
 
+    ``partial``: the labels are strokes ("classes painted in part"), 0 unpainted: something must
+    be painted (:func:`check_painted_classes` checks the layers hold two classes together).
+
     Raises:
         DataError: shapes that do not match, labels that are not integers, or labels holding
-            fewer than two values, naming the layers.
+            fewer than two values (two painted ones with ``partial``), naming the layers.
     """
     mask = np.asarray(labels)
     if mask.dtype.kind not in "biu":
@@ -297,6 +346,8 @@ def training_pair(
             where(image_name),
         )
     values = np.unique(mask)
+    if partial and not (values != 0).any():  # 0 is no class here
+        raise DataError(f"has nothing painted; {PAINT_EVERY_CLASS}", where(labels_name))
     if values.size < 2:
         raise DataError(
             f"holds only the value {values[0] if values.size else 'none'}; paint the objects "

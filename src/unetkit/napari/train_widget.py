@@ -35,8 +35,10 @@ from ..errors import UnetkitError
 from . import jobs
 from .layers import (
     check_label_axes,
+    check_painted_classes,
     layer_array,
     layer_spacing,
+    numbered_objects_hint,
     pair_layers,
     pairing_line,
     training_pair,
@@ -155,8 +157,11 @@ class TrainWidget(Container):
                         labels.name,
                         *layer_spacing(image, painted.ndim),
                         class_values=(labels.metadata.get("unetkit") or {}).get("class_values"),
+                        partial=str(self.mask_kind.value) == jobs.PARTIAL,
                     )
                 )
+            if str(self.mask_kind.value) == jobs.PARTIAL:
+                check_painted_classes(pairs, [labels.name for _, labels in layers])
         except UnetkitError as exc:
             self._say(one_line(exc), error=True)
             return
@@ -171,6 +176,11 @@ class TrainWidget(Container):
                 pairs, output, budget, init_from, extra, report, cancelled, mask_kind
             )
 
+        hint = numbered_objects_hint(pairs, mask_kind)
+        if hint:
+            from napari.utils.notifications import show_warning
+
+            show_warning(hint)
         self.progress.value = 0
         self._busy(True)
         self._say(
