@@ -155,6 +155,20 @@ def test_classes_painted_in_part_need_two_painted_classes_said_naming_the_layers
     layers.check_painted_classes([strokes, background], ["b", "c"])  # two classes together
 
 
+def test_labels_shown_elsewhere_than_their_image_are_warned_of():
+    class Layer:
+        def __init__(self, name, data, scale, translate=(0.0, 0.0)):
+            self.name, self.data, self.rgb = name, data, False
+            self.scale, self.translate = np.array(scale), np.array(translate)
+
+    image, mask = _cells()
+    img = Layer("cells", image, (0.5, 0.5), (10.0, 20.0))
+    assert layers.placement_warning(img, Layer("ok", mask, (0.5, 0.5), (10.0, 20.0))) is None
+    line = layers.placement_warning(img, Layer("painted", mask, (1.0, 1.0)))
+    assert line.startswith("layer 'painted' is shown at scale (1.0, 1.0), translate (0.0, 0.0)")
+    assert "its image 'cells' at (0.5, 0.5), (10.0, 20.0): they train pixel for pixel" in line
+
+
 def _numbered(mask: np.ndarray) -> np.ndarray:
     from scipy import ndimage
 

@@ -283,6 +283,26 @@ def check_label_axes(image: Any, labels: np.ndarray, labels_name: str) -> None:
         )
 
 
+def placement_warning(image: Any, labels: Any) -> Optional[str]:
+    """A warning where a Labels layer is shown elsewhere than its image (another scale or
+    translation on screen): the pair trains pixel for pixel (a mask file opened without its
+    image's calibration is right so), but strokes painted on screen lie over other pixels."""
+    dims = min(len(_spatial_shape(image)), np.ndim(layer_array(labels)))
+    if dims < 1 or not hasattr(image, "scale") or not hasattr(labels, "scale"):
+        return None
+    a, b = placement(image, dims), placement(labels, dims)
+    if np.allclose(a.scale, b.scale, rtol=1e-6) and np.allclose(
+        a.translate, b.translate, rtol=0, atol=1e-6 * max(map(abs, a.scale))
+    ):
+        return None
+    return (
+        f"{where(labels.name)} is shown at scale {b.scale}, translate {b.translate}, its image "
+        f"{image.name!r} at {a.scale}, {a.translate}: they train pixel for pixel, but strokes "
+        "painted on screen lie over other pixels of the image; give the Labels layer the image's "
+        "scale and translate if you painted it"
+    )
+
+
 PAINT_EVERY_CLASS = (
     "with 'classes painted in part' paint strokes of every class, the background included "
     "(1 = background, 2 = nucleus …): unpainted pixels (0) are learnt from nothing"

@@ -41,6 +41,7 @@ from .layers import (
     numbered_objects_hint,
     pair_layers,
     pairing_line,
+    placement_warning,
     training_pair,
 )
 from .tasks import BackgroundTask, Outcome, one_line, tell
@@ -144,10 +145,11 @@ class TrainWidget(Container):
             return
         try:
             layers = pair_layers(self.images.value, self.labels.value)
-            pairs = []
+            pairs, warnings = [], []
             for image, labels in layers:
                 painted = np.array(layer_array(labels))  # copies: painting goes on while it trains
                 check_label_axes(image, painted, labels.name)
+                warnings.extend(filter(None, [placement_warning(image, labels)]))
                 pairs.append(
                     training_pair(
                         np.array(layer_array(image)),
@@ -176,11 +178,11 @@ class TrainWidget(Container):
                 pairs, output, budget, init_from, extra, report, cancelled, mask_kind
             )
 
-        hint = numbered_objects_hint(pairs, mask_kind)
-        if hint:
-            from napari.utils.notifications import show_warning
+        from napari.utils.notifications import show_warning
 
-            show_warning(hint)
+        for warning in [*warnings, numbered_objects_hint(pairs, mask_kind)]:
+            if warning:
+                show_warning(warning)
         self.progress.value = 0
         self._busy(True)
         self._say(
