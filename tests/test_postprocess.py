@@ -234,3 +234,16 @@ def test_objects_touching_at_a_corner_stay_two_instances():
     assert watershed_split(m, h=2).max() == 2
     assert label_instances(m.astype(np.uint8), "watershed").max() == 2
     assert watershed_split(m, h=1e-7).max() == 2  # any h > 0 is taken
+
+
+def test_compact_argmax_is_numpys_argmax_in_one_byte_a_pixel():
+    from unetkit.inference.postprocess import compact_argmax
+
+    rng = np.random.default_rng(0)
+    probs = rng.random((3, 700, 50)).astype(np.float32)
+    probs[:, :5] = 0.5  # ties: the lower class, as NumPy's
+    got = compact_argmax(probs)
+    assert got.dtype == np.uint8 and np.array_equal(got, probs.argmax(axis=0))
+    volume = rng.random((2, 5, 300, 7)).astype(np.float32)
+    assert np.array_equal(compact_argmax(volume, rows=2), volume.argmax(axis=0))
+    assert compact_argmax(np.zeros((300, 4, 4), np.float32)).dtype == np.uint16

@@ -22,7 +22,7 @@ from .outputs import (
     write_overlay,
     write_probabilities,
 )
-from .postprocess import INSTANCE_METHODS, instance_image, label_instances
+from .postprocess import INSTANCE_METHODS, compact_argmax, instance_image, label_instances
 from .predictor import check_image, spacing_for_model
 
 
@@ -718,7 +718,7 @@ def predict_case(
         getattr(meta, "spacing_unit", None),
         getattr(predictor, "spacing_unit", None),
     )
-    indices = predictor.postprocess.apply(probs.argmax(axis=0), own)
+    indices = predictor.postprocess.apply(compact_argmax(probs), own)
     label_map = predictor.label_map
     write_labels(
         paths["labels"],
