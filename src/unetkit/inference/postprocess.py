@@ -252,12 +252,30 @@ def clean_labels(
 
 # -------------------------------------------------------------------------------------- instances
 def _relabel_raster(labels: np.ndarray) -> np.ndarray:
-    """Labels renumbered ``1 … n`` in raster order of each label's first pixel (0 stays 0)."""
-    flat = labels.ravel()
-    ids, first = np.unique(flat, return_index=True)
-    fg = ids != 0
-    order = ids[fg][np.argsort(first[fg], kind="stable")]
-    lut = np.zeros(int(ids.max()) + 1 if ids.size else 1, dtype=np.int32)
+    """Labels renumbered ``1 … n`` in raster order of each label's first pixel (0 stays 0), as
+    ``int32``. Each first pixel is found in its label's bounding box
+    (``ndimage.find_objects``: it lies in the box's first plane, first row of that plane …),
+    not by sorting every pixel: ``np.unique(…, return_index=True)`` of a 6000² image took about
+    0.4 GB of temporaries."""
+    labels = np.asarray(labels)
+    top = int(labels.max()) if labels.size else 0
+    if top <= 0:
+        return np.zeros(labels.shape, np.int32)
+    first = np.full(top + 1, np.iinfo(np.int64).max, np.int64)  # flat index of each first pixel
+    for i, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        where = [box[0].start]
+        view = labels[(box[0].start, *box[1:])] == i
+        for axis in range(1, labels.ndim):
+            rows = view.reshape(view.shape[0], -1).any(axis=1) if view.ndim > 1 else view
+            step = int(np.argmax(rows))
+            where.append(box[axis].start + step)
+            view = view[step]
+        first[i] = np.ravel_multi_index(tuple(where), labels.shape)
+    present = np.flatnonzero(first[1:] != np.iinfo(np.int64).max) + 1
+    order = present[np.argsort(first[present], kind="stable")]
+    lut = np.zeros(top + 1, dtype=np.int32)
     lut[order] = np.arange(1, order.size + 1, dtype=np.int32)
     return lut[labels]
 
@@ -541,7 +559,7 @@ def label_instances(
         raise ConfigError(
             f"instance method must be one of {', '.join(INSTANCE_METHODS)}, got {method!r}"
         )
-    out = np.zeros(indices.shape, np.int64)
+    out = np.zeros(indices.shape, np.int32)  # ids 1 … n, renumbered below
     count = 0
     for c in np.unique(indices):
         if c == background:
