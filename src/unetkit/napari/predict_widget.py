@@ -173,6 +173,9 @@ class PredictWidget(Container):
             return
         seg, dims, model = outcome.result
         layer = target["layer"]
+        if layer not in self.viewer.layers:  # removed while it was predicted: nothing to lay over
+            self._say(f"{target['name']!r} was removed from the viewer: its labels were not added")
+            return
         where = placement(layer, dims)
         meta = {"model": model, "class_values": seg.class_values, "class_names": seg.class_names}
         labels = self.viewer.add_labels(
