@@ -269,6 +269,12 @@ def main(out: Path) -> None:
     assert task.closed and task.cancelled.is_set()
     (last,) = (out / "closed").rglob("last.pt")
     assert torch.load(last, weights_only=False)["epoch"] < 100000
+    # the same widget docked again trains and reports as before
+    viewer.window.add_dock_widget(leaving, name="Train again")
+    leaving.extra_flags.value = train.extra_flags.value
+    leaving.train_button.native.click()
+    wait_until(lambda: not leaving.busy, "a re-docked widget's run")
+    assert leaving.outcome is not None and leaving.outcome.epochs == 2, leaving.status.value
     print("closed dock: ok", flush=True)
 
     # 7. screenshot of the whole window: the new labels over the image, both widgets docked

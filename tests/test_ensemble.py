@@ -595,3 +595,11 @@ def test_members_given_in_another_order_are_the_same_model_for_a_rerun(two, tmp_
     capsys.readouterr()
     assert main(["predict", f"{two[1]},{two[0]}", str(images), "--output", str(out)]) == 0
     assert (out / "a.png").stat().st_mtime_ns == written  # skipped as done, not refused
+    # a folder recorded in member order (as before the digest ignored it) is adopted, not refused
+    from unetkit.inference.batch import MODEL_RECORD
+    from unetkit.run_folder import ordered_model_digest
+
+    (out / MODEL_RECORD).write_text(json.dumps({"model": ordered_model_digest(two)}) + "\n")
+    assert main(["predict", f"{two[0]},{two[1]}", str(images), "--output", str(out)]) == 0
+    assert (out / "a.png").stat().st_mtime_ns == written
+    assert json.loads((out / MODEL_RECORD).read_text())["model"] == model_digest(two)

@@ -124,6 +124,9 @@ def test_layers_are_paired_by_name_else_in_order_one_labels_layer_per_image():
     # napari's own names ("Labels", "Labels [1]") say nothing: the order given
     n0, n1 = Layer("Labels"), Layer("Labels [1]")
     assert layers.pair_layers([a, b], [n0, n1]) == [(a, n0), (b, n1)]
+    # one name says it: kept, and the rest follows (not the order, which would contradict it)
+    named = Layer("a - Labels")
+    assert layers.pair_layers([a, b], [n0, named]) == [(a, named), (b, n0)]
     with pytest.raises(DataError, match=r"2 Image layer\(s\) \('a', 'b'\) but 1 Labels layer"):
         layers.pair_layers([a, b], [la])
     with pytest.raises(DataError, match="choose at least one Image layer"):
@@ -140,6 +143,12 @@ def test_a_label_per_cell_found_from_the_data_gets_the_objects_hint():
     assert layers.numbered_objects_hint([ids], "instances") is None  # the user said so
     one = layers.training_pair(image, False, mask, "a", "a labels")  # one class: no doubt
     assert layers.numbered_objects_hint([one], "auto") is None
+    # layers numbered 1 … n with n varying: the data's own reading takes them for objects already
+    more = np.zeros_like(mask)
+    for k in range(n + 2):
+        more[2 + 6 * k : 5 + 6 * k, 2:5] = k + 1
+    other = layers.training_pair(image, False, more, "b", "b labels")
+    assert layers.numbered_objects_hint([ids, other], "auto") is None
 
 
 def test_classes_painted_in_part_need_two_painted_classes_said_naming_the_layers():
@@ -183,6 +192,10 @@ def test_layers_of_different_shapes_are_paired_by_shape():
     a, b = Layer("a", (40, 30)), Layer("b", (20, 50, 3), rgb=True)
     first, second = Layer("Labels", (20, 50)), Layer("Labels [1]", (40, 30))
     assert layers.pair_layers([a, b], [first, second]) == [(a, second), (b, first)]
+    # a volume fits its own 3D labels exactly, before a plane's 2D labels of its last axes
+    vol, plane = Layer("v", (5, 40, 30)), Layer("p", (40, 30))
+    flat, deep = Layer("Labels", (40, 30)), Layer("Labels [1]", (5, 40, 30))
+    assert layers.pair_layers([vol, plane], [flat, deep]) == [(vol, deep), (plane, flat)]
     with pytest.raises(DataError, match=r"layer 'Labels': has 3 axes \(2, 40, 30\) but its image"):
         layers.check_label_axes(a, np.zeros((2, 40, 30)), "Labels")
     layers.check_label_axes(b, np.zeros((20, 50)), "Labels")  # RGB: its colour axis is no axis

@@ -414,6 +414,21 @@ def model_digest(files: Sequence[Path]) -> str:
     return combined.hexdigest()
 
 
+def ordered_model_digest(files: Sequence[Path]) -> str:
+    """The digest output folders recorded for an ensemble before it was order-independent (its
+    files' contents one after the other, in the order given): a folder written then is adopted
+    by a rerun (:func:`~unetkit.inference.batch.adopt_record`), not refused as another model's."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in files:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
 __all__ = [
     "BEST",
     "ENSEMBLE_FILE",
@@ -425,6 +440,7 @@ __all__ = [
     "is_saved_weights",
     "model_digest",
     "model_files",
+    "ordered_model_digest",
     "refresh_fold",
     "run_checkpoints",
     "weak_folds_warning",

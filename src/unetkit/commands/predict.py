@@ -323,12 +323,15 @@ def preflight(args) -> None:
 
 def run(args) -> int:
     preflight(args)
+    from pathlib import Path
+
     from .. import runtime
     from ..inference.batch import predict_files
     from ..run_folder import (
         incomplete_folds_warning,
         model_digest,
         model_files,
+        ordered_model_digest,
         weak_folds_warning,
     )
 
@@ -349,6 +352,14 @@ def run(args) -> int:
             getattr(predictor, "spacing_unit", None), predictor.spatial_dims
         )
         print(f"post-processing (chosen on validation): {steps}")
+    files = model_files(args.model)
+    model_id = model_digest(files) + output_settings(args)
+    if len(files) > 1 and Path(args.output).is_dir():  # recorded in member order before
+        from ..inference.batch import adopt_record
+
+        adopt_record(
+            Path(args.output), ordered_model_digest(files) + output_settings(args), model_id
+        )
     outputs = dict(
         probabilities=args.probabilities,
         overlay=args.overlay,
@@ -361,7 +372,7 @@ def run(args) -> int:
         level=args.level,
         # outputs of another model, or of other settings that change what is written, in the
         # folder are not skipped as done
-        model_id=model_digest(model_files(args.model)) + output_settings(args),
+        model_id=model_id,
     )
     if args.dask:
         import functools

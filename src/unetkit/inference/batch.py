@@ -613,6 +613,13 @@ def claim_empty_folder(out_dir: Path, model_id: Optional[str], cases: list, opti
         write_model_record(out_dir, model_id)
 
 
+def adopt_record(out_dir: Path, former_id: str, model_id: str) -> None:
+    """A folder whose record names this model the way an earlier version named it
+    (``former_id``) is recorded under ``model_id``, so a rerun keeps its outputs."""
+    if former_id != model_id and _recorded_model(out_dir) == former_id:
+        write_model_record(out_dir, model_id)
+
+
 def write_model_record(out_dir: Path, model_id: Optional[str]) -> None:
     """Note in ``out_dir`` which model wrote its outputs (:func:`check_model_record`)."""
     import json

@@ -163,11 +163,12 @@ class TrainingPair(NamedTuple):
 
 
 def pair_layers(images: Sequence[Any], labels: Sequence[Any]) -> list[tuple[Any, Any]]:
-    """Image and Labels layers paired: by name where every Labels layer's name holds exactly one
-    chosen image's name as its longest match (``cells_2 labels`` → ``cells_2``, as Predict names
-    its layers), else by shape where each image's shape fits one Labels layer only, else in the
-    order given (the order the widget lists them, which is the viewer's, not the order clicked:
-    :func:`pairing_line` says which pairs were made, so a wrong one can be seen).
+    """Image and Labels layers paired: by name where a Labels layer's name holds one chosen
+    image's name as its longest whole-word match, claimed by no other Labels layer (``cells_2
+    labels`` → ``cells_2``, as Predict names its layers); the rest by shape where an image fits
+    one of the rest only; what is left in the order given (the order the widget lists them,
+    which is the viewer's, not the order clicked: :func:`pairing_line` says which pairs were
+    made, so a wrong one can be seen).
 
     Raises:
         DataError: nothing chosen or not as many Labels layers as Image layers.
@@ -183,30 +184,30 @@ def pair_layers(images: Sequence[Any], labels: Sequence[Any]) -> list[tuple[Any,
             "one Labels layer per Image layer, in the same order",
             "training data",
         )
-    return (
-        _paired_by_name(images, labels)
-        or _paired_by_shape(images, labels)
-        or list(zip(images, labels))
-    )
+    taken = _paired_by_name(images, labels)
+    rest_images = [im for im in images if not any(im is a for a, _ in taken)]
+    rest_labels = [lab for lab in labels if not any(lab is b for _, b in taken)]
+    taken += _paired_by_shape(rest_images, rest_labels)
+    rest_images = [im for im in images if not any(im is a for a, _ in taken)]
+    rest_labels = [lab for lab in labels if not any(lab is b for _, b in taken)]
+    taken += list(zip(rest_images, rest_labels))  # what names and shapes leave: in order
+    order = {id(im): i for i, im in enumerate(images)}
+    return sorted(taken, key=lambda pair: order[id(pair[0])])
 
 
-def _paired_by_name(images: Sequence[Any], labels: Sequence[Any]) -> Optional[list]:
-    """Each Labels layer with the image whose name is the longest one its own name contains,
-    where that pairs every layer once (``None`` otherwise)."""
-    pairs = []
+def _paired_by_name(images: Sequence[Any], labels: Sequence[Any]) -> list:
+    """The pairs names make: a Labels layer with the image whose name is the longest one its own
+    name holds as a whole word, where that image is claimed by no other Labels layer."""
+    claims: dict = {}
     for lab in labels:
         named = [im for im in images if _names(im.name, lab.name)]
         if not named:
-            return None
+            continue
         longest = max(len(im.name) for im in named)
         best = [im for im in named if len(im.name) == longest]
-        if len(best) != 1:
-            return None
-        pairs.append((best[0], lab))
-    if len({id(im) for im, _ in pairs}) != len(images):
-        return None
-    order = {id(im): i for i, im in enumerate(images)}
-    return sorted(pairs, key=lambda pair: order[id(pair[0])])
+        if len(best) == 1:
+            claims.setdefault(id(best[0]), (best[0], []))[1].append(lab)
+    return [(im, labs[0]) for im, labs in claims.values() if len(labs) == 1]
 
 
 def _names(image_name: str, labels_name: str) -> bool:
@@ -216,47 +217,59 @@ def _names(image_name: str, labels_name: str) -> bool:
     return bool(image_name) and re.search(pattern, labels_name) is not None
 
 
-def _spatial_shape(layer: Any) -> tuple:
-    shape = tuple(np.shape(layer_array(layer)))
+def _spatial_shape(layer: Any) -> Optional[tuple]:
+    """A layer's shape without an RGB axis, from its data's ``shape`` (a lazy layer stays
+    unread), or ``None`` for an object without data."""
+    shape = getattr(getattr(layer, "data", None), "shape", None)
+    if shape is None:
+        return None
+    shape = tuple(int(n) for n in shape)
     return shape[:-1] if getattr(layer, "rgb", False) else shape
 
 
-def _paired_by_shape(images: Sequence[Any], labels: Sequence[Any]) -> Optional[list]:
-    """Each image with the one Labels layer of its shape (its last axes: a channel stack's first
-    axis aside), where every image fits exactly one (``None`` otherwise)."""
-    if not all(hasattr(layer, "data") for layer in (*images, *labels)):
-        return None
-    pairs = []
+def _paired_by_shape(images: Sequence[Any], labels: Sequence[Any]) -> list:
+    """The pairs shapes make: an image with the one Labels layer of exactly its shape (else of
+    its last axes: a channel stack's first axis aside), where no other image fits that layer."""
+    fits = []
     for im in images:
         shape = _spatial_shape(im)
-        fits = [lab for lab in labels if shape[-len(_spatial_shape(lab)) :] == _spatial_shape(lab)]
-        if len(fits) != 1:
-            return None
-        pairs.append((im, fits[0]))
-    if len({id(lab) for _, lab in pairs}) != len(labels):
-        return None
-    return pairs
+        if shape is None:
+            continue
+        shapes = [(lab, _spatial_shape(lab)) for lab in labels]
+        same = [lab for lab, ls in shapes if ls == shape]
+        if not same:
+            same = [
+                lab for lab, ls in shapes if ls and len(ls) < len(shape) and shape[-len(ls) :] == ls
+            ]
+        if len(same) == 1:
+            fits.append((im, same[0]))
+    return [(im, lab) for im, lab in fits if sum(lab is other for _, other in fits) == 1]
 
 
 def numbered_objects_hint(pairs: Sequence[TrainingPair], mask_kind: str) -> Optional[str]:
     """With "labels are: found from the data", a hint where every Labels layer holds a few values
-    1 … n that are each one region (napari's "new label" per cell): the data cannot tell them
-    from classes, so they train as n classes unless the user says they are objects."""
-    from ..data.labels import INSTANCE_GUESS_MIN_IDS, each_value_one_region
+    1 … n that are each one region (napari's "new label" per cell) and the data's own reading
+    (:func:`~unetkit.data.labels.infer_label_map`, as training reads the layers) still takes them
+    for classes: they would train as n classes unless the user says they are objects."""
+    from ..data.labels import each_value_one_region, infer_label_map
+    from ..errors import UnetkitError
 
     if mask_kind != "auto" or not pairs:
         return None
-    counts = []
     for pair in pairs:
         values = np.unique(pair.mask)
-        values = values[values != 0]
-        if not 2 <= len(values) <= INSTANCE_GUESS_MIN_IDS or not each_value_one_region(pair.mask):
+        if (values != 0).sum() < 2 or not each_value_one_region(pair.mask):
             return None
-        counts.append(len(values))
-    painted = np.unique(np.concatenate([np.unique(p.mask) for p in pairs]))
+    try:
+        label_map = infer_label_map([np.asarray(p.mask)[None] for p in pairs], kind="auto")
+    except UnetkitError:
+        return None  # too many values for classes: the run says so itself
+    if label_map.kind != "labels":
+        return None  # read as objects already
+    counts = [int((np.unique(p.mask) != 0).sum()) for p in pairs]
     return (
         f"each painted value is one region ({', '.join(map(str, counts))} per layer): they train "
-        f"as {int((painted != 0).sum())} classes besides the background; if they are objects (a "
+        f"as {label_map.num_classes - 1} classes besides the background; if they are objects (a "
         "label per cell), choose 'labels are: objects (a value per object)'"
     )
 
@@ -277,8 +290,8 @@ def check_label_axes(image: Any, labels: np.ndarray, labels_name: str) -> None:
     if np.ndim(labels) > spatial:
         raise DataError(
             f"has {np.ndim(labels)} axes {tuple(np.shape(labels))} but its image {image.name!r} "
-            f"has {spatial} {_spatial_shape(image)}: paint on a Labels layer of the image's shape "
-            "(select the image, then New Labels layer)",
+            f"has {spatial} {_spatial_shape(image)}: paint on a Labels layer of the image's "
+            "height and width (a channel stack's labels have no channel axis)",
             where(labels_name),
         )
 

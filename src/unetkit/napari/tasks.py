@@ -13,6 +13,7 @@ report.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from dataclasses import dataclass
@@ -83,14 +84,19 @@ class BackgroundTask:
         """Cancel the job when ``widget`` or any of its ancestors is destroyed: napari removes a
         dock by deleting the dock and unparenting the widget inside, which lives on."""
         while widget is not None and hasattr(widget, "destroyed"):
-            if id(widget) not in self._watched:
-                self._watched.add(id(widget))
-                widget.destroyed.connect(self._owner_gone)
+            key = id(widget)
+            if key not in self._watched:
+                self._watched.add(key)
+                widget.destroyed.connect(functools.partial(self._owner_gone, key))
             widget = widget.parent() if hasattr(widget, "parent") else None
 
-    def _owner_gone(self, *_) -> None:
-        self.closed = True
-        self.cancel()
+    def _owner_gone(self, key: int, *_) -> None:
+        """A watched widget was destroyed: the running job (if any) is cancelled and reports
+        nowhere. A widget docked again later starts its next job afresh (:meth:`start`)."""
+        self._watched.discard(key)  # its id may name a new dock later
+        if self.busy:
+            self.closed = True
+            self.cancel()
 
     def _report(self, value: Any) -> None:
         """A job's progress report, from its worker thread: to the widget in the main thread,
@@ -116,6 +122,7 @@ class BackgroundTask:
         if self.busy:
             raise RuntimeError("a job is already running")
         self._watch(self._owner)  # docked now (it may not have been when the task was made)
+        self.closed = False
         self.cancelled = threading.Event()
         cancelled, report = self.cancelled, self._report
 
