@@ -441,33 +441,25 @@ def test_training_warns_of_a_value_complete_validation_masks_lack(tmp_path):
     assert not any("--ignore-value" in line for line in told.header_lines())
 
 
-def test_evaluate_names_the_flag_for_a_predicted_value_between_the_classes(tmp_path, capsys):
+def _evaluate_error(tmp_path, capsys, truth: list, pred: list) -> str:
+    """``unetkit evaluate`` of one 2×2 prediction against its truth, refused: its stderr."""
     from unetkit.cli import main
 
-    truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
-    truth_dir.mkdir()
-    pred_dir.mkdir()
-    Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8)).save(truth_dir / "a.png")
-    Image.fromarray(np.array([[128, 255], [128, 0]], np.uint8)).save(pred_dir / "a.png")
-    assert main(["evaluate", str(pred_dir), str(truth_dir)]) == 2
-    assert (
-        capsys.readouterr()
-        .err.strip()
-        .endswith(
-            "if 128 marked unlabelled pixels of the training masks, the model learnt it as a class: "
-            "train it again with --ignore-value 128"
-        )
+    for name, rows in (("truth", truth), ("pred", pred)):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.array(rows, np.uint8)).save(tmp_path / name / "a.png")
+    assert main(["evaluate", str(tmp_path / "pred"), str(tmp_path / "truth")]) == 2
+    return capsys.readouterr().err.strip()
+
+
+def test_evaluate_names_the_flag_for_a_predicted_value_between_the_classes(tmp_path, capsys):
+    err = _evaluate_error(tmp_path, capsys, [[0, 255], [255, 0]], [[128, 255], [128, 0]])
+    assert err.endswith(
+        "if 128 marked unlabelled pixels of the training masks, the model learnt it as a class: "
+        "train it again with --ignore-value 128"
     )
 
 
 def test_class_indices_written_as_values_get_no_ignore_value_hint(tmp_path, capsys):
-    from unetkit.cli import main
-
-    truth_dir, pred_dir = tmp_path / "truth", tmp_path / "pred"
-    truth_dir.mkdir()
-    pred_dir.mkdir()
-    Image.fromarray(np.array([[0, 100], [200, 0]], np.uint8)).save(truth_dir / "a.png")
-    Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8)).save(pred_dir / "a.png")
-    assert main(["evaluate", str(pred_dir), str(truth_dir)]) == 2
-    err = capsys.readouterr().err
+    err = _evaluate_error(tmp_path, capsys, [[0, 100], [200, 0]], [[0, 1], [1, 0]])
     assert "write the predictions in the masks' values" in err and "--ignore-value" not in err
