@@ -319,13 +319,13 @@ def test_predict_cli_writes_each_case_on_its_own_grid(mixed, tmp_path, capsys):
     n = len(list((test / "images").glob("*.mha")))
     notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
     assert len(notes) == 1 and notes[0].startswith(
-        f"note: {n} of {n} input(s) resampled to the model's voxel size 3×1.5×1.5 and back ("
+        f"note: {n} of {n} input(s) resampled to the model's voxel size 3×1.5×1.5 mm and back ("
     )
     predictor = Predictor.from_checkpoint(ckpt)
     sizes = [("a.npy", None), ("b.mha", (3.0, 1.5, 1.5))]
     assert _spacing_notes(predictor, sizes) == [
         "1 of 2 input(s) state no voxel size (a.npy): predicted as stored, as if at the model's "
-        "3×1.5×1.5"
+        "3×1.5×1.5 mm"  # the unit of its files, recorded also where no plan was made
     ]
     # an ensemble says the same; a model of a resolution factor (data.scale) says nothing
     from unetkit.inference.ensemble import EnsemblePredictor
