@@ -391,33 +391,8 @@ def is_saved_weights(path: PathLike) -> bool:
     return pickled and not any(n.endswith("/constants.pkl") for n in names)
 
 
-def model_digest(files: Sequence[Path]) -> str:
-    """What identifies a model for the outputs it wrote: the SHA-256 of its file's contents (a
-    checkpoint retrained in place gets another; a run folder moved keeps its own); an ensemble's,
-    of its members' digests sorted, since members given in another order average to the same
-    probabilities."""
-    import hashlib
-
-    def one(path):
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-        digest.update(b"\0")
-        return digest
-
-    if len(files) == 1:
-        return one(files[0]).hexdigest()
-    combined = hashlib.sha256()
-    for member in sorted(one(path).hexdigest() for path in files):
-        combined.update(member.encode())
-    return combined.hexdigest()
-
-
-def ordered_model_digest(files: Sequence[Path]) -> str:
-    """The digest output folders recorded for an ensemble before it was order-independent (its
-    files' contents one after the other, in the order given): a folder written then is adopted
-    by a rerun (:func:`~unetkit.inference.batch.adopt_record`), not refused as another model's."""
+def _hash_files(files: Sequence[Path]):
+    """A SHA-256 fed each file's contents in turn, each followed by a zero byte."""
     import hashlib
 
     digest = hashlib.sha256()
@@ -426,7 +401,27 @@ def ordered_model_digest(files: Sequence[Path]) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
         digest.update(b"\0")
-    return digest.hexdigest()
+    return digest
+
+
+def model_digest(files: Sequence[Path]) -> str:
+    """What identifies a model for the outputs it wrote: the SHA-256 of its file's contents (a
+    checkpoint retrained in place gets another; a run folder moved keeps its own); an ensemble's,
+    of its members' digests sorted, since members given in another order average to the same
+    probabilities."""
+    import hashlib
+
+    if len(files) == 1:
+        return _hash_files(files).hexdigest()
+    members = sorted(_hash_files([path]).hexdigest() for path in files)
+    return hashlib.sha256("".join(members).encode()).hexdigest()
+
+
+def ordered_model_digest(files: Sequence[Path]) -> str:
+    """The digest output folders recorded for an ensemble before it was order-independent (its
+    files' contents one after the other, in the order given): a folder written then is adopted
+    by a rerun (:func:`~unetkit.inference.batch.adopt_record`), not refused as another model's."""
+    return _hash_files(files).hexdigest()
 
 
 __all__ = [

@@ -504,13 +504,18 @@ def check_inputs(predictor, cases: list, out_dir: Path, options: dict) -> list[s
     return _banded_note(predictor, banded) + _spacing_notes(predictor, sizes)
 
 
+def _some(names: list) -> str:
+    """Up to five names, then how many more: ``a.tif, b.tif and 3 more``."""
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
 def _banded_note(predictor, banded: list) -> list[str]:
     """The inputs predicted band by band, where the model has a post-processing: objects span
     bands, so they get the raw labels (said, as the post-processing line names the steps)."""
     post = getattr(predictor, "postprocess", None)
     if not banded or post is None or not getattr(post, "steps", None):
         return []
-    names = ", ".join(banded[:5]) + (f" and {len(banded) - 5} more" if len(banded) > 5 else "")
+    names = _some(banded)
     return [
         f"{len(banded)} input(s) over {LARGE_PIXELS // 2**20} Mpx (volumes over "
         f"{LARGE_PIXELS // VOLUME_SHARE // 2**20} M voxels) ({names}) are predicted band by band "
@@ -540,7 +545,7 @@ def _spacing_notes(predictor, sizes: list) -> list[str]:
     notes = []
     silent = [Path(p).name for p, sp in sizes if sp is None]
     if silent:
-        names = ", ".join(silent[:5]) + (f" and {len(silent) - 5} more" if len(silent) > 5 else "")
+        names = _some(silent)
         notes.append(
             f"{len(silent)} of {len(sizes)} input(s) state no voxel size ({names}): predicted as "
             f"stored, as if at the model's {shown}"
